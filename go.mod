@@ -1,0 +1,3 @@
+module github.com/actord/actord
+
+go 1.26

@@ -1,0 +1,408 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by posts and by the pool. Test for them with errors.Is.
+var (
+	// ErrFull means a bounded queue is at capacity; the event was not accepted.
+	ErrFull = errors.New("loop: queue full")
+	// ErrClosed means the loop (or pool) is closed; the event was not accepted.
+	ErrClosed = errors.New("loop: closed")
+	// ErrPoolFull means every worker is busy and the job queue is full.
+	ErrPoolFull = errors.New("loop: worker pool full")
+	// ErrRunning means Run or Step was called while Run is already running.
+	ErrRunning = errors.New("loop: already running")
+)
+
+// Handler handles the events of one loop. Handle runs on the loop goroutine,
+// one event at a time; it may post to any loop (including its own, with
+// PostLocal) and schedule timers, and must not block.
+type Handler[E any] interface {
+	Handle(ev *E)
+}
+
+// Config sets a loop's limits. Zero fields take the defaults.
+type Config struct {
+	// Capacity bounds the inbound queue and, separately, the local queue.
+	// Default 8192.
+	Capacity int
+	// Batch is how many events of each queue a pass handles before the loop
+	// looks at the others again. Default 256.
+	Batch int
+	// Spin is how many idle passes (each yielding the processor) a loop makes
+	// before it parks. A few passes catch the reply of a cross-loop round trip
+	// without paying for a park and wake. Default 4; negative means 0.
+	Spin int
+	// Clock drives the timers. Default RealClock.
+	Clock Clock
+}
+
+func (c Config) withDefaults() Config {
+	if c.Capacity <= 0 {
+		c.Capacity = 8192
+	}
+	if c.Batch <= 0 {
+		c.Batch = 256
+	}
+	if c.Spin == 0 {
+		c.Spin = 4
+	} else if c.Spin < 0 {
+		c.Spin = 0
+	}
+	if c.Clock == nil {
+		c.Clock = RealClock{}
+	}
+	return c
+}
+
+// Loop is one event loop. Create it with New, then either call Run on a
+// goroutine of its own or drive it with Step. Post, PostControl, Interrupt and
+// the read-only statistics are safe from any goroutine; PostLocal, Schedule,
+// Now and Step belong to the goroutine running the loop.
+type Loop[E any] struct {
+	h     Handler[E]
+	cfg   Config
+	clock Clock
+
+	in      *ring[E]
+	ctl     ctlQueue[E]
+	ctlHint atomic.Int32
+	ctlBuf  []E
+	ctlPos  int
+	local   fifo[E]
+	timers  timerHeap[E]
+
+	sleeping  atomic.Int32
+	wake      chan struct{}
+	interrupt atomic.Bool
+	running   atomic.Bool
+	closed    atomic.Bool
+	parkTimer *time.Timer
+
+	handled uint64 // loop-owned
+	pub     stats  // published once per pass for other goroutines
+}
+
+type stats struct {
+	passes  atomic.Uint64
+	handled atomic.Uint64
+	local   atomic.Int64
+	timers  atomic.Int64
+}
+
+// New returns a loop that hands its events to h.
+func New[E any](h Handler[E], cfg Config) *Loop[E] {
+	cfg = cfg.withDefaults()
+	l := &Loop[E]{
+		h:     h,
+		cfg:   cfg,
+		clock: cfg.Clock,
+		in:    newRing[E](cfg.Capacity),
+		wake:  make(chan struct{}, 1),
+	}
+	l.local.capacity = cfg.Capacity
+	return l
+}
+
+// Post queues ev on the bounded inbound queue. It returns ErrFull when the
+// queue holds Capacity events and ErrClosed after Close; it never blocks.
+// Events from one goroutine are handled in the order posted.
+func (l *Loop[E]) Post(ev E) error {
+	if err := l.in.push(ev); err != nil {
+		return err
+	}
+	l.notify()
+	return nil
+}
+
+// PostControl queues ev on the unbounded control queue, which the loop drains
+// before the others. Use it only for events whose number is bounded by the
+// caller (replies to the loop's own requests, completions of its own jobs),
+// so that they cannot be refused for lack of room. It returns ErrClosed after
+// Close.
+func (l *Loop[E]) PostControl(ev E) error {
+	if err := l.ctl.push(ev); err != nil {
+		return err
+	}
+	l.ctlHint.Store(1)
+	l.notify()
+	return nil
+}
+
+// PostLocal queues ev on the loop's own bounded queue. It must be called from
+// the loop goroutine (from inside Handle). It returns ErrFull when the local
+// queue holds Capacity events and ErrClosed after Close.
+func (l *Loop[E]) PostLocal(ev E) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return l.local.push(ev)
+}
+
+// Schedule arranges for ev to be handled once the loop's clock reads at or
+// after when. It must be called from the loop goroutine. There is no
+// cancellation here: the layer above invalidates ev and may Compact.
+func (l *Loop[E]) Schedule(when time.Time, ev E) {
+	l.timers.push(when, ev)
+}
+
+// CompactTimers drops every scheduled event for which keep reports false. It
+// must be called from the loop goroutine.
+func (l *Loop[E]) CompactTimers(keep func(*E) bool) { l.timers.compact(keep) }
+
+// Timers returns the number of scheduled events, including invalidated ones
+// not yet compacted. Loop goroutine only.
+func (l *Loop[E]) Timers() int { return len(l.timers.items) }
+
+// NextTimer returns the deadline of the earliest scheduled event. Loop
+// goroutine only (or the goroutine driving Step).
+func (l *Loop[E]) NextTimer() (time.Time, bool) {
+	w, ok := l.timers.next()
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, w), true
+}
+
+// Now returns the loop clock's reading.
+func (l *Loop[E]) Now() time.Time { return l.clock.Now() }
+
+// Clock returns the loop's clock.
+func (l *Loop[E]) Clock() Clock { return l.clock }
+
+func (l *Loop[E]) notify() {
+	if l.sleeping.Load() != 0 && l.sleeping.CompareAndSwap(1, 0) {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Interrupt makes a running Run return after its current event. Safe from any
+// goroutine.
+func (l *Loop[E]) Interrupt() {
+	l.interrupt.Store(true)
+	l.sleeping.Store(0)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run handles events until ctx is done or Interrupt is called, then returns
+// ctx.Err() (nil after Interrupt). Events still queued stay queued: run again,
+// or Close to drain them. Only one Run (or Step) may be active at a time.
+func (l *Loop[E]) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer l.running.Store(false)
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	l.interrupt.Store(false)
+	stop := context.AfterFunc(ctx, l.Interrupt)
+	defer stop()
+	idle := 0
+	for {
+		if l.interrupt.Load() {
+			return ctx.Err()
+		}
+		n := l.pass()
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		if idle < l.cfg.Spin {
+			idle++
+			runtime.Gosched()
+			continue
+		}
+		idle = 0
+		l.park()
+	}
+}
+
+// pass handles up to Batch events from each source and publishes statistics.
+func (l *Loop[E]) pass() int {
+	n := 0
+	var ev E
+	// Control first: replies and completions unblock work already under way.
+	if l.ctlPos >= len(l.ctlBuf) && l.ctlHint.Load() != 0 {
+		l.pullControl()
+	}
+	for i := 0; i < l.cfg.Batch && l.popControl(&ev); i++ {
+		l.h.Handle(&ev)
+		n++
+	}
+	for i := 0; i < l.cfg.Batch && l.local.pop(&ev); i++ {
+		l.h.Handle(&ev)
+		n++
+	}
+	for i := 0; i < l.cfg.Batch && l.in.pop(&ev); i++ {
+		l.h.Handle(&ev)
+		n++
+	}
+	if len(l.timers.items) > 0 {
+		now := l.clock.Now().UnixNano()
+		for i := 0; i < l.cfg.Batch && l.timers.popDue(now, &ev); i++ {
+			l.h.Handle(&ev)
+			n++
+		}
+	}
+	l.handled += uint64(n)
+	l.publish()
+	return n
+}
+
+func (l *Loop[E]) publish() {
+	l.pub.passes.Add(1)
+	l.pub.handled.Store(l.handled)
+	l.pub.local.Store(int64(l.local.n))
+	l.pub.timers.Store(int64(len(l.timers.items)))
+}
+
+func (l *Loop[E]) pullControl() {
+	l.ctlHint.Store(0)
+	var zero E
+	for i := range l.ctlBuf {
+		l.ctlBuf[i] = zero
+	}
+	l.ctlBuf = l.ctl.swap(l.ctlBuf)
+	l.ctlPos = 0
+}
+
+func (l *Loop[E]) popControl(dst *E) bool {
+	if l.ctlPos >= len(l.ctlBuf) {
+		return false
+	}
+	*dst = l.ctlBuf[l.ctlPos]
+	l.ctlPos++
+	return true
+}
+
+func (l *Loop[E]) hasWork() bool {
+	return l.ctlPos < len(l.ctlBuf) || l.ctlHint.Load() != 0 || l.local.n > 0 || l.in.ready()
+}
+
+// park blocks until a producer wakes the loop or the next timer is due.
+func (l *Loop[E]) park() {
+	l.sleeping.Store(1)
+	if l.hasWork() || l.interrupt.Load() {
+		l.sleeping.Store(0)
+		return
+	}
+	if when, ok := l.timers.next(); ok {
+		d := time.Duration(when - l.clock.Now().UnixNano())
+		if d <= 0 {
+			l.sleeping.Store(0)
+			return
+		}
+		if l.parkTimer == nil {
+			l.parkTimer = time.NewTimer(d)
+		} else {
+			l.parkTimer.Reset(d)
+		}
+		select {
+		case <-l.wake:
+		case <-l.parkTimer.C:
+		}
+		l.parkTimer.Stop()
+	} else {
+		<-l.wake
+	}
+	l.sleeping.Store(0)
+}
+
+// Step handles at most one event, in the fixed priority order control,
+// local, inbound, due timers, and reports whether it handled one. It is how a
+// loop is driven deterministically (with a FakeClock): the same posts in the
+// same order give the same sequence of handled events. It returns false while
+// Run is active.
+func (l *Loop[E]) Step() bool {
+	if !l.running.CompareAndSwap(false, true) {
+		return false
+	}
+	defer l.running.Store(false)
+	var ev E
+	if l.ctlPos >= len(l.ctlBuf) && l.ctlHint.Load() != 0 {
+		l.pullControl()
+	}
+	ok := l.popControl(&ev) || l.local.pop(&ev) || l.in.pop(&ev) ||
+		(len(l.timers.items) > 0 && l.timers.popDue(l.clock.Now().UnixNano(), &ev))
+	if !ok {
+		return false
+	}
+	l.h.Handle(&ev)
+	l.handled++
+	l.publish()
+	return true
+}
+
+// Close stops the loop accepting events and passes every event it accepted
+// but did not handle (queued or scheduled) to drain, on the calling
+// goroutine, so the layer above can fail them with a signal. Call it after
+// Run has returned. It is idempotent; drain may be nil.
+func (l *Loop[E]) Close(drain func(*E)) {
+	if !l.closed.CompareAndSwap(false, true) {
+		return
+	}
+	end := l.in.close()
+	rest := l.ctl.close()
+	if drain == nil {
+		drain = func(*E) {}
+	}
+	var ev E
+	for l.popControl(&ev) {
+		drain(&ev)
+	}
+	for i := range rest {
+		drain(&rest[i])
+	}
+	for l.local.pop(&ev) {
+		drain(&ev)
+	}
+	l.in.drainClosed(end, drain)
+	for i := range l.timers.items {
+		drain(&l.timers.items[i].ev)
+	}
+	l.timers.items = nil
+	l.publish()
+}
+
+// Closed reports whether Close has been called.
+func (l *Loop[E]) Closed() bool { return l.closed.Load() }
+
+// Stats is a snapshot of a loop's queues, safe to take from any goroutine.
+type Stats struct {
+	Inbound int    // events in the inbound queue
+	Control int    // events in the control queue, not yet pulled
+	Local   int    // events in the local queue at the end of the last pass
+	Timers  int    // scheduled events at the end of the last pass
+	Handled uint64 // events handled since New
+	Passes  uint64 // passes made (moves while the loop makes progress)
+	Parked  bool   // the loop is parked waiting for work
+}
+
+// Stats returns a snapshot of the loop's counters.
+func (l *Loop[E]) Stats() Stats {
+	return Stats{
+		Inbound: l.in.len(),
+		Control: l.ctl.len(),
+		Local:   int(l.pub.local.Load()),
+		Timers:  int(l.pub.timers.Load()),
+		Handled: l.pub.handled.Load(),
+		Passes:  l.pub.passes.Load(),
+		Parked:  l.sleeping.Load() != 0,
+	}
+}
+
+// Capacity returns the bound of the inbound queue (and of the local queue).
+func (l *Loop[E]) Capacity() int { return l.cfg.Capacity }
