@@ -1,0 +1,405 @@
+package actor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// Context is an actor's view of the runtime while one of its handlers,
+// continuations or lifecycle methods runs. It is valid only during that call,
+// on the loop's goroutine: do not keep it or pass it to another goroutine.
+type Context struct {
+	ls       *loopState
+	self     Ref
+	sender   Ref
+	slot     *slot
+	env      *envelope
+	deferred bool
+}
+
+// Self returns the running actor's own ref.
+func (c *Context) Self() Ref { return c.self }
+
+// Sender returns the ref of the actor that sent the current message, or the
+// zero Ref when it came from a plain goroutine, a timer or the runtime.
+func (c *Context) Sender() Ref { return c.sender }
+
+// Loop returns the index of the loop the actor runs on.
+func (c *Context) Loop() int { return c.ls.id }
+
+// Now returns the loop clock's reading.
+func (c *Context) Now() time.Time { return c.ls.loop.Now() }
+
+// Rand returns the loop's random source, seeded from Config.Seed and the loop
+// index, so that a run can be reproduced. Loop goroutine only.
+func (c *Context) Rand() *rand.Rand { return c.ls.rnd }
+
+// Name returns the name the actor was spawned with.
+func (c *Context) Name() string { return c.slot.name }
+
+// Parent returns the ref of the actor that spawned this one, or the zero Ref.
+func (c *Context) Parent() Ref { return c.slot.parent }
+
+// Send delivers msg to the actor to, one way. It returns once the message is
+// queued: ErrInvalidRef for the zero Ref, ErrQueueFull when the target loop's
+// queue is full, ErrShutdown when the system is shutting down. A message to a
+// dead actor is accepted and then dropped (reported to the event hook), since
+// the target's state is only known on its loop. Messages from one actor to
+// another arrive in the order sent. Send allocates nothing beyond boxing msg.
+func (c *Context) Send(to Ref, msg any) error {
+	return c.ls.sendFrom(c.self, to, msg)
+}
+
+// Call runs the handler of the actor to on the current stack and returns its
+// reply, like a function call: no queue, no goroutine switch, no allocation.
+// The target must be on the caller's loop (ErrNotLocal otherwise, at once).
+// It fails with ErrDead if the target has stopped, ErrCycle if the target's
+// handler is already on the stack, and a *CrashError (ErrCrashed) if the
+// target panicked; the caller keeps running in every case.
+func (c *Context) Call(to Ref, msg any) (any, error) {
+	ls := c.ls
+	if to.l != ls {
+		if to.l == nil {
+			return nil, ErrInvalidRef
+		}
+		return nil, ErrNotLocal
+	}
+	s := ls.lookup(to)
+	if s == nil {
+		return nil, ErrDead
+	}
+	if s.running {
+		return nil, ErrCycle
+	}
+	if s.state == slotSuspended {
+		return nil, ErrCrashed
+	}
+	v, err, deferred := ls.invoke(s, to, c.self, msg, nil, EventCall)
+	if deferred {
+		return nil, ErrDeferredCall
+	}
+	return v, err
+}
+
+// Ask sends msg to the actor to and returns a promise of its reply, with the
+// system's default timeout (Config.AskTimeout). It works for actors on any
+// loop, this one included. Failures to queue (dead ref is not one: it is
+// detected on the target's loop) settle the promise with the error.
+func (c *Context) Ask(to Ref, msg any) Promise {
+	return c.AskTimeout(to, msg, c.ls.sys.cfg.AskTimeout)
+}
+
+// AskTimeout is Ask with its own timeout; d <= 0 means no deadline (the
+// promise waits until the target replies or fails).
+func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
+	ls := c.ls
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	if to.l == nil {
+		ls.settle(p.idx, p.gen, nil, ErrInvalidRef)
+		return p
+	}
+	e := envelope{kind: kAsk, to: to, from: c.self, msg: msg, pidx: p.idx, pgen: p.gen}
+	var err error
+	if to.l == ls {
+		err = ls.loop.PostLocal(e)
+	} else {
+		err = to.l.loop.Post(e)
+	}
+	if err != nil {
+		ls.settle(p.idx, p.gen, nil, postErr(err))
+		return p
+	}
+	if d > 0 {
+		ls.promises.entries[p.idx].deadlined = true
+		ls.loop.Schedule(ls.loop.Now().Add(d), envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+	}
+	return p
+}
+
+// Promise returns a promise this actor settles itself with the returned
+// resolve function (on this loop; later calls are ignored). It is the glue
+// for replies that depend on several things.
+func (c *Context) Promise() (Promise, func(v any, err error)) {
+	ls := c.ls
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	return p, func(v any, err error) { ls.resolve(p, v, err) }
+}
+
+// Reply is the handle of a deferred reply (see Context.Defer). It may be
+// used from any goroutine; only its first use counts.
+type Reply struct {
+	env  envelope
+	used atomic.Bool
+}
+
+// Reply answers the deferred request with v and err. Later calls do nothing.
+func (r *Reply) Reply(v any, err error) {
+	if r == nil || !r.used.CompareAndSwap(false, true) {
+		return
+	}
+	if r.env.kind == kAsk {
+		reply(&r.env, v, err)
+	}
+}
+
+// Defer tells the runtime that the current handler will answer later: its
+// return values are ignored and the asker waits (up to its own deadline) for
+// Reply. Use it to answer after the handler's own asks complete. For a
+// one-way message the Reply discards its answer. Inside a synchronous Call,
+// the caller gets ErrDeferredCall and the Reply discards its answer.
+func (c *Context) Defer() *Reply {
+	c.deferred = true
+	r := &Reply{}
+	if c.env != nil {
+		r.env = *c.env
+		r.env.msg = nil
+	}
+	return r
+}
+
+// Spawn creates an actor on this loop (the default, so parent and child can
+// Call each other) and returns its ref once its Start method has returned.
+// The new actor's parent is the caller. It returns ErrNotLocal if the options
+// place the actor on another loop (use SpawnAsync), the Start error or a
+// *CrashError if Start failed, and ErrShutdown during shutdown.
+func (c *Context) Spawn(f Factory, opts ...SpawnOption) (Ref, error) {
+	o := spawnOpts{loop: c.ls.id}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	target := c.ls.sys.pick(&o)
+	if target != c.ls {
+		return Ref{}, ErrNotLocal
+	}
+	return c.ls.spawn(f, &o, c.self)
+}
+
+// SpawnAsync creates an actor on the loop chosen by opts (this loop by
+// default) and returns a promise of its Ref.
+func (c *Context) SpawnAsync(f Factory, opts ...SpawnOption) Promise {
+	ls := c.ls
+	o := spawnOpts{loop: ls.id}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	target := ls.sys.pick(&o)
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	parent := c.self
+	if target == ls {
+		r, err := ls.spawn(f, &o, parent)
+		ls.settle(p.idx, p.gen, r, err)
+		return p
+	}
+	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	err := target.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+		r, err := t.spawn(f, &o, parent)
+		reply(&route, r, err)
+	}})
+	if err != nil {
+		ls.settle(p.idx, p.gen, nil, postErr(err))
+	}
+	return p
+}
+
+// Stop stops the actor r. On this loop it happens now (or, if r's handler is
+// on the stack, as soon as it returns); on another loop it is queued. The
+// actor's Terminate method runs, its refs become dead, messages waiting for it
+// fail with ErrDead, and its monitors get Down with reason (nil means a normal
+// stop). Stopping a dead actor is not an error.
+func (c *Context) Stop(r Ref, reason error) error {
+	ls := c.ls
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	if r.l != ls {
+		return postErr(r.l.loop.PostControl(envelope{kind: kStop, to: r, err: reason}))
+	}
+	if s := ls.lookup(r); s != nil {
+		ls.stop(s, r, reason)
+	}
+	return nil
+}
+
+// Restart re-creates the actor r (on this loop) from its factory in the same
+// slot: refs to it stay valid and reach the new instance. Messages that
+// arrived while it was suspended after a crash are delivered to the new
+// instance in order; the message that crashed it is not redelivered. It is
+// how supervisors restart children. It returns ErrNotLocal for another loop's
+// actor, ErrDead for a stopped one, ErrCycle when r's handler is on the stack,
+// and the Start error (the actor is then stopped) if the new instance fails to
+// start.
+func (c *Context) Restart(r Ref) error {
+	ls := c.ls
+	if r.l != ls {
+		if r.l == nil {
+			return ErrInvalidRef
+		}
+		return ErrNotLocal
+	}
+	s := ls.lookup(r)
+	if s == nil {
+		return ErrDead
+	}
+	return ls.restart(s, r)
+}
+
+// Monitor asks for a Down message when the actor r stops, whatever the
+// reason. Monitoring a dead actor yields Down with ErrDead at once.
+// Monitoring the same actor twice yields one Down.
+func (c *Context) Monitor(r Ref) error {
+	ls := c.ls
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	self := c.self
+	if r.l == ls {
+		ls.watch(r, self)
+		return nil
+	}
+	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) { t.watch(r, self) }}))
+}
+
+// Demonitor cancels Monitor. A Down already queued is still delivered.
+func (c *Context) Demonitor(r Ref) error {
+	ls := c.ls
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	self := c.self
+	if r.l == ls {
+		ls.unwatch(r, self)
+		return nil
+	}
+	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) { t.unwatch(r, self) }}))
+}
+
+func (ls *loopState) watch(r, w Ref) {
+	s := ls.lookup(r)
+	if s == nil {
+		_ = ls.sendFrom(Ref{}, w, Down{Ref: r, Reason: ErrDead})
+		return
+	}
+	for _, x := range s.watchers {
+		if x == w {
+			return
+		}
+	}
+	s.watchers = append(s.watchers, w)
+}
+
+func (ls *loopState) unwatch(r, w Ref) {
+	if s := ls.lookup(r); s != nil {
+		for i, x := range s.watchers {
+			if x == w {
+				s.watchers = append(s.watchers[:i], s.watchers[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// After delivers msg to this actor (as a one-way message with no sender)
+// once d has passed on the loop's clock. Cancel it with the returned Timer.
+func (c *Context) After(d time.Duration, msg any) Timer {
+	return c.ls.schedule(c.self, msg, d, 0)
+}
+
+// Every delivers msg to this actor every period (first after one period),
+// until cancelled or the actor stops. A loop that falls behind skips ticks
+// rather than bursting. period must be positive.
+func (c *Context) Every(period time.Duration, msg any) Timer {
+	if period <= 0 {
+		panic(fmt.Sprintf("actor: Every with non-positive period %v", period))
+	}
+	return c.ls.schedule(c.self, msg, period, period)
+}
+
+// Blocking runs fn on the system's worker pool, off the loop, and returns a
+// promise of its result, settled on this loop. Use it for file I/O, database
+// calls and anything else that blocks. A panic in fn settles the promise with
+// a *CrashError. When the pool is saturated (every worker busy and its queue
+// full) the promise fails at once with ErrPoolFull: the loop never waits for
+// the pool. The promise has no deadline of its own; fn should honour one.
+func (c *Context) Blocking(fn func() (any, error)) Promise {
+	ls := c.ls
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	self := c.self
+	err := ls.sys.pool.Submit(func() {
+		v, err := runJob(self, fn)
+		reply(&route, v, err)
+	})
+	if err != nil {
+		ls.settle(p.idx, p.gen, nil, postErr(err))
+	}
+	return p
+}
+
+func runJob(self Ref, fn func() (any, error)) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, &CrashError{Actor: self, Value: r, Stack: stack()}
+		}
+	}()
+	return fn()
+}
+
+// All returns a promise that settles with a []any of the results of ps, in
+// order, once all have succeeded, or with the first error. It must be called
+// on the loop of ps, from the actor that made them.
+func (c *Context) All(ps ...Promise) Promise {
+	out, resolve := c.Promise()
+	if len(ps) == 0 {
+		resolve([]any{}, nil)
+		return out
+	}
+	vals := make([]any, len(ps))
+	left := len(ps)
+	done := false
+	for i, p := range ps {
+		p.Then(func(_ *Context, v any, err error) {
+			if done {
+				return
+			}
+			if err != nil {
+				done = true
+				resolve(nil, err)
+				return
+			}
+			vals[i] = v
+			if left--; left == 0 {
+				done = true
+				resolve(vals, nil)
+			}
+		})
+	}
+	return out
+}
+
+// First returns a promise that settles with the first success among ps, or,
+// if all fail, with the last error. It must be called on the loop of ps, from
+// the actor that made them.
+func (c *Context) First(ps ...Promise) Promise {
+	out, resolve := c.Promise()
+	if len(ps) == 0 {
+		resolve(nil, ErrDead)
+		return out
+	}
+	left := len(ps)
+	done := false
+	for _, p := range ps {
+		p.Then(func(_ *Context, v any, err error) {
+			if done {
+				return
+			}
+			left--
+			if err == nil || left == 0 {
+				done = true
+				resolve(v, err)
+			}
+		})
+	}
+	return out
+}

@@ -1,0 +1,433 @@
+package actor
+
+import (
+	"math/rand/v2"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/actord/actord/loop"
+)
+
+// envelope kinds.
+const (
+	kSend     uint8 = iota + 1 // deliver msg to `to`
+	kAsk                       // deliver msg; reply to from.l's promise (pidx,pgen), or to ch
+	kReply                     // settle promise (pidx,pgen) of this loop with msg/err
+	kTimer                     // fire user timer (pidx,pgen)
+	kDeadline                  // ask deadline of promise (pidx,pgen)
+	kCont                      // run continuation of settled promise (pidx,pgen)
+	kRun                       // run msg.(func(*loopState)) on the loop
+	kStop                      // stop `to` with reason err
+)
+
+// envelope is what travels through a loop's queues. It is a value, so the
+// queues carry messages without allocating.
+type envelope struct {
+	to, from   Ref
+	msg        any
+	err        error
+	ch         chan result
+	pidx, pgen uint32
+	kind       uint8
+}
+
+type result struct {
+	v   any
+	err error
+}
+
+// slot states.
+const (
+	slotFree uint8 = iota
+	slotAlive
+	slotSuspended // crashed, supervised: waiting for its parent to restart or stop it
+)
+
+const slabBits = 8
+const slabSize = 1 << slabBits
+
+// slot is one actor's place on a loop. Slots live in fixed-size slabs so
+// their addresses do not move when the table grows.
+type slot struct {
+	actor    Actor
+	factory  Factory
+	name     string
+	parent   Ref
+	watchers []Ref
+	stash    []envelope // messages that arrived while suspended
+	reason   error      // stop reason when a stop waits for the handler to return
+	gen      uint32
+	inc      uint32 // incarnation: bumped at every start and at every crash
+	state    uint8
+	running  bool // its handler is on the stack (cycle detection)
+	stopReq  bool // stop once the handler returns
+	sup      bool // supervised: a crash suspends and tells the parent
+}
+
+// loopState is everything one loop owns. Only its goroutine touches it, except
+// the fields marked atomic.
+type loopState struct {
+	sys   *System
+	id    int
+	loop  *loop.Loop[envelope]
+	slabs []*[slabSize]slot
+	free  []uint32
+	next  uint32 // next never-used slot index
+	live  atomic.Int64
+
+	ctx      Context
+	promises promiseTable
+	timers   timerTable
+	garbage  int // invalidated entries in the loop's timer heap
+	hook     Hook
+	seq      uint64
+	turn     uint64
+	ev       Event
+	rnd      *rand.Rand
+	settled  []uint32 // promises settled this turn with no continuation yet
+	stopping bool
+}
+
+func newLoopState(s *System, id int) *loopState {
+	ls := &loopState{sys: s, id: id, hook: s.cfg.Hook}
+	ls.rnd = rand.New(rand.NewPCG(s.cfg.Seed, uint64(id)+0x9e3779b97f4a7c15))
+	ls.ctx.ls = ls
+	ls.loop = loop.New[envelope](ls, loop.Config{
+		Capacity: s.cfg.QueueCapacity,
+		Batch:    s.cfg.Batch,
+		Clock:    s.cfg.Clock,
+	})
+	return ls
+}
+
+func (ls *loopState) slotAt(idx uint32) *slot {
+	return &ls.slabs[idx>>slabBits][idx&(slabSize-1)]
+}
+
+// lookup returns the live or suspended slot r names, or nil if r is dead.
+func (ls *loopState) lookup(r Ref) *slot {
+	if r.idx >= ls.next {
+		return nil
+	}
+	s := ls.slotAt(r.idx)
+	if s.gen != r.gen || s.state == slotFree {
+		return nil
+	}
+	return s
+}
+
+func (ls *loopState) allocSlot() (uint32, *slot) {
+	if n := len(ls.free); n > 0 {
+		idx := ls.free[n-1]
+		ls.free = ls.free[:n-1]
+		return idx, ls.slotAt(idx)
+	}
+	idx := ls.next
+	if int(idx>>slabBits) == len(ls.slabs) {
+		ls.slabs = append(ls.slabs, new([slabSize]slot))
+	}
+	ls.next++
+	return idx, ls.slotAt(idx)
+}
+
+// Handle implements loop.Handler: it is the loop's dispatch.
+func (ls *loopState) Handle(e *envelope) {
+	ls.turn++
+	switch e.kind {
+	case kSend, kAsk:
+		ls.deliver(e)
+	case kReply:
+		ls.settle(e.pidx, e.pgen, e.msg, e.err)
+	case kDeadline:
+		ls.deadline(e.pidx, e.pgen)
+	case kTimer:
+		ls.fireTimer(e.pidx, e.pgen)
+	case kCont:
+		ls.runSettled(e.pidx, e.pgen)
+	case kRun:
+		e.msg.(func(*loopState))(ls)
+	case kStop:
+		if s := ls.lookup(e.to); s != nil {
+			ls.stop(s, e.to, e.err)
+		}
+	}
+	if len(ls.settled) > 0 {
+		ls.endTurn()
+	}
+}
+
+// deliver hands a queued message to its actor and routes the reply.
+func (ls *loopState) deliver(e *envelope) {
+	s := ls.lookup(e.to)
+	if s == nil {
+		ls.drop(e, ErrDead)
+		return
+	}
+	if s.state == slotSuspended {
+		if len(s.stash) >= ls.loop.Capacity() {
+			ls.drop(e, ErrQueueFull)
+			return
+		}
+		s.stash = append(s.stash, *e)
+		return
+	}
+	kind := EventSend
+	if e.kind == kAsk {
+		kind = EventAsk
+	}
+	v, err, deferred := ls.invoke(s, e.to, e.from, e.msg, e, kind)
+	if e.kind == kAsk && !deferred {
+		reply(e, v, err)
+	}
+}
+
+// reply routes the answer of an ask back to its asker. It is safe from any
+// goroutine: a reply posts to the asker's control queue or channel.
+func reply(e *envelope, v any, err error) {
+	if e.ch != nil {
+		e.ch <- result{v, err} // buffered 1, one reply per ask: never blocks
+		return
+	}
+	if e.from.l == nil {
+		return
+	}
+	// The asker's loop bounds replies by its own pending asks, so the control
+	// queue cannot grow without bound; a closed loop has no one to tell.
+	_ = e.from.l.loop.PostControl(envelope{kind: kReply, pidx: e.pidx, pgen: e.pgen, msg: v, err: err})
+}
+
+// drop fails a message that cannot be delivered: asks get err, sends are
+// reported to the hook (their sender has already moved on).
+func (ls *loopState) drop(e *envelope, err error) {
+	if e.kind == kAsk {
+		reply(e, nil, err)
+	}
+	if ls.hook != nil {
+		ls.report(EventDropped, e.from, e.to, e.msg, time.Time{}, 0, err, nil)
+	}
+}
+
+// invoke runs an actor's handler on the current stack: the path of queued
+// messages and of synchronous calls alike. It restores the caller's context
+// afterwards, so calls nest.
+func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind EventKind) (v any, err error, deferred bool) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = to, from, s, e, false
+	s.running = true
+	var start time.Time
+	if ls.hook != nil {
+		start = ls.loop.Now()
+	}
+	v, err = ls.receive(s, c, msg, from)
+	s.running = false
+	deferred = c.deferred
+	*c = saved
+	if ls.hook != nil {
+		ls.report(kind, from, to, msg, start, time.Since(start), err, nil)
+	}
+	if s.stopReq {
+		ls.stop(s, to, s.reason)
+	}
+	return v, err, deferred
+}
+
+// receive calls the handler and turns a panic into a crash.
+func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, ls.crash(s, c.self, r, msg, from)
+		}
+	}()
+	return s.actor.Receive(c, msg)
+}
+
+// crash records a panic of the actor in s and applies the crash policy: a
+// supervised actor is suspended and its parent told; any other actor stops
+// with the crash as its reason.
+func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) error {
+	ce := &CrashError{Actor: self, Value: value, Stack: debug.Stack()}
+	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
+		Stack: ce.Stack, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
+	s.inc++ // continuations of the crashed incarnation never run
+	if ls.hook != nil {
+		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
+	}
+	ls.sys.onCrash(cr)
+	if s.sup && !s.parent.IsZero() {
+		s.state = slotSuspended
+		if err := ls.sendFrom(Ref{}, s.parent, Crashed{Child: self, Crash: cr}); err == nil {
+			return ce
+		}
+		s.state = slotAlive // parent unreachable: nobody can restart it
+	}
+	s.stopReq, s.reason = true, ce
+	if !s.running {
+		ls.stop(s, self, ce)
+	}
+	return ce
+}
+
+func (ls *loopState) report(kind EventKind, from, to Ref, msg any, start time.Time, d time.Duration, err error, cr *Crash) {
+	ls.seq++
+	ls.ev = Event{Seq: ls.seq, Loop: ls.id, Kind: kind, From: from, To: to, Msg: msg,
+		Start: start, Duration: d, Err: err, Crash: cr}
+	ls.hook(&ls.ev)
+}
+
+// sendFrom posts a one-way message from an actor of this loop.
+func (ls *loopState) sendFrom(from, to Ref, msg any) error {
+	if to.l == nil {
+		return ErrInvalidRef
+	}
+	e := envelope{kind: kSend, to: to, from: from, msg: msg}
+	var err error
+	if to.l == ls {
+		err = ls.loop.PostLocal(e)
+	} else {
+		err = to.l.loop.Post(e)
+	}
+	if err != nil {
+		return postErr(err)
+	}
+	return nil
+}
+
+// stop ends the actor in s: Terminate, refs dead, stash failed, watchers told.
+func (ls *loopState) stop(s *slot, r Ref, reason error) {
+	if s.running {
+		s.stopReq, s.reason = true, reason
+		return
+	}
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
+		ls.terminate(t, s, r, reason)
+	}
+	s.gen++
+	stash, watchers := s.stash, s.watchers
+	*s = slot{gen: s.gen}
+	ls.free = append(ls.free, r.idx)
+	ls.live.Add(-1)
+	for i := range stash {
+		ls.drop(&stash[i], ErrDead)
+	}
+	for _, w := range watchers {
+		_ = ls.sendFrom(Ref{}, w, Down{Ref: r, Reason: reason})
+	}
+	if ls.hook != nil {
+		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
+	}
+}
+
+func (ls *loopState) terminate(t Terminator, s *slot, r Ref, reason error) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
+	s.running = true
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				ls.sys.log.Error("actor Terminate panicked", "actor", r.String(), "panic", v)
+			}
+		}()
+		t.Terminate(c, reason)
+	}()
+	s.running = false
+	*c = saved
+}
+
+// start creates the actor of s from its factory and runs its Start method.
+func (ls *loopState) start(s *slot, r Ref) (err error) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
+	s.running = true
+	defer func() {
+		if v := recover(); v != nil {
+			ce := &CrashError{Actor: r, Value: v, Stack: debug.Stack()}
+			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
+				Stack: ce.Stack, Time: ls.loop.Now(), Supervised: s.sup}
+			if ls.hook != nil {
+				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
+			}
+			ls.sys.onCrash(cr)
+			err = ce
+		}
+		s.running = false
+		*c = saved
+	}()
+	s.inc++
+	s.actor = s.factory()
+	if s.actor == nil {
+		return ErrNilActor
+	}
+	if st, ok := s.actor.(Starter); ok {
+		return st.Start(c)
+	}
+	return nil
+}
+
+// spawn creates an actor on this loop. It runs on the loop goroutine.
+func (ls *loopState) spawn(f Factory, o *spawnOpts, parent Ref) (Ref, error) {
+	if ls.stopping || ls.sys.closing.Load() {
+		return Ref{}, ErrShutdown
+	}
+	if f == nil {
+		return Ref{}, ErrNilActor
+	}
+	idx, s := ls.allocSlot()
+	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
+	r := Ref{l: ls, idx: idx, gen: s.gen}
+	ls.live.Add(1)
+	if err := ls.start(s, r); err != nil {
+		s.gen++
+		*s = slot{gen: s.gen}
+		ls.free = append(ls.free, idx)
+		ls.live.Add(-1)
+		return Ref{}, err
+	}
+	if ls.hook != nil {
+		ls.report(EventSpawn, parent, r, nil, ls.loop.Now(), 0, nil, nil)
+	}
+	return r, nil
+}
+
+// restart re-creates a live or suspended actor in its slot, keeping its refs,
+// then delivers the messages stashed while it was suspended.
+func (ls *loopState) restart(s *slot, r Ref) error {
+	if s.running {
+		return ErrCycle
+	}
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
+		ls.terminate(t, s, r, ErrRestart)
+	}
+	s.state = slotAlive
+	if err := ls.start(s, r); err != nil {
+		ls.stop(s, r, err)
+		return err
+	}
+	if ls.hook != nil {
+		ls.report(EventRestart, Ref{}, r, nil, ls.loop.Now(), 0, nil, nil)
+	}
+	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen {
+		e := s.stash[0]
+		s.stash = s.stash[1:]
+		ls.deliver(&e)
+	}
+	if len(s.stash) == 0 {
+		s.stash = nil
+	}
+	return nil
+}
+
+// stopAll stops every actor of the loop, newest first, at shutdown.
+func (ls *loopState) stopAll(reason error) {
+	ls.stopping = true
+	for idx := ls.next; idx > 0; idx-- {
+		s := ls.slotAt(idx - 1)
+		if s.state != slotFree {
+			ls.stop(s, Ref{l: ls, idx: idx - 1, gen: s.gen}, reason)
+		}
+	}
+	ls.promises.failAll(ls)
+}

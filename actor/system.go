@@ -1,0 +1,409 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actord/actord/loop"
+)
+
+// Config sets up a System. Zero fields take the defaults.
+type Config struct {
+	// Loops is the number of event loops. Default runtime.GOMAXPROCS(0).
+	Loops int
+	// QueueCapacity bounds each loop's inbound queue (messages from other
+	// goroutines and loops) and, separately, its local queue. When a queue is
+	// full, Send and Ask fail at once with ErrQueueFull: a sender is never
+	// blocked and a loop never waits on another loop. Default 8192.
+	QueueCapacity int
+	// Batch is how many events of each queue a loop handles per pass. Default 256.
+	Batch int
+	// AskTimeout is the deadline of Context.Ask. Default 5s.
+	AskTimeout time.Duration
+	// Workers and WorkerQueue size the pool that runs Context.Blocking jobs.
+	// Defaults 4×GOMAXPROCS and 1024.
+	Workers, WorkerQueue int
+	// Hook, if set, receives every event every loop processes (see Event).
+	Hook Hook
+	// OnCrash, if set, receives every crash on the crashing loop's goroutine,
+	// in addition to the event hook. Default: log it at Error level.
+	OnCrash func(*Crash)
+	// Watchdog is the longest a handler may run before it is reported as
+	// stalling its loop (through OnStall). Default 1s; negative disables it.
+	Watchdog time.Duration
+	// OnStall is called (from the watchdog goroutine) when a loop has been
+	// inside one pass for longer than Watchdog. Default: log it at Warn level.
+	OnStall func(loop int, stalled time.Duration)
+	// Clock drives timers and deadlines. Default: the wall clock.
+	Clock loop.Clock
+	// Seed seeds each loop's random source (Context.Rand).
+	Seed uint64
+	// Manual creates the loops without goroutines: the caller drives them
+	// with Step and RunUntilIdle, from one goroutine, which makes a run
+	// reproducible (with a loop.FakeClock and a fixed Seed). In manual mode
+	// every System method must be called from that goroutine.
+	Manual bool
+	// Logger receives the runtime's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.QueueCapacity <= 0 {
+		c.QueueCapacity = 8192
+	}
+	if c.AskTimeout == 0 {
+		c.AskTimeout = 5 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.WorkerQueue <= 0 {
+		c.WorkerQueue = 1024
+	}
+	if c.Watchdog == 0 {
+		c.Watchdog = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = loop.RealClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// System is a group of event loops and the actors on them.
+type System struct {
+	cfg     Config
+	loops   []*loopState
+	pool    *loop.Pool
+	log     *slog.Logger
+	closing atomic.Bool
+	done    chan struct{} // closed when Shutdown has finished
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	next    int // manual-mode round robin
+	replies sync.Pool
+}
+
+// NewSystem starts a System: its loops (one goroutine each, unless
+// Config.Manual), its worker pool and its watchdog. Stop it with Shutdown.
+func NewSystem(cfg Config) *System {
+	cfg = cfg.withDefaults()
+	s := &System{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	s.replies.New = func() any { return make(chan result, 1) }
+	s.pool = loop.NewPool(cfg.Workers, cfg.WorkerQueue)
+	s.loops = make([]*loopState, cfg.Loops)
+	for i := range s.loops {
+		s.loops[i] = newLoopState(s, i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if !cfg.Manual {
+		for _, ls := range s.loops {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				_ = ls.loop.Run(ctx)
+			}()
+		}
+		if cfg.Watchdog > 0 {
+			s.wg.Add(1)
+			go s.watchdog(ctx)
+		}
+	}
+	return s
+}
+
+// Loops returns the number of loops.
+func (s *System) Loops() int { return len(s.loops) }
+
+func (s *System) onCrash(cr *Crash) {
+	if s.cfg.OnCrash != nil {
+		s.cfg.OnCrash(cr)
+		return
+	}
+	s.log.Error("actor crashed", "actor", cr.Actor.String(), "name", cr.Name, "loop", cr.Loop,
+		"panic", fmt.Sprint(cr.Value), "msg_type", fmt.Sprintf("%T", cr.Msg), "stack", string(cr.Stack))
+}
+
+// pick chooses the loop for a spawn.
+func (s *System) pick(o *spawnOpts) *loopState {
+	if o.loop >= 0 {
+		return s.loops[o.loop%len(s.loops)]
+	}
+	best, bestLoad := s.loops[0], int64(-1)
+	for _, ls := range s.loops {
+		load := ls.live.Load() + int64(ls.loop.Stats().Inbound)
+		if bestLoad < 0 || load < bestLoad {
+			best, bestLoad = ls, load
+		}
+	}
+	return best
+}
+
+// onLoop runs f on ls's goroutine and waits for it, or runs it inline in
+// manual mode.
+func (s *System) onLoop(ctx context.Context, ls *loopState, f func(*loopState)) error {
+	if s.cfg.Manual {
+		if ls.loop.Closed() {
+			return ErrShutdown
+		}
+		ls.turn++
+		f(ls)
+		if len(ls.settled) > 0 {
+			ls.endTurn()
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	if err := ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { f(l); close(done) }}); err != nil {
+		return postErr(err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrShutdown
+	}
+}
+
+// Spawn creates a top-level actor (no parent) from a plain goroutine and
+// waits until its Start method has returned. By default it goes on the least
+// loaded loop. It fails with the Start error, ErrShutdown, or ctx's error.
+func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref, error) {
+	o := spawnOpts{loop: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if s.closing.Load() {
+		return Ref{}, ErrShutdown
+	}
+	ls := s.pick(&o)
+	var r Ref
+	var err error
+	if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, &o, Ref{}) }); e != nil {
+		return Ref{}, e
+	}
+	return r, err
+}
+
+// Send delivers msg to the actor to from a plain goroutine, one way. It never
+// blocks: it fails with ErrQueueFull when the target loop's queue is full and
+// ErrShutdown after shutdown. Messages sent by one goroutine to one actor
+// arrive in the order sent.
+func (s *System) Send(to Ref, msg any) error {
+	if to.l == nil {
+		return ErrInvalidRef
+	}
+	return postErr(to.l.loop.Post(envelope{kind: kSend, to: to, msg: msg}))
+}
+
+// Ask sends msg to the actor to from a plain goroutine and waits for the
+// reply, until ctx is done (no deadline in ctx means no deadline). It fails
+// with the handler's error, ErrDead, a *CrashError, ErrQueueFull,
+// ErrShutdown or ctx's error. It must not be called from inside a handler
+// (that would block the loop): use Context.Ask there.
+func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
+	if to.l == nil {
+		return nil, ErrInvalidRef
+	}
+	if s.cfg.Manual {
+		return s.askManual(ctx, to, msg)
+	}
+	ch := s.replies.Get().(chan result)
+	if err := to.l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+		s.replies.Put(ch)
+		return nil, postErr(err)
+	}
+	select {
+	case r := <-ch:
+		s.replies.Put(ch)
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err() // ch may still get a late reply: not reused
+	case <-s.done:
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		default:
+			return nil, ErrShutdown
+		}
+	}
+}
+
+// askManual asks in manual mode, stepping the system until the reply comes.
+func (s *System) askManual(ctx context.Context, to Ref, msg any) (any, error) {
+	ch := make(chan result, 1)
+	if err := to.l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+		return nil, postErr(err)
+	}
+	for {
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !s.Step() {
+			return nil, fmt.Errorf("actor: manual system idle with the ask unanswered: %w", ErrTimeout)
+		}
+	}
+}
+
+// Step handles one event on one loop, taking the loops in turn, and reports
+// whether there was one. When no loop has a ready event but timers are
+// scheduled and the clock is a *loop.FakeClock, it advances the clock to the
+// earliest deadline first. Manual mode only.
+func (s *System) Step() bool {
+	if !s.cfg.Manual {
+		return false
+	}
+	for range 2 {
+		for i := 0; i < len(s.loops); i++ {
+			ls := s.loops[(s.next+i)%len(s.loops)]
+			if ls.loop.Step() {
+				s.next = (s.next + i + 1) % len(s.loops)
+				return true
+			}
+		}
+		fc, ok := s.cfg.Clock.(*loop.FakeClock)
+		if !ok {
+			return false
+		}
+		var earliest time.Time
+		for _, ls := range s.loops {
+			if t, ok := ls.loop.NextTimer(); ok && (earliest.IsZero() || t.Before(earliest)) {
+				earliest = t
+			}
+		}
+		if earliest.IsZero() {
+			return false
+		}
+		fc.Set(earliest)
+	}
+	return false
+}
+
+// RunUntilIdle steps until no loop has anything to do (advancing a fake
+// clock through pending timers) or max events were handled, and returns how
+// many were. Manual mode only.
+func (s *System) RunUntilIdle(max int) int {
+	n := 0
+	for n < max && s.Step() {
+		n++
+	}
+	return n
+}
+
+// Stats is a snapshot of one loop.
+type Stats struct {
+	Loop   int
+	Actors int64
+	loop.Stats
+}
+
+// Stats returns a snapshot of every loop's counters. Safe from any goroutine.
+func (s *System) Stats() []Stats {
+	out := make([]Stats, len(s.loops))
+	for i, ls := range s.loops {
+		out[i] = Stats{Loop: i, Actors: ls.live.Load(), Stats: ls.loop.Stats()}
+	}
+	return out
+}
+
+// Shutdown stops the system: new spawns fail, every actor is stopped (newest
+// first, Terminate called with ErrShutdown, monitors told), the loops exit,
+// every message still queued is failed (asks get ErrShutdown), and the worker
+// pool finishes the jobs it accepted. It returns ctx's error if that takes
+// longer than ctx allows (the remaining goroutines then exit on their own
+// once their jobs return). It is idempotent.
+func (s *System) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() { err = s.shutdown(ctx) })
+	return err
+}
+
+func (s *System) shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	for _, ls := range s.loops {
+		if e := s.onLoop(ctx, ls, func(l *loopState) { l.stopAll(ErrShutdown) }); e != nil && !errors.Is(e, ErrShutdown) {
+			s.log.Warn("actor: shutdown could not stop the actors of a loop", "loop", ls.id, "err", e)
+		}
+	}
+	s.cancel()
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		for _, ls := range s.loops {
+			ls.loop.Close(func(e *envelope) {
+				switch e.kind {
+				case kAsk:
+					reply(e, nil, ErrShutdown)
+				case kRun:
+					// runs that wait for an answer select on s.done
+				}
+			})
+		}
+		close(s.done)
+		s.pool.Close()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("actor: shutdown: %w", ctx.Err())
+	}
+}
+
+// watchdog reports loops that stay inside one pass longer than the budget.
+func (s *System) watchdog(ctx context.Context) {
+	defer s.wg.Done()
+	budget := s.cfg.Watchdog
+	tick := time.NewTicker(budget / 4)
+	defer tick.Stop()
+	type mark struct {
+		passes   uint64
+		since    time.Time
+		reported bool
+	}
+	marks := make([]mark, len(s.loops))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for i, ls := range s.loops {
+				st := ls.loop.Stats()
+				m := &marks[i]
+				if st.Parked || st.Passes != m.passes {
+					*m = mark{passes: st.Passes, since: now}
+					continue
+				}
+				if d := now.Sub(m.since); d >= budget && !m.reported {
+					m.reported = true
+					if s.cfg.OnStall != nil {
+						s.cfg.OnStall(i, d)
+					} else {
+						s.log.Warn("actor: loop stalled: a handler has run too long", "loop", i, "for", d)
+					}
+				}
+			}
+		}
+	}
+}
