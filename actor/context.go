@@ -113,7 +113,7 @@ func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 	}
 	if d > 0 {
 		ls.promises.entries[p.idx].deadlined = true
-		ls.loop.Schedule(ls.loop.Now().Add(d), envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+		ls.loop.Schedule(ls.loop.CachedNow().Add(d), envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
 	}
 	return p
 }

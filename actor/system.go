@@ -37,8 +37,8 @@ type Config struct {
 	// Watchdog is the longest a handler may run before it is reported as
 	// stalling its loop (through OnStall). Default 1s; negative disables it.
 	Watchdog time.Duration
-	// OnStall is called (from the watchdog goroutine) when a loop has been
-	// inside one pass for longer than Watchdog. Default: log it at Warn level.
+	// OnStall is called (from the watchdog goroutine) when a busy loop has
+	// handled no event for longer than Watchdog. Default: log it at Warn level.
 	OnStall func(loop int, stalled time.Duration)
 	// Clock drives timers and deadlines. Default: the wall clock.
 	Clock loop.Clock
@@ -378,7 +378,7 @@ func (s *System) watchdog(ctx context.Context) {
 	tick := time.NewTicker(budget / 4)
 	defer tick.Stop()
 	type mark struct {
-		passes   uint64
+		handled  uint64
 		since    time.Time
 		reported bool
 	}
@@ -391,8 +391,8 @@ func (s *System) watchdog(ctx context.Context) {
 			for i, ls := range s.loops {
 				st := ls.loop.Stats()
 				m := &marks[i]
-				if st.Parked || st.Passes != m.passes {
-					*m = mark{passes: st.Passes, since: now}
+				if st.Parked || st.Handled != m.handled {
+					*m = mark{handled: st.Handled, since: now}
 					continue
 				}
 				if d := now.Sub(m.since); d >= budget && !m.reported {

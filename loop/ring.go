@@ -29,8 +29,11 @@ type ring[E any] struct {
 	_        cacheLinePad
 	tail     atomic.Uint64
 	_        cacheLinePad
-	head     atomic.Uint64 // written by the consumer only
+	head     atomic.Uint64 // consumer position as producers see it, published per batch
 	_        cacheLinePad
+	next     uint64 // consumer position, consumer only
+	_        cacheLinePad
+	end      atomic.Uint64 // tail at close; valid once tail carries closedBit
 	mask     uint64
 	capacity uint64
 	cells    []cell[E]
@@ -58,7 +61,9 @@ func (r *ring[E]) push(v E) error {
 	if t&closedBit != 0 {
 		return ErrClosed
 	}
-	if t-r.head.Load() >= r.capacity {
+	// head may have moved past the t read above (other producers pushed and
+	// the consumer popped in between); t-h would then wrap around.
+	if h := r.head.Load(); t >= h && t-h >= r.capacity {
 		return ErrFull
 	}
 	pos := r.tail.Add(1) - 1
@@ -77,32 +82,65 @@ func (r *ring[E]) push(v E) error {
 // pop removes the oldest item. It reports false when the ring is empty or the
 // oldest claimed position is not yet published.
 func (r *ring[E]) pop(dst *E) bool {
-	h := r.head.Load()
-	c := &r.cells[h&r.mask]
-	if c.seq.Load() != h+1 {
+	v := r.peek()
+	if v == nil {
 		return false
 	}
-	var zero E
-	*dst = c.v
-	c.v = zero
-	c.seq.Store(h + r.mask + 1)
-	r.head.Store(h + 1)
+	*dst = *v
+	r.release()
+	r.publish()
 	return true
+}
+
+// peek returns the oldest published item in place, or nil. The consumer
+// handles it there and then calls release, which saves copying it out.
+func (r *ring[E]) peek() *E {
+	c := &r.cells[r.next&r.mask]
+	if c.seq.Load() != r.next+1 {
+		return nil
+	}
+	return &c.v
+}
+
+// release frees the cell returned by peek. The head that producers see moves
+// only at publish, once per batch, so the cache line they read for the
+// capacity check is not bounced on every pop.
+func (r *ring[E]) release() {
+	var zero E
+	c := &r.cells[r.next&r.mask]
+	c.v = zero
+	c.seq.Store(r.next + r.mask + 1)
+	r.next++
+}
+
+func (r *ring[E]) publish() {
+	if r.head.Load() != r.next {
+		r.head.Store(r.next)
+	}
 }
 
 // ready reports whether pop would return an item now.
 func (r *ring[E]) ready() bool {
-	h := r.head.Load()
-	return r.cells[h&r.mask].seq.Load() == h+1
+	return r.cells[r.next&r.mask].seq.Load() == r.next+1
+}
+
+// claimedEnd returns the end of the claimed positions. After close, producers
+// refused with ErrClosed still bump tail, so the end recorded by close is used.
+func (r *ring[E]) claimedEnd() uint64 {
+	t := r.tail.Load()
+	if t&closedBit != 0 {
+		return r.end.Load()
+	}
+	return t
 }
 
 // claimed reports whether a producer has claimed a position not yet popped.
 func (r *ring[E]) claimed() bool {
-	return r.tail.Load()&^closedBit != r.head.Load()
+	return r.claimedEnd() != r.head.Load()
 }
 
 func (r *ring[E]) len() int {
-	n := int64(r.tail.Load()&^closedBit) - int64(r.head.Load())
+	n := int64(r.claimedEnd()) - int64(r.head.Load())
 	if n < 0 {
 		return 0
 	}
@@ -110,13 +148,15 @@ func (r *ring[E]) len() int {
 }
 
 // close stops further pushes and returns the tail position claimed before it:
-// every position below it will be published by its producer.
+// every position below it will be published by its producer. It must not run
+// concurrently with itself; a later call returns the same position.
 func (r *ring[E]) close() uint64 {
 	for {
 		t := r.tail.Load()
 		if t&closedBit != 0 {
-			return t &^ closedBit
+			return r.end.Load()
 		}
+		r.end.Store(t) // before the CAS, so readers that see closedBit see it
 		if r.tail.CompareAndSwap(t, t|closedBit) {
 			return t
 		}
@@ -127,7 +167,7 @@ func (r *ring[E]) close() uint64 {
 // that claimed a position but have not yet written it.
 func (r *ring[E]) drainClosed(end uint64, f func(*E)) {
 	var v E
-	for r.head.Load() < end {
+	for r.next < end {
 		if r.pop(&v) {
 			f(&v)
 			continue

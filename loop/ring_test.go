@@ -2,6 +2,7 @@ package loop
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,6 +190,7 @@ func TestRingMultiProducerOrderNoLoss(t *testing.T) {
 	}
 	// A small ring so producers hit ErrFull constantly and retry.
 	r := newRing[msg](64)
+	defer r.close() // on failure, stop the producers
 	var wg sync.WaitGroup
 	var fulls atomic.Int64
 	errc := make(chan error, producers)
@@ -201,6 +203,7 @@ func TestRingMultiProducerOrderNoLoss(t *testing.T) {
 					i++
 				case errors.Is(err, ErrFull):
 					fulls.Add(1)
+					runtime.Gosched()
 				default:
 					errc <- err
 					return
@@ -240,8 +243,13 @@ func TestRingNoSpuriousFull(t *testing.T) {
 	if testing.Short() {
 		duration = 200 * time.Millisecond
 	}
+	// More Ps than cores: the OS then deschedules producer threads at
+	// arbitrary instructions, which is what opens the window.
+	prev := runtime.GOMAXPROCS(max(16, runtime.GOMAXPROCS(0)))
+	defer runtime.GOMAXPROCS(prev)
 	r := newRing[int](1024)
 	var stop atomic.Bool
+	defer stop.Store(true)
 	var pushed, spurious atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
@@ -322,6 +330,46 @@ func TestRingCloseRejectsAndDrains(t *testing.T) {
 	}
 }
 
+// TestRingRefusedClaimAfterClose covers a producer that passed the closed
+// check, then lost the race with close: its fetch-add still bumps tail (now
+// carrying closedBit) and it returns ErrClosed. That phantom claim must not
+// show up in len or claimed, nor move the end a second close reports (a
+// drainClosed waiting for it would spin forever).
+func TestRingRefusedClaimAfterClose(t *testing.T) {
+	r := newRing[int](4)
+	if err := r.push(1); err != nil {
+		t.Fatal(err)
+	}
+	end := r.close()
+	pos := r.tail.Add(1) - 1 // what a refused producer's fetch-add does
+	if pos&closedBit == 0 {
+		t.Fatal("claim after close does not carry closedBit")
+	}
+	if n := r.len(); n != 1 {
+		t.Fatalf("len = %d, want 1 (the item pushed before close)", n)
+	}
+	if again := r.close(); again != end {
+		t.Fatalf("second close returned %d, want %d", again, end)
+	}
+	done := make(chan []int)
+	go func() {
+		var got []int
+		r.drainClosed(r.close(), func(p *int) { got = append(got, *p) })
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		if !equalInts(got, []int{1}) {
+			t.Fatalf("drained %v, want [1]", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("drainClosed did not return: it waits for a refused claim")
+	}
+	if n, c := r.len(), r.claimed(); n != 0 || c {
+		t.Fatalf("after drain: len %d claimed %v, want 0 false", n, c)
+	}
+}
+
 func TestRingCloseWhenFull(t *testing.T) {
 	r := newRing[int](3)
 	for i := 0; i < 3; i++ {
@@ -393,6 +441,7 @@ func TestRingCloseRacingProducers(t *testing.T) {
 	for iter := 0; iter < 20; iter++ {
 		const producers = 6
 		r := newRing[msg](128)
+		defer r.close()                    // on failure, stop the producers
 		accepted := make([]int, producers) // per producer, written by that producer only
 		start := make(chan struct{})
 		var wg sync.WaitGroup
@@ -407,7 +456,7 @@ func TestRingCloseRacingProducers(t *testing.T) {
 						i++
 						accepted[p] = i
 					case errors.Is(err, ErrFull):
-						// retry
+						runtime.Gosched() // let the consumer run; retry
 					case errors.Is(err, ErrClosed):
 						sawClosed.Add(1)
 						return
@@ -430,7 +479,7 @@ func TestRingCloseRacingProducers(t *testing.T) {
 			next[v.p]++
 		}
 		timeout := time.After(time.Minute)
-		for popped < 1000*(iter+1) {
+		for popped < 500*(iter+1) {
 			if r.pop(&v) {
 				check(v)
 				popped++

@@ -1,0 +1,337 @@
+package actor
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Benchmarks of the core paths. Each family has a plain-Go baseline in the
+// same file so that ratios hold on a noisy machine; docs/performance.md keeps
+// the numbers and the command that produced them.
+
+type benchMsg struct{ n int }
+
+var theMsg = &benchMsg{n: 1}
+
+// runFunc is a message that makes benchDriver run a function on its loop.
+type runFunc func(c *Context)
+
+// benchDriver runs functions handed to it, inside an actor, so a benchmark
+// can time a loop of operations from within a handler.
+type benchDriver struct{}
+
+func (benchDriver) Receive(c *Context, msg any) (any, error) {
+	if f, ok := msg.(runFunc); ok {
+		f(c)
+	}
+	return nil, nil
+}
+
+type benchEcho struct{}
+
+func (benchEcho) Receive(c *Context, msg any) (any, error) { return msg, nil }
+
+func benchSystem(b *testing.B, loops int) *System {
+	b.Helper()
+	s := NewSystem(Config{Loops: loops, Watchdog: -1})
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	return s
+}
+
+func mustSpawn(b *testing.B, s *System, f Factory, opts ...SpawnOption) Ref {
+	b.Helper()
+	r, err := s.Spawn(context.Background(), f, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// onDriver runs f inside a driver actor on loop i and waits for it.
+func onDriver(b *testing.B, s *System, i int, f func(c *Context)) {
+	b.Helper()
+	d := mustSpawn(b, s, func() Actor { return benchDriver{} }, OnLoop(i))
+	done := make(chan struct{})
+	b.ResetTimer()
+	if err := s.Send(d, runFunc(func(c *Context) { f(c); close(done) })); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	b.StopTimer()
+}
+
+// BenchmarkLocalCall: one op = a synchronous Call between two actors on one loop.
+func BenchmarkLocalCall(b *testing.B) {
+	s := benchSystem(b, 1)
+	target := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
+	b.ReportAllocs()
+	var failed error
+	onDriver(b, s, 0, func(c *Context) {
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Call(target, theMsg); err != nil {
+				failed = err
+				return
+			}
+		}
+	})
+	if failed != nil {
+		b.Fatal(failed)
+	}
+}
+
+type caller interface{ call(m any) (any, error) }
+type plainCallee struct{}
+
+//go:noinline
+func (plainCallee) call(m any) (any, error) { return m, nil }
+
+// BenchmarkBaselineInterfaceCall: one op = a method call through an interface.
+func BenchmarkBaselineInterfaceCall(b *testing.B) {
+	var c caller = plainCallee{}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.call(theMsg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// pingActor asks its peer n times, one ask in flight, and closes done.
+type pingActor struct {
+	peer Ref
+	n    int
+	err  error
+	done chan struct{}
+	cont Continuation
+}
+
+func (p *pingActor) Start(c *Context) error {
+	p.cont = p.onReply // one method value for every continuation: no per-ask closure
+	return nil
+}
+
+func (p *pingActor) Receive(c *Context, msg any) (any, error) {
+	if n, ok := msg.(int); ok {
+		p.n = n
+		c.Ask(p.peer, theMsg).Then(p.cont)
+	}
+	return nil, nil
+}
+
+func (p *pingActor) onReply(c *Context, v any, err error) {
+	if err != nil {
+		p.err = err
+		close(p.done)
+		return
+	}
+	if p.n--; p.n <= 0 {
+		close(p.done)
+		return
+	}
+	c.Ask(p.peer, theMsg).Then(p.cont)
+}
+
+// BenchmarkCrossLoopPingPong: one op = one ask/reply round trip between actors
+// on two different loops, one in flight.
+func BenchmarkCrossLoopPingPong(b *testing.B) {
+	crossLoopPingPong(b, nil)
+}
+
+func crossLoopPingPong(b *testing.B, hook Hook) {
+	s := NewSystem(Config{Loops: 2, Watchdog: -1, Hook: hook})
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	pong := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(1))
+	p := &pingActor{peer: pong, done: make(chan struct{})}
+	ping := mustSpawn(b, s, func() Actor { return p }, OnLoop(0))
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := s.Send(ping, b.N); err != nil {
+		b.Fatal(err)
+	}
+	<-p.done
+	b.StopTimer()
+	if p.err != nil {
+		b.Fatal(p.err)
+	}
+}
+
+// BenchmarkBaselineChanPingPong: one op = a round trip between two goroutines
+// over two unbuffered channels.
+func BenchmarkBaselineChanPingPong(b *testing.B) {
+	req, rep := make(chan *benchMsg), make(chan *benchMsg)
+	go func() {
+		for m := range req {
+			rep <- m
+		}
+	}()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		req <- theMsg
+		<-rep
+	}
+	close(req)
+}
+
+type countActor struct {
+	want  int64
+	got   int64
+	done  chan struct{}
+	extra atomic.Int64
+}
+
+func (a *countActor) Receive(c *Context, msg any) (any, error) {
+	if a.got++; a.got == a.want {
+		close(a.done)
+	}
+	return nil, nil
+}
+
+const fanInProducers = 4
+
+// BenchmarkFanIn: 4 plain goroutines send one-way messages to one actor; one
+// op = one message delivered.
+func BenchmarkFanIn(b *testing.B) {
+	s := NewSystem(Config{Loops: 1, Watchdog: -1, QueueCapacity: 1 << 14})
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	per := b.N/fanInProducers + 1
+	a := &countActor{want: int64(per * fanInProducers), done: make(chan struct{})}
+	target := mustSpawn(b, s, func() Actor { return a }, OnLoop(0))
+	var full atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range fanInProducers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				for s.Send(target, theMsg) != nil { // ErrQueueFull: back off, retry
+					full.Add(1)
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	<-a.done
+	b.StopTimer()
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(full.Load())/float64(b.N), "full/op")
+}
+
+// BenchmarkBaselineChanFanIn: 4 goroutines send into one buffered channel of
+// 1024 drained by one goroutine; one op = one message.
+func BenchmarkBaselineChanFanIn(b *testing.B) {
+	per := b.N/fanInProducers + 1
+	ch := make(chan *benchMsg, 1024)
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range fanInProducers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				ch <- theMsg
+			}
+		}()
+	}
+	for i := 0; i < per*fanInProducers; i++ {
+		<-ch
+	}
+	b.StopTimer()
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+type idleActor struct{}
+
+func (idleActor) Receive(c *Context, msg any) (any, error) { return nil, nil }
+
+// BenchmarkSpawn: one op = spawn an actor, deliver one message to it (a
+// Call), stop it. It also reports B/actor: heap bytes per idle actor over
+// 100k live actors.
+func BenchmarkSpawn(b *testing.B) {
+	s := benchSystem(b, 1)
+	factory := func() Actor { return idleActor{} }
+	b.ReportAllocs()
+	var failed error
+	onDriver(b, s, 0, func(c *Context) {
+		for i := 0; i < b.N; i++ {
+			r, err := c.Spawn(factory)
+			if err == nil {
+				_, err = c.Call(r, theMsg)
+			}
+			if err == nil {
+				err = c.Stop(r, nil)
+			}
+			if err != nil {
+				failed = err
+				return
+			}
+		}
+	})
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	b.ReportMetric(bytesPerActor(b, factory), "B/actor")
+}
+
+// bytesPerActor measures the heap growth of 100k live idle actors on a fresh
+// one-loop system.
+func bytesPerActor(b *testing.B, f Factory) float64 {
+	const n = 100_000
+	s := NewSystem(Config{Loops: 1, Watchdog: -1})
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	d := mustSpawn(b, s, func() Actor { return benchDriver{} }, OnLoop(0))
+	measure := func(f func(c *Context)) {
+		done := make(chan struct{})
+		if err := s.Send(d, runFunc(func(c *Context) { f(c); close(done) })); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	refs := make([]Ref, 0, n)
+	var failed error
+	measure(func(c *Context) {
+		for range n {
+			r, err := c.Spawn(f)
+			if err != nil {
+				failed = err
+				return
+			}
+			refs = append(refs, r)
+		}
+	})
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	refBytes := float64(cap(refs)) * 16 // the test's own slice of refs
+	runtime.KeepAlive(refs)
+	return (float64(after.HeapAlloc) - float64(before.HeapAlloc) - refBytes) / n
+}
+
+// BenchmarkAskFromGoroutine: one op = a blocking System.Ask from a plain
+// goroutine to an actor, reply received.
+func BenchmarkAskFromGoroutine(b *testing.B) {
+	s := benchSystem(b, 1)
+	target := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Ask(ctx, target, theMsg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
