@@ -35,9 +35,13 @@ type Config struct {
 	// Batch is how many events of each queue a pass handles before the loop
 	// looks at the others again. Default 256.
 	Batch int
-	// Spin is how many idle passes (each yielding the processor) a loop makes
-	// before it parks. A few passes catch the reply of a cross-loop round trip
-	// without paying for a park and wake. Default 4; negative means 0.
+	// Spin is how many times an idle loop checks its queues, yielding the
+	// processor after each check, before it parks. It catches the reply of a
+	// cross-loop round trip without paying for a park and a wake. Default 2
+	// (measured best for a cross-loop round trip on 2 cores: 450 ns against
+	// 1030 ns parking at once and 700 ns with 8). Busy-waiting without yielding
+	// is much worse in Go: the goroutine a loop wakes goes to the waker's own
+	// processor and waits for the spinner. Negative means park at once.
 	Spin int
 	// Clock drives the timers. Default RealClock.
 	Clock Clock
@@ -51,7 +55,7 @@ func (c Config) withDefaults() Config {
 		c.Batch = 256
 	}
 	if c.Spin == 0 {
-		c.Spin = 4
+		c.Spin = 2
 	} else if c.Spin < 0 {
 		c.Spin = 0
 	}
@@ -213,32 +217,39 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 	l.interrupt.Store(false)
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
-	idle := 0
 	for {
 		if l.interrupt.Load() {
 			return ctx.Err()
 		}
-		n := l.pass()
-		if n > 0 {
-			idle = 0
+		if l.pass() > 0 {
 			continue
 		}
-		if idle == 0 && len(l.timers.items) > 0 {
-			// The first idle pass looks at the timers; later spins do not
-			// read the clock again (a read costs ~50 ns on a VM).
+		if len(l.timers.items) > 0 && l.timerPass >= 4 {
+			// Idle: look at the timers, but read the clock (~50 ns on a VM)
+			// at most every few passes, not on every idle moment.
 			l.checkTimer = true
 			if l.pass() > 0 {
 				continue
 			}
 		}
-		if idle < l.cfg.Spin {
-			idle++
-			runtime.Gosched()
+		if l.spin() {
 			continue
 		}
-		idle = 0
 		l.park()
 	}
+}
+
+// spin watches the queues for a short while before the loop parks, yielding
+// the processor after each look so that the goroutine that will post the
+// work (often woken onto this very processor) can run.
+func (l *Loop[E]) spin() bool {
+	for range l.cfg.Spin {
+		runtime.Gosched()
+		if l.hasWork() {
+			return true
+		}
+	}
+	return false
 }
 
 // pass handles up to Batch events from each source and publishes statistics.
