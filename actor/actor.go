@@ -94,4 +94,18 @@ func Name(name string) SpawnOption { return func(o *spawnOpts) { o.name = name }
 // actor. Supervisor actors spawn their children with it.
 func Supervised() SpawnOption { return func(o *spawnOpts) { o.supervised = true } }
 
+// applyOpts folds opts over the defaults. It is a function of its own so
+// that the options struct escapes to the heap only when options are given.
+func applyOpts(def spawnOpts, opts []SpawnOption) spawnOpts {
+	if len(opts) == 0 {
+		return def
+	}
+	o := new(spawnOpts)
+	*o = def
+	for _, opt := range opts {
+		opt(o)
+	}
+	return *o
+}
+
 func stack() []byte { return debug.Stack() }

@@ -614,7 +614,7 @@ func TestBlockingPoolFull(t *testing.T) {
 	}
 	submit()
 	tsRecv(t, started, "first job to start") // the only worker is busy
-	submit()                                  // sits in the queue of 1
+	submit()                                 // sits in the queue of 1
 	_, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
 		rep := c.Defer()
 		c.Blocking(job).Then(func(_ *Context, v any, err error) { rep.Reply(v, err) })

@@ -165,36 +165,30 @@ func (c *Context) Defer() *Reply {
 // place the actor on another loop (use SpawnAsync), the Start error or a
 // *CrashError if Start failed, and ErrShutdown during shutdown.
 func (c *Context) Spawn(f Factory, opts ...SpawnOption) (Ref, error) {
-	o := spawnOpts{loop: c.ls.id}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	target := c.ls.sys.pick(&o)
+	o := applyOpts(spawnOpts{loop: c.ls.id}, opts)
+	target := c.ls.sys.pick(o)
 	if target != c.ls {
 		return Ref{}, ErrNotLocal
 	}
-	return c.ls.spawn(f, &o, c.self)
+	return c.ls.spawn(f, o, c.self)
 }
 
 // SpawnAsync creates an actor on the loop chosen by opts (this loop by
 // default) and returns a promise of its Ref.
 func (c *Context) SpawnAsync(f Factory, opts ...SpawnOption) Promise {
 	ls := c.ls
-	o := spawnOpts{loop: ls.id}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	target := ls.sys.pick(&o)
+	o := applyOpts(spawnOpts{loop: ls.id}, opts)
+	target := ls.sys.pick(o)
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
 	parent := c.self
 	if target == ls {
-		r, err := ls.spawn(f, &o, parent)
+		r, err := ls.spawn(f, o, parent)
 		ls.settle(p.idx, p.gen, r, err)
 		return p
 	}
 	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
 	err := target.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
-		r, err := t.spawn(f, &o, parent)
+		r, err := t.spawn(f, o, parent)
 		reply(&route, r, err)
 	}})
 	if err != nil {

@@ -368,7 +368,7 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 }
 
 // spawn creates an actor on this loop. It runs on the loop goroutine.
-func (ls *loopState) spawn(f Factory, o *spawnOpts, parent Ref) (Ref, error) {
+func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
 	if ls.stopping || ls.sys.closing.Load() {
 		return Ref{}, ErrShutdown
 	}

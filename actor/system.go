@@ -138,7 +138,7 @@ func (s *System) onCrash(cr *Crash) {
 }
 
 // pick chooses the loop for a spawn.
-func (s *System) pick(o *spawnOpts) *loopState {
+func (s *System) pick(o spawnOpts) *loopState {
 	if o.loop >= 0 {
 		return s.loops[o.loop%len(s.loops)]
 	}
@@ -184,17 +184,14 @@ func (s *System) onLoop(ctx context.Context, ls *loopState, f func(*loopState)) 
 // waits until its Start method has returned. By default it goes on the least
 // loaded loop. It fails with the Start error, ErrShutdown, or ctx's error.
 func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref, error) {
-	o := spawnOpts{loop: -1}
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := applyOpts(spawnOpts{loop: -1}, opts)
 	if s.closing.Load() {
 		return Ref{}, ErrShutdown
 	}
-	ls := s.pick(&o)
+	ls := s.pick(o)
 	var r Ref
 	var err error
-	if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, &o, Ref{}) }); e != nil {
+	if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, o, Ref{}) }); e != nil {
 		return Ref{}, e
 	}
 	return r, err
