@@ -180,7 +180,6 @@ type countActor struct {
 	want  int64
 	got   int64
 	done  chan struct{}
-	extra atomic.Int64
 }
 
 func (a *countActor) Receive(c *Context, msg any) (any, error) {

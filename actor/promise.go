@@ -116,6 +116,14 @@ func (ls *loopState) settle(idx, gen uint32, v any, err error) {
 		ls.promises.release(idx)
 		return
 	}
+	if ls.ctx.slot != nil {
+		// Settled from inside an actor (a resolve function, a combinator):
+		// the owner may be that very actor, so run the continuation as an
+		// event of its own rather than nested in this one.
+		p.state, p.val, p.err = pQueued, v, err
+		_ = ls.loop.PostControl(envelope{kind: kCont, pidx: idx, pgen: gen})
+		return
+	}
 	cont, owner, inc := p.cont, p.owner, p.inc
 	ls.promises.release(idx)
 	ls.runCont(owner, inc, cont, v, err)
