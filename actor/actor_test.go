@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,7 +148,8 @@ func tsNone[T any](t testing.TB, ch <-chan T, what string) {
 	}
 }
 
-// tsStop stops r from inside the actor via, which must be a tsActor.
+// tsStop stops r from inside the actor via, which must be a tsActor. When r
+// is on another loop than via, the stop is only queued when tsStop returns.
 func tsStop(t testing.TB, s *System, via, r Ref, reason error) {
 	t.Helper()
 	if _, err := tsDoIn(t, s, via, func(c *Context) (any, error) { return nil, c.Stop(r, reason) }); err != nil {
@@ -397,11 +400,12 @@ func TestInboundQueueFull(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2, QueueCapacity: capacity, Watchdog: -1})
 	b := newTSBlocker()
 	drained := make(chan struct{})
+	var want atomic.Int64 // how many queued messages to wait for
 	target := tsSpawn(t, s, func() Actor {
 		inner := b.factory()().(*tsActor)
 		return &tsActor{recv: func(c *Context, msg any) (any, error) {
 			v, err := inner.recv(c, msg)
-			if len(b.received()) == capacity {
+			if int64(len(b.received())) == want.Load() {
 				close(drained)
 			}
 			return v, err
@@ -409,6 +413,7 @@ func TestInboundQueueFull(t *testing.T) {
 	}, OnLoop(0))
 	other := tsSpawn(t, s, tsDriver(), OnLoop(1))
 
+	want.Store(-1)
 	if err := s.Send(target, "block"); err != nil {
 		t.Fatal(err)
 	}
@@ -428,8 +433,9 @@ func TestInboundQueueFull(t *testing.T) {
 		}
 		accepted++
 	}
-	if !errors.Is(err, ErrQueueFull) || accepted != capacity {
-		t.Fatalf("System.Send accepted %d then returned %v; want %d then ErrQueueFull", accepted, err, capacity)
+	// The event being handled may still hold its cell until its batch ends.
+	if !errors.Is(err, ErrQueueFull) || accepted < capacity-1 || accepted > capacity {
+		t.Fatalf("System.Send accepted %d then returned %v; want %d (or %d) then ErrQueueFull", accepted, err, capacity, capacity-1)
 	}
 	if _, err := tsAsk(t, s, target, "ask"); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("System.Ask into a full queue = %v, want ErrQueueFull", err)
@@ -453,17 +459,28 @@ func TestInboundQueueFull(t *testing.T) {
 		t.Fatalf("Context.Send, Context.Ask into a full queue = %v, %v; want ErrQueueFull twice", errs[0], errs[1])
 	}
 
+	want.Store(int64(accepted))
 	close(b.release)
 	released = true
 	tsRecv(t, drained, "queued messages to be delivered")
 	got := b.received()
 	for i, m := range got {
 		if m != i {
-			t.Fatalf("delivered %v, want 0..%d in order", got, capacity-1)
+			t.Fatalf("delivered %v, want 0..%d in order", got, accepted-1)
 		}
 	}
-	if v, err := tsAsk(t, s, target, "after"); err != nil || v != "after" {
-		t.Fatalf("Ask after draining = %v, %v", v, err)
+	// The loop frees queue room once its batch ends: retry until then.
+	deadline := time.Now().Add(tsWait)
+	for {
+		v, err := tsAsk(t, s, target, "after")
+		if errors.Is(err, ErrQueueFull) && time.Now().Before(deadline) {
+			runtime.Gosched()
+			continue
+		}
+		if err != nil || v != "after" {
+			t.Fatalf("Ask after draining = %v, %v", v, err)
+		}
+		break
 	}
 }
 
@@ -600,11 +617,13 @@ func TestEventHook(t *testing.T) {
 	if e, ok := rec.find(EventAsk, "a1"); !ok || e.From != a || e.To != crasher || e.Loop != 1 {
 		t.Errorf("ask event %+v (found %v), want From %v To %v on loop 1", e, ok, a, crasher)
 	}
-	if e, ok := rec.find(EventContinuation, "a1"); !ok || e.To != a || e.Loop != 0 {
-		t.Errorf("continuation event %+v (found %v), want To %v on loop 0", e, ok, a)
-	}
+	// The continuation replied before its event was reported: any later
+	// event of loop 0 comes after that report.
 	if _, err := tsAsk(t, s, b, "sync2"); err != nil {
 		t.Fatal(err)
+	}
+	if e, ok := rec.find(EventContinuation, "a1"); !ok || e.To != a || e.Loop != 0 {
+		t.Errorf("continuation event %+v (found %v), want To %v on loop 0", e, ok, a)
 	}
 	if e, ok := rec.find(EventSend, "s2"); !ok || e.From != a || e.To != b {
 		t.Errorf("send event %+v (found %v), want From %v To %v", e, ok, a, b)
@@ -687,11 +706,20 @@ func TestWatchdogReportsStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	tsRecv(t, b.entered, "handler to block")
-	st := tsRecv(t, stalls, "OnStall")
-	close(b.release)
-	if st.loop != 1 || st.d < 50*time.Millisecond {
-		t.Fatalf("OnStall(%d, %v), want loop 1 after at least 50ms", st.loop, st.d)
+	defer close(b.release)
+	for {
+		st := tsRecv(t, stalls, "OnStall for loop 1")
+		if st.loop != 1 {
+			// Only a starved machine makes an idle loop look stalled.
+			t.Logf("OnStall(%d, %v) for the idle loop", st.loop, st.d)
+			continue
+		}
+		if st.d < 50*time.Millisecond {
+			t.Fatalf("OnStall(1, %v), want at least the 50ms budget", st.d)
+		}
+		break
 	}
+	b.release <- struct{}{} // unblock now; the deferred close is then a no-op for the handler
 	// The loop works again.
 	if v, err := tsAsk(t, s, r, "x"); err != nil || v != "x" {
 		t.Fatalf("after stall: %v, %v", v, err)

@@ -317,14 +317,14 @@ func TestSystemAskFailures(t *testing.T) {
 	}
 	// The late reply lands in the abandoned channel and harms no later ask.
 	tsRecv(t, replies, "reply handle").Reply("late", nil)
-	echo := tsSpawn(t, s, tsEcho())
+	echo := tsSpawn(t, s, tsEcho(), OnLoop(0))
 	for i := range 20 {
 		if v, err := tsAsk(t, s, echo, i); err != nil || v != i {
 			t.Fatalf("ask %d after a late reply = %v, %v", i, v, err)
 		}
 	}
 
-	drv := tsSpawn(t, s, tsDriver())
+	drv := tsSpawn(t, s, tsDriver(), OnLoop(0)) // a local stop is done when tsStop returns
 	tsStop(t, s, drv, echo, nil)
 	if _, err := tsAsk(t, s, echo, "x"); !errors.Is(err, ErrDead) {
 		t.Fatalf("System.Ask dead ref = %v, want ErrDead", err)

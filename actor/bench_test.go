@@ -177,9 +177,9 @@ func BenchmarkBaselineChanPingPong(b *testing.B) {
 }
 
 type countActor struct {
-	want  int64
-	got   int64
-	done  chan struct{}
+	want int64
+	got  int64
+	done chan struct{}
 }
 
 func (a *countActor) Receive(c *Context, msg any) (any, error) {

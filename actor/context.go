@@ -17,6 +17,7 @@ type Context struct {
 	slot     *slot
 	env      *envelope
 	deferred bool
+	rep      *Reply // the handle Defer returned, when deferred
 }
 
 // Self returns the running actor's own ref.
@@ -152,6 +153,7 @@ func (r *Reply) Reply(v any, err error) {
 func (c *Context) Defer() *Reply {
 	c.deferred = true
 	r := &Reply{}
+	c.rep = r
 	if c.env != nil {
 		r.env = *c.env
 		r.env.msg = nil
@@ -272,7 +274,7 @@ func (c *Context) Demonitor(r Ref) error {
 func (ls *loopState) watch(r, w Ref) {
 	s := ls.lookup(r)
 	if s == nil {
-		_ = ls.sendFrom(Ref{}, w, Down{Ref: r, Reason: ErrDead})
+		ls.sendDown(w, r, ErrDead)
 		return
 	}
 	for _, x := range s.watchers {

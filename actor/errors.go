@@ -83,6 +83,8 @@ func postErr(err error) error {
 		return ErrQueueFull
 	case errors.Is(err, loop.ErrClosed):
 		return ErrShutdown
+	case errors.Is(err, loop.ErrPoolFull):
+		return ErrPoolFull
 	}
 	return err
 }

@@ -49,10 +49,13 @@ func tsMonitor(t *testing.T, s *System, w Ref, downs <-chan Down, barrier Ref, r
 }
 
 // tsDeadRef returns a stopped actor's ref on loop l.
-func tsDeadRef(t *testing.T, s *System, drv Ref, l int) Ref {
+func tsDeadRef(t *testing.T, s *System, l int) Ref {
 	t.Helper()
-	r := tsSpawn(t, s, tsEcho(), OnLoop(l))
-	tsStop(t, s, drv, r, nil)
+	r := tsSpawn(t, s, tsDriver(), OnLoop(l))
+	// A self-stop completes before the reply is sent.
+	if _, err := tsDoIn(t, s, r, func(c *Context) (any, error) { return nil, c.Stop(c.Self(), nil) }); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tsAsk(t, s, r, "x"); !errors.Is(err, ErrDead) {
 		t.Fatalf("stopped actor answers %v", err)
 	}
@@ -69,10 +72,9 @@ func TestCrashContained(t *testing.T) {
 		return msg, nil
 	}), OnLoop(0), Name("target"))
 	neighbour := tsSpawn(t, s, tsEcho(), OnLoop(0))
-	drv := tsSpawn(t, s, tsDriver(), OnLoop(1))
 	downs := make(chan Down, 8)
 	w := tsSpawn(t, s, tsWatcher(downs), OnLoop(1))
-	tsMonitor(t, s, w, downs, tsDeadRef(t, s, drv, 0), target)
+	tsMonitor(t, s, w, downs, tsDeadRef(t, s, 0), target)
 
 	_, err := tsAsk(t, s, target, "boom")
 	var ce *CrashError
@@ -231,6 +233,29 @@ func TestSupervisedChildRestart(t *testing.T) {
 	}
 	if _, err := tsDoIn(t, s, parent, func(c *Context) (any, error) { return nil, c.Restart(child2) }); !errors.Is(err, ErrDead) {
 		t.Fatalf("Restart of a stopped child = %v, want ErrDead", err)
+	}
+}
+
+// A supervised child whose parent is gone has nobody to restart it: a crash
+// stops it (instead of suspending it for ever).
+func TestSupervisedChildOfDeadParentStops(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, OnCrash: func(*Crash) {}})
+	parent := tsSpawn(t, s, tsDriver())
+	v, err := tsDoIn(t, s, parent, func(c *Context) (any, error) {
+		return c.Spawn(tsFn(func(*Context, any) (any, error) { panic("orphan-boom") }), Supervised())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := v.(Ref)
+	if _, err := tsDoIn(t, s, parent, func(c *Context) (any, error) { return nil, c.Stop(c.Self(), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tsAsk(t, s, child, "x"); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("orphan crash = %v, want ErrCrashed", err)
+	}
+	if _, err := tsAsk(t, s, child, "y"); !errors.Is(err, ErrDead) {
+		t.Fatalf("orphan after its crash = %v, want ErrDead (stopped, not suspended)", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"errors"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync/atomic"
@@ -216,16 +217,16 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = to, from, s, e, false
 	s.running = true
-	var start time.Time
+	var start, wall time.Time
 	if ls.hook != nil {
-		start = ls.loop.Now()
+		start, wall = ls.loop.Now(), time.Now()
 	}
 	v, err = ls.receive(s, c, msg, from)
 	s.running = false
 	deferred = c.deferred
 	*c = saved
 	if ls.hook != nil {
-		ls.report(kind, from, to, msg, start, time.Since(start), err, nil)
+		ls.report(kind, from, to, msg, start, time.Since(wall), err, nil)
 	}
 	if s.stopReq {
 		ls.stop(s, to, s.reason)
@@ -238,6 +239,9 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 	defer func() {
 		if r := recover(); r != nil {
 			v, err = nil, ls.crash(s, c.self, r, msg, from)
+			if c.deferred && c.rep != nil && c.rep.used.CompareAndSwap(false, true) {
+				c.deferred = false // the handler never answered: the crash is the answer
+			}
 		}
 	}()
 	return s.actor.Receive(c, msg)
@@ -255,7 +259,7 @@ func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) erro
 		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
 	}
 	ls.sys.onCrash(cr)
-	if s.sup && !s.parent.IsZero() {
+	if s.sup && !s.parent.IsZero() && (s.parent.l != ls || ls.lookup(s.parent) != nil) {
 		s.state = slotSuspended
 		if err := ls.sendFrom(Ref{}, s.parent, Crashed{Child: self, Crash: cr}); err == nil {
 			return ce
@@ -294,6 +298,17 @@ func (ls *loopState) sendFrom(from, to Ref, msg any) error {
 	return nil
 }
 
+// sendDown tells watcher w that r stopped. A Down travels with the
+// watcher's other messages, so it arrives after what r sent before stopping;
+// if the watcher's queue is full it takes the unbounded control queue
+// instead: a Down is never lost, at the price of order under overload.
+func (ls *loopState) sendDown(w, r Ref, reason error) {
+	d := Down{Ref: r, Reason: reason}
+	if err := ls.sendFrom(Ref{}, w, d); err != nil && errors.Is(err, ErrQueueFull) {
+		_ = w.l.loop.PostControl(envelope{kind: kSend, to: w, msg: d})
+	}
+}
+
 // stop ends the actor in s: Terminate, refs dead, stash failed, watchers told.
 func (ls *loopState) stop(s *slot, r Ref, reason error) {
 	if s.running {
@@ -312,7 +327,7 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 		ls.drop(&stash[i], ErrDead)
 	}
 	for _, w := range watchers {
-		_ = ls.sendFrom(Ref{}, w, Down{Ref: r, Reason: reason})
+		ls.sendDown(w, r, reason)
 	}
 	if ls.hook != nil {
 		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
@@ -403,6 +418,7 @@ func (ls *loopState) restart(s *slot, r Ref) error {
 	}
 	s.state = slotAlive
 	if err := ls.start(s, r); err != nil {
+		s.actor = nil // it never started: no Terminate
 		ls.stop(s, r, err)
 		return err
 	}

@@ -177,15 +177,15 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = owner, Ref{}, s, nil, false
 	s.running = true
-	var start time.Time
+	var start, wall time.Time
 	if ls.hook != nil {
-		start = ls.loop.Now()
+		start, wall = ls.loop.Now(), time.Now()
 	}
 	ls.callCont(s, c, cont, v, err)
 	s.running = false
 	*c = saved
 	if ls.hook != nil {
-		ls.report(EventContinuation, Ref{}, owner, v, start, time.Since(start), err, nil)
+		ls.report(EventContinuation, Ref{}, owner, v, start, time.Since(wall), err, nil)
 	}
 	if s.stopReq {
 		ls.stop(s, owner, s.reason)
@@ -201,11 +201,13 @@ func (ls *loopState) callCont(s *slot, c *Context, cont Continuation, v any, err
 	cont(c, v, err)
 }
 
-// Then attaches f as the promise's continuation. It must be called on the
-// promise's loop, from a handler or continuation there. f runs once, later,
-// inside the actor that made the promise. Then on a promise that already has
-// a continuation, or one that settled in an earlier turn with none, runs f
-// with ErrStalePromise.
+// Then attaches f as the promise's continuation. f runs once, later, inside
+// the actor that made the promise. Then must be called from a handler or
+// continuation running on the promise's loop (the loop of the actor that made
+// it); calling it from another goroutine is a data race, like touching
+// another actor's state. Then on a promise that already has a continuation,
+// or one that settled in an earlier turn with none, runs f with
+// ErrStalePromise.
 func (p Promise) Then(f Continuation) {
 	if p.ls == nil {
 		panic("actor: Then on the zero Promise")
