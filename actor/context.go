@@ -62,7 +62,7 @@ func (c *Context) Send(to Ref, msg any) error {
 func (c *Context) Call(to Ref, msg any) (any, error) {
 	ls := c.ls
 	if to.l != ls {
-		if to.l == nil {
+		if to.IsZero() {
 			return nil, ErrInvalidRef
 		}
 		return nil, ErrNotLocal
@@ -98,7 +98,21 @@ func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
 	if to.l == nil {
-		ls.settle(p.idx, p.gen, nil, ErrInvalidRef)
+		if to.r == nil {
+			ls.settle(p.idx, p.gen, nil, ErrInvalidRef)
+			return p
+		}
+		epoch, err := to.r.peer.Ask(to, c.self, msg, p.idx, p.gen)
+		if err != nil {
+			ls.settle(p.idx, p.gen, nil, err)
+			return p
+		}
+		pe := &ls.promises.entries[p.idx]
+		pe.peer, pe.epoch = to.r.peer, epoch
+		if d > 0 {
+			pe.deadlined = true
+			ls.loop.Schedule(ls.loop.CachedNow().Add(d), envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+		}
 		return p
 	}
 	e := envelope{kind: kAsk, to: to, from: c.self, msg: msg, pidx: p.idx, pgen: p.gen}
@@ -207,6 +221,9 @@ func (c *Context) SpawnAsync(f Factory, opts ...SpawnOption) Promise {
 func (c *Context) Stop(r Ref, reason error) error {
 	ls := c.ls
 	if r.l == nil {
+		if r.r != nil {
+			return r.r.peer.Stop(r, reason)
+		}
 		return ErrInvalidRef
 	}
 	if r.l != ls {
@@ -247,6 +264,9 @@ func (c *Context) Restart(r Ref) error {
 func (c *Context) Monitor(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
+		if r.r != nil {
+			return r.r.peer.Monitor(r, c.self)
+		}
 		return ErrInvalidRef
 	}
 	self := c.self
@@ -261,6 +281,9 @@ func (c *Context) Monitor(r Ref) error {
 func (c *Context) Demonitor(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
+		if r.r != nil {
+			return r.r.peer.Demonitor(r, c.self)
+		}
 		return ErrInvalidRef
 	}
 	self := c.self

@@ -191,6 +191,9 @@ func reply(e *envelope, v any, err error) {
 		return
 	}
 	if e.from.l == nil {
+		if e.from.r != nil {
+			e.from.r.peer.Reply(e.from, e.pidx, e.pgen, v, err)
+		}
 		return
 	}
 	// The asker's loop bounds replies by its own pending asks, so the control
@@ -283,6 +286,9 @@ func (ls *loopState) report(kind EventKind, from, to Ref, msg any, start time.Ti
 // sendFrom posts a one-way message from an actor of this loop.
 func (ls *loopState) sendFrom(from, to Ref, msg any) error {
 	if to.l == nil {
+		if to.r != nil {
+			return to.r.peer.Send(to, from, msg)
+		}
 		return ErrInvalidRef
 	}
 	e := envelope{kind: kSend, to: to, from: from, msg: msg}
@@ -304,7 +310,7 @@ func (ls *loopState) sendFrom(from, to Ref, msg any) error {
 // instead: a Down is never lost, at the price of order under overload.
 func (ls *loopState) sendDown(w, r Ref, reason error) {
 	d := Down{Ref: r, Reason: reason}
-	if err := ls.sendFrom(Ref{}, w, d); err != nil && errors.Is(err, ErrQueueFull) {
+	if err := ls.sendFrom(Ref{}, w, d); err != nil && errors.Is(err, ErrQueueFull) && w.l != nil {
 		_ = w.l.loop.PostControl(envelope{kind: kSend, to: w, msg: d})
 	}
 }

@@ -14,28 +14,37 @@ import "fmt"
 // Refs are small values, comparable with ==, and usable as map keys. The zero
 // Ref is invalid.
 type Ref struct {
-	l   *loopState
+	l   *loopState    // local actor: its loop
+	r   *remoteTarget // remote actor: its node and wire identity
 	idx uint32
 	gen uint32
 }
 
 // IsZero reports whether r is the zero (invalid) Ref.
-func (r Ref) IsZero() bool { return r.l == nil }
+func (r Ref) IsZero() bool { return r.l == nil && r.r == nil }
 
-// Loop returns the index of the loop the actor lives on, or -1 for the zero Ref.
+// Loop returns the index of the loop the actor lives on (on its own node),
+// or -1 for the zero Ref.
 func (r Ref) Loop() int {
-	if r.l == nil {
-		return -1
+	switch {
+	case r.l != nil:
+		return r.l.id
+	case r.r != nil:
+		return int(r.r.id.Loop)
 	}
-	return r.l.id
+	return -1
 }
 
-// String renders r as <loop.slot.generation>, or <nil>.
+// String renders r as <loop.slot.generation> for a local actor,
+// <node/loop.slot.generation> for a remote one, or <nil>.
 func (r Ref) String() string {
-	if r.l == nil {
-		return "<nil>"
+	switch {
+	case r.l != nil:
+		return fmt.Sprintf("<%d.%d.%d>", r.l.id, r.idx, r.gen)
+	case r.r != nil:
+		return fmt.Sprintf("<%s/%d.%d.%d>", r.r.peer.Node(), r.r.id.Loop, r.idx, r.gen)
 	}
-	return fmt.Sprintf("<%d.%d.%d>", r.l.id, r.idx, r.gen)
+	return "<nil>"
 }
 
 // ID returns the ref's loop, slot and generation numbers, for logs and

@@ -94,6 +94,8 @@ type System struct {
 	once    sync.Once
 	next    int // manual-mode round robin
 	replies sync.Pool
+	wire    Wire
+	key     secretKey
 }
 
 // NewSystem starts a System: its loops (one goroutine each, unless
@@ -101,6 +103,7 @@ type System struct {
 func NewSystem(cfg Config) *System {
 	cfg = cfg.withDefaults()
 	s := &System{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	s.wire.s = s
 	s.replies.New = func() any { return make(chan result, 1) }
 	s.pool = loop.NewPool(cfg.Workers, cfg.WorkerQueue)
 	s.loops = make([]*loopState, cfg.Loops)
@@ -203,6 +206,9 @@ func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref
 // arrive in the order sent.
 func (s *System) Send(to Ref, msg any) error {
 	if to.l == nil {
+		if to.r != nil {
+			return to.r.peer.Send(to, Ref{}, msg)
+		}
 		return ErrInvalidRef
 	}
 	return postErr(to.l.loop.Post(envelope{kind: kSend, to: to, msg: msg}))
@@ -215,6 +221,9 @@ func (s *System) Send(to Ref, msg any) error {
 // (that would block the loop): use Context.Ask there.
 func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
 	if to.l == nil {
+		if to.r != nil {
+			return to.r.peer.AskWait(ctx, to, msg)
+		}
 		return nil, ErrInvalidRef
 	}
 	if s.cfg.Manual {

@@ -1,0 +1,228 @@
+package actor
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"fmt"
+	"sync"
+)
+
+// This file is the seam between the actor runtime and a transport (package
+// remote): how a Ref crosses the network and how messages from other nodes
+// enter the loops. Application code does not need it.
+
+// Peer is a transport's handle on another node. The runtime calls it to send
+// to actors on that node; the transport implements it (package remote).
+// Every method must be safe from any goroutine and must not block: a full
+// outbound queue is an error (ErrQueueFull), not a wait.
+type Peer interface {
+	// Send delivers msg one way to the remote actor to; from is the local
+	// sender (zero from a plain goroutine).
+	Send(to, from Ref, msg any) error
+	// Ask sends a request whose reply the transport must hand back with
+	// Wire.Settle(from's loop, pidx, pgen, ...). It returns the connection
+	// epoch the request went out on, so that Wire.FailPeer can fail exactly
+	// the asks that may have been lost.
+	Ask(to, from Ref, msg any, pidx, pgen uint32) (epoch uint64, err error)
+	// Reply answers a request that came from the remote actor to (or from
+	// the remote node's goroutine-ask proxy) with correlation (pidx, pgen).
+	Reply(to Ref, pidx, pgen uint32, v any, err error)
+	// AskWait is a blocking ask from a plain goroutine.
+	AskWait(ctx context.Context, to Ref, msg any) (any, error)
+	// Monitor asks the remote node to send Down to watcher when target
+	// stops; Demonitor cancels it. If the node is or goes down, the
+	// transport delivers Down with its node-down error itself.
+	Monitor(target, watcher Ref) error
+	Demonitor(target, watcher Ref) error
+	// Stop asks the remote node to stop target.
+	Stop(target Ref, reason error) error
+	// Node names the peer, for logs and Ref.String.
+	Node() string
+}
+
+// WireID is how a Ref travels on the network: the actor's loop, slot and
+// generation, and a 128-bit secret derived from them with a key known only to
+// the actor's node. A node delivers a message only if the secret matches, so
+// a forged or guessed id looks exactly like a dead actor.
+type WireID struct {
+	Loop   uint16
+	Slot   uint32
+	Gen    uint32
+	Secret [16]byte
+}
+
+// GoroutineLoop is the Loop of a WireID that names no actor but a plain
+// goroutine waiting in a blocking ask; its (pidx, pgen) correlation is the
+// transport's own.
+const GoroutineLoop = 0xFFFF
+
+// remoteTarget is the remote half of a Ref.
+type remoteTarget struct {
+	peer Peer
+	id   WireID
+}
+
+// Wire is the interface a transport uses to connect a System to other nodes.
+// Holding a *System already gives full authority over its actors, so Wire
+// grants nothing new; what protects actors from the network is the secret
+// check in Resolve.
+type Wire struct {
+	s *System
+}
+
+// Wire returns the system's transport interface.
+func (s *System) Wire() *Wire { return &s.wire }
+
+type secretKey struct {
+	once  sync.Once
+	block cipher.Block
+}
+
+func (s *System) secrets() cipher.Block {
+	s.key.once.Do(func() {
+		var k [16]byte
+		if _, err := rand.Read(k[:]); err != nil {
+			panic(fmt.Sprintf("actor: no randomness for ref secrets: %v", err))
+		}
+		b, err := aes.NewCipher(k[:])
+		if err != nil {
+			panic(err)
+		}
+		s.key.block = b
+	})
+	return s.key.block
+}
+
+// secret is AES-128 under the system's random key of (loop, slot, gen): a
+// pseudorandom permutation, so unpredictable without the key, and cheap to
+// recompute on every incoming message instead of storing it per actor.
+func (s *System) secret(loop uint16, slot, gen uint32) (out [16]byte) {
+	var in [16]byte
+	binary.BigEndian.PutUint16(in[0:], loop)
+	binary.BigEndian.PutUint32(in[2:], slot)
+	binary.BigEndian.PutUint32(in[6:], gen)
+	s.secrets().Encrypt(out[:], in[:])
+	return out
+}
+
+// LocalID returns the wire identity of a ref of this system's own actors
+// (with its secret). It reports false for the zero Ref, remote refs and refs
+// of other systems.
+func (w *Wire) LocalID(r Ref) (WireID, bool) {
+	if r.l == nil || r.l.sys != w.s {
+		return WireID{}, false
+	}
+	id := WireID{Loop: uint16(r.l.id), Slot: r.idx, Gen: r.gen}
+	id.Secret = w.s.secret(id.Loop, id.Slot, id.Gen)
+	return id, true
+}
+
+// Resolve turns the wire identity of one of this system's actors back into a
+// Ref, if its secret matches. It does not check that the actor is alive:
+// delivery does, and a dead actor and a wrong secret must look the same to
+// the sender.
+func (w *Wire) Resolve(id WireID) (Ref, bool) {
+	if int(id.Loop) >= len(w.s.loops) {
+		return Ref{}, false
+	}
+	want := w.s.secret(id.Loop, id.Slot, id.Gen)
+	if subtle.ConstantTimeCompare(want[:], id.Secret[:]) != 1 {
+		return Ref{}, false
+	}
+	return Ref{l: w.s.loops[id.Loop], idx: id.Slot, gen: id.Gen}, true
+}
+
+// RemoteRef makes a Ref for an actor on another node. The Ref carries no
+// authority of its own: the other node checks id.Secret.
+func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
+	return Ref{r: &remoteTarget{peer: p, id: id}, idx: id.Slot, gen: id.Gen}
+}
+
+// Remote returns the peer and wire identity of a remote ref, or false for a
+// local or zero Ref.
+func (w *Wire) Remote(r Ref) (Peer, WireID, bool) {
+	if r.r == nil {
+		return nil, WireID{}, false
+	}
+	return r.r.peer, r.r.id, true
+}
+
+// IsRemote reports whether r names an actor on another node.
+func (r Ref) IsRemote() bool { return r.r != nil }
+
+// DeliverSend queues a one-way message from the network for a local actor. It
+// fails with ErrQueueFull when the actor's loop is full and ErrInvalidRef for
+// a ref that is not this system's.
+func (w *Wire) DeliverSend(to, from Ref, msg any) error {
+	if to.l == nil || to.l.sys != w.s {
+		return ErrInvalidRef
+	}
+	return postErr(to.l.loop.Post(envelope{kind: kSend, to: to, from: from, msg: msg}))
+}
+
+// DeliverAsk queues a request from the network for a local actor. Its reply
+// goes back through from's Peer with correlation (pidx, pgen); from must be a
+// remote ref (of the asking actor, or of the remote node's goroutine proxy).
+func (w *Wire) DeliverAsk(to, from Ref, msg any, pidx, pgen uint32) error {
+	if to.l == nil || to.l.sys != w.s || from.r == nil {
+		return ErrInvalidRef
+	}
+	return postErr(to.l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+}
+
+// Settle hands the reply of a request made by a local actor (through
+// Peer.Ask) back to its promise on loop. A reply for a promise that already
+// settled (timed out, failed) is ignored.
+func (w *Wire) Settle(loop uint16, pidx, pgen uint32, v any, err error) {
+	if int(loop) >= len(w.s.loops) {
+		return
+	}
+	_ = w.s.loops[loop].loop.PostControl(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
+}
+
+// FailPeer fails, with err, every pending ask that local actors sent to p on
+// a connection epoch up to epoch. Transports call it when a connection is lost.
+func (w *Wire) FailPeer(p Peer, epoch uint64, err error) {
+	for _, ls := range w.s.loops {
+		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.failPeer(p, epoch, err) }})
+	}
+}
+
+func (ls *loopState) failPeer(p Peer, epoch uint64, err error) {
+	for i := range ls.promises.entries {
+		e := &ls.promises.entries[i]
+		if e.state == pPending && e.peer == p && e.epoch <= epoch {
+			ls.settle(uint32(i), e.gen, nil, err)
+		}
+	}
+}
+
+// MonitorLocal registers the remote watcher for a Down when the local actor
+// target stops (a Down for a dead target is sent at once). The Down is sent
+// to the watcher through its Peer.
+func (w *Wire) MonitorLocal(target, watcher Ref) error {
+	if target.l == nil || target.l.sys != w.s {
+		return ErrInvalidRef
+	}
+	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.watch(target, watcher) }}))
+}
+
+// DemonitorLocal cancels MonitorLocal.
+func (w *Wire) DemonitorLocal(target, watcher Ref) error {
+	if target.l == nil || target.l.sys != w.s {
+		return ErrInvalidRef
+	}
+	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.unwatch(target, watcher) }}))
+}
+
+// StopLocal stops a local actor on behalf of the network.
+func (w *Wire) StopLocal(target Ref, reason error) error {
+	if target.l == nil || target.l.sys != w.s {
+		return ErrInvalidRef
+	}
+	return postErr(target.l.loop.PostControl(envelope{kind: kStop, to: target, err: reason}))
+}
