@@ -17,9 +17,10 @@ const (
 	EventRestart                           // an actor was re-created in its slot
 	EventCrash                             // a handler, continuation or start panicked
 	EventDropped                           // a message could not be delivered (its sender was told when it could be)
+	EventReport                            // an actor published a structured report (Context.Report), e.g. a supervisor's crash or restart report in Msg
 )
 
-var kindNames = [...]string{"", "send", "ask", "call", "timer", "continuation", "spawn", "stop", "restart", "crash", "dropped"}
+var kindNames = [...]string{"", "send", "ask", "call", "timer", "continuation", "spawn", "stop", "restart", "crash", "dropped", "report"}
 
 func (k EventKind) String() string {
 	if int(k) < len(kindNames) {

@@ -20,6 +20,7 @@ const (
 	kCont                      // run continuation of settled promise (pidx,pgen)
 	kRun                       // run msg.(func(*loopState)) on the loop
 	kStop                      // stop `to` with reason err
+	kSignal                    // exit signal from `from` to `to` with reason err (see link.go)
 )
 
 // envelope is what travels through a loop's queues. It is a value, so the
@@ -61,9 +62,12 @@ type slot struct {
 	gen      uint32
 	inc      uint32 // incarnation: bumped at every start and at every crash
 	state    uint8
-	running  bool // its handler is on the stack (cycle detection)
-	stopReq  bool // stop once the handler returns
-	sup      bool // supervised: a crash suspends and tells the parent
+	running  bool  // its handler is on the stack (cycle detection)
+	stopReq  bool  // stop once the handler returns
+	sup      bool  // supervised: a crash suspends and tells the parent
+	links    []Ref // linked actors (see link.go)
+	trap     bool  // exit signals become Exited messages
+	noTerm   bool  // the pending stop is a kill: no Terminate
 }
 
 // loopState is everything one loop owns. Only its goroutine touches it, except
@@ -88,6 +92,7 @@ type loopState struct {
 	rnd      *rand.Rand
 	settled  []uint32 // promises settled this turn with no continuation yet
 	stopping bool
+	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -152,6 +157,8 @@ func (ls *loopState) Handle(e *envelope) {
 		if s := ls.lookup(e.to); s != nil {
 			ls.stop(s, e.to, e.err)
 		}
+	case kSignal:
+		ls.signal(e)
 	}
 	if len(ls.settled) > 0 {
 		ls.endTurn()
@@ -321,11 +328,11 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 		s.stopReq, s.reason = true, reason
 		return
 	}
-	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
 		ls.terminate(t, s, r, reason)
 	}
 	s.gen++
-	stash, watchers := s.stash, s.watchers
+	stash, watchers, links := s.stash, s.watchers, s.links
 	*s = slot{gen: s.gen}
 	ls.free = append(ls.free, r.idx)
 	ls.live.Add(-1)
@@ -334,6 +341,9 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 	}
 	for _, w := range watchers {
 		ls.sendDown(w, r, reason)
+	}
+	for _, l := range links {
+		ls.sendSignal(r, l, reason, true)
 	}
 	if ls.hook != nil {
 		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
@@ -378,6 +388,7 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 		*c = saved
 	}()
 	s.inc++
+	s.trap = false // a new instance starts not trapping exits, as a new Erlang process
 	s.actor = s.factory()
 	if s.actor == nil {
 		return ErrNilActor

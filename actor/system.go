@@ -49,6 +49,14 @@ type Config struct {
 	// reproducible (with a loop.FakeClock and a fixed Seed). In manual mode
 	// every System method must be called from that goroutine.
 	Manual bool
+	// ExternalLoops creates the loops without goroutines of their own: the
+	// caller runs each loop by calling Serve on System.LoopServices() (they
+	// satisfy suture/v4's Service), so a goroutine-level supervisor can
+	// restart a loop whose goroutine died. Until a loop is served, messages
+	// to it wait and System.Spawn/Ask on it block (up to their context).
+	// Shutdown needs the loops served to stop their actors; it makes every
+	// Serve return ErrShutdown. Ignored with Manual.
+	ExternalLoops bool
 	// Logger receives the runtime's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -113,7 +121,7 @@ func NewSystem(cfg Config) *System {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if !cfg.Manual {
-		for _, ls := range s.loops {
+		for _, ls := range s.ownLoops() {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -355,6 +363,7 @@ func (s *System) shutdown(ctx context.Context) error {
 	finished := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.haltServices()
 		for _, ls := range s.loops {
 			ls.loop.Close(func(e *envelope) {
 				switch e.kind {

@@ -8,7 +8,9 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
+	"weak"
 )
 
 // This file is the seam between the actor runtime and a transport (package
@@ -71,7 +73,9 @@ type remoteTarget struct {
 // grants nothing new; what protects actors from the network is the secret
 // check in Resolve.
 type Wire struct {
-	s *System
+	s        *System
+	mu       sync.Mutex
+	interned map[remoteKey]weak.Pointer[remoteTarget]
 }
 
 // Wire returns the system's transport interface.
@@ -123,23 +127,63 @@ func (w *Wire) LocalID(r Ref) (WireID, bool) {
 
 // Resolve turns the wire identity of one of this system's actors back into a
 // Ref, if its secret matches. It does not check that the actor is alive:
-// delivery does, and a dead actor and a wrong secret must look the same to
-// the sender.
+// delivery does. When the secret does not match it returns false and a dead
+// Ref: a forged id and a dead actor must look the same to the sender.
 func (w *Wire) Resolve(id WireID) (Ref, bool) {
+	dead := Ref{l: w.s.loops[0], idx: ^uint32(0)}
 	if int(id.Loop) >= len(w.s.loops) {
-		return Ref{}, false
+		return dead, false
 	}
 	want := w.s.secret(id.Loop, id.Slot, id.Gen)
 	if subtle.ConstantTimeCompare(want[:], id.Secret[:]) != 1 {
-		return Ref{}, false
+		return dead, false
 	}
 	return Ref{l: w.s.loops[id.Loop], idx: id.Slot, gen: id.Gen}, true
 }
 
+type remoteKey struct {
+	peer Peer
+	id   WireID
+}
+
 // RemoteRef makes a Ref for an actor on another node. The Ref carries no
-// authority of its own: the other node checks id.Secret.
+// authority of its own: the other node checks id.Secret. Refs of the same
+// remote actor through the same Peer are interned, so they compare equal
+// with == (and work as map keys) however many times they are decoded; the
+// table holds them weakly and forgets refs nobody holds.
 func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
-	return Ref{r: &remoteTarget{peer: p, id: id}, idx: id.Slot, gen: id.Gen}
+	k := remoteKey{p, id}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.interned == nil {
+		w.interned = map[remoteKey]weak.Pointer[remoteTarget]{}
+	}
+	if wp, ok := w.interned[k]; ok {
+		if t := wp.Value(); t != nil {
+			return Ref{r: t, idx: id.Slot, gen: id.Gen}
+		}
+	}
+	t := &remoteTarget{peer: p, id: id}
+	w.interned[k] = weak.Make(t)
+	runtime.AddCleanup(t, func(k remoteKey) {
+		w.mu.Lock()
+		if wp, ok := w.interned[k]; ok && wp.Value() == nil {
+			delete(w.interned, k)
+		}
+		w.mu.Unlock()
+	}, k)
+	return Ref{r: t, idx: id.Slot, gen: id.Gen}
+}
+
+// DeliverSignal queues msg for a local actor on its loop's unbounded control
+// queue: for runtime notifications that must not be lost to a full queue,
+// such as a Down for a node that went away. It may overtake messages queued
+// earlier.
+func (w *Wire) DeliverSignal(to Ref, msg any) error {
+	if to.l == nil || to.l.sys != w.s {
+		return ErrInvalidRef
+	}
+	return postErr(to.l.loop.PostControl(envelope{kind: kSend, to: to, msg: msg}))
 }
 
 // Remote returns the peer and wire identity of a remote ref, or false for a

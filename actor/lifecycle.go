@@ -1,0 +1,164 @@
+package actor
+
+import "time"
+
+// Lifecycle operations with acknowledgement, for supervisors: they work on
+// actors of any loop, never block a loop, and answer with a Promise.
+
+// Suspend ends the current instance of r (on this loop) without ending the
+// actor: r's Terminate runs with reason, then r is suspended as after a
+// supervised crash: its refs stay valid, messages for it are held (bounded by
+// the queue capacity) and calls to it fail with ErrCrashed, until Restart
+// (which starts a new instance from the factory and delivers the held
+// messages in order) or Stop. It is how a supervisor takes down the siblings
+// of a crashed child before restarting them all in place.
+//
+// It returns ErrNotLocal for an actor of another loop (use SuspendAsync),
+// ErrDead for a dead one, ErrCycle when r's handler is on the stack, and an
+// error matching ErrCrashed when r was already suspended after a crash (its
+// Crashed message is then on its way to its parent, or already there); it
+// then does nothing. If Terminate stops r, r is dead (ErrDead).
+func (c *Context) Suspend(r Ref, reason error) error {
+	ls := c.ls
+	if r.l != ls {
+		if r.l == nil {
+			return ErrInvalidRef
+		}
+		return ErrNotLocal
+	}
+	s := ls.lookup(r)
+	if s == nil {
+		return ErrDead
+	}
+	return ls.suspend(s, r, reason, false)
+}
+
+func (ls *loopState) suspend(s *slot, r Ref, reason error, brutal bool) error {
+	if s.running {
+		return ErrCycle
+	}
+	if s.state == slotSuspended {
+		return errAlreadySuspended
+	}
+	if t, ok := s.actor.(Terminator); ok && !brutal {
+		ls.terminate(t, s, r, reason)
+		if s.stopReq {
+			ls.stop(s, r, s.reason)
+			return ErrDead
+		}
+	}
+	s.state = slotSuspended
+	s.inc++ // continuations of the ended instance never run
+	s.actor = nil
+	return nil
+}
+
+// errAlreadySuspended is what Suspend returns for an actor already suspended
+// after a crash.
+var errAlreadySuspended = &suspendedError{}
+
+type suspendedError struct{}
+
+func (*suspendedError) Error() string        { return "actor: already suspended after a crash" }
+func (*suspendedError) Is(target error) bool { return target == ErrCrashed }
+
+// StopAsync stops r, on any loop, and returns a promise settled with nil
+// once r has stopped (its Terminate has returned, its refs are dead, its
+// monitors and links are told) or was already dead. On this loop the stop
+// happens at once and the promise is settled in this turn.
+//
+// timeout bounds the wait: if r's loop has not got to the stop within
+// timeout (it is busy in a long handler, say), the promise fails with
+// ErrTimeout and the stop becomes a kill: when r's loop gets to it, r is
+// stopped with reason ErrKilled without running Terminate (a Terminate that
+// has already begun runs to its end: nothing preempts a running handler).
+// timeout == 0 means no deadline; timeout < 0 means kill now (Erlang's
+// brutal_kill): Terminate is not run and the reason is ErrKilled.
+func (c *Context) StopAsync(r Ref, reason error, timeout time.Duration) Promise {
+	return c.lifecycle(r, timeout, true, func(t *loopState, s *slot, late bool) (any, error) {
+		if late {
+			t.kill(s, r)
+		} else {
+			t.stop(s, r, reason)
+		}
+		return nil, nil
+	})
+}
+
+// SuspendAsync is Suspend for an actor of any loop, with the deadline rules
+// of StopAsync: an instance whose loop has not got to the request within
+// timeout is suspended without running Terminate, and timeout < 0 suspends
+// without Terminate at once. The promise settles with nil, or with the
+// errors of Suspend (ErrCrashed when r had already crashed, ErrDead, ...).
+func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promise {
+	return c.lifecycle(r, timeout, false, func(t *loopState, s *slot, late bool) (any, error) {
+		return nil, t.suspend(s, r, reason, late)
+	})
+}
+
+// RestartAsync is Restart for an actor of any loop: the promise settles
+// with nil once the new instance's Start has returned, or with Restart's
+// errors (the Start error, after which r is stopped; ErrDead; ErrCycle). It
+// has no deadline: a start is not interrupted (the loop watchdog reports a
+// start that hangs).
+func (c *Context) RestartAsync(r Ref) Promise {
+	return c.lifecycle(r, 0, false, func(t *loopState, s *slot, _ bool) (any, error) {
+		return nil, t.restart(s, r)
+	})
+}
+
+// lifecycle runs op on r's loop and settles a promise with its result. A
+// request that reaches r's loop after its deadline runs op with late set.
+func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t *loopState, s *slot, late bool) (any, error)) Promise {
+	ls := c.ls
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	if r.l == nil {
+		ls.settle(p.idx, p.gen, nil, ErrInvalidRef)
+		return p
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = ls.loop.Now().Add(timeout)
+	}
+	brutal := timeout < 0
+	run := func(t *loopState) (any, error) {
+		s := t.lookup(r)
+		if s == nil {
+			if deadOK {
+				return nil, nil
+			}
+			return nil, ErrDead
+		}
+		late := brutal || (!deadline.IsZero() && !t.loop.Now().Before(deadline))
+		return op(t, s, late)
+	}
+	if r.l == ls {
+		v, err := run(ls)
+		ls.settle(p.idx, p.gen, v, err)
+		return p
+	}
+	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	if err := r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+		v, err := run(t)
+		reply(&route, v, err)
+	}}); err != nil {
+		ls.settle(p.idx, p.gen, nil, postErr(err))
+		return p
+	}
+	if timeout > 0 {
+		ls.promises.entries[p.idx].deadlined = true
+		ls.loop.Schedule(deadline, envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+	}
+	return p
+}
+
+// Report publishes v, a structured report about the running actor (a
+// supervisor's crash or restart report, say), to the loop's event hook as an
+// EventReport with To set to the running actor and Msg to v. Without a hook
+// it costs one nil check.
+func (c *Context) Report(v any) {
+	ls := c.ls
+	if ls.hook != nil {
+		ls.report(EventReport, Ref{}, c.self, v, ls.loop.Now(), 0, nil, nil)
+	}
+}

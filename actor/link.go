@@ -1,0 +1,203 @@
+package actor
+
+import (
+	"errors"
+
+	"github.com/actord/actord/loop"
+)
+
+// Links, exit signals and kills (Erlang's link/1, unlink/1, exit/2,
+// process_flag(trap_exit, true)). Everything here names actors by Ref only,
+// so that the remote layer can offer the same calls for refs on other nodes.
+
+// ErrKilled is the reason of an actor ended by Kill (or by a stop or suspend
+// that was still waiting when its deadline passed, see StopAsync): its
+// Terminate method did not run. Monitors and links see it as the reason.
+var ErrKilled = errors.New("actor: killed")
+
+// Exited is delivered to an actor that traps exits (see TrapExits) instead
+// of the exit signal that would have stopped it: From is the linked actor
+// that stopped (or the actor that called Exit) and Reason its reason, nil for
+// a normal exit. The actor keeps running.
+type Exited struct {
+	From   Ref
+	Reason error
+}
+
+// Link links the running actor and r, both ways (Erlang's link/1). When
+// either stops, the other gets an exit signal carrying the stop reason: a
+// normal stop (reason nil) does nothing to an actor that does not trap exits;
+// any other reason stops it with the same reason (its Terminate runs, and its
+// own links and monitors are told in turn); an actor that traps exits gets an
+// Exited message instead and keeps running. A crash of a Supervised actor is
+// not a stop (it is suspended for its parent), so it sends no exit signal;
+// the Crashed message is the parent's business. A restart keeps links.
+//
+// Linking an actor of this loop that is dead fails with ErrDead. For an actor
+// of another loop the link is made asynchronously, and if the actor turns out
+// to be dead the running actor gets an exit signal with ErrDead (Erlang's
+// noproc), which stops it unless it traps exits. Linking twice, or linking
+// oneself, does nothing. It returns ErrInvalidRef for the zero Ref and
+// ErrShutdown during shutdown.
+func (c *Context) Link(r Ref) error {
+	ls := c.ls
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	self := c.self
+	if r == self {
+		return nil
+	}
+	if r.l == ls {
+		s := ls.lookup(r)
+		if s == nil {
+			return ErrDead
+		}
+		addRef(&s.links, self)
+		addRef(&c.slot.links, r)
+		return nil
+	}
+	addRef(&c.slot.links, r)
+	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+		if s := t.lookup(r); s != nil {
+			addRef(&s.links, self)
+			return
+		}
+		t.sendSignal(r, self, ErrDead, true)
+	}}))
+}
+
+// Unlink removes the link between the running actor and r, if any. An exit
+// signal of r already on its way is then ignored.
+func (c *Context) Unlink(r Ref) error {
+	ls := c.ls
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	self := c.self
+	removeRef(&c.slot.links, r)
+	if r.l == ls {
+		if s := ls.lookup(r); s != nil {
+			removeRef(&s.links, self)
+		}
+		return nil
+	}
+	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+		if s := t.lookup(r); s != nil {
+			removeRef(&s.links, self)
+		}
+	}}))
+}
+
+// TrapExits turns exit signals into Exited messages for the running actor
+// (on) or back into stops (off). It is off for every new instance, including
+// one created by a restart, so a Start method that wants it sets it. Kill is
+// never trapped.
+func (c *Context) TrapExits(on bool) { c.slot.trap = on }
+
+// Exit sends r an exit signal with reason (Erlang's exit/2): if r traps exits
+// it gets Exited{From: the running actor, Reason: reason}; otherwise a nil
+// reason does nothing and any other reason stops r with it. The signal
+// travels with the running actor's messages to r, so it arrives after them.
+// A reason matching ErrKilled is a Kill. It returns ErrInvalidRef for the
+// zero Ref and ErrShutdown during shutdown; a dead r is ignored.
+func (c *Context) Exit(r Ref, reason error) error {
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	if errors.Is(reason, ErrKilled) {
+		return c.Kill(r)
+	}
+	return c.ls.postSignal(c.self, r, reason, false)
+}
+
+// Kill ends r at once, without running its Terminate method, with reason
+// ErrKilled for its monitors and links (an actor linked to it that does not
+// trap exits stops with ErrKilled too, its own Terminate running). It cannot
+// be trapped. On this loop it happens now (or, if r's handler is on the stack,
+// as soon as it returns); on another loop it goes ahead of the messages queued
+// for r. Killing a dead actor is not an error.
+func (c *Context) Kill(r Ref) error {
+	ls := c.ls
+	if r.l == nil {
+		return ErrInvalidRef
+	}
+	if r.l != ls {
+		return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+			if s := t.lookup(r); s != nil {
+				t.kill(s, r)
+			}
+		}}))
+	}
+	if s := ls.lookup(r); s != nil {
+		ls.kill(s, r)
+	}
+	return nil
+}
+
+func (ls *loopState) kill(s *slot, r Ref) {
+	s.noTerm = true
+	ls.stop(s, r, ErrKilled)
+}
+
+// sendSignal sends the exit signal of from (stopped with reason) to to. A
+// signal travels with from's messages; if the target queue is full it takes
+// the unbounded control queue instead, like a Down: it is never lost.
+func (ls *loopState) sendSignal(from, to Ref, reason error, link bool) {
+	_ = ls.postSignal(from, to, reason, link)
+}
+
+func (ls *loopState) postSignal(from, to Ref, reason error, link bool) error {
+	e := envelope{kind: kSignal, to: to, from: from, err: reason}
+	if link {
+		e.pidx = 1
+	}
+	var err error
+	if to.l == ls {
+		err = ls.loop.PostLocal(e)
+	} else {
+		err = to.l.loop.Post(e)
+	}
+	if err != nil && errors.Is(err, loop.ErrFull) {
+		err = to.l.loop.PostControl(e)
+	}
+	return postErr(err)
+}
+
+// signal handles an exit signal on the target's loop.
+func (ls *loopState) signal(e *envelope) {
+	s := ls.lookup(e.to)
+	if s == nil {
+		return
+	}
+	if e.pidx == 1 && !removeRef(&s.links, e.from) {
+		return // unlinked meanwhile
+	}
+	if s.trap {
+		ls.deliver(&envelope{kind: kSend, to: e.to, from: e.from, msg: Exited{From: e.from, Reason: e.err}})
+		return
+	}
+	if e.err == nil {
+		return
+	}
+	ls.stop(s, e.to, e.err)
+}
+
+func addRef(rs *[]Ref, r Ref) {
+	for _, x := range *rs {
+		if x == r {
+			return
+		}
+	}
+	*rs = append(*rs, r)
+}
+
+func removeRef(rs *[]Ref, r Ref) bool {
+	for i, x := range *rs {
+		if x == r {
+			*rs = append((*rs)[:i], (*rs)[i+1:]...)
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/actord/actord/actor"
+)
+
+// Errors of the remote layer. Test for them with errors.Is.
+var (
+	// ErrNodeDown means the node an ask or monitor depended on stopped
+	// answering heartbeats or lost its connection. An ask that fails with it
+	// may or may not have been delivered.
+	ErrNodeDown = errors.New("remote: node down")
+	// ErrUnknownType means a message's type is not registered (on this node
+	// when sending, on the receiving node when it arrives).
+	ErrUnknownType = errors.New("remote: unknown message type")
+	// ErrBadFrame means a frame could not be decoded; the connection that
+	// carried it is closed.
+	ErrBadFrame = errors.New("remote: malformed frame")
+	// ErrFrameTooLarge means a frame exceeds Config.MaxFrame.
+	ErrFrameTooLarge = errors.New("remote: frame too large")
+	// ErrVersion means the peer speaks another protocol version.
+	ErrVersion = errors.New("remote: protocol version mismatch")
+	// ErrUnknownKind means a remote spawn named a kind the node does not have.
+	ErrUnknownKind = errors.New("remote: unknown actor kind")
+	// ErrClosed means the node is closed.
+	ErrClosed = errors.New("remote: node closed")
+)
+
+// Error codes on the wire (docs/remote.md). A code names the sentinel the
+// receiving side's error matches, so errors.Is works across nodes.
+const (
+	codeNone       = 0
+	codeDead       = 1
+	codeTimeout    = 2
+	codeCrashed    = 3
+	codeQueueFull  = 4
+	codeShutdown   = 5
+	codeUnknownMsg = 6
+	codeNodeDown   = 7
+	codePoolFull   = 8
+	codeNotLocal   = 9
+	codeUnknownTyp = 10
+	codeUnknownKnd = 11
+	codeBadFrame   = 12
+	codeVersion    = 13
+	codeOther      = 100
+)
+
+var codeSentinels = map[uint64]error{
+	codeDead:       actor.ErrDead,
+	codeTimeout:    actor.ErrTimeout,
+	codeCrashed:    actor.ErrCrashed,
+	codeQueueFull:  actor.ErrQueueFull,
+	codeShutdown:   actor.ErrShutdown,
+	codeUnknownMsg: actor.ErrUnknownMessage,
+	codeNodeDown:   ErrNodeDown,
+	codePoolFull:   actor.ErrPoolFull,
+	codeNotLocal:   actor.ErrNotLocal,
+	codeUnknownTyp: ErrUnknownType,
+	codeUnknownKnd: ErrUnknownKind,
+	codeBadFrame:   ErrBadFrame,
+	codeVersion:    ErrVersion,
+}
+
+// errorCode picks the wire code of err: the first sentinel it matches.
+func errorCode(err error) uint64 {
+	if err == nil {
+		return codeNone
+	}
+	for _, c := range []uint64{codeDead, codeTimeout, codeCrashed, codeQueueFull, codeShutdown,
+		codeUnknownMsg, codeNodeDown, codePoolFull, codeNotLocal, codeUnknownTyp, codeUnknownKnd,
+		codeBadFrame, codeVersion} {
+		if errors.Is(err, codeSentinels[c]) {
+			return c
+		}
+	}
+	return codeOther
+}
+
+// Error is an error that came from another node. It matches, with errors.Is,
+// the sentinel its code names (actor.ErrDead, actor.ErrCrashed, ...), and
+// carries the remote error's text.
+type Error struct {
+	Node string // the node that reported it
+	Code uint64
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s (from node %s)", e.Msg, e.Node) }
+
+// Is reports whether target is the sentinel of e's code.
+func (e *Error) Is(target error) bool {
+	s, ok := codeSentinels[e.Code]
+	return ok && s == target
+}
+
+func decodeError(node string, code uint64, msg string) error {
+	if code == codeNone {
+		return nil
+	}
+	return &Error{Node: node, Code: code, Msg: msg}
+}

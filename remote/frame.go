@@ -1,0 +1,347 @@
+package remote
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+
+	"github.com/actord/actord/actor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Protocol version spoken by this implementation (docs/remote.md).
+const protocolVersion = 1
+
+// Frame kinds. A frame is a 4-byte big-endian length followed by that many
+// bytes: a msgpack array whose first element is the kind.
+const (
+	fHello     = 1  // [1, version, name, incarnation, listenAddr, epoch]
+	fWelcome   = 2  // [2, version, name, incarnation]
+	fSend      = 3  // [3, to, from|nil, typeID, payload]
+	fAsk       = 4  // [4, to, from, pidx, pgen, typeID, payload]
+	fReply     = 5  // [5, loop, pidx, pgen, code, message, typeID, payload]
+	fPing      = 6  // [6, seq]
+	fPong      = 7  // [7, seq]
+	fMonitor   = 8  // [8, target, watcher]
+	fDemonitor = 9  // [9, target, watcher]
+	fStop      = 10 // [10, target, code, message]
+	fSpawn     = 11 // [11, pidx, pgen, kind, typeID, payload]
+	fGoodbye   = 12 // [12, code, message]
+	fDown      = 13 // [13, target, watcher, code, message]
+)
+
+// fieldCount is the array length of each frame kind.
+var fieldCount = [...]int{fHello: 6, fWelcome: 4, fSend: 5, fAsk: 7, fReply: 8, fPing: 2, fPong: 2,
+	fMonitor: 3, fDemonitor: 3, fStop: 4, fSpawn: 6, fGoodbye: 3, fDown: 5}
+
+// bufWriter appends to a byte slice; msgpack encodes into it.
+type bufWriter struct{ b []byte }
+
+func (w *bufWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+func (w *bufWriter) WriteByte(c byte) error      { w.b = append(w.b, c); return nil }
+func (w *bufWriter) WriteString(s string) (int, error) {
+	w.b = append(w.b, s...)
+	return len(s), nil
+}
+
+// frameWriter encodes frames into a buffer. It is not safe for concurrent
+// use; a peer guards its own with a mutex.
+type frameWriter struct {
+	w   bufWriter
+	enc *msgpack.Encoder
+	reg *registry
+}
+
+func newFrameWriter(n *Node) *frameWriter {
+	fw := &frameWriter{reg: n.reg}
+	fw.enc = msgpack.NewEncoder(&fw.w)
+	fw.enc.UseCompactInts(true)
+	codecNodes.Store(fw.enc, &codecCtx{n: n})
+	return fw
+}
+
+func (fw *frameWriter) release() { codecNodes.Delete(fw.enc) }
+
+// begin starts a frame of the given kind; end patches its length. A failed
+// frame is cut off with abort, leaving the buffer as it was.
+func (fw *frameWriter) begin(kind int) int {
+	start := len(fw.w.b)
+	fw.w.b = append(fw.w.b, 0, 0, 0, 0)
+	_ = fw.enc.EncodeArrayLen(fieldCount[kind])
+	_ = fw.enc.EncodeUint(uint64(kind))
+	return start
+}
+
+func (fw *frameWriter) end(start int) {
+	binary.BigEndian.PutUint32(fw.w.b[start:], uint32(len(fw.w.b)-start-4))
+}
+
+func (fw *frameWriter) abort(start int) { fw.w.b = fw.w.b[:start] }
+
+func (fw *frameWriter) id(id actor.WireID) {
+	_ = fw.enc.EncodeArrayLen(4)
+	_ = fw.enc.EncodeUint(uint64(id.Loop))
+	_ = fw.enc.EncodeUint(uint64(id.Slot))
+	_ = fw.enc.EncodeUint(uint64(id.Gen))
+	_ = fw.enc.EncodeBytes(id.Secret[:])
+}
+
+// payload writes [typeID, value]; nil is type 0 with a nil value.
+func (fw *frameWriter) payload(v any) error {
+	if v == nil {
+		_ = fw.enc.EncodeUint(0)
+		return fw.enc.EncodeNil()
+	}
+	ti, ok := fw.reg.ofValue(v)
+	if !ok {
+		return fmt.Errorf("%w: %T (register it with remote.Register)", ErrUnknownType, v)
+	}
+	_ = fw.enc.EncodeUint(ti.id)
+	return fw.enc.Encode(v)
+}
+
+func (fw *frameWriter) errorFields(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	_ = fw.enc.EncodeUint(errorCode(err))
+	_ = fw.enc.EncodeString(msg)
+}
+
+// frame is one decoded frame.
+type frame struct {
+	kind        uint64
+	version     uint64
+	name, addr  string
+	incarnation uint64
+	epoch       uint64
+	seq         uint64
+	to, from    actor.WireID
+	hasFrom     bool
+	loop        uint16
+	pidx, pgen  uint32
+	code        uint64
+	msg         string
+	kindName    string
+	typeID      uint64
+	payload     any
+	payloadErr  error // the payload could not be decoded (unknown type, bad value)
+}
+
+// frameReader decodes frames. One per connection.
+type frameReader struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+	reg *registry
+	max int
+}
+
+func newFrameReader(n *Node, from *peer) *frameReader {
+	fr := &frameReader{reg: n.reg, max: n.cfg.MaxFrame}
+	fr.dec = msgpack.NewDecoder(&fr.r)
+	codecNodes.Store(fr.dec, &codecCtx{n: n, from: from})
+	return fr
+}
+
+func (fr *frameReader) release() { codecNodes.Delete(fr.dec) }
+
+// setFrom records which node the connection's frames come from, once known.
+func (fr *frameReader) setFrom(n *Node, from *peer) {
+	codecNodes.Store(fr.dec, &codecCtx{n: n, from: from})
+}
+
+func bad(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrBadFrame, what, err)
+	}
+	return fmt.Errorf("%w: %s", ErrBadFrame, what)
+}
+
+// parse decodes one frame body (without its length prefix). An error means
+// the frame is malformed and the connection must be closed; a frame whose
+// only fault is its payload comes back with payloadErr set instead.
+func (fr *frameReader) parse(body []byte, f *frame) (err error) {
+	defer func() {
+		if r := recover(); r != nil { // the decoder must never take the node down
+			err = bad("decoder panic", fmt.Errorf("%v", r))
+		}
+	}()
+	*f = frame{}
+	fr.r.Reset(body)
+	d := fr.dec
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return bad("envelope", err)
+	}
+	if f.kind, err = d.DecodeUint64(); err != nil {
+		return bad("kind", err)
+	}
+	if f.kind == 0 || f.kind >= uint64(len(fieldCount)) || n != fieldCount[f.kind] {
+		return bad(fmt.Sprintf("kind %d with %d fields", f.kind, n), nil)
+	}
+	u := func(dst *uint64) {
+		if err == nil {
+			*dst, err = d.DecodeUint64()
+		}
+	}
+	u32 := func(dst *uint32) {
+		var v uint64
+		u(&v)
+		if err == nil && v > 0xFFFFFFFF {
+			err = fmt.Errorf("value %d out of range", v)
+		}
+		*dst = uint32(v)
+	}
+	str := func(dst *string) {
+		if err == nil {
+			*dst, err = d.DecodeString()
+		}
+	}
+	switch f.kind {
+	case fHello:
+		u(&f.version)
+		str(&f.name)
+		u(&f.incarnation)
+		str(&f.addr)
+		u(&f.epoch)
+	case fWelcome:
+		u(&f.version)
+		str(&f.name)
+		u(&f.incarnation)
+	case fSend:
+		if err = fr.id(&f.to); err == nil {
+			f.hasFrom, err = fr.optID(&f.from)
+		}
+		if err == nil {
+			fr.payload(f)
+		}
+	case fAsk:
+		if err = fr.id(&f.to); err == nil {
+			err = fr.id(&f.from)
+			f.hasFrom = true
+		}
+		u32(&f.pidx)
+		u32(&f.pgen)
+		if err == nil {
+			fr.payload(f)
+		}
+	case fReply:
+		var loop uint64
+		u(&loop)
+		if err == nil && loop > 0xFFFF {
+			err = fmt.Errorf("loop %d out of range", loop)
+		}
+		f.loop = uint16(loop)
+		u32(&f.pidx)
+		u32(&f.pgen)
+		u(&f.code)
+		str(&f.msg)
+		if err == nil {
+			fr.payload(f)
+		}
+	case fPing, fPong:
+		u(&f.seq)
+	case fMonitor, fDemonitor:
+		if err = fr.id(&f.to); err == nil {
+			err = fr.id(&f.from)
+		}
+	case fStop:
+		err = fr.id(&f.to)
+		u(&f.code)
+		str(&f.msg)
+	case fDown:
+		if err = fr.id(&f.to); err == nil {
+			err = fr.id(&f.from)
+		}
+		u(&f.code)
+		str(&f.msg)
+	case fSpawn:
+		u32(&f.pidx)
+		u32(&f.pgen)
+		str(&f.kindName)
+		if err == nil {
+			fr.payload(f)
+		}
+	case fGoodbye:
+		u(&f.code)
+		str(&f.msg)
+	}
+	if err != nil {
+		return bad(fmt.Sprintf("frame kind %d", f.kind), err)
+	}
+	if fr.r.Len() != 0 {
+		return bad(fmt.Sprintf("%d trailing bytes", fr.r.Len()), nil)
+	}
+	return nil
+}
+
+func (fr *frameReader) id(id *actor.WireID) error {
+	d := fr.dec
+	n, err := d.DecodeArrayLen()
+	if err != nil || n != 4 {
+		return fmt.Errorf("actor id: %d fields, %v", n, err)
+	}
+	var loop, slot, gen uint64
+	if loop, err = d.DecodeUint64(); err != nil || loop > 0xFFFF {
+		return fmt.Errorf("actor id loop %d: %v", loop, err)
+	}
+	if slot, err = d.DecodeUint64(); err != nil || slot > 0xFFFFFFFF {
+		return fmt.Errorf("actor id slot %d: %v", slot, err)
+	}
+	if gen, err = d.DecodeUint64(); err != nil || gen > 0xFFFFFFFF {
+		return fmt.Errorf("actor id gen %d: %v", gen, err)
+	}
+	bl, err := d.DecodeBytesLen()
+	if err != nil || bl != 16 {
+		return fmt.Errorf("actor id secret of %d bytes: %v", bl, err)
+	}
+	if _, err := fr.r.Read(id.Secret[:]); err != nil {
+		return fmt.Errorf("actor id secret: %v", err)
+	}
+	id.Loop, id.Slot, id.Gen = uint16(loop), uint32(slot), uint32(gen)
+	return nil
+}
+
+func (fr *frameReader) optID(id *actor.WireID) (bool, error) {
+	c, err := fr.dec.PeekCode()
+	if err != nil {
+		return false, err
+	}
+	if c == 0xc0 { // msgpack nil
+		return false, fr.dec.DecodeNil()
+	}
+	return true, fr.id(id)
+}
+
+// payload decodes [typeID, value] into f.payload, or records why it could
+// not in f.payloadErr (the rest of the frame is still usable).
+func (fr *frameReader) payload(f *frame) {
+	d := fr.dec
+	id, err := d.DecodeUint64()
+	if err != nil {
+		f.payloadErr = bad("payload type", err)
+		return
+	}
+	f.typeID = id
+	if id == 0 {
+		if err := d.DecodeNil(); err != nil {
+			f.payloadErr = bad("nil payload", err)
+		}
+		return
+	}
+	ti, ok := fr.reg.ofID(id)
+	if !ok {
+		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
+		_ = d.Skip()
+		return
+	}
+	v := reflect.New(ti.typ)
+	if err := d.DecodeValue(v.Elem()); err != nil {
+		f.payloadErr = bad("payload "+ti.name, err)
+		fr.r.Reset(nil) // the value's extent is unknown: consume the rest
+		return
+	}
+	f.payload = v.Elem().Interface()
+}

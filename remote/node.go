@@ -1,0 +1,709 @@
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Config sets up a Node. Zero fields take the defaults.
+type Config struct {
+	// Name identifies the node to its peers and in logs. Default: host-pid.
+	Name string
+	// Listen is the TCP address to accept peers on. Default "127.0.0.1:0"
+	// (a free port; Addr reports it).
+	Listen string
+	// MaxFrame bounds one frame; a peer that sends a larger one is
+	// disconnected. Default 16 MiB.
+	MaxFrame int
+	// MaxOutbound bounds the bytes queued for one peer and not yet written.
+	// Beyond it, Send and Ask to that peer fail at once with
+	// actor.ErrQueueFull (counted in Stats.Refused). Default 32 MiB.
+	MaxOutbound int
+	// HeartbeatInterval is how often a node pings the peers it dials.
+	// Default 500 ms.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long a connection may stay silent before its
+	// peer is declared down. Default 5 s.
+	HeartbeatTimeout time.Duration
+	// DialTimeout bounds one connection attempt. Default 2 s.
+	DialTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the exponential backoff (with
+	// ±50% jitter) between connection attempts. Defaults 20 ms and 2 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// EventLoops is the number of gnet event loops for accepted and for
+	// dialed connections each. Default 1.
+	EventLoops int
+	// Logger receives the node's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		h, _ := os.Hostname()
+		c.Name = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:0"
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = 16 << 20
+	}
+	if c.MaxOutbound <= 0 {
+		c.MaxOutbound = 32 << 20
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 500 * time.Millisecond
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 5 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = 20 * time.Millisecond
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = 2 * time.Second
+	}
+	if c.EventLoops <= 0 {
+		c.EventLoops = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Kind makes an actor from spawn arguments sent by another node.
+type Kind func(args any) (actor.Factory, error)
+
+// Stats counts a node's traffic. All fields are totals since the node started.
+type Stats struct {
+	FramesIn, FramesOut uint64 // frames decoded / encoded
+	BytesIn, BytesOut   uint64 // bytes read / handed to the network
+	ConnsOpened         uint64 // connections opened (both directions)
+	ConnsClosed         uint64 // connections closed (both directions)
+	BadFrames           uint64 // connections closed for a malformed or oversized frame
+	Refused             uint64 // sends and asks refused because a peer's queue was full
+	Dropped             uint64 // one-way messages received but not delivered (dead target, bad secret, full loop, unknown type)
+	PeersDown           uint64 // times a peer was declared down
+}
+
+type counters struct {
+	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
+}
+
+// Node connects an actor.System to other nodes over TCP: actors on any node
+// reach each other with the same Send and Ask, refs travel inside messages,
+// and a lost peer fails the asks and fires the monitors that depended on it.
+// See docs/remote.md for the protocol.
+type Node struct {
+	sys  *actor.System
+	wire *actor.Wire
+	cfg  Config
+	log  *slog.Logger
+	reg  *registry
+	name string
+	inc  uint64 // incarnation: random per Node, tells a restarted peer apart
+
+	addr    atomic.Value // string, once listening
+	ready   chan struct{}
+	closing atomic.Bool
+	stats   counters
+
+	mu      sync.Mutex
+	peers   map[string]*peer // by listen address
+	kinds   map[string]Kind
+	remotes map[inKey]*inState
+	inbound map[*inConn]struct{}
+	cli     *gnet.Client
+	eng     gnet.Engine
+	engUp   bool
+}
+
+// inKey names an incarnation of a remote node.
+type inKey struct {
+	name string
+	inc  uint64
+}
+
+// inState tracks the newest connection epoch seen from a remote incarnation,
+// so frames from an older connection are refused rather than reordered.
+type inState struct{ epoch atomic.Uint64 }
+
+// New makes a Node for sys. Start it with Serve (for a supervisor) or Start.
+func New(sys *actor.System, cfg Config) *Node {
+	cfg = cfg.withDefaults()
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	n := &Node{
+		sys: sys, wire: sys.Wire(), cfg: cfg, log: cfg.Logger.With("node", cfg.Name),
+		reg: newRegistry(), name: cfg.Name, inc: binary.BigEndian.Uint64(b[:]),
+		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
+		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
+	}
+	n.addr.Store("")
+	return n
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.name }
+
+// Addr returns the address the node listens on, once it does ("" before).
+func (n *Node) Addr() string { return n.addr.Load().(string) }
+
+// System returns the actor system the node serves.
+func (n *Node) System() *actor.System { return n.sys }
+
+// Ready is closed once the node listens.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	c := &n.stats
+	return Stats{c.framesIn.Load(), c.framesOut.Load(), c.bytesIn.Load(), c.bytesOut.Load(),
+		c.opened.Load(), c.closed.Load(), c.badFrames.Load(), c.refused.Load(), c.dropped.Load(), c.peersDown.Load()}
+}
+
+// RegisterKind lets other nodes spawn actors of this kind here with Spawn.
+func (n *Node) RegisterKind(name string, k Kind) {
+	n.mu.Lock()
+	n.kinds[name] = k
+	n.mu.Unlock()
+}
+
+// Serve runs the node until ctx is done: it listens, dials peers as refs to
+// them are used, and keeps heartbeats. It implements suture's Service, so a
+// daemon runs it under its service tree; a node that returns is restarted by
+// its supervisor with a new listener (its peers reconnect). A Node's Serve
+// may run only once at a time.
+func (n *Node) Serve(ctx context.Context) error {
+	if n.closing.Load() {
+		return ErrClosed
+	}
+	cli, err := gnet.NewClient(&clientHandler{n: n}, gnet.WithNumEventLoop(n.cfg.EventLoops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
+	if err != nil {
+		return fmt.Errorf("remote: gnet client: %w", err)
+	}
+	if err := cli.Start(); err != nil {
+		return fmt.Errorf("remote: gnet client: %w", err)
+	}
+	n.mu.Lock()
+	n.cli = cli
+	n.mu.Unlock()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); n.heartbeats(ctx, done) }()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+		n.mu.Lock()
+		eng, up := n.eng, n.engUp
+		n.mu.Unlock()
+		if up {
+			_ = eng.Stop(context.Background())
+		}
+	}()
+	err = gnet.Run(&serverHandler{n: n}, "tcp://"+n.cfg.Listen, gnet.WithNumEventLoop(n.cfg.EventLoops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
+	if ctx.Err() != nil {
+		n.closing.Store(true) // stopped on purpose: for good
+	}
+	close(done)
+	wg.Wait()
+	n.mu.Lock()
+	n.cli, n.engUp = nil, false
+	n.mu.Unlock()
+	if n.closing.Load() {
+		n.shutdownPeers()
+	}
+	_ = cli.Stop() // dialed connections close; if the engine merely died, peers redial after a restart
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err == nil {
+		err = errors.New("engine stopped")
+	}
+	return fmt.Errorf("remote: node %s: %w", n.name, err)
+}
+
+// Start runs Serve on a goroutine and waits until the node listens. Stop it
+// with the returned function, which waits for Serve to return.
+func (n *Node) Start(ctx context.Context) (stop func(), err error) {
+	sctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- n.Serve(sctx) }()
+	select {
+	case <-n.ready:
+		return func() { n.closing.Store(true); cancel(); <-errc }, nil
+	case err := <-errc:
+		cancel()
+		return nil, err
+	case <-ctx.Done():
+		cancel()
+		<-errc
+		return nil, ctx.Err()
+	}
+}
+
+// shutdownPeers closes every connection and fails what depended on them.
+func (n *Node) shutdownPeers() {
+	n.mu.Lock()
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	n.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+}
+
+// peerFor returns the peer listening at addr, creating it.
+func (n *Node) peerFor(addr, name string) *peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, ok := n.peers[addr]
+	if !ok {
+		p = newPeer(n, addr, name)
+		n.peers[addr] = p
+	} else if name != "" {
+		p.setName(name)
+	}
+	return p
+}
+
+// Connect returns the peer at addr (dialing it if need be) as the remote
+// node's goroutine-facing handle: Spawn uses it.
+func (n *Node) peer(addr string) (*peer, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("remote: empty peer address")
+	}
+	if addr == n.Addr() {
+		return nil, fmt.Errorf("remote: %s is this node's own address", addr)
+	}
+	return n.peerFor(addr, ""), nil
+}
+
+// Spawn creates an actor of a kind registered (with RegisterKind) on the node
+// at addr, passing it args, and returns its ref. The kind may be a
+// supervisor, so a tree can span nodes.
+func (n *Node) Spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error) {
+	p, err := n.peer(addr)
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	v, err := p.spawn(ctx, kind, args)
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	r, ok := v.(actor.Ref)
+	if !ok {
+		return actor.Ref{}, fmt.Errorf("%w: spawn reply of type %T", ErrBadFrame, v)
+	}
+	return r, nil
+}
+
+// encodeRef writes a ref inside a payload: [node, addr, loop, slot, gen,
+// secret], or nil for the zero Ref.
+func (n *Node) encodeRef(e *msgpack.Encoder, r actor.Ref) error {
+	if r.IsZero() {
+		return e.EncodeNil()
+	}
+	var name, addr string
+	id, ok := n.wire.LocalID(r)
+	if ok {
+		name, addr = n.name, n.Addr()
+	} else {
+		p, rid, ok := n.wire.Remote(r)
+		if !ok {
+			return fmt.Errorf("remote: ref %v belongs to another system", r)
+		}
+		pp, ok := p.(*peer)
+		if !ok {
+			return fmt.Errorf("remote: ref %v belongs to another transport", r)
+		}
+		name, addr, id = pp.name(), pp.addr, rid
+	}
+	_ = e.EncodeArrayLen(6)
+	_ = e.EncodeString(name)
+	_ = e.EncodeString(addr)
+	_ = e.EncodeUint(uint64(id.Loop))
+	_ = e.EncodeUint(uint64(id.Slot))
+	_ = e.EncodeUint(uint64(id.Gen))
+	return e.EncodeBytes(id.Secret[:])
+}
+
+func (n *Node) decodeRef(d *msgpack.Decoder) (actor.Ref, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	if c == 0xc0 {
+		return actor.Ref{}, d.DecodeNil()
+	}
+	if l, err := d.DecodeArrayLen(); err != nil || l != 6 {
+		return actor.Ref{}, fmt.Errorf("%w: ref of %d fields", ErrBadFrame, l)
+	}
+	name, err := d.DecodeString()
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	addr, err := d.DecodeString()
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	var id actor.WireID
+	loop, err1 := d.DecodeUint16()
+	slot, err2 := d.DecodeUint32()
+	gen, err3 := d.DecodeUint32()
+	sec, err4 := d.DecodeBytes()
+	if err := errors.Join(err1, err2, err3, err4); err != nil || len(sec) != 16 {
+		return actor.Ref{}, fmt.Errorf("%w: ref fields: %v", ErrBadFrame, err)
+	}
+	id.Loop, id.Slot, id.Gen = loop, slot, gen
+	copy(id.Secret[:], sec)
+	if addr == n.Addr() {
+		r, _ := n.wire.Resolve(id) // a forged one comes back dead
+		return r, nil
+	}
+	if addr == "" {
+		return actor.Ref{}, fmt.Errorf("%w: ref without address", ErrBadFrame)
+	}
+	return n.wire.RemoteRef(n.peerFor(addr, name), id), nil
+}
+
+// heartbeats pings dialed peers and closes connections silent for too long.
+func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var seq uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case now := <-t.C:
+			seq++
+			n.mu.Lock()
+			peers := make([]*peer, 0, len(n.peers))
+			for _, p := range n.peers {
+				peers = append(peers, p)
+			}
+			ins := make([]*inConn, 0, len(n.inbound))
+			for c := range n.inbound {
+				ins = append(ins, c)
+			}
+			n.mu.Unlock()
+			for _, p := range peers {
+				p.heartbeat(now, seq)
+			}
+			for _, c := range ins {
+				if now.Sub(time.Unix(0, c.lastHeard.Load())) > n.cfg.HeartbeatTimeout {
+					n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName)
+					_ = c.conn.Close()
+				}
+			}
+		}
+	}
+}
+
+// gnetLogger sends gnet's own logs to slog, its chatter at debug level.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+
+// readFrames drains every complete frame from c, handing each body (valid
+// only during the call) to handle. It reports an error (and the caller
+// closes the connection) for an oversized frame or when handle fails.
+func readFrames(c gnet.Conn, max int, handle func(body []byte) error) error {
+	for {
+		h, err := c.Peek(4)
+		if err != nil {
+			return nil // fewer than 4 bytes: wait for more
+		}
+		size := int(binary.BigEndian.Uint32(h))
+		if size > max {
+			return fmt.Errorf("%w: %d bytes (max %d)", ErrFrameTooLarge, size, max)
+		}
+		if c.InboundBuffered() < 4+size {
+			return nil
+		}
+		buf, err := c.Peek(4 + size)
+		if err != nil {
+			return nil
+		}
+		herr := handle(buf[4:])
+		_, _ = c.Discard(4 + size)
+		if herr != nil {
+			return herr
+		}
+	}
+}
+
+// serverHandler serves accepted connections.
+type serverHandler struct {
+	gnet.BuiltinEventEngine
+	n *Node
+}
+
+// inConn is the state of an accepted connection.
+type inConn struct {
+	conn       gnet.Conn
+	fr         *frameReader
+	f          frame
+	hello      bool
+	remoteName string
+	epoch      uint64
+	state      *inState
+	from       *peer // the peer to answer through (its listen address)
+	lastHeard  atomic.Int64
+	out        []byte // pongs and welcome, written on the loop
+}
+
+func (h *serverHandler) OnBoot(eng gnet.Engine) gnet.Action {
+	n := h.n
+	fd, err := eng.Dup()
+	if err != nil {
+		n.log.Error("remote: cannot learn listen address", "err", err)
+		return gnet.Shutdown
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	ln, err := net.FileListener(f)
+	_ = f.Close()
+	if err != nil {
+		n.log.Error("remote: cannot learn listen address", "err", err)
+		return gnet.Shutdown
+	}
+	n.addr.Store(ln.Addr().String())
+	_ = ln.Close()
+	n.mu.Lock()
+	n.eng, n.engUp = eng, true
+	n.mu.Unlock()
+	n.log.Info("remote: node listening", "addr", n.Addr())
+	select {
+	case <-n.ready:
+	default:
+		close(n.ready)
+	}
+	return gnet.None
+}
+
+func (h *serverHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	ic := &inConn{conn: c, fr: newFrameReader(h.n, nil)}
+	ic.lastHeard.Store(time.Now().UnixNano())
+	c.SetContext(ic)
+	h.n.stats.opened.Add(1)
+	h.n.mu.Lock()
+	h.n.inbound[ic] = struct{}{}
+	h.n.mu.Unlock()
+	return nil, gnet.None
+}
+
+func (h *serverHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	ic, ok := c.Context().(*inConn)
+	if !ok {
+		return gnet.None
+	}
+	h.n.stats.closed.Add(1)
+	h.n.mu.Lock()
+	delete(h.n.inbound, ic)
+	h.n.mu.Unlock()
+	ic.fr.release()
+	return gnet.None
+}
+
+func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	n := h.n
+	ic := c.Context().(*inConn)
+	ic.lastHeard.Store(time.Now().UnixNano())
+	ic.out = ic.out[:0]
+	err := readFrames(c, n.cfg.MaxFrame, func(body []byte) error {
+		n.stats.framesIn.Add(1)
+		n.stats.bytesIn.Add(uint64(len(body) + 4))
+		if err := ic.fr.parse(body, &ic.f); err != nil {
+			return err
+		}
+		return n.handleInbound(ic, &ic.f)
+	})
+	if len(ic.out) > 0 {
+		_, _ = c.Write(ic.out)
+	}
+	if err != nil {
+		n.stats.badFrames.Add(1)
+		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", c.RemoteAddr().String(), "reason", err)
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// appendFrame encodes a small control frame into ic.out (on the loop).
+func appendFrame(dst []byte, kind int, fields ...any) []byte {
+	w := bufWriter{b: dst}
+	start := len(w.b)
+	w.b = append(w.b, 0, 0, 0, 0)
+	enc := msgpack.GetEncoder()
+	enc.Reset(&w)
+	_ = enc.EncodeArrayLen(1 + len(fields))
+	_ = enc.EncodeUint(uint64(kind))
+	for _, f := range fields {
+		_ = enc.Encode(f)
+	}
+	msgpack.PutEncoder(enc)
+	binary.BigEndian.PutUint32(w.b[start:], uint32(len(w.b)-start-4))
+	return w.b
+}
+
+// handleInbound acts on one frame from an accepted connection.
+func (n *Node) handleInbound(ic *inConn, f *frame) error {
+	if !ic.hello {
+		if f.kind != fHello {
+			return bad(fmt.Sprintf("frame kind %d before hello", f.kind), nil)
+		}
+		if f.version != protocolVersion {
+			ic.out = appendFrame(ic.out, fGoodbye, uint64(codeVersion), fmt.Sprintf("protocol version %d, want %d", f.version, protocolVersion))
+			return fmt.Errorf("%w: peer %s speaks %d", ErrVersion, f.name, f.version)
+		}
+		if f.addr == "" || f.addr == n.Addr() {
+			return bad("hello with bad listen address "+f.addr, nil)
+		}
+		key := inKey{f.name, f.incarnation}
+		n.mu.Lock()
+		st, ok := n.remotes[key]
+		if !ok {
+			st = &inState{}
+			n.remotes[key] = st
+		}
+		n.mu.Unlock()
+		for {
+			cur := st.epoch.Load()
+			if f.epoch <= cur {
+				return fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", f.epoch, f.name, cur)
+			}
+			if st.epoch.CompareAndSwap(cur, f.epoch) {
+				break
+			}
+		}
+		ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
+		ic.from = n.peerFor(f.addr, f.name)
+		ic.fr.setFrom(n, ic.from)
+		ic.out = appendFrame(ic.out, fWelcome, uint64(protocolVersion), n.name, n.inc)
+		return nil
+	}
+	if ic.state.epoch.Load() != ic.epoch {
+		return fmt.Errorf("remote: connection from %s superseded by a newer one", ic.remoteName)
+	}
+	switch f.kind {
+	case fSend:
+		to, ok := n.wire.Resolve(f.to)
+		if !ok || f.payloadErr != nil {
+			n.stats.dropped.Add(1)
+			return nil
+		}
+		var from actor.Ref
+		if f.hasFrom {
+			from = n.wire.RemoteRef(ic.from, f.from)
+		}
+		if _, isDown := f.payload.(actor.Down); isDown {
+			return nil // Downs travel as fDown frames only
+		}
+		if err := n.wire.DeliverSend(to, from, f.payload); err != nil {
+			n.stats.dropped.Add(1)
+		}
+	case fAsk:
+		from := n.wire.RemoteRef(ic.from, f.from)
+		to, ok := n.wire.Resolve(f.to)
+		switch {
+		case !ok:
+			ic.from.Reply(from, f.pidx, f.pgen, nil, actor.ErrDead)
+		case f.payloadErr != nil:
+			ic.from.Reply(from, f.pidx, f.pgen, nil, f.payloadErr)
+		default:
+			if err := n.wire.DeliverAsk(to, from, f.payload, f.pidx, f.pgen); err != nil {
+				ic.from.Reply(from, f.pidx, f.pgen, nil, err)
+			}
+		}
+	case fReply:
+		err := decodeError(ic.remoteName, f.code, f.msg)
+		v := f.payload
+		if err == nil && f.payloadErr != nil {
+			v, err = nil, f.payloadErr
+		}
+		if f.loop == actor.GoroutineLoop {
+			ic.from.completeAsk(uint64(f.pgen)<<32|uint64(f.pidx), v, err)
+		} else {
+			n.wire.Settle(f.loop, f.pidx, f.pgen, v, err)
+		}
+	case fPing:
+		ic.out = appendFrame(ic.out, fPong, f.seq)
+	case fMonitor:
+		watcher := n.wire.RemoteRef(ic.from, f.from)
+		target, ok := n.wire.Resolve(f.to)
+		if !ok || n.wire.MonitorLocal(target, watcher) != nil {
+			ic.from.sendDown(f.to, f.from, actor.ErrDead) // never echo a corrected secret
+		}
+	case fDemonitor:
+		if target, ok := n.wire.Resolve(f.to); ok {
+			_ = n.wire.DemonitorLocal(target, n.wire.RemoteRef(ic.from, f.from))
+		}
+	case fStop:
+		if target, ok := n.wire.Resolve(f.to); ok {
+			_ = n.wire.StopLocal(target, decodeError(ic.remoteName, f.code, f.msg))
+		}
+	case fDown:
+		ic.from.deliverDown(f.to, f.from, decodeError(ic.remoteName, f.code, f.msg))
+	case fSpawn:
+		proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
+		if f.payloadErr != nil {
+			ic.from.Reply(proxy, f.pidx, f.pgen, nil, f.payloadErr)
+			return nil
+		}
+		n.mu.Lock()
+		k, ok := n.kinds[f.kindName]
+		n.mu.Unlock()
+		if !ok {
+			ic.from.Reply(proxy, f.pidx, f.pgen, nil, fmt.Errorf("%w: %q on node %s", ErrUnknownKind, f.kindName, n.name))
+			return nil
+		}
+		pidx, pgen, args := f.pidx, f.pgen, f.payload
+		go func() { // spawning waits for Start: off the network loop
+			fac, err := k(args)
+			var r actor.Ref
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
+				r, err = n.sys.Spawn(ctx, fac)
+				cancel()
+			}
+			ic.from.Reply(proxy, pidx, pgen, r, err)
+		}()
+	case fGoodbye:
+		return fmt.Errorf("remote: %s said goodbye: %v", ic.remoteName, decodeError(ic.remoteName, f.code, f.msg))
+	default:
+		return bad(fmt.Sprintf("unexpected frame kind %d on an accepted connection", f.kind), nil)
+	}
+	return nil
+}

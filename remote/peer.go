@@ -1,0 +1,619 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// peer is this node's side of another node, found by its listen address. It
+// owns the connection this node dials to it, which carries everything this
+// node sends there: messages, asks, replies, monitors. (The connection the
+// other node dials here carries the other direction.) It implements
+// actor.Peer.
+type peer struct {
+	n    *Node
+	addr string
+
+	mu        sync.Mutex
+	nodeName  string
+	conn      gnet.Conn // nil unless connected
+	dialing   bool
+	closed    bool
+	epoch     uint64 // epoch of the current (or next) connection
+	fw        *frameWriter
+	spare     []byte
+	flushing  bool
+	backoff   time.Duration
+	retry     *time.Timer
+	calls     map[uint64]chan result // goroutine asks and spawns by correlation
+	nextCall  uint64
+	monitors  map[actor.WireID]*monitor
+	lastHeard atomic.Int64
+}
+
+type result struct {
+	v   any
+	err error
+}
+
+// monitor is a remote actor watched by local actors through this peer.
+type monitor struct {
+	target   actor.Ref
+	watchers map[actor.Ref]struct{}
+}
+
+func newPeer(n *Node, addr, name string) *peer {
+	p := &peer{n: n, addr: addr, nodeName: name, fw: newFrameWriter(n),
+		calls: map[uint64]chan result{}, monitors: map[actor.WireID]*monitor{}}
+	p.epoch = 1
+	return p
+}
+
+func (p *peer) name() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.nodeName == "" {
+		return p.addr
+	}
+	return p.nodeName
+}
+
+func (p *peer) setName(name string) {
+	p.mu.Lock()
+	p.nodeName = name
+	p.mu.Unlock()
+}
+
+// Node implements actor.Peer.
+func (p *peer) Node() string { return p.name() }
+
+// enqueue encodes one frame with write and queues it for the connection,
+// dialing if there is none. It fails with actor.ErrQueueFull beyond
+// MaxOutbound and ErrClosed after close; an encoding error leaves nothing
+// queued. It returns the epoch the frame belongs to.
+func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.n.closing.Load() {
+		return 0, ErrClosed
+	}
+	if len(p.fw.w.b) >= p.n.cfg.MaxOutbound {
+		p.n.stats.refused.Add(1)
+		return 0, fmt.Errorf("%w: %d bytes queued for node %s", actor.ErrQueueFull, len(p.fw.w.b), p.nameLocked())
+	}
+	start := p.fw.begin(kind)
+	if err := write(p.fw); err != nil {
+		p.fw.abort(start)
+		return 0, err
+	}
+	p.fw.end(start)
+	p.n.stats.framesOut.Add(1)
+	if p.conn == nil {
+		p.dialLocked()
+	} else if !p.flushing {
+		p.flushLocked()
+	}
+	return p.epoch, nil
+}
+
+func (p *peer) nameLocked() string {
+	if p.nodeName == "" {
+		return p.addr
+	}
+	return p.nodeName
+}
+
+// flushLocked hands the queued bytes to gnet in one write; the next batch
+// goes when that write completes, so frames queued meanwhile share a write.
+func (p *peer) flushLocked() {
+	out := p.fw.w.b
+	if len(out) == 0 {
+		p.flushing = false
+		return
+	}
+	p.fw.w.b = p.spare[:0]
+	p.spare = nil
+	p.flushing = true
+	conn := p.conn
+	p.n.stats.bytesOut.Add(uint64(len(out)))
+	err := conn.AsyncWrite(out, func(c gnet.Conn, err error) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if cap(out) <= 4<<20 {
+			p.spare = out[:0]
+		}
+		if err != nil || p.conn != c {
+			p.flushing = false
+			return nil
+		}
+		p.flushLocked()
+		return nil
+	})
+	if err != nil {
+		p.flushing = false
+	}
+}
+
+// dialLocked starts a connection attempt unless one is under way or waiting
+// for its backoff.
+func (p *peer) dialLocked() {
+	if p.dialing || p.retry != nil || p.closed {
+		return
+	}
+	p.dialing = true
+	// The hello goes first on the new connection: put it before anything
+	// queued for this epoch.
+	queued := append([]byte(nil), p.fw.w.b...)
+	p.fw.w.b = p.fw.w.b[:0]
+	start := p.fw.begin(fHello)
+	_ = p.fw.enc.EncodeUint(protocolVersion)
+	_ = p.fw.enc.EncodeString(p.n.name)
+	_ = p.fw.enc.EncodeUint(p.n.inc)
+	_ = p.fw.enc.EncodeString(p.n.Addr())
+	_ = p.fw.enc.EncodeUint(p.epoch)
+	p.fw.end(start)
+	p.fw.w.b = append(p.fw.w.b, queued...)
+	epoch := p.epoch
+	go p.dial(epoch)
+}
+
+func (p *peer) dial(epoch uint64) {
+	p.n.mu.Lock()
+	cli := p.n.cli
+	p.n.mu.Unlock()
+	var err error
+	if cli == nil {
+		err = ErrClosed
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), p.n.cfg.DialTimeout)
+		var d net.Dialer
+		nc, derr := d.DialContext(ctx, "tcp", p.addr)
+		cancel()
+		err = derr
+		if err == nil {
+			// Enroll hands a duplicate of the socket to a gnet loop, closes
+			// nc, and returns once OnOpen has run.
+			_, err = cli.EnrollContext(nc, &outConn{p: p, epoch: epoch})
+		}
+	}
+	if err != nil {
+		p.n.log.Debug("remote: dial failed", "peer", p.addr, "err", err)
+		p.lost(epoch, fmt.Errorf("%w: %s: dial: %v", ErrNodeDown, p.addr, err))
+	}
+}
+
+// opened is called on the gnet loop when the dialed connection is up.
+func (p *peer) opened(c gnet.Conn, epoch uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || epoch != p.epoch {
+		return false
+	}
+	p.dialing = false
+	p.conn = c
+	p.backoff = 0
+	p.lastHeard.Store(time.Now().UnixNano())
+	p.n.stats.opened.Add(1)
+	p.flushLocked()
+	return true
+}
+
+// lost ends connection epoch: queued frames are discarded, and the asks,
+// calls and monitors that depended on the peer fail with err. It then
+// schedules a reconnection with backoff.
+func (p *peer) lost(epoch uint64, err error) {
+	p.mu.Lock()
+	if epoch != p.epoch {
+		p.mu.Unlock()
+		return
+	}
+	wasUp := p.conn != nil
+	p.conn, p.dialing, p.flushing = nil, false, false
+	p.epoch++
+	p.fw.w.b = p.fw.w.b[:0]
+	calls := p.calls
+	p.calls = map[uint64]chan result{}
+	mons := p.monitors
+	p.monitors = map[actor.WireID]*monitor{}
+	closed := p.closed || p.n.closing.Load()
+	if !closed {
+		p.scheduleRetryLocked()
+	}
+	p.mu.Unlock()
+
+	p.n.stats.peersDown.Add(1)
+	if wasUp && !closed {
+		p.n.log.Warn("remote: peer down", "peer", p.name(), "addr", p.addr, "reason", err)
+	}
+	p.n.wire.FailPeer(p, epoch, err)
+	for _, ch := range calls {
+		ch <- result{nil, err}
+	}
+	for _, m := range mons {
+		for w := range m.watchers {
+			_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: m.target, Reason: err})
+		}
+	}
+}
+
+func (p *peer) scheduleRetryLocked() {
+	if p.retry != nil {
+		return
+	}
+	if p.backoff == 0 {
+		p.backoff = p.n.cfg.ReconnectMin
+	} else if p.backoff *= 2; p.backoff > p.n.cfg.ReconnectMax {
+		p.backoff = p.n.cfg.ReconnectMax
+	}
+	d := time.Duration(float64(p.backoff) * (0.5 + rand.Float64())) // ±50% jitter
+	p.retry = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.retry = nil
+		if !p.closed && p.conn == nil && !p.n.closing.Load() {
+			p.dialLocked()
+		}
+	})
+}
+
+// heartbeat pings a connected peer and declares it down when it has been
+// silent past the timeout.
+func (p *peer) heartbeat(now time.Time, seq uint64) {
+	p.mu.Lock()
+	conn, epoch := p.conn, p.epoch
+	p.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	if now.Sub(time.Unix(0, p.lastHeard.Load())) > p.n.cfg.HeartbeatTimeout {
+		_ = conn.Close()
+		p.lost(epoch, fmt.Errorf("%w: %s: no heartbeat for %v", ErrNodeDown, p.name(), p.n.cfg.HeartbeatTimeout))
+		return
+	}
+	_, _ = p.enqueue(fPing, func(fw *frameWriter) error { return fw.enc.EncodeUint(seq) })
+}
+
+// close ends the peer for good (node shutdown).
+func (p *peer) close() {
+	p.mu.Lock()
+	p.closed = true
+	if p.retry != nil {
+		p.retry.Stop()
+		p.retry = nil
+	}
+	conn, epoch := p.conn, p.epoch
+	p.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close()
+	}
+	p.lost(epoch, fmt.Errorf("%w: %s: local node closed", ErrNodeDown, p.name()))
+	p.fw.release()
+}
+
+func (p *peer) localID(r actor.Ref) (actor.WireID, bool) { return p.n.wire.LocalID(r) }
+
+func (p *peer) remoteID(r actor.Ref) (actor.WireID, error) {
+	q, id, ok := p.n.wire.Remote(r)
+	if !ok || q != actor.Peer(p) {
+		return id, fmt.Errorf("remote: ref %v is not on node %s", r, p.name())
+	}
+	return id, nil
+}
+
+// Send implements actor.Peer.
+func (p *peer) Send(to, from actor.Ref, msg any) error {
+	if d, ok := msg.(actor.Down); ok {
+		return p.sendDownFor(to, d)
+	}
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fSend, func(fw *frameWriter) error {
+		fw.id(tid)
+		if fid, ok := p.localID(from); ok {
+			fw.id(fid)
+		} else {
+			_ = fw.enc.EncodeNil()
+		}
+		return fw.payload(msg)
+	})
+	return err
+}
+
+// sendDownFor tells a remote watcher that a local actor stopped.
+func (p *peer) sendDownFor(watcher actor.Ref, d actor.Down) error {
+	wid, err := p.remoteID(watcher)
+	if err != nil {
+		return err
+	}
+	tid, ok := p.localID(d.Ref)
+	if !ok {
+		return fmt.Errorf("remote: Down for non-local ref %v", d.Ref)
+	}
+	p.sendDown(tid, wid, d.Reason)
+	return nil
+}
+
+// sendDown queues a Down frame for watcher (an actor on the peer).
+func (p *peer) sendDown(target, watcher actor.WireID, reason error) {
+	_, _ = p.enqueue(fDown, func(fw *frameWriter) error {
+		fw.id(target)
+		fw.id(watcher)
+		fw.errorFields(reason)
+		return nil
+	})
+}
+
+// deliverDown hands a Down from the peer to the local watcher that asked
+// for it through this peer.
+func (p *peer) deliverDown(target, watcher actor.WireID, reason error) {
+	w, ok := p.n.wire.Resolve(watcher)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	m := p.monitors[target]
+	var ref actor.Ref
+	found := false
+	if m != nil {
+		if _, found = m.watchers[w]; found {
+			ref = m.target
+			delete(m.watchers, w)
+			if len(m.watchers) == 0 {
+				delete(p.monitors, target)
+			}
+		}
+	}
+	p.mu.Unlock()
+	if found {
+		_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: ref, Reason: reason})
+	}
+}
+
+// Ask implements actor.Peer.
+func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return 0, err
+	}
+	fid, ok := p.localID(from)
+	if !ok {
+		return 0, fmt.Errorf("remote: asker %v is not local", from)
+	}
+	return p.enqueue(fAsk, func(fw *frameWriter) error {
+		fw.id(tid)
+		fw.id(fid)
+		_ = fw.enc.EncodeUint(uint64(pidx))
+		_ = fw.enc.EncodeUint(uint64(pgen))
+		return fw.payload(msg)
+	})
+}
+
+// Reply implements actor.Peer: it answers an ask that came from the peer.
+func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
+	_, id, ok := p.n.wire.Remote(to)
+	if !ok {
+		return
+	}
+	write := func(v any, rerr error) func(fw *frameWriter) error {
+		return func(fw *frameWriter) error {
+			_ = fw.enc.EncodeUint(uint64(id.Loop))
+			_ = fw.enc.EncodeUint(uint64(pidx))
+			_ = fw.enc.EncodeUint(uint64(pgen))
+			fw.errorFields(rerr)
+			return fw.payload(v)
+		}
+	}
+	if _, err := p.enqueue(fReply, write(v, rerr)); err != nil && rerr == nil && !errors.Is(err, ErrClosed) {
+		// The value could not travel (an unregistered type): say why instead.
+		_, _ = p.enqueue(fReply, write(nil, err))
+	}
+}
+
+// call sends a frame carrying a fresh goroutine correlation and waits for
+// its reply.
+func (p *peer) call(ctx context.Context, kind int, write func(fw *frameWriter, pidx, pgen uint32) error) (any, error) {
+	ch := make(chan result, 1)
+	p.mu.Lock()
+	p.nextCall++
+	corr := p.nextCall
+	p.calls[corr] = ch
+	p.mu.Unlock()
+	pidx, pgen := uint32(corr), uint32(corr>>32)
+	if _, err := p.enqueue(kind, func(fw *frameWriter) error { return write(fw, pidx, pgen) }); err != nil {
+		p.mu.Lock()
+		delete(p.calls, corr)
+		p.mu.Unlock()
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		p.mu.Lock()
+		delete(p.calls, corr)
+		p.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+func (p *peer) completeAsk(corr uint64, v any, err error) {
+	p.mu.Lock()
+	ch, ok := p.calls[corr]
+	delete(p.calls, corr)
+	p.mu.Unlock()
+	if ok {
+		ch <- result{v, err}
+	}
+}
+
+// AskWait implements actor.Peer: a blocking ask from a plain goroutine.
+func (p *peer) AskWait(ctx context.Context, to actor.Ref, msg any) (any, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return nil, err
+	}
+	return p.call(ctx, fAsk, func(fw *frameWriter, pidx, pgen uint32) error {
+		fw.id(tid)
+		fw.id(actor.WireID{Loop: actor.GoroutineLoop})
+		_ = fw.enc.EncodeUint(uint64(pidx))
+		_ = fw.enc.EncodeUint(uint64(pgen))
+		return fw.payload(msg)
+	})
+}
+
+func (p *peer) spawn(ctx context.Context, kind string, args any) (any, error) {
+	return p.call(ctx, fSpawn, func(fw *frameWriter, pidx, pgen uint32) error {
+		_ = fw.enc.EncodeUint(uint64(pidx))
+		_ = fw.enc.EncodeUint(uint64(pgen))
+		_ = fw.enc.EncodeString(kind)
+		return fw.payload(args)
+	})
+}
+
+// Monitor implements actor.Peer.
+func (p *peer) Monitor(target, watcher actor.Ref) error {
+	tid, err := p.remoteID(target)
+	if err != nil {
+		return err
+	}
+	wid, ok := p.localID(watcher)
+	if !ok {
+		return fmt.Errorf("remote: watcher %v is not local", watcher)
+	}
+	p.mu.Lock()
+	m := p.monitors[tid]
+	if m == nil {
+		m = &monitor{target: target, watchers: map[actor.Ref]struct{}{}}
+		p.monitors[tid] = m
+	}
+	_, dup := m.watchers[watcher]
+	m.watchers[watcher] = struct{}{}
+	p.mu.Unlock()
+	if dup {
+		return nil
+	}
+	_, err = p.enqueue(fMonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
+	return err
+}
+
+// Demonitor implements actor.Peer.
+func (p *peer) Demonitor(target, watcher actor.Ref) error {
+	tid, err := p.remoteID(target)
+	if err != nil {
+		return err
+	}
+	wid, ok := p.localID(watcher)
+	if !ok {
+		return fmt.Errorf("remote: watcher %v is not local", watcher)
+	}
+	p.mu.Lock()
+	if m := p.monitors[tid]; m != nil {
+		delete(m.watchers, watcher)
+		if len(m.watchers) == 0 {
+			delete(p.monitors, tid)
+		}
+	}
+	p.mu.Unlock()
+	_, err = p.enqueue(fDemonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
+	return err
+}
+
+// Stop implements actor.Peer.
+func (p *peer) Stop(target actor.Ref, reason error) error {
+	tid, err := p.remoteID(target)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fStop, func(fw *frameWriter) error { fw.id(tid); fw.errorFields(reason); return nil })
+	return err
+}
+
+// clientHandler serves the connections this node dials.
+type clientHandler struct {
+	gnet.BuiltinEventEngine
+	n *Node
+}
+
+// outConn is the state of a dialed connection.
+type outConn struct {
+	p     *peer
+	epoch uint64
+	fr    *frameReader
+	f     frame
+	up    bool
+}
+
+func (h *clientHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	oc, ok := c.Context().(*outConn)
+	if !ok {
+		return nil, gnet.Close
+	}
+	oc.fr = newFrameReader(h.n, oc.p)
+	if !oc.p.opened(c, oc.epoch) {
+		return nil, gnet.Close
+	}
+	oc.up = true
+	return nil, gnet.None
+}
+
+func (h *clientHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	oc, ok := c.Context().(*outConn)
+	if !ok {
+		return gnet.None
+	}
+	if oc.fr != nil {
+		oc.fr.release()
+	}
+	if oc.up {
+		h.n.stats.closed.Add(1)
+	}
+	reason := "connection closed"
+	if err != nil {
+		reason = err.Error()
+	}
+	oc.p.lost(oc.epoch, fmt.Errorf("%w: %s: %s", ErrNodeDown, oc.p.name(), reason))
+	return gnet.None
+}
+
+func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	n := h.n
+	oc := c.Context().(*outConn)
+	oc.p.lastHeard.Store(time.Now().UnixNano())
+	err := readFrames(c, n.cfg.MaxFrame, func(body []byte) error {
+		n.stats.framesIn.Add(1)
+		n.stats.bytesIn.Add(uint64(len(body) + 4))
+		if err := oc.fr.parse(body, &oc.f); err != nil {
+			return err
+		}
+		switch oc.f.kind {
+		case fWelcome:
+			if oc.f.version != protocolVersion {
+				return fmt.Errorf("%w: %s speaks %d", ErrVersion, oc.f.name, oc.f.version)
+			}
+			oc.p.setName(oc.f.name)
+		case fPong:
+		case fGoodbye:
+			return fmt.Errorf("remote: %s said goodbye: %v", oc.p.name(), decodeError(oc.p.name(), oc.f.code, oc.f.msg))
+		default:
+			return bad(fmt.Sprintf("unexpected frame kind %d on a dialed connection", oc.f.kind), nil)
+		}
+		return nil
+	})
+	if err != nil {
+		n.stats.badFrames.Add(1)
+		n.log.Warn("remote: closing connection", "peer", oc.p.name(), "reason", err)
+		return gnet.Close
+	}
+	return gnet.None
+}

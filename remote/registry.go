@@ -1,0 +1,184 @@
+package remote
+
+import (
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"sync"
+
+	"github.com/actord/actord/actor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// typeInfo is one registered message type.
+type typeInfo struct {
+	id   uint64
+	name string
+	typ  reflect.Type
+}
+
+// registry maps message types to stable names and wire ids. A type's wire id
+// is the 64-bit FNV-1a hash of its name, so nodes agree on ids without
+// negotiating; two names that collide on one node are refused at
+// registration.
+type registry struct {
+	mu     sync.RWMutex
+	byType map[reflect.Type]*typeInfo
+	byID   map[uint64]*typeInfo
+}
+
+func newRegistry() *registry {
+	r := &registry{byType: map[reflect.Type]*typeInfo{}, byID: map[uint64]*typeInfo{}}
+	for name, v := range map[string]any{
+		"string": "", "bytes": []byte(nil), "int": int(0), "int64": int64(0), "uint64": uint64(0),
+		"float64": float64(0), "bool": false, "actor.Ref": actor.Ref{}, "actor.Down": actor.Down{},
+		"[]any": []any(nil), "map[string]any": map[string]any(nil),
+	} {
+		if err := r.add(name, reflect.TypeOf(v)); err != nil {
+			panic(err)
+		}
+	}
+	return r
+}
+
+func typeID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+func (r *registry) add(name string, t reflect.Type) error {
+	if name == "" {
+		return fmt.Errorf("remote: register %v: empty name", t)
+	}
+	id := typeID(name)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.byType[t]; ok {
+		if old.name == name {
+			return nil
+		}
+		return fmt.Errorf("remote: type %v already registered as %q", t, old.name)
+	}
+	if old, ok := r.byID[id]; ok {
+		return fmt.Errorf("remote: name %q (for %v) collides with %q (for %v)", name, t, old.name, old.typ)
+	}
+	ti := &typeInfo{id: id, name: name, typ: t}
+	r.byType[t], r.byID[id] = ti, ti
+	return nil
+}
+
+func (r *registry) ofValue(v any) (*typeInfo, bool) {
+	r.mu.RLock()
+	ti, ok := r.byType[reflect.TypeOf(v)]
+	r.mu.RUnlock()
+	return ti, ok
+}
+
+func (r *registry) ofID(id uint64) (*typeInfo, bool) {
+	r.mu.RLock()
+	ti, ok := r.byID[id]
+	r.mu.RUnlock()
+	return ti, ok
+}
+
+// Register makes values of type T sendable between nodes under a stable
+// name. Every node that exchanges T must register it under the same name;
+// a message of a type the receiving node does not know is refused with
+// ErrUnknownType (an ask gets the error back). T is encoded with msgpack:
+// implement msgpack.CustomEncoder and msgpack.CustomDecoder on T for the
+// fast path, otherwise reflection is used. actor.Ref fields travel as
+// capabilities (with their secret) and stay usable on the receiving node.
+// Common types (string, []byte, int, int64, uint64, float64, bool,
+// actor.Ref, actor.Down, []any, map[string]any) are registered already.
+func Register[T any](n *Node, name string) error {
+	return n.reg.add(name, reflect.TypeFor[T]())
+}
+
+// Codec context: msgpack has no user context on its encoders and decoders,
+// so the node whose connection owns a given encoder or decoder is looked up
+// here when an actor.Ref inside a payload is encoded or decoded.
+var codecNodes sync.Map // *msgpack.Encoder or *msgpack.Decoder -> *codecCtx
+
+type codecCtx struct {
+	n    *Node
+	from *peer // decoding: the node the frame came from
+}
+
+func init() {
+	msgpack.Register(actor.Ref{}, encodeRefValue, decodeRefValue)
+	msgpack.Register(actor.Down{}, encodeDownValue, decodeDownValue)
+}
+
+// A Ref in a payload is [node, addr, loop, slot, gen, secret]; the zero Ref
+// is nil.
+func encodeRefValue(e *msgpack.Encoder, v reflect.Value) error {
+	r := v.Interface().(actor.Ref)
+	c, ok := codecNodes.Load(e)
+	if !ok {
+		return fmt.Errorf("remote: actor.Ref encoded outside a node connection")
+	}
+	return c.(*codecCtx).n.encodeRef(e, r)
+}
+
+func decodeRefValue(d *msgpack.Decoder, v reflect.Value) error {
+	c, ok := codecNodes.Load(d)
+	if !ok {
+		return fmt.Errorf("remote: actor.Ref decoded outside a node connection")
+	}
+	r, err := c.(*codecCtx).n.decodeRef(d)
+	if err != nil {
+		return err
+	}
+	v.Set(reflect.ValueOf(r))
+	return nil
+}
+
+// Down travels as [ref, code, message].
+func encodeDownValue(e *msgpack.Encoder, v reflect.Value) error {
+	dn := v.Interface().(actor.Down)
+	if err := e.EncodeArrayLen(3); err != nil {
+		return err
+	}
+	if err := encodeRefValue(e, reflect.ValueOf(dn.Ref)); err != nil {
+		return err
+	}
+	msg := ""
+	if dn.Reason != nil {
+		msg = dn.Reason.Error()
+	}
+	if err := e.EncodeUint(errorCode(dn.Reason)); err != nil {
+		return err
+	}
+	return e.EncodeString(msg)
+}
+
+func decodeDownValue(d *msgpack.Decoder, v reflect.Value) error {
+	if n, err := d.DecodeArrayLen(); err != nil || n != 3 {
+		return fmt.Errorf("%w: Down", ErrBadFrame)
+	}
+	var r actor.Ref
+	if err := decodeRefValue(d, reflect.ValueOf(&r).Elem()); err != nil {
+		return err
+	}
+	code, err := d.DecodeUint64()
+	if err != nil {
+		return err
+	}
+	msg, err := d.DecodeString()
+	if err != nil {
+		return err
+	}
+	node := ""
+	if c, ok := codecNodes.Load(d); ok && c.(*codecCtx).from != nil {
+		node = c.(*codecCtx).from.name()
+	}
+	var reason error
+	if code != codeNone {
+		reason = decodeError(node, code, msg)
+	} else if msg != "" {
+		reason = decodeError(node, codeOther, msg)
+	}
+	v.Set(reflect.ValueOf(actor.Down{Ref: r, Reason: reason}))
+	return nil
+}
