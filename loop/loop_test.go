@@ -152,7 +152,7 @@ func TestLoopRunManyProducersKeepOrder(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "producers to stop")
 	waitFor(t, done, fmt.Sprintf("all %d events to be handled", total))
 	l.Interrupt()
 	if err := waitFor(t, res, "Run to return"); err != nil {
@@ -280,7 +280,13 @@ func TestLoopRunTwiceConcurrently(t *testing.T) {
 	t.Cleanup(func() { l.Close(nil) }) // after the Run cleanup (LIFO)
 	res := startRun(t, context.Background(), l)
 	waitRunning(t, l, 0, seen)
-	if err := l.Run(context.Background()); !errors.Is(err, ErrRunning) {
+	// On its own goroutine, so that a Run that wrongly starts fails the test
+	// (and is cancelled) instead of hanging it.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	second := make(chan error, 1)
+	go func() { second <- l.Run(ctx2) }()
+	if err := waitFor(t, second, "a second concurrent Run to be refused"); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second concurrent Run = %v, want ErrRunning", err)
 	}
 	if err := l.PostControl(1); err != nil {
@@ -710,7 +716,7 @@ func TestLoopCloseRacingPosts(t *testing.T) {
 			t.Fatalf("Run = %v", err)
 		}
 		l.Close(func(e *msg) { seen[*e]++ })
-		wg.Wait()
+		waitGroup(t, &wg, "producers to stop")
 		for p := 0; p < producers; p++ {
 			for i := 0; i < accepted[p]; i++ {
 				if n := seen[msg{p, i}]; n != 1 {

@@ -25,6 +25,14 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// waitGroup fails the test if wg does not finish within waitLimit.
+func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	waitFor(t, done, what)
+}
+
 // eventually polls cond until it holds or waitLimit passes. Polling yields
 // with a short timer wait, not as a means of synchronisation: cond is the
 // condition being waited for.
@@ -47,7 +55,6 @@ func TestPoolRunsJobs(t *testing.T) {
 	defer p.Close()
 	const n = 1000
 	var ran atomic.Int64
-	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(n)
 	for i := 0; i < n; {
@@ -62,8 +69,7 @@ func TestPoolRunsJobs(t *testing.T) {
 			t.Fatalf("Submit: %v", err)
 		}
 	}
-	go func() { wg.Wait(); close(done) }()
-	waitFor(t, done, "all jobs to run")
+	waitGroup(t, &wg, "all jobs to run")
 	if ran.Load() != n {
 		t.Fatalf("ran %d jobs, want %d", ran.Load(), n)
 	}
@@ -130,9 +136,7 @@ func TestPoolFull(t *testing.T) {
 		}
 	}
 	unblock()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	waitFor(t, done, "queued jobs to run")
+	waitGroup(t, &wg, "queued jobs to run")
 	if ran.Load() != queue {
 		t.Fatalf("ran %d queued jobs, want %d", ran.Load(), queue)
 	}
@@ -217,7 +221,7 @@ func TestPoolSubmitRacingClose(t *testing.T) {
 		eventually(t, "some jobs to run", func() bool { return ran.Load() > int64(iter) })
 		p.Close()
 		closedRan := ran.Load() // every accepted job has run by now
-		wg.Wait()
+		waitGroup(t, &wg, "submitters to stop")
 		if a := accepted.Load(); a != closedRan || ran.Load() != a {
 			t.Fatalf("iter %d: accepted %d, ran %d by Close, %d in the end", iter, a, closedRan, ran.Load())
 		}
@@ -236,7 +240,7 @@ func TestPoolCloseStopsWorkers(t *testing.T) {
 			eventually(t, "room", func() bool { return p.Queued() < 8 })
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "the jobs to run")
 	p.Close()
 	if _, open := <-p.jobs; open {
 		t.Fatal("jobs channel still open after Close")

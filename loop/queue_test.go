@@ -2,6 +2,7 @@ package loop
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -247,9 +248,12 @@ func TestCtlQueueConcurrent(t *testing.T) {
 		see(items)
 		total += len(items)
 		spare = items
+		if len(items) == 0 {
+			runtime.Gosched()
+		}
 	}
 	see(q.close())
-	wg.Wait()
+	waitGroup(t, &wg, "producers to stop")
 	for p := range next {
 		if next[p] != accepted[p] {
 			t.Fatalf("producer %d: accepted %d, seen %d", p, accepted[p], next[p])

@@ -168,6 +168,7 @@ func drainRing(t *testing.T, r *ring[msg], producers, want int, deadline time.Du
 				t.Fatalf("timed out: got %d of %d items (per producer %v)", got, want, next)
 			default:
 			}
+			runtime.Gosched() // let the producers run, even with GOMAXPROCS=1
 			continue
 		}
 		if v.p < 0 || v.p >= producers {
@@ -212,7 +213,7 @@ func TestRingMultiProducerOrderNoLoss(t *testing.T) {
 		})
 	}
 	next := drainRing(t, r, producers, producers*perProducer, 2*time.Minute)
-	wg.Wait()
+	waitGroup(t, &wg, "producers to stop")
 	close(errc)
 	for err := range errc {
 		t.Fatalf("producer: unexpected error %v", err)
@@ -277,9 +278,10 @@ func TestRingNoSpuriousFull(t *testing.T) {
 				popped++
 			}
 		}
+		runtime.Gosched()
 	}
 	stop.Store(true)
-	wg.Wait()
+	waitGroup(t, &wg, "producers to stop")
 	for r.pop(&v) {
 		popped++
 	}
@@ -490,10 +492,11 @@ func TestRingCloseRacingProducers(t *testing.T) {
 				t.Fatalf("iter %d: producers stalled after %d", iter, popped)
 			default:
 			}
+			runtime.Gosched()
 		}
 		end := r.close()
 		r.drainClosed(end, func(p *msg) { check(*p) })
-		wg.Wait()
+		waitGroup(t, &wg, "producers to stop")
 		if int(sawClosed.Load()) != producers {
 			t.Fatalf("iter %d: %d producers saw ErrClosed, want %d", iter, sawClosed.Load(), producers)
 		}
