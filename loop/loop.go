@@ -192,8 +192,8 @@ func (l *Loop[E]) notify() {
 	}
 }
 
-// Interrupt makes a running Run return after its current event. Safe from any
-// goroutine.
+// Interrupt makes a running Run return after its current pass (at most one
+// batch from each queue). Safe from any goroutine.
 func (l *Loop[E]) Interrupt() {
 	l.interrupt.Store(true)
 	l.sleeping.Store(0)

@@ -18,8 +18,11 @@ type cell[E any] struct {
 
 // ring is a bounded multi-producer single-consumer queue (Vyukov's
 // sequence-numbered array). A push costs one atomic fetch-add on the tail plus
-// two loads; there is no CAS retry loop, which is what makes it twice as fast
-// as a channel under fan-in (see docs/performance.md).
+// two loads; there is no CAS retry loop. With the loop's consumer, which
+// handles events in place and publishes its head once per batch, four
+// producers move a message in about 0.4-0.8x the time of a buffered channel
+// (BenchmarkFanIn in package actor); a consumer that pops one item at a time,
+// publishing its head each time, is no faster than a channel.
 //
 // Capacity is checked before the fetch-add, so producers racing at the
 // boundary can overshoot it; the array has capacity spare cells for that. A
