@@ -52,8 +52,14 @@ var (
 type CrashError struct {
 	Actor Ref    // the actor that crashed
 	Value any    // the value passed to panic
-	Stack []byte // the stack of the panicking goroutine
+	Stack []byte // the stack of the panicking goroutine (nil with Config.LazyStacks: see StackText)
+	// PCs are the program counters of that stack, with Config.LazyStacks.
+	PCs []uintptr
 }
+
+// StackText returns the stack of the panic as text: Stack, or, with
+// Config.LazyStacks, PCs formatted now.
+func (e *CrashError) StackText() []byte { return stackText(e.Stack, e.PCs) }
 
 func (e *CrashError) Error() string {
 	return fmt.Sprintf("actor %v crashed: %v", e.Actor, e.Value)

@@ -57,7 +57,8 @@ type Crash struct {
 	Loop        int       // loop index
 	Incarnation uint32    // how many times the slot's actor had been started
 	Value       any       // the value passed to panic
-	Stack       []byte    // stack of the panic
+	Stack       []byte    // stack of the panic (nil with Config.LazyStacks: see StackText)
+	PCs         []uintptr // program counters of the stack, with Config.LazyStacks
 	Msg         any       // the message being handled, if any
 	From        Ref       // its sender, if any
 	Time        time.Time // on the loop's clock

@@ -21,7 +21,7 @@ import "time"
 func (c *Context) Suspend(r Ref, reason error) error {
 	ls := c.ls
 	if r.l != ls {
-		if r.l == nil {
+		if r.IsZero() {
 			return ErrInvalidRef
 		}
 		return ErrNotLocal
@@ -113,7 +113,7 @@ func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
 	if r.l == nil {
-		ls.settle(p.idx, p.gen, nil, ErrInvalidRef)
+		ls.settle(p.idx, p.gen, nil, remoteOrInvalid(r))
 		return p
 	}
 	var deadline time.Time

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/actord/actord/loop"
 )
@@ -42,7 +43,7 @@ type Exited struct {
 func (c *Context) Link(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
-		return ErrInvalidRef
+		return remoteOrInvalid(r)
 	}
 	self := c.self
 	if r == self {
@@ -72,7 +73,7 @@ func (c *Context) Link(r Ref) error {
 func (c *Context) Unlink(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
-		return ErrInvalidRef
+		return remoteOrInvalid(r)
 	}
 	self := c.self
 	removeRef(&c.slot.links, r)
@@ -103,7 +104,7 @@ func (c *Context) TrapExits(on bool) { c.slot.trap = on }
 // zero Ref and ErrShutdown during shutdown; a dead r is ignored.
 func (c *Context) Exit(r Ref, reason error) error {
 	if r.l == nil {
-		return ErrInvalidRef
+		return remoteOrInvalid(r)
 	}
 	if errors.Is(reason, ErrKilled) {
 		return c.Kill(r)
@@ -120,7 +121,7 @@ func (c *Context) Exit(r Ref, reason error) error {
 func (c *Context) Kill(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
-		return ErrInvalidRef
+		return remoteOrInvalid(r)
 	}
 	if r.l != ls {
 		return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
@@ -200,4 +201,17 @@ func removeRef(rs *[]Ref, r Ref) bool {
 		}
 	}
 	return false
+}
+
+// ErrRemoteUnsupported means a link, exit signal, kill or acknowledged
+// lifecycle request named an actor of another node: the API is ref-based so
+// that the remote layer can carry them, but it does not yet. It matches
+// ErrNotLocal.
+var ErrRemoteUnsupported = fmt.Errorf("%w: not yet supported for a remote ref", ErrNotLocal)
+
+func remoteOrInvalid(r Ref) error {
+	if r.IsZero() {
+		return ErrInvalidRef
+	}
+	return ErrRemoteUnsupported
 }

@@ -3,7 +3,6 @@ package actor
 import (
 	"errors"
 	"math/rand/v2"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -261,9 +260,10 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 // supervised actor is suspended and its parent told; any other actor stops
 // with the crash as its reason.
 func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) error {
-	ce := &CrashError{Actor: self, Value: value, Stack: debug.Stack()}
+	ce := &CrashError{Actor: self, Value: value}
+	ce.Stack, ce.PCs = ls.sys.crashStack()
 	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
-		Stack: ce.Stack, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
+		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
 	if ls.hook != nil {
 		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
@@ -375,9 +375,10 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 	s.running = true
 	defer func() {
 		if v := recover(); v != nil {
-			ce := &CrashError{Actor: r, Value: v, Stack: debug.Stack()}
+			ce := &CrashError{Actor: r, Value: v}
+			ce.Stack, ce.PCs = ls.sys.crashStack()
 			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
-				Stack: ce.Stack, Time: ls.loop.Now(), Supervised: s.sup}
+				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
 			if ls.hook != nil {
 				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
 			}

@@ -57,6 +57,13 @@ type Config struct {
 	// Shutdown needs the loops served to stop their actors; it makes every
 	// Serve return ErrShutdown. Ignored with Manual.
 	ExternalLoops bool
+	// LazyStacks records the stack of a crash as program counters
+	// (Crash.PCs, CrashError.PCs) instead of as text (Crash.Stack, which is
+	// then nil); Crash.StackText and CrashError.StackText format it when
+	// asked. Formatting a stack costs several microseconds, most of the cost
+	// of a crash and restart (supervisor.BenchmarkRestart), so a system that
+	// expects many crashes and logs few of them saves it.
+	LazyStacks bool
 	// Logger receives the runtime's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -145,7 +152,7 @@ func (s *System) onCrash(cr *Crash) {
 		return
 	}
 	s.log.Error("actor crashed", "actor", cr.Actor.String(), "name", cr.Name, "loop", cr.Loop,
-		"panic", fmt.Sprint(cr.Value), "msg_type", fmt.Sprintf("%T", cr.Msg), "stack", string(cr.Stack))
+		"panic", fmt.Sprint(cr.Value), "msg_type", fmt.Sprintf("%T", cr.Msg), "stack", string(cr.StackText()))
 }
 
 // pick chooses the loop for a spawn.

@@ -1,0 +1,64 @@
+// Package supervisor builds Erlang/OTP supervision trees out of actors, and
+// runs a daemon's goroutine-level services (the loops) under suture/v4.
+//
+// # Supervisors
+//
+// New(spec) is the factory of a supervisor actor. Its children, described
+// by ChildSpecs, are spawned with actor.Supervised and linked to it; it
+// traps exits. When a child crashes (actor.Crashed) or stops
+// (actor.Exited), the supervisor applies, in this order:
+//
+//   - the child's RestartType: Permanent always restarts, Transient only
+//     after an abnormal end (a crash, or a reason other than nil or
+//     actor.ErrShutdown), Temporary never (and the child is forgotten);
+//   - the restart intensity: more than Spec.MaxR restarts within Spec.MaxT
+//     (default 1 in 5 s, as Erlang) make it give up: it stops all its
+//     children in reverse start order and stops itself with an error
+//     matching ErrTooManyRestarts, which its own supervisor sees as an
+//     abnormal exit of a child (escalation);
+//   - the Strategy: OneForOne, OneForAll, RestForOne, SimpleOneForOne.
+//
+// Restarts are in place when the child's slot still exists (it crashed, or
+// it was taken down with a crashed sibling): actor.Context.Restart
+// re-creates it from its factory and every ref to it stays valid, messages
+// sent meanwhile are delivered to the new instance, and the message that
+// crashed it is reported, not redelivered. A child that stopped (its refs are
+// dead) is spawned afresh; WhichChildren gives the current refs.
+//
+// # Children on other loops
+//
+// ChildSpec.Options may place a child on another loop (actor.OnLoop). Every
+// stop, take-down and restart of such a child is a request to its loop with
+// an acknowledgement (actor.Context.StopAsync, SuspendAsync, RestartAsync):
+// the supervisor never blocks its loop, and works through its steps one at a
+// time, holding the events that arrive meanwhile, so the strategies keep
+// their meaning: under OneForAll the siblings on the other loop have ended
+// before anything restarts.
+//
+// # Shutdown timeouts and kills
+//
+// A stop on the supervisor's own loop is synchronous: the child's Terminate
+// runs at once and nothing can interrupt it (a Terminate that hangs stalls
+// the loop, which the actor watchdog reports). ChildSpec.Shutdown matters
+// where waiting is possible: for a child on another loop, whose loop may be
+// stuck in a long handler, and for a child supervisor, which first stops its
+// own subtree. If the acknowledgement does not come within the timeout, the
+// supervisor reports the child killed (ChildKilled) and carries on, and the
+// request turns into a kill: when the child's loop gets to it, the child
+// ends without running Terminate (reason actor.ErrKilled). BrutalKill kills
+// at once, on any loop, without Terminate.
+//
+// # Reports
+//
+// Every crash, exit, restart, failed start, kill and give-up produces a
+// Report: logged through Spec.Logger (log/slog) and published to the loop's
+// event hook as an actor.EventReport whose Msg is the *Report.
+//
+// # The service tree
+//
+// NewServiceTree runs the loops of an actor.System made with
+// actor.Config.ExternalLoops as suture services under one root, so a loop
+// whose goroutine dies is restarted. Suture catches what escapes a loop; it
+// never sees actor panics, which the loop recovers and the supervisors
+// above handle.
+package supervisor
