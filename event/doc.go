@@ -52,8 +52,8 @@
 //
 // A [Runtime] bridge, installed into an actor.Config, emits the lifecycle of
 // an actor system on a bus: [ActorSpawned], [ActorStopped], [ActorCrashed],
-// [ActorRestarted] and [LoopOverloaded]. [SupervisorGaveUp], [NodeUp],
-// [NodeDown], [ConnOpened] and [ConnClosed] are defined here for the
-// supervision and remote layers to emit. The actor package does not import
+// [ActorRestarted], [LoopOverloaded], and [SupervisorGaveUp] (from the
+// supervisor's report). [NodeUp], [NodeDown], [ConnOpened] and [ConnClosed]
+// are defined here for the remote layer to emit. The actor package does not import
 // this one. docs/events.md documents every event type.
 package event

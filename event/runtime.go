@@ -55,8 +55,8 @@ type ActorRestarted struct {
 // SupervisorGaveUp is emitted by the supervision layer when a supervisor's
 // restart intensity was exceeded (more than Restarts restarts within Within):
 // it stopped its children and failed itself, escalating to its parent. The
-// Runtime bridge does not emit it; the supervision package registers its own
-// emitter.
+// Runtime bridge emits it from the supervisor's report on the event hook
+// (any report with a GaveUpEvent method, as supervisor.Report has).
 type SupervisorGaveUp struct {
 	Supervisor actor.Ref
 	Loop       int
@@ -154,6 +154,7 @@ type Runtime struct {
 	crashed   *Emitter[ActorCrashed]
 	restarted *Emitter[ActorRestarted]
 	overload  *Emitter[LoopOverloaded]
+	gaveUp    *Emitter[SupervisorGaveUp]
 }
 
 // NewRuntime registers the emitters of the runtime events on b (so that
@@ -168,6 +169,7 @@ func NewRuntime(b *Bus) (*Runtime, error) {
 	r.stopped, _ = NewEmitter[ActorStopped](b)
 	r.crashed, _ = NewEmitter[ActorCrashed](b)
 	r.restarted, _ = NewEmitter[ActorRestarted](b)
+	r.gaveUp, _ = NewEmitter[SupervisorGaveUp](b)
 	r.overload, err = NewEmitter[LoopOverloaded](b)
 	if err != nil { // the bus closed meanwhile
 		r.Close()
@@ -218,6 +220,13 @@ func (r *Runtime) Hook(ev *actor.Event) {
 		_ = r.crashed.Emit(ActorCrashed{Actor: ev.To, Loop: ev.Loop, Crash: ev.Crash, Time: ev.Start})
 	case actor.EventRestart:
 		_ = r.restarted.Emit(ActorRestarted{Actor: ev.To, Loop: ev.Loop, Time: ev.Start})
+	case actor.EventReport:
+		if g, ok := ev.Msg.(gaveUpReport); ok {
+			if e, ok := g.GaveUpEvent(); ok {
+				e.Loop = ev.Loop
+				_ = r.gaveUp.Emit(e)
+			}
+		}
 	case actor.EventDropped:
 		if ev.Err == actor.ErrQueueFull || errors.Is(ev.Err, actor.ErrQueueFull) {
 			_ = r.overload.Emit(LoopOverloaded{Loop: ev.Loop, Cause: QueueFull, Actor: ev.To, Time: time.Now()})
@@ -239,6 +248,13 @@ func (r *Runtime) Close() {
 	closeEmitter(r.crashed)
 	closeEmitter(r.restarted)
 	closeEmitter(r.overload)
+	closeEmitter(r.gaveUp)
+}
+
+// gaveUpReport is implemented by a supervision layer's reports (published
+// through actor.Context.Report) that can say a supervisor gave up.
+type gaveUpReport interface {
+	GaveUpEvent() (SupervisorGaveUp, bool)
 }
 
 func closeEmitter[T any](e *Emitter[T]) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	evbus "github.com/actord/actord/event"
 )
 
 // ReportKind says what a Report is about.
@@ -52,17 +53,28 @@ type Report struct {
 	Supervisor string    // the supervisor's path, e.g. "root/db/pool"
 	Self       actor.Ref // the supervisor
 	ChildID    string
-	Child      actor.Ref // the child's ref, when it has one
-	Reason     error     // why the child ended (a *actor.CrashError for a crash), or why the supervisor gave up
-	Panic      any       // the panic value, for ChildCrashed
-	Stack      []byte    // the panic's stack as text, for ChildCrashed (nil with actor.Config.LazyStacks)
-	PCs        []uintptr // the panic's stack as program counters, with actor.Config.LazyStacks
-	Restarts   int       // restarts in the current intensity window
-	Time       time.Time // on the loop's clock
+	Child      actor.Ref     // the child's ref, when it has one
+	Reason     error         // why the child ended (a *actor.CrashError for a crash), or why the supervisor gave up
+	Panic      any           // the panic value, for ChildCrashed
+	Stack      []byte        // the panic's stack as text, for ChildCrashed (nil with actor.Config.LazyStacks)
+	PCs        []uintptr     // the panic's stack as program counters, with actor.Config.LazyStacks
+	Restarts   int           // restarts in the current intensity window (for GaveUp: the MaxR exceeded)
+	Within     time.Duration // for GaveUp: the intensity period MaxT
+	Time       time.Time     // on the loop's clock
 }
 
 func (r *Report) String() string {
 	return fmt.Sprintf("%s %s child=%s ref=%v restarts=%d reason=%v", r.Supervisor, r.Kind, r.ChildID, r.Child, r.Restarts, r.Reason)
+}
+
+// GaveUpEvent describes a GaveUp report as an evbus.SupervisorGaveUp for the
+// runtime's event bus; ok is false for other kinds.
+func (r *Report) GaveUpEvent() (e evbus.SupervisorGaveUp, ok bool) {
+	if r.Kind != GaveUp {
+		return e, false
+	}
+	return evbus.SupervisorGaveUp{Supervisor: r.Self, Loop: r.Self.Loop(), Restarts: r.Restarts,
+		Within: r.Within, Reason: r.Reason, Time: r.Time}, true
 }
 
 // StackText returns the panic's stack as text (formatting PCs if needed).

@@ -479,7 +479,7 @@ func (s *sup) initialFailure(ch *child) func(*actor.Context, *child, error) {
 // giveUp drops the pending work, stops every child in reverse start order
 // and stops the supervisor with reason.
 func (s *sup) giveUp(c *actor.Context, reason error) {
-	s.report(c, &Report{Kind: GaveUp, Reason: reason})
+	s.report(c, &Report{Kind: GaveUp, Reason: reason, Restarts: s.maxR, Within: s.maxT})
 	s.ops = s.ops[:0]
 	s.stopAll()
 	s.ops = append(s.ops, s.exitOp(reason))
