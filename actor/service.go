@@ -82,7 +82,8 @@ func (s *System) haltServices() {
 		if c := svc.cancel.Load(); c != nil {
 			(*c)()
 		}
+		//lint:ignore SA2001 a running Serve holds svc.mu: locking waits for it to return
 		svc.mu.Lock()
-		svc.mu.Unlock() //nolint:staticcheck // waits for a running Serve to return
+		svc.mu.Unlock()
 	}
 }
