@@ -82,8 +82,8 @@ func (s *System) haltServices() {
 		if c := svc.cancel.Load(); c != nil {
 			(*c)()
 		}
-		//lint:ignore SA2001 a running Serve holds svc.mu: locking waits for it to return
 		svc.mu.Lock()
+		//lint:ignore SA2001 a running Serve holds svc.mu: locking waits for it to return
 		svc.mu.Unlock()
 	}
 }
