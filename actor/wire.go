@@ -105,13 +105,21 @@ func (s *System) secrets() cipher.Block {
 // pseudorandom permutation, so unpredictable without the key, and cheap to
 // recompute on every incoming message instead of storing it per actor.
 func (s *System) secret(loop uint16, slot, gen uint32) (out [16]byte) {
-	var in [16]byte
+	// The block cipher is an interface, so buffers passed to it escape:
+	// take them from a pool rather than allocating two per message.
+	b := secretBufs.Get().(*[32]byte)
+	in, enc := b[:16], b[16:]
+	clear(in)
 	binary.BigEndian.PutUint16(in[0:], loop)
 	binary.BigEndian.PutUint32(in[2:], slot)
 	binary.BigEndian.PutUint32(in[6:], gen)
-	s.secrets().Encrypt(out[:], in[:])
+	s.secrets().Encrypt(enc, in)
+	copy(out[:], enc)
+	secretBufs.Put(b)
 	return out
 }
+
+var secretBufs = sync.Pool{New: func() any { return new([32]byte) }}
 
 // LocalID returns the wire identity of a ref of this system's own actors
 // (with its secret). It reports false for the zero Ref, remote refs and refs

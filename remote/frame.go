@@ -277,6 +277,33 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	return nil
 }
 
+var (
+	typeBytes  = reflect.TypeFor[[]byte]()
+	typeString = reflect.TypeFor[string]()
+	typeInt64  = reflect.TypeFor[int64]()
+	typeUint64 = reflect.TypeFor[uint64]()
+)
+
+// decodeBuiltin decodes the commonest payload types without reflection
+// (one allocation for the value instead of three).
+func decodeBuiltin(d *msgpack.Decoder, t reflect.Type) (any, bool, error) {
+	switch t {
+	case typeBytes:
+		v, err := d.DecodeBytes()
+		return v, true, err
+	case typeString:
+		v, err := d.DecodeString()
+		return v, true, err
+	case typeInt64:
+		v, err := d.DecodeInt64()
+		return v, true, err
+	case typeUint64:
+		v, err := d.DecodeUint64()
+		return v, true, err
+	}
+	return nil, false, nil
+}
+
 func (fr *frameReader) id(id *actor.WireID) error {
 	d := fr.dec
 	n, err := d.DecodeArrayLen()
@@ -335,6 +362,15 @@ func (fr *frameReader) payload(f *frame) {
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
 		_ = d.Skip()
+		return
+	}
+	if v, ok, err := decodeBuiltin(d, ti.typ); ok {
+		if err != nil {
+			f.payloadErr = bad("payload "+ti.name, err)
+			fr.r.Reset(nil)
+			return
+		}
+		f.payload = v
 		return
 	}
 	v := reflect.New(ti.typ)

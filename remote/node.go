@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,14 @@ type Config struct {
 	// EventLoops is the number of gnet event loops for accepted and for
 	// dialed connections each. Default 1.
 	EventLoops int
+	// DeliverWait is how long a network loop waits for room when a message
+	// arrives for an actor whose loop's queue is full. While it waits it
+	// reads nothing, so TCP flow control slows the sender down, whose own
+	// bounded outbound queue then refuses new messages with
+	// actor.ErrQueueFull: backpressure from end to end. Past the wait the
+	// message is dropped (a send, counted in Stats.Dropped) or answered with
+	// actor.ErrQueueFull (an ask). Default 1 s.
+	DeliverWait time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -81,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EventLoops <= 0 {
 		c.EventLoops = 1
+	}
+	if c.DeliverWait <= 0 {
+		c.DeliverWait = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -428,6 +440,26 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 	}
 }
 
+// deliver posts a message into a loop, waiting up to DeliverWait while the
+// loop's queue is full (see Config.DeliverWait).
+func (n *Node) deliver(post func() error) error {
+	err := post()
+	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
+		return err
+	}
+	deadline := time.Now().Add(n.cfg.DeliverWait)
+	for i := 0; ; i++ {
+		if i < 64 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if err = post(); err == nil || !errors.Is(err, actor.ErrQueueFull) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
 // gnetLogger sends gnet's own logs to slog, its chatter at debug level.
 type gnetLogger struct{ l *slog.Logger }
 
@@ -631,7 +663,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		if _, isDown := f.payload.(actor.Down); isDown {
 			return nil // Downs travel as fDown frames only
 		}
-		if err := n.wire.DeliverSend(to, from, f.payload); err != nil {
+		if err := n.deliver(func() error { return n.wire.DeliverSend(to, from, f.payload) }); err != nil {
 			n.stats.dropped.Add(1)
 		}
 	case fAsk:
@@ -643,7 +675,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		case f.payloadErr != nil:
 			ic.from.Reply(from, f.pidx, f.pgen, nil, f.payloadErr)
 		default:
-			if err := n.wire.DeliverAsk(to, from, f.payload, f.pidx, f.pgen); err != nil {
+			if err := n.deliver(func() error { return n.wire.DeliverAsk(to, from, f.payload, f.pidx, f.pgen) }); err != nil {
 				ic.from.Reply(from, f.pidx, f.pgen, nil, err)
 			}
 		}

@@ -128,9 +128,7 @@ func (p *peer) flushLocked() {
 	err := conn.AsyncWrite(out, func(c gnet.Conn, err error) error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if cap(out) <= 4<<20 {
-			p.spare = out[:0]
-		}
+		p.spare = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
 		if err != nil || p.conn != c {
 			p.flushing = false
 			return nil

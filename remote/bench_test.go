@@ -1,0 +1,219 @@
+package remote
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+)
+
+// Benchmarks of two nodes in one process over 127.0.0.1 with a 32-byte
+// payload, each beside a plain TCP baseline of the same shape.
+
+var payload32 = make([]byte, 32)
+
+// benchConfig keeps production heartbeats: the tests' short timeout would
+// declare a peer down while a benchmark saturates both cores.
+var benchConfig = Config{HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 5 * time.Second}
+
+type pingState struct {
+	peer actor.Ref
+	left int
+	err  error
+	done chan struct{}
+	cont actor.Continuation
+}
+
+func (p *pingState) Receive(c *actor.Context, msg any) (any, error) {
+	if n, ok := msg.(int); ok {
+		p.left = n
+		c.AskTimeout(p.peer, payload32, 10*time.Second).Then(p.cont)
+	}
+	return nil, nil
+}
+
+func (p *pingState) onReply(c *actor.Context, v any, err error) {
+	if err != nil || p.left <= 1 {
+		p.err = err
+		close(p.done)
+		return
+	}
+	p.left--
+	c.AskTimeout(p.peer, payload32, 10*time.Second).Then(p.cont)
+}
+
+// BenchmarkRemotePingPong: one op = one ask/reply round trip from an actor
+// on node A to an actor on node B, one in flight.
+func BenchmarkRemotePingPong(b *testing.B) {
+	a := newTestNode(b, "a", benchConfig)
+	bn := newTestNode(b, "b", benchConfig)
+	bn.node.RegisterKind("echo", echoKind)
+	r, err := a.node.Spawn(ctxT(b), bn.node.Addr(), "echo", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &pingState{peer: r, done: make(chan struct{})}
+	p.cont = p.onReply
+	ping := spawn(b, a.sys, fnActor(p.Receive))
+	// warm up the connections both ways
+	if _, err := a.sys.Ask(ctxT(b), r, payload32); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := a.sys.Send(ping, b.N); err != nil {
+		b.Fatal(err)
+	}
+	<-p.done
+	b.StopTimer()
+	if p.err != nil {
+		b.Fatal(p.err)
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(b *testing.B) (net.Conn, net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c2 := <-acc
+	b.Cleanup(func() { c1.Close(); c2.Close() })
+	return c1, c2
+}
+
+// BenchmarkBaselineTCPPingPong: one op = a 4-byte length + 32-byte frame
+// sent and echoed back over loopback TCP by two goroutines, one in flight.
+func BenchmarkBaselineTCPPingPong(b *testing.B) {
+	c1, c2 := tcpPair(b)
+	frame := make([]byte, 36)
+	binary.BigEndian.PutUint32(frame, 32)
+	go func() {
+		buf := make([]byte, 36)
+		for {
+			if _, err := io.ReadFull(c2, buf); err != nil {
+				return
+			}
+			if _, err := c2.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 36)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c1.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c1, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRemoteThroughput: one op = one one-way message delivered to an
+// actor on the other node; the receiver's count is checked at the end.
+func BenchmarkRemoteThroughput(b *testing.B) {
+	a := newTestNode(b, "a", benchConfig)
+	bn := newTestNode(b, "b", benchConfig)
+	var got atomic.Int64
+	want := int64(b.N)
+	done := make(chan struct{})
+	bn.node.RegisterKind("count", func(any) (actor.Factory, error) {
+		return func() actor.Actor {
+			return fnActor(func(c *actor.Context, msg any) (any, error) {
+				if got.Add(1) == want {
+					close(done)
+				}
+				return nil, nil
+			})
+		}, nil
+	})
+	r, err := a.node.Spawn(ctxT(b), bn.node.Addr(), "count", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var refused int64
+	sender := spawn(b, a.sys, fnActor(func(c *actor.Context, msg any) (any, error) {
+		n := msg.(int)
+		for i := 0; i < n; {
+			if err := c.Send(r, payload32); err != nil {
+				refused++ // outbound queue full: yield the loop and come back
+				c.Send(c.Self(), n-i)
+				return nil, nil
+			}
+			i++
+		}
+		return nil, nil
+	}))
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := a.sys.Send(sender, b.N); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		b.Fatalf("delivered %d of %d; sender %+v; receiver %+v", got.Load(), want, a.node.Stats(), bn.node.Stats())
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	if st := bn.node.Stats(); st.Dropped > 0 {
+		b.Fatalf("receiver dropped %d messages", st.Dropped)
+	}
+}
+
+// BenchmarkBaselineTCPThroughput: one op = one 36-byte frame written by one
+// goroutine (in 64 KiB batches) and read by another over loopback TCP.
+func BenchmarkBaselineTCPThroughput(b *testing.B) {
+	c1, c2 := tcpPair(b)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		want := int64(b.N) * 36
+		for n := int64(0); n < want; {
+			k, err := c2.Read(buf)
+			if err != nil {
+				return
+			}
+			n += int64(k)
+		}
+	}()
+	batch := make([]byte, 0, 64<<10)
+	frame := make([]byte, 36)
+	binary.BigEndian.PutUint32(frame, 32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		batch = append(batch, frame...)
+		if len(batch)+36 > cap(batch) || i == b.N-1 {
+			if _, err := c1.Write(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+var _ = context.Background
