@@ -42,6 +42,12 @@ type Event struct {
 	Duration time.Duration // how long the handler ran (wall clock)
 	Err      error         // the handler's error, the drop reason, or the stop reason
 	Crash    *Crash        // set for EventCrash
+	// Actor is the instance whose handler or continuation ran, for
+	// EventSend, EventAsk, EventCall, EventTimer and EventContinuation (nil
+	// for the other kinds). It lets a hook read the actor's state on its
+	// loop (a debugger's state tracing); it must not be kept or used after
+	// the hook returns.
+	Actor Actor
 }
 
 // Hook receives every event a loop processes, on that loop's goroutine. It

@@ -92,6 +92,7 @@ type loopState struct {
 	settled  []uint32 // promises settled this turn with no continuation yet
 	stopping bool
 	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
+	monoBase time.Time   // base of the hook's monotonic clock readings (inspect.go)
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -226,16 +227,16 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = to, from, s, e, false
 	s.running = true
-	var start, wall time.Time
+	var start, t0 time.Time
 	if ls.hook != nil {
-		start, wall = ls.loop.Now(), time.Now()
+		start, t0 = ls.hookStart()
 	}
 	v, err = ls.receive(s, c, msg, from)
 	s.running = false
 	deferred = c.deferred
 	*c = saved
 	if ls.hook != nil {
-		ls.report(kind, from, to, msg, start, time.Since(wall), err, nil)
+		ls.reportHandler(s.actor, kind, from, to, msg, start, time.Since(t0), err)
 	}
 	if s.stopReq {
 		ls.stop(s, to, s.reason)

@@ -179,15 +179,15 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = owner, Ref{}, s, nil, false
 	s.running = true
-	var start, wall time.Time
+	var start, t0 time.Time
 	if ls.hook != nil {
-		start, wall = ls.loop.Now(), time.Now()
+		start, t0 = ls.hookStart()
 	}
 	ls.callCont(s, c, cont, v, err)
 	s.running = false
 	*c = saved
 	if ls.hook != nil {
-		ls.report(EventContinuation, Ref{}, owner, v, start, time.Since(wall), err, nil)
+		ls.reportHandler(s.actor, EventContinuation, Ref{}, owner, v, start, time.Since(t0), err)
 	}
 	if s.stopReq {
 		ls.stop(s, owner, s.reason)
