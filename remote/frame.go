@@ -133,6 +133,7 @@ type frame struct {
 // frameReader decodes frames. One per connection.
 type frameReader struct {
 	r   bytes.Reader
+	buf []byte // the body being parsed
 	dec *msgpack.Decoder
 	reg *registry
 	max int
@@ -170,6 +171,7 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	}()
 	*f = frame{}
 	fr.r.Reset(body)
+	fr.buf = body
 	d := fr.dec
 	n, err := d.DecodeArrayLen()
 	if err != nil {
@@ -361,6 +363,10 @@ func (fr *frameReader) payload(f *frame) {
 	ti, ok := fr.reg.ofID(id)
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
+		if _, err := checkValue(fr.buf, len(fr.buf)-fr.r.Len(), 0); err != nil {
+			fr.r.Reset(nil) // Skip would recurse as deep as the value nests
+			return
+		}
 		_ = d.Skip()
 		return
 	}
@@ -373,6 +379,13 @@ func (fr *frameReader) payload(f *frame) {
 		f.payload = v
 		return
 	}
+	// msgpack preallocates the lengths a value declares and recurses once per
+	// nesting level: check both before decoding.
+	if _, err := checkValue(fr.buf, len(fr.buf)-fr.r.Len(), 0); err != nil {
+		f.payloadErr = bad("payload "+ti.name, err)
+		fr.r.Reset(nil)
+		return
+	}
 	v := reflect.New(ti.typ)
 	if err := d.DecodeValue(v.Elem()); err != nil {
 		f.payloadErr = bad("payload "+ti.name, err)
@@ -380,4 +393,103 @@ func (fr *frameReader) payload(f *frame) {
 		return
 	}
 	f.payload = v.Elem().Interface()
+}
+
+// maxPayloadDepth bounds the nesting of arrays, maps and refs in a payload.
+const maxPayloadDepth = 100
+
+// checkValue walks the msgpack value at b[i:] and returns where it ends. It
+// fails if the value is truncated, nests deeper than maxPayloadDepth, or
+// declares more array or map elements than there are bytes left: msgpack's
+// decoder allocates a declared length up front (a 5-byte array header would
+// ask for 64 GiB) and recurses per level (a deep nest would overflow the
+// stack), both fatal, not panics.
+func checkValue(b []byte, i, depth int) (int, error) {
+	if depth > maxPayloadDepth {
+		return 0, fmt.Errorf("nested deeper than %d", maxPayloadDepth)
+	}
+	if i >= len(b) {
+		return 0, fmt.Errorf("truncated value")
+	}
+	c := b[i]
+	i++
+	size := func(w int) (int, error) { // a big-endian length of w bytes
+		if len(b)-i < w {
+			return 0, fmt.Errorf("truncated length")
+		}
+		n := 0
+		for _, x := range b[i : i+w] {
+			n = n<<8 | int(x)
+		}
+		i += w
+		return n, nil
+	}
+	skip := func(n int) (int, error) {
+		if n < 0 || n > len(b)-i {
+			return 0, fmt.Errorf("%d bytes declared, %d left", n, len(b)-i)
+		}
+		return i + n, nil
+	}
+	elems := func(n, per int) (int, error) { // n values (per for a map entry)
+		if n > (len(b)-i)/per {
+			return 0, fmt.Errorf("%d elements declared, %d bytes left", n, len(b)-i)
+		}
+		var err error
+		for range n * per {
+			if i, err = checkValue(b, i, depth+1); err != nil {
+				return 0, err
+			}
+		}
+		return i, nil
+	}
+	var n int
+	var err error
+	switch {
+	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3: // fixint, nil, bool
+		return i, nil
+	case c <= 0x8f: // fixmap
+		return elems(int(c&0x0f), 2)
+	case c <= 0x9f: // fixarray
+		return elems(int(c&0x0f), 1)
+	case c <= 0xbf: // fixstr
+		return skip(int(c & 0x1f))
+	}
+	switch c {
+	case 0xc4, 0xc5, 0xc6: // bin 8, 16, 32
+		if n, err = size(1 << (c - 0xc4)); err != nil {
+			return 0, err
+		}
+		return skip(n)
+	case 0xd9, 0xda, 0xdb: // str 8, 16, 32
+		if n, err = size(1 << (c - 0xd9)); err != nil {
+			return 0, err
+		}
+		return skip(n)
+	case 0xc7, 0xc8, 0xc9: // ext: length, type, data
+		if n, err = size(1 << (c - 0xc7)); err != nil {
+			return 0, err
+		}
+		return skip(n + 1)
+	case 0xca, 0xce, 0xd2: // 32-bit
+		return skip(4)
+	case 0xcb, 0xcf, 0xd3: // 64-bit
+		return skip(8)
+	case 0xcc, 0xd0:
+		return skip(1)
+	case 0xcd, 0xd1:
+		return skip(2)
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16, plus the type
+		return skip(1 + 1<<(c-0xd4))
+	case 0xdc, 0xdd: // array 16, 32
+		if n, err = size(2 << (c - 0xdc)); err != nil {
+			return 0, err
+		}
+		return elems(n, 1)
+	case 0xde, 0xdf: // map 16, 32
+		if n, err = size(2 << (c - 0xde)); err != nil {
+			return 0, err
+		}
+		return elems(n, 2)
+	}
+	return 0, fmt.Errorf("invalid code %#x", c)
 }

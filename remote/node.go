@@ -235,8 +235,10 @@ func (n *Node) Serve(ctx context.Context) error {
 			_ = eng.Stop(context.Background())
 		}
 	}()
+	// SO_REUSEADDR (not gnet's default): a restarted node rebinds its address
+	// although the connections it closed are still in TIME_WAIT.
 	err = gnet.Run(&serverHandler{n: n}, "tcp://"+n.cfg.Listen, gnet.WithNumEventLoop(n.cfg.EventLoops),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
+		gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
 	if ctx.Err() != nil {
 		n.closing.Store(true) // stopped on purpose: for good
 	}

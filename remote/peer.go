@@ -24,6 +24,7 @@ type peer struct {
 	addr string
 
 	mu        sync.Mutex
+	nameMu    sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
 	nodeName  string
 	conn      gnet.Conn // nil unless connected
 	dialing   bool
@@ -32,6 +33,7 @@ type peer struct {
 	fw        *frameWriter
 	spare     []byte
 	flushing  bool
+	netHeld   int // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
 	backoff   time.Duration
 	retry     *time.Timer
 	calls     map[uint64]chan result // goroutine asks and spawns by correlation
@@ -59,8 +61,8 @@ func newPeer(n *Node, addr, name string) *peer {
 }
 
 func (p *peer) name() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.nameMu.Lock()
+	defer p.nameMu.Unlock()
 	if p.nodeName == "" {
 		return p.addr
 	}
@@ -68,9 +70,9 @@ func (p *peer) name() string {
 }
 
 func (p *peer) setName(name string) {
-	p.mu.Lock()
+	p.nameMu.Lock()
 	p.nodeName = name
-	p.mu.Unlock()
+	p.nameMu.Unlock()
 }
 
 // Node implements actor.Peer.
@@ -86,8 +88,12 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	if p.closed || p.n.closing.Load() {
 		return 0, ErrClosed
 	}
-	if len(p.fw.w.b) >= p.n.cfg.MaxOutbound {
+	if len(p.fw.w.b)+p.netHeld >= p.n.cfg.MaxOutbound {
 		p.n.stats.refused.Add(1)
+		if p.conn != nil && !p.flushing && p.netHeld > 0 {
+			p.flushing = true
+			p.writeLocked(nil) // learn whether gnet has drained meanwhile
+		}
 		return 0, fmt.Errorf("%w: %d bytes queued for node %s", actor.ErrQueueFull, len(p.fw.w.b), p.nameLocked())
 	}
 	start := p.fw.begin(kind)
@@ -105,12 +111,7 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	return p.epoch, nil
 }
 
-func (p *peer) nameLocked() string {
-	if p.nodeName == "" {
-		return p.addr
-	}
-	return p.nodeName
-}
+func (p *peer) nameLocked() string { return p.name() }
 
 // flushLocked hands the queued bytes to gnet in one write; the next batch
 // goes when that write completes, so frames queued meanwhile share a write.
@@ -123,16 +124,27 @@ func (p *peer) flushLocked() {
 	p.fw.w.b = p.spare[:0]
 	p.spare = nil
 	p.flushing = true
-	conn := p.conn
+	p.netHeld += len(out)
 	p.n.stats.bytesOut.Add(uint64(len(out)))
-	err := conn.AsyncWrite(out, func(c gnet.Conn, err error) error {
+	p.writeLocked(out)
+}
+
+// writeLocked hands out to gnet. gnet buffers without bound what the socket
+// does not take, so the completion notes how much it still holds (netHeld,
+// counted against MaxOutbound) before the next batch goes. An empty out
+// only refreshes netHeld.
+func (p *peer) writeLocked(out []byte) {
+	err := p.conn.AsyncWrite(out, func(c gnet.Conn, err error) error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.spare = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
+		if out != nil {
+			p.spare = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
+		}
 		if err != nil || p.conn != c {
 			p.flushing = false
 			return nil
 		}
+		p.netHeld = c.OutboundBuffered() // on c's loop: exact
 		p.flushLocked()
 		return nil
 	})
@@ -199,6 +211,7 @@ func (p *peer) opened(c gnet.Conn, epoch uint64) bool {
 	p.dialing = false
 	p.conn = c
 	p.backoff = 0
+	p.netHeld = 0
 	p.lastHeard.Store(time.Now().UnixNano())
 	p.n.stats.opened.Add(1)
 	p.flushLocked()
@@ -216,6 +229,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	}
 	wasUp := p.conn != nil
 	p.conn, p.dialing, p.flushing = nil, false, false
+	p.netHeld = 0
 	p.epoch++
 	p.fw.w.b = p.fw.w.b[:0]
 	calls := p.calls
