@@ -115,15 +115,8 @@ func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 		}
 		return p
 	}
-	e := envelope{kind: kAsk, to: to, from: c.self, msg: msg, pidx: p.idx, pgen: p.gen}
-	var err error
-	if to.l == ls {
-		err = ls.loop.PostLocal(e)
-	} else {
-		err = to.l.loop.Post(e)
-	}
-	if err != nil {
-		ls.settle(p.idx, p.gen, nil, postErr(err))
+	if err := ls.post(to.l, envelope{kind: kAsk, to: to, from: c.self, msg: msg, pidx: p.idx, pgen: p.gen}); err != nil {
+		ls.settle(p.idx, p.gen, nil, err)
 		return p
 	}
 	if d > 0 {

@@ -299,12 +299,18 @@ func (ls *loopState) sendFrom(from, to Ref, msg any) error {
 		}
 		return ErrInvalidRef
 	}
-	e := envelope{kind: kSend, to: to, from: from, msg: msg}
+	return ls.post(to.l, envelope{kind: kSend, to: to, from: from, msg: msg})
+}
+
+// post queues e for a loop: this loop's own local queue when the target is
+// here (no atomics, and it keeps a loop from ever waiting on its own full
+// ring), the target loop's inbound ring otherwise.
+func (ls *loopState) post(to *loopState, e envelope) error {
 	var err error
-	if to.l == ls {
+	if to == ls {
 		err = ls.loop.PostLocal(e)
 	} else {
-		err = to.l.loop.Post(e)
+		err = to.loop.Post(e)
 	}
 	if err != nil {
 		return postErr(err)

@@ -493,15 +493,24 @@ func (p *peer) spawn(ctx context.Context, kind string, args any) (any, error) {
 	})
 }
 
-// Monitor implements actor.Peer.
-func (p *peer) Monitor(target, watcher actor.Ref) error {
-	tid, err := p.remoteID(target)
-	if err != nil {
-		return err
+// monitorIDs returns the wire ids of a monitor's target (on the peer) and
+// watcher (here).
+func (p *peer) monitorIDs(target, watcher actor.Ref) (tid, wid actor.WireID, err error) {
+	if tid, err = p.remoteID(target); err != nil {
+		return tid, wid, err
 	}
 	wid, ok := p.localID(watcher)
 	if !ok {
-		return fmt.Errorf("remote: watcher %v is not local", watcher)
+		return tid, wid, fmt.Errorf("remote: watcher %v is not local", watcher)
+	}
+	return tid, wid, nil
+}
+
+// Monitor implements actor.Peer.
+func (p *peer) Monitor(target, watcher actor.Ref) error {
+	tid, wid, err := p.monitorIDs(target, watcher)
+	if err != nil {
+		return err
 	}
 	p.mu.Lock()
 	m := p.monitors[tid]
@@ -521,13 +530,9 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 
 // Demonitor implements actor.Peer.
 func (p *peer) Demonitor(target, watcher actor.Ref) error {
-	tid, err := p.remoteID(target)
+	tid, wid, err := p.monitorIDs(target, watcher)
 	if err != nil {
 		return err
-	}
-	wid, ok := p.localID(watcher)
-	if !ok {
-		return fmt.Errorf("remote: watcher %v is not local", watcher)
 	}
 	p.mu.Lock()
 	if m := p.monitors[tid]; m != nil {
