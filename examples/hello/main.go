@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -59,8 +60,8 @@ func (t *tally) Receive(ctx *actor.Context, msg any) (any, error) {
 	return t.total, nil
 }
 
-// run asks the coordinator to process a text.
-type run struct{ lines []string }
+// process asks the coordinator to count the words of a text.
+type process struct{ lines []string }
 
 // coordinator fans lines out to the counters and reduces the answers.
 type coordinator struct {
@@ -76,7 +77,7 @@ func (c *coordinator) Start(ctx *actor.Context) error {
 }
 
 func (c *coordinator) Receive(ctx *actor.Context, msg any) (any, error) {
-	m, ok := msg.(run)
+	m, ok := msg.(process)
 	if !ok {
 		return nil, actor.Unhandled(msg)
 	}
@@ -119,11 +120,19 @@ func (c *coordinator) Receive(ctx *actor.Context, msg any) (any, error) {
 }
 
 func main() {
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "hello:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the demo; it writes what the actors did to out.
+func run(out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sys := actor.NewSystem(actor.Config{
 		Logger: logger,
 		OnCrash: func(cr *actor.Crash) {
-			fmt.Printf("crash report: actor %v (%s) on loop %d panicked with %q while handling %T\n",
+			fmt.Fprintf(out, "crash report: actor %v (%s) on loop %d panicked with %q while handling %T\n",
 				cr.Actor, cr.Name, cr.Loop, cr.Value, cr.Msg)
 		},
 	})
@@ -131,26 +140,24 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := sys.Shutdown(ctx); err != nil {
-			fmt.Println("shutdown:", err)
+			fmt.Fprintln(out, "shutdown:", err)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	fmt.Printf("actord hello: %d loops\n", sys.Loops())
+	fmt.Fprintf(out, "actord hello: %d loops\n", sys.Loops())
 	var counters []actor.Ref
 	for i := range 2 * sys.Loops() {
 		r, err := sys.Spawn(ctx, func() actor.Actor { return &counter{} }, actor.OnLoop(i), actor.Name(fmt.Sprint("counter-", i)))
 		if err != nil {
-			fmt.Println("spawn:", err)
-			os.Exit(1)
+			return fmt.Errorf("spawn: %w", err)
 		}
 		counters = append(counters, r)
 	}
 	coord, err := sys.Spawn(ctx, func() actor.Actor { return &coordinator{counters: counters} }, actor.OnLoop(0), actor.Name("coordinator"))
 	if err != nil {
-		fmt.Println("spawn:", err)
-		os.Exit(1)
+		return fmt.Errorf("spawn: %w", err)
 	}
 	text := []string{
 		"The loop runs one actor at a time, to completion.",
@@ -159,17 +166,16 @@ func main() {
 		"Blocking work runs on a worker pool, off the loop.",
 		"The loop runs on; the actors keep their state.",
 	}
-	v, err := sys.Ask(ctx, coord, run{lines: text})
+	v, err := sys.Ask(ctx, coord, process{lines: text})
 	if err != nil {
-		fmt.Println("ask:", err)
-		os.Exit(1)
+		return fmt.Errorf("ask: %w", err)
 	}
 	res := v.(struct {
 		Log   []string
 		Total map[string]int
 	})
 	for _, l := range res.Log {
-		fmt.Println(" ", l)
+		fmt.Fprintln(out, " ", l)
 	}
 	words := make([]string, 0, len(res.Total))
 	for w := range res.Total {
@@ -181,20 +187,21 @@ func main() {
 		}
 		return words[i] < words[j]
 	})
-	fmt.Printf("top words: ")
+	fmt.Fprintf(out, "top words: ")
 	for _, w := range words[:5] {
-		fmt.Printf("%s=%d ", w, res.Total[w])
+		fmt.Fprintf(out, "%s=%d ", w, res.Total[w])
 	}
-	fmt.Println()
+	fmt.Fprintln(out)
 	for _, r := range counters {
 		rep, err := sys.Ask(ctx, r, "report")
 		if err != nil {
-			fmt.Printf("counter %v: %v\n", r, err)
+			fmt.Fprintf(out, "counter %v: %v\n", r, err)
 			continue
 		}
-		fmt.Println(rep)
+		fmt.Fprintln(out, rep)
 	}
 	for _, st := range sys.Stats() {
-		fmt.Printf("loop %d: %d actors, %d events handled\n", st.Loop, st.Actors, st.Handled)
+		fmt.Fprintf(out, "loop %d: %d actors, %d events handled\n", st.Loop, st.Actors, st.Handled)
 	}
+	return nil
 }
