@@ -158,7 +158,7 @@ func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t
 // it costs one nil check.
 func (c *Context) Report(v any) {
 	ls := c.ls
-	if ls.hook != nil {
+	if ls.watching {
 		ls.report(EventReport, Ref{}, c.self, v, ls.loop.Now(), 0, nil, nil)
 	}
 }

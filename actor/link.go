@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/actord/actord/loop"
 )
 
 // Links, exit signals and kills (Erlang's link/1, unlink/1, exit/2,
@@ -59,13 +58,13 @@ func (c *Context) Link(r Ref) error {
 		return nil
 	}
 	addRef(&c.slot.links, r)
-	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+	return ls.postOrdered(r.l, envelope{kind: kRun, msg: func(t *loopState) {
 		if s := t.lookup(r); s != nil {
 			addRef(&s.links, self)
 			return
 		}
 		t.sendSignal(r, self, ErrDead, true)
-	}}))
+	}})
 }
 
 // Unlink removes the link between the running actor and r, if any. An exit
@@ -83,11 +82,11 @@ func (c *Context) Unlink(r Ref) error {
 		}
 		return nil
 	}
-	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
+	return ls.postOrdered(r.l, envelope{kind: kRun, msg: func(t *loopState) {
 		if s := t.lookup(r); s != nil {
 			removeRef(&s.links, self)
 		}
-	}}))
+	}})
 }
 
 // TrapExits turns exit signals into Exited messages for the running actor
@@ -153,16 +152,20 @@ func (ls *loopState) postSignal(from, to Ref, reason error, link bool) error {
 	if link {
 		e.pidx = 1
 	}
-	var err error
-	if to.l == ls {
-		err = ls.loop.PostLocal(e)
-	} else {
-		err = to.l.loop.Post(e)
+	return ls.postOrdered(to.l, e)
+}
+
+// postOrdered queues e for loop to behind everything the running actor sent
+// there before (its local queue or to's inbound ring), so link requests,
+// exit signals and messages from one actor arrive in the order sent. When
+// that queue is full it takes the unbounded control queue rather than be
+// lost, giving up order only under overload.
+func (ls *loopState) postOrdered(to *loopState, e envelope) error {
+	err := ls.post(to, e)
+	if errors.Is(err, ErrQueueFull) {
+		err = postErr(to.loop.PostControl(e))
 	}
-	if err != nil && errors.Is(err, loop.ErrFull) {
-		err = to.l.loop.PostControl(e)
-	}
-	return postErr(err)
+	return err
 }
 
 // signal handles an exit signal on the target's loop.

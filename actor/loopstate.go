@@ -85,6 +85,8 @@ type loopState struct {
 	timers   timerTable
 	garbage  int // invalidated entries in the loop's timer heap
 	hook     Hook
+	lhook    Hook // Config.LifecycleHook
+	watching bool // hook or lhook is set: lifecycle events are reported
 	seq      uint64
 	turn     uint64
 	ev       Event
@@ -96,7 +98,8 @@ type loopState struct {
 }
 
 func newLoopState(s *System, id int) *loopState {
-	ls := &loopState{sys: s, id: id, hook: s.cfg.Hook}
+	ls := &loopState{sys: s, id: id, hook: s.cfg.Hook, lhook: s.cfg.LifecycleHook}
+	ls.watching = ls.hook != nil || ls.lhook != nil
 	ls.rnd = rand.New(rand.NewPCG(s.cfg.Seed, uint64(id)+0x9e3779b97f4a7c15))
 	ls.ctx.ls = ls
 	ls.loop = loop.New[envelope](ls, loop.Config{
@@ -214,7 +217,7 @@ func (ls *loopState) drop(e *envelope, err error) {
 	if e.kind == kAsk {
 		reply(e, nil, err)
 	}
-	if ls.hook != nil {
+	if ls.watching {
 		ls.report(EventDropped, e.from, e.to, e.msg, time.Time{}, 0, err, nil)
 	}
 }
@@ -266,7 +269,7 @@ func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) erro
 	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
 		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
-	if ls.hook != nil {
+	if ls.watching {
 		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
 	}
 	ls.sys.onCrash(cr)
@@ -288,7 +291,12 @@ func (ls *loopState) report(kind EventKind, from, to Ref, msg any, start time.Ti
 	ls.seq++
 	ls.ev = Event{Seq: ls.seq, Loop: ls.id, Kind: kind, From: from, To: to, Msg: msg,
 		Start: start, Duration: d, Err: err, Crash: cr}
-	ls.hook(&ls.ev)
+	if ls.hook != nil {
+		ls.hook(&ls.ev)
+	}
+	if ls.lhook != nil {
+		ls.lhook(&ls.ev)
+	}
 }
 
 // sendFrom posts a one-way message from an actor of this loop.
@@ -352,7 +360,7 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 	for _, l := range links {
 		ls.sendSignal(r, l, reason, true)
 	}
-	if ls.hook != nil {
+	if ls.watching {
 		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
 	}
 }
@@ -386,7 +394,7 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 			ce.Stack, ce.PCs = ls.sys.crashStack()
 			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
 				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
-			if ls.hook != nil {
+			if ls.watching {
 				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
 			}
 			ls.sys.onCrash(cr)
@@ -426,7 +434,7 @@ func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
 		ls.live.Add(-1)
 		return Ref{}, err
 	}
-	if ls.hook != nil {
+	if ls.watching {
 		ls.report(EventSpawn, parent, r, nil, ls.loop.Now(), 0, nil, nil)
 	}
 	return r, nil
@@ -447,7 +455,7 @@ func (ls *loopState) restart(s *slot, r Ref) error {
 		ls.stop(s, r, err)
 		return err
 	}
-	if ls.hook != nil {
+	if ls.watching {
 		ls.report(EventRestart, Ref{}, r, nil, ls.loop.Now(), 0, nil, nil)
 	}
 	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen {

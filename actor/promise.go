@@ -170,7 +170,7 @@ func (ls *loopState) runSettled(idx, gen uint32) {
 func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, err error) {
 	s := ls.lookup(owner)
 	if s == nil || s.inc != inc || s.state != slotAlive || s.running {
-		if ls.hook != nil {
+		if ls.watching {
 			ls.report(EventDropped, Ref{}, owner, v, time.Time{}, 0, ErrDead, nil)
 		}
 		return

@@ -30,7 +30,13 @@ type Config struct {
 	// Defaults 4×GOMAXPROCS and 1024.
 	Workers, WorkerQueue int
 	// Hook, if set, receives every event every loop processes (see Event).
+	// Each handler is then timed: two clock reads per message.
 	Hook Hook
+	// LifecycleHook, if set, receives only the lifecycle events (spawn,
+	// stop, restart, crash, report, dropped), at no cost per message. Event
+	// buses and crash collectors want this one. Event.Seq then counts the
+	// events reported to either hook.
+	LifecycleHook Hook
 	// OnCrash, if set, receives every crash on the crashing loop's goroutine,
 	// in addition to the event hook. Default: log it at Error level.
 	OnCrash func(*Crash)

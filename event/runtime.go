@@ -178,15 +178,16 @@ func NewRuntime(b *Bus) (*Runtime, error) {
 	return r, nil
 }
 
-// Install returns cfg with its Hook and OnStall set to the bridge's, chained
-// after the ones cfg already had. When cfg had no OnStall, the stall is still
-// logged at Warn level as the runtime's default does, to cfg.Logger or
-// slog.Default().
+// Install returns cfg with its LifecycleHook and OnStall set to the
+// bridge's, chained after the ones cfg already had. The bridge uses the
+// lifecycle hook, which costs nothing per message (a full Hook times every
+// handler). When cfg had no OnStall, the stall is still logged at Warn level
+// as the runtime's default does, to cfg.Logger or slog.Default().
 func (r *Runtime) Install(cfg actor.Config) actor.Config {
-	if prev := cfg.Hook; prev != nil {
-		cfg.Hook = func(ev *actor.Event) { prev(ev); r.Hook(ev) }
+	if prev := cfg.LifecycleHook; prev != nil {
+		cfg.LifecycleHook = func(ev *actor.Event) { prev(ev); r.Hook(ev) }
 	} else {
-		cfg.Hook = r.Hook
+		cfg.LifecycleHook = r.Hook
 	}
 	prevStall := cfg.OnStall
 	if prevStall == nil {
