@@ -3,7 +3,6 @@ package actor
 import (
 	"errors"
 	"fmt"
-
 )
 
 // Links, exit signals and kills (Erlang's link/1, unlink/1, exit/2,
