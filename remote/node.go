@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/event"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -57,6 +58,10 @@ type Config struct {
 	DeliverWait time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Events, if set, receives the node's lifecycle: event.NodeUp and
+	// event.NodeDown for the peers it dials, event.ConnOpened and
+	// event.ConnClosed for every connection (docs/events.md).
+	Events *event.Bus
 }
 
 func (c Config) withDefaults() Config {
@@ -132,6 +137,7 @@ type Node struct {
 	name string
 	inc  uint64 // incarnation: random per Node, tells a restarted peer apart
 
+	ev      *nodeEvents  // nil without Config.Events
 	addr    atomic.Value // string, once listening
 	ready   chan struct{}
 	closing atomic.Bool
@@ -169,6 +175,13 @@ func New(sys *actor.System, cfg Config) *Node {
 		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
 	}
 	n.addr.Store("")
+	if cfg.Events != nil {
+		ev, err := newNodeEvents(cfg.Events)
+		if err != nil {
+			n.log.Warn("remote: no lifecycle events: the bus refused emitters", "err", err)
+		}
+		n.ev = ev
+	}
 	return n
 }
 
@@ -249,6 +262,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	n.mu.Unlock()
 	if n.closing.Load() {
 		n.shutdownPeers()
+		defer n.ev.close() // after the last ConnClosed and NodeDown
 	}
 	_ = cli.Stop() // dialed connections close; if the engine merely died, peers redial after a restart
 	if ctx.Err() != nil {
@@ -517,6 +531,8 @@ type inConn struct {
 	from       *peer // the peer to answer through (its listen address)
 	lastHeard  atomic.Int64
 	out        []byte // pongs and welcome, written on the loop
+	localAddr  string
+	remoteAddr string
 }
 
 func (h *serverHandler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -568,6 +584,9 @@ func (h *serverHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	delete(h.n.inbound, ic)
 	h.n.mu.Unlock()
 	ic.fr.release()
+	if ic.hello {
+		h.n.ev.connClosed(ic.remoteName, ic.localAddr, ic.remoteAddr, err)
+	}
 	return gnet.None
 }
 
@@ -643,6 +662,8 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			}
 		}
 		ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
+		ic.localAddr, ic.remoteAddr = ic.conn.LocalAddr().String(), ic.conn.RemoteAddr().String()
+		n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
 		ic.from = n.peerFor(f.addr, f.name)
 		ic.fr.setFrom(n, ic.from)
 		ic.out = appendFrame(ic.out, fWelcome, uint64(protocolVersion), n.name, n.inc)

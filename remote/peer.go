@@ -40,6 +40,9 @@ type peer struct {
 	nextCall  uint64
 	monitors  map[actor.WireID]*monitor
 	lastHeard atomic.Int64
+	// addresses of the current connection, for events
+	localAddr, remoteAddr string
+	welcome               bool // the current connection's handshake completed
 }
 
 type result struct {
@@ -214,8 +217,21 @@ func (p *peer) opened(c gnet.Conn, epoch uint64) bool {
 	p.netHeld = 0
 	p.lastHeard.Store(time.Now().UnixNano())
 	p.n.stats.opened.Add(1)
+	p.localAddr, p.remoteAddr = c.LocalAddr().String(), c.RemoteAddr().String()
 	p.flushLocked()
 	return true
+}
+
+// welcomed records the peer's name from its Welcome: the handshake is done,
+// the peer is up.
+func (p *peer) welcomed(name string) {
+	p.setName(name)
+	p.mu.Lock()
+	local, remote := p.localAddr, p.remoteAddr
+	p.welcome = true
+	p.mu.Unlock()
+	p.n.ev.connOpened(name, local, remote)
+	p.n.ev.nodeUp(name, p.addr)
 }
 
 // lost ends connection epoch: queued frames are discarded, and the asks,
@@ -228,6 +244,9 @@ func (p *peer) lost(epoch uint64, err error) {
 		return
 	}
 	wasUp := p.conn != nil
+	welcomed := p.welcome
+	p.welcome = false
+	local, remote := p.localAddr, p.remoteAddr
 	p.conn, p.dialing, p.flushing = nil, false, false
 	p.netHeld = 0
 	p.epoch++
@@ -245,6 +264,10 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.n.stats.peersDown.Add(1)
 	if wasUp && !closed {
 		p.n.log.Warn("remote: peer down", "peer", p.name(), "addr", p.addr, "reason", err)
+	}
+	if welcomed {
+		p.n.ev.connClosed(p.name(), local, remote, err)
+		p.n.ev.nodeDown(p.name(), p.addr, err)
 	}
 	p.n.wire.FailPeer(p, epoch, err)
 	for _, ch := range calls {
@@ -618,7 +641,7 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			if oc.f.version != protocolVersion {
 				return fmt.Errorf("%w: %s speaks %d", ErrVersion, oc.f.name, oc.f.version)
 			}
-			oc.p.setName(oc.f.name)
+			oc.p.welcomed(oc.f.name)
 		case fPong:
 		case fGoodbye:
 			return fmt.Errorf("remote: %s said goodbye: %v", oc.p.name(), decodeError(oc.p.name(), oc.f.code, oc.f.msg))
