@@ -54,6 +54,6 @@
 // an actor system on a bus: [ActorSpawned], [ActorStopped], [ActorCrashed],
 // [ActorRestarted], [LoopOverloaded], and [SupervisorGaveUp] (from the
 // supervisor's report). [NodeUp], [NodeDown], [ConnOpened] and [ConnClosed]
-// are defined here for the remote layer to emit. The actor package does not import
+// are emitted by a remote.Node given the bus in its Config.Events. The actor package does not import
 // this one. docs/events.md documents every event type.
 package event
