@@ -533,6 +533,24 @@ type inConn struct {
 	out        []byte // pongs and welcome, written on the loop
 	localAddr  string
 	remoteAddr string
+	// the last target id whose secret checked out, so a stream to one
+	// actor is verified once (loop goroutine only)
+	lastTo  actor.WireID
+	lastRef actor.Ref
+	lastOK  bool
+}
+
+// resolve is Wire.Resolve with a one-entry cache of the last verified id:
+// only an id equal, secret included, to one already verified skips the check.
+func (ic *inConn) resolve(n *Node, id actor.WireID) (actor.Ref, bool) {
+	if ic.lastOK && id == ic.lastTo {
+		return ic.lastRef, true
+	}
+	r, ok := n.wire.Resolve(id)
+	if ok {
+		ic.lastTo, ic.lastRef, ic.lastOK = id, r, true
+	}
+	return r, ok
 }
 
 func (h *serverHandler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -674,7 +692,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	}
 	switch f.kind {
 	case fSend:
-		to, ok := n.wire.Resolve(f.to)
+		to, ok := ic.resolve(n, f.to)
 		if !ok || f.payloadErr != nil {
 			n.stats.dropped.Add(1)
 			return nil
@@ -691,7 +709,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		}
 	case fAsk:
 		from := n.wire.RemoteRef(ic.from, f.from)
-		to, ok := n.wire.Resolve(f.to)
+		to, ok := ic.resolve(n, f.to)
 		switch {
 		case !ok:
 			ic.from.Reply(from, f.pidx, f.pgen, nil, actor.ErrDead)

@@ -43,6 +43,10 @@ type peer struct {
 	// addresses of the current connection, for events
 	localAddr, remoteAddr string
 	welcome               bool // the current connection's handshake completed
+	// one-entry cache of the last sender's wire id (senderIDLocked)
+	sender   actor.Ref
+	senderID actor.WireID
+	senderOK bool
 }
 
 type result struct {
@@ -336,6 +340,20 @@ func (p *peer) close() {
 
 func (p *peer) localID(r actor.Ref) (actor.WireID, bool) { return p.n.wire.LocalID(r) }
 
+// senderIDLocked is localID with a one-entry cache, so a stream of messages
+// from one actor derives its secret once. The id depends only on the ref,
+// so the cache cannot go stale. p.mu held.
+func (p *peer) senderIDLocked(r actor.Ref) (actor.WireID, bool) {
+	if p.senderOK && r == p.sender {
+		return p.senderID, true
+	}
+	id, ok := p.n.wire.LocalID(r)
+	if ok {
+		p.sender, p.senderID, p.senderOK = r, id, true
+	}
+	return id, ok
+}
+
 func (p *peer) remoteID(r actor.Ref) (actor.WireID, error) {
 	q, id, ok := p.n.wire.Remote(r)
 	if !ok || q != actor.Peer(p) {
@@ -355,7 +373,7 @@ func (p *peer) Send(to, from actor.Ref, msg any) error {
 	}
 	_, err = p.enqueue(fSend, func(fw *frameWriter) error {
 		fw.id(tid)
-		if fid, ok := p.localID(from); ok {
+		if fid, ok := p.senderIDLocked(from); ok {
 			fw.id(fid)
 		} else {
 			_ = fw.enc.EncodeNil()
