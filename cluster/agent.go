@@ -1,0 +1,647 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/thejerf/suture/v4"
+)
+
+// Profile is a set of memberlist timings.
+type Profile string
+
+// The profiles. See the package documentation, "Timing".
+const (
+	// ProfileLAN is memberlist.DefaultLANConfig: probes every second,
+	// suspicion over several seconds. For daemons on a network.
+	ProfileLAN Profile = "lan"
+	// ProfileLocal is memberlist.DefaultLocalConfig: faster, for a local
+	// network or one machine.
+	ProfileLocal Profile = "local"
+	// ProfileFast is for tests on one machine: DefaultLocalConfig with
+	// ProbeInterval 100 ms, ProbeTimeout 50 ms, GossipInterval 20 ms,
+	// SuspicionMult 2, DeadNodeReclaimTime 1 ms and PushPullInterval 1 s
+	// (full state exchanges, so views reconcile quickly). A crashed member
+	// is detected within about half a second.
+	ProfileFast Profile = "fast"
+)
+
+// PeerNotifier is told when a member goes away, so that what depended on
+// it fails at once. *remote.Node implements it.
+type PeerNotifier interface {
+	// PeerDown is called with the member's remote address and why it is
+	// considered down (an error matching ErrMemberFailed or ErrMemberLeft).
+	PeerDown(addr string, reason error) bool
+}
+
+// Config sets up an Agent. Zero fields take the defaults.
+type Config struct {
+	// Name is the member's name, unique in the cluster: the node's name.
+	// Required.
+	Name string
+	// RemoteAddr is the node's remote (gnet) address, carried in the
+	// member's metadata so that others can reach it. Required.
+	RemoteAddr string
+	// Bind is the gossip address (UDP and TCP), "host:port". Port 0 picks a
+	// free port (Agent.GossipAddr reports it). Default "0.0.0.0:7946".
+	Bind string
+	// Advertise is the gossip address other members use to reach this one,
+	// when it differs from Bind (NAT, containers). Default: Bind's address,
+	// or, when Bind's host is unspecified, memberlist's choice of a private
+	// IP of this machine.
+	Advertise string
+	// Seeds are gossip addresses ("host:port"; a name resolving to several
+	// addresses tries them all) to join through. While the agent knows no
+	// other member it retries them every JoinInterval, so the order in which
+	// daemons start does not matter and a member cut off from all others
+	// rejoins. Empty: a cluster of one until others join it.
+	Seeds []string
+	// JoinInterval is the pause between join attempts. Default 1 s.
+	JoinInterval time.Duration
+	// LeaveTimeout bounds a graceful leave at shutdown. Default 2 s.
+	LeaveTimeout time.Duration
+	// Profile picks memberlist's timings. Default ProfileLAN.
+	Profile Profile
+	// ProbeInterval, ProbeTimeout, GossipInterval, SuspicionMult and
+	// DeadNodeReclaimTime override the profile's values when not zero (see
+	// memberlist.Config). DeadNodeReclaimTime is how long after its death a
+	// member's name may come back from another address (a restarted pod
+	// with a new IP); the profiles other than ProfileFast use 10 s.
+	ProbeInterval, ProbeTimeout, GossipInterval time.Duration
+	SuspicionMult                               int
+	DeadNodeReclaimTime                         time.Duration
+	// SecretKey, if set (16, 24 or 32 bytes), encrypts and authenticates
+	// gossip with AES-GCM. Every member needs the same key.
+	SecretKey []byte
+	// Peers, if set, is told of every member that fails or leaves.
+	Peers PeerNotifier
+	// Logger receives the agent's logs, and memberlist's (its debug chatter
+	// at Debug level). Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Bind == "" {
+		c.Bind = "0.0.0.0:7946"
+	}
+	if c.JoinInterval <= 0 {
+		c.JoinInterval = time.Second
+	}
+	if c.LeaveTimeout <= 0 {
+		c.LeaveTimeout = 2 * time.Second
+	}
+	if c.Profile == "" {
+		c.Profile = ProfileLAN
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Errors. The reasons given to PeerNotifier.PeerDown match one of the first
+// two with errors.Is.
+var (
+	// ErrMemberFailed: a member stopped answering and was declared dead.
+	ErrMemberFailed = errors.New("cluster: member failed")
+	// ErrMemberLeft: a member left the cluster on purpose.
+	ErrMemberLeft = errors.New("cluster: member left")
+	// ErrNotRunning: the agent is not (or no longer) serving.
+	ErrNotRunning = errors.New("cluster: agent not running")
+	// ErrConfig: the configuration is unusable.
+	ErrConfig = errors.New("cluster: bad config")
+)
+
+// Meta is what a member tells the others about itself, in memberlist's node
+// metadata (JSON, at most 512 bytes).
+type Meta struct {
+	// Name is the node's name.
+	Name string `json:"name"`
+	// Addr is the node's remote (gnet) address.
+	Addr string `json:"addr"`
+	// Leaving is set just before a graceful leave.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// Member is one member of the cluster as this agent sees it.
+type Member struct {
+	// Name is the member's (and its node's) name.
+	Name string `json:"name"`
+	// Addr is its remote (gnet) address: where actors on it are reached.
+	Addr string `json:"addr"`
+	// Gossip is its memberlist address.
+	Gossip string `json:"gossip"`
+	// Self is true for this agent's own member.
+	Self bool `json:"self,omitempty"`
+}
+
+// EventKind says what happened to a member.
+type EventKind int
+
+// The kinds of events.
+const (
+	// Join: a member joined (or came back).
+	Join EventKind = iota + 1
+	// Leave: a member left on purpose.
+	Leave
+	// Fail: a member stopped answering and was declared dead.
+	Fail
+	// Update: a member's metadata changed.
+	Update
+)
+
+// String returns "join", "leave", "fail" or "update".
+func (k EventKind) String() string {
+	switch k {
+	case Join:
+		return "join"
+	case Leave:
+		return "leave"
+	case Fail:
+		return "fail"
+	case Update:
+		return "update"
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event is a change of membership, seen by this agent.
+type Event struct {
+	Kind   EventKind
+	Member Member
+	Time   time.Time
+}
+
+// Agent is one daemon's member of the cluster. It implements suture/v4's
+// Service: Serve runs it. An Agent serves once: after Serve has returned
+// (or Kill), make a new one.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	ready chan struct{} // closed once memberlist runs
+	dead  chan struct{} // closed by Kill
+	done  chan struct{} // closed when a Serve that ran memberlist returns
+	kill  sync.Once
+
+	mu      sync.Mutex
+	meta    Meta
+	gossip  string
+	served  bool
+	subs    map[int]func(Event)
+	nextSub int
+	members map[string]Member // live members, kept from memberlist's callbacks
+
+	qmu   sync.Mutex
+	queue []Event
+	wake  chan struct{}
+}
+
+// New makes an Agent. Run it with Serve (under a supervisor) or Start.
+func New(cfg Config) *Agent {
+	cfg = cfg.withDefaults()
+	return &Agent{
+		cfg: cfg, log: cfg.Logger.With("member", cfg.Name),
+		ready: make(chan struct{}), dead: make(chan struct{}), done: make(chan struct{}),
+		meta: Meta{Name: cfg.Name, Addr: cfg.RemoteAddr},
+		subs: map[int]func(Event){}, wake: make(chan struct{}, 1), members: map[string]Member{},
+	}
+}
+
+// Ready is closed once the agent gossips (it may not have joined anyone yet).
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Name returns the member's name.
+func (a *Agent) Name() string { return a.cfg.Name }
+
+// GossipAddr returns the agent's memberlist address once it is ready ("" before).
+func (a *Agent) GossipAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gossip
+}
+
+// String names the service for suture's logs.
+func (a *Agent) String() string { return "cluster-agent" }
+
+// memberlistConfig builds memberlist's configuration.
+func (a *Agent) memberlistConfig() (*memberlist.Config, error) {
+	cfg := a.cfg
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("%w: no member name", ErrConfig)
+	}
+	if cfg.RemoteAddr == "" {
+		return nil, fmt.Errorf("%w: no remote address for member %s", ErrConfig, cfg.Name)
+	}
+	var c *memberlist.Config
+	switch cfg.Profile {
+	case ProfileLAN:
+		c = memberlist.DefaultLANConfig()
+		c.DeadNodeReclaimTime = 10 * time.Second
+	case ProfileLocal:
+		c = memberlist.DefaultLocalConfig()
+		c.DeadNodeReclaimTime = 10 * time.Second
+	case ProfileFast:
+		c = memberlist.DefaultLocalConfig()
+		c.ProbeInterval, c.ProbeTimeout = 100*time.Millisecond, 50*time.Millisecond
+		c.GossipInterval, c.SuspicionMult = 20*time.Millisecond, 2
+		c.DeadNodeReclaimTime = time.Millisecond
+		c.PushPullInterval = time.Second // views reconcile within a second if a gossip was missed
+	default:
+		return nil, fmt.Errorf("%w: unknown profile %q (lan, local or fast)", ErrConfig, cfg.Profile)
+	}
+	if cfg.ProbeInterval > 0 {
+		c.ProbeInterval = cfg.ProbeInterval
+	}
+	if cfg.ProbeTimeout > 0 {
+		c.ProbeTimeout = cfg.ProbeTimeout
+	}
+	if cfg.GossipInterval > 0 {
+		c.GossipInterval = cfg.GossipInterval
+	}
+	if cfg.SuspicionMult > 0 {
+		c.SuspicionMult = cfg.SuspicionMult
+	}
+	if cfg.DeadNodeReclaimTime > 0 {
+		c.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
+	}
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bind address: %w", ErrConfig, err)
+	}
+	c.BindAddr, c.BindPort = host, port
+	c.AdvertisePort = port
+	if cfg.Advertise != "" {
+		h, p, err := splitHostPort(cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("%w: advertise address: %w", ErrConfig, err)
+		}
+		c.AdvertiseAddr, c.AdvertisePort = h, p
+	} else if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		c.AdvertiseAddr = host
+	}
+	if len(cfg.SecretKey) > 0 {
+		c.SecretKey = cfg.SecretKey
+	}
+	c.Name = cfg.Name
+	c.Delegate = (*delegate)(a)
+	c.Events = (*events)(a)
+	c.Logger = log.New(&logBridge{a.log}, "", 0)
+	return c, nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", s)
+	}
+	if h == "" {
+		h = "0.0.0.0"
+	}
+	return h, port, nil
+}
+
+// Serve runs the agent until ctx is done, then leaves the cluster
+// gracefully and returns ctx's error; or until Kill, when it returns
+// suture.ErrDoNotRestart. An unusable configuration also returns
+// suture.ErrDoNotRestart (wrapping ErrConfig); a gossip port that cannot be
+// bound returns an error, so that its supervisor retries later.
+func (a *Agent) Serve(ctx context.Context) error {
+	a.mu.Lock()
+	if a.served {
+		a.mu.Unlock()
+		return fmt.Errorf("%w: %w: an Agent serves once", suture.ErrDoNotRestart, ErrNotRunning)
+	}
+	a.mu.Unlock()
+	mc, err := a.memberlistConfig()
+	if err != nil {
+		return fmt.Errorf("%w: %w", suture.ErrDoNotRestart, err)
+	}
+	select {
+	case <-a.dead:
+		return fmt.Errorf("%w: %w: killed", suture.ErrDoNotRestart, ErrNotRunning)
+	default:
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("cluster: start memberlist on %s: %w", a.cfg.Bind, err)
+	}
+	local := ml.LocalNode()
+	a.mu.Lock()
+	a.served = true
+	a.gossip = local.Address()
+	a.mu.Unlock()
+	a.log.Info("cluster: gossiping", "gossip_addr", local.Address(), "seeds", a.cfg.Seeds)
+	close(a.ready)
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(2)
+	go func() { defer wg.Done(); a.dispatch(stop) }()
+	go func() { defer wg.Done(); a.joinLoop(ctx, stop, ml) }()
+
+	var result error
+	select {
+	case <-ctx.Done():
+		a.leave(ml)
+		result = ctx.Err()
+	case <-a.dead:
+		result = fmt.Errorf("%w: %w: killed", suture.ErrDoNotRestart, ErrNotRunning)
+	}
+	close(stop)
+	wg.Wait() // the join loop is out of ml before it shuts down
+	a.mu.Lock()
+	clear(a.members)
+	a.mu.Unlock()
+	if err := ml.Shutdown(); err != nil {
+		a.log.Warn("cluster: memberlist shutdown", "err", err)
+	}
+	close(a.done)
+	return result
+}
+
+// Done is closed when the agent has stopped gossiping (after its leave, on
+// a graceful stop). It stays open if Serve never got memberlist running.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// leave marks the member as leaving, so that others report a Leave rather
+// than a Fail, and leaves.
+func (a *Agent) leave(ml *memberlist.Memberlist) {
+	a.mu.Lock()
+	a.meta.Leaving = true
+	a.mu.Unlock()
+	t := a.cfg.LeaveTimeout / 2
+	if err := ml.UpdateNode(t); err != nil {
+		a.log.Debug("cluster: leaving mark not confirmed", "err", err)
+	}
+	if err := ml.Leave(t); err != nil {
+		a.log.Warn("cluster: leave", "err", err)
+		return
+	}
+	a.log.Info("cluster: left")
+}
+
+// Kill stops the agent at once without leaving: the others detect it as
+// failed, as if its daemon had crashed. Serve then returns
+// suture.ErrDoNotRestart.
+func (a *Agent) Kill() { a.kill.Do(func() { close(a.dead) }) }
+
+// Start runs Serve on a goroutine and waits until the agent gossips. Stop
+// it with the returned function (a graceful leave), which waits for Serve
+// to return.
+func (a *Agent) Start(ctx context.Context) (stop func(), err error) {
+	sctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- a.Serve(sctx) }()
+	select {
+	case <-a.ready:
+		return func() { cancel(); <-errc }, nil
+	case err := <-errc:
+		cancel()
+		return nil, err
+	case <-ctx.Done():
+		cancel()
+		<-errc
+		return nil, ctx.Err()
+	}
+}
+
+// joinLoop joins through the seeds until one of them answers, and again
+// whenever the agent finds itself alone. (Knowing another member is not
+// enough before a seed has answered: two daemons that joined each other
+// would stay apart from the rest.)
+func (a *Agent) joinLoop(ctx context.Context, stop <-chan struct{}, ml *memberlist.Memberlist) {
+	self := a.GossipAddr() // not ml.LocalNode(): memberlist writes that node while we would read it
+	seeds := slices.DeleteFunc(slices.Clone(a.cfg.Seeds), func(s string) bool { return s == "" || s == self })
+	if len(seeds) == 0 {
+		return
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	joined, failures := false, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if !joined || ml.NumMembers() <= 1 {
+			n, err := ml.Join(seeds)
+			if n > 0 {
+				a.log.Info("cluster: joined", "contacted", n, "members", ml.NumMembers())
+				joined, failures = true, 0
+			} else if failures++; failures <= 3 || failures%30 == 0 {
+				// Quiet after the first few: a first daemon waits for the others.
+				a.log.Warn("cluster: no seed answered; retrying", "seeds", seeds, "err", err, "attempts", failures)
+			}
+		}
+		t.Reset(a.cfg.JoinInterval)
+	}
+}
+
+// Members returns the live members (this one included), sorted by name.
+// Members whose failure is suspected but not yet declared are included.
+// The list is kept from memberlist's join, leave and update callbacks
+// (memberlist.Members shares nodes that memberlist goes on writing).
+func (a *Agent) Members() []Member {
+	a.mu.Lock()
+	out := slices.Collect(maps.Values(a.members))
+	a.mu.Unlock()
+	slices.SortFunc(out, func(x, y Member) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}
+
+// member converts a memberlist node.
+func (a *Agent) member(n *memberlist.Node) Member {
+	m := Member{Name: n.Name, Gossip: n.Address(), Self: n.Name == a.cfg.Name}
+	var meta Meta
+	if err := json.Unmarshal(n.Meta, &meta); err == nil {
+		m.Addr = meta.Addr
+	}
+	return m
+}
+
+// Subscribe calls f with every membership event from now on, in order, on
+// the agent's dispatching goroutine (after Config.Peers has been told of a
+// failure). f must not block for long: it holds up later events. The
+// returned function unsubscribes.
+func (a *Agent) Subscribe(f func(Event)) (cancel func()) {
+	a.mu.Lock()
+	id := a.nextSub
+	a.nextSub++
+	a.subs[id] = f
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		delete(a.subs, id)
+		a.mu.Unlock()
+	}
+}
+
+// push queues an event from a memberlist goroutine. It never blocks.
+func (a *Agent) push(e Event) {
+	a.qmu.Lock()
+	a.queue = append(a.queue, e)
+	a.qmu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch delivers queued events until stop.
+func (a *Agent) dispatch(stop <-chan struct{}) {
+	var batch []Event
+	for {
+		select {
+		case <-stop:
+			return
+		case <-a.wake:
+		}
+		a.qmu.Lock()
+		batch, a.queue = a.queue, batch[:0]
+		a.qmu.Unlock()
+		for _, e := range batch {
+			a.deliver(e)
+		}
+		clear(batch)
+	}
+}
+
+func (a *Agent) deliver(e Event) {
+	if !e.Member.Self {
+		switch e.Kind {
+		case Join:
+			a.log.Info("cluster: member joined", "peer", e.Member.Name, "addr", e.Member.Addr, "gossip_addr", e.Member.Gossip)
+		case Leave, Fail:
+			reason := ErrMemberFailed
+			if e.Kind == Leave {
+				reason = ErrMemberLeft
+			}
+			lvl := slog.LevelWarn
+			if e.Kind == Leave {
+				lvl = slog.LevelInfo
+			}
+			a.log.Log(context.Background(), lvl, "cluster: member "+e.Kind.String(), "peer", e.Member.Name, "addr", e.Member.Addr)
+			if a.cfg.Peers != nil && e.Member.Addr != "" {
+				a.cfg.Peers.PeerDown(e.Member.Addr, fmt.Errorf("%w: %s (gossip %s)", reason, e.Member.Name, e.Member.Gossip))
+			}
+		}
+	}
+	a.mu.Lock()
+	subs := make([]func(Event), 0, len(a.subs))
+	for _, id := range slices.Sorted(maps.Keys(a.subs)) {
+		subs = append(subs, a.subs[id])
+	}
+	a.mu.Unlock()
+	for _, f := range subs {
+		f(e)
+	}
+}
+
+// delegate gives memberlist the node's metadata. The other hooks are unused.
+type delegate Agent
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	a := (*Agent)(d)
+	a.mu.Lock()
+	b, _ := json.Marshal(a.meta)
+	a.mu.Unlock()
+	if len(b) > limit {
+		a.log.Error("cluster: metadata too large", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events receives memberlist's callbacks (on its goroutines, with its locks
+// held) and only queues them.
+type events Agent
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	a := (*Agent)(e)
+	m := a.member(n)
+	a.setMember(m, true)
+	a.push(Event{Kind: Join, Member: m, Time: time.Now()})
+}
+
+// setMember records a member as live or gone.
+func (a *Agent) setMember(m Member, live bool) {
+	a.mu.Lock()
+	if live {
+		a.members[m.Name] = m
+	} else {
+		delete(a.members, m.Name)
+	}
+	a.mu.Unlock()
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	a := (*Agent)(e)
+	kind := Fail
+	var meta Meta
+	if json.Unmarshal(n.Meta, &meta) == nil && meta.Leaving {
+		kind = Leave
+	}
+	m := a.member(n)
+	a.setMember(m, false)
+	a.push(Event{Kind: kind, Member: m, Time: time.Now()})
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	a := (*Agent)(e)
+	m := a.member(n)
+	a.setMember(m, true)
+	a.push(Event{Kind: Update, Member: m, Time: time.Now()})
+}
+
+// logBridge turns memberlist's log lines ("[LEVEL] memberlist: ...") into
+// slog records.
+type logBridge struct{ l *slog.Logger }
+
+var _ io.Writer = (*logBridge)(nil)
+
+func (b *logBridge) Write(p []byte) (int, error) {
+	line := bytes.TrimSpace(p)
+	lvl := slog.LevelInfo
+	for _, l := range []struct {
+		tag string
+		lvl slog.Level
+	}{{"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
+		if rest, ok := bytes.CutPrefix(line, []byte(l.tag)); ok {
+			lvl, line = l.lvl, bytes.TrimSpace(rest)
+			break
+		}
+	}
+	// memberlist logs a probe miss during a crash as an error; it is what
+	// failure detection is for, so it is a warning here.
+	if lvl == slog.LevelError && bytes.Contains(line, []byte("Failed to send")) {
+		lvl = slog.LevelWarn
+	}
+	b.l.Log(context.Background(), lvl, string(line))
+	return len(p), nil
+}

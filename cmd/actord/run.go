@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/actord/actord/cluster"
+	dmn "github.com/actord/actord/daemon" // not "daemon": debug_test.go has a func of that name
+)
+
+func init() {
+	commands["run"] = command{run: runMain, summary: "run the daemon: loops, remote node, cluster membership, debug server"}
+}
+
+// runConfig is what `actord run` can be told, by flags or by the JSON
+// config file (--config): the file's members are the flags' names with
+// underscores for dashes. Flags given on the command line win over the
+// file.
+type runConfig struct {
+	Name            string   `json:"name"`
+	Listen          string   `json:"listen"`
+	Gossip          string   `json:"gossip"`
+	Advertise       string   `json:"advertise"`
+	Seeds           []string `json:"seeds"`
+	Loops           int      `json:"loops"`
+	DataDir         string   `json:"data_dir"`
+	DebugAddr       string   `json:"debug_addr"`
+	MetricsAddr     string   `json:"metrics_addr"`
+	TokenFile       string   `json:"token_file"`
+	ClusterProfile  string   `json:"cluster_profile"`
+	ShutdownTimeout duration `json:"shutdown_timeout"`
+	LogFormat       string   `json:"log_format"`
+	LogLevel        string   `json:"log_level"`
+}
+
+func defaultRunConfig() runConfig {
+	return runConfig{Listen: "127.0.0.1:7700", Gossip: "127.0.0.1:7946", DataDir: "actord-data",
+		DebugAddr: "127.0.0.1:6060", ClusterProfile: string(cluster.ProfileLAN),
+		ShutdownTimeout: duration(10 * time.Second), LogFormat: "text", LogLevel: "info"}
+}
+
+// duration is a time.Duration written as a Go duration string ("10s") in
+// the config file.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
+}
+
+func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// seedList is the --seeds flag: comma-separated, replacing the file's list.
+type seedList struct{ s *[]string }
+
+func (l seedList) String() string {
+	if l.s == nil {
+		return ""
+	}
+	return strings.Join(*l.s, ",")
+}
+
+func (l seedList) Set(v string) error {
+	*l.s = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.s = append(*l.s, s)
+		}
+	}
+	return nil
+}
+
+// runFlags binds the flags of `actord run` to c, with c's values as defaults.
+func runFlags(c *runConfig, configPath *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("actord run", flag.ContinueOnError)
+	fs.StringVar(configPath, "config", "", "JSON config file (flags given here win over it)")
+	fs.StringVar(&c.Name, "name", c.Name, "node name, unique in the cluster (default: the host name)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "remote (actor traffic) address HOST:PORT; peers dial it, so not 0.0.0.0")
+	fs.StringVar(&c.Gossip, "gossip", c.Gossip, "cluster membership (memberlist, UDP+TCP) address HOST:PORT")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "gossip address other daemons should use, if not --gossip")
+	fs.Var(seedList{&c.Seeds}, "seeds", "gossip addresses of daemons to join through, comma-separated")
+	fs.IntVar(&c.Loops, "loops", c.Loops, "event loops (0: one per core)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the daemon's files (created 0700)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, `debug server HOST:PORT (dump protocol, /metrics, pprof; token-guarded), or "off"`)
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics alone, without the token, on this HOST:PORT (default: on the debug server)")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "where to write the debug token (default: DATA-DIR/debug.token)")
+	fs.StringVar(&c.ClusterProfile, "cluster-profile", c.ClusterProfile, "failure detection timings: lan, local or fast (tests)")
+	fs.Func("shutdown-timeout", fmt.Sprintf("bound on a graceful shutdown (default %v)", time.Duration(c.ShutdownTimeout)), func(s string) error {
+		v, err := time.ParseDuration(s)
+		c.ShutdownTimeout = duration(v)
+		return err
+	})
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format on stderr: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.SetOutput(io.Discard) // errors are reported in one line by parseRun
+	return fs
+}
+
+// usageError is a bad flag, config file or configuration: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// parseRun turns the arguments of `actord run` into a daemon
+// configuration. help is true for -h.
+func parseRun(args []string) (cfg dmn.Config, rc runConfig, help bool, err error) {
+	var path string
+	first := defaultRunConfig()
+	fs := runFlags(&first, &path)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, rc, true, nil
+		}
+		return cfg, rc, false, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, rc, false, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	rc = defaultRunConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, rc, false, usageError{fmt.Errorf("config file: %w", err)}
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rc); err != nil {
+			return cfg, rc, false, usageError{fmt.Errorf("config file %s: %w", path, err)}
+		}
+		if dec.More() {
+			return cfg, rc, false, usageError{fmt.Errorf("config file %s: trailing data after the object", path)}
+		}
+		// Flags given on the command line override the file.
+		if err := runFlags(&rc, new(string)).Parse(args); err != nil {
+			return cfg, rc, false, usageError{err}
+		}
+	} else {
+		rc = first
+	}
+	switch rc.LogFormat {
+	case "text", "json":
+	default:
+		return cfg, rc, false, usageError{fmt.Errorf("log format %q: want text or json", rc.LogFormat)}
+	}
+	if _, err := parseLevel(rc.LogLevel); err != nil {
+		return cfg, rc, false, usageError{err}
+	}
+	cfg = dmn.Config{
+		Name: rc.Name, Listen: rc.Listen, Gossip: rc.Gossip, Advertise: rc.Advertise, Seeds: rc.Seeds,
+		Loops: rc.Loops, DataDir: rc.DataDir, DebugAddr: rc.DebugAddr, MetricsAddr: rc.MetricsAddr,
+		TokenFile: rc.TokenFile, ShutdownTimeout: time.Duration(rc.ShutdownTimeout),
+		Cluster: cluster.Config{Profile: cluster.Profile(rc.ClusterProfile)},
+	}
+	if err := cfg.WithDefaults().Validate(); err != nil {
+		return cfg, rc, false, usageError{err}
+	}
+	return cfg, rc, false, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// notifySignals is where `actord run` hears SIGTERM and SIGINT (tests
+// replace it).
+var notifySignals = func() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// runHooks let tests see the daemon and hold up its shutdown.
+var runHooks struct {
+	started        func(*dmn.Daemon)
+	beforeShutdown func()
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	cfg, rc, help, err := parseRun(args)
+	if help {
+		fmt.Fprintln(stdout, "usage: actord run [flags]\n\nRuns a daemon until SIGTERM or SIGINT (a second one forces the exit).\nOnce ready it prints one JSON line on stdout (see docs/deploy.md).\n\nflags:")
+		var path string
+		fs := runFlags(ptr(defaultRunConfig()), &path)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "actord run: %v (see actord run -h)\n", err)
+		return 2
+	}
+	level, _ := parseLevel(rc.LogLevel)
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if rc.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(h)
+	cfg.Logger = log
+
+	sigs, stopSignals := notifySignals()
+	defer stopSignals()
+	d, err := dmn.Start(context.Background(), cfg)
+	if err != nil {
+		if errors.Is(err, dmn.ErrConfig) {
+			fmt.Fprintf(stderr, "actord run: %v\n", err)
+			return 2
+		}
+		log.Error("actord failed to start", "err", err)
+		return 1
+	}
+	if runHooks.started != nil {
+		runHooks.started(d)
+	}
+	line, _ := json.Marshal(d.Info())
+	fmt.Fprintf(stdout, "%s\n", line)
+
+	select {
+	case s := <-sigs:
+		log.Info("signal received: shutting down (a second signal forces the exit)", "signal", s.String())
+	case <-d.Done():
+		log.Error("actord stopped by itself", "err", d.Err())
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() {
+		if runHooks.beforeShutdown != nil {
+			runHooks.beforeShutdown()
+		}
+		done <- d.Shutdown(context.Background())
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("actord shut down with errors", "err", err)
+			return 1
+		}
+		return 0
+	case s := <-sigs:
+		log.Error("second signal: exiting without finishing the shutdown", "signal", s.String())
+		return 1
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,175 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/actord/actord/cluster"
+	"github.com/actord/actord/remote"
+)
+
+// ErrConfig is matched (errors.Is) by every error about an unusable
+// configuration; `actord run` exits with code 2 on it.
+var ErrConfig = errors.New("daemon: bad config")
+
+// Off disables the debug server when given as Config.DebugAddr.
+const Off = "off"
+
+// Config sets up a Daemon. Zero fields take the defaults.
+type Config struct {
+	// Name is the node's name, unique in the cluster. Default: the host name.
+	Name string
+	// Listen is the remote (gnet) address other daemons reach this one's
+	// actors at. Refs carry it, so its host must be one that peers can dial:
+	// not 0.0.0.0 or ::. Port 0 picks a free port. Default "127.0.0.1:7700".
+	Listen string
+	// Gossip is the cluster membership (memberlist) address, UDP and TCP.
+	// Port 0 picks a free port. Default "127.0.0.1:7946".
+	Gossip string
+	// Advertise is the gossip address others should use when it differs
+	// from Gossip (say Gossip is 0.0.0.0:7946). Default: Gossip.
+	Advertise string
+	// Seeds are gossip addresses of daemons to join through (host:port).
+	Seeds []string
+	// Loops is the number of event loops. Default: one per core
+	// (runtime.GOMAXPROCS).
+	Loops int
+	// DataDir holds the daemon's files (its debug token, and later the
+	// data of actors that persist). Created with mode 0700. Default
+	// "actord-data".
+	DataDir string
+	// DebugAddr is the debug server's address (the dump protocol,
+	// /metrics, pprof, all behind the token). Off ("off") disables it.
+	// Default "127.0.0.1:6060". Port 0 picks a free port.
+	DebugAddr string
+	// MetricsAddr, if set and different from DebugAddr, serves /metrics
+	// alone on its own listener, without the token (for a Prometheus that
+	// scrapes a private interface). Default: /metrics on the debug server.
+	MetricsAddr string
+	// TokenFile is where the debug server writes its access token (mode
+	// 0600). Default DataDir/debug.token.
+	TokenFile string
+	// ShutdownTimeout bounds a graceful shutdown. Default 10 s.
+	ShutdownTimeout time.Duration
+	// StartTimeout bounds Start. Default 30 s.
+	StartTimeout time.Duration
+	// Remote is the base configuration of the remote node; Name, Listen
+	// and Logger are set from the fields above.
+	Remote remote.Config
+	// Cluster is the base configuration of the cluster agent (Profile and
+	// timings); Name, RemoteAddr, Bind, Advertise, Seeds, Peers and Logger
+	// are set from the fields above.
+	Cluster cluster.Config
+	// Logger receives every log of the daemon. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "actord"
+		}
+		c.Name = h
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7700"
+	}
+	if c.Gossip == "" {
+		c.Gossip = "127.0.0.1:7946"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "actord-data"
+	}
+	if c.DebugAddr == "" {
+		c.DebugAddr = "127.0.0.1:6060"
+	}
+	if c.TokenFile == "" && c.DebugAddr != Off {
+		c.TokenFile = filepath.Join(c.DataDir, "debug.token")
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first problem of a configuration (after
+// WithDefaults) as an error matching ErrConfig.
+func (c Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	}
+	if c.Loops < 0 {
+		return bad("loops %d: must be 0 (one per core) or more", c.Loops)
+	}
+	if err := checkAddr(c.Listen, true); err != nil {
+		return bad("listen address: %v", err)
+	}
+	if err := checkAddr(c.Gossip, false); err != nil {
+		return bad("gossip address: %v", err)
+	}
+	if c.Advertise != "" {
+		if err := checkAddr(c.Advertise, true); err != nil {
+			return bad("advertise address: %v", err)
+		}
+	}
+	for _, s := range c.Seeds {
+		if err := checkAddr(s, true); err != nil {
+			return bad("seed %q: %v", s, err)
+		}
+	}
+	if c.DebugAddr != Off {
+		if err := checkAddr(c.DebugAddr, false); err != nil {
+			return bad("debug address: %v", err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := checkAddr(c.MetricsAddr, false); err != nil {
+			return bad("metrics address: %v", err)
+		}
+	}
+	switch c.Cluster.Profile {
+	case "", cluster.ProfileLAN, cluster.ProfileLocal, cluster.ProfileFast:
+	default:
+		return bad("cluster profile %q: want lan, local or fast", c.Cluster.Profile)
+	}
+	if c.DataDir == "" {
+		return bad("empty data dir")
+	}
+	return nil
+}
+
+// checkAddr checks a host:port; reachable also refuses an unspecified host
+// (0.0.0.0, ::, empty), which other machines cannot dial.
+func checkAddr(s string, reachable bool) error {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return fmt.Errorf("%q: bad port %q", s, p)
+	}
+	if reachable {
+		if h == "" {
+			return fmt.Errorf("%q has no host: peers could not reach it", s)
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("%q is an unspecified address: peers could not reach it; name an interface's address", s)
+		}
+	}
+	return nil
+}

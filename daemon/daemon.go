@@ -1,0 +1,427 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/thejerf/suture/v4"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/cluster"
+	"github.com/actord/actord/debug"
+	"github.com/actord/actord/remote"
+	"github.com/actord/actord/supervisor"
+)
+
+// ReadyMsg is the message of the log record a daemon writes once it is
+// ready, and the "msg" member of the ready line `actord run` prints on
+// stdout.
+const ReadyMsg = "actord ready"
+
+// ReadyVersion is the version of the ready line's format. Members are only
+// ever added within a version.
+const ReadyVersion = 1
+
+// Info says where a ready daemon listens. Marshalled as JSON it is the
+// ready line (see docs/deploy.md).
+type Info struct {
+	Msg         string `json:"msg"`     // ReadyMsg
+	Version     int    `json:"version"` // ReadyVersion
+	Node        string `json:"node"`
+	Addr        string `json:"addr"`                   // remote (gnet) address
+	GossipAddr  string `json:"gossip_addr"`            // memberlist address
+	DebugAddr   string `json:"debug_addr,omitempty"`   // "" when the debug server is off
+	MetricsAddr string `json:"metrics_addr,omitempty"` // where /metrics is served
+	TokenFile   string `json:"token_file,omitempty"`   // the debug token
+	DataDir     string `json:"data_dir"`
+	Loops       int    `json:"loops"`
+	PID         int    `json:"pid"`
+}
+
+// ParseReady recognises a ready line and decodes it.
+func ParseReady(line []byte) (Info, bool) {
+	var i Info
+	if err := json.Unmarshal(line, &i); err != nil || i.Msg != ReadyMsg {
+		return Info{}, false
+	}
+	return i, true
+}
+
+// Daemon is a running actord daemon. See the package documentation.
+type Daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	sys   *actor.System
+	rec   *debug.Recorder
+	tree  *supervisor.ServiceTree
+	node  *remote.Node
+	agent *cluster.Agent
+	dbg   *debugService
+	met   *metricsService
+	info  Info
+
+	nodeSvc           *nodeService
+	agentP            atomic.Pointer[cluster.Agent] // for metrics scrapes during Start
+	nodeTok, agentTok suture.ServiceToken
+	cancel            context.CancelFunc
+	treeDone          chan struct{} // closed when the tree's Serve has returned
+	treeErr           error         // what it returned
+	done              chan struct{}
+	stopping          atomic.Bool
+	stopOnce          sync.Once
+	stopErr           error
+	lastFail          atomic.Value // string: the last service failure, for Start's error
+}
+
+// Start starts a daemon and returns once it is ready (every listener up,
+// the ready record logged). A configuration problem is an error matching
+// ErrConfig. If ctx ends or Config.StartTimeout passes first, everything
+// started is stopped again.
+func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("daemon: data dir: %w", err)
+	}
+	log := cfg.Logger.With("node", cfg.Name)
+	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{})}
+	d.lastFail.Store("")
+
+	acfg := actor.Config{Loops: cfg.Loops, ExternalLoops: true, Logger: log}
+	d.rec = debug.Install(&acfg, debug.Config{})
+	d.sys = actor.NewSystem(acfg)
+	if err := d.rec.Attach(d.sys); err != nil {
+		_ = d.sys.Shutdown(context.Background())
+		return nil, fmt.Errorf("daemon: debug recorder: %w", err)
+	}
+	// gnet's Engine.Stop polls every 500 ms: the stop timeout leaves room.
+	spec := suture.Spec{EventHook: d.hook, Timeout: 5 * time.Second}
+	d.tree = supervisor.NewServiceTree(d.sys, spec)
+
+	rcfg := cfg.Remote
+	rcfg.Name, rcfg.Listen, rcfg.Logger = cfg.Name, cfg.Listen, cfg.Logger
+	d.node = remote.New(d.sys, rcfg)
+	d.nodeSvc = &nodeService{Node: d.node, final: make(chan struct{})}
+	d.nodeTok = d.tree.Root.Add(d.nodeSvc)
+
+	tokenFile := ""
+	if cfg.DebugAddr != Off {
+		tokenFile = cfg.TokenFile
+		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log}, d.metricFamilies)
+		d.tree.Root.Add(d.dbg)
+	}
+	if cfg.separateMetrics() {
+		d.met = newMetricsService(cfg.MetricsAddr, d.rec, d.metricFamilies, log)
+		d.tree.Root.Add(d.met)
+	}
+
+	tctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.treeDone = make(chan struct{})
+	errc := d.tree.Root.ServeBackground(tctx)
+	go func() { d.treeErr = <-errc; close(d.treeDone) }()
+
+	sctx, scancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer scancel()
+	fail := func(what string, err error) (*Daemon, error) {
+		if last := d.lastFail.Load().(string); last != "" {
+			err = fmt.Errorf("%w (last failure: %s)", err, last)
+		}
+		d.abort()
+		return nil, fmt.Errorf("daemon: %s: %w", what, err)
+	}
+	if err := d.wait(sctx, d.node.Ready()); err != nil {
+		return fail("remote node did not start", err)
+	}
+	ccfg := cfg.Cluster
+	ccfg.Name, ccfg.RemoteAddr, ccfg.Bind, ccfg.Advertise = cfg.Name, d.node.Addr(), cfg.Gossip, cfg.Advertise
+	ccfg.Seeds, ccfg.Peers, ccfg.Logger = cfg.Seeds, d.node, cfg.Logger
+	d.agent = cluster.New(ccfg)
+	d.agentP.Store(d.agent)
+	d.agentTok = d.tree.Root.Add(d.agent)
+	if err := d.wait(sctx, d.agent.Ready()); err != nil {
+		return fail("cluster agent did not start", err)
+	}
+	if d.dbg != nil {
+		if err := d.wait(sctx, d.dbg.ready); err != nil {
+			return fail("debug server did not start", err)
+		}
+	}
+	if d.met != nil {
+		if err := d.wait(sctx, d.met.ready); err != nil {
+			return fail("metrics server did not start", err)
+		}
+	}
+
+	d.info = Info{Msg: ReadyMsg, Version: ReadyVersion, Node: cfg.Name, Addr: d.node.Addr(),
+		GossipAddr: d.agent.GossipAddr(), TokenFile: tokenFile, DataDir: cfg.DataDir,
+		Loops: d.sys.Loops(), PID: os.Getpid()}
+	if d.dbg != nil {
+		d.info.DebugAddr, d.info.MetricsAddr = d.dbg.Addr(), d.dbg.Addr()
+	}
+	if d.met != nil {
+		d.info.MetricsAddr = d.met.Addr()
+	}
+	if tokenFile != "" {
+		log.Info("debug token written", "token_file", tokenFile)
+	}
+	log.Info(ReadyMsg, "addr", d.info.Addr, "gossip_addr", d.info.GossipAddr, "debug_addr", d.info.DebugAddr,
+		"metrics_addr", d.info.MetricsAddr, "token_file", d.info.TokenFile, "data_dir", d.info.DataDir,
+		"loops", d.info.Loops, "seeds", cfg.Seeds, "pid", d.info.PID)
+	go func() { // the tree ending by itself (it should not) ends the daemon
+		select {
+		case <-d.treeDone:
+			if d.stopping.Load() {
+				return // Shutdown or Kill is under way and will finish
+			}
+			d.log.Error("daemon: service tree stopped", "err", d.treeErr)
+			d.stopOnce.Do(func() {
+				d.stopping.Store(true)
+				d.stopErr = fmt.Errorf("daemon: service tree stopped: %w", d.treeErr)
+				ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+				defer cancel()
+				_ = d.sys.Shutdown(ctx)
+				d.finish()
+			})
+		case <-d.done:
+		}
+	}()
+	return d, nil
+}
+
+// separateMetrics reports whether /metrics gets a listener of its own:
+// MetricsAddr is set and is not the debug server's address (two ":0"
+// addresses are two listeners).
+func (c Config) separateMetrics() bool {
+	return c.MetricsAddr != "" && (c.MetricsAddr != c.DebugAddr || strings.HasSuffix(c.MetricsAddr, ":0") || c.DebugAddr == Off)
+}
+
+// wait waits for ch, or fails when ctx ends or the tree stops.
+func (d *Daemon) wait(ctx context.Context, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// hook logs the service tree's events.
+func (d *Daemon) hook(e suture.Event) {
+	switch ev := e.(type) {
+	case suture.EventServicePanic:
+		d.log.Error("daemon: service panicked", "supervisor", ev.SupervisorName, "service", ev.ServiceName,
+			"panic", ev.PanicMsg, "restarting", ev.Restarting, "stack", ev.Stacktrace)
+		d.lastFail.Store(fmt.Sprintf("%s panicked: %s", ev.ServiceName, ev.PanicMsg))
+	case suture.EventServiceTerminate:
+		if d.stopping.Load() {
+			d.log.Debug("daemon: service stopped", "service", ev.ServiceName, "err", fmt.Sprint(ev.Err))
+			return
+		}
+		d.log.Warn("daemon: service failed", "supervisor", ev.SupervisorName, "service", ev.ServiceName,
+			"err", fmt.Sprint(ev.Err), "restarting", ev.Restarting)
+		d.lastFail.Store(fmt.Sprintf("%s: %v", ev.ServiceName, ev.Err))
+	default:
+		d.log.Warn("daemon: "+firstLine(e.String()), "event", fmt.Sprintf("%T", e))
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// Info returns where the daemon listens.
+func (d *Daemon) Info() Info { return d.info }
+
+// System returns the daemon's actor system.
+func (d *Daemon) System() *actor.System { return d.sys }
+
+// Node returns the daemon's remote node (register message types and kinds
+// on it).
+func (d *Daemon) Node() *remote.Node { return d.node }
+
+// Agent returns the daemon's cluster membership agent.
+func (d *Daemon) Agent() *cluster.Agent { return d.agent }
+
+// Recorder returns the daemon's debug recorder.
+func (d *Daemon) Recorder() *debug.Recorder { return d.rec }
+
+// Done is closed once the daemon has stopped (Shutdown, Kill, or its
+// service tree ending by itself).
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Err returns why the daemon stopped, once Done is closed: nil after a
+// clean Shutdown.
+func (d *Daemon) Err() error {
+	select {
+	case <-d.done:
+		return d.stopErr
+	default:
+		return nil
+	}
+}
+
+// Shutdown stops the daemon gracefully, within ctx and
+// Config.ShutdownTimeout: the agent leaves the cluster; the actor system
+// shuts down (every actor stops, supervision trees in reverse start order
+// with their timeouts, queued asks fail with actor.ErrShutdown) while the
+// network still carries Down notifications; then the tree stops the remote
+// node (connections close, asks pending on peers fail) and the HTTP
+// servers. It returns an error if some part did not stop in time.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.stopOnce.Do(func() {
+		d.stopping.Store(true)
+		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
+		defer cancel()
+		d.log.Info("actord stopping")
+		var errs []error
+		// RemoveAndWait only cancels the service's context: wait for the
+		// agent's Serve (its leave) to return.
+		_ = d.tree.Root.RemoveAndWait(d.agentTok, d.remaining(ctx))
+		select {
+		case <-d.agent.Done():
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("cluster agent: leave: %w", ctx.Err()))
+		}
+		if err := d.sys.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("actor system: %w", err))
+		}
+		d.cancel()
+		select {
+		case <-d.treeDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("service tree: %w", ctx.Err()))
+		}
+		d.stopErr = errors.Join(errs...)
+		if d.stopErr != nil {
+			d.log.Error("actord stopped with errors", "err", d.stopErr)
+		} else {
+			d.log.Info("actord stopped")
+		}
+		d.finish()
+	})
+	<-d.done
+	return d.stopErr
+}
+
+func (d *Daemon) remaining(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if r := time.Until(dl); r > 0 {
+			return r
+		}
+		return time.Millisecond
+	}
+	return 0
+}
+
+// Kill stops the daemon as a crash would look to the rest of the cluster:
+// the agent stops gossiping without leaving, the remote node closes its
+// connections at once, and only then does the (now unreachable) actor
+// system shut down, so no Down notification reaches other daemons. For
+// tests.
+func (d *Daemon) Kill() {
+	d.stopOnce.Do(func() {
+		d.stopping.Store(true)
+		d.log.Warn("actord killed")
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+		defer cancel()
+		d.agent.Kill()
+		_ = d.tree.Root.RemoveAndWait(d.agentTok, d.remaining(ctx))
+		_ = d.tree.Root.RemoveAndWait(d.nodeTok, d.remaining(ctx))
+		select { // the node's connections are closed before the actors stop
+		case <-d.agent.Done():
+		case <-ctx.Done():
+		}
+		select {
+		case <-d.nodeSvc.final:
+		case <-ctx.Done():
+		}
+		_ = d.sys.Shutdown(ctx)
+		d.cancel()
+		select {
+		case <-d.treeDone:
+		case <-ctx.Done():
+		}
+		d.stopErr = errors.New("daemon: killed")
+		d.finish()
+	})
+	<-d.done
+}
+
+// abort undoes a failed Start.
+func (d *Daemon) abort() {
+	d.stopping.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = d.sys.Shutdown(ctx)
+	d.cancel()
+	select {
+	case <-d.treeDone:
+	case <-ctx.Done():
+	}
+	d.finish()
+}
+
+func (d *Daemon) finish() {
+	select {
+	case <-d.done:
+	default:
+		close(d.done)
+	}
+}
+
+// nodeService runs the remote node under suture, names it for suture's
+// logs, and tells when it has stopped for good.
+type nodeService struct {
+	*remote.Node
+	final chan struct{} // closed when a Serve returns with its context done
+	once  sync.Once
+}
+
+// Serve runs the node; see remote.Node.Serve.
+func (n *nodeService) Serve(ctx context.Context) error {
+	err := n.Node.Serve(ctx)
+	if ctx.Err() != nil {
+		n.once.Do(func() { close(n.final) })
+	}
+	return err
+}
+
+func (n *nodeService) String() string { return "remote-node" }
+
+// metricFamilies are the daemon's metrics beyond the recorder's: the
+// remote node's counters and the cluster's size.
+func (d *Daemon) metricFamilies() []debug.Family {
+	st := d.node.Stats()
+	counter := func(name, help string, v uint64) debug.Family {
+		return debug.Family{Name: name, Help: help, Type: debug.MetricCounter, Samples: []debug.Sample{{Value: float64(v)}}}
+	}
+	fams := []debug.Family{
+		counter("actord_remote_frames_in_total", "Frames decoded from peers.", st.FramesIn),
+		counter("actord_remote_frames_out_total", "Frames encoded for peers.", st.FramesOut),
+		counter("actord_remote_bytes_in_total", "Bytes read from peers.", st.BytesIn),
+		counter("actord_remote_bytes_out_total", "Bytes handed to the network for peers.", st.BytesOut),
+		counter("actord_remote_connections_opened_total", "Connections opened, both directions.", st.ConnsOpened),
+		counter("actord_remote_connections_closed_total", "Connections closed, both directions.", st.ConnsClosed),
+		counter("actord_remote_bad_frames_total", "Connections closed for a malformed or oversized frame.", st.BadFrames),
+		counter("actord_remote_refused_total", "Sends and asks refused because a peer's queue was full.", st.Refused),
+		counter("actord_remote_dropped_total", "One-way messages received but not delivered.", st.Dropped),
+		counter("actord_remote_peers_down_total", "Times a peer was declared down.", st.PeersDown),
+	}
+	if a := d.agentP.Load(); a != nil {
+		fams = append(fams, debug.Family{Name: "actord_cluster_members", Help: "Live cluster members this daemon sees, itself included.",
+			Type: debug.MetricGauge, Samples: []debug.Sample{{Value: float64(len(a.Members()))}}})
+	}
+	return fams
+}
