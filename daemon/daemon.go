@@ -44,6 +44,9 @@ type Info struct {
 	DataDir     string `json:"data_dir"`
 	Loops       int    `json:"loops"`
 	PID         int    `json:"pid"`
+
+	// CapabilityFile holds the gateway's capability (see Gateway).
+	CapabilityFile string `json:"capability_file,omitempty"`
 }
 
 // ParseReady recognises a ready line and decodes it.
@@ -67,6 +70,7 @@ type Daemon struct {
 	dbg   *debugService
 	met   *metricsService
 	info  Info
+	gw    *Gateway // see gateway.go
 
 	nodeSvc           *nodeService
 	agentP            atomic.Pointer[cluster.Agent] // for metrics scrapes during Start
@@ -152,6 +156,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.wait(sctx, d.agent.Ready()); err != nil {
 		return fail("cluster agent did not start", err)
 	}
+	if err := d.startGateway(sctx); err != nil {
+		return fail("gateway did not start", err)
+	}
 	if d.dbg != nil {
 		if err := d.wait(sctx, d.dbg.ready); err != nil {
 			return fail("debug server did not start", err)
@@ -165,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 
 	d.info = Info{Msg: ReadyMsg, Version: ReadyVersion, Node: cfg.Name, Addr: d.node.Addr(),
 		GossipAddr: d.agent.GossipAddr(), TokenFile: tokenFile, DataDir: cfg.DataDir,
-		Loops: d.sys.Loops(), PID: os.Getpid()}
+		Loops: d.sys.Loops(), PID: os.Getpid(), CapabilityFile: d.gw.File()}
 	if d.dbg != nil {
 		d.info.DebugAddr, d.info.MetricsAddr = d.dbg.Addr(), d.dbg.Addr()
 	}

@@ -1,0 +1,242 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/daemon"
+	"github.com/actord/actord/remote"
+)
+
+// Errors. Test for them with errors.Is; they are the daemon package's own,
+// so they match on both sides.
+var (
+	// ErrBadCapability: the capability string could not be parsed.
+	ErrBadCapability = daemon.ErrBadCapability
+	// ErrNoSuchMember: Spawn named a member the dialed daemon does not see.
+	ErrNoSuchMember = daemon.ErrNoSuchMember
+	// ErrNoGateway: the member is there but the dialed daemon does not
+	// know its gateway yet (the gateways meet shortly after it joins).
+	ErrNoGateway = daemon.ErrNoGateway
+	// ErrUnknownKind: the kind is not registered on the chosen daemon.
+	ErrUnknownKind = remote.ErrUnknownKind
+	// ErrSpawn: the kind refused its arguments or the actor failed to start.
+	ErrSpawn = daemon.ErrSpawn
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("client: closed")
+)
+
+// Capability is a daemon's gateway capability; see daemon.Capability for
+// the text form.
+type Capability = daemon.Capability
+
+// ParseCapability parses the text form of a capability. Errors match
+// ErrBadCapability.
+func ParseCapability(s string) (Capability, error) { return daemon.ParseCapability(s) }
+
+// ReadCapabilityFile reads a capability file (a daemon's
+// <data dir>/actord.cap) and returns its text.
+func ReadCapabilityFile(path string) (string, error) {
+	c, err := daemon.ReadCapability(path)
+	if err != nil {
+		return "", fmt.Errorf("client: capability file: %w", err)
+	}
+	return c.String(), nil
+}
+
+// Options set up a Client. Zero fields take the defaults.
+type Options struct {
+	// Name is the client node's name, as daemons see it. Default
+	// "client-<random>".
+	Name string
+	// Listen is where the client node accepts the daemons' connections
+	// (they carry the replies). Default "127.0.0.1:0"; a client on another
+	// machine than the daemons must name an address they can reach.
+	Listen string
+	// Timeout bounds calls whose context has no deadline. Default 10 s.
+	Timeout time.Duration
+	// Remote is the base configuration of the client node; Name, Listen
+	// and Logger are set from the fields above.
+	Remote remote.Config
+	// Logger receives the client's logs. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Client is a connection to a daemon's gateway. Its methods are safe for
+// concurrent use.
+type Client struct {
+	sys     *actor.System
+	node    *remote.Node
+	gw      actor.Ref
+	cap     Capability
+	timeout time.Duration
+
+	mu     sync.Mutex
+	stop   func()
+	closed bool
+}
+
+// Dial makes a client of the daemon whose gateway capability is
+// capability. It starts the client's own actor system and node but does
+// not contact the daemon: a wrong capability shows on the first call, as
+// an error matching actor.ErrDead.
+func Dial(ctx context.Context, capability string, opts Options) (*Client, error) {
+	cp, err := ParseCapability(capability)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Name == "" {
+		opts.Name = "client-" + rand.Text()[:10]
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: opts.Logger})
+	rcfg := opts.Remote
+	rcfg.Name, rcfg.Listen, rcfg.Logger = opts.Name, opts.Listen, opts.Logger
+	node := remote.New(sys, rcfg)
+	fail := func(err error) (*Client, error) {
+		_ = sys.Shutdown(context.Background())
+		return nil, fmt.Errorf("client: dial: %w", err)
+	}
+	if err := daemon.RegisterGatewayTypes(node); err != nil {
+		return fail(err)
+	}
+	stop, err := node.Start(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	gw, err := cp.Ref(node)
+	if err != nil {
+		stop()
+		return fail(err)
+	}
+	return &Client{sys: sys, node: node, gw: gw, cap: cp, timeout: opts.Timeout, stop: stop}, nil
+}
+
+// Capability returns the capability the client was dialed with.
+func (c *Client) Capability() Capability { return c.cap }
+
+// Node returns the client's remote node: register message types on it
+// (remote.Register) under the names the daemons use.
+func (c *Client) Node() *remote.Node { return c.node }
+
+// System returns the client's own actor system (spawn local actors on it,
+// e.g. to receive messages or monitor remote actors).
+func (c *Client) System() *actor.System { return c.sys }
+
+// Member is one member of the cluster as the dialed daemon sees it.
+type Member struct {
+	Name string
+	Addr string // its remote (gnet) address
+	// Self marks the dialed daemon.
+	Self bool
+	// Capability is the text form of the member's gateway capability
+	// (dial it to talk to that daemon directly), "" while the dialed
+	// daemon does not know it.
+	Capability string
+}
+
+func (c *Client) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Members lists the cluster's members, sorted by name.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	v, err := c.Ask(ctx, c.gw, daemon.ListMembers{})
+	if err != nil {
+		return nil, fmt.Errorf("client: members: %w", err)
+	}
+	ml, ok := v.(daemon.MemberList)
+	if !ok {
+		return nil, fmt.Errorf("client: members: unexpected reply %T", v)
+	}
+	out := make([]Member, len(ml.Members))
+	for i, m := range ml.Members {
+		out[i] = Member{Name: m.Name, Addr: m.Addr, Self: m.Self}
+		if !m.Gateway.IsZero() {
+			if cp, ok := daemon.CapabilityOf(c.node, m.Gateway); ok {
+				out[i].Capability = cp.String()
+			}
+		}
+	}
+	return out, nil
+}
+
+// Spawn creates an actor of a registered kind on member ("" for the dialed
+// daemon) with args, and returns its ref. args reach the kind's function
+// as msgpack decodes them into an any (see daemon.SpawnKind). Errors match
+// ErrNoSuchMember, ErrNoGateway, ErrUnknownKind, ErrSpawn, or, for a wrong
+// capability, actor.ErrDead.
+func (c *Client) Spawn(ctx context.Context, member, kind string, args any) (actor.Ref, error) {
+	v, err := c.Ask(ctx, c.gw, daemon.SpawnKind{Member: member, Kind: kind, Args: args})
+	if err != nil {
+		return actor.Ref{}, fmt.Errorf("client: spawn %s on %q: %w", kind, member, err)
+	}
+	res, ok := v.(daemon.SpawnResult)
+	if !ok {
+		return actor.Ref{}, fmt.Errorf("client: spawn %s on %q: unexpected reply %T", kind, member, v)
+	}
+	if err := res.Err(); err != nil {
+		return actor.Ref{}, fmt.Errorf("client: spawn %s on %q: %w", kind, member, err)
+	}
+	return res.Ref, nil
+}
+
+// Ask sends msg to ref and waits for the reply, within ctx (or the
+// client's Timeout when ctx has no deadline).
+func (c *Client) Ask(ctx context.Context, ref actor.Ref, msg any) (any, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	return c.sys.Ask(ctx, ref, msg)
+}
+
+// Send sends msg to ref one way.
+func (c *Client) Send(ref actor.Ref, msg any) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	return c.sys.Send(ref, msg)
+}
+
+// Close stops the client's node (its connections close, asks pending on
+// daemons fail) and its actor system. Calls after Close fail with
+// ErrClosed. Actors the client spawned on daemons keep running.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	stop := c.stop
+	c.mu.Unlock()
+	stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.sys.Shutdown(ctx)
+}

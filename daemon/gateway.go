@@ -1,0 +1,527 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/cluster"
+	"github.com/actord/actord/remote"
+)
+
+// The gateway is the daemon's front door for Go programs (package client).
+// It is an actor; its ref, written down as a Capability in the file
+// CapabilityFile of the data dir (mode 0600), is the authority to use the
+// daemon: to list the cluster's members and to spawn actors of the kinds
+// registered with Gateway.RegisterKind, here or on another member. Like any
+// ref that crosses the network it carries a 128-bit secret, so a program
+// without the file gets nothing: a forged or stale capability behaves
+// exactly like a dead actor (asks fail with actor.ErrDead).
+//
+// Gateways of a cluster learn each other's refs so that a client connected
+// to one daemon can reach the others (see docs/client.md, "Gateways").
+
+// CapabilityFile is the name, in the data dir, of the file holding the
+// daemon's gateway capability (one line, see Capability).
+const CapabilityFile = "actord.cap"
+
+// capScheme prefixes the text form of a Capability.
+const capScheme = "actord://"
+
+// Errors of the gateway. They match (errors.Is) on the client side too.
+var (
+	// ErrBadCapability: a capability string could not be parsed.
+	ErrBadCapability = errors.New("actord: bad capability")
+	// ErrNoSuchMember: a request named a member the gateway's daemon does
+	// not see in the cluster.
+	ErrNoSuchMember = errors.New("actord: no such member")
+	// ErrNoGateway: the member exists but its gateway is not known (yet)
+	// to the daemon asked.
+	ErrNoGateway = errors.New("actord: member's gateway not known")
+	// ErrSpawn: the kind refused its arguments or the actor failed to start.
+	ErrSpawn = errors.New("actord: spawn failed")
+)
+
+// Capability is a remote ref written down: the name and remote (gnet)
+// address of the node hosting the actor, and its wire identity with the
+// secret. Its text form (String, ParseCapability) is
+//
+//	actord://<node>@<host:port>/<loop>.<slot>.<gen>#<secret: 32 hex digits>
+//
+// with <node> query-escaped (url.QueryEscape), e.g.
+// actord://a@127.0.0.1:7700/1.0.1#00112233445566778899aabbccddeeff.
+// It is a secret: whoever reads it has the authority it names.
+type Capability struct {
+	Node string
+	Addr string
+	ID   actor.WireID
+}
+
+// String returns the capability's text form.
+func (c Capability) String() string {
+	return fmt.Sprintf("%s%s@%s/%d.%d.%d#%s", capScheme, url.QueryEscape(c.Node), c.Addr,
+		c.ID.Loop, c.ID.Slot, c.ID.Gen, hex.EncodeToString(c.ID.Secret[:]))
+}
+
+// ParseCapability parses the text form of a capability (surrounding white
+// space is ignored). Errors match ErrBadCapability.
+func ParseCapability(s string) (Capability, error) {
+	bad := func(why string) (Capability, error) {
+		return Capability{}, fmt.Errorf("%w: %s", ErrBadCapability, why)
+	}
+	s = strings.TrimSpace(s)
+	rest, ok := strings.CutPrefix(s, capScheme)
+	if !ok {
+		return bad("does not start with " + capScheme)
+	}
+	rest, secret, ok := strings.Cut(rest, "#")
+	if !ok {
+		return bad("no #secret")
+	}
+	slash := strings.LastIndexByte(rest, '/')
+	if slash < 0 {
+		return bad("no /loop.slot.gen")
+	}
+	authority, ids := rest[:slash], rest[slash+1:]
+	esc, addr, ok := strings.Cut(authority, "@")
+	if !ok || esc == "" {
+		return bad("no node@address")
+	}
+	node, err := url.QueryUnescape(esc)
+	if err != nil || node == "" {
+		return bad("bad node name")
+	}
+	if err := checkAddr(addr, true); err != nil {
+		return bad(fmt.Sprintf("address: %v", err))
+	}
+	parts := strings.Split(ids, ".")
+	if len(parts) != 3 {
+		return bad("want loop.slot.gen")
+	}
+	loop, err1 := strconv.ParseUint(parts[0], 10, 16)
+	slot, err2 := strconv.ParseUint(parts[1], 10, 32)
+	gen, err3 := strconv.ParseUint(parts[2], 10, 32)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return bad("loop.slot.gen: " + err.Error())
+	}
+	sec, err := hex.DecodeString(secret)
+	if err != nil || len(sec) != 16 {
+		return bad("secret: want 32 hex digits")
+	}
+	c := Capability{Node: node, Addr: addr, ID: actor.WireID{Loop: uint16(loop), Slot: uint32(slot), Gen: uint32(gen)}}
+	copy(c.ID.Secret[:], sec)
+	return c, nil
+}
+
+// ReadCapability reads a capability file (as the daemon writes it).
+func ReadCapability(path string) (Capability, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Capability{}, err
+	}
+	return ParseCapability(string(b))
+}
+
+// Ref makes a Ref from the capability on node n (see remote.Node.ImportRef).
+func (c Capability) Ref(n *remote.Node) (actor.Ref, error) {
+	return n.ImportRef(c.Node, c.Addr, c.ID)
+}
+
+// CapabilityOf writes down the ref r as n sees it (local or remote).
+func CapabilityOf(n *remote.Node, r actor.Ref) (Capability, bool) {
+	node, addr, id, ok := n.ExportRef(r)
+	return Capability{Node: node, Addr: addr, ID: id}, ok
+}
+
+// The gateway's protocol. Register it with RegisterGatewayTypes on every
+// node that talks to a gateway.
+
+// ListMembers asks a gateway for the cluster's members; the reply is a
+// MemberList.
+type ListMembers struct{}
+
+// MemberList is the reply to ListMembers, sorted by name.
+type MemberList struct {
+	Members []MemberInfo
+}
+
+// MemberInfo is one member of the cluster as a gateway sees it.
+type MemberInfo struct {
+	Name string
+	Addr string // remote (gnet) address
+	Self bool   // the gateway's own daemon
+	// Gateway is the member's gateway, the zero Ref while it is not known.
+	Gateway actor.Ref
+}
+
+// SpawnKind asks a gateway to spawn an actor of a registered kind on the
+// member named Member ("" or its own name: on its own daemon; another
+// member: forwarded to that member's gateway). Args go to the kind's
+// function as msgpack decodes them into an `any`, integers made int64
+// (uint64 above math.MaxInt64): string, int64, uint64, float64, bool,
+// []byte, []any, map[string]any or nil. The reply is a SpawnResult.
+type SpawnKind struct {
+	Member string
+	Kind   string
+	Args   any
+}
+
+// SpawnResult is the reply to SpawnKind: the new actor's ref, or a failure
+// Code (one of the Spawn* constants) with a message.
+type SpawnResult struct {
+	Ref  actor.Ref
+	Code int
+	Msg  string
+}
+
+// Codes of SpawnResult.
+const (
+	SpawnOK          = 0
+	SpawnNoMember    = 1 // ErrNoSuchMember
+	SpawnNoGateway   = 2 // ErrNoGateway
+	SpawnUnknownKind = 3 // remote.ErrUnknownKind
+	SpawnFailed      = 4 // ErrSpawn
+)
+
+// Err returns the result's error (nil on success), matching the sentinel of
+// its code.
+func (r SpawnResult) Err() error {
+	var base error
+	switch r.Code {
+	case SpawnOK:
+		return nil
+	case SpawnNoMember:
+		base = ErrNoSuchMember
+	case SpawnNoGateway:
+		base = ErrNoGateway
+	case SpawnUnknownKind:
+		base = remote.ErrUnknownKind
+	default:
+		base = ErrSpawn
+	}
+	return fmt.Errorf("%w: %s", base, r.Msg)
+}
+
+// gatewayAnnounce tells a gateway the sender's own gateway (see introduce).
+type gatewayAnnounce struct {
+	Gateway actor.Ref
+}
+
+// RegisterGatewayTypes registers the gateway protocol's message types on
+// n. Daemons and clients both call it.
+func RegisterGatewayTypes(n *remote.Node) error {
+	return errors.Join(
+		remote.Register[ListMembers](n, "actord.gateway.ListMembers"),
+		remote.Register[MemberList](n, "actord.gateway.MemberList"),
+		remote.Register[SpawnKind](n, "actord.gateway.SpawnKind"),
+		remote.Register[SpawnResult](n, "actord.gateway.SpawnResult"),
+		remote.Register[gatewayAnnounce](n, "actord.gateway.Announce"),
+	)
+}
+
+// introduceKind is the one remote kind the gateway registers on the node:
+// "spawning" it with a gateway ref as argument introduces that gateway
+// (see Gateway.introduced). It never spawns anything.
+const introduceKind = "actord.gateway.introduce"
+
+var errIntroduced = errors.New("actord: gateway introduced (nothing spawned)")
+
+// Gateway is a daemon's gateway (see CapabilityFile).
+type Gateway struct {
+	d    *Daemon
+	ref  actor.Ref
+	cap  Capability
+	file string
+	ctx  context.Context // ends when the daemon stops
+
+	mu    sync.Mutex
+	kinds map[string]remote.Kind
+	peers map[string]actor.Ref // other members' gateways, by member name
+}
+
+// Gateway returns the daemon's gateway.
+func (d *Daemon) Gateway() *Gateway { return d.gw }
+
+// Ref returns the gateway actor's ref.
+func (g *Gateway) Ref() actor.Ref { return g.ref }
+
+// Capability returns the gateway's capability, as written to File.
+func (g *Gateway) Capability() Capability { return g.cap }
+
+// File returns the path of the capability file.
+func (g *Gateway) File() string { return g.file }
+
+// RegisterKind lets holders of the gateway's capability spawn actors of
+// kind name on this daemon (client.Client.Spawn). k makes the actor from
+// the spawn's arguments; it runs on the gateway's loop, so it must be quick.
+// A kind whose factory is supervisor.New(...) spawns a whole tree.
+// Kinds are not registered on the remote node: they are reachable only
+// through the gateway.
+func (g *Gateway) RegisterKind(name string, k remote.Kind) {
+	g.mu.Lock()
+	g.kinds[name] = k
+	g.mu.Unlock()
+}
+
+// startGateway spawns the gateway, writes its capability file, and starts
+// introducing it to the other members' gateways.
+func (d *Daemon) startGateway(ctx context.Context) error {
+	if err := RegisterGatewayTypes(d.node); err != nil {
+		return err
+	}
+	gctx, cancel := context.WithCancel(context.Background())
+	go func() { <-d.done; cancel() }()
+	g := &Gateway{d: d, ctx: gctx, kinds: map[string]remote.Kind{}, peers: map[string]actor.Ref{},
+		file: filepath.Join(d.cfg.DataDir, CapabilityFile)}
+	ref, err := d.sys.Spawn(ctx, func() actor.Actor { return (*gatewayActor)(g) }, actor.Name("actord.gateway"))
+	if err != nil {
+		return err
+	}
+	g.ref = ref
+	c, ok := CapabilityOf(d.node, ref)
+	if !ok {
+		return errors.New("no capability for the gateway")
+	}
+	g.cap = c
+	if err := writeSecretFile(g.file, c.String()+"\n"); err != nil {
+		return fmt.Errorf("capability file: %w", err)
+	}
+	d.gw = g
+	d.node.RegisterKind(introduceKind, g.introduced)
+	d.agent.Subscribe(g.onEvent)
+	for _, m := range d.agent.Members() {
+		g.introduce(m)
+	}
+	d.log.Info("gateway capability written", "capability_file", g.file)
+	return nil
+}
+
+// writeSecretFile writes s to path with mode 0600, atomically.
+func writeSecretFile(path, s string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".cap-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// onEvent follows membership: a member that joins is introduced to, one
+// that goes away is forgotten.
+func (g *Gateway) onEvent(e cluster.Event) {
+	switch e.Kind {
+	case cluster.Join, cluster.Update:
+		g.introduce(e.Member)
+	case cluster.Leave, cluster.Fail:
+		g.mu.Lock()
+		delete(g.peers, e.Member.Name)
+		g.mu.Unlock()
+	}
+}
+
+// introduce sends this gateway's ref to member m's node as the argument of
+// the introduce kind. If m knows this daemon as a member, it records the
+// ref and answers with its own gateway's ref (gatewayAnnounce). Either side
+// introducing itself suffices, so an introduction refused because m has
+// not seen this daemon join yet is made good by m's own, later one.
+func (g *Gateway) introduce(m cluster.Member) {
+	if m.Self || m.Addr == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+		defer cancel()
+		_, err := g.d.node.Spawn(ctx, m.Addr, introduceKind, g.ref)
+		if err != nil && !strings.Contains(err.Error(), errIntroduced.Error()) {
+			g.d.log.Debug("gateway: introduction refused", "peer", m.Name, "err", err)
+		}
+	}()
+}
+
+// introduced is the introduce kind: args is another member's gateway.
+func (g *Gateway) introduced(args any) (actor.Factory, error) {
+	r, ok := args.(actor.Ref)
+	if !ok || !g.accept(r) {
+		return nil, actor.ErrDead
+	}
+	_ = g.d.sys.Send(r, gatewayAnnounce{Gateway: g.ref})
+	return nil, errIntroduced
+}
+
+// accept records r as a member's gateway if r lives at the address of a
+// member of the name r's node gives.
+func (g *Gateway) accept(r actor.Ref) bool {
+	c, ok := CapabilityOf(g.d.node, r)
+	if !ok || c.Node == g.d.cfg.Name {
+		return false
+	}
+	for _, m := range g.d.agent.Members() {
+		if m.Name == c.Node && m.Addr == c.Addr && !m.Self {
+			g.mu.Lock()
+			g.peers[m.Name] = r
+			g.mu.Unlock()
+			return true
+		}
+	}
+	return false
+}
+
+// gatewayActor is the gateway's actor. Its state is the Gateway's, behind
+// its mutex (the introduce kind runs on the network's goroutines).
+type gatewayActor Gateway
+
+func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
+	g := (*Gateway)(a)
+	switch m := msg.(type) {
+	case ListMembers:
+		return g.members(), nil
+	case SpawnKind:
+		return g.spawn(c, m)
+	case gatewayAnnounce:
+		g.accept(m.Gateway)
+		return nil, nil
+	}
+	return nil, actor.ErrUnknownMessage
+}
+
+func (g *Gateway) members() MemberList {
+	ms := g.d.agent.Members()
+	out := MemberList{Members: make([]MemberInfo, 0, len(ms))}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range ms {
+		mi := MemberInfo{Name: m.Name, Addr: m.Addr, Self: m.Self}
+		if m.Self {
+			mi.Gateway = g.ref
+		} else {
+			mi.Gateway = g.peers[m.Name]
+		}
+		out.Members = append(out.Members, mi)
+	}
+	return out
+}
+
+func (g *Gateway) spawn(c *actor.Context, m SpawnKind) (any, error) {
+	if m.Member != "" && m.Member != g.d.cfg.Name {
+		return g.forward(c, m)
+	}
+	g.mu.Lock()
+	k, ok := g.kinds[m.Kind]
+	g.mu.Unlock()
+	if !ok {
+		return SpawnResult{Code: SpawnUnknownKind, Msg: fmt.Sprintf("%q on %s", m.Kind, g.d.cfg.Name)}, nil
+	}
+	f, err := callKind(k, normalise(m.Args))
+	if err != nil {
+		return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
+	}
+	rep := c.Defer()
+	c.SpawnAsync(f, actor.LeastLoaded(), actor.Name(m.Kind)).Then(func(c *actor.Context, v any, err error) {
+		if err != nil {
+			rep.Reply(SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil)
+			return
+		}
+		rep.Reply(SpawnResult{Ref: v.(actor.Ref)}, nil)
+	})
+	return nil, nil
+}
+
+// normalise makes the integers msgpack decoded into an any (int8 ...
+// uint64, by their encoded width) int64, or uint64 above MaxInt64, inside
+// []any and map[string]any too, so that kinds see one integer type.
+func normalise(v any) any {
+	switch x := v.(type) {
+	case int8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case uint32:
+		return int64(x)
+	case uint:
+		return normalise(uint64(x))
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x)
+		}
+		return x
+	case float32:
+		return float64(x)
+	case []any:
+		for i := range x {
+			x[i] = normalise(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = normalise(x[k])
+		}
+	}
+	return v
+}
+
+// callKind runs a kind's function, turning a panic into an error so that
+// a bad kind cannot crash the gateway (whose ref is the daemon's
+// capability).
+func callKind(k remote.Kind, args any) (f actor.Factory, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	f, err = k(args)
+	if err == nil && f == nil {
+		err = actor.ErrNilActor
+	}
+	return f, err
+}
+
+// forward passes a spawn for another member to that member's gateway.
+func (g *Gateway) forward(c *actor.Context, m SpawnKind) (any, error) {
+	found := false
+	for _, mem := range g.d.agent.Members() {
+		if mem.Name == m.Member {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return SpawnResult{Code: SpawnNoMember, Msg: fmt.Sprintf("%q (asked %s)", m.Member, g.d.cfg.Name)}, nil
+	}
+	g.mu.Lock()
+	peer, ok := g.peers[m.Member]
+	g.mu.Unlock()
+	if !ok {
+		return SpawnResult{Code: SpawnNoGateway, Msg: fmt.Sprintf("%q (asked %s)", m.Member, g.d.cfg.Name)}, nil
+	}
+	rep := c.Defer()
+	c.Ask(peer, m).Then(func(c *actor.Context, v any, err error) { rep.Reply(v, err) })
+	return nil, nil
+}
