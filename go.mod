@@ -8,6 +8,7 @@ require (
 	github.com/thejerf/suture/v4 v4.0.6
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 	github.com/wI2L/jsondiff v0.7.1
+	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
 	pgregory.net/rapid v1.3.0
 )

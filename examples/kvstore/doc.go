@@ -1,0 +1,45 @@
+// Package kvstore is a sharded, durable key-value store built on actord:
+// the example of the runtime used end to end (actors, supervision, blocking
+// work off the loop, remote refs as capabilities).
+//
+// # Sharding and placement
+//
+// A store has a fixed number of shards (Config.Shards, default 16). A key
+// goes to shard ShardOf(key, shards): the 32-bit FNV-1a hash of the key
+// modulo the number of shards. Shards are placed over the store's members
+// (the remote addresses of the daemons, Config.Members) by Placement: the
+// addresses are sorted and shard i goes to member i mod len(members), round
+// robin. The placement is fixed when the store is deployed: every daemon
+// computes it from the same member list, so they agree without talking.
+// With one member every shard lives on it.
+//
+// # Shards
+//
+// Each daemon runs its shards as the children of one supervisor (one for
+// one; see Install), spread over the daemon's loops. A shard keeps its keys
+// in a map on its loop and persists them to its own bbolt file under
+// Config.DataDir. All disk work runs on the actor worker pool
+// (actor.Context.Blocking): the loop never waits for the disk.
+//
+// A Put or Delete is acknowledged only after the bolt transaction holding
+// it has committed (bolt fsyncs on commit). Writes are group-committed: while
+// one commit is in flight the shard queues new writes, with their deferred
+// replies (actor.Context.Defer), and commits all of them in one transaction
+// when the previous commit completes. A Get is answered from the map, which
+// is updated when a commit completes and before its writes are
+// acknowledged, so a Get sees every acknowledged write.
+//
+// A shard that crashes is restarted in place by its supervisor (its refs
+// stay valid) and reloads its data from bolt in Start, after any commit of
+// the previous instance still in flight has finished.
+//
+// # Directory and capabilities
+//
+// Refs cannot be forged, so a client must be given the shards' refs. Each
+// daemon registers the remote kind DirectoryKind; spawning it with the
+// store's token (Config.Token) yields a short-lived directory actor that
+// answers a DirRequest with the member list and the refs of the daemon's
+// own shards. The token is the capability to the whole store: whoever
+// holds it can learn every shard ref. Dial does this for every member and
+// returns a Client that routes each key to its shard's ref.
+package kvstore

@@ -1,0 +1,514 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/remote"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// gnet's process-wide worker pool, started at package init.
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
+
+// testNode is a System with a remote Node on 127.0.0.1:0, and maybe a store.
+type testNode struct {
+	sys   *actor.System
+	node  *remote.Node
+	stop  func()
+	store *Store
+	once  sync.Once
+}
+
+func newTestNode(t testing.TB, name string) *testNode {
+	t.Helper()
+	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
+	n := remote.New(sys, remote.Config{Name: name, Listen: "127.0.0.1:0",
+		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stop, err := n.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{sys: sys, node: n, stop: stop}
+	t.Cleanup(tn.close)
+	return tn
+}
+
+// close closes the store, the node and the system, once.
+func (tn *testNode) close() {
+	tn.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if tn.store != nil {
+			_ = tn.store.Close(ctx)
+		}
+		tn.stop()
+		_ = tn.sys.Shutdown(ctx)
+	})
+}
+
+func (tn *testNode) install(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	st, err := Install(ctxT(t), tn.node, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.store = st
+	return st
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// cluster starts n nodes with a store each over the same members, and a
+// separate client node that dials the first.
+func cluster(t *testing.T, n int, cfg Config) ([]*testNode, *Client) {
+	t.Helper()
+	nodes := make([]*testNode, n)
+	var members []string
+	for i := range nodes {
+		nodes[i] = newTestNode(t, fmt.Sprintf("n%d", i))
+		members = append(members, nodes[i].node.Addr())
+	}
+	cfg.Members, cfg.Token = members, "secret"
+	for _, tn := range nodes {
+		c := cfg
+		c.DataDir = t.TempDir()
+		tn.install(t, c)
+	}
+	cn := newTestNode(t, "client")
+	cl, err := Dial(ctxT(t), cn.node, nodes[0].node.Addr(), "secret", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes, cl
+}
+
+func mustPut(t testing.TB, cl *Client, k, v string) {
+	t.Helper()
+	if err := cl.Put(ctxT(t), k, []byte(v)); err != nil {
+		t.Fatalf("put %q: %v", k, err)
+	}
+}
+
+func mustGet(t testing.TB, cl *Client, k, want string, present bool) {
+	t.Helper()
+	v, ok, err := cl.Get(ctxT(t), k)
+	if err != nil {
+		t.Fatalf("get %q: %v", k, err)
+	}
+	if ok != present || string(v) != want {
+		t.Fatalf("get %q = %q, %v; want %q, %v", k, v, ok, want, present)
+	}
+}
+
+func TestPlacement(t *testing.T) {
+	p := Placement(16, []string{"c", "a", "b"})
+	for i, o := range p {
+		if want := []string{"a", "b", "c"}[i%3]; o != want {
+			t.Fatalf("shard %d on %s, want %s", i, o, want)
+		}
+	}
+	for i, o := range Placement(16, []string{"x"}) {
+		if o != "x" {
+			t.Fatalf("shard %d on %s", i, o)
+		}
+	}
+	seen := map[int]bool{}
+	for i := range 1000 {
+		s := ShardOf(fmt.Sprint("k", i), 16)
+		if s < 0 || s >= 16 {
+			t.Fatalf("shard %d", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) != 16 {
+		t.Fatalf("1000 keys hit %d shards of 16", len(seen))
+	}
+}
+
+func TestSingleNode(t *testing.T) {
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir()})
+	if got := len(st.Directory().Local); got != DefaultShards {
+		t.Fatalf("%d local shards, want all %d", got, DefaultShards)
+	}
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	mustGet(t, cl, "missing", "", false)
+	for i := range 100 {
+		mustPut(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i))
+	}
+	for i := range 100 {
+		mustGet(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i), true)
+	}
+	mustPut(t, cl, "k1", "new")
+	mustGet(t, cl, "k1", "new", true)
+	if err := cl.Delete(ctxT(t), "k2"); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, cl, "k2", "", false)
+	mustPut(t, cl, "empty", "")
+	mustGet(t, cl, "empty", "", true)
+	if err := cl.Put(ctxT(t), "", []byte("x")); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("empty key: %v, want ErrBadKey", err)
+	}
+	if s := st.Stats(); s.Writes != 103 {
+		t.Fatalf("stats %+v, want 103 writes", s)
+	}
+}
+
+func TestThreeNodes(t *testing.T) {
+	nodes, cl := cluster(t, 3, Config{})
+	tab := cl.Table()
+	for id, r := range tab.Refs {
+		if r.IsZero() {
+			t.Fatalf("shard %d missing: %v", id, tab.Missing[id])
+		}
+	}
+	perNode := map[string]int{}
+	for _, tn := range nodes {
+		perNode[tn.node.Addr()] = len(tn.store.Directory().Local)
+	}
+	for addr, n := range perNode {
+		if n < 5 || n > 6 {
+			t.Fatalf("node %s hosts %d shards, want 5 or 6 of 16", addr, n)
+		}
+	}
+	for i := range 200 {
+		mustPut(t, cl, fmt.Sprint("key", i), fmt.Sprint("val", i))
+	}
+	for i := range 200 {
+		mustGet(t, cl, fmt.Sprint("key", i), fmt.Sprint("val", i), true)
+	}
+	var writes uint64
+	for _, tn := range nodes {
+		s := tn.store.Stats()
+		if s.Writes == 0 {
+			t.Fatalf("node %s got no writes", tn.node.Addr())
+		}
+		writes += s.Writes
+	}
+	if writes != 200 {
+		t.Fatalf("%d writes committed, want 200", writes)
+	}
+	// A second client, dialing another member, sees the same data.
+	cn := newTestNode(t, "client2")
+	cl2, err := Dial(ctxT(t), cn.node, nodes[2].node.Addr(), "secret", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		mustGet(t, cl2, fmt.Sprint("key", i), fmt.Sprint("val", i), true)
+	}
+}
+
+func TestDialBadToken(t *testing.T) {
+	tn := newTestNode(t, "a")
+	tn.install(t, Config{DataDir: t.TempDir(), Token: "right"})
+	cn := newTestNode(t, "client")
+	_, err := Dial(ctxT(t), cn.node, tn.node.Addr(), "wrong", 0)
+	if err == nil {
+		t.Fatal("dial with a wrong token succeeded")
+	}
+	if _, err := Dial(ctxT(t), cn.node, tn.node.Addr(), "right", 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keysOfShard returns n keys that all hash to shard id.
+func keysOfShard(id, shards, n int) []string {
+	var ks []string
+	for i := 0; len(ks) < n; i++ {
+		if k := fmt.Sprint("key-", i); ShardOf(k, shards) == id {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// TestGroupCommit holds a shard's first commit until 199 more puts are
+// queued behind it: they must all go in one second commit.
+func TestGroupCommit(t *testing.T) {
+	const n = 200
+	gate := make(chan struct{})
+	queued := make(chan struct{})
+	var first sync.Once
+	h := &hooks{
+		beforeCommit: func(int, []string) error {
+			first.Do(func() { <-gate })
+			return nil
+		},
+		queued: func(_, q int) {
+			if q == n-1 {
+				close(queued)
+			}
+		},
+	}
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	keys := keysOfShard(3, DefaultShards, n)
+	// A Get waits for the shard's initial load, so the first put is then
+	// committed alone and the others queue behind it.
+	mustGet(t, cl, keys[0], "", false)
+	errs := make(chan error, n)
+	for _, k := range keys {
+		go func() { errs <- cl.Put(ctxT(t), k, []byte(k)) }()
+	}
+	select {
+	case <-queued:
+	case <-ctxT(t).Done():
+		t.Fatal("puts were not queued behind the first commit")
+	}
+	close(gate)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := st.Stats()
+	if s.Writes != n || s.Commits != 2 {
+		t.Fatalf("stats %+v: want %d writes in 2 commits", s, n)
+	}
+	for _, k := range keys {
+		mustGet(t, cl, k, k, true)
+	}
+}
+
+// TestBurstBatches checks, without any hook, that a burst of concurrent
+// puts takes fewer commits than puts.
+func TestBurstBatches(t *testing.T) {
+	const n = 200
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir()})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	keys := keysOfShard(5, DefaultShards, n)
+	mustGet(t, cl, keys[0], "", false) // wait for the initial load
+	var start sync.WaitGroup
+	start.Add(1)
+	errs := make(chan error, n)
+	for _, k := range keys {
+		go func() { start.Wait(); errs <- cl.Put(ctxT(t), k, []byte(k)) }()
+	}
+	start.Done()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := st.Stats()
+	t.Logf("%d puts in %d commits", s.Writes, s.Commits)
+	if s.Writes != n || s.Commits >= n {
+		t.Fatalf("stats %+v: want %d writes in fewer commits", s, n)
+	}
+}
+
+func TestFailedCommitIsNotAcknowledged(t *testing.T) {
+	boom := errors.New("disk on fire")
+	var fail sync.Mutex
+	failing := true
+	h := &hooks{beforeCommit: func(int, []string) error {
+		fail.Lock()
+		defer fail.Unlock()
+		if failing {
+			return boom
+		}
+		return nil
+	}}
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	if err := cl.Put(ctxT(t), "k", []byte("v")); !errors.Is(err, boom) {
+		t.Fatalf("put with a failing disk: %v, want %v", err, boom)
+	}
+	mustGet(t, cl, "k", "", false)
+	fail.Lock()
+	failing = false
+	fail.Unlock()
+	mustPut(t, cl, "k", "v")
+	mustGet(t, cl, "k", "v", true)
+}
+
+// TestCrashReload crashes every shard after acknowledged puts: each is
+// restarted by its supervisor and reloads all of them from bolt.
+func TestCrashReload(t *testing.T) {
+	tn := newTestNode(t, "a")
+	// 16 crashes in a row: above the default restart intensity.
+	st := tn.install(t, Config{DataDir: t.TempDir(), MaxR: 100})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	for i := range 300 {
+		mustPut(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i))
+	}
+	for _, s := range st.Directory().Local {
+		_, err := tn.sys.Ask(ctxT(t), s.Ref, crash{})
+		if !errors.Is(err, actor.ErrCrashed) {
+			t.Fatalf("crash shard %d: %v, want ErrCrashed", s.ID, err)
+		}
+	}
+	// The refs are the same: the supervisor restarted the shards in place,
+	// and the new instances start with an empty map until they reload.
+	for i := range 300 {
+		mustGet(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i), true)
+	}
+	mustPut(t, cl, "after", "crash")
+	mustGet(t, cl, "after", "crash", true)
+}
+
+// TestCrashWithWritesInFlight crashes a shard while a commit is in flight
+// and more writes are queued: every write that was acknowledged is read
+// back afterwards, and none hangs past its deadline.
+func TestCrashWithWritesInFlight(t *testing.T) {
+	gate := make(chan struct{})
+	queued := make(chan struct{})
+	var first, once sync.Once
+	var firstKeys []string // written by the hook before the gate opens
+	h := &hooks{
+		beforeCommit: func(_ int, keys []string) error {
+			first.Do(func() { firstKeys = keys; <-gate })
+			return nil
+		},
+		queued: func(_, q int) {
+			if q == 10 {
+				once.Do(func() { close(queued) })
+			}
+		},
+	}
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	keys := keysOfShard(0, DefaultShards, 11)
+	mustGet(t, cl, keys[0], "", false) // wait for the initial load
+	type res struct {
+		k   string
+		err error
+	}
+	out := make(chan res, len(keys))
+	for _, k := range keys {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			out <- res{k, cl.Put(ctx, k, []byte(k))}
+		}()
+	}
+	<-queued
+	ref := st.Directory().Local[0].Ref
+	if _, err := tn.sys.Ask(ctxT(t), ref, crash{}); !errors.Is(err, actor.ErrCrashed) {
+		t.Fatalf("crash: %v", err)
+	}
+	close(gate)
+	var acked []string
+	for range keys {
+		r := <-out
+		if r.err == nil {
+			acked = append(acked, r.k)
+		}
+	}
+	t.Logf("%d of %d writes acknowledged around the crash", len(acked), len(keys))
+	for _, k := range acked {
+		mustGet(t, cl, k, k, true)
+	}
+	// The in-flight commit reached the disk even though its instance died,
+	// and was acknowledged by its worker; the new instance waited for it
+	// before loading.
+	if len(firstKeys) != 1 {
+		t.Fatalf("first commit had %v", firstKeys)
+	}
+	if !slices.Contains(acked, firstKeys[0]) {
+		t.Fatalf("the in-flight write %q was not acknowledged", firstKeys[0])
+	}
+	mustGet(t, cl, firstKeys[0], firstKeys[0], true)
+}
+
+// TestNodeRestart closes a store and its node and opens the same data dir
+// on a new node: the data is back.
+func TestNodeRestart(t *testing.T) {
+	dir := t.TempDir()
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: dir})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	for i := range 100 {
+		mustPut(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i))
+	}
+	if err := cl.Delete(ctxT(t), "k7"); err != nil {
+		t.Fatal(err)
+	}
+	tok := st.Token()
+	tn.close()
+
+	tn2 := newTestNode(t, "a")
+	st2 := tn2.install(t, Config{DataDir: dir})
+	if st2.Token() != tok {
+		t.Fatalf("token %q after restart, want %q (from the token file)", st2.Token(), tok)
+	}
+	cl2 := NewClient(tn2.sys, LocalTable(st2), 0)
+	for i := range 100 {
+		if i == 7 {
+			mustGet(t, cl2, "k7", "", false)
+			continue
+		}
+		mustGet(t, cl2, fmt.Sprint("k", i), fmt.Sprint("v", i), true)
+	}
+}
+
+// TestNodeDown stops one of two daemons: a put to one of its shards fails
+// with an error, promptly, while the other daemon's shards keep working.
+func TestNodeDown(t *testing.T) {
+	nodes, cl := cluster(t, 2, Config{})
+	tab := cl.Table()
+	down := nodes[1]
+	var downKey, upKey string
+	for i := 0; downKey == "" || upKey == ""; i++ {
+		k := fmt.Sprint("k", i)
+		if tab.Owner(ShardOf(k, tab.Shards)) == down.node.Addr() {
+			downKey = k
+		} else {
+			upKey = k
+		}
+	}
+	mustPut(t, cl, downKey, "v")
+	down.close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := cl.Put(ctx, downKey, []byte("w"))
+	if err == nil {
+		t.Fatal("put to a shard of a stopped node succeeded")
+	}
+	if !IsUnavailable(err) {
+		t.Fatalf("put to a stopped node: %v, want an unavailability error", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("put took %v to fail", d)
+	}
+	t.Logf("put to a down node failed after %v: %v", time.Since(start), err)
+	mustPut(t, cl, upKey, "v")
+	mustGet(t, cl, upKey, "v", true)
+
+	// A client that dials now gets the down node's shards as missing.
+	cn := newTestNode(t, "client2")
+	cl2, err := Dial(ctxT(t), cn.node, nodes[0].node.Addr(), "secret", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl2.Put(ctxT(t), downKey, []byte("w")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("put to a missing shard: %v, want ErrUnavailable", err)
+	}
+	mustGet(t, cl2, upKey, "v", true)
+}

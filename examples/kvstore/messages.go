@@ -1,0 +1,112 @@
+package kvstore
+
+import (
+	"errors"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/remote"
+)
+
+// Get asks a shard for the value of a key. The reply is a GetReply.
+type Get struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	K        string
+}
+
+// GetReply answers Get: OK is false when the key is absent.
+type GetReply struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	V        []byte
+	OK       bool
+}
+
+// Put asks a shard to set a key. The reply (nil) comes once the write is
+// durable.
+type Put struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	K        string
+	V        []byte
+}
+
+// Delete asks a shard to remove a key. The reply (nil) comes once the
+// removal is durable. Deleting an absent key is not an error.
+type Delete struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	K        string
+}
+
+// DirRequest asks a directory actor (see DirectoryKind) for its daemon's
+// part of the store. The reply is a DirReply.
+type DirRequest struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+}
+
+// ShardRef is one shard and the ref (capability) that reaches it.
+type ShardRef struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       int
+	Ref      actor.Ref
+}
+
+// DirReply answers DirRequest: the store's shape (number of shards and the
+// sorted member addresses, from which Placement gives every shard's owner)
+// and the shards hosted by the answering daemon.
+type DirReply struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	Shards   int
+	Members  []string
+	Local    []ShardRef
+}
+
+// DirectoryKind is the remote kind of the directory actor. Its spawn
+// argument is the store's token (a string); a wrong token fails the spawn
+// with ErrBadToken.
+const DirectoryKind = "kvstore.dir"
+
+// Errors of the store. Test for them with errors.Is (errors from another
+// node arrive as *remote.Error carrying the message).
+var (
+	// ErrBadToken means a directory was asked for with the wrong token.
+	ErrBadToken = errors.New("kvstore: bad token")
+	// ErrBadKey means a key is empty or longer than MaxKeySize.
+	ErrBadKey = errors.New("kvstore: bad key")
+	// ErrUnavailable means the client has no ref for the key's shard (its
+	// daemon could not be reached when the client dialed).
+	ErrUnavailable = errors.New("kvstore: shard unavailable")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("kvstore: closed")
+)
+
+// MaxKeySize is the longest key accepted, bbolt's limit.
+const MaxKeySize = 32768
+
+// RegisterTypes registers the store's message types on n, under the names
+// "kvstore.Get", "kvstore.GetReply", "kvstore.Put", "kvstore.Delete",
+// "kvstore.DirRequest", "kvstore.DirReply" and "kvstore.ShardRef". Every
+// node that talks to a store (daemons and clients) needs them; Install and
+// Dial call it. Registering twice is harmless.
+func RegisterTypes(n *remote.Node) error {
+	return errors.Join(
+		remote.Register[Get](n, "kvstore.Get"),
+		remote.Register[GetReply](n, "kvstore.GetReply"),
+		remote.Register[Put](n, "kvstore.Put"),
+		remote.Register[Delete](n, "kvstore.Delete"),
+		remote.Register[DirRequest](n, "kvstore.DirRequest"),
+		remote.Register[DirReply](n, "kvstore.DirReply"),
+		remote.Register[ShardRef](n, "kvstore.ShardRef"),
+	)
+}
+
+func checkKey(k string) error {
+	if len(k) == 0 || len(k) > MaxKeySize {
+		return ErrBadKey
+	}
+	return nil
+}

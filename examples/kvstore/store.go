@@ -1,0 +1,331 @@
+package kvstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/remote"
+	"github.com/actord/actord/supervisor"
+)
+
+// DefaultShards is the number of shards of a store whose Config.Shards is 0.
+const DefaultShards = 16
+
+// DefaultMaxBatch bounds the writes of one commit when Config.MaxBatch is 0.
+const DefaultMaxBatch = 4096
+
+// TokenFile is the name of the token file a store writes in its data dir
+// when Config.Token is empty.
+const TokenFile = "kvstore.token"
+
+// Config sets up the part of a store that one daemon hosts. Every daemon of
+// a store must be given the same Shards, Members and Token.
+type Config struct {
+	// DataDir holds the shard files (DataDir/kvstore/shard-NNN.db, one bbolt
+	// file per shard) and, if Token is empty, the token file. Required.
+	DataDir string
+	// Shards is the number of shards of the whole store. Default
+	// DefaultShards. It cannot change once data is written.
+	Shards int
+	// Members are the remote addresses (remote.Node.Addr) of every daemon
+	// of the store, this one included. Default: this node alone.
+	Members []string
+	// Token is the capability that lets a client fetch shard refs (see
+	// DirectoryKind). Default: read from DataDir/kvstore.token, or made at
+	// random and written there (mode 0600).
+	Token string
+	// MaxBatch bounds the writes of one commit. Default DefaultMaxBatch.
+	MaxBatch int
+	// MaxR and MaxT are the shard supervisor's restart intensity. Default
+	// 10 restarts in 10 s.
+	MaxR int
+	MaxT time.Duration
+	// Logger receives the supervisor's reports. Default slog.Default().
+	Logger *slog.Logger
+
+	hooks *hooks // tests only
+}
+
+// ShardOf returns the shard of key in a store of the given number of
+// shards: the 32-bit FNV-1a hash of the key modulo shards.
+func ShardOf(key string, shards int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// Placement returns the owner of every shard: the members are sorted and
+// shard i goes to member i mod len(members). It is deterministic, so every
+// daemon and client computes the same placement from the same member list.
+func Placement(shards int, members []string) []string {
+	ms := slices.Clone(members)
+	slices.Sort(ms)
+	ms = slices.Compact(ms)
+	out := make([]string, shards)
+	for i := range out {
+		out[i] = ms[i%len(ms)]
+	}
+	return out
+}
+
+// Store is one daemon's part of a store: its shards (a supervisor and its
+// children), their bolt files, and the directory kind.
+type Store struct {
+	node    *remote.Node
+	sys     *actor.System
+	cfg     Config
+	members []string
+	sup     actor.Ref
+	disks   []*disk // local shards, by position in local
+	local   []ShardRef
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Install starts this daemon's shards on node's system and registers the
+// store's message types and the directory kind on node, which must be
+// listening (its address decides which shards are local). The shards run
+// as workers "shard-NNN" of a one-for-one supervisor named "kvstore", each
+// on loop NNN mod the number of loops. Close the store before shutting the
+// system down to close its files cleanly.
+func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error) {
+	self := node.Addr()
+	if self == "" {
+		return nil, errors.New("kvstore: install: node is not listening")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("kvstore: install: no data dir")
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = DefaultShards
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxR == 0 {
+		cfg.MaxR = 10
+	}
+	if cfg.MaxT <= 0 {
+		cfg.MaxT = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Members) == 0 {
+		cfg.Members = []string{self}
+	}
+	if !slices.Contains(cfg.Members, self) {
+		return nil, fmt.Errorf("kvstore: install: this node's address %s is not among the members %v", self, cfg.Members)
+	}
+	if err := RegisterTypes(node); err != nil {
+		return nil, err
+	}
+	if cfg.Token == "" {
+		t, err := loadToken(filepath.Join(cfg.DataDir, TokenFile))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = t
+	}
+	dir := filepath.Join(cfg.DataDir, "kvstore")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kvstore: data dir: %w", err)
+	}
+	st := &Store{node: node, sys: node.System(), cfg: cfg}
+	st.members = slices.Compact(slices.Sorted(slices.Values(cfg.Members)))
+	var children []supervisor.ChildSpec
+	for id, owner := range Placement(cfg.Shards, cfg.Members) {
+		if owner != self {
+			continue
+		}
+		db, err := bolt.Open(filepath.Join(dir, fmt.Sprintf("shard-%03d.db", id)), 0o600, &bolt.Options{Timeout: time.Second})
+		if err == nil {
+			err = db.Update(func(tx *bolt.Tx) error {
+				_, err := tx.CreateBucketIfNotExists(bucket)
+				return err
+			})
+		}
+		if err != nil {
+			st.closeDBs()
+			return nil, fmt.Errorf("kvstore: shard %d: %w", id, err)
+		}
+		d := &disk{id: id, db: db, hooks: cfg.hooks}
+		st.disks = append(st.disks, d)
+		name := shardName(id)
+		children = append(children, supervisor.Worker(name, newShard(d, cfg.MaxBatch), actor.OnLoop(id), actor.Name("kvstore/"+name)))
+	}
+	spec := supervisor.Spec{Strategy: supervisor.OneForOne, MaxR: cfg.MaxR, MaxT: cfg.MaxT,
+		Children: children, Name: "kvstore", Logger: cfg.Logger}
+	sup, err := st.sys.Spawn(ctx, supervisor.New(spec), actor.Name("kvstore"))
+	if err != nil {
+		st.closeDBs()
+		return nil, fmt.Errorf("kvstore: start shards: %w", err)
+	}
+	st.sup = sup
+	if err := st.collectRefs(ctx); err != nil {
+		_ = st.Close(ctx)
+		return nil, err
+	}
+	node.RegisterKind(DirectoryKind, st.directoryKind)
+	return st, nil
+}
+
+// barrierID names no child: a request for it is answered, with
+// supervisor.ErrNotFound, only after the supervisor's work under way (the
+// start of the shards on other loops) is done.
+const barrierID = "\x00kvstore-barrier"
+
+// collectRefs waits until the supervisor has started every shard and
+// records their refs.
+func (st *Store) collectRefs(ctx context.Context) error {
+	if _, err := st.sys.Ask(ctx, st.sup, supervisor.DeleteChild{ID: barrierID}); !errors.Is(err, supervisor.ErrNotFound) {
+		return fmt.Errorf("kvstore: start shards: %v", err)
+	}
+	v, err := st.sys.Ask(ctx, st.sup, supervisor.WhichChildren{})
+	if err != nil {
+		return fmt.Errorf("kvstore: list shards: %w", err)
+	}
+	byID := map[string]actor.Ref{}
+	for _, ci := range v.([]supervisor.ChildInfo) {
+		byID[ci.ID] = ci.Ref
+	}
+	for _, d := range st.disks {
+		r := byID[shardName(d.id)]
+		if r.IsZero() {
+			return fmt.Errorf("kvstore: shard %d did not start", d.id)
+		}
+		st.local = append(st.local, ShardRef{ID: d.id, Ref: r})
+	}
+	return nil
+}
+
+func shardName(id int) string { return fmt.Sprintf("shard-%03d", id) }
+
+// loadToken reads the token file, or makes a token and writes it.
+func loadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("kvstore: token: %w", err)
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("kvstore: token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("kvstore: token: %w", err)
+	}
+	return t, nil
+}
+
+// Token returns the store's token, the capability a client dials with.
+func (st *Store) Token() string { return st.cfg.Token }
+
+// Supervisor returns the ref of the supervisor of this daemon's shards.
+func (st *Store) Supervisor() actor.Ref { return st.sup }
+
+// Directory returns what a directory actor answers: the store's shape and
+// this daemon's shards.
+func (st *Store) Directory() DirReply {
+	return DirReply{Shards: st.cfg.Shards, Members: slices.Clone(st.members), Local: slices.Clone(st.local)}
+}
+
+// Stats counts a store's commits.
+type Stats struct {
+	Commits uint64 // bolt transactions committed (each one fsync)
+	Writes  uint64 // puts and deletes they carried
+}
+
+// Stats returns the commit counters of this daemon's shards.
+func (st *Store) Stats() Stats {
+	var s Stats
+	for _, d := range st.disks {
+		s.Commits += d.commits.Load()
+		s.Writes += d.writes.Load()
+	}
+	return s
+}
+
+// Close stops the shards (through their supervisor), waits for the commits
+// in flight and closes the bolt files. The system and node keep running.
+// Writes not yet acknowledged may fail with an error or a timeout.
+func (st *Store) Close(ctx context.Context) error {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return nil
+	}
+	st.closed = true
+	st.mu.Unlock()
+	var errs []error
+	if !st.sup.IsZero() {
+		if _, err := st.sys.Ask(ctx, st.sup, supervisor.Shutdown{}); err != nil &&
+			!errors.Is(err, actor.ErrShutdown) && !errors.Is(err, actor.ErrDead) {
+			errs = append(errs, fmt.Errorf("kvstore: stop shards: %w", err))
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, d := range st.disks {
+			d.pending.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return errors.Join(append(errs, fmt.Errorf("kvstore: waiting for commits: %w", ctx.Err()))...)
+	}
+	errs = append(errs, st.closeDBs())
+	return errors.Join(errs...)
+}
+
+func (st *Store) closeDBs() error {
+	var errs []error
+	for _, d := range st.disks {
+		errs = append(errs, d.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (st *Store) isClosed() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.closed
+}
+
+// directoryKind makes a directory actor for a client that knows the token.
+func (st *Store) directoryKind(args any) (actor.Factory, error) {
+	tok, _ := args.(string)
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(st.cfg.Token)) != 1 {
+		return nil, ErrBadToken
+	}
+	if st.isClosed() {
+		return nil, ErrClosed
+	}
+	rep := st.Directory()
+	return func() actor.Actor { return &directory{rep: rep} }, nil
+}
