@@ -207,3 +207,21 @@ func IsUnavailable(err error) bool {
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, remote.ErrNodeDown) ||
 		errors.Is(err, actor.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
+
+// CrashShard makes shard id panic (see the CrashShard message) with the
+// store's token, and returns the error the crash produced: nil means the
+// shard did not crash (which it always does with the right token). A
+// fault-injection aid for demos and drills.
+func (cl *Client) CrashShard(ctx context.Context, id int, token string) error {
+	if id < 0 || id >= cl.tab.Shards {
+		return fmt.Errorf("kvstore: crash: no shard %d", id)
+	}
+	r := cl.tab.Refs[id]
+	if r.IsZero() {
+		return cl.tab.Missing[id]
+	}
+	ctx, cancel := withDefault(ctx, cl.timeout)
+	defer cancel()
+	_, err := cl.sys.Ask(ctx, r, CrashShard{Token: token})
+	return err
+}

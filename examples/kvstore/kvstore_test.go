@@ -512,3 +512,24 @@ func TestNodeDown(t *testing.T) {
 	}
 	mustGet(t, cl2, upKey, "v", true)
 }
+
+// TestCrashShardMessage: CrashShard with a wrong token is refused and the
+// shard keeps running; with the store's token the shard crashes, is
+// restarted and still serves its acknowledged writes.
+func TestCrashShardMessage(t *testing.T) {
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir(), Token: "tok"})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	mustPut(t, cl, "k", "v")
+	id := ShardOf("k", DefaultShards)
+	if err := cl.CrashShard(ctxT(t), id, "wrong"); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("crash with a wrong token: %v, want ErrBadToken", err)
+	}
+	if err := cl.CrashShard(ctxT(t), id, "tok"); !errors.Is(err, actor.ErrCrashed) {
+		t.Fatalf("crash: %v, want ErrCrashed", err)
+	}
+	mustGet(t, cl, "k", "v", true)
+	if err := cl.CrashShard(ctxT(t), DefaultShards, "tok"); err == nil {
+		t.Fatal("crash of a shard that does not exist: no error")
+	}
+}

@@ -39,6 +39,18 @@ type Delete struct {
 	K        string
 }
 
+// CrashShard makes the shard that receives it panic, so that its
+// supervisor restarts it (it reloads its data from disk). It is a
+// fault-injection aid for demos and drills (`actord demo` uses it), not
+// part of normal operation. Token must be the store's token; otherwise the
+// shard answers ErrBadToken and does not crash. The asker gets the crash
+// as an error (actor.ErrCrashed, or a *remote.Error from another node).
+type CrashShard struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	Token    string
+}
+
 // DirRequest asks a directory actor (see DirectoryKind) for its daemon's
 // part of the store. The reply is a DirReply.
 type DirRequest struct {
@@ -89,7 +101,8 @@ const MaxKeySize = 32768
 
 // RegisterTypes registers the store's message types on n, under the names
 // "kvstore.Get", "kvstore.GetReply", "kvstore.Put", "kvstore.Delete",
-// "kvstore.DirRequest", "kvstore.DirReply" and "kvstore.ShardRef". Every
+// "kvstore.DirRequest", "kvstore.DirReply", "kvstore.ShardRef" and
+// "kvstore.CrashShard". Every
 // node that talks to a store (daemons and clients) needs them; Install and
 // Dial call it. Registering twice is harmless.
 func RegisterTypes(n *remote.Node) error {
@@ -101,6 +114,7 @@ func RegisterTypes(n *remote.Node) error {
 		remote.Register[DirRequest](n, "kvstore.DirRequest"),
 		remote.Register[DirReply](n, "kvstore.DirReply"),
 		remote.Register[ShardRef](n, "kvstore.ShardRef"),
+		remote.Register[CrashShard](n, "kvstore.CrashShard"),
 	)
 }
 

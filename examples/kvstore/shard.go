@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sync"
@@ -105,6 +106,7 @@ type crash struct{}
 type shard struct {
 	d        *disk
 	maxBatch int
+	token    string            // the store's token, for CrashShard
 	data     map[string][]byte // committed state
 	loading  bool
 	epoch    uint64    // this instance's number, from disk.epoch
@@ -113,8 +115,8 @@ type shard struct {
 	inflight bool      // a commit is running
 }
 
-func newShard(d *disk, maxBatch int) actor.Factory {
-	return func() actor.Actor { return &shard{d: d, maxBatch: maxBatch} }
+func newShard(d *disk, maxBatch int, token string) actor.Factory {
+	return func() actor.Actor { return &shard{d: d, maxBatch: maxBatch, token: token} }
 }
 
 // Start loads the shard from bolt on the worker pool; requests that arrive
@@ -166,6 +168,11 @@ func (s *shard) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case crash:
 		panic("kvstore: crash requested")
+	case CrashShard:
+		if subtle.ConstantTimeCompare([]byte(m.Token), []byte(s.token)) != 1 {
+			return nil, ErrBadToken
+		}
+		panic(fmt.Sprintf("kvstore: shard %d: crash requested (CrashShard)", s.d.id))
 	}
 	return nil, actor.ErrUnknownMessage
 }

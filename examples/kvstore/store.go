@@ -168,7 +168,7 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 		d := &disk{id: id, db: db, hooks: cfg.hooks}
 		st.disks = append(st.disks, d)
 		name := shardName(id)
-		children = append(children, supervisor.Worker(name, newShard(d, cfg.MaxBatch), actor.OnLoop(id), actor.Name("kvstore/"+name)))
+		children = append(children, supervisor.Worker(name, newShard(d, cfg.MaxBatch, cfg.Token), actor.OnLoop(id), actor.Name("kvstore/"+name)))
 	}
 	spec := supervisor.Spec{Strategy: supervisor.OneForOne, MaxR: cfg.MaxR, MaxT: cfg.MaxT,
 		Children: children, Name: "kvstore", Logger: cfg.Logger}
