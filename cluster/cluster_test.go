@@ -176,12 +176,21 @@ func TestClusterJoinFailLeave(t *testing.T) {
 		t.Fatalf("second Serve: %v", err)
 	}
 
-	evMu.Lock()
-	defer evMu.Unlock()
-	var kinds []string
-	for _, e := range evs {
-		kinds = append(kinds, e.Kind.String()+":"+e.Member.Name)
+	// Subscribers hear of a change after PeerDown (one goroutine delivers
+	// both, in that order): wait for b's leave to reach them.
+	kindsNow := func() []string {
+		evMu.Lock()
+		defer evMu.Unlock()
+		var kinds []string
+		for _, e := range evs {
+			kinds = append(kinds, e.Kind.String()+":"+e.Member.Name)
+		}
+		return kinds
 	}
+	eventually(t, 5*time.Second, "subscribers told of b's leave", func() bool {
+		return slices.Contains(kindsNow(), "leave:bb") || slices.Contains(kindsNow(), "fail:bb")
+	})
+	kinds := kindsNow()
 	for _, want := range []string{"join:ccc", "fail:ccc", "leave:bb"} {
 		if !slices.Contains(kinds, want) {
 			t.Fatalf("events %v lack %s", kinds, want)
