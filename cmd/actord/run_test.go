@@ -287,17 +287,20 @@ func TestRunSubprocess(t *testing.T) {
 	if info.PID != cmd.Process.Pid {
 		t.Fatalf("ready line pid %d, process %d", info.PID, cmd.Process.Pid)
 	}
-	// The logs are JSON lines, one of them the ready record.
-	var sawReady bool
-	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", l)
+	// The logs are JSON lines, one of them the ready record. stderr is read
+	// apart from stdout, so it may lag the ready line: wait for the record.
+	logDeadline := time.After(30 * time.Second)
+	for sawReady := false; !sawReady; {
+		select {
+		case l := <-stderr.ch:
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Fatalf("log line is not JSON: %q", l)
+			}
+			sawReady = rec["msg"] == "actord ready"
+		case <-logDeadline:
+			t.Fatalf("no ready record in the logs:\n%s", stderr.String())
 		}
-		sawReady = sawReady || rec["msg"] == "actord ready"
-	}
-	if !sawReady {
-		t.Fatalf("no ready record in the logs:\n%s", stderr.String())
 	}
 
 	dbg := exec.CommandContext(ctx, bin, "debug", "loops", "--addr", info.DebugAddr, "--token-file", info.TokenFile)
