@@ -25,6 +25,9 @@ var (
 	ErrVersion = errors.New("remote: protocol version mismatch")
 	// ErrUnknownKind means a remote spawn named a kind the node does not have.
 	ErrUnknownKind = errors.New("remote: unknown actor kind")
+	// ErrTooManyPeers means a ref or a handshake named a new node while the
+	// node already keeps Config.MaxPeers others.
+	ErrTooManyPeers = errors.New("remote: too many peers")
 	// ErrClosed means the node is closed.
 	ErrClosed = errors.New("remote: node closed")
 )

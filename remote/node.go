@@ -58,6 +58,12 @@ type Config struct {
 	DeliverWait time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
+	// MaxPeers bounds how many other nodes this node keeps state for. A ref
+	// in a message, or a handshake, naming a new node beyond it is refused
+	// (the message gets ErrTooManyPeers as a payload error; the connection is
+	// closed), so a hostile peer cannot exhaust memory by naming endless
+	// addresses. Default 4096.
+	MaxPeers int
 	// Events, if set, receives the node's lifecycle: event.NodeUp and
 	// event.NodeDown for the peers it dials, event.ConnOpened and
 	// event.ConnClosed for every connection (docs/events.md).
@@ -98,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DeliverWait <= 0 {
 		c.DeliverWait = time.Second
+	}
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = 4096
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -306,6 +315,19 @@ func (n *Node) shutdownPeers() {
 	}
 }
 
+// boundedPeer is peerFor for addresses that came from the network: it
+// refuses to create a peer beyond Config.MaxPeers.
+func (n *Node) boundedPeer(addr, name string) (*peer, error) {
+	n.mu.Lock()
+	_, known := n.peers[addr]
+	full := len(n.peers) >= n.cfg.MaxPeers
+	n.mu.Unlock()
+	if !known && full {
+		return nil, fmt.Errorf("%w: %d nodes known, refusing %s", ErrTooManyPeers, n.cfg.MaxPeers, addr)
+	}
+	return n.peerFor(addr, name), nil
+}
+
 // peerFor returns the peer listening at addr, creating it.
 func (n *Node) peerFor(addr, name string) *peer {
 	n.mu.Lock()
@@ -417,7 +439,11 @@ func (n *Node) decodeRef(d *msgpack.Decoder) (actor.Ref, error) {
 	if addr == "" {
 		return actor.Ref{}, fmt.Errorf("%w: ref without address", ErrBadFrame)
 	}
-	return n.wire.RemoteRef(n.peerFor(addr, name), id), nil
+	p, err := n.boundedPeer(addr, name)
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	return n.wire.RemoteRef(p, id), nil
 }
 
 // heartbeats pings dialed peers and closes connections silent for too long.
@@ -682,7 +708,11 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
 		ic.localAddr, ic.remoteAddr = ic.conn.LocalAddr().String(), ic.conn.RemoteAddr().String()
 		n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
-		ic.from = n.peerFor(f.addr, f.name)
+		from, err := n.boundedPeer(f.addr, f.name)
+		if err != nil {
+			return err
+		}
+		ic.from = from
 		ic.fr.setFrom(n, ic.from)
 		ic.out = appendFrame(ic.out, fWelcome, uint64(protocolVersion), n.name, n.inc)
 		return nil

@@ -65,8 +65,10 @@ type monitor struct {
 }
 
 func newPeer(n *Node, addr, name string) *peer {
-	p := &peer{n: n, addr: addr, nodeName: name, fw: newFrameWriter(n),
-		calls: map[uint64]chan result{}, monitors: map[actor.WireID]*monitor{}}
+	// A peer is created for every node a decoded ref names; its encoder and
+	// tables come with its first use, so one that is never used costs a few
+	// hundred bytes (and Config.MaxPeers bounds how many there are).
+	p := &peer{n: n, addr: addr, nodeName: name}
 	p.epoch = 1
 	return p
 }
@@ -98,6 +100,9 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	defer p.mu.Unlock()
 	if p.closed || p.n.closing.Load() {
 		return 0, ErrClosed
+	}
+	if p.fw == nil {
+		p.fw = newFrameWriter(p.n)
 	}
 	if len(p.fw.w.b)+p.netHeld >= p.n.cfg.MaxOutbound {
 		p.n.stats.refused.Add(1)
@@ -136,6 +141,9 @@ func (p *peer) nameLocked() string { return p.name() }
 // gnet, one write per batch. Whatever the socket did not take goes through
 // gnet too, in order, since nothing else is in flight.
 func (p *peer) flushLocked(direct bool) {
+	if p.fw == nil {
+		return // never used: nothing queued
+	}
 	out := p.fw.w.b
 	if len(out) == 0 {
 		p.flushing = false
@@ -221,6 +229,9 @@ func (p *peer) dialLocked() {
 		return
 	}
 	p.dialing = true
+	if p.fw == nil {
+		p.fw = newFrameWriter(p.n)
+	}
 	// The hello goes first on the new connection: put it before anything
 	// queued for this epoch.
 	queued := append([]byte(nil), p.fw.w.b...)
@@ -326,11 +337,13 @@ func (p *peer) lost(epoch uint64, err error) {
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
 	p.epoch++
-	p.fw.w.b = p.fw.w.b[:0]
+	if p.fw != nil {
+		p.fw.w.b = p.fw.w.b[:0]
+	}
 	calls := p.calls
-	p.calls = map[uint64]chan result{}
+	p.calls = nil
 	mons := p.monitors
-	p.monitors = map[actor.WireID]*monitor{}
+	p.monitors = nil
 	closed := p.closed || p.n.closing.Load()
 	if !closed {
 		p.scheduleRetryLocked()
@@ -410,7 +423,12 @@ func (p *peer) close() {
 		_ = conn.Close()
 	}
 	p.lost(epoch, fmt.Errorf("%w: %s: local node closed", ErrNodeDown, p.name()))
-	p.fw.release()
+	p.mu.Lock()
+	fw := p.fw
+	p.mu.Unlock()
+	if fw != nil {
+		fw.release()
+	}
 }
 
 func (p *peer) localID(r actor.Ref) (actor.WireID, bool) { return p.n.wire.LocalID(r) }
@@ -553,6 +571,9 @@ func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
 func (p *peer) call(ctx context.Context, kind int, write func(fw *frameWriter, pidx, pgen uint32) error) (any, error) {
 	ch := make(chan result, 1)
 	p.mu.Lock()
+	if p.calls == nil {
+		p.calls = map[uint64]chan result{}
+	}
 	p.nextCall++
 	corr := p.nextCall
 	p.calls[corr] = ch
@@ -629,6 +650,9 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		return err
 	}
 	p.mu.Lock()
+	if p.monitors == nil {
+		p.monitors = map[actor.WireID]*monitor{}
+	}
 	m := p.monitors[tid]
 	if m == nil {
 		m = &monitor{target: target, watchers: map[actor.Ref]struct{}{}}
