@@ -377,10 +377,10 @@ func TestCrashWithWritesInFlight(t *testing.T) {
 	gate := make(chan struct{})
 	queued := make(chan struct{})
 	var first, once sync.Once
-	var firstKeys []string // written by the hook before the gate opens
+	firstCh := make(chan []string, 1) // the first commit's keys, from the hook's goroutine
 	h := &hooks{
 		beforeCommit: func(_ int, keys []string) error {
-			first.Do(func() { firstKeys = keys; <-gate })
+			first.Do(func() { firstCh <- append([]string(nil), keys...); <-gate })
 			return nil
 		},
 		queued: func(_, q int) {
@@ -401,7 +401,10 @@ func TestCrashWithWritesInFlight(t *testing.T) {
 	out := make(chan res, len(keys))
 	for _, k := range keys {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			// The deadline bounds a hang; writes only queued when the shard
+			// crashed are never answered and end here, so it sets the test's
+			// length. 2 s was too short for the full suite under -race.
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 			defer cancel()
 			out <- res{k, cl.Put(ctx, k, []byte(k))}
 		}()
@@ -426,6 +429,12 @@ func TestCrashWithWritesInFlight(t *testing.T) {
 	// The in-flight commit reached the disk even though its instance died,
 	// and was acknowledged by its worker; the new instance waited for it
 	// before loading.
+	var firstKeys []string
+	select {
+	case firstKeys = <-firstCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no commit reached the hook")
+	}
 	if len(firstKeys) != 1 {
 		t.Fatalf("first commit had %v", firstKeys)
 	}
