@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/actord/actord/internal/service"
 	"github.com/hashicorp/memberlist"
 	"github.com/thejerf/suture/v4"
 )
@@ -408,20 +409,7 @@ func (a *Agent) Kill() { a.kill.Do(func() { close(a.dead) }) }
 // it with the returned function (a graceful leave), which waits for Serve
 // to return.
 func (a *Agent) Start(ctx context.Context) (stop func(), err error) {
-	sctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- a.Serve(sctx) }()
-	select {
-	case <-a.ready:
-		return func() { cancel(); <-errc }, nil
-	case err := <-errc:
-		cancel()
-		return nil, err
-	case <-ctx.Done():
-		cancel()
-		<-errc
-		return nil, ctx.Err()
-	}
+	return service.Start(ctx, a.Serve, a.ready)
 }
 
 // joinLoop joins through the seeds until one of them answers, and again

@@ -16,6 +16,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/event"
+	"github.com/actord/actord/internal/service"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -286,20 +287,11 @@ func (n *Node) Serve(ctx context.Context) error {
 // Start runs Serve on a goroutine and waits until the node listens. Stop it
 // with the returned function, which waits for Serve to return.
 func (n *Node) Start(ctx context.Context) (stop func(), err error) {
-	sctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- n.Serve(sctx) }()
-	select {
-	case <-n.ready:
-		return func() { n.closing.Store(true); cancel(); <-errc }, nil
-	case err := <-errc:
-		cancel()
+	stopServe, err := service.Start(ctx, n.Serve, n.ready)
+	if err != nil {
 		return nil, err
-	case <-ctx.Done():
-		cancel()
-		<-errc
-		return nil, ctx.Err()
 	}
+	return func() { n.closing.Store(true); stopServe() }, nil // closing first: no "peer down" warnings
 }
 
 // shutdownPeers closes every connection and fails what depended on them.
