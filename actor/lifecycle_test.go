@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -413,11 +415,22 @@ func TestStopRefDeadForeverSlotReuse(t *testing.T) {
 	if v, err := tsAsk(t, s, nu, "count"); err != nil || v != 0 {
 		t.Fatalf("the new actor in the reused slot got %v messages (%v), want 0", v, err)
 	}
-	drops := 0
-	for _, e := range rec.events() {
-		if e.Kind == EventDropped && e.To == old && errors.Is(e.Err, ErrDead) {
-			drops++
+	// The actor's Send went to its loop's local queue, which a pass drains
+	// only after the rest of its inbound batch: wait for the third drop.
+	countDrops := func() int {
+		drops := 0
+		for _, e := range rec.events() {
+			if e.Kind == EventDropped && e.To == old && errors.Is(e.Err, ErrDead) {
+				drops++
+			}
 		}
+		return drops
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	drops := countDrops()
+	for drops < 3 && time.Now().Before(deadline) {
+		runtime.Gosched()
+		drops = countDrops()
 	}
 	if drops != 3 {
 		t.Fatalf("%d drops reported for the old ref, want 3", drops)
