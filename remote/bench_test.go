@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,8 @@ var payload32 = make([]byte, 32)
 
 // benchConfig keeps production heartbeats: the tests' short timeout would
 // declare a peer down while a benchmark saturates both cores.
-var benchConfig = Config{HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 5 * time.Second}
+var benchConfig = Config{HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 5 * time.Second,
+	ClusterKey: []byte("benchmark cluster key, 32 bytes"), Logger: slog.New(slog.DiscardHandler)}
 
 type pingState struct {
 	peer actor.Ref

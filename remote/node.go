@@ -69,6 +69,26 @@ type Config struct {
 	// event.NodeDown for the peers it dials, event.ConnOpened and
 	// event.ConnClosed for every connection (docs/events.md).
 	Events *event.Bus
+
+	// Every connection is encrypted and authenticated with the Noise
+	// protocol (docs/remote.md, "Transport security").
+
+	// PrivateKey is the node's X25519 private key (see GenerateKey): its
+	// identity on the wire, which peers see in Authorize. Default: a new
+	// key for every Node.
+	PrivateKey []byte
+	// ClusterKey, if set, admits only nodes that hold the same key: the
+	// handshake mixes it in, so a node without it cannot connect, and this
+	// node does not connect to one without it (ErrHandshake). Use at least
+	// 16 random bytes (shorter keys make Serve fail). Without it the
+	// transport is still encrypted, but any node that can reach the listen
+	// address may connect, and a warning is logged at start.
+	ClusterKey []byte
+	// Authorize, if set, is asked about every peer once its handshake is
+	// done, with the node name the peer claims and its public key; an error
+	// refuses the peer (the connection is closed, the reason logged and
+	// counted in Stats.BadFrames). Use it to pin the keys of known nodes.
+	Authorize func(name string, publicKey []byte) error
 }
 
 func (c Config) withDefaults() Config {
@@ -147,6 +167,8 @@ type Node struct {
 	name string
 	inc  uint64 // incarnation: random per Node, tells a restarted peer apart
 
+	sec     *security    // nil when secErr is set
+	secErr  error        // a bad key in Config: Serve fails with it
 	ev      *nodeEvents  // nil without Config.Events
 	addr    atomic.Value // string, once listening
 	ready   chan struct{}
@@ -185,6 +207,7 @@ func New(sys *actor.System, cfg Config) *Node {
 		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
 	}
 	n.addr.Store("")
+	n.sec, n.secErr = newSecurity(cfg)
 	if cfg.Events != nil {
 		ev, err := newNodeEvents(cfg.Events)
 		if err != nil {
@@ -197,6 +220,26 @@ func New(sys *actor.System, cfg Config) *Node {
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.name }
+
+// PublicKey returns the node's public key, its identity on the wire (nil if
+// Config.PrivateKey is malformed).
+func (n *Node) PublicKey() []byte {
+	if n.sec == nil {
+		return nil
+	}
+	return append([]byte(nil), n.sec.static.Public...)
+}
+
+// authorize applies Config.Authorize to a peer whose handshake is done.
+func (n *Node) authorize(name string, key []byte) error {
+	if n.cfg.Authorize == nil {
+		return nil
+	}
+	if err := n.cfg.Authorize(name, append([]byte(nil), key...)); err != nil {
+		return fmt.Errorf("%w: node %s (key %x) refused: %v", ErrHandshake, name, key, err)
+	}
+	return nil
+}
 
 // Addr returns the address the node listens on, once it does ("" before).
 func (n *Node) Addr() string { return n.addr.Load().(string) }
@@ -229,6 +272,12 @@ func (n *Node) RegisterKind(name string, k Kind) {
 func (n *Node) Serve(ctx context.Context) error {
 	if n.closing.Load() {
 		return ErrClosed
+	}
+	if n.secErr != nil {
+		return n.secErr
+	}
+	if n.sec.psk == nil {
+		n.log.Warn("remote: no cluster key: the transport is encrypted, but any node that reaches the listen address may connect (set Config.ClusterKey)")
 	}
 	cli, err := gnet.NewClient(&clientHandler{n: n}, gnet.WithNumEventLoop(n.cfg.EventLoops),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
@@ -506,7 +555,7 @@ func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...))
 // readFrames drains every complete frame from c, handing each body (valid
 // only during the call) to handle. It reports an error (and the caller
 // closes the connection) for an oversized frame or when handle fails.
-func readFrames(c gnet.Conn, max int, handle func(body []byte) error) error {
+func readFrames(c stream, max int, handle func(body []byte) error) error {
 	for {
 		h, err := c.Peek(4)
 		if err != nil {
@@ -540,6 +589,7 @@ type serverHandler struct {
 // inConn is the state of an accepted connection.
 type inConn struct {
 	conn       gnet.Conn
+	sess       *session
 	fr         *frameReader
 	f          frame
 	hello      bool
@@ -549,6 +599,7 @@ type inConn struct {
 	from       *peer // the peer to answer through (its listen address)
 	lastHeard  atomic.Int64
 	out        []byte // pongs and welcome, written on the loop
+	wbuf       []byte // out, sealed
 	localAddr  string
 	remoteAddr string
 	// the last target id whose secret checked out, so a stream to one
@@ -600,7 +651,12 @@ func (h *serverHandler) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (h *serverHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	ic := &inConn{conn: c, fr: newFrameReader(h.n, nil)}
+	hs, err := h.n.sec.handshake(false)
+	if err != nil {
+		h.n.log.Error("remote: cannot start a handshake", "err", err)
+		return nil, gnet.Close
+	}
+	ic := &inConn{conn: c, sess: newSession(hs, h.n.cfg.MaxFrame), fr: newFrameReader(h.n, nil)}
 	ic.lastHeard.Store(time.Now().UnixNano())
 	c.SetContext(ic)
 	h.n.stats.opened.Add(1)
@@ -631,16 +687,25 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	ic := c.Context().(*inConn)
 	ic.lastHeard.Store(time.Now().UnixNano())
 	ic.out = ic.out[:0]
-	err := readFrames(c, n.cfg.MaxFrame, func(body []byte) error {
-		n.stats.framesIn.Add(1)
-		n.stats.bytesIn.Add(uint64(len(body) + 4))
-		if err := ic.fr.parse(body, &ic.f); err != nil {
-			return err
-		}
-		return n.handleInbound(ic, &ic.f)
-	})
-	if len(ic.out) > 0 {
-		_, _ = c.Write(ic.out)
+	buffered := c.InboundBuffered()
+	replies, err := ic.sess.readRecords(c, func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) })
+	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
+	if err == nil && ic.sess.ready() {
+		err = readFrames(ic.sess, n.cfg.MaxFrame, func(body []byte) error {
+			n.stats.framesIn.Add(1)
+			if err := ic.fr.parse(body, &ic.f); err != nil {
+				return err
+			}
+			return n.handleInbound(ic, &ic.f)
+		})
+		ic.sess.compact()
+	}
+	if len(ic.out) > 0 && ic.sess.tx != nil {
+		replies = seal(append(ic.wbuf[:0], replies...), ic.sess.tx, ic.out)
+		ic.wbuf = replies
+	}
+	if len(replies) > 0 {
+		_, _ = c.Write(replies)
 	}
 	if err != nil {
 		n.stats.badFrames.Add(1)
@@ -679,6 +744,9 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		}
 		if f.addr == "" || f.addr == n.Addr() {
 			return bad("hello with bad listen address "+f.addr, nil)
+		}
+		if err := n.authorize(f.name, ic.sess.peerKey); err != nil {
+			return err
 		}
 		key := inKey{f.name, f.incarnation}
 		n.mu.Lock()

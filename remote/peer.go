@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/flynn/noise"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -30,9 +31,10 @@ type peer struct {
 	conn      gnet.Conn // nil unless connected
 	dialing   bool
 	closed    bool
-	epoch     uint64 // epoch of the current (or next) connection
-	fw        *frameWriter
-	spare     []byte
+	epoch     uint64             // epoch of the current (or next) connection
+	fw        *frameWriter       // frames queued, in plaintext
+	tx        *noise.CipherState // seals them; nil until the connection's handshake is done
+	sealBuf   []byte             // reused for sealed batches; nil while one is in flight
 	flushing  bool
 	netHeld   int             // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
 	wc        net.Conn        // the node's own descriptor of the dialed socket, for direct writes
@@ -144,11 +146,13 @@ func (p *peer) flushLocked(direct bool) {
 	if p.fw == nil {
 		return // never used: nothing queued
 	}
-	out := p.fw.w.b
-	if len(out) == 0 {
+	plain := p.fw.w.b
+	if len(plain) == 0 || p.tx == nil { // nothing queued, or the handshake is not done
 		p.flushing = false
 		return
 	}
+	out := seal(p.sealBuf[:0], p.tx, plain)
+	p.fw.w.b = plain[:0]
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
@@ -156,13 +160,12 @@ func (p *peer) flushLocked(direct bool) {
 		n := p.tryWrite(out)
 		p.n.stats.bytesOut.Add(uint64(n))
 		if n == len(out) {
-			p.fw.w.b = out[:0]
+			p.sealBuf = out[:0]
 			return
 		}
 		out = out[n:]
 	}
-	p.fw.w.b = p.spare[:0]
-	p.spare = nil
+	p.sealBuf = nil
 	p.flushing = true
 	p.netHeld += len(out)
 	p.n.stats.bytesOut.Add(uint64(len(out)))
@@ -178,7 +181,7 @@ func (p *peer) writeLocked(out []byte) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if out != nil {
-			p.spare = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
+			p.sealBuf = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
 		}
 		if err != nil || p.conn != c {
 			p.flushing = false
@@ -307,6 +310,22 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 	return true
 }
 
+// secured is called on the gnet loop when the dialed connection's handshake
+// completes: last is the handshake's final record, which goes before the
+// frames queued meanwhile, sealed with tx.
+func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *noise.CipherState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || epoch != p.epoch || p.conn != c {
+		return
+	}
+	_, _ = c.Write(last) // on c's loop: before anything written after it
+	p.n.stats.bytesOut.Add(uint64(len(last)))
+	p.netHeld = c.OutboundBuffered()
+	p.tx = tx
+	p.flushLocked(false)
+}
+
 // welcomed records the peer's name from its Welcome: the handshake is done,
 // the peer is up.
 func (p *peer) welcomed(name string) {
@@ -333,6 +352,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.welcome = false
 	local, remote := p.localAddr, p.remoteAddr
 	p.conn, p.dialing, p.flushing = nil, false, false
+	p.tx = nil
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
@@ -707,6 +727,7 @@ type outConn struct {
 	p     *peer
 	epoch uint64
 	wc    net.Conn
+	sess  *session
 	fr    *frameReader
 	f     frame
 	up    bool
@@ -718,12 +739,24 @@ func (h *clientHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	oc.fr = newFrameReader(h.n, oc.p)
+	hs, err := h.n.sec.handshake(true)
+	var first []byte
+	if err == nil {
+		oc.sess = newSession(hs, h.n.cfg.MaxFrame)
+		first, err = oc.sess.hello()
+	}
+	if err != nil {
+		h.n.log.Error("remote: cannot start a handshake", "err", err)
+		_ = oc.wc.Close()
+		return nil, gnet.Close
+	}
 	if !oc.p.opened(c, oc.epoch, oc.wc) {
 		_ = oc.wc.Close()
 		return nil, gnet.Close
 	}
 	oc.up = true
-	return nil, gnet.None
+	h.n.stats.bytesOut.Add(uint64(len(first)))
+	return first, gnet.None
 }
 
 func (h *clientHandler) OnClose(c gnet.Conn, err error) gnet.Action {
@@ -749,9 +782,29 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	n := h.n
 	oc := c.Context().(*outConn)
 	oc.p.lastHeard.Store(time.Now().UnixNano())
-	err := readFrames(c, n.cfg.MaxFrame, func(body []byte) error {
+	buffered := c.InboundBuffered()
+	wasReady := oc.sess.ready()
+	last, err := oc.sess.readRecords(c, func(msg []byte) ([]byte, error) { return oc.sess.handshakeStep(true, msg) })
+	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
+	if err == nil && !wasReady && oc.sess.ready() {
+		oc.p.secured(c, oc.epoch, last, oc.sess.tx)
+	}
+	if err == nil && oc.sess.ready() {
+		err = oc.readFrames(n)
+	}
+	if err != nil {
+		n.stats.badFrames.Add(1)
+		n.log.Warn("remote: closing connection", "peer", oc.p.name(), "reason", err)
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// readFrames handles the frames the peer sent on a dialed connection.
+func (oc *outConn) readFrames(n *Node) error {
+	defer oc.sess.compact()
+	return readFrames(oc.sess, n.cfg.MaxFrame, func(body []byte) error {
 		n.stats.framesIn.Add(1)
-		n.stats.bytesIn.Add(uint64(len(body) + 4))
 		if err := oc.fr.parse(body, &oc.f); err != nil {
 			return err
 		}
@@ -759,6 +812,9 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		case fWelcome:
 			if oc.f.version != protocolVersion {
 				return fmt.Errorf("%w: %s speaks %d", ErrVersion, oc.f.name, oc.f.version)
+			}
+			if err := n.authorize(oc.f.name, oc.sess.peerKey); err != nil {
+				return err
 			}
 			oc.p.welcomed(oc.f.name)
 		case fPong:
@@ -769,12 +825,6 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		return nil
 	})
-	if err != nil {
-		n.stats.badFrames.Add(1)
-		n.log.Warn("remote: closing connection", "peer", oc.p.name(), "reason", err)
-		return gnet.Close
-	}
-	return gnet.None
 }
 
 // dupConn returns a second net.Conn on c's socket: a duplicated descriptor,

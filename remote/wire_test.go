@@ -597,18 +597,6 @@ func rawDial(t testing.TB, addr string) net.Conn {
 	return c
 }
 
-// readFrame reads one frame body from c.
-func readFrame(c net.Conn, d time.Duration) ([]byte, error) {
-	_ = c.SetReadDeadline(time.Now().Add(d))
-	var h [4]byte
-	if _, err := io.ReadFull(c, h[:]); err != nil {
-		return nil, err
-	}
-	b := make([]byte, binary.BigEndian.Uint32(h[:]))
-	_, err := io.ReadFull(c, b)
-	return b, err
-}
-
 // expectClosed waits until the node closes c (EOF or reset), discarding
 // what it sends; it fails the test if c stays open.
 func expectClosed(t testing.TB, c net.Conn) {
@@ -651,12 +639,12 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 			t.Fatalf("legitimate ask after the bad connection = %v, %v", v, err)
 		}
 	}
-	handshake := func(t *testing.T, c net.Conn) {
+	handshake := func(t *testing.T, c *secureRaw) {
 		t.Helper()
 		if _, err := c.Write(helloFrame(protocolVersion, "raw", fake, 1)); err != nil {
 			t.Fatal(err)
 		}
-		wb, err := readFrame(c, 5*time.Second)
+		wb, err := c.readFrame(5 * time.Second)
 		if err != nil {
 			t.Fatalf("no welcome: %v", err)
 		}
@@ -667,36 +655,36 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 	cases := []struct {
 		name string
 		bad  bool // counts as a bad frame
-		run  func(t *testing.T, c net.Conn)
+		run  func(t *testing.T, c *secureRaw)
 	}{
-		{"garbage text", true, func(t *testing.T, c net.Conn) {
+		{"garbage text", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 			expectClosed(t, c)
 		}},
-		{"garbage frame", true, func(t *testing.T, c net.Conn) {
+		{"garbage frame", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write([]byte{0, 0, 0, 6, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1})
 			expectClosed(t, c)
 		}},
-		{"zero-length frame", true, func(t *testing.T, c net.Conn) {
+		{"zero-length frame", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write([]byte{0, 0, 0, 0})
 			expectClosed(t, c)
 		}},
-		{"oversized frame", true, func(t *testing.T, c net.Conn) {
+		{"oversized frame", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write([]byte{0, 0, 4, 1}) // 1025 > MaxFrame; no body sent
 			expectClosed(t, c)
 		}},
-		{"oversized frame after hello", true, func(t *testing.T, c net.Conn) {
+		{"oversized frame after hello", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(append([]byte{0, 0, 8, 0}, make([]byte, 2048)...))
 			expectClosed(t, c)
 		}},
-		{"truncated frame then close", false, func(t *testing.T, c net.Conn) {
+		{"truncated frame then close", false, func(t *testing.T, c *secureRaw) {
 			closed := b.node.Stats().ConnsClosed
 			_, _ = c.Write(append([]byte{0, 0, 0, 100}, make([]byte, 10)...))
 			_ = c.Close()
 			waitFor(t, 5*time.Second, "the node to close its side", func() bool { return b.node.Stats().ConnsClosed > closed })
 		}},
-		{"truncated frame after hello then close", false, func(t *testing.T, c net.Conn) {
+		{"truncated frame after hello then close", false, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			closed := b.node.Stats().ConnsClosed
 			ping := appendFrame(nil, fPing, uint64(1))
@@ -704,49 +692,49 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 			_ = c.Close()
 			waitFor(t, 5*time.Second, "the node to close its side", func() bool { return b.node.Stats().ConnsClosed > closed })
 		}},
-		{"unknown kind after hello", true, func(t *testing.T, c net.Conn) {
+		{"unknown kind after hello", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(appendFrame(nil, 99))
 			expectClosed(t, c)
 		}},
-		{"wrong field count after hello", true, func(t *testing.T, c net.Conn) {
+		{"wrong field count after hello", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(appendFrame(nil, fPing))
 			expectClosed(t, c)
 		}},
-		{"welcome on an accepted connection", true, func(t *testing.T, c net.Conn) {
+		{"welcome on an accepted connection", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(appendFrame(nil, fWelcome, uint64(protocolVersion), "x", uint64(1)))
 			expectClosed(t, c)
 		}},
-		{"pong on an accepted connection", true, func(t *testing.T, c net.Conn) {
+		{"pong on an accepted connection", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(appendFrame(nil, fPong, uint64(1)))
 			expectClosed(t, c)
 		}},
-		{"frame before hello", true, func(t *testing.T, c net.Conn) {
+		{"frame before hello", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write(appendFrame(nil, fPing, uint64(1)))
 			expectClosed(t, c)
 		}},
-		{"send before hello", true, func(t *testing.T, c net.Conn) {
+		{"send before hello", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write(appendFrame(nil, fSend, msgpack.RawMessage(rawID(0, 0, 0, make([]byte, 16))), nil, uint64(0), nil))
 			expectClosed(t, c)
 		}},
-		{"hostile payload before hello", true, func(t *testing.T, c net.Conn) {
+		{"hostile payload before hello", true, func(t *testing.T, c *secureRaw) {
 			// A 5-byte array header declaring 2^31 elements: parsed before the
 			// hello check, it must not make the decoder allocate 32 GiB.
 			_, _ = c.Write(appendFrame(nil, fSend, msgpack.RawMessage(rawID(0, 0, 0, make([]byte, 16))), nil, typeID("[]any"),
 				msgpack.RawMessage{0xdd, 0x7f, 0xff, 0xff, 0xff}))
 			expectClosed(t, c)
 		}},
-		{"hostile payloads after hello", false, func(t *testing.T, c net.Conn) {
+		{"hostile payloads after hello", false, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			to := msgpack.RawMessage(rawID(0, 0, 0, make([]byte, 16)))
 			_, _ = c.Write(appendFrame(nil, fSend, to, nil, typeID("[]any"), msgpack.RawMessage{0xdd, 0xff, 0xff, 0xff, 0xff}))
 			_, _ = c.Write(appendFrame(nil, fSend, to, nil, typeID("map[string]any"), msgpack.RawMessage{0xdf, 0x7f, 0xff, 0xff, 0xff}))
 			_, _ = c.Write(appendFrame(nil, fSend, to, nil, uint64(12345), msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 900), 0xc0))))
 			_, _ = c.Write(appendFrame(nil, fPing, uint64(3)))
-			pb, err := readFrame(c, 5*time.Second)
+			pb, err := c.readFrame(5 * time.Second)
 			if err != nil {
 				t.Fatalf("no pong after hostile payloads: %v", err)
 			}
@@ -754,14 +742,14 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 				t.Fatalf("pong = %+v", f)
 			}
 		}},
-		{"second hello", true, func(t *testing.T, c net.Conn) {
+		{"second hello", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(helloFrame(protocolVersion, "raw", fake, 2))
 			expectClosed(t, c)
 		}},
-		{"wrong protocol version", true, func(t *testing.T, c net.Conn) {
+		{"wrong protocol version", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write(helloFrame(protocolVersion+1, "raw", fake, 1))
-			gb, err := readFrame(c, 5*time.Second)
+			gb, err := c.readFrame(5 * time.Second)
 			if err != nil {
 				t.Fatalf("no goodbye: %v", err)
 			}
@@ -771,41 +759,41 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 			}
 			expectClosed(t, c)
 		}},
-		{"hello claiming the node's own address", true, func(t *testing.T, c net.Conn) {
+		{"hello claiming the node's own address", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write(helloFrame(protocolVersion, "raw", addr, 1))
 			expectClosed(t, c)
 		}},
-		{"hello without an address", true, func(t *testing.T, c net.Conn) {
+		{"hello without an address", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write(helloFrame(protocolVersion, "raw", "", 1))
 			expectClosed(t, c)
 		}},
-		{"hello with a stale epoch", true, func(t *testing.T, c net.Conn) {
+		{"hello with a stale epoch", true, func(t *testing.T, c *secureRaw) {
 			h := appendFrame(nil, fHello, uint64(protocolVersion), "raw-epoch", uint64(4242), fake, uint64(5))
 			if _, err := c.Write(h); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := readFrame(c, 5*time.Second); err != nil {
+			if _, err := c.readFrame(5 * time.Second); err != nil {
 				t.Fatalf("no welcome: %v", err)
 			}
-			c2 := rawDial(t, addr)
+			c2 := secureDial(t, addr)
 			_, _ = c2.Write(h) // same incarnation, same epoch: refused
 			expectClosed(t, c2)
 			// The newer epoch supersedes the first connection, whose next
 			// frame closes it.
-			c3 := rawDial(t, addr)
+			c3 := secureDial(t, addr)
 			_, _ = c3.Write(appendFrame(nil, fHello, uint64(protocolVersion), "raw-epoch", uint64(4242), fake, uint64(6)))
-			if _, err := readFrame(c3, 5*time.Second); err != nil {
+			if _, err := c3.readFrame(5 * time.Second); err != nil {
 				t.Fatalf("no welcome for the newer epoch: %v", err)
 			}
 			_, _ = c.Write(appendFrame(nil, fPing, uint64(1)))
 			expectClosed(t, c)
 		}},
-		{"goodbye", true, func(t *testing.T, c net.Conn) {
+		{"goodbye", true, func(t *testing.T, c *secureRaw) {
 			handshake(t, c)
 			_, _ = c.Write(appendFrame(nil, fGoodbye, uint64(codeOther), "leaving"))
 			expectClosed(t, c)
 		}},
-		{"silent connection", false, func(t *testing.T, c net.Conn) {
+		{"silent connection", false, func(t *testing.T, c *secureRaw) {
 			// Accepted connections silent past HeartbeatTimeout are closed.
 			handshake(t, c)
 			expectClosed(t, c)
@@ -814,7 +802,7 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			before := b.node.Stats()
-			c := rawDial(t, addr)
+			c := secureDial(t, addr)
 			tc.run(t, c)
 			if tc.bad {
 				waitFor(t, 5*time.Second, "BadFrames to count it", func() bool { return b.node.Stats().BadFrames > before.BadFrames })
@@ -824,13 +812,13 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 	}
 	// A hostile frame with a payload that fails to decode, after a good hello:
 	// the payload is refused, the connection stays.
-	c := rawDial(t, addr)
+	c := secureDial(t, addr)
 	handshake(t, c)
 	bad := b.node.Stats().BadFrames
 	to, _ := b.sys.Wire().LocalID(localOf(t, a, b, r))
 	_, _ = c.Write(appendFrame(nil, fSend, msgpack.RawMessage(rawID(uint64(to.Loop), uint64(to.Slot), uint64(to.Gen), to.Secret[:])), nil, typeID("int"), "not an int"))
 	_, _ = c.Write(appendFrame(nil, fPing, uint64(9)))
-	pb, err := readFrame(c, 5*time.Second)
+	pb, err := c.readFrame(5 * time.Second)
 	if err != nil {
 		t.Fatalf("no pong after a bad payload: %v", err)
 	}
@@ -948,18 +936,28 @@ func TestDialedConnectionBadFrames(t *testing.T) {
 	b := newTestNode(t, "b", Config{})
 	legit := remoteActor(t, a, b, echo)
 	for name, reply := range map[string][]byte{
-		"garbage":     {0, 0, 0, 3, 0xc1, 0xc1, 0xc1},
-		"oversized":   {0, 1, 0, 0},
-		"send":        appendFrame(nil, fSend, msgpack.RawMessage(rawID(0, 0, 0, make([]byte, 16))), nil, uint64(0), nil),
-		"bad welcome": appendFrame(nil, fWelcome, uint64(protocolVersion+1), "x", uint64(1)),
-		"goodbye":     appendFrame(nil, fGoodbye, uint64(codeVersion), "go away"),
+		"no handshake": nil, // answers the handshake with plaintext
+		"garbage":      {0, 0, 0, 3, 0xc1, 0xc1, 0xc1},
+		"oversized":    {0, 1, 0, 0},
+		"send":         appendFrame(nil, fSend, msgpack.RawMessage(rawID(0, 0, 0, make([]byte, 16))), nil, uint64(0), nil),
+		"bad welcome":  appendFrame(nil, fWelcome, uint64(protocolVersion+1), "x", uint64(1)),
+		"goodbye":      appendFrame(nil, fGoodbye, uint64(codeVersion), "go away"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			addr := fakePeer(t, 0, func(c net.Conn, done <-chan struct{}) {
-				if _, err := readFrame(c, 10*time.Second); err != nil { // the hello
+				if reply == nil {
+					_, _ = c.Write(appendFrame(nil, fWelcome, uint64(protocolVersion), "x", uint64(1)))
+					_, _ = io.Copy(io.Discard, c)
 					return
 				}
-				_, _ = c.Write(reply)
+				sc, err := secureAccept(t, c, nil)
+				if err != nil {
+					return
+				}
+				if _, err := sc.readFrame(10 * time.Second); err != nil { // the hello
+					return
+				}
+				_, _ = sc.Write(reply)
 				_, _ = io.Copy(io.Discard, c)
 			})
 			r, _ := fakeRef(a, addr)
@@ -1014,7 +1012,11 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	const maxOut = 64 << 10
 	drain := make(chan struct{})
 	addr := fakePeer(t, 4096, func(c net.Conn, done <-chan struct{}) {
-		if _, err := readFrame(c, 10*time.Second); err != nil {
+		sc, err := secureAccept(t, c, nil)
+		if err != nil {
+			return
+		}
+		if _, err := sc.readFrame(10 * time.Second); err != nil { // the hello
 			return
 		}
 		select { // read nothing more until told to

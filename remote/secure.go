@@ -1,0 +1,316 @@
+package remote
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/flynn/noise"
+)
+
+// The transport between nodes is encrypted and authenticated with the Noise
+// protocol framework (github.com/flynn/noise, a small, audited-by-use
+// implementation that works on byte slices, which suits gnet's event loops
+// better than crypto/tls, which wants a blocking net.Conn):
+// Noise_XX_25519_AESGCM_SHA256, or Noise_XXpsk3_25519_AESGCM_SHA256 when a
+// cluster key is set. See docs/remote.md, "Transport security".
+
+// ErrHandshake means the secure handshake with a peer failed: it does not
+// hold the cluster key, sent something that is not a handshake, or was
+// refused by Config.Authorize. The connection is closed.
+var ErrHandshake = errors.New("remote: secure handshake failed")
+
+// noisePrologue binds both sides to this protocol: a handshake with anything
+// else fails.
+const noisePrologue = "actord remote transport 1"
+
+// maxRecord is the largest record body (a Noise message); maxSealed the most
+// plaintext one record carries.
+const (
+	maxRecord = noise.MaxMsgLen
+	maxSealed = maxRecord - 16 // the AES-GCM tag
+)
+
+var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+
+// GenerateKey returns a new node private key: 32 random bytes, an X25519
+// scalar. Keep it in Config.PrivateKey to give a node a stable identity
+// across restarts.
+func GenerateKey() ([]byte, error) {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return k.Bytes(), nil
+}
+
+// PublicKey returns the public key of a node private key, as peers see it in
+// Config.Authorize.
+func PublicKey(private []byte) ([]byte, error) {
+	k, err := ecdh.X25519().NewPrivateKey(private)
+	if err != nil {
+		return nil, fmt.Errorf("remote: bad private key: %w", err)
+	}
+	return k.PublicKey().Bytes(), nil
+}
+
+// security is a node's keys, fixed when it starts.
+type security struct {
+	static noise.DHKey
+	psk    []byte // 32 bytes derived from Config.ClusterKey, or nil
+}
+
+// minClusterKey is the shortest cluster key accepted.
+const minClusterKey = 16
+
+func newSecurity(cfg Config) (*security, error) {
+	s := &security{}
+	priv := cfg.PrivateKey
+	if priv == nil {
+		var err error
+		if priv, err = GenerateKey(); err != nil {
+			return nil, err
+		}
+	}
+	pub, err := PublicKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	s.static = noise.DHKey{Private: append([]byte(nil), priv...), Public: pub}
+	if cfg.ClusterKey != nil {
+		if len(cfg.ClusterKey) < minClusterKey {
+			return nil, fmt.Errorf("remote: cluster key of %d bytes, want at least %d", len(cfg.ClusterKey), minClusterKey)
+		}
+		h := sha256.New()
+		h.Write([]byte("actord cluster key\x00"))
+		h.Write(cfg.ClusterKey)
+		s.psk = h.Sum(nil)
+	}
+	return s, nil
+}
+
+// handshake starts the handshake of one connection; the dialer initiates.
+func (s *security) handshake(initiator bool) (*noise.HandshakeState, error) {
+	c := noise.Config{
+		CipherSuite:   cipherSuite,
+		Random:        rand.Reader,
+		Pattern:       noise.HandshakeXX,
+		Initiator:     initiator,
+		Prologue:      []byte(noisePrologue),
+		StaticKeypair: s.static,
+	}
+	if s.psk != nil {
+		c.PresharedKey, c.PresharedKeyPlacement = s.psk, 3
+	}
+	return noise.NewHandshakeState(c)
+}
+
+// appendRecord appends msg (a handshake message) as one record: a 2-byte
+// big-endian length, then the bytes.
+func appendRecord(dst, msg []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(msg)))
+	return append(dst, msg...)
+}
+
+// seal appends plain to dst as records encrypted with cs, each carrying at
+// most maxSealed bytes.
+func seal(dst []byte, cs *noise.CipherState, plain []byte) []byte {
+	for len(plain) > 0 {
+		n := min(len(plain), maxSealed)
+		at := len(dst)
+		dst = append(dst, 0, 0)
+		var err error
+		dst, err = cs.Encrypt(dst, nil, plain[:n])
+		if err != nil {
+			// Only ErrMaxNonce, after 2^64 records: unreachable.
+			panic(fmt.Sprintf("remote: seal: %v", err))
+		}
+		binary.BigEndian.PutUint16(dst[at:], uint16(len(dst)-at-2))
+		plain = plain[n:]
+	}
+	return dst
+}
+
+// stream is the part of gnet.Conn that reading records and frames needs.
+type stream interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	InboundBuffered() int
+}
+
+// session is one connection's side of the secure channel: the handshake
+// until it completes, then a cipher each way and the decrypted bytes not yet
+// parsed into frames. Used on the connection's gnet loop only (tx is used
+// under the peer's lock for dialed connections).
+type session struct {
+	hs      *noise.HandshakeState
+	step    int // handshake messages processed
+	tx, rx  *noise.CipherState
+	peerKey []byte
+	plain   []byte // decrypted stream
+	off     int    // bytes of plain already parsed
+	limit   int    // most unparsed plaintext held: a frame of MaxFrame and a record
+}
+
+func newSession(hs *noise.HandshakeState, maxFrame int) *session {
+	return &session{hs: hs, limit: 4 + maxFrame + maxRecord}
+}
+
+// ready reports whether the handshake is complete.
+func (s *session) ready() bool { return s.rx != nil }
+
+// hello returns the initiator's first handshake message, as a record.
+func (s *session) hello() ([]byte, error) {
+	msg, _, _, err := s.hs.WriteMessage(nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	s.step = 1
+	return appendRecord(nil, msg), nil
+}
+
+// handshakeStep processes one handshake message from the other side and
+// returns the record to answer with, if any. The handshake is XX: the
+// initiator sends e; the responder e, ee, s, es; the initiator s, se (and
+// psk with a cluster key).
+func (s *session) handshakeStep(initiator bool, msg []byte) (reply []byte, err error) {
+	fail := func(err error) ([]byte, error) { return nil, fmt.Errorf("%w: %v", ErrHandshake, err) }
+	switch {
+	case !initiator && s.step == 0: // <- e
+		if _, _, _, err := s.hs.ReadMessage(nil, msg); err != nil {
+			return fail(err)
+		}
+		out, _, _, err := s.hs.WriteMessage(nil, nil)
+		if err != nil {
+			return fail(err)
+		}
+		s.step = 2
+		return appendRecord(nil, out), nil
+	case initiator && s.step == 1: // <- e, ee, s, es
+		if _, _, _, err := s.hs.ReadMessage(nil, msg); err != nil {
+			return fail(err)
+		}
+		out, c1, c2, err := s.hs.WriteMessage(nil, nil)
+		if err != nil {
+			return fail(err)
+		}
+		s.done(c1, c2)
+		return appendRecord(nil, out), nil
+	case !initiator && s.step == 2: // <- s, se
+		_, c1, c2, err := s.hs.ReadMessage(nil, msg)
+		if err != nil {
+			return fail(err)
+		}
+		s.done(c2, c1)
+		return nil, nil
+	}
+	return fail(errors.New("unexpected handshake message"))
+}
+
+// done installs the transport ciphers: c1 carries initiator to responder.
+func (s *session) done(tx, rx *noise.CipherState) {
+	s.tx, s.rx = tx, rx
+	s.peerKey = s.hs.PeerStatic()
+	s.hs = nil
+	s.step = 3
+}
+
+// readRecords consumes every complete record buffered on c: handshake
+// messages go to handshake, which may return a record to send back; once
+// the handshake is done, records are decrypted onto the session's plaintext.
+// It returns the replies to send, in order.
+func (s *session) readRecords(c stream, handshake func(msg []byte) ([]byte, error)) (replies []byte, err error) {
+	for {
+		h, perr := c.Peek(2)
+		if perr != nil || len(h) < 2 {
+			return replies, nil
+		}
+		size := int(binary.BigEndian.Uint16(h))
+		if c.InboundBuffered() < 2+size {
+			return replies, nil
+		}
+		buf, perr := c.Peek(2 + size)
+		if perr != nil {
+			return replies, nil
+		}
+		msg := buf[2:]
+		if !s.ready() {
+			var r []byte
+			r, err = handshake(msg)
+			replies = append(replies, r...)
+		} else if len(s.plain)-s.off+size > s.limit {
+			err = fmt.Errorf("%w: %d bytes of unparsed plaintext", ErrFrameTooLarge, len(s.plain)-s.off+size)
+		} else if s.plain, err = s.rx.Decrypt(s.plain, nil, msg); err != nil {
+			err = fmt.Errorf("%w: record does not authenticate: %v", ErrBadFrame, err)
+		}
+		_, _ = c.Discard(2 + size)
+		if err != nil {
+			return replies, err
+		}
+	}
+}
+
+// Peek, Discard and InboundBuffered make the decrypted stream a stream, so
+// readFrames parses it like a socket.
+func (s *session) Peek(n int) ([]byte, error) {
+	if len(s.plain)-s.off < n {
+		return nil, errShortPlain
+	}
+	return s.plain[s.off : s.off+n], nil
+}
+
+func (s *session) Discard(n int) (int, error) {
+	s.off += n
+	return n, nil
+}
+
+func (s *session) InboundBuffered() int { return len(s.plain) - s.off }
+
+// compact drops the parsed plaintext, keeping a partial frame.
+func (s *session) compact() {
+	if s.off == 0 {
+		return
+	}
+	n := copy(s.plain, s.plain[s.off:])
+	s.plain = s.plain[:n]
+	s.off = 0
+	if n == 0 && cap(s.plain) > 1<<20 {
+		s.plain = nil // do not keep a large frame's buffer
+	}
+}
+
+var errShortPlain = errors.New("remote: short plaintext")
+
+// ErrKeyFile means a cluster key file is unusable: unreadable, too short, or
+// readable by others than its owner.
+var ErrKeyFile = errors.New("remote: bad cluster key file")
+
+// ReadClusterKey reads a cluster key (for Config.ClusterKey) from a file: its
+// content with surrounding white space trimmed. Like an SSH private key, the
+// file must be readable by its owner only (mode 0600 or 0400), since the key
+// admits nodes to the cluster; the key must be at least 16 bytes. Make one
+// with, for example, `head -c 32 /dev/urandom | base64 > cluster.key; chmod
+// 600 cluster.key`. Errors match ErrKeyFile.
+func ReadClusterKey(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %v: make it readable by its owner only (chmod 600)", ErrKeyFile, path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < minClusterKey {
+		return nil, fmt.Errorf("%w: %s holds %d bytes, want at least %d", ErrKeyFile, path, len(b), minClusterKey)
+	}
+	return b, nil
+}
