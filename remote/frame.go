@@ -148,6 +148,30 @@ func newFrameReader(n *Node, from *peer) *frameReader {
 
 func (fr *frameReader) release() { codecNodes.Delete(fr.dec) }
 
+// pos is the read position in the body being parsed.
+func (fr *frameReader) pos() int { return len(fr.buf) - fr.r.Len() }
+
+// checkString fails if the string or binary value at the read position
+// declares more bytes than the body has left. msgpack's decoder does not
+// check: it reads a string through a scratch buffer that it keeps, growing
+// it towards the declared length (up to 4 GiB) by at least 1 MiB, and a copy
+// of the whole buffer, per call. The decoder lives as long as the
+// connection, so every frame of a few bytes declaring a huge string would
+// add to what the node holds, and to the time the next one takes. Any other
+// value is left for the decoder to refuse.
+func (fr *frameReader) checkString() error {
+	i := fr.pos()
+	if i >= len(fr.buf) {
+		return nil
+	}
+	switch c := fr.buf[i]; {
+	case c >= 0xa0 && c <= 0xbf, c >= 0xc4 && c <= 0xc6, c >= 0xd9 && c <= 0xdb: // fixstr, bin, str
+		_, err := checkValue(fr.buf, i, 0)
+		return err
+	}
+	return nil
+}
+
 // setFrom records which node the connection's frames come from, once known.
 func (fr *frameReader) setFrom(n *Node, from *peer) {
 	codecNodes.Store(fr.dec, &codecCtx{n: n, from: from})
@@ -198,7 +222,9 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	}
 	str := func(dst *string) {
 		if err == nil {
-			*dst, err = d.DecodeString()
+			if err = fr.checkString(); err == nil {
+				*dst, err = d.DecodeString()
+			}
 		}
 	}
 	switch f.kind {
@@ -360,14 +386,24 @@ func (fr *frameReader) payload(f *frame) {
 		}
 		return
 	}
+	// msgpack allocates the lengths a value declares before reading it (a
+	// []byte all at once, a string or a skipped value in a buffer that the
+	// decoder keeps) and recurses once per nesting level: check both before
+	// decoding or skipping anything, builtin types included.
+	_, cerr := checkValue(fr.buf, fr.pos(), 0)
 	ti, ok := fr.reg.ofID(id)
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
-		if _, err := checkValue(fr.buf, len(fr.buf)-fr.r.Len(), 0); err != nil {
+		if cerr != nil {
 			fr.r.Reset(nil) // Skip would recurse as deep as the value nests
 			return
 		}
 		_ = d.Skip()
+		return
+	}
+	if cerr != nil {
+		f.payloadErr = bad("payload "+ti.name, cerr)
+		fr.r.Reset(nil)
 		return
 	}
 	if v, ok, err := decodeBuiltin(d, ti.typ); ok {
@@ -377,13 +413,6 @@ func (fr *frameReader) payload(f *frame) {
 			return
 		}
 		f.payload = v
-		return
-	}
-	// msgpack preallocates the lengths a value declares and recurses once per
-	// nesting level: check both before decoding.
-	if _, err := checkValue(fr.buf, len(fr.buf)-fr.r.Len(), 0); err != nil {
-		f.payloadErr = bad("payload "+ti.name, err)
-		fr.r.Reset(nil)
 		return
 	}
 	v := reflect.New(ti.typ)

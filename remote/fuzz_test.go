@@ -3,11 +3,13 @@ package remote
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -103,6 +105,93 @@ func malformedSeeds() [][]byte {
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0)))),
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, 12345, msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0)))),
 		pre(body(fAsk, rawID(0, 1, 1, sec), rawID(0, 1, 1, sec), 1, 1, typeID("actor.Ref"), msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 0xdd, 0xff, 0xff, 0xff, 0xff})),
+		// Strings and byte strings declaring 4 GiB (see checkString).
+		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("bytes"), msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("string"), msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fReply, 1, 1, 1, 0, msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff}, 0, nil)),
+		pre(body(fWelcome, 1, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}, 1)),
+	}
+}
+
+// TestDeclaredLengthsCheckedBeforeAllocating checks that a string or byte string
+// declaring more bytes than its frame holds is refused before msgpack
+// allocates for it. msgpack allocates a []byte of the declared length at
+// once (4 GiB for a 25-byte frame), and grows the scratch buffer it reads
+// strings through, which it keeps for the life of the decoder (of the
+// connection), towards the declared length by 1 MiB or more and a copy of
+// the whole buffer per call: fuzzing with one frameReader reached gigabytes
+// and single frames of tens of seconds (the worker "hung").
+func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
+	n := fuzzNode(t)
+	sec := make([]byte, 16)
+	to := rawID(0, 1, 1, sec)
+	big := func(code byte) msgpack.RawMessage { // str 32 or bin 32 of 256 MiB
+		return msgpack.RawMessage{code, 0x10, 0, 0, 0, 'x'}
+	}
+	type fuzzStr struct{ S string }
+	if err := Register[fuzzStr](n, "fuzz.str"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		body    []byte
+		payload bool // the frame parses, with payloadErr set
+	}{
+		{"bytes payload", body(fSend, to, nil, typeID("bytes"), big(0xc6)), true},
+		{"string payload", body(fSend, to, nil, typeID("string"), big(0xdb)), true},
+		{"string payload as bin", body(fSend, to, nil, typeID("string"), big(0xc6)), true},
+		{"struct field", body(fSend, to, nil, typeID("fuzz.str"), append(msgpack.RawMessage{0x81, 0xa1, 'S'}, big(0xdb)...)), true},
+		{"unknown type", body(fSend, to, nil, 12345, big(0xdb)), true},
+		// A ref whose gen is a string holding what looks like a bin 32
+		// header: a read past the failed gen would take it for the secret.
+		{"ref read out of step", body(fSend, to, nil, typeID("actor.Ref"), append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 1, 2, 0xa5},
+			append(big(0xc6)[:5], append([]byte{0xc4, 0x10}, sec...)...)...)), true},
+		// A ref naming a node with a 600-byte address (maxRefField).
+		{"ref address too long", body(fSend, to, nil, typeID("actor.Ref"), append(append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xda, 0x02, 0x58},
+			bytes.Repeat([]byte{'a'}, 600)...), append([]byte{1, 2, 3, 0xc4, 0x10}, sec...)...)), true},
+		{"ask payload", body(fAsk, to, to, 1, 1, typeID("bytes"), big(0xc6)), true},
+		{"spawn payload", body(fSpawn, 1, 1, "k", typeID("string"), big(0xdb)), true},
+		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1), false},
+		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1), false},
+		{"welcome name", body(fWelcome, 1, big(0xdb), 1), false},
+		{"reply message", body(fReply, 1, 1, 1, 0, big(0xc6), 0, nil), false},
+		{"stop message", body(fStop, to, 0, big(0xdb)), false},
+		{"down message", body(fDown, to, to, 0, big(0xdb)), false},
+		{"spawn kind", body(fSpawn, 1, 1, big(0xc6), 0, nil), false},
+		{"goodbye message", body(fGoodbye, 0, big(0xdb)), false},
+	}
+	var f frame
+	for _, c := range cases {
+		fr := newFrameReader(n, nil) // a connection's
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const parses = 20
+		for range parses {
+			err := fr.parse(c.body, &f)
+			switch {
+			case c.payload && err != nil:
+				t.Fatalf("%s: %v, want only a payload error", c.name, err)
+			case c.payload && f.payloadErr == nil:
+				t.Fatalf("%s: no payload error", c.name)
+			case !c.payload && !errors.Is(err, ErrBadFrame):
+				t.Fatalf("%s: parse error %v, want ErrBadFrame", c.name, err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+			t.Errorf("%s: %d parses allocated %d bytes", c.name, parses, got)
+		}
+		fr.release()
+	}
+	// What fits in the frame still decodes.
+	fr := newFrameReader(n, nil)
+	defer fr.release()
+	long := strings.Repeat("y", 1000)
+	if err := fr.parse(body(fSend, to, nil, typeID("string"), long), &f); err != nil || f.payload != long {
+		t.Fatalf("a 1000-byte string payload: %v, %v", err, f.payloadErr)
+	}
+	if err := fr.parse(body(fGoodbye, 0, long), &f); err != nil || f.msg != long {
+		t.Fatalf("a 1000-byte goodbye message: %v", err)
 	}
 }
 

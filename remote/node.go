@@ -444,6 +444,10 @@ func (n *Node) encodeRef(e *msgpack.Encoder, r actor.Ref) error {
 	return e.EncodeBytes(id.Secret[:])
 }
 
+// maxRefField bounds the node name and the address in a ref on the wire (a
+// DNS name is at most 253 bytes).
+const maxRefField = 512
+
 func (n *Node) decodeRef(d *msgpack.Decoder) (actor.Ref, error) {
 	c, err := d.PeekCode()
 	if err != nil {
@@ -463,16 +467,33 @@ func (n *Node) decodeRef(d *msgpack.Decoder) (actor.Ref, error) {
 	if err != nil {
 		return actor.Ref{}, err
 	}
+	if len(name) > maxRefField || len(addr) > maxRefField {
+		// Every ref to a new node costs a peer (MaxPeers bounds how many):
+		// bound what each keeps too.
+		return actor.Ref{}, fmt.Errorf("%w: ref with a %d-byte node name and a %d-byte address (max %d)", ErrBadFrame, len(name), len(addr), maxRefField)
+	}
+	// Stop at the first bad field: a read past one that failed is out of step
+	// with the value checkValue walked, and could take any bytes for a
+	// length. The secret is read in place, as DecodeBytes would first
+	// allocate whatever length is declared.
 	var id actor.WireID
-	loop, err1 := d.DecodeUint16()
-	slot, err2 := d.DecodeUint32()
-	gen, err3 := d.DecodeUint32()
-	sec, err4 := d.DecodeBytes()
-	if err := errors.Join(err1, err2, err3, err4); err != nil || len(sec) != 16 {
+	if id.Loop, err = d.DecodeUint16(); err == nil {
+		if id.Slot, err = d.DecodeUint32(); err == nil {
+			id.Gen, err = d.DecodeUint32()
+		}
+	}
+	if err == nil {
+		var l int
+		if l, err = d.DecodeBytesLen(); err == nil && l != len(id.Secret) {
+			err = fmt.Errorf("secret of %d bytes", l)
+		}
+	}
+	if err == nil {
+		err = d.ReadFull(id.Secret[:])
+	}
+	if err != nil {
 		return actor.Ref{}, fmt.Errorf("%w: ref fields: %v", ErrBadFrame, err)
 	}
-	id.Loop, id.Slot, id.Gen = loop, slot, gen
-	copy(id.Secret[:], sec)
 	if addr == n.Addr() {
 		r, _ := n.wire.Resolve(id) // a forged one comes back dead
 		return r, nil
