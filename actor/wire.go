@@ -72,6 +72,13 @@ type remoteTarget struct {
 // Holding a *System already gives full authority over its actors, so Wire
 // grants nothing new; what protects actors from the network is the secret
 // check in Resolve.
+//
+// DeliverSend, DeliverAsk and Settle are meant for the transport's network
+// goroutines: when the target loop is idle (its goroutine parked), they run
+// the loop's pass on the calling goroutine (loop.PostRun) rather than wake
+// it, so a request read from the network is handled, and its reply written,
+// without a thread hand-off. They may therefore run actor handlers before
+// they return; call them from no lock a handler could need.
 type Wire struct {
 	s        *System
 	mu       sync.Mutex
@@ -213,7 +220,7 @@ func (w *Wire) DeliverSend(to, from Ref, msg any) error {
 	if to.l == nil || to.l.sys != w.s {
 		return ErrInvalidRef
 	}
-	return postErr(to.l.loop.Post(envelope{kind: kSend, to: to, from: from, msg: msg}))
+	return postErr(to.l.loop.PostRun(envelope{kind: kSend, to: to, from: from, msg: msg}))
 }
 
 // DeliverAsk queues a request from the network for a local actor. Its reply
@@ -223,7 +230,7 @@ func (w *Wire) DeliverAsk(to, from Ref, msg any, pidx, pgen uint32) error {
 	if to.l == nil || to.l.sys != w.s || from.r == nil {
 		return ErrInvalidRef
 	}
-	return postErr(to.l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+	return postErr(to.l.loop.PostRun(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
 }
 
 // Settle hands the reply of a request made by a local actor (through
@@ -233,7 +240,7 @@ func (w *Wire) Settle(loop uint16, pidx, pgen uint32, v any, err error) {
 	if int(loop) >= len(w.s.loops) {
 		return
 	}
-	_ = w.s.loops[loop].loop.PostControl(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
+	_ = w.s.loops[loop].loop.PostControlRun(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
 }
 
 // FailPeer fails, with err, every pending ask that local actors sent to p on

@@ -83,6 +83,9 @@ type Loop[E any] struct {
 	timers  timerHeap[E]
 
 	sleeping  atomic.Int32
+	owner     atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
+	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
+	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
 	wake      chan struct{}
 	interrupt atomic.Bool
 	running   atomic.Bool
@@ -125,6 +128,39 @@ func (l *Loop[E]) Post(ev E) error {
 		return err
 	}
 	l.notify()
+	return nil
+}
+
+// PostRun is Post for a goroutine that may run the loop itself: if the
+// loop's goroutine is parked for want of work, the calling goroutine runs
+// one pass of the loop (at most Batch events from each queue, and due
+// timers), which handles ev, instead of waking it. Otherwise it wakes the
+// loop like Post. Order and exclusion are as with Post: handlers never run
+// on two goroutines at once and cannot tell the difference.
+//
+// A transport uses it for events it reads from the network: on an idle loop
+// the event is handled without a thread hand-off, which is most of the
+// latency of a request/response exchange. The caller must be able to afford
+// running handlers (a network goroutine, not a loop's own handler).
+func (l *Loop[E]) PostRun(ev E) error {
+	if err := l.in.push(ev); err != nil {
+		return err
+	}
+	if !l.runParked() {
+		l.notify()
+	}
+	return nil
+}
+
+// PostControlRun is PostControl with the hand-off of PostRun.
+func (l *Loop[E]) PostControlRun(ev E) error {
+	if err := l.ctl.push(ev); err != nil {
+		return err
+	}
+	l.ctlHint.Store(1)
+	if !l.runParked() {
+		l.notify()
+	}
 	return nil
 }
 
@@ -349,7 +385,16 @@ func (l *Loop[E]) hasWork() bool {
 	return l.ctlPos < len(l.ctlBuf) || l.ctlHint.Load() != 0 || l.local.n > 0 || l.in.ready()
 }
 
+// Owners of a running loop's passes.
+const (
+	ownRunning  = iota // the loop goroutine
+	ownParked          // nobody: the loop goroutine is parked
+	ownBorrowed        // a goroutine in PostRun
+)
+
 // park blocks until a producer wakes the loop or the next timer is due.
+// While it is parked, PostRun may lend the loop to another goroutine; the
+// loop goroutine takes it back (waiting for the borrower) before it returns.
 func (l *Loop[E]) park() {
 	l.publish()
 	defer func() { l.checkTimer = true }() // time passed: look at the timers first
@@ -370,15 +415,62 @@ func (l *Loop[E]) park() {
 		} else {
 			l.parkTimer.Reset(d)
 		}
+		l.parkUntil = when
+		l.owner.Store(ownParked)
 		select {
 		case <-l.wake:
 		case <-l.parkTimer.C:
 		}
 		l.parkTimer.Stop()
 	} else {
+		l.parkUntil = 0
+		l.owner.Store(ownParked)
 		<-l.wake
 	}
+	l.takeBack()
 	l.sleeping.Store(0)
+}
+
+// takeBack makes the loop goroutine the owner again, waiting for a borrower
+// (PostRun) to finish its pass. The flag is raised before the attempt, so a borrower
+// that releases after a failed attempt always sees it and wakes us.
+func (l *Loop[E]) takeBack() {
+	for {
+		l.reclaim.Store(true)
+		if l.owner.CompareAndSwap(ownParked, ownRunning) {
+			l.reclaim.Store(false)
+			return
+		}
+		<-l.wake // runParked signals when it releases the loop
+	}
+}
+
+// runParked runs one pass on the calling goroutine if the loop's goroutine
+// is parked, and reports whether it did. The loop's goroutine stays parked
+// meanwhile and takes the loop back afterwards; work left over, or a timer
+// due before the one it sleeps toward, wakes it. It returns false at once
+// when the loop is busy, stopped or already lent, so it never blocks.
+func (l *Loop[E]) runParked() bool {
+	if l.owner.Load() != ownParked || !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
+		return false
+	}
+	l.pass()
+	// Wake the loop goroutine if it is waiting for us, if work is left, or
+	// if the pass added a timer due before the one it sleeps toward.
+	wake := l.hasWork()
+	if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
+		wake = true
+	}
+	l.publish()
+	l.owner.Store(ownParked)
+	if l.reclaim.Swap(false) || wake {
+		l.sleeping.Store(0)
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
 
 // Step handles at most one event, in the fixed priority order control,
