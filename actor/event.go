@@ -39,7 +39,7 @@ type Event struct {
 	To       Ref           // the actor concerned
 	Msg      any           // the message, when there is one
 	Start    time.Time     // when handling began, on the loop's clock
-	Duration time.Duration // how long the handler ran (wall clock)
+	Duration time.Duration // how long the handler ran (by the CPU time-stamp counter where it is invariant, else the monotonic clock)
 	Err      error         // the handler's error, the drop reason, or the stop reason
 	Crash    *Crash        // set for EventCrash
 	// Actor is the instance whose handler or continuation ran, for

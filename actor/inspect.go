@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/actord/actord/loop"
 )
 
 // This file is the seam between the runtime and a debugger (package debug):
@@ -113,25 +111,4 @@ func (ls *loopState) inspect(r Ref, f func(*Context, Actor)) (err error) {
 	}()
 	f(c, sl.actor)
 	return nil
-}
-
-// hookStart reads the clock when a handler with a hook begins: its start
-// on the loop's clock, and t0, a reading with a monotonic part to time the
-// handler with time.Since. With the real clock it costs one monotonic clock
-// read (the wall time is derived from a base taken at most a minute
-// earlier), where a time.Now costs two.
-func (ls *loopState) hookStart() (start, t0 time.Time) {
-	if ls.monoBase.IsZero() {
-		ls.monoBase = time.Now()
-	}
-	d := time.Since(ls.monoBase)
-	if d > time.Minute { // follow wall clock adjustments
-		ls.monoBase = time.Now()
-		d = 0
-	}
-	t0 = ls.monoBase.Add(d)
-	if _, real := ls.sys.cfg.Clock.(loop.RealClock); real {
-		return t0, t0
-	}
-	return ls.loop.Now(), t0
 }

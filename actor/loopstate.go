@@ -94,7 +94,7 @@ type loopState struct {
 	settled  []uint32 // promises settled this turn with no continuation yet
 	stopping bool
 	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
-	monoBase time.Time   // base of the hook's monotonic clock readings (inspect.go)
+	hclk     hookClock   // the hook's handler clock (hookclock.go)
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -230,7 +230,8 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = to, from, s, e, false
 	s.running = true
-	var start, t0 time.Time
+	var start time.Time
+	var t0 int64
 	if ls.hook != nil {
 		start, t0 = ls.hookStart()
 	}
@@ -239,7 +240,7 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 	deferred = c.deferred
 	*c = saved
 	if ls.hook != nil {
-		ls.reportHandler(s.actor, kind, from, to, msg, start, time.Since(t0), err)
+		ls.reportHandler(s.actor, kind, from, to, msg, start, ls.hookSince(t0), err)
 	}
 	if s.stopReq {
 		ls.stop(s, to, s.reason)

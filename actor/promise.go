@@ -179,7 +179,8 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = owner, Ref{}, s, nil, false
 	s.running = true
-	var start, t0 time.Time
+	var start time.Time
+	var t0 int64
 	if ls.hook != nil {
 		start, t0 = ls.hookStart()
 	}
@@ -187,7 +188,7 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	s.running = false
 	*c = saved
 	if ls.hook != nil {
-		ls.reportHandler(s.actor, EventContinuation, Ref{}, owner, v, start, time.Since(t0), err)
+		ls.reportHandler(s.actor, EventContinuation, Ref{}, owner, v, start, ls.hookSince(t0), err)
 	}
 	if s.stopReq {
 		ls.stop(s, owner, s.reason)

@@ -3,6 +3,7 @@ package debug_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/debug"
@@ -123,4 +124,25 @@ func BenchmarkCrossLoopPingPongNopHook(b *testing.B) {
 // misses of a large ring.
 func BenchmarkCrossLoopPingPongTracedSmallRing(b *testing.B) {
 	crossLoopPingPong(b, &debug.Config{RingSize: 1024}, nil)
+}
+
+// BenchmarkHook is the recorder's own cost per event, without a runtime:
+// one handler event with a small struct payload, rendered and recorded.
+func BenchmarkHook(b *testing.B) {
+	hookBench(b, debug.Config{Loops: 1}, theMsg)
+}
+
+// BenchmarkHookNoPayload records the metadata only.
+func BenchmarkHookNoPayload(b *testing.B) {
+	hookBench(b, debug.Config{Loops: 1, NoPayloads: true}, theMsg)
+}
+
+func hookBench(b *testing.B, cfg debug.Config, msg any) {
+	rec := debug.New(cfg)
+	ev := &actor.Event{Loop: 0, Kind: actor.EventAsk, Msg: msg, Start: time.Now(), Duration: 100}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev.Seq = uint64(i)
+		rec.Hook(ev)
+	}
 }

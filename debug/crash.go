@@ -24,7 +24,7 @@ type crashEntry struct {
 	time       int64
 	panicText  string
 	stack      string
-	typ        uintptr
+	typ        uint32
 	msg        []byte
 	msgTrunc   bool
 	from       refID
@@ -43,7 +43,7 @@ type crashLog struct {
 	total   uint64
 }
 
-func (l *crashLog) add(r *Recorder, cr *actor.Crash, n uint64, ctx []record, payload []byte, trunc bool, typ uintptr) {
+func (l *crashLog) add(r *Recorder, cr *actor.Crash, n uint64, ctx []record, payload []byte, trunc bool, typ uint32) {
 	p := fmt.Sprint(cr.Value)
 	if len(p) > maxPanicText {
 		p = p[:maxPanicText]

@@ -14,7 +14,7 @@ import (
 const PayloadBytes = 256
 
 // renderer writes a bounded JSON rendering of a message. One per loop, used
-// only by that loop's goroutine: its buffer and type cache need no lock.
+// only by that loop's goroutine: its buffer and type caches need no lock.
 //
 // Why JSON written by hand and not the first bytes of the msgpack encoding:
 // the remote layer registers msgpack coders for actor.Ref that only work
@@ -22,10 +22,21 @@ const PayloadBytes = 256
 // all; a hand-written walker renders Refs as <loop.slot.gen>, errors by their
 // text and times as RFC 3339, stops as soon as the bound is reached (a huge
 // or cyclic message costs no more than a small one), and its output needs no
-// second decoding step on dump.
+// second decoding step on dump. Each message type is compiled once per loop
+// into an encoder (compile.go); the reflection walker (value) renders what
+// the compiled encoders leave to it (maps, mostly).
 type renderer struct {
 	buf   []byte
-	types map[reflect.Type]*typeInfo
+	types map[reflect.Type]*typeInfo // the reflection walker's
+	encs  map[reflect.Type]*encoder  // compiled encoders
+	msgs  map[uintptr]*msgType       // dynamic types seen, by type word
+	lastW uintptr                    // the type word of the last msgType looked up
+	lastT *msgType
+}
+
+func newRenderer() renderer {
+	return renderer{buf: make([]byte, 0, PayloadBytes+64), types: make(map[reflect.Type]*typeInfo),
+		encs: make(map[reflect.Type]*encoder), msgs: make(map[uintptr]*msgType)}
 }
 
 type typeInfo struct {
@@ -50,17 +61,30 @@ var (
 	errorType    = reflect.TypeFor[error]()
 )
 
-// render returns a JSON rendering of v, cut at PayloadBytes (truncated is
-// then true and the text is not valid JSON). The slice is reused by the next
-// call.
-func (r *renderer) render(v any) (out []byte, truncated bool) {
-	if r.buf == nil {
-		r.buf = make([]byte, 0, PayloadBytes+64)
-		r.types = make(map[reflect.Type]*typeInfo)
+// msgType returns what the loop knows of the dynamic type of v, whose type
+// word is w (v must not be nil).
+func (r *renderer) msgType(w uintptr, v any) *msgType {
+	if w == r.lastW {
+		return r.lastT
 	}
-	r.buf = r.buf[:0]
-	ok := r.fast(v)
+	mt, ok := r.msgs[w]
 	if !ok {
+		if len(r.msgs) > 4096 { // bound the cache on programs that make types at run time
+			clear(r.msgs)
+		}
+		mt = &msgType{t: reflect.TypeOf(v)}
+		r.msgs[w] = mt
+	}
+	r.lastW, r.lastT = w, mt
+	return mt
+}
+
+// render returns a JSON rendering of v, whose type is mt (nil for a nil v),
+// cut at PayloadBytes (truncated is then true and the text is not valid
+// JSON). The slice is reused by the next call.
+func (r *renderer) render(v any, mt *msgType) (out []byte, truncated bool) {
+	r.buf = r.buf[:0]
+	if !r.top(v, mt) {
 		return r.cut(), true
 	}
 	return r.buf, false
@@ -80,43 +104,25 @@ func (r *renderer) cut() []byte {
 
 func (r *renderer) full() bool { return len(r.buf) > PayloadBytes }
 
-// fast renders the common message types without reflection.
-func (r *renderer) fast(v any) bool {
-	switch x := v.(type) {
-	case nil:
+// top renders a message: as any value, except that a message that is an
+// error renders as its text whatever its kind, and a nil []byte as "".
+func (r *renderer) top(v any, mt *msgType) bool {
+	if mt == nil {
 		r.buf = append(r.buf, "null"...)
-	case string:
-		r.str(x)
-	case int:
-		r.buf = strconv.AppendInt(r.buf, int64(x), 10)
-	case int64:
-		r.buf = strconv.AppendInt(r.buf, x, 10)
-	case int32:
-		r.buf = strconv.AppendInt(r.buf, int64(x), 10)
-	case uint64:
-		r.buf = strconv.AppendUint(r.buf, x, 10)
-	case uint32:
-		r.buf = strconv.AppendUint(r.buf, uint64(x), 10)
-	case bool:
-		r.buf = strconv.AppendBool(r.buf, x)
-	case float64:
-		r.float(x)
-	case []byte:
-		r.bytes(x)
-	case actor.Ref:
-		r.str(x.String())
-	case time.Duration:
-		r.str(x.String())
-	case time.Time:
-		r.buf = append(r.buf, '"')
-		r.buf = x.AppendFormat(r.buf, time.RFC3339Nano)
-		r.buf = append(r.buf, '"')
-	case error:
-		r.str(x.Error())
-	default:
-		return r.value(reflect.ValueOf(v), 0)
+		return true
 	}
-	return !r.full()
+	if !mt.compiled {
+		r.compileMsg(mt)
+	}
+	switch {
+	case mt.topErr:
+		r.str(v.(error).Error())
+		return !r.full()
+	case mt.bytes:
+		r.bytes(v.([]byte))
+		return !r.full()
+	}
+	return r.anyValue(v, mt, 0)
 }
 
 func (r *renderer) info(t reflect.Type) *typeInfo {
@@ -175,7 +181,10 @@ func (r *renderer) value(v reflect.Value, depth int) bool {
 				r.str(v.Interface().(actor.Ref).String())
 				return !r.full()
 			case spTime:
-				return r.fast(v.Interface())
+				r.buf = append(r.buf, '"')
+				r.buf = v.Interface().(time.Time).AppendFormat(r.buf, time.RFC3339Nano)
+				r.buf = append(r.buf, '"')
+				return !r.full()
 			case spError:
 				if s, ok := safeError(v.Interface().(error)); ok {
 					r.str(s)
