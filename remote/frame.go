@@ -8,6 +8,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Protocol version spoken by this implementation (docs/remote.md).
@@ -433,6 +434,51 @@ const maxPayloadDepth = 100
 // decoder allocates a declared length up front (a 5-byte array header would
 // ask for 64 GiB) and recurses per level (a deep nest would overflow the
 // stack), both fatal, not panics.
+// msgpack's DecodeMapLen has a quirk: where it expects a map and finds an
+// ext, it skips the ext's header and reads the ext's data as the map's
+// header. DecodeMap (map[string]any) and DecodeUntypedMap (map[any]any) then
+// allocate the length declared there, unbounded, before reading an entry: a
+// 7-byte payload made a node allocate 24 GB. checkValue cannot see it (an
+// ext is a valid value; only the Go type says a map is expected there), so
+// these two types decode through functions that refuse an ext first. (Other
+// map types are capped by msgpack at 10^6 preallocated entries.) The
+// registration is process-wide; it changes nothing for well-formed input.
+func init() {
+	msgpack.Register(map[string]any(nil), nil, func(d *msgpack.Decoder, v reflect.Value) error {
+		if err := refuseExtMap(d); err != nil {
+			return err
+		}
+		m, err := d.DecodeMap()
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(m))
+		return nil
+	})
+	msgpack.Register(map[any]any(nil), nil, func(d *msgpack.Decoder, v reflect.Value) error {
+		if err := refuseExtMap(d); err != nil {
+			return err
+		}
+		m, err := d.DecodeUntypedMap()
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(m))
+		return nil
+	})
+}
+
+func refuseExtMap(d *msgpack.Decoder) error {
+	c, err := d.PeekCode()
+	if err != nil {
+		return err
+	}
+	if msgpcode.IsExt(c) {
+		return fmt.Errorf("msgpack: ext %#x where a map is expected", c)
+	}
+	return nil
+}
+
 func checkValue(b []byte, i, depth int) (int, error) {
 	if depth > maxPayloadDepth {
 		return 0, fmt.Errorf("nested deeper than %d", maxPayloadDepth)

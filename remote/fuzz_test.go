@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/vmihailenco/msgpack/v5"
@@ -146,6 +147,10 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 		// header: a read past the failed gen would take it for the secret.
 		{"ref read out of step", body(fSend, to, nil, typeID("actor.Ref"), append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 1, 2, 0xa5},
 			append(big(0xc6)[:5], append([]byte{0xc4, 0x10}, sec...)...)...)), true},
+		// An ext where a map is expected: msgpack reads the ext's data as
+		// the map's header and allocates the length it declares.
+		{"ext read as a map", body(fSend, to, nil, typeID("map[string]any"), msgpack.RawMessage{0xd6, 0x05, 0xdf, 0x7f, 0xff, 0xff, 0xff}), true},
+		{"ext read as a map field", body(fSend, to, nil, typeID("fuzz.msg"), msgpack.RawMessage{0x81, 0xa4, 'T', 'a', 'g', 's', 0xd6, 0xff, 0xdf, 0x7f, 0xff, 0xff, 0xff}), true},
 		// A ref naming a node with a 600-byte address (maxRefField).
 		{"ref address too long", body(fSend, to, nil, typeID("actor.Ref"), append(append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xda, 0x02, 0x58},
 			bytes.Repeat([]byte{'a'}, 600)...), append([]byte{1, 2, 3, 0xc4, 0x10}, sec...)...)), true},
@@ -423,4 +428,34 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, f)
 		}
 	})
+}
+
+// A time.Time whose encoding starts with a byte that reads as a map32
+// header (nanoseconds in [0xdf<<22, 0xe0<<22)), beside maps, still travels:
+// the guard against ext-as-map looks at where a map is expected, not at the
+// bytes of every ext.
+func TestTimeBesideMapsRoundTrips(t *testing.T) {
+	type stamped struct {
+		At   time.Time
+		Tags map[string]any
+		Any  map[any]any
+	}
+	n := codecNode(t, Config{})
+	if err := Register[stamped](n, "test.stamped"); err != nil {
+		t.Fatal(err)
+	}
+	want := stamped{At: time.Unix(1700000000, 0xdf<<22+12345).UTC(), Tags: map[string]any{"a": "b"}, Any: map[any]any{"k": "v"}}
+	fw := newFrameWriter(n)
+	defer fw.release()
+	if err := encodeFrame(fw, &frame{kind: fSend, to: wid(0, 1, 1, 1), payload: want}); err != nil {
+		t.Fatal(err)
+	}
+	got := parseOne(t, n, takeFrames(fw)[4:])
+	if got.payloadErr != nil {
+		t.Fatalf("payload error: %v", got.payloadErr)
+	}
+	v, ok := got.payload.(stamped)
+	if !ok || !v.At.Equal(want.At) || v.Tags["a"] != "b" || v.Any["k"] != "v" {
+		t.Fatalf("payload = %#v, want %#v", got.payload, want)
+	}
 }
