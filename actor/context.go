@@ -154,7 +154,9 @@ func (r *Reply) Reply(v any, err error) {
 
 // Defer tells the runtime that the current handler will answer later: its
 // return values are ignored and the asker waits (up to its own deadline) for
-// Reply. Use it to answer after the handler's own asks complete. For a
+// Reply. If the actor's incarnation ends first, the runtime answers for it:
+// a stop with an error matching ErrDead, a crash with its *CrashError, a
+// restart with ErrRestart (a Reply after that does nothing). Use it to answer after the handler's own asks complete. For a
 // one-way message the Reply discards its answer. Inside a synchronous Call,
 // the caller gets ErrDeferredCall and the Reply discards its answer.
 func (c *Context) Defer() *Reply {
@@ -164,6 +166,9 @@ func (c *Context) Defer() *Reply {
 	if c.env != nil {
 		r.env = *c.env
 		r.env.msg = nil
+		if r.env.kind == kAsk && c.slot != nil {
+			c.slot.keepPending(r)
+		}
 	}
 	return r
 }
