@@ -61,8 +61,16 @@ type Options struct {
 	Listen string
 	// Timeout bounds calls whose context has no deadline. Default 10 s.
 	Timeout time.Duration
+	// ClusterKeyFile is the daemons' cluster key file (their
+	// --cluster-key-file), read by Dial with remote.ReadClusterKey: it must
+	// be readable by its owner only and hold at least 16 bytes. Daemons
+	// that have a cluster key accept only nodes holding the same key, the
+	// client's included. Alternatively set Remote.ClusterKey (not both).
+	// Default: no key, which reaches only daemons without one.
+	ClusterKeyFile string
 	// Remote is the base configuration of the client node; Name, Listen
-	// and Logger are set from the fields above.
+	// and Logger are set from the fields above, ClusterKey from
+	// ClusterKeyFile.
 	Remote remote.Config
 	// Logger receives the client's logs. Default: discarded.
 	Logger *slog.Logger
@@ -85,7 +93,9 @@ type Client struct {
 // Dial makes a client of the daemon whose gateway capability is
 // capability. It starts the client's own actor system and node but does
 // not contact the daemon: a wrong capability shows on the first call, as
-// an error matching actor.ErrDead.
+// an error matching actor.ErrDead, and a missing or wrong cluster key
+// (Options.ClusterKeyFile) as one matching remote.ErrNodeDown. An unusable
+// cluster key file fails Dial with an error matching remote.ErrKeyFile.
 func Dial(ctx context.Context, capability string, opts Options) (*Client, error) {
 	cp, err := ParseCapability(capability)
 	if err != nil {
@@ -103,9 +113,19 @@ func Dial(ctx context.Context, capability string, opts Options) (*Client, error)
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: opts.Logger})
 	rcfg := opts.Remote
 	rcfg.Name, rcfg.Listen, rcfg.Logger = opts.Name, opts.Listen, opts.Logger
+	if opts.ClusterKeyFile != "" {
+		if rcfg.ClusterKey != nil {
+			return nil, errors.New("client: dial: both Options.ClusterKeyFile and Options.Remote.ClusterKey are set")
+		}
+		k, err := remote.ReadClusterKey(opts.ClusterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: dial: %w", err)
+		}
+		rcfg.ClusterKey = k
+	}
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: opts.Logger})
 	node := remote.New(sys, rcfg)
 	fail := func(err error) (*Client, error) {
 		_ = sys.Shutdown(context.Background())

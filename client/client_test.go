@@ -78,7 +78,13 @@ func registerTree(n *remote.Node) error {
 
 func startDaemon(t *testing.T, name string, seeds ...string) *daemon.Daemon {
 	t.Helper()
-	cfg := daemon.Config{
+	return startDaemonKey(t, name, "", seeds...)
+}
+
+// startDaemonKey starts a daemon with a cluster key file ("" for none).
+func startDaemonKey(t *testing.T, name, keyFile string, seeds ...string) *daemon.Daemon {
+	t.Helper()
+	cfg := daemon.Config{ClusterKeyFile: keyFile,
 		Name: name, Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", DebugAddr: daemon.Off,
 		Seeds: seeds, Loops: 2, DataDir: t.TempDir(), ShutdownTimeout: 10 * time.Second,
 		Remote:  remote.Config{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 30 * time.Second},

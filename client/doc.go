@@ -22,6 +22,12 @@
 //     factory is supervisor.New(...) spawns a whole supervisor tree;
 //   - [Client.Ask] and [Client.Send] message any ref.
 //
+// Daemons started with a cluster key (`actord run --cluster-key-file`)
+// accept only nodes that hold the same key: give the client the file in
+// Options.ClusterKeyFile (or the key in Options.Remote.ClusterKey).
+// Without it, or with another key, calls fail with an error matching
+// remote.ErrNodeDown.
+//
 // Message types must be registered (remote.Register) under the same names
 // on the daemons and on the client: use [Client.Node].
 //

@@ -2,10 +2,12 @@ package client_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -13,19 +15,29 @@ import (
 	"github.com/actord/actord/daemon"
 )
 
-// Start a daemon in-process, register an echo kind on its gateway, dial
-// the daemon with the capability from its file, spawn an echo actor and
-// ask it.
+// Start a daemon in-process with a cluster key, register an echo kind on
+// its gateway, dial the daemon with the capability from its file and the
+// cluster key, spawn an echo actor and ask it.
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dir, _ := os.MkdirTemp("", "actord-example")
 	defer os.RemoveAll(dir)
 
-	// The daemon (normally `actord run`, in another process or machine).
+	// The cluster key: only nodes holding it can connect to the daemon.
+	// Readable by its owner only, or the daemon and the client refuse it.
+	keyFile := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(keyFile, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// The daemon (normally `actord run --cluster-key-file ...`, in another
+	// process or machine).
 	d, err := daemon.Start(ctx, daemon.Config{
 		Name: "a", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", DebugAddr: daemon.Off,
-		DataDir: dir, Loops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataDir: filepath.Join(dir, "data"), Loops: 1, ClusterKeyFile: keyFile,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -36,13 +48,14 @@ func Example() {
 		return func() actor.Actor { return echoActor{} }, nil
 	})
 
-	// The client: whoever can read the capability file may use the daemon.
+	// The client: whoever can read the capability file, and holds the
+	// cluster key, may use the daemon.
 	capability, err := client.ReadCapabilityFile(d.Info().CapabilityFile)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	c, err := client.Dial(ctx, capability, client.Options{})
+	c, err := client.Dial(ctx, capability, client.Options{ClusterKeyFile: keyFile})
 	if err != nil {
 		fmt.Println(err)
 		return

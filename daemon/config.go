@@ -59,12 +59,26 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StartTimeout bounds Start. Default 30 s.
 	StartTimeout time.Duration
+	// ClusterKeyFile, if set, is a file holding the cluster key, read by
+	// Start with remote.ReadClusterKey (readable by its owner only, at
+	// least 16 bytes after trimming white space). Only nodes holding the
+	// same key can connect to this daemon's actors (Remote.ClusterKey is
+	// set from it), and gossip is encrypted and authenticated with a key
+	// derived from it (GossipKey, unless Cluster.SecretKey is set). An
+	// unusable file fails Start with an error matching ErrConfig and
+	// remote.ErrKeyFile. Default: no cluster key; the transport is still
+	// encrypted, but anyone who reaches the listen address can connect
+	// (the node logs a warning). See docs/deploy.md, "Security".
+	ClusterKeyFile string
 	// Remote is the base configuration of the remote node; Name, Listen
-	// and Logger are set from the fields above.
+	// and Logger are set from the fields above, ClusterKey from
+	// ClusterKeyFile (set one or the other), and PrivateKey, when nil, from
+	// the data dir's NodeKeyFile (created on the first start).
 	Remote remote.Config
 	// Cluster is the base configuration of the cluster agent (Profile and
 	// timings); Name, RemoteAddr, Bind, Advertise, Seeds, Peers and Logger
-	// are set from the fields above.
+	// are set from the fields above, and SecretKey, when nil, is derived
+	// from the cluster key (GossipKey).
 	Cluster cluster.Config
 	// Logger receives every log of the daemon. Default slog.Default().
 	Logger *slog.Logger
@@ -148,6 +162,22 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return bad("empty data dir")
+	}
+	if c.ClusterKeyFile != "" && c.Remote.ClusterKey != nil {
+		return bad("both a cluster key file and Remote.ClusterKey: set one")
+	}
+	if k := c.Remote.ClusterKey; k != nil && len(k) < 16 {
+		return bad("cluster key of %d bytes: want at least 16", len(k))
+	}
+	if c.Remote.PrivateKey != nil {
+		if _, err := remote.PublicKey(c.Remote.PrivateKey); err != nil {
+			return bad("node private key: %v", err)
+		}
+	}
+	switch len(c.Cluster.SecretKey) {
+	case 0, 16, 24, 32:
+	default:
+		return bad("gossip secret key of %d bytes: want 16, 24 or 32", len(c.Cluster.SecretKey))
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +49,10 @@ type Info struct {
 
 	// CapabilityFile holds the gateway's capability (see Gateway).
 	CapabilityFile string `json:"capability_file,omitempty"`
+	// PublicKey is the node's public key (remote.Node.PublicKey), in hex:
+	// its identity on the wire, stable across restarts while the data
+	// dir's NodeKeyFile is kept.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // ParseReady recognises a ready line and decodes it.
@@ -98,6 +104,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("daemon: data dir: %w", err)
 	}
 	log := cfg.Logger.With("node", cfg.Name)
+	rcfg, err := cfg.remoteConfig(log)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{})}
 	d.lastFail.Store("")
 
@@ -112,8 +122,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	spec := suture.Spec{EventHook: d.hook, Timeout: 5 * time.Second}
 	d.tree = supervisor.NewServiceTree(d.sys, spec)
 
-	rcfg := cfg.Remote
-	rcfg.Name, rcfg.Listen, rcfg.Logger = cfg.Name, cfg.Listen, cfg.Logger
 	d.node = remote.New(d.sys, rcfg)
 	d.nodeSvc = &nodeService{Node: d.node, final: make(chan struct{})}
 	d.nodeTok = d.tree.Root.Add(d.nodeSvc)
@@ -150,6 +158,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	ccfg := cfg.Cluster
 	ccfg.Name, ccfg.RemoteAddr, ccfg.Bind, ccfg.Advertise = cfg.Name, d.node.Addr(), cfg.Gossip, cfg.Advertise
 	ccfg.Seeds, ccfg.Peers, ccfg.Logger = cfg.Seeds, d.node, cfg.Logger
+	if len(ccfg.SecretKey) == 0 && rcfg.ClusterKey != nil {
+		ccfg.SecretKey = GossipKey(rcfg.ClusterKey)
+	}
 	d.agent = cluster.New(ccfg)
 	d.agentP.Store(d.agent)
 	d.agentTok = d.tree.Root.Add(d.agent)
@@ -172,7 +183,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 
 	d.info = Info{Msg: ReadyMsg, Version: ReadyVersion, Node: cfg.Name, Addr: d.node.Addr(),
 		GossipAddr: d.agent.GossipAddr(), TokenFile: tokenFile, DataDir: cfg.DataDir,
-		Loops: d.sys.Loops(), PID: os.Getpid(), CapabilityFile: d.gw.File()}
+		Loops: d.sys.Loops(), PID: os.Getpid(), CapabilityFile: d.gw.File(),
+		PublicKey: hex.EncodeToString(d.node.PublicKey())}
 	if d.dbg != nil {
 		d.info.DebugAddr, d.info.MetricsAddr = d.dbg.Addr(), d.dbg.Addr()
 	}
@@ -184,7 +196,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	log.Info(ReadyMsg, "addr", d.info.Addr, "gossip_addr", d.info.GossipAddr, "debug_addr", d.info.DebugAddr,
 		"metrics_addr", d.info.MetricsAddr, "token_file", d.info.TokenFile, "data_dir", d.info.DataDir,
-		"loops", d.info.Loops, "seeds", cfg.Seeds, "pid", d.info.PID)
+		"loops", d.info.Loops, "seeds", cfg.Seeds, "pid", d.info.PID, "public_key", d.info.PublicKey,
+		"cluster_key_file", cfg.ClusterKeyFile)
 	go func() { // the tree ending by itself (it should not) ends the daemon
 		select {
 		case <-d.treeDone:
@@ -204,6 +217,36 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 	}()
 	return d, nil
+}
+
+// remoteConfig is the remote node's configuration: Config.Remote with the
+// name, address and logger, the cluster key read from ClusterKeyFile, and
+// the node key from the data dir unless Remote.PrivateKey is set.
+func (c Config) remoteConfig(log *slog.Logger) (remote.Config, error) {
+	rcfg := c.Remote
+	rcfg.Name, rcfg.Listen, rcfg.Logger = c.Name, c.Listen, c.Logger
+	if c.ClusterKeyFile != "" {
+		k, err := remote.ReadClusterKey(c.ClusterKeyFile)
+		if err != nil {
+			return rcfg, fmt.Errorf("%w: cluster key file: %w", ErrConfig, err)
+		}
+		rcfg.ClusterKey = k
+	}
+	if rcfg.PrivateKey == nil {
+		path := filepath.Join(c.DataDir, NodeKeyFile)
+		k, created, err := loadNodeKey(path, log)
+		if err != nil {
+			if errors.Is(err, ErrConfig) {
+				return rcfg, err
+			}
+			return rcfg, fmt.Errorf("daemon: %w", err)
+		}
+		if created {
+			log.Info("node key created", "node_key_file", path)
+		}
+		rcfg.PrivateKey = k
+	}
+	return rcfg, nil
 }
 
 // separateMetrics reports whether /metrics gets a listener of its own:

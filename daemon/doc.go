@@ -16,6 +16,13 @@
 // remote.ErrNodeDown and monitors of its actors fire, without waiting for
 // the connection's heartbeat to time out.
 //
+// Security: the remote transport is always encrypted (Noise, see
+// docs/remote.md). With Config.ClusterKeyFile, only nodes holding the same
+// cluster key can connect, and gossip is encrypted with a key derived from
+// it ([GossipKey]). Each daemon keeps its node identity in
+// DataDir/[NodeKeyFile], made on its first start; [Info].PublicKey is its
+// public half. See docs/deploy.md, "Security".
+//
 // [Start] returns once every listener is up, having logged the ready record
 // (message [ReadyMsg], with the addresses: see [Info]). [Daemon.Shutdown]
 // stops in order: the agent leaves the cluster, the actor system shuts down

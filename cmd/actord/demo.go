@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -278,6 +279,16 @@ func startDemoCluster(ctx context.Context, dc *demoCluster, dir string, o demoOp
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	dc.token = hex.EncodeToString(raw[:])
+	// The cluster key: every daemon and the demo's client hold it, so the
+	// transport between them is authenticated (and gossip encrypted).
+	keyFile, err := writeClusterKey(filepath.Join(dir, "cluster.key"))
+	if err != nil {
+		return err
+	}
+	clusterKey, err := remote.ReadClusterKey(keyFile)
+	if err != nil {
+		return err
+	}
 	listen, err := freePorts(demoNodes)
 	if err != nil {
 		return err
@@ -287,7 +298,8 @@ func startDemoCluster(ctx context.Context, dc *demoCluster, dir string, o demoOp
 	nodeArgs := func(i int, seeds string) []string {
 		return []string{"demo", "_node", "--name", names[i], "--listen", listen[i], "--gossip", "127.0.0.1:0",
 			"--data-dir", fmt.Sprintf("%s/%s", dir, names[i]), "--seeds", seeds,
-			"--members", strings.Join(listen, ","), "--token", dc.token, "--shards", strconv.Itoa(o.shards), "--watch-stdin"}
+			"--members", strings.Join(listen, ","), "--token", dc.token, "--shards", strconv.Itoa(o.shards),
+			"--cluster-key-file", keyFile, "--watch-stdin"}
 	}
 	// a first: the others join its gossip address, which its ready line gives.
 	startOne := func(i int, seeds string) error {
@@ -317,13 +329,18 @@ func startDemoCluster(ctx context.Context, dc *demoCluster, dir string, o demoOp
 	for _, c := range dc.children {
 		fmt.Fprintf(stdout, "  %s  pid %-7d actors %s  gossip %s  debug %s  loops %d\n", c.name, c.info.PID, c.info.Addr, c.info.GossipAddr, c.info.DebugAddr, c.info.Loops)
 	}
+	fmt.Fprintf(stdout, "  transport: Noise, authenticated with the cluster key in %s (gossip encrypted with a key derived from it)\n", keyFile)
+	for _, c := range dc.children {
+		fmt.Fprintf(stdout, "  %s  public key %s\n", c.name, c.info.PublicKey)
+	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dc.sys = actor.NewSystem(actor.Config{Logger: quiet})
-	dc.node = remote.New(dc.sys, remote.Config{Name: fmt.Sprintf("demo-client-%d", os.Getpid()), Listen: "127.0.0.1:0", Logger: quiet})
+	dc.node = remote.New(dc.sys, remote.Config{Name: fmt.Sprintf("demo-client-%d", os.Getpid()), Listen: "127.0.0.1:0",
+		ClusterKey: clusterKey, Logger: quiet})
 	stopNode, err := dc.node.Start(ctx)
 	if err != nil {
 		_ = dc.sys.Shutdown(context.Background())
@@ -354,8 +371,21 @@ func startDemoCluster(ctx context.Context, dc *demoCluster, dir string, o demoOp
 		}
 		fmt.Fprintf(stdout, "  %s hosts shards %s\n", c.name, strings.Join(ids, ","))
 	}
-	fmt.Fprintf(stdout, "  client: a remote node in this process (%s) dialed %s with the store's token\n", dc.node.Addr(), dc.children[0].info.Addr)
+	fmt.Fprintf(stdout, "  client: a remote node in this process (%s), holding the cluster key, dialed %s with the store's token\n", dc.node.Addr(), dc.children[0].info.Addr)
 	return nil
+}
+
+// writeClusterKey writes a new cluster key to path (mode 0600, readable by
+// its owner only as remote.ReadClusterKey demands): 32 random bytes, in hex.
+func writeClusterKey(path string) (string, error) {
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(k[:])+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cluster key: %w", err)
+	}
+	return path, nil
 }
 
 // runBench is `actord demo --bench`: the load generator.

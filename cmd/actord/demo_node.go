@@ -34,6 +34,7 @@ func demoNode(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "data dir")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "127.0.0.1:0", "debug server address")
 	fs.IntVar(&cfg.Loops, "loops", 0, "event loops")
+	fs.StringVar(&cfg.ClusterKeyFile, "cluster-key-file", "", "file holding the cluster key (see actord run)")
 	seeds := fs.String("seeds", "", "gossip seeds, comma-separated")
 	members := fs.String("members", "", "remote addresses of the store's daemons, comma-separated")
 	token := fs.String("token", "", "the store's token")

@@ -45,6 +45,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	for _, want := range []string{
 		"== starting 3 daemons",
 		"  a  pid ", "  b  pid ", "  c  pid ",
+		"  transport: Noise, authenticated with the cluster key in ", "  a  public key ",
+		"holding the cluster key, dialed ",
 		"== kvstore deployed: 16 shards",
 		" ops/s  (puts ",
 		"!! crashed shard-",

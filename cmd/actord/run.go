@@ -38,6 +38,7 @@ type runConfig struct {
 	DebugAddr       string   `json:"debug_addr"`
 	MetricsAddr     string   `json:"metrics_addr"`
 	TokenFile       string   `json:"token_file"`
+	ClusterKeyFile  string   `json:"cluster_key_file"`
 	ClusterProfile  string   `json:"cluster_profile"`
 	ShutdownTimeout duration `json:"shutdown_timeout"`
 	LogFormat       string   `json:"log_format"`
@@ -103,6 +104,7 @@ func runFlags(c *runConfig, configPath *string) *flag.FlagSet {
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, `debug server HOST:PORT (dump protocol, /metrics, pprof; token-guarded), or "off"`)
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics alone, without the token, on this HOST:PORT (default: on the debug server)")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "where to write the debug token (default: DATA-DIR/debug.token)")
+	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the cluster key (mode 0600 or 0400, at least 16 bytes): only daemons and clients with it can connect; it also encrypts gossip")
 	fs.StringVar(&c.ClusterProfile, "cluster-profile", c.ClusterProfile, "failure detection timings: lan, local or fast (tests)")
 	fs.Func("shutdown-timeout", fmt.Sprintf("bound on a graceful shutdown (default %v)", time.Duration(c.ShutdownTimeout)), func(s string) error {
 		v, err := time.ParseDuration(s)
@@ -168,7 +170,7 @@ func parseRun(args []string) (cfg dmn.Config, rc runConfig, help bool, err error
 	cfg = dmn.Config{
 		Name: rc.Name, Listen: rc.Listen, Gossip: rc.Gossip, Advertise: rc.Advertise, Seeds: rc.Seeds,
 		Loops: rc.Loops, DataDir: rc.DataDir, DebugAddr: rc.DebugAddr, MetricsAddr: rc.MetricsAddr,
-		TokenFile: rc.TokenFile, ShutdownTimeout: time.Duration(rc.ShutdownTimeout),
+		TokenFile: rc.TokenFile, ClusterKeyFile: rc.ClusterKeyFile, ShutdownTimeout: time.Duration(rc.ShutdownTimeout),
 		Cluster: cluster.Config{Profile: cluster.Profile(rc.ClusterProfile)},
 	}
 	if err := cfg.WithDefaults().Validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,12 @@ func TestRunBadUsage(t *testing.T) {
 	broken := write("broken.json", `{"listen": "127.0.0.1:7700",`)
 	badDur := write("dur.json", `{"shutdown_timeout": 10}`)
 	badAddr := write("addr.json", `{"listen": "0.0.0.0:7700"}`)
+	openKey := write("open.key", "0123456789abcdef0123456789abcdef")
+	if err := os.Chmod(openKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shortKey := write("short.key", "0123456789\n")
+	keyInFile := write("key.json", `{"cluster_key_file": "`+openKey+`"}`)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -52,6 +59,11 @@ func TestRunBadUsage(t *testing.T) {
 		{[]string{"--config", broken}, "broken.json"},
 		{[]string{"--config", badDur}, "duration"},
 		{[]string{"--config", badAddr}, "unspecified"},
+		// Found by Start, which reads the key file: still one line, exit 2.
+		{append(localArgs(t)[1:], "--cluster-key-file", openKey), "chmod 600"},
+		{append(localArgs(t)[1:], "--cluster-key-file", shortKey), "at least 16"},
+		{append(localArgs(t)[1:], "--cluster-key-file", filepath.Join(dir, "missing.key")), "missing.key"},
+		{append(localArgs(t)[1:], "--config", keyInFile), "chmod 600"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(append([]string{"run"}, tc.args...), &stdout, &stderr)
@@ -67,7 +79,7 @@ func TestRunHelp(t *testing.T) {
 	if code := run([]string{"run", "-h"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"-seeds", "-gossip", "-config", "-data-dir", "-metrics-addr", "127.0.0.1:7700"} {
+	for _, want := range []string{"-seeds", "-gossip", "-config", "-data-dir", "-metrics-addr", "-cluster-key-file", "127.0.0.1:7700"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stdout.String())
 		}
@@ -82,7 +94,8 @@ func TestRunConfigFile(t *testing.T) {
   "name": "n1", "listen": "10.0.0.5:7700", "gossip": "10.0.0.5:7946",
   "seeds": ["10.0.0.6:7946", "10.0.0.7:7946"], "loops": 3,
   "data_dir": "/var/lib/actord", "metrics_addr": "10.0.0.5:9100",
-  "cluster_profile": "local", "shutdown_timeout": "20s", "log_format": "json"
+  "cluster_profile": "local", "shutdown_timeout": "20s", "log_format": "json",
+  "cluster_key_file": "/etc/actord/cluster.key"
 }`
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -93,19 +106,29 @@ func TestRunConfigFile(t *testing.T) {
 	}
 	want := dmn.Config{Name: "n1", Listen: "10.0.0.5:7700", Gossip: "10.0.0.5:7946", Seeds: []string{"10.0.0.8:7946"},
 		Loops: 4, DataDir: "/var/lib/actord", DebugAddr: "127.0.0.1:6060", MetricsAddr: "10.0.0.5:9100",
-		ShutdownTimeout: 20 * time.Second, Cluster: cluster.Config{Profile: cluster.ProfileLocal}}
-	gotJ, _ := json.Marshal(cfg)
-	wantJ, _ := json.Marshal(want)
-	if !bytes.Equal(gotJ, wantJ) {
-		t.Fatalf("config\n got %s\nwant %s", gotJ, wantJ)
+		ShutdownTimeout: 20 * time.Second, Cluster: cluster.Config{Profile: cluster.ProfileLocal},
+		ClusterKeyFile: "/etc/actord/cluster.key"}
+	// Compared as values: JSON would fail on remote.Config's func fields
+	// (Authorize) and compare two empty outputs.
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)
 	}
 	if rc.LogFormat != "json" || rc.LogLevel != "info" {
 		t.Fatalf("log settings %q %q", rc.LogFormat, rc.LogLevel)
 	}
-	// Without a file: the defaults.
+	// The flag wins over the file's member.
+	cfg, _, _, err = parseRun([]string{"--config", p, "--cluster-key-file", "/run/secrets/cluster.key"})
+	if err != nil || cfg.ClusterKeyFile != "/run/secrets/cluster.key" {
+		t.Fatalf("--cluster-key-file over the file: %q %v", cfg.ClusterKeyFile, err)
+	}
+	// Without a file: the defaults (no cluster key).
 	cfg, _, _, err = parseRun(nil)
-	if err != nil || cfg.Listen != "127.0.0.1:7700" || cfg.Gossip != "127.0.0.1:7946" || cfg.Loops != 0 || cfg.DebugAddr != "127.0.0.1:6060" {
+	if err != nil || cfg.Listen != "127.0.0.1:7700" || cfg.Gossip != "127.0.0.1:7946" || cfg.Loops != 0 || cfg.DebugAddr != "127.0.0.1:6060" || cfg.ClusterKeyFile != "" {
 		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	cfg, _, _, err = parseRun([]string{"--cluster-key-file", "k"})
+	if err != nil || cfg.ClusterKeyFile != "k" {
+		t.Fatalf("--cluster-key-file: %q %v", cfg.ClusterKeyFile, err)
 	}
 }
 
@@ -185,10 +208,17 @@ func TestRunInProcess(t *testing.T) {
 	sigs := fakeSignals(t)
 	stdout, stderr := newLines(), newLines()
 	code := make(chan int, 1)
-	go func() { code <- run(localArgs(t), stdout, stderr) }()
+	key := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() { code <- run(append(localArgs(t), "--cluster-key-file", key), stdout, stderr) }()
 	info := ready(t, stdout.ch, 20*time.Second)
-	if info.Node != "t" || info.Addr == "" || info.GossipAddr == "" || info.DebugAddr == "" || info.Loops != 2 {
+	if info.Node != "t" || info.Addr == "" || info.GossipAddr == "" || info.DebugAddr == "" || info.Loops != 2 || len(info.PublicKey) != 64 {
 		t.Fatalf("ready line %+v", info)
+	}
+	if st, err := os.Stat(filepath.Join(info.DataDir, dmn.NodeKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("node key file: %v %v", st, err)
 	}
 	if filepath.Dir(info.TokenFile) != info.DataDir {
 		t.Fatalf("token file %s not in data dir %s", info.TokenFile, info.DataDir)
@@ -196,8 +226,12 @@ func TestRunInProcess(t *testing.T) {
 	if st, err := os.Stat(info.TokenFile); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", st, err)
 	}
-	if !strings.Contains(stderr.String(), `msg="actord ready"`) || !strings.Contains(stderr.String(), "token_file=") {
+	if !strings.Contains(stderr.String(), `msg="actord ready"`) || !strings.Contains(stderr.String(), "token_file=") ||
+		!strings.Contains(stderr.String(), "public_key="+info.PublicKey) {
 		t.Fatalf("no ready log record:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "no cluster key") {
+		t.Fatalf("warned of no cluster key although one was given:\n%s", stderr.String())
 	}
 	sigs <- syscall.SIGTERM
 	select {

@@ -1,9 +1,9 @@
 // Command kvstore runs and queries the kvstore example.
 //
-//	kvstore serve [-listen ADDR] [-gossip ADDR] [-data DIR] [-members A,B,C] [-seeds G1,G2] [-token T] [-shards N]
-//	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] get KEY
-//	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] put KEY VALUE
-//	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] del KEY
+//	kvstore serve [-listen ADDR] [-gossip ADDR] [-data DIR] [-members A,B,C] [-seeds G1,G2] [-token T] [-shards N] [-cluster-key-file F]
+//	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] [-cluster-key-file F] get KEY
+//	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] [-cluster-key-file F] put KEY VALUE
+//	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] [-cluster-key-file F] del KEY
 //
 // serve starts an actord daemon (package daemon) and installs the store's
 // shards on it; it writes the token to DATA/kvstore.token unless -token is
@@ -11,6 +11,11 @@
 // put and del start a small client node on 127.0.0.1, dial the daemon at
 // -addr with the token (the capability: see package kvstore), and route the
 // key to its shard. get prints the value and exits 1 if the key is absent.
+//
+// -cluster-key-file names the cluster key file (mode 0600 or 0400, at
+// least 16 bytes; see actord run's --cluster-key-file): give the same one
+// to every daemon of the store and to the commands that query it, so only
+// nodes holding the key can connect. An unusable file exits 2.
 package main
 
 import (
@@ -45,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	token := fs.String("token", "", "the store's token")
 	tokenFile := fs.String("token-file", filepath.Join("actord-data", kvstore.TokenFile), "file holding the store's token (when -token is empty)")
 	timeout := fs.Duration("timeout", 5*time.Second, "bound of the whole command")
+	keyFile := fs.String("cluster-key-file", "", "the daemons' cluster key file, if they have one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -62,11 +68,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		*token = strings.TrimSpace(string(b))
 	}
+	var clusterKey []byte
+	if *keyFile != "" {
+		k, err := remote.ReadClusterKey(*keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "kvstore:", err)
+			return 2
+		}
+		clusterKey = k
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: quiet})
-	node := remote.New(sys, remote.Config{Name: fmt.Sprintf("kvstore-cli-%d", os.Getpid()), Listen: "127.0.0.1:0", Logger: quiet})
+	node := remote.New(sys, remote.Config{Name: fmt.Sprintf("kvstore-cli-%d", os.Getpid()), Listen: "127.0.0.1:0",
+		ClusterKey: clusterKey, Logger: quiet})
 	stop, err := node.Start(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "kvstore:", err)
@@ -115,6 +131,7 @@ func serve(args []string, stderr io.Writer) int {
 	members := fs.String("members", "", "comma-separated remote addresses of every daemon of the store (default: this one)")
 	token := fs.String("token", "", "the store's token (default: DATA/kvstore.token, made if absent)")
 	shards := fs.Int("shards", kvstore.DefaultShards, "number of shards of the store")
+	fs.StringVar(&cfg.ClusterKeyFile, "cluster-key-file", "", "cluster key file (mode 0600 or 0400): only nodes holding the key can connect")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return 2
 	}

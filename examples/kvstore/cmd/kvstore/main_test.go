@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,5 +64,62 @@ func TestCLI(t *testing.T) {
 	var out, errb bytes.Buffer
 	if rc := run([]string{"-addr", node.Addr(), "-token", "wrong", "get", "x"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "bad token") {
 		t.Fatalf("wrong token: %d %q", rc, errb.String())
+	}
+}
+
+// TestCLIClusterKey: against a store whose node has a cluster key, the CLI
+// works with -cluster-key-file and fails without it; an unusable key file
+// is a usage error (exit 2), for the queries and for serve.
+func TestCLIClusterKey(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	openKey := filepath.Join(dir, "open.key")
+	if err := os.WriteFile(openKey, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1})
+	node := remote.New(sys, remote.Config{Name: "d", Listen: "127.0.0.1:0", ClusterKey: []byte("0123456789abcdef0123456789abcdef")})
+	stop, err := node.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	st, err := kvstore.Install(ctx, node, kvstore.Config{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close(ctx); stop(); _ = sys.Shutdown(ctx) }()
+	cli := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		base := []string{"-addr", node.Addr(), "-token-file", filepath.Join(data, kvstore.TokenFile), "-timeout", "5s"}
+		rc := run(append(base, args...), &out, &errb)
+		return strings.TrimSpace(out.String() + errb.String()), rc
+	}
+	if out, rc := cli("-cluster-key-file", keyFile, "put", "k", "v"); rc != 0 {
+		t.Fatalf("put with the key: %d %s", rc, out)
+	}
+	if out, rc := cli("-cluster-key-file", keyFile, "get", "k"); rc != 0 || out != "v" {
+		t.Fatalf("get with the key: %d %q", rc, out)
+	}
+	if out, rc := cli("get", "k"); rc != 1 {
+		t.Fatalf("get without the key: %d %q, want 1", rc, out)
+	} else {
+		t.Logf("without the key: %s", out)
+	}
+	if out, rc := cli("-cluster-key-file", openKey, "get", "k"); rc != 2 || !strings.Contains(out, "chmod 600") {
+		t.Fatalf("get with a group-readable key file: %d %q, want 2", rc, out)
+	}
+	var errb bytes.Buffer
+	if rc := run([]string{"serve", "-listen", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-data", filepath.Join(dir, "serve"),
+		"-cluster-key-file", openKey}, io.Discard, &errb); rc != 2 || !strings.Contains(errb.String(), "chmod 600") {
+		t.Fatalf("serve with a group-readable key file: %d %q, want 2", rc, errb.String())
 	}
 }
