@@ -21,7 +21,7 @@ import (
 // Fuzz tests of the frame and envelope decoder. The corpus under
 // testdata/fuzz/ runs with every `go test`; CI also fuzzes briefly:
 //
-//	go test -run '^$' -fuzz FuzzFrameDecoder -fuzztime 15s ./remote
+//	go test -run '^$' -fuzz '^FuzzFrameDecoder$' -fuzztime 10s ./remote
 
 type fuzzMsg struct {
 	Name  string

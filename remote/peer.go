@@ -32,9 +32,11 @@ type peer struct {
 	dialing   bool
 	closed    bool
 	epoch     uint64             // epoch of the current (or next) connection
-	fw        *frameWriter       // frames queued, in plaintext
+	fw        *frameWriter       // frames queued, in plaintext, from sent on
+	sent      int                // bytes at the start of fw's buffer already sealed and written
 	tx        *noise.CipherState // seals them; nil until the connection's handshake is done
 	sealBuf   []byte             // reused for sealed batches; nil while one is in flight
+	fullErr   error              // what enqueue returns when the queue is full
 	flushing  bool
 	netHeld   int             // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
 	wc        net.Conn        // the node's own descriptor of the dialed socket, for direct writes
@@ -106,13 +108,16 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	if len(p.fw.w.b)+p.netHeld >= p.n.cfg.MaxOutbound {
+	if p.queuedLocked()+p.netHeld >= p.n.cfg.MaxOutbound {
 		p.n.stats.refused.Add(1)
 		if p.conn != nil && !p.flushing && p.netHeld > 0 {
 			p.flushing = true
 			p.writeLocked(nil) // learn whether gnet has drained meanwhile
 		}
-		return 0, fmt.Errorf("%w: %d bytes queued for node %s", actor.ErrQueueFull, len(p.fw.w.b), p.nameLocked())
+		if p.fullErr == nil { // made once: a sender retrying in a loop must not pay for formatting
+			p.fullErr = fmt.Errorf("%w: outbound queue for node %s at its limit (%d bytes)", actor.ErrQueueFull, p.nameLocked(), p.n.cfg.MaxOutbound)
+		}
+		return 0, p.fullErr
 	}
 	start := p.fw.begin(kind)
 	if err := write(p.fw); err != nil {
@@ -131,6 +136,20 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 
 func (p *peer) nameLocked() string { return p.name() }
 
+// queuedLocked is how many bytes of frames wait to be written.
+func (p *peer) queuedLocked() int {
+	if p.fw == nil {
+		return 0
+	}
+	return len(p.fw.w.b) - p.sent
+}
+
+// maxBatch bounds what one write hands to gnet: gnet copies whatever the
+// socket does not take at once into its own buffer, so handing it the whole
+// queue (up to MaxOutbound) under load cost a copy of every byte; the rest
+// waits here for the write's completion.
+const maxBatch = 512 << 10
+
 // flushLocked hands the queued bytes to gnet in one write; the next batch
 // goes when that write completes, so frames queued meanwhile share a write.
 //
@@ -146,13 +165,23 @@ func (p *peer) flushLocked(direct bool) {
 	if p.fw == nil {
 		return // never used: nothing queued
 	}
-	plain := p.fw.w.b
+	plain := p.fw.w.b[p.sent:]
 	if len(plain) == 0 || p.tx == nil { // nothing queued, or the handshake is not done
 		p.flushing = false
 		return
 	}
+	plain = plain[:min(len(plain), maxBatch)]
 	out := seal(p.sealBuf[:0], p.tx, plain)
-	p.fw.w.b = plain[:0]
+	p.sent += len(plain)
+	switch {
+	case p.sent == len(p.fw.w.b):
+		p.fw.w.b, p.sent = p.fw.w.b[:0], 0
+	case p.sent >= len(p.fw.w.b)/2:
+		// Drop the written half so the buffer does not grow while producers
+		// keep it from emptying: each byte moves at most once more.
+		n := copy(p.fw.w.b, p.fw.w.b[p.sent:])
+		p.fw.w.b, p.sent = p.fw.w.b[:n], 0
+	}
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
@@ -237,8 +266,8 @@ func (p *peer) dialLocked() {
 	}
 	// The hello goes first on the new connection: put it before anything
 	// queued for this epoch.
-	queued := append([]byte(nil), p.fw.w.b...)
-	p.fw.w.b = p.fw.w.b[:0]
+	queued := append([]byte(nil), p.fw.w.b[p.sent:]...)
+	p.fw.w.b, p.sent = p.fw.w.b[:0], 0
 	start := p.fw.begin(fHello)
 	_ = p.fw.enc.EncodeUint(protocolVersion)
 	_ = p.fw.enc.EncodeString(p.n.name)
@@ -358,7 +387,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.wc, p.wrc = nil, nil
 	p.epoch++
 	if p.fw != nil {
-		p.fw.w.b = p.fw.w.b[:0]
+		p.fw.w.b, p.sent = p.fw.w.b[:0], 0
 	}
 	calls := p.calls
 	p.calls = nil

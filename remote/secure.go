@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/flynn/noise"
 )
@@ -120,6 +121,9 @@ func appendRecord(dst, msg []byte) []byte {
 // seal appends plain to dst as records encrypted with cs, each carrying at
 // most maxSealed bytes.
 func seal(dst []byte, cs *noise.CipherState, plain []byte) []byte {
+	// Room for everything first: the cipher would otherwise regrow dst to
+	// the exact size at every record, copying the batch over and over.
+	dst = slices.Grow(dst, len(plain)+(len(plain)/maxSealed+1)*(2+16))
 	for len(plain) > 0 {
 		n := min(len(plain), maxSealed)
 		at := len(dst)

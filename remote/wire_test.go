@@ -1041,7 +1041,7 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	queued := func() int {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return len(p.fw.w.b)
+		return p.queuedLocked()
 	}
 	// Offer messages as fast as possible until nothing moves any more: the
 	// socket buffers are full and every send is refused. A node that
@@ -1080,7 +1080,7 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	held := netQueued(t, p)
 	p.mu.Lock()
 	t.Logf("accepted %d, refused %d; max queued %d; BytesOut %d; held by gnet %d; queued now %d; stats %+v",
-		accepted, refused, maxQ, st.BytesOut, held, len(p.fw.w.b), st)
+		accepted, refused, maxQ, st.BytesOut, held, p.queuedLocked(), st)
 	p.mu.Unlock()
 	if refused == 0 {
 		t.Fatal("no send was refused")
