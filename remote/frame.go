@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"reflect"
 
 	"github.com/actord/actord/actor"
@@ -68,9 +69,8 @@ func (fw *frameWriter) release() { codecNodes.Delete(fw.enc) }
 // frame is cut off with abort, leaving the buffer as it was.
 func (fw *frameWriter) begin(kind int) int {
 	start := len(fw.w.b)
-	fw.w.b = append(fw.w.b, 0, 0, 0, 0)
-	_ = fw.enc.EncodeArrayLen(fieldCount[kind])
-	_ = fw.enc.EncodeUint(uint64(kind))
+	// length (patched by end), fixarray header, kind: what msgpack writes
+	fw.w.b = append(fw.w.b, 0, 0, 0, 0, 0x90|byte(fieldCount[kind]), byte(kind))
 	return start
 }
 
@@ -90,6 +90,19 @@ func (fw *frameWriter) id(id actor.WireID) {
 	b = appendUint(b, uint64(id.Gen))
 	b = append(b, 0xc4, byte(len(id.Secret)))
 	fw.w.b = append(b, id.Secret[:]...)
+}
+
+// appendBin appends b as msgpack bin 8, 16 or 32, as msgpack's encoder does.
+func appendBin(dst, b []byte) []byte {
+	switch n := len(b); {
+	case n <= 0xff:
+		dst = append(dst, 0xc4, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0xc5, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, b...)
 }
 
 // appendUint appends v as the shortest msgpack unsigned integer.
@@ -117,7 +130,11 @@ func (fw *frameWriter) payload(v any) error {
 	if !ok {
 		return fmt.Errorf("%w: %T (register it with remote.Register)", ErrUnknownType, v)
 	}
-	_ = fw.enc.EncodeUint(ti.id)
+	fw.w.b = appendUint(fw.w.b, ti.id)
+	if b, ok := v.([]byte); ok && b != nil { // the commonest payload, by hand
+		fw.w.b = appendBin(fw.w.b, b)
+		return nil
+	}
 	return fw.enc.Encode(v)
 }
 
@@ -221,7 +238,7 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	if err != nil {
 		return bad("envelope", err)
 	}
-	if f.kind, err = d.DecodeUint64(); err != nil {
+	if f.kind, err = fr.uint64(); err != nil {
 		return bad("kind", err)
 	}
 	if f.kind == 0 || f.kind >= uint64(len(fieldCount)) || n != fieldCount[f.kind] {
@@ -229,7 +246,7 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	}
 	u := func(dst *uint64) {
 		if err == nil {
-			*dst, err = d.DecodeUint64()
+			*dst, err = fr.uint64()
 		}
 	}
 	u32 := func(dst *uint32) {
@@ -352,7 +369,108 @@ func decodeBuiltin(d *msgpack.Decoder, t reflect.Type) (any, bool, error) {
 	return nil, false, nil
 }
 
+// Hand-written readers for the hot fields. Each decodes the canonical
+// encoding (what frameWriter writes) straight from the body and moves the
+// read position past it; anything else is left to msgpack's decoder, so
+// what is accepted does not change.
+
+// skipTo moves the read position to i.
+func (fr *frameReader) skipTo(i int) { _, _ = fr.r.Seek(int64(i), io.SeekStart) }
+
+// quickUint reads an unsigned integer in one of msgpack's unsigned
+// encodings at position i, returning the value and the position after it
+// (ok false: not one of those, or truncated).
+func quickUint(b []byte, i int) (v uint64, next int, ok bool) {
+	if i >= len(b) {
+		return 0, i, false
+	}
+	c := b[i]
+	var w int
+	switch {
+	case c <= 0x7f:
+		return uint64(c), i + 1, true
+	case c == 0xcc:
+		w = 1
+	case c == 0xcd:
+		w = 2
+	case c == 0xce:
+		w = 4
+	case c == 0xcf:
+		w = 8
+	default:
+		return 0, i, false
+	}
+	if len(b)-i-1 < w {
+		return 0, i, false
+	}
+	for _, x := range b[i+1 : i+1+w] {
+		v = v<<8 | uint64(x)
+	}
+	return v, i + 1 + w, true
+}
+
+// uint64 reads an unsigned integer.
+func (fr *frameReader) uint64() (uint64, error) {
+	if v, next, ok := quickUint(fr.buf, fr.pos()); ok {
+		fr.skipTo(next)
+		return v, nil
+	}
+	return fr.dec.DecodeUint64()
+}
+
+// quickID reads an actor id in its canonical encoding: fixarray 4, three
+// unsigned integers, bin 8 of 16 bytes.
+func (fr *frameReader) quickID(id *actor.WireID) bool {
+	b, i := fr.buf, fr.pos()
+	if i >= len(b) || b[i] != 0x94 {
+		return false
+	}
+	loop, i, ok := quickUint(b, i+1)
+	if !ok || loop > 0xFFFF {
+		return false
+	}
+	slot, i, ok := quickUint(b, i)
+	if !ok || slot > 0xFFFFFFFF {
+		return false
+	}
+	gen, i, ok := quickUint(b, i)
+	if !ok || gen > 0xFFFFFFFF || len(b)-i < 2+len(id.Secret) || b[i] != 0xc4 || int(b[i+1]) != len(id.Secret) {
+		return false
+	}
+	copy(id.Secret[:], b[i+2:])
+	id.Loop, id.Slot, id.Gen = uint16(loop), uint32(slot), uint32(gen)
+	fr.skipTo(i + 2 + len(id.Secret))
+	return true
+}
+
+// quickBytes reads a bin 8/16/32 whose bytes the body holds, copied.
+func (fr *frameReader) quickBytes() ([]byte, bool) {
+	b, i := fr.buf, fr.pos()
+	if i >= len(b) || b[i] < 0xc4 || b[i] > 0xc6 {
+		return nil, false
+	}
+	w := 1 << (b[i] - 0xc4)
+	if len(b)-i-1 < w {
+		return nil, false
+	}
+	n := 0
+	for _, x := range b[i+1 : i+1+w] {
+		n = n<<8 | int(x)
+	}
+	start := i + 1 + w
+	if n > len(b)-start {
+		return nil, false
+	}
+	fr.skipTo(start + n)
+	v := make([]byte, n)
+	copy(v, b[start:])
+	return v, true
+}
+
 func (fr *frameReader) id(id *actor.WireID) error {
+	if fr.quickID(id) {
+		return nil
+	}
 	d := fr.dec
 	n, err := d.DecodeArrayLen()
 	if err != nil || n != 4 {
@@ -394,7 +512,7 @@ func (fr *frameReader) optID(id *actor.WireID) (bool, error) {
 // not in f.payloadErr (the rest of the frame is still usable).
 func (fr *frameReader) payload(f *frame) {
 	d := fr.dec
-	id, err := d.DecodeUint64()
+	id, err := fr.uint64()
 	if err != nil {
 		f.payloadErr = bad("payload type", err)
 		return
@@ -425,6 +543,12 @@ func (fr *frameReader) payload(f *frame) {
 		f.payloadErr = bad("payload "+ti.name, cerr)
 		fr.r.Reset(nil)
 		return
+	}
+	if ti.typ == typeBytes {
+		if v, ok := fr.quickBytes(); ok {
+			f.payload = v
+			return
+		}
 	}
 	if v, ok, err := decodeBuiltin(d, ti.typ); ok {
 		if err != nil {

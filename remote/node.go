@@ -628,6 +628,21 @@ type inConn struct {
 	lastTo  actor.WireID
 	lastRef actor.Ref
 	lastOK  bool
+	// the last sender's ref, so a stream from one actor is interned once
+	lastFromID  actor.WireID
+	lastFromRef actor.Ref
+}
+
+// remoteFrom is Wire.RemoteRef for the sender of a frame, with a one-entry
+// cache: interning takes a lock and a map lookup. The cached ref keeps the
+// interned one alive, so equal ids still give equal refs.
+func (ic *inConn) remoteFrom(n *Node, id actor.WireID) actor.Ref {
+	if !ic.lastFromRef.IsZero() && id == ic.lastFromID {
+		return ic.lastFromRef
+	}
+	r := n.wire.RemoteRef(ic.from, id)
+	ic.lastFromID, ic.lastFromRef = id, r
+	return r
 }
 
 // resolve is Wire.Resolve with a one-entry cache of the last verified id:
@@ -810,7 +825,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		}
 		var from actor.Ref
 		if f.hasFrom {
-			from = n.wire.RemoteRef(ic.from, f.from)
+			from = ic.remoteFrom(n, f.from)
 		}
 		if _, isDown := f.payload.(actor.Down); isDown {
 			return nil // Downs travel as fDown frames only
@@ -819,7 +834,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			n.stats.dropped.Add(1)
 		}
 	case fAsk:
-		from := n.wire.RemoteRef(ic.from, f.from)
+		from := ic.remoteFrom(n, f.from)
 		to, ok := ic.resolve(n, f.to)
 		switch {
 		case !ok:

@@ -3,8 +3,10 @@ package remote
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/actord/actord/actor"
 	"github.com/vmihailenco/msgpack/v5"
@@ -21,14 +23,22 @@ type typeInfo struct {
 // is the 64-bit FNV-1a hash of its name, so nodes agree on ids without
 // negotiating; two names that collide on one node are refused at
 // registration.
+//
+// Lookups, on the path of every message, read an immutable snapshot without
+// a lock; registration (rare) copies it.
 type registry struct {
-	mu     sync.RWMutex
+	mu   sync.Mutex // serialises add
+	maps atomic.Pointer[regMaps]
+}
+
+type regMaps struct {
 	byType map[reflect.Type]*typeInfo
 	byID   map[uint64]*typeInfo
 }
 
 func newRegistry() *registry {
-	r := &registry{byType: map[reflect.Type]*typeInfo{}, byID: map[uint64]*typeInfo{}}
+	r := &registry{}
+	r.maps.Store(&regMaps{byType: map[reflect.Type]*typeInfo{}, byID: map[uint64]*typeInfo{}})
 	for name, v := range map[string]any{
 		"string": "", "bytes": []byte(nil), "int": int(0), "int64": int64(0), "uint64": uint64(0),
 		"float64": float64(0), "bool": false, "actor.Ref": actor.Ref{}, "actor.Down": actor.Down{},
@@ -54,31 +64,30 @@ func (r *registry) add(name string, t reflect.Type) error {
 	id := typeID(name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.byType[t]; ok {
+	cur := r.maps.Load()
+	if old, ok := cur.byType[t]; ok {
 		if old.name == name {
 			return nil
 		}
 		return fmt.Errorf("remote: type %v already registered as %q", t, old.name)
 	}
-	if old, ok := r.byID[id]; ok {
+	if old, ok := cur.byID[id]; ok {
 		return fmt.Errorf("remote: name %q (for %v) collides with %q (for %v)", name, t, old.name, old.typ)
 	}
+	next := &regMaps{byType: maps.Clone(cur.byType), byID: maps.Clone(cur.byID)}
 	ti := &typeInfo{id: id, name: name, typ: t}
-	r.byType[t], r.byID[id] = ti, ti
+	next.byType[t], next.byID[id] = ti, ti
+	r.maps.Store(next)
 	return nil
 }
 
 func (r *registry) ofValue(v any) (*typeInfo, bool) {
-	r.mu.RLock()
-	ti, ok := r.byType[reflect.TypeOf(v)]
-	r.mu.RUnlock()
+	ti, ok := r.maps.Load().byType[reflect.TypeOf(v)]
 	return ti, ok
 }
 
 func (r *registry) ofID(id uint64) (*typeInfo, bool) {
-	r.mu.RLock()
-	ti, ok := r.byID[id]
-	r.mu.RUnlock()
+	ti, ok := r.maps.Load().byID[id]
 	return ti, ok
 }
 

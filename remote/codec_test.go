@@ -1,0 +1,120 @@
+package remote
+
+import (
+	"bytes"
+	"math"
+	"testing"
+
+	"github.com/actord/actord/actor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// msgpackBytes encodes with msgpack's own encoder, compact integers on, as
+// frameWriter's encoder is set up.
+func msgpackBytes(t *testing.T, f func(e *msgpack.Encoder) error) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	e := msgpack.NewEncoder(&buf)
+	e.UseCompactInts(true)
+	if err := f(e); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// The hand-written encoders write exactly what msgpack's encoder writes.
+func TestHandWrittenEncodersMatchMsgpack(t *testing.T) {
+	for _, v := range []uint64{0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, math.MaxUint32, math.MaxUint32 + 1, math.MaxUint64} {
+		want := msgpackBytes(t, func(e *msgpack.Encoder) error { return e.EncodeUint(v) })
+		if got := appendUint(nil, v); !bytes.Equal(got, want) {
+			t.Errorf("appendUint(%d) = %x, msgpack %x", v, got, want)
+		}
+	}
+	for _, n := range []int{0, 1, 32, 0xff, 0x100, 0xffff, 0x10000} {
+		b := bytes.Repeat([]byte{7}, n)
+		want := msgpackBytes(t, func(e *msgpack.Encoder) error { return e.EncodeBytes(b) })
+		if got := appendBin(nil, b); !bytes.Equal(got, want) {
+			t.Errorf("appendBin(%d bytes) = %x..., msgpack %x...", n, got[:min(len(got), 8)], want[:min(len(want), 8)])
+		}
+	}
+	n := codecNode(t, Config{})
+	for _, id := range []actor.WireID{wid(0, 0, 0, 0), wid(3, 200, 70000, 9), {Loop: 0xFFFF, Slot: math.MaxUint32, Gen: math.MaxUint32}} {
+		fw := newFrameWriter(n)
+		fw.id(id)
+		want := msgpackBytes(t, func(e *msgpack.Encoder) error {
+			_ = e.EncodeArrayLen(4)
+			_ = e.EncodeUint(uint64(id.Loop))
+			_ = e.EncodeUint(uint64(id.Slot))
+			_ = e.EncodeUint(uint64(id.Gen))
+			return e.EncodeBytes(id.Secret[:])
+		})
+		if !bytes.Equal(fw.w.b, want) {
+			t.Errorf("id %+v = %x, msgpack %x", id, fw.w.b, want)
+		}
+		fw.release()
+	}
+	for kind := fHello; kind <= fDown; kind++ {
+		fw := newFrameWriter(n)
+		fw.begin(kind)
+		want := msgpackBytes(t, func(e *msgpack.Encoder) error {
+			_ = e.EncodeArrayLen(fieldCount[kind])
+			return e.EncodeUint(uint64(kind))
+		})
+		if !bytes.Equal(fw.w.b[4:], want) {
+			t.Errorf("frame header of kind %d = %x, msgpack %x", kind, fw.w.b[4:], want)
+		}
+		fw.release()
+	}
+}
+
+// The hand-written readers take the canonical encodings, and leave every
+// other encoding msgpack accepts to msgpack: the same values come out.
+func TestHandWrittenReadersFallBack(t *testing.T) {
+	n := codecNode(t, Config{})
+	sec := bytes.Repeat([]byte{0xab}, 16)
+	want := actor.WireID{Loop: 2, Slot: 300, Gen: 5}
+	copy(want.Secret[:], sec)
+	for name, enc := range map[string][]byte{
+		"canonical": msgpackBytes(t, func(e *msgpack.Encoder) error {
+			_ = e.EncodeArrayLen(4)
+			_ = e.EncodeUint(2)
+			_ = e.EncodeUint(300)
+			_ = e.EncodeUint(5)
+			return e.EncodeBytes(sec)
+		}),
+		// array 16 header, signed and wide integers, bin 16: not canonical
+		"other encodings": append([]byte{0xdc, 0, 4, 0xd0, 2, 0xcf, 0, 0, 0, 0, 0, 0, 1, 0x2c, 0xd3, 0, 0, 0, 0, 0, 0, 0, 5, 0xc5, 0, 16}, sec...),
+	} {
+		fr := newFrameReader(n, nil)
+		fr.buf = enc
+		fr.r.Reset(enc)
+		var got actor.WireID
+		if err := fr.id(&got); err != nil || got != want || fr.r.Len() != 0 {
+			t.Errorf("%s: id = %+v, %v (%d bytes left), want %+v", name, got, err, fr.r.Len(), want)
+		}
+		fr.release()
+	}
+	for name, enc := range map[string][]byte{
+		"bin 8":  {0xc4, 3, 1, 2, 3},
+		"bin 16": {0xc5, 0, 3, 1, 2, 3},
+		"str":    {0xa3, 1, 2, 3}, // msgpack decodes a str as bytes too
+	} {
+		fr := newFrameReader(n, nil)
+		var f frame
+		body := append(append([]byte{0x95, fSend}, appendIDForTest(want)...), 0xc0)
+		body = append(appendUint(body, typeID("bytes")), enc...)
+		if err := fr.parse(body, &f); err != nil || f.payloadErr != nil {
+			t.Fatalf("%s: %v, %v", name, err, f.payloadErr)
+		}
+		if b, ok := f.payload.([]byte); !ok || !bytes.Equal(b, []byte{1, 2, 3}) {
+			t.Errorf("%s: payload %#v", name, f.payload)
+		}
+		fr.release()
+	}
+}
+
+func appendIDForTest(id actor.WireID) []byte {
+	b := append([]byte{0x94}, appendUint(nil, uint64(id.Loop))...)
+	b = appendUint(appendUint(b, uint64(id.Slot)), uint64(id.Gen))
+	return appendBin(b, id.Secret[:])
+}
