@@ -223,6 +223,34 @@ func (w *Wire) DeliverSend(to, from Ref, msg any) error {
 	return postErr(to.l.loop.PostRun(envelope{kind: kSend, to: to, from: from, msg: msg}))
 }
 
+// QueueSend is DeliverSend without waking the target's loop: a transport
+// queues the messages of one network read with QueueSend and QueueAsk, then
+// calls Kick for every loop it queued to (before it waits for room, too:
+// a queue full of unkicked messages does not drain).
+func (w *Wire) QueueSend(to, from Ref, msg any) error {
+	if to.l == nil || to.l.sys != w.s {
+		return ErrInvalidRef
+	}
+	return postErr(to.l.loop.PostQuiet(envelope{kind: kSend, to: to, from: from, msg: msg}))
+}
+
+// QueueAsk is DeliverAsk without waking the target's loop (see QueueSend).
+func (w *Wire) QueueAsk(to, from Ref, msg any, pidx, pgen uint32) error {
+	if to.l == nil || to.l.sys != w.s || from.r == nil {
+		return ErrInvalidRef
+	}
+	return postErr(to.l.loop.PostQuiet(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+}
+
+// Kick makes the loop of the local actor to handle what QueueSend and
+// QueueAsk queued: on the calling goroutine if the loop is idle (as
+// DeliverSend), otherwise by waking it.
+func (w *Wire) Kick(to Ref) {
+	if to.l != nil && to.l.sys == w.s {
+		to.l.loop.Kick()
+	}
+}
+
 // DeliverAsk queues a request from the network for a local actor. Its reply
 // goes back through from's Peer with correlation (pidx, pgen); from must be a
 // remote ref (of the asking actor, or of the remote node's goroutine proxy).

@@ -199,3 +199,36 @@ func TestPostRunInterruptWhileLent(t *testing.T) {
 		t.Fatal("Run returned while a handler was running")
 	}
 }
+
+// PostQuiet queues without waking; Kick then handles the batch, on the
+// calling goroutine when the loop is parked, by waking it otherwise.
+func TestPostQuietThenKick(t *testing.T) {
+	var handled, inline atomic.Int64
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(*int) {
+		if l.owner.Load() == ownBorrowed {
+			inline.Add(1)
+		}
+		handled.Add(1)
+	}), Config{Batch: 4})
+	startRun(t, context.Background(), l)
+	for round := int64(1); round <= 20; round++ {
+		waitParked(t, l)
+		for range 10 { // more than a pass handles: the rest wakes the loop
+			if err := l.PostQuiet(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Kick()
+		eventually(t, "the batch to be handled", func() bool { return handled.Load() == 10*round })
+	}
+	if inline.Load() == 0 {
+		t.Fatal("no event handled by Kick on the calling goroutine")
+	}
+	// A stopped loop: Kick neither runs nor blocks.
+	l2 := New[int](handlerFunc[int](func(*int) { t.Error("handled without Run") }), Config{})
+	if err := l2.PostQuiet(1); err != nil {
+		t.Fatal(err)
+	}
+	l2.Kick()
+}

@@ -152,6 +152,21 @@ func (l *Loop[E]) PostRun(ev E) error {
 	return nil
 }
 
+// PostQuiet queues ev like Post but does not wake the loop: the caller
+// must call Kick once it has queued a batch. A transport reading many
+// messages at once uses it to pay for one hand-off per batch rather than
+// one per message.
+func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
+
+// Kick makes the loop handle what PostQuiet queued: like PostRun, it runs
+// a pass on the calling goroutine if the loop's goroutine is parked, and
+// wakes it otherwise.
+func (l *Loop[E]) Kick() {
+	if !l.runParked() {
+		l.notify()
+	}
+}
+
 // PostControlRun is PostControl with the hand-off of PostRun.
 func (l *Loop[E]) PostControlRun(ev E) error {
 	if err := l.ctl.push(ev); err != nil {

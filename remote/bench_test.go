@@ -178,6 +178,7 @@ func BenchmarkRemoteThroughput(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(a.node.Stats().Refused)/float64(b.N), "refused/op")
 	if st := bn.node.Stats(); st.Dropped > 0 {
 		b.Fatalf("receiver dropped %d messages", st.Dropped)
 	}

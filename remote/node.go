@@ -546,11 +546,12 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 
 // deliver posts a message into a loop, waiting up to DeliverWait while the
 // loop's queue is full (see Config.DeliverWait).
-func (n *Node) deliver(post func() error) error {
+func (n *Node) deliver(ic *inConn, post func() error) error {
 	err := post()
 	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
 		return err
 	}
+	ic.kickAll(n) // what this read queued must drain for room to appear
 	deadline := time.Now().Add(n.cfg.DeliverWait)
 	for i := 0; ; i++ {
 		if i < 64 {
@@ -631,6 +632,28 @@ type inConn struct {
 	// the last sender's ref, so a stream from one actor is interned once
 	lastFromID  actor.WireID
 	lastFromRef actor.Ref
+	// one local actor per loop that messages were queued to during this
+	// read, to kick at its end (kickAll)
+	kick []actor.Ref
+}
+
+// queued notes that a message was queued (quietly) for to's loop.
+func (ic *inConn) queued(to actor.Ref) {
+	for _, r := range ic.kick {
+		if r.Loop() == to.Loop() {
+			return
+		}
+	}
+	ic.kick = append(ic.kick, to)
+}
+
+// kickAll makes the loops messages were queued to handle them.
+func (ic *inConn) kickAll(n *Node) {
+	for i, r := range ic.kick {
+		n.wire.Kick(r)
+		ic.kick[i] = actor.Ref{}
+	}
+	ic.kick = ic.kick[:0]
 }
 
 // remoteFrom is Wire.RemoteRef for the sender of a frame, with a one-entry
@@ -735,6 +758,7 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			return n.handleInbound(ic, &ic.f)
 		})
 		ic.sess.compact()
+		ic.kickAll(n)
 	}
 	if len(ic.out) > 0 && ic.sess.tx != nil {
 		replies = seal(append(ic.wbuf[:0], replies...), ic.sess.tx, ic.out)
@@ -830,8 +854,10 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		if _, isDown := f.payload.(actor.Down); isDown {
 			return nil // Downs travel as fDown frames only
 		}
-		if err := n.deliver(func() error { return n.wire.DeliverSend(to, from, f.payload) }); err != nil {
+		if err := n.deliver(ic, func() error { return n.wire.QueueSend(to, from, f.payload) }); err != nil {
 			n.stats.dropped.Add(1)
+		} else {
+			ic.queued(to)
 		}
 	case fAsk:
 		from := ic.remoteFrom(n, f.from)
@@ -842,8 +868,10 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		case f.payloadErr != nil:
 			ic.from.Reply(from, f.pidx, f.pgen, nil, f.payloadErr)
 		default:
-			if err := n.deliver(func() error { return n.wire.DeliverAsk(to, from, f.payload, f.pidx, f.pgen) }); err != nil {
+			if err := n.deliver(ic, func() error { return n.wire.QueueAsk(to, from, f.payload, f.pidx, f.pgen) }); err != nil {
 				ic.from.Reply(from, f.pidx, f.pgen, nil, err)
+			} else {
+				ic.queued(to)
 			}
 		}
 	case fReply:
