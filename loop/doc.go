@@ -26,4 +26,9 @@
 //     signal instead of losing it.
 //   - An idle loop parks on a channel and costs no CPU; the first post after it
 //     parks wakes it, one wake per batch of posts.
+//   - Handlers run on one goroutine at a time. With [Loop.PostRun] (or
+//     [Loop.PostQuiet] then [Loop.Kick]) a poster that can afford it runs
+//     a parked loop's pass itself instead of waking it; the loop's goroutine
+//     takes the loop back before it runs again. "The loop goroutine" in this
+//     package's documentation means whichever goroutine holds the loop.
 package loop
