@@ -60,6 +60,11 @@ var (
 	ErrNilActor = errors.New("actor: nil factory or actor")
 	// ErrRestart is the Terminate reason of a live actor being restarted.
 	ErrRestart = errors.New("actor: restarting")
+	// ErrNoReply answers an ask whose handler deferred it (Context.Defer)
+	// and then dropped the Reply without answering: the actor stopped or
+	// crashed holding it, or lost it. It is delivered once the garbage
+	// collector finds the Reply unreachable.
+	ErrNoReply = errors.New("actor: deferred ask dropped without a reply")
 )
 
 // SpawnOption adjusts a spawn.

@@ -3,6 +3,7 @@ package actor
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -138,8 +139,9 @@ func (c *Context) Promise() (Promise, func(v any, err error)) {
 // Reply is the handle of a deferred reply (see Context.Defer). It may be
 // used from any goroutine; only its first use counts.
 type Reply struct {
-	env  envelope
-	used atomic.Bool
+	env     envelope
+	used    atomic.Bool
+	cleanup runtime.Cleanup // answers the ask if the Reply is dropped unanswered
 }
 
 // Reply answers the deferred request with v and err. Later calls do nothing.
@@ -147,16 +149,24 @@ func (r *Reply) Reply(v any, err error) {
 	if r == nil || !r.used.CompareAndSwap(false, true) {
 		return
 	}
+	r.cleanup.Stop()
 	if r.env.kind == kAsk {
 		reply(&r.env, v, err)
 	}
 }
 
+// replyDropped answers an ask whose Reply became garbage unanswered. It runs
+// on a runtime goroutine; reply is safe from any goroutine.
+func replyDropped(env envelope) { reply(&env, nil, ErrNoReply) }
+
 // Defer tells the runtime that the current handler will answer later: its
 // return values are ignored and the asker waits (up to its own deadline) for
-// Reply. If the actor's incarnation ends first, the runtime answers for it:
-// a stop with an error matching ErrDead, a crash with its *CrashError, a
-// restart with ErrRestart (a Reply after that does nothing). Use it to answer after the handler's own asks complete. For a
+// Reply. The Reply may be handed to other goroutines (a worker that answers
+// once its work is done answers even if the actor has crashed or stopped
+// meanwhile). A Reply dropped without an answer (the actor forgot it, or
+// stopped or crashed holding it) is answered with ErrNoReply once the
+// garbage collector finds it unreachable, so even an asker without a
+// deadline learns the outcome. Use it to answer after the handler's own asks complete. For a
 // one-way message the Reply discards its answer. Inside a synchronous Call,
 // the caller gets ErrDeferredCall and the Reply discards its answer.
 func (c *Context) Defer() *Reply {
@@ -166,8 +176,9 @@ func (c *Context) Defer() *Reply {
 	if c.env != nil {
 		r.env = *c.env
 		r.env.msg = nil
-		if r.env.kind == kAsk && c.slot != nil {
-			c.slot.keepPending(r)
+		if r.env.kind == kAsk {
+			// Nobody can answer a Reply that is garbage: answer for them.
+			r.cleanup = runtime.AddCleanup(r, replyDropped, r.env)
 		}
 	}
 	return r

@@ -600,7 +600,7 @@ func TestShutdown(t *testing.T) {
 	silent := tsSpawn(t, s, func() Actor {
 		return &tsActor{
 			recv: func(c *Context, _ any) (any, error) {
-				c.Defer() // never answered
+				holdReply(c.Defer()) // never answered
 				got <- struct{}{}
 				return nil, nil
 			},

@@ -2,7 +2,6 @@ package actor
 
 import (
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -62,38 +61,12 @@ type slot struct {
 	gen      uint32
 	inc      uint32 // incarnation: bumped at every start and at every crash
 	state    uint8
-	running  bool     // its handler is on the stack (cycle detection)
-	stopReq  bool     // stop once the handler returns
-	sup      bool     // supervised: a crash suspends and tells the parent
-	links    []Ref    // linked actors (see link.go)
-	trap     bool     // exit signals become Exited messages
-	noTerm   bool     // the pending stop is a kill: no Terminate
-	pending  []*Reply // deferred replies to asks of this incarnation, perhaps answered (Defer)
-}
-
-// failPending answers, with err, every ask the actor deferred and has not
-// answered: its incarnation ended (stop, crash, restart), so nobody will,
-// and an asker without a deadline would wait forever.
-func (s *slot) failPending(err error) {
-	for _, r := range s.pending {
-		r.Reply(nil, err)
-	}
-	s.pending = nil
-}
-
-// keepPending records a deferred reply, dropping answered ones now and then.
-func (s *slot) keepPending(r *Reply) {
-	if len(s.pending) >= 32 && len(s.pending)&(len(s.pending)-1) == 0 {
-		live := s.pending[:0]
-		for _, p := range s.pending {
-			if !p.used.Load() {
-				live = append(live, p)
-			}
-		}
-		clear(s.pending[len(live):])
-		s.pending = live
-	}
-	s.pending = append(s.pending, r)
+	running  bool  // its handler is on the stack (cycle detection)
+	stopReq  bool  // stop once the handler returns
+	sup      bool  // supervised: a crash suspends and tells the parent
+	links    []Ref // linked actors (see link.go)
+	trap     bool  // exit signals become Exited messages
+	noTerm   bool  // the pending stop is a kill: no Terminate
 }
 
 // loopState is everything one loop owns. Only its goroutine touches it, except
@@ -281,6 +254,7 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 		if r := recover(); r != nil {
 			v, err = nil, ls.crash(s, c.self, r, msg, from)
 			if c.deferred && c.rep != nil && c.rep.used.CompareAndSwap(false, true) {
+				c.rep.cleanup.Stop()
 				c.deferred = false // the handler never answered: the crash is the answer
 			}
 		}
@@ -297,7 +271,6 @@ func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) erro
 	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
 		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
-	s.failPending(ce)
 	if ls.watching {
 		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
 	}
@@ -376,13 +349,6 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 		ls.terminate(t, s, r, reason)
 	}
 	s.gen++
-	if len(s.pending) > 0 {
-		err := fmt.Errorf("%w: %v stopped before answering", ErrDead, r)
-		if reason != nil {
-			err = fmt.Errorf("%w: %v stopped before answering: %w", ErrDead, r, reason)
-		}
-		s.failPending(err)
-	}
 	stash, watchers, links := s.stash, s.watchers, s.links
 	*s = slot{gen: s.gen}
 	ls.free = append(ls.free, r.idx)
@@ -485,7 +451,6 @@ func (ls *loopState) restart(s *slot, r Ref) error {
 	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
 		ls.terminate(t, s, r, ErrRestart)
 	}
-	s.failPending(ErrRestart)
 	s.state = slotAlive
 	if err := ls.start(s, r); err != nil {
 		s.actor = nil // it never started: no Terminate

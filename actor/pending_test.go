@@ -3,76 +3,123 @@ package actor
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync"
 	"testing"
+	"time"
 )
 
-// An actor that deferred asks and then ends without answering them: the
-// runtime answers for it, so even an asker without a deadline learns the
-// outcome. Stop gives ErrDead (with the reason), a crash its *CrashError, a
-// restart ErrRestart; a later Reply does nothing.
-func TestDeferredAsksFailWhenTheIncarnationEnds(t *testing.T) {
+// askNoDeadline asks from a goroutine without a deadline: only an answer
+// ends it.
+func askNoDeadline(s *System, r Ref, msg any) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := s.Ask(context.Background(), r, msg)
+		ch <- err
+	}()
+	return ch
+}
+
+// awaitWithGC waits for an answer, running the garbage collector meanwhile
+// (a dropped Reply is answered when the collector finds it).
+func awaitWithGC(t *testing.T, ch <-chan error, what string) error {
+	t.Helper()
+	deadline := time.Now().Add(tsWait)
+	for {
+		runtime.GC()
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer for %s", what)
+		}
+	}
+}
+
+// A deferred ask whose Reply is dropped unanswered, or held by an actor
+// that stops or crashes, is answered with ErrNoReply: even an asker without
+// a deadline learns the outcome.
+func TestDeferredAskDroppedIsAnswered(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2})
 	driver := tsSpawn(t, s, tsDriver())
-	boom := errors.New("boom")
-	type result struct {
-		v   any
-		err error
-	}
-	askNoDeadline := func(r Ref, msg any) <-chan result {
-		ch := make(chan result, 1)
-		go func() {
-			v, err := s.Ask(context.Background(), r, msg) // no deadline: only an answer ends it
-			ch <- result{v, err}
-		}()
-		return ch
-	}
-	cases := []struct {
-		name  string
-		end   func(t *testing.T, r Ref)
-		check func(err error) bool
-	}{
-		{"stop", func(t *testing.T, r Ref) { tsStop(t, s, driver, r, boom) },
-			func(err error) bool { return errors.Is(err, ErrDead) && errors.Is(err, boom) }},
-		{"normal stop", func(t *testing.T, r Ref) { tsStop(t, s, driver, r, nil) },
-			func(err error) bool { return errors.Is(err, ErrDead) }},
-		{"crash", func(t *testing.T, r Ref) { _ = s.Send(r, "panic") },
-			func(err error) bool {
-				var ce *CrashError
-				return errors.As(err, &ce) && errors.Is(err, ErrCrashed)
-			}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			replies := make(chan *Reply, 64)
-			r := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) {
-				switch msg {
-				case "panic":
-					panic("deliberate")
-				case "answered":
-					c.Defer().Reply("done", nil) // answered at once: must stay answered
-					return nil, nil
-				}
-				replies <- c.Defer()
-				return nil, nil
-			}), OnLoop(1))
-			// Enough answered deferrals to make the runtime prune its list.
-			for range 40 {
-				if v, err := tsAsk(t, s, r, "answered"); v != "done" || err != nil {
-					t.Fatalf("answered ask = %v, %v", v, err)
-				}
+	type holder struct{ held []*Reply }
+	holding := make(chan struct{}, 2)
+	r := tsSpawn(t, s, func() Actor {
+		h := &holder{}
+		return &tsActor{recv: func(c *Context, msg any) (any, error) {
+			switch msg {
+			case "drop":
+				c.Defer() // and forget it
+			case "hold":
+				h.held = append(h.held, c.Defer())
+				holding <- struct{}{}
+			case "panic":
+				panic("deliberate")
 			}
-			pending := []<-chan result{askNoDeadline(r, 1), askNoDeadline(r, 2)}
-			reps := []*Reply{tsRecv(t, replies, "first deferral"), tsRecv(t, replies, "second deferral")}
-			tc.end(t, r)
-			for i, ch := range pending {
-				res := tsRecv(t, ch, "the deferred ask to be answered by the runtime")
-				if res.v != nil || !tc.check(res.err) {
-					t.Fatalf("deferred ask %d = %v, %v", i, res.v, res.err)
-				}
-			}
-			for _, rep := range reps {
-				rep.Reply("late", nil) // does nothing
-			}
-		})
+			return nil, nil
+		}}
+	}, OnLoop(1))
+	if err := awaitWithGC(t, askNoDeadline(s, r, "drop"), "a dropped Reply"); !errors.Is(err, ErrNoReply) {
+		t.Fatalf("dropped Reply answered %v, want ErrNoReply", err)
 	}
+	held := []<-chan error{askNoDeadline(s, r, "hold"), askNoDeadline(s, r, "hold")}
+	tsRecv(t, holding, "the first hold")
+	tsRecv(t, holding, "the second hold")
+	tsStop(t, s, driver, r, nil)
+	for i, ch := range held {
+		if err := awaitWithGC(t, ch, "a Reply held by a stopped actor"); !errors.Is(err, ErrNoReply) {
+			t.Fatalf("held Reply %d answered %v, want ErrNoReply", i, err)
+		}
+	}
+}
+
+// A Reply handed to a worker is answered by the worker even after the
+// actor crashed: the runtime does not answer for it (the work may well have
+// been done, as a durable write acknowledged once on disk).
+func TestDeferredAskAnsweredByWorkerAfterCrash(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1})
+	handoff := make(chan *Reply, 1)
+	r := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) {
+		switch msg {
+		case "work":
+			handoff <- c.Defer()
+		case "panic":
+			panic("deliberate")
+		}
+		return nil, nil
+	}))
+	ans := make(chan result, 1)
+	go func() {
+		v, err := s.Ask(context.Background(), r, "work")
+		ans <- result{v, err}
+	}()
+	rep := tsRecv(t, handoff, "the Reply")
+	if _, err := tsAsk(t, s, r, "panic"); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("panic ask: %v", err)
+	}
+	runtime.GC()
+	runtime.GC()
+	rep.Reply("done", nil)
+	got := tsRecv(t, ans, "the worker's answer")
+	if got.v != "done" || got.err != nil {
+		t.Fatalf("asker got %v, %v; want the worker's answer", got.v, got.err)
+	}
+	runtime.GC() // an answered Reply's cleanup must not answer again
+	runtime.KeepAlive(rep)
+}
+
+// held keeps deferred Replies that a test means never to answer reachable:
+// a Reply dropped unanswered is answered with actor.ErrNoReply once it is
+// garbage collected, which would end the wait the test is about.
+var held struct {
+	sync.Mutex
+	r []*Reply
+}
+
+func holdReply(r *Reply) {
+	held.Lock()
+	held.r = append(held.r, r)
+	held.Unlock()
 }

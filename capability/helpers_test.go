@@ -3,6 +3,7 @@ package capability
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ func (s *store) Receive(c *actor.Context, msg any) (any, error) {
 	case boom:
 		panic("boom")
 	case stall:
-		c.Defer()
+		holdReply(c.Defer())
 		return nil, nil
 	case later:
 		// Answer after an ask of our own: a deferred reply.
@@ -214,4 +215,18 @@ func actors(sys *actor.System) int64 {
 		n += s.Actors
 	}
 	return n
+}
+
+// held keeps deferred Replies that a test means never to answer reachable:
+// a Reply dropped unanswered is answered with actor.ErrNoReply once it is
+// garbage collected, which would end the wait the test is about.
+var held struct {
+	sync.Mutex
+	r []*actor.Reply
+}
+
+func holdReply(r *actor.Reply) {
+	held.Lock()
+	held.r = append(held.r, r)
+	held.Unlock()
 }

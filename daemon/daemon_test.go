@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func registerKinds(d *Daemon, arrived chan<- any) {
 	d.Node().RegisterKind("hold", func(any) (actor.Factory, error) {
 		return func() actor.Actor {
 			return fnActor(func(c *actor.Context, m any) (any, error) {
-				c.Defer()
+				holdReply(c.Defer())
 				arrived <- m
 				return nil, nil
 			})
@@ -400,4 +401,18 @@ func TestParseReady(t *testing.T) {
 	if !ok || i.Node != "n" || i.Addr != "127.0.0.1:1" || i.GossipAddr != "127.0.0.1:2" || i.Loops != 2 {
 		t.Fatalf("parsed %+v, %v", i, ok)
 	}
+}
+
+// held keeps deferred Replies that a test means never to answer reachable:
+// a Reply dropped unanswered is answered with actor.ErrNoReply once it is
+// garbage collected, which would end the wait the test is about.
+var held struct {
+	sync.Mutex
+	r []*actor.Reply
+}
+
+func holdReply(r *actor.Reply) {
+	held.Lock()
+	held.r = append(held.r, r)
+	held.Unlock()
 }

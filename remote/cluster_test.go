@@ -30,7 +30,7 @@ func TestPeerDownFailsAsksAndMonitors(t *testing.T) {
 	b.node.RegisterKind("hold", func(any) (actor.Factory, error) {
 		return func() actor.Actor {
 			return fnActor(func(c *actor.Context, msg any) (any, error) {
-				c.Defer() // never answered
+				holdReply(c.Defer()) // never answered
 				arrived <- msg
 				return nil, nil
 			})
@@ -146,7 +146,7 @@ func TestPeerDownWithoutReason(t *testing.T) {
 	b.node.RegisterKind("hold", func(any) (actor.Factory, error) {
 		return func() actor.Actor {
 			return fnActor(func(c *actor.Context, msg any) (any, error) {
-				c.Defer()
+				holdReply(c.Defer())
 				arrived <- struct{}{}
 				return nil, nil
 			})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -144,7 +145,7 @@ func monitorVia(t testing.TB, tn *testNode, w, r actor.Ref) {
 // message it gets on got.
 func deferForever(got chan<- any) fnActor {
 	return func(c *actor.Context, msg any) (any, error) {
-		c.Defer()
+		holdReply(c.Defer())
 		if got != nil {
 			got <- msg
 		}
@@ -1191,4 +1192,18 @@ func TestRemoteSpawnErrors(t *testing.T) {
 	if st := a.node.Stats(); st.BadFrames != 0 {
 		t.Fatalf("spawn errors closed a connection: %+v", st)
 	}
+}
+
+// held keeps deferred Replies that a test means never to answer reachable:
+// a Reply dropped unanswered is answered with actor.ErrNoReply once it is
+// garbage collected, which would end the wait the test is about.
+var held struct {
+	sync.Mutex
+	r []*actor.Reply
+}
+
+func holdReply(r *actor.Reply) {
+	held.Lock()
+	held.r = append(held.r, r)
+	held.Unlock()
 }

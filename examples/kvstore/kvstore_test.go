@@ -402,8 +402,10 @@ func TestCrashWithWritesInFlight(t *testing.T) {
 	for _, k := range keys {
 		go func() {
 			// The deadline bounds a hang; writes only queued when the shard
-			// crashed are never answered and end here, so it sets the test's
-			// length. 2 s was too short for the full suite under -race.
+			// crashed are answered (actor.ErrNoReply) only when the garbage
+			// collector finds their dropped Replies, or end here, so it may
+			// set the test's length. 2 s was too short for the full suite
+			// under -race.
 			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 			defer cancel()
 			out <- res{k, cl.Put(ctx, k, []byte(k))}
