@@ -100,10 +100,14 @@ func TestFacetAcrossNodes(t *testing.T) {
 	if v, err := b.sys.Ask(ctx, held, RGet{"k"}); err != nil || v != "v" {
 		t.Fatalf("remote get through facet = %v, %v", v, err)
 	}
-	// Refused: the wire carries the text (and only the runtime's sentinels).
+	// Refused: the wire carries the text, and the identity since both nodes
+	// (one process here) registered the sentinel.
+	if err := remote.RegisterError("capability.ErrNotPermitted", ErrNotPermitted); err != nil {
+		t.Fatal(err)
+	}
 	_, err = b.sys.Ask(ctx, held, RPut{"k", "w"})
-	if err == nil || !strings.Contains(err.Error(), ErrNotPermitted.Error()) {
-		t.Fatalf("remote put through facet: %v, want the not-permitted text", err)
+	if !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), ErrNotPermitted.Error()) {
+		t.Fatalf("remote put through facet: %v, want ErrNotPermitted", err)
 	}
 	if v, err := a.sys.Ask(ctx, target, RGet{"k"}); err != nil || v != "v" {
 		t.Fatalf("target after refused remote put: %v, %v", v, err)

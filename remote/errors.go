@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/actord/actord/actor"
 )
@@ -68,7 +69,8 @@ var codeSentinels = map[uint64]error{
 	codeVersion:    ErrVersion,
 }
 
-// errorCode picks the wire code of err: the first sentinel it matches.
+// errorCode picks the wire code of err: the first runtime sentinel it
+// matches, else the first registered error (RegisterError) it matches.
 func errorCode(err error) uint64 {
 	if err == nil {
 		return codeNone
@@ -80,12 +82,83 @@ func errorCode(err error) uint64 {
 			return c
 		}
 	}
+	userErrs.RLock()
+	defer userErrs.RUnlock()
+	for _, u := range userErrs.list {
+		if errors.Is(err, u.sentinel) {
+			return u.code
+		}
+	}
 	return codeOther
 }
 
+// codeUser marks the wire codes of registered errors: the top bit, over the
+// FNV-1a hash of "error:" and the name.
+const codeUser = 1 << 63
+
+// userErrs holds the errors registered with RegisterError.
+var userErrs struct {
+	sync.RWMutex
+	list   []userErr // in registration order: the first match wins
+	byCode map[uint64]userErr
+}
+
+type userErr struct {
+	name     string
+	code     uint64
+	sentinel error
+}
+
+// RegisterError makes errors matching sentinel (errors.Is) keep their
+// identity across nodes: an error that matches it travels with the code of
+// name, and on a node where the same name is registered it matches the
+// sentinel there (errors.Is on the *Error the asker gets). Register the
+// same name and sentinel on every node, at init time, for example
+// remote.RegisterError("capability.ErrNotPermitted", capability.ErrNotPermitted).
+// The runtime's own sentinels (actor.ErrDead, ...) need no registration
+// and win over registered ones; an error matching none travels as its
+// text only. The registry is process-wide, like the sentinels. Registering
+// a name again with the same sentinel does nothing; with another one, or
+// a name whose code collides with another's, it fails.
+func RegisterError(name string, sentinel error) error {
+	if name == "" || sentinel == nil {
+		return fmt.Errorf("remote: RegisterError: empty name or nil sentinel")
+	}
+	code := codeUser | typeID("error:"+name)
+	userErrs.Lock()
+	defer userErrs.Unlock()
+	if old, ok := userErrs.byCode[code]; ok {
+		if old.name == name && old.sentinel == sentinel {
+			return nil
+		}
+		return fmt.Errorf("remote: RegisterError %q: code taken by %q", name, old.name)
+	}
+	if userErrs.byCode == nil {
+		userErrs.byCode = map[uint64]userErr{}
+	}
+	u := userErr{name: name, code: code, sentinel: sentinel}
+	userErrs.byCode[code] = u
+	userErrs.list = append(userErrs.list, u)
+	return nil
+}
+
+// sentinelOf returns the sentinel error a wire code names, if any.
+func sentinelOf(code uint64) (error, bool) {
+	if s, ok := codeSentinels[code]; ok {
+		return s, true
+	}
+	if code&codeUser == 0 {
+		return nil, false
+	}
+	userErrs.RLock()
+	defer userErrs.RUnlock()
+	u, ok := userErrs.byCode[code]
+	return u.sentinel, ok
+}
+
 // Error is an error that came from another node. It matches, with errors.Is,
-// the sentinel its code names (actor.ErrDead, actor.ErrCrashed, ...), and
-// carries the remote error's text.
+// the sentinel its code names (actor.ErrDead, actor.ErrCrashed, ..., or one
+// registered with RegisterError), and carries the remote error's text.
 type Error struct {
 	Node string // the node that reported it
 	Code uint64
@@ -96,7 +169,7 @@ func (e *Error) Error() string { return fmt.Sprintf("%s (from node %s)", e.Msg, 
 
 // Is reports whether target is the sentinel of e's code.
 func (e *Error) Is(target error) bool {
-	s, ok := codeSentinels[e.Code]
+	s, ok := sentinelOf(e.Code)
 	return ok && s == target
 }
 
