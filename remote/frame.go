@@ -587,22 +587,19 @@ const maxPayloadDepth = 100
 // map types are capped by msgpack at 10^6 preallocated entries.) The
 // registration is process-wide; it changes nothing for well-formed input.
 func init() {
-	msgpack.Register(map[string]any(nil), nil, func(d *msgpack.Decoder, v reflect.Value) error {
+	guardMap((*msgpack.Decoder).DecodeMap)
+	guardMap((*msgpack.Decoder).DecodeUntypedMap)
+}
+
+// guardMap registers, for the map type M, a decoder that refuses an ext
+// before decoding the map with decode.
+func guardMap[M any](decode func(*msgpack.Decoder) (M, error)) {
+	var zero M
+	msgpack.Register(zero, nil, func(d *msgpack.Decoder, v reflect.Value) error {
 		if err := refuseExtMap(d); err != nil {
 			return err
 		}
-		m, err := d.DecodeMap()
-		if err != nil {
-			return err
-		}
-		v.Set(reflect.ValueOf(m))
-		return nil
-	})
-	msgpack.Register(map[any]any(nil), nil, func(d *msgpack.Decoder, v reflect.Value) error {
-		if err := refuseExtMap(d); err != nil {
-			return err
-		}
-		m, err := d.DecodeUntypedMap()
+		m, err := decode(d)
 		if err != nil {
 			return err
 		}
