@@ -232,3 +232,29 @@ func TestPostQuietThenKick(t *testing.T) {
 	}
 	l2.Kick()
 }
+
+// A loop lent to a poster is not reported parked while the poster runs its
+// handler: a watchdog must see a handler stuck there.
+func TestPostRunLentLoopIsNotParked(t *testing.T) {
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var lent atomic.Bool
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(e *int) {
+		if *e == 1 {
+			lent.Store(l.owner.Load() == ownBorrowed)
+			close(inside)
+			<-release
+		}
+	}), Config{})
+	startRun(t, context.Background(), l)
+	waitParked(t, l)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.PostRun(1) }()
+	waitFor(t, inside, "the handler to block")
+	if st := l.Stats(); st.Parked {
+		t.Fatalf("a loop busy in a handler (lent: %v) reports Parked", lent.Load())
+	}
+	close(release)
+	waitFor(t, done, "PostRun to return")
+}

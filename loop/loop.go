@@ -568,7 +568,9 @@ func (l *Loop[E]) Stats() Stats {
 		Local:   int(l.pub.local.Load()),
 		Timers:  int(l.pub.timers.Load()),
 		Handled: l.pub.handled.Load(),
-		Parked:  l.sleeping.Load() != 0,
+		// A loop lent to a poster (PostRun) is working even though its
+		// goroutine sleeps: the watchdog must see a stuck handler there too.
+		Parked: l.sleeping.Load() != 0 && l.owner.Load() != ownBorrowed,
 	}
 }
 
