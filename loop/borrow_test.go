@@ -258,3 +258,46 @@ func TestPostRunLentLoopIsNotParked(t *testing.T) {
 	close(release)
 	waitFor(t, done, "PostRun to return")
 }
+
+// After a slow lent pass the loop is not lent for a while: posters are not
+// held up by a loop whose handlers are slow.
+func TestPostRunStopsLendingAfterSlowPass(t *testing.T) {
+	var lentSlow, lentAfter atomic.Int64
+	var handled atomic.Int64
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(e *int) {
+		lent := l.owner.Load() == ownBorrowed
+		if *e == 1 {
+			if lent {
+				lentSlow.Add(1)
+			}
+			busy := time.Now()
+			for time.Since(busy) < 2*slowLend { // a slow handler (no sleep: it is the handler's work)
+			}
+		} else if lent {
+			lentAfter.Add(1)
+		}
+		handled.Add(1)
+	}), Config{})
+	startRun(t, context.Background(), l)
+	for lentSlow.Load() == 0 { // until the slow one ran on a loan
+		waitParked(t, l)
+		before := handled.Load()
+		if err := l.PostRun(1); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the slow event", func() bool { return handled.Load() == before+1 })
+	}
+	for i := range 20 {
+		waitParked(t, l)
+		before := handled.Load()
+		if err := l.PostRun(2); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a later event", func() bool { return handled.Load() == before+1 })
+		_ = i
+	}
+	if n := lentAfter.Load(); n != 0 {
+		t.Fatalf("%d of 20 events after a slow lent pass were run on a loan", n)
+	}
+}

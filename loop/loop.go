@@ -85,6 +85,7 @@ type Loop[E any] struct {
 	sleeping  atomic.Int32
 	owner     atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
 	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
+	noLend    atomic.Int32 // lend attempts still to refuse after a slow lent pass
 	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
 	wake      chan struct{}
 	interrupt atomic.Bool
@@ -141,7 +142,10 @@ func (l *Loop[E]) Post(ev E) error {
 // A transport uses it for events it reads from the network: on an idle loop
 // the event is handled without a thread hand-off, which is most of the
 // latency of a request/response exchange. The caller must be able to afford
-// running handlers (a network goroutine, not a loop's own handler).
+// running handlers (a network goroutine, not a loop's own handler): while a
+// lent pass runs, the caller does nothing else, so a slow handler delays it
+// too. After a lent pass that took over a millisecond the loop is not lent
+// for the next 1024 attempts (posts then wake it as Post does).
 func (l *Loop[E]) PostRun(ev E) error {
 	if err := l.in.push(ev); err != nil {
 		return err
@@ -400,6 +404,14 @@ func (l *Loop[E]) hasWork() bool {
 	return l.ctlPos < len(l.ctlBuf) || l.ctlHint.Load() != 0 || l.local.n > 0 || l.in.ready()
 }
 
+// A lent pass longer than slowLend stops lending for the next
+// noLendAfterSlow attempts: a poster such as a network goroutine is not
+// held up by a loop whose handlers are slow (they still must not block).
+const (
+	slowLend        = time.Millisecond
+	noLendAfterSlow = 1024
+)
+
 // Owners of a running loop's passes.
 const (
 	ownRunning  = iota // the loop goroutine
@@ -466,10 +478,23 @@ func (l *Loop[E]) takeBack() {
 // due before the one it sleeps toward, wakes it. It returns false at once
 // when the loop is busy, stopped or already lent, so it never blocks.
 func (l *Loop[E]) runParked() bool {
-	if l.owner.Load() != ownParked || !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
+	if l.owner.Load() != ownParked {
 		return false
 	}
+	if l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
+		l.noLend.Add(-1)
+		return false
+	}
+	if !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
+		return false
+	}
+	start := time.Now()
 	l.pass()
+	if time.Since(start) > slowLend {
+		// The poster (a network goroutine) was held up by this loop's
+		// handlers: do not lend the loop for a while.
+		l.noLend.Store(noLendAfterSlow)
+	}
 	// Wake the loop goroutine if it is waiting for us, if work is left, or
 	// if the pass added a timer due before the one it sleeps toward.
 	wake := l.hasWork()
