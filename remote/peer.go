@@ -190,6 +190,9 @@ func (p *peer) flushLocked(direct bool) {
 		p.n.stats.bytesOut.Add(uint64(n))
 		if n == len(out) {
 			p.sealBuf = out[:0]
+			if p.queuedLocked() > 0 {
+				p.flushLocked(false) // more than one batch was queued: the rest goes through gnet
+			}
 			return
 		}
 		out = out[n:]

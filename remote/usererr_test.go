@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -72,5 +73,29 @@ func TestRegisteredErrorsKeepIdentity(t *testing.T) {
 	}
 	if err := RegisterError("", errUnregistered); err == nil {
 		t.Fatal("an empty name was accepted")
+	}
+}
+
+// A message larger than one write batch (maxBatch) sent on an idle
+// connection arrives whole without waiting for later traffic: no heartbeat
+// here to flush what the first, direct write left queued.
+func TestLargeMessageOnIdleConnection(t *testing.T) {
+	quiet := Config{HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour}
+	a := newTestNode(t, "a", quiet)
+	b := newTestNode(t, "b", quiet)
+	r := remoteActor(t, a, b, func(c *actor.Context, msg any) (any, error) {
+		if p, ok := msg.([]byte); ok {
+			return len(p), nil
+		}
+		return msg, nil
+	})
+	big := make([]byte, 3*maxBatch+12345)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := a.sys.Ask(ctx, r, big)
+		cancel()
+		if err != nil || v != len(big) {
+			t.Fatalf("round %d: ask with %d bytes = %v, %v", i, len(big), v, err)
+		}
 	}
 }
