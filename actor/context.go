@@ -155,6 +155,43 @@ func (r *Reply) Reply(v any, err error) {
 	}
 }
 
+// Forward hands the message being handled to the actor to, as if its
+// sender had sent it there: an ask is answered by to (its reply, error or
+// the asker's own timeout go straight to the original asker), a one-way
+// message arrives at to from the original sender. The current handler's
+// return values are then ignored, as after Defer. Messages forwarded by one
+// actor to one target arrive in the order forwarded.
+//
+// to must be on this node (any loop); a remote target gives ErrNotLocal
+// (forward with Ask and Defer instead). A dead to is treated as if the
+// sender had sent there: an ask fails with ErrDead at its asker. Forward
+// fails with ErrNotForwardable outside a message or ask handler (a Call, a
+// timer, a continuation) or after Defer or Forward for this message, and
+// with ErrQueueFull when to's queue is full; on any error nothing was
+// forwarded and the handler still owns the message.
+//
+// It costs one post and no allocation: a proxy (a facet, a router) hands
+// a message on at the price of a send.
+func (c *Context) Forward(to Ref) error {
+	e := c.env
+	if e == nil || (e.kind != kSend && e.kind != kAsk) || c.deferred {
+		return ErrNotForwardable
+	}
+	if to.l == nil {
+		if to.r != nil {
+			return fmt.Errorf("%w: Forward to %v on another node", ErrNotLocal, to)
+		}
+		return ErrInvalidRef
+	}
+	fwd := *e
+	fwd.to = to
+	if err := c.ls.post(to.l, fwd); err != nil {
+		return err
+	}
+	c.deferred, c.rep = true, nil // answered by to: no reply from here, nor from a crash
+	return nil
+}
+
 // replyDropped answers an ask whose Reply became garbage unanswered. It runs
 // on a runtime goroutine; reply is safe from any goroutine.
 func replyDropped(env envelope) { reply(&env, nil, ErrNoReply) }
@@ -170,6 +207,9 @@ func replyDropped(env envelope) { reply(&env, nil, ErrNoReply) }
 // one-way message the Reply discards its answer. Inside a synchronous Call,
 // the caller gets ErrDeferredCall and the Reply discards its answer.
 func (c *Context) Defer() *Reply {
+	if c.deferred && c.rep == nil && c.env != nil {
+		return &Reply{} // forwarded: to answers; this Reply does nothing
+	}
 	c.deferred = true
 	r := &Reply{}
 	c.rep = r

@@ -45,6 +45,10 @@ var (
 	// ErrDeferredCall means a handler called Defer while serving a
 	// synchronous Call, which cannot wait for a later reply.
 	ErrDeferredCall = errors.New("actor: Defer inside a synchronous Call")
+	// ErrNotForwardable means Forward was called where there is no message
+	// to hand on: in a Call, a timer, a continuation or a lifecycle method,
+	// or after the handler already deferred or forwarded this one.
+	ErrNotForwardable = errors.New("actor: nothing to forward here")
 )
 
 // CrashError is the error a caller gets when the handler serving its message
