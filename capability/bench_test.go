@@ -81,7 +81,7 @@ func BenchmarkAsk(b *testing.B) {
 		name string
 		loop int
 	}{{"same-loop", 0}, {"cross-loop", 1}} {
-		for _, mode := range []string{"direct", "facet", "facet-sync"} {
+		for _, mode := range []string{"direct", "facet", "facet-sync", "facet-handoff"} {
 			b.Run(place.name+"/"+mode, func(b *testing.B) {
 				s := benchSys(b)
 				target := benchSpawn(b, s, func() actor.Actor { return benchEcho{} }, place.loop)
@@ -95,6 +95,12 @@ func BenchmarkAsk(b *testing.B) {
 					to = f.Ref()
 				case "facet-sync":
 					f, err := Spawn(context.Background(), s, target, Allow[*benchMsg](), Synchronous())
+					if err != nil {
+						b.Fatal(err)
+					}
+					to = f.Ref()
+				case "facet-handoff":
+					f, err := Spawn(context.Background(), s, target, Allow[*benchMsg](), Handoff())
 					if err != nil {
 						b.Fatal(err)
 					}

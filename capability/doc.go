@@ -32,14 +32,17 @@
 // their own replies work. Messages a holder sends through one facet reach the
 // target in the order sent. [Synchronous] makes a facet on its target's loop
 // forward with [actor.Context.Call] instead: one hop fewer and no allocation
-// per message, for targets that always answer in their handler.
+// per message, for targets that always answer in their handler. [Handoff]
+// makes a facet hand each message on with [actor.Context.Forward]: one post
+// and no allocation, the target answering the asker itself, at the price
+// that a message handed on before a revocation still reaches the target.
 //
 // # What a facet does not hide
 //
 // The target sees the facet, not the original holder, as
-// [actor.Context.Sender]; a protocol that needs a reply address should carry
-// one in its messages. Any holder of a ref may stop the actor it names
-// ([actor.Context.Stop], Kill, Exit): a holder of a facet can therefore stop
-// that facet (which cuts off the other holders of the same facet) but never its
-// target. Give each party its own facet when that matters.
+// [actor.Context.Sender] (except with [Handoff]); a protocol that needs a
+// reply address should carry one in its messages. Any holder of a ref may
+// stop the actor it names ([actor.Context.Stop], Kill, Exit): a holder of a
+// facet can therefore stop that facet (which cuts off the other holders of
+// the same facet) but never its target. Give each party its own facet when that matters.
 package capability
