@@ -87,7 +87,7 @@ func TestForwardErrorsAndEdges(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2})
 	target := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) { return "from target", nil }), OnLoop(1))
 	dead := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) { return nil, nil }), OnLoop(1))
-	driver := tsSpawn(t, s, tsDriver())
+	driver := tsSpawn(t, s, tsDriver(), OnLoop(1)) // on dead's loop: the stop is done when tsStop returns
 	tsStop(t, s, driver, dead, nil)
 	errs := make(chan error, 8)
 	proxy := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) {
