@@ -150,9 +150,7 @@ func (l *Loop[E]) PostRun(ev E) error {
 	if err := l.in.push(ev); err != nil {
 		return err
 	}
-	if !l.runParked() {
-		l.notify()
-	}
+	l.Kick()
 	return nil
 }
 
@@ -177,9 +175,7 @@ func (l *Loop[E]) PostControlRun(ev E) error {
 		return err
 	}
 	l.ctlHint.Store(1)
-	if !l.runParked() {
-		l.notify()
-	}
+	l.Kick()
 	return nil
 }
 
