@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // Benchmarks of two nodes in one process over 127.0.0.1 with a 32-byte
@@ -221,3 +223,105 @@ func BenchmarkBaselineTCPThroughput(b *testing.B) {
 }
 
 var _ = context.Background
+
+// gnetEcho echoes every byte it reads, on its gnet loop.
+type gnetEcho struct {
+	gnet.BuiltinEventEngine
+	ready chan string
+}
+
+func (e *gnetEcho) OnBoot(eng gnet.Engine) gnet.Action { return gnet.None }
+
+func (e *gnetEcho) OnTraffic(c gnet.Conn) gnet.Action {
+	buf, _ := c.Next(-1)
+	_, _ = c.Write(buf)
+	return gnet.None
+}
+
+// gnetPinger sends the next 36-byte frame from its gnet loop each time the
+// previous one is back, until left reaches zero.
+type gnetPinger struct {
+	gnet.BuiltinEventEngine
+	frame []byte
+	got   int
+	left  int
+	done  chan struct{}
+}
+
+func (p *gnetPinger) OnTraffic(c gnet.Conn) gnet.Action {
+	buf, _ := c.Next(-1)
+	p.got += len(buf)
+	for p.got >= len(p.frame) {
+		p.got -= len(p.frame)
+		if p.left--; p.left == 0 {
+			close(p.done)
+			return gnet.None
+		}
+		_, _ = c.Write(p.frame)
+	}
+	return gnet.None
+}
+
+// BenchmarkBaselineGnetPingPong: one op = a 4-byte length + 32-byte frame
+// sent and echoed back over loopback TCP between a gnet client and a gnet
+// server, each answering on its own event loop with the options a Node
+// uses. No encoding, encryption or actors: the floor of any round trip that
+// gnet reads, since gnet's loops wait in epoll_wait on threads of their own,
+// so every hop wakes a sleeping thread (the Go baseline's netpoller can run
+// both ends on one).
+func BenchmarkBaselineGnetPingPong(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := &gnetEcho{}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- gnet.Run(srv, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay))
+	}()
+	b.Cleanup(func() {
+		_ = gnet.Stop(context.Background(), "tcp://"+addr)
+		<-errc
+	})
+	p := &gnetPinger{frame: make([]byte, 36), left: b.N + 1, done: make(chan struct{})}
+	binary.BigEndian.PutUint32(p.frame, 32)
+	cli, err := gnet.NewClient(p, gnet.WithNumEventLoop(1), gnet.WithTCPNoDelay(gnet.TCPNoDelay))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cli.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cli.Stop() })
+	var c gnet.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for c == nil { // the server starts asynchronously: retry until it listens
+		if c, err = cli.Dial("tcp", addr); err != nil {
+			if time.Now().After(deadline) {
+				b.Fatal(err)
+			}
+			runtime.Gosched()
+		}
+	}
+	// the first round trip warms the connection up; the rest are timed
+	first := make(chan struct{})
+	p.left = 1
+	p.done = first
+	if err := c.AsyncWrite(p.frame, nil); err != nil {
+		b.Fatal(err)
+	}
+	<-first
+	b.ReportAllocs()
+	b.ResetTimer()
+	done := make(chan struct{})
+	if err := c.AsyncWrite(nil, func(c gnet.Conn, _ error) error {
+		p.left, p.done = b.N, done
+		_, err := c.Write(p.frame)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+}
