@@ -224,13 +224,18 @@ func BenchmarkBaselineTCPThroughput(b *testing.B) {
 
 var _ = context.Background
 
+var quietGnet = gnet.WithLogger(gnetLogger{slog.New(slog.DiscardHandler)})
+
 // gnetEcho echoes every byte it reads, on its gnet loop.
 type gnetEcho struct {
 	gnet.BuiltinEventEngine
-	ready chan string
+	eng chan gnet.Engine
 }
 
-func (e *gnetEcho) OnBoot(eng gnet.Engine) gnet.Action { return gnet.None }
+func (e *gnetEcho) OnBoot(eng gnet.Engine) gnet.Action {
+	e.eng <- eng
+	return gnet.None
+}
 
 func (e *gnetEcho) OnTraffic(c gnet.Conn) gnet.Action {
 	buf, _ := c.Next(-1)
@@ -276,18 +281,24 @@ func BenchmarkBaselineGnetPingPong(b *testing.B) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	srv := &gnetEcho{}
+	srv := &gnetEcho{eng: make(chan gnet.Engine, 1)}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- gnet.Run(srv, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay))
+		errc <- gnet.Run(srv, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
 	}()
+	var eng gnet.Engine
+	select {
+	case eng = <-srv.eng:
+	case err := <-errc:
+		b.Fatal(err)
+	}
 	b.Cleanup(func() {
-		_ = gnet.Stop(context.Background(), "tcp://"+addr)
+		_ = eng.Stop(context.Background())
 		<-errc
 	})
 	p := &gnetPinger{frame: make([]byte, 36), left: b.N + 1, done: make(chan struct{})}
 	binary.BigEndian.PutUint32(p.frame, 32)
-	cli, err := gnet.NewClient(p, gnet.WithNumEventLoop(1), gnet.WithTCPNoDelay(gnet.TCPNoDelay))
+	cli, err := gnet.NewClient(p, gnet.WithNumEventLoop(1), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
 	if err != nil {
 		b.Fatal(err)
 	}
