@@ -38,10 +38,33 @@ type Exited struct {
 // noproc), which stops it unless it traps exits. Linking twice, or linking
 // oneself, does nothing. It returns ErrInvalidRef for the zero Ref and
 // ErrShutdown during shutdown.
+//
+// r may be an actor of another node (a remote ref): the link is made there
+// asynchronously as for another loop, and exit signals cross the network
+// both ways. When the connection to that node is lost (heartbeats time
+// out, the node stops, or it dials this node again after losing its own
+// connection), the link ends on both sides as if the other actor had
+// stopped with a reason matching remote.ErrNodeDown (Erlang's
+// noconnection). An exit signal is never refused for a full outbound
+// queue. Link returns the transport's error (actor.ErrQueueFull, a closed
+// node) if the request cannot be queued, and then no link is made.
 func (c *Context) Link(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
-		return remoteOrInvalid(r)
+		if r.r == nil {
+			return ErrInvalidRef
+		}
+		for _, x := range c.slot.links {
+			if x == r {
+				return nil
+			}
+		}
+		addRef(&c.slot.links, r)
+		if err := r.r.peer.Link(r, c.self); err != nil {
+			removeRef(&c.slot.links, r)
+			return err
+		}
+		return nil
 	}
 	self := c.self
 	if r == self {
@@ -67,11 +90,19 @@ func (c *Context) Link(r Ref) error {
 }
 
 // Unlink removes the link between the running actor and r, if any. An exit
-// signal of r already on its way is then ignored.
+// signal of r already on its way is then ignored. For a remote r the far
+// half is removed asynchronously, by a request behind the running actor's
+// earlier messages to r.
 func (c *Context) Unlink(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
-		return remoteOrInvalid(r)
+		if r.r == nil {
+			return ErrInvalidRef
+		}
+		if !removeRef(&c.slot.links, r) {
+			return nil
+		}
+		return r.r.peer.Unlink(r, c.self)
 	}
 	self := c.self
 	removeRef(&c.slot.links, r)
@@ -97,15 +128,19 @@ func (c *Context) TrapExits(on bool) { c.slot.trap = on }
 // Exit sends r an exit signal with reason (Erlang's exit/2): if r traps exits
 // it gets Exited{From: the running actor, Reason: reason}; otherwise a nil
 // reason does nothing and any other reason stops r with it. The signal
-// travels with the running actor's messages to r, so it arrives after them.
-// A reason matching ErrKilled is a Kill. It returns ErrInvalidRef for the
-// zero Ref and ErrShutdown during shutdown; a dead r is ignored.
+// travels with the running actor's messages to r, so it arrives after them
+// (for a remote r too, on the same connection). A reason matching ErrKilled
+// is a Kill. It returns ErrInvalidRef for the zero Ref and ErrShutdown
+// during shutdown; a dead r is ignored.
 func (c *Context) Exit(r Ref, reason error) error {
-	if r.l == nil {
-		return remoteOrInvalid(r)
-	}
 	if errors.Is(reason, ErrKilled) {
 		return c.Kill(r)
+	}
+	if r.l == nil {
+		if r.r == nil {
+			return ErrInvalidRef
+		}
+		return r.r.peer.Exit(r, c.self, reason, false)
 	}
 	return c.ls.postSignal(c.self, r, reason, false)
 }
@@ -115,11 +150,16 @@ func (c *Context) Exit(r Ref, reason error) error {
 // trap exits stops with ErrKilled too, its own Terminate running). It cannot
 // be trapped. On this loop it happens now (or, if r's handler is on the stack,
 // as soon as it returns); on another loop it goes ahead of the messages queued
-// for r. Killing a dead actor is not an error.
+// for r; on another node it goes when it arrives there (behind the running
+// actor's earlier messages to r on the connection, ahead of those queued
+// for r on its node). Killing a dead actor is not an error.
 func (c *Context) Kill(r Ref) error {
 	ls := c.ls
 	if r.l == nil {
-		return remoteOrInvalid(r)
+		if r.r == nil {
+			return ErrInvalidRef
+		}
+		return r.r.peer.Exit(r, c.self, ErrKilled, false)
 	}
 	if r.l != ls {
 		return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
@@ -143,6 +183,10 @@ func (ls *loopState) kill(s *slot, r Ref) {
 // signal travels with from's messages; if the target queue is full it takes
 // the unbounded control queue instead, like a Down: it is never lost.
 func (ls *loopState) sendSignal(from, to Ref, reason error, link bool) {
+	if to.r != nil { // a remote actor: its node delivers it (Wire.SignalLocal)
+		_ = to.r.peer.Exit(to, from, reason, link)
+		return
+	}
 	_ = ls.postSignal(from, to, reason, link)
 }
 
@@ -205,10 +249,9 @@ func removeRef(rs *[]Ref, r Ref) bool {
 	return false
 }
 
-// ErrRemoteUnsupported means a link, exit signal, kill or acknowledged
-// lifecycle request named an actor of another node: the API is ref-based so
-// that the remote layer can carry them, but it does not yet. It matches
-// ErrNotLocal.
+// ErrRemoteUnsupported means an acknowledged lifecycle request (StopAsync,
+// SuspendAsync, RestartAsync) or an Inspect named an actor of another node:
+// the remote layer does not carry them. It matches ErrNotLocal.
 var ErrRemoteUnsupported = fmt.Errorf("%w: not yet supported for a remote ref", ErrNotLocal)
 
 func remoteOrInvalid(r Ref) error {

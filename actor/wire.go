@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -42,6 +43,16 @@ type Peer interface {
 	Demonitor(target, watcher Ref) error
 	// Stop asks the remote node to stop target.
 	Stop(target Ref, reason error) error
+	// Link asks the remote node to link its actor target to the local
+	// actor from (the other half of the link is kept by from's loop); if
+	// target is dead, the transport delivers from an exit signal with
+	// ErrDead, as Wire.LinkLocal does. Unlink removes that half.
+	Link(target, from Ref) error
+	Unlink(target, from Ref) error
+	// Exit sends the remote actor to an exit signal from the local actor
+	// from, to be handed to Wire.SignalLocal on to's node with the same
+	// reason and link flag.
+	Exit(to, from Ref, reason error, link bool) error
 	// Node names the peer, for logs and Ref.String.
 	Node() string
 }
@@ -304,6 +315,93 @@ func (w *Wire) DemonitorLocal(target, watcher Ref) error {
 		return ErrInvalidRef
 	}
 	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.unwatch(target, watcher) }}))
+}
+
+// LinkLocal links the local actor target to the remote actor from, on
+// behalf of from's node (Peer.Link). If target is dead by the time its loop
+// gets to it, from is sent an exit signal with ErrDead through its Peer, as
+// a local link to a dead actor of another loop would.
+func (w *Wire) LinkLocal(target, from Ref) error {
+	if target.l == nil || target.l.sys != w.s || from.r == nil {
+		return ErrInvalidRef
+	}
+	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
+		if s := l.lookup(target); s != nil {
+			addRef(&s.links, from)
+			return
+		}
+		_ = from.r.peer.Exit(from, target, ErrDead, true)
+	}}))
+}
+
+// UnlinkLocal removes the link between the local actor target and the
+// remote actor from (Peer.Unlink).
+func (w *Wire) UnlinkLocal(target, from Ref) error {
+	if target.l == nil || target.l.sys != w.s || from.r == nil {
+		return ErrInvalidRef
+	}
+	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
+		if s := l.lookup(target); s != nil {
+			removeRef(&s.links, from)
+		}
+	}}))
+}
+
+// SignalLocal delivers the exit signal a remote actor sent with Peer.Exit
+// to the local actor to, with the semantics of Context.Exit (link false) or
+// of the exit signal of a linked actor that stopped (link true: ignored
+// unless the link still exists). A non-link signal whose reason matches
+// ErrKilled is a Kill. The signal is queued behind the messages queued
+// before it for to (it takes the control queue only when to's queue is
+// full), and to's loop is run or woken.
+func (w *Wire) SignalLocal(to, from Ref, reason error, link bool) error {
+	if to.l == nil || to.l.sys != w.s || from.r == nil {
+		return ErrInvalidRef
+	}
+	if !link && errors.Is(reason, ErrKilled) {
+		return postErr(to.l.loop.PostControlRun(envelope{kind: kRun, msg: func(l *loopState) {
+			if s := l.lookup(to); s != nil {
+				l.kill(s, to)
+			}
+		}}))
+	}
+	e := envelope{kind: kSignal, to: to, from: from, err: reason}
+	if link {
+		e.pidx = 1
+	}
+	err := to.l.loop.PostRun(e)
+	if errors.Is(postErr(err), ErrQueueFull) {
+		err = to.l.loop.PostControlRun(e)
+	}
+	return postErr(err)
+}
+
+// BreakLinks ends every link between a local actor and an actor reached
+// through p, as when p's node is down: each local actor gets the exit
+// signal of its linked remote actor with reason (an Exited message if it
+// traps exits; otherwise it stops with reason, unless reason is nil).
+func (w *Wire) BreakLinks(p Peer, reason error) {
+	for _, ls := range w.s.loops {
+		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.breakLinks(p, reason) }})
+	}
+}
+
+func (ls *loopState) breakLinks(p Peer, reason error) {
+	var hit []Ref // pairs: the local actor, then its linked remote actor
+	for i := uint32(0); i < ls.next; i++ {
+		s := ls.slotAt(i)
+		if s.state == slotFree {
+			continue
+		}
+		for _, l := range s.links {
+			if l.r != nil && l.r.peer == p {
+				hit = append(hit, Ref{l: ls, idx: i, gen: s.gen}, l)
+			}
+		}
+	}
+	for k := 0; k < len(hit); k += 2 {
+		ls.signal(&envelope{kind: kSignal, to: hit[k], from: hit[k+1], err: reason, pidx: 1})
+	}
 }
 
 // StopLocal stops a local actor on behalf of the network.

@@ -50,6 +50,7 @@ const (
 	codeUnknownKnd = 11
 	codeBadFrame   = 12
 	codeVersion    = 13
+	codeKilled     = 14
 	codeOther      = 100
 )
 
@@ -67,6 +68,7 @@ var codeSentinels = map[uint64]error{
 	codeUnknownKnd: ErrUnknownKind,
 	codeBadFrame:   ErrBadFrame,
 	codeVersion:    ErrVersion,
+	codeKilled:     actor.ErrKilled,
 }
 
 // errorCode picks the wire code of err: the first runtime sentinel it
@@ -77,7 +79,7 @@ func errorCode(err error) uint64 {
 	}
 	for _, c := range []uint64{codeDead, codeTimeout, codeCrashed, codeQueueFull, codeShutdown,
 		codeUnknownMsg, codeNodeDown, codePoolFull, codeNotLocal, codeUnknownTyp, codeUnknownKnd,
-		codeBadFrame, codeVersion} {
+		codeBadFrame, codeVersion, codeKilled} {
 		if errors.Is(err, codeSentinels[c]) {
 			return c
 		}

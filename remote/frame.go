@@ -13,7 +13,7 @@ import (
 )
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 1
+const protocolVersion = 2
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
@@ -31,11 +31,15 @@ const (
 	fSpawn     = 11 // [11, pidx, pgen, kind, typeID, payload]
 	fGoodbye   = 12 // [12, code, message]
 	fDown      = 13 // [13, target, watcher, code, message]
+	fLink      = 14 // [14, target, from]
+	fUnlink    = 15 // [15, target, from]
+	fExit      = 16 // [16, to, from, link, code, message]
 )
 
 // fieldCount is the array length of each frame kind.
 var fieldCount = [...]int{fHello: 6, fWelcome: 4, fSend: 5, fAsk: 7, fReply: 8, fPing: 2, fPong: 2,
-	fMonitor: 3, fDemonitor: 3, fStop: 4, fSpawn: 6, fGoodbye: 3, fDown: 5}
+	fMonitor: 3, fDemonitor: 3, fStop: 4, fSpawn: 6, fGoodbye: 3, fDown: 5,
+	fLink: 3, fUnlink: 3, fExit: 6}
 
 // bufWriter appends to a byte slice; msgpack encodes into it.
 type bufWriter struct{ b []byte }
@@ -155,6 +159,7 @@ type frame struct {
 	incarnation uint64
 	epoch       uint64
 	seq         uint64
+	link        uint64 // fExit: 1 for the exit signal of a link
 	to, from    actor.WireID
 	hasFrom     bool
 	loop        uint16
@@ -308,10 +313,20 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 		}
 	case fPing, fPong:
 		u(&f.seq)
-	case fMonitor, fDemonitor:
+	case fMonitor, fDemonitor, fLink, fUnlink:
 		if err = fr.id(&f.to); err == nil {
 			err = fr.id(&f.from)
 		}
+	case fExit:
+		if err = fr.id(&f.to); err == nil {
+			err = fr.id(&f.from)
+		}
+		u(&f.link)
+		if err == nil && f.link > 1 {
+			err = fmt.Errorf("link flag %d", f.link)
+		}
+		u(&f.code)
+		str(&f.msg)
 	case fStop:
 		err = fr.id(&f.to)
 		u(&f.code)

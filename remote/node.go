@@ -816,12 +816,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			n.remotes[key] = st
 		}
 		n.mu.Unlock()
+		var prev uint64
 		for {
-			cur := st.epoch.Load()
-			if f.epoch <= cur {
-				return fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", f.epoch, f.name, cur)
+			prev = st.epoch.Load()
+			if f.epoch <= prev {
+				return fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", f.epoch, f.name, prev)
 			}
-			if st.epoch.CompareAndSwap(cur, f.epoch) {
+			if st.epoch.CompareAndSwap(prev, f.epoch) {
 				break
 			}
 		}
@@ -834,6 +835,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		}
 		ic.from = from
 		ic.fr.setFrom(n, ic.from)
+		if prev != 0 {
+			// The node lost its connection here and dialed again: what it
+			// sent meanwhile may be lost, so links with its actors end as
+			// they did on its side (peer.lost), before this connection's
+			// frames can make new ones.
+			n.wire.BreakLinks(from, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
+		}
 		ic.out = appendFrame(ic.out, fWelcome, uint64(protocolVersion), n.name, n.inc)
 		return nil
 	}
@@ -903,6 +911,20 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		}
 	case fDown:
 		ic.from.deliverDown(f.to, f.from, decodeError(ic.remoteName, f.code, f.msg))
+	case fLink:
+		from := ic.remoteFrom(n, f.from)
+		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from) != nil {
+			// noproc, from the id as it came: never echo a corrected secret
+			_ = ic.from.sendExit(f.from, f.to, actor.ErrDead, true)
+		}
+	case fUnlink:
+		if target, ok := n.wire.Resolve(f.to); ok {
+			_ = n.wire.UnlinkLocal(target, ic.remoteFrom(n, f.from))
+		}
+	case fExit:
+		if to, ok := ic.resolve(n, f.to); ok {
+			_ = n.wire.SignalLocal(to, ic.remoteFrom(n, f.from), decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
+		}
 	case fSpawn:
 		proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
 		if f.payloadErr != nil {

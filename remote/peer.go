@@ -98,7 +98,10 @@ func (p *peer) Node() string { return p.name() }
 // enqueue encodes one frame with write and queues it for the connection,
 // dialing if there is none. It fails with actor.ErrQueueFull beyond
 // MaxOutbound and ErrClosed after close; an encoding error leaves nothing
-// queued. It returns the epoch the frame belongs to.
+// queued. Down and exit-signal frames are never refused for a full queue
+// (as locally, a stop's signals are not lost; they are bounded by the
+// stops, links and Exit calls of local actors). It returns the epoch the
+// frame belongs to.
 func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -108,7 +111,7 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	if p.queuedLocked()+p.netHeld >= p.n.cfg.MaxOutbound {
+	if p.queuedLocked()+p.netHeld >= p.n.cfg.MaxOutbound && kind != fDown && kind != fExit {
 		p.n.stats.refused.Add(1)
 		if p.conn != nil && !p.flushing && p.netHeld > 0 {
 			p.flushing = true
@@ -414,6 +417,7 @@ func (p *peer) lost(epoch uint64, err error) {
 		p.n.ev.nodeDown(p.name(), p.addr, err)
 	}
 	p.n.wire.FailPeer(p, epoch, err)
+	p.n.wire.BreakLinks(p, err)
 	for _, ch := range calls {
 		ch <- result{nil, err}
 	}
@@ -745,6 +749,65 @@ func (p *peer) Stop(target actor.Ref, reason error) error {
 		return err
 	}
 	_, err = p.enqueue(fStop, func(fw *frameWriter) error { fw.id(tid); fw.errorFields(reason); return nil })
+	return err
+}
+
+// linkIDs returns the wire ids of a remote target and a local actor.
+func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err error) {
+	if tid, err = p.remoteID(target); err != nil {
+		return tid, lid, err
+	}
+	lid, ok := p.localID(local)
+	if !ok {
+		return tid, lid, fmt.Errorf("remote: %v is not a local actor", local)
+	}
+	return tid, lid, nil
+}
+
+// Link implements actor.Peer: the other node links target to from.
+func (p *peer) Link(target, from actor.Ref) error {
+	tid, fid, err := p.linkIDs(target, from)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fLink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
+	return err
+}
+
+// Unlink implements actor.Peer.
+func (p *peer) Unlink(target, from actor.Ref) error {
+	tid, fid, err := p.linkIDs(target, from)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fUnlink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
+	return err
+}
+
+// Exit implements actor.Peer: an exit signal from the local actor from to
+// the remote actor to.
+func (p *peer) Exit(to, from actor.Ref, reason error, link bool) error {
+	tid, fid, err := p.linkIDs(to, from)
+	if err != nil {
+		return err
+	}
+	return p.sendExit(tid, fid, reason, link)
+}
+
+// sendExit queues an fExit frame (never refused for a full queue: see
+// enqueue).
+func (p *peer) sendExit(to, from actor.WireID, reason error, link bool) error {
+	flag := uint64(0)
+	if link {
+		flag = 1
+	}
+	_, err := p.enqueue(fExit, func(fw *frameWriter) error {
+		fw.id(to)
+		fw.id(from)
+		_ = fw.enc.EncodeUint(flag)
+		fw.errorFields(reason)
+		return nil
+	})
 	return err
 }
 

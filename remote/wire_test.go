@@ -86,9 +86,15 @@ func encodeFrame(fw *frameWriter, f *frame) error {
 		err = fw.payload(f.payload)
 	case fPing, fPong:
 		u(f.seq)
-	case fMonitor, fDemonitor:
+	case fMonitor, fDemonitor, fLink, fUnlink:
 		fw.id(f.to)
 		fw.id(f.from)
+	case fExit:
+		fw.id(f.to)
+		fw.id(f.from)
+		u(f.link)
+		u(f.code)
+		s(f.msg)
 	case fStop:
 		fw.id(f.to)
 		u(f.code)
@@ -154,6 +160,10 @@ func sampleFrames() []frame {
 		{kind: fGoodbye, code: codeVersion, msg: "bye"},
 		{kind: fDown, to: to, from: from, code: codeCrashed, msg: "crashed"},
 		{kind: fDown, to: to, from: from},
+		{kind: fLink, to: to, from: from},
+		{kind: fUnlink, to: to, from: from},
+		{kind: fExit, to: to, from: from, link: 1, code: codeKilled, msg: "actor: killed"},
+		{kind: fExit, to: to, from: from},
 	}
 }
 
@@ -297,6 +307,9 @@ func TestFrameParseRejects(t *testing.T) {
 		"nil payload not nil":   body(fSend, good, nil, 0, 5),
 		"goodbye msg int":       body(fGoodbye, 1, 2),
 		"ping seq float":        body(fPing, 1.5),
+		"exit link flag 2":      body(fExit, good, good, 2, 0, ""),
+		"exit link flag string": body(fExit, good, good, "1", 0, ""),
+		"link of 1 id":          body(fLink, good),
 	}
 	for name, b := range cases {
 		var f frame
