@@ -28,6 +28,10 @@
 // action. Outbound queues are bounded (Config.MaxOutbound): a send or ask
 // to a slow peer fails at once with actor.ErrQueueFull.
 //
+// Node.Export and Node.Resolve turn a ref into a sturdy ref, a string that
+// can be written down and stays valid across restarts of the issuing node,
+// and back (docs/capabilities.md, "Sturdy refs").
+//
 // Connections are encrypted and authenticated with the Noise protocol
 // (Config.PrivateKey is the node's identity; Config.ClusterKey admits only
 // nodes that hold it; Config.Authorize can pin peers' keys).

@@ -120,3 +120,36 @@ func Example_link() {
 	fmt.Println(e.From == q, errors.Is(e.Reason, errOutOfStock))
 	// Output: true true
 }
+
+// A sturdy ref: node b exports an actor under a name and gives out the
+// string; node a, which only has the string, turns it into a live ref.
+func Example_sturdyRef() {
+	ctx := context.Background()
+	key := []byte("example cluster key of 32 bytes!")
+	sysA, a, stopA := startNode(ctx, "a", key)
+	defer stopA()
+	sysB, b, stopB := startNode(ctx, "b", key)
+	defer stopB()
+
+	g, err := sysB.Spawn(ctx, func() actor.Actor { return &greeter{greeting: "welcome"} })
+	if err != nil {
+		panic(err)
+	}
+	s, err := b.Export("greeter", 1, g) // write it in a config file, a database, an email...
+	if err != nil {
+		panic(err)
+	}
+	r, err := a.Resolve(ctx, s)
+	if err != nil {
+		panic(err)
+	}
+	v, err := sysA.Ask(ctx, r, "back")
+	fmt.Println(v, err)
+
+	b.Export("greeter", 2, g) // a new generation revokes the old string
+	_, err = a.Resolve(ctx, s)
+	fmt.Println(errors.Is(err, actor.ErrDead))
+	// Output:
+	// welcome, back <nil>
+	// true
+}

@@ -34,12 +34,13 @@ const (
 	fLink      = 14 // [14, target, from]
 	fUnlink    = 15 // [15, target, from]
 	fExit      = 16 // [16, to, from, link, code, message]
+	fResolve   = 17 // [17, pidx, pgen, typeID, payload]: a sealed sturdy-ref request (sturdy.go)
 )
 
 // fieldCount is the array length of each frame kind.
 var fieldCount = [...]int{fHello: 6, fWelcome: 4, fSend: 5, fAsk: 7, fReply: 8, fPing: 2, fPong: 2,
 	fMonitor: 3, fDemonitor: 3, fStop: 4, fSpawn: 6, fGoodbye: 3, fDown: 5,
-	fLink: 3, fUnlink: 3, fExit: 6}
+	fLink: 3, fUnlink: 3, fExit: 6, fResolve: 5}
 
 // bufWriter appends to a byte slice; msgpack encodes into it.
 type bufWriter struct{ b []byte }
@@ -347,6 +348,12 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	case fGoodbye:
 		u(&f.code)
 		str(&f.msg)
+	case fResolve:
+		u32(&f.pidx)
+		u32(&f.pgen)
+		if err == nil {
+			fr.payload(f)
+		}
 	}
 	if err != nil {
 		return bad(fmt.Sprintf("frame kind %d", f.kind), err)

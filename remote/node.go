@@ -178,6 +178,7 @@ type Node struct {
 	mu      sync.Mutex
 	peers   map[string]*peer // by listen address
 	kinds   map[string]Kind
+	exports exports // names exported as sturdy refs (sturdy.go)
 	remotes map[inKey]*inState
 	inbound map[*inConn]struct{}
 	cli     *gnet.Client
@@ -948,6 +949,17 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 				cancel()
 			}
 			ic.from.Reply(proxy, pidx, pgen, r, err)
+		}()
+	case fResolve:
+		proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
+		req, _ := f.payload.([]byte)
+		pidx, pgen := f.pidx, f.pgen
+		go func() { // a Diffie-Hellman per request: off the network loop
+			if sealed, ok := n.answerResolve(req); ok {
+				ic.from.Reply(proxy, pidx, pgen, sealed, nil)
+				return
+			}
+			ic.from.Reply(proxy, pidx, pgen, nil, fmt.Errorf("%w: sturdy ref not exported on node %s", actor.ErrDead, n.name))
 		}()
 	case fGoodbye:
 		return fmt.Errorf("remote: %s said goodbye: %v", ic.remoteName, decodeError(ic.remoteName, f.code, f.msg))

@@ -109,6 +109,10 @@ func encodeFrame(fw *frameWriter, f *frame) error {
 		u(uint64(f.pgen))
 		s(f.kindName)
 		err = fw.payload(f.payload)
+	case fResolve:
+		u(uint64(f.pidx))
+		u(uint64(f.pgen))
+		err = fw.payload(f.payload)
 	case fGoodbye:
 		u(f.code)
 		s(f.msg)
@@ -164,6 +168,7 @@ func sampleFrames() []frame {
 		{kind: fUnlink, to: to, from: from},
 		{kind: fExit, to: to, from: from, link: 1, code: codeKilled, msg: "actor: killed"},
 		{kind: fExit, to: to, from: from},
+		{kind: fResolve, pidx: 8, pgen: 1, typeID: typeID("bytes"), payload: []byte("sealed request")},
 	}
 }
 
