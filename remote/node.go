@@ -179,11 +179,13 @@ type Node struct {
 	peers   map[string]*peer // by listen address
 	kinds   map[string]Kind
 	exports exports // names exported as sturdy refs (sturdy.go)
-	remotes map[inKey]*inState
-	inbound map[*inConn]struct{}
-	cli     *gnet.Client
-	eng     gnet.Engine
-	engUp   bool
+	// resolve requests being answered, at most maxResolving (sturdy.go)
+	resolving atomic.Int64
+	remotes   map[inKey]*inState
+	inbound   map[*inConn]struct{}
+	cli       *gnet.Client
+	eng       gnet.Engine
+	engUp     bool
 }
 
 // inKey names an incarnation of a remote node.
@@ -954,7 +956,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
 		req, _ := f.payload.([]byte)
 		pidx, pgen := f.pidx, f.pgen
+		if n.resolving.Add(1) > maxResolving {
+			n.resolving.Add(-1)
+			ic.from.Reply(proxy, pidx, pgen, nil, fmt.Errorf("%w: node %s is resolving %d sturdy refs", actor.ErrQueueFull, n.name, maxResolving))
+			return nil
+		}
 		go func() { // a Diffie-Hellman per request: off the network loop
+			defer n.resolving.Add(-1)
 			if sealed, ok := n.answerResolve(req); ok {
 				ic.from.Reply(proxy, pidx, pgen, sealed, nil)
 				return

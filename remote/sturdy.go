@@ -40,6 +40,10 @@ var ErrBadSturdyRef = errors.New("remote: malformed sturdy ref")
 const (
 	sturdyScheme   = "actord://"
 	sturdyPrologue = "actord sturdy ref 1"
+	// maxResolving bounds the resolve requests a node answers at once (each
+	// costs a Diffie-Hellman on a goroutine of its own); beyond it a
+	// request is refused with actor.ErrQueueFull.
+	maxResolving = 256
 )
 
 // exports is a node's exported names and the swiss numbers they answer to.
