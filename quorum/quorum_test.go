@@ -377,5 +377,5 @@ func benchQuorum(b *testing.B, useAll bool) {
 	}
 }
 
-func BenchmarkQuorumAsk(b *testing.B)         { benchQuorum(b, false) }
+func BenchmarkQuorumAsk(b *testing.B)          { benchQuorum(b, false) }
 func BenchmarkBaselineAllOfThree(b *testing.B) { benchQuorum(b, true) }
