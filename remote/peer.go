@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
-	"github.com/flynn/noise"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -31,17 +30,20 @@ type peer struct {
 	conn      gnet.Conn // nil unless connected
 	dialing   bool
 	closed    bool
-	epoch     uint64             // epoch of the current (or next) connection
-	fw        *frameWriter       // frames queued, in plaintext, from sent on
-	sent      int                // bytes at the start of fw's buffer already sealed and written
-	tx        *noise.CipherState // seals them; nil until the connection's handshake is done
-	sealBuf   []byte             // reused for sealed batches; nil while one is in flight
-	fullErr   error              // what enqueue returns when the queue is full
+	epoch     uint64           // epoch of the current (or next) connection
+	fw        *frameWriter     // frames queued, in plaintext, from sent on
+	sent      int              // bytes at the start of fw's buffer already sealed and written
+	tx        *transportCipher // seals them; nil until the connection's handshake is done
+	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
+	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int             // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	wc        net.Conn        // the node's own descriptor of the dialed socket, for direct writes
-	wrc       syscall.RawConn // wc's raw descriptor
-	lastWrite int64           // when flushLocked last wrote (ns since monoBase)
+	netHeld   int                   // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
+	wc        net.Conn              // the node's own descriptor of the dialed socket, for direct writes
+	wrc       syscall.RawConn       // wc's raw descriptor
+	writeFd   func(fd uintptr) bool // p.writeSome, bound once
+	wbuf      []byte                // what tryWrite is writing
+	wn        int                   // how much of it is written
+	lastWrite int64                 // when flushLocked last wrote (ns since monoBase)
 	backoff   time.Duration
 	retry     *time.Timer
 	calls     map[uint64]chan result // goroutine asks and spawns by correlation
@@ -240,24 +242,34 @@ const directGap = 20 * time.Microsecond
 var monoBase = time.Now()
 
 // tryWrite writes as much of b as the socket takes now, without waiting.
+// p.mu held (the buffer and count live in p, so no closure is allocated
+// per write).
 func (p *peer) tryWrite(b []byte) int {
-	n := 0
-	_ = p.wrc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			k, err := syscall.Write(int(fd), b[n:])
-			if k > 0 {
-				n += k
-			}
-			if err != nil && err != syscall.EINTR {
-				break // EAGAIN: the socket is full; the rest goes through gnet
-			}
-			if k <= 0 && err == nil {
-				break
-			}
-		}
-		return true // never wait for writability here
-	})
+	if p.writeFd == nil {
+		p.writeFd = p.writeSome
+	}
+	p.wbuf, p.wn = b, 0
+	_ = p.wrc.Write(p.writeFd)
+	n := p.wn
+	p.wbuf = nil
 	return n
+}
+
+// writeSome is tryWrite's raw-descriptor callback.
+func (p *peer) writeSome(fd uintptr) bool {
+	for p.wn < len(p.wbuf) {
+		k, err := syscall.Write(int(fd), p.wbuf[p.wn:])
+		if k > 0 {
+			p.wn += k
+		}
+		if err != nil && err != syscall.EINTR {
+			break // EAGAIN: the socket is full; the rest goes through gnet
+		}
+		if k <= 0 && err == nil {
+			break
+		}
+	}
+	return true // never wait for writability here
 }
 
 // dialLocked starts a connection attempt unless one is under way or waiting
@@ -348,7 +360,7 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 // secured is called on the gnet loop when the dialed connection's handshake
 // completes: last is the handshake's final record, which goes before the
 // frames queued meanwhile, sealed with tx.
-func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *noise.CipherState) {
+func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCipher) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || epoch != p.epoch || p.conn != c {

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha256"
@@ -120,7 +121,7 @@ func appendRecord(dst, msg []byte) []byte {
 
 // seal appends plain to dst as records encrypted with cs, each carrying at
 // most maxSealed bytes.
-func seal(dst []byte, cs *noise.CipherState, plain []byte) []byte {
+func seal(dst []byte, cs *transportCipher, plain []byte) []byte {
 	// Room for everything first: the cipher would otherwise regrow dst to
 	// the exact size at every record, copying the batch over and over.
 	dst = slices.Grow(dst, len(plain)+(len(plain)/maxSealed+1)*(2+16))
@@ -140,6 +141,52 @@ func seal(dst []byte, cs *noise.CipherState, plain []byte) []byte {
 	return dst
 }
 
+// transportCipher is a Noise CipherState of the transport phase without
+// its allocation per record: flynn/noise builds each nonce in a fresh array
+// that escapes to the heap (two allocations per request/response
+// exchange). It keeps the state's key and nonce and does what its Encrypt
+// and Decrypt do: AES-256-GCM with the nonce 4 zero bytes and the 64-bit
+// big-endian counter, which counts only successes on the decrypting side.
+// TestTransportCipherMatchesNoise checks it against flynn/noise.
+type transportCipher struct {
+	aead  cipher.AEAD
+	n     uint64
+	nonce [12]byte
+}
+
+func newTransportCipher(cs *noise.CipherState) *transportCipher {
+	n := cs.Nonce()
+	aead, ok := cs.Cipher().(cipher.AEAD)
+	if !ok { // not the AES-GCM suite of cipherSuite: a programming error
+		panic(fmt.Sprintf("remote: transport cipher %T is not an AEAD", cs.Cipher()))
+	}
+	return &transportCipher{aead: aead, n: n}
+}
+
+// Encrypt appends plaintext's record to out (the tag included).
+func (t *transportCipher) Encrypt(out, ad, plaintext []byte) ([]byte, error) {
+	if t.n > noise.MaxNonce {
+		return nil, noise.ErrMaxNonce
+	}
+	binary.BigEndian.PutUint64(t.nonce[4:], t.n)
+	t.n++
+	return t.aead.Seal(out, t.nonce[:], plaintext, ad), nil
+}
+
+// Decrypt appends ciphertext's plaintext to out, if it is authentic.
+func (t *transportCipher) Decrypt(out, ad, ciphertext []byte) ([]byte, error) {
+	if t.n > noise.MaxNonce {
+		return nil, noise.ErrMaxNonce
+	}
+	binary.BigEndian.PutUint64(t.nonce[4:], t.n)
+	out, err := t.aead.Open(out, t.nonce[:], ciphertext, ad)
+	if err != nil {
+		return nil, err
+	}
+	t.n++
+	return out, nil
+}
+
 // stream is the part of gnet.Conn that reading records and frames needs.
 type stream interface {
 	Peek(n int) ([]byte, error)
@@ -154,7 +201,7 @@ type stream interface {
 type session struct {
 	hs      *noise.HandshakeState
 	step    int // handshake messages processed
-	tx, rx  *noise.CipherState
+	tx, rx  *transportCipher
 	peerKey []byte
 	plain   []byte // decrypted stream
 	off     int    // bytes of plain already parsed
@@ -218,7 +265,7 @@ func (s *session) handshakeStep(initiator bool, msg []byte) (reply []byte, err e
 
 // done installs the transport ciphers: c1 carries initiator to responder.
 func (s *session) done(tx, rx *noise.CipherState) {
-	s.tx, s.rx = tx, rx
+	s.tx, s.rx = newTransportCipher(tx), newTransportCipher(rx)
 	s.peerKey = s.hs.PeerStatic()
 	s.hs = nil
 	s.step = 3
