@@ -72,7 +72,7 @@ func BenchmarkBoltPutBaseline(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		err := db.Update(func(tx *bolt.Tx) error {
-			bk, err := tx.CreateBucketIfNotExists(bucket)
+			bk, err := tx.CreateBucketIfNotExists(legacyBucket)
 			if err != nil {
 				return err
 			}

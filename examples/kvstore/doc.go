@@ -17,15 +17,18 @@
 //
 // Each daemon runs its shards as the children of one supervisor (one for
 // one; see Install), spread over the daemon's loops. A shard keeps its keys
-// in a map on its loop and persists them to its own bbolt file under
-// Config.DataDir. All disk work runs on the actor worker pool
-// (actor.Context.Blocking): the loop never waits for the disk.
+// in a map on its loop and persists them to its own bucket of the daemon's
+// bbolt file under Config.DataDir. All disk work runs on the actor worker
+// pool (actor.Context.Blocking): the loop never waits for the disk.
 //
 // A Put or Delete is acknowledged only after the bolt transaction holding
-// it has committed (bolt fsyncs on commit). Writes are group-committed: while
-// one commit is in flight the shard queues new writes, with their deferred
-// replies (actor.Context.Defer), and commits all of them in one transaction
-// when the previous commit completes. A Get is answered from the map, which
+// it has committed (bolt fsyncs on commit). Writes are group-committed
+// twice: while one commit of a shard is in flight the shard queues new
+// writes, with their deferred replies (actor.Context.Defer), and sends all
+// of them as its next batch when the previous commit completes; and the
+// batches of a daemon's shards that arrive while a transaction runs are
+// committed together in the next one, so a daemon does one fsync per
+// round, whatever the number of its shards. A Get is answered from the map, which
 // is updated when a commit completes and before its writes are
 // acknowledged, so a Get sees every acknowledged write.
 //

@@ -12,17 +12,16 @@ import (
 	"github.com/actord/actord/actor"
 )
 
-// bucket is the bolt bucket holding a shard's keys in its file.
-var bucket = []byte("kv")
-
-// disk is a shard's bolt file and counters. It belongs to the Store and
-// outlives the shard actor's incarnations: a restarted shard finds it as it
-// was, including commits of the crashed instance still in flight.
+// disk is a shard's bucket in its daemon's bolt file, and its counters.
+// It belongs to the Store and outlives the shard actor's incarnations: a
+// restarted shard finds it as it was, including commits of the crashed
+// instance still in flight.
 type disk struct {
 	id      int
 	db      *bolt.DB
+	bucket  []byte
+	c       *committer     // the daemon's group committer
 	pending sync.WaitGroup // commits submitted and not finished
-	commits atomic.Uint64  // transactions committed
 	writes  atomic.Uint64  // writes committed (puts and deletes)
 	epoch   atomic.Uint64  // incremented by every shard instance's Start
 	hooks   *hooks
@@ -34,39 +33,20 @@ type hooks struct {
 	queued       func(shard, n int)                   // runs on the loop when a write is queued behind a commit
 }
 
-// commit writes a batch in one transaction, which bolt fsyncs.
-func (d *disk) commit(batch []op) error {
-	if h := d.hooks; h != nil && h.beforeCommit != nil {
-		keys := make([]string, len(batch))
-		for i := range batch {
-			keys[i] = batch[i].key
-		}
-		if err := h.beforeCommit(d.id, keys); err != nil {
-			return err
-		}
-	}
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		for i := range batch {
-			o := &batch[i]
-			var err error
-			if o.del {
-				err = b.Delete([]byte(o.key))
-			} else {
-				err = b.Put([]byte(o.key), o.val)
-			}
-			if err != nil {
-				return err
-			}
-		}
+// commit writes a batch durably, in the daemon's next group commit.
+func (d *disk) commit(batch []op) error { return d.c.commit(d, batch) }
+
+// beforeCommit runs the test hook, if any.
+func (d *disk) beforeCommit(batch []op) error {
+	h := d.hooks
+	if h == nil || h.beforeCommit == nil {
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("kvstore: shard %d: commit: %w", d.id, err)
 	}
-	d.commits.Add(1)
-	d.writes.Add(uint64(len(batch)))
-	return nil
+	keys := make([]string, len(batch))
+	for i := range batch {
+		keys[i] = batch[i].key
+	}
+	return h.beforeCommit(d.id, keys)
 }
 
 // load reads the whole shard, once every commit already submitted is done.
@@ -74,7 +54,7 @@ func (d *disk) load() (map[string][]byte, error) {
 	d.pending.Wait()
 	m := make(map[string][]byte)
 	err := d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		return tx.Bucket(d.bucket).ForEach(func(k, v []byte) error {
 			m[string(k)] = append([]byte(nil), v...) // bolt's slices die with the tx
 			return nil
 		})

@@ -36,8 +36,10 @@ const TokenFile = "kvstore.token"
 // Config sets up the part of a store that one daemon hosts. Every daemon of
 // a store must be given the same Shards, Members and Token.
 type Config struct {
-	// DataDir holds the shard files (DataDir/kvstore/shard-NNN.db, one bbolt
-	// file per shard) and, if Token is empty, the token file. Required.
+	// DataDir holds the daemon's shards (DataDir/kvstore/store.db, one bbolt
+	// file with a bucket per shard; per-shard files of earlier versions,
+	// DataDir/kvstore/shard-NNN.db, are moved into it and renamed
+	// *.migrated) and, if Token is empty, the token file. Required.
 	DataDir string
 	// Shards is the number of shards of the whole store. Default
 	// DefaultShards. It cannot change once data is written.
@@ -84,14 +86,16 @@ func Placement(shards int, members []string) []string {
 }
 
 // Store is one daemon's part of a store: its shards (a supervisor and its
-// children), their bolt files, and the directory kind.
+// children), their bolt file and group committer, and the directory kind.
 type Store struct {
 	node    *remote.Node
 	sys     *actor.System
 	cfg     Config
 	members []string
 	sup     actor.Ref
-	disks   []*disk // local shards, by position in local
+	db      *bolt.DB   // DataDir/kvstore/store.db
+	com     *committer // commits the shards' writes to db
+	disks   []*disk    // local shards, by position in local
 	local   []ShardRef
 
 	mu     sync.Mutex
@@ -149,23 +153,20 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	st := &Store{node: node, sys: node.System(), cfg: cfg}
 	st.members = slices.Compact(slices.Sorted(slices.Values(cfg.Members)))
-	var children []supervisor.ChildSpec
+	var ids []int
 	for id, owner := range Placement(cfg.Shards, cfg.Members) {
-		if owner != self {
-			continue
+		if owner == self {
+			ids = append(ids, id)
 		}
-		db, err := bolt.Open(filepath.Join(dir, fmt.Sprintf("shard-%03d.db", id)), 0o600, &bolt.Options{Timeout: time.Second})
-		if err == nil {
-			err = db.Update(func(tx *bolt.Tx) error {
-				_, err := tx.CreateBucketIfNotExists(bucket)
-				return err
-			})
-		}
-		if err != nil {
-			st.closeDBs()
-			return nil, fmt.Errorf("kvstore: shard %d: %w", id, err)
-		}
-		d := &disk{id: id, db: db, hooks: cfg.hooks}
+	}
+	db, err := openStore(dir, ids)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: %w", err)
+	}
+	st.db, st.com = db, &committer{db: db}
+	var children []supervisor.ChildSpec
+	for _, id := range ids {
+		d := &disk{id: id, db: db, bucket: shardBucket(id), c: st.com, hooks: cfg.hooks}
 		st.disks = append(st.disks, d)
 		name := shardName(id)
 		children = append(children, supervisor.Worker(name, newShard(d, cfg.MaxBatch, cfg.Token), actor.OnLoop(id), actor.Name("kvstore/"+name)))
@@ -255,15 +256,14 @@ func (st *Store) Directory() DirReply {
 
 // Stats counts a store's commits.
 type Stats struct {
-	Commits uint64 // bolt transactions committed (each one fsync)
+	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's shards
 	Writes  uint64 // puts and deletes they carried
 }
 
 // Stats returns the commit counters of this daemon's shards.
 func (st *Store) Stats() Stats {
-	var s Stats
+	s := Stats{Commits: st.com.txs.Load()}
 	for _, d := range st.disks {
-		s.Commits += d.commits.Load()
 		s.Writes += d.writes.Load()
 	}
 	return s
@@ -303,13 +303,7 @@ func (st *Store) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (st *Store) closeDBs() error {
-	var errs []error
-	for _, d := range st.disks {
-		errs = append(errs, d.db.Close())
-	}
-	return errors.Join(errs...)
-}
+func (st *Store) closeDBs() error { return st.db.Close() }
 
 func (st *Store) isClosed() bool {
 	st.mu.Lock()
