@@ -89,6 +89,14 @@ type Config struct {
 	// refuses the peer (the connection is closed, the reason logged and
 	// counted in Stats.BadFrames). Use it to pin the keys of known nodes.
 	Authorize func(name string, publicKey []byte) error
+	// AuthorizeSpawn, if set, is asked about every remote spawn request
+	// (Node.Spawn from another node), with the requesting node's name and
+	// public key and the kind; an error refuses it. A refused request gets
+	// the same answer as one for a kind this node does not have (an error
+	// matching ErrUnknownKind), so the requester learns nothing about the
+	// kinds registered; the refusal is logged with its reason. Without it
+	// any node admitted to the cluster may spawn any registered kind.
+	AuthorizeSpawn func(node string, publicKey []byte, kind string) error
 }
 
 func (c Config) withDefaults() Config {
@@ -937,6 +945,12 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		n.mu.Lock()
 		k, ok := n.kinds[f.kindName]
 		n.mu.Unlock()
+		if ok && n.cfg.AuthorizeSpawn != nil {
+			if err := n.cfg.AuthorizeSpawn(ic.remoteName, append([]byte(nil), ic.sess.peerKey...), f.kindName); err != nil {
+				n.log.Info("remote: spawn refused", "peer", ic.remoteName, "kind", f.kindName, "reason", err)
+				ok = false
+			}
+		}
 		if !ok {
 			ic.from.Reply(proxy, f.pidx, f.pgen, nil, fmt.Errorf("%w: %q on node %s", ErrUnknownKind, f.kindName, n.name))
 			return nil
