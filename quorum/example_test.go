@@ -24,6 +24,21 @@ func (s *store) Receive(c *actor.Context, msg any) (any, error) {
 	return "ack", nil
 }
 
+// startReplicas spawns n store replicas on sys and stops the one at index
+// dead, so that asks to it fail with actor.ErrDead.
+func startReplicas(ctx context.Context, sys *actor.System, n, dead int) []actor.Ref {
+	var replicas []actor.Ref
+	for range n {
+		r, _ := sys.Spawn(ctx, func() actor.Actor { return &store{data: map[string]string{}} })
+		replicas = append(replicas, r)
+	}
+	stopper, _ := sys.Spawn(ctx, func() actor.Actor {
+		return fnActor(func(c *actor.Context, msg any) (any, error) { return nil, c.Stop(msg.(actor.Ref), nil) })
+	})
+	_, _ = sys.Ask(ctx, stopper, replicas[dead])
+	return replicas
+}
+
 // A write acknowledged by a majority of three replicas while one of them
 // is gone: an actor asks all three and continues with the first two acks.
 func ExampleAsk() {
@@ -31,16 +46,7 @@ func ExampleAsk() {
 	sys := actor.NewSystem(actor.Config{})
 	defer sys.Shutdown(ctx)
 
-	var replicas []actor.Ref
-	for range 3 {
-		r, _ := sys.Spawn(ctx, func() actor.Actor { return &store{data: map[string]string{}} })
-		replicas = append(replicas, r)
-	}
-	// The third replica stops: asks to it fail with actor.ErrDead.
-	stopper, _ := sys.Spawn(ctx, func() actor.Actor {
-		return fnActor(func(c *actor.Context, msg any) (any, error) { return nil, c.Stop(msg.(actor.Ref), nil) })
-	})
-	_, _ = sys.Ask(ctx, stopper, replicas[2])
+	replicas := startReplicas(ctx, sys, 3, 2) // the third is gone: asks to it fail with actor.ErrDead
 
 	done := make(chan string)
 	writer, _ := sys.Spawn(ctx, func() actor.Actor {
@@ -68,15 +74,7 @@ func ExampleWait() {
 	sys := actor.NewSystem(actor.Config{})
 	defer sys.Shutdown(ctx)
 
-	var replicas []actor.Ref
-	for range 3 {
-		r, _ := sys.Spawn(ctx, func() actor.Actor { return &store{data: map[string]string{}} })
-		replicas = append(replicas, r)
-	}
-	stopper, _ := sys.Spawn(ctx, func() actor.Actor {
-		return fnActor(func(c *actor.Context, msg any) (any, error) { return nil, c.Stop(msg.(actor.Ref), nil) })
-	})
-	_, _ = sys.Ask(ctx, stopper, replicas[0])
+	replicas := startReplicas(ctx, sys, 3, 0) // the first is gone
 
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
