@@ -73,8 +73,21 @@ func (c *committer) commit(d *disk, batch []op) error {
 }
 
 // run commits one round in one transaction. A batch refused by a test hook
-// fails alone; a failed transaction fails the whole round.
+// fails alone; a failed transaction fails the whole round, and so does a
+// panic (bolt panics on a corrupt file), which is turned into the round's
+// error so that the lead is still handed on: otherwise every shard of the
+// daemon would wait for good.
 func (c *committer) run(round []*commitReq) {
+	defer func() {
+		if v := recover(); v != nil {
+			err := fmt.Errorf("kvstore: commit panicked: %v", v)
+			for _, r := range round {
+				if r.err == nil {
+					r.err = err
+				}
+			}
+		}
+	}()
 	ok := round[:0:0]
 	for _, r := range round {
 		if err := r.d.beforeCommit(r.batch); err != nil {
@@ -153,8 +166,15 @@ func legacyFile(id int) string { return fmt.Sprintf("shard-%03d.db", id) }
 // legacyBucket is the bucket of a per-shard file.
 var legacyBucket = []byte("kv")
 
-// migrateShardFile copies a per-shard file's keys into db (in one
-// transaction, so a crash leaves the file to migrate again) and renames it.
+// migratedBucket records, in the daemon's file, the per-shard files
+// already moved in: a file found again after a crash (its rename not yet
+// on disk) is then not copied over writes made since.
+var migratedBucket = []byte("migrated")
+
+// migrateShardFile copies a per-shard file's keys into db and records that
+// it did in the same transaction, then renames the file (and syncs the
+// directory). A crash at any point leaves either nothing done or the copy
+// recorded; in the second case the file is only renamed again.
 func migrateShardFile(db *bolt.DB, dir string, id int) error {
 	path := filepath.Join(dir, legacyFile(id))
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -165,13 +185,21 @@ func migrateShardFile(db *bolt.DB, dir string, id int) error {
 		return err
 	}
 	err = old.View(func(otx *bolt.Tx) error {
-		ob := otx.Bucket(legacyBucket)
-		if ob == nil {
-			return nil
-		}
 		return db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(shardBucket(id))
-			return ob.ForEach(func(k, v []byte) error { return b.Put(k, v) })
+			done, err := tx.CreateBucketIfNotExists(migratedBucket)
+			if err != nil {
+				return err
+			}
+			if done.Get([]byte(legacyFile(id))) != nil {
+				return nil // copied before a crash: the data in db is newer
+			}
+			if ob := otx.Bucket(legacyBucket); ob != nil {
+				b := tx.Bucket(shardBucket(id))
+				if err := ob.ForEach(func(k, v []byte) error { return b.Put(k, v) }); err != nil {
+					return err
+				}
+			}
+			return done.Put([]byte(legacyFile(id)), []byte{1})
 		})
 	})
 	if cerr := old.Close(); err == nil {
@@ -180,7 +208,23 @@ func migrateShardFile(db *bolt.DB, dir string, id int) error {
 	if err != nil {
 		return err
 	}
-	return os.Rename(path, path+".migrated")
+	if err := os.Rename(path, path+".migrated"); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // timeoutOpen bounds the wait for a bolt file another process holds.

@@ -115,3 +115,77 @@ func (c *committer) isBusy() bool {
 	defer c.mu.Unlock()
 	return c.busy
 }
+
+// TestPanicInRoundFailsOnlyThatRound: a panic while committing (bolt
+// panics on a corrupt file; here the test hook) fails the writes of that
+// round, and the committer goes on serving every shard.
+func TestPanicInRoundFailsOnlyThatRound(t *testing.T) {
+	bad := keysOfShard(1, DefaultShards, 1)[0]
+	good := keysOfShard(2, DefaultShards, 1)[0]
+	h := &hooks{beforeCommit: func(shard int, keys []string) error {
+		if keys[0] == bad {
+			panic("simulated bolt panic")
+		}
+		return nil
+	}}
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	mustGet(t, cl, good, "", false)
+	if err := cl.Put(ctxT(t), bad, []byte("v")); err == nil {
+		t.Fatal("a put whose commit panicked was acknowledged")
+	}
+	mustGet(t, cl, bad, "", false)
+	mustPut(t, cl, good, "v") // another shard, after the panic
+	mustGet(t, cl, good, "v", true)
+	if err := st.Close(ctxT(t)); err != nil {
+		t.Fatalf("Close after the panic: %v", err)
+	}
+}
+
+// TestMigrationIsNotRepeated: a per-shard file found again after its
+// migration (its rename lost in a crash) is not copied over the writes
+// made since.
+func TestMigrationIsNotRepeated(t *testing.T) {
+	dataDir := t.TempDir()
+	dir := filepath.Join(dataDir, "kvstore")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	k := keysOfShard(4, DefaultShards, 1)[0]
+	writeLegacy := func() {
+		t.Helper()
+		old, err := bolt.Open(filepath.Join(dir, legacyFile(4)), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Close()
+		if err := old.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(legacyBucket)
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte(k), []byte("old"))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeLegacy()
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: dataDir})
+	cl := NewClient(tn.sys, LocalTable(st), 0)
+	mustGet(t, cl, k, "old", true)
+	mustPut(t, cl, k, "new")
+	tn.close()
+
+	// As if the rename had not reached the disk: the old file is back.
+	if err := os.Rename(filepath.Join(dir, legacyFile(4)+".migrated"), filepath.Join(dir, legacyFile(4))); err != nil {
+		t.Fatal(err)
+	}
+	tn2 := newTestNode(t, "a")
+	st2 := tn2.install(t, Config{DataDir: dataDir})
+	mustGet(t, NewClient(tn2.sys, LocalTable(st2), 0), k, "new", true)
+	if _, err := os.Stat(filepath.Join(dir, legacyFile(4))); !os.IsNotExist(err) {
+		t.Fatalf("the per-shard file was not renamed again: %v", err)
+	}
+}
