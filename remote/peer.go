@@ -34,6 +34,7 @@ type peer struct {
 	fw        *frameWriter     // frames queued, in plaintext, from sent on
 	sent      int              // bytes at the start of fw's buffer already sealed and written
 	tx        *transportCipher // seals them; nil until the connection's handshake is done
+	peerKey   []byte           // the static key the current connection's handshake authenticated (nil before)
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
 	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
@@ -360,7 +361,7 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 // secured is called on the gnet loop when the dialed connection's handshake
 // completes: last is the handshake's final record, which goes before the
 // frames queued meanwhile, sealed with tx.
-func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCipher) {
+func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCipher, key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || epoch != p.epoch || p.conn != c {
@@ -369,7 +370,7 @@ func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCiph
 	_, _ = c.Write(last) // on c's loop: before anything written after it
 	p.n.stats.bytesOut.Add(uint64(len(last)))
 	p.netHeld = c.OutboundBuffered()
-	p.tx = tx
+	p.tx, p.peerKey = tx, key
 	p.flushLocked(false)
 }
 
@@ -399,7 +400,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.welcome = false
 	local, remote := p.localAddr, p.remoteAddr
 	p.conn, p.dialing, p.flushing = nil, false, false
-	p.tx = nil
+	p.tx, p.peerKey = nil, nil
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
@@ -894,7 +895,7 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	last, err := oc.sess.readRecords(c, func(msg []byte) ([]byte, error) { return oc.sess.handshakeStep(true, msg) })
 	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
 	if err == nil && !wasReady && oc.sess.ready() {
-		oc.p.secured(c, oc.epoch, last, oc.sess.tx)
+		oc.p.secured(c, oc.epoch, last, oc.sess.tx, oc.sess.peerKey)
 	}
 	if err == nil && oc.sess.ready() {
 		err = oc.readFrames(n)
@@ -947,4 +948,12 @@ func dupConn(c net.Conn) (net.Conn, error) {
 	}
 	defer f.Close()
 	return net.FileConn(f)
+}
+
+// connectedKey returns the static key of the node this peer's current
+// connection authenticated, or nil when there is no connection.
+func (p *peer) connectedKey() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.peerKey
 }

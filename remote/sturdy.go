@@ -32,7 +32,9 @@ import (
 // the clear and never reaches a node without the named key: Resolve seals
 // it to that key (the Noise N pattern), and the answer comes back sealed by
 // the same exchange, so only the named node can read the request or make
-// the answer.
+// the answer; and Resolve accepts the answer only if its connection to the
+// address is authenticated with that key, so a node there that merely
+// relays both never gets the live ref either.
 
 // ErrBadSturdyRef means a string is not a sturdy ref.
 var ErrBadSturdyRef = errors.New("remote: malformed sturdy ref")
@@ -203,6 +205,13 @@ func (n *Node) Resolve(ctx context.Context, sturdy string) (actor.Ref, error) {
 	sealed, ok := v.([]byte)
 	if !ok {
 		return actor.Ref{}, fmt.Errorf("%w: bad answer from %s", actor.ErrDead, addr)
+	}
+	// The answer proves that the named key made it, but the ref will be
+	// used through the connection to addr: a node there without that key
+	// could have relayed the request and the answer, and would then see
+	// every message, secret included. The connection must be to the key.
+	if key := p.connectedKey(); !bytes.Equal(key, pub) {
+		return actor.Ref{}, fmt.Errorf("%w: the node at %s (key %x) is not the one the sturdy ref names", actor.ErrDead, addr, key)
 	}
 	plain, err := back.Decrypt(nil, nil, sealed)
 	if err != nil || len(plain) != 2+4+4+16 {

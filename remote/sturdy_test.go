@@ -238,3 +238,25 @@ func TestSturdyExchangeBindsTheKey(t *testing.T) {
 		t.Fatal("an answer not made with the named key was accepted")
 	}
 }
+
+// TestSturdyRefRelayRefused: a node at the address the string names, but
+// without its key, relays the sealed request to the real node and its
+// sealed answer back. The answer is genuine, but the ref would be used
+// through the relay (which would see every message, secret included), so
+// Resolve refuses it.
+func TestSturdyRefRelayRefused(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	m := newTestNode(t, "m", Config{})
+	s := mustExport(t, b, "svc", 1, spawn(t, b.sys, echo))
+	m.node.answer = b.node.answerResolve // the relay, short-circuited
+	parts := strings.Split(s, "/")
+	parts[2] = m.node.Addr() // actord: "" addr key swiss
+	relayed := strings.Join(parts, "/")
+	if r, err := a.node.Resolve(ctxT(t), relayed); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("resolved through a relay: %v, %v; want ErrDead", r, err)
+	}
+	if _, err := a.node.Resolve(ctxT(t), s); err != nil {
+		t.Fatalf("the genuine string: %v", err)
+	}
+}
