@@ -408,3 +408,34 @@ func TestRemoteLinksEndOnBothSidesAfterReconnect(t *testing.T) {
 		t.Fatalf("A: Exited = %+v, want from %v with %v", e, tb, errLinkTest)
 	}
 }
+
+// TestRemoteLinkEndsOnTheNodeThatNeverDialed: node B holds its half of a
+// link made by an actor of A, and had no reason of its own to dial A (the
+// ref came from a third node; a link sends no reply). When A goes away,
+// B's half still ends with ErrNodeDown: a link makes B watch A.
+func TestRemoteLinkEndsOnTheNodeThatNeverDialed(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	linkNodes(t, a, b)
+	exB := make(chan actor.Exited, 4)
+	tb := localProbe(t, b, &probe{trap: true, exited: exB})
+	id, _ := b.sys.Wire().LocalID(tb)
+	pab, err := a.node.peer(b.node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := a.sys.Wire().RemoteRef(pab, id) // as if handed over by a third node
+	la := localProbe(t, a, &probe{})
+	ask(t, a, la, linkTo{rb})
+	pba, err := b.node.peer(a.node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "B connected to A after the link", func() bool { return pba.connectedKey() != nil })
+
+	a.close()
+	e := recv(t, exB, 10*time.Second, "Exited on B after A went away")
+	if !errors.Is(e.Reason, ErrNodeDown) {
+		t.Fatalf("Exited = %+v, want a reason matching ErrNodeDown", e)
+	}
+}

@@ -929,6 +929,11 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from) != nil {
 			// noproc, from the id as it came: never echo a corrected secret
 			_ = ic.from.sendExit(f.from, f.to, actor.ErrDead, true)
+		} else {
+			// This half of the link ends when this node's own connection to
+			// the linking node is lost (peer.lost): make sure there is one,
+			// with its heartbeat, even if nothing else is sent there.
+			ic.from.ensureConnected()
 		}
 	case fUnlink:
 		if target, ok := n.wire.Resolve(f.to); ok {

@@ -957,3 +957,13 @@ func (p *peer) connectedKey() []byte {
 	defer p.mu.Unlock()
 	return p.peerKey
 }
+
+// ensureConnected dials the peer if there is no connection (nor a dial or
+// a retry under way), so that its heartbeat watches the node.
+func (p *peer) ensureConnected() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil && !p.closed && !p.n.closing.Load() {
+		p.dialLocked()
+	}
+}
