@@ -319,9 +319,10 @@ func (w *Wire) DemonitorLocal(target, watcher Ref) error {
 
 // LinkLocal links the local actor target to the remote actor from, on
 // behalf of from's node (Peer.Link). If target is dead by the time its loop
-// gets to it, from is sent an exit signal with ErrDead through its Peer, as
-// a local link to a dead actor of another loop would.
-func (w *Wire) LinkLocal(target, from Ref) error {
+// gets to it, noproc runs there: the transport answers with the exit signal
+// of a dead actor (ErrDead), as a local link to a dead actor of another
+// loop gets.
+func (w *Wire) LinkLocal(target, from Ref, noproc func()) error {
 	if target.l == nil || target.l.sys != w.s || from.r == nil {
 		return ErrInvalidRef
 	}
@@ -330,7 +331,7 @@ func (w *Wire) LinkLocal(target, from Ref) error {
 			addRef(&s.links, from)
 			return
 		}
-		_ = from.r.peer.Exit(from, target, ErrDead, true)
+		noproc()
 	}}))
 }
 

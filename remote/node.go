@@ -912,7 +912,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		watcher := n.wire.RemoteRef(ic.from, f.from)
 		target, ok := n.wire.Resolve(f.to)
 		if !ok || n.wire.MonitorLocal(target, watcher) != nil {
-			ic.from.sendDown(f.to, f.from, actor.ErrDead) // never echo a corrected secret
+			ic.from.sendDown(f.to, f.from, actor.ErrDead, false) // never echo a corrected secret
 		}
 	case fDemonitor:
 		if target, ok := n.wire.Resolve(f.to); ok {
@@ -925,10 +925,11 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	case fDown:
 		ic.from.deliverDown(f.to, f.from, decodeError(ic.remoteName, f.code, f.msg))
 	case fLink:
-		from := ic.remoteFrom(n, f.from)
-		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from) != nil {
-			// noproc, from the id as it came: never echo a corrected secret
-			_ = ic.from.sendExit(f.from, f.to, actor.ErrDead, true)
+		from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
+		// noproc, from the id as it came: never echo a corrected secret
+		noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, false) }
+		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, noproc) != nil {
+			noproc()
 		} else {
 			// This half of the link ends when this node's own connection to
 			// the linking node is lost (peer.lost): make sure there is one,

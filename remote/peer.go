@@ -101,11 +101,17 @@ func (p *peer) Node() string { return p.name() }
 // enqueue encodes one frame with write and queues it for the connection,
 // dialing if there is none. It fails with actor.ErrQueueFull beyond
 // MaxOutbound and ErrClosed after close; an encoding error leaves nothing
-// queued. Down and exit-signal frames are never refused for a full queue
-// (as locally, a stop's signals are not lost; they are bounded by the
-// stops, links and Exit calls of local actors). It returns the epoch the
-// frame belongs to.
+// queued. It returns the epoch the frame belongs to.
 func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, error) {
+	return p.enqueueOpt(kind, false, write)
+}
+
+// enqueueOpt is enqueue; with force the frame is queued even beyond
+// MaxOutbound. Only the signals of a local actor's stop are forced (its
+// Downs and the exit signals to its links): as locally, they are never
+// lost, and their number is bounded by the stops of local actors, not by
+// anything another node sends. Answers to another node's requests are not.
+func (p *peer) enqueueOpt(kind int, force bool, write func(fw *frameWriter) error) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.n.closing.Load() {
@@ -114,7 +120,7 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	if p.queuedLocked()+p.netHeld >= p.n.cfg.MaxOutbound && kind != fDown && kind != fExit {
+	if !force && p.queuedLocked()+p.netHeld >= p.n.cfg.MaxOutbound {
 		p.n.stats.refused.Add(1)
 		if p.conn != nil && !p.flushing && p.netHeld > 0 {
 			p.flushing = true
@@ -555,13 +561,13 @@ func (p *peer) sendDownFor(watcher actor.Ref, d actor.Down) error {
 	if !ok {
 		return fmt.Errorf("remote: Down for non-local ref %v", d.Ref)
 	}
-	p.sendDown(tid, wid, d.Reason)
+	p.sendDown(tid, wid, d.Reason, true) // a local actor stopped
 	return nil
 }
 
 // sendDown queues a Down frame for watcher (an actor on the peer).
-func (p *peer) sendDown(target, watcher actor.WireID, reason error) {
-	_, _ = p.enqueue(fDown, func(fw *frameWriter) error {
+func (p *peer) sendDown(target, watcher actor.WireID, reason error, force bool) {
+	_, _ = p.enqueueOpt(fDown, force, func(fw *frameWriter) error {
 		fw.id(target)
 		fw.id(watcher)
 		fw.errorFields(reason)
@@ -804,17 +810,17 @@ func (p *peer) Exit(to, from actor.Ref, reason error, link bool) error {
 	if err != nil {
 		return err
 	}
-	return p.sendExit(tid, fid, reason, link)
+	return p.sendExit(tid, fid, reason, link, link) // a link's exit signal: a local actor stopped
 }
 
-// sendExit queues an fExit frame (never refused for a full queue: see
-// enqueue).
-func (p *peer) sendExit(to, from actor.WireID, reason error, link bool) error {
+// sendExit queues an fExit frame, even beyond MaxOutbound with force (see
+// enqueueOpt).
+func (p *peer) sendExit(to, from actor.WireID, reason error, link, force bool) error {
 	flag := uint64(0)
 	if link {
 		flag = 1
 	}
-	_, err := p.enqueue(fExit, func(fw *frameWriter) error {
+	_, err := p.enqueueOpt(fExit, force, func(fw *frameWriter) error {
 		fw.id(to)
 		fw.id(from)
 		_ = fw.enc.EncodeUint(flag)

@@ -1128,6 +1128,24 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	if x := recv(t, res, 5*time.Second, "actor ask to a full peer"); !errors.Is(x.err, actor.ErrQueueFull) {
 		t.Fatalf("actor ask to a full peer: %v", x.err)
 	}
+	// The signals of a local actor's stop still go (forced); an answer to
+	// the peer's own requests (here, to a forged Link) and an Exit call
+	// do not, so the peer cannot grow this node's memory by asking.
+	before := queued()
+	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), actor.ErrDead, true, false); !errors.Is(err, actor.ErrQueueFull) {
+		t.Fatalf("an answer to a Link with the queue full: %v, want ErrQueueFull", err)
+	}
+	exiter := spawn(t, a.sys, func(c *actor.Context, m any) (any, error) { return nil, c.Exit(r, errors.New("x")) })
+	if _, err := a.sys.Ask(ctxT(t), exiter, 1); !errors.Is(err, actor.ErrQueueFull) {
+		t.Fatalf("Exit to a full peer: %v, want ErrQueueFull", err)
+	}
+	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), nil, true, true); err != nil {
+		t.Fatalf("a stop's exit signal with the queue full: %v", err)
+	}
+	p.sendDown(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), nil, true)
+	if q := queued(); q <= before {
+		t.Fatalf("the forced signals were not queued (%d bytes, before %d)", q, before)
+	}
 	// Once the peer reads again, sends are accepted again and flow.
 	close(drain)
 	waitFor(t, 10*time.Second, "a send to be accepted", func() bool { return a.sys.Send(r, msg) == nil })
