@@ -59,11 +59,11 @@ func (c *Context) Link(r Ref) error {
 				return nil
 			}
 		}
-		addRef(&c.slot.links, r)
-		if err := r.r.peer.Link(r, c.self); err != nil {
-			removeRef(&c.slot.links, r)
+		epoch, err := r.r.peer.Link(r, c.self)
+		if err != nil {
 			return err
 		}
+		c.slot.addRemoteLink(r, epoch)
 		return nil
 	}
 	self := c.self
@@ -99,7 +99,7 @@ func (c *Context) Unlink(r Ref) error {
 		if r.r == nil {
 			return ErrInvalidRef
 		}
-		if !removeRef(&c.slot.links, r) {
+		if !c.slot.removeLink(r) {
 			return nil
 		}
 		return r.r.peer.Unlink(r, c.self)
@@ -217,7 +217,7 @@ func (ls *loopState) signal(e *envelope) {
 	if s == nil {
 		return
 	}
-	if e.pidx == 1 && !removeRef(&s.links, e.from) {
+	if e.pidx == 1 && !s.removeLink(e.from) {
 		return // unlinked meanwhile
 	}
 	if s.trap {
@@ -228,6 +228,24 @@ func (ls *loopState) signal(e *envelope) {
 		return
 	}
 	ls.stop(s, e.to, e.err)
+}
+
+// addRemoteLink records a link with the remote actor r, made on the
+// connection epoch given (see Wire.BreakLinks).
+func (s *slot) addRemoteLink(r Ref, epoch uint64) {
+	addRef(&s.links, r)
+	if s.linkEpochs == nil {
+		s.linkEpochs = map[Ref]uint64{}
+	}
+	s.linkEpochs[r] = epoch
+}
+
+// removeLink removes the link with r, reporting whether there was one.
+func (s *slot) removeLink(r Ref) bool {
+	if r.r != nil {
+		delete(s.linkEpochs, r)
+	}
+	return removeRef(&s.links, r)
 }
 
 func addRef(rs *[]Ref, r Ref) {

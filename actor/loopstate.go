@@ -65,8 +65,11 @@ type slot struct {
 	stopReq  bool  // stop once the handler returns
 	sup      bool  // supervised: a crash suspends and tells the parent
 	links    []Ref // linked actors (see link.go)
-	trap     bool  // exit signals become Exited messages
-	noTerm   bool  // the pending stop is a kill: no Terminate
+	// connection epoch of each link with a remote actor, when it was made
+	// (BreakLinks ends only those made before the lost connection)
+	linkEpochs map[Ref]uint64
+	trap       bool // exit signals become Exited messages
+	noTerm     bool // the pending stop is a kill: no Terminate
 }
 
 // loopState is everything one loop owns. Only its goroutine touches it, except

@@ -46,8 +46,9 @@ type Peer interface {
 	// Link asks the remote node to link its actor target to the local
 	// actor from (the other half of the link is kept by from's loop); if
 	// target is dead, the transport delivers from an exit signal with
-	// ErrDead, as Wire.LinkLocal does. Unlink removes that half.
-	Link(target, from Ref) error
+	// ErrDead, as Wire.LinkLocal does. It returns the connection epoch the
+	// request went out on (see BreakLinks). Unlink removes that half.
+	Link(target, from Ref) (epoch uint64, err error)
 	Unlink(target, from Ref) error
 	// Exit sends the remote actor to an exit signal from the local actor
 	// from, to be handed to Wire.SignalLocal on to's node with the same
@@ -318,17 +319,18 @@ func (w *Wire) DemonitorLocal(target, watcher Ref) error {
 }
 
 // LinkLocal links the local actor target to the remote actor from, on
-// behalf of from's node (Peer.Link). If target is dead by the time its loop
-// gets to it, noproc runs there: the transport answers with the exit signal
-// of a dead actor (ErrDead), as a local link to a dead actor of another
-// loop gets.
-func (w *Wire) LinkLocal(target, from Ref, noproc func()) error {
+// behalf of from's node (Peer.Link); epoch is the epoch of the transport's
+// connection to from's node when the request arrived (see BreakLinks). If
+// target is dead by the time its loop gets to it, noproc runs there: the
+// transport answers with the exit signal of a dead actor (ErrDead), as a
+// local link to a dead actor of another loop gets.
+func (w *Wire) LinkLocal(target, from Ref, epoch uint64, noproc func()) error {
 	if target.l == nil || target.l.sys != w.s || from.r == nil {
 		return ErrInvalidRef
 	}
 	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
 		if s := l.lookup(target); s != nil {
-			addRef(&s.links, from)
+			s.addRemoteLink(from, epoch)
 			return
 		}
 		noproc()
@@ -343,7 +345,7 @@ func (w *Wire) UnlinkLocal(target, from Ref) error {
 	}
 	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
 		if s := l.lookup(target); s != nil {
-			removeRef(&s.links, from)
+			s.removeLink(from)
 		}
 	}}))
 }
@@ -378,16 +380,19 @@ func (w *Wire) SignalLocal(to, from Ref, reason error, link bool) error {
 }
 
 // BreakLinks ends every link between a local actor and an actor reached
-// through p, as when p's node is down: each local actor gets the exit
-// signal of its linked remote actor with reason (an Exited message if it
-// traps exits; otherwise it stops with reason, unless reason is nil).
-func (w *Wire) BreakLinks(p Peer, reason error) {
+// through p that was made on a connection epoch up to epoch (Peer.Link's,
+// or LinkLocal's), as when that connection to p's node is lost: each local
+// actor gets the exit signal of its linked remote actor with reason (an
+// Exited message if it traps exits; otherwise it stops with reason, unless
+// reason is nil). Links made on a later connection, which the loops may see
+// before this request, are kept.
+func (w *Wire) BreakLinks(p Peer, epoch uint64, reason error) {
 	for _, ls := range w.s.loops {
-		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.breakLinks(p, reason) }})
+		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.breakLinks(p, epoch, reason) }})
 	}
 }
 
-func (ls *loopState) breakLinks(p Peer, reason error) {
+func (ls *loopState) breakLinks(p Peer, epoch uint64, reason error) {
 	var hit []Ref // pairs: the local actor, then its linked remote actor
 	for i := uint32(0); i < ls.next; i++ {
 		s := ls.slotAt(i)
@@ -395,7 +400,7 @@ func (ls *loopState) breakLinks(p Peer, reason error) {
 			continue
 		}
 		for _, l := range s.links {
-			if l.r != nil && l.r.peer == p {
+			if e, ok := s.linkEpochs[l]; l.r != nil && l.r.peer == p && (!ok || e <= epoch) {
 				hit = append(hit, Ref{l: ls, idx: i, gen: s.gen}, l)
 			}
 		}

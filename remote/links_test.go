@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -437,5 +438,65 @@ func TestRemoteLinkEndsOnTheNodeThatNeverDialed(t *testing.T) {
 	e := recv(t, exB, 10*time.Second, "Exited on B after A went away")
 	if !errors.Is(e.Reason, ErrNodeDown) {
 		t.Fatalf("Exited = %+v, want a reason matching ErrNodeDown", e)
+	}
+}
+
+// TestRemoteLinkMadeAfterALossSurvivesItsBreak: a link made while the
+// connection it needs is being replaced (after the loss, before the loops
+// ended the old links) goes out on the new connection; ending the links of
+// the lost one must not end it, or the other node would keep a half-link.
+func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
+	a := newTestNode(t, "a", Config{ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
+	b := newTestNode(t, "b", Config{})
+	linkNodes(t, a, b)
+	exA := make(chan actor.Exited, 4)
+	exB := make(chan actor.Exited, 4)
+	tb := remoteProbe(t, a, b, &probe{trap: true, exited: exB})
+	p, err := a.node.peer(b.node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostEpoch := make(chan uint64, 1)
+	ta := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
+		switch m := msg.(type) {
+		case string:
+			switch m {
+			case "lose the connection, then link":
+				c.TrapExits(true)
+				p.mu.Lock()
+				conn, e0 := p.conn, p.epoch
+				p.mu.Unlock()
+				_ = conn.Close()
+				deadline := time.Now().Add(5 * time.Second)
+				for p.currentEpoch() == e0 { // lost() has run its first part
+					if time.Now().After(deadline) {
+						return nil, errors.New("the connection was not lost")
+					}
+					runtime.Gosched()
+				}
+				lostEpoch <- e0
+				return nil, c.Link(tb)
+			case "stop":
+				return nil, c.Stop(c.Self(), errLinkTest)
+			}
+		case actor.Exited:
+			exA <- m
+		}
+		return nil, nil
+	}, actor.OnLoop(0))
+	ask(t, a, ta, "lose the connection, then link")
+	e0 := <-lostEpoch
+	// Whether or not lost() has already asked the loops to end the links of
+	// epoch e0, ask again, and let loop 0 handle it (control first).
+	a.sys.Wire().BreakLinks(p, e0, ErrNodeDown)
+	ask(t, a, ta, "sync")
+	ask(t, a, tb, "sync") // the link request reached B on the new connection
+	nothing(t, exA, "Exited on A for a link made after the loss")
+
+	if err := a.sys.Send(ta, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	if e := recv(t, exB, 5*time.Second, "Exited on B"); !hasText(e.Reason, errLinkTest) {
+		t.Fatalf("B: Exited = %+v, want %v", e, errLinkTest)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -853,7 +854,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			// sent meanwhile may be lost, so links with its actors end as
 			// they did on its side (peer.lost), before this connection's
 			// frames can make new ones.
-			n.wire.BreakLinks(from, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
+			n.wire.BreakLinks(from, math.MaxUint64, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
 		}
 		ic.out = appendFrame(ic.out, fWelcome, uint64(protocolVersion), n.name, n.inc)
 		return nil
@@ -928,7 +929,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 		// noproc, from the id as it came: never echo a corrected secret
 		noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, false) }
-		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, noproc) != nil {
+		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch(), noproc) != nil {
 			noproc()
 		} else {
 			// This half of the link ends when this node's own connection to

@@ -436,7 +436,7 @@ func (p *peer) lost(epoch uint64, err error) {
 		p.n.ev.nodeDown(p.name(), p.addr, err)
 	}
 	p.n.wire.FailPeer(p, epoch, err)
-	p.n.wire.BreakLinks(p, err)
+	p.n.wire.BreakLinks(p, epoch, err)
 	for _, ch := range calls {
 		ch <- result{nil, err}
 	}
@@ -784,13 +784,19 @@ func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err erro
 }
 
 // Link implements actor.Peer: the other node links target to from.
-func (p *peer) Link(target, from actor.Ref) error {
+func (p *peer) Link(target, from actor.Ref) (uint64, error) {
 	tid, fid, err := p.linkIDs(target, from)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = p.enqueue(fLink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
-	return err
+	return p.enqueue(fLink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
+}
+
+// currentEpoch is the epoch of the current (or next) connection.
+func (p *peer) currentEpoch() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epoch
 }
 
 // Unlink implements actor.Peer.
