@@ -301,13 +301,21 @@ func (ls *loopState) failPeer(p Peer, epoch uint64, err error) {
 }
 
 // MonitorLocal registers the remote watcher for a Down when the local actor
-// target stops (a Down for a dead target is sent at once). The Down is sent
-// to the watcher through its Peer.
-func (w *Wire) MonitorLocal(target, watcher Ref) error {
+// target stops; the Down is sent to the watcher through its Peer. If target
+// is dead by the time its loop gets to it, noproc runs there instead: the
+// transport answers the request with a Down (ErrDead) of its own, which,
+// unlike the Downs of a stop, it may refuse when its queue is full.
+func (w *Wire) MonitorLocal(target, watcher Ref, noproc func()) error {
 	if target.l == nil || target.l.sys != w.s {
 		return ErrInvalidRef
 	}
-	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.watch(target, watcher) }}))
+	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
+		if l.lookup(target) == nil {
+			noproc()
+			return
+		}
+		l.watch(target, watcher)
+	}}))
 }
 
 // DemonitorLocal cancels MonitorLocal.
@@ -319,18 +327,19 @@ func (w *Wire) DemonitorLocal(target, watcher Ref) error {
 }
 
 // LinkLocal links the local actor target to the remote actor from, on
-// behalf of from's node (Peer.Link); epoch is the epoch of the transport's
-// connection to from's node when the request arrived (see BreakLinks). If
+// behalf of from's node (Peer.Link); epoch gives the epoch of the
+// transport's connection to from's node, read on target's loop when the
+// link is made (see BreakLinks). If
 // target is dead by the time its loop gets to it, noproc runs there: the
 // transport answers with the exit signal of a dead actor (ErrDead), as a
 // local link to a dead actor of another loop gets.
-func (w *Wire) LinkLocal(target, from Ref, epoch uint64, noproc func()) error {
+func (w *Wire) LinkLocal(target, from Ref, epoch func() uint64, noproc func()) error {
 	if target.l == nil || target.l.sys != w.s || from.r == nil {
 		return ErrInvalidRef
 	}
 	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
 		if s := l.lookup(target); s != nil {
-			s.addRemoteLink(from, epoch)
+			s.addRemoteLink(from, epoch())
 			return
 		}
 		noproc()

@@ -911,9 +911,11 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		ic.out = appendFrame(ic.out, fPong, f.seq)
 	case fMonitor:
 		watcher := n.wire.RemoteRef(ic.from, f.from)
-		target, ok := n.wire.Resolve(f.to)
-		if !ok || n.wire.MonitorLocal(target, watcher) != nil {
-			ic.from.sendDown(f.to, f.from, actor.ErrDead, false) // never echo a corrected secret
+		peer, targetID, watcherID := ic.from, f.to, f.from
+		// never echo a corrected secret; an answer, so it may be refused
+		noproc := func() { peer.sendDown(targetID, watcherID, actor.ErrDead, false) }
+		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.MonitorLocal(target, watcher, noproc) != nil {
+			noproc()
 		}
 	case fDemonitor:
 		if target, ok := n.wire.Resolve(f.to); ok {
@@ -929,7 +931,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 		// noproc, from the id as it came: never echo a corrected secret
 		noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, false) }
-		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch(), noproc) != nil {
+		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch, noproc) != nil {
 			noproc()
 		} else {
 			// This half of the link ends when this node's own connection to

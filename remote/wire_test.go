@@ -1135,7 +1135,10 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	// The signals of a local actor's stop still go (forced); an answer to
 	// the peer's own requests (here, to a forged Link) and an Exit call
 	// do not, so the peer cannot grow this node's memory by asking.
-	before := queued()
+	// What the node holds for the peer: its queue and what gnet holds (a
+	// flush moves frames from one to the other).
+	holding := func() int { return queued() + netQueued(t, p) }
+	before := holding()
 	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), actor.ErrDead, true, false); !errors.Is(err, actor.ErrQueueFull) {
 		t.Fatalf("an answer to a Link with the queue full: %v, want ErrQueueFull", err)
 	}
@@ -1147,8 +1150,29 @@ func TestBackpressureSlowPeer(t *testing.T) {
 		t.Fatalf("a stop's exit signal with the queue full: %v", err)
 	}
 	p.sendDown(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), nil, true)
-	if q := queued(); q <= before {
-		t.Fatalf("the forced signals were not queued (%d bytes, before %d)", q, before)
+	if q := holding(); q <= before {
+		t.Fatalf("the forced signals were not queued (%d bytes held, before %d)", q, before)
+	}
+	// A Monitor of an actor that died (with the secret it had) is an
+	// answer too: MonitorLocal hands it back to the transport (noproc)
+	// instead of sending the forced Down of a stop.
+	dead := spawn(t, a.sys, func(c *actor.Context, m any) (any, error) { return nil, c.Stop(c.Self(), nil) })
+	if _, err := a.sys.Ask(ctxT(t), dead, "die"); err != nil {
+		t.Fatal(err)
+	}
+	before = holding()
+	answered := make(chan error, 1)
+	if err := a.sys.Wire().MonitorLocal(dead, r, func() {
+		_, err := p.enqueueOpt(fDown, false, func(fw *frameWriter) error { return nil })
+		answered <- err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, answered, 5*time.Second, "the transport's answer to a Monitor of a dead actor"); !errors.Is(err, actor.ErrQueueFull) {
+		t.Fatalf("the answer to a Monitor of a dead actor, queue full: %v, want ErrQueueFull", err)
+	}
+	if q := holding(); q != before {
+		t.Fatalf("a Monitor of a dead actor queued %d bytes past the limit", q-before)
 	}
 	// Once the peer reads again, sends are accepted again and flow.
 	close(drain)

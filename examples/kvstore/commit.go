@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,7 @@ func (c *committer) commit(d *disk, batch []op) error {
 func (c *committer) run(round []*commitReq) {
 	defer func() {
 		if v := recover(); v != nil {
-			err := fmt.Errorf("kvstore: commit panicked: %v", v)
+			err := fmt.Errorf("kvstore: commit panicked: %v\n%s", v, debug.Stack())
 			for _, r := range round {
 				if r.err == nil {
 					r.err = err
