@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ type peer struct {
 	sent      int              // bytes at the start of fw's buffer already sealed and written
 	tx        *transportCipher // seals them; nil until the connection's handshake is done
 	peerKey   []byte           // the static key the current connection's handshake authenticated (nil before)
+	pinned    []byte           // the only key a connection may authenticate, once a sturdy ref was resolved through this peer
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
 	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
@@ -371,6 +373,13 @@ func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCiph
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || epoch != p.epoch || p.conn != c {
+		return
+	}
+	if p.pinned != nil && !bytes.Equal(key, p.pinned) {
+		// Not the node a resolved sturdy ref named: send it nothing (the
+		// frames queued carry refs' secrets). Closing makes the peer lost.
+		p.n.log.Warn("remote: closing connection: the node's key is not the pinned one", "peer", p.addr, "key", fmt.Sprintf("%x", key))
+		_ = c.Close()
 		return
 	}
 	_, _ = c.Write(last) // on c's loop: before anything written after it
@@ -968,6 +977,18 @@ func (p *peer) connectedKey() []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.peerKey
+}
+
+// pin makes key the only one this peer's connections may authenticate from
+// now on (Node.Resolve). It fails if another key is pinned already.
+func (p *peer) pin(key []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pinned != nil && !bytes.Equal(p.pinned, key) {
+		return fmt.Errorf("the peer at %s is pinned to another key", p.addr)
+	}
+	p.pinned = append([]byte(nil), key...)
+	return nil
 }
 
 // ensureConnected dials the peer if there is no connection (nor a dial or

@@ -213,6 +213,11 @@ func (n *Node) Resolve(ctx context.Context, sturdy string) (actor.Ref, error) {
 	if key := p.connectedKey(); !bytes.Equal(key, pub) {
 		return actor.Ref{}, fmt.Errorf("%w: the node at %s (key %x) is not the one the sturdy ref names", actor.ErrDead, addr, key)
 	}
+	// And it must stay so: from now on this peer connects only to that key,
+	// so a node that takes the address over later gets nothing either.
+	if err := p.pin(pub); err != nil {
+		return actor.Ref{}, fmt.Errorf("%w: %v", actor.ErrDead, err)
+	}
 	plain, err := back.Decrypt(nil, nil, sealed)
 	if err != nil || len(plain) != 2+4+4+16 {
 		// not sealed by the key the string names: an impostor at that address

@@ -260,3 +260,35 @@ func TestSturdyRefRelayRefused(t *testing.T) {
 		t.Fatalf("the genuine string: %v", err)
 	}
 }
+
+// TestSturdyRefPinsTheKey: once a sturdy ref is resolved, the peer it goes
+// through connects only to the named key. A node that takes the address
+// over later gets no frame (they would carry the ref's secret); the asks
+// fail as to a node that is down.
+func TestSturdyRefPinsTheKey(t *testing.T) {
+	a := newTestNode(t, "a", Config{ReconnectMax: 100 * time.Millisecond})
+	b := newTestNode(t, "b", Config{})
+	addr := b.node.Addr()
+	s := mustExport(t, b, "svc", 1, spawn(t, b.sys, echo))
+	r, err := a.node.Resolve(ctxT(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.sys.Ask(ctxT(t), r, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	b.close()
+	m := startAt(t, "m", addr, Config{}) // another key at the same address
+	waitFor(t, 20*time.Second, "A to try the new node at the address", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := a.sys.Ask(ctx, r, "hi")
+		if err == nil {
+			t.Fatal("an ask through the resolved ref was answered by another key")
+		}
+		return m.node.Stats().BadFrames > 0 || m.node.Stats().ConnsClosed > 0
+	})
+	if st := m.node.Stats(); st.FramesIn != 0 {
+		t.Fatalf("the node that took the address over got %d frames: %+v", st.FramesIn, st)
+	}
+}
