@@ -108,11 +108,17 @@ func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, err
 	return p.enqueueOpt(kind, false, write)
 }
 
+// forcedLimit bounds forced frames (enqueueOpt) to this many times
+// MaxOutbound.
+const forcedLimit = 4
+
 // enqueueOpt is enqueue; with force the frame is queued even beyond
 // MaxOutbound. Only the signals of a local actor's stop are forced (its
-// Downs and the exit signals to its links): as locally, they are never
-// lost, and their number is bounded by the stops of local actors, not by
-// anything another node sends. Answers to another node's requests are not.
+// Downs and the exit signals to its links): as locally, they are not
+// dropped because a queue is full. Answers to another node's requests are
+// not forced. Another node can still make a stop send many signals (by
+// linking or monitoring many times), so forced frames stop at forcedLimit
+// times MaxOutbound: there, the peer is disconnected (and declared lost).
 func (p *peer) enqueueOpt(kind int, force bool, write func(fw *frameWriter) error) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -122,7 +128,18 @@ func (p *peer) enqueueOpt(kind int, force bool, write func(fw *frameWriter) erro
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	if !force && p.queuedLocked()+p.netHeld >= p.n.cfg.MaxOutbound {
+	held := p.queuedLocked() + p.netHeld
+	if force && held >= forcedLimit*p.n.cfg.MaxOutbound {
+		// Other nodes can make a stop send many signals (a link or a
+		// monitor each): a peer that reads nothing while they pile up is
+		// let go, as one that stopped answering heartbeats would be.
+		p.n.stats.refused.Add(1)
+		if p.conn != nil {
+			_ = p.conn.Close() // asynchronous: OnClose declares the peer lost
+		}
+		return 0, fmt.Errorf("%w: %s reads nothing: %d bytes queued for it, signals included", ErrNodeDown, p.nameLocked(), held)
+	}
+	if !force && held >= p.n.cfg.MaxOutbound {
 		p.n.stats.refused.Add(1)
 		if p.conn != nil && !p.flushing && p.netHeld > 0 {
 			p.flushing = true

@@ -1189,3 +1189,47 @@ func TestBackpressureSlowPeer(t *testing.T) {
 		t.Fatalf("the slow peer's connection was dropped: %+v", st)
 	}
 }
+
+// TestForcedSignalsAreBounded: a stop's signals go past MaxOutbound, but a
+// peer that reads nothing while they pile up (another node can make a
+// stop send many, by linking many times) is disconnected at forcedLimit
+// times MaxOutbound, not buffered for without bound.
+func TestForcedSignalsAreBounded(t *testing.T) {
+	const maxOut = 16 << 10
+	addr := fakePeer(t, 4096, func(c net.Conn, done <-chan struct{}) {
+		sc, err := secureAccept(t, c, nil)
+		if err != nil {
+			return
+		}
+		if _, err := sc.readFrame(10 * time.Second); err != nil { // the hello
+			return
+		}
+		<-done // then read nothing
+	})
+	a := newTestNode(t, "a", Config{MaxOutbound: maxOut, HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
+	r, p := fakeRef(a, addr)
+	if err := a.sys.Send(r, "dial"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the connection", func() bool { return p.connectedKey() != nil })
+	held := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.queuedLocked() + p.netHeld
+	}
+	maxHeld := 0
+	var err error
+	for i := 0; i < 1<<20; i++ {
+		if err = p.sendExit(wid(0, 9, 9, 0x66), wid(0, uint32(i), 1, 0x77), errors.New("a stop's reason"), true, true); err != nil {
+			break
+		}
+		maxHeld = max(maxHeld, held())
+	}
+	if !errors.Is(err, ErrNodeDown) {
+		t.Fatalf("forced signals to a peer that reads nothing: %v, want ErrNodeDown", err)
+	}
+	if maxHeld > forcedLimit*maxOut+4096 {
+		t.Fatalf("%d bytes held for the peer, bound %d", maxHeld, forcedLimit*maxOut)
+	}
+	waitFor(t, 10*time.Second, "the peer to be let go", func() bool { return a.node.Stats().PeersDown > 0 })
+}
