@@ -997,10 +997,15 @@ func (p *peer) connectedKey() []byte {
 }
 
 // pin makes key the only one this peer's connections may authenticate from
-// now on (Node.Resolve). It fails if another key is pinned already.
+// now on (Node.Resolve). It fails, pinning nothing, unless the current
+// connection authenticated key, and if another key is pinned already: one
+// check under the lock, so no reconnection slips in between.
 func (p *peer) pin(key []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !bytes.Equal(p.peerKey, key) {
+		return fmt.Errorf("the node at %s (key %x) is not the one the sturdy ref names", p.addr, p.peerKey)
+	}
 	if p.pinned != nil && !bytes.Equal(p.pinned, key) {
 		return fmt.Errorf("the peer at %s is pinned to another key", p.addr)
 	}

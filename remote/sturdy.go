@@ -206,22 +206,18 @@ func (n *Node) Resolve(ctx context.Context, sturdy string) (actor.Ref, error) {
 	if !ok {
 		return actor.Ref{}, fmt.Errorf("%w: bad answer from %s", actor.ErrDead, addr)
 	}
-	// The answer proves that the named key made it, but the ref will be
-	// used through the connection to addr: a node there without that key
-	// could have relayed the request and the answer, and would then see
-	// every message, secret included. The connection must be to the key.
-	if key := p.connectedKey(); !bytes.Equal(key, pub) {
-		return actor.Ref{}, fmt.Errorf("%w: the node at %s (key %x) is not the one the sturdy ref names", actor.ErrDead, addr, key)
-	}
-	// And it must stay so: from now on this peer connects only to that key,
-	// so a node that takes the address over later gets nothing either.
-	if err := p.pin(pub); err != nil {
-		return actor.Ref{}, fmt.Errorf("%w: %v", actor.ErrDead, err)
-	}
 	plain, err := back.Decrypt(nil, nil, sealed)
 	if err != nil || len(plain) != 2+4+4+16 {
 		// not sealed by the key the string names: an impostor at that address
 		return actor.Ref{}, fmt.Errorf("%w: the answer from %s is not from the node the sturdy ref names", actor.ErrDead, addr)
+	}
+	// The answer proves that the named key made it, but the ref will be
+	// used through the connection to addr: a node there without that key
+	// could have relayed the request and the answer, and would then see
+	// every message, secret included. The connection must be to the key,
+	// and stay so (pin).
+	if err := p.pin(pub); err != nil {
+		return actor.Ref{}, fmt.Errorf("%w: %v", actor.ErrDead, err)
 	}
 	id := actor.WireID{Loop: binary.BigEndian.Uint16(plain), Slot: binary.BigEndian.Uint32(plain[2:]), Gen: binary.BigEndian.Uint32(plain[6:])}
 	copy(id.Secret[:], plain[10:])
