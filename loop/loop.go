@@ -93,7 +93,10 @@ type Loop[E any] struct {
 	closed    atomic.Bool
 	parkTimer *time.Timer
 
-	now        int64  // cached clock reading (unix ns), see cachedNow
+	now        int64  // cached clock reading (unix ns), see CachedNow
+	nowPass    uint64 // passes when now was read
+	passes     uint64 // passes run, by whichever goroutine runs them
+	stale      bool   // the loop parked since now was read: read the clock again
 	timerPass  int    // busy passes since the timers were last checked
 	checkTimer bool   // the next pass checks the timers
 	cur        E      // the event being handled: a field, so passing &cur to Handle does not allocate
@@ -307,6 +310,7 @@ func (l *Loop[E]) spin() bool {
 func (l *Loop[E]) pass() int {
 	n := 0
 	ev := &l.cur
+	l.passes++
 	// Control first: replies and completions unblock work already under way.
 	if l.ctlPos >= len(l.ctlBuf) && l.ctlHint.Load() != 0 {
 		l.pullControl()
@@ -337,7 +341,7 @@ func (l *Loop[E]) pass() int {
 		}
 		if l.checkTimer {
 			l.checkTimer, l.timerPass = false, 0
-			l.now = l.clock.Now().UnixNano()
+			l.readClock()
 			for i := 0; i < l.cfg.Batch && l.timers.popDue(l.now, ev); i++ {
 				l.h.Handle(ev)
 				n++
@@ -365,16 +369,26 @@ func (l *Loop[E]) publish() {
 	l.pub.timers.Store(int64(len(l.timers.items)))
 }
 
-// CachedNow returns the loop's last clock reading. It is refreshed whenever
-// the loop checks its timers: on its first idle pass, after every wake, at
-// least every 16 busy passes, and at every Step. Use it where a deadline
-// tolerates that staleness (ask timeouts); Now reads the clock. Loop
-// goroutine only.
+// CachedNow returns a recent reading of the loop's clock: never older than
+// the current stretch of work (it is read again after the loop parks, on
+// whichever goroutine runs the next pass, PostRun's included) and at most
+// 16 passes old while the loop stays busy, timers or not. Use it where a
+// deadline tolerates that staleness (ask timeouts); Now reads the clock.
+// Loop goroutine only (or the goroutine running a pass).
 func (l *Loop[E]) CachedNow() time.Time {
-	if l.now == 0 {
-		l.now = l.clock.Now().UnixNano()
+	if l.now == 0 || l.stale || l.passes-l.nowPass >= cachedPasses {
+		l.readClock()
 	}
 	return time.Unix(0, l.now)
+}
+
+// cachedPasses bounds how many passes CachedNow's reading may serve.
+const cachedPasses = 16
+
+// readClock refreshes the cached reading.
+func (l *Loop[E]) readClock() {
+	l.now = l.clock.Now().UnixNano()
+	l.nowPass, l.stale = l.passes, false
 }
 
 func (l *Loop[E]) pullControl() {
@@ -421,14 +435,18 @@ const (
 func (l *Loop[E]) park() {
 	l.publish()
 	defer func() { l.checkTimer = true }() // time passed: look at the timers first
+	// Time passes while parked, and the next pass may run on a borrower
+	// (PostRun) that knows nothing of it: the cached reading is stale from
+	// here on, whoever reads it next. Set before the loop is lent, so the
+	// borrower sees it.
+	l.stale = true
 	l.sleeping.Store(1)
 	if l.hasWork() || l.interrupt.Load() {
 		l.sleeping.Store(0)
 		return
 	}
 	if when, ok := l.timers.next(); ok {
-		l.now = l.clock.Now().UnixNano()
-		d := time.Duration(when - l.now)
+		d := time.Duration(when - l.clock.Now().UnixNano())
 		if d <= 0 {
 			l.sleeping.Store(0)
 			return
@@ -485,6 +503,7 @@ func (l *Loop[E]) runParked() bool {
 		return false
 	}
 	start := time.Now()
+	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
 	if time.Since(start) > slowLend {
 		// The poster (a network goroutine) was held up by this loop's
@@ -523,7 +542,7 @@ func (l *Loop[E]) Step() bool {
 	if l.ctlPos >= len(l.ctlBuf) && l.ctlHint.Load() != 0 {
 		l.pullControl()
 	}
-	l.now = l.clock.Now().UnixNano()
+	l.readClock()
 	ok := l.popControl(ev) || l.local.pop(ev) || l.in.pop(ev) ||
 		(len(l.timers.items) > 0 && l.timers.popDue(l.now, ev))
 	if !ok {

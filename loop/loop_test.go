@@ -976,3 +976,85 @@ func mustNil(t *testing.T, errs ...error) {
 		}
 	}
 }
+
+// cachedNowProbe is a handler that records CachedNow when it handles a
+// probe (true); other events do nothing.
+type cachedNowProbe struct {
+	l    *Loop[bool]
+	seen chan time.Time
+}
+
+func (h *cachedNowProbe) Handle(e *bool) {
+	if *e {
+		h.seen <- h.l.CachedNow()
+	}
+}
+
+// An idle loop with no timer must not hand a handler the clock reading of
+// before it went idle, however the next pass comes to run: a deadline taken
+// from it (an ask's) would be in the past, failing the ask at once.
+func TestCachedNowAfterIdle(t *testing.T) {
+	for _, how := range []string{"PostRun", "Post", "PostControlRun"} {
+		t.Run(how, func(t *testing.T) {
+			clock := NewFakeClock(epoch)
+			h := &cachedNowProbe{seen: make(chan time.Time, 1)}
+			l := New[bool](h, Config{Clock: clock, Spin: -1})
+			h.l = l
+			startRun(t, context.Background(), l)
+			post := map[string]func(bool) error{"PostRun": l.PostRun, "Post": l.Post, "PostControlRun": l.PostControlRun}[how]
+			for i, idle := range []time.Duration{0, time.Hour, 10 * time.Second} {
+				waitParked(t, l)
+				clock.Advance(idle)
+				want := clock.Now()
+				if err := post(true); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case got := <-h.seen:
+					if got.Before(want) {
+						t.Fatalf("probe %d after %v idle: CachedNow %v, %v behind the clock", i, idle, got, want.Sub(got))
+					}
+				case <-time.After(waitLimit):
+					t.Fatal("probe not handled")
+				}
+			}
+		})
+	}
+}
+
+// A loop kept busy without any timer still refreshes its cached reading.
+func TestCachedNowWhileBusyWithoutTimers(t *testing.T) {
+	clock := NewFakeClock(epoch)
+	var l *Loop[int]
+	advanced := make(chan struct{})
+	seen := make(chan time.Time, 1)
+	const last = 4 * cachedPasses
+	l = New[int](handlerFunc[int](func(e *int) {
+		switch {
+		case *e == 0:
+			l.CachedNow() // an early reading, cached
+			advanced <- struct{}{}
+			<-advanced // the test moved the clock meanwhile
+		case *e == last:
+			seen <- l.CachedNow()
+			return
+		}
+		_ = l.PostLocal(*e + 1) // stay busy: one event per pass (Batch 1)
+	}), Config{Clock: clock, Batch: 1})
+	startRun(t, context.Background(), l)
+	if err := l.Post(0); err != nil {
+		t.Fatal(err)
+	}
+	<-advanced
+	clock.Advance(time.Hour)
+	want := clock.Now()
+	advanced <- struct{}{}
+	select {
+	case got := <-seen:
+		if got.Before(want) {
+			t.Fatalf("after %d busy passes CachedNow is %v behind the clock", last, want.Sub(got))
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the busy loop did not finish")
+	}
+}
