@@ -95,6 +95,7 @@ type Wire struct {
 	s        *System
 	mu       sync.Mutex
 	interned map[remoteKey]weak.Pointer[remoteTarget]
+	perPeer  map[Peer]int // interned targets per peer not yet collected
 }
 
 // Wire returns the system's transport interface.
@@ -192,14 +193,32 @@ func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
 	}
 	t := &remoteTarget{peer: p, id: id}
 	w.interned[k] = weak.Make(t)
+	if w.perPeer == nil {
+		w.perPeer = map[Peer]int{}
+	}
+	w.perPeer[p]++
 	runtime.AddCleanup(t, func(k remoteKey) {
 		w.mu.Lock()
 		if wp, ok := w.interned[k]; ok && wp.Value() == nil {
 			delete(w.interned, k)
 		}
+		if w.perPeer[k.peer]--; w.perPeer[k.peer] <= 0 {
+			delete(w.perPeer, k.peer)
+		}
 		w.mu.Unlock()
 	}, k)
 	return Ref{r: t, idx: id.Slot, gen: id.Gen}
+}
+
+// RemoteRefs reports how many distinct remote actors reached through p
+// have refs that may still be held: refs dropped by everyone stop counting
+// once the garbage collector has reclaimed them. A transport uses it to
+// tell a peer that nothing references (and that it may forget) from one
+// that user code can still send to.
+func (w *Wire) RemoteRefs(p Peer) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.perPeer[p]
 }
 
 // DeliverSignal queues msg for a local actor on its loop's unbounded control

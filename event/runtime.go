@@ -141,6 +141,24 @@ type ConnClosed struct {
 	Time   time.Time
 }
 
+// DeadLetter is emitted by the remote layer for one-way messages that Send
+// accepted for another node and that were then lost with their connection:
+// queued, or written but not yet acknowledged by the receiving node, when
+// the connection broke (the receiving node may have handled the last few
+// before the break; see docs/remote.md, "Delivery guarantees"). One event
+// covers the messages of one sender to one target and of one type lost
+// together: Count of them. The Runtime bridge does not emit it.
+type DeadLetter struct {
+	Node   string    // the peer node the messages were for
+	Addr   string    // its network address
+	From   actor.Ref // the local sender; zero for a plain goroutine's Send
+	To     actor.Ref // the remote target
+	Type   string    // the message's registered type name
+	Count  int       // how many such messages were lost
+	Reason error     // why the connection ended (matches remote.ErrNodeDown)
+	Time   time.Time
+}
+
 // Runtime bridges an actor.System to a bus: it emits ActorSpawned,
 // ActorStopped, ActorCrashed, ActorRestarted and LoopOverloaded from the
 // system's event hook and watchdog, and ends actor subscriptions of this bus

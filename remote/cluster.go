@@ -13,7 +13,8 @@ import (
 // waiting on it fails with an error matching ErrNodeDown (and reason, when
 // reason is not nil), and every local monitor of an actor on that node gets
 // actor.Down with such a reason. The node then redials with its usual
-// backoff, so a peer that comes back at the same address is reconnected to.
+// backoff while anything wants it (a local send, a connection from it), and
+// at once when PeerUp reports it alive again.
 //
 // PeerDown reports whether this node knew a peer at addr. It is safe to
 // call from any goroutine (memberlist calls back on its own); it never
@@ -27,6 +28,7 @@ func (n *Node) PeerDown(addr string, reason error) bool {
 	}
 	p.mu.Lock()
 	conn, epoch := p.conn, p.epoch
+	p.member = false // not redialed for the membership's sake until PeerUp
 	p.mu.Unlock()
 	var err error
 	if reason != nil {

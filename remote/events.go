@@ -16,6 +16,7 @@ type nodeEvents struct {
 	down   *event.Emitter[event.NodeDown]
 	opened *event.Emitter[event.ConnOpened]
 	closed *event.Emitter[event.ConnClosed]
+	dead   *event.Emitter[event.DeadLetter]
 }
 
 func newNodeEvents(b *event.Bus) (*nodeEvents, error) {
@@ -31,6 +32,9 @@ func newNodeEvents(b *event.Bus) (*nodeEvents, error) {
 		return nil, err
 	}
 	if e.closed, err = event.NewEmitter[event.ConnClosed](b); err != nil {
+		return nil, err
+	}
+	if e.dead, err = event.NewEmitter[event.DeadLetter](b); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -60,8 +64,15 @@ func (e *nodeEvents) nodeDown(node, addr string, reason error) {
 	}
 }
 
+func (e *nodeEvents) deadLetter(d event.DeadLetter) {
+	if e != nil {
+		_ = e.dead.Emit(d)
+	}
+}
+
 func (e *nodeEvents) close() {
 	if e != nil {
+		e.dead.Close()
 		e.up.Close()
 		e.down.Close()
 		e.opened.Close()

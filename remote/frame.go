@@ -13,7 +13,7 @@ import (
 )
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 2
+const protocolVersion = 3
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
@@ -35,12 +35,13 @@ const (
 	fUnlink    = 15 // [15, target, from]
 	fExit      = 16 // [16, to, from, link, code, message]
 	fResolve   = 17 // [17, pidx, pgen, typeID, payload]: a sealed sturdy-ref request (sturdy.go)
+	fAck       = 18 // [18, bytes]: frame bytes received so far on the connection (sent back on it)
 )
 
 // fieldCount is the array length of each frame kind.
 var fieldCount = [...]int{fHello: 6, fWelcome: 4, fSend: 5, fAsk: 7, fReply: 8, fPing: 2, fPong: 2,
 	fMonitor: 3, fDemonitor: 3, fStop: 4, fSpawn: 6, fGoodbye: 3, fDown: 5,
-	fLink: 3, fUnlink: 3, fExit: 6, fResolve: 5}
+	fLink: 3, fUnlink: 3, fExit: 6, fResolve: 5, fAck: 2}
 
 // bufWriter appends to a byte slice; msgpack encodes into it.
 type bufWriter struct{ b []byte }
@@ -312,7 +313,7 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 		if err == nil {
 			fr.payload(f)
 		}
-	case fPing, fPong:
+	case fPing, fPong, fAck:
 		u(&f.seq)
 	case fMonitor, fDemonitor, fLink, fUnlink:
 		if err = fr.id(&f.to); err == nil {

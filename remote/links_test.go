@@ -3,7 +3,6 @@ package remote
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -393,9 +392,10 @@ func TestRemoteLinksEndOnBothSidesAfterReconnect(t *testing.T) {
 	if e := recv(t, exA, 5*time.Second, "Exited on A"); e.From != tb || !errors.Is(e.Reason, ErrNodeDown) {
 		t.Fatalf("A: Exited = %+v, want from %v matching ErrNodeDown", e, tb)
 	}
-	// A dials again on its next frame: B ends its half when it sees the new
-	// connection.
-	ask(t, a, tb, "redial")
+	// A fails what it sends while B is known down, and dials again: B ends
+	// its half when the connection closes (or, at the latest, when it sees
+	// the new one).
+	askWhenUp(t, a, tb, "redial")
 	if e := recv(t, exB, 5*time.Second, "Exited on B"); !errors.Is(e.Reason, ErrNodeDown) {
 		t.Fatalf("B: Exited = %+v, want a reason matching ErrNodeDown", e)
 	}
@@ -441,10 +441,11 @@ func TestRemoteLinkEndsOnTheNodeThatNeverDialed(t *testing.T) {
 	}
 }
 
-// TestRemoteLinkMadeAfterALossSurvivesItsBreak: a link made while the
-// connection it needs is being replaced (after the loss, before the loops
-// ended the old links) goes out on the new connection; ending the links of
-// the lost one must not end it, or the other node would keep a half-link.
+// TestRemoteLinkMadeAfterALossSurvivesItsBreak: a link made on a new
+// connection, while the loops may not yet have ended the links of the lost
+// one, is not ended with them, or the other node would keep a half-link.
+// (Between the loss and the new connection, a link is refused at once with
+// ErrNodeDown: the peer is known down.)
 func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
 	a := newTestNode(t, "a", Config{ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
 	b := newTestNode(t, "b", Config{})
@@ -456,25 +457,12 @@ func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lostEpoch := make(chan uint64, 1)
 	ta := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
 		switch m := msg.(type) {
 		case string:
 			switch m {
-			case "lose the connection, then link":
+			case "link":
 				c.TrapExits(true)
-				p.mu.Lock()
-				conn, e0 := p.conn, p.epoch
-				p.mu.Unlock()
-				_ = conn.Close()
-				deadline := time.Now().Add(5 * time.Second)
-				for p.currentEpoch() == e0 { // lost() has run its first part
-					if time.Now().After(deadline) {
-						return nil, errors.New("the connection was not lost")
-					}
-					runtime.Gosched()
-				}
-				lostEpoch <- e0
 				return nil, c.Link(tb)
 			case "stop":
 				return nil, c.Stop(c.Self(), errLinkTest)
@@ -484,8 +472,16 @@ func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
 		}
 		return nil, nil
 	}, actor.OnLoop(0))
-	ask(t, a, ta, "lose the connection, then link")
-	e0 := <-lostEpoch
+	p.mu.Lock()
+	conn, e0 := p.conn, p.epoch
+	p.mu.Unlock()
+	_ = conn.Close()
+	waitFor(t, 5*time.Second, "the loss", func() bool { return p.currentEpoch() != e0 })
+	if _, err := a.sys.Ask(ctxT(t), ta, "link"); !errors.Is(err, ErrNodeDown) {
+		t.Fatalf("a link while the peer is known down: %v, want ErrNodeDown", err)
+	}
+	askWhenUp(t, a, tb, "sync") // reconnected
+	ask(t, a, ta, "link")
 	// Whether or not lost() has already asked the loops to end the links of
 	// epoch e0, ask again, and let loop 0 handle it (control first).
 	a.sys.Wire().BreakLinks(p, e0, ErrNodeDown)
@@ -498,5 +494,22 @@ func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
 	}
 	if e := recv(t, exB, 5*time.Second, "Exited on B"); !hasText(e.Reason, errLinkTest) {
 		t.Fatalf("B: Exited = %+v, want %v", e, errLinkTest)
+	}
+}
+
+// askWhenUp asks until the ask does not fail with ErrNodeDown: the peer
+// was known down and comes back (each failed ask asks for a redial).
+func askWhenUp(t testing.TB, tn *testNode, r actor.Ref, msg any) any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := tn.sys.Ask(ctxT(t), r, msg)
+		switch {
+		case err == nil:
+			return v
+		case !errors.Is(err, ErrNodeDown) || time.Now().After(deadline):
+			t.Fatalf("ask %v %v: %v", r, msg, err)
+		}
+		time.Sleep(5 * time.Millisecond) // retry pacing, not synchronisation
 	}
 }

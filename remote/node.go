@@ -68,8 +68,16 @@ type Config struct {
 	MaxPeers int
 	// Events, if set, receives the node's lifecycle: event.NodeUp and
 	// event.NodeDown for the peers it dials, event.ConnOpened and
-	// event.ConnClosed for every connection (docs/events.md).
+	// event.ConnClosed for every connection, and event.DeadLetter for
+	// one-way messages lost with a connection (docs/events.md).
 	Events *event.Bus
+	// ForgetAfter is how long a peer may sit unused, unconnected and
+	// unreferenced (no live ref to its actors, no monitor, no pending call,
+	// no connection from it, not reported alive by PeerUp) before the node
+	// forgets it: it is no longer redialed nor counted against MaxPeers.
+	// When MaxPeers is reached, such peers idle for a second are forgotten
+	// at once. Default 30 s.
+	ForgetAfter time.Duration
 
 	// Every connection is encrypted and authenticated with the Noise
 	// protocol (docs/remote.md, "Transport security").
@@ -138,6 +146,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 4096
 	}
+	if c.ForgetAfter <= 0 {
+		c.ForgetAfter = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -157,10 +168,23 @@ type Stats struct {
 	Refused             uint64 // sends and asks refused because a peer's queue was full
 	Dropped             uint64 // one-way messages received but not delivered (dead target, bad secret, full loop, unknown type)
 	PeersDown           uint64 // times a peer was declared down
+	// DeadLetters counts one-way messages Send accepted for a peer and that
+	// were lost with its connection (each also reported in an
+	// event.DeadLetter): still queued, or written but not acknowledged by
+	// the peer when the connection broke.
+	DeadLetters uint64
+	// NodeDownRefused counts sends, asks and other requests that failed at
+	// once with ErrNodeDown because their peer was known down.
+	NodeDownRefused uint64
+	// PeersForgotten counts peers forgotten (see Config.ForgetAfter).
+	PeersForgotten uint64
+	// Dials counts the connections this node tried to open.
+	Dials uint64
 }
 
 type counters struct {
 	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
+	deadLetters, downRefused, forgotten, dials                                                     atomic.Uint64
 }
 
 // Node connects an actor.System to other nodes over TCP: actors on any node
@@ -193,9 +217,17 @@ type Node struct {
 	answer    func(req []byte) ([]byte, bool) // answerResolve; tests make a node relay instead
 	remotes   map[inKey]*inState
 	inbound   map[*inConn]struct{}
-	cli       *gnet.Client
-	eng       gnet.Engine
-	engUp     bool
+	// epochs numbers connections node-wide, so every connection this node
+	// dials has a higher epoch than all before it, whichever peer object
+	// made it (a forgotten peer's successor included).
+	epochs atomic.Uint64
+	// answerDials bounds the dials made to answer other nodes (replies and
+	// signals to a node whose address only its Hello named).
+	answerDials tokenBucket
+	lastNudge   atomic.Int64 // unix ns of the last nudgeGC
+	cli         *gnet.Client
+	eng         gnet.Engine
+	engUp       bool
 }
 
 // inKey names an incarnation of a remote node.
@@ -205,8 +237,14 @@ type inKey struct {
 }
 
 // inState tracks the newest connection epoch seen from a remote incarnation,
-// so frames from an older connection are refused rather than reordered.
-type inState struct{ epoch atomic.Uint64 }
+// so frames from an older connection are refused rather than reordered, and
+// how many of its connections are open (n.mu), so the entry is forgotten
+// some time after the last one closed (Node.sweep).
+type inState struct {
+	epoch    atomic.Uint64
+	open     int
+	closedAt time.Time
+}
 
 // New makes a Node for sys. Start it with Serve (for a supervisor) or Start.
 func New(sys *actor.System, cfg Config) *Node {
@@ -218,6 +256,7 @@ func New(sys *actor.System, cfg Config) *Node {
 		reg: newRegistry(), name: cfg.Name, inc: binary.BigEndian.Uint64(b[:]),
 		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
 		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
+		answerDials: tokenBucket{rate: answerDialRate, burst: answerDialBurst},
 	}
 	n.addr.Store("")
 	n.answer = n.answerResolve
@@ -267,8 +306,13 @@ func (n *Node) Ready() <-chan struct{} { return n.ready }
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	c := &n.stats
-	return Stats{c.framesIn.Load(), c.framesOut.Load(), c.bytesIn.Load(), c.bytesOut.Load(),
-		c.opened.Load(), c.closed.Load(), c.badFrames.Load(), c.refused.Load(), c.dropped.Load(), c.peersDown.Load()}
+	return Stats{
+		FramesIn: c.framesIn.Load(), FramesOut: c.framesOut.Load(), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		ConnsOpened: c.opened.Load(), ConnsClosed: c.closed.Load(), BadFrames: c.badFrames.Load(),
+		Refused: c.refused.Load(), Dropped: c.dropped.Load(), PeersDown: c.peersDown.Load(),
+		DeadLetters: c.deadLetters.Load(), NodeDownRefused: c.downRefused.Load(), PeersForgotten: c.forgotten.Load(),
+		Dials: c.dials.Load(),
+	}
 }
 
 // RegisterKind lets other nodes spawn actors of this kind here with Spawn.
@@ -377,7 +421,10 @@ func (n *Node) boundedPeer(addr, name string) (*peer, error) {
 	_, known := n.peers[addr]
 	full := len(n.peers) >= n.cfg.MaxPeers
 	n.mu.Unlock()
-	if !known && full {
+	if !known && full && n.sweep(time.Now(), true) == 0 {
+		// Peers that only refs nobody holds any more keep are let go once
+		// the garbage collector has run: make it run soon, for the next try.
+		n.nudgeGC()
 		return nil, fmt.Errorf("%w: %d nodes known, refusing %s", ErrTooManyPeers, n.cfg.MaxPeers, addr)
 	}
 	return n.peerFor(addr, name), nil
@@ -391,9 +438,16 @@ func (n *Node) peerFor(addr, name string) *peer {
 	if !ok {
 		p = newPeer(n, addr, name)
 		n.peers[addr] = p
-	} else if name != "" {
+		return p
+	}
+	if name != "" {
 		p.setName(name)
 	}
+	// In use again: not to be forgotten by a sweep that runs before the
+	// caller makes its ref (n.mu orders the two).
+	p.mu.Lock()
+	p.lastActive = time.Now()
+	p.mu.Unlock()
 	return p
 }
 
@@ -554,6 +608,7 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 					_ = c.conn.Close()
 				}
 			}
+			n.sweep(now, false)
 		}
 	}
 }
@@ -649,6 +704,8 @@ type inConn struct {
 	// one local actor per loop that messages were queued to during this
 	// read, to kick at its end (kickAll)
 	kick []actor.Ref
+	// frame bytes read, and acknowledged to the sender (ackInbound)
+	rx, rxAcked uint64
 }
 
 // queued notes that a message was queued (quietly) for to's loop.
@@ -745,9 +802,7 @@ func (h *serverHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	h.n.stats.closed.Add(1)
-	h.n.mu.Lock()
-	delete(h.n.inbound, ic)
-	h.n.mu.Unlock()
+	h.n.inboundClosed(ic)
 	ic.fr.release()
 	if ic.hello {
 		h.n.ev.connClosed(ic.remoteName, ic.localAddr, ic.remoteAddr, err)
@@ -766,6 +821,7 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if err == nil && ic.sess.ready() {
 		err = readFrames(ic.sess, n.cfg.MaxFrame, func(body []byte) error {
 			n.stats.framesIn.Add(1)
+			ic.countInbound(len(body))
 			if err := ic.fr.parse(body, &ic.f); err != nil {
 				return err
 			}
@@ -773,6 +829,7 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		})
 		ic.sess.compact()
 		ic.kickAll(n)
+		ic.ackInbound(ackEvery)
 	}
 	if len(ic.out) > 0 && ic.sess.tx != nil {
 		replies = seal(append(ic.wbuf[:0], replies...), ic.sess.tx, ic.out)
@@ -822,6 +879,10 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		if err := n.authorize(f.name, ic.sess.peerKey); err != nil {
 			return err
 		}
+		from, err := n.boundedPeer(f.addr, f.name)
+		if err != nil {
+			return err
+		}
 		key := inKey{f.name, f.incarnation}
 		n.mu.Lock()
 		st, ok := n.remotes[key]
@@ -829,26 +890,25 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			st = &inState{}
 			n.remotes[key] = st
 		}
-		n.mu.Unlock()
 		var prev uint64
 		for {
 			prev = st.epoch.Load()
 			if f.epoch <= prev {
+				n.mu.Unlock()
 				return fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", f.epoch, f.name, prev)
 			}
 			if st.epoch.CompareAndSwap(prev, f.epoch) {
 				break
 			}
 		}
+		st.open++
+		n.mu.Unlock()
 		ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
 		ic.localAddr, ic.remoteAddr = ic.conn.LocalAddr().String(), ic.conn.RemoteAddr().String()
 		n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
-		from, err := n.boundedPeer(f.addr, f.name)
-		if err != nil {
-			return err
-		}
 		ic.from = from
 		ic.fr.setFrom(n, ic.from)
+		from.claimOpened(ic.sess.peerKey)
 		if prev != 0 {
 			// The node lost its connection here and dialed again: what it
 			// sent meanwhile may be lost, so links with its actors end as
@@ -908,6 +968,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			n.wire.Settle(f.loop, f.pidx, f.pgen, v, err)
 		}
 	case fPing:
+		ic.ackInbound(1)
 		ic.out = appendFrame(ic.out, fPong, f.seq)
 	case fMonitor:
 		watcher := n.wire.RemoteRef(ic.from, f.from)
@@ -930,7 +991,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	case fLink:
 		from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 		// noproc, from the id as it came: never echo a corrected secret
-		noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, false) }
+		noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) }
 		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch, noproc) != nil {
 			noproc()
 		} else {

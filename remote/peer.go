@@ -25,15 +25,20 @@ type peer struct {
 	n    *Node
 	addr string
 
-	mu        sync.Mutex
-	nameMu    sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
-	nodeName  string
-	conn      gnet.Conn // nil unless connected
-	dialing   bool
-	closed    bool
-	epoch     uint64           // epoch of the current (or next) connection
-	fw        *frameWriter     // frames queued, in plaintext, from sent on
-	sent      int              // bytes at the start of fw's buffer already sealed and written
+	mu       sync.Mutex
+	nameMu   sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
+	nodeName string
+	conn     gnet.Conn // nil unless connected
+	dialing  bool
+	closed   bool
+	epoch    uint64 // epoch of the current (or next) connection
+	// fw's buffer holds the connection's plaintext stream from base on:
+	// bytes before ack the peer acknowledged (dropped once they are half of
+	// the buffer), bytes before sent are sealed and written, the rest wait.
+	fw        *frameWriter
+	base      uint64           // stream offset of fw's first byte (the Hello is at 0)
+	ack       int              // bytes of fw's buffer the peer acknowledged (fAck)
+	sent      int              // bytes of fw's buffer already sealed and written
 	tx        *transportCipher // seals them; nil until the connection's handshake is done
 	peerKey   []byte           // the static key the current connection's handshake authenticated (nil before)
 	pinned    []byte           // the only key a connection may authenticate, once a sturdy ref was resolved through this peer
@@ -49,10 +54,35 @@ type peer struct {
 	lastWrite int64                 // when flushLocked last wrote (ns since monoBase)
 	backoff   time.Duration
 	retry     *time.Timer
-	calls     map[uint64]chan result // goroutine asks and spawns by correlation
-	nextCall  uint64
-	monitors  map[actor.WireID]*monitor
-	lastHeard atomic.Int64
+	// down is the reason of the last loss while the peer is known down: from
+	// the loss until a connection is welcomed again, or until a retry finds
+	// nothing that wants the peer. Meanwhile what local actors send fails
+	// at once with it (it matches ErrNodeDown).
+	down error
+	// demand: something local tried to use the peer while it was down, so
+	// the next retry dials.
+	demand bool
+	// refused: the last dial was refused (nothing listens at the address):
+	// retries come at least every refusedRetryMax, so a node that restarts
+	// there is back within a fraction of a second of listening.
+	refused bool
+	// member: the membership layer reports the node alive (PeerUp), so it is
+	// redialed after a loss whether or not anything uses it.
+	member bool
+	// claims counts, by static key, the open connections from nodes that
+	// said in their Hello that they listen at addr: evidence that the node
+	// is alive, and the keys a dial made to answer them must authenticate.
+	claims map[string]int
+	// claimFailed: a dial made to answer a claim (netDial) did not reach a
+	// node holding a claimed key; no more such dials until a new claim.
+	claimFailed bool
+	netDial     bool                   // the connection under way was dialed to answer the peer, not for a local sender
+	lastActive  time.Time              // last use or connection, for forgetting (Node.sweep)
+	forgotten   bool                   // removed from the node's table; closed
+	calls       map[uint64]chan result // goroutine asks and spawns by correlation
+	nextCall    uint64
+	monitors    map[actor.WireID]*monitor
+	lastHeard   atomic.Int64
 	// addresses of the current connection, for events
 	localAddr, remoteAddr string
 	welcome               bool // the current connection's handshake completed
@@ -77,8 +107,8 @@ func newPeer(n *Node, addr, name string) *peer {
 	// A peer is created for every node a decoded ref names; its encoder and
 	// tables come with its first use, so one that is never used costs a few
 	// hundred bytes (and Config.MaxPeers bounds how many there are).
-	p := &peer{n: n, addr: addr, nodeName: name}
-	p.epoch = 1
+	p := &peer{n: n, addr: addr, nodeName: name, lastActive: time.Now()}
+	p.epoch = n.nextEpoch()
 	return p
 }
 
@@ -100,12 +130,34 @@ func (p *peer) setName(name string) {
 // Node implements actor.Peer.
 func (p *peer) Node() string { return p.name() }
 
+// origin says why a frame is sent, which decides what happens when there is
+// no connection (see enqueueOpt).
+type origin uint8
+
+const (
+	// fromLocal: a local actor or goroutine asked for it (Send, Ask, Spawn,
+	// Monitor, Link, Stop, Exit, Resolve). It dials if need be, and fails at
+	// once while the peer is known down.
+	fromLocal origin = iota
+	// answer: a reply to the peer, or a signal it subscribed to (a Down, a
+	// link's exit signal, the answer to its Monitor or Link). It never makes
+	// this node dial an address for the peer's sake unless the peer has a
+	// connection open here claiming that address (see mayAnswerLocked), and
+	// it is dropped while the peer is down: the peer learns of the loss on
+	// its side.
+	answer
+	// forced: an answer that is queued even beyond MaxOutbound (the signals
+	// of a local actor's stop; see enqueueOpt).
+	forced
+)
+
 // enqueue encodes one frame with write and queues it for the connection,
 // dialing if there is none. It fails with actor.ErrQueueFull beyond
-// MaxOutbound and ErrClosed after close; an encoding error leaves nothing
+// MaxOutbound, with ErrNodeDown (and the reason) while the peer is known
+// down, and with ErrClosed after close; an encoding error leaves nothing
 // queued. It returns the epoch the frame belongs to.
 func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, error) {
-	return p.enqueueOpt(kind, false, write)
+	return p.enqueueOpt(kind, fromLocal, write)
 }
 
 // forcedLimit bounds forced frames (enqueueOpt) to this many times
@@ -119,16 +171,35 @@ const forcedLimit = 4
 // not forced. Another node can still make a stop send many signals (by
 // linking or monitoring many times), so forced frames stop at forcedLimit
 // times MaxOutbound: there, the peer is disconnected (and declared lost).
-func (p *peer) enqueueOpt(kind int, force bool, write func(fw *frameWriter) error) (uint64, error) {
+func (p *peer) enqueueOpt(kind int, o origin, write func(fw *frameWriter) error) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.n.closing.Load() {
 		return 0, ErrClosed
 	}
+	force := o == forced
+	idle := p.conn == nil && !p.dialing
+	switch {
+	case o == fromLocal && p.down != nil:
+		// Known down: fail now rather than queue what the broken connection
+		// would lose; the attempt asks for a redial (with backoff).
+		p.demand = true
+		p.n.stats.downRefused.Add(1)
+		if idle {
+			p.scheduleRetryLocked()
+		}
+		return 0, p.down
+	case o != fromLocal && (p.down != nil && idle || p.down == nil && idle && !p.mayAnswerLocked()):
+		return 0, p.downOr(fmt.Errorf("%w: %s: not connected, and no connection from it to answer", ErrNodeDown, p.nameLocked()))
+	}
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	held := p.queuedLocked() + p.netHeld
+	if idle && o == fromLocal {
+		p.netDial = false
+	}
+	p.lastActive = time.Now()
+	held := p.unackedLocked()
 	if force && held >= forcedLimit*p.n.cfg.MaxOutbound {
 		// Other nodes can make a stop send many signals (a link or a
 		// monitor each): a peer that reads nothing while they pile up is
@@ -158,6 +229,9 @@ func (p *peer) enqueueOpt(kind int, force bool, write func(fw *frameWriter) erro
 	p.fw.end(start)
 	p.n.stats.framesOut.Add(1)
 	if p.conn == nil {
+		if idle && o != fromLocal {
+			p.netDial = true
+		}
 		p.dialLocked()
 	} else if !p.flushing {
 		p.flushLocked(true)
@@ -166,6 +240,34 @@ func (p *peer) enqueueOpt(kind int, force bool, write func(fw *frameWriter) erro
 }
 
 func (p *peer) nameLocked() string { return p.name() }
+
+// downOr returns p.down, or err when the peer is not known down.
+func (p *peer) downOr(err error) error {
+	if p.down != nil {
+		return p.down
+	}
+	return err
+}
+
+// mayAnswerLocked reports whether an answer may make this node dial the
+// peer: only while a node that claims to listen at its address has a
+// connection open here (a Hello that said so), the last such dial did reach
+// a node with a claimed key, and the node-wide budget of such dials allows
+// (see Node.answerDials). An address named by another node is otherwise
+// never dialed for that node's sake.
+func (p *peer) mayAnswerLocked() bool {
+	return len(p.claims) > 0 && !p.claimFailed && p.n.answerDials.allow(time.Now())
+}
+
+// unackedLocked is how many bytes of frames the peer has not acknowledged:
+// queued, or written and perhaps still in gnet's buffer, the kernel's or
+// the network (they count against MaxOutbound).
+func (p *peer) unackedLocked() int {
+	if p.fw == nil {
+		return 0
+	}
+	return len(p.fw.w.b) - p.ack
+}
 
 // queuedLocked is how many bytes of frames wait to be written.
 func (p *peer) queuedLocked() int {
@@ -204,15 +306,6 @@ func (p *peer) flushLocked(direct bool) {
 	plain = plain[:min(len(plain), maxBatch)]
 	out := seal(p.sealBuf[:0], p.tx, plain)
 	p.sent += len(plain)
-	switch {
-	case p.sent == len(p.fw.w.b):
-		p.fw.w.b, p.sent = p.fw.w.b[:0], 0
-	case p.sent >= len(p.fw.w.b)/2:
-		// Drop the written half so the buffer does not grow while producers
-		// keep it from emptying: each byte moves at most once more.
-		n := copy(p.fw.w.b, p.fw.w.b[p.sent:])
-		p.fw.w.b, p.sent = p.fw.w.b[:n], 0
-	}
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
@@ -233,6 +326,41 @@ func (p *peer) flushLocked(direct bool) {
 	p.netHeld += len(out)
 	p.n.stats.bytesOut.Add(uint64(len(out)))
 	p.writeLocked(out)
+}
+
+// trimLocked drops the acknowledged bytes at the front of the buffer once
+// they are all of it or half of it, so the buffer does not grow while
+// producers keep it from emptying: each byte moves at most once more.
+func (p *peer) trimLocked() {
+	b := p.fw.w.b
+	if p.ack == 0 || p.ack < len(b)/2 {
+		return
+	}
+	n := copy(b, b[p.ack:])
+	p.fw.w.b = b[:n]
+	p.base += uint64(p.ack)
+	p.sent -= p.ack
+	p.ack = 0
+}
+
+// acked records the peer's acknowledgement of the first upto bytes of
+// connection epoch's stream. An acknowledgement of bytes never written is a
+// protocol error.
+func (p *peer) acked(epoch, upto uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch != p.epoch || p.fw == nil {
+		return nil
+	}
+	if upto > p.base+uint64(p.sent) {
+		return bad(fmt.Sprintf("acknowledgement of %d bytes, %d written", upto, p.base+uint64(p.sent)), nil)
+	}
+	if upto <= p.base+uint64(p.ack) {
+		return nil // nothing new
+	}
+	p.ack = int(upto - p.base)
+	p.trimLocked()
+	return nil
 }
 
 // writeLocked hands out to gnet. gnet buffers without bound what the socket
@@ -311,7 +439,7 @@ func (p *peer) dialLocked() {
 	// The hello goes first on the new connection: put it before anything
 	// queued for this epoch.
 	queued := append([]byte(nil), p.fw.w.b[p.sent:]...)
-	p.fw.w.b, p.sent = p.fw.w.b[:0], 0
+	p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
 	start := p.fw.begin(fHello)
 	_ = p.fw.enc.EncodeUint(protocolVersion)
 	_ = p.fw.enc.EncodeString(p.n.name)
@@ -321,6 +449,7 @@ func (p *peer) dialLocked() {
 	p.fw.end(start)
 	p.fw.w.b = append(p.fw.w.b, queued...)
 	epoch := p.epoch
+	p.n.stats.dials.Add(1)
 	go p.dial(epoch)
 }
 
@@ -355,7 +484,7 @@ func (p *peer) dial(epoch uint64) {
 	}
 	if err != nil {
 		p.n.log.Debug("remote: dial failed", "peer", p.addr, "err", err)
-		p.lost(epoch, fmt.Errorf("%w: %s: dial: %v", ErrNodeDown, p.addr, err))
+		p.lost(epoch, fmt.Errorf("%w: %s: dial: %w", ErrNodeDown, p.addr, err))
 	}
 }
 
@@ -374,7 +503,6 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 	p.dialing = false
 	p.conn = c
 	p.wc, p.wrc = wc, rc
-	p.backoff = 0
 	p.netHeld = 0
 	p.lastHeard.Store(time.Now().UnixNano())
 	p.n.stats.opened.Add(1)
@@ -399,6 +527,16 @@ func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCiph
 		_ = c.Close()
 		return
 	}
+	if p.netDial && p.claims[string(key)] == 0 {
+		// Dialed to answer a node that claimed to listen here, but another
+		// node answered: what is queued (replies, signals) is not for it.
+		// This is how a node that names someone else's address, or a port
+		// that is no node, is kept from making this one write there.
+		p.claimFailed = true
+		p.n.log.Warn("remote: closing connection: the node at the address is not the one that claimed it", "peer", p.addr, "key", fmt.Sprintf("%x", key))
+		_ = c.Close()
+		return
+	}
 	_, _ = c.Write(last) // on c's loop: before anything written after it
 	p.n.stats.bytesOut.Add(uint64(len(last)))
 	p.netHeld = c.OutboundBuffered()
@@ -413,14 +551,18 @@ func (p *peer) welcomed(name string) {
 	p.mu.Lock()
 	local, remote := p.localAddr, p.remoteAddr
 	p.welcome = true
+	p.down, p.demand, p.backoff, p.claimFailed = nil, false, 0, false
 	p.mu.Unlock()
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
 }
 
-// lost ends connection epoch: queued frames are discarded, and the asks,
-// calls and monitors that depended on the peer fail with err. It then
-// schedules a reconnection with backoff.
+// lost ends connection epoch: the one-way messages the peer did not
+// acknowledge are reported as dead letters, other queued frames are
+// discarded, and the asks, calls and monitors that depended on the peer
+// fail with err. The peer is then known down (local sends fail at once with
+// err) until a connection is welcomed again; a retry, after a backoff,
+// dials again if anything wants the peer (see retryLocked).
 func (p *peer) lost(epoch uint64, err error) {
 	p.mu.Lock()
 	if epoch != p.epoch {
@@ -430,25 +572,34 @@ func (p *peer) lost(epoch uint64, err error) {
 	wasUp := p.conn != nil
 	welcomed := p.welcome
 	p.welcome = false
+	if !welcomed && p.netDial {
+		p.claimFailed = true // the claimed address did not answer as that node
+	}
 	local, remote := p.localAddr, p.remoteAddr
 	p.conn, p.dialing, p.flushing = nil, false, false
 	p.tx, p.peerKey = nil, nil
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
-	p.epoch++
+	p.epoch = p.n.nextEpoch()
+	var dead deadLetters
 	if p.fw != nil {
-		p.fw.w.b, p.sent = p.fw.w.b[:0], 0
+		dead = p.n.scanDeadLetters(p.fw.w.b[p.ack:])
+		p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
 	}
 	calls := p.calls
 	p.calls = nil
 	mons := p.monitors
 	p.monitors = nil
 	closed := p.closed || p.n.closing.Load()
+	p.down = err
+	p.refused = errors.Is(err, syscall.ECONNREFUSED)
+	p.lastActive = time.Now()
 	if !closed {
 		p.scheduleRetryLocked()
 	}
 	p.mu.Unlock()
+	p.n.reportDeadLetters(p, dead, err)
 	if wc != nil {
 		_ = wc.Close() // the socket closes once gnet's descriptor and ours both are
 	}
@@ -473,8 +624,10 @@ func (p *peer) lost(epoch uint64, err error) {
 	}
 }
 
+// scheduleRetryLocked arms the retry timer (unless it is armed, or a dial
+// is under way) with exponential backoff and ±50% jitter.
 func (p *peer) scheduleRetryLocked() {
-	if p.retry != nil {
+	if p.retry != nil || p.dialing || p.closed {
 		return
 	}
 	if p.backoff == 0 {
@@ -482,15 +635,59 @@ func (p *peer) scheduleRetryLocked() {
 	} else if p.backoff *= 2; p.backoff > p.n.cfg.ReconnectMax {
 		p.backoff = p.n.cfg.ReconnectMax
 	}
-	d := time.Duration(float64(p.backoff) * (0.5 + rand.Float64())) // ±50% jitter
+	b := p.backoff
+	if p.refused {
+		b = min(b, refusedRetryMax) // a refused connect costs both sides next to nothing
+	}
+	d := time.Duration(float64(b) * (0.5 + rand.Float64())) // ±50% jitter
 	p.retry = time.AfterFunc(d, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.retry = nil
-		if !p.closed && p.conn == nil && !p.n.closing.Load() {
-			p.dialLocked()
-		}
+		p.retryLocked()
 	})
+}
+
+// refusedRetryMax bounds the backoff after a refused connect (see
+// peer.refused).
+const refusedRetryMax = 250 * time.Millisecond
+
+// retryLocked runs when the retry timer fires: it dials if anything wants
+// the peer (a local use since the loss, the membership layer, or a node
+// connected here from its address), and otherwise ends what this node
+// knows: the peer is no longer known down, so the next local use dials.
+// Nothing is redialed for nothing, so a node that went away (a client) is
+// not redialed forever.
+func (p *peer) retryLocked() {
+	if p.closed || p.conn != nil || p.dialing || p.n.closing.Load() {
+		return
+	}
+	switch {
+	case p.demand || p.member:
+		p.netDial = false
+	case len(p.claims) > 0 && !p.claimFailed && p.n.answerDials.allow(time.Now()):
+		p.netDial = true
+	default:
+		p.down, p.demand = nil, false
+		return
+	}
+	p.demand = false
+	p.dialLocked()
+}
+
+// redialNow dials at once, without waiting for the backoff, when the peer
+// is down or idle: the node was seen alive (a connection from it, or the
+// membership layer). netDial says the dial answers a claim.
+func (p *peer) redialNowLocked(netDial bool) {
+	if p.closed || p.conn != nil || p.dialing || p.n.closing.Load() {
+		return
+	}
+	if p.retry != nil {
+		p.retry.Stop()
+		p.retry = nil
+	}
+	p.netDial = netDial
+	p.dialLocked()
 }
 
 // heartbeat pings a connected peer and declares it down when it has been
@@ -507,7 +704,7 @@ func (p *peer) heartbeat(now time.Time, seq uint64) {
 		p.lost(epoch, fmt.Errorf("%w: %s: no heartbeat for %v", ErrNodeDown, p.name(), p.n.cfg.HeartbeatTimeout))
 		return
 	}
-	_, _ = p.enqueue(fPing, func(fw *frameWriter) error { return fw.enc.EncodeUint(seq) })
+	_, _ = p.enqueueOpt(fPing, answer, func(fw *frameWriter) error { return fw.enc.EncodeUint(seq) })
 }
 
 // close ends the peer for good (node shutdown).
@@ -591,9 +788,14 @@ func (p *peer) sendDownFor(watcher actor.Ref, d actor.Down) error {
 	return nil
 }
 
-// sendDown queues a Down frame for watcher (an actor on the peer).
+// sendDown queues a Down frame for watcher (an actor on the peer), beyond
+// MaxOutbound with force (a local actor's stop).
 func (p *peer) sendDown(target, watcher actor.WireID, reason error, force bool) {
-	_, _ = p.enqueueOpt(fDown, force, func(fw *frameWriter) error {
+	o := answer
+	if force {
+		o = forced
+	}
+	_, _ = p.enqueueOpt(fDown, o, func(fw *frameWriter) error {
 		fw.id(target)
 		fw.id(watcher)
 		fw.errorFields(reason)
@@ -661,9 +863,9 @@ func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
 			return fw.payload(v)
 		}
 	}
-	if _, err := p.enqueue(fReply, write(v, rerr)); err != nil && rerr == nil && !errors.Is(err, ErrClosed) {
+	if _, err := p.enqueueOpt(fReply, answer, write(v, rerr)); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
 		// The value could not travel (an unregistered type): say why instead.
-		_, _ = p.enqueue(fReply, write(nil, err))
+		_, _ = p.enqueueOpt(fReply, answer, write(nil, err))
 	}
 }
 
@@ -751,6 +953,15 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		return err
 	}
 	p.mu.Lock()
+	if down := p.down; down != nil {
+		// As a monitor of an actor on a node known down: Down at once.
+		p.demand = true
+		if p.conn == nil && !p.dialing {
+			p.scheduleRetryLocked()
+		}
+		p.mu.Unlock()
+		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: down})
+	}
 	if p.monitors == nil {
 		p.monitors = map[actor.WireID]*monitor{}
 	}
@@ -766,6 +977,26 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		return nil
 	}
 	_, err = p.enqueue(fMonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
+	if err == nil {
+		return nil
+	}
+	p.mu.Lock()
+	mine := false // still registered: no loss has answered it with a Down
+	if m := p.monitors[tid]; m != nil {
+		if _, mine = m.watchers[watcher]; mine {
+			delete(m.watchers, watcher)
+			if len(m.watchers) == 0 {
+				delete(p.monitors, tid)
+			}
+		}
+	}
+	p.mu.Unlock()
+	switch {
+	case !mine:
+		return nil // lost() delivered its Down
+	case errors.Is(err, ErrNodeDown):
+		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: err})
+	}
 	return err
 }
 
@@ -842,17 +1073,20 @@ func (p *peer) Exit(to, from actor.Ref, reason error, link bool) error {
 	if err != nil {
 		return err
 	}
-	return p.sendExit(tid, fid, reason, link, link) // a link's exit signal: a local actor stopped
+	o := fromLocal // Context.Exit or Kill
+	if link {
+		o = forced // a link's exit signal: a local actor stopped
+	}
+	return p.sendExit(tid, fid, reason, link, o)
 }
 
-// sendExit queues an fExit frame, even beyond MaxOutbound with force (see
-// enqueueOpt).
-func (p *peer) sendExit(to, from actor.WireID, reason error, link, force bool) error {
+// sendExit queues an fExit frame (see enqueueOpt for o).
+func (p *peer) sendExit(to, from actor.WireID, reason error, link bool, o origin) error {
 	flag := uint64(0)
 	if link {
 		flag = 1
 	}
-	_, err := p.enqueueOpt(fExit, force, func(fw *frameWriter) error {
+	_, err := p.enqueueOpt(fExit, o, func(fw *frameWriter) error {
 		fw.id(to)
 		fw.id(from)
 		_ = fw.enc.EncodeUint(flag)
@@ -964,6 +1198,8 @@ func (oc *outConn) readFrames(n *Node) error {
 			}
 			oc.p.welcomed(oc.f.name)
 		case fPong:
+		case fAck:
+			return oc.p.acked(oc.epoch, oc.f.seq)
 		case fGoodbye:
 			return fmt.Errorf("remote: %s said goodbye: %v", oc.p.name(), decodeError(oc.p.name(), oc.f.code, oc.f.msg))
 		default:
@@ -1014,11 +1250,12 @@ func (p *peer) pin(key []byte) error {
 }
 
 // ensureConnected dials the peer if there is no connection (nor a dial or
-// a retry under way), so that its heartbeat watches the node.
+// a retry under way), so that its heartbeat watches the node; as an answer
+// to the node, so only as mayAnswerLocked allows.
 func (p *peer) ensureConnected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.conn == nil && !p.closed && !p.n.closing.Load() {
-		p.dialLocked()
+	if p.conn == nil && !p.dialing && p.retry == nil && p.down == nil && p.mayAnswerLocked() {
+		p.redialNowLocked(true)
 	}
 }

@@ -1034,13 +1034,25 @@ func TestBackpressureSlowPeer(t *testing.T) {
 		if err != nil {
 			return
 		}
-		if _, err := sc.readFrame(10 * time.Second); err != nil { // the hello
+		hello, err := sc.readFrame(10 * time.Second)
+		if err != nil {
 			return
 		}
 		select { // read nothing more until told to
 		case <-done:
 		case <-drain:
-			_, _ = io.Copy(io.Discard, c)
+			// Read and acknowledge, as a node does (ackInbound).
+			rx := uint64(4 + len(hello))
+			for {
+				b, err := sc.readFrame(10 * time.Second)
+				if err != nil {
+					return
+				}
+				rx += uint64(4 + len(b))
+				if _, err := sc.Write(appendFrame(nil, fAck, rx)); err != nil {
+					return
+				}
+			}
 		}
 	})
 	a := newTestNode(t, "a", Config{MaxOutbound: maxOut, HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
@@ -1056,14 +1068,17 @@ func TestBackpressureSlowPeer(t *testing.T) {
 		frameSize = len(fw.w.b)
 		fw.release()
 	}
+	// What the node holds for the peer: every byte it has not acknowledged
+	// (queued, or handed to gnet and the socket).
 	queued := func() int {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.queuedLocked()
+		return p.unackedLocked()
 	}
 	// Offer messages as fast as possible until nothing moves any more: the
-	// socket buffers are full and every send is refused. A node that
-	// buffered without bound would go on accepting (stop at 64 MiB then).
+	// peer acknowledges nothing, so every send is refused once MaxOutbound
+	// bytes wait for acknowledgement. A node that buffered without bound
+	// would go on accepting (stop at 64 MiB then).
 	refused, accepted, maxQ := 0, 0, 0
 	lastOut, lastMove := uint64(0), time.Now()
 	deadline := time.Now().Add(60 * time.Second)
@@ -1096,10 +1111,8 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	}
 	st := a.node.Stats()
 	held := netQueued(t, p)
-	p.mu.Lock()
-	t.Logf("accepted %d, refused %d; max queued %d; BytesOut %d; held by gnet %d; queued now %d; stats %+v",
-		accepted, refused, maxQ, st.BytesOut, held, p.queuedLocked(), st)
-	p.mu.Unlock()
+	t.Logf("accepted %d, refused %d; max unacknowledged %d; BytesOut %d; held by gnet %d; unacknowledged now %d; stats %+v",
+		accepted, refused, maxQ, st.BytesOut, held, queued(), st)
 	if refused == 0 {
 		t.Fatal("no send was refused")
 	}
@@ -1109,15 +1122,13 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	if maxQ > maxOut+frameSize {
 		t.Fatalf("queued %d bytes, over MaxOutbound %d + one frame %d", maxQ, maxOut, frameSize)
 	}
-	// What the node holds for the peer in memory (its queue and the network
-	// library's buffer) stays within the bound too: the rest was refused,
-	// not buffered.
-	// The bound: MaxOutbound, plus the frame admitted just under it, plus
-	// 18 bytes (length and tag) for each record sealing the last batch,
-	// which at this size spans at most two (earlier records' overhead is
-	// counted in what gnet holds, hence in the admission check).
-	if total, bound := held+queued(), maxOut+frameSize+2*(2+16); total > bound {
-		t.Fatalf("%d bytes held for a peer that reads nothing (queue %d, network buffer %d), bound %d",
+	// What the node holds for the peer in memory (its plaintext, and the
+	// sealed copy the network library buffers of what the socket did not
+	// take) stays within the bound too: the rest was refused, not buffered.
+	// The bound: MaxOutbound plus the frame admitted just under it, twice
+	// at most, plus 18 bytes (length and tag) per sealed record.
+	if total, bound := held+queued(), 2*(maxOut+frameSize)+(maxOut/maxSealed+2)*(2+16); total > bound {
+		t.Fatalf("%d bytes held for a peer that reads nothing (unacknowledged %d, network buffer %d), bound %d",
 			total, queued(), held, bound)
 	}
 	// Asks are refused at once too, from goroutines and from actors.
@@ -1135,18 +1146,17 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	// The signals of a local actor's stop still go (forced); an answer to
 	// the peer's own requests (here, to a forged Link) and an Exit call
 	// do not, so the peer cannot grow this node's memory by asking.
-	// What the node holds for the peer: its queue and what gnet holds (a
-	// flush moves frames from one to the other).
-	holding := func() int { return queued() + netQueued(t, p) }
+	// What the node holds for the peer: what it has not had acknowledged.
+	holding := queued
 	before := holding()
-	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), actor.ErrDead, true, false); !errors.Is(err, actor.ErrQueueFull) {
+	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), actor.ErrDead, true, answer); !errors.Is(err, actor.ErrQueueFull) {
 		t.Fatalf("an answer to a Link with the queue full: %v, want ErrQueueFull", err)
 	}
 	exiter := spawn(t, a.sys, func(c *actor.Context, m any) (any, error) { return nil, c.Exit(r, errors.New("x")) })
 	if _, err := a.sys.Ask(ctxT(t), exiter, 1); !errors.Is(err, actor.ErrQueueFull) {
 		t.Fatalf("Exit to a full peer: %v, want ErrQueueFull", err)
 	}
-	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), nil, true, true); err != nil {
+	if err := p.sendExit(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), nil, true, forced); err != nil {
 		t.Fatalf("a stop's exit signal with the queue full: %v", err)
 	}
 	p.sendDown(wid(0, 9, 9, 0x66), wid(0, 1, 1, 0x77), nil, true)
@@ -1163,7 +1173,7 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	before = holding()
 	answered := make(chan error, 1)
 	if err := a.sys.Wire().MonitorLocal(dead, r, func() {
-		_, err := p.enqueueOpt(fDown, false, func(fw *frameWriter) error { return nil })
+		_, err := p.enqueueOpt(fDown, answer, func(fw *frameWriter) error { return nil })
 		answered <- err
 	}); err != nil {
 		t.Fatal(err)
@@ -1178,13 +1188,14 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	close(drain)
 	waitFor(t, 10*time.Second, "a send to be accepted", func() bool { return a.sys.Send(r, msg) == nil })
 	out := a.node.Stats().BytesOut
-	for range 1000 {
-		if err := a.sys.Send(r, msg); err != nil && !errors.Is(err, actor.ErrQueueFull) {
-			t.Fatal(err)
+	waitFor(t, 10*time.Second, "traffic to the recovered peer", func() bool {
+		for range 32 {
+			if err := a.sys.Send(r, msg); err != nil && !errors.Is(err, actor.ErrQueueFull) {
+				t.Fatal(err)
+			}
 		}
-		runtime.Gosched()
-	}
-	waitFor(t, 10*time.Second, "traffic to the recovered peer", func() bool { return a.node.Stats().BytesOut > out+64<<10 })
+		return a.node.Stats().BytesOut > out+64<<10
+	})
 	if st := a.node.Stats(); st.PeersDown != 0 || st.ConnsOpened != 1 {
 		t.Fatalf("the slow peer's connection was dropped: %+v", st)
 	}
@@ -1220,7 +1231,7 @@ func TestForcedSignalsAreBounded(t *testing.T) {
 	maxHeld := 0
 	var err error
 	for i := 0; i < 1<<20; i++ {
-		if err = p.sendExit(wid(0, 9, 9, 0x66), wid(0, uint32(i), 1, 0x77), errors.New("a stop's reason"), true, true); err != nil {
+		if err = p.sendExit(wid(0, 9, 9, 0x66), wid(0, uint32(i), 1, 0x77), errors.New("a stop's reason"), true, forced); err != nil {
 			break
 		}
 		maxHeld = max(maxHeld, held())

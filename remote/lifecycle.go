@@ -1,0 +1,326 @@
+package remote
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/event"
+)
+
+// This file holds what a node knows of its peers over time: connection
+// epochs, acknowledgements and the dead letters they reveal, which nodes
+// claim which address, and when a peer is forgotten.
+
+// nextEpoch returns a connection epoch higher than every one before it.
+func (n *Node) nextEpoch() uint64 { return n.epochs.Add(1) }
+
+// Dials made to answer another node (see peer.mayAnswerLocked): at most
+// answerDialRate a second, in bursts of answerDialBurst, node-wide.
+const (
+	answerDialRate  = 10
+	answerDialBurst = 20
+)
+
+// tokenBucket is a small rate limiter: burst tokens, refilled at rate a
+// second.
+type tokenBucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = b.burst
+	} else {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// ackEvery is how many frame bytes a node reads on a connection before it
+// acknowledges them without waiting for the next ping: one small frame per
+// 16 KiB under a stream, while a message that the peer handled but had not
+// acknowledged when the connection broke is reported as a dead letter
+// (perhaps delivered) by the sender.
+const ackEvery = 16 << 10
+
+// countInbound adds one frame (its body of size bytes and its length
+// prefix) to what the connection's sender may be told was received.
+func (ic *inConn) countInbound(size int) { ic.rx += uint64(4 + size) }
+
+// ackInbound queues an acknowledgement of every frame read on the
+// connection so far, if there is anything new and at least min bytes of it:
+// the sender keeps what is not acknowledged, to report it as dead letters
+// if the connection breaks (peer.lost).
+func (ic *inConn) ackInbound(min uint64) {
+	if ic.hello && ic.rx > ic.rxAcked && ic.rx-ic.rxAcked >= min {
+		ic.out = appendFrame(ic.out, fAck, ic.rx)
+		ic.rxAcked = ic.rx
+	}
+}
+
+// deadLetters is a summary of the one-way messages lost with a connection.
+type deadLetters struct {
+	groups map[deadKey]int
+	other  int // lost beyond maxDeadGroups distinct groups
+	total  int
+}
+
+type deadKey struct {
+	to, from actor.WireID
+	hasFrom  bool
+	typ      uint64
+}
+
+// maxDeadGroups bounds the groups (sender, target, type) one loss reports.
+const maxDeadGroups = 1024
+
+// scanDeadLetters walks the frames of stream (whole frames, as queued) and
+// counts the one-way messages among them. The frames are the node's own, so
+// their fields have the canonical encoding the quick readers expect.
+func (n *Node) scanDeadLetters(stream []byte) deadLetters {
+	var d deadLetters
+	for len(stream) >= 4 {
+		size := int(uint32(stream[0])<<24 | uint32(stream[1])<<16 | uint32(stream[2])<<8 | uint32(stream[3]))
+		if size > len(stream)-4 {
+			break
+		}
+		body := stream[4 : 4+size]
+		stream = stream[4+size:]
+		if len(body) < 2 || body[1] != fSend {
+			continue
+		}
+		k, ok := scanSend(body)
+		d.total++
+		switch {
+		case !ok:
+			d.other++
+		case d.groups[k] > 0 || len(d.groups) < maxDeadGroups:
+			if d.groups == nil {
+				d.groups = map[deadKey]int{}
+			}
+			d.groups[k]++
+		default:
+			d.other++
+		}
+	}
+	return d
+}
+
+// scanSend reads the target, sender and type of an fSend body.
+func scanSend(body []byte) (k deadKey, ok bool) {
+	fr := frameReader{buf: body}
+	fr.r.Reset(body)
+	fr.skipTo(2) // fixarray header, kind
+	if !fr.quickID(&k.to) {
+		return k, false
+	}
+	if i := fr.pos(); i < len(body) && body[i] == 0xc0 {
+		fr.skipTo(i + 1)
+	} else if !fr.quickID(&k.from) {
+		return k, false
+	} else {
+		k.hasFrom = true
+	}
+	k.typ, _, ok = quickUint(body, fr.pos())
+	return k, ok
+}
+
+// reportDeadLetters counts what a loss of p's connection lost, logs it and
+// emits one event.DeadLetter per group. It runs with no lock held.
+func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
+	if d.total == 0 {
+		return
+	}
+	n.stats.deadLetters.Add(uint64(d.total))
+	n.log.Warn("remote: one-way messages lost with the connection", "peer", p.name(), "addr", p.addr, "messages", d.total, "reason", reason)
+	if n.ev == nil {
+		return
+	}
+	now := time.Now()
+	for k, count := range d.groups {
+		ev := event.DeadLetter{Node: p.name(), Addr: p.addr, To: n.wire.RemoteRef(p, k.to), Count: count, Reason: reason, Time: now}
+		if k.hasFrom {
+			ev.From, _ = n.wire.Resolve(k.from)
+		}
+		if ti, ok := n.reg.ofID(k.typ); ok {
+			ev.Type = ti.name
+		} else if k.typ == 0 {
+			ev.Type = "nil"
+		}
+		n.ev.deadLetter(ev)
+	}
+	if d.other > 0 {
+		n.ev.deadLetter(event.DeadLetter{Node: p.name(), Addr: p.addr, Count: d.other, Reason: reason, Time: now})
+	}
+}
+
+// claimOpened records that a connection from a node whose Hello says it
+// listens at p's address was accepted, authenticated with key. A node seen
+// alive that this node knows down is redialed at once (see
+// peer.redialNowLocked), as an answer to it: only if the dial budget allows.
+func (p *peer) claimOpened(key []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.claims == nil {
+		p.claims = map[string]int{}
+	}
+	p.claims[string(key)]++
+	p.claimFailed = false
+	p.lastActive = time.Now()
+	if p.down != nil && p.conn == nil && !p.dialing && p.n.answerDials.allow(time.Now()) {
+		p.redialNowLocked(!p.demand && !p.member)
+	}
+}
+
+// claimClosed undoes claimOpened when that connection closes.
+func (p *peer) claimClosed(key []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.claims[string(key)]--; p.claims[string(key)] <= 0 {
+		delete(p.claims, string(key))
+	}
+	p.lastActive = time.Now()
+}
+
+// inboundClosed is called when an accepted connection closes. When it was
+// the last open connection from its node's incarnation, the links that node
+// made with local actors end: its side ended them when it lost that
+// connection (peer.lost), and it may never dial again to say so.
+func (n *Node) inboundClosed(ic *inConn) {
+	n.mu.Lock()
+	delete(n.inbound, ic)
+	last := false
+	if ic.state != nil {
+		ic.state.open--
+		ic.state.closedAt = time.Now()
+		last = ic.state.open == 0
+	}
+	n.mu.Unlock()
+	if ic.from == nil {
+		return
+	}
+	ic.from.claimClosed(ic.sess.peerKey)
+	if last && ic.state.epoch.Load() == ic.epoch {
+		n.wire.BreakLinks(ic.from, math.MaxUint64, fmt.Errorf("%w: %s: its connection closed", ErrNodeDown, ic.remoteName))
+	}
+}
+
+// PeerUp tells the node that the peer listening at addr is alive, as a
+// membership layer (package cluster) learns it from gossip: the node keeps
+// a connection to it, redialing at once if it is known down and after every
+// later loss, until PeerDown. It reports whether a peer at addr was known
+// or could be made (MaxPeers). Safe from any goroutine.
+func (n *Node) PeerUp(addr string) bool {
+	if addr == "" || addr == n.Addr() {
+		return false
+	}
+	p, err := n.boundedPeer(addr, "")
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.member = true
+	p.lastActive = time.Now()
+	if p.conn == nil && !p.dialing {
+		p.backoff = 0
+		p.redialNowLocked(false)
+	}
+	return true
+}
+
+// sweep forgets the peers nothing needs (see Config.ForgetAfter) and the
+// incarnations whose connections all closed long enough ago; with force
+// (MaxPeers reached), peers idle for a second go too. It returns how many
+// peers it forgot.
+func (n *Node) sweep(now time.Time, force bool) int {
+	idle := n.cfg.ForgetAfter
+	if force {
+		idle = min(idle, time.Second)
+	}
+	var gone []*peer
+	n.mu.Lock()
+	for addr, p := range n.peers {
+		if p.forgettable(now, idle) && n.wire.RemoteRefs(p) == 0 {
+			p.mu.Lock()
+			p.forgotten, p.closed = true, true
+			p.mu.Unlock()
+			delete(n.peers, addr)
+			gone = append(gone, p)
+		}
+	}
+	// Incarnations: forget those with no open connection after ForgetAfter;
+	// past MaxPeers of them, the oldest closed first.
+	closed := 0
+	for k, st := range n.remotes {
+		switch {
+		case st.open > 0:
+		case now.Sub(st.closedAt) >= n.cfg.ForgetAfter:
+			delete(n.remotes, k)
+		default:
+			closed++
+		}
+	}
+	for closed > n.cfg.MaxPeers {
+		var oldest inKey
+		var at time.Time
+		for k, st := range n.remotes {
+			if st.open == 0 && (at.IsZero() || st.closedAt.Before(at)) {
+				oldest, at = k, st.closedAt
+			}
+		}
+		delete(n.remotes, oldest)
+		closed--
+	}
+	n.mu.Unlock()
+	for _, p := range gone {
+		p.mu.Lock()
+		fw := p.fw
+		p.fw = nil
+		p.mu.Unlock()
+		if fw != nil {
+			fw.release()
+		}
+	}
+	n.stats.forgotten.Add(uint64(len(gone)))
+	return len(gone)
+}
+
+// nudgeGC runs a garbage collection in the background, at most every 10
+// s: the peers a full table could let go are held only by refs that nobody
+// uses any more, which the collector reclaims (see actor.Wire.RemoteRefs).
+func (n *Node) nudgeGC() {
+	now := time.Now().UnixNano()
+	last := n.lastNudge.Load()
+	if now-last < int64(10*time.Second) || !n.lastNudge.CompareAndSwap(last, now) {
+		return
+	}
+	go runtime.GC()
+}
+
+// forgettable reports whether nothing but refs (checked by the caller)
+// could still need the peer: no connection, dial or retry, not known down,
+// no pending call or monitor, no connection from it, not a member, and
+// unused for idle.
+func (p *peer) forgettable(now time.Time, idle time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.member && p.conn == nil && !p.dialing && p.retry == nil && p.down == nil &&
+		len(p.calls) == 0 && len(p.monitors) == 0 && len(p.claims) == 0 &&
+		now.Sub(p.lastActive) >= idle
+}
