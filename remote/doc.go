@@ -21,12 +21,17 @@
 //
 // Failures are reported, never silent. A peer that stops answering
 // heartbeats, or whose connection is lost, is declared down: the asks that
-// may have been lost fail with an error matching ErrNodeDown, monitors of
-// its actors get actor.Down with that reason, and links with its actors end
-// with an exit signal of that reason. The node redials with exponential
-// backoff and jitter, so a restarted peer is reached again without operator
-// action. Outbound queues are bounded (Config.MaxOutbound): a send or ask
-// to a slow peer fails at once with actor.ErrQueueFull.
+// may have been lost fail with an error matching ErrNodeDown, one-way
+// messages it had not acknowledged are reported as dead letters
+// (Stats.DeadLetters, event.DeadLetter), monitors of its actors get
+// actor.Down with that reason, and links with its actors end with an exit
+// signal of that reason. Until it is reached again, sends and asks to it
+// fail at once with ErrNodeDown. The node redials with exponential backoff
+// and jitter while anything wants the peer, so a restarted peer is reached
+// again without operator action, and forgets peers that nothing references
+// (Config.ForgetAfter). Outbound queues are bounded (Config.MaxOutbound): a
+// send or ask to a slow peer fails at once with actor.ErrQueueFull. See
+// docs/remote.md, "Delivery guarantees".
 //
 // Node.Export and Node.Resolve turn a ref into a sturdy ref, a string that
 // can be written down and stays valid across restarts of the issuing node,

@@ -675,7 +675,7 @@ func (p *peer) retryLocked() {
 	p.dialLocked()
 }
 
-// redialNow dials at once, without waiting for the backoff, when the peer
+// redialNowLocked dials at once, without waiting for the backoff, when the peer
 // is down or idle: the node was seen alive (a connection from it, or the
 // membership layer). netDial says the dial answers a claim.
 func (p *peer) redialNowLocked(netDial bool) {
