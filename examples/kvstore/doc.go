@@ -34,7 +34,12 @@
 //
 // A shard that crashes is restarted in place by its supervisor (its refs
 // stay valid) and reloads its data from bolt in Start, after any commit of
-// the previous instance still in flight has finished.
+// the previous instance still in flight has finished. No request waiting
+// in the crashed instance is left to its caller's timeout: queued writes
+// (not yet submitted to a commit) and Gets held during a load fail at once
+// with ErrShardCrashed, and were not applied; the writes of the commit in
+// flight are answered with its outcome when it ends. A shard that stops
+// (Store.Close) fails its queued writes with ErrClosed the same way.
 //
 // # Directory and capabilities
 //
