@@ -49,5 +49,8 @@
 // answers a DirRequest with the member list and the refs of the daemon's
 // own shards. The token is the capability to the whole store: whoever
 // holds it can learn every shard ref. Dial does this for every member and
-// returns a Client that routes each key to its shard's ref.
+// returns a Client that routes each key to its shard's ref, and fetches a
+// member's directory again when its refs turn out stale (a restarted
+// daemon's shards are new actors): see Client for the retries and the
+// bounds on those fetches.
 package kvstore

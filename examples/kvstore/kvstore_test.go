@@ -32,8 +32,14 @@ type testNode struct {
 
 func newTestNode(t testing.TB, name string) *testNode {
 	t.Helper()
+	return newTestNodeAt(t, name, "127.0.0.1:0")
+}
+
+// newTestNodeAt is newTestNode listening on listen.
+func newTestNodeAt(t testing.TB, name, listen string) *testNode {
+	t.Helper()
 	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
-	n := remote.New(sys, remote.Config{Name: name, Listen: "127.0.0.1:0",
+	n := remote.New(sys, remote.Config{Name: name, Listen: listen,
 		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
