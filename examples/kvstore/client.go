@@ -187,7 +187,8 @@ func (cl *Client) apply(m string, rep DirReply, err error) {
 		}
 		t := Table{Shards: old.Shards, Members: old.Members,
 			Refs: slices.Clone(old.Refs), Missing: slices.Clone(old.Missing)}
-		for id, o := range Placement(t.Shards, t.Members) {
+		owners := Placement(t.Shards, t.Members)
+		for id, o := range owners {
 			switch {
 			case o != m:
 			case err != nil:
@@ -201,7 +202,7 @@ func (cl *Client) apply(m string, rep DirReply, err error) {
 		}
 		if err == nil {
 			for _, s := range rep.Local {
-				if s.ID >= 0 && s.ID < t.Shards && t.Owner(s.ID) == m && !s.Ref.IsZero() {
+				if s.ID >= 0 && s.ID < t.Shards && owners[s.ID] == m && !s.Ref.IsZero() {
 					t.Refs[s.ID], t.Missing[s.ID] = s.Ref, nil
 				}
 			}
@@ -319,8 +320,12 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
-// Table returns the client's current table.
-func (cl *Client) Table() Table { return *cl.tab.Load() }
+// Table returns a copy of the client's current table.
+func (cl *Client) Table() Table {
+	t := *cl.tab.Load()
+	t.Members, t.Refs, t.Missing = slices.Clone(t.Members), slices.Clone(t.Refs), slices.Clone(t.Missing)
+	return t
+}
 
 // ask sends msg to key's shard. When the ask fails because the shard's ref
 // is stale (see Client), it refreshes the ref and retries, at most
