@@ -189,8 +189,8 @@ loop:
 		return fmt.Errorf("crash of shard-%03d: %w", victim, cerr)
 	}
 	took := time.Since(loadStart)
-	fmt.Fprintf(stdout, "  load: %d requests in %v (%.0f/s), %d puts acknowledged, %d requests failed or timed out (writes not acknowledged: their outcome is unknown, so they are not checked)\n",
-		res.ops, took.Round(time.Millisecond), float64(res.ops)/took.Seconds(), len(res.acked), res.failed)
+	fmt.Fprintf(stdout, "  load: %d requests in %v (%.0f/s), %d puts acknowledged, %d requests failed or timed out (%d of them puts queued in the crashed shard, failed at once as not applied; the outcome of the other failed writes is unknown, so they are not checked)\n",
+		res.ops, took.Round(time.Millisecond), float64(res.ops)/took.Seconds(), len(res.acked), res.failed, res.notApplied)
 	if len(res.acked) == 0 {
 		return errors.New("no put was acknowledged")
 	}

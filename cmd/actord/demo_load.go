@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -93,6 +94,7 @@ type recorder struct {
 	puts, gets int
 	acked      atomic.Int64
 	failed     atomic.Int64
+	notApplied atomic.Int64 // failed puts known not applied (kvstore.ErrShardCrashed)
 }
 
 func (r *recorder) add(d time.Duration, put bool) {
@@ -124,6 +126,7 @@ type loadResult struct {
 	acked      map[string]string
 	wrongReads []string
 	failed     int
+	notApplied int // of failed: puts that failed with kvstore.ErrShardCrashed
 	ops        int
 }
 
@@ -155,6 +158,9 @@ func runLoad(ctx context.Context, cl *kvstore.Client, workers int, opTimeout tim
 						rec.acked.Add(1)
 					} else {
 						rec.failed.Add(1)
+						if errors.Is(err, kvstore.ErrShardCrashed) {
+							rec.notApplied.Add(1)
+						}
 					}
 				} else {
 					i := rng.IntN(len(res.keys))
@@ -176,7 +182,7 @@ func runLoad(ctx context.Context, cl *kvstore.Client, workers int, opTimeout tim
 		})
 	}
 	wg.Wait()
-	lr := loadResult{acked: map[string]string{}, failed: int(rec.failed.Load())}
+	lr := loadResult{acked: map[string]string{}, failed: int(rec.failed.Load()), notApplied: int(rec.notApplied.Load())}
 	for _, r := range out {
 		for i, k := range r.keys {
 			lr.acked[k] = r.vals[i]

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -28,20 +30,50 @@ func (t Table) Owner(id int) string { return Placement(t.Shards, t.Members)[id] 
 
 // Client reaches a store's shards from plain goroutines: it routes each
 // key to its shard's ref and asks it. It is safe for concurrent use.
+//
+// A client made by Dial keeps its table fresh: when a request fails because
+// its shard's ref names an actor that is gone (actor.ErrDead: the shard's
+// daemon restarted, or its store was installed again) or a node that is
+// down (remote.ErrNodeDown), it fetches that daemon's directory again and
+// retries with the new ref (see Client.Get and Client.Put for which
+// requests are retried). Fetches are bounded: at most one per daemon at a
+// time, which the requests that need it wait for (within their own
+// deadline); none sooner than RefreshInterval after a successful one (the
+// requests wait for the interval to pass, if their deadline allows); and
+// after a failed one, none for a backoff that doubles from RefreshInterval
+// up to MaxRefreshBackoff, during which requests that need a fetch fail at
+// once with their own error.
 type Client struct {
 	sys     *actor.System
-	tab     Table
 	timeout time.Duration
+	tab     atomic.Pointer[Table] // replaced, never modified
+	dir     *refresher            // nil: the table is fixed
 }
+
+// RefreshInterval is the shortest time between two directory fetches of one
+// daemon by a client; MaxRefreshBackoff bounds the interval after failed
+// fetches, which doubles from RefreshInterval.
+const (
+	RefreshInterval   = 100 * time.Millisecond
+	MaxRefreshBackoff = 2 * time.Second
+)
+
+// maxAttempts bounds the asks of one request: the first and the retries
+// with a ref refreshed after the previous one failed.
+const maxAttempts = 3
 
 // NewClient returns a client over sys (which must reach the refs: the same
 // system, or one with a remote.Node) for the shards in tab. timeout bounds
-// requests whose context has no deadline (DefaultTimeout if 0).
+// requests whose context has no deadline (DefaultTimeout if 0). Its table
+// is fixed: a request through a stale ref fails (use Dial for a client that
+// refreshes it).
 func NewClient(sys *actor.System, tab Table, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{sys: sys, tab: tab, timeout: timeout}
+	cl := &Client{sys: sys, timeout: timeout}
+	cl.tab.Store(&tab)
+	return cl
 }
 
 // LocalTable returns a table of the shards of the given stores, for a client
@@ -68,9 +100,10 @@ func LocalTable(stores ...*Store) Table {
 
 // Dial fetches a store's table through the daemon at addr and then every
 // other member, with the store's token, and returns a client on node's
-// system. A member that cannot be reached leaves its shards missing
-// (requests for them fail with ErrUnavailable) rather than failing Dial;
-// Dial fails only if addr itself cannot be reached.
+// system that keeps the table fresh (see Client). A member that cannot be
+// reached leaves its shards missing (requests for them fail with
+// ErrUnavailable until a fetch of its directory succeeds) rather than
+// failing Dial; Dial fails only if addr itself cannot be reached.
 func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout time.Duration) (*Client, error) {
 	if err := RegisterTypes(node); err != nil {
 		return nil, err
@@ -84,36 +117,181 @@ func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout ti
 	}
 	t := Table{Shards: first.Shards, Members: first.Members,
 		Refs: make([]actor.Ref, first.Shards), Missing: make([]error, first.Shards)}
-	add := func(rep DirReply) {
-		for _, s := range rep.Local {
-			if s.ID >= 0 && s.ID < t.Shards {
-				t.Refs[s.ID] = s.Ref
-			}
-		}
+	for id := range t.Missing {
+		t.Missing[id] = fmt.Errorf("%w: shard %d: not fetched yet", ErrUnavailable, id)
 	}
-	add(first)
-	owners := Placement(t.Shards, t.Members)
+	cl := NewClient(node.System(), t, timeout)
+	cl.dir = &refresher{now: time.Now, members: map[string]*memberFetch{},
+		fetch: func(ctx context.Context, m string) (DirReply, error) { return fetchDir(ctx, node, m, token) }}
+	cl.fetched(addr, first, nil)
 	for _, m := range t.Members {
-		if m == addr {
-			continue
+		if m != addr {
+			rep, err := fetchDir(ctx, node, m, token)
+			cl.fetched(m, rep, err)
 		}
-		rep, err := fetchDir(ctx, node, m, token)
-		if err == nil {
-			add(rep)
-			continue
+	}
+	return cl, nil
+}
+
+// refresher bounds the directory fetches of a client: one per member at a
+// time, spaced by RefreshInterval, or by a backoff after failures.
+type refresher struct {
+	fetch   func(ctx context.Context, member string) (DirReply, error)
+	now     func() time.Time
+	mu      sync.Mutex
+	members map[string]*memberFetch
+	fetches atomic.Uint64 // fetches started, Dial's included
+}
+
+// memberFetch is the fetch state of one member.
+type memberFetch struct {
+	running chan struct{} // closed when the fetch in flight ends; nil if none
+	next    time.Time     // no new fetch before then
+	backoff time.Duration // the interval after the last failure; 0 after a success
+}
+
+// fetched records a fetch of member m (done with rep, or failed with err):
+// it updates the table, then the fetch's rate limit.
+func (cl *Client) fetched(m string, rep DirReply, err error) {
+	cl.apply(m, rep, err)
+	d := cl.dir
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mf := d.member(m)
+	if err == nil {
+		mf.backoff = 0
+		mf.next = d.now().Add(RefreshInterval)
+	} else {
+		mf.backoff = min(max(2*mf.backoff, RefreshInterval), MaxRefreshBackoff)
+		mf.next = d.now().Add(mf.backoff)
+	}
+}
+
+func (d *refresher) member(m string) *memberFetch {
+	mf := d.members[m]
+	if mf == nil {
+		mf = &memberFetch{}
+		d.members[m] = mf
+	}
+	return mf
+}
+
+// apply puts what member m's directory said (or why it could not be
+// fetched) into a new table. A failed fetch keeps the refs the table has
+// (they may still work; if not, their requests say why).
+func (cl *Client) apply(m string, rep DirReply, err error) {
+	for {
+		old := cl.tab.Load()
+		if err == nil && (rep.Shards != old.Shards || !slices.Equal(rep.Members, old.Members)) {
+			err = fmt.Errorf("kvstore: %s describes another store: %d shards, members %v", m, rep.Shards, rep.Members)
 		}
+		t := Table{Shards: old.Shards, Members: old.Members,
+			Refs: slices.Clone(old.Refs), Missing: slices.Clone(old.Missing)}
+		owners := Placement(t.Shards, t.Members)
 		for id, o := range owners {
-			if o == m {
-				t.Missing[id] = fmt.Errorf("%w: shard %d on %s: %v", ErrUnavailable, id, m, err)
+			switch {
+			case o != m:
+			case err != nil:
+				if t.Refs[id].IsZero() {
+					t.Missing[id] = fmt.Errorf("%w: shard %d on %s: %v", ErrUnavailable, id, m, err)
+				}
+			default:
+				t.Refs[id] = actor.Ref{}
+				t.Missing[id] = fmt.Errorf("%w: shard %d: not hosted by %s", ErrUnavailable, id, m)
 			}
 		}
-	}
-	for id, r := range t.Refs {
-		if r.IsZero() && t.Missing[id] == nil {
-			t.Missing[id] = fmt.Errorf("%w: shard %d: not hosted by %s", ErrUnavailable, id, owners[id])
+		if err == nil {
+			for _, s := range rep.Local {
+				if s.ID >= 0 && s.ID < t.Shards && owners[s.ID] == m && !s.Ref.IsZero() {
+					t.Refs[s.ID], t.Missing[s.ID] = s.Ref, nil
+				}
+			}
+		}
+		if cl.tab.CompareAndSwap(old, &t) {
+			return
 		}
 	}
-	return NewClient(node.System(), t, timeout), nil
+}
+
+// refresh brings a fresher ref for shard id than failed (the zero Ref for
+// a missing shard) and reports whether the table now has one. It waits,
+// within ctx, for the fetch of the shard's member in flight, or starts one
+// if the member's rate limit allows. If the last fetch succeeded less
+// than RefreshInterval ago it waits for the interval to pass (if ctx
+// allows); if the last one failed and its backoff runs, it does not wait.
+func (cl *Client) refresh(ctx context.Context, id int, failed actor.Ref) bool {
+	if cl.dir == nil {
+		return false
+	}
+	fresh := func() bool {
+		r := cl.tab.Load().Refs[id]
+		return !r.IsZero() && r != failed
+	}
+	m := cl.tab.Load().Owner(id)
+	for range 2 {
+		if fresh() {
+			return true // refreshed since the request took its ref
+		}
+		done, wait := cl.startFetch(m)
+		switch {
+		case done != nil:
+			select {
+			case <-done:
+				return fresh()
+			case <-ctx.Done():
+				return false
+			}
+		case wait <= 0:
+			return false
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	return fresh()
+}
+
+// startFetch returns the channel of member m's fetch in flight, starting
+// one if none is and the rate limit allows. If it does not, it returns how
+// long until it does after a successful fetch, or 0 during the backoff
+// after a failed one. The fetch runs on its own goroutine, bounded by the
+// client's timeout, so that a request that gives up does not cancel it for
+// the others.
+func (cl *Client) startFetch(m string) (<-chan struct{}, time.Duration) {
+	d := cl.dir
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mf := d.member(m)
+	if mf.running != nil {
+		return mf.running, 0
+	}
+	if now := d.now(); now.Before(mf.next) {
+		if mf.backoff > 0 {
+			return nil, 0
+		}
+		return nil, mf.next.Sub(now)
+	}
+	ch := make(chan struct{})
+	mf.running = ch
+	d.fetches.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cl.timeout)
+		rep, err := d.fetch(ctx, m)
+		cancel()
+		cl.fetched(m, rep, err)
+		d.mu.Lock()
+		mf.running = nil
+		d.mu.Unlock()
+		close(ch)
+	}()
+	return ch, 0
 }
 
 // fetchDir spawns a directory actor on addr and asks it.
@@ -142,38 +320,63 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
-// Table returns the client's table.
-func (cl *Client) Table() Table { return cl.tab }
-
-// route returns the ref of key's shard.
-func (cl *Client) route(key string) (actor.Ref, error) {
-	if err := checkKey(key); err != nil {
-		return actor.Ref{}, err
-	}
-	id := ShardOf(key, cl.tab.Shards)
-	if r := cl.tab.Refs[id]; !r.IsZero() {
-		return r, nil
-	}
-	if err := cl.tab.Missing[id]; err != nil {
-		return actor.Ref{}, err
-	}
-	return actor.Ref{}, fmt.Errorf("%w: shard %d", ErrUnavailable, id)
+// Table returns a copy of the client's current table.
+func (cl *Client) Table() Table {
+	t := *cl.tab.Load()
+	t.Members, t.Refs, t.Missing = slices.Clone(t.Members), slices.Clone(t.Refs), slices.Clone(t.Missing)
+	return t
 }
 
-func (cl *Client) ask(ctx context.Context, key string, msg any) (any, error) {
-	r, err := cl.route(key)
-	if err != nil {
+// ask sends msg to key's shard. When the ask fails because the shard's ref
+// is stale (see Client), it refreshes the ref and retries, at most
+// maxAttempts asks in all, within ctx: always after actor.ErrDead (the
+// message reached no actor, so it was not applied), and after
+// remote.ErrNodeDown only if retry is set (the message may have been
+// delivered); otherwise a fetch is still started for the next requests.
+func (cl *Client) ask(ctx context.Context, key string, msg any, retry bool) (any, error) {
+	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	ctx, cancel := withDefault(ctx, cl.timeout)
 	defer cancel()
-	return cl.sys.Ask(ctx, r, msg)
+	id := ShardOf(key, cl.tab.Load().Shards)
+	for attempt := 1; ; attempt++ {
+		tab := cl.tab.Load()
+		r := tab.Refs[id]
+		if r.IsZero() {
+			if attempt < maxAttempts && cl.refresh(ctx, id, r) {
+				continue
+			}
+			if err := cl.tab.Load().Missing[id]; err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: shard %d", ErrUnavailable, id)
+		}
+		v, err := cl.sys.Ask(ctx, r, msg)
+		switch {
+		case err == nil || attempt >= maxAttempts:
+			return v, err
+		case errors.Is(err, actor.ErrDead), retry && errors.Is(err, remote.ErrNodeDown):
+			if !cl.refresh(ctx, id, r) {
+				return v, err
+			}
+		case errors.Is(err, remote.ErrNodeDown):
+			if cl.dir != nil {
+				cl.startFetch(tab.Owner(id)) // for the next requests
+			}
+			return v, err
+		default:
+			return v, err
+		}
+	}
 }
 
 // Get returns the value of key and whether it is present. It sees every
-// put acknowledged before it was sent.
+// put acknowledged before it was sent. A client made by Dial retries a Get
+// that failed with a stale ref (actor.ErrDead or remote.ErrNodeDown) once
+// it has a fresher ref.
 func (cl *Client) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	v, err := cl.ask(ctx, key, Get{K: key})
+	v, err := cl.ask(ctx, key, Get{K: key}, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -185,19 +388,26 @@ func (cl *Client) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Put sets key to val and returns once the write is durable on the shard's
-// daemon. An error means the write may or may not have happened (a timeout,
-// a node that went down) or did not (a refused key, a failed commit).
+// daemon. An error means the write did not happen if it matches
+// ErrShardCrashed, ErrClosed, ErrBadKey, ErrUnavailable or actor.ErrDead,
+// or a failed commit's error; otherwise (a timeout, remote.ErrNodeDown) it
+// may or may not have happened. A client made by Dial retries a Put that
+// failed with actor.ErrDead (it reached no shard) once it has a fresher
+// ref, but not one that failed with remote.ErrNodeDown, which may have
+// been applied: retrying it could apply it again after another client's
+// write of the key.
 func (cl *Client) Put(ctx context.Context, key string, val []byte) error {
 	if val == nil {
 		val = []byte{}
 	}
-	_, err := cl.ask(ctx, key, Put{K: key, V: bytes.Clone(val)})
+	_, err := cl.ask(ctx, key, Put{K: key, V: bytes.Clone(val)}, false)
 	return err
 }
 
-// Delete removes key and returns once the removal is durable.
+// Delete removes key and returns once the removal is durable. Its errors
+// and retries are those of Put.
 func (cl *Client) Delete(ctx context.Context, key string) error {
-	_, err := cl.ask(ctx, key, Delete{K: key})
+	_, err := cl.ask(ctx, key, Delete{K: key}, false)
 	return err
 }
 
@@ -213,12 +423,13 @@ func IsUnavailable(err error) bool {
 // shard did not crash (which it always does with the right token). A
 // fault-injection aid for demos and drills.
 func (cl *Client) CrashShard(ctx context.Context, id int, token string) error {
-	if id < 0 || id >= cl.tab.Shards {
+	tab := cl.Table()
+	if id < 0 || id >= tab.Shards {
 		return fmt.Errorf("kvstore: crash: no shard %d", id)
 	}
-	r := cl.tab.Refs[id]
+	r := tab.Refs[id]
 	if r.IsZero() {
-		return cl.tab.Missing[id]
+		return tab.Missing[id]
 	}
 	ctx, cancel := withDefault(ctx, cl.timeout)
 	defer cancel()

@@ -34,7 +34,12 @@
 //
 // A shard that crashes is restarted in place by its supervisor (its refs
 // stay valid) and reloads its data from bolt in Start, after any commit of
-// the previous instance still in flight has finished.
+// the previous instance still in flight has finished. No request waiting
+// in the crashed instance is left to its caller's timeout: queued writes
+// (not yet submitted to a commit) and Gets held during a load fail at once
+// with ErrShardCrashed, and were not applied; the writes of the commit in
+// flight are answered with its outcome when it ends. A shard that stops
+// (Store.Close) fails its queued writes with ErrClosed the same way.
 //
 // # Directory and capabilities
 //
@@ -44,5 +49,8 @@
 // answers a DirRequest with the member list and the refs of the daemon's
 // own shards. The token is the capability to the whole store: whoever
 // holds it can learn every shard ref. Dial does this for every member and
-// returns a Client that routes each key to its shard's ref.
+// returns a Client that routes each key to its shard's ref, and fetches a
+// member's directory again when its refs turn out stale (a restarted
+// daemon's shards are new actors): see Client for the retries and the
+// bounds on those fetches.
 package kvstore

@@ -82,8 +82,9 @@ type DirReply struct {
 // with ErrBadToken.
 const DirectoryKind = "kvstore.dir"
 
-// Errors of the store. Test for them with errors.Is (errors from another
-// node arrive as *remote.Error carrying the message).
+// Errors of the store. Test for them with errors.Is: RegisterTypes
+// registers them with remote.RegisterError, so they keep their identity
+// when they come from another node (as a *remote.Error).
 var (
 	// ErrBadToken means a directory was asked for with the wrong token.
 	ErrBadToken = errors.New("kvstore: bad token")
@@ -92,8 +93,17 @@ var (
 	// ErrUnavailable means the client has no ref for the key's shard (its
 	// daemon could not be reached when the client dialed).
 	ErrUnavailable = errors.New("kvstore: shard unavailable")
-	// ErrClosed means the store was closed.
+	// ErrClosed means the store was closed. A write that fails with it
+	// while its shard stopped was not applied.
 	ErrClosed = errors.New("kvstore: closed")
+	// ErrShardCrashed means the shard crashed while the request waited in
+	// it, before the request was processed: a Get held while the shard
+	// loaded, or a write queued behind the commit in flight (or whose
+	// commit had not started yet). Such a write was not applied, so
+	// retrying it is safe; the supervisor restarts the shard in place.
+	// (A write whose commit was running when the shard crashed is answered
+	// with that commit's outcome instead, once it is known.)
+	ErrShardCrashed = errors.New("kvstore: shard crashed before the request was processed")
 )
 
 // MaxKeySize is the longest key accepted, bbolt's limit.
@@ -102,11 +112,17 @@ const MaxKeySize = 32768
 // RegisterTypes registers the store's message types on n, under the names
 // "kvstore.Get", "kvstore.GetReply", "kvstore.Put", "kvstore.Delete",
 // "kvstore.DirRequest", "kvstore.DirReply", "kvstore.ShardRef" and
-// "kvstore.CrashShard". Every
-// node that talks to a store (daemons and clients) needs them; Install and
-// Dial call it. Registering twice is harmless.
+// "kvstore.CrashShard", and the store's errors (process-wide) under
+// "kvstore.ErrBadToken", "kvstore.ErrBadKey", "kvstore.ErrClosed" and
+// "kvstore.ErrShardCrashed". Every node that talks to a store (daemons and
+// clients) needs them; Install and Dial call it. Registering twice is
+// harmless.
 func RegisterTypes(n *remote.Node) error {
 	return errors.Join(
+		remote.RegisterError("kvstore.ErrBadToken", ErrBadToken),
+		remote.RegisterError("kvstore.ErrBadKey", ErrBadKey),
+		remote.RegisterError("kvstore.ErrClosed", ErrClosed),
+		remote.RegisterError("kvstore.ErrShardCrashed", ErrShardCrashed),
 		remote.Register[Get](n, "kvstore.Get"),
 		remote.Register[GetReply](n, "kvstore.GetReply"),
 		remote.Register[Put](n, "kvstore.Put"),
