@@ -31,7 +31,19 @@ var (
 	ErrTooManyPeers = errors.New("remote: too many peers")
 	// ErrClosed means the node is closed.
 	ErrClosed = errors.New("remote: node closed")
+	// ErrNotSent means a request was refused before anything of it was
+	// sent, because its node was known down: it certainly was not
+	// delivered, so it is safe to retry (after the node is back). Such an
+	// error also matches ErrNodeDown and the reason of the loss.
+	ErrNotSent = errors.New("remote: not sent")
 )
+
+// notSent is the refusal of a peer known down: its loss's reason (matching
+// ErrNodeDown), and ErrNotSent.
+type notSent struct{ reason error }
+
+func (e *notSent) Error() string   { return e.reason.Error() + " (not sent: the node is known down)" }
+func (e *notSent) Unwrap() []error { return []error{e.reason, ErrNotSent} }
 
 // Error codes on the wire (docs/remote.md). A code names the sentinel the
 // receiving side's error matches, so errors.Is works across nodes.

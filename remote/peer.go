@@ -54,10 +54,10 @@ type peer struct {
 	lastWrite int64                 // when flushLocked last wrote (ns since monoBase)
 	backoff   time.Duration
 	retry     *time.Timer
-	// down is the reason of the last loss while the peer is known down: from
-	// the loss until a connection is welcomed again, or until a retry finds
-	// nothing that wants the peer. Meanwhile what local actors send fails
-	// at once with it (it matches ErrNodeDown).
+	// down is set while the peer is known down: from a loss until a
+	// connection is welcomed again, or until a retry finds nothing that
+	// wants the peer. Meanwhile what local actors send fails at once with
+	// it: the loss's reason (matching ErrNodeDown), and ErrNotSent.
 	down error
 	// demand: something local tried to use the peer while it was down, so
 	// the next retry dials.
@@ -592,7 +592,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	mons := p.monitors
 	p.monitors = nil
 	closed := p.closed || p.n.closing.Load()
-	p.down = err
+	p.down = &notSent{err}
 	p.refused = errors.Is(err, syscall.ECONNREFUSED)
 	p.lastActive = time.Now()
 	if !closed {

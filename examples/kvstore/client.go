@@ -330,7 +330,8 @@ func (cl *Client) Table() Table {
 // ask sends msg to key's shard. When the ask fails because the shard's ref
 // is stale (see Client), it refreshes the ref and retries, at most
 // maxAttempts asks in all, within ctx: always after actor.ErrDead (the
-// message reached no actor, so it was not applied), and after
+// message reached no actor, so it was not applied) and remote.ErrNotSent
+// (the node was known down: nothing was sent), and after any other
 // remote.ErrNodeDown only if retry is set (the message may have been
 // delivered); otherwise a fetch is still started for the next requests.
 func (cl *Client) ask(ctx context.Context, key string, msg any, retry bool) (any, error) {
@@ -356,7 +357,7 @@ func (cl *Client) ask(ctx context.Context, key string, msg any, retry bool) (any
 		switch {
 		case err == nil || attempt >= maxAttempts:
 			return v, err
-		case errors.Is(err, actor.ErrDead), retry && errors.Is(err, remote.ErrNodeDown):
+		case errors.Is(err, actor.ErrDead), errors.Is(err, remote.ErrNotSent), retry && errors.Is(err, remote.ErrNodeDown):
 			if !cl.refresh(ctx, id, r) {
 				return v, err
 			}
@@ -389,13 +390,14 @@ func (cl *Client) Get(ctx context.Context, key string) ([]byte, bool, error) {
 
 // Put sets key to val and returns once the write is durable on the shard's
 // daemon. An error means the write did not happen if it matches
-// ErrShardCrashed, ErrClosed, ErrBadKey, ErrUnavailable or actor.ErrDead,
-// or a failed commit's error; otherwise (a timeout, remote.ErrNodeDown) it
-// may or may not have happened. A client made by Dial retries a Put that
-// failed with actor.ErrDead (it reached no shard) once it has a fresher
-// ref, but not one that failed with remote.ErrNodeDown, which may have
-// been applied: retrying it could apply it again after another client's
-// write of the key.
+// ErrShardCrashed, ErrClosed, ErrBadKey, ErrUnavailable, actor.ErrDead or
+// remote.ErrNotSent, or a failed commit's error; otherwise (a timeout,
+// another remote.ErrNodeDown) it may or may not have happened. A client
+// made by Dial retries a Put that failed with actor.ErrDead (it reached no
+// shard) or remote.ErrNotSent (its node was known down) once it has a
+// fresher ref, but not one that failed otherwise with remote.ErrNodeDown,
+// which may have been applied: retrying it could apply it again after
+// another client's write of the key.
 func (cl *Client) Put(ctx context.Context, key string, val []byte) error {
 	if val == nil {
 		val = []byte{}
