@@ -198,7 +198,6 @@ func (p *peer) enqueueOpt(kind int, o origin, write func(fw *frameWriter) error)
 	if idle && o == fromLocal {
 		p.netDial = false
 	}
-	p.lastActive = time.Now()
 	held := p.unackedLocked()
 	if force && held >= forcedLimit*p.n.cfg.MaxOutbound {
 		// Other nodes can make a stop send many signals (a link or a
@@ -450,6 +449,7 @@ func (p *peer) dialLocked() {
 	p.fw.w.b = append(p.fw.w.b, queued...)
 	epoch := p.epoch
 	p.n.stats.dials.Add(1)
+	p.lastActive = time.Now() // a connected peer is never forgotten; the loss sets it again
 	go p.dial(epoch)
 }
 
