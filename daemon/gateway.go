@@ -321,7 +321,7 @@ func (g *Gateway) RegisterKind(name string, k remote.Kind) {
 }
 
 // startGateway spawns the gateway, writes its capability file, and starts
-// introducing it to the other members' gateways.
+// learning the other members' gateways (and answering their hellos).
 func (d *Daemon) startGateway(ctx context.Context) error {
 	if err := RegisterGatewayTypes(d.node); err != nil {
 		return err
@@ -602,7 +602,7 @@ func truncate(s string, n int) string {
 }
 
 // gatewayActor is the gateway's actor. Its state is the Gateway's, behind
-// its mutex (the introduce kind runs on the network's goroutines).
+// its mutex (the hello kind runs on the network's goroutines).
 type gatewayActor Gateway
 
 func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
