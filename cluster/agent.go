@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
+	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/internal/service"
 	"github.com/hashicorp/memberlist"
 	"github.com/thejerf/suture/v4"
@@ -88,10 +92,19 @@ type Config struct {
 	// SecretKey, if set (16, 24 or 32 bytes), encrypts and authenticates
 	// gossip with AES-GCM. Every member needs the same key.
 	SecretKey []byte
+	// PublicKey, if set, is the node's public key (remote.Node.PublicKey),
+	// carried in the member's metadata (Member.Key) so that other members
+	// can check that what claims to come from this member does. Gossip
+	// authenticates it only as far as SecretKey does.
+	PublicKey []byte
 	// Peers, if set, is told of every member that fails or leaves.
 	Peers PeerNotifier
 	// Logger receives the agent's logs, and memberlist's (its debug chatter
-	// at Debug level). Default slog.Default().
+	// at Debug level). Lines that other machines can cause (memberlist's
+	// complaints about what arrives, members joining and failing) go
+	// through a rate limiter (internal/ratelog): per message and source, a
+	// few per interval, then one that counts those suppressed. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -134,6 +147,8 @@ type Meta struct {
 	Name string `json:"name"`
 	// Addr is the node's remote (gnet) address.
 	Addr string `json:"addr"`
+	// Key is the node's public key (Config.PublicKey), in hex.
+	Key string `json:"key,omitempty"`
 	// Leaving is set just before a graceful leave.
 	Leaving bool `json:"leaving,omitempty"`
 }
@@ -146,6 +161,10 @@ type Member struct {
 	Addr string `json:"addr"`
 	// Gossip is its memberlist address.
 	Gossip string `json:"gossip"`
+	// Key is its node's public key as its metadata gives it (nil if none,
+	// or not 32 bytes of hex). Only as trustworthy as the gossip: see
+	// Config.SecretKey.
+	Key []byte `json:"key,omitempty"`
 	// Self is true for this agent's own member.
 	Self bool `json:"self,omitempty"`
 }
@@ -210,16 +229,24 @@ type Agent struct {
 	qmu   sync.Mutex
 	queue []Event
 	wake  chan struct{}
+
+	bridge *logBridge // memberlist's log lines
 }
 
 // New makes an Agent. Run it with Serve (under a supervisor) or Start.
 func New(cfg Config) *Agent {
 	cfg = cfg.withDefaults()
+	log := ratelog.Wrap(cfg.Logger, ratelog.Config{}).With("member", cfg.Name)
+	meta := Meta{Name: cfg.Name, Addr: cfg.RemoteAddr}
+	if len(cfg.PublicKey) > 0 {
+		meta.Key = hex.EncodeToString(cfg.PublicKey)
+	}
 	return &Agent{
-		cfg: cfg, log: cfg.Logger.With("member", cfg.Name),
+		cfg: cfg, log: log,
 		ready: make(chan struct{}), dead: make(chan struct{}), done: make(chan struct{}),
-		meta: Meta{Name: cfg.Name, Addr: cfg.RemoteAddr},
+		meta: meta,
 		subs: map[int]func(Event){}, wake: make(chan struct{}, 1), members: map[string]Member{},
+		bridge: newLogBridge(log),
 	}
 }
 
@@ -301,7 +328,7 @@ func (a *Agent) memberlistConfig() (*memberlist.Config, error) {
 	c.Name = cfg.Name
 	c.Delegate = (*delegate)(a)
 	c.Events = (*events)(a)
-	c.Logger = log.New(&logBridge{a.log}, "", 0)
+	c.Logger = log.New(a.bridge, "", 0)
 	return c, nil
 }
 
@@ -440,7 +467,12 @@ func (a *Agent) joinLoop(ctx context.Context, stop <-chan struct{}, ml *memberli
 				joined, failures = true, 0
 			} else if failures++; failures <= 3 || failures%30 == 0 {
 				// Quiet after the first few: a first daemon waits for the others.
-				a.log.Warn("cluster: no seed answered; retrying", "seeds", seeds, "err", err, "attempts", failures)
+				if err != nil && isKeyMismatch(err.Error()) {
+					a.log.Error(msgKeyMismatch, "seeds", seeds, "hint", "a seed answered but refused our gossip: "+keyMismatchHint,
+						"err", oneLine(err.Error()), "attempts", failures)
+				} else {
+					a.log.Warn("cluster: no seed answered; retrying", "seeds", seeds, "err", err, "attempts", failures)
+				}
 			}
 		}
 		t.Reset(a.cfg.JoinInterval)
@@ -465,9 +497,15 @@ func (a *Agent) member(n *memberlist.Node) Member {
 	var meta Meta
 	if err := json.Unmarshal(n.Meta, &meta); err == nil {
 		m.Addr = meta.Addr
+		if k, err := hex.DecodeString(meta.Key); err == nil && len(k) == publicKeyLen {
+			m.Key = k
+		}
 	}
 	return m
 }
+
+// publicKeyLen is the length of a node's public key (X25519).
+const publicKeyLen = 32
 
 // Subscribe calls f with every membership event from now on, in order, on
 // the agent's dispatching goroutine (after Config.Peers has been told of a
@@ -607,13 +645,69 @@ func (e *events) NotifyUpdate(n *memberlist.Node) {
 	a.push(Event{Kind: Update, Member: m, Time: time.Now()})
 }
 
-// logBridge turns memberlist's log lines ("[LEVEL] memberlist: ...") into
-// slog records.
-type logBridge struct{ l *slog.Logger }
+// msgKeyMismatch is the log message, on both sides, of gossip refused
+// because the two agents' SecretKeys differ (or one has none).
+const msgKeyMismatch = "cluster: cluster key mismatch"
+
+const keyMismatchHint = "the other side's gossip key differs from this one's, or one of them has none: check the cluster key file of both"
+
+// keyMismatchMarks are what memberlist's errors say when gossip was sealed
+// with another key, or not sealed where a key is configured (or the
+// reverse), in lower case.
+var keyMismatchMarks = []string{
+	"no installed keys could decrypt",
+	"encryption is configured but remote state is not encrypted",
+	"remote state is encrypted and encryption is not configured",
+	"decrypt packet failed",
+}
+
+func isKeyMismatch(s string) bool {
+	s = strings.ToLower(s)
+	for _, m := range keyMismatchMarks {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine joins the lines of a (multi-error) message.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// bridgeLimits bound memberlist's lines per message and source: junk sent
+// to the gossip port in a loop costs a few lines a minute, not one per
+// packet.
+var bridgeLimits = ratelog.Config{Interval: time.Minute, Burst: 3}
+
+// Bounds of the parts of a memberlist line that become a record.
+const (
+	maxBridgeMsg    = 120
+	maxBridgeDetail = 300
+)
+
+// logBridge turns memberlist's log lines ("[LEVEL] memberlist: ...
+// from=host:port") into slog records that a rate limiter can key: the
+// sender's address becomes the attribute "from" (its host only, as a
+// sender picks its ports), and the message keeps only memberlist's fixed
+// text (up to the first ": ", with numbers and quoted strings masked),
+// the rest going to "detail". So the keys stay few whatever a sender puts
+// in its packets. Refusals of gossip sealed with another cluster key (or
+// none) read "cluster: cluster key mismatch".
+type logBridge struct {
+	l    *slog.Logger
+	seen atomic.Int64 // lines written by memberlist, limited or not (tests wait on it)
+}
 
 var _ io.Writer = (*logBridge)(nil)
 
+func newLogBridge(l *slog.Logger) *logBridge {
+	return &logBridge{l: slog.New(ratelog.New(l.Handler(), bridgeLimits))}
+}
+
 func (b *logBridge) Write(p []byte) (int, error) {
+	b.seen.Add(1)
 	line := bytes.TrimSpace(p)
 	lvl := slog.LevelInfo
 	for _, l := range []struct {
@@ -625,11 +719,99 @@ func (b *logBridge) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	text := strings.ToValidUTF8(string(line), "\uFFFD")
+	// A failed join is memberlist's debug line; joinLoop reports it.
+	mismatch := lvl >= slog.LevelInfo && isKeyMismatch(text)
+	if !mismatch && !b.l.Enabled(context.Background(), lvl) {
+		return len(p), nil
+	}
+	msg, detail, from, body := splitMemberlistLine(text)
 	// memberlist logs a probe miss during a crash as an error; it is what
 	// failure detection is for, so it is a warning here.
-	if lvl == slog.LevelError && bytes.Contains(line, []byte("Failed to send")) {
+	if lvl == slog.LevelError && strings.Contains(msg, "Failed to send") {
 		lvl = slog.LevelWarn
 	}
-	b.l.Log(context.Background(), lvl, string(line))
+	attrs := make([]any, 0, 6)
+	if mismatch {
+		lvl, msg = slog.LevelError, msgKeyMismatch
+		attrs = append(attrs, "hint", keyMismatchHint)
+		detail = truncate(body, maxBridgeDetail)
+	}
+	if from != "" {
+		attrs = append(attrs, "from", from)
+	}
+	if detail != "" {
+		attrs = append(attrs, "detail", detail)
+	}
+	b.l.Log(context.Background(), lvl, msg, attrs...)
 	return len(p), nil
+}
+
+// splitMemberlistLine splits a memberlist line (its level tag removed) into
+// a message of bounded variety, the detail, the sender's host, and the line
+// without the sender.
+func splitMemberlistLine(text string) (msg, detail, from, body string) {
+	if i := strings.LastIndex(text, "from="); i >= 0 && (i == 0 || text[i-1] == ' ') {
+		addr := text[i+len("from="):]
+		if addr == "<unknown address>" || !strings.ContainsAny(addr, " \t") {
+			text = strings.TrimRight(text[:i], " :")
+			from = addr
+			if h, _, err := net.SplitHostPort(addr); err == nil {
+				from = h
+			}
+			from = truncate(from, 64)
+		}
+	}
+	body = text
+	prefix := ""
+	if rest, ok := strings.CutPrefix(text, "memberlist: "); ok {
+		prefix, text = "memberlist: ", rest
+	}
+	head, rest, _ := strings.Cut(text, ": ")
+	masked := maskVariable(head)
+	if masked != head {
+		detail = text
+	} else {
+		detail = rest
+	}
+	return truncate(prefix+masked, maxBridgeMsg), truncate(detail, maxBridgeDetail), from, body
+}
+
+// maskVariable replaces runs of digits with "N" and quoted strings with
+// "…", the parts of memberlist's messages that vary with what was received.
+func maskVariable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+				i++
+			}
+			b.WriteByte('N')
+		case c == '"' || c == '\'':
+			end := strings.IndexByte(s[i+1:], c)
+			if end < 0 {
+				i = len(s)
+			} else {
+				i += end + 2
+			}
+			b.WriteString("…")
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String()
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -231,7 +232,7 @@ func TestClusterAgentConfigErrors(t *testing.T) {
 // TestClusterLogBridge: memberlist's log levels become slog levels.
 func TestClusterLogBridge(t *testing.T) {
 	var buf bytes.Buffer
-	b := &logBridge{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	b := newLogBridge(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	for _, l := range []string{
 		"[DEBUG] memberlist: Stream connection from=127.0.0.1:1\n",
 		"[WARN] memberlist: Was able to connect to x over TCP but UDP probes failed\n",
@@ -257,10 +258,213 @@ func TestClusterLogBridge(t *testing.T) {
 	}
 }
 
+// TestClusterSplitMemberlistLine: the sender's address becomes its host,
+// and what a sender chooses (numbers, quoted labels and names) leaves the
+// message for the detail, so that junk from one host has few keys.
+func TestClusterSplitMemberlistLine(t *testing.T) {
+	for _, c := range []struct{ line, msg, detail, from string }{
+		{`memberlist: Failed to decode ping request: msgpack decode error [pos 1]: bad from=127.0.0.1:4567`,
+			"memberlist: Failed to decode ping request", "msgpack decode error [pos 1]: bad", "127.0.0.1"},
+		{`memberlist: discarding packet with unacceptable label "evil0042": from=[::1]:99`,
+			"memberlist: discarding packet with unacceptable label …", `discarding packet with unacceptable label "evil0042"`, "::1"},
+		{`memberlist: msg type (255) not supported from=<unknown address>`,
+			"memberlist: msg type (N) not supported", "msg type (255) not supported", "<unknown address>"},
+		{`memberlist: Got ping for unexpected node 'x y' from=10.0.0.1:1`,
+			"memberlist: Got ping for unexpected node …", "Got ping for unexpected node 'x y'", "10.0.0.1"},
+		{`memberlist: Suspect b has failed, no acks received`, "memberlist: Suspect b has failed, no acks received", "", ""},
+		{`Err: Could not set the deadline: x`, "Err", "Could not set the deadline: x", ""},
+		{`memberlist: Stream connection from=127.0.0.1:1`, "memberlist: Stream connection", "", "127.0.0.1"},
+		{"memberlist: " + strings.Repeat("long ", 100), "memberlist: " + strings.Repeat("long ", 100)[:maxBridgeMsg-len("memberlist: ")] + "…", "", ""},
+	} {
+		msg, detail, from, _ := splitMemberlistLine(c.line)
+		if msg != c.msg || detail != c.detail || from != c.from {
+			t.Errorf("%q:\n got %q, %q, %q\nwant %q, %q, %q", c.line, msg, detail, from, c.msg, c.detail, c.from)
+		}
+	}
+	for line, want := range map[string]bool{
+		"memberlist: failed to receive: No installed keys could decrypt the message from=1.2.3.4:5":        true,
+		"memberlist: failed to receive: encryption is configured but remote state is not encrypted from=x": true,
+		"1 error occurred: * failed to join x: remote state is encrypted and encryption is not configured": true,
+		"memberlist: Decrypt packet failed: unsupported encryption version 255 from=127.0.0.1:1":           true,
+		"memberlist: Failed to decode ping request: msgpack decode error [pos 1]: bad from=127.0.0.1:4567": false,
+	} {
+		if isKeyMismatch(line) != want {
+			t.Errorf("isKeyMismatch(%q) = %v", line, !want)
+		}
+	}
+}
+
 func TestClusterEventKindString(t *testing.T) {
 	for k, want := range map[EventKind]string{Join: "join", Leave: "leave", Fail: "fail", Update: "update", 9: "EventKind(9)"} {
 		if k.String() != want {
 			t.Errorf("%d: %q, want %q", k, k.String(), want)
+		}
+	}
+}
+
+// recorder is a slog.Handler that keeps the records at Info and above.
+type recorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *recorder) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec.Clone())
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+// count returns how many records there are, and how many have msg.
+func (r *recorder) count(msg string) (all, with int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.recs {
+		if rec.Message == msg {
+			with++
+		}
+	}
+	return len(r.recs), with
+}
+
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	for _, rec := range r.recs {
+		b.WriteString(rec.Level.String() + " " + rec.Message)
+		rec.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// windows is how many rate limiter windows of length w the time since
+// began spans (at least one).
+func windows(began time.Time, w time.Duration) int {
+	return 1 + int(time.Since(began)/w)
+}
+
+// recordedAgent starts an agent whose logs go to a recorder.
+func recordedAgent(t *testing.T, name string, key []byte, seeds ...string) (*Agent, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	a := New(Config{Name: name, RemoteAddr: "10.0.0.1:1", Bind: "127.0.0.1:0", Seeds: seeds, SecretKey: key,
+		Profile: ProfileFast, JoinInterval: 50 * time.Millisecond, Logger: slog.New(rec)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stop, err := a.Start(ctx)
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(stop)
+	return a, rec
+}
+
+// TestClusterJunkBoundedLogs: junk sent to the gossip port, over UDP and
+// TCP, from ever new ports and with ever new labels, costs a bounded number
+// of log lines (memberlist writes one or more per packet); on an agent
+// with a key, they say cluster key mismatch.
+func TestClusterJunkBoundedLogs(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unkeyed", true: "keyed"}[keyed], func(t *testing.T) {
+			var key []byte
+			if keyed {
+				key = bytes.Repeat([]byte{7}, 32)
+			}
+			began := time.Now()
+			a, rec := recordedAgent(t, "a", key)
+			target := a.GossipAddr()
+			const want = 400 // memberlist lines caused
+			sent := 0
+			deadline := time.Now().Add(30 * time.Second)
+			for a.bridge.seen.Load() < want {
+				if time.Now().After(deadline) {
+					t.Fatalf("memberlist wrote %d lines for %d junk packets", a.bridge.seen.Load(), sent)
+				}
+				before := a.bridge.seen.Load()
+				for range 20 {
+					sent++
+					var junk []byte
+					switch sent % 4 {
+					case 0:
+						junk = []byte{0xff, 'j', 'u', 'n', 'k'} // no such message type
+					case 1:
+						junk = append([]byte{244, 8}, fmt.Sprintf("evil%04d", sent%10000)...) // a label of its own
+					case 2:
+						junk = []byte{0, 0xc1, 0xc1, byte(sent)} // a ping that does not decode
+					case 3:
+						junk = []byte{244} // a truncated label
+					}
+					c, err := net.Dial("udp", target) // a new source port each time
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, _ = c.Write(junk)
+					c.Close()
+				}
+				for range 2 {
+					c, err := net.Dial("tcp", target)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+					c.Close()
+				}
+				// Pace: wait for memberlist to read some of it.
+				for wait := time.Now().Add(time.Second); a.bridge.seen.Load() == before && time.Now().Before(wait); {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			all, mismatch := rec.count(msgKeyMismatch)
+			t.Logf("%d junk packets: memberlist wrote %d lines, %d logged (%d cluster key mismatch)", sent, a.bridge.seen.Load(), all, mismatch)
+			// A few kinds of junk, each a few lines per minute (bridgeLimits),
+			// and the agent's own start line.
+			bound := 40 * windows(began, bridgeLimits.Interval)
+			if all > bound || all < 2 {
+				t.Fatalf("%d lines logged for %d junk packets, want 2 to %d:\n%s", all, sent, bound, rec)
+			}
+			if keyed && mismatch == 0 {
+				t.Fatalf("keyed agent: junk not reported as a cluster key mismatch:\n%s", rec)
+			}
+		})
+	}
+}
+
+// TestClusterKeyMismatchLogged: agents whose gossip keys differ (one has
+// none, one another) never join; both sides say cluster key mismatch, a
+// bounded number of times however often the joiners retry.
+func TestClusterKeyMismatchLogged(t *testing.T) {
+	began := time.Now()
+	a, recA := recordedAgent(t, "a", bytes.Repeat([]byte{1}, 32))
+	b, recB := recordedAgent(t, "b", nil, a.GossipAddr())
+	c, recC := recordedAgent(t, "c", bytes.Repeat([]byte{2}, 32), a.GossipAddr())
+	// Each failed join is one of memberlist's debug lines on the joiner.
+	eventually(t, 30*time.Second, "40 join attempts each", func() bool {
+		return b.bridge.seen.Load() >= 40 && c.bridge.seen.Load() >= 40
+	})
+	for _, x := range []struct {
+		a   *Agent
+		rec *recorder
+	}{{a, recA}, {b, recB}, {c, recC}} {
+		if n := len(x.a.Members()); n != 1 {
+			t.Fatalf("%s sees %d members: agents with different keys joined", x.a.Name(), n)
+		}
+		all, mismatch := x.rec.count(msgKeyMismatch)
+		t.Logf("%s: %d lines, %d cluster key mismatch", x.a.Name(), all, mismatch)
+		// a: 3 a minute per message and source (b and c share one); b and
+		// c: attempts 1, 2, 3 and every 30th, at most 5 per 10 s (the
+		// agent's own limiter).
+		bound := 3 * windows(began, bridgeLimits.Interval)
+		if x.a != a {
+			bound = 5 * windows(began, 10*time.Second)
+		}
+		if mismatch == 0 || mismatch > bound || all > bound+4 {
+			t.Fatalf("%s: %d lines, %d saying cluster key mismatch; want 1 to %d of these and at most %d in all:\n%s",
+				x.a.Name(), all, mismatch, bound, bound+4, x.rec)
 		}
 	}
 }

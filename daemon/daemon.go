@@ -19,6 +19,7 @@ import (
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/cluster"
 	"github.com/actord/actord/debug"
+	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/remote"
 	"github.com/actord/actord/supervisor"
 )
@@ -77,6 +78,9 @@ type Daemon struct {
 	met   *metricsService
 	info  Info
 	gw    *Gateway // see gateway.go
+	// nodeKey is the node's private key (remote.Config.PrivateKey): the
+	// gateway proves with it that its introductions come from this member.
+	nodeKey []byte
 
 	nodeSvc           *nodeService
 	agentP            atomic.Pointer[cluster.Agent] // for metrics scrapes during Start
@@ -100,6 +104,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Peers can make any part of the daemon log (junk packets, failed
+	// handshakes, refused introductions): every line goes through one rate
+	// limiter, per message and source.
+	cfg.Logger = ratelog.Wrap(cfg.Logger, ratelog.Config{})
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon: data dir: %w", err)
 	}
@@ -108,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{})}
+	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey}
 	d.lastFail.Store("")
 
 	acfg := actor.Config{Loops: cfg.Loops, ExternalLoops: true, Logger: log}
@@ -158,6 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	ccfg := cfg.Cluster
 	ccfg.Name, ccfg.RemoteAddr, ccfg.Bind, ccfg.Advertise = cfg.Name, d.node.Addr(), cfg.Gossip, cfg.Advertise
 	ccfg.Seeds, ccfg.Peers, ccfg.Logger = cfg.Seeds, d.node, cfg.Logger
+	ccfg.PublicKey = d.node.PublicKey() // members check the gateway's introductions with it
 	if len(ccfg.SecretKey) == 0 && rcfg.ClusterKey != nil {
 		ccfg.SecretKey = GossipKey(rcfg.ClusterKey)
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -12,7 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/flynn/noise"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/cluster"
@@ -29,7 +33,9 @@ import (
 // exactly like a dead actor (asks fail with actor.ErrDead).
 //
 // Gateways of a cluster learn each other's refs so that a client connected
-// to one daemon can reach the others (see docs/client.md, "Gateways").
+// to one daemon can reach the others (see docs/client.md, "Gateways"); a
+// member's gateway is recorded only as the member's node key proves it
+// (gateway_intro.go).
 
 // CapabilityFile is the name, in the data dir, of the file holding the
 // daemon's gateway capability (one line, see Capability).
@@ -212,9 +218,11 @@ func (r SpawnResult) Err() error {
 	return fmt.Errorf("%w: %s", base, r.Msg)
 }
 
-// gatewayAnnounce tells a gateway the sender's own gateway (see introduce).
-type gatewayAnnounce struct {
-	Gateway actor.Ref
+// gatewayWelcome answers a hello: Member's gateway, sealed for the asker
+// (see gateway_intro.go).
+type gatewayWelcome struct {
+	Member string
+	Msg    []byte
 }
 
 // RegisterGatewayTypes registers the gateway protocol's message types on
@@ -225,28 +233,67 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[MemberList](n, "actord.gateway.MemberList"),
 		remote.Register[SpawnKind](n, "actord.gateway.SpawnKind"),
 		remote.Register[SpawnResult](n, "actord.gateway.SpawnResult"),
-		remote.Register[gatewayAnnounce](n, "actord.gateway.Announce"),
+		remote.Register[gatewayWelcome](n, "actord.gateway.Welcome"),
+		remote.RegisterError("actord.gateway.answered", errAnswered),
 	)
 }
 
-// introduceKind is the one remote kind the gateway registers on the node:
-// "spawning" it with a gateway ref as argument introduces that gateway
-// (see Gateway.introduced). It never spawns anything.
-const introduceKind = "actord.gateway.introduce"
+// helloKind is the one remote kind the gateway registers on the node:
+// "spawning" it with a hello as argument asks for the gateway (see
+// gateway_intro.go). It never spawns anything.
+const helloKind = "actord.gateway.hello"
 
-var errIntroduced = errors.New("actord: gateway introduced (nothing spawned)")
+// errAnswered is how a hello is answered when the welcome is on its way.
+var errAnswered = errors.New("actord: gateway hello answered (nothing spawned)")
+
+// Introductions: how long one attempt may take, the pause after a failed
+// one (doubling up to the maximum), the attempt after which a failure is a
+// warning, and how many hellos a gateway opens at once (each costs two
+// Diffie-Hellman operations).
+const (
+	pullTimeout    = 5 * time.Second
+	pullBackoffMin = 100 * time.Millisecond
+	pullBackoffMax = 10 * time.Second
+	pullWarnAfter  = 10
+	maxAnswering   = 32
+)
 
 // Gateway is a daemon's gateway (see CapabilityFile).
 type Gateway struct {
-	d    *Daemon
-	ref  actor.Ref
-	cap  Capability
-	file string
-	ctx  context.Context // ends when the daemon stops
+	d      *Daemon
+	ref    actor.Ref
+	cap    Capability
+	file   string
+	ctx    context.Context // ends when the daemon stops
+	static noise.DHKey     // the node's key pair: introductions are sealed with it
+
+	answering atomic.Int32 // hellos being opened
 
 	mu    sync.Mutex
 	kinds map[string]remote.Kind
-	peers map[string]actor.Ref // other members' gateways, by member name
+	peers map[string]peerGateway // other members' gateways, by member name
+	pulls map[string]*puller     // introductions under way, by member name
+}
+
+// peerGateway is a member's gateway, and the member's address and key as
+// they were when the member's node proved it.
+type peerGateway struct {
+	ref  actor.Ref
+	id   actor.WireID
+	addr string
+	key  []byte
+}
+
+// puller learns one member's gateway (Gateway.pull).
+type puller struct {
+	m      cluster.Member
+	cancel context.CancelFunc
+	pend   *pendingHello // the hello awaiting its welcome, nil between attempts
+}
+
+type pendingHello struct {
+	recv *noise.CipherState // opens the welcome; used under Gateway.mu
+	done chan actor.WireID  // the member's gateway, once (buffered)
 }
 
 // Gateway returns the daemon's gateway.
@@ -274,15 +321,16 @@ func (g *Gateway) RegisterKind(name string, k remote.Kind) {
 }
 
 // startGateway spawns the gateway, writes its capability file, and starts
-// introducing it to the other members' gateways.
+// learning the other members' gateways (and answering their hellos).
 func (d *Daemon) startGateway(ctx context.Context) error {
 	if err := RegisterGatewayTypes(d.node); err != nil {
 		return err
 	}
 	gctx, cancel := context.WithCancel(context.Background())
 	go func() { <-d.done; cancel() }()
-	g := &Gateway{d: d, ctx: gctx, kinds: map[string]remote.Kind{}, peers: map[string]actor.Ref{},
-		file: filepath.Join(d.cfg.DataDir, CapabilityFile)}
+	g := &Gateway{d: d, ctx: gctx, kinds: map[string]remote.Kind{}, peers: map[string]peerGateway{},
+		pulls: map[string]*puller{}, file: filepath.Join(d.cfg.DataDir, CapabilityFile),
+		static: noise.DHKey{Private: d.nodeKey, Public: d.node.PublicKey()}}
 	ref, err := d.sys.Spawn(ctx, func() actor.Actor { return (*gatewayActor)(g) }, actor.Name("actord.gateway"))
 	if err != nil {
 		return err
@@ -297,10 +345,10 @@ func (d *Daemon) startGateway(ctx context.Context) error {
 		return fmt.Errorf("capability file: %w", err)
 	}
 	d.gw = g
-	d.node.RegisterKind(introduceKind, g.introduced)
+	d.node.RegisterKind(helloKind, g.hello)
 	d.agent.Subscribe(g.onEvent)
 	for _, m := range d.agent.Members() {
-		g.introduce(m)
+		g.want(m)
 	}
 	d.log.Info("gateway capability written", "capability_file", g.file)
 	return nil
@@ -327,68 +375,234 @@ func writeSecretFile(path, s string) error {
 	return os.Rename(f.Name(), path)
 }
 
-// onEvent follows membership: a member that joins is introduced to, one
-// that goes away is forgotten.
+// onEvent follows membership: a member's gateway is learned when it joins
+// or its address or key changes, and forgotten when it goes away.
 func (g *Gateway) onEvent(e cluster.Event) {
 	switch e.Kind {
 	case cluster.Join, cluster.Update:
-		g.introduce(e.Member)
+		g.want(e.Member)
 	case cluster.Leave, cluster.Fail:
 		g.mu.Lock()
 		delete(g.peers, e.Member.Name)
+		g.stopPullLocked(e.Member.Name)
 		g.mu.Unlock()
 	}
 }
 
-// introduce sends this gateway's ref to member m's node as the argument of
-// the introduce kind. If m knows this daemon as a member, it records the
-// ref and answers with its own gateway's ref (gatewayAnnounce). Either side
-// introducing itself suffices, so an introduction refused because m has
-// not seen this daemon join yet is made good by m's own, later one.
-func (g *Gateway) introduce(m cluster.Member) {
+// want makes sure member m's gateway is known for m's current address and
+// key, or being learned. A record made under another address or key is
+// dropped (and the change logged): it was proved by another node.
+func (g *Gateway) want(m cluster.Member) {
 	if m.Self || m.Addr == "" {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-		defer cancel()
-		_, err := g.d.node.Spawn(ctx, m.Addr, introduceKind, g.ref)
-		if err != nil && !strings.Contains(err.Error(), errIntroduced.Error()) {
-			g.d.log.Debug("gateway: introduction refused", "peer", m.Name, "err", err)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if rec, ok := g.peers[m.Name]; ok {
+		if rec.addr == m.Addr && bytes.Equal(rec.key, m.Key) {
+			return
 		}
-	}()
+		delete(g.peers, m.Name)
+		g.d.log.Warn("gateway: member's address or node key changed; its gateway is forgotten until its node proves it again",
+			"peer", m.Name, "addr", m.Addr, "old_addr", rec.addr, "key", hex.EncodeToString(m.Key), "old_key", hex.EncodeToString(rec.key))
+	}
+	g.startPullLocked(m)
 }
 
-// introduced is the introduce kind: args is another member's gateway.
-func (g *Gateway) introduced(args any) (actor.Factory, error) {
-	r, ok := args.(actor.Ref)
-	if !ok || !g.accept(r) {
-		return nil, actor.ErrDead
+// startPullLocked starts learning m's gateway, unless that is under way
+// for m's address and key already. A record stays until a newer one
+// replaces it. g.mu held.
+func (g *Gateway) startPullLocked(m cluster.Member) {
+	if p := g.pulls[m.Name]; p != nil && p.m.Addr == m.Addr && bytes.Equal(p.m.Key, m.Key) {
+		return
 	}
-	_ = g.d.sys.Send(r, gatewayAnnounce{Gateway: g.ref})
-	return nil, errIntroduced
+	g.stopPullLocked(m.Name)
+	if len(m.Key) == 0 {
+		g.d.log.Warn("gateway: member gossips no node key; its gateway cannot be learned", "peer", m.Name, "addr", m.Addr)
+		return
+	}
+	ctx, cancel := context.WithCancel(g.ctx)
+	p := &puller{m: m, cancel: cancel}
+	g.pulls[m.Name] = p
+	go g.pull(ctx, p)
 }
 
-// accept records r as a member's gateway if r lives at the address of a
-// member of the name r's node gives.
-func (g *Gateway) accept(r actor.Ref) bool {
-	c, ok := CapabilityOf(g.d.node, r)
-	if !ok || c.Node == g.d.cfg.Name {
-		return false
+func (g *Gateway) stopPullLocked(name string) {
+	if p := g.pulls[name]; p != nil {
+		p.cancel()
+		delete(g.pulls, name)
 	}
+}
+
+// pull asks p's member for its gateway until it answers, with backoff
+// (the member may not have seen this daemon join yet, or not have started
+// its gateway), or until ctx ends (the member left or changed, or the
+// daemon stops).
+func (g *Gateway) pull(ctx context.Context, p *puller) {
+	backoff := pullBackoffMin
+	for attempt := 1; ; attempt++ {
+		err := g.pullOnce(ctx, p)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if attempt == pullWarnAfter {
+			g.d.log.Warn("gateway: member's gateway still unknown; retrying", "peer", p.m.Name, "addr", p.m.Addr, "attempts", attempt, "err", err)
+		} else {
+			g.d.log.Debug("gateway: member's gateway not learned; retrying", "peer", p.m.Name, "attempts", attempt, "err", err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, pullBackoffMax)
+	}
+}
+
+// pullOnce sends one hello to p's member and waits for its welcome.
+func (g *Gateway) pullOnce(ctx context.Context, p *puller) error {
+	m := p.m
+	hello, recv, err := newHello(g.static, g.d.cfg.Name, g.cap.ID, m.Name, m.Addr, m.Key)
+	if err != nil {
+		return err
+	}
+	pend := &pendingHello{recv: recv, done: make(chan actor.WireID, 1)}
+	g.mu.Lock()
+	if g.pulls[m.Name] != p {
+		g.mu.Unlock()
+		return context.Canceled
+	}
+	p.pend = pend
+	g.mu.Unlock()
+	actx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	if _, err := g.d.node.Spawn(actx, m.Addr, helloKind, hello); !errors.Is(err, errAnswered) {
+		return fmt.Errorf("hello refused: %w", err)
+	}
+	select {
+	case id := <-pend.done:
+		return g.record(p, id)
+	case <-actx.Done():
+		return fmt.Errorf("no welcome: %w", actx.Err())
+	}
+}
+
+// welcomed opens a welcome with the hello outstanding for its member.
+func (g *Gateway) welcomed(w gatewayWelcome) {
+	g.mu.Lock()
+	p := g.pulls[w.Member]
+	if p == nil || p.pend == nil {
+		g.mu.Unlock()
+		g.d.log.Debug("gateway: welcome without a hello, dropped", "claimed", truncate(w.Member, 64))
+		return
+	}
+	id, err := openWelcome(p.pend.recv, w.Msg)
+	if err != nil {
+		g.mu.Unlock()
+		// Not made by the member's node key for this hello: forged or stale.
+		g.d.log.Warn("gateway: welcome that the member's node did not make, dropped", "peer", p.m.Name, "err", err)
+		return
+	}
+	pend := p.pend
+	p.pend = nil
+	g.mu.Unlock()
+	pend.done <- id
+}
+
+// record keeps the gateway p's member proved, unless p was superseded.
+func (g *Gateway) record(p *puller, id actor.WireID) error {
+	m := p.m
+	ref, err := g.d.node.ImportRef(m.Name, m.Addr, id)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	if g.pulls[m.Name] != p {
+		g.mu.Unlock()
+		return nil // the member changed or left meanwhile
+	}
+	delete(g.pulls, m.Name)
+	p.cancel()
+	old, had := g.peers[m.Name]
+	g.peers[m.Name] = peerGateway{ref: ref, id: id, addr: m.Addr, key: m.Key}
+	g.mu.Unlock()
+	switch {
+	case !had:
+		g.d.log.Info("gateway: member's gateway learned", "peer", m.Name, "addr", m.Addr, "key", hex.EncodeToString(m.Key))
+	case old.id != id || old.addr != m.Addr:
+		g.d.log.Warn("gateway: member's gateway changed", "peer", m.Name, "addr", m.Addr, "key", hex.EncodeToString(m.Key))
+	}
+	return nil
+}
+
+// hello is the hello kind: it answers a member's hello with a welcome (see
+// gateway_intro.go). Anyone who reaches the node can call it, so it bounds
+// the hellos it opens at once, and records nothing.
+func (g *Gateway) hello(args any) (actor.Factory, error) {
+	b, ok := args.([]byte)
+	if !ok {
+		return nil, fmt.Errorf("%w: gateway hello of type %T", actor.ErrDead, args)
+	}
+	if g.answering.Add(1) > maxAnswering {
+		g.answering.Add(-1)
+		return nil, fmt.Errorf("%w: gateway is answering %d hellos", actor.ErrQueueFull, maxAnswering)
+	}
+	defer g.answering.Add(-1)
+	h, err := openHello(g.static, g.d.cfg.Name, g.d.node.Addr(), b)
+	if err != nil {
+		g.d.log.Warn("gateway: hello refused", "err", err)
+		return nil, fmt.Errorf("%w: %w", actor.ErrDead, err)
+	}
+	m, ok := g.member(h.from)
+	if !ok || !bytes.Equal(m.Key, h.key) {
+		// Often a member whose join this daemon has not seen yet: it asks again.
+		g.d.log.Debug("gateway: hello from a node that is not a member (yet)", "claimed", truncate(h.from, 64), "key", hex.EncodeToString(h.key))
+		return nil, fmt.Errorf("%w: %q with key %x is not a member of %s's cluster", actor.ErrDead, truncate(h.from, 64), h.key, g.d.cfg.Name)
+	}
+	ref, err := g.d.node.ImportRef(m.Name, m.Addr, h.gateway)
+	if err != nil {
+		return nil, err
+	}
+	w, err := h.welcome(g.cap.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.d.sys.Send(ref, gatewayWelcome{Member: g.d.cfg.Name, Msg: w}); err != nil {
+		return nil, err
+	}
+	// The hello proves only that this gateway was the member's at some
+	// time (it may be replayed): another one than recorded means ask the
+	// member, not record it.
+	g.mu.Lock()
+	if rec, ok := g.peers[m.Name]; !ok || rec.id != h.gateway {
+		g.startPullLocked(m)
+	}
+	g.mu.Unlock()
+	return nil, errAnswered
+}
+
+// member returns the member named name, if this daemon sees it.
+func (g *Gateway) member(name string) (cluster.Member, bool) {
 	for _, m := range g.d.agent.Members() {
-		if m.Name == c.Node && m.Addr == c.Addr && !m.Self {
-			g.mu.Lock()
-			g.peers[m.Name] = r
-			g.mu.Unlock()
-			return true
+		if m.Name == name && !m.Self {
+			return m, true
 		}
 	}
-	return false
+	return cluster.Member{}, false
+}
+
+// truncate cuts s (a name from the network, for a log line) to n bytes.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // gatewayActor is the gateway's actor. Its state is the Gateway's, behind
-// its mutex (the introduce kind runs on the network's goroutines).
+// its mutex (the hello kind runs on the network's goroutines).
 type gatewayActor Gateway
 
 func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
@@ -398,8 +612,8 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return g.members(), nil
 	case SpawnKind:
 		return g.spawn(c, m)
-	case gatewayAnnounce:
-		g.accept(m.Gateway)
+	case gatewayWelcome:
+		g.welcomed(m)
 		return nil, nil
 	}
 	return nil, actor.ErrUnknownMessage
@@ -415,7 +629,7 @@ func (g *Gateway) members() MemberList {
 		if m.Self {
 			mi.Gateway = g.ref
 		} else {
-			mi.Gateway = g.peers[m.Name]
+			mi.Gateway = g.peers[m.Name].ref
 		}
 		out.Members = append(out.Members, mi)
 	}
@@ -516,7 +730,8 @@ func (g *Gateway) forward(c *actor.Context, m SpawnKind) (any, error) {
 		return SpawnResult{Code: SpawnNoMember, Msg: fmt.Sprintf("%q (asked %s)", m.Member, g.d.cfg.Name)}, nil
 	}
 	g.mu.Lock()
-	peer, ok := g.peers[m.Member]
+	rec, ok := g.peers[m.Member]
+	peer := rec.ref
 	g.mu.Unlock()
 	if !ok {
 		return SpawnResult{Code: SpawnNoGateway, Msg: fmt.Sprintf("%q (asked %s)", m.Member, g.d.cfg.Name)}, nil
