@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"runtime"
@@ -195,6 +196,15 @@ func (p *peer) claimClosed(key []byte) {
 		delete(p.claims, string(key))
 	}
 	p.lastActive = time.Now()
+}
+
+// mayAnswer reports whether the connection comes from the node this node
+// reached by dialing the address its Hello claims (the same static key):
+// only that node may answer what this node asked it. Any node may claim any
+// address in its Hello.
+func (ic *inConn) mayAnswer() bool {
+	k := ic.from.answerKey.Load()
+	return k != nil && bytes.Equal(*k, ic.sess.peerKey)
 }
 
 // inboundClosed is called when an accepted connection closes. When it was

@@ -469,3 +469,41 @@ func BenchmarkRecoveryAfterRestart(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-recover")
 	b.ReportMetric(0, "ns/op")
 }
+
+// A node that claims another node's address in its Hello cannot answer the
+// asks this node sent to that node: a goroutine ask's correlation is a
+// counter, easy to guess.
+func TestReplyOnlyFromTheNodeAsked(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	got := make(chan any, 1)
+	r := remoteActor(t, a, b, deferForever(got))
+	res := make(chan askRes, 1)
+	go func() {
+		v, err := a.sys.Ask(ctxT(t), r, "never answered")
+		res <- askRes{v, err}
+	}()
+	recv(t, got, 10*time.Second, "the ask to reach b")
+	p, _ := a.node.peer(b.node.Addr())
+	p.mu.Lock()
+	last := p.nextCall
+	p.mu.Unlock()
+	c := secureDial(t, a.node.Addr())
+	if _, err := c.Write(helloFrame(protocolVersion, "b", b.node.Addr(), 1)); err != nil {
+		t.Fatal(err)
+	}
+	for corr := uint64(0); corr <= last+1; corr++ {
+		if _, err := c.Write(appendFrame(nil, fReply, uint64(actor.GoroutineLoop), corr, uint64(0), uint64(0), "", typeID("string"), "forged")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = c.Write(appendFrame(nil, fPing, uint64(1)))
+	if _, err := c.readFrame(10 * time.Second); err != nil { // the pong: the replies were read
+		t.Fatal(err)
+	}
+	select {
+	case x := <-res:
+		t.Fatalf("the ask was settled by another node: %v, %v", x.v, x.err)
+	default:
+	}
+}

@@ -957,6 +957,14 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			}
 		}
 	case fReply:
+		if !ic.mayAnswer() {
+			// Another node that claims the address in its Hello: a reply
+			// names its ask by numbers that can be guessed, so only the
+			// node this one asked may settle it.
+			n.stats.dropped.Add(1)
+			n.log.Warn("remote: dropping a reply from a node that is not the one asked", "peer", ic.remoteName, "remote_addr", ic.remoteAddr)
+			return nil
+		}
 		err := decodeError(ic.remoteName, f.code, f.msg)
 		v := f.payload
 		if err == nil && f.payloadErr != nil {

@@ -83,6 +83,11 @@ type peer struct {
 	nextCall    uint64
 	monitors    map[actor.WireID]*monitor
 	lastHeard   atomic.Int64
+	// answerKey is the static key the current connection authenticated,
+	// for the network loops reading connections from the peer: only a
+	// connection from that same node may answer what was asked over this
+	// one (see inConn.mayAnswer). Nil while not connected.
+	answerKey atomic.Pointer[[]byte]
 	// addresses of the current connection, for events
 	localAddr, remoteAddr string
 	welcome               bool // the current connection's handshake completed
@@ -541,6 +546,7 @@ func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCiph
 	p.n.stats.bytesOut.Add(uint64(len(last)))
 	p.netHeld = c.OutboundBuffered()
 	p.tx, p.peerKey = tx, key
+	p.answerKey.Store(&key)
 	p.flushLocked(false)
 }
 
@@ -578,6 +584,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	local, remote := p.localAddr, p.remoteAddr
 	p.conn, p.dialing, p.flushing = nil, false, false
 	p.tx, p.peerKey = nil, nil
+	p.answerKey.Store(nil)
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
