@@ -46,11 +46,21 @@ const (
 )
 
 // PeerNotifier is told when a member goes away, so that what depended on
-// it fails at once. *remote.Node implements it.
+// it fails at once. *remote.Node implements it, and PeerUpNotifier.
 type PeerNotifier interface {
 	// PeerDown is called with the member's remote address and why it is
 	// considered down (an error matching ErrMemberFailed or ErrMemberLeft).
 	PeerDown(addr string, reason error) bool
+}
+
+// PeerUpNotifier is a PeerNotifier that is also told when a member joins
+// (or comes back) and when its address changes, so that it connects at
+// once rather than at its next retry: a restarted daemon is reached again
+// as soon as gossip sees it.
+type PeerUpNotifier interface {
+	PeerNotifier
+	// PeerUp is called with the member's remote address.
+	PeerUp(addr string) bool
 }
 
 // Config sets up an Agent. Zero fields take the defaults.
@@ -557,8 +567,13 @@ func (a *Agent) dispatch(stop <-chan struct{}) {
 func (a *Agent) deliver(e Event) {
 	if !e.Member.Self {
 		switch e.Kind {
-		case Join:
-			a.log.Info("cluster: member joined", "peer", e.Member.Name, "addr", e.Member.Addr, "gossip_addr", e.Member.Gossip)
+		case Join, Update:
+			if e.Kind == Join {
+				a.log.Info("cluster: member joined", "peer", e.Member.Name, "addr", e.Member.Addr, "gossip_addr", e.Member.Gossip)
+			}
+			if up, ok := a.cfg.Peers.(PeerUpNotifier); ok && e.Member.Addr != "" {
+				up.PeerUp(e.Member.Addr)
+			}
 		case Leave, Fail:
 			reason := ErrMemberFailed
 			if e.Kind == Leave {

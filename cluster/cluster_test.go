@@ -468,3 +468,37 @@ func TestClusterKeyMismatchLogged(t *testing.T) {
 		}
 	}
 }
+
+// upPeers is a PeerUpNotifier that records PeerUp calls.
+type upPeers struct {
+	*peers
+	up chan string
+}
+
+func (p *upPeers) PeerUp(addr string) bool {
+	select {
+	case p.up <- addr:
+	default:
+	}
+	return true
+}
+
+// TestClusterPeerUpOnJoin: a notifier that also takes PeerUp is told the
+// remote address of a member that joins, so it connects at once.
+func TestClusterPeerUpOnJoin(t *testing.T) {
+	pa := &upPeers{peers: newPeers(), up: make(chan string, 16)}
+	a, _ := agent(t, "aa", "127.0.0.1:0", pa)
+	b, _ := agent(t, "bb", "127.0.0.1:0", newPeers(), a.GossipAddr())
+	want := b.cfg.RemoteAddr
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-pa.up:
+			if got == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no PeerUp(%s) after bb joined", want)
+		}
+	}
+}
