@@ -62,6 +62,17 @@ const (
 // with a ref refreshed after the previous one failed.
 const maxAttempts = 3
 
+// A request refused with remote.ErrNotSent (its daemon's node was known
+// down: nothing was sent) is asked again through the same ref after a
+// pause, while its node reconnects: up to notSentRetries times, pausing
+// from notSentPause, doubling, within the request's context. These retries
+// do not count against maxAttempts: a connection lost for a moment (a
+// missed heartbeat) costs a pause, not a failed request.
+const (
+	notSentRetries = 6
+	notSentPause   = 10 * time.Millisecond
+)
+
 // NewClient returns a client over sys (which must reach the refs: the same
 // system, or one with a remote.Node) for the shards in tab. timeout bounds
 // requests whose context has no deadline (DefaultTimeout if 0). Its table
@@ -341,6 +352,7 @@ func (cl *Client) ask(ctx context.Context, key string, msg any, retry bool) (any
 	ctx, cancel := withDefault(ctx, cl.timeout)
 	defer cancel()
 	id := ShardOf(key, cl.tab.Load().Shards)
+	pause, waits := notSentPause, 0
 	for attempt := 1; ; attempt++ {
 		tab := cl.tab.Load()
 		r := tab.Refs[id]
@@ -354,6 +366,11 @@ func (cl *Client) ask(ctx context.Context, key string, msg any, retry bool) (any
 			return nil, fmt.Errorf("%w: shard %d", ErrUnavailable, id)
 		}
 		v, err := cl.sys.Ask(ctx, r, msg)
+		if errors.Is(err, remote.ErrNotSent) && waits < notSentRetries && sleepCtx(ctx, pause) {
+			waits, pause = waits+1, pause*2
+			attempt--
+			continue
+		}
 		switch {
 		case err == nil || attempt >= maxAttempts:
 			return v, err
@@ -437,4 +454,20 @@ func (cl *Client) CrashShard(ctx context.Context, id int, token string) error {
 	defer cancel()
 	_, err := cl.sys.Ask(ctx, r, CrashShard{Token: token})
 	return err
+}
+
+// sleepCtx waits for d, or until ctx is done; it reports whether it waited
+// the whole d with time left in ctx.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

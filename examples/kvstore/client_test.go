@@ -181,3 +181,27 @@ func TestClientRecoversDaemonRestart(t *testing.T) {
 		mustGet(t, cl, k, "v2", true)
 	}
 }
+
+// TestClientRidesOutAMomentaryLoss: when the client's node loses its
+// connection to a daemon that is still up (a missed heartbeat), requests
+// are refused at once with remote.ErrNotSent until it reconnects; the
+// client asks again after a pause instead of failing them.
+func TestClientRidesOutAMomentaryLoss(t *testing.T) {
+	d := newTestNode(t, "d")
+	d.install(t, Config{DataDir: t.TempDir(), Token: "secret"})
+	c := newTestNode(t, "c")
+	cl, err := Dial(ctxT(t), c.node, d.node.Addr(), "secret", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, cl, "k", "v")
+	for i := range 5 {
+		// As the membership layer would report it: the connection ends and
+		// the daemon is known down until the client's node reconnects.
+		if !c.node.PeerDown(d.node.Addr(), errors.New("a missed heartbeat")) {
+			t.Fatal("no peer for the daemon")
+		}
+		mustGet(t, cl, "k", "v", true)
+		mustPut(t, cl, fmt.Sprint("k", i), "w") // a write refused unsent is safe to ask again
+	}
+}
