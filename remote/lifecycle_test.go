@@ -24,6 +24,14 @@ func counterActor(n *atomic.Int64) fnActor {
 	}
 }
 
+// welcomed reports whether p's connection is up: its handshake done and
+// the peer's Welcome read (from then on it is no longer known down).
+func welcomed(p *peer) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.welcome && p.down == nil
+}
+
 // waitDown waits until a's peer at addr is known down.
 func waitDown(t testing.TB, a *testNode, addr string) *peer {
 	t.Helper()
@@ -402,7 +410,7 @@ func TestPeerUpRedialsAtOnce(t *testing.T) {
 	if !a.node.PeerUp(addr) {
 		t.Fatal("PeerUp: no peer")
 	}
-	waitFor(t, 10*time.Second, "the redial", func() bool { return p.connectedKey() != nil })
+	waitFor(t, 10*time.Second, "the redial", func() bool { return welcomed(p) })
 	if _, err := a.sys.Ask(ctxT(t), remoteRefTo(t, a, b2, serveEcho(t, b2)), "again"); err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +420,7 @@ func TestPeerUpRedialsAtOnce(t *testing.T) {
 	waitDown(t, a, addr)
 	b3 := newTestNode(t, "b", Config{Listen: addr})
 	_ = b3.sys.Send(remoteRefTo(t, b3, a, serveEcho(t, a)), "hello")
-	waitFor(t, 10*time.Second, "the redial after a connection from the node", func() bool { return p.connectedKey() != nil })
+	waitFor(t, 10*time.Second, "the redial after a connection from the node", func() bool { return welcomed(p) })
 }
 
 // BenchmarkRecoveryAfterRestart measures how long after a restarted node
