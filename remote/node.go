@@ -213,7 +213,7 @@ type Stats struct {
 
 type counters struct {
 	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
-	connsRefused, handshakeTimeouts, bufferLimited, acceptErrors                                  atomic.Uint64
+	connsRefused, handshakeTimeouts, bufferLimited, acceptErrors                                   atomic.Uint64
 }
 
 // Node connects an actor.System to other nodes over TCP: actors on any node
