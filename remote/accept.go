@@ -80,13 +80,8 @@ func (n *Node) acceptLoop(ctx context.Context, ln net.Listener, srv *gnet.Client
 				return fmt.Errorf("accept: %w", err)
 			}
 			n.stats.acceptErrors.Add(1)
-			if outOfFiles(err) && spare != nil {
-				_ = spare.Close()
-				if c, err := ln.Accept(); err == nil {
-					n.stats.connsRefused.Add(1)
-					_ = c.Close()
-				}
-				spare, _ = os.Open(os.DevNull)
+			if outOfFiles(err) {
+				spare = n.shed(ln, spare)
 			}
 			if delay == 0 {
 				delay = acceptDelayMin
@@ -109,6 +104,27 @@ func (n *Node) acceptLoop(ctx context.Context, ln net.Listener, srv *gnet.Client
 		}
 		n.admit(nc, srv)
 	}
+}
+
+// shed lets the spare descriptor go to accept the connection waiting, if
+// there is one, and closes it at once, then takes the spare again (it
+// returns it, nil if it could not).
+func (n *Node) shed(ln net.Listener, spare *os.File) *os.File {
+	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
+	if spare == nil || !ok {
+		return spare
+	}
+	_ = spare.Close()
+	// Without waiting: an accept fails with EMFILE whether or not a
+	// connection is waiting.
+	_ = dl.SetDeadline(time.Now())
+	if c, err := ln.Accept(); err == nil {
+		n.stats.connsRefused.Add(1)
+		_ = c.Close()
+	}
+	_ = dl.SetDeadline(time.Time{})
+	spare, _ = os.Open(os.DevNull)
+	return spare
 }
 
 // hostOf returns the IP of a remote address (the whole string if it has

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 
@@ -64,14 +65,15 @@ func PublicKey(private []byte) ([]byte, error) {
 // security is a node's keys, fixed when it starts.
 type security struct {
 	static noise.DHKey
-	psk    []byte // 32 bytes derived from Config.ClusterKey, or nil
+	psk    []byte    // 32 bytes derived from Config.ClusterKey, or nil
+	random io.Reader // for ephemeral keys: crypto/rand (fuzz tests make it repeatable)
 }
 
 // minClusterKey is the shortest cluster key accepted.
 const minClusterKey = 16
 
 func newSecurity(cfg Config) (*security, error) {
-	s := &security{}
+	s := &security{random: rand.Reader}
 	priv := cfg.PrivateKey
 	if priv == nil {
 		var err error
@@ -100,7 +102,7 @@ func newSecurity(cfg Config) (*security, error) {
 func (s *security) handshake(initiator bool) (*noise.HandshakeState, error) {
 	c := noise.Config{
 		CipherSuite:   cipherSuite,
-		Random:        rand.Reader,
+		Random:        s.random,
 		Pattern:       noise.HandshakeXX,
 		Initiator:     initiator,
 		Prologue:      []byte(noisePrologue),
