@@ -63,7 +63,8 @@ func trickle(c net.Conn, b []byte, interval time.Duration) (done chan struct{}) 
 
 // An accepted connection must send its Hello within HandshakeTimeout of
 // being accepted, whatever it sends meanwhile: bytes trickled in do not
-// extend it (they did: any byte refreshed the silence timer). Connections
+// extend it (they did: any byte refreshed the silence timer; these
+// trickle for longer than expectClosed waits). Connections
 // that said hello in time are not affected.
 func TestHandshakeDeadline(t *testing.T) {
 	b := newTestNode(t, "b", Config{HandshakeTimeout: 300 * time.Millisecond, HeartbeatTimeout: time.Minute})
@@ -72,11 +73,11 @@ func TestHandshakeDeadline(t *testing.T) {
 
 	// Before the handshake: a handshake message announced, trickled in.
 	c1 := rawDial(t, b.node.Addr())
-	d1 := trickle(c1, append([]byte{0, 200}, make([]byte, 200)...), 20*time.Millisecond)
+	d1 := trickle(c1, append([]byte{0, 200}, make([]byte, 200)...), 60*time.Millisecond)
 	// After the handshake: no Hello, but pings trickled in as a record.
 	s2 := secureDial(t, b.node.Addr())
 	rec, _ := s2.tx.Encrypt(nil, nil, bytes.Repeat(appendFrame(nil, fPing, uint64(1)), 40))
-	d2 := trickle(s2.Conn, append(binary.BigEndian.AppendUint16(nil, uint16(len(rec))), rec...), 20*time.Millisecond)
+	d2 := trickle(s2.Conn, append(binary.BigEndian.AppendUint16(nil, uint16(len(rec))), rec...), 60*time.Millisecond)
 
 	expectClosed(t, c1)
 	expectClosed(t, s2.Conn)
