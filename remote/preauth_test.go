@@ -450,15 +450,16 @@ func TestPreAuthLogsRateLimited(t *testing.T) {
 }
 
 // The same with the process really out of file descriptors: the soft
-// RLIMIT_NOFILE is lowered to a few above those open, and connections are
-// opened until the node's accept fails with EMFILE. The node sheds the
-// connection waiting (its spare descriptor), keeps its peers, and accepts
-// again once descriptors are free.
+// RLIMIT_NOFILE is lowered a little above those open, files are opened
+// until none is left but one, and a client takes that one: the node's
+// accept fails with EMFILE. It sheds the waiting connection (with its
+// spare descriptor) so the client learns it at once, keeps its peers, and
+// accepts again once descriptors are free.
 func TestAcceptOutOfFiles(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("needs /proc/self/fd")
 	}
-	b := newTestNode(t, "b", Config{MaxPending: 1000, MaxPendingPerIP: 1000})
+	b := newTestNode(t, "b", Config{})
 	a := newTestNode(t, "a", Config{})
 	r := remoteActor(t, a, b, echo)
 	if v, err := a.sys.Ask(ctxT(t), r, "up"); err != nil || v != "up" {
@@ -480,12 +481,17 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		}
 	}
 	low := orig
-	low.Cur = uint64(highest + 12)
+	low.Cur = uint64(highest + 16)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
 	}
+	var files []*os.File
 	restored := false
 	restore := func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+		files = nil
 		if !restored {
 			restored = true
 			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
@@ -494,31 +500,42 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		}
 	}
 	defer restore()
-
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for len(conns) < 200 && b.node.Stats().AcceptErrors == 0 {
-		c, err := net.Dial("tcp", b.node.Addr())
+	for {
+		f, err := os.Open(os.DevNull)
 		if err != nil {
-			break // this side ran out first: the node's next accept fails
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatal(err)
+			}
+			break
 		}
-		conns = append(conns, c)
+		files = append(files, f)
+	}
+	if len(files) == 0 {
+		t.Fatal("no descriptor was free")
+	}
+	var c net.Conn
+	for c == nil {
+		if len(files) == 0 {
+			t.Fatal("cannot dial with descriptors left")
+		}
+		_ = files[len(files)-1].Close() // one left, for the client
+		files = files[:len(files)-1]
+		if c, err = net.Dial("tcp", b.node.Addr()); err != nil && !errors.Is(err, syscall.EMFILE) {
+			t.Fatalf("dial with one descriptor left: %v", err)
+		}
 	}
 	waitFor(t, 10*time.Second, "an accept to fail", func() bool { return b.node.Stats().AcceptErrors > 0 })
+	expectClosed(t, c) // shed at once: without the spare it would wait in the backlog
+	_ = c.Close()
+	if got := b.node.Stats().ConnsRefused; got == 0 {
+		t.Fatal("the connection waiting was not refused")
+	}
 	if v, err := a.sys.Ask(ctxT(t), r, "still"); err != nil || v != "still" {
 		t.Fatalf("ask while out of descriptors = %v, %v", v, err)
 	}
-	for _, c := range conns {
-		_ = c.Close()
-	}
-	conns = nil
 	restore()
-	c := newTestNode(t, "c", Config{})
-	if v, err := c.sys.Ask(ctxT(t), c.sys.Wire().RemoteRef(c.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "new"); err != nil || v != "new" {
+	cn := newTestNode(t, "c", Config{})
+	if v, err := cn.sys.Ask(ctxT(t), cn.sys.Wire().RemoteRef(cn.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "new"); err != nil || v != "new" {
 		t.Fatalf("a new node's ask after descriptors came back = %v, %v", v, err)
 	}
 	st := b.node.Stats()
