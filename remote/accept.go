@@ -20,10 +20,12 @@ import (
 // file descriptors would drop every peer. Here such errors only slow
 // accepting down, as net/http's Server does.
 
-// Accept backoff after a failed accept (as net/http's Server.Serve).
+// Accept backoff after a failed accept (as net/http's Server.Serve), and
+// how long shedding a connection waits for one.
 const (
 	acceptDelayMin = 5 * time.Millisecond
 	acceptDelayMax = time.Second
+	shedWait       = 10 * time.Millisecond
 )
 
 // listen opens the node's listener (tests replace it to inject errors).
@@ -115,9 +117,9 @@ func (n *Node) shed(ln net.Listener, spare *os.File) *os.File {
 		return spare
 	}
 	_ = spare.Close()
-	// Without waiting: an accept fails with EMFILE whether or not a
-	// connection is waiting.
-	_ = dl.SetDeadline(time.Now())
+	// Barely waiting: an accept fails with EMFILE whether or not a
+	// connection is waiting. (A deadline already past would not even try.)
+	_ = dl.SetDeadline(time.Now().Add(shedWait))
 	if c, err := ln.Accept(); err == nil {
 		n.stats.connsRefused.Add(1)
 		_ = c.Close()
