@@ -17,6 +17,7 @@ import (
 
 	"github.com/actord/actord/cluster"
 	dmn "github.com/actord/actord/daemon" // not "daemon": debug_test.go has a func of that name
+	"github.com/actord/actord/internal/fdlimit"
 )
 
 func init() {
@@ -223,6 +224,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h)
 	cfg.Logger = log
+	// As many descriptors as allowed: every peer and client is one.
+	if before, after, err := fdlimit.Raise(); err != nil {
+		log.Warn("cannot raise the open file limit", "err", err, "soft", before.Soft, "hard", before.Hard)
+	} else {
+		log.Info("open file limit", "soft", after.Soft, "hard", after.Hard, "soft_before", before.Soft)
+	}
 
 	sigs, stopSignals := notifySignals()
 	defer stopSignals()
