@@ -129,18 +129,23 @@ func (n *Node) shed(ln net.Listener, spare *os.File) *os.File {
 	return spare
 }
 
-// hostOf returns the IP of a remote address (the whole string if it has
-// no port): logs and the per-address cap key on it, so many connections
-// from one host count as one source.
+// hostOf names the source of a remote address for the per-address cap and
+// for logs (whose rate limit keys on it): its IPv4 address, or the /64 of
+// its IPv6 address, which one host commonly holds whole.
 func hostOf(addr net.Addr) string {
+	var ip net.IP
 	if a, ok := addr.(*net.TCPAddr); ok {
-		return a.IP.String()
+		ip = a.IP
+	} else if h, _, err := net.SplitHostPort(addr.String()); err == nil {
+		ip = net.ParseIP(h)
 	}
-	s := addr.String()
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
+	switch {
+	case ip == nil:
+		return addr.String()
+	case ip.To4() != nil:
+		return ip.To4().String()
 	}
-	return s
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
 }
 
 // admit hands an accepted connection to the engine if the caps on

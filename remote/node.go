@@ -114,7 +114,7 @@ type Config struct {
 	// Stats.ConnsRefused). Default 256.
 	MaxPending int
 	// MaxPendingPerIP is MaxPending for the connections from one source
-	// address. Default 16.
+	// address (an IPv4 address, or an IPv6 /64). Default 16.
 	MaxPendingPerIP int
 	// MaxBuffered bounds the bytes of incomplete incoming frames that the
 	// node holds across all its accepted connections (a frame is read

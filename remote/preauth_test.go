@@ -544,3 +544,22 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		t.Fatalf("peers went down: a %d, b %d times", a.node.Stats().PeersDown, st.PeersDown)
 	}
 }
+
+// The per-address cap counts an IPv4 address, or an IPv6 /64.
+func TestHostOf(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7:4000":              "192.0.2.7",
+		"[::ffff:192.0.2.7]:1":        "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:4000": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:4001": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:4000":      "2001:db8:1:3::/64",
+	} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hostOf(a); got != want {
+			t.Errorf("hostOf(%s) = %q, want %q", addr, got, want)
+		}
+	}
+}
