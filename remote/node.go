@@ -847,7 +847,12 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		if err != nil || !ic.sess.ready() {
 			break
 		}
+		held := ic.sess.InboundBuffered()
 		if err = n.readInbound(ic); err != nil || !more {
+			break
+		}
+		if ic.sess.InboundBuffered() >= held { // cannot happen: a full session holds a whole frame
+			err = fmt.Errorf("%w: no frame in %d bytes of plaintext", ErrFrameTooLarge, held)
 			break
 		}
 	}
