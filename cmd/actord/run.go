@@ -224,12 +224,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h)
 	cfg.Logger = log
-	// As many descriptors as allowed: every peer and client is one.
-	if before, after, err := fdlimit.Raise(); err != nil {
-		log.Warn("cannot raise the open file limit", "err", err, "soft", before.Soft, "hard", before.Hard)
-	} else {
-		log.Info("open file limit", "soft", after.Soft, "hard", after.Hard, "soft_before", before.Soft)
-	}
+	// As many descriptors as allowed, before any is opened: every peer and
+	// client is one. Logged once the daemon started (a bad configuration
+	// prints one line only).
+	fdBefore, fdAfter, fdErr := fdlimit.Raise()
 
 	sigs, stopSignals := notifySignals()
 	defer stopSignals()
@@ -241,6 +239,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		log.Error("actord failed to start", "err", err)
 		return 1
+	}
+	if fdErr != nil {
+		log.Warn("cannot raise the open file limit", "err", fdErr, "soft", fdBefore.Soft, "hard", fdBefore.Hard)
+	} else {
+		log.Info("open file limit", "soft", fdAfter.Soft, "hard", fdAfter.Hard, "soft_before", fdBefore.Soft)
 	}
 	if runHooks.started != nil {
 		runHooks.started(d)
