@@ -67,7 +67,7 @@ func trickle(c net.Conn, b []byte, interval time.Duration) (done chan struct{}) 
 // trickle for longer than expectClosed waits). Connections
 // that said hello in time are not affected.
 func TestHandshakeDeadline(t *testing.T) {
-	b := newTestNode(t, "b", Config{HandshakeTimeout: 300 * time.Millisecond, HeartbeatTimeout: time.Minute})
+	b := newTestNode(t, "b", Config{HandshakeTimeout: time.Second, HeartbeatTimeout: time.Minute})
 	a := newTestNode(t, "a", Config{})
 	r := remoteActor(t, a, b, echo)
 
@@ -91,7 +91,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	if v, err := a.sys.Ask(ctxT(t), r, "up"); err != nil || v != "up" {
 		t.Fatalf("ask over an authenticated connection = %v, %v", v, err)
 	}
-	if st := b.node.Stats(); st.HandshakeTimeouts != 2 || st.PeersDown != 0 {
+	if st := b.node.Stats(); st.HandshakeTimeouts != 2 || st.PeersDown != 0 || a.node.Stats().PeersDown != 0 {
 		t.Fatalf("stats after the deadline: %+v", st)
 	}
 }
