@@ -94,7 +94,8 @@ type Client struct {
 // capability. It starts the client's own actor system and node but does
 // not contact the daemon: a wrong capability shows on the first call, as
 // an error matching actor.ErrDead, and a missing or wrong cluster key
-// (Options.ClusterKeyFile) as one matching remote.ErrNodeDown. An unusable
+// (Options.ClusterKeyFile) as one matching remote.ErrNodeDown and
+// remote.ErrClusterKey. An unusable
 // cluster key file fails Dial with an error matching remote.ErrKeyFile.
 func Dial(ctx context.Context, capability string, opts Options) (*Client, error) {
 	cp, err := ParseCapability(capability)

@@ -26,7 +26,7 @@
 // accept only nodes that hold the same key: give the client the file in
 // Options.ClusterKeyFile (or the key in Options.Remote.ClusterKey).
 // Without it, or with another key, calls fail with an error matching
-// remote.ErrNodeDown.
+// remote.ErrNodeDown and remote.ErrClusterKey ("cluster key mismatch").
 //
 // Message types must be registered (remote.Register) under the same names
 // on the daemons and on the client: use [Client.Node].

@@ -67,7 +67,8 @@ func TestClusterKey(t *testing.T) {
 		t.Fatalf("ask with Remote.ClusterKey: %v, %v", v, err)
 	}
 
-	// No key, another key: the daemon refuses the handshake.
+	// No key, another key: the daemon refuses the handshake, and the error
+	// says why.
 	for name, opts := range map[string]client.Options{
 		"no key":      {Logger: quiet()},
 		"another key": {Logger: quiet(), ClusterKeyFile: keyFile(t, "another cluster key, same length!!", 0o400)},
@@ -79,8 +80,8 @@ func TestClusterKey(t *testing.T) {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err = c.Members(actx)
 		cancel()
-		if !errors.Is(err, remote.ErrNodeDown) {
-			t.Errorf("%s: members: %v, want remote.ErrNodeDown", name, err)
+		if !errors.Is(err, remote.ErrNodeDown) || !errors.Is(err, remote.ErrClusterKey) {
+			t.Errorf("%s: members: %v, want remote.ErrNodeDown and remote.ErrClusterKey", name, err)
 		} else {
 			t.Logf("%s: %v", name, err)
 		}

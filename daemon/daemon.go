@@ -477,6 +477,10 @@ func (d *Daemon) metricFamilies() []debug.Family {
 		counter("actord_remote_refused_total", "Sends and asks refused because a peer's queue was full.", st.Refused),
 		counter("actord_remote_dropped_total", "One-way messages received but not delivered.", st.Dropped),
 		counter("actord_remote_peers_down_total", "Times a peer was declared down.", st.PeersDown),
+		counter("actord_remote_connections_refused_total", "Accepted connections closed at once: over the unauthenticated caps, or out of file descriptors.", st.ConnsRefused),
+		counter("actord_remote_handshake_timeouts_total", "Connections closed for no handshake and hello within the handshake timeout.", st.HandshakeTimeouts),
+		counter("actord_remote_buffer_limited_total", "Connections closed because their incomplete frames would pass the node's buffer limit.", st.BufferLimited),
+		counter("actord_remote_accept_errors_total", "Failed accepts (such as out of file descriptors), each followed by a short pause.", st.AcceptErrors),
 	}
 	if a := d.agentP.Load(); a != nil {
 		fams = append(fams, debug.Family{Name: "actord_cluster_members", Help: "Live cluster members this daemon sees, itself included.",

@@ -216,6 +216,32 @@ func (fr *frameReader) checkString() error {
 	return nil
 }
 
+// declaredLen returns the length that the string or binary value at the
+// read position declares (0 for any other value, left for the decoder).
+func (fr *frameReader) declaredLen() int {
+	b, i := fr.buf, fr.pos()
+	if i >= len(b) {
+		return 0
+	}
+	c := b[i]
+	w := 0
+	switch {
+	case c >= 0xa0 && c <= 0xbf: // fixstr
+		return int(c & 0x1f)
+	case c >= 0xd9 && c <= 0xdb: // str 8, 16, 32
+		w = 1 << (c - 0xd9)
+	case c >= 0xc4 && c <= 0xc6: // bin 8, 16, 32
+		w = 1 << (c - 0xc4)
+	default:
+		return 0
+	}
+	n := 0
+	for _, x := range b[i+1 : min(i+1+w, len(b))] {
+		n = n<<8 | int(x)
+	}
+	return n
+}
+
 // setFrom records which node the connection's frames come from, once known.
 func (fr *frameReader) setFrom(n *Node, from *peer) {
 	codecNodes.Store(fr.dec, &codecCtx{n: n, from: from})
@@ -271,16 +297,28 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 			}
 		}
 	}
+	// A node's name and address: bounded like a ref's, on the length
+	// declared, before anything is decoded. (The remote table, the peers and
+	// the logs keep them.)
+	shortStr := func(dst *string, what string) {
+		if err == nil {
+			if l := fr.declaredLen(); l > maxRefField {
+				err = fmt.Errorf("%s of %d bytes (max %d)", what, l, maxRefField)
+				return
+			}
+			str(dst)
+		}
+	}
 	switch f.kind {
 	case fHello:
 		u(&f.version)
-		str(&f.name)
+		shortStr(&f.name, "node name")
 		u(&f.incarnation)
-		str(&f.addr)
+		shortStr(&f.addr, "listen address")
 		u(&f.epoch)
 	case fWelcome:
 		u(&f.version)
-		str(&f.name)
+		shortStr(&f.name, "node name")
 		u(&f.incarnation)
 	case fSend:
 		if err = fr.id(&f.to); err == nil {

@@ -18,10 +18,13 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Fuzz tests of the frame and envelope decoder. The corpus under
-// testdata/fuzz/ runs with every `go test`; CI also fuzzes briefly:
+// Fuzz tests of the frame and envelope decoder, the Noise record layer and
+// the handshake messages. The corpus under testdata/fuzz/ and the seeds run
+// with every `go test`; CI also fuzzes each target briefly (one per run):
 //
 //	go test -run '^$' -fuzz '^FuzzFrameDecoder$' -fuzztime 10s ./remote
+//	go test -run '^$' -fuzz '^FuzzRecordLayer$' -fuzztime 10s ./remote
+//	go test -run '^$' -fuzz '^FuzzHandshakeMessages$' -fuzztime 10s ./remote
 
 type fuzzMsg struct {
 	Name  string
@@ -417,6 +420,12 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		}
 		out := takeFrames(fw)
 		var got frame
+		if (k == fHello || k == fWelcome) && len(s) > maxRefField {
+			if err := fr.parse(out[4:], &got); err == nil {
+				t.Fatalf("a %d-byte node name parsed (max %d)", len(s), maxRefField)
+			}
+			return
+		}
 		if err := fr.parse(out[4:], &got); err != nil {
 			t.Fatalf("%+v: %v", f, err)
 		}

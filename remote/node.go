@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/event"
+	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/internal/service"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/vmihailenco/msgpack/v5"
@@ -106,6 +106,32 @@ type Config struct {
 	// kinds registered; the refusal is logged with its reason. Without it
 	// any node admitted to the cluster may spawn any registered kind.
 	AuthorizeSpawn func(node string, publicKey []byte, kind string) error
+
+	// Limits on connections that have not authenticated yet: an accepted
+	// connection is unauthenticated until its secure handshake is done and
+	// its Hello accepted. Until then each frame may be 4 KiB at most, and a
+	// handshake message 256 bytes (docs/deploy.md, "Hardening").
+
+	// HandshakeTimeout bounds the time from accepting a connection to
+	// accepting its Hello, whatever it sends meanwhile. Past it the
+	// connection is closed (counted in Stats.HandshakeTimeouts). Default
+	// 10 s.
+	HandshakeTimeout time.Duration
+	// MaxPending bounds the unauthenticated connections the node holds;
+	// one accepted beyond it is closed at once (counted in
+	// Stats.ConnsRefused). Default 256.
+	MaxPending int
+	// MaxPendingPerIP is MaxPending for the connections from one source
+	// address (an IPv4 address, or an IPv6 /64). Default 16.
+	MaxPendingPerIP int
+	// MaxBuffered bounds the bytes of incomplete incoming frames that the
+	// node holds across all its accepted connections (a frame is read
+	// whole before it is handled). A connection whose next bytes would go
+	// past it is closed (counted in Stats.BufferLimited): a peer announcing
+	// large frames and trickling them in costs what it sent, and all peers
+	// together no more than this. Default 256 MiB or 4 × MaxFrame,
+	// whichever is larger; never less than one MaxFrame and a record.
+	MaxBuffered int
 }
 
 func (c Config) withDefaults() Config {
@@ -152,6 +178,19 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 256
+	}
+	if c.MaxPendingPerIP <= 0 {
+		c.MaxPendingPerIP = 16
+	}
+	if c.MaxBuffered <= 0 {
+		c.MaxBuffered = max(256<<20, 4*c.MaxFrame)
+	}
+	c.MaxBuffered = max(c.MaxBuffered, 4+c.MaxFrame+maxRecord)
 	return c
 }
 
@@ -180,11 +219,25 @@ type Stats struct {
 	PeersForgotten uint64
 	// Dials counts the connections this node tried to open.
 	Dials uint64
+	// ConnsRefused counts accepted connections closed at once: over
+	// MaxPending or MaxPendingPerIP, or while out of file descriptors.
+	ConnsRefused uint64
+	// HandshakeTimeouts counts connections closed for not completing the
+	// handshake and Hello within HandshakeTimeout.
+	HandshakeTimeouts uint64
+	// BufferLimited counts connections closed because their incomplete
+	// frames would have taken the node past MaxBuffered.
+	BufferLimited uint64
+	// AcceptErrors counts failed accepts (such as EMFILE: out of file
+	// descriptors); the node waits a little after each, from 5 ms
+	// doubling to 1 s, and goes on accepting.
+	AcceptErrors uint64
 }
 
 type counters struct {
 	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
 	deadLetters, downRefused, forgotten, dials                                                     atomic.Uint64
+	connsRefused, handshakeTimeouts, bufferLimited, acceptErrors                                   atomic.Uint64
 }
 
 // Node connects an actor.System to other nodes over TCP: actors on any node
@@ -226,8 +279,11 @@ type Node struct {
 	answerDials tokenBucket
 	lastNudge   atomic.Int64 // unix ns of the last nudgeGC
 	cli         *gnet.Client
-	eng         gnet.Engine
-	engUp       bool
+
+	// unauthenticated connections (accept.go) and the bytes of incomplete
+	// frames held for all accepted connections (Config.MaxBuffered)
+	pending  pendingConns
+	buffered budget
 }
 
 // inKey names an incarnation of a remote node.
@@ -252,13 +308,15 @@ func New(sys *actor.System, cfg Config) *Node {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	n := &Node{
-		sys: sys, wire: sys.Wire(), cfg: cfg, log: cfg.Logger.With("node", cfg.Name),
+		// Every line a peer can cause is rate-limited by its source.
+		sys: sys, wire: sys.Wire(), cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}).With("node", cfg.Name),
 		reg: newRegistry(), name: cfg.Name, inc: binary.BigEndian.Uint64(b[:]),
 		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
 		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
 		answerDials: tokenBucket{rate: answerDialRate, burst: answerDialBurst},
 	}
 	n.addr.Store("")
+	n.buffered.max = int64(cfg.MaxBuffered)
 	n.answer = n.answerResolve
 	n.sec, n.secErr = newSecurity(cfg)
 	if cfg.Events != nil {
@@ -312,6 +370,8 @@ func (n *Node) Stats() Stats {
 		Refused: c.refused.Load(), Dropped: c.dropped.Load(), PeersDown: c.peersDown.Load(),
 		DeadLetters: c.deadLetters.Load(), NodeDownRefused: c.downRefused.Load(), PeersForgotten: c.forgotten.Load(),
 		Dials: c.dials.Load(),
+		ConnsRefused: c.connsRefused.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
+		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(),
 	}
 }
 
@@ -345,9 +405,28 @@ func (n *Node) Serve(ctx context.Context) error {
 	if err := cli.Start(); err != nil {
 		return fmt.Errorf("remote: gnet client: %w", err)
 	}
+	// Accepted connections are served by a second engine: the node
+	// accepts them itself (acceptLoop), so that an accept error does not
+	// stop the engine and drop every peer.
+	srv, err := gnet.NewClient(&serverHandler{n: n}, gnet.WithNumEventLoop(n.cfg.EventLoops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
+	if err == nil {
+		err = srv.Start()
+	}
+	if err != nil {
+		_ = cli.Stop()
+		return fmt.Errorf("remote: gnet server: %w", err)
+	}
+	ln, err := listen(n.cfg.Listen)
+	if err != nil {
+		_ = srv.Stop()
+		_ = cli.Stop()
+		return fmt.Errorf("remote: node %s: listen: %w", n.name, err)
+	}
 	n.mu.Lock()
 	n.cli = cli
 	n.mu.Unlock()
+	n.listening(ln.Addr().String())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -358,24 +437,18 @@ func (n *Node) Serve(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-done:
 		}
-		n.mu.Lock()
-		eng, up := n.eng, n.engUp
-		n.mu.Unlock()
-		if up {
-			_ = eng.Stop(context.Background())
-		}
+		_ = ln.Close() // ends acceptLoop
 	}()
-	// SO_REUSEADDR (not gnet's default): a restarted node rebinds its address
-	// although the connections it closed are still in TIME_WAIT.
-	err = gnet.Run(&serverHandler{n: n}, "tcp://"+n.cfg.Listen, gnet.WithNumEventLoop(n.cfg.EventLoops),
-		gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
+	err = n.acceptLoop(ctx, ln, srv)
+	_ = ln.Close()
+	_ = srv.Stop() // accepted connections close
 	if ctx.Err() != nil {
 		n.closing.Store(true) // stopped on purpose: for good
 	}
 	close(done)
 	wg.Wait()
 	n.mu.Lock()
-	n.cli, n.engUp = nil, false
+	n.cli = nil
 	n.mu.Unlock()
 	if n.closing.Load() {
 		n.shutdownPeers()
@@ -386,7 +459,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if err == nil {
-		err = errors.New("engine stopped")
+		err = errors.New("listener closed")
 	}
 	return fmt.Errorf("remote: node %s: %w", n.name, err)
 }
@@ -706,6 +779,9 @@ type inConn struct {
 	kick []actor.Ref
 	// frame bytes read, and acknowledged to the sender (ackInbound)
 	rx, rxAcked uint64
+	// the connection's place among the unauthenticated ones and its
+	// handshake deadline, until its Hello is accepted (then nil)
+	pre *preAuth
 }
 
 // queued notes that a message was queued (quietly) for to's loop.
@@ -752,47 +828,39 @@ func (ic *inConn) resolve(n *Node, id actor.WireID) (actor.Ref, bool) {
 	return r, ok
 }
 
-func (h *serverHandler) OnBoot(eng gnet.Engine) gnet.Action {
-	n := h.n
-	fd, err := eng.Dup()
-	if err != nil {
-		n.log.Error("remote: cannot learn listen address", "err", err)
-		return gnet.Shutdown
-	}
-	f := os.NewFile(uintptr(fd), "listener")
-	ln, err := net.FileListener(f)
-	_ = f.Close()
-	if err != nil {
-		n.log.Error("remote: cannot learn listen address", "err", err)
-		return gnet.Shutdown
-	}
-	n.addr.Store(ln.Addr().String())
-	_ = ln.Close()
-	n.mu.Lock()
-	n.eng, n.engUp = eng, true
-	n.mu.Unlock()
-	n.log.Info("remote: node listening", "addr", n.Addr())
+// listening records the listen address and announces it.
+func (n *Node) listening(addr string) {
+	n.addr.Store(addr)
+	n.log.Info("remote: node listening", "addr", addr)
 	select {
 	case <-n.ready:
 	default:
 		close(n.ready)
 	}
-	return gnet.None
 }
 
 func (h *serverHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	hs, err := h.n.sec.handshake(false)
-	if err != nil {
-		h.n.log.Error("remote: cannot start a handshake", "err", err)
+	n := h.n
+	pa, ok := c.Context().(*preAuth)
+	if !ok {
 		return nil, gnet.Close
 	}
-	ic := &inConn{conn: c, sess: newSession(hs, h.n.cfg.MaxFrame), fr: newFrameReader(h.n, nil)}
+	hs, err := n.sec.handshake(false)
+	if err != nil {
+		pa.authenticated()
+		n.log.Error("remote: cannot start a handshake", "err", err)
+		return nil, gnet.Close
+	}
+	sess := newSession(hs, n.helloLimit())
+	sess.budget = &n.buffered
+	ic := &inConn{conn: c, sess: sess, fr: newFrameReader(n, nil), pre: pa}
 	ic.lastHeard.Store(time.Now().UnixNano())
 	c.SetContext(ic)
-	h.n.stats.opened.Add(1)
-	h.n.mu.Lock()
-	h.n.inbound[ic] = struct{}{}
-	h.n.mu.Unlock()
+	n.stats.opened.Add(1)
+	n.mu.Lock()
+	n.inbound[ic] = struct{}{}
+	n.mu.Unlock()
+	pa.start(c)
 	return nil, gnet.None
 }
 
@@ -803,6 +871,10 @@ func (h *serverHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	h.n.stats.closed.Add(1)
 	h.n.inboundClosed(ic)
+	if ic.pre != nil {
+		ic.pre.authenticated() // gives its place back
+	}
+	ic.sess.release()
 	ic.fr.release()
 	if ic.hello {
 		h.n.ev.connClosed(ic.remoteName, ic.localAddr, ic.remoteAddr, err)
@@ -816,21 +888,32 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	ic.lastHeard.Store(time.Now().UnixNano())
 	ic.out = ic.out[:0]
 	buffered := c.InboundBuffered()
-	replies, err := ic.sess.readRecords(c, func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) })
-	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
-	if err == nil && ic.sess.ready() {
-		err = readFrames(ic.sess, n.cfg.MaxFrame, func(body []byte) error {
-			n.stats.framesIn.Add(1)
-			ic.countInbound(len(body))
-			if err := ic.fr.parse(body, &ic.f); err != nil {
-				return err
-			}
-			return n.handleInbound(ic, &ic.f)
-		})
-		ic.sess.compact()
-		ic.kickAll(n)
-		ic.ackInbound(ackEvery)
+	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
+	var replies []byte
+	var err error
+	for {
+		// Records are decrypted up to what the session may hold, then
+		// parsed into frames, which makes room for more.
+		var r []byte
+		var more bool
+		r, more, err = ic.sess.records(c, handshake, true)
+		replies = append(replies, r...)
+		if err != nil || !ic.sess.ready() {
+			break
+		}
+		held := ic.sess.InboundBuffered()
+		if err = n.readInbound(ic); err != nil || !more {
+			break
+		}
+		if ic.sess.InboundBuffered() >= held { // cannot happen: a full session holds a whole frame
+			err = fmt.Errorf("%w: no frame in %d bytes of plaintext", ErrFrameTooLarge, held)
+			break
+		}
 	}
+	ic.sess.compact()
+	ic.kickAll(n)
+	ic.ackInbound(ackEvery)
+	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
 	if len(ic.out) > 0 && ic.sess.tx != nil {
 		replies = seal(append(ic.wbuf[:0], replies...), ic.sess.tx, ic.out)
 		ic.wbuf = replies
@@ -839,11 +922,52 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Write(replies)
 	}
 	if err != nil {
-		n.stats.badFrames.Add(1)
-		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", c.RemoteAddr().String(), "reason", err)
+		if errors.Is(err, ErrBufferLimit) {
+			n.stats.bufferLimited.Add(1)
+		} else {
+			n.stats.badFrames.Add(1)
+		}
+		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", hostOf(c.RemoteAddr()), "reason", err)
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// helloLimit bounds the frames before the Hello.
+func (n *Node) helloLimit() int { return min(maxHelloFrame, n.cfg.MaxFrame) }
+
+// errHelloDone stops readFrames at an accepted Hello, so the frames after
+// it are read with the limits of an authenticated connection.
+var errHelloDone = errors.New("hello accepted")
+
+// readInbound handles the complete frames an accepted connection's session
+// holds. Until the Hello is accepted, frames are limited to maxHelloFrame.
+func (n *Node) readInbound(ic *inConn) error {
+	handle := func(body []byte) error {
+		n.stats.framesIn.Add(1)
+		ic.countInbound(len(body))
+		if err := ic.fr.parse(body, &ic.f); err != nil {
+			return err
+		}
+		if err := n.handleInbound(ic, &ic.f); err != nil {
+			return err
+		}
+		if ic.pre != nil && ic.hello {
+			return errHelloDone
+		}
+		return nil
+	}
+	if ic.pre == nil {
+		return readFrames(ic.sess, n.cfg.MaxFrame, handle)
+	}
+	err := readFrames(ic.sess, n.helloLimit(), handle)
+	if err != errHelloDone {
+		return err
+	}
+	ic.pre.authenticated()
+	ic.pre = nil
+	ic.sess.setMaxFrame(n.cfg.MaxFrame)
+	return readFrames(ic.sess, n.cfg.MaxFrame, handle)
 }
 
 // appendFrame encodes a small control frame into ic.out (on the loop).

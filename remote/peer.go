@@ -1118,6 +1118,7 @@ type outConn struct {
 	fr    *frameReader
 	f     frame
 	up    bool
+	err   error // why this node closed it, if it did (OnTraffic)
 }
 
 func (h *clientHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
@@ -1129,7 +1130,7 @@ func (h *clientHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	hs, err := h.n.sec.handshake(true)
 	var first []byte
 	if err == nil {
-		oc.sess = newSession(hs, h.n.cfg.MaxFrame)
+		oc.sess = newSession(hs, maxControlFrame) // only Welcome, Pong and Goodbye come back
 		first, err = oc.sess.hello()
 	}
 	if err != nil {
@@ -1157,11 +1158,17 @@ func (h *clientHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if oc.up {
 		h.n.stats.closed.Add(1)
 	}
-	reason := "connection closed"
-	if err != nil {
-		reason = err.Error()
+	cause := oc.err // this side's reason first (a cluster key mismatch, say)
+	if cause == nil {
+		cause = err
 	}
-	oc.p.lost(oc.epoch, fmt.Errorf("%w: %s: %s", ErrNodeDown, oc.p.name(), reason))
+	if cause == nil {
+		cause = errors.New("connection closed")
+	}
+	if oc.sess != nil && !oc.sess.ready() {
+		cause = fmt.Errorf("during the secure handshake: %w", cause)
+	}
+	oc.p.lost(oc.epoch, fmt.Errorf("%w: %s: %w", ErrNodeDown, oc.p.name(), cause))
 	return gnet.None
 }
 
@@ -1180,6 +1187,10 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		err = oc.readFrames(n)
 	}
 	if err != nil {
+		if !oc.sess.ready() && len(last) > 0 {
+			_, _ = c.Write(last) // tells the other node why (keyAlert)
+		}
+		oc.err = err
 		n.stats.badFrames.Add(1)
 		n.log.Warn("remote: closing connection", "peer", oc.p.name(), "reason", err)
 		return gnet.Close
@@ -1190,7 +1201,7 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 // readFrames handles the frames the peer sent on a dialed connection.
 func (oc *outConn) readFrames(n *Node) error {
 	defer oc.sess.compact()
-	return readFrames(oc.sess, n.cfg.MaxFrame, func(body []byte) error {
+	return readFrames(oc.sess, maxControlFrame, func(body []byte) error {
 		n.stats.framesIn.Add(1)
 		if err := oc.fr.parse(body, &oc.f); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 
@@ -64,14 +65,15 @@ func PublicKey(private []byte) ([]byte, error) {
 // security is a node's keys, fixed when it starts.
 type security struct {
 	static noise.DHKey
-	psk    []byte // 32 bytes derived from Config.ClusterKey, or nil
+	psk    []byte    // 32 bytes derived from Config.ClusterKey, or nil
+	random io.Reader // for ephemeral keys: crypto/rand (fuzz tests make it repeatable)
 }
 
 // minClusterKey is the shortest cluster key accepted.
 const minClusterKey = 16
 
 func newSecurity(cfg Config) (*security, error) {
-	s := &security{}
+	s := &security{random: rand.Reader}
 	priv := cfg.PrivateKey
 	if priv == nil {
 		var err error
@@ -100,7 +102,7 @@ func newSecurity(cfg Config) (*security, error) {
 func (s *security) handshake(initiator bool) (*noise.HandshakeState, error) {
 	c := noise.Config{
 		CipherSuite:   cipherSuite,
-		Random:        rand.Reader,
+		Random:        s.random,
 		Pattern:       noise.HandshakeXX,
 		Initiator:     initiator,
 		Prologue:      []byte(noisePrologue),
@@ -205,12 +207,21 @@ type session struct {
 	peerKey []byte
 	plain   []byte // decrypted stream
 	off     int    // bytes of plain already parsed
-	limit   int    // most unparsed plaintext held: a frame of MaxFrame and a record
+	limit   int    // most unparsed plaintext held: a frame and a record
+	// budget, if set, is charged with plain's capacity (Config.MaxBuffered)
+	budget  *budget
+	charged int
+	pooled  *[]byte // plain's buffer came from plainPool (nil: it did not)
 }
 
 func newSession(hs *noise.HandshakeState, maxFrame int) *session {
-	return &session{hs: hs, limit: 4 + maxFrame + maxRecord}
+	s := &session{hs: hs}
+	s.setMaxFrame(maxFrame)
+	return s
 }
+
+// setMaxFrame sets the largest frame the session holds the plaintext of.
+func (s *session) setMaxFrame(maxFrame int) { s.limit = 4 + maxFrame + maxRecord }
 
 // ready reports whether the handshake is complete.
 func (s *session) ready() bool { return s.rx != nil }
@@ -225,15 +236,41 @@ func (s *session) hello() ([]byte, error) {
 	return appendRecord(nil, msg), nil
 }
 
+// ErrClusterKey means the other node is not a member of this cluster: it
+// holds another cluster key (Config.ClusterKey), or none while this node
+// holds one, or the reverse. It matches ErrHandshake too.
+var ErrClusterKey = fmt.Errorf("%w: not a member of this cluster: cluster key mismatch or none", ErrHandshake)
+
+// keyAlert is the record a node sends, in the clear, when a handshake
+// fails as a cluster key mismatch makes it fail, so that the other node
+// can say why too. It is shorter than any handshake message (32 bytes at
+// least), so it cannot be mistaken for one; it only ever closes the
+// connection it arrives on, which anyone on the path can do anyway.
+var keyAlert = []byte("actord: cluster key mismatch")
+
 // handshakeStep processes one handshake message from the other side and
 // returns the record to answer with, if any. The handshake is XX: the
 // initiator sends e; the responder e, ee, s, es; the initiator s, se (and
-// psk with a cluster key).
+// psk with a cluster key). A failure that a cluster key mismatch causes
+// returns an error matching ErrClusterKey and keyAlert's record, to send
+// before closing.
 func (s *session) handshakeStep(initiator bool, msg []byte) (reply []byte, err error) {
+	if bytes.Equal(msg, keyAlert) {
+		return nil, fmt.Errorf("%w (said the other node)", ErrClusterKey)
+	}
 	fail := func(err error) ([]byte, error) { return nil, fmt.Errorf("%w: %v", ErrHandshake, err) }
+	mismatch := func(err error) ([]byte, error) {
+		return appendRecord(nil, keyAlert), fmt.Errorf("%w: %v", ErrClusterKey, err)
+	}
 	switch {
 	case !initiator && s.step == 0: // <- e
 		if _, _, _, err := s.hs.ReadMessage(nil, msg); err != nil {
+			if len(msg) == 32 {
+				// A bare e: only a node without a cluster key sends one that
+				// this node, which has one, cannot read (with a key it is
+				// followed by an empty payload's tag).
+				return mismatch(err)
+			}
 			return fail(err)
 		}
 		out, _, _, err := s.hs.WriteMessage(nil, nil)
@@ -243,8 +280,10 @@ func (s *session) handshakeStep(initiator bool, msg []byte) (reply []byte, err e
 		s.step = 2
 		return appendRecord(nil, out), nil
 	case initiator && s.step == 1: // <- e, ee, s, es
+		// The keys differ in whether there is one at all: the protocol
+		// names, hashed in, differ, and the responder's s does not decrypt.
 		if _, _, _, err := s.hs.ReadMessage(nil, msg); err != nil {
-			return fail(err)
+			return mismatch(err)
 		}
 		out, c1, c2, err := s.hs.WriteMessage(nil, nil)
 		if err != nil {
@@ -255,7 +294,7 @@ func (s *session) handshakeStep(initiator bool, msg []byte) (reply []byte, err e
 	case !initiator && s.step == 2: // <- s, se
 		_, c1, c2, err := s.hs.ReadMessage(nil, msg)
 		if err != nil {
-			return fail(err)
+			return mismatch(err) // the psk, mixed in here, differs
 		}
 		s.done(c2, c1)
 		return nil, nil
@@ -274,37 +313,136 @@ func (s *session) done(tx, rx *noise.CipherState) {
 // readRecords consumes every complete record buffered on c: handshake
 // messages go to handshake, which may return a record to send back; once
 // the handshake is done, records are decrypted onto the session's plaintext.
-// It returns the replies to send, in order.
+// It returns the replies to send, in order (also with an error: the last
+// may tell the other node why).
 func (s *session) readRecords(c stream, handshake func(msg []byte) ([]byte, error)) (replies []byte, err error) {
+	replies, _, err = s.records(c, handshake, false)
+	return replies, err
+}
+
+// records is readRecords. With yield, a record that would take the
+// unparsed plaintext past the limit is left on c (more is true) rather
+// than refused: the caller parses the frames buffered, which makes room,
+// and calls again.
+func (s *session) records(c stream, handshake func(msg []byte) ([]byte, error), yield bool) (replies []byte, more bool, err error) {
 	for {
 		h, perr := c.Peek(2)
 		if perr != nil || len(h) < 2 {
-			return replies, nil
+			return replies, false, nil
 		}
 		size := int(binary.BigEndian.Uint16(h))
+		if !s.ready() && size > maxHandshakeMsg {
+			// Refused on its length: an unauthenticated connection must not
+			// make the node buffer a record of 64 KiB.
+			return replies, false, fmt.Errorf("%w: a handshake message of %d bytes (max %d)", ErrHandshake, size, maxHandshakeMsg)
+		}
 		if c.InboundBuffered() < 2+size {
-			return replies, nil
+			return replies, false, nil
+		}
+		if s.ready() && len(s.plain)-s.off+size > s.limit {
+			if yield && len(s.plain) > s.off {
+				return replies, true, nil
+			}
+			return replies, false, fmt.Errorf("%w: %d bytes of unparsed plaintext", ErrFrameTooLarge, len(s.plain)-s.off+size)
 		}
 		buf, perr := c.Peek(2 + size)
 		if perr != nil {
-			return replies, nil
+			return replies, false, nil
 		}
 		msg := buf[2:]
 		if !s.ready() {
 			var r []byte
 			r, err = handshake(msg)
 			replies = append(replies, r...)
-		} else if len(s.plain)-s.off+size > s.limit {
-			err = fmt.Errorf("%w: %d bytes of unparsed plaintext", ErrFrameTooLarge, len(s.plain)-s.off+size)
-		} else if s.plain, err = s.rx.Decrypt(s.plain, nil, msg); err != nil {
-			err = fmt.Errorf("%w: record does not authenticate: %v", ErrBadFrame, err)
+		} else {
+			err = s.decrypt(msg)
 		}
 		_, _ = c.Discard(2 + size)
 		if err != nil {
-			return replies, err
+			return replies, false, err
 		}
 	}
 }
+
+// decrypt appends a record's plaintext to plain.
+func (s *session) decrypt(msg []byte) error {
+	if err := s.reserve(max(len(msg)-16, 0)); err != nil {
+		return err
+	}
+	out, err := s.rx.Decrypt(s.plain, nil, msg)
+	if err != nil {
+		if bytes.Equal(msg, keyAlert) {
+			// The responder could not complete this node's handshake.
+			return fmt.Errorf("%w (said the other node)", ErrClusterKey)
+		}
+		return fmt.Errorf("%w: record does not authenticate: %v", ErrBadFrame, err)
+	}
+	s.plain = out
+	return nil
+}
+
+// reserve makes room in plain for n more bytes. A buffer grows with the
+// bytes that arrived, by a quarter at most beyond them, and never past the
+// end of the frame being received: a frame that announces 16 MiB and
+// trickles in holds what arrived, not what it announced. The growth is
+// charged to the budget first (ErrBufferLimit past it).
+func (s *session) reserve(n int) error {
+	need := len(s.plain) + n
+	if need <= cap(s.plain) {
+		return nil
+	}
+	if s.off > 0 { // parsed bytes first make room
+		s.compact()
+		if need = len(s.plain) + n; need <= cap(s.plain) {
+			return nil
+		}
+	}
+	size := plainChunk
+	if need > plainChunk {
+		size = need + need/4
+		if len(s.plain) >= 4 {
+			if end := 4 + int(binary.BigEndian.Uint32(s.plain)); end >= need && end < size {
+				size = end
+			}
+		}
+	}
+	if s.budget != nil && !s.budget.take(size-s.charged) {
+		return fmt.Errorf("%w (%d bytes): %d more bytes of an incomplete frame refused", ErrBufferLimit, s.budget.max, need-len(s.plain))
+	}
+	var buf []byte
+	var pooled *[]byte
+	if size == plainChunk {
+		pooled = plainPool.Get().(*[]byte)
+		buf = (*pooled)[:0]
+	} else {
+		buf = make([]byte, 0, size)
+	}
+	s.replace(append(buf, s.plain...), pooled, size)
+	return nil
+}
+
+// replace makes buf (from the pool if pooled is set) the plaintext buffer,
+// charged bytes of the budget, putting the old one back in the pool if it
+// came from there. The caller has adjusted the budget.
+func (s *session) replace(buf []byte, pooled *[]byte, charged int) {
+	if s.pooled != nil {
+		*s.pooled = s.plain[:0]
+		plainPool.Put(s.pooled)
+	}
+	s.plain, s.pooled, s.charged = buf, pooled, charged
+}
+
+// drop lets go of plain's buffer and of its charge.
+func (s *session) drop() {
+	if s.budget != nil && s.charged > 0 {
+		s.budget.give(s.charged)
+	}
+	s.replace(nil, nil, 0)
+	s.off = 0
+}
+
+// release lets go of what the session holds; the connection is closed.
+func (s *session) release() { s.drop() }
 
 // Peek, Discard and InboundBuffered make the decrypted stream a stream, so
 // readFrames parses it like a socket.
@@ -322,16 +460,24 @@ func (s *session) Discard(n int) (int, error) {
 
 func (s *session) InboundBuffered() int { return len(s.plain) - s.off }
 
-// compact drops the parsed plaintext, keeping a partial frame.
+// compact drops the parsed plaintext, keeping a partial frame. A session
+// with nothing left to parse holds no buffer; one left with a little of a
+// large buffer moves it to a small one.
 func (s *session) compact() {
-	if s.off == 0 {
-		return
+	if s.off > 0 {
+		n := copy(s.plain, s.plain[s.off:])
+		s.plain = s.plain[:n]
+		s.off = 0
 	}
-	n := copy(s.plain, s.plain[s.off:])
-	s.plain = s.plain[:n]
-	s.off = 0
-	if n == 0 && cap(s.plain) > 1<<20 {
-		s.plain = nil // do not keep a large frame's buffer
+	switch n := len(s.plain); {
+	case n == 0:
+		s.drop()
+	case cap(s.plain) > plainChunk && n <= plainChunk/2:
+		pooled := plainPool.Get().(*[]byte)
+		if s.budget != nil {
+			s.budget.give(s.charged - plainChunk)
+		}
+		s.replace(append((*pooled)[:0], s.plain...), pooled, plainChunk)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/actord/actord/cluster"
 	dmn "github.com/actord/actord/daemon" // not "daemon": debug_test.go has a func of that name
+	"github.com/actord/actord/internal/fdlimit"
 )
 
 func init() {
@@ -223,6 +224,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h)
 	cfg.Logger = log
+	// As many descriptors as allowed, before any is opened: every peer and
+	// client is one. Logged once the daemon started (a bad configuration
+	// prints one line only).
+	fdBefore, fdAfter, fdErr := fdlimit.Raise()
 
 	sigs, stopSignals := notifySignals()
 	defer stopSignals()
@@ -234,6 +239,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		log.Error("actord failed to start", "err", err)
 		return 1
+	}
+	if fdErr != nil {
+		log.Warn("cannot raise the open file limit", "err", fdErr, "soft", fdBefore.Soft, "hard", fdBefore.Hard)
+	} else {
+		log.Info("open file limit", "soft", fdAfter.Soft, "hard", fdAfter.Hard, "soft_before", fdBefore.Soft)
 	}
 	if runHooks.started != nil {
 		runHooks.started(d)
