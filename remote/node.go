@@ -369,7 +369,7 @@ func (n *Node) Stats() Stats {
 		ConnsOpened: c.opened.Load(), ConnsClosed: c.closed.Load(), BadFrames: c.badFrames.Load(),
 		Refused: c.refused.Load(), Dropped: c.dropped.Load(), PeersDown: c.peersDown.Load(),
 		DeadLetters: c.deadLetters.Load(), NodeDownRefused: c.downRefused.Load(), PeersForgotten: c.forgotten.Load(),
-		Dials: c.dials.Load(),
+		Dials:        c.dials.Load(),
 		ConnsRefused: c.connsRefused.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
 		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(),
 	}
