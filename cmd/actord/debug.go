@@ -528,9 +528,11 @@ func debugTrace(ctx context.Context, o *debugOpts, pos []string) error {
 	var what string
 	switch {
 	case o.loop >= 0 && len(pos) == 1:
-		err, what = o.client.TraceLoop(ctx, o.loop, on), fmt.Sprintf("loop %d", o.loop)
+		_, err = o.client.TraceLoop(ctx, o.loop, on)
+		what = fmt.Sprintf("loop %d", o.loop)
 	case o.loop < 0 && len(pos) == 2:
-		err, what = o.client.TraceActor(ctx, pos[0], on), pos[0]
+		_, err = o.client.TraceActor(ctx, pos[0], on)
+		what = pos[0]
 	default:
 		return fmt.Errorf("%w: give either ACTOR or --loop L, then on|off", errUsage)
 	}
