@@ -7,7 +7,6 @@
 package httpserve
 
 import (
-	"context"
 	"errors"
 	"io"
 	stdlog "log"
@@ -15,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -83,6 +83,7 @@ type Server struct {
 	limits Limits
 	served chan struct{}
 	err    error
+	conns  sync.WaitGroup // connections not yet closed
 }
 
 // Listen listens on addr and serves h within the limits in a goroutine of
@@ -115,6 +116,14 @@ func Serve(ln net.Listener, h http.Handler, l Limits, log *slog.Logger) *Server 
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ErrorLog:          elog,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				s.conns.Done()
+			}
+		},
 	}
 	go func() {
 		defer close(s.served)
@@ -140,11 +149,26 @@ func (s *Server) Err() error {
 }
 
 // Close closes the listener and every connection, and waits for the
-// serving goroutine to return.
+// serving goroutines to return (net/http may linger up to half a second on
+// a connection it refused, to let the client read the refusal).
 func (s *Server) Close() error {
 	err := s.srv.Close()
 	<-s.served
+	s.waitConns()
 	return err
+}
+
+// waitConns waits, for a bounded time, until every connection's goroutine
+// has finished.
+func (s *Server) waitConns() {
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // ExtendWrite moves w's write deadline to d from now, for a handler that
@@ -184,17 +208,6 @@ func Health(ready func() bool, next http.Handler) http.Handler {
 			_, _ = io.WriteString(w, body)
 		}
 	})
-}
-
-// Shutdown stops accepting, lets requests in flight finish within ctx, then
-// closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-	}
-	<-s.served
-	return err
 }
 
 // errorWriter turns net/http's error lines into one log message, so the
