@@ -140,23 +140,23 @@ func (s *Server) Close() error {
 func WriteTokenFile(path string) (string, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("debug: token: %w", err)
+		return "", fmt.Errorf("debug token: %w", err)
 	}
 	tok := hex.EncodeToString(b[:])
 	f, err := os.CreateTemp(filepath.Dir(path), ".actord-token-*")
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	tmp := f.Name()
 	_, werr := f.WriteString(tok + "\n")
 	cerr := f.Chmod(0o600)
 	if err := errors.Join(werr, cerr, f.Close()); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	return tok, nil
 }
@@ -166,23 +166,23 @@ func WriteTokenFile(path string) (string, error) {
 func ReadTokenFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("debug: token file %s has mode %v: it must be readable by its owner only (0600)", path, st.Mode().Perm())
+		return "", fmt.Errorf("debug token file %s has mode %v: it must be readable by its owner only (0600)", path, st.Mode().Perm())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 1024))
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("debug: token file %s is empty", path)
+		return "", fmt.Errorf("debug token file %s is empty", path)
 	}
 	return tok, nil
 }
