@@ -100,7 +100,7 @@ func commonFlags(fs *flag.FlagSet, o *debugOpts) {
 	fs.StringVar(&o.addr, "addr", defaultAddr(), "debug server HOST:PORT or URL ($ACTORD_DEBUG_ADDR)")
 	fs.StringVar(&o.tokenFile, "token-file", defaultTokenFile(), "the daemon's debug token: its DATA-DIR/debug.token ($ACTORD_DEBUG_TOKEN)")
 	fs.BoolVar(&o.json, "json", false, `machine-readable output: one JSON object with "version" (follow: one per line); see docs/debugging.md`)
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on the request (follow: on connecting)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on the request (follow runs until interrupted)")
 }
 
 var debugOrder = []string{"loops", "actors", "tree", "state", "events", "crashes", "follow", "dump", "patch", "trace"}
