@@ -76,6 +76,7 @@ type Server struct {
 	digest [sha256.Size]byte
 	hs     *httpserve.Server
 	done   chan struct{}
+	served chan struct{} // closed once the serving goroutines are done
 
 	mu    sync.Mutex
 	extra []MetricsSource
@@ -104,12 +105,19 @@ func NewServer(rec *Recorder, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{rec: rec, cfg: cfg, digest: sha256.Sum256([]byte(tok)), done: make(chan struct{})}
+	s := &Server{rec: rec, cfg: cfg, digest: sha256.Sum256([]byte(tok)), done: make(chan struct{}), served: make(chan struct{})}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug: listen on %s: %w", cfg.Addr, err)
 	}
 	s.hs = httpserve.Serve(ln, s.Handler(), cfg.Limits, cfg.Logger)
+	go func() {
+		defer close(s.served)
+		<-s.hs.Done()
+		if err := s.hs.Err(); err != nil {
+			cfg.Logger.Error("debug: server stopped", "err", err)
+		}
+	}()
 	return s, nil
 }
 
@@ -131,6 +139,7 @@ func (s *Server) Close() error {
 	s.close.Do(func() {
 		close(s.done)
 		err = s.hs.Close()
+		<-s.served
 	})
 	return err
 }
