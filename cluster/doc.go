@@ -32,6 +32,7 @@
 // [ProfileLAN] (the default) is memberlist's LAN configuration: a crashed
 // member is detected in a few seconds. [ProfileLocal] is its local
 // configuration. [ProfileFast], for tests on one machine, probes every
-// 100 ms and detects a crash within about half a second
-// (../shared/dependencies.md §5 measured 360–440 ms).
+// 100 ms and detects a crash within about half a second (`go test
+// -count=3 -v -run TestDaemonClusterFailureAndRejoin ./daemon` logged
+// 0.39–0.48 s).
 package cluster

@@ -40,9 +40,10 @@ type Config struct {
 	// Loops is the number of event loops. Default: one per core
 	// (runtime.GOMAXPROCS).
 	Loops int
-	// DataDir holds the daemon's files (its debug token, and later the
-	// data of actors that persist). Created with mode 0700. Default
-	// "actord-data".
+	// DataDir holds the daemon's files (its debug token, node key and
+	// capability). Created with mode 0700. Default DefaultDataDir(). Made
+	// absolute by WithDefaults, so the ready line and the logs name it
+	// whatever the working directory.
 	DataDir string
 	// DebugAddr is the debug server's address (the dump protocol,
 	// /metrics, pprof, all behind the token). Off ("off") disables it.
@@ -53,7 +54,8 @@ type Config struct {
 	// scrapes a private interface). Default: /metrics on the debug server.
 	MetricsAddr string
 	// TokenFile is where the debug server writes its access token (mode
-	// 0600). Default DataDir/debug.token.
+	// 0600). Default DataDir/debug.token, which is where `actord debug`
+	// looks by default when DataDir is the default too. Made absolute.
 	TokenFile string
 	// ShutdownTimeout bounds a graceful shutdown. Default 10 s.
 	ShutdownTimeout time.Duration
@@ -84,6 +86,29 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// TokenFileName is the debug token's file name in the data dir.
+const TokenFileName = "debug.token"
+
+// DefaultDataDir is the data dir of a daemon not told one: ~/.actord (of
+// the user running it), or ./actord-data when there is no home directory.
+// `actord run` and `actord debug` share it, so the debugger finds the
+// token of a daemon started with the defaults.
+func DefaultDataDir() string {
+	if h, err := os.UserHomeDir(); err == nil && h != "" {
+		return filepath.Join(h, ".actord")
+	}
+	return absPath("actord-data")
+}
+
+// absPath makes p absolute, or leaves it as it is if the working directory
+// cannot be read.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
 // WithDefaults returns c with its zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.Name == "" {
@@ -100,13 +125,17 @@ func (c Config) WithDefaults() Config {
 		c.Gossip = "127.0.0.1:7946"
 	}
 	if c.DataDir == "" {
-		c.DataDir = "actord-data"
+		c.DataDir = DefaultDataDir()
 	}
+	c.DataDir = absPath(c.DataDir)
 	if c.DebugAddr == "" {
 		c.DebugAddr = "127.0.0.1:6060"
 	}
 	if c.TokenFile == "" && c.DebugAddr != Off {
-		c.TokenFile = filepath.Join(c.DataDir, "debug.token")
+		c.TokenFile = filepath.Join(c.DataDir, TokenFileName)
+	}
+	if c.TokenFile != "" {
+		c.TokenFile = absPath(c.TokenFile)
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second

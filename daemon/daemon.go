@@ -93,6 +93,8 @@ type Daemon struct {
 	stopOnce          sync.Once
 	stopErr           error
 	lastFail          atomic.Value // string: the last service failure, for Start's error
+	startFail         chan error   // the first service failure before ready: Start fails at once
+	ready             atomic.Bool  // Start has returned it, and no stop has begun (/readyz)
 }
 
 // Start starts a daemon and returns once it is ready (every listener up,
@@ -116,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey}
+	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey, startFail: make(chan error, 1)}
 	d.lastFail.Store("")
 
 	acfg := actor.Config{Loops: cfg.Loops, ExternalLoops: true, Logger: log}
@@ -137,11 +139,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	tokenFile := ""
 	if cfg.DebugAddr != Off {
 		tokenFile = cfg.TokenFile
-		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log}, d.metricFamilies)
+		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log, Ready: d.Ready}, d.metricFamilies)
 		d.tree.Root.Add(d.dbg)
 	}
 	if cfg.separateMetrics() {
-		d.met = newMetricsService(cfg.MetricsAddr, d.rec, d.metricFamilies, log)
+		d.met = newMetricsService(cfg.MetricsAddr, d.rec, d.metricFamilies, d.Ready, log)
 		d.tree.Root.Add(d.met)
 	}
 
@@ -154,6 +156,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	sctx, scancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer scancel()
 	fail := func(what string, err error) (*Daemon, error) {
+		if se := (*startError)(nil); errors.As(err, &se) {
+			se.addr = map[string]string{"remote-node": cfg.Listen, "cluster-agent": cfg.Gossip,
+				"debug-http": cfg.DebugAddr, "metrics-http": cfg.MetricsAddr}[se.service]
+			d.abort()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
 		if last := d.lastFail.Load().(string); last != "" {
 			err = fmt.Errorf("%w (last failure: %s)", err, last)
 		}
@@ -161,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("daemon: %s: %w", what, err)
 	}
 	if err := d.wait(sctx, d.node.Ready()); err != nil {
-		return fail("remote node did not start", err)
+		return fail("remote node did not start on "+cfg.Listen, err)
 	}
 	ccfg := cfg.Cluster
 	ccfg.Name, ccfg.RemoteAddr, ccfg.Bind, ccfg.Advertise = cfg.Name, d.node.Addr(), cfg.Gossip, cfg.Advertise
@@ -174,19 +182,19 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.agentP.Store(d.agent)
 	d.agentTok = d.tree.Root.Add(d.agent)
 	if err := d.wait(sctx, d.agent.Ready()); err != nil {
-		return fail("cluster agent did not start", err)
+		return fail("cluster agent did not start on "+cfg.Gossip, err)
 	}
 	if err := d.startGateway(sctx); err != nil {
 		return fail("gateway did not start", err)
 	}
 	if d.dbg != nil {
 		if err := d.wait(sctx, d.dbg.ready); err != nil {
-			return fail("debug server did not start", err)
+			return fail("debug server did not start on "+cfg.DebugAddr, err)
 		}
 	}
 	if d.met != nil {
 		if err := d.wait(sctx, d.met.ready); err != nil {
-			return fail("metrics server did not start", err)
+			return fail("metrics server did not start on "+cfg.MetricsAddr, err)
 		}
 	}
 
@@ -207,6 +215,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		"metrics_addr", d.info.MetricsAddr, "token_file", d.info.TokenFile, "data_dir", d.info.DataDir,
 		"loops", d.info.Loops, "seeds", cfg.Seeds, "pid", d.info.PID, "public_key", d.info.PublicKey,
 		"cluster_key_file", cfg.ClusterKeyFile)
+	d.ready.Store(true)
 	go func() { // the tree ending by itself (it should not) ends the daemon
 		select {
 		case <-d.treeDone:
@@ -216,6 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 			d.log.Error("daemon: service tree stopped", "err", d.treeErr)
 			d.stopOnce.Do(func() {
 				d.stopping.Store(true)
+				d.ready.Store(false)
 				d.stopErr = fmt.Errorf("daemon: service tree stopped: %w", d.treeErr)
 				ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 				defer cancel()
@@ -265,15 +275,56 @@ func (c Config) separateMetrics() bool {
 	return c.MetricsAddr != "" && (c.MetricsAddr != c.DebugAddr || strings.HasSuffix(c.MetricsAddr, ":0") || c.DebugAddr == Off)
 }
 
-// wait waits for ch, or fails when ctx ends or the tree stops.
+// wait waits for ch, or fails when ctx ends or a service fails: at start a
+// failure (a port in use, say) is not something a restart would fix, so
+// Start reports it at once instead of retrying until StartTimeout.
 func (d *Daemon) wait(ctx context.Context, ch <-chan struct{}) error {
 	select {
 	case <-ch:
 		return nil
+	case err := <-d.startFail: // Start fails with it: there is no next wait
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+// startError is a service's failure before the daemon was ready.
+type startError struct {
+	service string
+	addr    string // what it listens on, if known
+	err     error
+}
+
+func (e *startError) Error() string {
+	if e.addr != "" {
+		return e.service + " on " + e.addr + " failed: " + e.err.Error()
+	}
+	return e.service + " failed: " + e.err.Error()
+}
+func (e *startError) Unwrap() error { return e.err }
+
+// failedAtStart passes a service's failure to Start, if it is still
+// waiting.
+func (d *Daemon) failedAtStart(service string, err any) {
+	if d.ready.Load() || d.stopping.Load() {
+		return
+	}
+	e := &startError{service: service}
+	if ee, ok := err.(error); ok {
+		e.err = ee
+	} else {
+		e.err = fmt.Errorf("%v", err)
+	}
+	select {
+	case d.startFail <- e:
+	default: // the first failure is the one reported
+	}
+}
+
+// Ready reports whether the daemon is ready (Start has returned it) and
+// not stopping: what /readyz answers.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
 
 // hook logs the service tree's events.
 func (d *Daemon) hook(e suture.Event) {
@@ -282,6 +333,7 @@ func (d *Daemon) hook(e suture.Event) {
 		d.log.Error("daemon: service panicked", "supervisor", ev.SupervisorName, "service", ev.ServiceName,
 			"panic", ev.PanicMsg, "restarting", ev.Restarting, "stack", ev.Stacktrace)
 		d.lastFail.Store(fmt.Sprintf("%s panicked: %s", ev.ServiceName, ev.PanicMsg))
+		d.failedAtStart(ev.ServiceName, "panicked: "+ev.PanicMsg)
 	case suture.EventServiceTerminate:
 		if d.stopping.Load() {
 			d.log.Debug("daemon: service stopped", "service", ev.ServiceName, "err", fmt.Sprint(ev.Err))
@@ -290,6 +342,7 @@ func (d *Daemon) hook(e suture.Event) {
 		d.log.Warn("daemon: service failed", "supervisor", ev.SupervisorName, "service", ev.ServiceName,
 			"err", fmt.Sprint(ev.Err), "restarting", ev.Restarting)
 		d.lastFail.Store(fmt.Sprintf("%s: %v", ev.ServiceName, ev.Err))
+		d.failedAtStart(ev.ServiceName, ev.Err)
 	default:
 		d.log.Warn("daemon: "+firstLine(e.String()), "event", fmt.Sprintf("%T", e))
 	}
@@ -341,6 +394,7 @@ func (d *Daemon) Err() error {
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.stopOnce.Do(func() {
 		d.stopping.Store(true)
+		d.ready.Store(false)
 		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
 		defer cancel()
 		d.log.Info("actord stopping")
@@ -392,6 +446,7 @@ func (d *Daemon) remaining(ctx context.Context) time.Duration {
 func (d *Daemon) Kill() {
 	d.stopOnce.Do(func() {
 		d.stopping.Store(true)
+		d.ready.Store(false)
 		d.log.Warn("actord killed")
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 		defer cancel()

@@ -5,17 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/actord/actord/debug"
+	"github.com/actord/actord/internal/httpserve"
 )
 
 // debugService runs a debug.Server as a suture service. A restart makes a
 // new server (and a new token, as at every start) on the address the first
-// one got, so a port chosen by the system (":0") stays the same.
+// one got, so a port chosen by the system (":0") stays the same. Its
+// /readyz follows the daemon's readiness (cfg.Ready).
 type debugService struct {
 	rec   *debug.Recorder
 	cfg   debug.ServerConfig
@@ -63,21 +63,25 @@ func (s *debugService) Serve(ctx context.Context) error {
 func (s *debugService) String() string { return "debug-http" }
 
 // metricsService serves /metrics alone, without the debug token, on an
-// address of its own (Config.MetricsAddr).
+// address of its own (Config.MetricsAddr), with /healthz and /readyz
+// beside it (for a kubelet's probes), within the same bounds as the debug
+// server (debug.HTTPLimits).
 type metricsService struct {
-	want  string
-	rec   *debug.Recorder
-	extra debug.MetricsSource
-	log   *slog.Logger
-	ready chan struct{}
+	want    string
+	rec     *debug.Recorder
+	extra   debug.MetricsSource
+	isReady func() bool
+	log     *slog.Logger
+	limits  debug.HTTPLimits
+	ready   chan struct{} // closed once it listens
 
 	mu   sync.Mutex
 	addr string
 	once sync.Once
 }
 
-func newMetricsService(addr string, rec *debug.Recorder, extra debug.MetricsSource, log *slog.Logger) *metricsService {
-	return &metricsService{want: addr, rec: rec, extra: extra, log: log, ready: make(chan struct{})}
+func newMetricsService(addr string, rec *debug.Recorder, extra debug.MetricsSource, isReady func() bool, log *slog.Logger) *metricsService {
+	return &metricsService{want: addr, rec: rec, extra: extra, isReady: isReady, log: log, ready: make(chan struct{})}
 }
 
 // Addr returns the address the server listens on, once it does.
@@ -87,39 +91,42 @@ func (s *metricsService) Addr() string {
 	return s.addr
 }
 
-// Serve runs the metrics server until ctx is done.
-func (s *metricsService) Serve(ctx context.Context) error {
-	addr := s.Addr()
-	if addr == "" {
-		addr = s.want
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics server: listen: %w", err)
-	}
-	s.mu.Lock()
-	s.addr = ln.Addr().String()
-	s.mu.Unlock()
+// handler serves /metrics, /healthz and /readyz; anything else is 404.
+func (s *metricsService) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		fams := s.rec.Families()
 		if s.extra != nil {
 			fams = append(fams, s.extra()...)
 		}
+		fams = append(fams, debug.RuntimeFamilies()...)
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		_ = debug.WriteMetrics(w, fams)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	return httpserve.Health(s.isReady, mux)
+}
+
+// Serve runs the metrics server until ctx is done.
+func (s *metricsService) Serve(ctx context.Context) error {
+	addr := s.Addr()
+	if addr == "" {
+		addr = s.want
+	}
+	srv, err := httpserve.Listen(addr, s.handler(), s.limits, s.log)
+	if err != nil {
+		return fmt.Errorf("metrics server: listen on %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	s.addr = srv.Addr()
+	s.mu.Unlock()
 	s.once.Do(func() { close(s.ready) })
 	select {
 	case <-ctx.Done():
 		_ = srv.Close()
-		<-errc
 		return ctx.Err()
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
+	case <-srv.Done():
+		err := srv.Err()
+		if err == nil {
 			err = errors.New("closed")
 		}
 		return fmt.Errorf("metrics server stopped: %w", err)

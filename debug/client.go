@@ -15,7 +15,35 @@ import (
 )
 
 // ErrUnauthorized means the server refused the client's token.
-var ErrUnauthorized = errors.New("debug: unauthorized: wrong or missing token")
+var ErrUnauthorized = errors.New("unauthorized: wrong or missing token")
+
+// ErrBadRequest is matched (errors.Is) by a *StatusError for a request the
+// server refused as malformed: a bad parameter (400), a body too large
+// (413) or headers too large (431).
+var ErrBadRequest = errors.New("bad request")
+
+// StatusError is a reply of the server other than 200.
+type StatusError struct {
+	Code    int    // the HTTP status
+	Message string // the server's error text, or the status text
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Code)
+}
+
+// Is makes errors.Is(err, ErrBadRequest) and errors.Is(err,
+// ErrUnauthorized) true for the statuses they stand for.
+func (e *StatusError) Is(target error) bool {
+	switch target {
+	case ErrBadRequest:
+		return e.Code == http.StatusBadRequest || e.Code == http.StatusRequestEntityTooLarge ||
+			e.Code == http.StatusRequestHeaderFieldsTooLarge
+	case ErrUnauthorized:
+		return e.Code == http.StatusUnauthorized
+	}
+	return false
+}
 
 // Client talks to a debug server (what `actord debug` uses).
 type Client struct {
@@ -79,12 +107,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if resp.StatusCode == http.StatusUnauthorized {
 		return nil, ErrUnauthorized
 	}
+	se := &StatusError{Code: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
 	var eb ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-		return nil, fmt.Errorf("debug: server: %s (%s)", eb.Error, resp.Status)
+		se.Message = eb.Error
 	}
-	return nil, fmt.Errorf("debug: server: %s", resp.Status)
+	return nil, se
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, q url.Values, out any) error {
@@ -202,21 +231,23 @@ func (c *Client) Patch(ctx context.Context, actorName string, doc json.RawMessag
 }
 
 // TraceActor switches state tracing of one actor.
-func (c *Client) TraceActor(ctx context.Context, actorName string, on bool) error {
-	resp, err := c.do(ctx, http.MethodPost, "/debug/v1/trace", url.Values{"actor": {actorName}, "on": {strconv.FormatBool(on)}}, []byte("{}"))
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
+func (c *Client) TraceActor(ctx context.Context, actorName string, on bool) (*TraceReply, error) {
+	return c.postTrace(ctx, url.Values{"actor": {actorName}, "on": {strconv.FormatBool(on)}})
 }
 
 // TraceLoop switches state tracing of every actor of a loop.
-func (c *Client) TraceLoop(ctx context.Context, loop int, on bool) error {
-	resp, err := c.do(ctx, http.MethodPost, "/debug/v1/trace", url.Values{"loop": {strconv.Itoa(loop)}, "on": {strconv.FormatBool(on)}}, []byte("{}"))
+func (c *Client) TraceLoop(ctx context.Context, loop int, on bool) (*TraceReply, error) {
+	return c.postTrace(ctx, url.Values{"loop": {strconv.Itoa(loop)}, "on": {strconv.FormatBool(on)}})
+}
+
+func (c *Client) postTrace(ctx context.Context, q url.Values) (*TraceReply, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/debug/v1/trace", q, []byte("{}"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return resp.Body.Close()
+	defer resp.Body.Close()
+	var r TraceReply
+	return &r, json.NewDecoder(resp.Body).Decode(&r)
 }
 
 // Follow streams events to fn until fn returns false, ctx is done or the
@@ -232,7 +263,7 @@ func (c *Client) Follow(ctx context.Context, q EventQuery, fn func(Event) bool) 
 	for sc.Scan() {
 		var e Event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("debug: follow: %w", err)
+			return fmt.Errorf("follow: a line that is not an event: %w", err)
 		}
 		if !fn(e) {
 			return nil

@@ -100,7 +100,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // startDaemon starts a System with the recorder and the debug server, and
 // a supervisor "app" with a counter, a gate (stuck) and a crasher (on loop 1).
-func startDaemon(t *testing.T, dcfg debug.Config) *daemon {
+func startDaemon(t testing.TB, dcfg debug.Config) *daemon {
 	t.Helper()
 	acfg := actor.Config{Loops: 2, Watchdog: -1, Logger: quietLogger(), OnCrash: func(*actor.Crash) {}}
 	rec := debug.Install(&acfg, dcfg)
@@ -173,7 +173,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Trace the counter's state, then change it.
-	if err := cl.TraceActor(ctx, "app/counter", true); err != nil {
+	if _, err := cl.TraceActor(ctx, "app/counter", true); err != nil {
 		t.Fatal(err)
 	}
 	counterRef := d.child(t, "counter")

@@ -21,17 +21,25 @@ const (
 	MetricCounter   MetricType = "counter"
 	MetricGauge     MetricType = "gauge"
 	MetricHistogram MetricType = "histogram"
+	MetricSummary   MetricType = "summary"
 )
 
 // Sample is one line of a metric family: a value with labels. For a
 // histogram family, use Buckets (upper bound -> cumulative count), Count and
-// Sum instead of Value.
+// Sum instead of Value; for a summary, Quantiles, Count and Sum.
 type Sample struct {
-	Labels  [][2]string
-	Value   float64
-	Buckets []Bucket
-	Count   uint64
-	Sum     float64
+	Labels    [][2]string
+	Value     float64
+	Buckets   []Bucket
+	Quantiles []Quantile
+	Count     uint64
+	Sum       float64
+}
+
+// Quantile is one quantile of a summary: the value at rank Q (0 to 1).
+type Quantile struct {
+	Q     float64
+	Value float64
 }
 
 // Bucket is one cumulative histogram bucket: values <= Le.
@@ -123,6 +131,14 @@ func WriteMetrics(w io.Writer, fams []Family) error {
 					writeSample(bw, f.Name+"_bucket", append(s.Labels[:len(s.Labels):len(s.Labels)], [2]string{"le", formatFloat(b.Le)}), float64(b.Count))
 				}
 				writeSample(bw, f.Name+"_bucket", append(s.Labels[:len(s.Labels):len(s.Labels)], [2]string{"le", "+Inf"}), float64(s.Count))
+				writeSample(bw, f.Name+"_sum", s.Labels, s.Sum)
+				writeSample(bw, f.Name+"_count", s.Labels, float64(s.Count))
+				continue
+			}
+			if f.Type == MetricSummary {
+				for _, q := range s.Quantiles {
+					writeSample(bw, f.Name, append(s.Labels[:len(s.Labels):len(s.Labels)], [2]string{"quantile", formatFloat(q.Q)}), q.Value)
+				}
 				writeSample(bw, f.Name+"_sum", s.Labels, s.Sum)
 				writeSample(bw, f.Name+"_count", s.Labels, float64(s.Count))
 				continue

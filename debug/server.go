@@ -17,12 +17,15 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/httpserve"
 )
 
 // ServerConfig sets up a debug server.
@@ -43,21 +46,37 @@ type ServerConfig struct {
 	FollowInterval time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Limits bound connections, request time and sizes (see HTTPLimits);
+	// zero fields take the defaults.
+	Limits HTTPLimits
+	// Ready answers GET /readyz (200 when true, 503 when false), which
+	// needs no token; nil means ready while the server runs. /healthz,
+	// also without the token, answers 200 while the server runs.
+	Ready func() bool
 }
+
+// HTTPLimits bound what the debug and metrics servers accept from a
+// client, before and after its token is checked: connections served at
+// once (64; more wait in the listen backlog), time to send the headers
+// (5 s) and the whole request (30 s), time to write a response (60 s;
+// follow streams get that much per write instead), time idle between
+// requests (60 s), header bytes (8 KiB: 431 past it) and body bytes (1 MiB:
+// 413 past it).
+type HTTPLimits = httpserve.Limits
 
 // Server serves a Recorder's view over HTTP: the dump protocol under
 // /debug/v1/, Prometheus metrics at /metrics and net/http/pprof under
 // /debug/pprof/. Every request must carry the access token (the
-// capability) as "Authorization: Bearer TOKEN"; any other request gets 401
-// and an empty body.
+// capability) as "Authorization: Bearer TOKEN" (the scheme in any case);
+// any other request gets 401 and an empty body, except GET /healthz and
+// GET /readyz, which answer "ok" or "not ready" and nothing else.
 type Server struct {
 	rec    *Recorder
 	cfg    ServerConfig
 	digest [sha256.Size]byte
-	ln     net.Listener
-	srv    *http.Server
+	hs     *httpserve.Server
 	done   chan struct{}
-	served chan struct{}
+	served chan struct{} // closed once the serving goroutines are done
 
 	mu    sync.Mutex
 	extra []MetricsSource
@@ -86,16 +105,16 @@ func NewServer(rec *Recorder, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s := &Server{rec: rec, cfg: cfg, digest: sha256.Sum256([]byte(tok)), done: make(chan struct{}), served: make(chan struct{})}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("debug: listen: %w", err)
+		return nil, fmt.Errorf("debug: listen on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{rec: rec, cfg: cfg, digest: sha256.Sum256([]byte(tok)), ln: ln,
-		done: make(chan struct{}), served: make(chan struct{})}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.hs = httpserve.Serve(ln, s.Handler(), cfg.Limits, cfg.Logger)
 	go func() {
 		defer close(s.served)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		<-s.hs.Done()
+		if err := s.hs.Err(); err != nil {
 			cfg.Logger.Error("debug: server stopped", "err", err)
 		}
 	}()
@@ -103,7 +122,7 @@ func NewServer(rec *Recorder, cfg ServerConfig) (*Server, error) {
 }
 
 // Addr returns the address the server listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.hs.Addr() }
 
 // AddMetrics adds a source of extra metric families to /metrics (the
 // remote layer's frames, bytes and connections, say).
@@ -119,7 +138,7 @@ func (s *Server) Close() error {
 	var err error
 	s.close.Do(func() {
 		close(s.done)
-		err = s.srv.Close()
+		err = s.hs.Close()
 		<-s.served
 	})
 	return err
@@ -130,23 +149,23 @@ func (s *Server) Close() error {
 func WriteTokenFile(path string) (string, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("debug: token: %w", err)
+		return "", fmt.Errorf("debug token: %w", err)
 	}
 	tok := hex.EncodeToString(b[:])
 	f, err := os.CreateTemp(filepath.Dir(path), ".actord-token-*")
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	tmp := f.Name()
 	_, werr := f.WriteString(tok + "\n")
 	cerr := f.Chmod(0o600)
 	if err := errors.Join(werr, cerr, f.Close()); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	return tok, nil
 }
@@ -156,41 +175,42 @@ func WriteTokenFile(path string) (string, error) {
 func ReadTokenFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("debug: token file %s has mode %v: it must be readable by its owner only (0600)", path, st.Mode().Perm())
+		return "", fmt.Errorf("debug token file %s has mode %v: it must be readable by its owner only (0600)", path, st.Mode().Perm())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 1024))
 	if err != nil {
-		return "", fmt.Errorf("debug: token file: %w", err)
+		return "", fmt.Errorf("debug token file: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("debug: token file %s is empty", path)
+		return "", fmt.Errorf("debug token file %s is empty", path)
 	}
 	return tok, nil
 }
 
 // authorized compares the request's token with the server's in constant
-// time (digests, so the length of the token leaks nothing either).
+// time (digests, so the length of the token leaks nothing either). The
+// scheme is matched in any case, as RFC 9110 has it.
 func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	d := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(d[:], s.digest[:]) == 1
 }
 
-// Handler returns the server's HTTP handler, every route behind the token
-// check.
+// Handler returns the server's HTTP handler: every route behind the token
+// check but /healthz and /readyz, request bodies bounded by
+// HTTPLimits.MaxBodyBytes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/v1/loops", s.loops)
@@ -209,20 +229,26 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	guarded := httpserve.Health(s.cfg.Ready, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="actord debug"`)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
+	return http.MaxBytesHandler(guarded, s.cfg.Limits.WithDefaults().MaxBodyBytes)
 }
 
+// writeJSON writes v as indented JSON, with < > & as they are (the
+// default HTML escaping would turn every actor id <0.1.0> into
+// \u003c0.1.0\u003e).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
@@ -235,7 +261,7 @@ type ErrorBody struct {
 func writeErr(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, actor.ErrDead), errors.Is(err, actor.ErrInvalidRef):
+	case errors.Is(err, actor.ErrDead), errors.Is(err, actor.ErrInvalidRef), errors.Is(err, errNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, ErrNoState), errors.Is(err, ErrNotPatchable), errors.Is(err, ErrSuspended):
 		status = http.StatusConflict
@@ -243,11 +269,22 @@ func writeErr(w http.ResponseWriter, err error) {
 		status = http.StatusGatewayTimeout
 	case errors.Is(err, errBadRequest):
 		status = http.StatusBadRequest
+	case errors.Is(err, errTooLarge):
+		status = http.StatusRequestEntityTooLarge
 	}
-	writeJSON(w, status, ErrorBody{Error: err.Error()})
+	// The body names the problem for a person; the Go package prefixes of
+	// the error chain would only repeat themselves there.
+	writeJSON(w, status, ErrorBody{Error: pkgPrefix.ReplaceAllString(err.Error(), "$1")})
 }
 
-var errBadRequest = errors.New("bad request")
+// pkgPrefix matches the package prefixes in an error's text.
+var pkgPrefix = regexp.MustCompile(`(^|: )(?:debug|actor): `)
+
+var (
+	errBadRequest = errors.New("bad request")
+	errTooLarge   = errors.New("request body too large")
+	errNotFound   = errors.New("not found")
+)
 
 func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
@@ -317,9 +354,33 @@ func (s *Server) resolve(r *http.Request) (actor.Ref, error) {
 	if name == "" {
 		return actor.Ref{}, badRequest("missing actor parameter")
 	}
+	if len(name) > maxName {
+		return actor.Ref{}, badRequest("actor parameter of %d bytes: at most %d", len(name), maxName)
+	}
+	if id, ok := parseID(name); ok && (id.loop < 0 || int(id.loop) >= len(s.rec.loops)) {
+		return actor.Ref{}, fmt.Errorf("%w: no actor %s (the daemon has %d loops)", errNotFound, name, len(s.rec.loops))
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	return s.rec.Resolve(ctx, name)
+	ref, err := s.rec.Resolve(ctx, name)
+	if err != nil && !errors.Is(err, actor.ErrDead) && !errors.Is(err, ErrNotAttached) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", errBadRequest, err) // several actors of that name
+	}
+	return ref, err
+}
+
+// maxName bounds an actor parameter: ids and names are short.
+const maxName = 1024
+
+// EventKinds returns the kinds of recorded events, as Event.Kind names
+// them and as the kind parameter takes them: the runtime's, then the
+// operator's (patch, trace).
+func EventKinds() []string {
+	var ks []string
+	for k := actor.EventSend; k <= actor.EventReport; k++ {
+		ks = append(ks, k.String())
+	}
+	return append(ks, kindName(KindPatch), kindName(KindTrace))
 }
 
 func (s *Server) state(w http.ResponseWriter, r *http.Request) {
@@ -335,7 +396,14 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, StateReply{Version: ProtocolVersion, State: st})
+}
+
+// StateReply is the body of GET /debug/v1/state: the State's members and
+// the version.
+type StateReply struct {
+	Version int `json:"version"`
+	*State
 }
 
 // filter reads the event filter parameters: actor, loop, kind (comma
@@ -351,23 +419,38 @@ func (s *Server) filter(r *http.Request) (EventFilter, error) {
 		f.Actor = &ref
 	}
 	if v := q.Get("loop"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return f, badRequest("bad loop %q", v)
+		n, err := s.loopParam(v)
+		if err != nil {
+			return f, err
 		}
 		f.Loop = n
 	}
 	if v := q.Get("last"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return f, badRequest("bad last %q", v)
+			return f, badRequest("bad last %q: want a count, 0 or more", v)
 		}
 		f.Last = n
 	}
 	if v := q.Get("kind"); v != "" {
-		f.Kinds = strings.Split(v, ",")
+		known := EventKinds()
+		for _, k := range strings.Split(v, ",") {
+			if !slices.Contains(known, k) {
+				return f, badRequest("unknown event kind %q: want some of %s", k, strings.Join(known, ","))
+			}
+			f.Kinds = append(f.Kinds, k)
+		}
 	}
 	return f, nil
+}
+
+// loopParam reads a loop number, which must name one of the loops.
+func (s *Server) loopParam(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n >= len(s.rec.loops) {
+		return 0, badRequest("bad loop %q: the daemon has loops 0 to %d", v, len(s.rec.loops)-1)
+	}
+	return n, nil
 }
 
 // EventsReply is the body of GET /debug/v1/events.
@@ -431,8 +514,9 @@ func (s *Server) dump(w http.ResponseWriter, r *http.Request) {
 
 // PatchReply is the body of POST /debug/v1/patch.
 type PatchReply struct {
-	Actor string          `json:"actor"`
-	State json.RawMessage `json:"state"`
+	Version int             `json:"version"`
+	Actor   string          `json:"actor"`
+	State   json.RawMessage `json:"state"`
 }
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
@@ -441,8 +525,12 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := io.ReadAll(r.Body) // bounded by HTTPLimits.MaxBodyBytes
 	if err != nil {
+		if httpserve.BodyTooLarge(err) {
+			writeErr(w, fmt.Errorf("%w: %v", errTooLarge, err))
+			return
+		}
 		writeErr(w, badRequest("body: %v", err))
 		return
 	}
@@ -454,20 +542,27 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	st, err := s.rec.Patch(ctx, ref, body)
 	if err != nil {
+		if !errors.Is(err, ErrNotPatchable) && !errors.Is(err, ErrSuspended) && !errors.Is(err, ErrNotAttached) &&
+			!errors.Is(err, actor.ErrDead) && !errors.Is(err, actor.ErrInvalidRef) && ctx.Err() == nil {
+			// The actor's DebugPatch refused the document (a wrong type, a
+			// value out of range): the request's fault, not the server's.
+			err = fmt.Errorf("%w: the actor refused the state: %w", errBadRequest, err)
+		}
 		writeErr(w, err)
 		return
 	}
 	if st == nil {
 		st = json.RawMessage("null")
 	}
-	writeJSON(w, http.StatusOK, PatchReply{Actor: idOf(ref).String(), State: st})
+	writeJSON(w, http.StatusOK, PatchReply{Version: ProtocolVersion, Actor: idOf(ref).String(), State: st})
 }
 
 // TraceReply is the body of POST /debug/v1/trace.
 type TraceReply struct {
-	Actor string `json:"actor,omitempty"`
-	Loop  *int   `json:"loop,omitempty"`
-	On    bool   `json:"on"`
+	Version int    `json:"version"`
+	Actor   string `json:"actor,omitempty"`
+	Loop    *int   `json:"loop,omitempty"`
+	On      bool   `json:"on"`
 }
 
 func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
@@ -478,16 +573,16 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := q.Get("loop"); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := s.loopParam(v)
 		if err != nil {
-			writeErr(w, badRequest("bad loop %q", v))
+			writeErr(w, err)
 			return
 		}
 		if err := s.rec.SetTraceLoop(n, on); err != nil {
 			writeErr(w, badRequest("%v", err))
 			return
 		}
-		writeJSON(w, http.StatusOK, TraceReply{Loop: &n, On: on})
+		writeJSON(w, http.StatusOK, TraceReply{Version: ProtocolVersion, Loop: &n, On: on})
 		return
 	}
 	ref, err := s.resolve(r)
@@ -501,7 +596,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, TraceReply{Actor: idOf(ref).String(), On: on})
+	writeJSON(w, http.StatusOK, TraceReply{Version: ProtocolVersion, Actor: idOf(ref).String(), On: on})
 }
 
 // follow streams events as JSON lines (application/x-ndjson), starting
@@ -520,10 +615,18 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errors.New("streaming unsupported"))
 		return
 	}
+	// The stream outlives HTTPLimits.WriteTimeout: the write deadline is
+	// renewed before each batch of events, so only a client that stops
+	// reading for that long is cut off. (net/http lifts the read deadline
+	// itself once the request is read: the client's leaving ends the
+	// request's context.)
+	writeTimeout := s.cfg.Limits.WithDefaults().WriteTimeout
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
 	after := make(map[int]uint64, len(s.rec.loops))
 	for i, lr := range s.rec.loops {
 		lr.mu.Lock()
@@ -547,6 +650,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-tick.C:
 		}
+		_ = httpserve.ExtendWrite(w, writeTimeout)
 		g := f
 		g.Last = 0
 		g.After = after
@@ -591,6 +695,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	for _, src := range extra {
 		fams = append(fams, src()...)
 	}
+	fams = append(fams, RuntimeFamilies()...)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_ = WriteMetrics(w, fams)
 }

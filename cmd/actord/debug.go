@@ -8,14 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	dmn "github.com/actord/actord/daemon"
 	"github.com/actord/actord/debug"
 )
 
@@ -69,10 +72,12 @@ var debugCmds = map[string]*debugCmd{
 func eventFlags(fs *flag.FlagSet, o *debugOpts) {
 	fs.StringVar(&o.actor, "actor", "", "only events to or from this actor (id or name)")
 	fs.IntVar(&o.last, "last", 0, "the last N events (events: default 100; follow: replayed first)")
-	fs.IntVar(&o.loop, "loop", -1, "only this loop")
-	fs.StringVar(&o.kinds, "kind", "", "only these kinds, comma separated (send,ask,call,timer,continuation,spawn,stop,restart,crash,dropped,report,patch,trace)")
+	fs.IntVar(&o.loop, "loop", -1, "only this loop (default: all)")
+	fs.StringVar(&o.kinds, "kind", "", "only these kinds, comma separated ("+strings.Join(debug.EventKinds(), ",")+")")
 }
 
+// defaultAddr is the debug server to attach to: $ACTORD_DEBUG_ADDR, else
+// the address `actord run` listens on by default.
 func defaultAddr() string {
 	if a := os.Getenv("ACTORD_DEBUG_ADDR"); a != "" {
 		return a
@@ -80,29 +85,38 @@ func defaultAddr() string {
 	return "127.0.0.1:6060"
 }
 
-// defaultTokenFile is where a daemon writes its debug token unless told
-// otherwise: $ACTORD_DEBUG_TOKEN, else $XDG_RUNTIME_DIR/actord-debug.token,
-// else ~/.actord/debug.token.
+// defaultTokenFile is the token to attach with: $ACTORD_DEBUG_TOKEN, else
+// the one `actord run` writes by default (DATA-DIR/debug.token with the
+// default data dir, ~/.actord).
 func defaultTokenFile() string {
 	if f := os.Getenv("ACTORD_DEBUG_TOKEN"); f != "" {
 		return f
 	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "actord-debug.token")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".actord", "debug.token")
-	}
-	return "actord-debug.token"
+	return filepath.Join(dmn.DefaultDataDir(), dmn.TokenFileName)
 }
+
+// commonFlags are the flags of every subcommand.
+func commonFlags(fs *flag.FlagSet, o *debugOpts) {
+	fs.StringVar(&o.addr, "addr", defaultAddr(), "debug server HOST:PORT or URL ($ACTORD_DEBUG_ADDR)")
+	fs.StringVar(&o.tokenFile, "token-file", defaultTokenFile(), "the daemon's debug token: its DATA-DIR/debug.token ($ACTORD_DEBUG_TOKEN)")
+	fs.BoolVar(&o.json, "json", false, `machine-readable output: one JSON object with "version" (follow: one per line); see docs/debugging.md`)
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on the request (follow runs until interrupted)")
+}
+
+var debugOrder = []string{"loops", "actors", "tree", "state", "events", "crashes", "follow", "dump", "patch", "trace"}
 
 func debugUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: actord debug SUBCOMMAND [flags] [args]\n\nsubcommands:")
-	for _, n := range []string{"loops", "actors", "tree", "state", "events", "crashes", "follow", "dump", "patch", "trace"} {
+	for _, n := range debugOrder {
 		c := debugCmds[n]
 		fmt.Fprintf(w, "  %-8s %-26s %s\n", n, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nflags of every subcommand:\n  --addr HOST:PORT   debug server (default $ACTORD_DEBUG_ADDR or 127.0.0.1:6060)\n  --token-file PATH  access token file (default $ACTORD_DEBUG_TOKEN, $XDG_RUNTIME_DIR/actord-debug.token or ~/.actord/debug.token)\n  --json             machine-readable output\n  --timeout D        request timeout (default 10s)")
+	fmt.Fprintln(w, "\nflags of every subcommand:")
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	commonFlags(fs, &debugOpts{})
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintln(w, "\nexit status: 0 done, 1 failed (no daemon, no such actor, ...), 2 bad usage or input\nRun 'actord debug SUBCOMMAND -h' for a subcommand's flags.")
 }
 
 func debugMain(args []string, stdout, stderr io.Writer) int {
@@ -122,34 +136,29 @@ func debugMain(args []string, stdout, stderr io.Writer) int {
 	o := &debugOpts{stdout: stdout, loop: -1}
 	fs := flag.NewFlagSet("actord debug "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.addr, "addr", defaultAddr(), "")
-	fs.StringVar(&o.tokenFile, "token-file", defaultTokenFile(), "")
-	fs.BoolVar(&o.json, "json", false, "")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
 	if c.flags != nil {
 		c.flags(fs, o)
 	}
+	commonFlags(fs, o)
 	pos, err := parseInterleaved(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdout, "usage: actord debug %s [flags] %s\n  %s\n", args[0], c.args, c.summary)
+		fmt.Fprintf(stdout, "usage: actord debug %s [flags] %s\n\n%s\n\nflags:\n", args[0], c.args, c.summary)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		return 0
 	}
+	if err == nil {
+		err = checkDebugArgs(fs, c, o, pos)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "actord debug %s: %v\n", args[0], err)
-		return 2
-	}
-	if len(pos) < c.min || len(pos) > c.max {
-		fmt.Fprintf(stderr, "actord debug %s: want arguments %q, got %d (usage: actord debug %s %s)\n", args[0], c.args, len(pos), args[0], c.args)
-		return 2
-	}
-	if o.format != "" && o.format != "text" && o.format != "dot" {
-		fmt.Fprintf(stderr, "actord debug %s: --format must be text or dot, not %q\n", args[0], o.format)
+		fmt.Fprintf(stderr, "actord debug %s: %v (see actord debug %s -h)\n", args[0], err, args[0])
 		return 2
 	}
 	cl, err := debug.NewClient(o.addr, o.tokenFile)
 	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			err = fmt.Errorf("%w (is the daemon running with this data dir? give --token-file or $ACTORD_DEBUG_TOKEN)", err)
+		}
 		fmt.Fprintf(stderr, "actord debug %s: %v\n", args[0], err)
 		return 1
 	}
@@ -162,17 +171,62 @@ func debugMain(args []string, stdout, stderr io.Writer) int {
 		defer cancel()
 	}
 	if err := c.run(ctx, o, pos); err != nil {
-		if errors.Is(err, errUsage) {
-			fmt.Fprintf(stderr, "actord debug %s: %v\n", args[0], err)
-			return 2
-		}
 		fmt.Fprintf(stderr, "actord debug %s: %v\n", args[0], err)
+		if errors.Is(err, errUsage) || errors.Is(err, debug.ErrBadRequest) {
+			return 2 // the daemon refused the input (a loop it does not have, say)
+		}
 		return 1
 	}
 	return 0
 }
 
-var errUsage = errors.New("usage")
+// errUsage marks a bad argument found while running a subcommand.
+var errUsage = errors.New("bad usage")
+
+// checkDebugArgs refuses what the server would refuse or silently take:
+// the wrong number of arguments, negative counts, unknown event kinds,
+// conflicting flags.
+func checkDebugArgs(fs *flag.FlagSet, c *debugCmd, o *debugOpts, pos []string) error {
+	if len(pos) < c.min || len(pos) > c.max {
+		want := c.args
+		if want == "" {
+			want = "none"
+		}
+		return fmt.Errorf("want arguments %s, got %d", want, len(pos))
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case err != nil:
+		case f.Name == "loop" && o.loop < 0:
+			err = fmt.Errorf("--loop %d: loops are numbered from 0", o.loop)
+		case f.Name == "last" && o.last < 0:
+			err = fmt.Errorf("--last %d: want a count, 0 or more", o.last)
+		case f.Name == "timeout" && o.timeout <= 0:
+			err = fmt.Errorf("--timeout %v: want a positive duration", o.timeout)
+		case f.Name == "json" && o.json && o.format == "dot":
+			err = errors.New("--json and --format dot: choose one")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if o.format != "" && o.format != "text" && o.format != "dot" {
+		return fmt.Errorf("--format must be text or dot, not %q", o.format)
+	}
+	if o.format == "dot" && o.json {
+		return errors.New("--json and --format dot: choose one")
+	}
+	if o.kinds != "" {
+		known := debug.EventKinds()
+		for _, k := range strings.Split(o.kinds, ",") {
+			if !slices.Contains(known, k) {
+				return fmt.Errorf("--kind: unknown event kind %q: want some of %s", k, strings.Join(known, ","))
+			}
+		}
+	}
+	return nil
+}
 
 // parseInterleaved parses flags that may come before, between or after the
 // positional arguments.
@@ -194,10 +248,19 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// printJSON writes v as the --json output: indented, with < > & as they
+// are (actor ids are <0.1.0>).
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// followLine is one line of `follow --json`.
+type followLine struct {
+	Version int         `json:"version"`
+	Event   debug.Event `json:"event"`
 }
 
 func fmtDur(ns int64) string {
@@ -221,7 +284,7 @@ func debugLoops(ctx context.Context, o *debugOpts, _ []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(o.stdout, loops)
+		return printJSON(o.stdout, debug.LoopsReply{Version: debug.ProtocolVersion, Loops: loops})
 	}
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LOOP\tQUEUE\tACTORS\tEVENTS/S\tHANDLED\tP50\tP90\tP99\tMAX\tERRORS\tCRASHES\tRESTARTS\tTRACE")
@@ -282,9 +345,6 @@ func unresponsive(w io.Writer, loops []int) error {
 }
 
 func debugTree(ctx context.Context, o *debugOpts, _ []string) error {
-	if o.format != "text" && o.format != "dot" {
-		return fmt.Errorf("%w: --format must be text or dot, not %q", errUsage, o.format)
-	}
 	r, err := o.client.Tree(ctx)
 	if err != nil {
 		return err
@@ -372,7 +432,7 @@ func debugState(ctx context.Context, o *debugOpts, pos []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(o.stdout, st)
+		return printJSON(o.stdout, debug.StateReply{Version: debug.ProtocolVersion, State: st})
 	}
 	traced := "off"
 	if st.Traced {
@@ -443,7 +503,10 @@ func debugEvents(ctx context.Context, o *debugOpts, _ []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(o.stdout, ev)
+		if ev == nil {
+			ev = []debug.Event{}
+		}
+		return printJSON(o.stdout, debug.EventsReply{Version: debug.ProtocolVersion, Events: ev})
 	}
 	for _, e := range ev {
 		fmt.Fprintln(o.stdout, eventLine(e))
@@ -479,10 +542,11 @@ func debugCrashes(ctx context.Context, o *debugOpts, _ []string) error {
 }
 
 func debugFollow(ctx context.Context, o *debugOpts, _ []string) error {
+	enc := json.NewEncoder(o.stdout)
+	enc.SetEscapeHTML(false)
 	err := o.client.Follow(ctx, o.query(), func(e debug.Event) bool {
 		if o.json {
-			b, _ := json.Marshal(e)
-			fmt.Fprintf(o.stdout, "%s\n", b)
+			_ = enc.Encode(followLine{Version: debug.ProtocolVersion, Event: e}) // one line each
 		} else {
 			fmt.Fprintln(o.stdout, eventLine(e))
 		}
@@ -526,11 +590,14 @@ func debugTrace(ctx context.Context, o *debugOpts, pos []string) error {
 		return fmt.Errorf("%w: want on or off, got %q", errUsage, onArg)
 	}
 	var what string
+	var r *debug.TraceReply
 	switch {
 	case o.loop >= 0 && len(pos) == 1:
-		err, what = o.client.TraceLoop(ctx, o.loop, on), fmt.Sprintf("loop %d", o.loop)
+		r, err = o.client.TraceLoop(ctx, o.loop, on)
+		what = fmt.Sprintf("loop %d", o.loop)
 	case o.loop < 0 && len(pos) == 2:
-		err, what = o.client.TraceActor(ctx, pos[0], on), pos[0]
+		r, err = o.client.TraceActor(ctx, pos[0], on)
+		what = pos[0]
 	default:
 		return fmt.Errorf("%w: give either ACTOR or --loop L, then on|off", errUsage)
 	}
@@ -538,7 +605,7 @@ func debugTrace(ctx context.Context, o *debugOpts, pos []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(o.stdout, map[string]any{"target": what, "on": on})
+		return printJSON(o.stdout, r)
 	}
 	fmt.Fprintf(o.stdout, "state tracing %s for %s\n", onArg, what)
 	return nil

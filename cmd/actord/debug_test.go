@@ -126,8 +126,8 @@ func TestDebugCLI(t *testing.T) {
 	if out := cli("events", "--actor", "svc/gate", "--last", "2"); strings.Count(out, "\n") != 2 {
 		t.Fatalf("events:\n%s", out)
 	}
-	var ev []debug.Event
-	if err := json.Unmarshal([]byte(cli("events", "--json", "--kind", "crash")), &ev); err != nil || len(ev) != 1 || ev[0].Outcome != "crash" {
+	var ev debug.EventsReply
+	if err := json.Unmarshal([]byte(cli("events", "--json", "--kind", "crash")), &ev); err != nil || len(ev.Events) != 1 || ev.Events[0].Outcome != "crash" {
 		t.Fatalf("events --json: %v %+v", err, ev)
 	}
 	// The gate restarted stuck; the patch un-sticks it.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/actord/actord/cluster"
 	dmn "github.com/actord/actord/daemon" // not "daemon": debug_test.go has a func of that name
 	"github.com/actord/actord/internal/fdlimit"
@@ -47,7 +49,7 @@ type runConfig struct {
 }
 
 func defaultRunConfig() runConfig {
-	return runConfig{Listen: "127.0.0.1:7700", Gossip: "127.0.0.1:7946", DataDir: "actord-data",
+	return runConfig{Listen: "127.0.0.1:7700", Gossip: "127.0.0.1:7946", DataDir: dmn.DefaultDataDir(),
 		DebugAddr: "127.0.0.1:6060", ClusterProfile: string(cluster.ProfileLAN),
 		ShutdownTimeout: duration(10 * time.Second), LogFormat: "text", LogLevel: "info"}
 }
@@ -101,7 +103,7 @@ func runFlags(c *runConfig, configPath *string) *flag.FlagSet {
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "gossip address other daemons should use, if not --gossip")
 	fs.Var(seedList{&c.Seeds}, "seeds", "gossip addresses of daemons to join through, comma-separated")
 	fs.IntVar(&c.Loops, "loops", c.Loops, "event loops (0: one per core)")
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the daemon's files (created 0700)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the daemon's files: debug token, node key, capability (created 0700)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, `debug server HOST:PORT (dump protocol, /metrics, pprof; token-guarded), or "off"`)
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics alone, without the token, on this HOST:PORT (default: on the debug server)")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "where to write the debug token (default: DATA-DIR/debug.token)")
@@ -202,10 +204,26 @@ var runHooks struct {
 	beforeShutdown func()
 }
 
+// startDaemon starts the daemon (tests replace it).
+var startDaemon = dmn.Start
+
+// notify tells the service manager about the daemon's state (sd_notify:
+// READY=1, STOPPING=1) when it runs under systemd with Type=notify, that
+// is when $NOTIFY_SOCKET is set; otherwise it does nothing.
+func notify(log *slog.Logger, state string) {
+	sent, err := sddaemon.SdNotify(false, state)
+	switch {
+	case err != nil:
+		log.Warn("could not notify the service manager", "state", state, "err", err)
+	case sent:
+		log.Debug("service manager notified", "state", state)
+	}
+}
+
 func runMain(args []string, stdout, stderr io.Writer) int {
 	cfg, rc, help, err := parseRun(args)
 	if help {
-		fmt.Fprintln(stdout, "usage: actord run [flags]\n\nRuns a daemon until SIGTERM or SIGINT (a second one forces the exit).\nOnce ready it prints one JSON line on stdout (see docs/deploy.md).\n\nflags:")
+		fmt.Fprintln(stdout, "usage: actord run [flags]\n\nRuns a daemon until SIGTERM or SIGINT (a second one forces the exit).\nOnce ready it prints one JSON line on stdout (see docs/deploy.md) and,\nunder systemd (Type=notify), tells it READY=1.\n\nflags:")
 		var path string
 		fs := runFlags(ptr(defaultRunConfig()), &path)
 		fs.SetOutput(stdout)
@@ -231,7 +249,44 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 	sigs, stopSignals := notifySignals()
 	defer stopSignals()
-	d, err := dmn.Start(context.Background(), cfg)
+	// Start in the background, so a signal during the start (a port that
+	// is slow to bind, a seed that does not answer) stops it at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type started struct {
+		d   *dmn.Daemon
+		err error
+	}
+	res := make(chan started, 1)
+	go func() {
+		d, err := startDaemon(ctx, cfg)
+		res <- started{d, err}
+	}()
+	var r started
+	select {
+	case r = <-res:
+	case s := <-sigs:
+		log.Info("signal received during startup: stopping (a second signal forces the exit)", "signal", s.String())
+		cancel()
+		select {
+		case r = <-res:
+		case s := <-sigs:
+			log.Error("second signal: exiting without finishing the stop", "signal", s.String())
+			return 1
+		}
+		switch {
+		case r.err == nil: // it was ready just as the signal came
+			if err := r.d.Shutdown(context.Background()); err != nil {
+				log.Error("actord shut down with errors", "err", err)
+				return 1
+			}
+			fallthrough
+		case errors.Is(r.err, context.Canceled):
+			log.Info("actord stopped before it was ready")
+			return 0
+		}
+	}
+	d, err := r.d, r.err
 	if err != nil {
 		if errors.Is(err, dmn.ErrConfig) {
 			fmt.Fprintf(stderr, "actord run: %v\n", err)
@@ -250,6 +305,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	line, _ := json.Marshal(d.Info())
 	fmt.Fprintf(stdout, "%s\n", line)
+	notify(log, sddaemon.SdNotifyReady)
 
 	select {
 	case s := <-sigs:
@@ -258,6 +314,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		log.Error("actord stopped by itself", "err", d.Err())
 		return 1
 	}
+	notify(log, sddaemon.SdNotifyStopping)
 	done := make(chan error, 1)
 	go func() {
 		if runHooks.beforeShutdown != nil {
