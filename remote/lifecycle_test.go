@@ -515,3 +515,36 @@ func TestReplyOnlyFromTheNodeAsked(t *testing.T) {
 	default:
 	}
 }
+
+// A node this node dials that trickles bytes and never completes the
+// handshake is let go at HandshakeTimeout: bytes keep a connection from
+// looking silent, not from having to finish its handshake.
+func TestDialedHandshakeDeadline(t *testing.T) {
+	addr := fakePeer(t, 0, func(c net.Conn, done <-chan struct{}) {
+		if _, err := c.Write([]byte{0, 200}); err != nil { // a record of 200 bytes, trickled
+			return
+		}
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				if _, err := c.Write([]byte{0}); err != nil {
+					return
+				}
+			}
+		}
+	})
+	a := newTestNode(t, "a", Config{HandshakeTimeout: 200 * time.Millisecond, HeartbeatTimeout: time.Hour,
+		ReconnectMin: time.Hour, ReconnectMax: time.Hour})
+	r, _ := fakeRef(a, addr)
+	if err := a.sys.Send(r, "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the dialed connection to be let go", func() bool { return a.node.Stats().PeersDown > 0 })
+	if st := a.node.Stats(); st.HandshakeTimeouts == 0 || st.DeadLetters != 1 {
+		t.Fatalf("stats %+v: want a handshake timeout and the message reported", st)
+	}
+}

@@ -113,7 +113,8 @@ type Config struct {
 	// handshake message 256 bytes (docs/deploy.md, "Hardening").
 
 	// HandshakeTimeout bounds the time from accepting a connection to
-	// accepting its Hello, whatever it sends meanwhile. Past it the
+	// accepting its Hello, and from opening a dialed connection to reading
+	// the peer's Welcome, whatever it sends meanwhile. Past it the
 	// connection is closed (counted in Stats.HandshakeTimeouts). Default
 	// 10 s.
 	HandshakeTimeout time.Duration
@@ -677,7 +678,7 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 			}
 			for _, c := range ins {
 				if now.Sub(time.Unix(0, c.lastHeard.Load())) > n.cfg.HeartbeatTimeout {
-					n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName)
+					n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName, "remote_addr", hostOf(c.conn.RemoteAddr()))
 					_ = c.conn.Close()
 				}
 			}

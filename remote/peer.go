@@ -90,7 +90,8 @@ type peer struct {
 	answerKey atomic.Pointer[[]byte]
 	// addresses of the current connection, for events
 	localAddr, remoteAddr string
-	welcome               bool // the current connection's handshake completed
+	welcome               bool      // the current connection's handshake completed
+	openedAt              time.Time // when the current connection was opened
 	// one-entry cache of the last sender's wire id (senderIDLocked)
 	sender   actor.Ref
 	senderID actor.WireID
@@ -509,7 +510,8 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 	p.conn = c
 	p.wc, p.wrc = wc, rc
 	p.netHeld = 0
-	p.lastHeard.Store(time.Now().UnixNano())
+	p.openedAt = time.Now()
+	p.lastHeard.Store(p.openedAt.UnixNano())
 	p.n.stats.opened.Add(1)
 	p.localAddr, p.remoteAddr = c.LocalAddr().String(), c.RemoteAddr().String()
 	p.flushLocked(false)
@@ -701,9 +703,17 @@ func (p *peer) redialNowLocked(netDial bool) {
 // silent past the timeout.
 func (p *peer) heartbeat(now time.Time, seq uint64) {
 	p.mu.Lock()
-	conn, epoch := p.conn, p.epoch
+	conn, epoch, welcome, opened := p.conn, p.epoch, p.welcome, p.openedAt
 	p.mu.Unlock()
 	if conn == nil {
+		return
+	}
+	if !welcome && now.Sub(opened) > p.n.cfg.HandshakeTimeout {
+		// Bytes that trickle in refresh lastHeard: the handshake and the
+		// Welcome have a deadline of their own, as on the accepting side.
+		p.n.stats.handshakeTimeouts.Add(1)
+		_ = conn.Close()
+		p.lost(epoch, fmt.Errorf("%w: %s: no Welcome within %v of connecting", ErrNodeDown, p.name(), p.n.cfg.HandshakeTimeout))
 		return
 	}
 	if now.Sub(time.Unix(0, p.lastHeard.Load())) > p.n.cfg.HeartbeatTimeout {
