@@ -536,6 +536,10 @@ func (d *Daemon) metricFamilies() []debug.Family {
 		counter("actord_remote_handshake_timeouts_total", "Connections closed for no handshake and hello within the handshake timeout.", st.HandshakeTimeouts),
 		counter("actord_remote_buffer_limited_total", "Connections closed because their incomplete frames would pass the node's buffer limit.", st.BufferLimited),
 		counter("actord_remote_accept_errors_total", "Failed accepts (such as out of file descriptors), each followed by a short pause.", st.AcceptErrors),
+		counter("actord_remote_dead_letters_total", "One-way messages accepted for a peer and lost with its connection (also reported as events).", st.DeadLetters),
+		counter("actord_remote_node_down_refused_total", "Sends, asks and other requests refused at once because their peer was known down.", st.NodeDownRefused),
+		counter("actord_remote_peers_forgotten_total", "Peers forgotten because nothing needed them.", st.PeersForgotten),
+		counter("actord_remote_dials_total", "Connections this node tried to open.", st.Dials),
 	}
 	if a := d.agentP.Load(); a != nil {
 		fams = append(fams, debug.Family{Name: "actord_cluster_members", Help: "Live cluster members this daemon sees, itself included.",

@@ -346,7 +346,7 @@ func TestDaemonDebugAndMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d", code)
 	}
 	for _, want := range []string{"actord_cluster_members 1", "actord_remote_frames_in_total", "actord_remote_handshake_timeouts_total 0",
-		"actord_remote_connections_refused_total 0", `actord_loop_events_total{loop="1"}`} {
+		"actord_remote_connections_refused_total 0", "actord_remote_dead_letters_total 0", `actord_loop_events_total{loop="1"}`} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
 		}
