@@ -427,7 +427,7 @@ func TestPeerUpRedialsAtOnce(t *testing.T) {
 // listens again a client that keeps asking it (every 5 ms, each failing at
 // once with ErrNodeDown while the node is down) gets its first answer. The
 // client learns of the new listener at its next redial: after refused
-// connects, within 250 ms (±50%). One iteration is one restart, after
+// connects, within 100 ms (±50%). One iteration is one restart, after
 // 500 ms down; report with -benchtime 10x.
 func BenchmarkRecoveryAfterRestart(b *testing.B) {
 	a := newTestNode(b, "client", Config{})

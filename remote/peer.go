@@ -659,7 +659,7 @@ func (p *peer) scheduleRetryLocked() {
 
 // refusedRetryMax bounds the backoff after a refused connect (see
 // peer.refused).
-const refusedRetryMax = 250 * time.Millisecond
+const refusedRetryMax = 100 * time.Millisecond
 
 // retryLocked runs when the retry timer fires: it dials if anything wants
 // the peer (a local use since the loss, the membership layer, or a node

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,6 +262,34 @@ func TestE2EKillDaemon(t *testing.T) {
 		t.Fatalf("b's arguments lack --gossip: %q", args)
 	}
 	args[i+1] = b.info.GossipAddr
+	// The old client keeps asking for an acknowledged key on b's shards
+	// meanwhile (every 5 ms): how soon after b's ready line it is served
+	// again is the recovery time (its node redials b within 150 ms of b
+	// listening, then refreshes its stale refs).
+	var probeKey string
+	for k := range acked {
+		if onB(kvstore.ShardOf(k, tab.Shards)) {
+			probeKey = k
+			break
+		}
+	}
+	var servedAt atomic.Int64
+	pctx, pcancel := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		for pctx.Err() == nil {
+			rctx, rcancel := context.WithTimeout(pctx, opTimeout)
+			_, ok, err := dc.cl.Get(rctx, probeKey)
+			rcancel()
+			if err == nil && ok {
+				servedAt.Store(time.Now().UnixNano())
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	defer func() { pcancel(); <-probeDone }()
 	restartedAt := time.Now()
 	nb, err := startChild("b", b.cmd.Path, args, nil)
 	if err != nil {
@@ -270,6 +299,12 @@ func TestE2EKillDaemon(t *testing.T) {
 	if err := nb.ready(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	readyAt := time.Now()
+	t.Logf("b restarted: ready line %v after the start", readyAt.Sub(restartedAt).Round(time.Millisecond))
+	waitFor(ctx, t, "the old client to be served by b again", 20*time.Second, func() (bool, string) {
+		return servedAt.Load() != 0, "not yet"
+	})
+	t.Logf("the old client was served by the restarted b %v after b's ready line", time.Unix(0, servedAt.Load()).Sub(readyAt).Round(time.Millisecond))
 	if nb.info.Addr != b.info.Addr || nb.info.GossipAddr != b.info.GossipAddr {
 		t.Fatalf("restarted b on %s (gossip %s), want %s (gossip %s)", nb.info.Addr, nb.info.GossipAddr, b.info.Addr, b.info.GossipAddr)
 	}

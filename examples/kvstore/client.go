@@ -41,8 +41,9 @@ func (t Table) Owner(id int) string { return Placement(t.Shards, t.Members)[id] 
 // deadline); none sooner than RefreshInterval after a successful one (the
 // requests wait for the interval to pass, if their deadline allows); and
 // after a failed one, none for a backoff that doubles from RefreshInterval
-// up to MaxRefreshBackoff, during which requests that need a fetch fail at
-// once with their own error.
+// up to MaxRefreshBackoff (RefreshInterval when the fetch was refused
+// unsent, its daemon being known down), during which requests that need a
+// fetch fail at once with their own error.
 type Client struct {
 	sys     *actor.System
 	timeout time.Duration
@@ -169,10 +170,17 @@ func (cl *Client) fetched(m string, rep DirReply, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	mf := d.member(m)
-	if err == nil {
+	switch {
+	case err == nil:
 		mf.backoff = 0
 		mf.next = d.now().Add(RefreshInterval)
-	} else {
+	case errors.Is(err, remote.ErrNotSent):
+		// Refused by this client's own node, the member being known down:
+		// the member saw nothing, so there is no load to back off from,
+		// and the next fetch should find it as soon as it is back.
+		mf.backoff = RefreshInterval
+		mf.next = d.now().Add(mf.backoff)
+	default:
 		mf.backoff = min(max(2*mf.backoff, RefreshInterval), MaxRefreshBackoff)
 		mf.next = d.now().Add(mf.backoff)
 	}
