@@ -141,13 +141,13 @@ func scanSend(body []byte) (k deadKey, ok bool) {
 	return k, ok
 }
 
-// reportDeadLetters counts what a loss of p's connection lost, logs it and
-// emits one event.DeadLetter per group. It runs with no lock held.
+// reportDeadLetters logs what a loss of p's connection lost (counted in
+// Stats already) and emits one event.DeadLetter per group. It runs with no
+// lock held.
 func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
 	if d.total == 0 {
 		return
 	}
-	n.stats.deadLetters.Add(uint64(d.total))
 	n.log.Warn("remote: one-way messages lost with the connection", "peer", p.name(), "addr", p.addr, "messages", d.total, "reason", reason)
 	if n.ev == nil {
 		return

@@ -248,13 +248,24 @@ func TestNothingLostWithoutASignal(t *testing.T) {
 		}
 	}()
 	waitFor(t, 10*time.Second, "some traffic", func() bool { return delivered.Load() > 1000 })
-	b.close()
+	// b's node goes away; its actors go on, so that what its node read and
+	// queued (and acknowledged) is handled: the guarantee ends where the
+	// receiving node has queued a message for its actor.
+	local := localOf(t, a, b, r)
+	b.stop()
+	b.stop = nil
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("sends did not start failing with ErrNodeDown")
 	}
 	close(stop)
+	// An ask from b's own goroutine queues behind every message b's node
+	// queued for the actor: once answered, they have all been handled.
+	if _, err := b.sys.Ask(ctxT(t), local, "sync"); err != nil {
+		t.Fatal(err)
+	}
+	delivered.Add(-1) // the sync itself
 	st := a.node.Stats()
 	t.Logf("accepted %d, delivered %d, dead letters %d, refused: node down %d, queue full %d",
 		accepted, delivered.Load(), st.DeadLetters, refused, queueFull)

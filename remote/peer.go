@@ -594,6 +594,9 @@ func (p *peer) lost(epoch uint64, err error) {
 	var dead deadLetters
 	if p.fw != nil {
 		dead = p.n.scanDeadLetters(p.fw.w.b[p.ack:])
+		// Counted before the refusals below become visible: a sender that
+		// sees ErrNodeDown finds its lost messages counted.
+		p.n.stats.deadLetters.Add(uint64(dead.total))
 		p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
 	}
 	calls := p.calls
