@@ -328,13 +328,29 @@ func (w *Wire) MonitorLocal(target, watcher Ref, noproc func()) error {
 	if target.l == nil || target.l.sys != w.s {
 		return ErrInvalidRef
 	}
-	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
+	return postOrdered(target.l, envelope{kind: kRun, msg: func(l *loopState) {
 		if l.lookup(target) == nil {
 			noproc()
 			return
 		}
 		l.watch(target, watcher)
-	}}))
+	}})
+}
+
+// postOrdered queues e for l behind what is queued already, and ahead of
+// what is queued after it (messages from the network and from goroutines
+// share that queue), running or waking l as DeliverSend does; only when
+// the queue is full does it take the control queue, which is never
+// refused. A link or monitor request from another node is thus handled
+// before a message sent after it (by anyone that learned of it), as a
+// local one is: on the control queue a message posted later could be
+// handled first, in the same pass.
+func postOrdered(l *loopState, e envelope) error {
+	err := l.loop.PostRun(e)
+	if errors.Is(postErr(err), ErrQueueFull) {
+		err = l.loop.PostControlRun(e)
+	}
+	return postErr(err)
 }
 
 // DemonitorLocal cancels MonitorLocal.
@@ -342,7 +358,7 @@ func (w *Wire) DemonitorLocal(target, watcher Ref) error {
 	if target.l == nil || target.l.sys != w.s {
 		return ErrInvalidRef
 	}
-	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.unwatch(target, watcher) }}))
+	return postOrdered(target.l, envelope{kind: kRun, msg: func(l *loopState) { l.unwatch(target, watcher) }})
 }
 
 // LinkLocal links the local actor target to the remote actor from, on
@@ -356,13 +372,13 @@ func (w *Wire) LinkLocal(target, from Ref, epoch func() uint64, noproc func()) e
 	if target.l == nil || target.l.sys != w.s || from.r == nil {
 		return ErrInvalidRef
 	}
-	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
+	return postOrdered(target.l, envelope{kind: kRun, msg: func(l *loopState) {
 		if s := l.lookup(target); s != nil {
 			s.addRemoteLink(from, epoch())
 			return
 		}
 		noproc()
-	}}))
+	}})
 }
 
 // UnlinkLocal removes the link between the local actor target and the
@@ -371,11 +387,11 @@ func (w *Wire) UnlinkLocal(target, from Ref) error {
 	if target.l == nil || target.l.sys != w.s || from.r == nil {
 		return ErrInvalidRef
 	}
-	return postErr(target.l.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) {
+	return postOrdered(target.l, envelope{kind: kRun, msg: func(l *loopState) {
 		if s := l.lookup(target); s != nil {
 			s.removeLink(from)
 		}
-	}}))
+	}})
 }
 
 // SignalLocal delivers the exit signal a remote actor sent with Peer.Exit
@@ -400,11 +416,7 @@ func (w *Wire) SignalLocal(to, from Ref, reason error, link bool) error {
 	if link {
 		e.pidx = 1
 	}
-	err := to.l.loop.PostRun(e)
-	if errors.Is(postErr(err), ErrQueueFull) {
-		err = to.l.loop.PostControlRun(e)
-	}
-	return postErr(err)
+	return postOrdered(to.l, e)
 }
 
 // BreakLinks ends every link between a local actor and an actor reached

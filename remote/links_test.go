@@ -205,6 +205,38 @@ func TestRemoteLinkFromTheOtherNode(t *testing.T) {
 	}
 }
 
+// TestRemoteLinkOrderedBeforeLaterMessages: a link request from another
+// node is handled before a message sent after it (here by a goroutine that
+// learned of the link), even when the target's loop is busy when both
+// arrive: on the control queue, the message could be handled first in the
+// same pass, and the link answered as one to a dead actor.
+func TestRemoteLinkOrderedBeforeLaterMessages(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	linkNodes(t, a, b)
+	exited := make(chan actor.Exited, 8)
+	rb := remoteProbe(t, a, b, &probe{trap: true, exited: exited})
+	la := localProbe(t, a, &probe{}) // on loop 0
+	busy, release := make(chan struct{}), make(chan struct{})
+	blocker := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
+		busy <- struct{}{}
+		<-release
+		return nil, nil
+	}, actor.OnLoop(0))
+	if err := a.sys.Send(blocker, "hold loop 0"); err != nil {
+		t.Fatal(err)
+	}
+	<-busy
+	ask(t, a, rb, linkTo{la}) // B's link request reached A (and la's loop) before this reply
+	if err := a.sys.Send(la, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if e := recv(t, exited, 5*time.Second, "Exited on B"); !hasText(e.Reason, errLinkTest) {
+		t.Fatalf("Exited = %+v, want reason %v: the stop overtook the link", e, errLinkTest)
+	}
+}
+
 func TestRemoteLinkToDeadOrForgedActor(t *testing.T) {
 	a := newTestNode(t, "a", Config{})
 	b := newTestNode(t, "b", Config{})
