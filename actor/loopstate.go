@@ -342,14 +342,24 @@ func (ls *loopState) sendDown(w, r Ref, reason error) {
 	}
 }
 
-// stop ends the actor in s: Terminate, refs dead, stash failed, watchers told.
-func (ls *loopState) stop(s *slot, r Ref, reason error) {
+// stop ends the actor in s: Terminate, refs dead, stash failed, watchers
+// told. It returns the reason the actor ended with: reason, unless its
+// Terminate stopped the actor itself with another (a stop of its own,
+// requested while Terminate runs, chooses the reason its monitors and links
+// see, as an Erlang process trapping exits may exit with a reason of its
+// own). While the actor's handler is on the stack the stop waits for it and
+// reason is returned.
+func (ls *loopState) stop(s *slot, r Ref, reason error) error {
 	if s.running {
 		s.stopReq, s.reason = true, reason
-		return
+		return reason
 	}
 	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
+		s.stopReq = false
 		ls.terminate(t, s, r, reason)
+		if s.stopReq {
+			reason = s.reason
+		}
 	}
 	s.gen++
 	stash, watchers, links := s.stash, s.watchers, s.links
@@ -368,6 +378,7 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 	if ls.watching {
 		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
 	}
+	return reason
 }
 
 func (ls *loopState) terminate(t Terminator, s *slot, r Ref, reason error) {

@@ -32,9 +32,15 @@ const (
 	// failed); the supervisor stops all its children and then itself with
 	// Reason.
 	GaveUp
+	// ShutdownError: a child the supervisor stopped ended with a reason
+	// other than the shutdown it was asked for (Reason; it chose it by
+	// stopping itself in its Terminate), as OTP's shutdown_error: anything
+	// but shutdown for a permanent child; anything but normal, shutdown or
+	// a reason wrapping shutdown for the others.
+	ShutdownError
 )
 
-var reportNames = [...]string{"", "child_crashed", "child_exited", "child_restarted", "child_start_failed", "child_killed", "gave_up"}
+var reportNames = [...]string{"", "child_crashed", "child_exited", "child_restarted", "child_start_failed", "child_killed", "gave_up", "shutdown_error"}
 
 func (k ReportKind) String() string {
 	if int(k) < len(reportNames) {
