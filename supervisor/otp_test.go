@@ -278,7 +278,13 @@ func TestHangingRestartLoop(t *testing.T) {
 func TestHangingRestartLoopParentStops(t *testing.T) {
 	for _, strategy := range []Strategy{OneForOne, RestForOne, SimpleOneForOne} {
 		t.Run(strategy.String(), func(t *testing.T) {
-			s := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, Logger: quiet, OnCrash: func(*actor.Crash) {}})
+			drained := make(chan struct{}, 1)
+			hook := func(e *actor.Event) {
+				if _, ok := e.Msg.(drain); ok && e.Kind == actor.EventAsk {
+					drained <- struct{}{}
+				}
+			}
+			s := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, Hook: hook, Logger: quiet, OnCrash: func(*actor.Crash) {}})
 			t.Cleanup(func() { shutdown(t, s) })
 			g := newGate()
 			t.Cleanup(func() { g.set(false); close(g.release) })
@@ -302,6 +308,9 @@ func TestHangingRestartLoopParentStops(t *testing.T) {
 			send(t, s, hangRef, "crash")
 			waitChan(t, g.entered, "the first restart attempt")
 			replies := askAll(t, s, drv, root, Shutdown{})
+			// The root asks inner to stop its children: that request is held
+			// behind the attempt, and handled before the retry.
+			waitChan(t, drained, "the root's request to inner")
 			g.release <- struct{}{}
 			if r := recvReplies(t, replies, 1); r[0].err != nil {
 				t.Fatalf("Shutdown: %v", r[0].err)

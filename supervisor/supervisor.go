@@ -479,7 +479,10 @@ func (s *sup) onRestartChild(m RestartChild, p *pending) {
 		p.reply(nil, fmt.Errorf("%w: %q", ErrRunning, m.ID))
 	default:
 		s.ops = append(s.ops, s.startOp(ch, func(_ *actor.Context, res startResult, err error) {
-			p.reply(ch.ref, err) // ignored: the zero Ref; failed: stays stopped
+			if res == ignored {
+				err = nil // the zero Ref, no error; it stays stopped, as after a failure
+			}
+			p.reply(ch.ref, err)
 		}))
 	}
 }
