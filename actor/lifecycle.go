@@ -169,6 +169,11 @@ func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t
 	return p
 }
 
+// Reporting reports whether Report reaches anyone (the loop has an event
+// hook or a lifecycle hook), so that an actor can skip building a report
+// that nobody would read.
+func (c *Context) Reporting() bool { return c.ls.watching }
+
 // Report publishes v, a structured report about the running actor (a
 // supervisor's crash or restart report, say), to the loop's event hook as an
 // EventReport with To set to the running actor and Msg to v. Without a hook

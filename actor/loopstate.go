@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/actord/actord/loop"
 )
@@ -253,9 +254,10 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 
 // receive calls the handler and turns a panic into a crash.
 func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err error) {
+	var top byte // on this frame: the crash stack is walked up to here
 	defer func() {
 		if r := recover(); r != nil {
-			v, err = nil, ls.crash(s, c.self, r, msg, from)
+			v, err = nil, ls.crashAt(s, c.self, r, msg, from, unsafe.Pointer(&top))
 			if c.deferred && c.rep != nil && c.rep.used.CompareAndSwap(false, true) {
 				c.rep.cleanup.Stop()
 				c.deferred = false // the handler never answered: the crash is the answer
@@ -269,8 +271,14 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 // supervised actor is suspended and its parent told; any other actor stops
 // with the crash as its reason.
 func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) error {
+	return ls.crashAt(s, self, value, msg, from, nil)
+}
+
+// crashAt is crash for a panic recovered by a function with a local at top
+// (see System.crashStack).
+func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, top unsafe.Pointer) error {
 	ce := &CrashError{Actor: self, Value: value}
-	ce.Stack, ce.PCs = ls.sys.crashStack()
+	ce.Stack, ce.PCs = ls.sys.crashStack(value, top)
 	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
 		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
@@ -404,10 +412,11 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
 	s.running = true
+	var top byte // on this frame: the crash stack is walked up to here
 	defer func() {
 		if v := recover(); v != nil {
 			ce := &CrashError{Actor: r, Value: v}
-			ce.Stack, ce.PCs = ls.sys.crashStack()
+			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top))
 			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
 				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
 			if ls.watching {

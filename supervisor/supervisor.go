@@ -497,13 +497,14 @@ func (s *sup) onCrash(c *actor.Context, m actor.Crashed) {
 		return
 	}
 	ch.state = stSuspended
-	var reason error = &actor.CrashError{Actor: m.Child}
-	rep := &Report{Kind: ChildCrashed, ChildID: ch.spec.ID, Child: m.Child, Reason: reason}
+	reason := &actor.CrashError{Actor: m.Child}
 	if m.Crash != nil {
-		reason = &actor.CrashError{Actor: m.Child, Value: m.Crash.Value, Stack: m.Crash.Stack, PCs: m.Crash.PCs}
-		rep.Reason, rep.Panic, rep.Stack, rep.PCs = reason, m.Crash.Value, m.Crash.Stack, m.Crash.PCs
+		reason.Value, reason.Stack, reason.PCs = m.Crash.Value, m.Crash.Stack, m.Crash.PCs
 	}
-	s.report(c, rep)
+	if s.wants(c, ChildCrashed, reason) {
+		s.report(c, &Report{Kind: ChildCrashed, ChildID: ch.spec.ID, Child: m.Child, Reason: reason,
+			Panic: reason.Value, Stack: reason.Stack, PCs: reason.PCs})
+	}
 	if ch.spec.Supervisor {
 		// A crashed supervisor's children are still running: stop it, which
 		// sends them exit signals through their links, and start a new one.
@@ -604,7 +605,9 @@ func (s *sup) restart(c *actor.Context, failed *child) {
 				return
 			}
 			failed.state = stRunning
-			s.report(c, &Report{Kind: ChildRestarted, ChildID: failed.spec.ID, Child: failed.ref})
+			if s.wants(c, ChildRestarted, nil) {
+				s.report(c, &Report{Kind: ChildRestarted, ChildID: failed.spec.ID, Child: failed.ref})
+			}
 			return
 		}
 		s.ops = append(s.ops, s.startOp(failed, func(c *actor.Context, res startResult, err error) {

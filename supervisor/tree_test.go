@@ -403,3 +403,20 @@ func TestServiceTreeRestartsDeadLoop(t *testing.T) {
 		t.Fatalf("tree: %v", err)
 	}
 }
+
+// Reports nobody reads (no event hook, a logger that discards them) are not
+// built; with an enabled logger and no hook they are built and logged.
+func TestReportsLoggedWithoutHook(t *testing.T) {
+	s, _ := manualSystem(t, 1, nil)
+	rec := newRecorder()
+	var buf syncBuf
+	_ = spawnSup(t, s, Spec{Name: "top", Logger: slogJSON(&buf), MaxR: 3, Children: workers(rec, "a")})
+	send(t, s, rec.ref("a"), "crash")
+	idle(s)
+	out := buf.String()
+	for _, want := range []string{`"msg":"supervisor: child_crashed"`, `"panic":"crash a"`, `"stack":"`, `"msg":"supervisor: child_restarted"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("slog output lacks %s:\n%s", want, out)
+		}
+	}
+}
