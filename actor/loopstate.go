@@ -267,6 +267,14 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 	return s.actor.Receive(c, msg)
 }
 
+// crashRecord is what a crash allocates, in one piece: its CrashError,
+// its Crash and the program counters of its lazy stack.
+type crashRecord struct {
+	ce  CrashError
+	cr  Crash
+	pcs [lazyDepth + panicFrames]uintptr
+}
+
 // crash records a panic of the actor in s and applies the crash policy: a
 // supervised actor is suspended and its parent told; any other actor stops
 // with the crash as its reason.
@@ -277,9 +285,11 @@ func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) erro
 // crashAt is crash for a panic recovered by a function with a local at top
 // (see System.crashStack).
 func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, top unsafe.Pointer) error {
-	ce := &CrashError{Actor: self, Value: value}
-	ce.Stack, ce.PCs = ls.sys.crashStack(value, top)
-	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
+	rec := new(crashRecord)
+	ce, cr := &rec.ce, &rec.cr
+	*ce = CrashError{Actor: self, Value: value}
+	ce.Stack, ce.PCs = ls.sys.crashStack(value, top, rec.pcs[:])
+	*cr = Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
 		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
 	if ls.watching {
@@ -416,7 +426,7 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			ce := &CrashError{Actor: r, Value: v}
-			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top))
+			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top), nil)
 			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
 				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
 			if ls.watching {

@@ -14,7 +14,8 @@ import (
 const lazyDepth = 16
 
 // crashStack records the stack of a panic being recovered, whose value
-// is v: as text, or as program counters with Config.LazyStacks. top, when
+// is v: as text, or as program counters with Config.LazyStacks (in buf, if
+// it has room for lazyDepth+panicFrames of them). top, when
 // not nil, is the address of a local variable of the runtime function that
 // called the panicking handler (receive, start): the stack is then taken by
 // walking frame pointers up to there (tens of nanoseconds, where
@@ -26,11 +27,14 @@ const lazyDepth = 16
 // its frame.
 //
 //go:noinline
-func (s *System) crashStack(v any, top unsafe.Pointer) ([]byte, []uintptr) {
+func (s *System) crashStack(v any, top unsafe.Pointer, buf []uintptr) ([]byte, []uintptr) {
 	if !s.cfg.LazyStacks {
 		return debug.Stack(), nil
 	}
-	pcs := make([]uintptr, lazyDepth+panicFrames)
+	pcs := buf
+	if len(pcs) < lazyDepth+panicFrames {
+		pcs = make([]uintptr, lazyDepth+panicFrames)
+	}
 	if _, fault := v.(runtime.Error); haveFPWalk && top != nil && !fault {
 		n := fpWalk(pcs, top)
 		return nil, skipPanic(pcs[:n:n])

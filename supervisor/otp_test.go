@@ -559,6 +559,9 @@ func TestGiveUpReasonMatchesShutdownAndTooManyRestarts(t *testing.T) {
 		if !errors.Is(d.Reason, actor.ErrShutdown) || !errors.Is(d.Reason, ErrTooManyRestarts) {
 			t.Fatalf("reason %v: want shutdown and ErrTooManyRestarts", d.Reason)
 		}
+		if !strings.Contains(d.Reason.Error(), "crash w") {
+			t.Fatalf("reason %v does not name the crash", d.Reason)
+		}
 	default:
 		t.Fatal("no Down")
 	}

@@ -38,8 +38,9 @@ type child struct {
 	ref   actor.Ref // the instance (running or suspended), zero otherwise
 	last  actor.Ref // the ref before a failed restart: names a restarting dynamic child
 	state childState
-	stale int    // Crashed messages known to be stale (see endOp)
-	retry uint32 // generation of the queued retry: older tryAgains are stale
+	stale int           // Crashed messages known to be stale (see endOp)
+	crash actor.Crashed // the crash being handled (see why)
+	retry uint32        // generation of the queued retry: older tryAgains are stale
 }
 
 // tryAgain is the message a supervisor sends itself after a failed restart
@@ -497,25 +498,45 @@ func (s *sup) onCrash(c *actor.Context, m actor.Crashed) {
 		return
 	}
 	ch.state = stSuspended
-	reason := &actor.CrashError{Actor: m.Child}
-	if m.Crash != nil {
-		reason.Value, reason.Stack, reason.PCs = m.Crash.Value, m.Crash.Stack, m.Crash.PCs
-	}
-	if s.wants(c, ChildCrashed, reason) {
+	ch.crash = m
+	if s.wants(c, ChildCrashed, errCrash) {
+		reason := crashReason(m)
 		s.report(c, &Report{Kind: ChildCrashed, ChildID: ch.spec.ID, Child: m.Child, Reason: reason,
 			Panic: reason.Value, Stack: reason.Stack, PCs: reason.PCs})
 	}
 	if ch.spec.Supervisor {
 		// A crashed supervisor's children are still running: stop it, which
 		// sends them exit signals through their links, and start a new one.
-		ref := ch.ref
+		ref, reason := ch.ref, crashReason(m)
 		s.setRef(ch, actor.Ref{})
 		ch.state = stStopped
 		s.ops = append(s.ops, func(c *actor.Context) (actor.Promise, func(*actor.Context, any, error)) {
 			return c.StopAsync(ref, reason, 0), nil
 		})
 	}
-	s.failed(c, ch, reason)
+	s.failed(c, ch, errCrash)
+	ch.crash = actor.Crashed{} // do not keep the crashed message alive
+}
+
+// errCrash is the reason failed gets for a crash: abnormal; built into a
+// *actor.CrashError (crashReason, from the child's last crash) only where
+// it is read, as most crashes are restarted without anyone reading it.
+var errCrash = errors.New("crashed")
+
+func crashReason(m actor.Crashed) *actor.CrashError {
+	ce := &actor.CrashError{Actor: m.Child}
+	if m.Crash != nil {
+		ce.Value, ce.Stack, ce.PCs = m.Crash.Value, m.Crash.Stack, m.Crash.PCs
+	}
+	return ce
+}
+
+// why is reason as it is shown: a crash's CrashError.
+func (ch *child) why(reason error) error {
+	if reason == errCrash {
+		return crashReason(ch.crash)
+	}
+	return reason
 }
 
 func (s *sup) onExit(c *actor.Context, m actor.Exited) {
@@ -557,7 +578,7 @@ func (s *sup) failed(c *actor.Context, ch *child, reason error) {
 	}
 	if !s.window.add(c.Now(), s.maxR, s.maxT) {
 		s.giveUp(c, fmt.Errorf("%w: %s: more than %d restarts in %v (child %q: %v)",
-			ErrTooManyRestarts, s.path, s.maxR, s.maxT, ch.spec.ID, reason))
+			ErrTooManyRestarts, s.path, s.maxR, s.maxT, ch.spec.ID, ch.why(reason)))
 		return
 	}
 	s.restart(c, ch)
