@@ -32,7 +32,9 @@ type Starter interface {
 // Terminator is implemented by actors that need to clean up when they stop
 // (as Erlang's terminate). reason is nil for a normal stop, ErrRestart before
 // a restart of a live actor, ErrShutdown at system shutdown, or the error
-// that stopped it.
+// that stopped it. When stopping, Terminate may stop its own actor
+// (c.Stop(c.Self(), other)) to end with another reason: its monitors and
+// links then see that one.
 type Terminator interface {
 	Terminate(c *Context, reason error)
 }

@@ -62,10 +62,13 @@ type suspendedError struct{}
 func (*suspendedError) Error() string        { return "actor: already suspended after a crash" }
 func (*suspendedError) Is(target error) bool { return target == ErrCrashed }
 
-// StopAsync stops r, on any loop, and returns a promise settled with nil
-// once r has stopped (its Terminate has returned, its refs are dead, its
-// monitors and links are told) or was already dead. On this loop the stop
-// happens at once and the promise is settled in this turn.
+// StopAsync stops r, on any loop, and returns a promise settled with no
+// error once r has stopped (its Terminate has returned, its refs are dead,
+// its monitors and links are told) or was already dead. The promise's value
+// is the reason r ended with: reason, ErrKilled if it was killed, the
+// reason it chose if its Terminate stopped it with another (see Stop), or
+// ErrDead if it was already dead. On this loop the stop happens at once and
+// the promise is settled in this turn.
 //
 // timeout bounds the wait: if r's loop has not got to the stop within
 // timeout (it is busy in a long handler, say), the promise fails with
@@ -77,12 +80,26 @@ func (*suspendedError) Is(target error) bool { return target == ErrCrashed }
 func (c *Context) StopAsync(r Ref, reason error, timeout time.Duration) Promise {
 	return c.lifecycle(r, timeout, true, func(t *loopState, s *slot, late bool) (any, error) {
 		if late {
-			t.kill(s, r)
-		} else {
-			t.stop(s, r, reason)
+			return errValue(t.kill(s, r)), nil
 		}
-		return nil, nil
+		return errValue(t.stop(s, r, reason)), nil
 	})
+}
+
+// errValue boxes err as a promise value, nil staying the nil value.
+func errValue(err error) any {
+	if err == nil {
+		return nil
+	}
+	return err
+}
+
+// AliveAsync asks whether r is alive, on any loop: the promise settles with
+// nil if r is running or suspended (after a crash, or by Suspend), and with
+// ErrDead if it has stopped. It neither delivers anything to r nor changes
+// it. It fails with ErrRemoteUnsupported for a remote ref.
+func (c *Context) AliveAsync(r Ref) Promise {
+	return c.lifecycle(r, 0, false, func(*loopState, *slot, bool) (any, error) { return nil, nil })
 }
 
 // SuspendAsync is Suspend for an actor of any loop, with the deadline rules
@@ -125,7 +142,7 @@ func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t
 		s := t.lookup(r)
 		if s == nil {
 			if deadOK {
-				return nil, nil
+				return ErrDead, nil
 			}
 			return nil, ErrDead
 		}
@@ -151,6 +168,11 @@ func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t
 	}
 	return p
 }
+
+// Reporting reports whether Report reaches anyone (the loop has an event
+// hook or a lifecycle hook), so that an actor can skip building a report
+// that nobody would read.
+func (c *Context) Reporting() bool { return c.ls.watching }
 
 // Report publishes v, a structured report about the running actor (a
 // supervisor's crash or restart report, say), to the loop's event hook as an

@@ -652,3 +652,103 @@ func TestShutdown(t *testing.T) {
 	}
 	goleak.VerifyNone(t)
 }
+
+// A Terminate that stops its own actor with another reason chooses the
+// reason its monitors and links see (as an Erlang process trapping exits
+// may exit with a reason of its own when told to shut down), and StopAsync
+// settles with it; StopAsync of an actor already dead settles with ErrDead
+// as its value and no error.
+func TestTerminateChoosesExitReason(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 2})
+	errOwn := errors.New("own reason")
+	chooser := func() Actor {
+		return &tsActor{term: func(c *Context, reason error) {
+			if errors.Is(reason, ErrShutdown) {
+				_ = c.Stop(c.Self(), errOwn)
+			}
+		}}
+	}
+	downs := make(chan Down, 4)
+	w := tsSpawn(t, s, tsWatcher(downs), OnLoop(0))
+	exits := make(chan Exited, 4)
+	trap := tsSpawn(t, s, tsTrapper(exits), OnLoop(0))
+	results := make(chan any, 4)
+	for _, l := range []int{0, 1} {
+		r := tsSpawn(t, s, chooser, OnLoop(l))
+		tsMonitor(t, s, w, downs, tsDeadRef(t, s, l), r)
+		if _, err := tsDoIn(t, s, trap, func(c *Context) (any, error) { return nil, c.Link(r) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tsAsk(t, s, r, tsDo(func(*Context) (any, error) { return nil, nil })); err != nil {
+			t.Fatal(err) // the link, made from loop 0, is in place
+		}
+		if _, err := tsDoIn(t, s, trap, func(c *Context) (any, error) {
+			c.StopAsync(r, ErrShutdown, time.Second).Then(func(_ *Context, v any, err error) {
+				if err != nil {
+					v = err
+				}
+				results <- v
+			})
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if v := tsRecv(t, results, "StopAsync"); v != errOwn {
+			t.Fatalf("loop %d: StopAsync settled with %v, want the reason Terminate chose", l, v)
+		}
+		if d := tsRecv(t, downs, "Down"); d.Ref != r || d.Reason != errOwn {
+			t.Fatalf("loop %d: Down %+v, want the reason Terminate chose", l, d)
+		}
+		if e := tsRecv(t, exits, "Exited"); e.From != r || e.Reason != errOwn {
+			t.Fatalf("loop %d: Exited %+v, want the reason Terminate chose", l, e)
+		}
+		// Stopping it again: already dead.
+		if _, err := tsDoIn(t, s, trap, func(c *Context) (any, error) {
+			c.StopAsync(r, ErrShutdown, time.Second).Then(func(_ *Context, v any, err error) {
+				if err != nil {
+					v = err
+				}
+				results <- v
+			})
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if v := tsRecv(t, results, "StopAsync of a dead actor"); v != ErrDead {
+			t.Fatalf("loop %d: StopAsync of a dead actor settled with %v, want the value ErrDead", l, v)
+		}
+	}
+}
+
+// AliveAsync tells live and suspended actors from dead ones, on any loop,
+// without touching them.
+func TestAliveAsync(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 2})
+	drv := tsSpawn(t, s, tsDriver(), OnLoop(0))
+	alive := func(r Ref) error {
+		t.Helper()
+		res := make(chan error, 1)
+		if _, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
+			c.AliveAsync(r).Then(func(_ *Context, _ any, err error) { res <- err })
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return tsRecv(t, res, "AliveAsync")
+	}
+	for _, l := range []int{0, 1} {
+		r := tsSpawn(t, s, tsEcho(), OnLoop(l))
+		if err := alive(r); err != nil {
+			t.Fatalf("loop %d: live actor: %v", l, err)
+		}
+		if v, err := tsAsk(t, s, r, "still here"); err != nil || v != "still here" {
+			t.Fatalf("loop %d: the probed actor: %v %v", l, v, err)
+		}
+		if err := alive(tsDeadRef(t, s, l)); !errors.Is(err, ErrDead) {
+			t.Fatalf("loop %d: dead actor: %v", l, err)
+		}
+	}
+	if err := alive(Ref{}); !errors.Is(err, ErrInvalidRef) {
+		t.Fatalf("zero ref: %v", err)
+	}
+}

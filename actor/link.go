@@ -174,9 +174,9 @@ func (c *Context) Kill(r Ref) error {
 	return nil
 }
 
-func (ls *loopState) kill(s *slot, r Ref) {
+func (ls *loopState) kill(s *slot, r Ref) error {
 	s.noTerm = true
-	ls.stop(s, r, ErrKilled)
+	return ls.stop(s, r, ErrKilled)
 }
 
 // sendSignal sends the exit signal of from (stopped with reason) to to. A

@@ -3,6 +3,9 @@ package actor
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -294,6 +297,94 @@ func TestLazyStacks(t *testing.T) {
 	if txt := string(cr.StackText()); !containsStr(txt, "TestLazyStacks") {
 		t.Fatalf("lazy stack does not show the panicking function:\n%s", txt)
 	}
+}
+
+//go:noinline
+func tsDeep(n int, f func()) int {
+	if n == 0 {
+		f()
+		return 0
+	}
+	var pad [256]byte // grow the stack as it goes
+	pad[n%256] = byte(n)
+	return tsDeep(n-1, f) + int(pad[n%256])
+}
+
+type tsNilDeref struct{ p *int }
+
+//go:noinline
+func (x *tsNilDeref) read() int {
+	return *x.p // line checked by TestLazyStacksWalk
+}
+
+// Lazy stacks are taken by walking frame pointers (on amd64): the stack
+// starts at the function that panicked (not in the recovery), goes down to
+// the handler, survives a stack that grew, shows the faulting line of a
+// nil dereference, and works for a panic in Start too.
+func TestLazyStacksWalk(t *testing.T) {
+	crashes := make(chan *Crash, 4)
+	s := tsSystem(t, Config{Loops: 1, LazyStacks: true, OnCrash: func(c *Crash) { crashes <- c }})
+	first := func(txt string) string {
+		line, _, _ := strings.Cut(txt, "\n")
+		return line
+	}
+	// A panic at the bottom of a deep recursion.
+	a := tsSpawn(t, s, tsFn(func(*Context, any) (any, error) {
+		tsDeep(40, func() { panic("deep") })
+		return nil, nil
+	}))
+	if _, err := tsAsk(t, s, a, 1); !errors.Is(err, ErrCrashed) {
+		t.Fatal(err)
+	}
+	txt := string(tsRecv(t, crashes, "crash").StackText())
+	if f := first(txt); !strings.Contains(f, "TestLazyStacksWalk") {
+		t.Fatalf("the stack starts at %q, not at the panicking function:\n%s", f, txt)
+	}
+	if !strings.Contains(txt, "tsDeep") || strings.Contains(txt, "runtime.gopanic") {
+		t.Fatalf("stack:\n%s", txt)
+	}
+	// A nil dereference: the faulting line is shown.
+	b := tsSpawn(t, s, tsFn(func(*Context, any) (any, error) {
+		return (&tsNilDeref{}).read(), nil
+	}))
+	if _, err := tsAsk(t, s, b, 1); !errors.Is(err, ErrCrashed) {
+		t.Fatal(err)
+	}
+	cr := tsRecv(t, crashes, "crash")
+	frames := runtime.CallersFrames(cr.PCs)
+	found := false
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "tsNilDeref).read") {
+			src, _ := os.ReadFile(f.File)
+			lines := strings.Split(string(src), "\n")
+			if f.Line < 1 || f.Line > len(lines) || !strings.Contains(lines[f.Line-1], "*x.p") {
+				t.Fatalf("the faulting frame points at line %d, not at the dereference", f.Line)
+			}
+			found = true
+		}
+		if !more {
+			break
+		}
+	}
+	if !found {
+		t.Fatalf("no frame of the faulting function:\n%s", cr.StackText())
+	}
+	if txt := string(cr.StackText()); !strings.Contains(txt, "TestLazyStacksWalk") {
+		t.Fatalf("the caller of the faulting function is missing:\n%s", txt)
+	}
+	// A panic in Start.
+	_, err := s.Spawn(context.Background(), func() Actor {
+		return &tsActor{start: func(*Context) error { panic("in start") }}
+	})
+	var ce *CrashError
+	if !errors.As(err, &ce) || len(ce.PCs) == 0 {
+		t.Fatalf("Spawn = %v", err)
+	}
+	if f := first(string(ce.StackText())); !strings.Contains(f, "TestLazyStacksWalk") {
+		t.Fatalf("the start stack starts at %q:\n%s", f, ce.StackText())
+	}
+	tsRecv(t, crashes, "start crash")
 }
 
 func containsStr(s, sub string) bool {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/actord/actord/loop"
 )
@@ -253,9 +254,10 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 
 // receive calls the handler and turns a panic into a crash.
 func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err error) {
+	var top byte // on this frame: the crash stack is walked up to here
 	defer func() {
 		if r := recover(); r != nil {
-			v, err = nil, ls.crash(s, c.self, r, msg, from)
+			v, err = nil, ls.crashAt(s, c.self, r, msg, from, unsafe.Pointer(&top))
 			if c.deferred && c.rep != nil && c.rep.used.CompareAndSwap(false, true) {
 				c.rep.cleanup.Stop()
 				c.deferred = false // the handler never answered: the crash is the answer
@@ -265,13 +267,29 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 	return s.actor.Receive(c, msg)
 }
 
+// crashRecord is what a crash allocates, in one piece: its CrashError,
+// its Crash and the program counters of its lazy stack.
+type crashRecord struct {
+	ce  CrashError
+	cr  Crash
+	pcs [lazyDepth + panicFrames]uintptr
+}
+
 // crash records a panic of the actor in s and applies the crash policy: a
 // supervised actor is suspended and its parent told; any other actor stops
 // with the crash as its reason.
 func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) error {
-	ce := &CrashError{Actor: self, Value: value}
-	ce.Stack, ce.PCs = ls.sys.crashStack()
-	cr := &Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
+	return ls.crashAt(s, self, value, msg, from, nil)
+}
+
+// crashAt is crash for a panic recovered by a function with a local at top
+// (see System.crashStack).
+func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, top unsafe.Pointer) error {
+	rec := new(crashRecord)
+	ce, cr := &rec.ce, &rec.cr
+	*ce = CrashError{Actor: self, Value: value}
+	ce.Stack, ce.PCs = ls.sys.crashStack(value, top, rec.pcs[:])
+	*cr = Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
 		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
 	if ls.watching {
@@ -342,14 +360,24 @@ func (ls *loopState) sendDown(w, r Ref, reason error) {
 	}
 }
 
-// stop ends the actor in s: Terminate, refs dead, stash failed, watchers told.
-func (ls *loopState) stop(s *slot, r Ref, reason error) {
+// stop ends the actor in s: Terminate, refs dead, stash failed, watchers
+// told. It returns the reason the actor ended with: reason, unless its
+// Terminate stopped the actor itself with another (a stop of its own,
+// requested while Terminate runs, chooses the reason its monitors and links
+// see, as an Erlang process trapping exits may exit with a reason of its
+// own). While the actor's handler is on the stack the stop waits for it and
+// reason is returned.
+func (ls *loopState) stop(s *slot, r Ref, reason error) error {
 	if s.running {
 		s.stopReq, s.reason = true, reason
-		return
+		return reason
 	}
 	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
+		s.stopReq = false
 		ls.terminate(t, s, r, reason)
+		if s.stopReq {
+			reason = s.reason
+		}
 	}
 	s.gen++
 	stash, watchers, links := s.stash, s.watchers, s.links
@@ -368,6 +396,7 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) {
 	if ls.watching {
 		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
 	}
+	return reason
 }
 
 func (ls *loopState) terminate(t Terminator, s *slot, r Ref, reason error) {
@@ -393,10 +422,11 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 	saved := *c
 	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
 	s.running = true
+	var top byte // on this frame: the crash stack is walked up to here
 	defer func() {
 		if v := recover(); v != nil {
 			ce := &CrashError{Actor: r, Value: v}
-			ce.Stack, ce.PCs = ls.sys.crashStack()
+			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top), nil)
 			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
 				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
 			if ls.watching {

@@ -5,24 +5,78 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
+	"unsafe"
 )
 
 // lazyDepth is how many frames Config.LazyStacks records: enough for the
 // panicking function and the handler that called it, cheap to take.
 const lazyDepth = 16
 
-// crashStack records the stack of a panic being recovered: as text, or as
-// program counters with Config.LazyStacks.
-func (s *System) crashStack() ([]byte, []uintptr) {
+// crashStack records the stack of a panic being recovered, whose value
+// is v: as text, or as program counters with Config.LazyStacks (in buf, if
+// it has room for lazyDepth+panicFrames of them). top, when
+// not nil, is the address of a local variable of the runtime function that
+// called the panicking handler (receive, start): the stack is then taken by
+// walking frame pointers up to there (about a tenth of a microsecond,
+// where runtime.Callers, which reads unwinding tables for every frame,
+// takes more than a microsecond). Not for a runtime error (a fault, an index out of range):
+// a function that faults without a frame of its own would hide its caller
+// from the walk, so those take runtime.Callers. Either way the stack starts
+// at the function that panicked. It must not be inlined: the walk starts at
+// its frame.
+//
+//go:noinline
+func (s *System) crashStack(v any, top unsafe.Pointer, buf []uintptr) ([]byte, []uintptr) {
 	if !s.cfg.LazyStacks {
 		return debug.Stack(), nil
 	}
-	// Skip runtime.Callers, crashStack, crash (or start's recover) and the
-	// deferred recover and gopanic frames: the stack starts at the function
-	// that panicked.
-	pcs := make([]uintptr, lazyDepth)
-	n := runtime.Callers(5, pcs)
-	return nil, pcs[:n:n]
+	pcs := buf
+	if len(pcs) < lazyDepth+panicFrames {
+		pcs = make([]uintptr, lazyDepth+panicFrames)
+	}
+	if _, fault := v.(runtime.Error); haveFPWalk && top != nil && !fault {
+		n := fpWalk(pcs, top)
+		return nil, skipPanic(pcs[:n:n])
+	}
+	n := runtime.Callers(2, pcs) // from crashStack's caller
+	return nil, skipPanic(pcs[:n])
+}
+
+// panicFrames bounds the frames a walk may record before the panicking
+// function: crash, the deferred recover, runtime.gopanic.
+const panicFrames = 4
+
+// gopanicRet caches the return address, inside runtime.gopanic, of its
+// call to a deferred function: the frames up to it are the recovery's.
+var gopanicRet atomic.Uintptr
+
+// skipPanic drops the frames of the recovery (up to and including
+// runtime.gopanic's) from a walked stack, so it starts at the function
+// that panicked, and caps it at lazyDepth frames. If gopanic is not found
+// the stack is kept whole.
+func skipPanic(pcs []uintptr) []uintptr {
+	if ret := gopanicRet.Load(); ret != 0 {
+		for i := 0; i < len(pcs) && i < panicFrames; i++ {
+			if pcs[i] == ret {
+				return capDepth(pcs[i+1:])
+			}
+		}
+	}
+	for i := 0; i < len(pcs) && i < panicFrames; i++ {
+		if f := runtime.FuncForPC(pcs[i] - 1); f != nil && f.Name() == "runtime.gopanic" {
+			gopanicRet.Store(pcs[i])
+			return capDepth(pcs[i+1:])
+		}
+	}
+	return capDepth(pcs)
+}
+
+func capDepth(pcs []uintptr) []uintptr {
+	if len(pcs) > lazyDepth {
+		pcs = pcs[:lazyDepth]
+	}
+	return pcs[:len(pcs):len(pcs)]
 }
 
 // StackText returns the stack of the crash as text: Stack, or, with
@@ -32,6 +86,16 @@ func (c *Crash) StackText() []byte { return stackText(c.Stack, c.PCs) }
 func stackText(stack []byte, pcs []uintptr) []byte {
 	if stack != nil || len(pcs) == 0 {
 		return stack
+	}
+	// A fault (nil dereference, ...) enters runtime.sigpanic as if the
+	// faulting instruction had called it: that frame's pc is not a return
+	// address, and CallersFrames would back it up into the instruction
+	// before. Step it forward so that the faulting line is shown.
+	pcs = append([]uintptr(nil), pcs...)
+	for i := 0; i+1 < len(pcs); i++ {
+		if f := runtime.FuncForPC(pcs[i] - 1); f != nil && f.Name() == "runtime.sigpanic" {
+			pcs[i+1]++
+		}
 	}
 	var b bytes.Buffer
 	frames := runtime.CallersFrames(pcs)

@@ -3,20 +3,34 @@
 //
 // # Supervisors
 //
-// New(spec) is the factory of a supervisor actor. Its children, described
-// by ChildSpecs, are spawned with actor.Supervised and linked to it; it
-// traps exits. When a child crashes (actor.Crashed) or stops
+// New(spec) is the factory of a supervisor actor that behaves as OTP's
+// supervisor module (OTP 26 and later); docs/supervision.md states its
+// semantics point by point against OTP's and lists the differences. Its
+// children, described by ChildSpecs (checked field by field: a *SpecError
+// names a bad one), are spawned with actor.Supervised and linked to it; it
+// traps exits. When a child crashes (actor.Crashed) or stops by itself
 // (actor.Exited), the supervisor applies, in this order:
 //
 //   - the child's RestartType: Permanent always restarts, Transient only
-//     after an abnormal end (a crash, or a reason other than nil or
-//     actor.ErrShutdown), Temporary never (and the child is forgotten);
+//     after an abnormal end (a crash, or a reason other than nil or one
+//     matching actor.ErrShutdown), Temporary never (and the child is
+//     forgotten); a significant child that is not restarted may shut the
+//     supervisor down (Spec.AutoShutdown);
 //   - the restart intensity: more than Spec.MaxR restarts within Spec.MaxT
 //     (default 1 in 5 s, as Erlang) make it give up: it stops all its
-//     children in reverse start order and stops itself with an error
-//     matching ErrTooManyRestarts, which its own supervisor sees as an
-//     abnormal exit of a child (escalation);
+//     children in reverse start order and stops itself with a reason
+//     matching actor.ErrShutdown (OTP's shutdown, so a transient parent does
+//     not restart it) and ErrTooManyRestarts;
 //   - the Strategy: OneForOne, OneForAll, RestForOne, SimpleOneForOne.
+//     OneForAll and RestForOne restart every child of the group still in the
+//     list, running or not, as OTP's.
+//
+// A restart whose start fails counts as another restart and is retried,
+// through a message the supervisor sends itself (OTP's try_again_restart),
+// so the requests and the parent's exit that arrived meanwhile are handled
+// first; the child shows as ChildRestarting. A start that returns
+// ErrIgnore is not a failure: the child is kept, not running (OTP's
+// ignore).
 //
 // Restarts are in place when the child's slot still exists (it crashed, or
 // it was taken down with a crashed sibling): actor.Context.Restart
@@ -42,17 +56,22 @@
 // the loop, which the actor watchdog reports). ChildSpec.Shutdown matters
 // where waiting is possible: for a child on another loop, whose loop may be
 // stuck in a long handler, and for a child supervisor, which first stops its
-// own subtree. If the acknowledgement does not come within the timeout, the
-// supervisor reports the child killed (ChildKilled) and carries on, and the
-// request turns into a kill: when the child's loop gets to it, the child
-// ends without running Terminate (reason actor.ErrKilled). BrutalKill kills
-// at once, on any loop, without Terminate.
+// own subtree (Infinity by default). If the acknowledgement does not come
+// within the timeout, the supervisor reports the child killed (ChildKilled)
+// and carries on, and the request turns into a kill: when the child's loop
+// gets to it, the child ends without running Terminate (reason
+// actor.ErrKilled), even if the supervisor has stopped meanwhile.
+// BrutalKill kills at once, on any loop, without Terminate. A child's
+// Terminate may end it with a reason of its own (see actor.Terminator); one
+// OTP would not accept is reported (ShutdownError).
 //
 // # Reports
 //
-// Every crash, exit, restart, failed start, kill and give-up produces a
-// Report: logged through Spec.Logger (log/slog) and published to the loop's
-// event hook as an actor.EventReport whose Msg is the *Report.
+// Every crash, exit, restart, failed start, kill, shutdown error and
+// give-up produces a Report: logged through Spec.Logger (log/slog) and
+// published to the loop's event hook as an actor.EventReport whose Msg is
+// the *Report. A report nobody would read (no hook, a logger that discards
+// its level) is not built.
 //
 // # The service tree
 //

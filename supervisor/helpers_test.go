@@ -25,15 +25,17 @@ var errBoom = errors.New("boom")
 // recorder is a log of lifecycle lines shared by the probes of a test, plus
 // the current ref of each probe (set at every start).
 type recorder struct {
-	mu      sync.Mutex
-	lines   []string
-	refs    map[string]actor.Ref
-	failing map[string]int // id -> number of next starts that fail
-	notify  chan string
+	mu       sync.Mutex
+	lines    []string
+	refs     map[string]actor.Ref
+	failing  map[string]int // id -> number of next starts that fail
+	ignoring map[string]int // id -> number of next starts that return ErrIgnore
+	notify   chan string
 }
 
 func newRecorder() *recorder {
-	return &recorder{refs: map[string]actor.Ref{}, failing: map[string]int{}, notify: make(chan string, 1024)}
+	return &recorder{refs: map[string]actor.Ref{}, failing: map[string]int{}, ignoring: map[string]int{},
+		notify: make(chan string, 1024)}
 }
 
 func (r *recorder) add(line string) {
@@ -64,6 +66,12 @@ func (r *recorder) ref(id string) actor.Ref {
 func (r *recorder) failNext(id string, n int) {
 	r.mu.Lock()
 	r.failing[id] = n
+	r.mu.Unlock()
+}
+
+func (r *recorder) ignoreNext(id string, n int) {
+	r.mu.Lock()
+	r.ignoring[id] = n
 	r.mu.Unlock()
 }
 
@@ -101,7 +109,8 @@ func reasonName(err error) string {
 
 // probe is a worker that logs "start id" and "stop id reason", crashes on
 // "crash", stops itself on an exitMsg, answers "ping" with "pong", blocks
-// its loop on a blockMsg, and fails its start when told to.
+// its loop on a blockMsg, and fails its start ("startfail id") or ignores
+// it ("ignore id", ErrIgnore) when told to.
 type probe struct {
 	id  string
 	rec *recorder
@@ -116,14 +125,20 @@ func probeF(rec *recorder, id string) actor.Factory {
 
 func (p *probe) Start(c *actor.Context) error {
 	p.rec.mu.Lock()
-	fail := p.rec.failing[p.id]
+	fail, ign := p.rec.failing[p.id], p.rec.ignoring[p.id]
 	if fail > 0 {
 		p.rec.failing[p.id] = fail - 1
+	} else if ign > 0 {
+		p.rec.ignoring[p.id] = ign - 1
 	}
 	p.rec.mu.Unlock()
 	if fail > 0 {
 		p.rec.add("startfail " + p.id)
 		panic("start-boom " + p.id)
+	}
+	if ign > 0 {
+		p.rec.add("ignore " + p.id)
+		return fmt.Errorf("probe %s: %w", p.id, ErrIgnore)
 	}
 	p.rec.mu.Lock()
 	p.rec.refs[p.id] = c.Self()

@@ -32,9 +32,15 @@ const (
 	// failed); the supervisor stops all its children and then itself with
 	// Reason.
 	GaveUp
+	// ShutdownError: a child the supervisor stopped ended with a reason
+	// other than the shutdown it was asked for (Reason; it chose it by
+	// stopping itself in its Terminate), as OTP's shutdown_error: anything
+	// but shutdown for a permanent child; anything but normal, shutdown or
+	// a reason wrapping shutdown for the others.
+	ShutdownError
 )
 
-var reportNames = [...]string{"", "child_crashed", "child_exited", "child_restarted", "child_start_failed", "child_killed", "gave_up"}
+var reportNames = [...]string{"", "child_crashed", "child_exited", "child_restarted", "child_start_failed", "child_killed", "gave_up", "shutdown_error"}
 
 func (k ReportKind) String() string {
 	if int(k) < len(reportNames) {
@@ -82,6 +88,22 @@ func (r *Report) StackText() []byte {
 	return (&actor.CrashError{Stack: r.Stack, PCs: r.PCs}).StackText()
 }
 
+// level is the log level of a report of kind with reason.
+func level(kind ReportKind, reason error) slog.Level {
+	switch {
+	case kind == ChildRestarted, kind == ChildExited && reason == nil:
+		return slog.LevelInfo
+	}
+	return slog.LevelError
+}
+
+// wants reports whether a report of kind with reason would be read (by the
+// event hook or the logger), so that the hot path of a crash and restart
+// builds none that nobody reads.
+func (s *sup) wants(c *actor.Context, kind ReportKind, reason error) bool {
+	return c.Reporting() || s.log.Enabled(context.Background(), level(kind, reason))
+}
+
 // report logs rep and hands it to the hook.
 func (s *sup) report(c *actor.Context, rep *Report) {
 	rep.Supervisor, rep.Self, rep.Time = s.path, c.Self(), c.Now()
@@ -89,17 +111,8 @@ func (s *sup) report(c *actor.Context, rep *Report) {
 		rep.Restarts = s.window.count()
 	}
 	c.Report(rep)
-	level := slog.LevelError
-	switch rep.Kind {
-	case ChildRestarted:
-		level = slog.LevelInfo
-	case ChildExited:
-		if rep.Reason == nil {
-			level = slog.LevelInfo
-		}
-	}
-	ctx := context.Background()
-	if !s.log.Enabled(ctx, level) {
+	ctx, lv := context.Background(), level(rep.Kind, rep.Reason)
+	if !s.log.Enabled(ctx, lv) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -114,5 +127,5 @@ func (s *sup) report(c *actor.Context, rep *Report) {
 	if rep.Kind == ChildCrashed {
 		attrs = append(attrs, slog.String("panic", fmt.Sprint(rep.Panic)), slog.String("stack", string(rep.StackText())))
 	}
-	s.log.LogAttrs(ctx, level, "supervisor: "+rep.Kind.String(), attrs...)
+	s.log.LogAttrs(ctx, lv, "supervisor: "+rep.Kind.String(), attrs...)
 }

@@ -11,14 +11,15 @@ import (
 
 // New returns the factory of a supervisor actor with the given spec. Spawn
 // it like any actor (actor.System.Spawn for a root supervisor) or make it a
-// child of another supervisor with Sub. Its Start starts the static
-// children in order; if one fails to start, the ones already started are
-// stopped in reverse order and Start fails with an error matching
-// ErrStartFailed and wrapping the child's error (so the spawn, or the
-// parent supervisor's own start, fails). Children placed on other loops
-// are started asynchronously, right after Start, in the same order; a
-// failure there makes the supervisor stop the started children and stop
-// itself with that error.
+// child of another supervisor with Sub. Its Start checks the spec (a
+// *SpecError if a field is bad) and starts the static children in order; if
+// one fails to start, the ones already started are stopped in reverse order
+// and Start fails with an error matching ErrStartFailed and wrapping the
+// child's error (so the spawn, or the parent supervisor's own start,
+// fails). Children placed on other loops are started asynchronously, right
+// after Start, in the same order; a failure there makes the supervisor stop
+// the started children and stop itself with a reason matching
+// ErrStartFailed and actor.ErrShutdown.
 func New(spec Spec) actor.Factory {
 	return func() actor.Actor { return &sup{spec: spec} }
 }
@@ -26,16 +27,29 @@ func New(spec Spec) actor.Factory {
 type childState uint8
 
 const (
-	stStopped   childState = iota // no instance (never started, stopped, or forgotten)
-	stRunning                     // a live instance
-	stSuspended                   // ref valid, instance ended (crashed, or taken down for a restart in place)
+	stStopped    childState = iota // no instance (never started, ignored, stopped, or ended and not restarted)
+	stRunning                      // a live instance
+	stSuspended                    // ref valid, instance ended (crashed, or taken down for a restart in place)
+	stRestarting                   // a restart attempt failed and a retry (tryAgain) is queued; no instance
 )
 
 type child struct {
 	spec  ChildSpec
-	ref   actor.Ref
+	ref   actor.Ref // the instance (running or suspended), zero otherwise
+	last  actor.Ref // the ref before a failed restart: names a restarting dynamic child
 	state childState
-	stale int // Crashed messages known to be stale (see stopOp)
+	stale int           // Crashed messages known to be stale (see endOp)
+	crash actor.Crashed // the crash being handled (see why)
+	retry uint32        // generation of the queued retry: older tryAgains are stale
+}
+
+// tryAgain is the message a supervisor sends itself after a failed restart
+// attempt (OTP's try_again_restart): it goes behind the messages already
+// received, so requests and the parent's exit are handled between attempts.
+type tryAgain struct {
+	owner *sup // the supervisor instance that sent it: a restarted one ignores it
+	ch    *child
+	gen   uint32
 }
 
 // pending is the reply of a request that may be answered later.
@@ -84,12 +98,13 @@ type sup struct {
 	ops      []op
 	deferred []event
 	busy     bool // an op is waiting for its promise
-	starting bool // the initial start is still under way (children on other loops)
 	exiting  bool
 }
 
+func (s *sup) simple() bool { return s.spec.Strategy == SimpleOneForOne }
+
 func (s *sup) Start(c *actor.Context) error {
-	if err := s.spec.validate(); err != nil {
+	if err := s.spec.Validate(); err != nil {
 		return err
 	}
 	s.maxR, s.maxT = s.spec.MaxR, s.spec.MaxT
@@ -98,7 +113,7 @@ func (s *sup) Start(c *actor.Context) error {
 	} else if s.maxR < 0 {
 		s.maxR = 0
 	}
-	if s.maxT <= 0 {
+	if s.maxT == 0 {
 		s.maxT = DefaultMaxT
 	}
 	s.log = s.spec.Logger
@@ -114,43 +129,50 @@ func (s *sup) Start(c *actor.Context) error {
 	}
 	s.byRef = make(map[actor.Ref]*child)
 	c.TrapExits(true)
-	if s.spec.Strategy == SimpleOneForOne {
+	if s.simple() {
 		return nil
 	}
 	for _, cs := range s.spec.Children {
 		s.children = append(s.children, &child{spec: cs})
 	}
-	for i, ch := range s.children {
+	for i := 0; i < len(s.children); {
+		ch := s.children[i]
 		r, err := c.Spawn(ch.spec.Start, s.spawnOpts(ch)...)
-		if errors.Is(err, actor.ErrNotLocal) {
+		switch {
+		case errors.Is(err, actor.ErrNotLocal):
 			// The rest start in order, asynchronously, once Start returns.
-			s.starting = true
 			for _, rest := range s.children[i:] {
-				s.ops = append(s.ops, s.startOp(rest, false, s.initialFailure(rest)))
+				s.ops = append(s.ops, s.startOp(rest, func(c *actor.Context, res startResult, err error) {
+					s.initialStarted(c, rest, res, err)
+				}))
 			}
-			s.ops = append(s.ops, func(*actor.Context) (actor.Promise, func(*actor.Context, any, error)) {
-				s.starting = false
-				return actor.Promise{}, nil
-			})
 			s.run(c)
 			return nil
-		}
-		if err != nil {
+		case err == nil:
+			s.setRef(ch, r)
+			ch.state = stRunning
+			_ = c.Link(r)
+			i++
+		case errors.Is(err, ErrIgnore):
+			if ch.spec.Restart == Temporary {
+				s.remove(ch)
+				continue
+			}
+			i++
+		default:
 			s.report(c, &Report{Kind: ChildStartFailed, ChildID: ch.spec.ID, Reason: err})
 			s.Terminate(c, actor.ErrShutdown)
 			return fmt.Errorf("%w: %s/%s: %w", ErrStartFailed, s.path, ch.spec.ID, err)
 		}
-		s.setRef(ch, r)
-		ch.state = stRunning
-		_ = c.Link(r)
 	}
 	return nil
 }
 
 // Terminate stops the children still running, in reverse start order: those
 // on the supervisor's loop at once, those on other loops by a request that
-// this (ending) supervisor cannot wait for. Use the Shutdown request for an
-// orderly, acknowledged shutdown across loops.
+// this (ending) supervisor cannot wait for (it turns into a kill if their
+// loop gets to it after their shutdown timeout). Use the Shutdown request
+// for an orderly, acknowledged shutdown across loops.
 func (s *sup) Terminate(c *actor.Context, _ error) {
 	for i := len(s.children) - 1; i >= 0; i-- {
 		ch := s.children[i]
@@ -160,6 +182,9 @@ func (s *sup) Terminate(c *actor.Context, _ error) {
 		ref, t := ch.ref, s.timeoutArg(ch)
 		s.setRef(ch, actor.Ref{})
 		ch.state = stStopped
+		// Unlinked, the supervisor's own exit signal cannot overtake the
+		// stop (and turn a kill into a graceful stop).
+		_ = c.Unlink(ref)
 		switch {
 		case ref.Loop() != c.Loop():
 			c.StopAsync(ref, actor.ErrShutdown, t)
@@ -176,7 +201,12 @@ func (s *sup) Receive(c *actor.Context, msg any) (any, error) {
 	case actor.Crashed, actor.Exited:
 		s.submit(c, event{msg: m})
 		return nil, nil
-	case StartChild, TerminateChild, RestartChild, DeleteChild, Shutdown, drain:
+	case tryAgain:
+		if m.owner == s {
+			s.submit(c, event{msg: m})
+		}
+		return nil, nil
+	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain:
 		p := &pending{}
 		s.submit(c, event{msg: m, p: p})
 		if p.done {
@@ -184,13 +214,6 @@ func (s *sup) Receive(c *actor.Context, msg any) (any, error) {
 		}
 		p.r = c.Defer()
 		return nil, nil
-	case WhichChildren:
-		out := make([]ChildInfo, 0, len(s.children))
-		for _, ch := range s.children {
-			out = append(out, ChildInfo{ID: ch.spec.ID, Ref: ch.ref, Running: ch.state != stStopped,
-				Supervisor: ch.spec.Supervisor, Restart: ch.spec.Restart})
-		}
-		return out, nil
 	}
 	return nil, actor.Unhandled(msg)
 }
@@ -246,46 +269,78 @@ func (s *sup) process(c *actor.Context, ev event) {
 		s.onCrash(c, m)
 	case actor.Exited:
 		s.onExit(c, m)
+	case tryAgain:
+		s.onTryAgain(c, m)
 	case StartChild:
-		s.onStartChild(c, m, ev.p)
+		s.onStartChild(m, ev.p)
 	case TerminateChild:
-		ch := s.findReq(m.ID, m.Ref)
-		if ch == nil {
-			ev.p.reply(nil, fmt.Errorf("%w: %q %v", ErrNotFound, m.ID, m.Ref))
+		s.onTerminateChild(m, ev.p)
+	case RestartChild:
+		s.onRestartChild(m, ev.p)
+	case DeleteChild:
+		if s.simple() {
+			ev.p.reply(nil, errSimple("DeleteChild"))
 			return
 		}
-		s.ops = append(s.ops, s.stopOp(ch, false), s.doOp(func(*actor.Context) {
-			if ch.spec.Restart == Temporary || s.spec.Strategy == SimpleOneForOne {
-				s.remove(ch)
-			}
-			ev.p.reply(nil, nil)
-		}))
-	case RestartChild:
-		ch := s.findReq(m.ID, actor.Ref{})
+		ch := s.byID(m.ID)
 		switch {
 		case ch == nil:
 			ev.p.reply(nil, fmt.Errorf("%w: %q", ErrNotFound, m.ID))
-		case ch.state != stStopped:
-			ev.p.reply(nil, fmt.Errorf("%w: %q", ErrRunning, m.ID))
-		default:
-			s.ops = append(s.ops, s.startOp(ch, false, func(_ *actor.Context, _ *child, err error) { ev.p.reply(nil, err) }),
-				s.doOp(func(*actor.Context) {
-					if ch.state == stRunning {
-						ev.p.reply(ch.ref, nil)
-					}
-				}))
-		}
-	case DeleteChild:
-		ch := s.findReq(m.ID, actor.Ref{})
-		switch {
-		case ch == nil:
-			ev.p.reply(nil, fmt.Errorf("%w: %q", ErrNotFound, m.ID))
+		case ch.state == stRestarting:
+			ev.p.reply(nil, fmt.Errorf("%w: %q", ErrRestarting, m.ID))
 		case ch.state != stStopped:
 			ev.p.reply(nil, fmt.Errorf("%w: %q", ErrRunning, m.ID))
 		default:
 			s.remove(ch)
 			ev.p.reply(nil, nil)
 		}
+	case WhichChildren:
+		out := make([]ChildInfo, 0, len(s.children))
+		for _, ch := range s.children {
+			st := ch.public()
+			ci := ChildInfo{ID: ch.spec.ID, State: st, Running: st == ChildRunning,
+				Supervisor: ch.spec.Supervisor, Significant: ch.spec.Significant, Restart: ch.spec.Restart}
+			if st == ChildRunning {
+				ci.Ref = ch.ref
+			}
+			out = append(out, ci)
+		}
+		ev.p.reply(out, nil)
+	case CountChildren:
+		var n ChildCounts
+		for _, ch := range s.children {
+			if ch.public() == ChildRunning {
+				n.Active++
+			}
+			if ch.spec.Supervisor {
+				n.Supervisors++
+			} else {
+				n.Workers++
+			}
+		}
+		n.Specs = len(s.children)
+		if s.simple() {
+			n.Specs = 1
+		}
+		ev.p.reply(n, nil)
+	case GetChildSpec:
+		if s.simple() && m.Ref.IsZero() {
+			ev.p.reply(nil, errSimple("GetChildSpec"))
+			return
+		}
+		ch := s.find(m.ID, m.Ref)
+		if ch == nil {
+			ev.p.reply(nil, fmt.Errorf("%w: %q %v", ErrNotFound, m.ID, m.Ref))
+			return
+		}
+		cs := ch.spec
+		if cs.Shutdown == 0 {
+			cs.Shutdown = DefaultShutdown
+			if cs.Supervisor {
+				cs.Shutdown = Infinity
+			}
+		}
+		ev.p.reply(cs, nil)
 	case drain:
 		s.stopAll()
 		s.ops = append(s.ops, s.doOp(func(*actor.Context) { ev.p.reply(nil, nil) }))
@@ -295,9 +350,30 @@ func (s *sup) process(c *actor.Context, ev event) {
 	}
 }
 
-func (s *sup) onStartChild(c *actor.Context, m StartChild, p *pending) {
+// public is the state WhichChildren shows: an instance taken down for a
+// restart is restarting, not running.
+func (ch *child) public() ChildState {
+	switch ch.state {
+	case stRunning:
+		return ChildRunning
+	case stSuspended, stRestarting:
+		return ChildRestarting
+	}
+	return ChildStopped
+}
+
+func errSimple(req string) error {
+	return fmt.Errorf("%w: %s by ID under simple_one_for_one (name the child by Ref)", ErrBadSpec, req)
+}
+
+func (s *sup) onStartChild(m StartChild, p *pending) {
 	cs := m.Spec
-	if s.spec.Strategy == SimpleOneForOne {
+	if s.simple() {
+		if f := templateOnly(cs); f != "" {
+			p.reply(nil, &SpecError{Child: fmt.Sprintf("%q", cs.ID), Field: f,
+				Reason: "comes from the template under simple_one_for_one; set only Start and ID"})
+			return
+		}
 		tmpl := s.spec.Children[0]
 		if cs.Start != nil {
 			tmpl.Start = cs.Start
@@ -307,25 +383,109 @@ func (s *sup) onStartChild(c *actor.Context, m StartChild, p *pending) {
 		}
 		cs = tmpl
 	} else {
-		if cs.Start == nil {
-			p.reply(nil, fmt.Errorf("%w: child %q has no Start", ErrBadSpec, cs.ID))
+		if err := cs.check(s.spec.AutoShutdown, "StartChild.Spec"); err != nil {
+			p.reply(nil, err)
 			return
 		}
-		if s.findReq(cs.ID, actor.Ref{}) != nil {
+		if old := s.byID(cs.ID); old != nil {
+			if old.state == stRunning {
+				p.reply(nil, fmt.Errorf("%w: %q is %v", ErrAlreadyStarted, cs.ID, old.ref))
+				return
+			}
 			p.reply(nil, fmt.Errorf("%w: %q", ErrAlreadyPresent, cs.ID))
 			return
 		}
 	}
 	ch := &child{spec: cs}
 	s.children = append(s.children, ch)
-	s.ops = append(s.ops, s.startOp(ch, false, func(_ *actor.Context, _ *child, err error) {
-		s.remove(ch)
-		p.reply(nil, err)
-	}), s.doOp(func(*actor.Context) {
-		if ch.state == stRunning {
+	s.ops = append(s.ops, s.startOp(ch, func(_ *actor.Context, res startResult, err error) {
+		switch {
+		case res == started:
 			p.reply(ch.ref, nil)
+		case res == ignored && !s.simple() && cs.Restart != Temporary:
+			p.reply(actor.Ref{}, nil) // kept, not running
+		default:
+			s.remove(ch)
+			if res == ignored {
+				err = nil
+			}
+			p.reply(actor.Ref{}, err)
 		}
 	}))
+}
+
+// templateOnly names a field of a StartChild spec that only the template
+// may set under SimpleOneForOne, or returns "".
+func templateOnly(cs ChildSpec) string {
+	switch {
+	case cs.Restart != Permanent:
+		return "Restart"
+	case cs.Shutdown != 0:
+		return "Shutdown"
+	case cs.Supervisor:
+		return "Supervisor"
+	case cs.Significant:
+		return "Significant"
+	case len(cs.Options) > 0:
+		return "Options"
+	}
+	return ""
+}
+
+func (s *sup) onTerminateChild(m TerminateChild, p *pending) {
+	if s.simple() && m.Ref.IsZero() {
+		p.reply(nil, errSimple("TerminateChild"))
+		return
+	}
+	ch := s.find(m.ID, m.Ref)
+	if ch == nil {
+		if !s.simple() || m.Ref.IsZero() {
+			p.reply(nil, fmt.Errorf("%w: %q %v", ErrNotFound, m.ID, m.Ref))
+			return
+		}
+		// Not a child: fine if it is gone already (it may have been one),
+		// not if it is alive (someone else's).
+		ref := m.Ref
+		s.ops = append(s.ops, func(c *actor.Context) (actor.Promise, func(*actor.Context, any, error)) {
+			return c.AliveAsync(ref), func(_ *actor.Context, _ any, err error) {
+				if errors.Is(err, actor.ErrDead) {
+					p.reply(nil, nil)
+					return
+				}
+				p.reply(nil, fmt.Errorf("%w: %v", ErrNotFound, ref))
+			}
+		})
+		return
+	}
+	s.ops = append(s.ops, s.stopOp(ch, false), s.doOp(func(*actor.Context) {
+		if ch.spec.Restart == Temporary || s.simple() {
+			s.remove(ch)
+		}
+		p.reply(nil, nil)
+	}))
+}
+
+func (s *sup) onRestartChild(m RestartChild, p *pending) {
+	if s.simple() {
+		p.reply(nil, errSimple("RestartChild"))
+		return
+	}
+	ch := s.byID(m.ID)
+	switch {
+	case ch == nil:
+		p.reply(nil, fmt.Errorf("%w: %q", ErrNotFound, m.ID))
+	case ch.state == stRestarting:
+		p.reply(nil, fmt.Errorf("%w: %q", ErrRestarting, m.ID))
+	case ch.state != stStopped:
+		p.reply(nil, fmt.Errorf("%w: %q", ErrRunning, m.ID))
+	default:
+		s.ops = append(s.ops, s.startOp(ch, func(_ *actor.Context, res startResult, err error) {
+			if res == ignored {
+				err = nil // the zero Ref, no error; it stays stopped, as after a failure
+			}
+			p.reply(ch.ref, err)
+		}))
+	}
 }
 
 func (s *sup) onCrash(c *actor.Context, m actor.Crashed) {
@@ -338,24 +498,45 @@ func (s *sup) onCrash(c *actor.Context, m actor.Crashed) {
 		return
 	}
 	ch.state = stSuspended
-	var reason error = &actor.CrashError{Actor: m.Child}
-	rep := &Report{Kind: ChildCrashed, ChildID: ch.spec.ID, Child: m.Child, Reason: reason}
-	if m.Crash != nil {
-		reason = &actor.CrashError{Actor: m.Child, Value: m.Crash.Value, Stack: m.Crash.Stack, PCs: m.Crash.PCs}
-		rep.Reason, rep.Panic, rep.Stack, rep.PCs = reason, m.Crash.Value, m.Crash.Stack, m.Crash.PCs
+	ch.crash = m
+	if s.wants(c, ChildCrashed, errCrash) {
+		reason := crashReason(m)
+		s.report(c, &Report{Kind: ChildCrashed, ChildID: ch.spec.ID, Child: m.Child, Reason: reason,
+			Panic: reason.Value, Stack: reason.Stack, PCs: reason.PCs})
 	}
-	s.report(c, rep)
 	if ch.spec.Supervisor {
 		// A crashed supervisor's children are still running: stop it, which
 		// sends them exit signals through their links, and start a new one.
-		ref := ch.ref
+		ref, reason := ch.ref, crashReason(m)
 		s.setRef(ch, actor.Ref{})
 		ch.state = stStopped
 		s.ops = append(s.ops, func(c *actor.Context) (actor.Promise, func(*actor.Context, any, error)) {
 			return c.StopAsync(ref, reason, 0), nil
 		})
 	}
-	s.failed(c, ch, reason)
+	s.failed(c, ch, errCrash)
+	ch.crash = actor.Crashed{} // do not keep the crashed message alive
+}
+
+// errCrash is the reason failed gets for a crash: abnormal; built into a
+// *actor.CrashError (crashReason, from the child's last crash) only where
+// it is read, as most crashes are restarted without anyone reading it.
+var errCrash = errors.New("crashed")
+
+func crashReason(m actor.Crashed) *actor.CrashError {
+	ce := &actor.CrashError{Actor: m.Child}
+	if m.Crash != nil {
+		ce.Value, ce.Stack, ce.PCs = m.Crash.Value, m.Crash.Stack, m.Crash.PCs
+	}
+	return ce
+}
+
+// why is reason as it is shown: a crash's CrashError.
+func (ch *child) why(reason error) error {
+	if reason == errCrash {
+		return crashReason(ch.crash)
+	}
+	return reason
 }
 
 func (s *sup) onExit(c *actor.Context, m actor.Exited) {
@@ -366,7 +547,7 @@ func (s *sup) onExit(c *actor.Context, m actor.Exited) {
 		return
 	}
 	ch := s.byRef[m.From]
-	if ch == nil {
+	if ch == nil || ch.state != stRunning {
 		return // not (or no longer) a child
 	}
 	s.setRef(ch, actor.Ref{})
@@ -376,109 +557,197 @@ func (s *sup) onExit(c *actor.Context, m actor.Exited) {
 }
 
 // abnormal reports whether an end with reason is abnormal (Erlang: neither
-// normal nor shutdown).
+// normal nor shutdown nor {shutdown, _}).
 func abnormal(reason error) bool {
 	return reason != nil && !errors.Is(reason, actor.ErrShutdown)
 }
 
-// failed applies the restart type, the intensity and the strategy to a
-// child that crashed (suspended) or exited (stopped).
+// failed applies the restart type, the auto-shutdown, the intensity and
+// the strategy to a child that crashed (suspended) or exited (stopped) by
+// itself.
 func (s *sup) failed(c *actor.Context, ch *child, reason error) {
 	restart := ch.spec.Restart == Permanent || (ch.spec.Restart == Transient && abnormal(reason))
 	if !restart {
 		s.ops = append(s.ops, s.stopOp(ch, false), s.doOp(func(*actor.Context) {
-			if ch.spec.Restart == Temporary || s.spec.Strategy == SimpleOneForOne {
+			if ch.spec.Restart == Temporary || s.simple() {
 				s.remove(ch)
 			}
+			s.autoShutdown(ch)
 		}))
 		return
 	}
 	if !s.window.add(c.Now(), s.maxR, s.maxT) {
 		s.giveUp(c, fmt.Errorf("%w: %s: more than %d restarts in %v (child %q: %v)",
-			ErrTooManyRestarts, s.path, s.maxR, s.maxT, ch.spec.ID, reason))
+			ErrTooManyRestarts, s.path, s.maxR, s.maxT, ch.spec.ID, ch.why(reason)))
 		return
 	}
+	s.restart(c, ch)
+}
+
+// autoShutdown shuts the supervisor down if significant child ch, which
+// ended by itself and is not restarted, calls for it.
+func (s *sup) autoShutdown(ch *child) {
+	if !ch.spec.Significant || s.spec.AutoShutdown == Never {
+		return
+	}
+	if s.spec.AutoShutdown == AllSignificant {
+		for _, x := range s.children {
+			if x.spec.Significant && x.state != stStopped {
+				return
+			}
+		}
+	}
+	s.stopAll()
+	s.ops = append(s.ops, s.exitOp(actor.ErrShutdown))
+}
+
+// restart restarts failed, a child that ended (or whose restart attempt
+// failed), with the siblings its strategy says.
+func (s *sup) restart(c *actor.Context, failed *child) {
 	switch s.spec.Strategy {
 	case OneForAll:
-		s.restartGroup(ch, s.children)
+		s.restartGroup(failed, s.children)
 	case RestForOne:
 		for i, x := range s.children {
-			if x == ch {
-				s.restartGroup(ch, s.children[i:])
+			if x == failed {
+				s.restartGroup(failed, s.children[i:])
 				break
 			}
 		}
 	default:
-		if len(s.ops) == 0 && !s.busy && ch.state == stSuspended && ch.ref.Loop() == c.Loop() {
+		if len(s.ops) == 0 && !s.busy && failed.state == stSuspended && failed.ref.Loop() == c.Loop() {
 			// The fast path: a crashed child of this loop, restarted in
 			// place, now.
-			if err := c.Restart(ch.ref); err != nil {
-				s.setRef(ch, actor.Ref{})
-				ch.state = stStopped
-				s.restartFailed(c, ch, err)
+			if err := c.Restart(failed.ref); err != nil {
+				failed.last = failed.ref
+				s.setRef(failed, actor.Ref{})
+				failed.state = stStopped
+				s.restarted(c, failed, classify(err), err)
 				return
 			}
-			ch.state = stRunning
-			s.report(c, &Report{Kind: ChildRestarted, ChildID: ch.spec.ID, Child: ch.ref})
+			failed.state = stRunning
+			if s.wants(c, ChildRestarted, nil) {
+				s.report(c, &Report{Kind: ChildRestarted, ChildID: failed.spec.ID, Child: failed.ref})
+			}
 			return
 		}
-		s.ops = append(s.ops, s.startOp(ch, true, s.restartFailed))
+		s.ops = append(s.ops, s.startOp(failed, func(c *actor.Context, res startResult, err error) {
+			s.restarted(c, failed, res, err)
+		}))
 	}
 }
 
 // restartGroup takes down the running members of group other than failed,
-// in reverse start order, and restarts them and failed in start order.
-// Temporary members are stopped for good.
+// in reverse start order, and then starts every member in start order, as
+// OTP does: the failed one, those taken down, and those that were not
+// running (stopped by TerminateChild, ended and not restarted, ignored,
+// restarting). Temporary members are stopped for good and forgotten.
 func (s *sup) restartGroup(failed *child, group []*child) {
 	group = append([]*child(nil), group...)
-	var again []*child
+	gone := map[*child]bool{}
 	for i := len(group) - 1; i >= 0; i-- {
 		g := group[i]
-		if g == failed || g.state == stStopped {
+		if g == failed || g.state != stRunning {
 			continue
 		}
 		if g.spec.Restart == Temporary {
+			gone[g] = true
 			s.ops = append(s.ops, s.stopOp(g, false), s.doOp(func(*actor.Context) { s.remove(g) }))
 			continue
 		}
 		s.ops = append(s.ops, s.stopOp(g, true))
-		again = append(again, g)
 	}
 	for _, g := range group {
-		if g == failed {
-			s.ops = append(s.ops, s.startOp(g, true, s.restartFailed))
+		if gone[g] {
 			continue
 		}
-		for _, a := range again {
-			if a == g {
-				s.ops = append(s.ops, s.startOp(g, true, s.restartFailed))
-			}
+		s.ops = append(s.ops, s.startOp(g, func(c *actor.Context, res startResult, err error) {
+			s.restarted(c, g, res, err)
+		}))
+	}
+}
+
+// restarted handles the outcome of a restart attempt of ch.
+func (s *sup) restarted(c *actor.Context, ch *child, res startResult, err error) {
+	switch res {
+	case started:
+		s.report(c, &Report{Kind: ChildRestarted, ChildID: ch.spec.ID, Child: ch.ref})
+	case ignored:
+		// Not running, not retried (OTP: pid undefined); a temporary or a
+		// dynamic child is forgotten.
+		if ch.spec.Restart == Temporary || s.simple() {
+			s.remove(ch)
+		}
+	default:
+		s.report(c, &Report{Kind: ChildStartFailed, ChildID: ch.spec.ID, Reason: err})
+		s.retryLater(ch)
+	}
+}
+
+// retryLater abandons the rest of the restart under way after ch failed to
+// start: the members of its group still taken down are stopped for good (as
+// OTP's, which are not running until the retry), ch is marked restarting,
+// and the retry goes behind the messages already received, so that
+// requests and the parent's exit are handled first (OTP-9549).
+func (s *sup) retryLater(ch *child) {
+	s.ops = s.ops[:0]
+	ch.state = stRestarting
+	ch.retry++
+	msg := tryAgain{owner: s, ch: ch, gen: ch.retry}
+	for i := len(s.children) - 1; i >= 0; i-- {
+		if x := s.children[i]; x.state == stSuspended {
+			s.ops = append(s.ops, s.stopOp(x, false))
 		}
 	}
+	s.ops = append(s.ops, s.doOp(func(c *actor.Context) { _ = c.Send(c.Self(), msg) }))
 }
 
-// restartFailed handles a child whose restart failed: it counts as another
-// restart, and is retried unless that exceeds the intensity.
-func (s *sup) restartFailed(c *actor.Context, ch *child, err error) {
-	if !s.window.add(c.Now(), s.maxR, s.maxT) {
-		s.giveUp(c, fmt.Errorf("%w: %s: more than %d restarts in %v (child %q failed to restart: %w)",
-			ErrTooManyRestarts, s.path, s.maxR, s.maxT, ch.spec.ID, err))
+// onTryAgain retries the restart of a child whose last attempt failed,
+// unless it has been stopped or restarted since. Every attempt counts
+// towards the restart intensity.
+func (s *sup) onTryAgain(c *actor.Context, m tryAgain) {
+	ch := m.ch
+	if ch.state != stRestarting || ch.retry != m.gen {
 		return
 	}
-	s.ops = append([]op{s.startOp(ch, true, s.restartFailed)}, s.ops...)
+	if !s.window.add(c.Now(), s.maxR, s.maxT) {
+		s.giveUp(c, fmt.Errorf("%w: %s: more than %d restarts in %v (child %q failed to restart)",
+			ErrTooManyRestarts, s.path, s.maxR, s.maxT, ch.spec.ID))
+		return
+	}
+	s.restart(c, ch)
 }
 
-// initialFailure handles a child on another loop that failed to start while
-// the supervisor was starting: the supervisor fails.
-func (s *sup) initialFailure(ch *child) func(*actor.Context, *child, error) {
-	return func(c *actor.Context, _ *child, err error) {
-		s.giveUp(c, fmt.Errorf("%w: %s/%s: %w", ErrStartFailed, s.path, ch.spec.ID, err))
+// initialStarted handles the start of a static child on another loop,
+// while the supervisor itself starts: a failure makes the supervisor fail.
+func (s *sup) initialStarted(c *actor.Context, ch *child, res startResult, err error) {
+	switch res {
+	case ignored:
+		if ch.spec.Restart == Temporary {
+			s.remove(ch)
+		}
+	case failedStart:
+		s.report(c, &Report{Kind: ChildStartFailed, ChildID: ch.spec.ID, Reason: err})
+		s.giveUp(c, &shutdownReason{fmt.Errorf("%w: %s/%s: %w", ErrStartFailed, s.path, ch.spec.ID, err)})
 	}
 }
 
+// shutdownReason is a supervisor's own stop reason when it gives up: it
+// matches actor.ErrShutdown, so its parent treats it as OTP's shutdown (a
+// transient child supervisor that gave up is not restarted), and wraps the
+// cause (ErrTooManyRestarts, ErrStartFailed).
+type shutdownReason struct{ err error }
+
+func (r *shutdownReason) Error() string        { return "shutdown: " + r.err.Error() }
+func (r *shutdownReason) Unwrap() error        { return r.err }
+func (r *shutdownReason) Is(target error) bool { return target == actor.ErrShutdown }
+
 // giveUp drops the pending work, stops every child in reverse start order
-// and stops the supervisor with reason.
+// and stops the supervisor with reason (made to match actor.ErrShutdown).
 func (s *sup) giveUp(c *actor.Context, reason error) {
+	if !errors.Is(reason, actor.ErrShutdown) {
+		reason = &shutdownReason{reason}
+	}
 	s.report(c, &Report{Kind: GaveUp, Reason: reason, Restarts: s.maxR, Within: s.maxT})
 	s.ops = s.ops[:0]
 	s.stopAll()
@@ -490,7 +759,7 @@ func (s *sup) stopAll() {
 	for i := len(s.children) - 1; i >= 0; i-- {
 		ch := s.children[i]
 		s.ops = append(s.ops, s.stopOp(ch, false), s.doOp(func(*actor.Context) {
-			if ch.spec.Restart == Temporary || s.spec.Strategy == SimpleOneForOne {
+			if ch.spec.Restart == Temporary || s.simple() {
 				s.remove(ch)
 			}
 		}))
@@ -517,51 +786,67 @@ func (s *sup) exitOp(reason error) op {
 	})
 }
 
+type startResult uint8
+
+const (
+	started startResult = iota
+	ignored
+	failedStart
+)
+
+func classify(err error) startResult {
+	switch {
+	case err == nil:
+		return started
+	case errors.Is(err, ErrIgnore):
+		return ignored
+	}
+	return failedStart
+}
+
 // startOp starts ch: in place if it has a ref (suspended), else by a fresh
-// spawn. onFail handles a failure.
-func (s *sup) startOp(ch *child, restart bool, onFail func(*actor.Context, *child, error)) op {
+// spawn; then reports the outcome to then (the child is running, or has no
+// instance).
+func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) op {
 	return func(c *actor.Context) (actor.Promise, func(*actor.Context, any, error)) {
-		done := func(c *actor.Context) {
-			ch.state = stRunning
-			if restart {
-				s.report(c, &Report{Kind: ChildRestarted, ChildID: ch.spec.ID, Child: ch.ref})
+		finish := func(c *actor.Context, err error) {
+			res := classify(err)
+			if res == started {
+				ch.state = stRunning
+			} else {
+				if !ch.ref.IsZero() {
+					ch.last = ch.ref
+				}
+				s.setRef(ch, actor.Ref{})
+				ch.state = stStopped
 			}
-		}
-		fail := func(c *actor.Context, err error) {
-			s.setRef(ch, actor.Ref{})
-			ch.state = stStopped
-			s.report(c, &Report{Kind: ChildStartFailed, ChildID: ch.spec.ID, Reason: err})
-			onFail(c, ch, err)
+			then(c, res, err)
 		}
 		if !ch.ref.IsZero() {
-			return c.RestartAsync(ch.ref), func(c *actor.Context, _ any, err error) {
-				if err != nil {
-					fail(c, err)
-					return
-				}
-				done(c)
-			}
+			return c.RestartAsync(ch.ref), func(c *actor.Context, _ any, err error) { finish(c, err) }
 		}
 		return c.SpawnAsync(ch.spec.Start, s.spawnOpts(ch)...), func(c *actor.Context, v any, err error) {
-			if err != nil {
-				fail(c, err)
-				return
+			if err == nil {
+				r := v.(actor.Ref)
+				s.setRef(ch, r)
+				_ = c.Link(r)
 			}
-			r := v.(actor.Ref)
-			s.setRef(ch, r)
-			_ = c.Link(r)
-			done(c)
+			finish(c, err)
 		}
 	}
 }
 
-// stopOp takes ch down: for good (forRestart false: its ref dies) or for a
-// restart in place (the instance ends, the ref stays valid). A child
-// supervisor is first asked to stop its own children, within ch's shutdown
-// timeout; a child that does not end within the timeout is killed.
+// stopOp takes ch down: for good (forRestart false: its ref dies, it is
+// stopped) or for a restart in place (the instance ends, the ref stays
+// valid). A child supervisor is first asked to stop its own children,
+// within ch's shutdown timeout; a child that does not end within the
+// timeout is killed.
 func (s *sup) stopOp(ch *child, forRestart bool) op {
 	return func(c *actor.Context) (actor.Promise, func(*actor.Context, any, error)) {
 		if ch.ref.IsZero() {
+			if !forRestart {
+				ch.state = stStopped // a restarting child is no longer retried
+			}
 			return actor.Promise{}, nil
 		}
 		t := s.timeoutArg(ch)
@@ -613,10 +898,33 @@ func (s *sup) endOp(ch *child, forRestart, kill bool) op {
 		}
 		s.setRef(ch, actor.Ref{})
 		ch.state = stStopped
-		return c.StopAsync(ref, actor.ErrShutdown, t), func(c *actor.Context, _ any, err error) {
+		// Unlinked, no exit signal of the supervisor (which may stop right
+		// after) can overtake the stop and turn a kill into a graceful
+		// stop; the stop itself ends the child in every case.
+		_ = c.Unlink(ref)
+		return c.StopAsync(ref, actor.ErrShutdown, t), func(c *actor.Context, v any, err error) {
 			timedOut(c, err)
+			if why, _ := v.(error); err == nil && !s.fineEnd(ch, why, t < 0) {
+				s.report(c, &Report{Kind: ShutdownError, ChildID: ch.spec.ID, Child: ref, Reason: why})
+			}
 		}
 	}
+}
+
+// fineEnd reports whether a child the supervisor stopped ended with a
+// reason OTP accepts: shutdown, or killed when it was killed; normal or
+// {shutdown, _} too for a child that is not permanent. A child chooses
+// another reason by stopping itself in its Terminate.
+func (s *sup) fineEnd(ch *child, why error, killed bool) bool {
+	switch {
+	case why == actor.ErrShutdown, errors.Is(why, actor.ErrDead):
+		return true // ErrDead: it had ended by itself already
+	case errors.Is(why, actor.ErrKilled):
+		return killed
+	case why == nil || errors.Is(why, actor.ErrShutdown):
+		return ch.spec.Restart != Permanent
+	}
+	return false
 }
 
 // timeoutArg turns a ChildSpec.Shutdown into a StopAsync timeout.
@@ -640,9 +948,13 @@ func (s *sup) spawnOpts(ch *child) []actor.SpawnOption {
 }
 
 func (s *sup) setRef(ch *child, r actor.Ref) {
+	if r == ch.ref {
+		return
+	}
 	if !ch.ref.IsZero() {
 		delete(s.byRef, ch.ref)
 	}
+	ch.stale = 0 // stale Crashed messages name the old ref, which no longer matches
 	ch.ref = r
 	if !r.IsZero() {
 		s.byRef[r] = ch
@@ -651,6 +963,7 @@ func (s *sup) setRef(ch *child, r actor.Ref) {
 
 func (s *sup) remove(ch *child) {
 	s.setRef(ch, actor.Ref{})
+	ch.state = stStopped
 	for i, x := range s.children {
 		if x == ch {
 			s.children = append(s.children[:i], s.children[i+1:]...)
@@ -659,14 +972,8 @@ func (s *sup) remove(ch *child) {
 	}
 }
 
-// findReq finds a child by ref, or by ID when ref is zero.
-func (s *sup) findReq(id string, ref actor.Ref) *child {
-	if !ref.IsZero() {
-		return s.byRef[ref]
-	}
-	if s.spec.Strategy == SimpleOneForOne {
-		return nil
-	}
+// byID finds a static child by ID.
+func (s *sup) byID(id string) *child {
 	for _, ch := range s.children {
 		if ch.spec.ID == id {
 			return ch
@@ -675,25 +982,22 @@ func (s *sup) findReq(id string, ref actor.Ref) *child {
 	return nil
 }
 
-func (sp Spec) validate() error {
-	if sp.Strategy > SimpleOneForOne {
-		return fmt.Errorf("%w: unknown strategy %d", ErrBadSpec, sp.Strategy)
+// find finds a child by ref (its instance's, or for a restarting child the
+// one it had), or by ID when ref is zero (static strategies).
+func (s *sup) find(id string, ref actor.Ref) *child {
+	if ref.IsZero() {
+		if s.simple() {
+			return nil
+		}
+		return s.byID(id)
 	}
-	if sp.Strategy == SimpleOneForOne {
-		if len(sp.Children) != 1 || sp.Children[0].Start == nil {
-			return fmt.Errorf("%w: simple_one_for_one needs exactly one template child with a Start", ErrBadSpec)
-		}
-		return nil
+	if ch := s.byRef[ref]; ch != nil {
+		return ch
 	}
-	seen := make(map[string]bool, len(sp.Children))
-	for _, cs := range sp.Children {
-		if cs.Start == nil {
-			return fmt.Errorf("%w: child %q has no Start", ErrBadSpec, cs.ID)
+	for _, ch := range s.children {
+		if ch.state == stRestarting && ch.last == ref {
+			return ch
 		}
-		if seen[cs.ID] {
-			return fmt.Errorf("%w: duplicate child id %q", ErrBadSpec, cs.ID)
-		}
-		seen[cs.ID] = true
 	}
 	return nil
 }

@@ -242,7 +242,8 @@ func TestSimpleOneForOne(t *testing.T) {
 	if cs := children(t, s, sup); len(cs) != 1 || cs[0].Ref != refs[1] {
 		t.Fatalf("children %+v", cs)
 	}
-	if _, err := ask(t, s, sup, TerminateChild{Ref: refs[0]}); !errors.Is(err, ErrNotFound) {
+	// As OTP: terminating a child that is already gone succeeds.
+	if _, err := ask(t, s, sup, TerminateChild{Ref: refs[0]}); err != nil {
 		t.Fatalf("TerminateChild of a gone child = %v", err)
 	}
 	// Placement from the template's options: on loop 1.
@@ -400,5 +401,22 @@ func TestServiceTreeRestartsDeadLoop(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("tree: %v", err)
+	}
+}
+
+// Reports nobody reads (no event hook, a logger that discards them) are not
+// built; with an enabled logger and no hook they are built and logged.
+func TestReportsLoggedWithoutHook(t *testing.T) {
+	s, _ := manualSystem(t, 1, nil)
+	rec := newRecorder()
+	var buf syncBuf
+	_ = spawnSup(t, s, Spec{Name: "top", Logger: slogJSON(&buf), MaxR: 3, Children: workers(rec, "a")})
+	send(t, s, rec.ref("a"), "crash")
+	idle(s)
+	out := buf.String()
+	for _, want := range []string{`"msg":"supervisor: child_crashed"`, `"panic":"crash a"`, `"stack":"`, `"msg":"supervisor: child_restarted"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("slog output lacks %s:\n%s", want, out)
+		}
 	}
 }
