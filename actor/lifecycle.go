@@ -19,18 +19,11 @@ import "time"
 // Crashed message is then on its way to its parent, or already there); it
 // then does nothing. If Terminate stops r, r is dead (ErrDead).
 func (c *Context) Suspend(r Ref, reason error) error {
-	ls := c.ls
-	if r.l != ls {
-		if r.IsZero() {
-			return ErrInvalidRef
-		}
-		return ErrNotLocal
+	s, err := c.here(r)
+	if err != nil {
+		return err
 	}
-	s := ls.lookup(r)
-	if s == nil {
-		return ErrDead
-	}
-	return ls.suspend(s, r, reason, false)
+	return c.ls.suspend(s, r, reason, false)
 }
 
 func (ls *loopState) suspend(s *slot, r Ref, reason error, brutal bool) error {
@@ -78,12 +71,12 @@ func (*suspendedError) Is(target error) bool { return target == ErrCrashed }
 // timeout == 0 means no deadline; timeout < 0 means kill now (Erlang's
 // brutal_kill): Terminate is not run and the reason is ErrKilled.
 func (c *Context) StopAsync(r Ref, reason error, timeout time.Duration) Promise {
-	return c.lifecycle(r, timeout, true, func(t *loopState, s *slot, late bool) (any, error) {
+	return c.lifecycle(r, ack{timeout: timeout, deadOK: true, op: func(t *loopState, s *slot, late bool) (any, error) {
 		if late {
 			return errValue(t.kill(s, r)), nil
 		}
 		return errValue(t.stop(s, r, reason)), nil
-	})
+	}})
 }
 
 // errValue boxes err as a promise value, nil staying the nil value.
@@ -99,7 +92,7 @@ func errValue(err error) any {
 // ErrDead if it has stopped. It neither delivers anything to r nor changes
 // it. It fails with ErrRemoteUnsupported for a remote ref.
 func (c *Context) AliveAsync(r Ref) Promise {
-	return c.lifecycle(r, 0, false, func(*loopState, *slot, bool) (any, error) { return nil, nil })
+	return c.lifecycle(r, ack{op: func(*loopState, *slot, bool) (any, error) { return nil, nil }})
 }
 
 // SuspendAsync is Suspend for an actor of any loop, with the deadline rules
@@ -108,9 +101,9 @@ func (c *Context) AliveAsync(r Ref) Promise {
 // without Terminate at once. The promise settles with nil, or with the
 // errors of Suspend (ErrCrashed when r had already crashed, ErrDead, ...).
 func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promise {
-	return c.lifecycle(r, timeout, false, func(t *loopState, s *slot, late bool) (any, error) {
+	return c.lifecycle(r, ack{timeout: timeout, op: func(t *loopState, s *slot, late bool) (any, error) {
 		return nil, t.suspend(s, r, reason, late)
-	})
+	}})
 }
 
 // RestartAsync is Restart for an actor of any loop: the promise settles
@@ -119,52 +112,18 @@ func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promi
 // has no deadline: a start is not interrupted (the loop watchdog reports a
 // start that hangs).
 func (c *Context) RestartAsync(r Ref) Promise {
-	return c.lifecycle(r, 0, false, func(t *loopState, s *slot, _ bool) (any, error) {
+	return c.lifecycle(r, ack{op: func(t *loopState, s *slot, _ bool) (any, error) {
 		return nil, t.restart(s, r)
-	})
+	}})
 }
 
-// lifecycle runs op on r's loop and settles a promise with its result. A
-// request that reaches r's loop after its deadline runs op with late set.
-func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t *loopState, s *slot, late bool) (any, error)) Promise {
+// lifecycle runs a on r's loop (see loopState.acknowledge) and returns a
+// promise of its outcome.
+func (c *Context) lifecycle(r Ref, a ack) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	if r.l == nil {
-		ls.settle(p.idx, p.gen, nil, remoteOrInvalid(r))
-		return p
-	}
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = ls.loop.Now().Add(timeout)
-	}
-	brutal := timeout < 0
-	run := func(t *loopState) (any, error) {
-		s := t.lookup(r)
-		if s == nil {
-			if deadOK {
-				return ErrDead, nil
-			}
-			return nil, ErrDead
-		}
-		late := brutal || (!deadline.IsZero() && !t.loop.Now().Before(deadline))
-		return op(t, s, late)
-	}
-	if r.l == ls {
-		v, err := run(ls)
-		ls.settle(p.idx, p.gen, v, err)
-		return p
-	}
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
-	if err := r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
-		v, err := run(t)
-		reply(&route, v, err)
-	}}); err != nil {
-		ls.settle(p.idx, p.gen, nil, postErr(err))
-		return p
-	}
-	if timeout > 0 {
-		ls.promises.entries[p.idx].deadlined = true
-		ls.loop.Schedule(deadline, envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+	if err := r.box().acknowledge(c, p, r, a); err != nil {
+		ls.settle(p.idx, p.gen, nil, err)
 	}
 	return p
 }

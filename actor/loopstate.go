@@ -1,7 +1,6 @@
 package actor
 
 import (
-	"errors"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -13,7 +12,7 @@ import (
 // envelope kinds.
 const (
 	kSend     uint8 = iota + 1 // deliver msg to `to`
-	kAsk                       // deliver msg; reply to from.l's promise (pidx,pgen), or to ch
+	kAsk                       // deliver msg; reply to ch, or through from's mailbox to promise (pidx,pgen)
 	kReply                     // settle promise (pidx,pgen) of this loop with msg/err
 	kTimer                     // fire user timer (pidx,pgen)
 	kDeadline                  // ask deadline of promise (pidx,pgen)
@@ -197,22 +196,14 @@ func (ls *loopState) deliver(e *envelope) {
 	}
 }
 
-// reply routes the answer of an ask back to its asker. It is safe from any
-// goroutine: a reply posts to the asker's control queue or channel.
+// reply routes the answer of an ask back to its asker: a goroutine's
+// channel, or the asker's mailbox. It is safe from any goroutine.
 func reply(e *envelope, v any, err error) {
 	if e.ch != nil {
 		e.ch <- result{v, err} // buffered 1, one reply per ask: never blocks
 		return
 	}
-	if e.from.l == nil {
-		if e.from.r != nil {
-			e.from.r.peer.Reply(e.from, e.pidx, e.pgen, v, err)
-		}
-		return
-	}
-	// The asker's loop bounds replies by its own pending asks, so the control
-	// queue cannot grow without bound; a closed loop has no one to tell.
-	_ = e.from.l.loop.PostControl(envelope{kind: kReply, pidx: e.pidx, pgen: e.pgen, msg: v, err: err})
+	e.from.box().reply(e.from, e.pidx, e.pgen, v, err)
 }
 
 // drop fails a message that cannot be delivered: asks get err, sends are
@@ -296,9 +287,9 @@ func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, to
 		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
 	}
 	ls.sys.onCrash(cr)
-	if s.sup && !s.parent.IsZero() && (s.parent.l != ls || ls.lookup(s.parent) != nil) {
+	if s.sup && !s.parent.IsZero() && (!s.parent.on(ls) || ls.lookup(s.parent) != nil) {
 		s.state = slotSuspended
-		if err := ls.sendFrom(Ref{}, s.parent, Crashed{Child: self, Crash: cr}); err == nil {
+		if err := s.parent.box().send(ls.origin(), s.parent, Ref{}, Crashed{Child: self, Crash: cr}); err == nil {
 			return ce
 		}
 		s.state = slotAlive // parent unreachable: nobody can restart it
@@ -322,42 +313,15 @@ func (ls *loopState) report(kind EventKind, from, to Ref, msg any, start time.Ti
 	}
 }
 
-// sendFrom posts a one-way message from an actor of this loop.
-func (ls *loopState) sendFrom(from, to Ref, msg any) error {
-	if to.l == nil {
-		if to.r != nil {
-			return to.r.peer.Send(to, from, msg)
-		}
-		return ErrInvalidRef
-	}
-	return ls.post(to.l, envelope{kind: kSend, to: to, from: from, msg: msg})
-}
-
-// post queues e for a loop: this loop's own local queue when the target is
-// here (no atomics, and it keeps a loop from ever waiting on its own full
-// ring), the target loop's inbound ring otherwise.
-func (ls *loopState) post(to *loopState, e envelope) error {
-	var err error
-	if to == ls {
-		err = ls.loop.PostLocal(e)
-	} else {
-		err = to.loop.Post(e)
-	}
-	if err != nil {
-		return postErr(err)
-	}
-	return nil
-}
+// origin is the origin of what the runtime sends from this loop.
+func (ls *loopState) origin() origin { return origin{ls: ls} }
 
 // sendDown tells watcher w that r stopped. A Down travels with the
 // watcher's other messages, so it arrives after what r sent before stopping;
 // if the watcher's queue is full it takes the unbounded control queue
 // instead: a Down is never lost, at the price of order under overload.
 func (ls *loopState) sendDown(w, r Ref, reason error) {
-	d := Down{Ref: r, Reason: reason}
-	if err := ls.sendFrom(Ref{}, w, d); err != nil && errors.Is(err, ErrQueueFull) && w.l != nil {
-		_ = w.l.loop.PostControl(envelope{kind: kSend, to: w, msg: d})
-	}
+	_ = w.box().notify(ls.origin(), w, Down{Ref: r, Reason: reason})
 }
 
 // stop ends the actor in s: Terminate, refs dead, stash failed, watchers
@@ -460,7 +424,7 @@ func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
 	}
 	idx, s := ls.allocSlot()
 	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
-	r := Ref{l: ls, idx: idx, gen: s.gen}
+	r := Ref{m: ls, idx: idx, gen: s.gen}
 	ls.live.Add(1)
 	if err := ls.start(s, r); err != nil {
 		s.gen++
@@ -510,7 +474,7 @@ func (ls *loopState) stopAll(reason error) {
 	for idx := ls.next; idx > 0; idx-- {
 		s := ls.slotAt(idx - 1)
 		if s.state != slotFree {
-			ls.stop(s, Ref{l: ls, idx: idx - 1, gen: s.gen}, reason)
+			ls.stop(s, Ref{m: ls, idx: idx - 1, gen: s.gen}, reason)
 		}
 	}
 	ls.promises.failAll(ls)
