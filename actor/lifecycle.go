@@ -1,9 +1,14 @@
 package actor
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
 
-// Lifecycle operations with acknowledgement, for supervisors: they work on
-// actors of any loop, never block a loop, and answer with a Promise.
+// The life of an actor: suspending it, the lifecycle requests with
+// acknowledgement that supervisors use (they work on actors of any loop,
+// never block a loop, and answer with a Promise), and, at the end of the
+// file, its start, stop and restart on its own loop.
 
 // Suspend ends the current instance of r (on this loop) without ending the
 // actor: r's Terminate runs with reason, then r is suspended as after a
@@ -142,4 +147,162 @@ func (c *Context) Report(v any) {
 	if ls.watching {
 		ls.report(EventReport, Ref{}, c.self, v, ls.loop.Now(), 0, nil, nil)
 	}
+}
+
+// The life of an actor on its loop: start, stop, restart.
+
+// stop ends the actor in s: Terminate, refs dead, stash failed, watchers
+// told. It returns the reason the actor ended with: reason, unless its
+// Terminate stopped the actor itself with another (a stop of its own,
+// requested while Terminate runs, chooses the reason its monitors and links
+// see, as an Erlang process trapping exits may exit with a reason of its
+// own). While the actor's handler is on the stack the stop waits for it and
+// reason is returned.
+func (ls *loopState) stop(s *slot, r Ref, reason error) error {
+	if s.running {
+		s.stopReq, s.reason = true, reason
+		return reason
+	}
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
+		s.stopReq = false
+		ls.terminate(t, s, r, reason)
+		if s.stopReq {
+			reason = s.reason
+		}
+	}
+	s.gen++
+	stash, watchers, links := s.stash, s.watchers, s.links
+	*s = slot{gen: s.gen}
+	ls.free = append(ls.free, r.idx)
+	ls.live.Add(-1)
+	for i := range stash {
+		ls.drop(&stash[i], ErrDead)
+	}
+	for _, w := range watchers {
+		ls.sendDown(w, r, reason)
+	}
+	for _, l := range links {
+		ls.sendSignal(r, l, reason, true)
+	}
+	if ls.watching {
+		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
+	}
+	return reason
+}
+
+func (ls *loopState) terminate(t Terminator, s *slot, r Ref, reason error) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
+	s.running = true
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				ls.sys.log.Error("actor Terminate panicked", "actor", r.String(), "panic", v)
+			}
+		}()
+		t.Terminate(c, reason)
+	}()
+	s.running = false
+	*c = saved
+}
+
+// start creates the actor of s from its factory and runs its Start method.
+func (ls *loopState) start(s *slot, r Ref) (err error) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
+	s.running = true
+	var top byte // on this frame: the crash stack is walked up to here
+	defer func() {
+		if v := recover(); v != nil {
+			ce := &CrashError{Actor: r, Value: v}
+			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top), nil)
+			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
+				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
+			if ls.watching {
+				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
+			}
+			ls.sys.onCrash(cr)
+			err = ce
+		}
+		s.running = false
+		*c = saved
+	}()
+	s.inc++
+	s.trap = false // a new instance starts not trapping exits, as a new Erlang process
+	s.actor = s.factory()
+	if s.actor == nil {
+		return ErrNilActor
+	}
+	if st, ok := s.actor.(Starter); ok {
+		return st.Start(c)
+	}
+	return nil
+}
+
+// spawn creates an actor on this loop. It runs on the loop goroutine.
+func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
+	if ls.stopping || ls.sys.closing.Load() {
+		return Ref{}, ErrShutdown
+	}
+	if f == nil {
+		return Ref{}, ErrNilActor
+	}
+	idx, s := ls.allocSlot()
+	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
+	r := Ref{m: ls, idx: idx, gen: s.gen}
+	ls.live.Add(1)
+	if err := ls.start(s, r); err != nil {
+		s.gen++
+		*s = slot{gen: s.gen}
+		ls.free = append(ls.free, idx)
+		ls.live.Add(-1)
+		return Ref{}, err
+	}
+	if ls.watching {
+		ls.report(EventSpawn, parent, r, nil, ls.loop.Now(), 0, nil, nil)
+	}
+	return r, nil
+}
+
+// restart re-creates a live or suspended actor in its slot, keeping its refs,
+// then delivers the messages stashed while it was suspended.
+func (ls *loopState) restart(s *slot, r Ref) error {
+	if s.running {
+		return ErrCycle
+	}
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
+		ls.terminate(t, s, r, ErrRestart)
+	}
+	s.state = slotAlive
+	if err := ls.start(s, r); err != nil {
+		s.actor = nil // it never started: no Terminate
+		ls.stop(s, r, err)
+		return err
+	}
+	if ls.watching {
+		ls.report(EventRestart, Ref{}, r, nil, ls.loop.Now(), 0, nil, nil)
+	}
+	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen {
+		e := s.stash[0]
+		s.stash = s.stash[1:]
+		ls.deliver(&e)
+	}
+	if len(s.stash) == 0 {
+		s.stash = nil
+	}
+	return nil
+}
+
+// stopAll stops every actor of the loop, newest first, at shutdown.
+func (ls *loopState) stopAll(reason error) {
+	ls.stopping = true
+	for idx := ls.next; idx > 0; idx-- {
+		s := ls.slotAt(idx - 1)
+		if s.state != slotFree {
+			ls.stop(s, Ref{m: ls, idx: idx - 1, gen: s.gen}, reason)
+		}
+	}
+	ls.promises.failAll(ls)
 }
