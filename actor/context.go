@@ -265,10 +265,10 @@ func (c *Context) Stop(r Ref, reason error) error {
 // slot: refs to it stay valid and reach the new instance. Messages that
 // arrived while it was suspended after a crash are delivered to the new
 // instance in order; the message that crashed it is not redelivered. It is
-// how supervisors restart children. It returns ErrNotLocal for another loop's
-// actor, ErrDead for a stopped one, ErrCycle when r's handler is on the stack,
-// and the Start error (the actor is then stopped) if the new instance fails to
-// start.
+// how supervisors restart children. It returns ErrNotLocal for an actor of
+// another loop or node, ErrInvalidRef for the zero Ref, ErrDead for a stopped
+// one, ErrCycle when r's handler is on the stack, and the Start error (the
+// actor is then stopped) if the new instance fails to start.
 func (c *Context) Restart(r Ref) error {
 	s, err := c.here(r)
 	if err != nil {

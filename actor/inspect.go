@@ -54,7 +54,7 @@ func (s *System) VisitActors(ctx context.Context, i int, f func(ActorInfo)) erro
 			if sl.state == slotFree {
 				continue
 			}
-			f(ActorInfo{Ref: Ref{m: ls, idx: idx, gen: sl.gen}, Name: sl.name, Parent: sl.parent,
+			f(ActorInfo{Ref: Ref{l: ls, idx: idx, gen: sl.gen}, Name: sl.name, Parent: sl.parent,
 				Actor: sl.actor, Suspended: sl.state == slotSuspended, Stashed: len(sl.stash), Incarnation: sl.inc})
 		}
 	})

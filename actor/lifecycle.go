@@ -18,11 +18,11 @@ import (
 // messages in order) or Stop. It is how a supervisor takes down the siblings
 // of a crashed child before restarting them all in place.
 //
-// It returns ErrNotLocal for an actor of another loop (use SuspendAsync),
-// ErrDead for a dead one, ErrCycle when r's handler is on the stack, and an
-// error matching ErrCrashed when r was already suspended after a crash (its
-// Crashed message is then on its way to its parent, or already there); it
-// then does nothing. If Terminate stops r, r is dead (ErrDead).
+// It returns ErrNotLocal for an actor of another loop (use SuspendAsync) or
+// node, ErrDead for a dead one, ErrCycle when r's handler is on the stack,
+// and an error matching ErrCrashed when r was already suspended after a
+// crash (its Crashed message is then on its way to its parent, or already
+// there); it then does nothing. If Terminate stops r, r is dead (ErrDead).
 func (c *Context) Suspend(r Ref, reason error) error {
 	s, err := c.here(r)
 	if err != nil {
@@ -251,7 +251,7 @@ func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
 	}
 	idx, s := ls.allocSlot()
 	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
-	r := Ref{m: ls, idx: idx, gen: s.gen}
+	r := Ref{l: ls, idx: idx, gen: s.gen}
 	ls.live.Add(1)
 	if err := ls.start(s, r); err != nil {
 		s.gen++
@@ -301,7 +301,7 @@ func (ls *loopState) stopAll(reason error) {
 	for idx := ls.next; idx > 0; idx-- {
 		s := ls.slotAt(idx - 1)
 		if s.state != slotFree {
-			ls.stop(s, Ref{m: ls, idx: idx - 1, gen: s.gen}, reason)
+			ls.stop(s, Ref{l: ls, idx: idx - 1, gen: s.gen}, reason)
 		}
 	}
 	ls.promises.failAll(ls)

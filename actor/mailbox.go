@@ -11,8 +11,8 @@ import (
 // mailbox_loop.go) for an actor of this node, and the actor's node
 // (*remoteTarget, mailbox_peer.go, which calls the transport's Peer) for
 // one of another node; noMailbox stands for the zero Ref. Which one a Ref
-// holds is fixed when the Ref is made, so the package decides between
-// local and remote nowhere else.
+// holds is fixed when the Ref is made, and Ref.box is the only code that
+// looks: the package decides between local and remote nowhere else.
 //
 // to (or target) is the Ref the call was made on; from is the actor on
 // whose behalf it is made (the zero Ref for a plain goroutine or the

@@ -36,8 +36,8 @@ func (s *System) Wire() *Wire { return &s.wire }
 
 // local returns the loop of r if r names an actor of this system, else nil.
 func (w *Wire) local(r Ref) *loopState {
-	if l, ok := r.m.(*loopState); ok && l.sys == w.s {
-		return l
+	if r.l != nil && r.l.sys == w.s {
+		return r.l
 	}
 	return nil
 }
@@ -221,9 +221,8 @@ func (ls *loopState) breakLinks(p Peer, epoch uint64, reason error) {
 			continue
 		}
 		for _, l := range s.links {
-			t, remote := l.m.(*remoteTarget)
-			if e, ok := s.linkEpochs[l]; remote && t.peer == p && (!ok || e <= epoch) {
-				hit = append(hit, Ref{m: ls, idx: i, gen: s.gen}, l)
+			if e, ok := s.linkEpochs[l]; l.r != nil && l.r.peer == p && (!ok || e <= epoch) {
+				hit = append(hit, Ref{l: ls, idx: i, gen: s.gen}, l)
 			}
 		}
 	}

@@ -89,7 +89,7 @@ func (w *Wire) LocalID(r Ref) (WireID, bool) {
 // delivery does. When the secret does not match it returns false and a dead
 // Ref: a forged id and a dead actor must look the same to the sender.
 func (w *Wire) Resolve(id WireID) (Ref, bool) {
-	dead := Ref{m: w.s.loops[0], idx: ^uint32(0)}
+	dead := Ref{l: w.s.loops[0], idx: ^uint32(0)}
 	if int(id.Loop) >= len(w.s.loops) {
 		return dead, false
 	}
@@ -97,7 +97,7 @@ func (w *Wire) Resolve(id WireID) (Ref, bool) {
 	if subtle.ConstantTimeCompare(want[:], id.Secret[:]) != 1 {
 		return dead, false
 	}
-	return Ref{m: w.s.loops[id.Loop], idx: id.Slot, gen: id.Gen}, true
+	return Ref{l: w.s.loops[id.Loop], idx: id.Slot, gen: id.Gen}, true
 }
 
 type remoteKey struct {
@@ -119,7 +119,7 @@ func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
 	}
 	if wp, ok := w.interned[k]; ok {
 		if t := wp.Value(); t != nil {
-			return Ref{m: t, idx: id.Slot, gen: id.Gen}
+			return Ref{r: t, idx: id.Slot, gen: id.Gen}
 		}
 	}
 	t := &remoteTarget{peer: p, id: id}
@@ -138,7 +138,7 @@ func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
 		}
 		w.mu.Unlock()
 	}, k)
-	return Ref{m: t, idx: id.Slot, gen: id.Gen}
+	return Ref{r: t, idx: id.Slot, gen: id.Gen}
 }
 
 // RemoteRefs reports how many distinct remote actors reached through p
@@ -155,9 +155,8 @@ func (w *Wire) RemoteRefs(p Peer) int {
 // Remote returns the peer and wire identity of a remote ref, or false for a
 // local or zero Ref.
 func (w *Wire) Remote(r Ref) (Peer, WireID, bool) {
-	t, ok := r.m.(*remoteTarget)
-	if !ok {
+	if r.r == nil {
 		return nil, WireID{}, false
 	}
-	return t.peer, t.id, true
+	return r.r.peer, r.r.id, true
 }
