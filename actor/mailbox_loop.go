@@ -19,17 +19,17 @@ import (
 // ring, waking l; a transport's network goroutine on the inbound ring,
 // running l's pass itself if l is idle (postRun) or leaving l to a later
 // Kick (postQuiet).
-func (l *loopState) enqueue(o origin, e envelope) error {
+func (l *loopState) enqueue(o origin, e *envelope) error {
 	var err error
 	switch {
 	case o.ls == l:
-		err = l.loop.PostLocal(e)
+		err = l.loop.PostLocal(*e)
 	case o.ls != nil || o.how == postWake:
-		err = l.loop.Post(e)
+		err = l.loop.Post(*e)
 	case o.how == postRun:
-		err = l.loop.PostRun(e)
+		err = l.loop.PostRun(*e)
 	default:
-		err = l.loop.PostQuiet(e)
+		err = l.loop.PostQuiet(*e)
 	}
 	if err != nil {
 		return postErr(err)
@@ -42,7 +42,7 @@ func (l *loopState) enqueue(o origin, e envelope) error {
 // l before, ahead of what is queued after; only when that queue is full
 // does it take the control queue, which is never refused, giving up order
 // under overload only.
-func (l *loopState) ordered(o origin, e envelope) error {
+func (l *loopState) ordered(o origin, e *envelope) error {
 	err := l.enqueue(o, e)
 	if errors.Is(err, ErrQueueFull) {
 		err = l.control(o, e)
@@ -53,26 +53,26 @@ func (l *loopState) ordered(o origin, e envelope) error {
 // control queues e on l's unbounded control queue, which l drains first
 // in each pass: for stops, kills and lifecycle requests, which overtake
 // queued messages.
-func (l *loopState) control(o origin, e envelope) error {
+func (l *loopState) control(o origin, e *envelope) error {
 	if o.ls == nil && o.how == postRun {
-		return postErr(l.loop.PostControlRun(e))
+		return postErr(l.loop.PostControlRun(*e))
 	}
-	return postErr(l.loop.PostControl(e))
+	return postErr(l.loop.PostControl(*e))
 }
 
 func (l *loopState) send(o origin, to, from Ref, msg any) error {
-	return l.enqueue(o, envelope{kind: kSend, to: to, from: from, msg: msg})
+	return l.enqueue(o, &envelope{kind: kSend, to: to, from: from, msg: msg})
 }
 
 func (l *loopState) notify(o origin, to Ref, msg any) error {
-	return l.ordered(o, envelope{kind: kSend, to: to, msg: msg})
+	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }
 
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
-	return l.enqueue(o, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
+	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
 }
 
-func (l *loopState) forward(o origin, e envelope) error { return l.enqueue(o, e) }
+func (l *loopState) forward(o origin, e envelope) error { return l.enqueue(o, &e) }
 
 // reply posts to the asker's control queue: the asker's loop bounds
 // replies by its own pending asks, so the queue cannot grow without bound,
@@ -115,7 +115,7 @@ func (l *loopState) halt(o origin, to Ref, reason error) error {
 		}
 		return nil
 	}
-	return l.control(o, envelope{kind: kStop, to: to, err: reason})
+	return l.control(o, &envelope{kind: kStop, to: to, err: reason})
 }
 
 // exit delivers an exit signal: a kill (not trappable) at once on this
@@ -129,7 +129,7 @@ func (l *loopState) exit(o origin, to, from Ref, reason error, link bool) error 
 			}
 			return nil
 		}
-		return l.control(o, envelope{kind: kRun, msg: func(t *loopState) {
+		return l.control(o, &envelope{kind: kRun, msg: func(t *loopState) {
 			if s := t.lookup(to); s != nil {
 				t.kill(s, to)
 			}
@@ -139,7 +139,7 @@ func (l *loopState) exit(o origin, to, from Ref, reason error, link bool) error 
 	if link {
 		e.pidx = 1
 	}
-	return l.ordered(o, e)
+	return l.ordered(o, &e)
 }
 
 func (l *loopState) monitor(o origin, target, watcher Ref) error {
@@ -173,9 +173,9 @@ func (l *loopState) watchFrom(o origin, target, watcher Ref, noproc func()) erro
 func (l *loopState) monitorRequest(o origin, f func(*loopState)) error {
 	e := envelope{kind: kRun, msg: f}
 	if o.ls != nil {
-		return l.control(o, e)
+		return l.control(o, &e)
 	}
-	return l.ordered(o, e)
+	return l.ordered(o, &e)
 }
 
 func (l *loopState) watch(target, watcher Ref, noproc func()) {
@@ -221,7 +221,7 @@ func (l *loopState) link(c *Context, r Ref) error {
 // Wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
 // a dead target sends from.
 func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() uint64, noproc func()) error {
-	return l.ordered(o, envelope{kind: kRun, msg: func(t *loopState) {
+	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) {
 		if t.addLink(target, from, epoch) {
 			return
 		}
@@ -259,7 +259,7 @@ func (l *loopState) unlinkFrom(o origin, target, from Ref) error {
 		l.removeLink(target, from)
 		return nil
 	}
-	return l.ordered(o, envelope{kind: kRun, msg: func(t *loopState) { t.removeLink(target, from) }})
+	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) { t.removeLink(target, from) }})
 }
 
 func (l *loopState) removeLink(target, from Ref) {
@@ -295,7 +295,7 @@ func (l *loopState) acknowledge(c *Context, p Promise, r Ref, a ack) error {
 		return nil
 	}
 	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
-	if err := l.control(c.origin(), envelope{kind: kRun, msg: func(t *loopState) {
+	if err := l.control(c.origin(), &envelope{kind: kRun, msg: func(t *loopState) {
 		v, err := run(t)
 		reply(&route, v, err)
 	}}); err != nil {

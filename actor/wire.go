@@ -51,7 +51,7 @@ func (w *Wire) DeliverSignal(to Ref, msg any) error {
 	if l == nil {
 		return ErrInvalidRef
 	}
-	return l.control(origin{}, envelope{kind: kSend, to: to, msg: msg})
+	return l.control(origin{}, &envelope{kind: kSend, to: to, msg: msg})
 }
 
 // DeliverSend queues a one-way message from the network for a local actor. It
