@@ -324,6 +324,13 @@ func (l *Loop[E]) pass() int {
 		n++
 	}
 	for i := 0; i < l.cfg.Batch; i++ {
+		if l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) {
+			// Control first at every event, not only at the start of a
+			// pass: a control event posted before an inbound one (a stop
+			// before a message that the stop's sender caused) is handled
+			// before it. The next pass takes it.
+			break
+		}
 		v := l.in.peek()
 		if v == nil {
 			break

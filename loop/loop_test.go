@@ -1058,3 +1058,42 @@ func TestCachedNowWhileBusyWithoutTimers(t *testing.T) {
 		t.Fatal("the busy loop did not finish")
 	}
 }
+
+// A control event posted before an inbound one is handled before it, even
+// when both arrive while the loop is in the middle of a pass: the stop of
+// an actor must not be overtaken by a message that its stopper's reply
+// caused someone to send.
+func TestControlBeforeLaterInbound(t *testing.T) {
+	var got []string
+	var l *Loop[string]
+	l = New[string](handlerFunc[string](func(e *string) {
+		got = append(got, *e)
+		if *e == "first" {
+			// Another goroutine would do the same while this handler runs.
+			if err := l.PostControl("control"); err != nil {
+				t.Error(err)
+			}
+			if err := l.Post("later"); err != nil {
+				t.Error(err)
+			}
+		}
+	}), Config{})
+	if err := l.Post("first"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	deadline := time.Now().Add(waitLimit)
+	for l.Stats().Handled < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop did not handle the three events")
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	<-done
+	if want := []string{"first", "control", "later"}; !slices.Equal(got, want) {
+		t.Fatalf("handled %q, want %q", got, want)
+	}
+}
