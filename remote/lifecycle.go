@@ -69,7 +69,7 @@ func (ic *inConn) countInbound(size int) { ic.rx += uint64(4 + size) }
 // if the connection breaks (peer.lost).
 func (ic *inConn) ackInbound(min uint64) {
 	if ic.hello && ic.rx > ic.rxAcked && ic.rx-ic.rxAcked >= min {
-		ic.out = appendFrame(ic.out, fAck, ic.rx)
+		ic.out = appendControl(ic.out, &frame{kind: fAck, seq: ic.rx})
 		ic.rxAcked = ic.rx
 	}
 }

@@ -971,23 +971,6 @@ func (n *Node) readInbound(ic *inConn) error {
 	return readFrames(ic.sess, n.cfg.MaxFrame, handle)
 }
 
-// appendFrame encodes a small control frame into ic.out (on the loop).
-func appendFrame(dst []byte, kind int, fields ...any) []byte {
-	w := bufWriter{b: dst}
-	start := len(w.b)
-	w.b = append(w.b, 0, 0, 0, 0)
-	enc := msgpack.GetEncoder()
-	enc.Reset(&w)
-	_ = enc.EncodeArrayLen(1 + len(fields))
-	_ = enc.EncodeUint(uint64(kind))
-	for _, f := range fields {
-		_ = enc.Encode(f)
-	}
-	msgpack.PutEncoder(enc)
-	binary.BigEndian.PutUint32(w.b[start:], uint32(len(w.b)-start-4))
-	return w.b
-}
-
 // handleInbound acts on one frame from an accepted connection.
 func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	if !ic.hello {
@@ -995,7 +978,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			return bad(fmt.Sprintf("frame kind %d before hello", f.kind), nil)
 		}
 		if f.version != protocolVersion {
-			ic.out = appendFrame(ic.out, fGoodbye, uint64(codeVersion), fmt.Sprintf("protocol version %d, want %d", f.version, protocolVersion))
+			ic.out = appendControl(ic.out, &frame{kind: fGoodbye, code: codeVersion, msg: fmt.Sprintf("protocol version %d, want %d", f.version, protocolVersion)})
 			return fmt.Errorf("%w: peer %s speaks %d", ErrVersion, f.name, f.version)
 		}
 		if f.addr == "" || f.addr == n.Addr() {
@@ -1041,7 +1024,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			// frames can make new ones.
 			n.wire.BreakLinks(from, math.MaxUint64, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
 		}
-		ic.out = appendFrame(ic.out, fWelcome, uint64(protocolVersion), n.name, n.inc)
+		ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc})
 		return nil
 	}
 	if ic.state.epoch.Load() != ic.epoch {
@@ -1102,7 +1085,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		}
 	case fPing:
 		ic.ackInbound(1)
-		ic.out = appendFrame(ic.out, fPong, f.seq)
+		ic.out = appendControl(ic.out, &frame{kind: fPong, seq: f.seq})
 	case fMonitor:
 		watcher := n.wire.RemoteRef(ic.from, f.from)
 		peer, targetID, watcherID := ic.from, f.to, f.from

@@ -78,6 +78,7 @@ type peer struct {
 	claimFailed bool
 	netDial     bool                   // the connection under way was dialed to answer the peer, not for a local sender
 	lastActive  time.Time              // last use or connection, for forgetting (Node.sweep)
+	out         frame                  // the frame being queued (enqueueOpt), reused
 	forgotten   bool                   // removed from the node's table; closed
 	calls       map[uint64]chan result // goroutine asks and spawns by correlation
 	nextCall    uint64
@@ -157,13 +158,14 @@ const (
 	forced
 )
 
-// enqueue encodes one frame with write and queues it for the connection,
-// dialing if there is none. It fails with actor.ErrQueueFull beyond
-// MaxOutbound, with ErrNodeDown (and the reason) while the peer is known
-// down, and with ErrClosed after close; an encoding error leaves nothing
-// queued. It returns the epoch the frame belongs to.
-func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, error) {
-	return p.enqueueOpt(kind, fromLocal, write)
+// enqueue encodes one frame of kind, its fields filled in by fill (under
+// the peer's lock), and queues it for the connection, dialing if there is
+// none. It fails with actor.ErrQueueFull beyond MaxOutbound, with
+// ErrNodeDown (and the reason) while the peer is known down, and with
+// ErrClosed after close; an encoding error leaves nothing queued. It
+// returns the epoch the frame belongs to.
+func (p *peer) enqueue(kind int, fill func(f *frame)) (uint64, error) {
+	return p.enqueueOpt(kind, fromLocal, fill)
 }
 
 // forcedLimit bounds forced frames (enqueueOpt) to this many times
@@ -177,7 +179,7 @@ const forcedLimit = 4
 // not forced. Another node can still make a stop send many signals (by
 // linking or monitoring many times), so forced frames stop at forcedLimit
 // times MaxOutbound: there, the peer is disconnected (and declared lost).
-func (p *peer) enqueueOpt(kind int, o origin, write func(fw *frameWriter) error) (uint64, error) {
+func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.n.closing.Load() {
@@ -226,12 +228,14 @@ func (p *peer) enqueueOpt(kind int, o origin, write func(fw *frameWriter) error)
 		}
 		return 0, p.fullErr
 	}
-	start := p.fw.begin(kind)
-	if err := write(p.fw); err != nil {
-		p.fw.abort(start)
+	f := &p.out
+	*f = frame{kind: uint64(kind)}
+	fill(f)
+	err := p.fw.write(f)
+	f.payload = nil // do not keep the message reachable
+	if err != nil {
 		return 0, err
 	}
-	p.fw.end(start)
 	p.n.stats.framesOut.Add(1)
 	if p.conn == nil {
 		if idle && o != fromLocal {
@@ -445,13 +449,7 @@ func (p *peer) dialLocked() {
 	// queued for this epoch.
 	queued := append([]byte(nil), p.fw.w.b[p.sent:]...)
 	p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
-	start := p.fw.begin(fHello)
-	_ = p.fw.enc.EncodeUint(protocolVersion)
-	_ = p.fw.enc.EncodeString(p.n.name)
-	_ = p.fw.enc.EncodeUint(p.n.inc)
-	_ = p.fw.enc.EncodeString(p.n.Addr())
-	_ = p.fw.enc.EncodeUint(p.epoch)
-	p.fw.end(start)
+	_ = p.fw.write(&frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: p.epoch})
 	p.fw.w.b = append(p.fw.w.b, queued...)
 	epoch := p.epoch
 	p.n.stats.dials.Add(1)
@@ -724,7 +722,7 @@ func (p *peer) heartbeat(now time.Time, seq uint64) {
 		p.lost(epoch, fmt.Errorf("%w: %s: no heartbeat for %v", ErrNodeDown, p.name(), p.n.cfg.HeartbeatTimeout))
 		return
 	}
-	_, _ = p.enqueueOpt(fPing, answer, func(fw *frameWriter) error { return fw.enc.EncodeUint(seq) })
+	_, _ = p.enqueueOpt(fPing, answer, func(f *frame) { f.seq = seq })
 }
 
 // close ends the peer for good (node shutdown).
@@ -782,14 +780,9 @@ func (p *peer) Send(to, from actor.Ref, msg any) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.enqueue(fSend, func(fw *frameWriter) error {
-		fw.id(tid)
-		if fid, ok := p.senderIDLocked(from); ok {
-			fw.id(fid)
-		} else {
-			_ = fw.enc.EncodeNil()
-		}
-		return fw.payload(msg)
+	_, err = p.enqueue(fSend, func(f *frame) {
+		f.to, f.payload = tid, msg
+		f.from, f.hasFrom = p.senderIDLocked(from)
 	})
 	return err
 }
@@ -815,11 +808,9 @@ func (p *peer) sendDown(target, watcher actor.WireID, reason error, force bool) 
 	if force {
 		o = forced
 	}
-	_, _ = p.enqueueOpt(fDown, o, func(fw *frameWriter) error {
-		fw.id(target)
-		fw.id(watcher)
-		fw.errorFields(reason)
-		return nil
+	_, _ = p.enqueueOpt(fDown, o, func(f *frame) {
+		f.to, f.from = target, watcher
+		f.setError(reason)
 	})
 }
 
@@ -859,12 +850,8 @@ func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, erro
 	if !ok {
 		return 0, fmt.Errorf("remote: asker %v is not local", from)
 	}
-	return p.enqueue(fAsk, func(fw *frameWriter) error {
-		fw.id(tid)
-		fw.id(fid)
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		return fw.payload(msg)
+	return p.enqueue(fAsk, func(f *frame) {
+		f.to, f.from, f.pidx, f.pgen, f.payload = tid, fid, pidx, pgen, msg
 	})
 }
 
@@ -874,24 +861,20 @@ func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
 	if !ok {
 		return
 	}
-	write := func(v any, rerr error) func(fw *frameWriter) error {
-		return func(fw *frameWriter) error {
-			_ = fw.enc.EncodeUint(uint64(id.Loop))
-			_ = fw.enc.EncodeUint(uint64(pidx))
-			_ = fw.enc.EncodeUint(uint64(pgen))
-			fw.errorFields(rerr)
-			return fw.payload(v)
-		}
+	fill := func(f *frame) {
+		f.loop, f.pidx, f.pgen, f.payload = id.Loop, pidx, pgen, v
+		f.setError(rerr)
 	}
-	if _, err := p.enqueueOpt(fReply, answer, write(v, rerr)); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
+	if _, err := p.enqueueOpt(fReply, answer, fill); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
 		// The value could not travel (an unregistered type): say why instead.
-		_, _ = p.enqueueOpt(fReply, answer, write(nil, err))
+		v, rerr = nil, err
+		_, _ = p.enqueueOpt(fReply, answer, fill)
 	}
 }
 
-// call sends a frame carrying a fresh goroutine correlation and waits for
-// its reply.
-func (p *peer) call(ctx context.Context, kind int, write func(fw *frameWriter, pidx, pgen uint32) error) (any, error) {
+// call sends a frame, filled in by fill, carrying a fresh goroutine
+// correlation (pidx, pgen), and waits for its reply.
+func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, error) {
 	ch := make(chan result, 1)
 	p.mu.Lock()
 	if p.calls == nil {
@@ -902,7 +885,7 @@ func (p *peer) call(ctx context.Context, kind int, write func(fw *frameWriter, p
 	p.calls[corr] = ch
 	p.mu.Unlock()
 	pidx, pgen := uint32(corr), uint32(corr>>32)
-	if _, err := p.enqueue(kind, func(fw *frameWriter) error { return write(fw, pidx, pgen) }); err != nil {
+	if _, err := p.enqueue(kind, func(f *frame) { fill(f); f.pidx, f.pgen = pidx, pgen }); err != nil {
 		p.mu.Lock()
 		delete(p.calls, corr)
 		p.mu.Unlock()
@@ -935,22 +918,13 @@ func (p *peer) AskWait(ctx context.Context, to actor.Ref, msg any) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return p.call(ctx, fAsk, func(fw *frameWriter, pidx, pgen uint32) error {
-		fw.id(tid)
-		fw.id(actor.WireID{Loop: actor.GoroutineLoop})
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		return fw.payload(msg)
+	return p.call(ctx, fAsk, func(f *frame) {
+		f.to, f.from, f.payload = tid, actor.WireID{Loop: actor.GoroutineLoop}, msg
 	})
 }
 
 func (p *peer) spawn(ctx context.Context, kind string, args any) (any, error) {
-	return p.call(ctx, fSpawn, func(fw *frameWriter, pidx, pgen uint32) error {
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		_ = fw.enc.EncodeString(kind)
-		return fw.payload(args)
-	})
+	return p.call(ctx, fSpawn, func(f *frame) { f.kindName, f.payload = kind, args })
 }
 
 // monitorIDs returns the wire ids of a monitor's target (on the peer) and
@@ -996,7 +970,7 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 	if dup {
 		return nil
 	}
-	_, err = p.enqueue(fMonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
+	_, err = p.enqueue(fMonitor, func(f *frame) { f.to, f.from = tid, wid })
 	if err == nil {
 		return nil
 	}
@@ -1034,7 +1008,7 @@ func (p *peer) Demonitor(target, watcher actor.Ref) error {
 		}
 	}
 	p.mu.Unlock()
-	_, err = p.enqueue(fDemonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
+	_, err = p.enqueue(fDemonitor, func(f *frame) { f.to, f.from = tid, wid })
 	return err
 }
 
@@ -1044,7 +1018,7 @@ func (p *peer) Stop(target actor.Ref, reason error) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.enqueue(fStop, func(fw *frameWriter) error { fw.id(tid); fw.errorFields(reason); return nil })
+	_, err = p.enqueue(fStop, func(f *frame) { f.to = tid; f.setError(reason) })
 	return err
 }
 
@@ -1066,7 +1040,7 @@ func (p *peer) Link(target, from actor.Ref) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.enqueue(fLink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
+	return p.enqueue(fLink, func(f *frame) { f.to, f.from = tid, fid })
 }
 
 // currentEpoch is the epoch of the current (or next) connection.
@@ -1082,7 +1056,7 @@ func (p *peer) Unlink(target, from actor.Ref) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.enqueue(fUnlink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
+	_, err = p.enqueue(fUnlink, func(f *frame) { f.to, f.from = tid, fid })
 	return err
 }
 
@@ -1106,12 +1080,9 @@ func (p *peer) sendExit(to, from actor.WireID, reason error, link bool, o origin
 	if link {
 		flag = 1
 	}
-	_, err := p.enqueueOpt(fExit, o, func(fw *frameWriter) error {
-		fw.id(to)
-		fw.id(from)
-		_ = fw.enc.EncodeUint(flag)
-		fw.errorFields(reason)
-		return nil
+	_, err := p.enqueueOpt(fExit, o, func(f *frame) {
+		f.to, f.from, f.link = to, from, flag
+		f.setError(reason)
 	})
 	return err
 }
