@@ -278,6 +278,7 @@ type Node struct {
 	// answerDials bounds the dials made to answer other nodes (replies and
 	// signals to a node whose address only its Hello named).
 	answerDials tokenBucket
+	linkCfg     linkConfig   // what every peer's link follows
 	lastNudge   atomic.Int64 // unix ns of the last nudgeGC
 	cli         *gnet.Client
 
@@ -315,6 +316,11 @@ func New(sys *actor.System, cfg Config) *Node {
 		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
 		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
 		answerDials: tokenBucket{rate: answerDialRate, burst: answerDialBurst},
+	}
+	n.linkCfg = linkConfig{
+		reconnectMin: cfg.ReconnectMin, reconnectMax: cfg.ReconnectMax,
+		heartbeatTimeout: cfg.HeartbeatTimeout, handshakeTimeout: cfg.HandshakeTimeout,
+		nextEpoch: n.nextEpoch, mayAnswer: n.answerDials.allow,
 	}
 	n.addr.Store("")
 	n.buffered.max = int64(cfg.MaxBuffered)
@@ -520,7 +526,7 @@ func (n *Node) peerFor(addr, name string) *peer {
 	// In use again: not to be forgotten by a sweep that runs before the
 	// caller makes its ref (n.mu orders the two).
 	p.mu.Lock()
-	p.lastActive = time.Now()
+	p.link.lastActive = time.Now()
 	p.mu.Unlock()
 	return p
 }

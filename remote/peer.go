@@ -28,10 +28,13 @@ type peer struct {
 	mu       sync.Mutex
 	nameMu   sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
 	nodeName string
-	conn     gnet.Conn // nil unless connected
-	dialing  bool
-	closed   bool
-	epoch    uint64 // epoch of the current (or next) connection
+	// link is the connection's protocol state (link.go): epochs, known
+	// down, retries, claims, deadlines. The rest of peer is I/O.
+	link *link
+	// retryTimer fires at link.retryAt (syncRetryLocked).
+	retryTimer *time.Timer
+	retryFor   time.Time // the retryAt retryTimer is armed for
+	conn       gnet.Conn // nil unless connected
 	// fw's buffer holds the connection's plaintext stream from base on:
 	// bytes before ack the peer acknowledged (dropped once they are half of
 	// the buffer), bytes before sent are sealed and written, the rest wait.
@@ -45,45 +48,18 @@ type peer struct {
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
 	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int                   // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	wc        net.Conn              // the node's own descriptor of the dialed socket, for direct writes
-	wrc       syscall.RawConn       // wc's raw descriptor
-	writeFd   func(fd uintptr) bool // p.writeSome, bound once
-	wbuf      []byte                // what tryWrite is writing
-	wn        int                   // how much of it is written
-	lastWrite int64                 // when flushLocked last wrote (ns since monoBase)
-	backoff   time.Duration
-	retry     *time.Timer
-	// down is set while the peer is known down: from a loss until a
-	// connection is welcomed again, or until a retry finds nothing that
-	// wants the peer. Meanwhile what local actors send fails at once with
-	// it: the loss's reason (matching ErrNodeDown), and ErrNotSent.
-	down error
-	// demand: something local tried to use the peer while it was down, so
-	// the next retry dials.
-	demand bool
-	// refused: the last dial was refused (nothing listens at the address):
-	// retries come at least every refusedRetryMax, so a node that restarts
-	// there is back within a fraction of a second of listening.
-	refused bool
-	// member: the membership layer reports the node alive (PeerUp), so it is
-	// redialed after a loss whether or not anything uses it.
-	member bool
-	// claims counts, by static key, the open connections from nodes that
-	// said in their Hello that they listen at addr: evidence that the node
-	// is alive, and the keys a dial made to answer them must authenticate.
-	claims map[string]int
-	// claimFailed: a dial made to answer a claim (netDial) did not reach a
-	// node holding a claimed key; no more such dials until a new claim.
-	claimFailed bool
-	netDial     bool                   // the connection under way was dialed to answer the peer, not for a local sender
-	lastActive  time.Time              // last use or connection, for forgetting (Node.sweep)
-	out         frame                  // the frame being queued (enqueueOpt), reused
-	forgotten   bool                   // removed from the node's table; closed
-	calls       map[uint64]chan result // goroutine asks and spawns by correlation
-	nextCall    uint64
-	monitors    map[actor.WireID]*monitor
-	lastHeard   atomic.Int64
+	netHeld   int                    // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
+	wc        net.Conn               // the node's own descriptor of the dialed socket, for direct writes
+	wrc       syscall.RawConn        // wc's raw descriptor
+	writeFd   func(fd uintptr) bool  // p.writeSome, bound once
+	wbuf      []byte                 // what tryWrite is writing
+	wn        int                    // how much of it is written
+	lastWrite int64                  // when flushLocked last wrote (ns since monoBase)
+	out       frame                  // the frame being queued (enqueueOpt), reused
+	calls     map[uint64]chan result // goroutine asks and spawns by correlation
+	nextCall  uint64
+	monitors  map[actor.WireID]*monitor
+	lastHeard atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
 	// connection from that same node may answer what was asked over this
@@ -91,8 +67,6 @@ type peer struct {
 	answerKey atomic.Pointer[[]byte]
 	// addresses of the current connection, for events
 	localAddr, remoteAddr string
-	welcome               bool      // the current connection's handshake completed
-	openedAt              time.Time // when the current connection was opened
 	// one-entry cache of the last sender's wire id (senderIDLocked)
 	sender   actor.Ref
 	senderID actor.WireID
@@ -114,8 +88,8 @@ func newPeer(n *Node, addr, name string) *peer {
 	// A peer is created for every node a decoded ref names; its encoder and
 	// tables come with its first use, so one that is never used costs a few
 	// hundred bytes (and Config.MaxPeers bounds how many there are).
-	p := &peer{n: n, addr: addr, nodeName: name, lastActive: time.Now()}
-	p.epoch = n.nextEpoch()
+	p := &peer{n: n, addr: addr, nodeName: name}
+	p.link = newLink(&n.linkCfg, p.name, time.Now())
 	return p
 }
 
@@ -182,29 +156,20 @@ const forcedLimit = 4
 func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.n.closing.Load() {
+	if p.n.closing.Load() {
 		return 0, ErrClosed
 	}
 	force := o == forced
-	idle := p.conn == nil && !p.dialing
-	switch {
-	case o == fromLocal && p.down != nil:
-		// Known down: fail now rather than queue what the broken connection
-		// would lose; the attempt asks for a redial (with backoff).
-		p.demand = true
-		p.n.stats.downRefused.Add(1)
-		if idle {
-			p.scheduleRetryLocked()
+	dial, err := p.link.admit(o, time.Now())
+	if err != nil {
+		if o == fromLocal && errors.Is(err, ErrNotSent) {
+			p.n.stats.downRefused.Add(1)
+			p.syncRetryLocked()
 		}
-		return 0, p.down
-	case o != fromLocal && (p.down != nil && idle || p.down == nil && idle && !p.mayAnswerLocked()):
-		return 0, p.downOr(fmt.Errorf("%w: %s: not connected, and no connection from it to answer", ErrNodeDown, p.nameLocked()))
+		return 0, err
 	}
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
-	}
-	if idle && o == fromLocal {
-		p.netDial = false
 	}
 	held := p.unackedLocked()
 	if force && held >= forcedLimit*p.n.cfg.MaxOutbound {
@@ -231,42 +196,22 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	f := &p.out
 	*f = frame{kind: uint64(kind)}
 	fill(f)
-	err := p.fw.write(f)
+	err = p.fw.write(f)
 	f.payload = nil // do not keep the message reachable
 	if err != nil {
 		return 0, err
 	}
 	p.n.stats.framesOut.Add(1)
-	if p.conn == nil {
-		if idle && o != fromLocal {
-			p.netDial = true
-		}
+	switch {
+	case dial:
 		p.dialLocked()
-	} else if !p.flushing {
+	case p.conn != nil && !p.flushing:
 		p.flushLocked(true)
 	}
-	return p.epoch, nil
+	return p.link.epoch, nil
 }
 
 func (p *peer) nameLocked() string { return p.name() }
-
-// downOr returns p.down, or err when the peer is not known down.
-func (p *peer) downOr(err error) error {
-	if p.down != nil {
-		return p.down
-	}
-	return err
-}
-
-// mayAnswerLocked reports whether an answer may make this node dial the
-// peer: only while a node that claims to listen at its address has a
-// connection open here (a Hello that said so), the last such dial did reach
-// a node with a claimed key, and the node-wide budget of such dials allows
-// (see Node.answerDials). An address named by another node is otherwise
-// never dialed for that node's sake.
-func (p *peer) mayAnswerLocked() bool {
-	return len(p.claims) > 0 && !p.claimFailed && p.n.answerDials.allow(time.Now())
-}
 
 // unackedLocked is how many bytes of frames the peer has not acknowledged:
 // queued, or written and perhaps still in gnet's buffer, the kernel's or
@@ -358,7 +303,7 @@ func (p *peer) trimLocked() {
 func (p *peer) acked(epoch, upto uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if epoch != p.epoch || p.fw == nil {
+	if epoch != p.link.epoch || p.fw == nil {
 		return nil
 	}
 	if upto > p.base+uint64(p.sent) {
@@ -435,26 +380,54 @@ func (p *peer) writeSome(fd uintptr) bool {
 	return true // never wait for writability here
 }
 
-// dialLocked starts a connection attempt unless one is under way or waiting
-// for its backoff.
+// dialLocked starts a connection attempt, as the link decided. The Hello
+// goes first on the new connection, before anything queued for it.
 func (p *peer) dialLocked() {
-	if p.dialing || p.retry != nil || p.closed {
+	if !p.link.idle() || p.link.closed {
 		return
 	}
-	p.dialing = true
+	epoch := p.link.startDial(time.Now())
+	p.syncRetryLocked()
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	// The hello goes first on the new connection: put it before anything
-	// queued for this epoch.
 	queued := append([]byte(nil), p.fw.w.b[p.sent:]...)
 	p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
-	_ = p.fw.write(&frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: p.epoch})
+	_ = p.fw.write(&frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch})
 	p.fw.w.b = append(p.fw.w.b, queued...)
-	epoch := p.epoch
 	p.n.stats.dials.Add(1)
-	p.lastActive = time.Now() // a connected peer is never forgotten; the loss sets it again
 	go p.dial(epoch)
+}
+
+// syncRetryLocked arms the retry timer for the link's retryAt, or stops it
+// when the link has none.
+func (p *peer) syncRetryLocked() {
+	at := p.link.retryAt
+	if at.Equal(p.retryFor) {
+		return
+	}
+	if p.retryTimer != nil {
+		p.retryTimer.Stop()
+		p.retryTimer = nil
+	}
+	p.retryFor = at
+	if at.IsZero() {
+		return
+	}
+	p.retryTimer = time.AfterFunc(time.Until(at), func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.retryFor != at {
+			return // re-armed or stopped meanwhile
+		}
+		p.retryTimer, p.retryFor = nil, time.Time{}
+		if p.n.closing.Load() {
+			return
+		}
+		if p.link.retry(time.Now()) {
+			p.dialLocked()
+		}
+	})
 }
 
 func (p *peer) dial(epoch uint64) {
@@ -497,19 +470,18 @@ func (p *peer) dial(epoch uint64) {
 func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || epoch != p.epoch {
-		return false
-	}
 	rc, err := wc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return false
 	}
-	p.dialing = false
+	now := time.Now()
+	if !p.link.opened(epoch, now) {
+		return false
+	}
 	p.conn = c
 	p.wc, p.wrc = wc, rc
 	p.netHeld = 0
-	p.openedAt = time.Now()
-	p.lastHeard.Store(p.openedAt.UnixNano())
+	p.lastHeard.Store(now.UnixNano())
 	p.n.stats.opened.Add(1)
 	p.localAddr, p.remoteAddr = c.LocalAddr().String(), c.RemoteAddr().String()
 	p.flushLocked(false)
@@ -522,23 +494,16 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCipher, key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || epoch != p.epoch || p.conn != c {
+	if p.conn != c {
 		return
 	}
-	if p.pinned != nil && !bytes.Equal(key, p.pinned) {
-		// Not the node a resolved sturdy ref named: send it nothing (the
-		// frames queued carry refs' secrets). Closing makes the peer lost.
-		p.n.log.Warn("remote: closing connection: the node's key is not the pinned one", "peer", p.addr, "key", fmt.Sprintf("%x", key))
-		_ = c.Close()
-		return
-	}
-	if p.netDial && p.claims[string(key)] == 0 {
-		// Dialed to answer a node that claimed to listen here, but another
-		// node answered: what is queued (replies, signals) is not for it.
-		// This is how a node that names someone else's address, or a port
-		// that is no node, is kept from making this one write there.
-		p.claimFailed = true
-		p.n.log.Warn("remote: closing connection: the node at the address is not the one that claimed it", "peer", p.addr, "key", fmt.Sprintf("%x", key))
+	if err := p.link.secured(epoch, key, p.pinned); err != nil {
+		if errors.Is(err, errStaleConn) {
+			return
+		}
+		// Nothing is sent on it (the frames queued carry refs' secrets and
+		// answers meant for another node); closing makes the peer lost.
+		p.n.log.Warn("remote: closing connection: "+err.Error(), "peer", p.addr, "key", fmt.Sprintf("%x", key))
 		_ = c.Close()
 		return
 	}
@@ -556,8 +521,7 @@ func (p *peer) welcomed(name string) {
 	p.setName(name)
 	p.mu.Lock()
 	local, remote := p.localAddr, p.remoteAddr
-	p.welcome = true
-	p.down, p.demand, p.backoff, p.claimFailed = nil, false, 0, false
+	p.link.welcomed()
 	p.mu.Unlock()
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
@@ -568,27 +532,23 @@ func (p *peer) welcomed(name string) {
 // discarded, and the asks, calls and monitors that depended on the peer
 // fail with err. The peer is then known down (local sends fail at once with
 // err) until a connection is welcomed again; a retry, after a backoff,
-// dials again if anything wants the peer (see retryLocked).
+// dials again if anything wants the peer (see link.retry).
 func (p *peer) lost(epoch uint64, err error) {
 	p.mu.Lock()
-	if epoch != p.epoch {
+	wasUp := p.conn != nil
+	welcomed := p.link.phase == linkUp
+	if !p.link.lost(epoch, err, time.Now(), rand.Float64()) {
 		p.mu.Unlock()
 		return
 	}
-	wasUp := p.conn != nil
-	welcomed := p.welcome
-	p.welcome = false
-	if !welcomed && p.netDial {
-		p.claimFailed = true // the claimed address did not answer as that node
-	}
+	p.syncRetryLocked()
 	local, remote := p.localAddr, p.remoteAddr
-	p.conn, p.dialing, p.flushing = nil, false, false
+	p.conn, p.flushing = nil, false
 	p.tx, p.peerKey = nil, nil
 	p.answerKey.Store(nil)
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
-	p.epoch = p.n.nextEpoch()
 	var dead deadLetters
 	if p.fw != nil {
 		dead = p.n.scanDeadLetters(p.fw.w.b[p.ack:])
@@ -601,13 +561,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.calls = nil
 	mons := p.monitors
 	p.monitors = nil
-	closed := p.closed || p.n.closing.Load()
-	p.down = &notSent{err}
-	p.refused = errors.Is(err, syscall.ECONNREFUSED)
-	p.lastActive = time.Now()
-	if !closed {
-		p.scheduleRetryLocked()
-	}
+	closed := p.link.closed || p.n.closing.Load()
 	p.mu.Unlock()
 	p.n.reportDeadLetters(p, dead, err)
 	if wc != nil {
@@ -634,92 +588,23 @@ func (p *peer) lost(epoch uint64, err error) {
 	}
 }
 
-// scheduleRetryLocked arms the retry timer (unless it is armed, or a dial
-// is under way) with exponential backoff and ±50% jitter.
-func (p *peer) scheduleRetryLocked() {
-	if p.retry != nil || p.dialing || p.closed {
-		return
-	}
-	if p.backoff == 0 {
-		p.backoff = p.n.cfg.ReconnectMin
-	} else if p.backoff *= 2; p.backoff > p.n.cfg.ReconnectMax {
-		p.backoff = p.n.cfg.ReconnectMax
-	}
-	b := p.backoff
-	if p.refused {
-		b = min(b, refusedRetryMax) // a refused connect costs both sides next to nothing
-	}
-	d := time.Duration(float64(b) * (0.5 + rand.Float64())) // ±50% jitter
-	p.retry = time.AfterFunc(d, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.retry = nil
-		p.retryLocked()
-	})
-}
-
-// refusedRetryMax bounds the backoff after a refused connect (see
-// peer.refused).
-const refusedRetryMax = 100 * time.Millisecond
-
-// retryLocked runs when the retry timer fires: it dials if anything wants
-// the peer (a local use since the loss, the membership layer, or a node
-// connected here from its address), and otherwise ends what this node
-// knows: the peer is no longer known down, so the next local use dials.
-// Nothing is redialed for nothing, so a node that went away (a client) is
-// not redialed forever.
-func (p *peer) retryLocked() {
-	if p.closed || p.conn != nil || p.dialing || p.n.closing.Load() {
-		return
-	}
-	switch {
-	case p.demand || p.member:
-		p.netDial = false
-	case len(p.claims) > 0 && !p.claimFailed && p.n.answerDials.allow(time.Now()):
-		p.netDial = true
-	default:
-		p.down, p.demand = nil, false
-		return
-	}
-	p.demand = false
-	p.dialLocked()
-}
-
-// redialNowLocked dials at once, without waiting for the backoff, when the peer
-// is down or idle: the node was seen alive (a connection from it, or the
-// membership layer). netDial says the dial answers a claim.
-func (p *peer) redialNowLocked(netDial bool) {
-	if p.closed || p.conn != nil || p.dialing || p.n.closing.Load() {
-		return
-	}
-	if p.retry != nil {
-		p.retry.Stop()
-		p.retry = nil
-	}
-	p.netDial = netDial
-	p.dialLocked()
-}
-
 // heartbeat pings a connected peer and declares it down when it has been
 // silent past the timeout.
 func (p *peer) heartbeat(now time.Time, seq uint64) {
 	p.mu.Lock()
-	conn, epoch, welcome, opened := p.conn, p.epoch, p.welcome, p.openedAt
+	conn, epoch := p.conn, p.link.epoch
+	handshake := p.link.phase == linkHandshake
+	err := p.link.expired(now, time.Unix(0, p.lastHeard.Load()))
 	p.mu.Unlock()
 	if conn == nil {
 		return
 	}
-	if !welcome && now.Sub(opened) > p.n.cfg.HandshakeTimeout {
-		// Bytes that trickle in refresh lastHeard: the handshake and the
-		// Welcome have a deadline of their own, as on the accepting side.
-		p.n.stats.handshakeTimeouts.Add(1)
+	if err != nil {
+		if handshake {
+			p.n.stats.handshakeTimeouts.Add(1)
+		}
 		_ = conn.Close()
-		p.lost(epoch, fmt.Errorf("%w: %s: no Welcome within %v of connecting", ErrNodeDown, p.name(), p.n.cfg.HandshakeTimeout))
-		return
-	}
-	if now.Sub(time.Unix(0, p.lastHeard.Load())) > p.n.cfg.HeartbeatTimeout {
-		_ = conn.Close()
-		p.lost(epoch, fmt.Errorf("%w: %s: no heartbeat for %v", ErrNodeDown, p.name(), p.n.cfg.HeartbeatTimeout))
+		p.lost(epoch, err)
 		return
 	}
 	_, _ = p.enqueueOpt(fPing, answer, func(f *frame) { f.seq = seq })
@@ -728,12 +613,10 @@ func (p *peer) heartbeat(now time.Time, seq uint64) {
 // close ends the peer for good (node shutdown).
 func (p *peer) close() {
 	p.mu.Lock()
-	p.closed = true
-	if p.retry != nil {
-		p.retry.Stop()
-		p.retry = nil
-	}
-	conn, epoch := p.conn, p.epoch
+	p.link.closed = true
+	p.link.retryAt = time.Time{}
+	p.syncRetryLocked()
+	conn, epoch := p.conn, p.link.epoch
 	p.mu.Unlock()
 	if conn != nil {
 		_ = conn.Close()
@@ -947,12 +830,12 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		return err
 	}
 	p.mu.Lock()
-	if down := p.down; down != nil {
-		// As a monitor of an actor on a node known down: Down at once.
-		p.demand = true
-		if p.conn == nil && !p.dialing {
-			p.scheduleRetryLocked()
-		}
+	if p.link.down != nil {
+		// As a monitor of an actor on a node known down: Down at once (the
+		// attempt counts as a use: it asks for a redial).
+		_, down := p.link.admit(fromLocal, time.Now())
+		p.n.stats.downRefused.Add(1)
+		p.syncRetryLocked()
 		p.mu.Unlock()
 		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: down})
 	}
@@ -1047,7 +930,7 @@ func (p *peer) Link(target, from actor.Ref) (uint64, error) {
 func (p *peer) currentEpoch() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.epoch
+	return p.link.epoch
 }
 
 // Unlink implements actor.Peer.
@@ -1253,11 +1136,11 @@ func (p *peer) pin(key []byte) error {
 
 // ensureConnected dials the peer if there is no connection (nor a dial or
 // a retry under way), so that its heartbeat watches the node; as an answer
-// to the node, so only as mayAnswerLocked allows.
+// to the node, so only as link.mayAnswer allows.
 func (p *peer) ensureConnected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.conn == nil && !p.dialing && p.retry == nil && p.down == nil && p.mayAnswerLocked() {
-		p.redialNowLocked(true)
+	if p.link.ensureConnected(time.Now()) {
+		p.dialLocked()
 	}
 }
