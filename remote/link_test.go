@@ -189,12 +189,10 @@ func TestLinkDeadlines(t *testing.T) {
 	r := newLinkRig()
 	e := r.l.startDial(r.now)
 	r.l.opened(e, r.now)
-	heard := r.now
 	// Bytes keep coming (lastHeard moves), the handshake does not finish.
 	for range 9 {
 		r.advance(time.Second)
-		heard = r.now
-		if err := r.l.expired(r.now, heard); err != nil {
+		if err := r.l.expired(r.now, r.now); err != nil {
 			t.Fatalf("expired early: %v", err)
 		}
 	}
@@ -205,7 +203,7 @@ func TestLinkDeadlines(t *testing.T) {
 	r.l.lost(e, errReset, r.now, 0.5)
 	// Welcomed, then silent past the heartbeat timeout.
 	e = r.connect(t)
-	heard = r.now
+	heard := r.now
 	r.advance(5 * time.Second)
 	if err := r.l.expired(r.now, heard); err != nil {
 		t.Fatalf("expired at the timeout itself: %v", err)
