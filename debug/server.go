@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/httpserve"
+	"github.com/actord/actord/internal/pprofhttp"
 )
 
 // ServerConfig sets up a debug server.
@@ -224,11 +224,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /debug/v1/patch", s.patch)
 	mux.HandleFunc("POST /debug/v1/trace", s.trace)
 	mux.HandleFunc("GET /metrics", s.metrics)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Profiling on this mux only (net/http/pprof would also register on
+	// the default mux); a profile may run past the write timeout.
+	pprofhttp.Register(mux, "/debug/pprof/", func(w http.ResponseWriter, d time.Duration) { _ = httpserve.ExtendWrite(w, d) })
 	guarded := httpserve.Health(s.cfg.Ready, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="actord debug"`)
