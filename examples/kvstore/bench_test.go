@@ -15,7 +15,7 @@ import (
 func BenchmarkPut(b *testing.B) {
 	tn := newTestNode(b, "a")
 	st := tn.install(b, Config{DataDir: b.TempDir()})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(b, tn.sys, LocalTable(st))
 	val := make([]byte, 100)
 	var seq atomic.Int64
 	b.SetParallelism(32) // 32 × GOMAXPROCS concurrent clients
@@ -39,7 +39,7 @@ func BenchmarkPut(b *testing.B) {
 func BenchmarkGet(b *testing.B) {
 	tn := newTestNode(b, "a")
 	st := tn.install(b, Config{DataDir: b.TempDir()})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(b, tn.sys, LocalTable(st))
 	const keys = 1000
 	for i := range keys {
 		mustPut(b, cl, fmt.Sprint("k", i), "value")
@@ -72,7 +72,7 @@ func BenchmarkBoltPutBaseline(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		err := db.Update(func(tx *bolt.Tx) error {
-			bk, err := tx.CreateBucketIfNotExists(legacyBucket)
+			bk, err := tx.CreateBucketIfNotExists([]byte("kv"))
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,10 @@
 package kvstore
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,15 +106,10 @@ func (c *committer) run(round []*commitReq) {
 				return fmt.Errorf("no bucket %s", r.d.bucket)
 			}
 			for i := range r.batch {
-				o := &r.batch[i]
-				var err error
-				if o.del {
-					err = b.Delete([]byte(o.key))
-				} else {
-					err = b.Put([]byte(o.key), o.val)
-				}
-				if err != nil {
-					return err
+				if o := &r.batch[i]; o.write {
+					if err := b.Put([]byte(o.key), encodeEntry(o.e)); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -129,104 +123,72 @@ func (c *committer) run(round []*commitReq) {
 			r.err = fmt.Errorf("kvstore: shard %d: commit: %w", r.d.id, err)
 			continue
 		}
-		r.d.writes.Add(uint64(len(r.batch)))
+		for i := range r.batch {
+			if r.batch[i].write {
+				r.d.writes.Add(1)
+			}
+		}
 	}
 }
 
-// storeFile is the bolt file of a daemon's shards, one bucket each.
+// storeFile is the bolt file of a daemon's replicas, one bucket each.
 const storeFile = "store.db"
 
-// openStore opens dir/store.db with a bucket for each of ids, moving in
-// the data of the per-shard files that earlier versions kept
-// (dir/shard-NNN.db, bucket "kv"), which are then renamed *.migrated.
+// metaBucket holds the file's format; formatKey's value is storeFormat.
+var (
+	metaBucket  = []byte("meta")
+	formatKey   = []byte("format")
+	storeFormat = []byte("replicated-1")
+)
+
+// openStore opens dir/store.db with a bucket for each of ids (the shards
+// this daemon replicates). It refuses the files of the earlier, unreplicated
+// versions (dir/shard-NNN.db, or a store.db with "shard-NNN" buckets and
+// no format), whose values carry no version: reading them as replicas
+// would make them lose to any write.
 func openStore(dir string, ids []int) (*bolt.DB, error) {
+	if old, _ := filepath.Glob(filepath.Join(dir, "shard-[0-9][0-9][0-9].db")); len(old) > 0 {
+		return nil, fmt.Errorf("%w: %s (move the data dir away to start an empty store)", ErrOldFormat, old[0])
+	}
 	db, err := bolt.Open(filepath.Join(dir, storeFile), 0o600, &bolt.Options{Timeout: timeoutOpen})
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range ids {
-		if err := db.Update(func(tx *bolt.Tx) error {
-			_, err := tx.CreateBucketIfNotExists(shardBucket(id))
-			return err
-		}); err != nil {
-			db.Close()
-			return nil, err
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		if meta == nil {
+			old := false
+			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				old = old || strings.HasPrefix(string(name), "shard-")
+				return nil
+			})
+			if old {
+				return fmt.Errorf("%w: %s has unversioned shard buckets (move the data dir away to start an empty store)", ErrOldFormat, storeFile)
+			}
+			if meta, err = tx.CreateBucket(metaBucket); err != nil {
+				return err
+			}
+			if err := meta.Put(formatKey, storeFormat); err != nil {
+				return err
+			}
+		} else if f := meta.Get(formatKey); string(f) != string(storeFormat) {
+			return fmt.Errorf("kvstore: %s has format %q, want %q", storeFile, f, storeFormat)
 		}
-		if err := migrateShardFile(db, dir, id); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("shard %d: migrating %s: %w", id, legacyFile(id), err)
+		for _, id := range ids {
+			if _, err := tx.CreateBucketIfNotExists(shardBucket(id)); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
 	return db, nil
 }
 
-func shardBucket(id int) []byte { return []byte(shardName(id)) }
-
-func legacyFile(id int) string { return fmt.Sprintf("shard-%03d.db", id) }
-
-// legacyBucket is the bucket of a per-shard file.
-var legacyBucket = []byte("kv")
-
-// migratedBucket records, in the daemon's file, the per-shard files
-// already moved in: a file found again after a crash (its rename not yet
-// on disk) is then not copied over writes made since.
-var migratedBucket = []byte("migrated")
-
-// migrateShardFile copies a per-shard file's keys into db and records that
-// it did in the same transaction, then renames the file (and syncs the
-// directory). A crash at any point leaves either nothing done or the copy
-// recorded; in the second case the file is only renamed again.
-func migrateShardFile(db *bolt.DB, dir string, id int) error {
-	path := filepath.Join(dir, legacyFile(id))
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	old, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeoutOpen, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	err = old.View(func(otx *bolt.Tx) error {
-		return db.Update(func(tx *bolt.Tx) error {
-			done, err := tx.CreateBucketIfNotExists(migratedBucket)
-			if err != nil {
-				return err
-			}
-			if done.Get([]byte(legacyFile(id))) != nil {
-				return nil // copied before a crash: the data in db is newer
-			}
-			if ob := otx.Bucket(legacyBucket); ob != nil {
-				b := tx.Bucket(shardBucket(id))
-				if err := ob.ForEach(func(k, v []byte) error { return b.Put(k, v) }); err != nil {
-					return err
-				}
-			}
-			return done.Put([]byte(legacyFile(id)), []byte{1})
-		})
-	})
-	if cerr := old.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(path, path+".migrated"); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func shardBucket(id int) []byte { return []byte(fmt.Sprintf("replica-%03d", id)) }
 
 // timeoutOpen bounds the wait for a bolt file another process holds.
 const timeoutOpen = time.Second

@@ -26,6 +26,10 @@ import (
 // DefaultShards is the number of shards of a store whose Config.Shards is 0.
 const DefaultShards = 16
 
+// DefaultReplicas is the number of replicas of each shard when
+// Config.Replicas is 0 (fewer if the store has fewer members).
+const DefaultReplicas = 3
+
 // DefaultMaxBatch bounds the writes of one commit when Config.MaxBatch is 0.
 const DefaultMaxBatch = 4096
 
@@ -34,16 +38,20 @@ const DefaultMaxBatch = 4096
 const TokenFile = "kvstore.token"
 
 // Config sets up the part of a store that one daemon hosts. Every daemon of
-// a store must be given the same Shards, Members and Token.
+// a store must be given the same Shards, Replicas, Members and Token.
 type Config struct {
-	// DataDir holds the daemon's shards (DataDir/kvstore/store.db, one bbolt
-	// file with a bucket per shard; per-shard files of earlier versions,
-	// DataDir/kvstore/shard-NNN.db, are moved into it and renamed
-	// *.migrated) and, if Token is empty, the token file. Required.
+	// DataDir holds the daemon's replicas (DataDir/kvstore/store.db, one
+	// bbolt file with a bucket per replica) and, if Token is empty, the
+	// token file. Required. The data dirs of earlier, unreplicated
+	// versions are refused (ErrOldFormat).
 	DataDir string
 	// Shards is the number of shards of the whole store. Default
 	// DefaultShards. It cannot change once data is written.
 	Shards int
+	// Replicas is the number of replicas of each shard, on as many
+	// daemons (all of them if there are fewer). Default DefaultReplicas.
+	// It cannot change once data is written.
+	Replicas int
 	// Members are the remote addresses (remote.Node.Addr) of every daemon
 	// of the store, this one included. Default: this node alone.
 	Members []string
@@ -71,21 +79,24 @@ func ShardOf(key string, shards int) int {
 	return int(h.Sum32() % uint32(shards))
 }
 
-// Placement returns the owner of every shard: the members are sorted and
-// shard i goes to member i mod len(members). It is deterministic, so every
+// Placement returns the replicas of every shard: the members are sorted
+// and shard i has its replicas on members i, i+1, ... i+r-1 (mod the number
+// of members), r = min(replicas, members). It is deterministic, so every
 // daemon and client computes the same placement from the same member list.
-func Placement(shards int, members []string) []string {
-	ms := slices.Clone(members)
-	slices.Sort(ms)
-	ms = slices.Compact(ms)
-	out := make([]string, shards)
+func Placement(shards, replicas int, members []string) [][]string {
+	ms := slices.Compact(slices.Sorted(slices.Values(members)))
+	r := min(max(replicas, 1), len(ms))
+	out := make([][]string, shards)
 	for i := range out {
-		out[i] = ms[i%len(ms)]
+		out[i] = make([]string, r)
+		for j := range r {
+			out[i][j] = ms[(i+j)%len(ms)]
+		}
 	}
 	return out
 }
 
-// Store is one daemon's part of a store: its shards (a supervisor and its
+// Store is one daemon's part of a store: its replicas (a supervisor and its
 // children), their bolt file and group committer, and the directory kind.
 type Store struct {
 	node    *remote.Node
@@ -98,16 +109,23 @@ type Store struct {
 	disks   []*disk    // local shards, by position in local
 	local   []ShardRef
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	stop     context.CancelFunc // stops the catch-up
+	caughtUp chan struct{}      // closed when the catch-up is done
+	catchUp  catchUpStats
+	bg       sync.WaitGroup
 }
 
-// Install starts this daemon's shards on node's system and registers the
+// Install starts this daemon's replicas on node's system and registers the
 // store's message types and the directory kind on node, which must be
-// listening (its address decides which shards are local). The shards run
-// as workers "shard-NNN" of a one-for-one supervisor named "kvstore", each
-// on loop NNN mod the number of loops. Close the store before shutting the
-// system down to close its files cleanly.
+// listening (its address decides which shards it replicates: see
+// Placement). The replicas run as workers "shard-NNN" of a one-for-one
+// supervisor named "kvstore", each on loop NNN mod the number of loops.
+// Once they have loaded their data, Install returns, and the replicas
+// catch up in the background with the other replicas of their shards (the
+// writes this daemon missed while it was down; see CaughtUp). Close the
+// store before shutting the system down to close its file cleanly.
 func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error) {
 	self := node.Addr()
 	if self == "" {
@@ -118,6 +136,9 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	if cfg.Shards <= 0 {
 		cfg.Shards = DefaultShards
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = DefaultReplicas
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
@@ -151,11 +172,11 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("kvstore: data dir: %w", err)
 	}
-	st := &Store{node: node, sys: node.System(), cfg: cfg}
+	st := &Store{node: node, sys: node.System(), cfg: cfg, caughtUp: make(chan struct{})}
 	st.members = slices.Compact(slices.Sorted(slices.Values(cfg.Members)))
 	var ids []int
-	for id, owner := range Placement(cfg.Shards, cfg.Members) {
-		if owner == self {
+	for id, hosts := range Placement(cfg.Shards, cfg.Replicas, cfg.Members) {
+		if slices.Contains(hosts, self) {
 			ids = append(ids, id)
 		}
 	}
@@ -184,6 +205,9 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 		return nil, err
 	}
 	node.RegisterKind(DirectoryKind, st.directoryKind)
+	cctx, stop := context.WithCancel(context.Background())
+	st.stop = stop
+	st.bg.Go(func() { st.runCatchUp(cctx) })
 	return st, nil
 }
 
@@ -245,33 +269,48 @@ func loadToken(path string) (string, error) {
 // Token returns the store's token, the capability a client dials with.
 func (st *Store) Token() string { return st.cfg.Token }
 
-// Supervisor returns the ref of the supervisor of this daemon's shards.
+// Supervisor returns the ref of the supervisor of this daemon's replicas.
 func (st *Store) Supervisor() actor.Ref { return st.sup }
 
 // Directory returns what a directory actor answers: the store's shape and
-// this daemon's shards.
+// this daemon's replicas.
 func (st *Store) Directory() DirReply {
-	return DirReply{Shards: st.cfg.Shards, Members: slices.Clone(st.members), Local: slices.Clone(st.local)}
+	return DirReply{Shards: st.cfg.Shards, Replicas: st.cfg.Replicas, Members: slices.Clone(st.members), Local: slices.Clone(st.local)}
 }
 
-// Stats counts a store's commits.
+// Stats counts a store's commits and its catch-up.
 type Stats struct {
-	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's shards
-	Writes  uint64 // puts and deletes they carried
+	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's replicas
+	Writes  uint64 // versions they wrote (puts, deletes, write-backs, catch-up)
+	// CaughtUp counts the entries the catch-up got from other replicas;
+	// CatchUpDone whether it is over (every local replica read one peer's
+	// copy through).
+	CaughtUp    uint64
+	CatchUpDone bool
 }
 
-// Stats returns the commit counters of this daemon's shards.
+// Stats returns the counters of this daemon's replicas.
 func (st *Store) Stats() Stats {
-	s := Stats{Commits: st.com.txs.Load()}
+	s := Stats{Commits: st.com.txs.Load(), CaughtUp: st.catchUp.entries.Load()}
 	for _, d := range st.disks {
 		s.Writes += d.writes.Load()
+	}
+	select {
+	case <-st.caughtUp:
+		s.CatchUpDone = true
+	default:
 	}
 	return s
 }
 
-// Close stops the shards (through their supervisor), waits for the commits
-// in flight and closes the bolt files. The system and node keep running.
-// Writes not yet acknowledged may fail with an error or a timeout.
+// CaughtUp is closed once the replicas of this daemon have caught up with
+// the others (see Install), or the store is closed.
+func (st *Store) CaughtUp() <-chan struct{} { return st.caughtUp }
+
+// Close stops the catch-up and the replicas (through their supervisor),
+// waits for the commits in flight and closes the bolt file. The system and
+// node keep running. Writes not yet acknowledged may fail with an error or
+// a timeout.
 func (st *Store) Close(ctx context.Context) error {
 	st.mu.Lock()
 	if st.closed {
@@ -280,6 +319,10 @@ func (st *Store) Close(ctx context.Context) error {
 	}
 	st.closed = true
 	st.mu.Unlock()
+	if st.stop != nil {
+		st.stop()
+	}
+	st.bg.Wait()
 	var errs []error
 	if !st.sup.IsZero() {
 		if _, err := st.sys.Ask(ctx, st.sup, supervisor.Shutdown{}); err != nil &&

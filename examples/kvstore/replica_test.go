@@ -1,0 +1,178 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/actord/actord/actor"
+)
+
+// gate holds the commits of one store until opened.
+type gate struct {
+	once sync.Once
+	ch   chan struct{}
+	in   chan struct{} // a commit is waiting at the gate
+}
+
+func newGate() *gate { return &gate{ch: make(chan struct{}), in: make(chan struct{}, 64)} }
+
+func (g *gate) hook(int, []string) error {
+	g.in <- struct{}{}
+	<-g.ch
+	return nil
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// TestPutWaitsForAMajorityOfCommits: a put is acknowledged only once a
+// majority of the key's replicas have committed (fsynced) it; one replica
+// is not enough.
+func TestPutWaitsForAMajorityOfCommits(t *testing.T) {
+	gates := []*gate{nil, newGate(), newGate()}
+	nodes := make([]*testNode, 3)
+	var members []string
+	for i := range nodes {
+		nodes[i] = newTestNode(t, fmt.Sprint("n", i))
+		members = append(members, nodes[i].node.Addr())
+	}
+	for i, tn := range nodes {
+		cfg := Config{DataDir: t.TempDir(), Members: members, Token: "secret"}
+		if g := gates[i]; g != nil {
+			cfg.hooks = &hooks{beforeCommit: g.hook}
+			t.Cleanup(g.open)
+		}
+		tn.install(t, cfg)
+	}
+	cn := newTestNode(t, "client")
+	cl, err := Dial(ctxT(t), cn.node, members[0], "secret", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cl.Put(ctxT(t), "k", []byte("v")) }()
+	// Replica 0 commits; replicas 1 and 2 are held at their gate.
+	for _, g := range gates[1:] {
+		select {
+		case <-g.in:
+		case <-ctxT(t).Done():
+			t.Fatal("the write did not reach a held replica")
+		}
+	}
+	waitFor(t, "replica 0's commit", func() bool { return nodes[0].store.Stats().Writes == 1 })
+	select {
+	case err := <-done:
+		t.Fatalf("the put returned (%v) with one replica of three durable", err)
+	default:
+	}
+	gates[1].open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	gates[2].open()
+	mustGet(t, cl, "k", "v", true)
+}
+
+// TestOlderWriteWaitsForTheNewerCommit: a replica acknowledges a Write
+// whose version is older than one it is committing only once that commit
+// is done (before, a crash could lose both).
+func TestOlderWriteWaitsForTheNewerCommit(t *testing.T) {
+	g := newGate()
+	t.Cleanup(g.open)
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: &hooks{beforeCommit: g.hook}})
+	ref := st.Directory().Local[ShardOf("k", DefaultShards)].Ref
+	ask := func(w Write) <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := tn.sys.Ask(ctxT(t), ref, w)
+			ch <- err
+		}()
+		return ch
+	}
+	newer := ask(Write{K: "k", E: Entry{TS: Stamp{N: 5, W: 1}, V: []byte("five")}})
+	<-g.in // its commit is held
+	older := ask(Write{K: "k", E: Entry{TS: Stamp{N: 3, W: 1}, V: []byte("three")}})
+	// The older write is queued behind the commit: asking the replica
+	// something else and getting the answer orders it after the Write.
+	if _, err := tn.sys.Ask(ctxT(t), ref, Get{K: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-older:
+		t.Fatalf("the older write was acknowledged (%v) before the newer one was durable", err)
+	default:
+	}
+	g.open()
+	if err := <-newer; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-older; err != nil {
+		t.Fatal(err)
+	}
+	v, err := tn.sys.Ask(ctxT(t), ref, Get{K: "k"})
+	if e, _ := v.(Entry); err != nil || string(e.V) != "five" {
+		t.Fatalf("after both: %+v %v, want the newer version", v, err)
+	}
+	// Once the newer version is durable, an older write is acknowledged at
+	// once, without a commit.
+	before := st.Stats().Commits
+	if err := <-ask(Write{K: "k", E: Entry{TS: Stamp{N: 4, W: 9}, V: []byte("four")}}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Stats().Commits != before {
+		t.Fatal("an older write was committed")
+	}
+}
+
+// TestCatchUpPageBounds: a peer's page that breaks the protocol is
+// refused, so a catch-up neither loops nor takes more than it asked for.
+func TestCatchUpPageBounds(t *testing.T) {
+	e := Entry{TS: Stamp{N: 1}}
+	many := make([]SyncEntry, catchUpPage+1)
+	for i := range many {
+		many[i] = SyncEntry{K: fmt.Sprintf("k%05d", i), E: e}
+	}
+	for _, tc := range []struct {
+		name  string
+		rep   SyncReply
+		after string
+		ok    bool
+	}{
+		{"a page", SyncReply{Entries: many[:3], More: true}, "", true},
+		{"the last page", SyncReply{Entries: many[5:7]}, "k00004", true},
+		{"empty and done", SyncReply{}, "k", true},
+		{"too many", SyncReply{Entries: many}, "", false},
+		{"not after the cursor", SyncReply{Entries: many[2:4]}, "k00003", false},
+		{"not increasing", SyncReply{Entries: []SyncEntry{many[1], many[0]}}, "", false},
+		{"more, but nothing", SyncReply{More: true}, "k", false},
+		{"a bad key", SyncReply{Entries: []SyncEntry{{K: "", E: e}}}, "", false},
+	} {
+		err := checkPage(tc.rep, tc.after)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errBadPage)) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// TestDialRefusesAHugeDirectory: a directory announcing more shards than
+// maxShards is refused before the client allocates for them.
+func TestDialRefusesAHugeDirectory(t *testing.T) {
+	d := newTestNode(t, "liar")
+	if err := RegisterTypes(d.node); err != nil {
+		t.Fatal(err)
+	}
+	d.node.RegisterKind(DirectoryKind, func(any) (actor.Factory, error) {
+		return func() actor.Actor {
+			return &directory{rep: DirReply{Shards: maxShards + 1, Replicas: 3, Members: []string{d.node.Addr()}}}
+		}, nil
+	})
+	c := newTestNode(t, "client")
+	_, err := Dial(context.Background(), c.node, d.node.Addr(), "tok", 0)
+	if err == nil || !strings.Contains(err.Error(), "bad directory") {
+		t.Fatalf("dial of a directory of %d shards: %v", maxShards+1, err)
+	}
+}
