@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,12 @@ import (
 // entries of one other replica of its shard, page by page (SyncRequest),
 // and stores those newer than its own, as any Write. It serves requests
 // meanwhile.
+//
+// Clients find the restarted replicas only once they have reconnected to
+// the daemon and fetched its directory again (up to a few seconds: their
+// node redials with a backoff): the writes they make until then skip this
+// daemon, and a pass that starts at once misses those made after it
+// began. So the catch-up makes a second pass, CatchUpAgain later.
 
 // catchUpPage is how many entries one SyncRequest asks for.
 const catchUpPage = 512
@@ -27,16 +34,42 @@ const catchUpPage = 512
 // catchUpTimeout bounds one page: its request and storing it.
 const catchUpTimeout = 30 * time.Second
 
+// CatchUpAgain is how long after its first pass the catch-up makes its
+// second (see Install).
+const CatchUpAgain = 5 * time.Second
+
 type catchUpStats struct {
 	entries atomic.Uint64
+	passes  atomic.Uint64
 }
 
-// runCatchUp brings every local replica up to date with one other replica
-// of its shard, retrying with a backoff (100 ms doubling to 2 s) while the
-// other daemons cannot be reached, until ctx ends (Close).
+// runCatchUp makes the two passes of the catch-up.
 func (st *Store) runCatchUp(ctx context.Context) {
 	defer close(st.caughtUp)
 	log := ratelog.Wrap(st.cfg.Logger, ratelog.Config{})
+	if !st.catchUpPass(ctx, log) {
+		return
+	}
+	again := time.NewTimer(st.cfg.catchUpAgain)
+	defer again.Stop()
+	var hook <-chan struct{}
+	if h := st.cfg.hooks; h != nil && h.secondPass != nil {
+		hook, again.C = h.secondPass, nil
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-again.C:
+	case <-hook:
+	}
+	st.catchUpPass(ctx, log)
+}
+
+// catchUpPass brings every local replica up to date with one other replica
+// of its shard, retrying with a backoff (100 ms doubling to 2 s) while the
+// other daemons cannot be reached, until ctx ends (Close). It reports
+// whether it finished.
+func (st *Store) catchUpPass(ctx context.Context, log *slog.Logger) bool {
 	start := time.Now()
 	self := st.node.Addr()
 	hosts := Placement(st.cfg.Shards, st.cfg.Replicas, st.cfg.Members)
@@ -47,7 +80,7 @@ func (st *Store) runCatchUp(ctx context.Context) {
 		}
 	}
 	if len(todo) == 0 {
-		return
+		return false
 	}
 	backoff := RefreshInterval
 	for {
@@ -76,14 +109,15 @@ func (st *Store) runCatchUp(ctx context.Context) {
 			}
 		}
 		if len(todo) == 0 {
+			st.catchUp.passes.Add(1)
 			log.Info("kvstore: caught up with the other replicas", "entries", st.catchUp.entries.Load(), "took", time.Since(start).Round(time.Millisecond))
-			return
+			return true
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 		backoff = min(2*backoff, MaxRefreshBackoff)

@@ -82,6 +82,9 @@ func (tn *testNode) kill() {
 
 func (tn *testNode) install(t testing.TB, cfg Config) *Store {
 	t.Helper()
+	if cfg.catchUpAgain == 0 {
+		cfg.catchUpAgain = 20 * time.Millisecond
+	}
 	st, err := Install(ctxT(t), tn.node, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -174,5 +175,48 @@ func TestDialRefusesAHugeDirectory(t *testing.T) {
 	_, err := Dial(context.Background(), c.node, d.node.Addr(), "tok", 0)
 	if err == nil || !strings.Contains(err.Error(), "bad directory") {
 		t.Fatalf("dial of a directory of %d shards: %v", maxShards+1, err)
+	}
+}
+
+// TestCatchUpSecondPass: writes that clients make after a restarted
+// daemon's first catch-up pass, before they find its new replicas, reach it
+// with the second pass.
+func TestCatchUpSecondPass(t *testing.T) {
+	nodes, cl := cluster(t, 3, Config{})
+	mustPut(t, cl, "early", "1")
+	victim := nodes[1]
+	addr, cfg := victim.node.Addr(), victim.store.cfg
+	victim.close()
+	mustPut(t, cl, "while-down", "2")
+	second := make(chan struct{})
+	cfg.hooks = &hooks{secondPass: second}
+	back := newTestNodeAt(t, "n1", addr)
+	st := back.install(t, cfg)
+	waitFor(t, "the first pass", func() bool { return st.Stats().CatchUpPasses == 1 })
+	// A client that has not found the restarted replicas writes to the
+	// other two only.
+	tab := cl.Table()
+	for id := range tab.Shards {
+		tab.Refs[id][slices.Index(tab.Hosts(id), addr)] = actor.Ref{}
+	}
+	stale := newClient(t, cl.sys, tab)
+	mustPut(t, stale, "after-first-pass", "3")
+	has := func(k, want string) bool {
+		r := st.Directory().Local[ShardOf(k, DefaultShards)].Ref
+		v, err := back.sys.Ask(ctxT(t), r, Get{K: k})
+		e, _ := v.(Entry)
+		return err == nil && string(e.V) == want
+	}
+	if !has("early", "1") || !has("while-down", "2") || has("after-first-pass", "3") {
+		t.Fatal("after the first pass, the restarted replicas should hold the writes made before it, not after")
+	}
+	close(second)
+	select {
+	case <-st.CaughtUp():
+	case <-ctxT(t).Done():
+		t.Fatal("no second pass")
+	}
+	if !has("after-first-pass", "3") || st.Stats().CatchUpPasses != 2 {
+		t.Fatalf("after the second pass: %+v", st.Stats())
 	}
 }

@@ -32,7 +32,7 @@ type hooks struct {
 	beforeCommit func(shard int, keys []string) error // runs on the worker before a commit; an error fails it
 	queued       func(shard, n int)                   // runs on the loop when a write is queued behind a commit
 	started      func(shard int)                      // runs on the loop in every replica instance's Start
-	stored       func(shard int, key string)          // runs on the loop when a Write arrives
+	secondPass   <-chan struct{}                      // the catch-up's second pass waits for it instead of CatchUpAgain
 }
 
 // commit writes a batch durably, in the daemon's next group commit.
@@ -385,9 +385,6 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 	case Write:
 		if err := checkKey(m.K); err != nil {
 			return nil, false, err
-		}
-		if h := s.d.hooks; h != nil && h.stored != nil {
-			h.stored(s.d.id, m.K)
 		}
 		if !s.data[m.K].TS.Less(m.E.TS) {
 			return nil, false, nil // this version, or a newer one, is durable

@@ -68,7 +68,8 @@ type Config struct {
 	// Logger receives the supervisor's reports. Default slog.Default().
 	Logger *slog.Logger
 
-	hooks *hooks // tests only
+	hooks        *hooks        // tests only
+	catchUpAgain time.Duration // tests only; default CatchUpAgain
 }
 
 // ShardOf returns the shard of key in a store of the given number of
@@ -124,7 +125,9 @@ type Store struct {
 // supervisor named "kvstore", each on loop NNN mod the number of loops.
 // Once they have loaded their data, Install returns, and the replicas
 // catch up in the background with the other replicas of their shards (the
-// writes this daemon missed while it was down; see CaughtUp). Close the
+// writes this daemon missed while it was down), in two passes: one at
+// once, one CatchUpAgain later, for the writes that clients made before
+// they found the restarted replicas (see CaughtUp). Close the
 // store before shutting the system down to close its file cleanly.
 func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error) {
 	self := node.Addr()
@@ -151,6 +154,9 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.catchUpAgain <= 0 {
+		cfg.catchUpAgain = CatchUpAgain
 	}
 	if len(cfg.Members) == 0 {
 		cfg.Members = []string{self}
@@ -282,16 +288,18 @@ func (st *Store) Directory() DirReply {
 type Stats struct {
 	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's replicas
 	Writes  uint64 // versions they wrote (puts, deletes, write-backs, catch-up)
-	// CaughtUp counts the entries the catch-up got from other replicas;
-	// CatchUpDone whether it is over (every local replica read one peer's
-	// copy through).
-	CaughtUp    uint64
-	CatchUpDone bool
+	// CaughtUp counts the entries the catch-up got from other replicas,
+	// CatchUpPasses its passes done (every local replica read one peer's
+	// copy through), and CatchUpDone whether it is over (both passes, or
+	// the store is closed, or has no peers).
+	CaughtUp      uint64
+	CatchUpPasses uint64
+	CatchUpDone   bool
 }
 
 // Stats returns the counters of this daemon's replicas.
 func (st *Store) Stats() Stats {
-	s := Stats{Commits: st.com.txs.Load(), CaughtUp: st.catchUp.entries.Load()}
+	s := Stats{Commits: st.com.txs.Load(), CaughtUp: st.catchUp.entries.Load(), CatchUpPasses: st.catchUp.passes.Load()}
 	for _, d := range st.disks {
 		s.Writes += d.writes.Load()
 	}
@@ -304,7 +312,7 @@ func (st *Store) Stats() Stats {
 }
 
 // CaughtUp is closed once the replicas of this daemon have caught up with
-// the others (see Install), or the store is closed.
+// the others, both passes (see Install), or the store is closed.
 func (st *Store) CaughtUp() <-chan struct{} { return st.caughtUp }
 
 // Close stops the catch-up and the replicas (through their supervisor),
