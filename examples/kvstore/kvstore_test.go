@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -40,7 +41,7 @@ func newTestNode(t testing.TB, name string) *testNode {
 func newTestNodeAt(t testing.TB, name, listen string) *testNode {
 	t.Helper()
 	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
-	n := remote.New(sys, remote.Config{Name: name, Listen: listen,
+	n := remote.New(sys, remote.Config{Name: name, Listen: listen, Logger: slog.New(slog.DiscardHandler),
 		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -84,6 +85,9 @@ func (tn *testNode) install(t testing.TB, cfg Config) *Store {
 	t.Helper()
 	if cfg.catchUpAgain == 0 {
 		cfg.catchUpAgain = 20 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	st, err := Install(ctxT(t), tn.node, cfg)
 	if err != nil {

@@ -35,9 +35,6 @@ type hooks struct {
 	secondPass   <-chan struct{}                      // the catch-up's second pass waits for it instead of CatchUpAgain
 }
 
-// commit writes a batch durably, in the daemon's next group commit.
-func (d *disk) commit(batch []op) error { return d.c.commit(d, batch) }
-
 // beforeCommit runs the test hook, if any.
 func (d *disk) beforeCommit(batch []op) error {
 	h := d.hooks
@@ -180,61 +177,63 @@ func (g *group) Reply(_ any, err error) {
 	}
 }
 
-// flight is a batch handed to a commit job. Its writes are answered once,
+// flight is a batch handed to the committer. Its writes are answered once,
 // when the commit's outcome is known: by the replica's continuation, which
 // first applies them to the map, while the instance that submitted the
-// batch lives; if that instance dies first, by whichever of the job and
-// the dying instance (abandon) comes last. A job that has not started when
-// its instance dies does not commit, and its writes fail as not applied.
+// batch lives; if that instance dies first, by whichever of the committer
+// and the dying instance (abandon) comes last. A flight whose commit has
+// not started when its instance dies is not committed, and its writes fail
+// as not applied.
 type flight struct {
 	batch  []op
 	mu     sync.Mutex
 	state  flightState
-	orphan bool  // the instance died while the job ran: the job answers
+	orphan bool  // the instance died while it was committed: the committer answers
 	err    error // the commit's outcome, once flightDone
 }
 
 type flightState uint8
 
 const (
-	flightQueued    flightState = iota // submitted; the job has not started
-	flightRunning                      // the job is committing
+	flightQueued    flightState = iota // submitted; its commit has not started
+	flightRunning                      // the committer is committing it
 	flightDone                         // committed, or failed with err
 	flightCancelled                    // dropped before the job started: nothing committed
 )
 
-// run is the commit job, on the worker pool.
-func (f *flight) run(d *disk) error {
+// begin is called by the committer before it commits f: it reports false
+// if f was cancelled (its replica died first; whoever cancelled answered
+// and released pending).
+func (f *flight) begin() bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.state == flightCancelled {
-		f.mu.Unlock()
-		return errCancelled // whoever cancelled answered and released pending
+		return false
 	}
 	f.state = flightRunning
+	return true
+}
+
+// end records the commit's outcome; if the replica died meanwhile, it
+// answers the writes itself. Last, it releases pending: a restarted
+// replica loads once pending is done, so it reads this commit.
+func (f *flight) end(d *disk, err error) {
+	f.mu.Lock()
+	f.state, f.err = flightDone, err
+	orphan := f.orphan
 	f.mu.Unlock()
-	err := fmt.Errorf("kvstore: shard %d: commit job panicked", d.id)
-	defer func() {
-		f.mu.Lock()
-		f.state, f.err = flightDone, err
-		orphan := f.orphan
-		f.mu.Unlock()
-		if orphan {
-			f.answer(err)
-		}
-		// Last: a restarted instance loads once pending is done, so it
-		// reads this commit.
-		d.pending.Done()
-	}()
-	err = d.commit(f.batch)
-	return err
+	if orphan {
+		f.answer(err)
+	}
+	d.pending.Done()
 }
 
 // errCancelled is the result of a job cancelled before it started; nobody
 // reads it (its continuation does not run, or finds the flight cancelled).
 var errCancelled = errors.New("kvstore: commit cancelled")
 
-// cancelQueued cancels the job if it has not started and reports whether
-// it did: the caller then answers the writes and releases pending.
+// cancelQueued cancels the commit if it has not started and reports
+// whether it did: the caller then answers the writes and releases pending.
 func (f *flight) cancelQueued() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -257,7 +256,7 @@ func (f *flight) abandon(d *disk, cause error) {
 		f.answer(cause)
 		d.pending.Done()
 	case flightRunning:
-		f.orphan = true // the job answers when the commit ends
+		f.orphan = true // the committer answers when the commit ends
 		f.mu.Unlock()
 	case flightDone:
 		err := f.err
@@ -484,11 +483,11 @@ func (s *shard) flush(c *actor.Context) {
 	s.flight = f
 	d := s.d
 	d.pending.Add(1)
-	c.Blocking(func() (any, error) { return nil, f.run(d) }).Then(func(c *actor.Context, _ any, err error) {
+	c.AskTimeout(d.c.ref, commitMsg{d: d, f: f}, 0).Then(func(c *actor.Context, _ any, err error) {
 		s.guard(func() {
 			if f.cancelQueued() {
-				// The job never ran (the pool refused it, or the system
-				// is shutting down): nothing was committed.
+				// The commit never started (the committer's actor was
+				// gone: the store is closing): nothing was committed.
 				d.pending.Done()
 				if err == nil {
 					err = errCancelled

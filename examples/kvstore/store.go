@@ -190,7 +190,11 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: %w", err)
 	}
-	st.db, st.com = db, &committer{db: db}
+	st.db, st.com = db, newCommitter(db)
+	if err := st.com.start(ctx, st.sys); err != nil {
+		st.closeDBs()
+		return nil, fmt.Errorf("kvstore: start the committer: %w", err)
+	}
 	var children []supervisor.ChildSpec
 	for _, id := range ids {
 		d := &disk{id: id, db: db, bucket: shardBucket(id), c: st.com, hooks: cfg.hooks}
@@ -350,11 +354,17 @@ func (st *Store) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return errors.Join(append(errs, fmt.Errorf("kvstore: waiting for commits: %w", ctx.Err()))...)
 	}
+	if _, err := st.sys.Ask(ctx, st.com.ref, stopCommitter{}); err != nil && !errors.Is(err, actor.ErrShutdown) && !errors.Is(err, actor.ErrDead) {
+		errs = append(errs, fmt.Errorf("kvstore: stop the committer: %w", err))
+	}
 	errs = append(errs, st.closeDBs())
 	return errors.Join(errs...)
 }
 
-func (st *Store) closeDBs() error { return st.db.Close() }
+func (st *Store) closeDBs() error {
+	st.com.close()
+	return st.db.Close()
+}
 
 func (st *Store) isClosed() bool {
 	st.mu.Lock()
