@@ -150,6 +150,8 @@ type call[Req, Rep, Res any] struct {
 	best     Res
 	contain  bool         // run by a Caller's actor: recover panics of the user's functions, time with its timers
 	timer    actor.Timer  // the thrifty timer, in a Caller's actor
+	sleeper  actor.Ref    // the timer actor of a thrifty call in a user's actor
+	sleepID  uint64       // its sleep, while it runs
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onLevel  func(c *actor.Context, res Res, level int)
 	onDone   func(c *actor.Context, res Res, level int, err error)
@@ -231,8 +233,12 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		return
 	}
 	// In a user's actor, a timer message would go to its own Receive:
-	// the timer is an ask that the Manager's actor answers after the delay.
-	c.AskTimeout(cl.m.svc.ref, sleep{d: cl.opts.thrifty}, 0).Then(func(c *actor.Context, _ any, _ error) {
+	// the timer is an ask that the Manager's timer actor on this loop
+	// answers after the delay, or at once when the call settles first.
+	cl.sleeper = cl.m.timers[c.Loop()%len(cl.m.timers)]
+	cl.sleepID = cl.m.sleeps.Add(1)
+	c.AskTimeout(cl.sleeper, sleep{id: cl.sleepID, d: cl.opts.thrifty}, 0).Then(func(c *actor.Context, _ any, _ error) {
+		cl.sleepID = 0
 		cl.secondWave(c)
 	})
 }
@@ -313,6 +319,10 @@ func (cl *call[Req, Rep, Res]) secondWave(c *actor.Context) {
 	}
 	cl.second = true
 	cl.timer.Cancel()
+	if cl.sleepID != 0 {
+		_ = c.Send(cl.sleeper, wake{id: cl.sleepID})
+		cl.sleepID = 0
+	}
 	defs := cl.defs
 	cl.defs = nil
 	for _, d := range defs {
@@ -426,6 +436,10 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 	}
 	cl.done = true
 	cl.timer.Cancel()
+	if cl.sleepID != 0 {
+		_ = c.Send(cl.sleeper, wake{id: cl.sleepID}) // end the sleep early
+		cl.sleepID = 0
+	}
 	for _, d := range cl.defs {
 		cl.m.defer_.drop(d)
 	}

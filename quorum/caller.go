@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,11 +63,11 @@ func (m *Manager) spawnCaller(opts ...actor.SpawnOption) (*Caller, error) {
 	return &Caller{m: m, ref: r}, nil
 }
 
-// Close stops the Manager's Callers; the calls they run fail with an error
-// matching ErrClosed, and so do later calls through them. Calls made by
-// other actors (Ask) are not affected, but their thrifty calls no longer
-// wait before asking every node. Close waits for the Callers to stop, up
-// to ctx.
+// Close stops the Manager's Callers and timer actors; the calls the
+// Callers run fail with an error matching ErrClosed, and so do later calls
+// through them. Calls made by other actors (Ask) are not affected, but
+// their thrifty calls no longer wait before asking every node. Close waits
+// for the actors to stop, up to ctx.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -75,12 +76,15 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	close(m.closedCh)
-	callers := append([]*Caller{m.svc}, m.others...)
+	refs := slices.Clone(m.timers)
+	for _, cl := range append([]*Caller{m.svc}, m.others...) {
+		refs = append(refs, cl.ref)
+	}
 	m.mu.Unlock()
 	var errs []error
-	for _, cl := range callers {
-		if _, err := m.sys.Ask(ctx, cl.ref, stopCaller{}); err != nil && !errors.Is(err, actor.ErrDead) && !errors.Is(err, actor.ErrShutdown) {
-			errs = append(errs, fmt.Errorf("quorum: stop caller %v: %w", cl.ref, err))
+	for _, r := range refs {
+		if _, err := m.sys.Ask(ctx, r, stopCaller{}); err != nil && !errors.Is(err, actor.ErrDead) && !errors.Is(err, actor.ErrShutdown) {
+			errs = append(errs, fmt.Errorf("quorum: stop %v: %w", r, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -98,11 +102,50 @@ type job interface {
 	stop(c *actor.Context, err error) // the Caller stops: fail the call
 }
 
-// sleep asks a Caller's actor to answer after d: the timer of thrifty
-// calls made by other actors.
-type sleep struct{ d time.Duration }
+// sleep asks a timer actor to answer after d, or when it gets wake with
+// the same id: the timer of a thrifty call made by a user's actor.
+type sleep struct {
+	id uint64
+	d  time.Duration
+}
 
-type wake struct{ r *actor.Reply }
+// wake ends sleep id.
+type wake struct{ id uint64 }
+
+// timerActor serves the sleeps of the actors of its loop.
+type timerActor struct {
+	sleeps map[uint64]sleeping
+}
+
+type sleeping struct {
+	r *actor.Reply
+	t actor.Timer
+}
+
+func (a *timerActor) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case sleep:
+		a.sleeps[m.id] = sleeping{r: c.Defer(), t: c.After(m.d, wake{m.id})}
+	case wake:
+		if s, ok := a.sleeps[m.id]; ok {
+			delete(a.sleeps, m.id)
+			s.t.Cancel()
+			s.r.Reply(nil, nil)
+		}
+	case stopCaller:
+		return nil, c.Stop(c.Self(), nil)
+	default:
+		return nil, actor.Unhandled(msg)
+	}
+	return nil, nil
+}
+
+// Terminate answers the sleeps still running.
+func (a *timerActor) Terminate(*actor.Context, error) {
+	for _, s := range a.sleeps {
+		s.r.Reply(nil, ErrClosed)
+	}
+}
 
 type stopCaller struct{}
 
@@ -117,10 +160,6 @@ func (p *proxy) Receive(c *actor.Context, msg any) (any, error) {
 		m.run(c, p)
 	case thriftyTimer:
 		m.cl.secondWave(c)
-	case sleep:
-		c.After(m.d, wake{c.Defer()})
-	case wake:
-		m.r.Reply(nil, nil)
 	case stopCaller:
 		return nil, c.Stop(c.Self(), nil)
 	default:
