@@ -155,6 +155,11 @@ type call[Req, Rep, Res any] struct {
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onLevel  func(c *actor.Context, res Res, level int)
 	onDone   func(c *actor.Context, res Res, level int, err error)
+	resolve  func(v any, err error) // Ask's promise, instead of onDone
+
+	// Room for the calls of up to 4 nodes, so that they allocate less.
+	asksArr [4]ask[Req]
+	okArr   [4]Reply[Rep]
 }
 
 // ask is the state of one node's ask.
@@ -183,8 +188,12 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 	cl.caller = c.Self()
 	cl.deadline = now.Add(cl.opts.timeout)
 	n := cl.cfg.Size()
-	cl.rs = Replies[Rep]{cfg: cl.cfg, live: fullNodeSet(n), ok: make([]Reply[Rep], 0, n)}
-	cl.asks = make([]ask[Req], n)
+	cl.rs = Replies[Rep]{cfg: cl.cfg, live: fullNodeSet(n)}
+	if n <= len(cl.asksArr) {
+		cl.asks, cl.rs.ok = cl.asksArr[:n], cl.okArr[:0]
+	} else {
+		cl.asks, cl.rs.ok = make([]ask[Req], n), make([]Reply[Rep], 0, n)
+	}
 	for i, node := range cl.cfg.nodes {
 		a := &cl.asks[i]
 		a.msg = cl.req
@@ -444,6 +453,14 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 		cl.m.defer_.drop(d)
 	}
 	cl.defs = nil
+	if cl.resolve != nil {
+		if err != nil {
+			cl.resolve(nil, err)
+		} else {
+			cl.resolve(res, nil)
+		}
+		return
+	}
 	cl.onDone(c, res, level, err)
 }
 
@@ -493,14 +510,7 @@ func Ask[Req, Rep, Res any](c *actor.Context, cfg Configuration, req Req, spec S
 		resolve(nil, err)
 		return Future[Res]{p}
 	}
-	cl.qf = spec.Quorum
-	cl.onDone = func(_ *actor.Context, res Res, _ int, err error) {
-		if err != nil {
-			resolve(nil, err)
-			return
-		}
-		resolve(res, nil)
-	}
+	cl.qf, cl.resolve = spec.Quorum, resolve
 	cl.start(c)
 	return Future[Res]{p}
 }
