@@ -269,7 +269,7 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 	for i := range cl.asks {
 		if cl.asks[i].st == stFirst {
 			n := cl.cfg.nodes[i]
-			cs = append(cs, cand{pos: i, failing: n.failing(), lat: time.Duration(n.latency.Load())})
+			cs = append(cs, cand{pos: i, failing: n.Failing(), lat: time.Duration(n.latency.Load())})
 		}
 	}
 	slices.SortStableFunc(cs, func(a, b cand) int {

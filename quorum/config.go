@@ -25,14 +25,14 @@ type Node struct {
 	id  uint32
 	ref actor.Ref
 
-	latency  atomic.Int64 // smoothed round trip in ns; 0 before the first reply
-	replies  atomic.Uint64
-	failures atomic.Uint64
-	lastOK   atomic.Int64 // unix ns of the last reply, 0 if none
+	latency   atomic.Int64 // smoothed round trip in ns; 0 before the first reply
+	replies   atomic.Uint64
+	failures  atomic.Uint64
+	lastOK    atomic.Int64 // unix ns of the last reply, 0 if none
+	lastErrAt atomic.Int64 // unix ns of the last failure, 0 if none
 
-	mu        sync.Mutex
-	lastErr   error
-	lastErrAt time.Time
+	mu      sync.Mutex
+	lastErr error
 }
 
 // ID returns the node's id: unique among the nodes its Manager holds, and
@@ -68,21 +68,29 @@ type NodeStats struct {
 // goroutine.
 func (n *Node) Stats() NodeStats {
 	n.mu.Lock()
-	s := NodeStats{LastErr: n.lastErr, LastErrAt: n.lastErrAt}
+	s := NodeStats{LastErr: n.lastErr}
 	n.mu.Unlock()
+	if at := n.lastErrAt.Load(); at != 0 {
+		s.LastErrAt = time.Unix(0, at)
+	}
 	s.Latency = time.Duration(n.latency.Load())
 	s.Replies, s.Failures = n.replies.Load(), n.failures.Load()
-	s.Failing = s.LastErr != nil && n.lastOK.Load() < s.LastErrAt.UnixNano()
+	s.Failing = n.Failing()
 	return s
 }
+
+// Failing reports whether the node's last ask failed (no reply came since
+// its last failure). It takes no lock.
+func (n *Node) Failing() bool { return n.lastErrAt.Load() > n.lastOK.Load() }
 
 // observe records the outcome of one ask that took d.
 func (n *Node) observe(now time.Time, d time.Duration, err error) {
 	if err != nil {
 		n.failures.Add(1)
 		n.mu.Lock()
-		n.lastErr, n.lastErrAt = err, now
+		n.lastErr = err
 		n.mu.Unlock()
+		n.lastErrAt.Store(max(now.UnixNano(), 1))
 		return
 	}
 	n.replies.Add(1)
@@ -97,14 +105,6 @@ func (n *Node) observe(now time.Time, d time.Duration, err error) {
 			return
 		}
 	}
-}
-
-// failing reports whether the node's last ask failed.
-func (n *Node) failing() bool {
-	n.mu.Lock()
-	at := n.lastErrAt
-	n.mu.Unlock()
-	return !at.IsZero() && n.lastOK.Load() < at.UnixNano()
 }
 
 // ErrNotMember means a configuration was asked to replace a ref it does

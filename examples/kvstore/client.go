@@ -611,7 +611,10 @@ func (cl *Client) failing(v *view, id int, cfg quorum.Configuration) {
 	}
 	for i := range cfg.Size() {
 		n := cfg.Node(i)
-		if st := n.Stats(); st.Failing && isStale(st.LastErr) {
+		if !n.Failing() {
+			continue
+		}
+		if st := n.Stats(); isStale(st.LastErr) {
 			if j := slices.Index(v.tab.Refs[id], n.Ref()); j >= 0 {
 				cl.startFetch(v.tab.Hosts(id)[j])
 			}
