@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -240,7 +241,8 @@ func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout ti
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: dial %s: %w", addr, err)
 	}
-	if first.Shards <= 0 || first.Replicas <= 0 || len(first.Members) == 0 || first.Shards > maxShards {
+	if first.Shards <= 0 || first.Replicas <= 0 || len(first.Members) == 0 ||
+		first.Shards > maxShards || first.Replicas > maxReplicas || len(first.Members) > maxMembers {
 		return nil, fmt.Errorf("kvstore: dial %s: bad directory: %d shards, %d replicas, %d members", addr, first.Shards, first.Replicas, len(first.Members))
 	}
 	t := Table{Shards: first.Shards, Replicas: first.Replicas, Members: first.Members,
@@ -268,9 +270,14 @@ func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout ti
 	return cl, nil
 }
 
-// maxShards bounds the shards a directory may announce, so that a hostile
-// daemon cannot make a client allocate without end.
-const maxShards = 1 << 16
+// maxShards, maxReplicas and maxMembers bound the shape a directory may
+// announce, so that a hostile daemon cannot make a client allocate
+// without end (a table holds shards × replicas refs).
+const (
+	maxShards   = 1 << 16
+	maxReplicas = 15
+	maxMembers  = 4096
+)
 
 // refresher bounds the directory fetches of a client: one per member at a
 // time, spaced by RefreshInterval, or by a backoff after failures.
@@ -704,6 +711,9 @@ func (cl *Client) write(ctx context.Context, key string, e Entry) error {
 	res, err := step(ctx, cl, id, Get{K: key, NoValue: true}, readSpec)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotWritten, err)
+	}
+	if res.e.TS.N == math.MaxUint64 {
+		return fmt.Errorf("%w: key %q: its stamp counter is exhausted", ErrNotWritten, key)
 	}
 	e.TS = Stamp{N: res.e.TS.N + 1, W: cl.writer}
 	_, err = step(ctx, cl, id, Write{K: key, E: e}, storeSpec)

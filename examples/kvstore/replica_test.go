@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -159,23 +160,57 @@ func TestCatchUpPageBounds(t *testing.T) {
 	}
 }
 
-// TestDialRefusesAHugeDirectory: a directory announcing more shards than
-// maxShards is refused before the client allocates for them.
+// TestDialRefusesAHugeDirectory: a directory announcing more shards,
+// replicas or members than the bounds is refused before the client
+// allocates for them.
 func TestDialRefusesAHugeDirectory(t *testing.T) {
 	d := newTestNode(t, "liar")
 	if err := RegisterTypes(d.node); err != nil {
 		t.Fatal(err)
 	}
+	var rep DirReply
+	var mu sync.Mutex
 	d.node.RegisterKind(DirectoryKind, func(any) (actor.Factory, error) {
-		return func() actor.Actor {
-			return &directory{rep: DirReply{Shards: maxShards + 1, Replicas: 3, Members: []string{d.node.Addr()}}}
-		}, nil
+		mu.Lock()
+		defer mu.Unlock()
+		r := rep
+		return func() actor.Actor { return &directory{rep: r} }, nil
 	})
 	c := newTestNode(t, "client")
-	_, err := Dial(context.Background(), c.node, d.node.Addr(), "tok", 0)
-	if err == nil || !strings.Contains(err.Error(), "bad directory") {
-		t.Fatalf("dial of a directory of %d shards: %v", maxShards+1, err)
+	many := make([]string, maxMembers+1)
+	for i := range many {
+		many[i] = fmt.Sprint("10.0.0.1:", i)
 	}
+	for _, bad := range []DirReply{
+		{Shards: maxShards + 1, Replicas: 3, Members: []string{d.node.Addr()}},
+		{Shards: 16, Replicas: maxReplicas + 1, Members: []string{d.node.Addr()}},
+		{Shards: 16, Replicas: 3, Members: many},
+	} {
+		mu.Lock()
+		rep = bad
+		mu.Unlock()
+		_, err := Dial(context.Background(), c.node, d.node.Addr(), "tok", 0)
+		if err == nil || !strings.Contains(err.Error(), "bad directory") {
+			t.Fatalf("dial of a directory of %d shards, %d replicas, %d members: %v", bad.Shards, bad.Replicas, len(bad.Members), err)
+		}
+	}
+}
+
+// TestStampCounterExhausted: a key whose stamp counter is at its maximum
+// (a hostile or broken writer) refuses writes rather than wrap around to
+// versions older than the one it has.
+func TestStampCounterExhausted(t *testing.T) {
+	tn := newTestNode(t, "a")
+	st := tn.install(t, Config{DataDir: t.TempDir()})
+	cl := newClient(t, tn.sys, LocalTable(st))
+	ref := st.Directory().Local[ShardOf("k", DefaultShards)].Ref
+	if _, err := tn.sys.Ask(ctxT(t), ref, Write{K: "k", E: Entry{TS: Stamp{N: math.MaxUint64, W: 1}, V: []byte("last")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Put(ctxT(t), "k", []byte("next")); !errors.Is(err, ErrNotWritten) {
+		t.Fatalf("put after the last stamp: %v, want ErrNotWritten", err)
+	}
+	mustGet(t, cl, "k", "last", true)
 }
 
 // TestCatchUpSecondPass: writes that clients make after a restarted
