@@ -539,8 +539,9 @@ func runBench(dc *demoCluster, o demoOpts, stdout io.Writer) error {
 			cells = append(cells, c)
 		}
 	}
-	fmt.Fprintf(stdout, "\n%d daemons on 127.0.0.1, %d shards, 100-byte values, %v per cell, one client process (GOMAXPROCS %d, %d CPUs):\n\n",
-		demoNodes, dc.cl.Table().Shards, o.cell, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	tab := dc.cl.Table()
+	fmt.Fprintf(stdout, "\n%d daemons on 127.0.0.1, %d shards of %d replicas, 100-byte values, %v per cell, one client process (GOMAXPROCS %d, %d CPUs):\n\n",
+		demoNodes, tab.Shards, tab.Replicas, o.cell, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	benchTable(stdout, cells)
 	return nil
 }
