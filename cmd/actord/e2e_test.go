@@ -167,7 +167,10 @@ func TestE2EKillDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-b.done
-	t.Logf("b (pid %d) SIGKILLed at %v, with %d puts acknowledged", b.info.PID, killedAt.Sub(testStart).Round(time.Millisecond), acked)
+	mu.Lock()
+	ackedAtKill := acked
+	mu.Unlock()
+	t.Logf("b (pid %d) SIGKILLed at %v, with %d puts acknowledged", b.info.PID, killedAt.Sub(testStart).Round(time.Millisecond), ackedAtKill)
 
 	// 3. Membership notices: a and c log b's failure and count 2 members.
 	for _, d := range []*child{a, c} {
