@@ -64,10 +64,14 @@ type Overflow struct {
 }
 
 // Tagged is implemented by events that carry tags, which tag queries
-// (MatchTags) select on. A tag is an opaque string compared exactly, such as
-// "peer=node-2" or "critical". EventTags may have a value or a pointer
+// (MatchTags) and queries (MatchQuery, which reads "key=value" tags as
+// attributes) select on. A tag is an opaque string compared exactly, such
+// as "peer=node-2" or "critical". EventTags may have a value or a pointer
 // receiver; it is called only when a subscription to the type has a tag
 // query, at most once per Emit, and must not retain or modify the event.
+// With a value receiver it is called on the event as emitted, at no
+// allocation; with a pointer receiver the event is first copied to the
+// heap.
 type Tagged interface {
 	EventTags() []string
 }
