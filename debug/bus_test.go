@@ -62,7 +62,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// subscribers counts the live subscriptions of the bus (the streams').
+// subscribers counts the live subscriptions of the bus (the streams'),
+// from the moment Subscribe admits them: wait for an emitter's Subscribers
+// (installed ones) before emitting.
 func subscribers(b *event.Bus) int { return b.Subscriptions() }
 
 // A stream delivers the events of the types it names, matching its query,
@@ -80,7 +82,7 @@ func TestBusFollowStreams(t *testing.T) {
 		errc <- s.client.FollowBus(ctx, debug.BusQuery{Types: []string{"event.NodeUp", "event.NodeDown"}, Query: "Node = 'b'"},
 			func(e debug.BusEvent) bool { got <- e; return len(got) < 2 })
 	}()
-	eventually(t, "the stream's subscription", func() bool { return subscribers(s.bus) == 1 })
+	eventually(t, "the stream's subscription", func() bool { return up.Subscribers() == 1 })
 	_ = up.Emit(event.NodeUp{Node: "a", Addr: "127.0.0.1:1"})                         // another node
 	_ = opened.Emit(event.ConnOpened{Node: "b"})                                      // another type
 	_ = up.Emit(event.NodeUp{Node: "b", Addr: "127.0.0.1:2"})                         // 1
@@ -218,7 +220,7 @@ func TestBusFollowCutsOffSlowClient(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	done := make(chan struct{})
 	go func() { defer close(done); s.srv.Handler().ServeHTTP(w, req) }()
-	eventually(t, "the stream's subscription", func() bool { return subscribers(s.bus) == 1 })
+	eventually(t, "the stream's subscription", func() bool { return em.Subscribers() == 1 })
 	_ = em.Emit(event.NodeUp{Node: "n0"}) // taken by the handler, which then blocks writing it
 	<-w.entered
 	for i := 1; i <= 100; i++ { // the emitter is never held up

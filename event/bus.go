@@ -109,7 +109,9 @@ func (b *Bus) Close() {
 // Closed reports whether Close has been called.
 func (b *Bus) Closed() bool { return b.closed.Load() }
 
-// Subscriptions returns the number of live subscriptions.
+// Subscriptions returns the number of live subscriptions, counted from the
+// moment a Subscribe call admits them (before it returns); an emitter's
+// Subscribers counts those that receive its events.
 func (b *Bus) Subscriptions() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -751,6 +751,11 @@ func (b *Bus) Unsubscribe(client, query string, types ...Type) error {
 			return err
 		}
 	}
+	for _, t := range types {
+		if err := checkType(t.rt); err != nil {
+			return err
+		}
+	}
 	key := subKey(types, len(types) == 0, q)
 	b.mu.Lock()
 	s := b.clients[client][key]

@@ -228,6 +228,9 @@ func TestClientUnsubscribe(t *testing.T) {
 	if err := b.Unsubscribe("c", "Conn =", TypeOf[Opened]()); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Unsubscribe with a bad query: %v", err)
 	}
+	if err := b.Unsubscribe("c", "", Type{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Unsubscribe of the zero Type: %v", err)
+	}
 	again := must(Subscribe[Opened](b, Client("c"), MatchQuery("Conn = 1")))(t)
 	_ = em.Emit(Opened{Conn: 1})
 	if got := recv(t, again.Out(), "again"); got.Conn != 1 {

@@ -38,12 +38,14 @@ func busDaemon(t *testing.T) (flags []string, bus *event.Bus, up *event.Emitter[
 	return []string{"--addr", srv.Addr(), "--token-file", tok}, bus, up
 }
 
-func waitSubscribed(t *testing.T, bus *event.Bus, n int) {
+// waitSubscribed waits until n subscriptions receive NodeUp: installed, not
+// only admitted (Bus.Subscriptions counts those while Subscribe runs).
+func waitSubscribed(t *testing.T, up *event.Emitter[event.NodeUp], n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for bus.Subscriptions() != n {
+	for up.Subscribers() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d subscriptions on the bus, want %d", bus.Subscriptions(), n)
+			t.Fatalf("%d subscriptions receive NodeUp, want %d", up.Subscribers(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -52,7 +54,7 @@ func waitSubscribed(t *testing.T, bus *event.Bus, n int) {
 // `actord debug events --follow` streams the bus with a type filter and a
 // query; --json prints the server's lines; --types lists the types.
 func TestDebugEventsFollow(t *testing.T) {
-	flags, bus, up := busDaemon(t)
+	flags, _, up := busDaemon(t)
 	var buf lines
 	buf.ch = make(chan string, 64)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -61,7 +63,7 @@ func TestDebugEventsFollow(t *testing.T) {
 	o.client = clientFor(t, flags)
 	done := make(chan error, 1)
 	go func() { done <- debugEvents(ctx, o, nil) }()
-	waitSubscribed(t, bus, 1)
+	waitSubscribed(t, up, 1)
 	_ = up.Emit(event.NodeUp{Node: "node-a"})
 	_ = up.Emit(event.NodeUp{Node: "node-b", Addr: "127.0.0.1:7700"})
 	select {
@@ -76,14 +78,14 @@ func TestDebugEventsFollow(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("interrupted follow: %v, want nil", err)
 	}
-	waitSubscribed(t, bus, 0) // the server saw the client leave
+	waitSubscribed(t, up, 0) // the server saw the client leave
 
 	// --json: the server's lines.
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
 	o = &debugOpts{stdout: &buf, loop: -1, follow: true, json: true, client: clientFor(t, flags)}
 	go func() { done <- debugEvents(ctx2, o, nil) }()
-	waitSubscribed(t, bus, 1)
+	waitSubscribed(t, up, 1)
 	_ = up.Emit(event.NodeUp{Node: "<n>"})
 	select {
 	case l := <-buf.ch:
@@ -106,7 +108,7 @@ func TestDebugEventsFollow(t *testing.T) {
 // The stream's end by the server is reported (exit 1, with its reason);
 // bad combinations of flags and unknown types are usage errors (exit 2).
 func TestDebugEventsFollowErrors(t *testing.T) {
-	flags, bus, _ := busDaemon(t)
+	flags, bus, up := busDaemon(t)
 	codes := make(chan int, 1)
 	var errOut string
 	go func() {
@@ -114,7 +116,7 @@ func TestDebugEventsFollowErrors(t *testing.T) {
 		c, _, errOut = runCLI(t, append([]string{"debug", "events", "--follow"}, flags...)...)
 		codes <- c
 	}()
-	waitSubscribed(t, bus, 1)
+	waitSubscribed(t, up, 1)
 	bus.Close()
 	select {
 	case c := <-codes:
