@@ -201,7 +201,7 @@ func (b *Bus) Types() []TypeInfo {
 		bases = append(bases, tb)
 	}
 	b.mu.Unlock()
-	for i, tb := range bases { // stateMu is never taken under mu
+	for i, tb := range bases { // a state lock is taken before mu, never under it (see attach)
 		tb.stateMu.Lock()
 		out[i].Stateful = tb.nStateful > 0
 		tb.stateMu.Unlock()

@@ -101,14 +101,14 @@ func (e *Emitter[T]) Emit(ev T) error {
 		return ErrBusClosed
 	}
 	if t.flags.Load() != 0 {
-		return t.emit(context.Background(), false, ev)
+		return t.emit(nil, ev)
 	}
 	sn := t.acquire()
 	if sn == nil {
 		return nil
 	}
 	defer sn.release()
-	t.publish(context.Background(), false, ev, nil, sn.entries)
+	t.publish(ev, nil, sn.entries)
 	return nil
 }
 
@@ -132,17 +132,19 @@ func (e *Emitter[T]) EmitContext(ctx context.Context, ev T) error {
 	if e.t.b.closed.Load() {
 		return ErrBusClosed
 	}
-	return e.t.emit(ctx, true, ev)
+	return e.t.emit(&emitOpts{wait: true, ctx: ctx}, ev)
 }
 
 // emit is the general emit path: the observer, the last event of a stateful
-// type, and, when wait is set, waiting for blocking subscriptions until ctx
-// ends.
-func (t *topic[T]) emit(ctx context.Context, wait bool, ev T) error {
-	var boxed any
+// type, and, with o.wait, waiting for blocking subscriptions until o.ctx
+// ends. o may be nil.
+func (t *topic[T]) emit(o *emitOpts, ev T) error {
 	if obs := t.b.observer; obs != nil {
-		boxed = ev
-		obs(t.typ, boxed)
+		if o == nil {
+			o = &emitOpts{}
+		}
+		o.boxed = ev
+		obs(t.typ, o.boxed)
 	}
 	var sn *snapshot[T]
 	if t.flags.Load()&flagKeepLast != 0 {
@@ -159,9 +161,9 @@ func (t *topic[T]) emit(ctx context.Context, wait bool, ev T) error {
 		return nil
 	}
 	defer sn.release()
-	missed, busClosed := t.publish(ctx, wait, ev, boxed, sn.entries)
+	missed, busClosed := t.publish(ev, o, sn.entries)
 	if missed > 0 {
-		return fmt.Errorf("event: %v not delivered to %d blocking subscription(s): %w", t.rt, missed, ctx.Err())
+		return fmt.Errorf("event: %v not delivered to %d blocking subscription(s): %w", t.rt, missed, o.ctx.Err())
 	}
 	if busClosed {
 		return ErrBusClosed

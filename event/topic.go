@@ -86,6 +86,7 @@ type entry[T any] struct {
 	tags     *TagQuery
 	query    *boundQuery
 	kind     uint8
+	filtered bool // filter, tags or query is set
 	blocking bool
 }
 
@@ -205,6 +206,7 @@ func (t *topic[T]) prepare(s *Subscription, cfg *subConfig, strict bool) (any, [
 		q := *cfg.tags
 		e.tags = &q
 	}
+	e.filtered = e.filter != nil || e.tags != nil || cfg.query != nil
 	var absent []string
 	if cfg.query != nil {
 		bq, abs, err := cfg.query.bind(t.rt, t.tagged)
@@ -317,13 +319,27 @@ func waitSend[V any](ctx context.Context, ch chan V, v V, done <-chan struct{}) 
 	}
 }
 
+// emitOpts are the options of an emit beyond the fast path: a bus
+// observer's boxing of the event, and EmitContext's waiting.
+type emitOpts struct {
+	boxed any             // ev as an interface, if the caller has made it
+	wait  bool            // wait for blocking subscriptions, until ctx ends
+	ctx   context.Context // with wait
+}
+
 // publish delivers ev to every subscription of a pinned snapshot, in order,
-// each with a non-blocking send, except that when wait is set (EmitContext)
-// a blocking subscription whose buffer is full is waited for until ctx
-// ends. boxed is ev as an interface if the caller has made it.
-// missed counts the blocking subscriptions given up on; busClosed reports
-// a wait ended by the bus closing.
-func (t *topic[T]) publish(ctx context.Context, wait bool, ev T, boxed any, subs []entry[T]) (missed int, busClosed bool) {
+// each with a non-blocking send, except that when o.wait is set
+// (EmitContext) a blocking subscription whose buffer is full is waited for
+// until o.ctx ends. o is nil on Emit's fast path. missed counts the
+// blocking subscriptions given up on; busClosed reports a wait ended by the
+// bus closing.
+func (t *topic[T]) publish(ev T, o *emitOpts, subs []entry[T]) (missed int, busClosed bool) {
+	var boxed any // ev as an interface, made at most once per emit
+	wait := false
+	var ctx context.Context
+	if o != nil {
+		boxed, wait, ctx = o.boxed, o.wait, o.ctx
+	}
 	var tags []string
 	tagsKnown := false
 	for i := range subs {
@@ -332,10 +348,8 @@ func (t *topic[T]) publish(ctx context.Context, wait bool, ev T, boxed any, subs
 		if s.ended.Load() {
 			continue
 		}
-		if e.filter != nil || e.tags != nil || e.query != nil {
-			if !t.accepts(e, &ev, &tags, &tagsKnown) {
-				continue
-			}
+		if e.filtered && !t.accepts(e, &ev, &tags, &tagsKnown) {
+			continue
 		}
 		var waited int
 		switch e.kind {
