@@ -63,7 +63,8 @@ func (t Table) clone() Table {
 // majority: the register protocol of Attiya, Bar-Noy and Dolev (ABD), with
 // multiple writers. A Put first reads the newest stamp of the key from a
 // majority, then stores the value with a newer stamp (the counter plus
-// one, and the client's own random id) on a majority; each replica keeps
+// one, and a writer id unique to this write: the client's random id plus
+// the number of its writes) on a majority; each replica keeps
 // the version with the newest stamp and acknowledges only once it holds
 // it, or a newer one, durably. A Get reads the versions of a majority and
 // returns the newest; if not a majority holds it yet (a write in progress,
@@ -93,7 +94,11 @@ type Client struct {
 	mgr     *quorum.Manager
 	callers []*quorum.Caller
 	timeout time.Duration
+	// writer is the client's random id; writes counts its writes. A
+	// write's stamp carries writer+writes (see newStamp), so no two writes
+	// of one client, concurrent ones included, share a stamp.
 	writer  uint64
+	writes  atomic.Uint64
 	cur     atomic.Pointer[view] // replaced, never modified
 	dir     *refresher           // nil: the table is fixed
 }
@@ -715,9 +720,24 @@ func (cl *Client) write(ctx context.Context, key string, e Entry) error {
 	if res.e.TS.N == math.MaxUint64 {
 		return fmt.Errorf("%w: key %q: its stamp counter is exhausted", ErrNotWritten, key)
 	}
-	e.TS = Stamp{N: res.e.TS.N + 1, W: cl.writer}
+	e.TS = cl.newStamp(res.e.TS.N + 1)
 	_, err = step(ctx, cl, id, Write{K: key, E: e}, storeSpec)
 	return err
+}
+
+// newStamp returns the stamp of a write with counter n: its writer part
+// is unique to this write. The client's id alone is not: two puts of one
+// client running at once may read the same newest counter, and two writes
+// under one stamp with different values break the register (each replica
+// keeps whichever it gets first and acknowledges the other unstored).
+// Offsets from a random 64-bit id keep writes of different clients apart
+// too, but for a chance of about one in 2^64 per pair of writes.
+func (cl *Client) newStamp(n uint64) Stamp {
+	w := cl.writer + cl.writes.Add(1)
+	if w == 0 {
+		w = cl.writer + cl.writes.Add(1) // zero is no writer's
+	}
+	return Stamp{N: n, W: w}
 }
 
 // IsUnavailable reports whether err means the key's replicas could not be

@@ -244,3 +244,44 @@ func TestLinearizableWithADaemonKilledAndRestarted(t *testing.T) {
 	}
 	h.check(t)
 }
+
+// Concurrent puts through one Client that read the same newest stamp must
+// still write different stamps: with the client's id alone as the tie
+// breaker they wrote the same stamp with different values; each replica
+// kept whichever came first (the puts go out through different loops, so
+// in different orders), acknowledged the other without storing it, and
+// reads that met different replicas saw versions in different orders (the
+// linearizability check found it under load). Every stamp a replica is
+// sent must carry one value only.
+func TestConcurrentPutsOfOneClientGetDistinctStamps(t *testing.T) {
+	var mu sync.Mutex
+	values := map[Stamp]string{}
+	var clash string
+	h := &hooks{written: func(_ int, w Write) {
+		mu.Lock()
+		defer mu.Unlock()
+		if old, ok := values[w.E.TS]; ok && old != string(w.E.V) && clash == "" {
+			clash = fmt.Sprintf("stamp %+v carries %q and %q", w.E.TS, old, w.E.V)
+		}
+		values[w.E.TS] = string(w.E.V)
+	}}
+	_, cl := cluster(t, 3, Config{Shards: 1, hooks: h})
+	const goroutines, puts = 8, 40
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range puts {
+				if err := cl.Put(ctxT(t), "k", []byte(fmt.Sprintf("%d.%d", g, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if clash != "" {
+		t.Fatal(clash)
+	}
+}

@@ -7,9 +7,9 @@ import (
 	"github.com/actord/actord/remote"
 )
 
-// Stamp orders the writes of a key: a counter, then the id of the client
-// that wrote (so that two clients that pick the same counter still write
-// different, ordered versions). The zero Stamp is older than every write:
+// Stamp orders the writes of a key: a counter, then an id unique to the
+// write (so that two writes that pick the same counter, of one client or
+// of two, still make different, ordered versions). The zero Stamp is older than every write:
 // a key never written has it.
 type Stamp struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array

@@ -33,6 +33,7 @@ type hooks struct {
 	queued       func(shard, n int)                   // runs on the loop when a write is queued behind a commit
 	started      func(shard int)                      // runs on the loop in every replica instance's Start
 	secondPass   <-chan struct{}                      // the catch-up's second pass waits for it instead of CatchUpAgain
+	written      func(shard int, w Write)             // runs on the loop for every Write a replica receives
 }
 
 // beforeCommit runs the test hook, if any.
@@ -384,6 +385,9 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 	case Write:
 		if err := checkKey(m.K); err != nil {
 			return nil, false, err
+		}
+		if h := s.d.hooks; h != nil && h.written != nil {
+			h.written(s.d.id, m)
 		}
 		if !s.data[m.K].TS.Less(m.E.TS) {
 			return nil, false, nil // this version, or a newer one, is durable
