@@ -97,10 +97,10 @@ type Client struct {
 	// writer is the client's random id; writes counts its writes. A
 	// write's stamp carries writer+writes (see newStamp), so no two writes
 	// of one client, concurrent ones included, share a stamp.
-	writer  uint64
-	writes  atomic.Uint64
-	cur     atomic.Pointer[view] // replaced, never modified
-	dir     *refresher           // nil: the table is fixed
+	writer uint64
+	writes atomic.Uint64
+	cur    atomic.Pointer[view] // replaced, never modified
+	dir    *refresher           // nil: the table is fixed
 }
 
 // view is a table and the quorum configurations of its shards.
