@@ -10,40 +10,40 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
-	"github.com/actord/actord/daemon"
+	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/remote"
 )
 
-// Errors. Test for them with errors.Is; they are the daemon package's own,
-// so they match on both sides.
+// Errors. Test for them with errors.Is; they are package gateway's, which
+// the daemon's gateway answers with, so they match on both sides.
 var (
 	// ErrBadCapability: the capability string could not be parsed.
-	ErrBadCapability = daemon.ErrBadCapability
+	ErrBadCapability = gateway.ErrBadCapability
 	// ErrNoSuchMember: Spawn named a member the dialed daemon does not see.
-	ErrNoSuchMember = daemon.ErrNoSuchMember
+	ErrNoSuchMember = gateway.ErrNoSuchMember
 	// ErrNoGateway: the member is there but the dialed daemon does not
 	// know its gateway yet (the gateways meet shortly after it joins).
-	ErrNoGateway = daemon.ErrNoGateway
+	ErrNoGateway = gateway.ErrNoGateway
 	// ErrUnknownKind: the kind is not registered on the chosen daemon.
 	ErrUnknownKind = remote.ErrUnknownKind
 	// ErrSpawn: the kind refused its arguments or the actor failed to start.
-	ErrSpawn = daemon.ErrSpawn
+	ErrSpawn = gateway.ErrSpawn
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("client: closed")
 )
 
-// Capability is a daemon's gateway capability; see daemon.Capability for
+// Capability is a daemon's gateway capability; see gateway.Capability for
 // the text form.
-type Capability = daemon.Capability
+type Capability = gateway.Capability
 
 // ParseCapability parses the text form of a capability. Errors match
 // ErrBadCapability.
-func ParseCapability(s string) (Capability, error) { return daemon.ParseCapability(s) }
+func ParseCapability(s string) (Capability, error) { return gateway.ParseCapability(s) }
 
 // ReadCapabilityFile reads a capability file (a daemon's
 // <data dir>/actord.cap) and returns its text.
 func ReadCapabilityFile(path string) (string, error) {
-	c, err := daemon.ReadCapability(path)
+	c, err := gateway.ReadCapability(path)
 	if err != nil {
 		return "", fmt.Errorf("client: capability file: %w", err)
 	}
@@ -132,7 +132,7 @@ func Dial(ctx context.Context, capability string, opts Options) (*Client, error)
 		_ = sys.Shutdown(context.Background())
 		return nil, fmt.Errorf("client: dial: %w", err)
 	}
-	if err := daemon.RegisterGatewayTypes(node); err != nil {
+	if err := gateway.RegisterTypes(node); err != nil {
 		return fail(err)
 	}
 	stop, err := node.Start(ctx)
@@ -185,11 +185,11 @@ func (c *Client) isClosed() bool {
 
 // Members lists the cluster's members, sorted by name.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
-	v, err := c.Ask(ctx, c.gw, daemon.ListMembers{})
+	v, err := c.Ask(ctx, c.gw, gateway.ListMembers{})
 	if err != nil {
 		return nil, fmt.Errorf("client: members: %w", err)
 	}
-	ml, ok := v.(daemon.MemberList)
+	ml, ok := v.(gateway.MemberList)
 	if !ok {
 		return nil, fmt.Errorf("client: members: unexpected reply %T", v)
 	}
@@ -197,7 +197,7 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	for i, m := range ml.Members {
 		out[i] = Member{Name: m.Name, Addr: m.Addr, Self: m.Self}
 		if !m.Gateway.IsZero() {
-			if cp, ok := daemon.CapabilityOf(c.node, m.Gateway); ok {
+			if cp, ok := gateway.CapabilityOf(c.node, m.Gateway); ok {
 				out[i].Capability = cp.String()
 			}
 		}
@@ -207,15 +207,15 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 
 // Spawn creates an actor of a registered kind on member ("" for the dialed
 // daemon) with args, and returns its ref. args reach the kind's function
-// as msgpack decodes them into an any (see daemon.SpawnKind). Errors match
+// as msgpack decodes them into an any (see gateway.SpawnKind). Errors match
 // ErrNoSuchMember, ErrNoGateway, ErrUnknownKind, ErrSpawn, or, for a wrong
 // capability, actor.ErrDead.
 func (c *Client) Spawn(ctx context.Context, member, kind string, args any) (actor.Ref, error) {
-	v, err := c.Ask(ctx, c.gw, daemon.SpawnKind{Member: member, Kind: kind, Args: args})
+	v, err := c.Ask(ctx, c.gw, gateway.SpawnKind{Member: member, Kind: kind, Args: args})
 	if err != nil {
 		return actor.Ref{}, fmt.Errorf("client: spawn %s on %q: %w", kind, member, err)
 	}
-	res, ok := v.(daemon.SpawnResult)
+	res, ok := v.(gateway.SpawnResult)
 	if !ok {
 		return actor.Ref{}, fmt.Errorf("client: spawn %s on %q: unexpected reply %T", kind, member, v)
 	}

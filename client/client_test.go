@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -386,5 +388,23 @@ func TestClose(t *testing.T) {
 	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		conn.Close()
 		t.Fatalf("client node still listens on %s after Close", addr)
+	}
+}
+
+// A client program links neither the daemon nor its debugger, membership
+// or profiling: only the runtime, the remote layer and the gateway's
+// protocol.
+func TestClientDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, banned := range []string{"github.com/actord/actord/daemon", "github.com/actord/actord/debug",
+			"github.com/actord/actord/cluster", "github.com/hashicorp/memberlist", "net/http/pprof", "go.etcd.io/bbolt"} {
+			if dep == banned {
+				t.Errorf("package client depends on %s", dep)
+			}
+		}
 	}
 }

@@ -42,12 +42,12 @@ func TestClusterKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	eventually(t, 10*time.Second, "a sees b", func() bool {
+	eventually(t, 10*time.Second, "a sees b and knows its gateway", func() bool {
 		ms, err := c.Members(ctx)
 		if err != nil {
 			t.Fatalf("members: %v", err)
 		}
-		return len(ms) == 2
+		return len(ms) == 2 && ms[0].Capability != "" && ms[1].Capability != ""
 	})
 	ref, err := c.Spawn(ctx, "b", "echo", nil)
 	if err != nil {

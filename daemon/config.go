@@ -73,7 +73,8 @@ type Config struct {
 	// (the node logs a warning). See docs/deploy.md, "Security".
 	ClusterKeyFile string
 	// Remote is the base configuration of the remote node; Name, Listen
-	// and Logger are set from the fields above, ClusterKey from
+	// and Logger are set from the fields above, Events to the daemon's
+	// bus (Daemon.Bus), ClusterKey from
 	// ClusterKeyFile (set one or the other), and PrivateKey, when nil, from
 	// the data dir's NodeKeyFile (created on the first start).
 	Remote remote.Config

@@ -19,6 +19,7 @@ import (
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/cluster"
 	"github.com/actord/actord/debug"
+	"github.com/actord/actord/event"
 	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/remote"
 	"github.com/actord/actord/supervisor"
@@ -78,6 +79,8 @@ type Daemon struct {
 	met   *metricsService
 	info  Info
 	gw    *Gateway // see gateway.go
+	bus   *event.Bus
+	ev    *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
@@ -121,7 +124,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey, startFail: make(chan error, 1)}
 	d.lastFail.Store("")
 
-	acfg := actor.Config{Loops: cfg.Loops, ExternalLoops: true, Logger: log}
+	// One event bus per daemon (see Bus). The connection manager, when it
+	// comes, is to be handed d.bus here as the remote node is, and to emit
+	// its decisions on it.
+	d.bus = event.New(event.Config{})
+	rt, _ := event.NewRuntime(d.bus) // cannot fail: the bus is new
+	d.ev = newDaemonEvents(d.bus)
+	rcfg.Events = d.bus
+	acfg := rt.Install(actor.Config{Loops: cfg.Loops, ExternalLoops: true, Logger: log})
 	d.rec = debug.Install(&acfg, debug.Config{})
 	d.sys = actor.NewSystem(acfg)
 	if err := d.rec.Attach(d.sys); err != nil {
@@ -139,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	tokenFile := ""
 	if cfg.DebugAddr != Off {
 		tokenFile = cfg.TokenFile
-		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log, Ready: d.Ready}, d.metricFamilies)
+		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log, Ready: d.Ready, Bus: d.bus}, d.metricFamilies)
 		d.tree.Root.Add(d.dbg)
 	}
 	if cfg.separateMetrics() {
@@ -179,11 +189,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		ccfg.SecretKey = GossipKey(rcfg.ClusterKey)
 	}
 	d.agent = cluster.New(ccfg)
+	d.ev.watch(d.agent)
 	d.agentP.Store(d.agent)
 	d.agentTok = d.tree.Root.Add(d.agent)
 	if err := d.wait(sctx, d.agent.Ready()); err != nil {
 		return fail("cluster agent did not start on "+cfg.Gossip, err)
 	}
+	d.ev.members(d.agent)
 	if err := d.startGateway(sctx); err != nil {
 		return fail("gateway did not start", err)
 	}
@@ -334,6 +346,7 @@ func (d *Daemon) hook(e suture.Event) {
 			"panic", ev.PanicMsg, "restarting", ev.Restarting, "stack", ev.Stacktrace)
 		d.lastFail.Store(fmt.Sprintf("%s panicked: %s", ev.ServiceName, ev.PanicMsg))
 		d.failedAtStart(ev.ServiceName, "panicked: "+ev.PanicMsg)
+		d.ev.serviceFailed(ev.ServiceName, errors.New(ev.PanicMsg), true, ev.Restarting)
 	case suture.EventServiceTerminate:
 		if d.stopping.Load() {
 			d.log.Debug("daemon: service stopped", "service", ev.ServiceName, "err", fmt.Sprint(ev.Err))
@@ -343,6 +356,11 @@ func (d *Daemon) hook(e suture.Event) {
 			"err", fmt.Sprint(ev.Err), "restarting", ev.Restarting)
 		d.lastFail.Store(fmt.Sprintf("%s: %v", ev.ServiceName, ev.Err))
 		d.failedAtStart(ev.ServiceName, ev.Err)
+		err, ok := ev.Err.(error)
+		if !ok {
+			err = fmt.Errorf("%v", ev.Err)
+		}
+		d.ev.serviceFailed(ev.ServiceName, err, false, ev.Restarting)
 	default:
 		d.log.Warn("daemon: "+firstLine(e.String()), "event", fmt.Sprintf("%T", e))
 	}
@@ -368,6 +386,16 @@ func (d *Daemon) Agent() *cluster.Agent { return d.agent }
 
 // Recorder returns the daemon's debug recorder.
 func (d *Daemon) Recorder() *debug.Recorder { return d.rec }
+
+// Bus returns the daemon's event bus, for applications to subscribe to
+// and emit on. The daemon emits on it the lifecycle of its actors
+// (event.ActorSpawned, ActorStopped, ActorCrashed, ActorRestarted,
+// SupervisorGaveUp, LoopOverloaded), of its remote node (NodeUp, NodeDown,
+// ConnOpened, ConnClosed, DeadLetter), its cluster membership
+// (MemberChanged, and Membership from a stateful emitter) and the failures
+// of its services (ServiceFailed); the debug server streams it. The bus
+// closes when the daemon has stopped, after the last of those events.
+func (d *Daemon) Bus() *event.Bus { return d.bus }
 
 // Done is closed once the daemon has stopped (Shutdown, Kill, or its
 // service tree ending by itself).
@@ -491,8 +519,57 @@ func (d *Daemon) finish() {
 	select {
 	case <-d.done:
 	default:
+		d.bus.Close() // after every service has stopped: subscribers get the last events first
 		close(d.done)
 	}
+}
+
+// daemonEvents emits the daemon's own events on its bus: its cluster
+// membership as its agent sees it, and the failures of its services.
+type daemonEvents struct {
+	changed    *event.Emitter[event.MemberChanged]
+	membership *event.Emitter[event.Membership]
+	failed     *event.Emitter[event.ServiceFailed]
+	mu         sync.Mutex // orders Membership snapshots: the last emitted is the newest
+}
+
+func newDaemonEvents(b *event.Bus) *daemonEvents {
+	e := &daemonEvents{}
+	// A new bus: these cannot fail.
+	e.changed, _ = event.NewEmitter[event.MemberChanged](b)
+	e.membership, _ = event.NewEmitter[event.Membership](b, event.Stateful())
+	e.failed, _ = event.NewEmitter[event.ServiceFailed](b)
+	return e
+}
+
+// watch bridges the agent's membership events to the bus, from the
+// agent's dispatching goroutine (after it told the remote node of a
+// failure). Emit never blocks, so the agent is never held up.
+func (e *daemonEvents) watch(a *cluster.Agent) {
+	a.Subscribe(func(ev cluster.Event) {
+		_ = e.changed.Emit(event.MemberChanged{Change: ev.Kind.String(), Member: member(ev.Member), Time: ev.Time})
+		e.members(a)
+	})
+}
+
+// members emits the agent's current membership.
+func (e *daemonEvents) members(a *cluster.Agent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ms := a.Members()
+	out := make([]event.Member, len(ms))
+	for i, m := range ms {
+		out[i] = member(m)
+	}
+	_ = e.membership.Emit(event.Membership{Members: out, Time: time.Now()})
+}
+
+func member(m cluster.Member) event.Member {
+	return event.Member{Name: m.Name, Addr: m.Addr, Gossip: m.Gossip, Self: m.Self}
+}
+
+func (e *daemonEvents) serviceFailed(service string, err error, panicked, restarting bool) {
+	_ = e.failed.Emit(event.ServiceFailed{Service: service, Err: err, Panicked: panicked, Restarting: restarting, Time: time.Now()})
 }
 
 // nodeService runs the remote node under suture, names it for suture's

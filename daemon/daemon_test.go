@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thejerf/suture/v4"
 	"go.uber.org/goleak"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/cluster"
 	"github.com/actord/actord/debug"
+	"github.com/actord/actord/event"
 	"github.com/actord/actord/remote"
 )
 
@@ -416,4 +418,109 @@ func holdReply(r *actor.Reply) {
 	held.Lock()
 	held.r = append(held.r, r)
 	held.Unlock()
+}
+
+// The daemon's bus carries its actors', remote node's and membership's
+// events; Membership is stateful (a late subscriber gets the current one
+// first); the bus closes after the daemon stopped.
+func TestDaemonEventBus(t *testing.T) {
+	a := start(t, testConfig(t, "bus-a"))
+	bus := a.Bus()
+	if bus == nil {
+		t.Fatal("no bus")
+	}
+	ms, err := event.Subscribe[event.Membership](bus, event.Buffer(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := recvEvent(t, ms.Out(), "the current membership")
+	if len(first.Members) != 1 || first.Members[0].Name != "bus-a" || !first.Members[0].Self {
+		t.Fatalf("first membership %+v, want bus-a alone", first)
+	}
+	changes, err := event.Subscribe[event.MemberChanged](bus, event.Buffer(16), event.MatchQuery("Change = 'join' AND Member.Name = 'bus-b'"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups, err := event.Subscribe[event.ActorSpawned](bus, event.Buffer(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := start(t, testConfig(t, "bus-b", a.Info().GossipAddr))
+	if ch := recvEvent(t, changes.Out(), "bus-b joining"); ch.Member.Addr != b.Info().Addr {
+		t.Fatalf("join event %+v, want bus-b at %s", ch, b.Info().Addr)
+	}
+	for {
+		m := recvEvent(t, ms.Out(), "a membership of two")
+		if len(m.Members) == 2 {
+			break
+		}
+	}
+	ref, err := a.System().Spawn(context.Background(), func() actor.Actor {
+		return fnActor(func(*actor.Context, any) (any, error) { return nil, nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if sp := recvEvent(t, ups.Out(), "the spawn"); sp.Actor == ref {
+			break
+		}
+	}
+	known := map[string]bool{}
+	for _, ti := range bus.Types() {
+		known[ti.Type.String()] = ti.Emitters > 0
+	}
+	for _, name := range []string{"event.ActorSpawned", "event.NodeUp", "event.ConnOpened", "event.MemberChanged", "event.Membership", "event.ServiceFailed"} {
+		if !known[name] {
+			t.Errorf("no emitter of %s on the daemon's bus", name)
+		}
+	}
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ms.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the bus outlived the daemon")
+	}
+	if !errors.Is(ms.Err(), event.ErrBusClosed) {
+		t.Fatalf("subscription ended with %v, want ErrBusClosed", ms.Err())
+	}
+}
+
+func recvEvent[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: the subscription ended", what)
+		}
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: nothing after 20s", what)
+	}
+	panic("unreachable")
+}
+
+// The service tree's failures reach the bus as ServiceFailed (the tree's
+// hook is called here as suture calls it).
+func TestDaemonServiceFailedEvent(t *testing.T) {
+	d := start(t, testConfig(t, "svc"))
+	s, err := event.Subscribe[event.ServiceFailed](d.Bus(), event.Buffer(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.hook(suture.EventServiceTerminate{SupervisorName: "actord", ServiceName: "debug-http", Err: errors.New("listener gone"), Restarting: true})
+	d.hook(suture.EventServicePanic{SupervisorName: "actord", ServiceName: "metrics-http", PanicMsg: "boom", Restarting: false})
+	d.hook(suture.EventServiceTerminate{SupervisorName: "actord", ServiceName: "odd", Err: "not an error value", Restarting: true})
+	got := []event.ServiceFailed{recvEvent(t, s.Out(), "terminate"), recvEvent(t, s.Out(), "panic"), recvEvent(t, s.Out(), "odd")}
+	if got[0].Service != "debug-http" || got[0].Err.Error() != "listener gone" || got[0].Panicked || !got[0].Restarting {
+		t.Errorf("terminate: %+v", got[0])
+	}
+	if got[1].Service != "metrics-http" || got[1].Err.Error() != "boom" || !got[1].Panicked || got[1].Restarting {
+		t.Errorf("panic: %+v", got[1])
+	}
+	if got[2].Err == nil || got[2].Err.Error() != "not an error value" {
+		t.Errorf("a non-error value: %+v", got[2])
+	}
 }

@@ -16,6 +16,12 @@
 // remote.ErrNodeDown and monitors of its actors fire, without waiting for
 // the connection's heartbeat to time out.
 //
+// Each daemon has one event bus ([Daemon.Bus], package event): its actors'
+// lifecycle, its remote node's peers and connections, its cluster
+// membership and its services' failures are emitted on it, applications
+// subscribe to it and emit on it, and the debug server streams it
+// (`actord debug events --follow`). See docs/events.md.
+//
 // Security: the remote transport is always encrypted (Noise, see
 // docs/remote.md). With Config.ClusterKeyFile, only nodes holding the same
 // cluster key can connect, and gossip is encrypted with a key derived from

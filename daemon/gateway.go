@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/cluster"
+	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/remote"
 )
 
@@ -37,186 +36,47 @@ import (
 // member's gateway is recorded only as the member's node key proves it
 // (gateway_intro.go).
 
-// CapabilityFile is the name, in the data dir, of the file holding the
-// daemon's gateway capability (one line, see Capability).
-const CapabilityFile = "actord.cap"
+// The client-facing protocol lives in package gateway; these names are
+// kept for the daemon's own code and its users.
 
-// capScheme prefixes the text form of a Capability.
-const capScheme = "actord://"
+// CapabilityFile is gateway.CapabilityFile.
+const CapabilityFile = gateway.CapabilityFile
 
-// Errors of the gateway. They match (errors.Is) on the client side too.
+// Errors of the gateway (see package gateway).
 var (
-	// ErrBadCapability: a capability string could not be parsed.
-	ErrBadCapability = errors.New("actord: bad capability")
-	// ErrNoSuchMember: a request named a member the gateway's daemon does
-	// not see in the cluster.
-	ErrNoSuchMember = errors.New("actord: no such member")
-	// ErrNoGateway: the member exists but its gateway is not known (yet)
-	// to the daemon asked.
-	ErrNoGateway = errors.New("actord: member's gateway not known")
-	// ErrSpawn: the kind refused its arguments or the actor failed to start.
-	ErrSpawn = errors.New("actord: spawn failed")
+	ErrBadCapability = gateway.ErrBadCapability
+	ErrNoSuchMember  = gateway.ErrNoSuchMember
+	ErrNoGateway     = gateway.ErrNoGateway
+	ErrSpawn         = gateway.ErrSpawn
 )
 
-// Capability is a remote ref written down: the name and remote (gnet)
-// address of the node hosting the actor, and its wire identity with the
-// secret. Its text form (String, ParseCapability) is
-//
-//	actord://<node>@<host:port>/<loop>.<slot>.<gen>#<secret: 32 hex digits>
-//
-// with <node> query-escaped (url.QueryEscape), e.g.
-// actord://a@127.0.0.1:7700/1.0.1#00112233445566778899aabbccddeeff.
-// It is a secret: whoever reads it has the authority it names.
-type Capability struct {
-	Node string
-	Addr string
-	ID   actor.WireID
-}
+// The gateway's protocol (see package gateway).
+type (
+	Capability  = gateway.Capability
+	ListMembers = gateway.ListMembers
+	MemberList  = gateway.MemberList
+	MemberInfo  = gateway.MemberInfo
+	SpawnKind   = gateway.SpawnKind
+	SpawnResult = gateway.SpawnResult
+)
 
-// String returns the capability's text form.
-func (c Capability) String() string {
-	return fmt.Sprintf("%s%s@%s/%d.%d.%d#%s", capScheme, url.QueryEscape(c.Node), c.Addr,
-		c.ID.Loop, c.ID.Slot, c.ID.Gen, hex.EncodeToString(c.ID.Secret[:]))
-}
-
-// ParseCapability parses the text form of a capability (surrounding white
-// space is ignored). Errors match ErrBadCapability.
-func ParseCapability(s string) (Capability, error) {
-	bad := func(why string) (Capability, error) {
-		return Capability{}, fmt.Errorf("%w: %s", ErrBadCapability, why)
-	}
-	s = strings.TrimSpace(s)
-	rest, ok := strings.CutPrefix(s, capScheme)
-	if !ok {
-		return bad("does not start with " + capScheme)
-	}
-	rest, secret, ok := strings.Cut(rest, "#")
-	if !ok {
-		return bad("no #secret")
-	}
-	slash := strings.LastIndexByte(rest, '/')
-	if slash < 0 {
-		return bad("no /loop.slot.gen")
-	}
-	authority, ids := rest[:slash], rest[slash+1:]
-	esc, addr, ok := strings.Cut(authority, "@")
-	if !ok || esc == "" {
-		return bad("no node@address")
-	}
-	node, err := url.QueryUnescape(esc)
-	if err != nil || node == "" {
-		return bad("bad node name")
-	}
-	if err := checkAddr(addr, true); err != nil {
-		return bad(fmt.Sprintf("address: %v", err))
-	}
-	parts := strings.Split(ids, ".")
-	if len(parts) != 3 {
-		return bad("want loop.slot.gen")
-	}
-	loop, err1 := strconv.ParseUint(parts[0], 10, 16)
-	slot, err2 := strconv.ParseUint(parts[1], 10, 32)
-	gen, err3 := strconv.ParseUint(parts[2], 10, 32)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return bad("loop.slot.gen: " + err.Error())
-	}
-	sec, err := hex.DecodeString(secret)
-	if err != nil || len(sec) != 16 {
-		return bad("secret: want 32 hex digits")
-	}
-	c := Capability{Node: node, Addr: addr, ID: actor.WireID{Loop: uint16(loop), Slot: uint32(slot), Gen: uint32(gen)}}
-	copy(c.ID.Secret[:], sec)
-	return c, nil
-}
-
-// ReadCapability reads a capability file (as the daemon writes it).
-func ReadCapability(path string) (Capability, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Capability{}, err
-	}
-	return ParseCapability(string(b))
-}
-
-// Ref makes a Ref from the capability on node n (see remote.Node.ImportRef).
-func (c Capability) Ref(n *remote.Node) (actor.Ref, error) {
-	return n.ImportRef(c.Node, c.Addr, c.ID)
-}
-
-// CapabilityOf writes down the ref r as n sees it (local or remote).
-func CapabilityOf(n *remote.Node, r actor.Ref) (Capability, bool) {
-	node, addr, id, ok := n.ExportRef(r)
-	return Capability{Node: node, Addr: addr, ID: id}, ok
-}
-
-// The gateway's protocol. Register it with RegisterGatewayTypes on every
-// node that talks to a gateway.
-
-// ListMembers asks a gateway for the cluster's members; the reply is a
-// MemberList.
-type ListMembers struct{}
-
-// MemberList is the reply to ListMembers, sorted by name.
-type MemberList struct {
-	Members []MemberInfo
-}
-
-// MemberInfo is one member of the cluster as a gateway sees it.
-type MemberInfo struct {
-	Name string
-	Addr string // remote (gnet) address
-	Self bool   // the gateway's own daemon
-	// Gateway is the member's gateway, the zero Ref while it is not known.
-	Gateway actor.Ref
-}
-
-// SpawnKind asks a gateway to spawn an actor of a registered kind on the
-// member named Member ("" or its own name: on its own daemon; another
-// member: forwarded to that member's gateway). Args go to the kind's
-// function as msgpack decodes them into an `any`, integers made int64
-// (uint64 above math.MaxInt64): string, int64, uint64, float64, bool,
-// []byte, []any, map[string]any or nil. The reply is a SpawnResult.
-type SpawnKind struct {
-	Member string
-	Kind   string
-	Args   any
-}
-
-// SpawnResult is the reply to SpawnKind: the new actor's ref, or a failure
-// Code (one of the Spawn* constants) with a message.
-type SpawnResult struct {
-	Ref  actor.Ref
-	Code int
-	Msg  string
-}
-
-// Codes of SpawnResult.
+// Codes of SpawnResult (see package gateway).
 const (
-	SpawnOK          = 0
-	SpawnNoMember    = 1 // ErrNoSuchMember
-	SpawnNoGateway   = 2 // ErrNoGateway
-	SpawnUnknownKind = 3 // remote.ErrUnknownKind
-	SpawnFailed      = 4 // ErrSpawn
+	SpawnOK          = gateway.SpawnOK
+	SpawnNoMember    = gateway.SpawnNoMember
+	SpawnNoGateway   = gateway.SpawnNoGateway
+	SpawnUnknownKind = gateway.SpawnUnknownKind
+	SpawnFailed      = gateway.SpawnFailed
 )
 
-// Err returns the result's error (nil on success), matching the sentinel of
-// its code.
-func (r SpawnResult) Err() error {
-	var base error
-	switch r.Code {
-	case SpawnOK:
-		return nil
-	case SpawnNoMember:
-		base = ErrNoSuchMember
-	case SpawnNoGateway:
-		base = ErrNoGateway
-	case SpawnUnknownKind:
-		base = remote.ErrUnknownKind
-	default:
-		base = ErrSpawn
-	}
-	return fmt.Errorf("%w: %s", base, r.Msg)
-}
+// ParseCapability is gateway.ParseCapability.
+func ParseCapability(s string) (Capability, error) { return gateway.ParseCapability(s) }
+
+// ReadCapability is gateway.ReadCapability.
+func ReadCapability(path string) (Capability, error) { return gateway.ReadCapability(path) }
+
+// CapabilityOf is gateway.CapabilityOf.
+func CapabilityOf(n *remote.Node, r actor.Ref) (Capability, bool) { return gateway.CapabilityOf(n, r) }
 
 // gatewayWelcome answers a hello: Member's gateway, sealed for the asker
 // (see gateway_intro.go).
@@ -226,13 +86,11 @@ type gatewayWelcome struct {
 }
 
 // RegisterGatewayTypes registers the gateway protocol's message types on
-// n. Daemons and clients both call it.
+// n: the client-facing ones (gateway.RegisterTypes) and those the gateways
+// of a cluster exchange among themselves.
 func RegisterGatewayTypes(n *remote.Node) error {
 	return errors.Join(
-		remote.Register[ListMembers](n, "actord.gateway.ListMembers"),
-		remote.Register[MemberList](n, "actord.gateway.MemberList"),
-		remote.Register[SpawnKind](n, "actord.gateway.SpawnKind"),
-		remote.Register[SpawnResult](n, "actord.gateway.SpawnResult"),
+		gateway.RegisterTypes(n),
 		remote.Register[gatewayWelcome](n, "actord.gateway.Welcome"),
 		remote.RegisterError("actord.gateway.answered", errAnswered),
 	)

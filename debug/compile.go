@@ -21,7 +21,7 @@ import (
 //
 // The output is the same as the reflection walker's: exported fields in
 // declaration order, depth bounded by maxDepth, stopping once the buffer
-// holds more than PayloadBytes.
+// holds more than its limit.
 
 // encFn appends the JSON of the value at p (of the type it was compiled
 // for). It returns false once the bound is reached. depth is the value's

@@ -40,7 +40,8 @@
 // [NewServer] serves the recorder over HTTP on localhost: the dump protocol
 // (JSON, [ProtocolVersion], documented in docs/debugging.md), a live event
 // stream, Prometheus metrics ([Recorder.Families], [WriteMetrics]) and
-// net/http/pprof. Access is a capability: a 256-bit random token written to
+// the runtime's profiles (what net/http/pprof serves, on this server's mux
+// only: nothing is registered on http.DefaultServeMux). Access is a capability: a 256-bit random token written to
 // a file of mode 0600; a request without it gets 401 and nothing else.
 // [Client] is the Go client the `actord debug` command uses.
 package debug

@@ -26,6 +26,7 @@ const PayloadBytes = 256
 // into an encoder (compile.go); the reflection walker (value) renders what
 // the compiled encoders leave to it (maps, mostly).
 type renderer struct {
+	limit int // the bound of a rendering: PayloadBytes for the ring
 	buf   []byte
 	types map[reflect.Type]*typeInfo // the reflection walker's
 	encs  map[reflect.Type]*encoder  // compiled encoders
@@ -34,8 +35,12 @@ type renderer struct {
 	lastT *msgType
 }
 
-func newRenderer() renderer {
-	return renderer{buf: make([]byte, 0, PayloadBytes+64), types: make(map[reflect.Type]*typeInfo),
+func newRenderer() renderer { return newRendererLimit(PayloadBytes) }
+
+// newRendererLimit returns a renderer whose renderings are cut at limit
+// bytes.
+func newRendererLimit(limit int) renderer {
+	return renderer{limit: limit, buf: make([]byte, 0, limit+64), types: make(map[reflect.Type]*typeInfo),
 		encs: make(map[reflect.Type]*encoder), msgs: make(map[uintptr]*msgType)}
 }
 
@@ -80,7 +85,7 @@ func (r *renderer) msgType(w uintptr, v any) *msgType {
 }
 
 // render returns a JSON rendering of v, whose type is mt (nil for a nil v),
-// cut at PayloadBytes (truncated is then true and the text is not valid
+// cut at the renderer's limit (truncated is then true and the text is not valid
 // JSON). The slice is reused by the next call.
 func (r *renderer) render(v any, mt *msgType) (out []byte, truncated bool) {
 	r.buf = r.buf[:0]
@@ -90,11 +95,11 @@ func (r *renderer) render(v any, mt *msgType) (out []byte, truncated bool) {
 	return r.buf, false
 }
 
-// cut trims the buffer to PayloadBytes on a UTF-8 boundary.
+// cut trims the buffer to the limit on a UTF-8 boundary.
 func (r *renderer) cut() []byte {
 	b := r.buf
-	if len(b) > PayloadBytes {
-		b = b[:PayloadBytes]
+	if len(b) > r.limit {
+		b = b[:r.limit]
 	}
 	for len(b) > 0 && !utf8.Valid(b[max(0, len(b)-3):]) {
 		b = b[:len(b)-1]
@@ -102,7 +107,7 @@ func (r *renderer) cut() []byte {
 	return b
 }
 
-func (r *renderer) full() bool { return len(r.buf) > PayloadBytes }
+func (r *renderer) full() bool { return len(r.buf) > r.limit }
 
 // top renders a message: as any value, except that a message that is an
 // error renders as its text whatever its kind, and a nil []byte as "".
@@ -330,8 +335,8 @@ func printable(b []byte) bool {
 
 // str appends s as a JSON string, stopping early once the bound is reached.
 func (r *renderer) str(s string) {
-	if len(s) > PayloadBytes+8 {
-		s = s[:PayloadBytes+8]
+	if len(s) > r.limit+8 {
+		s = s[:r.limit+8]
 	}
 	r.buf = appendJSONString(r.buf, s)
 }

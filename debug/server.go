@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,10 +21,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/event"
 	"github.com/actord/actord/internal/httpserve"
+	"github.com/actord/actord/internal/pprofhttp"
 )
 
 // ServerConfig sets up a debug server.
@@ -53,6 +55,14 @@ type ServerConfig struct {
 	// needs no token; nil means ready while the server runs. /healthz,
 	// also without the token, answers 200 while the server runs.
 	Ready func() bool
+	// Bus, if set, is the event bus that GET /debug/v1/bus/types lists and
+	// GET /debug/v1/bus/follow streams (see BusEvent). Without it they
+	// answer 404.
+	Bus *event.Bus
+	// BusBuffer is how many events a bus stream may hold for a client that
+	// reads slower than the bus emits; past it the stream is cut off with a
+	// last line saying so. Default DefaultBusBuffer.
+	BusBuffer int
 }
 
 // HTTPLimits bound what the debug and metrics servers accept from a
@@ -78,9 +88,10 @@ type Server struct {
 	done   chan struct{}
 	served chan struct{} // closed once the serving goroutines are done
 
-	mu    sync.Mutex
-	extra []MetricsSource
-	close sync.Once
+	mu         sync.Mutex
+	extra      []MetricsSource
+	close      sync.Once
+	busStreams atomic.Int64 // bus streams being served
 }
 
 // NewServer writes a fresh token to cfg.TokenFile and starts serving rec
@@ -97,6 +108,9 @@ func NewServer(rec *Recorder, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.FollowInterval <= 0 {
 		cfg.FollowInterval = 100 * time.Millisecond
+	}
+	if cfg.BusBuffer <= 0 {
+		cfg.BusBuffer = DefaultBusBuffer
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -220,15 +234,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/v1/events", s.events)
 	mux.HandleFunc("GET /debug/v1/crashes", s.crashesH)
 	mux.HandleFunc("GET /debug/v1/follow", s.follow)
+	mux.HandleFunc("GET /debug/v1/bus/types", s.busTypes)
+	mux.HandleFunc("GET /debug/v1/bus/follow", s.busFollow)
 	mux.HandleFunc("GET /debug/v1/dump", s.dump)
 	mux.HandleFunc("POST /debug/v1/patch", s.patch)
 	mux.HandleFunc("POST /debug/v1/trace", s.trace)
 	mux.HandleFunc("GET /metrics", s.metrics)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Profiling on this mux only (net/http/pprof would also register on
+	// the default mux); a profile may run past the write timeout.
+	pprofhttp.Register(mux, "/debug/pprof/", func(w http.ResponseWriter, d time.Duration) { _ = httpserve.ExtendWrite(w, d) })
 	guarded := httpserve.Health(s.cfg.Ready, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="actord debug"`)
@@ -271,6 +285,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, errTooLarge):
 		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBusy):
+		status = http.StatusServiceUnavailable
 	}
 	// The body names the problem for a person; the Go package prefixes of
 	// the error chain would only repeat themselves there.

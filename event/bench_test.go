@@ -214,3 +214,129 @@ func BenchmarkEmitToActor(b *testing.B) {
 			}
 	})
 }
+
+// BenchmarkEmitWildcard: one op = one event emitted and received by one
+// wildcard subscriber (SubscribeAll), which receives it boxed in an any.
+func BenchmarkEmitWildcard(b *testing.B) {
+	bus := New(Config{})
+	defer bus.Close()
+	em, err := NewEmitter[benchEvent](bus)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub, err := SubscribeAll(bus, Buffer(benchBatch))
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := sub.Out()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		n := min(benchBatch, b.N-i)
+		for j := 0; j < n; j++ {
+			_ = em.Emit(benchEvent{N: i + j})
+		}
+		for j := 0; j < n; j++ {
+			<-out
+		}
+		i += n
+	}
+	b.StopTimer()
+	if err := sub.Err(); err != nil || sub.Dropped() != 0 {
+		b.Fatalf("subscription: err %v, dropped %d", err, sub.Dropped())
+	}
+}
+
+// benchTagged is an event with fields and exact tags for the filter
+// benchmarks.
+type benchTagged struct {
+	N    int
+	Peer string
+	Tags []string
+}
+
+func (e benchTagged) EventTags() []string { return e.Tags }
+
+// benchFiltered runs one op = one event emitted to one channel subscriber
+// with the given filter option, which accepts it, and received.
+func benchFiltered(b *testing.B, opt Option) {
+	bus := New(Config{})
+	defer bus.Close()
+	em, err := NewEmitter[benchTagged](bus)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub, err := Subscribe[benchTagged](bus, Buffer(benchBatch), opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := sub.Out()
+	tags := []string{"region=eu", "peer=node-2", "critical"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		n := min(benchBatch, b.N-i)
+		for j := 0; j < n; j++ {
+			_ = em.Emit(benchTagged{N: i + j + 1, Peer: "node-2", Tags: tags})
+		}
+		for j := 0; j < n; j++ {
+			<-out
+		}
+		i += n
+	}
+	b.StopTimer()
+	if err := sub.Err(); err != nil || sub.Dropped() != 0 {
+		b.Fatalf("subscription: err %v, dropped %d", err, sub.Dropped())
+	}
+}
+
+// BenchmarkEmitFilterQueryFields: a two-condition query on fields
+// (N > 0 AND Peer = 'node-2').
+func BenchmarkEmitFilterQueryFields(b *testing.B) {
+	benchFiltered(b, MatchQuery("N > 0 AND Peer = 'node-2'"))
+}
+
+// BenchmarkEmitFilterQueryTags: a two-condition query on exact tags
+// (peer = 'node-2' AND critical EXISTS).
+func BenchmarkEmitFilterQueryTags(b *testing.B) {
+	benchFiltered(b, MatchQuery("peer = 'node-2' AND critical EXISTS"))
+}
+
+// BenchmarkEmitFilterTagQuery: MatchTags with one required tag.
+func BenchmarkEmitFilterTagQuery(b *testing.B) {
+	benchFiltered(b, MatchTags(TagQuery{All: []string{"peer=node-2"}}))
+}
+
+// BenchmarkEmitFilterWhere: the same selection as a Where predicate, the
+// floor of the filter benchmarks.
+func BenchmarkEmitFilterWhere(b *testing.B) {
+	benchFiltered(b, Where(func(e benchTagged) bool { return e.N > 0 && e.Peer == "node-2" }))
+}
+
+// BenchmarkEmitStateful: BenchmarkEmitOneSubscriber with a stateful
+// emitter (the per-type state lock and the copy of the last event).
+func BenchmarkEmitStateful(b *testing.B) {
+	bus := New(Config{})
+	defer bus.Close()
+	em, err := NewEmitter[benchEvent](bus, Stateful())
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub, err := Subscribe[benchEvent](bus, Buffer(benchBatch))
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := sub.Out()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		n := min(benchBatch, b.N-i)
+		for j := 0; j < n; j++ {
+			_ = em.Emit(benchEvent{N: i + j})
+		}
+		for j := 0; j < n; j++ {
+			<-out
+		}
+		i += n
+	}
+}

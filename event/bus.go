@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -22,6 +24,14 @@ type Config struct {
 	// emitter down. Zero means DefaultMaxSubscriptions; negative means no
 	// limit.
 	MaxSubscriptions int
+	// Observer, if set, is called with every event emitted on the bus (by
+	// Emit and EmitContext), on the emitter's goroutine, before the event is
+	// delivered to any subscriber, and whether or not there are any: for
+	// metrics, tracing and tests. ev is the event value (boxed once per
+	// Emit, shared with the subscribers that need it). It must be quick,
+	// must not block, must not emit on the bus, and must be safe to call
+	// from several goroutines at once; a panic in it reaches the emitter.
+	Observer func(t Type, ev any)
 }
 
 // Bus carries typed events from emitters to subscribers, in process. It is
@@ -33,15 +43,19 @@ type Config struct {
 // copy the subscriber list of the types concerned (copy on write), so the
 // emit path pins it with two atomic additions and takes no lock.
 type Bus struct {
-	max    int
-	closed atomic.Bool
-	done   chan struct{} // closed by Close
+	max      int
+	observer func(Type, any)
+	closed   atomic.Bool
+	done     chan struct{} // closed by Close
 
 	mu      sync.Mutex
 	topics  map[reflect.Type]topicAny
+	seq     uint64 // topics created
 	subs    map[*Subscription]struct{}
 	byActor map[actor.Ref][]*Subscription
-	nActor  atomic.Int64 // len of all byActor lists, read without mu by the runtime bridge
+	nActor  atomic.Int64                        // len of all byActor lists, read without mu by the runtime bridge
+	wild    []*Subscription                     // wildcard subscriptions: in every topic
+	clients map[string]map[string]*Subscription // client id -> subscription key -> subscription
 }
 
 // New returns an open Bus.
@@ -51,11 +65,13 @@ func New(cfg Config) *Bus {
 		max = DefaultMaxSubscriptions
 	}
 	return &Bus{
-		max:     max,
-		done:    make(chan struct{}),
-		topics:  make(map[reflect.Type]topicAny),
-		subs:    make(map[*Subscription]struct{}),
-		byActor: make(map[actor.Ref][]*Subscription),
+		max:      max,
+		observer: cfg.Observer,
+		done:     make(chan struct{}),
+		topics:   make(map[reflect.Type]topicAny),
+		subs:     make(map[*Subscription]struct{}),
+		byActor:  make(map[actor.Ref][]*Subscription),
+		clients:  make(map[string]map[string]*Subscription),
 	}
 }
 
@@ -81,6 +97,8 @@ func (b *Bus) Close() {
 	}
 	clear(b.subs)
 	clear(b.byActor)
+	clear(b.clients)
+	b.wild = nil
 	b.nActor.Store(0)
 	b.mu.Unlock()
 	for _, s := range subs {
@@ -91,7 +109,9 @@ func (b *Bus) Close() {
 // Closed reports whether Close has been called.
 func (b *Bus) Closed() bool { return b.closed.Load() }
 
-// Subscriptions returns the number of live subscriptions.
+// Subscriptions returns the number of live subscriptions, counted from the
+// moment a Subscribe call admits them (before it returns); an emitter's
+// Subscribers counts those that receive its events.
 func (b *Bus) Subscriptions() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -131,14 +151,76 @@ func checkType(rt reflect.Type) error {
 	return nil
 }
 
-// topicLocked returns the topic of t, creating it. b.mu must be held.
+// topicLocked returns the topic of t, creating it (with the wildcard
+// subscriptions in it). b.mu must be held.
 func (b *Bus) topicLocked(t Type) topicAny {
 	tp, ok := b.topics[t.rt]
 	if !ok {
 		tp = t.mk(b)
+		b.seq++
+		tp.base().seq = b.seq
 		b.topics[t.rt] = tp
+		for _, s := range b.wild {
+			e, _, _ := tp.prepare(s, s.cfg, false)
+			tp.install(e)
+			s.topics = append(s.topics, tp)
+		}
 	}
 	return tp
+}
+
+// TypeInfo describes an event type a bus knows: one that an emitter, a
+// subscription or a WaitEmitter call has named.
+type TypeInfo struct {
+	Type Type
+	// Emitters is the number of open emitters of the type.
+	Emitters int
+	// Subscribers is the number of live subscriptions that name the type
+	// (Subscribe, SubscribeMany, SubscribeActor); wildcard subscriptions,
+	// which receive every type, are counted by Bus.Wildcards instead.
+	Subscribers int
+	// Stateful is true while a stateful emitter of the type is open.
+	Stateful bool
+}
+
+// Types lists the event types the bus knows, sorted by name, with their
+// emitter and subscriber counts (as libp2p's GetAllEventTypes, with the
+// counts). A type stays known once named; its counts may drop to zero.
+// Nil once the bus is closed.
+func (b *Bus) Types() []TypeInfo {
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return nil
+	}
+	out := make([]TypeInfo, 0, len(b.topics))
+	bases := make([]*topicBase, 0, len(b.topics))
+	for _, tp := range b.topics {
+		tb := tp.base()
+		out = append(out, TypeInfo{Type: tb.typ, Emitters: tb.emitters, Subscribers: tp.subscribers() - len(b.wild)})
+		bases = append(bases, tb)
+	}
+	b.mu.Unlock()
+	for i, tb := range bases { // a state lock is taken before mu, never under it (see attach)
+		tb.stateMu.Lock()
+		out[i].Stateful = tb.nStateful > 0
+		tb.stateMu.Unlock()
+	}
+	slices.SortFunc(out, func(x, y TypeInfo) int {
+		if c := strings.Compare(x.Type.String(), y.Type.String()); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Type.rt.PkgPath(), y.Type.rt.PkgPath())
+	})
+	return out
+}
+
+// Wildcards returns the number of live wildcard subscriptions
+// (SubscribeAll).
+func (b *Bus) Wildcards() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.wild)
 }
 
 // HasEmitter reports whether at least one open emitter of T is registered on
@@ -209,6 +291,17 @@ func (b *Bus) unlink(s *Subscription) {
 	delete(b.subs, s)
 	for _, tp := range s.topics {
 		tp.remove(s)
+	}
+	if s.client != "" {
+		if m := b.clients[s.client]; m[s.key] == s {
+			delete(m, s.key)
+			if len(m) == 0 {
+				delete(b.clients, s.client)
+			}
+		}
+	}
+	if s.wild {
+		b.wild = slices.DeleteFunc(b.wild, func(x *Subscription) bool { return x == s })
 	}
 	if s.kind == kindActor {
 		list := b.byActor[s.ref]

@@ -27,6 +27,13 @@ var (
 	// bus) or its system shut down or rejected the ref. The error wraps the
 	// cause from the actor package when there is one.
 	ErrSubscriberGone = errors.New("event: subscriber gone")
+	// ErrAlreadySubscribed is what the Subscribe functions return when the
+	// client (see Client) already holds a subscription to the same types
+	// with the same query.
+	ErrAlreadySubscribed = errors.New("event: already subscribed")
+	// ErrSubscriptionNotFound is what Bus.Unsubscribe and
+	// Bus.UnsubscribeAll return when the client holds no such subscription.
+	ErrSubscriptionNotFound = errors.New("event: subscription not found")
 	// ErrInvalid means a call was given bad arguments: an interface type as
 	// an event type, no types, a buffer below 1, a filter for a type that is
 	// not subscribed, the zero Ref, a nil system.

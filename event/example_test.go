@@ -259,3 +259,147 @@ func ExampleBus_Close() {
 	fmt.Println(errors.Is(sub.Err(), event.ErrBusClosed), open)
 	// Output: true false
 }
+
+// LocalAddr is state: the address a node listens on now.
+type LocalAddr struct{ Addr string }
+
+// A stateful emitter's last event is given to each new subscriber first:
+// a component that starts late still learns the current address.
+func ExampleStateful() {
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	addr, _ := event.NewEmitter[LocalAddr](bus, event.Stateful())
+	addr.Emit(LocalAddr{Addr: "10.0.0.1:7700"})
+	addr.Emit(LocalAddr{Addr: "10.0.0.2:7700"})
+
+	late, _ := event.Subscribe[LocalAddr](bus) // after both events
+	fmt.Println("current:", (<-late.Out()).Addr)
+	addr.Emit(LocalAddr{Addr: "10.0.0.3:7700"})
+	fmt.Println("then:", (<-late.Out()).Addr)
+	// Output:
+	// current: 10.0.0.2:7700
+	// then: 10.0.0.3:7700
+}
+
+// A wildcard subscription receives every event type, in emit order; the
+// bus lists the types it knows with their counts.
+func ExampleSubscribeAll() {
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	all, _ := event.SubscribeAll(bus, event.Buffer(16))
+	opened, _ := event.NewEmitter[ConnOpened](bus)
+	closed, _ := event.NewEmitter[ConnClosed](bus)
+	opened.Emit(ConnOpened{ID: 1, Peer: "node-a"})
+	closed.Emit(ConnClosed{ID: 1})
+	all.Unsubscribe()
+	for ev := range all.Out() {
+		fmt.Printf("%T %v\n", ev, ev)
+	}
+	for _, t := range bus.Types() {
+		fmt.Println(t.Type, "emitters:", t.Emitters, "subscribers:", t.Subscribers)
+	}
+	// Output:
+	// event_test.ConnOpened {1 node-a}
+	// event_test.ConnClosed {1}
+	// event_test.ConnClosed emitters: 1 subscribers: 0
+	// event_test.ConnOpened emitters: 1 subscribers: 0
+}
+
+// Subscriptions under a client id: one per types and query, and
+// unsubscribing by client, as Tendermint's pubsub.
+func ExampleClient() {
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	sub, _ := event.Subscribe[ConnOpened](bus, event.Client("rpc-7"), event.MatchQuery("Peer = 'node-a'"))
+	_, err := event.Subscribe[ConnOpened](bus, event.Client("rpc-7"), event.MatchQuery("Peer='node-a'"))
+	fmt.Println("again:", errors.Is(err, event.ErrAlreadySubscribed))
+
+	event.Subscribe[ConnClosed](bus, event.Client("rpc-7"))
+	fmt.Println("held:", bus.ClientSubscriptions("rpc-7"))
+	fmt.Println("by query:", bus.Unsubscribe("rpc-7", "Peer = 'node-a'", event.TypeOf[ConnOpened]()))
+	fmt.Println("ended:", errors.Is(sub.Err(), event.ErrUnsubscribed))
+	fmt.Println("all:", bus.UnsubscribeAll("rpc-7"))
+	fmt.Println("none left:", errors.Is(bus.UnsubscribeAll("rpc-7"), event.ErrSubscriptionNotFound))
+	// Output:
+	// again: true
+	// held: 2
+	// by query: <nil>
+	// ended: true
+	// all: <nil>
+	// none left: true
+}
+
+// A blocking subscription makes EmitContext wait for room instead of
+// losing the event; the context bounds the wait. Emit never waits.
+func ExampleBlocking() {
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	em, _ := event.NewEmitter[ConnClosed](bus)
+	sub, _ := event.Subscribe[ConnClosed](bus, event.Buffer(1), event.Blocking())
+
+	em.EmitContext(context.Background(), ConnClosed{ID: 1}) // fits
+	done := make(chan error)
+	go func() { done <- em.EmitContext(context.Background(), ConnClosed{ID: 2}) }() // waits for room
+	fmt.Println((<-sub.Out()).ID, (<-sub.Out()).ID, <-done)
+
+	em.EmitContext(context.Background(), ConnClosed{ID: 3}) // fills the buffer again
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err := em.EmitContext(ctx, ConnClosed{ID: 4}) // nobody reads: gives up
+	fmt.Println(errors.Is(err, context.DeadlineExceeded), errors.Is(sub.Err(), event.ErrOutOfCapacity))
+	// Output:
+	// 1 2 <nil>
+	// true true
+}
+
+// The observer sees every event, before any subscriber.
+func ExampleConfig_observer() {
+	counts := map[string]int{}
+	bus := event.New(event.Config{Observer: func(t event.Type, ev any) { counts[t.String()]++ }})
+	defer bus.Close()
+	opened, _ := event.NewEmitter[ConnOpened](bus)
+	opened.Emit(ConnOpened{ID: 1}) // no subscriber: observed all the same
+	opened.Emit(ConnOpened{ID: 2})
+	fmt.Println(counts)
+	// Output: map[event_test.ConnOpened:2]
+}
+
+// Transfer is an event with fields and tags for queries.
+type Transfer struct {
+	Height int64
+	Owner  string
+	Amount float64
+	At     time.Time
+	tags   []string
+}
+
+func (t Transfer) EventTags() []string { return t.tags }
+
+// A query selects events by their fields and tags, in the spirit of
+// Tendermint's query language.
+func ExampleMatchQuery() {
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	em, _ := event.NewEmitter[Transfer](bus)
+	sub, err := event.Subscribe[Transfer](bus, event.Buffer(8), event.MatchQuery(
+		"Height > 5 AND Owner CONTAINS 'Iv' AND At >= DATE 2024-05-03 AND account.kind = 'savings'"))
+	if err != nil {
+		panic(err)
+	}
+	day := time.Date(2024, 5, 3, 14, 45, 0, 0, time.UTC)
+	savings := []string{"account.kind=savings", "region=eu"}
+	em.Emit(Transfer{Height: 6, Owner: "Ivan", At: day, tags: savings})                        // matches
+	em.Emit(Transfer{Height: 5, Owner: "Ivan", At: day, tags: savings})                        // Height
+	em.Emit(Transfer{Height: 7, Owner: "Igor", At: day, tags: savings})                        // Owner
+	em.Emit(Transfer{Height: 8, Owner: "Ivan", At: day.AddDate(0, 0, -1), tags: savings})      // At
+	em.Emit(Transfer{Height: 9, Owner: "Ivan", At: day, tags: []string{"account.kind=check"}}) // tag
+	sub.Unsubscribe()
+	for t := range sub.Out() {
+		fmt.Println(t.Height, t.Owner)
+	}
+	_, err = event.Subscribe[Transfer](bus, event.MatchQuery("Owner > 3"))
+	fmt.Println(errors.Is(err, event.ErrInvalid))
+	// Output:
+	// 6 Ivan
+	// true
+}

@@ -1,10 +1,12 @@
 package event
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -62,10 +64,14 @@ type Overflow struct {
 }
 
 // Tagged is implemented by events that carry tags, which tag queries
-// (MatchTags) select on. A tag is an opaque string compared exactly, such as
-// "peer=node-2" or "critical". EventTags may have a value or a pointer
+// (MatchTags) and queries (MatchQuery, which reads "key=value" tags as
+// attributes) select on. A tag is an opaque string compared exactly, such
+// as "peer=node-2" or "critical". EventTags may have a value or a pointer
 // receiver; it is called only when a subscription to the type has a tag
 // query, at most once per Emit, and must not retain or modify the event.
+// With a value receiver it is called on the event as emitted, at no
+// allocation; with a pointer receiver the event is first copied to the
+// heap.
 type Tagged interface {
 	EventTags() []string
 }
@@ -113,12 +119,15 @@ type filterOpt struct {
 }
 
 type subConfig struct {
-	buffer  int
-	policy  SlowPolicy
-	notify  func(Overflow)
-	filters []filterOpt
-	tags    *TagQuery
-	err     error
+	buffer   int
+	policy   SlowPolicy
+	notify   func(Overflow)
+	filters  []filterOpt
+	tags     *TagQuery
+	query    *Query
+	blocking bool
+	client   string
+	err      error
 }
 
 // Buffer sets the capacity of a channel subscription's buffer (DefaultBuffer
@@ -191,6 +200,89 @@ func MatchTags(q TagQuery) Option {
 	}
 }
 
+// MatchQuery keeps only the events that match q, a query in the bus's
+// query language (see Query for the grammar), evaluated on the emitter's
+// goroutine before the event is enqueued. The query is parsed once, when
+// the option is applied, and compiled once per subscribed type; a later
+// MatchQuery replaces an earlier one. A bad query fails the Subscribe call
+// with ErrInvalid.
+//
+// A key names, in this order: an exported field of the event (a path such
+// as Member.Name reaches into nested structs, not through pointers), or,
+// for events that implement Tagged, the tags "key=value" with that key (a
+// tag without "=" is a key with the empty value). Fields compare by kind:
+//
+//   - strings: = 'v' (exact), CONTAINS 'v' (substring), EXISTS (not empty);
+//   - integers and floats: = < <= > >= a number (integers exactly), EXISTS
+//     (not zero);
+//   - booleans: = 'true' or = 'false', EXISTS (true);
+//   - time.Time: = < <= > >= TIME (as instants) or DATE (as calendar days
+//     in UTC), EXISTS (not the zero time);
+//   - error: = and CONTAINS on its text, EXISTS (not nil).
+//
+// A field of another kind, or an operator that does not fit its field, is
+// an error. Tags compare as strings, or as numbers, dates and times when the
+// operand is one (a value that does not read as one does not match); a key
+// may appear in several tags, and a condition holds if one of them
+// satisfies it (as Tendermint's multi-valued attributes); EXISTS also
+// matches the keys under it (key.sub=...). A key that names nothing in the
+// event's type makes the query match no event of that type; if it names
+// nothing in any subscribed type, Subscribe fails with ErrInvalid
+// (SubscribeAll cannot check, and does not).
+//
+// Evaluating a query on fields and exact tags allocates nothing (tags need
+// a value-receiver EventTags for that; a pointer receiver copies the event
+// to the heap once per Emit). Numeric, date and time comparisons on tags
+// parse the tag's value at each Emit.
+func MatchQuery(q string) Option {
+	return func(c *subConfig) {
+		parsed, err := ParseQuery(q)
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.query = parsed
+	}
+}
+
+// Blocking makes a channel subscription that an EmitContext waits for when
+// its buffer is full, instead of applying the slow-subscriber policy at
+// once: for tests, and for consensus-style code that must not lose an
+// event. Only EmitContext waits, and at most until its context ends (then
+// the policy applies, to this event); Emit never waits, so an emitter on an
+// event loop or network goroutine, which uses Emit, is never held up by a
+// blocking subscriber, and the subscriber learns from its policy that it
+// missed an event. Blocking is never the default. Actor subscriptions
+// cannot block (ErrInvalid): a loop must not wait.
+//
+// Deadlock hazard: an EmitContext with a context that never ends waits as
+// long as the subscriber neither reads nor unsubscribes. A subscriber that
+// emits with EmitContext, from the goroutine that reads the subscription,
+// an event that it (or another subscriber waiting on it) receives, can wait
+// for itself. Give EmitContext a deadline, read blocking subscriptions on a
+// goroutine that does not emit, and unsubscribe (or close the bus) to
+// release a waiting emitter.
+func Blocking() Option {
+	return func(c *subConfig) { c.blocking = true }
+}
+
+// Client makes the subscription one of the client id, as Tendermint's
+// pubsub does: a client may hold one subscription per set of event types
+// and query (the MatchQuery text, canonicalised; Where and MatchTags
+// filters are not compared), a second one fails with ErrAlreadySubscribed;
+// Bus.Unsubscribe ends one by its client, query and types, and
+// Bus.UnsubscribeAll all of a client's. An ended subscription frees its
+// place at once, so the client may subscribe again.
+func Client(id string) Option {
+	return func(c *subConfig) {
+		if id == "" {
+			c.err = fmt.Errorf("event: Client(\"\"): a client id is not empty: %w", ErrInvalid)
+			return
+		}
+		c.client = id
+	}
+}
+
 // Sender delivers a message to an actor without blocking. *actor.System is
 // the Sender of actor subscriptions; the interface exists so that the bus
 // does not depend on how the runtime is built.
@@ -215,8 +307,12 @@ type Subscription struct {
 	kind   uint8
 	policy SlowPolicy
 	notify func(Overflow)
-	topics []topicAny
+	topics []topicAny // b.mu: a wildcard subscription gains the topics made after it
 	types  []Type
+	wild   bool       // SubscribeAll
+	cfg    *subConfig // kept by wildcard subscriptions, for the topics to come
+	client string
+	key    string // the client's key for it: types and query
 
 	// delivery targets, fixed at creation
 	typedOut any      // chan T of a Stream[T]
@@ -257,8 +353,13 @@ func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 // Policy returns the subscription's slow-subscriber policy.
 func (s *Subscription) Policy() SlowPolicy { return s.policy }
 
-// Types returns the event types the subscription receives.
+// Types returns the event types the subscription names; nil for a
+// wildcard subscription, which receives every type.
 func (s *Subscription) Types() []Type { return slices.Clone(s.types) }
+
+// Client returns the client id the subscription was made under (see
+// Client), or "".
+func (s *Subscription) Client() string { return s.client }
 
 // Unsubscribe ends the subscription with ErrUnsubscribed, unless it has
 // already ended; calling it again does nothing. No Emit that begins after
@@ -316,6 +417,21 @@ func (s *Subscription) overflow(rt reflect.Type, sendErr error) {
 	}
 }
 
+// gaveUp applies the slow-subscriber policy to an event of type rt that an
+// EmitContext waited to deliver to this blocking subscription until its
+// context ended with cause.
+func (s *Subscription) gaveUp(rt reflect.Type, cause error) {
+	n := s.dropped.Add(1)
+	switch s.policy {
+	case Drop:
+	case Notify:
+		s.notify(Overflow{Sub: s, Type: rt, Dropped: n, Err: cause})
+	default:
+		s.end(fmt.Errorf("event: %v not delivered: the emitter stopped waiting for room in a buffer of %d (%w): %w",
+			rt, s.capacity(), cause, ErrOutOfCapacity), true)
+	}
+}
+
 func (s *Subscription) capacity() int {
 	if s.anyOut != nil {
 		return cap(s.anyOut)
@@ -342,7 +458,7 @@ func (s *Stream[T]) Out() <-chan T { return s.out }
 // ErrTooManySubscriptions or ErrBusClosed.
 func Subscribe[T any](b *Bus, opts ...Option) (*Stream[T], error) {
 	ty := TypeOf[T]()
-	cfg, err := configure(opts, []Type{ty})
+	cfg, err := configure(opts, []Type{ty}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -361,13 +477,33 @@ func Subscribe[T any](b *Bus, opts ...Option) (*Stream[T], error) {
 // before it. It fails as Subscribe does, and with ErrInvalid when types is
 // empty. Each event delivered is boxed once per Emit (see Emitter.Emit).
 func SubscribeMany(b *Bus, types []Type, opts ...Option) (*Stream[any], error) {
-	cfg, err := configure(opts, types)
+	cfg, err := configure(opts, types, false)
 	if err != nil {
 		return nil, err
 	}
 	ch := make(chan any, cfg.buffer)
 	s := &Subscription{kind: kindAny, anyOut: ch, closeOut: func() { close(ch) }}
 	if err := b.attach(s, cfg, types); err != nil {
+		return nil, err
+	}
+	return &Stream[any]{Subscription: s, out: ch}, nil
+}
+
+// SubscribeAll subscribes to every event type, those that exist and those
+// to come, through one ordered stream of any, as SubscribeMany does for
+// chosen types (the order guarantee is the same): for loggers, debuggers and
+// tests, as libp2p's wildcard subscription. Where filters apply to their own
+// type and let the others pass; a query whose keys a type lacks matches no
+// event of that type. It is not given the last events of stateful types.
+// It counts once against Config.MaxSubscriptions.
+func SubscribeAll(b *Bus, opts ...Option) (*Stream[any], error) {
+	cfg, err := configure(opts, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan any, cfg.buffer)
+	s := &Subscription{kind: kindAny, anyOut: ch, closeOut: func() { close(ch) }, wild: true}
+	if err := b.attach(s, cfg, nil); err != nil {
 		return nil, err
 	}
 	return &Stream[any]{Subscription: s, out: ch}, nil
@@ -390,9 +526,12 @@ func SubscribeActor(b *Bus, sys Sender, to actor.Ref, types []Type, opts ...Opti
 	if sys == nil || to.IsZero() {
 		return nil, fmt.Errorf("event: SubscribeActor needs a system and a live ref: %w", ErrInvalid)
 	}
-	cfg, err := configure(opts, types)
+	cfg, err := configure(opts, types, false)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.blocking {
+		return nil, fmt.Errorf("event: an actor subscription cannot block (its loop must not wait): %w", ErrInvalid)
 	}
 	s := &Subscription{kind: kindActor, sys: sys, ref: to}
 	if err := b.attach(s, cfg, types); err != nil {
@@ -401,9 +540,10 @@ func SubscribeActor(b *Bus, sys Sender, to actor.Ref, types []Type, opts ...Opti
 	return s, nil
 }
 
-// configure applies opts and checks them against the subscribed types.
-func configure(opts []Option, types []Type) (*subConfig, error) {
-	if len(types) == 0 {
+// configure applies opts and checks them against the subscribed types
+// (all of them when wild).
+func configure(opts []Option, types []Type, wild bool) (*subConfig, error) {
+	if len(types) == 0 && !wild {
 		return nil, fmt.Errorf("event: subscribe to no type: %w", ErrInvalid)
 	}
 	for i, t := range types {
@@ -425,6 +565,9 @@ func configure(opts []Option, types []Type) (*subConfig, error) {
 			return nil, cfg.err
 		}
 	}
+	if wild {
+		return cfg, nil
+	}
 	for _, f := range cfg.filters {
 		if !slices.ContainsFunc(types, func(t Type) bool { return t.rt == f.rt }) {
 			return nil, fmt.Errorf("event: filter on %v, which is not subscribed: %w", f.rt, ErrInvalid)
@@ -433,30 +576,227 @@ func configure(opts []Option, types []Type) (*subConfig, error) {
 	return cfg, nil
 }
 
-// attach registers s on the bus for types, within the subscription limit.
+// subKey is a client's key for a subscription: its types (as a set) and
+// its query.
+func subKey(types []Type, wild bool, q *Query) string {
+	var b strings.Builder
+	if wild {
+		b.WriteString("*")
+	} else {
+		names := make([]string, len(types))
+		for i, t := range types {
+			names[i] = t.rt.PkgPath() + "\x00" + t.rt.String()
+		}
+		slices.Sort(names)
+		b.WriteString(strings.Join(names, "\x01"))
+	}
+	b.WriteString("\x02")
+	if q != nil {
+		b.WriteString(q.String())
+	}
+	return b.String()
+}
+
+// attach registers s on the bus for types (every type when s is a
+// wildcard), within the subscription limit and the client's keys.
+//
+// A subscription to a stateful type must get the type's last event before
+// any later event of any of its types, and never twice. So the topics'
+// state locks are taken (in creation order, which every subscriber
+// follows), the last events are delivered into the new subscription, and
+// only then is it installed in the topics' snapshots: an emit of a
+// stateful type waits for the state lock, an emit of any other type cannot
+// reach the subscription before it is installed.
 func (b *Bus) attach(s *Subscription, cfg *subConfig, types []Type) error {
-	s.b, s.policy, s.notify = b, cfg.policy, cfg.notify
+	s.b, s.policy, s.notify, s.client = b, cfg.policy, cfg.notify, cfg.client
 	s.types = slices.Clone(types)
 	s.done = make(chan struct{})
 	s.holds.Store(1)
+	if s.client != "" {
+		s.key = subKey(types, s.wild, cfg.query)
+	}
+	if s.wild {
+		s.cfg = cfg
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if err := b.admitLocked(s); err != nil {
+			return err
+		}
+		b.wild = append(b.wild, s)
+		for _, tp := range b.topics {
+			e, _, _ := tp.prepare(s, cfg, false)
+			tp.install(e)
+			s.topics = append(s.topics, tp)
+		}
+		return nil
+	}
+
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return ErrBusClosed
+	}
+	tps := make([]topicAny, len(types))
+	for i, t := range types {
+		tps[i] = b.topicLocked(t)
+	}
+	b.mu.Unlock()
+
+	// Compile the filters for each type, outside every lock.
+	entries := make([]any, len(tps))
+	absentIn := map[string]int{}
+	for i, tp := range tps {
+		e, absent, err := tp.prepare(s, cfg, true)
+		if err != nil {
+			return err
+		}
+		entries[i] = e
+		for _, k := range absent {
+			absentIn[k]++
+		}
+	}
+	for k, n := range absentIn {
+		if n == len(tps) {
+			return fmt.Errorf("event: query %q: no subscribed type has a field named %s, nor tags: %w", cfg.query, k, ErrInvalid)
+		}
+	}
+
+	b.mu.Lock()
+	if err := b.admitLocked(s); err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	s.topics = tps
+	s.hold() // the channel stays open while attach may deliver, whatever happens to s
+	b.mu.Unlock()
+	defer s.unhold()
+
+	order := slices.Clone(tps)
+	slices.SortFunc(order, func(x, y topicAny) int { return cmp.Compare(x.base().seq, y.base().seq) })
+	for _, tp := range order {
+		tp.base().stateMu.Lock()
+	}
+	type late struct {
+		rt  reflect.Type
+		err error
+	}
+	var lates []late
+	for i, tp := range tps {
+		if failed, err := tp.deliverLast(entries[i]); failed {
+			lates = append(lates, late{tp.base().rt, err})
+		}
+	}
+	b.mu.Lock()
+	_, live := b.subs[s] // not unlinked meanwhile (the bus closing, the actor stopping)
+	if live {
+		for i, tp := range tps {
+			tp.install(entries[i])
+		}
+	}
+	b.mu.Unlock()
+	for _, tp := range order {
+		tp.base().stateMu.Unlock()
+	}
+	if !live {
+		if err := s.Err(); err != nil && !errors.Is(err, ErrBusClosed) {
+			return err
+		}
+		return ErrBusClosed
+	}
+	for _, l := range lates { // a last event that did not fit: the policy applies
+		s.overflow(l.rt, l.err)
+	}
+	return nil
+}
+
+// admitLocked checks that s may join the bus and registers it: the bus is
+// open, below its limit, and the client holds no subscription of the same
+// key. b.mu held.
+func (b *Bus) admitLocked(s *Subscription) error {
 	if b.closed.Load() {
 		return ErrBusClosed
 	}
 	if b.max > 0 && len(b.subs) >= b.max {
 		return fmt.Errorf("event: bus holds its maximum of %d subscriptions: %w", b.max, ErrTooManySubscriptions)
 	}
-	b.subs[s] = struct{}{}
-	s.topics = make([]topicAny, len(types))
-	for i, t := range types {
-		tp := b.topicLocked(t)
-		s.topics[i] = tp
-		tp.add(s, cfg)
+	if s.client != "" {
+		if _, dup := b.clients[s.client][s.key]; dup {
+			return fmt.Errorf("event: client %q already holds a subscription to these types with this query: %w", s.client, ErrAlreadySubscribed)
+		}
+		m := b.clients[s.client]
+		if m == nil {
+			m = make(map[string]*Subscription)
+			b.clients[s.client] = m
+		}
+		m[s.key] = s
 	}
+	b.subs[s] = struct{}{}
 	if s.kind == kindActor {
 		b.byActor[s.ref] = append(b.byActor[s.ref], s)
 		b.nActor.Add(1)
 	}
 	return nil
+}
+
+// Unsubscribe ends the subscription that client holds to types with query
+// (the text given to MatchQuery, or "" for none; compared canonicalised),
+// as Tendermint's Unsubscribe; no types names the client's SubscribeAll.
+// It fails with ErrSubscriptionNotFound when there is none (already ended,
+// say), and with ErrInvalid for a query that does not parse.
+func (b *Bus) Unsubscribe(client, query string, types ...Type) error {
+	var q *Query
+	if query != "" {
+		var err error
+		if q, err = ParseQuery(query); err != nil {
+			return err
+		}
+	}
+	for _, t := range types {
+		if err := checkType(t.rt); err != nil {
+			return err
+		}
+	}
+	key := subKey(types, len(types) == 0, q)
+	b.mu.Lock()
+	s := b.clients[client][key]
+	b.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("event: client %q holds no subscription to %v with query %q: %w", client, types, query, ErrSubscriptionNotFound)
+	}
+	s.Unsubscribe()
+	return nil
+}
+
+// UnsubscribeAll ends every subscription of client, as Tendermint's
+// UnsubscribeAll. It fails with ErrSubscriptionNotFound when the client
+// holds none.
+func (b *Bus) UnsubscribeAll(client string) error {
+	b.mu.Lock()
+	m := b.clients[client]
+	subs := make([]*Subscription, 0, len(m))
+	for _, s := range m {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	if len(subs) == 0 {
+		return fmt.Errorf("event: client %q holds no subscription: %w", client, ErrSubscriptionNotFound)
+	}
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	return nil
+}
+
+// Clients returns the number of client ids that hold live subscriptions.
+func (b *Bus) Clients() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.clients)
+}
+
+// ClientSubscriptions returns the number of live subscriptions of client.
+func (b *Bus) ClientSubscriptions(client string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.clients[client])
 }

@@ -183,7 +183,9 @@ func (l *Loop[E]) PostControlRun(ev E) error {
 }
 
 // PostControl queues ev on the unbounded control queue, which the loop drains
-// before the others. Use it only for events whose number is bounded by the
+// before the others: ev is handled before every event posted to the inbound
+// queue after it (a pass stops taking inbound events while control events
+// wait). Use it only for events whose number is bounded by the
 // caller (replies to the loop's own requests, completions of its own jobs),
 // so that they cannot be refused for lack of room. It returns ErrClosed after
 // Close.
@@ -324,6 +326,13 @@ func (l *Loop[E]) pass() int {
 		n++
 	}
 	for i := 0; i < l.cfg.Batch; i++ {
+		if l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) {
+			// Control first at every event, not only at the start of a
+			// pass: a control event posted before an inbound one (a stop
+			// before a message that the stop's sender caused) is handled
+			// before it. The next pass takes it.
+			break
+		}
 		v := l.in.peek()
 		if v == nil {
 			break

@@ -1,18 +1,28 @@
-// Package quorum asks a set of actors the same question and settles as
-// soon as enough of them have answered: the building block of replicated
-// reads and writes (a write acknowledged by a majority of replicas, a read
-// that needs R of N), on one node or across nodes.
+// Package quorum makes quorum calls: it asks a configuration of actors
+// (replicas, on this node or others) the same question and settles as soon
+// as the replies are enough, by a rule the caller gives. It is the building
+// block of replicated reads and writes.
 //
-// Ask runs inside an actor and returns an actor.Promise, so the caller's
-// loop never blocks; Wait is the same for a plain goroutine. Both settle
-// with the first need successful replies, in the order they arrived, as
-// soon as there are need of them, or fail with an *Error (matching
-// ErrNoQuorum) as soon as so many asks have failed that need successes can
-// no longer come. Every ask has its own deadline, so a dead, partitioned or
-// silent replica costs at most that deadline and never blocks the quorum
-// of the others. Replies that arrive after the outcome are ignored.
+// A Manager holds the nodes (the actors asked), with per-node statistics
+// (latency, last error). A Configuration is an immutable set of nodes with
+// an id and a quorum System (Majority, Threshold, Grid, Weighted,
+// Byzantine); Add, Remove, Replace and WithSystem return new ones.
 //
-// The replies are returned as they came: comparing values (a read that
-// picks the newest version, read repair) is the caller's business, since
-// only it knows what its values mean.
+// A call is described by a Spec: a QuorumFunc that looks at the request and
+// the replies so far and decides when they are enough and what to return
+// (built-in: Count, All, Quorum, Collect, Highest, Matching), optionally a
+// function that makes each node's message or skips the node, a timeout,
+// and the thrifty option that asks the fastest quorum first. Request,
+// reply and result types are type parameters.
+//
+// From an actor, Ask returns a Future settled in a continuation of the
+// actor (the loop never blocks), AskCorrectable reports a correctable
+// call's results as they improve, and Multicast sends one way to every
+// node. From a plain goroutine, Call, CallCorrectable and CallMulticast do
+// the same through a Caller, an actor that runs the calls of goroutines.
+// The calls of one actor, or made through one Caller, reach each node in
+// the order they were made.
+//
+// docs/quorum.md explains configurations, quorum functions and correctables
+// with runnable examples.
 package quorum

@@ -27,8 +27,8 @@ func (n *Node) PeerDown(addr string, reason error) bool {
 		return false
 	}
 	p.mu.Lock()
-	conn, epoch := p.conn, p.epoch
-	p.member = false // not redialed for the membership's sake until PeerUp
+	conn, epoch := p.conn, p.link.epoch
+	p.link.peerDown() // not redialed for the membership's sake until PeerUp
 	p.mu.Unlock()
 	var err error
 	if reason != nil {

@@ -1,16 +1,10 @@
 package remote
 
-import (
-	"bytes"
-	"encoding/binary"
-	"fmt"
-	"io"
-	"reflect"
+import "github.com/actord/actord/actor"
 
-	"github.com/actord/actord/actor"
-	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
-)
+// Frames: their kinds and the fields of each, described once. The table
+// drives the writer (frame_write.go), the parser (frame_read.go), the
+// array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
 const protocolVersion = 3
@@ -38,122 +32,72 @@ const (
 	fAck       = 18 // [18, bytes]: frame bytes received so far on the connection (sent back on it)
 )
 
-// fieldCount is the array length of each frame kind.
-var fieldCount = [...]int{fHello: 6, fWelcome: 4, fSend: 5, fAsk: 7, fReply: 8, fPing: 2, fPong: 2,
-	fMonitor: 3, fDemonitor: 3, fStop: 4, fSpawn: 6, fGoodbye: 3, fDown: 5,
-	fLink: 3, fUnlink: 3, fExit: 6, fResolve: 5, fAck: 2}
+// field is one field of a frame, as the table lists it: which member of
+// frame holds it and how it is encoded.
+type field uint8
 
-// bufWriter appends to a byte slice; msgpack encodes into it.
-type bufWriter struct{ b []byte }
+const (
+	fldVersion     field = iota + 1 // version: unsigned
+	fldName                         // name: string, at most maxRefField bytes
+	fldIncarnation                  // incarnation: unsigned
+	fldAddr                         // addr: string, at most maxRefField bytes
+	fldEpoch                        // epoch: unsigned
+	fldSeq                          // seq: unsigned
+	fldTo                           // to: actor id
+	fldFrom                         // from: actor id
+	fldFromOpt                      // from: actor id, or nil (hasFrom says which)
+	fldLoop                         // loop: unsigned, at most 0xFFFF
+	fldPidx                         // pidx: unsigned, 32 bits
+	fldPgen                         // pgen: unsigned, 32 bits
+	fldCode                         // code: unsigned (an error code)
+	fldMsg                          // msg: string (an error message)
+	fldKindName                     // kindName: string
+	fldLink                         // link: 0 or 1
+	fldPayload                      // typeID and payload: two array elements
+)
 
-func (w *bufWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
-func (w *bufWriter) WriteByte(c byte) error      { w.b = append(w.b, c); return nil }
-func (w *bufWriter) WriteString(s string) (int, error) {
-	w.b = append(w.b, s...)
-	return len(s), nil
+// frameFields lists the fields of each frame kind, in order.
+var frameFields = [...][]field{
+	fHello:     {fldVersion, fldName, fldIncarnation, fldAddr, fldEpoch},
+	fWelcome:   {fldVersion, fldName, fldIncarnation},
+	fSend:      {fldTo, fldFromOpt, fldPayload},
+	fAsk:       {fldTo, fldFrom, fldPidx, fldPgen, fldPayload},
+	fReply:     {fldLoop, fldPidx, fldPgen, fldCode, fldMsg, fldPayload},
+	fPing:      {fldSeq},
+	fPong:      {fldSeq},
+	fMonitor:   {fldTo, fldFrom},
+	fDemonitor: {fldTo, fldFrom},
+	fStop:      {fldTo, fldCode, fldMsg},
+	fSpawn:     {fldPidx, fldPgen, fldKindName, fldPayload},
+	fGoodbye:   {fldCode, fldMsg},
+	fDown:      {fldTo, fldFrom, fldCode, fldMsg},
+	fLink:      {fldTo, fldFrom},
+	fUnlink:    {fldTo, fldFrom},
+	fExit:      {fldTo, fldFrom, fldLink, fldCode, fldMsg},
+	fResolve:   {fldPidx, fldPgen, fldPayload},
+	fAck:       {fldSeq},
 }
 
-// frameWriter encodes frames into a buffer. It is not safe for concurrent
-// use; a peer guards its own with a mutex.
-type frameWriter struct {
-	w   bufWriter
-	enc *msgpack.Encoder
-	reg *registry
-}
-
-func newFrameWriter(n *Node) *frameWriter {
-	fw := &frameWriter{reg: n.reg}
-	fw.enc = msgpack.NewEncoder(&fw.w)
-	fw.enc.UseCompactInts(true)
-	codecNodes.Store(fw.enc, &codecCtx{n: n})
-	return fw
-}
-
-func (fw *frameWriter) release() { codecNodes.Delete(fw.enc) }
-
-// begin starts a frame of the given kind; end patches its length. A failed
-// frame is cut off with abort, leaving the buffer as it was.
-func (fw *frameWriter) begin(kind int) int {
-	start := len(fw.w.b)
-	// length (patched by end), fixarray header, kind: what msgpack writes
-	fw.w.b = append(fw.w.b, 0, 0, 0, 0, 0x90|byte(fieldCount[kind]), byte(kind))
-	return start
-}
-
-func (fw *frameWriter) end(start int) {
-	binary.BigEndian.PutUint32(fw.w.b[start:], uint32(len(fw.w.b)-start-4))
-}
-
-func (fw *frameWriter) abort(start int) { fw.w.b = fw.w.b[:start] }
-
-// id writes an actor id, [loop, slot, gen, secret], by hand: the same
-// bytes as msgpack's encoder (compact unsigned integers, bin 8), without
-// the allocation that passing the secret through its interface costs.
-func (fw *frameWriter) id(id actor.WireID) {
-	b := append(fw.w.b, 0x94)
-	b = appendUint(b, uint64(id.Loop))
-	b = appendUint(b, uint64(id.Slot))
-	b = appendUint(b, uint64(id.Gen))
-	b = append(b, 0xc4, byte(len(id.Secret)))
-	fw.w.b = append(b, id.Secret[:]...)
-}
-
-// appendBin appends b as msgpack bin 8, 16 or 32, as msgpack's encoder does.
-func appendBin(dst, b []byte) []byte {
-	switch n := len(b); {
-	case n <= 0xff:
-		dst = append(dst, 0xc4, byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 0xc5, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+// fieldCount is the array length of each frame kind on the wire: the kind,
+// then one element per field (two for a payload). Zero for no kind.
+var fieldCount = func() (n [len(frameFields)]int) {
+	for k, fs := range frameFields {
+		if len(fs) == 0 {
+			continue
+		}
+		n[k] = 1
+		for _, f := range fs {
+			n[k]++
+			if f == fldPayload {
+				n[k]++
+			}
+		}
 	}
-	return append(dst, b...)
-}
+	return n
+}()
 
-// appendUint appends v as the shortest msgpack unsigned integer.
-func appendUint(b []byte, v uint64) []byte {
-	switch {
-	case v <= 0x7f:
-		return append(b, byte(v))
-	case v <= 0xff:
-		return append(b, 0xcc, byte(v))
-	case v <= 0xffff:
-		return append(b, 0xcd, byte(v>>8), byte(v))
-	case v <= 0xffffffff:
-		return append(b, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	return append(b, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-// payload writes [typeID, value]; nil is type 0 with a nil value.
-func (fw *frameWriter) payload(v any) error {
-	if v == nil {
-		_ = fw.enc.EncodeUint(0)
-		return fw.enc.EncodeNil()
-	}
-	ti, ok := fw.reg.ofValue(v)
-	if !ok {
-		return fmt.Errorf("%w: %T (register it with remote.Register)", ErrUnknownType, v)
-	}
-	fw.w.b = appendUint(fw.w.b, ti.id)
-	if b, ok := v.([]byte); ok && b != nil { // the commonest payload, by hand
-		fw.w.b = appendBin(fw.w.b, b)
-		return nil
-	}
-	return fw.enc.Encode(v)
-}
-
-func (fw *frameWriter) errorFields(err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	_ = fw.enc.EncodeUint(errorCode(err))
-	_ = fw.enc.EncodeString(msg)
-}
-
-// frame is one decoded frame.
+// frame is one frame, decoded or to encode. Which members a kind uses is
+// in frameFields.
 type frame struct {
 	kind        uint64
 	version     uint64
@@ -163,7 +107,7 @@ type frame struct {
 	seq         uint64
 	link        uint64 // fExit: 1 for the exit signal of a link
 	to, from    actor.WireID
-	hasFrom     bool
+	hasFrom     bool // fSend: from is set (fldFromOpt)
 	loop        uint16
 	pidx, pgen  uint32
 	code        uint64
@@ -174,598 +118,10 @@ type frame struct {
 	payloadErr  error // the payload could not be decoded (unknown type, bad value)
 }
 
-// frameReader decodes frames. One per connection.
-type frameReader struct {
-	r   bytes.Reader
-	buf []byte // the body being parsed
-	dec *msgpack.Decoder
-	reg *registry
-	max int
-}
-
-func newFrameReader(n *Node, from *peer) *frameReader {
-	fr := &frameReader{reg: n.reg, max: n.cfg.MaxFrame}
-	fr.dec = msgpack.NewDecoder(&fr.r)
-	codecNodes.Store(fr.dec, &codecCtx{n: n, from: from})
-	return fr
-}
-
-func (fr *frameReader) release() { codecNodes.Delete(fr.dec) }
-
-// pos is the read position in the body being parsed.
-func (fr *frameReader) pos() int { return len(fr.buf) - fr.r.Len() }
-
-// checkString fails if the string or binary value at the read position
-// declares more bytes than the body has left. msgpack's decoder does not
-// check: it reads a string through a scratch buffer that it keeps, growing
-// it towards the declared length (up to 4 GiB) by at least 1 MiB, and a copy
-// of the whole buffer, per call. The decoder lives as long as the
-// connection, so every frame of a few bytes declaring a huge string would
-// add to what the node holds, and to the time the next one takes. Any other
-// value is left for the decoder to refuse.
-func (fr *frameReader) checkString() error {
-	i := fr.pos()
-	if i >= len(fr.buf) {
-		return nil
-	}
-	switch c := fr.buf[i]; {
-	case c >= 0xa0 && c <= 0xbf, c >= 0xc4 && c <= 0xc6, c >= 0xd9 && c <= 0xdb: // fixstr, bin, str
-		_, err := checkValue(fr.buf, i, 0)
-		return err
-	}
-	return nil
-}
-
-// declaredLen returns the length that the string or binary value at the
-// read position declares (0 for any other value, left for the decoder).
-func (fr *frameReader) declaredLen() int {
-	b, i := fr.buf, fr.pos()
-	if i >= len(b) {
-		return 0
-	}
-	c := b[i]
-	w := 0
-	switch {
-	case c >= 0xa0 && c <= 0xbf: // fixstr
-		return int(c & 0x1f)
-	case c >= 0xd9 && c <= 0xdb: // str 8, 16, 32
-		w = 1 << (c - 0xd9)
-	case c >= 0xc4 && c <= 0xc6: // bin 8, 16, 32
-		w = 1 << (c - 0xc4)
-	default:
-		return 0
-	}
-	n := 0
-	for _, x := range b[i+1 : min(i+1+w, len(b))] {
-		n = n<<8 | int(x)
-	}
-	return n
-}
-
-// setFrom records which node the connection's frames come from, once known.
-func (fr *frameReader) setFrom(n *Node, from *peer) {
-	codecNodes.Store(fr.dec, &codecCtx{n: n, from: from})
-}
-
-func bad(what string, err error) error {
+// setError fills the error fields (code and message) of f from err.
+func (f *frame) setError(err error) {
+	f.code = errorCode(err)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrBadFrame, what, err)
+		f.msg = err.Error()
 	}
-	return fmt.Errorf("%w: %s", ErrBadFrame, what)
-}
-
-// parse decodes one frame body (without its length prefix). An error means
-// the frame is malformed and the connection must be closed; a frame whose
-// only fault is its payload comes back with payloadErr set instead.
-func (fr *frameReader) parse(body []byte, f *frame) (err error) {
-	defer func() {
-		if r := recover(); r != nil { // the decoder must never take the node down
-			err = bad("decoder panic", fmt.Errorf("%v", r))
-		}
-	}()
-	*f = frame{}
-	fr.r.Reset(body)
-	fr.buf = body
-	d := fr.dec
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return bad("envelope", err)
-	}
-	if f.kind, err = fr.uint64(); err != nil {
-		return bad("kind", err)
-	}
-	if f.kind == 0 || f.kind >= uint64(len(fieldCount)) || n != fieldCount[f.kind] {
-		return bad(fmt.Sprintf("kind %d with %d fields", f.kind, n), nil)
-	}
-	u := func(dst *uint64) {
-		if err == nil {
-			*dst, err = fr.uint64()
-		}
-	}
-	u32 := func(dst *uint32) {
-		var v uint64
-		u(&v)
-		if err == nil && v > 0xFFFFFFFF {
-			err = fmt.Errorf("value %d out of range", v)
-		}
-		*dst = uint32(v)
-	}
-	str := func(dst *string) {
-		if err == nil {
-			if err = fr.checkString(); err == nil {
-				*dst, err = d.DecodeString()
-			}
-		}
-	}
-	// A node's name and address: bounded like a ref's, on the length
-	// declared, before anything is decoded. (The remote table, the peers and
-	// the logs keep them.)
-	shortStr := func(dst *string, what string) {
-		if err == nil {
-			if l := fr.declaredLen(); l > maxRefField {
-				err = fmt.Errorf("%s of %d bytes (max %d)", what, l, maxRefField)
-				return
-			}
-			str(dst)
-		}
-	}
-	switch f.kind {
-	case fHello:
-		u(&f.version)
-		shortStr(&f.name, "node name")
-		u(&f.incarnation)
-		shortStr(&f.addr, "listen address")
-		u(&f.epoch)
-	case fWelcome:
-		u(&f.version)
-		shortStr(&f.name, "node name")
-		u(&f.incarnation)
-	case fSend:
-		if err = fr.id(&f.to); err == nil {
-			f.hasFrom, err = fr.optID(&f.from)
-		}
-		if err == nil {
-			fr.payload(f)
-		}
-	case fAsk:
-		if err = fr.id(&f.to); err == nil {
-			err = fr.id(&f.from)
-			f.hasFrom = true
-		}
-		u32(&f.pidx)
-		u32(&f.pgen)
-		if err == nil {
-			fr.payload(f)
-		}
-	case fReply:
-		var loop uint64
-		u(&loop)
-		if err == nil && loop > 0xFFFF {
-			err = fmt.Errorf("loop %d out of range", loop)
-		}
-		f.loop = uint16(loop)
-		u32(&f.pidx)
-		u32(&f.pgen)
-		u(&f.code)
-		str(&f.msg)
-		if err == nil {
-			fr.payload(f)
-		}
-	case fPing, fPong, fAck:
-		u(&f.seq)
-	case fMonitor, fDemonitor, fLink, fUnlink:
-		if err = fr.id(&f.to); err == nil {
-			err = fr.id(&f.from)
-		}
-	case fExit:
-		if err = fr.id(&f.to); err == nil {
-			err = fr.id(&f.from)
-		}
-		u(&f.link)
-		if err == nil && f.link > 1 {
-			err = fmt.Errorf("link flag %d", f.link)
-		}
-		u(&f.code)
-		str(&f.msg)
-	case fStop:
-		err = fr.id(&f.to)
-		u(&f.code)
-		str(&f.msg)
-	case fDown:
-		if err = fr.id(&f.to); err == nil {
-			err = fr.id(&f.from)
-		}
-		u(&f.code)
-		str(&f.msg)
-	case fSpawn:
-		u32(&f.pidx)
-		u32(&f.pgen)
-		str(&f.kindName)
-		if err == nil {
-			fr.payload(f)
-		}
-	case fGoodbye:
-		u(&f.code)
-		str(&f.msg)
-	case fResolve:
-		u32(&f.pidx)
-		u32(&f.pgen)
-		if err == nil {
-			fr.payload(f)
-		}
-	}
-	if err != nil {
-		return bad(fmt.Sprintf("frame kind %d", f.kind), err)
-	}
-	if fr.r.Len() != 0 {
-		return bad(fmt.Sprintf("%d trailing bytes", fr.r.Len()), nil)
-	}
-	return nil
-}
-
-var (
-	typeBytes  = reflect.TypeFor[[]byte]()
-	typeString = reflect.TypeFor[string]()
-	typeInt64  = reflect.TypeFor[int64]()
-	typeUint64 = reflect.TypeFor[uint64]()
-)
-
-// decodeBuiltin decodes the commonest payload types without reflection
-// (one allocation for the value instead of three).
-func decodeBuiltin(d *msgpack.Decoder, t reflect.Type) (any, bool, error) {
-	switch t {
-	case typeBytes:
-		v, err := d.DecodeBytes()
-		return v, true, err
-	case typeString:
-		v, err := d.DecodeString()
-		return v, true, err
-	case typeInt64:
-		v, err := d.DecodeInt64()
-		return v, true, err
-	case typeUint64:
-		v, err := d.DecodeUint64()
-		return v, true, err
-	}
-	return nil, false, nil
-}
-
-// Hand-written readers for the hot fields. Each decodes the canonical
-// encoding (what frameWriter writes) straight from the body and moves the
-// read position past it; anything else is left to msgpack's decoder, so
-// what is accepted does not change.
-
-// skipTo moves the read position to i.
-func (fr *frameReader) skipTo(i int) { _, _ = fr.r.Seek(int64(i), io.SeekStart) }
-
-// quickUint reads an unsigned integer in one of msgpack's unsigned
-// encodings at position i, returning the value and the position after it
-// (ok false: not one of those, or truncated).
-func quickUint(b []byte, i int) (v uint64, next int, ok bool) {
-	if i >= len(b) {
-		return 0, i, false
-	}
-	c := b[i]
-	var w int
-	switch {
-	case c <= 0x7f:
-		return uint64(c), i + 1, true
-	case c == 0xcc:
-		w = 1
-	case c == 0xcd:
-		w = 2
-	case c == 0xce:
-		w = 4
-	case c == 0xcf:
-		w = 8
-	default:
-		return 0, i, false
-	}
-	if len(b)-i-1 < w {
-		return 0, i, false
-	}
-	for _, x := range b[i+1 : i+1+w] {
-		v = v<<8 | uint64(x)
-	}
-	return v, i + 1 + w, true
-}
-
-// uint64 reads an unsigned integer.
-func (fr *frameReader) uint64() (uint64, error) {
-	if v, next, ok := quickUint(fr.buf, fr.pos()); ok {
-		fr.skipTo(next)
-		return v, nil
-	}
-	return fr.dec.DecodeUint64()
-}
-
-// quickID reads an actor id in its canonical encoding: fixarray 4, three
-// unsigned integers, bin 8 of 16 bytes.
-func (fr *frameReader) quickID(id *actor.WireID) bool {
-	b, i := fr.buf, fr.pos()
-	if i >= len(b) || b[i] != 0x94 {
-		return false
-	}
-	loop, i, ok := quickUint(b, i+1)
-	if !ok || loop > 0xFFFF {
-		return false
-	}
-	slot, i, ok := quickUint(b, i)
-	if !ok || slot > 0xFFFFFFFF {
-		return false
-	}
-	gen, i, ok := quickUint(b, i)
-	if !ok || gen > 0xFFFFFFFF || len(b)-i < 2+len(id.Secret) || b[i] != 0xc4 || int(b[i+1]) != len(id.Secret) {
-		return false
-	}
-	copy(id.Secret[:], b[i+2:])
-	id.Loop, id.Slot, id.Gen = uint16(loop), uint32(slot), uint32(gen)
-	fr.skipTo(i + 2 + len(id.Secret))
-	return true
-}
-
-// quickBytes reads a bin 8/16/32 whose bytes the body holds, copied.
-func (fr *frameReader) quickBytes() ([]byte, bool) {
-	b, i := fr.buf, fr.pos()
-	if i >= len(b) || b[i] < 0xc4 || b[i] > 0xc6 {
-		return nil, false
-	}
-	w := 1 << (b[i] - 0xc4)
-	if len(b)-i-1 < w {
-		return nil, false
-	}
-	n := 0
-	for _, x := range b[i+1 : i+1+w] {
-		n = n<<8 | int(x)
-	}
-	start := i + 1 + w
-	if n > len(b)-start {
-		return nil, false
-	}
-	fr.skipTo(start + n)
-	v := make([]byte, n)
-	copy(v, b[start:])
-	return v, true
-}
-
-func (fr *frameReader) id(id *actor.WireID) error {
-	if fr.quickID(id) {
-		return nil
-	}
-	d := fr.dec
-	n, err := d.DecodeArrayLen()
-	if err != nil || n != 4 {
-		return fmt.Errorf("actor id: %d fields, %v", n, err)
-	}
-	var loop, slot, gen uint64
-	if loop, err = d.DecodeUint64(); err != nil || loop > 0xFFFF {
-		return fmt.Errorf("actor id loop %d: %v", loop, err)
-	}
-	if slot, err = d.DecodeUint64(); err != nil || slot > 0xFFFFFFFF {
-		return fmt.Errorf("actor id slot %d: %v", slot, err)
-	}
-	if gen, err = d.DecodeUint64(); err != nil || gen > 0xFFFFFFFF {
-		return fmt.Errorf("actor id gen %d: %v", gen, err)
-	}
-	bl, err := d.DecodeBytesLen()
-	if err != nil || bl != 16 {
-		return fmt.Errorf("actor id secret of %d bytes: %v", bl, err)
-	}
-	if _, err := fr.r.Read(id.Secret[:]); err != nil {
-		return fmt.Errorf("actor id secret: %v", err)
-	}
-	id.Loop, id.Slot, id.Gen = uint16(loop), uint32(slot), uint32(gen)
-	return nil
-}
-
-func (fr *frameReader) optID(id *actor.WireID) (bool, error) {
-	c, err := fr.dec.PeekCode()
-	if err != nil {
-		return false, err
-	}
-	if c == 0xc0 { // msgpack nil
-		return false, fr.dec.DecodeNil()
-	}
-	return true, fr.id(id)
-}
-
-// payload decodes [typeID, value] into f.payload, or records why it could
-// not in f.payloadErr (the rest of the frame is still usable).
-func (fr *frameReader) payload(f *frame) {
-	d := fr.dec
-	id, err := fr.uint64()
-	if err != nil {
-		f.payloadErr = bad("payload type", err)
-		return
-	}
-	f.typeID = id
-	if id == 0 {
-		if err := d.DecodeNil(); err != nil {
-			f.payloadErr = bad("nil payload", err)
-		}
-		return
-	}
-	// msgpack allocates the lengths a value declares before reading it (a
-	// []byte all at once, a string or a skipped value in a buffer that the
-	// decoder keeps) and recurses once per nesting level: check both before
-	// decoding or skipping anything, builtin types included.
-	_, cerr := checkValue(fr.buf, fr.pos(), 0)
-	ti, ok := fr.reg.ofID(id)
-	if !ok {
-		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
-		if cerr != nil {
-			fr.r.Reset(nil) // Skip would recurse as deep as the value nests
-			return
-		}
-		_ = d.Skip()
-		return
-	}
-	if cerr != nil {
-		f.payloadErr = bad("payload "+ti.name, cerr)
-		fr.r.Reset(nil)
-		return
-	}
-	if ti.typ == typeBytes {
-		if v, ok := fr.quickBytes(); ok {
-			f.payload = v
-			return
-		}
-	}
-	if v, ok, err := decodeBuiltin(d, ti.typ); ok {
-		if err != nil {
-			f.payloadErr = bad("payload "+ti.name, err)
-			fr.r.Reset(nil)
-			return
-		}
-		f.payload = v
-		return
-	}
-	v := reflect.New(ti.typ)
-	if err := d.DecodeValue(v.Elem()); err != nil {
-		f.payloadErr = bad("payload "+ti.name, err)
-		fr.r.Reset(nil) // the value's extent is unknown: consume the rest
-		return
-	}
-	f.payload = v.Elem().Interface()
-}
-
-// maxPayloadDepth bounds the nesting of arrays, maps and refs in a payload.
-const maxPayloadDepth = 100
-
-// checkValue walks the msgpack value at b[i:] and returns where it ends. It
-// fails if the value is truncated, nests deeper than maxPayloadDepth, or
-// declares more array or map elements than there are bytes left: msgpack's
-// decoder allocates a declared length up front (a 5-byte array header would
-// ask for 64 GiB) and recurses per level (a deep nest would overflow the
-// stack), both fatal, not panics.
-// msgpack's DecodeMapLen has a quirk: where it expects a map and finds an
-// ext, it skips the ext's header and reads the ext's data as the map's
-// header. DecodeMap (map[string]any) and DecodeUntypedMap (map[any]any) then
-// allocate the length declared there, unbounded, before reading an entry: a
-// 7-byte payload made a node allocate 24 GB. checkValue cannot see it (an
-// ext is a valid value; only the Go type says a map is expected there), so
-// these two types decode through functions that refuse an ext first. (Other
-// map types are capped by msgpack at 10^6 preallocated entries.) The
-// registration is process-wide; it changes nothing for well-formed input.
-func init() {
-	guardMap((*msgpack.Decoder).DecodeMap)
-	guardMap((*msgpack.Decoder).DecodeUntypedMap)
-}
-
-// guardMap registers, for the map type M, a decoder that refuses an ext
-// before decoding the map with decode.
-func guardMap[M any](decode func(*msgpack.Decoder) (M, error)) {
-	var zero M
-	msgpack.Register(zero, nil, func(d *msgpack.Decoder, v reflect.Value) error {
-		if err := refuseExtMap(d); err != nil {
-			return err
-		}
-		m, err := decode(d)
-		if err != nil {
-			return err
-		}
-		v.Set(reflect.ValueOf(m))
-		return nil
-	})
-}
-
-func refuseExtMap(d *msgpack.Decoder) error {
-	c, err := d.PeekCode()
-	if err != nil {
-		return err
-	}
-	if msgpcode.IsExt(c) {
-		return fmt.Errorf("msgpack: ext %#x where a map is expected", c)
-	}
-	return nil
-}
-
-func checkValue(b []byte, i, depth int) (int, error) {
-	if depth > maxPayloadDepth {
-		return 0, fmt.Errorf("nested deeper than %d", maxPayloadDepth)
-	}
-	if i >= len(b) {
-		return 0, fmt.Errorf("truncated value")
-	}
-	c := b[i]
-	i++
-	size := func(w int) (int, error) { // a big-endian length of w bytes
-		if len(b)-i < w {
-			return 0, fmt.Errorf("truncated length")
-		}
-		n := 0
-		for _, x := range b[i : i+w] {
-			n = n<<8 | int(x)
-		}
-		i += w
-		return n, nil
-	}
-	skip := func(n int) (int, error) {
-		if n < 0 || n > len(b)-i {
-			return 0, fmt.Errorf("%d bytes declared, %d left", n, len(b)-i)
-		}
-		return i + n, nil
-	}
-	elems := func(n, per int) (int, error) { // n values (per for a map entry)
-		if n > (len(b)-i)/per {
-			return 0, fmt.Errorf("%d elements declared, %d bytes left", n, len(b)-i)
-		}
-		var err error
-		for range n * per {
-			if i, err = checkValue(b, i, depth+1); err != nil {
-				return 0, err
-			}
-		}
-		return i, nil
-	}
-	var n int
-	var err error
-	switch {
-	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3: // fixint, nil, bool
-		return i, nil
-	case c <= 0x8f: // fixmap
-		return elems(int(c&0x0f), 2)
-	case c <= 0x9f: // fixarray
-		return elems(int(c&0x0f), 1)
-	case c <= 0xbf: // fixstr
-		return skip(int(c & 0x1f))
-	}
-	switch c {
-	case 0xc4, 0xc5, 0xc6: // bin 8, 16, 32
-		if n, err = size(1 << (c - 0xc4)); err != nil {
-			return 0, err
-		}
-		return skip(n)
-	case 0xd9, 0xda, 0xdb: // str 8, 16, 32
-		if n, err = size(1 << (c - 0xd9)); err != nil {
-			return 0, err
-		}
-		return skip(n)
-	case 0xc7, 0xc8, 0xc9: // ext: length, type, data
-		if n, err = size(1 << (c - 0xc7)); err != nil {
-			return 0, err
-		}
-		return skip(n + 1)
-	case 0xca, 0xce, 0xd2: // 32-bit
-		return skip(4)
-	case 0xcb, 0xcf, 0xd3: // 64-bit
-		return skip(8)
-	case 0xcc, 0xd0:
-		return skip(1)
-	case 0xcd, 0xd1:
-		return skip(2)
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16, plus the type
-		return skip(1 + 1<<(c-0xd4))
-	case 0xdc, 0xdd: // array 16, 32
-		if n, err = size(2 << (c - 0xdc)); err != nil {
-			return 0, err
-		}
-		return elems(n, 1)
-	case 0xde, 0xdf: // map 16, 32
-		if n, err = size(2 << (c - 0xde)); err != nil {
-			return 0, err
-		}
-		return elems(n, 2)
-	}
-	return 0, fmt.Errorf("invalid code %#x", c)
 }

@@ -69,7 +69,7 @@ func (ic *inConn) countInbound(size int) { ic.rx += uint64(4 + size) }
 // if the connection breaks (peer.lost).
 func (ic *inConn) ackInbound(min uint64) {
 	if ic.hello && ic.rx > ic.rxAcked && ic.rx-ic.rxAcked >= min {
-		ic.out = appendFrame(ic.out, fAck, ic.rx)
+		ic.out = appendControl(ic.out, &frame{kind: fAck, seq: ic.rx})
 		ic.rxAcked = ic.rx
 	}
 }
@@ -171,20 +171,13 @@ func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
 }
 
 // claimOpened records that a connection from a node whose Hello says it
-// listens at p's address was accepted, authenticated with key. A node seen
-// alive that this node knows down is redialed at once (see
-// peer.redialNowLocked), as an answer to it: only if the dial budget allows.
+// listens at p's address was accepted, authenticated with key; a node seen
+// alive that this node knows down is redialed at once (link.claimOpened).
 func (p *peer) claimOpened(key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.claims == nil {
-		p.claims = map[string]int{}
-	}
-	p.claims[string(key)]++
-	p.claimFailed = false
-	p.lastActive = time.Now()
-	if p.down != nil && p.conn == nil && !p.dialing && p.n.answerDials.allow(time.Now()) {
-		p.redialNowLocked(!p.demand && !p.member)
+	if p.link.claimOpened(key, time.Now()) {
+		p.dialLocked()
 	}
 }
 
@@ -192,10 +185,7 @@ func (p *peer) claimOpened(key []byte) {
 func (p *peer) claimClosed(key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.claims[string(key)]--; p.claims[string(key)] <= 0 {
-		delete(p.claims, string(key))
-	}
-	p.lastActive = time.Now()
+	p.link.claimClosed(key, time.Now())
 }
 
 // mayAnswer reports whether the connection comes from the node this node
@@ -245,11 +235,8 @@ func (n *Node) PeerUp(addr string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.member = true
-	p.lastActive = time.Now()
-	if p.conn == nil && !p.dialing {
-		p.backoff = 0
-		p.redialNowLocked(false)
+	if p.link.peerUp(time.Now()) {
+		p.dialLocked()
 	}
 	return true
 }
@@ -268,7 +255,7 @@ func (n *Node) sweep(now time.Time, force bool) int {
 	for addr, p := range n.peers {
 		if p.forgettable(now, idle) && n.wire.RemoteRefs(p) == 0 {
 			p.mu.Lock()
-			p.forgotten, p.closed = true, true
+			p.link.closed = true // forgotten
 			p.mu.Unlock()
 			delete(n.peers, addr)
 			gone = append(gone, p)
@@ -330,7 +317,5 @@ func (n *Node) nudgeGC() {
 func (p *peer) forgettable(now time.Time, idle time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.member && p.conn == nil && !p.dialing && p.retry == nil && p.down == nil &&
-		len(p.calls) == 0 && len(p.monitors) == 0 && len(p.claims) == 0 &&
-		now.Sub(p.lastActive) >= idle
+	return p.link.forgettable(now, idle) && len(p.calls) == 0 && len(p.monitors) == 0
 }

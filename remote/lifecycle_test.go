@@ -28,7 +28,7 @@ func counterActor(n *atomic.Int64) fnActor {
 func welcomed(p *peer) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.welcome && p.down == nil
+	return p.link.phase == linkUp && p.link.down == nil
 }
 
 // waitDown waits until a's peer at addr is known down.
@@ -41,7 +41,7 @@ func waitDown(t testing.TB, a *testNode, addr string) *peer {
 	waitFor(t, 15*time.Second, "the peer to be known down", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.down != nil
+		return p.link.down != nil
 	})
 	return p
 }
@@ -370,7 +370,7 @@ func TestHelloCannotMakeANodeDialElsewhere(t *testing.T) {
 	waitFor(t, 10*time.Second, "the answer's dial to the other node to fail", func() bool {
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
-		return sp.claimFailed
+		return sp.link.claimFailed
 	})
 	// Many retry periods: neither address is dialed again, while the
 	// connections that named them stay open and keep asking.

@@ -505,7 +505,7 @@ func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
 		return nil, nil
 	}, actor.OnLoop(0))
 	p.mu.Lock()
-	conn, e0 := p.conn, p.epoch
+	conn, e0 := p.conn, p.link.epoch
 	p.mu.Unlock()
 	_ = conn.Close()
 	waitFor(t, 5*time.Second, "the loss", func() bool { return p.currentEpoch() != e0 })

@@ -28,10 +28,13 @@ type peer struct {
 	mu       sync.Mutex
 	nameMu   sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
 	nodeName string
-	conn     gnet.Conn // nil unless connected
-	dialing  bool
-	closed   bool
-	epoch    uint64 // epoch of the current (or next) connection
+	// link is the connection's protocol state (link.go): epochs, known
+	// down, retries, claims, deadlines. The rest of peer is I/O.
+	link *link
+	// retryTimer fires at link.retryAt (syncRetryLocked).
+	retryTimer *time.Timer
+	retryFor   time.Time // the retryAt retryTimer is armed for
+	conn       gnet.Conn // nil unless connected
 	// fw's buffer holds the connection's plaintext stream from base on:
 	// bytes before ack the peer acknowledged (dropped once they are half of
 	// the buffer), bytes before sent are sealed and written, the rest wait.
@@ -45,44 +48,18 @@ type peer struct {
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
 	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int                   // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	wc        net.Conn              // the node's own descriptor of the dialed socket, for direct writes
-	wrc       syscall.RawConn       // wc's raw descriptor
-	writeFd   func(fd uintptr) bool // p.writeSome, bound once
-	wbuf      []byte                // what tryWrite is writing
-	wn        int                   // how much of it is written
-	lastWrite int64                 // when flushLocked last wrote (ns since monoBase)
-	backoff   time.Duration
-	retry     *time.Timer
-	// down is set while the peer is known down: from a loss until a
-	// connection is welcomed again, or until a retry finds nothing that
-	// wants the peer. Meanwhile what local actors send fails at once with
-	// it: the loss's reason (matching ErrNodeDown), and ErrNotSent.
-	down error
-	// demand: something local tried to use the peer while it was down, so
-	// the next retry dials.
-	demand bool
-	// refused: the last dial was refused (nothing listens at the address):
-	// retries come at least every refusedRetryMax, so a node that restarts
-	// there is back within a fraction of a second of listening.
-	refused bool
-	// member: the membership layer reports the node alive (PeerUp), so it is
-	// redialed after a loss whether or not anything uses it.
-	member bool
-	// claims counts, by static key, the open connections from nodes that
-	// said in their Hello that they listen at addr: evidence that the node
-	// is alive, and the keys a dial made to answer them must authenticate.
-	claims map[string]int
-	// claimFailed: a dial made to answer a claim (netDial) did not reach a
-	// node holding a claimed key; no more such dials until a new claim.
-	claimFailed bool
-	netDial     bool                   // the connection under way was dialed to answer the peer, not for a local sender
-	lastActive  time.Time              // last use or connection, for forgetting (Node.sweep)
-	forgotten   bool                   // removed from the node's table; closed
-	calls       map[uint64]chan result // goroutine asks and spawns by correlation
-	nextCall    uint64
-	monitors    map[actor.WireID]*monitor
-	lastHeard   atomic.Int64
+	netHeld   int                    // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
+	wc        net.Conn               // the node's own descriptor of the dialed socket, for direct writes
+	wrc       syscall.RawConn        // wc's raw descriptor
+	writeFd   func(fd uintptr) bool  // p.writeSome, bound once
+	wbuf      []byte                 // what tryWrite is writing
+	wn        int                    // how much of it is written
+	lastWrite int64                  // when flushLocked last wrote (ns since monoBase)
+	out       frame                  // the frame being queued (enqueueOpt), reused
+	calls     map[uint64]chan result // goroutine asks and spawns by correlation
+	nextCall  uint64
+	monitors  map[actor.WireID]*monitor
+	lastHeard atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
 	// connection from that same node may answer what was asked over this
@@ -90,8 +67,6 @@ type peer struct {
 	answerKey atomic.Pointer[[]byte]
 	// addresses of the current connection, for events
 	localAddr, remoteAddr string
-	welcome               bool      // the current connection's handshake completed
-	openedAt              time.Time // when the current connection was opened
 	// one-entry cache of the last sender's wire id (senderIDLocked)
 	sender   actor.Ref
 	senderID actor.WireID
@@ -113,8 +88,8 @@ func newPeer(n *Node, addr, name string) *peer {
 	// A peer is created for every node a decoded ref names; its encoder and
 	// tables come with its first use, so one that is never used costs a few
 	// hundred bytes (and Config.MaxPeers bounds how many there are).
-	p := &peer{n: n, addr: addr, nodeName: name, lastActive: time.Now()}
-	p.epoch = n.nextEpoch()
+	p := &peer{n: n, addr: addr, nodeName: name}
+	p.link = newLink(&n.linkCfg, p.name, time.Now())
 	return p
 }
 
@@ -157,13 +132,14 @@ const (
 	forced
 )
 
-// enqueue encodes one frame with write and queues it for the connection,
-// dialing if there is none. It fails with actor.ErrQueueFull beyond
-// MaxOutbound, with ErrNodeDown (and the reason) while the peer is known
-// down, and with ErrClosed after close; an encoding error leaves nothing
-// queued. It returns the epoch the frame belongs to.
-func (p *peer) enqueue(kind int, write func(fw *frameWriter) error) (uint64, error) {
-	return p.enqueueOpt(kind, fromLocal, write)
+// enqueue encodes one frame of kind, its fields filled in by fill (under
+// the peer's lock), and queues it for the connection, dialing if there is
+// none. It fails with actor.ErrQueueFull beyond MaxOutbound, with
+// ErrNodeDown (and the reason) while the peer is known down, and with
+// ErrClosed after close; an encoding error leaves nothing queued. It
+// returns the epoch the frame belongs to.
+func (p *peer) enqueue(kind int, fill func(f *frame)) (uint64, error) {
+	return p.enqueueOpt(kind, fromLocal, fill)
 }
 
 // forcedLimit bounds forced frames (enqueueOpt) to this many times
@@ -177,32 +153,23 @@ const forcedLimit = 4
 // not forced. Another node can still make a stop send many signals (by
 // linking or monitoring many times), so forced frames stop at forcedLimit
 // times MaxOutbound: there, the peer is disconnected (and declared lost).
-func (p *peer) enqueueOpt(kind int, o origin, write func(fw *frameWriter) error) (uint64, error) {
+func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.n.closing.Load() {
+	if p.n.closing.Load() {
 		return 0, ErrClosed
 	}
 	force := o == forced
-	idle := p.conn == nil && !p.dialing
-	switch {
-	case o == fromLocal && p.down != nil:
-		// Known down: fail now rather than queue what the broken connection
-		// would lose; the attempt asks for a redial (with backoff).
-		p.demand = true
-		p.n.stats.downRefused.Add(1)
-		if idle {
-			p.scheduleRetryLocked()
+	dial, err := p.link.admit(o, time.Now())
+	if err != nil {
+		if o == fromLocal && errors.Is(err, ErrNotSent) {
+			p.n.stats.downRefused.Add(1)
+			p.syncRetryLocked()
 		}
-		return 0, p.down
-	case o != fromLocal && (p.down != nil && idle || p.down == nil && idle && !p.mayAnswerLocked()):
-		return 0, p.downOr(fmt.Errorf("%w: %s: not connected, and no connection from it to answer", ErrNodeDown, p.nameLocked()))
+		return 0, err
 	}
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
-	}
-	if idle && o == fromLocal {
-		p.netDial = false
 	}
 	held := p.unackedLocked()
 	if force && held >= forcedLimit*p.n.cfg.MaxOutbound {
@@ -226,237 +193,74 @@ func (p *peer) enqueueOpt(kind int, o origin, write func(fw *frameWriter) error)
 		}
 		return 0, p.fullErr
 	}
-	start := p.fw.begin(kind)
-	if err := write(p.fw); err != nil {
-		p.fw.abort(start)
+	f := &p.out
+	*f = frame{kind: uint64(kind)}
+	fill(f)
+	err = p.fw.write(f)
+	f.payload = nil // do not keep the message reachable
+	if err != nil {
 		return 0, err
 	}
-	p.fw.end(start)
 	p.n.stats.framesOut.Add(1)
-	if p.conn == nil {
-		if idle && o != fromLocal {
-			p.netDial = true
-		}
+	switch {
+	case dial:
 		p.dialLocked()
-	} else if !p.flushing {
+	case p.conn != nil && !p.flushing:
 		p.flushLocked(true)
 	}
-	return p.epoch, nil
+	return p.link.epoch, nil
 }
 
 func (p *peer) nameLocked() string { return p.name() }
 
-// downOr returns p.down, or err when the peer is not known down.
-func (p *peer) downOr(err error) error {
-	if p.down != nil {
-		return p.down
-	}
-	return err
-}
-
-// mayAnswerLocked reports whether an answer may make this node dial the
-// peer: only while a node that claims to listen at its address has a
-// connection open here (a Hello that said so), the last such dial did reach
-// a node with a claimed key, and the node-wide budget of such dials allows
-// (see Node.answerDials). An address named by another node is otherwise
-// never dialed for that node's sake.
-func (p *peer) mayAnswerLocked() bool {
-	return len(p.claims) > 0 && !p.claimFailed && p.n.answerDials.allow(time.Now())
-}
-
-// unackedLocked is how many bytes of frames the peer has not acknowledged:
-// queued, or written and perhaps still in gnet's buffer, the kernel's or
-// the network (they count against MaxOutbound).
-func (p *peer) unackedLocked() int {
-	if p.fw == nil {
-		return 0
-	}
-	return len(p.fw.w.b) - p.ack
-}
-
-// queuedLocked is how many bytes of frames wait to be written.
-func (p *peer) queuedLocked() int {
-	if p.fw == nil {
-		return 0
-	}
-	return len(p.fw.w.b) - p.sent
-}
-
-// maxBatch bounds what one write hands to gnet: gnet copies whatever the
-// socket does not take at once into its own buffer, so handing it the whole
-// queue (up to MaxOutbound) under load cost a copy of every byte; the rest
-// waits here for the write's completion.
-const maxBatch = 512 << 10
-
-// flushLocked hands the queued bytes to gnet in one write; the next batch
-// goes when that write completes, so frames queued meanwhile share a write.
-//
-// With direct (a sender found the connection idle: no write in flight,
-// nothing held by gnet) and no write in the last directGap, it writes from
-// the calling goroutine through the node's own descriptor of the socket,
-// without waiting: an isolated message (a request, a reply) then reaches the
-// socket with no hand-off to gnet's loop, a thread wake-up saved each way.
-// Frames that follow within directGap are part of a burst and go through
-// gnet, one write per batch. Whatever the socket did not take goes through
-// gnet too, in order, since nothing else is in flight.
-func (p *peer) flushLocked(direct bool) {
-	if p.fw == nil {
-		return // never used: nothing queued
-	}
-	plain := p.fw.w.b[p.sent:]
-	if len(plain) == 0 || p.tx == nil { // nothing queued, or the handshake is not done
-		p.flushing = false
-		return
-	}
-	plain = plain[:min(len(plain), maxBatch)]
-	out := seal(p.sealBuf[:0], p.tx, plain)
-	p.sent += len(plain)
-	now := int64(time.Since(monoBase))
-	burst := now-p.lastWrite < int64(directGap)
-	p.lastWrite = now
-	if direct && !burst && p.wrc != nil && p.netHeld == 0 {
-		n := p.tryWrite(out)
-		p.n.stats.bytesOut.Add(uint64(n))
-		if n == len(out) {
-			p.sealBuf = out[:0]
-			if p.queuedLocked() > 0 {
-				p.flushLocked(false) // more than one batch was queued: the rest goes through gnet
-			}
-			return
-		}
-		out = out[n:]
-	}
-	p.sealBuf = nil
-	p.flushing = true
-	p.netHeld += len(out)
-	p.n.stats.bytesOut.Add(uint64(len(out)))
-	p.writeLocked(out)
-}
-
-// trimLocked drops the acknowledged bytes at the front of the buffer once
-// they are all of it or half of it, so the buffer does not grow while
-// producers keep it from emptying: each byte moves at most once more.
-func (p *peer) trimLocked() {
-	b := p.fw.w.b
-	if p.ack == 0 || p.ack < len(b)/2 {
-		return
-	}
-	n := copy(b, b[p.ack:])
-	p.fw.w.b = b[:n]
-	p.base += uint64(p.ack)
-	p.sent -= p.ack
-	p.ack = 0
-}
-
-// acked records the peer's acknowledgement of the first upto bytes of
-// connection epoch's stream. An acknowledgement of bytes never written is a
-// protocol error.
-func (p *peer) acked(epoch, upto uint64) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if epoch != p.epoch || p.fw == nil {
-		return nil
-	}
-	if upto > p.base+uint64(p.sent) {
-		return bad(fmt.Sprintf("acknowledgement of %d bytes, %d written", upto, p.base+uint64(p.sent)), nil)
-	}
-	if upto <= p.base+uint64(p.ack) {
-		return nil // nothing new
-	}
-	p.ack = int(upto - p.base)
-	p.trimLocked()
-	return nil
-}
-
-// writeLocked hands out to gnet. gnet buffers without bound what the socket
-// does not take, so the completion notes how much it still holds (netHeld,
-// counted against MaxOutbound) before the next batch goes. An empty out
-// only refreshes netHeld.
-func (p *peer) writeLocked(out []byte) {
-	err := p.conn.AsyncWrite(out, func(c gnet.Conn, err error) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if out != nil {
-			p.sealBuf = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
-		}
-		if err != nil || p.conn != c {
-			p.flushing = false
-			return nil
-		}
-		p.netHeld = c.OutboundBuffered() // on c's loop: exact
-		p.flushLocked(false)
-		return nil
-	})
-	if err != nil {
-		p.flushing = false
-	}
-}
-
-// directGap separates isolated messages, written directly, from bursts,
-// batched through gnet (see flushLocked). Measured with BenchmarkRemotePingPong
-// and BenchmarkRemoteThroughput.
-const directGap = 20 * time.Microsecond
-
-// monoBase anchors the monotonic readings of flushLocked.
-var monoBase = time.Now()
-
-// tryWrite writes as much of b as the socket takes now, without waiting.
-// p.mu held (the buffer and count live in p, so no closure is allocated
-// per write).
-func (p *peer) tryWrite(b []byte) int {
-	if p.writeFd == nil {
-		p.writeFd = p.writeSome
-	}
-	p.wbuf, p.wn = b, 0
-	_ = p.wrc.Write(p.writeFd)
-	n := p.wn
-	p.wbuf = nil
-	return n
-}
-
-// writeSome is tryWrite's raw-descriptor callback.
-func (p *peer) writeSome(fd uintptr) bool {
-	for p.wn < len(p.wbuf) {
-		k, err := syscall.Write(int(fd), p.wbuf[p.wn:])
-		if k > 0 {
-			p.wn += k
-		}
-		if err != nil && err != syscall.EINTR {
-			break // EAGAIN: the socket is full; the rest goes through gnet
-		}
-		if k <= 0 && err == nil {
-			break
-		}
-	}
-	return true // never wait for writability here
-}
-
-// dialLocked starts a connection attempt unless one is under way or waiting
-// for its backoff.
+// dialLocked starts a connection attempt, as the link decided. The Hello
+// goes first on the new connection, before anything queued for it.
 func (p *peer) dialLocked() {
-	if p.dialing || p.retry != nil || p.closed {
+	if !p.link.idle() || p.link.closed {
 		return
 	}
-	p.dialing = true
+	epoch := p.link.startDial(time.Now())
+	p.syncRetryLocked()
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	// The hello goes first on the new connection: put it before anything
-	// queued for this epoch.
 	queued := append([]byte(nil), p.fw.w.b[p.sent:]...)
 	p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
-	start := p.fw.begin(fHello)
-	_ = p.fw.enc.EncodeUint(protocolVersion)
-	_ = p.fw.enc.EncodeString(p.n.name)
-	_ = p.fw.enc.EncodeUint(p.n.inc)
-	_ = p.fw.enc.EncodeString(p.n.Addr())
-	_ = p.fw.enc.EncodeUint(p.epoch)
-	p.fw.end(start)
+	_ = p.fw.write(&frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch})
 	p.fw.w.b = append(p.fw.w.b, queued...)
-	epoch := p.epoch
 	p.n.stats.dials.Add(1)
-	p.lastActive = time.Now() // a connected peer is never forgotten; the loss sets it again
 	go p.dial(epoch)
+}
+
+// syncRetryLocked arms the retry timer for the link's retryAt, or stops it
+// when the link has none.
+func (p *peer) syncRetryLocked() {
+	at := p.link.retryAt
+	if at.Equal(p.retryFor) {
+		return
+	}
+	if p.retryTimer != nil {
+		p.retryTimer.Stop()
+		p.retryTimer = nil
+	}
+	p.retryFor = at
+	if at.IsZero() {
+		return
+	}
+	p.retryTimer = time.AfterFunc(time.Until(at), func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.retryFor != at {
+			return // re-armed or stopped meanwhile
+		}
+		p.retryTimer, p.retryFor = nil, time.Time{}
+		if p.n.closing.Load() {
+			return
+		}
+		if p.link.retry(time.Now()) {
+			p.dialLocked()
+		}
+	})
 }
 
 func (p *peer) dial(epoch uint64) {
@@ -499,19 +303,18 @@ func (p *peer) dial(epoch uint64) {
 func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || epoch != p.epoch {
-		return false
-	}
 	rc, err := wc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return false
 	}
-	p.dialing = false
+	now := time.Now()
+	if !p.link.opened(epoch, now) {
+		return false
+	}
 	p.conn = c
 	p.wc, p.wrc = wc, rc
 	p.netHeld = 0
-	p.openedAt = time.Now()
-	p.lastHeard.Store(p.openedAt.UnixNano())
+	p.lastHeard.Store(now.UnixNano())
 	p.n.stats.opened.Add(1)
 	p.localAddr, p.remoteAddr = c.LocalAddr().String(), c.RemoteAddr().String()
 	p.flushLocked(false)
@@ -524,23 +327,16 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCipher, key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || epoch != p.epoch || p.conn != c {
+	if p.conn != c {
 		return
 	}
-	if p.pinned != nil && !bytes.Equal(key, p.pinned) {
-		// Not the node a resolved sturdy ref named: send it nothing (the
-		// frames queued carry refs' secrets). Closing makes the peer lost.
-		p.n.log.Warn("remote: closing connection: the node's key is not the pinned one", "peer", p.addr, "key", fmt.Sprintf("%x", key))
-		_ = c.Close()
-		return
-	}
-	if p.netDial && p.claims[string(key)] == 0 {
-		// Dialed to answer a node that claimed to listen here, but another
-		// node answered: what is queued (replies, signals) is not for it.
-		// This is how a node that names someone else's address, or a port
-		// that is no node, is kept from making this one write there.
-		p.claimFailed = true
-		p.n.log.Warn("remote: closing connection: the node at the address is not the one that claimed it", "peer", p.addr, "key", fmt.Sprintf("%x", key))
+	if err := p.link.secured(epoch, key, p.pinned); err != nil {
+		if errors.Is(err, errStaleConn) {
+			return
+		}
+		// Nothing is sent on it (the frames queued carry refs' secrets and
+		// answers meant for another node); closing makes the peer lost.
+		p.n.log.Warn("remote: closing connection: "+err.Error(), "peer", p.addr, "key", fmt.Sprintf("%x", key))
 		_ = c.Close()
 		return
 	}
@@ -558,8 +354,7 @@ func (p *peer) welcomed(name string) {
 	p.setName(name)
 	p.mu.Lock()
 	local, remote := p.localAddr, p.remoteAddr
-	p.welcome = true
-	p.down, p.demand, p.backoff, p.claimFailed = nil, false, 0, false
+	p.link.welcomed()
 	p.mu.Unlock()
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
@@ -570,27 +365,23 @@ func (p *peer) welcomed(name string) {
 // discarded, and the asks, calls and monitors that depended on the peer
 // fail with err. The peer is then known down (local sends fail at once with
 // err) until a connection is welcomed again; a retry, after a backoff,
-// dials again if anything wants the peer (see retryLocked).
+// dials again if anything wants the peer (see link.retry).
 func (p *peer) lost(epoch uint64, err error) {
 	p.mu.Lock()
-	if epoch != p.epoch {
+	wasUp := p.conn != nil
+	welcomed := p.link.phase == linkUp
+	if !p.link.lost(epoch, err, time.Now(), rand.Float64()) {
 		p.mu.Unlock()
 		return
 	}
-	wasUp := p.conn != nil
-	welcomed := p.welcome
-	p.welcome = false
-	if !welcomed && p.netDial {
-		p.claimFailed = true // the claimed address did not answer as that node
-	}
+	p.syncRetryLocked()
 	local, remote := p.localAddr, p.remoteAddr
-	p.conn, p.dialing, p.flushing = nil, false, false
+	p.conn, p.flushing = nil, false
 	p.tx, p.peerKey = nil, nil
 	p.answerKey.Store(nil)
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
-	p.epoch = p.n.nextEpoch()
 	var dead deadLetters
 	if p.fw != nil {
 		dead = p.n.scanDeadLetters(p.fw.w.b[p.ack:])
@@ -603,13 +394,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.calls = nil
 	mons := p.monitors
 	p.monitors = nil
-	closed := p.closed || p.n.closing.Load()
-	p.down = &notSent{err}
-	p.refused = errors.Is(err, syscall.ECONNREFUSED)
-	p.lastActive = time.Now()
-	if !closed {
-		p.scheduleRetryLocked()
-	}
+	closed := p.link.closed || p.n.closing.Load()
 	p.mu.Unlock()
 	p.n.reportDeadLetters(p, dead, err)
 	if wc != nil {
@@ -636,106 +421,35 @@ func (p *peer) lost(epoch uint64, err error) {
 	}
 }
 
-// scheduleRetryLocked arms the retry timer (unless it is armed, or a dial
-// is under way) with exponential backoff and ±50% jitter.
-func (p *peer) scheduleRetryLocked() {
-	if p.retry != nil || p.dialing || p.closed {
-		return
-	}
-	if p.backoff == 0 {
-		p.backoff = p.n.cfg.ReconnectMin
-	} else if p.backoff *= 2; p.backoff > p.n.cfg.ReconnectMax {
-		p.backoff = p.n.cfg.ReconnectMax
-	}
-	b := p.backoff
-	if p.refused {
-		b = min(b, refusedRetryMax) // a refused connect costs both sides next to nothing
-	}
-	d := time.Duration(float64(b) * (0.5 + rand.Float64())) // ±50% jitter
-	p.retry = time.AfterFunc(d, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.retry = nil
-		p.retryLocked()
-	})
-}
-
-// refusedRetryMax bounds the backoff after a refused connect (see
-// peer.refused).
-const refusedRetryMax = 100 * time.Millisecond
-
-// retryLocked runs when the retry timer fires: it dials if anything wants
-// the peer (a local use since the loss, the membership layer, or a node
-// connected here from its address), and otherwise ends what this node
-// knows: the peer is no longer known down, so the next local use dials.
-// Nothing is redialed for nothing, so a node that went away (a client) is
-// not redialed forever.
-func (p *peer) retryLocked() {
-	if p.closed || p.conn != nil || p.dialing || p.n.closing.Load() {
-		return
-	}
-	switch {
-	case p.demand || p.member:
-		p.netDial = false
-	case len(p.claims) > 0 && !p.claimFailed && p.n.answerDials.allow(time.Now()):
-		p.netDial = true
-	default:
-		p.down, p.demand = nil, false
-		return
-	}
-	p.demand = false
-	p.dialLocked()
-}
-
-// redialNowLocked dials at once, without waiting for the backoff, when the peer
-// is down or idle: the node was seen alive (a connection from it, or the
-// membership layer). netDial says the dial answers a claim.
-func (p *peer) redialNowLocked(netDial bool) {
-	if p.closed || p.conn != nil || p.dialing || p.n.closing.Load() {
-		return
-	}
-	if p.retry != nil {
-		p.retry.Stop()
-		p.retry = nil
-	}
-	p.netDial = netDial
-	p.dialLocked()
-}
-
 // heartbeat pings a connected peer and declares it down when it has been
 // silent past the timeout.
 func (p *peer) heartbeat(now time.Time, seq uint64) {
 	p.mu.Lock()
-	conn, epoch, welcome, opened := p.conn, p.epoch, p.welcome, p.openedAt
+	conn, epoch := p.conn, p.link.epoch
+	handshake := p.link.phase == linkHandshake
+	err := p.link.expired(now, time.Unix(0, p.lastHeard.Load()))
 	p.mu.Unlock()
 	if conn == nil {
 		return
 	}
-	if !welcome && now.Sub(opened) > p.n.cfg.HandshakeTimeout {
-		// Bytes that trickle in refresh lastHeard: the handshake and the
-		// Welcome have a deadline of their own, as on the accepting side.
-		p.n.stats.handshakeTimeouts.Add(1)
+	if err != nil {
+		if handshake {
+			p.n.stats.handshakeTimeouts.Add(1)
+		}
 		_ = conn.Close()
-		p.lost(epoch, fmt.Errorf("%w: %s: no Welcome within %v of connecting", ErrNodeDown, p.name(), p.n.cfg.HandshakeTimeout))
+		p.lost(epoch, err)
 		return
 	}
-	if now.Sub(time.Unix(0, p.lastHeard.Load())) > p.n.cfg.HeartbeatTimeout {
-		_ = conn.Close()
-		p.lost(epoch, fmt.Errorf("%w: %s: no heartbeat for %v", ErrNodeDown, p.name(), p.n.cfg.HeartbeatTimeout))
-		return
-	}
-	_, _ = p.enqueueOpt(fPing, answer, func(fw *frameWriter) error { return fw.enc.EncodeUint(seq) })
+	_, _ = p.enqueueOpt(fPing, answer, func(f *frame) { f.seq = seq })
 }
 
 // close ends the peer for good (node shutdown).
 func (p *peer) close() {
 	p.mu.Lock()
-	p.closed = true
-	if p.retry != nil {
-		p.retry.Stop()
-		p.retry = nil
-	}
-	conn, epoch := p.conn, p.epoch
+	p.link.closed = true
+	p.link.retryAt = time.Time{}
+	p.syncRetryLocked()
+	conn, epoch := p.conn, p.link.epoch
 	p.mu.Unlock()
 	if conn != nil {
 		_ = conn.Close()
@@ -747,512 +461,6 @@ func (p *peer) close() {
 	if fw != nil {
 		fw.release()
 	}
-}
-
-func (p *peer) localID(r actor.Ref) (actor.WireID, bool) { return p.n.wire.LocalID(r) }
-
-// senderIDLocked is localID with a one-entry cache, so a stream of messages
-// from one actor derives its secret once. The id depends only on the ref,
-// so the cache cannot go stale. p.mu held.
-func (p *peer) senderIDLocked(r actor.Ref) (actor.WireID, bool) {
-	if p.senderOK && r == p.sender {
-		return p.senderID, true
-	}
-	id, ok := p.n.wire.LocalID(r)
-	if ok {
-		p.sender, p.senderID, p.senderOK = r, id, true
-	}
-	return id, ok
-}
-
-func (p *peer) remoteID(r actor.Ref) (actor.WireID, error) {
-	q, id, ok := p.n.wire.Remote(r)
-	if !ok || q != actor.Peer(p) {
-		return id, fmt.Errorf("remote: ref %v is not on node %s", r, p.name())
-	}
-	return id, nil
-}
-
-// Send implements actor.Peer.
-func (p *peer) Send(to, from actor.Ref, msg any) error {
-	if d, ok := msg.(actor.Down); ok {
-		return p.sendDownFor(to, d)
-	}
-	tid, err := p.remoteID(to)
-	if err != nil {
-		return err
-	}
-	_, err = p.enqueue(fSend, func(fw *frameWriter) error {
-		fw.id(tid)
-		if fid, ok := p.senderIDLocked(from); ok {
-			fw.id(fid)
-		} else {
-			_ = fw.enc.EncodeNil()
-		}
-		return fw.payload(msg)
-	})
-	return err
-}
-
-// sendDownFor tells a remote watcher that a local actor stopped.
-func (p *peer) sendDownFor(watcher actor.Ref, d actor.Down) error {
-	wid, err := p.remoteID(watcher)
-	if err != nil {
-		return err
-	}
-	tid, ok := p.localID(d.Ref)
-	if !ok {
-		return fmt.Errorf("remote: Down for non-local ref %v", d.Ref)
-	}
-	p.sendDown(tid, wid, d.Reason, true) // a local actor stopped
-	return nil
-}
-
-// sendDown queues a Down frame for watcher (an actor on the peer), beyond
-// MaxOutbound with force (a local actor's stop).
-func (p *peer) sendDown(target, watcher actor.WireID, reason error, force bool) {
-	o := answer
-	if force {
-		o = forced
-	}
-	_, _ = p.enqueueOpt(fDown, o, func(fw *frameWriter) error {
-		fw.id(target)
-		fw.id(watcher)
-		fw.errorFields(reason)
-		return nil
-	})
-}
-
-// deliverDown hands a Down from the peer to the local watcher that asked
-// for it through this peer.
-func (p *peer) deliverDown(target, watcher actor.WireID, reason error) {
-	w, ok := p.n.wire.Resolve(watcher)
-	if !ok {
-		return
-	}
-	p.mu.Lock()
-	m := p.monitors[target]
-	var ref actor.Ref
-	found := false
-	if m != nil {
-		if _, found = m.watchers[w]; found {
-			ref = m.target
-			delete(m.watchers, w)
-			if len(m.watchers) == 0 {
-				delete(p.monitors, target)
-			}
-		}
-	}
-	p.mu.Unlock()
-	if found {
-		_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: ref, Reason: reason})
-	}
-}
-
-// Ask implements actor.Peer.
-func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, error) {
-	tid, err := p.remoteID(to)
-	if err != nil {
-		return 0, err
-	}
-	fid, ok := p.localID(from)
-	if !ok {
-		return 0, fmt.Errorf("remote: asker %v is not local", from)
-	}
-	return p.enqueue(fAsk, func(fw *frameWriter) error {
-		fw.id(tid)
-		fw.id(fid)
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		return fw.payload(msg)
-	})
-}
-
-// Reply implements actor.Peer: it answers an ask that came from the peer.
-func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
-	_, id, ok := p.n.wire.Remote(to)
-	if !ok {
-		return
-	}
-	write := func(v any, rerr error) func(fw *frameWriter) error {
-		return func(fw *frameWriter) error {
-			_ = fw.enc.EncodeUint(uint64(id.Loop))
-			_ = fw.enc.EncodeUint(uint64(pidx))
-			_ = fw.enc.EncodeUint(uint64(pgen))
-			fw.errorFields(rerr)
-			return fw.payload(v)
-		}
-	}
-	if _, err := p.enqueueOpt(fReply, answer, write(v, rerr)); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
-		// The value could not travel (an unregistered type): say why instead.
-		_, _ = p.enqueueOpt(fReply, answer, write(nil, err))
-	}
-}
-
-// call sends a frame carrying a fresh goroutine correlation and waits for
-// its reply.
-func (p *peer) call(ctx context.Context, kind int, write func(fw *frameWriter, pidx, pgen uint32) error) (any, error) {
-	ch := make(chan result, 1)
-	p.mu.Lock()
-	if p.calls == nil {
-		p.calls = map[uint64]chan result{}
-	}
-	p.nextCall++
-	corr := p.nextCall
-	p.calls[corr] = ch
-	p.mu.Unlock()
-	pidx, pgen := uint32(corr), uint32(corr>>32)
-	if _, err := p.enqueue(kind, func(fw *frameWriter) error { return write(fw, pidx, pgen) }); err != nil {
-		p.mu.Lock()
-		delete(p.calls, corr)
-		p.mu.Unlock()
-		return nil, err
-	}
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		p.mu.Lock()
-		delete(p.calls, corr)
-		p.mu.Unlock()
-		return nil, ctx.Err()
-	}
-}
-
-func (p *peer) completeAsk(corr uint64, v any, err error) {
-	p.mu.Lock()
-	ch, ok := p.calls[corr]
-	delete(p.calls, corr)
-	p.mu.Unlock()
-	if ok {
-		ch <- result{v, err}
-	}
-}
-
-// AskWait implements actor.Peer: a blocking ask from a plain goroutine.
-func (p *peer) AskWait(ctx context.Context, to actor.Ref, msg any) (any, error) {
-	tid, err := p.remoteID(to)
-	if err != nil {
-		return nil, err
-	}
-	return p.call(ctx, fAsk, func(fw *frameWriter, pidx, pgen uint32) error {
-		fw.id(tid)
-		fw.id(actor.WireID{Loop: actor.GoroutineLoop})
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		return fw.payload(msg)
-	})
-}
-
-func (p *peer) spawn(ctx context.Context, kind string, args any) (any, error) {
-	return p.call(ctx, fSpawn, func(fw *frameWriter, pidx, pgen uint32) error {
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		_ = fw.enc.EncodeString(kind)
-		return fw.payload(args)
-	})
-}
-
-// monitorIDs returns the wire ids of a monitor's target (on the peer) and
-// watcher (here).
-func (p *peer) monitorIDs(target, watcher actor.Ref) (tid, wid actor.WireID, err error) {
-	if tid, err = p.remoteID(target); err != nil {
-		return tid, wid, err
-	}
-	wid, ok := p.localID(watcher)
-	if !ok {
-		return tid, wid, fmt.Errorf("remote: watcher %v is not local", watcher)
-	}
-	return tid, wid, nil
-}
-
-// Monitor implements actor.Peer.
-func (p *peer) Monitor(target, watcher actor.Ref) error {
-	tid, wid, err := p.monitorIDs(target, watcher)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if down := p.down; down != nil {
-		// As a monitor of an actor on a node known down: Down at once.
-		p.demand = true
-		if p.conn == nil && !p.dialing {
-			p.scheduleRetryLocked()
-		}
-		p.mu.Unlock()
-		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: down})
-	}
-	if p.monitors == nil {
-		p.monitors = map[actor.WireID]*monitor{}
-	}
-	m := p.monitors[tid]
-	if m == nil {
-		m = &monitor{target: target, watchers: map[actor.Ref]struct{}{}}
-		p.monitors[tid] = m
-	}
-	_, dup := m.watchers[watcher]
-	m.watchers[watcher] = struct{}{}
-	p.mu.Unlock()
-	if dup {
-		return nil
-	}
-	_, err = p.enqueue(fMonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
-	if err == nil {
-		return nil
-	}
-	p.mu.Lock()
-	mine := false // still registered: no loss has answered it with a Down
-	if m := p.monitors[tid]; m != nil {
-		if _, mine = m.watchers[watcher]; mine {
-			delete(m.watchers, watcher)
-			if len(m.watchers) == 0 {
-				delete(p.monitors, tid)
-			}
-		}
-	}
-	p.mu.Unlock()
-	switch {
-	case !mine:
-		return nil // lost() delivered its Down
-	case errors.Is(err, ErrNodeDown):
-		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: err})
-	}
-	return err
-}
-
-// Demonitor implements actor.Peer.
-func (p *peer) Demonitor(target, watcher actor.Ref) error {
-	tid, wid, err := p.monitorIDs(target, watcher)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if m := p.monitors[tid]; m != nil {
-		delete(m.watchers, watcher)
-		if len(m.watchers) == 0 {
-			delete(p.monitors, tid)
-		}
-	}
-	p.mu.Unlock()
-	_, err = p.enqueue(fDemonitor, func(fw *frameWriter) error { fw.id(tid); fw.id(wid); return nil })
-	return err
-}
-
-// Stop implements actor.Peer.
-func (p *peer) Stop(target actor.Ref, reason error) error {
-	tid, err := p.remoteID(target)
-	if err != nil {
-		return err
-	}
-	_, err = p.enqueue(fStop, func(fw *frameWriter) error { fw.id(tid); fw.errorFields(reason); return nil })
-	return err
-}
-
-// linkIDs returns the wire ids of a remote target and a local actor.
-func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err error) {
-	if tid, err = p.remoteID(target); err != nil {
-		return tid, lid, err
-	}
-	lid, ok := p.localID(local)
-	if !ok {
-		return tid, lid, fmt.Errorf("remote: %v is not a local actor", local)
-	}
-	return tid, lid, nil
-}
-
-// Link implements actor.Peer: the other node links target to from.
-func (p *peer) Link(target, from actor.Ref) (uint64, error) {
-	tid, fid, err := p.linkIDs(target, from)
-	if err != nil {
-		return 0, err
-	}
-	return p.enqueue(fLink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
-}
-
-// currentEpoch is the epoch of the current (or next) connection.
-func (p *peer) currentEpoch() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.epoch
-}
-
-// Unlink implements actor.Peer.
-func (p *peer) Unlink(target, from actor.Ref) error {
-	tid, fid, err := p.linkIDs(target, from)
-	if err != nil {
-		return err
-	}
-	_, err = p.enqueue(fUnlink, func(fw *frameWriter) error { fw.id(tid); fw.id(fid); return nil })
-	return err
-}
-
-// Exit implements actor.Peer: an exit signal from the local actor from to
-// the remote actor to.
-func (p *peer) Exit(to, from actor.Ref, reason error, link bool) error {
-	tid, fid, err := p.linkIDs(to, from)
-	if err != nil {
-		return err
-	}
-	o := fromLocal // Context.Exit or Kill
-	if link {
-		o = forced // a link's exit signal: a local actor stopped
-	}
-	return p.sendExit(tid, fid, reason, link, o)
-}
-
-// sendExit queues an fExit frame (see enqueueOpt for o).
-func (p *peer) sendExit(to, from actor.WireID, reason error, link bool, o origin) error {
-	flag := uint64(0)
-	if link {
-		flag = 1
-	}
-	_, err := p.enqueueOpt(fExit, o, func(fw *frameWriter) error {
-		fw.id(to)
-		fw.id(from)
-		_ = fw.enc.EncodeUint(flag)
-		fw.errorFields(reason)
-		return nil
-	})
-	return err
-}
-
-// clientHandler serves the connections this node dials.
-type clientHandler struct {
-	gnet.BuiltinEventEngine
-	n *Node
-}
-
-// outConn is the state of a dialed connection.
-type outConn struct {
-	p     *peer
-	epoch uint64
-	wc    net.Conn
-	sess  *session
-	fr    *frameReader
-	f     frame
-	up    bool
-	err   error // why this node closed it, if it did (OnTraffic)
-}
-
-func (h *clientHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	oc, ok := c.Context().(*outConn)
-	if !ok {
-		return nil, gnet.Close
-	}
-	oc.fr = newFrameReader(h.n, oc.p)
-	hs, err := h.n.sec.handshake(true)
-	var first []byte
-	if err == nil {
-		oc.sess = newSession(hs, maxControlFrame) // only Welcome, Pong and Goodbye come back
-		first, err = oc.sess.hello()
-	}
-	if err != nil {
-		h.n.log.Error("remote: cannot start a handshake", "err", err)
-		_ = oc.wc.Close()
-		return nil, gnet.Close
-	}
-	if !oc.p.opened(c, oc.epoch, oc.wc) {
-		_ = oc.wc.Close()
-		return nil, gnet.Close
-	}
-	oc.up = true
-	h.n.stats.bytesOut.Add(uint64(len(first)))
-	return first, gnet.None
-}
-
-func (h *clientHandler) OnClose(c gnet.Conn, err error) gnet.Action {
-	oc, ok := c.Context().(*outConn)
-	if !ok {
-		return gnet.None
-	}
-	if oc.fr != nil {
-		oc.fr.release()
-	}
-	if oc.up {
-		h.n.stats.closed.Add(1)
-	}
-	cause := oc.err // this side's reason first (a cluster key mismatch, say)
-	if cause == nil {
-		cause = err
-	}
-	if cause == nil {
-		cause = errors.New("connection closed")
-	}
-	if oc.sess != nil && !oc.sess.ready() {
-		cause = fmt.Errorf("during the secure handshake: %w", cause)
-	}
-	oc.p.lost(oc.epoch, fmt.Errorf("%w: %s: %w", ErrNodeDown, oc.p.name(), cause))
-	return gnet.None
-}
-
-func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
-	n := h.n
-	oc := c.Context().(*outConn)
-	oc.p.lastHeard.Store(time.Now().UnixNano())
-	buffered := c.InboundBuffered()
-	wasReady := oc.sess.ready()
-	last, err := oc.sess.readRecords(c, func(msg []byte) ([]byte, error) { return oc.sess.handshakeStep(true, msg) })
-	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
-	if err == nil && !wasReady && oc.sess.ready() {
-		oc.p.secured(c, oc.epoch, last, oc.sess.tx, oc.sess.peerKey)
-	}
-	if err == nil && oc.sess.ready() {
-		err = oc.readFrames(n)
-	}
-	if err != nil {
-		if !oc.sess.ready() && len(last) > 0 {
-			_, _ = c.Write(last) // tells the other node why (keyAlert)
-		}
-		oc.err = err
-		n.stats.badFrames.Add(1)
-		n.log.Warn("remote: closing connection", "peer", oc.p.name(), "reason", err)
-		return gnet.Close
-	}
-	return gnet.None
-}
-
-// readFrames handles the frames the peer sent on a dialed connection.
-func (oc *outConn) readFrames(n *Node) error {
-	defer oc.sess.compact()
-	return readFrames(oc.sess, maxControlFrame, func(body []byte) error {
-		n.stats.framesIn.Add(1)
-		if err := oc.fr.parse(body, &oc.f); err != nil {
-			return err
-		}
-		switch oc.f.kind {
-		case fWelcome:
-			if oc.f.version != protocolVersion {
-				return fmt.Errorf("%w: %s speaks %d", ErrVersion, oc.f.name, oc.f.version)
-			}
-			if err := n.authorize(oc.f.name, oc.sess.peerKey); err != nil {
-				return err
-			}
-			oc.p.welcomed(oc.f.name)
-		case fPong:
-		case fAck:
-			return oc.p.acked(oc.epoch, oc.f.seq)
-		case fGoodbye:
-			return fmt.Errorf("remote: %s said goodbye: %v", oc.p.name(), decodeError(oc.p.name(), oc.f.code, oc.f.msg))
-		default:
-			return bad(fmt.Sprintf("unexpected frame kind %d on a dialed connection", oc.f.kind), nil)
-		}
-		return nil
-	})
-}
-
-// dupConn returns a second net.Conn on c's socket: a duplicated descriptor,
-// non-blocking and registered with Go's poller.
-func dupConn(c net.Conn) (net.Conn, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return nil, fmt.Errorf("remote: cannot duplicate a %T", c)
-	}
-	f, err := tc.File()
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return net.FileConn(f)
 }
 
 // connectedKey returns the static key of the node this peer's current
@@ -1282,11 +490,11 @@ func (p *peer) pin(key []byte) error {
 
 // ensureConnected dials the peer if there is no connection (nor a dial or
 // a retry under way), so that its heartbeat watches the node; as an answer
-// to the node, so only as mayAnswerLocked allows.
+// to the node, so only as link.mayAnswer allows.
 func (p *peer) ensureConnected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.conn == nil && !p.dialing && p.retry == nil && p.down == nil && p.mayAnswerLocked() {
-		p.redialNowLocked(true)
+	if p.link.ensureConnected(time.Now()) {
+		p.dialLocked()
 	}
 }

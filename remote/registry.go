@@ -104,11 +104,10 @@ func Register[T any](n *Node, name string) error {
 	return n.reg.add(name, reflect.TypeFor[T]())
 }
 
-// Codec context: msgpack has no user context on its encoders and decoders,
-// so the node whose connection owns a given encoder or decoder is looked up
-// here when an actor.Ref inside a payload is encoded or decoded.
-var codecNodes sync.Map // *msgpack.Encoder or *msgpack.Decoder -> *codecCtx
-
+// codecCtx is what encoding or decoding an actor.Ref inside a payload
+// needs: the node whose connection the payload travels on. msgpack has no
+// user context on its encoders and decoders, so it rides on their writer
+// (bufWriter) and reader (ctxReader).
 type codecCtx struct {
 	n    *Node
 	from *peer // decoding: the node the frame came from
@@ -123,19 +122,19 @@ func init() {
 // is nil.
 func encodeRefValue(e *msgpack.Encoder, v reflect.Value) error {
 	r := v.Interface().(actor.Ref)
-	c, ok := codecNodes.Load(e)
-	if !ok {
+	w, ok := e.Writer().(*bufWriter)
+	if !ok || w.ctx == nil {
 		return fmt.Errorf("remote: actor.Ref encoded outside a node connection")
 	}
-	return c.(*codecCtx).n.encodeRef(e, r)
+	return w.ctx.n.encodeRef(e, r)
 }
 
 func decodeRefValue(d *msgpack.Decoder, v reflect.Value) error {
-	c, ok := codecNodes.Load(d)
-	if !ok {
+	c := decodeCtx(d)
+	if c == nil {
 		return fmt.Errorf("remote: actor.Ref decoded outside a node connection")
 	}
-	r, err := c.(*codecCtx).n.decodeRef(d)
+	r, err := c.n.decodeRef(d)
 	if err != nil {
 		return err
 	}
@@ -179,8 +178,8 @@ func decodeDownValue(d *msgpack.Decoder, v reflect.Value) error {
 		return err
 	}
 	node := ""
-	if c, ok := codecNodes.Load(d); ok && c.(*codecCtx).from != nil {
-		node = c.(*codecCtx).from.name()
+	if c := decodeCtx(d); c != nil && c.from != nil {
+		node = c.from.name()
 	}
 	var reason error
 	if code != codeNone {
@@ -189,5 +188,13 @@ func decodeDownValue(d *msgpack.Decoder, v reflect.Value) error {
 		reason = decodeError(node, codeOther, msg)
 	}
 	v.Set(reflect.ValueOf(actor.Down{Ref: r, Reason: reason}))
+	return nil
+}
+
+// decodeCtx returns the codec context of a frame reader's decoder, or nil.
+func decodeCtx(d *msgpack.Decoder) *codecCtx {
+	if r, ok := d.Buffered().(*ctxReader); ok {
+		return r.ctx
+	}
 	return nil
 }

@@ -194,11 +194,7 @@ func (n *Node) Resolve(ctx context.Context, sturdy string) (actor.Ref, error) {
 	if err != nil {
 		return actor.Ref{}, err
 	}
-	v, err := p.call(ctx, fResolve, func(fw *frameWriter, pidx, pgen uint32) error {
-		_ = fw.enc.EncodeUint(uint64(pidx))
-		_ = fw.enc.EncodeUint(uint64(pgen))
-		return fw.payload(req)
-	})
+	v, err := p.call(ctx, fResolve, func(f *frame) { f.payload = req })
 	if err != nil {
 		return actor.Ref{}, err
 	}

@@ -47,82 +47,7 @@ func encodeFrame(fw *frameWriter, f *frame) error {
 	if k <= 0 || k >= len(fieldCount) || fieldCount[k] == 0 {
 		return fmt.Errorf("kind %d", k)
 	}
-	e := fw.enc
-	u := func(v uint64) { _ = e.EncodeUint(v) }
-	s := func(v string) { _ = e.EncodeString(v) }
-	start := fw.begin(k)
-	var err error
-	switch k {
-	case fHello:
-		u(f.version)
-		s(f.name)
-		u(f.incarnation)
-		s(f.addr)
-		u(f.epoch)
-	case fWelcome:
-		u(f.version)
-		s(f.name)
-		u(f.incarnation)
-	case fSend:
-		fw.id(f.to)
-		if f.hasFrom {
-			fw.id(f.from)
-		} else {
-			_ = e.EncodeNil()
-		}
-		err = fw.payload(f.payload)
-	case fAsk:
-		fw.id(f.to)
-		fw.id(f.from)
-		u(uint64(f.pidx))
-		u(uint64(f.pgen))
-		err = fw.payload(f.payload)
-	case fReply:
-		u(uint64(f.loop))
-		u(uint64(f.pidx))
-		u(uint64(f.pgen))
-		u(f.code)
-		s(f.msg)
-		err = fw.payload(f.payload)
-	case fPing, fPong:
-		u(f.seq)
-	case fMonitor, fDemonitor, fLink, fUnlink:
-		fw.id(f.to)
-		fw.id(f.from)
-	case fExit:
-		fw.id(f.to)
-		fw.id(f.from)
-		u(f.link)
-		u(f.code)
-		s(f.msg)
-	case fStop:
-		fw.id(f.to)
-		u(f.code)
-		s(f.msg)
-	case fDown:
-		fw.id(f.to)
-		fw.id(f.from)
-		u(f.code)
-		s(f.msg)
-	case fSpawn:
-		u(uint64(f.pidx))
-		u(uint64(f.pgen))
-		s(f.kindName)
-		err = fw.payload(f.payload)
-	case fResolve:
-		u(uint64(f.pidx))
-		u(uint64(f.pgen))
-		err = fw.payload(f.payload)
-	case fGoodbye:
-		u(f.code)
-		s(f.msg)
-	}
-	if err != nil {
-		fw.abort(start)
-		return err
-	}
-	fw.end(start)
-	return nil
+	return fw.write(f)
 }
 
 // takeFrames returns the frames written to fw and empties it.
@@ -149,8 +74,8 @@ func sampleFrames() []frame {
 		{kind: fSend, to: to, payload: "hello"},
 		{kind: fSend, to: to, from: from, hasFrom: true, typeID: typeID("bytes"), payload: []byte{1, 2, 3}},
 		{kind: fSend, to: to, from: from, hasFrom: true, payload: nil},
-		{kind: fAsk, to: to, from: from, hasFrom: true, pidx: 5, pgen: 0xFFFFFFFF, payload: int64(-42)},
-		{kind: fAsk, to: to, from: wid(actor.GoroutineLoop, 0, 0, 0), hasFrom: true, pidx: 1, pgen: 0, payload: map[string]any{"k": "v"}},
+		{kind: fAsk, to: to, from: from, pidx: 5, pgen: 0xFFFFFFFF, payload: int64(-42)},
+		{kind: fAsk, to: to, from: wid(actor.GoroutineLoop, 0, 0, 0), pidx: 1, pgen: 0, payload: map[string]any{"k": "v"}},
 		{kind: fReply, loop: 1, pidx: 9, pgen: 2, payload: uint64(math.MaxUint64)},
 		{kind: fReply, loop: actor.GoroutineLoop, pidx: 9, pgen: 2, code: codeDead, msg: "actor: no such actor"},
 		{kind: fReply, loop: 0, pidx: 1, pgen: 1, payload: []any{"x", true, 1.5}},
@@ -169,6 +94,7 @@ func sampleFrames() []frame {
 		{kind: fExit, to: to, from: from, link: 1, code: codeKilled, msg: "actor: killed"},
 		{kind: fExit, to: to, from: from},
 		{kind: fResolve, pidx: 8, pgen: 1, typeID: typeID("bytes"), payload: []byte("sealed request")},
+		{kind: fAck, seq: 1 << 40},
 	}
 }
 
@@ -1173,7 +1099,7 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	before = holding()
 	answered := make(chan error, 1)
 	if err := a.sys.Wire().MonitorLocal(dead, r, func() {
-		_, err := p.enqueueOpt(fDown, answer, func(fw *frameWriter) error { return nil })
+		_, err := p.enqueueOpt(fDown, answer, func(*frame) {})
 		answered <- err
 	}); err != nil {
 		t.Fatal(err)

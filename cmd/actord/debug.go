@@ -50,6 +50,12 @@ type debugOpts struct {
 	kinds   string
 	format  string
 	history bool
+
+	// events: the event bus
+	follow    bool
+	busTypes  string
+	busQuery  string
+	listTypes bool
 }
 
 var debugCmds = map[string]*debugCmd{
@@ -59,7 +65,7 @@ var debugCmds = map[string]*debugCmd{
 	"state": {args: "ACTOR", summary: "an actor's current state (--history: its recent states and diffs)", min: 1, max: 1, run: debugState, flags: func(fs *flag.FlagSet, o *debugOpts) {
 		fs.BoolVar(&o.history, "history", false, "show recent states and their diffs")
 	}},
-	"events":  {summary: "recent events [--actor A] [--last N] [--loop L] [--kind K,...]", run: debugEvents, flags: eventFlags},
+	"events":  {summary: "recent loop events [--actor A] [--last N] [--loop L] [--kind K,...]; --follow: stream the event bus [--type T,...] [--query Q]; --types: list its types", run: debugEvents, flags: busFlags},
 	"crashes": {summary: "the crash log: panic, stack, supervisor, messages before", run: debugCrashes},
 	"follow":  {summary: "stream events as they happen (like tail -f) [--actor A] [--loop L] [--kind K,...]", run: debugFollow, flags: eventFlags},
 	"dump": {summary: "everything, as JSON", run: debugDump, flags: func(fs *flag.FlagSet, o *debugOpts) {
@@ -74,6 +80,16 @@ func eventFlags(fs *flag.FlagSet, o *debugOpts) {
 	fs.IntVar(&o.last, "last", 0, "the last N events (events: default 100; follow: replayed first)")
 	fs.IntVar(&o.loop, "loop", -1, "only this loop (default: all)")
 	fs.StringVar(&o.kinds, "kind", "", "only these kinds, comma separated ("+strings.Join(debug.EventKinds(), ",")+")")
+}
+
+// busFlags are the flags of events: those of the loop events, and those
+// of the event bus.
+func busFlags(fs *flag.FlagSet, o *debugOpts) {
+	eventFlags(fs, o)
+	fs.BoolVar(&o.follow, "follow", false, "stream the daemon's event bus (NodeUp, MemberChanged, ActorCrashed, ...) as events are emitted, until interrupted")
+	fs.StringVar(&o.busTypes, "type", "", "with --follow: only these event types, comma separated, as --types names them (event.NodeUp,...)")
+	fs.StringVar(&o.busQuery, "query", "", `with --follow: only events matching this query, e.g. "Node = 'b' AND Time > TIME 2024-05-03T14:45:00Z" (docs/events.md)`)
+	fs.BoolVar(&o.listTypes, "types", false, "list the event bus's types, with their emitters and subscribers")
 }
 
 // defaultAddr is the debug server to attach to: $ACTORD_DEBUG_ADDR, else
@@ -165,7 +181,7 @@ func debugMain(args []string, stdout, stderr io.Writer) int {
 	o.client = cl
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if args[0] != "follow" {
+	if args[0] != "follow" && !o.follow {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
@@ -206,6 +222,12 @@ func checkDebugArgs(fs *flag.FlagSet, c *debugCmd, o *debugOpts, pos []string) e
 			err = fmt.Errorf("--timeout %v: want a positive duration", o.timeout)
 		case f.Name == "json" && o.json && o.format == "dot":
 			err = errors.New("--json and --format dot: choose one")
+		case o.follow && (f.Name == "actor" || f.Name == "loop" || f.Name == "kind" || f.Name == "last"):
+			err = fmt.Errorf("--follow streams the event bus; --%s selects loop events (stream those with actord debug follow)", f.Name)
+		case !o.follow && (f.Name == "type" || f.Name == "query"):
+			err = fmt.Errorf("--%s selects the event bus stream: give --follow too", f.Name)
+		case o.listTypes && o.follow:
+			err = errors.New("--types and --follow: choose one")
 		}
 	})
 	if err != nil {
@@ -498,6 +520,12 @@ func eventLine(e debug.Event) string {
 }
 
 func debugEvents(ctx context.Context, o *debugOpts, _ []string) error {
+	switch {
+	case o.listTypes:
+		return debugBusTypes(ctx, o)
+	case o.follow:
+		return debugBusFollow(ctx, o)
+	}
 	ev, err := o.client.Events(ctx, o.query())
 	if err != nil {
 		return err
@@ -512,6 +540,53 @@ func debugEvents(ctx context.Context, o *debugOpts, _ []string) error {
 		fmt.Fprintln(o.stdout, eventLine(e))
 	}
 	return nil
+}
+
+// debugBusTypes lists the event bus's types.
+func debugBusTypes(ctx context.Context, o *debugOpts) error {
+	r, err := o.client.BusTypes(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(o.stdout, r)
+	}
+	tw := tabwriter.NewWriter(o.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tEMITTERS\tSUBSCRIBERS\tSTATEFUL")
+	for _, t := range r.Types {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\n", t.Type, t.Emitters, t.Subscribers, t.Stateful)
+	}
+	fmt.Fprintf(tw, "(wildcard subscriptions: %d)\n", r.Wildcards)
+	return tw.Flush()
+}
+
+// debugBusFollow streams the event bus: one line per event, or with --json
+// the server's lines as they are.
+func debugBusFollow(ctx context.Context, o *debugOpts) error {
+	q := debug.BusQuery{Query: o.busQuery}
+	if o.busTypes != "" {
+		q.Types = strings.Split(o.busTypes, ",")
+	}
+	enc := json.NewEncoder(o.stdout)
+	enc.SetEscapeHTML(false)
+	err := o.client.FollowBus(ctx, q, func(e debug.BusEvent) bool {
+		if o.json {
+			_ = enc.Encode(e)
+			return true
+		}
+		ev := string(e.Event)
+		if e.Truncated {
+			var s string
+			_ = json.Unmarshal(e.Event, &s)
+			ev = s + "…"
+		}
+		fmt.Fprintf(o.stdout, "%s #%d %s %s\n", shortTime(e.Time), e.N, e.Type, ev)
+		return true
+	})
+	if ctx.Err() != nil { // interrupted: a normal end
+		return nil
+	}
+	return err
 }
 
 func debugCrashes(ctx context.Context, o *debugOpts, _ []string) error {

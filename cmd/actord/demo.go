@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 )
 
 func init() {
-	commands["demo"] = command{run: demoMain, summary: "a local 3-daemon cluster running the kvstore: load, a shard crash, the debugger, shutdown (--bench: load generator)"}
+	commands["demo"] = command{run: demoMain, summary: "a local 3-daemon cluster running the replicated kvstore: load, a replica crash, a daemon killed and restarted, the debugger, shutdown (--bench: load generator)"}
 }
 
 // demoOpts are the flags of `actord demo`.
@@ -35,6 +36,7 @@ type demoOpts struct {
 	bench    bool
 	cell     time.Duration // of a bench measurement
 	shards   int
+	replicas int
 	keep     bool // keep the data dirs
 }
 
@@ -52,9 +54,10 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.bench, "bench", false, "instead of the demo, measure get and put throughput and latency at 1, 16 and 256 clients and print a markdown table")
 	fs.DurationVar(&o.cell, "cell", 3*time.Second, "with --bench: how long each measurement runs")
 	fs.IntVar(&o.shards, "shards", kvstore.DefaultShards, "shards of the store")
+	fs.IntVar(&o.replicas, "replicas", kvstore.DefaultReplicas, "replicas of each shard (at most 3: one per daemon)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the daemons' data dirs (their path is printed)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: actord demo [flags]\n\nStarts three daemons on 127.0.0.1 (this program, as separate processes), deploys the\nkvstore example across them, runs a load, crashes a shard, checks that no acknowledged\nwrite was lost, shows the debugger's view of a daemon and shuts everything down.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: actord demo [flags]\n\nStarts three daemons on 127.0.0.1 (this program, as separate processes), deploys the\nreplicated kvstore example across them, runs a load, crashes a replica, SIGKILLs a whole\ndaemon and starts it again, checks that no acknowledged write was lost and that the\nrestarted daemon caught up, shows the debugger's view of a daemon and shuts everything down.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -63,7 +66,7 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if fs.NArg() != 0 || o.duration <= 0 || o.workers <= 0 || o.cell <= 0 || o.shards < demoNodes {
+	if fs.NArg() != 0 || o.duration <= 0 || o.workers <= 0 || o.cell <= 0 || o.shards < demoNodes || o.replicas < 1 || o.replicas > demoNodes {
 		fmt.Fprintln(stderr, "actord demo: bad arguments (see actord demo -h)")
 		return 2
 	}
@@ -126,48 +129,38 @@ func runDemo(ctx context.Context, o demoOpts, stdout, stderr io.Writer) (err err
 		return runBench(dc, o, stdout)
 	}
 
-	// The shard to crash: the first one that b hosts.
 	tab := dc.cl.Table()
-	b := dc.children[1]
-	victim := slices.Index(kvstore.Placement(tab.Shards, tab.Members), b.info.Addr)
-	fmt.Fprintf(stdout, "\n== load: %d clients, half puts of new keys (each acknowledged only once durable), half gets of acknowledged keys, for %v\n", o.workers, o.duration)
-	fmt.Fprintf(stdout, "   shard-%03d on daemon %s will be crashed half-way through\n", victim, b.name)
-	rec := &recorder{}
+	b, c := dc.children[1], dc.children[2]
+	// The replica to crash: b's replica of shard 0.
+	const victim = 0
+	replica := slices.Index(tab.Hosts(victim), b.info.Addr)
+	crashAt, killAt, restartAt := o.duration/5, o.duration*7/20, o.duration*13/20
+	fmt.Fprintf(stdout, "\n== load: %d clients, half puts of new keys (each acknowledged once durable on a majority of its shard's %d replicas), half gets of acknowledged keys, for %v\n",
+		o.workers, len(tab.Hosts(victim)), o.duration)
+	fmt.Fprintf(stdout, "   at %v the replica of shard-%03d on daemon %s crashes; at %v daemon %s is SIGKILLed (the whole process); at %v it is started again\n",
+		crashAt.Round(100*time.Millisecond), victim, b.name, killAt.Round(100*time.Millisecond), c.name, restartAt.Round(100*time.Millisecond))
+	down := &downWindow{start: time.Now()}
+	rec := &recorder{during: down.contains}
 	lctx, lcancel := context.WithTimeout(ctx, o.duration)
 	defer lcancel()
-	var crashReport []string
-	crashErr := make(chan error, 1)
-	go func() { // the crash, half-way
-		select {
-		case <-time.After(o.duration / 2):
-		case <-lctx.Done():
-			crashErr <- errors.New("the load ended before the crash")
-			return
-		}
-		lines, err := crashShard(lctx, dc, victim, b.name)
-		crashReport = lines
-		crashErr <- err
-	}()
+	events := make(chan string, 16)
+	faults := make(chan error, 1)
+	go func() { faults <- runFaults(lctx, dc, events, down, victim, replica, crashAt, killAt, restartAt) }()
 	loadDone := make(chan loadResult, 1)
-	loadStart := time.Now()
+	loadStart := down.start
 	go func() { loadDone <- runLoad(lctx, dc.cl, o.workers, 3*time.Second, rec) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := loadStart
 	var res loadResult
-	var cerr error
-	crashed := false
 loop:
 	for {
 		select {
 		case now := <-tick.C:
 			p.update(progressLine(rec.take(now.Sub(loadStart), now.Sub(last))))
 			last = now
-		case cerr = <-crashErr:
-			crashed = true
-			for _, l := range crashReport {
-				p.println(l)
-			}
+		case l := <-events:
+			p.println(l)
 		case res = <-loadDone:
 			break loop
 		}
@@ -176,21 +169,21 @@ loop:
 		p.update(progressLine(rec.take(now.Sub(loadStart), now.Sub(last))))
 	}
 	p.end()
-	if !crashed {
-		cerr = <-crashErr
-		for _, l := range crashReport {
-			fmt.Fprintln(stdout, l)
-		}
+	ferr := <-faults // the restart may outlast the load
+	for len(events) > 0 {
+		fmt.Fprintln(stdout, <-events)
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
-	if cerr != nil {
-		return fmt.Errorf("crash of shard-%03d: %w", victim, cerr)
+	if ferr != nil {
+		return ferr
 	}
 	took := time.Since(loadStart)
-	fmt.Fprintf(stdout, "  load: %d requests in %v (%.0f/s), %d puts acknowledged, %d requests failed or timed out (%d of them puts queued in the crashed shard, failed at once as not applied; the outcome of the other failed writes is unknown, so they are not checked)\n",
+	fmt.Fprintf(stdout, "  load: %d requests in %v (%.0f/s), %d puts acknowledged, %d requests failed or timed out (%d of them puts known not applied; the outcome of the other failed writes is unknown, so they are not checked)\n",
 		res.ops, took.Round(time.Millisecond), float64(res.ops)/took.Seconds(), len(res.acked), res.failed, res.notApplied)
+	fmt.Fprintf(stdout, "  while daemon %s was down (%v): %d requests, %d failed: reads and writes went on with 2 replicas of 3\n",
+		c.name, down.length().Round(time.Millisecond), res.opsDown, res.failedDown)
 	if len(res.acked) == 0 {
 		return errors.New("no put was acknowledged")
 	}
@@ -208,13 +201,10 @@ loop:
 	if len(lost) > 0 {
 		return fmt.Errorf("%d acknowledged writes LOST, e.g. %s", len(lost), lost[0])
 	}
-	inVictim := 0
-	for k := range res.acked {
-		if kvstore.ShardOf(k, tab.Shards) == victim {
-			inVictim++
-		}
+	fmt.Fprintf(stdout, "  all %d present with their acknowledged value: no acknowledged write lost\n", len(res.acked))
+	if err := checkCaughtUp(ctx, dc, dc.children[2], res.acked, stdout); err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "  all %d present with their acknowledged value (%d of them in the crashed shard-%03d): no acknowledged write lost\n", len(res.acked), inVictim, victim)
 
 	fmt.Fprintf(stdout, "\n== the debugger's view of daemon %s (run in-process: the same code as these commands)\n", b.name)
 	for i, sub := range []string{"tree", "loops"} {
@@ -230,38 +220,174 @@ loop:
 	return nil
 }
 
-// crashShard crashes shard id with CrashShard and measures how long until
-// it serves again (a Get answered by the restarted instance, which first
-// reloads its data from disk).
-func crashShard(ctx context.Context, dc *demoCluster, id int, daemon string) ([]string, error) {
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("probe-%d", i); kvstore.ShardOf(k, dc.cl.Table().Shards) == id {
-			key = k
+// downWindow is when the killed daemon was down, for the load's counts.
+type downWindow struct {
+	start    time.Time    // of the load
+	from, to atomic.Int64 // ns since start; to is 0 while down
+}
+
+func (w *downWindow) contains(t time.Time) bool {
+	from, to := w.from.Load(), w.to.Load()
+	d := int64(t.Sub(w.start))
+	return from > 0 && d >= from && (to == 0 || d < to)
+}
+
+func (w *downWindow) length() time.Duration {
+	from, to := w.from.Load(), w.to.Load()
+	if from == 0 || to == 0 {
+		return 0
+	}
+	return time.Duration(to - from)
+}
+
+// runFaults injects the demo's faults at their times: the crash of a
+// replica, the SIGKILL of daemon c, its restart. It reports on events.
+func runFaults(ctx context.Context, dc *demoCluster, events chan<- string, down *downWindow, shard, replica int, crashAt, killAt, restartAt time.Duration) error {
+	start := time.Now()
+	sleepUntil := func(d time.Duration) error {
+		t := time.NewTimer(time.Until(start.Add(d)))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return errors.New("the load ended before the faults")
 		}
 	}
+	b, c := dc.children[1], dc.children[2]
+	if err := sleepUntil(crashAt); err != nil {
+		return err
+	}
+	lines, err := crashShard(ctx, dc, shard, replica, b.name)
+	for _, l := range lines {
+		events <- l
+	}
+	if err != nil {
+		return fmt.Errorf("crash of shard-%03d's replica on %s: %w", shard, b.name, err)
+	}
+	if err := sleepUntil(killAt); err != nil {
+		return err
+	}
+	if err := c.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill daemon %s: %w", c.name, err)
+	}
+	<-c.done
+	killed := time.Now()
+	down.from.Store(int64(killed.Sub(down.start)))
+	events <- fmt.Sprintf("  !! SIGKILLed daemon %s (pid %d): its replicas of every shard are gone; each shard goes on with its 2 other replicas", c.name, c.info.PID)
+	if err := sleepUntil(restartAt); err != nil {
+		return err
+	}
+	nc, took, err := restartChild(dc, 2)
+	down.to.Store(int64(time.Since(down.start)))
+	if err != nil {
+		return fmt.Errorf("restart daemon %s: %w", c.name, err)
+	}
+	events <- fmt.Sprintf("  !! started daemon %s again (pid %d, same addresses and data dir) %v after the kill: ready in %v; it reopened its replicas and catches up from the others",
+		nc.name, nc.info.PID, time.Since(killed).Round(time.Millisecond), took.Round(time.Millisecond))
+	return nil
+}
+
+// restartChild starts daemon i again with its arguments (the same name,
+// data dir and remote address) and the gossip address it had, and waits
+// for its ready line.
+func restartChild(dc *demoCluster, i int) (*child, time.Duration, error) {
+	old := dc.children[i]
+	args := slices.Clone(old.cmd.Args[1:])
+	if j := slices.Index(args, "--gossip"); j >= 0 && j+1 < len(args) {
+		args[j+1] = old.info.GossipAddr
+	}
 	t0 := time.Now()
-	err := dc.cl.CrashShard(ctx, id, dc.token)
+	nc, err := startChild(old.name, old.cmd.Path, args, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	dc.children[i] = nc
+	if err := nc.ready(30 * time.Second); err != nil {
+		return nil, 0, err
+	}
+	return nc, time.Since(t0), nil
+}
+
+// checkCaughtUp reads every acknowledged put of the restarted daemon d
+// from d's own replicas (a client would read a majority, which need not
+// include d): the writes made while it was down reach it through its
+// catch-up from the other replicas.
+func checkCaughtUp(ctx context.Context, dc *demoCluster, d *child, acked map[string]string, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "\n== daemon %s's own replicas, after its restart and catch-up\n", d.name)
+	start := time.Now()
+	deadline := start.Add(2*kvstore.CatchUpAgain + 10*time.Second)
+	for {
+		missing, err := missingOn(ctx, dc, d, acked)
+		if err == nil && missing == 0 {
+			fmt.Fprintf(stdout, "  daemon %s holds all %d acknowledged writes itself, those made while it was down included\n", d.name, len(acked))
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("reading daemon %s's replicas: %w", d.name, err)
+			}
+			return fmt.Errorf("daemon %s lacks %d of the %d acknowledged writes %v after its restart", d.name, missing, len(acked), time.Since(start).Round(time.Second))
+		}
+		time.Sleep(250 * time.Millisecond) // polling: the catch-up's second pass comes kvstore.CatchUpAgain after the restart
+	}
+}
+
+// missingOn counts the acknowledged puts that d's replicas do not hold.
+func missingOn(ctx context.Context, dc *demoCluster, d *child, acked map[string]string) (int, error) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cl, err := kvstore.Dial(rctx, dc.node, d.info.Addr, dc.token, 3*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close(context.Background())
+	tab := cl.Table()
+	missing := 0
+	for k, v := range acked {
+		id := kvstore.ShardOf(k, tab.Shards)
+		j := slices.Index(tab.Hosts(id), d.info.Addr)
+		if j < 0 {
+			continue
+		}
+		got, err := dc.sys.Ask(rctx, tab.Refs[id][j], kvstore.Get{K: k})
+		if err != nil {
+			return 0, err
+		}
+		if e, _ := got.(kvstore.Entry); string(e.V) != v {
+			missing++
+		}
+	}
+	return missing, nil
+}
+
+// crashShard crashes replica j of shard id with CrashShard and measures
+// how long until it serves again (a Get to that replica answered by the
+// restarted instance, which first reloads its data from disk).
+func crashShard(ctx context.Context, dc *demoCluster, id, j int, daemon string) ([]string, error) {
+	ref := dc.cl.Table().Refs[id][j]
+	t0 := time.Now()
+	err := dc.cl.CrashShard(ctx, id, j, dc.token)
 	if err == nil {
-		return nil, errors.New("the shard did not crash")
+		return nil, errors.New("the replica did not crash")
 	}
 	if !strings.Contains(err.Error(), "crash") {
 		return nil, err
 	}
-	lines := []string{fmt.Sprintf("  !! crashed shard-%03d on daemon %s: %v", id, daemon, firstLineOf(err.Error()))}
+	lines := []string{fmt.Sprintf("  !! crashed the replica of shard-%03d on daemon %s: %v", id, daemon, firstLineOf(err.Error()))}
 	for {
 		gctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, _, gerr := dc.cl.Get(gctx, key)
+		_, gerr := dc.sys.Ask(gctx, ref, kvstore.Get{K: "probe"})
 		cancel()
 		if gerr == nil {
 			break
 		}
 		if ctx.Err() != nil {
-			return lines, fmt.Errorf("shard-%03d did not serve again after the crash: %v", id, gerr)
+			return lines, fmt.Errorf("the replica of shard-%03d did not serve again after the crash: %v", id, gerr)
 		}
 	}
-	lines = append(lines, fmt.Sprintf("  !! the supervisor \"kvstore\" on %s restarted shard-%03d in place (same ref): it reloaded its data from bbolt and served again %v after the crash",
-		daemon, id, time.Since(t0).Round(10*time.Microsecond)))
+	lines = append(lines, fmt.Sprintf("  !! the supervisor \"kvstore\" on %s restarted it in place (same ref): it reloaded its data from bbolt and served again %v after the crash (the shard's other replicas served meanwhile)",
+		daemon, time.Since(t0).Round(10*time.Microsecond)))
 	return lines, nil
 }
 
@@ -298,7 +424,7 @@ func startDemoCluster(ctx context.Context, dc *demoCluster, dir string, o demoOp
 	nodeArgs := func(i int, seeds string) []string {
 		return []string{"demo", "_node", "--name", names[i], "--listen", listen[i], "--gossip", "127.0.0.1:0",
 			"--data-dir", fmt.Sprintf("%s/%s", dir, names[i]), "--seeds", seeds,
-			"--members", strings.Join(listen, ","), "--token", dc.token, "--shards", strconv.Itoa(o.shards),
+			"--members", strings.Join(listen, ","), "--token", dc.token, "--shards", strconv.Itoa(o.shards), "--replicas", strconv.Itoa(o.replicas),
 			"--cluster-key-file", keyFile, "--watch-stdin"}
 	}
 	// a first: the others join its gossip address, which its ready line gives.
@@ -355,21 +481,24 @@ func startDemoCluster(ctx context.Context, dc *demoCluster, dir string, o demoOp
 	}
 	dc.cl = cl
 	tab := cl.Table()
-	for id, e := range tab.Missing {
-		if e != nil {
-			return fmt.Errorf("shard %d: %w", id, e)
+	for id, es := range tab.Missing {
+		for _, e := range es {
+			if e != nil {
+				return fmt.Errorf("shard %d: %w", id, e)
+			}
 		}
 	}
-	fmt.Fprintf(stdout, "\n== kvstore deployed: %d shards, one bbolt file each, under a supervisor \"kvstore\" on each daemon\n", tab.Shards)
-	owners := kvstore.Placement(tab.Shards, tab.Members)
+	fmt.Fprintf(stdout, "\n== kvstore deployed: %d shards of %d replicas each (reads and writes are quorum calls to a majority of them); the replicas of a daemon share one bbolt file, under a supervisor \"kvstore\"\n",
+		tab.Shards, tab.Replicas)
+	hosts := kvstore.Placement(tab.Shards, tab.Replicas, tab.Members)
 	for _, c := range dc.children {
 		var ids []string
-		for id, a := range owners {
-			if a == c.info.Addr {
+		for id, h := range hosts {
+			if slices.Contains(h, c.info.Addr) {
 				ids = append(ids, strconv.Itoa(id))
 			}
 		}
-		fmt.Fprintf(stdout, "  %s hosts shards %s\n", c.name, strings.Join(ids, ","))
+		fmt.Fprintf(stdout, "  %s hosts replicas of shards %s\n", c.name, strings.Join(ids, ","))
 	}
 	fmt.Fprintf(stdout, "  client: a remote node in this process (%s), holding the cluster key, dialed %s with the store's token\n", dc.node.Addr(), dc.children[0].info.Addr)
 	return nil
@@ -410,8 +539,9 @@ func runBench(dc *demoCluster, o demoOpts, stdout io.Writer) error {
 			cells = append(cells, c)
 		}
 	}
-	fmt.Fprintf(stdout, "\n%d daemons on 127.0.0.1, %d shards, 100-byte values, %v per cell, one client process (GOMAXPROCS %d, %d CPUs):\n\n",
-		demoNodes, dc.cl.Table().Shards, o.cell, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	tab := dc.cl.Table()
+	fmt.Fprintf(stdout, "\n%d daemons on 127.0.0.1, %d shards of %d replicas, 100-byte values, %v per cell, one client process (GOMAXPROCS %d, %d CPUs):\n\n",
+		demoNodes, tab.Shards, tab.Replicas, o.cell, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	benchTable(stdout, cells)
 	return nil
 }

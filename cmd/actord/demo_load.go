@@ -94,7 +94,22 @@ type recorder struct {
 	puts, gets int
 	acked      atomic.Int64
 	failed     atomic.Int64
-	notApplied atomic.Int64 // failed puts known not applied (kvstore.ErrShardCrashed)
+	notApplied atomic.Int64 // failed puts known not applied (kvstore.ErrNotWritten)
+	// during, if set, tells the requests that began in a window of
+	// interest (a daemon down), counted in opsDuring and failedDuring.
+	during                  func(time.Time) bool
+	opsDuring, failedDuring atomic.Int64
+}
+
+// count records the outcome of a request that began at t0.
+func (r *recorder) count(t0 time.Time, failed bool) {
+	if r.during == nil || !r.during(t0) {
+		return
+	}
+	r.opsDuring.Add(1)
+	if failed {
+		r.failedDuring.Add(1)
+	}
 }
 
 func (r *recorder) add(d time.Duration, put bool) {
@@ -126,8 +141,11 @@ type loadResult struct {
 	acked      map[string]string
 	wrongReads []string
 	failed     int
-	notApplied int // of failed: puts that failed with kvstore.ErrShardCrashed
+	notApplied int // of failed: puts that failed with kvstore.ErrNotWritten
 	ops        int
+	// requests that began while a daemon was down (recorder.during), and
+	// how many of them failed
+	opsDown, failedDown int
 }
 
 // runLoad runs workers that put new keys and read back their own
@@ -152,13 +170,14 @@ func runLoad(ctx context.Context, cl *kvstore.Client, workers int, opTimeout tim
 					v := fmt.Sprintf("value of %s #%d", k, rng.Uint32())
 					t0 := time.Now()
 					err := cl.Put(rctx, k, []byte(v))
+					rec.count(t0, err != nil)
 					if err == nil {
 						rec.add(time.Since(t0), true)
 						res.keys, res.vals = append(res.keys, k), append(res.vals, v)
 						rec.acked.Add(1)
 					} else {
 						rec.failed.Add(1)
-						if errors.Is(err, kvstore.ErrShardCrashed) {
+						if errors.Is(err, kvstore.ErrNotWritten) {
 							rec.notApplied.Add(1)
 						}
 					}
@@ -166,6 +185,7 @@ func runLoad(ctx context.Context, cl *kvstore.Client, workers int, opTimeout tim
 					i := rng.IntN(len(res.keys))
 					t0 := time.Now()
 					got, ok, err := cl.Get(rctx, res.keys[i])
+					rec.count(t0, err != nil)
 					switch {
 					case err != nil:
 						rec.failed.Add(1)
@@ -182,7 +202,8 @@ func runLoad(ctx context.Context, cl *kvstore.Client, workers int, opTimeout tim
 		})
 	}
 	wg.Wait()
-	lr := loadResult{acked: map[string]string{}, failed: int(rec.failed.Load()), notApplied: int(rec.notApplied.Load())}
+	lr := loadResult{acked: map[string]string{}, failed: int(rec.failed.Load()), notApplied: int(rec.notApplied.Load()),
+		opsDown: int(rec.opsDuring.Load()), failedDown: int(rec.failedDuring.Load())}
 	for _, r := range out {
 		for i, k := range r.keys {
 			lr.acked[k] = r.vals[i]

@@ -21,7 +21,7 @@ import (
 
 // demoNode is `actord demo _node`, one daemon of the demo's cluster (not
 // meant to be run by hand): it starts a daemon (as `actord run` does),
-// installs the kvstore's shards on it, prints the ready line once both are
+// installs the kvstore's replicas on it, prints the ready line once both are
 // up, and on SIGTERM or SIGINT closes the store, shuts the daemon down and
 // exits 0; with --watch-stdin, also when its stdin ends (the demo died).
 func demoNode(args []string, stdout, stderr io.Writer) int {
@@ -39,6 +39,7 @@ func demoNode(args []string, stdout, stderr io.Writer) int {
 	members := fs.String("members", "", "remote addresses of the store's daemons, comma-separated")
 	token := fs.String("token", "", "the store's token")
 	shards := fs.Int("shards", kvstore.DefaultShards, "shards of the store")
+	replicas := fs.Int("replicas", kvstore.DefaultReplicas, "replicas of each shard")
 	watchStdin := fs.Bool("watch-stdin", false, "shut down when stdin ends (the demo holds it open while it runs)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || cfg.DataDir == "" || *token == "" {
 		fmt.Fprintln(stderr, "actord demo _node: bad arguments (needs --data-dir and --token)")
@@ -66,7 +67,7 @@ func demoNode(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "actord demo _node:", err)
 		return 1
 	}
-	st, err := kvstore.Install(ctx, d.Node(), kvstore.Config{DataDir: cfg.DataDir, Shards: *shards,
+	st, err := kvstore.Install(ctx, d.Node(), kvstore.Config{DataDir: cfg.DataDir, Shards: *shards, Replicas: *replicas,
 		Members: splitList(*members), Token: *token, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "actord demo _node:", err)

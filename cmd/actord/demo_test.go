@@ -26,7 +26,9 @@ func init() {
 }
 
 // TestDemoEndToEnd runs `actord demo` for a short load: three daemon
-// processes, the crash, the read back, the debugger view, the shutdown.
+// processes, the crash of a replica, a daemon SIGKILLed and restarted, the
+// read back, the restarted daemon's catch-up, the debugger view, the
+// shutdown.
 func TestDemoEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four processes")
@@ -47,11 +49,15 @@ func TestDemoEndToEnd(t *testing.T) {
 		"  a  pid ", "  b  pid ", "  c  pid ",
 		"  transport: Noise, authenticated with the cluster key in ", "  a  public key ",
 		"holding the cluster key, dialed ",
-		"== kvstore deployed: 16 shards",
+		"== kvstore deployed: 16 shards of 3 replicas each",
 		" ops/s  (puts ",
-		"!! crashed shard-",
-		"restarted shard-",
+		"!! crashed the replica of shard-000 on daemon b",
+		"restarted it in place",
+		"!! SIGKILLed daemon c (pid ",
+		"!! started daemon c again (pid ",
+		"while daemon c was down (", " 0 failed: reads and writes went on with 2 replicas of 3",
 		"no acknowledged write lost",
+		"daemon c holds all ",
 		"$ actord debug tree --addr ",
 		"kvstore <", "[supervisor]",
 		"$ actord debug loops --addr ",

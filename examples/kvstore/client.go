@@ -3,52 +3,110 @@ package kvstore
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/quorum"
 	"github.com/actord/actord/remote"
 )
 
 // DefaultTimeout bounds a client request whose context has no deadline.
 const DefaultTimeout = 5 * time.Second
 
-// Table is what a client knows of a store: its shape and a ref per shard.
+// ReadThrifty is how long a read (or a write's first phase) waits for the
+// replies of the fastest majority of a shard's replicas, which it asks
+// first, before it asks the others too. It asks them at once when one of
+// the first fails.
+const ReadThrifty = 20 * time.Millisecond
+
+// ErrNotWritten means a Put or Delete failed before any replica was asked
+// to store it (its first phase, which reads the key's newest stamp, could
+// not reach a majority): the write did not happen.
+var ErrNotWritten = errors.New("kvstore: the write was not applied")
+
+// Table is what a client knows of a store: its shape and a ref per replica.
 type Table struct {
-	Shards  int
-	Members []string    // sorted remote addresses of the daemons
-	Refs    []actor.Ref // by shard; the zero Ref for a shard not reached
-	Missing []error     // by shard: why its ref is missing (nil when present)
+	Shards   int
+	Replicas int
+	Members  []string      // sorted remote addresses of the daemons
+	Refs     [][]actor.Ref // by shard, then by replica as Placement orders them; the zero Ref for a replica not reached
+	Missing  [][]error     // the same: why a ref is missing (nil when present)
 }
 
-// Owner returns the address of the daemon that hosts shard id.
-func (t Table) Owner(id int) string { return Placement(t.Shards, t.Members)[id] }
+// Hosts returns the addresses of the daemons that replicate shard id, in
+// the order of Refs[id].
+func (t Table) Hosts(id int) []string { return Placement(t.Shards, t.Replicas, t.Members)[id] }
 
-// Client reaches a store's shards from plain goroutines: it routes each
-// key to its shard's ref and asks it. It is safe for concurrent use.
+func (t Table) clone() Table {
+	c := t
+	c.Members = slices.Clone(t.Members)
+	c.Refs, c.Missing = make([][]actor.Ref, len(t.Refs)), make([][]error, len(t.Missing))
+	for i := range t.Refs {
+		c.Refs[i], c.Missing[i] = slices.Clone(t.Refs[i]), slices.Clone(t.Missing[i])
+	}
+	return c
+}
+
+// Client reads and writes a store from plain goroutines. It is safe for
+// concurrent use.
 //
-// A client made by Dial keeps its table fresh: when a request fails because
-// its shard's ref names an actor that is gone (actor.ErrDead: the shard's
-// daemon restarted, or its store was installed again) or a node that is
-// down (remote.ErrNodeDown), it fetches that daemon's directory again and
-// retries with the new ref (see Client.Get and Client.Put for which
-// requests are retried). Fetches are bounded: at most one per daemon at a
-// time, which the requests that need it wait for (within their own
-// deadline); none sooner than RefreshInterval after a successful one (the
-// requests wait for the interval to pass, if their deadline allows); and
+// Every shard has its replicas on several daemons (see Placement), and
+// every request is a quorum call (package quorum) to them, that needs a
+// majority: the register protocol of Attiya, Bar-Noy and Dolev (ABD), with
+// multiple writers. A Put first reads the newest stamp of the key from a
+// majority, then stores the value with a newer stamp (the counter plus
+// one, and a writer id unique to this write: the client's random id plus
+// the number of its writes) on a majority; each replica keeps
+// the version with the newest stamp and acknowledges only once it holds
+// it, or a newer one, durably. A Get reads the versions of a majority and
+// returns the newest; if not a majority holds it yet (a write in progress,
+// or one that failed half-way), it first stores it on a majority itself,
+// so that no later Get can return an older version. Any two majorities
+// meet, so the store is linearizable and available while a majority of
+// each shard's replicas is up.
+//
+// A client made by Dial keeps its table fresh: when a replica's ref names
+// an actor that is gone (actor.ErrDead: its daemon restarted) or a node
+// that is down (remote.ErrNodeDown), it fetches that daemon's directory
+// again, and retries the request if it could not reach a majority without
+// it. Every step of the protocol may be retried safely (reads, and a
+// Write of the same version). Fetches are bounded: at most one per daemon
+// at a time, which the requests that need it wait for (within their own
+// deadline); none sooner than RefreshInterval after a successful one; and
 // after a failed one, none for a backoff that doubles from RefreshInterval
 // up to MaxRefreshBackoff (RefreshInterval when the fetch was refused
 // unsent, its daemon being known down), during which requests that need a
 // fetch fail at once with their own error.
+//
+// The calls about one shard go through one quorum.Caller, so that the
+// requests a goroutine makes one after the other reach each replica in
+// that order.
 type Client struct {
 	sys     *actor.System
+	mgr     *quorum.Manager
+	callers []*quorum.Caller
 	timeout time.Duration
-	tab     atomic.Pointer[Table] // replaced, never modified
-	dir     *refresher            // nil: the table is fixed
+	// writer is the client's random id; writes counts its writes. A
+	// write's stamp carries writer+writes (see newStamp), so no two writes
+	// of one client, concurrent ones included, share a stamp.
+	writer uint64
+	writes atomic.Uint64
+	cur    atomic.Pointer[view] // replaced, never modified
+	dir    *refresher           // nil: the table is fixed
+}
+
+// view is a table and the quorum configurations of its shards.
+type view struct {
+	tab  Table
+	cfgs []quorum.Configuration // by shard; the zero Configuration when fewer than a majority of replicas have a ref
 }
 
 // RefreshInterval is the shortest time between two directory fetches of one
@@ -59,52 +117,116 @@ const (
 	MaxRefreshBackoff = 2 * time.Second
 )
 
-// maxAttempts bounds the asks of one request: the first and the retries
-// with a ref refreshed after the previous one failed.
+// maxAttempts bounds the quorum calls of one step of a request: the first
+// and the retries after refreshing stale refs.
 const maxAttempts = 3
 
-// A request refused with remote.ErrNotSent (its daemon's node was known
-// down: nothing was sent) is asked again through the same ref after a
-// pause, while its node reconnects: up to notSentRetries times, pausing
-// from notSentPause, doubling, within the request's context. These retries
-// do not count against maxAttempts: a connection lost for a moment (a
-// missed heartbeat) costs a pause, not a failed request.
+// A step that could not reach a majority because replicas' nodes were down
+// is tried again after a pause, while they reconnect: up to notSentRetries
+// times, pausing from notSentPause, doubling, within the request's
+// context. So a connection lost for a moment (a missed heartbeat) costs a
+// pause, not a failed request.
 const (
 	notSentRetries = 6
 	notSentPause   = 10 * time.Millisecond
 )
 
 // NewClient returns a client over sys (which must reach the refs: the same
-// system, or one with a remote.Node) for the shards in tab. timeout bounds
-// requests whose context has no deadline (DefaultTimeout if 0). Its table
-// is fixed: a request through a stale ref fails (use Dial for a client that
-// refreshes it).
-func NewClient(sys *actor.System, tab Table, timeout time.Duration) *Client {
+// system, or one with a remote.Node) for the replicas in tab. timeout
+// bounds requests whose context has no deadline (DefaultTimeout if 0). Its
+// table is fixed: a request through a stale ref fails (use Dial for a
+// client that refreshes it). It spawns one quorum.Caller per loop of sys;
+// Close stops them.
+func NewClient(sys *actor.System, tab Table, timeout time.Duration) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	cl := &Client{sys: sys, timeout: timeout}
-	cl.tab.Store(&tab)
-	return cl
+	if tab.Shards <= 0 || len(tab.Refs) != tab.Shards {
+		return nil, fmt.Errorf("kvstore: client: a table of %d shards with %d replica lists", tab.Shards, len(tab.Refs))
+	}
+	mgr, err := quorum.NewManager(sys, quorum.ManagerConfig{Timeout: timeout})
+	if err != nil {
+		return nil, err
+	}
+	cl := &Client{sys: sys, mgr: mgr, timeout: timeout}
+	for i := range sys.Loops() {
+		c, err := mgr.NewCaller(actor.OnLoop(i))
+		if err != nil {
+			_ = mgr.Close(context.Background())
+			return nil, err
+		}
+		cl.callers = append(cl.callers, c)
+	}
+	var id [8]byte
+	for cl.writer == 0 {
+		_, _ = rand.Read(id[:])
+		cl.writer = binary.LittleEndian.Uint64(id[:])
+	}
+	cl.cur.Store(cl.newView(tab.clone()))
+	return cl, nil
 }
 
-// LocalTable returns a table of the shards of the given stores, for a client
-// in the same process as the stores (tests, benchmarks, a single daemon).
+// Close stops the client's quorum callers: requests in flight fail.
+func (cl *Client) Close(ctx context.Context) error { return cl.mgr.Close(ctx) }
+
+// newView makes the configurations of tab's shards: the replicas with a
+// ref, under a threshold of a majority of all the shard's replicas (a
+// missing one counts as down).
+func (cl *Client) newView(tab Table) *view {
+	v := &view{tab: tab, cfgs: make([]quorum.Configuration, tab.Shards)}
+	for id, refs := range tab.Refs {
+		var have []actor.Ref
+		for _, r := range refs {
+			if !r.IsZero() {
+				have = append(have, r)
+			}
+		}
+		q := len(refs)/2 + 1
+		if len(have) >= q {
+			// An error leaves the zero Configuration: the shard is unavailable.
+			v.cfgs[id], _ = cl.mgr.NewConfiguration(quorum.Threshold(q, q), have...)
+		}
+	}
+	return v
+}
+
+// unavailable is the error of a shard without a majority of refs.
+func (v *view) unavailable(id int) error {
+	var why []error
+	for j, e := range v.tab.Missing[id] {
+		if e != nil {
+			why = append(why, fmt.Errorf("replica %d: %w", j, e))
+		}
+	}
+	return fmt.Errorf("%w: shard %d: fewer than a majority of its replicas reached: %w", ErrUnavailable, id, errors.Join(why...))
+}
+
+// LocalTable returns a table of the replicas of the given stores, for a
+// client in the same process as the stores (tests, benchmarks, a single
+// daemon).
 func LocalTable(stores ...*Store) Table {
 	var t Table
 	for _, st := range stores {
 		if t.Refs == nil {
-			t.Shards, t.Members = st.cfg.Shards, slices.Clone(st.members)
-			t.Refs = make([]actor.Ref, t.Shards)
-			t.Missing = make([]error, t.Shards)
+			t.Shards, t.Replicas, t.Members = st.cfg.Shards, st.cfg.Replicas, slices.Clone(st.members)
+			t.Refs, t.Missing = make([][]actor.Ref, t.Shards), make([][]error, t.Shards)
+			for id := range t.Shards {
+				n := len(t.Hosts(id))
+				t.Refs[id], t.Missing[id] = make([]actor.Ref, n), make([]error, n)
+			}
 		}
+		self := st.node.Addr()
 		for _, s := range st.local {
-			t.Refs[s.ID] = s.Ref
+			if j := slices.Index(t.Hosts(s.ID), self); j >= 0 {
+				t.Refs[s.ID][j] = s.Ref
+			}
 		}
 	}
-	for i, r := range t.Refs {
-		if r.IsZero() {
-			t.Missing[i] = fmt.Errorf("%w: shard %d: its store was not given", ErrUnavailable, i)
+	for id, refs := range t.Refs {
+		for j, r := range refs {
+			if r.IsZero() {
+				t.Missing[id][j] = fmt.Errorf("%w: shard %d replica %d: its store was not given", ErrUnavailable, id, j)
+			}
 		}
 	}
 	return t
@@ -113,9 +235,9 @@ func LocalTable(stores ...*Store) Table {
 // Dial fetches a store's table through the daemon at addr and then every
 // other member, with the store's token, and returns a client on node's
 // system that keeps the table fresh (see Client). A member that cannot be
-// reached leaves its shards missing (requests for them fail with
-// ErrUnavailable until a fetch of its directory succeeds) rather than
-// failing Dial; Dial fails only if addr itself cannot be reached.
+// reached leaves its replicas missing (until a fetch of its directory
+// succeeds) rather than failing Dial; Dial fails only if addr itself
+// cannot be reached.
 func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout time.Duration) (*Client, error) {
 	if err := RegisterTypes(node); err != nil {
 		return nil, err
@@ -124,15 +246,23 @@ func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout ti
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: dial %s: %w", addr, err)
 	}
-	if first.Shards <= 0 || len(first.Members) == 0 {
-		return nil, fmt.Errorf("kvstore: dial %s: empty directory", addr)
+	if first.Shards <= 0 || first.Replicas <= 0 || len(first.Members) == 0 ||
+		first.Shards > maxShards || first.Replicas > maxReplicas || len(first.Members) > maxMembers {
+		return nil, fmt.Errorf("kvstore: dial %s: bad directory: %d shards, %d replicas, %d members", addr, first.Shards, first.Replicas, len(first.Members))
 	}
-	t := Table{Shards: first.Shards, Members: first.Members,
-		Refs: make([]actor.Ref, first.Shards), Missing: make([]error, first.Shards)}
-	for id := range t.Missing {
-		t.Missing[id] = fmt.Errorf("%w: shard %d: not fetched yet", ErrUnavailable, id)
+	t := Table{Shards: first.Shards, Replicas: first.Replicas, Members: first.Members,
+		Refs: make([][]actor.Ref, first.Shards), Missing: make([][]error, first.Shards)}
+	for id := range t.Shards {
+		n := len(t.Hosts(id))
+		t.Refs[id], t.Missing[id] = make([]actor.Ref, n), make([]error, n)
+		for j := range n {
+			t.Missing[id][j] = fmt.Errorf("%w: shard %d replica %d: not fetched yet", ErrUnavailable, id, j)
+		}
 	}
-	cl := NewClient(node.System(), t, timeout)
+	cl, err := NewClient(node.System(), t, timeout)
+	if err != nil {
+		return nil, err
+	}
 	cl.dir = &refresher{now: time.Now, members: map[string]*memberFetch{},
 		fetch: func(ctx context.Context, m string) (DirReply, error) { return fetchDir(ctx, node, m, token) }}
 	cl.fetched(addr, first, nil)
@@ -144,6 +274,15 @@ func Dial(ctx context.Context, node *remote.Node, addr, token string, timeout ti
 	}
 	return cl, nil
 }
+
+// maxShards, maxReplicas and maxMembers bound the shape a directory may
+// announce, so that a hostile daemon cannot make a client allocate
+// without end (a table holds shards × replicas refs).
+const (
+	maxShards   = 1 << 16
+	maxReplicas = 15
+	maxMembers  = 4096
+)
 
 // refresher bounds the directory fetches of a client: one per member at a
 // time, spaced by RefreshInterval, or by a backoff after failures.
@@ -196,57 +335,61 @@ func (d *refresher) member(m string) *memberFetch {
 }
 
 // apply puts what member m's directory said (or why it could not be
-// fetched) into a new table. A failed fetch keeps the refs the table has
+// fetched) into a new view. A failed fetch keeps the refs the table has
 // (they may still work; if not, their requests say why).
 func (cl *Client) apply(m string, rep DirReply, err error) {
 	for {
-		old := cl.tab.Load()
-		if err == nil && (rep.Shards != old.Shards || !slices.Equal(rep.Members, old.Members)) {
-			err = fmt.Errorf("kvstore: %s describes another store: %d shards, members %v", m, rep.Shards, rep.Members)
+		old := cl.cur.Load()
+		if err == nil && (rep.Shards != old.tab.Shards || rep.Replicas != old.tab.Replicas || !slices.Equal(rep.Members, old.tab.Members)) {
+			err = fmt.Errorf("kvstore: %s describes another store: %d shards of %d replicas, members %v", m, rep.Shards, rep.Replicas, rep.Members)
 		}
-		t := Table{Shards: old.Shards, Members: old.Members,
-			Refs: slices.Clone(old.Refs), Missing: slices.Clone(old.Missing)}
-		owners := Placement(t.Shards, t.Members)
-		for id, o := range owners {
+		t := old.tab.clone()
+		hosts := Placement(t.Shards, t.Replicas, t.Members)
+		for id := range hosts {
+			j := slices.Index(hosts[id], m)
 			switch {
-			case o != m:
+			case j < 0:
 			case err != nil:
-				if t.Refs[id].IsZero() {
-					t.Missing[id] = fmt.Errorf("%w: shard %d on %s: %v", ErrUnavailable, id, m, err)
+				if t.Refs[id][j].IsZero() {
+					t.Missing[id][j] = fmt.Errorf("%w: shard %d replica %d on %s: %v", ErrUnavailable, id, j, m, err)
 				}
 			default:
-				t.Refs[id] = actor.Ref{}
-				t.Missing[id] = fmt.Errorf("%w: shard %d: not hosted by %s", ErrUnavailable, id, m)
+				t.Refs[id][j] = actor.Ref{}
+				t.Missing[id][j] = fmt.Errorf("%w: shard %d replica %d: not hosted by %s", ErrUnavailable, id, j, m)
 			}
 		}
 		if err == nil {
 			for _, s := range rep.Local {
-				if s.ID >= 0 && s.ID < t.Shards && owners[s.ID] == m && !s.Ref.IsZero() {
-					t.Refs[s.ID], t.Missing[s.ID] = s.Ref, nil
+				if s.ID < 0 || s.ID >= t.Shards || s.Ref.IsZero() {
+					continue
+				}
+				if j := slices.Index(hosts[s.ID], m); j >= 0 {
+					t.Refs[s.ID][j], t.Missing[s.ID][j] = s.Ref, nil
 				}
 			}
 		}
-		if cl.tab.CompareAndSwap(old, &t) {
+		if cl.cur.CompareAndSwap(old, cl.newView(t)) {
 			return
 		}
 	}
 }
 
-// refresh brings a fresher ref for shard id than failed (the zero Ref for
-// a missing shard) and reports whether the table now has one. It waits,
-// within ctx, for the fetch of the shard's member in flight, or starts one
-// if the member's rate limit allows. If the last fetch succeeded less
-// than RefreshInterval ago it waits for the interval to pass (if ctx
-// allows); if the last one failed and its backoff runs, it does not wait.
-func (cl *Client) refresh(ctx context.Context, id int, failed actor.Ref) bool {
+// refresh brings a fresher ref for replica j of shard id than failed (the
+// zero Ref for a missing one) and reports whether the table now has one.
+// It waits, within ctx, for the fetch of the replica's member in flight,
+// or starts one if the member's rate limit allows. If the last fetch
+// succeeded less than RefreshInterval ago it waits for the interval to
+// pass (if ctx allows); if the last one failed and its backoff runs, it
+// does not wait.
+func (cl *Client) refresh(ctx context.Context, id, j int, failed actor.Ref) bool {
 	if cl.dir == nil {
 		return false
 	}
 	fresh := func() bool {
-		r := cl.tab.Load().Refs[id]
+		r := cl.cur.Load().tab.Refs[id][j]
 		return !r.IsZero() && r != failed
 	}
-	m := cl.tab.Load().Owner(id)
+	m := cl.cur.Load().tab.Hosts(id)[j]
 	for range 2 {
 		if fresh() {
 			return true // refreshed since the request took its ref
@@ -340,123 +483,282 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 }
 
 // Table returns a copy of the client's current table.
-func (cl *Client) Table() Table {
-	t := *cl.tab.Load()
-	t.Members, t.Refs, t.Missing = slices.Clone(t.Members), slices.Clone(t.Refs), slices.Clone(t.Missing)
-	return t
+func (cl *Client) Table() Table { return cl.cur.Load().tab.clone() }
+
+// Stats returns the quorum statistics of the replicas of shard id, in the
+// order of Table().Refs[id] (zero for a replica without a ref).
+func (cl *Client) Stats(id int) []quorum.NodeStats {
+	v := cl.cur.Load()
+	out := make([]quorum.NodeStats, len(v.tab.Refs[id]))
+	cfg := v.cfgs[id]
+	for j, r := range v.tab.Refs[id] {
+		if i := cfg.Index(r); i >= 0 && !r.IsZero() {
+			out[j] = cfg.Node(i).Stats()
+		}
+	}
+	return out
 }
 
-// ask sends msg to key's shard. When the ask fails because the shard's ref
-// is stale (see Client), it refreshes the ref and retries, at most
-// maxAttempts asks in all, within ctx: always after actor.ErrDead (the
-// message reached no actor, so it was not applied) and remote.ErrNotSent
-// (the node was known down: nothing was sent), and after any other
-// remote.ErrNodeDown only if retry is set (the message may have been
-// delivered); otherwise a fetch is still started for the next requests.
-func (cl *Client) ask(ctx context.Context, key string, msg any, retry bool) (any, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
+// The quorum calls of the protocol.
+
+// readResult is the outcome of a read's first phase: the newest version of
+// a majority, and whether a majority holds it already.
+type readResult struct {
+	e        Entry
+	majority bool
+}
+
+// readQuorum settles once a majority has answered, with the newest of
+// their versions.
+func readQuorum(_ Get, rs *quorum.Replies[Entry]) (readResult, bool, error) {
+	if !rs.IsQuorum(quorum.Read) {
+		if !rs.Reachable(quorum.Read) {
+			return readResult{}, false, quorum.ErrUnreachable
+		}
+		return readResult{}, false, nil
 	}
-	ctx, cancel := withDefault(ctx, cl.timeout)
-	defer cancel()
-	id := ShardOf(key, cl.tab.Load().Shards)
+	vals := rs.Values()
+	best := vals[0].Value
+	for _, r := range vals[1:] {
+		if best.TS.Less(r.Value.TS) {
+			best = r.Value
+		}
+	}
+	cfg := rs.Config()
+	var holders quorum.NodeSet
+	for _, r := range vals {
+		if r.Value.TS == best.TS {
+			holders.Add(cfg.Index(r.Node.Ref()))
+		}
+	}
+	return readResult{e: best, majority: cfg.IsQuorum(quorum.Write, holders)}, true, nil
+}
+
+// storeQuorum settles once a majority holds the version durably.
+func storeQuorum(_ Write, rs *quorum.Replies[struct{}]) (struct{}, bool, error) {
+	if rs.IsQuorum(quorum.Write) {
+		return struct{}{}, true, nil
+	}
+	if !rs.Reachable(quorum.Write) {
+		return struct{}{}, false, quorum.ErrUnreachable
+	}
+	return struct{}{}, false, nil
+}
+
+var (
+	readSpec  = quorum.Spec[Get, Entry, readResult]{Quorum: readQuorum, Thrifty: ReadThrifty, Kind: quorum.Read}
+	storeSpec = quorum.Spec[Write, struct{}, struct{}]{Quorum: storeQuorum}
+)
+
+// step runs one quorum call of a request to shard id, retrying it (every
+// step may be retried) after refreshing stale refs, or after a pause when
+// the replicas' nodes were down; see Client.
+func step[Req, Rep, Res any](ctx context.Context, cl *Client, id int, req Req, spec quorum.Spec[Req, Rep, Res]) (Res, error) {
+	var zero Res
 	pause, waits := notSentPause, 0
 	for attempt := 1; ; attempt++ {
-		tab := cl.tab.Load()
-		r := tab.Refs[id]
-		if r.IsZero() {
-			if attempt < maxAttempts && cl.refresh(ctx, id, r) {
+		v := cl.cur.Load()
+		cfg := v.cfgs[id]
+		if cfg.Size() == 0 {
+			if attempt < maxAttempts && cl.refreshMissing(ctx, v, id) {
 				continue
 			}
-			if err := cl.tab.Load().Missing[id]; err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: shard %d", ErrUnavailable, id)
+			return zero, v.unavailable(id)
 		}
-		v, err := cl.sys.Ask(ctx, r, msg)
-		if errors.Is(err, remote.ErrNotSent) && waits < notSentRetries && sleepCtx(ctx, pause) {
+		res, err := quorum.Call(ctx, cl.callers[id%len(cl.callers)], cfg, req, spec)
+		if err == nil {
+			cl.failing(v, id, cfg) // refresh for the next requests
+			return res, nil
+		}
+		var qe *quorum.Error
+		if !errors.As(err, &qe) {
+			return zero, err
+		}
+		err = fmt.Errorf("%w: shard %d: %w", ErrUnavailable, id, err)
+		if attempt >= maxAttempts || ctx.Err() != nil {
+			return zero, err
+		}
+		if cl.stale(ctx, v, id, qe.Failures) {
+			continue
+		}
+		if allDown(qe.Failures) && waits < notSentRetries && sleepCtx(ctx, pause) {
 			waits, pause = waits+1, pause*2
 			attempt--
 			continue
 		}
-		switch {
-		case err == nil || attempt >= maxAttempts:
-			return v, err
-		case errors.Is(err, actor.ErrDead), errors.Is(err, remote.ErrNotSent), retry && errors.Is(err, remote.ErrNodeDown):
-			if !cl.refresh(ctx, id, r) {
-				return v, err
+		return zero, err
+	}
+}
+
+// stale waits (within ctx) for a fetch of the directory of every member
+// whose replica failed with actor.ErrDead or remote.ErrNodeDown, and
+// reports whether one brought a fresher ref.
+func (cl *Client) stale(ctx context.Context, v *view, id int, failures []quorum.Failure) bool {
+	if cl.dir == nil {
+		return false
+	}
+	refreshed := false
+	for _, f := range failures {
+		if !isStale(f.Err) {
+			continue
+		}
+		if j := slices.Index(v.tab.Refs[id], f.Node.Ref()); j >= 0 {
+			refreshed = cl.refresh(ctx, id, j, f.Node.Ref()) || refreshed
+		}
+	}
+	return refreshed
+}
+
+// isStale reports whether an ask's error says that its ref may be stale.
+func isStale(err error) bool {
+	return errors.Is(err, actor.ErrDead) || errors.Is(err, remote.ErrNodeDown)
+}
+
+// failing starts a fetch of the directory of every member whose replica
+// of shard id failed its last ask with an error that isStale: a call that
+// succeeded without it may have settled before its failure came.
+func (cl *Client) failing(v *view, id int, cfg quorum.Configuration) {
+	if cl.dir == nil {
+		return
+	}
+	for i := range cfg.Size() {
+		n := cfg.Node(i)
+		if !n.Failing() {
+			continue
+		}
+		if st := n.Stats(); isStale(st.LastErr) {
+			if j := slices.Index(v.tab.Refs[id], n.Ref()); j >= 0 {
+				cl.startFetch(v.tab.Hosts(id)[j])
 			}
-		case errors.Is(err, remote.ErrNodeDown):
-			if cl.dir != nil {
-				cl.startFetch(tab.Owner(id)) // for the next requests
-			}
-			return v, err
-		default:
-			return v, err
 		}
 	}
 }
 
+// refreshMissing fetches the directories of the members whose replicas of
+// shard id have no ref, and reports whether one brought one.
+func (cl *Client) refreshMissing(ctx context.Context, v *view, id int) bool {
+	refreshed := false
+	for j, r := range v.tab.Refs[id] {
+		if r.IsZero() {
+			refreshed = cl.refresh(ctx, id, j, r) || refreshed
+		}
+	}
+	return refreshed
+}
+
+// allDown reports whether every failure is a node down.
+func allDown(failures []quorum.Failure) bool {
+	for _, f := range failures {
+		if !errors.Is(f.Err, remote.ErrNodeDown) {
+			return false
+		}
+	}
+	return len(failures) > 0
+}
+
 // Get returns the value of key and whether it is present. It sees every
-// put acknowledged before it was sent. A client made by Dial retries a Get
-// that failed with a stale ref (actor.ErrDead or remote.ErrNodeDown) once
-// it has a fresher ref.
+// write acknowledged before it was called, and no write older than one a
+// Get that returned before it saw (linearizability). It fails (with an
+// error matching ErrUnavailable) when it cannot reach a majority of the
+// key's replicas.
 func (cl *Client) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	v, err := cl.ask(ctx, key, Get{K: key}, true)
+	if err := checkKey(key); err != nil {
+		return nil, false, err
+	}
+	ctx, cancel := withDefault(ctx, cl.timeout)
+	defer cancel()
+	id := ShardOf(key, cl.cur.Load().tab.Shards)
+	res, err := step(ctx, cl, id, Get{K: key}, readSpec)
 	if err != nil {
 		return nil, false, err
 	}
-	rep, ok := v.(GetReply)
-	if !ok {
-		return nil, false, fmt.Errorf("kvstore: get answered %T", v)
+	if !res.majority {
+		// A write in progress, or one that stopped half-way: store it on
+		// a majority before returning it, so that no later Get returns an
+		// older version.
+		if _, err := step(ctx, cl, id, Write{K: key, E: res.e}, storeSpec); err != nil {
+			return nil, false, err
+		}
 	}
-	return bytes.Clone(rep.V), rep.OK, nil // the shard's own slice when local
+	if res.e.TS.IsZero() || res.e.Deleted {
+		return nil, false, nil
+	}
+	return bytes.Clone(res.e.V), true, nil // the replica's own slice when local
 }
 
-// Put sets key to val and returns once the write is durable on the shard's
-// daemon. An error means the write did not happen if it matches
-// ErrShardCrashed, ErrClosed, ErrBadKey, ErrUnavailable, actor.ErrDead or
-// remote.ErrNotSent, or a failed commit's error; otherwise (a timeout,
-// another remote.ErrNodeDown) it may or may not have happened. A client
-// made by Dial retries a Put that failed with actor.ErrDead (it reached no
-// shard) or remote.ErrNotSent (its node was known down) once it has a
-// fresher ref, but not one that failed otherwise with remote.ErrNodeDown,
-// which may have been applied: retrying it could apply it again after
-// another client's write of the key.
+// Put sets key to val and returns once a majority of the key's replicas
+// hold it durably. An error matching ErrNotWritten means the write did not
+// happen; after any other error it may have happened, or may happen
+// still (a later Get that finds it on a replica completes it).
 func (cl *Client) Put(ctx context.Context, key string, val []byte) error {
 	if val == nil {
 		val = []byte{}
 	}
-	_, err := cl.ask(ctx, key, Put{K: key, V: bytes.Clone(val)}, false)
-	return err
+	return cl.write(ctx, key, Entry{V: bytes.Clone(val)})
 }
 
-// Delete removes key and returns once the removal is durable. Its errors
-// and retries are those of Put.
+// Delete removes key and returns once the removal is durable on a majority
+// of the key's replicas. Its errors are those of Put. Deleting an absent
+// key is not an error.
 func (cl *Client) Delete(ctx context.Context, key string) error {
-	_, err := cl.ask(ctx, key, Delete{K: key}, false)
+	return cl.write(ctx, key, Entry{Deleted: true})
+}
+
+// write stamps e newer than every version a majority holds, and stores it
+// on a majority.
+func (cl *Client) write(ctx context.Context, key string, e Entry) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx, cl.timeout)
+	defer cancel()
+	id := ShardOf(key, cl.cur.Load().tab.Shards)
+	res, err := step(ctx, cl, id, Get{K: key, NoValue: true}, readSpec)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotWritten, err)
+	}
+	if res.e.TS.N == math.MaxUint64 {
+		return fmt.Errorf("%w: key %q: its stamp counter is exhausted", ErrNotWritten, key)
+	}
+	e.TS = cl.newStamp(res.e.TS.N + 1)
+	_, err = step(ctx, cl, id, Write{K: key, E: e}, storeSpec)
 	return err
 }
 
-// IsUnavailable reports whether err means the key's shard could not be
-// reached: missing from the table, its node down, or the request timed out.
+// newStamp returns the stamp of a write with counter n: its writer part
+// is unique to this write. The client's id alone is not: two puts of one
+// client running at once may read the same newest counter, and two writes
+// under one stamp with different values break the register (each replica
+// keeps whichever it gets first and acknowledges the other unstored).
+// Offsets from a random 64-bit id keep writes of different clients apart
+// too, but for a chance of about one in 2^64 per pair of writes.
+func (cl *Client) newStamp(n uint64) Stamp {
+	w := cl.writer + cl.writes.Add(1)
+	if w == 0 {
+		w = cl.writer + cl.writes.Add(1) // zero is no writer's
+	}
+	return Stamp{N: n, W: w}
+}
+
+// IsUnavailable reports whether err means the key's replicas could not be
+// reached: too few of them, their nodes down, or the request timed out.
 func IsUnavailable(err error) bool {
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, remote.ErrNodeDown) ||
 		errors.Is(err, actor.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// CrashShard makes shard id panic (see the CrashShard message) with the
-// store's token, and returns the error the crash produced: nil means the
-// shard did not crash (which it always does with the right token). A
-// fault-injection aid for demos and drills.
-func (cl *Client) CrashShard(ctx context.Context, id int, token string) error {
+// CrashShard makes replica j of shard id panic (see the CrashShard
+// message) with the store's token, and returns the error the crash
+// produced: nil means the replica did not crash (which it always does with
+// the right token). A fault-injection aid for demos and drills.
+func (cl *Client) CrashShard(ctx context.Context, id, j int, token string) error {
 	tab := cl.Table()
-	if id < 0 || id >= tab.Shards {
-		return fmt.Errorf("kvstore: crash: no shard %d", id)
+	if id < 0 || id >= tab.Shards || j < 0 || j >= len(tab.Refs[id]) {
+		return fmt.Errorf("kvstore: crash: no replica %d of shard %d", j, id)
 	}
-	r := tab.Refs[id]
+	r := tab.Refs[id][j]
 	if r.IsZero() {
-		return tab.Missing[id]
+		return tab.Missing[id][j]
 	}
 	ctx, cancel := withDefault(ctx, cl.timeout)
 	defer cancel()

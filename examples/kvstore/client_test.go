@@ -1,30 +1,17 @@
 package kvstore
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/quorum"
 )
-
-// keysOn returns n keys per shard of the store whose shards tab owns on
-// member m, and the keys of the other members' shards.
-func keysOn(tab Table, m string, n int) (on, off []string) {
-	for id := range tab.Shards {
-		ks := keysOfShard(id, tab.Shards, n)
-		if tab.Owner(id) == m {
-			on = append(on, ks...)
-		} else {
-			off = append(off, ks...)
-		}
-	}
-	return on, off
-}
 
 // hammer runs f for every key from its own goroutine and returns the
 // errors.
@@ -45,15 +32,52 @@ func hammer(keys []string, f func(k string) error) []error {
 	return errs
 }
 
+// fakeClock is a settable clock for the client's refresh rate limit.
+type fakeClock struct{ t atomic.Pointer[time.Time] }
+
+func (c *fakeClock) now() time.Time      { return *c.t.Load() }
+func (c *fakeClock) set(t time.Time)     { c.t.Store(&t) }
+func (c *fakeClock) add(d time.Duration) { c.set(c.now().Add(d)) }
+
+// freeze makes the client's refresher use a fake clock, set to now.
+func freeze(cl *Client) *fakeClock {
+	clock := &fakeClock{}
+	clock.set(time.Now())
+	cl.dir.mu.Lock()
+	cl.dir.now = clock.now
+	cl.dir.mu.Unlock()
+	return clock
+}
+
+// refsOf returns the refs the client holds for member m's replicas.
+func refsOf(tab Table, m string) []actor.Ref {
+	var out []actor.Ref
+	for id := range tab.Shards {
+		if j := slices.Index(tab.Hosts(id), m); j >= 0 {
+			out = append(out, tab.Refs[id][j])
+		}
+	}
+	return out
+}
+
+func keys(n int) []string {
+	ks := make([]string, n)
+	for i := range ks {
+		ks[i] = fmt.Sprint("key-", i)
+	}
+	return ks
+}
+
 // TestClientRefreshAfterStoreRestart installs a daemon's store again (new
-// shard actors: the client's refs to the old ones are dead, as after a
+// replica actors: the client's refs to the old ones are dead, as after a
 // daemon restart). Concurrent requests through the same client all
-// succeed, after exactly one fetch of that daemon's directory.
+// succeed, and the stale refs are replaced after exactly one fetch of that
+// daemon's directory.
 func TestClientRefreshAfterStoreRestart(t *testing.T) {
-	nodes, cl := cluster(t, 2, Config{})
+	nodes, cl := cluster(t, 3, Config{})
 	victim := nodes[1]
-	on, off := keysOn(cl.Table(), victim.node.Addr(), 4)
-	for _, k := range append(on, off...) {
+	ks := keys(64)
+	for _, k := range ks {
 		mustPut(t, cl, k, "v1")
 	}
 	cfg := victim.store.cfg
@@ -61,13 +85,14 @@ func TestClientRefreshAfterStoreRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim.install(t, cfg)
-	oldRef := cl.Table().Refs[ShardOf(on[0], cfg.Shards)]
-	if _, err := cl.sys.Ask(ctxT(t), oldRef, Get{K: on[0]}); !errors.Is(err, actor.ErrDead) {
-		t.Fatalf("the old shard ref answers %v, want ErrDead", err)
+	old := refsOf(cl.Table(), victim.node.Addr())
+	if _, err := cl.sys.Ask(ctxT(t), old[0], Get{K: ks[0]}); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("the old replica ref answers %v, want ErrDead", err)
 	}
+	freeze(cl) // no second fetch: the first one must do
 
 	before := cl.dir.fetches.Load()
-	errs := hammer(append(on, off...), func(k string) error {
+	errs := hammer(ks, func(k string) error {
 		v, ok, err := cl.Get(ctxT(t), k)
 		if err == nil && (!ok || string(v) != "v1") {
 			err = fmt.Errorf("got %q, %v", v, ok)
@@ -78,130 +103,156 @@ func TestClientRefreshAfterStoreRestart(t *testing.T) {
 		return cl.Put(ctxT(t), k, []byte("v2"))
 	})
 	if len(errs) > 0 {
-		t.Fatalf("%d of %d requests failed after the store's restart, e.g. %v", len(errs), 2*len(on)+2*len(off), errs[0])
+		t.Fatalf("%d of %d requests failed after the store's restart, e.g. %v", len(errs), 2*len(ks), errs[0])
 	}
+	waitFor(t, "the refresh of the restarted daemon's refs", func() bool {
+		return !slices.ContainsFunc(refsOf(cl.Table(), victim.node.Addr()), func(r actor.Ref) bool { return slices.Contains(old, r) })
+	})
 	if n := cl.dir.fetches.Load() - before; n != 1 {
 		t.Fatalf("%d directory fetches, want 1", n)
 	}
-	for _, k := range append(on, off...) {
+	for _, k := range ks {
 		mustGet(t, cl, k, "v2", true)
 	}
 }
 
-// fakeClock is a settable clock for the client's refresh rate limit.
-type fakeClock struct{ t atomic.Pointer[time.Time] }
-
-func (c *fakeClock) now() time.Time      { return *c.t.Load() }
-func (c *fakeClock) set(t time.Time)     { c.t.Store(&t) }
-func (c *fakeClock) add(d time.Duration) { c.set(c.now().Add(d)) }
-
-// TestClientRefreshBounded stops a daemon: concurrent requests to its
-// shards fail with an unavailability error, after one directory fetch
-// between them, not one each; the next fetch waits for the backoff.
+// TestClientRefreshBounded stops a daemon: requests keep succeeding with
+// the other two replicas of each shard, and the failures of the stopped
+// one cost one directory fetch between them, not one each; the next fetch
+// waits for the backoff.
 func TestClientRefreshBounded(t *testing.T) {
-	nodes, cl := cluster(t, 2, Config{})
-	victim := nodes[1]
-	on, off := keysOn(cl.Table(), victim.node.Addr(), 8)
-	clock := &fakeClock{}
-	clock.set(time.Now())
-	cl.dir.mu.Lock()
-	cl.dir.now = clock.now
-	cl.dir.mu.Unlock()
-	victim.close()
+	nodes, cl := cluster(t, 3, Config{})
+	ks := keys(64)
+	clock := freeze(cl)
+	nodes[1].close()
 	clock.add(time.Hour) // the fetch that Dial did no longer holds the next one back
 
 	before := cl.dir.fetches.Load()
-	errs := hammer(on, func(k string) error {
+	errs := hammer(ks, func(k string) error {
+		if err := cl.Put(ctxT(t), k, []byte("v")); err != nil {
+			return err
+		}
 		_, _, err := cl.Get(ctxT(t), k)
-		if err == nil {
-			return errors.New("a get from a stopped daemon succeeded")
-		}
-		if !IsUnavailable(err) {
-			return fmt.Errorf("want an unavailability error, got %w", err)
-		}
-		return nil
+		return err
 	})
 	if len(errs) > 0 {
-		t.Fatal(errs[0])
+		t.Fatalf("with one daemon of three down: %v", errs[0])
 	}
+	waitFor(t, "the fetch to end", func() bool {
+		cl.dir.mu.Lock()
+		defer cl.dir.mu.Unlock()
+		return cl.dir.members[nodes[1].node.Addr()].running == nil
+	})
 	if n := cl.dir.fetches.Load() - before; n != 1 {
-		t.Fatalf("%d directory fetches for %d failed gets, want 1", n, len(on))
+		t.Fatalf("%d directory fetches for %d requests to a down daemon, want 1", n, 2*len(ks))
 	}
-	// Still within the backoff: a request fails without a fetch.
-	if _, _, err := cl.Get(ctxT(t), on[0]); !IsUnavailable(err) {
-		t.Fatalf("get from a stopped daemon: %v, want an unavailability error", err)
-	}
+	// Still within the backoff: requests go on without a fetch.
+	mustPut(t, cl, ks[0], "w")
 	if n := cl.dir.fetches.Load() - before; n != 1 {
 		t.Fatalf("%d directory fetches within the backoff, want 1", n)
 	}
-	// The other daemon's shards answer meanwhile.
-	for _, k := range off {
-		mustPut(t, cl, k, "v")
+	if st := cl.Stats(ShardOf(ks[0], DefaultShards)); !slices.ContainsFunc(st, func(s quorum.NodeStats) bool { return s.Failing }) {
+		t.Fatalf("no replica of the shard is failing: %+v", st)
 	}
 }
 
 // TestClientRecoversDaemonRestart stops a daemon and starts a new one (a
 // new node: new key, new actors) on the same address and data dir: the
-// client that dialed before serves its shards again without dialing.
+// client that dialed before uses its replicas again without dialing, and
+// the restarted replicas catch up with the writes they missed.
 func TestClientRecoversDaemonRestart(t *testing.T) {
-	nodes, cl := cluster(t, 2, Config{})
+	nodes, cl := cluster(t, 3, Config{})
 	victim := nodes[1]
 	addr := victim.node.Addr()
-	on, _ := keysOn(cl.Table(), addr, 2)
-	for _, k := range on {
+	ks := keys(32)
+	for _, k := range ks {
 		mustPut(t, cl, k, "v1")
 	}
 	cfg := victim.store.cfg
 	victim.close()
-	back := newTestNodeAt(t, "n1", addr)
-	back.install(t, cfg)
-
-	// Until the client's node reconnects, requests may fail (the node is
-	// down for it); then the stale refs are refreshed. Poll with a
-	// deadline.
-	deadline := time.Now().Add(15 * time.Second)
-	failed := 0
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, _, err := cl.Get(ctx, on[0])
-		cancel()
-		if err == nil {
-			break
-		}
-		failed++
-		if time.Now().After(deadline) {
-			t.Fatalf("the client did not reach the restarted daemon: %d failed gets, the last: %v", failed, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling, not synchronisation
+	for _, k := range ks {
+		mustPut(t, cl, k, "v2") // missed by the stopped daemon
 	}
-	t.Logf("%d gets failed before the client reached the restarted daemon", failed)
-	for _, k := range on {
-		mustGet(t, cl, k, "v1", true)
-		mustPut(t, cl, k, "v2")
+	back := newTestNodeAt(t, "n1", addr)
+	st := back.install(t, cfg)
+	select {
+	case <-st.CaughtUp():
+	case <-ctxT(t).Done():
+		t.Fatal("the restarted daemon did not catch up")
+	}
+	if s := st.Stats(); !s.CatchUpDone || s.CaughtUp < uint64(len(ks)) {
+		t.Fatalf("catch-up stats %+v, want at least %d entries", s, len(ks))
+	}
+	// The restarted daemon's replicas hold the writes it missed.
+	for _, k := range ks {
+		r := st.Directory().Local[ShardOf(k, DefaultShards)].Ref
+		v, err := back.sys.Ask(ctxT(t), r, Get{K: k})
+		if e, _ := v.(Entry); err != nil || string(e.V) != "v2" {
+			t.Fatalf("%s on the restarted replica: %+v, %v", k, v, err)
+		}
+	}
+	// Writes reach its replicas through the client again (the refresh
+	// follows the failures of the stale refs).
+	id := ShardOf(ks[0], DefaultShards)
+	j := slices.Index(cl.Table().Hosts(id), addr)
+	waitFor(t, "the client to refresh the restarted daemon's refs", func() bool {
+		mustPut(t, cl, ks[0], "v3")
+		st := cl.Stats(id)[j] // a new ref is a new quorum node, with new stats
+		return st.Replies > 0 && !st.Failing
+	})
+	// With the restarted daemon and one other, every key is there.
+	nodes[2].close()
+	for _, k := range ks[1:] {
 		mustGet(t, cl, k, "v2", true)
 	}
+	mustGet(t, cl, ks[0], "v3", true)
 }
 
 // TestClientRidesOutAMomentaryLoss: when the client's node loses its
-// connection to a daemon that is still up (a missed heartbeat), requests
-// are refused at once with remote.ErrNotSent until it reconnects; the
-// client asks again after a pause instead of failing them.
+// connection to daemons that are still up (a missed heartbeat), requests
+// to them are refused at once with remote.ErrNotSent until it reconnects;
+// with two of three replicas refused, the client asks again after a pause
+// instead of failing.
 func TestClientRidesOutAMomentaryLoss(t *testing.T) {
-	d := newTestNode(t, "d")
-	d.install(t, Config{DataDir: t.TempDir(), Token: "secret"})
-	c := newTestNode(t, "c")
-	cl, err := Dial(ctxT(t), c.node, d.node.Addr(), "secret", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nodes, cl, cn := clusterClient(t, 3, Config{})
 	mustPut(t, cl, "k", "v")
+	client := cn.node
 	for i := range 5 {
-		// As the membership layer would report it: the connection ends and
-		// the daemon is known down until the client's node reconnects.
-		if !c.node.PeerDown(d.node.Addr(), errors.New("a missed heartbeat")) {
-			t.Fatal("no peer for the daemon")
+		// As the membership layer would report it: the connections end
+		// and the daemons are known down until the client's node
+		// reconnects.
+		for _, n := range nodes[:2] {
+			if !client.PeerDown(n.node.Addr(), errors.New("a missed heartbeat")) {
+				t.Fatal("no peer for the daemon")
+			}
 		}
 		mustGet(t, cl, "k", "v", true)
-		mustPut(t, cl, fmt.Sprint("k", i), "w") // a write refused unsent is safe to ask again
+		mustPut(t, cl, fmt.Sprint("k", i), "w")
 	}
+}
+
+// TestReadWritesBack: a version on a minority of the replicas (a write
+// that stopped half-way) is returned by a Get only after the Get has stored
+// it on a majority.
+func TestReadWritesBack(t *testing.T) {
+	nodes, cl := cluster(t, 3, Config{})
+	mustPut(t, cl, "k", "old")
+	id := ShardOf("k", DefaultShards)
+	tab := cl.Table()
+	newer := Entry{TS: Stamp{N: 100, W: 1}, V: []byte("half-written")}
+	if _, err := cl.sys.Ask(ctxT(t), tab.Refs[id][0], Write{K: "k", E: newer}); err != nil {
+		t.Fatal(err)
+	}
+	// A client that knows only replicas 0 and 1 must read both.
+	two := tab.clone()
+	two.Refs[id][2] = actor.Ref{}
+	cl2 := newClient(t, cl.sys, two)
+	mustGet(t, cl2, "k", "half-written", true)
+	v, err := cl.sys.Ask(ctxT(t), tab.Refs[id][1], Get{K: "k"})
+	if e, _ := v.(Entry); err != nil || e.TS != newer.TS {
+		t.Fatalf("replica 1 after the read: %+v %v, want the written-back version", v, err)
+	}
+	// Now any majority has it.
+	nodes[0].close()
+	mustGet(t, cl, "k", "half-written", true)
 }

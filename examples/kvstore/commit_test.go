@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +25,7 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}}
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	keys := []string{keysOfShard(1, DefaultShards, 1)[0], keysOfShard(2, DefaultShards, 1)[0], keysOfShard(3, DefaultShards, 1)[0]}
 	for _, k := range keys {
 		mustGet(t, cl, k, "", false) // the shards have loaded
@@ -66,49 +67,6 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 }
 
-// TestMigratesPerShardFiles: the per-shard files of earlier versions are
-// moved into the daemon's file at Install.
-func TestMigratesPerShardFiles(t *testing.T) {
-	dataDir := t.TempDir()
-	dir := filepath.Join(dataDir, "kvstore")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	keys := keysOfShard(4, DefaultShards, 3)
-	old, err := bolt.Open(filepath.Join(dir, legacyFile(4)), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(legacyBucket)
-		if err != nil {
-			return err
-		}
-		for i, k := range keys {
-			if err := b.Put([]byte(k), []byte(fmt.Sprint("old", i))); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-
-	tn := newTestNode(t, "a")
-	st := tn.install(t, Config{DataDir: dataDir})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
-	for i, k := range keys {
-		mustGet(t, cl, k, fmt.Sprint("old", i), true)
-	}
-	if _, err := os.Stat(filepath.Join(dir, legacyFile(4))); !os.IsNotExist(err) {
-		t.Fatalf("the per-shard file is still there: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, legacyFile(4)+".migrated")); err != nil {
-		t.Fatalf("the per-shard file was not kept as .migrated: %v", err)
-	}
-}
-
 // isBusy reports whether a round is running.
 func (c *committer) isBusy() bool {
 	c.mu.Lock()
@@ -130,7 +88,7 @@ func TestPanicInRoundFailsOnlyThatRound(t *testing.T) {
 	}}
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	mustGet(t, cl, good, "", false)
 	if err := cl.Put(ctxT(t), bad, []byte("v")); err == nil {
 		t.Fatal("a put whose commit panicked was acknowledged")
@@ -143,49 +101,71 @@ func TestPanicInRoundFailsOnlyThatRound(t *testing.T) {
 	}
 }
 
-// TestMigrationIsNotRepeated: a per-shard file found again after its
-// migration (its rename lost in a crash) is not copied over the writes
-// made since.
-func TestMigrationIsNotRepeated(t *testing.T) {
-	dataDir := t.TempDir()
-	dir := filepath.Join(dataDir, "kvstore")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	k := keysOfShard(4, DefaultShards, 1)[0]
-	writeLegacy := func() {
-		t.Helper()
-		old, err := bolt.Open(filepath.Join(dir, legacyFile(4)), 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer old.Close()
-		if err := old.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists(legacyBucket)
-			if err != nil {
-				return err
-			}
-			return b.Put([]byte(k), []byte("old"))
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeLegacy()
+// TestOldFormatRefused: the data dirs of the unreplicated versions (a
+// per-shard file, or a store.db with shard buckets and no format) are
+// refused with ErrOldFormat, and their files left alone.
+func TestOldFormatRefused(t *testing.T) {
 	tn := newTestNode(t, "a")
-	st := tn.install(t, Config{DataDir: dataDir})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
-	mustGet(t, cl, k, "old", true)
-	mustPut(t, cl, k, "new")
-	tn.close()
-
-	// As if the rename had not reached the disk: the old file is back.
-	if err := os.Rename(filepath.Join(dir, legacyFile(4)+".migrated"), filepath.Join(dir, legacyFile(4))); err != nil {
+	dir := t.TempDir()
+	kv := filepath.Join(dir, "kvstore")
+	if err := os.MkdirAll(kv, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	tn2 := newTestNode(t, "a")
-	st2 := tn2.install(t, Config{DataDir: dataDir})
-	mustGet(t, NewClient(tn2.sys, LocalTable(st2), 0), k, "new", true)
-	if _, err := os.Stat(filepath.Join(dir, legacyFile(4))); !os.IsNotExist(err) {
-		t.Fatalf("the per-shard file was not renamed again: %v", err)
+	db, err := bolt.Open(filepath.Join(kv, storeFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("shard-003"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("an unversioned value"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Install(ctxT(t), tn.node, Config{DataDir: dir}); !errors.Is(err, ErrOldFormat) {
+		t.Fatalf("install over an unversioned store.db: %v, want ErrOldFormat", err)
+	}
+	db, err = bolt.Open(filepath.Join(kv, storeFile), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte("shard-003")).Get([]byte("k")); string(v) != "an unversioned value" {
+			return fmt.Errorf("old value %q", v)
+		}
+		if tx.Bucket(metaBucket) != nil {
+			return errors.New("a format was written into the old file")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	dir2 := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir2, "kvstore"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir2, "kvstore", "shard-000.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(ctxT(t), tn.node, Config{DataDir: dir2}); !errors.Is(err, ErrOldFormat) {
+		t.Fatalf("install over a per-shard file: %v, want ErrOldFormat", err)
+	}
+	// A store of this version opens again.
+	dir3 := t.TempDir()
+	st, err := Install(ctxT(t), tn.node, Config{DataDir: dir3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	tn.store, err = Install(ctxT(t), tn.node, Config{DataDir: dir3})
+	if err != nil {
+		t.Fatalf("reopening: %v", err)
 	}
 }

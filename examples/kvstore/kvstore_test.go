@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +41,7 @@ func newTestNode(t testing.TB, name string) *testNode {
 func newTestNodeAt(t testing.TB, name, listen string) *testNode {
 	t.Helper()
 	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
-	n := remote.New(sys, remote.Config{Name: name, Listen: listen,
+	n := remote.New(sys, remote.Config{Name: name, Listen: listen, Logger: slog.New(slog.DiscardHandler),
 		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -65,8 +67,28 @@ func (tn *testNode) close() {
 	})
 }
 
+// kill stops the node first (its peers see its connections drop while its
+// store still holds requests), then the store and the system, once.
+func (tn *testNode) kill() {
+	tn.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tn.stop()
+		if tn.store != nil {
+			_ = tn.store.Close(ctx)
+		}
+		_ = tn.sys.Shutdown(ctx)
+	})
+}
+
 func (tn *testNode) install(t testing.TB, cfg Config) *Store {
 	t.Helper()
+	if cfg.catchUpAgain == 0 {
+		cfg.catchUpAgain = 20 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	st, err := Install(ctxT(t), tn.node, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +107,13 @@ func ctxT(t testing.TB) context.Context {
 // separate client node that dials the first.
 func cluster(t *testing.T, n int, cfg Config) ([]*testNode, *Client) {
 	t.Helper()
+	nodes, cl, _ := clusterClient(t, n, cfg)
+	return nodes, cl
+}
+
+// clusterClient is cluster, also returning the client's node.
+func clusterClient(t *testing.T, n int, cfg Config) ([]*testNode, *Client, *testNode) {
+	t.Helper()
 	nodes := make([]*testNode, n)
 	var members []string
 	for i := range nodes {
@@ -102,7 +131,19 @@ func cluster(t *testing.T, n int, cfg Config) ([]*testNode, *Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nodes, cl
+	for _, tn := range nodes {
+		<-tn.store.CaughtUp() // no catch-up traffic in the tests' counts
+	}
+	return nodes, cl, cn
+}
+
+func newClient(t testing.TB, sys *actor.System, tab Table) *Client {
+	t.Helper()
+	cl, err := NewClient(sys, tab, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }
 
 func mustPut(t testing.TB, cl *Client, k, v string) {
@@ -124,15 +165,29 @@ func mustGet(t testing.TB, cl *Client, k, want string, present bool) {
 }
 
 func TestPlacement(t *testing.T) {
-	p := Placement(16, []string{"c", "a", "b"})
-	for i, o := range p {
-		if want := []string{"a", "b", "c"}[i%3]; o != want {
-			t.Fatalf("shard %d on %s, want %s", i, o, want)
+	p := Placement(16, 3, []string{"c", "a", "b", "a"})
+	for i, hosts := range p {
+		want := []string{"a", "b", "c", "a", "b"}[i%3 : i%3+3]
+		if !slices.Equal(hosts, want) {
+			t.Fatalf("shard %d on %v, want %v", i, hosts, want)
 		}
 	}
-	for i, o := range Placement(16, []string{"x"}) {
-		if o != "x" {
-			t.Fatalf("shard %d on %s", i, o)
+	// More replicas than members: every member, once.
+	for i, hosts := range Placement(4, 3, []string{"x", "y"}) {
+		if len(hosts) != 2 || hosts[0] == hosts[1] {
+			t.Fatalf("shard %d on %v", i, hosts)
+		}
+	}
+	// Five members, three replicas: each member hosts 3/5 of the shards.
+	per := map[string]int{}
+	for _, hosts := range Placement(20, 3, []string{"a", "b", "c", "d", "e"}) {
+		for _, h := range hosts {
+			per[h]++
+		}
+	}
+	for m, n := range per {
+		if n != 12 {
+			t.Fatalf("%s hosts %d replicas of 20 shards, want 12", m, n)
 		}
 	}
 	seen := map[int]bool{}
@@ -154,7 +209,7 @@ func TestSingleNode(t *testing.T) {
 	if got := len(st.Directory().Local); got != DefaultShards {
 		t.Fatalf("%d local shards, want all %d", got, DefaultShards)
 	}
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	mustGet(t, cl, "missing", "", false)
 	for i := range 100 {
 		mustPut(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i))
@@ -181,18 +236,14 @@ func TestSingleNode(t *testing.T) {
 func TestThreeNodes(t *testing.T) {
 	nodes, cl := cluster(t, 3, Config{})
 	tab := cl.Table()
-	for id, r := range tab.Refs {
-		if r.IsZero() {
-			t.Fatalf("shard %d missing: %v", id, tab.Missing[id])
+	for id, refs := range tab.Refs {
+		if len(refs) != 3 || slices.Contains(refs, actor.Ref{}) {
+			t.Fatalf("shard %d: refs %v, missing %v", id, refs, tab.Missing[id])
 		}
 	}
-	perNode := map[string]int{}
 	for _, tn := range nodes {
-		perNode[tn.node.Addr()] = len(tn.store.Directory().Local)
-	}
-	for addr, n := range perNode {
-		if n < 5 || n > 6 {
-			t.Fatalf("node %s hosts %d shards, want 5 or 6 of 16", addr, n)
+		if n := len(tn.store.Directory().Local); n != DefaultShards {
+			t.Fatalf("node %s hosts %d replicas, want one of each of the %d shards", tn.node.Addr(), n, DefaultShards)
 		}
 	}
 	for i := range 200 {
@@ -201,17 +252,16 @@ func TestThreeNodes(t *testing.T) {
 	for i := range 200 {
 		mustGet(t, cl, fmt.Sprint("key", i), fmt.Sprint("val", i), true)
 	}
-	var writes uint64
-	for _, tn := range nodes {
-		s := tn.store.Stats()
-		if s.Writes == 0 {
-			t.Fatalf("node %s got no writes", tn.node.Addr())
+	// Every put reaches every replica (a majority acknowledged it; the
+	// third follows).
+	waitFor(t, "every replica to hold every put", func() bool {
+		for _, tn := range nodes {
+			if tn.store.Stats().Writes != 200 {
+				return false
+			}
 		}
-		writes += s.Writes
-	}
-	if writes != 200 {
-		t.Fatalf("%d writes committed, want 200", writes)
-	}
+		return true
+	})
 	// A second client, dialing another member, sees the same data.
 	cn := newTestNode(t, "client2")
 	cl2, err := Dial(ctxT(t), cn.node, nodes[2].node.Addr(), "secret", 0)
@@ -220,6 +270,22 @@ func TestThreeNodes(t *testing.T) {
 	}
 	for i := range 200 {
 		mustGet(t, cl2, fmt.Sprint("key", i), fmt.Sprint("val", i), true)
+	}
+	if err := cl2.Delete(ctxT(t), "key7"); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, cl, "key7", "", false)
+}
+
+// waitFor polls cond until it holds, for at most 20 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling, not synchronisation
 	}
 }
 
@@ -267,7 +333,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	keys := keysOfShard(3, DefaultShards, n)
 	// A Get waits for the shard's initial load, so the first put is then
 	// committed alone and the others queue behind it.
@@ -302,7 +368,7 @@ func TestBurstBatches(t *testing.T) {
 	const n = 200
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: t.TempDir()})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	keys := keysOfShard(5, DefaultShards, n)
 	mustGet(t, cl, keys[0], "", false) // wait for the initial load
 	var start sync.WaitGroup
@@ -338,7 +404,7 @@ func TestFailedCommitIsNotAcknowledged(t *testing.T) {
 	}}
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: t.TempDir(), hooks: h})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	if err := cl.Put(ctxT(t), "k", []byte("v")); !errors.Is(err, boom) {
 		t.Fatalf("put with a failing disk: %v, want %v", err, boom)
 	}
@@ -356,7 +422,7 @@ func TestCrashReload(t *testing.T) {
 	tn := newTestNode(t, "a")
 	// 16 crashes in a row: above the default restart intensity.
 	st := tn.install(t, Config{DataDir: t.TempDir(), MaxR: 100})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	for i := range 300 {
 		mustPut(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i))
 	}
@@ -419,7 +485,7 @@ func holdShard(t *testing.T, cfg Config, n int) *heldShard {
 	}
 	hs.tn = newTestNode(t, "a")
 	hs.st = hs.tn.install(t, cfg)
-	hs.cl = NewClient(hs.tn.sys, LocalTable(hs.st), 0)
+	hs.cl = newClient(t, hs.tn.sys, LocalTable(hs.st))
 	<-hs.started // the first instance
 	// A Get waits for the load, so keys[0] is then committed alone.
 	mustGet(t, hs.cl, hs.keys[0], "", false)
@@ -529,7 +595,7 @@ func TestCrashCommitEndsBeforeRestart(t *testing.T) {
 	}
 	hs.tn.close()
 	tn := newTestNode(t, "a")
-	cl := NewClient(tn.sys, LocalTable(tn.install(t, Config{DataDir: dir})), 0)
+	cl := newClient(t, tn.sys, LocalTable(tn.install(t, Config{DataDir: dir})))
 	mustGet(t, cl, hs.keys[0], hs.keys[0], true)
 	for _, k := range hs.keys[1:] {
 		mustGet(t, cl, k, "", false)
@@ -564,7 +630,7 @@ func TestNodeRestart(t *testing.T) {
 	dir := t.TempDir()
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: dir})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	for i := range 100 {
 		mustPut(t, cl, fmt.Sprint("k", i), fmt.Sprint("v", i))
 	}
@@ -579,7 +645,7 @@ func TestNodeRestart(t *testing.T) {
 	if st2.Token() != tok {
 		t.Fatalf("token %q after restart, want %q (from the token file)", st2.Token(), tok)
 	}
-	cl2 := NewClient(tn2.sys, LocalTable(st2), 0)
+	cl2 := newClient(t, tn2.sys, LocalTable(st2))
 	for i := range 100 {
 		if i == 7 {
 			mustGet(t, cl2, "k7", "", false)
@@ -589,51 +655,45 @@ func TestNodeRestart(t *testing.T) {
 	}
 }
 
-// TestNodeDown stops one of two daemons: a put to one of its shards fails
-// with an error, promptly, while the other daemon's shards keep working.
+// TestNodeDown stops one of three daemons: every key stays readable and
+// writable (each shard has a majority of its replicas on the other two).
+// With two down, requests fail, promptly, with an unavailability error.
 func TestNodeDown(t *testing.T) {
-	nodes, cl := cluster(t, 2, Config{})
-	tab := cl.Table()
-	down := nodes[1]
-	var downKey, upKey string
-	for i := 0; downKey == "" || upKey == ""; i++ {
-		k := fmt.Sprint("k", i)
-		if tab.Owner(ShardOf(k, tab.Shards)) == down.node.Addr() {
-			downKey = k
-		} else {
-			upKey = k
-		}
+	nodes, cl := cluster(t, 3, Config{})
+	for i := range 50 {
+		mustPut(t, cl, fmt.Sprint("k", i), "v")
 	}
-	mustPut(t, cl, downKey, "v")
-	down.close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	start := time.Now()
-	err := cl.Put(ctx, downKey, []byte("w"))
-	if err == nil {
-		t.Fatal("put to a shard of a stopped node succeeded")
+	nodes[1].close()
+	for i := range 50 {
+		mustGet(t, cl, fmt.Sprint("k", i), "v", true)
+		mustPut(t, cl, fmt.Sprint("k", i), "w")
+		mustGet(t, cl, fmt.Sprint("k", i), "w", true)
 	}
-	if !IsUnavailable(err) {
-		t.Fatalf("put to a stopped node: %v, want an unavailability error", err)
-	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Fatalf("put took %v to fail", d)
-	}
-	t.Logf("put to a down node failed after %v: %v", time.Since(start), err)
-	mustPut(t, cl, upKey, "v")
-	mustGet(t, cl, upKey, "v", true)
-
-	// A client that dials now gets the down node's shards as missing.
+	// A client that dials now gets the down node's replicas as missing,
+	// and still a majority of each shard.
 	cn := newTestNode(t, "client2")
 	cl2, err := Dial(ctxT(t), cn.node, nodes[0].node.Addr(), "secret", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cl2.Put(ctxT(t), downKey, []byte("w")); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("put to a missing shard: %v, want ErrUnavailable", err)
+	mustGet(t, cl2, "k3", "w", true)
+	mustPut(t, cl2, "k3", "x")
+	mustGet(t, cl, "k3", "x", true)
+
+	nodes[2].close()
+	for _, c := range []*Client{cl, cl2} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		err := c.Put(ctx, "k4", []byte("y"))
+		cancel()
+		if !IsUnavailable(err) || !errors.Is(err, ErrNotWritten) {
+			t.Fatalf("put with 2 of 3 replicas down: %v, want an unavailability error before any write", err)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Fatalf("put took %v to fail", d)
+		}
+		t.Logf("put with 2 of 3 daemons down failed after %v: %v", time.Since(start), err)
 	}
-	mustGet(t, cl2, upKey, "v", true)
 }
 
 // TestCrashShardMessage: CrashShard with a wrong token is refused and the
@@ -642,17 +702,17 @@ func TestNodeDown(t *testing.T) {
 func TestCrashShardMessage(t *testing.T) {
 	tn := newTestNode(t, "a")
 	st := tn.install(t, Config{DataDir: t.TempDir(), Token: "tok"})
-	cl := NewClient(tn.sys, LocalTable(st), 0)
+	cl := newClient(t, tn.sys, LocalTable(st))
 	mustPut(t, cl, "k", "v")
 	id := ShardOf("k", DefaultShards)
-	if err := cl.CrashShard(ctxT(t), id, "wrong"); !errors.Is(err, ErrBadToken) {
+	if err := cl.CrashShard(ctxT(t), id, 0, "wrong"); !errors.Is(err, ErrBadToken) {
 		t.Fatalf("crash with a wrong token: %v, want ErrBadToken", err)
 	}
-	if err := cl.CrashShard(ctxT(t), id, "tok"); !errors.Is(err, actor.ErrCrashed) {
+	if err := cl.CrashShard(ctxT(t), id, 0, "tok"); !errors.Is(err, actor.ErrCrashed) {
 		t.Fatalf("crash: %v, want ErrCrashed", err)
 	}
 	mustGet(t, cl, "k", "v", true)
-	if err := cl.CrashShard(ctxT(t), DefaultShards, "tok"); err == nil {
+	if err := cl.CrashShard(ctxT(t), DefaultShards, 0, "tok"); err == nil {
 		t.Fatal("crash of a shard that does not exist: no error")
 	}
 }

@@ -7,43 +7,88 @@ import (
 	"github.com/actord/actord/remote"
 )
 
-// Get asks a shard for the value of a key. The reply is a GetReply.
+// Stamp orders the writes of a key: a counter, then an id unique to the
+// write (so that two writes that pick the same counter, of one client or
+// of two, still make different, ordered versions). The zero Stamp is older than every write:
+// a key never written has it.
+type Stamp struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	N        uint64
+	W        uint64
+}
+
+// Less reports whether s is older than o.
+func (s Stamp) Less(o Stamp) bool { return s.N < o.N || (s.N == o.N && s.W < o.W) }
+
+// IsZero reports whether s is the zero Stamp (never written).
+func (s Stamp) IsZero() bool { return s.N == 0 && s.W == 0 }
+
+// Get asks a replica for its version of a key. The reply is an Entry (the
+// zero Entry when the replica never saw the key). With NoValue the Entry
+// carries the stamp only (a write's first phase).
 type Get struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
 	K        string
+	NoValue  bool
 }
 
-// GetReply answers Get: OK is false when the key is absent.
-type GetReply struct {
+// Entry is a replica's version of a key: its stamp, and its value, or
+// Deleted. A replica answers Gets with the versions it has made durable.
+type Entry struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
+	TS       Stamp
 	V        []byte
-	OK       bool
+	Deleted  bool
 }
 
-// Put asks a shard to set a key. The reply (nil) comes once the write is
-// durable.
-type Put struct {
+// Write asks a replica to keep a version of a key, if it is newer than the
+// one it has. The reply (nil) comes once the replica holds this version
+// or a newer one durably (fsynced): a replica acknowledges nothing that a
+// crash could take back. Writing the same version again is harmless, so a
+// Write may always be retried.
+type Write struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
 	K        string
-	V        []byte
+	E        Entry
 }
 
-// Delete asks a shard to remove a key. The reply (nil) comes once the
-// removal is durable. Deleting an absent key is not an error.
-type Delete struct {
+// SyncRequest asks a replica of shard Shard for its entries with keys
+// after After, in key order, at most Max of them (and about 1 MiB). The
+// reply is a SyncReply. Replicas that return from a restart catch up with
+// it.
+type SyncRequest struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	After    string
+	Max      int
+}
+
+// SyncEntry is one key of a SyncReply.
+type SyncEntry struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
 	K        string
+	E        Entry
 }
 
-// CrashShard makes the shard that receives it panic, so that its
+// SyncReply answers SyncRequest: the entries, and whether more follow
+// (ask again After the last key).
+type SyncReply struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	Entries  []SyncEntry
+	More     bool
+}
+
+// CrashShard makes the replica that receives it panic, so that its
 // supervisor restarts it (it reloads its data from disk). It is a
 // fault-injection aid for demos and drills (`actord demo` uses it), not
 // part of normal operation. Token must be the store's token; otherwise the
-// shard answers ErrBadToken and does not crash. The asker gets the crash
+// replica answers ErrBadToken and does not crash. The asker gets the crash
 // as an error (actor.ErrCrashed, or a *remote.Error from another node).
 type CrashShard struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
@@ -58,7 +103,8 @@ type DirRequest struct {
 	_msgpack struct{} `msgpack:",as_array"`
 }
 
-// ShardRef is one shard and the ref (capability) that reaches it.
+// ShardRef is one replica of a shard and the ref (capability) that reaches
+// it.
 type ShardRef struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
@@ -66,13 +112,15 @@ type ShardRef struct {
 	Ref      actor.Ref
 }
 
-// DirReply answers DirRequest: the store's shape (number of shards and the
-// sorted member addresses, from which Placement gives every shard's owner)
-// and the shards hosted by the answering daemon.
+// DirReply answers DirRequest: the store's shape (number of shards,
+// replicas per shard and the sorted member addresses, from which Placement
+// gives every shard's replicas) and the replicas hosted by the answering
+// daemon.
 type DirReply struct {
 	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
 	Shards   int
+	Replicas int
 	Members  []string
 	Local    []ShardRef
 }
@@ -90,43 +138,47 @@ var (
 	ErrBadToken = errors.New("kvstore: bad token")
 	// ErrBadKey means a key is empty or longer than MaxKeySize.
 	ErrBadKey = errors.New("kvstore: bad key")
-	// ErrUnavailable means the client has no ref for the key's shard (its
-	// daemon could not be reached when the client dialed).
+	// ErrUnavailable means the client cannot reach a majority of the
+	// key's replicas: their daemons are down or could not be reached (the
+	// error says which, and why).
 	ErrUnavailable = errors.New("kvstore: shard unavailable")
 	// ErrClosed means the store was closed. A write that fails with it
-	// while its shard stopped was not applied.
+	// while its replica stopped was not applied by that replica.
 	ErrClosed = errors.New("kvstore: closed")
-	// ErrShardCrashed means the shard crashed while the request waited in
-	// it, before the request was processed: a Get held while the shard
-	// loaded, or a write queued behind the commit in flight (or whose
-	// commit had not started yet). Such a write was not applied, so
-	// retrying it is safe; the supervisor restarts the shard in place.
-	// (A write whose commit was running when the shard crashed is answered
-	// with that commit's outcome instead, once it is known.)
+	// ErrShardCrashed means the replica crashed while the request waited
+	// in it, before the request was processed: a Get held while the
+	// replica loaded, or a Write queued behind the commit in flight (or
+	// whose commit had not started yet). Such a Write was not applied by
+	// that replica; the supervisor restarts it in place.
 	ErrShardCrashed = errors.New("kvstore: shard crashed before the request was processed")
+	// ErrOldFormat means the data dir holds a store of an earlier,
+	// unreplicated version, which this version does not read.
+	ErrOldFormat = errors.New("kvstore: the data dir holds an unreplicated store of an earlier version")
 )
 
 // MaxKeySize is the longest key accepted, bbolt's limit.
 const MaxKeySize = 32768
 
 // RegisterTypes registers the store's message types on n, under the names
-// "kvstore.Get", "kvstore.GetReply", "kvstore.Put", "kvstore.Delete",
-// "kvstore.DirRequest", "kvstore.DirReply", "kvstore.ShardRef" and
-// "kvstore.CrashShard", and the store's errors (process-wide) under
-// "kvstore.ErrBadToken", "kvstore.ErrBadKey", "kvstore.ErrClosed" and
-// "kvstore.ErrShardCrashed". Every node that talks to a store (daemons and
-// clients) needs them; Install and Dial call it. Registering twice is
-// harmless.
+// "kvstore.<Type>" (Stamp, Get, Entry, Write, SyncRequest, SyncEntry,
+// SyncReply, DirRequest, DirReply, ShardRef, CrashShard), and the store's
+// errors (process-wide) under "kvstore.ErrBadToken", "kvstore.ErrBadKey",
+// "kvstore.ErrClosed" and "kvstore.ErrShardCrashed". Every node that talks
+// to a store (daemons and clients) needs them; Install and Dial call it.
+// Registering twice is harmless.
 func RegisterTypes(n *remote.Node) error {
 	return errors.Join(
 		remote.RegisterError("kvstore.ErrBadToken", ErrBadToken),
 		remote.RegisterError("kvstore.ErrBadKey", ErrBadKey),
 		remote.RegisterError("kvstore.ErrClosed", ErrClosed),
 		remote.RegisterError("kvstore.ErrShardCrashed", ErrShardCrashed),
+		remote.Register[Stamp](n, "kvstore.Stamp"),
 		remote.Register[Get](n, "kvstore.Get"),
-		remote.Register[GetReply](n, "kvstore.GetReply"),
-		remote.Register[Put](n, "kvstore.Put"),
-		remote.Register[Delete](n, "kvstore.Delete"),
+		remote.Register[Entry](n, "kvstore.Entry"),
+		remote.Register[Write](n, "kvstore.Write"),
+		remote.Register[SyncRequest](n, "kvstore.SyncRequest"),
+		remote.Register[SyncEntry](n, "kvstore.SyncEntry"),
+		remote.Register[SyncReply](n, "kvstore.SyncReply"),
 		remote.Register[DirRequest](n, "kvstore.DirRequest"),
 		remote.Register[DirReply](n, "kvstore.DirReply"),
 		remote.Register[ShardRef](n, "kvstore.ShardRef"),

@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,9 +13,9 @@ import (
 	"github.com/actord/actord/actor"
 )
 
-// disk is a shard's bucket in its daemon's bolt file, and its counters.
-// It belongs to the Store and outlives the shard actor's incarnations: a
-// restarted shard finds it as it was, including commits of the crashed
+// disk is a replica's bucket in its daemon's bolt file, and its counters.
+// It belongs to the Store and outlives the replica actor's incarnations: a
+// restarted replica finds it as it was, including commits of the crashed
 // instance still in flight.
 type disk struct {
 	id      int
@@ -22,7 +23,7 @@ type disk struct {
 	bucket  []byte
 	c       *committer     // the daemon's group committer
 	pending sync.WaitGroup // commits submitted and not finished
-	writes  atomic.Uint64  // writes committed (puts and deletes)
+	writes  atomic.Uint64  // versions written
 	hooks   *hooks
 }
 
@@ -30,11 +31,10 @@ type disk struct {
 type hooks struct {
 	beforeCommit func(shard int, keys []string) error // runs on the worker before a commit; an error fails it
 	queued       func(shard, n int)                   // runs on the loop when a write is queued behind a commit
-	started      func(shard int)                      // runs on the loop in every shard instance's Start
+	started      func(shard int)                      // runs on the loop in every replica instance's Start
+	secondPass   <-chan struct{}                      // the catch-up's second pass waits for it instead of CatchUpAgain
+	written      func(shard int, w Write)             // runs on the loop for every Write a replica receives
 }
-
-// commit writes a batch durably, in the daemon's next group commit.
-func (d *disk) commit(batch []op) error { return d.c.commit(d, batch) }
 
 // beforeCommit runs the test hook, if any.
 func (d *disk) beforeCommit(batch []op) error {
@@ -42,20 +42,58 @@ func (d *disk) beforeCommit(batch []op) error {
 	if h == nil || h.beforeCommit == nil {
 		return nil
 	}
-	keys := make([]string, len(batch))
+	var keys []string
 	for i := range batch {
-		keys[i] = batch[i].key
+		if batch[i].write {
+			keys = append(keys, batch[i].key)
+		}
 	}
 	return h.beforeCommit(d.id, keys)
 }
 
-// load reads the whole shard, once every commit already submitted is done.
-func (d *disk) load() (map[string][]byte, error) {
+// Versions on disk: a format byte, the stamp, a flags byte, the value.
+const (
+	entryFormat  = 1
+	entryHeader  = 1 + 8 + 8 + 1
+	flagDeleted  = 1
+	syncMaxBytes = 1 << 20
+)
+
+func encodeEntry(e Entry) []byte {
+	b := make([]byte, entryHeader+len(e.V))
+	b[0] = entryFormat
+	binary.BigEndian.PutUint64(b[1:], e.TS.N)
+	binary.BigEndian.PutUint64(b[9:], e.TS.W)
+	if e.Deleted {
+		b[17] = flagDeleted
+	}
+	copy(b[entryHeader:], e.V)
+	return b
+}
+
+// decodeEntry reads an entry; its value is copied (bolt's slices die with
+// the transaction).
+func decodeEntry(b []byte) (Entry, error) {
+	if len(b) < entryHeader || b[0] != entryFormat {
+		return Entry{}, fmt.Errorf("kvstore: corrupt entry (%d bytes)", len(b))
+	}
+	e := Entry{TS: Stamp{N: binary.BigEndian.Uint64(b[1:]), W: binary.BigEndian.Uint64(b[9:])}, Deleted: b[17]&flagDeleted != 0}
+	e.V = append([]byte{}, b[entryHeader:]...)
+	return e, nil
+}
+
+// load reads the whole replica, once every commit already submitted is
+// done.
+func (d *disk) load() (map[string]Entry, error) {
 	d.pending.Wait()
-	m := make(map[string][]byte)
+	m := make(map[string]Entry)
 	err := d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(d.bucket).ForEach(func(k, v []byte) error {
-			m[string(k)] = append([]byte(nil), v...) // bolt's slices die with the tx
+			e, err := decodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("key %q: %w", k, err)
+			}
+			m[string(k)] = e
 			return nil
 		})
 	})
@@ -65,78 +103,138 @@ func (d *disk) load() (map[string][]byte, error) {
 	return m, nil
 }
 
-// op is a write waiting for, or part of, a commit.
+// page reads the durable entries after key after, in key order: at most
+// max of them, and about syncMaxBytes.
+func (d *disk) page(after string, max int) (SyncReply, error) {
+	var rep SyncReply
+	err := d.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(d.bucket).Cursor()
+		k, v := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+		size := 0
+		for ; k != nil; k, v = c.Next() {
+			if len(rep.Entries) >= max || size >= syncMaxBytes {
+				rep.More = true
+				return nil
+			}
+			e, err := decodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("key %q: %w", k, err)
+			}
+			rep.Entries = append(rep.Entries, SyncEntry{K: string(k), E: e})
+			size += len(k) + len(e.V) + entryHeader
+		}
+		return nil
+	})
+	if err != nil {
+		return SyncReply{}, fmt.Errorf("kvstore: shard %d: sync: %w", d.id, err)
+	}
+	return rep, nil
+}
+
+// replier answers a request: an *actor.Reply, or a group of requests.
+type replier interface{ Reply(v any, err error) }
+
+// op is a Write waiting for, or part of, a commit. write is decided when
+// the batch is made: the newest version of each key in the batch, if newer
+// than the committed one, is written; the other Writes of the batch are
+// acknowledged with it.
 type op struct {
-	key string
-	val []byte
-	del bool
+	key   string
+	e     Entry
+	write bool
+	r     replier
+}
+
+// held is a request that arrived while the replica was loading.
+type held struct {
+	msg any
 	r   *actor.Reply
 }
 
-// getWait is a Get that arrived while the shard was loading.
-type getWait struct {
-	key string
-	r   *actor.Reply
-}
-
-// crash is a test-only message that makes a shard panic.
+// crash is a test-only message that makes a replica panic.
 type crash struct{}
 
-// flight is a batch handed to a commit job. Its writes are answered once,
-// when the commit's outcome is known: by the shard's continuation, which
+// apply asks a replica to store every entry (a catch-up page); the reply
+// comes when they are all durable, or with the first error.
+type apply struct{ entries []SyncEntry }
+
+// group answers one request once n Writes have been answered.
+type group struct {
+	r   *actor.Reply
+	n   int
+	err error
+}
+
+// Reply counts one answer; they all come on the replica's loop.
+func (g *group) Reply(_ any, err error) {
+	if err != nil && g.err == nil {
+		g.err = err
+	}
+	if g.n--; g.n == 0 {
+		g.r.Reply(nil, g.err)
+	}
+}
+
+// flight is a batch handed to the committer. Its writes are answered once,
+// when the commit's outcome is known: by the replica's continuation, which
 // first applies them to the map, while the instance that submitted the
-// batch lives; if that instance dies first, by whichever of the job and
-// the dying instance (abandon) comes last. A job that has not started when
-// its instance dies does not commit, and its writes fail as not applied.
+// batch lives; if that instance dies first, by whichever of the committer
+// and the dying instance (abandon) comes last. A flight whose commit has
+// not started when its instance dies is not committed, and its writes fail
+// as not applied.
 type flight struct {
 	batch  []op
 	mu     sync.Mutex
 	state  flightState
-	orphan bool  // the instance died while the job ran: the job answers
+	orphan bool  // the instance died while it was committed: the committer answers
 	err    error // the commit's outcome, once flightDone
 }
 
 type flightState uint8
 
 const (
-	flightQueued    flightState = iota // submitted; the job has not started
-	flightRunning                      // the job is committing
+	flightQueued    flightState = iota // submitted; its commit has not started
+	flightRunning                      // the committer is committing it
 	flightDone                         // committed, or failed with err
 	flightCancelled                    // dropped before the job started: nothing committed
 )
 
-// run is the commit job, on the worker pool.
-func (f *flight) run(d *disk) error {
+// begin is called by the committer before it commits f: it reports false
+// if f was cancelled (its replica died first; whoever cancelled answered
+// and released pending).
+func (f *flight) begin() bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.state == flightCancelled {
-		f.mu.Unlock()
-		return errCancelled // whoever cancelled answered and released pending
+		return false
 	}
 	f.state = flightRunning
+	return true
+}
+
+// end records the commit's outcome; if the replica died meanwhile, it
+// answers the writes itself. Last, it releases pending: a restarted
+// replica loads once pending is done, so it reads this commit.
+func (f *flight) end(d *disk, err error) {
+	f.mu.Lock()
+	f.state, f.err = flightDone, err
+	orphan := f.orphan
 	f.mu.Unlock()
-	err := fmt.Errorf("kvstore: shard %d: commit job panicked", d.id)
-	defer func() {
-		f.mu.Lock()
-		f.state, f.err = flightDone, err
-		orphan := f.orphan
-		f.mu.Unlock()
-		if orphan {
-			f.answer(err)
-		}
-		// Last: a restarted instance loads once pending is done, so it
-		// reads this commit.
-		d.pending.Done()
-	}()
-	err = d.commit(f.batch)
-	return err
+	if orphan {
+		f.answer(err)
+	}
+	d.pending.Done()
 }
 
 // errCancelled is the result of a job cancelled before it started; nobody
 // reads it (its continuation does not run, or finds the flight cancelled).
 var errCancelled = errors.New("kvstore: commit cancelled")
 
-// cancelQueued cancels the job if it has not started and reports whether
-// it did: the caller then answers the writes and releases pending.
+// cancelQueued cancels the commit if it has not started and reports
+// whether it did: the caller then answers the writes and releases pending.
 func (f *flight) cancelQueued() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -159,7 +257,7 @@ func (f *flight) abandon(d *disk, cause error) {
 		f.answer(cause)
 		d.pending.Done()
 	case flightRunning:
-		f.orphan = true // the job answers when the commit ends
+		f.orphan = true // the committer answers when the commit ends
 		f.mu.Unlock()
 	case flightDone:
 		err := f.err
@@ -176,24 +274,25 @@ func (f *flight) answer(err error) {
 	}
 }
 
-// shard is the actor owning one shard. Fields are touched only on its loop.
+// shard is the actor of one replica of a shard. Fields are touched only on
+// its loop.
 type shard struct {
 	d        *disk
 	maxBatch int
-	token    string            // the store's token, for CrashShard
-	data     map[string][]byte // committed state
+	token    string           // the store's token, for CrashShard
+	data     map[string]Entry // the durable versions
 	loading  bool
-	gets     []getWait // Gets held while loading
-	queue    []op      // writes waiting for the next commit
-	flight   *flight   // the commit in flight, if any
+	waiting  []held  // requests held while loading
+	queue    []op    // Writes waiting for the next commit
+	flight   *flight // the commit in flight, if any
 }
 
 func newShard(d *disk, maxBatch int, token string) actor.Factory {
 	return func() actor.Actor { return &shard{d: d, maxBatch: maxBatch, token: token} }
 }
 
-// Start loads the shard from bolt on the worker pool; requests that arrive
-// meanwhile are held.
+// Start loads the replica from bolt on the worker pool; requests that
+// arrive meanwhile are held.
 func (s *shard) Start(c *actor.Context) error {
 	s.loading = true
 	if h := s.d.hooks; h != nil && h.started != nil {
@@ -204,28 +303,27 @@ func (s *shard) Start(c *actor.Context) error {
 			if err != nil {
 				panic(err) // let it crash: the supervisor retries, then gives up
 			}
-			s.data, s.loading = v.(map[string][]byte), false
-			for _, g := range s.gets {
-				v, ok := s.data[g.key]
-				g.r.Reply(GetReply{V: v, OK: ok}, nil)
-			}
-			s.gets = nil
-			if len(s.queue) > 0 {
-				s.flush(c)
+			s.data, s.loading = v.(map[string]Entry), false
+			waiting := s.waiting
+			s.waiting = nil
+			for _, h := range waiting {
+				if v, later, err := s.receive(c, h.msg, h.r); !later {
+					h.r.Reply(v, err)
+				}
 			}
 		})
 	})
 	return nil
 }
 
-// Terminate answers the requests the shard holds when it stops (the store
-// closes, the system shuts down): see abandon.
+// Terminate answers the requests the replica holds when it stops (the
+// store closes, the system shuts down): see abandon.
 func (s *shard) Terminate(_ *actor.Context, reason error) {
 	s.abandon(fmt.Errorf("%w: shard %d stopped (%v)", ErrClosed, s.d.id, reason))
 }
 
-// guard runs f, a handler of the shard. If f panics, the shard crashes (the
-// runtime recovers the panic, which guard lets through); guard first
+// guard runs f, a handler of the replica. If f panics, the replica crashes
+// (the runtime recovers the panic, which guard lets through); guard first
 // answers the requests the dying instance holds, whose deferred replies
 // nobody would answer otherwise.
 func (s *shard) guard(f func()) {
@@ -239,9 +337,9 @@ func (s *shard) guard(f func()) {
 	ok = true
 }
 
-// abandon answers every request the instance holds, as it dies: Gets held
-// while loading and writes only queued fail with cause (they were not
-// applied); the writes of the commit in flight get its outcome, at once if
+// abandon answers every request the instance holds, as it dies: requests
+// held while loading and Writes only queued fail with cause (they were not
+// applied); the Writes of the commit in flight get its outcome, at once if
 // it is known, else from the commit job when it ends.
 func (s *shard) abandon(cause error) {
 	if f := s.flight; f != nil {
@@ -251,59 +349,96 @@ func (s *shard) abandon(cause error) {
 	for _, o := range s.queue {
 		o.r.Reply(nil, fmt.Errorf("%w; the write was not applied", cause))
 	}
-	for _, g := range s.gets {
-		g.r.Reply(nil, fmt.Errorf("%w; the get was not served", cause))
+	for _, h := range s.waiting {
+		h.r.Reply(nil, fmt.Errorf("%w; the request was not served", cause))
 	}
-	s.queue, s.gets = nil, nil
+	s.queue, s.waiting = nil, nil
 }
 
-// Receive serves Get, Put and Delete.
+// Receive serves Get, Write and SyncRequest.
 func (s *shard) Receive(c *actor.Context, msg any) (v any, err error) {
-	s.guard(func() { v, err = s.receive(c, msg) })
+	s.guard(func() { v, _, err = s.receive(c, msg, nil) })
 	return v, err
 }
 
-func (s *shard) receive(c *actor.Context, msg any) (any, error) {
+// receive handles msg. r is its deferred reply if it was held while
+// loading (nil: defer it if it must wait). later means that the reply is
+// deferred and will come later.
+func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later bool, err error) {
+	if s.loading {
+		switch msg.(type) {
+		case Get, Write, SyncRequest, apply:
+			if r == nil {
+				r = c.Defer()
+			}
+			s.waiting = append(s.waiting, held{msg: msg, r: r})
+			return nil, true, nil
+		}
+	}
 	switch m := msg.(type) {
 	case Get:
-		if s.loading {
-			s.gets = append(s.gets, getWait{key: m.K, r: c.Defer()})
-			return nil, nil
+		e := s.data[m.K]
+		if m.NoValue {
+			e.V = nil
 		}
-		v, ok := s.data[m.K]
-		return GetReply{V: v, OK: ok}, nil
-	case Put:
+		return e, false, nil
+	case Write:
 		if err := checkKey(m.K); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if m.V == nil {
-			m.V = []byte{} // msgpack may decode an empty value as nil
+		if h := s.d.hooks; h != nil && h.written != nil {
+			h.written(s.d.id, m)
 		}
-		s.write(c, op{key: m.K, val: m.V})
-		return nil, nil
-	case Delete:
-		if err := checkKey(m.K); err != nil {
-			return nil, err
+		if !s.data[m.K].TS.Less(m.E.TS) {
+			return nil, false, nil // this version, or a newer one, is durable
 		}
-		s.write(c, op{key: m.K, del: true})
-		return nil, nil
+		if m.E.V == nil && !m.E.Deleted {
+			m.E.V = []byte{} // msgpack may decode an empty value as nil
+		}
+		if r == nil {
+			r = c.Defer()
+		}
+		s.write(c, op{key: m.K, e: m.E, r: r})
+		return nil, true, nil
+	case SyncRequest:
+		if r == nil {
+			r = c.Defer()
+		}
+		d, max := s.d, min(max(m.Max, 1), 4096)
+		c.Blocking(func() (any, error) { return d.page(m.After, max) }).Then(func(_ *actor.Context, v any, err error) {
+			r.Reply(v, err)
+		})
+		return nil, true, nil
+	case apply:
+		if r == nil {
+			r = c.Defer()
+		}
+		g := &group{r: r, n: len(m.entries) + 1}
+		for _, e := range m.entries {
+			if checkKey(e.K) == nil && s.data[e.K].TS.Less(e.E.TS) {
+				s.write(c, op{key: e.K, e: e.E, r: g})
+			} else {
+				g.Reply(nil, nil)
+			}
+		}
+		g.Reply(nil, nil)
+		return nil, true, nil
 	case crash:
 		panic("kvstore: crash requested")
 	case CrashShard:
 		if subtle.ConstantTimeCompare([]byte(m.Token), []byte(s.token)) != 1 {
-			return nil, ErrBadToken
+			return nil, false, ErrBadToken
 		}
 		panic(fmt.Sprintf("kvstore: shard %d: crash requested (CrashShard)", s.d.id))
 	}
-	return nil, actor.ErrUnknownMessage
+	return nil, false, actor.ErrUnknownMessage
 }
 
-// write queues a write with its deferred reply and commits at once if no
-// commit is in flight (otherwise it goes with the next one).
+// write queues a Write with its reply and commits at once if no commit is
+// in flight (otherwise it goes with the next one).
 func (s *shard) write(c *actor.Context, o op) {
-	o.r = c.Defer()
 	s.queue = append(s.queue, o)
-	if s.flight != nil || s.loading {
+	if s.flight != nil {
 		if h := s.d.hooks; h != nil && h.queued != nil {
 			h.queued(s.d.id, len(s.queue))
 		}
@@ -312,35 +447,59 @@ func (s *shard) write(c *actor.Context, o op) {
 	s.flush(c)
 }
 
-// flush commits the queued writes (up to maxBatch) in one transaction on
-// the worker pool. When it completes, the writes are applied to the map,
-// acknowledged, and the writes queued meanwhile are committed next.
+// flush commits the queued Writes (up to maxBatch) in one transaction on
+// the worker pool. When it completes, the versions written are applied to
+// the map, every Write of the batch is acknowledged, and the Writes queued
+// meanwhile are committed next.
 func (s *shard) flush(c *actor.Context) {
 	n := min(len(s.queue), s.maxBatch)
-	f := &flight{batch: s.queue[:n:n]}
+	batch := s.queue[:n:n]
 	if n == len(s.queue) {
 		s.queue = nil
 	} else {
 		s.queue = append([]op(nil), s.queue[n:]...)
 	}
+	// The newest version of each key in the batch is written, if it is
+	// newer than the durable one; the batch commits as a whole, so the
+	// other Writes of the key are acknowledged with it.
+	newest := make(map[string]int, n)
+	for i := range batch {
+		o := &batch[i]
+		if j, ok := newest[o.key]; !ok || batch[j].e.TS.Less(o.e.TS) {
+			newest[o.key] = i
+		}
+	}
+	writes := false
+	for k, i := range newest {
+		batch[i].write = s.data[k].TS.Less(batch[i].e.TS)
+		writes = writes || batch[i].write
+	}
+	f := &flight{batch: batch}
+	if !writes {
+		// Every version of the batch is durable already (in the commit
+		// that just ended): nothing to write.
+		f.answer(nil)
+		if len(s.queue) > 0 {
+			s.flush(c)
+		}
+		return
+	}
 	s.flight = f
 	d := s.d
 	d.pending.Add(1)
-	c.Blocking(func() (any, error) { return nil, f.run(d) }).Then(func(c *actor.Context, _ any, err error) {
+	c.AskTimeout(d.c.ref, commitMsg{d: d, f: f}, 0).Then(func(c *actor.Context, _ any, err error) {
 		s.guard(func() {
 			if f.cancelQueued() {
-				// The job never ran (the pool refused it, or the system
-				// is shutting down): nothing was committed.
+				// The commit never started (the committer's actor was
+				// gone: the store is closing): nothing was committed.
 				d.pending.Done()
 				if err == nil {
 					err = errCancelled
 				}
 			} else if err == nil {
 				for i := range f.batch {
-					if o := &f.batch[i]; o.del {
-						delete(s.data, o.key)
-					} else {
-						s.data[o.key] = o.val
+					if o := &f.batch[i]; o.write {
+						s.data[o.key] = o.e
 					}
 				}
 			}

@@ -26,6 +26,10 @@ import (
 // DefaultShards is the number of shards of a store whose Config.Shards is 0.
 const DefaultShards = 16
 
+// DefaultReplicas is the number of replicas of each shard when
+// Config.Replicas is 0 (fewer if the store has fewer members).
+const DefaultReplicas = 3
+
 // DefaultMaxBatch bounds the writes of one commit when Config.MaxBatch is 0.
 const DefaultMaxBatch = 4096
 
@@ -34,16 +38,20 @@ const DefaultMaxBatch = 4096
 const TokenFile = "kvstore.token"
 
 // Config sets up the part of a store that one daemon hosts. Every daemon of
-// a store must be given the same Shards, Members and Token.
+// a store must be given the same Shards, Replicas, Members and Token.
 type Config struct {
-	// DataDir holds the daemon's shards (DataDir/kvstore/store.db, one bbolt
-	// file with a bucket per shard; per-shard files of earlier versions,
-	// DataDir/kvstore/shard-NNN.db, are moved into it and renamed
-	// *.migrated) and, if Token is empty, the token file. Required.
+	// DataDir holds the daemon's replicas (DataDir/kvstore/store.db, one
+	// bbolt file with a bucket per replica) and, if Token is empty, the
+	// token file. Required. The data dirs of earlier, unreplicated
+	// versions are refused (ErrOldFormat).
 	DataDir string
 	// Shards is the number of shards of the whole store. Default
 	// DefaultShards. It cannot change once data is written.
 	Shards int
+	// Replicas is the number of replicas of each shard, on as many
+	// daemons (all of them if there are fewer). Default DefaultReplicas.
+	// It cannot change once data is written.
+	Replicas int
 	// Members are the remote addresses (remote.Node.Addr) of every daemon
 	// of the store, this one included. Default: this node alone.
 	Members []string
@@ -60,7 +68,8 @@ type Config struct {
 	// Logger receives the supervisor's reports. Default slog.Default().
 	Logger *slog.Logger
 
-	hooks *hooks // tests only
+	hooks        *hooks        // tests only
+	catchUpAgain time.Duration // tests only; default CatchUpAgain
 }
 
 // ShardOf returns the shard of key in a store of the given number of
@@ -71,21 +80,24 @@ func ShardOf(key string, shards int) int {
 	return int(h.Sum32() % uint32(shards))
 }
 
-// Placement returns the owner of every shard: the members are sorted and
-// shard i goes to member i mod len(members). It is deterministic, so every
+// Placement returns the replicas of every shard: the members are sorted
+// and shard i has its replicas on members i, i+1, ... i+r-1 (mod the number
+// of members), r = min(replicas, members). It is deterministic, so every
 // daemon and client computes the same placement from the same member list.
-func Placement(shards int, members []string) []string {
-	ms := slices.Clone(members)
-	slices.Sort(ms)
-	ms = slices.Compact(ms)
-	out := make([]string, shards)
+func Placement(shards, replicas int, members []string) [][]string {
+	ms := slices.Compact(slices.Sorted(slices.Values(members)))
+	r := min(max(replicas, 1), len(ms))
+	out := make([][]string, shards)
 	for i := range out {
-		out[i] = ms[i%len(ms)]
+		out[i] = make([]string, r)
+		for j := range r {
+			out[i][j] = ms[(i+j)%len(ms)]
+		}
 	}
 	return out
 }
 
-// Store is one daemon's part of a store: its shards (a supervisor and its
+// Store is one daemon's part of a store: its replicas (a supervisor and its
 // children), their bolt file and group committer, and the directory kind.
 type Store struct {
 	node    *remote.Node
@@ -98,16 +110,25 @@ type Store struct {
 	disks   []*disk    // local shards, by position in local
 	local   []ShardRef
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	stop     context.CancelFunc // stops the catch-up
+	caughtUp chan struct{}      // closed when the catch-up is done
+	catchUp  catchUpStats
+	bg       sync.WaitGroup
 }
 
-// Install starts this daemon's shards on node's system and registers the
+// Install starts this daemon's replicas on node's system and registers the
 // store's message types and the directory kind on node, which must be
-// listening (its address decides which shards are local). The shards run
-// as workers "shard-NNN" of a one-for-one supervisor named "kvstore", each
-// on loop NNN mod the number of loops. Close the store before shutting the
-// system down to close its files cleanly.
+// listening (its address decides which shards it replicates: see
+// Placement). The replicas run as workers "shard-NNN" of a one-for-one
+// supervisor named "kvstore", each on loop NNN mod the number of loops.
+// Once they have loaded their data, Install returns, and the replicas
+// catch up in the background with the other replicas of their shards (the
+// writes this daemon missed while it was down), in two passes: one at
+// once, one CatchUpAgain later, for the writes that clients made before
+// they found the restarted replicas (see CaughtUp). Close the
+// store before shutting the system down to close its file cleanly.
 func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error) {
 	self := node.Addr()
 	if self == "" {
@@ -118,6 +139,9 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	if cfg.Shards <= 0 {
 		cfg.Shards = DefaultShards
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = DefaultReplicas
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
@@ -130,6 +154,9 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.catchUpAgain <= 0 {
+		cfg.catchUpAgain = CatchUpAgain
 	}
 	if len(cfg.Members) == 0 {
 		cfg.Members = []string{self}
@@ -151,11 +178,11 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("kvstore: data dir: %w", err)
 	}
-	st := &Store{node: node, sys: node.System(), cfg: cfg}
+	st := &Store{node: node, sys: node.System(), cfg: cfg, caughtUp: make(chan struct{})}
 	st.members = slices.Compact(slices.Sorted(slices.Values(cfg.Members)))
 	var ids []int
-	for id, owner := range Placement(cfg.Shards, cfg.Members) {
-		if owner == self {
+	for id, hosts := range Placement(cfg.Shards, cfg.Replicas, cfg.Members) {
+		if slices.Contains(hosts, self) {
 			ids = append(ids, id)
 		}
 	}
@@ -163,7 +190,11 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: %w", err)
 	}
-	st.db, st.com = db, &committer{db: db}
+	st.db, st.com = db, newCommitter(db)
+	if err := st.com.start(ctx, st.sys); err != nil {
+		st.closeDBs()
+		return nil, fmt.Errorf("kvstore: start the committer: %w", err)
+	}
 	var children []supervisor.ChildSpec
 	for _, id := range ids {
 		d := &disk{id: id, db: db, bucket: shardBucket(id), c: st.com, hooks: cfg.hooks}
@@ -184,6 +215,9 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 		return nil, err
 	}
 	node.RegisterKind(DirectoryKind, st.directoryKind)
+	cctx, stop := context.WithCancel(context.Background())
+	st.stop = stop
+	st.bg.Go(func() { st.runCatchUp(cctx) })
 	return st, nil
 }
 
@@ -245,33 +279,50 @@ func loadToken(path string) (string, error) {
 // Token returns the store's token, the capability a client dials with.
 func (st *Store) Token() string { return st.cfg.Token }
 
-// Supervisor returns the ref of the supervisor of this daemon's shards.
+// Supervisor returns the ref of the supervisor of this daemon's replicas.
 func (st *Store) Supervisor() actor.Ref { return st.sup }
 
 // Directory returns what a directory actor answers: the store's shape and
-// this daemon's shards.
+// this daemon's replicas.
 func (st *Store) Directory() DirReply {
-	return DirReply{Shards: st.cfg.Shards, Members: slices.Clone(st.members), Local: slices.Clone(st.local)}
+	return DirReply{Shards: st.cfg.Shards, Replicas: st.cfg.Replicas, Members: slices.Clone(st.members), Local: slices.Clone(st.local)}
 }
 
-// Stats counts a store's commits.
+// Stats counts a store's commits and its catch-up.
 type Stats struct {
-	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's shards
-	Writes  uint64 // puts and deletes they carried
+	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's replicas
+	Writes  uint64 // versions they wrote (puts, deletes, write-backs, catch-up)
+	// CaughtUp counts the entries the catch-up got from other replicas,
+	// CatchUpPasses its passes done (every local replica read one peer's
+	// copy through), and CatchUpDone whether it is over (both passes, or
+	// the store is closed, or has no peers).
+	CaughtUp      uint64
+	CatchUpPasses uint64
+	CatchUpDone   bool
 }
 
-// Stats returns the commit counters of this daemon's shards.
+// Stats returns the counters of this daemon's replicas.
 func (st *Store) Stats() Stats {
-	s := Stats{Commits: st.com.txs.Load()}
+	s := Stats{Commits: st.com.txs.Load(), CaughtUp: st.catchUp.entries.Load(), CatchUpPasses: st.catchUp.passes.Load()}
 	for _, d := range st.disks {
 		s.Writes += d.writes.Load()
+	}
+	select {
+	case <-st.caughtUp:
+		s.CatchUpDone = true
+	default:
 	}
 	return s
 }
 
-// Close stops the shards (through their supervisor), waits for the commits
-// in flight and closes the bolt files. The system and node keep running.
-// Writes not yet acknowledged may fail with an error or a timeout.
+// CaughtUp is closed once the replicas of this daemon have caught up with
+// the others, both passes (see Install), or the store is closed.
+func (st *Store) CaughtUp() <-chan struct{} { return st.caughtUp }
+
+// Close stops the catch-up and the replicas (through their supervisor),
+// waits for the commits in flight and closes the bolt file. The system and
+// node keep running. Writes not yet acknowledged may fail with an error or
+// a timeout.
 func (st *Store) Close(ctx context.Context) error {
 	st.mu.Lock()
 	if st.closed {
@@ -280,6 +331,10 @@ func (st *Store) Close(ctx context.Context) error {
 	}
 	st.closed = true
 	st.mu.Unlock()
+	if st.stop != nil {
+		st.stop()
+	}
+	st.bg.Wait()
 	var errs []error
 	if !st.sup.IsZero() {
 		if _, err := st.sys.Ask(ctx, st.sup, supervisor.Shutdown{}); err != nil &&
@@ -299,11 +354,17 @@ func (st *Store) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return errors.Join(append(errs, fmt.Errorf("kvstore: waiting for commits: %w", ctx.Err()))...)
 	}
+	if _, err := st.sys.Ask(ctx, st.com.ref, stopCommitter{}); err != nil && !errors.Is(err, actor.ErrShutdown) && !errors.Is(err, actor.ErrDead) {
+		errs = append(errs, fmt.Errorf("kvstore: stop the committer: %w", err))
+	}
 	errs = append(errs, st.closeDBs())
 	return errors.Join(errs...)
 }
 
-func (st *Store) closeDBs() error { return st.db.Close() }
+func (st *Store) closeDBs() error {
+	st.com.close()
+	return st.db.Close()
+}
 
 func (st *Store) isClosed() bool {
 	st.mu.Lock()

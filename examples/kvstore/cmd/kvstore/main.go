@@ -1,16 +1,17 @@
 // Command kvstore runs and queries the kvstore example.
 //
-//	kvstore serve [-listen ADDR] [-gossip ADDR] [-data DIR] [-members A,B,C] [-seeds G1,G2] [-token T] [-shards N] [-cluster-key-file F]
+//	kvstore serve [-listen ADDR] [-gossip ADDR] [-data DIR] [-members A,B,C] [-seeds G1,G2] [-token T] [-shards N] [-replicas R] [-cluster-key-file F]
 //	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] [-cluster-key-file F] get KEY
 //	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] [-cluster-key-file F] put KEY VALUE
 //	kvstore [-addr ADDR] [-token T | -token-file FILE] [-timeout D] [-cluster-key-file F] del KEY
 //
 // serve starts an actord daemon (package daemon) and installs the store's
-// shards on it; it writes the token to DATA/kvstore.token unless -token is
-// given (give every daemon of a store the same -token and -members). get,
-// put and del start a small client node on 127.0.0.1, dial the daemon at
-// -addr with the token (the capability: see package kvstore), and route the
-// key to its shard. get prints the value and exits 1 if the key is absent.
+// replicas on it; it writes the token to DATA/kvstore.token unless -token
+// is given (give every daemon of a store the same -token, -members, -shards
+// and -replicas). get, put and del start a small client node on 127.0.0.1,
+// dial the daemon at -addr with the token (the capability: see package
+// kvstore), and read or write the key on a majority of its shard's
+// replicas. get prints the value and exits 1 if the key is absent.
 //
 // -cluster-key-file names the cluster key file (mode 0600 or 0400, at
 // least 16 bytes; see actord run's --cluster-key-file): give the same one
@@ -131,6 +132,7 @@ func serve(args []string, stderr io.Writer) int {
 	members := fs.String("members", "", "comma-separated remote addresses of every daemon of the store (default: this one)")
 	token := fs.String("token", "", "the store's token (default: DATA/kvstore.token, made if absent)")
 	shards := fs.Int("shards", kvstore.DefaultShards, "number of shards of the store")
+	replicas := fs.Int("replicas", kvstore.DefaultReplicas, "replicas of each shard (on as many daemons)")
 	fs.StringVar(&cfg.ClusterKeyFile, "cluster-key-file", "", "cluster key file (mode 0600 or 0400): only nodes holding the key can connect")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return 2
@@ -146,14 +148,14 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	st, err := kvstore.Install(ctx, d.Node(), kvstore.Config{DataDir: cfg.DataDir, Shards: *shards,
+	st, err := kvstore.Install(ctx, d.Node(), kvstore.Config{DataDir: cfg.DataDir, Shards: *shards, Replicas: *replicas,
 		Members: split(*members), Token: *token})
 	if err != nil {
 		fmt.Fprintln(stderr, "kvstore:", err)
 		_ = d.Shutdown(context.Background())
 		return 1
 	}
-	slog.Info("kvstore ready", "addr", d.Node().Addr(), "shards", len(st.Directory().Local),
+	slog.Info("kvstore ready", "addr", d.Node().Addr(), "replicas", len(st.Directory().Local),
 		"token_file", filepath.Join(cfg.DataDir, kvstore.TokenFile))
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,545 @@
+package remote
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// deliver posts a message into a loop, waiting up to DeliverWait while the
+// loop's queue is full (see Config.DeliverWait).
+func (n *Node) deliver(ic *inConn, post func() error) error {
+	err := post()
+	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
+		return err
+	}
+	ic.kickAll(n) // what this read queued must drain for room to appear
+	deadline := time.Now().Add(n.cfg.DeliverWait)
+	for i := 0; ; i++ {
+		if i < 64 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if err = post(); err == nil || !errors.Is(err, actor.ErrQueueFull) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// readFrames drains every complete frame from c, handing each body (valid
+// only during the call) to handle. It reports an error (and the caller
+// closes the connection) for an oversized frame or when handle fails.
+func readFrames(c stream, max int, handle func(body []byte) error) error {
+	for {
+		h, err := c.Peek(4)
+		if err != nil {
+			return nil // fewer than 4 bytes: wait for more
+		}
+		size := int(binary.BigEndian.Uint32(h))
+		if size > max {
+			return fmt.Errorf("%w: %d bytes (max %d)", ErrFrameTooLarge, size, max)
+		}
+		if c.InboundBuffered() < 4+size {
+			return nil
+		}
+		buf, err := c.Peek(4 + size)
+		if err != nil {
+			return nil
+		}
+		herr := handle(buf[4:])
+		_, _ = c.Discard(4 + size)
+		if herr != nil {
+			return herr
+		}
+	}
+}
+
+// serverHandler serves accepted connections.
+type serverHandler struct {
+	gnet.BuiltinEventEngine
+	n *Node
+}
+
+// inConn is the state of an accepted connection.
+type inConn struct {
+	conn       gnet.Conn
+	sess       *session
+	fr         *frameReader
+	f          frame
+	hello      bool
+	remoteName string
+	epoch      uint64
+	state      *inState
+	from       *peer // the peer to answer through (its listen address)
+	lastHeard  atomic.Int64
+	out        []byte // pongs and welcome, written on the loop
+	wbuf       []byte // out, sealed
+	localAddr  string
+	remoteAddr string
+	// the last target id whose secret checked out, so a stream to one
+	// actor is verified once (loop goroutine only)
+	lastTo  actor.WireID
+	lastRef actor.Ref
+	lastOK  bool
+	// the last sender's ref, so a stream from one actor is interned once
+	lastFromID  actor.WireID
+	lastFromRef actor.Ref
+	// one local actor per loop that messages were queued to during this
+	// read, to kick at its end (kickAll)
+	kick []actor.Ref
+	// frame bytes read, and acknowledged to the sender (ackInbound)
+	rx, rxAcked uint64
+	// the connection's place among the unauthenticated ones and its
+	// handshake deadline, until its Hello is accepted (then nil)
+	pre *preAuth
+}
+
+// queued notes that a message was queued (quietly) for to's loop.
+func (ic *inConn) queued(to actor.Ref) {
+	for _, r := range ic.kick {
+		if r.Loop() == to.Loop() {
+			return
+		}
+	}
+	ic.kick = append(ic.kick, to)
+}
+
+// kickAll makes the loops messages were queued to handle them.
+func (ic *inConn) kickAll(n *Node) {
+	for i, r := range ic.kick {
+		n.wire.Kick(r)
+		ic.kick[i] = actor.Ref{}
+	}
+	ic.kick = ic.kick[:0]
+}
+
+// remoteFrom is Wire.RemoteRef for the sender of a frame, with a one-entry
+// cache: interning takes a lock and a map lookup. The cached ref keeps the
+// interned one alive, so equal ids still give equal refs.
+func (ic *inConn) remoteFrom(n *Node, id actor.WireID) actor.Ref {
+	if !ic.lastFromRef.IsZero() && id == ic.lastFromID {
+		return ic.lastFromRef
+	}
+	r := n.wire.RemoteRef(ic.from, id)
+	ic.lastFromID, ic.lastFromRef = id, r
+	return r
+}
+
+// resolve is Wire.Resolve with a one-entry cache of the last verified id:
+// only an id equal, secret included, to one already verified skips the check.
+func (ic *inConn) resolve(n *Node, id actor.WireID) (actor.Ref, bool) {
+	if ic.lastOK && id == ic.lastTo {
+		return ic.lastRef, true
+	}
+	r, ok := n.wire.Resolve(id)
+	if ok {
+		ic.lastTo, ic.lastRef, ic.lastOK = id, r, true
+	}
+	return r, ok
+}
+
+// listening records the listen address and announces it.
+func (n *Node) listening(addr string) {
+	n.addr.Store(addr)
+	n.log.Info("remote: node listening", "addr", addr)
+	select {
+	case <-n.ready:
+	default:
+		close(n.ready)
+	}
+}
+
+func (h *serverHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	n := h.n
+	pa, ok := c.Context().(*preAuth)
+	if !ok {
+		return nil, gnet.Close
+	}
+	hs, err := n.sec.handshake(false)
+	if err != nil {
+		pa.authenticated()
+		n.log.Error("remote: cannot start a handshake", "err", err)
+		return nil, gnet.Close
+	}
+	sess := newSession(hs, n.helloLimit())
+	sess.budget = &n.buffered
+	ic := &inConn{conn: c, sess: sess, fr: newFrameReader(n, nil), pre: pa}
+	ic.lastHeard.Store(time.Now().UnixNano())
+	c.SetContext(ic)
+	n.stats.opened.Add(1)
+	n.mu.Lock()
+	n.inbound[ic] = struct{}{}
+	n.mu.Unlock()
+	pa.start(c)
+	return nil, gnet.None
+}
+
+func (h *serverHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	ic, ok := c.Context().(*inConn)
+	if !ok {
+		return gnet.None
+	}
+	h.n.stats.closed.Add(1)
+	h.n.inboundClosed(ic)
+	if ic.pre != nil {
+		ic.pre.authenticated() // gives its place back
+	}
+	ic.sess.release()
+	ic.fr.release()
+	if ic.hello {
+		h.n.ev.connClosed(ic.remoteName, ic.localAddr, ic.remoteAddr, err)
+	}
+	return gnet.None
+}
+
+func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	n := h.n
+	ic := c.Context().(*inConn)
+	ic.lastHeard.Store(time.Now().UnixNano())
+	ic.out = ic.out[:0]
+	buffered := c.InboundBuffered()
+	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
+	var replies []byte
+	var err error
+	for {
+		// Records are decrypted up to what the session may hold, then
+		// parsed into frames, which makes room for more.
+		var r []byte
+		var more bool
+		r, more, err = ic.sess.records(c, handshake, true)
+		replies = append(replies, r...)
+		if err != nil || !ic.sess.ready() {
+			break
+		}
+		held := ic.sess.InboundBuffered()
+		if err = n.readInbound(ic); err != nil || !more {
+			break
+		}
+		if ic.sess.InboundBuffered() >= held { // cannot happen: a full session holds a whole frame
+			err = fmt.Errorf("%w: no frame in %d bytes of plaintext", ErrFrameTooLarge, held)
+			break
+		}
+	}
+	ic.sess.compact()
+	ic.kickAll(n)
+	ic.ackInbound(ackEvery)
+	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
+	if len(ic.out) > 0 && ic.sess.tx != nil {
+		replies = seal(append(ic.wbuf[:0], replies...), ic.sess.tx, ic.out)
+		ic.wbuf = replies
+	}
+	if len(replies) > 0 {
+		_, _ = c.Write(replies)
+	}
+	if err != nil {
+		if errors.Is(err, ErrBufferLimit) {
+			n.stats.bufferLimited.Add(1)
+		} else {
+			n.stats.badFrames.Add(1)
+		}
+		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", hostOf(c.RemoteAddr()), "reason", err)
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// helloLimit bounds the frames before the Hello.
+func (n *Node) helloLimit() int { return min(maxHelloFrame, n.cfg.MaxFrame) }
+
+// errHelloDone stops readFrames at an accepted Hello, so the frames after
+// it are read with the limits of an authenticated connection.
+var errHelloDone = errors.New("hello accepted")
+
+// readInbound handles the complete frames an accepted connection's session
+// holds. Until the Hello is accepted, frames are limited to maxHelloFrame.
+func (n *Node) readInbound(ic *inConn) error {
+	handle := func(body []byte) error {
+		n.stats.framesIn.Add(1)
+		ic.countInbound(len(body))
+		if err := ic.fr.parse(body, &ic.f); err != nil {
+			return err
+		}
+		if err := n.handleInbound(ic, &ic.f); err != nil {
+			return err
+		}
+		if ic.pre != nil && ic.hello {
+			return errHelloDone
+		}
+		return nil
+	}
+	if ic.pre == nil {
+		return readFrames(ic.sess, n.cfg.MaxFrame, handle)
+	}
+	err := readFrames(ic.sess, n.helloLimit(), handle)
+	if err != errHelloDone {
+		return err
+	}
+	ic.pre.authenticated()
+	ic.pre = nil
+	ic.sess.setMaxFrame(n.cfg.MaxFrame)
+	return readFrames(ic.sess, n.cfg.MaxFrame, handle)
+}
+
+// handleInbound acts on one frame from an accepted connection: the Hello
+// first, then the frames of the node it names.
+func (n *Node) handleInbound(ic *inConn, f *frame) error {
+	if !ic.hello {
+		return n.handleHello(ic, f)
+	}
+	if ic.state.epoch.Load() != ic.epoch {
+		return fmt.Errorf("remote: connection from %s superseded by a newer one", ic.remoteName)
+	}
+	switch f.kind {
+	case fSend:
+		n.inSend(ic, f)
+	case fAsk:
+		n.inAsk(ic, f)
+	case fReply:
+		n.inReply(ic, f)
+	case fPing:
+		ic.ackInbound(1)
+		ic.out = appendControl(ic.out, &frame{kind: fPong, seq: f.seq})
+	case fMonitor:
+		watcher := n.wire.RemoteRef(ic.from, f.from)
+		peer, targetID, watcherID := ic.from, f.to, f.from
+		// never echo a corrected secret; an answer, so it may be refused
+		noproc := func() { peer.sendDown(targetID, watcherID, actor.ErrDead, false) }
+		if target, ok := n.wire.Resolve(f.to); !ok || n.wire.MonitorLocal(target, watcher, noproc) != nil {
+			noproc()
+		}
+	case fDemonitor:
+		if target, ok := n.wire.Resolve(f.to); ok {
+			_ = n.wire.DemonitorLocal(target, n.wire.RemoteRef(ic.from, f.from))
+		}
+	case fStop:
+		if target, ok := n.wire.Resolve(f.to); ok {
+			_ = n.wire.StopLocal(target, decodeError(ic.remoteName, f.code, f.msg))
+		}
+	case fDown:
+		ic.from.deliverDown(f.to, f.from, decodeError(ic.remoteName, f.code, f.msg))
+	case fLink:
+		n.inLink(ic, f)
+	case fUnlink:
+		if target, ok := n.wire.Resolve(f.to); ok {
+			_ = n.wire.UnlinkLocal(target, ic.remoteFrom(n, f.from))
+		}
+	case fExit:
+		if to, ok := ic.resolve(n, f.to); ok {
+			_ = n.wire.SignalLocal(to, ic.remoteFrom(n, f.from), decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
+		}
+	case fSpawn:
+		n.inSpawn(ic, f)
+	case fResolve:
+		n.inResolve(ic, f)
+	case fGoodbye:
+		return fmt.Errorf("remote: %s said goodbye: %v", ic.remoteName, decodeError(ic.remoteName, f.code, f.msg))
+	default:
+		return bad(fmt.Sprintf("unexpected frame kind %d on an accepted connection", f.kind), nil)
+	}
+	return nil
+}
+
+// handleHello checks the first frame of an accepted connection, the node's
+// Hello, and answers it with Welcome.
+func (n *Node) handleHello(ic *inConn, f *frame) error {
+	if f.kind != fHello {
+		return bad(fmt.Sprintf("frame kind %d before hello", f.kind), nil)
+	}
+	if f.version != protocolVersion {
+		ic.out = appendControl(ic.out, &frame{kind: fGoodbye, code: codeVersion, msg: fmt.Sprintf("protocol version %d, want %d", f.version, protocolVersion)})
+		return fmt.Errorf("%w: peer %s speaks %d", ErrVersion, f.name, f.version)
+	}
+	if f.addr == "" || f.addr == n.Addr() {
+		return bad("hello with bad listen address "+f.addr, nil)
+	}
+	if err := n.authorize(f.name, ic.sess.peerKey); err != nil {
+		return err
+	}
+	from, err := n.boundedPeer(f.addr, f.name)
+	if err != nil {
+		return err
+	}
+	st, prev, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
+	if err != nil {
+		return err
+	}
+	ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
+	ic.localAddr, ic.remoteAddr = ic.conn.LocalAddr().String(), ic.conn.RemoteAddr().String()
+	n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
+	ic.from = from
+	ic.fr.setFrom(n, ic.from)
+	from.claimOpened(ic.sess.peerKey)
+	if prev != 0 {
+		// The node lost its connection here and dialed again: what it
+		// sent meanwhile may be lost, so links with its actors end as
+		// they did on its side (peer.lost), before this connection's
+		// frames can make new ones.
+		n.wire.BreakLinks(from, math.MaxUint64, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
+	}
+	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc})
+	return nil
+}
+
+// incarnation records a connection of epoch from the incarnation key and
+// returns its state and the epoch it had before (0 for a first connection).
+// An epoch not above the one recorded is stale: refused.
+func (n *Node) incarnation(key inKey, epoch uint64) (*inState, uint64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st, ok := n.remotes[key]
+	if !ok {
+		st = &inState{}
+		n.remotes[key] = st
+	}
+	for {
+		prev := st.epoch.Load()
+		if epoch <= prev {
+			return nil, 0, fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", epoch, key.name, prev)
+		}
+		if st.epoch.CompareAndSwap(prev, epoch) {
+			st.open++
+			return st, prev, nil
+		}
+	}
+}
+
+// inSend delivers a one-way message.
+func (n *Node) inSend(ic *inConn, f *frame) {
+	to, ok := ic.resolve(n, f.to)
+	if !ok || f.payloadErr != nil {
+		n.stats.dropped.Add(1)
+		return
+	}
+	var from actor.Ref
+	if f.hasFrom {
+		from = ic.remoteFrom(n, f.from)
+	}
+	if _, isDown := f.payload.(actor.Down); isDown {
+		return // Downs travel as fDown frames only
+	}
+	if err := n.deliver(ic, func() error { return n.wire.QueueSend(to, from, f.payload) }); err != nil {
+		n.stats.dropped.Add(1)
+	} else {
+		ic.queued(to)
+	}
+}
+
+// inAsk delivers a request, or answers it with why it cannot be.
+func (n *Node) inAsk(ic *inConn, f *frame) {
+	from := ic.remoteFrom(n, f.from)
+	to, ok := ic.resolve(n, f.to)
+	switch {
+	case !ok:
+		ic.from.Reply(from, f.pidx, f.pgen, nil, actor.ErrDead)
+	case f.payloadErr != nil:
+		ic.from.Reply(from, f.pidx, f.pgen, nil, f.payloadErr)
+	default:
+		if err := n.deliver(ic, func() error { return n.wire.QueueAsk(to, from, f.payload, f.pidx, f.pgen) }); err != nil {
+			ic.from.Reply(from, f.pidx, f.pgen, nil, err)
+		} else {
+			ic.queued(to)
+		}
+	}
+}
+
+// inReply settles an ask this node sent, if the reply comes from the node
+// it was sent to.
+func (n *Node) inReply(ic *inConn, f *frame) {
+	if !ic.mayAnswer() {
+		// Another node that claims the address in its Hello: a reply names
+		// its ask by numbers that can be guessed, so only the node this one
+		// asked may settle it.
+		n.stats.dropped.Add(1)
+		n.log.Warn("remote: dropping a reply from a node that is not the one asked", "peer", ic.remoteName, "remote_addr", ic.remoteAddr)
+		return
+	}
+	err := decodeError(ic.remoteName, f.code, f.msg)
+	v := f.payload
+	if err == nil && f.payloadErr != nil {
+		v, err = nil, f.payloadErr
+	}
+	if f.loop == actor.GoroutineLoop {
+		ic.from.completeAsk(uint64(f.pgen)<<32|uint64(f.pidx), v, err)
+	} else {
+		n.wire.Settle(f.loop, f.pidx, f.pgen, v, err)
+	}
+}
+
+// inLink makes the local half of a link the other node made, or answers
+// that the target is dead.
+func (n *Node) inLink(ic *inConn, f *frame) {
+	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
+	// noproc, from the id as it came: never echo a corrected secret
+	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) }
+	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch, noproc) != nil {
+		noproc()
+		return
+	}
+	// This half of the link ends when this node's own connection to the
+	// linking node is lost (peer.lost): make sure there is one, with its
+	// heartbeat, even if nothing else is sent there.
+	ic.from.ensureConnected()
+}
+
+// inSpawn spawns an actor of a registered kind, if the requester may, and
+// answers with its ref.
+func (n *Node) inSpawn(ic *inConn, f *frame) {
+	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
+	if f.payloadErr != nil {
+		ic.from.Reply(proxy, f.pidx, f.pgen, nil, f.payloadErr)
+		return
+	}
+	n.mu.Lock()
+	k, ok := n.kinds[f.kindName]
+	n.mu.Unlock()
+	if ok && n.cfg.AuthorizeSpawn != nil {
+		if err := n.cfg.AuthorizeSpawn(ic.remoteName, append([]byte(nil), ic.sess.peerKey...), f.kindName); err != nil {
+			n.log.Info("remote: spawn refused", "peer", ic.remoteName, "kind", f.kindName, "reason", err)
+			ok = false
+		}
+	}
+	if !ok {
+		ic.from.Reply(proxy, f.pidx, f.pgen, nil, fmt.Errorf("%w: %q on node %s", ErrUnknownKind, f.kindName, n.name))
+		return
+	}
+	pidx, pgen, args := f.pidx, f.pgen, f.payload
+	go func() { // spawning waits for Start: off the network loop
+		fac, err := k(args)
+		var r actor.Ref
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
+			r, err = n.sys.Spawn(ctx, fac)
+			cancel()
+		}
+		ic.from.Reply(proxy, pidx, pgen, r, err)
+	}()
+}
+
+// inResolve answers a sturdy-ref request, at most maxResolving at once.
+func (n *Node) inResolve(ic *inConn, f *frame) {
+	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
+	req, _ := f.payload.([]byte)
+	pidx, pgen := f.pidx, f.pgen
+	if n.resolving.Add(1) > maxResolving {
+		n.resolving.Add(-1)
+		ic.from.Reply(proxy, pidx, pgen, nil, fmt.Errorf("%w: node %s is resolving %d sturdy refs", actor.ErrQueueFull, n.name, maxResolving))
+		return
+	}
+	go func() { // a Diffie-Hellman per request: off the network loop
+		defer n.resolving.Add(-1)
+		if sealed, ok := n.answer(req); ok {
+			ic.from.Reply(proxy, pidx, pgen, sealed, nil)
+			return
+		}
+		ic.from.Reply(proxy, pidx, pgen, nil, fmt.Errorf("%w: sturdy ref not exported on node %s", actor.ErrDead, n.name))
+	}()
+}

@@ -1,0 +1,354 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/actord/actord/actor"
+)
+
+// The peer's side of actor.Peer: what local actors and goroutines send to
+// the peer's node, as frames queued on the peer (enqueue), and the answers
+// that come back for them.
+
+func (p *peer) localID(r actor.Ref) (actor.WireID, bool) { return p.n.wire.LocalID(r) }
+
+// senderIDLocked is localID with a one-entry cache, so a stream of messages
+// from one actor derives its secret once. The id depends only on the ref,
+// so the cache cannot go stale. p.mu held.
+func (p *peer) senderIDLocked(r actor.Ref) (actor.WireID, bool) {
+	if p.senderOK && r == p.sender {
+		return p.senderID, true
+	}
+	id, ok := p.n.wire.LocalID(r)
+	if ok {
+		p.sender, p.senderID, p.senderOK = r, id, true
+	}
+	return id, ok
+}
+
+func (p *peer) remoteID(r actor.Ref) (actor.WireID, error) {
+	q, id, ok := p.n.wire.Remote(r)
+	if !ok || q != actor.Peer(p) {
+		return id, fmt.Errorf("remote: ref %v is not on node %s", r, p.name())
+	}
+	return id, nil
+}
+
+// Send implements actor.Peer.
+func (p *peer) Send(to, from actor.Ref, msg any) error {
+	if d, ok := msg.(actor.Down); ok {
+		return p.sendDownFor(to, d)
+	}
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fSend, func(f *frame) {
+		f.to, f.payload = tid, msg
+		f.from, f.hasFrom = p.senderIDLocked(from)
+	})
+	return err
+}
+
+// sendDownFor tells a remote watcher that a local actor stopped.
+func (p *peer) sendDownFor(watcher actor.Ref, d actor.Down) error {
+	wid, err := p.remoteID(watcher)
+	if err != nil {
+		return err
+	}
+	tid, ok := p.localID(d.Ref)
+	if !ok {
+		return fmt.Errorf("remote: Down for non-local ref %v", d.Ref)
+	}
+	p.sendDown(tid, wid, d.Reason, true) // a local actor stopped
+	return nil
+}
+
+// sendDown queues a Down frame for watcher (an actor on the peer), beyond
+// MaxOutbound with force (a local actor's stop).
+func (p *peer) sendDown(target, watcher actor.WireID, reason error, force bool) {
+	o := answer
+	if force {
+		o = forced
+	}
+	_, _ = p.enqueueOpt(fDown, o, func(f *frame) {
+		f.to, f.from = target, watcher
+		f.setError(reason)
+	})
+}
+
+// deliverDown hands a Down from the peer to the local watcher that asked
+// for it through this peer.
+func (p *peer) deliverDown(target, watcher actor.WireID, reason error) {
+	w, ok := p.n.wire.Resolve(watcher)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	m := p.monitors[target]
+	var ref actor.Ref
+	found := false
+	if m != nil {
+		if _, found = m.watchers[w]; found {
+			ref = m.target
+			delete(m.watchers, w)
+			if len(m.watchers) == 0 {
+				delete(p.monitors, target)
+			}
+		}
+	}
+	p.mu.Unlock()
+	if found {
+		_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: ref, Reason: reason})
+	}
+}
+
+// Ask implements actor.Peer.
+func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return 0, err
+	}
+	fid, ok := p.localID(from)
+	if !ok {
+		return 0, fmt.Errorf("remote: asker %v is not local", from)
+	}
+	return p.enqueue(fAsk, func(f *frame) {
+		f.to, f.from, f.pidx, f.pgen, f.payload = tid, fid, pidx, pgen, msg
+	})
+}
+
+// Reply implements actor.Peer: it answers an ask that came from the peer.
+func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
+	_, id, ok := p.n.wire.Remote(to)
+	if !ok {
+		return
+	}
+	fill := func(f *frame) {
+		f.loop, f.pidx, f.pgen, f.payload = id.Loop, pidx, pgen, v
+		f.setError(rerr)
+	}
+	if _, err := p.enqueueOpt(fReply, answer, fill); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
+		// The value could not travel (an unregistered type): say why instead.
+		v, rerr = nil, err
+		_, _ = p.enqueueOpt(fReply, answer, fill)
+	}
+}
+
+// call sends a frame, filled in by fill, carrying a fresh goroutine
+// correlation (pidx, pgen), and waits for its reply.
+func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, error) {
+	ch := make(chan result, 1)
+	p.mu.Lock()
+	if p.calls == nil {
+		p.calls = map[uint64]chan result{}
+	}
+	p.nextCall++
+	corr := p.nextCall
+	p.calls[corr] = ch
+	p.mu.Unlock()
+	pidx, pgen := uint32(corr), uint32(corr>>32)
+	if _, err := p.enqueue(kind, func(f *frame) { fill(f); f.pidx, f.pgen = pidx, pgen }); err != nil {
+		p.mu.Lock()
+		delete(p.calls, corr)
+		p.mu.Unlock()
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		p.mu.Lock()
+		delete(p.calls, corr)
+		p.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+func (p *peer) completeAsk(corr uint64, v any, err error) {
+	p.mu.Lock()
+	ch, ok := p.calls[corr]
+	delete(p.calls, corr)
+	p.mu.Unlock()
+	if ok {
+		ch <- result{v, err}
+	}
+}
+
+// AskWait implements actor.Peer: a blocking ask from a plain goroutine.
+func (p *peer) AskWait(ctx context.Context, to actor.Ref, msg any) (any, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return nil, err
+	}
+	return p.call(ctx, fAsk, func(f *frame) {
+		f.to, f.from, f.payload = tid, actor.WireID{Loop: actor.GoroutineLoop}, msg
+	})
+}
+
+func (p *peer) spawn(ctx context.Context, kind string, args any) (any, error) {
+	return p.call(ctx, fSpawn, func(f *frame) { f.kindName, f.payload = kind, args })
+}
+
+// monitorIDs returns the wire ids of a monitor's target (on the peer) and
+// watcher (here).
+func (p *peer) monitorIDs(target, watcher actor.Ref) (tid, wid actor.WireID, err error) {
+	if tid, err = p.remoteID(target); err != nil {
+		return tid, wid, err
+	}
+	wid, ok := p.localID(watcher)
+	if !ok {
+		return tid, wid, fmt.Errorf("remote: watcher %v is not local", watcher)
+	}
+	return tid, wid, nil
+}
+
+// Monitor implements actor.Peer.
+func (p *peer) Monitor(target, watcher actor.Ref) error {
+	tid, wid, err := p.monitorIDs(target, watcher)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.link.down != nil {
+		// As a monitor of an actor on a node known down: Down at once (the
+		// attempt counts as a use: it asks for a redial).
+		_, down := p.link.admit(fromLocal, time.Now())
+		p.n.stats.downRefused.Add(1)
+		p.syncRetryLocked()
+		p.mu.Unlock()
+		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: down})
+	}
+	if p.monitors == nil {
+		p.monitors = map[actor.WireID]*monitor{}
+	}
+	m := p.monitors[tid]
+	if m == nil {
+		m = &monitor{target: target, watchers: map[actor.Ref]struct{}{}}
+		p.monitors[tid] = m
+	}
+	_, dup := m.watchers[watcher]
+	m.watchers[watcher] = struct{}{}
+	p.mu.Unlock()
+	if dup {
+		return nil
+	}
+	_, err = p.enqueue(fMonitor, func(f *frame) { f.to, f.from = tid, wid })
+	if err == nil {
+		return nil
+	}
+	p.mu.Lock()
+	mine := false // still registered: no loss has answered it with a Down
+	if m := p.monitors[tid]; m != nil {
+		if _, mine = m.watchers[watcher]; mine {
+			delete(m.watchers, watcher)
+			if len(m.watchers) == 0 {
+				delete(p.monitors, tid)
+			}
+		}
+	}
+	p.mu.Unlock()
+	switch {
+	case !mine:
+		return nil // lost() delivered its Down
+	case errors.Is(err, ErrNodeDown):
+		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: err})
+	}
+	return err
+}
+
+// Demonitor implements actor.Peer.
+func (p *peer) Demonitor(target, watcher actor.Ref) error {
+	tid, wid, err := p.monitorIDs(target, watcher)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if m := p.monitors[tid]; m != nil {
+		delete(m.watchers, watcher)
+		if len(m.watchers) == 0 {
+			delete(p.monitors, tid)
+		}
+	}
+	p.mu.Unlock()
+	_, err = p.enqueue(fDemonitor, func(f *frame) { f.to, f.from = tid, wid })
+	return err
+}
+
+// Stop implements actor.Peer.
+func (p *peer) Stop(target actor.Ref, reason error) error {
+	tid, err := p.remoteID(target)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fStop, func(f *frame) { f.to = tid; f.setError(reason) })
+	return err
+}
+
+// linkIDs returns the wire ids of a remote target and a local actor.
+func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err error) {
+	if tid, err = p.remoteID(target); err != nil {
+		return tid, lid, err
+	}
+	lid, ok := p.localID(local)
+	if !ok {
+		return tid, lid, fmt.Errorf("remote: %v is not a local actor", local)
+	}
+	return tid, lid, nil
+}
+
+// Link implements actor.Peer: the other node links target to from.
+func (p *peer) Link(target, from actor.Ref) (uint64, error) {
+	tid, fid, err := p.linkIDs(target, from)
+	if err != nil {
+		return 0, err
+	}
+	return p.enqueue(fLink, func(f *frame) { f.to, f.from = tid, fid })
+}
+
+// currentEpoch is the epoch of the current (or next) connection.
+func (p *peer) currentEpoch() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.link.epoch
+}
+
+// Unlink implements actor.Peer.
+func (p *peer) Unlink(target, from actor.Ref) error {
+	tid, fid, err := p.linkIDs(target, from)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueue(fUnlink, func(f *frame) { f.to, f.from = tid, fid })
+	return err
+}
+
+// Exit implements actor.Peer: an exit signal from the local actor from to
+// the remote actor to.
+func (p *peer) Exit(to, from actor.Ref, reason error, link bool) error {
+	tid, fid, err := p.linkIDs(to, from)
+	if err != nil {
+		return err
+	}
+	o := fromLocal // Context.Exit or Kill
+	if link {
+		o = forced // a link's exit signal: a local actor stopped
+	}
+	return p.sendExit(tid, fid, reason, link, o)
+}
+
+// sendExit queues an fExit frame (see enqueueOpt for o).
+func (p *peer) sendExit(to, from actor.WireID, reason error, link bool, o origin) error {
+	flag := uint64(0)
+	if link {
+		flag = 1
+	}
+	_, err := p.enqueueOpt(fExit, o, func(f *frame) {
+		f.to, f.from, f.link = to, from, flag
+		f.setError(reason)
+	})
+	return err
+}
