@@ -334,3 +334,56 @@ func BenchmarkAskFromGoroutine(b *testing.B) {
 		}
 	}
 }
+
+// ifaceRef is the representation a Ref could have had: the mailbox as one
+// interface field instead of two typed pointers (same size). It is the
+// baseline of BenchmarkRefAsMapKey, which shows why Ref does not use it.
+type ifaceRef struct {
+	m        mailbox
+	idx, gen uint32
+}
+
+var benchSinkInt int
+var benchSinkBool bool
+
+// BenchmarkRefAsMapKey: one op = a map lookup keyed by a Ref (map), or one
+// comparison of two Refs (equal), for Ref and for ifaceRef.
+func BenchmarkRefAsMapKey(b *testing.B) {
+	s := benchSystem(b, 2)
+	const n = 1024
+	refs := make([]Ref, n)
+	irefs := make([]ifaceRef, n)
+	for i := range refs {
+		l := s.loops[i%2]
+		refs[i] = Ref{l: l, idx: uint32(i % 7), gen: uint32(i)}
+		irefs[i] = ifaceRef{m: l, idx: uint32(i % 7), gen: uint32(i)}
+	}
+	b.Run("map/ref", func(b *testing.B) {
+		m := make(map[Ref]int, n)
+		for i, r := range refs {
+			m[r] = i
+		}
+		for i := 0; b.Loop(); i++ {
+			benchSinkInt += m[refs[i&(n-1)]]
+		}
+	})
+	b.Run("map/interface", func(b *testing.B) {
+		m := make(map[ifaceRef]int, n)
+		for i, r := range irefs {
+			m[r] = i
+		}
+		for i := 0; b.Loop(); i++ {
+			benchSinkInt += m[irefs[i&(n-1)]]
+		}
+	})
+	b.Run("equal/ref", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			benchSinkBool = benchSinkBool != (refs[i&(n-1)] == refs[(i+2)&(n-1)])
+		}
+	})
+	b.Run("equal/interface", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			benchSinkBool = benchSinkBool != (irefs[i&(n-1)] == irefs[(i+2)&(n-1)])
+		}
+	})
+}

@@ -51,7 +51,28 @@ func (c *Context) Parent() Ref { return c.slot.parent }
 // the target's state is only known on its loop. Messages from one actor to
 // another arrive in the order sent. Send allocates nothing beyond boxing msg.
 func (c *Context) Send(to Ref, msg any) error {
-	return c.ls.sendFrom(c.self, to, msg)
+	return to.box().send(c.origin(), to, c.self, msg)
+}
+
+// origin is the origin of what the running actor sends.
+func (c *Context) origin() origin { return origin{ls: c.ls} }
+
+// here returns the slot of r if r is an actor of this loop: a Call, or a
+// synchronous lifecycle operation, needs one. It fails with ErrInvalidRef
+// for the zero Ref, ErrNotLocal for an actor of another loop or node, and
+// ErrDead for a dead one.
+func (c *Context) here(r Ref) (*slot, error) {
+	if !r.on(c.ls) {
+		if r.IsZero() {
+			return nil, ErrInvalidRef
+		}
+		return nil, ErrNotLocal
+	}
+	s := c.ls.lookup(r)
+	if s == nil {
+		return nil, ErrDead
+	}
+	return s, nil
 }
 
 // Call runs the handler of the actor to on the current stack and returns its
@@ -61,16 +82,9 @@ func (c *Context) Send(to Ref, msg any) error {
 // handler is already on the stack, and a *CrashError (ErrCrashed) if the
 // target panicked; the caller keeps running in every case.
 func (c *Context) Call(to Ref, msg any) (any, error) {
-	ls := c.ls
-	if to.l != ls {
-		if to.IsZero() {
-			return nil, ErrInvalidRef
-		}
-		return nil, ErrNotLocal
-	}
-	s := ls.lookup(to)
-	if s == nil {
-		return nil, ErrDead
+	s, err := c.here(to)
+	if err != nil {
+		return nil, err
 	}
 	if s.running {
 		return nil, ErrCycle
@@ -78,7 +92,7 @@ func (c *Context) Call(to Ref, msg any) (any, error) {
 	if s.state == slotSuspended {
 		return nil, ErrCrashed
 	}
-	v, err, deferred := ls.invoke(s, to, c.self, msg, nil, EventCall)
+	v, err, deferred := c.ls.invoke(s, to, c.self, msg, nil, EventCall)
 	if deferred {
 		return nil, ErrDeferredCall
 	}
@@ -98,25 +112,7 @@ func (c *Context) Ask(to Ref, msg any) Promise {
 func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	if to.l == nil {
-		if to.r == nil {
-			ls.settle(p.idx, p.gen, nil, ErrInvalidRef)
-			return p
-		}
-		epoch, err := to.r.peer.Ask(to, c.self, msg, p.idx, p.gen)
-		if err != nil {
-			ls.settle(p.idx, p.gen, nil, err)
-			return p
-		}
-		pe := &ls.promises.entries[p.idx]
-		pe.peer, pe.epoch = to.r.peer, epoch
-		if d > 0 {
-			pe.deadlined = true
-			ls.loop.Schedule(ls.loop.CachedNow().Add(d), envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
-		}
-		return p
-	}
-	if err := ls.post(to.l, envelope{kind: kAsk, to: to, from: c.self, msg: msg, pidx: p.idx, pgen: p.gen}); err != nil {
+	if err := to.box().ask(c.origin(), to, c.self, msg, p.idx, p.gen); err != nil {
 		ls.settle(p.idx, p.gen, nil, err)
 		return p
 	}
@@ -177,15 +173,9 @@ func (c *Context) Forward(to Ref) error {
 	if e == nil || (e.kind != kSend && e.kind != kAsk) || c.deferred {
 		return ErrNotForwardable
 	}
-	if to.l == nil {
-		if to.r != nil {
-			return fmt.Errorf("%w: Forward to %v on another node", ErrNotLocal, to)
-		}
-		return ErrInvalidRef
-	}
 	fwd := *e
 	fwd.to = to
-	if err := c.ls.post(to.l, fwd); err != nil {
+	if err := to.box().forward(c.origin(), fwd); err != nil {
 		return err
 	}
 	c.deferred, c.rep = true, nil // answered by to: no reply from here, nor from a crash
@@ -268,104 +258,35 @@ func (c *Context) SpawnAsync(f Factory, opts ...SpawnOption) Promise {
 // fail with ErrDead, and its monitors get Down with reason (nil means a normal
 // stop). Stopping a dead actor is not an error.
 func (c *Context) Stop(r Ref, reason error) error {
-	ls := c.ls
-	if r.l == nil {
-		if r.r != nil {
-			return r.r.peer.Stop(r, reason)
-		}
-		return ErrInvalidRef
-	}
-	if r.l != ls {
-		return postErr(r.l.loop.PostControl(envelope{kind: kStop, to: r, err: reason}))
-	}
-	if s := ls.lookup(r); s != nil {
-		ls.stop(s, r, reason)
-	}
-	return nil
+	return r.box().halt(c.origin(), r, reason)
 }
 
 // Restart re-creates the actor r (on this loop) from its factory in the same
 // slot: refs to it stay valid and reach the new instance. Messages that
 // arrived while it was suspended after a crash are delivered to the new
 // instance in order; the message that crashed it is not redelivered. It is
-// how supervisors restart children. It returns ErrNotLocal for another loop's
-// actor, ErrDead for a stopped one, ErrCycle when r's handler is on the stack,
-// and the Start error (the actor is then stopped) if the new instance fails to
-// start.
+// how supervisors restart children. It returns ErrNotLocal for an actor of
+// another loop or node, ErrInvalidRef for the zero Ref, ErrDead for a stopped
+// one, ErrCycle when r's handler is on the stack, and the Start error (the
+// actor is then stopped) if the new instance fails to start.
 func (c *Context) Restart(r Ref) error {
-	ls := c.ls
-	if r.l != ls {
-		if r.l == nil {
-			return ErrInvalidRef
-		}
-		return ErrNotLocal
+	s, err := c.here(r)
+	if err != nil {
+		return err
 	}
-	s := ls.lookup(r)
-	if s == nil {
-		return ErrDead
-	}
-	return ls.restart(s, r)
+	return c.ls.restart(s, r)
 }
 
 // Monitor asks for a Down message when the actor r stops, whatever the
 // reason. Monitoring a dead actor yields Down with ErrDead at once.
 // Monitoring the same actor twice yields one Down.
 func (c *Context) Monitor(r Ref) error {
-	ls := c.ls
-	if r.l == nil {
-		if r.r != nil {
-			return r.r.peer.Monitor(r, c.self)
-		}
-		return ErrInvalidRef
-	}
-	self := c.self
-	if r.l == ls {
-		ls.watch(r, self)
-		return nil
-	}
-	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) { t.watch(r, self) }}))
+	return r.box().monitor(c.origin(), r, c.self)
 }
 
 // Demonitor cancels Monitor. A Down already queued is still delivered.
 func (c *Context) Demonitor(r Ref) error {
-	ls := c.ls
-	if r.l == nil {
-		if r.r != nil {
-			return r.r.peer.Demonitor(r, c.self)
-		}
-		return ErrInvalidRef
-	}
-	self := c.self
-	if r.l == ls {
-		ls.unwatch(r, self)
-		return nil
-	}
-	return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) { t.unwatch(r, self) }}))
-}
-
-func (ls *loopState) watch(r, w Ref) {
-	s := ls.lookup(r)
-	if s == nil {
-		ls.sendDown(w, r, ErrDead)
-		return
-	}
-	for _, x := range s.watchers {
-		if x == w {
-			return
-		}
-	}
-	s.watchers = append(s.watchers, w)
-}
-
-func (ls *loopState) unwatch(r, w Ref) {
-	if s := ls.lookup(r); s != nil {
-		for i, x := range s.watchers {
-			if x == w {
-				s.watchers = append(s.watchers[:i], s.watchers[i+1:]...)
-				return
-			}
-		}
-	}
+	return r.box().demonitor(c.origin(), r, c.self)
 }
 
 // After delivers msg to this actor (as a one-way message with no sender)
@@ -412,62 +333,4 @@ func runJob(self Ref, fn func() (any, error)) (v any, err error) {
 		}
 	}()
 	return fn()
-}
-
-// All returns a promise that settles with a []any of the results of ps, in
-// order, once all have succeeded, or with the first error. It must be called
-// on the loop of ps, from the actor that made them.
-func (c *Context) All(ps ...Promise) Promise {
-	out, resolve := c.Promise()
-	if len(ps) == 0 {
-		resolve([]any{}, nil)
-		return out
-	}
-	vals := make([]any, len(ps))
-	left := len(ps)
-	done := false
-	for i, p := range ps {
-		p.Then(func(_ *Context, v any, err error) {
-			if done {
-				return
-			}
-			if err != nil {
-				done = true
-				resolve(nil, err)
-				return
-			}
-			vals[i] = v
-			if left--; left == 0 {
-				done = true
-				resolve(vals, nil)
-			}
-		})
-	}
-	return out
-}
-
-// First returns a promise that settles with the first success among ps, or,
-// if all fail, with the last error. It must be called on the loop of ps, from
-// the actor that made them.
-func (c *Context) First(ps ...Promise) Promise {
-	out, resolve := c.Promise()
-	if len(ps) == 0 {
-		resolve(nil, ErrDead)
-		return out
-	}
-	left := len(ps)
-	done := false
-	for _, p := range ps {
-		p.Then(func(_ *Context, v any, err error) {
-			if done {
-				return
-			}
-			left--
-			if err == nil || left == 0 {
-				done = true
-				resolve(v, err)
-			}
-		})
-	}
-	return out
 }

@@ -89,6 +89,8 @@ func Unhandled(msg any) error {
 
 func postErr(err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, loop.ErrFull):
 		return ErrQueueFull
 	case errors.Is(err, loop.ErrClosed):

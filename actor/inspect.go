@@ -74,20 +74,11 @@ func (s *System) VisitActors(ctx context.Context, i int, f func(ActorInfo)) erro
 // ErrInvalidRef for the zero Ref or another system's actor, and
 // ErrRemoteUnsupported for a remote one.
 func (s *System) Inspect(ctx context.Context, r Ref, f func(c *Context, a Actor)) error {
-	if r.l == nil {
-		return remoteOrInvalid(r)
-	}
-	if r.l.sys != s {
-		return ErrInvalidRef
-	}
-	var ierr error
-	if err := s.onLoop(ctx, r.l, func(ls *loopState) { ierr = ls.inspect(r, f) }); err != nil {
-		return err
-	}
-	return ierr
+	return r.box().inspect(ctx, s, r, f)
 }
 
-func (ls *loopState) inspect(r Ref, f func(*Context, Actor)) (err error) {
+// inspectNow runs f inside r, on r's loop.
+func (ls *loopState) inspectNow(r Ref, f func(*Context, Actor)) (err error) {
 	sl := ls.lookup(r)
 	if sl == nil {
 		return ErrDead

@@ -1,9 +1,14 @@
 package actor
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
 
-// Lifecycle operations with acknowledgement, for supervisors: they work on
-// actors of any loop, never block a loop, and answer with a Promise.
+// The life of an actor: suspending it, the lifecycle requests with
+// acknowledgement that supervisors use (they work on actors of any loop,
+// never block a loop, and answer with a Promise), and, at the end of the
+// file, its start, stop and restart on its own loop.
 
 // Suspend ends the current instance of r (on this loop) without ending the
 // actor: r's Terminate runs with reason, then r is suspended as after a
@@ -13,24 +18,17 @@ import "time"
 // messages in order) or Stop. It is how a supervisor takes down the siblings
 // of a crashed child before restarting them all in place.
 //
-// It returns ErrNotLocal for an actor of another loop (use SuspendAsync),
-// ErrDead for a dead one, ErrCycle when r's handler is on the stack, and an
-// error matching ErrCrashed when r was already suspended after a crash (its
-// Crashed message is then on its way to its parent, or already there); it
-// then does nothing. If Terminate stops r, r is dead (ErrDead).
+// It returns ErrNotLocal for an actor of another loop (use SuspendAsync) or
+// node, ErrDead for a dead one, ErrCycle when r's handler is on the stack,
+// and an error matching ErrCrashed when r was already suspended after a
+// crash (its Crashed message is then on its way to its parent, or already
+// there); it then does nothing. If Terminate stops r, r is dead (ErrDead).
 func (c *Context) Suspend(r Ref, reason error) error {
-	ls := c.ls
-	if r.l != ls {
-		if r.IsZero() {
-			return ErrInvalidRef
-		}
-		return ErrNotLocal
+	s, err := c.here(r)
+	if err != nil {
+		return err
 	}
-	s := ls.lookup(r)
-	if s == nil {
-		return ErrDead
-	}
-	return ls.suspend(s, r, reason, false)
+	return c.ls.suspend(s, r, reason, false)
 }
 
 func (ls *loopState) suspend(s *slot, r Ref, reason error, brutal bool) error {
@@ -78,12 +76,12 @@ func (*suspendedError) Is(target error) bool { return target == ErrCrashed }
 // timeout == 0 means no deadline; timeout < 0 means kill now (Erlang's
 // brutal_kill): Terminate is not run and the reason is ErrKilled.
 func (c *Context) StopAsync(r Ref, reason error, timeout time.Duration) Promise {
-	return c.lifecycle(r, timeout, true, func(t *loopState, s *slot, late bool) (any, error) {
+	return c.lifecycle(r, ack{timeout: timeout, deadOK: true, op: func(t *loopState, s *slot, late bool) (any, error) {
 		if late {
 			return errValue(t.kill(s, r)), nil
 		}
 		return errValue(t.stop(s, r, reason)), nil
-	})
+	}})
 }
 
 // errValue boxes err as a promise value, nil staying the nil value.
@@ -99,7 +97,7 @@ func errValue(err error) any {
 // ErrDead if it has stopped. It neither delivers anything to r nor changes
 // it. It fails with ErrRemoteUnsupported for a remote ref.
 func (c *Context) AliveAsync(r Ref) Promise {
-	return c.lifecycle(r, 0, false, func(*loopState, *slot, bool) (any, error) { return nil, nil })
+	return c.lifecycle(r, ack{op: func(*loopState, *slot, bool) (any, error) { return nil, nil }})
 }
 
 // SuspendAsync is Suspend for an actor of any loop, with the deadline rules
@@ -108,9 +106,9 @@ func (c *Context) AliveAsync(r Ref) Promise {
 // without Terminate at once. The promise settles with nil, or with the
 // errors of Suspend (ErrCrashed when r had already crashed, ErrDead, ...).
 func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promise {
-	return c.lifecycle(r, timeout, false, func(t *loopState, s *slot, late bool) (any, error) {
+	return c.lifecycle(r, ack{timeout: timeout, op: func(t *loopState, s *slot, late bool) (any, error) {
 		return nil, t.suspend(s, r, reason, late)
-	})
+	}})
 }
 
 // RestartAsync is Restart for an actor of any loop: the promise settles
@@ -119,52 +117,18 @@ func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promi
 // has no deadline: a start is not interrupted (the loop watchdog reports a
 // start that hangs).
 func (c *Context) RestartAsync(r Ref) Promise {
-	return c.lifecycle(r, 0, false, func(t *loopState, s *slot, _ bool) (any, error) {
+	return c.lifecycle(r, ack{op: func(t *loopState, s *slot, _ bool) (any, error) {
 		return nil, t.restart(s, r)
-	})
+	}})
 }
 
-// lifecycle runs op on r's loop and settles a promise with its result. A
-// request that reaches r's loop after its deadline runs op with late set.
-func (c *Context) lifecycle(r Ref, timeout time.Duration, deadOK bool, op func(t *loopState, s *slot, late bool) (any, error)) Promise {
+// lifecycle runs a on r's loop (see loopState.acknowledge) and returns a
+// promise of its outcome.
+func (c *Context) lifecycle(r Ref, a ack) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	if r.l == nil {
-		ls.settle(p.idx, p.gen, nil, remoteOrInvalid(r))
-		return p
-	}
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = ls.loop.Now().Add(timeout)
-	}
-	brutal := timeout < 0
-	run := func(t *loopState) (any, error) {
-		s := t.lookup(r)
-		if s == nil {
-			if deadOK {
-				return ErrDead, nil
-			}
-			return nil, ErrDead
-		}
-		late := brutal || (!deadline.IsZero() && !t.loop.Now().Before(deadline))
-		return op(t, s, late)
-	}
-	if r.l == ls {
-		v, err := run(ls)
-		ls.settle(p.idx, p.gen, v, err)
-		return p
-	}
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
-	if err := r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
-		v, err := run(t)
-		reply(&route, v, err)
-	}}); err != nil {
-		ls.settle(p.idx, p.gen, nil, postErr(err))
-		return p
-	}
-	if timeout > 0 {
-		ls.promises.entries[p.idx].deadlined = true
-		ls.loop.Schedule(deadline, envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+	if err := r.box().acknowledge(c, p, r, a); err != nil {
+		ls.settle(p.idx, p.gen, nil, err)
 	}
 	return p
 }
@@ -183,4 +147,162 @@ func (c *Context) Report(v any) {
 	if ls.watching {
 		ls.report(EventReport, Ref{}, c.self, v, ls.loop.Now(), 0, nil, nil)
 	}
+}
+
+// The life of an actor on its loop: start, stop, restart.
+
+// stop ends the actor in s: Terminate, refs dead, stash failed, watchers
+// told. It returns the reason the actor ended with: reason, unless its
+// Terminate stopped the actor itself with another (a stop of its own,
+// requested while Terminate runs, chooses the reason its monitors and links
+// see, as an Erlang process trapping exits may exit with a reason of its
+// own). While the actor's handler is on the stack the stop waits for it and
+// reason is returned.
+func (ls *loopState) stop(s *slot, r Ref, reason error) error {
+	if s.running {
+		s.stopReq, s.reason = true, reason
+		return reason
+	}
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
+		s.stopReq = false
+		ls.terminate(t, s, r, reason)
+		if s.stopReq {
+			reason = s.reason
+		}
+	}
+	s.gen++
+	stash, watchers, links := s.stash, s.watchers, s.links
+	*s = slot{gen: s.gen}
+	ls.free = append(ls.free, r.idx)
+	ls.live.Add(-1)
+	for i := range stash {
+		ls.drop(&stash[i], ErrDead)
+	}
+	for _, w := range watchers {
+		ls.sendDown(w, r, reason)
+	}
+	for _, l := range links {
+		ls.sendSignal(r, l, reason, true)
+	}
+	if ls.watching {
+		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
+	}
+	return reason
+}
+
+func (ls *loopState) terminate(t Terminator, s *slot, r Ref, reason error) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
+	s.running = true
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				ls.sys.log.Error("actor Terminate panicked", "actor", r.String(), "panic", v)
+			}
+		}()
+		t.Terminate(c, reason)
+	}()
+	s.running = false
+	*c = saved
+}
+
+// start creates the actor of s from its factory and runs its Start method.
+func (ls *loopState) start(s *slot, r Ref) (err error) {
+	c := &ls.ctx
+	saved := *c
+	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
+	s.running = true
+	var top byte // on this frame: the crash stack is walked up to here
+	defer func() {
+		if v := recover(); v != nil {
+			ce := &CrashError{Actor: r, Value: v}
+			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top), nil)
+			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
+				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
+			if ls.watching {
+				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
+			}
+			ls.sys.onCrash(cr)
+			err = ce
+		}
+		s.running = false
+		*c = saved
+	}()
+	s.inc++
+	s.trap = false // a new instance starts not trapping exits, as a new Erlang process
+	s.actor = s.factory()
+	if s.actor == nil {
+		return ErrNilActor
+	}
+	if st, ok := s.actor.(Starter); ok {
+		return st.Start(c)
+	}
+	return nil
+}
+
+// spawn creates an actor on this loop. It runs on the loop goroutine.
+func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
+	if ls.stopping || ls.sys.closing.Load() {
+		return Ref{}, ErrShutdown
+	}
+	if f == nil {
+		return Ref{}, ErrNilActor
+	}
+	idx, s := ls.allocSlot()
+	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
+	r := Ref{l: ls, idx: idx, gen: s.gen}
+	ls.live.Add(1)
+	if err := ls.start(s, r); err != nil {
+		s.gen++
+		*s = slot{gen: s.gen}
+		ls.free = append(ls.free, idx)
+		ls.live.Add(-1)
+		return Ref{}, err
+	}
+	if ls.watching {
+		ls.report(EventSpawn, parent, r, nil, ls.loop.Now(), 0, nil, nil)
+	}
+	return r, nil
+}
+
+// restart re-creates a live or suspended actor in its slot, keeping its refs,
+// then delivers the messages stashed while it was suspended.
+func (ls *loopState) restart(s *slot, r Ref) error {
+	if s.running {
+		return ErrCycle
+	}
+	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
+		ls.terminate(t, s, r, ErrRestart)
+	}
+	s.state = slotAlive
+	if err := ls.start(s, r); err != nil {
+		s.actor = nil // it never started: no Terminate
+		ls.stop(s, r, err)
+		return err
+	}
+	if ls.watching {
+		ls.report(EventRestart, Ref{}, r, nil, ls.loop.Now(), 0, nil, nil)
+	}
+	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen {
+		e := s.stash[0]
+		s.stash = s.stash[1:]
+		ls.deliver(&e)
+	}
+	if len(s.stash) == 0 {
+		s.stash = nil
+	}
+	return nil
+}
+
+// stopAll stops every actor of the loop, newest first, at shutdown.
+func (ls *loopState) stopAll(reason error) {
+	ls.stopping = true
+	for idx := ls.next; idx > 0; idx-- {
+		s := ls.slotAt(idx - 1)
+		if s.state != slotFree {
+			ls.stop(s, Ref{l: ls, idx: idx - 1, gen: s.gen}, reason)
+		}
+	}
+	ls.promises.failAll(ls)
 }

@@ -1,9 +1,6 @@
 package actor
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Links, exit signals and kills (Erlang's link/1, unlink/1, exit/2,
 // process_flag(trap_exit, true)). Everything here names actors by Ref only,
@@ -48,76 +45,13 @@ type Exited struct {
 // noconnection). An exit signal is never refused for a full outbound
 // queue. Link returns the transport's error (actor.ErrQueueFull, a closed
 // node) if the request cannot be queued, and then no link is made.
-func (c *Context) Link(r Ref) error {
-	ls := c.ls
-	if r.l == nil {
-		if r.r == nil {
-			return ErrInvalidRef
-		}
-		for _, x := range c.slot.links {
-			if x == r {
-				return nil
-			}
-		}
-		epoch, err := r.r.peer.Link(r, c.self)
-		if err != nil {
-			return err
-		}
-		c.slot.addRemoteLink(r, epoch)
-		return nil
-	}
-	self := c.self
-	if r == self {
-		return nil
-	}
-	if r.l == ls {
-		s := ls.lookup(r)
-		if s == nil {
-			return ErrDead
-		}
-		addRef(&s.links, self)
-		addRef(&c.slot.links, r)
-		return nil
-	}
-	addRef(&c.slot.links, r)
-	return ls.postOrdered(r.l, envelope{kind: kRun, msg: func(t *loopState) {
-		if s := t.lookup(r); s != nil {
-			addRef(&s.links, self)
-			return
-		}
-		t.sendSignal(r, self, ErrDead, true)
-	}})
-}
+func (c *Context) Link(r Ref) error { return r.box().link(c, r) }
 
 // Unlink removes the link between the running actor and r, if any. An exit
 // signal of r already on its way is then ignored. For a remote r the far
 // half is removed asynchronously, by a request behind the running actor's
 // earlier messages to r.
-func (c *Context) Unlink(r Ref) error {
-	ls := c.ls
-	if r.l == nil {
-		if r.r == nil {
-			return ErrInvalidRef
-		}
-		if !c.slot.removeLink(r) {
-			return nil
-		}
-		return r.r.peer.Unlink(r, c.self)
-	}
-	self := c.self
-	removeRef(&c.slot.links, r)
-	if r.l == ls {
-		if s := ls.lookup(r); s != nil {
-			removeRef(&s.links, self)
-		}
-		return nil
-	}
-	return ls.postOrdered(r.l, envelope{kind: kRun, msg: func(t *loopState) {
-		if s := t.lookup(r); s != nil {
-			removeRef(&s.links, self)
-		}
-	}})
-}
+func (c *Context) Unlink(r Ref) error { return r.box().unlink(c, r) }
 
 // TrapExits turns exit signals into Exited messages for the running actor
 // (on) or back into stops (off). It is off for every new instance, including
@@ -134,15 +68,9 @@ func (c *Context) TrapExits(on bool) { c.slot.trap = on }
 // during shutdown; a dead r is ignored.
 func (c *Context) Exit(r Ref, reason error) error {
 	if errors.Is(reason, ErrKilled) {
-		return c.Kill(r)
+		reason = ErrKilled // a kill, whatever wraps it
 	}
-	if r.l == nil {
-		if r.r == nil {
-			return ErrInvalidRef
-		}
-		return r.r.peer.Exit(r, c.self, reason, false)
-	}
-	return c.ls.postSignal(c.self, r, reason, false)
+	return r.box().exit(c.origin(), r, c.self, reason, false)
 }
 
 // Kill ends r at once, without running its Terminate method, with reason
@@ -154,24 +82,7 @@ func (c *Context) Exit(r Ref, reason error) error {
 // actor's earlier messages to r on the connection, ahead of those queued
 // for r on its node). Killing a dead actor is not an error.
 func (c *Context) Kill(r Ref) error {
-	ls := c.ls
-	if r.l == nil {
-		if r.r == nil {
-			return ErrInvalidRef
-		}
-		return r.r.peer.Exit(r, c.self, ErrKilled, false)
-	}
-	if r.l != ls {
-		return postErr(r.l.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
-			if s := t.lookup(r); s != nil {
-				t.kill(s, r)
-			}
-		}}))
-	}
-	if s := ls.lookup(r); s != nil {
-		ls.kill(s, r)
-	}
-	return nil
+	return r.box().exit(c.origin(), r, c.self, ErrKilled, false)
 }
 
 func (ls *loopState) kill(s *slot, r Ref) error {
@@ -183,32 +94,7 @@ func (ls *loopState) kill(s *slot, r Ref) error {
 // signal travels with from's messages; if the target queue is full it takes
 // the unbounded control queue instead, like a Down: it is never lost.
 func (ls *loopState) sendSignal(from, to Ref, reason error, link bool) {
-	if to.r != nil { // a remote actor: its node delivers it (Wire.SignalLocal)
-		_ = to.r.peer.Exit(to, from, reason, link)
-		return
-	}
-	_ = ls.postSignal(from, to, reason, link)
-}
-
-func (ls *loopState) postSignal(from, to Ref, reason error, link bool) error {
-	e := envelope{kind: kSignal, to: to, from: from, err: reason}
-	if link {
-		e.pidx = 1
-	}
-	return ls.postOrdered(to.l, e)
-}
-
-// postOrdered queues e for loop to behind everything the running actor sent
-// there before (its local queue or to's inbound ring), so link requests,
-// exit signals and messages from one actor arrive in the order sent. When
-// that queue is full it takes the unbounded control queue rather than be
-// lost, giving up order only under overload.
-func (ls *loopState) postOrdered(to *loopState, e envelope) error {
-	err := ls.post(to, e)
-	if errors.Is(err, ErrQueueFull) {
-		err = postErr(to.loop.PostControl(e))
-	}
-	return err
+	_ = to.box().exit(ls.origin(), to, from, reason, link)
 }
 
 // signal handles an exit signal on the target's loop.
@@ -242,9 +128,7 @@ func (s *slot) addRemoteLink(r Ref, epoch uint64) {
 
 // removeLink removes the link with r, reporting whether there was one.
 func (s *slot) removeLink(r Ref) bool {
-	if r.r != nil {
-		delete(s.linkEpochs, r)
-	}
+	delete(s.linkEpochs, r) // only remote links have an epoch
 	return removeRef(&s.links, r)
 }
 
@@ -265,16 +149,4 @@ func removeRef(rs *[]Ref, r Ref) bool {
 		}
 	}
 	return false
-}
-
-// ErrRemoteUnsupported means an acknowledged lifecycle request (StopAsync,
-// SuspendAsync, RestartAsync) or an Inspect named an actor of another node:
-// the remote layer does not carry them. It matches ErrNotLocal.
-var ErrRemoteUnsupported = fmt.Errorf("%w: not yet supported for a remote ref", ErrNotLocal)
-
-func remoteOrInvalid(r Ref) error {
-	if r.IsZero() {
-		return ErrInvalidRef
-	}
-	return ErrRemoteUnsupported
 }

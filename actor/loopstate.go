@@ -1,7 +1,6 @@
 package actor
 
 import (
-	"errors"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -13,7 +12,7 @@ import (
 // envelope kinds.
 const (
 	kSend     uint8 = iota + 1 // deliver msg to `to`
-	kAsk                       // deliver msg; reply to from.l's promise (pidx,pgen), or to ch
+	kAsk                       // deliver msg; reply to ch, or through from's mailbox to promise (pidx,pgen)
 	kReply                     // settle promise (pidx,pgen) of this loop with msg/err
 	kTimer                     // fire user timer (pidx,pgen)
 	kDeadline                  // ask deadline of promise (pidx,pgen)
@@ -197,22 +196,14 @@ func (ls *loopState) deliver(e *envelope) {
 	}
 }
 
-// reply routes the answer of an ask back to its asker. It is safe from any
-// goroutine: a reply posts to the asker's control queue or channel.
+// reply routes the answer of an ask back to its asker: a goroutine's
+// channel, or the asker's mailbox. It is safe from any goroutine.
 func reply(e *envelope, v any, err error) {
 	if e.ch != nil {
 		e.ch <- result{v, err} // buffered 1, one reply per ask: never blocks
 		return
 	}
-	if e.from.l == nil {
-		if e.from.r != nil {
-			e.from.r.peer.Reply(e.from, e.pidx, e.pgen, v, err)
-		}
-		return
-	}
-	// The asker's loop bounds replies by its own pending asks, so the control
-	// queue cannot grow without bound; a closed loop has no one to tell.
-	_ = e.from.l.loop.PostControl(envelope{kind: kReply, pidx: e.pidx, pgen: e.pgen, msg: v, err: err})
+	e.from.box().reply(e.from, e.pidx, e.pgen, v, err)
 }
 
 // drop fails a message that cannot be delivered: asks get err, sends are
@@ -267,49 +258,6 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 	return s.actor.Receive(c, msg)
 }
 
-// crashRecord is what a crash allocates, in one piece: its CrashError,
-// its Crash and the program counters of its lazy stack.
-type crashRecord struct {
-	ce  CrashError
-	cr  Crash
-	pcs [lazyDepth + panicFrames]uintptr
-}
-
-// crash records a panic of the actor in s and applies the crash policy: a
-// supervised actor is suspended and its parent told; any other actor stops
-// with the crash as its reason.
-func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) error {
-	return ls.crashAt(s, self, value, msg, from, nil)
-}
-
-// crashAt is crash for a panic recovered by a function with a local at top
-// (see System.crashStack).
-func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, top unsafe.Pointer) error {
-	rec := new(crashRecord)
-	ce, cr := &rec.ce, &rec.cr
-	*ce = CrashError{Actor: self, Value: value}
-	ce.Stack, ce.PCs = ls.sys.crashStack(value, top, rec.pcs[:])
-	*cr = Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
-		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
-	s.inc++ // continuations of the crashed incarnation never run
-	if ls.watching {
-		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
-	}
-	ls.sys.onCrash(cr)
-	if s.sup && !s.parent.IsZero() && (s.parent.l != ls || ls.lookup(s.parent) != nil) {
-		s.state = slotSuspended
-		if err := ls.sendFrom(Ref{}, s.parent, Crashed{Child: self, Crash: cr}); err == nil {
-			return ce
-		}
-		s.state = slotAlive // parent unreachable: nobody can restart it
-	}
-	s.stopReq, s.reason = true, ce
-	if !s.running {
-		ls.stop(s, self, ce)
-	}
-	return ce
-}
-
 func (ls *loopState) report(kind EventKind, from, to Ref, msg any, start time.Time, d time.Duration, err error, cr *Crash) {
 	ls.seq++
 	ls.ev = Event{Seq: ls.seq, Loop: ls.id, Kind: kind, From: from, To: to, Msg: msg,
@@ -322,196 +270,13 @@ func (ls *loopState) report(kind EventKind, from, to Ref, msg any, start time.Ti
 	}
 }
 
-// sendFrom posts a one-way message from an actor of this loop.
-func (ls *loopState) sendFrom(from, to Ref, msg any) error {
-	if to.l == nil {
-		if to.r != nil {
-			return to.r.peer.Send(to, from, msg)
-		}
-		return ErrInvalidRef
-	}
-	return ls.post(to.l, envelope{kind: kSend, to: to, from: from, msg: msg})
-}
-
-// post queues e for a loop: this loop's own local queue when the target is
-// here (no atomics, and it keeps a loop from ever waiting on its own full
-// ring), the target loop's inbound ring otherwise.
-func (ls *loopState) post(to *loopState, e envelope) error {
-	var err error
-	if to == ls {
-		err = ls.loop.PostLocal(e)
-	} else {
-		err = to.loop.Post(e)
-	}
-	if err != nil {
-		return postErr(err)
-	}
-	return nil
-}
+// origin is the origin of what the runtime sends from this loop.
+func (ls *loopState) origin() origin { return origin{ls: ls} }
 
 // sendDown tells watcher w that r stopped. A Down travels with the
 // watcher's other messages, so it arrives after what r sent before stopping;
 // if the watcher's queue is full it takes the unbounded control queue
 // instead: a Down is never lost, at the price of order under overload.
 func (ls *loopState) sendDown(w, r Ref, reason error) {
-	d := Down{Ref: r, Reason: reason}
-	if err := ls.sendFrom(Ref{}, w, d); err != nil && errors.Is(err, ErrQueueFull) && w.l != nil {
-		_ = w.l.loop.PostControl(envelope{kind: kSend, to: w, msg: d})
-	}
-}
-
-// stop ends the actor in s: Terminate, refs dead, stash failed, watchers
-// told. It returns the reason the actor ended with: reason, unless its
-// Terminate stopped the actor itself with another (a stop of its own,
-// requested while Terminate runs, chooses the reason its monitors and links
-// see, as an Erlang process trapping exits may exit with a reason of its
-// own). While the actor's handler is on the stack the stop waits for it and
-// reason is returned.
-func (ls *loopState) stop(s *slot, r Ref, reason error) error {
-	if s.running {
-		s.stopReq, s.reason = true, reason
-		return reason
-	}
-	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
-		s.stopReq = false
-		ls.terminate(t, s, r, reason)
-		if s.stopReq {
-			reason = s.reason
-		}
-	}
-	s.gen++
-	stash, watchers, links := s.stash, s.watchers, s.links
-	*s = slot{gen: s.gen}
-	ls.free = append(ls.free, r.idx)
-	ls.live.Add(-1)
-	for i := range stash {
-		ls.drop(&stash[i], ErrDead)
-	}
-	for _, w := range watchers {
-		ls.sendDown(w, r, reason)
-	}
-	for _, l := range links {
-		ls.sendSignal(r, l, reason, true)
-	}
-	if ls.watching {
-		ls.report(EventStop, Ref{}, r, nil, ls.loop.Now(), 0, reason, nil)
-	}
-	return reason
-}
-
-func (ls *loopState) terminate(t Terminator, s *slot, r Ref, reason error) {
-	c := &ls.ctx
-	saved := *c
-	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
-	s.running = true
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				ls.sys.log.Error("actor Terminate panicked", "actor", r.String(), "panic", v)
-			}
-		}()
-		t.Terminate(c, reason)
-	}()
-	s.running = false
-	*c = saved
-}
-
-// start creates the actor of s from its factory and runs its Start method.
-func (ls *loopState) start(s *slot, r Ref) (err error) {
-	c := &ls.ctx
-	saved := *c
-	c.self, c.sender, c.slot, c.env, c.deferred = r, Ref{}, s, nil, false
-	s.running = true
-	var top byte // on this frame: the crash stack is walked up to here
-	defer func() {
-		if v := recover(); v != nil {
-			ce := &CrashError{Actor: r, Value: v}
-			ce.Stack, ce.PCs = ls.sys.crashStack(v, unsafe.Pointer(&top), nil)
-			cr := &Crash{Actor: r, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: v,
-				Stack: ce.Stack, PCs: ce.PCs, Time: ls.loop.Now(), Supervised: s.sup}
-			if ls.watching {
-				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
-			}
-			ls.sys.onCrash(cr)
-			err = ce
-		}
-		s.running = false
-		*c = saved
-	}()
-	s.inc++
-	s.trap = false // a new instance starts not trapping exits, as a new Erlang process
-	s.actor = s.factory()
-	if s.actor == nil {
-		return ErrNilActor
-	}
-	if st, ok := s.actor.(Starter); ok {
-		return st.Start(c)
-	}
-	return nil
-}
-
-// spawn creates an actor on this loop. It runs on the loop goroutine.
-func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
-	if ls.stopping || ls.sys.closing.Load() {
-		return Ref{}, ErrShutdown
-	}
-	if f == nil {
-		return Ref{}, ErrNilActor
-	}
-	idx, s := ls.allocSlot()
-	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
-	r := Ref{l: ls, idx: idx, gen: s.gen}
-	ls.live.Add(1)
-	if err := ls.start(s, r); err != nil {
-		s.gen++
-		*s = slot{gen: s.gen}
-		ls.free = append(ls.free, idx)
-		ls.live.Add(-1)
-		return Ref{}, err
-	}
-	if ls.watching {
-		ls.report(EventSpawn, parent, r, nil, ls.loop.Now(), 0, nil, nil)
-	}
-	return r, nil
-}
-
-// restart re-creates a live or suspended actor in its slot, keeping its refs,
-// then delivers the messages stashed while it was suspended.
-func (ls *loopState) restart(s *slot, r Ref) error {
-	if s.running {
-		return ErrCycle
-	}
-	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
-		ls.terminate(t, s, r, ErrRestart)
-	}
-	s.state = slotAlive
-	if err := ls.start(s, r); err != nil {
-		s.actor = nil // it never started: no Terminate
-		ls.stop(s, r, err)
-		return err
-	}
-	if ls.watching {
-		ls.report(EventRestart, Ref{}, r, nil, ls.loop.Now(), 0, nil, nil)
-	}
-	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen {
-		e := s.stash[0]
-		s.stash = s.stash[1:]
-		ls.deliver(&e)
-	}
-	if len(s.stash) == 0 {
-		s.stash = nil
-	}
-	return nil
-}
-
-// stopAll stops every actor of the loop, newest first, at shutdown.
-func (ls *loopState) stopAll(reason error) {
-	ls.stopping = true
-	for idx := ls.next; idx > 0; idx-- {
-		s := ls.slotAt(idx - 1)
-		if s.state != slotFree {
-			ls.stop(s, Ref{l: ls, idx: idx - 1, gen: s.gen}, reason)
-		}
-	}
-	ls.promises.failAll(ls)
+	_ = w.box().notify(ls.origin(), w, Down{Ref: r, Reason: reason})
 }

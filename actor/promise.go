@@ -250,3 +250,61 @@ func (p Promise) IsZero() bool { return p.ls == nil }
 func (ls *loopState) resolve(p Promise, v any, err error) {
 	ls.settle(p.idx, p.gen, v, err)
 }
+
+// All returns a promise that settles with a []any of the results of ps, in
+// order, once all have succeeded, or with the first error. It must be called
+// on the loop of ps, from the actor that made them.
+func (c *Context) All(ps ...Promise) Promise {
+	out, resolve := c.Promise()
+	if len(ps) == 0 {
+		resolve([]any{}, nil)
+		return out
+	}
+	vals := make([]any, len(ps))
+	left := len(ps)
+	done := false
+	for i, p := range ps {
+		p.Then(func(_ *Context, v any, err error) {
+			if done {
+				return
+			}
+			if err != nil {
+				done = true
+				resolve(nil, err)
+				return
+			}
+			vals[i] = v
+			if left--; left == 0 {
+				done = true
+				resolve(vals, nil)
+			}
+		})
+	}
+	return out
+}
+
+// First returns a promise that settles with the first success among ps, or,
+// if all fail, with the last error. It must be called on the loop of ps, from
+// the actor that made them.
+func (c *Context) First(ps ...Promise) Promise {
+	out, resolve := c.Promise()
+	if len(ps) == 0 {
+		resolve(nil, ErrDead)
+		return out
+	}
+	left := len(ps)
+	done := false
+	for _, p := range ps {
+		p.Then(func(_ *Context, v any, err error) {
+			if done {
+				return
+			}
+			left--
+			if err == nil || left == 0 {
+				done = true
+				resolve(v, err)
+			}
+		})
+	}
+	return out
+}

@@ -1,7 +1,5 @@
 package actor
 
-import "fmt"
-
 // Ref names one actor. It is the only authority to message the actor: a Ref
 // cannot be built from raw numbers outside this package, only obtained by
 // spawning the actor or receiving the Ref in a message.
@@ -14,38 +12,47 @@ import "fmt"
 // Refs are small values, comparable with ==, and usable as map keys. The zero
 // Ref is invalid.
 type Ref struct {
-	l   *loopState    // local actor: its loop
-	r   *remoteTarget // remote actor: its node and wire identity
+	// The actor's mailbox (mailbox.go), set once when the Ref is made: its
+	// loop for an actor of this node, its node and wire identity for one
+	// of another node; neither for the zero Ref. Two typed pointers rather
+	// than one interface field: the same 24 bytes, but == and map hashing
+	// of a Ref compare memory instead of going through the interface's
+	// type (BenchmarkRefAsMapKey).
+	l   *loopState
+	r   *remoteTarget
 	idx uint32
 	gen uint32
 }
 
+// box returns the mailbox every operation on r goes through. It is the one
+// place that tells a local actor from a remote one, and the zero Ref from
+// both: the rest of the package calls r.box() and never asks.
+func (r Ref) box() mailbox {
+	if r.l != nil {
+		return r.l
+	}
+	if r.r != nil {
+		return r.r
+	}
+	return noMailbox{}
+}
+
+// on reports whether r names an actor of loop l.
+func (r Ref) on(l *loopState) bool { return r.l == l }
+
 // IsZero reports whether r is the zero (invalid) Ref.
 func (r Ref) IsZero() bool { return r.l == nil && r.r == nil }
 
+// IsRemote reports whether r names an actor on another node.
+func (r Ref) IsRemote() bool { return r.r != nil }
+
 // Loop returns the index of the loop the actor lives on (on its own node),
 // or -1 for the zero Ref.
-func (r Ref) Loop() int {
-	switch {
-	case r.l != nil:
-		return r.l.id
-	case r.r != nil:
-		return int(r.r.id.Loop)
-	}
-	return -1
-}
+func (r Ref) Loop() int { return r.box().loopIndex() }
 
 // String renders r as <loop.slot.generation> for a local actor,
 // <node/loop.slot.generation> for a remote one, or <nil>.
-func (r Ref) String() string {
-	switch {
-	case r.l != nil:
-		return fmt.Sprintf("<%d.%d.%d>", r.l.id, r.idx, r.gen)
-	case r.r != nil:
-		return fmt.Sprintf("<%s/%d.%d.%d>", r.r.peer.Node(), r.r.id.Loop, r.idx, r.gen)
-	}
-	return "<nil>"
-}
+func (r Ref) String() string { return r.box().format(r.idx, r.gen) }
 
 // ID returns the ref's loop, slot and generation numbers, for logs and
 // debuggers. They identify the actor but confer no authority: there is no way

@@ -226,13 +226,7 @@ func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref
 // ErrShutdown after shutdown. Messages sent by one goroutine to one actor
 // arrive in the order sent.
 func (s *System) Send(to Ref, msg any) error {
-	if to.l == nil {
-		if to.r != nil {
-			return to.r.peer.Send(to, Ref{}, msg)
-		}
-		return ErrInvalidRef
-	}
-	return postErr(to.l.loop.Post(envelope{kind: kSend, to: to, msg: msg}))
+	return to.box().send(origin{}, to, Ref{}, msg)
 }
 
 // Ask sends msg to the actor to from a plain goroutine and waits for the
@@ -241,40 +235,13 @@ func (s *System) Send(to Ref, msg any) error {
 // ErrShutdown or ctx's error. It must not be called from inside a handler
 // (that would block the loop): use Context.Ask there.
 func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
-	if to.l == nil {
-		if to.r != nil {
-			return to.r.peer.AskWait(ctx, to, msg)
-		}
-		return nil, ErrInvalidRef
-	}
-	if s.cfg.Manual {
-		return s.askManual(ctx, to, msg)
-	}
-	ch := s.replies.Get().(chan result)
-	if err := to.l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
-		s.replies.Put(ch)
-		return nil, postErr(err)
-	}
-	select {
-	case r := <-ch:
-		s.replies.Put(ch)
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err() // ch may still get a late reply: not reused
-	case <-s.done:
-		select {
-		case r := <-ch:
-			return r.v, r.err
-		default:
-			return nil, ErrShutdown
-		}
-	}
+	return to.box().askWait(ctx, s, to, msg)
 }
 
 // askManual asks in manual mode, stepping the system until the reply comes.
-func (s *System) askManual(ctx context.Context, to Ref, msg any) (any, error) {
+func (s *System) askManual(ctx context.Context, l *loopState, to Ref, msg any) (any, error) {
 	ch := make(chan result, 1)
-	if err := to.l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
 		return nil, postErr(err)
 	}
 	for {

@@ -9,6 +9,10 @@ import (
 	"unsafe"
 )
 
+// Crashes: what a panic in an actor records (its stack, as text or as
+// program counters) and the crash policy (suspend a supervised actor and
+// tell its parent, stop any other).
+
 // lazyDepth is how many frames Config.LazyStacks records: enough for the
 // panicking function and the handler that called it, cheap to take.
 const lazyDepth = 16
@@ -107,4 +111,47 @@ func stackText(stack []byte, pcs []uintptr) []byte {
 		}
 	}
 	return b.Bytes()
+}
+
+// crashRecord is what a crash allocates, in one piece: its CrashError,
+// its Crash and the program counters of its lazy stack.
+type crashRecord struct {
+	ce  CrashError
+	cr  Crash
+	pcs [lazyDepth + panicFrames]uintptr
+}
+
+// crash records a panic of the actor in s and applies the crash policy: a
+// supervised actor is suspended and its parent told; any other actor stops
+// with the crash as its reason.
+func (ls *loopState) crash(s *slot, self Ref, value any, msg any, from Ref) error {
+	return ls.crashAt(s, self, value, msg, from, nil)
+}
+
+// crashAt is crash for a panic recovered by a function with a local at top
+// (see System.crashStack).
+func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, top unsafe.Pointer) error {
+	rec := new(crashRecord)
+	ce, cr := &rec.ce, &rec.cr
+	*ce = CrashError{Actor: self, Value: value}
+	ce.Stack, ce.PCs = ls.sys.crashStack(value, top, rec.pcs[:])
+	*cr = Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
+		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
+	s.inc++ // continuations of the crashed incarnation never run
+	if ls.watching {
+		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
+	}
+	ls.sys.onCrash(cr)
+	if s.sup && !s.parent.IsZero() && (!s.parent.on(ls) || ls.lookup(s.parent) != nil) {
+		s.state = slotSuspended
+		if err := s.parent.box().send(ls.origin(), s.parent, Ref{}, Crashed{Child: self, Crash: cr}); err == nil {
+			return ce
+		}
+		s.state = slotAlive // parent unreachable: nobody can restart it
+	}
+	s.stopReq, s.reason = true, ce
+	if !s.running {
+		ls.stop(s, self, ce)
+	}
+	return ce
 }

@@ -1,0 +1,335 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The loop's side of the mailbox: how an operation on a Ref of this node
+// reaches its actor. Every body here serves every caller: an actor of the
+// same loop (done at once where the operation allows), an actor of
+// another loop, a plain goroutine, and a transport delivering for another
+// node (Wire, which calls the same methods with the network's origin).
+
+// enqueue queues e for l, as its origin posts: an actor of l itself on
+// l's local queue (no atomics, and a loop never waits on its own full
+// ring); an actor of another loop or a plain goroutine on l's inbound
+// ring, waking l; a transport's network goroutine on the inbound ring,
+// running l's pass itself if l is idle (postRun) or leaving l to a later
+// Kick (postQuiet).
+func (l *loopState) enqueue(o origin, e *envelope) error {
+	var err error
+	switch {
+	case o.ls == l:
+		err = l.loop.PostLocal(*e)
+	case o.ls != nil || o.how == postWake:
+		err = l.loop.Post(*e)
+	case o.how == postRun:
+		err = l.loop.PostRun(*e)
+	default:
+		err = l.loop.PostQuiet(*e)
+	}
+	if err != nil {
+		return postErr(err)
+	}
+	return nil
+}
+
+// ordered is enqueue for what must keep its place and must not be lost
+// (link requests, exit signals, Downs): behind what its origin queued for
+// l before, ahead of what is queued after; only when that queue is full
+// does it take the control queue, which is never refused, giving up order
+// under overload only.
+func (l *loopState) ordered(o origin, e *envelope) error {
+	err := l.enqueue(o, e)
+	if errors.Is(err, ErrQueueFull) {
+		err = l.control(o, e)
+	}
+	return err
+}
+
+// control queues e on l's unbounded control queue, which l drains first
+// in each pass: for stops, kills and lifecycle requests, which overtake
+// queued messages.
+func (l *loopState) control(o origin, e *envelope) error {
+	if o.ls == nil && o.how == postRun {
+		return postErr(l.loop.PostControlRun(*e))
+	}
+	return postErr(l.loop.PostControl(*e))
+}
+
+// send and ask post from another loop or a plain goroutine without going
+// through enqueue: the common case, where the envelope built in place and
+// the inlined Post measurably matter (BenchmarkFanIn).
+func (l *loopState) send(o origin, to, from Ref, msg any) error {
+	if o.ls != l && (o.ls != nil || o.how == postWake) {
+		return postErr(l.loop.Post(envelope{kind: kSend, to: to, from: from, msg: msg}))
+	}
+	return l.enqueue(o, &envelope{kind: kSend, to: to, from: from, msg: msg})
+}
+
+func (l *loopState) notify(o origin, to Ref, msg any) error {
+	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
+}
+
+func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
+	if o.ls != l && (o.ls != nil || o.how == postWake) {
+		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+	}
+	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
+}
+
+func (l *loopState) forward(o origin, e envelope) error { return l.enqueue(o, &e) }
+
+// reply posts to the asker's control queue: the asker's loop bounds
+// replies by its own pending asks, so the queue cannot grow without bound,
+// and refusing a reply would leave an ask waiting for nothing. A closed
+// loop has no one to tell.
+func (l *loopState) reply(_ Ref, pidx, pgen uint32, v any, err error) {
+	_ = l.loop.PostControl(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
+}
+
+// askWait posts the request with a pooled reply channel and waits on it.
+func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (any, error) {
+	if s.cfg.Manual {
+		return s.askManual(ctx, l, to, msg)
+	}
+	ch := s.replies.Get().(chan result)
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+		s.replies.Put(ch)
+		return nil, postErr(err)
+	}
+	select {
+	case r := <-ch:
+		s.replies.Put(ch)
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err() // ch may still get a late reply: not reused
+	case <-s.done:
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		default:
+			return nil, ErrShutdown
+		}
+	}
+}
+
+func (l *loopState) halt(o origin, to Ref, reason error) error {
+	if o.ls == l {
+		if s := l.lookup(to); s != nil {
+			l.stop(s, to, reason)
+		}
+		return nil
+	}
+	return l.control(o, &envelope{kind: kStop, to: to, err: reason})
+}
+
+// exit delivers an exit signal: a kill (not trappable) at once on this
+// loop or ahead of queued messages on another; any other signal behind
+// the messages from queued before it.
+func (l *loopState) exit(o origin, to, from Ref, reason error, link bool) error {
+	if !link && errors.Is(reason, ErrKilled) {
+		if o.ls == l {
+			if s := l.lookup(to); s != nil {
+				l.kill(s, to)
+			}
+			return nil
+		}
+		return l.control(o, &envelope{kind: kRun, msg: func(t *loopState) {
+			if s := t.lookup(to); s != nil {
+				t.kill(s, to)
+			}
+		}})
+	}
+	e := envelope{kind: kSignal, to: to, from: from, err: reason}
+	if link {
+		e.pidx = 1
+	}
+	return l.ordered(o, &e)
+}
+
+func (l *loopState) monitor(o origin, target, watcher Ref) error {
+	return l.watchFrom(o, target, watcher, nil)
+}
+
+func (l *loopState) demonitor(o origin, target, watcher Ref) error {
+	if o.ls == l {
+		l.unwatch(target, watcher)
+		return nil
+	}
+	return l.monitorRequest(o, func(t *loopState) { t.unwatch(target, watcher) })
+}
+
+// watchFrom registers watcher for a Down when target stops; if target is
+// dead, noproc runs instead of the Down (ErrDead) it would get, when set
+// (a transport answers a remote monitor of a dead actor itself).
+func (l *loopState) watchFrom(o origin, target, watcher Ref, noproc func()) error {
+	if o.ls == l {
+		l.watch(target, watcher, noproc)
+		return nil
+	}
+	return l.monitorRequest(o, func(t *loopState) { t.watch(target, watcher, noproc) })
+}
+
+// monitorRequest queues a monitor or demonitor request for l. From
+// another loop it takes the control queue, as it always has; from another
+// node it keeps its place among the messages queued for l (ordered), so a
+// message sent after it, by anyone who learned of the monitor, cannot be
+// handled first.
+func (l *loopState) monitorRequest(o origin, f func(*loopState)) error {
+	e := envelope{kind: kRun, msg: f}
+	if o.ls != nil {
+		return l.control(o, &e)
+	}
+	return l.ordered(o, &e)
+}
+
+func (l *loopState) watch(target, watcher Ref, noproc func()) {
+	s := l.lookup(target)
+	if s == nil {
+		if noproc != nil {
+			noproc()
+			return
+		}
+		l.sendDown(watcher, target, ErrDead)
+		return
+	}
+	addRef(&s.watchers, watcher)
+}
+
+func (l *loopState) unwatch(target, watcher Ref) {
+	if s := l.lookup(target); s != nil {
+		removeRef(&s.watchers, watcher)
+	}
+}
+
+// link makes both halves of the link between c's actor and r: at once on
+// this loop (ErrDead for a dead r), r's half asynchronously on another
+// (a dead r then sends c's actor the exit signal of a dead actor).
+func (l *loopState) link(c *Context, r Ref) error {
+	self := c.self
+	if r == self {
+		return nil
+	}
+	if c.ls == l {
+		if !l.addLink(r, self, nil) {
+			return ErrDead
+		}
+		addRef(&c.slot.links, r)
+		return nil
+	}
+	addRef(&c.slot.links, r)
+	return l.linkFrom(c.origin(), r, self, nil, nil)
+}
+
+// linkFrom queues target's half of a link with from, in order with from's
+// messages. epoch is set for a link with a remote actor (see
+// Wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
+// a dead target sends from.
+func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() uint64, noproc func()) error {
+	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) {
+		if t.addLink(target, from, epoch) {
+			return
+		}
+		if noproc != nil {
+			noproc()
+			return
+		}
+		t.sendSignal(target, from, ErrDead, true)
+	}})
+}
+
+// addLink adds from to the links of target, if alive.
+func (l *loopState) addLink(target, from Ref, epoch func() uint64) bool {
+	s := l.lookup(target)
+	if s == nil {
+		return false
+	}
+	if epoch != nil {
+		s.addRemoteLink(from, epoch())
+	} else {
+		addRef(&s.links, from)
+	}
+	return true
+}
+
+func (l *loopState) unlink(c *Context, r Ref) error {
+	c.slot.removeLink(r)
+	return l.unlinkFrom(c.origin(), r, c.self)
+}
+
+// unlinkFrom removes target's half of a link with from: at once on this
+// loop, in order with from's messages on another.
+func (l *loopState) unlinkFrom(o origin, target, from Ref) error {
+	if o.ls == l {
+		l.removeLink(target, from)
+		return nil
+	}
+	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) { t.removeLink(target, from) }})
+}
+
+func (l *loopState) removeLink(target, from Ref) {
+	if s := l.lookup(target); s != nil {
+		s.removeLink(from)
+	}
+}
+
+// acknowledge runs a.op for r at once on c's loop, or queues it on r's
+// control queue and routes its outcome back to p like a reply, with a
+// deadline when a.timeout is positive.
+func (l *loopState) acknowledge(c *Context, p Promise, r Ref, a ack) error {
+	ls := c.ls
+	var deadline time.Time
+	if a.timeout > 0 {
+		deadline = ls.loop.Now().Add(a.timeout)
+	}
+	brutal := a.timeout < 0
+	run := func(t *loopState) (any, error) {
+		s := t.lookup(r)
+		if s == nil {
+			if a.deadOK {
+				return ErrDead, nil
+			}
+			return nil, ErrDead
+		}
+		late := brutal || (!deadline.IsZero() && !t.loop.Now().Before(deadline))
+		return a.op(t, s, late)
+	}
+	if l == ls {
+		v, err := run(l)
+		ls.settle(p.idx, p.gen, v, err)
+		return nil
+	}
+	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	if err := l.control(c.origin(), &envelope{kind: kRun, msg: func(t *loopState) {
+		v, err := run(t)
+		reply(&route, v, err)
+	}}); err != nil {
+		return err
+	}
+	if a.timeout > 0 {
+		ls.promises.entries[p.idx].deadlined = true
+		ls.loop.Schedule(deadline, envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+	}
+	return nil
+}
+
+func (l *loopState) inspect(ctx context.Context, s *System, r Ref, f func(*Context, Actor)) error {
+	if l.sys != s {
+		return ErrInvalidRef
+	}
+	var ierr error
+	if err := s.onLoop(ctx, l, func(t *loopState) { ierr = t.inspectNow(r, f) }); err != nil {
+		return err
+	}
+	return ierr
+}
+
+func (l *loopState) loopIndex() int { return l.id }
+
+func (l *loopState) format(idx, gen uint32) string {
+	return fmt.Sprintf("<%d.%d.%d>", l.id, idx, gen)
+}
