@@ -102,7 +102,8 @@ var (
 // with no deadline at all (brutal). deadOK makes a dead r an answer
 // (ErrDead as the value) rather than an error.
 type ack struct {
-	timeout time.Duration // > 0: deadline; < 0: brutal; 0: none
+	req     LifecycleRequest // what a transport carries to another node
+	timeout time.Duration    // > 0: deadline; < 0: brutal; 0: none
 	deadOK  bool
 	op      func(t *loopState, s *slot, late bool) (any, error)
 }

@@ -286,26 +286,14 @@ func (l *loopState) acknowledge(c *Context, p Promise, r Ref, a ack) error {
 	if a.timeout > 0 {
 		deadline = ls.loop.Now().Add(a.timeout)
 	}
-	brutal := a.timeout < 0
-	run := func(t *loopState) (any, error) {
-		s := t.lookup(r)
-		if s == nil {
-			if a.deadOK {
-				return ErrDead, nil
-			}
-			return nil, ErrDead
-		}
-		late := brutal || (!deadline.IsZero() && !t.loop.Now().Before(deadline))
-		return a.op(t, s, late)
-	}
 	if l == ls {
-		v, err := run(l)
+		v, err := a.run(l, r, deadline)
 		ls.settle(p.idx, p.gen, v, err)
 		return nil
 	}
 	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
 	if err := l.control(c.origin(), &envelope{kind: kRun, msg: func(t *loopState) {
-		v, err := run(t)
+		v, err := a.run(t, r, deadline)
 		reply(&route, v, err)
 	}}); err != nil {
 		return err
@@ -315,6 +303,21 @@ func (l *loopState) acknowledge(c *Context, p Promise, r Ref, a ack) error {
 		ls.loop.Schedule(deadline, envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
 	}
 	return nil
+}
+
+// run carries out a on r's loop t: late if a is brutal or t got to it at
+// or after deadline (zero: none). A dead r is an answer or an error (see
+// ack.deadOK).
+func (a *ack) run(t *loopState, r Ref, deadline time.Time) (any, error) {
+	s := t.lookup(r)
+	if s == nil {
+		if a.deadOK {
+			return ErrDead, nil
+		}
+		return nil, ErrDead
+	}
+	late := a.timeout < 0 || (!deadline.IsZero() && !t.loop.Now().Before(deadline))
+	return a.op(t, s, late)
 }
 
 func (l *loopState) inspect(ctx context.Context, s *System, r Ref, f func(*Context, Actor)) error {

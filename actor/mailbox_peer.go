@@ -3,6 +3,8 @@ package actor
 import (
 	"context"
 	"fmt"
+	"math"
+	"time"
 )
 
 // The remote side of the mailbox: how an operation on a Ref of another
@@ -46,13 +48,18 @@ type Peer interface {
 	// from, to be handed to Wire.SignalLocal on to's node with the same
 	// reason and link flag.
 	Exit(to, from Ref, reason error, link bool) error
+	// Lifecycle carries an acknowledged lifecycle request for the remote
+	// actor to from the local actor from, to be handed to
+	// Wire.LifecycleLocal on to's node; its outcome comes back like a
+	// reply, through Wire.Settle(from's loop, pidx, pgen, ...). It returns
+	// the connection epoch it went out on, as Ask.
+	Lifecycle(to, from Ref, req LifecycleRequest, pidx, pgen uint32) (epoch uint64, err error)
 	// Node names the peer, for logs and Ref.String.
 	Node() string
 }
 
-// ErrRemoteUnsupported means an acknowledged lifecycle request (StopAsync,
-// SuspendAsync, RestartAsync, AliveAsync) or an Inspect named an actor of
-// another node: the remote layer does not carry them. It matches
+// ErrRemoteUnsupported means an Inspect named an actor of another node:
+// the remote layer does not carry a function to run. It matches
 // ErrNotLocal.
 var ErrRemoteUnsupported = fmt.Errorf("%w: not yet supported for a remote ref", ErrNotLocal)
 
@@ -138,8 +145,35 @@ func (t *remoteTarget) unlink(c *Context, r Ref) error {
 	return t.peer.Unlink(r, c.self)
 }
 
-func (t *remoteTarget) acknowledge(*Context, Promise, Ref, ack) error {
-	return ErrRemoteUnsupported
+// acknowledge sends the request to r's node, which applies its deadline
+// from the request's arrival and answers with the outcome. The promise is
+// failed like an ask's when the connection is lost (Wire.FailPeer), and
+// with ErrTimeout if no answer came within twice the request's timeout
+// (r's node or the network is stuck: r may or may not have stopped).
+func (t *remoteTarget) acknowledge(c *Context, p Promise, r Ref, a ack) error {
+	ls := c.ls
+	epoch, err := t.peer.Lifecycle(r, c.self, a.req, p.idx, p.gen)
+	if err != nil {
+		return err
+	}
+	pe := &ls.promises.entries[p.idx]
+	pe.peer, pe.epoch = t.peer, epoch
+	if a.timeout > 0 {
+		pe.deadlined = true
+		ls.loop.Schedule(ls.loop.Now().Add(remoteAckWait(a.timeout)), envelope{kind: kDeadline, pidx: p.idx, pgen: p.gen})
+	}
+	return nil
+}
+
+// remoteAckWait is how long an acknowledged request with timeout d waits
+// for another node's answer: the node applies d itself, so the answer
+// (ErrKilled as the value, when the stop became a kill) normally comes
+// first; twice d leaves room for the network.
+func remoteAckWait(d time.Duration) time.Duration {
+	if d > math.MaxInt64/2 {
+		return d
+	}
+	return 2 * d
 }
 
 func (t *remoteTarget) inspect(context.Context, *System, Ref, func(*Context, Actor)) error {

@@ -53,6 +53,12 @@ func (p *tsPeer) Ask(to, from Ref, msg any, pidx, pgen uint32) (uint64, error) {
 	return p.epoch, nil
 }
 
+func (p *tsPeer) Lifecycle(to, from Ref, req LifecycleRequest, pidx, pgen uint32) (uint64, error) {
+	p.record("Lifecycle %v %v %d %v %v", to, from, req.Op, req.Reason, req.Timeout)
+	p.asks <- [2]uint32{pidx, pgen}
+	return p.epoch, nil
+}
+
 func (p *tsPeer) Reply(to Ref, pidx, pgen uint32, v any, err error) {
 	p.record("Reply %v %d %d %v %v", to, pidx, pgen, v, err)
 	p.reply <- v
@@ -224,20 +230,29 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 			t.Fatalf("%s of a remote ref: %v, want %v", r.what, err, r.want)
 		}
 	}
-	for name, ack := range map[string]func(c *Context) Promise{
-		"StopAsync":    func(c *Context) Promise { return c.StopAsync(far, nil, time.Second) },
-		"SuspendAsync": func(c *Context) Promise { return c.SuspendAsync(far, nil, time.Second) },
-		"RestartAsync": func(c *Context) Promise { return c.RestartAsync(far) },
-		"AliveAsync":   func(c *Context) Promise { return c.AliveAsync(far) },
+	// Acknowledged lifecycle requests go to the peer, and the answer the
+	// transport settles is the promise's outcome.
+	for _, tc := range []struct {
+		name string
+		ack  func(c *Context) Promise
+		want string
+	}{
+		{"StopAsync", func(c *Context) Promise { return c.StopAsync(far, boom, time.Second) }, fmt.Sprintf("Lifecycle %v %v 1 boom 1s", far, drv)},
+		{"SuspendAsync", func(c *Context) Promise { return c.SuspendAsync(far, boom, -1) }, fmt.Sprintf("Lifecycle %v %v 2 boom -1ns", far, drv)},
+		{"RestartAsync", func(c *Context) Promise { return c.RestartAsync(far) }, fmt.Sprintf("Lifecycle %v %v 3 <nil> 0s", far, drv)},
+		{"AliveAsync", func(c *Context) Promise { return c.AliveAsync(far) }, fmt.Sprintf("Lifecycle %v %v 4 <nil> 0s", far, drv)},
 	} {
 		if err := do(func(c *Context) error {
-			ack(c).Then(func(_ *Context, _ any, err error) { got <- err })
+			tc.ack(c).Then(func(_ *Context, v any, err error) { got <- [2]any{v, err} })
 			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if err := tsRecv(t, got, name); err != ErrRemoteUnsupported {
-			t.Fatalf("%s of a remote ref: %v, want ErrRemoteUnsupported", name, err)
+		corr := tsRecv(t, p.asks, tc.name)
+		expect(tc.name, tc.want)
+		s.Wire().Settle(0, corr[0], corr[1], ErrKilled, nil)
+		if v := tsRecv(t, got, tc.name+"'s outcome"); v != [2]any{ErrKilled, nil} {
+			t.Fatalf("%s settled with %v, want the value the transport settled", tc.name, v)
 		}
 	}
 	if err := s.Inspect(context.Background(), far, func(*Context, Actor) {}); err != ErrRemoteUnsupported {

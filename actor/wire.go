@@ -2,6 +2,7 @@ package actor
 
 import (
 	"sync"
+	"time"
 	"weak"
 )
 
@@ -239,4 +240,31 @@ func (w *Wire) StopLocal(target Ref, reason error) error {
 		return ErrInvalidRef
 	}
 	return l.halt(origin{}, target, reason)
+}
+
+// LifecycleLocal carries out, for another node, an acknowledged lifecycle
+// request for the local actor target (Peer.Lifecycle), on target's loop
+// ahead of its queued messages, and calls done there with the outcome, as
+// StopAsync and the others settle their promise. The request's timeout is
+// counted from now. A zero target (an id that did not resolve) or one of
+// another system is a dead actor: done is called at once, on the caller's
+// goroutine.
+func (w *Wire) LifecycleLocal(target Ref, req LifecycleRequest, done func(v any, err error)) error {
+	a := ackFor(target, req)
+	l := w.local(target)
+	if l == nil {
+		if a.deadOK {
+			done(ErrDead, nil)
+		} else {
+			done(nil, ErrDead)
+		}
+		return nil
+	}
+	var deadline time.Time
+	if a.timeout > 0 {
+		deadline = l.loop.Now().Add(a.timeout)
+	}
+	return l.control(fromNet, &envelope{kind: kRun, msg: func(t *loopState) {
+		done(a.run(t, target, deadline))
+	}})
 }

@@ -126,6 +126,10 @@ func encodeWithMsgpack(e *msgpack.Encoder, n *Node, f *frame) error {
 			_ = e.EncodeString(f.kindName)
 		case fldLink:
 			_ = e.EncodeUint(f.link)
+		case fldOp:
+			_ = e.EncodeUint(f.op)
+		case fldTimeout:
+			_ = e.EncodeUint(f.timeout)
 		case fldPayload:
 			if f.payload == nil {
 				_ = e.EncodeUint(0)

@@ -7,7 +7,7 @@ import "github.com/actord/actord/actor"
 // array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 3
+const protocolVersion = 4
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
@@ -30,6 +30,7 @@ const (
 	fExit      = 16 // [16, to, from, link, code, message]
 	fResolve   = 17 // [17, pidx, pgen, typeID, payload]: a sealed sturdy-ref request (sturdy.go)
 	fAck       = 18 // [18, bytes]: frame bytes received so far on the connection (sent back on it)
+	fLifecycle = 19 // [19, to, from, pidx, pgen, op, timeout, code, message]: an acknowledged lifecycle request, answered by fReply
 )
 
 // field is one field of a frame, as the table lists it: which member of
@@ -53,6 +54,8 @@ const (
 	fldMsg                          // msg: string (an error message)
 	fldKindName                     // kindName: string
 	fldLink                         // link: 0 or 1
+	fldOp                           // op: unsigned, a lifecycle op (1–4), plus 0x80 for "at once, without Terminate"
+	fldTimeout                      // timeout: unsigned nanoseconds, at most MaxInt64
 	fldPayload                      // typeID and payload: two array elements
 )
 
@@ -76,6 +79,7 @@ var frameFields = [...][]field{
 	fExit:      {fldTo, fldFrom, fldLink, fldCode, fldMsg},
 	fResolve:   {fldPidx, fldPgen, fldPayload},
 	fAck:       {fldSeq},
+	fLifecycle: {fldTo, fldFrom, fldPidx, fldPgen, fldOp, fldTimeout, fldCode, fldMsg},
 }
 
 // fieldCount is the array length of each frame kind on the wire: the kind,
@@ -106,6 +110,8 @@ type frame struct {
 	epoch       uint64
 	seq         uint64
 	link        uint64 // fExit: 1 for the exit signal of a link
+	op          uint64 // fLifecycle: the op, with opBrutal
+	timeout     uint64 // fLifecycle: nanoseconds
 	to, from    actor.WireID
 	hasFrom     bool // fSend: from is set (fldFromOpt)
 	loop        uint16

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 
 	"github.com/actord/actord/actor"
@@ -176,6 +177,14 @@ func (fr *frameReader) field(fl field, f *frame) (err error) {
 	case fldLink:
 		if f.link, err = fr.uint64(); err == nil && f.link > 1 {
 			err = fmt.Errorf("link flag %d", f.link)
+		}
+	case fldOp:
+		if f.op, err = fr.uint64(); err == nil && f.op > 0xFF {
+			err = fmt.Errorf("lifecycle op %d", f.op)
+		}
+	case fldTimeout:
+		if f.timeout, err = fr.uint64(); err == nil && f.timeout > math.MaxInt64 {
+			err = fmt.Errorf("timeout %d out of range", f.timeout)
 		}
 	case fldPayload:
 		fr.payload(f)

@@ -120,6 +120,10 @@ func appendField(b []byte, fl field, f *frame) []byte {
 		return appendStr(b, f.kindName)
 	case fldLink:
 		return appendUint(b, f.link)
+	case fldOp:
+		return appendUint(b, f.op)
+	case fldTimeout:
+		return appendUint(b, f.timeout)
 	}
 	panic(fmt.Sprintf("remote: no encoding for frame field %d", fl))
 }

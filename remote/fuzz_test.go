@@ -385,6 +385,10 @@ func onlyFields(w *frame) frame {
 			f.kindName = w.kindName
 		case fldLink:
 			f.link = w.link
+		case fldOp:
+			f.op = w.op
+		case fldTimeout:
+			f.timeout = w.timeout
 		case fldPayload:
 			f.payload = w.payload
 		}

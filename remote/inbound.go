@@ -340,6 +340,8 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 		n.inSpawn(ic, f)
 	case fResolve:
 		n.inResolve(ic, f)
+	case fLifecycle:
+		n.inLifecycle(ic, f)
 	case fGoodbye:
 		return fmt.Errorf("remote: %s said goodbye: %v", ic.remoteName, decodeError(ic.remoteName, f.code, f.msg))
 	default:
@@ -466,6 +468,9 @@ func (n *Node) inReply(ic *inConn, f *frame) {
 	v := f.payload
 	if err == nil && f.payloadErr != nil {
 		v, err = nil, f.payloadErr
+	}
+	if r, ok := v.(reason); ok { // an error as the value (acknowledged.go)
+		v = decodeError(ic.remoteName, r.Code, r.Msg)
 	}
 	if f.loop == actor.GoroutineLoop {
 		ic.from.completeAsk(uint64(f.pgen)<<32|uint64(f.pidx), v, err)

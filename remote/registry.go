@@ -43,6 +43,7 @@ func newRegistry() *registry {
 		"string": "", "bytes": []byte(nil), "int": int(0), "int64": int64(0), "uint64": uint64(0),
 		"float64": float64(0), "bool": false, "actor.Ref": actor.Ref{}, "actor.Down": actor.Down{},
 		"[]any": []any(nil), "map[string]any": map[string]any(nil),
+		"remote.reason": reason{},
 	} {
 		if err := r.add(name, reflect.TypeOf(v)); err != nil {
 			panic(err)

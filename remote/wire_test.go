@@ -95,6 +95,8 @@ func sampleFrames() []frame {
 		{kind: fExit, to: to, from: from},
 		{kind: fResolve, pidx: 8, pgen: 1, typeID: typeID("bytes"), payload: []byte("sealed request")},
 		{kind: fAck, seq: 1 << 40},
+		{kind: fLifecycle, to: to, from: from, pidx: 5, pgen: 6, op: 1, timeout: uint64(time.Second), code: codeOther, msg: "shutdown"},
+		{kind: fLifecycle, to: to, from: from, pidx: 5, pgen: 6, op: 1 | opBrutal},
 	}
 }
 

@@ -1,0 +1,76 @@
+package remote
+
+import (
+	"time"
+
+	"github.com/actord/actord/actor"
+)
+
+// Acknowledged lifecycle requests across nodes (actor.Context.StopAsync,
+// SuspendAsync, RestartAsync, AliveAsync on a remote ref): a Lifecycle
+// frame out, the target node's outcome back as a Reply.
+
+// opBrutal marks, in a Lifecycle frame's op, a request to be carried out
+// at once without Terminate (a negative timeout).
+const opBrutal = 0x80
+
+// reason is how a Reply carries an outcome whose value is an error (the
+// reason StopAsync reports an actor ended with): the error's wire code and
+// message, turned back into an error by the asker (inReply).
+type reason struct {
+	//lint:ignore U1000 msgpack reads the tag: encode as [code, message]
+	_msgpack struct{} `msgpack:",as_array"`
+	Code     uint64
+	Msg      string
+}
+
+// Lifecycle implements actor.Peer: it sends an acknowledged lifecycle
+// request for the remote actor to, answered like an ask of from.
+func (p *peer) Lifecycle(to, from actor.Ref, req actor.LifecycleRequest, pidx, pgen uint32) (uint64, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return 0, err
+	}
+	fid, ok := p.localID(from)
+	if !ok {
+		return 0, actor.ErrNotLocal
+	}
+	op, timeout := uint64(req.Op), uint64(0)
+	switch {
+	case req.Timeout < 0:
+		op |= opBrutal
+	case req.Timeout > 0:
+		timeout = uint64(req.Timeout)
+	}
+	return p.enqueue(fLifecycle, func(f *frame) {
+		f.to, f.from, f.pidx, f.pgen, f.op, f.timeout = tid, fid, pidx, pgen, op, timeout
+		f.setError(req.Reason)
+	})
+}
+
+// inLifecycle carries out a Lifecycle frame for a local actor and answers
+// with its outcome. An id that does not resolve is a dead actor.
+func (n *Node) inLifecycle(ic *inConn, f *frame) {
+	from, peer, pidx, pgen := ic.remoteFrom(n, f.from), ic.from, f.pidx, f.pgen
+	req := actor.LifecycleRequest{
+		Op:      actor.LifecycleOp(f.op &^ opBrutal),
+		Reason:  decodeError(ic.remoteName, f.code, f.msg),
+		Timeout: time.Duration(f.timeout),
+	}
+	if f.op&opBrutal != 0 {
+		req.Timeout = -1
+	}
+	to, ok := ic.resolve(n, f.to)
+	if !ok {
+		to = actor.Ref{}
+	}
+	done := func(v any, err error) {
+		if e, ok := v.(error); ok {
+			v = reason{Code: errorCode(e), Msg: e.Error()}
+		}
+		peer.Reply(from, pidx, pgen, v, err)
+	}
+	if err := n.wire.LifecycleLocal(to, req, done); err != nil {
+		peer.Reply(from, pidx, pgen, nil, err)
+	}
+}

@@ -1,0 +1,128 @@
+package remote
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+)
+
+// lifeProbe is a remote actor for lifecycle tests: it reports its Start
+// and Terminate, and records what it receives.
+type lifeProbe struct {
+	started    chan<- struct{}
+	terminated chan<- error
+	got        chan<- any
+}
+
+func (p *lifeProbe) Start(*actor.Context) error { p.started <- struct{}{}; return nil }
+
+func (p *lifeProbe) Terminate(_ *actor.Context, reason error) { p.terminated <- reason }
+
+func (p *lifeProbe) Receive(_ *actor.Context, msg any) (any, error) {
+	p.got <- msg
+	return msg, nil
+}
+
+// lifecycleOf asks a driver actor on tn to make one lifecycle request and
+// returns its outcome.
+func lifecycleOf(t *testing.T, tn *testNode, drv actor.Ref, out chan askRes, f func(c *actor.Context) actor.Promise) askRes {
+	t.Helper()
+	if err := tn.sys.Send(drv, f); err != nil {
+		t.Fatal(err)
+	}
+	return recv(t, out, 5*time.Second, "a lifecycle outcome")
+}
+
+// TestRemoteAcknowledgedLifecycle: StopAsync, SuspendAsync, RestartAsync
+// and AliveAsync work on an actor of another node as on a local one, with
+// the outcome carried back (an error value keeps its identity), and fail
+// with the node-down error when the node is lost.
+func TestRemoteAcknowledgedLifecycle(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	started, terminated, got := make(chan struct{}, 4), make(chan error, 4), make(chan any, 4)
+	b.node.RegisterKind("life", func(any) (actor.Factory, error) {
+		return func() actor.Actor { return &lifeProbe{started, terminated, got} }, nil
+	})
+	r, err := a.node.Spawn(ctxT(t), b.node.Addr(), "life", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, started, 5*time.Second, "the first Start")
+	out := make(chan askRes, 1)
+	drv := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
+		msg.(func(*actor.Context) actor.Promise)(c).Then(func(_ *actor.Context, v any, err error) { out <- askRes{v, err} })
+		return nil, nil
+	})
+	ok := func(what string, res askRes) {
+		t.Helper()
+		if res.err != nil || res.v != nil {
+			t.Fatalf("%s: %v, %v", what, res.v, res.err)
+		}
+	}
+
+	ok("AliveAsync", lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.AliveAsync(r) }))
+	ok("SuspendAsync", lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.SuspendAsync(r, errLinkTest, time.Second) }))
+	if why := recv(t, terminated, 5*time.Second, "Terminate on suspend"); why == nil || !strings.Contains(why.Error(), errLinkTest.Error()) {
+		t.Fatalf("suspended with %v, want %v", why, errLinkTest)
+	}
+	ok("AliveAsync while suspended", lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.AliveAsync(r) }))
+	if err := a.sys.Send(r, "held"); err != nil {
+		t.Fatal(err)
+	}
+	ok("RestartAsync", lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.RestartAsync(r) }))
+	recv(t, started, 5*time.Second, "the Start of the restart")
+	if m := recv(t, got, 5*time.Second, "the message held while suspended"); m != "held" {
+		t.Fatalf("got %v", m)
+	}
+
+	res := lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.StopAsync(r, actor.ErrShutdown, time.Second) })
+	if e, isErr := res.v.(error); res.err != nil || !isErr || !errors.Is(e, actor.ErrShutdown) {
+		t.Fatalf("StopAsync: %v, %v; want the value ErrShutdown", res.v, res.err)
+	}
+	if why := recv(t, terminated, 5*time.Second, "Terminate on stop"); !errors.Is(why, actor.ErrShutdown) {
+		t.Fatalf("stopped with %v", why)
+	}
+	res = lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.StopAsync(r, nil, time.Second) })
+	if e, isErr := res.v.(error); res.err != nil || !isErr || !errors.Is(e, actor.ErrDead) {
+		t.Fatalf("StopAsync of a dead actor: %v, %v; want the value ErrDead", res.v, res.err)
+	}
+	if res := lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.AliveAsync(r) }); !errors.Is(res.err, actor.ErrDead) {
+		t.Fatalf("AliveAsync of a dead actor: %v, %v", res.v, res.err)
+	}
+
+	// A brutal stop kills: no Terminate, ErrKilled as the value.
+	r2, err := a.node.Spawn(ctxT(t), b.node.Addr(), "life", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, started, 5*time.Second, "the second actor's Start")
+	res = lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.StopAsync(r2, actor.ErrShutdown, -1) })
+	if e, isErr := res.v.(error); res.err != nil || !isErr || !errors.Is(e, actor.ErrKilled) {
+		t.Fatalf("brutal StopAsync: %v, %v; want the value ErrKilled", res.v, res.err)
+	}
+	nothing(t, terminated, "Terminate after a kill")
+
+	// A forged id is a dead actor, not a way to learn anything.
+	p, id, _ := a.sys.Wire().Remote(r)
+	id.Secret[3] ^= 1
+	forged := a.sys.Wire().RemoteRef(p, id)
+	if res := lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.AliveAsync(forged) }); !errors.Is(res.err, actor.ErrDead) {
+		t.Fatalf("AliveAsync of a forged ref: %v, %v", res.v, res.err)
+	}
+
+	// The node goes away: a request fails with the node-down error.
+	r3, err := a.node.Spawn(ctxT(t), b.node.Addr(), "life", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, started, 5*time.Second, "the third actor's Start")
+	b.close()
+	res = lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.StopAsync(r3, nil, time.Minute) })
+	if !errors.Is(res.err, ErrNodeDown) {
+		t.Fatalf("StopAsync on a node that went away: %v, %v; want ErrNodeDown", res.v, res.err)
+	}
+}
