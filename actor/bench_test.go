@@ -387,3 +387,108 @@ func BenchmarkRefAsMapKey(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFanInWait is BenchmarkFanIn with SendWait: the producers park
+// on a full queue instead of yielding and retrying. One op = one message.
+func BenchmarkFanInWait(b *testing.B) {
+	s := NewSystem(Config{Loops: 1, Watchdog: -1, QueueCapacity: 1 << 14})
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	per := b.N/fanInProducers + 1
+	a := &countActor{want: int64(per * fanInProducers), done: make(chan struct{})}
+	target := mustSpawn(b, s, func() Actor { return a }, OnLoop(0))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range fanInProducers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				if err := s.SendWait(ctx, target, theMsg); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	<-a.done
+	b.StopTimer()
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkSpawnFromGoroutine: a plain goroutine spawns idle actors, one
+// op = one actor: "each" with System.Spawn (a loop round trip per actor),
+// "many" with SpawnMany in batches of 1024 (one round trip per loop per
+// batch). The actors are stopped between batches, off the clock.
+func BenchmarkSpawnFromGoroutine(b *testing.B) {
+	factory := func() Actor { return idleActor{} }
+	ctx := context.Background()
+	stopAll := func(b *testing.B, s *System, refs []Ref) {
+		b.StopTimer()
+		for _, r := range refs {
+			if err := s.Stop(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+	}
+	b.Run("each", func(b *testing.B) {
+		s := benchSystem(b, 2)
+		refs := make([]Ref, 0, 1024)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			r, err := s.Spawn(ctx, factory)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if refs = append(refs, r); len(refs) == cap(refs) {
+				stopAll(b, s, refs)
+				refs = refs[:0]
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "actors/s")
+	})
+	b.Run("many", func(b *testing.B) {
+		s := benchSystem(b, 2)
+		b.ReportAllocs()
+		for done := 0; done < b.N; {
+			n := min(1024, b.N-done)
+			refs, err := s.SpawnMany(ctx, n, factory)
+			if err != nil {
+				b.Fatal(err)
+			}
+			done += n
+			stopAll(b, s, refs)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "actors/s")
+	})
+}
+
+// BenchmarkAskTimeoutFromGoroutine is BenchmarkAskFromGoroutine with
+// AskTimeout (a timeout per call), against "context": a
+// context.WithTimeout per call, as users write it with Ask.
+func BenchmarkAskTimeoutFromGoroutine(b *testing.B) {
+	s := benchSystem(b, 1)
+	target := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
+	b.Run("AskTimeout", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.AskTimeout(target, theMsg, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("context", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, err := s.Ask(ctx, target, theMsg)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

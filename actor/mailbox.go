@@ -35,6 +35,14 @@ type mailbox interface {
 	// askWait asks from a plain goroutine of system s and waits for the
 	// reply, until ctx is done.
 	askWait(ctx context.Context, s *System, to Ref, msg any) (any, error)
+	// askTimeout is askWait bounded by d rather than a context.
+	askTimeout(s *System, to Ref, msg any, d time.Duration) (any, error)
+	// sendWait sends one way from a plain goroutine, waiting for room
+	// while the target's queue is full, until ctx is done.
+	sendWait(ctx context.Context, to Ref, msg any) error
+	// lifecycleWait carries out an acknowledged lifecycle request from a
+	// plain goroutine of system s and waits for its outcome.
+	lifecycleWait(ctx context.Context, s *System, r Ref, q LifecycleRequest) (any, error)
 	// forward hands on the message e, addressed to e.to, with its sender
 	// and reply route (Context.Forward).
 	forward(o origin, e envelope) error
@@ -126,6 +134,13 @@ func (noMailbox) acknowledge(*Context, Promise, Ref, ack) error   { return ErrIn
 func (noMailbox) loopIndex() int                                  { return -1 }
 func (noMailbox) format(uint32, uint32) string                    { return "<nil>" }
 func (noMailbox) askWait(context.Context, *System, Ref, any) (any, error) {
+	return nil, ErrInvalidRef
+}
+func (noMailbox) sendWait(context.Context, Ref, any) error { return ErrInvalidRef }
+func (noMailbox) askTimeout(*System, Ref, any, time.Duration) (any, error) {
+	return nil, ErrInvalidRef
+}
+func (noMailbox) lifecycleWait(context.Context, *System, Ref, LifecycleRequest) (any, error) {
 	return nil, ErrInvalidRef
 }
 func (noMailbox) inspect(context.Context, *System, Ref, func(*Context, Actor)) error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/actord/actord/loop"
 )
 
 // The loop's side of the mailbox: how an operation on a Ref of this node
@@ -101,6 +103,12 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 		s.replies.Put(ch)
 		return nil, postErr(err)
 	}
+	return s.awaitReply(ctx, ch)
+}
+
+// awaitReply waits for the reply on ch, a pooled channel, until ctx is
+// done or the system shuts down.
+func (s *System) awaitReply(ctx context.Context, ch chan result) (any, error) {
 	select {
 	case r := <-ch:
 		s.replies.Put(ch)
@@ -115,6 +123,98 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 			return nil, ErrShutdown
 		}
 	}
+}
+
+// askTimeout is askWait with a pooled timer in place of a context.
+func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any, error) {
+	if l.sys != s {
+		return nil, ErrInvalidRef
+	}
+	if s.cfg.Manual {
+		return s.askWithContext(to, msg, d)
+	}
+	ch := s.replies.Get().(chan result)
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+		if !errors.Is(err, loop.ErrFull) {
+			s.replies.Put(ch)
+			return nil, postErr(err)
+		}
+		return l.askFull(s, ch, to, msg, d)
+	}
+	if d <= 0 {
+		return s.awaitReply(context.Background(), ch)
+	}
+	t, _ := s.timers.Get().(*time.Timer)
+	if t == nil {
+		t = time.NewTimer(d)
+	} else {
+		t.Reset(d)
+	}
+	select {
+	case r := <-ch:
+		t.Stop()
+		s.timers.Put(t)
+		s.replies.Put(ch)
+		return r.v, r.err
+	case <-t.C:
+		s.timers.Put(t)        // fired: stopped, and its channel is empty
+		return nil, ErrTimeout // ch may still get a late reply: not reused
+	case <-s.done:
+		t.Stop()
+		s.timers.Put(t)
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		default:
+			return nil, ErrShutdown
+		}
+	}
+}
+
+// askFull is askTimeout once the queue was found full: it waits for room
+// and then for the reply, both within d, through a context (the rare
+// path).
+func (l *loopState) askFull(s *System, ch chan result, to Ref, msg any, d time.Duration) (any, error) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if d > 0 {
+		ctx, cancel = context.WithTimeout(ctx, d)
+	}
+	defer cancel()
+	if err := l.loop.PostWait(ctx, envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+		s.replies.Put(ch)
+		if ctx.Err() != nil {
+			return nil, ErrTimeout
+		}
+		return nil, postErr(err)
+	}
+	v, err := s.awaitReply(ctx, ch)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = ErrTimeout
+	}
+	return v, err
+}
+
+func (l *loopState) sendWait(ctx context.Context, to Ref, msg any) error {
+	return postErr(l.loop.PostWait(ctx, envelope{kind: kSend, to: to, msg: msg}))
+}
+
+// lifecycleWait runs the request on r's loop, ahead of its queued
+// messages, and waits for it there.
+func (l *loopState) lifecycleWait(ctx context.Context, s *System, r Ref, q LifecycleRequest) (any, error) {
+	if l.sys != s {
+		return nil, ErrInvalidRef
+	}
+	a := ackFor(r, q)
+	var deadline time.Time
+	if a.timeout > 0 {
+		deadline = l.loop.Now().Add(a.timeout)
+	}
+	var v any
+	var err error
+	if e := s.onLoop(ctx, l, func(t *loopState) { v, err = a.run(t, r, deadline) }); e != nil {
+		return nil, e
+	}
+	return v, err
 }
 
 func (l *loopState) halt(o origin, to Ref, reason error) error {

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -54,6 +55,9 @@ type Peer interface {
 	// reply, through Wire.Settle(from's loop, pidx, pgen, ...). It returns
 	// the connection epoch it went out on, as Ask.
 	Lifecycle(to, from Ref, req LifecycleRequest, pidx, pgen uint32) (epoch uint64, err error)
+	// LifecycleWait is Lifecycle from a plain goroutine: it waits for the
+	// outcome, until ctx is done.
+	LifecycleWait(ctx context.Context, to Ref, req LifecycleRequest) (any, error)
 	// Node names the peer, for logs and Ref.String.
 	Node() string
 }
@@ -96,6 +100,40 @@ func (t *remoteTarget) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) e
 
 func (t *remoteTarget) askWait(ctx context.Context, _ *System, to Ref, msg any) (any, error) {
 	return t.peer.AskWait(ctx, to, msg)
+}
+
+// sendWait retries a send refused for a full outbound buffer after a
+// short, growing pause (the transport has no waiter list), until ctx is
+// done.
+func (t *remoteTarget) sendWait(ctx context.Context, to Ref, msg any) error {
+	pause := 50 * time.Microsecond
+	var timer *time.Timer
+	for {
+		err := t.peer.Send(to, Ref{}, msg)
+		if !errors.Is(err, ErrQueueFull) {
+			return err
+		}
+		if timer == nil {
+			timer = time.NewTimer(pause)
+			defer timer.Stop()
+		} else {
+			timer.Reset(pause)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pause = min(2*pause, 5*time.Millisecond)
+	}
+}
+
+func (t *remoteTarget) askTimeout(s *System, to Ref, msg any, d time.Duration) (any, error) {
+	return s.askWithContext(to, msg, d)
+}
+
+func (t *remoteTarget) lifecycleWait(ctx context.Context, _ *System, r Ref, q LifecycleRequest) (any, error) {
+	return t.peer.LifecycleWait(ctx, r, q)
 }
 
 func (t *remoteTarget) forward(_ origin, e envelope) error {

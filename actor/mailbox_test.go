@@ -59,6 +59,11 @@ func (p *tsPeer) Lifecycle(to, from Ref, req LifecycleRequest, pidx, pgen uint32
 	return p.epoch, nil
 }
 
+func (p *tsPeer) LifecycleWait(_ context.Context, to Ref, req LifecycleRequest) (any, error) {
+	p.record("LifecycleWait %v %d %v %v", to, req.Op, req.Reason, req.Timeout)
+	return nil, nil
+}
+
 func (p *tsPeer) Reply(to Ref, pidx, pgen uint32, v any, err error) {
 	p.record("Reply %v %d %d %v %v", to, pidx, pgen, v, err)
 	p.reply <- v

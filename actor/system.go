@@ -115,6 +115,7 @@ type System struct {
 	once    sync.Once
 	next    int // manual-mode round robin
 	replies sync.Pool
+	timers  sync.Pool // *time.Timer, stopped, for AskTimeout
 	wire    Wire
 	key     secretKey
 }
@@ -221,12 +222,186 @@ func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref
 	return r, err
 }
 
+// SpawnMany creates n top-level actors from f from a plain goroutine, with
+// one round trip to each loop used instead of one per actor, and returns
+// their refs once every Start has returned. Without OnLoop the actors are
+// spread evenly over the loops, in order (refs[i] on loop i mod Loops());
+// with OnLoop they all go on that loop. It is all or nothing: if a Start
+// fails, the actors already started are stopped with that error as the
+// reason (their Terminate runs, on their loops, perhaps after SpawnMany has
+// returned) and SpawnMany returns it; so does ctx's error or ErrShutdown.
+// If ctx ends while loops are still starting actors, the ones they start
+// are stopped when they are done.
+func (s *System) SpawnMany(ctx context.Context, n int, f Factory, opts ...SpawnOption) ([]Ref, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	o := applyOpts(spawnOpts{loop: -1}, opts)
+	if s.closing.Load() {
+		return nil, ErrShutdown
+	}
+	refs := make([]Ref, n)
+	loops := s.loops
+	if o.loop >= 0 {
+		loops = []*loopState{s.pick(o)}
+	}
+	stride := len(loops)
+	// undo stops the actors chunk k started; on its loop.
+	undo := func(l *loopState, k int, reason error) {
+		for i := k; i < n; i += stride {
+			if sl := l.lookup(refs[i]); sl != nil && !refs[i].IsZero() {
+				l.stop(sl, refs[i], reason)
+			}
+		}
+	}
+	// A chunk that ends after its caller gave up undoes itself; mu orders
+	// that decision against the caller's.
+	var mu sync.Mutex
+	var abandoned error
+	finished := make([]bool, min(stride, n)) // sized now: runs write it concurrently
+	dones := make([]chan error, 0, stride)
+	for k, ls := range loops {
+		if k >= n {
+			break
+		}
+		done := make(chan error, 1)
+		run := func(l *loopState) {
+			var err error
+			for i := k; i < n && err == nil; i += stride {
+				refs[i], err = l.spawn(f, o, Ref{})
+			}
+			mu.Lock()
+			finished[k] = true
+			reason := err
+			if reason == nil {
+				reason = abandoned
+			}
+			mu.Unlock()
+			if reason != nil {
+				undo(l, k, reason)
+			}
+			done <- err
+		}
+		if s.cfg.Manual {
+			if e := s.onLoop(ctx, ls, run); e != nil {
+				done <- e
+			}
+		} else if e := ls.loop.PostControl(envelope{kind: kRun, msg: run}); e != nil {
+			mu.Lock()
+			finished[k] = true
+			mu.Unlock()
+			done <- postErr(e)
+		}
+		dones = append(dones, done)
+	}
+	var first error
+	ok := make([]bool, len(dones))
+	for k, done := range dones {
+		select {
+		case err := <-done:
+			ok[k] = err == nil
+			if err != nil && first == nil {
+				first = err
+			}
+			continue
+		case <-ctx.Done():
+			first = ctx.Err()
+		case <-s.done:
+			first = ErrShutdown
+		}
+		// Giving up: chunks still running undo themselves; the ones that
+		// finished are undone below.
+		mu.Lock()
+		abandoned = first
+		for j := k; j < len(dones); j++ {
+			if finished[j] {
+				ok[j] = <-dones[j] == nil
+			}
+		}
+		mu.Unlock()
+		break
+	}
+	if first == nil {
+		return refs, nil
+	}
+	for k, good := range ok {
+		if !good {
+			continue
+		}
+		f := func(l *loopState) { undo(l, k, first) }
+		if s.cfg.Manual {
+			_ = s.onLoop(context.Background(), loops[k], f)
+		} else {
+			_ = loops[k].loop.PostControl(envelope{kind: kRun, msg: f}) // closed: nothing left to stop
+		}
+	}
+	return nil, first
+}
+
 // Send delivers msg to the actor to from a plain goroutine, one way. It never
 // blocks: it fails with ErrQueueFull when the target loop's queue is full and
 // ErrShutdown after shutdown. Messages sent by one goroutine to one actor
-// arrive in the order sent.
+// arrive in the order sent. Use it where the caller has something better to
+// do than wait (drop, count, shed load); use SendWait to be slowed down to
+// the consumer's pace instead.
 func (s *System) Send(to Ref, msg any) error {
 	return to.box().send(origin{}, to, Ref{}, msg)
+}
+
+// SendWait is Send that waits for room instead of failing with
+// ErrQueueFull: the calling goroutine parks until the target loop's next
+// pass frees space (no spinning), so many producers feeding one actor run
+// at its pace, as senders on a full channel do. It fails with ctx's error
+// when ctx ends first (the message was not sent), ErrDead-style errors as
+// Send, and ErrShutdown. For an actor of another node it retries after
+// short pauses while the connection's outbound buffer is full. Order is as
+// for Send. It must not be called from inside a handler (the loop could
+// wait for itself): use Context.Send there.
+func (s *System) SendWait(ctx context.Context, to Ref, msg any) error {
+	return to.box().sendWait(ctx, to, msg)
+}
+
+// Stop stops the actor r from a plain goroutine, as Context.Stop with a nil
+// (normal) reason, and returns once it has stopped: its Terminate has
+// returned, its refs are dead, its monitors and links are told. It returns
+// nil also if r was already dead. If ctx ends first it returns ctx's error;
+// the stop still happens. It works on actors of any loop and node.
+func (s *System) Stop(ctx context.Context, r Ref) error {
+	_, err := r.box().lifecycleWait(ctx, s, r, LifecycleRequest{Op: LifecycleStop})
+	return err
+}
+
+// Kill ends the actor r at once, without running its Terminate (reason
+// ErrKilled, as Context.Kill), and returns once it is dead, or when ctx
+// ends (the kill still happens). A handler that is running finishes first:
+// nothing preempts it.
+func (s *System) Kill(ctx context.Context, r Ref) error {
+	_, err := r.box().lifecycleWait(ctx, s, r, LifecycleRequest{Op: LifecycleStop, Timeout: -1})
+	return err
+}
+
+// AskTimeout is Ask with a timeout instead of a context: it fails with
+// ErrTimeout when no reply came within d (d <= 0: no timeout), the reply
+// then being dropped. Unlike Ask, it waits (within d) for room when the
+// target's queue is full, as SendWait does. It costs about what Ask does:
+// the timer comes from a pool, not from a context made per call.
+func (s *System) AskTimeout(to Ref, msg any, d time.Duration) (any, error) {
+	return to.box().askTimeout(s, to, msg, d)
+}
+
+// askWithContext is AskTimeout through a context, for the mailboxes that
+// have no cheaper way.
+func (s *System) askWithContext(to Ref, msg any, d time.Duration) (any, error) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if d > 0 {
+		ctx, cancel = context.WithTimeout(ctx, d)
+	}
+	defer cancel()
+	v, err := s.Ask(ctx, to, msg)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = ErrTimeout
+	}
+	return v, err
 }
 
 // Ask sends msg to the actor to from a plain goroutine and waits for the

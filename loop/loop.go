@@ -75,6 +75,7 @@ type Loop[E any] struct {
 	clock Clock
 
 	in      *ring[E]
+	room    room // producers waiting for space in in (PostWait)
 	ctl     ctlQueue[E]
 	ctlHint atomic.Int32
 	ctlBuf  []E
@@ -343,7 +344,9 @@ func (l *Loop[E]) pass() int {
 			l.pub.handled.Store(l.handled + uint64(n)) // progress for the watchdog
 		}
 	}
-	l.in.publish()
+	if l.in.publish() {
+		l.room.wake()
+	}
 	if len(l.timers.items) > 0 {
 		if l.timerPass++; l.timerPass >= 16 {
 			l.checkTimer = true
@@ -574,6 +577,7 @@ func (l *Loop[E]) Close(drain func(*E)) {
 		return
 	}
 	end := l.in.close()
+	l.room.wake() // waiters find the queue closed
 	rest := l.ctl.close()
 	if drain == nil {
 		drain = func(*E) {}

@@ -116,10 +116,14 @@ func (r *ring[E]) release() {
 	r.next++
 }
 
-func (r *ring[E]) publish() {
+// publish makes the freed cells visible to producers, reporting whether
+// there were any.
+func (r *ring[E]) publish() bool {
 	if r.head.Load() != r.next {
 		r.head.Store(r.next)
+		return true
 	}
+	return false
 }
 
 // ready reports whether pop would return an item now.

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -35,17 +36,34 @@ func (p *peer) Lifecycle(to, from actor.Ref, req actor.LifecycleRequest, pidx, p
 	if !ok {
 		return 0, actor.ErrNotLocal
 	}
-	op, timeout := uint64(req.Op), uint64(0)
+	return p.enqueue(fLifecycle, func(f *frame) {
+		fillLifecycle(f, tid, fid, req)
+		f.pidx, f.pgen = pidx, pgen
+	})
+}
+
+// LifecycleWait implements actor.Peer: Lifecycle from a plain goroutine,
+// answered like AskWait.
+func (p *peer) LifecycleWait(ctx context.Context, to actor.Ref, req actor.LifecycleRequest) (any, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return nil, err
+	}
+	return p.call(ctx, fLifecycle, func(f *frame) {
+		fillLifecycle(f, tid, actor.WireID{Loop: actor.GoroutineLoop}, req)
+	})
+}
+
+// fillLifecycle fills a Lifecycle frame but for its correlation.
+func fillLifecycle(f *frame, to, from actor.WireID, req actor.LifecycleRequest) {
+	f.to, f.from, f.op = to, from, uint64(req.Op)
 	switch {
 	case req.Timeout < 0:
-		op |= opBrutal
+		f.op |= opBrutal
 	case req.Timeout > 0:
-		timeout = uint64(req.Timeout)
+		f.timeout = uint64(req.Timeout)
 	}
-	return p.enqueue(fLifecycle, func(f *frame) {
-		f.to, f.from, f.pidx, f.pgen, f.op, f.timeout = tid, fid, pidx, pgen, op, timeout
-		f.setError(req.Reason)
-	})
+	f.setError(req.Reason)
 }
 
 // inLifecycle carries out a Lifecycle frame for a local actor and answers

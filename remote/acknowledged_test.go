@@ -126,3 +126,56 @@ func TestRemoteAcknowledgedLifecycle(t *testing.T) {
 		t.Fatalf("StopAsync on a node that went away: %v, %v; want ErrNodeDown", res.v, res.err)
 	}
 }
+
+// TestRemoteFromGoroutine: System.Stop, Kill, SendWait and AskTimeout from
+// a plain goroutine on actors of another node.
+func TestRemoteFromGoroutine(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	started, terminated, got := make(chan struct{}, 4), make(chan error, 4), make(chan any, 4)
+	b.node.RegisterKind("life", func(any) (actor.Factory, error) {
+		return func() actor.Actor { return &lifeProbe{started, terminated, got} }, nil
+	})
+	ctx := ctxT(t)
+	spawnLife := func() actor.Ref {
+		r, err := a.node.Spawn(ctx, b.node.Addr(), "life", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv(t, started, 5*time.Second, "Start")
+		return r
+	}
+	r := spawnLife()
+	if err := a.sys.SendWait(ctx, r, "one-way"); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, got, 5*time.Second, "the message"); m != "one-way" {
+		t.Fatalf("got %v", m)
+	}
+	if v, err := a.sys.AskTimeout(r, "q", 5*time.Second); err != nil || v != "q" {
+		t.Fatalf("AskTimeout: %v, %v", v, err)
+	}
+	<-got
+	if err := a.sys.Stop(ctx, r); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case why := <-terminated:
+		if why != nil {
+			t.Fatalf("Terminate(%v), want the normal reason", why)
+		}
+	default:
+		t.Fatal("Stop returned before Terminate ran")
+	}
+	if err := a.sys.Stop(ctx, r); err != nil {
+		t.Fatalf("Stop of a dead remote actor: %v", err)
+	}
+	r2 := spawnLife()
+	if err := a.sys.Kill(ctx, r2); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	nothing(t, terminated, "Terminate after Kill")
+	if _, err := a.sys.Ask(ctx, r2, "x"); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("ask after Kill: %v, want ErrDead", err)
+	}
+}
