@@ -9,7 +9,7 @@ import (
 // (by a Context, a System or the runtime itself) is one call of it, on
 // r.box(). It has two implementations: the actor's loop (*loopState,
 // mailbox_loop.go) for an actor of this node, and the actor's node
-// (*remoteTarget, mailbox_peer.go, which calls the transport's Peer) for
+// (*remoteTarget, mailbox_peer.go, which calls the transport's peer) for
 // one of another node; noMailbox stands for the zero Ref. Which one a Ref
 // holds is fixed when the Ref is made, and Ref.box is the only code that
 // looks: the package decides between local and remote nowhere else.
@@ -20,7 +20,7 @@ import (
 // a queue (see origin).
 //
 // Adding an operation: a method here, its loop implementation, its peer
-// implementation (a Peer method and, in package remote, a frame), and a
+// implementation (a seam.Peer method and, in package remote, a frame), and a
 // Context or System method that is one call of it (docs/architecture.md).
 type mailbox interface {
 	// send queues a one-way message.
@@ -30,7 +30,7 @@ type mailbox interface {
 	// than lost.
 	notify(o origin, to Ref, msg any) error
 	// ask queues a request whose reply settles promise (pidx, pgen) of
-	// from's loop, o.ls (for a remote actor, through Wire.Settle).
+	// from's loop, o.ls (for a remote actor, through wire.Settle).
 	ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error
 	// askWait asks from a plain goroutine of system s and waits for the
 	// reply, until ctx is done.
@@ -91,7 +91,7 @@ const (
 )
 
 // fromNet and fromNetQuiet are the origins of requests a transport
-// delivers (Wire).
+// delivers (wire).
 var (
 	fromNet      = origin{how: postRun}
 	fromNetQuiet = origin{how: postQuiet}

@@ -11,7 +11,7 @@ import (
 // reaches its actor. Every body here serves every caller: an actor of the
 // same loop (done at once where the operation allows), an actor of
 // another loop, a plain goroutine, and a transport delivering for another
-// node (Wire, which calls the same methods with the network's origin).
+// node (wire, which calls the same methods with the network's origin).
 
 // enqueue queues e for l, as its origin posts: an actor of l itself on
 // l's local queue (no atomics, and a loop never waits on its own full
@@ -227,7 +227,7 @@ func (l *loopState) link(c *Context, r Ref) error {
 
 // linkFrom queues target's half of a link with from, in order with from's
 // messages. epoch is set for a link with a remote actor (see
-// Wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
+// wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
 // a dead target sends from.
 func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() uint64, noproc func()) error {
 	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) {

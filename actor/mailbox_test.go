@@ -104,7 +104,7 @@ func TestRefIsThreeWords(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 1})
 	p := newTSPeer()
 	id := WireID{Loop: 2, Slot: 5, Gen: 1}
-	a, b := s.Wire().RemoteRef(p, id), s.Wire().RemoteRef(p, id)
+	a, b := s.wire.RemoteRef(p, id), s.wire.RemoteRef(p, id)
 	if a != b || !a.IsRemote() {
 		t.Fatalf("two refs of one remote actor: %v == %v is false, or not remote", a, b)
 	}
@@ -132,7 +132,7 @@ func TestRefIsThreeWords(t *testing.T) {
 func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2})
 	p := newTSPeer()
-	far := s.Wire().RemoteRef(p, WireID{Loop: 1, Slot: 9, Gen: 3})
+	far := s.wire.RemoteRef(p, WireID{Loop: 1, Slot: 9, Gen: 3})
 	drv := tsSpawn(t, s, tsDriver(), OnLoop(0))
 	do := func(f func(c *Context) error) error {
 		_, err := tsDoIn(t, s, drv, func(c *Context) (any, error) { return nil, f(c) })
@@ -190,7 +190,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 	}
 	corr := tsRecv(t, p.asks, "the Ask")
 	expect("Ask", fmt.Sprintf("Ask %v %v q", far, drv))
-	s.Wire().Settle(0, corr[0], corr[1], "answer", nil)
+	s.wire.Settle(0, corr[0], corr[1], "answer", nil)
 	if v := tsRecv(t, got, "the answer"); v != "answer" {
 		t.Fatalf("ask settled with %v", v)
 	}
@@ -204,7 +204,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 	}
 	tsRecv(t, p.asks, "the second Ask")
 	p.take()
-	s.Wire().FailPeer(p, p.epoch, boom)
+	s.wire.FailPeer(p, p.epoch, boom)
 	if v := tsRecv(t, got, "the failure"); v != boom {
 		t.Fatalf("ask failed with %v, want %v", v, boom)
 	}
@@ -267,7 +267,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 func TestRemoteCallersGetTheirAnswersThroughThePeer(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2})
 	p := newTSPeer()
-	w := s.Wire()
+	w := &s.wire
 	far := w.RemoteRef(p, WireID{Loop: 0, Slot: 4, Gen: 2})
 	echo := tsSpawn(t, s, tsEcho(), OnLoop(1))
 	if err := w.DeliverAsk(echo, far, "hi", 11, 12); err != nil {

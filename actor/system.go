@@ -115,7 +115,7 @@ type System struct {
 	once    sync.Once
 	next    int // manual-mode round robin
 	replies sync.Pool
-	wire    Wire
+	wire    wire
 	key     secretKey
 }
 
