@@ -11,11 +11,11 @@ import (
 )
 
 // Tests of the mailbox: every operation on a Ref goes through the Ref's
-// mailbox, the loop's for a local actor and the Peer's for a remote one.
-// The remote side is exercised here with a fake Peer; package remote tests
+// mailbox, the loop's for a local actor and the peer's for a remote one.
+// The remote side is exercised here with a fake nodePeer; package remote tests
 // the real one.
 
-// tsPeer is a Peer that records its calls.
+// tsPeer is a nodePeer that records its calls.
 type tsPeer struct {
 	mu    sync.Mutex
 	calls []string
@@ -175,7 +175,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 		}
 	}
 
-	// Ask: the Peer gets the promise's correlation; Wire.Settle answers it.
+	// Ask: the Peer gets the promise's correlation; wire.Settle answers it.
 	got := make(chan any, 1)
 	if err := do(func(c *Context) error {
 		c.AskTimeout(far, "q", 0).Then(func(_ *Context, v any, err error) {
