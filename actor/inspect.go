@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/actord/actord/internal/seam"
 )
 
 // This file is the seam between the runtime and a debugger (package debug):
-// listing the actors of a loop and running a function inside an actor, on
-// its loop. Holding the *System already gives full authority over its
-// actors, so these grant nothing new.
+// listing the actors of a loop (debugView, which package debug reaches
+// through internal/seam) and running a function inside an actor, on its
+// loop (System.Inspect, which tests and applications may call too).
+// Holding the *System already gives full authority over its actors, so
+// these grant nothing new.
 
 // reportHandler reports a handler or continuation event, with the actor
 // instance that ran, to the hook.
@@ -20,16 +24,13 @@ func (ls *loopState) reportHandler(a Actor, kind EventKind, from, to Ref, msg an
 	ls.hook(&ls.ev)
 }
 
-// ActorInfo describes one actor of a loop, for debuggers (see
-// System.VisitActors).
-type ActorInfo struct {
-	Ref         Ref
-	Name        string // its SpawnOption Name, if any
-	Parent      Ref    // the actor that spawned it, or the zero Ref
-	Actor       Actor  // the current instance; nil while suspended. Use it only inside the callback
-	Suspended   bool   // crashed and waiting for its supervisor (see Supervised)
-	Stashed     int    // messages held for it while suspended
-	Incarnation uint32 // bumped at every start and crash
+// debugView is the debugger seam of a System (seam.Debugger): what a
+// debugger needs and an application does not, kept off the exported API.
+type debugView struct{ s *System }
+
+// init hands the debugger seam to package debug.
+func init() {
+	seam.Debugger = func(sys any) any { return debugView{sys.(*System)} }
 }
 
 // VisitActors runs f on loop i's goroutine for each actor of that loop, in
@@ -38,7 +39,8 @@ type ActorInfo struct {
 // it may read the actors' fields but must not block, and must not keep
 // ActorInfo.Actor. A panic in f is recovered and returned as an error. In
 // manual mode it runs at once on the calling goroutine.
-func (s *System) VisitActors(ctx context.Context, i int, f func(ActorInfo)) error {
+func (d debugView) VisitActors(ctx context.Context, i int, f func(seam.ActorInfo[Ref, Actor])) error {
+	s := d.s
 	if i < 0 || i >= len(s.loops) {
 		return fmt.Errorf("actor: no loop %d: %w", i, ErrInvalidRef)
 	}
@@ -54,7 +56,7 @@ func (s *System) VisitActors(ctx context.Context, i int, f func(ActorInfo)) erro
 			if sl.state == slotFree {
 				continue
 			}
-			f(ActorInfo{Ref: Ref{l: ls, idx: idx, gen: sl.gen}, Name: sl.name, Parent: sl.parent,
+			f(seam.ActorInfo[Ref, Actor]{Ref: Ref{l: ls, idx: idx, gen: sl.gen}, Name: sl.name, Parent: sl.parent,
 				Actor: sl.actor, Suspended: sl.state == slotSuspended, Stashed: len(sl.stash), Incarnation: sl.inc})
 		}
 	})

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 	"unsafe"
+
+	"github.com/actord/actord/internal/seam"
 )
 
 // The life of an actor: suspending it, the lifecycle requests with
@@ -77,7 +79,7 @@ func (*suspendedError) Is(target error) bool { return target == ErrCrashed }
 // timeout == 0 means no deadline; timeout < 0 means kill now (Erlang's
 // brutal_kill): Terminate is not run and the reason is ErrKilled.
 func (c *Context) StopAsync(r Ref, reason error, timeout time.Duration) Promise {
-	return c.lifecycle(r, LifecycleRequest{Op: LifecycleStop, Reason: reason, Timeout: timeout})
+	return c.lifecycle(r, seam.LifecycleRequest{Op: seam.LifecycleStop, Reason: reason, Timeout: timeout})
 }
 
 // errValue boxes err as a promise value, nil staying the nil value.
@@ -93,7 +95,7 @@ func errValue(err error) any {
 // ErrDead if it has stopped. It neither delivers anything to r nor changes
 // it.
 func (c *Context) AliveAsync(r Ref) Promise {
-	return c.lifecycle(r, LifecycleRequest{Op: LifecycleAlive})
+	return c.lifecycle(r, seam.LifecycleRequest{Op: seam.LifecycleAlive})
 }
 
 // SuspendAsync is Suspend for an actor of any loop, with the deadline rules
@@ -102,7 +104,7 @@ func (c *Context) AliveAsync(r Ref) Promise {
 // without Terminate at once. The promise settles with nil, or with the
 // errors of Suspend (ErrCrashed when r had already crashed, ErrDead, ...).
 func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promise {
-	return c.lifecycle(r, LifecycleRequest{Op: LifecycleSuspend, Reason: reason, Timeout: timeout})
+	return c.lifecycle(r, seam.LifecycleRequest{Op: seam.LifecycleSuspend, Reason: reason, Timeout: timeout})
 }
 
 // RestartAsync is Restart for an actor of any loop: the promise settles
@@ -111,12 +113,12 @@ func (c *Context) SuspendAsync(r Ref, reason error, timeout time.Duration) Promi
 // has no deadline: a start is not interrupted (the loop watchdog reports a
 // start that hangs).
 func (c *Context) RestartAsync(r Ref) Promise {
-	return c.lifecycle(r, LifecycleRequest{Op: LifecycleRestart})
+	return c.lifecycle(r, seam.LifecycleRequest{Op: seam.LifecycleRestart})
 }
 
 // lifecycle runs q on r's loop (see loopState.acknowledge) and returns a
 // promise of its outcome.
-func (c *Context) lifecycle(r Ref, q LifecycleRequest) Promise {
+func (c *Context) lifecycle(r Ref, q seam.LifecycleRequest) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
 	if err := r.box().acknowledge(c, p, r, ackFor(r, q)); err != nil {
@@ -125,35 +127,13 @@ func (c *Context) lifecycle(r Ref, q LifecycleRequest) Promise {
 	return p
 }
 
-// LifecycleOp names an acknowledged lifecycle request.
-type LifecycleOp uint8
-
-// The acknowledged lifecycle requests: StopAsync, SuspendAsync,
-// RestartAsync and AliveAsync.
-const (
-	LifecycleStop LifecycleOp = iota + 1
-	LifecycleSuspend
-	LifecycleRestart
-	LifecycleAlive
-)
-
-// LifecycleRequest is an acknowledged lifecycle request as a transport
-// carries it to another node (Peer.Lifecycle, Wire.LifecycleLocal). Reason
-// is the stop or suspend reason; Timeout is as for StopAsync (> 0 a
-// deadline, < 0 at once without Terminate, 0 none).
-type LifecycleRequest struct {
-	Op      LifecycleOp
-	Reason  error
-	Timeout time.Duration
-}
-
 // ackFor is the ack that carries out q for r on r's loop: the one place
 // each request's effect is written, for local and remote requesters alike.
 // An unknown op fails with ErrUnknownMessage.
-func ackFor(r Ref, q LifecycleRequest) ack {
+func ackFor(r Ref, q seam.LifecycleRequest) ack {
 	a := ack{req: q, timeout: q.Timeout}
 	switch q.Op {
-	case LifecycleStop:
+	case seam.LifecycleStop:
 		a.deadOK = true
 		a.op = func(t *loopState, s *slot, late bool) (any, error) {
 			if late {
@@ -161,16 +141,16 @@ func ackFor(r Ref, q LifecycleRequest) ack {
 			}
 			return errValue(t.stop(s, r, q.Reason)), nil
 		}
-	case LifecycleSuspend:
+	case seam.LifecycleSuspend:
 		a.op = func(t *loopState, s *slot, late bool) (any, error) {
 			return nil, t.suspend(s, r, q.Reason, late)
 		}
-	case LifecycleRestart:
+	case seam.LifecycleRestart:
 		a.timeout = 0 // a start is not interrupted
 		a.op = func(t *loopState, s *slot, _ bool) (any, error) {
 			return nil, t.restart(s, r)
 		}
-	case LifecycleAlive:
+	case seam.LifecycleAlive:
 		a.timeout = 0
 		a.op = func(*loopState, *slot, bool) (any, error) { return nil, nil }
 	default:

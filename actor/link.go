@@ -117,7 +117,7 @@ func (ls *loopState) signal(e *envelope) {
 }
 
 // addRemoteLink records a link with the remote actor r, made on the
-// connection epoch given (see Wire.BreakLinks).
+// connection epoch given (see wire.BreakLinks).
 func (s *slot) addRemoteLink(r Ref, epoch uint64) {
 	addRef(&s.links, r)
 	if s.linkEpochs == nil {

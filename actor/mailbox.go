@@ -3,13 +3,15 @@ package actor
 import (
 	"context"
 	"time"
+
+	"github.com/actord/actord/internal/seam"
 )
 
 // mailbox is the way from a Ref to its actor: every operation on a Ref
 // (by a Context, a System or the runtime itself) is one call of it, on
 // r.box(). It has two implementations: the actor's loop (*loopState,
 // mailbox_loop.go) for an actor of this node, and the actor's node
-// (*remoteTarget, mailbox_peer.go, which calls the transport's Peer) for
+// (*remoteTarget, mailbox_peer.go, which calls the transport's peer) for
 // one of another node; noMailbox stands for the zero Ref. Which one a Ref
 // holds is fixed when the Ref is made, and Ref.box is the only code that
 // looks: the package decides between local and remote nowhere else.
@@ -20,7 +22,7 @@ import (
 // a queue (see origin).
 //
 // Adding an operation: a method here, its loop implementation, its peer
-// implementation (a Peer method and, in package remote, a frame), and a
+// implementation (a seam.Peer method and, in package remote, a frame), and a
 // Context or System method that is one call of it (docs/architecture.md).
 type mailbox interface {
 	// send queues a one-way message.
@@ -30,7 +32,7 @@ type mailbox interface {
 	// than lost.
 	notify(o origin, to Ref, msg any) error
 	// ask queues a request whose reply settles promise (pidx, pgen) of
-	// from's loop, o.ls (for a remote actor, through Wire.Settle).
+	// from's loop, o.ls (for a remote actor, through wire.Settle).
 	ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error
 	// askWait asks from a plain goroutine of system s and waits for the
 	// reply, until ctx is done.
@@ -42,7 +44,7 @@ type mailbox interface {
 	sendWait(ctx context.Context, to Ref, msg any) error
 	// lifecycleWait carries out an acknowledged lifecycle request from a
 	// plain goroutine of system s and waits for its outcome.
-	lifecycleWait(ctx context.Context, s *System, r Ref, q LifecycleRequest) (any, error)
+	lifecycleWait(ctx context.Context, s *System, r Ref, q seam.LifecycleRequest) (any, error)
 	// forward hands on the message e, addressed to e.to, with its sender
 	// and reply route (Context.Forward).
 	forward(o origin, e envelope) error
@@ -99,7 +101,7 @@ const (
 )
 
 // fromNet and fromNetQuiet are the origins of requests a transport
-// delivers (Wire).
+// delivers (wire).
 var (
 	fromNet      = origin{how: postRun}
 	fromNetQuiet = origin{how: postQuiet}
@@ -110,8 +112,8 @@ var (
 // with no deadline at all (brutal). deadOK makes a dead r an answer
 // (ErrDead as the value) rather than an error.
 type ack struct {
-	req     LifecycleRequest // what a transport carries to another node
-	timeout time.Duration    // > 0: deadline; < 0: brutal; 0: none
+	req     seam.LifecycleRequest // what a transport carries to another node
+	timeout time.Duration         // > 0: deadline; < 0: brutal; 0: none
 	deadOK  bool
 	op      func(t *loopState, s *slot, late bool) (any, error)
 }
@@ -140,7 +142,7 @@ func (noMailbox) sendWait(context.Context, Ref, any) error { return ErrInvalidRe
 func (noMailbox) askTimeout(*System, Ref, any, time.Duration) (any, error) {
 	return nil, ErrInvalidRef
 }
-func (noMailbox) lifecycleWait(context.Context, *System, Ref, LifecycleRequest) (any, error) {
+func (noMailbox) lifecycleWait(context.Context, *System, Ref, seam.LifecycleRequest) (any, error) {
 	return nil, ErrInvalidRef
 }
 func (noMailbox) inspect(context.Context, *System, Ref, func(*Context, Actor)) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/actord/actord/internal/seam"
+
 	"github.com/actord/actord/loop"
 )
 
@@ -13,7 +15,7 @@ import (
 // reaches its actor. Every body here serves every caller: an actor of the
 // same loop (done at once where the operation allows), an actor of
 // another loop, a plain goroutine, and a transport delivering for another
-// node (Wire, which calls the same methods with the network's origin).
+// node (wire, which calls the same methods with the network's origin).
 
 // enqueue queues e for l, as its origin posts: an actor of l itself on
 // l's local queue (no atomics, and a loop never waits on its own full
@@ -200,7 +202,7 @@ func (l *loopState) sendWait(ctx context.Context, to Ref, msg any) error {
 
 // lifecycleWait runs the request on r's loop, ahead of its queued
 // messages, and waits for it there.
-func (l *loopState) lifecycleWait(ctx context.Context, s *System, r Ref, q LifecycleRequest) (any, error) {
+func (l *loopState) lifecycleWait(ctx context.Context, s *System, r Ref, q seam.LifecycleRequest) (any, error) {
 	if l.sys != s {
 		return nil, ErrInvalidRef
 	}
@@ -327,7 +329,7 @@ func (l *loopState) link(c *Context, r Ref) error {
 
 // linkFrom queues target's half of a link with from, in order with from's
 // messages. epoch is set for a link with a remote actor (see
-// Wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
+// wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
 // a dead target sends from.
 func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() uint64, noproc func()) error {
 	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) {

@@ -6,61 +6,20 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/actord/actord/internal/seam"
 )
 
 // The remote side of the mailbox: how an operation on a Ref of another
-// node reaches its actor, through the transport's Peer (package remote).
-// The transport delivers it on the other node through that node's Wire,
+// node reaches its actor, through the transport's peer (package remote).
+// The transport delivers it on the other node through that node's wire,
 // which hands it to the loop's side of the mailbox (mailbox_loop.go).
 
-// Peer is a transport's handle on another node. The runtime calls it to send
-// to actors on that node; the transport implements it (package remote).
-// Every method must be safe from any goroutine and must not block: a full
-// outbound queue is an error (ErrQueueFull), not a wait.
-type Peer interface {
-	// Send delivers msg one way to the remote actor to; from is the local
-	// sender (zero from a plain goroutine).
-	Send(to, from Ref, msg any) error
-	// Ask sends a request whose reply the transport must hand back with
-	// Wire.Settle(from's loop, pidx, pgen, ...). It returns the connection
-	// epoch the request went out on, so that Wire.FailPeer can fail exactly
-	// the asks that may have been lost.
-	Ask(to, from Ref, msg any, pidx, pgen uint32) (epoch uint64, err error)
-	// Reply answers a request that came from the remote actor to (or from
-	// the remote node's goroutine-ask proxy) with correlation (pidx, pgen).
-	Reply(to Ref, pidx, pgen uint32, v any, err error)
-	// AskWait is a blocking ask from a plain goroutine.
-	AskWait(ctx context.Context, to Ref, msg any) (any, error)
-	// Monitor asks the remote node to send Down to watcher when target
-	// stops; Demonitor cancels it. If the node is or goes down, the
-	// transport delivers Down with its node-down error itself.
-	Monitor(target, watcher Ref) error
-	Demonitor(target, watcher Ref) error
-	// Stop asks the remote node to stop target.
-	Stop(target Ref, reason error) error
-	// Link asks the remote node to link its actor target to the local
-	// actor from (the other half of the link is kept by from's loop); if
-	// target is dead, the transport delivers from an exit signal with
-	// ErrDead, as Wire.LinkLocal does. It returns the connection epoch the
-	// request went out on (see BreakLinks). Unlink removes that half.
-	Link(target, from Ref) (epoch uint64, err error)
-	Unlink(target, from Ref) error
-	// Exit sends the remote actor to an exit signal from the local actor
-	// from, to be handed to Wire.SignalLocal on to's node with the same
-	// reason and link flag.
-	Exit(to, from Ref, reason error, link bool) error
-	// Lifecycle carries an acknowledged lifecycle request for the remote
-	// actor to from the local actor from, to be handed to
-	// Wire.LifecycleLocal on to's node; its outcome comes back like a
-	// reply, through Wire.Settle(from's loop, pidx, pgen, ...). It returns
-	// the connection epoch it went out on, as Ask.
-	Lifecycle(to, from Ref, req LifecycleRequest, pidx, pgen uint32) (epoch uint64, err error)
-	// LifecycleWait is Lifecycle from a plain goroutine: it waits for the
-	// outcome, until ctx is done.
-	LifecycleWait(ctx context.Context, to Ref, req LifecycleRequest) (any, error)
-	// Node names the peer, for logs and Ref.String.
-	Node() string
-}
+// nodePeer is a transport's handle on another node (package remote
+// implements it): what a remote target calls. It is declared in
+// internal/seam, where the transport can name it without this package
+// exporting it.
+type nodePeer = seam.Peer[Ref]
 
 // ErrRemoteUnsupported means an Inspect named an actor of another node:
 // the remote layer does not carry a function to run. It matches
@@ -69,10 +28,10 @@ var ErrRemoteUnsupported = fmt.Errorf("%w: not yet supported for a remote ref", 
 
 // remoteTarget is the mailbox of an actor of another node: the peer that
 // reaches its node and its wire identity there. Refs to one remote actor
-// through one peer share one remoteTarget (Wire.RemoteRef), so they
+// through one peer share one remoteTarget (wire.RemoteRef), so they
 // compare equal.
 type remoteTarget struct {
-	peer Peer
+	peer nodePeer
 	id   WireID
 }
 
@@ -85,7 +44,7 @@ func (t *remoteTarget) notify(_ origin, to Ref, msg any) error {
 }
 
 // ask records the peer and the connection epoch in the asker's promise, so
-// that a lost connection fails it (Wire.FailPeer).
+// that a lost connection fails it (wire.FailPeer).
 func (t *remoteTarget) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
 	epoch, err := t.peer.Ask(to, from, msg, pidx, pgen)
 	if err != nil {
@@ -132,7 +91,7 @@ func (t *remoteTarget) askTimeout(s *System, to Ref, msg any, d time.Duration) (
 	return s.askWithContext(to, msg, d)
 }
 
-func (t *remoteTarget) lifecycleWait(ctx context.Context, _ *System, r Ref, q LifecycleRequest) (any, error) {
+func (t *remoteTarget) lifecycleWait(ctx context.Context, _ *System, r Ref, q seam.LifecycleRequest) (any, error) {
 	return t.peer.LifecycleWait(ctx, r, q)
 }
 
@@ -161,7 +120,7 @@ func (t *remoteTarget) demonitor(_ origin, target, watcher Ref) error {
 }
 
 // link asks r's node for its half and keeps c's half here, with the
-// connection epoch the request went out on (see Wire.BreakLinks).
+// connection epoch the request went out on (see wire.BreakLinks).
 func (t *remoteTarget) link(c *Context, r Ref) error {
 	for _, x := range c.slot.links {
 		if x == r {

@@ -8,14 +8,16 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/actord/actord/internal/seam"
 )
 
 // Tests of the mailbox: every operation on a Ref goes through the Ref's
-// mailbox, the loop's for a local actor and the Peer's for a remote one.
-// The remote side is exercised here with a fake Peer; package remote tests
+// mailbox, the loop's for a local actor and the peer's for a remote one.
+// The remote side is exercised here with a fake nodePeer; package remote tests
 // the real one.
 
-// tsPeer is a Peer that records its calls.
+// tsPeer is a nodePeer that records its calls.
 type tsPeer struct {
 	mu    sync.Mutex
 	calls []string
@@ -53,13 +55,13 @@ func (p *tsPeer) Ask(to, from Ref, msg any, pidx, pgen uint32) (uint64, error) {
 	return p.epoch, nil
 }
 
-func (p *tsPeer) Lifecycle(to, from Ref, req LifecycleRequest, pidx, pgen uint32) (uint64, error) {
+func (p *tsPeer) Lifecycle(to, from Ref, req seam.LifecycleRequest, pidx, pgen uint32) (uint64, error) {
 	p.record("Lifecycle %v %v %d %v %v", to, from, req.Op, req.Reason, req.Timeout)
 	p.asks <- [2]uint32{pidx, pgen}
 	return p.epoch, nil
 }
 
-func (p *tsPeer) LifecycleWait(_ context.Context, to Ref, req LifecycleRequest) (any, error) {
+func (p *tsPeer) LifecycleWait(_ context.Context, to Ref, req seam.LifecycleRequest) (any, error) {
 	p.record("LifecycleWait %v %d %v %v", to, req.Op, req.Reason, req.Timeout)
 	return nil, nil
 }
@@ -115,7 +117,7 @@ func TestRefIsThreeWords(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 1})
 	p := newTSPeer()
 	id := WireID{Loop: 2, Slot: 5, Gen: 1}
-	a, b := s.Wire().RemoteRef(p, id), s.Wire().RemoteRef(p, id)
+	a, b := s.wire.RemoteRef(p, id), s.wire.RemoteRef(p, id)
 	if a != b || !a.IsRemote() {
 		t.Fatalf("two refs of one remote actor: %v == %v is false, or not remote", a, b)
 	}
@@ -143,7 +145,7 @@ func TestRefIsThreeWords(t *testing.T) {
 func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2})
 	p := newTSPeer()
-	far := s.Wire().RemoteRef(p, WireID{Loop: 1, Slot: 9, Gen: 3})
+	far := s.wire.RemoteRef(p, WireID{Loop: 1, Slot: 9, Gen: 3})
 	drv := tsSpawn(t, s, tsDriver(), OnLoop(0))
 	do := func(f func(c *Context) error) error {
 		_, err := tsDoIn(t, s, drv, func(c *Context) (any, error) { return nil, f(c) })
@@ -186,7 +188,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 		}
 	}
 
-	// Ask: the Peer gets the promise's correlation; Wire.Settle answers it.
+	// Ask: the Peer gets the promise's correlation; wire.Settle answers it.
 	got := make(chan any, 1)
 	if err := do(func(c *Context) error {
 		c.AskTimeout(far, "q", 0).Then(func(_ *Context, v any, err error) {
@@ -201,7 +203,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 	}
 	corr := tsRecv(t, p.asks, "the Ask")
 	expect("Ask", fmt.Sprintf("Ask %v %v q", far, drv))
-	s.Wire().Settle(0, corr[0], corr[1], "answer", nil)
+	s.wire.Settle(0, corr[0], corr[1], "answer", nil)
 	if v := tsRecv(t, got, "the answer"); v != "answer" {
 		t.Fatalf("ask settled with %v", v)
 	}
@@ -215,7 +217,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 	}
 	tsRecv(t, p.asks, "the second Ask")
 	p.take()
-	s.Wire().FailPeer(p, p.epoch, boom)
+	s.wire.FailPeer(p, p.epoch, boom)
 	if v := tsRecv(t, got, "the failure"); v != boom {
 		t.Fatalf("ask failed with %v, want %v", v, boom)
 	}
@@ -255,7 +257,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 		}
 		corr := tsRecv(t, p.asks, tc.name)
 		expect(tc.name, tc.want)
-		s.Wire().Settle(0, corr[0], corr[1], ErrKilled, nil)
+		(&s.wire).Settle(0, corr[0], corr[1], ErrKilled, nil)
 		if v := tsRecv(t, got, tc.name+"'s outcome"); v != [2]any{ErrKilled, nil} {
 			t.Fatalf("%s settled with %v, want the value the transport settled", tc.name, v)
 		}
@@ -287,7 +289,7 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 func TestRemoteCallersGetTheirAnswersThroughThePeer(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 2})
 	p := newTSPeer()
-	w := s.Wire()
+	w := &s.wire
 	far := w.RemoteRef(p, WireID{Loop: 0, Slot: 4, Gen: 2})
 	echo := tsSpawn(t, s, tsEcho(), OnLoop(1))
 	if err := w.DeliverAsk(echo, far, "hi", 11, 12); err != nil {

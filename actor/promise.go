@@ -41,9 +41,9 @@ type promiseEntry struct {
 	gen       uint32
 	inc       uint32 // owner's incarnation when the promise was made
 	state     uint8
-	deadlined bool   // a kDeadline event for it sits in the timer heap
-	peer      Peer   // remote asks: the node asked, so a lost connection fails it
-	epoch     uint64 // remote asks: the connection epoch it went out on
+	deadlined bool     // a kDeadline event for it sits in the timer heap
+	peer      nodePeer // remote asks: the node asked, so a lost connection fails it
+	epoch     uint64   // remote asks: the connection epoch it went out on
 }
 
 type promiseTable struct {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/actord/actord/internal/seam"
+
 	"github.com/actord/actord/loop"
 )
 
@@ -116,7 +118,7 @@ type System struct {
 	next    int // manual-mode round robin
 	replies sync.Pool
 	timers  sync.Pool // *time.Timer, stopped, for AskTimeout
-	wire    Wire
+	wire    wire
 	key     secretKey
 }
 
@@ -367,7 +369,7 @@ func (s *System) SendWait(ctx context.Context, to Ref, msg any) error {
 // nil also if r was already dead. If ctx ends first it returns ctx's error;
 // the stop still happens. It works on actors of any loop and node.
 func (s *System) Stop(ctx context.Context, r Ref) error {
-	_, err := r.box().lifecycleWait(ctx, s, r, LifecycleRequest{Op: LifecycleStop})
+	_, err := r.box().lifecycleWait(ctx, s, r, seam.LifecycleRequest{Op: seam.LifecycleStop})
 	return err
 }
 
@@ -376,7 +378,7 @@ func (s *System) Stop(ctx context.Context, r Ref) error {
 // ends (the kill still happens). A handler that is running finishes first:
 // nothing preempts it.
 func (s *System) Kill(ctx context.Context, r Ref) error {
-	_, err := r.box().lifecycleWait(ctx, s, r, LifecycleRequest{Op: LifecycleStop, Timeout: -1})
+	_, err := r.box().lifecycleWait(ctx, s, r, seam.LifecycleRequest{Op: seam.LifecycleStop, Timeout: -1})
 	return err
 }
 

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 	"weak"
+
+	"github.com/actord/actord/internal/seam"
 )
 
 // This file is the seam between the actor runtime and a transport (package
@@ -12,12 +14,14 @@ import (
 // the request to the loop's side of the mailbox (mailbox_loop.go), the
 // same code that serves local callers, with the network's origin: a
 // network goroutine runs an idle loop's pass itself. Application code does
-// not need it.
+// not need it, so it is not exported: a transport gets a System's wire
+// from internal/seam (seam.Wire) and declares the interface it needs.
 
-// Wire is the interface a transport uses to connect a System to other nodes.
-// Holding a *System already gives full authority over its actors, so Wire
-// grants nothing new; what protects actors from the network is the secret
-// check in Resolve.
+// wire is what a transport uses to connect a System to other nodes. Its
+// methods keep exported names so that the transport's own interface can
+// name them. Holding a *System already gives full authority over its
+// actors, so the wire grants nothing new; what protects actors from the
+// network is the secret check in Resolve.
 //
 // DeliverSend, DeliverAsk and Settle are meant for the transport's network
 // goroutines: when the target loop is idle (its goroutine parked), they run
@@ -25,18 +29,20 @@ import (
 // it, so a request read from the network is handled, and its reply written,
 // without a thread hand-off. They may therefore run actor handlers before
 // they return; call them from no lock a handler could need.
-type Wire struct {
+type wire struct {
 	s        *System
 	mu       sync.Mutex
 	interned map[remoteKey]weak.Pointer[remoteTarget]
-	perPeer  map[Peer]int // interned targets per peer not yet collected
+	perPeer  map[nodePeer]int // interned targets per peer not yet collected
 }
 
-// Wire returns the system's transport interface.
-func (s *System) Wire() *Wire { return &s.wire }
+// init hands the wire to transports: seam.Wire(sys) is sys's wire.
+func init() {
+	seam.Wire = func(sys any) any { return &sys.(*System).wire }
+}
 
 // local returns the loop of r if r names an actor of this system, else nil.
-func (w *Wire) local(r Ref) *loopState {
+func (w *wire) local(r Ref) *loopState {
 	if r.l != nil && r.l.sys == w.s {
 		return r.l
 	}
@@ -47,7 +53,7 @@ func (w *Wire) local(r Ref) *loopState {
 // queue: for runtime notifications that must not be lost to a full queue,
 // such as a Down for a node that went away. It may overtake messages queued
 // earlier.
-func (w *Wire) DeliverSignal(to Ref, msg any) error {
+func (w *wire) DeliverSignal(to Ref, msg any) error {
 	l := w.local(to)
 	if l == nil {
 		return ErrInvalidRef
@@ -58,7 +64,7 @@ func (w *Wire) DeliverSignal(to Ref, msg any) error {
 // DeliverSend queues a one-way message from the network for a local actor. It
 // fails with ErrQueueFull when the actor's loop is full and ErrInvalidRef for
 // a ref that is not this system's.
-func (w *Wire) DeliverSend(to, from Ref, msg any) error {
+func (w *wire) DeliverSend(to, from Ref, msg any) error {
 	l := w.local(to)
 	if l == nil {
 		return ErrInvalidRef
@@ -70,7 +76,7 @@ func (w *Wire) DeliverSend(to, from Ref, msg any) error {
 // queues the messages of one network read with QueueSend and QueueAsk, then
 // calls Kick for every loop it queued to (before it waits for room, too:
 // a queue full of unkicked messages does not drain).
-func (w *Wire) QueueSend(to, from Ref, msg any) error {
+func (w *wire) QueueSend(to, from Ref, msg any) error {
 	l := w.local(to)
 	if l == nil {
 		return ErrInvalidRef
@@ -79,7 +85,7 @@ func (w *Wire) QueueSend(to, from Ref, msg any) error {
 }
 
 // QueueAsk is DeliverAsk without waking the target's loop (see QueueSend).
-func (w *Wire) QueueAsk(to, from Ref, msg any, pidx, pgen uint32) error {
+func (w *wire) QueueAsk(to, from Ref, msg any, pidx, pgen uint32) error {
 	l := w.local(to)
 	if l == nil || !from.IsRemote() {
 		return ErrInvalidRef
@@ -90,16 +96,16 @@ func (w *Wire) QueueAsk(to, from Ref, msg any, pidx, pgen uint32) error {
 // Kick makes the loop of the local actor to handle what QueueSend and
 // QueueAsk queued: on the calling goroutine if the loop is idle (as
 // DeliverSend), otherwise by waking it.
-func (w *Wire) Kick(to Ref) {
+func (w *wire) Kick(to Ref) {
 	if l := w.local(to); l != nil {
 		l.loop.Kick()
 	}
 }
 
 // DeliverAsk queues a request from the network for a local actor. Its reply
-// goes back through from's Peer with correlation (pidx, pgen); from must be a
+// goes back through from's peer with correlation (pidx, pgen); from must be a
 // remote ref (of the asking actor, or of the remote node's goroutine proxy).
-func (w *Wire) DeliverAsk(to, from Ref, msg any, pidx, pgen uint32) error {
+func (w *wire) DeliverAsk(to, from Ref, msg any, pidx, pgen uint32) error {
 	l := w.local(to)
 	if l == nil || !from.IsRemote() {
 		return ErrInvalidRef
@@ -108,9 +114,9 @@ func (w *Wire) DeliverAsk(to, from Ref, msg any, pidx, pgen uint32) error {
 }
 
 // Settle hands the reply of a request made by a local actor (through
-// Peer.Ask) back to its promise on loop. A reply for a promise that already
+// seam.Peer.Ask) back to its promise on loop. A reply for a promise that already
 // settled (timed out, failed) is ignored.
-func (w *Wire) Settle(loop uint16, pidx, pgen uint32, v any, err error) {
+func (w *wire) Settle(loop uint16, pidx, pgen uint32, v any, err error) {
 	if int(loop) >= len(w.s.loops) {
 		return
 	}
@@ -119,13 +125,13 @@ func (w *Wire) Settle(loop uint16, pidx, pgen uint32, v any, err error) {
 
 // FailPeer fails, with err, every pending ask that local actors sent to p on
 // a connection epoch up to epoch. Transports call it when a connection is lost.
-func (w *Wire) FailPeer(p Peer, epoch uint64, err error) {
+func (w *wire) FailPeer(p nodePeer, epoch uint64, err error) {
 	for _, ls := range w.s.loops {
 		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.failPeer(p, epoch, err) }})
 	}
 }
 
-func (ls *loopState) failPeer(p Peer, epoch uint64, err error) {
+func (ls *loopState) failPeer(p nodePeer, epoch uint64, err error) {
 	for i := range ls.promises.entries {
 		e := &ls.promises.entries[i]
 		if e.state == pPending && e.peer == p && e.epoch <= epoch {
@@ -135,7 +141,7 @@ func (ls *loopState) failPeer(p Peer, epoch uint64, err error) {
 }
 
 // MonitorLocal registers the remote watcher for a Down when the local actor
-// target stops; the Down is sent to the watcher through its Peer. If target
+// target stops; the Down is sent to the watcher through its peer. If target
 // is dead by the time its loop gets to it, noproc runs there instead: the
 // transport answers the request with a Down (ErrDead) of its own, which,
 // unlike the Downs of a stop, it may refuse when its queue is full. The
@@ -143,7 +149,7 @@ func (ls *loopState) failPeer(p Peer, epoch uint64, err error) {
 // and ahead of those queued after it (it takes the control queue only when
 // target's queue is full), so a message sent after it by anyone who
 // learned of the monitor is handled after it.
-func (w *Wire) MonitorLocal(target, watcher Ref, noproc func()) error {
+func (w *wire) MonitorLocal(target, watcher Ref, noproc func()) error {
 	l := w.local(target)
 	if l == nil {
 		return ErrInvalidRef
@@ -152,7 +158,7 @@ func (w *Wire) MonitorLocal(target, watcher Ref, noproc func()) error {
 }
 
 // DemonitorLocal cancels MonitorLocal, in the same order.
-func (w *Wire) DemonitorLocal(target, watcher Ref) error {
+func (w *wire) DemonitorLocal(target, watcher Ref) error {
 	l := w.local(target)
 	if l == nil {
 		return ErrInvalidRef
@@ -161,13 +167,13 @@ func (w *Wire) DemonitorLocal(target, watcher Ref) error {
 }
 
 // LinkLocal links the local actor target to the remote actor from, on
-// behalf of from's node (Peer.Link); epoch gives the epoch of the
+// behalf of from's node (seam.Peer.Link); epoch gives the epoch of the
 // transport's connection to from's node, read on target's loop when the
 // link is made (see BreakLinks). If target is dead by the time its loop
 // gets to it, noproc runs there: the transport answers with the exit
 // signal of a dead actor (ErrDead), as a local link to a dead actor of
 // another loop gets. The request is ordered as MonitorLocal's.
-func (w *Wire) LinkLocal(target, from Ref, epoch func() uint64, noproc func()) error {
+func (w *wire) LinkLocal(target, from Ref, epoch func() uint64, noproc func()) error {
 	l := w.local(target)
 	if l == nil || !from.IsRemote() {
 		return ErrInvalidRef
@@ -176,8 +182,8 @@ func (w *Wire) LinkLocal(target, from Ref, epoch func() uint64, noproc func()) e
 }
 
 // UnlinkLocal removes the link between the local actor target and the
-// remote actor from (Peer.Unlink), ordered as MonitorLocal.
-func (w *Wire) UnlinkLocal(target, from Ref) error {
+// remote actor from (seam.Peer.Unlink), ordered as MonitorLocal.
+func (w *wire) UnlinkLocal(target, from Ref) error {
 	l := w.local(target)
 	if l == nil || !from.IsRemote() {
 		return ErrInvalidRef
@@ -185,7 +191,7 @@ func (w *Wire) UnlinkLocal(target, from Ref) error {
 	return l.unlinkFrom(fromNet, target, from)
 }
 
-// SignalLocal delivers the exit signal a remote actor sent with Peer.Exit
+// SignalLocal delivers the exit signal a remote actor sent with seam.Peer.Exit
 // to the local actor to, with the semantics of Context.Exit (link false) or
 // of the exit signal of a linked actor that stopped (link true: ignored
 // unless the link still exists). A non-link signal whose reason matches
@@ -193,7 +199,7 @@ func (w *Wire) UnlinkLocal(target, from Ref) error {
 // other signal is queued behind the messages queued before it for to (it
 // takes the control queue only when to's queue is full). Either way to's
 // loop is run or woken.
-func (w *Wire) SignalLocal(to, from Ref, reason error, link bool) error {
+func (w *wire) SignalLocal(to, from Ref, reason error, link bool) error {
 	l := w.local(to)
 	if l == nil || !from.IsRemote() {
 		return ErrInvalidRef
@@ -202,19 +208,19 @@ func (w *Wire) SignalLocal(to, from Ref, reason error, link bool) error {
 }
 
 // BreakLinks ends every link between a local actor and an actor reached
-// through p that was made on a connection epoch up to epoch (Peer.Link's,
+// through p that was made on a connection epoch up to epoch (seam.Peer.Link's,
 // or LinkLocal's), as when that connection to p's node is lost: each local
 // actor gets the exit signal of its linked remote actor with reason (an
 // Exited message if it traps exits; otherwise it stops with reason, unless
 // reason is nil). Links made on a later connection, which the loops may see
 // before this request, are kept.
-func (w *Wire) BreakLinks(p Peer, epoch uint64, reason error) {
+func (w *wire) BreakLinks(p nodePeer, epoch uint64, reason error) {
 	for _, ls := range w.s.loops {
 		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.breakLinks(p, epoch, reason) }})
 	}
 }
 
-func (ls *loopState) breakLinks(p Peer, epoch uint64, reason error) {
+func (ls *loopState) breakLinks(p nodePeer, epoch uint64, reason error) {
 	var hit []Ref // pairs: the local actor, then its linked remote actor
 	for i := uint32(0); i < ls.next; i++ {
 		s := ls.slotAt(i)
@@ -234,7 +240,7 @@ func (ls *loopState) breakLinks(p Peer, epoch uint64, reason error) {
 
 // StopLocal stops a local actor on behalf of the network: on its loop's
 // control queue, ahead of the messages queued for it.
-func (w *Wire) StopLocal(target Ref, reason error) error {
+func (w *wire) StopLocal(target Ref, reason error) error {
 	l := w.local(target)
 	if l == nil {
 		return ErrInvalidRef
@@ -243,13 +249,13 @@ func (w *Wire) StopLocal(target Ref, reason error) error {
 }
 
 // LifecycleLocal carries out, for another node, an acknowledged lifecycle
-// request for the local actor target (Peer.Lifecycle), on target's loop
+// request for the local actor target (seam.Peer.Lifecycle), on target's loop
 // ahead of its queued messages, and calls done there with the outcome, as
 // StopAsync and the others settle their promise. The request's timeout is
 // counted from now. A zero target (an id that did not resolve) or one of
 // another system is a dead actor: done is called at once, on the caller's
 // goroutine.
-func (w *Wire) LifecycleLocal(target Ref, req LifecycleRequest, done func(v any, err error)) error {
+func (w *wire) LifecycleLocal(target Ref, req seam.LifecycleRequest, done func(v any, err error)) error {
 	a := ackFor(target, req)
 	l := w.local(target)
 	if l == nil {

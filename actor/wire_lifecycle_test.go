@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actord/actord/internal/seam"
+
 	"github.com/actord/actord/loop"
 )
 
@@ -41,7 +43,7 @@ func TestWireLifecycleLocal(t *testing.T) {
 	s := tsSystem(t, Config{Loops: 1, Clock: clock, Watchdog: -1})
 	a := &lcActor{terminated: make(chan error, 1), blocked: make(chan struct{}, 1), release: make(chan struct{})}
 	r := tsSpawn(t, s, func() Actor { return a })
-	w := s.Wire()
+	w := (&s.wire)
 	out := make(chan lcOutcome, 1)
 	done := func(v any, err error) { out <- lcOutcome{v, err} }
 
@@ -50,7 +52,7 @@ func TestWireLifecycleLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	tsRecv(t, a.blocked, "the handler holding the loop")
-	if err := w.LifecycleLocal(r, LifecycleRequest{Op: LifecycleStop, Reason: ErrShutdown, Timeout: time.Second}, done); err != nil {
+	if err := w.LifecycleLocal(r, seam.LifecycleRequest{Op: seam.LifecycleStop, Reason: ErrShutdown, Timeout: time.Second}, done); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(2 * time.Second)
@@ -63,7 +65,7 @@ func TestWireLifecycleLocal(t *testing.T) {
 	// In time: a graceful stop with the reason.
 	b := &lcActor{terminated: make(chan error, 1)}
 	r2 := tsSpawn(t, s, func() Actor { return b })
-	if err := w.LifecycleLocal(r2, LifecycleRequest{Op: LifecycleStop, Reason: ErrShutdown, Timeout: time.Second}, done); err != nil {
+	if err := w.LifecycleLocal(r2, seam.LifecycleRequest{Op: seam.LifecycleStop, Reason: ErrShutdown, Timeout: time.Second}, done); err != nil {
 		t.Fatal(err)
 	}
 	if o := tsRecv(t, out, "the stop's outcome"); o.v != ErrShutdown || o.err != nil {
@@ -75,13 +77,13 @@ func TestWireLifecycleLocal(t *testing.T) {
 
 	// Dead targets: a stop answers ErrDead as the value, the others fail.
 	for _, target := range []Ref{r2, {}} {
-		if err := w.LifecycleLocal(target, LifecycleRequest{Op: LifecycleStop}, done); err != nil {
+		if err := w.LifecycleLocal(target, seam.LifecycleRequest{Op: seam.LifecycleStop}, done); err != nil {
 			t.Fatal(err)
 		}
 		if o := tsRecv(t, out, "a dead stop"); o.v != ErrDead || o.err != nil {
 			t.Fatalf("stop of dead %v: %v, %v", target, o.v, o.err)
 		}
-		if err := w.LifecycleLocal(target, LifecycleRequest{Op: LifecycleAlive}, done); err != nil {
+		if err := w.LifecycleLocal(target, seam.LifecycleRequest{Op: seam.LifecycleAlive}, done); err != nil {
 			t.Fatal(err)
 		}
 		if o := tsRecv(t, out, "a dead alive"); !errors.Is(o.err, ErrDead) {
@@ -90,7 +92,7 @@ func TestWireLifecycleLocal(t *testing.T) {
 	}
 	// An op this node does not know fails and changes nothing.
 	r3 := tsSpawn(t, s, tsEcho())
-	if err := w.LifecycleLocal(r3, LifecycleRequest{Op: 99}, done); err != nil {
+	if err := w.LifecycleLocal(r3, seam.LifecycleRequest{Op: 99}, done); err != nil {
 		t.Fatal(err)
 	}
 	if o := tsRecv(t, out, "an unknown op"); !errors.Is(o.err, ErrUnknownMessage) {

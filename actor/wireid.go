@@ -26,11 +26,6 @@ type WireID struct {
 	Secret [16]byte
 }
 
-// GoroutineLoop is the Loop of a WireID that names no actor but a plain
-// goroutine waiting in a blocking ask; its (pidx, pgen) correlation is the
-// transport's own.
-const GoroutineLoop = 0xFFFF
-
 type secretKey struct {
 	once  sync.Once
 	block cipher.Block
@@ -74,7 +69,7 @@ var secretBufs = sync.Pool{New: func() any { return new([32]byte) }}
 // LocalID returns the wire identity of a ref of this system's own actors
 // (with its secret). It reports false for the zero Ref, remote refs and refs
 // of other systems.
-func (w *Wire) LocalID(r Ref) (WireID, bool) {
+func (w *wire) LocalID(r Ref) (WireID, bool) {
 	l := w.local(r)
 	if l == nil {
 		return WireID{}, false
@@ -88,7 +83,7 @@ func (w *Wire) LocalID(r Ref) (WireID, bool) {
 // Ref, if its secret matches. It does not check that the actor is alive:
 // delivery does. When the secret does not match it returns false and a dead
 // Ref: a forged id and a dead actor must look the same to the sender.
-func (w *Wire) Resolve(id WireID) (Ref, bool) {
+func (w *wire) Resolve(id WireID) (Ref, bool) {
 	dead := Ref{l: w.s.loops[0], idx: ^uint32(0)}
 	if int(id.Loop) >= len(w.s.loops) {
 		return dead, false
@@ -101,16 +96,16 @@ func (w *Wire) Resolve(id WireID) (Ref, bool) {
 }
 
 type remoteKey struct {
-	peer Peer
+	peer nodePeer
 	id   WireID
 }
 
 // RemoteRef makes a Ref for an actor on another node. The Ref carries no
 // authority of its own: the other node checks id.Secret. Refs of the same
-// remote actor through the same Peer are interned, so they compare equal
+// remote actor through the same peer are interned, so they compare equal
 // with == (and work as map keys) however many times they are decoded; the
 // table holds them weakly and forgets refs nobody holds.
-func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
+func (w *wire) RemoteRef(p nodePeer, id WireID) Ref {
 	k := remoteKey{p, id}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -125,7 +120,7 @@ func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
 	t := &remoteTarget{peer: p, id: id}
 	w.interned[k] = weak.Make(t)
 	if w.perPeer == nil {
-		w.perPeer = map[Peer]int{}
+		w.perPeer = map[nodePeer]int{}
 	}
 	w.perPeer[p]++
 	runtime.AddCleanup(t, func(k remoteKey) {
@@ -146,7 +141,7 @@ func (w *Wire) RemoteRef(p Peer, id WireID) Ref {
 // once the garbage collector has reclaimed them. A transport uses it to
 // tell a peer that nothing references (and that it may forget) from one
 // that user code can still send to.
-func (w *Wire) RemoteRefs(p Peer) int {
+func (w *wire) RemoteRefs(p nodePeer) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.perPeer[p]
@@ -154,7 +149,7 @@ func (w *Wire) RemoteRefs(p Peer) int {
 
 // Remote returns the peer and wire identity of a remote ref, or false for a
 // local or zero Ref.
-func (w *Wire) Remote(r Ref) (Peer, WireID, bool) {
+func (w *wire) Remote(r Ref) (nodePeer, WireID, bool) {
 	if r.r == nil {
 		return nil, WireID{}, false
 	}

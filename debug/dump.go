@@ -314,7 +314,7 @@ func (r *Recorder) Actors(ctx context.Context) (actors []Actor, unresponsive []i
 		lr := r.loops[i]
 		all := lr.traceAll.Load()
 		var got []Actor
-		verr := sys.VisitActors(ctx, i, func(ai actor.ActorInfo) {
+		verr := visitActors(ctx, sys, i, func(ai actorInfo) {
 			a := Actor{ID: idOf(ai.Ref).String(), Loop: i, Name: ai.Name, Parent: idOf(ai.Parent).String(),
 				Status: "running", Queue: ai.Stashed, Incarnation: ai.Incarnation}
 			if ai.Suspended {
@@ -427,14 +427,14 @@ func (r *Recorder) Resolve(ctx context.Context, s string) (actor.Ref, error) {
 		return actor.Ref{}, ErrNotAttached
 	}
 	var found []actor.Ref
-	var match func(ai actor.ActorInfo)
+	var match func(ai actorInfo)
 	loops := []int{}
 	if id, ok := parseID(s); ok {
 		if int(id.loop) >= sys.Loops() {
 			return actor.Ref{}, fmt.Errorf("debug: no actor %s", s)
 		}
 		loops = append(loops, int(id.loop))
-		match = func(ai actor.ActorInfo) {
+		match = func(ai actorInfo) {
 			if idOf(ai.Ref) == id {
 				found = append(found, ai.Ref)
 			}
@@ -443,14 +443,14 @@ func (r *Recorder) Resolve(ctx context.Context, s string) (actor.Ref, error) {
 		for i := range sys.Loops() {
 			loops = append(loops, i)
 		}
-		match = func(ai actor.ActorInfo) {
+		match = func(ai actorInfo) {
 			if ai.Name == s {
 				found = append(found, ai.Ref)
 			}
 		}
 	}
 	for _, i := range loops {
-		if err := sys.VisitActors(ctx, i, match); err != nil {
+		if err := visitActors(ctx, sys, i, match); err != nil {
 			return actor.Ref{}, err
 		}
 	}

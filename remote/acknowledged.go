@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/actord/actord/internal/seam"
+
 	"github.com/actord/actord/actor"
 )
 
@@ -27,7 +29,7 @@ type reason struct {
 
 // Lifecycle implements actor.Peer: it sends an acknowledged lifecycle
 // request for the remote actor to, answered like an ask of from.
-func (p *peer) Lifecycle(to, from actor.Ref, req actor.LifecycleRequest, pidx, pgen uint32) (uint64, error) {
+func (p *peer) Lifecycle(to, from actor.Ref, req seam.LifecycleRequest, pidx, pgen uint32) (uint64, error) {
 	tid, err := p.remoteID(to)
 	if err != nil {
 		return 0, err
@@ -44,18 +46,18 @@ func (p *peer) Lifecycle(to, from actor.Ref, req actor.LifecycleRequest, pidx, p
 
 // LifecycleWait implements actor.Peer: Lifecycle from a plain goroutine,
 // answered like AskWait.
-func (p *peer) LifecycleWait(ctx context.Context, to actor.Ref, req actor.LifecycleRequest) (any, error) {
+func (p *peer) LifecycleWait(ctx context.Context, to actor.Ref, req seam.LifecycleRequest) (any, error) {
 	tid, err := p.remoteID(to)
 	if err != nil {
 		return nil, err
 	}
 	return p.call(ctx, fLifecycle, func(f *frame) {
-		fillLifecycle(f, tid, actor.WireID{Loop: actor.GoroutineLoop}, req)
+		fillLifecycle(f, tid, actor.WireID{Loop: goroutineLoop}, req)
 	})
 }
 
 // fillLifecycle fills a Lifecycle frame but for its correlation.
-func fillLifecycle(f *frame, to, from actor.WireID, req actor.LifecycleRequest) {
+func fillLifecycle(f *frame, to, from actor.WireID, req seam.LifecycleRequest) {
 	f.to, f.from, f.op = to, from, uint64(req.Op)
 	switch {
 	case req.Timeout < 0:
@@ -70,8 +72,8 @@ func fillLifecycle(f *frame, to, from actor.WireID, req actor.LifecycleRequest) 
 // with its outcome. An id that does not resolve is a dead actor.
 func (n *Node) inLifecycle(ic *inConn, f *frame) {
 	from, peer, pidx, pgen := ic.remoteFrom(n, f.from), ic.from, f.pidx, f.pgen
-	req := actor.LifecycleRequest{
-		Op:      actor.LifecycleOp(f.op &^ opBrutal),
+	req := seam.LifecycleRequest{
+		Op:      seam.LifecycleOp(f.op &^ opBrutal),
 		Reason:  decodeError(ic.remoteName, f.code, f.msg),
 		Timeout: time.Duration(f.timeout),
 	}

@@ -107,9 +107,9 @@ func TestRemoteAcknowledgedLifecycle(t *testing.T) {
 	nothing(t, terminated, "Terminate after a kill")
 
 	// A forged id is a dead actor, not a way to learn anything.
-	p, id, _ := a.sys.Wire().Remote(r)
+	p, id, _ := wireOf(a.sys).Remote(r)
 	id.Secret[3] ^= 1
-	forged := a.sys.Wire().RemoteRef(p, id)
+	forged := wireOf(a.sys).RemoteRef(p, id)
 	if res := lifecycleOf(t, a, drv, out, func(c *actor.Context) actor.Promise { return c.AliveAsync(forged) }); !errors.Is(res.err, actor.ErrDead) {
 		t.Fatalf("AliveAsync of a forged ref: %v, %v", res.v, res.err)
 	}

@@ -44,11 +44,11 @@ func remoteActor(t testing.TB, from, on *testNode, f fnActor) actor.Ref {
 // remote ref r names.
 func localOf(t testing.TB, from, on *testNode, r actor.Ref) actor.Ref {
 	t.Helper()
-	_, id, ok := from.sys.Wire().Remote(r)
+	_, id, ok := wireOf(from.sys).Remote(r)
 	if !ok {
 		t.Fatalf("%v is not remote", r)
 	}
-	l, ok := on.sys.Wire().Resolve(id)
+	l, ok := wireOf(on.sys).Resolve(id)
 	if !ok {
 		t.Fatalf("%v does not resolve on %s", r, on.node.Name())
 	}
@@ -501,15 +501,15 @@ func TestRemoteForgedRefs(t *testing.T) {
 	deadR := remoteActor(t, a, b, echo)
 	ctx := ctxT(t)
 
-	p, id, ok := a.sys.Wire().Remote(target)
+	p, id, ok := wireOf(a.sys).Remote(target)
 	if !ok {
 		t.Fatal("not remote")
 	}
 	// The legitimate WireID as B sees it is the one A holds.
-	if lid, ok := b.sys.Wire().LocalID(localOf(t, a, b, target)); !ok || lid != id {
+	if lid, ok := wireOf(b.sys).LocalID(localOf(t, a, b, target)); !ok || lid != id {
 		t.Fatalf("LocalID on B %+v != wire id on A %+v", lid, id)
 	}
-	_, oid, _ := a.sys.Wire().Remote(other)
+	_, oid, _ := wireOf(a.sys).Remote(other)
 
 	// A genuinely dead actor, for comparison.
 	stopper := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) { return nil, c.Stop(msg.(actor.Ref), nil) })
@@ -544,7 +544,7 @@ func TestRemoteForgedRefs(t *testing.T) {
 	res := make(chan askRes, 1)
 	ak := asker(t, a, res)
 	for name, fid := range forged {
-		fr := a.sys.Wire().RemoteRef(p, fid)
+		fr := wireOf(a.sys).RemoteRef(p, fid)
 		if fr == target {
 			t.Fatalf("%s: forged ref == the real one", name)
 		}
@@ -607,7 +607,7 @@ func TestRemoteReplayedRefAfterSlotReuse(t *testing.T) {
 	oldGot := make(chan any, 16)
 	old := remoteActor(t, a, b, recorder(oldGot))
 	ctx := ctxT(t)
-	p, oldID, _ := a.sys.Wire().Remote(old)
+	p, oldID, _ := wireOf(a.sys).Remote(old)
 	oldLocal := localOf(t, a, b, old)
 	if _, err := a.sys.Ask(ctx, old, "alive"); err != nil {
 		t.Fatal(err)
@@ -627,7 +627,7 @@ func TestRemoteReplayedRefAfterSlotReuse(t *testing.T) {
 	var reused actor.Ref
 	for i := 0; i < 64 && reused.IsZero(); i++ {
 		r := spawn(t, b.sys, recorder(newGot), actor.OnLoop(oldLocal.Loop()))
-		if id, _ := b.sys.Wire().LocalID(r); id.Slot == oldID.Slot && id.Loop == oldID.Loop {
+		if id, _ := wireOf(b.sys).LocalID(r); id.Slot == oldID.Slot && id.Loop == oldID.Loop {
 			if id.Gen == oldID.Gen {
 				t.Fatalf("slot reused with the same generation %d", id.Gen)
 			}
@@ -646,9 +646,9 @@ func TestRemoteReplayedRefAfterSlotReuse(t *testing.T) {
 	}
 	// The stopped actor's id with the new generation but the old secret.
 	regen := oldID
-	rid, _ := b.sys.Wire().LocalID(reused)
+	rid, _ := wireOf(b.sys).LocalID(reused)
 	regen.Gen = rid.Gen
-	forged := a.sys.Wire().RemoteRef(p, regen)
+	forged := wireOf(a.sys).RemoteRef(p, regen)
 	if _, err := a.sys.Ask(ctx, forged, "regen"); !errors.Is(err, actor.ErrDead) {
 		t.Fatalf("ask with the new generation and old secret: %v, want ErrDead", err)
 	}
@@ -980,8 +980,8 @@ func TestRemoteReconnectAfterRestart(t *testing.T) {
 		t.Fatalf("ask to the new incarnation = %v, %v", v, err)
 	}
 	<-newGot
-	_, oid, _ := a.sys.Wire().Remote(old)
-	_, nid, _ := a.sys.Wire().Remote(fresh)
+	_, oid, _ := wireOf(a.sys).Remote(old)
+	_, nid, _ := wireOf(a.sys).Remote(fresh)
 	t.Logf("old id %d.%d.%d, new id %d.%d.%d", oid.Loop, oid.Slot, oid.Gen, nid.Loop, nid.Slot, nid.Gen)
 
 	// Old refs are dead on the new incarnation, even when a new actor holds

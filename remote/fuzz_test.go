@@ -401,7 +401,7 @@ func onlyFields(w *frame) frame {
 func FuzzEnvelopeRoundTrip(f *testing.F) {
 	n := fuzzNode(f)
 	f.Add(uint8(fSend), uint16(1), uint32(7), uint32(3), []byte("secret-secret-16"), uint64(9), "hello", int64(-5), uint8(0))
-	f.Add(uint8(fAsk), uint16(actor.GoroutineLoop), uint32(0), uint32(0), []byte{}, uint64(1<<40), "", int64(0), uint8(1))
+	f.Add(uint8(fAsk), uint16(goroutineLoop), uint32(0), uint32(0), []byte{}, uint64(1<<40), "", int64(0), uint8(1))
 	f.Add(uint8(fReply), uint16(0xFFFF), uint32(math.MaxUint32), uint32(1), []byte{1}, uint64(codeCrashed), "boom", int64(math.MaxInt64), uint8(2))
 	f.Add(uint8(fHello), uint16(0), uint32(0), uint32(0), []byte(nil), uint64(1), "127.0.0.1:1", int64(1), uint8(3))
 	f.Add(uint8(fSpawn), uint16(2), uint32(2), uint32(2), []byte("k"), uint64(2), "kind", int64(2), uint8(4))

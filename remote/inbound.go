@@ -122,7 +122,7 @@ func (ic *inConn) kickAll(n *Node) {
 	ic.kick = ic.kick[:0]
 }
 
-// remoteFrom is Wire.RemoteRef for the sender of a frame, with a one-entry
+// remoteFrom is actorWire.RemoteRef for the sender of a frame, with a one-entry
 // cache: interning takes a lock and a map lookup. The cached ref keeps the
 // interned one alive, so equal ids still give equal refs.
 func (ic *inConn) remoteFrom(n *Node, id actor.WireID) actor.Ref {
@@ -134,7 +134,7 @@ func (ic *inConn) remoteFrom(n *Node, id actor.WireID) actor.Ref {
 	return r
 }
 
-// resolve is Wire.Resolve with a one-entry cache of the last verified id:
+// resolve is actorWire.Resolve with a one-entry cache of the last verified id:
 // only an id equal, secret included, to one already verified skips the check.
 func (ic *inConn) resolve(n *Node, id actor.WireID) (actor.Ref, bool) {
 	if ic.lastOK && id == ic.lastTo {
@@ -472,7 +472,7 @@ func (n *Node) inReply(ic *inConn, f *frame) {
 	if r, ok := v.(reason); ok { // an error as the value (acknowledged.go)
 		v = decodeError(ic.remoteName, r.Code, r.Msg)
 	}
-	if f.loop == actor.GoroutineLoop {
+	if f.loop == goroutineLoop {
 		ic.from.completeAsk(uint64(f.pgen)<<32|uint64(f.pidx), v, err)
 	} else {
 		n.wire.Settle(f.loop, f.pidx, f.pgen, v, err)
@@ -498,7 +498,7 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 // inSpawn spawns an actor of a registered kind, if the requester may, and
 // answers with its ref.
 func (n *Node) inSpawn(ic *inConn, f *frame) {
-	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
+	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: goroutineLoop})
 	if f.payloadErr != nil {
 		ic.from.Reply(proxy, f.pidx, f.pgen, nil, f.payloadErr)
 		return
@@ -531,7 +531,7 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 
 // inResolve answers a sturdy-ref request, at most maxResolving at once.
 func (n *Node) inResolve(ic *inConn, f *frame) {
-	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: actor.GoroutineLoop})
+	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: goroutineLoop})
 	req, _ := f.payload.([]byte)
 	pidx, pgen := f.pidx, f.pgen
 	if n.resolving.Add(1) > maxResolving {

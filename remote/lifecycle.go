@@ -300,7 +300,7 @@ func (n *Node) sweep(now time.Time, force bool) int {
 
 // nudgeGC runs a garbage collection in the background, at most every 10
 // s: the peers a full table could let go are held only by refs that nobody
-// uses any more, which the collector reclaims (see actor.Wire.RemoteRefs).
+// uses any more, which the collector reclaims (see actorWire.RemoteRefs).
 func (n *Node) nudgeGC() {
 	now := time.Now().UnixNano()
 	last := n.lastNudge.Load()

@@ -155,7 +155,7 @@ func TestDeadLettersReportedWhenConnectionBreaks(t *testing.T) {
 	a := newTestNode(t, "a", Config{Events: bus, ReconnectMin: time.Hour, ReconnectMax: time.Hour,
 		HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
 	r, p := fakeRef(a, addr)
-	r2 := a.sys.Wire().RemoteRef(p, wid(0, 2, 1, 0x66))
+	r2 := wireOf(a.sys).RemoteRef(p, wid(0, 2, 1, 0x66))
 	sender := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
 		for i := range total / 2 {
 			if err := c.Send(r, int64(i)); err != nil {
@@ -276,7 +276,7 @@ func TestNothingLostWithoutASignal(t *testing.T) {
 // serveEcho gives s an echo actor and returns its wire id.
 func serveEcho(t testing.TB, s *testNode) actor.WireID {
 	r := spawn(t, s.sys, echo)
-	id, _ := s.sys.Wire().LocalID(r)
+	id, _ := wireOf(s.sys).LocalID(r)
 	return id
 }
 
@@ -286,7 +286,7 @@ func remoteRefTo(t testing.TB, from, to *testNode, id actor.WireID) actor.Ref {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return from.sys.Wire().RemoteRef(p, id)
+	return wireOf(from.sys).RemoteRef(p, id)
 }
 
 // A server that answers many short-lived clients forgets each once it has
@@ -506,7 +506,7 @@ func TestReplyOnlyFromTheNodeAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	for corr := uint64(0); corr <= last+1; corr++ {
-		if _, err := c.Write(appendFrame(nil, fReply, uint64(actor.GoroutineLoop), corr, uint64(0), uint64(0), "", typeID("string"), "forged")); err != nil {
+		if _, err := c.Write(appendFrame(nil, fReply, uint64(goroutineLoop), corr, uint64(0), uint64(0), "", typeID("string"), "forged")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -194,9 +194,9 @@ func TestRemoteLinkFromTheOtherNode(t *testing.T) {
 		t.Fatalf("Exited = %+v, want reason %v", e, errLinkTest)
 	}
 	// From is B's ref to la: the ref B was given.
-	if _, id, ok := b.sys.Wire().Remote(e.From); !ok {
+	if _, id, ok := wireOf(b.sys).Remote(e.From); !ok {
 		t.Fatalf("Exited.From %v is not remote on B", e.From)
-	} else if lid, _ := a.sys.Wire().LocalID(la); lid != id {
+	} else if lid, _ := wireOf(a.sys).LocalID(la); lid != id {
 		t.Fatalf("Exited.From names %+v, want %+v", id, lid)
 	}
 	// The link is gone on both sides: la's slot is dead and rb unlinked.
@@ -260,9 +260,9 @@ func TestRemoteLinkToDeadOrForgedActor(t *testing.T) {
 
 	// A forged secret is answered exactly like a dead actor.
 	live := remoteProbe(t, a, b, &probe{})
-	p, id, _ := a.sys.Wire().Remote(live)
+	p, id, _ := wireOf(a.sys).Remote(live)
 	id.Secret[0] ^= 1
-	forged := a.sys.Wire().RemoteRef(p, id)
+	forged := wireOf(a.sys).RemoteRef(p, id)
 	ask(t, a, trapper, linkTo{forged})
 	if e := recv(t, exited, 5*time.Second, "Exited for a forged ref"); e.From != forged || !errors.Is(e.Reason, actor.ErrDead) {
 		t.Fatalf("Exited = %+v, want from the forged ref matching ErrDead", e)
@@ -328,7 +328,7 @@ func TestRemoteExitAndKill(t *testing.T) {
 	if !hasText(e.Reason, errLinkTest) {
 		t.Fatalf("Exited = %+v, want %v", e, errLinkTest)
 	}
-	if lid, _ := a.sys.Wire().LocalID(sender); func() actor.WireID { _, id, _ := b.sys.Wire().Remote(e.From); return id }() != lid {
+	if lid, _ := wireOf(a.sys).LocalID(sender); func() actor.WireID { _, id, _ := wireOf(b.sys).Remote(e.From); return id }() != lid {
 		t.Fatalf("Exited.From %v is not the sender", e.From)
 	}
 	ask(t, a, r3, "still here")
@@ -452,12 +452,12 @@ func TestRemoteLinkEndsOnTheNodeThatNeverDialed(t *testing.T) {
 	linkNodes(t, a, b)
 	exB := make(chan actor.Exited, 4)
 	tb := localProbe(t, b, &probe{trap: true, exited: exB})
-	id, _ := b.sys.Wire().LocalID(tb)
+	id, _ := wireOf(b.sys).LocalID(tb)
 	pab, err := a.node.peer(b.node.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb := a.sys.Wire().RemoteRef(pab, id) // as if handed over by a third node
+	rb := wireOf(a.sys).RemoteRef(pab, id) // as if handed over by a third node
 	la := localProbe(t, a, &probe{})
 	ask(t, a, la, linkTo{rb})
 	pba, err := b.node.peer(a.node.Addr())
@@ -516,7 +516,7 @@ func TestRemoteLinkMadeAfterALossSurvivesItsBreak(t *testing.T) {
 	ask(t, a, ta, "link")
 	// Whether or not lost() has already asked the loops to end the links of
 	// epoch e0, ask again, and let loop 0 handle it (control first).
-	a.sys.Wire().BreakLinks(p, e0, ErrNodeDown)
+	wireOf(a.sys).BreakLinks(p, e0, ErrNodeDown)
 	ask(t, a, ta, "sync")
 	ask(t, a, tb, "sync") // the link request reached B on the new connection
 	nothing(t, exA, "Exited on A for a link made after the loss")

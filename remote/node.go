@@ -244,7 +244,7 @@ type counters struct {
 // See docs/remote.md for the protocol.
 type Node struct {
 	sys  *actor.System
-	wire *actor.Wire
+	wire actorWire
 	cfg  Config
 	log  *slog.Logger
 	reg  *registry
@@ -308,7 +308,7 @@ func New(sys *actor.System, cfg Config) *Node {
 	_, _ = rand.Read(b[:])
 	n := &Node{
 		// Every line a peer can cause is rate-limited by its source.
-		sys: sys, wire: sys.Wire(), cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}).With("node", cfg.Name),
+		sys: sys, wire: wireOf(sys), cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}).With("node", cfg.Name),
 		reg: newRegistry(), name: cfg.Name, inc: binary.BigEndian.Uint64(b[:]),
 		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
 		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},

@@ -20,7 +20,7 @@ import (
 // owns the connection this node dials to it, which carries everything this
 // node sends there: messages, asks, replies, monitors. (The connection the
 // other node dials here carries the other direction.) It implements
-// actor.Peer.
+// actorPeer.
 type peer struct {
 	n    *Node
 	addr string
@@ -108,7 +108,7 @@ func (p *peer) setName(name string) {
 	p.nameMu.Unlock()
 }
 
-// Node implements actor.Peer.
+// Node implements actorPeer.
 func (p *peer) Node() string { return p.name() }
 
 // origin says why a frame is sent, which decides what happens when there is

@@ -9,7 +9,7 @@ import (
 	"github.com/actord/actord/actor"
 )
 
-// The peer's side of actor.Peer: what local actors and goroutines send to
+// The peer's side of actorPeer: what local actors and goroutines send to
 // the peer's node, as frames queued on the peer (enqueue), and the answers
 // that come back for them.
 
@@ -31,13 +31,13 @@ func (p *peer) senderIDLocked(r actor.Ref) (actor.WireID, bool) {
 
 func (p *peer) remoteID(r actor.Ref) (actor.WireID, error) {
 	q, id, ok := p.n.wire.Remote(r)
-	if !ok || q != actor.Peer(p) {
+	if !ok || q != actorPeer(p) {
 		return id, fmt.Errorf("remote: ref %v is not on node %s", r, p.name())
 	}
 	return id, nil
 }
 
-// Send implements actor.Peer.
+// Send implements actorPeer.
 func (p *peer) Send(to, from actor.Ref, msg any) error {
 	if d, ok := msg.(actor.Down); ok {
 		return p.sendDownFor(to, d)
@@ -106,7 +106,7 @@ func (p *peer) deliverDown(target, watcher actor.WireID, reason error) {
 	}
 }
 
-// Ask implements actor.Peer.
+// Ask implements actorPeer.
 func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, error) {
 	tid, err := p.remoteID(to)
 	if err != nil {
@@ -121,7 +121,7 @@ func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, erro
 	})
 }
 
-// Reply implements actor.Peer: it answers an ask that came from the peer.
+// Reply implements actorPeer: it answers an ask that came from the peer.
 func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
 	_, id, ok := p.n.wire.Remote(to)
 	if !ok {
@@ -178,14 +178,14 @@ func (p *peer) completeAsk(corr uint64, v any, err error) {
 	}
 }
 
-// AskWait implements actor.Peer: a blocking ask from a plain goroutine.
+// AskWait implements actorPeer: a blocking ask from a plain goroutine.
 func (p *peer) AskWait(ctx context.Context, to actor.Ref, msg any) (any, error) {
 	tid, err := p.remoteID(to)
 	if err != nil {
 		return nil, err
 	}
 	return p.call(ctx, fAsk, func(f *frame) {
-		f.to, f.from, f.payload = tid, actor.WireID{Loop: actor.GoroutineLoop}, msg
+		f.to, f.from, f.payload = tid, actor.WireID{Loop: goroutineLoop}, msg
 	})
 }
 
@@ -206,7 +206,7 @@ func (p *peer) monitorIDs(target, watcher actor.Ref) (tid, wid actor.WireID, err
 	return tid, wid, nil
 }
 
-// Monitor implements actor.Peer.
+// Monitor implements actorPeer.
 func (p *peer) Monitor(target, watcher actor.Ref) error {
 	tid, wid, err := p.monitorIDs(target, watcher)
 	if err != nil {
@@ -260,7 +260,7 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 	return err
 }
 
-// Demonitor implements actor.Peer.
+// Demonitor implements actorPeer.
 func (p *peer) Demonitor(target, watcher actor.Ref) error {
 	tid, wid, err := p.monitorIDs(target, watcher)
 	if err != nil {
@@ -278,7 +278,7 @@ func (p *peer) Demonitor(target, watcher actor.Ref) error {
 	return err
 }
 
-// Stop implements actor.Peer.
+// Stop implements actorPeer.
 func (p *peer) Stop(target actor.Ref, reason error) error {
 	tid, err := p.remoteID(target)
 	if err != nil {
@@ -300,7 +300,7 @@ func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err erro
 	return tid, lid, nil
 }
 
-// Link implements actor.Peer: the other node links target to from.
+// Link implements actorPeer: the other node links target to from.
 func (p *peer) Link(target, from actor.Ref) (uint64, error) {
 	tid, fid, err := p.linkIDs(target, from)
 	if err != nil {
@@ -316,7 +316,7 @@ func (p *peer) currentEpoch() uint64 {
 	return p.link.epoch
 }
 
-// Unlink implements actor.Peer.
+// Unlink implements actorPeer.
 func (p *peer) Unlink(target, from actor.Ref) error {
 	tid, fid, err := p.linkIDs(target, from)
 	if err != nil {
@@ -326,7 +326,7 @@ func (p *peer) Unlink(target, from actor.Ref) error {
 	return err
 }
 
-// Exit implements actor.Peer: an exit signal from the local actor from to
+// Exit implements actorPeer: an exit signal from the local actor from to
 // the remote actor to.
 func (p *peer) Exit(to, from actor.Ref, reason error, link bool) error {
 	tid, fid, err := p.linkIDs(to, from)

@@ -159,7 +159,7 @@ func TestPendingCaps(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the places to come back", func() bool { return b.node.pending.count() == 0 })
 	c := newTestNode(t, "c", Config{})
-	if v, err := c.sys.Ask(ctxT(t), c.sys.Wire().RemoteRef(c.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "again"); err != nil || v != "again" {
+	if v, err := c.sys.Ask(ctxT(t), wireOf(c.sys).RemoteRef(c.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "again"); err != nil || v != "again" {
 		t.Fatalf("a new node's ask after the places came back = %v, %v", v, err)
 	}
 }
@@ -167,7 +167,7 @@ func TestPendingCaps(t *testing.T) {
 // localID returns the wire id of the actor that from's remote ref r names.
 func localID(t *testing.T, from, on *testNode, r actor.Ref) actor.WireID {
 	t.Helper()
-	id, ok := on.sys.Wire().LocalID(localOf(t, from, on, r))
+	id, ok := wireOf(on.sys).LocalID(localOf(t, from, on, r))
 	if !ok {
 		t.Fatal("no local id")
 	}
@@ -389,7 +389,7 @@ func TestAcceptErrorKeepsConnections(t *testing.T) {
 	}
 	fl.set(false)
 	c := newTestNode(t, "c", Config{})
-	if v, err := c.sys.Ask(ctxT(t), c.sys.Wire().RemoteRef(c.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "new"); err != nil || v != "new" {
+	if v, err := c.sys.Ask(ctxT(t), wireOf(c.sys).RemoteRef(c.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "new"); err != nil || v != "new" {
 		t.Fatalf("a new node's ask after the errors cleared = %v, %v", v, err)
 	}
 	if st := a.node.Stats(); st.PeersDown != 0 {
@@ -414,8 +414,8 @@ func TestClusterKeyMismatchNamed(t *testing.T) {
 			var alog, blog logBuf
 			b := newTestNode(t, "b", Config{ClusterKey: keys[1], Logger: blog.logger()})
 			a := newTestNode(t, "a", Config{ClusterKey: keys[0], Logger: alog.logger()})
-			id, _ := b.sys.Wire().LocalID(spawn(t, b.sys, echo))
-			r := a.sys.Wire().RemoteRef(a.node.peerFor(b.node.Addr(), "b"), id)
+			id, _ := wireOf(b.sys).LocalID(spawn(t, b.sys, echo))
+			r := wireOf(a.sys).RemoteRef(a.node.peerFor(b.node.Addr(), "b"), id)
 			_, err := a.sys.Ask(ctxT(t), r, "x")
 			if !errors.Is(err, ErrNodeDown) || !errors.Is(err, ErrClusterKey) || !strings.Contains(err.Error(), "cluster key mismatch") {
 				t.Fatalf("ask across mismatched cluster keys: %v, want ErrNodeDown and ErrClusterKey", err)
@@ -535,7 +535,7 @@ func TestAcceptOutOfFiles(t *testing.T) {
 	}
 	restore()
 	cn := newTestNode(t, "c", Config{})
-	if v, err := cn.sys.Ask(ctxT(t), cn.sys.Wire().RemoteRef(cn.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "new"); err != nil || v != "new" {
+	if v, err := cn.sys.Ask(ctxT(t), wireOf(cn.sys).RemoteRef(cn.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "new"); err != nil || v != "new" {
 		t.Fatalf("a new node's ask after descriptors came back = %v, %v", v, err)
 	}
 	st := b.node.Stats()

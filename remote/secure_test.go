@@ -282,8 +282,8 @@ func TestSecureClusterKeyMismatch(t *testing.T) {
 	for name, key := range map[string][]byte{"none": nil, "other": []byte("cluster key number two")} {
 		t.Run(name, func(t *testing.T) {
 			a := newTestNode(t, "a-"+name, Config{ClusterKey: key, HeartbeatTimeout: time.Second})
-			id, _ := b.sys.Wire().LocalID(spawn(t, b.sys, echo))
-			r := a.sys.Wire().RemoteRef(a.node.peerFor(b.node.Addr(), "b"), id)
+			id, _ := wireOf(b.sys).LocalID(spawn(t, b.sys, echo))
+			r := wireOf(a.sys).RemoteRef(a.node.peerFor(b.node.Addr(), "b"), id)
 			bad := b.node.Stats().BadFrames + a.node.Stats().BadFrames
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -341,8 +341,8 @@ func TestSecureAuthorize(t *testing.T) {
 	// Refused: a new connection (after b drops the current one) fails.
 	refuse.Store(true)
 	c := newTestNode(t, "c", Config{})
-	id, _ := b.sys.Wire().LocalID(localOf(t, a, b, r))
-	rc := c.sys.Wire().RemoteRef(c.node.peerFor(b.node.Addr(), "b"), id)
+	id, _ := wireOf(b.sys).LocalID(localOf(t, a, b, r))
+	rc := wireOf(c.sys).RemoteRef(c.node.peerFor(b.node.Addr(), "b"), id)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := c.sys.Ask(ctx, rc, "x"); !errors.Is(err, ErrNodeDown) {

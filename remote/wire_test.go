@@ -75,9 +75,9 @@ func sampleFrames() []frame {
 		{kind: fSend, to: to, from: from, hasFrom: true, typeID: typeID("bytes"), payload: []byte{1, 2, 3}},
 		{kind: fSend, to: to, from: from, hasFrom: true, payload: nil},
 		{kind: fAsk, to: to, from: from, pidx: 5, pgen: 0xFFFFFFFF, payload: int64(-42)},
-		{kind: fAsk, to: to, from: wid(actor.GoroutineLoop, 0, 0, 0), pidx: 1, pgen: 0, payload: map[string]any{"k": "v"}},
+		{kind: fAsk, to: to, from: wid(goroutineLoop, 0, 0, 0), pidx: 1, pgen: 0, payload: map[string]any{"k": "v"}},
 		{kind: fReply, loop: 1, pidx: 9, pgen: 2, payload: uint64(math.MaxUint64)},
-		{kind: fReply, loop: actor.GoroutineLoop, pidx: 9, pgen: 2, code: codeDead, msg: "actor: no such actor"},
+		{kind: fReply, loop: goroutineLoop, pidx: 9, pgen: 2, code: codeDead, msg: "actor: no such actor"},
 		{kind: fReply, loop: 0, pidx: 1, pgen: 1, payload: []any{"x", true, 1.5}},
 		{kind: fPing, seq: 77},
 		{kind: fPong, seq: math.MaxUint64},
@@ -176,7 +176,7 @@ func TestFramePayloadRefs(t *testing.T) {
 	if !w.Ref.IsRemote() || w.Refs[0].IsRemote() || w.Refs[0] != localOf(t, a, b, remote) || w.Ref != w.Refs[2] {
 		t.Fatalf("refs on B: %+v", w)
 	}
-	if p, _, _ := b.sys.Wire().Remote(w.Ref); p.(*peer).addr != a.node.Addr() {
+	if p, _, _ := wireOf(b.sys).Remote(w.Ref); p.(*peer).addr != a.node.Addr() {
 		t.Fatalf("A's ref on B points at %s", p.(*peer).addr)
 	}
 	// A ref cannot be encoded outside a node's encoder.
@@ -761,7 +761,7 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 	c := secureDial(t, addr)
 	handshake(t, c)
 	bad := b.node.Stats().BadFrames
-	to, _ := b.sys.Wire().LocalID(localOf(t, a, b, r))
+	to, _ := wireOf(b.sys).LocalID(localOf(t, a, b, r))
 	_, _ = c.Write(appendFrame(nil, fSend, msgpack.RawMessage(rawID(uint64(to.Loop), uint64(to.Slot), uint64(to.Gen), to.Secret[:])), nil, typeID("int"), "not an int"))
 	_, _ = c.Write(appendFrame(nil, fPing, uint64(9)))
 	pb, err := c.readFrame(5 * time.Second)
@@ -830,7 +830,7 @@ func fakePeer(t testing.TB, rcvbuf int, serve func(c net.Conn, done <-chan struc
 // fakeRef is a ref, on tn, of an actor on the fake peer at addr.
 func fakeRef(tn *testNode, addr string) (actor.Ref, *peer) {
 	p := tn.node.peerFor(addr, "fake")
-	return tn.sys.Wire().RemoteRef(p, wid(0, 1, 1, 0x55)), p
+	return wireOf(tn.sys).RemoteRef(p, wid(0, 1, 1, 0x55)), p
 }
 
 // A peer that accepts and then says nothing: heartbeats declare it down,
@@ -1100,7 +1100,7 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	}
 	before = holding()
 	answered := make(chan error, 1)
-	if err := a.sys.Wire().MonitorLocal(dead, r, func() {
+	if err := wireOf(a.sys).MonitorLocal(dead, r, func() {
 		_, err := p.enqueueOpt(fDown, answer, func(*frame) {})
 		answered <- err
 	}); err != nil {
