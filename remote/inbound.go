@@ -97,7 +97,7 @@ type inConn struct {
 	// read, to kick at its end (kickAll)
 	kick []actor.Ref
 	// frame bytes read, and acknowledged to the sender (ackInbound)
-	rx, rxAcked uint64
+	acks inAcks
 	// the connection's place among the unauthenticated ones and its
 	// handshake deadline, until its Hello is accepted (then nil)
 	pre *preAuth
@@ -264,7 +264,7 @@ var errHelloDone = errors.New("hello accepted")
 func (n *Node) readInbound(ic *inConn) error {
 	handle := func(body []byte) error {
 		n.stats.framesIn.Add(1)
-		ic.countInbound(len(body))
+		ic.acks.read(len(body))
 		if err := ic.fr.parse(body, &ic.f); err != nil {
 			return err
 		}

@@ -29,7 +29,8 @@ type Config struct {
 	// MaxFrame bounds one frame; a peer that sends a larger one is
 	// disconnected. Default 16 MiB.
 	MaxFrame int
-	// MaxOutbound bounds the bytes queued for one peer and not yet written.
+	// MaxOutbound bounds the bytes of frames for one peer that it has not
+	// acknowledged yet (queued, or written and perhaps not read).
 	// Beyond it, Send and Ask to that peer fail at once with
 	// actor.ErrQueueFull (counted in Stats.Refused). Default 32 MiB.
 	MaxOutbound int
