@@ -368,7 +368,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	if err != nil {
 		return err
 	}
-	st, prev, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
+	st, renewed, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
 	if err != nil {
 		return err
 	}
@@ -378,7 +378,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	ic.from = from
 	ic.fr.setFrom(n, ic.from)
 	from.claimOpened(ic.sess.peerKey)
-	if prev != 0 {
+	if renewed {
 		// The node lost its connection here and dialed again: what it
 		// sent meanwhile may be lost, so links with its actors end as
 		// they did on its side (peer.lost), before this connection's
@@ -389,27 +389,12 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	return nil
 }
 
-// incarnation records a connection of epoch from the incarnation key and
-// returns its state and the epoch it had before (0 for a first connection).
-// An epoch not above the one recorded is stale: refused.
-func (n *Node) incarnation(key inKey, epoch uint64) (*inState, uint64, error) {
+// incarnation records a connection of epoch from the incarnation key
+// (incarnations.hello).
+func (n *Node) incarnation(key inKey, epoch uint64) (*inState, bool, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st, ok := n.remotes[key]
-	if !ok {
-		st = &inState{}
-		n.remotes[key] = st
-	}
-	for {
-		prev := st.epoch.Load()
-		if epoch <= prev {
-			return nil, 0, fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", epoch, key.name, prev)
-		}
-		if st.epoch.CompareAndSwap(prev, epoch) {
-			st.open++
-			return st, prev, nil
-		}
-	}
+	return n.remotes.hello(key, epoch)
 }
 
 // inSend delivers a one-way message.

@@ -126,18 +126,16 @@ func (ic *inConn) mayAnswer() bool {
 func (n *Node) inboundClosed(ic *inConn) {
 	n.mu.Lock()
 	delete(n.inbound, ic)
-	last := false
+	end := false
 	if ic.state != nil {
-		ic.state.open--
-		ic.state.closedAt = time.Now()
-		last = ic.state.open == 0
+		end = n.remotes.closed(ic.state, ic.epoch, time.Now())
 	}
 	n.mu.Unlock()
 	if ic.from == nil {
 		return
 	}
 	ic.from.claimClosed(ic.sess.peerKey)
-	if last && ic.state.epoch.Load() == ic.epoch {
+	if end {
 		n.wire.BreakLinks(ic.from, math.MaxUint64, fmt.Errorf("%w: %s: its connection closed", ErrNodeDown, ic.remoteName))
 	}
 }
@@ -185,27 +183,7 @@ func (n *Node) sweep(now time.Time, force bool) int {
 	}
 	// Incarnations: forget those with no open connection after ForgetAfter;
 	// past MaxPeers of them, the oldest closed first.
-	closed := 0
-	for k, st := range n.remotes {
-		switch {
-		case st.open > 0:
-		case now.Sub(st.closedAt) >= n.cfg.ForgetAfter:
-			delete(n.remotes, k)
-		default:
-			closed++
-		}
-	}
-	for closed > n.cfg.MaxPeers {
-		var oldest inKey
-		var at time.Time
-		for k, st := range n.remotes {
-			if st.open == 0 && (at.IsZero() || st.closedAt.Before(at)) {
-				oldest, at = k, st.closedAt
-			}
-		}
-		delete(n.remotes, oldest)
-		closed--
-	}
+	n.remotes.sweep(now, n.cfg.ForgetAfter, n.cfg.MaxPeers)
 	n.mu.Unlock()
 	for _, p := range gone {
 		p.mu.Lock()
