@@ -218,5 +218,5 @@ func (n *Node) nudgeGC() {
 func (p *peer) forgettable(now time.Time, idle time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.link.forgettable(now, idle) && len(p.calls) == 0 && len(p.monitors) == 0
+	return p.link.forgettable(now, idle) && len(p.calls) == 0 && p.monitors.empty()
 }

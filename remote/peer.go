@@ -55,7 +55,7 @@ type peer struct {
 	out       frame                  // the frame being queued (enqueueOpt), reused
 	calls     map[uint64]chan result // goroutine asks and spawns by correlation
 	nextCall  uint64
-	monitors  map[actor.WireID]*monitor
+	monitors  watches // local actors' monitors of the peer's actors
 	lastHeard atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
@@ -73,12 +73,6 @@ type peer struct {
 type result struct {
 	v   any
 	err error
-}
-
-// monitor is a remote actor watched by local actors through this peer.
-type monitor struct {
-	target   actor.Ref
-	watchers map[actor.Ref]struct{}
 }
 
 func newPeer(n *Node, addr, name string) *peer {
@@ -374,8 +368,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.n.stats.deadLetters.Add(uint64(dead.total))
 	calls := p.calls
 	p.calls = nil
-	mons := p.monitors
-	p.monitors = nil
+	mons := p.monitors.lost()
 	closed := p.link.closed || p.n.closing.Load()
 	p.mu.Unlock()
 	p.n.reportDeadLetters(p, dead, err)
