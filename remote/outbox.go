@@ -86,7 +86,7 @@ func (o *outbox) begin(epoch uint64, fw *frameWriter, hello *frame) {
 
 // next takes up to max queued bytes for writing (nil when none is
 // queued); they are counted as written. The slice is valid until the next
-// call of appendFrame, begin or lost.
+// call of any other method.
 func (o *outbox) next(max int) []byte {
 	b := o.buf[o.sent:]
 	if len(b) == 0 {
