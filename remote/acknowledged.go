@@ -27,7 +27,7 @@ type reason struct {
 	Msg      string
 }
 
-// Lifecycle implements actor.Peer: it sends an acknowledged lifecycle
+// Lifecycle implements actorPeer: it sends an acknowledged lifecycle
 // request for the remote actor to, answered like an ask of from.
 func (p *peer) Lifecycle(to, from actor.Ref, req seam.LifecycleRequest, pidx, pgen uint32) (uint64, error) {
 	tid, err := p.remoteID(to)
@@ -44,7 +44,7 @@ func (p *peer) Lifecycle(to, from actor.Ref, req seam.LifecycleRequest, pidx, pg
 	})
 }
 
-// LifecycleWait implements actor.Peer: Lifecycle from a plain goroutine,
+// LifecycleWait implements actorPeer: Lifecycle from a plain goroutine,
 // answered like AskWait.
 func (p *peer) LifecycleWait(ctx context.Context, to actor.Ref, req seam.LifecycleRequest) (any, error) {
 	tid, err := p.remoteID(to)

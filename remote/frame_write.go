@@ -65,6 +65,15 @@ func (fw *frameWriter) write(f *frame) error {
 	return nil
 }
 
+// appendFrame appends f to dst as write does and returns the longer slice;
+// the writer keeps no reference to dst. On an error nothing is appended.
+func (fw *frameWriter) appendFrame(dst []byte, f *frame) ([]byte, error) {
+	fw.w.b = dst
+	err := fw.write(f)
+	dst, fw.w.b = fw.w.b, nil
+	return dst, err
+}
+
 // appendControl appends f, a frame without a payload (Welcome, Pong, Ack,
 // Goodbye), to dst.
 func appendControl(dst []byte, f *frame) []byte {

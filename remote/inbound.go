@@ -97,7 +97,7 @@ type inConn struct {
 	// read, to kick at its end (kickAll)
 	kick []actor.Ref
 	// frame bytes read, and acknowledged to the sender (ackInbound)
-	rx, rxAcked uint64
+	acks inAcks
 	// the connection's place among the unauthenticated ones and its
 	// handshake deadline, until its Hello is accepted (then nil)
 	pre *preAuth
@@ -264,7 +264,7 @@ var errHelloDone = errors.New("hello accepted")
 func (n *Node) readInbound(ic *inConn) error {
 	handle := func(body []byte) error {
 		n.stats.framesIn.Add(1)
-		ic.countInbound(len(body))
+		ic.acks.read(len(body))
 		if err := ic.fr.parse(body, &ic.f); err != nil {
 			return err
 		}
@@ -370,7 +370,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	if err != nil {
 		return err
 	}
-	st, prev, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
+	st, renewed, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
 	if err != nil {
 		return err
 	}
@@ -380,7 +380,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	ic.from = from
 	ic.fr.setFrom(n, ic.from)
 	from.claimOpened(ic.sess.peerKey)
-	if prev != 0 {
+	if renewed {
 		// The node lost its connection here and dialed again: what it
 		// sent meanwhile may be lost, so links with its actors end as
 		// they did on its side (peer.lost), before this connection's
@@ -391,27 +391,12 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	return nil
 }
 
-// incarnation records a connection of epoch from the incarnation key and
-// returns its state and the epoch it had before (0 for a first connection).
-// An epoch not above the one recorded is stale: refused.
-func (n *Node) incarnation(key inKey, epoch uint64) (*inState, uint64, error) {
+// incarnation records a connection of epoch from the incarnation key
+// (incarnations.hello).
+func (n *Node) incarnation(key inKey, epoch uint64) (*inState, bool, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st, ok := n.remotes[key]
-	if !ok {
-		st = &inState{}
-		n.remotes[key] = st
-	}
-	for {
-		prev := st.epoch.Load()
-		if epoch <= prev {
-			return nil, 0, fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", epoch, key.name, prev)
-		}
-		if st.epoch.CompareAndSwap(prev, epoch) {
-			st.open++
-			return st, prev, nil
-		}
-	}
+	return n.remotes.hello(key, epoch)
 }
 
 // inSend delivers a one-way message.

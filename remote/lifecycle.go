@@ -8,13 +8,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/actord/actord/actor"
 	"github.com/actord/actord/event"
 )
 
 // This file holds what a node knows of its peers over time: connection
-// epochs, acknowledgements and the dead letters they reveal, which nodes
-// claim which address, and when a peer is forgotten.
+// epochs, the dead letters a loss reveals (outbox.go decides which), which
+// nodes claim which address, and when a peer is forgotten.
 
 // nextEpoch returns a connection epoch higher than every one before it.
 func (n *Node) nextEpoch() uint64 { return n.epochs.Add(1) }
@@ -52,93 +51,16 @@ func (b *tokenBucket) allow(now time.Time) bool {
 	return true
 }
 
-// ackEvery is how many frame bytes a node reads on a connection before it
-// acknowledges them without waiting for the next ping: one small frame per
-// 16 KiB under a stream, while a message that the peer handled but had not
-// acknowledged when the connection broke is reported as a dead letter
-// (perhaps delivered) by the sender.
-const ackEvery = 16 << 10
-
-// countInbound adds one frame (its body of size bytes and its length
-// prefix) to what the connection's sender may be told was received.
-func (ic *inConn) countInbound(size int) { ic.rx += uint64(4 + size) }
-
 // ackInbound queues an acknowledgement of every frame read on the
-// connection so far, if there is anything new and at least min bytes of it:
-// the sender keeps what is not acknowledged, to report it as dead letters
-// if the connection breaks (peer.lost).
-func (ic *inConn) ackInbound(min uint64) {
-	if ic.hello && ic.rx > ic.rxAcked && ic.rx-ic.rxAcked >= min {
-		ic.out = appendControl(ic.out, &frame{kind: fAck, seq: ic.rx})
-		ic.rxAcked = ic.rx
+// connection so far, if there is anything new and at least least bytes of
+// it (inAcks.due); only once the Hello is accepted.
+func (ic *inConn) ackInbound(least uint64) {
+	if !ic.hello {
+		return
 	}
-}
-
-// deadLetters is a summary of the one-way messages lost with a connection.
-type deadLetters struct {
-	groups map[deadKey]int
-	other  int // lost beyond maxDeadGroups distinct groups
-	total  int
-}
-
-type deadKey struct {
-	to, from actor.WireID
-	hasFrom  bool
-	typ      uint64
-}
-
-// maxDeadGroups bounds the groups (sender, target, type) one loss reports.
-const maxDeadGroups = 1024
-
-// scanDeadLetters walks the frames of stream (whole frames, as queued) and
-// counts the one-way messages among them. The frames are the node's own, so
-// their fields have the canonical encoding the quick readers expect.
-func (n *Node) scanDeadLetters(stream []byte) deadLetters {
-	var d deadLetters
-	for len(stream) >= 4 {
-		size := int(uint32(stream[0])<<24 | uint32(stream[1])<<16 | uint32(stream[2])<<8 | uint32(stream[3]))
-		if size > len(stream)-4 {
-			break
-		}
-		body := stream[4 : 4+size]
-		stream = stream[4+size:]
-		if len(body) < 2 || body[1] != fSend {
-			continue
-		}
-		k, ok := scanSend(body)
-		d.total++
-		switch {
-		case !ok:
-			d.other++
-		case d.groups[k] > 0 || len(d.groups) < maxDeadGroups:
-			if d.groups == nil {
-				d.groups = map[deadKey]int{}
-			}
-			d.groups[k]++
-		default:
-			d.other++
-		}
+	if upto, ok := ic.acks.due(least); ok {
+		ic.out = appendControl(ic.out, &frame{kind: fAck, seq: upto})
 	}
-	return d
-}
-
-// scanSend reads the target, sender and type of an fSend body.
-func scanSend(body []byte) (k deadKey, ok bool) {
-	fr := frameReader{buf: body}
-	fr.r.Reset(body)
-	fr.skipTo(2) // fixarray header, kind
-	if !fr.quickID(&k.to) {
-		return k, false
-	}
-	if i := fr.pos(); i < len(body) && body[i] == 0xc0 {
-		fr.skipTo(i + 1)
-	} else if !fr.quickID(&k.from) {
-		return k, false
-	} else {
-		k.hasFrom = true
-	}
-	k.typ, _, ok = quickUint(body, fr.pos())
-	return k, ok
 }
 
 // reportDeadLetters logs what a loss of p's connection lost (counted in
@@ -204,18 +126,16 @@ func (ic *inConn) mayAnswer() bool {
 func (n *Node) inboundClosed(ic *inConn) {
 	n.mu.Lock()
 	delete(n.inbound, ic)
-	last := false
+	end := false
 	if ic.state != nil {
-		ic.state.open--
-		ic.state.closedAt = time.Now()
-		last = ic.state.open == 0
+		end = n.remotes.closed(ic.state, ic.epoch, time.Now())
 	}
 	n.mu.Unlock()
 	if ic.from == nil {
 		return
 	}
 	ic.from.claimClosed(ic.sess.peerKey)
-	if last && ic.state.epoch.Load() == ic.epoch {
+	if end {
 		n.wire.BreakLinks(ic.from, math.MaxUint64, fmt.Errorf("%w: %s: its connection closed", ErrNodeDown, ic.remoteName))
 	}
 }
@@ -263,32 +183,13 @@ func (n *Node) sweep(now time.Time, force bool) int {
 	}
 	// Incarnations: forget those with no open connection after ForgetAfter;
 	// past MaxPeers of them, the oldest closed first.
-	closed := 0
-	for k, st := range n.remotes {
-		switch {
-		case st.open > 0:
-		case now.Sub(st.closedAt) >= n.cfg.ForgetAfter:
-			delete(n.remotes, k)
-		default:
-			closed++
-		}
-	}
-	for closed > n.cfg.MaxPeers {
-		var oldest inKey
-		var at time.Time
-		for k, st := range n.remotes {
-			if st.open == 0 && (at.IsZero() || st.closedAt.Before(at)) {
-				oldest, at = k, st.closedAt
-			}
-		}
-		delete(n.remotes, oldest)
-		closed--
-	}
+	n.remotes.sweep(now, n.cfg.ForgetAfter, n.cfg.MaxPeers)
 	n.mu.Unlock()
 	for _, p := range gone {
 		p.mu.Lock()
 		fw := p.fw
 		p.fw = nil
+		p.ob.release()
 		p.mu.Unlock()
 		if fw != nil {
 			fw.release()
@@ -317,5 +218,5 @@ func (n *Node) nudgeGC() {
 func (p *peer) forgettable(now time.Time, idle time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.link.forgettable(now, idle) && len(p.calls) == 0 && len(p.monitors) == 0
+	return p.link.forgettable(now, idle) && len(p.calls) == 0 && p.monitors.empty()
 }

@@ -29,7 +29,8 @@ type Config struct {
 	// MaxFrame bounds one frame; a peer that sends a larger one is
 	// disconnected. Default 16 MiB.
 	MaxFrame int
-	// MaxOutbound bounds the bytes queued for one peer and not yet written.
+	// MaxOutbound bounds the bytes of frames for one peer that it has not
+	// acknowledged yet (queued, or written and perhaps not read).
 	// Beyond it, Send and Ask to that peer fail at once with
 	// actor.ErrQueueFull (counted in Stats.Refused). Default 32 MiB.
 	MaxOutbound int
@@ -266,7 +267,7 @@ type Node struct {
 	// resolve requests being answered, at most maxResolving (sturdy.go)
 	resolving atomic.Int64
 	answer    func(req []byte) ([]byte, bool) // answerResolve; tests make a node relay instead
-	remotes   map[inKey]*inState
+	remotes   incarnations                    // of the nodes connected here (n.mu)
 	inbound   map[*inConn]struct{}
 	// epochs numbers connections node-wide, so every connection this node
 	// dials has a higher epoch than all before it, whichever peer object
@@ -285,22 +286,6 @@ type Node struct {
 	buffered budget
 }
 
-// inKey names an incarnation of a remote node.
-type inKey struct {
-	name string
-	inc  uint64
-}
-
-// inState tracks the newest connection epoch seen from a remote incarnation,
-// so frames from an older connection are refused rather than reordered, and
-// how many of its connections are open (n.mu), so the entry is forgotten
-// some time after the last one closed (Node.sweep).
-type inState struct {
-	epoch    atomic.Uint64
-	open     int
-	closedAt time.Time
-}
-
 // New makes a Node for sys. Start it with Serve (for a supervisor) or Start.
 func New(sys *actor.System, cfg Config) *Node {
 	cfg = cfg.withDefaults()
@@ -311,7 +296,7 @@ func New(sys *actor.System, cfg Config) *Node {
 		sys: sys, wire: wireOf(sys), cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}).With("node", cfg.Name),
 		reg: newRegistry(), name: cfg.Name, inc: binary.BigEndian.Uint64(b[:]),
 		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
-		remotes: map[inKey]*inState{}, inbound: map[*inConn]struct{}{},
+		remotes: incarnations{}, inbound: map[*inConn]struct{}{},
 		answerDials: tokenBucket{rate: answerDialRate, burst: answerDialBurst},
 	}
 	n.linkCfg = linkConfig{

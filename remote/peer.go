@@ -35,14 +35,11 @@ type peer struct {
 	retryTimer *time.Timer
 	retryFor   time.Time // the retryAt retryTimer is armed for
 	conn       gnet.Conn // nil unless connected
-	// fw's buffer holds the connection's plaintext stream from base on:
-	// bytes before ack the peer acknowledged (dropped once they are half of
-	// the buffer), bytes before sent are sealed and written, the rest wait.
-	fw        *frameWriter
-	base      uint64           // stream offset of fw's first byte (the Hello is at 0)
-	ack       int              // bytes of fw's buffer the peer acknowledged (fAck)
-	sent      int              // bytes of fw's buffer already sealed and written
-	tx        *transportCipher // seals them; nil until the connection's handshake is done
+	// ob is the outbound stream's delivery state (outbox.go): queued,
+	// written and acknowledged bytes, the bound, what a loss loses.
+	ob        outbox
+	fw        *frameWriter     // encodes the frames ob queues; nil until first used
+	tx        *transportCipher // seals ob's batches; nil until the connection's handshake is done
 	peerKey   []byte           // the static key the current connection's handshake authenticated (nil before)
 	pinned    []byte           // the only key a connection may authenticate, once a sturdy ref was resolved through this peer
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
@@ -58,7 +55,7 @@ type peer struct {
 	out       frame                  // the frame being queued (enqueueOpt), reused
 	calls     map[uint64]chan result // goroutine asks and spawns by correlation
 	nextCall  uint64
-	monitors  map[actor.WireID]*monitor
+	monitors  watches // local actors' monitors of the peer's actors
 	lastHeard atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
@@ -78,17 +75,12 @@ type result struct {
 	err error
 }
 
-// monitor is a remote actor watched by local actors through this peer.
-type monitor struct {
-	target   actor.Ref
-	watchers map[actor.Ref]struct{}
-}
-
 func newPeer(n *Node, addr, name string) *peer {
 	// A peer is created for every node a decoded ref names; its encoder and
 	// tables come with its first use, so one that is never used costs a few
 	// hundred bytes (and Config.MaxPeers bounds how many there are).
 	p := &peer{n: n, addr: addr, nodeName: name}
+	p.ob.max = n.cfg.MaxOutbound
 	p.link = newLink(&n.linkCfg, p.name, time.Now())
 	return p
 }
@@ -142,24 +134,17 @@ func (p *peer) enqueue(kind int, fill func(f *frame)) (uint64, error) {
 	return p.enqueueOpt(kind, fromLocal, fill)
 }
 
-// forcedLimit bounds forced frames (enqueueOpt) to this many times
-// MaxOutbound.
-const forcedLimit = 4
-
-// enqueueOpt is enqueue; with force the frame is queued even beyond
-// MaxOutbound. Only the signals of a local actor's stop are forced (its
-// Downs and the exit signals to its links): as locally, they are not
-// dropped because a queue is full. Answers to another node's requests are
-// not forced. Another node can still make a stop send many signals (by
-// linking or monitoring many times), so forced frames stop at forcedLimit
-// times MaxOutbound: there, the peer is disconnected (and declared lost).
+// enqueueOpt is enqueue; a forced frame is queued even beyond MaxOutbound.
+// Only the signals of a local actor's stop are forced (its Downs and the
+// exit signals to its links); answers to another node's requests are not.
+// The outbox decides (outbox.admit); past forcedLimit times MaxOutbound
+// the peer is disconnected (and declared lost).
 func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.n.closing.Load() {
 		return 0, ErrClosed
 	}
-	force := o == forced
 	dial, err := p.link.admit(o, time.Now())
 	if err != nil {
 		if o == fromLocal && errors.Is(err, ErrNotSent) {
@@ -171,18 +156,16 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	held := p.unackedLocked()
-	if force && held >= forcedLimit*p.n.cfg.MaxOutbound {
-		// Other nodes can make a stop send many signals (a link or a
-		// monitor each): a peer that reads nothing while they pile up is
-		// let go, as one that stopped answering heartbeats would be.
+	switch p.ob.admit(o == forced) {
+	case obOverflow:
+		// A peer that reads nothing while a stop's signals pile up is let
+		// go, as one that stopped answering heartbeats would be.
 		p.n.stats.refused.Add(1)
 		if p.conn != nil {
 			_ = p.conn.Close() // asynchronous: OnClose declares the peer lost
 		}
-		return 0, fmt.Errorf("%w: %s reads nothing: %d bytes queued for it, signals included", ErrNodeDown, p.nameLocked(), held)
-	}
-	if !force && held >= p.n.cfg.MaxOutbound {
+		return 0, fmt.Errorf("%w: %s reads nothing: %d bytes queued for it, signals included", ErrNodeDown, p.nameLocked(), p.ob.unacked())
+	case obFull:
 		p.n.stats.refused.Add(1)
 		if p.conn != nil && !p.flushing && p.netHeld > 0 {
 			p.flushing = true
@@ -196,7 +179,7 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	f := &p.out
 	*f = frame{kind: uint64(kind)}
 	fill(f)
-	err = p.fw.write(f)
+	err = p.ob.appendFrame(p.fw, f)
 	f.payload = nil // do not keep the message reachable
 	if err != nil {
 		return 0, err
@@ -224,10 +207,7 @@ func (p *peer) dialLocked() {
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	queued := append([]byte(nil), p.fw.w.b[p.sent:]...)
-	p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
-	_ = p.fw.write(&frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch})
-	p.fw.w.b = append(p.fw.w.b, queued...)
+	p.ob.begin(epoch, p.fw, &frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch})
 	p.n.stats.dials.Add(1)
 	go p.dial(epoch)
 }
@@ -382,18 +362,13 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.netHeld = 0
 	wc := p.wc
 	p.wc, p.wrc = nil, nil
-	var dead deadLetters
-	if p.fw != nil {
-		dead = p.n.scanDeadLetters(p.fw.w.b[p.ack:])
-		// Counted before the refusals below become visible: a sender that
-		// sees ErrNodeDown finds its lost messages counted.
-		p.n.stats.deadLetters.Add(uint64(dead.total))
-		p.fw.w.b, p.sent, p.ack, p.base = p.fw.w.b[:0], 0, 0, 0
-	}
+	dead := p.ob.lost()
+	// Counted before the refusals below become visible: a sender that sees
+	// ErrNodeDown finds its lost messages counted.
+	p.n.stats.deadLetters.Add(uint64(dead.total))
 	calls := p.calls
 	p.calls = nil
-	mons := p.monitors
-	p.monitors = nil
+	mons := p.monitors.lost()
 	closed := p.link.closed || p.n.closing.Load()
 	p.mu.Unlock()
 	p.n.reportDeadLetters(p, dead, err)
@@ -457,6 +432,7 @@ func (p *peer) close() {
 	p.lost(epoch, fmt.Errorf("%w: %s: local node closed", ErrNodeDown, p.name()))
 	p.mu.Lock()
 	fw := p.fw
+	p.ob.release()
 	p.mu.Unlock()
 	if fw != nil {
 		fw.release()

@@ -88,18 +88,7 @@ func (p *peer) deliverDown(target, watcher actor.WireID, reason error) {
 		return
 	}
 	p.mu.Lock()
-	m := p.monitors[target]
-	var ref actor.Ref
-	found := false
-	if m != nil {
-		if _, found = m.watchers[w]; found {
-			ref = m.target
-			delete(m.watchers, w)
-			if len(m.watchers) == 0 {
-				delete(p.monitors, target)
-			}
-		}
-	}
+	ref, found := p.monitors.remove(target, w)
 	p.mu.Unlock()
 	if found {
 		_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: ref, Reason: reason})
@@ -222,18 +211,9 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		p.mu.Unlock()
 		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: down})
 	}
-	if p.monitors == nil {
-		p.monitors = map[actor.WireID]*monitor{}
-	}
-	m := p.monitors[tid]
-	if m == nil {
-		m = &monitor{target: target, watchers: map[actor.Ref]struct{}{}}
-		p.monitors[tid] = m
-	}
-	_, dup := m.watchers[watcher]
-	m.watchers[watcher] = struct{}{}
+	added := p.monitors.add(tid, target, watcher)
 	p.mu.Unlock()
-	if dup {
+	if !added {
 		return nil
 	}
 	_, err = p.enqueue(fMonitor, func(f *frame) { f.to, f.from = tid, wid })
@@ -241,15 +221,7 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		return nil
 	}
 	p.mu.Lock()
-	mine := false // still registered: no loss has answered it with a Down
-	if m := p.monitors[tid]; m != nil {
-		if _, mine = m.watchers[watcher]; mine {
-			delete(m.watchers, watcher)
-			if len(m.watchers) == 0 {
-				delete(p.monitors, tid)
-			}
-		}
-	}
+	_, mine := p.monitors.remove(tid, watcher) // still registered: no loss has answered it with a Down
 	p.mu.Unlock()
 	switch {
 	case !mine:
@@ -267,12 +239,7 @@ func (p *peer) Demonitor(target, watcher actor.Ref) error {
 		return err
 	}
 	p.mu.Lock()
-	if m := p.monitors[tid]; m != nil {
-		delete(m.watchers, watcher)
-		if len(m.watchers) == 0 {
-			delete(p.monitors, tid)
-		}
-	}
+	p.monitors.remove(tid, watcher)
 	p.mu.Unlock()
 	_, err = p.enqueue(fDemonitor, func(f *frame) { f.to, f.from = tid, wid })
 	return err

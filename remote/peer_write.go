@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"fmt"
 	"syscall"
 	"time"
 
@@ -30,17 +29,16 @@ const maxBatch = 512 << 10
 // gnet, one write per batch. Whatever the socket did not take goes through
 // gnet too, in order, since nothing else is in flight.
 func (p *peer) flushLocked(direct bool) {
-	if p.fw == nil {
-		return // never used: nothing queued
-	}
-	plain := p.fw.w.b[p.sent:]
-	if len(plain) == 0 || p.tx == nil { // nothing queued, or the handshake is not done
+	if p.tx == nil { // the handshake is not done
 		p.flushing = false
 		return
 	}
-	plain = plain[:min(len(plain), maxBatch)]
+	plain := p.ob.next(maxBatch)
+	if plain == nil { // nothing queued
+		p.flushing = false
+		return
+	}
 	out := seal(p.sealBuf[:0], p.tx, plain)
-	p.sent += len(plain)
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
@@ -49,7 +47,7 @@ func (p *peer) flushLocked(direct bool) {
 		p.n.stats.bytesOut.Add(uint64(n))
 		if n == len(out) {
 			p.sealBuf = out[:0]
-			if p.queuedLocked() > 0 {
+			if p.ob.unwritten() > 0 {
 				p.flushLocked(false) // more than one batch was queued: the rest goes through gnet
 			}
 			return
@@ -63,39 +61,12 @@ func (p *peer) flushLocked(direct bool) {
 	p.writeLocked(out)
 }
 
-// trimLocked drops the acknowledged bytes at the front of the buffer once
-// they are all of it or half of it, so the buffer does not grow while
-// producers keep it from emptying: each byte moves at most once more.
-func (p *peer) trimLocked() {
-	b := p.fw.w.b
-	if p.ack == 0 || p.ack < len(b)/2 {
-		return
-	}
-	n := copy(b, b[p.ack:])
-	p.fw.w.b = b[:n]
-	p.base += uint64(p.ack)
-	p.sent -= p.ack
-	p.ack = 0
-}
-
 // acked records the peer's acknowledgement of the first upto bytes of
-// connection epoch's stream. An acknowledgement of bytes never written is a
-// protocol error.
+// connection epoch's stream (outbox.acked).
 func (p *peer) acked(epoch, upto uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if epoch != p.link.epoch || p.fw == nil {
-		return nil
-	}
-	if upto > p.base+uint64(p.sent) {
-		return bad(fmt.Sprintf("acknowledgement of %d bytes, %d written", upto, p.base+uint64(p.sent)), nil)
-	}
-	if upto <= p.base+uint64(p.ack) {
-		return nil // nothing new
-	}
-	p.ack = int(upto - p.base)
-	p.trimLocked()
-	return nil
+	return p.ob.acked(epoch, upto)
 }
 
 // writeLocked hands out to gnet. gnet buffers without bound what the socket
@@ -159,22 +130,4 @@ func (p *peer) writeSome(fd uintptr) bool {
 		}
 	}
 	return true // never wait for writability here
-}
-
-// unackedLocked is how many bytes of frames the peer has not acknowledged:
-// queued, or written and perhaps still in gnet's buffer, the kernel's or
-// the network (they count against MaxOutbound).
-func (p *peer) unackedLocked() int {
-	if p.fw == nil {
-		return 0
-	}
-	return len(p.fw.w.b) - p.ack
-}
-
-// queuedLocked is how many bytes of frames wait to be written.
-func (p *peer) queuedLocked() int {
-	if p.fw == nil {
-		return 0
-	}
-	return len(p.fw.w.b) - p.sent
 }

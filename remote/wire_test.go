@@ -1001,7 +1001,7 @@ func TestBackpressureSlowPeer(t *testing.T) {
 	queued := func() int {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.unackedLocked()
+		return p.ob.unacked()
 	}
 	// Offer messages as fast as possible until nothing moves any more: the
 	// peer acknowledges nothing, so every send is refused once MaxOutbound
@@ -1154,7 +1154,7 @@ func TestForcedSignalsAreBounded(t *testing.T) {
 	held := func() int {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.queuedLocked() + p.netHeld
+		return p.ob.unwritten() + p.netHeld
 	}
 	maxHeld := 0
 	var err error

@@ -1,0 +1,96 @@
+package remote
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// incarnations is what this node knows of the connections other nodes
+// dialed to it, by incarnation: the newest connection epoch of each, how
+// many of its connections are open, and since when none is. It decides
+// what a Hello and a close mean: a stale connection is refused, and the
+// links between local actors and that node's actors end when the node
+// dials again after a loss (renewed) or closes its last connection. It is
+// a state machine apart from I/O (the time comes in with the inputs); the
+// node drives it under its lock and ends the links (actor.Wire.BreakLinks).
+//
+// The links with a node's actors are ended from both sides of a pair of
+// nodes: by this table for the connections the other node dialed, by the
+// peer's link (link.lost) for the one this node dialed. See docs/remote.md,
+// "Links across nodes", for the window this leaves.
+type incarnations map[inKey]*inState
+
+// inKey names an incarnation of a remote node.
+type inKey struct {
+	name string
+	inc  uint64
+}
+
+// inState tracks the newest connection epoch seen from a remote incarnation,
+// so frames from an older connection are refused rather than reordered, and
+// how many of its connections are open, so the entry is forgotten some time
+// after the last one closed (incarnations.sweep). The epoch is read without
+// the node's lock by the connections' network loops; the rest is under it.
+type inState struct {
+	epoch    atomic.Uint64
+	open     int
+	closedAt time.Time
+}
+
+// hello records a connection of epoch from incarnation key. An epoch not
+// above the newest recorded is stale: refused. renewed reports that the
+// incarnation had connected before: it dialed again because it lost its
+// connection, so it ended its links with this node's actors on its side
+// and what it sent meanwhile may be lost; this side must end them too,
+// before any frame of the new connection is handled.
+func (t incarnations) hello(key inKey, epoch uint64) (st *inState, renewed bool, err error) {
+	st, ok := t[key]
+	if !ok {
+		st = &inState{}
+		t[key] = st
+	}
+	prev := st.epoch.Load()
+	if epoch <= prev {
+		return nil, false, fmt.Errorf("remote: stale connection epoch %d from %s (current %d)", epoch, key.name, prev)
+	}
+	st.epoch.Store(epoch)
+	st.open++
+	return st, prev != 0, nil
+}
+
+// closed records that st's connection of epoch closed at now. It reports
+// whether the links with the incarnation's actors end: when that was its
+// newest connection and the last one open, since the other node ended its
+// side when it lost that connection and may never dial again to say so.
+func (t incarnations) closed(st *inState, epoch uint64, now time.Time) (endLinks bool) {
+	st.open--
+	st.closedAt = now
+	return st.open == 0 && st.epoch.Load() == epoch
+}
+
+// sweep forgets the incarnations with no open connection for forgetAfter,
+// and beyond max of them with none open, the oldest closed first.
+func (t incarnations) sweep(now time.Time, forgetAfter time.Duration, max int) {
+	closed := 0
+	for k, st := range t {
+		switch {
+		case st.open > 0:
+		case now.Sub(st.closedAt) >= forgetAfter:
+			delete(t, k)
+		default:
+			closed++
+		}
+	}
+	for closed > max {
+		var oldest inKey
+		var at time.Time
+		for k, st := range t {
+			if st.open == 0 && (at.IsZero() || st.closedAt.Before(at)) {
+				oldest, at = k, st.closedAt
+			}
+		}
+		delete(t, oldest)
+		closed--
+	}
+}

@@ -1,0 +1,250 @@
+package remote
+
+import (
+	"fmt"
+
+	"github.com/actord/actord/actor"
+)
+
+// Delivery and backpressure, both ends of a connection, as state machines
+// apart from I/O: outbox is the sending side (what is queued, written and
+// acknowledged, the bound on it, what a loss loses), inAcks the receiving
+// side (when to acknowledge). Neither has goroutines, reads a clock or
+// draws a random number; the peer and the accepted connection drive them
+// under their locks and do the writes.
+
+// outbox is the sending side of delivery for one peer: the plaintext frame
+// stream of the current connection epoch, from the first byte the peer has
+// not acknowledged on, how much of it is written, and the bound on what is
+// unacknowledged. Its inputs are a frame queued (appendFrame), a batch
+// taken for writing (next), an acknowledgement (acked), a new connection
+// (begin) and a loss (lost); its outputs are the decision on a frame offered
+// (admit), the bytes to write, and the dead letters of a loss.
+//
+// The stream buffer holds, from base on: bytes before ack, which the peer
+// acknowledged (dropped once they are half of the buffer); bytes before
+// sent, written; the rest, queued. Bytes not acknowledged, written or not,
+// count against max: the peer may not have read them, and they are what a
+// loss loses.
+type outbox struct {
+	max   int    // MaxOutbound
+	epoch uint64 // the connection the written bytes went out on; 0 when there is none
+	buf   []byte
+	base  uint64 // stream offset of buf[0] (the connection's Hello is at 0)
+	ack   int    // bytes of buf the peer acknowledged
+	sent  int    // bytes of buf taken for writing
+}
+
+// forcedLimit bounds forced frames (see outbox.admit) to this many times
+// MaxOutbound.
+const forcedLimit = 4
+
+// admission is what admit decides about a frame offered.
+type admission uint8
+
+const (
+	obQueue    admission = iota // room: queue it
+	obFull                      // MaxOutbound unacknowledged: refuse it (actor.ErrQueueFull)
+	obOverflow                  // a forced frame past forcedLimit times MaxOutbound: let the peer go
+)
+
+// admit decides whether a frame may be queued. A frame is refused (obFull)
+// while max bytes are unacknowledged, unless forced: the signals of a local
+// actor's stop, which are not dropped for a full queue, as locally. Another
+// node can make a stop send many signals (by linking or monitoring many
+// times), so forced frames stop at forcedLimit times max (obOverflow): a
+// peer that reads nothing while they pile up must be let go.
+func (o *outbox) admit(force bool) admission {
+	held := o.unacked()
+	switch {
+	case force && held >= forcedLimit*o.max:
+		return obOverflow
+	case !force && held >= o.max:
+		return obFull
+	}
+	return obQueue
+}
+
+// appendFrame queues f, encoded by fw. Only a payload can fail to encode;
+// then nothing is queued.
+func (o *outbox) appendFrame(fw *frameWriter, f *frame) error {
+	b, err := fw.appendFrame(o.buf, f)
+	o.buf = b
+	return err
+}
+
+// begin starts the stream of connection epoch: hello (encoded by fw) first,
+// then the frames queued for it meanwhile. Whatever an earlier connection
+// wrote was settled by its loss (lost).
+func (o *outbox) begin(epoch uint64, fw *frameWriter, hello *frame) {
+	queued := append([]byte(nil), o.buf[o.sent:]...)
+	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
+	_ = o.appendFrame(fw, hello) // a Hello has no payload: it cannot fail
+	o.buf = append(o.buf, queued...)
+	o.epoch = epoch
+}
+
+// next takes up to max queued bytes for writing (nil when none is
+// queued); they are counted as written. The slice is valid until the next
+// call of any other method.
+func (o *outbox) next(max int) []byte {
+	b := o.buf[o.sent:]
+	if len(b) == 0 {
+		return nil
+	}
+	b = b[:min(len(b), max)]
+	o.sent += len(b)
+	return b
+}
+
+// acked records the peer's acknowledgement, on connection epoch, of the
+// first upto bytes of its stream. An acknowledgement of another epoch's
+// stream changes nothing (it may arrive after a loss, and must not free
+// the bytes of the next connection); one of bytes never written is a
+// protocol error.
+func (o *outbox) acked(epoch, upto uint64) error {
+	if epoch != o.epoch || o.epoch == 0 {
+		return nil
+	}
+	if upto > o.base+uint64(o.sent) {
+		return bad(fmt.Sprintf("acknowledgement of %d bytes, %d written", upto, o.base+uint64(o.sent)), nil)
+	}
+	if upto <= o.base+uint64(o.ack) {
+		return nil // nothing new
+	}
+	o.ack = int(upto - o.base)
+	o.trim()
+	return nil
+}
+
+// trim drops the acknowledged bytes at the front of the buffer once they
+// are all of it or half of it, so the buffer does not grow while producers
+// keep it from emptying: each byte moves at most once more.
+func (o *outbox) trim() {
+	if o.ack == 0 || o.ack < len(o.buf)/2 {
+		return
+	}
+	n := copy(o.buf, o.buf[o.ack:])
+	o.buf = o.buf[:n]
+	o.base += uint64(o.ack)
+	o.sent -= o.ack
+	o.ack = 0
+}
+
+// lost ends the stream: every frame the peer did not acknowledge, written
+// or only queued, is discarded, and the one-way messages among them are
+// returned as dead letters (they may or may not have been delivered).
+func (o *outbox) lost() deadLetters {
+	d := scanDeadLetters(o.buf[o.ack:])
+	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
+	o.epoch = 0
+	return d
+}
+
+// release drops the buffer (the peer is forgotten).
+func (o *outbox) release() { *o = outbox{max: o.max} }
+
+// unacked is how many bytes the peer has not acknowledged: queued, or
+// written and perhaps still in the network layer's buffers, the kernel's
+// or on the way.
+func (o *outbox) unacked() int { return len(o.buf) - o.ack }
+
+// unwritten is how many bytes wait to be written.
+func (o *outbox) unwritten() int { return len(o.buf) - o.sent }
+
+// deadLetters is a summary of the one-way messages lost with a connection.
+type deadLetters struct {
+	groups map[deadKey]int
+	other  int // lost beyond maxDeadGroups distinct groups
+	total  int
+}
+
+type deadKey struct {
+	to, from actor.WireID
+	hasFrom  bool
+	typ      uint64
+}
+
+// maxDeadGroups bounds the groups (sender, target, type) one loss reports.
+const maxDeadGroups = 1024
+
+// scanDeadLetters walks the frames of stream (whole frames, as queued) and
+// counts the one-way messages among them. The frames are the node's own, so
+// their fields have the canonical encoding the quick readers expect.
+func scanDeadLetters(stream []byte) deadLetters {
+	var d deadLetters
+	for len(stream) >= 4 {
+		size := int(uint32(stream[0])<<24 | uint32(stream[1])<<16 | uint32(stream[2])<<8 | uint32(stream[3]))
+		if size > len(stream)-4 {
+			break
+		}
+		body := stream[4 : 4+size]
+		stream = stream[4+size:]
+		if len(body) < 2 || body[1] != fSend {
+			continue
+		}
+		k, ok := scanSend(body)
+		d.total++
+		switch {
+		case !ok:
+			d.other++
+		case d.groups[k] > 0 || len(d.groups) < maxDeadGroups:
+			if d.groups == nil {
+				d.groups = map[deadKey]int{}
+			}
+			d.groups[k]++
+		default:
+			d.other++
+		}
+	}
+	return d
+}
+
+// scanSend reads the target, sender and type of an fSend body.
+func scanSend(body []byte) (k deadKey, ok bool) {
+	fr := frameReader{buf: body}
+	fr.r.Reset(body)
+	fr.skipTo(2) // fixarray header, kind
+	if !fr.quickID(&k.to) {
+		return k, false
+	}
+	if i := fr.pos(); i < len(body) && body[i] == 0xc0 {
+		fr.skipTo(i + 1)
+	} else if !fr.quickID(&k.from) {
+		return k, false
+	} else {
+		k.hasFrom = true
+	}
+	k.typ, _, ok = quickUint(body, fr.pos())
+	return k, ok
+}
+
+// ackEvery is how many frame bytes a node reads on a connection before it
+// acknowledges them without waiting for the next ping: one small frame per
+// 16 KiB under a stream, while a message that the peer handled but had not
+// acknowledged when the connection broke is reported as a dead letter
+// (perhaps delivered) by the sender.
+const ackEvery = 16 << 10
+
+// inAcks is the receiving side of delivery on an accepted connection: the
+// frame bytes read, Hello included, and how many of them the sender was
+// told of. Inputs: a frame read (read), the end of a read (due with
+// ackEvery) and a Ping (due with 1); output: the Ack to send.
+type inAcks struct {
+	rx, told uint64
+}
+
+// read adds one frame, its body of size bytes and its length prefix.
+func (a *inAcks) read(size int) { a.rx += uint64(4 + size) }
+
+// due reports whether to acknowledge now, and up to where: when at least
+// least bytes arrived since the last acknowledgement (and something did).
+// The sender keeps what is not acknowledged, to report it as dead letters
+// if the connection breaks.
+func (a *inAcks) due(least uint64) (upto uint64, ok bool) {
+	if a.rx <= a.told || a.rx-a.told < least {
+		return 0, false
+	}
+	a.told = a.rx
+	return a.rx, true
+}
