@@ -82,7 +82,8 @@ type Manager struct {
 
 // record is the Manager's state of one peer, under Manager.mu.
 type record struct {
-	p         *Peer
+	peer      Peer  // with the record, so a trim pass reads one block
+	p         *Peer // &peer, the handle
 	kind      Kind
 	state     State
 	since     time.Time // when the state began (Add for a new peer)
@@ -143,7 +144,9 @@ func (m *Manager) Add(id string, k Kind, now time.Time) (*Peer, error) {
 		m.stats.Refused++
 		return nil, fmt.Errorf("%w: %d tracked, refusing %.64q", ErrTooManyPeers, m.cfg.MaxPeers, id)
 	}
-	r := &record{p: &Peer{id: id}, kind: k, since: now}
+	r := &record{kind: k, since: now}
+	r.peer.id = id
+	r.p = &r.peer
 	m.peers[id] = r
 	return r.p, nil
 }
