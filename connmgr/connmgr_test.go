@@ -653,3 +653,18 @@ func TestTrimAfterPanic(t *testing.T) {
 		t.Fatalf("after a panicking veto: closed %v", peerIDs(got))
 	}
 }
+
+// An elapsed lock keeps its peer until ExpireLocks ran its callback, which
+// may still extend it.
+func TestForgetWaitsForLockCallback(t *testing.T) {
+	m := newTest(t, Config{ForgetAfter: time.Second})
+	m.Add("a", Managed, t0)
+	m.Lock("a", "l", time.Second, t0, func(string, string, time.Time) time.Duration { return time.Minute })
+	if got := m.Forget(t0.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("forgot %v before its lock callback ran", got)
+	}
+	d := m.Tick(t0.Add(time.Hour))
+	if len(d.Elapsed) != 1 || !d.Elapsed[0].Extended || len(d.Forget) != 0 {
+		t.Fatalf("tick: %+v", d)
+	}
+}

@@ -300,10 +300,11 @@ func (m *Manager) ExpireLocks(now time.Time) []Elapsed {
 }
 
 // forgettable reports whether Forget may drop r at now, but for its
-// Holders: managed, idle, no tag, no live lock, no usage, and neither a
-// state change nor traffic for ForgetAfter. Under mu.
+// Holders: managed, idle, no tag, no lock (an elapsed one too, until
+// ExpireLocks has called its callback), no usage, and neither a state
+// change nor traffic for ForgetAfter. Under mu.
 func (m *Manager) forgettable(r *record, now time.Time) bool {
-	if r.kind != Managed || r.state != Idle || len(r.tags) > 0 || r.locked(now) || !r.p.Usage().zero() {
+	if r.kind != Managed || r.state != Idle || len(r.tags) > 0 || len(r.locks) > 0 || !r.p.Usage().zero() {
 		return false
 	}
 	last := r.since
