@@ -678,8 +678,11 @@ func TestRemoteReplayedRefAfterSlotReuse(t *testing.T) {
 
 func TestRemoteOrdering(t *testing.T) {
 	const n = 10000
-	a := newTestNode(t, "a", Config{})
-	b := newTestNode(t, "b", Config{})
+	// No failure detection wanted here: a loaded machine must not declare
+	// the peer down (and lose the tail as dead letters) mid-test.
+	cfg := Config{HeartbeatTimeout: 30 * time.Second}
+	a := newTestNode(t, "a", cfg)
+	b := newTestNode(t, "b", cfg)
 	type outcome struct {
 		count int
 		err   error
@@ -707,7 +710,12 @@ func TestRemoteOrdering(t *testing.T) {
 	}
 	check := func(what string, done <-chan outcome) {
 		t.Helper()
-		o := recv(t, done, 60*time.Second, what)
+		var o outcome
+		select {
+		case o = <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s: not all %d within 60 s; a: %+v; b: %+v", what, n, a.node.Stats(), b.node.Stats())
+		}
 		if o.err != nil || o.count != n {
 			t.Fatalf("%s: %d in order, %v", what, o.count, o.err)
 		}
