@@ -154,7 +154,7 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 	}
 	select {
 	case r := <-ch:
-		t.Stop()
+		stopTimer(t)
 		s.timers.Put(t)
 		s.replies.Put(ch)
 		return r.v, r.err
@@ -162,13 +162,25 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		s.timers.Put(t)        // fired: stopped, and its channel is empty
 		return nil, ErrTimeout // ch may still get a late reply: not reused
 	case <-s.done:
-		t.Stop()
+		stopTimer(t)
 		s.timers.Put(t)
 		select {
 		case r := <-ch:
 			return r.v, r.err
 		default:
 			return nil, ErrShutdown
+		}
+	}
+}
+
+// stopTimer stops t and empties its channel, so that a pooled timer never
+// carries a stale tick into its next Reset (Go 1.23 timers cannot, but a
+// program built with GODEBUG=asynctimerchan=1 gets the old ones).
+func stopTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
 		}
 	}
 }
@@ -197,6 +209,9 @@ func (l *loopState) askFull(s *System, ch chan result, to Ref, msg any, d time.D
 }
 
 func (l *loopState) sendWait(ctx context.Context, to Ref, msg any) error {
+	if l.sys.cfg.Manual { // no one steps the loop while we wait
+		return l.send(origin{}, to, Ref{}, msg)
+	}
 	return postErr(l.loop.PostWait(ctx, envelope{kind: kSend, to: to, msg: msg}))
 }
 

@@ -87,8 +87,33 @@ func (t *remoteTarget) sendWait(ctx context.Context, to Ref, msg any) error {
 	}
 }
 
-func (t *remoteTarget) askTimeout(s *System, to Ref, msg any, d time.Duration) (any, error) {
-	return s.askWithContext(to, msg, d)
+// askTimeout retries an ask refused for a full outbound buffer within d,
+// as sendWait does, then waits for the reply in what is left of d.
+func (t *remoteTarget) askTimeout(_ *System, to Ref, msg any, d time.Duration) (any, error) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if d > 0 {
+		ctx, cancel = context.WithTimeout(ctx, d)
+	}
+	defer cancel()
+	pause := 50 * time.Microsecond
+	for {
+		v, err := t.peer.AskWait(ctx, to, msg)
+		switch {
+		case errors.Is(err, ErrQueueFull):
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			return nil, ErrTimeout
+		default:
+			return v, err
+		}
+		timer := time.NewTimer(pause)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ErrTimeout
+		}
+		pause = min(2*pause, 5*time.Millisecond)
+	}
 }
 
 func (t *remoteTarget) lifecycleWait(ctx context.Context, _ *System, r Ref, q seam.LifecycleRequest) (any, error) {

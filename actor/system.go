@@ -233,7 +233,8 @@ func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref
 // reason (their Terminate runs, on their loops, perhaps after SpawnMany has
 // returned) and SpawnMany returns it; so does ctx's error or ErrShutdown.
 // If ctx ends while loops are still starting actors, the ones they start
-// are stopped when they are done.
+// are stopped when they are done. It must not be called from inside a
+// handler (use Context.Spawn there).
 func (s *System) SpawnMany(ctx context.Context, n int, f Factory, opts ...SpawnOption) ([]Ref, error) {
 	if n <= 0 {
 		return nil, nil
@@ -307,9 +308,13 @@ func (s *System) SpawnMany(ctx context.Context, n int, f Factory, opts ...SpawnO
 			}
 			continue
 		case <-ctx.Done():
-			first = ctx.Err()
+			if first == nil {
+				first = ctx.Err()
+			}
 		case <-s.done:
-			first = ErrShutdown
+			if first == nil {
+				first = ErrShutdown
+			}
 		}
 		// Giving up: chunks still running undo themselves; the ones that
 		// finished are undone below.
@@ -357,7 +362,8 @@ func (s *System) Send(to Ref, msg any) error {
 // when ctx ends first (the message was not sent), ErrDead-style errors as
 // Send, and ErrShutdown. For an actor of another node it retries after
 // short pauses while the connection's outbound buffer is full. Order is as
-// for Send. It must not be called from inside a handler (the loop could
+// for Send. In manual mode (Config.Manual) it does not wait: nothing steps
+// the loop meanwhile, so it fails with ErrQueueFull as Send does. It must not be called from inside a handler (the loop could
 // wait for itself): use Context.Send there.
 func (s *System) SendWait(ctx context.Context, to Ref, msg any) error {
 	return to.box().sendWait(ctx, to, msg)
@@ -367,7 +373,9 @@ func (s *System) SendWait(ctx context.Context, to Ref, msg any) error {
 // (normal) reason, and returns once it has stopped: its Terminate has
 // returned, its refs are dead, its monitors and links are told. It returns
 // nil also if r was already dead. If ctx ends first it returns ctx's error;
-// the stop still happens. It works on actors of any loop and node.
+// the stop still happens. It works on actors of any loop and node. It must
+// not be called from inside a handler (the loop could wait for itself): use
+// Context.Stop or Context.StopAsync there.
 func (s *System) Stop(ctx context.Context, r Ref) error {
 	_, err := r.box().lifecycleWait(ctx, s, r, seam.LifecycleRequest{Op: seam.LifecycleStop})
 	return err
@@ -376,7 +384,7 @@ func (s *System) Stop(ctx context.Context, r Ref) error {
 // Kill ends the actor r at once, without running its Terminate (reason
 // ErrKilled, as Context.Kill), and returns once it is dead, or when ctx
 // ends (the kill still happens). A handler that is running finishes first:
-// nothing preempts it.
+// nothing preempts it. Not from inside a handler: use Context.Kill there.
 func (s *System) Kill(ctx context.Context, r Ref) error {
 	_, err := r.box().lifecycleWait(ctx, s, r, seam.LifecycleRequest{Op: seam.LifecycleStop, Timeout: -1})
 	return err

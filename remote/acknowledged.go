@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/actord/actord/internal/seam"
@@ -84,13 +85,27 @@ func (n *Node) inLifecycle(ic *inConn, f *frame) {
 	if !ok {
 		to = actor.Ref{}
 	}
+	if ic.lifecycles.Add(1) > maxLifecycles {
+		ic.lifecycles.Add(-1)
+		peer.Reply(from, pidx, pgen, nil, fmt.Errorf("%w: %d lifecycle requests of %s under way", actor.ErrQueueFull, maxLifecycles, ic.remoteName))
+		return
+	}
+	// The outcome is forced past MaxOutbound: the asker may have no
+	// deadline (RestartAsync), and the cap above bounds these answers.
 	done := func(v any, err error) {
+		ic.lifecycles.Add(-1)
 		if e, ok := v.(error); ok {
 			v = reason{Code: errorCode(e), Msg: e.Error()}
 		}
-		peer.Reply(from, pidx, pgen, v, err)
+		peer.reply(forced, from, pidx, pgen, v, err)
 	}
 	if err := n.wire.LifecycleLocal(to, req, done); err != nil {
+		ic.lifecycles.Add(-1)
 		peer.Reply(from, pidx, pgen, nil, err)
 	}
 }
+
+// maxLifecycles bounds the lifecycle requests of one connection that a
+// node carries out at once: they take the target loop's control queue,
+// which refuses nothing, and their answers are forced.
+const maxLifecycles = 256

@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,5 +178,55 @@ func TestRemoteFromGoroutine(t *testing.T) {
 	nothing(t, terminated, "Terminate after Kill")
 	if _, err := a.sys.Ask(ctx, r2, "x"); !errors.Is(err, actor.ErrDead) {
 		t.Fatalf("ask after Kill: %v, want ErrDead", err)
+	}
+}
+
+// TestRemoteLifecycleRequestsBounded: a node carries out at most
+// maxLifecycles lifecycle requests of one connection at once (they take
+// the target loop's unbounded control queue); the rest are refused with
+// ErrQueueFull, and the ones taken are answered when the loop is free.
+func TestRemoteLifecycleRequestsBounded(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	held, gate := make(chan struct{}, 1), make(chan struct{})
+	r := remoteActor(t, a, b, func(_ *actor.Context, msg any) (any, error) {
+		if msg == "hold" {
+			held <- struct{}{}
+			<-gate
+		}
+		return msg, nil
+	})
+	// Held from b's own side: a message from the network may run on b's
+	// network goroutine (an idle loop is lent to it), and holding that
+	// would stop b's heartbeats.
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	if err := b.sys.Send(localOf(t, a, b, r), "hold"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, held, 5*time.Second, "the target's loop held")
+	const extra = 20
+	out := make(chan error, maxLifecycles+extra)
+	drv := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
+		for range maxLifecycles + extra {
+			c.AliveAsync(r).Then(func(_ *actor.Context, _ any, err error) { out <- err })
+		}
+		return nil, nil
+	})
+	if err := a.sys.Send(drv, "go"); err != nil {
+		t.Fatal(err)
+	}
+	for range extra {
+		if err := recv(t, out, 5*time.Second, "a refusal"); !errors.Is(err, actor.ErrQueueFull) {
+			t.Fatalf("beyond the bound: %v, want ErrQueueFull", err)
+		}
+	}
+	nothing(t, out, "an answer while the loop is held")
+	release()
+	for range maxLifecycles {
+		if err := recv(t, out, 5*time.Second, "an answer"); err != nil {
+			t.Fatalf("within the bound: %v", err)
+		}
 	}
 }

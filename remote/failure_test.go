@@ -492,8 +492,11 @@ func TestRemotePayloadDecodeError(t *testing.T) {
 // ---- 3. capability secrets -----------------------------------------------------
 
 func TestRemoteForgedRefs(t *testing.T) {
-	a := newTestNode(t, "a", Config{})
-	b := newTestNode(t, "b", Config{})
+	// A Down here must say "stopped", never "node down": no failure
+	// detection on a loaded machine.
+	cfg := Config{HeartbeatTimeout: 30 * time.Second}
+	a := newTestNode(t, "a", cfg)
+	b := newTestNode(t, "b", cfg)
 	got := make(chan any, 64)
 	target := remoteActor(t, a, b, recorder(got))
 	otherGot := make(chan any, 64)

@@ -98,6 +98,9 @@ type inConn struct {
 	kick []actor.Ref
 	// frame bytes read, and acknowledged to the sender (ackInbound)
 	acks inAcks
+	// lifecycle requests of this connection not yet answered (see
+	// maxLifecycles)
+	lifecycles atomic.Int32
 	// the connection's place among the unauthenticated ones and its
 	// handshake deadline, until its Hello is accepted (then nil)
 	pre *preAuth

@@ -112,6 +112,12 @@ func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, erro
 
 // Reply implements actorPeer: it answers an ask that came from the peer.
 func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
+	p.reply(answer, to, pidx, pgen, v, rerr)
+}
+
+// reply is Reply queued as o says (answer, or forced for the outcome of a
+// lifecycle request, which no timeout may end on the asking side).
+func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr error) {
 	_, id, ok := p.n.wire.Remote(to)
 	if !ok {
 		return
@@ -120,10 +126,10 @@ func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
 		f.loop, f.pidx, f.pgen, f.payload = id.Loop, pidx, pgen, v
 		f.setError(rerr)
 	}
-	if _, err := p.enqueueOpt(fReply, answer, fill); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
+	if _, err := p.enqueueOpt(fReply, o, fill); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
 		// The value could not travel (an unregistered type): say why instead.
 		v, rerr = nil, err
-		_, _ = p.enqueueOpt(fReply, answer, fill)
+		_, _ = p.enqueueOpt(fReply, o, fill)
 	}
 }
 
