@@ -668,3 +668,31 @@ func TestForgetWaitsForLockCallback(t *testing.T) {
 		t.Fatalf("tick: %+v", d)
 	}
 }
+
+// A Forget that runs while ExpireLocks is calling a lock's callback (the
+// lock already taken out, the callback about to extend it) keeps the
+// peer: the Manager is safe for concurrent use.
+func TestForgetDuringLockCallback(t *testing.T) {
+	m := newTest(t, Config{ForgetAfter: time.Second})
+	m.Add("a", Managed, t0)
+	inCallback, resume := make(chan struct{}), make(chan struct{})
+	m.Lock("a", "l", time.Second, t0, func(string, string, time.Time) time.Duration {
+		close(inCallback)
+		<-resume
+		return time.Minute
+	})
+	later := t0.Add(time.Hour)
+	done := make(chan []Elapsed, 1)
+	go func() { done <- m.ExpireLocks(later) }()
+	<-inCallback
+	if got := m.Forget(later); len(got) != 0 {
+		t.Fatalf("forgot %v while its lock callback ran", got)
+	}
+	close(resume)
+	if e := <-done; len(e) != 1 || !e[0].Extended {
+		t.Fatalf("elapsed: %+v, want the lock extended", e)
+	}
+	if got := m.Forget(later); len(got) != 0 {
+		t.Fatalf("forgot %v with an extended lock", got)
+	}
+}

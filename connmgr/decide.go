@@ -251,6 +251,7 @@ func (m *Manager) ExpireLocks(now time.Time) []Elapsed {
 	}
 	var out []Elapsed
 	var fns []LockFunc
+	var recs []*record
 	for id, r := range m.peers {
 		kept := r.locks[:0]
 		for _, l := range r.locks {
@@ -260,6 +261,10 @@ func (m *Manager) ExpireLocks(now time.Time) []Elapsed {
 			}
 			out = append(out, Elapsed{Peer: id, Lock: l.name, At: l.until})
 			fns = append(fns, l.onElapse)
+			recs = append(recs, r)
+			if l.onElapse != nil {
+				r.expiring++ // until its callback has run: Forget keeps r
+			}
 			m.locks--
 		}
 		clear(r.locks[len(kept):])
@@ -275,6 +280,7 @@ func (m *Manager) ExpireLocks(now time.Time) []Elapsed {
 		ext := fn(out[i].Peer, out[i].Lock, now)
 		until := now.Add(min(ext, m.cfg.MaxLock))
 		m.mu.Lock()
+		recs[i].expiring--
 		if r, ok := m.peers[out[i].Peer]; ok {
 			if j := slices.IndexFunc(r.locks, func(l lock) bool { return l.name == out[i].Lock }); j >= 0 {
 				// The callback (or another caller) locked it again already.
@@ -304,7 +310,7 @@ func (m *Manager) ExpireLocks(now time.Time) []Elapsed {
 // ExpireLocks has called its callback), no usage, and neither a state
 // change nor traffic for ForgetAfter. Under mu.
 func (m *Manager) forgettable(r *record, now time.Time) bool {
-	if r.kind != Managed || r.state != Idle || len(r.tags) > 0 || len(r.locks) > 0 || !r.p.Usage().zero() {
+	if r.kind != Managed || r.state != Idle || len(r.tags) > 0 || len(r.locks) > 0 || r.expiring > 0 || !r.p.Usage().zero() {
 		return false
 	}
 	last := r.since

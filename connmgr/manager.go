@@ -90,6 +90,7 @@ type record struct {
 	trimmedAt time.Time // last trim decision; zero if never
 	tags      []string  // protection tags, sorted
 	locks     []lock
+	expiring  int        // elapsed locks whose callback runs now (ExpireLocks): not forgettable
 	scorers   []attached // copy-on-write: a published slice never changes
 }
 
