@@ -37,7 +37,9 @@ type demoOpts struct {
 	cell     time.Duration // of a bench measurement
 	shards   int
 	replicas int
-	keep     bool // keep the data dirs
+	keep     bool   // keep the data dirs
+	profile  string // with bench: write CPU profiles of the 256-client cells there
+	levels   []int  // with bench: the numbers of clients measured
 }
 
 const demoNodes = 3
@@ -55,6 +57,8 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.cell, "cell", 3*time.Second, "with --bench: how long each measurement runs")
 	fs.IntVar(&o.shards, "shards", kvstore.DefaultShards, "shards of the store")
 	fs.IntVar(&o.replicas, "replicas", kvstore.DefaultReplicas, "replicas of each shard (at most 3: one per daemon)")
+	levels := fs.String("bench-clients", "1,16,256", "with --bench: the numbers of concurrent clients to measure, comma-separated")
+	fs.StringVar(&o.profile, "profile", "", "with --bench: write CPU profiles of the client and of each daemon during the cells of the last --bench-clients to this directory")
 	fs.BoolVar(&o.keep, "keep", false, "keep the daemons' data dirs (their path is printed)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: actord demo [flags]\n\nStarts three daemons on 127.0.0.1 (this program, as separate processes), deploys the\nreplicated kvstore example across them, runs a load, crashes a replica, SIGKILLs a whole\ndaemon and starts it again, checks that no acknowledged write was lost and that the\nrestarted daemon caught up, shows the debugger's view of a daemon and shuts everything down.\n\nflags:")
@@ -66,7 +70,15 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if fs.NArg() != 0 || o.duration <= 0 || o.workers <= 0 || o.cell <= 0 || o.shards < demoNodes || o.replicas < 1 || o.replicas > demoNodes {
+	for _, f := range splitList(*levels) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 100000 {
+			fmt.Fprintln(stderr, "actord demo: bad --bench-clients (numbers from 1 to 100000, comma-separated)")
+			return 2
+		}
+		o.levels = append(o.levels, n)
+	}
+	if fs.NArg() != 0 || len(o.levels) == 0 || o.duration <= 0 || o.workers <= 0 || o.cell <= 0 || o.shards < demoNodes || o.replicas < 1 || o.replicas > demoNodes {
 		fmt.Fprintln(stderr, "actord demo: bad arguments (see actord demo -h)")
 		return 2
 	}
@@ -532,9 +544,21 @@ func runBench(dc *demoCluster, o demoOpts, stdout io.Writer) error {
 		return fmt.Errorf("populating: %d errors", len(errs))
 	}
 	var cells []benchCell
-	for _, n := range []int{1, 16, 256} {
+	for _, n := range o.levels {
 		for _, op := range []string{"get", "put"} {
+			var bp *benchProfile
+			if o.profile != "" && n == o.levels[len(o.levels)-1] {
+				var err error
+				if bp, err = startProfile(dc, o.profile, op, o.cell); err != nil {
+					return err
+				}
+			}
 			c := benchRun(dc.cl, op, n, o.cell, keys, val)
+			if bp != nil {
+				if err := bp.stop(); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(stdout, "  %s x %d clients: %.0f ops/s, p50 %s, p99 %s, %d errors\n", op, n, c.rate(), fmtLatency(c.p50), fmtLatency(c.p99), c.errors)
 			cells = append(cells, c)
 		}

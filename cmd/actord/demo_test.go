@@ -85,6 +85,11 @@ func TestDemoBadArgs(t *testing.T) {
 	if code := run([]string{"demo", "extra"}, &out, &errb); code != 2 {
 		t.Errorf("demo extra: exit %d, want 2", code)
 	}
+	for _, bad := range []string{"", "0", "-3", "x", "1,,y", "100001"} {
+		if code := run([]string{"demo", "--bench-clients", bad}, &out, &errb); code != 2 {
+			t.Errorf("demo --bench-clients %q: exit %d, want 2", bad, code)
+		}
+	}
 	if code := run([]string{"demo", "_node"}, &out, &errb); code != 2 {
 		t.Errorf("demo _node without arguments: exit %d, want 2", code)
 	}

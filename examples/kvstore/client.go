@@ -89,6 +89,11 @@ func (t Table) clone() Table {
 // The calls about one shard go through one quorum.Caller, so that the
 // requests a goroutine makes one after the other reach each replica in
 // that order.
+//
+// Reads (a Get, a write's first phase) of one shard are batched: at most
+// readsInFlight of them run at once, and the ones made meanwhile go
+// together in one GetMany when a running one ends. Each read still gets
+// its versions from a majority after it was made and before it returns.
 type Client struct {
 	sys     *actor.System
 	mgr     *quorum.Manager
@@ -101,6 +106,29 @@ type Client struct {
 	writes atomic.Uint64
 	cur    atomic.Pointer[view] // replaced, never modified
 	dir    *refresher           // nil: the table is fixed
+	reads  []readBatch          // by shard
+}
+
+// readsInFlight is how many reads (quorum calls of Get or GetMany) of one
+// shard a client runs at once; the reads made meanwhile wait and go
+// together in one GetMany when one of them ends. Under load a read then
+// costs a fraction of a request per replica, not one each; alone, a read
+// is a Get as before.
+const readsInFlight = 2
+
+// readBatch is the reads of one shard: how many run, and those waiting.
+type readBatch struct {
+	mu      sync.Mutex
+	running int
+	waiting []*waitingRead
+}
+
+// waitingRead is a read waiting for a batch, and then its outcome.
+type waitingRead struct {
+	g    Get
+	done chan struct{} // closed once res and err are set
+	res  readResult
+	err  error
 }
 
 // view is a table and the quorum configurations of its shards.
@@ -148,7 +176,7 @@ func NewClient(sys *actor.System, tab Table, timeout time.Duration) (*Client, er
 	if err != nil {
 		return nil, err
 	}
-	cl := &Client{sys: sys, mgr: mgr, timeout: timeout}
+	cl := &Client{sys: sys, mgr: mgr, timeout: timeout, reads: make([]readBatch, tab.Shards)}
 	for i := range sys.Loops() {
 		c, err := mgr.NewCaller(actor.OnLoop(i))
 		if err != nil {
@@ -545,10 +573,136 @@ func storeQuorum(_ Write, rs *quorum.Replies[struct{}]) (struct{}, bool, error) 
 	return struct{}{}, false, nil
 }
 
+// manyQuorum settles once a majority has answered a GetMany with an Entry
+// per key, with the newest version of each key among them. A reply with
+// another number of entries counts as no reply.
+func manyQuorum(req GetMany, rs *quorum.Replies[Entries]) ([]readResult, bool, error) {
+	cfg := rs.Config()
+	var good, bad NodeSet
+	var vals []quorum.Reply[Entries]
+	for _, r := range rs.Values() {
+		if len(r.Value.E) == len(req.Gets) {
+			good.Add(cfg.Index(r.Node.Ref()))
+			vals = append(vals, r)
+		} else {
+			bad.Add(cfg.Index(r.Node.Ref()))
+		}
+	}
+	if !cfg.IsQuorum(quorum.Read, good) {
+		possible := good
+		for i := range cfg.Size() {
+			if !good.Has(i) && !bad.Has(i) && !failed(rs, i) {
+				possible.Add(i)
+			}
+		}
+		if !cfg.IsQuorum(quorum.Read, possible) {
+			return nil, false, quorum.ErrUnreachable
+		}
+		return nil, false, nil
+	}
+	out := make([]readResult, len(req.Gets))
+	for k := range req.Gets {
+		best := vals[0].Value.E[k]
+		for _, r := range vals[1:] {
+			if e := r.Value.E[k]; best.TS.Less(e.TS) {
+				best = e
+			}
+		}
+		var holders quorum.NodeSet
+		for _, r := range vals {
+			if r.Value.E[k].TS == best.TS {
+				holders.Add(cfg.Index(r.Node.Ref()))
+			}
+		}
+		out[k] = readResult{e: best, majority: cfg.IsQuorum(quorum.Write, holders)}
+	}
+	return out, true, nil
+}
+
+// NodeSet is quorum.NodeSet, for short.
+type NodeSet = quorum.NodeSet
+
+// failed reports whether node i of the call's configuration failed.
+func failed[Rep any](rs *quorum.Replies[Rep], i int) bool {
+	for _, f := range rs.Failures() {
+		if rs.Config().Index(f.Node.Ref()) == i {
+			return true
+		}
+	}
+	return false
+}
+
 var (
 	readSpec  = quorum.Spec[Get, Entry, readResult]{Quorum: readQuorum, Thrifty: ReadThrifty, Kind: quorum.Read}
+	manySpec  = quorum.Spec[GetMany, Entries, []readResult]{Quorum: manyQuorum, Thrifty: ReadThrifty, Kind: quorum.Read}
 	storeSpec = quorum.Spec[Write, struct{}, struct{}]{Quorum: storeQuorum}
 )
+
+// read runs the first phase of a Get or a Put: the newest version of g.K
+// among a majority of its replicas. If readsInFlight reads of the shard
+// run, it waits for the next batch of them (within ctx).
+func (cl *Client) read(ctx context.Context, id int, g Get) (readResult, error) {
+	b := &cl.reads[id]
+	b.mu.Lock()
+	if b.running < readsInFlight || len(b.waiting) >= 4*MaxGetMany {
+		// A free slot; or, with that many waiting, one more read alone
+		// costs less than making the batches wait longer.
+		b.running++
+		b.mu.Unlock()
+		res, err := step(ctx, cl, id, g, readSpec)
+		cl.readDone(id)
+		return res, err
+	}
+	w := &waitingRead{g: g, done: make(chan struct{})}
+	b.waiting = append(b.waiting, w)
+	b.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.res, w.err
+	case <-ctx.Done():
+		// The batch goes on without this read: a read changes nothing.
+		return readResult{}, fmt.Errorf("%w: shard %d: waiting for a batch of reads: %w", ErrUnavailable, id, ctx.Err())
+	}
+}
+
+// readDone ends a read of shard id: the next batch of waiting reads, if
+// any, takes its slot.
+func (cl *Client) readDone(id int) {
+	b := &cl.reads[id]
+	b.mu.Lock()
+	if len(b.waiting) == 0 {
+		b.running--
+		b.mu.Unlock()
+		return
+	}
+	n := min(len(b.waiting), MaxGetMany)
+	batch := b.waiting[:n:n]
+	b.waiting = slices.Clone(b.waiting[n:])
+	b.mu.Unlock()
+	go cl.readMany(id, batch)
+}
+
+// readMany reads a batch of waiting reads with one GetMany quorum call
+// (bounded by the client's timeout: each read waits within its own
+// context) and answers each.
+func (cl *Client) readMany(id int, batch []*waitingRead) {
+	defer cl.readDone(id)
+	ctx, cancel := context.WithTimeout(context.Background(), cl.timeout)
+	defer cancel()
+	req := GetMany{Gets: make([]Get, len(batch))}
+	for i, w := range batch {
+		req.Gets[i] = w.g
+	}
+	res, err := step(ctx, cl, id, req, manySpec)
+	for i, w := range batch {
+		if err != nil {
+			w.err = err
+		} else {
+			w.res = res[i]
+		}
+		close(w.done)
+	}
+}
 
 // step runs one quorum call of a request to shard id, retrying it (every
 // step may be retried) after refreshing stale refs, or after a pause when
@@ -668,7 +822,7 @@ func (cl *Client) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	ctx, cancel := withDefault(ctx, cl.timeout)
 	defer cancel()
 	id := ShardOf(key, cl.cur.Load().tab.Shards)
-	res, err := step(ctx, cl, id, Get{K: key}, readSpec)
+	res, err := cl.read(ctx, id, Get{K: key})
 	if err != nil {
 		return nil, false, err
 	}
@@ -713,7 +867,7 @@ func (cl *Client) write(ctx context.Context, key string, e Entry) error {
 	ctx, cancel := withDefault(ctx, cl.timeout)
 	defer cancel()
 	id := ShardOf(key, cl.cur.Load().tab.Shards)
-	res, err := step(ctx, cl, id, Get{K: key, NoValue: true}, readSpec)
+	res, err := cl.read(ctx, id, Get{K: key, NoValue: true})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotWritten, err)
 	}

@@ -29,7 +29,9 @@
 // write acknowledged before it began, and no Get returns a version older
 // than one an earlier Get returned: the store is linearizable. Every step
 // may be retried: reads change nothing, and writing the same version twice
-// is harmless.
+// is harmless. Under load, the reads of a shard that wait for a running one
+// go together in one GetMany: each still reads a majority within its own
+// call, so batching saves messages without changing the protocol.
 //
 // Why ABD rather than a leader per shard with quorum commit: ABD needs no
 // election, no lease and no clock. A dead replica costs nothing but its

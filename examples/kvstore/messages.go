@@ -44,6 +44,28 @@ type Entry struct {
 	Deleted  bool
 }
 
+// GetMany asks a replica for its versions of several keys at once: the
+// reads of one shard that a client's goroutines made while the previous
+// read of that shard was in flight, batched (see Client). The reply is an
+// Entries with one Entry per Get, in order. A replica refuses more than
+// MaxGetMany Gets, or a bad key, with an error.
+type GetMany struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	Gets     []Get
+}
+
+// Entries answers GetMany: the replica's version of each key asked, in
+// the order asked.
+type Entries struct {
+	//lint:ignore U1000 msgpack reads this field's tag: encode the struct as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	E        []Entry
+}
+
+// MaxGetMany bounds the Gets of one GetMany.
+const MaxGetMany = 256
+
 // Write asks a replica to keep a version of a key, if it is newer than the
 // one it has. The reply (nil) comes once the replica holds this version
 // or a newer one durably (fsynced): a replica acknowledges nothing that a
@@ -138,6 +160,8 @@ var (
 	ErrBadToken = errors.New("kvstore: bad token")
 	// ErrBadKey means a key is empty or longer than MaxKeySize.
 	ErrBadKey = errors.New("kvstore: bad key")
+	// ErrTooMany means a GetMany carried more than MaxGetMany Gets.
+	ErrTooMany = errors.New("kvstore: too many keys in one request")
 	// ErrUnavailable means the client cannot reach a majority of the
 	// key's replicas: their daemons are down or could not be reached (the
 	// error says which, and why).
@@ -160,9 +184,9 @@ var (
 const MaxKeySize = 32768
 
 // RegisterTypes registers the store's message types on n, under the names
-// "kvstore.<Type>" (Stamp, Get, Entry, Write, SyncRequest, SyncEntry,
+// "kvstore.<Type>" (Stamp, Get, Entry, GetMany, Entries, Write, SyncRequest, SyncEntry,
 // SyncReply, DirRequest, DirReply, ShardRef, CrashShard), and the store's
-// errors (process-wide) under "kvstore.ErrBadToken", "kvstore.ErrBadKey",
+// errors (process-wide) under "kvstore.ErrBadToken", "kvstore.ErrBadKey", "kvstore.ErrTooMany",
 // "kvstore.ErrClosed" and "kvstore.ErrShardCrashed". Every node that talks
 // to a store (daemons and clients) needs them; Install and Dial call it.
 // Registering twice is harmless.
@@ -170,12 +194,15 @@ func RegisterTypes(n *remote.Node) error {
 	return errors.Join(
 		remote.RegisterError("kvstore.ErrBadToken", ErrBadToken),
 		remote.RegisterError("kvstore.ErrBadKey", ErrBadKey),
+		remote.RegisterError("kvstore.ErrTooMany", ErrTooMany),
 		remote.RegisterError("kvstore.ErrClosed", ErrClosed),
 		remote.RegisterError("kvstore.ErrShardCrashed", ErrShardCrashed),
 		remote.Register[Stamp](n, "kvstore.Stamp"),
 		remote.Register[Get](n, "kvstore.Get"),
 		remote.Register[Entry](n, "kvstore.Entry"),
 		remote.Register[Write](n, "kvstore.Write"),
+		remote.Register[GetMany](n, "kvstore.GetMany"),
+		remote.Register[Entries](n, "kvstore.Entries"),
 		remote.Register[SyncRequest](n, "kvstore.SyncRequest"),
 		remote.Register[SyncEntry](n, "kvstore.SyncEntry"),
 		remote.Register[SyncReply](n, "kvstore.SyncReply"),

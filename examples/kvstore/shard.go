@@ -34,6 +34,7 @@ type hooks struct {
 	started      func(shard int)                      // runs on the loop in every replica instance's Start
 	secondPass   <-chan struct{}                      // the catch-up's second pass waits for it instead of CatchUpAgain
 	written      func(shard int, w Write)             // runs on the loop for every Write a replica receives
+	read         func(shard, keys int)                // runs on the loop for every Get or GetMany a replica receives
 }
 
 // beforeCommit runs the test hook, if any.
@@ -367,7 +368,7 @@ func (s *shard) Receive(c *actor.Context, msg any) (v any, err error) {
 func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later bool, err error) {
 	if s.loading {
 		switch msg.(type) {
-		case Get, Write, SyncRequest, apply:
+		case Get, GetMany, Write, SyncRequest, apply:
 			if r == nil {
 				r = c.Defer()
 			}
@@ -377,11 +378,32 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 	}
 	switch m := msg.(type) {
 	case Get:
+		if h := s.d.hooks; h != nil && h.read != nil {
+			h.read(s.d.id, 1)
+		}
 		e := s.data[m.K]
 		if m.NoValue {
 			e.V = nil
 		}
 		return e, false, nil
+	case GetMany:
+		if len(m.Gets) > MaxGetMany {
+			return nil, false, fmt.Errorf("%w: %d gets, at most %d", ErrTooMany, len(m.Gets), MaxGetMany)
+		}
+		if h := s.d.hooks; h != nil && h.read != nil {
+			h.read(s.d.id, len(m.Gets))
+		}
+		out := make([]Entry, len(m.Gets))
+		for i, g := range m.Gets {
+			if err := checkKey(g.K); err != nil {
+				return nil, false, err
+			}
+			out[i] = s.data[g.K]
+			if g.NoValue {
+				out[i].V = nil
+			}
+		}
+		return Entries{E: out}, false, nil
 	case Write:
 		if err := checkKey(m.K); err != nil {
 			return nil, false, err
