@@ -323,6 +323,9 @@ func New(sys *actor.System, cfg Config) *Node {
 		if err != nil {
 			n.log.Warn("remote: no lifecycle events: the bus refused emitters", "err", err)
 		}
+		if ev != nil {
+			ev.now = n.now // the simulator's clock, once set
+		}
 		n.ev = ev
 	}
 	return n
