@@ -152,7 +152,9 @@ func simReason(err error) string {
 
 // runMemCluster is the scenario: three nodes; node 0 asks, sends to and
 // monitors actors on nodes 1 and 2; a partition between 0 and 1 makes 1 down
-// after the heartbeat timeout (2 stays up); after the heal, 0 reaches 1 again.
+// after the heartbeat timeout (2 stays up); after the heal, 0 reaches 1 again;
+// a cut of the connections between 0 and 2 makes 2 down at once, and 0
+// reaches it again.
 // It returns the trace: every network event and every outcome, in order.
 func runMemCluster(t *testing.T, seed uint64) []string {
 	w := newMemWorld(t, seed, "10.0.0.1", "10.0.0.2", "10.0.0.3")
@@ -230,6 +232,22 @@ func runMemCluster(t *testing.T, seed uint64) []string {
 	}
 	do(simSend{sink, "s2"})
 	w.run(time.Second)
+
+	// A cut resets the connections at once: n2 is down without waiting
+	// for the heartbeat timeout.
+	w.logf("cut n0 n2")
+	w.nw.Cut("10.0.0.1", "10.0.0.3")
+	w.run(10 * time.Millisecond)
+	if downs != 2 {
+		t.Fatalf("downs after the cut = %d, want 2 (echo1, echo2)\n%s", downs, strings.Join(w.trace, "\n"))
+	}
+	for i := 0; replies == 4 && i < 50; i++ {
+		do(simAsk{echo2, fmt.Sprintf("c%d", i)})
+		w.run(200 * time.Millisecond)
+	}
+	if replies != 5 {
+		t.Fatalf("no reply from n2 after the cut\n%s", strings.Join(w.trace, "\n"))
+	}
 	return w.trace
 }
 
@@ -250,7 +268,7 @@ func TestMemnetClusterReproducible(t *testing.T) {
 		}
 		t.Fatalf("runs with seed %d differ in length: %d and %d events", seed, len(a), len(b))
 	}
-	for _, want := range []string{"n1 received s1", "n0 down echo1: node down", "n1 received s2"} {
+	for _, want := range []string{"n1 received s1", "n0 down echo1: node down", "n1 received s2", "n0 down echo2: node down"} {
 		if !slices.ContainsFunc(a, func(s string) bool { return strings.HasSuffix(s, want) }) {
 			t.Errorf("no %q in the trace", want)
 		}
