@@ -152,18 +152,15 @@ func hostOf(addr net.Addr) string {
 // unauthenticated connections allow it, and closes it otherwise.
 func (n *Node) admit(nc net.Conn, srv *gnet.Client) {
 	ip := hostOf(nc.RemoteAddr())
-	if why := n.pending.admit(ip, n.cfg.MaxPending, n.cfg.MaxPendingPerIP); why != "" {
-		n.stats.connsRefused.Add(1)
-		n.log.Warn("remote: refusing connection: "+why, "remote_addr", ip,
-			"max_pending", n.cfg.MaxPending, "max_pending_per_ip", n.cfg.MaxPendingPerIP)
+	pa := n.admitFrom(ip)
+	if pa == nil {
 		_ = nc.Close()
 		return
 	}
-	pc := &preAuth{n: n, ip: ip}
 	// EnrollContext gives the engine a duplicate of the socket, closes nc
 	// and returns once OnOpen has run.
-	if _, err := srv.EnrollContext(nc, pc); err != nil {
-		pc.authenticated()
+	if _, err := srv.EnrollContext(nc, pa); err != nil {
+		pa.authenticated()
 		n.stats.connsRefused.Add(1)
 		if outOfFiles(err) {
 			n.stats.acceptErrors.Add(1)
@@ -173,23 +170,36 @@ func (n *Node) admit(nc net.Conn, srv *gnet.Client) {
 	}
 }
 
+// admitFrom gives a connection accepted from ip (as hostOf names it) its
+// place among the unauthenticated ones, or refuses it (nil: the driver
+// closes it) if the caps do not allow it.
+func (n *Node) admitFrom(ip string) *preAuth {
+	if why := n.pending.admit(ip, n.cfg.MaxPending, n.cfg.MaxPendingPerIP); why != "" {
+		n.stats.connsRefused.Add(1)
+		n.log.Warn("remote: refusing connection: "+why, "remote_addr", ip,
+			"max_pending", n.cfg.MaxPending, "max_pending_per_ip", n.cfg.MaxPendingPerIP)
+		return nil
+	}
+	return &preAuth{n: n, ip: ip}
+}
+
 // preAuth is an accepted connection's place among the unauthenticated
 // ones, and its handshake deadline.
 type preAuth struct {
 	n     *Node
 	ip    string
-	done  bool        // the place is given back (loop goroutine or timer, under n.pending.mu)
-	timer *time.Timer // closes the connection at the deadline
+	done  bool  // the place is given back (loop goroutine or timer, under n.pending.mu)
+	timer timer // closes the connection at the deadline
 }
 
 // start arms the handshake deadline for c.
-func (pa *preAuth) start(c gnet.Conn) {
+func (pa *preAuth) start(c netConn) {
 	pa.n.pending.mu.Lock()
 	defer pa.n.pending.mu.Unlock()
 	if pa.done {
 		return
 	}
-	pa.timer = time.AfterFunc(pa.n.cfg.HandshakeTimeout, func() {
+	pa.timer = pa.n.afterFunc(pa.n.cfg.HandshakeTimeout, func() {
 		if pa.authenticated() {
 			pa.n.stats.handshakeTimeouts.Add(1)
 			pa.n.log.Warn("remote: closing connection: no handshake and hello within the handshake timeout",

@@ -4,68 +4,59 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
-// The connections this node dials: gnet's handler for them, which reads
-// the handshake and what comes back on them (Welcome, Pong, Ack, Goodbye).
-
-// clientHandler serves the connections this node dials.
-type clientHandler struct {
-	gnet.BuiltinEventEngine
-	n *Node
-}
+// The connections this node dials: what the driver hands the node for
+// them (outOpened, outTraffic, outClosed), which reads the handshake and
+// what comes back on them (Welcome, Pong, Ack, Goodbye).
 
 // outConn is the state of a dialed connection.
 type outConn struct {
 	p     *peer
 	epoch uint64
-	wc    net.Conn
+	conn  netConn
 	sess  *session
 	fr    *frameReader
 	f     frame
 	up    bool
-	err   error // why this node closed it, if it did (OnTraffic)
+	err   error    // why this node closed it, if it did (outTraffic)
+	wc    net.Conn // gnet driver: the node's own descriptor, for direct writes
 }
 
-func (h *clientHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	oc, ok := c.Context().(*outConn)
-	if !ok {
-		return nil, gnet.Close
-	}
-	oc.fr = newFrameReader(h.n, oc.p)
-	hs, err := h.n.sec.handshake(true)
+// outOpened starts the secure handshake on a dialed connection c, up: it
+// returns the first handshake message to write, or false if the
+// connection is to be closed (the driver closes it and calls outClosed).
+func (n *Node) outOpened(c netConn, oc *outConn) ([]byte, bool) {
+	oc.conn = c
+	oc.fr = newFrameReader(n, oc.p)
+	hs, err := n.sec.handshake(true)
 	var first []byte
 	if err == nil {
 		oc.sess = newSession(hs, maxControlFrame) // only Welcome, Pong and Goodbye come back
 		first, err = oc.sess.hello()
 	}
 	if err != nil {
-		h.n.log.Error("remote: cannot start a handshake", "err", err)
-		_ = oc.wc.Close()
-		return nil, gnet.Close
+		n.log.Error("remote: cannot start a handshake", "err", err)
+		c.release()
+		return nil, false
 	}
-	if !oc.p.opened(c, oc.epoch, oc.wc) {
-		_ = oc.wc.Close()
-		return nil, gnet.Close
+	if !oc.p.opened(c, oc.epoch) {
+		c.release()
+		return nil, false
 	}
 	oc.up = true
-	h.n.stats.bytesOut.Add(uint64(len(first)))
-	return first, gnet.None
+	n.stats.bytesOut.Add(uint64(len(first)))
+	return first, true
 }
 
-func (h *clientHandler) OnClose(c gnet.Conn, err error) gnet.Action {
-	oc, ok := c.Context().(*outConn)
-	if !ok {
-		return gnet.None
-	}
+// outClosed is called once a dialed connection closed (err: the driver's
+// reason, if any).
+func (n *Node) outClosed(oc *outConn, err error) {
 	if oc.fr != nil {
 		oc.fr.release()
 	}
 	if oc.up {
-		h.n.stats.closed.Add(1)
+		n.stats.closed.Add(1)
 	}
 	cause := oc.err // this side's reason first (a cluster key mismatch, say)
 	if cause == nil {
@@ -78,13 +69,13 @@ func (h *clientHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		cause = fmt.Errorf("during the secure handshake: %w", cause)
 	}
 	oc.p.lost(oc.epoch, fmt.Errorf("%w: %s: %w", ErrNodeDown, oc.p.name(), cause))
-	return gnet.None
 }
 
-func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
-	n := h.n
-	oc := c.Context().(*outConn)
-	oc.p.lastHeard.Store(time.Now().UnixNano())
+// outTraffic reads what arrived on a dialed connection; an error means the
+// driver closes it.
+func (n *Node) outTraffic(oc *outConn) error {
+	c := oc.conn
+	oc.p.lastHeard.Store(n.now().UnixNano())
 	buffered := c.InboundBuffered()
 	wasReady := oc.sess.ready()
 	last, err := oc.sess.readRecords(c, func(msg []byte) ([]byte, error) { return oc.sess.handshakeStep(true, msg) })
@@ -102,9 +93,8 @@ func (h *clientHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		oc.err = err
 		n.stats.badFrames.Add(1)
 		n.log.Warn("remote: closing connection", "peer", oc.p.name(), "reason", err)
-		return gnet.Close
 	}
-	return gnet.None
+	return err
 }
 
 // readFrames handles the frames the peer sent on a dialed connection.
@@ -134,19 +124,4 @@ func (oc *outConn) readFrames(n *Node) error {
 		}
 		return nil
 	})
-}
-
-// dupConn returns a second net.Conn on c's socket: a duplicated descriptor,
-// non-blocking and registered with Go's poller.
-func dupConn(c net.Conn) (net.Conn, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return nil, fmt.Errorf("remote: cannot duplicate a %T", c)
-	}
-	f, err := tc.File()
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return net.FileConn(f)
 }

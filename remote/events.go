@@ -17,10 +17,11 @@ type nodeEvents struct {
 	opened *event.Emitter[event.ConnOpened]
 	closed *event.Emitter[event.ConnClosed]
 	dead   *event.Emitter[event.DeadLetter]
+	now    func() time.Time // the node's clock
 }
 
 func newNodeEvents(b *event.Bus) (*nodeEvents, error) {
-	e := &nodeEvents{}
+	e := &nodeEvents{now: time.Now}
 	var err error
 	if e.up, err = event.NewEmitter[event.NodeUp](b); err != nil {
 		return nil, err
@@ -42,25 +43,25 @@ func newNodeEvents(b *event.Bus) (*nodeEvents, error) {
 
 func (e *nodeEvents) connOpened(node, local, remote string) {
 	if e != nil {
-		_ = e.opened.Emit(event.ConnOpened{Node: node, Local: local, Remote: remote, Time: time.Now()})
+		_ = e.opened.Emit(event.ConnOpened{Node: node, Local: local, Remote: remote, Time: e.now()})
 	}
 }
 
 func (e *nodeEvents) connClosed(node, local, remote string, reason error) {
 	if e != nil {
-		_ = e.closed.Emit(event.ConnClosed{Node: node, Local: local, Remote: remote, Reason: reason, Time: time.Now()})
+		_ = e.closed.Emit(event.ConnClosed{Node: node, Local: local, Remote: remote, Reason: reason, Time: e.now()})
 	}
 }
 
 func (e *nodeEvents) nodeUp(node, addr string) {
 	if e != nil {
-		_ = e.up.Emit(event.NodeUp{Node: node, Addr: addr, Time: time.Now()})
+		_ = e.up.Emit(event.NodeUp{Node: node, Addr: addr, Time: e.now()})
 	}
 }
 
 func (e *nodeEvents) nodeDown(node, addr string, reason error) {
 	if e != nil {
-		_ = e.down.Emit(event.NodeDown{Node: node, Addr: addr, Reason: reason, Time: time.Now()})
+		_ = e.down.Emit(event.NodeDown{Node: node, Addr: addr, Reason: reason, Time: e.now()})
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
-	"github.com/panjf2000/gnet/v2"
 )
 
 // deliver posts a message into a loop, waiting up to DeliverWait while the
@@ -63,15 +62,9 @@ func readFrames(c stream, max int, handle func(body []byte) error) error {
 	}
 }
 
-// serverHandler serves accepted connections.
-type serverHandler struct {
-	gnet.BuiltinEventEngine
-	n *Node
-}
-
 // inConn is the state of an accepted connection.
 type inConn struct {
-	conn       gnet.Conn
+	conn       netConn
 	sess       *session
 	fr         *frameReader
 	f          frame
@@ -161,53 +154,46 @@ func (n *Node) listening(addr string) {
 	}
 }
 
-func (h *serverHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	n := h.n
-	pa, ok := c.Context().(*preAuth)
-	if !ok {
-		return nil, gnet.Close
-	}
+// inOpened sets up a connection accepted (and admitted: pa) by the driver;
+// nil means the driver closes it.
+func (n *Node) inOpened(c netConn, pa *preAuth) *inConn {
 	hs, err := n.sec.handshake(false)
 	if err != nil {
 		pa.authenticated()
 		n.log.Error("remote: cannot start a handshake", "err", err)
-		return nil, gnet.Close
+		return nil
 	}
 	sess := newSession(hs, n.helloLimit())
 	sess.budget = &n.buffered
 	ic := &inConn{conn: c, sess: sess, fr: newFrameReader(n, nil), pre: pa}
-	ic.lastHeard.Store(time.Now().UnixNano())
-	c.SetContext(ic)
+	ic.lastHeard.Store(n.now().UnixNano())
 	n.stats.opened.Add(1)
 	n.mu.Lock()
 	n.inbound[ic] = struct{}{}
 	n.mu.Unlock()
-	pa.start(c)
-	return nil, gnet.None
+	pa.start(c) // its close, at the deadline, comes after the driver holds ic
+	return ic
 }
 
-func (h *serverHandler) OnClose(c gnet.Conn, err error) gnet.Action {
-	ic, ok := c.Context().(*inConn)
-	if !ok {
-		return gnet.None
-	}
-	h.n.stats.closed.Add(1)
-	h.n.inboundClosed(ic)
+// inClosed is called once an accepted connection closed.
+func (n *Node) inClosed(ic *inConn, err error) {
+	n.stats.closed.Add(1)
+	n.inboundClosed(ic)
 	if ic.pre != nil {
 		ic.pre.authenticated() // gives its place back
 	}
 	ic.sess.release()
 	ic.fr.release()
 	if ic.hello {
-		h.n.ev.connClosed(ic.remoteName, ic.localAddr, ic.remoteAddr, err)
+		n.ev.connClosed(ic.remoteName, ic.localAddr, ic.remoteAddr, err)
 	}
-	return gnet.None
 }
 
-func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
-	n := h.n
-	ic := c.Context().(*inConn)
-	ic.lastHeard.Store(time.Now().UnixNano())
+// inTraffic reads what arrived on an accepted connection and writes the
+// answers due on it; an error means the driver closes it.
+func (n *Node) inTraffic(ic *inConn) error {
+	c := ic.conn
+	ic.lastHeard.Store(n.now().UnixNano())
 	ic.out = ic.out[:0]
 	buffered := c.InboundBuffered()
 	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
@@ -250,9 +236,8 @@ func (h *serverHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			n.stats.badFrames.Add(1)
 		}
 		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", hostOf(c.RemoteAddr()), "reason", err)
-		return gnet.Close
 	}
-	return gnet.None
+	return err
 }
 
 // helloLimit bounds the frames before the Hello.

@@ -74,7 +74,7 @@ func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
 	if n.ev == nil {
 		return
 	}
-	now := time.Now()
+	now := n.now()
 	for k, count := range d.groups {
 		ev := event.DeadLetter{Node: p.name(), Addr: p.addr, To: n.wire.RemoteRef(p, k.to), Count: count, Reason: reason, Time: now}
 		if k.hasFrom {
@@ -98,7 +98,7 @@ func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
 func (p *peer) claimOpened(key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.link.claimOpened(key, time.Now()) {
+	if p.link.claimOpened(key, p.n.now()) {
 		p.dialLocked()
 	}
 }
@@ -107,7 +107,7 @@ func (p *peer) claimOpened(key []byte) {
 func (p *peer) claimClosed(key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.link.claimClosed(key, time.Now())
+	p.link.claimClosed(key, p.n.now())
 }
 
 // mayAnswer reports whether the connection comes from the node this node
@@ -128,7 +128,7 @@ func (n *Node) inboundClosed(ic *inConn) {
 	delete(n.inbound, ic)
 	end := false
 	if ic.state != nil {
-		end = n.remotes.closed(ic.state, ic.epoch, time.Now())
+		end = n.remotes.closed(ic.state, ic.epoch, n.now())
 	}
 	n.mu.Unlock()
 	if ic.from == nil {
@@ -155,7 +155,7 @@ func (n *Node) PeerUp(addr string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.link.peerUp(time.Now()) {
+	if p.link.peerUp(p.n.now()) {
 		p.dialLocked()
 	}
 	return true

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +19,6 @@ import (
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/internal/service"
-	"github.com/panjf2000/gnet/v2"
 )
 
 // Config sets up a Node. Zero fields take the defaults.
@@ -278,7 +280,15 @@ type Node struct {
 	answerDials tokenBucket
 	linkCfg     linkConfig   // what every peer's link follows
 	lastNudge   atomic.Int64 // unix ns of the last nudgeGC
-	cli         *gnet.Client
+
+	// The I/O seam (transport.go): the driver while serving (nil
+	// otherwise), what makes it (nil: gnet), the clock and the jitter
+	// source (nil: the wall clock and the global source).
+	drv      atomic.Pointer[driverSlot]
+	mkDriver func(*Node) driver
+	clk      clock
+	rnd      *mrand.Rand
+	rndMu    sync.Mutex
 
 	// unauthenticated connections (accept.go) and the bytes of incomplete
 	// frames held for all accepted connections (Config.MaxBuffered)
@@ -312,6 +322,9 @@ func New(sys *actor.System, cfg Config) *Node {
 		ev, err := newNodeEvents(cfg.Events)
 		if err != nil {
 			n.log.Warn("remote: no lifecycle events: the bus refused emitters", "err", err)
+		}
+		if ev != nil {
+			ev.now = n.now // the simulator's clock, once set
 		}
 		n.ev = ev
 	}
@@ -386,64 +399,30 @@ func (n *Node) Serve(ctx context.Context) error {
 	if n.sec.psk == nil {
 		n.log.Warn("remote: no cluster key: the transport is encrypted, but any node that reaches the listen address may connect (set Config.ClusterKey)")
 	}
-	cli, err := gnet.NewClient(&clientHandler{n: n}, gnet.WithNumEventLoop(n.cfg.EventLoops),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
+	d := n.newDriver()
+	addr, err := d.listen(n.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("remote: gnet client: %w", err)
+		return fmt.Errorf("remote: node %s: %w", n.name, err)
 	}
-	if err := cli.Start(); err != nil {
-		return fmt.Errorf("remote: gnet client: %w", err)
-	}
-	// Accepted connections are served by a second engine: the node
-	// accepts them itself (acceptLoop), so that an accept error does not
-	// stop the engine and drop every peer.
-	srv, err := gnet.NewClient(&serverHandler{n: n}, gnet.WithNumEventLoop(n.cfg.EventLoops),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{n.log}))
-	if err == nil {
-		err = srv.Start()
-	}
-	if err != nil {
-		_ = cli.Stop()
-		return fmt.Errorf("remote: gnet server: %w", err)
-	}
-	ln, err := listen(n.cfg.Listen)
-	if err != nil {
-		_ = srv.Stop()
-		_ = cli.Stop()
-		return fmt.Errorf("remote: node %s: listen: %w", n.name, err)
-	}
-	n.mu.Lock()
-	n.cli = cli
-	n.mu.Unlock()
-	n.listening(ln.Addr().String())
+	n.drv.Store(&driverSlot{d})
+	n.listening(addr)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); n.heartbeats(ctx, done) }()
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-done:
-		}
-		_ = ln.Close() // ends acceptLoop
-	}()
-	err = n.acceptLoop(ctx, ln, srv)
-	_ = ln.Close()
-	_ = srv.Stop() // accepted connections close
+	err = d.serve(ctx)
+	d.stopAccepting() // accepted connections close
 	if ctx.Err() != nil {
 		n.closing.Store(true) // stopped on purpose: for good
 	}
 	close(done)
 	wg.Wait()
-	n.mu.Lock()
-	n.cli = nil
-	n.mu.Unlock()
+	n.drv.Store(nil)
 	if n.closing.Load() {
 		n.shutdownPeers()
 		defer n.ev.close() // after the last ConnClosed and NodeDown
 	}
-	_ = cli.Stop() // dialed connections close; if the engine merely died, peers redial after a restart
+	d.stopDialing() // dialed connections close; if the engine merely died, peers redial after a restart
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -483,7 +462,7 @@ func (n *Node) boundedPeer(addr, name string) (*peer, error) {
 	_, known := n.peers[addr]
 	full := len(n.peers) >= n.cfg.MaxPeers
 	n.mu.Unlock()
-	if !known && full && n.sweep(time.Now(), true) == 0 {
+	if !known && full && n.sweep(n.now(), true) == 0 {
 		// Peers that only refs nobody holds any more keep are let go once
 		// the garbage collector has run: make it run soon, for the next try.
 		n.nudgeGC()
@@ -508,7 +487,7 @@ func (n *Node) peerFor(addr, name string) *peer {
 	// In use again: not to be forgotten by a sweep that runs before the
 	// caller makes its ref (n.mu orders the two).
 	p.mu.Lock()
-	p.link.lastActive = time.Now()
+	p.link.lastActive = n.now()
 	p.mu.Unlock()
 	return p
 }
@@ -544,7 +523,8 @@ func (n *Node) Spawn(ctx context.Context, addr, kind string, args any) (actor.Re
 	return r, nil
 }
 
-// heartbeats pings dialed peers and closes connections silent for too long.
+// heartbeats pings dialed peers and closes connections silent for too long,
+// every HeartbeatInterval of the wall clock.
 func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -557,35 +537,37 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 			return
 		case now := <-t.C:
 			seq++
-			n.mu.Lock()
-			peers := make([]*peer, 0, len(n.peers))
-			for _, p := range n.peers {
-				peers = append(peers, p)
-			}
-			ins := make([]*inConn, 0, len(n.inbound))
-			for c := range n.inbound {
-				ins = append(ins, c)
-			}
-			n.mu.Unlock()
-			for _, p := range peers {
-				p.heartbeat(now, seq)
-			}
-			for _, c := range ins {
-				if now.Sub(time.Unix(0, c.lastHeard.Load())) > n.cfg.HeartbeatTimeout {
-					n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName, "remote_addr", hostOf(c.conn.RemoteAddr()))
-					_ = c.conn.Close()
-				}
-			}
-			n.sweep(now, false)
+			n.heartbeat(now, seq)
 		}
 	}
 }
 
-// gnetLogger sends gnet's own logs to slog, its chatter at debug level.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+// heartbeat is one round of heartbeats.
+func (n *Node) heartbeat(now time.Time, seq uint64) {
+	n.mu.Lock()
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	ins := make([]*inConn, 0, len(n.inbound))
+	for c := range n.inbound {
+		ins = append(ins, c)
+	}
+	n.mu.Unlock()
+	if n.clk != nil { // simulated: in a reproducible order, not the maps'
+		slices.SortFunc(peers, func(a, b *peer) int { return strings.Compare(a.addr, b.addr) })
+		slices.SortFunc(ins, func(a, b *inConn) int {
+			return strings.Compare(a.conn.RemoteAddr().String(), b.conn.RemoteAddr().String())
+		})
+	}
+	for _, p := range peers {
+		p.heartbeat(now, seq)
+	}
+	for _, c := range ins {
+		if now.Sub(time.Unix(0, c.lastHeard.Load())) > n.cfg.HeartbeatTimeout {
+			n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName, "remote_addr", hostOf(c.conn.RemoteAddr()))
+			_ = c.conn.Close()
+		}
+	}
+	n.sweep(now, false)
+}

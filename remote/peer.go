@@ -2,18 +2,13 @@ package remote
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/actord/actord/actor"
-	"github.com/panjf2000/gnet/v2"
 )
 
 // peer is this node's side of another node, found by its listen address. It
@@ -32,9 +27,9 @@ type peer struct {
 	// down, retries, claims, deadlines. The rest of peer is I/O.
 	link *link
 	// retryTimer fires at link.retryAt (syncRetryLocked).
-	retryTimer *time.Timer
+	retryTimer timer
 	retryFor   time.Time // the retryAt retryTimer is armed for
-	conn       gnet.Conn // nil unless connected
+	conn       netConn   // nil unless connected
 	// ob is the outbound stream's delivery state (outbox.go): queued,
 	// written and acknowledged bytes, the bound, what a loss loses.
 	ob        outbox
@@ -45,12 +40,7 @@ type peer struct {
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
 	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int                    // bytes handed to gnet, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	wc        net.Conn               // the node's own descriptor of the dialed socket, for direct writes
-	wrc       syscall.RawConn        // wc's raw descriptor
-	writeFd   func(fd uintptr) bool  // p.writeSome, bound once
-	wbuf      []byte                 // what tryWrite is writing
-	wn        int                    // how much of it is written
+	netHeld   int                    // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
 	lastWrite int64                  // when flushLocked last wrote (ns since monoBase)
 	out       frame                  // the frame being queued (enqueueOpt), reused
 	calls     map[uint64]chan result // goroutine asks and spawns by correlation
@@ -81,7 +71,7 @@ func newPeer(n *Node, addr, name string) *peer {
 	// hundred bytes (and Config.MaxPeers bounds how many there are).
 	p := &peer{n: n, addr: addr, nodeName: name}
 	p.ob.max = n.cfg.MaxOutbound
-	p.link = newLink(&n.linkCfg, p.name, time.Now())
+	p.link = newLink(&n.linkCfg, p.name, n.now())
 	return p
 }
 
@@ -145,7 +135,7 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	if p.n.closing.Load() {
 		return 0, ErrClosed
 	}
-	dial, err := p.link.admit(o, time.Now())
+	dial, err := p.link.admit(o, p.n.now())
 	if err != nil {
 		if o == fromLocal && errors.Is(err, ErrNotSent) {
 			p.n.stats.downRefused.Add(1)
@@ -202,14 +192,14 @@ func (p *peer) dialLocked() {
 	if !p.link.idle() || p.link.closed {
 		return
 	}
-	epoch := p.link.startDial(time.Now())
+	epoch := p.link.startDial(p.n.now())
 	p.syncRetryLocked()
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
 	p.ob.begin(epoch, p.fw, &frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch})
 	p.n.stats.dials.Add(1)
-	go p.dial(epoch)
+	p.n.dial(p, epoch)
 }
 
 // syncRetryLocked arms the retry timer for the link's retryAt, or stops it
@@ -227,7 +217,7 @@ func (p *peer) syncRetryLocked() {
 	if at.IsZero() {
 		return
 	}
-	p.retryTimer = time.AfterFunc(time.Until(at), func() {
+	p.retryTimer = p.n.afterFunc(at.Sub(p.n.now()), func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.retryFor != at {
@@ -237,62 +227,22 @@ func (p *peer) syncRetryLocked() {
 		if p.n.closing.Load() {
 			return
 		}
-		if p.link.retry(time.Now()) {
+		if p.link.retry(p.n.now()) {
 			p.dialLocked()
 		}
 	})
 }
 
-func (p *peer) dial(epoch uint64) {
-	p.n.mu.Lock()
-	cli := p.n.cli
-	p.n.mu.Unlock()
-	var err error
-	if cli == nil {
-		err = ErrClosed
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), p.n.cfg.DialTimeout)
-		var d net.Dialer
-		nc, derr := d.DialContext(ctx, "tcp", p.addr)
-		cancel()
-		err = derr
-		var wc net.Conn
-		if err == nil {
-			// Keep a descriptor of our own for direct writes (flushLocked);
-			// gnet gets another for reading, batched writes and closing.
-			if wc, err = dupConn(nc); err != nil {
-				_ = nc.Close()
-			}
-		}
-		if err == nil {
-			// Enroll hands a duplicate of the socket to a gnet loop, closes
-			// nc, and returns once OnOpen has run.
-			if _, err = cli.EnrollContext(nc, &outConn{p: p, epoch: epoch, wc: wc}); err != nil {
-				_ = wc.Close()
-			}
-		}
-	}
-	if err != nil {
-		p.n.log.Debug("remote: dial failed", "peer", p.addr, "err", err)
-		p.lost(epoch, fmt.Errorf("%w: %s: dial: %w", ErrNodeDown, p.addr, err))
-	}
-}
-
-// opened is called on the gnet loop when the dialed connection is up; wc is
-// the node's own descriptor of it, for direct writes.
-func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
+// opened is called on the connection's callback goroutine when the dialed
+// connection is up.
+func (p *peer) opened(c netConn, epoch uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rc, err := wc.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return false
-	}
-	now := time.Now()
+	now := p.n.now()
 	if !p.link.opened(epoch, now) {
 		return false
 	}
 	p.conn = c
-	p.wc, p.wrc = wc, rc
 	p.netHeld = 0
 	p.lastHeard.Store(now.UnixNano())
 	p.n.stats.opened.Add(1)
@@ -301,10 +251,10 @@ func (p *peer) opened(c gnet.Conn, epoch uint64, wc net.Conn) bool {
 	return true
 }
 
-// secured is called on the gnet loop when the dialed connection's handshake
+// secured is called on the connection's callback goroutine when the dialed connection's handshake
 // completes: last is the handshake's final record, which goes before the
 // frames queued meanwhile, sealed with tx.
-func (p *peer) secured(c gnet.Conn, epoch uint64, last []byte, tx *transportCipher, key []byte) {
+func (p *peer) secured(c netConn, epoch uint64, last []byte, tx *transportCipher, key []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn != c {
@@ -350,18 +300,17 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.mu.Lock()
 	wasUp := p.conn != nil
 	welcomed := p.link.phase == linkUp
-	if !p.link.lost(epoch, err, time.Now(), rand.Float64()) {
+	if !p.link.lost(epoch, err, p.n.now(), p.n.jitter()) {
 		p.mu.Unlock()
 		return
 	}
 	p.syncRetryLocked()
 	local, remote := p.localAddr, p.remoteAddr
+	c := p.conn
 	p.conn, p.flushing = nil, false
 	p.tx, p.peerKey = nil, nil
 	p.answerKey.Store(nil)
 	p.netHeld = 0
-	wc := p.wc
-	p.wc, p.wrc = nil, nil
 	dead := p.ob.lost()
 	// Counted before the refusals below become visible: a sender that sees
 	// ErrNodeDown finds its lost messages counted.
@@ -372,8 +321,8 @@ func (p *peer) lost(epoch uint64, err error) {
 	closed := p.link.closed || p.n.closing.Load()
 	p.mu.Unlock()
 	p.n.reportDeadLetters(p, dead, err)
-	if wc != nil {
-		_ = wc.Close() // the socket closes once gnet's descriptor and ours both are
+	if c != nil {
+		c.release() // gnet: the socket closes once its descriptor and ours both are
 	}
 
 	p.n.stats.peersDown.Add(1)
@@ -470,7 +419,7 @@ func (p *peer) pin(key []byte) error {
 func (p *peer) ensureConnected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.link.ensureConnected(time.Now()) {
+	if p.link.ensureConnected(p.n.now()) {
 		p.dialLocked()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/actord/actord/actor"
 )
@@ -211,7 +210,7 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 	if p.link.down != nil {
 		// As a monitor of an actor on a node known down: Down at once (the
 		// attempt counts as a use: it asks for a redial).
-		_, down := p.link.admit(fromLocal, time.Now())
+		_, down := p.link.admit(fromLocal, p.n.now())
 		p.n.stats.downRefused.Add(1)
 		p.syncRetryLocked()
 		p.mu.Unlock()

@@ -1,11 +1,6 @@
 package remote
 
-import (
-	"syscall"
-	"time"
-
-	"github.com/panjf2000/gnet/v2"
-)
+import "time"
 
 // The peer's outbound stream: frames queued in plaintext, sealed and
 // written in batches (directly when the connection is idle, through gnet
@@ -17,12 +12,12 @@ import (
 // waits here for the write's completion.
 const maxBatch = 512 << 10
 
-// flushLocked hands the queued bytes to gnet in one write; the next batch
+// flushLocked hands the queued bytes to the driver in one write; the next batch
 // goes when that write completes, so frames queued meanwhile share a write.
 //
 // With direct (a sender found the connection idle: no write in flight,
 // nothing held by gnet) and no write in the last directGap, it writes from
-// the calling goroutine through the node's own descriptor of the socket,
+// the calling goroutine (netConn.tryWrite: with gnet, through the node's own descriptor of the socket),
 // without waiting: an isolated message (a request, a reply) then reaches the
 // socket with no hand-off to gnet's loop, a thread wake-up saved each way.
 // Frames that follow within directGap are part of a burst and go through
@@ -42,8 +37,8 @@ func (p *peer) flushLocked(direct bool) {
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
-	if direct && !burst && p.wrc != nil && p.netHeld == 0 {
-		n := p.tryWrite(out)
+	if direct && !burst && p.netHeld == 0 {
+		n := p.conn.tryWrite(out)
 		p.n.stats.bytesOut.Add(uint64(n))
 		if n == len(out) {
 			p.sealBuf = out[:0]
@@ -74,7 +69,7 @@ func (p *peer) acked(epoch, upto uint64) error {
 // counted against MaxOutbound) before the next batch goes. An empty out
 // only refreshes netHeld.
 func (p *peer) writeLocked(out []byte) {
-	err := p.conn.AsyncWrite(out, func(c gnet.Conn, err error) error {
+	err := p.conn.asyncWrite(out, func(c netConn, err error) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if out != nil {
@@ -82,11 +77,10 @@ func (p *peer) writeLocked(out []byte) {
 		}
 		if err != nil || p.conn != c {
 			p.flushing = false
-			return nil
+			return
 		}
 		p.netHeld = c.OutboundBuffered() // on c's loop: exact
 		p.flushLocked(false)
-		return nil
 	})
 	if err != nil {
 		p.flushing = false
@@ -100,34 +94,3 @@ const directGap = 20 * time.Microsecond
 
 // monoBase anchors the monotonic readings of flushLocked.
 var monoBase = time.Now()
-
-// tryWrite writes as much of b as the socket takes now, without waiting.
-// p.mu held (the buffer and count live in p, so no closure is allocated
-// per write).
-func (p *peer) tryWrite(b []byte) int {
-	if p.writeFd == nil {
-		p.writeFd = p.writeSome
-	}
-	p.wbuf, p.wn = b, 0
-	_ = p.wrc.Write(p.writeFd)
-	n := p.wn
-	p.wbuf = nil
-	return n
-}
-
-// writeSome is tryWrite's raw-descriptor callback.
-func (p *peer) writeSome(fd uintptr) bool {
-	for p.wn < len(p.wbuf) {
-		k, err := syscall.Write(int(fd), p.wbuf[p.wn:])
-		if k > 0 {
-			p.wn += k
-		}
-		if err != nil && err != syscall.EINTR {
-			break // EAGAIN: the socket is full; the rest goes through gnet
-		}
-		if k <= 0 && err == nil {
-			break
-		}
-	}
-	return true // never wait for writability here
-}

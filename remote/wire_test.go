@@ -932,11 +932,12 @@ func TestDialedConnectionBadFrames(t *testing.T) {
 func netQueued(t testing.TB, p *peer) int {
 	t.Helper()
 	p.mu.Lock()
-	c := p.conn
+	gc, _ := p.conn.(*gconn)
 	p.mu.Unlock()
-	if c == nil {
+	if gc == nil {
 		return 0
 	}
+	c := gc.Conn
 	ch := make(chan int, 1)
 	if err := c.Wake(func(c gnet.Conn, err error) error {
 		if err != nil {

@@ -1,0 +1,596 @@
+// Package memnet is an in-memory network on virtual time, for running nodes
+// of a cluster in one goroutine, reproducibly: connections are byte pipes
+// between hosts, delivered in order (as TCP) after a latency drawn from a
+// seeded source, and partitions, connection resets and dial failures are
+// operations of the test. Nothing happens until the driver calls Step or
+// RunFor; events due at the same virtual time run in an order decided by
+// the seed. The same seed and the same calls give the same run.
+//
+// Addresses are "host:port" strings with an IP as host (10.0.0.1:7000),
+// so that code which keys on the source host finds one.
+package memnet
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// Errors a connection closes or a dial fails with.
+var (
+	ErrRefused = errors.New("memnet: connection refused")
+	ErrTimeout = errors.New("memnet: dial timed out")
+	ErrReset   = errors.New("memnet: connection reset")
+	ErrClosed  = errors.New("memnet: connection closed")
+	ErrInUse   = errors.New("memnet: address in use")
+)
+
+// Handler receives a connection's events, on the goroutine that steps
+// the network.
+type Handler interface {
+	// OnOpen: the connection is up (a dialed one; an accepted one is
+	// handed to the listener's accept function instead).
+	OnOpen(c *Conn)
+	// OnData: bytes arrived; read them with Peek and Discard (what is
+	// not discarded stays for the next call).
+	OnData(c *Conn)
+	// OnClose: the connection is closed, by either side (err says why),
+	// once.
+	OnClose(c *Conn, err error)
+}
+
+// Network is the simulated network and its clock. Its methods are safe for
+// concurrent use; events run without its lock held, on the goroutine that
+// calls Step.
+type Network struct {
+	mu      sync.Mutex
+	now     time.Time
+	seq     uint64
+	q       events
+	rng     *rand.Rand
+	lat     [2]time.Duration // latency range [min, max]
+	ls      map[string]*listener
+	blocked map[[2]string]bool // host pairs (from, to) that drop everything
+	port    map[string]int     // next ephemeral port per host
+	trace   func(string)
+}
+
+// New returns a network at virtual time start whose latencies and
+// simultaneous events are decided by seed.
+func New(seed uint64, start time.Time) *Network {
+	return &Network{
+		now: start, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		lat: [2]time.Duration{time.Millisecond, 5 * time.Millisecond},
+		ls:  map[string]*listener{}, blocked: map[[2]string]bool{}, port: map[string]int{},
+	}
+}
+
+// SetLatency sets the range one-way latencies are drawn from (uniformly).
+func (n *Network) SetLatency(lo, hi time.Duration) {
+	n.mu.Lock()
+	n.lat = [2]time.Duration{lo, max(lo, hi)}
+	n.mu.Unlock()
+}
+
+// Trace, if set, receives one line per network event (delivery, open,
+// close), in the order they run.
+func (n *Network) Trace(f func(string)) {
+	n.mu.Lock()
+	n.trace = f
+	n.mu.Unlock()
+}
+
+// Rand returns a number from the network's seeded source, for callers
+// that must draw theirs from the same seed.
+func (n *Network) Rand() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rng.Uint64()
+}
+
+// Now returns the virtual time.
+func (n *Network) Now() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.now
+}
+
+// Timer is an event armed with AfterFunc.
+type Timer struct {
+	n  *Network
+	ev *event
+}
+
+// Stop cancels the timer; it reports whether it did so before it ran.
+func (t *Timer) Stop() bool {
+	t.n.mu.Lock()
+	defer t.n.mu.Unlock()
+	if t.ev.done {
+		return false
+	}
+	t.ev.done = true
+	return true
+}
+
+// AfterFunc runs f once d of virtual time has passed.
+func (n *Network) AfterFunc(d time.Duration, f func()) *Timer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return &Timer{n: n, ev: n.atLocked(n.now.Add(max(d, 0)), f)}
+}
+
+// atLocked schedules f at t. Ties are broken by a draw from the seed, then
+// by the order of scheduling.
+func (n *Network) atLocked(t time.Time, f func()) *event {
+	n.seq++
+	ev := &event{at: t, tie: n.rng.Uint64(), seq: n.seq, f: f}
+	heap.Push(&n.q, ev)
+	return ev
+}
+
+// Next returns the time of the next event, if there is one.
+func (n *Network) Next() (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for n.q.Len() > 0 && n.q[0].done {
+		heap.Pop(&n.q)
+	}
+	if n.q.Len() == 0 {
+		return time.Time{}, false
+	}
+	return n.q[0].at, true
+}
+
+// Step runs the next event, moving the clock to its time, and reports
+// whether there was one.
+func (n *Network) Step() bool {
+	n.mu.Lock()
+	for n.q.Len() > 0 {
+		ev := heap.Pop(&n.q).(*event)
+		if ev.done {
+			continue
+		}
+		ev.done = true
+		if ev.at.After(n.now) {
+			n.now = ev.at
+		}
+		n.mu.Unlock()
+		ev.f()
+		return true
+	}
+	n.mu.Unlock()
+	return false
+}
+
+// RunFor runs the events due within d and then moves the clock to now+d.
+func (n *Network) RunFor(d time.Duration) {
+	end := n.Now().Add(d)
+	for {
+		t, ok := n.Next()
+		if !ok || t.After(end) {
+			break
+		}
+		n.Step()
+	}
+	n.mu.Lock()
+	if end.After(n.now) {
+		n.now = end
+	}
+	n.mu.Unlock()
+}
+
+// Partition drops everything between hosts a and b, both ways, until Heal:
+// bytes in flight or written meanwhile wait (as TCP retransmits them), and
+// dials between them time out.
+func (n *Network) Partition(a, b string) {
+	n.mu.Lock()
+	n.blocked[[2]string{a, b}], n.blocked[[2]string{b, a}] = true, true
+	n.tracefLocked("partition %s %s", a, b)
+	n.mu.Unlock()
+}
+
+// Heal ends a partition between a and b; what waited is delivered, in
+// order, after a latency.
+func (n *Network) Heal(a, b string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.blocked, [2]string{a, b})
+	delete(n.blocked, [2]string{b, a})
+	n.tracefLocked("heal %s %s", a, b)
+	for _, l := range n.sortedListenersLocked() {
+		for _, c := range l.conns {
+			for _, end := range [2]*Conn{c, c.peer} {
+				if len(end.parked) > 0 && !n.blocked[[2]string{end.local.host(), end.remote.host()}] {
+					parked := end.parked
+					end.parked = nil
+					for _, s := range parked {
+						n.sendLocked(end, s)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (n *Network) sortedListenersLocked() []*listener {
+	out := make([]*listener, 0, len(n.ls))
+	for _, l := range n.ls {
+		out = append(out, l)
+	}
+	// by address: the map's order is random
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].addr < out[j-1].addr; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func (n *Network) tracefLocked(format string, a ...any) {
+	if n.trace != nil {
+		n.trace(fmt.Sprintf("%s ", n.now.Format("15:04:05.000000")) + fmt.Sprintf(format, a...))
+	}
+}
+
+// Addr is a memnet address, "host:port".
+type Addr string
+
+// Network implements net.Addr.
+func (Addr) Network() string { return "memnet" }
+
+func (a Addr) String() string { return string(a) }
+
+func (a Addr) host() string {
+	h, _, err := net.SplitHostPort(string(a))
+	if err != nil {
+		return string(a)
+	}
+	return h
+}
+
+type listener struct {
+	addr   string
+	accept func(c *Conn) Handler
+	conns  []*Conn // accepted, open, in order
+	closed bool
+}
+
+// Listener accepts connections on an address.
+type Listener struct {
+	n *Network
+	l *listener
+}
+
+// Listen accepts connections on addr: accept gets each new one and returns
+// its handler (nil refuses it: it is closed).
+func (n *Network) Listen(addr string, accept func(c *Conn) Handler) (*Listener, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l, ok := n.ls[addr]; ok && !l.closed {
+		return nil, fmt.Errorf("%w: %s", ErrInUse, addr)
+	}
+	l := &listener{addr: addr, accept: accept}
+	n.ls[addr] = l
+	n.tracefLocked("listen %s", addr)
+	return &Listener{n: n, l: l}, nil
+}
+
+// Close stops accepting and resets every connection accepted on l.
+func (l *Listener) Close() {
+	n := l.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l.l.closed {
+		return
+	}
+	l.l.closed = true
+	if n.ls[l.l.addr] == l.l {
+		delete(n.ls, l.l.addr)
+	}
+	for _, c := range l.l.conns {
+		n.resetLocked(c, ErrClosed)
+	}
+	l.l.conns = nil
+}
+
+// Dial connects from host to addr, asynchronously: h.OnOpen runs once the
+// connection is up, or fail with why not (refused, or timed out after
+// timeout across a partition).
+func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail func(error)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.port[from]++
+	local := Addr(net.JoinHostPort(from, fmt.Sprint(40000+n.port[from])))
+	n.atLocked(n.now.Add(n.latencyLocked()), func() {
+		n.mu.Lock()
+		l, ok := n.ls[addr]
+		switch {
+		case n.blocked[[2]string{from, Addr(addr).host()}]:
+			n.tracefLocked("dial %s->%s: partitioned", local, addr)
+			n.atLocked(n.now.Add(timeout), func() { fail(fmt.Errorf("%w: %s", ErrTimeout, addr)) })
+			n.mu.Unlock()
+			return
+		case !ok:
+			n.tracefLocked("dial %s->%s: refused", local, addr)
+			n.atLocked(n.now.Add(n.latencyLocked()), func() { fail(fmt.Errorf("%w: %s", ErrRefused, addr)) })
+			n.mu.Unlock()
+			return
+		}
+		dc := &Conn{n: n, local: local, remote: Addr(addr), h: h}
+		ac := &Conn{n: n, local: Addr(addr), remote: local, peer: dc}
+		dc.peer = ac
+		l.conns = append(l.conns, ac)
+		ac.l = l
+		n.tracefLocked("open %s->%s", local, addr)
+		n.mu.Unlock()
+		ah := l.accept(ac)
+		n.mu.Lock()
+		if ah == nil {
+			ac.h = nopHandler{}
+			n.resetLocked(ac, ErrRefused)
+			n.mu.Unlock()
+			return
+		}
+		ac.h = ah
+		// The dialer learns of the connection after a latency, and before
+		// anything the other end sends.
+		openAt := n.now.Add(n.latencyLocked())
+		ac.last = openAt
+		n.atLocked(openAt, func() {
+			n.mu.Lock()
+			closed := dc.closed
+			n.mu.Unlock()
+			if !closed {
+				h.OnOpen(dc)
+			}
+		})
+		n.mu.Unlock()
+	})
+}
+
+// Cut resets every open connection between hosts a and b (both ways), as
+// a middlebox that drops them: both ends learn at once.
+func (n *Network) Cut(a, b string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tracefLocked("cut %s %s", a, b)
+	for _, l := range n.sortedListenersLocked() {
+		for _, c := range append([]*Conn(nil), l.conns...) {
+			ha, hb := c.local.host(), c.remote.host()
+			if (ha == a && hb == b) || (ha == b && hb == a) {
+				n.resetLocked(c, ErrReset)
+			}
+		}
+	}
+}
+
+func (n *Network) latencyLocked() time.Duration {
+	lo, hi := n.lat[0], n.lat[1]
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(n.rng.Int64N(int64(hi-lo)+1))
+}
+
+// segment is bytes in flight, or a FIN (fin), the seq-th sent from its end.
+type segment struct {
+	b   []byte
+	fin bool
+	seq uint64
+}
+
+// Conn is one end of a connection.
+type Conn struct {
+	n             *Network
+	local, remote Addr
+	peer          *Conn
+	h             Handler
+	l             *listener // the listener that accepted it (accepted ends)
+	in            []byte    // arrived, not yet discarded
+	last          time.Time // when the last segment sent from here arrives (FIFO)
+	parked        []segment // segments held by a partition, in order
+	sent          uint64    // segments sent from here
+	expect        uint64    // the seq of the next segment to hand over here
+	early         []segment // arrived here before one sent earlier (after a heal)
+	closed        bool      // this end is closed (OnClose ran or is due)
+}
+
+// LocalAddr is this end's address.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr is the other end's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Peek returns the first k bytes that arrived, or an error if fewer did.
+// Valid only until the next Discard or the end of the OnData call.
+func (c *Conn) Peek(k int) ([]byte, error) {
+	if k > len(c.in) {
+		return nil, fmt.Errorf("memnet: %d bytes buffered, %d wanted", len(c.in), k)
+	}
+	return c.in[:k], nil
+}
+
+// Discard drops the first k bytes that arrived.
+func (c *Conn) Discard(k int) (int, error) {
+	k = min(k, len(c.in))
+	c.in = c.in[k:]
+	return k, nil
+}
+
+// InboundBuffered is how many bytes arrived and were not discarded.
+func (c *Conn) InboundBuffered() int { return len(c.in) }
+
+// OutboundBuffered is 0: a memnet connection buffers without bound.
+func (c *Conn) OutboundBuffered() int { return 0 }
+
+// Write sends a copy of b to the other end, after everything written
+// before; it fails once this end is closed.
+func (c *Conn) Write(b []byte) (int, error) {
+	n := c.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c.closed {
+		return 0, ErrClosed
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n.sendLocked(c, segment{b: append([]byte(nil), b...)})
+	return len(b), nil
+}
+
+// Close closes this end: its OnClose runs next, and the other end's after
+// the bytes already sent have arrived.
+func (c *Conn) Close() error {
+	n := c.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	n.closeLocked(c, nil)
+	n.sendLocked(c, segment{fin: true})
+	return nil
+}
+
+// Later runs f as an event of c's, after the events already due now.
+func (c *Conn) Later(f func()) {
+	c.n.mu.Lock()
+	c.n.atLocked(c.n.now, f)
+	c.n.mu.Unlock()
+}
+
+// closeLocked closes c's end: its OnClose is due now.
+func (n *Network) closeLocked(c *Conn, err error) {
+	c.closed = true
+	c.in = nil
+	if c.l != nil {
+		for i, x := range c.l.conns {
+			if x == c {
+				c.l.conns = append(c.l.conns[:i:i], c.l.conns[i+1:]...)
+				break
+			}
+		}
+	}
+	n.tracefLocked("close %s->%s: %v", c.local, c.remote, err)
+	n.atLocked(n.now, func() { c.h.OnClose(c, err) })
+}
+
+// resetLocked closes both ends of c's connection at once, losing what is
+// in flight.
+func (n *Network) resetLocked(c *Conn, err error) {
+	for _, end := range [2]*Conn{c, c.peer} {
+		if !end.closed {
+			n.closeLocked(end, err)
+		}
+	}
+}
+
+// sendLocked sends s from c to its peer: it arrives after a latency, not
+// before what was sent earlier, unless a partition holds it.
+func (n *Network) sendLocked(c *Conn, s segment) {
+	from, to := c.local.host(), c.remote.host()
+	if s.seq == 0 {
+		c.sent++
+		s.seq = c.sent
+	}
+	if n.blocked[[2]string{from, to}] || len(c.parked) > 0 {
+		c.park(s)
+		return
+	}
+	at := n.now.Add(n.latencyLocked())
+	if !at.After(c.last) {
+		at = c.last.Add(time.Nanosecond) // FIFO, ties included
+	}
+	c.last = at
+	dst := c.peer
+	n.atLocked(at, func() {
+		n.mu.Lock()
+		if dst.closed {
+			n.mu.Unlock()
+			return
+		}
+		if n.blocked[[2]string{from, to}] || len(c.parked) > 0 { // partitioned in flight: wait for the heal
+			c.park(s)
+			n.mu.Unlock()
+			return
+		}
+		// Handed over in the order sent, as TCP does.
+		dst.early = insertSeq(dst.early, s)
+		data := false
+		for len(dst.early) > 0 && dst.early[0].seq == dst.expect+1 {
+			s := dst.early[0]
+			dst.early = dst.early[1:]
+			dst.expect++
+			if s.fin {
+				n.tracefLocked("fin %s->%s", c.local, c.remote)
+				n.closeLocked(dst, ErrClosed)
+				n.mu.Unlock()
+				return
+			}
+			n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
+			dst.in = append(dst.in, s.b...)
+			data = true
+		}
+		n.mu.Unlock()
+		if data {
+			dst.h.OnData(dst)
+		}
+	})
+}
+
+// park holds s until a heal, in the order sent.
+func (c *Conn) park(s segment) { c.parked = insertSeq(c.parked, s) }
+
+// insertSeq inserts s into q, kept sorted by seq.
+func insertSeq(q []segment, s segment) []segment {
+	i := len(q)
+	for i > 0 && q[i-1].seq > s.seq {
+		i--
+	}
+	q = append(q, segment{})
+	copy(q[i+1:], q[i:])
+	q[i] = s
+	return q
+}
+
+type nopHandler struct{}
+
+func (nopHandler) OnOpen(*Conn)         {}
+func (nopHandler) OnData(*Conn)         {}
+func (nopHandler) OnClose(*Conn, error) {}
+
+// events is a min-heap of events by (at, tie, seq).
+type event struct {
+	at   time.Time
+	tie  uint64
+	seq  uint64
+	f    func()
+	done bool
+}
+
+type events []*event
+
+func (q events) Len() int { return len(q) }
+func (q events) Less(i, j int) bool {
+	a, b := q[i], q[j]
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
+	}
+	if a.tie != b.tie {
+		return a.tie < b.tie
+	}
+	return a.seq < b.seq
+}
+func (q events) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *events) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *events) Pop() any {
+	old := *q
+	ev := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return ev
+}
