@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/connmgr"
+	"github.com/actord/actord/event"
 )
 
 // peerCount returns how many peers tn's node keeps.
@@ -240,7 +242,13 @@ func TestTrimFiresNodeDownToLinkedActor(t *testing.T) {
 // Above the high watermark (4), a trim closes the lowest-scoring idle
 // peers until the low watermark (2) remain.
 func TestTrimClosesLowestScoring(t *testing.T) {
-	a := newTestNode(t, "a", Config{ConnHighWater: 4, ConnLowWater: 2, ConnGracePeriod: -1, ConnSilencePeriod: -1})
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	trimmedEvents, err := event.Subscribe[connmgr.PeerTrimmed](bus, event.Buffer(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTestNode(t, "a", Config{ConnHighWater: 4, ConnLowWater: 2, ConnGracePeriod: -1, ConnSilencePeriod: -1, Events: bus})
 	cm := a.node.ConnManager()
 	addrs := make([]string, 6)
 	peers := make([]*testNode, 6)
@@ -287,6 +295,14 @@ func TestTrimClosesLowestScoring(t *testing.T) {
 	}
 	if st := cm.Stats(); st.Connected != 2 || st.Closed != 4 {
 		t.Fatalf("after the trim: %+v, want 2 connected, 4 closed", st)
+	}
+	// Each closure is on the bus, with its score and why.
+	for range 4 {
+		e := recv(t, trimmedEvents.Out(), 5*time.Second, "PeerTrimmed")
+		i := slices.Index(addrs, e.Peer)
+		if i < 0 || (i*5)%6 >= 4 || !errors.Is(e.Reason, connmgr.ErrTrimmed) || e.Score < int64((i*5)%6*100) {
+			t.Fatalf("PeerTrimmed %+v", e)
+		}
 	}
 	// A trim is not a failure: the trimmed peers, which still have their
 	// own connections here, are not redialed until something wants them.
