@@ -150,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.DebugAddr != Off {
 		tokenFile = cfg.TokenFile
 		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log, Ready: d.Ready, Bus: d.bus,
-			Peers: d.node.ConnManager()}, d.metricFamilies)
+			Peers: d.node.Peers}, d.metricFamilies)
 		d.tree.Root.Add(d.dbg)
 	}
 	if cfg.separateMetrics() {

@@ -9,12 +9,9 @@ import (
 	"github.com/actord/actord/connmgr"
 )
 
-// PeersSource is what GET /debug/v1/peers lists: a node's connection
-// manager (*connmgr.Manager implements it).
-type PeersSource interface {
-	Snapshot(now time.Time) []connmgr.PeerInfo
-	Stats() connmgr.Stats
-}
+// PeersSource is what GET /debug/v1/peers lists: the peers of a node's
+// connection manager at now, and its counters (remote.Node.Peers).
+type PeersSource func(now time.Time) ([]connmgr.PeerInfo, connmgr.Stats)
 
 // PeersReply is the body of GET /debug/v1/peers: every peer the node's
 // connection manager tracks (at most its MaxPeers), sorted by id, with its
@@ -31,7 +28,8 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("%w: this server has no remote node", errNotFound))
 		return
 	}
-	reply := PeersReply{Version: ProtocolVersion, Peers: src.Snapshot(time.Now()), Stats: src.Stats()}
+	reply := PeersReply{Version: ProtocolVersion}
+	reply.Peers, reply.Stats = src(time.Now())
 	if reply.Peers == nil {
 		reply.Peers = []connmgr.PeerInfo{}
 	}

@@ -60,8 +60,8 @@ type ServerConfig struct {
 	// answer 404.
 	Bus *event.Bus
 	// Peers, if set, is what GET /debug/v1/peers lists: the remote node's
-	// connection manager (remote.Node.ConnManager). Without it the route
-	// answers 404.
+	// peers as its connection manager sees them (remote.Node.Peers).
+	// Without it the route answers 404.
 	Peers PeersSource
 	// BusBuffer is how many events a bus stream may hold for a client that
 	// reads slower than the bus emits; past it the stream is cut off with a

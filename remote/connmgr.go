@@ -257,3 +257,23 @@ func (ic *inConn) traffic(now time.Time) {
 		h.Traffic(now)
 	}
 }
+
+// Peers lists the peers the connection manager tracks at now, sorted by
+// listen address (connmgr.Manager.Snapshot), with Usage.Refs filled in
+// from the live refs to each peer's actors, and the manager's counters:
+// what `actord debug peers` shows.
+func (n *Node) Peers(now time.Time) ([]connmgr.PeerInfo, connmgr.Stats) {
+	infos := n.conns.m.Snapshot(now)
+	n.mu.Lock()
+	peers := make([]*peer, len(infos))
+	for i := range infos {
+		peers[i] = n.peers[infos[i].Peer]
+	}
+	n.mu.Unlock()
+	for i, p := range peers {
+		if p != nil {
+			infos[i].Usage.Refs = int64(n.wire.RemoteRefs(p))
+		}
+	}
+	return infos, n.conns.m.Stats()
+}

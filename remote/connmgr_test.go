@@ -21,9 +21,11 @@ func peerCount(tn *testNode) int {
 	return len(tn.node.peers)
 }
 
-// peerInfo returns the connection manager's view of the peer at addr.
+// peerInfo returns the connection manager's view of the peer at addr
+// (Node.Peers).
 func peerInfo(tn *testNode, addr string) (connmgr.PeerInfo, bool) {
-	for _, pi := range tn.node.ConnManager().Snapshot(time.Now()) {
+	infos, _ := tn.node.Peers(time.Now())
+	for _, pi := range infos {
 		if pi.Peer == addr {
 			return pi, true
 		}
@@ -220,8 +222,8 @@ func TestTrimFiresNodeDownToLinkedActor(t *testing.T) {
 	trapper := localProbe(t, a, &probe{trap: true, exited: exited})
 	ask(t, a, trapper, linkTo{r})
 	ask(t, a, r, "sync") // the link request went before this ask
-	if pi, _ := peerInfo(a, b.node.Addr()); pi.Usage.Links != 1 {
-		t.Fatalf("b: %+v, want 1 link", pi)
+	if pi, _ := peerInfo(a, b.node.Addr()); pi.Usage.Links != 1 || pi.Usage.Refs < 1 {
+		t.Fatalf("b: %+v, want 1 link and a ref", pi)
 	}
 	a.node.peerFor(c.node.Addr(), "")
 	if err := cm.Protect(c.node.Addr(), "setup"); err != nil {

@@ -83,9 +83,9 @@ func daemon(t *testing.T) (flags []string, sys *actor.System, gateRef actor.Ref)
 	return []string{"--addr", srv.Addr(), "--token-file", tok}, sys, v.([]supervisor.ChildInfo)[0].Ref
 }
 
-// testPeers is a connection manager with a stable peer and a managed one,
-// tagged and locked, for `debug peers`.
-func testPeers(t *testing.T) *connmgr.Manager {
+// testPeers lists a connection manager with a stable peer and a managed
+// one, tagged and locked, for `debug peers`.
+func testPeers(t *testing.T) debug.PeersSource {
 	t.Helper()
 	m, err := connmgr.New(connmgr.Config{})
 	if err != nil {
@@ -109,7 +109,7 @@ func testPeers(t *testing.T) *connmgr.Manager {
 	if _, err := m.Lock("10.0.0.2:7000", "handoff", time.Minute, now, nil); err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return func(now time.Time) ([]connmgr.PeerInfo, connmgr.Stats) { return m.Snapshot(now), m.Stats() }
 }
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
