@@ -2,6 +2,7 @@ package connmgr
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -561,6 +562,25 @@ func TestSnapshot(t *testing.T) {
 	}
 	if got[1].State != Idle || got[1].InGrace {
 		t.Fatalf("b: %+v", got[1])
+	}
+	// A debug client reads the listing back.
+	m.SetKind("b", Stable)
+	got = m.Snapshot(t0)
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []PeerInfo
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if len(back) != 2 || back[0].Kind != Managed || back[0].State != Connected || back[1].Kind != Stable || back[1].State != Idle {
+		t.Fatalf("round trip: %+v", back)
+	}
+	var k Kind
+	var st State
+	if !errors.Is(k.UnmarshalText([]byte("bogus")), ErrInvalid) || !errors.Is(st.UnmarshalText([]byte("bogus")), ErrInvalid) {
+		t.Fatal("an unknown kind or state decodes")
 	}
 }
 

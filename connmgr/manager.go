@@ -30,6 +30,20 @@ func (k Kind) String() string {
 // MarshalText encodes the kind as its String.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText decodes what MarshalText encodes; anything else is an
+// error matching ErrInvalid.
+func (k *Kind) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "managed":
+		*k = Managed
+	case "stable":
+		*k = Stable
+	default:
+		return fmt.Errorf("%w: peer kind %.32q", ErrInvalid, b)
+	}
+	return nil
+}
+
 // State is whether a peer is connected, as the caller reported it (or as a
 // trim decided).
 type State uint8
@@ -51,6 +65,20 @@ func (s State) String() string {
 
 // MarshalText encodes the state as its String.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes what MarshalText encodes; anything else is an
+// error matching ErrInvalid.
+func (s *State) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "idle":
+		*s = Idle
+	case "connected":
+		*s = Connected
+	default:
+		return fmt.Errorf("%w: peer state %.32q", ErrInvalid, b)
+	}
+	return nil
+}
 
 // LockFunc is called when a lock's window elapses (see Manager.Lock), with
 // the peer, the lock's name and the now of the ExpireLocks or Tick call,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/cluster"
+	"github.com/actord/actord/connmgr"
 	"github.com/actord/actord/debug"
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/internal/ratelog"
@@ -124,9 +125,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey, startFail: make(chan error, 1)}
 	d.lastFail.Store("")
 
-	// One event bus per daemon (see Bus). The connection manager, when it
-	// comes, is to be handed d.bus here as the remote node is, and to emit
-	// its decisions on it.
+	// One event bus per daemon (see Bus). The remote node hands it to its
+	// connection manager, which emits its decisions on it.
 	d.bus = event.New(event.Config{})
 	rt, _ := event.NewRuntime(d.bus) // cannot fail: the bus is new
 	d.ev = newDaemonEvents(d.bus)
@@ -149,7 +149,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	tokenFile := ""
 	if cfg.DebugAddr != Off {
 		tokenFile = cfg.TokenFile
-		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log, Ready: d.Ready, Bus: d.bus}, d.metricFamilies)
+		d.dbg = newDebugService(d.rec, debug.ServerConfig{Addr: cfg.DebugAddr, TokenFile: cfg.TokenFile, Logger: log, Ready: d.Ready, Bus: d.bus,
+			Peers: d.node.Peers}, d.metricFamilies)
 		d.tree.Root.Add(d.dbg)
 	}
 	if cfg.separateMetrics() {
@@ -391,7 +392,8 @@ func (d *Daemon) Recorder() *debug.Recorder { return d.rec }
 // and emit on. The daemon emits on it the lifecycle of its actors
 // (event.ActorSpawned, ActorStopped, ActorCrashed, ActorRestarted,
 // SupervisorGaveUp, LoopOverloaded), of its remote node (NodeUp, NodeDown,
-// ConnOpened, ConnClosed, DeadLetter), its cluster membership
+// ConnOpened, ConnClosed, DeadLetter) and its connection manager
+// (connmgr.PeerTrimmed, connmgr.LockElapsed), its cluster membership
 // (MemberChanged, and Membership from a stateful emitter) and the failures
 // of its services (ServiceFailed); the debug server streams it. The bus
 // closes when the daemon has stopped, after the last of those events.
@@ -618,9 +620,32 @@ func (d *Daemon) metricFamilies() []debug.Family {
 		counter("actord_remote_peers_forgotten_total", "Peers forgotten because nothing needed them.", st.PeersForgotten),
 		counter("actord_remote_dials_total", "Connections this node tried to open.", st.Dials),
 	}
+	fams = append(fams, connmgrFamilies(d.node.ConnManager().Stats())...)
 	if a := d.agentP.Load(); a != nil {
 		fams = append(fams, debug.Family{Name: "actord_cluster_members", Help: "Live cluster members this daemon sees, itself included.",
 			Type: debug.MetricGauge, Samples: []debug.Sample{{Value: float64(len(a.Members()))}}})
 	}
 	return fams
+}
+
+// connmgrFamilies are the remote node's connection manager's counters
+// (docs/connmgr.md).
+func connmgrFamilies(st connmgr.Stats) []debug.Family {
+	fam := func(name, help string, t debug.MetricType, v float64) debug.Family {
+		return debug.Family{Name: name, Help: help, Type: t, Samples: []debug.Sample{{Value: v}}}
+	}
+	counter := func(name, help string, v uint64) debug.Family {
+		return fam(name, help, debug.MetricCounter, float64(v))
+	}
+	return []debug.Family{
+		fam("actord_connmgr_peers", "Peers the connection manager tracks.", debug.MetricGauge, float64(st.Peers)),
+		fam("actord_connmgr_peers_connected", "Peers whose dialed connection is up, counted against the watermarks.", debug.MetricGauge, float64(st.Connected)),
+		counter("actord_connmgr_trims_total", "Trim passes run above the high watermark.", st.Trims),
+		counter("actord_connmgr_peers_trimmed_total", "Connections closed by a trim (also reported as connmgr.PeerTrimmed events).", st.Closed),
+		counter("actord_connmgr_vetoes_total", "Trims of a peer vetoed.", st.Vetoed),
+		counter("actord_connmgr_peers_forgotten_total", "Peers forgotten because nothing needed them.", st.Forgotten),
+		counter("actord_connmgr_locks_elapsed_total", "Lock windows elapsed (also reported as connmgr.LockElapsed events).", st.Elapsed),
+		counter("actord_connmgr_locks_extended_total", "Elapsed locks extended by their callback.", st.Extended),
+		counter("actord_connmgr_refused_total", "Peers refused because MaxPeers were tracked.", st.Refused),
+	}
 }

@@ -343,12 +343,17 @@ func TestDaemonDebugAndMetrics(t *testing.T) {
 	if code, body := get("http://"+info.DebugAddr+"/debug/v1/loops", tok); code != http.StatusOK || !strings.Contains(body, `"loops"`) {
 		t.Fatalf("debug with token: %d %s", code, body)
 	}
+	// The remote node's peers, as its connection manager sees them.
+	if code, body := get("http://"+info.DebugAddr+"/debug/v1/peers", tok); code != http.StatusOK || !strings.Contains(body, `"peers": [`) || !strings.Contains(body, `"stats"`) {
+		t.Fatalf("debug peers: %d %s", code, body)
+	}
 	code, body := get("http://"+info.MetricsAddr+"/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
 	for _, want := range []string{"actord_cluster_members 1", "actord_remote_frames_in_total", "actord_remote_handshake_timeouts_total 0",
-		"actord_remote_connections_refused_total 0", "actord_remote_dead_letters_total 0", `actord_loop_events_total{loop="1"}`} {
+		"actord_remote_connections_refused_total 0", "actord_remote_dead_letters_total 0", `actord_loop_events_total{loop="1"}`,
+		"actord_connmgr_peers_connected 0", "actord_connmgr_peers_trimmed_total 0", "actord_connmgr_peers_forgotten_total 0"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
 		}

@@ -59,6 +59,10 @@ type ServerConfig struct {
 	// GET /debug/v1/bus/follow streams (see BusEvent). Without it they
 	// answer 404.
 	Bus *event.Bus
+	// Peers, if set, is what GET /debug/v1/peers lists: the remote node's
+	// peers as its connection manager sees them (remote.Node.Peers).
+	// Without it the route answers 404.
+	Peers PeersSource
 	// BusBuffer is how many events a bus stream may hold for a client that
 	// reads slower than the bus emits; past it the stream is cut off with a
 	// last line saying so. Default DefaultBusBuffer.
@@ -236,6 +240,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/v1/follow", s.follow)
 	mux.HandleFunc("GET /debug/v1/bus/types", s.busTypes)
 	mux.HandleFunc("GET /debug/v1/bus/follow", s.busFollow)
+	mux.HandleFunc("GET /debug/v1/peers", s.peers)
 	mux.HandleFunc("GET /debug/v1/dump", s.dump)
 	mux.HandleFunc("POST /debug/v1/patch", s.patch)
 	mux.HandleFunc("POST /debug/v1/trace", s.trace)

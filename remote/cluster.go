@@ -2,6 +2,8 @@ package remote
 
 import (
 	"fmt"
+
+	"github.com/actord/actord/connmgr"
 )
 
 // PeerDown tells the node that the peer listening at addr is gone, as a
@@ -30,6 +32,7 @@ func (n *Node) PeerDown(addr string, reason error) bool {
 	conn, epoch := p.conn, p.link.epoch
 	p.link.peerDown() // not redialed for the membership's sake until PeerUp
 	p.mu.Unlock()
+	_ = n.conns.m.SetKind(addr, connmgr.Managed)
 	var err error
 	if reason != nil {
 		err = fmt.Errorf("%w: %s: %w", ErrNodeDown, p.name(), reason)

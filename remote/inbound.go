@@ -97,6 +97,8 @@ type inConn struct {
 	// the connection's place among the unauthenticated ones and its
 	// handshake deadline, until its Hello is accepted (then nil)
 	pre *preAuth
+	// data: a frame other than a Ping was read in this OnTraffic
+	data bool
 }
 
 // queued notes that a message was queued (quietly) for to's loop.
@@ -165,7 +167,10 @@ func (n *Node) inOpened(c netConn, pa *preAuth) *inConn {
 	}
 	sess := newSession(hs, n.helloLimit())
 	sess.budget = &n.buffered
-	ic := &inConn{conn: c, sess: sess, fr: newFrameReader(n, nil), pre: pa}
+	// the address read now, while the connection is open: the heartbeat
+	// goroutine logs it and sorts by it, and may run after the driver let
+	// the connection go
+	ic := &inConn{conn: c, sess: sess, fr: newFrameReader(n, nil), pre: pa, remoteAddr: c.RemoteAddr().String()}
 	ic.lastHeard.Store(n.now().UnixNano())
 	n.stats.opened.Add(1)
 	n.mu.Lock()
@@ -193,7 +198,8 @@ func (n *Node) inClosed(ic *inConn, err error) {
 // answers due on it; an error means the driver closes it.
 func (n *Node) inTraffic(ic *inConn) error {
 	c := ic.conn
-	ic.lastHeard.Store(n.now().UnixNano())
+	now := n.now()
+	ic.lastHeard.Store(now.UnixNano())
 	ic.out = ic.out[:0]
 	buffered := c.InboundBuffered()
 	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
@@ -220,6 +226,7 @@ func (n *Node) inTraffic(ic *inConn) error {
 	}
 	ic.sess.compact()
 	ic.kickAll(n)
+	ic.traffic(now)
 	ic.ackInbound(ackEvery)
 	n.stats.bytesIn.Add(uint64(buffered - c.InboundBuffered()))
 	if len(ic.out) > 0 && ic.sess.tx != nil {
@@ -286,6 +293,7 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	if ic.state.epoch.Load() != ic.epoch {
 		return fmt.Errorf("remote: connection from %s superseded by a newer one", ic.remoteName)
 	}
+	ic.data = ic.data || f.kind != fPing
 	switch f.kind {
 	case fSend:
 		n.inSend(ic, f)
@@ -317,10 +325,14 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	case fLink:
 		n.inLink(ic, f)
 	case fUnlink:
+		ic.from.addLinks(-1)
 		if target, ok := n.wire.Resolve(f.to); ok {
 			_ = n.wire.UnlinkLocal(target, ic.remoteFrom(n, f.from))
 		}
 	case fExit:
+		if f.link == 1 {
+			ic.from.addLinks(-1) // the peer's end of a link stopped
+		}
 		if to, ok := ic.resolve(n, f.to); ok {
 			_ = n.wire.SignalLocal(to, ic.remoteFrom(n, f.from), decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
 		}
@@ -363,7 +375,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		return err
 	}
 	ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
-	ic.localAddr, ic.remoteAddr = ic.conn.LocalAddr().String(), ic.conn.RemoteAddr().String()
+	ic.localAddr = ic.conn.LocalAddr().String() // remoteAddr: set at open
 	n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
 	ic.from = from
 	ic.fr.setFrom(n, ic.from)
@@ -373,6 +385,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		// sent meanwhile may be lost, so links with its actors end as
 		// they did on its side (peer.lost), before this connection's
 		// frames can make new ones.
+		from.endLinks()
 		n.wire.BreakLinks(from, math.MaxUint64, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
 	}
 	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc})
@@ -457,7 +470,8 @@ func (n *Node) inReply(ic *inConn, f *frame) {
 func (n *Node) inLink(ic *inConn, f *frame) {
 	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 	// noproc, from the id as it came: never echo a corrected secret
-	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) }
+	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
+	peer.addLinks(1)
 	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch, noproc) != nil {
 		noproc()
 		return

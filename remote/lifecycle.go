@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/actord/actord/connmgr"
 	"github.com/actord/actord/event"
 )
 
@@ -136,6 +137,7 @@ func (n *Node) inboundClosed(ic *inConn) {
 	}
 	ic.from.claimClosed(ic.sess.peerKey)
 	if end {
+		ic.from.endLinks()
 		n.wire.BreakLinks(ic.from, math.MaxUint64, fmt.Errorf("%w: %s: its connection closed", ErrNodeDown, ic.remoteName))
 	}
 }
@@ -158,29 +160,37 @@ func (n *Node) PeerUp(addr string) bool {
 	if p.link.peerUp(p.n.now()) {
 		p.dialLocked()
 	}
+	_ = n.conns.m.SetKind(addr, connmgr.Stable) // never trimmed nor forgotten; its link redials it
 	return true
 }
 
-// sweep forgets the peers nothing needs (see Config.ForgetAfter) and the
-// incarnations whose connections all closed long enough ago; with force
-// (MaxPeers reached), peers idle for a second go too. It returns how many
-// peers it forgot.
+// sweep runs the connection manager's passes (connmgr.go): lock expiry
+// and trimming (not with force), then forgetting the peers nothing needs
+// (see Config.ForgetAfter); and it forgets the incarnations whose
+// connections all closed long enough ago. With force (MaxPeers reached),
+// peers idle for a second go too. It returns how many peers it forgot.
 func (n *Node) sweep(now time.Time, force bool) int {
 	idle := n.cfg.ForgetAfter
 	if force {
 		idle = min(idle, time.Second)
+	} else {
+		n.trim(now)
 	}
 	var gone []*peer
 	n.mu.Lock()
-	for addr, p := range n.peers {
-		if p.forgettable(now, idle) && n.wire.RemoteRefs(p) == 0 {
-			p.mu.Lock()
-			p.link.closed = true // forgotten
-			p.mu.Unlock()
-			delete(n.peers, addr)
-			gone = append(gone, p)
+	for _, addr := range n.forgetLocked(now, idle) {
+		p := n.peers[addr]
+		if p == nil {
+			continue
 		}
+		p.mu.Lock()
+		p.link.closed = true // forgotten
+		p.cmh.Store(nil)
+		p.mu.Unlock()
+		delete(n.peers, addr)
+		gone = append(gone, p)
 	}
+	n.trackUntrackedLocked(now)
 	// Incarnations: forget those with no open connection after ForgetAfter;
 	// past MaxPeers of them, the oldest closed first.
 	n.remotes.sweep(now, n.cfg.ForgetAfter, n.cfg.MaxPeers)

@@ -192,9 +192,18 @@ func (l *link) lost(epoch uint64, reason error, now time.Time, jitter float64) b
 	}
 	l.phase = linkIdle
 	l.epoch = l.cfg.nextEpoch()
+	l.lastActive = now
+	if trimmed(reason) {
+		// The connection manager closed an idle connection: not a failure.
+		// The peer is not known down and no retry is armed, so it is
+		// redialed only when something wants it again (the next local use,
+		// an answer to a connection from it, PeerUp).
+		l.down, l.demand, l.backoff, l.refused = nil, false, 0, false
+		l.retryAt = time.Time{}
+		return true
+	}
 	l.down = &notSent{reason}
 	l.refused = errors.Is(reason, syscall.ECONNREFUSED)
-	l.lastActive = now
 	if !l.closed {
 		l.armRetry(now, jitter)
 	}

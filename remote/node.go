@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -78,6 +79,23 @@ type Config struct {
 	// When MaxPeers is reached, such peers idle for a second are forgotten
 	// at once. Default 30 s.
 	ForgetAfter time.Duration
+
+	// The connection manager (package connmgr, docs/connmgr.md; Node.ConnManager)
+	// bounds the connections this node dials by trimming, not refusal.
+
+	// ConnHighWater and ConnLowWater are its watermarks, in peers whose
+	// dialed connection is up: above ConnHighWater, the lowest-scoring
+	// managed peers are closed until ConnLowWater remain (their links and
+	// monitors see the node down). Defaults 1024 and three quarters of
+	// ConnHighWater; ConnLowWater must be below ConnHighWater (Serve fails
+	// otherwise).
+	ConnHighWater, ConnLowWater int
+	// ConnGracePeriod protects a new connection from trimming. Default 30
+	// s; negative: none.
+	ConnGracePeriod time.Duration
+	// ConnSilencePeriod is the least time between two trims. Default 10 s;
+	// negative: none.
+	ConnSilencePeriod time.Duration
 
 	// Every connection is encrypted and authenticated with the Noise
 	// protocol (docs/remote.md, "Transport security").
@@ -294,6 +312,8 @@ type Node struct {
 	// frames held for all accepted connections (Config.MaxBuffered)
 	pending  pendingConns
 	buffered budget
+	// the connection manager (connmgr.go)
+	conns connTable
 }
 
 // New makes a Node for sys. Start it with Serve (for a supervisor) or Start.
@@ -318,6 +338,7 @@ func New(sys *actor.System, cfg Config) *Node {
 	n.buffered.max = int64(cfg.MaxBuffered)
 	n.answer = n.answerResolve
 	n.sec, n.secErr = newSecurity(cfg)
+	n.conns.init(cfg)
 	if cfg.Events != nil {
 		ev, err := newNodeEvents(cfg.Events)
 		if err != nil {
@@ -396,6 +417,9 @@ func (n *Node) Serve(ctx context.Context) error {
 	if n.secErr != nil {
 		return n.secErr
 	}
+	if n.conns.err != nil {
+		return n.conns.err
+	}
 	if n.sec.psk == nil {
 		n.log.Warn("remote: no cluster key: the transport is encrypted, but any node that reaches the listen address may connect (set Config.ClusterKey)")
 	}
@@ -421,6 +445,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	if n.closing.Load() {
 		n.shutdownPeers()
 		defer n.ev.close() // after the last ConnClosed and NodeDown
+		defer n.conns.m.Close()
 	}
 	d.stopDialing() // dialed connections close; if the engine merely died, peers redial after a restart
 	if ctx.Err() != nil {
@@ -456,30 +481,48 @@ func (n *Node) shutdownPeers() {
 }
 
 // boundedPeer is peerFor for addresses that came from the network: it
-// refuses to create a peer beyond Config.MaxPeers.
+// refuses to create a peer beyond Config.MaxPeers (the connection manager
+// refuses to track it), after a sweep that forgets idle peers failed to
+// make room.
 func (n *Node) boundedPeer(addr, name string) (*peer, error) {
-	n.mu.Lock()
-	_, known := n.peers[addr]
-	full := len(n.peers) >= n.cfg.MaxPeers
-	n.mu.Unlock()
-	if !known && full && n.sweep(n.now(), true) == 0 {
+	p, err := n.peerAt(addr, name, true)
+	if err != nil && n.sweep(n.now(), true) > 0 {
+		p, err = n.peerAt(addr, name, true)
+	}
+	if err != nil {
 		// Peers that only refs nobody holds any more keep are let go once
 		// the garbage collector has run: make it run soon, for the next try.
 		n.nudgeGC()
-		return nil, fmt.Errorf("%w: %d nodes known, refusing %s", ErrTooManyPeers, n.cfg.MaxPeers, addr)
+		return nil, fmt.Errorf("%w: %d nodes known, refusing %s: %w", ErrTooManyPeers, n.cfg.MaxPeers, addr, err)
 	}
-	return n.peerFor(addr, name), nil
+	return p, nil
 }
 
-// peerFor returns the peer listening at addr, creating it.
+// peerFor returns the peer listening at addr, creating it. A local caller
+// is not bounded: a peer the connection manager has no room for is kept
+// untracked until it has.
 func (n *Node) peerFor(addr, name string) *peer {
+	p, _ := n.peerAt(addr, name, false)
+	return p
+}
+
+// peerAt returns the peer listening at addr, creating it and making the
+// connection manager track it; bounded, it fails when the manager is full.
+func (n *Node) peerAt(addr, name string, bounded bool) (*peer, error) {
+	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	p, ok := n.peers[addr]
 	if !ok {
 		p = newPeer(n, addr, name)
+		if err := n.trackLocked(p, now); err != nil {
+			if bounded {
+				return nil, err
+			}
+			n.conns.untracked[p] = struct{}{}
+		}
 		n.peers[addr] = p
-		return p
+		return p, nil
 	}
 	if name != "" {
 		p.setName(name)
@@ -487,9 +530,9 @@ func (n *Node) peerFor(addr, name string) *peer {
 	// In use again: not to be forgotten by a sweep that runs before the
 	// caller makes its ref (n.mu orders the two).
 	p.mu.Lock()
-	p.link.lastActive = n.now()
+	p.link.lastActive = now
 	p.mu.Unlock()
-	return p
+	return p, nil
 }
 
 // Connect returns the peer at addr (dialing it if need be) as the remote
@@ -557,7 +600,7 @@ func (n *Node) heartbeat(now time.Time, seq uint64) {
 	if n.clk != nil { // simulated: in a reproducible order, not the maps'
 		slices.SortFunc(peers, func(a, b *peer) int { return strings.Compare(a.addr, b.addr) })
 		slices.SortFunc(ins, func(a, b *inConn) int {
-			return strings.Compare(a.conn.RemoteAddr().String(), b.conn.RemoteAddr().String())
+			return strings.Compare(a.remoteAddr, b.remoteAddr)
 		})
 	}
 	for _, p := range peers {
@@ -565,7 +608,8 @@ func (n *Node) heartbeat(now time.Time, seq uint64) {
 	}
 	for _, c := range ins {
 		if now.Sub(time.Unix(0, c.lastHeard.Load())) > n.cfg.HeartbeatTimeout {
-			n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName, "remote_addr", hostOf(c.conn.RemoteAddr()))
+			host, _, _ := net.SplitHostPort(c.remoteAddr)
+			n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName, "remote_addr", host)
 			_ = c.conn.Close()
 		}
 	}

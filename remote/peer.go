@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/connmgr"
 )
 
 // peer is this node's side of another node, found by its listen address. It
@@ -58,6 +59,12 @@ type peer struct {
 	sender   actor.Ref
 	senderID actor.WireID
 	senderOK bool
+	// cmh is the connection manager's handle (connmgr.go): nil while the
+	// manager does not track the peer. Traffic and usage are recorded on it.
+	cmh atomic.Pointer[connmgr.Peer]
+	// links estimates the live links between local actors and the peer's,
+	// for the connection manager (addLinksLocked).
+	links int64
 }
 
 type result struct {
@@ -135,7 +142,8 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	if p.n.closing.Load() {
 		return 0, ErrClosed
 	}
-	dial, err := p.link.admit(o, p.n.now())
+	now := p.n.now()
+	dial, err := p.link.admit(o, now)
 	if err != nil {
 		if o == fromLocal && errors.Is(err, ErrNotSent) {
 			p.n.stats.downRefused.Add(1)
@@ -175,6 +183,9 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 		return 0, err
 	}
 	p.n.stats.framesOut.Add(1)
+	if h := p.cm(); h != nil && kind != fPing {
+		h.Traffic(now) // data, not heartbeats: the connection manager's traffic recency
+	}
 	switch {
 	case dial:
 		p.dialLocked()
@@ -286,6 +297,7 @@ func (p *peer) welcomed(name string) {
 	local, remote := p.localAddr, p.remoteAddr
 	p.link.welcomed()
 	p.mu.Unlock()
+	p.n.cmConnected(p, p.n.now())
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
 }
@@ -300,10 +312,12 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.mu.Lock()
 	wasUp := p.conn != nil
 	welcomed := p.link.phase == linkUp
-	if !p.link.lost(epoch, err, p.n.now(), p.n.jitter()) {
+	now := p.n.now()
+	if !p.link.lost(epoch, err, now, p.n.jitter()) {
 		p.mu.Unlock()
 		return
 	}
+	_ = p.n.conns.m.Disconnected(p.addr, now) // a no-op after a trim decision
 	p.syncRetryLocked()
 	local, remote := p.localAddr, p.remoteAddr
 	c := p.conn
@@ -317,7 +331,10 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.n.stats.deadLetters.Add(uint64(dead.total))
 	calls := p.calls
 	p.calls = nil
+	p.addCallsLocked(-len(calls))
+	p.addMonitorsLocked(-p.monitors.count())
 	mons := p.monitors.lost()
+	p.addLinksLocked(-p.links) // BreakLinks below ends them all
 	closed := p.link.closed || p.n.closing.Load()
 	p.mu.Unlock()
 	p.n.reportDeadLetters(p, dead, err)
@@ -326,7 +343,7 @@ func (p *peer) lost(epoch uint64, err error) {
 	}
 
 	p.n.stats.peersDown.Add(1)
-	if wasUp && !closed {
+	if wasUp && !closed && !trimmed(err) { // a trim is logged by peer.trim
 		p.n.log.Warn("remote: peer down", "peer", p.name(), "addr", p.addr, "reason", err)
 	}
 	if welcomed {

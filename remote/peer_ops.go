@@ -88,6 +88,9 @@ func (p *peer) deliverDown(target, watcher actor.WireID, reason error) {
 	}
 	p.mu.Lock()
 	ref, found := p.monitors.remove(target, w)
+	if found {
+		p.addMonitorsLocked(-1)
+	}
 	p.mu.Unlock()
 	if found {
 		_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: ref, Reason: reason})
@@ -143,31 +146,37 @@ func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, er
 	p.nextCall++
 	corr := p.nextCall
 	p.calls[corr] = ch
+	p.addCallsLocked(1)
 	p.mu.Unlock()
 	pidx, pgen := uint32(corr), uint32(corr>>32)
 	if _, err := p.enqueue(kind, func(f *frame) { fill(f); f.pidx, f.pgen = pidx, pgen }); err != nil {
-		p.mu.Lock()
-		delete(p.calls, corr)
-		p.mu.Unlock()
+		p.endCall(corr)
 		return nil, err
 	}
 	select {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		p.mu.Lock()
-		delete(p.calls, corr)
-		p.mu.Unlock()
+		p.endCall(corr)
 		return nil, ctx.Err()
 	}
 }
 
-func (p *peer) completeAsk(corr uint64, v any, err error) {
+// endCall forgets the call corr, if a reply or a loss did not take it
+// meanwhile, and returns its channel.
+func (p *peer) endCall(corr uint64) (chan result, bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	ch, ok := p.calls[corr]
-	delete(p.calls, corr)
-	p.mu.Unlock()
 	if ok {
+		delete(p.calls, corr)
+		p.addCallsLocked(-1)
+	}
+	return ch, ok
+}
+
+func (p *peer) completeAsk(corr uint64, v any, err error) {
+	if ch, ok := p.endCall(corr); ok {
 		ch <- result{v, err}
 	}
 }
@@ -217,6 +226,9 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 		return p.n.wire.DeliverSignal(watcher, actor.Down{Ref: target, Reason: down})
 	}
 	added := p.monitors.add(tid, target, watcher)
+	if added {
+		p.addMonitorsLocked(1)
+	}
 	p.mu.Unlock()
 	if !added {
 		return nil
@@ -227,6 +239,9 @@ func (p *peer) Monitor(target, watcher actor.Ref) error {
 	}
 	p.mu.Lock()
 	_, mine := p.monitors.remove(tid, watcher) // still registered: no loss has answered it with a Down
+	if mine {
+		p.addMonitorsLocked(-1)
+	}
 	p.mu.Unlock()
 	switch {
 	case !mine:
@@ -244,7 +259,9 @@ func (p *peer) Demonitor(target, watcher actor.Ref) error {
 		return err
 	}
 	p.mu.Lock()
-	p.monitors.remove(tid, watcher)
+	if _, ok := p.monitors.remove(tid, watcher); ok {
+		p.addMonitorsLocked(-1)
+	}
 	p.mu.Unlock()
 	_, err = p.enqueue(fDemonitor, func(f *frame) { f.to, f.from = tid, wid })
 	return err
@@ -278,7 +295,10 @@ func (p *peer) Link(target, from actor.Ref) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.enqueue(fLink, func(f *frame) { f.to, f.from = tid, fid })
+	return p.enqueue(fLink, func(f *frame) {
+		f.to, f.from = tid, fid
+		p.addLinksLocked(1) // under p.mu, with the epoch: a loss after it ends it
+	})
 }
 
 // currentEpoch is the epoch of the current (or next) connection.
@@ -294,7 +314,7 @@ func (p *peer) Unlink(target, from actor.Ref) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.enqueue(fUnlink, func(f *frame) { f.to, f.from = tid, fid })
+	_, err = p.enqueue(fUnlink, func(f *frame) { f.to, f.from = tid, fid; p.addLinksLocked(-1) })
 	return err
 }
 
@@ -321,6 +341,9 @@ func (p *peer) sendExit(to, from actor.WireID, reason error, link bool, o origin
 	_, err := p.enqueueOpt(fExit, o, func(f *frame) {
 		f.to, f.from, f.link = to, from, flag
 		f.setError(reason)
+		if link {
+			p.addLinksLocked(-1) // the local end of a link stopped, or never was
+		}
 	})
 	return err
 }

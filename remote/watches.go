@@ -11,7 +11,8 @@ import "github.com/actord/actord/actor"
 // connection, and a loss takes every monitor registered before it, under
 // the same lock.
 type watches struct {
-	m map[actor.WireID]*monitor
+	m     map[actor.WireID]*monitor
+	pairs int // (target, watcher) pairs in m
 }
 
 // monitor is a remote actor watched by local actors through this peer.
@@ -35,6 +36,7 @@ func (w *watches) add(tid actor.WireID, target, watcher actor.Ref) bool {
 		return false
 	}
 	m.watchers[watcher] = struct{}{}
+	w.pairs++
 	return true
 }
 
@@ -50,6 +52,7 @@ func (w *watches) remove(tid actor.WireID, watcher actor.Ref) (target actor.Ref,
 		return actor.Ref{}, false
 	}
 	delete(m.watchers, watcher)
+	w.pairs--
 	if len(m.watchers) == 0 {
 		delete(w.m, tid)
 	}
@@ -60,9 +63,12 @@ func (w *watches) remove(tid actor.WireID, watcher actor.Ref) (target actor.Ref,
 // delivers a Down to each watcher of each target.
 func (w *watches) lost() map[actor.WireID]*monitor {
 	m := w.m
-	w.m = nil
+	w.m, w.pairs = nil, 0
 	return m
 }
+
+// count returns the number of (target, watcher) pairs registered.
+func (w *watches) count() int { return w.pairs }
 
 // empty reports whether no local actor watches an actor of the peer.
 func (w *watches) empty() bool { return len(w.m) == 0 }

@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	commands["debug"] = command{run: debugMain, summary: "attach to a running daemon: loops, actors, tree, state, events, crashes, follow, dump, patch, trace"}
+	commands["debug"] = command{run: debugMain, summary: "attach to a running daemon: loops, actors, tree, state, events, crashes, follow, peers, dump, patch, trace"}
 }
 
 // debugCmd is one `actord debug` subcommand.
@@ -68,6 +68,7 @@ var debugCmds = map[string]*debugCmd{
 	"events":  {summary: "recent loop events [--actor A] [--last N] [--loop L] [--kind K,...]; --follow: stream the event bus [--type T,...] [--query Q]; --types: list its types", run: debugEvents, flags: busFlags},
 	"crashes": {summary: "the crash log: panic, stack, supervisor, messages before", run: debugCrashes},
 	"follow":  {summary: "stream events as they happen (like tail -f) [--actor A] [--loop L] [--kind K,...]", run: debugFollow, flags: eventFlags},
+	"peers":   {summary: "the remote node's peers: kind, state, score, usage, tags, locks (its connection manager)", run: debugPeers},
 	"dump": {summary: "everything, as JSON", run: debugDump, flags: func(fs *flag.FlagSet, o *debugOpts) {
 		fs.IntVar(&o.last, "last", 0, "events per loop (default: the server's, 1000)")
 	}},
@@ -119,7 +120,7 @@ func commonFlags(fs *flag.FlagSet, o *debugOpts) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on the request (follow runs until interrupted)")
 }
 
-var debugOrder = []string{"loops", "actors", "tree", "state", "events", "crashes", "follow", "dump", "patch", "trace"}
+var debugOrder = []string{"loops", "actors", "tree", "state", "events", "crashes", "follow", "peers", "dump", "patch", "trace"}
 
 func debugUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: actord debug SUBCOMMAND [flags] [args]\n\nsubcommands:")
@@ -684,4 +685,36 @@ func debugTrace(ctx context.Context, o *debugOpts, pos []string) error {
 	}
 	fmt.Fprintf(o.stdout, "state tracing %s for %s\n", onArg, what)
 	return nil
+}
+
+// debugPeers lists the remote node's peers as its connection manager sees
+// them, lowest id first, and its counters.
+func debugPeers(ctx context.Context, o *debugOpts, _ []string) error {
+	r, err := o.client.Peers(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(o.stdout, r)
+	}
+	tw := tabwriter.NewWriter(o.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tKIND\tSTATE\tFOR\tSCORE\tASKS\tLINKS\tMONITORS\tREFS\tTAGS\tLOCKS")
+	now := time.Now()
+	for _, p := range r.Peers {
+		state := p.State.String()
+		if p.InGrace {
+			state += " (grace)"
+		}
+		locks := make([]string, 0, len(p.Locks))
+		for _, l := range p.Locks {
+			locks = append(locks, fmt.Sprintf("%s until %s", l.Name, l.Until.Format(time.TimeOnly)))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Peer, p.Kind, state,
+			now.Sub(p.Since).Round(time.Second), p.Score, p.Usage.Asks, p.Usage.Links, p.Usage.Monitors, p.Usage.Refs,
+			orDash(strings.Join(p.Tags, ",")), orDash(strings.Join(locks, ",")))
+	}
+	st := r.Stats
+	fmt.Fprintf(tw, "(%d peers, %d connected; %d trims closed %d, %d vetoed; %d forgotten; %d refused)\n",
+		st.Peers, st.Connected, st.Trims, st.Closed, st.Vetoed, st.Forgotten, st.Refused)
+	return tw.Flush()
 }

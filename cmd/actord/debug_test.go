@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/connmgr"
 	"github.com/actord/actord/debug"
 	"github.com/actord/actord/supervisor"
 	"go.uber.org/goleak"
@@ -60,7 +62,7 @@ func daemon(t *testing.T) (flags []string, sys *actor.System, gateRef actor.Ref)
 		t.Fatal(err)
 	}
 	tok := filepath.Join(t.TempDir(), "token")
-	srv, err := debug.NewServer(rec, debug.ServerConfig{TokenFile: tok, Logger: quiet})
+	srv, err := debug.NewServer(rec, debug.ServerConfig{TokenFile: tok, Logger: quiet, Peers: testPeers(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +81,35 @@ func daemon(t *testing.T) (flags []string, sys *actor.System, gateRef actor.Ref)
 		t.Fatal(err)
 	}
 	return []string{"--addr", srv.Addr(), "--token-file", tok}, sys, v.([]supervisor.ChildInfo)[0].Ref
+}
+
+// testPeers lists a connection manager with a stable peer and a managed
+// one, tagged and locked, for `debug peers`.
+func testPeers(t *testing.T) debug.PeersSource {
+	t.Helper()
+	m, err := connmgr.New(connmgr.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := m.Add("10.0.0.1:7000", connmgr.Stable, now); err != nil {
+		t.Fatal(err)
+	}
+	p, err := m.Add("10.0.0.2:7000", connmgr.Managed, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.AddLinks(1)
+	if err := m.Connected("10.0.0.2:7000", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Protect("10.0.0.2:7000", "membership"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Lock("10.0.0.2:7000", "handoff", time.Minute, now, nil); err != nil {
+		t.Fatal(err)
+	}
+	return func(now time.Time) ([]connmgr.PeerInfo, connmgr.Stats) { return m.Snapshot(now), m.Stats() }
 }
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -148,6 +179,12 @@ func TestDebugCLI(t *testing.T) {
 	}
 	if out := cli("state", "svc/gate", "--history"); !strings.Contains(out, `diff:  [{"op":"replace","path":"/done","value":43}]`) {
 		t.Fatalf("state --history:\n%s", out)
+	}
+	out = cli("peers")
+	if !strings.HasPrefix(out, "PEER ") || !strings.Contains(out, "10.0.0.1:7000  stable ") ||
+		!regexp.MustCompile(`10\.0\.0\.2:7000  managed  connected \(grace\)  \S+ +1000 +0 +1 +0 +0 +membership +handoff until `).MatchString(out) ||
+		!strings.Contains(out, "(2 peers, 1 connected;") {
+		t.Fatalf("peers:\n%s", out)
 	}
 	var d debug.Dump
 	if err := json.Unmarshal([]byte(cli("dump")), &d); err != nil || d.Version != 1 || len(d.Crashes) != 1 {
