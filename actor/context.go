@@ -51,7 +51,7 @@ func (c *Context) Parent() Ref { return c.slot.parent }
 // the target's state is only known on its loop. Messages from one actor to
 // another arrive in the order sent. Send allocates nothing beyond boxing msg.
 func (c *Context) Send(to Ref, msg any) error {
-	return to.box().send(c.origin(), to, c.self, msg)
+	return to.send(c.origin(), c.self, msg)
 }
 
 // origin is the origin of what the running actor sends.
@@ -112,7 +112,7 @@ func (c *Context) Ask(to Ref, msg any) Promise {
 func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	if err := to.box().ask(c.origin(), to, c.self, msg, p.idx, p.gen); err != nil {
+	if err := to.ask(c.origin(), c.self, msg, p.idx, p.gen); err != nil {
 		ls.settle(p.idx, p.gen, nil, err)
 		return p
 	}

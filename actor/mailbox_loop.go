@@ -85,7 +85,12 @@ func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) erro
 	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
 }
 
-func (l *loopState) forward(o origin, e envelope) error { return l.enqueue(o, &e) }
+func (l *loopState) forward(o origin, e envelope) error {
+	if o.ls != l && (o.ls != nil || o.how == postWake) { // as send and ask
+		return postErr(l.loop.Post(e))
+	}
+	return l.enqueue(o, &e)
+}
 
 // reply posts to the asker's control queue: the asker's loop bounds
 // replies by its own pending asks, so the queue cannot grow without bound,
@@ -105,7 +110,17 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 		s.replies.Put(ch)
 		return nil, postErr(err)
 	}
-	return s.awaitReply(ctx, ch)
+	// awaitReply's select, written out: the call costs AskFromGoroutine
+	// measurably (508 → 553 ns/op, benchstat p=0.03)
+	select {
+	case r := <-ch:
+		s.replies.Put(ch)
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err() // ch may still get a late reply: not reused
+	case <-s.done:
+		return s.lateReply(ch)
+	}
 }
 
 // awaitReply waits for the reply on ch, a pooled channel, until ctx is
@@ -118,12 +133,18 @@ func (s *System) awaitReply(ctx context.Context, ch chan result) (any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err() // ch may still get a late reply: not reused
 	case <-s.done:
-		select {
-		case r := <-ch:
-			return r.v, r.err
-		default:
-			return nil, ErrShutdown
-		}
+		return s.lateReply(ch)
+	}
+}
+
+// lateReply is the reply on ch if it came with the shutdown, else
+// ErrShutdown.
+func (s *System) lateReply(ch chan result) (any, error) {
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	default:
+		return nil, ErrShutdown
 	}
 }
 

@@ -37,6 +37,29 @@ func (r Ref) box() mailbox {
 	return noMailbox{}
 }
 
+// send and ask are box().send and box().ask for the two hottest
+// operations, with the same decision written out so that a local target
+// is a static call the compiler can inline into rather than a call
+// through the interface (BenchmarkFanIn: 32.5 ns/op before the mailbox,
+// 36.8 with the interface call). They belong with box: the decision is
+// made here and nowhere else.
+func (r Ref) send(o origin, from Ref, msg any) error {
+	if l := r.l; l != nil {
+		if o.ls == nil && o.how == postWake { // a plain goroutine: one post, as before the mailbox
+			return postErr(l.loop.Post(envelope{kind: kSend, to: r, from: from, msg: msg}))
+		}
+		return l.send(o, r, from, msg)
+	}
+	return r.box().send(o, r, from, msg)
+}
+
+func (r Ref) ask(o origin, from Ref, msg any, pidx, pgen uint32) error {
+	if r.l != nil {
+		return r.l.ask(o, r, from, msg, pidx, pgen)
+	}
+	return r.box().ask(o, r, from, msg, pidx, pgen)
+}
+
 // on reports whether r names an actor of loop l.
 func (r Ref) on(l *loopState) bool { return r.l == l }
 

@@ -352,7 +352,7 @@ func (s *System) SpawnMany(ctx context.Context, n int, f Factory, opts ...SpawnO
 // do than wait (drop, count, shed load); use SendWait to be slowed down to
 // the consumer's pace instead.
 func (s *System) Send(to Ref, msg any) error {
-	return to.box().send(origin{}, to, Ref{}, msg)
+	return to.send(origin{}, Ref{}, msg)
 }
 
 // SendWait is Send that waits for room instead of failing with

@@ -51,13 +51,23 @@ func (t *connTable) init(cfg Config) {
 		HighWater: cfg.ConnHighWater, LowWater: cfg.ConnLowWater,
 		GracePeriod: cfg.ConnGracePeriod, SilencePeriod: cfg.ConnSilencePeriod,
 		ForgetAfter: cfg.ForgetAfter, MaxPeers: cfg.MaxPeers, Events: cfg.Events,
+		Veto: cfg.ConnVeto,
 	}
 	m, err := connmgr.New(c)
 	t.untracked = map[*peer]struct{}{}
+	if err != nil && c.Events != nil {
+		// A closed bus: run without the manager's events, as the node's
+		// own events do (newNodeEvents).
+		c.Events = nil
+		if m, err = connmgr.New(c); err == nil {
+			t.m = m
+			return
+		}
+	}
 	if err != nil {
 		// Keep a working manager (default watermarks); Serve refuses to run.
 		t.err = fmt.Errorf("remote: connection manager: %w", err)
-		c.HighWater, c.LowWater = 0, 0
+		c.HighWater, c.LowWater, c.Events = 0, 0, nil
 		m, _ = connmgr.New(c)
 	}
 	t.m = m
@@ -67,7 +77,8 @@ func (t *connTable) init(cfg Config) {
 // (Protect, Lock), attach scorers, read Snapshot and Stats. Peers are
 // identified by their listen address. Its decisions are the node's to
 // carry out: call neither Tick, Trim nor Forget on it (the node does, in
-// its sweep).
+// its sweep). A scorer you attach that is also a connmgr.Holder is asked
+// Holds while the node's peer table is locked: it must not call the Node.
 func (n *Node) ConnManager() *connmgr.Manager { return n.conns.m }
 
 // cm returns the peer's connection-manager handle, or nil while the
@@ -184,10 +195,17 @@ func (n *Node) cmConnected(p *peer, now time.Time) {
 		return // untracked
 	}
 	if n.conns.m.Stats().Connected > n.conns.m.Config().HighWater && n.conns.trimming.CompareAndSwap(false, true) {
-		go func() {
+		run := func() {
 			defer n.conns.trimming.Store(false)
 			n.trim(n.now())
-		}()
+		}
+		if n.clk != nil {
+			// Simulated: on the node's clock, not a goroutine of its own,
+			// so a run stays reproducible from its seed.
+			n.afterFunc(0, run)
+		} else {
+			go run()
+		}
 	}
 }
 

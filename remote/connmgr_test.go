@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +321,43 @@ func TestTrimClosesLowestScoring(t *testing.T) {
 	r := remoteRefTo(t, a, peers[0], serveEcho(t, peers[0]))
 	if v, err := a.sys.Ask(ctxT(t), r, "again"); err != nil || v != "again" {
 		t.Fatalf("ask a trimmed peer: %v, %v", v, err)
+	}
+}
+
+// TestConnVetoKeepsPeer: Config.ConnVeto keeps the peer it says no for,
+// and the trim takes the next lowest instead.
+func TestConnVetoKeepsPeer(t *testing.T) {
+	var protected atomic.Value // the address the veto keeps
+	protected.Store("")
+	a := newTestNode(t, "a", Config{ConnHighWater: 4, ConnLowWater: 2, ConnGracePeriod: -1, ConnSilencePeriod: -1,
+		ConnVeto: func(c connmgr.Candidate) bool { return c.Peer == protected.Load().(string) }})
+	cm := a.node.ConnManager()
+	addrs := make([]string, 6)
+	for i := range addrs {
+		tn := newTestNode(t, fmt.Sprintf("peer-%d", i), Config{})
+		addrs[i] = tn.node.Addr()
+		a.node.peerFor(addrs[i], "")
+		if err := cm.Protect(addrs[i], "setup"); err != nil {
+			t.Fatal(err)
+		}
+		score := int64(i) * 100 // peer 0 lowest
+		if err := cm.Attach(addrs[i], "test", connmgr.ScorerFunc(func() int64 { return score })); err != nil {
+			t.Fatal(err)
+		}
+		connectTo(t, a, tn)
+	}
+	protected.Store(addrs[0])
+	for _, addr := range addrs {
+		cm.Unprotect(addr, "setup")
+	}
+	waitFor(t, 10*time.Second, "a trim carried out", func() bool { return cm.Stats().Closed >= 4 })
+	for i, addr := range addrs {
+		keep := i == 0 || i == 5 // vetoed, and the highest
+		if got := connectedTo(a, addr); got != keep {
+			t.Errorf("peer %d (score %d): connected %v, want %v", i, i*100, got, keep)
+		}
+	}
+	if st := cm.Stats(); st.Vetoed < 1 {
+		t.Fatalf("stats %+v: no veto counted", st)
 	}
 }

@@ -113,7 +113,9 @@ func (oc *outConn) readFrames(n *Node) error {
 			if err := n.authorize(oc.f.name, oc.sess.peerKey); err != nil {
 				return err
 			}
-			oc.p.welcomed(oc.f.name)
+			if err := oc.p.welcomed(oc.epoch, oc.f.name); err != nil {
+				return err
+			}
 		case fPong:
 		case fAck:
 			return oc.p.acked(oc.epoch, oc.f.seq)

@@ -174,9 +174,15 @@ var errStaleConn = errors.New("remote: stale connection")
 
 // welcomed records the peer's Welcome: the connection is up and the peer
 // no longer known down.
-func (l *link) welcomed() {
+func (l *link) welcomed(epoch uint64) error {
+	if epoch != l.epoch || l.phase != linkHandshake || l.closed {
+		// The Welcome of a connection already ended (a close is
+		// asynchronous: its buffered bytes may still be read).
+		return errStaleConn
+	}
 	l.phase = linkUp
 	l.down, l.demand, l.backoff, l.claimFailed = nil, false, 0, false
+	return nil
 }
 
 // lost ends connection epoch with reason: the peer is known down until a
@@ -200,6 +206,10 @@ func (l *link) lost(epoch uint64, reason error, now time.Time, jitter float64) b
 		// an answer to a connection from it, PeerUp).
 		l.down, l.demand, l.backoff, l.refused = nil, false, 0, false
 		l.retryAt = time.Time{}
+		if l.member && !l.closed {
+			// A member (PeerUp raced the trim): members are kept up.
+			l.armRetry(now, jitter)
+		}
 		return true
 	}
 	l.down = &notSent{reason}

@@ -49,7 +49,9 @@ func (r *linkRig) connect(t *testing.T) uint64 {
 	if err := r.l.secured(e, []byte("key-b"), nil); err != nil {
 		t.Fatal(err)
 	}
-	r.l.welcomed()
+	if err := r.l.welcomed(e); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -123,7 +125,9 @@ func TestLinkKnownDownRefusesAndRetries(t *testing.T) {
 		t.Fatalf("an answer during the handshake: %v, %v, want queued", dial, err)
 	}
 	_ = r.l.secured(e, []byte("key-b"), nil)
-	r.l.welcomed()
+	if err := r.l.welcomed(e); err != nil {
+		t.Fatal(err)
+	}
 	if dial, err := r.l.admit(fromLocal, r.now); dial || err != nil || r.l.backoff != 0 {
 		t.Fatalf("after the Welcome: %v, %v (backoff %v), want queued and the backoff reset", dial, err, r.l.backoff)
 	}
@@ -331,5 +335,24 @@ func TestLinkForgettable(t *testing.T) {
 	r.advance(time.Second)
 	if !r.l.forgettable(r.now, time.Second) {
 		t.Fatal("not forgettable once nothing needs it")
+	}
+}
+
+// TestLinkStaleWelcome: the Welcome of a connection whose epoch already
+// ended (a close is asynchronous, so its buffered bytes can still be read)
+// changes nothing: the link does not become up with no connection.
+func TestLinkStaleWelcome(t *testing.T) {
+	r := newLinkRig()
+	e := r.l.startDial(r.now)
+	r.l.opened(e, r.now)
+	if err := r.l.secured(e, []byte("key-b"), nil); err != nil {
+		t.Fatal(err)
+	}
+	r.l.lost(e, errReset, r.now, 0.5) // the handshake deadline, say
+	if err := r.l.welcomed(e); err == nil || r.l.phase == linkUp || r.l.down == nil {
+		t.Fatalf("a stale Welcome: %v; phase %v, down %v", err, r.l.phase, r.l.down)
+	}
+	if _, err := r.l.admit(fromLocal, r.now); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("a local send after the stale Welcome: %v, want a refusal (known down)", err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/actord/actord/connmgr"
+
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/internal/ratelog"
@@ -96,6 +98,11 @@ type Config struct {
 	// ConnSilencePeriod is the least time between two trims. Default 10 s;
 	// negative: none.
 	ConnSilencePeriod time.Duration
+	// ConnVeto, if set, is asked "may I close this peer?" (by its listen
+	// address, score and usage) for each peer a trim picks; true keeps it.
+	// At most 8 vetoes are honoured per trim. It runs on the goroutine
+	// that trims, without the node's locks: it may call the node.
+	ConnVeto func(connmgr.Candidate) bool
 
 	// Every connection is encrypted and authenticated with the Noise
 	// protocol (docs/remote.md, "Transport security").

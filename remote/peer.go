@@ -291,15 +291,19 @@ func (p *peer) secured(c netConn, epoch uint64, last []byte, tx *transportCipher
 
 // welcomed records the peer's name from its Welcome: the handshake is done,
 // the peer is up.
-func (p *peer) welcomed(name string) {
-	p.setName(name)
+func (p *peer) welcomed(epoch uint64, name string) error {
 	p.mu.Lock()
+	if err := p.link.welcomed(epoch); err != nil {
+		p.mu.Unlock()
+		return err // the driver closes the stale connection
+	}
 	local, remote := p.localAddr, p.remoteAddr
-	p.link.welcomed()
 	p.mu.Unlock()
+	p.setName(name)
 	p.n.cmConnected(p, p.n.now())
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
+	return nil
 }
 
 // lost ends connection epoch: the one-way messages the peer did not
