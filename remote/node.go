@@ -37,7 +37,9 @@ type Config struct {
 	// MaxOutbound bounds the bytes of frames for one peer that it has not
 	// acknowledged yet (queued, or written and perhaps not read).
 	// Beyond it, Send and Ask to that peer fail at once with
-	// actor.ErrQueueFull (counted in Stats.Refused). Default 32 MiB.
+	// actor.ErrQueueFull (counted in Stats.Refused). Default 4 MiB: more
+	// keeps more bytes in flight and in memory (BenchmarkRemoteThroughput
+	// ran about 3× slower with 32 MiB; docs/performance.md).
 	MaxOutbound int
 	// HeartbeatInterval is how often a node pings the peers it dials.
 	// Default 500 ms.
@@ -172,7 +174,7 @@ func (c Config) withDefaults() Config {
 		c.MaxFrame = 16 << 20
 	}
 	if c.MaxOutbound <= 0 {
-		c.MaxOutbound = 32 << 20
+		c.MaxOutbound = 4 << 20
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 500 * time.Millisecond
