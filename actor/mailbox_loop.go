@@ -210,10 +210,7 @@ func stopTimer(t *time.Timer) {
 // and then for the reply, both within d, through a context (the rare
 // path).
 func (l *loopState) askFull(s *System, ch chan result, to Ref, msg any, d time.Duration) (any, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if d > 0 {
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
+	ctx, cancel := timeoutContext(d)
 	defer cancel()
 	if err := l.loop.PostWait(ctx, envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
 		s.replies.Put(ch)

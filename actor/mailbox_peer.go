@@ -61,15 +61,36 @@ func (t *remoteTarget) askWait(ctx context.Context, _ *System, to Ref, msg any) 
 	return t.peer.AskWait(ctx, to, msg)
 }
 
-// sendWait retries a send refused for a full outbound buffer after a
-// short, growing pause (the transport has no waiter list), until ctx is
-// done.
+// sendWait retries a send refused for a full outbound buffer (the
+// transport has no waiter list), until ctx is done.
 func (t *remoteTarget) sendWait(ctx context.Context, to Ref, msg any) error {
+	return retryFull(ctx, func() error { return t.peer.Send(to, Ref{}, msg) })
+}
+
+// askTimeout retries an ask refused for a full outbound buffer within d,
+// as sendWait does, then waits for the reply in what is left of d.
+func (t *remoteTarget) askTimeout(_ *System, to Ref, msg any, d time.Duration) (any, error) {
+	ctx, cancel := timeoutContext(d)
+	defer cancel()
+	var v any
+	err := retryFull(ctx, func() (err error) {
+		v, err = t.peer.AskWait(ctx, to, msg)
+		return err
+	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil, ErrTimeout
+	}
+	return v, err
+}
+
+// retryFull calls try until it fails with something other than
+// ErrQueueFull, pausing between tries (50 µs, doubling to 5 ms); ctx's
+// error when ctx ends first.
+func retryFull(ctx context.Context, try func() error) error {
 	pause := 50 * time.Microsecond
 	var timer *time.Timer
 	for {
-		err := t.peer.Send(to, Ref{}, msg)
-		if !errors.Is(err, ErrQueueFull) {
+		if err := try(); !errors.Is(err, ErrQueueFull) {
 			return err
 		}
 		if timer == nil {
@@ -82,35 +103,6 @@ func (t *remoteTarget) sendWait(ctx context.Context, to Ref, msg any) error {
 		case <-timer.C:
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-		pause = min(2*pause, 5*time.Millisecond)
-	}
-}
-
-// askTimeout retries an ask refused for a full outbound buffer within d,
-// as sendWait does, then waits for the reply in what is left of d.
-func (t *remoteTarget) askTimeout(_ *System, to Ref, msg any, d time.Duration) (any, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if d > 0 {
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
-	defer cancel()
-	pause := 50 * time.Microsecond
-	for {
-		v, err := t.peer.AskWait(ctx, to, msg)
-		switch {
-		case errors.Is(err, ErrQueueFull):
-		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-			return nil, ErrTimeout
-		default:
-			return v, err
-		}
-		timer := time.NewTimer(pause)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ErrTimeout
 		}
 		pause = min(2*pause, 5*time.Millisecond)
 	}

@@ -399,13 +399,19 @@ func (s *System) AskTimeout(to Ref, msg any, d time.Duration) (any, error) {
 	return to.box().askTimeout(s, to, msg, d)
 }
 
+// timeoutContext is a context that ends after d, or never for d <= 0 (as
+// AskTimeout's d).
+func timeoutContext(d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(context.Background(), d)
+	}
+	return context.Background(), func() {}
+}
+
 // askWithContext is AskTimeout through a context, for the mailboxes that
 // have no cheaper way.
 func (s *System) askWithContext(to Ref, msg any, d time.Duration) (any, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if d > 0 {
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
+	ctx, cancel := timeoutContext(d)
 	defer cancel()
 	v, err := s.Ask(ctx, to, msg)
 	if errors.Is(err, context.DeadlineExceeded) {
