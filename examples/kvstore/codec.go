@@ -100,93 +100,77 @@ func (en *Entry) DecodeMsgpack(d *msgpack.Decoder) error {
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (m GetMany) EncodeMsgpack(e *msgpack.Encoder) error {
-	if err := e.EncodeArrayLen(1); err != nil {
-		return err
-	}
-	if m.Gets == nil {
-		return e.EncodeNil()
-	}
-	if err := e.EncodeArrayLen(len(m.Gets)); err != nil {
-		return err
-	}
-	for _, g := range m.Gets {
-		if err := g.EncodeMsgpack(e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (m GetMany) EncodeMsgpack(e *msgpack.Encoder) error { return encodeList(e, m.Gets) }
 
 // DecodeMsgpack implements msgpack.CustomDecoder. It refuses more than
 // MaxGetMany Gets before allocating them.
 func (m *GetMany) DecodeMsgpack(d *msgpack.Decoder) error {
 	*m = GetMany{}
-	n, err := d.DecodeArrayLen()
-	if err != nil || n <= 0 {
-		return err
-	}
-	k, err := d.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if k > MaxGetMany {
-		return fmt.Errorf("%w: %d gets, at most %d", ErrTooMany, k, MaxGetMany)
-	}
-	if k >= 0 {
-		m.Gets = make([]Get, k)
-		for i := range m.Gets {
-			if err := m.Gets[i].DecodeMsgpack(d); err != nil {
-				return err
-			}
-		}
-	}
-	return skip(d, n-1)
+	var err error
+	m.Gets, err = decodeList[Get](d, "gets")
+	return err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (es Entries) EncodeMsgpack(e *msgpack.Encoder) error {
+func (es Entries) EncodeMsgpack(e *msgpack.Encoder) error { return encodeList(e, es.E) }
+
+// DecodeMsgpack implements msgpack.CustomDecoder. It refuses more than
+// MaxGetMany entries (no client asks for more) before allocating them.
+func (es *Entries) DecodeMsgpack(d *msgpack.Decoder) error {
+	*es = Entries{}
+	var err error
+	es.E, err = decodeList[Entry](d, "entries")
+	return err
+}
+
+// encodeList writes a struct of one list field as GetMany and Entries
+// have: [list], the list nil or an array of xs.
+func encodeList[T msgpack.CustomEncoder](e *msgpack.Encoder, xs []T) error {
 	if err := e.EncodeArrayLen(1); err != nil {
 		return err
 	}
-	if es.E == nil {
+	if xs == nil {
 		return e.EncodeNil()
 	}
-	if err := e.EncodeArrayLen(len(es.E)); err != nil {
+	if err := e.EncodeArrayLen(len(xs)); err != nil {
 		return err
 	}
-	for _, en := range es.E {
-		if err := en.EncodeMsgpack(e); err != nil {
+	for _, x := range xs {
+		if err := x.EncodeMsgpack(e); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// DecodeMsgpack implements msgpack.CustomDecoder. It refuses more than
-// MaxGetMany entries (no client asks for more) before allocating them.
-func (es *Entries) DecodeMsgpack(d *msgpack.Decoder) error {
-	*es = Entries{}
+// decodeList reads what encodeList wrote (fields after the first
+// skipped), refusing more than MaxGetMany elements, named what, before
+// allocating them.
+func decodeList[T any, P interface {
+	*T
+	msgpack.CustomDecoder
+}](d *msgpack.Decoder, what string) ([]T, error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil || n <= 0 {
-		return err
+		return nil, err
 	}
 	k, err := d.DecodeArrayLen()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if k > MaxGetMany {
-		return fmt.Errorf("%w: %d entries, at most %d", ErrTooMany, k, MaxGetMany)
+		return nil, fmt.Errorf("%w: %d %s, at most %d", ErrTooMany, k, what, MaxGetMany)
 	}
+	var xs []T
 	if k >= 0 {
-		es.E = make([]Entry, k)
-		for i := range es.E {
-			if err := es.E[i].DecodeMsgpack(d); err != nil {
-				return err
+		xs = make([]T, k)
+		for i := range xs {
+			if err := P(&xs[i]).DecodeMsgpack(d); err != nil {
+				return xs, err
 			}
 		}
 	}
-	return skip(d, n-1)
+	return xs, skip(d, n-1)
 }
 
 // skip skips n values (none if n <= 0).
