@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -27,6 +28,7 @@ var (
 	ErrReset   = errors.New("memnet: connection reset")
 	ErrClosed  = errors.New("memnet: connection closed")
 	ErrInUse   = errors.New("memnet: address in use")
+	ErrDown    = errors.New("memnet: host is down")
 )
 
 // Handler receives a connection's events, on the goroutine that steps
@@ -54,9 +56,12 @@ type Network struct {
 	rng     *rand.Rand
 	lat     [2]time.Duration // latency range [min, max]
 	ls      map[string]*listener
-	blocked map[[2]string]bool // host pairs (from, to) that drop everything
-	port    map[string]int     // next ephemeral port per host
-	trace   func(string)
+	blocked map[[2]string]bool             // host pairs (from, to) that drop everything
+	port    map[string]int                 // next ephemeral port per host
+	linkLat map[[2]string][2]time.Duration // latency ranges by (from, to), overriding lat
+	gen     map[string]uint64              // incremented by each Crash of the host
+	down    map[string]bool                // hosts crashed and not restarted
+	trace   func(time.Time, string)
 }
 
 // New returns a network at virtual time start whose latencies and
@@ -66,6 +71,7 @@ func New(seed uint64, start time.Time) *Network {
 		now: start, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		lat: [2]time.Duration{time.Millisecond, 5 * time.Millisecond},
 		ls:  map[string]*listener{}, blocked: map[[2]string]bool{}, port: map[string]int{},
+		linkLat: map[[2]string][2]time.Duration{}, gen: map[string]uint64{}, down: map[string]bool{},
 	}
 }
 
@@ -76,9 +82,28 @@ func (n *Network) SetLatency(lo, hi time.Duration) {
 	n.mu.Unlock()
 }
 
+// SetLinkLatency sets the range of the one-way latency from host from to
+// host to, overriding SetLatency's for that direction (a slow link, or a
+// delay spike until ClearLinkLatency). Segments stay in order: a segment
+// never overtakes one sent before it on its connection.
+func (n *Network) SetLinkLatency(from, to string, lo, hi time.Duration) {
+	n.mu.Lock()
+	n.linkLat[[2]string{from, to}] = [2]time.Duration{lo, max(lo, hi)}
+	n.tracefLocked("latency %s->%s %v-%v", from, to, lo, max(lo, hi))
+	n.mu.Unlock()
+}
+
+// ClearLinkLatency ends SetLinkLatency's override for from->to.
+func (n *Network) ClearLinkLatency(from, to string) {
+	n.mu.Lock()
+	delete(n.linkLat, [2]string{from, to})
+	n.tracefLocked("latency %s->%s default", from, to)
+	n.mu.Unlock()
+}
+
 // Trace, if set, receives one line per network event (delivery, open,
 // close), in the order they run.
-func (n *Network) Trace(f func(string)) {
+func (n *Network) Trace(f func(at time.Time, line string)) {
 	n.mu.Lock()
 	n.trace = f
 	n.mu.Unlock()
@@ -183,6 +208,17 @@ func (n *Network) RunFor(d time.Duration) {
 	n.mu.Unlock()
 }
 
+// AdvanceTo moves the clock to t, if t is later, without running events:
+// for a driver that has events of its own (a loop's timers) due before the
+// network's next.
+func (n *Network) AdvanceTo(t time.Time) {
+	n.mu.Lock()
+	if t.After(n.now) {
+		n.now = t
+	}
+	n.mu.Unlock()
+}
+
 // Partition drops everything between hosts a and b, both ways, until Heal:
 // bytes in flight or written meanwhile wait (as TCP retransmits them), and
 // dials between them time out.
@@ -193,6 +229,25 @@ func (n *Network) Partition(a, b string) {
 	n.mu.Unlock()
 }
 
+// Block drops what host from sends to host to (one way) until Unblock:
+// segments wait, as in a partition, and dials from from to to time out.
+// What to sends to from still arrives.
+func (n *Network) Block(from, to string) {
+	n.mu.Lock()
+	n.blocked[[2]string{from, to}] = true
+	n.tracefLocked("block %s->%s", from, to)
+	n.mu.Unlock()
+}
+
+// Unblock ends Block(from, to); what waited is delivered, in order.
+func (n *Network) Unblock(from, to string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.blocked, [2]string{from, to})
+	n.tracefLocked("unblock %s->%s", from, to)
+	n.releaseParkedLocked()
+}
+
 // Heal ends a partition between a and b; what waited is delivered, in
 // order, after a latency.
 func (n *Network) Heal(a, b string) {
@@ -201,6 +256,12 @@ func (n *Network) Heal(a, b string) {
 	delete(n.blocked, [2]string{a, b})
 	delete(n.blocked, [2]string{b, a})
 	n.tracefLocked("heal %s %s", a, b)
+	n.releaseParkedLocked()
+}
+
+// releaseParkedLocked sends what partitions held on the links that are
+// open now.
+func (n *Network) releaseParkedLocked() {
 	for _, l := range n.sortedListenersLocked() {
 		for _, c := range l.conns {
 			for _, end := range [2]*Conn{c, c.peer} {
@@ -232,7 +293,7 @@ func (n *Network) sortedListenersLocked() []*listener {
 
 func (n *Network) tracefLocked(format string, a ...any) {
 	if n.trace != nil {
-		n.trace(fmt.Sprintf("%s ", n.now.Format("15:04:05.000000")) + fmt.Sprintf(format, a...))
+		n.trace(n.now, fmt.Sprintf(format, a...))
 	}
 }
 
@@ -273,6 +334,9 @@ func (n *Network) Listen(addr string, accept func(c *Conn) Handler) (*Listener, 
 	if l, ok := n.ls[addr]; ok && !l.closed {
 		return nil, fmt.Errorf("%w: %s", ErrInUse, addr)
 	}
+	if n.down[Addr(addr).host()] {
+		return nil, fmt.Errorf("%w: %s", ErrDown, addr)
+	}
 	l := &listener{addr: addr, accept: accept}
 	n.ls[addr] = l
 	n.tracefLocked("listen %s", addr)
@@ -299,29 +363,46 @@ func (l *Listener) Close() {
 
 // Dial connects from host to addr, asynchronously: h.OnOpen runs once the
 // connection is up, or fail with why not (refused, or timed out after
-// timeout across a partition).
+// timeout across a partition or to a crashed host). Nothing runs if from
+// crashes meanwhile.
 func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail func(error)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.down[from] {
+		return
+	}
 	n.port[from]++
 	local := Addr(net.JoinHostPort(from, fmt.Sprint(40000+n.port[from])))
-	n.atLocked(n.now.Add(n.latencyLocked()), func() {
+	to, g := Addr(addr).host(), n.gen[from]
+	n.atLocked(n.now.Add(n.latencyLocked(from, to)), func() {
 		n.mu.Lock()
+		if n.gen[from] != g { // the dialer crashed
+			n.mu.Unlock()
+			return
+		}
 		l, ok := n.ls[addr]
 		switch {
-		case n.blocked[[2]string{from, Addr(addr).host()}]:
-			n.tracefLocked("dial %s->%s: partitioned", local, addr)
-			n.atLocked(n.now.Add(timeout), func() { fail(fmt.Errorf("%w: %s", ErrTimeout, addr)) })
+		case n.blocked[[2]string{from, to}] || n.down[to]:
+			n.tracefLocked("dial %s->%s: no answer", local, addr)
+			n.atLocked(n.now.Add(timeout), func() {
+				if n.alive(from, g) {
+					fail(fmt.Errorf("%w: %s", ErrTimeout, addr))
+				}
+			})
 			n.mu.Unlock()
 			return
 		case !ok:
 			n.tracefLocked("dial %s->%s: refused", local, addr)
-			n.atLocked(n.now.Add(n.latencyLocked()), func() { fail(fmt.Errorf("%w: %s", ErrRefused, addr)) })
+			n.atLocked(n.now.Add(n.latencyLocked(to, from)), func() {
+				if n.alive(from, g) {
+					fail(fmt.Errorf("%w: %s", ErrRefused, addr))
+				}
+			})
 			n.mu.Unlock()
 			return
 		}
-		dc := &Conn{n: n, local: local, remote: Addr(addr), h: h}
-		ac := &Conn{n: n, local: Addr(addr), remote: local, peer: dc}
+		dc := &Conn{n: n, local: local, remote: Addr(addr), h: h, gen: g}
+		ac := &Conn{n: n, local: Addr(addr), remote: local, peer: dc, gen: n.gen[to]}
 		dc.peer = ac
 		l.conns = append(l.conns, ac)
 		ac.l = l
@@ -338,7 +419,7 @@ func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail
 		ac.h = ah
 		// The dialer learns of the connection after a latency, and before
 		// anything the other end sends.
-		openAt := n.now.Add(n.latencyLocked())
+		openAt := n.now.Add(n.latencyLocked(to, from))
 		ac.last = openAt
 		n.atLocked(openAt, func() {
 			n.mu.Lock()
@@ -350,6 +431,82 @@ func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail
 		})
 		n.mu.Unlock()
 	})
+}
+
+// alive reports whether host has not crashed since its generation g.
+func (n *Network) alive(host string, g uint64) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.gen[host] == g && !n.down[host]
+}
+
+// Crash takes host down as a machine that loses power: its listeners and
+// its ends of connections vanish without a word (their handlers hear
+// nothing more), pending dials from it are dropped, and the other ends
+// hear nothing either: what they send is lost, dials to the host time
+// out, and a connection learns only by timing out or, once the host is
+// back (Restart), from the reset its next segment meets there. Timers
+// armed with AfterFunc are the caller's to drop (the network does not
+// know whose they are).
+func (n *Network) Crash(host string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tracefLocked("crash %s", host)
+	n.vanishLocked(host, false)
+	n.down[host] = true
+}
+
+// Kill ends every process on host as kill -9 does: the host's kernel
+// resets its connections, so the other ends learn at once (ErrReset), and
+// dials to it are refused until something listens again. The host stays
+// up: a new process may listen at once.
+func (n *Network) Kill(host string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tracefLocked("kill %s", host)
+	n.vanishLocked(host, true)
+}
+
+// Restart brings a crashed host back, with nothing listening: what reaches
+// its old connections is reset, dials are refused until a listener opens.
+func (n *Network) Restart(host string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tracefLocked("restart %s", host)
+	delete(n.down, host)
+}
+
+// vanishLocked drops host's listeners and its ends of connections without
+// calling their handlers; with reset, the other ends are closed with
+// ErrReset at once.
+func (n *Network) vanishLocked(host string, reset bool) {
+	n.gen[host]++
+	for _, l := range n.sortedListenersLocked() {
+		onHost := Addr(l.addr).host() == host
+		for _, c := range append([]*Conn(nil), l.conns...) {
+			for _, end := range [2]*Conn{c, c.peer} {
+				if end.local.host() != host || end.closed {
+					continue
+				}
+				n.dropLocked(end)
+				if o := end.peer; reset && !o.closed {
+					n.closeLocked(o, ErrReset)
+				}
+			}
+		}
+		if onHost {
+			l.closed = true
+			delete(n.ls, l.addr)
+		}
+	}
+}
+
+// dropLocked closes c's end without telling its handler.
+func (n *Network) dropLocked(c *Conn) {
+	c.closed, c.vanished, c.in, c.parked, c.early = true, true, nil, nil, nil
+	if c.l != nil {
+		c.l.conns = slices.DeleteFunc(c.l.conns, func(x *Conn) bool { return x == c })
+	}
 }
 
 // Cut resets every open connection between hosts a and b (both ways), as
@@ -368,8 +525,11 @@ func (n *Network) Cut(a, b string) {
 	}
 }
 
-func (n *Network) latencyLocked() time.Duration {
+func (n *Network) latencyLocked(from, to string) time.Duration {
 	lo, hi := n.lat[0], n.lat[1]
+	if l, ok := n.linkLat[[2]string{from, to}]; ok {
+		lo, hi = l[0], l[1]
+	}
 	if hi <= lo {
 		return lo
 	}
@@ -397,6 +557,8 @@ type Conn struct {
 	expect        uint64    // the seq of the next segment to hand over here
 	early         []segment // arrived here before one sent earlier (after a heal)
 	closed        bool      // this end is closed (OnClose ran or is due)
+	vanished      bool      // closed by a crash of its host, its handler not told
+	gen           uint64    // its host's generation when it opened (see Crash)
 }
 
 // LocalAddr is this end's address.
@@ -460,8 +622,18 @@ func (c *Conn) Close() error {
 // Later runs f as an event of c's, after the events already due now.
 func (c *Conn) Later(f func()) {
 	c.n.mu.Lock()
-	c.n.atLocked(c.n.now, f)
+	c.n.atLocked(c.n.now, func() {
+		if !c.vanishedNow() {
+			f()
+		}
+	})
 	c.n.mu.Unlock()
+}
+
+func (c *Conn) vanishedNow() bool {
+	c.n.mu.Lock()
+	defer c.n.mu.Unlock()
+	return c.vanished
 }
 
 // closeLocked closes c's end: its OnClose is due now.
@@ -502,7 +674,7 @@ func (n *Network) sendLocked(c *Conn, s segment) {
 		c.park(s)
 		return
 	}
-	at := n.now.Add(n.latencyLocked())
+	at := n.now.Add(n.latencyLocked(from, to))
 	if !at.After(c.last) {
 		at = c.last.Add(time.Nanosecond) // FIFO, ties included
 	}
@@ -511,6 +683,12 @@ func (n *Network) sendLocked(c *Conn, s segment) {
 	n.atLocked(at, func() {
 		n.mu.Lock()
 		if dst.closed {
+			// A segment reaching a host that crashed and came back meets
+			// a reset, as TCP's does.
+			if dst.vanished && !n.down[to] && !c.closed {
+				n.tracefLocked("reset %s->%s: host restarted", c.local, c.remote)
+				n.closeLocked(c, ErrReset)
+			}
 			n.mu.Unlock()
 			return
 		}
