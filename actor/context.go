@@ -316,7 +316,11 @@ func (c *Context) Blocking(fn func() (any, error)) Promise {
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
 	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
 	self := c.self
-	err := ls.sys.pool.Submit(func() {
+	submit := ls.sys.pool.Submit
+	if ls.sys.blocking != nil {
+		submit = ls.sys.blocking
+	}
+	err := submit(func() {
 		v, err := runJob(self, fn)
 		reply(&route, v, err)
 	})

@@ -55,7 +55,11 @@ type Config struct {
 	// Manual creates the loops without goroutines: the caller drives them
 	// with Step and RunUntilIdle, from one goroutine, which makes a run
 	// reproducible (with a loop.FakeClock and a fixed Seed). In manual mode
-	// every System method must be called from that goroutine.
+	// every System method must be called from that goroutine, the secrets
+	// in refs come from Seed (not from crypto/rand), and refs to remote
+	// actors are kept for the system's lifetime rather than collected, so
+	// that the garbage collector's timing cannot change a run. Manual mode
+	// is for tests and simulation, not for production.
 	Manual bool
 	// ExternalLoops creates the loops without goroutines of their own: the
 	// caller runs each loop by calling Serve on System.LoopServices() (they
@@ -106,20 +110,23 @@ func (c Config) withDefaults() Config {
 
 // System is a group of event loops and the actors on them.
 type System struct {
-	cfg     Config
-	loops   []*loopState
-	pool    *loop.Pool
-	log     *slog.Logger
-	closing atomic.Bool
-	done    chan struct{} // closed when Shutdown has finished
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
-	next    int // manual-mode round robin
-	replies sync.Pool
-	timers  sync.Pool // *time.Timer, stopped, for AskTimeout
-	wire    wire
-	key     secretKey
+	cfg   Config
+	loops []*loopState
+	pool  *loop.Pool
+	// blocking, if set, replaces pool.Submit for Context.Blocking (a
+	// simulator's, through seam.Sim).
+	blocking func(job func()) error
+	log      *slog.Logger
+	closing  atomic.Bool
+	done     chan struct{} // closed when Shutdown has finished
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
+	next     int // manual-mode round robin
+	replies  sync.Pool
+	timers   sync.Pool // *time.Timer, stopped, for AskTimeout
+	wire     wire
+	key      secretKey
 }
 
 // NewSystem starts a System: its loops (one goroutine each, unless

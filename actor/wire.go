@@ -34,6 +34,7 @@ type wire struct {
 	mu       sync.Mutex
 	interned map[remoteKey]weak.Pointer[remoteTarget]
 	perPeer  map[nodePeer]int // interned targets per peer not yet collected
+	pinned   []*remoteTarget  // manual mode: kept for the system's lifetime (RemoteRef)
 }
 
 // init hands the wire to transports: seam.Wire(sys) is sys's wire.

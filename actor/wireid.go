@@ -34,7 +34,13 @@ type secretKey struct {
 func (s *System) secrets() cipher.Block {
 	s.key.once.Do(func() {
 		var k [16]byte
-		if _, err := rand.Read(k[:]); err != nil {
+		if s.cfg.Manual {
+			// Reproducible runs: the secrets (which travel in frames)
+			// come from the seed. Manual systems are for tests and the
+			// simulator, where refs are not a security boundary.
+			binary.LittleEndian.PutUint64(k[:8], s.cfg.Seed^0x5ec2e7)
+			binary.LittleEndian.PutUint64(k[8:], ^s.cfg.Seed)
+		} else if _, err := rand.Read(k[:]); err != nil {
 			panic(fmt.Sprintf("actor: no randomness for ref secrets: %v", err))
 		}
 		b, err := aes.NewCipher(k[:])
@@ -119,6 +125,12 @@ func (w *wire) RemoteRef(p nodePeer, id WireID) Ref {
 	}
 	t := &remoteTarget{peer: p, id: id}
 	w.interned[k] = weak.Make(t)
+	if w.s.cfg.Manual {
+		// Reproducible runs: what the collector reclaims, and when, must
+		// not change what the transport sees (RemoteRefs), so a manual
+		// system holds its remote refs for its lifetime.
+		w.pinned = append(w.pinned, t)
+	}
 	if w.perPeer == nil {
 		w.perPeer = map[nodePeer]int{}
 	}

@@ -116,3 +116,11 @@ type LifecycleRequest struct {
 	Reason  error
 	Timeout time.Duration
 }
+
+// Sim is set by package actor's init: Sim(sys) returns, as an any, the
+// simulator's view of sys (a *actor.System in manual mode), with the
+// methods
+//
+//	NextTimer() (time.Time, bool)        // earliest timer of any loop, on its clock
+//	SetBlocking(run func(job func()) error) // Context.Blocking jobs go to run, not to the pool
+var Sim func(sys any) any
