@@ -21,6 +21,14 @@ func (n *Node) deliver(ic *inConn, post func() error) error {
 		return err
 	}
 	ic.kickAll(n) // what this read queued must drain for room to appear
+	if n.clk != nil {
+		// Simulated: the loops run on this goroutine; run them until
+		// there is room, as their own goroutines would meanwhile.
+		for i := 0; i < 1<<16 && errors.Is(err, actor.ErrQueueFull) && n.sys.Step(); i++ {
+			err = post()
+		}
+		return err
+	}
 	deadline := time.Now().Add(n.cfg.DeliverWait)
 	for i := 0; ; i++ {
 		if i < 64 {
@@ -504,7 +512,7 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 		return
 	}
 	pidx, pgen, args := f.pidx, f.pgen, f.payload
-	go func() { // spawning waits for Start: off the network loop
+	n.offNetwork(func() { // spawning waits for Start: off the network loop
 		fac, err := k(args)
 		var r actor.Ref
 		if err == nil {
@@ -513,7 +521,7 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 			cancel()
 		}
 		ic.from.Reply(proxy, pidx, pgen, r, err)
-	}()
+	})
 }
 
 // inResolve answers a sturdy-ref request, at most maxResolving at once.
@@ -526,12 +534,24 @@ func (n *Node) inResolve(ic *inConn, f *frame) {
 		ic.from.Reply(proxy, pidx, pgen, nil, fmt.Errorf("%w: node %s is resolving %d sturdy refs", actor.ErrQueueFull, n.name, maxResolving))
 		return
 	}
-	go func() { // a Diffie-Hellman per request: off the network loop
+	n.offNetwork(func() { // a Diffie-Hellman per request: off the network loop
 		defer n.resolving.Add(-1)
 		if sealed, ok := n.answer(req); ok {
 			ic.from.Reply(proxy, pidx, pgen, sealed, nil)
 			return
 		}
 		ic.from.Reply(proxy, pidx, pgen, nil, fmt.Errorf("%w: sturdy ref not exported on node %s", actor.ErrDead, n.name))
-	}()
+	})
+}
+
+// offNetwork runs f on a goroutine of its own, so that the network loop
+// does not wait for it; a simulated node (one with a clock of the
+// simulator's) runs it as an event of its clock instead, so a run stays
+// reproducible: the simulator's goroutine is the only one.
+func (n *Node) offNetwork(f func()) {
+	if n.clk != nil {
+		n.afterFunc(0, f)
+		return
+	}
+	go f()
 }

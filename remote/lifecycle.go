@@ -213,6 +213,9 @@ func (n *Node) sweep(now time.Time, force bool) int {
 // s: the peers a full table could let go are held only by refs that nobody
 // uses any more, which the collector reclaims (see actorWire.RemoteRefs).
 func (n *Node) nudgeGC() {
+	if n.clk != nil {
+		return // simulated: refs are held for the run (actor.Config.Manual)
+	}
 	now := time.Now().UnixNano()
 	last := n.lastNudge.Load()
 	if now-last < int64(10*time.Second) || !n.lastNudge.CompareAndSwap(last, now) {

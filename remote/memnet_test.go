@@ -28,7 +28,7 @@ type memWorld struct {
 
 func newMemWorld(t *testing.T, seed uint64, hosts ...string) *memWorld {
 	w := &memWorld{t: t, nw: memnet.New(seed, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))}
-	w.nw.Trace(func(s string) { w.trace = append(w.trace, "net "+s) })
+	w.nw.Trace(func(at time.Time, s string) { w.trace = append(w.trace, "net "+at.Format("15:04:05.000000")+" "+s) })
 	keys := mrand.New(mrand.NewPCG(seed, 1))
 	quiet := slog.New(slog.DiscardHandler)
 	for i, h := range hosts {
@@ -42,7 +42,7 @@ func newMemWorld(t *testing.T, seed uint64, hosts ...string) *memWorld {
 			Name: fmt.Sprintf("n%d", i), Listen: h + ":7000", Logger: quiet, PrivateKey: key,
 			HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second,
 			ReconnectMin: 50 * time.Millisecond, ReconnectMax: 400 * time.Millisecond, DialTimeout: time.Second,
-		}, w.nw)
+		}, w.nw, nil)
 		if err := n.startMem(); err != nil {
 			t.Fatal(err)
 		}

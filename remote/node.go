@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -315,7 +316,10 @@ type Node struct {
 	mkDriver func(*Node) driver
 	clk      clock
 	rnd      *mrand.Rand
-	rndMu    sync.Mutex
+	// sturdyRandom, if set, replaces crypto/rand in sturdy-ref exchanges
+	// (a simulated node's, from its seed).
+	sturdyRandom io.Reader
+	rndMu        sync.Mutex
 
 	// unauthenticated connections (accept.go) and the bytes of incomplete
 	// frames held for all accepted connections (Config.MaxBuffered)
@@ -484,6 +488,9 @@ func (n *Node) shutdownPeers() {
 		peers = append(peers, p)
 	}
 	n.mu.Unlock()
+	if n.clk != nil { // simulated: in a reproducible order, not the map's
+		slices.SortFunc(peers, func(a, b *peer) int { return strings.Compare(a.addr, b.addr) })
+	}
 	for _, p := range peers {
 		p.close()
 	}

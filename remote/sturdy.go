@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -148,10 +149,13 @@ func parseSturdy(s string) (addr string, pub []byte, swiss [16]byte, err error) 
 	return parts[0], pub, swiss, nil
 }
 
-func sturdyHandshake(initiator bool, static noise.DHKey, peer []byte) (*noise.HandshakeState, error) {
+func sturdyHandshake(random io.Reader, initiator bool, static noise.DHKey, peer []byte) (*noise.HandshakeState, error) {
+	if random == nil {
+		random = rand.Reader
+	}
 	return noise.NewHandshakeState(noise.Config{
 		CipherSuite:   cipherSuite,
-		Random:        rand.Reader,
+		Random:        random,
 		Pattern:       noise.HandshakeN,
 		Initiator:     initiator,
 		Prologue:      []byte(sturdyPrologue),
@@ -182,7 +186,7 @@ func (n *Node) Resolve(ctx context.Context, sturdy string) (actor.Ref, error) {
 		}
 		return actor.Ref{}, fmt.Errorf("%w: sturdy ref not exported on node %s", actor.ErrDead, n.name)
 	}
-	hs, err := sturdyHandshake(true, noise.DHKey{}, pub)
+	hs, err := sturdyHandshake(n.sturdyRandom, true, noise.DHKey{}, pub)
 	if err != nil {
 		return actor.Ref{}, fmt.Errorf("%w: %v", ErrBadSturdyRef, err)
 	}
@@ -224,7 +228,7 @@ func (n *Node) Resolve(ctx context.Context, sturdy string) (actor.Ref, error) {
 // returns the answer sealed for the asker, or false if the request cannot
 // be opened or names nothing exported: the asker gets ErrDead, whichever.
 func (n *Node) answerResolve(req []byte) ([]byte, bool) {
-	hs, err := sturdyHandshake(false, n.sec.static, nil)
+	hs, err := sturdyHandshake(n.sturdyRandom, false, n.sec.static, nil)
 	if err != nil {
 		return nil, false
 	}

@@ -201,7 +201,7 @@ func TestSturdyExchangeBindsTheKey(t *testing.T) {
 	named, impostor := keyOf(), keyOf()
 	swiss := []byte("0123456789abcdef")
 	ask := func() ([]byte, *noise.CipherState) {
-		hs, err := sturdyHandshake(true, noise.DHKey{}, named.Public)
+		hs, err := sturdyHandshake(nil, true, noise.DHKey{}, named.Public)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,13 +213,13 @@ func TestSturdyExchangeBindsTheKey(t *testing.T) {
 	}
 
 	req, _ := ask()
-	hs, _ := sturdyHandshake(false, impostor, nil)
+	hs, _ := sturdyHandshake(nil, false, impostor, nil)
 	if _, _, _, err := hs.ReadMessage(nil, req); err == nil {
 		t.Fatal("a request sealed to one key opened with another")
 	}
 
 	req, back := ask()
-	hs, _ = sturdyHandshake(false, named, nil)
+	hs, _ = sturdyHandshake(nil, false, named, nil)
 	got, _, answer, err := hs.ReadMessage(nil, req)
 	if err != nil || string(got) != string(swiss) {
 		t.Fatalf("the named key could not open the request: %q, %v", got, err)
@@ -231,7 +231,7 @@ func TestSturdyExchangeBindsTheKey(t *testing.T) {
 
 	// An impostor that saw the request but not the key cannot answer it.
 	_, back = ask()
-	hs, _ = sturdyHandshake(true, noise.DHKey{}, impostor.Public) // its own exchange, under its own key
+	hs, _ = sturdyHandshake(nil, true, noise.DHKey{}, impostor.Public) // its own exchange, under its own key
 	_, _, forged, _ := hs.WriteMessage(nil, nil)
 	junk, _ := forged.Encrypt(nil, nil, []byte("a forged id!!!!!!!!!!!!!!!"))
 	if _, err := back.Decrypt(nil, nil, junk); err == nil {

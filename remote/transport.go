@@ -122,7 +122,7 @@ func (n *Node) dial(p *peer, epoch uint64) {
 		s.d.dial(p.addr, oc)
 		return
 	}
-	go n.dialFailed(oc, ErrClosed)
+	n.offNetwork(func() { n.dialFailed(oc, ErrClosed) })
 }
 
 // dialFailed ends oc's epoch: the driver could not connect.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/memnet"
+	"github.com/actord/actord/internal/simhook"
 )
 
 // The in-memory driver: a node on a memnet.Network, on its virtual time,
@@ -18,14 +19,33 @@ import (
 // and not in a test file so that a simulator package can use it (through
 // newMemNode) once remote exposes it to it.
 
+// init hands the in-memory node to the simulator (package sim).
+func init() {
+	simhook.Remote = func(sys *actor.System, cfg Config, nw *memnet.Network, clk simhook.Clock) (*Node, func() error, func()) {
+		n := newMemNode(sys, cfg, nw, hookClock{clk})
+		return n, n.startMem, n.stopMem
+	}
+}
+
+// hookClock is the simulator's clock as a node's.
+type hookClock struct{ simhook.Clock }
+
+func (c hookClock) AfterFunc(d time.Duration, f func()) timer { return c.Clock.AfterFunc(d, f) }
+
 // newMemNode makes a node for sys that runs on nw, listening at
-// cfg.Listen ("ip:port"): its clock is the network's and its randomness
-// (backoff jitter, incarnation, handshake keys) comes from the network's
-// seed. Give it cfg.PrivateKey for a reproducible identity. Start it with
-// startMem, not Serve.
-func newMemNode(sys *actor.System, cfg Config, nw *memnet.Network) *Node {
+// cfg.Listen ("ip:port"): its clock is clk (nil: the network's) and its
+// randomness (backoff jitter, incarnation, handshake and sturdy-ref keys)
+// comes from the network's seed. Give it cfg.PrivateKey for a reproducible
+// identity. Start it with startMem, not Serve.
+func newMemNode(sys *actor.System, cfg Config, nw *memnet.Network, clk clock) *Node {
 	n := New(sys, cfg)
-	n.clk = memClock{nw}
+	if clk == nil {
+		clk = memClock{nw}
+	}
+	n.clk = clk
+	if n.ev != nil {
+		n.ev.now = clk.Now
+	}
 	n.rnd = mrand.New(mrand.NewPCG(nw.Rand(), nw.Rand()))
 	n.inc = nw.Rand()
 	if n.sec != nil {
@@ -37,6 +57,8 @@ func newMemNode(sys *actor.System, cfg Config, nw *memnet.Network) *Node {
 			}
 		}
 		n.sec.random = mrand.NewChaCha8(seed)
+		seed[0] ^= 1
+		n.sturdyRandom = mrand.NewChaCha8(seed)
 	}
 	host, _, _ := net.SplitHostPort(n.cfg.Listen)
 	n.mkDriver = func(n *Node) driver { return &memDriver{n: n, nw: nw, host: host} }
