@@ -1,0 +1,430 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/remote"
+)
+
+// The swarm: every node runs a server and a client; each client links to,
+// monitors, sends numbered messages to and asks every server, while the
+// test injects a random mix of faults. A checker records what the actors
+// see and the invariants are checked once the faults end and the cluster
+// has settled.
+
+type (
+	swTick    struct{}
+	swTargets []swTarget
+	swTarget  struct {
+		id  string
+		ref actor.Ref
+	}
+	swHello struct{ id string }
+	swSeq   struct {
+		id  string
+		seq int
+	}
+	swAsk struct{ n int }
+)
+
+// checker records what the swarm's actors see and holds the invariants.
+type checker struct {
+	w          *World
+	violations []string
+	asks       map[int]int    // ask id -> times settled
+	askOwner   map[int]string // ask id -> asking client
+	nextAsk    int
+	downs      map[[2]string][]error // (watcher, target) -> reasons
+	exits      map[[2]string][]error // (actor, other end) -> reasons
+	seqs       map[[2]string]bool    // (server, client): the server got numbered messages
+	alive      map[string]bool       // actor id -> its incarnation is alive
+	servers    map[*Node]actor.Ref
+	clients    map[*Node]actor.Ref
+}
+
+func (k *checker) violate(format string, a ...any) {
+	s := fmt.Sprintf(format, a...)
+	k.w.Logf("VIOLATION %s", s)
+	k.violations = append(k.violations, fmt.Sprintf("at %v: %s", k.w.Elapsed(), s))
+}
+
+func okReason(err error) bool {
+	return errors.Is(err, remote.ErrNodeDown) || errors.Is(err, actor.ErrDead) || errors.Is(err, actor.ErrShutdown)
+}
+
+// server answers asks, checks the order of numbered messages per client,
+// and records the exit signals of its links (it traps exits).
+func (k *checker) server(id string) actor.Actor {
+	ids := map[actor.Ref]string{}
+	last := map[string]int{}
+	return fn(func(c *actor.Context, msg any) (any, error) {
+		switch m := msg.(type) {
+		case swHello:
+			ids[c.Sender()] = m.id
+		case swSeq:
+			if m.seq <= last[m.id] {
+				k.violate("%s got message %d from %s after %d: reordered", id, m.seq, m.id, last[m.id])
+			}
+			last[m.id] = m.seq
+			k.seqs[[2]string{id, m.id}] = true
+		case swAsk:
+			return m.n, nil
+		case actor.Exited:
+			other, ok := ids[m.From]
+			if !ok {
+				other = "unknown " + m.From.String()
+			}
+			k.exit(id, other, m.Reason)
+		}
+		return nil, nil
+	})
+}
+
+func (k *checker) exit(id, other string, reason error) {
+	p := [2]string{id, other}
+	k.exits[p] = append(k.exits[p], reason)
+	if len(k.exits[p]) > 1 {
+		k.violate("%s got %d exit signals for its link to %s: %v", id, len(k.exits[p]), other, k.exits[p])
+	}
+	if !okReason(reason) {
+		k.violate("%s: exit signal from %s with reason %v", id, other, reason)
+	}
+}
+
+// client links to, monitors, sends to and asks every server it is given.
+func (k *checker) client(id string) actor.Actor {
+	type target struct {
+		id    string
+		ref   actor.Ref
+		seq   int
+		ended bool
+	}
+	var ts []*target
+	byRef := map[actor.Ref]*target{}
+	ticks := 0
+	return fn(func(c *actor.Context, msg any) (any, error) {
+		switch m := msg.(type) {
+		case swTargets:
+			if ticks == 0 {
+				c.TrapExits(true)
+				c.Every(25*time.Millisecond, swTick{})
+				ticks = 1
+			}
+			for _, nt := range m {
+				if _, ok := byRef[nt.ref]; ok {
+					continue
+				}
+				t := &target{id: nt.id, ref: nt.ref}
+				ts = append(ts, t)
+				byRef[nt.ref] = t
+				_ = c.Send(t.ref, swHello{id})
+				if err := c.Link(t.ref); err != nil {
+					t.ended = true // not linked: nothing to check
+					continue
+				}
+				if err := c.Monitor(t.ref); err != nil {
+					k.downs[[2]string{id, t.id}] = append(k.downs[[2]string{id, t.id}], fmt.Errorf("monitor failed: %w", err))
+				}
+			}
+		case swTick:
+			ticks++
+			for _, t := range ts {
+				if t.ended {
+					continue
+				}
+				t.seq++
+				_ = c.Send(t.ref, swSeq{id, t.seq})
+				if ticks%4 == 0 {
+					k.nextAsk++
+					a := k.nextAsk
+					k.asks[a], k.askOwner[a] = 0, id
+					c.AskTimeout(t.ref, swAsk{a}, time.Second).Then(func(c *actor.Context, v any, err error) {
+						k.asks[a]++
+						if k.asks[a] > 1 {
+							k.violate("ask %d of %s settled %d times", a, id, k.asks[a])
+						}
+						if err == nil && v != a {
+							k.violate("ask %d of %s answered %v", a, id, v)
+						}
+					})
+				}
+			}
+		case actor.Down:
+			t := byRef[m.Ref]
+			if t == nil {
+				k.violate("%s: Down for unknown %v", id, m.Ref)
+				break
+			}
+			p := [2]string{id, t.id}
+			k.downs[p] = append(k.downs[p], m.Reason)
+			if len(k.downs[p]) > 1 {
+				k.violate("%s got %d Downs for %s: %v", id, len(k.downs[p]), t.id, k.downs[p])
+			}
+			if !okReason(m.Reason) {
+				k.violate("%s: Down for %s with reason %v", id, t.id, m.Reason)
+			}
+		case actor.Exited:
+			t := byRef[m.From]
+			if t == nil {
+				k.violate("%s: exit signal from unknown %v", id, m.From)
+				break
+			}
+			t.ended = true
+			k.exit(id, t.id, m.Reason)
+		}
+		return nil, nil
+	})
+}
+
+// ids of a node's actors in its current incarnation.
+func serverID(n *Node) string { return fmt.Sprintf("%s#%d/server", n.Name(), n.Incarnation()) }
+func clientID(n *Node) string { return fmt.Sprintf("%s#%d/client", n.Name(), n.Incarnation()) }
+
+// init is every node's start: its server and client.
+func (k *checker) init(n *Node) error {
+	sid, cid := serverID(n), clientID(n)
+	s, err := n.Spawn(func() actor.Actor { return k.server(sid) })
+	if err != nil {
+		return err
+	}
+	c, err := n.Spawn(func() actor.Actor { return k.client(cid) })
+	if err != nil {
+		return err
+	}
+	k.servers[n], k.clients[n] = s, c
+	k.alive[sid], k.alive[cid] = true, true
+	return nil
+}
+
+// crashed marks n's current actors dead (before the node goes down).
+func (k *checker) crashed(n *Node) {
+	k.alive[serverID(n)], k.alive[clientID(n)] = false, false
+}
+
+// spread gives every live client the servers of every live node.
+func (k *checker) spread() {
+	for _, cn := range k.w.nodes {
+		if !cn.Up() {
+			continue
+		}
+		var ts swTargets
+		for _, sn := range k.w.nodes {
+			if sn == cn || !sn.Up() {
+				continue
+			}
+			r, err := k.w.Ref(k.servers[sn], sn, cn)
+			if err != nil {
+				k.violate("import %s's server on %s: %v", sn.Name(), cn.Name(), err)
+				continue
+			}
+			ts = append(ts, swTarget{serverID(sn), r})
+		}
+		_ = cn.Send(k.clients[cn], ts)
+	}
+}
+
+// check holds the invariants once the cluster has settled.
+func (k *checker) check() {
+	for a, n := range k.asks {
+		if n != 1 && k.alive[k.askOwner[a]] {
+			k.violate("ask %d of %s settled %d times, want once", a, k.askOwner[a], n)
+		}
+	}
+	for p, rs := range k.downs {
+		watcher, target := p[0], p[1]
+		if k.alive[watcher] && !k.alive[target] && len(rs) != 1 {
+			k.violate("%s monitors %s (dead) and got %d Downs", watcher, target, len(rs))
+		}
+	}
+	for p := range k.downs { // every monitor made is in downs (maybe empty): see client
+		_ = p
+	}
+	// Links: a live actor linked to a dead one got exactly one exit signal;
+	// two live ones agree (both got one, or neither).
+	for _, cn := range k.w.nodes {
+		for inc := uint64(0); inc <= cn.Incarnation(); inc++ {
+			cid := fmt.Sprintf("%s#%d/client", cn.Name(), inc)
+			for _, sn := range k.w.nodes {
+				for sinc := uint64(0); sinc <= sn.Incarnation(); sinc++ {
+					sid := fmt.Sprintf("%s#%d/server", sn.Name(), sinc)
+					linked := k.seqs[[2]string{sid, cid}] // the link request came before the first numbered message
+					if !linked {
+						continue
+					}
+					ce, se := len(k.exits[[2]string{cid, sid}]), len(k.exits[[2]string{sid, cid}])
+					switch {
+					case k.alive[cid] && !k.alive[sid] && ce != 1:
+						k.violate("%s linked to %s (dead) got %d exit signals", cid, sid, ce)
+					case !k.alive[cid] && k.alive[sid] && se != 1:
+						k.violate("%s linked to %s (dead) got %d exit signals", sid, cid, se)
+					case k.alive[cid] && k.alive[sid] && ce != se:
+						k.violate("link %s - %s ended on one side only: %d and %d exit signals", cid, sid, ce, se)
+					}
+				}
+			}
+		}
+	}
+	for _, n := range k.w.nodes {
+		if !n.Up() {
+			continue
+		}
+		peers, _ := n.Remote().Peers(n.w.Now())
+		if len(peers) > len(k.w.nodes) {
+			k.violate("%s tracks %d peers for %d nodes", n.Name(), len(peers), len(k.w.nodes))
+		}
+	}
+}
+
+// swarm runs one seed: a random cluster, a random mix of faults for a
+// while, then a settled end where the invariants are checked. It returns
+// the violations and the world.
+func swarm(seed uint64, timeline int) ([]string, *World) {
+	w := New(Config{Seed: seed, Timeline: timeline})
+	k := &checker{w: w, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
+		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
+		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}}
+	rng := w.Rand()
+	nodes := 3 + rng.IntN(3)
+	for i := range nodes {
+		if _, err := w.AddNode(fmt.Sprintf("n%d", i), k.init); err != nil {
+			return []string{err.Error()}, w
+		}
+	}
+	k.spread()
+	w.Run(500 * time.Millisecond)
+
+	// Faults: each lasts a while and is undone at its end.
+	type undo struct {
+		at time.Time
+		f  func()
+	}
+	var undos []undo
+	pick := func() *Node { return w.nodes[rng.IntN(len(w.nodes))] }
+	pair := func() (*Node, *Node) {
+		a := rng.IntN(len(w.nodes))
+		b := (a + 1 + rng.IntN(len(w.nodes)-1)) % len(w.nodes)
+		return w.nodes[a], w.nodes[b]
+	}
+	end := w.Now().Add(time.Duration(10+rng.IntN(20)) * time.Second)
+	for w.Now().Before(end) {
+		d := time.Duration(100+rng.IntN(3000)) * time.Millisecond
+		switch f := rng.IntN(10); f {
+		case 0:
+			a, b := pair()
+			w.Logf("fault: partition %s %s for %v", a.Name(), b.Name(), d)
+			w.Partition(a, b)
+			undos = append(undos, undo{w.Now().Add(d), func() { w.Heal(a, b) }})
+		case 1:
+			a, b := pair()
+			w.Logf("fault: block %s->%s for %v", a.Name(), b.Name(), d)
+			w.Block(a, b)
+			undos = append(undos, undo{w.Now().Add(d), func() { w.Unblock(a, b) }})
+		case 2:
+			a, b := pair()
+			w.Logf("fault: cut %s %s", a.Name(), b.Name())
+			w.Cut(a, b)
+		case 3, 4:
+			n := pick()
+			if !n.Up() {
+				break
+			}
+			kill := f == 4
+			w.Logf("fault: %s %s for %v", map[bool]string{false: "crash", true: "kill"}[kill], n.Name(), d)
+			k.crashed(n)
+			if kill {
+				w.Kill(n)
+			} else {
+				w.Crash(n)
+			}
+			undos = append(undos, undo{w.Now().Add(d), func() {
+				if err := w.Restart(n); err != nil {
+					k.violate("restart %s: %v", n.Name(), err)
+				}
+				k.spread()
+			}})
+		case 5:
+			a, b := pair()
+			lo := time.Duration(rng.IntN(200)) * time.Millisecond
+			w.Logf("fault: latency %s->%s %v for %v", a.Name(), b.Name(), lo, d)
+			w.SetLatency(a, b, lo, lo+50*time.Millisecond)
+			undos = append(undos, undo{w.Now().Add(d), func() { w.ClearLatency(a, b) }})
+		case 6:
+			n := pick()
+			w.Logf("fault: slow %s for %v", n.Name(), d)
+			n.SetSlow(time.Millisecond)
+			undos = append(undos, undo{w.Now().Add(d), func() { n.SetSlow(0) }})
+		case 7:
+			n := pick()
+			drift := float64(rng.IntN(21)-10) / 100
+			w.Logf("fault: drift %s %+.2f", n.Name(), drift)
+			n.SetDrift(drift)
+		}
+		w.Run(time.Duration(50+rng.IntN(1000)) * time.Millisecond)
+		now := w.Now()
+		for i := 0; i < len(undos); {
+			if !undos[i].at.After(now) {
+				u := undos[i]
+				undos = slices.Delete(undos, i, i+1)
+				u.f()
+				continue
+			}
+			i++
+		}
+	}
+	// The end: every fault undone, every node up and given the servers.
+	for _, u := range undos {
+		u.f()
+	}
+	for _, n := range w.nodes {
+		n.SetSlow(0)
+		n.SetDrift(0)
+		if !n.Up() {
+			_ = w.Restart(n)
+		}
+	}
+	k.spread()
+	w.Logf("faults end")
+	w.Run(30 * time.Second)
+	k.check()
+	return k.violations, w
+}
+
+// TestSwarm runs -sim.seeds seeds from -sim.seed, each a random cluster
+// under a random mix of faults, and checks the invariants. A failing seed
+// is run again with its timeline, which is printed with the command that
+// replays it.
+func TestSwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the swarm runs many seeds")
+	}
+	wall := time.Now()
+	var events uint64
+	var virtual time.Duration
+	for i := range *flagSeeds {
+		seed := *flagSeed + uint64(i)
+		if testing.Verbose() {
+			fmt.Fprintln(os.Stderr, "seed", seed)
+		}
+		v, w := swarm(seed, 0)
+		events += w.Events()
+		virtual += w.Elapsed()
+		w.Close()
+		if len(v) > 0 {
+			_, w := swarm(seed, 3000)
+			w.Close()
+			t.Fatalf("seed %d: %d violations:\n  %s\ntimeline (last %d lines):\n%s\nreplay: go test ./sim -run 'TestSwarm$' -sim.seed=%d -sim.seeds=1 -v",
+				seed, len(v), strings.Join(v, "\n  "), len(w.Timeline()), strings.Join(w.Timeline(), "\n"), seed)
+		}
+	}
+	el := time.Since(wall)
+	t.Logf("%d seeds from %d: %d events, virtual %v in %v (%.0f events/s, virtual/wall %.0f)",
+		*flagSeeds, *flagSeed, events, virtual.Round(time.Second), el.Round(time.Millisecond),
+		float64(events)/el.Seconds(), virtual.Seconds()/el.Seconds())
+}
