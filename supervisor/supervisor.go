@@ -41,6 +41,7 @@ type child struct {
 	stale int           // Crashed messages known to be stale (see endOp)
 	crash actor.Crashed // the crash being handled (see why)
 	retry uint32        // generation of the queued retry: older tryAgains are stale
+	node  string        // a remote child: the node of its current (or last) instance
 }
 
 // tryAgain is the message a supervisor sends itself after a failed restart
@@ -137,7 +138,11 @@ func (s *sup) Start(c *actor.Context) error {
 	}
 	for i := 0; i < len(s.children); {
 		ch := s.children[i]
-		r, err := c.Spawn(ch.spec.Start, s.spawnOpts(ch)...)
+		var r actor.Ref
+		err := actor.ErrNotLocal // a remote child starts asynchronously too
+		if !ch.spec.remote() {
+			r, err = c.Spawn(ch.spec.Start, s.spawnOpts(ch)...)
+		}
 		switch {
 		case errors.Is(err, actor.ErrNotLocal):
 			// The rest start in order, asynchronously, once Start returns.
@@ -186,7 +191,7 @@ func (s *sup) Terminate(c *actor.Context, _ error) {
 		// stop (and turn a kill into a graceful stop).
 		_ = c.Unlink(ref)
 		switch {
-		case ref.Loop() != c.Loop():
+		case ref.IsRemote() || ref.Loop() != c.Loop():
 			c.StopAsync(ref, actor.ErrShutdown, t)
 		case t < 0:
 			_ = c.Kill(ref)
@@ -301,7 +306,7 @@ func (s *sup) process(c *actor.Context, ev event) {
 			ci := ChildInfo{ID: ch.spec.ID, State: st, Running: st == ChildRunning,
 				Supervisor: ch.spec.Supervisor, Significant: ch.spec.Significant, Restart: ch.spec.Restart}
 			if st == ChildRunning {
-				ci.Ref = ch.ref
+				ci.Ref, ci.Node = ch.ref, ch.node
 			}
 			out = append(out, ci)
 		}
@@ -376,14 +381,21 @@ func (s *sup) onStartChild(m StartChild, p *pending) {
 		}
 		tmpl := s.spec.Children[0]
 		if cs.Start != nil {
-			tmpl.Start = cs.Start
+			tmpl.Start, tmpl.Remote = cs.Start, Remote{}
+		}
+		if cs.remote() {
+			tmpl.Start, tmpl.Remote = nil, cs.Remote
 		}
 		if cs.ID != "" {
 			tmpl.ID = cs.ID
 		}
+		if err := tmpl.check(&s.spec, "StartChild.Spec"); err != nil {
+			p.reply(nil, err)
+			return
+		}
 		cs = tmpl
 	} else {
-		if err := cs.check(s.spec.AutoShutdown, "StartChild.Spec"); err != nil {
+		if err := cs.check(&s.spec, "StartChild.Spec"); err != nil {
 			p.reply(nil, err)
 			return
 		}
@@ -822,6 +834,23 @@ func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) 
 			}
 			then(c, res, err)
 		}
+		if ch.spec.remote() {
+			// Always a fresh instance: its node may have gone, and the
+			// placement may pick another.
+			return s.remoteSpawn(c, ch), func(c *actor.Context, v any, err error) {
+				if err == nil {
+					rs := v.(remoteStarted)
+					s.setRef(ch, rs.ref)
+					ch.node = rs.node
+					if err := c.Link(rs.ref); err != nil {
+						// Not linked (its node is down again): nothing
+						// would tell of its end, so it ends here.
+						_ = c.Send(c.Self(), actor.Exited{From: rs.ref, Reason: err})
+					}
+				}
+				finish(c, err)
+			}
+		}
 		if !ch.ref.IsZero() {
 			return c.RestartAsync(ch.ref), func(c *actor.Context, _ any, err error) { finish(c, err) }
 		}
@@ -850,7 +879,10 @@ func (s *sup) stopOp(ch *child, forRestart bool) op {
 			return actor.Promise{}, nil
 		}
 		t := s.timeoutArg(ch)
-		if ch.spec.Supervisor && ch.state == stRunning && t >= 0 {
+		// A remote child supervisor cannot be sent drain (unregistered
+		// across nodes): it is stopped, and stops its children in its
+		// Terminate.
+		if ch.spec.Supervisor && ch.state == stRunning && t >= 0 && !ch.spec.remote() {
 			return c.AskTimeout(ch.ref, drain{}, t), func(c *actor.Context, _ any, err error) {
 				kill := errors.Is(err, actor.ErrTimeout)
 				if kill {
@@ -879,7 +911,9 @@ func (s *sup) endOp(ch *child, forRestart, kill bool) op {
 					Reason: fmt.Errorf("shutdown timeout %v passed: %w", t, err)})
 			}
 		}
-		if forRestart {
+		// A remote child is not suspended but stopped: its restart is a
+		// fresh spawn (startOp).
+		if forRestart && !ch.spec.remote() {
 			return c.SuspendAsync(ref, actor.ErrRestart, t), func(c *actor.Context, _ any, err error) {
 				switch {
 				case err == nil:
