@@ -67,9 +67,13 @@ type Candidates struct {
 	Child string
 	// Live is Cluster.Live(): the nodes believed up, never empty.
 	Live []string
-	// Previous is the node the child's previous instance ran on ("" at its
-	// first start).
+	// Previous is the node of the child's previous instance, or of its
+	// last start attempt if that failed ("" at its first start).
 	Previous string
+	// Reason is why that instance ended (the exit reason: one matching
+	// remote.ErrNodeDown when its node was lost) or that attempt failed;
+	// nil when the supervisor itself took it down (a group restart).
+	Reason error
 	// Placed counts, by node, the running remote children of this
 	// supervisor (the one being placed excluded).
 	Placed map[string]int
@@ -81,17 +85,18 @@ type Candidates struct {
 var ErrNoNode = errors.New("supervisor: no live node for a remote child")
 
 // Spread is the default Placement: the live node with the fewest of the
-// supervisor's running remote children, preferring, among equals, another
-// node than the previous instance's (whose failure may be the node's), then
-// the first in Live's order.
+// supervisor's running remote children, the first in Live's order among
+// equals, and never the previous instance's node while another is live. A
+// restart thus moves the child: its node may be the cause (a node lost but
+// not yet known down, a node that fails its starts), and a restart elsewhere
+// does not depend on how soon the node's failure is detected.
 func Spread(c Candidates) (string, error) {
 	best, bestN := "", 0
 	for _, a := range c.Live {
-		n := 2 * c.Placed[a]
-		if a == c.Previous {
-			n++
+		if a == c.Previous && len(c.Live) > 1 {
+			continue
 		}
-		if best == "" || n < bestN {
+		if n := c.Placed[a]; best == "" || n < bestN {
 			best, bestN = a, n
 		}
 	}
@@ -150,7 +155,7 @@ func (s *sup) place(ch *child) (string, error) {
 	if place == nil {
 		place = Spread
 	}
-	addr, err := place(Candidates{Child: ch.spec.ID, Live: live, Previous: ch.node, Placed: placed})
+	addr, err := place(Candidates{Child: ch.spec.ID, Live: live, Previous: ch.node, Reason: ch.ended, Placed: placed})
 	if err != nil {
 		return "", fmt.Errorf("%w: child %q: placement: %w", ErrNoNode, ch.spec.ID, err)
 	}
@@ -168,6 +173,9 @@ func (s *sup) place(ch *child) (string, error) {
 // place the child settles the promise at once.
 func (s *sup) remoteSpawn(c *actor.Context, ch *child) actor.Promise {
 	addr, err := s.place(ch)
+	if err == nil {
+		ch.node = addr
+	}
 	id, r, cl := ch.spec.ID, ch.spec.Remote, s.spec.Cluster
 	return c.Blocking(func() (any, error) {
 		if err != nil {
@@ -183,12 +191,6 @@ func (s *sup) remoteSpawn(c *actor.Context, ch *child) actor.Promise {
 		if err != nil {
 			return nil, fmt.Errorf("remote start of %q (kind %q) on %s: %w", id, r.Kind, addr, err)
 		}
-		return remoteStarted{ref, addr}, nil
+		return ref, nil
 	})
-}
-
-// remoteStarted is the outcome of a remote spawn.
-type remoteStarted struct {
-	ref  actor.Ref
-	node string
 }

@@ -41,7 +41,8 @@ type child struct {
 	stale int           // Crashed messages known to be stale (see endOp)
 	crash actor.Crashed // the crash being handled (see why)
 	retry uint32        // generation of the queued retry: older tryAgains are stale
-	node  string        // a remote child: the node of its current (or last) instance
+	node  string        // a remote child: the node of its current instance, or of the last one or attempt
+	ended error         // a remote child: why that instance ended or attempt failed (Candidates.Reason)
 }
 
 // tryAgain is the message a supervisor sends itself after a failed restart
@@ -564,6 +565,7 @@ func (s *sup) onExit(c *actor.Context, m actor.Exited) {
 	}
 	s.setRef(ch, actor.Ref{})
 	ch.state = stStopped
+	ch.ended = m.Reason
 	s.report(c, &Report{Kind: ChildExited, ChildID: ch.spec.ID, Child: m.From, Reason: m.Reason})
 	s.failed(c, ch, m.Reason)
 }
@@ -838,14 +840,14 @@ func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) 
 			// Always a fresh instance: its node may have gone, and the
 			// placement may pick another.
 			return s.remoteSpawn(c, ch), func(c *actor.Context, v any, err error) {
+				ch.ended = err
 				if err == nil {
-					rs := v.(remoteStarted)
-					s.setRef(ch, rs.ref)
-					ch.node = rs.node
-					if err := c.Link(rs.ref); err != nil {
+					r := v.(actor.Ref)
+					s.setRef(ch, r)
+					if err := c.Link(r); err != nil {
 						// Not linked (its node is down again): nothing
 						// would tell of its end, so it ends here.
-						_ = c.Send(c.Self(), actor.Exited{From: rs.ref, Reason: err})
+						_ = c.Send(c.Self(), actor.Exited{From: r, Reason: err})
 					}
 				}
 				finish(c, err)
@@ -932,6 +934,7 @@ func (s *sup) endOp(ch *child, forRestart, kill bool) op {
 		}
 		s.setRef(ch, actor.Ref{})
 		ch.state = stStopped
+		ch.ended = nil
 		// Unlinked, no exit signal of the supervisor (which may stop right
 		// after) can overtake the stop and turn a kill into a graceful
 		// stop; the stop itself ends the child in every case.
