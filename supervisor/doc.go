@@ -60,7 +60,8 @@
 // of its node (a reason matching remote.ErrNodeDown) are exits handled by
 // the restart type, the intensity and the strategy as a local child's;
 // stops are acknowledged, with the shutdown timeout and then a kill. A
-// remote child is never restarted in place (its ref changes). In a
+// remote child is never restarted in place (its ref changes); a remote
+// child supervisor follows its parent's exit as a local one. In a
 // partition the old instance may run on for a while beside the new one;
 // docs/supervision.md, "Remote children", has the guarantees and limits.
 //

@@ -194,3 +194,20 @@ func (s *sup) remoteSpawn(c *actor.Context, ch *child) actor.Promise {
 		return ref, nil
 	})
 }
+
+// adopt handles a message that is a Ref equal to its sender: a supervisor
+// of another node that started this one as its child introduces itself,
+// after linking to it. A supervisor spawned by a remote spawn has no parent
+// on its node, and would otherwise take its parent's exit signal (it traps
+// exits) for a stranger's and ignore it, leaving its subtree running when
+// its parent ends or its parent's node is lost. Once adopted, it follows
+// that actor's exit as OTP's supervisor follows its parent's. A bare Ref is
+// used because it is the one message type every node decodes without
+// registration. It confers nothing: whoever holds this supervisor's ref may
+// stop it anyway. Only the first introduction of a parentless supervisor
+// counts.
+func (s *sup) adopt(c *actor.Context, r actor.Ref) {
+	if r == c.Sender() && r.IsRemote() && c.Parent().IsZero() && s.adopted.IsZero() {
+		s.adopted = r
+	}
+}

@@ -401,3 +401,37 @@ func TestRemoteNodeFailuresEscalate(t *testing.T) {
 func crashLine(id string) string {
 	return fmt.Sprintf("stop %s actor <ref> crashed: crash %s", id, id)
 }
+
+// A child supervisor started on another node follows its parent as a local
+// one does: when the parent is killed, or the parent's node is lost (as in
+// a partition, once the child's side sees it), the remote subtree stops in
+// order instead of running on without a supervisor.
+func TestRemoteChildSupervisorFollowsParent(t *testing.T) {
+	for _, how := range []string{"parent killed", "parent's node lost"} {
+		t.Run(how, func(t *testing.T) {
+			n := newThreeNodes(t)
+			remote.RegisterKindOf(n.b.node, "test.subtree", func(string) (actor.Factory, error) {
+				return New(Spec{Name: "sub", Logger: quiet, Children: workers(n.rec, "p1", "p2")}), nil
+			})
+			top := spawnSup(t, n.a.sys, Spec{Cluster: n.cluster(), Children: []ChildSpec{
+				{ID: "sub", Supervisor: true, Remote: Remote{Kind: "test.subtree", Node: n.b.addr()}},
+			}})
+			expectWait(t, n.rec, "start p1", "start p2")
+			sub := waitChildren(t, n.a.sys, top, "sub running", running("sub"))[0].Ref
+			// The parent introduced itself right after linking, before
+			// this ask on the same connection: the answer (any) means
+			// the introduction was handled.
+			_, _ = ask(t, n.a.sys, sub, "sync")
+			if how == "parent killed" {
+				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+				defer cancel()
+				if err := n.a.sys.Kill(ctx, top); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				n.a.stopNet()
+			}
+			expectWait(t, n.rec, "stop p2 shutdown", "stop p1 shutdown")
+		})
+	}
+}

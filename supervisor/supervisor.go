@@ -101,6 +101,9 @@ type sup struct {
 	deferred []event
 	busy     bool // an op is waiting for its promise
 	exiting  bool
+	// adopted is the parent of a supervisor spawned on this node for a
+	// supervisor of another node (it has no parent here): see adopt.
+	adopted actor.Ref
 }
 
 func (s *sup) simple() bool { return s.spec.Strategy == SimpleOneForOne }
@@ -211,6 +214,9 @@ func (s *sup) Receive(c *actor.Context, msg any) (any, error) {
 		if m.owner == s {
 			s.submit(c, event{msg: m})
 		}
+		return nil, nil
+	case actor.Ref:
+		s.adopt(c, m)
 		return nil, nil
 	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain:
 		p := &pending{}
@@ -553,7 +559,11 @@ func (ch *child) why(reason error) error {
 }
 
 func (s *sup) onExit(c *actor.Context, m actor.Exited) {
-	if p := c.Parent(); !p.IsZero() && m.From == p {
+	p := c.Parent()
+	if p.IsZero() {
+		p = s.adopted
+	}
+	if !p.IsZero() && m.From == p {
 		// The parent is gone: stop the children in order and follow it.
 		s.stopAll()
 		s.ops = append(s.ops, s.exitOp(m.Reason))
@@ -848,6 +858,10 @@ func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) 
 						// Not linked (its node is down again): nothing
 						// would tell of its end, so it ends here.
 						_ = c.Send(c.Self(), actor.Exited{From: r, Reason: err})
+					} else if ch.spec.Supervisor {
+						// Introduce itself as its parent (see adopt),
+						// behind the link on the same connection.
+						_ = c.Send(r, c.Self())
 					}
 				}
 				finish(c, err)
