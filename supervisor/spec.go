@@ -335,9 +335,10 @@ func Worker(id string, start actor.Factory, opts ...actor.SpawnOption) ChildSpec
 // ErrAlreadyPresent otherwise); it is started after the existing children
 // (and stopped before them); if its start fails it is not kept, and if it
 // is ignored it is kept, not running (unless temporary). Under
-// SimpleOneForOne the template is used, with Spec.Start and Spec.ID, if
-// set, instead of the template's (the way to pass per-child arguments);
-// the other fields come from the template and must be left zero.
+// SimpleOneForOne the template is used, with Spec.Start (or Spec.Remote,
+// for a child on another node) and Spec.ID, if set, instead of the
+// template's (the way to pass per-child arguments); the other fields come
+// from the template and must be left zero.
 type StartChild struct{ Spec ChildSpec }
 
 // TerminateChild stops a child (its shutdown timeout applies) and keeps its

@@ -16,10 +16,10 @@ import (
 // one fails to start, the ones already started are stopped in reverse order
 // and Start fails with an error matching ErrStartFailed and wrapping the
 // child's error (so the spawn, or the parent supervisor's own start,
-// fails). Children placed on other loops are started asynchronously, right
-// after Start, in the same order; a failure there makes the supervisor stop
-// the started children and stop itself with a reason matching
-// ErrStartFailed and actor.ErrShutdown.
+// fails). Children placed on other loops or other nodes are started
+// asynchronously, right after Start, in the same order; a failure there
+// makes the supervisor stop the started children and stop itself with a
+// reason matching ErrStartFailed and actor.ErrShutdown.
 func New(spec Spec) actor.Factory {
 	return func() actor.Actor { return &sup{spec: spec} }
 }
@@ -383,7 +383,7 @@ func (s *sup) onStartChild(m StartChild, p *pending) {
 	if s.simple() {
 		if f := templateOnly(cs); f != "" {
 			p.reply(nil, &SpecError{Child: fmt.Sprintf("%q", cs.ID), Field: f,
-				Reason: "comes from the template under simple_one_for_one; set only Start and ID"})
+				Reason: "comes from the template under simple_one_for_one; set only Start (or Remote) and ID"})
 			return
 		}
 		tmpl := s.spec.Children[0]
