@@ -49,6 +49,22 @@
 // their meaning: under OneForAll the siblings on the other loop have ended
 // before anything restarts.
 //
+// # Children on other nodes
+//
+// ChildSpec.Remote places a child on another node of Spec.Cluster
+// (remote.NodeSet over a remote.Node): it is made there from a registered
+// kind at every start and restart, on a node pinned by Remote.Node or
+// picked by Remote.Place (default Spread) among the live ones. The spawn
+// runs on the system's worker pool, so the supervisor's loop never blocks.
+// The child is linked to the supervisor: its crash, its stop and the loss
+// of its node (a reason matching remote.ErrNodeDown) are exits handled by
+// the restart type, the intensity and the strategy as a local child's;
+// stops are acknowledged, with the shutdown timeout and then a kill. A
+// remote child is never restarted in place (its ref changes); a remote
+// child supervisor follows its parent's exit as a local one. In a
+// partition the old instance may run on for a while beside the new one;
+// docs/supervision.md, "Remote children", has the guarantees and limits.
+//
 // # Shutdown timeouts and kills
 //
 // A stop on the supervisor's own loop is synchronous: the child's Terminate

@@ -125,9 +125,14 @@ type ChildSpec struct {
 	// of the child's path in reports.
 	ID string
 	// Start makes the child's actor (called at every start and restart;
-	// required). The actor's Start method may return an error matching
-	// ErrIgnore to tell the supervisor not to start it (OTP's ignore).
+	// required, unless Remote places the child on another node). The
+	// actor's Start method may return an error matching ErrIgnore to tell
+	// the supervisor not to start it (OTP's ignore).
 	Start actor.Factory
+	// Remote, when its Kind is set, places the child on another node of
+	// Spec.Cluster, created there from a registered kind instead of Start
+	// (which must then be nil), at every start and restart. See Remote.
+	Remote Remote
 	// Restart is the child's restart type (default Permanent).
 	Restart RestartType
 	// Shutdown bounds how long the supervisor waits for the child to end
@@ -148,6 +153,7 @@ type ChildSpec struct {
 	Significant bool
 	// Options are extra spawn options, e.g. actor.OnLoop(i) to place the
 	// child on another loop. Children go on the supervisor's loop by default.
+	// A remote child takes none.
 	Options []actor.SpawnOption
 }
 
@@ -177,6 +183,9 @@ type Spec struct {
 	Name string
 	// Logger receives the crash and restart reports. Default slog.Default().
 	Logger *slog.Logger
+	// Cluster is where the remote children (ChildSpec.Remote) are created:
+	// required when one is, including one StartChild adds later.
+	Cluster Cluster
 }
 
 // Errors of supervisors. Test for them with errors.Is.
@@ -257,7 +266,7 @@ func (sp Spec) Validate() error {
 	}
 	seen := make(map[string]bool, len(sp.Children))
 	for i, cs := range sp.Children {
-		if err := cs.check(sp.AutoShutdown, fmt.Sprintf("Children[%d]", i)); err != nil {
+		if err := cs.check(&sp, fmt.Sprintf("Children[%d]", i)); err != nil {
 			return err
 		}
 		if seen[cs.ID] {
@@ -268,17 +277,21 @@ func (sp Spec) Validate() error {
 	return nil
 }
 
-// check validates cs for a supervisor with the given auto-shutdown mode;
-// name stands for the child when it has no ID.
-func (cs ChildSpec) check(auto AutoShutdown, name string) *SpecError {
+// check validates cs for the supervisor of spec sp; name stands for the
+// child when it has no ID.
+func (cs ChildSpec) check(sp *Spec, name string) *SpecError {
 	if cs.ID != "" {
 		name = fmt.Sprintf("%q", cs.ID)
 	}
+	auto := sp.AutoShutdown
 	bad := func(field, reason string) *SpecError { return &SpecError{Child: name, Field: field, Reason: reason} }
+	if err := cs.Remote.check(cs, sp); err != nil {
+		return bad(err[0], err[1])
+	}
 	switch {
 	case cs.ID == "":
 		return bad("ID", "empty")
-	case cs.Start == nil:
+	case cs.Start == nil && !cs.remote():
 		return bad("Start", "nil")
 	case cs.Restart > Temporary:
 		return bad("Restart", fmt.Sprintf("unknown restart type %d", cs.Restart))
@@ -322,9 +335,10 @@ func Worker(id string, start actor.Factory, opts ...actor.SpawnOption) ChildSpec
 // ErrAlreadyPresent otherwise); it is started after the existing children
 // (and stopped before them); if its start fails it is not kept, and if it
 // is ignored it is kept, not running (unless temporary). Under
-// SimpleOneForOne the template is used, with Spec.Start and Spec.ID, if
-// set, instead of the template's (the way to pass per-child arguments);
-// the other fields come from the template and must be left zero.
+// SimpleOneForOne the template is used, with Spec.Start (or Spec.Remote,
+// for a child on another node) and Spec.ID, if set, instead of the
+// template's (the way to pass per-child arguments); the other fields come
+// from the template and must be left zero.
 type StartChild struct{ Spec ChildSpec }
 
 // TerminateChild stops a child (its shutdown timeout applies) and keeps its
@@ -419,4 +433,7 @@ type ChildInfo struct {
 	Supervisor  bool
 	Significant bool
 	Restart     RestartType
+	// Node is the address of the node a running remote child is on ("" for
+	// a child of this node).
+	Node string
 }

@@ -16,10 +16,10 @@ import (
 // one fails to start, the ones already started are stopped in reverse order
 // and Start fails with an error matching ErrStartFailed and wrapping the
 // child's error (so the spawn, or the parent supervisor's own start,
-// fails). Children placed on other loops are started asynchronously, right
-// after Start, in the same order; a failure there makes the supervisor stop
-// the started children and stop itself with a reason matching
-// ErrStartFailed and actor.ErrShutdown.
+// fails). Children placed on other loops or other nodes are started
+// asynchronously, right after Start, in the same order; a failure there
+// makes the supervisor stop the started children and stop itself with a
+// reason matching ErrStartFailed and actor.ErrShutdown.
 func New(spec Spec) actor.Factory {
 	return func() actor.Actor { return &sup{spec: spec} }
 }
@@ -41,6 +41,8 @@ type child struct {
 	stale int           // Crashed messages known to be stale (see endOp)
 	crash actor.Crashed // the crash being handled (see why)
 	retry uint32        // generation of the queued retry: older tryAgains are stale
+	node  string        // a remote child: the node of its current instance, or of the last one or attempt
+	ended error         // a remote child: why that instance ended or attempt failed (Candidates.Reason)
 }
 
 // tryAgain is the message a supervisor sends itself after a failed restart
@@ -99,6 +101,9 @@ type sup struct {
 	deferred []event
 	busy     bool // an op is waiting for its promise
 	exiting  bool
+	// adopted is the parent of a supervisor spawned on this node for a
+	// supervisor of another node (it has no parent here): see adopt.
+	adopted actor.Ref
 }
 
 func (s *sup) simple() bool { return s.spec.Strategy == SimpleOneForOne }
@@ -137,7 +142,11 @@ func (s *sup) Start(c *actor.Context) error {
 	}
 	for i := 0; i < len(s.children); {
 		ch := s.children[i]
-		r, err := c.Spawn(ch.spec.Start, s.spawnOpts(ch)...)
+		var r actor.Ref
+		err := actor.ErrNotLocal // a remote child starts asynchronously too
+		if !ch.spec.remote() {
+			r, err = c.Spawn(ch.spec.Start, s.spawnOpts(ch)...)
+		}
 		switch {
 		case errors.Is(err, actor.ErrNotLocal):
 			// The rest start in order, asynchronously, once Start returns.
@@ -186,7 +195,7 @@ func (s *sup) Terminate(c *actor.Context, _ error) {
 		// stop (and turn a kill into a graceful stop).
 		_ = c.Unlink(ref)
 		switch {
-		case ref.Loop() != c.Loop():
+		case ref.IsRemote() || ref.Loop() != c.Loop():
 			c.StopAsync(ref, actor.ErrShutdown, t)
 		case t < 0:
 			_ = c.Kill(ref)
@@ -205,6 +214,9 @@ func (s *sup) Receive(c *actor.Context, msg any) (any, error) {
 		if m.owner == s {
 			s.submit(c, event{msg: m})
 		}
+		return nil, nil
+	case actor.Ref:
+		s.adopt(c, m)
 		return nil, nil
 	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain:
 		p := &pending{}
@@ -301,7 +313,7 @@ func (s *sup) process(c *actor.Context, ev event) {
 			ci := ChildInfo{ID: ch.spec.ID, State: st, Running: st == ChildRunning,
 				Supervisor: ch.spec.Supervisor, Significant: ch.spec.Significant, Restart: ch.spec.Restart}
 			if st == ChildRunning {
-				ci.Ref = ch.ref
+				ci.Ref, ci.Node = ch.ref, ch.node
 			}
 			out = append(out, ci)
 		}
@@ -371,19 +383,26 @@ func (s *sup) onStartChild(m StartChild, p *pending) {
 	if s.simple() {
 		if f := templateOnly(cs); f != "" {
 			p.reply(nil, &SpecError{Child: fmt.Sprintf("%q", cs.ID), Field: f,
-				Reason: "comes from the template under simple_one_for_one; set only Start and ID"})
+				Reason: "comes from the template under simple_one_for_one; set only Start (or Remote) and ID"})
 			return
 		}
 		tmpl := s.spec.Children[0]
 		if cs.Start != nil {
-			tmpl.Start = cs.Start
+			tmpl.Start, tmpl.Remote = cs.Start, Remote{}
+		}
+		if cs.remote() {
+			tmpl.Start, tmpl.Remote = nil, cs.Remote
 		}
 		if cs.ID != "" {
 			tmpl.ID = cs.ID
 		}
+		if err := tmpl.check(&s.spec, "StartChild.Spec"); err != nil {
+			p.reply(nil, err)
+			return
+		}
 		cs = tmpl
 	} else {
-		if err := cs.check(s.spec.AutoShutdown, "StartChild.Spec"); err != nil {
+		if err := cs.check(&s.spec, "StartChild.Spec"); err != nil {
 			p.reply(nil, err)
 			return
 		}
@@ -540,7 +559,11 @@ func (ch *child) why(reason error) error {
 }
 
 func (s *sup) onExit(c *actor.Context, m actor.Exited) {
-	if p := c.Parent(); !p.IsZero() && m.From == p {
+	p := c.Parent()
+	if p.IsZero() {
+		p = s.adopted
+	}
+	if !p.IsZero() && m.From == p {
 		// The parent is gone: stop the children in order and follow it.
 		s.stopAll()
 		s.ops = append(s.ops, s.exitOp(m.Reason))
@@ -552,6 +575,7 @@ func (s *sup) onExit(c *actor.Context, m actor.Exited) {
 	}
 	s.setRef(ch, actor.Ref{})
 	ch.state = stStopped
+	ch.ended = m.Reason
 	s.report(c, &Report{Kind: ChildExited, ChildID: ch.spec.ID, Child: m.From, Reason: m.Reason})
 	s.failed(c, ch, m.Reason)
 }
@@ -822,6 +846,27 @@ func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) 
 			}
 			then(c, res, err)
 		}
+		if ch.spec.remote() {
+			// Always a fresh instance: its node may have gone, and the
+			// placement may pick another.
+			return s.remoteSpawn(c, ch), func(c *actor.Context, v any, err error) {
+				ch.ended = err
+				if err == nil {
+					r := v.(actor.Ref)
+					s.setRef(ch, r)
+					if err := c.Link(r); err != nil {
+						// Not linked (its node is down again): nothing
+						// would tell of its end, so it ends here.
+						_ = c.Send(c.Self(), actor.Exited{From: r, Reason: err})
+					} else if ch.spec.Supervisor {
+						// Introduce itself as its parent (see adopt),
+						// behind the link on the same connection.
+						_ = c.Send(r, c.Self())
+					}
+				}
+				finish(c, err)
+			}
+		}
 		if !ch.ref.IsZero() {
 			return c.RestartAsync(ch.ref), func(c *actor.Context, _ any, err error) { finish(c, err) }
 		}
@@ -850,7 +895,10 @@ func (s *sup) stopOp(ch *child, forRestart bool) op {
 			return actor.Promise{}, nil
 		}
 		t := s.timeoutArg(ch)
-		if ch.spec.Supervisor && ch.state == stRunning && t >= 0 {
+		// A remote child supervisor cannot be sent drain (unregistered
+		// across nodes): it is stopped, and stops its children in its
+		// Terminate.
+		if ch.spec.Supervisor && ch.state == stRunning && t >= 0 && !ch.spec.remote() {
 			return c.AskTimeout(ch.ref, drain{}, t), func(c *actor.Context, _ any, err error) {
 				kill := errors.Is(err, actor.ErrTimeout)
 				if kill {
@@ -879,7 +927,9 @@ func (s *sup) endOp(ch *child, forRestart, kill bool) op {
 					Reason: fmt.Errorf("shutdown timeout %v passed: %w", t, err)})
 			}
 		}
-		if forRestart {
+		// A remote child is not suspended but stopped: its restart is a
+		// fresh spawn (startOp).
+		if forRestart && !ch.spec.remote() {
 			return c.SuspendAsync(ref, actor.ErrRestart, t), func(c *actor.Context, _ any, err error) {
 				switch {
 				case err == nil:
@@ -898,6 +948,7 @@ func (s *sup) endOp(ch *child, forRestart, kill bool) op {
 		}
 		s.setRef(ch, actor.Ref{})
 		ch.state = stStopped
+		ch.ended = nil
 		// Unlinked, no exit signal of the supervisor (which may stop right
 		// after) can overtake the stop and turn a kill into a graceful
 		// stop; the stop itself ends the child in every case.
