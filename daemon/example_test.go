@@ -104,4 +104,6 @@ func ExampleKind() {
 
 type greeter string
 
-func (g greeter) Receive(_ *actor.Context, msg any) (any, error) { return string(g) + fmt.Sprint(msg), nil }
+func (g greeter) Receive(_ *actor.Context, msg any) (any, error) {
+	return string(g) + fmt.Sprint(msg), nil
+}

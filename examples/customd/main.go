@@ -34,4 +34,6 @@ func greeter(greeting string) (actor.Factory, error) {
 
 type greet string
 
-func (g greet) Receive(_ *actor.Context, msg any) (any, error) { return fmt.Sprintf("%s, %v", g, msg), nil }
+func (g greet) Receive(_ *actor.Context, msg any) (any, error) {
+	return fmt.Sprintf("%s, %v", g, msg), nil
+}
