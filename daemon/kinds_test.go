@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,30 @@ func TestDaemonConfigKinds(t *testing.T) {
 		if err := cfg.WithDefaults().Validate(); !errors.Is(err, ErrConfig) {
 			t.Errorf("kind %q: %v, want ErrConfig", name, err)
 		}
+	}
+}
+
+// TestKindArgsHostile: arguments as deep and as wide as a remote node lets
+// through (remote's payload depth limit is 100) are refused with an error,
+// without a panic; what is decoded again is what was already decoded.
+func TestKindArgsHostile(t *testing.T) {
+	var deep any = "x"
+	for range 100 {
+		deep = []any{deep}
+	}
+	wide := make(map[string]any, 100_000)
+	for i := range 100_000 {
+		wide[strconv.Itoa(i)] = int64(i)
+	}
+	var c counterArgs
+	k := argsKind(&c)
+	for name, args := range map[string]any{"deep": deep, "wide": wide, "deep field": map[string]any{"Start": deep}} {
+		if _, err := k(args); !errors.Is(err, remote.ErrKindArgs) {
+			t.Errorf("%s: %v, want remote.ErrKindArgs", name, err)
+		}
+	}
+	var xs []any
+	if _, err := argsKind(&xs)(deep); err != nil {
+		t.Errorf("deep into []any: %v", err)
 	}
 }
