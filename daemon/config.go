@@ -85,6 +85,16 @@ type Config struct {
 	Cluster cluster.Config
 	// Logger receives every log of the daemon. Default slog.Default().
 	Logger *slog.Logger
+
+	// Kinds are registered on the gateway (Gateway.RegisterKind) before
+	// the daemon is ready, so a client that read its ready line or its
+	// capability file can spawn them at once. See Kinds and Kind.
+	Kinds Kinds
+	// RegisterTypes, if set, registers the message types of the daemon's
+	// own actors on its remote node (remote.Register), before the daemon
+	// is ready: a package's RegisterTypes function, which its clients call
+	// too. An error fails Start with ErrConfig.
+	RegisterTypes func(n *remote.Node) error
 }
 
 // TokenFileName is the debug token's file name in the data dir.
@@ -208,6 +218,14 @@ func (c Config) Validate() error {
 	case 0, 16, 24, 32:
 	default:
 		return bad("gossip secret key of %d bytes: want 16, 24 or 32", len(c.Cluster.SecretKey))
+	}
+	for name, k := range c.Kinds {
+		if name == "" {
+			return bad("a kind with an empty name")
+		}
+		if k == nil {
+			return bad("kind %q: nil function", name)
+		}
 	}
 	return nil
 }

@@ -163,6 +163,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.treeDone = make(chan struct{})
 	errc := d.tree.Root.ServeBackground(tctx)
 	go func() { d.treeErr = <-errc; close(d.treeDone) }()
+	if cfg.RegisterTypes != nil { // before the node is ready: nothing it decodes can miss them
+		if err := cfg.RegisterTypes(d.node); err != nil {
+			d.abort() // the loops run under the tree: only it can stop them
+			return nil, fmt.Errorf("%w: register types: %w", ErrConfig, err)
+		}
+	}
 
 	sctx, scancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer scancel()

@@ -22,6 +22,12 @@
 // subscribe to it and emit on it, and the debug server streams it
 // (`actord debug events --follow`). See docs/events.md.
 //
+// Clients (package client) spawn the kinds of Config.Kinds, registered on
+// the daemon's gateway before it is ready; [Kind] makes one whose
+// arguments are typed. Package daemon/cli is the `actord` command line as a
+// library: a binary of your own with your kinds is a dozen lines (see
+// docs/deploy.md, "Your own daemon").
+//
 // Security: the remote transport is always encrypted (Noise, see
 // docs/remote.md). With Config.ClusterKeyFile, only nodes holding the same
 // cluster key can connect, and gossip is encrypted with a key derived from

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -186,9 +187,10 @@ func (d *Daemon) startGateway(ctx context.Context) error {
 	}
 	gctx, cancel := context.WithCancel(context.Background())
 	go func() { <-d.done; cancel() }()
-	g := &Gateway{d: d, ctx: gctx, kinds: map[string]remote.Kind{}, peers: map[string]peerGateway{},
+	g := &Gateway{d: d, ctx: gctx, kinds: make(map[string]remote.Kind, len(d.cfg.Kinds)), peers: map[string]peerGateway{},
 		pulls: map[string]*puller{}, file: filepath.Join(d.cfg.DataDir, CapabilityFile),
 		static: noise.DHKey{Private: d.nodeKey, Public: d.node.PublicKey()}}
+	maps.Copy(g.kinds, d.cfg.Kinds) // before the gateway runs: no spawn finds them missing
 	ref, err := d.sys.Spawn(ctx, func() actor.Actor { return (*gatewayActor)(g) }, actor.Name("actord.gateway"))
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/daemon/cli"
 	"github.com/actord/actord/examples/kvstore"
 	"github.com/actord/actord/remote"
 )
@@ -225,7 +226,7 @@ loop:
 		}
 		args := []string{sub, "--addr", b.info.DebugAddr, "--token-file", b.info.TokenFile}
 		fmt.Fprintf(stdout, "$ actord debug %s\n", strings.Join(args, " "))
-		if code := debugMain(args, stdout, stderr); code != 0 {
+		if code := cli.Run(append([]string{"debug"}, args...), stdout, stderr, nil); code != 0 {
 			return fmt.Errorf("actord debug %s failed (exit %d)", sub, code)
 		}
 	}

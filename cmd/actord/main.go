@@ -1,15 +1,16 @@
-// Command actord is the actord daemon and its tools. Each subcommand lives
-// in a file of its own and registers itself in commands (from an init
-// function), so that main.go stays a small dispatcher:
-//
-//	actord debug ...   attach to a running daemon's debug server (debug.go)
+// Command actord is the actord daemon and its tools: the command line of
+// package daemon/cli (`actord run`, `actord debug`), which any program can
+// have with its own actor kinds (see docs/deploy.md, "Your own daemon"),
+// and the demo (demo.go), which hosts the kvstore example. Commands of
+// this program register themselves in commands from an init function of
+// their own file.
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
-	"slices"
+
+	"github.com/actord/actord/daemon/cli"
 )
 
 // command runs a subcommand with its arguments and returns the exit code
@@ -19,36 +20,15 @@ type command struct {
 	summary string
 }
 
-// commands maps subcommand names to their implementations.
+// commands are this program's commands beyond those of package cli.
 var commands = map[string]command{}
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	var opts []cli.Option
+	for name, c := range commands {
+		opts = append(opts, cli.Command(name, c.summary, c.run))
 	}
-	c, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "actord: unknown command %q (try: actord help)\n", args[0])
-		return 2
-	}
-	return c.run(args[1:], stdout, stderr)
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: actord COMMAND [ARGS]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'actord COMMAND -h' for a command's usage.")
+	return cli.Run(args, stdout, stderr, nil, opts...)
 }

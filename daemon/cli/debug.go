@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	commands["debug"] = command{run: debugMain, summary: "attach to a running daemon: loops, actors, tree, state, events, crashes, follow, peers, dump, patch, trace"}
+	builtins["debug"] = command{run: func(_ *program, args []string, stdout, stderr io.Writer) int { return debugMain(args, stdout, stderr) }, summary: "attach to a running daemon: loops, actors, tree, state, events, crashes, follow, peers, dump, patch, trace"}
 }
 
 // debugCmd is one `actord debug` subcommand.

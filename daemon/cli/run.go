@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	commands["run"] = command{run: runMain, summary: "run the daemon: loops, remote node, cluster membership, debug server"}
+	builtins["run"] = command{run: runMain, summary: "run the daemon: loops, remote node, cluster membership, debug server"}
 }
 
 // runConfig is what `actord run` can be told, by flags or by the JSON
@@ -220,7 +220,8 @@ func notify(log *slog.Logger, state string) {
 	}
 }
 
-func runMain(args []string, stdout, stderr io.Writer) int {
+// runMain is `actord run`: a daemon hosting the program's kinds.
+func runMain(p *program, args []string, stdout, stderr io.Writer) int {
 	cfg, rc, help, err := parseRun(args)
 	if help {
 		fmt.Fprintln(stdout, "usage: actord run [flags]\n\nRuns a daemon until SIGTERM or SIGINT (a second one forces the exit).\nOnce ready it prints one JSON line on stdout (see docs/deploy.md) and,\nunder systemd (Type=notify), tells it READY=1.\n\nflags:")
@@ -242,6 +243,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h)
 	cfg.Logger = log
+	cfg.Kinds, cfg.RegisterTypes = p.kinds, p.types
 	// As many descriptors as allowed, before any is opened: every peer and
 	// client is one. Logged once the daemon started (a bad configuration
 	// prints one line only).

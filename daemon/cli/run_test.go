@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -293,7 +293,7 @@ func TestRunSubprocess(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "actord")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/actord").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cmd := exec.CommandContext(ctx, bin, append(localArgs(t), "--log-format", "json")...)

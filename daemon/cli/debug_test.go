@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -140,11 +140,11 @@ func TestDebugCLI(t *testing.T) {
 	if out := cli("loops"); !strings.HasPrefix(out, "LOOP  QUEUE") || !strings.Contains(out, "\n0 ") || !strings.Contains(out, "\n1 ") {
 		t.Fatalf("loops:\n%s", out)
 	}
-	if out := cli("actors"); !strings.Contains(out, "svc/gate") || !strings.Contains(out, "*main.gate") || !strings.Contains(out, "patchable") {
+	if out := cli("actors"); !strings.Contains(out, "svc/gate") || !strings.Contains(out, "*cli.gate") || !strings.Contains(out, "patchable") {
 		t.Fatalf("actors:\n%s", out)
 	}
 	out := cli("tree")
-	if !strings.HasPrefix(out, "svc <0.0.0> loop 0 *supervisor.sup [supervisor]\n└── svc/gate <0.1.0> loop 0 *main.gate\n") {
+	if !strings.HasPrefix(out, "svc <0.0.0> loop 0 *supervisor.sup [supervisor]\n└── svc/gate <0.1.0> loop 0 *cli.gate\n") {
 		t.Fatalf("tree:\n%s", out)
 	}
 	if out := cli("tree", "--format", "dot"); !strings.HasPrefix(out, "digraph actord {") || !strings.Contains(out, `"<0.0.0>" -> "<0.1.0>";`) {
