@@ -378,9 +378,15 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	if err != nil {
 		return err
 	}
-	st, renewed, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
+	st, renewed, replaced, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
 	if err != nil {
 		return err
+	}
+	if replaced {
+		// The node restarted: links with its old incarnation's actors
+		// end (and a connection the old one welcomed closes) before
+		// this connection's frames can make new ones.
+		from.replaced(f.incarnation, f.name)
 	}
 	ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
 	ic.localAddr = ic.conn.LocalAddr().String() // remoteAddr: set at open
@@ -402,10 +408,16 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 
 // incarnation records a connection of epoch from the incarnation key
 // (incarnations.hello).
-func (n *Node) incarnation(key inKey, epoch uint64) (*inState, bool, error) {
+// It reports too whether another incarnation of the node was replaced
+// (incarnations.supersede).
+func (n *Node) incarnation(key inKey, epoch uint64) (st *inState, renewed, replaced bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.remotes.hello(key, epoch)
+	if replaced, err = n.remotes.supersede(key); err != nil {
+		return nil, false, false, err
+	}
+	st, renewed, err = n.remotes.hello(key, epoch)
+	return st, renewed, replaced, err
 }
 
 // inSend delivers a one-way message.
@@ -479,6 +491,9 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 	// noproc, from the id as it came: never echo a corrected secret
 	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
+	if ic.state != nil && ic.state.replaced.Load() {
+		return // from an incarnation that restarted: its actors are gone
+	}
 	peer.addLinks(1)
 	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch, noproc) != nil {
 		noproc()

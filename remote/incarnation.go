@@ -36,6 +36,10 @@ type inState struct {
 	epoch    atomic.Uint64
 	open     int
 	closedAt time.Time
+	// replaced: another incarnation of the node has connected since (it
+	// restarted), so this one's actors are gone; what it still sends
+	// cannot make links, and its links ended when the new one connected.
+	replaced atomic.Bool
 }
 
 // hello records a connection of epoch from incarnation key. An epoch not
@@ -63,10 +67,30 @@ func (t incarnations) hello(key inKey, epoch uint64) (st *inState, renewed bool,
 // whether the links with the incarnation's actors end: when that was its
 // newest connection and the last one open, since the other node ended its
 // side when it lost that connection and may never dial again to say so.
+// A replaced incarnation's links ended when its successor connected: the
+// links now held with the node are the successor's.
 func (t incarnations) closed(st *inState, epoch uint64, now time.Time) (endLinks bool) {
 	st.open--
 	st.closedAt = now
-	return st.open == 0 && st.epoch.Load() == epoch
+	return st.open == 0 && st.epoch.Load() == epoch && !st.replaced.Load()
+}
+
+// supersede records that incarnation key is connecting: every other
+// incarnation of its node is replaced (the node restarted). It reports
+// whether one was not replaced yet, whose links with local actors must
+// end before the new incarnation's frames can make new ones; and fails
+// for an incarnation that was itself replaced.
+func (t incarnations) supersede(key inKey) (replaced bool, err error) {
+	if st, ok := t[key]; ok && st.replaced.Load() {
+		return false, fmt.Errorf("remote: incarnation %x of %s was replaced by a newer one", key.inc, key.name)
+	}
+	for k, st := range t {
+		if k.name == key.name && k.inc != key.inc && !st.replaced.Load() {
+			st.replaced.Store(true)
+			replaced = true
+		}
+	}
+	return replaced, nil
 }
 
 // sweep forgets the incarnations with no open connection for forgetAfter,

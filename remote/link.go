@@ -22,6 +22,9 @@ type link struct {
 
 	epoch uint64 // of the current (or next) connection
 	phase linkPhase
+	// welcomedBy is the incarnation whose Welcome made the current
+	// connection up.
+	welcomedBy uint64
 	// down is set while the peer is known down: from a loss until a
 	// connection is welcomed again, or until a retry finds nothing that
 	// wants the peer. Meanwhile what local actors send fails at once with
@@ -174,15 +177,34 @@ var errStaleConn = errors.New("remote: stale connection")
 
 // welcomed records the peer's Welcome: the connection is up and the peer
 // no longer known down.
-func (l *link) welcomed(epoch uint64) error {
+func (l *link) welcomed(epoch, inc uint64) error {
 	if epoch != l.epoch || l.phase != linkHandshake || l.closed {
 		// The Welcome of a connection already ended (a close is
 		// asynchronous: its buffered bytes may still be read).
 		return errStaleConn
 	}
-	l.phase = linkUp
+	l.phase, l.welcomedBy = linkUp, inc
 	l.down, l.demand, l.backoff, l.claimFailed = nil, false, 0, false
 	return nil
+}
+
+// replaced decides what this side does when incarnation inc of the
+// peer's node connects here while another incarnation of it had: the node
+// restarted, and the old incarnation's actors are gone. stale: the current
+// connection was welcomed by another incarnation; close it (lost ends the
+// links made up to its epoch). upto: the links with the peer made on
+// connections up to that epoch end too, and with them the halves the old
+// incarnation made here while this side had no welcomed connection. The
+// links of a connection the new incarnation welcomed, or of a dial under
+// way (the new incarnation answers it), are kept.
+func (l *link) replaced(inc uint64) (stale bool, upto uint64) {
+	switch {
+	case l.phase == linkUp && l.welcomedBy != inc:
+		return true, l.epoch
+	case l.phase == linkIdle:
+		return false, l.epoch
+	}
+	return false, l.epoch - 1
 }
 
 // lost ends connection epoch with reason: the peer is known down until a

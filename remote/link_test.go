@@ -49,7 +49,7 @@ func (r *linkRig) connect(t *testing.T) uint64 {
 	if err := r.l.secured(e, []byte("key-b"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.l.welcomed(e); err != nil {
+	if err := r.l.welcomed(e, 1); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -125,7 +125,7 @@ func TestLinkKnownDownRefusesAndRetries(t *testing.T) {
 		t.Fatalf("an answer during the handshake: %v, %v, want queued", dial, err)
 	}
 	_ = r.l.secured(e, []byte("key-b"), nil)
-	if err := r.l.welcomed(e); err != nil {
+	if err := r.l.welcomed(e, 1); err != nil {
 		t.Fatal(err)
 	}
 	if dial, err := r.l.admit(fromLocal, r.now); dial || err != nil || r.l.backoff != 0 {
@@ -349,10 +349,31 @@ func TestLinkStaleWelcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.l.lost(e, errReset, r.now, 0.5) // the handshake deadline, say
-	if err := r.l.welcomed(e); err == nil || r.l.phase == linkUp || r.l.down == nil {
+	if err := r.l.welcomed(e, 1); err == nil || r.l.phase == linkUp || r.l.down == nil {
 		t.Fatalf("a stale Welcome: %v; phase %v, down %v", err, r.l.phase, r.l.down)
 	}
 	if _, err := r.l.admit(fromLocal, r.now); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("a local send after the stale Welcome: %v, want a refusal (known down)", err)
+	}
+}
+
+// TestLinkReplaced: which links end when a new incarnation of the peer's
+// node connects here (link.replaced).
+func TestLinkReplaced(t *testing.T) {
+	r := newLinkRig()
+	if stale, upto := r.l.replaced(2); stale || upto != r.l.epoch {
+		t.Fatalf("idle: stale %v, upto %d (epoch %d): the old incarnation's halves must end", stale, upto, r.l.epoch)
+	}
+	e := r.connect(t) // welcomed by incarnation 1
+	if stale, upto := r.l.replaced(1); stale || upto != e-1 {
+		t.Fatalf("up with the new incarnation: stale %v, upto %d: its links (epoch %d) must stay", stale, upto, e)
+	}
+	if stale, upto := r.l.replaced(2); !stale || upto != e {
+		t.Fatalf("up with the old incarnation: stale %v, upto %d: its connection %d must close", stale, upto, e)
+	}
+	r.l.lost(e, errReset, r.now, 0.5)
+	e2 := r.l.startDial(r.now) // a dial under way: the new incarnation answers it
+	if stale, upto := r.l.replaced(2); stale || upto != e2-1 {
+		t.Fatalf("dialing: stale %v, upto %d: the dial's links (epoch %d) must stay", stale, upto, e2)
 	}
 }

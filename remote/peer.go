@@ -291,9 +291,9 @@ func (p *peer) secured(c netConn, epoch uint64, last []byte, tx *transportCipher
 
 // welcomed records the peer's name from its Welcome: the handshake is done,
 // the peer is up.
-func (p *peer) welcomed(epoch uint64, name string) error {
+func (p *peer) welcomed(epoch uint64, name string, inc uint64) error {
 	p.mu.Lock()
-	if err := p.link.welcomed(epoch); err != nil {
+	if err := p.link.welcomed(epoch, inc); err != nil {
 		p.mu.Unlock()
 		return err // the driver closes the stale connection
 	}
@@ -304,6 +304,27 @@ func (p *peer) welcomed(epoch uint64, name string) error {
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
 	return nil
+}
+
+// replaced ends what this node holds of an old incarnation of the peer's
+// node once incarnation inc of it has connected here (link.replaced):
+// a dialed connection another incarnation welcomed, and the links made
+// with the old incarnation's actors.
+func (p *peer) replaced(inc uint64, name string) {
+	reason := fmt.Errorf("%w: %s: restarted (a new incarnation connected)", ErrNodeDown, name)
+	p.mu.Lock()
+	stale, upto := p.link.replaced(inc)
+	conn := p.conn
+	p.mu.Unlock()
+	if stale {
+		if conn != nil {
+			_ = conn.Close()
+		}
+		p.lost(upto, reason) // ends the links up to upto
+		return
+	}
+	p.endLinks()
+	p.n.wire.BreakLinks(p, upto, reason)
 }
 
 // lost ends connection epoch: the one-way messages the peer did not

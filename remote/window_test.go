@@ -251,3 +251,35 @@ func TestIncarnations(t *testing.T) {
 		t.Fatalf("after the sweep beyond max: %v", incs)
 	}
 }
+
+// TestIncarnationReplaced: a node that restarts replaces its old
+// incarnation here. The old one's last close then ends nothing (its links
+// ended when the new one connected: the links held with the node now are
+// the new one's), and it cannot connect again.
+func TestIncarnationReplaced(t *testing.T) {
+	incs := incarnations{}
+	now := time.Unix(1_900_000_000, 0)
+	old, young := inKey{"a", 1}, inKey{"a", 2}
+	if replaced, err := incs.supersede(old); err != nil || replaced {
+		t.Fatalf("first incarnation: replaced %v, %v", replaced, err)
+	}
+	st, _, _ := incs.hello(old, 5)
+	if replaced, err := incs.supersede(inKey{"b", 7}); err != nil || replaced {
+		t.Fatalf("another node replaced a: %v, %v", replaced, err)
+	}
+	if replaced, err := incs.supersede(young); err != nil || !replaced {
+		t.Fatalf("the restarted node: replaced %v, %v", replaced, err)
+	}
+	if _, _, err := incs.hello(young, 1); err != nil {
+		t.Fatal(err)
+	}
+	if replaced, err := incs.supersede(young); err != nil || replaced {
+		t.Fatalf("the new incarnation again: replaced %v, %v", replaced, err)
+	}
+	if incs.closed(st, 5, now) {
+		t.Fatal("the replaced incarnation's last close ended the links (the new incarnation's)")
+	}
+	if _, err := incs.supersede(old); err == nil {
+		t.Fatal("a replaced incarnation connected again")
+	}
+}

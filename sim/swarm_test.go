@@ -21,17 +21,20 @@ import (
 
 type (
 	swTick    struct{}
+	swQuiet   struct{} // stop sending: the checks follow
 	swTargets []swTarget
 	swTarget  struct {
 		id  string
 		ref actor.Ref
 	}
-	swHello struct{ id string }
+	// What crosses the network: registered on every node, fields exported
+	// for msgpack.
+	swHello struct{ ID string }
 	swSeq   struct {
-		id  string
-		seq int
+		ID  string
+		Seq int
 	}
-	swAsk struct{ n int }
+	swAsk struct{ N int }
 )
 
 // checker records what the swarm's actors see and holds the invariants.
@@ -41,12 +44,19 @@ type checker struct {
 	asks       map[int]int    // ask id -> times settled
 	askOwner   map[int]string // ask id -> asking client
 	nextAsk    int
+	answered   int                   // asks answered with a value
 	downs      map[[2]string][]error // (watcher, target) -> reasons
 	exits      map[[2]string][]error // (actor, other end) -> reasons
 	seqs       map[[2]string]bool    // (server, client): the server got numbered messages
 	alive      map[string]bool       // actor id -> its incarnation is alive
 	servers    map[*Node]actor.Ref
 	clients    map[*Node]actor.Ref
+	// strictLinks makes a link that ended on one side only, both ends
+	// alive, a violation; otherwise it is counted in oneSided. Such links
+	// are the link-consistency window docs/remote.md documents (closed
+	// only by one connection per pair of nodes).
+	strictLinks bool
+	oneSided    []string
 }
 
 func (k *checker) violate(format string, a ...any) {
@@ -66,16 +76,17 @@ func (k *checker) server(id string) actor.Actor {
 	last := map[string]int{}
 	return fn(func(c *actor.Context, msg any) (any, error) {
 		switch m := msg.(type) {
-		case swHello:
-			ids[c.Sender()] = m.id
+		case swHello: // before the client's Link (requests keep their order)
+			c.TrapExits(true)
+			ids[c.Sender()] = m.ID
 		case swSeq:
-			if m.seq <= last[m.id] {
-				k.violate("%s got message %d from %s after %d: reordered", id, m.seq, m.id, last[m.id])
+			if m.Seq <= last[m.ID] {
+				k.violate("%s got message %d from %s after %d: reordered", id, m.Seq, m.ID, last[m.ID])
 			}
-			last[m.id] = m.seq
-			k.seqs[[2]string{id, m.id}] = true
+			last[m.ID] = m.Seq
+			k.seqs[[2]string{id, m.ID}] = true
 		case swAsk:
-			return m.n, nil
+			return m.N, nil
 		case actor.Exited:
 			other, ok := ids[m.From]
 			if !ok {
@@ -109,12 +120,15 @@ func (k *checker) client(id string) actor.Actor {
 	var ts []*target
 	byRef := map[actor.Ref]*target{}
 	ticks := 0
+	var timer actor.Timer
 	return fn(func(c *actor.Context, msg any) (any, error) {
 		switch m := msg.(type) {
+		case swQuiet:
+			timer.Cancel()
 		case swTargets:
 			if ticks == 0 {
 				c.TrapExits(true)
-				c.Every(25*time.Millisecond, swTick{})
+				timer = c.Every(25*time.Millisecond, swTick{})
 				ticks = 1
 			}
 			for _, nt := range m {
@@ -147,6 +161,9 @@ func (k *checker) client(id string) actor.Actor {
 					k.asks[a], k.askOwner[a] = 0, id
 					c.AskTimeout(t.ref, swAsk{a}, time.Second).Then(func(c *actor.Context, v any, err error) {
 						k.asks[a]++
+						if err == nil {
+							k.answered++
+						}
 						if k.asks[a] > 1 {
 							k.violate("ask %d of %s settled %d times", a, id, k.asks[a])
 						}
@@ -189,6 +206,10 @@ func clientID(n *Node) string { return fmt.Sprintf("%s#%d/client", n.Name(), n.I
 
 // init is every node's start: its server and client.
 func (k *checker) init(n *Node) error {
+	if err := errors.Join(remote.Register[swHello](n.Remote(), "sim.swHello"),
+		remote.Register[swSeq](n.Remote(), "sim.swSeq"), remote.Register[swAsk](n.Remote(), "sim.swAsk")); err != nil {
+		return err
+	}
 	sid, cid := serverID(n), clientID(n)
 	s, err := n.Spawn(func() actor.Actor { return k.server(sid) })
 	if err != nil {
@@ -265,7 +286,11 @@ func (k *checker) check() {
 					case !k.alive[cid] && k.alive[sid] && se != 1:
 						k.violate("%s linked to %s (dead) got %d exit signals", sid, cid, se)
 					case k.alive[cid] && k.alive[sid] && ce != se:
-						k.violate("link %s - %s ended on one side only: %d and %d exit signals", cid, sid, ce, se)
+						if k.strictLinks {
+							k.violate("link %s - %s ended on one side only: %d and %d exit signals", cid, sid, ce, se)
+						} else {
+							k.oneSided = append(k.oneSided, cid+" - "+sid)
+						}
 					}
 				}
 			}
@@ -285,9 +310,9 @@ func (k *checker) check() {
 // swarm runs one seed: a random cluster, a random mix of faults for a
 // while, then a settled end where the invariants are checked. It returns
 // the violations and the world.
-func swarm(seed uint64, timeline int) ([]string, *World) {
+func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 	w := New(Config{Seed: seed, Timeline: timeline})
-	k := &checker{w: w, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
+	k := &checker{w: w, strictLinks: strictLinks, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
 		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
 		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}}
 	rng := w.Rand()
@@ -392,7 +417,25 @@ func swarm(seed uint64, timeline int) ([]string, *World) {
 	k.spread()
 	w.Logf("faults end")
 	w.Run(30 * time.Second)
+	for _, n := range w.nodes { // every ask made has settled or timed out 5 s later
+		_ = n.Send(k.clients[n], swQuiet{})
+	}
+	w.Run(5 * time.Second)
 	k.check()
+	if testing.Verbose() {
+		nd, ne, na := 0, 0, 0
+		for _, r := range k.downs {
+			nd += len(r)
+		}
+		for _, r := range k.exits {
+			ne += len(r)
+		}
+		for _, c := range k.asks {
+			na += c
+		}
+		fmt.Fprintf(os.Stderr, "seed %d: %d nodes, %d asks settled (%d answered), %d Downs, %d exit signals, %d links checked, %d ended on one side only %v\n",
+			seed, nodes, na, k.answered, nd, ne, len(k.seqs), len(k.oneSided), k.oneSided)
+	}
 	return k.violations, w
 }
 
@@ -404,27 +447,52 @@ func TestSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the swarm runs many seeds")
 	}
+	seeds := *flagSeeds
+	if seeds == 0 {
+		seeds = 40
+		if raceEnabled {
+			seeds = 4
+		}
+	}
 	wall := time.Now()
 	var events uint64
 	var virtual time.Duration
-	for i := range *flagSeeds {
+	for i := range seeds {
 		seed := *flagSeed + uint64(i)
 		if testing.Verbose() {
 			fmt.Fprintln(os.Stderr, "seed", seed)
 		}
-		v, w := swarm(seed, 0)
+		v, w := swarm(seed, 0, *flagStrictLinks)
 		events += w.Events()
 		virtual += w.Elapsed()
 		w.Close()
 		if len(v) > 0 {
-			_, w := swarm(seed, 3000)
-			w.Close()
+			_, w := swarm(seed, *flagTimeline, *flagStrictLinks)
+			defer w.Close()
 			t.Fatalf("seed %d: %d violations:\n  %s\ntimeline (last %d lines):\n%s\nreplay: go test ./sim -run 'TestSwarm$' -sim.seed=%d -sim.seeds=1 -v",
 				seed, len(v), strings.Join(v, "\n  "), len(w.Timeline()), strings.Join(w.Timeline(), "\n"), seed)
 		}
 	}
 	el := time.Since(wall)
 	t.Logf("%d seeds from %d: %d events, virtual %v in %v (%.0f events/s, virtual/wall %.0f)",
-		*flagSeeds, *flagSeed, events, virtual.Round(time.Second), el.Round(time.Millisecond),
+		seeds, *flagSeed, events, virtual.Round(time.Second), el.Round(time.Millisecond),
 		float64(events)/el.Seconds(), virtual.Seconds()/el.Seconds())
+}
+
+// TestSwarmRegressions replays the seeds that found bugs, strictly.
+func TestSwarmRegressions(t *testing.T) {
+	for _, seed := range []uint64{
+		// A node restarted (a new incarnation) and its new actors linked
+		// to actors here; then the old incarnation's last connection
+		// timed out here, which ended every link with the node, the new
+		// incarnation's included, on this side only.
+		1,
+	} {
+		v, w := swarm(seed, 0, true)
+		w.Close()
+		if len(v) > 0 {
+			t.Errorf("seed %d: %d violations:\n  %s\nreplay: go test ./sim -run 'TestSwarm$' -sim.seed=%d -sim.seeds=1 -sim.strictlinks -v",
+				seed, len(v), strings.Join(v, "\n  "), seed)
+		}
+	}
 }
