@@ -287,11 +287,14 @@ func (w *World) settle() bool {
 			if !n.up || now.Before(n.readyAt) {
 				continue
 			}
-			before := w.events
-			if n.sys.RunUntilIdle(4096) > 0 {
+			budget := 4096
+			if n.slow > 0 {
+				budget = 1 // one event, then the node is busy for n.slow
+			}
+			if n.sys.RunUntilIdle(budget) > 0 {
 				busy = true
 				if n.slow > 0 {
-					n.readyAt = now.Add(time.Duration(w.events-before) * n.slow)
+					n.readyAt = now.Add(n.slow)
 				}
 			}
 		}
