@@ -59,6 +59,8 @@ type World struct {
 	addrs  map[memnet.Addr]uint64 // digest words of network addresses
 	line   []string               // ring of the last cfg.Timeline lines
 	lineAt int
+	// members is the simulated membership, if enabled.
+	members *membership
 	// livelock detection: events run at one virtual instant
 	sameAt      time.Time
 	sameEvents  uint64

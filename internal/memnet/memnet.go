@@ -238,6 +238,14 @@ func (n *Network) Partition(a, b string) {
 	n.mu.Unlock()
 }
 
+// Blocked reports whether what host from sends to host to is dropped now
+// (a partition or a Block), or to is down.
+func (n *Network) Blocked(from, to string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.blocked[[2]string{from, to}] || n.down[to]
+}
+
 // Block drops what host from sends to host to (one way) until Unblock:
 // segments wait, as in a partition, and dials from from to to time out.
 // What to sends to from still arrives.
