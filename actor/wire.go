@@ -210,18 +210,32 @@ func (w *wire) SignalLocal(to, from Ref, reason error, link bool) error {
 
 // BreakLinks ends every link between a local actor and an actor reached
 // through p that was made on a connection epoch up to epoch (seam.Peer.Link's,
-// or LinkLocal's), as when that connection to p's node is lost: each local
-// actor gets the exit signal of its linked remote actor with reason (an
-// Exited message if it traps exits; otherwise it stops with reason, unless
-// reason is nil). Links made on a later connection, which the loops may see
-// before this request, are kept.
+// or LinkLocal's, compared without their mark: seam.LinkEpochBits), as when
+// that connection to p's node is lost: each local actor gets the exit
+// signal of its linked remote actor with reason (an Exited message if it
+// traps exits; otherwise it stops with reason, unless reason is nil). Links
+// made on a later connection, which the loops may see before this request,
+// are kept.
 func (w *wire) BreakLinks(p nodePeer, epoch uint64, reason error) {
+	w.breakLinks(p, func(e uint64) bool { return e&linkEpochMask <= epoch }, reason)
+}
+
+// BreakMarkedLinks ends, as BreakLinks does, the links with actors reached
+// through p whose epoch carries mark (not 0) above its low bits: the
+// halves a transport marked with what made them (seam.LinkEpochBits).
+func (w *wire) BreakMarkedLinks(p nodePeer, mark uint64, reason error) {
+	w.breakLinks(p, func(e uint64) bool { return e>>seam.LinkEpochBits == mark }, reason)
+}
+
+const linkEpochMask = 1<<seam.LinkEpochBits - 1
+
+func (w *wire) breakLinks(p nodePeer, hit func(epoch uint64) bool, reason error) {
 	for _, ls := range w.s.loops {
-		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.breakLinks(p, epoch, reason) }})
+		_ = ls.loop.PostControl(envelope{kind: kRun, msg: func(l *loopState) { l.breakLinks(p, hit, reason) }})
 	}
 }
 
-func (ls *loopState) breakLinks(p nodePeer, epoch uint64, reason error) {
+func (ls *loopState) breakLinks(p nodePeer, match func(epoch uint64) bool, reason error) {
 	var hit []Ref // pairs: the local actor, then its linked remote actor
 	for i := uint32(0); i < ls.next; i++ {
 		s := ls.slotAt(i)
@@ -229,7 +243,7 @@ func (ls *loopState) breakLinks(p nodePeer, epoch uint64, reason error) {
 			continue
 		}
 		for _, l := range s.links {
-			if e, ok := s.linkEpochs[l]; l.r != nil && l.r.peer == p && (!ok || e <= epoch) {
+			if l.r != nil && l.r.peer == p && match(s.linkEpochs[l]) { // none recorded: 0
 				hit = append(hit, Ref{l: ls, idx: i, gen: s.gen}, l)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 )
 
 // deliver posts a message into a loop, waiting up to DeliverWait while the
@@ -382,11 +383,11 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	if err != nil {
 		return err
 	}
-	if replaced {
+	if len(replaced) > 0 {
 		// The node restarted: links with its old incarnation's actors
 		// end (and a connection the old one welcomed closes) before
 		// this connection's frames can make new ones.
-		from.replaced(f.incarnation, f.name)
+		from.replaced(f.incarnation, f.name, replaced)
 	}
 	ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
 	ic.localAddr = ic.conn.LocalAddr().String() // remoteAddr: set at open
@@ -408,18 +409,29 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 
 // incarnation records a connection of epoch from the incarnation key
 // (incarnations.hello).
-// It reports too whether another incarnation of the node was replaced
+// It returns too the marks of the incarnations of the node it replaced
 // (incarnations.supersede).
-func (n *Node) incarnation(key inKey, addr string, static []byte, epoch uint64) (st *inState, renewed, replaced bool, err error) {
+func (n *Node) incarnation(key inKey, addr string, static []byte, epoch uint64) (st *inState, renewed bool, replaced []uint64, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if replaced, err = n.remotes.supersede(key, addr, static); err != nil {
-		return nil, false, false, err
+		return nil, false, nil, err
 	}
 	if st, renewed, err = n.remotes.hello(key, epoch); err == nil && st.key == nil {
-		st.addr, st.key = addr, append([]byte(nil), static...)
+		n.nextMark = n.nextMark%(1<<(64-seam.LinkEpochBits)-1) + 1
+		st.addr, st.key, st.mark = addr, append([]byte(nil), static...), n.nextMark
 	}
 	return st, renewed, replaced, err
+}
+
+// supersedeWelcomed records that this node's dial to addr was welcomed
+// by incarnation key, authenticated with static: as a Hello of it would,
+// it replaces the node's other incarnations (incarnations.supersede) and
+// returns their marks; it fails for an incarnation already replaced.
+func (n *Node) supersedeWelcomed(key inKey, addr string, static []byte) ([]uint64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.remotes.supersede(key, addr, static)
 }
 
 // inSend delivers a one-way message.
@@ -493,11 +505,15 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 	// noproc, from the id as it came: never echo a corrected secret
 	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
-	if ic.state != nil && ic.state.replaced.Load() {
+	st := ic.state
+	if st == nil || st.replaced.Load() {
 		return // from an incarnation that restarted: its actors are gone
 	}
+	// The half is marked with the incarnation that made it, so that it
+	// ends when that incarnation is replaced (peer.replaced).
+	epoch := func() uint64 { return st.mark<<seam.LinkEpochBits | peer.currentEpoch() }
 	peer.addLinks(1)
-	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, peer.currentEpoch, noproc) != nil {
+	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
 		noproc()
 		return
 	}

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +44,10 @@ type inState struct {
 	replaced atomic.Bool
 	addr     string // the address it said it listens at (its peer's)
 	key      []byte // the static key it authenticated with
+	// mark names the incarnation in the epochs of the link halves its
+	// actors make here (seam.LinkEpochBits), so that they can be ended
+	// when it is replaced, whatever epoch this side was at.
+	mark uint64
 }
 
 // hello records a connection of epoch from incarnation key. An epoch not
@@ -82,23 +87,24 @@ func (t incarnations) closed(st *inState, epoch uint64, now time.Time) (endLinks
 // authenticated with the static key static, is connecting: every other
 // incarnation of its node (the same name and static key at the same
 // address) is replaced: the node restarted. A node holding another key
-// replaces nothing, whatever name and address it claims. It reports whether one
-// was not replaced yet, whose links with local actors must end before the
-// new incarnation's frames can make new ones; and fails for an
+// replaces nothing, whatever name and address it claims. It returns the
+// marks of those not replaced yet, whose link halves here must end before
+// the new incarnation's frames can make new ones; and fails for an
 // incarnation that was itself replaced. A node that restarts at another
 // address is another peer, whose old links end with the old address's
 // connections.
-func (t incarnations) supersede(key inKey, addr string, static []byte) (replaced bool, err error) {
+func (t incarnations) supersede(key inKey, addr string, static []byte) (marks []uint64, err error) {
 	if st, ok := t[key]; ok && st.replaced.Load() {
-		return false, fmt.Errorf("remote: incarnation %x of %s was replaced by a newer one", key.inc, key.name)
+		return nil, fmt.Errorf("remote: incarnation %x of %s was replaced by a newer one", key.inc, key.name)
 	}
 	for k, st := range t {
 		if k.name == key.name && k.inc != key.inc && st.addr == addr && bytes.Equal(st.key, static) && !st.replaced.Load() {
 			st.replaced.Store(true)
-			replaced = true
+			marks = append(marks, st.mark)
 		}
 	}
-	return replaced, nil
+	slices.Sort(marks) // map order must not reach the loops (simulation)
+	return marks, nil
 }
 
 // sweep forgets the incarnations with no open connection for forgetAfter,

@@ -2,12 +2,16 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/actord/actord/actor"
 	"github.com/actord/actord/connmgr"
 	"github.com/actord/actord/event"
 )
@@ -76,7 +80,11 @@ func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
 		return
 	}
 	now := n.now()
-	for k, count := range d.groups {
+	keys := slices.SortedFunc(maps.Keys(d.groups), func(a, b deadKey) int { // not in map order: reproducible runs
+		return cmp.Or(compareIDs(a.to, b.to), compareIDs(a.from, b.from), cmp.Compare(a.typ, b.typ))
+	})
+	for _, k := range keys {
+		count := d.groups[k]
 		ev := event.DeadLetter{Node: p.name(), Addr: p.addr, To: n.wire.RemoteRef(p, k.to), Count: count, Reason: reason, Time: now}
 		if k.hasFrom {
 			ev.From, _ = n.wire.Resolve(k.from)
@@ -232,4 +240,9 @@ func (p *peer) forgettable(now time.Time, idle time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.link.forgettable(now, idle) && len(p.calls) == 0 && p.monitors.empty()
+}
+
+// compareIDs orders wire ids by loop, slot and generation.
+func compareIDs(a, b actor.WireID) int {
+	return cmp.Or(cmp.Compare(a.Loop, b.Loop), cmp.Compare(a.Slot, b.Slot), cmp.Compare(a.Gen, b.Gen))
 }

@@ -188,23 +188,13 @@ func (l *link) welcomed(epoch, inc uint64) error {
 	return nil
 }
 
-// replaced decides what this side does when incarnation inc of the
-// peer's node connects here while another incarnation of it had: the node
-// restarted, and the old incarnation's actors are gone. stale: the current
-// connection was welcomed by another incarnation; close it (lost ends the
-// links made up to its epoch). upto: the links with the peer made on
-// connections up to that epoch end too, and with them the halves the old
-// incarnation made here while this side had no welcomed connection. The
-// links of a connection the new incarnation welcomed, or of a dial under
-// way (the new incarnation answers it), are kept.
-func (l *link) replaced(inc uint64) (stale bool, upto uint64) {
-	switch {
-	case l.phase == linkUp && l.welcomedBy != inc:
-		return true, l.epoch
-	case l.phase == linkIdle:
-		return false, l.epoch
-	}
-	return false, l.epoch - 1
+// replaced reports whether the current connection must close because
+// incarnation inc of the peer's node replaced the one that welcomed it
+// (the node restarted; the old incarnation's actors are gone). A
+// connection the new incarnation welcomed, or a dial under way (the new
+// incarnation answers it), is kept, and so are the links made on it.
+func (l *link) replaced(inc uint64) (stale bool) {
+	return l.phase == linkUp && l.welcomedBy != inc
 }
 
 // lost ends connection epoch with reason: the peer is known down until a

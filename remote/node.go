@@ -298,6 +298,7 @@ type Node struct {
 	resolving atomic.Int64
 	answer    func(req []byte) ([]byte, bool) // answerResolve; tests make a node relay instead
 	remotes   incarnations                    // of the nodes connected here (n.mu)
+	nextMark  uint64                          // the last incarnation mark given (inState.mark; n.mu)
 	inbound   map[*inConn]struct{}
 	// epochs numbers connections node-wide, so every connection this node
 	// dials has a higher epoch than all before it, whichever peer object

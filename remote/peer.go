@@ -293,12 +293,24 @@ func (p *peer) secured(c netConn, epoch uint64, last []byte, tx *transportCipher
 // the peer is up.
 func (p *peer) welcomed(epoch uint64, name string, inc uint64) error {
 	p.mu.Lock()
+	key := p.peerKey
+	p.mu.Unlock()
+	// A Welcome from a new incarnation replaces the old ones as its Hello
+	// would (whichever comes first), before this connection is up.
+	marks, err := p.n.supersedeWelcomed(inKey{name, inc}, p.addr, key)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
 	if err := p.link.welcomed(epoch, inc); err != nil {
 		p.mu.Unlock()
 		return err // the driver closes the stale connection
 	}
 	local, remote := p.localAddr, p.remoteAddr
 	p.mu.Unlock()
+	if len(marks) > 0 {
+		p.replaced(inc, name, marks) // the connection just welcomed is kept
+	}
 	p.setName(name)
 	p.n.cmConnected(p, p.n.now())
 	p.n.ev.connOpened(name, local, remote)
@@ -306,25 +318,26 @@ func (p *peer) welcomed(epoch uint64, name string, inc uint64) error {
 	return nil
 }
 
-// replaced ends what this node holds of an old incarnation of the peer's
-// node once incarnation inc of it has connected here (link.replaced):
-// a dialed connection another incarnation welcomed, and the links made
-// with the old incarnation's actors.
-func (p *peer) replaced(inc uint64, name string) {
+// replaced ends what this node holds of the old incarnations (marks) of
+// the peer's node once incarnation inc of it has connected here or
+// welcomed this node's dial: a dialed connection another incarnation
+// welcomed (link.replaced; its loss ends the links made on it), and the
+// link halves the old incarnations' actors made here. Links made on a
+// connection the new incarnation welcomed are kept.
+func (p *peer) replaced(inc uint64, name string, marks []uint64) {
 	reason := fmt.Errorf("%w: %s: restarted (a new incarnation connected)", ErrNodeDown, name)
 	p.mu.Lock()
-	stale, upto := p.link.replaced(inc)
-	conn := p.conn
+	stale, conn, epoch := p.link.replaced(inc), p.conn, p.link.epoch
 	p.mu.Unlock()
 	if stale {
 		if conn != nil {
 			_ = conn.Close()
 		}
-		p.lost(upto, reason) // ends the links up to upto
-		return
+		p.lost(epoch, reason)
 	}
-	p.endLinks()
-	p.n.wire.BreakLinks(p, upto, reason)
+	for _, m := range marks {
+		p.n.wire.BreakMarkedLinks(p, m, reason)
+	}
 }
 
 // lost ends connection epoch: the one-way messages the peer did not
@@ -380,10 +393,8 @@ func (p *peer) lost(epoch uint64, err error) {
 	for _, ch := range calls {
 		ch <- result{nil, err}
 	}
-	for _, m := range mons {
-		for w := range m.watchers {
-			_ = p.n.wire.DeliverSignal(w, actor.Down{Ref: m.target, Reason: err})
-		}
+	for _, d := range downsOf(mons) {
+		_ = p.n.wire.DeliverSignal(d.watcher, actor.Down{Ref: d.target, Reason: err})
 	}
 }
 

@@ -1,6 +1,11 @@
 package remote
 
-import "github.com/actord/actord/actor"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/actord/actord/actor"
+)
 
 // watches is the bookkeeping of the monitors local actors hold on actors
 // of one peer's node: by target, the local watchers. It decides what a
@@ -72,3 +77,33 @@ func (w *watches) count() int { return w.pairs }
 
 // empty reports whether no local actor watches an actor of the peer.
 func (w *watches) empty() bool { return len(w.m) == 0 }
+
+// downTo is a Down to deliver: target stopped (or its node is gone), for
+// watcher.
+type downTo struct{ target, watcher actor.Ref }
+
+// downsOf lists the Downs the monitors ms owe, in an order that does not
+// depend on Go's map order (by target id, then watcher id), so that a
+// simulated run delivers them the same way every time.
+func downsOf(ms map[actor.WireID]*monitor) []downTo {
+	var out []downTo
+	for _, m := range ms {
+		for w := range m.watchers {
+			out = append(out, downTo{m.target, w})
+		}
+	}
+	slices.SortFunc(out, func(a, b downTo) int {
+		if c := compareRefs(a.target, b.target); c != 0 {
+			return c
+		}
+		return compareRefs(a.watcher, b.watcher)
+	})
+	return out
+}
+
+// compareRefs orders refs by their ids (loop, slot, generation).
+func compareRefs(a, b actor.Ref) int {
+	al, as, ag := a.ID()
+	bl, bs, bg := b.ID()
+	return cmp.Or(cmp.Compare(al, bl), cmp.Compare(as, bs), cmp.Compare(ag, bg))
+}

@@ -271,27 +271,28 @@ func TestIncarnationReplaced(t *testing.T) {
 		st.addr, st.key = addr, key
 		return st
 	}
-	if replaced, err := incs.supersede(old, addr, key); err != nil || replaced {
+	if replaced, err := incs.supersede(old, addr, key); err != nil || replaced != nil {
 		t.Fatalf("first incarnation: replaced %v, %v", replaced, err)
 	}
 	st := hello(old, addr, 5)
-	if replaced, err := incs.supersede(inKey{"b", 7}, "10.0.0.2:7000", []byte("b")); err != nil || replaced {
+	st.mark = 7
+	if replaced, err := incs.supersede(inKey{"b", 7}, "10.0.0.2:7000", []byte("b")); err != nil || replaced != nil {
 		t.Fatalf("another node replaced a: %v, %v", replaced, err)
 	}
 	// The same name at another address is another peer (a node restarted
 	// elsewhere, or two nodes named alike): nothing is replaced.
-	if replaced, err := incs.supersede(inKey{"a", 3}, "10.0.0.9:7000", key); err != nil || replaced {
+	if replaced, err := incs.supersede(inKey{"a", 3}, "10.0.0.9:7000", key); err != nil || replaced != nil {
 		t.Fatalf("the same name at another address: replaced %v, %v", replaced, err)
 	}
 	// A node holding another key replaces nothing, whatever it claims.
-	if replaced, err := incs.supersede(inKey{"a", 4}, addr, []byte("a forger's key")); err != nil || replaced {
+	if replaced, err := incs.supersede(inKey{"a", 4}, addr, []byte("a forger's key")); err != nil || replaced != nil {
 		t.Fatalf("a forger claiming a's name and address: replaced %v, %v", replaced, err)
 	}
-	if replaced, err := incs.supersede(young, addr, key); err != nil || !replaced {
+	if replaced, err := incs.supersede(young, addr, key); err != nil || len(replaced) != 1 || replaced[0] != 7 {
 		t.Fatalf("the restarted node: replaced %v, %v", replaced, err)
 	}
 	hello(young, addr, 1)
-	if replaced, err := incs.supersede(young, addr, key); err != nil || replaced {
+	if replaced, err := incs.supersede(young, addr, key); err != nil || replaced != nil {
 		t.Fatalf("the new incarnation again: replaced %v, %v", replaced, err)
 	}
 	if incs.closed(st, 5, now) {

@@ -124,3 +124,11 @@ type LifecycleRequest struct {
 //	NextTimer() (time.Time, bool)        // earliest timer of any loop, on its clock
 //	SetBlocking(run func(job func()) error) // Context.Blocking jobs go to run, not to the pool
 var Sim func(sys any) any
+
+// LinkEpochBits: the epoch a transport gives a link (seam.Peer.Link's, or
+// the wire's LinkLocal's) is a connection epoch in its low LinkEpochBits
+// bits and, above them, a mark naming what made the link (0 for the links
+// local actors make; package remote marks the halves another node's
+// actors make with that node's incarnation). The wire's BreakLinks
+// compares the low bits only; BreakMarkedLinks ends the links of a mark.
+const LinkEpochBits = 40
