@@ -61,6 +61,8 @@ type Network struct {
 	linkLat   map[[2]string][2]time.Duration // latency ranges by (from, to), overriding lat
 	gen       map[string]uint64              // incremented by each Crash of the host
 	down      map[string]bool                // hosts crashed and not restarted
+	ends      []*Conn                        // connection ends, in the order they opened (pruneLocked)
+	pruneAt   int                            // len(ends) at which to prune next
 	trace     func(time.Time, string)
 	traceData func(at time.Time, from, to Addr, n int)
 }
@@ -279,16 +281,12 @@ func (n *Network) Heal(a, b string) {
 // releaseParkedLocked sends what partitions held on the links that are
 // open now.
 func (n *Network) releaseParkedLocked() {
-	for _, l := range n.sortedListenersLocked() {
-		for _, c := range l.conns {
-			for _, end := range [2]*Conn{c, c.peer} {
-				if len(end.parked) > 0 && !n.blocked[[2]string{end.local.host(), end.remote.host()}] {
-					parked := end.parked
-					end.parked = nil
-					for _, s := range parked {
-						n.sendLocked(end, s)
-					}
-				}
+	for _, end := range slices.Clone(n.ends) { // an end's own (accepted or closed) included
+		if len(end.parked) > 0 && !n.blocked[[2]string{end.local.host(), end.remote.host()}] {
+			parked := end.parked
+			end.parked = nil
+			for _, s := range parked {
+				n.sendLocked(end, s)
 			}
 		}
 	}
@@ -421,6 +419,7 @@ func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail
 		dc := &Conn{n: n, local: local, remote: Addr(addr), h: h, gen: g}
 		ac := &Conn{n: n, local: Addr(addr), remote: local, peer: dc, gen: n.gen[to]}
 		dc.peer = ac
+		n.addEndsLocked(dc, ac)
 		l.conns = append(l.conns, ac)
 		ac.l = l
 		n.tracefLocked("open %s->%s", local, addr)
@@ -440,7 +439,7 @@ func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail
 		ac.last = openAt
 		n.atLocked(openAt, func() {
 			n.mu.Lock()
-			closed := dc.closed
+			closed := dc.closed || n.deadLocked(dc)
 			n.mu.Unlock()
 			if !closed {
 				h.OnOpen(dc)
@@ -498,24 +497,45 @@ func (n *Network) Restart(host string) {
 // ErrReset at once.
 func (n *Network) vanishLocked(host string, reset bool) {
 	n.gen[host]++
-	for _, l := range n.sortedListenersLocked() {
-		onHost := Addr(l.addr).host() == host
-		for _, c := range append([]*Conn(nil), l.conns...) {
-			for _, end := range [2]*Conn{c, c.peer} {
-				if end.local.host() != host || end.closed {
-					continue
-				}
-				n.dropLocked(end)
-				if o := end.peer; reset && !o.closed {
-					n.closeLocked(o, ErrReset)
-				}
-			}
+	for _, end := range n.ends {
+		if end.local.host() != host || end.vanished {
+			continue
 		}
-		if onHost {
+		n.dropLocked(end) // closed or not: its handler hears nothing more
+		if o := end.peer; reset && !o.closed {
+			n.closeLocked(o, ErrReset)
+		}
+	}
+	for _, l := range n.sortedListenersLocked() {
+		if Addr(l.addr).host() == host {
 			l.closed = true
 			delete(n.ls, l.addr)
 		}
 	}
+	n.pruneLocked()
+}
+
+// addEndsLocked records the two ends of a new connection.
+func (n *Network) addEndsLocked(a, b *Conn) {
+	n.ends = append(n.ends, a, b)
+	if len(n.ends) >= n.pruneAt {
+		n.pruneLocked()
+		n.pruneAt = 2*len(n.ends) + 64
+	}
+}
+
+// pruneLocked forgets the connections closed at both ends with nothing
+// held for a heal.
+func (n *Network) pruneLocked() {
+	n.ends = slices.DeleteFunc(n.ends, func(c *Conn) bool {
+		return c.closed && c.peer.closed && len(c.parked) == 0 && len(c.peer.parked) == 0
+	})
+}
+
+// deadLocked reports whether c's host crashed since c opened: its handler
+// must hear nothing more.
+func (n *Network) deadLocked(c *Conn) bool {
+	return c.vanished || n.gen[c.local.host()] != c.gen
 }
 
 // dropLocked closes c's end without telling its handler.
@@ -532,12 +552,11 @@ func (n *Network) Cut(a, b string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.tracefLocked("cut %s %s", a, b)
-	for _, l := range n.sortedListenersLocked() {
-		for _, c := range append([]*Conn(nil), l.conns...) {
-			ha, hb := c.local.host(), c.remote.host()
-			if (ha == a && hb == b) || (ha == b && hb == a) {
-				n.resetLocked(c, ErrReset)
-			}
+	for _, c := range slices.Clone(n.ends) {
+		ha, hb := c.local.host(), c.remote.host()
+		if !c.closed && ((ha == a && hb == b) || (ha == b && hb == a)) {
+			n.closeLocked(c, ErrReset)
+			c.parked = nil // what a reset connection held is lost
 		}
 	}
 }
@@ -650,7 +669,7 @@ func (c *Conn) Later(f func()) {
 func (c *Conn) vanishedNow() bool {
 	c.n.mu.Lock()
 	defer c.n.mu.Unlock()
-	return c.vanished
+	return c.n.deadLocked(c)
 }
 
 // closeLocked closes c's end: its OnClose is due now.
@@ -666,7 +685,14 @@ func (n *Network) closeLocked(c *Conn, err error) {
 		}
 	}
 	n.tracefLocked("close %s->%s: %v", c.local, c.remote, err)
-	n.atLocked(n.now, func() { c.h.OnClose(c, err) })
+	n.atLocked(n.now, func() {
+		n.mu.Lock()
+		dead := n.deadLocked(c)
+		n.mu.Unlock()
+		if !dead { // a crashed host's handlers run no more
+			c.h.OnClose(c, err)
+		}
+	})
 }
 
 // resetLocked closes both ends of c's connection at once, losing what is
@@ -699,10 +725,10 @@ func (n *Network) sendLocked(c *Conn, s segment) {
 	dst := c.peer
 	n.atLocked(at, func() {
 		n.mu.Lock()
-		if dst.closed {
+		if dst.closed || n.deadLocked(dst) {
 			// A segment reaching a host that crashed and came back meets
 			// a reset, as TCP's does.
-			if dst.vanished && !n.down[to] && !c.closed {
+			if n.deadLocked(dst) && !n.down[to] && !c.closed {
 				n.tracefLocked("reset %s->%s: host restarted", c.local, c.remote)
 				n.closeLocked(c, ErrReset)
 			}
