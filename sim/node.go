@@ -246,7 +246,8 @@ func (n *Node) SetDrift(drift float64) {
 }
 
 // Jump moves the node's clock forward by d at once, as a virtual machine
-// that was paused finds it: its due timers fire at its next step.
+// that was paused finds it: its loops' due timers fire at its next step
+// (its remote node's timers, armed on the network, keep their times).
 func (n *Node) Jump(d time.Duration) {
 	if d < 0 {
 		panic("sim: a monotonic clock does not go back")
@@ -320,7 +321,10 @@ func (n *Node) Ask(to actor.Ref, msg any, timeout time.Duration) (any, error) {
 	if serr := n.sys.Send(asker, askGo{}); serr != nil {
 		return nil, serr
 	}
-	if !n.w.RunUntil(timeout+time.Second, func() bool { return done || !n.up }) || !done {
+	// The ask settles after timeout of the node's time, however its
+	// clock drifts or it is slowed: wait for that, not for a world bound.
+	limit := time.Duration(float64(timeout)/min(1, 1+n.drift)) + time.Minute
+	if !n.w.RunUntil(limit, func() bool { return done || !n.up }) || !done {
 		return nil, fmt.Errorf("sim: ask from %s: no answer: %w", n.name, ErrNodeDown)
 	}
 	return v, err

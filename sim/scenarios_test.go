@@ -202,3 +202,23 @@ func TestScenarioSlowPeer(t *testing.T) {
 		t.Fatalf("after the slowness: %v %v", v, err)
 	}
 }
+
+// Node.Ask waits for the ask to settle on the node's own clock: with a
+// clock running at 40% of the world's and a busy target, it times out as
+// documented (actor.ErrTimeout), rather than giving up early.
+func TestScenarioAskOnDriftingClock(t *testing.T) {
+	w := New(Config{Seed: 4})
+	defer w.Close()
+	a, b := w.MustAddNode("a", nil), w.MustAddNode("b", nil)
+	r := refOrFail(t, w, spawnOrFail(t, b, fn(func(c *actor.Context, msg any) (any, error) { return msg, nil })), b, a)
+	if _, err := a.Ask(r, 1, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a.SetDrift(-0.6)
+	b.SetSlow(5 * time.Second)
+	_ = b.Send(refOrFail(t, w, r, a, b), 0)
+	w.Run(time.Millisecond) // b is busy for 5 s: the ask waits in its queue
+	if _, err := a.Ask(r, 2, 900*time.Millisecond); !errors.Is(err, actor.ErrTimeout) {
+		t.Fatalf("ask on a slow clock: %v, want actor.ErrTimeout", err)
+	}
+}

@@ -211,6 +211,13 @@ func (w *World) addrID(a memnet.Addr) uint64 {
 	return id
 }
 
+// mixRef folds a ref's ids (loop, slot, generation) into the digest: the
+// order in which actors get their events is part of the run.
+func (w *World) mixRef(r actor.Ref) {
+	l, slot, gen := r.ID()
+	w.mix(uint64(l)<<48 ^ uint64(slot)<<24 ^ uint64(gen))
+}
+
 // typeID names a message type in the digest, by its name (stable across
 // runs, unlike a pointer).
 func (w *World) typeID(v any) uint64 {
@@ -249,6 +256,8 @@ func (w *World) loopEvent(n *Node, ev *actor.Event) {
 	w.mix(uint64(w.nw.Now().UnixNano()))
 	w.mix(uint64(n.idx)<<32 | uint64(ev.Loop)<<8 | uint64(ev.Kind))
 	w.mix(w.typeID(ev.Msg))
+	w.mixRef(ev.To)
+	w.mixRef(ev.From)
 	if ev.Err != nil {
 		w.mix(1)
 	}
