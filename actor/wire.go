@@ -5,6 +5,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/actord/actord/internal/bugs"
 	"github.com/actord/actord/internal/seam"
 )
 
@@ -229,7 +230,7 @@ func (ls *loopState) breakLinks(p nodePeer, epoch uint64, reason error) {
 			continue
 		}
 		for _, l := range s.links {
-			if e, ok := s.linkEpochs[l]; l.r != nil && l.r.peer == p && (!ok || e <= epoch) {
+			if e, ok := s.linkEpochs[l]; l.r != nil && l.r.peer == p && (!ok || e <= epoch || bugs.LinkEpoch) {
 				hit = append(hit, Ref{l: ls, idx: i, gen: s.gen}, l)
 			}
 		}

@@ -1,0 +1,93 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/internal/bugs"
+)
+
+var (
+	// search from -sim.seed for the first seed that finds each bug
+	flagBugSearch = flag.Bool("sim.bugsearch", false, "TestSwarmFindsBugs searches seeds from -sim.seed (up to -sim.seeds, or 1000) for each re-introduced bug")
+	// replay one seed instead of the recorded one
+	flagBugSeed = flag.Uint64("sim.bugseed", 0, "the seed TestSwarmFindsBugs runs for each bug (0: the recorded first failing seed)")
+)
+
+// reintroduced is a bug this project fixed before, put back by a switch of
+// package internal/bugs, and the first seed from 1 at which the swarm finds
+// it (docs/simulation.md, "Bugs the swarm finds").
+type reintroduced struct {
+	name   string
+	fix    string // the commit that fixed it
+	on     *bool  // its switch
+	strict bool   // its symptom is a link ended on one side only
+	seed   uint64 // the first failing seed, from -sim.bugsearch
+}
+
+var reintroducedBugs = []reintroduced{
+	{name: "LinkEpoch", fix: "178ea0a", on: &bugs.LinkEpoch, strict: true, seed: 0},
+	{name: "NoDialBack", fix: "3e7a95f", on: &bugs.NoDialBack, seed: 0},
+	{name: "IncarnationReplaced", fix: "5ae26ad", on: &bugs.IncarnationReplaced, strict: true, seed: 0},
+}
+
+// TestSwarmFindsBugs shows that the swarm finds bugs: each bug above, put
+// back by its switch, must fail its recorded seed. With -sim.bugsearch it
+// searches instead for the first failing seed, and reports the seeds tried
+// and the time taken.
+func TestSwarmFindsBugs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the swarm")
+	}
+	for _, b := range reintroducedBugs {
+		t.Run(b.name, func(t *testing.T) {
+			*b.on = true
+			defer func() { *b.on = false }()
+			if *flagBugSearch {
+				searchBug(t, b)
+				return
+			}
+			seed := b.seed
+			if *flagBugSeed != 0 {
+				seed = *flagBugSeed
+			}
+			v, w := swarm(seed, 0, b.strict)
+			w.Close()
+			if len(v) == 0 {
+				t.Fatalf("bug %s (fixed by %s) put back: seed %d found nothing; search again: go test ./sim -run 'TestSwarmFindsBugs/%s$' -sim.bugsearch -v",
+					b.name, b.fix, seed, b.name)
+			}
+			t.Logf("bug %s (fixed by %s): seed %d finds it: %d violations:\n  %s", b.name, b.fix, seed, len(v), strings.Join(v, "\n  "))
+		})
+	}
+}
+
+// searchBug runs seeds from -sim.seed until one fails.
+func searchBug(t *testing.T, b reintroduced) {
+	n := *flagSeeds
+	if n == 0 {
+		n = 1000
+	}
+	start := time.Now()
+	for i := range n {
+		seed := *flagSeed + uint64(i)
+		v, w := swarm(seed, 0, b.strict)
+		w.Close()
+		if len(v) > 0 {
+			el := time.Since(start)
+			msg := fmt.Sprintf("bug %s (fixed by %s, strict links %v): first failing seed %d, %d seeds tried, %v\n  %s\nreplay: go test ./sim -run 'TestSwarmFindsBugs/%s$' -sim.bugseed=%d -v",
+				b.name, b.fix, b.strict, seed, i+1, el.Round(10*time.Millisecond), strings.Join(v, "\n  "), b.name, seed)
+			t.Log(msg)
+			fmt.Fprintln(os.Stderr, msg)
+			return
+		}
+		if testing.Verbose() && (i+1)%50 == 0 {
+			fmt.Fprintf(os.Stderr, "bug %s: %d seeds, none failed, %v\n", b.name, i+1, time.Since(start).Round(time.Second))
+		}
+	}
+	t.Errorf("bug %s (fixed by %s): no seed of %d from %d finds it (%v)", b.name, b.fix, n, *flagSeed, time.Since(start).Round(time.Second))
+}
