@@ -119,7 +119,10 @@ func (n *Node) Remote() *remote.Node {
 func (n *Node) start() error {
 	w := n.w
 	n.clk = &nodeClock{w: w, n: n, gen: n.gen, base: w.nw.Now(), nodeBase: w.nw.Now(), rate: 1 + n.drift}
-	acfg := actor.Config{Loops: 1, Watchdog: -1, Logger: w.cfg.Logger, OnCrash: func(*actor.Crash) {}}
+	// Small queues and pool: a simulated node's loops are stepped, not
+	// raced, and its Blocking jobs are events (the pool stays idle).
+	acfg := actor.Config{Loops: 1, Watchdog: -1, Logger: w.cfg.Logger, OnCrash: func(*actor.Crash) {},
+		QueueCapacity: 1024, Workers: 1, WorkerQueue: 1}
 	if w.cfg.Actor != nil {
 		w.cfg.Actor(n.name, &acfg)
 	}

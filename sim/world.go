@@ -56,8 +56,11 @@ type World struct {
 	events uint64
 	digest uint64
 	types  map[reflect.Type]uint64
-	line   []string // ring of the last cfg.Timeline lines
+	addrs  map[memnet.Addr]uint64 // digest words of network addresses
+	line   []string               // ring of the last cfg.Timeline lines
 	lineAt int
+	// members is the simulated membership, if enabled.
+	members *membership
 	// livelock detection: events run at one virtual instant
 	sameAt      time.Time
 	sameEvents  uint64
@@ -85,9 +88,11 @@ func New(cfg Config) *World {
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x51a7e)),
 		digest: 14695981039346656037,
 		types:  map[reflect.Type]uint64{},
+		addrs:  map[memnet.Addr]uint64{},
 	}
 	w.nw.SetLatency(cfg.Latency[0], cfg.Latency[1])
 	w.nw.Trace(w.netEvent)
+	w.nw.TraceData(w.netData)
 	return w
 }
 
@@ -179,6 +184,31 @@ func (w *World) netEvent(at time.Time, s string) {
 	if w.cfg.Timeline > 0 {
 		w.addLineAt(at, "net "+s)
 	}
+}
+
+// netData is the network's trace of a data delivery, without formatting.
+// It runs under the network's lock: it must not call the network.
+func (w *World) netData(at time.Time, from, to memnet.Addr, n int) {
+	w.events++
+	w.mix(uint64(at.UnixNano()))
+	w.mix(w.addrID(from)*31 + w.addrID(to))
+	w.mix(uint64(n))
+	if w.cfg.Timeline > 0 {
+		w.addLineAt(at, fmt.Sprintf("net data %s->%s %d", from, to, n))
+	}
+}
+
+// addrID is a network address's word in the digest.
+func (w *World) addrID(a memnet.Addr) uint64 {
+	id, ok := w.addrs[a]
+	if !ok {
+		id = 14695981039346656037
+		for i := 0; i < len(a); i++ {
+			id = (id ^ uint64(a[i])) * 1099511628211
+		}
+		w.addrs[a] = id
+	}
+	return id
 }
 
 // typeID names a message type in the digest, by its name (stable across
@@ -287,11 +317,14 @@ func (w *World) settle() bool {
 			if !n.up || now.Before(n.readyAt) {
 				continue
 			}
-			before := w.events
-			if n.sys.RunUntilIdle(4096) > 0 {
+			budget := 4096
+			if n.slow > 0 {
+				budget = 1 // one event, then the node is busy for n.slow
+			}
+			if n.sys.RunUntilIdle(budget) > 0 {
 				busy = true
 				if n.slow > 0 {
-					n.readyAt = now.Add(time.Duration(w.events-before) * n.slow)
+					n.readyAt = now.Add(n.slow)
 				}
 			}
 		}

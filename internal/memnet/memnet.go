@@ -49,19 +49,20 @@ type Handler interface {
 // concurrent use; events run without its lock held, on the goroutine that
 // calls Step.
 type Network struct {
-	mu      sync.Mutex
-	now     time.Time
-	seq     uint64
-	q       events
-	rng     *rand.Rand
-	lat     [2]time.Duration // latency range [min, max]
-	ls      map[string]*listener
-	blocked map[[2]string]bool             // host pairs (from, to) that drop everything
-	port    map[string]int                 // next ephemeral port per host
-	linkLat map[[2]string][2]time.Duration // latency ranges by (from, to), overriding lat
-	gen     map[string]uint64              // incremented by each Crash of the host
-	down    map[string]bool                // hosts crashed and not restarted
-	trace   func(time.Time, string)
+	mu        sync.Mutex
+	now       time.Time
+	seq       uint64
+	q         events
+	rng       *rand.Rand
+	lat       [2]time.Duration // latency range [min, max]
+	ls        map[string]*listener
+	blocked   map[[2]string]bool             // host pairs (from, to) that drop everything
+	port      map[string]int                 // next ephemeral port per host
+	linkLat   map[[2]string][2]time.Duration // latency ranges by (from, to), overriding lat
+	gen       map[string]uint64              // incremented by each Crash of the host
+	down      map[string]bool                // hosts crashed and not restarted
+	trace     func(time.Time, string)
+	traceData func(at time.Time, from, to Addr, n int)
 }
 
 // New returns a network at virtual time start whose latencies and
@@ -79,6 +80,14 @@ func New(seed uint64, start time.Time) *Network {
 func (n *Network) SetLatency(lo, hi time.Duration) {
 	n.mu.Lock()
 	n.lat = [2]time.Duration{lo, max(lo, hi)}
+	n.mu.Unlock()
+}
+
+// TraceData, if set, receives the data deliveries instead of Trace (one
+// call per delivery, with no formatting: the busiest event of a run).
+func (n *Network) TraceData(f func(at time.Time, from, to Addr, bytes int)) {
+	n.mu.Lock()
+	n.traceData = f
 	n.mu.Unlock()
 }
 
@@ -227,6 +236,14 @@ func (n *Network) Partition(a, b string) {
 	n.blocked[[2]string{a, b}], n.blocked[[2]string{b, a}] = true, true
 	n.tracefLocked("partition %s %s", a, b)
 	n.mu.Unlock()
+}
+
+// Blocked reports whether what host from sends to host to is dropped now
+// (a partition or a Block), or to is down.
+func (n *Network) Blocked(from, to string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.blocked[[2]string{from, to}] || n.down[to]
 }
 
 // Block drops what host from sends to host to (one way) until Unblock:
@@ -710,7 +727,11 @@ func (n *Network) sendLocked(c *Conn, s segment) {
 				n.mu.Unlock()
 				return
 			}
-			n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
+			if n.traceData != nil {
+				n.traceData(n.now, c.local, c.remote, len(s.b))
+			} else {
+				n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
+			}
 			dst.in = append(dst.in, s.b...)
 			data = true
 		}
