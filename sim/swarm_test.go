@@ -25,8 +25,9 @@ type (
 	swQuiet   struct{} // stop sending: the checks follow
 	swTargets []swTarget
 	swTarget  struct {
-		id  string
-		ref actor.Ref
+		id    string
+		ref   actor.Ref
+		quiet bool // no asks (see checker.sparse)
 	}
 	// What crosses the network: registered on every node, fields exported
 	// for msgpack.
@@ -58,13 +59,14 @@ type checker struct {
 	// only by one connection per pair of nodes).
 	strictLinks bool
 	oneSided    []string
-	// sparse: each client incarnation targets only some servers (drawn
-	// once per pair from prng, apart from the world's random stream, so
-	// that the runs of other seeds stay as they were). A node then may
-	// hold halves of links made by a node it never sends to, which only a
-	// connection of its own watches (commit 3e7a95f).
+	// sparse (a quarter of the seeds): each client incarnation targets
+	// only some servers, and asks only some of those (drawn once per pair
+	// from prng, apart from the world's random stream, so that the other
+	// seeds run as they did). A node then may hold halves of links made
+	// by a node it never sends to nor answers, which only a connection of
+	// its own watches (commit 3e7a95f).
 	sparse bool
-	skip   map[[2]string]bool // (client, server) -> not targeted
+	mode   map[[2]string]int // (client, server) -> pairFull, pairQuiet or pairSkip
 	prng   *rand.Rand
 }
 
@@ -125,6 +127,7 @@ func (k *checker) client(id string) actor.Actor {
 		ref   actor.Ref
 		seq   int
 		ended bool
+		quiet bool
 	}
 	var ts []*target
 	byRef := map[actor.Ref]*target{}
@@ -144,7 +147,7 @@ func (k *checker) client(id string) actor.Actor {
 				if _, ok := byRef[nt.ref]; ok {
 					continue
 				}
-				t := &target{id: nt.id, ref: nt.ref}
+				t := &target{id: nt.id, ref: nt.ref, quiet: nt.quiet}
 				ts = append(ts, t)
 				byRef[nt.ref] = t
 				_ = c.Send(t.ref, swHello{id})
@@ -167,7 +170,7 @@ func (k *checker) client(id string) actor.Actor {
 				}
 				t.seq++
 				_ = c.Send(t.ref, swSeq{id, t.seq})
-				if ticks%4 == 0 {
+				if ticks%4 == 0 && !t.quiet {
 					k.nextAsk++
 					a := k.nextAsk
 					k.asks[a], k.askOwner[a] = 0, id
@@ -241,6 +244,13 @@ func (k *checker) crashed(n *Node) {
 	k.alive[serverID(n)], k.alive[clientID(n)] = false, false
 }
 
+// What a client does with a server (checker.sparse).
+const (
+	pairFull  = iota // links, monitors, sends, asks
+	pairQuiet        // links, monitors, sends
+	pairSkip         // nothing
+)
+
 // spread gives every live client the servers of every live node.
 func (k *checker) spread() {
 	for _, cn := range k.w.nodes {
@@ -252,14 +262,15 @@ func (k *checker) spread() {
 			if sn == cn || !sn.Up() {
 				continue
 			}
+			mode := pairFull
 			if k.sparse {
 				p := [2]string{clientID(cn), serverID(sn)}
-				skip, ok := k.skip[p]
+				m, ok := k.mode[p]
 				if !ok {
-					skip = k.prng.IntN(2) == 0
-					k.skip[p] = skip
+					m = k.prng.IntN(3)
+					k.mode[p] = m
 				}
-				if skip {
+				if mode = m; mode == pairSkip {
 					continue
 				}
 			}
@@ -268,7 +279,7 @@ func (k *checker) spread() {
 				k.violate("import %s's server on %s: %v", sn.Name(), cn.Name(), err)
 				continue
 			}
-			ts = append(ts, swTarget{serverID(sn), r})
+			ts = append(ts, swTarget{serverID(sn), r, mode == pairQuiet})
 		}
 		_ = cn.Send(k.clients[cn], ts)
 	}
@@ -334,7 +345,7 @@ func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 	w := New(Config{Seed: seed, Timeline: timeline})
 	k := &checker{w: w, strictLinks: strictLinks, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
 		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
-		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, skip: map[[2]string]bool{}}
+		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, mode: map[[2]string]int{}}
 	k.prng = rand.New(rand.NewPCG(seed, 0x5370617273650000))
 	k.sparse = k.prng.IntN(4) == 0
 	rng := w.Rand()

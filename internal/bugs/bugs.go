@@ -22,6 +22,12 @@ var (
 	// node's death. Fixed by commit 3e7a95f.
 	NoDialBack bool
 
+	// LinkFromReplaced: a link request still arriving from an incarnation
+	// that a newer one has replaced (the node restarted) makes a link
+	// here, with an actor that is gone, which nothing ends. Fixed, with
+	// IncarnationReplaced, by commit 5ae26ad.
+	LinkFromReplaced bool
+
 	// IncarnationReplaced: the last connection of an incarnation that a
 	// newer one (the node restarted) has replaced still ends, when it
 	// closes, every link with the node: the new incarnation's links end on
