@@ -379,7 +379,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 	if err != nil {
 		return err
 	}
-	st, renewed, replaced, err := n.incarnation(inKey{f.name, f.incarnation}, f.epoch)
+	st, renewed, replaced, err := n.incarnation(inKey{f.name, f.incarnation}, f.addr, ic.sess.peerKey, f.epoch)
 	if err != nil {
 		return err
 	}
@@ -411,13 +411,15 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 // (incarnations.hello).
 // It reports too whether another incarnation of the node was replaced
 // (incarnations.supersede).
-func (n *Node) incarnation(key inKey, epoch uint64) (st *inState, renewed, replaced bool, err error) {
+func (n *Node) incarnation(key inKey, addr string, static []byte, epoch uint64) (st *inState, renewed, replaced bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if replaced, err = n.remotes.supersede(key); err != nil {
+	if replaced, err = n.remotes.supersede(key, addr, static); err != nil {
 		return nil, false, false, err
 	}
-	st, renewed, err = n.remotes.hello(key, epoch)
+	if st, renewed, err = n.remotes.hello(key, epoch); err == nil && st.key == nil {
+		st.addr, st.key = addr, append([]byte(nil), static...)
+	}
 	return st, renewed, replaced, err
 }
 

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,8 @@ type inState struct {
 	// restarted), so this one's actors are gone; what it still sends
 	// cannot make links, and its links ended when the new one connected.
 	replaced atomic.Bool
+	addr     string // the address it said it listens at (its peer's)
+	key      []byte // the static key it authenticated with
 }
 
 // hello records a connection of epoch from incarnation key. An epoch not
@@ -77,17 +80,22 @@ func (t incarnations) closed(st *inState, epoch uint64, now time.Time) (endLinks
 	return st.open == 0 && st.epoch.Load() == epoch && (!st.replaced.Load() || bugs.IncarnationReplaced)
 }
 
-// supersede records that incarnation key is connecting: every other
-// incarnation of its node is replaced (the node restarted). It reports
-// whether one was not replaced yet, whose links with local actors must
-// end before the new incarnation's frames can make new ones; and fails
-// for an incarnation that was itself replaced.
-func (t incarnations) supersede(key inKey) (replaced bool, err error) {
+// supersede records that incarnation key, listening at addr and
+// authenticated with the static key static, is connecting: every other
+// incarnation of its node (the same name and static key at the same
+// address) is replaced: the node restarted. A node holding another key
+// replaces nothing, whatever name and address it claims. It reports whether one
+// was not replaced yet, whose links with local actors must end before the
+// new incarnation's frames can make new ones; and fails for an
+// incarnation that was itself replaced. A node that restarts at another
+// address is another peer, whose old links end with the old address's
+// connections.
+func (t incarnations) supersede(key inKey, addr string, static []byte) (replaced bool, err error) {
 	if st, ok := t[key]; ok && st.replaced.Load() {
 		return false, fmt.Errorf("remote: incarnation %x of %s was replaced by a newer one", key.inc, key.name)
 	}
 	for k, st := range t {
-		if k.name == key.name && k.inc != key.inc && !st.replaced.Load() {
+		if k.name == key.name && k.inc != key.inc && st.addr == addr && bytes.Equal(st.key, static) && !st.replaced.Load() {
 			st.replaced.Store(true)
 			replaced = true
 		}

@@ -260,26 +260,44 @@ func TestIncarnationReplaced(t *testing.T) {
 	incs := incarnations{}
 	now := time.Unix(1_900_000_000, 0)
 	old, young := inKey{"a", 1}, inKey{"a", 2}
-	if replaced, err := incs.supersede(old); err != nil || replaced {
+	const addr = "10.0.0.1:7000"
+	key := []byte("the static key of a")
+	hello := func(k inKey, addr string, epoch uint64) *inState {
+		t.Helper()
+		st, _, err := incs.hello(k, epoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.addr, st.key = addr, key
+		return st
+	}
+	if replaced, err := incs.supersede(old, addr, key); err != nil || replaced {
 		t.Fatalf("first incarnation: replaced %v, %v", replaced, err)
 	}
-	st, _, _ := incs.hello(old, 5)
-	if replaced, err := incs.supersede(inKey{"b", 7}); err != nil || replaced {
+	st := hello(old, addr, 5)
+	if replaced, err := incs.supersede(inKey{"b", 7}, "10.0.0.2:7000", []byte("b")); err != nil || replaced {
 		t.Fatalf("another node replaced a: %v, %v", replaced, err)
 	}
-	if replaced, err := incs.supersede(young); err != nil || !replaced {
+	// The same name at another address is another peer (a node restarted
+	// elsewhere, or two nodes named alike): nothing is replaced.
+	if replaced, err := incs.supersede(inKey{"a", 3}, "10.0.0.9:7000", key); err != nil || replaced {
+		t.Fatalf("the same name at another address: replaced %v, %v", replaced, err)
+	}
+	// A node holding another key replaces nothing, whatever it claims.
+	if replaced, err := incs.supersede(inKey{"a", 4}, addr, []byte("a forger's key")); err != nil || replaced {
+		t.Fatalf("a forger claiming a's name and address: replaced %v, %v", replaced, err)
+	}
+	if replaced, err := incs.supersede(young, addr, key); err != nil || !replaced {
 		t.Fatalf("the restarted node: replaced %v, %v", replaced, err)
 	}
-	if _, _, err := incs.hello(young, 1); err != nil {
-		t.Fatal(err)
-	}
-	if replaced, err := incs.supersede(young); err != nil || replaced {
+	hello(young, addr, 1)
+	if replaced, err := incs.supersede(young, addr, key); err != nil || replaced {
 		t.Fatalf("the new incarnation again: replaced %v, %v", replaced, err)
 	}
 	if incs.closed(st, 5, now) {
 		t.Fatal("the replaced incarnation's last close ended the links (the new incarnation's)")
 	}
-	if _, err := incs.supersede(old); err == nil {
+	if _, err := incs.supersede(old, addr, key); err == nil {
 		t.Fatal("a replaced incarnation connected again")
 	}
 }
