@@ -494,7 +494,7 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
 	// noproc, from the id as it came: never echo a corrected secret
 	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
-	if ic.state != nil && ic.state.replaced.Load() && !bugs.LinkFromReplaced {
+	if ic.state != nil && ic.state.replaced.Load() {
 		return // from an incarnation that restarted: its actors are gone
 	}
 	peer.addLinks(1)

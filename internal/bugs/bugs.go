@@ -22,9 +22,6 @@ var (
 	// node's death. Fixed by commit 3e7a95f.
 	NoDialBack bool
 
-	// LinkFromReplaced: a link request still arriving from an incarnation
-	// that a newer one has replaced (the node restarted) makes a link
-	// here, with an actor that is gone, which nothing ends. Fixed, with
 	// IncarnationReplaced, by commit 5ae26ad.
 	LinkFromReplaced bool
 
