@@ -570,33 +570,48 @@ func (s *System) watchdog(ctx context.Context) {
 	budget := s.cfg.Watchdog
 	tick := time.NewTicker(budget / 4)
 	defer tick.Stop()
-	type mark struct {
-		handled  uint64
-		since    time.Time
-		reported bool
-	}
-	marks := make([]mark, len(s.loops))
+	marks := make([]watchMark, len(s.loops))
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
 			for i, ls := range s.loops {
-				st := ls.loop.Stats()
-				m := &marks[i]
-				if st.Parked || st.Handled != m.handled {
-					*m = mark{handled: st.Handled, since: now}
+				d, ok := marks[i].stalled(ls.loop.Stats(), now, budget)
+				if !ok {
 					continue
 				}
-				if d := now.Sub(m.since); d >= budget && !m.reported {
-					m.reported = true
-					if s.cfg.OnStall != nil {
-						s.cfg.OnStall(i, d)
-					} else {
-						s.log.Warn("actor: loop stalled: a handler has run too long", "loop", i, "for", d)
-					}
+				if s.cfg.OnStall != nil {
+					s.cfg.OnStall(i, d)
+				} else {
+					s.log.Warn("actor: loop stalled: a handler has run too long", "loop", i, "for", d)
 				}
 			}
 		}
 	}
+}
+
+// watchMark is the watchdog's record of one loop: how many events it had
+// handled when last seen, since when, and whether its stall was reported.
+type watchMark struct {
+	handled  uint64
+	since    time.Time
+	reported bool
+}
+
+// stalled updates m with the loop's stats st at now, and returns how long
+// the loop has been in one handler when that reached budget and was not
+// reported yet. A loop seen for the first time starts its count now: a
+// loop that blocks in its very first handler is reported after budget,
+// with the time since it was first seen, not since the zero time.
+func (m *watchMark) stalled(st loop.Stats, now time.Time, budget time.Duration) (time.Duration, bool) {
+	if st.Parked || st.Handled != m.handled || m.since.IsZero() {
+		*m = watchMark{handled: st.Handled, since: now}
+		return 0, false
+	}
+	if d := now.Sub(m.since); d >= budget && !m.reported {
+		m.reported = true
+		return d, true
+	}
+	return 0, false
 }

@@ -1102,9 +1102,9 @@ func TestRemoteThreeNodes(t *testing.T) {
 // a ref reads its peer's name while the frame's own peer is locked, which
 // must neither self-deadlock nor deadlock two peers against each other.
 func TestRemoteRefsCrossingPeers(t *testing.T) {
-	a := newTestNode(t, "a", Config{})
-	b := newTestNode(t, "b", Config{})
-	c := newTestNode(t, "c", Config{})
+	a := newTestNode(t, "a", Config{HeartbeatTimeout: 30 * time.Second})
+	b := newTestNode(t, "b", Config{HeartbeatTimeout: 30 * time.Second})
+	c := newTestNode(t, "c", Config{HeartbeatTimeout: 30 * time.Second})
 	for _, tn := range []*testNode{a, b, c} {
 		if err := Register[refMsg](tn.node, "test.refMsg"); err != nil {
 			t.Fatal(err)
