@@ -132,6 +132,8 @@ func searchBug(t *testing.T, b reintroduced) {
 		t.Errorf("bug %s (fixed by %s): no seed of %d from %d finds it (%v)", b.name, b.fix, n, *flagSeed, time.Since(start).Round(time.Second))
 		return
 	}
-	t.Logf("bug %s: %d of %d seeds from %d find it %v; %d fail without it too %v (%v)",
+	msg := fmt.Sprintf("bug %s: %d of %d seeds from %d find it %v; %d fail without it too %v (%v)",
 		b.name, len(found), n, *flagSeed, found, len(other), other, time.Since(start).Round(time.Second))
+	t.Log(msg)
+	fmt.Fprintln(os.Stderr, msg)
 }
