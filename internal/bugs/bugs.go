@@ -22,9 +22,6 @@ var (
 	// node's death. Fixed by commit 3e7a95f.
 	NoDialBack bool
 
-	// IncarnationReplaced, by commit 5ae26ad.
-	LinkFromReplaced bool
-
 	// IncarnationReplaced: the last connection of an incarnation that a
 	// newer one (the node restarted) has replaced still ends, when it
 	// closes, every link with the node: the new incarnation's links end on
