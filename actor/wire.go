@@ -5,6 +5,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/actord/actord/internal/bugs"
 	"github.com/actord/actord/internal/seam"
 )
 
@@ -243,7 +244,7 @@ func (ls *loopState) breakLinks(p nodePeer, match func(epoch uint64) bool, reaso
 			continue
 		}
 		for _, l := range s.links {
-			if l.r != nil && l.r.peer == p && match(s.linkEpochs[l]) { // none recorded: 0
+			if l.r != nil && l.r.peer == p && (match(s.linkEpochs[l]) || bugs.LinkEpoch) { // none recorded: 0
 				hit = append(hit, Ref{l: ls, idx: i, gen: s.gen}, l)
 			}
 		}

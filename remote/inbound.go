@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/bugs"
 	"github.com/actord/actord/internal/seam"
 )
 
@@ -520,7 +521,9 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 	// This half of the link ends when this node's own connection to the
 	// linking node is lost (peer.lost): make sure there is one, with its
 	// heartbeat, even if nothing else is sent there.
-	ic.from.ensureConnected()
+	if !bugs.NoDialBack {
+		ic.from.ensureConnected()
+	}
 }
 
 // inSpawn spawns an actor of a registered kind, if the requester may, and

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -24,8 +25,9 @@ type (
 	swQuiet   struct{} // stop sending: the checks follow
 	swTargets []swTarget
 	swTarget  struct {
-		id  string
-		ref actor.Ref
+		id    string
+		ref   actor.Ref
+		quiet bool // no asks (see checker.sparse)
 	}
 	// What crosses the network: registered on every node, fields exported
 	// for msgpack.
@@ -57,6 +59,15 @@ type checker struct {
 	// only by one connection per pair of nodes).
 	strictLinks bool
 	oneSided    []string
+	// sparse (a quarter of the seeds): each client incarnation targets
+	// only some servers, and asks only some of those (drawn once per pair
+	// from prng, apart from the world's random stream, so that the other
+	// seeds run as they did). A node then may hold halves of links made
+	// by a node it never sends to nor answers, which only a connection of
+	// its own watches (commit 3e7a95f).
+	sparse bool
+	mode   map[[2]string]int // (client, server) -> pairFull, pairQuiet or pairSkip
+	prng   *rand.Rand
 }
 
 func (k *checker) violate(format string, a ...any) {
@@ -116,6 +127,7 @@ func (k *checker) client(id string) actor.Actor {
 		ref   actor.Ref
 		seq   int
 		ended bool
+		quiet bool
 	}
 	var ts []*target
 	byRef := map[actor.Ref]*target{}
@@ -135,7 +147,7 @@ func (k *checker) client(id string) actor.Actor {
 				if _, ok := byRef[nt.ref]; ok {
 					continue
 				}
-				t := &target{id: nt.id, ref: nt.ref}
+				t := &target{id: nt.id, ref: nt.ref, quiet: nt.quiet}
 				ts = append(ts, t)
 				byRef[nt.ref] = t
 				_ = c.Send(t.ref, swHello{id})
@@ -143,8 +155,11 @@ func (k *checker) client(id string) actor.Actor {
 					t.ended = true // not linked: nothing to check
 					continue
 				}
+				p := [2]string{id, t.id}
 				if err := c.Monitor(t.ref); err != nil {
-					k.downs[[2]string{id, t.id}] = append(k.downs[[2]string{id, t.id}], fmt.Errorf("monitor failed: %w", err))
+					k.downs[p] = append(k.downs[p], fmt.Errorf("monitor failed: %w", err))
+				} else if _, ok := k.downs[p]; !ok {
+					k.downs[p] = nil // made: check holds it to one Down if t dies
 				}
 			}
 		case swTick:
@@ -155,7 +170,7 @@ func (k *checker) client(id string) actor.Actor {
 				}
 				t.seq++
 				_ = c.Send(t.ref, swSeq{id, t.seq})
-				if ticks%4 == 0 {
+				if ticks%4 == 0 && !t.quiet {
 					k.nextAsk++
 					a := k.nextAsk
 					k.asks[a], k.askOwner[a] = 0, id
@@ -229,6 +244,13 @@ func (k *checker) crashed(n *Node) {
 	k.alive[serverID(n)], k.alive[clientID(n)] = false, false
 }
 
+// What a client does with a server (checker.sparse).
+const (
+	pairFull  = iota // links, monitors, sends, asks
+	pairQuiet        // links, monitors, sends
+	pairSkip         // nothing
+)
+
 // spread gives every live client the servers of every live node.
 func (k *checker) spread() {
 	for _, cn := range k.w.nodes {
@@ -240,12 +262,24 @@ func (k *checker) spread() {
 			if sn == cn || !sn.Up() {
 				continue
 			}
+			mode := pairFull
+			if k.sparse {
+				p := [2]string{clientID(cn), serverID(sn)}
+				m, ok := k.mode[p]
+				if !ok {
+					m = k.prng.IntN(3)
+					k.mode[p] = m
+				}
+				if mode = m; mode == pairSkip {
+					continue
+				}
+			}
 			r, err := k.w.Ref(k.servers[sn], sn, cn)
 			if err != nil {
 				k.violate("import %s's server on %s: %v", sn.Name(), cn.Name(), err)
 				continue
 			}
-			ts = append(ts, swTarget{serverID(sn), r})
+			ts = append(ts, swTarget{serverID(sn), r, mode == pairQuiet})
 		}
 		_ = cn.Send(k.clients[cn], ts)
 	}
@@ -258,14 +292,11 @@ func (k *checker) check() {
 			k.violate("ask %d of %s settled %d times, want once", a, k.askOwner[a], n)
 		}
 	}
-	for p, rs := range k.downs {
+	for p, rs := range k.downs { // every monitor made is there, maybe with no Down
 		watcher, target := p[0], p[1]
 		if k.alive[watcher] && !k.alive[target] && len(rs) != 1 {
 			k.violate("%s monitors %s (dead) and got %d Downs", watcher, target, len(rs))
 		}
-	}
-	for p := range k.downs { // every monitor made is in downs (maybe empty): see client
-		_ = p
 	}
 	// Links: a live actor linked to a dead one got exactly one exit signal;
 	// two live ones agree (both got one, or neither).
@@ -314,7 +345,9 @@ func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 	w := New(Config{Seed: seed, Timeline: timeline})
 	k := &checker{w: w, strictLinks: strictLinks, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
 		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
-		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}}
+		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, mode: map[[2]string]int{}}
+	k.prng = rand.New(rand.NewPCG(seed, 0x5370617273650000))
+	k.sparse = k.prng.IntN(4) == 0
 	rng := w.Rand()
 	nodes := 3 + rng.IntN(3)
 	for i := range nodes {
@@ -433,8 +466,8 @@ func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 		for _, c := range k.asks {
 			na += c
 		}
-		fmt.Fprintf(os.Stderr, "seed %d: %d nodes, %d asks settled (%d answered), %d Downs, %d exit signals, %d links checked, %d ended on one side only %v\n",
-			seed, nodes, na, k.answered, nd, ne, len(k.seqs), len(k.oneSided), k.oneSided)
+		fmt.Fprintf(os.Stderr, "seed %d: %d nodes (sparse %v), %d asks settled (%d answered), %d Downs, %d exit signals, %d links checked, %d ended on one side only %v\n",
+			seed, nodes, k.sparse, na, k.answered, nd, ne, len(k.seqs), len(k.oneSided), k.oneSided)
 	}
 	return k.violations, w
 }
