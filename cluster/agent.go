@@ -645,7 +645,10 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	a := (*Agent)(e)
 	kind := Fail
 	var meta Meta
-	if json.Unmarshal(n.Meta, &meta) == nil && meta.Leaving {
+	// A leave is the member's own announcement (memberlist's StateLeft), or
+	// a failure after it marked itself leaving: under load the mark may not
+	// have spread before the announcement, and the announcement suffices.
+	if n.State == memberlist.StateLeft || json.Unmarshal(n.Meta, &meta) == nil && meta.Leaving {
 		kind = Leave
 	}
 	m := a.member(n)
