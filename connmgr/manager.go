@@ -252,7 +252,7 @@ func (m *Manager) Connected(id string, conn uint64, now time.Time) error {
 		return err
 	}
 	switch {
-	case conn < r.conn:
+	case conn < r.conn: // stale: a later connection was reported
 	case r.state != Connected:
 		r.state, r.conn, r.since = Connected, conn, now
 		m.connected++
