@@ -42,7 +42,7 @@ func BenchmarkTrim(b *testing.B) {
 			b.Fatalf("pass %d closed %d", i, len(closed))
 		}
 		for _, c := range closed {
-			m.Connected(c.Peer, now)
+			m.Connected(c.Peer, c.Conn+1, now)
 		}
 	}
 	pass(-1) // the pass's scratch space is allocated once, then reused

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -34,7 +35,7 @@ func connect(t testing.TB, m *Manager, now time.Time, ids ...string) {
 		if _, err := m.Add(id, Managed, now); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Connected(id, now); err != nil {
+		if err := m.Connected(id, 1, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,7 +152,7 @@ func TestGracePeriod(t *testing.T) {
 			m.Attach("c", "s", fixed(1))
 			if tc.reconnect != 0 {
 				m.Disconnected("b", t0.Add(tc.reconnect))
-				m.Connected("b", t0.Add(tc.reconnect))
+				m.Connected("b", 2, t0.Add(tc.reconnect))
 			}
 			if got := peerIDs(m.Trim(t0.Add(tc.at))); !slices.Equal(got, tc.want) {
 				t.Fatalf("closed %v, want %v", got, tc.want)
@@ -353,6 +354,92 @@ func TestTrimRevalidates(t *testing.T) {
 	}
 }
 
+// A connection made while the pass runs unlocked is another one, even at
+// the same instant (no grace period): the pass spares it, whether the old
+// one was reported lost first or not.
+func TestTrimRevalidatesConnection(t *testing.T) {
+	for _, lost := range []bool{true, false} {
+		t.Run(fmt.Sprintf("lost=%v", lost), func(t *testing.T) {
+			var m *Manager
+			// 3 connected, low 1: a and b to close, c kept.
+			m = newTest(t, noTime(Config{HighWater: 2, LowWater: 1, Veto: func(c Candidate) bool {
+				if c.Peer == "a" {
+					if lost {
+						m.Disconnected("b", t0)
+					}
+					m.Connected("b", 2, t0)
+				}
+				return false
+			}}))
+			connect(t, m, t0, "a", "b", "c")
+			m.Attach("b", "s", fixed(1))
+			m.Attach("c", "s", fixed(2))
+			got := m.Trim(t0)
+			if ids := peerIDs(got); !slices.Equal(ids, []string{"a"}) {
+				t.Fatalf("closed %v, want [a] (b reconnected during the pass)", ids)
+			}
+			if st := m.Stats(); st.Connected != 2 {
+				t.Fatalf("%d connected, want 2 (b's new connection and c)", st.Connected)
+			}
+		})
+	}
+}
+
+// A Closure names the connection it is about; a later connection replaces
+// it and is in its grace period; a stale report of an older one changes
+// nothing.
+func TestClosureNamesConnection(t *testing.T) {
+	grace := 10 * time.Second
+	m := newTest(t, Config{HighWater: 1, LowWater: 0, GracePeriod: grace, SilencePeriod: -1})
+	connect(t, m, t0, "a")
+	if _, err := m.Add("b", Managed, t0); err != nil {
+		t.Fatal(err)
+	}
+	m.Connected("b", 7, t0)
+	m.Connected("b", 7, t0.Add(grace/2)) // idempotent: the grace period does not restart
+	if got := closedConns(m.Trim(t0.Add(grace))); !maps.Equal(got, map[string]uint64{"a": 1, "b": 7}) {
+		t.Fatalf("closed %v, want a's connection 1 and b's 7", got)
+	}
+
+	// b's connection 7 is lost after the decision and 8 is made: 8 is up,
+	// in its grace period, and the late report of 7 does not undo it.
+	now := t0.Add(2 * grace)
+	m.Disconnected("b", now) // a no-op: b is idle since the decision
+	m.Connected("b", 8, now)
+	m.Connected("b", 7, now.Add(time.Second))
+	connect(t, m, now, "a")
+	if got := m.Trim(now.Add(grace - 1)); len(got) != 0 {
+		t.Fatalf("closed %+v within the grace period", got)
+	}
+	if info := peerState(t, m, "b", now.Add(grace-1)); info.State != Connected || !info.Since.Equal(now) {
+		t.Fatalf("b: %+v, want connected since %v", info, now)
+	}
+	if got := closedConns(m.Trim(now.Add(grace))); !maps.Equal(got, map[string]uint64{"a": 1, "b": 8}) {
+		t.Fatalf("closed %v, want a's connection 1 and b's 8", got)
+	}
+}
+
+// closedConns maps the closed peers to the connections decided about.
+func closedConns(cs []Closure) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, c := range cs {
+		out[c.Peer] = c.Conn
+	}
+	return out
+}
+
+// peerState returns the Snapshot entry of id at now.
+func peerState(t *testing.T, m *Manager, id string, now time.Time) PeerInfo {
+	t.Helper()
+	for _, pi := range m.Snapshot(now) {
+		if pi.Peer == id {
+			return pi
+		}
+	}
+	t.Fatalf("%s not in the snapshot", id)
+	return PeerInfo{}
+}
+
 func TestWatchedClosure(t *testing.T) {
 	m := newTest(t, noTime(Config{HighWater: 1, LowWater: 0}))
 	connect(t, m, t0, "linked", "plain")
@@ -382,7 +469,7 @@ func TestStablePeers(t *testing.T) {
 	if _, err := m.Add("s", Stable, t0); err != nil {
 		t.Fatal(err)
 	}
-	m.Connected("s", t0)
+	m.Connected("s", 1, t0)
 	m.Attach("s", "bad", fixed(ScoreMin)) // lowest score of all
 	connect(t, m, t0, "m")
 	if got := peerIDs(m.Trim(t0)); !slices.Equal(got, []string{"m"}) {
@@ -419,7 +506,7 @@ func TestForgetIdle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.Connected(id, at)
+		m.Connected(id, 1, at)
 		h.AddAsks(1)
 		h.Traffic(at.Add(10 * time.Millisecond))
 		h.AddAsks(-1)
@@ -434,7 +521,7 @@ func TestForgetIdle(t *testing.T) {
 		"monitor": func() { h, _ := m.Peer("monitor"); h.AddMonitors(1) },
 		"stable":  func() { m.SetKind("stable", Stable) },
 		"holder":  func() { hd := &holder{}; hd.held.Store(true); m.Attach("holder", "refs", hd) },
-		"up":      func() { m.Connected("up", t0) },
+		"up":      func() { m.Connected("up", 1, t0) },
 	}
 	for id, f := range keep {
 		m.Add(id, Managed, t0)
@@ -598,7 +685,7 @@ func TestConcurrent(t *testing.T) {
 				if err != nil {
 					continue
 				}
-				m.Connected(id, now)
+				m.Connected(id, 1, now)
 				h.Traffic(now)
 				h.AddAsks(1)
 				h.AddAsks(-1)

@@ -8,13 +8,18 @@ import (
 	"time"
 )
 
-// Closure is a trim decision: close the connection to Peer. The Manager
-// counts the peer idle from the decision on. When Usage.Watched() holds,
-// closing it ends links or monitors between local actors and the peer's:
-// the caller must treat the close as the node going down for them (remote
-// fires node-down to the linked and monitoring actors, with Reason).
+// Closure is a trim decision: close connection Conn to Peer. The Manager
+// counts the peer idle from the decision on. The decision is about that
+// connection only: if it is gone when the caller acts on it (lost, and
+// maybe another one reported with Connected since), the caller closes
+// nothing; the Manager counts a newer connection as connected, in its
+// grace period. When Usage.Watched() holds, closing it ends links or
+// monitors between local actors and the peer's: the caller must treat the
+// close as the node going down for them (remote fires node-down to the
+// linked and monitoring actors, with Reason).
 type Closure struct {
 	Peer   string
+	Conn   uint64 // the connection decided about, as given to Manager.Connected
 	Score  int64
 	Usage  Usage
 	Reason error // wraps ErrTrimmed and says why
@@ -52,6 +57,7 @@ type candidate struct {
 	r     *record
 	p     *Peer
 	sc    []attached
+	conn  uint64
 	since time.Time
 	score int64
 	usage Usage
@@ -158,7 +164,7 @@ func (m *Manager) Trim(now time.Time) []Closure {
 	cands := m.scratch[:0]
 	for _, r := range m.peers {
 		if m.trimmable(r, now) {
-			cands = append(cands, candidate{r: r, p: r.p, sc: r.scorers, since: r.since})
+			cands = append(cands, candidate{r: r, p: r.p, sc: r.scorers, conn: r.conn, since: r.since})
 		}
 	}
 	m.mu.Unlock()
@@ -214,12 +220,12 @@ func (m *Manager) Trim(now time.Time) []Closure {
 		if m.connected <= m.cfg.LowWater {
 			break
 		}
-		if m.peers[c.p.id] != c.r || c.r.since != c.since || !m.trimmable(c.r, now) {
+		if m.peers[c.p.id] != c.r || c.r.conn != c.conn || c.r.since != c.since || !m.trimmable(c.r, now) {
 			continue // changed while unlocked
 		}
 		c.r.state, c.r.since, c.r.trimmedAt = Idle, now, now
 		m.connected--
-		out = append(out, Closure{Peer: c.p.id, Score: c.score, Usage: c.usage, Reason: trimReason(c, connected, m.cfg)})
+		out = append(out, Closure{Peer: c.p.id, Conn: c.conn, Score: c.score, Usage: c.usage, Reason: trimReason(c, connected, m.cfg)})
 	}
 	m.stats.Closed += uint64(len(out))
 	m.mu.Unlock()

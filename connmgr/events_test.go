@@ -25,7 +25,7 @@ func TestEvents(t *testing.T) {
 	}
 	connect(t, m, t0, "a")
 	m.Add("b", Stable, t0)
-	m.Connected("b", t0)
+	m.Connected("b", 1, t0)
 	h, _ := m.Peer("a")
 	h.AddMonitors(1)
 	m.Lock("a", "l", time.Second, t0, func(string, string, time.Time) time.Duration { return time.Second })

@@ -30,7 +30,7 @@ func Example() {
 	peers := map[string]*connmgr.Peer{}
 	for _, id := range []string{"a:7000", "b:7000", "c:7000", "d:7000"} {
 		peers[id], _ = m.Add(id, connmgr.Managed, start)
-		_ = m.Connected(id, start)
+		_ = m.Connected(id, 1, start)
 	}
 	_ = m.Protect("a:7000", "membership")                // never closed while tagged
 	peers["b:7000"].AddLinks(1)                          // a link to one of its actors

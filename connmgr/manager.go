@@ -114,6 +114,7 @@ type record struct {
 	p         *Peer // &peer, the handle
 	kind      Kind
 	state     State
+	conn      uint64    // the caller's identity of the last connection reported up (Connected)
 	since     time.Time // when the state began (Add for a new peer)
 	trimmedAt time.Time // last trim decision; zero if never
 	tags      []string  // protection tags, sorted
@@ -234,19 +235,29 @@ func (m *Manager) SetKind(id string, k Kind) error {
 	return nil
 }
 
-// Connected records that a connection to the peer is up at now: it counts
-// against the watermarks, and the grace period starts. Idempotent while
-// connected (the grace period does not restart).
-func (m *Manager) Connected(id string, now time.Time) error {
+// Connected records that connection conn to the peer is up at now: it
+// counts against the watermarks, and the grace period starts. conn is the
+// caller's identity of the connection, higher for each new connection to
+// the peer (a sequence number); a trim decision names the connection it is
+// about (Closure.Conn), so that the caller closes that one and not one
+// made since. Idempotent for the same conn while connected (the grace
+// period does not restart); a higher conn replaces it and its grace period
+// starts at now; a lower one is a stale report (a later connection was
+// reported already) and changes nothing.
+func (m *Manager) Connected(id string, conn uint64, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, err := m.get(id)
 	if err != nil {
 		return err
 	}
-	if r.state != Connected {
-		r.state, r.since = Connected, now
+	switch {
+	case conn < r.conn: // stale: a later connection was reported
+	case r.state != Connected:
+		r.state, r.conn, r.since = Connected, conn, now
 		m.connected++
+	case conn != r.conn:
+		r.conn, r.since = conn, now
 	}
 	return nil
 }

@@ -100,14 +100,14 @@ func (n *Node) trackLocked(p *peer, now time.Time) error {
 	h.AddAsks(int64(len(p.calls)))
 	h.AddMonitors(int64(p.monitors.count()))
 	h.AddLinks(p.links)
-	member, up := p.link.member, p.link.phase == linkUp
+	member, up, epoch := p.link.member, p.link.phase == linkUp, p.link.epoch
 	p.cmh.Store(h)
 	p.mu.Unlock()
 	if member {
 		_ = n.conns.m.SetKind(p.addr, connmgr.Stable)
 	}
 	if up {
-		_ = n.conns.m.Connected(p.addr, now)
+		_ = n.conns.m.Connected(p.addr, epoch, now)
 	}
 	return nil
 }
@@ -188,10 +188,10 @@ func (p *peer) addLinks(delta int64) {
 	p.mu.Unlock()
 }
 
-// cmConnected tells the manager that p's dialed connection is up, and
-// starts a trim when that takes the node above its high watermark.
-func (n *Node) cmConnected(p *peer, now time.Time) {
-	if n.conns.m.Connected(p.addr, now) != nil {
+// cmConnected tells the manager that p's dialed connection epoch is up,
+// and starts a trim when that takes the node above its high watermark.
+func (n *Node) cmConnected(p *peer, epoch uint64, now time.Time) {
+	if n.conns.m.Connected(p.addr, epoch, now) != nil {
 		return // untracked
 	}
 	if n.conns.m.Stats().Connected > n.conns.m.Config().HighWater && n.conns.trimming.CompareAndSwap(false, true) {
@@ -233,13 +233,15 @@ func (n *Node) trim(now time.Time) {
 // links end (node-down for the actors that watched the peer's), and the
 // one-way messages in flight are reported as dead letters. Unlike another
 // loss, it leaves the peer not known down and arms no retry: the next use
-// dials again (link.lost).
+// dials again (link.lost). It closes only the connection the manager
+// decided about (c.Conn, its epoch): one welcomed since the decision is
+// another, in its grace period, and stays up.
 func (p *peer) trim(c connmgr.Closure) {
 	p.mu.Lock()
 	conn, epoch, up := p.conn, p.link.epoch, p.link.phase == linkUp
 	p.mu.Unlock()
-	if !up {
-		return // lost meanwhile
+	if !up || epoch != c.Conn {
+		return // lost meanwhile (and maybe connected again)
 	}
 	p.n.log.Info("remote: closing connection to trim", "peer", p.name(), "addr", p.addr, "score", c.Score, "reason", c.Reason)
 	p.lost(epoch, fmt.Errorf("%w: %s: %w", ErrNodeDown, p.name(), c.Reason))

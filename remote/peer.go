@@ -312,7 +312,7 @@ func (p *peer) welcomed(epoch uint64, name string, inc uint64) error {
 		p.replaced(inc, name, marks) // the connection just welcomed is kept
 	}
 	p.setName(name)
-	p.n.cmConnected(p, p.n.now())
+	p.n.cmConnected(p, epoch, p.n.now())
 	p.n.ev.connOpened(name, local, remote)
 	p.n.ev.nodeUp(name, p.addr)
 	return nil

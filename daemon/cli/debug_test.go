@@ -100,7 +100,7 @@ func testPeers(t *testing.T) debug.PeersSource {
 		t.Fatal(err)
 	}
 	p.AddLinks(1)
-	if err := m.Connected("10.0.0.2:7000", now); err != nil {
+	if err := m.Connected("10.0.0.2:7000", 1, now); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Protect("10.0.0.2:7000", "membership"); err != nil {
