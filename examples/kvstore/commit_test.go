@@ -32,11 +32,7 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 	errs := make(chan error, len(keys))
 	go func() { errs <- cl.Put(ctxT(t), keys[0], []byte("v")) }()
-	queued := func(n int) bool {
-		st.com.mu.Lock()
-		defer st.com.mu.Unlock()
-		return len(st.com.queue) == n
-	}
+	queued := func(n int) bool { return st.com.waiting.Load() == int64(n) }
 	deadline := time.Now().Add(5 * time.Second)
 	for !st.com.isBusy() { // the first put leads a round, held by the hook
 		if time.Now().After(deadline) {
@@ -68,11 +64,7 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 }
 
 // isBusy reports whether a round is running.
-func (c *committer) isBusy() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.busy
-}
+func (c *committer) isBusy() bool { return c.busy.Load() }
 
 // TestPanicInRoundFailsOnlyThatRound: a panic while committing (bolt
 // panics on a corrupt file; here the test hook) fails the writes of that
