@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -32,6 +33,7 @@ var (
 	flagKVTime   = flag.Duration("sim.kvtime", 10*time.Second, "the virtual time of each TestKVStore run's load")
 	flagKVLoad   = flag.Int("sim.kvload", 0, "requests each TestKVStore client keeps in flight (0: 1 to 6, as the seed decides)")
 	flagKVKeys   = flag.Int("sim.kvkeys", 6, "how many keys TestKVStore's clients read and write (fewer: more conflicts; more: a faster linearizability check)")
+	flagKVErrLen = flag.Int("sim.kverrlen", 120, "how much of each error TestKVStore -v counts by (the failures' histogram)")
 	flagKVFaults = flag.Bool("sim.kvfaults", true, "inject faults in TestKVStore (false: load only, to measure the simulator's speed)")
 )
 
@@ -328,7 +330,7 @@ func (r *kvRun) settle(i int, gen uint64, res kvResult) {
 	o.res, o.settleAt = res, r.w.Elapsed()
 	if res.err != nil {
 		msg := res.err.Error()
-		r.errs[msg[:min(len(msg), 120)]]++
+		r.errs[msg[:min(len(msg), *flagKVErrLen)]]++
 	}
 	o.op.Return = int64(r.w.Elapsed())
 	in := o.op.Input.(kvInput)
@@ -605,15 +607,7 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 	switch res {
 	case porcupine.Ok:
 	case porcupine.Illegal:
-		var b strings.Builder
-		for _, op := range h {
-			ret := "never"
-			if op.Return != math.MaxInt64 {
-				ret = time.Duration(op.Return).String()
-			}
-			fmt.Fprintf(&b, "\n  client %d %v -> %v [%v, %s]", op.ClientId, op.Input, op.Output, time.Duration(op.Call), ret)
-		}
-		return r, fmt.Sprintf("the history of %d operations is not linearizable:%s", len(h), b.String())
+		return r, r.explain(h)
 	default:
 		return r, fmt.Sprintf("the linearizability check of %d operations did not finish: %v", len(h), res)
 	}
@@ -625,6 +619,36 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 // at the default size their allocation was a quarter of the run's time.
 func kvConfig(seed uint64, timeline int) Config {
 	return Config{Seed: seed, Timeline: timeline, Actor: func(_ string, cfg *actor.Config) { cfg.QueueCapacity = 1024 }}
+}
+
+// explain describes a history that is not linearizable: the operations
+// of the first key whose own history is not (at most 200 of them, by
+// their call time; porcupine checks key by key).
+func (r *kvRun) explain(h []porcupine.Operation) string {
+	for _, ops := range kvModel.Partition(h) {
+		if porcupine.CheckOperations(kvModel, ops) {
+			continue
+		}
+		ops = slices.Clone(ops)
+		slices.SortStableFunc(ops, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
+		var b strings.Builder
+		key := ops[0].Input.(kvInput).key
+		fmt.Fprintf(&b, "the history of key %q (%d operations) is not linearizable:", key, len(ops))
+		for i, op := range ops {
+			if i == 200 {
+				fmt.Fprintf(&b, "\n  ... %d more", len(ops)-i)
+				break
+			}
+			ret := "never"
+			if op.Return != math.MaxInt64 {
+				ret = time.Duration(op.Return).String()
+			}
+			fmt.Fprintf(&b, "\n  %-14s client %s [%v, %s]", kvModel.DescribeOperation(op.Input, op.Output),
+				r.nodes[op.ClientId].n.Name(), time.Duration(op.Call), ret)
+		}
+		return b.String()
+	}
+	return fmt.Sprintf("the history of %d operations is not linearizable (no single key's is: a checker bug?)", len(h))
 }
 
 // kvSeeds returns the seeds TestKVStore runs: -sim.seeds of them from
