@@ -584,6 +584,7 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 		r.down(i, false)
 	}
 	w.Run(100 * time.Millisecond)
+	r.checkDisks()
 	for i := range r.nodes {
 		r.restart(i)
 	}
@@ -649,6 +650,47 @@ func (r *kvRun) explain(h []porcupine.Operation) string {
 		return b.String()
 	}
 	return fmt.Sprintf("the history of %d operations is not linearizable (no single key's is: a checker bug?)", len(h))
+}
+
+// checkDisks checks that every acknowledged write is on the disks of a
+// majority of its key's replicas (the newest acknowledged write of each
+// key, or a newer version).
+func (r *kvRun) checkDisks() {
+	members := make([]string, len(r.nodes))
+	for i, kn := range r.nodes {
+		members[i] = kn.n.Addr()
+	}
+	hosts := kvstore.Placement(kvShards, 3, members)
+	replicas := map[[2]int]map[string]kvstore.Entry{} // by shard and node
+	for _, key := range r.keys {
+		acked, ok := r.acked[key]
+		if !ok {
+			continue
+		}
+		id := kvstore.ShardOf(key, kvShards)
+		have := 0
+		for i, kn := range r.nodes {
+			if !slices.Contains(hosts[id], kn.n.Addr()) {
+				continue
+			}
+			m, ok := replicas[[2]int{id, i}]
+			if !ok {
+				var err error
+				if m, err = kvstore.LoadReplica(kn.disk, id); err != nil {
+					r.violation("the disk of %s: shard %d: %v", kn.n.Name(), id, err)
+					return
+				}
+				replicas[[2]int{id, i}] = m
+			}
+			if !m[key].TS.Less(acked) {
+				have++
+			}
+		}
+		if have < 2 {
+			r.violation("acknowledged write lost: key %q: its newest acknowledged write (stamp %+v) is on the disks of %d of its 3 replicas",
+				key, acked, have)
+		}
+	}
 }
 
 // kvSeeds returns the seeds TestKVStore runs: -sim.seeds of them from

@@ -94,3 +94,12 @@ func (s boltStorage) Scan(bucket, after []byte, fn func(key, value []byte) (bool
 }
 
 func (s boltStorage) Close() error { return s.db.Close() }
+
+// LoadReplica reads the durable entries of the replica of shard id that a
+// storage holds (a store's, running, closed or crashed), by key: for tools
+// that inspect a data dir and for simulators that check what survived a
+// crash.
+func LoadReplica(st Storage, id int) (map[string]Entry, error) {
+	d := &disk{id: id, st: st, bucket: shardBucket(id)}
+	return d.load()
+}

@@ -127,6 +127,10 @@ func TestMemDiskAcrossACrash(t *testing.T) {
 	if disk.Syncs() != syncs {
 		t.Fatalf("%d syncs while the disk failed", disk.Syncs()-syncs)
 	}
+	m, err := LoadReplica(disk, ShardOf("k7", 4))
+	if err != nil || string(m["k7"].V) != "v7" || m["k7"].TS.IsZero() {
+		t.Fatalf("LoadReplica: k7 = %+v, %v", m["k7"], err)
+	}
 	// The crash: the node goes without Store.Close.
 	tn.store = nil
 	tn.close()
