@@ -401,8 +401,9 @@ func (r *kvRun) history() []porcupine.Operation {
 
 // kvFaults is a seed's mix of faults: the chance of each, per fault tick.
 type kvFaults struct {
-	partition, block, crash, kill, latency, cut float64
-	every                                       time.Duration // between fault ticks
+	partition, block, crash, kill, latency, cut, slow, jump, shardCrash float64
+	every                                                               time.Duration // between fault ticks
+	maxDown                                                             int           // nodes down at once, at most
 }
 
 // runKV runs one seed: the load with faults for loadTime of virtual
@@ -435,7 +436,14 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 	mix := kvFaults{
 		partition: rng.Float64() * 0.3, block: rng.Float64() * 0.2, crash: rng.Float64() * 0.25,
 		kill: rng.Float64() * 0.25, latency: rng.Float64() * 0.3, cut: rng.Float64() * 0.2,
-		every: time.Duration(100+rng.IntN(900)) * time.Millisecond,
+		slow: rng.Float64() * 0.15, jump: rng.Float64() * 0.1, shardCrash: rng.Float64() * 0.2,
+		every:   time.Duration(100+rng.IntN(900)) * time.Millisecond,
+		maxDown: 1 + rng.IntN(2),
+	}
+	for _, kn := range r.nodes {
+		if rng.IntN(2) == 0 {
+			kn.n.SetDrift(rng.Float64()*0.02 - 0.01) // up to 1% fast or slow
+		}
 	}
 	perClient := 1 + rng.IntN(6) // requests each client keeps in flight
 	if *flagKVLoad > 0 {
@@ -502,7 +510,7 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 				w.Block(na, nb)
 				later(d, "unblock "+na.Name()+" "+nb.Name(), func() { w.Unblock(na, nb) })
 			case p < mix.partition+mix.block+mix.crash+mix.kill:
-				if !na.Up() || downCount() >= 1 {
+				if !na.Up() || downCount() >= mix.maxDown {
 					break
 				}
 				kill := p >= mix.partition+mix.block+mix.crash
@@ -519,6 +527,24 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 			case p < mix.partition+mix.block+mix.crash+mix.kill+mix.latency+mix.cut:
 				fault(fmt.Sprintf("cut %s %s", na.Name(), nb.Name()))
 				w.Cut(na, nb)
+			case p < mix.partition+mix.block+mix.crash+mix.kill+mix.latency+mix.cut+mix.slow:
+				busy := time.Duration(20+rng.IntN(500)) * time.Microsecond
+				fault(fmt.Sprintf("slow %s (%v per event) for %v", na.Name(), busy, d))
+				na.SetSlow(busy)
+				later(d, "slow "+na.Name(), func() { na.SetSlow(0) })
+			case p < mix.partition+mix.block+mix.crash+mix.kill+mix.latency+mix.cut+mix.slow+mix.jump:
+				j := time.Duration(rng.IntN(2000)) * time.Millisecond
+				fault(fmt.Sprintf("clock of %s jumps %v", na.Name(), j))
+				na.Jump(j)
+			case p < mix.partition+mix.block+mix.crash+mix.kill+mix.latency+mix.cut+mix.slow+mix.jump+mix.shardCrash:
+				if st := r.nodes[a].st; st != nil && na.Up() {
+					local := st.Directory().Local
+					s := local[rng.IntN(len(local))]
+					fault(fmt.Sprintf("crash replica %d on %s", s.ID, na.Name()))
+					if err := na.Send(s.Ref, kvstore.CrashShard{Token: "sim"}); err != nil {
+						r.violation("crash replica %d on %s: %v", s.ID, na.Name(), err)
+					}
+				}
 			}
 		}
 		// Load: every client up keeps perClient requests in flight.
