@@ -79,7 +79,7 @@ func (c *committer) start(ctx context.Context, sys *actor.System) error {
 type committerActor struct {
 	c     *committer
 	queue []*commitReq // waiting for the next round
-	busy  bool         // a round's job runs
+	cur   *round       // the round whose job runs, if any
 }
 
 func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
@@ -100,11 +100,16 @@ func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, actor.Unhandled(msg)
 }
 
-// Terminate fails the requests no round took: the store is closing.
+// Terminate fails the requests no round took, and those of a round whose
+// job has not started (it may never: the system is shutting down): the
+// store is closing.
 func (a *committerActor) Terminate(*actor.Context, error) {
 	left := a.queue
 	a.queue = nil
 	fail(left, ErrClosed)
+	if a.cur != nil {
+		a.cur.abandon(a.c, ErrClosed)
+	}
 }
 
 // fail answers requests that no round ran.
@@ -119,31 +124,52 @@ func fail(reqs []*commitReq, err error) {
 
 // next starts a round with everything queued, unless one runs.
 func (a *committerActor) next(c *actor.Context) {
-	if a.busy || len(a.queue) == 0 {
+	if a.cur != nil || len(a.queue) == 0 {
 		return
 	}
-	round := a.queue
-	a.queue = nil
-	a.busy = true
+	rd := &round{reqs: a.queue}
+	a.queue, a.cur = nil, rd
 	a.c.waiting.Store(0)
 	a.c.busy.Store(true)
 	a.c.running.Add(1)
-	ran := false
 	c.Blocking(func() (any, error) {
-		defer a.c.running.Done()
-		ran = true
-		a.c.run(round)
+		if rd.claim(roundRan) {
+			defer a.c.running.Done()
+			a.c.run(rd.reqs)
+		}
 		return nil, nil
 	}).Then(func(c *actor.Context, _ any, err error) {
-		a.busy = false
+		a.cur = nil
 		a.c.busy.Store(false)
-		if !ran {
-			// The pool refused the job (the system is shutting down).
-			a.c.running.Done()
-			fail(round, fmt.Errorf("%w: %w", ErrClosed, err))
-		}
+		rd.abandon(a.c, fmt.Errorf("%w: the commit did not run: %v", ErrClosed, err)) // the pool refused the job
 		a.next(c)
 	})
+}
+
+// round is the requests of one commit job, and who took them: the job,
+// which runs them, or whoever found that it would not run (the actor's
+// continuation when the pool refused the job, or its Terminate when it
+// stops before the job's end), which fails them.
+type round struct {
+	reqs  []*commitReq
+	state atomic.Int32
+}
+
+const (
+	roundPending int32 = iota
+	roundRan
+	roundAbandoned
+)
+
+func (rd *round) claim(to int32) bool { return rd.state.CompareAndSwap(roundPending, to) }
+
+// abandon fails the round's requests if its job has not started, and
+// releases the committer's count of rounds in flight.
+func (rd *round) abandon(c *committer, err error) {
+	if rd.claim(roundAbandoned) {
+		c.running.Done()
+		fail(rd.reqs, err)
+	}
 }
 
 // stopCommitter stops the committer's actor.
