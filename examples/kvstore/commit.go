@@ -18,16 +18,18 @@ import (
 // committer group-commits the writes of all the replicas of one daemon in
 // its one storage (a bolt file). Each replica sends one batch at a time
 // (shard.flush), as an ask to the committer's actor, which queues it with
-// its deferred reply; while no round runs, the actor hands everything
-// queued to one Context.Blocking job, which commits it in one transaction
-// (one fsync) and answers, and when that job ends the actor starts the
-// next round with what queued meanwhile. The disk does a bounded number of
-// fsyncs per second (about 3000 on the machine of docs/performance.md,
-// shared by the demo's three daemons), so that number, not the CPU,
-// bounds durable writes unless they share fsyncs. One job per daemon
-// waits for the disk at a time, whatever the number of batches: the
-// worker pool is not a cap on a round's batches. The committer starts no
-// goroutine and reads no clock, so a simulator runs it on virtual time.
+// its deferred reply. A drain job (Context.Blocking) commits everything
+// queued in one transaction (one fsync), answers, and starts over with
+// what queued meanwhile, until the queue is empty; the actor starts one
+// when it queues a request and none runs. So the rounds follow each other
+// at once, as on a goroutine of their own, but the committer starts no
+// goroutine and reads no clock: a simulator runs its job as an event of
+// virtual time (one round each). The disk does a bounded number of fsyncs
+// per second (about 3000 on the machine of docs/performance.md, shared by
+// the demo's three daemons), so that number, not the CPU, bounds durable
+// writes unless they share fsyncs. One worker of the pool per daemon
+// waits for the disk, whatever the number of batches: the pool is not a
+// cap on a round's batches.
 //
 // Loads of restarting replicas go through it too (loadMsg): a load runs
 // in the round after the commits queued before it, so that a replica
@@ -36,12 +38,14 @@ import (
 type committer struct {
 	st      Storage
 	ref     actor.Ref      // the committer's actor
-	running sync.WaitGroup // rounds submitted and not finished
+	running sync.WaitGroup // drain jobs submitted and not finished
 	txs     atomic.Uint64
-	// probes for tests: requests waiting for the next round, and whether
-	// a round runs
-	waiting atomic.Int64
-	busy    atomic.Bool
+
+	mu       sync.Mutex
+	queue    []*commitReq // waiting for the next round
+	draining bool         // a drain job is submitted or runs
+	// probes for tests: whether a round runs
+	busy atomic.Bool
 }
 
 type commitReq struct {
@@ -74,25 +78,27 @@ func (c *committer) start(ctx context.Context, sys *actor.System) error {
 	return nil
 }
 
-// committerActor queues the flights and loads it is asked for and runs
-// them in rounds, one at a time. Its fields are touched on its loop only.
+// waiting returns how many requests wait for the next round.
+func (c *committer) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// committerActor queues the flights and loads it is asked for, and starts
+// a drain job when none runs. Its fields are touched on its loop only.
 type committerActor struct {
-	c     *committer
-	queue []*commitReq // waiting for the next round
-	cur   *round       // the round whose job runs, if any
+	c   *committer
+	job *drainJob // the last drain job started
 }
 
 func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case commitMsg:
-		a.queue = append(a.queue, &commitReq{d: m.d, f: m.f, r: c.Defer()})
-		a.c.waiting.Store(int64(len(a.queue)))
-		a.next(c)
+		a.enqueue(c, &commitReq{d: m.d, f: m.f, r: c.Defer()})
 		return nil, nil
 	case loadMsg:
-		a.queue = append(a.queue, &commitReq{d: m.d, r: c.Defer(), load: true})
-		a.c.waiting.Store(int64(len(a.queue)))
-		a.next(c)
+		a.enqueue(c, &commitReq{d: m.d, r: c.Defer(), load: true})
 		return nil, nil
 	case stopCommitter:
 		return nil, c.Stop(c.Self(), nil)
@@ -100,15 +106,37 @@ func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, actor.Unhandled(msg)
 }
 
-// Terminate fails the requests no round took, and those of a round whose
-// job has not started (it may never: the system is shutting down): the
-// store is closing.
+// enqueue queues r and starts a drain job if none runs.
+func (a *committerActor) enqueue(c *actor.Context, r *commitReq) {
+	cm := a.c
+	cm.mu.Lock()
+	cm.queue = append(cm.queue, r)
+	start := !cm.draining
+	cm.draining = true
+	cm.mu.Unlock()
+	if !start {
+		return
+	}
+	job := &drainJob{}
+	a.job = job
+	cm.running.Add(1)
+	c.Blocking(func() (any, error) {
+		if job.claim(jobRan) {
+			defer cm.running.Done()
+			cm.drain()
+		}
+		return nil, nil
+	}).Then(func(_ *actor.Context, _ any, err error) {
+		job.abandon(cm, fmt.Errorf("kvstore: the commit job was refused: %w", err)) // the pool refused the job
+	})
+}
+
+// Terminate fails the queued requests if the drain job has not started
+// (it may never: the system is shutting down): the store is closing. A
+// job that runs drains the queue.
 func (a *committerActor) Terminate(*actor.Context, error) {
-	left := a.queue
-	a.queue = nil
-	fail(left, ErrClosed)
-	if a.cur != nil {
-		a.cur.abandon(a.c, ErrClosed)
+	if a.job != nil {
+		a.job.abandon(a.c, ErrClosed)
 	}
 }
 
@@ -122,54 +150,50 @@ func fail(reqs []*commitReq, err error) {
 	}
 }
 
-// next starts a round with everything queued, unless one runs.
-func (a *committerActor) next(c *actor.Context) {
-	if a.cur != nil || len(a.queue) == 0 {
-		return
-	}
-	rd := &round{reqs: a.queue}
-	a.queue, a.cur = nil, rd
-	a.c.waiting.Store(0)
-	a.c.busy.Store(true)
-	a.c.running.Add(1)
-	c.Blocking(func() (any, error) {
-		if rd.claim(roundRan) {
-			defer a.c.running.Done()
-			a.c.run(rd.reqs)
+// drain runs rounds until the queue is empty.
+func (c *committer) drain() {
+	for {
+		c.mu.Lock()
+		round := c.queue
+		c.queue = nil
+		if len(round) == 0 {
+			c.draining = false
+			c.mu.Unlock()
+			return
 		}
-		return nil, nil
-	}).Then(func(c *actor.Context, _ any, err error) {
-		a.cur = nil
-		a.c.busy.Store(false)
-		rd.abandon(a.c, fmt.Errorf("%w: the commit did not run: %v", ErrClosed, err)) // the pool refused the job
-		a.next(c)
-	})
+		c.busy.Store(true)
+		c.mu.Unlock()
+		c.run(round)
+		c.busy.Store(false)
+	}
 }
 
-// round is the requests of one commit job, and who took them: the job,
-// which runs them, or whoever found that it would not run (the actor's
-// continuation when the pool refused the job, or its Terminate when it
-// stops before the job's end), which fails them.
-type round struct {
-	reqs  []*commitReq
-	state atomic.Int32
-}
+// drainJob is a drain job, and who took it: the job itself, which drains
+// the queue, or whoever found that it would not run (the actor's
+// continuation when the pool refused it, or its Terminate when it stops
+// before the job started), which fails what is queued.
+type drainJob struct{ state atomic.Int32 }
 
 const (
-	roundPending int32 = iota
-	roundRan
-	roundAbandoned
+	jobPending int32 = iota
+	jobRan
+	jobAbandoned
 )
 
-func (rd *round) claim(to int32) bool { return rd.state.CompareAndSwap(roundPending, to) }
+func (j *drainJob) claim(to int32) bool { return j.state.CompareAndSwap(jobPending, to) }
 
-// abandon fails the round's requests if its job has not started, and
-// releases the committer's count of rounds in flight.
-func (rd *round) abandon(c *committer, err error) {
-	if rd.claim(roundAbandoned) {
-		c.running.Done()
-		fail(rd.reqs, err)
+// abandon fails the queued requests if the job has not started, and
+// releases the committer's count of jobs in flight.
+func (j *drainJob) abandon(c *committer, err error) {
+	if !j.claim(jobAbandoned) {
+		return
 	}
+	c.mu.Lock()
+	left := c.queue
+	c.queue, c.draining = nil, false
+	c.mu.Unlock()
+	c.running.Done()
+	fail(left, err)
 }
 
 // stopCommitter stops the committer's actor.

@@ -36,7 +36,7 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 	errs := make(chan error, len(keys))
 	go func() { errs <- cl.Put(ctxT(t), keys[0], []byte("v")) }()
-	queued := func(n int) bool { return st.com.waiting.Load() == int64(n) }
+	queued := func(n int) bool { return st.com.waiting() == n }
 	deadline := time.Now().Add(5 * time.Second)
 	for !st.com.isBusy() { // the first put leads a round, held by the hook
 		if time.Now().After(deadline) {
@@ -187,11 +187,9 @@ func (a *askerActor) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
-// A committer stopped while its round's job waits to start (a pool busy,
-// a system shutting down) fails that round's writes as not applied, and
-// close does not wait for the job: if the job runs later, it commits
-// nothing. (Before, close waited for good and the late job committed
-// writes already failed.)
+// A committer stopped while its drain job waits to start (a pool busy, a
+// system shutting down) fails the queued writes as not applied, and close
+// does not wait for the job: if the job runs later, it commits nothing.
 func TestCommitterStopsWithARoundNotStarted(t *testing.T) {
 	sys := actor.NewSystem(actor.Config{Manual: true, Loops: 1, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
 	var jobs []func()

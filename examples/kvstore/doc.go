@@ -58,8 +58,8 @@
 // Writes are group-committed twice: while a replica's commit is in flight,
 // new writes queue and go in its next batch; and the batches of all the
 // replicas of a daemon that arrive while a transaction runs go together in
-// the next one, a Context.Blocking job of the committer's actor: one fsync
-// per round for the daemon. The disk work never runs on a loop.
+// the next one, in a Context.Blocking job that the committer's actor
+// starts and that drains its queue: one fsync per round for the daemon. The disk work never runs on a loop.
 //
 // The disk is behind an interface (Storage: buckets, atomic durable
 // updates, ordered scans): a bbolt file by default, or Config.Storage. A
