@@ -44,8 +44,6 @@ type committer struct {
 	mu       sync.Mutex
 	queue    []*commitReq // waiting for the next round
 	draining bool         // a drain job is submitted or runs
-	// probes for tests: whether a round runs
-	busy atomic.Bool
 }
 
 type commitReq struct {
@@ -76,13 +74,6 @@ func (c *committer) start(ctx context.Context, sys *actor.System) error {
 	}
 	c.ref = r
 	return nil
-}
-
-// waiting returns how many requests wait for the next round.
-func (c *committer) waiting() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
 }
 
 // committerActor queues the flights and loads it is asked for, and starts
@@ -161,10 +152,8 @@ func (c *committer) drain() {
 			c.mu.Unlock()
 			return
 		}
-		c.busy.Store(true)
 		c.mu.Unlock()
 		c.run(round)
-		c.busy.Store(false)
 	}
 }
 

@@ -18,11 +18,12 @@ import (
 // TestGroupCommitAcrossShards: batches of different shards submitted while
 // a transaction runs are committed together in the next one.
 func TestGroupCommitAcrossShards(t *testing.T) {
-	gate := make(chan struct{})
+	gate, leading := make(chan struct{}), make(chan struct{})
 	first := true
 	h := &hooks{beforeCommit: func(shard int, keys []string) error {
 		if first { // the first round's leader: hold it until the others queue
 			first = false
+			close(leading)
 			<-gate
 		}
 		return nil
@@ -36,13 +37,12 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 	errs := make(chan error, len(keys))
 	go func() { errs <- cl.Put(ctxT(t), keys[0], []byte("v")) }()
-	queued := func(n int) bool { return st.com.waiting() == n }
+	queued := func(n int) bool { return st.com.queuedCommits() == n }
 	deadline := time.Now().Add(5 * time.Second)
-	for !st.com.isBusy() { // the first put leads a round, held by the hook
-		if time.Now().After(deadline) {
-			t.Fatal("the first commit did not start")
-		}
-		time.Sleep(time.Millisecond) // polling, not synchronisation
+	select { // the first put leads a round, held by the hook
+	case <-leading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first commit did not start")
 	}
 	for _, k := range keys[1:] {
 		go func() { errs <- cl.Put(ctxT(t), k, []byte("v")) }()
@@ -67,8 +67,19 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 }
 
-// isBusy reports whether a round is running.
-func (c *committer) isBusy() bool { return c.busy.Load() }
+// queuedCommits returns how many commits (not loads) wait for the next
+// round.
+func (c *committer) queuedCommits() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, r := range c.queue {
+		if !r.load {
+			n++
+		}
+	}
+	return n
+}
 
 // TestPanicInRoundFailsOnlyThatRound: a panic while committing (bolt
 // panics on a corrupt file; here the test hook) fails the writes of that
