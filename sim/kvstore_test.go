@@ -21,12 +21,14 @@ import (
 )
 
 // The kvstore under the simulator: three nodes run a store (4 shards of 3
-// replicas, one MemDisk each, kept across crashes), a client actor on
-// every node reads and writes a few keys, and the seed picks faults
-// (partitions, one-way blocks, crashes and kills with restarts, latency
-// spikes, cut connections). Checks: every request settles exactly once
-// (unless its client's node went down), no acknowledged write is lost
-// once every node has crashed and restarted, and the history is
+// replicas, one MemDisk each, kept across crashes), a client actor on each
+// of them and on a fourth node (all replicas remote) reads and writes a
+// few keys, and the seed picks faults (partitions, one-way blocks, crashes
+// and kills with restarts, replica crashes, latency spikes, cut
+// connections, clock drift and jumps, a slow node). Checks: every request
+// settles exactly once (unless its client's node went down); once every
+// node has crashed, every acknowledged write is on the disks of a majority
+// of its replicas, and reads after the restart see it; the history is
 // linearizable (porcupine).
 
 var (
@@ -143,8 +145,8 @@ func (k *kvClient) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
-// kvNode is a node of the store, and what it keeps across crashes: its
-// disk.
+// kvNode is a node, and what it keeps across crashes: its disk (nil for
+// the client node, which is not one of the store's).
 type kvNode struct {
 	n      *Node
 	disk   *kvstore.MemDisk
@@ -188,21 +190,31 @@ func (r *kvRun) violation(format string, a ...any) {
 	}
 }
 
-// install starts node i's store and client, once the node listens.
+// members returns the addresses of the store's nodes.
+func (r *kvRun) members() []string {
+	var members []string
+	for _, o := range r.nodes {
+		if o.disk != nil {
+			members = append(members, o.n.Addr())
+		}
+	}
+	return members
+}
+
+// install starts node i's store (if it is one of the store's) and client,
+// once the node listens.
 func (r *kvRun) install(i int) error {
 	kn := r.nodes[i]
-	members := make([]string, len(r.nodes))
-	for j, o := range r.nodes {
-		members[j] = o.n.Addr()
+	if kn.disk != nil {
+		st, err := kvstore.Install(context.Background(), kn.n.Remote(), kvstore.Config{
+			Storage: kn.disk, Token: "sim", Members: r.members(), Shards: kvShards, NoCatchUp: true,
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			return fmt.Errorf("install on %s: %w", kn.n.Name(), err)
+		}
+		kn.st = st
 	}
-	st, err := kvstore.Install(context.Background(), kn.n.Remote(), kvstore.Config{
-		Storage: kn.disk, Token: "sim", Members: members, Shards: kvShards, NoCatchUp: true,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		return fmt.Errorf("install on %s: %w", kn.n.Name(), err)
-	}
-	kn.st = st
 	mgr, err := quorum.NewManager(kn.n.System(), quorum.ManagerConfig{Timeout: 2 * time.Second})
 	if err != nil {
 		return err
@@ -221,11 +233,7 @@ func (r *kvRun) install(i int) error {
 // table is the store's table as node viewer's client sees it: the refs of
 // the replicas of the nodes up, through viewer's connections.
 func (r *kvRun) table(viewer int) kvstore.Table {
-	members := make([]string, len(r.nodes))
-	for j, o := range r.nodes {
-		members[j] = o.n.Addr()
-	}
-	t := kvstore.Table{Shards: kvShards, Replicas: 3, Members: slices.Sorted(slices.Values(members))}
+	t := kvstore.Table{Shards: kvShards, Replicas: 3, Members: slices.Sorted(slices.Values(r.members()))}
 	t.Refs, t.Missing = make([][]actor.Ref, kvShards), make([][]error, kvShards)
 	for id := range kvShards {
 		hosts := t.Hosts(id)
@@ -415,9 +423,13 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 	for i := range max(*flagKVKeys, 1) {
 		r.keys = append(r.keys, fmt.Sprintf("k%d", i))
 	}
-	for i := range 3 {
+	for i := range 4 { // three nodes of the store, and a client node
 		kn := &kvNode{disk: kvstore.NewMemDisk()}
-		n, err := w.AddNode(fmt.Sprintf("kv%d", i), func(n *Node) error { return kvstore.RegisterTypes(n.Remote()) })
+		name := fmt.Sprintf("kv%d", i)
+		if i == 3 {
+			kn.disk, name = nil, "client"
+		}
+		n, err := w.AddNode(name, func(n *Node) error { return kvstore.RegisterTypes(n.Remote()) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -468,8 +480,8 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 		w.Logf("fault %s", s)
 	}
 	pair := func() (int, int) {
-		a := rng.IntN(3)
-		return a, (a + 1 + rng.IntN(2)) % 3
+		a := rng.IntN(len(r.nodes))
+		return a, (a + 1 + rng.IntN(len(r.nodes)-1)) % len(r.nodes)
 	}
 	downCount := func() int {
 		n := 0
@@ -618,7 +630,7 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 	// or the heartbeat timeout) before the final reads.
 	w.Run(3 * time.Second)
 	for k, key := range r.keys {
-		r.issue(k%3, kvInput{op: "get", key: key}, true)
+		r.issue(k%len(r.nodes), kvInput{op: "get", key: key}, true)
 	}
 	if !w.RunUntil(time.Minute, func() bool { return r.inflight(-1) == 0 || r.bug != "" }) && r.bug == "" {
 		r.violation("the final reads did not settle")
@@ -682,11 +694,7 @@ func (r *kvRun) explain(h []porcupine.Operation) string {
 // majority of its key's replicas (the newest acknowledged write of each
 // key, or a newer version).
 func (r *kvRun) checkDisks() {
-	members := make([]string, len(r.nodes))
-	for i, kn := range r.nodes {
-		members[i] = kn.n.Addr()
-	}
-	hosts := kvstore.Placement(kvShards, 3, members)
+	hosts := kvstore.Placement(kvShards, 3, r.members())
 	replicas := map[[2]int]map[string]kvstore.Entry{} // by shard and node
 	for _, key := range r.keys {
 		acked, ok := r.acked[key]
@@ -696,7 +704,7 @@ func (r *kvRun) checkDisks() {
 		id := kvstore.ShardOf(key, kvShards)
 		have := 0
 		for i, kn := range r.nodes {
-			if !slices.Contains(hosts[id], kn.n.Addr()) {
+			if kn.disk == nil || !slices.Contains(hosts[id], kn.n.Addr()) {
 				continue
 			}
 			m, ok := replicas[[2]int{id, i}]
