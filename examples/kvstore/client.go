@@ -200,7 +200,11 @@ func (cl *Client) Close(ctx context.Context) error { return cl.mgr.Close(ctx) }
 // newView makes the configurations of tab's shards: the replicas with a
 // ref, under a threshold of a majority of all the shard's replicas (a
 // missing one counts as down).
-func (cl *Client) newView(tab Table) *view {
+func (cl *Client) newView(tab Table) *view { return newView(cl.mgr, tab) }
+
+// newView makes the configurations of tab's shards with mgr (see
+// Client.newView).
+func newView(mgr *quorum.Manager, tab Table) *view {
 	v := &view{tab: tab, cfgs: make([]quorum.Configuration, tab.Shards)}
 	for id, refs := range tab.Refs {
 		var have []actor.Ref
@@ -212,7 +216,7 @@ func (cl *Client) newView(tab Table) *view {
 		q := len(refs)/2 + 1
 		if len(have) >= q {
 			// An error leaves the zero Configuration: the shard is unavailable.
-			v.cfgs[id], _ = cl.mgr.NewConfiguration(quorum.Threshold(q, q), have...)
+			v.cfgs[id], _ = mgr.NewConfiguration(quorum.Threshold(q, q), have...)
 		}
 	}
 	return v

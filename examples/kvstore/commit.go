@@ -16,33 +16,42 @@ import (
 )
 
 // committer group-commits the writes of all the replicas of one daemon in
-// its one bolt file. Each replica sends one batch at a time (shard.flush),
-// as an ask to the committer's actor, which queues it with its deferred
-// reply; the committer's goroutine commits everything queued in one
-// transaction (one fsync), answers, and starts over with what queued
-// meanwhile. The disk does a bounded number of fsyncs per second (about
-// 3000 on the machine of docs/performance.md, shared by the demo's three
-// daemons), so that number, not the CPU, bounds durable writes unless they
-// share fsyncs. No goroutine of the actor system's worker pool waits for
-// the disk: a pool of a few workers would otherwise cap the batches of a
-// round at that few.
+// its one storage (a bolt file). Each replica sends one batch at a time
+// (shard.flush), as an ask to the committer's actor, which queues it with
+// its deferred reply. A drain job (Context.Blocking) commits everything
+// queued in one transaction (one fsync), answers, and starts over with
+// what queued meanwhile, until the queue is empty; the actor starts one
+// when it queues a request and none runs. So the rounds follow each other
+// at once, as on a goroutine of their own, but the committer starts no
+// goroutine and reads no clock: a simulator runs its job as an event of
+// virtual time (one round each). The disk does a bounded number of fsyncs
+// per second (about 3000 on the machine of docs/performance.md, shared by
+// the demo's three daemons), so that number, not the CPU, bounds durable
+// writes unless they share fsyncs. One worker of the pool per daemon
+// waits for the disk, whatever the number of batches: the pool is not a
+// cap on a round's batches.
+//
+// Loads of restarting replicas go through it too (loadMsg): a load runs
+// in the round after the commits queued before it, so that a replica
+// restarted while a commit of its earlier instance is in flight reads it,
+// without a worker waiting for that commit.
 type committer struct {
-	db    *bolt.DB
-	mu    sync.Mutex
-	queue []*commitReq // waiting for the next round
-	busy  bool         // a round is running
-	wake  chan struct{}
-	stop  chan struct{} // closed by close
-	done  chan struct{} // closed when the goroutine has ended
-	ref   actor.Ref     // the committer's actor
-	txs   atomic.Uint64
+	st      Storage
+	ref     actor.Ref      // the committer's actor
+	running sync.WaitGroup // drain jobs submitted and not finished
+	txs     atomic.Uint64
+
+	mu       sync.Mutex
+	queue    []*commitReq // waiting for the next round
+	draining bool         // a drain job is submitted or runs
 }
 
 type commitReq struct {
-	d   *disk
-	f   *flight
-	r   *actor.Reply
-	err error
+	d    *disk
+	f    *flight // nil for a load
+	r    *actor.Reply
+	err  error
+	load bool
 }
 
 // commitMsg asks the committer's actor to commit a replica's flight.
@@ -51,15 +60,15 @@ type commitMsg struct {
 	f *flight
 }
 
-func newCommitter(db *bolt.DB) *committer {
-	c := &committer{db: db, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go c.loop()
-	return c
-}
+// loadMsg asks the committer's actor for a replica's entries (a
+// map[string]Entry), once the commits queued before it are done.
+type loadMsg struct{ d *disk }
+
+func newCommitter(st Storage) *committer { return &committer{st: st} }
 
 // start spawns the committer's actor.
 func (c *committer) start(ctx context.Context, sys *actor.System) error {
-	r, err := sys.Spawn(ctx, func() actor.Actor { return committerActor{c} }, actor.Name("kvstore/committer"))
+	r, err := sys.Spawn(ctx, func() actor.Actor { return &committerActor{c: c} }, actor.Name("kvstore/committer"))
 	if err != nil {
 		return err
 	}
@@ -67,13 +76,20 @@ func (c *committer) start(ctx context.Context, sys *actor.System) error {
 	return nil
 }
 
-// committerActor queues the flights it is asked to commit.
-type committerActor struct{ c *committer }
+// committerActor queues the flights and loads it is asked for, and starts
+// a drain job when none runs. Its fields are touched on its loop only.
+type committerActor struct {
+	c   *committer
+	job *drainJob // the last drain job started
+}
 
-func (a committerActor) Receive(c *actor.Context, msg any) (any, error) {
+func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case commitMsg:
-		a.c.enqueue(&commitReq{d: m.d, f: m.f, r: c.Defer()})
+		a.enqueue(c, &commitReq{d: m.d, f: m.f, r: c.Defer()})
+		return nil, nil
+	case loadMsg:
+		a.enqueue(c, &commitReq{d: m.d, r: c.Defer(), load: true})
 		return nil, nil
 	case stopCommitter:
 		return nil, c.Stop(c.Self(), nil)
@@ -81,69 +97,99 @@ func (a committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, actor.Unhandled(msg)
 }
 
-// stopCommitter stops the committer's actor.
-type stopCommitter struct{}
+// enqueue queues r and starts a drain job if none runs.
+func (a *committerActor) enqueue(c *actor.Context, r *commitReq) {
+	cm := a.c
+	cm.mu.Lock()
+	cm.queue = append(cm.queue, r)
+	start := !cm.draining
+	cm.draining = true
+	cm.mu.Unlock()
+	if !start {
+		return
+	}
+	job := &drainJob{}
+	a.job = job
+	cm.running.Add(1)
+	c.Blocking(func() (any, error) {
+		if job.claim(jobRan) {
+			defer cm.running.Done()
+			cm.drain()
+		}
+		return nil, nil
+	}).Then(func(_ *actor.Context, _ any, err error) {
+		job.abandon(cm, fmt.Errorf("kvstore: the commit job was refused: %w", err)) // the pool refused the job
+	})
+}
 
-func (c *committer) enqueue(r *commitReq) {
-	c.mu.Lock()
-	c.queue = append(c.queue, r)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// Terminate fails the queued requests if the drain job has not started
+// (it may never: the system is shutting down): the store is closing. A
+// job that runs drains the queue.
+func (a *committerActor) Terminate(*actor.Context, error) {
+	if a.job != nil {
+		a.job.abandon(a.c, ErrClosed)
 	}
 }
 
-// loop runs the rounds until close; requests left then fail with ErrClosed.
-func (c *committer) loop() {
-	defer close(c.done)
-	for {
-		select {
-		case <-c.wake:
-		case <-c.stop:
-			c.mu.Lock()
-			left := c.queue
-			c.queue = nil
-			c.mu.Unlock()
-			for _, r := range left {
-				if r.f.begin() {
-					r.f.end(r.d, ErrClosed)
-				}
-				r.r.Reply(nil, ErrClosed)
-			}
-			return
+// fail answers requests that no round ran.
+func fail(reqs []*commitReq, err error) {
+	for _, r := range reqs {
+		if r.f != nil && r.f.begin() {
+			r.f.end(r.d, err)
 		}
+		r.r.Reply(nil, err)
+	}
+}
+
+// drain runs rounds until the queue is empty.
+func (c *committer) drain() {
+	for {
 		c.mu.Lock()
 		round := c.queue
 		c.queue = nil
-		c.busy = len(round) > 0
-		c.mu.Unlock()
 		if len(round) == 0 {
-			continue
+			c.draining = false
+			c.mu.Unlock()
+			return
 		}
-		c.run(round)
-		c.mu.Lock()
-		c.busy = false
-		more := len(c.queue) > 0
 		c.mu.Unlock()
-		if more {
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}
+		c.run(round)
 	}
 }
 
-// close ends the committer's goroutine once the round running is done.
-func (c *committer) close() {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
+// drainJob is a drain job, and who took it: the job itself, which drains
+// the queue, or whoever found that it would not run (the actor's
+// continuation when the pool refused it, or its Terminate when it stops
+// before the job started), which fails what is queued.
+type drainJob struct{ state atomic.Int32 }
+
+const (
+	jobPending int32 = iota
+	jobRan
+	jobAbandoned
+)
+
+func (j *drainJob) claim(to int32) bool { return j.state.CompareAndSwap(jobPending, to) }
+
+// abandon fails the queued requests if the job has not started, and
+// releases the committer's count of jobs in flight.
+func (j *drainJob) abandon(c *committer, err error) {
+	if !j.claim(jobAbandoned) {
+		return
 	}
-	<-c.done
+	c.mu.Lock()
+	left := c.queue
+	c.queue, c.draining = nil, false
+	c.mu.Unlock()
+	c.running.Done()
+	fail(left, err)
 }
+
+// stopCommitter stops the committer's actor.
+type stopCommitter struct{}
+
+// close waits for the round running, if any.
+func (c *committer) close() { c.running.Wait() }
 
 // run commits one round in one transaction. A batch refused by a test hook
 // fails alone; a failed transaction fails the whole round, and so does a
@@ -152,19 +198,30 @@ func (c *committer) close() {
 // daemon would wait for good.
 func (c *committer) run(round []*commitReq) {
 	// A flight its replica cancelled (it died before the round) is
-	// answered as not applied; the others are committed, then answered.
-	live := round[:0:0]
+	// answered as not applied; the others are committed, then answered;
+	// the loads run last.
+	live, loads := round[:0:0], round[:0:0]
 	for _, r := range round {
+		if r.load {
+			loads = append(loads, r)
+			continue
+		}
 		if !r.f.begin() {
 			r.r.Reply(nil, errCancelled)
 			continue
 		}
 		live = append(live, r)
 	}
-	c.commitRound(live)
+	if len(live) > 0 {
+		c.commitRound(live)
+	}
 	for _, r := range live {
 		r.f.end(r.d, r.err)
 		r.r.Reply(nil, r.err)
+	}
+	for _, r := range loads {
+		m, err := r.d.load()
+		r.r.Reply(m, err)
 	}
 }
 
@@ -192,15 +249,11 @@ func (c *committer) commitRound(round []*commitReq) {
 	if len(ok) == 0 {
 		return
 	}
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.st.Update(func(put func(bucket, key, value []byte) error) error {
 		for _, r := range ok {
-			b := tx.Bucket(r.d.bucket)
-			if b == nil {
-				return fmt.Errorf("no bucket %s", r.d.bucket)
-			}
 			for i := range r.f.batch {
 				if o := &r.f.batch[i]; o.write {
-					if err := b.Put([]byte(o.key), encodeEntry(o.e)); err != nil {
+					if err := put(r.d.bucket, []byte(o.key), encodeEntry(o.e)); err != nil {
 						return err
 					}
 				}
@@ -239,7 +292,7 @@ var (
 // versions (dir/shard-NNN.db, or a store.db with "shard-NNN" buckets and
 // no format), whose values carry no version: reading them as replicas
 // would make them lose to any write.
-func openStore(dir string, ids []int) (*bolt.DB, error) {
+func openStore(dir string, ids []int) (Storage, error) {
 	if old, _ := filepath.Glob(filepath.Join(dir, "shard-[0-9][0-9][0-9].db")); len(old) > 0 {
 		return nil, fmt.Errorf("%w: %s (move the data dir away to start an empty store)", ErrOldFormat, old[0])
 	}
@@ -278,7 +331,7 @@ func openStore(dir string, ids []int) (*bolt.DB, error) {
 		db.Close()
 		return nil, err
 	}
-	return db, nil
+	return boltStorage{db}, nil
 }
 
 func shardBucket(id int) []byte { return []byte(fmt.Sprintf("replica-%03d", id)) }

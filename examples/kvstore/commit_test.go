@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,16 +10,20 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 )
 
 // TestGroupCommitAcrossShards: batches of different shards submitted while
 // a transaction runs are committed together in the next one.
 func TestGroupCommitAcrossShards(t *testing.T) {
-	gate := make(chan struct{})
+	gate, leading := make(chan struct{}), make(chan struct{})
 	first := true
 	h := &hooks{beforeCommit: func(shard int, keys []string) error {
 		if first { // the first round's leader: hold it until the others queue
 			first = false
+			close(leading)
 			<-gate
 		}
 		return nil
@@ -32,17 +37,12 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 	errs := make(chan error, len(keys))
 	go func() { errs <- cl.Put(ctxT(t), keys[0], []byte("v")) }()
-	queued := func(n int) bool {
-		st.com.mu.Lock()
-		defer st.com.mu.Unlock()
-		return len(st.com.queue) == n
-	}
+	queued := func(n int) bool { return st.com.queuedCommits() == n }
 	deadline := time.Now().Add(5 * time.Second)
-	for !st.com.isBusy() { // the first put leads a round, held by the hook
-		if time.Now().After(deadline) {
-			t.Fatal("the first commit did not start")
-		}
-		time.Sleep(time.Millisecond) // polling, not synchronisation
+	select { // the first put leads a round, held by the hook
+	case <-leading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first commit did not start")
 	}
 	for _, k := range keys[1:] {
 		go func() { errs <- cl.Put(ctxT(t), k, []byte("v")) }()
@@ -67,11 +67,18 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 }
 
-// isBusy reports whether a round is running.
-func (c *committer) isBusy() bool {
+// queuedCommits returns how many commits (not loads) wait for the next
+// round.
+func (c *committer) queuedCommits() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.busy
+	n := 0
+	for _, r := range c.queue {
+		if !r.load {
+			n++
+		}
+	}
+	return n
 }
 
 // TestPanicInRoundFailsOnlyThatRound: a panic while committing (bolt
@@ -168,4 +175,86 @@ func TestOldFormatRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopening: %v", err)
 	}
+}
+
+// recordReply is a replier that records its answers.
+type recordReply struct{ errs []error }
+
+func (r *recordReply) Reply(_ any, err error) { r.errs = append(r.errs, err) }
+
+// askerActor asks the committer to commit a flight when told to.
+type askerActor struct {
+	com   actor.Ref
+	msg   commitMsg
+	done  bool
+	err   error
+	calls int
+}
+
+func (a *askerActor) Receive(c *actor.Context, msg any) (any, error) {
+	if msg == "go" {
+		c.AskTimeout(a.com, a.msg, 0).Then(func(_ *actor.Context, _ any, err error) { a.done, a.err = true, err; a.calls++ })
+	}
+	return nil, nil
+}
+
+// A committer stopped while its drain job waits to start (a pool busy, a
+// system shutting down) fails the queued writes as not applied, and close
+// does not wait for the job: if the job runs later, it commits nothing.
+func TestCommitterStopsWithARoundNotStarted(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Manual: true, Loops: 1, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
+	var jobs []func()
+	seam.Sim(sys).(interface{ SetBlocking(func(func()) error) }).SetBlocking(func(job func()) error {
+		jobs = append(jobs, job) // held: the test runs them, or not
+		return nil
+	})
+	md := NewMemDisk()
+	if err := md.Buckets([][]byte{shardBucket(0)}); err != nil {
+		t.Fatal(err)
+	}
+	com := newCommitter(md)
+	if err := com.start(context.Background(), sys); err != nil {
+		t.Fatal(err)
+	}
+	d := &disk{id: 0, st: md, bucket: shardBucket(0), c: com}
+	w := &recordReply{}
+	f := &flight{batch: []op{{key: "k", e: Entry{TS: Stamp{N: 1, W: 1}, V: []byte("v")}, write: true, r: w}}}
+	d.pending.Add(1)
+	asker := &askerActor{com: com.ref, msg: commitMsg{d: d, f: f}}
+	ref, err := sys.Spawn(context.Background(), func() actor.Actor { return asker })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Send(ref, "go"); err != nil {
+		t.Fatal(err)
+	}
+	sys.RunUntilIdle(1000)
+	if len(jobs) != 1 || asker.done {
+		t.Fatalf("%d jobs, answered %v: want the round's job submitted, not run", len(jobs), asker.done)
+	}
+	if err := sys.Send(com.ref, stopCommitter{}); err != nil {
+		t.Fatal(err)
+	}
+	sys.RunUntilIdle(1000)
+	if !asker.done || !errors.Is(asker.err, ErrClosed) {
+		t.Fatalf("the commit ask: answered %v with %v, want ErrClosed", asker.done, asker.err)
+	}
+	if f.state != flightDone || !errors.Is(f.err, ErrClosed) {
+		t.Fatalf("the flight is in state %d with %v, want done with ErrClosed", f.state, f.err)
+	}
+	closed := make(chan struct{})
+	go func() { com.close(); d.pending.Wait(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close, or the replica's pending commits, wait for a round that will never run")
+	}
+	jobs[0]() // the job runs after all
+	sys.RunUntilIdle(1000)
+	if md.Syncs() != 0 || len(w.errs) != 0 || asker.calls != 1 {
+		t.Fatalf("the late job: %d syncs, the write answered %v by the committer, the ask %d times; want nothing more", md.Syncs(), w.errs, asker.calls)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = sys.Shutdown(ctx)
 }

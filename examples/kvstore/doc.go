@@ -58,12 +58,19 @@
 // Writes are group-committed twice: while a replica's commit is in flight,
 // new writes queue and go in its next batch; and the batches of all the
 // replicas of a daemon that arrive while a transaction runs go together in
-// the next one, on the committer's own goroutine: one fsync per round for
-// the daemon. The disk work never runs on a loop.
+// the next one, in a Context.Blocking job that the committer's actor
+// starts and that drains its queue: one fsync per round for the daemon. The disk work never runs on a loop.
+//
+// The disk is behind an interface (Storage: buckets, atomic durable
+// updates, ordered scans): a bbolt file by default, or Config.Storage. A
+// MemDisk keeps in memory exactly what was synced, for a simulator (package
+// sim) whose nodes crash and restart on their disks; with it and
+// Config.NoCatchUp, a store starts no goroutine and reads no clock, and an
+// ActorClient reads and writes it from inside an actor.
 //
 // A replica that crashes is restarted in place by its supervisor (its refs
-// stay valid) and reloads its data from bolt, after any commit of the
-// previous instance still in flight has finished. No request waiting in
+// stay valid) and reloads its data from its storage, through the committer:
+// after any commit of the previous instance still in flight has finished. No request waiting in
 // the crashed instance is left to its caller's timeout: queued writes and
 // requests held during a load fail at once with ErrShardCrashed (not
 // applied), and the writes of the commit in flight are answered with its

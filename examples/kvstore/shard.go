@@ -8,18 +8,16 @@ import (
 	"sync"
 	"sync/atomic"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/actord/actord/actor"
 )
 
-// disk is a replica's bucket in its daemon's bolt file, and its counters.
+// disk is a replica's bucket in its daemon's storage, and its counters.
 // It belongs to the Store and outlives the replica actor's incarnations: a
 // restarted replica finds it as it was, including commits of the crashed
 // instance still in flight.
 type disk struct {
 	id      int
-	db      *bolt.DB
+	st      Storage
 	bucket  []byte
 	c       *committer     // the daemon's group committer
 	pending sync.WaitGroup // commits submitted and not finished
@@ -72,8 +70,8 @@ func encodeEntry(e Entry) []byte {
 	return b
 }
 
-// decodeEntry reads an entry; its value is copied (bolt's slices die with
-// the transaction).
+// decodeEntry reads an entry; its value is copied (the storage's slices
+// die with its transaction).
 func decodeEntry(b []byte) (Entry, error) {
 	if len(b) < entryHeader || b[0] != entryFormat {
 		return Entry{}, fmt.Errorf("kvstore: corrupt entry (%d bytes)", len(b))
@@ -83,20 +81,17 @@ func decodeEntry(b []byte) (Entry, error) {
 	return e, nil
 }
 
-// load reads the whole replica, once every commit already submitted is
-// done.
+// load reads the whole replica. The committer runs it (see loadMsg), after
+// every commit submitted before it.
 func (d *disk) load() (map[string]Entry, error) {
-	d.pending.Wait()
 	m := make(map[string]Entry)
-	err := d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(d.bucket).ForEach(func(k, v []byte) error {
-			e, err := decodeEntry(v)
-			if err != nil {
-				return fmt.Errorf("key %q: %w", k, err)
-			}
-			m[string(k)] = e
-			return nil
-		})
+	err := d.st.Scan(d.bucket, nil, func(k, v []byte) (bool, error) {
+		e, err := decodeEntry(v)
+		if err != nil {
+			return false, fmt.Errorf("key %q: %w", k, err)
+		}
+		m[string(k)] = e
+		return true, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: shard %d: load: %w", d.id, err)
@@ -108,26 +103,19 @@ func (d *disk) load() (map[string]Entry, error) {
 // max of them, and about syncMaxBytes.
 func (d *disk) page(after string, max int) (SyncReply, error) {
 	var rep SyncReply
-	err := d.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(d.bucket).Cursor()
-		k, v := c.Seek([]byte(after))
-		if k != nil && string(k) == after {
-			k, v = c.Next()
+	size := 0
+	err := d.st.Scan(d.bucket, []byte(after), func(k, v []byte) (bool, error) {
+		if len(rep.Entries) >= max || size >= syncMaxBytes {
+			rep.More = true
+			return false, nil
 		}
-		size := 0
-		for ; k != nil; k, v = c.Next() {
-			if len(rep.Entries) >= max || size >= syncMaxBytes {
-				rep.More = true
-				return nil
-			}
-			e, err := decodeEntry(v)
-			if err != nil {
-				return fmt.Errorf("key %q: %w", k, err)
-			}
-			rep.Entries = append(rep.Entries, SyncEntry{K: string(k), E: e})
-			size += len(k) + len(e.V) + entryHeader
+		e, err := decodeEntry(v)
+		if err != nil {
+			return false, fmt.Errorf("key %q: %w", k, err)
 		}
-		return nil
+		rep.Entries = append(rep.Entries, SyncEntry{K: string(k), E: e})
+		size += len(k) + len(e.V) + entryHeader
+		return true, nil
 	})
 	if err != nil {
 		return SyncReply{}, fmt.Errorf("kvstore: shard %d: sync: %w", d.id, err)
@@ -292,14 +280,15 @@ func newShard(d *disk, maxBatch int, token string) actor.Factory {
 	return func() actor.Actor { return &shard{d: d, maxBatch: maxBatch, token: token} }
 }
 
-// Start loads the replica from bolt on the worker pool; requests that
-// arrive meanwhile are held.
+// Start loads the replica from the storage, through the committer (after
+// the commits of earlier instances still in flight); requests that arrive
+// meanwhile are held.
 func (s *shard) Start(c *actor.Context) error {
 	s.loading = true
 	if h := s.d.hooks; h != nil && h.started != nil {
 		h.started(s.d.id)
 	}
-	c.Blocking(func() (any, error) { return s.d.load() }).Then(func(c *actor.Context, v any, err error) {
+	c.AskTimeout(s.d.c.ref, loadMsg{d: s.d}, 0).Then(func(c *actor.Context, v any, err error) {
 		s.guard(func() {
 			if err != nil {
 				panic(err) // let it crash: the supervisor retries, then gives up

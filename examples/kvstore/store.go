@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/remote"
 	"github.com/actord/actord/supervisor"
@@ -42,9 +40,19 @@ const TokenFile = "kvstore.token"
 type Config struct {
 	// DataDir holds the daemon's replicas (DataDir/kvstore/store.db, one
 	// bbolt file with a bucket per replica) and, if Token is empty, the
-	// token file. Required. The data dirs of earlier, unreplicated
-	// versions are refused (ErrOldFormat).
+	// token file. Required, unless Storage and Token are set. The data
+	// dirs of earlier, unreplicated versions are refused (ErrOldFormat).
 	DataDir string
+	// Storage, if set, holds the daemon's replicas instead of the bbolt
+	// file under DataDir (a MemDisk, in a simulator). The store makes its
+	// buckets there and does not close it.
+	Storage Storage
+	// NoCatchUp skips the catch-up after Install (see "A daemon that
+	// returns" in the package doc). Its passes run on a goroutine of
+	// their own, which a simulator, driving the whole cluster from one
+	// goroutine on virtual time, cannot run; the store is linearizable
+	// without it.
+	NoCatchUp bool
 	// Shards is the number of shards of the whole store. Default
 	// DefaultShards. It cannot change once data is written.
 	Shards int
@@ -98,14 +106,15 @@ func Placement(shards, replicas int, members []string) [][]string {
 }
 
 // Store is one daemon's part of a store: its replicas (a supervisor and its
-// children), their bolt file and group committer, and the directory kind.
+// children), their storage and group committer, and the directory kind.
 type Store struct {
 	node    *remote.Node
 	sys     *actor.System
 	cfg     Config
 	members []string
 	sup     actor.Ref
-	db      *bolt.DB   // DataDir/kvstore/store.db
+	db      Storage    // DataDir/kvstore/store.db, or Config.Storage
+	ownDB   bool       // db was opened by Install: Close closes it
 	com     *committer // commits the shards' writes to db
 	disks   []*disk    // local shards, by position in local
 	local   []ShardRef
@@ -134,7 +143,7 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	if self == "" {
 		return nil, errors.New("kvstore: install: node is not listening")
 	}
-	if cfg.DataDir == "" {
+	if cfg.DataDir == "" && (cfg.Storage == nil || cfg.Token == "") {
 		return nil, errors.New("kvstore: install: no data dir")
 	}
 	if cfg.Shards <= 0 {
@@ -174,10 +183,6 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 		}
 		cfg.Token = t
 	}
-	dir := filepath.Join(cfg.DataDir, "kvstore")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("kvstore: data dir: %w", err)
-	}
 	st := &Store{node: node, sys: node.System(), cfg: cfg, caughtUp: make(chan struct{})}
 	st.members = slices.Compact(slices.Sorted(slices.Values(cfg.Members)))
 	var ids []int
@@ -186,9 +191,25 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 			ids = append(ids, id)
 		}
 	}
-	db, err := openStore(dir, ids)
-	if err != nil {
-		return nil, fmt.Errorf("kvstore: %w", err)
+	db := cfg.Storage
+	if db == nil {
+		dir := filepath.Join(cfg.DataDir, "kvstore")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("kvstore: data dir: %w", err)
+		}
+		var err error
+		if db, err = openStore(dir, ids); err != nil {
+			return nil, fmt.Errorf("kvstore: %w", err)
+		}
+		st.ownDB = true
+	} else {
+		names := make([][]byte, len(ids))
+		for i, id := range ids {
+			names[i] = shardBucket(id)
+		}
+		if err := db.Buckets(names); err != nil {
+			return nil, fmt.Errorf("kvstore: storage: %w", err)
+		}
 	}
 	st.db, st.com = db, newCommitter(db)
 	if err := st.com.start(ctx, st.sys); err != nil {
@@ -197,7 +218,7 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	var children []supervisor.ChildSpec
 	for _, id := range ids {
-		d := &disk{id: id, db: db, bucket: shardBucket(id), c: st.com, hooks: cfg.hooks}
+		d := &disk{id: id, st: db, bucket: shardBucket(id), c: st.com, hooks: cfg.hooks}
 		st.disks = append(st.disks, d)
 		name := shardName(id)
 		children = append(children, supervisor.Worker(name, newShard(d, cfg.MaxBatch, cfg.Token), actor.OnLoop(id), actor.Name("kvstore/"+name)))
@@ -215,6 +236,10 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 		return nil, err
 	}
 	node.RegisterKind(DirectoryKind, st.directoryKind)
+	if cfg.NoCatchUp {
+		close(st.caughtUp)
+		return st, nil
+	}
 	cctx, stop := context.WithCancel(context.Background())
 	st.stop = stop
 	st.bg.Go(func() { st.runCatchUp(cctx) })
@@ -290,7 +315,7 @@ func (st *Store) Directory() DirReply {
 
 // Stats counts a store's commits and its catch-up.
 type Stats struct {
-	Commits uint64 // bolt transactions committed (each one fsync), for all of this daemon's replicas
+	Commits uint64 // storage transactions committed (each one fsync), for all of this daemon's replicas
 	Writes  uint64 // versions they wrote (puts, deletes, write-backs, catch-up)
 	// CaughtUp counts the entries the catch-up got from other replicas,
 	// CatchUpPasses its passes done (every local replica read one peer's
@@ -320,7 +345,8 @@ func (st *Store) Stats() Stats {
 func (st *Store) CaughtUp() <-chan struct{} { return st.caughtUp }
 
 // Close stops the catch-up and the replicas (through their supervisor),
-// waits for the commits in flight and closes the bolt file. The system and
+// waits for the commits in flight and closes the bolt file (not a
+// Config.Storage). The system and
 // node keep running. Writes not yet acknowledged may fail with an error or
 // a timeout.
 func (st *Store) Close(ctx context.Context) error {
@@ -363,6 +389,9 @@ func (st *Store) Close(ctx context.Context) error {
 
 func (st *Store) closeDBs() error {
 	st.com.close()
+	if !st.ownDB {
+		return nil
+	}
 	return st.db.Close()
 }
 

@@ -1,0 +1,135 @@
+package kvstore
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// ErrDiskFull is the error of a MemDisk's Update while SetFail is on.
+var ErrDiskFull = errors.New("kvstore: simulated disk: write failed")
+
+// MemDisk is a simulated disk for Config.Storage: in memory,
+// deterministic (no goroutine, no clock, keys in order), and durable only
+// as far as it was synced. It outlives the stores that use it: a
+// simulator gives the same MemDisk to the store of a node's every
+// incarnation, as a machine keeps its disk across a crash.
+//
+// An Update is synced when it returns nil; what a store has not handed to
+// Update by then, or Update has not finished, is lost when the node
+// crashes (in a simulator, a commit that had not run when its node
+// crashed never runs). So a store restarted on a MemDisk finds exactly
+// the transactions that were synced before the crash: the simulated
+// counterpart of the bbolt file's fsync.
+//
+// It is safe for concurrent use.
+type MemDisk struct {
+	mu      sync.Mutex
+	buckets map[string]*memBucket
+	syncs   uint64
+	fail    bool
+}
+
+// memBucket is one bucket: keys kept sorted, for Scan's order.
+type memBucket struct {
+	keys []string
+	vals map[string][]byte
+}
+
+// NewMemDisk returns an empty simulated disk.
+func NewMemDisk() *MemDisk { return &MemDisk{buckets: map[string]*memBucket{}} }
+
+// Syncs returns how many transactions were synced.
+func (d *MemDisk) Syncs() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.syncs
+}
+
+// SetFail makes every Update fail with ErrDiskFull (nothing of it
+// written) until SetFail(false): a disk error.
+func (d *MemDisk) SetFail(fail bool) {
+	d.mu.Lock()
+	d.fail = fail
+	d.mu.Unlock()
+}
+
+// Buckets creates the buckets that do not exist yet.
+func (d *MemDisk) Buckets(names [][]byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range names {
+		if d.buckets[string(n)] == nil {
+			d.buckets[string(n)] = &memBucket{vals: map[string][]byte{}}
+		}
+	}
+	return nil
+}
+
+// memPut is a put of a transaction not yet applied.
+type memPut struct{ bucket, key, val string }
+
+// Update collects fn's puts and applies them all at once, under the lock,
+// if fn succeeds: atomic for Scan, and synced on return.
+func (d *MemDisk) Update(fn func(put func(bucket, key, value []byte) error) error) error {
+	var puts []memPut
+	err := fn(func(bucket, key, value []byte) error {
+		d.mu.Lock()
+		ok := d.buckets[string(bucket)] != nil
+		d.mu.Unlock()
+		if !ok {
+			return errors.New("no bucket " + string(bucket))
+		}
+		puts = append(puts, memPut{string(bucket), string(key), string(value)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail {
+		return ErrDiskFull
+	}
+	for _, p := range puts {
+		b := d.buckets[p.bucket]
+		if _, ok := b.vals[p.key]; !ok {
+			i, _ := slices.BinarySearch(b.keys, p.key)
+			b.keys = slices.Insert(b.keys, i, p.key)
+		}
+		b.vals[p.key] = []byte(p.val)
+	}
+	d.syncs++
+	return nil
+}
+
+// Scan reads the bucket in key order, under the lock.
+func (d *MemDisk) Scan(bucket, after []byte, fn func(key, value []byte) (bool, error)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.buckets[string(bucket)]
+	if b == nil {
+		return errors.New("no bucket " + string(bucket))
+	}
+	i := 0
+	if after != nil {
+		var found bool
+		i, found = slices.BinarySearchFunc(b.keys, after, func(k string, t []byte) int { return strings.Compare(k, string(t)) })
+		if found {
+			i++
+		}
+	}
+	for ; i < len(b.keys); i++ {
+		k := b.keys[i]
+		more, err := fn([]byte(k), bytes.Clone(b.vals[k]))
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close does nothing: the disk outlives its stores.
+func (d *MemDisk) Close() error { return nil }
