@@ -221,7 +221,7 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 				pos := i
 				d.send = func(c *actor.Context) { cl.sendDeferred(c, pos) }
 				cl.defs = append(cl.defs, d)
-				cl.m.defer_.add(d)
+				cl.m.defer_.add(d, now)
 			}
 		}
 	}

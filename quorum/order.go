@@ -40,11 +40,14 @@ type registry struct {
 // of calls that will never settle (their actor crashed or stopped).
 const pruneEvery = 1024
 
-func (r *registry) add(d *deferred) {
+// add queues d; now is the caller's loop clock, the clock of the
+// deadlines (not the wall clock: a simulated or fake clock can be years
+// away from it, which pruned every entry, or none).
+func (r *registry) add(d *deferred, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.adds++; r.adds%pruneEvery == 0 {
-		r.prune(time.Now())
+		r.prune(now)
 	}
 	byNode := r.m[d.caller]
 	if byNode == nil {
