@@ -55,21 +55,37 @@ func TestRingWraps(t *testing.T) {
 func TestRingConcurrentDump(t *testing.T) {
 	rec := debug.New(debug.Config{Loops: 1, RingSize: 512})
 	const total = 20000
+	const readers = 3
 	var wg sync.WaitGroup
 	done := make(chan struct{})
+	// The writer waits, half-way, for every reader's first read (or a
+	// deadline), so that reads overlap the writes however the goroutines
+	// are scheduled on a loaded machine.
+	read := make(chan struct{}, readers)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(done)
-		feed(rec, 1, total)
+		feed(rec, 1, total/2)
+		deadline := time.After(10 * time.Second)
+		for range readers {
+			select {
+			case <-read:
+			case <-deadline:
+			}
+		}
+		feed(rec, 1+total/2, total-total/2)
 	}()
 	errs := make(chan error, 4)
-	for range 3 {
+	for range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			reads := 0
 			for {
+				if reads == 1 {
+					read <- struct{}{}
+				}
 				select {
 				case <-done:
 					if reads == 0 {
