@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/remote"
+	"github.com/actord/actord/supervisor"
 )
 
 // The swarm: every node runs a server and a client; each client links to,
@@ -36,7 +39,8 @@ type (
 		ID  string
 		Seq int
 	}
-	swAsk struct{ N int }
+	swAsk   struct{ N int }
+	swCrash struct{} // makes the server panic (supervised seeds)
 )
 
 // checker records what the swarm's actors see and holds the invariants.
@@ -68,6 +72,13 @@ type checker struct {
 	sparse bool
 	mode   map[[2]string]int // (client, server) -> pairFull, pairQuiet or pairSkip
 	prng   *rand.Rand
+	// supervised (a third of the seeds, drawn apart from the world's
+	// stream): each server runs under a one_for_one supervisor and the
+	// clients sometimes crash it; the supervisor must restart it in place
+	// every time (starts = crashes + 1).
+	supervised      bool
+	starts, crashes map[string]int
+	peerIDs         map[string]map[actor.Ref]string // server -> the clients it met, by ref
 }
 
 func (k *checker) violate(format string, a ...any) {
@@ -77,15 +88,28 @@ func (k *checker) violate(format string, a ...any) {
 }
 
 func okReason(err error) bool {
-	return errors.Is(err, remote.ErrNodeDown) || errors.Is(err, actor.ErrDead) || errors.Is(err, actor.ErrShutdown)
+	return errors.Is(err, remote.ErrNodeDown) || errors.Is(err, actor.ErrDead) || errors.Is(err, actor.ErrShutdown) ||
+		errors.Is(err, actor.ErrCrashed) // a server crashed on purpose (supervised seeds)
 }
 
 // server answers asks, checks the order of numbered messages per client,
 // and records the exit signals of its links (it traps exits).
+// trapping is an actor that traps exits from its start: a server
+// restarted in place (supervised seeds) may be linked again before any
+// message of the client reaches it, and must not be stopped by the exit
+// signal of that link.
+type trapping struct{ fn }
+
+func (t trapping) Start(c *actor.Context) error { c.TrapExits(true); return nil }
+
 func (k *checker) server(id string) actor.Actor {
-	ids := map[actor.Ref]string{}
+	ids := k.peerIDs[id] // kept across restarts in place: a restarted server is linked by clients it met before
+	if ids == nil {
+		ids = map[actor.Ref]string{}
+		k.peerIDs[id] = ids
+	}
 	last := map[string]int{}
-	return fn(func(c *actor.Context, msg any) (any, error) {
+	return trapping{fn(func(c *actor.Context, msg any) (any, error) {
 		switch m := msg.(type) {
 		case swHello: // before the client's Link (requests keep their order)
 			c.TrapExits(true)
@@ -98,6 +122,9 @@ func (k *checker) server(id string) actor.Actor {
 			k.seqs[[2]string{id, m.ID}] = true
 		case swAsk:
 			return m.N, nil
+		case swCrash:
+			k.crashes[id]++
+			panic("swarm: crash on purpose")
 		case actor.Exited:
 			other, ok := ids[m.From]
 			if !ok {
@@ -106,7 +133,7 @@ func (k *checker) server(id string) actor.Actor {
 			k.exit(id, other, m.Reason)
 		}
 		return nil, nil
-	})
+	})}
 }
 
 func (k *checker) exit(id, other string, reason error) {
@@ -170,6 +197,9 @@ func (k *checker) client(id string) actor.Actor {
 				}
 				t.seq++
 				_ = c.Send(t.ref, swSeq{id, t.seq})
+				if k.supervised && !t.quiet && ticks%97 == 0 {
+					_ = c.Send(t.ref, swCrash{})
+				}
 				if ticks%4 == 0 && !t.quiet {
 					k.nextAsk++
 					a := k.nextAsk
@@ -222,11 +252,12 @@ func clientID(n *Node) string { return fmt.Sprintf("%s#%d/client", n.Name(), n.I
 // init is every node's start: its server and client.
 func (k *checker) init(n *Node) error {
 	if err := errors.Join(remote.Register[swHello](n.Remote(), "sim.swHello"),
-		remote.Register[swSeq](n.Remote(), "sim.swSeq"), remote.Register[swAsk](n.Remote(), "sim.swAsk")); err != nil {
+		remote.Register[swSeq](n.Remote(), "sim.swSeq"), remote.Register[swAsk](n.Remote(), "sim.swAsk"),
+		remote.Register[swCrash](n.Remote(), "sim.swCrash")); err != nil {
 		return err
 	}
 	sid, cid := serverID(n), clientID(n)
-	s, err := n.Spawn(func() actor.Actor { return k.server(sid) })
+	s, err := k.spawnServer(n, sid)
 	if err != nil {
 		return err
 	}
@@ -237,6 +268,25 @@ func (k *checker) init(n *Node) error {
 	k.servers[n], k.clients[n] = s, c
 	k.alive[sid], k.alive[cid] = true, true
 	return nil
+}
+
+// spawnServer spawns n's server, under a supervisor in supervised seeds.
+func (k *checker) spawnServer(n *Node, sid string) (actor.Ref, error) {
+	start := func() actor.Actor { k.starts[sid]++; return k.server(sid) }
+	if !k.supervised {
+		return n.Spawn(start)
+	}
+	sup, err := n.Spawn(supervisor.New(supervisor.Spec{Strategy: supervisor.OneForOne, MaxR: 1 << 20, MaxT: time.Second,
+		Logger:   slog.New(slog.DiscardHandler),
+		Children: []supervisor.ChildSpec{supervisor.Worker("server", start)}}))
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	v, err := n.System().Ask(context.Background(), sup, supervisor.WhichChildren{})
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	return v.([]supervisor.ChildInfo)[0].Ref, nil
 }
 
 // crashed marks n's current actors dead (before the node goes down).
@@ -314,9 +364,9 @@ func (k *checker) check() {
 					switch {
 					case k.alive[cid] && !k.alive[sid] && ce != 1:
 						k.violate("%s linked to %s (dead) got %d exit signals", cid, sid, ce)
-					case !k.alive[cid] && k.alive[sid] && se != 1:
+					case !k.alive[cid] && k.alive[sid] && se != 1 && k.crashes[sid] == 0: // a crash drops the server's halves
 						k.violate("%s linked to %s (dead) got %d exit signals", sid, cid, se)
-					case k.alive[cid] && k.alive[sid] && ce != se:
+					case k.alive[cid] && k.alive[sid] && ce != se && !crashEnded(k.exits[[2]string{cid, sid}]):
 						if k.strictLinks {
 							k.violate("link %s - %s ended on one side only: %d and %d exit signals", cid, sid, ce, se)
 						} else {
@@ -331,6 +381,9 @@ func (k *checker) check() {
 		if !n.Up() {
 			continue
 		}
+		if sid := serverID(n); k.supervised && k.starts[sid] != k.crashes[sid]+1 {
+			k.violate("%s crashed %d times and started %d times under a one_for_one supervisor", sid, k.crashes[sid], k.starts[sid])
+		}
 		peers, _ := n.Remote().Peers(n.w.Now())
 		if len(peers) > len(k.w.nodes) {
 			k.violate("%s tracks %d peers for %d nodes", n.Name(), len(peers), len(k.w.nodes))
@@ -338,12 +391,20 @@ func (k *checker) check() {
 	}
 }
 
+// crashEnded reports whether a link ended because its server crashed: the
+// crashed side keeps no half to signal.
+func crashEnded(reasons []error) bool {
+	return len(reasons) > 0 && errors.Is(reasons[0], actor.ErrCrashed)
+}
+
 // swarm runs one seed: a random cluster, a random mix of faults for a
 // while, then a settled end where the invariants are checked. It returns
 // the violations and the world.
 func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 	w := New(Config{Seed: seed, Timeline: timeline})
-	k := &checker{w: w, strictLinks: strictLinks, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
+	k := &checker{w: w, strictLinks: strictLinks, starts: map[string]int{}, crashes: map[string]int{}, peerIDs: map[string]map[actor.Ref]string{},
+		supervised: rand.New(rand.NewPCG(seed, 0x5afe)).IntN(3) == 0,
+		asks:       map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
 		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
 		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, mode: map[[2]string]int{}}
 	k.prng = rand.New(rand.NewPCG(seed, 0x5370617273650000))
