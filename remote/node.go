@@ -484,17 +484,25 @@ func (n *Node) Start(ctx context.Context) (stop func(), err error) {
 // shutdownPeers closes every connection and fails what depended on them.
 func (n *Node) shutdownPeers() {
 	n.mu.Lock()
+	peers := n.peerListLocked()
+	n.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+}
+
+// peerListLocked returns the peers; a simulated node (one with a clock)
+// gets them in address order, not the map's, so that a run is
+// reproducible. n.mu held.
+func (n *Node) peerListLocked() []*peer {
 	peers := make([]*peer, 0, len(n.peers))
 	for _, p := range n.peers {
 		peers = append(peers, p)
 	}
-	n.mu.Unlock()
-	if n.clk != nil { // simulated: in a reproducible order, not the map's
+	if n.clk != nil {
 		slices.SortFunc(peers, func(a, b *peer) int { return strings.Compare(a.addr, b.addr) })
 	}
-	for _, p := range peers {
-		p.close()
-	}
+	return peers
 }
 
 // boundedPeer is peerFor for addresses that came from the network: it
@@ -605,17 +613,13 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 // heartbeat is one round of heartbeats.
 func (n *Node) heartbeat(now time.Time, seq uint64) {
 	n.mu.Lock()
-	peers := make([]*peer, 0, len(n.peers))
-	for _, p := range n.peers {
-		peers = append(peers, p)
-	}
+	peers := n.peerListLocked()
 	ins := make([]*inConn, 0, len(n.inbound))
 	for c := range n.inbound {
 		ins = append(ins, c)
 	}
 	n.mu.Unlock()
-	if n.clk != nil { // simulated: in a reproducible order, not the maps'
-		slices.SortFunc(peers, func(a, b *peer) int { return strings.Compare(a.addr, b.addr) })
+	if n.clk != nil { // simulated: in a reproducible order, not the map's
 		slices.SortFunc(ins, func(a, b *inConn) int {
 			return strings.Compare(a.remoteAddr, b.remoteAddr)
 		})

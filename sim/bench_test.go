@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/actord/actord/actor"
 )
 
 // BenchmarkSimLoad: the simulator's own speed. Three nodes; every node's
@@ -19,9 +17,7 @@ func BenchmarkSimLoad(b *testing.B) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		w := New(Config{Seed: uint64(i + 1)})
-		k := &checker{w: w, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
-			exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
-			servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}}
+		k := newChecker(w)
 		for j := range 3 {
 			if _, err := w.AddNode(fmt.Sprintf("n%d", j), k.init); err != nil {
 				b.Fatal(err)

@@ -397,16 +397,23 @@ func crashEnded(reasons []error) bool {
 	return len(reasons) > 0 && errors.Is(reasons[0], actor.ErrCrashed)
 }
 
+// newChecker returns a checker of w's actors with the workload's defaults
+// (not sparse, not supervised, links checked loosely).
+func newChecker(w *World) *checker {
+	return &checker{w: w, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
+		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
+		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, mode: map[[2]string]int{},
+		starts: map[string]int{}, crashes: map[string]int{}, peerIDs: map[string]map[actor.Ref]string{}}
+}
+
 // swarm runs one seed: a random cluster, a random mix of faults for a
 // while, then a settled end where the invariants are checked. It returns
 // the violations and the world.
 func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 	w := New(Config{Seed: seed, Timeline: timeline})
-	k := &checker{w: w, strictLinks: strictLinks, starts: map[string]int{}, crashes: map[string]int{}, peerIDs: map[string]map[actor.Ref]string{},
-		supervised: rand.New(rand.NewPCG(seed, 0x5afe)).IntN(3) == 0,
-		asks:       map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
-		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
-		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, mode: map[[2]string]int{}}
+	k := newChecker(w)
+	k.strictLinks = strictLinks
+	k.supervised = rand.New(rand.NewPCG(seed, 0x5afe)).IntN(3) == 0
 	k.prng = rand.New(rand.NewPCG(seed, 0x5370617273650000))
 	k.sparse = k.prng.IntN(4) == 0
 	rng := w.Rand()

@@ -245,7 +245,8 @@ const maxSameInstant = 1 << 20
 // loopEvent is a node's actor hook: one loop event.
 func (w *World) loopEvent(n *Node, ev *actor.Event) {
 	w.events++
-	if now := w.nw.Now(); now.Equal(w.sameAt) {
+	now := w.nw.Now()
+	if now.Equal(w.sameAt) {
 		if w.sameEvents++; w.sameEvents > maxSameInstant {
 			panic(fmt.Sprintf("sim: seed %d: livelock: over %d loop events at virtual time %v without time passing (last: %s on %s, %T)",
 				w.cfg.Seed, maxSameInstant, w.Elapsed(), ev.Kind, n.name, ev.Msg))
@@ -253,7 +254,7 @@ func (w *World) loopEvent(n *Node, ev *actor.Event) {
 	} else {
 		w.sameAt, w.sameEvents = now, 0
 	}
-	w.mix(uint64(w.nw.Now().UnixNano()))
+	w.mix(uint64(now.UnixNano()))
 	w.mix(uint64(n.idx)<<32 | uint64(ev.Loop)<<8 | uint64(ev.Kind))
 	w.mix(w.typeID(ev.Msg))
 	w.mixRef(ev.To)
@@ -370,21 +371,7 @@ func (w *World) next() (time.Time, bool) {
 }
 
 // Run runs the world for d of virtual time.
-func (w *World) Run(d time.Duration) {
-	end := w.nw.Now().Add(d)
-	for {
-		if w.settle() {
-			continue
-		}
-		at, ok := w.next()
-		if !ok || at.After(end) {
-			break
-		}
-		w.advance(at)
-	}
-	w.nw.AdvanceTo(end)
-	w.settle()
-}
+func (w *World) Run(d time.Duration) { w.RunUntil(d, func() bool { return false }) }
 
 // RunUntil runs the world until cond holds (checked between steps) or
 // limit of virtual time has passed, and reports whether cond held.
