@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/actord/actord/internal/bugs"
 )
 
 // incarnations is what this node knows of the connections other nodes
@@ -82,7 +80,7 @@ func (t incarnations) hello(key inKey, epoch uint64) (st *inState, renewed bool,
 func (t incarnations) closed(st *inState, epoch uint64, now time.Time) (endLinks bool) {
 	st.open--
 	st.closedAt = now
-	return st.open == 0 && st.epoch.Load() == epoch && (!st.replaced.Load() || bugs.IncarnationReplaced)
+	return st.open == 0 && st.epoch.Load() == epoch && !st.replaced.Load()
 }
 
 // supersede records that incarnation key, listening at addr and
