@@ -22,7 +22,15 @@ import (
 // its own, which the test shows by a later loss that ends A's half.
 func TestPairCutEndsBothSides(t *testing.T) {
 	t.Run("cut", func(t *testing.T) {
-		aExits, bExits := playPairWindow(t)
+		aExits, bExits := playPairWindow(t, false)
+		if len(aExits) != 0 || len(bExits) != 1 {
+			t.Fatalf("exit signals: A's actor %v, B's actor %v; want none, and one (node down)", aExits, bExits)
+		}
+	})
+	// The request was read before the cut, its half not made yet: the
+	// target's loop must not make it after the cut.
+	t.Run("read before the cut", func(t *testing.T) {
+		aExits, bExits := playPairWindow(t, true)
 		if len(aExits) != 0 || len(bExits) != 1 {
 			t.Fatalf("exit signals: A's actor %v, B's actor %v; want none, and one (node down)", aExits, bExits)
 		}
@@ -30,7 +38,7 @@ func TestPairCutEndsBothSides(t *testing.T) {
 	t.Run("without the cut", func(t *testing.T) {
 		bugs.NoCut = true
 		defer func() { bugs.NoCut = false }()
-		aExits, bExits := playPairWindow(t)
+		aExits, bExits := playPairWindow(t, false)
 		// A kept a half that B had ended: A's next loss ends it.
 		if len(aExits) != 1 || len(bExits) != 1 {
 			t.Fatalf("exit signals: A's actor %v, B's actor %v; want one each (the window)", aExits, bExits)
@@ -39,8 +47,9 @@ func TestPairCutEndsBothSides(t *testing.T) {
 }
 
 // playPairWindow plays the window and returns the reasons of the exit
-// signals A's and B's actors got.
-func playPairWindow(t *testing.T) (aExits, bExits []string) {
+// signals A's and B's actors got. With readFirst, B's link request is read
+// by A's network side before A's loss, and A's loop gets to it after.
+func playPairWindow(t *testing.T, readFirst bool) (aExits, bExits []string) {
 	const hostA, hostB = "10.0.0.1", "10.0.0.2"
 	w := newMemWorld(t, 5, hostA, hostB)
 	defer w.close()
@@ -71,6 +80,20 @@ func playPairWindow(t *testing.T) (aExits, bExits []string) {
 	a2OnB := imported(0, 1, a2)
 	connect()
 
+	if readFirst {
+		if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
+			t.Fatal(err)
+		}
+		w.sys[1].RunUntilIdle(1 << 16)
+		for i := 0; ; i++ { // until A's loop has the request queued, unhandled
+			if st := w.sys[0].Stats()[0]; st.Inbound+st.Control > 0 {
+				break
+			}
+			if i == 1000 || !w.nw.Step() {
+				t.Fatal("the link request never reached A")
+			}
+		}
+	}
 	// A's connection to B breaks (as a reset or a heartbeat timeout would
 	// end it); what A sends to B from now on is slow.
 	w.nw.SetLinkLatency(hostA, hostB, 3*time.Second, 3*time.Second)
@@ -84,8 +107,10 @@ func playPairWindow(t *testing.T) (aExits, bExits []string) {
 	_ = conn.Close()
 	pb.lost(epoch, errors.New("test: connection reset"))
 	// B links b2 to a2 at once: the request goes on B's connection to A.
-	if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
-		t.Fatal(err)
+	if !readFirst {
+		if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	w.run(10 * time.Second)
 	w.nw.ClearLinkLatency(hostA, hostB)
