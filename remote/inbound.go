@@ -402,12 +402,14 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		// this connection's frames can make new ones.
 		from.replaced(f.incarnation, f.name, replaced)
 	}
-	if f.cutInc == n.inc && f.cutEpoch != 0 {
+	if f.cutInc == n.inc && f.cutEpoch != 0 && from.reachedKey(ic.sess.peerKey) {
 		// The node lost its connection to this one and ended, with it,
 		// this node's connection to it up to epoch cutEpoch: if that one
 		// is still this node's current connection (its close has not
 		// arrived), it is lost now, before any frame of the new
-		// connection can make links on the far side of the pair.
+		// connection can make links on the far side of the pair. Only
+		// the node this node's connection reached may say so, not one
+		// that merely claims its address.
 		from.cutBy(f.cutEpoch, f.name)
 	}
 	ic.hello, ic.remoteName, ic.epoch, ic.state, ic.inc = true, f.name, f.epoch, st, f.incarnation

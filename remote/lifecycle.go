@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
@@ -126,10 +125,7 @@ func (p *peer) claimClosed(ic *inConn) {
 // reached by dialing the address its Hello claims (the same static key):
 // only that node may answer what this node asked it. Any node may claim any
 // address in its Hello.
-func (ic *inConn) mayAnswer() bool {
-	k := ic.from.answerKey.Load()
-	return k != nil && bytes.Equal(*k, ic.sess.peerKey)
-}
+func (ic *inConn) mayAnswer() bool { return ic.from.reachedKey(ic.sess.peerKey) }
 
 // inboundClosed is called when an accepted connection closes. When it was
 // the last open connection from its node's incarnation, the links that node

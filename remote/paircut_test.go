@@ -202,3 +202,33 @@ func TestCutNamedInHello(t *testing.T) {
 		t.Fatalf("after a cut of the current connection: epoch %d (was %d), down %v; want lost", epochNow, cur, down)
 	}
 }
+
+// A Hello naming a cut of this node's connection is heeded only from the
+// node that connection reached (its key), not from any node claiming its
+// address: another member cannot make a node drop its connections.
+func TestForgedCutIgnored(t *testing.T) {
+	a := newTestNode(t, "a", Config{HeartbeatTimeout: 30 * time.Second})
+	b := newTestNode(t, "b", Config{HeartbeatTimeout: 30 * time.Second})
+	r := remoteActor(t, b, a, echo) // b dials a
+	pa := b.node.peerFor(a.node.Addr(), "")
+	epoch := pa.currentEpoch()
+	if pa.connectedKey() == nil {
+		t.Fatal("b is not connected to a")
+	}
+	s := secureDial(t, b.node.Addr()) // another key
+	defer s.Close()
+	if _, err := s.Write(appendFrame(nil, fHello, uint64(protocolVersion), "a", rawInc.Add(1)+1000, a.node.Addr(), uint64(1), b.node.inc, epoch)); err != nil {
+		t.Fatal(err)
+	}
+	if wb, err := s.readFrame(5 * time.Second); err != nil {
+		t.Fatalf("no welcome: %v", err)
+	} else if f := parseOne(t, b.node, wb); f.kind != fWelcome {
+		t.Fatalf("answer to the hello = %+v", f)
+	}
+	if got := pa.currentEpoch(); got != epoch || pa.connectedKey() == nil {
+		t.Fatalf("after a forged cut: epoch %d (was %d), connected %v", got, epoch, pa.connectedKey() != nil)
+	}
+	if v, err := b.sys.Ask(ctxT(t), r, "still up"); err != nil || v != "still up" {
+		t.Fatalf("ask after the forged cut = %v, %v", v, err)
+	}
+}

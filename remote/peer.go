@@ -426,12 +426,22 @@ func (p *peer) cutLocked() []*inConn {
 		if ic.cut.Swap(true) {
 			continue
 		}
-		if ic.state != nil && !ic.state.replaced.Load() {
+		// Recorded for the next Hello: a connection of the node this
+		// node's own connection reached (the same key), if it got that
+		// far; not one from a node that only claimed the address.
+		if ic.state != nil && !ic.state.replaced.Load() && (p.peerKey == nil || bytes.Equal(p.peerKey, ic.sess.peerKey)) {
 			p.link.recordCut(ic.inc, ic.epoch)
 		}
 		cut = append(cut, ic)
 	}
 	return cut
+}
+
+// reachedKey reports whether key is the one this node's current
+// connection to the peer authenticated.
+func (p *peer) reachedKey(key []byte) bool {
+	k := p.answerKey.Load()
+	return k != nil && bytes.Equal(*k, key)
 }
 
 // cutBy is told by a Hello of the peer's node that it cut this node's
