@@ -3,12 +3,14 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/bugs"
+	"go.uber.org/goleak"
 )
 
 // The link-consistency window of protocol 4, played with the nodes' own
@@ -231,4 +233,25 @@ func TestForgedCutIgnored(t *testing.T) {
 	if v, err := b.sys.Ask(ctxT(t), r, "still up"); err != nil || v != "still up" {
 		t.Fatalf("ask after the forged cut = %v, %v", v, err)
 	}
+}
+
+// Stopping a node while its dials are under way leaks no goroutine: gnet's
+// Enroll waits for ever for a connection that its engine, stopping
+// meanwhile, never registers, so the node waits for its dials first.
+func TestStopWhileDialing(t *testing.T) {
+	var targets []string
+	for i := range 3 {
+		targets = append(targets, newTestNode(t, fmt.Sprintf("b%d", i), Config{}).node.Addr())
+	}
+	before := goleak.IgnoreCurrent()
+	for i := range 40 {
+		a := newTestNode(t, fmt.Sprintf("a%d", i), Config{})
+		for _, addr := range targets {
+			a.node.PeerUp(addr) // dials at once
+		}
+		a.close()
+	}
+	goleak.VerifyNone(t, before,
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
 }
