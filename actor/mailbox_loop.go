@@ -364,7 +364,7 @@ func (l *loopState) link(c *Context, r Ref) error {
 // messages. epoch is set for a link with a remote actor (see
 // wire.LinkLocal); noproc, if set, runs instead of the exit signal (ErrDead)
 // a dead target sends from.
-func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() uint64, noproc func()) error {
+func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() (uint64, bool), noproc func()) error {
 	return l.ordered(o, &envelope{kind: kRun, msg: func(t *loopState) {
 		if t.addLink(target, from, epoch) {
 			return
@@ -377,14 +377,22 @@ func (l *loopState) linkFrom(o origin, target, from Ref, epoch func() uint64, no
 	}})
 }
 
-// addLink adds from to the links of target, if alive.
-func (l *loopState) addLink(target, from Ref, epoch func() uint64) bool {
+// addLink adds from to the links of target, if alive. A remote link
+// whose epoch says the request no longer counts is dropped (true).
+func (l *loopState) addLink(target, from Ref, epoch func() (uint64, bool)) bool {
+	var e uint64
+	if epoch != nil {
+		var ok bool
+		if e, ok = epoch(); !ok {
+			return true
+		}
+	}
 	s := l.lookup(target)
 	if s == nil {
 		return false
 	}
 	if epoch != nil {
-		s.addRemoteLink(from, epoch())
+		s.addRemoteLink(from, e)
 	} else {
 		addRef(&s.links, from)
 	}

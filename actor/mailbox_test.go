@@ -306,7 +306,7 @@ func TestRemoteCallersGetTheirAnswersThroughThePeer(t *testing.T) {
 	if err := w.MonitorLocal(target, far, func() { t.Error("noproc for a live actor") }); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.LinkLocal(target, far, func() uint64 { return 1 }, func() { t.Error("noproc for a live actor") }); err != nil {
+	if err := w.LinkLocal(target, far, func() (uint64, bool) { return 1, true }, func() { t.Error("noproc for a live actor") }); err != nil {
 		t.Fatal(err)
 	}
 	// Both requests are ordered before this ask.

@@ -171,11 +171,14 @@ func (w *wire) DemonitorLocal(target, watcher Ref) error {
 // LinkLocal links the local actor target to the remote actor from, on
 // behalf of from's node (seam.Peer.Link); epoch gives the epoch of the
 // transport's connection to from's node, read on target's loop when the
-// link is made (see BreakLinks). If target is dead by the time its loop
-// gets to it, noproc runs there: the transport answers with the exit
-// signal of a dead actor (ErrDead), as a local link to a dead actor of
-// another loop gets. The request is ordered as MonitorLocal's.
-func (w *wire) LinkLocal(target, from Ref, epoch func() uint64, noproc func()) error {
+// link is made (see BreakLinks), or false: the request no longer counts
+// (the transport ended the connection it came on, and from's node ends
+// its half), so nothing is made and nothing answered. If target is dead
+// by the time its loop gets to it, noproc runs there: the transport
+// answers with the exit signal of a dead actor (ErrDead), as a local link
+// to a dead actor of another loop gets. The request is ordered as
+// MonitorLocal's.
+func (w *wire) LinkLocal(target, from Ref, epoch func() (uint64, bool), noproc func()) error {
 	l := w.local(target)
 	if l == nil || !from.IsRemote() {
 		return ErrInvalidRef

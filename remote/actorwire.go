@@ -30,7 +30,7 @@ type actorWire interface {
 	FailPeer(p actorPeer, epoch uint64, err error)
 	MonitorLocal(target, watcher actor.Ref, noproc func()) error
 	DemonitorLocal(target, watcher actor.Ref) error
-	LinkLocal(target, from actor.Ref, epoch func() uint64, noproc func()) error
+	LinkLocal(target, from actor.Ref, epoch func() (uint64, bool), noproc func()) error
 	UnlinkLocal(target, from actor.Ref) error
 	SignalLocal(to, from actor.Ref, reason error, link bool) error
 	BreakLinks(p actorPeer, epoch uint64, reason error)

@@ -102,6 +102,10 @@ func encodeWithMsgpack(e *msgpack.Encoder, n *Node, f *frame) error {
 			_ = e.EncodeUint(f.epoch)
 		case fldSeq:
 			_ = e.EncodeUint(f.seq)
+		case fldCutInc:
+			_ = e.EncodeUint(f.cutInc)
+		case fldCutEpoch:
+			_ = e.EncodeUint(f.cutEpoch)
 		case fldTo:
 			id(f.to)
 		case fldFrom:

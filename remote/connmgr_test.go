@@ -281,6 +281,9 @@ func TestTrimClosesLowestScoring(t *testing.T) {
 		}
 		connectTo(t, a, tn)
 	}
+	// A connection is reported to the manager once its Welcome is handled,
+	// which may come after the ask's reply (on the other connection).
+	waitFor(t, 10*time.Second, "six connections reported", func() bool { return cm.Stats().Connected == 6 })
 	if st := cm.Stats(); st.Connected != 6 || st.Closed != 0 {
 		t.Fatalf("before the trim: %+v", st)
 	}

@@ -7,12 +7,12 @@ import "github.com/actord/actord/actor"
 // array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 4
+const protocolVersion = 5
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
 const (
-	fHello     = 1  // [1, version, name, incarnation, listenAddr, epoch]
+	fHello     = 1  // [1, version, name, incarnation, listenAddr, epoch, cutIncarnation, cutEpoch]
 	fWelcome   = 2  // [2, version, name, incarnation]
 	fSend      = 3  // [3, to, from|nil, typeID, payload]
 	fAsk       = 4  // [4, to, from, pidx, pgen, typeID, payload]
@@ -57,11 +57,13 @@ const (
 	fldOp                           // op: unsigned, a lifecycle op (1–4), plus 0x80 for "at once, without Terminate"
 	fldTimeout                      // timeout: unsigned nanoseconds, at most MaxInt64
 	fldPayload                      // typeID and payload: two array elements
+	fldCutInc                       // cutInc: unsigned, an incarnation of the receiving node (0: none)
+	fldCutEpoch                     // cutEpoch: unsigned, a connection epoch of that incarnation
 )
 
 // frameFields lists the fields of each frame kind, in order.
 var frameFields = [...][]field{
-	fHello:     {fldVersion, fldName, fldIncarnation, fldAddr, fldEpoch},
+	fHello:     {fldVersion, fldName, fldIncarnation, fldAddr, fldEpoch, fldCutInc, fldCutEpoch},
 	fWelcome:   {fldVersion, fldName, fldIncarnation},
 	fSend:      {fldTo, fldFromOpt, fldPayload},
 	fAsk:       {fldTo, fldFrom, fldPidx, fldPgen, fldPayload},
@@ -108,20 +110,23 @@ type frame struct {
 	name, addr  string
 	incarnation uint64
 	epoch       uint64
-	seq         uint64
-	link        uint64 // fExit: 1 for the exit signal of a link
-	op          uint64 // fLifecycle: the op, with opBrutal
-	timeout     uint64 // fLifecycle: nanoseconds
-	to, from    actor.WireID
-	hasFrom     bool // fSend: from is set (fldFromOpt)
-	loop        uint16
-	pidx, pgen  uint32
-	code        uint64
-	msg         string
-	kindName    string
-	typeID      uint64
-	payload     any
-	payloadErr  error // the payload could not be decoded (unknown type, bad value)
+	// fHello: the newest connection of the receiving node that the sender
+	// cut when it lost its own connection (peer.cut); 0, 0 for none
+	cutInc, cutEpoch uint64
+	seq              uint64
+	link             uint64 // fExit: 1 for the exit signal of a link
+	op               uint64 // fLifecycle: the op, with opBrutal
+	timeout          uint64 // fLifecycle: nanoseconds
+	to, from         actor.WireID
+	hasFrom          bool // fSend: from is set (fldFromOpt)
+	loop             uint16
+	pidx, pgen       uint32
+	code             uint64
+	msg              string
+	kindName         string
+	typeID           uint64
+	payload          any
+	payloadErr       error // the payload could not be decoded (unknown type, bad value)
 }
 
 // setError fills the error fields (code and message) of f from err.

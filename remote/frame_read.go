@@ -123,6 +123,14 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	if f.kind, err = fr.uint64(); err != nil {
 		return bad("kind", err)
 	}
+	if f.kind == fHello && n != fieldCount[fHello] && n >= 2 {
+		// A Hello of another protocol version may have other fields: its
+		// version (always first) is read so that the answer names the
+		// cause (handleHello: Goodbye with codeVersion).
+		if f.version, err = fr.uint64(); err == nil && f.version != protocolVersion {
+			return nil
+		}
+	}
 	if f.kind == 0 || f.kind >= uint64(len(fieldCount)) || n != fieldCount[f.kind] {
 		return bad(fmt.Sprintf("kind %d with %d fields", f.kind, n), nil)
 	}
@@ -152,6 +160,10 @@ func (fr *frameReader) field(fl field, f *frame) (err error) {
 		f.epoch, err = fr.uint64()
 	case fldSeq:
 		f.seq, err = fr.uint64()
+	case fldCutInc:
+		f.cutInc, err = fr.uint64()
+	case fldCutEpoch:
+		f.cutEpoch, err = fr.uint64()
 	case fldTo:
 		err = fr.id(&f.to)
 	case fldFrom:

@@ -106,6 +106,10 @@ func appendField(b []byte, fl field, f *frame) []byte {
 		return appendUint(b, f.epoch)
 	case fldSeq:
 		return appendUint(b, f.seq)
+	case fldCutInc:
+		return appendUint(b, f.cutInc)
+	case fldCutEpoch:
+		return appendUint(b, f.cutEpoch)
 	case fldTo:
 		return appendID(b, f.to)
 	case fldFrom:

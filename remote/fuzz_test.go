@@ -101,7 +101,7 @@ func malformedSeeds() [][]byte {
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("actor.Down"), []any{nil, 999, "x"})),
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("[]any"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("map[string]any"), []byte{0xdf, 0x7f, 0xff, 0xff, 0xff})),
-		pre(body(fHello, 1, "n", 1, "a", 1))[:10],
+		pre(body(fHello, 1, "n", 1, "a", 1, 0, 0))[:10],
 		// Hostile lengths and nesting (see checkValue).
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage{0xdd, 0x7f, 0xff, 0xff, 0xff})),
 		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("map[string]any"), msgpack.RawMessage{0xdf, 0xff, 0xff, 0xff, 0xff})),
@@ -159,8 +159,8 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 			bytes.Repeat([]byte{'a'}, 600)...), append([]byte{1, 2, 3, 0xc4, 0x10}, sec...)...)), true},
 		{"ask payload", body(fAsk, to, to, 1, 1, typeID("bytes"), big(0xc6)), true},
 		{"spawn payload", body(fSpawn, 1, 1, "k", typeID("string"), big(0xdb)), true},
-		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1), false},
-		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1), false},
+		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1, 0, 0), false},
+		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1, 0, 0), false},
 		{"welcome name", body(fWelcome, 1, big(0xdb), 1), false},
 		{"reply message", body(fReply, 1, 1, 1, 0, big(0xc6), 0, nil), false},
 		{"stop message", body(fStop, to, 0, big(0xdb)), false},
@@ -363,6 +363,10 @@ func onlyFields(w *frame) frame {
 			f.epoch = w.epoch
 		case fldSeq:
 			f.seq = w.seq
+		case fldCutInc:
+			f.cutInc = w.cutInc
+		case fldCutEpoch:
+			f.cutEpoch = w.cutEpoch
 		case fldTo:
 			f.to = w.to
 		case fldFrom:

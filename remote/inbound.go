@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -109,6 +108,12 @@ type inConn struct {
 	pre *preAuth
 	// data: a frame other than a Ping was read in this OnTraffic
 	data bool
+	// cut: this node lost its own connection to the node and ended this
+	// one with it (peer.cutLocked): no more of its frames are handled, and
+	// a link that its frames asked for and that a loop has not made yet is
+	// not made. Set under from.mu.
+	cut atomic.Bool
+	inc uint64 // the incarnation its Hello named
 }
 
 // queued notes that a message was queued (quietly) for to's loop.
@@ -246,12 +251,13 @@ func (n *Node) inTraffic(ic *inConn) error {
 	if len(replies) > 0 {
 		_, _ = c.Write(replies)
 	}
-	if err != nil {
-		if errors.Is(err, ErrBufferLimit) {
-			n.stats.bufferLimited.Add(1)
-		} else {
-			n.stats.badFrames.Add(1)
-		}
+	switch {
+	case err == nil, err == errCut: // closed on purpose (peer.cutLocked)
+	case errors.Is(err, ErrBufferLimit):
+		n.stats.bufferLimited.Add(1)
+		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", hostOf(c.RemoteAddr()), "reason", err)
+	default:
+		n.stats.badFrames.Add(1)
 		n.log.Warn("remote: closing connection", "peer", ic.remoteName, "remote_addr", hostOf(c.RemoteAddr()), "reason", err)
 	}
 	return err
@@ -294,11 +300,17 @@ func (n *Node) readInbound(ic *inConn) error {
 	return readFrames(ic.sess, n.cfg.MaxFrame, handle)
 }
 
+// errCut closes a connection this node cut (peer.cutLocked).
+var errCut = errors.New("remote: connection cut: this node lost its own connection to the node")
+
 // handleInbound acts on one frame from an accepted connection: the Hello
 // first, then the frames of the node it names.
 func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	if !ic.hello {
 		return n.handleHello(ic, f)
+	}
+	if ic.cut.Load() {
+		return errCut
 	}
 	if ic.state.epoch.Load() != ic.epoch {
 		return fmt.Errorf("remote: connection from %s superseded by a newer one", ic.remoteName)
@@ -390,19 +402,31 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		// this connection's frames can make new ones.
 		from.replaced(f.incarnation, f.name, replaced)
 	}
-	ic.hello, ic.remoteName, ic.epoch, ic.state = true, f.name, f.epoch, st
+	if f.cutInc == n.inc && f.cutEpoch != 0 && from.reachedKey(ic.sess.peerKey) {
+		// The node lost its connection to this one and ended, with it,
+		// this node's connection to it up to epoch cutEpoch: if that one
+		// is still this node's current connection (its close has not
+		// arrived), it is lost now, before any frame of the new
+		// connection can make links on the far side of the pair. Only
+		// the node this node's connection reached may say so, not one
+		// that merely claims its address.
+		from.cutBy(f.cutEpoch, f.name)
+	}
+	ic.hello, ic.remoteName, ic.epoch, ic.state, ic.inc = true, f.name, f.epoch, st, f.incarnation
 	ic.localAddr = ic.conn.LocalAddr().String() // remoteAddr: set at open
 	n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
 	ic.from = from
 	ic.fr.setFrom(n, ic.from)
-	from.claimOpened(ic.sess.peerKey)
+	from.claimOpened(ic)
 	if renewed {
 		// The node lost its connection here and dialed again: what it
-		// sent meanwhile may be lost, so links with its actors end as
-		// they did on its side (peer.lost), before this connection's
-		// frames can make new ones.
+		// sent meanwhile may be lost, so the links its actors made with
+		// local actors end as they did on its side (peer.lost), before
+		// this connection's frames can make new ones. The links local
+		// actors made end with this node's own connection (peer.lost),
+		// which the node cut when it lost its own (see cutBy above).
 		from.endLinks()
-		n.wire.BreakLinks(from, math.MaxUint64, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
+		n.wire.BreakMarkedLinks(from, st.mark, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
 	}
 	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc})
 	return nil
@@ -511,8 +535,18 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 		return // from an incarnation that restarted: its actors are gone
 	}
 	// The half is marked with the incarnation that made it, so that it
-	// ends when that incarnation is replaced (peer.replaced).
-	epoch := func() uint64 { return st.mark<<seam.LinkEpochBits | peer.currentEpoch() }
+	// ends when that incarnation is replaced (peer.replaced). It is read on
+	// the target's loop, under the peer's lock: a request whose
+	// connection was cut (peer.cutLocked) or superseded since it was read
+	// makes no half, as the other node ended its own.
+	epoch := func() (uint64, bool) {
+		peer.mu.Lock()
+		defer peer.mu.Unlock()
+		if ic.cut.Load() || st.replaced.Load() || st.epoch.Load() != ic.epoch {
+			return 0, false
+		}
+		return st.mark<<seam.LinkEpochBits | peer.link.epoch, true
+	}
 	peer.addLinks(1)
 	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
 		noproc()

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/actord/actord/internal/bugs"
 )
 
 // incarnations is what this node knows of the connections other nodes
@@ -20,9 +18,12 @@ import (
 // node drives it under its lock and ends the links (actor.Wire.BreakLinks).
 //
 // The links with a node's actors are ended from both sides of a pair of
-// nodes: by this table for the connections the other node dialed, by the
-// peer's link (link.lost) for the one this node dialed. See docs/remote.md,
-// "Links across nodes", for the window this leaves.
+// nodes: the halves that node's actors made here by this table (when the
+// node dials again or its last connection closes), the halves local actors
+// made by the loss of the connection this node dialed (link.lost), which a
+// loss on either side ends, since a node that loses its own connection
+// cuts the other's (peer.cutLocked). See docs/remote.md, "Links across
+// nodes".
 type incarnations map[inKey]*inState
 
 // inKey names an incarnation of a remote node.
@@ -82,7 +83,7 @@ func (t incarnations) hello(key inKey, epoch uint64) (st *inState, renewed bool,
 func (t incarnations) closed(st *inState, epoch uint64, now time.Time) (endLinks bool) {
 	st.open--
 	st.closedAt = now
-	return st.open == 0 && st.epoch.Load() == epoch && (!st.replaced.Load() || bugs.IncarnationReplaced)
+	return st.open == 0 && st.epoch.Load() == epoch && !st.replaced.Load()
 }
 
 // supersede records that incarnation key, listening at addr and

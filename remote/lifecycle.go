@@ -1,11 +1,9 @@
 package remote
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
-	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -104,29 +102,30 @@ func (n *Node) reportDeadLetters(p *peer, d deadLetters, reason error) {
 // claimOpened records that a connection from a node whose Hello says it
 // listens at p's address was accepted, authenticated with key; a node seen
 // alive that this node knows down is redialed at once (link.claimOpened).
-func (p *peer) claimOpened(key []byte) {
+func (p *peer) claimOpened(ic *inConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.link.claimOpened(key, p.n.now()) {
+	p.ins = append(p.ins, ic)
+	if p.link.claimOpened(ic.sess.peerKey, p.n.now()) {
 		p.dialLocked()
 	}
 }
 
 // claimClosed undoes claimOpened when that connection closes.
-func (p *peer) claimClosed(key []byte) {
+func (p *peer) claimClosed(ic *inConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.link.claimClosed(key, p.n.now())
+	if i := slices.Index(p.ins, ic); i >= 0 {
+		p.ins = slices.Delete(p.ins, i, i+1)
+	}
+	p.link.claimClosed(ic.sess.peerKey, p.n.now())
 }
 
 // mayAnswer reports whether the connection comes from the node this node
 // reached by dialing the address its Hello claims (the same static key):
 // only that node may answer what this node asked it. Any node may claim any
 // address in its Hello.
-func (ic *inConn) mayAnswer() bool {
-	k := ic.from.answerKey.Load()
-	return k != nil && bytes.Equal(*k, ic.sess.peerKey)
-}
+func (ic *inConn) mayAnswer() bool { return ic.from.reachedKey(ic.sess.peerKey) }
 
 // inboundClosed is called when an accepted connection closes. When it was
 // the last open connection from its node's incarnation, the links that node
@@ -143,10 +142,13 @@ func (n *Node) inboundClosed(ic *inConn) {
 	if ic.from == nil {
 		return
 	}
-	ic.from.claimClosed(ic.sess.peerKey)
+	ic.from.claimClosed(ic)
 	if end {
+		// The halves of links the node's actors made here; those local
+		// actors made end with this node's own connection to it, which
+		// the node cut when it lost this one (peer.cutLocked).
 		ic.from.endLinks()
-		n.wire.BreakLinks(ic.from, math.MaxUint64, fmt.Errorf("%w: %s: its connection closed", ErrNodeDown, ic.remoteName))
+		n.wire.BreakMarkedLinks(ic.from, ic.state.mark, fmt.Errorf("%w: %s: its connection closed", ErrNodeDown, ic.remoteName))
 	}
 }
 

@@ -54,6 +54,10 @@ type link struct {
 	openedAt    time.Time // when the current connection was opened
 	lastActive  time.Time // last use or connection, for forgetting (Node.sweep)
 	closed      bool      // for good: node shutdown, or forgotten
+	// cutInc, cutEpoch name the newest connection of the peer's node that
+	// a loss here cut (peer.cutLocked): every Hello says so, so that the
+	// node ends its side of it even if the close never reaches it.
+	cutInc, cutEpoch uint64
 }
 
 // linkConfig is what a link needs of the node's configuration.
@@ -230,6 +234,15 @@ func (l *link) lost(epoch uint64, reason error, now time.Time, jitter float64) b
 		l.armRetry(now, jitter)
 	}
 	return true
+}
+
+// recordCut records that the connection of epoch from incarnation inc of
+// the peer's node was cut: the newest one, or the first of a newer
+// incarnation.
+func (l *link) recordCut(inc, epoch uint64) {
+	if inc != l.cutInc || epoch > l.cutEpoch {
+		l.cutInc, l.cutEpoch = inc, epoch
+	}
 }
 
 // armRetry sets the next retry (unless one is armed, or a dial is under

@@ -10,6 +10,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/connmgr"
+	"github.com/actord/actord/internal/bugs"
 )
 
 // peer is this node's side of another node, found by its listen address. It
@@ -65,6 +66,10 @@ type peer struct {
 	// links estimates the live links between local actors and the peer's,
 	// for the connection manager (addLinksLocked).
 	links int64
+	// ins are the connections the peer's node dialed here whose Hello was
+	// accepted, in the order they were, until closed: a loss of this
+	// node's own connection cuts them (cutLocked).
+	ins []*inConn
 }
 
 type result struct {
@@ -208,7 +213,8 @@ func (p *peer) dialLocked() {
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
 	}
-	p.ob.begin(epoch, p.fw, &frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch})
+	p.ob.begin(epoch, p.fw, &frame{kind: fHello, version: protocolVersion, name: p.n.name, incarnation: p.n.inc, addr: p.n.Addr(), epoch: epoch,
+		cutInc: p.link.cutInc, cutEpoch: p.link.cutEpoch})
 	p.n.stats.dials.Add(1)
 	p.n.dial(p, epoch)
 }
@@ -357,6 +363,10 @@ func (p *peer) lost(epoch uint64, err error) {
 	}
 	_ = p.n.conns.m.Disconnected(p.addr, now) // a no-op after a trim decision
 	p.syncRetryLocked()
+	var cut []*inConn
+	if !bugs.NoCut {
+		cut = p.cutLocked()
+	}
 	local, remote := p.localAddr, p.remoteAddr
 	c := p.conn
 	p.conn, p.flushing = nil, false
@@ -379,6 +389,9 @@ func (p *peer) lost(epoch uint64, err error) {
 	if c != nil {
 		c.release() // gnet: the socket closes once its descriptor and ours both are
 	}
+	for _, ic := range cut {
+		_ = ic.conn.Close()
+	}
 
 	p.n.stats.peersDown.Add(1)
 	if wasUp && !closed && !trimmed(err) { // a trim is logged by peer.trim
@@ -396,6 +409,57 @@ func (p *peer) lost(epoch uint64, err error) {
 	for _, d := range downsOf(mons) {
 		_ = p.n.wire.DeliverSignal(d.watcher, actor.Down{Ref: d.target, Reason: err})
 	}
+}
+
+// cutLocked ends, with this node's own connection to the peer, the
+// connections the peer's node dialed here: a pair of nodes keeps one
+// connection each way, and a loss of either ends both, as the loss of
+// Erlang's one connection per pair does. So both nodes end the links
+// between their actors whichever connection broke: the other node learns
+// of the loss from its own connection's close (or from the cut named in
+// this node's next Hello: cutBy), and no frame of the cut connections is
+// handled after the links here ended (inConn.cut, read by inLink's epoch
+// under p.mu). It returns the connections to close.
+func (p *peer) cutLocked() []*inConn {
+	var cut []*inConn
+	for _, ic := range p.ins {
+		if ic.cut.Swap(true) {
+			continue
+		}
+		// Recorded for the next Hello: a connection of the node this
+		// node's own connection reached (the same key), if it got that
+		// far; not one from a node that only claimed the address.
+		if ic.state != nil && !ic.state.replaced.Load() && (p.peerKey == nil || bytes.Equal(p.peerKey, ic.sess.peerKey)) {
+			p.link.recordCut(ic.inc, ic.epoch)
+		}
+		cut = append(cut, ic)
+	}
+	return cut
+}
+
+// reachedKey reports whether key is the one this node's current
+// connection to the peer authenticated.
+func (p *peer) reachedKey(key []byte) bool {
+	k := p.answerKey.Load()
+	return k != nil && bytes.Equal(*k, key)
+}
+
+// cutBy is told by a Hello of the peer's node that it cut this node's
+// connections to it up to epoch (cutLocked there): if this node's current
+// connection is one of them, it is lost now, as its close (on its way) will
+// say.
+func (p *peer) cutBy(epoch uint64, name string) {
+	p.mu.Lock()
+	if p.link.epoch > epoch || p.link.closed {
+		p.mu.Unlock()
+		return
+	}
+	conn, e := p.conn, p.link.epoch
+	p.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close()
+	}
+	p.lost(e, fmt.Errorf("%w: %s: it lost its connection to this node", ErrNodeDown, name))
 }
 
 // heartbeat pings a connected peer and declares it down when it has been

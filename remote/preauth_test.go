@@ -181,8 +181,8 @@ func TestHelloFieldBounds(t *testing.T) {
 	addr := b.node.Addr()
 	long := strings.Repeat("n", maxRefField+1)
 	for name, hello := range map[string][]byte{
-		"long name":    appendFrame(nil, fHello, uint64(protocolVersion), long, uint64(1), "127.0.0.1:1", uint64(1)),
-		"long address": appendFrame(nil, fHello, uint64(protocolVersion), "raw", uint64(2), "127.0.0.1:"+long, uint64(1)),
+		"long name":    appendFrame(nil, fHello, uint64(protocolVersion), long, uint64(1), "127.0.0.1:1", uint64(1), uint64(0), uint64(0)),
+		"long address": appendFrame(nil, fHello, uint64(protocolVersion), "raw", uint64(2), "127.0.0.1:"+long, uint64(1), uint64(0), uint64(0)),
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			bad := b.node.Stats().BadFrames
@@ -194,7 +194,7 @@ func TestHelloFieldBounds(t *testing.T) {
 	}
 	// At the bound it is accepted.
 	s := secureDial(t, addr)
-	_, _ = s.Write(appendFrame(nil, fHello, uint64(protocolVersion), long[1:], uint64(3), "127.0.0.1:1", uint64(1)))
+	_, _ = s.Write(appendFrame(nil, fHello, uint64(protocolVersion), long[1:], uint64(3), "127.0.0.1:1", uint64(1), uint64(0), uint64(0)))
 	if _, err := s.readFrame(5 * time.Second); err != nil {
 		t.Fatalf("no welcome for a %d-byte name: %v", maxRefField, err)
 	}
@@ -203,7 +203,7 @@ func TestHelloFieldBounds(t *testing.T) {
 	n := codecNode(t, Config{})
 	fr := newFrameReader(n, nil)
 	defer fr.release()
-	body := appendFrame(nil, fHello, uint64(protocolVersion), "x", uint64(1), "a", uint64(1))[4:]
+	body := appendFrame(nil, fHello, uint64(protocolVersion), "x", uint64(1), "a", uint64(1), uint64(0), uint64(0))[4:]
 	i := bytes.IndexByte(body, 0xa1) // the name "x": fixstr 1
 	forged := append(append(append([]byte(nil), body[:i]...), 0xdb, 0, 0x10, 0, 0), "abc"...)
 	var f frame

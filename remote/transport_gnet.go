@@ -22,6 +22,16 @@ type gnetDriver struct {
 	n        *Node
 	cli, srv *gnet.Client
 	ln       net.Listener
+
+	// Dials in flight: stopDialing waits for them before stopping the
+	// client engine, since gnet's Enroll waits for ever on a connection
+	// that an engine stopping meanwhile never registers (a leaked
+	// goroutine). cancelDials ends their connects at once.
+	dialMu      sync.Mutex
+	dialsOff    bool
+	dials       sync.WaitGroup
+	dialCtx     context.Context
+	cancelDials context.CancelFunc
 }
 
 func (g *gnetDriver) listen(addr string) (string, error) {
@@ -53,6 +63,7 @@ func (g *gnetDriver) listen(addr string) (string, error) {
 		return "", fmt.Errorf("listen: %w", err)
 	}
 	g.cli, g.srv, g.ln = cli, srv, ln
+	g.dialCtx, g.cancelDials = context.WithCancel(context.Background())
 	return ln.Addr().String(), nil
 }
 
@@ -79,13 +90,34 @@ func (g *gnetDriver) stopAccepting() {
 	_ = g.srv.Stop() // accepted connections close
 }
 
-func (g *gnetDriver) stopDialing() { _ = g.cli.Stop() }
+func (g *gnetDriver) stopDialing() {
+	g.dialMu.Lock()
+	g.dialsOff = true
+	g.dialMu.Unlock()
+	g.cancelDials()
+	g.dials.Wait()
+	_ = g.cli.Stop()
+}
 
-func (g *gnetDriver) dial(addr string, oc *outConn) { go g.dialNow(addr, oc) }
+// dial connects on a goroutine of its own; once dialing stopped, the dial
+// fails (asynchronously: the caller holds the peer's lock).
+func (g *gnetDriver) dial(addr string, oc *outConn) {
+	g.dialMu.Lock()
+	defer g.dialMu.Unlock()
+	if g.dialsOff {
+		go g.n.dialFailed(oc, net.ErrClosed)
+		return
+	}
+	g.dials.Add(1)
+	go func() {
+		defer g.dials.Done()
+		g.dialNow(addr, oc)
+	}()
+}
 
 // dialNow connects to addr and enrolls the connection in the client engine.
 func (g *gnetDriver) dialNow(addr string, oc *outConn) {
-	ctx, cancel := context.WithTimeout(context.Background(), g.n.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(g.dialCtx, g.n.cfg.DialTimeout)
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	cancel()

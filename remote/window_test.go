@@ -2,11 +2,6 @@ package remote
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"math"
 	"testing"
 	"time"
 
@@ -14,12 +9,10 @@ import (
 	"github.com/actord/actord/internal/seam"
 )
 
-// Links across a reconnect, without sockets: two manually stepped systems
-// (nodes A and B), the protocol's own state machines for what ends links
-// (A's link to B, which numbers A's connections, and B's table of A's
-// incarnations, which sees A dial again), and the network played by the
-// test: each frame is handed to the other node's the wire (actorWire) as the node's
-// network loop would.
+// What ends links across a reconnect, without sockets: the table of
+// another node's incarnations (what its Hello and its closes mean). The
+// whole window, with the nodes' own code on the in-memory network, is
+// TestPairCutEndsBothSides.
 
 // windowPeer stands for the peer of the other node in seam.Peer: Link
 // reports the epoch of this node's connection to it, as peer.Link does.
@@ -46,156 +39,6 @@ func (p *windowPeer) Lifecycle(actor.Ref, actor.Ref, seam.LifecycleRequest, uint
 }
 func (p *windowPeer) LifecycleWait(context.Context, actor.Ref, seam.LifecycleRequest) (any, error) {
 	return nil, nil
-}
-
-// windowNode is one side: its system, its link to the other node (the
-// connection it dials), its table of the other node's incarnations (the
-// connections the other node dials here), and the other node's peer.
-type windowNode struct {
-	sys    *actor.System
-	wire   actorWire
-	link   *linkRig
-	incs   incarnations
-	peer   *windowPeer
-	exited chan actor.Exited
-}
-
-func newWindowNode(t *testing.T, name, other string) *windowNode {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewSystem(actor.Config{Loops: 2, Manual: true, Logger: quiet, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
-	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
-	w := &windowNode{sys: sys, wire: wireOf(sys), link: newLinkRig(), incs: incarnations{}, exited: make(chan actor.Exited, 16)}
-	w.peer = &windowPeer{name: other, epoch: func() uint64 { return w.link.l.epoch }}
-	return w
-}
-
-// spawn starts an actor that traps exits and reports them.
-func (w *windowNode) spawn(t *testing.T) actor.Ref {
-	r, err := w.sys.Spawn(context.Background(), func() actor.Actor { return &probe{trap: true, exited: w.exited} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// remote is the ref, on w, of the other node's actor r.
-func (w *windowNode) remote(t *testing.T, other *windowNode, r actor.Ref) actor.Ref {
-	id, ok := other.wire.LocalID(r)
-	if !ok {
-		t.Fatal("not local")
-	}
-	return w.wire.RemoteRef(w.peer, id)
-}
-
-// exits returns the local actors that got an exit signal since the last
-// call, once everything queued has been handled.
-func (w *windowNode) exits() map[actor.Ref]bool {
-	w.sys.RunUntilIdle(1 << 20)
-	got := map[actor.Ref]bool{}
-	for {
-		select {
-		case e := <-w.exited:
-			if !errors.Is(e.Reason, ErrNodeDown) {
-				panic("exit signal with reason " + e.Reason.Error())
-			}
-			got[e.From] = true
-		default:
-			return got
-		}
-	}
-}
-
-// linkAcross makes from (on node x) link to to (on node y): x records its half
-// as Context.Link does, then y's network loop handles the Link frame as
-// inLink does, with y's current epoch for its half.
-func linkAcross(t *testing.T, x, y *windowNode, from, to actor.Ref) {
-	t.Helper()
-	if _, err := x.sys.Ask(context.Background(), from, linkTo{R: x.remote(t, y, to)}); err != nil {
-		t.Fatal(err)
-	}
-	fromOnY := y.remote(t, x, from)
-	if err := y.wire.LinkLocal(to, fromOnY, func() uint64 { return y.link.l.epoch }, func() { t.Fatal("noproc") }); err != nil {
-		t.Fatal(err)
-	}
-	y.sys.RunUntilIdle(1 << 20)
-}
-
-// TestLinkConsistencyWindow plays the window that docs/remote.md ("Links
-// across nodes") documents: a link that the node which stayed connected
-// (B) makes while the other (A) reconnects, whose request reaches A after
-// A ended its links but before A's new Hello reaches B, is ended on B's
-// side only. Links made before the loss end on both sides; a link A makes
-// after its loss survives on both.
-func TestLinkConsistencyWindow(t *testing.T) {
-	a, b := newWindowNode(t, "a", "b"), newWindowNode(t, "b", "a")
-	keyA := inKey{"a", 1}
-	nodeDown := func(s string) error { return fmt.Errorf("%w: %s", ErrNodeDown, s) }
-
-	// Both connected: A dials B (B records A's incarnation), B dials A.
-	eA1 := a.link.connect(t)
-	if _, renewed, err := b.incs.hello(keyA, eA1); err != nil || renewed {
-		t.Fatalf("first hello: renewed %v, %v", renewed, err)
-	}
-	b.link.connect(t)
-
-	a1, a2, a3 := a.spawn(t), a.spawn(t), a.spawn(t)
-	b1, b2, b3 := b.spawn(t), b.spawn(t), b.spawn(t)
-	linkAcross(t, b, a, b1, a1) // before the loss
-
-	// A loses its connection to B: it ends the links made up to that
-	// connection's epoch (peer.lost).
-	if !a.link.l.lost(eA1, errReset, a.link.now, 0.5) {
-		t.Fatal("loss ignored")
-	}
-	a.wire.BreakLinks(a.peer, eA1, nodeDown("a lost b"))
-	if got := a.exits(); len(got) != 1 || !got[a.remote(t, b, b1)] {
-		t.Fatalf("A's side after its loss: exits from %v, want b1", got)
-	}
-
-	// The window: B, still connected to A, links b2 to a2; the request
-	// reaches A before A's new Hello reaches B. A's half is made on its
-	// new epoch.
-	linkAcross(t, b, a, b2, a2)
-	// A links a3 to b3 after its loss: the request goes out on A's new
-	// connection, after its Hello.
-	if _, err := a.sys.Ask(context.Background(), a3, linkTo{R: a.remote(t, b, b3)}); err != nil {
-		t.Fatal(err)
-	}
-
-	// A dials B again; B sees the same incarnation with a newer epoch and
-	// ends its links with A's actors (handleHello), before any frame of
-	// the new connection is handled.
-	a.link.advance(time.Second)
-	a.link.l.retry(a.link.now) // nothing wants B yet: the next use dials
-	eA2 := a.link.connect(t)
-	_, renewed, err := b.incs.hello(keyA, eA2)
-	if err != nil || !renewed {
-		t.Fatalf("hello of the new connection: renewed %v, %v", renewed, err)
-	}
-	b.wire.BreakLinks(b.peer, math.MaxUint64, nodeDown("a dialed again"))
-	// Then the new connection's Link frame (a3's).
-	if err := b.wire.LinkLocal(b3, b.remote(t, a, a3), func() uint64 { return b.link.l.epoch }, func() { t.Fatal("noproc") }); err != nil {
-		t.Fatal(err)
-	}
-
-	gotB := b.exits()
-	if len(gotB) != 2 || !gotB[b.remote(t, a, a1)] || !gotB[b.remote(t, a, a2)] {
-		t.Fatalf("B's side after A's new hello: exits from %v, want a1 and a2", gotB)
-	}
-	// The window: a2 keeps its half of the link B ended.
-	if got := a.exits(); len(got) != 0 {
-		t.Fatalf("A's side after its reconnect: exits from %v, want none (a2 keeps its half)", got)
-	}
-
-	// ... until A's next loss, which ends it, and a3's link with it.
-	if !a.link.l.lost(eA2, errReset, a.link.now, 0.5) {
-		t.Fatal("loss ignored")
-	}
-	a.wire.BreakLinks(a.peer, eA2, nodeDown("a lost b again"))
-	gotA := a.exits()
-	if len(gotA) != 2 || !gotA[a.remote(t, b, b2)] || !gotA[a.remote(t, b, b3)] {
-		t.Fatalf("A's side after its next loss: exits from %v, want b2 and b3", gotA)
-	}
 }
 
 // TestIncarnations: what a Hello and a close of another node's connection

@@ -223,7 +223,7 @@ func TestFrameParseRejects(t *testing.T) {
 		"too many fields":       body(fPing, 1, 2),
 		"trailing bytes":        append(body(fPing, 1), 0xc0),
 		"truncated":             body(fPing, 1)[:2],
-		"hello version string":  body(fHello, "1", "n", 1, "a", 1),
+		"hello version string":  body(fHello, "1", "n", 1, "a", 1, 0, 0),
 		"id of 3 fields":        body(fMonitor, msgpack.RawMessage(mustMarshal([]any{1, 2, 3})), good),
 		"id loop too large":     body(fMonitor, rawID(1<<16, 2, 3, sec), good),
 		"id slot too large":     body(fMonitor, rawID(1, 1<<32, 3, sec), good),
@@ -530,7 +530,7 @@ func deadAddr(t testing.TB) string {
 var rawInc atomic.Uint64
 
 func helloFrame(version uint64, name, addr string, epoch uint64) []byte {
-	return appendFrame(nil, fHello, version, name, rawInc.Add(1)+1000, addr, epoch)
+	return appendFrame(nil, fHello, version, name, rawInc.Add(1)+1000, addr, epoch, uint64(0), uint64(0))
 }
 
 func rawDial(t testing.TB, addr string) net.Conn {
@@ -705,6 +705,18 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 			}
 			expectClosed(t, c)
 		}},
+		{"hello of protocol 4 (fewer fields)", true, func(t *testing.T, c *secureRaw) {
+			// The answer names the version, not a malformed frame.
+			_, _ = c.Write(appendFrame(nil, fHello, uint64(4), "raw", rawInc.Add(1)+1000, fake, uint64(1)))
+			gb, err := c.readFrame(5 * time.Second)
+			if err != nil {
+				t.Fatalf("no goodbye: %v", err)
+			}
+			if f := parseOne(t, b.node, gb); f.kind != fGoodbye || f.code != codeVersion {
+				t.Fatalf("goodbye = %+v", f)
+			}
+			expectClosed(t, c)
+		}},
 		{"hello claiming the node's own address", true, func(t *testing.T, c *secureRaw) {
 			_, _ = c.Write(helloFrame(protocolVersion, "raw", addr, 1))
 			expectClosed(t, c)
@@ -714,7 +726,7 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 			expectClosed(t, c)
 		}},
 		{"hello with a stale epoch", true, func(t *testing.T, c *secureRaw) {
-			h := appendFrame(nil, fHello, uint64(protocolVersion), "raw-epoch", uint64(4242), fake, uint64(5))
+			h := appendFrame(nil, fHello, uint64(protocolVersion), "raw-epoch", uint64(4242), fake, uint64(5), uint64(0), uint64(0))
 			if _, err := c.Write(h); err != nil {
 				t.Fatal(err)
 			}
@@ -727,7 +739,7 @@ func TestMalformedInputFromRawConnections(t *testing.T) {
 			// The newer epoch supersedes the first connection, whose next
 			// frame closes it.
 			c3 := secureDial(t, addr)
-			_, _ = c3.Write(appendFrame(nil, fHello, uint64(protocolVersion), "raw-epoch", uint64(4242), fake, uint64(6)))
+			_, _ = c3.Write(appendFrame(nil, fHello, uint64(protocolVersion), "raw-epoch", uint64(4242), fake, uint64(6), uint64(0), uint64(0)))
 			if _, err := c3.readFrame(5 * time.Second); err != nil {
 				t.Fatalf("no welcome for the newer epoch: %v", err)
 			}

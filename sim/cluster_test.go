@@ -16,8 +16,9 @@ var (
 	flagSeed  = flag.Uint64("sim.seed", 1, "the seed of TestCluster (and the first of TestSwarm)")
 	flagSeeds = flag.Int("sim.seeds", 0, "how many seeds TestSwarm runs (0: 40, or 4 under the race detector)")
 	flagTrace = flag.Bool("sim.trace", false, "print the merged timeline of every run")
-	// a link ended on one side only fails the swarm (see checker.strictLinks)
-	flagStrictLinks = flag.Bool("sim.strictlinks", false, "fail on a link that ended on one side only")
+	// a link ended on one side only fails the swarm (see checker.strictLinks);
+	// -sim.strictlinks=false counts such links instead
+	flagStrictLinks = flag.Bool("sim.strictlinks", true, "fail on a link that ended on one side only (false: count them)")
 	// how much of a failing run's timeline to print
 	flagTimeline = flag.Int("sim.timeline", 3000, "lines of a failing seed's timeline to print")
 )

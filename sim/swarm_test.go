@@ -58,9 +58,9 @@ type checker struct {
 	servers    map[*Node]actor.Ref
 	clients    map[*Node]actor.Ref
 	// strictLinks makes a link that ended on one side only, both ends
-	// alive, a violation; otherwise it is counted in oneSided. Such links
-	// are the link-consistency window docs/remote.md documents (closed
-	// only by one connection per pair of nodes).
+	// alive, a violation; otherwise it is counted in oneSided. Protocol 4
+	// left such links (the link-consistency window, closed in protocol 5
+	// by the pair's connections ending together: docs/remote.md).
 	strictLinks bool
 	oneSided    []string
 	// sparse (a quarter of the seeds): each client incarnation targets

@@ -22,9 +22,11 @@ var (
 	// node's death. Fixed by commit 3e7a95f.
 	NoDialBack bool
 
-	// IncarnationReplaced: the last connection of an incarnation that a
-	// newer one (the node restarted) has replaced still ends, when it
-	// closes, every link with the node: the new incarnation's links end on
-	// this side only. Fixed by commit 5ae26ad.
-	IncarnationReplaced bool
+	// NoCut: a node that loses its connection to another node keeps the
+	// connections that node dialed to it, so the two connections of the
+	// pair end apart, and a link made over the one that stayed up while the
+	// other was being redialed, or whose node's dial failed, ends on one
+	// side only (the link-consistency window of protocol version 4).
+	// Fixed by the commit that brought protocol version 5.
+	NoCut bool
 )
