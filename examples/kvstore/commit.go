@@ -288,7 +288,7 @@ var (
 )
 
 // openStore opens dir/store.db with a bucket for each of ids (the shards
-// this daemon replicates). It refuses the files of the earlier, unreplicated
+// this daemon replicates), behind the write-ahead log of dir. It refuses the files of the earlier, unreplicated
 // versions (dir/shard-NNN.db, or a store.db with "shard-NNN" buckets and
 // no format), whose values carry no version: reading them as replicas
 // would make them lose to any write.
@@ -331,7 +331,25 @@ func openStore(dir string, ids []int) (Storage, error) {
 		db.Close()
 		return nil, err
 	}
-	return boltStorage{db}, nil
+	return openLogged(dir, boltStorage{db}, ids, walOptions{})
+}
+
+// openLogged puts the write-ahead log of dir in front of base (see
+// wal.go), with the buckets of ids.
+func openLogged(dir string, base Storage, ids []int, opt walOptions) (*walStorage, error) {
+	w, err := openWAL(dir, base, opt)
+	if err != nil {
+		return nil, err
+	}
+	names := make([][]byte, len(ids))
+	for i, id := range ids {
+		names[i] = shardBucket(id)
+	}
+	if err := w.Buckets(names); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	return w, nil
 }
 
 func shardBucket(id int) []byte { return []byte(fmt.Sprintf("replica-%03d", id)) }
