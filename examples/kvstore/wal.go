@@ -103,6 +103,9 @@ var ErrWALCorrupt = errors.New("kvstore: write-ahead log corrupt")
 // interrupt checkpoints.
 type walOptions struct {
 	checkpointBytes int64
+	// beforeCheckpoint runs when a checkpoint starts, before it writes
+	// the base.
+	beforeCheckpoint func()
 	// afterCheckpoint runs once a checkpoint is committed to the base,
 	// before its log files are deleted; an error stops it there.
 	afterCheckpoint func() error
@@ -472,6 +475,9 @@ func (w *walStorage) checkpoint(mt memtable, seq uint64) error {
 			}
 		}
 	})
+	if h := w.opt.beforeCheckpoint; h != nil {
+		h()
+	}
 	w.ckpt.Lock()
 	err := w.base.Update(func(put func(bucket, key, value []byte) error) error {
 		for _, n := range names {

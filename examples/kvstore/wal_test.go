@@ -403,11 +403,10 @@ func TestWALScanMergesPending(t *testing.T) {
 	dir := t.TempDir()
 	block := make(chan struct{})
 	var armed atomic.Bool
-	w := mustOpenWAL(t, dir, walOptions{checkpointBytes: 1, afterCheckpoint: func() error {
+	w := mustOpenWAL(t, dir, walOptions{checkpointBytes: 1, beforeCheckpoint: func() {
 		if armed.Load() {
-			<-block
+			<-block // the frozen table is not in the base yet
 		}
-		return nil
 	}})
 	// The base: k1, k3, k5 (checkpointed at once).
 	mustPutKVs(t, w, "a", "k1", "base", "k3", "base", "k5", "base")
