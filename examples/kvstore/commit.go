@@ -19,7 +19,8 @@ import (
 // its one storage (a bolt file). Each replica sends one batch at a time
 // (shard.flush), as an ask to the committer's actor, which queues it with
 // its deferred reply. A drain job (Context.Blocking) commits everything
-// queued in one transaction (one fsync), answers, and starts over with
+// queued in one transaction (one fsync: with the default storage, one
+// record of the write-ahead log, wal.go), answers, and starts over with
 // what queued meanwhile, until the queue is empty; the actor starts one
 // when it queues a request and none runs. So the rounds follow each other
 // at once, as on a goroutine of their own, but the committer starts no
@@ -288,10 +289,10 @@ var (
 )
 
 // openStore opens dir/store.db with a bucket for each of ids (the shards
-// this daemon replicates). It refuses the files of the earlier, unreplicated
-// versions (dir/shard-NNN.db, or a store.db with "shard-NNN" buckets and
-// no format), whose values carry no version: reading them as replicas
-// would make them lose to any write.
+// this daemon replicates), behind the write-ahead log of dir. It refuses
+// the files of the earlier, unreplicated versions (dir/shard-NNN.db, or a
+// store.db with "shard-NNN" buckets and no format), whose values carry no
+// version: reading them as replicas would make them lose to any write.
 func openStore(dir string, ids []int) (Storage, error) {
 	if old, _ := filepath.Glob(filepath.Join(dir, "shard-[0-9][0-9][0-9].db")); len(old) > 0 {
 		return nil, fmt.Errorf("%w: %s (move the data dir away to start an empty store)", ErrOldFormat, old[0])
@@ -331,7 +332,25 @@ func openStore(dir string, ids []int) (Storage, error) {
 		db.Close()
 		return nil, err
 	}
-	return boltStorage{db}, nil
+	return openLogged(dir, boltStorage{db}, ids, walOptions{})
+}
+
+// openLogged puts the write-ahead log of dir in front of base (see
+// wal.go), with the buckets of ids.
+func openLogged(dir string, base Storage, ids []int, opt walOptions) (*walStorage, error) {
+	w, err := openWAL(dir, base, opt)
+	if err != nil {
+		return nil, err
+	}
+	names := make([][]byte, len(ids))
+	for i, id := range ids {
+		names[i] = shardBucket(id)
+	}
+	if err := w.Buckets(names); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	return w, nil
 }
 
 func shardBucket(id int) []byte { return []byte(fmt.Sprintf("replica-%03d", id)) }

@@ -50,7 +50,9 @@
 // Each daemon runs its replicas as the children of one supervisor (one for
 // one; see Install), spread over the daemon's loops. A replica keeps its
 // keys in a map on its loop and persists them to its own bucket of the
-// daemon's bbolt file under Config.DataDir, with their stamps. It answers
+// daemon's bbolt file under Config.DataDir, with their stamps, through
+// a write-ahead log (one record and one fdatasync per commit; bbolt is
+// written at checkpoints only, with a sync). It answers
 // Gets from the map, which holds the durable versions only, and
 // acknowledges a Write only once it holds that version or a newer one
 // durably: the commit that wrote it has been fsynced. A write acknowledged

@@ -10,7 +10,8 @@ import (
 // Storage is what a store's replicas need of a disk: named buckets of
 // keys in byte order, read in that order and written by transactions that
 // are atomic and durable. The default is one bbolt file under
-// Config.DataDir; MemDisk is a simulated one, in memory, for a simulator.
+// Config.DataDir behind a write-ahead log (wal.go); MemDisk is a simulated
+// one, in memory, for a simulator.
 //
 // Update is called by one goroutine at a time (the store's committer);
 // Scan may run at the same time as an Update, from other goroutines, and

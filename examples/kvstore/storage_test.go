@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Both storages behave alike: buckets, atomic updates, scans in key
@@ -16,6 +18,15 @@ func TestStorageConformance(t *testing.T) {
 		open func(t *testing.T) Storage
 	}{
 		{"bolt", func(t *testing.T) Storage {
+			db, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			return boltStorage{db}
+		}},
+		{"mem", func(*testing.T) Storage { return NewMemDisk() }},
+		{"wal over bolt (the store's)", func(t *testing.T) Storage {
 			st, err := openStore(filepath.Join(t.TempDir()), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -23,7 +34,14 @@ func TestStorageConformance(t *testing.T) {
 			t.Cleanup(func() { _ = st.Close() })
 			return st
 		}},
-		{"mem", func(*testing.T) Storage { return NewMemDisk() }},
+		{"wal over mem, a checkpoint each update", func(t *testing.T) Storage {
+			w, err := openWAL(t.TempDir(), NewMemDisk(), walOptions{checkpointBytes: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = w.Close() })
+			return w
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := tc.open(t)
