@@ -310,11 +310,7 @@ func waitHeld(t *testing.T, sys *actor.System, r actor.Ref, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var held int
-		err := sys.Inspect(ctxT(t), r, func(_ *actor.Context, a actor.Actor) { held = len(a.(*replica).held) })
-		if err != nil {
-			t.Fatal(err)
-		}
+		held := heldBy(t, sys, r)
 		if held >= n {
 			return
 		}
@@ -323,6 +319,16 @@ func waitHeld(t *testing.T, sys *actor.System, r actor.Ref, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// heldBy is how many requests the holding replica r holds.
+func heldBy(t *testing.T, sys *actor.System, r actor.Ref) int {
+	t.Helper()
+	var held int
+	if err := sys.Inspect(ctxT(t), r, func(_ *actor.Context, a actor.Actor) { held = len(a.(*replica).held) }); err != nil {
+		t.Fatal(err)
+	}
+	return held
 }
 
 func TestCallerFromGoroutines(t *testing.T) {
@@ -341,6 +347,7 @@ func TestCallerFromGoroutines(t *testing.T) {
 		_, err := quorum.Call(ctx, m.Caller(), cfg, read{}, all)
 		errc <- err
 	}()
+	waitHeld(t, sys, h, 1) // the call waits
 	cancel()
 	if err := recv(t, errc, "the cancelled call"); !errors.Is(err, context.Canceled) || !errors.Is(err, quorum.ErrNoQuorum) {
 		t.Fatalf("cancelled call: %v", err)
@@ -374,11 +381,12 @@ func TestCallerFromGoroutines(t *testing.T) {
 	}
 
 	// Close fails the call in flight and the later ones.
+	before := heldBy(t, sys, h) // the deadline's call may not have reached h
 	go func() {
 		_, err := quorum.Call(context.Background(), extra, cfg, read{}, all)
 		errc <- err
 	}()
-	waitHeld(t, sys, h, 3) // the two calls above, and this one
+	waitHeld(t, sys, h, before+1) // this call waits
 	if err := m.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
