@@ -151,7 +151,7 @@ func TestGracePeriod(t *testing.T) {
 			connect(t, m, t0, "a", "b", "c")
 			m.Attach("c", "s", fixed(1))
 			if tc.reconnect != 0 {
-				m.Disconnected("b", t0.Add(tc.reconnect))
+				m.Disconnected("b", 1, t0.Add(tc.reconnect))
 				m.Connected("b", 2, t0.Add(tc.reconnect))
 			}
 			if got := peerIDs(m.Trim(t0.Add(tc.at))); !slices.Equal(got, tc.want) {
@@ -365,7 +365,7 @@ func TestTrimRevalidatesConnection(t *testing.T) {
 			m = newTest(t, noTime(Config{HighWater: 2, LowWater: 1, Veto: func(c Candidate) bool {
 				if c.Peer == "a" {
 					if lost {
-						m.Disconnected("b", t0)
+						m.Disconnected("b", 1, t0)
 					}
 					m.Connected("b", 2, t0)
 				}
@@ -404,7 +404,7 @@ func TestClosureNamesConnection(t *testing.T) {
 	// b's connection 7 is lost after the decision and 8 is made: 8 is up,
 	// in its grace period, and the late report of 7 does not undo it.
 	now := t0.Add(2 * grace)
-	m.Disconnected("b", now) // a no-op: b is idle since the decision
+	m.Disconnected("b", 7, now) // a no-op: b is idle since the decision
 	m.Connected("b", 8, now)
 	m.Connected("b", 7, now.Add(time.Second))
 	connect(t, m, now, "a")
@@ -475,7 +475,7 @@ func TestStablePeers(t *testing.T) {
 	if got := peerIDs(m.Trim(t0)); !slices.Equal(got, []string{"m"}) {
 		t.Fatalf("closed %v, want [m]", got)
 	}
-	m.Disconnected("s", t0)
+	m.Disconnected("s", 1, t0)
 	if got := m.Forget(t0.Add(time.Hour)); !slices.Equal(got, []string{"m"}) {
 		t.Fatalf("forgot %v, want [m]", got)
 	}
@@ -510,7 +510,7 @@ func TestForgetIdle(t *testing.T) {
 		h.AddAsks(1)
 		h.Traffic(at.Add(10 * time.Millisecond))
 		h.AddAsks(-1)
-		m.Disconnected(id, at.Add(20*time.Millisecond))
+		m.Disconnected(id, 1, at.Add(20*time.Millisecond))
 		last = at.Add(20 * time.Millisecond)
 	}
 	// Peers something still needs are kept.
@@ -635,7 +635,7 @@ func TestSnapshot(t *testing.T) {
 	m.Lock("a", "l2", time.Second, t0, nil)
 	m.Lock("a", "l1", time.Second, t0, nil)
 	m.Attach("a", "s", fixed(7))
-	m.Disconnected("b", t0)
+	m.Disconnected("b", 1, t0)
 	h, _ := m.Peer("a")
 	h.AddAsks(1)
 	got := m.Snapshot(t0)
@@ -691,7 +691,7 @@ func TestConcurrent(t *testing.T) {
 				h.AddAsks(-1)
 				m.Attach(id, "s", fixed(int64(i)))
 				if i%3 == 0 {
-					m.Disconnected(id, now)
+					m.Disconnected(id, 1, now)
 				}
 				if i%7 == 0 {
 					m.Lock(id, "l", time.Millisecond, now, func(string, string, time.Time) time.Duration { return 0 })
@@ -801,5 +801,30 @@ func TestForgetDuringLockCallback(t *testing.T) {
 	}
 	if got := m.Forget(later); len(got) != 0 {
 		t.Fatalf("forgot %v with an extended lock", got)
+	}
+}
+
+// A connection's report of being up can reach the manager after its loss
+// (the caller reports outside its own lock): that late Connected is stale,
+// or the manager would count a gone connection until a trim. And the loss
+// of an older connection does not end a newer one.
+func TestLateReportsAreStale(t *testing.T) {
+	m := newTest(t, Config{HighWater: 10, LowWater: 5})
+	if _, err := m.Add("b", Managed, t0); err != nil {
+		t.Fatal(err)
+	}
+	m.Disconnected("b", 3, t0) // connection 3 lost before its Connected arrived
+	m.Connected("b", 3, t0)
+	if st := m.Stats(); st.Connected != 0 {
+		t.Fatalf("after a late report of a gone connection: %d connected, want 0", st.Connected)
+	}
+	m.Connected("b", 4, t0.Add(time.Second))
+	m.Disconnected("b", 3, t0.Add(2*time.Second)) // an old loss, reported late
+	if st := m.Stats(); st.Connected != 1 {
+		t.Fatalf("after an old connection's late loss: %d connected, want 1 (connection 4)", st.Connected)
+	}
+	m.Disconnected("b", 4, t0.Add(3*time.Second))
+	if st := m.Stats(); st.Connected != 0 {
+		t.Fatalf("after connection 4's loss: %d connected, want 0", st.Connected)
 	}
 }

@@ -40,7 +40,7 @@ func Example() {
 	now := start.Add(20 * time.Second) // past the grace period
 	for _, c := range m.Tick(now).Close {
 		fmt.Printf("close %s (score %d, watched %v)\n", c.Peer, c.Score, c.Usage.Watched())
-		_ = m.Disconnected(c.Peer, now) // once the connection is closed
+		_ = m.Disconnected(c.Peer, c.Conn, now) // once the connection is closed
 	}
 	ev := <-trimmed.Out()
 	fmt.Println("event:", ev.Peer, ev.Score)

@@ -115,6 +115,7 @@ type record struct {
 	kind      Kind
 	state     State
 	conn      uint64    // the caller's identity of the last connection reported up (Connected)
+	gone      uint64    // the newest connection reported gone (Disconnected): reported up later, it is stale
 	since     time.Time // when the state began (Add for a new peer)
 	trimmedAt time.Time // last trim decision; zero if never
 	tags      []string  // protection tags, sorted
@@ -243,7 +244,9 @@ func (m *Manager) SetKind(id string, k Kind) error {
 // made since. Idempotent for the same conn while connected (the grace
 // period does not restart); a higher conn replaces it and its grace period
 // starts at now; a lower one is a stale report (a later connection was
-// reported already) and changes nothing.
+// reported already) and changes nothing, and so is a connection already
+// reported gone (Disconnected), whose report was overtaken by its loss.
+// A conn of 0 is no identity: never stale.
 func (m *Manager) Connected(id string, conn uint64, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -253,6 +256,7 @@ func (m *Manager) Connected(id string, conn uint64, now time.Time) error {
 	}
 	switch {
 	case conn < r.conn: // stale: a later connection was reported
+	case conn != 0 && conn <= r.gone: // stale: it is gone already
 	case r.state != Connected:
 		r.state, r.conn, r.since = Connected, conn, now
 		m.connected++
@@ -262,17 +266,21 @@ func (m *Manager) Connected(id string, conn uint64, now time.Time) error {
 	return nil
 }
 
-// Disconnected records that the peer's connection is gone at now: it no
-// longer counts, and its idle time (for Forget) starts. A no-op for an
-// idle peer (one a trim decided to close is idle from the decision on).
-func (m *Manager) Disconnected(id string, now time.Time) error {
+// Disconnected records that connection conn to the peer is gone at now:
+// if it is the one reported up (or a later one), the peer no longer
+// counts, and its idle time (for Forget) starts; a later Connected of conn
+// is stale. The loss of an older connection changes nothing else. A no-op
+// for an idle peer (one a trim decided to close is idle from the decision
+// on).
+func (m *Manager) Disconnected(id string, conn uint64, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, err := m.get(id)
 	if err != nil {
 		return err
 	}
-	if r.state == Connected {
+	r.gone = max(r.gone, conn)
+	if r.state == Connected && conn >= r.conn {
 		r.state, r.since = Idle, now
 		m.connected--
 	}

@@ -361,7 +361,9 @@ func (p *peer) lost(epoch uint64, err error) {
 		p.mu.Unlock()
 		return
 	}
-	_ = p.n.conns.m.Disconnected(p.addr, now) // a no-op after a trim decision
+	// A no-op after a trim decision; a Connected of epoch still to come
+	// from welcomed (it reports after releasing p.mu) is then stale.
+	_ = p.n.conns.m.Disconnected(p.addr, epoch, now)
 	p.syncRetryLocked()
 	var cut []*inConn
 	if !bugs.NoCut {
