@@ -148,6 +148,16 @@ func (c *tcluster) isolate(name string) {
 	}
 }
 
+// deafen cuts every link to the node, one way: it still reaches the others.
+func (c *tcluster) deafen(name string) {
+	n := c.node(name)
+	for _, o := range c.nodes {
+		if o != n {
+			c.cut[[2]uint64{o.id, n.id}] = true
+		}
+	}
+}
+
 // partition cuts every link between the two groups.
 func (c *tcluster) partition(a, b []string) {
 	for _, x := range a {

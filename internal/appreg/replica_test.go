@@ -122,6 +122,24 @@ func TestTakeoverWhenPreferredReturns(t *testing.T) {
 	}
 }
 
+// Takeover while the old holder hears nobody but everyone hears it: the
+// leader takes it for live and moves the application to the preferred node
+// at once; the old holder learns nothing and runs on until its lease ends.
+// The new holder's own wait is what keeps them apart.
+func TestTakeoverOldHolderCannotHear(t *testing.T) {
+	seeds(t, 4, func(t *testing.T, seed uint64) {
+		c := newCluster(t, 3, seed)
+		c.deploy("a", true, "n1", "n2")
+		c.runUntil("a on n1", 5*time.Second, func() bool { return c.runner("a") == "n1" })
+		c.isolate("n1")
+		c.runUntil("a on n2", 10*time.Second, func() bool { return c.runner("a") == "n2" })
+		c.run(time.Duration(c.rng.Int64N(int64(testTiming.RenewEvery))))
+		c.heal()
+		c.deafen("n2")
+		c.runUntil("a back on n1", 10*time.Second, func() bool { return c.runner("a") == "n1" })
+	})
+}
+
 // A replica restarted from its store has its log: the registry as it was
 // (before it hears from anyone), then what it missed. Snapshots every few
 // entries, so the restart goes through a compacted store and the catch-up
