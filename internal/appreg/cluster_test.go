@@ -3,6 +3,7 @@ package appreg
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 type tnode struct {
 	id       uint64
 	name     string
-	store    *MemStore
+	store    Store
+	path     string // a BoltStore's file, reopened at each start; "" for a MemStore
 	r        *Replica // nil while crashed
 	rate     float64
 	offset   time.Duration
@@ -78,6 +80,15 @@ func withFaults(drop, dup float64, lo, hi time.Duration) copt {
 	return func(c *tcluster) { c.dropP, c.dupP, c.delayLo, c.delayHi = drop, dup, lo, hi }
 }
 
+// withBolt keeps each node's raft state in a bbolt file under dir.
+func withBolt(dir string) copt {
+	return func(c *tcluster) {
+		for _, n := range c.nodes {
+			n.path = filepath.Join(dir, n.name+".db")
+		}
+	}
+}
+
 func withSnapshotEvery(n uint64) copt { return func(c *tcluster) { c.snapshotEvery = n } }
 
 func newCluster(t *testing.T, n int, seed uint64, opts ...copt) *tcluster {
@@ -118,6 +129,14 @@ func (c *tcluster) node(name string) *tnode {
 func (c *tcluster) start(n *tnode) {
 	c.t.Helper()
 	n.inc = c.rng.Uint64() | 1
+	if n.path != "" {
+		bs, err := OpenBoltStore(n.path)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.t.Cleanup(func() { _ = bs.Close() })
+		n.store = bs
+	}
 	now := n.clock(c.real)
 	r, err := NewReplica(Config{ID: n.id, Members: c.members, Store: n.store, Timing: testTiming,
 		TickInterval: testTick, Incarnation: n.inc, SnapshotEvery: c.snapshotEvery}, now)
@@ -134,6 +153,11 @@ func (c *tcluster) start(n *tnode) {
 func (c *tcluster) crash(name string) {
 	n := c.node(name)
 	n.r = nil
+	if bs, ok := n.store.(*BoltStore); ok {
+		if err := bs.Close(); err != nil {
+			c.t.Fatal(err)
+		}
+	}
 }
 
 func (c *tcluster) restart(name string) { c.start(c.node(name)) }

@@ -27,11 +27,11 @@ type Timing struct {
 }
 
 // Wait is how long a node waits, on its own clock, after it saw a renewal of
-// lease d committed, before it may assume the renewer's instance stopped:
+// lease d committed, before it may take the renewer's instance for stopped:
 // d*(1+Drift)/(1-Drift) + Margin, rounded up. The renewer proposed that
-// renewal before anyone saw it committed, and stops within d of its clock
-// (at most d/(1-Drift) real time) plus Margin; the waiter's clock needs at
-// most Wait*(1+Drift) ... at least Wait/(1+Drift) real time to count Wait.
+// renewal before anyone saw it committed and runs at most d of its own
+// clock from the proposal, at most d/(1-Drift) of real time; the waiter's
+// clock takes at least Wait/(1+Drift) of real time to count Wait.
 func (t Timing) Wait(d time.Duration) time.Duration {
 	f := float64(d) * (1 + t.Drift) / (1 - t.Drift)
 	return time.Duration(math.Ceil(f)) + t.Margin

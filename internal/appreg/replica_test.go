@@ -145,8 +145,18 @@ func TestTakeoverOldHolderCannotHear(t *testing.T) {
 // entries, so the restart goes through a compacted store and the catch-up
 // through a snapshot sent by the leader.
 func TestRestartFromStore(t *testing.T) {
+	for _, store := range []string{"mem", "bolt"} {
+		t.Run(store, func(t *testing.T) { testRestartFromStore(t, store == "bolt") })
+	}
+}
+
+func testRestartFromStore(t *testing.T, bolt bool) {
 	seeds(t, 3, func(t *testing.T, seed uint64) {
-		c := newCluster(t, 3, seed, withSnapshotEvery(8))
+		opts := []copt{withSnapshotEvery(8)}
+		if bolt {
+			opts = append(opts, withBolt(t.TempDir()))
+		}
+		c := newCluster(t, 3, seed, opts...)
 		c.deploy("a", true, "n3")
 		c.deploy("b", false, "n1")
 		c.runUntil("a on n3", 5*time.Second, func() bool { return c.runner("a") == "n3" })
