@@ -27,7 +27,7 @@ type tnode struct {
 	id       uint64
 	name     string
 	store    Store
-	path     string // a BoltStore's file, reopened at each start; "" for a MemStore
+	path     string   // a BoltStore's file, reopened at each start; "" for a MemStore
 	r        *Replica // nil while crashed
 	rate     float64
 	offset   time.Duration
