@@ -72,8 +72,8 @@
 //
 // The leader proposes assignments (Plan): an unassigned application goes to
 // the first live node of its preference list, else to the live node with
-// the fewest applications. An application whose holder the leader has not
-// heard from for an election timeout moves once its last renewal, as the
+// the fewest applications. An application whose holder has not answered the
+// leader (append or heartbeat responses) for two election timeouts moves once its last renewal, as the
 // leader saw it, is Wait old. With Takeover, an application moves to a live
 // node earlier in its preference list at once; the new holder's own wait
 // (3) keeps the two instances apart. Plan is only availability: a stale or

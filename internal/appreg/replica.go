@@ -115,7 +115,7 @@ type Replica struct {
 	out     []*pb.Message
 	applied []Applied
 
-	heard     map[uint64]time.Time    // last message from each member
+	heard     map[uint64]time.Time    // last answer (append or heartbeat response) from each member
 	lastRenew map[string]Observed     // last accepted renewal of each app, any generation
 	prev      map[string]Observed     // last renewal of an earlier generation than the current
 	seen      map[string]Observed     // latest of lastRenew and the assignment
@@ -295,7 +295,13 @@ func (r *Replica) Step(m *pb.Message, now time.Time) error {
 	if _, ok := r.byID[m.GetFrom()]; !ok || m.GetFrom() == r.cfg.ID {
 		return fmt.Errorf("%w: from %d, not another member", ErrBadMessage, m.GetFrom())
 	}
-	r.heard[m.GetFrom()] = r.now
+	switch m.GetType() {
+	case pb.MsgAppResp, pb.MsgHeartbeatResp:
+		// Answers prove the member hears this replica too. A member that
+		// only sends (it hears nobody, and campaigns) is not live: it
+		// cannot renew, and must not hold up its applications' failover.
+		r.heard[m.GetFrom()] = r.now
+	}
 	if err := r.rn.Step(m); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			return nil // forwarded to a replica no longer leader: lost, as the network may lose it
@@ -373,7 +379,9 @@ func (r *Replica) renew() {
 }
 
 func (r *Replica) live() []string {
-	timeout := time.Duration(r.cfg.ElectionTicks) * r.cfg.TickInterval
+	// Twice raft's election timeout: a member stays live across a lost
+	// heartbeat or two.
+	timeout := 2 * time.Duration(r.cfg.ElectionTicks) * r.cfg.TickInterval
 	out := []string{r.self}
 	for id, at := range r.heard {
 		if id != r.cfg.ID && r.now.Sub(at) < timeout {

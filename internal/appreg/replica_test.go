@@ -140,6 +140,18 @@ func TestTakeoverOldHolderCannotHear(t *testing.T) {
 	})
 }
 
+// The holder hears nobody but everyone hears it (it campaigns): the leader
+// must not take it for live, or its application would never fail over.
+func TestDeafHolderFailsOver(t *testing.T) {
+	seeds(t, 4, func(t *testing.T, seed uint64) {
+		c := newCluster(t, 3, seed)
+		c.deploy("a", false, "n1", "n2")
+		c.runUntil("a on n1", 5*time.Second, func() bool { return c.runner("a") == "n1" })
+		c.deafen("n1")
+		c.runUntil("a on n2", 5*time.Second, func() bool { return c.runner("a") == "n2" })
+	})
+}
+
 // A replica restarted from its store has its log: the registry as it was
 // (before it hears from anyone), then what it missed. Snapshots every few
 // entries, so the restart goes through a compacted store and the catch-up
