@@ -2,11 +2,17 @@ package appreg
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 )
 
+// seeds runs f over n seeds; APPREG_SEEDS=N runs N instead (a longer sweep).
 func seeds(t *testing.T, n int, f func(t *testing.T, seed uint64)) {
+	if v, err := strconv.Atoi(os.Getenv("APPREG_SEEDS")); err == nil && v > 0 {
+		n = v
+	}
 	for seed := range uint64(n) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { f(t, seed) })
 	}
@@ -196,14 +202,15 @@ func testRestartFromStore(t *testing.T, bolt bool) {
 	})
 }
 
-// Heavy duplication, reordering and loss, random isolations and a stream of
-// commands: the invariant holds at every step, and after the heal the
+// Heavy duplication, reordering and loss, random isolations, deaf nodes,
+// partitions, crashes and restarts, and a stream of commands: the invariant holds at every step, and after the heal the
 // replicas converge with every application desired running running once.
 func TestDuplicatesReorderingLoss(t *testing.T) {
-	seeds(t, 4, func(t *testing.T, seed uint64) {
+	seeds(t, 8, func(t *testing.T, seed uint64) {
 		c := newCluster(t, 5, seed, withFaults(0.1, 0.3, time.Millisecond, 40*time.Millisecond), withSnapshotEvery(50))
 		apps := []string{"a", "b", "c", "d"}
-		for range 30 {
+		down := ""
+		for range 40 {
 			app := apps[c.rng.IntN(len(apps))]
 			var cmd Command
 			switch c.rng.IntN(6) {
@@ -216,14 +223,36 @@ func TestDuplicatesReorderingLoss(t *testing.T) {
 			case 5:
 				cmd = Command{Op: OpRemove, App: app}
 			}
-			if c.rng.IntN(4) == 0 {
+			switch c.rng.IntN(8) {
+			case 0:
 				c.heal()
 				c.isolate(fmt.Sprintf("n%d", 1+c.rng.IntN(5)))
+			case 1:
+				c.heal()
+				c.deafen(fmt.Sprintf("n%d", 1+c.rng.IntN(5)))
+			case 2:
+				if down != "" {
+					break // with a node down, a 2-3 split leaves no majority
+				}
+				c.heal()
+				c.partition([]string{"n1", "n2"}, []string{"n3", "n4", "n5"})
+			case 3: // a crash, or a restart of the crashed node
+				if down != "" {
+					c.restart(down)
+					down = ""
+				} else {
+					c.heal() // a crash and a 2-3 split leave no majority
+					down = fmt.Sprintf("n%d", 1+c.rng.IntN(5))
+					c.crash(down)
+				}
 			}
 			_ = c.propose(cmd) // rejections (unknown app) are fine
 			c.run(time.Duration(c.rng.Int64N(int64(time.Second))))
 		}
 		c.heal()
+		if down != "" {
+			c.restart(down)
+		}
 		c.runUntil("replicas converge", 10*time.Second, c.converged)
 		c.runUntil("every running application runs", 10*time.Second, func() bool {
 			for _, a := range c.nodes[0].r.State().Apps() {
