@@ -281,6 +281,9 @@ func (r *Replica) State() *State { return r.state }
 // Leader is the raft ID of the leader this replica knows, 0 if none.
 func (r *Replica) Leader() uint64 { return r.rn.BasicStatus().Lead }
 
+// Term is the replica's raft term.
+func (r *Replica) Term() uint64 { return r.rn.BasicStatus().GetTerm() }
+
 // Step feeds the replica a raft message from the network, received at now.
 // It must come from a member (the driver authenticates the sender and checks
 // that it is m.From) to this replica.

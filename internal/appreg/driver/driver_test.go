@@ -1,0 +1,253 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/appreg"
+	"github.com/actord/actord/sim"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Drivers on simulated nodes (remote over the simulator's network, virtual
+// time, drifting clocks): the tracker is the instances' ground truth, and
+// an application started while it runs elsewhere is a violation.
+
+var simTiming = appreg.Timing{Lease: 2 * time.Second, RenewEvery: 400 * time.Millisecond, Drift: 0.05,
+	Margin: 50 * time.Millisecond} // two ticks, and the loop's delay to the next one
+
+const simTick = 20 * time.Millisecond
+
+type tracker struct {
+	w          *sim.World
+	running    map[string][]string // app -> nodes running it
+	starts     map[string]int
+	violations []string
+}
+
+type runner struct {
+	t    *tracker
+	node string
+}
+
+func (r runner) Start(_ *actor.Context, g appreg.Grant) {
+	if others := r.t.running[g.App]; len(others) > 0 {
+		r.t.violations = append(r.t.violations, fmt.Sprintf("at %v: %s starts %s, running on %v", r.t.w.Elapsed(), r.node, g.App, others))
+	}
+	r.t.running[g.App] = append(r.t.running[g.App], r.node)
+	r.t.starts[g.App]++
+	r.t.w.Logf("%s starts %s (generation %d)", r.node, g.App, g.Gen)
+}
+
+func (r runner) Stop(_ *actor.Context, app string) {
+	r.t.running[app] = slices.DeleteFunc(r.t.running[app], func(n string) bool { return n == r.node })
+	r.t.w.Logf("%s stops %s", r.node, app)
+}
+
+type simCluster struct {
+	t       *testing.T
+	w       *sim.World
+	tr      *tracker
+	nodes   []*sim.Node
+	drivers map[string]actor.Ref
+	stores  map[string]*appreg.MemStore
+}
+
+func newSimCluster(t *testing.T, seed uint64, n int) *simCluster {
+	w := sim.New(sim.Config{Seed: seed, Timeline: 3000})
+	t.Cleanup(w.Close)
+	c := &simCluster{t: t, w: w, tr: &tracker{w: w, running: map[string][]string{}, starts: map[string]int{}},
+		drivers: map[string]actor.Ref{}, stores: map[string]*appreg.MemStore{}}
+	var members []appreg.Member
+	for i := range n {
+		name := fmt.Sprintf("n%d", i+1)
+		members = append(members, appreg.Member{ID: uint64(i + 1), Node: name})
+		c.stores[name] = &appreg.MemStore{}
+	}
+	for i, m := range members {
+		init := func(nd *sim.Node) error {
+			if err := Register(nd.Remote()); err != nil {
+				return err
+			}
+			ref, err := nd.Spawn(New(Config{
+				Replica: appreg.Config{ID: m.ID, Members: members, Store: c.stores[m.Node], Timing: simTiming,
+					TickInterval: simTick, Incarnation: nd.Incarnation()<<32 | uint64(i+1)},
+				Remote: nd.Remote(),
+				Runner: runner{t: c.tr, node: m.Node},
+			}))
+			c.drivers[m.Node] = ref
+			return err
+		}
+		nd := w.MustAddNode(m.Node, init)
+		// Clocks drift within the bound the registry assumes.
+		nd.SetDrift(simTiming.Drift * (2*w.Rand().Float64() - 1) * 0.9)
+		c.nodes = append(c.nodes, nd)
+	}
+	for _, nd := range c.nodes {
+		c.setPeers(nd)
+	}
+	return c
+}
+
+func (c *simCluster) node(name string) *sim.Node {
+	for _, n := range c.nodes {
+		if n.Name() == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %s", name)
+	return nil
+}
+
+func (c *simCluster) setPeers(nd *sim.Node) {
+	refs := map[uint64]actor.Ref{}
+	for i, o := range c.nodes {
+		if o == nd {
+			continue
+		}
+		r, err := c.w.Ref(c.drivers[o.Name()], o, nd)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		refs[uint64(i+1)] = r
+	}
+	if err := nd.Send(c.drivers[nd.Name()], SetPeers{Refs: refs}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *simCluster) fail(format string, a ...any) {
+	c.t.Helper()
+	c.t.Fatalf("seed %d: %s\n%v\ntimeline:\n%s", c.w.Seed(), fmt.Sprintf(format, a...), c.tr.violations,
+		joinLast(c.w.Timeline(), 60))
+}
+
+func joinLast(lines []string, n int) string {
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	out := ""
+	for _, l := range lines {
+		out += l + "\n"
+	}
+	return out
+}
+
+func (c *simCluster) checkNoViolation() {
+	c.t.Helper()
+	if len(c.tr.violations) > 0 {
+		c.fail("an application ran twice")
+	}
+}
+
+// propose retries through any up node until raft takes the command.
+func (c *simCluster) propose(cmd appreg.Command) {
+	c.t.Helper()
+	for range 100 {
+		for _, nd := range c.nodes {
+			if !nd.Up() {
+				continue
+			}
+			_, err := nd.Ask(c.drivers[nd.Name()], Propose{Cmd: cmd}, time.Second)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, appreg.ErrNoLeader) {
+				c.fail("propose: %v", err)
+			}
+		}
+		c.w.Run(100 * time.Millisecond)
+	}
+	c.fail("no leader took %v %s", cmd.Op, cmd.App)
+}
+
+func (c *simCluster) runUntil(what string, limit time.Duration, cond func() bool) {
+	c.t.Helper()
+	if !c.w.RunUntil(limit, func() bool { return len(c.tr.violations) > 0 || cond() }) {
+		c.fail("not within %v: %s (running %v)", limit, what, c.tr.running)
+	}
+	c.checkNoViolation()
+}
+
+func (c *simCluster) runsOn(app string, nodes ...string) bool {
+	r := c.tr.running[app]
+	return len(r) == 1 && (len(nodes) == 0 || slices.Contains(nodes, r[0]))
+}
+
+func TestSimPartitionAndTakeover(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			c := newSimCluster(t, seed+1, 3)
+			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1", "n2"}, Takeover: true})
+			c.runUntil("a on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+
+			// n1 on the minority side: it stops on its own, n2 takes over.
+			n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+			c.w.Partition(n1, n2)
+			c.w.Partition(n1, n3)
+			c.runUntil("a on n2", 20*time.Second, func() bool { return c.runsOn("a", "n2") })
+			c.w.Run(5 * time.Second)
+			c.checkNoViolation()
+			if !c.runsOn("a", "n2") {
+				c.fail("a left n2 during the partition: %v", c.tr.running)
+			}
+
+			// n1 returns: takeover moves a back.
+			c.w.Heal(n1, n2)
+			c.w.Heal(n1, n3)
+			c.runUntil("a back on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+			c.w.Run(5 * time.Second)
+			c.checkNoViolation()
+			if !c.runsOn("a", "n1") || c.tr.starts["a"] != 3 {
+				c.fail("after the takeover: running %v, %d starts", c.tr.running, c.tr.starts["a"])
+			}
+			t.Log(c.w.Summary())
+		})
+	}
+}
+
+type forger struct {
+	to  actor.Ref
+	msg RaftMsg
+}
+
+func (f forger) Receive(c *actor.Context, msg any) (any, error) {
+	return nil, c.Send(f.to, f.msg)
+}
+
+// A member may only speak for itself: n3 forging a message of n1's (a
+// heartbeat of a far later term, which would depose n2's leader) is refused.
+func TestSimForgedSenderRefused(t *testing.T) {
+	c := newSimCluster(t, 7, 3)
+	c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a"})
+	c.runUntil("a runs", 20*time.Second, func() bool { return c.runsOn("a") })
+	n2, n3 := c.node("n2"), c.node("n3")
+	to, err := c.w.Ref(c.drivers["n2"], n2, n3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(1000))}
+	b, err := appreg.MarshalMessage(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := n3.Spawn(func() actor.Actor { return forger{to: to, msg: RaftMsg{Data: b}} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.Send(f, "go"); err != nil {
+		t.Fatal(err)
+	}
+	c.w.Run(time.Second)
+	v, err := n2.Ask(c.drivers["n2"], GetStatus{}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := v.(Status); st.Term >= 1000 {
+		c.fail("n2 took n3's forged message: term %d", st.Term)
+	}
+}
