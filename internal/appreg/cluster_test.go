@@ -47,14 +47,15 @@ type envelope struct {
 }
 
 type tcluster struct {
-	t       *testing.T
-	rng     *rand.Rand
-	real    time.Duration
-	nodes   []*tnode
-	members []Member
-	queue   []envelope
-	seq     uint64
-	cut     map[[2]uint64]bool
+	t        *testing.T
+	rng      *rand.Rand
+	real     time.Duration
+	nodes    []*tnode
+	members  []Member
+	queue    []envelope
+	unsorted bool
+	seq      uint64
+	cut      map[[2]uint64]bool
 	// network faults
 	dropP, dupP      float64
 	delayLo, delayHi time.Duration
@@ -222,6 +223,7 @@ func (c *tcluster) collect(n *tnode) {
 		}
 		for range copies {
 			c.seq++
+			c.unsorted = true
 			c.queue = append(c.queue, envelope{at: c.real + c.delay(), seq: c.seq, from: m.GetFrom(), to: m.GetTo(), data: b})
 		}
 	}
@@ -232,12 +234,15 @@ func (c *tcluster) collect(n *tnode) {
 func (c *tcluster) step() {
 	c.t.Helper()
 	c.real += testStep
-	slices.SortFunc(c.queue, func(a, b envelope) int {
-		if a.at != b.at {
-			return int(a.at - b.at)
-		}
-		return int(a.seq) - int(b.seq)
-	})
+	if c.unsorted {
+		slices.SortFunc(c.queue, func(a, b envelope) int {
+			if a.at != b.at {
+				return int(a.at - b.at)
+			}
+			return int(a.seq) - int(b.seq)
+		})
+		c.unsorted = false
+	}
 	i := 0
 	for ; i < len(c.queue) && c.queue[i].at <= c.real; i++ {
 		e := c.queue[i]
@@ -276,8 +281,8 @@ func (c *tcluster) check() {
 	apps := map[string]bool{}
 	for _, n := range c.nodes {
 		if n.r != nil {
-			for _, a := range n.r.State().Apps() {
-				apps[a.Name] = true
+			for name := range n.r.state.apps {
+				apps[name] = true
 			}
 		}
 	}

@@ -206,7 +206,11 @@ func testRestartFromStore(t *testing.T, bolt bool) {
 // partitions, crashes and restarts, and a stream of commands: the invariant holds at every step, and after the heal the
 // replicas converge with every application desired running running once.
 func TestDuplicatesReorderingLoss(t *testing.T) {
-	seeds(t, 8, func(t *testing.T, seed uint64) {
+	n := 8
+	if raceOn {
+		n = 3
+	}
+	seeds(t, n, func(t *testing.T, seed uint64) {
 		c := newCluster(t, 5, seed, withFaults(0.1, 0.3, time.Millisecond, 40*time.Millisecond), withSnapshotEvery(50))
 		apps := []string{"a", "b", "c", "d"}
 		down := ""
