@@ -81,9 +81,13 @@
 //
 // # Not yet
 //
-// Membership changes of the raft group (the members are fixed at
-// bootstrap; applications run on members only), garbage collection of
-// removed records, a driver that carries the messages between daemons and
-// starts and stops a supervision tree per Grant, and the daemon's config
-// and the client's API.
+// Package driver runs a Replica in an actor over remote; nothing runs it in
+// the daemon yet. Missing: finding the other members, building a
+// supervision tree from an application's spec, the daemon's config and the
+// client's calls, membership changes of the raft group (the members are
+// fixed at bootstrap; applications run on members only), and garbage
+// collection of removed records.
+//
+// etcd raft draws its election timeouts from crypto/rand (no hook in
+// v3.7.0), so a seeded run with replicas does not replay exactly.
 package appreg
