@@ -41,9 +41,11 @@
 // Why no two nodes run it at once: log order is the same everywhere, so the
 // last accepted renewal R of the previous holder precedes the Assign that
 // gave the new holder its generation, and every later renewal of the
-// previous holder is refused. R was proposed before any replica applied it,
-// so the previous holder stops, by (2), at most Lease/(1-Drift) of real time
-// after the new holder applied R; the new holder starts, by (3), at least
+// previous holder is refused. Each renewal the previous holder counts is R
+// or precedes it in the log, so it was proposed before the new holder
+// applied R (proposals come before their commits, in any order): the
+// previous holder stops, by (2), at most Lease/(1-Drift) of real time after
+// the new holder applied R; the new holder starts, by (3), at least
 // Wait/(1+Drift) = Lease/(1-Drift) + Margin/(1+Drift) of real time after it
 // applied R. A holder that hears nothing (a minority side, a deaf node)
 // learns of no commit, gets no new lease and stops within Lease of its last
