@@ -251,3 +251,29 @@ func TestSimForgedSenderRefused(t *testing.T) {
 		c.fail("n2 took n3's forged message: term %d", st.Term)
 	}
 }
+
+type stopper struct{ target actor.Ref }
+
+func (s stopper) Receive(c *actor.Context, _ any) (any, error) { return nil, c.Stop(s.target, nil) }
+
+// Nothing runs without the driver that tracks its lease: stopping the
+// driver stops its applications.
+func TestSimDriverStopStopsApplications(t *testing.T) {
+	c := newSimCluster(t, 11, 3)
+	c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n2"}})
+	c.runUntil("a on n2", 20*time.Second, func() bool { return c.runsOn("a", "n2") })
+	n2 := c.node("n2")
+	s, err := n2.Spawn(func() actor.Actor { return stopper{target: c.drivers["n2"]} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Send(s, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	c.w.Run(100 * time.Millisecond)
+	if r := c.tr.running["a"]; slices.Contains(r, "n2") {
+		c.fail("n2's driver stopped, a still runs there: %v", r)
+	}
+	// And the others start it once n2's lease is over.
+	c.runUntil("a runs elsewhere", 20*time.Second, func() bool { return c.runsOn("a", "n1", "n3") })
+}
