@@ -2,6 +2,7 @@ package appreg
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -64,6 +65,7 @@ type tcluster struct {
 	runners map[string]string // app -> node running it at the last step
 	starts  map[string]int    // app -> instances started (a node's MayRun turning true)
 	applied map[uint64][]Applied
+	trace   []byte // every change of runner, with its time
 }
 
 type copt func(*tcluster)
@@ -286,7 +288,7 @@ func (c *tcluster) check() {
 			}
 		}
 	}
-	for app := range apps {
+	for _, app := range slices.Sorted(maps.Keys(apps)) {
 		var who []string
 		for _, n := range c.nodes {
 			if n.r != nil && n.r.MayRun(app, n.clock(c.real)) {
@@ -302,6 +304,9 @@ func (c *tcluster) check() {
 		}
 		if cur != "" && c.runners[app] != cur {
 			c.starts[app]++
+		}
+		if c.runners[app] != cur {
+			c.trace = fmt.Appendf(c.trace, "%v %s %q\n", c.real, app, cur)
 		}
 		c.runners[app] = cur
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -114,6 +115,13 @@ type Replica struct {
 
 	out     []*pb.Message
 	applied []Applied
+
+	// Elections are timed here, from a seeded source, not by raft (which
+	// draws its timeouts from crypto/rand): a seeded run replays exactly.
+	rng      *rand.Rand
+	elapsed  int // ticks since the leader was last heard, as a non-leader
+	timeout  int // ticks before campaigning: ElectionTicks plus a random part
+	lastLead uint64
 
 	heard     map[uint64]time.Time    // last answer (append or heartbeat response) from each member
 	lastRenew map[string]Observed     // last accepted renewal of each app, any generation
@@ -234,6 +242,8 @@ func NewReplica(cfg Config, now time.Time) (*Replica, error) {
 	for id := range r.byID {
 		r.heard[id] = now
 	}
+	r.rng = rand.New(rand.NewPCG(cfg.Incarnation, cfg.ID))
+	r.resetElection()
 	return r, nil
 }
 
@@ -311,6 +321,12 @@ func (r *Replica) Step(m *pb.Message, now time.Time) error {
 		}
 		return fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
+	switch m.GetType() {
+	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgSnap:
+		if r.rn.BasicStatus().Lead == m.GetFrom() {
+			r.elapsed = 0 // the leader is alive
+		}
+	}
 	return nil
 }
 
@@ -336,12 +352,42 @@ func (r *Replica) Propose(c Command, now time.Time) error {
 // proposes the assignments Plan asks for.
 func (r *Replica) Tick(now time.Time) {
 	r.advance(now)
-	r.rn.Tick()
+	r.tickRaft()
 	r.prune()
 	r.renew()
 	if r.leader {
 		r.plan()
 	}
+}
+
+// tickRaft ticks raft as Tick would, except that a non-leader campaigns
+// when this replica's seeded timer says so: raft's own election timer is
+// kept from firing (TickQuiesced advances its clock without campaigning),
+// while the leader's heartbeats and quorum checks, which draw nothing
+// random, run as usual.
+func (r *Replica) tickRaft() {
+	st := r.rn.BasicStatus()
+	if st.RaftState == raft.StateLeader {
+		r.rn.Tick()
+		return
+	}
+	r.rn.TickQuiesced()
+	if st.Lead != r.lastLead {
+		r.lastLead = st.Lead
+		r.elapsed = 0
+	}
+	r.elapsed++
+	if r.elapsed >= r.timeout {
+		r.resetElection()
+		_ = r.rn.Campaign() // refused only when it cannot lead, as raft's own timer
+	}
+}
+
+// resetElection draws the next election timeout in [ElectionTicks,
+// 2*ElectionTicks), as raft does.
+func (r *Replica) resetElection() {
+	r.elapsed = 0
+	r.timeout = r.cfg.ElectionTicks + r.rng.IntN(r.cfg.ElectionTicks)
 }
 
 func (r *Replica) prune() {

@@ -180,34 +180,45 @@ func (c *simCluster) runsOn(app string, nodes ...string) bool {
 
 func TestSimPartitionAndTakeover(t *testing.T) {
 	for seed := range uint64(4) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			c := newSimCluster(t, seed+1, 3)
-			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1", "n2"}, Takeover: true})
-			c.runUntil("a on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
-
-			// n1 on the minority side: it stops on its own, n2 takes over.
-			n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
-			c.w.Partition(n1, n2)
-			c.w.Partition(n1, n3)
-			c.runUntil("a on n2", 20*time.Second, func() bool { return c.runsOn("a", "n2") })
-			c.w.Run(5 * time.Second)
-			c.checkNoViolation()
-			if !c.runsOn("a", "n2") {
-				c.fail("a left n2 during the partition: %v", c.tr.running)
-			}
-
-			// n1 returns: takeover moves a back.
-			c.w.Heal(n1, n2)
-			c.w.Heal(n1, n3)
-			c.runUntil("a back on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
-			c.w.Run(5 * time.Second)
-			c.checkNoViolation()
-			if !c.runsOn("a", "n1") || c.tr.starts["a"] != 3 {
-				c.fail("after the takeover: running %v, %d starts", c.tr.running, c.tr.starts["a"])
-			}
-			t.Log(c.w.Summary())
-		})
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { t.Log(partitionAndTakeover(t, seed+1)) })
 	}
+}
+
+// The same seed gives the same run, event for event (raft's own election
+// timer, which draws from crypto/rand, would not).
+func TestSimReplays(t *testing.T) {
+	a, b := partitionAndTakeover(t, 5), partitionAndTakeover(t, 5)
+	if a != b {
+		t.Fatalf("two runs of one seed differ:\n%s\n%s", a, b)
+	}
+}
+
+func partitionAndTakeover(t *testing.T, seed uint64) string {
+	c := newSimCluster(t, seed, 3)
+	c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1", "n2"}, Takeover: true})
+	c.runUntil("a on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+
+	// n1 on the minority side: it stops on its own, n2 takes over.
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+	c.w.Partition(n1, n2)
+	c.w.Partition(n1, n3)
+	c.runUntil("a on n2", 20*time.Second, func() bool { return c.runsOn("a", "n2") })
+	c.w.Run(5 * time.Second)
+	c.checkNoViolation()
+	if !c.runsOn("a", "n2") {
+		c.fail("a left n2 during the partition: %v", c.tr.running)
+	}
+
+	// n1 returns: takeover moves a back.
+	c.w.Heal(n1, n2)
+	c.w.Heal(n1, n3)
+	c.runUntil("a back on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+	c.w.Run(5 * time.Second)
+	c.checkNoViolation()
+	if !c.runsOn("a", "n1") || c.tr.starts["a"] != 3 {
+		c.fail("after the takeover: running %v, %d starts", c.tr.running, c.tr.starts["a"])
+	}
+	return c.w.Summary()
 }
 
 type forger struct {
