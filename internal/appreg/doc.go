@@ -90,6 +90,11 @@
 // fixed at bootstrap; applications run on members only), and garbage
 // collection of removed records.
 //
+// # Determinism
+//
 // etcd raft draws its election timeouts from crypto/rand (no hook in
-// v3.7.0), so a seeded run with replicas does not replay exactly.
+// v3.7.0). A Replica times elections itself from a source seeded by its
+// Incarnation and ID: non-leaders tick raft with TickQuiesced and campaign
+// when their own timeout, drawn as raft's, runs out. Given the same inputs
+// (and Incarnation), a replica behaves the same: a seeded run replays.
 package appreg
