@@ -43,8 +43,10 @@ type SetPeers struct {
 	Refs map[uint64]actor.Ref
 }
 
-// Propose asks the driver to propose a command; the reply is nil once raft
-// took it (not once it committed), or the error (appreg.ErrNoLeader: retry).
+// Propose asks the driver to propose a deploy, start, stop or remove (the
+// other commands are the registry's own); the reply is nil once raft took
+// it (not once it committed), or the error (appreg.ErrNoLeader: retry;
+// ErrNotAllowed).
 type Propose struct {
 	Cmd appreg.Command
 }
@@ -82,6 +84,10 @@ type Config struct {
 	// Logger receives refused messages (rate-limited); nil discards them.
 	Logger *slog.Logger
 }
+
+// ErrNotAllowed is the reply to a Propose of an assignment or a renewal:
+// only the registry makes those.
+var ErrNotAllowed = errors.New("appreg driver: command not allowed")
 
 // ErrNoReplica is the stop reason of a driver whose replica failed (its
 // Store): a supervisor's restart starts a new one from the Store.
@@ -148,6 +154,11 @@ func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 		}
 		return nil, nil
 	case Propose:
+		switch m.Cmd.Op {
+		case appreg.OpDeploy, appreg.OpStart, appreg.OpStop, appreg.OpRemove:
+		default:
+			return nil, fmt.Errorf("%w: %v", ErrNotAllowed, m.Cmd.Op)
+		}
 		if err := d.r.Propose(m.Cmd, c.Now()); err != nil {
 			return nil, err
 		}
@@ -161,20 +172,27 @@ func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 }
 
 func (d *driver) step(c *actor.Context, in RaftMsg) {
-	m, err := appreg.UnmarshalMessage(in.Data)
-	if err != nil {
-		d.log.Warn("appreg: refused raft message", "from", c.Sender().String(), "err", err)
-		return
-	}
+	// Logged by the sending node, which the sender cannot choose, so the
+	// rate limiter bounds what one peer can make this node log.
+	from := "local"
+	ok := true
 	if d.cfg.Remote != nil {
-		node, _, _, ok := d.cfg.Remote.ExportRef(c.Sender())
-		if want, member := d.byID[m.GetFrom()]; !ok || !member || node != want {
-			d.log.Warn("appreg: raft message from the wrong node", "from", node, "claims", m.GetFrom())
-			return
+		from, _, _, ok = d.cfg.Remote.ExportRef(c.Sender())
+		if !ok {
+			from = "unknown"
 		}
 	}
+	m, err := appreg.UnmarshalMessage(in.Data)
+	if err != nil {
+		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
+		return
+	}
+	if want, member := d.byID[m.GetFrom()]; d.cfg.Remote != nil && (!ok || !member || from != want) {
+		d.log.Warn("appreg: raft message from the wrong node", "from", from, "claims", m.GetFrom())
+		return
+	}
 	if err := d.r.Step(m, c.Now()); err != nil {
-		d.log.Warn("appreg: refused raft message", "from", m.GetFrom(), "err", err)
+		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
 	}
 }
 

@@ -1,8 +1,10 @@
 package driver
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/sim"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Drivers on simulated nodes (remote over the simulator's network, virtual
@@ -57,7 +60,7 @@ type simCluster struct {
 	stores  map[string]*appreg.MemStore
 }
 
-func newSimCluster(t *testing.T, seed uint64, n int) *simCluster {
+func newSimCluster(t *testing.T, seed uint64, n int, adjust ...func(*Config)) *simCluster {
 	w := sim.New(sim.Config{Seed: seed, Timeline: 3000})
 	t.Cleanup(w.Close)
 	c := &simCluster{t: t, w: w, tr: &tracker{w: w, running: map[string][]string{}, starts: map[string]int{}},
@@ -73,12 +76,16 @@ func newSimCluster(t *testing.T, seed uint64, n int) *simCluster {
 			if err := Register(nd.Remote()); err != nil {
 				return err
 			}
-			ref, err := nd.Spawn(New(Config{
+			cfg := Config{
 				Replica: appreg.Config{ID: m.ID, Members: members, Store: c.stores[m.Node], Timing: simTiming,
 					TickInterval: simTick, Incarnation: nd.Incarnation()<<32 | uint64(i+1)},
 				Remote: nd.Remote(),
 				Runner: runner{t: c.tr, node: m.Node},
-			}))
+			}
+			for _, f := range adjust {
+				f(&cfg)
+			}
+			ref, err := nd.Spawn(New(cfg))
 			c.drivers[m.Node] = ref
 			return err
 		}
@@ -287,4 +294,102 @@ func TestSimDriverStopStopsApplications(t *testing.T) {
 	}
 	// And the others start it once n2's lease is over.
 	c.runUntil("a runs elsewhere", 20*time.Second, func() bool { return c.runsOn("a", "n1", "n3") })
+}
+
+// Only the registry assigns and renews: a client's Propose of either is
+// refused.
+func TestSimProposeOnlyAdminCommands(t *testing.T) {
+	c := newSimCluster(t, 9, 3)
+	c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a"})
+	n1 := c.node("n1")
+	for _, cmd := range []appreg.Command{
+		{Op: appreg.OpAssign, App: "a", Node: "n1"},
+		{Op: appreg.OpRenew, App: "a", Node: "n1", Gen: 1, Lease: time.Second},
+	} {
+		if _, err := n1.Ask(c.drivers["n1"], Propose{Cmd: cmd}, time.Second); !errors.Is(err, ErrNotAllowed) {
+			t.Errorf("propose %v: %v, want ErrNotAllowed", cmd.Op, err)
+		}
+	}
+}
+
+type countHandler struct{ n *int }
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h countHandler) Handle(context.Context, slog.Record) error { *h.n++; return nil }
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h countHandler) WithGroup(string) slog.Handler             { return h }
+
+type flooder struct {
+	to   actor.Ref
+	msgs []RaftMsg
+}
+
+func (f flooder) Receive(c *actor.Context, _ any) (any, error) {
+	for _, m := range f.msgs {
+		if err := c.Send(f.to, m); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// A member that sends junk (malformed, oversized, claiming other members
+// or strangers) costs the receiver a bounded number of log lines, and the
+// registry carries on.
+func TestSimJunkFromAPeerIsBounded(t *testing.T) {
+	lines := 0
+	logger := slog.New(countHandler{n: &lines})
+	c := newSimCluster(t, 13, 3, func(cfg *Config) {
+		if cfg.Replica.ID == 2 {
+			cfg.Logger = logger
+		}
+	})
+	c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n2"}})
+	c.runUntil("a on n2", 20*time.Second, func() bool { return c.runsOn("a", "n2") })
+	n2, n3 := c.node("n2"), c.node("n3")
+	to, err := c.w.Ref(c.drivers["n2"], n2, n3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const junk = 600
+	rng := c.w.Rand()
+	var msgs []RaftMsg
+	for i := range junk {
+		switch i % 3 {
+		case 0: // not a raft message
+			b := make([]byte, 1+rng.IntN(64))
+			for j := range b {
+				b[j] = byte(rng.IntN(256))
+			}
+			msgs = append(msgs, RaftMsg{Data: b})
+		case 1: // a stranger's, or another member's
+			from := uint64(1 + rng.IntN(1000))
+			b, err := appreg.MarshalMessage(&pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(from), To: new(uint64(2)), Term: new(uint64(1))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, RaftMsg{Data: b})
+		case 2: // a local type
+			b, _ := proto.Marshal(&pb.Message{Type: pb.MsgHup.Enum(), From: new(uint64(3)), To: new(uint64(2))})
+			msgs = append(msgs, RaftMsg{Data: b})
+		}
+	}
+	f, err := n3.Spawn(func() actor.Actor { return flooder{to: to, msgs: msgs} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.Send(f, "go"); err != nil {
+		t.Fatal(err)
+	}
+	c.w.Run(2 * time.Second)
+	// ratelog's default: 5 lines per key (level, message, sending node) per
+	// 10 s of the wall clock; two messages, one sender.
+	if lines > 2*5 {
+		t.Fatalf("%d junk messages from one peer made %d log lines", junk, lines)
+	}
+	c.w.Run(5 * time.Second)
+	c.checkNoViolation()
+	if !c.runsOn("a", "n2") || c.tr.starts["a"] != 1 {
+		c.fail("the junk disturbed the registry: running %v, %d starts", c.tr.running, c.tr.starts["a"])
+	}
 }
