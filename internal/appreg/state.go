@@ -52,6 +52,7 @@ const (
 	Removed                    // run no instance; the record keeps only its generation history
 )
 
+// String names the desired state.
 func (d Desired) String() string {
 	switch d {
 	case Running:
@@ -77,6 +78,7 @@ const (
 	OpRenew                // the holder renews its lease for (Node, Gen)
 )
 
+// String names the command.
 func (o Op) String() string {
 	switch o {
 	case OpDeploy:

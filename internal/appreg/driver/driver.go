@@ -65,7 +65,10 @@ type Status struct {
 
 // Runner starts and stops applications on this node. Both are called on the
 // driver's loop and must not block: start the tree asynchronously. Stop
-// must end the instance within the Margin of the registry's Timing.
+// must end the instance within the Margin of the registry's Timing. Spawn
+// instances as children of the driver (c.Spawn) so that they end with it:
+// a driver that crashes, rather than stops, runs no Terminate, and an
+// instance it leaves behind runs without a lease.
 type Runner interface {
 	Start(c *actor.Context, g appreg.Grant)
 	Stop(c *actor.Context, app string)
