@@ -393,3 +393,59 @@ func TestSimJunkFromAPeerIsBounded(t *testing.T) {
 		c.fail("the junk disturbed the registry: running %v, %d starts", c.tr.running, c.tr.starts["a"])
 	}
 }
+
+// A daemon that crashes and restarts comes back with its raft log (its
+// store survives, as a disk would) and gets its preferred application back.
+func TestSimRestartBringsApplicationBack(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			c := newSimCluster(t, 20+seed, 3)
+			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1"}, Takeover: true})
+			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "b", Prefer: []string{"n3"}})
+			c.runUntil("a on n1, b on n3", 20*time.Second, func() bool { return c.runsOn("a", "n1") && c.runsOn("b", "n3") })
+
+			n1 := c.node("n1")
+			c.w.Crash(n1)
+			// Its instances die with it.
+			for app, nodes := range c.tr.running {
+				c.tr.running[app] = slices.DeleteFunc(nodes, func(n string) bool { return n == "n1" })
+			}
+			c.runUntil("a fails over", 20*time.Second, func() bool { return c.runsOn("a", "n2", "n3") })
+			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "c"}) // while n1 is down
+
+			if err := c.w.Restart(n1); err != nil {
+				t.Fatal(err)
+			}
+			// Before it hears from anyone (it knows no peer yet), its own
+			// log has the applications it saw committed.
+			if names := c.appNames(n1); !slices.Equal(names, []string{"a", "b"}) {
+				c.fail("restarted n1 knows %v from its store", names)
+			}
+			for _, nd := range c.nodes {
+				c.setPeers(nd)
+			}
+			c.runUntil("a back on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+			c.runUntil("c runs", 20*time.Second, func() bool { return c.runsOn("c") })
+			if names := c.appNames(n1); !slices.Equal(names, []string{"a", "b", "c"}) {
+				c.fail("restarted n1 knows %v", names)
+			}
+			c.checkNoViolation()
+			if !c.runsOn("b", "n3") || c.tr.starts["b"] != 1 {
+				c.fail("b moved: running %v, %d starts", c.tr.running, c.tr.starts["b"])
+			}
+		})
+	}
+}
+
+func (c *simCluster) appNames(nd *sim.Node) []string {
+	c.t.Helper()
+	v, err := nd.Ask(c.drivers[nd.Name()], GetStatus{}, time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var names []string
+	for _, a := range v.(Status).Apps {
+		names = append(names, a.Name)
+	}
+	return names
+}
