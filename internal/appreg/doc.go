@@ -1,0 +1,100 @@
+// Package appreg is the application registry: which applications (named
+// top-level supervision trees) the cluster runs, which node runs each, and
+// the leases that keep at most one instance of each running, partitions
+// included.
+//
+// # Parts
+//
+//   - State: the registry, changed only by Command values applied in raft
+//     log order (deploy, start, stop, remove, assign, renew). Apply is
+//     deterministic; Marshal and UnmarshalState are the snapshot.
+//   - Replica: one member of the registry's raft group (etcd raft's
+//     RawNode, go.etcd.io/raft/v3). Like RawNode it is a state machine apart
+//     from I/O: the driver feeds it messages (Step), time (Tick, at a fixed
+//     interval of the node's clock) and commands (Propose), and takes its
+//     output (Ready: messages to send, commands applied). It starts no
+//     goroutine and reads no clock; every input carries the node's time.
+//     What raft must keep across restarts goes to a Store before the
+//     messages that depend on it are returned.
+//   - MayRun, Place, Plan, Timing.Wait: the decisions, pure functions of the
+//     state, the live nodes and the time.
+//   - MarshalMessage, UnmarshalMessage: raft messages for the wire, bounded
+//     (MaxMessageSize) and limited to the types replicas send each other.
+//
+// # Leases and the at-most-one guarantee
+//
+// An application's assignment (node, generation) changes only by an Assign
+// command, a compare-and-set on the generation. Its holder proposes a Renew
+// of (node, generation) every Timing.RenewEvery, noting its clock reading
+// when it proposes; a renewal is accepted at apply only while the holder
+// still holds that generation and the application is desired running. Each
+// replica notes, on its own clock, when it applied each accepted renewal.
+//
+// A node runs an application only while MayRun holds:
+//
+//  1. it holds the assignment in its applied state, desired running;
+//  2. it has a lease of that generation: a renewal it proposed at time s
+//     (its clock) was committed and applied, and now < s + Lease;
+//  3. it has waited Timing.Wait(d) on its clock since it applied the last
+//     accepted renewal (of lease d) of any earlier generation.
+//
+// Why no two nodes run it at once: log order is the same everywhere, so the
+// last accepted renewal R of the previous holder precedes the Assign that
+// gave the new holder its generation, and every later renewal of the
+// previous holder is refused. Each renewal the previous holder counts is R
+// or precedes it in the log, so it was proposed before the new holder
+// applied R (proposals come before their commits, in any order): the
+// previous holder stops, by (2), at most Lease/(1-Drift) of real time after
+// the new holder applied R; the new holder starts, by (3), at least
+// Wait/(1+Drift) = Lease/(1-Drift) + Margin/(1+Drift) of real time after it
+// applied R. A holder that hears nothing (a minority side, a deaf node)
+// learns of no commit, gets no new lease and stops within Lease of its last
+// proposal; nothing on the majority side depends on reaching it. A replica
+// that restarts, or restores a snapshot, takes every renewal in it as
+// applied at that moment: it can only wait longer. A renewal proposed by an
+// earlier process of the node (Config.Incarnation) gives no lease.
+//
+// The guarantee assumes:
+//
+//   - clocks advance at a rate within 1±Drift of real time and never jump
+//     (Go's monotonic clock; a paused VM is a jump: size Margin for it or
+//     accept the risk);
+//   - Margin covers how long a node takes to see that MayRun turned false
+//     (its tick) and to stop (kill) the instance;
+//   - the Store is durable (raft's own safety needs it) and each member
+//     has its own;
+//   - members are not malicious (raft is not Byzantine tolerant); messages
+//     reach Step only from the member they name (the driver authenticates).
+//
+// Liveness (not safety) needs Lease well above the election timeout
+// (NewReplica refuses an election timeout at or over the lease) plus a
+// commit round trip, and RenewEvery well under Lease.
+//
+// # Placement, failover, takeover
+//
+// The leader proposes assignments (Plan): an unassigned application goes to
+// the first live node of its preference list, else to the live node with
+// the fewest applications. An application whose holder has not answered the
+// leader (append or heartbeat responses) for two election timeouts moves once its last renewal, as the
+// leader saw it, is Wait old. With Takeover, an application moves to a live
+// node earlier in its preference list at once; the new holder's own wait
+// (3) keeps the two instances apart. Plan is only availability: a stale or
+// wrong plan cannot break the guarantee.
+//
+// # Not yet
+//
+// Package driver runs a Replica in an actor over remote; nothing runs it in
+// the daemon yet. Missing: finding the other members, building a
+// supervision tree from an application's spec, the daemon's config and the
+// client's calls, membership changes of the raft group (the members are
+// fixed at bootstrap; applications run on members only), and garbage
+// collection of removed records.
+//
+// # Determinism
+//
+// etcd raft draws its election timeouts from crypto/rand (no hook in
+// v3.7.0). A Replica times elections itself from a source seeded by its
+// Incarnation and ID: non-leaders tick raft with TickQuiesced and campaign
+// when their own timeout, drawn as raft's, runs out. Given the same inputs
+// (and Incarnation), a replica behaves the same: a seeded run replays.
+package appreg

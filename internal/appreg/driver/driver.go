@@ -1,0 +1,252 @@
+// Package driver runs an appreg.Replica in an actor: it ticks the replica
+// with a timer of the actor's loop, carries raft messages between the
+// replicas' actors over remote, and starts and stops applications through a
+// Runner as the replica grants and withdraws them.
+//
+// It is a first cut: the peers' refs are given to it (SetPeers), the
+// Runner is the caller's, and its Store writes on the actor's loop (a
+// BoltStore's fsync blocks that loop). See docs/supervision.md,
+// "Applications (in progress)".
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/appreg"
+	"github.com/actord/actord/internal/ratelog"
+	"github.com/actord/actord/remote"
+)
+
+// RaftMsg carries one raft message (appreg.MarshalMessage) between the
+// drivers of two members.
+type RaftMsg struct {
+	Data []byte
+}
+
+// RaftMsgType is the name RaftMsg is registered under (Register).
+const RaftMsgType = "appreg.RaftMsg"
+
+// Register registers the message types drivers exchange. Every node that
+// runs a driver calls it once, before the driver starts. remote's MaxFrame
+// must exceed appreg.MaxMessageSize (its default does).
+func Register(n *remote.Node) error {
+	return remote.Register[RaftMsg](n, RaftMsgType)
+}
+
+// SetPeers gives the driver the refs of the other members' drivers, by
+// raft ID (sent locally, by whoever knows them). It replaces earlier ones.
+type SetPeers struct {
+	Refs map[uint64]actor.Ref
+}
+
+// Propose asks the driver to propose a deploy, start, stop or remove (the
+// other commands are the registry's own); the reply is nil once raft took
+// it (not once it committed), or the error (appreg.ErrNoLeader: retry;
+// ErrNotAllowed).
+type Propose struct {
+	Cmd appreg.Command
+}
+
+// GetStatus asks for a Status.
+type GetStatus struct{}
+
+// Status is the driver's view: the leader it knows, the registry as applied
+// here, and what runs here.
+type Status struct {
+	Leader  uint64
+	Term    uint64
+	Apps    []appreg.App
+	Running []string
+}
+
+// Runner starts and stops applications on this node. Both are called on the
+// driver's loop and must not block: start the tree asynchronously. Stop
+// must end the instance within the Margin of the registry's Timing. Spawn
+// instances as children of the driver (c.Spawn) so that they end with it:
+// a driver that crashes, rather than stops, runs no Terminate, and an
+// instance it leaves behind runs without a lease.
+type Runner interface {
+	Start(c *actor.Context, g appreg.Grant)
+	Stop(c *actor.Context, app string)
+}
+
+// Config configures a driver.
+type Config struct {
+	// Replica configures the replica; its Members' Node names are the
+	// remote node names of the members.
+	Replica appreg.Config
+	// Remote, if set, authenticates raft messages: one naming member X
+	// must come from an actor on X's node. Leave nil only when all
+	// members share one actor.System (tests).
+	Remote *remote.Node
+	Runner Runner
+	// Logger receives refused messages (rate-limited); nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrNotAllowed is the reply to a Propose of an assignment or a renewal:
+// only the registry makes those.
+var ErrNotAllowed = errors.New("appreg driver: command not allowed")
+
+// ErrNoReplica is the stop reason of a driver whose replica failed (its
+// Store): a supervisor's restart starts a new one from the Store.
+var ErrNoReplica = errors.New("appreg driver: replica failed")
+
+type tick struct{}
+
+type driver struct {
+	cfg     Config
+	log     *slog.Logger
+	r       *appreg.Replica
+	byID    map[uint64]string
+	peers   map[uint64]actor.Ref
+	running map[string]uint64 // app -> generation started
+}
+
+// New returns the driver's factory.
+func New(cfg Config) actor.Factory {
+	return func() actor.Actor {
+		l := cfg.Logger
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		d := &driver{cfg: cfg, log: ratelog.Wrap(l, ratelog.Config{}), byID: map[uint64]string{},
+			peers: map[uint64]actor.Ref{}, running: map[string]uint64{}}
+		for _, m := range cfg.Replica.Members {
+			d.byID[m.ID] = m.Node
+		}
+		return d
+	}
+}
+
+// Start implements actor.Starter.
+func (d *driver) Start(c *actor.Context) error {
+	r, err := appreg.NewReplica(d.cfg.Replica, c.Now())
+	if err != nil {
+		return err
+	}
+	d.r = r
+	c.Every(d.cfg.Replica.TickInterval, tick{})
+	return d.flush(c)
+}
+
+// Terminate implements actor.Terminator: nothing may run without the
+// driver that tracks its lease.
+func (d *driver) Terminate(c *actor.Context, _ error) {
+	for _, app := range sortedKeys(d.running) {
+		d.cfg.Runner.Stop(c, app)
+	}
+	clear(d.running)
+}
+
+// Receive implements actor.Actor.
+func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case tick:
+		d.r.Tick(c.Now())
+	case RaftMsg:
+		d.step(c, m)
+	case SetPeers:
+		d.peers = map[uint64]actor.Ref{}
+		for id, ref := range m.Refs {
+			d.peers[id] = ref
+		}
+		return nil, nil
+	case Propose:
+		switch m.Cmd.Op {
+		case appreg.OpDeploy, appreg.OpStart, appreg.OpStop, appreg.OpRemove:
+		default:
+			return nil, fmt.Errorf("%w: %v", ErrNotAllowed, m.Cmd.Op)
+		}
+		if err := d.r.Propose(m.Cmd, c.Now()); err != nil {
+			return nil, err
+		}
+	case GetStatus:
+		st := Status{Leader: d.r.Leader(), Term: d.r.Term(), Apps: d.r.State().Apps(), Running: sortedKeys(d.running)}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("appreg driver: unexpected %T", msg)
+	}
+	return nil, d.flush(c)
+}
+
+func (d *driver) step(c *actor.Context, in RaftMsg) {
+	// Logged by the sending node, which the sender cannot choose, so the
+	// rate limiter bounds what one peer can make this node log.
+	from := "local"
+	ok := true
+	if d.cfg.Remote != nil {
+		from, _, _, ok = d.cfg.Remote.ExportRef(c.Sender())
+		if !ok {
+			from = "unknown"
+		}
+	}
+	m, err := appreg.UnmarshalMessage(in.Data)
+	if err != nil {
+		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
+		return
+	}
+	if want, member := d.byID[m.GetFrom()]; d.cfg.Remote != nil && (!ok || !member || from != want) {
+		d.log.Warn("appreg: raft message from the wrong node", "from", from, "claims", m.GetFrom())
+		return
+	}
+	if err := d.r.Step(m, c.Now()); err != nil {
+		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
+	}
+}
+
+// flush sends the replica's messages and brings what runs here in line with
+// what the replica grants now.
+func (d *driver) flush(c *actor.Context) error {
+	rd, err := d.r.Ready()
+	if err != nil {
+		// Stop rather than go on with a replica that may have lost
+		// writes; Terminate stops what runs here.
+		err = fmt.Errorf("%w: %w", ErrNoReplica, err)
+		_ = c.Stop(c.Self(), err)
+		return err
+	}
+	for _, m := range rd.Messages {
+		ref, ok := d.peers[m.GetTo()]
+		if !ok {
+			continue // unknown yet: raft retries
+		}
+		b, err := appreg.MarshalMessage(m)
+		if err != nil {
+			d.log.Error("appreg: raft message not sent", "err", err)
+			continue
+		}
+		_ = c.Send(ref, RaftMsg{Data: b}) // lost messages are raft's to retry
+	}
+	grants := d.r.Grants(c.Now())
+	want := map[string]appreg.Grant{}
+	for _, g := range grants {
+		want[g.App] = g
+	}
+	for _, app := range sortedKeys(d.running) {
+		if g, ok := want[app]; !ok || g.Gen != d.running[app] {
+			d.cfg.Runner.Stop(c, app)
+			delete(d.running, app)
+		}
+	}
+	for _, g := range grants {
+		if _, ok := d.running[g.App]; !ok {
+			d.running[g.App] = g.Gen
+			d.cfg.Runner.Start(c, g)
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package appreg
+
+const raceOn = false

@@ -1,0 +1,70 @@
+package appreg
+
+import (
+	"errors"
+	"fmt"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// MaxMessageSize bounds an encoded raft message: a snapshot of the largest
+// state, or a batch of appended entries (raft's MaxSizePerMsg is set well
+// under it), with room to spare.
+const MaxMessageSize = MaxStateSize + 2<<20
+
+// ErrBadMessage is returned for a raft message that may not come from the
+// network: too large, malformed, of a local type, or misaddressed.
+var ErrBadMessage = errors.New("appreg: bad raft message")
+
+// networkTypes are the raft messages one replica sends another. Local ones
+// (MsgHup, MsgBeat, storage messages...) and ones this package never sends
+// (read index, leader transfer) are refused.
+var networkTypes = map[pb.MessageType]bool{
+	pb.MsgProp: true, pb.MsgApp: true, pb.MsgAppResp: true,
+	pb.MsgVote: true, pb.MsgVoteResp: true, pb.MsgPreVote: true, pb.MsgPreVoteResp: true,
+	pb.MsgSnap: true, pb.MsgHeartbeat: true, pb.MsgHeartbeatResp: true, pb.MsgTimeoutNow: true,
+}
+
+func checkMessage(m *pb.Message) error {
+	if m == nil || m.Type == nil || !networkTypes[m.GetType()] {
+		return fmt.Errorf("%w: type %v", ErrBadMessage, m.GetType())
+	}
+	if m.GetFrom() == 0 || m.GetTo() == 0 || m.GetFrom() == m.GetTo() {
+		return fmt.Errorf("%w: from %d to %d", ErrBadMessage, m.GetFrom(), m.GetTo())
+	}
+	return nil
+}
+
+// MarshalMessage encodes a raft message for the wire (raft's protobuf).
+func MarshalMessage(m *pb.Message) ([]byte, error) {
+	if err := checkMessage(m); err != nil {
+		return nil, err
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes (max %d)", ErrBadMessage, len(b), MaxMessageSize)
+	}
+	return b, nil
+}
+
+// UnmarshalMessage decodes a raft message from the wire: at most
+// MaxMessageSize bytes (protobuf allocates no more than the input holds), of
+// a type replicas send each other, with a sender and a receiver. Replica.Step
+// checks the rest (a member sent it, to this replica).
+func UnmarshalMessage(b []byte) (*pb.Message, error) {
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes (max %d)", ErrBadMessage, len(b), MaxMessageSize)
+	}
+	m := &pb.Message{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if err := checkMessage(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
