@@ -81,8 +81,8 @@ func TestShortLivedPeersAreForgotten(t *testing.T) {
 				}
 				select {
 				case <-got:
-				case <-time.After(10 * time.Second):
-					errs <- fmt.Errorf("client %d: no pong", i)
+				case <-time.After(30 * time.Second): // a deadline for a loaded machine, not a timing
+					errs <- fmt.Errorf("client %d: no pong in 30 s; client %+v; server %+v", i, c.node.Stats(), s.node.Stats())
 				}
 			}()
 		}
