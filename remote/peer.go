@@ -376,6 +376,9 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.answerKey.Store(nil)
 	p.netHeld = 0
 	dead := p.ob.lost()
+	if bugs.SilentLoss {
+		dead = deadLetters{}
+	}
 	// Counted before the refusals below become visible: a sender that sees
 	// ErrNodeDown finds its lost messages counted.
 	p.n.stats.deadLetters.Add(uint64(dead.total))

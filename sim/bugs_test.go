@@ -41,6 +41,7 @@ var reintroducedBugs = []reintroduced{
 	// new one's links) can no longer be put back: since protocol 5 an
 	// incarnation's close ends only the halves its own actors made.
 	{name: "NoCut", fix: "protocol 5", on: &bugs.NoCut, strict: true, seed: 43},
+	{name: "SilentLoss", fix: "f3a4742", on: &bugs.SilentLoss, strict: true, seed: 1},
 }
 
 // TestSwarmFindsBugs shows that the swarm finds bugs: each bug above, put

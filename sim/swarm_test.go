@@ -41,6 +41,7 @@ type (
 	}
 	swAsk   struct{ N int }
 	swCrash struct{} // makes the server panic (supervised seeds)
+	swProbe struct{} // a prober's next round (checker.prober)
 )
 
 // checker records what the swarm's actors see and holds the invariants.
@@ -79,6 +80,15 @@ type checker struct {
 	supervised      bool
 	starts, crashes map[string]int
 	peerIDs         map[string]map[actor.Ref]string // server -> the clients it met, by ref
+	// reached: (node, server) pairs whose prober got an answer once the
+	// faults ended (probe); unreached ones are violations.
+	reached map[[2]string]bool
+	probed  [][2]string
+	// sent counts the numbered messages a client's Send accepted for a
+	// server, (client, server); got those the server received, (server,
+	// client). What was accepted and not received must be reported as
+	// dead letters on the client's node (nothing lost without a signal).
+	sent, got map[[2]string]int
 }
 
 func (k *checker) violate(format string, a ...any) {
@@ -120,6 +130,7 @@ func (k *checker) server(id string) actor.Actor {
 			}
 			last[m.ID] = m.Seq
 			k.seqs[[2]string{id, m.ID}] = true
+			k.got[[2]string{id, m.ID}]++
 		case swAsk:
 			return m.N, nil
 		case swCrash:
@@ -196,7 +207,9 @@ func (k *checker) client(id string) actor.Actor {
 					continue
 				}
 				t.seq++
-				_ = c.Send(t.ref, swSeq{id, t.seq})
+				if c.Send(t.ref, swSeq{id, t.seq}) == nil {
+					k.sent[[2]string{id, t.id}]++
+				}
 				if k.supervised && !t.quiet && ticks%97 == 0 {
 					_ = c.Send(t.ref, swCrash{})
 				}
@@ -243,6 +256,91 @@ func (k *checker) client(id string) actor.Actor {
 		}
 		return nil, nil
 	})
+}
+
+// checkLoss holds that nothing is lost without a signal: the numbered
+// messages a live client sent to live servers that never crashed (a dead
+// or crashing target drops what reaches it) and that did not arrive are
+// at most the dead letters its node reported.
+func (k *checker) checkLoss() {
+	for _, cn := range k.w.nodes {
+		cid := clientID(cn)
+		if !k.alive[cid] || !cn.Up() {
+			continue
+		}
+		missing := 0
+		for _, sn := range k.w.nodes {
+			for inc := uint64(0); inc <= sn.Incarnation(); inc++ {
+				sid := fmt.Sprintf("%s#%d/server", sn.Name(), inc)
+				if k.alive[sid] && k.crashes[sid] == 0 {
+					missing += k.sent[[2]string{cid, sid}] - k.got[[2]string{sid, cid}]
+				}
+			}
+		}
+		if dl := cn.Remote().Stats().DeadLetters; uint64(max(missing, 0)) > dl {
+			k.violate("%s: %d messages sent to live servers never arrived, but only %d dead letters were reported", cid, missing, dl)
+		}
+	}
+}
+
+// probe starts, on every node, a prober that asks every other node's
+// server until it answers, retrying after an error, for maxRounds rounds
+// of half a second: with the faults over, every node must reach every
+// other again (liveness), whatever state the faults left its peers in.
+func (k *checker) probe() {
+	const maxRounds = 40
+	for _, cn := range k.w.nodes {
+		type target struct {
+			id   string
+			ref  actor.Ref
+			done bool
+		}
+		var ts []*target
+		for _, sn := range k.w.nodes {
+			if sn == cn {
+				continue
+			}
+			r, err := k.w.Ref(k.servers[sn], sn, cn)
+			if err != nil {
+				k.violate("import %s's server on %s: %v", sn.Name(), cn.Name(), err)
+				continue
+			}
+			p := [2]string{cn.Name(), serverID(sn)}
+			k.probed = append(k.probed, p)
+			ts = append(ts, &target{id: p[1], ref: r})
+		}
+		rounds, from := 0, cn.Name()
+		prober, err := cn.Spawn(func() actor.Actor {
+			return fn(func(c *actor.Context, msg any) (any, error) {
+				if _, ok := msg.(swProbe); !ok {
+					return nil, nil
+				}
+				rounds++
+				left := 0
+				for _, t := range ts {
+					if t.done {
+						continue
+					}
+					left++
+					c.AskTimeout(t.ref, swAsk{}, time.Second).Then(func(_ *actor.Context, _ any, err error) {
+						if err == nil && !t.done {
+							t.done = true
+							k.reached[[2]string{from, t.id}] = true
+						}
+					})
+				}
+				if left > 0 && rounds < maxRounds {
+					c.After(500*time.Millisecond, swProbe{})
+				}
+				return nil, nil
+			})
+		})
+		if err != nil {
+			k.violate("prober on %s: %v", cn.Name(), err)
+			continue
+		}
+		_ = cn.Send(prober, swProbe{})
+	}
 }
 
 // ids of a node's actors in its current incarnation.
@@ -337,6 +435,12 @@ func (k *checker) spread() {
 
 // check holds the invariants once the cluster has settled.
 func (k *checker) check() {
+	k.checkLoss()
+	for _, p := range k.probed {
+		if !k.reached[p] {
+			k.violate("%s never reached %s once the faults ended (20 s of asks)", p[0], p[1])
+		}
+	}
 	for a, n := range k.asks {
 		if n != 1 && k.alive[k.askOwner[a]] {
 			k.violate("ask %d of %s settled %d times, want once", a, k.askOwner[a], n)
@@ -403,7 +507,8 @@ func newChecker(w *World) *checker {
 	return &checker{w: w, asks: map[int]int{}, askOwner: map[int]string{}, downs: map[[2]string][]error{},
 		exits: map[[2]string][]error{}, seqs: map[[2]string]bool{}, alive: map[string]bool{},
 		servers: map[*Node]actor.Ref{}, clients: map[*Node]actor.Ref{}, mode: map[[2]string]int{},
-		starts: map[string]int{}, crashes: map[string]int{}, peerIDs: map[string]map[actor.Ref]string{}}
+		starts: map[string]int{}, crashes: map[string]int{}, peerIDs: map[string]map[actor.Ref]string{},
+		reached: map[[2]string]bool{}, sent: map[[2]string]int{}, got: map[[2]string]int{}}
 }
 
 // swarm runs one seed: a random cluster, a random mix of faults for a
@@ -522,6 +627,8 @@ func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 		_ = n.Send(k.clients[n], swQuiet{})
 	}
 	w.Run(5 * time.Second)
+	k.probe()
+	w.Run(25 * time.Second)
 	k.check()
 	if testing.Verbose() {
 		nd, ne, na := 0, 0, 0

@@ -29,4 +29,10 @@ var (
 	// side only (the link-consistency window of protocol version 4).
 	// Fixed by the commit that brought protocol version 5.
 	NoCut bool
+
+	// SilentLoss: the one-way messages a lost connection had not delivered
+	// (unacknowledged) are discarded without a count or a dead-letter
+	// report: a sender that got nil from Send never learns they were
+	// lost. Fixed by commit f3a4742.
+	SilentLoss bool
 )
