@@ -74,10 +74,14 @@ type checker struct {
 	mode   map[[2]string]int // (client, server) -> pairFull, pairQuiet or pairSkip
 	prng   *rand.Rand
 	// supervised (a third of the seeds, drawn apart from the world's
-	// stream): each server runs under a one_for_one supervisor and the
-	// clients sometimes crash it; the supervisor must restart it in place
-	// every time (starts = crashes + 1).
+	// stream): each server runs under a supervisor, between two plain
+	// workers ("before" and "after"), with a strategy drawn per seed, and
+	// the clients sometimes crash it; the supervisor must restart it in
+	// place every time (starts = crashes + 1), and its siblings as the
+	// strategy says (one_for_one: neither; one_for_all: both; rest_for_one:
+	// "after" only).
 	supervised      bool
+	strategy        supervisor.Strategy
 	starts, crashes map[string]int
 	peerIDs         map[string]map[actor.Ref]string // server -> the clients it met, by ref
 	// reached: (node, server) pairs whose prober got an answer once the
@@ -258,6 +262,28 @@ func (k *checker) client(id string) actor.Actor {
 	})
 }
 
+// checkRestarts holds that sid's supervisor restarted it and its siblings
+// as its strategy says.
+func (k *checker) checkRestarts(sid string) {
+	c := k.crashes[sid]
+	before, after := 1, 1 // one_for_one: the siblings started once
+	switch k.strategy {
+	case supervisor.OneForAll:
+		before, after = c+1, c+1
+	case supervisor.RestForOne:
+		after = c + 1
+	}
+	for _, x := range []struct {
+		name string
+		got  int
+		want int
+	}{{sid, k.starts[sid], c + 1}, {sid + "/before", k.starts[sid+"/before"], before}, {sid + "/after", k.starts[sid+"/after"], after}} {
+		if x.got != x.want {
+			k.violate("%s started %d times, want %d (%d crashes of the server under %v)", x.name, x.got, x.want, c, k.strategy)
+		}
+	}
+}
+
 // checkLoss holds that nothing is lost without a signal: the numbered
 // messages a live client sent to live servers that never crashed (a dead
 // or crashing target drops what reaches it) and that did not arrive are
@@ -374,9 +400,17 @@ func (k *checker) spawnServer(n *Node, sid string) (actor.Ref, error) {
 	if !k.supervised {
 		return n.Spawn(start)
 	}
-	sup, err := n.Spawn(supervisor.New(supervisor.Spec{Strategy: supervisor.OneForOne, MaxR: 1 << 20, MaxT: time.Second,
-		Logger:   slog.New(slog.DiscardHandler),
-		Children: []supervisor.ChildSpec{supervisor.Worker("server", start)}}))
+	sibling := func(name string) actor.Actor {
+		k.starts[sid+"/"+name]++
+		return fn(func(*actor.Context, any) (any, error) { return nil, nil })
+	}
+	sup, err := n.Spawn(supervisor.New(supervisor.Spec{Strategy: k.strategy, MaxR: 1 << 20, MaxT: time.Second,
+		Logger: slog.New(slog.DiscardHandler),
+		Children: []supervisor.ChildSpec{
+			supervisor.Worker("before", func() actor.Actor { return sibling("before") }),
+			supervisor.Worker("server", start),
+			supervisor.Worker("after", func() actor.Actor { return sibling("after") }),
+		}}))
 	if err != nil {
 		return actor.Ref{}, err
 	}
@@ -384,7 +418,12 @@ func (k *checker) spawnServer(n *Node, sid string) (actor.Ref, error) {
 	if err != nil {
 		return actor.Ref{}, err
 	}
-	return v.([]supervisor.ChildInfo)[0].Ref, nil
+	for _, ci := range v.([]supervisor.ChildInfo) {
+		if ci.ID == "server" {
+			return ci.Ref, nil
+		}
+	}
+	return actor.Ref{}, errors.New("no server among the supervisor's children")
 }
 
 // crashed marks n's current actors dead (before the node goes down).
@@ -485,8 +524,8 @@ func (k *checker) check() {
 		if !n.Up() {
 			continue
 		}
-		if sid := serverID(n); k.supervised && k.starts[sid] != k.crashes[sid]+1 {
-			k.violate("%s crashed %d times and started %d times under a one_for_one supervisor", sid, k.crashes[sid], k.starts[sid])
+		if sid := serverID(n); k.supervised {
+			k.checkRestarts(sid)
 		}
 		peers, _ := n.Remote().Peers(n.w.Now())
 		if len(peers) > len(k.w.nodes) {
@@ -518,7 +557,9 @@ func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 	w := New(Config{Seed: seed, Timeline: timeline})
 	k := newChecker(w)
 	k.strictLinks = strictLinks
-	k.supervised = rand.New(rand.NewPCG(seed, 0x5afe)).IntN(3) == 0
+	sup := rand.New(rand.NewPCG(seed, 0x5afe))
+	k.supervised = sup.IntN(3) == 0
+	k.strategy = []supervisor.Strategy{supervisor.OneForOne, supervisor.OneForAll, supervisor.RestForOne}[sup.IntN(3)]
 	k.prng = rand.New(rand.NewPCG(seed, 0x5370617273650000))
 	k.sparse = k.prng.IntN(4) == 0
 	rng := w.Rand()
