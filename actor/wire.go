@@ -224,6 +224,13 @@ func (w *wire) BreakLinks(p nodePeer, epoch uint64, reason error) {
 	w.breakLinks(p, func(e uint64) bool { return e&linkEpochMask <= epoch }, reason)
 }
 
+// BreakOwnLinks ends, as BreakLinks does, the links up to epoch that local
+// actors made (no mark: seam.LinkEpochBits), not those another node's
+// actors made here.
+func (w *wire) BreakOwnLinks(p nodePeer, epoch uint64, reason error) {
+	w.breakLinks(p, func(e uint64) bool { return e>>seam.LinkEpochBits == 0 && e&linkEpochMask <= epoch }, reason)
+}
+
 // BreakMarkedLinks ends, as BreakLinks does, the links with actors reached
 // through p whose epoch carries mark (not 0) above its low bits: the
 // halves a transport marked with what made them (seam.LinkEpochBits).

@@ -35,6 +35,7 @@ type actorWire interface {
 	SignalLocal(to, from actor.Ref, reason error, link bool) error
 	BreakLinks(p actorPeer, epoch uint64, reason error)
 	BreakMarkedLinks(p actorPeer, mark uint64, reason error)
+	BreakOwnLinks(p actorPeer, epoch uint64, reason error)
 	StopLocal(target actor.Ref, reason error) error
 	LifecycleLocal(target actor.Ref, req seam.LifecycleRequest, done func(v any, err error)) error
 	LocalID(r actor.Ref) (actor.WireID, bool)

@@ -115,6 +115,11 @@ func (p *peer) claimOpened(ic *inConn) {
 func (p *peer) claimClosed(ic *inConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// A closed connection's requests no longer make link halves (inLink's
+	// epoch): the node that sent them ends its halves with it, and this
+	// node's end of the halves made before (BreakMarkedLinks) may already
+	// have run on the loops.
+	ic.cut.Store(true)
 	if i := slices.Index(p.ins, ic); i >= 0 {
 		p.ins = slices.Delete(p.ins, i, i+1)
 	}

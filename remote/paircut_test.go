@@ -37,6 +37,16 @@ func TestPairCutEndsBothSides(t *testing.T) {
 			t.Fatalf("exit signals: A's actor %v, B's actor %v; want none, and one (node down)", aExits, bExits)
 		}
 	})
+	// The request was read, then its connection closed and A lost its own
+	// before A's loop got to it: the closed connection's request makes no
+	// half (B ended its own with that connection).
+	t.Run("connection closed before the loop", func(t *testing.T) {
+		for seed := uint64(1); seed <= 30; seed++ {
+			if aExits, bExits := playClosedFirst(t, seed); len(aExits) != 0 || len(bExits) != 1 {
+				t.Fatalf("seed %d: exit signals: A's actor %v, B's actor %v; want none, and one (node down)", seed, aExits, bExits)
+			}
+		}
+	})
 	t.Run("without the cut", func(t *testing.T) {
 		bugs.NoCut = true
 		defer func() { bugs.NoCut = false }()
@@ -254,4 +264,96 @@ func TestStopWhileDialing(t *testing.T) {
 	goleak.VerifyNone(t, before,
 		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
 		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
+
+// playClosedFirst: B's link request is read by A and queued for A's loop;
+// then B loses its own connection to A and cuts A's; A sees both closes
+// before its loop gets to the request. It returns the exit signals as
+// playPairWindow does.
+func playClosedFirst(t *testing.T, seed uint64) (aExits, bExits []string) {
+	const hostA, hostB = "10.0.0.1", "10.0.0.2"
+	w := newMemWorld(t, seed, hostA, hostB)
+	defer w.close()
+	a, b := w.nodes[0], w.nodes[1]
+	exitsA, exitsB := make(chan actor.Exited, 8), make(chan actor.Exited, 8)
+	spawn := func(i int, ch chan actor.Exited) actor.Ref {
+		r, err := w.sys[i].Spawn(context.Background(), func() actor.Actor { return &probe{trap: true, exited: ch} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	echo := func(c *actor.Context, msg any) (any, error) { return msg, nil }
+	echoA, echoB := w.spawnOn(0, 1, echo), w.spawnOn(1, 0, echo)
+	connect := func() { w.reach(0, echoB); w.reach(1, echoA) }
+	a2, b2 := spawn(0, exitsA), spawn(1, exitsB)
+	node, addr, id, _ := a.ExportRef(a2)
+	a2OnB, err := b.ImportRef(node, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect()
+	if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
+		t.Fatal(err)
+	}
+	w.sys[1].RunUntilIdle(1 << 16)
+	for i := 0; ; i++ { // until A's loop has the request queued, unhandled
+		if st := w.sys[0].Stats()[0]; st.Inbound+st.Control > 0 {
+			break
+		}
+		if i == 1000 || !w.nw.Step() {
+			t.Fatal("the link request never reached A")
+		}
+	}
+	pa, pb := b.peerFor(a.Addr(), ""), a.peerFor(b.Addr(), "")
+	pa.mu.Lock()
+	conn, epoch := pa.conn, pa.link.epoch
+	pa.mu.Unlock()
+	aEpoch := pb.currentEpoch()
+	_ = conn.Close()
+	pa.lost(epoch, errors.New("test: connection reset"))
+	for i := 0; ; i++ { // the network only, until A has seen both closes
+		a.mu.Lock()
+		nin := len(a.inbound)
+		a.mu.Unlock()
+		if pb.currentEpoch() != aEpoch && nin == 0 {
+			break
+		}
+		if i == 10000 || !w.nw.Step() {
+			t.Fatalf("A never saw the closes (epoch %d to %d, %d inbound)", aEpoch, pb.currentEpoch(), nin)
+		}
+	}
+	w.run(10 * time.Second)
+	connect()
+	w.nw.Cut(hostA, hostB) // ends a half A may have kept
+	w.run(10 * time.Second)
+	for _, c := range []struct {
+		ch  chan actor.Exited
+		out *[]string
+	}{{exitsA, &aExits}, {exitsB, &bExits}} {
+		for len(c.ch) > 0 {
+			*c.out = append(*c.out, simReason((<-c.ch).Reason))
+		}
+	}
+	return aExits, bExits
+}
+
+// A node that cannot dial the other while the other can dial it (the
+// other's address unreachable from here) does not cut the other's
+// connection at each failed dial: only a connection that was up ends the
+// pair's other one.
+func TestUnreachableDialerDoesNotFlap(t *testing.T) {
+	w := newMemWorld(t, 7, "10.0.0.1", "10.0.0.2")
+	defer w.close()
+	a, b := w.nodes[0], w.nodes[1]
+	a.PeerUp(b.Addr())
+	b.PeerUp(a.Addr())
+	w.run(2 * time.Second)
+	b.drv.Load().d.(*memDriver).ln.Close() // B's listener goes; its connection to A stays
+	w.run(2 * time.Second)
+	s0 := b.Stats()
+	w.run(30 * time.Second)
+	if down := b.Stats().PeersDown - s0.PeersDown; down > 1 {
+		t.Fatalf("B declared A down %d times in 30 s while A failed to dial it", down)
+	}
 }

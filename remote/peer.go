@@ -365,8 +365,15 @@ func (p *peer) lost(epoch uint64, err error) {
 	// from welcomed (it reports after releasing p.mu) is then stale.
 	_ = p.n.conns.m.Disconnected(p.addr, epoch, now)
 	p.syncRetryLocked()
+	// A connection that was up ends the other node's connections with it
+	// (the cut). One that never got its Welcome (a failed dial, a
+	// handshake that did not finish) ends nothing of the other node's:
+	// only the links local actors made on it end, and the other node
+	// ends its halves of those when that connection closes there. Cutting
+	// then would make a node that cannot dial the other, while the other
+	// can dial it, cut that node's connection at every failed dial.
 	var cut []*inConn
-	if !bugs.NoCut {
+	if welcomed && !bugs.NoCut {
 		cut = p.cutLocked()
 	}
 	local, remote := p.localAddr, p.remoteAddr
@@ -407,7 +414,11 @@ func (p *peer) lost(epoch uint64, err error) {
 		p.n.ev.nodeDown(p.name(), p.addr, err)
 	}
 	p.n.wire.FailPeer(p, epoch, err)
-	p.n.wire.BreakLinks(p, epoch, err)
+	if welcomed || bugs.NoCut {
+		p.n.wire.BreakLinks(p, epoch, err)
+	} else {
+		p.n.wire.BreakOwnLinks(p, epoch, err)
+	}
 	for _, ch := range calls {
 		ch <- result{nil, err}
 	}
