@@ -28,7 +28,9 @@ type Storage interface {
 	// Scan calls fn with the entries of bucket whose key is greater than
 	// after (all of them if after is nil), in key order, until fn returns
 	// false or an error, which Scan returns. The slices fn is given are
-	// valid during the call only.
+	// valid during the call only. fn must not call Update or Scan on the
+	// same Storage: it may deadlock (bbolt, and the write-ahead log, hold
+	// a lock that a commit waits for while fn runs).
 	Scan(bucket, after []byte, fn func(key, value []byte) (bool, error)) error
 	// Close releases the storage. A store closes the storage it opened,
 	// not one given in Config.Storage.

@@ -48,6 +48,11 @@ import (
 // costs one replay of at most two logs' worth (bounded below), and the
 // daemon starts with an empty log.
 //
+// The invariant that makes every crash safe: a log file is deleted only
+// after a synced checkpoint that covers it is in the base. So the files
+// after the base's checkpoint are consecutive (a gap is lost data), even
+// after idle restarts (whose checkpoint holds no puts, only the number).
+//
 // Bounds: a checkpoint starts when the current log file reaches
 // checkpointBytes (the file is rotated and its memtable frozen, the
 // appends go on in a new file); if the next file fills up before that
@@ -57,7 +62,9 @@ import (
 //
 // Errors are final (fail-stop): after a failed write or sync of the log,
 // or a failed checkpoint, every Update fails and the store must be
-// restarted, which replays the log. Retrying an fsync that failed is not
+// restarted, which replays the log. Scans go on: the memtables hold
+// exactly the acknowledged puts (a failed checkpoint keeps its frozen
+// one), so the overlay stays right whatever the base holds. Retrying an fsync that failed is not
 // safe (the kernel may have dropped the dirty pages it could not write),
 // and appending after a write that failed half-way would leave a hole of
 // garbage in the middle of the log.
@@ -81,6 +88,11 @@ const (
 	// walMaxRecord bounds a record's length, read from disk before its
 	// checksum can be checked. A put larger than that fails.
 	walMaxRecord = 64 << 20
+	// defaultMaxUpdate bounds the log bytes of one Update (a larger one
+	// fails, and writes nothing), so that a log file holds at most
+	// checkpointBytes and one Update, and the replay can refuse a larger
+	// file instead of reading it whole into memory.
+	defaultMaxUpdate = 1 << 30
 	// defaultCheckpointBytes is the log file size that starts a
 	// checkpoint: ~120 k puts of 100 bytes, several seconds of writes at
 	// full speed; such a file is replayed and checkpointed at start in
@@ -112,6 +124,8 @@ type walOptions struct {
 	afterCheckpoint func() error
 	// rotateWaits runs when an Update has to wait for a checkpoint.
 	rotateWaits func()
+	// maxUpdate bounds an Update's log bytes; 0 is defaultMaxUpdate.
+	maxUpdate int64
 }
 
 // walItem is a key of the memtable and its value.
@@ -163,6 +177,9 @@ func openWAL(dir string, base Storage, opt walOptions) (_ *walStorage, err error
 	if opt.checkpointBytes <= 0 {
 		opt.checkpointBytes = defaultCheckpointBytes
 	}
+	if opt.maxUpdate <= 0 {
+		opt.maxUpdate = defaultMaxUpdate
+	}
 	w := &walStorage{dir: dir, base: base, opt: opt, buckets: map[string]bool{}, active: memtable{}}
 	w.cond = sync.NewCond(&w.mu)
 	defer func() {
@@ -197,14 +214,18 @@ func openWAL(dir string, base Storage, opt walOptions) (_ *walStorage, err error
 		}
 		last = s
 	}
-	if len(w.active) > 0 {
+	if last > done {
+		// Record last as the checkpoint, with what was replayed (maybe
+		// nothing), synced, before any file up to last is deleted: the
+		// files after the base's checkpoint must stay contiguous, or the
+		// next open takes the next file for a lost one.
 		w.frozen, w.active = w.active, memtable{}
 		err = w.checkpoint(w.frozen, last)
 		w.frozen = nil
 		if err != nil {
 			return nil, err
 		}
-	} else if err := w.removeLogs(last); err != nil {
+	} else if err := w.removeLogs(done); err != nil {
 		return nil, err
 	}
 	w.seq = last + 1
@@ -356,6 +377,9 @@ func (w *walStorage) Update(fn func(put func(bucket, key, value []byte) error) e
 		if n+1 > walMaxRecord {
 			return fmt.Errorf("wal: a put of %d bytes is larger than a log record (%d)", n, walMaxRecord)
 		}
+		if int64(len(buf)+n+walRecHeader+1) > w.opt.maxUpdate {
+			return fmt.Errorf("wal: an Update of more than %d bytes is larger than the log takes", w.opt.maxUpdate)
+		}
 		if len(buf)-start+n > walChunk && len(buf)-start > walRecHeader+1 {
 			closeRec(false)
 			open()
@@ -454,16 +478,27 @@ func (w *walStorage) rotate() error {
 	w.running.Add(1)
 	go func() {
 		defer w.running.Done()
-		err := w.checkpoint(frozen, full)
-		w.mu.Lock()
-		if err != nil && w.err == nil {
-			w.err = err
-		}
-		w.frozen, w.frozenSz = nil, 0
-		w.cond.Broadcast()
-		w.mu.Unlock()
+		w.endCheckpoint(w.checkpoint(frozen, full))
 	}()
 	return nil
+}
+
+// endCheckpoint drops the frozen memtable once its checkpoint is done. If
+// the checkpoint failed, the log stops with err and the frozen memtable
+// stays: the base may not hold it, and Scan must go on reading every
+// acknowledged put (from the memtables, which hold exactly those) until
+// the restart replays the log.
+func (w *walStorage) endCheckpoint(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		if w.err == nil {
+			w.err = err
+		}
+	} else {
+		w.frozen, w.frozenSz = nil, 0
+	}
+	w.cond.Broadcast()
 }
 
 // checkpoint writes mt to the base in one synced transaction that also
@@ -533,6 +568,9 @@ func (w *walStorage) removeLogs(seq uint64) error {
 // Scan reads the base overlaid with the memtables (the current one over
 // the one being checkpointed): a snapshot of them taken at the start, so
 // it sees all or nothing of an Update, and every Update that returned.
+// It holds ckpt, shared, while fn runs: fn must not call Update or Scan
+// (a checkpoint waiting for ckpt would wait for fn, and an Update for the
+// checkpoint; a nested RLock waits behind a waiting Lock).
 func (w *walStorage) Scan(bucket, after []byte, fn func(key, value []byte) (bool, error)) error {
 	w.ckpt.RLock()
 	defer w.ckpt.RUnlock()
@@ -656,9 +694,7 @@ func (w *walStorage) Close() error {
 		w.frozen, w.active = mt, memtable{}
 		w.mu.Unlock()
 		err = w.checkpoint(mt, w.seq)
-		w.mu.Lock()
-		w.frozen = nil
-		w.mu.Unlock()
+		w.endCheckpoint(err)
 	}
 	return errors.Join(err, w.file.Close(), w.base.Close())
 }
@@ -709,9 +745,9 @@ func (w *walStorage) logBytes() (int64, error) {
 // is an error that names the file and offset.
 func (w *walStorage) replay(seq uint64, last bool) error {
 	name := w.path(seq)
-	data, err := os.ReadFile(name)
+	data, err := w.readLog(name)
 	if err != nil {
-		return fmt.Errorf("wal: %w", err)
+		return err
 	}
 	corrupt := func(off int, format string, args ...any) error {
 		return fmt.Errorf("%w: %s at offset %d: %s", ErrWALCorrupt, name, off, fmt.Sprintf(format, args...))
@@ -750,6 +786,35 @@ func (w *walStorage) replay(seq uint64, last bool) error {
 		return corrupt(off, "the last transaction has no end")
 	}
 	return nil // an unfinished transaction at the end of the last file was torn
+}
+
+// readLog reads a log file whole, if it is no larger than a log file gets:
+// checkpointBytes (past which it is rotated) and one Update.
+func (w *walStorage) readLog(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	defer f.Close()
+	limit := w.opt.checkpointBytes + w.opt.maxUpdate
+	tooLarge := func(n int64) error {
+		return fmt.Errorf("%w: %s is %d bytes, larger than a log file gets (%d)", ErrWALCorrupt, name, n, limit)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	if fi.Size() > limit {
+		return nil, tooLarge(fi.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("wal: read %s: %w", name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge(int64(len(data)))
+	}
+	return data, nil
 }
 
 // walRecord returns the payload of the record at off, or why it is bad,

@@ -619,3 +619,244 @@ func TestStoreReplaysItsLogAfterACrash(t *testing.T) {
 		mustGet(t, cl2, fmt.Sprint("k", i), fmt.Sprint("v", i), true)
 	}
 }
+
+// A daemon restarted many times without a write in between (and a log
+// file that only has its header each time) opens every time, with what
+// was written before.
+func TestWALReopensIdle(t *testing.T) {
+	t.Run("never written", func(t *testing.T) {
+		dir := t.TempDir()
+		for i := range 5 {
+			w, err := openTestWAL(t, dir, walOptions{})
+			if err != nil {
+				t.Fatalf("open #%d: %v", i+1, err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatalf("close #%d: %v", i+1, err)
+			}
+		}
+	})
+	t.Run("written, then idle", func(t *testing.T) {
+		dir := t.TempDir()
+		w := mustOpenWAL(t, dir, walOptions{})
+		mustPutKVs(t, w, "a", "k", "v")
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 4 {
+			w, err := openTestWAL(t, dir, walOptions{})
+			if err != nil {
+				t.Fatalf("reopen #%d: %v", i+1, err)
+			}
+			if got := scanAll(t, w, "a", nil); !slices.Equal(got, []string{"k=v"}) {
+				t.Fatalf("reopen #%d: %v", i+1, got)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// The same with crashes (kill -9: no Close) between the idle restarts,
+// and between restarts with writes.
+func TestWALReopensIdleAfterCrashes(t *testing.T) {
+	dir := t.TempDir()
+	w := mustOpenWAL(t, dir, walOptions{})
+	mustPutKVs(t, w, "a", "k1", "v1")
+	w.crash()
+	want := []string{"k1=v1"}
+	for i := range 6 {
+		w, err := openTestWAL(t, dir, walOptions{})
+		if err != nil {
+			t.Fatalf("reopen #%d: %v", i+1, err)
+		}
+		if got := scanAll(t, w, "a", nil); !slices.Equal(got, want) {
+			t.Fatalf("reopen #%d: %v, want %v", i+1, got, want)
+		}
+		if i == 3 { // one more write between the idle ones
+			mustPutKVs(t, w, "a", "k2", "v2")
+			want = append(want, "k2=v2")
+		}
+		if i%2 == 0 {
+			w.crash()
+		} else if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// An idle open interrupted at each of its steps (after its checkpoint is
+// committed, before the files it covers are deleted; after they are
+// deleted, before the next file is made; while that file is made) leaves
+// a data dir that opens, again and again, with every write.
+func TestWALIdleOpenInterrupted(t *testing.T) {
+	errCrash := errors.New("crash")
+	cases := map[string]func(t *testing.T, dir string, seq uint64){
+		"after the checkpoint": func(t *testing.T, dir string, _ uint64) {
+			_, err := openTestWAL(t, dir, walOptions{afterCheckpoint: func() error { return errCrash }})
+			if !errors.Is(err, errCrash) {
+				t.Fatalf("the interrupted open: %v", err)
+			}
+		},
+		"after the deletion": func(t *testing.T, dir string, seq uint64) {
+			w := mustOpenWAL(t, dir, walOptions{})
+			w.crash()
+			if err := os.Remove(w.path(seq + 1)); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"an empty next file": func(t *testing.T, dir string, seq uint64) {
+			w := mustOpenWAL(t, dir, walOptions{})
+			w.crash()
+			if err := os.Truncate(w.path(seq+1), 0); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"a next file cut in its header": func(t *testing.T, dir string, seq uint64) {
+			w := mustOpenWAL(t, dir, walOptions{})
+			w.crash()
+			if err := os.Truncate(w.path(seq+1), 5); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, interrupt := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			w := mustOpenWAL(t, dir, walOptions{})
+			mustPutKVs(t, w, "a", "k", "v")
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// An idle open and close: the next open finds file seq,
+			// with no record, after the checkpoint.
+			w = mustOpenWAL(t, dir, walOptions{})
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			seq := w.seq
+			if _, err := os.Stat(w.path(seq)); err != nil {
+				t.Fatal(err)
+			}
+			interrupt(t, dir, seq)
+			for i := range 3 {
+				w, err := openTestWAL(t, dir, walOptions{})
+				if err != nil {
+					t.Fatalf("open #%d after the interruption: %v", i+1, err)
+				}
+				if got := scanAll(t, w, "a", nil); !slices.Equal(got, []string{"k=v"}) {
+					t.Fatalf("open #%d: %v", i+1, got)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// A daemon's store restarted twice with no write in between opens.
+func TestStoreReopensIdle(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 4 {
+		st, err := openStore(dir, []int{0, 1})
+		if err != nil {
+			t.Fatalf("openStore #%d: %v", i+1, err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatalf("close #%d: %v", i+1, err)
+		}
+	}
+}
+
+// failingBase is a Storage whose Updates fail once fail is set, as a full
+// disk makes them.
+type failingBase struct {
+	Storage
+	fail *atomic.Bool
+}
+
+var errNoSpace = errors.New("injected: no space left on device")
+
+func (f failingBase) Update(fn func(put func(bucket, key, value []byte) error) error) error {
+	if f.fail.Load() {
+		return errNoSpace
+	}
+	return f.Storage.Update(fn)
+}
+
+// A checkpoint that fails stops the log (Updates fail) but Scan goes on
+// reading every acknowledged put, not the older values of the base; a
+// restart replays them.
+func TestWALFailedCheckpointKeepsReads(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, "base.db"), 0o600, &bolt.Options{Timeout: timeoutOpen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	w, err := openWAL(dir, failingBase{boltStorage{db}, &fail}, walOptions{checkpointBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Buckets(walTestBuckets); err != nil {
+		t.Fatal(err)
+	}
+	mustPutKVs(t, w, "a", "k1", "old") // checkpointed
+	if err := w.waitCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	mustPutKVs(t, w, "a", "k1", "new", "k2", "new") // acknowledged; its checkpoint fails
+	if err := w.waitCheckpoint(); !errors.Is(err, errNoSpace) {
+		t.Fatalf("the failed checkpoint: %v", err)
+	}
+	want := []string{"k1=new", "k2=new"}
+	if got := scanAll(t, w, "a", nil); !slices.Equal(got, want) {
+		t.Fatalf("after the failed checkpoint: %v, want %v", got, want)
+	}
+	if err := putKVs(w, "a", "k3", "v3"); !errors.Is(err, errNoSpace) {
+		t.Fatalf("an Update after the failed checkpoint: %v", err)
+	}
+	w.crash()
+	w2 := mustOpenWAL(t, dir, walOptions{})
+	defer w2.Close()
+	if got := scanAll(t, w2, "a", nil); !slices.Equal(got, want) {
+		t.Fatalf("after the restart: %v, want %v", got, want)
+	}
+}
+
+// A log file holds at most checkpointBytes and one Update: an Update
+// larger than maxUpdate fails (and the log goes on), and the replay
+// refuses a file larger than that instead of reading it into memory.
+func TestWALBoundsLogFiles(t *testing.T) {
+	const cp, maxUp = 4 << 10, 2 << 10
+	opt := walOptions{checkpointBytes: cp, maxUpdate: maxUp}
+	dir := t.TempDir()
+	w := mustOpenWAL(t, dir, opt)
+	if err := putKVs(w, "a", "big", strings.Repeat("x", maxUp)); err == nil || !strings.Contains(err.Error(), "Update of more than") {
+		t.Fatalf("an Update over the bound: %v", err)
+	}
+	mustPutKVs(t, w, "a", "k", strings.Repeat("y", maxUp-100))
+	w.crash()
+	log := w.path(w.seq)
+	write := func(size int) {
+		t.Helper()
+		b := make([]byte, size) // a header, then zeros: a torn tail
+		copy(b, binary.BigEndian.AppendUint64([]byte(walMagic), w.seq))
+		if err := os.WriteFile(log, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cp + maxUp + 1)
+	_, err := openTestWAL(t, dir, opt)
+	if !errors.Is(err, ErrWALCorrupt) || !strings.Contains(err.Error(), filepath.Base(log)) || !strings.Contains(err.Error(), "larger than a log file gets") {
+		t.Fatalf("open with an oversized log file: %v", err)
+	}
+	write(cp + maxUp)
+	w2 := mustOpenWAL(t, dir, opt)
+	if err := w2.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
