@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -384,5 +386,64 @@ func TestZeroRefIsInvalidEverywhere(t *testing.T) {
 	}
 	if err := s.Inspect(context.Background(), z, func(*Context, Actor) {}); err != ErrInvalidRef {
 		t.Errorf("System.Inspect: %v", err)
+	}
+}
+
+// holdingPeer is a peer that holds its system, and a ref through it (as
+// a transport's peer does: its node, the targets of its monitors).
+type holdingPeer struct {
+	*tsPeer
+	sys  *System
+	held Ref
+}
+
+// A system whose actors hold remote refs is collected once it is shut
+// down and dropped, manual or not: an interned ref's cleanup must not hold
+// the system (it held the wire and the peer, so the system, whose actors
+// held the ref: neither was ever collected).
+func TestSystemWithRemoteRefsIsCollected(t *testing.T) {
+	for _, manual := range []bool{false, true} {
+		var freed atomic.Bool
+		func() {
+			s := NewSystem(Config{Loops: 1, Manual: manual, Watchdog: -1})
+			p := &holdingPeer{tsPeer: newTSPeer(), sys: s}
+			far := s.wire.RemoteRef(p, WireID{Loop: 1, Slot: 9, Gen: 3})
+			p.held = far
+			var r Ref
+			var err error
+			spawn := func() {
+				r, err = s.Spawn(context.Background(), tsFn(func(*Context, any) (any, error) { _ = far; return nil, nil })) // holds far
+			}
+			if manual {
+				done := make(chan struct{})
+				go func() { spawn(); close(done) }()
+				for {
+					s.RunUntilIdle(1 << 10)
+					select {
+					case <-done:
+					default:
+						continue
+					}
+					break
+				}
+			} else {
+				spawn()
+			}
+			if err != nil || r.IsZero() {
+				t.Fatal(err)
+			}
+			runtime.AddCleanup(s, func(b *atomic.Bool) { b.Store(true) }, &freed)
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for !freed.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("manual %v: the shut-down system was never collected", manual)
+			}
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

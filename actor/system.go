@@ -554,6 +554,12 @@ func (s *System) shutdown(ctx context.Context) error {
 		}
 		close(s.done)
 		s.pool.Close()
+		// A manual system's pinned remote refs are let go: each interned
+		// ref's cleanup holds the wire (and so the system) until the ref
+		// is collected, which a pinned ref never would be.
+		s.wire.mu.Lock()
+		s.wire.pinned = nil
+		s.wire.mu.Unlock()
 		close(finished)
 	}()
 	select {

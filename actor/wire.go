@@ -31,11 +31,41 @@ import (
 // without a thread hand-off. They may therefore run actor handlers before
 // they return; call them from no lock a handler could need.
 type wire struct {
-	s        *System
+	s      *System
+	refs   refTables
+	mu     sync.Mutex
+	pinned []*remoteTarget // manual mode: kept for the system's lifetime (RemoteRef); under mu
+}
+
+// refTables holds the wire's refTable, made at first use.
+type refTables struct {
+	once sync.Once
+	t    *refTable
+}
+
+func (r *refTables) get() *refTable {
+	r.once.Do(func() {
+		r.t = &refTable{interned: map[remoteKey]internedRef{}, bySeq: map[uint64]remoteKey{}, perPeer: map[nodePeer]int{}}
+	})
+	return r.t
+}
+
+// refTable interns remote refs (wire.RemoteRef). It is apart from the
+// wire so that the cleanups of interned refs reach it only weakly: a
+// cleanup that held the wire (or a peer) would hold the system, whose
+// actors hold the refs, which then could never be collected, nor the
+// system after its shutdown.
+type refTable struct {
 	mu       sync.Mutex
-	interned map[remoteKey]weak.Pointer[remoteTarget]
-	perPeer  map[nodePeer]int // interned targets per peer not yet collected
-	pinned   []*remoteTarget  // manual mode: kept for the system's lifetime (RemoteRef)
+	interned map[remoteKey]internedRef
+	bySeq    map[uint64]remoteKey // the key of each interned ref, for its cleanup
+	perPeer  map[nodePeer]int     // interned targets per peer not yet collected
+	seq      uint64
+}
+
+type internedRef struct {
+	t   weak.Pointer[remoteTarget]
+	seq uint64
 }
 
 // init hands the wire to transports: seam.Wire(sys) is sys's wire.

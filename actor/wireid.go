@@ -113,38 +113,49 @@ type remoteKey struct {
 // table holds them weakly and forgets refs nobody holds.
 func (w *wire) RemoteRef(p nodePeer, id WireID) Ref {
 	k := remoteKey{p, id}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.interned == nil {
-		w.interned = map[remoteKey]weak.Pointer[remoteTarget]{}
-	}
-	if wp, ok := w.interned[k]; ok {
-		if t := wp.Value(); t != nil {
+	rt := w.refs.get()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if e, ok := rt.interned[k]; ok {
+		if t := e.t.Value(); t != nil {
 			return Ref{r: t, idx: id.Slot, gen: id.Gen}
 		}
 	}
 	t := &remoteTarget{peer: p, id: id}
-	w.interned[k] = weak.Make(t)
+	rt.seq++
+	rt.interned[k] = internedRef{weak.Make(t), rt.seq}
+	rt.bySeq[rt.seq] = k
 	if w.s.cfg.Manual {
 		// Reproducible runs: what the collector reclaims, and when, must
 		// not change what the transport sees (RemoteRefs), so a manual
 		// system holds its remote refs for its lifetime.
-		w.pinned = append(w.pinned, t)
-	}
-	if w.perPeer == nil {
-		w.perPeer = map[nodePeer]int{}
-	}
-	w.perPeer[p]++
-	runtime.AddCleanup(t, func(k remoteKey) {
 		w.mu.Lock()
-		if wp, ok := w.interned[k]; ok && wp.Value() == nil {
-			delete(w.interned, k)
-		}
-		if w.perPeer[k.peer]--; w.perPeer[k.peer] <= 0 {
-			delete(w.perPeer, k.peer)
-		}
+		w.pinned = append(w.pinned, t)
 		w.mu.Unlock()
-	}, k)
+	}
+	rt.perPeer[p]++
+	// The cleanup holds the table weakly and the entry by number: nothing
+	// it holds may lead back to t (see refTable).
+	wt := weak.Make(rt)
+	runtime.AddCleanup(t, func(seq uint64) {
+		rt := wt.Value()
+		if rt == nil {
+			return // the system is gone
+		}
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		k, ok := rt.bySeq[seq]
+		if !ok {
+			return
+		}
+		delete(rt.bySeq, seq)
+		if e := rt.interned[k]; e.seq == seq {
+			delete(rt.interned, k)
+		}
+		if rt.perPeer[k.peer]--; rt.perPeer[k.peer] <= 0 {
+			delete(rt.perPeer, k.peer)
+		}
+	}, rt.seq)
 	return Ref{r: t, idx: id.Slot, gen: id.Gen}
 }
 
@@ -154,9 +165,10 @@ func (w *wire) RemoteRef(p nodePeer, id WireID) Ref {
 // tell a peer that nothing references (and that it may forget) from one
 // that user code can still send to.
 func (w *wire) RemoteRefs(p nodePeer) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.perPeer[p]
+	rt := w.refs.get()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.perPeer[p]
 }
 
 // Remote returns the peer and wire identity of a remote ref, or false for a
