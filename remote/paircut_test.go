@@ -58,93 +58,123 @@ func TestPairCutEndsBothSides(t *testing.T) {
 	})
 }
 
+// pairRig is two nodes on the in-memory network, connected both ways,
+// with an actor on each that traps exits (a2 on A, b2 on B) and B's ref to
+// a2.
+type pairRig struct {
+	t              *testing.T
+	w              *memWorld
+	a, b           *Node
+	a2, b2, a2OnB  actor.Ref
+	exitsA, exitsB chan actor.Exited
+	echoA, echoB   actor.Ref
+}
+
+const pairHostA, pairHostB = "10.0.0.1", "10.0.0.2"
+
+func newPairRig(t *testing.T, seed uint64) *pairRig {
+	w := newMemWorld(t, seed, pairHostA, pairHostB)
+	r := &pairRig{t: t, w: w, a: w.nodes[0], b: w.nodes[1],
+		exitsA: make(chan actor.Exited, 8), exitsB: make(chan actor.Exited, 8)}
+	spawn := func(i int, ch chan actor.Exited) actor.Ref {
+		ref, err := w.sys[i].Spawn(context.Background(), func() actor.Actor { return &probe{trap: true, exited: ch} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	echo := func(c *actor.Context, msg any) (any, error) { return msg, nil }
+	r.echoA, r.echoB = w.spawnOn(0, 1, echo), w.spawnOn(1, 0, echo)
+	r.a2, r.b2 = spawn(0, r.exitsA), spawn(1, r.exitsB)
+	node, addr, id, ok := r.a.ExportRef(r.a2)
+	if !ok {
+		t.Fatalf("cannot export %v", r.a2)
+	}
+	var err error
+	if r.a2OnB, err = r.b.ImportRef(node, addr, id); err != nil {
+		t.Fatal(err)
+	}
+	r.connect()
+	return r
+}
+
+// connect makes each node reach the other.
+func (r *pairRig) connect() { r.w.reach(0, r.echoB); r.w.reach(1, r.echoA) }
+
+// link makes b2 link to a2.
+func (r *pairRig) link() {
+	if err := r.w.sys[1].Send(r.b2, linkTo{R: r.a2OnB}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// linkReadByA makes b2 link to a2 and steps the network alone until A's
+// loop has the request queued, unhandled.
+func (r *pairRig) linkReadByA() {
+	r.link()
+	r.w.sys[1].RunUntilIdle(1 << 16)
+	for i := 0; ; i++ {
+		if st := r.w.sys[0].Stats()[0]; st.Inbound+st.Control > 0 {
+			return
+		}
+		if i == 1000 || !r.w.nw.Step() {
+			r.t.Fatal("the link request never reached A")
+		}
+	}
+}
+
+// lose ends the connection from's node dialed to the other (as a reset or
+// a heartbeat timeout would) and returns the peer.
+func (r *pairRig) lose(from, to *Node) *peer {
+	p := from.peerFor(to.Addr(), "")
+	p.mu.Lock()
+	conn, epoch := p.conn, p.link.epoch
+	p.mu.Unlock()
+	if conn == nil {
+		r.t.Fatalf("%s has no connection to %s", from.Name(), to.Name())
+	}
+	_ = conn.Close()
+	p.lost(epoch, errors.New("test: connection reset"))
+	return p
+}
+
+// finish runs the rest out, then cuts everything between A and B after
+// connecting them again (which ends a half A may have kept), and returns
+// the reasons of the exit signals A's and B's actors got.
+func (r *pairRig) finish() (aExits, bExits []string) {
+	r.w.run(10 * time.Second)
+	r.connect()
+	r.w.nw.Cut(pairHostA, pairHostB)
+	r.w.run(10 * time.Second)
+	for _, c := range []struct {
+		ch  chan actor.Exited
+		out *[]string
+	}{{r.exitsA, &aExits}, {r.exitsB, &bExits}} {
+		for len(c.ch) > 0 {
+			*c.out = append(*c.out, simReason((<-c.ch).Reason))
+		}
+	}
+	return aExits, bExits
+}
+
 // playPairWindow plays the window and returns the reasons of the exit
 // signals A's and B's actors got. With readFirst, B's link request is read
 // by A's network side before A's loss, and A's loop gets to it after.
 func playPairWindow(t *testing.T, readFirst bool) (aExits, bExits []string) {
-	const hostA, hostB = "10.0.0.1", "10.0.0.2"
-	w := newMemWorld(t, 5, hostA, hostB)
-	defer w.close()
-	a, b := w.nodes[0], w.nodes[1]
-	exitsA, exitsB := make(chan actor.Exited, 8), make(chan actor.Exited, 8)
-	spawn := func(i int, ch chan actor.Exited) actor.Ref {
-		r, err := w.sys[i].Spawn(context.Background(), func() actor.Actor { return &probe{trap: true, exited: ch} })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	imported := func(from, to int, r actor.Ref) actor.Ref {
-		node, addr, id, ok := w.nodes[from].ExportRef(r)
-		if !ok {
-			t.Fatalf("cannot export %v", r)
-		}
-		rr, err := w.nodes[to].ImportRef(node, addr, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rr
-	}
-	echo := func(c *actor.Context, msg any) (any, error) { return msg, nil }
-	echoA, echoB := w.spawnOn(0, 1, echo), w.spawnOn(1, 0, echo)
-	connect := func() { w.reach(0, echoB); w.reach(1, echoA) }
-	a2, b2 := spawn(0, exitsA), spawn(1, exitsB)
-	a2OnB := imported(0, 1, a2)
-	connect()
-
+	r := newPairRig(t, 5)
+	defer r.w.close()
 	if readFirst {
-		if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
-			t.Fatal(err)
-		}
-		w.sys[1].RunUntilIdle(1 << 16)
-		for i := 0; ; i++ { // until A's loop has the request queued, unhandled
-			if st := w.sys[0].Stats()[0]; st.Inbound+st.Control > 0 {
-				break
-			}
-			if i == 1000 || !w.nw.Step() {
-				t.Fatal("the link request never reached A")
-			}
-		}
+		r.linkReadByA()
 	}
-	// A's connection to B breaks (as a reset or a heartbeat timeout would
-	// end it); what A sends to B from now on is slow.
-	w.nw.SetLinkLatency(hostA, hostB, 3*time.Second, 3*time.Second)
-	pb := a.peerFor(b.Addr(), "")
-	pb.mu.Lock()
-	conn, epoch := pb.conn, pb.link.epoch
-	pb.mu.Unlock()
-	if conn == nil {
-		t.Fatal("A has no connection to B")
-	}
-	_ = conn.Close()
-	pb.lost(epoch, errors.New("test: connection reset"))
-	// B links b2 to a2 at once: the request goes on B's connection to A.
+	// A's connection to B breaks; what A sends to B from now on is slow.
+	r.w.nw.SetLinkLatency(pairHostA, pairHostB, 3*time.Second, 3*time.Second)
+	r.lose(r.a, r.b)
 	if !readFirst {
-		if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
-			t.Fatal(err)
-		}
+		r.link() // at once: the request goes on B's connection to A
 	}
-	w.run(10 * time.Second)
-	w.nw.ClearLinkLatency(hostA, hostB)
-
-	// Then a later loss of everything between A and B: it ends a half A
-	// may have kept.
-	connect()
-	w.nw.Cut(hostA, hostB)
-	w.run(10 * time.Second)
-	for _, c := range []struct {
-		ch  chan actor.Exited
-		out *[]string
-	}{{exitsA, &aExits}, {exitsB, &bExits}} {
-		for len(c.ch) > 0 {
-			e := <-c.ch
-			if !errors.Is(e.Reason, ErrNodeDown) {
-				t.Fatalf("exit signal with reason %v, want node down", e.Reason)
-			}
-			*c.out = append(*c.out, simReason(e.Reason))
-		}
-	}
-	return aExits, bExits
+	r.w.run(10 * time.Second)
+	r.w.nw.ClearLinkLatency(pairHostA, pairHostB)
+	return r.finish()
 }
 
 // reach makes node i ask to (an actor of another node) until it answers:
@@ -271,71 +301,24 @@ func TestStopWhileDialing(t *testing.T) {
 // before its loop gets to the request. It returns the exit signals as
 // playPairWindow does.
 func playClosedFirst(t *testing.T, seed uint64) (aExits, bExits []string) {
-	const hostA, hostB = "10.0.0.1", "10.0.0.2"
-	w := newMemWorld(t, seed, hostA, hostB)
-	defer w.close()
-	a, b := w.nodes[0], w.nodes[1]
-	exitsA, exitsB := make(chan actor.Exited, 8), make(chan actor.Exited, 8)
-	spawn := func(i int, ch chan actor.Exited) actor.Ref {
-		r, err := w.sys[i].Spawn(context.Background(), func() actor.Actor { return &probe{trap: true, exited: ch} })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	echo := func(c *actor.Context, msg any) (any, error) { return msg, nil }
-	echoA, echoB := w.spawnOn(0, 1, echo), w.spawnOn(1, 0, echo)
-	connect := func() { w.reach(0, echoB); w.reach(1, echoA) }
-	a2, b2 := spawn(0, exitsA), spawn(1, exitsB)
-	node, addr, id, _ := a.ExportRef(a2)
-	a2OnB, err := b.ImportRef(node, addr, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect()
-	if err := w.sys[1].Send(b2, linkTo{R: a2OnB}); err != nil {
-		t.Fatal(err)
-	}
-	w.sys[1].RunUntilIdle(1 << 16)
-	for i := 0; ; i++ { // until A's loop has the request queued, unhandled
-		if st := w.sys[0].Stats()[0]; st.Inbound+st.Control > 0 {
-			break
-		}
-		if i == 1000 || !w.nw.Step() {
-			t.Fatal("the link request never reached A")
-		}
-	}
-	pa, pb := b.peerFor(a.Addr(), ""), a.peerFor(b.Addr(), "")
-	pa.mu.Lock()
-	conn, epoch := pa.conn, pa.link.epoch
-	pa.mu.Unlock()
+	r := newPairRig(t, seed)
+	defer r.w.close()
+	r.linkReadByA()
+	pb := r.a.peerFor(r.b.Addr(), "")
 	aEpoch := pb.currentEpoch()
-	_ = conn.Close()
-	pa.lost(epoch, errors.New("test: connection reset"))
+	r.lose(r.b, r.a)
 	for i := 0; ; i++ { // the network only, until A has seen both closes
-		a.mu.Lock()
-		nin := len(a.inbound)
-		a.mu.Unlock()
+		r.a.mu.Lock()
+		nin := len(r.a.inbound)
+		r.a.mu.Unlock()
 		if pb.currentEpoch() != aEpoch && nin == 0 {
 			break
 		}
-		if i == 10000 || !w.nw.Step() {
+		if i == 10000 || !r.w.nw.Step() {
 			t.Fatalf("A never saw the closes (epoch %d to %d, %d inbound)", aEpoch, pb.currentEpoch(), nin)
 		}
 	}
-	w.run(10 * time.Second)
-	connect()
-	w.nw.Cut(hostA, hostB) // ends a half A may have kept
-	w.run(10 * time.Second)
-	for _, c := range []struct {
-		ch  chan actor.Exited
-		out *[]string
-	}{{exitsA, &aExits}, {exitsB, &bExits}} {
-		for len(c.ch) > 0 {
-			*c.out = append(*c.out, simReason((<-c.ch).Reason))
-		}
-	}
-	return aExits, bExits
+	return r.finish()
 }
 
 // A node that cannot dial the other while the other can dial it (the
