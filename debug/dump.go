@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 )
 
 // The dump protocol: the JSON the debug server serves and the CLI reads.
@@ -102,6 +103,17 @@ type Actor struct {
 	HasState     bool   `json:"has_state"`
 	Patchable    bool   `json:"patchable"`
 	Traced       bool   `json:"traced"`
+	// RemoteChildren are the running children of a supervisor that live on
+	// other nodes (not in this list of actors).
+	RemoteChildren []RemoteChild `json:"remote_children,omitempty"`
+}
+
+// RemoteChild is a supervisor's child on another node.
+type RemoteChild struct {
+	ID         string `json:"id"`   // its id in the supervisor's spec
+	Ref        string `json:"ref"`  // its ref, e.g. "<b/0.3.1>"
+	Node       string `json:"node"` // the address of its node
+	Supervisor bool   `json:"is_supervisor"`
 }
 
 // Node is an actor in the supervision tree (every actor, placed under the
@@ -113,7 +125,8 @@ type Node struct {
 	Type         string  `json:"type"`
 	Loop         int     `json:"loop"`
 	IsSupervisor bool    `json:"is_supervisor"`
-	Status       string  `json:"status"`
+	Status       string  `json:"status"`         // "running", "suspended", or "remote": a child on another node
+	Node         string  `json:"node,omitempty"` // the address of a remote child's node
 	Children     []*Node `json:"children"`
 }
 
@@ -293,6 +306,12 @@ func (r *Recorder) Crashes() ([]Crash, uint64) {
 // Reports returns the last supervisor reports, oldest first.
 func (r *Recorder) Reports() []Report { return r.reports.snapshot() }
 
+// remoteChildren is what the debugger needs of a supervisor with children
+// on other nodes (package supervisor's actor).
+type remoteChildren interface {
+	RemoteChildren() []seam.RemoteChild
+}
+
 func isSupervisor(a actor.Actor) bool {
 	t := reflect.TypeOf(a)
 	if t == nil || t.Kind() != reflect.Pointer {
@@ -325,6 +344,11 @@ func (r *Recorder) Actors(ctx context.Context) (actors []Actor, unresponsive []i
 				_, a.HasState = ai.Actor.(StateReader)
 				_, a.Patchable = ai.Actor.(StatePatcher)
 				a.IsSupervisor = isSupervisor(ai.Actor)
+				if rc, ok := ai.Actor.(remoteChildren); ok {
+					for _, c := range rc.RemoteChildren() {
+						a.RemoteChildren = append(a.RemoteChildren, RemoteChild(c))
+					}
+				}
 			}
 			if h := lr.hist[idOf(ai.Ref)]; h != nil { // on the loop: no lock needed to read
 				a.Traced = h.traced(all) && a.HasState
@@ -392,6 +416,15 @@ func Tree(actors []Actor) []*Node {
 		}
 	}
 	sortN(roots)
+	// A supervisor's children on other nodes come after its local ones,
+	// in its start order.
+	for _, a := range actors {
+		n := nodes[a.ID]
+		for _, c := range a.RemoteChildren {
+			n.Children = append(n.Children, &Node{ID: c.Ref, Name: c.ID, Path: a.Path + "/" + c.ID, Type: "remote",
+				Loop: -1, IsSupervisor: c.Supervisor, Status: "remote", Node: c.Node, Children: []*Node{}})
+		}
+	}
 	return roots
 }
 

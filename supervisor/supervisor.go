@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 )
 
 // New returns the factory of a supervisor actor with the given spec. Spawn
@@ -360,6 +361,19 @@ func (s *sup) process(c *actor.Context, ev event) {
 		s.stopAll()
 		s.ops = append(s.ops, s.doOp(func(*actor.Context) { ev.p.reply(nil, nil) }), s.exitOp(nil))
 	}
+}
+
+// RemoteChildren lists the running children on other nodes, in start
+// order, for the debugger (seam.RemoteChild): it reads them on the
+// supervisor's loop between events.
+func (s *sup) RemoteChildren() []seam.RemoteChild {
+	var out []seam.RemoteChild
+	for _, ch := range s.children {
+		if ch.node != "" && ch.public() == ChildRunning {
+			out = append(out, seam.RemoteChild{ID: ch.spec.ID, Ref: ch.ref.String(), Node: ch.node, Supervisor: ch.spec.Supervisor})
+		}
+	}
+	return out
 }
 
 // public is the state WhichChildren shows: an instance taken down for a

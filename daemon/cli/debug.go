@@ -392,10 +392,14 @@ func debugTree(ctx context.Context, o *debugOpts, _ []string) error {
 			kind = " [supervisor]"
 		}
 		status := ""
-		if n.Status != "running" {
+		if n.Status != "running" && n.Status != "remote" {
 			status = " (" + n.Status + ")"
 		}
-		fmt.Fprintf(o.stdout, "%s%s%s %s loop %d %s%s%s\n", prefix, branch, orDash(n.Path), n.ID, n.Loop, orDash(n.Type), kind, status)
+		if n.Status == "remote" {
+			fmt.Fprintf(o.stdout, "%s%s%s %s on node %s%s\n", prefix, branch, orDash(n.Path), n.ID, n.Node, kind)
+		} else {
+			fmt.Fprintf(o.stdout, "%s%s%s %s loop %d %s%s%s\n", prefix, branch, orDash(n.Path), n.ID, n.Loop, orDash(n.Type), kind, status)
+		}
 		for i, c := range n.Children {
 			walk(c, prefix+next, i == len(n.Children)-1, false)
 		}
@@ -419,7 +423,11 @@ func writeDot(w io.Writer, roots []*debug.Node) error {
 		if n.Status != "running" {
 			style = ", style=dashed"
 		}
-		fmt.Fprintf(&b, "  %q [label=%q, shape=%s%s];\n", n.ID, fmt.Sprintf("%s\n%s loop %d\n%s", orDash(n.Path), n.ID, n.Loop, orDash(n.Type)), shape, style)
+		label := fmt.Sprintf("%s\n%s loop %d\n%s", orDash(n.Path), n.ID, n.Loop, orDash(n.Type))
+		if n.Status == "remote" {
+			label = fmt.Sprintf("%s\n%s\non node %s", orDash(n.Path), n.ID, n.Node)
+		}
+		fmt.Fprintf(&b, "  %q [label=%q, shape=%s%s];\n", n.ID, label, shape, style)
 		for _, c := range n.Children {
 			fmt.Fprintf(&b, "  %q -> %q;\n", n.ID, c.ID)
 			walk(c)

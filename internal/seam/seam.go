@@ -125,6 +125,16 @@ type LifecycleRequest struct {
 //	SetBlocking(run func(job func()) error) // Context.Blocking jobs go to run, not to the pool
 var Sim func(sys any) any
 
+// RemoteChild is a supervisor's child running on another node, as the
+// debugger shows it: package supervisor's supervisor actor has a method
+// RemoteChildren() []RemoteChild that package debug reads between events.
+type RemoteChild struct {
+	ID         string // the child's id in its spec
+	Ref        string // its ref, e.g. "<b/0.3.1>"
+	Node       string // the address of its node
+	Supervisor bool   // it is a supervisor itself
+}
+
 // LinkEpochBits: the epoch a transport gives a link (seam.Peer.Link's, or
 // the wire's LinkLocal's) is a connection epoch in its low LinkEpochBits
 // bits and, above them, a mark naming what made the link (0 for the links

@@ -1,0 +1,85 @@
+package debug_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/debug"
+	"github.com/actord/actord/remote"
+	"github.com/actord/actord/supervisor"
+)
+
+// The tree shows a supervisor's children on other nodes, with the node
+// each runs on, after its local ones.
+func TestTreeShowsRemoteChildren(t *testing.T) {
+	start := func(name string, acfg actor.Config) (*actor.System, *remote.Node) {
+		sys := actor.NewSystem(acfg)
+		n := remote.New(sys, remote.Config{Name: name, Logger: quietLogger(), HeartbeatInterval: time.Second, HeartbeatTimeout: 30 * time.Second})
+		remote.RegisterKindOf(n, "idle", func(string) (actor.Factory, error) {
+			return func() actor.Actor { return benchEcho{} }, nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stop, err := n.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stop(); _ = sys.Shutdown(context.Background()) })
+		return sys, n
+	}
+	acfg := actor.Config{Loops: 1, Watchdog: -1, Logger: quietLogger(), OnCrash: func(*actor.Crash) {}}
+	rec := debug.Install(&acfg, debug.Config{})
+	sysA, a := start("a", acfg)
+	if err := rec.Attach(sysA); err != nil {
+		t.Fatal(err)
+	}
+	_, b := start("b", actor.Config{Loops: 1, Watchdog: -1, Logger: quietLogger()})
+	sup, err := sysA.Spawn(context.Background(), supervisor.New(supervisor.Spec{
+		Name: "app", MaxR: 10, MaxT: time.Minute, Logger: quietLogger(), Cluster: remote.NewNodeSet(a, b.Addr()),
+		Children: []supervisor.ChildSpec{
+			supervisor.Worker("local", func() actor.Actor { return benchEcho{} }),
+			supervisor.RemoteWorker("far", supervisor.Remote{Kind: "idle", Args: "far", Node: b.Addr()}),
+		},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var farRef actor.Ref
+	deadline := time.Now().Add(20 * time.Second)
+	for farRef.IsZero() {
+		v, err := sysA.Ask(context.Background(), sup, supervisor.WhichChildren{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range v.([]supervisor.ChildInfo) {
+			if c.ID == "far" && c.Running {
+				farRef = c.Ref
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the remote child never ran: %+v", v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	actors, _, err := rec.Actors(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app *debug.Node
+	for _, n := range debug.Tree(actors) {
+		if n.Path == "app" {
+			app = n
+		}
+	}
+	if app == nil || len(app.Children) != 2 {
+		j, _ := json.Marshal(debug.Tree(actors))
+		t.Fatalf("tree: %s", j)
+	}
+	far := app.Children[1]
+	if app.Children[0].Path != "app/local" || far.Path != "app/far" || far.Status != "remote" || far.Node != b.Addr() || far.ID != farRef.String() {
+		t.Fatalf("app's children: %+v and %+v; want app/local, then app/far on %s (%v)", *app.Children[0], *far, b.Addr(), farRef)
+	}
+}
