@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actord/actord/internal/kvmodel"
 	"github.com/anishathalye/porcupine"
 
 	"github.com/actord/actord/actor"
@@ -46,68 +47,10 @@ const kvDefaultSeeds = 4
 // kvShards is the store's number of shards.
 const kvShards = 4
 
-// The sequential specification of a key-value store, key by key (the
-// model of examples/kvstore's linearizability test).
-type (
-	kvInput struct {
-		op  string // "get", "put" or "del"
-		key string
-		val string
-	}
-	kvOutput struct {
-		val     string
-		present bool
-	}
-	kvState = kvOutput
-)
-
-var kvModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return kvState{} },
-	Step: func(state, input, output any) (bool, any) {
-		s, in := state.(kvState), input.(kvInput)
-		switch in.op {
-		case "put":
-			return true, kvState{val: in.val, present: true}
-		case "del":
-			return true, kvState{}
-		}
-		return output.(kvOutput) == s, s
-	},
-	DescribeOperation: func(input, output any) string {
-		in := input.(kvInput)
-		switch in.op {
-		case "put":
-			return fmt.Sprintf("put(%s, %s)", in.key, in.val)
-		case "del":
-			return fmt.Sprintf("del(%s)", in.key)
-		}
-		if out := output.(kvOutput); out.present {
-			return fmt.Sprintf("get(%s) -> %s", in.key, out.val)
-		}
-		return fmt.Sprintf("get(%s) -> absent", in.key)
-	},
-}
-
 // kvOp is one request of a client actor: id names it in the history.
 type kvOp struct {
 	id int
-	in kvInput
+	in kvmodel.Input
 }
 
 // kvSetTable gives a client actor a new table (a node restarted).
@@ -131,13 +74,13 @@ type kvClient struct {
 func (k *kvClient) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case kvOp:
-		switch m.in.op {
+		switch m.in.Op {
 		case "get":
-			k.cl.Get(c, m.in.key, func(_ *actor.Context, e kvstore.Entry, err error) { k.done(kvResult{id: m.id, e: e, err: err}) })
+			k.cl.Get(c, m.in.Key, func(_ *actor.Context, e kvstore.Entry, err error) { k.done(kvResult{id: m.id, e: e, err: err}) })
 		case "put":
-			k.cl.Put(c, m.in.key, []byte(m.in.val), func(_ *actor.Context, ts kvstore.Stamp, err error) { k.done(kvResult{id: m.id, ts: ts, err: err}) })
+			k.cl.Put(c, m.in.Key, []byte(m.in.Val), func(_ *actor.Context, ts kvstore.Stamp, err error) { k.done(kvResult{id: m.id, ts: ts, err: err}) })
 		case "del":
-			k.cl.Delete(c, m.in.key, func(_ *actor.Context, ts kvstore.Stamp, err error) { k.done(kvResult{id: m.id, ts: ts, err: err}) })
+			k.cl.Delete(c, m.in.Key, func(_ *actor.Context, ts kvstore.Stamp, err error) { k.done(kvResult{id: m.id, ts: ts, err: err}) })
 		}
 	case kvSetTable:
 		return nil, k.cl.SetTable(m.tab)
@@ -303,7 +246,7 @@ func (r *kvRun) restart(i int) {
 }
 
 // issue sends a request to node i's client.
-func (r *kvRun) issue(i int, in kvInput, final bool) {
+func (r *kvRun) issue(i int, in kvmodel.Input, final bool) {
 	kn := r.nodes[i]
 	id := len(r.ops)
 	o := &kvOpState{node: i, gen: kn.n.Incarnation(), final: final,
@@ -341,16 +284,16 @@ func (r *kvRun) settle(i int, gen uint64, res kvResult) {
 		r.errs[msg[:min(len(msg), *flagKVErrLen)]]++
 	}
 	o.op.Return = int64(r.w.Elapsed())
-	in := o.op.Input.(kvInput)
+	in := o.op.Input.(kvmodel.Input)
 	switch {
 	case res.err == nil:
 		r.ok++
-		if in.op == "get" {
-			o.op.Output = kvOutput{val: string(res.e.V), present: !res.e.TS.IsZero() && !res.e.Deleted}
-		} else if a := r.acked[in.key]; a.Less(res.ts) {
-			r.acked[in.key] = res.ts
+		if in.Op == "get" {
+			o.op.Output = kvmodel.Output{Val: string(res.e.V), Present: !res.e.TS.IsZero() && !res.e.Deleted}
+		} else if a := r.acked[in.Key]; a.Less(res.ts) {
+			r.acked[in.Key] = res.ts
 		}
-	case in.op == "get":
+	case in.Op == "get":
 		r.failedReads++
 	case errors.Is(res.err, kvstore.ErrNotWritten):
 		r.notWritten++
@@ -358,12 +301,12 @@ func (r *kvRun) settle(i int, gen uint64, res kvResult) {
 		r.unknown++
 	}
 	if o.final && res.err != nil {
-		r.violation("final read of %q failed with every node up and no fault: %v", in.key, res.err)
+		r.violation("final read of %q failed with every node up and no fault: %v", in.Key, res.err)
 	}
 	if o.final && res.err == nil {
-		if a := r.acked[in.key]; res.e.TS.Less(a) {
+		if a := r.acked[in.Key]; res.e.TS.Less(a) {
 			r.violation("acknowledged write lost: key %q: the newest acknowledged write has stamp %+v, a read after every node crashed and restarted found %+v (%q)",
-				in.key, a, res.e.TS, res.e.V)
+				in.Key, a, res.e.TS, res.e.V)
 		}
 	}
 }
@@ -388,16 +331,16 @@ func (r *kvRun) inflight(node int) int {
 func (r *kvRun) history() []porcupine.Operation {
 	var h []porcupine.Operation
 	for _, o := range r.ops {
-		in := o.op.Input.(kvInput)
+		in := o.op.Input.(kvmodel.Input)
 		op := o.op
 		switch {
 		case o.settled == 0 || o.lost:
-			if in.op == "get" {
+			if in.Op == "get" {
 				continue
 			}
 			op.Return = math.MaxInt64
 		case o.res.err == nil:
-		case in.op == "get", errors.Is(o.res.err, kvstore.ErrNotWritten):
+		case in.Op == "get", errors.Is(o.res.err, kvstore.ErrNotWritten):
 			continue
 		default:
 			op.Return = math.MaxInt64
@@ -565,15 +508,15 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 				continue
 			}
 			for n := r.inflight(i); n < perClient; n++ {
-				in := kvInput{key: r.keys[rng.IntN(len(r.keys))]}
+				in := kvmodel.Input{Key: r.keys[rng.IntN(len(r.keys))]}
 				switch p := rng.IntN(10); {
 				case p < 4:
 					seq++
-					in.op, in.val = "put", fmt.Sprintf("v%d", seq)
+					in.Op, in.Val = "put", fmt.Sprintf("v%d", seq)
 				case p < 5:
-					in.op = "del"
+					in.Op = "del"
 				default:
-					in.op = "get"
+					in.Op = "get"
 				}
 				r.issue(i, in, false)
 			}
@@ -630,7 +573,7 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 	// or the heartbeat timeout) before the final reads.
 	w.Run(3 * time.Second)
 	for k, key := range r.keys {
-		r.issue(k%len(r.nodes), kvInput{op: "get", key: key}, true)
+		r.issue(k%len(r.nodes), kvmodel.Input{Op: "get", Key: key}, true)
 	}
 	if !w.RunUntil(time.Minute, func() bool { return r.inflight(-1) == 0 || r.bug != "" }) && r.bug == "" {
 		r.violation("the final reads did not settle")
@@ -641,7 +584,7 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 
 	h := r.history()
 	checkStart := time.Now()
-	res, _ := porcupine.CheckOperationsVerbose(kvModel, h, time.Minute)
+	res, _ := porcupine.CheckOperationsVerbose(kvmodel.Model, h, time.Minute)
 	r.checkTook = time.Since(checkStart)
 	switch res {
 	case porcupine.Ok:
@@ -664,14 +607,14 @@ func kvConfig(seed uint64, timeline int) Config {
 // of the first key whose own history is not (at most 200 of them, by
 // their call time; porcupine checks key by key).
 func (r *kvRun) explain(h []porcupine.Operation) string {
-	for _, ops := range kvModel.Partition(h) {
-		if porcupine.CheckOperations(kvModel, ops) {
+	for _, ops := range kvmodel.Model.Partition(h) {
+		if porcupine.CheckOperations(kvmodel.Model, ops) {
 			continue
 		}
 		ops = slices.Clone(ops)
 		slices.SortStableFunc(ops, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
 		var b strings.Builder
-		key := ops[0].Input.(kvInput).key
+		key := ops[0].Input.(kvmodel.Input).Key
 		fmt.Fprintf(&b, "the history of key %q (%d operations) is not linearizable:", key, len(ops))
 		for i, op := range ops {
 			if i == 200 {
@@ -682,7 +625,7 @@ func (r *kvRun) explain(h []porcupine.Operation) string {
 			if op.Return != math.MaxInt64 {
 				ret = time.Duration(op.Return).String()
 			}
-			fmt.Fprintf(&b, "\n  %-14s client %s [%v, %s]", kvModel.DescribeOperation(op.Input, op.Output),
+			fmt.Fprintf(&b, "\n  %-14s client %s [%v, %s]", kvmodel.Model.DescribeOperation(op.Input, op.Output),
 				r.nodes[op.ClientId].n.Name(), time.Duration(op.Call), ret)
 		}
 		return b.String()

@@ -12,81 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actord/actord/internal/kvmodel"
 	"github.com/anishathalye/porcupine"
 )
 
-// kvInput and kvOutput are one operation of a history.
-type kvInput struct {
-	op  string // "get", "put" or "del"
-	key string
-	val string
-}
-
-type kvOutput struct {
-	val     string
-	present bool
-}
-
-// kvState is the state of one key.
-type kvState struct {
-	val     string
-	present bool
-}
-
-// kvModel is the sequential specification of a key-value store, checked
-// key by key.
-var kvModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return kvState{} },
-	Step: func(state, input, output any) (bool, any) {
-		s, in := state.(kvState), input.(kvInput)
-		switch in.op {
-		case "put":
-			return true, kvState{val: in.val, present: true}
-		case "del":
-			return true, kvState{}
-		}
-		out := output.(kvOutput)
-		return out == kvOutput(s), s
-	},
-	DescribeOperation: func(input, output any) string {
-		in := input.(kvInput)
-		switch in.op {
-		case "put":
-			return fmt.Sprintf("put(%s, %s)", in.key, in.val)
-		case "del":
-			return fmt.Sprintf("del(%s)", in.key)
-		}
-		out := output.(kvOutput)
-		if !out.present {
-			return fmt.Sprintf("get(%s) -> absent", in.key)
-		}
-		return fmt.Sprintf("get(%s) -> %s", in.key, out.val)
-	},
-	DescribeState: func(state any) string {
-		s := state.(kvState)
-		if !s.present {
-			return "absent"
-		}
-		return s.val
-	},
-}
-
+// kvmodel.Input and kvmodel.Output are one operation of a history.
 // history records the operations of concurrent clients.
 type history struct {
 	start time.Time
@@ -102,25 +32,25 @@ func (h *history) now() int64 { return int64(time.Since(h.start)) }
 // out (it changed nothing), a write that failed with ErrNotWritten too;
 // any other failed write may have happened, at any time after its call:
 // it is kept with an infinite return time.
-func (h *history) do(ctx context.Context, cl *Client, id int, in kvInput) {
+func (h *history) do(ctx context.Context, cl *Client, id int, in kvmodel.Input) {
 	call := h.now()
-	var out kvOutput
+	var out kvmodel.Output
 	var err error
-	switch in.op {
+	switch in.Op {
 	case "get":
 		var v []byte
-		v, out.present, err = cl.Get(ctx, in.key)
-		out.val = string(v)
+		v, out.Present, err = cl.Get(ctx, in.Key)
+		out.Val = string(v)
 	case "put":
-		err = cl.Put(ctx, in.key, []byte(in.val))
+		err = cl.Put(ctx, in.Key, []byte(in.Val))
 	case "del":
-		err = cl.Delete(ctx, in.key)
+		err = cl.Delete(ctx, in.Key)
 	}
 	ret := h.now()
 	switch {
 	case err == nil:
 		h.ok.Add(1)
-	case in.op == "get":
+	case in.Op == "get":
 		h.failedReads.Add(1)
 		return
 	case errors.Is(err, ErrNotWritten):
@@ -139,12 +69,12 @@ func (h *history) do(ctx context.Context, cl *Client, id int, in kvInput) {
 // of a violation to a temporary file.
 func (h *history) check(t *testing.T) {
 	t.Helper()
-	res, info := porcupine.CheckOperationsVerbose(kvModel, h.ops, 2*time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, h.ops, 2*time.Minute)
 	switch res {
 	case porcupine.Ok:
 	case porcupine.Illegal:
 		path := filepath.Join(t.TempDir(), "violation.html")
-		if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
+		if err := porcupine.VisualizePath(kvmodel.Model, info, path); err != nil {
 			t.Logf("visualizing: %v", err)
 		}
 		t.Fatalf("the history of %d operations is not linearizable; its timeline: %s", len(h.ops), path)
@@ -157,19 +87,19 @@ func (h *history) check(t *testing.T) {
 // was called is caught.
 func TestLinearizabilityCheckerCatchesAStaleRead(t *testing.T) {
 	ops := []porcupine.Operation{
-		{ClientId: 0, Input: kvInput{"put", "k", "1"}, Call: 0, Return: 10},
-		{ClientId: 0, Input: kvInput{"put", "k", "2"}, Call: 20, Return: 30},
-		{ClientId: 1, Input: kvInput{"get", "k", ""}, Call: 40, Output: kvOutput{"1", true}, Return: 50},
+		{ClientId: 0, Input: kvmodel.Input{Op: "put", Key: "k", Val: "1"}, Call: 0, Return: 10},
+		{ClientId: 0, Input: kvmodel.Input{Op: "put", Key: "k", Val: "2"}, Call: 20, Return: 30},
+		{ClientId: 1, Input: kvmodel.Input{Op: "get", Key: "k"}, Call: 40, Output: kvmodel.Output{Val: "1", Present: true}, Return: 50},
 	}
-	if porcupine.CheckOperations(kvModel, ops) {
+	if porcupine.CheckOperations(kvmodel.Model, ops) {
 		t.Fatal("a stale read passed the check")
 	}
-	ops[2].Output = kvOutput{"2", true}
+	ops[2].Output = kvmodel.Output{Val: "2", Present: true}
 	// A write of unknown outcome may have happened at any time after its
 	// call, or never.
-	ops = append(ops, porcupine.Operation{ClientId: 2, Input: kvInput{"del", "k", ""}, Call: 35, Return: math.MaxInt64},
-		porcupine.Operation{ClientId: 1, Input: kvInput{"get", "k", ""}, Call: 60, Output: kvOutput{}, Return: 70})
-	if !porcupine.CheckOperations(kvModel, ops) {
+	ops = append(ops, porcupine.Operation{ClientId: 2, Input: kvmodel.Input{Op: "del", Key: "k"}, Call: 35, Return: math.MaxInt64},
+		porcupine.Operation{ClientId: 1, Input: kvmodel.Input{Op: "get", Key: "k"}, Call: 60, Output: kvmodel.Output{}, Return: 70})
+	if !porcupine.CheckOperations(kvmodel.Model, ops) {
 		t.Fatal("a linearizable history failed the check")
 	}
 }
@@ -204,14 +134,14 @@ func TestLinearizableWithADaemonKilledAndRestarted(t *testing.T) {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(uint64(id), 42))
 				for i := range perG {
-					in := kvInput{key: keys[rng.IntN(len(keys))]}
+					in := kvmodel.Input{Key: keys[rng.IntN(len(keys))]}
 					switch r := rng.IntN(10); {
 					case r < 4:
-						in.op, in.val = "put", fmt.Sprintf("%d.%d", id, i)
+						in.Op, in.Val = "put", fmt.Sprintf("%d.%d", id, i)
 					case r < 5:
-						in.op = "del"
+						in.Op = "del"
 					default:
-						in.op = "get"
+						in.Op = "get"
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 					h.do(ctx, cl, id, in)
