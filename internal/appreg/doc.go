@@ -60,11 +60,17 @@
 //     (Go's monotonic clock; a paused VM is a jump: size Margin for it or
 //     accept the risk);
 //   - Margin covers how long a node takes to see that MayRun turned false
-//     (its tick) and to stop (kill) the instance;
+//     (its tick: the driver refuses a Margin under TickInterval) and to
+//     stop (kill) the instance;
+//   - every start of a node's replica has its own Incarnation (the driver
+//     derives one per start from the process's);
 //   - the Store is durable (raft's own safety needs it) and each member
 //     has its own;
 //   - members are not malicious (raft is not Byzantine tolerant); messages
-//     reach Step only from the member they name (the driver authenticates).
+//     reach Step only from the member they name (the driver checks the
+//     sending node's name as the remote layer knows it: pin names to keys
+//     with remote.Config.Authorize, or keep the drivers' refs among the
+//     members).
 //
 // Liveness (not safety) needs Lease well above the election timeout
 // (NewReplica refuses an election timeout at or over the lease) plus a

@@ -500,6 +500,11 @@ func (r *Replica) Ready() (Ready, error) {
 		var snap *pb.Snapshot
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			snap = rd.Snapshot
+			// Checked before it is saved: a snapshot that cannot be
+			// restored, once saved, would fail every later start.
+			if _, err := UnmarshalState(snap.GetData()); err != nil {
+				return Ready{}, fmt.Errorf("appreg: snapshot refused: %w", err)
+			}
 		}
 		if snap != nil || len(rd.Entries) > 0 || rd.HardState != nil {
 			if err := r.cfg.Store.Save(rd.HardState, snap, rd.Entries); err != nil {

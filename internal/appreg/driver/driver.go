@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/appreg"
@@ -77,11 +78,17 @@ type Runner interface {
 // Config configures a driver.
 type Config struct {
 	// Replica configures the replica; its Members' Node names are the
-	// remote node names of the members.
+	// remote node names of the members. Replica.Incarnation must differ
+	// for every process of the node; each start of a driver (a
+	// supervisor's restart too) derives its own from it. Its
+	// Timing.Margin must be at least one TickInterval: the driver stops an
+	// application at the first tick after its lease ends.
 	Replica appreg.Config
 	// Remote, if set, authenticates raft messages: one naming member X
-	// must come from an actor on X's node. Leave nil only when all
-	// members share one actor.System (tests).
+	// must come from an actor on X's node, as the remote layer names that
+	// node (the name in its Hello: pin names to keys with
+	// remote.Config.Authorize, or keep the driver's refs to the members).
+	// Leave nil only when all members share one actor.System (tests).
 	Remote *remote.Node
 	Runner Runner
 	// Logger receives refused messages (rate-limited); nil discards them.
@@ -109,12 +116,17 @@ type driver struct {
 
 // New returns the driver's factory.
 func New(cfg Config) actor.Factory {
+	var starts atomic.Uint64 // the instances made, so that each gets its own incarnation
 	return func() actor.Actor {
+		rc := cfg.Replica
+		rc.Incarnation = startIncarnation(cfg.Replica.Incarnation, starts.Add(1))
 		l := cfg.Logger
 		if l == nil {
 			l = slog.New(slog.DiscardHandler)
 		}
-		d := &driver{cfg: cfg, log: ratelog.Wrap(l, ratelog.Config{}), byID: map[uint64]string{},
+		dc := cfg
+		dc.Replica = rc
+		d := &driver{cfg: dc, log: ratelog.Wrap(l, ratelog.Config{}), byID: map[uint64]string{},
 			peers: map[uint64]actor.Ref{}, running: map[string]uint64{}}
 		for _, m := range cfg.Replica.Members {
 			d.byID[m.ID] = m.Node
@@ -123,8 +135,27 @@ func New(cfg Config) actor.Factory {
 	}
 }
 
+// startIncarnation is the incarnation of the n-th instance (from 1) of a
+// driver whose process has incarnation inc: a renewal proposed by an
+// earlier instance of the same process must not count as this one's (its
+// sequence numbers start again), so every start has its own, distinct and
+// never 0, and the same for the same inputs (a seeded run replays).
+func startIncarnation(inc, n uint64) uint64 {
+	if n == 1 {
+		return inc
+	}
+	v := inc + (n-1)*0x9e3779b97f4a7c15 // distinct for every n below 2⁶⁴
+	if v == 0 {
+		v = 1
+	}
+	return v
+}
+
 // Start implements actor.Starter.
 func (d *driver) Start(c *actor.Context) error {
+	if m, tick := d.cfg.Replica.Timing.Margin, d.cfg.Replica.TickInterval; m < tick {
+		return fmt.Errorf("%w: Timing.Margin %v is under TickInterval %v: an application would run up to a tick past its lease", appreg.ErrConfig, m, tick)
+	}
 	r, err := appreg.NewReplica(d.cfg.Replica, c.Now())
 	if err != nil {
 		return err
@@ -185,6 +216,11 @@ func (d *driver) step(c *actor.Context, in RaftMsg) {
 			from = "unknown"
 		}
 	}
+	if d.cfg.Remote != nil && (!ok || !d.isMember(from)) {
+		// Before decoding: decoding costs memory, and only members may.
+		d.log.Warn("appreg: raft message from a node that is no member", "from", from)
+		return
+	}
 	m, err := appreg.UnmarshalMessage(in.Data)
 	if err != nil {
 		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
@@ -197,6 +233,16 @@ func (d *driver) step(c *actor.Context, in RaftMsg) {
 	if err := d.r.Step(m, c.Now()); err != nil {
 		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
 	}
+}
+
+// isMember reports whether node is a member's node.
+func (d *driver) isMember(node string) bool {
+	for _, n := range d.byID {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }
 
 // flush sends the replica's messages and brings what runs here in line with

@@ -449,3 +449,39 @@ func (c *simCluster) appNames(nd *sim.Node) []string {
 	}
 	return names
 }
+
+// Every instance a driver's factory makes (a supervisor's restart) has its
+// own incarnation: a renewal an earlier instance proposed, committed
+// late, must not count as one of the new instance's (whose sequence
+// numbers start again), or it would hold a lease from a later time.
+func TestEachStartHasItsOwnIncarnation(t *testing.T) {
+	f := New(Config{Replica: appreg.Config{Incarnation: 42}})
+	seen := map[uint64]bool{}
+	for range 5 {
+		inc := f().(*driver).cfg.Replica.Incarnation
+		if inc == 0 || seen[inc] {
+			t.Fatalf("incarnation %d again (or 0): %v", inc, seen)
+		}
+		seen[inc] = true
+	}
+	if !seen[42] {
+		t.Fatal("the first instance does not keep the process's incarnation")
+	}
+}
+
+// The driver refuses a margin under one tick: it stops an application at
+// the first tick after its lease ends.
+func TestMarginCoversATick(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Watchdog: -1})
+	defer sys.Shutdown(context.Background())
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "n1"}}, Store: &appreg.MemStore{},
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}}
+	if _, err := sys.Spawn(context.Background(), New(cfg)); !errors.Is(err, appreg.ErrConfig) {
+		t.Fatalf("a margin of 1 ms with a 10 ms tick: %v, want ErrConfig", err)
+	}
+	cfg.Replica.Timing.Margin = 10 * time.Millisecond
+	if _, err := sys.Spawn(context.Background(), New(cfg)); err != nil {
+		t.Fatalf("a margin of one tick: %v", err)
+	}
+}
