@@ -420,7 +420,11 @@ func writeDot(w io.Writer, roots []*debug.Node) error {
 			shape = "box3d"
 		}
 		style := ""
-		if n.Status != "running" {
+		switch n.Status {
+		case "running":
+		case "remote": // on another node: not the same as a suspended actor
+			style = ", style=dotted"
+		default:
 			style = ", style=dashed"
 		}
 		label := fmt.Sprintf("%s\n%s loop %d\n%s", orDash(n.Path), n.ID, n.Loop, orDash(n.Type))
