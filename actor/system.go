@@ -134,7 +134,7 @@ type System struct {
 func NewSystem(cfg Config) *System {
 	cfg = cfg.withDefaults()
 	s := &System{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
-	s.wire.s = s
+	s.wire.s, s.wire.refs = s, newRefTable()
 	s.replies.New = func() any { return make(chan result, 1) }
 	s.pool = loop.NewPool(cfg.Workers, cfg.WorkerQueue)
 	s.loops = make([]*loopState, cfg.Loops)
@@ -554,12 +554,6 @@ func (s *System) shutdown(ctx context.Context) error {
 		}
 		close(s.done)
 		s.pool.Close()
-		// A manual system's pinned remote refs are let go: each interned
-		// ref's cleanup holds the wire (and so the system) until the ref
-		// is collected, which a pinned ref never would be.
-		s.wire.mu.Lock()
-		s.wire.pinned = nil
-		s.wire.mu.Unlock()
 		close(finished)
 	}()
 	select {

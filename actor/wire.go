@@ -32,22 +32,13 @@ import (
 // they return; call them from no lock a handler could need.
 type wire struct {
 	s      *System
-	refs   refTables
+	refs   *refTable // made with the system
 	mu     sync.Mutex
 	pinned []*remoteTarget // manual mode: kept for the system's lifetime (RemoteRef); under mu
 }
 
-// refTables holds the wire's refTable, made at first use.
-type refTables struct {
-	once sync.Once
-	t    *refTable
-}
-
-func (r *refTables) get() *refTable {
-	r.once.Do(func() {
-		r.t = &refTable{interned: map[remoteKey]internedRef{}, bySeq: map[uint64]remoteKey{}, perPeer: map[nodePeer]int{}}
-	})
-	return r.t
+func newRefTable() *refTable {
+	return &refTable{interned: map[remoteKey]internedRef{}, bySeq: map[uint64]remoteKey{}, perPeer: map[nodePeer]int{}}
 }
 
 // refTable interns remote refs (wire.RemoteRef). It is apart from the

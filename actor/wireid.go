@@ -113,7 +113,7 @@ type remoteKey struct {
 // table holds them weakly and forgets refs nobody holds.
 func (w *wire) RemoteRef(p nodePeer, id WireID) Ref {
 	k := remoteKey{p, id}
-	rt := w.refs.get()
+	rt := w.refs
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if e, ok := rt.interned[k]; ok {
@@ -165,7 +165,7 @@ func (w *wire) RemoteRef(p nodePeer, id WireID) Ref {
 // tell a peer that nothing references (and that it may forget) from one
 // that user code can still send to.
 func (w *wire) RemoteRefs(p nodePeer) int {
-	rt := w.refs.get()
+	rt := w.refs
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.perPeer[p]

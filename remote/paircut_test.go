@@ -201,33 +201,25 @@ func (w *memWorld) reach(i int, to actor.Ref) {
 // Hello that its connection was cut loses that connection if it is still
 // its current one (its close has not arrived), and only then.
 func TestCutNamedInHello(t *testing.T) {
-	w := newMemWorld(t, 9, "10.0.0.1", "10.0.0.2")
-	defer w.close()
-	a, b := w.nodes[0], w.nodes[1]
-	echo := func(c *actor.Context, msg any) (any, error) { return msg, nil }
-	echoA, echoB := w.spawnOn(0, 1, echo), w.spawnOn(1, 0, echo)
-	w.reach(0, echoB)
-	w.reach(1, echoA)
+	r := newPairRig(t, 9)
+	defer r.w.close()
+	b := r.b
+	pa := b.peerFor(r.a.Addr(), "")
+	bEpoch := pa.currentEpoch()
 
 	// A's loss cuts B's connection and records it for its next Hello.
-	pb, pa := a.peerFor(b.Addr(), ""), b.peerFor(a.Addr(), "")
-	bEpoch := pa.currentEpoch()
-	pb.mu.Lock()
-	conn, epoch := pb.conn, pb.link.epoch
-	pb.mu.Unlock()
-	_ = conn.Close()
-	pb.lost(epoch, errors.New("test: connection reset"))
+	pb := r.lose(r.a, b)
 	pb.mu.Lock()
 	cutInc, cutEpoch := pb.link.cutInc, pb.link.cutEpoch
 	pb.mu.Unlock()
 	if cutInc != b.inc || cutEpoch != bEpoch {
 		t.Fatalf("A recorded the cut of (%x, %d), want B's connection (%x, %d)", cutInc, cutEpoch, b.inc, bEpoch)
 	}
-	w.run(5 * time.Second)
+	r.w.run(5 * time.Second)
 
 	// B, connected again: a Hello naming an older connection of B's ends
 	// nothing; one naming the current one ends it.
-	w.reach(1, echoA)
+	r.w.reach(1, r.echoA)
 	cur := pa.currentEpoch()
 	if cur <= bEpoch {
 		t.Fatalf("B's epoch %d after the cut, want above %d", cur, bEpoch)

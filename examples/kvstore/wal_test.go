@@ -643,19 +643,26 @@ func TestWALReopensIdle(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		for i := range 4 {
-			w, err := openTestWAL(t, dir, walOptions{})
-			if err != nil {
-				t.Fatalf("reopen #%d: %v", i+1, err)
-			}
-			if got := scanAll(t, w, "a", nil); !slices.Equal(got, []string{"k=v"}) {
-				t.Fatalf("reopen #%d: %v", i+1, got)
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		reopenClosing(t, dir, 4, []string{"k=v"})
 	})
+}
+
+// reopenClosing opens the log in dir n times, each time finding want in
+// bucket "a", and closes it.
+func reopenClosing(t *testing.T, dir string, n int, want []string) {
+	t.Helper()
+	for i := range n {
+		w, err := openTestWAL(t, dir, walOptions{})
+		if err != nil {
+			t.Fatalf("open #%d: %v", i+1, err)
+		}
+		if got := scanAll(t, w, "a", nil); !slices.Equal(got, want) {
+			t.Fatalf("open #%d: %v, want %v", i+1, got, want)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // The same with crashes (kill -9: no Close) between the idle restarts,
@@ -740,18 +747,7 @@ func TestWALIdleOpenInterrupted(t *testing.T) {
 				t.Fatal(err)
 			}
 			interrupt(t, dir, seq)
-			for i := range 3 {
-				w, err := openTestWAL(t, dir, walOptions{})
-				if err != nil {
-					t.Fatalf("open #%d after the interruption: %v", i+1, err)
-				}
-				if got := scanAll(t, w, "a", nil); !slices.Equal(got, []string{"k=v"}) {
-					t.Fatalf("open #%d: %v", i+1, got)
-				}
-				if err := w.Close(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			reopenClosing(t, dir, 3, []string{"k=v"})
 		})
 	}
 }
