@@ -682,8 +682,8 @@ func swarm(seed uint64, timeline int, strictLinks bool) ([]string, *World) {
 		for _, c := range k.asks {
 			na += c
 		}
-		fmt.Fprintf(os.Stderr, "seed %d: %d nodes (sparse %v), %d asks settled (%d answered), %d Downs, %d exit signals, %d links checked, %d ended on one side only %v\n",
-			seed, nodes, k.sparse, na, k.answered, nd, ne, len(k.seqs), len(k.oneSided), k.oneSided)
+		fmt.Fprintf(os.Stderr, "seed %d: %d nodes (sparse %v), %d asks settled (%d answered), %d Downs, %d exit signals, %d links checked, %d ended on one side only %v; %s\n",
+			seed, nodes, k.sparse, na, k.answered, nd, ne, len(k.seqs), len(k.oneSided), k.oneSided, w.Summary())
 	}
 	return k.violations, w
 }

@@ -11,13 +11,13 @@
 package memnet
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +29,8 @@ var (
 	ErrClosed  = errors.New("memnet: connection closed")
 	ErrInUse   = errors.New("memnet: address in use")
 	ErrDown    = errors.New("memnet: host is down")
+
+	errShort = errors.New("memnet: fewer bytes buffered than wanted")
 )
 
 // Handler receives a connection's events, on the goroutine that steps
@@ -51,8 +53,13 @@ type Handler interface {
 type Network struct {
 	mu        sync.Mutex
 	now       time.Time
+	start     time.Time
+	since     atomic.Int64 // now - start, for Now without the lock (read per loop step)
 	seq       uint64
 	q         events
+	free      []*event // events that ran, for reuse (never a Timer's)
+	bufs      [][]byte // segment buffers delivered, for reuse
+	nblocked  int      // entries in blocked: none, no lookup per segment
 	rng       *rand.Rand
 	lat       [2]time.Duration // latency range [min, max]
 	ls        map[string]*listener
@@ -71,7 +78,7 @@ type Network struct {
 // simultaneous events are decided by seed.
 func New(seed uint64, start time.Time) *Network {
 	return &Network{
-		now: start, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		now: start, start: start, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		lat: [2]time.Duration{time.Millisecond, 5 * time.Millisecond},
 		ls:  map[string]*listener{}, blocked: map[[2]string]bool{}, port: map[string]int{},
 		linkLat: map[[2]string][2]time.Duration{}, gen: map[string]uint64{}, down: map[string]bool{},
@@ -130,9 +137,12 @@ func (n *Network) Rand() uint64 {
 
 // Now returns the virtual time.
 func (n *Network) Now() time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.now
+	return n.start.Add(time.Duration(n.since.Load()))
+}
+
+func (n *Network) setNowLocked(t time.Time) {
+	n.now = t
+	n.since.Store(int64(t.Sub(n.start)))
 }
 
 // Timer is an event armed with AfterFunc.
@@ -156,46 +166,120 @@ func (t *Timer) Stop() bool {
 func (n *Network) AfterFunc(d time.Duration, f func()) *Timer {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return &Timer{n: n, ev: n.atLocked(n.now.Add(max(d, 0)), f)}
+	ev := n.atLocked(n.now.Add(max(d, 0)), f)
+	ev.timer = true
+	return &Timer{n: n, ev: ev}
 }
 
 // atLocked schedules f at t. Ties are broken by a draw from the seed, then
 // by the order of scheduling.
 func (n *Network) atLocked(t time.Time, f func()) *event {
-	n.seq++
-	ev := &event{at: t, tie: n.rng.Uint64(), seq: n.seq, f: f}
-	heap.Push(&n.q, ev)
+	ev := n.newEventLocked(t, evFunc)
+	ev.f = f
 	return ev
+}
+
+// newEventLocked schedules an event of kind k at t, its fields for the
+// caller to fill: the network's own events (a delivery, a close, a Later)
+// carry their data instead of a closure, so that the busiest path
+// allocates nothing.
+func (n *Network) newEventLocked(t time.Time, k evKind) *event {
+	n.seq++
+	var ev *event
+	if i := len(n.free) - 1; i >= 0 {
+		ev, n.free = n.free[i], n.free[:i]
+	} else {
+		ev = new(event)
+	}
+	ev.at, ev.tie, ev.seq, ev.kind = t.Sub(n.start), n.rng.Uint64(), n.seq, k
+	n.q.push(ev)
+	return ev
+}
+
+// recycleLocked keeps ev, popped from the queue, for reuse, unless a
+// Timer may still look at it.
+func (n *Network) recycleLocked(ev *event) {
+	if ev.timer {
+		return
+	}
+	*ev = event{}
+	n.free = append(n.free, ev)
+}
+
+// bufLocked returns a buffer of length k, reused if one is free.
+func (n *Network) bufLocked(k int) []byte {
+	if i := len(n.bufs) - 1; i >= 0 && cap(n.bufs[i]) >= k {
+		b := n.bufs[i][:k]
+		n.bufs = n.bufs[:i]
+		return b
+	}
+	return make([]byte, k, max(k, 512))
+}
+
+// putBufLocked keeps b, copied out of, for reuse (a bounded number).
+func (n *Network) putBufLocked(b []byte) {
+	if b != nil && len(n.bufs) < 1024 {
+		n.bufs = append(n.bufs, b[:0])
+	}
 }
 
 // Next returns the time of the next event, if there is one.
 func (n *Network) Next() (time.Time, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for n.q.Len() > 0 && n.q[0].done {
-		heap.Pop(&n.q)
+	for len(n.q) > 0 && n.q[0].done {
+		n.recycleLocked(n.q.pop())
 	}
-	if n.q.Len() == 0 {
+	if len(n.q) == 0 {
 		return time.Time{}, false
 	}
-	return n.q[0].at, true
+	return n.start.Add(n.q[0].at), true
 }
 
 // Step runs the next event, moving the clock to its time, and reports
 // whether there was one.
 func (n *Network) Step() bool {
 	n.mu.Lock()
-	for n.q.Len() > 0 {
-		ev := heap.Pop(&n.q).(*event)
+	for len(n.q) > 0 {
+		ev := n.q.pop()
 		if ev.done {
+			n.recycleLocked(ev)
 			continue
 		}
 		ev.done = true
-		if ev.at.After(n.now) {
-			n.now = ev.at
+		if at := n.start.Add(ev.at); at.After(n.now) {
+			n.setNowLocked(at)
 		}
-		n.mu.Unlock()
-		ev.f()
+		switch ev.kind {
+		case evDeliver:
+			dst := n.deliverLocked(ev.c, ev.seg)
+			n.recycleLocked(ev)
+			n.mu.Unlock()
+			if dst != nil {
+				dst.h.OnData(dst)
+			}
+		case evLater:
+			c, f := ev.c, ev.f
+			dead := n.deadLocked(c)
+			n.recycleLocked(ev)
+			n.mu.Unlock()
+			if !dead {
+				f()
+			}
+		case evClose:
+			c, err := ev.c, ev.err
+			dead := n.deadLocked(c)
+			n.recycleLocked(ev)
+			n.mu.Unlock()
+			if !dead { // a crashed host's handlers run no more
+				c.h.OnClose(c, err)
+			}
+		default:
+			f := ev.f
+			n.recycleLocked(ev)
+			n.mu.Unlock()
+			f()
+		}
 		return true
 	}
 	n.mu.Unlock()
@@ -214,7 +298,7 @@ func (n *Network) RunFor(d time.Duration) {
 	}
 	n.mu.Lock()
 	if end.After(n.now) {
-		n.now = end
+		n.setNowLocked(end)
 	}
 	n.mu.Unlock()
 }
@@ -225,7 +309,7 @@ func (n *Network) RunFor(d time.Duration) {
 func (n *Network) AdvanceTo(t time.Time) {
 	n.mu.Lock()
 	if t.After(n.now) {
-		n.now = t
+		n.setNowLocked(t)
 	}
 	n.mu.Unlock()
 }
@@ -236,6 +320,7 @@ func (n *Network) AdvanceTo(t time.Time) {
 func (n *Network) Partition(a, b string) {
 	n.mu.Lock()
 	n.blocked[[2]string{a, b}], n.blocked[[2]string{b, a}] = true, true
+	n.nblocked = len(n.blocked)
 	n.tracefLocked("partition %s %s", a, b)
 	n.mu.Unlock()
 }
@@ -254,6 +339,7 @@ func (n *Network) Blocked(from, to string) bool {
 func (n *Network) Block(from, to string) {
 	n.mu.Lock()
 	n.blocked[[2]string{from, to}] = true
+	n.nblocked = len(n.blocked)
 	n.tracefLocked("block %s->%s", from, to)
 	n.mu.Unlock()
 }
@@ -263,6 +349,7 @@ func (n *Network) Unblock(from, to string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.blocked, [2]string{from, to})
+	n.nblocked = len(n.blocked)
 	n.tracefLocked("unblock %s->%s", from, to)
 	n.releaseParkedLocked()
 }
@@ -274,6 +361,7 @@ func (n *Network) Heal(a, b string) {
 	defer n.mu.Unlock()
 	delete(n.blocked, [2]string{a, b})
 	delete(n.blocked, [2]string{b, a})
+	n.nblocked = len(n.blocked)
 	n.tracefLocked("heal %s %s", a, b)
 	n.releaseParkedLocked()
 }
@@ -282,7 +370,7 @@ func (n *Network) Heal(a, b string) {
 // open now.
 func (n *Network) releaseParkedLocked() {
 	for _, end := range slices.Clone(n.ends) { // an end's own (accepted or closed) included
-		if len(end.parked) > 0 && !n.blocked[[2]string{end.local.host(), end.remote.host()}] {
+		if len(end.parked) > 0 && !n.blockedLocked(end.lhost, end.rhost) {
 			parked := end.parked
 			end.parked = nil
 			for _, s := range parked {
@@ -416,8 +504,8 @@ func (n *Network) Dial(from, addr string, timeout time.Duration, h Handler, fail
 			n.mu.Unlock()
 			return
 		}
-		dc := &Conn{n: n, local: local, remote: Addr(addr), h: h, gen: g}
-		ac := &Conn{n: n, local: Addr(addr), remote: local, peer: dc, gen: n.gen[to]}
+		dc := &Conn{n: n, local: local, remote: Addr(addr), lhost: from, rhost: to, h: h, gen: g}
+		ac := &Conn{n: n, local: Addr(addr), remote: local, lhost: to, rhost: from, peer: dc, gen: n.gen[to]}
 		dc.peer = ac
 		n.addEndsLocked(dc, ac)
 		l.conns = append(l.conns, ac)
@@ -498,7 +586,7 @@ func (n *Network) Restart(host string) {
 func (n *Network) vanishLocked(host string, reset bool) {
 	n.gen[host]++
 	for _, end := range n.ends {
-		if end.local.host() != host || end.vanished {
+		if end.lhost != host || end.vanished {
 			continue
 		}
 		n.dropLocked(end) // closed or not: its handler hears nothing more
@@ -535,7 +623,7 @@ func (n *Network) pruneLocked() {
 // deadLocked reports whether c's host crashed since c opened: its handler
 // must hear nothing more.
 func (n *Network) deadLocked(c *Conn) bool {
-	return c.vanished || n.gen[c.local.host()] != c.gen
+	return c.vanished || n.gen[c.lhost] != c.gen
 }
 
 // dropLocked closes c's end without telling its handler.
@@ -553,7 +641,7 @@ func (n *Network) Cut(a, b string) {
 	defer n.mu.Unlock()
 	n.tracefLocked("cut %s %s", a, b)
 	for _, c := range slices.Clone(n.ends) {
-		ha, hb := c.local.host(), c.remote.host()
+		ha, hb := c.lhost, c.rhost
 		if !c.closed && ((ha == a && hb == b) || (ha == b && hb == a)) {
 			n.closeLocked(c, ErrReset)
 			c.parked = nil // what a reset connection held is lost
@@ -586,7 +674,9 @@ type Conn struct {
 	peer          *Conn
 	h             Handler
 	l             *listener // the listener that accepted it (accepted ends)
+	lhost, rhost  string    // local's and remote's hosts
 	in            []byte    // arrived, not yet discarded
+	inBase        []byte    // the start of in's buffer, reused once all is read
 	last          time.Time // when the last segment sent from here arrives (FIFO)
 	parked        []segment // segments held by a partition, in order
 	sent          uint64    // segments sent from here
@@ -607,7 +697,7 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 // Valid only until the next Discard or the end of the OnData call.
 func (c *Conn) Peek(k int) ([]byte, error) {
 	if k > len(c.in) {
-		return nil, fmt.Errorf("memnet: %d bytes buffered, %d wanted", len(c.in), k)
+		return nil, errShort // callers peek for a header that may not be whole yet: no formatting per call
 	}
 	return c.in[:k], nil
 }
@@ -637,7 +727,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	n.sendLocked(c, segment{b: append([]byte(nil), b...)})
+	buf := n.bufLocked(len(b))
+	copy(buf, b)
+	n.sendLocked(c, segment{b: buf})
 	return len(b), nil
 }
 
@@ -658,18 +750,9 @@ func (c *Conn) Close() error {
 // Later runs f as an event of c's, after the events already due now.
 func (c *Conn) Later(f func()) {
 	c.n.mu.Lock()
-	c.n.atLocked(c.n.now, func() {
-		if !c.vanishedNow() {
-			f()
-		}
-	})
+	ev := c.n.newEventLocked(c.n.now, evLater)
+	ev.c, ev.f = c, f
 	c.n.mu.Unlock()
-}
-
-func (c *Conn) vanishedNow() bool {
-	c.n.mu.Lock()
-	defer c.n.mu.Unlock()
-	return c.n.deadLocked(c)
 }
 
 // closeLocked closes c's end: its OnClose is due now.
@@ -685,14 +768,8 @@ func (n *Network) closeLocked(c *Conn, err error) {
 		}
 	}
 	n.tracefLocked("close %s->%s: %v", c.local, c.remote, err)
-	n.atLocked(n.now, func() {
-		n.mu.Lock()
-		dead := n.deadLocked(c)
-		n.mu.Unlock()
-		if !dead { // a crashed host's handlers run no more
-			c.h.OnClose(c, err)
-		}
-	})
+	ev := n.newEventLocked(n.now, evClose)
+	ev.c, ev.err = c, err
 }
 
 // resetLocked closes both ends of c's connection at once, losing what is
@@ -708,64 +785,94 @@ func (n *Network) resetLocked(c *Conn, err error) {
 // sendLocked sends s from c to its peer: it arrives after a latency, not
 // before what was sent earlier, unless a partition holds it.
 func (n *Network) sendLocked(c *Conn, s segment) {
-	from, to := c.local.host(), c.remote.host()
 	if s.seq == 0 {
 		c.sent++
 		s.seq = c.sent
 	}
-	if n.blocked[[2]string{from, to}] || len(c.parked) > 0 {
+	if n.blockedLocked(c.lhost, c.rhost) || len(c.parked) > 0 {
 		c.park(s)
 		return
 	}
-	at := n.now.Add(n.latencyLocked(from, to))
+	at := n.now.Add(n.latencyLocked(c.lhost, c.rhost))
 	if !at.After(c.last) {
 		at = c.last.Add(time.Nanosecond) // FIFO, ties included
 	}
 	c.last = at
+	ev := n.newEventLocked(at, evDeliver)
+	ev.c, ev.seg = c, s
+}
+
+// deliverLocked hands s, sent from c, to the other end, and returns that
+// end if its handler has data to read.
+func (n *Network) deliverLocked(c *Conn, s segment) *Conn {
 	dst := c.peer
-	n.atLocked(at, func() {
-		n.mu.Lock()
-		if dst.closed || n.deadLocked(dst) {
-			// A segment reaching a host that crashed and came back meets
-			// a reset, as TCP's does.
-			if n.deadLocked(dst) && !n.down[to] && !c.closed {
-				n.tracefLocked("reset %s->%s: host restarted", c.local, c.remote)
-				n.closeLocked(c, ErrReset)
-			}
-			n.mu.Unlock()
-			return
+	if dst.closed || n.deadLocked(dst) {
+		// A segment reaching a host that crashed and came back meets
+		// a reset, as TCP's does.
+		if n.deadLocked(dst) && !n.down[c.rhost] && !c.closed {
+			n.tracefLocked("reset %s->%s: host restarted", c.local, c.remote)
+			n.closeLocked(c, ErrReset)
 		}
-		if n.blocked[[2]string{from, to}] || len(c.parked) > 0 { // partitioned in flight: wait for the heal
-			c.park(s)
-			n.mu.Unlock()
-			return
+		n.putBufLocked(s.b)
+		return nil
+	}
+	if n.blockedLocked(c.lhost, c.rhost) || len(c.parked) > 0 { // partitioned in flight: wait for the heal
+		c.park(s)
+		return nil
+	}
+	// Handed over in the order sent, as TCP does.
+	if len(dst.early) == 0 && s.seq == dst.expect+1 {
+		dst.expect++
+		if n.handLocked(c, dst, s) {
+			return nil
 		}
-		// Handed over in the order sent, as TCP does.
-		dst.early = insertSeq(dst.early, s)
-		data := false
-		for len(dst.early) > 0 && dst.early[0].seq == dst.expect+1 {
-			s := dst.early[0]
-			dst.early = dst.early[1:]
-			dst.expect++
-			if s.fin {
-				n.tracefLocked("fin %s->%s", c.local, c.remote)
-				n.closeLocked(dst, ErrClosed)
-				n.mu.Unlock()
-				return
-			}
-			if n.traceData != nil {
-				n.traceData(n.now, c.local, c.remote, len(s.b))
-			} else {
-				n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
-			}
-			dst.in = append(dst.in, s.b...)
-			data = true
+		return dst
+	}
+	dst.early = insertSeq(dst.early, s)
+	data := false
+	for len(dst.early) > 0 && dst.early[0].seq == dst.expect+1 {
+		s := dst.early[0]
+		dst.early = dst.early[1:]
+		dst.expect++
+		if n.handLocked(c, dst, s) {
+			return nil
 		}
-		n.mu.Unlock()
-		if data {
-			dst.h.OnData(dst)
-		}
-	})
+		data = true
+	}
+	if data {
+		return dst
+	}
+	return nil
+}
+
+// handLocked hands the next segment in order, s, from c to dst: its bytes
+// join dst's input, or, a FIN, closes dst (and reports it).
+func (n *Network) handLocked(c, dst *Conn, s segment) (fin bool) {
+	if s.fin {
+		n.tracefLocked("fin %s->%s", c.local, c.remote)
+		n.closeLocked(dst, ErrClosed)
+		return true
+	}
+	if n.traceData != nil {
+		n.traceData(n.now, c.local, c.remote, len(s.b))
+	} else {
+		n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
+	}
+	if len(dst.in) == 0 {
+		dst.in = dst.inBase[:0] // all read: start the buffer over
+	}
+	before := cap(dst.in)
+	dst.in = append(dst.in, s.b...)
+	if cap(dst.in) != before {
+		dst.inBase = dst.in[:0]
+	}
+	n.putBufLocked(s.b)
+	return false
+}
+
+// blockedLocked reports whether a partition drops what from sends to to.
+func (n *Network) blockedLocked(from, to string) bool {
+	return n.nblocked > 0 && n.blocked[[2]string{from, to}]
 }
 
 // park holds s until a heal, in the order sent.
@@ -789,33 +896,81 @@ func (nopHandler) OnOpen(*Conn)         {}
 func (nopHandler) OnData(*Conn)         {}
 func (nopHandler) OnClose(*Conn, error) {}
 
-// events is a min-heap of events by (at, tie, seq).
+// evKind says what an event does: run its function, or one of the
+// network's own steps.
+type evKind uint8
+
+const (
+	evFunc    evKind = iota // run f
+	evDeliver               // a segment (seg) sent from c arrives
+	evLater                 // run f unless c's host crashed (Conn.Later)
+	evClose                 // c's OnClose(err), unless its host crashed
+)
+
+// event is one scheduled step; at is virtual time since the network's
+// start.
 type event struct {
-	at   time.Time
-	tie  uint64
-	seq  uint64
-	f    func()
-	done bool
+	at    time.Duration
+	tie   uint64
+	seq   uint64
+	kind  evKind
+	done  bool
+	timer bool // a Timer holds it: never reused
+	f     func()
+	c     *Conn
+	seg   segment
+	err   error
 }
 
+// events is a min-heap of events by (at, tie, seq): a total order, so the
+// order of the runs does not depend on the heap's shape.
 type events []*event
 
-func (q events) Len() int { return len(q) }
-func (q events) Less(i, j int) bool {
-	a, b := q[i], q[j]
-	if !a.at.Equal(b.at) {
-		return a.at.Before(b.at)
+func (a *event) before(b *event) bool {
+	if a.at != b.at {
+		return a.at < b.at
 	}
 	if a.tie != b.tie {
 		return a.tie < b.tie
 	}
 	return a.seq < b.seq
 }
-func (q events) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *events) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *events) Pop() any {
-	old := *q
-	ev := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return ev
+
+func (q *events) push(ev *event) {
+	h := append(*q, ev)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h[i].before(h[p]) {
+			break
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+	*q = h
+}
+
+func (q *events) pop() *event {
+	h := *q
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = nil
+	h = h[:last]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= len(h) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].before(h[l]) {
+			m = r
+		}
+		if !h[m].before(h[i]) {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
+	return top
 }
