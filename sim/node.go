@@ -242,6 +242,7 @@ func (n *Node) SetDrift(drift float64) {
 	if n.up {
 		now := n.clk.Now()
 		n.clk.base, n.clk.nodeBase, n.clk.rate = n.w.nw.Now(), now, 1+drift
+		n.clk.forget()
 	}
 }
 
@@ -254,6 +255,7 @@ func (n *Node) Jump(d time.Duration) {
 	}
 	if n.up {
 		n.clk.nodeBase = n.clk.nodeBase.Add(d)
+		n.clk.forget()
 	}
 }
 
@@ -352,7 +354,17 @@ type nodeClock struct {
 	base     time.Time // world time at which the node read nodeBase
 	nodeBase time.Time
 	rate     float64
+
+	// The last reading and the last worldTime, kept: a node's loops read
+	// the clock at every idle step and the world asks for each node's
+	// next timer at every step, far more often than either changes.
+	nowAt, nowVal time.Time
+	wtIn, wtOut   time.Time
+	cached        bool
 }
+
+// forget drops the kept readings when the clock's rate or base changes.
+func (c *nodeClock) forget() { c.cached = false }
 
 // at is the node's reading at world time t.
 func (c *nodeClock) at(t time.Time) time.Time {
@@ -363,11 +375,33 @@ func (c *nodeClock) at(t time.Time) time.Time {
 	return c.nodeBase.Add(d)
 }
 
-func (c *nodeClock) Now() time.Time { return c.at(c.w.nw.Now()) }
+func (c *nodeClock) Now() time.Time {
+	t := c.w.nw.Now()
+	if c.cached && t.Equal(c.nowAt) {
+		return c.nowVal
+	}
+	v := c.at(t)
+	if !c.cached {
+		c.wtIn, c.wtOut = time.Time{}, time.Time{}
+	}
+	c.nowAt, c.nowVal, c.cached = t, v, true
+	return v
+}
 
 // worldTime is the earliest world time at which the node reads t or later
 // (to the nanosecond, give or take float rounding, corrected upward).
 func (c *nodeClock) worldTime(t time.Time) time.Time {
+	if c.cached && !c.wtIn.IsZero() && t.Equal(c.wtIn) {
+		return c.wtOut
+	}
+	wt := c.computeWorldTime(t)
+	if c.cached {
+		c.wtIn, c.wtOut = t, wt
+	}
+	return wt
+}
+
+func (c *nodeClock) computeWorldTime(t time.Time) time.Time {
 	d := t.Sub(c.nodeBase)
 	if d > 1<<60 { // far future (or saturated): no rounding to correct
 		return c.base.Add(1 << 60)
