@@ -79,6 +79,7 @@ type inConn struct {
 	f          frame
 	hello      bool
 	remoteName string
+	namedAs    atomic.Pointer[string] // remoteName, for the heartbeat goroutine's log
 	epoch      uint64
 	state      *inState
 	from       *peer // the peer to answer through (its listen address)
@@ -413,6 +414,8 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		from.cutBy(f.cutEpoch, f.name)
 	}
 	ic.hello, ic.remoteName, ic.epoch, ic.state, ic.inc = true, f.name, f.epoch, st, f.incarnation
+	name := f.name
+	ic.namedAs.Store(&name)
 	ic.localAddr = ic.conn.LocalAddr().String() // remoteAddr: set at open
 	n.ev.connOpened(f.name, ic.localAddr, ic.remoteAddr)
 	ic.from = from

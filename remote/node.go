@@ -630,7 +630,11 @@ func (n *Node) heartbeat(now time.Time, seq uint64) {
 	for _, c := range ins {
 		if now.Sub(time.Unix(0, c.lastHeard.Load())) > n.cfg.HeartbeatTimeout {
 			host, _, _ := net.SplitHostPort(c.remoteAddr)
-			n.log.Warn("remote: closing silent inbound connection", "peer", c.remoteName, "remote_addr", host)
+			name := ""
+			if p := c.namedAs.Load(); p != nil {
+				name = *p
+			}
+			n.log.Warn("remote: closing silent inbound connection", "peer", name, "remote_addr", host)
 			_ = c.conn.Close()
 		}
 	}
