@@ -403,15 +403,19 @@ func TestHelloCannotMakeANodeDialElsewhere(t *testing.T) {
 // A node that the membership layer reports alive again is redialed at
 // once, not after the backoff; so is one that dials this node.
 func TestPeerUpRedialsAtOnce(t *testing.T) {
-	a := newTestNode(t, "a", Config{ReconnectMin: time.Hour, ReconnectMax: time.Hour})
-	b := newTestNode(t, "b", Config{})
+	// a never redials by itself: a false loss (no heartbeat for a while on
+	// a loaded machine) would fail the test, so heartbeats are lenient;
+	// the losses here are closes, seen at once.
+	const hb = 10 * time.Second
+	a := newTestNode(t, "a", Config{ReconnectMin: time.Hour, ReconnectMax: time.Hour, HeartbeatTimeout: hb})
+	b := newTestNode(t, "b", Config{HeartbeatTimeout: hb})
 	addr := b.node.Addr()
 	id := serveEcho(t, b)
 	r := remoteRefTo(t, a, b, id)
 	ask(t, a, r, "up")
 	b.close()
 	p := waitDown(t, a, addr)
-	b2 := newTestNode(t, "b", Config{Listen: addr})
+	b2 := newTestNode(t, "b", Config{Listen: addr, HeartbeatTimeout: hb})
 	if !a.node.PeerUp(addr) {
 		t.Fatal("PeerUp: no peer")
 	}
@@ -423,7 +427,7 @@ func TestPeerUpRedialsAtOnce(t *testing.T) {
 	// A connection from the node: a redials too.
 	b2.close()
 	waitDown(t, a, addr)
-	b3 := newTestNode(t, "b", Config{Listen: addr})
+	b3 := newTestNode(t, "b", Config{Listen: addr, HeartbeatTimeout: hb})
 	_ = b3.sys.Send(remoteRefTo(t, b3, a, serveEcho(t, a)), "hello")
 	waitFor(t, 10*time.Second, "the redial after a connection from the node", func() bool { return welcomed(p) })
 }
