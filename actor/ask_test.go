@@ -542,6 +542,76 @@ func TestPromiseResolvedInLaterTurn(t *testing.T) {
 	}
 }
 
+// A promise made with ExternalPromise is settled from another goroutine;
+// its continuation runs in the actor, with the first settlement only.
+func TestExternalPromise(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 2})
+	got := make(chan any, 4)
+	settles := make(chan func(any, error), 1)
+	a := tsSpawn(t, s, func() Actor {
+		return &tsActor{recv: func(c *Context, msg any) (any, error) {
+			p, settle := c.ExternalPromise()
+			self := c.Self()
+			p.Then(func(c *Context, v any, err error) {
+				if c.Self() != self || c.Loop() != 1 {
+					t.Errorf("continuation as %v on loop %d", c.Self(), c.Loop())
+				}
+				got <- v
+			})
+			settles <- settle
+			return nil, nil
+		}}
+	}, OnLoop(1))
+	if _, err := tsAsk(t, s, a, "make"); err != nil {
+		t.Fatal(err)
+	}
+	settle := <-settles
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		settle("first", nil)
+		settle("second", nil)
+	}()
+	<-done
+	if v := tsRecv(t, got, "continuation of an external promise"); v != "first" {
+		t.Fatalf("continuation got %v", v)
+	}
+	// A later settlement is ignored: the next continuation to arrive is
+	// that of a second promise, settled after the first.
+	if _, err := tsAsk(t, s, a, "make"); err != nil {
+		t.Fatal(err)
+	}
+	settle2 := <-settles
+	settle("late", nil)
+	settle2("next", nil)
+	if v := tsRecv(t, got, "continuation of the second promise"); v != "next" {
+		t.Fatalf("continuation got %v, want next (a promise settled twice)", v)
+	}
+	// Settling a promise of an actor that stopped does nothing.
+	if _, err := tsAsk(t, s, a, "make"); err != nil {
+		t.Fatal(err)
+	}
+	settle3 := <-settles
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	settle3("after stop", nil)
+	// A round trip through the same loop: the settlement was handled.
+	b := tsSpawn(t, s, func() Actor {
+		return &tsActor{recv: func(*Context, any) (any, error) { return nil, nil }}
+	}, OnLoop(1))
+	if _, err := tsAsk(t, s, b, "flush"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		t.Fatalf("a stopped actor's continuation ran with %v", v)
+	default:
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Blocking work.
 

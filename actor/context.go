@@ -132,6 +132,25 @@ func (c *Context) Promise() (Promise, func(v any, err error)) {
 	return p, func(v any, err error) { ls.resolve(p, v, err) }
 }
 
+// ExternalPromise returns a promise settled by the returned function, which
+// any goroutine may call (a library's callback, a reply that arrives on a
+// network goroutine); only its first call counts, and it never blocks. The
+// continuation runs on this actor's loop, as any promise's. Nothing else
+// settles it: the caller must make sure the function is called (with a
+// timeout of its own, say), or the promise stays pending while the actor
+// lives. Unlike Blocking, it holds no worker while it waits.
+func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
+	ls := c.ls
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	var once atomic.Bool
+	return p, func(v any, err error) {
+		if once.CompareAndSwap(false, true) {
+			reply(&route, v, err)
+		}
+	}
+}
+
 // Reply is the handle of a deferred reply (see Context.Defer). It may be
 // used from any goroutine; only its first use counts.
 type Reply struct {

@@ -591,6 +591,55 @@ func (n *Node) Spawn(ctx context.Context, addr, kind string, args any) (actor.Re
 	return r, nil
 }
 
+// SpawnAsync is Spawn without waiting: it sends the request and returns,
+// and done runs once, with the new actor's ref or why there is none (no
+// answer within timeout, the node lost, the kind unknown there, ...). done
+// runs on one of the node's goroutines (the one that reads the reply, or a
+// timer's), or on the caller's before SpawnAsync returns when the request
+// cannot be sent; it must not block. It is the spawn for code that may not
+// wait: an actor's handler (settle a Context.ExternalPromise in done), or
+// any code the simulator runs, where nothing may wait on a channel.
+//
+// A timeout does not cancel the spawn on the other node: as with Spawn's
+// context, an actor created after it is unknown here.
+func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	if timeout <= 0 {
+		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: timeout %v is not positive", kind, addr, timeout))
+		return
+	}
+	p, err := n.peer(addr)
+	if err != nil {
+		done(actor.Ref{}, err)
+		return
+	}
+	var tm atomic.Pointer[timer]
+	corr, err := p.startCall(fSpawn, waiter{fn: func(v any, err error) {
+		if t := tm.Load(); t != nil {
+			(*t).Stop()
+		}
+		if err != nil {
+			done(actor.Ref{}, err)
+			return
+		}
+		r, ok := v.(actor.Ref)
+		if !ok {
+			done(actor.Ref{}, fmt.Errorf("%w: spawn reply of type %T", ErrBadFrame, v))
+			return
+		}
+		done(r, nil)
+	}}, func(f *frame) { f.kindName, f.payload = kind, args })
+	if err != nil {
+		done(actor.Ref{}, err)
+		return
+	}
+	t := n.afterFunc(timeout, func() {
+		if w, ok := p.endCall(corr); ok {
+			w.settle(nil, fmt.Errorf("remote: spawn of kind %q on %s: no answer within %v: %w", kind, addr, timeout, context.DeadlineExceeded))
+		}
+	})
+	tm.Store(&t)
+}
+
 // heartbeats pings dialed peers and closes connections silent for too long,
 // every HeartbeatInterval of the wall clock.
 func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/actord/actord/actor"
 )
@@ -40,6 +41,12 @@ func (s *NodeSet) Set(addrs ...string) {
 // node at addr.
 func (s *NodeSet) Spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error) {
 	return s.n.Spawn(ctx, addr, kind, args)
+}
+
+// SpawnAsync implements the supervisor's spawn without a waiting
+// goroutine: Node.SpawnAsync.
+func (s *NodeSet) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	s.n.SpawnAsync(addr, kind, args, timeout, done)
 }
 
 // Live returns the members, sorted, but this node and the peers it knows to

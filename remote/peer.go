@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +44,10 @@ type peer struct {
 	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
 	fullErr   error            // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int                    // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	lastWrite int64                  // when flushLocked last wrote (ns since monoBase)
-	out       frame                  // the frame being queued (enqueueOpt), reused
-	calls     map[uint64]chan result // goroutine asks and spawns by correlation
+	netHeld   int               // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
+	lastWrite int64             // when flushLocked last wrote (ns since monoBase)
+	out       frame             // the frame being queued (enqueueOpt), reused
+	calls     map[uint64]waiter // goroutine asks and spawns by correlation
 	nextCall  uint64
 	monitors  watches // local actors' monitors of the peer's actors
 	lastHeard atomic.Int64
@@ -75,6 +77,21 @@ type peer struct {
 type result struct {
 	v   any
 	err error
+}
+
+// waiter is a call waiting for its reply: a goroutine on ch, or a
+// callback (Node.SpawnAsync).
+type waiter struct {
+	ch chan result
+	fn func(v any, err error)
+}
+
+func (w waiter) settle(v any, err error) {
+	if w.fn != nil {
+		w.fn(v, err)
+		return
+	}
+	w.ch <- result{v, err}
 }
 
 func newPeer(n *Node, addr, name string) *peer {
@@ -419,8 +436,11 @@ func (p *peer) lost(epoch uint64, err error) {
 	} else {
 		p.n.wire.BreakOwnLinks(p, epoch, err)
 	}
-	for _, ch := range calls {
-		ch <- result{nil, err}
+	// In the order made: a callback's effects (a reply posted to a loop)
+	// must not follow the map's random order, or a simulated run would not
+	// replay.
+	for _, corr := range slices.Sorted(maps.Keys(calls)) {
+		calls[corr].settle(nil, err)
 	}
 	for _, d := range downsOf(mons) {
 		_ = p.n.wire.DeliverSignal(d.watcher, actor.Down{Ref: d.target, Reason: err})

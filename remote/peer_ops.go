@@ -139,18 +139,8 @@ func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr erro
 // correlation (pidx, pgen), and waits for its reply.
 func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, error) {
 	ch := make(chan result, 1)
-	p.mu.Lock()
-	if p.calls == nil {
-		p.calls = map[uint64]chan result{}
-	}
-	p.nextCall++
-	corr := p.nextCall
-	p.calls[corr] = ch
-	p.addCallsLocked(1)
-	p.mu.Unlock()
-	pidx, pgen := uint32(corr), uint32(corr>>32)
-	if _, err := p.enqueue(kind, func(f *frame) { fill(f); f.pidx, f.pgen = pidx, pgen }); err != nil {
-		p.endCall(corr)
+	corr, err := p.startCall(kind, waiter{ch: ch}, fill)
+	if err != nil {
 		return nil, err
 	}
 	select {
@@ -162,22 +152,43 @@ func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, er
 	}
 }
 
+// startCall records w under a new correlation and sends the request: a
+// frame of kind that fill fills. On an error nothing was sent and w is
+// forgotten.
+func (p *peer) startCall(kind int, w waiter, fill func(f *frame)) (uint64, error) {
+	p.mu.Lock()
+	if p.calls == nil {
+		p.calls = map[uint64]waiter{}
+	}
+	p.nextCall++
+	corr := p.nextCall
+	p.calls[corr] = w
+	p.addCallsLocked(1)
+	p.mu.Unlock()
+	pidx, pgen := uint32(corr), uint32(corr>>32)
+	if _, err := p.enqueue(kind, func(f *frame) { fill(f); f.pidx, f.pgen = pidx, pgen }); err != nil {
+		p.endCall(corr)
+		return 0, err
+	}
+	return corr, nil
+}
+
 // endCall forgets the call corr, if a reply or a loss did not take it
-// meanwhile, and returns its channel.
-func (p *peer) endCall(corr uint64) (chan result, bool) {
+// meanwhile, and returns its waiter.
+func (p *peer) endCall(corr uint64) (waiter, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ch, ok := p.calls[corr]
+	w, ok := p.calls[corr]
 	if ok {
 		delete(p.calls, corr)
 		p.addCallsLocked(-1)
 	}
-	return ch, ok
+	return w, ok
 }
 
 func (p *peer) completeAsk(corr uint64, v any, err error) {
-	if ch, ok := p.endCall(corr); ok {
-		ch <- result{v, err}
+	if w, ok := p.endCall(corr); ok {
+		w.settle(v, err)
 	}
 }
 

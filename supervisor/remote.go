@@ -21,6 +21,10 @@ type Cluster interface {
 	// args, and returns its ref. It may block until that node answers; the
 	// supervisor calls it on the system's worker pool (actor.Context.Blocking),
 	// never on its loop, with a context that ends after Remote.StartTimeout.
+	// A Cluster that also has SpawnAsync(addr, kind string, args any,
+	// timeout time.Duration, done func(actor.Ref, error)), as
+	// remote.NodeSet does, is called through that instead, and no worker
+	// waits.
 	Spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error)
 	// Live returns the addresses of the nodes a child may be placed on now:
 	// those believed up, in a stable order. It is called on the
@@ -167,23 +171,45 @@ func (s *sup) place(ch *child) (string, error) {
 	return "", fmt.Errorf("%w: child %q: placement picked %q, not a live node", ErrNoNode, ch.spec.ID, addr)
 }
 
+// asyncCluster is a Cluster that spawns without a waiting goroutine
+// (remote.NodeSet): done runs once, on any goroutine, and must not block.
+type asyncCluster interface {
+	SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error))
+}
+
 // remoteSpawn starts a fresh instance of the remote child ch: the spawn
-// runs on the worker pool, so the loop goes on meanwhile; the supervisor
-// holds its other work until the promise settles (see run). A failure to
-// place the child settles the promise at once.
+// is answered on another goroutine (or, with a Cluster that only has the
+// blocking Spawn, runs on the worker pool), so the loop goes on meanwhile;
+// the supervisor holds its other work until the promise settles (see
+// run). A failure to place the child settles the promise at once.
 func (s *sup) remoteSpawn(c *actor.Context, ch *child) actor.Promise {
 	addr, err := s.place(ch)
 	if err == nil {
 		ch.node = addr
 	}
 	id, r, cl := ch.spec.ID, ch.spec.Remote, s.spec.Cluster
+	t := r.StartTimeout
+	if t == 0 {
+		t = DefaultRemoteStart
+	}
+	if ac, ok := cl.(asyncCluster); ok {
+		p, settle := c.ExternalPromise()
+		if err != nil {
+			settle(nil, err)
+			return p
+		}
+		ac.SpawnAsync(addr, r.Kind, r.Args, t, func(ref actor.Ref, err error) {
+			if err != nil {
+				settle(nil, fmt.Errorf("remote start of %q (kind %q) on %s: %w", id, r.Kind, addr, err))
+				return
+			}
+			settle(ref, nil)
+		})
+		return p
+	}
 	return c.Blocking(func() (any, error) {
 		if err != nil {
 			return nil, err
-		}
-		t := r.StartTimeout
-		if t == 0 {
-			t = DefaultRemoteStart
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), t)
 		defer cancel()
