@@ -122,6 +122,7 @@ type kvRun struct {
 	// counters
 	ok, failedReads, notWritten, unknown, lostOps int
 	faults                                        []string
+	caughtUp                                      uint64         // entries the stores' catch-ups copied
 	errs                                          map[string]int // failures by their error's first words
 	checkTook                                     time.Duration  // the linearizability check's wall time
 }
@@ -150,7 +151,7 @@ func (r *kvRun) install(i int) error {
 	kn := r.nodes[i]
 	if kn.disk != nil {
 		st, err := kvstore.Install(context.Background(), kn.n.Remote(), kvstore.Config{
-			Storage: kn.disk, Token: "sim", Members: r.members(), Shards: kvShards, NoCatchUp: true,
+			Storage: kn.disk, Token: "sim", Members: r.members(), Shards: kvShards,
 			Logger: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
@@ -220,6 +221,9 @@ func (r *kvRun) down(i int, kill bool) {
 		r.w.Kill(kn.n)
 	} else {
 		r.w.Crash(kn.n)
+	}
+	if kn.st != nil {
+		r.caughtUp += kn.st.Stats().CaughtUp
 	}
 	kn.st, kn.client = nil, actor.Ref{}
 	for _, o := range r.ops {
@@ -578,6 +582,33 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 	if !w.RunUntil(time.Minute, func() bool { return r.inflight(-1) == 0 || r.bug != "" }) && r.bug == "" {
 		r.violation("the final reads did not settle")
 	}
+	// Every store's catch-up (an actor: it runs simulated) ends, both
+	// passes, with the cluster whole.
+	caughtUp := func() bool {
+		for _, kn := range r.nodes {
+			if kn.st == nil {
+				continue
+			}
+			select {
+			case <-kn.st.CaughtUp():
+			default:
+				return false
+			}
+		}
+		return true
+	}
+	if !w.RunUntil(time.Minute, caughtUp) && r.bug == "" {
+		for _, kn := range r.nodes {
+			if kn.st != nil {
+				r.violation("the catch-up on %s did not end in a minute with every node up: %+v", kn.n.Name(), kn.st.Stats())
+			}
+		}
+	}
+	for _, kn := range r.nodes {
+		if kn.st != nil {
+			r.caughtUp += kn.st.Stats().CaughtUp
+		}
+	}
 	if r.bug != "" {
 		return r, r.bug
 	}
@@ -711,9 +742,9 @@ func TestKVStore(t *testing.T) {
 			timeline = 1 << 20
 		}
 		w, r, bug, wall := run(timeline)
-		t.Logf("%s: virtual %v in %v of wall time (%.0f events/s, %.1fx real time); %d requests: %d ok, %d reads failed, %d writes not applied, %d of unknown outcome, %d lost with their client; %d faults; check took %v",
+		t.Logf("%s: virtual %v in %v of wall time (%.0f events/s, %.1fx real time); %d requests: %d ok, %d reads failed, %d writes not applied, %d of unknown outcome, %d lost with their client; %d faults; %d entries caught up; check took %v",
 			w.summary, w.virtual.Round(time.Millisecond), wall.Round(time.Millisecond), float64(w.events)/wall.Seconds(),
-			w.virtual.Seconds()/wall.Seconds(), len(r.ops), r.ok, r.failedReads, r.notWritten, r.unknown, r.lostOps, len(r.faults), r.checkTook.Round(time.Millisecond))
+			w.virtual.Seconds()/wall.Seconds(), len(r.ops), r.ok, r.failedReads, r.notWritten, r.unknown, r.lostOps, len(r.faults), r.caughtUp, r.checkTook.Round(time.Millisecond))
 		if testing.Verbose() {
 			var es []string
 			for e, n := range r.errs {

@@ -1,7 +1,6 @@
 package kvstore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,119 +42,218 @@ type catchUpStats struct {
 	passes  atomic.Uint64
 }
 
-// runCatchUp makes the two passes of the catch-up.
-func (st *Store) runCatchUp(ctx context.Context) {
-	defer close(st.caughtUp)
-	log := ratelog.Wrap(st.cfg.Logger, ratelog.Config{})
-	if !st.catchUpPass(ctx, log) {
-		return
-	}
-	again := time.NewTimer(st.cfg.catchUpAgain)
-	defer again.Stop()
-	var hook <-chan struct{}
-	if h := st.cfg.hooks; h != nil && h.secondPass != nil {
-		hook, again.C = h.secondPass, nil
-	}
-	select {
-	case <-ctx.Done():
-		return
-	case <-again.C:
-	case <-hook:
-	}
-	st.catchUpPass(ctx, log)
+// catchUpper is the catch-up, an actor: every wait is an ask or a timer of
+// its loop, so it holds no goroutine, and a store under the simulator
+// (package sim) catches up as a daemon's does. It makes the first pass at
+// its start, the second CatchUpAgain after the first ends, then stops;
+// CaughtUp is closed when it stops, whatever the reason (the store's
+// Close stops it).
+type catchUpper struct {
+	st      *Store
+	log     *slog.Logger
+	pass    int // 1, then 2
+	start   time.Time
+	todo    map[int]actor.Ref // local replicas this pass has not caught up yet
+	backoff time.Duration
+	next    int           // the member to ask next in this round
+	hook    chan struct{} // closed at Terminate: ends the test hook's goroutine
 }
 
-// catchUpPass brings every local replica up to date with one other replica
-// of its shard, retrying with a backoff (100 ms doubling to 2 s) while the
-// other daemons cannot be reached, until ctx ends (Close). It reports
-// whether it finished.
-func (st *Store) catchUpPass(ctx context.Context, log *slog.Logger) bool {
-	start := time.Now()
-	self := st.node.Addr()
+type (
+	catchUpRound  struct{} // the next round of the pass (after a backoff)
+	catchUpSecond struct{} // the second pass
+)
+
+// Start begins the first pass.
+func (cu *catchUpper) Start(c *actor.Context) error {
+	cu.log = ratelog.Wrap(cu.st.cfg.Logger, ratelog.Config{})
+	cu.pass = 1
+	cu.begin(c)
+	return nil
+}
+
+// Terminate closes CaughtUp.
+func (cu *catchUpper) Terminate(*actor.Context, error) {
+	cu.st.caughtUpOnce.Do(func() { close(cu.st.caughtUp) })
+	if cu.hook != nil {
+		close(cu.hook)
+	}
+}
+
+// Receive takes the timers' messages.
+func (cu *catchUpper) Receive(c *actor.Context, msg any) (any, error) {
+	switch msg.(type) {
+	case catchUpRound:
+		cu.round(c)
+	case catchUpSecond:
+		cu.pass = 2
+		cu.begin(c)
+	default:
+		return nil, actor.ErrUnknownMessage
+	}
+	return nil, nil
+}
+
+// begin starts a pass: every local replica whose shard has other replicas
+// is to catch up with one of them. A store with none has nothing to do,
+// then or later.
+func (cu *catchUpper) begin(c *actor.Context) {
+	st := cu.st
+	cu.start, cu.backoff = c.Now(), RefreshInterval
 	hosts := Placement(st.cfg.Shards, st.cfg.Replicas, st.cfg.Members)
-	todo := map[int]actor.Ref{} // local replicas not caught up
+	cu.todo = map[int]actor.Ref{}
 	for _, s := range st.local {
 		if len(hosts[s.ID]) > 1 {
-			todo[s.ID] = s.Ref
+			cu.todo[s.ID] = s.Ref
 		}
 	}
-	if len(todo) == 0 {
-		return false
+	if len(cu.todo) == 0 {
+		_ = c.Stop(c.Self(), nil)
+		return
 	}
-	backoff := RefreshInterval
-	for {
-		for _, m := range st.members {
-			if m == self || ctx.Err() != nil {
-				continue
-			}
-			rep, err := fetchDir(ctx, st.node, m, st.cfg.Token)
-			if err == nil && (rep.Shards != st.cfg.Shards || rep.Replicas != st.cfg.Replicas || !slices.Equal(rep.Members, st.members)) {
+	cu.round(c)
+}
+
+// round asks every other member in turn (member), then ends the pass or
+// tries again after a backoff (100 ms doubling to 2 s) while some replica
+// is behind.
+func (cu *catchUpper) round(c *actor.Context) {
+	cu.next = 0
+	cu.member(c)
+}
+
+// member asks the next member for its directory and syncs the replicas it
+// holds that are behind here; at the end of the round, it ends the pass
+// or arms the next round.
+func (cu *catchUpper) member(c *actor.Context) {
+	st := cu.st
+	self := st.node.Addr()
+	for cu.next < len(st.members) && st.members[cu.next] == self {
+		cu.next++
+	}
+	if cu.next == len(st.members) {
+		cu.endRound(c)
+		return
+	}
+	m := st.members[cu.next]
+	cu.next++
+	p, settle := c.ExternalPromise()
+	st.node.SpawnAsync(m, DirectoryKind, st.cfg.Token, DefaultTimeout, func(r actor.Ref, err error) { settle(r, err) })
+	p.Then(func(c *actor.Context, v any, err error) {
+		if err != nil {
+			cu.log.Warn("kvstore: catch-up: cannot read a peer's directory", "peer", m, "err", err)
+			cu.member(c)
+			return
+		}
+		c.AskTimeout(v.(actor.Ref), DirRequest{}, DefaultTimeout).Then(func(c *actor.Context, v any, err error) {
+			rep, ok := v.(DirReply)
+			switch {
+			case err != nil:
+			case !ok:
+				err = fmt.Errorf("the directory answered %T", v)
+			case rep.Shards != st.cfg.Shards || rep.Replicas != st.cfg.Replicas || !slices.Equal(rep.Members, st.members):
 				err = fmt.Errorf("it describes another store: %d shards of %d replicas, members %v", rep.Shards, rep.Replicas, rep.Members)
 			}
 			if err != nil {
-				log.Warn("kvstore: catch-up: cannot read a peer's directory", "peer", m, "err", err)
-				continue
+				cu.log.Warn("kvstore: catch-up: cannot read a peer's directory", "peer", m, "err", err)
+				cu.member(c)
+				return
 			}
+			hosts := Placement(st.cfg.Shards, st.cfg.Replicas, st.cfg.Members)
+			var shards []ShardRef
 			for _, s := range rep.Local {
-				local, ok := todo[s.ID]
-				if !ok || !slices.Contains(hosts[s.ID], m) {
-					continue
+				if _, ok := cu.todo[s.ID]; ok && slices.Contains(hosts[s.ID], m) {
+					shards = append(shards, s)
 				}
-				if err := st.syncShard(ctx, local, s.Ref); err != nil {
-					log.Warn("kvstore: catch-up: a shard's sync failed", "peer", m, "shard", s.ID, "err", err)
-					continue
-				}
-				delete(todo, s.ID)
 			}
-		}
-		if len(todo) == 0 {
-			st.catchUp.passes.Add(1)
-			log.Info("kvstore: caught up with the other replicas", "entries", st.catchUp.entries.Load(), "took", time.Since(start).Round(time.Millisecond))
-			return true
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-		backoff = min(2*backoff, MaxRefreshBackoff)
+			cu.syncShards(c, m, shards)
+		})
+	})
+}
+
+// syncShards syncs the replicas of shards, one after the other, with
+// member m's, then goes on to the next member.
+func (cu *catchUpper) syncShards(c *actor.Context, m string, shards []ShardRef) {
+	if len(shards) == 0 {
+		cu.member(c)
+		return
 	}
+	s := shards[0]
+	cu.syncShard(c, cu.todo[s.ID], s.Ref, "", func(c *actor.Context, err error) {
+		if err != nil {
+			cu.log.Warn("kvstore: catch-up: a shard's sync failed", "peer", m, "shard", s.ID, "err", err)
+		} else {
+			delete(cu.todo, s.ID)
+		}
+		cu.syncShards(c, m, shards[1:])
+	})
 }
 
 // syncShard copies into the local replica the entries of the peer replica
-// that are newer than its own, and returns once they are durable.
-func (st *Store) syncShard(ctx context.Context, local, peer actor.Ref) error {
-	after := ""
-	for {
-		rctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
-		v, err := st.sys.Ask(rctx, peer, SyncRequest{After: after, Max: catchUpPage})
-		cancel()
+// after key after that are newer than its own, page by page, and calls
+// done once they are durable (or with the first error).
+func (cu *catchUpper) syncShard(c *actor.Context, local, peer actor.Ref, after string, done func(*actor.Context, error)) {
+	c.AskTimeout(peer, SyncRequest{After: after, Max: catchUpPage}, catchUpTimeout).Then(func(c *actor.Context, v any, err error) {
 		if err != nil {
-			return err
+			done(c, err)
+			return
 		}
 		rep, ok := v.(SyncReply)
 		if !ok {
-			return fmt.Errorf("the peer answered %T", v)
+			done(c, fmt.Errorf("the peer answered %T", v))
+			return
 		}
 		if err := checkPage(rep, after); err != nil {
-			return err
+			done(c, err)
+			return
 		}
-		if n := len(rep.Entries); n > 0 {
-			rctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
-			_, err := st.sys.Ask(rctx, local, apply{entries: rep.Entries})
-			cancel()
+		if len(rep.Entries) == 0 {
+			done(c, nil) // checkPage: no more either
+			return
+		}
+		c.AskTimeout(local, apply{entries: rep.Entries}, catchUpTimeout).Then(func(c *actor.Context, _ any, err error) {
 			if err != nil {
-				return fmt.Errorf("storing: %w", err)
+				done(c, fmt.Errorf("storing: %w", err))
+				return
 			}
-			st.catchUp.entries.Add(uint64(n))
-			after = rep.Entries[n-1].K
-		}
-		if !rep.More {
-			return nil
-		}
+			cu.st.catchUp.entries.Add(uint64(len(rep.Entries)))
+			if !rep.More {
+				done(c, nil)
+				return
+			}
+			cu.syncShard(c, local, peer, rep.Entries[len(rep.Entries)-1].K, done)
+		})
+	})
+}
+
+// endRound ends the pass if every replica caught up, else arms the next
+// round.
+func (cu *catchUpper) endRound(c *actor.Context) {
+	if len(cu.todo) > 0 {
+		c.After(cu.backoff, catchUpRound{})
+		cu.backoff = min(2*cu.backoff, MaxRefreshBackoff)
+		return
 	}
+	st := cu.st
+	st.catchUp.passes.Add(1)
+	cu.log.Info("kvstore: caught up with the other replicas", "entries", st.catchUp.entries.Load(), "took", c.Now().Sub(cu.start).Round(time.Millisecond))
+	if cu.pass == 2 {
+		_ = c.Stop(c.Self(), nil)
+		return
+	}
+	if h := st.cfg.hooks; h != nil && h.secondPass != nil {
+		self, sys, stop := c.Self(), st.sys, make(chan struct{})
+		cu.hook = stop
+		go func() { // tests only: the second pass when the test says
+			select {
+			case <-h.secondPass:
+				_ = sys.Send(self, catchUpSecond{})
+			case <-stop:
+			}
+		}()
+		return
+	}
+	c.After(st.cfg.catchUpAgain, catchUpSecond{})
 }
 
 // errBadPage means a peer's SyncReply broke the protocol.

@@ -66,9 +66,9 @@
 // The disk is behind an interface (Storage: buckets, atomic durable
 // updates, ordered scans): a bbolt file by default, or Config.Storage. A
 // MemDisk keeps in memory exactly what was synced, for a simulator (package
-// sim) whose nodes crash and restart on their disks; with it and
-// Config.NoCatchUp, a store starts no goroutine and reads no clock, and an
-// ActorClient reads and writes it from inside an actor.
+// sim) whose nodes crash and restart on their disks; with it, a store
+// starts no goroutine and reads no clock (its catch-up is an actor too), and
+// an ActorClient reads and writes it from inside an actor.
 //
 // A replica that crashes is restarted in place by its supervisor (its refs
 // stay valid) and reloads its data from its storage, through the committer:

@@ -48,10 +48,8 @@ type Config struct {
 	// buckets there and does not close it.
 	Storage Storage
 	// NoCatchUp skips the catch-up after Install (see "A daemon that
-	// returns" in the package doc). Its passes run on a goroutine of
-	// their own, which a simulator, driving the whole cluster from one
-	// goroutine on virtual time, cannot run; the store is linearizable
-	// without it.
+	// returns" in the package doc); the store is linearizable without it,
+	// with one up-to-date copy fewer of what a returning daemon missed.
 	NoCatchUp bool
 	// Shards is the number of shards of the whole store. Default
 	// DefaultShards. It cannot change once data is written.
@@ -119,12 +117,12 @@ type Store struct {
 	disks   []*disk    // local shards, by position in local
 	local   []ShardRef
 
-	mu       sync.Mutex
-	closed   bool
-	stop     context.CancelFunc // stops the catch-up
-	caughtUp chan struct{}      // closed when the catch-up is done
-	catchUp  catchUpStats
-	bg       sync.WaitGroup
+	mu           sync.Mutex
+	closed       bool
+	catchUpRef   actor.Ref     // the catch-up's actor (zero with Config.NoCatchUp)
+	caughtUp     chan struct{} // closed when the catch-up is done
+	caughtUpOnce sync.Once
+	catchUp      catchUpStats
 }
 
 // Install starts this daemon's replicas on node's system and registers the
@@ -237,12 +235,15 @@ func Install(ctx context.Context, node *remote.Node, cfg Config) (*Store, error)
 	}
 	node.RegisterKind(DirectoryKind, st.directoryKind)
 	if cfg.NoCatchUp {
-		close(st.caughtUp)
+		st.caughtUpOnce.Do(func() { close(st.caughtUp) })
 		return st, nil
 	}
-	cctx, stop := context.WithCancel(context.Background())
-	st.stop = stop
-	st.bg.Go(func() { st.runCatchUp(cctx) })
+	cu, err := st.sys.Spawn(ctx, func() actor.Actor { return &catchUpper{st: st} }, actor.Name("kvstore/catch-up"))
+	if err != nil {
+		_ = st.Close(ctx)
+		return nil, fmt.Errorf("kvstore: start the catch-up: %w", err)
+	}
+	st.catchUpRef = cu
 	return st, nil
 }
 
@@ -357,10 +358,11 @@ func (st *Store) Close(ctx context.Context) error {
 	}
 	st.closed = true
 	st.mu.Unlock()
-	if st.stop != nil {
-		st.stop()
+	if !st.catchUpRef.IsZero() {
+		if err := st.sys.Stop(ctx, st.catchUpRef); err != nil && !errors.Is(err, actor.ErrDead) && !errors.Is(err, actor.ErrShutdown) {
+			return fmt.Errorf("kvstore: stop the catch-up: %w", err)
+		}
 	}
-	st.bg.Wait()
 	var errs []error
 	if !st.sup.IsZero() {
 		if _, err := st.sys.Ask(ctx, st.sup, supervisor.Shutdown{}); err != nil &&
