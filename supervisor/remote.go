@@ -46,7 +46,7 @@ type Remote struct {
 	// Node, if set, is the address of the only node the child may run on.
 	// While that node is down the child's starts fail, and are retried as
 	// any failing start (each attempt counts towards the restart
-	// intensity).
+	// intensity), after a pause: 100 ms, doubling to 2 s.
 	Node string
 	// Place picks the node among the live ones when Node is empty. Default
 	// Spread.

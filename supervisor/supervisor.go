@@ -44,6 +44,7 @@ type child struct {
 	retry uint32        // generation of the queued retry: older tryAgains are stale
 	node  string        // a remote child: the node of its current instance, or of the last one or attempt
 	ended error         // a remote child: why that instance ended or attempt failed (Candidates.Reason)
+	wait  time.Duration // a remote child: the pause before its next retry (remoteRetry)
 }
 
 // tryAgain is the message a supervisor sends itself after a failed restart
@@ -709,6 +710,7 @@ func (s *sup) restartGroup(failed *child, group []*child) {
 func (s *sup) restarted(c *actor.Context, ch *child, res startResult, err error) {
 	switch res {
 	case started:
+		ch.wait = 0
 		s.report(c, &Report{Kind: ChildRestarted, ChildID: ch.spec.ID, Child: ch.ref})
 	case ignored:
 		// Not running, not retried (OTP: pid undefined); a temporary or a
@@ -726,7 +728,8 @@ func (s *sup) restarted(c *actor.Context, ch *child, res startResult, err error)
 // start: the members of its group still taken down are stopped for good (as
 // OTP's, which are not running until the retry), ch is marked restarting,
 // and the retry goes behind the messages already received, so that
-// requests and the parent's exit are handled first (OTP-9549).
+// requests and the parent's exit are handled first (OTP-9549). A remote
+// child's retry also waits (remoteRetry).
 func (s *sup) retryLater(ch *child) {
 	s.ops = s.ops[:0]
 	ch.state = stRestarting
@@ -737,8 +740,22 @@ func (s *sup) retryLater(ch *child) {
 			s.ops = append(s.ops, s.stopOp(x, false))
 		}
 	}
+	if ch.spec.remote() {
+		ch.wait = min(max(2*ch.wait, remoteRetry[0]), remoteRetry[1])
+		d := ch.wait
+		s.ops = append(s.ops, s.doOp(func(c *actor.Context) { c.After(d, msg) }))
+		return
+	}
 	s.ops = append(s.ops, s.doOp(func(c *actor.Context) { _ = c.Send(c.Self(), msg) }))
 }
+
+// remoteRetry is the pause before a remote child's next start after one
+// failed: from the first value, doubling to the second, until a start
+// succeeds. A remote start fails for a while when it fails (no live node,
+// a node down or refusing connections), often at once: retried at once,
+// as a local child's is, it would spend the restart intensity in an
+// instant, whatever MaxT. Every attempt still counts.
+var remoteRetry = [2]time.Duration{100 * time.Millisecond, 2 * time.Second}
 
 // onTryAgain retries the restart of a child whose last attempt failed,
 // unless it has been stopped or restarted since. Every attempt counts
