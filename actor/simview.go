@@ -26,6 +26,17 @@ func (v simView) NextTimer() (time.Time, bool) {
 	return earliest, !earliest.IsZero()
 }
 
+// Queued reports whether any loop has an event queued (timers aside).
+// Manual mode, from the driving goroutine.
+func (v simView) Queued() bool {
+	for _, ls := range v.s.loops {
+		if ls.loop.Queued() {
+			return true
+		}
+	}
+	return false
+}
+
 // SetBlocking sends Context.Blocking jobs to run instead of the worker
 // pool: a simulator runs them as events of virtual time. Set it before
 // any actor runs.

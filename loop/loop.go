@@ -234,6 +234,14 @@ func (l *Loop[E]) NextTimer() (time.Time, bool) {
 	return time.Unix(0, w), true
 }
 
+// Queued reports whether an event is queued (control, local or inbound;
+// timers aside): whether Step would handle one without a timer being due.
+// For a manual loop, on the goroutine that steps it (a simulator asks it
+// to skip loops that have nothing to do).
+func (l *Loop[E]) Queued() bool {
+	return l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) || l.local.n > 0 || l.in.peek() != nil
+}
+
 // Now returns the loop clock's reading.
 func (l *Loop[E]) Now() time.Time { return l.clock.Now() }
 

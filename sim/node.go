@@ -31,12 +31,17 @@ type Node struct {
 	key  []byte
 	init func(*Node) error
 
-	up      bool
-	gen     uint64 // incarnation, incremented by every crash
-	sys     *actor.System
-	rem     *remote.Node
-	stop    func()
-	view    simView
+	up   bool
+	gen  uint64 // incarnation, incremented by every crash
+	sys  *actor.System
+	rem  *remote.Node
+	stop func()
+	view simView
+	// idleAt is the world time at which the node last ran out of work,
+	// timers checked (idle says it did): until the time moves or an event
+	// is queued for it, it has nothing to do (see World.settle).
+	idleAt  time.Time
+	idle    bool
 	clk     *nodeClock
 	old     []*actor.System // crashed incarnations, shut down at Close
 	drift   float64
@@ -47,6 +52,7 @@ type Node struct {
 // simView is what the simulator needs of a manual actor.System (seam.Sim).
 type simView interface {
 	NextTimer() (time.Time, bool)
+	Queued() bool
 	SetBlocking(run func(job func()) error)
 }
 
@@ -136,6 +142,7 @@ func (n *Node) start() error {
 	}
 	n.sys = actor.NewSystem(acfg)
 	n.view = seam.Sim(n.sys).(simView)
+	n.idle = false
 	n.view.SetBlocking(n.blocking)
 	rcfg := remote.Config{
 		HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second,
@@ -243,6 +250,7 @@ func (n *Node) SetDrift(drift float64) {
 		now := n.clk.Now()
 		n.clk.base, n.clk.nodeBase, n.clk.rate = n.w.nw.Now(), now, 1+drift
 		n.clk.forget()
+		n.idle = false
 	}
 }
 
@@ -256,6 +264,7 @@ func (n *Node) Jump(d time.Duration) {
 	if n.up {
 		n.clk.nodeBase = n.clk.nodeBase.Add(d)
 		n.clk.forget()
+		n.idle = false
 	}
 }
 

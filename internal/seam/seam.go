@@ -122,6 +122,7 @@ type LifecycleRequest struct {
 // methods
 //
 //	NextTimer() (time.Time, bool)        // earliest timer of any loop, on its clock
+//	Queued() bool                        // an event is queued on some loop (timers aside)
 //	SetBlocking(run func(job func()) error) // Context.Blocking jobs go to run, not to the pool
 var Sim func(sys any) any
 
