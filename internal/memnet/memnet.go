@@ -216,12 +216,20 @@ func (n *Network) bufLocked(k int) []byte {
 	return make([]byte, k, max(k, 512))
 }
 
-// putBufLocked keeps b, copied out of, for reuse (a bounded number).
+// putBufLocked keeps b, copied out of, for reuse: at most maxFreeBufs,
+// none larger than maxFreeBuf (a long run's memory stays bounded whatever
+// it sent once).
 func (n *Network) putBufLocked(b []byte) {
-	if b != nil && len(n.bufs) < 1024 {
+	if b != nil && cap(b) <= maxFreeBuf && len(n.bufs) < maxFreeBufs {
 		n.bufs = append(n.bufs, b[:0])
 	}
 }
+
+const (
+	maxFreeBufs = 256
+	maxFreeBuf  = 64 << 10
+	maxInBuf    = 1 << 20 // an input buffer kept once read
+)
 
 // Next returns the time of the next event, if there is one.
 func (n *Network) Next() (time.Time, bool) {
@@ -859,6 +867,9 @@ func (n *Network) handLocked(c, dst *Conn, s segment) (fin bool) {
 		n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
 	}
 	if len(dst.in) == 0 {
+		if cap(dst.inBase) > maxInBuf {
+			dst.inBase = nil // a burst grew it: not kept for the connection's life
+		}
 		dst.in = dst.inBase[:0] // all read: start the buffer over
 	}
 	before := cap(dst.in)
