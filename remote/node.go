@@ -261,12 +261,17 @@ type Stats struct {
 	// descriptors); the node waits a little after each, from 5 ms
 	// doubling to 1 s, and goes on accepting.
 	AcceptErrors uint64
+	// SpawnsStopped counts actors stopped because the answer to their
+	// spawn came after its caller stopped waiting (Spawn's context ended,
+	// SpawnAsync's timeout passed): nobody knew of them.
+	SpawnsStopped uint64
 }
 
 type counters struct {
 	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
 	deadLetters, downRefused, forgotten, dials                                                     atomic.Uint64
 	connsRefused, handshakeTimeouts, bufferLimited, acceptErrors                                   atomic.Uint64
+	spawnsStopped                                                                                  atomic.Uint64
 }
 
 // Node connects an actor.System to other nodes over TCP: actors on any node
@@ -408,7 +413,7 @@ func (n *Node) Stats() Stats {
 		DeadLetters: c.deadLetters.Load(), NodeDownRefused: c.downRefused.Load(), PeersForgotten: c.forgotten.Load(),
 		Dials:        c.dials.Load(),
 		ConnsRefused: c.connsRefused.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
-		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(),
+		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(), SpawnsStopped: c.spawnsStopped.Load(),
 	}
 }
 
@@ -600,8 +605,9 @@ func (n *Node) Spawn(ctx context.Context, addr, kind string, args any) (actor.Re
 // wait: an actor's handler (settle a Context.ExternalPromise in done), or
 // any code the simulator runs, where nothing may wait on a channel.
 //
-// A timeout does not cancel the spawn on the other node: as with Spawn's
-// context, an actor created after it is unknown here.
+// A timeout does not cancel the spawn on the other node; if its answer
+// still comes, the actor it names is stopped (Stats.SpawnsStopped), as
+// after Spawn's context ends.
 func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
 	if timeout <= 0 {
 		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: timeout %v is not positive", kind, addr, timeout))
@@ -634,6 +640,7 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 	}
 	t := n.afterFunc(timeout, func() {
 		if w, ok := p.endCall(corr); ok {
+			p.abandonSpawn(corr)
 			w.settle(nil, fmt.Errorf("remote: spawn of kind %q on %s: no answer within %v: %w", kind, addr, timeout, context.DeadlineExceeded))
 		}
 	})

@@ -49,8 +49,13 @@ type peer struct {
 	out       frame             // the frame being queued (enqueueOpt), reused
 	calls     map[uint64]waiter // goroutine asks and spawns by correlation
 	nextCall  uint64
-	monitors  watches // local actors' monitors of the peer's actors
-	lastHeard atomic.Int64
+	// spawns whose caller stopped waiting (timeout, cancel): an answer
+	// that still comes names an actor nobody knows of, which is stopped
+	// (abandonSpawn). At most maxAbandoned, the oldest forgotten first.
+	abandoned  map[uint64]struct{}
+	abandonedQ []uint64
+	monitors   watches // local actors' monitors of the peer's actors
+	lastHeard  atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
 	// connection from that same node may answer what was asked over this

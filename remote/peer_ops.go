@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/actord/actord/actor"
 )
@@ -147,9 +148,47 @@ func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, er
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		p.endCall(corr)
+		if _, ok := p.endCall(corr); ok && kind == fSpawn {
+			p.abandonSpawn(corr)
+		}
 		return nil, ctx.Err()
 	}
+}
+
+// maxAbandoned bounds the spawns a peer remembers as abandoned.
+const maxAbandoned = 1024
+
+// errSpawnAbandoned is the reason an actor created by an abandoned spawn
+// is stopped with.
+var errSpawnAbandoned = errors.New("remote: its spawn's caller stopped waiting before the answer came")
+
+// abandonSpawn records that nobody waits for the spawn corr any more.
+func (p *peer) abandonSpawn(corr uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.abandoned == nil {
+		p.abandoned = map[uint64]struct{}{}
+	}
+	if len(p.abandonedQ) >= maxAbandoned {
+		delete(p.abandoned, p.abandonedQ[0])
+		p.abandonedQ = p.abandonedQ[1:]
+	}
+	p.abandoned[corr] = struct{}{}
+	p.abandonedQ = append(p.abandonedQ, corr)
+}
+
+// takeAbandoned reports whether corr was an abandoned spawn, forgetting it.
+func (p *peer) takeAbandoned(corr uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.abandoned[corr]; !ok {
+		return false
+	}
+	delete(p.abandoned, corr)
+	if i := slices.Index(p.abandonedQ, corr); i >= 0 {
+		p.abandonedQ = slices.Delete(p.abandonedQ, i, i+1)
+	}
+	return true
 }
 
 // startCall records w under a new correlation and sends the request: a
@@ -189,6 +228,13 @@ func (p *peer) endCall(corr uint64) (waiter, bool) {
 func (p *peer) completeAsk(corr uint64, v any, err error) {
 	if w, ok := p.endCall(corr); ok {
 		w.settle(v, err)
+		return
+	}
+	// The answer to a spawn nobody waits for any more: the actor it made
+	// would run unknown to all (supervised by none), so it is stopped.
+	if r, ok := v.(actor.Ref); ok && err == nil && p.takeAbandoned(corr) {
+		p.n.stats.spawnsStopped.Add(1)
+		_ = p.Stop(r, errSpawnAbandoned)
 	}
 }
 

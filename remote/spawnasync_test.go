@@ -86,3 +86,47 @@ func TestSpawnAsync(t *testing.T) {
 		t.Fatalf("zero timeout: done ran %d times with %v; want once, at once, with an error", bad.calls, bad.err)
 	}
 }
+
+// counted is an actor that counts the live instances of its kind.
+type counted struct{ live *int }
+
+func (c counted) Start(*actor.Context) error               { *c.live++; return nil }
+func (c counted) Terminate(*actor.Context, error)          { *c.live-- }
+func (c counted) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// An answer that comes after its spawn's caller stopped waiting names an
+// actor nobody knows of: the node stops it. Here the answer is slow (the
+// way back from B takes 500 ms), and the spawn times out after 200 ms.
+func TestLateSpawnAnswerStopsTheActor(t *testing.T) {
+	w := newMemWorld(t, 9, "10.0.0.1", "10.0.0.2")
+	defer w.close()
+	a, b := w.nodes[0], w.nodes[1]
+	live := 0
+	b.RegisterKind("counted", func(any) (actor.Factory, error) {
+		return func() actor.Actor { return counted{live: &live} }, nil
+	})
+	var first spawned // connects the nodes
+	a.SpawnAsync(b.Addr(), "counted", nil, time.Second, first.done)
+	w.run(time.Second)
+	if first.err != nil || live != 1 {
+		t.Fatalf("spawn: %v; %d live, want 1", first.err, live)
+	}
+	w.nw.SetLinkLatency("10.0.0.2", "10.0.0.1", 500*time.Millisecond, 500*time.Millisecond)
+	var late spawned
+	a.SpawnAsync(b.Addr(), "counted", nil, 200*time.Millisecond, late.done)
+	w.run(300 * time.Millisecond)
+	if late.calls != 1 || !errors.Is(late.err, context.DeadlineExceeded) {
+		t.Fatalf("done ran %d times with %v; want once with DeadlineExceeded", late.calls, late.err)
+	}
+	if live != 2 {
+		t.Fatalf("%d live on B, want 2 (the late one made, its answer on the way)", live)
+	}
+	w.run(time.Second) // the answer arrives; A stops the actor it names
+	w.nw.ClearLinkLatency("10.0.0.2", "10.0.0.1")
+	if live != 1 {
+		t.Fatalf("%d actors live on B, want 1: the abandoned spawn's actor still runs", live)
+	}
+	if n := a.Stats().SpawnsStopped; n != 1 {
+		t.Fatalf("SpawnsStopped = %d, want 1", n)
+	}
+}
