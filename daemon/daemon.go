@@ -21,6 +21,7 @@ import (
 	"github.com/actord/actord/connmgr"
 	"github.com/actord/actord/debug"
 	"github.com/actord/actord/event"
+	"github.com/actord/actord/internal/appreg/driver"
 	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/remote"
 	"github.com/actord/actord/supervisor"
@@ -86,6 +87,7 @@ type Daemon struct {
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
 
+	apps              *apps // the application registry's replica (apps.go)
 	nodeSvc           *nodeService
 	agentP            atomic.Pointer[cluster.Agent] // for metrics scrapes during Start
 	nodeTok, agentTok suture.ServiceToken
@@ -163,6 +165,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.treeDone = make(chan struct{})
 	errc := d.tree.Root.ServeBackground(tctx)
 	go func() { d.treeErr = <-errc; close(d.treeDone) }()
+	if err := driver.Register(d.node); err != nil { // the registry's raft messages
+		d.abort()
+		return nil, fmt.Errorf("daemon: register types: %w", err)
+	}
 	if cfg.RegisterTypes != nil { // before the node is ready: nothing it decodes can miss them
 		if err := cfg.RegisterTypes(d.node); err != nil {
 			d.abort() // the loops run under the tree: only it can stop them
@@ -203,8 +209,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return fail("cluster agent did not start on "+cfg.Gossip, err)
 	}
 	d.ev.members(d.agent)
+	d.apps = newApps(d)
 	if err := d.startGateway(sctx); err != nil {
 		return fail("gateway did not start", err)
+	}
+	if err := d.startApps(sctx); err != nil {
+		return fail("application registry did not start", err)
 	}
 	if d.dbg != nil {
 		if err := d.wait(sctx, d.dbg.ready); err != nil {
@@ -249,6 +259,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 				defer cancel()
 				_ = d.sys.Shutdown(ctx)
+				d.apps.close()
 				d.finish()
 			})
 		case <-d.done:
@@ -446,6 +457,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		if err := d.sys.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("actor system: %w", err))
 		}
+		d.apps.close()
 		d.cancel()
 		select {
 		case <-d.treeDone:
@@ -498,6 +510,7 @@ func (d *Daemon) Kill() {
 		case <-ctx.Done():
 		}
 		_ = d.sys.Shutdown(ctx)
+		d.apps.close()
 		d.cancel()
 		select {
 		case <-d.treeDone:
@@ -515,6 +528,7 @@ func (d *Daemon) abort() {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 	defer cancel()
 	_ = d.sys.Shutdown(ctx)
+	d.apps.close()
 	d.cancel()
 	select {
 	case <-d.treeDone:

@@ -3,10 +3,11 @@
 // replicas' actors over remote, and starts and stops applications through a
 // Runner as the replica grants and withdraws them.
 //
-// It is a first cut: the peers' refs are given to it (SetPeers), the
-// Runner is the caller's, and its Store writes on the actor's loop (a
-// BoltStore's fsync blocks that loop). See docs/supervision.md,
-// "Applications (in progress)".
+// The peers' refs are given to it (SetPeers) and the Runner is the
+// caller's (package daemon provides both). Its Store writes on the actor's
+// loop: a BoltStore's synced write holds that loop for its fsync, once per
+// Ready that has something to persist (see docs/supervision.md,
+// "Applications", for the cost measured and why it is bounded).
 package driver
 
 import (
@@ -73,6 +74,15 @@ type Status struct {
 type Runner interface {
 	Start(c *actor.Context, g appreg.Grant)
 	Stop(c *actor.Context, app string)
+}
+
+// Handler may be implemented by a Runner: the driver traps exits (so that
+// an instance linked to it does not take it down when the instance ends),
+// and passes the messages it does not handle itself to Handle: the exits
+// of the instances it linked (actor.Exited), its own timers' messages. An
+// exit of the driver's parent is not passed on: the driver follows it.
+type Handler interface {
+	Handle(c *actor.Context, msg any)
 }
 
 // Config configures a driver.
@@ -161,6 +171,7 @@ func (d *driver) Start(c *actor.Context) error {
 		return err
 	}
 	d.r = r
+	c.TrapExits(true)
 	c.Every(d.cfg.Replica.TickInterval, tick{})
 	return d.flush(c)
 }
@@ -199,7 +210,22 @@ func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 	case GetStatus:
 		st := Status{Leader: d.r.Leader(), Term: d.r.Term(), Apps: d.r.State().Apps(), Running: sortedKeys(d.running)}
 		return st, nil
+	case actor.Exited:
+		if p := c.Parent(); !p.IsZero() && m.From == p {
+			if m.Reason != nil { // as if the exit had not been trapped
+				_ = c.Stop(c.Self(), m.Reason)
+			}
+			return nil, nil
+		}
+		if h, ok := d.cfg.Runner.(Handler); ok {
+			h.Handle(c, m)
+		}
+		return nil, nil
 	default:
+		if h, ok := d.cfg.Runner.(Handler); ok {
+			h.Handle(c, msg)
+			return nil, nil
+		}
 		return nil, fmt.Errorf("appreg driver: unexpected %T", msg)
 	}
 	return nil, d.flush(c)

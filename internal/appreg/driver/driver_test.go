@@ -485,3 +485,85 @@ func TestMarginCoversATick(t *testing.T) {
 		t.Fatalf("a margin of one tick: %v", err)
 	}
 }
+
+// linkRunner links each instance to the driver, as the daemon's runner
+// does, and records what Handle gets.
+type linkRunner struct {
+	refs    chan actor.Ref
+	handled chan any
+}
+
+func (r *linkRunner) Start(c *actor.Context, g appreg.Grant) {
+	ref, err := c.Spawn(func() actor.Actor {
+		return actorFunc(func(_ *actor.Context, msg any) (any, error) { panic(fmt.Sprint("instance dies: ", msg)) })
+	})
+	if err == nil && c.Link(ref) == nil {
+		r.refs <- ref
+	}
+}
+
+func (r *linkRunner) Stop(*actor.Context, string)      {}
+func (r *linkRunner) Handle(_ *actor.Context, msg any) { r.handled <- msg }
+
+type actorFunc func(c *actor.Context, msg any) (any, error)
+
+func (f actorFunc) Receive(c *actor.Context, msg any) (any, error) { return f(c, msg) }
+
+// TestInstanceExitGoesToTheRunner: an instance linked to the driver that
+// crashes does not take the driver down (it traps exits); its exit reaches
+// the Runner's Handle, and so do messages the driver does not know.
+func TestInstanceExitGoesToTheRunner(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	r := &linkRunner{refs: make(chan actor.Ref, 1), handled: make(chan any, 4)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: &appreg.MemStore{},
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "x"}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, appreg.ErrNoLeader) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	var inst actor.Ref
+	select {
+	case inst = <-r.refs:
+	case <-ctx.Done():
+		t.Fatal("the application was not started")
+	}
+	_ = sys.Send(inst, "boom")
+	select {
+	case m := <-r.handled:
+		if ex, ok := m.(actor.Exited); !ok || ex.From != inst || ex.Reason == nil {
+			t.Fatalf("Handle got %#v, want the instance's abnormal exit", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("the instance's exit did not reach the runner")
+	}
+	if _, err := sys.Ask(ctx, d, GetStatus{}); err != nil {
+		t.Fatalf("the driver died with its instance: %v", err)
+	}
+	_ = sys.Send(d, "runner's own")
+	select {
+	case m := <-r.handled:
+		if m != "runner's own" {
+			t.Fatalf("Handle got %#v", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("an unknown message did not reach the runner")
+	}
+}
