@@ -59,7 +59,7 @@ func (a *apps) call(ctx context.Context, msg any) any {
 		}
 		return gateway.AppList{Apps: appInfos(st)}
 	case gateway.DeployApp:
-		enc, err := encodeAppSpec(m.Spec, a.d.cfg.Kinds)
+		enc, err := encodeAppSpec(m.Spec, a.d.gw.kindSet())
 		if err != nil {
 			return fail(gateway.AppBadSpec, "%v", err)
 		}
@@ -191,4 +191,11 @@ func appInfos(st driver.Status) []gateway.AppInfo {
 		out = append(out, info)
 	}
 	return out
+}
+
+// kindSet returns the kinds registered on the gateway now.
+func (g *Gateway) kindSet() Kinds {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.kinds)
 }
