@@ -678,6 +678,7 @@ type appInstance struct {
 	spec     supervisor.Spec
 	ref      actor.Ref // the root supervisor, zero while (re)starting
 	failures int
+	settled  time.Duration // waited for the gateways to be known
 }
 
 // retryStart starts a granted application again after its root ended by
@@ -706,7 +707,20 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 	r.spawn(c, g.App, inst)
 }
 
+// settleFor bounds how long an application's start waits for this daemon
+// to know the gateways of the cluster's live members (just after a start
+// or a join): its children are placed over the daemons known then.
+const settleFor = 5 * time.Second
+
+// settlePoll is how often a start waiting for the gateways looks again.
+const settlePoll = 50 * time.Millisecond
+
 func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
+	if !r.d.gatewaysKnown() && inst.settled < settleFor {
+		inst.settled += settlePoll
+		c.After(settlePoll, retryStart{app: app, inst: inst})
+		return
+	}
 	c.SpawnAsync(supervisor.New(inst.spec), actor.Name("app/"+app)).Then(func(c *actor.Context, v any, err error) {
 		ref, _ := v.(actor.Ref)
 		if r.insts[app] != inst { // stopped meanwhile
@@ -812,6 +826,20 @@ func pinTo(d *Daemon, node string) supervisor.Placement {
 		}
 		return "", fmt.Errorf("daemon %q is not up", node)
 	}
+}
+
+// gatewaysKnown reports whether the gateway of every live member of the
+// cluster is known here.
+func (d *Daemon) gatewaysKnown() bool {
+	ms := d.agent.Members()
+	d.gw.mu.Lock()
+	defer d.gw.mu.Unlock()
+	for _, m := range ms {
+		if p, ok := d.gw.peers[m.Name]; !m.Self && (!ok || p.addr != m.Addr) {
+			return false
+		}
+	}
+	return true
 }
 
 // memberAddr returns the remote address of the member named node ("" if

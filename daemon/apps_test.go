@@ -121,7 +121,7 @@ func appOn(t *testing.T, d *Daemon, app string) (gateway.AppInfo, bool) {
 }
 
 // TestAppsFailover: three daemons, registry members all, an application
-// deployed from the config with three children spread over the three. When
+// with three children spread over the three. When
 // the daemon running its root is killed, the root and its three children
 // run again on the two others, and the list says where.
 func TestAppsFailover(t *testing.T) {
@@ -130,7 +130,6 @@ func TestAppsFailover(t *testing.T) {
 		c := testConfig(t, name, seeds...)
 		c.Kinds = workerKinds(in, name)
 		c.Apps = fastApps("a", "b", "c")
-		c.Apps.Apps = []AppSpec{shopSpec()}
 		return c
 	}
 	a := start(t, mk("a"))
@@ -138,6 +137,18 @@ func TestAppsFailover(t *testing.T) {
 	b := start(t, mk("b", seed))
 	c := start(t, mk("c", seed))
 	all := map[string]*Daemon{"a": a, "b": b, "c": c}
+	// Deployed once the three know each other's gateways: started earlier
+	// (with two daemons of three up, which is enough), its children would
+	// be spread over two.
+	for _, d := range all {
+		eventually(t, 20*time.Second, d.Info().Node+" knows the gateways", func() bool {
+			ml := appCall(t, d, ListMembers{}).(MemberList)
+			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
+		})
+	}
+	eventually(t, 20*time.Second, "shop deployed", func() bool {
+		return appCall(t, c, gateway.DeployApp{Spec: shopSpec()}).(gateway.AppResult).Err() == nil
+	})
 
 	var holder string
 	eventually(t, 20*time.Second, "shop runs, its 3 children spread over 3 daemons", func() bool {
@@ -330,4 +341,48 @@ func TestAppsConfigErrors(t *testing.T) {
 	if slices.Contains([]time.Duration{def.Tick, def.Lease, def.RenewEvery, def.Margin}, 0) {
 		t.Fatalf("a default is zero: %+v", def)
 	}
+}
+
+// TestAppsDeployedAtBoot: an application of the config file is deployed
+// when the daemon starts; started again with the same config and data dir,
+// the daemon finds it in its registry (no change: the same generation, on
+// the same daemon); with a changed spec, the registry takes the new one.
+func TestAppsDeployedAtBoot(t *testing.T) {
+	in := newInstances()
+	dir := t.TempDir()
+	cfg := testConfig(t, "a")
+	cfg.DataDir = dir
+	cfg.Kinds, cfg.Apps = workerKinds(in, "a"), fastApps("a")
+	cfg.Apps.Apps = []AppSpec{shopSpec()}
+	a := start(t, cfg)
+	var first gateway.AppInfo
+	eventually(t, 20*time.Second, "shop runs", func() bool {
+		var ok bool
+		first, ok = appOn(t, a, "shop")
+		total, _ := in.count()
+		return ok && first.State == "running" && total == 3
+	})
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := in.count(); total != 0 {
+		t.Fatalf("%d children still run after the shutdown", total)
+	}
+	a = start(t, cfg)
+	eventually(t, 20*time.Second, "shop runs again", func() bool {
+		info, ok := appOn(t, a, "shop")
+		total, _ := in.count()
+		return ok && info.State == "running" && total == 3 && info.Gen == first.Gen && info.Node == "a"
+	})
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	changed := shopSpec()
+	changed.Children[0].Args = map[string]any{"greeting": "bye "}
+	cfg.Apps.Apps = []AppSpec{changed}
+	a = start(t, cfg)
+	eventually(t, 20*time.Second, "the registry holds the changed spec", func() bool {
+		info, ok := appOn(t, a, "shop")
+		return ok && info.Spec.Children[0].Args["greeting"] == "bye "
+	})
 }
