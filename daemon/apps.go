@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -21,10 +22,12 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/debug"
 	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/internal/appreg/driver"
 	"github.com/actord/actord/supervisor"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // Applications (docs/supervision.md, "Applications"): the daemons named in
@@ -348,7 +351,8 @@ type apps struct {
 	ids    map[string]uint64 // member name -> raft ID
 	self   uint64            // this daemon's raft ID, 0 if it is no member
 	store  *appreg.BoltStore
-	sup    actor.Ref // supervises the driver
+	timed  *timedStore // store, measured
+	sup    actor.Ref   // supervises the driver
 	kick   chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -395,6 +399,7 @@ func (d *Daemon) startApps(ctx context.Context) error {
 		return err
 	}
 	a.store = st
+	a.timed = &timedStore{Store: st}
 	var inc [8]byte
 	_, _ = rand.Read(inc[:])
 	members := make([]appreg.Member, 0, len(a.ids))
@@ -404,10 +409,10 @@ func (d *Daemon) startApps(ctx context.Context) error {
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
 	run := &appRunner{d: d, log: d.log.With("component", "apps"), stopAfter: cfg.Margin - cfg.Tick, insts: map[string]*appInstance{}}
 	dcfg := driver.Config{
-		Replica: appreg.Config{ID: a.self, Members: members, Store: st, TickInterval: cfg.Tick, ElectionTicks: cfg.ElectionTicks,
+		Replica: appreg.Config{ID: a.self, Members: members, Store: a.timed, TickInterval: cfg.Tick, ElectionTicks: cfg.ElectionTicks,
 			Timing:      appreg.Timing{Lease: cfg.Lease, RenewEvery: cfg.RenewEvery, Drift: cfg.Drift, Margin: cfg.Margin},
 			Incarnation: binary.LittleEndian.Uint64(inc[:]) | 1, Logger: d.log},
-		Remote: d.node, Runner: run, Logger: d.log,
+		Remote: d.node, Runner: run, Logger: d.log, OffLoop: true,
 	}
 	sup, err := d.sys.Spawn(ctx, supervisor.New(supervisor.Spec{
 		Name: "actord.appreg", MaxR: 3, MaxT: time.Minute, Logger: d.log,
@@ -429,6 +434,53 @@ func (d *Daemon) startApps(ctx context.Context) error {
 	d.log.Info("applications: registry replica started", "id", a.self, "app_members", cfg.Members,
 		"store", filepath.Join(d.cfg.DataDir, AppStoreFile), "lease", cfg.Lease, "tick", cfg.Tick)
 	return nil
+}
+
+// timedStore counts the writes of the replica's store and the time they
+// take: each is a synced bbolt transaction, on the worker pool (see the
+// metrics actord_appreg_store_*).
+type timedStore struct {
+	appreg.Store
+	writes atomic.Uint64
+	nanos  atomic.Uint64
+	max    atomic.Uint64
+}
+
+func (s *timedStore) time(start time.Time) {
+	d := uint64(time.Since(start))
+	s.writes.Add(1)
+	s.nanos.Add(d)
+	for m := s.max.Load(); d > m && !s.max.CompareAndSwap(m, d); m = s.max.Load() {
+	}
+}
+
+// Save implements appreg.Store.
+func (s *timedStore) Save(hs *pb.HardState, snap *pb.Snapshot, ents []*pb.Entry) error {
+	defer s.time(time.Now())
+	return s.Store.Save(hs, snap, ents)
+}
+
+// Compact implements appreg.Store.
+func (s *timedStore) Compact(snap *pb.Snapshot) error {
+	defer s.time(time.Now())
+	return s.Store.Compact(snap)
+}
+
+// families are the registry's metrics (none when this daemon is no
+// member).
+func (a *apps) families() []debug.Family {
+	if a == nil || a.timed == nil {
+		return nil
+	}
+	f := func(name, help string, t debug.MetricType, v float64) debug.Family {
+		return debug.Family{Name: name, Help: help, Type: t, Samples: []debug.Sample{{Value: v}}}
+	}
+	return []debug.Family{
+		f("actord_appreg_store_writes_total", "Synced writes of the application registry's store (on the worker pool, off the event loops).",
+			debug.MetricCounter, float64(a.timed.writes.Load())),
+		f("actord_appreg_store_write_seconds_total", "Time spent in those writes.", debug.MetricCounter, time.Duration(a.timed.nanos.Load()).Seconds()),
+		f("actord_appreg_store_write_seconds_max", "The longest of those writes.", debug.MetricGauge, time.Duration(a.timed.max.Load()).Seconds()),
+	}
 }
 
 // close ends the background work and closes the store, once the actor

@@ -87,7 +87,8 @@ type Daemon struct {
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
 
-	apps              *apps // the application registry's replica (apps.go)
+	apps              *apps                // the application registry's replica (apps.go)
+	appsP             atomic.Pointer[apps] // apps, for metrics scrapes during Start
 	nodeSvc           *nodeService
 	agentP            atomic.Pointer[cluster.Agent] // for metrics scrapes during Start
 	nodeTok, agentTok suture.ServiceToken
@@ -216,6 +217,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.startApps(sctx); err != nil {
 		return fail("application registry did not start", err)
 	}
+	d.appsP.Store(d.apps) // started: its fields are set
 	if d.dbg != nil {
 		if err := d.wait(sctx, d.dbg.ready); err != nil {
 			return fail("debug server did not start on "+cfg.DebugAddr, err)
@@ -641,6 +643,7 @@ func (d *Daemon) metricFamilies() []debug.Family {
 		counter("actord_remote_dials_total", "Connections this node tried to open.", st.Dials),
 	}
 	fams = append(fams, connmgrFamilies(d.node.ConnManager().Stats())...)
+	fams = append(fams, d.appsP.Load().families()...)
 	if a := d.agentP.Load(); a != nil {
 		fams = append(fams, debug.Family{Name: "actord_cluster_members", Help: "Live cluster members this daemon sees, itself included.",
 			Type: debug.MetricGauge, Samples: []debug.Sample{{Value: float64(len(a.Members()))}}})

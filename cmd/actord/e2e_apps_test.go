@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +69,8 @@ const e2eAppSpec = `{
 // appDaemon is one daemon process of the test, with its debug client.
 type appDaemon struct {
 	*child
-	dbg *debug.Client
+	dbg     *debug.Client
+	started time.Time
 }
 
 // actorsNamed counts the running actors named name on d.
@@ -130,7 +134,7 @@ func TestE2EApplicationFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := &appDaemon{child: c}
+		d := &appDaemon{child: c, started: time.Now()}
 		ds = append(ds, d)
 		if err := c.ready(20 * time.Second); err != nil {
 			t.Fatal(err)
@@ -245,6 +249,58 @@ func TestE2EApplicationFailover(t *testing.T) {
 	if !strings.Contains(string(b), `"State":"running"`) {
 		t.Fatalf("the other survivor's replica does not show shop running: %s", b)
 	}
+	// The registry store's synced writes (on the worker pool, off the loops).
+	for _, d := range survivors {
+		m, err := metricValues(ctx, d.child, "actord_appreg_store_writes_total", "actord_appreg_store_write_seconds_total",
+			"actord_appreg_store_write_seconds_max")
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := time.Since(d.started).Seconds()
+		t.Logf("%s's registry store: %.0f synced writes in %.1f s (%.1f/s), %.2f ms each on average, %.2f ms at most",
+			d.name, m[0], up, m[0]/up, 1000*m[1]/max(m[0], 1), 1000*m[2])
+	}
+}
+
+// metricValues reads gauges and counters without labels from a daemon's
+// /metrics (on its debug server), in the order of names.
+func metricValues(ctx context.Context, d *child, names ...string) ([]float64, error) {
+	tok, err := os.ReadFile(d.info.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+d.info.DebugAddr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(names))
+	for i, n := range names {
+		found := false
+		for _, l := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(l, n+" "); ok {
+				if out[i], err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+					return nil, err
+				}
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("/metrics of %s lacks %s", d.name, n)
+		}
+	}
+	return out, nil
 }
 
 // pollFor polls cond every 20 ms until it holds, or fails the test after d.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -565,5 +566,73 @@ func TestInstanceExitGoesToTheRunner(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("an unknown message did not reach the runner")
+	}
+}
+
+// gateStore is a MemStore whose Save, once armed, waits for the test to
+// open the gate: a slow disk.
+type gateStore struct {
+	appreg.MemStore
+	armed   atomic.Bool
+	blocked chan struct{} // a Save is waiting
+	gate    chan struct{}
+}
+
+func (s *gateStore) Save(hs *pb.HardState, snap *pb.Snapshot, ents []*pb.Entry) error {
+	if s.armed.CompareAndSwap(true, false) {
+		s.blocked <- struct{}{}
+		<-s.gate
+	}
+	return s.MemStore.Save(hs, snap, ents)
+}
+
+// TestOffLoopStoreDoesNotHoldTheLoop: with OffLoop, a store write that
+// takes long (a slow fsync) runs on the worker pool: another actor of the
+// driver's loop answers meanwhile, and a status asked of the driver then
+// is answered once the write is done.
+func TestOffLoopStoreDoesNotHoldTheLoop(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
+	r := &linkRunner{refs: make(chan actor.Ref, 8), handled: make(chan any, 8)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, err := sys.Spawn(ctx, func() actor.Actor {
+		return actorFunc(func(_ *actor.Context, msg any) (any, error) { return msg, nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.armed.Store(true) // the next write (a tick's, soon) blocks
+	select {
+	case <-st.blocked:
+	case <-ctx.Done():
+		t.Fatal("no store write")
+	}
+	status := make(chan error, 1)
+	go func() { _, err := sys.Ask(ctx, d, GetStatus{}); status <- err }()
+	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+	v, err := sys.Ask(actx, echo, "ping")
+	acancel()
+	if err != nil || v != "ping" {
+		close(st.gate)
+		t.Fatalf("the loop is held by the store write: ask on it: %v, %v", v, err)
+	}
+	select {
+	case err := <-status:
+		close(st.gate)
+		t.Fatalf("the status was answered during the write (%v): the replica was used concurrently", err)
+	default:
+	}
+	close(st.gate)
+	if err := <-status; err != nil {
+		t.Fatalf("status after the write: %v", err)
 	}
 }
