@@ -335,6 +335,14 @@ func (d *driver) kick(c *actor.Context) error {
 		return r.Ready()
 	}).Then(func(c *actor.Context, v any, err error) {
 		d.busy, d.jobDone = false, nil
+		if errors.Is(err, actor.ErrPoolFull) {
+			// The job never ran: this once, on the loop.
+			close(done)
+			if d.flush(c) == nil {
+				d.drain(c)
+			}
+			return
+		}
 		if err != nil {
 			err = fmt.Errorf("%w: %w", ErrNoReplica, err)
 			_ = c.Stop(c.Self(), err)

@@ -636,3 +636,54 @@ func TestOffLoopStoreDoesNotHoldTheLoop(t *testing.T) {
 		t.Fatalf("status after the write: %v", err)
 	}
 }
+
+// TestOffLoopPoolFull: when the worker pool refuses the write (saturated),
+// the driver writes on its loop this once rather than fail its replica.
+func TestOffLoopPoolFull(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Workers: 1, WorkerQueue: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Another actor fills the pool: one job runs (held), one waits.
+	release := make(chan struct{})
+	defer close(release)
+	running := make(chan struct{}, 2)
+	filler, err := sys.Spawn(ctx, func() actor.Actor {
+		return actorFunc(func(c *actor.Context, _ any) (any, error) {
+			for range 2 {
+				c.Blocking(func() (any, error) { running <- struct{}{}; <-release; return nil, nil })
+			}
+			return nil, nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Send(filler, "fill"); err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	r := &linkRunner{refs: make(chan actor.Ref, 8), handled: make(chan any, 8)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: &appreg.MemStore{},
+		Timing: appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replica elects itself and commits (writes) with the pool full.
+	for {
+		v, err := sys.Ask(ctx, d, GetStatus{})
+		if err != nil {
+			t.Fatalf("the driver failed with the pool full: %v", err)
+		}
+		if v.(Status).Leader == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader with the pool full")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
