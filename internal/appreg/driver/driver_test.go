@@ -665,7 +665,7 @@ func TestOffLoopPoolFull(t *testing.T) {
 	<-running
 	r := &linkRunner{refs: make(chan actor.Ref, 8), handled: make(chan any, 8)}
 	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: &appreg.MemStore{},
-		Timing: appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
 		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
 	d, err := sys.Spawn(ctx, New(cfg))
 	if err != nil {
