@@ -537,8 +537,12 @@ func (a *apps) peersLoop(ctx context.Context) {
 		a.driver = local
 		a.mu.Unlock()
 		peers := a.lookupPeers(ctx)
-		if !local.IsZero() && (local != lastLocal || !maps.Equal(peers, last)) {
-			if err := a.d.sys.Send(local, driver.SetPeers{Refs: peers}); err == nil {
+		if !local.IsZero() {
+			// Sent every time, changed or not: a driver restarted in
+			// place after a crash keeps its ref and starts without peers.
+			if err := a.d.sys.Send(local, driver.SetPeers{Refs: peers}); err == nil &&
+				(local != lastLocal || !maps.Equal(peers, last)) {
+				a.d.log.Debug("applications: registry peers", "peers", len(peers))
 				lastLocal, last = local, peers
 			}
 		}
@@ -616,6 +620,10 @@ func (a *apps) lookupPeers(ctx context.Context) map[uint64]actor.Ref {
 	return peers
 }
 
+// maxAppCalls bounds the application calls a gateway runs at once (each
+// holds a worker of the pool for up to appCallTimeout).
+const maxAppCalls = 16
+
 // appregWhere asks a member's gateway for its registry driver; only
 // another member is answered (an appregHere).
 type appregWhere struct{}
@@ -648,7 +656,10 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 		}
 	}
 	backoff := a.cfg.Tick
-	for len(todo) > 0 {
+	for attempt := 1; len(todo) > 0; attempt++ {
+		if attempt%30 == 0 {
+			a.d.log.Warn("applications: configured applications not deployed yet; retrying", "apps", len(todo), "attempts", attempt)
+		}
 		st, err := a.status(ctx)
 		if err == nil && st.Leader != 0 {
 			rest := todo[:0]

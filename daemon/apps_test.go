@@ -386,3 +386,26 @@ func TestAppsDeployedAtBoot(t *testing.T) {
 		return ok && info.Spec.Children[0].Args["greeting"] == "bye "
 	})
 }
+
+// TestAppCallsBounded: a gateway answering maxAppCalls application calls
+// refuses more at once (retry), without holding a worker; the count goes
+// back down as calls end.
+func TestAppCallsBounded(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	a := start(t, cfg)
+	g := a.Gateway()
+	g.appCalls.Add(maxAppCalls)
+	r, ok := appCall(t, a, gateway.ListApps{}).(gateway.AppList)
+	if !ok || !errors.Is(r.Result.Err(), gateway.ErrAppRetry) || !strings.Contains(r.Result.Msg, "answering") {
+		t.Fatalf("list over the bound: %+v", r)
+	}
+	g.appCalls.Add(-maxAppCalls)
+	eventually(t, 10*time.Second, "list answered", func() bool {
+		r := appCall(t, a, gateway.ListApps{}).(gateway.AppList)
+		return r.Result.Err() == nil
+	})
+	if n := g.appCalls.Load(); n != 0 {
+		t.Fatalf("%d calls counted after they ended", n)
+	}
+}

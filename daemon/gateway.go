@@ -129,6 +129,7 @@ type Gateway struct {
 	static noise.DHKey     // the node's key pair: introductions are sealed with it
 
 	answering atomic.Int32 // hellos being opened
+	appCalls  atomic.Int32 // application calls under way (gateway_apps.go)
 
 	mu    sync.Mutex
 	kinds map[string]remote.Kind

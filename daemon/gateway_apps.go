@@ -26,12 +26,23 @@ const appCallTimeout = 5 * time.Second
 
 // appCall answers an application call.
 func (g *Gateway) appCall(c *actor.Context, msg any) (any, error) {
+	if g.appCalls.Add(1) > maxAppCalls {
+		g.appCalls.Add(-1)
+		r := gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is answering %d application calls", g.d.cfg.Name, maxAppCalls)}
+		if _, ok := msg.(gateway.ListApps); ok {
+			return gateway.AppList{Result: r}, nil
+		}
+		return r, nil
+	}
 	rep := c.Defer()
 	c.Blocking(func() (any, error) {
 		ctx, cancel := context.WithTimeout(g.ctx, appCallTimeout)
 		defer cancel()
 		return g.d.apps.call(ctx, msg), nil
-	}).Then(func(_ *actor.Context, v any, err error) { rep.Reply(v, err) })
+	}).Then(func(_ *actor.Context, v any, err error) {
+		g.appCalls.Add(-1) // here: a job the saturated pool refused never ran
+		rep.Reply(v, err)
+	})
 	return nil, nil
 }
 
