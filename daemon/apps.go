@@ -26,6 +26,7 @@ import (
 	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/internal/appreg/driver"
+	"github.com/actord/actord/remote"
 	"github.com/actord/actord/supervisor"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -922,15 +923,19 @@ func (d *Daemon) memberAddr(node string) string {
 // gateways: no kind is open on the remote node itself.
 type appCluster struct{ d *Daemon }
 
-// Live implements supervisor.Cluster.
+// Live implements supervisor.Cluster: this daemon, and the members whose
+// gateway is known and that the remote node does not know to be down (a
+// daemon killed is known down as soon as its connections reset, before the
+// membership declares it failed).
 func (a *appCluster) Live() []string {
 	g := a.d.gw
-	out := []string{a.d.node.Addr()}
+	var peers []string
 	g.mu.Lock()
 	for _, pg := range g.peers {
-		out = append(out, pg.addr)
+		peers = append(peers, pg.addr)
 	}
 	g.mu.Unlock()
+	out := append(remote.NewNodeSet(a.d.node, peers...).Live(), a.d.node.Addr())
 	slices.Sort(out)
 	return slices.Compact(out)
 }

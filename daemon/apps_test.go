@@ -175,9 +175,16 @@ func TestAppsFailover(t *testing.T) {
 			survivors = append(survivors, d)
 		}
 	}
-	eventually(t, 20*time.Second, "shop runs again on a survivor, with 3 children on the survivors", func() bool {
+	var seen string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen: %s", seen)
+		}
+	}()
+	eventually(t, 40*time.Second, "shop runs again on a survivor, with 3 children on the survivors", func() bool {
 		info, ok := appOn(t, survivors[0], "shop")
 		total, by := in.count()
+		seen = fmt.Sprintf("%+v %v, children %d %v", info, ok, total, by)
 		return ok && info.State == "running" && info.Node != holder && total == 3 && by[holder] == 0 &&
 			info.Gen > before.Gen
 	})

@@ -203,17 +203,17 @@ type AppList struct {
 
 // AppInfo is an application as the registry knows it.
 type AppInfo struct {
-	Spec AppSpec
+	Spec AppSpec `json:"spec"`
 	// Desired is "running" or "stopped".
-	Desired string
+	Desired string `json:"desired"`
 	// State is "running" (its daemon holds a lease on it), "starting"
 	// (assigned, no lease yet), "waiting" (desired running, no daemon
 	// assigned: none is up) or "stopped".
-	State string
+	State string `json:"state"`
 	// Node is the daemon the registry assigned it to ("" none), Gen the
 	// assignment's generation (it grows at every move).
-	Node string
-	Gen  uint64
+	Node string `json:"node"`
+	Gen  uint64 `json:"gen"`
 }
 
 // registerAppTypes registers the application messages.

@@ -203,11 +203,36 @@ func TestE2EApplicationFailover(t *testing.T) {
 	if code := run([]string{"app", "deploy", specFile, "--capability-file", ds[1].info.CapabilityFile}, &stdout, &stderr); code != 0 {
 		t.Fatalf("actord app deploy: exit %d: %s%s", code, stdout.String(), stderr.String())
 	}
+	// One worker per daemon is where Spread puts them. A false failure
+	// detection (the fast profile on a loaded machine) may move workers,
+	// and nothing moves them back: then stop and start the application
+	// (at most twice) to place them again.
 	var holder string
-	pollFor(t, ctx, 30*time.Second, "shop runs with its three children, one per daemon", func() bool {
-		holder = where(ds[0])
-		return holder != "" && running(holder, ds)
-	}, &last, ds)
+	for attempt := 0; ; attempt++ {
+		settled := time.Now().Add(10 * time.Second)
+		if attempt == 2 {
+			settled = time.Now().Add(30 * time.Second)
+		}
+		for time.Now().Before(settled) {
+			if holder = where(ds[0]); holder != "" && running(holder, ds) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if holder != "" && running(holder, ds) {
+			break
+		}
+		if attempt == 2 {
+			pollFor(t, ctx, 0, "shop runs with its three children, one per daemon", func() bool { return false }, &last, ds)
+		}
+		t.Logf("not one worker per daemon within 10 s (%s): stopping and starting shop to place them again", last)
+		for _, op := range []string{"stop", "start"} {
+			var stdout, stderr strings.Builder
+			if code := run([]string{"app", op, "shop", "--capability-file", ds[1].info.CapabilityFile}, &stdout, &stderr); code != 0 {
+				t.Fatalf("actord app %s: exit %d: %s%s", op, code, stdout.String(), stderr.String())
+			}
+		}
+	}
 	t.Logf("shop's root runs on %s, its children on a, b and c", holder)
 
 	killed = byName[holder]
@@ -246,7 +271,7 @@ func TestE2EApplicationFailover(t *testing.T) {
 	b, _ := json.Marshal(apps)
 	t.Logf("kill -9 of %s: membership declared it failed after %v; shop ran again (root and 3 children on the survivors) after %v (2x failure detection: %v); registry: %s",
 		holder, detected.Round(time.Millisecond), failedOver.Round(time.Millisecond), (2 * detected).Round(time.Millisecond), b)
-	if !strings.Contains(string(b), `"State":"running"`) {
+	if !strings.Contains(string(b), `"state":"running"`) {
 		t.Fatalf("the other survivor's replica does not show shop running: %s", b)
 	}
 	// The registry store's synced writes (on the worker pool, off the loops).
