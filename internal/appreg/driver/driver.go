@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/appreg"
@@ -149,6 +150,10 @@ type driver struct {
 	queue       []queued
 	queuedBytes int
 	tickDue     bool
+	// until is, for each application running here, the end of its lease
+	// as of the last reconcile: a tick during a long write stops those
+	// whose lease ended without touching the busy replica.
+	until map[string]time.Time
 }
 
 // queued is an input that arrived while the replica was busy: a raft
@@ -256,6 +261,7 @@ func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 	case tick:
 		if d.busy {
 			d.tickDue = true
+			d.expire(c)
 			return nil, nil
 		}
 		d.r.Tick(c.Now())
@@ -454,13 +460,28 @@ func (d *driver) send(c *actor.Context, rd appreg.Ready) {
 	}
 }
 
+// expire stops the applications whose lease, as of the last reconcile,
+// has ended: the replica is busy writing, and Margin covers a tick, not a
+// slow disk.
+func (d *driver) expire(c *actor.Context) {
+	now := c.Now()
+	for _, app := range sortedKeys(d.running) {
+		if u, ok := d.until[app]; ok && !now.Before(u) {
+			d.cfg.Runner.Stop(c, app)
+			delete(d.running, app)
+		}
+	}
+}
+
 // reconcile starts and stops applications here as the replica grants
 // them now.
 func (d *driver) reconcile(c *actor.Context) {
 	grants := d.r.Grants(c.Now())
 	want := map[string]appreg.Grant{}
+	d.until = map[string]time.Time{}
 	for _, g := range grants {
 		want[g.App] = g
+		d.until[g.App] = g.Until
 	}
 	for _, app := range sortedKeys(d.running) {
 		if g, ok := want[app]; !ok || g.Gen != d.running[app] {

@@ -687,3 +687,60 @@ func TestOffLoopPoolFull(t *testing.T) {
 		}
 	}
 }
+
+// eventRunner reports starts and stops.
+type eventRunner struct{ ev chan string }
+
+func (r eventRunner) Start(_ *actor.Context, g appreg.Grant) { r.ev <- "start " + g.App }
+func (r eventRunner) Stop(_ *actor.Context, app string)      { r.ev <- "stop " + app }
+
+// TestOffLoopLeaseEndsDuringAWrite: a store write that hangs (a dying
+// disk) keeps renewals from committing; the application is stopped at the
+// first tick after its lease ends, while the write still hangs, not when
+// it returns.
+func TestOffLoopLeaseEndsDuringAWrite(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
+	r := eventRunner{ev: make(chan string, 16)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
+		Timing:       appreg.Timing{Lease: 300 * time.Millisecond, RenewEvery: 50 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 5, Incarnation: 1}, Runner: r, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "x"}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, appreg.ErrNoLeader) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	next := func(what string) {
+		t.Helper()
+		select {
+		case e := <-r.ev:
+			if e != what {
+				t.Fatalf("runner got %q, want %q", e, what)
+			}
+		case <-ctx.Done():
+			close(st.gate)
+			t.Fatalf("runner never got %q", what)
+		}
+	}
+	next("start x")
+	st.armed.Store(true)
+	<-st.blocked
+	next("stop x") // within the lease and a tick, the write still hanging
+	close(st.gate)
+}
