@@ -261,3 +261,88 @@ func (c *Client) Close() error {
 	defer cancel()
 	return c.sys.Shutdown(ctx)
 }
+
+// Applications (docs/supervision.md, "Applications"): named supervision
+// trees the daemons keep running, one instance at a time. The calls go to
+// the dialed daemon's gateway, which needs the capability as for Spawn; a
+// daemon that runs no registry replica passes them to one that does.
+
+// AppSpec describes an application (see gateway.AppSpec).
+type AppSpec = gateway.AppSpec
+
+// AppChild is a child of an application's root (see gateway.AppChild).
+type AppChild = gateway.AppChild
+
+// AppInfo is an application as the registry knows it: its spec, desired
+// state, state, and the daemon it is assigned to (see gateway.AppInfo).
+type AppInfo = gateway.AppInfo
+
+// Errors of the application calls (see package gateway).
+var (
+	ErrAppsOff    = gateway.ErrAppsOff
+	ErrBadAppSpec = gateway.ErrBadAppSpec
+	ErrUnknownApp = gateway.ErrUnknownApp
+	ErrAppRetry   = gateway.ErrAppRetry
+)
+
+// ParseAppSpec decodes an application spec from JSON (see
+// gateway.ParseAppSpec).
+func ParseAppSpec(b []byte) (AppSpec, error) { return gateway.ParseAppSpec(b) }
+
+// DeployApp creates or updates an application and makes it desired
+// running. It returns once the registry has applied it (the start on the
+// daemon it is assigned to follows). A running application keeps its
+// spec until it next starts. Errors match ErrBadAppSpec (the daemon
+// refused the spec, naming the field), ErrAppRetry, ErrAppsOff, or, for a
+// wrong capability, actor.ErrDead.
+func (c *Client) DeployApp(ctx context.Context, spec AppSpec) error {
+	return c.appResult(ctx, "deploy "+spec.Name, gateway.DeployApp{Spec: spec})
+}
+
+// StartApp makes a stopped application desired running again.
+func (c *Client) StartApp(ctx context.Context, name string) error {
+	return c.appResult(ctx, "start "+name, gateway.AppOp{App: name, Op: "start"})
+}
+
+// StopApp stops an application (its instance ends within the registry's
+// margin) and keeps its record.
+func (c *Client) StopApp(ctx context.Context, name string) error {
+	return c.appResult(ctx, "stop "+name, gateway.AppOp{App: name, Op: "stop"})
+}
+
+// RemoveApp stops an application and drops its record.
+func (c *Client) RemoveApp(ctx context.Context, name string) error {
+	return c.appResult(ctx, "remove "+name, gateway.AppOp{App: name, Op: "remove"})
+}
+
+// Apps lists the applications (not removed), by name, as the answering
+// registry replica has applied them.
+func (c *Client) Apps(ctx context.Context) ([]AppInfo, error) {
+	v, err := c.Ask(ctx, c.gw, gateway.ListApps{})
+	if err != nil {
+		return nil, fmt.Errorf("client: apps: %w", err)
+	}
+	l, ok := v.(gateway.AppList)
+	if !ok {
+		return nil, fmt.Errorf("client: apps: unexpected reply %T", v)
+	}
+	if err := l.Result.Err(); err != nil {
+		return nil, fmt.Errorf("client: apps: %w", err)
+	}
+	return l.Apps, nil
+}
+
+func (c *Client) appResult(ctx context.Context, what string, msg any) error {
+	v, err := c.Ask(ctx, c.gw, msg)
+	if err != nil {
+		return fmt.Errorf("client: %s: %w", what, err)
+	}
+	r, ok := v.(gateway.AppResult)
+	if !ok {
+		return fmt.Errorf("client: %s: unexpected reply %T", what, v)
+	}
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("client: %s: %w", what, err)
+	}
+	return nil
+}

@@ -95,6 +95,11 @@ type Config struct {
 	// is ready: a package's RegisterTypes function, which its clients call
 	// too. An error fails Start with ErrConfig.
 	RegisterTypes func(n *remote.Node) error
+
+	// Apps configures the application registry and the applications
+	// deployed at boot (docs/supervision.md, "Applications"). Its Members
+	// empty (the default) turns applications off.
+	Apps AppsConfig
 }
 
 // TokenFileName is the debug token's file name in the data dir.
@@ -157,6 +162,7 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Apps = c.Apps.withDefaults()
 	return c
 }
 
@@ -227,7 +233,7 @@ func (c Config) Validate() error {
 			return bad("kind %q: nil function", name)
 		}
 	}
-	return nil
+	return c.Apps.validate(c.Kinds)
 }
 
 // checkAddr checks a host:port; reachable also refuses an unspecified host

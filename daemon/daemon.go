@@ -21,6 +21,7 @@ import (
 	"github.com/actord/actord/connmgr"
 	"github.com/actord/actord/debug"
 	"github.com/actord/actord/event"
+	"github.com/actord/actord/internal/appreg/driver"
 	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/remote"
 	"github.com/actord/actord/supervisor"
@@ -86,6 +87,8 @@ type Daemon struct {
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
 
+	apps              *apps                // the application registry's replica (apps.go)
+	appsP             atomic.Pointer[apps] // apps, for metrics scrapes during Start
 	nodeSvc           *nodeService
 	agentP            atomic.Pointer[cluster.Agent] // for metrics scrapes during Start
 	nodeTok, agentTok suture.ServiceToken
@@ -163,6 +166,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.treeDone = make(chan struct{})
 	errc := d.tree.Root.ServeBackground(tctx)
 	go func() { d.treeErr = <-errc; close(d.treeDone) }()
+	if err := driver.Register(d.node); err != nil { // the registry's raft messages
+		d.abort()
+		return nil, fmt.Errorf("daemon: register types: %w", err)
+	}
 	if cfg.RegisterTypes != nil { // before the node is ready: nothing it decodes can miss them
 		if err := cfg.RegisterTypes(d.node); err != nil {
 			d.abort() // the loops run under the tree: only it can stop them
@@ -203,9 +210,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return fail("cluster agent did not start on "+cfg.Gossip, err)
 	}
 	d.ev.members(d.agent)
+	d.apps = newApps(d)
 	if err := d.startGateway(sctx); err != nil {
 		return fail("gateway did not start", err)
 	}
+	if err := d.startApps(sctx); err != nil {
+		return fail("application registry did not start", err)
+	}
+	d.appsP.Store(d.apps) // started: its fields are set
 	if d.dbg != nil {
 		if err := d.wait(sctx, d.dbg.ready); err != nil {
 			return fail("debug server did not start on "+cfg.DebugAddr, err)
@@ -249,6 +261,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 				defer cancel()
 				_ = d.sys.Shutdown(ctx)
+				d.apps.close()
 				d.finish()
 			})
 		case <-d.done:
@@ -446,6 +459,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		if err := d.sys.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("actor system: %w", err))
 		}
+		d.apps.close()
 		d.cancel()
 		select {
 		case <-d.treeDone:
@@ -498,6 +512,7 @@ func (d *Daemon) Kill() {
 		case <-ctx.Done():
 		}
 		_ = d.sys.Shutdown(ctx)
+		d.apps.close()
 		d.cancel()
 		select {
 		case <-d.treeDone:
@@ -515,6 +530,7 @@ func (d *Daemon) abort() {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 	defer cancel()
 	_ = d.sys.Shutdown(ctx)
+	d.apps.close()
 	d.cancel()
 	select {
 	case <-d.treeDone:
@@ -627,6 +643,7 @@ func (d *Daemon) metricFamilies() []debug.Family {
 		counter("actord_remote_dials_total", "Connections this node tried to open.", st.Dials),
 	}
 	fams = append(fams, connmgrFamilies(d.node.ConnManager().Stats())...)
+	fams = append(fams, d.appsP.Load().families()...)
 	if a := d.agentP.Load(); a != nil {
 		fams = append(fams, debug.Family{Name: "actord_cluster_members", Help: "Live cluster members this daemon sees, itself included.",
 			Type: debug.MetricGauge, Samples: []debug.Sample{{Value: float64(len(a.Members()))}}})

@@ -94,6 +94,8 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		gateway.RegisterTypes(n),
 		remote.Register[gatewayWelcome](n, "actord.gateway.Welcome"),
 		remote.RegisterError("actord.gateway.answered", errAnswered),
+		remote.Register[appregWhere](n, "actord.gateway.AppregWhere"),
+		remote.Register[appregHere](n, "actord.gateway.AppregHere"),
 	)
 }
 
@@ -127,6 +129,7 @@ type Gateway struct {
 	static noise.DHKey     // the node's key pair: introductions are sealed with it
 
 	answering atomic.Int32 // hellos being opened
+	appCalls  atomic.Int32 // application calls under way (gateway_apps.go)
 
 	mu    sync.Mutex
 	kinds map[string]remote.Kind
@@ -246,6 +249,7 @@ func (g *Gateway) onEvent(e cluster.Event) {
 		delete(g.peers, e.Member.Name)
 		g.stopPullLocked(e.Member.Name)
 		g.mu.Unlock()
+		g.d.apps.wake()
 	}
 }
 
@@ -388,6 +392,7 @@ func (g *Gateway) record(p *puller, id actor.WireID) error {
 	old, had := g.peers[m.Name]
 	g.peers[m.Name] = peerGateway{ref: ref, id: id, addr: m.Addr, key: m.Key}
 	g.mu.Unlock()
+	g.d.apps.wake()
 	switch {
 	case !had:
 		g.d.log.Info("gateway: member's gateway learned", "peer", m.Name, "addr", m.Addr, "key", hex.EncodeToString(m.Key))
@@ -475,6 +480,10 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 	case gatewayWelcome:
 		g.welcomed(m)
 		return nil, nil
+	case appregWhere:
+		return g.where(c)
+	case gateway.DeployApp, gateway.AppOp, gateway.ListApps:
+		return g.appCall(c, m)
 	}
 	return nil, actor.ErrUnknownMessage
 }

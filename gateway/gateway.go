@@ -210,6 +210,7 @@ func RegisterTypes(n *remote.Node) error {
 		remote.Register[MemberList](n, "actord.gateway.MemberList"),
 		remote.Register[SpawnKind](n, "actord.gateway.SpawnKind"),
 		remote.Register[SpawnResult](n, "actord.gateway.SpawnResult"),
+		registerAppTypes(n),
 	)
 }
 

@@ -18,7 +18,8 @@ import (
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/actord/actord/cluster"
-	dmn "github.com/actord/actord/daemon" // not "daemon": debug_test.go has a func of that name
+	dmn "github.com/actord/actord/daemon"
+	"github.com/actord/actord/gateway" // not "daemon": debug_test.go has a func of that name
 	"github.com/actord/actord/internal/fdlimit"
 )
 
@@ -46,6 +47,16 @@ type runConfig struct {
 	ShutdownTimeout duration `json:"shutdown_timeout"`
 	LogFormat       string   `json:"log_format"`
 	LogLevel        string   `json:"log_level"`
+
+	// The application registry (daemon.AppsConfig); zero values take the
+	// daemon's defaults. Apps is in the file only.
+	AppMembers       []string          `json:"app_members"`
+	AppTick          duration          `json:"app_tick"`
+	AppElectionTicks int               `json:"app_election_ticks"`
+	AppLease         duration          `json:"app_lease"`
+	AppRenewEvery    duration          `json:"app_renew_every"`
+	AppMargin        duration          `json:"app_margin"`
+	Apps             []gateway.AppSpec `json:"apps"`
 }
 
 func defaultRunConfig() runConfig {
@@ -114,6 +125,19 @@ func runFlags(c *runConfig, configPath *string) *flag.FlagSet {
 		c.ShutdownTimeout = duration(v)
 		return err
 	})
+	fs.Var(seedList{&c.AppMembers}, "app-members", "names of the daemons that run the application registry, comma-separated, the same on every daemon (empty: applications off)")
+	durFlag := func(name string, d *duration, usage string) {
+		fs.Func(name, usage, func(s string) error {
+			v, err := time.ParseDuration(s)
+			*d = duration(v)
+			return err
+		})
+	}
+	durFlag("app-tick", &c.AppTick, "application registry tick (default 100ms)")
+	fs.IntVar(&c.AppElectionTicks, "app-election-ticks", c.AppElectionTicks, "application registry election timeout in ticks (default 10)")
+	durFlag("app-lease", &c.AppLease, "lease of a daemon on an application it runs (default 5s; at least twice the election timeout)")
+	durFlag("app-renew-every", &c.AppRenewEvery, "lease renewal period (default lease/5)")
+	durFlag("app-margin", &c.AppMargin, "time an application gets to stop when its lease ends, plus a tick (default 1s)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format on stderr: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.SetOutput(io.Discard) // errors are reported in one line by parseRun
@@ -149,11 +173,19 @@ func parseRun(args []string) (cfg dmn.Config, rc runConfig, help bool, err error
 		}
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
+		dec.UseNumber() // an application's args: integers stay integers
 		if err := dec.Decode(&rc); err != nil {
 			return cfg, rc, false, usageError{fmt.Errorf("config file %s: %w", path, err)}
 		}
 		if dec.More() {
 			return cfg, rc, false, usageError{fmt.Errorf("config file %s: trailing data after the object", path)}
+		}
+		for i := range rc.Apps {
+			for j := range rc.Apps[i].Children {
+				if a := rc.Apps[i].Children[j].Args; a != nil {
+					gateway.PlainNumbers(a)
+				}
+			}
 		}
 		// Flags given on the command line override the file.
 		if err := runFlags(&rc, new(string)).Parse(args); err != nil {
@@ -175,8 +207,15 @@ func parseRun(args []string) (cfg dmn.Config, rc runConfig, help bool, err error
 		Loops: rc.Loops, DataDir: rc.DataDir, DebugAddr: rc.DebugAddr, MetricsAddr: rc.MetricsAddr,
 		TokenFile: rc.TokenFile, ClusterKeyFile: rc.ClusterKeyFile, ShutdownTimeout: time.Duration(rc.ShutdownTimeout),
 		Cluster: cluster.Config{Profile: cluster.Profile(rc.ClusterProfile)},
+		Apps: dmn.AppsConfig{Members: rc.AppMembers, Tick: time.Duration(rc.AppTick), ElectionTicks: rc.AppElectionTicks,
+			Lease: time.Duration(rc.AppLease), RenewEvery: time.Duration(rc.AppRenewEvery), Margin: time.Duration(rc.AppMargin),
+			Apps: rc.Apps},
 	}
-	if err := cfg.WithDefaults().Validate(); err != nil {
+	// The applications name the program's kinds, which Start checks them
+	// against (a bad one fails it with ErrConfig: exit code 2 too).
+	early := cfg
+	early.Apps.Apps = nil
+	if err := early.WithDefaults().Validate(); err != nil {
 		return cfg, rc, false, usageError{err}
 	}
 	return cfg, rc, false, nil

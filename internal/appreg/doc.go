@@ -89,12 +89,11 @@
 //
 // # Not yet
 //
-// Package driver runs a Replica in an actor over remote; nothing runs it in
-// the daemon yet. Missing: finding the other members, building a
-// supervision tree from an application's spec, the daemon's config and the
-// client's calls, membership changes of the raft group (the members are
-// fixed at bootstrap; applications run on members only), and garbage
-// collection of removed records.
+// Package driver runs a Replica in an actor over remote, and package daemon
+// runs a driver on every member (docs/supervision.md, "Applications").
+// Missing: membership changes of the raft group (the members are fixed at
+// bootstrap; applications run on members only), and garbage collection of
+// removed records.
 //
 // # Determinism
 //

@@ -478,6 +478,10 @@ func (r *Replica) Grants(now time.Time) []Grant {
 	return out
 }
 
+// HasReady reports whether Ready has work: output of raft to persist,
+// apply or send.
+func (r *Replica) HasReady() bool { return r.rn.HasReady() || len(r.out) > 0 || len(r.applied) > 0 }
+
 // Ready handles raft's output: persists it to the Store, applies committed
 // commands, makes snapshots, and returns the messages to send and the
 // commands applied since the last call. An error is the Store's (or a

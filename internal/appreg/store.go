@@ -12,8 +12,8 @@ import (
 // returns only once what it wrote is durable: raft's messages that depend
 // on it are sent after it returns.
 //
-// MemStore is the only implementation so far; a daemon needs a file-based
-// one (not written yet).
+// BoltStore is the daemons' (a file, synced at every write), MemStore the
+// tests'.
 type Store interface {
 	// Load returns everything saved; all empty for a new store.
 	Load() (hs *pb.HardState, snap *pb.Snapshot, ents []*pb.Entry, err error)

@@ -3,10 +3,12 @@
 // replicas' actors over remote, and starts and stops applications through a
 // Runner as the replica grants and withdraws them.
 //
-// It is a first cut: the peers' refs are given to it (SetPeers), the
-// Runner is the caller's, and its Store writes on the actor's loop (a
-// BoltStore's fsync blocks that loop). See docs/supervision.md,
-// "Applications (in progress)".
+// The peers' refs are given to it (SetPeers) and the Runner is the
+// caller's (package daemon provides both). With Config.OffLoop the
+// replica's Ready (its Store's synced writes, the applying of committed
+// commands) runs on the system's worker pool, one at a time, and the
+// inputs that arrive meanwhile wait for it: a BoltStore's fsync does not
+// hold the actor's loop.
 package driver
 
 import (
@@ -15,11 +17,13 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/remote"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // RaftMsg carries one raft message (appreg.MarshalMessage) between the
@@ -75,6 +79,15 @@ type Runner interface {
 	Stop(c *actor.Context, app string)
 }
 
+// Handler may be implemented by a Runner: the driver traps exits (so that
+// an instance linked to it does not take it down when the instance ends),
+// and passes the messages it does not handle itself to Handle: the exits
+// of the instances it linked (actor.Exited), its own timers' messages. An
+// exit of the driver's parent is not passed on: the driver follows it.
+type Handler interface {
+	Handle(c *actor.Context, msg any)
+}
+
 // Config configures a driver.
 type Config struct {
 	// Replica configures the replica; its Members' Node names are the
@@ -93,7 +106,24 @@ type Config struct {
 	Runner Runner
 	// Logger receives refused messages (rate-limited); nil discards them.
 	Logger *slog.Logger
+	// OffLoop runs the replica's Ready (the Store's writes) on the worker
+	// pool (actor.Context.Blocking) instead of the driver's loop. Inputs
+	// that arrive while it runs are queued (at most MaxQueued, and
+	// MaxQueuedBytes of raft messages: beyond, raft messages are dropped,
+	// which raft retries, and requests fail with ErrBusy). Leave it off
+	// under the simulator, whose worker pool is not virtual.
+	OffLoop bool
 }
+
+// Bounds on the inputs an OffLoop driver queues while its replica writes.
+const (
+	MaxQueued      = 4096
+	MaxQueuedBytes = 64 << 20
+)
+
+// ErrBusy is the reply to a Propose or GetStatus that found the driver's
+// queue full (OffLoop): retry.
+var ErrBusy = errors.New("appreg driver: busy")
 
 // ErrNotAllowed is the reply to a Propose of an assignment or a renewal:
 // only the registry makes those.
@@ -112,6 +142,28 @@ type driver struct {
 	byID    map[uint64]string
 	peers   map[uint64]actor.Ref
 	running map[string]uint64 // app -> generation started
+
+	// OffLoop: while busy, the replica belongs to the Ready running on
+	// the pool (closing jobDone when it ends); inputs wait in queue.
+	busy        bool
+	jobDone     chan struct{}
+	queue       []queued
+	queuedBytes int
+	tickDue     bool
+	// until is, for each application running here, the end of its lease
+	// as of the last reconcile: a tick during a long write stops those
+	// whose lease ended without touching the busy replica.
+	until map[string]time.Time
+}
+
+// queued is an input that arrived while the replica was busy: a raft
+// message already authenticated, or a request and its deferred reply.
+type queued struct {
+	step *pb.Message
+	from string
+	size int
+	msg  any
+	rep  *actor.Reply
 }
 
 // New returns the driver's factory.
@@ -161,6 +213,7 @@ func (d *driver) Start(c *actor.Context) error {
 		return err
 	}
 	d.r = r
+	c.TrapExits(true)
 	c.Every(d.cfg.Replica.TickInterval, tick{})
 	return d.flush(c)
 }
@@ -168,6 +221,17 @@ func (d *driver) Start(c *actor.Context) error {
 // Terminate implements actor.Terminator: nothing may run without the
 // driver that tracks its lease.
 func (d *driver) Terminate(c *actor.Context, _ error) {
+	if d.jobDone != nil {
+		// A Ready still writing must end before a restarted driver
+		// loads the Store: one write at most.
+		<-d.jobDone
+	}
+	for _, q := range d.queue {
+		if q.rep != nil {
+			q.rep.Reply(nil, ErrNoReplica)
+		}
+	}
+	d.queue = nil
 	for _, app := range sortedKeys(d.running) {
 		d.cfg.Runner.Stop(c, app)
 	}
@@ -177,35 +241,150 @@ func (d *driver) Terminate(c *actor.Context, _ error) {
 // Receive implements actor.Actor.
 func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
-	case tick:
-		d.r.Tick(c.Now())
-	case RaftMsg:
-		d.step(c, m)
 	case SetPeers:
 		d.peers = map[uint64]actor.Ref{}
 		for id, ref := range m.Refs {
 			d.peers[id] = ref
 		}
 		return nil, nil
+	case actor.Exited:
+		if p := c.Parent(); !p.IsZero() && m.From == p {
+			if m.Reason != nil { // as if the exit had not been trapped
+				_ = c.Stop(c.Self(), m.Reason)
+			}
+			return nil, nil
+		}
+		if h, ok := d.cfg.Runner.(Handler); ok {
+			h.Handle(c, m)
+		}
+		return nil, nil
+	case tick:
+		if d.busy {
+			d.tickDue = true
+			d.expire(c)
+			return nil, nil
+		}
+		d.r.Tick(c.Now())
+	case RaftMsg:
+		pm, from, ok := d.check(c, m)
+		if !ok {
+			return nil, nil
+		}
+		if d.busy {
+			if len(d.queue) >= MaxQueued || d.queuedBytes+len(m.Data) > MaxQueuedBytes {
+				d.log.Warn("appreg: raft message dropped: the driver's queue is full", "from", from)
+				return nil, nil
+			}
+			d.queue = append(d.queue, queued{step: pm, from: from, size: len(m.Data)})
+			d.queuedBytes += len(m.Data)
+			return nil, nil
+		}
+		d.step(c, pm, from)
+	case Propose, GetStatus:
+		if d.busy {
+			if len(d.queue) >= MaxQueued {
+				return nil, ErrBusy
+			}
+			d.queue = append(d.queue, queued{msg: m, rep: c.Defer()})
+			return nil, nil
+		}
+		v, err := d.request(c, m)
+		if err != nil || v != nil {
+			return v, err
+		}
+	default:
+		if h, ok := d.cfg.Runner.(Handler); ok {
+			h.Handle(c, msg)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("appreg driver: unexpected %T", msg)
+	}
+	return nil, d.kick(c)
+}
+
+// request handles a Propose or GetStatus: the replica is not busy.
+func (d *driver) request(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
 	case Propose:
 		switch m.Cmd.Op {
 		case appreg.OpDeploy, appreg.OpStart, appreg.OpStop, appreg.OpRemove:
 		default:
 			return nil, fmt.Errorf("%w: %v", ErrNotAllowed, m.Cmd.Op)
 		}
-		if err := d.r.Propose(m.Cmd, c.Now()); err != nil {
-			return nil, err
-		}
+		return nil, d.r.Propose(m.Cmd, c.Now())
 	case GetStatus:
-		st := Status{Leader: d.r.Leader(), Term: d.r.Term(), Apps: d.r.State().Apps(), Running: sortedKeys(d.running)}
-		return st, nil
-	default:
-		return nil, fmt.Errorf("appreg driver: unexpected %T", msg)
+		return Status{Leader: d.r.Leader(), Term: d.r.Term(), Apps: d.r.State().Apps(), Running: sortedKeys(d.running)}, nil
 	}
-	return nil, d.flush(c)
+	return nil, nil
 }
 
-func (d *driver) step(c *actor.Context, in RaftMsg) {
+// kick takes the replica's output: at once on the loop, or (OffLoop) on
+// the worker pool, after which the queued inputs are fed and it goes
+// again.
+func (d *driver) kick(c *actor.Context) error {
+	if !d.cfg.OffLoop {
+		return d.flush(c)
+	}
+	if d.busy {
+		return nil
+	}
+	if !d.r.HasReady() {
+		d.reconcile(c) // leases end with time alone
+		return nil
+	}
+	d.busy = true
+	done := make(chan struct{})
+	d.jobDone = done
+	r := d.r
+	c.Blocking(func() (any, error) {
+		defer close(done)
+		return r.Ready()
+	}).Then(func(c *actor.Context, v any, err error) {
+		d.busy, d.jobDone = false, nil
+		if errors.Is(err, actor.ErrPoolFull) {
+			// The job never ran: this once, on the loop.
+			close(done)
+			if d.flush(c) == nil {
+				d.drain(c)
+			}
+			return
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrNoReplica, err)
+			_ = c.Stop(c.Self(), err)
+			return
+		}
+		rd, _ := v.(appreg.Ready)
+		d.send(c, rd)
+		d.reconcile(c)
+		d.drain(c)
+	})
+	return nil
+}
+
+// drain feeds the replica the inputs queued while it was busy, in order,
+// then takes its output once for them all.
+func (d *driver) drain(c *actor.Context) {
+	q := d.queue
+	d.queue, d.queuedBytes = nil, 0
+	if d.tickDue {
+		d.tickDue = false
+		d.r.Tick(c.Now())
+	}
+	for _, in := range q {
+		if in.step != nil {
+			d.step(c, in.step, in.from)
+			continue
+		}
+		v, err := d.request(c, in.msg)
+		in.rep.Reply(v, err)
+	}
+	_ = d.kick(c)
+}
+
+// check authenticates and decodes a raft message: it must come from the
+// node of the member it names.
+func (d *driver) check(c *actor.Context, in RaftMsg) (*pb.Message, string, bool) {
 	// Logged by the sending node, which the sender cannot choose, so the
 	// rate limiter bounds what one peer can make this node log.
 	from := "local"
@@ -219,17 +398,21 @@ func (d *driver) step(c *actor.Context, in RaftMsg) {
 	if d.cfg.Remote != nil && (!ok || !d.isMember(from)) {
 		// Before decoding: decoding costs memory, and only members may.
 		d.log.Warn("appreg: raft message from a node that is no member", "from", from)
-		return
+		return nil, from, false
 	}
 	m, err := appreg.UnmarshalMessage(in.Data)
 	if err != nil {
 		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
-		return
+		return nil, from, false
 	}
 	if want, member := d.byID[m.GetFrom()]; d.cfg.Remote != nil && (!ok || !member || from != want) {
 		d.log.Warn("appreg: raft message from the wrong node", "from", from, "claims", m.GetFrom())
-		return
+		return nil, from, false
 	}
+	return m, from, true
+}
+
+func (d *driver) step(c *actor.Context, m *pb.Message, from string) {
 	if err := d.r.Step(m, c.Now()); err != nil {
 		d.log.Warn("appreg: refused raft message", "from", from, "err", err)
 	}
@@ -256,6 +439,13 @@ func (d *driver) flush(c *actor.Context) error {
 		_ = c.Stop(c.Self(), err)
 		return err
 	}
+	d.send(c, rd)
+	d.reconcile(c)
+	return nil
+}
+
+// send sends the messages of a Ready (made durable by it).
+func (d *driver) send(c *actor.Context, rd appreg.Ready) {
 	for _, m := range rd.Messages {
 		ref, ok := d.peers[m.GetTo()]
 		if !ok {
@@ -268,10 +458,30 @@ func (d *driver) flush(c *actor.Context) error {
 		}
 		_ = c.Send(ref, RaftMsg{Data: b}) // lost messages are raft's to retry
 	}
+}
+
+// expire stops the applications whose lease, as of the last reconcile,
+// has ended: the replica is busy writing, and Margin covers a tick, not a
+// slow disk.
+func (d *driver) expire(c *actor.Context) {
+	now := c.Now()
+	for _, app := range sortedKeys(d.running) {
+		if u, ok := d.until[app]; ok && !now.Before(u) {
+			d.cfg.Runner.Stop(c, app)
+			delete(d.running, app)
+		}
+	}
+}
+
+// reconcile starts and stops applications here as the replica grants
+// them now.
+func (d *driver) reconcile(c *actor.Context) {
 	grants := d.r.Grants(c.Now())
 	want := map[string]appreg.Grant{}
+	d.until = map[string]time.Time{}
 	for _, g := range grants {
 		want[g.App] = g
+		d.until[g.App] = g.Until
 	}
 	for _, app := range sortedKeys(d.running) {
 		if g, ok := want[app]; !ok || g.Gen != d.running[app] {
@@ -285,7 +495,6 @@ func (d *driver) flush(c *actor.Context) error {
 			d.cfg.Runner.Start(c, g)
 		}
 	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -484,4 +485,262 @@ func TestMarginCoversATick(t *testing.T) {
 	if _, err := sys.Spawn(context.Background(), New(cfg)); err != nil {
 		t.Fatalf("a margin of one tick: %v", err)
 	}
+}
+
+// linkRunner links each instance to the driver, as the daemon's runner
+// does, and records what Handle gets.
+type linkRunner struct {
+	refs    chan actor.Ref
+	handled chan any
+}
+
+func (r *linkRunner) Start(c *actor.Context, g appreg.Grant) {
+	ref, err := c.Spawn(func() actor.Actor {
+		return actorFunc(func(_ *actor.Context, msg any) (any, error) { panic(fmt.Sprint("instance dies: ", msg)) })
+	})
+	if err == nil && c.Link(ref) == nil {
+		r.refs <- ref
+	}
+}
+
+func (r *linkRunner) Stop(*actor.Context, string)      {}
+func (r *linkRunner) Handle(_ *actor.Context, msg any) { r.handled <- msg }
+
+type actorFunc func(c *actor.Context, msg any) (any, error)
+
+func (f actorFunc) Receive(c *actor.Context, msg any) (any, error) { return f(c, msg) }
+
+// TestInstanceExitGoesToTheRunner: an instance linked to the driver that
+// crashes does not take the driver down (it traps exits); its exit reaches
+// the Runner's Handle, and so do messages the driver does not know.
+func TestInstanceExitGoesToTheRunner(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	r := &linkRunner{refs: make(chan actor.Ref, 1), handled: make(chan any, 4)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: &appreg.MemStore{},
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "x"}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, appreg.ErrNoLeader) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	var inst actor.Ref
+	select {
+	case inst = <-r.refs:
+	case <-ctx.Done():
+		t.Fatal("the application was not started")
+	}
+	_ = sys.Send(inst, "boom")
+	select {
+	case m := <-r.handled:
+		if ex, ok := m.(actor.Exited); !ok || ex.From != inst || ex.Reason == nil {
+			t.Fatalf("Handle got %#v, want the instance's abnormal exit", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("the instance's exit did not reach the runner")
+	}
+	if _, err := sys.Ask(ctx, d, GetStatus{}); err != nil {
+		t.Fatalf("the driver died with its instance: %v", err)
+	}
+	_ = sys.Send(d, "runner's own")
+	select {
+	case m := <-r.handled:
+		if m != "runner's own" {
+			t.Fatalf("Handle got %#v", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("an unknown message did not reach the runner")
+	}
+}
+
+// gateStore is a MemStore whose Save, once armed, waits for the test to
+// open the gate: a slow disk.
+type gateStore struct {
+	appreg.MemStore
+	armed   atomic.Bool
+	blocked chan struct{} // a Save is waiting
+	gate    chan struct{}
+}
+
+func (s *gateStore) Save(hs *pb.HardState, snap *pb.Snapshot, ents []*pb.Entry) error {
+	if s.armed.CompareAndSwap(true, false) {
+		s.blocked <- struct{}{}
+		<-s.gate
+	}
+	return s.MemStore.Save(hs, snap, ents)
+}
+
+// TestOffLoopStoreDoesNotHoldTheLoop: with OffLoop, a store write that
+// takes long (a slow fsync) runs on the worker pool: another actor of the
+// driver's loop answers meanwhile, and a status asked of the driver then
+// is answered once the write is done.
+func TestOffLoopStoreDoesNotHoldTheLoop(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
+	r := &linkRunner{refs: make(chan actor.Ref, 8), handled: make(chan any, 8)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, err := sys.Spawn(ctx, func() actor.Actor {
+		return actorFunc(func(_ *actor.Context, msg any) (any, error) { return msg, nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.armed.Store(true) // the next write (a tick's, soon) blocks
+	select {
+	case <-st.blocked:
+	case <-ctx.Done():
+		t.Fatal("no store write")
+	}
+	status := make(chan error, 1)
+	go func() { _, err := sys.Ask(ctx, d, GetStatus{}); status <- err }()
+	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+	v, err := sys.Ask(actx, echo, "ping")
+	acancel()
+	if err != nil || v != "ping" {
+		close(st.gate)
+		t.Fatalf("the loop is held by the store write: ask on it: %v, %v", v, err)
+	}
+	select {
+	case err := <-status:
+		close(st.gate)
+		t.Fatalf("the status was answered during the write (%v): the replica was used concurrently", err)
+	default:
+	}
+	close(st.gate)
+	if err := <-status; err != nil {
+		t.Fatalf("status after the write: %v", err)
+	}
+}
+
+// TestOffLoopPoolFull: when the worker pool refuses the write (saturated),
+// the driver writes on its loop this once rather than fail its replica.
+func TestOffLoopPoolFull(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Workers: 1, WorkerQueue: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Another actor fills the pool: one job runs (held), one waits.
+	release := make(chan struct{})
+	defer close(release)
+	running := make(chan struct{}, 2)
+	filler, err := sys.Spawn(ctx, func() actor.Actor {
+		return actorFunc(func(c *actor.Context, _ any) (any, error) {
+			for range 2 {
+				c.Blocking(func() (any, error) { running <- struct{}{}; <-release; return nil, nil })
+			}
+			return nil, nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Send(filler, "fill"); err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	r := &linkRunner{refs: make(chan actor.Ref, 8), handled: make(chan any, 8)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: &appreg.MemStore{},
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replica elects itself and commits (writes) with the pool full.
+	for {
+		v, err := sys.Ask(ctx, d, GetStatus{})
+		if err != nil {
+			t.Fatalf("the driver failed with the pool full: %v", err)
+		}
+		if v.(Status).Leader == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader with the pool full")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// eventRunner reports starts and stops.
+type eventRunner struct{ ev chan string }
+
+func (r eventRunner) Start(_ *actor.Context, g appreg.Grant) { r.ev <- "start " + g.App }
+func (r eventRunner) Stop(_ *actor.Context, app string)      { r.ev <- "stop " + app }
+
+// TestOffLoopLeaseEndsDuringAWrite: a store write that hangs (a dying
+// disk) keeps renewals from committing; the application is stopped at the
+// first tick after its lease ends, while the write still hangs, not when
+// it returns.
+func TestOffLoopLeaseEndsDuringAWrite(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
+	r := eventRunner{ev: make(chan string, 16)}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
+		Timing:       appreg.Timing{Lease: 300 * time.Millisecond, RenewEvery: 50 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 5, Incarnation: 1}, Runner: r, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, New(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "x"}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, appreg.ErrNoLeader) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	next := func(what string) {
+		t.Helper()
+		select {
+		case e := <-r.ev:
+			if e != what {
+				t.Fatalf("runner got %q, want %q", e, what)
+			}
+		case <-ctx.Done():
+			close(st.gate)
+			t.Fatalf("runner never got %q", what)
+		}
+	}
+	next("start x")
+	st.armed.Store(true)
+	<-st.blocked
+	next("stop x") // within the lease and a tick, the write still hanging
+	close(st.gate)
 }

@@ -1,0 +1,277 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/gateway"
+	"github.com/actord/actord/internal/appreg"
+	"github.com/actord/actord/remote"
+	"github.com/actord/actord/supervisor"
+)
+
+// The runner: an application granted to this daemon becomes a root
+// supervisor whose children are placed over the cluster's daemons.
+
+// appRunner starts and stops applications for the driver, on its loop
+// (driver.Runner, driver.Handler).
+type appRunner struct {
+	d         *Daemon
+	log       *slog.Logger
+	stopAfter time.Duration
+	insts     map[string]*appInstance
+}
+
+// appInstance is an application granted to this daemon.
+type appInstance struct {
+	gen      uint64
+	spec     supervisor.Spec
+	ref      actor.Ref // the root supervisor, zero while (re)starting
+	failures int
+	settled  time.Duration // waited for the gateways to be known
+}
+
+// retryStart starts a granted application again after its root ended by
+// itself or failed to start.
+type retryStart struct {
+	app  string
+	inst *appInstance
+}
+
+// Start implements driver.Runner: the root supervisor is spawned as the
+// driver's child and linked to it, so it follows the driver's end.
+func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
+	spec, err := decodeAppSpec(g.Spec)
+	var sp supervisor.Spec
+	if err == nil {
+		sp, err = r.supervisorSpec(spec)
+	}
+	if err != nil {
+		// Specs are checked at deploy: one that fails here was written by
+		// another version or another daemon's kinds. Run nothing.
+		r.log.Error("applications: granted application has an unusable spec; not started", "app", g.App, "err", err)
+		return
+	}
+	inst := &appInstance{gen: g.Gen, spec: sp}
+	r.insts[g.App] = inst
+	r.spawn(c, g.App, inst)
+}
+
+// settleFor bounds how long an application's start waits for this daemon
+// to know the gateways of the cluster's live members (just after a start
+// or a join): its children are placed over the daemons known then.
+const settleFor = 5 * time.Second
+
+// settlePoll is how often a start waiting for the gateways looks again.
+const settlePoll = 50 * time.Millisecond
+
+func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
+	if !r.d.gatewaysKnown() && inst.settled < settleFor {
+		inst.settled += settlePoll
+		c.After(settlePoll, retryStart{app: app, inst: inst})
+		return
+	}
+	c.SpawnAsync(supervisor.New(inst.spec), actor.Name("app/"+app)).Then(func(c *actor.Context, v any, err error) {
+		ref, _ := v.(actor.Ref)
+		if r.insts[app] != inst { // stopped meanwhile
+			if err == nil {
+				_ = c.Kill(ref)
+			}
+			return
+		}
+		if err == nil {
+			err = c.Link(ref)
+		}
+		if err != nil {
+			r.log.Error("applications: application did not start", "app", app, "err", err)
+			r.retry(c, app, inst)
+			return
+		}
+		inst.ref = ref
+	})
+}
+
+// retry starts inst again after a pause that doubles with each failure
+// (100 ms to 30 s).
+func (r *appRunner) retry(c *actor.Context, app string, inst *appInstance) {
+	d := min(100*time.Millisecond<<min(inst.failures, 9), 30*time.Second)
+	inst.failures++
+	c.After(d, retryStart{app: app, inst: inst})
+}
+
+// Stop implements driver.Runner: the root gets stopAfter to stop its
+// children, then is killed.
+func (r *appRunner) Stop(c *actor.Context, app string) {
+	inst := r.insts[app]
+	delete(r.insts, app)
+	if inst == nil || inst.ref.IsZero() {
+		return
+	}
+	_ = c.Unlink(inst.ref)
+	if r.stopAfter <= 0 {
+		_ = c.Kill(inst.ref)
+		return
+	}
+	c.StopAsync(inst.ref, actor.ErrShutdown, r.stopAfter)
+}
+
+// Handle implements driver.Handler: a root that ended by itself is
+// started again while the application is granted.
+func (r *appRunner) Handle(c *actor.Context, msg any) {
+	switch m := msg.(type) {
+	case actor.Exited:
+		for app, inst := range r.insts {
+			if inst.ref == m.From {
+				inst.ref = actor.Ref{}
+				r.log.Error("applications: application's root supervisor ended; starting it again", "app", app, "reason", fmt.Sprint(m.Reason))
+				r.retry(c, app, inst)
+				return
+			}
+		}
+	case retryStart:
+		if r.insts[m.app] == m.inst && m.inst.ref.IsZero() {
+			r.spawn(c, m.app, m.inst)
+		}
+	}
+}
+
+// supervisorSpec builds the root supervisor of an application: every
+// child is placed by the daemon's cluster (appCluster), this daemon
+// included.
+func (r *appRunner) supervisorSpec(s AppSpec) (supervisor.Spec, error) {
+	strat, err := strategyOf(s.Strategy)
+	if err != nil {
+		return supervisor.Spec{}, err
+	}
+	maxR := s.Intensity
+	if maxR == 0 {
+		maxR = supervisor.DefaultMaxR
+	}
+	sp := supervisor.Spec{Strategy: strat, MaxR: maxR, MaxT: time.Duration(s.Period), Name: "app/" + s.Name,
+		Cluster: &appCluster{d: r.d}, Logger: r.d.log}
+	for _, ch := range s.Children {
+		rt, err := restartOf(ch.Restart)
+		if err != nil {
+			return supervisor.Spec{}, err
+		}
+		sd, err := shutdownOf(ch.Shutdown)
+		if err != nil {
+			return supervisor.Spec{}, err
+		}
+		rem := supervisor.Remote{Kind: ch.Kind, Args: ch.Args}
+		if ch.Node != "" {
+			rem.Place = pinTo(r.d, ch.Node)
+		}
+		sp.Children = append(sp.Children, supervisor.ChildSpec{ID: ch.Name, Remote: rem, Restart: rt, Shutdown: sd})
+	}
+	return sp, sp.Validate()
+}
+
+// pinTo places a child on the daemon named node only.
+func pinTo(d *Daemon, node string) supervisor.Placement {
+	return func(c supervisor.Candidates) (string, error) {
+		addr := d.memberAddr(node)
+		if addr != "" && slices.Contains(c.Live, addr) {
+			return addr, nil
+		}
+		return "", fmt.Errorf("daemon %q is not up", node)
+	}
+}
+
+// gatewaysKnown reports whether the gateway of every live member of the
+// cluster is known here.
+func (d *Daemon) gatewaysKnown() bool {
+	ms := d.agent.Members()
+	d.gw.mu.Lock()
+	defer d.gw.mu.Unlock()
+	for _, m := range ms {
+		if p, ok := d.gw.peers[m.Name]; !m.Self && (!ok || p.addr != m.Addr) {
+			return false
+		}
+	}
+	return true
+}
+
+// memberAddr returns the remote address of the member named node ("" if
+// unknown or without a known gateway).
+func (d *Daemon) memberAddr(node string) string {
+	if node == d.cfg.Name {
+		return d.node.Addr()
+	}
+	d.gw.mu.Lock()
+	defer d.gw.mu.Unlock()
+	return d.gw.peers[node].addr
+}
+
+// appCluster places an application's children on the cluster's daemons:
+// this one and those whose gateway it knows (a member that left or failed
+// is dropped). Children are made from the daemons' kinds, through their
+// gateways: no kind is open on the remote node itself.
+type appCluster struct{ d *Daemon }
+
+// Live implements supervisor.Cluster: this daemon, and the members whose
+// gateway is known and that the remote node does not know to be down (a
+// daemon killed is known down as soon as its connections reset, before the
+// membership declares it failed).
+func (a *appCluster) Live() []string {
+	g := a.d.gw
+	var peers []string
+	g.mu.Lock()
+	for _, pg := range g.peers {
+		peers = append(peers, pg.addr)
+	}
+	g.mu.Unlock()
+	out := append(remote.NewNodeSet(a.d.node, peers...).Live(), a.d.node.Addr())
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Spawn implements supervisor.Cluster.
+func (a *appCluster) Spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error) {
+	var plain any
+	if m, ok := args.(map[string]any); ok {
+		p, err := plainArgs(m)
+		if err != nil {
+			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+		}
+		plain = p
+	}
+	g := a.d.gw
+	if addr == a.d.node.Addr() {
+		g.mu.Lock()
+		k, ok := g.kinds[kind]
+		g.mu.Unlock()
+		if !ok {
+			return actor.Ref{}, fmt.Errorf("%w: %q on %s", gateway.ErrSpawn, kind, a.d.cfg.Name)
+		}
+		f, err := callKind(k, plain)
+		if err != nil {
+			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+		}
+		return a.d.sys.Spawn(ctx, f, actor.LeastLoaded(), actor.Name(kind))
+	}
+	var peer actor.Ref
+	g.mu.Lock()
+	for _, pg := range g.peers {
+		if pg.addr == addr {
+			peer = pg.ref
+		}
+	}
+	g.mu.Unlock()
+	if peer.IsZero() {
+		return actor.Ref{}, fmt.Errorf("%w: no daemon's gateway known at %s", gateway.ErrNoGateway, addr)
+	}
+	v, err := a.d.sys.Ask(ctx, peer, gateway.SpawnKind{Kind: kind, Args: plain})
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	res, ok := v.(gateway.SpawnResult)
+	if !ok {
+		return actor.Ref{}, fmt.Errorf("%w: unexpected reply %T", gateway.ErrSpawn, v)
+	}
+	return res.Ref, res.Err()
+}
