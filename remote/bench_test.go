@@ -138,9 +138,36 @@ func BenchmarkBaselineTCPPingPong(b *testing.B) {
 
 // BenchmarkRemoteThroughput: one op = one one-way message delivered to an
 // actor on the other node; the receiver's count is checked at the end.
-func BenchmarkRemoteThroughput(b *testing.B) {
+func BenchmarkRemoteThroughput(b *testing.B) { benchThroughput(b, boxed32, nil) }
+
+// benchRecord is a message of a registered struct type, decoded by
+// reflection (on the target's loop: lazy.go).
+type benchRecord struct {
+	ID  uint64
+	Key string
+	Val []byte
+}
+
+// BenchmarkRemoteThroughputStruct is BenchmarkRemoteThroughput with a
+// benchRecord of an 8-byte key and a 16-byte value (51 bytes encoded).
+func BenchmarkRemoteThroughputStruct(b *testing.B) {
+	var msg any = benchRecord{ID: 1 << 40, Key: "record-1", Val: make([]byte, 16)}
+	benchThroughput(b, msg, func(n *Node) {
+		if err := Register[benchRecord](n, "bench.record"); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// benchThroughput: one op = one message sent one way from an actor on node
+// A to an actor on node B; register, if set, runs on both nodes.
+func benchThroughput(b *testing.B, msg any, register func(*Node)) {
 	a := newTestNode(b, "a", benchConfig)
 	bn := newTestNode(b, "b", benchConfig)
+	if register != nil {
+		register(a.node)
+		register(bn.node)
+	}
 	var got atomic.Int64
 	want := int64(b.N)
 	done := make(chan struct{})
@@ -159,7 +186,6 @@ func BenchmarkRemoteThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	var refused int64
-	msg := boxed32
 	sender := spawn(b, a.sys, fnActor(func(c *actor.Context, m any) (any, error) {
 		n := m.(int)
 		for i := 0; i < n; {

@@ -17,6 +17,11 @@ type typeInfo struct {
 	id   uint64
 	name string
 	typ  reflect.Type
+	// lazy: a Send's or an Ask's value is decoded on the target's loop
+	// (lazy.go). Not for the builtin types decodeBuiltin decodes, which
+	// cost no more to decode than to copy for later, nor for actor.Down,
+	// which inSend drops.
+	lazy bool
 }
 
 // registry maps message types to stable names and wire ids. A type's wire id
@@ -76,7 +81,7 @@ func (r *registry) add(name string, t reflect.Type) error {
 		return fmt.Errorf("remote: name %q (for %v) collides with %q (for %v)", name, t, old.name, old.typ)
 	}
 	next := &regMaps{byType: maps.Clone(cur.byType), byID: maps.Clone(cur.byID)}
-	ti := &typeInfo{id: id, name: name, typ: t}
+	ti := &typeInfo{id: id, name: name, typ: t, lazy: !builtin(t) && t != typeDown}
 	next.byType[t], next.byID[id] = ti, ti
 	r.maps.Store(next)
 	return nil
