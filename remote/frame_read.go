@@ -33,6 +33,9 @@ type frameReader struct {
 	// connection), leaves the payloads of Send and Ask frames encoded for
 	// the target's loop to decode (lazy.go); nil: decoded here
 	lazy *lazyAlloc
+	// the type of the last payload: a stream of one type is looked up
+	// once (an id always names the same typeInfo once registered)
+	lastType *typeInfo
 }
 
 func newFrameReader(n *Node, from *peer) *frameReader {
@@ -437,7 +440,12 @@ func (fr *frameReader) payload(f *frame) {
 	// decoding or skipping anything, builtin types included.
 	start := fr.pos()
 	end, cerr := checkValue(fr.buf, start, 0)
-	ti, ok := fr.reg.ofID(id)
+	ti, ok := fr.lastType, fr.lastType != nil && fr.lastType.id == id
+	if !ok {
+		if ti, ok = fr.reg.ofID(id); ok {
+			fr.lastType = ti
+		}
+	}
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
 		if cerr != nil {
@@ -484,7 +492,11 @@ func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typ
 	} else {
 		p := reflect.New(ti.typ)
 		if err = d.DecodeValue(p.Elem()); err == nil {
-			v = p.Elem().Interface()
+			if ti.etyp != nil {
+				v = ti.box(p.UnsafePointer()) // the value where it was decoded
+			} else {
+				v = p.Elem().Interface()
+			}
 		}
 	}
 	if at := len(b) - r.Len(); err == nil && at != end {

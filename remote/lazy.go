@@ -30,7 +30,7 @@ import (
 
 // Sizes of the blocks lazyAlloc carves: a queued message keeps its block
 // of bytes and its slab of Lazy values reachable until it is decoded, so
-// both are small (at most about 7 KiB held per queued message, whatever
+// both are small (at most about 8 KiB held per queued message, whatever
 // the rest of its read was). A payload above lazyOwn gets an allocation
 // of its own.
 const (
