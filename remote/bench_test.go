@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,11 +76,13 @@ func BenchmarkRemotePingPong(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	if err := a.sys.Send(ping, b.N); err != nil {
 		b.Fatal(err)
 	}
 	<-p.done
 	b.StopTimer()
+	cpu(b)
 	if p.err != nil {
 		b.Fatal(p.err)
 	}
@@ -200,6 +203,7 @@ func benchThroughput(b *testing.B, msg any, register func(*Node)) {
 	}))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	if err := a.sys.Send(sender, b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -209,6 +213,7 @@ func benchThroughput(b *testing.B, msg any, register func(*Node)) {
 		b.Fatalf("delivered %d of %d; sender %+v; receiver %+v", got.Load(), want, a.node.Stats(), bn.node.Stats())
 	}
 	b.StopTimer()
+	cpu(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(a.node.Stats().Refused)/float64(b.N), "refused/op")
 	if st := bn.node.Stats(); st.Dropped > 0 {
@@ -365,4 +370,23 @@ func BenchmarkBaselineGnetPingPong(b *testing.B) {
 		b.Fatal(err)
 	}
 	<-done
+}
+
+// cpuMeter starts counting the CPU time the process uses (user and system,
+// every goroutine of both nodes); the function it returns reports it per
+// op as cpu-ns/op. On a shared machine it varies less than the elapsed
+// time, which other processes' load stretches.
+func cpuMeter() func(b *testing.B) {
+	start := processCPU()
+	return func(b *testing.B) {
+		b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
