@@ -99,7 +99,7 @@ type loopState struct {
 	stopping bool
 	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
 	hclk     hookClock   // the hook's handler clock (hookclock.go)
-	lazy     any         // the transport's decoder state for seam.Lazy messages (decodeLazy)
+	lazy     any         // the transport's decoder state for seam.Lazy messages (deliver)
 }
 
 func newLoopState(s *System, id int) *loopState {

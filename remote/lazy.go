@@ -96,6 +96,7 @@ func (c *codecCtx) DecodeLazy(l *seam.Lazy, scratch *any, count bool) (v any, er
 	defer func() {
 		if r := recover(); r != nil { // the decoder must never take the loop down
 			v, err = nil, fmt.Errorf("decoder panic: %v", r)
+			*scratch = nil // nor leave it a decoder in an unknown state
 		}
 		lr.r.Reset(nil) // hold neither the bytes nor the connection
 		lr.r.ctx = nil

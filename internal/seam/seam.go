@@ -145,7 +145,7 @@ const LinkEpochBits = 40
 
 // Lazy is a message that a transport read from the network and left
 // encoded: the wire's QueueSend and QueueAsk take a *Lazy as msg, and the
-// target's loop decodes it (Decoder.DecodeLazy) just before the handler
+// target's loop decodes it (Dec.DecodeLazy) just before the handler
 // runs, so that decoding is not done on the network goroutine. Handlers,
 // hooks and Forward never see a *Lazy: they see the decoded value. Raw and
 // Type belong to the transport; the runtime only passes them back.
