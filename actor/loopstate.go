@@ -6,6 +6,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/actord/actord/internal/seam"
 	"github.com/actord/actord/loop"
 )
 
@@ -98,6 +99,7 @@ type loopState struct {
 	stopping bool
 	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
 	hclk     hookClock   // the hook's handler clock (hookclock.go)
+	lazy     any         // the transport's decoder state for seam.Lazy messages (deliver)
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -186,6 +188,15 @@ func (ls *loopState) deliver(e *envelope) {
 		s.stash = append(s.stash, *e)
 		return
 	}
+	if lz, ok := e.msg.(*seam.Lazy); ok {
+		v, err := lz.Dec.DecodeLazy(lz, &ls.lazy, e.kind != kAsk)
+		if err != nil {
+			e.msg = nil
+			ls.drop(e, err)
+			return
+		}
+		e.msg = v // what the handler, the hooks and Forward see
+	}
 	kind := EventSend
 	if e.kind == kAsk {
 		kind = EventAsk
@@ -213,7 +224,12 @@ func (ls *loopState) drop(e *envelope, err error) {
 		reply(e, nil, err)
 	}
 	if ls.watching {
-		ls.report(EventDropped, e.from, e.to, e.msg, time.Time{}, 0, err, nil)
+		msg := e.msg
+		if lz, ok := msg.(*seam.Lazy); ok {
+			// the hooks see values, never the transport's encoding
+			msg, _ = lz.Dec.DecodeLazy(lz, &ls.lazy, false)
+		}
+		ls.report(EventDropped, e.from, e.to, msg, time.Time{}, 0, err, nil)
 	}
 }
 

@@ -117,6 +117,7 @@ func BenchmarkRemoteAskParallel(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	for i, r := range refs {
 		n := b.N / parAskers
 		if i == 0 {
@@ -139,6 +140,7 @@ func BenchmarkRemoteAskParallel(b *testing.B) {
 		lat = append(lat, p.lat...)
 	}
 	b.StopTimer()
+	cpu(b)
 	reportLatencies(b, lat)
 }
 

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,11 +76,13 @@ func BenchmarkRemotePingPong(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	if err := a.sys.Send(ping, b.N); err != nil {
 		b.Fatal(err)
 	}
 	<-p.done
 	b.StopTimer()
+	cpu(b)
 	if p.err != nil {
 		b.Fatal(p.err)
 	}
@@ -138,9 +141,36 @@ func BenchmarkBaselineTCPPingPong(b *testing.B) {
 
 // BenchmarkRemoteThroughput: one op = one one-way message delivered to an
 // actor on the other node; the receiver's count is checked at the end.
-func BenchmarkRemoteThroughput(b *testing.B) {
+func BenchmarkRemoteThroughput(b *testing.B) { benchThroughput(b, boxed32, nil) }
+
+// benchRecord is a message of a registered struct type, decoded by
+// reflection (on the target's loop: lazy.go).
+type benchRecord struct {
+	ID  uint64
+	Key string
+	Val []byte
+}
+
+// BenchmarkRemoteThroughputStruct is BenchmarkRemoteThroughput with a
+// benchRecord of an 8-byte key and a 16-byte value (51 bytes encoded).
+func BenchmarkRemoteThroughputStruct(b *testing.B) {
+	var msg any = benchRecord{ID: 1 << 40, Key: "record-1", Val: make([]byte, 16)}
+	benchThroughput(b, msg, func(n *Node) {
+		if err := Register[benchRecord](n, "bench.record"); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// benchThroughput: one op = one message sent one way from an actor on node
+// A to an actor on node B; register, if set, runs on both nodes.
+func benchThroughput(b *testing.B, msg any, register func(*Node)) {
 	a := newTestNode(b, "a", benchConfig)
 	bn := newTestNode(b, "b", benchConfig)
+	if register != nil {
+		register(a.node)
+		register(bn.node)
+	}
 	var got atomic.Int64
 	want := int64(b.N)
 	done := make(chan struct{})
@@ -159,7 +189,6 @@ func BenchmarkRemoteThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	var refused int64
-	msg := boxed32
 	sender := spawn(b, a.sys, fnActor(func(c *actor.Context, m any) (any, error) {
 		n := m.(int)
 		for i := 0; i < n; {
@@ -174,6 +203,7 @@ func BenchmarkRemoteThroughput(b *testing.B) {
 	}))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	if err := a.sys.Send(sender, b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -183,6 +213,7 @@ func BenchmarkRemoteThroughput(b *testing.B) {
 		b.Fatalf("delivered %d of %d; sender %+v; receiver %+v", got.Load(), want, a.node.Stats(), bn.node.Stats())
 	}
 	b.StopTimer()
+	cpu(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(a.node.Stats().Refused)/float64(b.N), "refused/op")
 	if st := bn.node.Stats(); st.Dropped > 0 {
@@ -339,4 +370,23 @@ func BenchmarkBaselineGnetPingPong(b *testing.B) {
 		b.Fatal(err)
 	}
 	<-done
+}
+
+// cpuMeter starts counting the CPU time the process uses (user and system,
+// every goroutine of both nodes); the function it returns reports it per
+// op as cpu-ns/op. On a shared machine it varies less than the elapsed
+// time, which other processes' load stretches.
+func cpuMeter() func(b *testing.B) {
+	start := processCPU()
+	return func(b *testing.B) {
+		b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -29,6 +29,13 @@ type frameReader struct {
 	dec *msgpack.Decoder
 	reg *registry
 	max int
+	// lazy, once the connection's node is known (setFrom on an accepted
+	// connection), leaves the payloads of Send and Ask frames encoded for
+	// the target's loop to decode (lazy.go); nil: decoded here
+	lazy *lazyAlloc
+	// the type of the last payload: a stream of one type is looked up
+	// once (an id always names the same typeInfo once registered)
+	lastType *typeInfo
 }
 
 func newFrameReader(n *Node, from *peer) *frameReader {
@@ -91,9 +98,12 @@ func (fr *frameReader) declaredLen() int {
 	return n
 }
 
-// setFrom records which node the connection's frames come from, once known.
+// setFrom records which node the connection's frames come from, once
+// known, and from then on leaves the payloads of Send and Ask frames for
+// the target's loop to decode (lazy.go).
 func (fr *frameReader) setFrom(n *Node, from *peer) {
 	fr.r.ctx = &codecCtx{n: n, from: from}
+	fr.lazy = &lazyAlloc{}
 }
 
 func bad(what string, err error) error {
@@ -238,7 +248,13 @@ var (
 	typeString = reflect.TypeFor[string]()
 	typeInt64  = reflect.TypeFor[int64]()
 	typeUint64 = reflect.TypeFor[uint64]()
+	typeDown   = reflect.TypeFor[actor.Down]()
 )
+
+// builtin reports whether decodeBuiltin decodes t.
+func builtin(t reflect.Type) bool {
+	return t == typeBytes || t == typeString || t == typeInt64 || t == typeUint64
+}
 
 // decodeBuiltin decodes the commonest payload types without reflection
 // (one allocation for the value instead of three).
@@ -334,15 +350,15 @@ func (fr *frameReader) quickID(id *actor.WireID) bool {
 	return true
 }
 
-// quickBytes reads a bin 8/16/32 whose bytes the body holds, copied.
-func (fr *frameReader) quickBytes() ([]byte, bool) {
-	b, i := fr.buf, fr.pos()
+// quickBytes reads a bin 8/16/32 at b[i:] whose bytes b holds, copied,
+// and returns the position after it.
+func quickBytes(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] < 0xc4 || b[i] > 0xc6 {
-		return nil, false
+		return nil, i, false
 	}
 	w := 1 << (b[i] - 0xc4)
 	if len(b)-i-1 < w {
-		return nil, false
+		return nil, i, false
 	}
 	n := 0
 	for _, x := range b[i+1 : i+1+w] {
@@ -350,12 +366,11 @@ func (fr *frameReader) quickBytes() ([]byte, bool) {
 	}
 	start := i + 1 + w
 	if n > len(b)-start {
-		return nil, false
+		return nil, i, false
 	}
-	fr.skipTo(start + n)
 	v := make([]byte, n)
 	copy(v, b[start:])
-	return v, true
+	return v, start + n, true
 }
 
 func (fr *frameReader) id(id *actor.WireID) error {
@@ -400,7 +415,11 @@ func (fr *frameReader) optID(id *actor.WireID) (bool, error) {
 }
 
 // payload decodes [typeID, value] into f.payload, or records why it could
-// not in f.payloadErr (the rest of the frame is still usable).
+// not in f.payloadErr (the rest of the frame is still usable). With
+// fr.lazy, the value of a Send or an Ask of a type decoded by reflection
+// (typeInfo.lazy) is checked (checkValue) and its type looked up, but left
+// encoded: f.payload is a *seam.Lazy that the target's loop decodes
+// (lazy.go).
 func (fr *frameReader) payload(f *frame) {
 	d := fr.dec
 	id, err := fr.uint64()
@@ -419,15 +438,21 @@ func (fr *frameReader) payload(f *frame) {
 	// []byte all at once, a string or a skipped value in a buffer that the
 	// decoder keeps) and recurses once per nesting level: check both before
 	// decoding or skipping anything, builtin types included.
-	_, cerr := checkValue(fr.buf, fr.pos(), 0)
-	ti, ok := fr.reg.ofID(id)
+	start := fr.pos()
+	end, cerr := checkValue(fr.buf, start, 0)
+	ti, ok := fr.lastType, fr.lastType != nil && fr.lastType.id == id
+	if !ok {
+		if ti, ok = fr.reg.ofID(id); ok {
+			fr.lastType = ti
+		}
+	}
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
 		if cerr != nil {
 			fr.r.Reset(nil) // Skip would recurse as deep as the value nests
 			return
 		}
-		_ = d.Skip()
+		fr.skipTo(end)
 		return
 	}
 	if cerr != nil {
@@ -435,28 +460,53 @@ func (fr *frameReader) payload(f *frame) {
 		fr.r.Reset(nil)
 		return
 	}
-	if ti.typ == typeBytes {
-		if v, ok := fr.quickBytes(); ok {
-			f.payload = v
-			return
-		}
-	}
-	if v, ok, err := decodeBuiltin(d, ti.typ); ok {
-		if err != nil {
-			f.payloadErr = bad("payload "+ti.name, err)
-			fr.r.Reset(nil)
-			return
-		}
-		f.payload = v
+	if fr.lazy != nil && (f.kind == fSend || f.kind == fAsk) && ti.lazy {
+		f.payload = fr.lazy.take(fr.buf[start:end], ti, fr.r.ctx)
+		fr.skipTo(end)
 		return
 	}
-	v := reflect.New(ti.typ)
-	if err := d.DecodeValue(v.Elem()); err != nil {
+	v, err := decodeValue(d, &fr.r, fr.buf, start, end, ti)
+	if err != nil {
 		f.payloadErr = bad("payload "+ti.name, err)
-		fr.r.Reset(nil) // the value's extent is unknown: consume the rest
+		fr.skipTo(end) // checkValue found where the value ends
 		return
 	}
-	f.payload = v.Elem().Interface()
+	f.payload = v
+}
+
+// decodeValue decodes the value of type ti that b holds from i to end,
+// which checkValue accepted, with d, whose reader r reads b and is at i. It
+// fails, too, if the decoder stops short of end (a value read as another
+// type), and leaves r at end.
+func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typeInfo) (any, error) {
+	if ti.typ == typeBytes {
+		if v, next, ok := quickBytes(b, i); ok && next == end {
+			_, _ = r.Seek(int64(end), io.SeekStart)
+			return v, nil
+		}
+	}
+	var v any
+	var err error
+	if bv, ok, berr := decodeBuiltin(d, ti.typ); ok {
+		v, err = bv, berr
+	} else {
+		p := reflect.New(ti.typ)
+		if err = d.DecodeValue(p.Elem()); err == nil {
+			if ti.etyp != nil {
+				v = ti.box(p.UnsafePointer()) // the value where it was decoded
+			} else {
+				v = p.Elem().Interface()
+			}
+		}
+	}
+	if at := len(b) - r.Len(); err == nil && at != end {
+		err = fmt.Errorf("value read as %v ends at byte %d of %d", ti.typ, at-i, end-i)
+	}
+	_, _ = r.Seek(int64(end), io.SeekStart)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // maxPayloadDepth bounds the nesting of arrays, maps and refs in a payload.

@@ -92,10 +92,21 @@ func newLink(cfg *linkConfig, name func() string, now time.Time) *link {
 // idle reports whether there is neither a connection nor a dial.
 func (l *link) idle() bool { return l.phase == linkIdle }
 
+// queues reports whether admit queues a frame of origin o as it is, without
+// a dial and without reading the clock: the common case, a connection up or
+// under way, which a sender decides without reading the clock (see
+// peer.enqueueOpt).
+func (l *link) queues(o origin) bool {
+	return !l.closed && !l.idle() && (o != fromLocal || l.down == nil)
+}
+
 // admit decides what to do with a frame of origin o: queue it (dial
 // first), or refuse it with an error. Only the decision about the peer's
 // state is here; the bound on bytes queued is the peer's (it holds them).
 func (l *link) admit(o origin, now time.Time) (dial bool, err error) {
+	if l.queues(o) {
+		return false, nil
+	}
 	switch {
 	case l.closed:
 		return false, ErrClosed

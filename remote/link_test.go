@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -376,4 +377,57 @@ func TestLinkReplaced(t *testing.T) {
 	if r.l.replaced(2) {
 		t.Fatal("dialing: the dial must stay")
 	}
+}
+
+// queues, which a sender asks first to spare itself the clock, agrees with
+// admit in every phase: whenever it says so, admit queues without a dial
+// and without changing the link.
+func TestLinkQueuesAgreesWithAdmit(t *testing.T) {
+	check := func(what string, r *linkRig) {
+		t.Helper()
+		for _, o := range []origin{fromLocal, answer, forced} {
+			if !r.l.queues(o) {
+				continue
+			}
+			before := *r.l
+			if dial, err := r.l.admit(o, r.now); dial || err != nil {
+				t.Fatalf("%s, origin %d: queues, but admit = %v, %v", what, o, dial, err)
+			}
+			after := *r.l
+			before.name, after.name = nil, nil // funcs never compare equal
+			if !reflect.DeepEqual(before, after) {
+				t.Fatalf("%s, origin %d: admit changed the link", what, o)
+			}
+		}
+	}
+	r := newLinkRig()
+	check("idle", r)
+	if r.l.queues(fromLocal) {
+		t.Fatal("an idle link queues without a dial")
+	}
+	e := r.l.startDial(r.now)
+	check("dialing", r)
+	r.l.opened(e, r.now)
+	check("handshake", r)
+	_ = r.l.secured(e, []byte("key-b"), nil)
+	_ = r.l.welcomed(e, 1)
+	check("connected", r)
+	if !r.l.queues(fromLocal) {
+		t.Fatal("a connected link does not queue a local send as it is")
+	}
+	r.l.lost(e, errReset, r.now, 0.5)
+	check("known down", r)
+	if r.l.queues(fromLocal) {
+		t.Fatal("a link known down queues a local send")
+	}
+	_, _ = r.l.admit(fromLocal, r.now)
+	r.advance(time.Second)
+	r.l.retry(r.now)
+	r.l.opened(r.l.startDial(r.now), r.now)
+	check("redialing while known down", r)
+	if r.l.queues(fromLocal) {
+		t.Fatal("a local send queued during the handshake after a loss")
+	}
+	r.l.closed = true
+	check("closed", r)
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/actord/actord/actor"
 	"github.com/vmihailenco/msgpack/v5"
@@ -17,6 +18,37 @@ type typeInfo struct {
 	id   uint64
 	name string
 	typ  reflect.Type
+	// lazy: a Send's or an Ask's value is decoded on the target's loop
+	// (lazy.go). Not for the builtin types decodeBuiltin decodes, which
+	// cost no more to decode than to copy for later, nor for actor.Down,
+	// which inSend drops.
+	lazy bool
+	// etyp is the type word of an any holding a value of typ, for box;
+	// nil when typ is not larger than a pointer (Go may keep such a value
+	// in the interface itself).
+	etyp unsafe.Pointer
+}
+
+// newTypeInfo describes the type t registered under name.
+func newTypeInfo(id uint64, name string, t reflect.Type) *typeInfo {
+	ti := &typeInfo{id: id, name: name, typ: t, lazy: !builtin(t) && t != typeDown}
+	if t.Size() > unsafe.Sizeof(uintptr(0)) {
+		z := reflect.Zero(t).Interface()
+		ti.etyp = (*[2]unsafe.Pointer)(unsafe.Pointer(&z))[0]
+	}
+	return ti
+}
+
+// box returns the value at p, a fresh allocation of ti's type that nothing
+// else refers to, as an any, without copying it: an interface keeps a value
+// larger than a pointer as a pointer to a copy of its own, and p can be
+// that copy. reflect's Value.Interface would allocate the copy, a second
+// allocation per decoded payload. Only for types with etyp set.
+func (ti *typeInfo) box(p unsafe.Pointer) any {
+	var v any
+	e := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))
+	e[0], e[1] = ti.etyp, p
+	return v
 }
 
 // registry maps message types to stable names and wire ids. A type's wire id
@@ -76,7 +108,7 @@ func (r *registry) add(name string, t reflect.Type) error {
 		return fmt.Errorf("remote: name %q (for %v) collides with %q (for %v)", name, t, old.name, old.typ)
 	}
 	next := &regMaps{byType: maps.Clone(cur.byType), byID: maps.Clone(cur.byID)}
-	ti := &typeInfo{id: id, name: name, typ: t}
+	ti := newTypeInfo(id, name, t)
 	next.byType[t], next.byID[id] = ti, ti
 	r.maps.Store(next)
 	return nil

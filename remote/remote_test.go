@@ -26,7 +26,15 @@ type testNode struct {
 
 func newTestNode(t testing.TB, name string, cfg Config) *testNode {
 	t.Helper()
-	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
+	return newTestNodeOf(t, name, cfg, actor.Config{})
+}
+
+// newTestNodeOf is newTestNode on a System made with acfg (its loops,
+// watchdog and crash handler set as newTestNode's).
+func newTestNodeOf(t testing.TB, name string, cfg Config, acfg actor.Config) *testNode {
+	t.Helper()
+	acfg.Loops, acfg.Watchdog, acfg.OnCrash = 2, -1, func(*actor.Crash) {}
+	sys := actor.NewSystem(acfg)
 	cfg.Name = name
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 50 * time.Millisecond

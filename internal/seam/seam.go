@@ -143,3 +143,28 @@ type RemoteChild struct {
 // actors make with that node's incarnation). The wire's BreakLinks
 // compares the low bits only; BreakMarkedLinks ends the links of a mark.
 const LinkEpochBits = 40
+
+// Lazy is a message that a transport read from the network and left
+// encoded: the wire's QueueSend and QueueAsk take a *Lazy as msg, and the
+// target's loop decodes it (Dec.DecodeLazy) just before the handler
+// runs, so that decoding is not done on the network goroutine. Handlers,
+// hooks and Forward never see a *Lazy: they see the decoded value. Raw and
+// Type belong to the transport; the runtime only passes them back.
+type Lazy struct {
+	Raw  []byte      // the encoded value (the transport keeps it unchanged until decoded)
+	Type any         // the transport's description of the value's type
+	Dec  LazyDecoder // decodes it
+}
+
+// LazyDecoder decodes a Lazy on the target's loop. scratch is the loop's
+// own slot for the decoder's state (nil on first use, kept by the loop for
+// the next call): a loop decodes one message at a time, so the state needs
+// no lock. A failure is an error naming the cause; the runtime then
+// handles the message as one its target could not take: an ask is
+// answered with the error, a one-way message is dropped and reported to
+// the hooks (EventDropped). count is true when a failure drops a one-way
+// message that was bound for a handler (the decoder counts it); false for
+// an ask, and for a message decoded only to be shown to the hooks.
+type LazyDecoder interface {
+	DecodeLazy(l *Lazy, scratch *any, count bool) (any, error)
+}
