@@ -380,3 +380,16 @@ func (w watcher) Receive(c *actor.Context, msg any) (any, error) {
 	}
 	return nil, actor.Unhandled(msg)
 }
+
+// waitUntil polls cond (every millisecond) until it holds, failing the test
+// after waitFor.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", waitFor, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

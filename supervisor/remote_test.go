@@ -274,7 +274,25 @@ func TestRemoteChildShutdownTimeoutKills(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-blk.entered
-	if _, err := ask(t, n.a.sys, sup, Shutdown{}); err != nil {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_, err := n.a.sys.Ask(ctx, sup, Shutdown{})
+		shut <- err
+	}()
+	// The stop request reaches b's node, queued behind the blocked
+	// handler: b's own deadline for it counts from then.
+	loopB, _, _ := lb.ID()
+	var arrived time.Time
+	waitUntil(t, "the stop request at b's loop", func() bool {
+		if n.b.sys.Stats()[loopB].Control > 0 {
+			arrived = time.Now()
+			return true
+		}
+		return false
+	})
+	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
 	rep := n.reps.wait(t, ChildKilled)
@@ -282,6 +300,10 @@ func TestRemoteChildShutdownTimeoutKills(t *testing.T) {
 		t.Fatalf("killed %q, want b", rep.ChildID)
 	}
 	expectWait(t, n.rec, "stop c shutdown")
+	// b is released once its own deadline for the stop has passed too
+	// (on a loaded machine the request may reach b well after the
+	// supervisor sent it): b is then killed, not stopped.
+	waitUntil(t, "b's deadline for the stop", func() bool { return time.Since(arrived) > 2*cs.Shutdown })
 	close(blk.release)
 	select {
 	case d := <-dn:
