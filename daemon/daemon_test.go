@@ -43,16 +43,19 @@ func testLogger() *slog.Logger {
 }
 
 // testConfig is a daemon on 127.0.0.1 with every port chosen by the
-// system, fast failure detection (cluster.ProfileFast), and remote
-// heartbeats that would take 30 s to notice a dead peer: so a failure
-// noticed sooner was noticed by the membership layer.
+// system, fast failure detection (cluster.ProfileFast, with a probe
+// timeout of 100 ms and a suspicion multiplier of 3 instead of 50 ms and 2:
+// under -race on a loaded machine the fast profile declared live members
+// failed), and remote heartbeats that would take 30 s to notice a dead
+// peer: so a failure noticed sooner was noticed by the membership layer.
 func testConfig(t *testing.T, name string, seeds ...string) Config {
 	return Config{
 		Name: name, Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", DebugAddr: "127.0.0.1:0",
 		Seeds: seeds, Loops: 2, DataDir: t.TempDir(), ShutdownTimeout: 10 * time.Second,
-		Remote:  remote.Config{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 30 * time.Second},
-		Cluster: cluster.Config{Profile: cluster.ProfileFast, JoinInterval: 100 * time.Millisecond},
-		Logger:  testLogger(),
+		Remote: remote.Config{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: 30 * time.Second},
+		Cluster: cluster.Config{Profile: cluster.ProfileFast, JoinInterval: 100 * time.Millisecond,
+			ProbeTimeout: 100 * time.Millisecond, SuspicionMult: 3},
+		Logger: testLogger(),
 	}
 }
 
