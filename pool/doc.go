@@ -42,7 +42,10 @@
 // new instance. A worker that ends (its restart failed, it stopped by
 // itself) is replaced while the pool is below Min; the messages that were
 // in flight to it fail at their askers with actor.ErrDead, and are counted
-// in Stats.Dropped. Nothing is lost without a signal: refused messages are
+// in Stats.Dropped. Messages that arrive while no worker runs and some are
+// starting (the pool's first, or replacements) wait for the first to start
+// (they then reach it by an ask whose answer the pool relays). Nothing is
+// lost without a signal: refused messages are
 // answered with an error (ErrFull, which matches actor.ErrQueueFull, past
 // Config.MaxPending in flight; ErrNoWorker; ErrNoKey) and counted.
 //

@@ -41,8 +41,9 @@ var (
 	// matches actor.ErrQueueFull.
 	ErrFull = fmt.Errorf("pool: full: %w", actor.ErrQueueFull)
 	// ErrNoWorker is (wrapped in) the answer to a message that arrived when
-	// no worker was running: while the first ones start, or while the only
-	// ones are being replaced.
+	// no worker was running and none was starting (the messages that arrive
+	// while the first workers start, or while the only ones are replaced,
+	// wait for them, and fail with it if every start fails).
 	ErrNoWorker = errors.New("pool: no worker running")
 	// ErrNoKey is (wrapped in) the answer to a message a ConsistentHash
 	// pool cannot key (see Config.Key).
@@ -403,6 +404,17 @@ type router struct {
 	rr       int
 	em       *event.Emitter[ScaleEvent]
 	timer    actor.Timer
+	// held are the messages that arrived while no worker ran and some were
+	// starting; they go to the first worker that starts.
+	held []heldMsg
+	// startErr is the error of the last worker start that failed, for the
+	// messages refused with ErrNoWorker; nil once a worker starts.
+	startErr error
+}
+
+type heldMsg struct {
+	msg any
+	rep *actor.Reply
 }
 
 func (r *router) Start(c *actor.Context) error {
@@ -430,6 +442,7 @@ func (r *router) Start(c *actor.Context) error {
 
 func (r *router) Terminate(c *actor.Context, reason error) {
 	r.timer.Cancel()
+	r.failHeld(fmt.Errorf("pool %s: stopped: %w", r.cfg.Name, actor.ErrShutdown))
 	for _, m := range r.members {
 		r.p.untrack(m.ref)
 		c.StopAsync(m.ref, actor.ErrShutdown, r.cfg.StopTimeout)
@@ -462,11 +475,20 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	for _, m := range r.members {
 		total += m.inFlight()
 	}
+	total += len(r.held)
 	if total >= r.cfg.MaxPending {
 		r.p.ctr.refused.Add(1)
 		return nil, fmt.Errorf("pool %s: %d messages in flight: %w", r.cfg.Name, total, ErrFull)
 	}
+	if len(r.members) == 0 && len(r.starting) > 0 {
+		r.held = append(r.held, heldMsg{msg, c.Defer()})
+		return nil, nil
+	}
 	m, err := r.pick(msg)
+	if errors.Is(err, ErrNoWorker) {
+		r.p.ctr.refused.Add(1)
+		return nil, r.noWorker()
+	}
 	if err == nil {
 		err = c.ForwardMsg(m.ref, routed{msg})
 	}
@@ -550,6 +572,10 @@ func (r *router) spawn(c *actor.Context) {
 				r.free = append(r.free, id)
 				r.p.ctr.startFailed.Add(1)
 				r.p.log.Warn("pool: a worker failed to start", "pool", r.cfg.Name, "worker", id, "loop", lp, "err", err)
+				r.startErr = err
+				if len(r.members) == 0 && len(r.starting) == 0 {
+					r.failHeld(r.noWorker())
+				}
 				return
 			}
 			m := &member{id: id, ref: v.(actor.Ref), loop: lp, sh: sh}
@@ -557,7 +583,46 @@ func (r *router) spawn(c *actor.Context) {
 			r.byRef[m.ref], r.byID[id] = m, m
 			r.rebuild()
 			r.p.ctr.started.Add(1)
+			r.startErr = nil
+			r.flush(c)
 		})
+}
+
+// flush hands the held messages to the workers. They were deferred, so
+// they go by ask (no deadline: the askers have theirs) and the answer is
+// relayed; the worker sees the pool as their sender.
+func (r *router) flush(c *actor.Context) {
+	held := r.held
+	r.held = nil
+	for _, h := range held {
+		m, err := r.pick(h.msg)
+		if err != nil {
+			r.p.ctr.refused.Add(1)
+			h.rep.Reply(nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err))
+			continue
+		}
+		m.sent++
+		r.p.ctr.routed.Add(1)
+		rep := h.rep
+		c.AskTimeout(m.ref, routed{h.msg}, 0).Then(func(_ *actor.Context, v any, err error) { rep.Reply(v, err) })
+	}
+}
+
+// noWorker is the error for a message no worker can take.
+func (r *router) noWorker() error {
+	if r.startErr != nil {
+		return fmt.Errorf("pool %s: %w: the last worker start failed: %w", r.cfg.Name, ErrNoWorker, r.startErr)
+	}
+	return fmt.Errorf("pool %s: %w", r.cfg.Name, ErrNoWorker)
+}
+
+// failHeld answers every held message with err.
+func (r *router) failHeld(err error) {
+	for _, h := range r.held {
+		r.p.ctr.refused.Add(1)
+		h.rep.Reply(nil, err)
+	}
+	r.held = nil
 }
 
 // place returns the loop for a new worker: the one with the fewest queued

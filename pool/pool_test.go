@@ -604,3 +604,120 @@ func TestScalesWithLoad(t *testing.T) {
 		t.Fatalf("jobs sent %d ok %d failed %d, refused %d dropped %d: want all answered", l.sent, l.ok, l.fail, st.Refused, st.Dropped)
 	}
 }
+
+// Messages that arrive while the first workers start wait for them; if
+// every start fails they fail with ErrNoWorker.
+func TestHeldUntilWorkersStart(t *testing.T) {
+	e := newEnv(t, 3)
+	busy0 := func() []actor.Stats { st := e.sys.Stats(); st[0].Inbound += 100; return st }
+	p, err := New(Config{New: who, LoopStats: busy0, Scale: ScaleConfig{Min: 2, Max: 2}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats().Workers != 0 {
+		t.Fatal("workers on other loops ran before their loops did")
+	}
+	d := e.driveAsync(pool, "a", "b", "c")
+	e.until("every ask answered", 1000, d.settled)
+	for i, err := range d.results {
+		if err != nil || d.values[i].(actor.Ref).Loop() == 0 {
+			t.Fatalf("held ask %d: %v, %v", i, d.values[i], err)
+		}
+	}
+	// Workers that cannot start.
+	p, err = New(Config{New: func() actor.Actor { fail := 1 << 30; return flaky{&fail} }, LoopStats: busy0, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, _ = e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
+	d = e.driveAsync(pool, "a")
+	e.until("the ask answered", 1000, d.settled)
+	if !errors.Is(d.results[0], ErrNoWorker) || !strings.Contains(d.results[0].Error(), "cannot start") {
+		t.Fatalf("ask to a pool whose worker cannot start: %v, want ErrNoWorker with the cause", d.results[0])
+	}
+	if st := p.Stats(); st.StartFailed != 1 || st.Refused != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// parent supervises one pool: it restarts it in place when it crashes.
+type parent struct {
+	f    actor.Factory
+	pool actor.Ref
+}
+
+func (pa *parent) Start(c *actor.Context) (err error) {
+	pa.pool, err = c.Spawn(pa.f, actor.Supervised())
+	return err
+}
+
+func (pa *parent) Receive(c *actor.Context, msg any) (any, error) {
+	if cr, ok := msg.(actor.Crashed); ok {
+		return nil, c.Restart(cr.Child)
+	}
+	return pa.pool, nil
+}
+
+// A pool restarted in place after a crash stops the workers its
+// predecessor left and starts fresh ones; a pool that stops stops its
+// workers.
+func TestPoolRestartAndStop(t *testing.T) {
+	e := newEnv(t, 2)
+	p, err := New(Config{New: who, Strategy: ConsistentHash, Scale: ScaleConfig{Min: 2, Max: 2}, Logger: quiet,
+		Key: func(msg any) (uint64, bool) {
+			if msg == "crash the pool" {
+				panic("bad key function")
+			}
+			return StringKey(fmt.Sprint(msg)), true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa := &parent{f: p.Factory()}
+	if _, err := e.sys.Spawn(context.Background(), func() actor.Actor { return pa }, actor.OnLoop(0)); err != nil {
+		t.Fatal(err)
+	}
+	pool := pa.pool
+	workersOf := func() map[actor.Ref]bool {
+		out := map[actor.Ref]bool{}
+		for i := range 40 {
+			v, err := e.ask(pool, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[v.(actor.Ref)] = true
+		}
+		return out
+	}
+	e.until("two workers", 1000, func() bool { return p.Stats().Workers == 2 })
+	old := workersOf()
+	if len(old) != 2 {
+		t.Fatalf("%d workers answered, want 2", len(old))
+	}
+	if _, err := e.ask(pool, "crash the pool"); !errors.Is(err, actor.ErrCrashed) {
+		t.Fatalf("crashing the pool: %v", err)
+	}
+	e.until("two new workers", 1000, func() bool { return p.Stats().Workers == 2 && p.Stats().Started == 4 })
+	for w := range old {
+		e.until("the old worker stops", 1000, func() bool { _, err := e.ask(w, "x"); return errors.Is(err, actor.ErrDead) })
+	}
+	now := workersOf()
+	for w := range now {
+		if old[w] {
+			t.Fatalf("worker %v of the crashed pool still answers for the new one", w)
+		}
+	}
+	if err := e.sys.Stop(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	for w := range now {
+		e.until("the worker stops with its pool", 1000, func() bool { _, err := e.ask(w, "x"); return errors.Is(err, actor.ErrDead) })
+	}
+	if st := p.Stats(); st.Workers != 0 {
+		t.Fatalf("stats after the stop %+v", st)
+	}
+}
