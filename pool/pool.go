@@ -169,6 +169,7 @@ type Stats struct {
 	Workers     int64  // running workers
 	InFlight    int64  // messages in flight to the workers, at the last sample
 	Routed      uint64 // messages handed to a worker
+	Held        uint64 // messages that waited for the first worker to start
 	Refused     uint64 // messages refused (ErrFull, ErrNoWorker, ErrNoKey, a full loop queue)
 	Dropped     uint64 // messages in flight to a worker when it ended: they failed (asks with actor.ErrDead)
 	Crashes     uint64 // worker crashes (the message being handled failed with a *actor.CrashError)
@@ -182,7 +183,7 @@ type Stats struct {
 
 type counters struct {
 	workers, inFlight                                   atomic.Int64
-	routed, refused, dropped, crashes, restarts         atomic.Uint64
+	routed, held, refused, dropped, crashes, restarts   atomic.Uint64
 	started, startFailed, retired, scaleUps, scaleDowns atomic.Uint64
 }
 
@@ -248,7 +249,7 @@ func (p *Pool) Stats() Stats {
 	c := &p.ctr
 	return Stats{
 		Workers: c.workers.Load(), InFlight: c.inFlight.Load(),
-		Routed: c.routed.Load(), Refused: c.refused.Load(), Dropped: c.dropped.Load(),
+		Routed: c.routed.Load(), Held: c.held.Load(), Refused: c.refused.Load(), Dropped: c.dropped.Load(),
 		Crashes: c.crashes.Load(), Restarts: c.restarts.Load(),
 		Started: c.started.Load(), StartFailed: c.startFailed.Load(), Retired: c.retired.Load(),
 		ScaleUps: c.scaleUps.Load(), ScaleDowns: c.scaleDowns.Load(),
@@ -482,6 +483,7 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	}
 	if len(r.members) == 0 && len(r.starting) > 0 {
 		r.held = append(r.held, heldMsg{msg, c.Defer()})
+		r.p.ctr.held.Add(1)
 		return nil, nil
 	}
 	m, err := r.pick(msg)
@@ -519,9 +521,6 @@ func (r *router) pick(msg any) (*member, error) {
 	bestLoad := 0
 	for i := range n {
 		m := r.members[(r.rr+i)%n]
-		if m.restarting {
-			continue // its messages wait for the restart: send the new ones elsewhere
-		}
 		if r.cfg.Strategy == RoundRobin {
 			best = m
 			break
@@ -529,9 +528,6 @@ func (r *router) pick(msg any) (*member, error) {
 		if l := m.inFlight(); best == nil || l < bestLoad {
 			best, bestLoad = m, l
 		}
-	}
-	if best == nil && n > 0 {
-		best = r.members[r.rr%n] // every worker is restarting: queue behind one
 	}
 	if best == nil {
 		return nil, ErrNoWorker

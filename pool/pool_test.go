@@ -98,7 +98,22 @@ type batch struct {
 	msgs []any
 }
 
+// spawnBatch makes the driver spawn the pool on its loop and ask it at
+// once, before any other loop has run: the pool's first workers, on other
+// loops, have not started yet.
+type spawnBatch struct {
+	f    actor.Factory
+	msgs []any
+}
+
 func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
+	if sb, ok := msg.(spawnBatch); ok {
+		ref, err := c.Spawn(sb.f)
+		if err != nil {
+			return nil, err
+		}
+		msg = batch{ref, sb.msgs}
+	}
 	b := msg.(batch)
 	for _, m := range b.msgs {
 		d.mu.Lock()
@@ -605,36 +620,76 @@ func TestScalesWithLoad(t *testing.T) {
 	}
 }
 
+// gated is a worker whose start waits for its gate to open: its loop is
+// blocked meanwhile (a real system, not a manual one).
+type gated struct{ gate chan struct{} }
+
+func (g gated) Start(c *actor.Context) error { <-g.gate; return nil }
+
+func (g gated) Receive(c *actor.Context, msg any) (any, error) { return c.Self(), nil }
+
 // Messages that arrive while the first workers start wait for them; if
 // every start fails they fail with ErrNoWorker.
 func TestHeldUntilWorkersStart(t *testing.T) {
-	e := newEnv(t, 3)
-	busy0 := func() []actor.Stats { st := e.sys.Stats(); st[0].Inbound += 100; return st }
-	p, err := New(Config{New: who, LoopStats: busy0, Scale: ScaleConfig{Min: 2, Max: 2}, Logger: quiet})
+	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, Logger: quiet})
+	gate := make(chan struct{})
+	var open sync.Once
+	defer func() {
+		open.Do(func() { close(gate) }) // a failed test must not leave a loop blocked
+		_ = sys.Shutdown(context.Background())
+	}()
+	onLoop1 := func() []actor.Stats { st := sys.Stats(); st[0].Inbound += 100; return st }
+	p, err := New(Config{New: func() actor.Actor { return gated{gate} }, LoopStats: onLoop1, Scale: ScaleConfig{Min: 2, Max: 2}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := sys.Spawn(ctx, p.Factory(), actor.OnLoop(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Stats().Workers != 0 {
-		t.Fatal("workers on other loops ran before their loops did")
+	type answer struct {
+		v   any
+		err error
 	}
-	d := e.driveAsync(pool, "a", "b", "c")
-	e.until("every ask answered", 1000, d.settled)
-	for i, err := range d.results {
-		if err != nil || d.values[i].(actor.Ref).Loop() == 0 {
-			t.Fatalf("held ask %d: %v, %v", i, d.values[i], err)
+	answers := make(chan answer, 3)
+	for range 3 {
+		go func() {
+			v, err := sys.Ask(ctx, pool, "hi")
+			answers <- answer{v, err}
+		}()
+	}
+	for p.Stats().Held < 3 { // polled with the test's deadline
+		if ctx.Err() != nil {
+			t.Fatalf("the asks were not held: %+v", p.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	open.Do(func() { close(gate) })
+	for range 3 {
+		a := <-answers
+		if a.err != nil || a.v.(actor.Ref).Loop() != 1 {
+			t.Fatalf("held ask: %v, %v", a.v, a.err)
 		}
 	}
+	if st := p.Stats(); st.Routed != 3 || st.Workers != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	_ = sys.Stop(ctx, pool)
+
+	e := newEnv(t, 3)
+	busy0 := func() []actor.Stats { st := e.sys.Stats(); st[0].Inbound += 100; return st }
 	// Workers that cannot start.
 	p, err = New(Config{New: func() actor.Actor { fail := 1 << 30; return flaky{&fail} }, LoopStats: busy0, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, _ = e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
-	d = e.driveAsync(pool, "a")
+	d := &driver{want: 1}
+	dref, _ := e.sys.Spawn(context.Background(), func() actor.Actor { return d }, actor.OnLoop(0))
+	if err := e.sys.Send(dref, spawnBatch{p.Factory(), []any{"a"}}); err != nil {
+		t.Fatal(err)
+	}
 	e.until("the ask answered", 1000, d.settled)
 	if !errors.Is(d.results[0], ErrNoWorker) || !strings.Contains(d.results[0].Error(), "cannot start") {
 		t.Fatalf("ask to a pool whose worker cannot start: %v, want ErrNoWorker with the cause", d.results[0])

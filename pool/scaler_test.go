@@ -178,3 +178,29 @@ func TestScaleConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A shrink removes only as many idle workers as keep the mean in flight at
+// or under Down, longest idle first.
+func TestScalerShrinkKeepsMeanUnderDown(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 1, Max: 8, Up: 4, Down: 1, IdleAfter: time.Second, Cooldown: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Worker 4 is busy with 2 in flight (it handles one between samples);
+	// 1, 2, 3 are idle, 3 for the longest.
+	sample := func(at time.Duration, h uint64) Decision {
+		return s.Observe(t0.Add(at), []Load{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4, InFlight: 2, Handled: h}})
+	}
+	if d := sample(0, 0); d.Grow != 0 || d.Shrink != nil {
+		t.Fatalf("first sample: %+v", d)
+	}
+	d := sample(2*time.Second, 1)
+	if len(d.Shrink) != 2 {
+		t.Fatalf("decision %+v: want 2 of the 3 idle workers removed (2 in flight over 2 workers = Down)", d)
+	}
+	for _, id := range d.Shrink {
+		if id == 4 {
+			t.Fatalf("shrank the busy worker: %+v", d)
+		}
+	}
+}
