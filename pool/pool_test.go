@@ -776,3 +776,21 @@ func TestPoolRestartAndStop(t *testing.T) {
 		t.Fatalf("stats after the stop %+v", st)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, 1)
+	p, pool := e.spawnPool(Config{Name: "m", New: who})
+	if _, err := e.ask(pool, "x"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range p.Metrics() {
+		if len(f.Samples) != 1 || f.Samples[0].Labels[0] != [2]string{"pool", "m"} {
+			t.Fatalf("family %+v", f)
+		}
+		got[f.Name] = f.Samples[0].Value
+	}
+	if got["actord_pool_routed_total"] != 1 || got["actord_pool_workers"] != 1 || len(got) != 13 {
+		t.Fatalf("metrics %v", got)
+	}
+}
