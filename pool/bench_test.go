@@ -102,9 +102,29 @@ func BenchmarkUneven(b *testing.B) {
 	}
 }
 
-// BenchmarkRoute is the cost of the pool itself: no work per message.
+// BenchmarkRoute is the cost of the pool itself: no work per message;
+// no_pool asks one worker actor directly, the baseline.
 func BenchmarkRoute(b *testing.B) {
 	none := func(uint64) int { return 0 }
+	b.Run("no_pool", func(b *testing.B) {
+		sys := actor.NewSystem(actor.Config{Logger: quiet})
+		defer func() { _ = sys.Shutdown(context.Background()) }()
+		ctx := context.Background()
+		ref, err := sys.Spawn(ctx, func() actor.Actor { return spinner{} })
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetParallelism(8)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := sys.Ask(ctx, ref, 0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 	for _, s := range []Strategy{RoundRobin, LeastLoaded} {
 		b.Run(s.String(), func(b *testing.B) { benchPool(b, runtime.GOMAXPROCS(0), s, none) })
 	}

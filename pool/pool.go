@@ -411,6 +411,8 @@ type router struct {
 	// startErr is the error of the last worker start that failed, for the
 	// messages refused with ErrNoWorker; nil once a worker starts.
 	startErr error
+	// bound is at least the messages in flight to the workers (see route).
+	bound int
 }
 
 type heldMsg struct {
@@ -472,12 +474,13 @@ func (r *router) Receive(c *actor.Context, msg any) (any, error) {
 
 // route hands msg to a worker, which answers the asker itself.
 func (r *router) route(c *actor.Context, msg any) (any, error) {
-	total := 0
-	for _, m := range r.members {
-		total += m.inFlight()
+	// bound is an upper bound of the messages in flight (it grows with
+	// every message handed on; only the workers make it shrink), so the
+	// exact sum over the workers is needed only near the limit.
+	if r.bound+len(r.held) >= r.cfg.MaxPending {
+		r.bound = r.inFlight()
 	}
-	total += len(r.held)
-	if total >= r.cfg.MaxPending {
+	if total := r.bound + len(r.held); total >= r.cfg.MaxPending {
 		r.p.ctr.refused.Add(1)
 		return nil, fmt.Errorf("pool %s: %d messages in flight: %w", r.cfg.Name, total, ErrFull)
 	}
@@ -499,8 +502,18 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 		return nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err)
 	}
 	m.sent++
+	r.bound++
 	r.p.ctr.routed.Add(1)
 	return nil, nil
+}
+
+// inFlight is the exact number of messages in flight to the workers.
+func (r *router) inFlight() int {
+	total := 0
+	for _, m := range r.members {
+		total += m.inFlight()
+	}
+	return total
 }
 
 // pick chooses the worker of msg.
@@ -598,6 +611,7 @@ func (r *router) flush(c *actor.Context) {
 			continue
 		}
 		m.sent++
+		r.bound++
 		r.p.ctr.routed.Add(1)
 		rep := h.rep
 		c.AskTimeout(m.ref, routed{h.msg}, 0).Then(func(_ *actor.Context, v any, err error) { rep.Reply(v, err) })
@@ -732,6 +746,7 @@ func (r *router) sample(c *actor.Context) {
 	}
 	slices.SortFunc(loads, func(a, b Load) int { return cmp.Compare(a.ID, b.ID) })
 	r.p.ctr.inFlight.Store(int64(total))
+	r.bound = total
 	now := c.Now()
 	d := r.scaler.Observe(now, loads)
 	from := len(loads)
