@@ -276,6 +276,12 @@ func (p *Pool) takeLive() []actor.Ref {
 		out = append(out, r)
 	}
 	clear(p.live)
+	// In a fixed order, so that a simulated run replays.
+	slices.SortFunc(out, func(a, b actor.Ref) int {
+		al, as, ag := a.ID()
+		bl, bs, bg := b.ID()
+		return cmp.Or(cmp.Compare(al, bl), cmp.Compare(as, bs), cmp.Compare(ag, bg))
+	})
 	return out
 }
 

@@ -18,7 +18,13 @@ import (
 	"github.com/actord/actord/loop"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// gnet's process-wide worker pool, started at package init (the
+		// simulator's nodes import the remote layer).
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -481,9 +487,9 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
-// sim is a worker whose every job takes cost of virtual time, one at a
+// timedWorker is a worker whose every job takes cost of virtual time, one at a
 // time: its backlog is its in-flight load.
-type sim struct {
+type timedWorker struct {
 	p     *Pool
 	cost  time.Duration
 	queue []*Reply
@@ -492,7 +498,7 @@ type sim struct {
 type job struct{}
 type jobDone struct{}
 
-func (w *sim) Receive(c *actor.Context, msg any) (any, error) {
+func (w *timedWorker) Receive(c *actor.Context, msg any) (any, error) {
 	switch msg.(type) {
 	case job:
 		w.queue = append(w.queue, w.p.Defer(c))
@@ -555,7 +561,7 @@ func TestScalesWithLoad(t *testing.T) {
 	var p *Pool
 	p, err = New(Config{
 		Name: "jobs", Strategy: LeastLoaded, Bus: bus, Logger: quiet, LoopStats: e.sys.Stats,
-		New: func() actor.Actor { return &sim{p: p, cost: 10 * time.Millisecond} },
+		New: func() actor.Actor { return &timedWorker{p: p, cost: 10 * time.Millisecond} },
 		Scale: ScaleConfig{Min: 1, Max: 4, Up: 4, Down: 1, UpAfter: 500 * time.Millisecond,
 			IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second},
 	})
