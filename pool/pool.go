@@ -419,6 +419,8 @@ type router struct {
 	startErr error
 	// bound is at least the messages in flight to the workers (see route).
 	bound int
+	// replaced is when exited last replaced workers.
+	replaced time.Time
 }
 
 type heldMsg struct {
@@ -733,8 +735,14 @@ func (r *router) exited(c *actor.Context, e actor.Exited) {
 	lost := max(m.inFlight(), 0)
 	r.remove(m, true)
 	r.p.log.Warn("pool: a worker ended", "pool", r.cfg.Name, "worker", m.id, "reason", e.Reason, "lost", lost)
-	for len(r.members)+len(r.starting) < r.cfg.Scale.Min {
-		r.spawn(c)
+	// Replaced at once, but at most once per sample period: a worker that
+	// ends as soon as it starts is replaced at the sampling pace (the
+	// scaler's Min rule), not in a tight loop.
+	if now := c.Now(); r.replaced.IsZero() || now.Sub(r.replaced) >= r.cfg.SampleEvery {
+		r.replaced = now
+		for len(r.members)+len(r.starting) < r.cfg.Scale.Min {
+			r.spawn(c)
+		}
 	}
 }
 

@@ -800,3 +800,88 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics %v", got)
 	}
 }
+
+// quitter answers with its ref, and stops itself on a quitKey.
+type quitKey string
+
+func (k quitKey) Key() string { return string(k) }
+
+func quitter() actor.Actor {
+	return fn(func(c *actor.Context, msg any) (any, error) {
+		if _, ok := msg.(quitKey); ok {
+			return nil, c.Stop(c.Self(), errors.New("quit"))
+		}
+		return c.Self(), nil
+	})
+}
+
+// A worker that ends is replaced under its ID: the keys of the others never
+// move, and its own keys all go to its replacement.
+func TestReplacementKeepsKeys(t *testing.T) {
+	e := newEnv(t, 2)
+	p, pool := e.spawnPool(Config{New: quitter, Strategy: ConsistentHash, Scale: ScaleConfig{Min: 3, Max: 3}})
+	owner := func() map[string]actor.Ref {
+		out := map[string]actor.Ref{}
+		for k := range 60 {
+			key := fmt.Sprint("k", k)
+			v, err := e.ask(pool, keyed(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[key] = v.(actor.Ref)
+		}
+		return out
+	}
+	before := owner()
+	victim := before["k0"]
+	if _, err := e.ask(pool, quitKey("k0")); err != nil {
+		t.Fatal(err)
+	}
+	e.until("the replacement", 1000, func() bool { return p.Stats().Started == 4 && p.Stats().Workers == 3 })
+	after := owner()
+	var repl actor.Ref
+	for k, w := range before {
+		switch {
+		case w != victim && after[k] != w:
+			t.Fatalf("key %s moved from %v to %v when another worker was replaced", k, w, after[k])
+		case w == victim && repl.IsZero():
+			repl = after[k]
+		case w == victim && after[k] != repl:
+			t.Fatalf("the lost worker's keys went to %v and %v", repl, after[k])
+		}
+	}
+	if repl == victim || repl.IsZero() {
+		t.Fatalf("replacement %v", repl)
+	}
+}
+
+// quickQuitter ends as soon as it has started.
+type quickQuitter struct{}
+
+func (quickQuitter) Start(c *actor.Context) error { return c.Send(c.Self(), "quit") }
+
+func (quickQuitter) Receive(c *actor.Context, msg any) (any, error) {
+	return nil, c.Stop(c.Self(), errors.New("quit"))
+}
+
+// A worker that ends as soon as it starts is replaced at the sampling pace,
+// not in a tight loop.
+func TestReplacementIsPaced(t *testing.T) {
+	e := newEnv(t, 1)
+	p, err := New(Config{Logger: quiet, SampleEvery: 100 * time.Millisecond, New: func() actor.Actor { return quickQuitter{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0)); err != nil {
+		t.Fatal(err)
+	}
+	end := e.clk.Now().Add(time.Second)
+	for i := 0; i < 20000 && e.clk.Now().Before(end); i++ {
+		e.sys.Step()
+	}
+	// About one start per 50-100 ms (the immediate replacement and the Min
+	// rule each at most once per sample), not one per few events.
+	if st := p.Stats(); st.Started > 25 || e.clk.Now().Before(end) {
+		t.Fatalf("%d workers started by %v of virtual time, want at most 25 in 1 s", st.Started, e.clk.Now().Sub(t0))
+	}
+}
