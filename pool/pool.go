@@ -24,6 +24,10 @@ const (
 	HardMaxPending = 1 << 20
 )
 
+// maxName bounds Config.Name, which goes into logs, worker names and metric
+// labels.
+const maxName = 128
+
 // Defaults of Config.
 const (
 	DefaultMaxPending  = 4096
@@ -151,6 +155,8 @@ func (c Config) validate() error {
 	switch {
 	case c.New == nil:
 		return bad("New: nil worker factory")
+	case len(c.Name) > maxName:
+		return bad("Name: %d bytes, at most %d", len(c.Name), maxName)
 	case c.Strategy > ConsistentHash:
 		return bad("Strategy: unknown strategy %d", c.Strategy)
 	case c.MaxPending < 1 || c.MaxPending > HardMaxPending:
