@@ -16,6 +16,7 @@ import (
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/loop"
+	"github.com/actord/actord/supervisor"
 )
 
 func TestMain(m *testing.M) {
@@ -885,4 +886,49 @@ func TestReplacementIsPaced(t *testing.T) {
 	if st := p.Stats(); st.Started > 25 || e.clk.Now().Before(end) {
 		t.Fatalf("%d workers started by %v of virtual time, want at most 25 in 1 s", st.Started, e.clk.Now().Sub(t0))
 	}
+}
+
+// A pool as a supervisor's child: a crash of the pool is restarted by the
+// supervisor, with fresh workers, and the supervisor's shutdown stops the
+// workers.
+func TestUnderSupervisor(t *testing.T) {
+	e := newEnv(t, 2)
+	p, err := New(Config{New: who, Strategy: ConsistentHash, Scale: ScaleConfig{Min: 2, Max: 2}, Logger: quiet,
+		Key: func(msg any) (uint64, bool) {
+			if msg == "crash the pool" {
+				panic("bad key function")
+			}
+			return StringKey(fmt.Sprint(msg)), true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := e.sys.Spawn(context.Background(), supervisor.New(supervisor.Spec{Logger: quiet, MaxR: 5,
+		Children: []supervisor.ChildSpec{supervisor.Worker("pool", p.Factory())}}), actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.ask(sup, supervisor.WhichChildren{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := v.([]supervisor.ChildInfo)[0].Ref
+	e.until("two workers", 1000, func() bool { return p.Stats().Workers == 2 })
+	w, err := e.ask(pool, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ask(pool, "crash the pool"); !errors.Is(err, actor.ErrCrashed) {
+		t.Fatalf("crashing the pool: %v", err)
+	}
+	e.until("two new workers", 1000, func() bool { return p.Stats().Workers == 2 && p.Stats().Started == 4 })
+	e.until("the old worker stops", 1000, func() bool { _, err := e.ask(w.(actor.Ref), "x"); return errors.Is(err, actor.ErrDead) })
+	w, err = e.ask(pool, "x")
+	if err != nil {
+		t.Fatalf("the restarted pool: %v", err)
+	}
+	if _, err := e.ask(sup, supervisor.Shutdown{}); err != nil {
+		t.Fatal(err)
+	}
+	e.until("the worker stops with the tree", 1000, func() bool { _, err := e.ask(w.(actor.Ref), "x"); return errors.Is(err, actor.ErrDead) })
 }
