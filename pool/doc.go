@@ -60,6 +60,16 @@
 // with fresh ones; a pool restarted in place stops the workers its
 // predecessor left.
 //
+// # Remote workers
+//
+// With Config.Remote, workers beyond RemoteWorkers.LocalMax go to other
+// nodes of a supervisor.Cluster (remote.NodeSet), created from a
+// registered kind, the node with the fewest of the pool's workers first.
+// They are reached by an ask whose reply the pool relays (Forward stays on
+// one node), linked to the pool, and replaced when they end or their node
+// is lost; the asks in flight to them then fail with the node-down error
+// and count as dropped.
+//
 // # Scaling
 //
 // Every Config.SampleEvery the pool samples its workers' loads and feeds

@@ -117,6 +117,9 @@ type Config struct {
 	// worker on the least loaded loop. Without it every worker goes on the
 	// pool's own loop.
 	LoopStats func() []actor.Stats
+	// Remote, if set, places workers on other nodes once this node has
+	// Remote.LocalMax of them.
+	Remote *RemoteWorkers
 	// Bus, if set, receives a ScaleEvent at every scale up and down.
 	Bus *event.Bus
 	// Logger receives the pool's reports (a worker lost, a failed start),
@@ -166,6 +169,9 @@ func (c Config) validate() error {
 	case c.StopTimeout < 0:
 		return bad("StopTimeout %v is negative", c.StopTimeout)
 	}
+	if err := c.Remote.validate(); err != nil {
+		return err
+	}
 	return c.Scale.validate()
 }
 
@@ -177,7 +183,7 @@ type Stats struct {
 	Routed      uint64 // messages handed to a worker
 	Held        uint64 // messages that waited for the first worker to start
 	Refused     uint64 // messages refused (ErrFull, ErrNoWorker, ErrNoKey, a full loop queue)
-	Dropped     uint64 // messages in flight to a worker when it ended: they failed (asks with actor.ErrDead)
+	Dropped     uint64 // messages in flight to a worker when it ended: they failed (actor.ErrDead; remote.ErrNodeDown for a lost node)
 	Crashes     uint64 // worker crashes (the message being handled failed with a *actor.CrashError)
 	Restarts    uint64 // workers restarted in place after a crash
 	Started     uint64 // workers started
@@ -393,9 +399,15 @@ type member struct {
 	sh         *shared
 	sent       uint64
 	restarting bool
+	remote     bool   // on another node: sh is nil, done counts its answered asks
+	node       string // its node's address
+	done       uint64
 }
 
 func (m *member) inFlight() int {
+	if m.remote {
+		return int(m.sent - m.done)
+	}
 	return int(m.sent-m.sh.handled.Load()) + int(m.sh.held.Load())
 }
 
@@ -404,19 +416,20 @@ type tick struct{}
 
 // router is the pool's actor.
 type router struct {
-	p        *Pool
-	cfg      *Config
-	scaler   *Scaler
-	members  []*member // running workers, in start order
-	byRef    map[actor.Ref]*member
-	byID     map[uint64]*member
-	starting map[uint64]int // worker ID -> loop, while its spawn is under way
-	free     []uint64       // IDs of workers that ended, reused smallest first
-	nextID   uint64
-	ring     ring
-	rr       int
-	em       *event.Emitter[ScaleEvent]
-	timer    actor.Timer
+	p            *Pool
+	cfg          *Config
+	scaler       *Scaler
+	members      []*member // running workers, in start order
+	byRef        map[actor.Ref]*member
+	byID         map[uint64]*member
+	starting     map[uint64]int    // worker ID -> loop (-1: remote), while its spawn is under way
+	startingNode map[uint64]string // worker ID -> node, for a remote one starting
+	free         []uint64          // IDs of workers that ended, reused smallest first
+	nextID       uint64
+	ring         ring
+	rr           int
+	em           *event.Emitter[ScaleEvent]
+	timer        actor.Timer
 	// held are the messages that arrived while no worker ran and some were
 	// starting; they go to the first worker that starts.
 	held []heldMsg
@@ -441,6 +454,7 @@ func (r *router) Start(c *actor.Context) error {
 		return err
 	}
 	r.byRef, r.byID, r.starting = make(map[actor.Ref]*member), make(map[uint64]*member), make(map[uint64]int)
+	r.startingNode = make(map[uint64]string)
 	for _, old := range r.p.takeLive() { // a crashed predecessor's
 		c.StopAsync(old, actor.ErrShutdown, r.cfg.StopTimeout)
 	}
@@ -507,6 +521,10 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	if errors.Is(err, ErrNoWorker) {
 		r.p.ctr.refused.Add(1)
 		return nil, r.noWorker()
+	}
+	if err == nil && m.remote {
+		r.relay(c, m, msg, c.Defer())
+		return nil, nil
 	}
 	if err == nil {
 		err = c.ForwardMsg(m.ref, routed{msg})
@@ -583,6 +601,12 @@ func (r *router) spawn(c *actor.Context) {
 		r.nextID++
 		id = r.nextID
 	}
+	if r.cfg.Remote != nil && r.locals() >= r.localMax() {
+		if node := r.pickNode(); node != "" {
+			r.spawnRemote(c, id, node)
+			return
+		}
+	}
 	lp := r.place(c)
 	r.starting[id] = lp
 	sh := &shared{}
@@ -590,25 +614,36 @@ func (r *router) spawn(c *actor.Context) {
 	f := func() actor.Actor { return &worker{p: p, sh: sh} }
 	c.SpawnAsync(f, actor.OnLoop(lp), actor.Supervised(), actor.Name(fmt.Sprintf("%s/%d", r.cfg.Name, id))).
 		Then(func(c *actor.Context, v any, err error) {
-			delete(r.starting, id)
-			if err != nil {
-				r.free = append(r.free, id)
-				r.p.ctr.startFailed.Add(1)
-				r.p.log.Warn("pool: a worker failed to start", "pool", r.cfg.Name, "worker", id, "loop", lp, "err", err)
-				r.startErr = err
-				if len(r.members) == 0 && len(r.starting) == 0 {
-					r.failHeld(r.noWorker())
-				}
-				return
-			}
-			m := &member{id: id, ref: v.(actor.Ref), loop: lp, sh: sh}
-			r.members = append(r.members, m)
-			r.byRef[m.ref], r.byID[id] = m, m
-			r.rebuild()
-			r.p.ctr.started.Add(1)
-			r.startErr = nil
-			r.flush(c)
+			r.started(c, &member{id: id, loop: lp, sh: sh}, v, err)
 		})
+}
+
+// started records the outcome of a worker's start: m, with the ref in v, or
+// the start's error.
+func (r *router) started(c *actor.Context, m *member, v any, err error) {
+	delete(r.starting, m.id)
+	delete(r.startingNode, m.id)
+	ref, _ := v.(actor.Ref)
+	if err == nil && ref.IsZero() {
+		err = fmt.Errorf("%w: a worker's start gave no ref", actor.ErrInvalidRef)
+	}
+	if err != nil {
+		r.free = append(r.free, m.id)
+		r.p.ctr.startFailed.Add(1)
+		r.p.log.Warn("pool: a worker failed to start", "pool", r.cfg.Name, "worker", m.id, "loop", m.loop, "node", m.node, "err", err)
+		r.startErr = err
+		if len(r.members) == 0 && len(r.starting) == 0 {
+			r.failHeld(r.noWorker())
+		}
+		return
+	}
+	m.ref = ref
+	r.members = append(r.members, m)
+	r.byRef[m.ref], r.byID[m.id] = m, m
+	r.rebuild()
+	r.p.ctr.started.Add(1)
+	r.startErr = nil
+	r.flush(c)
 }
 
 // flush hands the held messages to the workers. They were deferred, so
@@ -624,12 +659,30 @@ func (r *router) flush(c *actor.Context) {
 			h.rep.Reply(nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err))
 			continue
 		}
-		m.sent++
-		r.bound++
-		r.p.ctr.routed.Add(1)
-		rep := h.rep
-		c.AskTimeout(m.ref, routed{h.msg}, 0).Then(func(_ *actor.Context, v any, err error) { rep.Reply(v, err) })
+		r.relay(c, m, h.msg, h.rep)
 	}
+}
+
+// relay hands msg to m by an ask and answers rep with its reply: for the
+// messages that waited for a worker, and for every message to a worker on
+// another node (Forward stays on this node).
+func (r *router) relay(c *actor.Context, m *member, msg any, rep *actor.Reply) {
+	m.sent++
+	r.bound++
+	r.p.ctr.routed.Add(1)
+	out := msg
+	if !m.remote {
+		out = routed{msg}
+	}
+	c.AskTimeout(m.ref, out, 0).Then(func(_ *actor.Context, v any, err error) {
+		if m.remote {
+			m.done++
+			if lostRemote(err) {
+				r.p.ctr.dropped.Add(1)
+			}
+		}
+		rep.Reply(v, err)
+	})
 }
 
 // noWorker is the error for a message no worker can take.
@@ -662,12 +715,12 @@ func (r *router) place(c *actor.Context) int {
 	}
 	mine := make([]int, len(st))
 	for _, m := range r.members {
-		if m.loop < len(mine) {
+		if m.loop >= 0 && m.loop < len(mine) {
 			mine[m.loop]++
 		}
 	}
 	for _, lp := range r.starting {
-		if lp < len(mine) {
+		if lp >= 0 && lp < len(mine) {
 			mine[lp]++
 		}
 	}
@@ -697,7 +750,7 @@ func (r *router) rebuild() {
 // remove forgets a worker; its messages still in flight are counted as
 // dropped when it ended (the runtime failed them).
 func (r *router) remove(m *member, ended bool) {
-	if ended {
+	if ended && !m.remote { // a remote worker's are counted as their asks fail (lostRemote)
 		r.p.ctr.dropped.Add(uint64(max(m.inFlight(), 0)))
 	}
 	r.members = slices.DeleteFunc(r.members, func(x *member) bool { return x == m })
@@ -759,7 +812,11 @@ func (r *router) sample(c *actor.Context) {
 	for _, m := range r.members {
 		l := m.inFlight()
 		total += l
-		loads = append(loads, Load{ID: m.id, InFlight: l, Handled: m.sh.handled.Load()})
+		handled := m.done
+		if !m.remote {
+			handled = m.sh.handled.Load()
+		}
+		loads = append(loads, Load{ID: m.id, InFlight: l, Handled: handled})
 	}
 	for id := range r.starting {
 		loads = append(loads, Load{ID: id})

@@ -175,6 +175,7 @@ func TestConfigErrors(t *testing.T) {
 		{Config{}, "New: nil"},
 		{Config{New: ok, Strategy: 9}, "unknown strategy 9"},
 		{Config{New: ok, Name: strings.Repeat("x", 129)}, "Name: 129 bytes"},
+		{Config{New: ok, Remote: &RemoteWorkers{Kind: "k"}}, "Remote.Cluster: nil"},
 		{Config{New: ok, MaxPending: HardMaxPending + 1}, "MaxPending"},
 		{Config{New: ok, SampleEvery: -1}, "SampleEvery"},
 		{Config{New: ok, Scale: ScaleConfig{Min: 2, Max: 1}}, "Max 1 is below Min 2"},
