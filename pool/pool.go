@@ -332,8 +332,10 @@ func (r *Reply) Reply(v any, err error) {
 	r.r.Reply(v, err)
 }
 
-// Defer is actor.Context.Defer for a worker of this pool that answers
-// later (after a Blocking job, say, or its own asks): the message stays in
+// Defer is actor.Context.Defer for a worker of this pool that answers a
+// message the pool handed it later (after a Blocking job, say, or its own
+// asks; not for the worker's other messages, which the pool does not
+// count): the message stays in
 // flight, counted in the worker's load for LeastLoaded routing and for
 // scaling, until the returned Reply is answered (or, if it is dropped
 // unanswered, until the garbage collector finds it: the asker then gets
