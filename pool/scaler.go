@@ -1,0 +1,220 @@
+package pool
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Load is one worker's load at a sample: the messages the pool has handed
+// it and it has not finished (InFlight), and how many it has finished since
+// it started (Handled, a counter: an unchanged Handled and no InFlight
+// between two samples mean the worker was idle between them).
+type Load struct {
+	ID       uint64
+	InFlight int
+	Handled  uint64
+}
+
+// Decision is what a Scaler wants after a sample: Grow more workers, or
+// Shrink the listed ones (at most one of the two), and why.
+type Decision struct {
+	Grow   int
+	Shrink []uint64
+	Reason string
+	// Replace marks a Grow that only brings the pool back to Min (workers
+	// ended): not a scale event.
+	Replace bool
+}
+
+// ScaleConfig sets the scaling rules. Loads are the mean in-flight messages
+// per worker. See Scaler for how they combine.
+type ScaleConfig struct {
+	// Min and Max bound the workers (1 <= Min <= Max <= HardMax).
+	Min, Max int
+	// Up is the mean in-flight per worker above which the pool is
+	// overloaded; Down (< Up) the mean the pool must stay at or under
+	// after a shrink. Defaults 4 and 1.
+	Up, Down float64
+	// UpAfter is how long the load must stay above Up before the pool
+	// grows. Default 1 s.
+	UpAfter time.Duration
+	// IdleAfter is how long a worker must have been idle (nothing in flight,
+	// nothing handled) before it may be removed. Default 30 s.
+	IdleAfter time.Duration
+	// Cooldown is the least time between two scale events. Default 5 s.
+	Cooldown time.Duration
+}
+
+// scale defaults.
+const (
+	DefaultUp        = 4.0
+	DefaultDown      = 1.0
+	DefaultUpAfter   = time.Second
+	DefaultIdleAfter = 30 * time.Second
+	DefaultCooldown  = 5 * time.Second
+)
+
+func (c ScaleConfig) withDefaults() ScaleConfig {
+	if c.Up == 0 {
+		c.Up = DefaultUp
+	}
+	if c.Down == 0 {
+		c.Down = DefaultDown
+	}
+	if c.UpAfter == 0 {
+		c.UpAfter = DefaultUpAfter
+	}
+	if c.IdleAfter == 0 {
+		c.IdleAfter = DefaultIdleAfter
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = DefaultCooldown
+	}
+	return c
+}
+
+// validate checks a config with its defaults filled in.
+func (c ScaleConfig) validate() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrBadConfig, fmt.Sprintf(f, a...)) }
+	switch {
+	case c.Min < 1:
+		return bad("Min %d: need at least 1 worker", c.Min)
+	case c.Max < c.Min:
+		return bad("Max %d is below Min %d", c.Max, c.Min)
+	case c.Max > HardMax:
+		return bad("Max %d is above the hard cap %d", c.Max, HardMax)
+	case math.IsNaN(c.Up) || math.IsNaN(c.Down) || c.Down < 0 || c.Up <= 0:
+		return bad("thresholds Up %v and Down %v must be positive numbers", c.Up, c.Down)
+	case c.Down >= c.Up:
+		return bad("Down %v must be below Up %v (hysteresis)", c.Down, c.Up)
+	case c.UpAfter < 0 || c.IdleAfter < 0 || c.Cooldown < 0:
+		return bad("UpAfter %v, IdleAfter %v and Cooldown %v must not be negative", c.UpAfter, c.IdleAfter, c.Cooldown)
+	}
+	return nil
+}
+
+// Scaler decides when a pool grows and shrinks. It is a pure state machine:
+// it reads no clock and starts nothing; Observe takes the time and the
+// workers' loads and returns a Decision. Its rules:
+//
+//   - Below Min workers it grows to Min at once (workers died); that is
+//     not a scale event and ignores the cool-down.
+//   - It grows when the mean in-flight per worker has stayed above Up on
+//     every sample for UpAfter, by enough workers to bring the mean to Up
+//     or under (at least one, up to Max).
+//   - It shrinks the workers idle for IdleAfter, longest idle first, as
+//     many as keep Min workers and keep the mean at or under Down. Down <
+//     Up, so a shrink cannot make the next sample overloaded.
+//   - After a scale event, nothing but the Min rule happens for Cooldown,
+//     and the overload must then last a whole UpAfter again.
+//
+// A Scaler is not safe for concurrent use.
+type Scaler struct {
+	cfg       ScaleConfig
+	highSince time.Time // first sample of the current overload; zero: not overloaded
+	last      time.Time // last scale event; zero: none yet
+	idle      map[uint64]idleMark
+}
+
+type idleMark struct {
+	handled uint64
+	since   time.Time // zero: busy at the last sample
+}
+
+// NewScaler returns a Scaler for cfg (defaults filled in), or an error
+// matching ErrBadConfig.
+func NewScaler(cfg ScaleConfig) (*Scaler, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Scaler{cfg: cfg, idle: make(map[uint64]idleMark)}, nil
+}
+
+// Observe takes a sample of every worker's load at now and returns the
+// decision. The caller carries it out (or not) and goes on sampling.
+func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
+	cfg := &s.cfg
+	seen := make(map[uint64]struct{}, len(loads))
+	total := 0
+	for _, l := range loads {
+		seen[l.ID] = struct{}{}
+		total += max(l.InFlight, 0)
+		m, ok := s.idle[l.ID]
+		switch {
+		case l.InFlight > 0 || (ok && l.Handled != m.handled):
+			m = idleMark{handled: l.Handled}
+		case !ok || m.since.IsZero():
+			m = idleMark{handled: l.Handled, since: now}
+		}
+		s.idle[l.ID] = m
+	}
+	for id := range s.idle {
+		if _, ok := seen[id]; !ok {
+			delete(s.idle, id)
+		}
+	}
+	n := len(loads)
+	if n < cfg.Min {
+		return Decision{Grow: cfg.Min - n, Replace: true, Reason: fmt.Sprintf("%d workers, below Min %d", n, cfg.Min)}
+	}
+	mean := float64(total) / float64(n)
+	if mean > cfg.Up {
+		if s.highSince.IsZero() {
+			s.highSince = now
+		}
+	} else {
+		s.highSince = time.Time{}
+	}
+	if !s.last.IsZero() && now.Sub(s.last) < cfg.Cooldown {
+		return Decision{}
+	}
+	if !s.highSince.IsZero() && now.Sub(s.highSince) >= cfg.UpAfter && n < cfg.Max {
+		want := int(math.Ceil(float64(total) / cfg.Up))
+		grow := min(max(want-n, 1), cfg.Max-n)
+		reason := fmt.Sprintf("mean in-flight %.2f per worker above %v for %v", mean, cfg.Up, now.Sub(s.highSince))
+		s.mark(now)
+		return Decision{Grow: grow, Reason: reason}
+	}
+	if n <= cfg.Min {
+		return Decision{}
+	}
+	type cand struct {
+		id    uint64
+		since time.Time
+	}
+	var cands []cand
+	for _, l := range loads {
+		if m := s.idle[l.ID]; !m.since.IsZero() && now.Sub(m.since) >= cfg.IdleAfter {
+			cands = append(cands, cand{l.ID, m.since})
+		}
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if c := a.since.Compare(b.since); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	k := 0
+	for k < len(cands) && n-(k+1) >= cfg.Min && float64(total) <= cfg.Down*float64(n-(k+1)) {
+		k++
+	}
+	if k == 0 {
+		return Decision{}
+	}
+	ids := make([]uint64, k)
+	for i := range ids {
+		ids[i] = cands[i].id
+	}
+	s.mark(now)
+	return Decision{Shrink: ids, Reason: fmt.Sprintf("%d workers idle for %v or more, mean in-flight %.2f", k, cfg.IdleAfter, mean)}
+}
+
+// mark records a scale event at now.
+func (s *Scaler) mark(now time.Time) {
+	s.last = now
+	s.highSince = time.Time{}
+}

@@ -1,0 +1,206 @@
+package pool
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// simulate feeds a scaler, every step, with n workers' loads from load
+// (total in flight at time t, spread evenly), applies its decisions, and
+// returns the worker count after each step and the number of ups and downs.
+func simulate(t *testing.T, cfg ScaleConfig, step, span time.Duration, load func(t time.Duration, n int) int) (counts []int, ups, downs int) {
+	t.Helper()
+	s, err := NewScaler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []uint64{}
+	next := uint64(0)
+	handled := map[uint64]uint64{}
+	for range cfg.Min {
+		next++
+		ids = append(ids, next)
+	}
+	for at := time.Duration(0); at <= span; at += step {
+		total := load(at, len(ids))
+		loads := make([]Load, len(ids))
+		for i, id := range ids {
+			l := total / len(ids)
+			if i < total%len(ids) {
+				l++
+			}
+			if l > 0 {
+				handled[id]++ // busy workers handle something between samples
+			}
+			loads[i] = Load{ID: id, InFlight: l, Handled: handled[id]}
+		}
+		d := s.Observe(t0.Add(at), loads)
+		switch {
+		case d.Grow > 0:
+			if !d.Replace {
+				ups++
+			}
+			for range d.Grow {
+				next++
+				ids = append(ids, next)
+			}
+		case len(d.Shrink) > 0:
+			downs++
+			for _, gone := range d.Shrink {
+				for i, id := range ids {
+					if id == gone {
+						ids = append(ids[:i], ids[i+1:]...)
+						break
+					}
+				}
+			}
+		}
+		if len(ids) < cfg.Min || len(ids) > cfg.Max {
+			t.Fatalf("at %v: %d workers, outside %d..%d", at, len(ids), cfg.Min, cfg.Max)
+		}
+		counts = append(counts, len(ids))
+	}
+	return counts, ups, downs
+}
+
+func testScale() ScaleConfig {
+	return ScaleConfig{Min: 1, Max: 8, Up: 4, Down: 1, UpAfter: time.Second, IdleAfter: 5 * time.Second, Cooldown: 3 * time.Second}
+}
+
+// A step up of the load grows the pool to what the load needs (not more),
+// after UpAfter; a step down shrinks it back to Min once the workers have
+// been idle for IdleAfter.
+func TestScalerStep(t *testing.T) {
+	cfg := testScale()
+	// Offered work: 24 in flight for 20 s (needs 6 workers at Up 4), then
+	// nothing. In flight per worker drops as workers are added.
+	load := func(at time.Duration, n int) int {
+		if at >= 2*time.Second && at < 22*time.Second {
+			return 24
+		}
+		return 0
+	}
+	counts, ups, downs := simulate(t, cfg, 100*time.Millisecond, 60*time.Second, load)
+	at := func(d time.Duration) int { return counts[d/(100*time.Millisecond)] }
+	if at(2*time.Second+900*time.Millisecond) != 1 {
+		t.Fatalf("grew before UpAfter: %d workers at 2.9 s", at(2*time.Second+900*time.Millisecond))
+	}
+	if at(3*time.Second) != 6 {
+		t.Fatalf("workers at 3 s = %d, want 6 (24 in flight / Up 4)", at(3*time.Second))
+	}
+	if at(21*time.Second) != 6 {
+		t.Fatalf("workers at 21 s = %d, want 6 (steady)", at(21*time.Second))
+	}
+	if got := counts[len(counts)-1]; got != 1 {
+		t.Fatalf("workers at the end = %d, want Min 1", got)
+	}
+	if ups != 1 || downs != 1 {
+		t.Fatalf("%d ups and %d downs, want 1 and 1", ups, downs)
+	}
+}
+
+// A load that swings across Up faster than UpAfter never grows the pool,
+// and one that swings across Down with busy workers never shrinks it.
+func TestScalerNoFlapping(t *testing.T) {
+	cfg := testScale()
+	cfg.Min = 2
+	swing := func(hi, lo int) func(time.Duration, int) int {
+		return func(at time.Duration, n int) int {
+			if (at/(700*time.Millisecond))%2 == 0 {
+				return hi * n
+			}
+			return lo * n
+		}
+	}
+	counts, ups, downs := simulate(t, cfg, 100*time.Millisecond, 120*time.Second, swing(5, 3))
+	if ups != 0 || downs != 0 || counts[len(counts)-1] != 2 {
+		t.Fatalf("near Up: %d ups, %d downs, %d workers; want no event", ups, downs, counts[len(counts)-1])
+	}
+	// Around Down: 1 and 0 in flight per worker, workers never idle long.
+	cfg.Min = 1
+	_, ups, downs = simulate(t, cfg, 100*time.Millisecond, 120*time.Second, func(at time.Duration, n int) int {
+		if at < 10*time.Second {
+			return 30 // grow first
+		}
+		return swing(1, 0)(at, n)
+	})
+	if ups != 1 || downs != 0 {
+		t.Fatalf("near Down: %d ups, %d downs; want 1 up and no down", ups, downs)
+	}
+}
+
+// After a scale event nothing happens for Cooldown, even under a load that
+// keeps growing; then a new whole UpAfter is needed.
+func TestScalerCooldown(t *testing.T) {
+	cfg := testScale()
+	cfg.Max = 100
+	counts, ups, _ := simulate(t, cfg, 100*time.Millisecond, 10*time.Second, func(at time.Duration, n int) int {
+		return 8 * n // always twice Up per worker, whatever the size
+	})
+	// Ups at 1 s, then at most every Cooldown (3 s): 1, 4, 7, 10.
+	if ups != 4 {
+		t.Fatalf("%d ups in 10 s, want 4 (UpAfter 1 s, Cooldown 3 s); counts %v", ups, counts)
+	}
+}
+
+// Workers that ended are replaced at once, whatever the cool-down, and that
+// is not a scale event.
+func TestScalerReplacesBelowMin(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 3, Max: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Observe(t0, []Load{{ID: 1}})
+	if d.Grow != 2 || !d.Replace {
+		t.Fatalf("decision %+v, want Grow 2 Replace", d)
+	}
+}
+
+func TestScaleConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  ScaleConfig
+		want string
+	}{
+		{ScaleConfig{Min: 0, Max: 1}, "Min 0"},
+		{ScaleConfig{Min: 3, Max: 2}, "Max 2 is below Min 3"},
+		{ScaleConfig{Min: 1, Max: HardMax + 1}, "hard cap"},
+		{ScaleConfig{Min: 1, Max: 2, Up: 1, Down: 2}, "Down 2 must be below Up 1"},
+		{ScaleConfig{Min: 1, Max: 2, Up: -1}, "must be positive"},
+		{ScaleConfig{Min: 1, Max: 2, Cooldown: -time.Second}, "must not be negative"},
+	} {
+		_, err := NewScaler(tc.cfg)
+		if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want ErrBadConfig saying %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// A shrink removes only as many idle workers as keep the mean in flight at
+// or under Down, longest idle first.
+func TestScalerShrinkKeepsMeanUnderDown(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 1, Max: 8, Up: 4, Down: 1, IdleAfter: time.Second, Cooldown: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Worker 4 is busy with 2 in flight (it handles one between samples);
+	// 1, 2, 3 are idle, 3 for the longest.
+	sample := func(at time.Duration, h uint64) Decision {
+		return s.Observe(t0.Add(at), []Load{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4, InFlight: 2, Handled: h}})
+	}
+	if d := sample(0, 0); d.Grow != 0 || d.Shrink != nil {
+		t.Fatalf("first sample: %+v", d)
+	}
+	d := sample(2*time.Second, 1)
+	if len(d.Shrink) != 2 {
+		t.Fatalf("decision %+v: want 2 of the 3 idle workers removed (2 in flight over 2 workers = Down)", d)
+	}
+	for _, id := range d.Shrink {
+		if id == 4 {
+			t.Fatalf("shrank the busy worker: %+v", d)
+		}
+	}
+}
