@@ -187,13 +187,20 @@ func (r *Reply) Reply(v any, err error) {
 //
 // It costs one post and no allocation: a proxy (a facet, a router) hands
 // a message on at the price of a send.
-func (c *Context) Forward(to Ref) error {
+func (c *Context) Forward(to Ref) error { return c.forward(to, nil, false) }
+
+// forward hands the message being handled to to, replaced by msg if
+// replace (ForwardMsg).
+func (c *Context) forward(to Ref, msg any, replace bool) error {
 	e := c.env
 	if e == nil || (e.kind != kSend && e.kind != kAsk) || c.deferred {
 		return ErrNotForwardable
 	}
 	fwd := *e
 	fwd.to = to
+	if replace {
+		fwd.msg = msg
+	}
 	if err := to.box().forward(c.origin(), fwd); err != nil {
 		return err
 	}

@@ -5,16 +5,4 @@ package actor
 // original asker waiting for to's reply. A router that tags what it hands
 // on (to tell its messages from the others its target receives) needs it;
 // the rules, errors and cost are Forward's.
-func (c *Context) ForwardMsg(to Ref, msg any) error {
-	e := c.env
-	if e == nil || (e.kind != kSend && e.kind != kAsk) || c.deferred {
-		return ErrNotForwardable
-	}
-	fwd := *e
-	fwd.to, fwd.msg = to, msg
-	if err := to.box().forward(c.origin(), fwd); err != nil {
-		return err
-	}
-	c.deferred, c.rep = true, nil
-	return nil
-}
+func (c *Context) ForwardMsg(to Ref, msg any) error { return c.forward(to, msg, true) }
