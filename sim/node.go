@@ -353,6 +353,13 @@ func (f askOnce) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
+// timerDue reports whether a loop timer of the node is due at world time
+// now.
+func (n *Node) timerDue(now time.Time) bool {
+	t, ok := n.view.NextTimer()
+	return ok && !n.clk.worldTime(t).After(now)
+}
+
 // nodeClock is a node's clock: the world's virtual time, at the node's
 // rate, with its jumps; its timers are the network's, dropped once the
 // node's incarnation ends.

@@ -327,11 +327,12 @@ func (w *World) settle() bool {
 			if !n.up || now.Before(n.readyAt) {
 				continue
 			}
-			if n.idle && n.idleAt.Equal(now) && !n.view.Queued() {
-				// Nothing queued, timers checked at this very time: a
-				// step would find nothing (the common case: most events
-				// are for one node, and every pass ends with one over
-				// all of them).
+			if n.idle && n.idleAt.Equal(now) && !n.view.Queued() && !n.timerDue(now) {
+				// Nothing queued, no timer due (one armed from outside a
+				// step, as a spawn's Start runs in manual mode, is seen
+				// here): a step would find nothing (the common case: most
+				// events are for one node, and every pass ends with one
+				// over all of them).
 				continue
 			}
 			budget := 4096
