@@ -634,13 +634,15 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 		}
 		done(r, nil)
 	}}, func(f *frame) { f.kindName, f.payload = kind, args })
+	if errors.Is(err, errSettled) {
+		return // a loss settled it
+	}
 	if err != nil {
 		done(actor.Ref{}, err)
 		return
 	}
 	t := n.afterFunc(timeout, func() {
-		if w, ok := p.endCall(corr); ok {
-			p.abandonSpawn(corr)
+		if w, ok := p.abandonCall(corr); ok {
 			w.settle(nil, fmt.Errorf("remote: spawn of kind %q on %s: no answer within %v: %w", kind, addr, timeout, context.DeadlineExceeded))
 		}
 	})

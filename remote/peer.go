@@ -51,7 +51,7 @@ type peer struct {
 	nextCall  uint64
 	// spawns whose caller stopped waiting (timeout, cancel): an answer
 	// that still comes names an actor nobody knows of, which is stopped
-	// (abandonSpawn). At most maxAbandoned, the oldest forgotten first.
+	// (abandonCall). At most maxAbandoned, the oldest forgotten first.
 	abandoned  map[uint64]struct{}
 	abandonedQ []uint64
 	monitors   watches // local actors' monitors of the peer's actors

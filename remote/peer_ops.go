@@ -141,6 +141,10 @@ func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr erro
 func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, error) {
 	ch := make(chan result, 1)
 	corr, err := p.startCall(kind, waiter{ch: ch}, fill)
+	if errors.Is(err, errSettled) {
+		r := <-ch // the loss's answer, already there
+		return r.v, r.err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +152,10 @@ func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, er
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		if _, ok := p.endCall(corr); ok && kind == fSpawn {
-			p.abandonSpawn(corr)
+		if kind == fSpawn {
+			p.abandonCall(corr)
+		} else {
+			p.endCall(corr)
 		}
 		return nil, ctx.Err()
 	}
@@ -162,10 +168,19 @@ const maxAbandoned = 1024
 // is stopped with.
 var errSpawnAbandoned = errors.New("remote: its spawn's caller stopped waiting before the answer came")
 
-// abandonSpawn records that nobody waits for the spawn corr any more.
-func (p *peer) abandonSpawn(corr uint64) {
+// abandonCall forgets the spawn corr, if a reply or a loss did not take
+// it meanwhile, and records it as abandoned, in one step: an answer that
+// comes after this is known as one nobody waits for. It returns the
+// waiter it took.
+func (p *peer) abandonCall(corr uint64) (waiter, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	w, ok := p.calls[corr]
+	if !ok {
+		return w, false
+	}
+	delete(p.calls, corr)
+	p.addCallsLocked(-1)
 	if p.abandoned == nil {
 		p.abandoned = map[uint64]struct{}{}
 	}
@@ -175,6 +190,7 @@ func (p *peer) abandonSpawn(corr uint64) {
 	}
 	p.abandoned[corr] = struct{}{}
 	p.abandonedQ = append(p.abandonedQ, corr)
+	return w, true
 }
 
 // takeAbandoned reports whether corr was an abandoned spawn, forgetting it.
@@ -191,9 +207,18 @@ func (p *peer) takeAbandoned(corr uint64) bool {
 	return true
 }
 
+// testCallRecorded, set by a test, runs between a call's recording and its
+// sending (where a loss on another goroutine may settle it).
+var testCallRecorded func(p *peer)
+
+// errSettled is startCall's error when the request could not be sent but
+// its waiter was settled meanwhile (a loss took it): the caller must not
+// settle it again.
+var errSettled = errors.New("remote: the call was settled while it was being sent")
+
 // startCall records w under a new correlation and sends the request: a
 // frame of kind that fill fills. On an error nothing was sent and w is
-// forgotten.
+// forgotten; errSettled if a loss settled w meanwhile.
 func (p *peer) startCall(kind int, w waiter, fill func(f *frame)) (uint64, error) {
 	p.mu.Lock()
 	if p.calls == nil {
@@ -204,9 +229,14 @@ func (p *peer) startCall(kind int, w waiter, fill func(f *frame)) (uint64, error
 	p.calls[corr] = w
 	p.addCallsLocked(1)
 	p.mu.Unlock()
+	if testCallRecorded != nil {
+		testCallRecorded(p)
+	}
 	pidx, pgen := uint32(corr), uint32(corr>>32)
 	if _, err := p.enqueue(kind, func(f *frame) { fill(f); f.pidx, f.pgen = pidx, pgen }); err != nil {
-		p.endCall(corr)
+		if _, ok := p.endCall(corr); !ok {
+			return 0, errSettled
+		}
 		return 0, err
 	}
 	return corr, nil

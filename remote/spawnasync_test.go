@@ -130,3 +130,33 @@ func TestLateSpawnAnswerStopsTheActor(t *testing.T) {
 		t.Fatalf("SpawnsStopped = %d, want 1", n)
 	}
 }
+
+// A loss that settles a SpawnAsync between its recording and its sending
+// (on another goroutine in production; here a test hook) makes its send
+// fail too: done still runs once.
+func TestSpawnAsyncLostWhileSending(t *testing.T) {
+	w := newMemWorld(t, 4, "10.0.0.1", "10.0.0.2")
+	defer w.close()
+	a, b := w.nodes[0], w.nodes[1]
+	b.RegisterKind("echo", echoKind)
+	var first spawned
+	a.SpawnAsync(b.Addr(), "echo", nil, time.Second, first.done)
+	w.run(500 * time.Millisecond)
+	if first.err != nil {
+		t.Fatal(first.err)
+	}
+	testCallRecorded = func(p *peer) {
+		p.mu.Lock()
+		epoch := p.link.epoch
+		p.mu.Unlock()
+		p.lost(epoch, errors.New("test: connection reset"))
+	}
+	defer func() { testCallRecorded = nil }()
+	var lost spawned
+	a.SpawnAsync(b.Addr(), "echo", nil, time.Second, lost.done)
+	testCallRecorded = nil
+	w.run(2 * time.Second)
+	if lost.calls != 1 || lost.err == nil {
+		t.Fatalf("done ran %d times with %v; want once with the loss", lost.calls, lost.err)
+	}
+}
