@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/appreg"
+)
+
+// selfActor reports its ref when it starts.
+type selfActor struct{ refs chan actor.Ref }
+
+func (s selfActor) Start(c *actor.Context) error {
+	s.refs <- c.Self()
+	return nil
+}
+
+func (selfActor) Receive(_ *actor.Context, msg any) (any, error) { return msg, nil }
+
+// TestAppClusterKillsLateChildren: a child whose start returns after its
+// root ended (the root stopped, was killed or crashed meanwhile) is
+// killed, not left running linked to nothing; a start asked after that
+// is refused.
+func TestAppClusterKillsLateChildren(t *testing.T) {
+	refs := make(chan actor.Ref, 4)
+	var cl *appCluster
+	cfg := testConfig(t, "a")
+	cfg.Kinds = Kinds{"late": Kind(func(workerArgs) (actor.Factory, error) {
+		cl.close() // the root ends while its child is being made
+		return func() actor.Actor { return selfActor{refs: refs} }, nil
+	})}
+	d := start(t, cfg)
+	cl = &appCluster{d: d, log: d.log}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ref, err := cl.Spawn(ctx, d.node.Addr(), "late", map[string]any{})
+	if !errors.Is(err, errRootEnded) {
+		t.Fatalf("a child started after its root ended: %v, %v; want errRootEnded", ref, err)
+	}
+	var made actor.Ref
+	select {
+	case made = <-refs:
+	case <-ctx.Done():
+		t.Fatal("the child was not made")
+	}
+	if _, err := d.sys.Ask(ctx, made, "alive?"); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("the late child %v answers (%v): it runs unlinked", made, err)
+	}
+	if _, err := cl.Spawn(ctx, d.node.Addr(), "late", map[string]any{}); !errors.Is(err, errRootEnded) {
+		t.Fatalf("a start after the root ended: %v, want errRootEnded", err)
+	}
+	if len(refs) != 0 {
+		t.Fatal("a start after the root ended made a child")
+	}
+}
+
+// runnerHost runs an appRunner on its loop, as the driver does.
+type runnerHost struct{ r *appRunner }
+
+type hostStart struct{ g appreg.Grant }
+type hostReset struct{}
+type hostRoot struct{ app string }
+
+func (h *runnerHost) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case hostStart:
+		h.r.Start(c, m.g)
+	case hostReset:
+		h.r.Reset(c)
+	case hostRoot:
+		if inst := h.r.insts[m.app]; inst != nil {
+			return inst.ref, nil
+		}
+		return actor.Ref{}, nil
+	default:
+		h.r.Handle(c, msg)
+	}
+	return nil, nil
+}
+
+// TestAppRunnerResetKillsRoots: the runner outlives the driver's
+// instances; a new instance (a restart in place after a crash, with no
+// Terminate and no exit) resets it, which kills every root it holds, and
+// so its children.
+func TestAppRunnerResetKillsRoots(t *testing.T) {
+	in := newInstances()
+	cfg := testConfig(t, "a")
+	cfg.Kinds = workerKinds(in, "a")
+	d := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	spec := shopSpec()
+	enc, err := encodeAppSpec(spec, cfg.Kinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &appRunner{d: d, log: d.log, stopAfter: time.Second, insts: map[string]*appInstance{}}
+	h, err := d.sys.Spawn(ctx, func() actor.Actor { return &runnerHost{r: r} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.sys.Send(h, hostStart{appreg.Grant{App: "shop", Spec: enc, Gen: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	var root actor.Ref
+	eventually(t, 10*time.Second, "shop's root and its 3 children run", func() bool {
+		v, err := d.sys.Ask(ctx, h, hostRoot{"shop"})
+		root, _ = v.(actor.Ref)
+		total, _ := in.count()
+		return err == nil && !root.IsZero() && total == 3
+	})
+	if _, err := d.sys.Ask(ctx, h, hostReset{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.sys.Ask(ctx, root, "alive?"); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("the root %v answers (%v) after the reset", root, err)
+	}
+	if v, _ := d.sys.Ask(ctx, h, hostRoot{"shop"}); !v.(actor.Ref).IsZero() {
+		t.Fatal("the runner still holds the application after the reset")
+	}
+}
