@@ -59,7 +59,7 @@ type AppsConfig struct {
 	// half the lease. Default Lease/5.
 	RenewEvery time.Duration
 	// Margin is what the lease arithmetic adds for a daemon to notice its
-	// lease ended (a tick) and to stop the application: at least a tick;
+	// lease ended (a tick) and to stop the application: at least two ticks;
 	// the root supervisor gets Margin − Tick to stop, then is killed.
 	// Default 1 s.
 	Margin time.Duration
@@ -149,8 +149,9 @@ func (a AppsConfig) validate(kinds Kinds) error {
 			a.Lease, a.ElectionTicks, a.Tick, election)
 	case a.RenewEvery < a.Tick || a.RenewEvery > a.Lease/2:
 		return bad("app renew every", "%v: want a tick (%v) to half the lease (%v)", a.RenewEvery, a.Tick, a.Lease/2)
-	case a.Margin < a.Tick || a.Margin > time.Minute:
-		return bad("app margin", "%v: want a tick (%v) to 1m: the lease ends are seen at a tick", a.Margin, a.Tick)
+	case a.Margin < 2*a.Tick || a.Margin > time.Minute:
+		return bad("app margin", "%v: want two ticks (%v) to 1m: a lease's end is seen at the next tick, and the root gets margin - tick to stop",
+			a.Margin, 2*a.Tick)
 	case a.Drift < 0 || a.Drift > 0.1:
 		return bad("app drift", "%v: want 0 to 0.1", a.Drift)
 	case len(a.Apps) > appreg.MaxApps:

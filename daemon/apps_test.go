@@ -321,6 +321,7 @@ func TestAppsConfigErrors(t *testing.T) {
 		{"renew over half", func(a *AppsConfig) { a.RenewEvery = 600 * time.Millisecond }, "app renew every"},
 		{"renew under a tick", func(a *AppsConfig) { a.RenewEvery = time.Millisecond }, "app renew every"},
 		{"margin under a tick", func(a *AppsConfig) { a.Margin = 10 * time.Millisecond }, "app margin"},
+		{"margin under two ticks", func(a *AppsConfig) { a.Margin = 2*a.Tick - time.Millisecond }, "app margin"},
 		{"drift", func(a *AppsConfig) { a.Drift = 0.5 }, "app drift"},
 		{"bad app", func(a *AppsConfig) { s := shopSpec(); s.Children[0].Kind = "nope"; a.Apps = []AppSpec{s} }, "apps[0]"},
 		{"app twice", func(a *AppsConfig) { a.Apps = []AppSpec{shopSpec(), shopSpec()} }, "apps[1]"},
