@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -120,5 +121,18 @@ func TestAppRunnerResetKillsRoots(t *testing.T) {
 	}
 	if v, _ := d.sys.Ask(ctx, h, hostRoot{"shop"}); !v.(actor.Ref).IsZero() {
 		t.Fatal("the runner still holds the application after the reset")
+	}
+}
+
+// TestAppCallLimit: application calls hold workers of the pool, which the
+// registry's store writes need: at most a quarter of them, at least one.
+func TestAppCallLimit(t *testing.T) {
+	for _, w := range []int{1, 3, 4, 8, 64} {
+		if got, want := appCallLimit(w), int32(max(1, w/4)); got != want {
+			t.Errorf("%d workers: %d calls at once, want %d", w, got, want)
+		}
+	}
+	if got, want := appCallLimit(0), int32(max(1, runtime.GOMAXPROCS(0))); got != want {
+		t.Errorf("the default pool: %d calls at once, want %d", got, want)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -446,9 +448,16 @@ func (a *apps) lookupPeers(ctx context.Context) map[uint64]actor.Ref {
 	return peers
 }
 
-// maxAppCalls bounds the application calls a gateway runs at once (each
-// holds a worker of the pool for up to appCallTimeout).
-const maxAppCalls = 16
+// appCallLimit bounds the application calls a gateway runs at once: each
+// holds a worker of the pool for up to appCallTimeout, and the registry's
+// store writes need the pool too, so a quarter of its workers (at least
+// one). workers is actor.Config.Workers (0: its default, 4×GOMAXPROCS).
+func appCallLimit(workers int) int32 {
+	if workers <= 0 {
+		workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	return int32(max(1, min(workers/4, math.MaxInt32)))
+}
 
 // appregWhere asks a member's gateway for its registry driver; only
 // another member is answered (an appregHere).

@@ -403,12 +403,15 @@ func TestAppCallsBounded(t *testing.T) {
 	cfg.Apps = fastApps("a")
 	a := start(t, cfg)
 	g := a.Gateway()
-	g.appCalls.Add(maxAppCalls)
+	if a.appCallMax != appCallLimit(0) || a.appCallMax < 1 {
+		t.Fatalf("bound %d, want %d", a.appCallMax, appCallLimit(0))
+	}
+	g.appCalls.Add(a.appCallMax)
 	r, ok := appCall(t, a, gateway.ListApps{}).(gateway.AppList)
 	if !ok || !errors.Is(r.Result.Err(), gateway.ErrAppRetry) || !strings.Contains(r.Result.Msg, "answering") {
 		t.Fatalf("list over the bound: %+v", r)
 	}
-	g.appCalls.Add(-maxAppCalls)
+	g.appCalls.Add(-a.appCallMax)
 	eventually(t, 10*time.Second, "list answered", func() bool {
 		r := appCall(t, a, gateway.ListApps{}).(gateway.AppList)
 		return r.Result.Err() == nil

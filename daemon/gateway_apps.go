@@ -26,9 +26,9 @@ const appCallTimeout = 5 * time.Second
 
 // appCall answers an application call.
 func (g *Gateway) appCall(c *actor.Context, msg any) (any, error) {
-	if g.appCalls.Add(1) > maxAppCalls {
+	if limit := g.d.appCallMax; g.appCalls.Add(1) > limit {
 		g.appCalls.Add(-1)
-		r := gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is answering %d application calls", g.d.cfg.Name, maxAppCalls)}
+		r := gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is answering %d application calls", g.d.cfg.Name, limit)}
 		if _, ok := msg.(gateway.ListApps); ok {
 			return gateway.AppList{Result: r}, nil
 		}
