@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/internal/appreg"
 )
 
@@ -135,4 +136,23 @@ func TestAppCallLimit(t *testing.T) {
 	if got, want := appCallLimit(0), int32(max(1, runtime.GOMAXPROCS(0))); got != want {
 		t.Errorf("the default pool: %d calls at once, want %d", got, want)
 	}
+}
+
+// TestAppCallCountedDownWithoutItsGateway: an application call under way
+// when the gateway actor ends (its continuation never runs) still counts
+// down when its job ends: the bound does not leak.
+func TestAppCallCountedDownWithoutItsGateway(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a", "b") // b never starts: no leader, a deploy waits its 5 s
+	cfg.Kinds = workerKinds(newInstances(), "a")
+	a := start(t, cfg)
+	g := a.Gateway()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { _, _ = a.sys.Ask(ctx, g.Ref(), gateway.DeployApp{Spec: shopSpec()}) }()
+	eventually(t, 10*time.Second, "the call under way", func() bool { return g.appCalls.Load() == 1 })
+	if err := a.sys.Kill(ctx, g.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the call counted down", func() bool { return g.appCalls.Load() == 0 })
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -34,13 +35,19 @@ func (g *Gateway) appCall(c *actor.Context, msg any) (any, error) {
 		}
 		return r, nil
 	}
+	// Counted down once, by the job when it ends (the continuation never
+	// runs if the gateway actor restarts meanwhile), or by the
+	// continuation when the saturated pool refused the job.
+	var once sync.Once
+	done := func() { once.Do(func() { g.appCalls.Add(-1) }) }
 	rep := c.Defer()
 	c.Blocking(func() (any, error) {
+		defer done()
 		ctx, cancel := context.WithTimeout(g.ctx, appCallTimeout)
 		defer cancel()
 		return g.d.apps.call(ctx, msg), nil
 	}).Then(func(_ *actor.Context, v any, err error) {
-		g.appCalls.Add(-1) // here: a job the saturated pool refused never ran
+		done()
 		rep.Reply(v, err)
 	})
 	return nil, nil
