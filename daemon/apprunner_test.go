@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,4 +157,55 @@ func TestAppCallCountedDownWithoutItsGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "the call counted down", func() bool { return g.appCalls.Load() == 0 })
+}
+
+// TestAppSpecSizeCheckedFirst: a spec over 8 KiB is refused before any
+// kind's argument check runs (the kinds' code).
+func TestAppSpecSizeCheckedFirst(t *testing.T) {
+	calls := 0
+	kinds := Kinds{"counted": Kind(func(workerArgs) (actor.Factory, error) {
+		calls++
+		return func() actor.Actor { return selfActor{} }, nil
+	})}
+	s := AppSpec{Name: "big", Children: []AppChild{{Name: "c", Kind: "counted",
+		Args: map[string]any{"greeting": strings.Repeat("x", MaxAppSpecSize)}}}}
+	_, err := encodeAppSpec(s, kinds)
+	if !errors.Is(err, gateway.ErrBadAppSpec) || !strings.Contains(err.Error(), "bytes encoded") {
+		t.Fatalf("a spec over %d bytes: %v", MaxAppSpecSize, err)
+	}
+	if calls != 0 {
+		t.Fatalf("the kind's argument check ran %d times on a spec refused for its size", calls)
+	}
+}
+
+// TestAppDeployRegistryFull: a deploy the registry refuses for good (it is
+// full) comes back as a bad spec naming the cause, at once, not as "retry"
+// after the call's timeout.
+func TestAppDeployRegistryFull(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	cfg.Kinds = workerKinds(newInstances(), "a")
+	a := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Specs that the runner cannot decode: granted, logged, nothing runs.
+	for i := 0; i < appreg.MaxApps; {
+		err := a.apps.propose(ctx, appreg.Command{Op: appreg.OpDeploy, App: fmt.Sprint("filler", i), Spec: []byte{0xc1}})
+		switch {
+		case err == nil:
+			i++
+		case ctx.Err() != nil:
+			t.Fatalf("filling the registry: %v", err)
+		default:
+			time.Sleep(10 * time.Millisecond) // no leader yet: polling, with ctx's deadline
+		}
+	}
+	eventually(t, 30*time.Second, "the registry full", func() bool {
+		st, err := a.apps.status(ctx)
+		return err == nil && len(st.Apps) == appreg.MaxApps
+	})
+	r := appCall(t, a, gateway.DeployApp{Spec: shopSpec()}).(gateway.AppResult)
+	if r.Code != gateway.AppBadSpec || !strings.Contains(r.Msg, "registry full") {
+		t.Fatalf("a deploy into a full registry: %+v, want a bad spec naming the cause", r)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -491,11 +492,18 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 		}
 	}
 	backoff := a.cfg.Tick
+	var lastErr error
 	for attempt := 1; len(todo) > 0; attempt++ {
 		if attempt%30 == 0 {
-			a.d.log.Warn("applications: configured applications not deployed yet; retrying", "apps", len(todo), "attempts", attempt)
+			a.d.log.Warn("applications: configured applications not deployed yet; retrying", "apps", len(todo), "attempts", attempt,
+				"err", fmt.Sprint(lastErr))
 		}
 		st, err := a.status(ctx)
+		if err != nil {
+			lastErr = err
+		} else if st.Leader == 0 {
+			lastErr = appreg.ErrNoLeader
+		}
 		if err == nil && st.Leader != 0 {
 			rest := todo[:0]
 			for _, w := range todo {
@@ -503,9 +511,19 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 					a.d.log.Info("applications: deployed from the config file", "app", w.spec.Name)
 					continue
 				}
+				cmd := appreg.Command{Op: appreg.OpDeploy, App: w.spec.Name, Spec: w.enc, Prefer: w.spec.Prefer, Takeover: w.spec.Takeover}
+				err := refusal(st, cmd)
+				if err == nil {
+					err = a.propose(ctx, cmd)
+				}
+				if permanent(err) {
+					a.d.log.Error("applications: configured application refused by the registry; not deployed", "app", w.spec.Name, "err", err)
+					continue
+				}
+				if err != nil {
+					lastErr = err
+				}
 				rest = append(rest, w)
-				_ = a.propose(ctx, appreg.Command{Op: appreg.OpDeploy, App: w.spec.Name, Spec: w.enc,
-					Prefer: w.spec.Prefer, Takeover: w.spec.Takeover})
 			}
 			todo = rest
 		}
@@ -521,6 +539,35 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// permanent reports whether err is a refusal that proposing the same
+// command again cannot change (not a "retry").
+func permanent(err error) bool {
+	return errors.Is(err, appreg.ErrTooLarge) || errors.Is(err, appreg.ErrMalformed) || errors.Is(err, appreg.ErrLimit)
+}
+
+// refusal is the error the registry, as st shows it, would give cmd when
+// applied (which no proposer hears of): a deploy of a new application
+// into a full registry. Nil otherwise.
+func refusal(st driver.Status, cmd appreg.Command) error {
+	if cmd.Op != appreg.OpDeploy {
+		return nil
+	}
+	live, record, kept := 0, false, false
+	for _, x := range st.Apps {
+		if x.Name == cmd.App {
+			record, kept = true, x.Desired != appreg.Removed
+		}
+		if x.Desired != appreg.Removed {
+			live++
+		}
+	}
+	if !kept && live >= appreg.MaxApps || !record && len(st.Apps) >= appreg.MaxRecords {
+		return fmt.Errorf("%w: %d applications deployed, at most %d (%d records, at most %d; remove some)",
+			appreg.ErrLimit, live, appreg.MaxApps, len(st.Apps), appreg.MaxRecords)
+	}
+	return nil
 }
 
 // holds reports whether the registry, as st shows it, holds spec as

@@ -132,7 +132,14 @@ func (a *apps) apply(ctx context.Context, cmd appreg.Command, done func(driver.S
 			return gateway.AppResult{}
 		}
 		if err == nil {
+			err = refusal(st, cmd)
+		}
+		if err == nil {
 			err = a.propose(ctx, cmd)
+		}
+		if permanent(err) {
+			// Proposing again changes nothing: the caller must.
+			return fail(gateway.AppBadSpec, "%s %q refused: %v", cmd.Op, cmd.App, err)
 		}
 		if err != nil {
 			last = err
