@@ -3,13 +3,16 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/supervisor"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // crashRunner links its instances to the driver and keeps them across the
@@ -115,8 +118,12 @@ func TestCrashKillsTheOldInstances(t *testing.T) {
 	}
 }
 
-// probe runs a driver and, on its loop, the test's functions with it.
-type probe struct{ d *driver }
+// probe runs a driver and, on its loop, the test's functions with it
+// (without its ticks if noTicks).
+type probe struct {
+	d       *driver
+	noTicks bool
+}
 
 type probeFn func(c *actor.Context, d *driver) any
 
@@ -125,6 +132,9 @@ func (p *probe) Terminate(c *actor.Context, reason error) { p.d.Terminate(c, rea
 func (p *probe) Receive(c *actor.Context, msg any) (any, error) {
 	if f, ok := msg.(probeFn); ok {
 		return f(c, p.d), nil
+	}
+	if _, ok := msg.(tick); ok && p.noTicks {
+		return nil, nil
 	}
 	return p.d.Receive(c, msg)
 }
@@ -250,4 +260,61 @@ func TestTerminateDoesNotWaitForAWrite(t *testing.T) {
 	case <-deadline:
 		t.Fatal("the driver's stop waits for the write")
 	}
+}
+
+// TestStaleInstanceDoesNotWrite: once a newer instance of a driver has
+// loaded the Store, a write of an older one (a job still queued on the
+// pool when it ended, whose Terminate does not wait for it) writes
+// nothing.
+func TestStaleInstanceDoesNotWrite(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &countStore{}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: eventRunner{ev: make(chan string, 64)}, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f := New(cfg)
+	old, err := sys.Spawn(ctx, func() actor.Actor { return &probe{d: f().(*driver), noTicks: true} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.Spawn(ctx, func() actor.Actor { return &probe{d: f().(*driver), noTicks: true} }); err != nil {
+		t.Fatal(err)
+	}
+	v, err := sys.Ask(ctx, old, probeFn(func(c *actor.Context, d *driver) any {
+		// A write the old instance still has to make.
+		now := c.Now()
+		for i := 0; i < 1000 && !d.r.HasReady(); i++ {
+			now = now.Add(10 * time.Millisecond)
+			d.r.Tick(now)
+		}
+		if !d.r.HasReady() {
+			return errors.New("nothing to write")
+		}
+		before := st.saves.Load()
+		_, err := d.ready(d.r)
+		if n := st.saves.Load() - before; n != 0 {
+			return fmt.Errorf("%d writes (%v)", n, err)
+		}
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := v.(error); !errors.Is(err, errStale) {
+		t.Fatalf("the older instance's write: %v, want errStale and no write", v)
+	}
+}
+
+// countStore counts Saves.
+type countStore struct {
+	appreg.MemStore
+	saves atomic.Int64
+}
+
+func (s *countStore) Save(hs *pb.HardState, snap *pb.Snapshot, ents []*pb.Entry) error {
+	s.saves.Add(1)
+	return s.MemStore.Save(hs, snap, ents)
 }
