@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -175,12 +174,35 @@ type driver struct {
 }
 
 // storeGuard orders the Store's use across a driver's instances: an
-// instance's Ready runs under mu and only while epoch is still that
-// instance's; a new instance takes a new epoch (under mu) before it loads.
+// instance's Ready runs holding lock, and only while epoch is still that
+// instance's; a new instance takes a new epoch, then the lock to load.
 type storeGuard struct {
-	mu    sync.Mutex
-	epoch uint64
+	lock  chan struct{} // a mutex that can be waited for with a deadline
+	epoch atomic.Uint64
 }
+
+// storeWait bounds how long a new instance's Start (on its loop) waits
+// for a write of an earlier instance to end before it fails.
+var storeWait = 5 * time.Second
+
+// acquire takes the lock within wait, or fails.
+func (g *storeGuard) acquire(wait time.Duration) bool {
+	select {
+	case g.lock <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case g.lock <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (g *storeGuard) release() { <-g.lock }
 
 // errStale is the result of a write job whose instance has ended.
 var errStale = errors.New("appreg driver: a newer instance owns the store")
@@ -198,7 +220,7 @@ type queued struct {
 // New returns the driver's factory.
 func New(cfg Config) actor.Factory {
 	var starts atomic.Uint64 // the instances made, so that each gets its own incarnation
-	guard := &storeGuard{}
+	guard := &storeGuard{lock: make(chan struct{}, 1)}
 	return func() actor.Actor {
 		rc := cfg.Replica
 		rc.Incarnation = startIncarnation(cfg.Replica.Incarnation, starts.Add(1))
@@ -243,11 +265,15 @@ func (d *driver) Start(c *actor.Context) error {
 	if rs, ok := d.cfg.Runner.(Resetter); ok {
 		rs.Reset(c)
 	}
-	d.store.mu.Lock()
-	d.store.epoch++
-	d.epoch = d.store.epoch
+	// A write an earlier instance has not begun now writes nothing; one
+	// under way ends before the load (or the start fails: a hanging disk
+	// must not hold the loop).
+	d.epoch = d.store.epoch.Add(1)
+	if !d.store.acquire(storeWait) {
+		return fmt.Errorf("%w: a store write of an earlier instance has not ended within %v", ErrNoReplica, storeWait)
+	}
 	r, err := appreg.NewReplica(d.cfg.Replica, c.Now())
-	d.store.mu.Unlock()
+	d.store.release()
 	if err != nil {
 		return err
 	}
@@ -278,9 +304,9 @@ func (d *driver) Terminate(c *actor.Context, _ error) {
 // ready runs the replica's Ready under the store guard: not at all once a
 // newer instance owns the Store.
 func (d *driver) ready(r *appreg.Replica) (appreg.Ready, error) {
-	d.store.mu.Lock()
-	defer d.store.mu.Unlock()
-	if d.store.epoch != d.epoch {
+	d.store.lock <- struct{}{}
+	defer d.store.release()
+	if d.store.epoch.Load() != d.epoch {
 		return appreg.Ready{}, errStale
 	}
 	return r.Ready()

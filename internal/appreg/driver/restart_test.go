@@ -318,3 +318,50 @@ func (s *countStore) Save(hs *pb.HardState, snap *pb.Snapshot, ents []*pb.Entry)
 	s.saves.Add(1)
 	return s.MemStore.Save(hs, snap, ents)
 }
+
+// TestStartBoundsItsWaitForAnOldWrite: a new instance's Start waits for a
+// write of an earlier one still under way, but not for ever (a hanging
+// disk must not hold its loop): it fails with ErrNoReplica.
+func TestStartBoundsItsWaitForAnOldWrite(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
+	defer close(st.gate)
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
+		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: eventRunner{ev: make(chan string, 64)}, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f := New(cfg)
+	old, err := sys.Spawn(ctx, func() actor.Actor { return &probe{d: f().(*driver), noTicks: true} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old instance's write hangs (as on the pool: off its loop).
+	if _, err := sys.Ask(ctx, old, probeFn(func(c *actor.Context, d *driver) any {
+		now := c.Now()
+		for i := 0; i < 1000 && !d.r.HasReady(); i++ {
+			now = now.Add(10 * time.Millisecond)
+			d.r.Tick(now)
+		}
+		st.armed.Store(true)
+		r := d.r
+		go func() { _, _ = d.ready(r) }()
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.blocked:
+	case <-ctx.Done():
+		t.Fatal("no store write")
+	}
+	defer func(w time.Duration) { storeWait = w }(storeWait)
+	storeWait = 50 * time.Millisecond
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	_, err = sys.Spawn(sctx, func() actor.Actor { return &probe{d: f().(*driver), noTicks: true} })
+	if !errors.Is(err, ErrNoReplica) {
+		t.Fatalf("a start while an earlier instance's write hangs: %v, want ErrNoReplica", err)
+	}
+}
