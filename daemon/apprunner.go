@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -18,7 +20,8 @@ import (
 // supervisor whose children are placed over the cluster's daemons.
 
 // appRunner starts and stops applications for the driver, on its loop
-// (driver.Runner, driver.Handler).
+// (driver.Runner, driver.Resetter, driver.Handler). It outlives the
+// driver's instances: every new one resets it.
 type appRunner struct {
 	d         *Daemon
 	log       *slog.Logger
@@ -30,7 +33,8 @@ type appRunner struct {
 type appInstance struct {
 	gen      uint64
 	spec     supervisor.Spec
-	ref      actor.Ref // the root supervisor, zero while (re)starting
+	ref      actor.Ref   // the root supervisor, zero while (re)starting
+	cluster  *appCluster // the root's, closed when the root ends or is ended
 	failures int
 	settled  time.Duration // waited for the gateways to be known
 }
@@ -44,6 +48,7 @@ type retryStart struct {
 
 // Start implements driver.Runner: the root supervisor is spawned as the
 // driver's child and linked to it, so it follows the driver's end.
+// Reset ends it when the driver crashes (restarted in place, no exit).
 func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 	spec, err := decodeAppSpec(g.Spec)
 	var sp supervisor.Spec
@@ -75,24 +80,24 @@ func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
 		c.After(settlePoll, retryStart{app: app, inst: inst})
 		return
 	}
-	c.SpawnAsync(supervisor.New(inst.spec), actor.Name("app/"+app)).Then(func(c *actor.Context, v any, err error) {
-		ref, _ := v.(actor.Ref)
-		if r.insts[app] != inst { // stopped meanwhile
-			if err == nil {
-				_ = c.Kill(ref)
-			}
-			return
+	// On this loop, spawned and linked in the same turn: no start is in
+	// flight when the driver crashes, so Reset finds every root.
+	sp := inst.spec
+	cl := &appCluster{d: r.d, log: r.log}
+	sp.Cluster = cl
+	ref, err := c.Spawn(supervisor.New(sp), actor.Name("app/"+app))
+	if err == nil {
+		if err = c.Link(ref); err != nil {
+			_ = c.Kill(ref)
 		}
-		if err == nil {
-			err = c.Link(ref)
-		}
-		if err != nil {
-			r.log.Error("applications: application did not start", "app", app, "err", err)
-			r.retry(c, app, inst)
-			return
-		}
-		inst.ref = ref
-	})
+	}
+	if err != nil {
+		cl.close()
+		r.log.Error("applications: application did not start", "app", app, "err", err)
+		r.retry(c, app, inst)
+		return
+	}
+	inst.ref, inst.cluster = ref, cl
 }
 
 // retry starts inst again after a pause that doubles with each failure
@@ -111,12 +116,31 @@ func (r *appRunner) Stop(c *actor.Context, app string) {
 	if inst == nil || inst.ref.IsZero() {
 		return
 	}
+	inst.cluster.close()
 	_ = c.Unlink(inst.ref)
 	if r.stopAfter <= 0 {
 		_ = c.Kill(inst.ref)
 		return
 	}
 	c.StopAsync(inst.ref, actor.ErrShutdown, r.stopAfter)
+}
+
+// Reset implements driver.Resetter: a new instance of the driver starts
+// with no root of an earlier one running. A driver that crashed is
+// restarted in place and its roots, linked to the same ref, get no exit:
+// each is killed now (its children, linked to it, follow), before the new
+// replica grants anything.
+func (r *appRunner) Reset(c *actor.Context) {
+	for app, inst := range r.insts {
+		delete(r.insts, app)
+		if inst.ref.IsZero() {
+			continue
+		}
+		inst.cluster.close()
+		_ = c.Unlink(inst.ref)
+		_ = c.Kill(inst.ref)
+		r.log.Warn("applications: registry driver restarted; application's root killed", "app", app)
+	}
 }
 
 // Handle implements driver.Handler: a root that ended by itself is
@@ -126,6 +150,7 @@ func (r *appRunner) Handle(c *actor.Context, msg any) {
 	case actor.Exited:
 		for app, inst := range r.insts {
 			if inst.ref == m.From {
+				inst.cluster.close()
 				inst.ref = actor.Ref{}
 				r.log.Error("applications: application's root supervisor ended; starting it again", "app", app, "reason", fmt.Sprint(m.Reason))
 				r.retry(c, app, inst)
@@ -151,6 +176,7 @@ func (r *appRunner) supervisorSpec(s AppSpec) (supervisor.Spec, error) {
 	if maxR == 0 {
 		maxR = supervisor.DefaultMaxR
 	}
+	// Cluster: each start of the root gets its own (spawn).
 	sp := supervisor.Spec{Strategy: strat, MaxR: maxR, MaxT: time.Duration(s.Period), Name: "app/" + s.Name,
 		Cluster: &appCluster{d: r.d}, Logger: r.d.log}
 	for _, ch := range s.Children {
@@ -210,8 +236,48 @@ func (d *Daemon) memberAddr(node string) string {
 // appCluster places an application's children on the cluster's daemons:
 // this one and those whose gateway it knows (a member that left or failed
 // is dropped). Children are made from the daemons' kinds, through their
-// gateways: no kind is open on the remote node itself.
-type appCluster struct{ d *Daemon }
+// gateways: no kind is open on the remote node itself. Each start of a
+// root has its own, closed when that root ends or is ended: a child whose
+// start returns after that is killed, not left running unlinked.
+type appCluster struct {
+	d   *Daemon
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// close marks the root ended (nil-safe).
+func (a *appCluster) close() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+}
+
+func (a *appCluster) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+// errRootEnded is the error of a child's start whose root has ended.
+var errRootEnded = errors.New("the application's root has ended")
+
+// SpawnAsync implements the supervisor's asynchronous Cluster: the start
+// runs on a goroutine of its own, not on the worker pool (which the
+// registry's writes need), one at a time per root (the supervisor waits
+// for each). A child whose root ended meanwhile is killed.
+func (a *appCluster) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		ref, err := a.Spawn(ctx, addr, kind, args)
+		done(ref, err)
+	}()
+}
 
 // Live implements supervisor.Cluster: this daemon, and the members whose
 // gateway is known and that the remote node does not know to be down (a
@@ -230,8 +296,25 @@ func (a *appCluster) Live() []string {
 	return slices.Compact(out)
 }
 
-// Spawn implements supervisor.Cluster.
+// Spawn implements supervisor.Cluster. A child started after its root
+// ended is killed.
 func (a *appCluster) Spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error) {
+	if a.isClosed() {
+		return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, errRootEnded)
+	}
+	ref, err := a.spawn(ctx, addr, kind, args)
+	if err == nil && a.isClosed() {
+		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if kerr := a.d.sys.Kill(kctx, ref); kerr != nil && a.log != nil {
+			a.log.Warn("applications: a child started after its root ended was not killed", "kind", kind, "ref", ref.String(), "err", kerr)
+		}
+		return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, errRootEnded)
+	}
+	return ref, err
+}
+
+func (a *appCluster) spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error) {
 	var plain any
 	if m, ok := args.(map[string]any); ok {
 		p, err := plainArgs(m)

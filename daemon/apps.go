@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -59,7 +62,7 @@ type AppsConfig struct {
 	// half the lease. Default Lease/5.
 	RenewEvery time.Duration
 	// Margin is what the lease arithmetic adds for a daemon to notice its
-	// lease ended (a tick) and to stop the application: at least a tick;
+	// lease ended (a tick) and to stop the application: at least two ticks;
 	// the root supervisor gets Margin − Tick to stop, then is killed.
 	// Default 1 s.
 	Margin time.Duration
@@ -149,8 +152,9 @@ func (a AppsConfig) validate(kinds Kinds) error {
 			a.Lease, a.ElectionTicks, a.Tick, election)
 	case a.RenewEvery < a.Tick || a.RenewEvery > a.Lease/2:
 		return bad("app renew every", "%v: want a tick (%v) to half the lease (%v)", a.RenewEvery, a.Tick, a.Lease/2)
-	case a.Margin < a.Tick || a.Margin > time.Minute:
-		return bad("app margin", "%v: want a tick (%v) to 1m: the lease ends are seen at a tick", a.Margin, a.Tick)
+	case a.Margin < 2*a.Tick || a.Margin > time.Minute:
+		return bad("app margin", "%v: want two ticks (%v) to 1m: a lease's end is seen at the next tick, and the root gets margin - tick to stop",
+			a.Margin, 2*a.Tick)
 	case a.Drift < 0 || a.Drift > 0.1:
 		return bad("app drift", "%v: want 0 to 0.1", a.Drift)
 	case len(a.Apps) > appreg.MaxApps:
@@ -445,9 +449,16 @@ func (a *apps) lookupPeers(ctx context.Context) map[uint64]actor.Ref {
 	return peers
 }
 
-// maxAppCalls bounds the application calls a gateway runs at once (each
-// holds a worker of the pool for up to appCallTimeout).
-const maxAppCalls = 16
+// appCallLimit bounds the application calls a gateway runs at once: each
+// holds a worker of the pool for up to appCallTimeout, and the registry's
+// store writes need the pool too, so a quarter of its workers (at least
+// one). workers is actor.Config.Workers (0: its default, 4×GOMAXPROCS).
+func appCallLimit(workers int) int32 {
+	if workers <= 0 {
+		workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	return int32(max(1, min(workers/4, math.MaxInt32)))
+}
 
 // appregWhere asks a member's gateway for its registry driver; only
 // another member is answered (an appregHere).
@@ -481,11 +492,18 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 		}
 	}
 	backoff := a.cfg.Tick
+	var lastErr error
 	for attempt := 1; len(todo) > 0; attempt++ {
 		if attempt%30 == 0 {
-			a.d.log.Warn("applications: configured applications not deployed yet; retrying", "apps", len(todo), "attempts", attempt)
+			a.d.log.Warn("applications: configured applications not deployed yet; retrying", "apps", len(todo), "attempts", attempt,
+				"err", fmt.Sprint(lastErr))
 		}
 		st, err := a.status(ctx)
+		if err != nil {
+			lastErr = err
+		} else if st.Leader == 0 {
+			lastErr = appreg.ErrNoLeader
+		}
 		if err == nil && st.Leader != 0 {
 			rest := todo[:0]
 			for _, w := range todo {
@@ -493,9 +511,19 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 					a.d.log.Info("applications: deployed from the config file", "app", w.spec.Name)
 					continue
 				}
+				cmd := appreg.Command{Op: appreg.OpDeploy, App: w.spec.Name, Spec: w.enc, Prefer: w.spec.Prefer, Takeover: w.spec.Takeover}
+				err := refusal(st, cmd)
+				if err == nil {
+					err = a.propose(ctx, cmd)
+				}
+				if permanent(err) {
+					a.d.log.Error("applications: configured application refused by the registry; not deployed", "app", w.spec.Name, "err", err)
+					continue
+				}
+				if err != nil {
+					lastErr = err
+				}
 				rest = append(rest, w)
-				_ = a.propose(ctx, appreg.Command{Op: appreg.OpDeploy, App: w.spec.Name, Spec: w.enc,
-					Prefer: w.spec.Prefer, Takeover: w.spec.Takeover})
 			}
 			todo = rest
 		}
@@ -511,6 +539,35 @@ func (a *apps) deployAtBoot(ctx context.Context) {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// permanent reports whether err is a refusal that proposing the same
+// command again cannot change (not a "retry").
+func permanent(err error) bool {
+	return errors.Is(err, appreg.ErrTooLarge) || errors.Is(err, appreg.ErrMalformed) || errors.Is(err, appreg.ErrLimit)
+}
+
+// refusal is the error the registry, as st shows it, would give cmd when
+// applied (which no proposer hears of): a deploy of a new application
+// into a full registry. Nil otherwise.
+func refusal(st driver.Status, cmd appreg.Command) error {
+	if cmd.Op != appreg.OpDeploy {
+		return nil
+	}
+	live, record, kept := 0, false, false
+	for _, x := range st.Apps {
+		if x.Name == cmd.App {
+			record, kept = true, x.Desired != appreg.Removed
+		}
+		if x.Desired != appreg.Removed {
+			live++
+		}
+	}
+	if !kept && live >= appreg.MaxApps || !record && len(st.Apps) >= appreg.MaxRecords {
+		return fmt.Errorf("%w: %d applications deployed, at most %d (%d records, at most %d; remove some)",
+			appreg.ErrLimit, live, appreg.MaxApps, len(st.Apps), appreg.MaxRecords)
+	}
+	return nil
 }
 
 // holds reports whether the registry, as st shows it, holds spec as

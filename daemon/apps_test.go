@@ -321,6 +321,7 @@ func TestAppsConfigErrors(t *testing.T) {
 		{"renew over half", func(a *AppsConfig) { a.RenewEvery = 600 * time.Millisecond }, "app renew every"},
 		{"renew under a tick", func(a *AppsConfig) { a.RenewEvery = time.Millisecond }, "app renew every"},
 		{"margin under a tick", func(a *AppsConfig) { a.Margin = 10 * time.Millisecond }, "app margin"},
+		{"margin under two ticks", func(a *AppsConfig) { a.Margin = 2*a.Tick - time.Millisecond }, "app margin"},
 		{"drift", func(a *AppsConfig) { a.Drift = 0.5 }, "app drift"},
 		{"bad app", func(a *AppsConfig) { s := shopSpec(); s.Children[0].Kind = "nope"; a.Apps = []AppSpec{s} }, "apps[0]"},
 		{"app twice", func(a *AppsConfig) { a.Apps = []AppSpec{shopSpec(), shopSpec()} }, "apps[1]"},
@@ -402,12 +403,15 @@ func TestAppCallsBounded(t *testing.T) {
 	cfg.Apps = fastApps("a")
 	a := start(t, cfg)
 	g := a.Gateway()
-	g.appCalls.Add(maxAppCalls)
+	if a.appCallMax != appCallLimit(0) || a.appCallMax < 1 {
+		t.Fatalf("bound %d, want %d", a.appCallMax, appCallLimit(0))
+	}
+	g.appCalls.Add(a.appCallMax)
 	r, ok := appCall(t, a, gateway.ListApps{}).(gateway.AppList)
 	if !ok || !errors.Is(r.Result.Err(), gateway.ErrAppRetry) || !strings.Contains(r.Result.Msg, "answering") {
 		t.Fatalf("list over the bound: %+v", r)
 	}
-	g.appCalls.Add(-maxAppCalls)
+	g.appCalls.Add(-a.appCallMax)
 	eventually(t, 10*time.Second, "list answered", func() bool {
 		r := appCall(t, a, gateway.ListApps{}).(gateway.AppList)
 		return r.Result.Err() == nil

@@ -42,6 +42,19 @@ func encodeAppSpec(s AppSpec, kinds Kinds) ([]byte, error) {
 	bad := func(field, format string, args ...any) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: %s", gateway.ErrBadAppSpec, field, fmt.Sprintf(format, args...))
 	}
+	// The size first: the kinds' argument checks below are the kinds'
+	// code, not to be run on a spec that is refused anyway.
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	var buf bytes.Buffer
+	enc.Reset(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(s); err != nil {
+		return bad("args", "%v", err)
+	}
+	if buf.Len() > MaxAppSpecSize {
+		return bad("spec", "%d bytes encoded, at most %d", buf.Len(), MaxAppSpecSize)
+	}
 	if err := checkName(s.Name); err != nil {
 		return bad("name", "%q: %v", truncate(s.Name, 64), err)
 	}
@@ -99,17 +112,6 @@ func encodeAppSpec(s AppSpec, kinds Kinds) ([]byte, error) {
 		if _, err := callKind(k, args); err != nil {
 			return bad(f+".args", "kind %q refused them: %v", ch.Kind, err)
 		}
-	}
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	var buf bytes.Buffer
-	enc.Reset(&buf)
-	enc.SetSortMapKeys(true)
-	if err := enc.Encode(s); err != nil {
-		return bad("args", "%v", err)
-	}
-	if buf.Len() > MaxAppSpecSize {
-		return bad("spec", "%d bytes encoded, at most %d", buf.Len(), MaxAppSpecSize)
 	}
 	return buf.Bytes(), nil
 }

@@ -81,8 +81,10 @@ type Daemon struct {
 	met   *metricsService
 	info  Info
 	gw    *Gateway // see gateway.go
-	bus   *event.Bus
-	ev    *daemonEvents
+	// appCallMax bounds the gateway's application calls at once (apps.go).
+	appCallMax int32
+	bus        *event.Bus
+	ev         *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
@@ -137,6 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	acfg := rt.Install(actor.Config{Loops: cfg.Loops, ExternalLoops: true, Logger: log})
 	d.rec = debug.Install(&acfg, debug.Config{})
 	d.sys = actor.NewSystem(acfg)
+	d.appCallMax = appCallLimit(acfg.Workers)
 	if err := d.rec.Attach(d.sys); err != nil {
 		_ = d.sys.Shutdown(context.Background())
 		return nil, fmt.Errorf("daemon: debug recorder: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -26,21 +27,27 @@ const appCallTimeout = 5 * time.Second
 
 // appCall answers an application call.
 func (g *Gateway) appCall(c *actor.Context, msg any) (any, error) {
-	if g.appCalls.Add(1) > maxAppCalls {
+	if limit := g.d.appCallMax; g.appCalls.Add(1) > limit {
 		g.appCalls.Add(-1)
-		r := gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is answering %d application calls", g.d.cfg.Name, maxAppCalls)}
+		r := gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is answering %d application calls", g.d.cfg.Name, limit)}
 		if _, ok := msg.(gateway.ListApps); ok {
 			return gateway.AppList{Result: r}, nil
 		}
 		return r, nil
 	}
+	// Counted down once, by the job when it ends (the continuation never
+	// runs if the gateway actor restarts meanwhile), or by the
+	// continuation when the saturated pool refused the job.
+	var once sync.Once
+	done := func() { once.Do(func() { g.appCalls.Add(-1) }) }
 	rep := c.Defer()
 	c.Blocking(func() (any, error) {
+		defer done()
 		ctx, cancel := context.WithTimeout(g.ctx, appCallTimeout)
 		defer cancel()
 		return g.d.apps.call(ctx, msg), nil
 	}).Then(func(_ *actor.Context, v any, err error) {
-		g.appCalls.Add(-1) // here: a job the saturated pool refused never ran
+		done()
 		rep.Reply(v, err)
 	})
 	return nil, nil
@@ -125,7 +132,14 @@ func (a *apps) apply(ctx context.Context, cmd appreg.Command, done func(driver.S
 			return gateway.AppResult{}
 		}
 		if err == nil {
+			err = refusal(st, cmd)
+		}
+		if err == nil {
 			err = a.propose(ctx, cmd)
+		}
+		if permanent(err) {
+			// Proposing again changes nothing: the caller must.
+			return fail(gateway.AppBadSpec, "%s %q refused: %v", cmd.Op, cmd.App, err)
 		}
 		if err != nil {
 			last = err

@@ -70,13 +70,25 @@ type Status struct {
 
 // Runner starts and stops applications on this node. Both are called on the
 // driver's loop and must not block: start the tree asynchronously. Stop
-// must end the instance within the Margin of the registry's Timing. Spawn
-// instances as children of the driver (c.Spawn) so that they end with it:
-// a driver that crashes, rather than stops, runs no Terminate, and an
-// instance it leaves behind runs without a lease.
+// must end the instance within the Margin of the registry's Timing. Link
+// instances to the driver so that they end with it, and implement
+// Resetter: a driver that crashes, rather than stops, runs no Terminate,
+// and a supervisor restarts it in place (same ref, no exit), so an
+// instance it leaves behind would run on without a lease.
 type Runner interface {
 	Start(c *actor.Context, g appreg.Grant)
 	Stop(c *actor.Context, app string)
+}
+
+// Resetter may be implemented by a Runner, and should be by one that
+// keeps state across the driver's instances: every start of the driver (a
+// supervisor's restart in place after a crash too, which runs no
+// Terminate) calls Reset first, before the replica loads. Reset must end
+// at once (kill) every instance the Runner still holds, and forget them:
+// the new replica grants anew, and an instance of the old one runs without
+// a lease the new one tracks.
+type Resetter interface {
+	Reset(c *actor.Context)
 }
 
 // Handler may be implemented by a Runner: the driver traps exits (so that
@@ -144,17 +156,56 @@ type driver struct {
 	running map[string]uint64 // app -> generation started
 
 	// OffLoop: while busy, the replica belongs to the Ready running on
-	// the pool (closing jobDone when it ends); inputs wait in queue.
+	// the pool; inputs wait in queue.
 	busy        bool
-	jobDone     chan struct{}
 	queue       []queued
 	queuedBytes int
 	tickDue     bool
 	// until is, for each application running here, the end of its lease
-	// as of the last reconcile: a tick during a long write stops those
-	// whose lease ended without touching the busy replica.
+	// as of the last reconcile: every tick stops those whose lease ended,
+	// before anything else and without touching the replica (which a
+	// write may hold).
 	until map[string]time.Time
+
+	// store is shared by the driver's instances: a write job of an ended
+	// instance never runs beside, or after, the load of a newer one.
+	store *storeGuard
+	epoch uint64 // this instance's, in store
 }
+
+// storeGuard orders the Store's use across a driver's instances: an
+// instance's Ready runs holding lock, and only while epoch is still that
+// instance's; a new instance takes a new epoch, then the lock to load.
+type storeGuard struct {
+	lock  chan struct{} // a mutex that can be waited for with a deadline
+	epoch atomic.Uint64
+}
+
+// storeWait bounds how long a new instance's Start (on its loop) waits
+// for a write of an earlier instance to end before it fails.
+var storeWait = 5 * time.Second
+
+// acquire takes the lock within wait, or fails.
+func (g *storeGuard) acquire(wait time.Duration) bool {
+	select {
+	case g.lock <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case g.lock <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (g *storeGuard) release() { <-g.lock }
+
+// errStale is the result of a write job whose instance has ended.
+var errStale = errors.New("appreg driver: a newer instance owns the store")
 
 // queued is an input that arrived while the replica was busy: a raft
 // message already authenticated, or a request and its deferred reply.
@@ -169,6 +220,7 @@ type queued struct {
 // New returns the driver's factory.
 func New(cfg Config) actor.Factory {
 	var starts atomic.Uint64 // the instances made, so that each gets its own incarnation
+	guard := &storeGuard{lock: make(chan struct{}, 1)}
 	return func() actor.Actor {
 		rc := cfg.Replica
 		rc.Incarnation = startIncarnation(cfg.Replica.Incarnation, starts.Add(1))
@@ -179,7 +231,7 @@ func New(cfg Config) actor.Factory {
 		dc := cfg
 		dc.Replica = rc
 		d := &driver{cfg: dc, log: ratelog.Wrap(l, ratelog.Config{}), byID: map[uint64]string{},
-			peers: map[uint64]actor.Ref{}, running: map[string]uint64{}}
+			peers: map[uint64]actor.Ref{}, running: map[string]uint64{}, store: guard}
 		for _, m := range cfg.Replica.Members {
 			d.byID[m.ID] = m.Node
 		}
@@ -208,7 +260,20 @@ func (d *driver) Start(c *actor.Context) error {
 	if m, tick := d.cfg.Replica.Timing.Margin, d.cfg.Replica.TickInterval; m < tick {
 		return fmt.Errorf("%w: Timing.Margin %v is under TickInterval %v: an application would run up to a tick past its lease", appreg.ErrConfig, m, tick)
 	}
+	// First: what an earlier instance started (it may have crashed, with
+	// no Terminate) must not outlive it.
+	if rs, ok := d.cfg.Runner.(Resetter); ok {
+		rs.Reset(c)
+	}
+	// A write an earlier instance has not begun now writes nothing; one
+	// under way ends before the load (or the start fails: a hanging disk
+	// must not hold the loop).
+	d.epoch = d.store.epoch.Add(1)
+	if !d.store.acquire(storeWait) {
+		return fmt.Errorf("%w: a store write of an earlier instance has not ended within %v", ErrNoReplica, storeWait)
+	}
 	r, err := appreg.NewReplica(d.cfg.Replica, c.Now())
+	d.store.release()
 	if err != nil {
 		return err
 	}
@@ -219,23 +284,32 @@ func (d *driver) Start(c *actor.Context) error {
 }
 
 // Terminate implements actor.Terminator: nothing may run without the
-// driver that tracks its lease.
+// driver that tracks its lease. It stops the applications first and never
+// waits for a write job (the pool may never run it, its continuation
+// queued behind this stop): the job of an ended instance writes nothing
+// once a newer instance has loaded the Store (storeGuard).
 func (d *driver) Terminate(c *actor.Context, _ error) {
-	if d.jobDone != nil {
-		// A Ready still writing must end before a restarted driver
-		// loads the Store: one write at most.
-		<-d.jobDone
+	for _, app := range sortedKeys(d.running) {
+		d.cfg.Runner.Stop(c, app)
 	}
+	clear(d.running)
 	for _, q := range d.queue {
 		if q.rep != nil {
 			q.rep.Reply(nil, ErrNoReplica)
 		}
 	}
 	d.queue = nil
-	for _, app := range sortedKeys(d.running) {
-		d.cfg.Runner.Stop(c, app)
+}
+
+// ready runs the replica's Ready under the store guard: not at all once a
+// newer instance owns the Store.
+func (d *driver) ready(r *appreg.Replica) (appreg.Ready, error) {
+	d.store.lock <- struct{}{}
+	defer d.store.release()
+	if d.store.epoch.Load() != d.epoch {
+		return appreg.Ready{}, errStale
 	}
-	clear(d.running)
+	return r.Ready()
 }
 
 // Receive implements actor.Actor.
@@ -259,9 +333,11 @@ func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 		}
 		return nil, nil
 	case tick:
+		// Before anything else, the tick's write included: a lease that
+		// ended is acted on at this tick, which Margin covers.
+		d.expire(c)
 		if d.busy {
 			d.tickDue = true
-			d.expire(c)
 			return nil, nil
 		}
 		d.r.Tick(c.Now())
@@ -333,17 +409,13 @@ func (d *driver) kick(c *actor.Context) error {
 		return nil
 	}
 	d.busy = true
-	done := make(chan struct{})
-	d.jobDone = done
 	r := d.r
 	c.Blocking(func() (any, error) {
-		defer close(done)
-		return r.Ready()
+		return d.ready(r)
 	}).Then(func(c *actor.Context, v any, err error) {
-		d.busy, d.jobDone = false, nil
+		d.busy = false
 		if errors.Is(err, actor.ErrPoolFull) {
 			// The job never ran: this once, on the loop.
-			close(done)
 			if d.flush(c) == nil {
 				d.drain(c)
 			}
@@ -431,7 +503,7 @@ func (d *driver) isMember(node string) bool {
 // flush sends the replica's messages and brings what runs here in line with
 // what the replica grants now.
 func (d *driver) flush(c *actor.Context) error {
-	rd, err := d.r.Ready()
+	rd, err := d.ready(d.r)
 	if err != nil {
 		// Stop rather than go on with a replica that may have lost
 		// writes; Terminate stops what runs here.
@@ -461,8 +533,8 @@ func (d *driver) send(c *actor.Context, rd appreg.Ready) {
 }
 
 // expire stops the applications whose lease, as of the last reconcile,
-// has ended: the replica is busy writing, and Margin covers a tick, not a
-// slow disk.
+// has ended. It runs at every tick, before the tick's write: the replica
+// may be busy writing, and Margin covers a tick, not a write.
 func (d *driver) expire(c *actor.Context) {
 	now := c.Now()
 	for _, app := range sortedKeys(d.running) {

@@ -600,7 +600,7 @@ func TestOffLoopStoreDoesNotHoldTheLoop(t *testing.T) {
 		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d, err := sys.Spawn(ctx, New(cfg))
+	d, err := sys.Spawn(ctx, func() actor.Actor { return &probe{d: New(cfg)().(*driver)} })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,11 +625,27 @@ func TestOffLoopStoreDoesNotHoldTheLoop(t *testing.T) {
 		close(st.gate)
 		t.Fatalf("the loop is held by the store write: ask on it: %v, %v", v, err)
 	}
-	select {
-	case err := <-status:
-		close(st.gate)
-		t.Fatalf("the status was answered during the write (%v): the replica was used concurrently", err)
-	default:
+	// The status waits in the driver's queue for the write to end: it
+	// is not answered beside it, from a replica in use.
+	for queued := false; !queued; {
+		v, err := sys.Ask(ctx, d, probeFn(func(_ *actor.Context, d *driver) any { return len(d.queue) }))
+		if err != nil {
+			close(st.gate)
+			t.Fatal(err)
+		}
+		select {
+		case err := <-status:
+			close(st.gate)
+			t.Fatalf("the status was answered during the write (%v): the replica was used concurrently", err)
+		case <-ctx.Done():
+			close(st.gate)
+			t.Fatal("the status was never queued behind the write")
+		default:
+		}
+		queued = v.(int) > 0
+		if !queued {
+			time.Sleep(time.Millisecond) // polling a condition, with ctx's deadline
+		}
 	}
 	close(st.gate)
 	if err := <-status; err != nil {
@@ -740,7 +756,11 @@ func TestOffLoopLeaseEndsDuringAWrite(t *testing.T) {
 	}
 	next("start x")
 	st.armed.Store(true)
-	<-st.blocked
+	select {
+	case <-st.blocked:
+	case <-ctx.Done():
+		t.Fatal("no store write")
+	}
 	next("stop x") // within the lease and a tick, the write still hanging
 	close(st.gate)
 }
