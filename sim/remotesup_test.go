@@ -251,12 +251,17 @@ func remoteSupervision(seed uint64, timeline int) ([]string, int, *World) {
 		if got, err := root.Ask(ci.Ref, "ping", 5*time.Second); got != "ping" || err != nil {
 			r.violation("child %s on %s does not answer: %v, %v", ci.ID, host.Name(), got, err)
 		}
+		// The supervisor's instance, as its own node names it.
+		var local actor.Ref
+		if name, addr, id, ok := root.Remote().ExportRef(ci.Ref); ok {
+			local, _ = host.Remote().ImportRef(name, addr, id)
+		}
 		known := false
 		for _, in := range r.alive(ci.ID) {
-			if in.node == host {
+			if in.node == host && in.ref == local {
 				known = true
 			} else {
-				orphans++
+				orphans++ // another instance, even one on the same node
 			}
 		}
 		if !known {

@@ -710,7 +710,6 @@ func (s *sup) restartGroup(failed *child, group []*child) {
 func (s *sup) restarted(c *actor.Context, ch *child, res startResult, err error) {
 	switch res {
 	case started:
-		ch.wait = 0
 		s.report(c, &Report{Kind: ChildRestarted, ChildID: ch.spec.ID, Child: ch.ref})
 	case ignored:
 		// Not running, not retried (OTP: pid undefined); a temporary or a
@@ -868,6 +867,7 @@ func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) 
 			res := classify(err)
 			if res == started {
 				ch.state = stRunning
+				ch.wait = 0 // any start that succeeds, RestartChild's too, ends the backoff
 			} else {
 				if !ch.ref.IsZero() {
 					ch.last = ch.ref
