@@ -371,10 +371,14 @@ func (w *worker) Start(c *actor.Context) error {
 	if err := c.Link(c.Parent()); err != nil {
 		return fmt.Errorf("pool %s: link to the pool: %w", w.p.cfg.Name, err)
 	}
-	w.p.track(c.Self(), w.sh)
+	// Tracked only once started: a start that fails (or panics) gives no
+	// exit signal, so nothing would untrack it.
 	if s, ok := w.inner.(actor.Starter); ok {
-		return s.Start(c)
+		if err := s.Start(c); err != nil {
+			return err
+		}
 	}
+	w.p.track(c.Self(), w.sh)
 	return nil
 }
 
