@@ -430,7 +430,7 @@ type router struct {
 	byID         map[uint64]*member
 	starting     map[uint64]int    // worker ID -> loop (-1: remote), while its spawn is under way
 	startingNode map[uint64]string // worker ID -> node, for a remote one starting
-	free         []uint64          // IDs of workers that ended, reused smallest first
+	free         []uint64          // IDs of workers that ended or failed to start (see takeID)
 	nextID       uint64
 	ring         ring
 	rr           int
@@ -446,6 +446,10 @@ type router struct {
 	bound int
 	// replaced is when exited last replaced workers.
 	replaced time.Time
+	// vacant are the free IDs of workers that ended and were not replaced
+	// yet: a replacement takes one, so that it owns the ended worker's
+	// keys on the ring.
+	vacant map[uint64]bool
 }
 
 type heldMsg struct {
@@ -461,6 +465,7 @@ func (r *router) Start(c *actor.Context) error {
 	}
 	r.byRef, r.byID, r.starting = make(map[actor.Ref]*member), make(map[uint64]*member), make(map[uint64]int)
 	r.startingNode = make(map[uint64]string)
+	r.vacant = make(map[uint64]bool)
 	for _, old := range r.p.takeLive() { // a crashed predecessor's
 		c.StopAsync(old, actor.ErrShutdown, r.cfg.StopTimeout)
 	}
@@ -471,7 +476,7 @@ func (r *router) Start(c *actor.Context) error {
 		}
 	}
 	for range r.cfg.Scale.Min {
-		r.spawn(c)
+		r.spawn(c, 0)
 	}
 	r.timer = c.Every(r.cfg.SampleEvery, tick{})
 	return nil
@@ -597,16 +602,39 @@ func (r *router) key(msg any) (uint64, bool) {
 	return 0, false
 }
 
-// spawn starts a worker on the least loaded loop.
-func (r *router) spawn(c *actor.Context) {
-	var id uint64
-	if len(r.free) > 0 {
-		slices.Sort(r.free)
-		id, r.free = r.free[0], r.free[1:]
-	} else {
-		r.nextID++
-		id = r.nextID
+// takeID returns the ID of a new worker: want if it is free; else the
+// smallest vacant one (an ended worker's, so that its keys come back); else
+// the smallest free one; else a new one.
+func (r *router) takeID(want uint64) uint64 {
+	i := -1
+	if want != 0 {
+		i = slices.Index(r.free, want)
 	}
+	if i < 0 {
+		for j, id := range r.free {
+			if r.vacant[id] && (i < 0 || id < r.free[i]) {
+				i = j
+			}
+		}
+	}
+	if i < 0 && len(r.free) > 0 {
+		i = slices.Index(r.free, slices.Min(r.free))
+	}
+	if i < 0 {
+		r.nextID++
+		return r.nextID
+	}
+	id := r.free[i]
+	r.free = slices.Delete(r.free, i, i+1)
+	// A reused ID is a new worker: no idle time of its predecessor.
+	r.scaler.Forget(id)
+	return id
+}
+
+// spawn starts a worker, under ID want if it is free (see takeID), on the
+// least loaded loop.
+func (r *router) spawn(c *actor.Context, want uint64) {
+	id := r.takeID(want)
 	if r.cfg.Remote != nil && r.locals() >= r.localMax() {
 		if node := r.pickNode(); node != "" {
 			r.spawnRemote(c, id, node)
@@ -644,6 +672,7 @@ func (r *router) started(c *actor.Context, m *member, v any, err error) {
 		return
 	}
 	m.ref = ref
+	delete(r.vacant, m.id) // replaced (a failed start leaves it vacant)
 	r.members = append(r.members, m)
 	r.byRef[m.ref], r.byID[m.id] = m, m
 	r.rebuild()
@@ -799,14 +828,15 @@ func (r *router) exited(c *actor.Context, e actor.Exited) {
 	}
 	lost := max(m.inFlight(), 0)
 	r.remove(m, true)
+	r.vacant[m.id] = true
 	r.p.log.Warn("pool: a worker ended", "pool", r.cfg.Name, "worker", m.id, "reason", e.Reason, "lost", lost)
 	// Replaced at once, but at most once per sample period: a worker that
 	// ends as soon as it starts is replaced at the sampling pace (the
 	// scaler's Min rule), not in a tight loop.
 	if now := c.Now(); r.replaced.IsZero() || now.Sub(r.replaced) >= r.cfg.SampleEvery {
 		r.replaced = now
-		for len(r.members)+len(r.starting) < r.cfg.Scale.Min {
-			r.spawn(c)
+		for want := m.id; len(r.members)+len(r.starting) < r.cfg.Scale.Min; want = 0 {
+			r.spawn(c, want) // under the ended worker's ID: its keys come back
 		}
 	}
 }
@@ -836,7 +866,7 @@ func (r *router) sample(c *actor.Context) {
 	switch {
 	case d.Grow > 0:
 		for range d.Grow {
-			r.spawn(c)
+			r.spawn(c, 0)
 		}
 		if !d.Replace {
 			r.p.ctr.scaleUps.Add(1)

@@ -213,6 +213,13 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	return Decision{Shrink: ids, Reason: fmt.Sprintf("%d workers idle for %v or more, mean in-flight %.2f", k, cfg.IdleAfter, mean)}
 }
 
+// Forget drops what the Scaler knows of worker id: call it when the ID is
+// reused by a new worker, which must not inherit its predecessor's idle
+// time.
+func (s *Scaler) Forget(id uint64) {
+	delete(s.idle, id)
+}
+
 // mark records a scale event at now.
 func (s *Scaler) mark(now time.Time) {
 	s.last = now
