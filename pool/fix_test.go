@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,4 +129,77 @@ func TestReplacementTakesTheEndedID(t *testing.T) {
 			t.Fatalf("key %s moved from %s to %s: the replacement should take the ended worker's ID", k, w, after[k])
 		}
 	}
+}
+
+// With ConsistentHash, the messages that arrive while the first workers
+// start wait for all the starts, then go to their keys' owners: each key
+// runs on one worker, the same as for the messages after. Here the first
+// worker starts well before the others.
+func TestHeldGoToTheirKeysOwner(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, Logger: quiet})
+	gates := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
+	var opened [3]sync.Once
+	open := func(i int) { opened[i].Do(func() { close(gates[i]) }) }
+	defer func() {
+		for i := range gates {
+			open(i) // a failed test must not leave a loop blocked
+		}
+		_ = sys.Shutdown(context.Background())
+	}()
+	onLoop1 := func() []actor.Stats { st := sys.Stats(); st[0].Inbound += 100; return st }
+	var made atomic.Int32
+	p, err := New(Config{Strategy: ConsistentHash, LoopStats: onLoop1, Scale: ScaleConfig{Min: 3, Max: 3}, Logger: quiet,
+		New: func() actor.Actor { return gated{gates[made.Add(1)-1]} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := sys.Spawn(ctx, p.Factory(), actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	answers := make([]any, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i], errs[i] = sys.Ask(ctx, pool, keyed(fmt.Sprint("k", i)))
+		}()
+	}
+	poll := func(what string, cond func() bool) { // polled with the test's deadline
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("never happened: %s: %+v", what, p.Stats())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	poll("asks held", func() bool { return p.Stats().Held == n })
+	open(0)
+	poll("the first worker started", func() bool { return p.Stats().Workers == 1 })
+	open(1)
+	open(2)
+	wg.Wait()
+	workers := map[any]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("held ask %d: %v", i, errs[i])
+		}
+		workers[answers[i]] = true
+		v, err := sys.Ask(ctx, pool, keyed(fmt.Sprint("k", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != answers[i] {
+			t.Fatalf("key k%d: held ask answered by %v, later ones by its owner %v", i, answers[i], v)
+		}
+	}
+	if len(workers) < 2 {
+		t.Fatalf("%d held keys answered by %d worker(s): want them spread to their owners", n, len(workers))
+	}
+	_ = sys.Stop(ctx, pool)
 }

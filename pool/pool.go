@@ -437,7 +437,7 @@ type router struct {
 	em           *event.Emitter[ScaleEvent]
 	timer        actor.Timer
 	// held are the messages that arrived while no worker ran and some were
-	// starting; they go to the first worker that starts.
+	// starting, and those behind them; see settle.
 	held []heldMsg
 	// startErr is the error of the last worker start that failed, for the
 	// messages refused with ErrNoWorker; nil once a worker starts.
@@ -523,7 +523,9 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 		r.p.ctr.refused.Add(1)
 		return nil, fmt.Errorf("pool %s: %d messages in flight: %w", r.cfg.Name, total, ErrFull)
 	}
-	if len(r.members) == 0 && len(r.starting) > 0 {
+	// Behind held messages, a message waits too: it must not overtake an
+	// earlier one of its key (see settle).
+	if len(r.held) > 0 || (len(r.members) == 0 && len(r.starting) > 0) {
 		r.held = append(r.held, heldMsg{msg, c.Defer()})
 		r.p.ctr.held.Add(1)
 		return nil, nil
@@ -666,9 +668,7 @@ func (r *router) started(c *actor.Context, m *member, v any, err error) {
 		r.p.ctr.startFailed.Add(1)
 		r.p.log.Warn("pool: a worker failed to start", "pool", r.cfg.Name, "worker", m.id, "loop", m.loop, "node", m.node, "err", err)
 		r.startErr = err
-		if len(r.members) == 0 && len(r.starting) == 0 {
-			r.failHeld(r.noWorker())
-		}
+		r.settle(c)
 		return
 	}
 	m.ref = ref
@@ -678,7 +678,25 @@ func (r *router) started(c *actor.Context, m *member, v any, err error) {
 	r.rebuild()
 	r.p.ctr.started.Add(1)
 	r.startErr = nil
-	r.flush(c)
+	r.settle(c)
+}
+
+// settle hands on the held messages once it can. With ConsistentHash it
+// waits until no start is under way, so that each message goes to its
+// key's owner among all the workers that started (handed to the first one
+// up, a key would then run on two workers at once, out of order). The other
+// strategies hand them on at the first start, spread over the workers
+// started so far: they promise no worker per message, and waiting would
+// delay them for nothing.
+func (r *router) settle(c *actor.Context) {
+	switch {
+	case len(r.held) == 0:
+	case r.cfg.Strategy == ConsistentHash && len(r.starting) > 0:
+	case len(r.members) > 0:
+		r.flush(c)
+	case len(r.starting) == 0:
+		r.failHeld(r.noWorker())
+	}
 }
 
 // flush hands the held messages to the workers. They were deferred, so
