@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/actord/actord/loop"
 
 	"github.com/actord/actord/actor"
 )
@@ -202,4 +205,56 @@ func TestHeldGoToTheirKeysOwner(t *testing.T) {
 		t.Fatalf("%d held keys answered by %d worker(s): want them spread to their owners", n, len(workers))
 	}
 	_ = sys.Stop(ctx, pool)
+}
+
+// A worker that crashes while many messages are queued for it stashes them
+// during its restart, in a stash bounded by its loop's queue capacity: the
+// pool keeps at most that many in flight to one worker, refusing the rest
+// with ErrFull, so that none is refused by the runtime after the pool
+// counted it in flight (it would stay counted for good).
+func TestInFlightPerWorkerBoundedByQueueCapacity(t *testing.T) {
+	clk := loop.NewFakeClock(t0)
+	sys := actor.NewSystem(actor.Config{Loops: 2, Manual: true, Clock: clk, Seed: 1, Logger: quiet, QueueCapacity: 16,
+		OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	e := &env{t: t, sys: sys, clk: clk}
+	onLoop1 := func() []actor.Stats { st := sys.Stats(); st[0].Inbound += 100; return st }
+	fail := 0
+	p, pool := e.spawnPool(Config{New: func() actor.Actor { return flaky{&fail} }, LoopStats: onLoop1,
+		MaxPending: 1000, QueueCapacity: 16})
+	msgs := []any{"boom"}
+	for range 12 {
+		msgs = append(msgs, "x")
+	}
+	var ds []*driver
+	for range 4 {
+		ds = append(ds, e.driveAsync(pool, msgs...))
+	}
+	e.until("all answered", 100000, func() bool {
+		for _, d := range ds {
+			if !d.settled() {
+				return false
+			}
+		}
+		return true
+	})
+	full := 0
+	for _, d := range ds {
+		for i, err := range d.results {
+			switch {
+			case err == nil, errors.Is(err, actor.ErrCrashed):
+			case errors.Is(err, ErrFull) && strings.Contains(err.Error(), "QueueCapacity"):
+				full++
+			default:
+				t.Fatalf("ask %d: %v", i, err)
+			}
+		}
+	}
+	if st := p.Stats(); full == 0 || st.Refused != uint64(full) {
+		t.Fatalf("%d refused as full, stats %+v: want some, all counted", full, st)
+	}
+	start := clk.Now()
+	e.until("no message left in flight", 100000, func() bool {
+		return p.Stats().InFlight == 0 && clk.Now().Sub(start) > time.Second // after a sample
+	})
 }

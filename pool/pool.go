@@ -30,9 +30,11 @@ const maxName = 128
 
 // Defaults of Config.
 const (
-	DefaultMaxPending  = 4096
-	DefaultSampleEvery = 100 * time.Millisecond
-	DefaultStopTimeout = 5 * time.Second
+	DefaultMaxPending = 4096
+	// DefaultQueueCapacity is actor.Config.QueueCapacity's default.
+	DefaultQueueCapacity = 8192
+	DefaultSampleEvery   = 100 * time.Millisecond
+	DefaultStopTimeout   = 5 * time.Second
 )
 
 // Errors of pools. Test for them with errors.Is.
@@ -107,6 +109,15 @@ type Config struct {
 	// not yet handled); beyond it the pool refuses with ErrFull. Default
 	// DefaultMaxPending, at most HardMaxPending.
 	MaxPending int
+	// QueueCapacity is the queue capacity of the loops the local workers
+	// run on (actor.Config.QueueCapacity of their System). Default
+	// DefaultQueueCapacity, the runtime's default. The pool keeps at most
+	// that many messages in flight to one worker (beyond, it refuses with
+	// ErrFull): while a crashed worker restarts, its messages wait in a
+	// stash bounded by that capacity, and one refused there would never
+	// reach the worker, so the pool would count it in flight for good. The
+	// worker's other messages (its timers, direct sends) share that stash.
+	QueueCapacity int
 	// SampleEvery is how often the pool samples its workers' loads to
 	// scale. Default DefaultSampleEvery.
 	SampleEvery time.Duration
@@ -144,6 +155,9 @@ func (c Config) withDefaults() Config {
 	if c.SampleEvery == 0 {
 		c.SampleEvery = DefaultSampleEvery
 	}
+	if c.QueueCapacity == 0 {
+		c.QueueCapacity = DefaultQueueCapacity
+	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = DefaultStopTimeout
 	}
@@ -164,6 +178,8 @@ func (c Config) validate() error {
 		return bad("Strategy: unknown strategy %d", c.Strategy)
 	case c.MaxPending < 1 || c.MaxPending > HardMaxPending:
 		return bad("MaxPending %d: must be in 1..%d", c.MaxPending, HardMaxPending)
+	case c.QueueCapacity < 1:
+		return bad("QueueCapacity %d: must be at least 1", c.QueueCapacity)
 	case c.SampleEvery < 0:
 		return bad("SampleEvery %v is negative", c.SampleEvery)
 	case c.StopTimeout < 0:
@@ -535,6 +551,18 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 		r.p.ctr.refused.Add(1)
 		return nil, r.noWorker()
 	}
+	if err == nil && r.full(m) {
+		// Round-robin may go on to the next worker; the others have
+		// chosen the least loaded one, or the key's owner.
+		for i := 1; i < len(r.members) && r.cfg.Strategy == RoundRobin && r.full(m); i++ {
+			m, _ = r.pick(msg)
+		}
+		if r.full(m) {
+			r.p.ctr.refused.Add(1)
+			return nil, fmt.Errorf("pool %s: worker %d has %d messages in flight, its loop's QueueCapacity: %w",
+				r.cfg.Name, m.id, m.inFlight(), ErrFull)
+		}
+	}
 	if err == nil && m.remote {
 		r.relay(c, m, msg, c.Defer())
 		return nil, nil
@@ -550,6 +578,13 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	r.bound++
 	r.p.ctr.routed.Add(1)
 	return nil, nil
+}
+
+// full reports whether local worker m has QueueCapacity messages in flight
+// (see Config.QueueCapacity). bound is at least the sum over the workers,
+// so below the capacity no worker needs a look.
+func (r *router) full(m *member) bool {
+	return !m.remote && r.bound >= r.cfg.QueueCapacity && m.inFlight() >= r.cfg.QueueCapacity
 }
 
 // inFlight is the exact number of messages in flight to the workers.
