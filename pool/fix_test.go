@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -257,4 +258,99 @@ func TestInFlightPerWorkerBoundedByQueueCapacity(t *testing.T) {
 	e.until("no message left in flight", 100000, func() bool {
 		return p.Stats().InFlight == 0 && clk.Now().Sub(start) > time.Second // after a sample
 	})
+}
+
+// panicOn is a log handler that panics on a record with message msg once
+// armed: a way to crash the pool's router where it logs.
+type panicOn struct {
+	slog.Handler
+	msg   string
+	armed *atomic.Bool
+}
+
+func (h panicOn) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h panicOn) Handle(ctx context.Context, r slog.Record) error {
+	if h.armed.Load() && r.Message == h.msg {
+		panic("log handler")
+	}
+	return nil
+}
+
+// gatedStart is a worker whose start, if first, waits for the gate of its
+// loop, then fails on loop 2.
+type gatedStart struct {
+	first bool
+	gates map[int]chan struct{}
+}
+
+func (g gatedStart) Start(c *actor.Context) error {
+	if !g.first {
+		return nil
+	}
+	<-g.gates[c.Loop()]
+	if c.Loop() == 2 {
+		return errors.New("cannot start")
+	}
+	return nil
+}
+
+func (g gatedStart) Receive(c *actor.Context, msg any) (any, error) { return c.Self(), nil }
+
+// Messages held by a router that crashes are answered by its restarted
+// instance with ErrRestarted, at once, not lost.
+func TestRouterCrashFailsHeld(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 3, Watchdog: -1, Logger: quiet})
+	gateA, gateB := make(chan struct{}), make(chan struct{})
+	var openA, openB sync.Once
+	defer func() {
+		openA.Do(func() { close(gateA) }) // a failed test must not leave a loop blocked
+		openB.Do(func() { close(gateB) })
+		_ = sys.Shutdown(context.Background())
+	}()
+	// One worker on loop 1, one on loop 2 (each start counts as load).
+	notLoop0 := func() []actor.Stats { st := sys.Stats(); st[0].Inbound += 100; return st }
+	var made atomic.Int32
+	armed := &atomic.Bool{}
+	p, err := New(Config{LoopStats: notLoop0, Scale: ScaleConfig{Min: 2, Max: 2},
+		Logger: slog.New(panicOn{slog.DiscardHandler, "pool: a worker failed to start", armed}),
+		New: func() actor.Actor {
+			return gatedStart{made.Add(1) <= 2, map[int]chan struct{}{1: gateA, 2: gateB}}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pa := &parent{f: p.Factory()}
+	if _, err := sys.Spawn(ctx, func() actor.Actor { return pa }, actor.OnLoop(0)); err != nil {
+		t.Fatal(err)
+	}
+	pool := pa.pool
+	const n = 5
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := sys.Ask(ctx, pool, "hi")
+			errs <- err
+		}()
+	}
+	for p.Stats().Held < n { // polled with the test's deadline
+		if ctx.Err() != nil {
+			t.Fatalf("the asks were not held: %+v", p.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	armed.Store(true)
+	openB.Do(func() { close(gateB) }) // the worker on loop 2 fails: the router crashes logging it
+	for range n {
+		if err := <-errs; !errors.Is(err, ErrRestarted) {
+			t.Fatalf("held ask: %v, want ErrRestarted; stats %+v", err, p.Stats())
+		}
+	}
+	if st := p.Stats(); st.Dropped != n {
+		t.Fatalf("stats %+v: want %d dropped", st, n)
+	}
+	openA.Do(func() { close(gateA) })
+	_ = sys.Stop(ctx, pool)
 }

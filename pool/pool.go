@@ -54,6 +54,11 @@ var (
 	// ErrNoKey is (wrapped in) the answer to a message a ConsistentHash
 	// pool cannot key (see Config.Key).
 	ErrNoKey = errors.New("pool: message has no key")
+	// ErrRestarted is (wrapped in) the answer to a message the pool's
+	// router held when it crashed: one waiting for a worker to start, or
+	// for a remote worker's answer to relay. The restarted router answers
+	// them with it as it starts.
+	ErrRestarted = errors.New("pool: the router restarted and lost the message")
 )
 
 // Strategy is how a pool chooses the worker of a message.
@@ -199,7 +204,7 @@ type Stats struct {
 	Routed      uint64 // messages handed to a worker
 	Held        uint64 // messages that waited for the first worker to start
 	Refused     uint64 // messages refused (ErrFull, ErrNoWorker, ErrNoKey, a full loop queue)
-	Dropped     uint64 // messages in flight to a worker when it ended: they failed (actor.ErrDead; remote.ErrNodeDown for a lost node)
+	Dropped     uint64 // messages in flight to a worker when it ended: they failed (actor.ErrDead; remote.ErrNodeDown for a lost node); and those the router held or relayed when it crashed (ErrRestarted)
 	Crashes     uint64 // worker crashes (the message being handled failed with a *actor.CrashError)
 	Restarts    uint64 // workers restarted in place after a crash
 	Started     uint64 // workers started
@@ -256,6 +261,10 @@ type Pool struct {
 	// instance restarted in place (its ref, and the workers' links to it,
 	// survive) stops the workers its crashed predecessor left.
 	live map[actor.Ref]*shared
+	// pending are the answers the router owes (held messages, relayed
+	// asks): kept here, which outlives a router instance, so that a
+	// crashed one's are answered by its successor.
+	pending map[*actor.Reply]struct{}
 }
 
 // New checks cfg (a clear error matching ErrBadConfig) and returns the pool.
@@ -264,7 +273,8 @@ func New(cfg Config) (*Pool, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}), live: make(map[actor.Ref]*shared)}, nil
+	return &Pool{cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}), live: make(map[actor.Ref]*shared),
+		pending: make(map[*actor.Reply]struct{})}, nil
 }
 
 // Factory returns the factory of the pool's router actor.
@@ -294,6 +304,36 @@ func (p *Pool) untrack(r actor.Ref) {
 	p.mu.Lock()
 	delete(p.live, r)
 	p.mu.Unlock()
+}
+
+// owe records an answer the router owes.
+func (p *Pool) owe(rep *actor.Reply) {
+	p.mu.Lock()
+	p.pending[rep] = struct{}{}
+	p.mu.Unlock()
+}
+
+// answer answers an owed reply.
+func (p *Pool) answer(rep *actor.Reply, v any, err error) {
+	p.mu.Lock()
+	delete(p.pending, rep)
+	p.mu.Unlock()
+	rep.Reply(v, err)
+}
+
+// failPending answers every owed reply with err, and returns how many.
+func (p *Pool) failPending(err error) int {
+	p.mu.Lock()
+	reps := make([]*actor.Reply, 0, len(p.pending))
+	for rep := range p.pending {
+		reps = append(reps, rep)
+	}
+	clear(p.pending)
+	p.mu.Unlock()
+	for _, rep := range reps {
+		rep.Reply(nil, err)
+	}
+	return len(reps)
 }
 
 func (p *Pool) takeLive() []actor.Ref {
@@ -485,6 +525,9 @@ func (r *router) Start(c *actor.Context) error {
 	for _, old := range r.p.takeLive() { // a crashed predecessor's
 		c.StopAsync(old, actor.ErrShutdown, r.cfg.StopTimeout)
 	}
+	if n := r.p.failPending(fmt.Errorf("pool %s: %w", r.cfg.Name, ErrRestarted)); n > 0 {
+		r.p.ctr.dropped.Add(uint64(n))
+	}
 	r.p.ctr.workers.Store(0)
 	if r.cfg.Bus != nil {
 		if r.em, err = event.NewEmitter[ScaleEvent](r.cfg.Bus); err != nil {
@@ -500,7 +543,10 @@ func (r *router) Start(c *actor.Context) error {
 
 func (r *router) Terminate(c *actor.Context, reason error) {
 	r.timer.Cancel()
-	r.failHeld(fmt.Errorf("pool %s: stopped: %w", r.cfg.Name, actor.ErrShutdown))
+	stopped := fmt.Errorf("pool %s: stopped: %w", r.cfg.Name, actor.ErrShutdown)
+	r.failHeld(stopped)
+	// The relayed asks: their continuations end with this actor.
+	r.p.failPending(stopped)
 	for _, m := range r.members {
 		r.p.untrack(m.ref)
 		c.StopAsync(m.ref, actor.ErrShutdown, r.cfg.StopTimeout)
@@ -542,7 +588,9 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	// Behind held messages, a message waits too: it must not overtake an
 	// earlier one of its key (see settle).
 	if len(r.held) > 0 || (len(r.members) == 0 && len(r.starting) > 0) {
-		r.held = append(r.held, heldMsg{msg, c.Defer()})
+		rep := c.Defer()
+		r.p.owe(rep)
+		r.held = append(r.held, heldMsg{msg, rep})
 		r.p.ctr.held.Add(1)
 		return nil, nil
 	}
@@ -744,7 +792,7 @@ func (r *router) flush(c *actor.Context) {
 		m, err := r.pick(h.msg)
 		if err != nil {
 			r.p.ctr.refused.Add(1)
-			h.rep.Reply(nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err))
+			r.p.answer(h.rep, nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err))
 			continue
 		}
 		r.relay(c, m, h.msg, h.rep)
@@ -758,6 +806,7 @@ func (r *router) relay(c *actor.Context, m *member, msg any, rep *actor.Reply) {
 	m.sent++
 	r.bound++
 	r.p.ctr.routed.Add(1)
+	r.p.owe(rep)
 	out := msg
 	if !m.remote {
 		out = routed{msg}
@@ -769,7 +818,7 @@ func (r *router) relay(c *actor.Context, m *member, msg any, rep *actor.Reply) {
 				r.p.ctr.dropped.Add(1)
 			}
 		}
-		rep.Reply(v, err)
+		r.p.answer(rep, v, err)
 	})
 }
 
@@ -785,7 +834,7 @@ func (r *router) noWorker() error {
 func (r *router) failHeld(err error) {
 	for _, h := range r.held {
 		r.p.ctr.refused.Add(1)
-		h.rep.Reply(nil, err)
+		r.p.answer(h.rep, nil, err)
 	}
 	r.held = nil
 }
