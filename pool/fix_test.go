@@ -298,8 +298,10 @@ func (g gatedStart) Start(c *actor.Context) error {
 func (g gatedStart) Receive(c *actor.Context, msg any) (any, error) { return c.Self(), nil }
 
 // Messages held by a router that crashes are answered by its restarted
-// instance with ErrRestarted, at once, not lost.
-func TestRouterCrashFailsHeld(t *testing.T) {
+// instance with ErrRestarted, at once, not lost; a worker the crashed
+// instance spawned that finishes its start after the restart does not
+// start (nobody would route to it or stop it).
+func TestRouterCrashFailsHeldAndStaleStarts(t *testing.T) {
 	sys := actor.NewSystem(actor.Config{Loops: 3, Watchdog: -1, Logger: quiet})
 	gateA, gateB := make(chan struct{}), make(chan struct{})
 	var openA, openB sync.Once
@@ -322,6 +324,11 @@ func TestRouterCrashFailsHeld(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// On loop 1, behind the gated start there: answered once it is over.
+	probe, err := sys.Spawn(ctx, who, actor.OnLoop(1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	pa := &parent{f: p.Factory()}
 	if _, err := sys.Spawn(ctx, func() actor.Actor { return pa }, actor.OnLoop(0)); err != nil {
 		t.Fatal(err)
@@ -351,6 +358,18 @@ func TestRouterCrashFailsHeld(t *testing.T) {
 	if st := p.Stats(); st.Dropped != n {
 		t.Fatalf("stats %+v: want %d dropped", st, n)
 	}
-	openA.Do(func() { close(gateA) })
+	openA.Do(func() { close(gateA) }) // the crashed instance's worker on loop 1 ends its start
+	if _, err := sys.Ask(ctx, probe, "after the start"); err != nil {
+		t.Fatal(err)
+	}
+	for p.Stats().Workers != 2 { // polled with the test's deadline
+		if ctx.Err() != nil {
+			t.Fatalf("the restarted pool has no 2 workers: %+v", p.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := p.liveCount(); n != 2 {
+		t.Fatalf("%d workers live, want the restarted router's 2 (a stale start ran)", n)
+	}
 	_ = sys.Stop(ctx, pool)
 }

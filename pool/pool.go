@@ -265,6 +265,13 @@ type Pool struct {
 	// asks): kept here, which outlives a router instance, so that a
 	// crashed one's are answered by its successor.
 	pending map[*actor.Reply]struct{}
+	// epoch counts the router's starts and stops: a worker spawned by an
+	// instance that has since ended must not start (nobody would route to
+	// it, or stop it).
+	epoch uint64
+	// orphans are remote workers whose start ended after the router that
+	// asked for them: the next router stops them.
+	orphans []actor.Ref
 }
 
 // New checks cfg (a clear error matching ErrBadConfig) and returns the pool.
@@ -294,9 +301,30 @@ func (p *Pool) Stats() Stats {
 	}
 }
 
-func (p *Pool) track(r actor.Ref, sh *shared) {
+// track records a worker started by the router of epoch, and reports
+// whether that router still runs.
+func (p *Pool) track(r actor.Ref, sh *shared, epoch uint64) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epoch != epoch {
+		return false
+	}
 	p.live[r] = sh
+	return true
+}
+
+// current reports whether the router of epoch still runs.
+func (p *Pool) current(epoch uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epoch == epoch
+}
+
+// orphan records a remote worker of an ended router, for the next one to
+// stop.
+func (p *Pool) orphan(r actor.Ref) {
+	p.mu.Lock()
+	p.orphans = append(p.orphans, r)
 	p.mu.Unlock()
 }
 
@@ -336,21 +364,27 @@ func (p *Pool) failPending(err error) int {
 	return len(reps)
 }
 
-func (p *Pool) takeLive() []actor.Ref {
+// takeLive starts a new epoch (a router starts or stops: the workers still
+// starting for the old one will not start) and returns the workers the old
+// one left, to be stopped.
+func (p *Pool) takeLive() ([]actor.Ref, uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]actor.Ref, 0, len(p.live))
+	p.epoch++
+	out := make([]actor.Ref, 0, len(p.live)+len(p.orphans))
 	for r := range p.live {
 		out = append(out, r)
 	}
+	out = append(out, p.orphans...)
 	clear(p.live)
+	p.orphans = nil
 	// In a fixed order, so that a simulated run replays.
 	slices.SortFunc(out, func(a, b actor.Ref) int {
 		al, as, ag := a.ID()
 		bl, bs, bg := b.ID()
 		return cmp.Or(cmp.Compare(al, bl), cmp.Compare(as, bs), cmp.Compare(ag, bg))
 	})
-	return out
+	return out, p.epoch
 }
 
 // routed is a message the pool hands to a worker: the tag tells it from
@@ -414,10 +448,17 @@ func (p *Pool) Defer(c *actor.Context) *Reply {
 type worker struct {
 	p     *Pool
 	sh    *shared
+	epoch uint64 // of the router that spawned it
 	inner actor.Actor
 }
 
+// errStale is why a worker whose router has ended does not start.
+var errStale = errors.New("the router that spawned it has ended")
+
 func (w *worker) Start(c *actor.Context) error {
+	if !w.p.current(w.epoch) {
+		return fmt.Errorf("pool %s: %w", w.p.cfg.Name, errStale)
+	}
 	w.inner = w.p.cfg.New()
 	if w.inner == nil {
 		return actor.ErrNilActor
@@ -434,7 +475,10 @@ func (w *worker) Start(c *actor.Context) error {
 			return err
 		}
 	}
-	w.p.track(c.Self(), w.sh)
+	if !w.p.track(c.Self(), w.sh, w.epoch) { // its router ended meanwhile
+		w.Terminate(c, actor.ErrShutdown)
+		return fmt.Errorf("pool %s: %w", w.p.cfg.Name, errStale)
+	}
 	return nil
 }
 
@@ -498,6 +542,8 @@ type router struct {
 	// startErr is the error of the last worker start that failed, for the
 	// messages refused with ErrNoWorker; nil once a worker starts.
 	startErr error
+	// epoch is this instance's (see Pool.epoch).
+	epoch uint64
 	// bound is at least the messages in flight to the workers (see route).
 	bound int
 	// replaced is when exited last replaced workers.
@@ -522,8 +568,10 @@ func (r *router) Start(c *actor.Context) error {
 	r.byRef, r.byID, r.starting = make(map[actor.Ref]*member), make(map[uint64]*member), make(map[uint64]int)
 	r.startingNode = make(map[uint64]string)
 	r.vacant = make(map[uint64]bool)
-	for _, old := range r.p.takeLive() { // a crashed predecessor's
-		c.StopAsync(old, actor.ErrShutdown, r.cfg.StopTimeout)
+	var old []actor.Ref
+	old, r.epoch = r.p.takeLive()
+	for _, w := range old { // a crashed predecessor's
+		c.StopAsync(w, actor.ErrShutdown, r.cfg.StopTimeout)
 	}
 	if n := r.p.failPending(fmt.Errorf("pool %s: %w", r.cfg.Name, ErrRestarted)); n > 0 {
 		r.p.ctr.dropped.Add(uint64(n))
@@ -547,9 +595,11 @@ func (r *router) Terminate(c *actor.Context, reason error) {
 	r.failHeld(stopped)
 	// The relayed asks: their continuations end with this actor.
 	r.p.failPending(stopped)
-	for _, m := range r.members {
-		r.p.untrack(m.ref)
-		c.StopAsync(m.ref, actor.ErrShutdown, r.cfg.StopTimeout)
+	// Every worker, also those started whose start this router has not
+	// learnt yet; those still starting will not start.
+	old, _ := r.p.takeLive()
+	for _, w := range old {
+		c.StopAsync(w, actor.ErrShutdown, r.cfg.StopTimeout)
 	}
 	r.members = nil
 	r.p.ctr.workers.Store(0)
@@ -730,7 +780,8 @@ func (r *router) spawn(c *actor.Context, want uint64) {
 	r.starting[id] = lp
 	sh := &shared{}
 	p := r.p
-	f := func() actor.Actor { return &worker{p: p, sh: sh} }
+	epoch := r.epoch
+	f := func() actor.Actor { return &worker{p: p, sh: sh, epoch: epoch} }
 	c.SpawnAsync(f, actor.OnLoop(lp), actor.Supervised(), actor.Name(fmt.Sprintf("%s/%d", r.cfg.Name, id))).
 		Then(func(c *actor.Context, v any, err error) {
 			r.started(c, &member{id: id, loop: lp, sh: sh}, v, err)
