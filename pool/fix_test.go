@@ -373,3 +373,59 @@ func TestRouterCrashFailsHeldAndStaleStarts(t *testing.T) {
 	}
 	_ = sys.Stop(ctx, pool)
 }
+
+// fakeCluster keeps the remote spawns' callbacks for the test to call.
+type fakeCluster struct {
+	mu   sync.Mutex
+	done []func(actor.Ref, error)
+}
+
+func (f *fakeCluster) Spawn(context.Context, string, string, any) (actor.Ref, error) {
+	return actor.Ref{}, errors.New("not used")
+}
+
+func (f *fakeCluster) Live() []string { return []string{"n1"} }
+
+func (f *fakeCluster) SpawnAsync(_, _ string, _ any, _ time.Duration, done func(actor.Ref, error)) {
+	f.mu.Lock()
+	f.done = append(f.done, done)
+	f.mu.Unlock()
+}
+
+func (f *fakeCluster) spawns() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.done)
+}
+
+// A remote worker whose start ends after its router stopped is stopped by
+// the pool's next router: it is not left running unseen.
+func TestRemoteOrphanStopped(t *testing.T) {
+	e := newEnv(t, 1)
+	fc := &fakeCluster{}
+	p, err := New(Config{New: who, Logger: quiet, Remote: &RemoteWorkers{Cluster: fc, Kind: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.until("a remote spawn", 1000, func() bool { return fc.spawns() == 1 })
+	if err := e.sys.Stop(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	// The "remote" worker (an actor of this system) starts only now.
+	w, err := e.sys.Spawn(context.Background(), who, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	done := fc.done[0]
+	fc.mu.Unlock()
+	done(w, nil)
+	if _, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0)); err != nil {
+		t.Fatal(err)
+	}
+	e.until("the orphan stopped", 1000, func() bool { _, err := e.ask(w, "x"); return errors.Is(err, actor.ErrDead) })
+}
