@@ -269,3 +269,24 @@ func TestScalerShrinksLeastRecentlyActive(t *testing.T) {
 		t.Fatalf("decision %+v, want workers 4 and 3 removed", d)
 	}
 }
+
+// A forgotten ID (reused by a new worker) does not keep its predecessor's
+// past: the new worker counts as active from its first sample.
+func TestScalerForget(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 2, Max: 3, IdleAfter: time.Second, Cooldown: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h uint64
+	var d Decision
+	for at := time.Duration(0); at <= 2*time.Second && d.Shrink == nil; at += 100 * time.Millisecond {
+		if at == 500*time.Millisecond {
+			s.Forget(3) // worker 3 ended, its replacement took its ID
+		}
+		h++
+		d = s.Observe(t0.Add(at), []Load{{ID: 1}, {ID: 2, Handled: h}, {ID: 3}})
+	}
+	if !slices.Equal(d.Shrink, []uint64{1}) {
+		t.Fatalf("decision %+v, want worker 1 removed (3 is new)", d)
+	}
+}
