@@ -75,7 +75,8 @@
 // Every Config.SampleEvery the pool samples its workers' loads and feeds
 // them to a Scaler, a pure state machine (no clock, no actor) that decides
 // to grow or shrink with hysteresis: separate Up and Down thresholds, an
-// overload that must last UpAfter, idleness that must last IdleAfter, and
+// overload that must last UpAfter, a low pool-wide load that must last
+// IdleAfter, and
 // a Cooldown after each scale event. New workers go to the least loaded
 // loop (Config.LoopStats, read when a worker is placed, not per message).
 // Each scale event is counted in Stats and emitted as a ScaleEvent on

@@ -50,6 +50,11 @@ func Example() {
 	}
 	_, err = sys.Ask(ctx, ref, "seven")
 	fmt.Println(err)
+	// A worker may answer before the pool's turn that handed it the message
+	// has counted it: read the counters once the pool has stopped.
+	if err := sys.Stop(ctx, ref); err != nil {
+		fmt.Println(err)
+	}
 	fmt.Println("routed", p.Stats().Routed)
 	// Output:
 	// 1 -> 1 <nil>

@@ -30,9 +30,11 @@ const maxName = 128
 
 // Defaults of Config.
 const (
-	DefaultMaxPending  = 4096
-	DefaultSampleEvery = 100 * time.Millisecond
-	DefaultStopTimeout = 5 * time.Second
+	DefaultMaxPending = 4096
+	// DefaultQueueCapacity is actor.Config.QueueCapacity's default.
+	DefaultQueueCapacity = 8192
+	DefaultSampleEvery   = 100 * time.Millisecond
+	DefaultStopTimeout   = 5 * time.Second
 )
 
 // Errors of pools. Test for them with errors.Is.
@@ -52,6 +54,11 @@ var (
 	// ErrNoKey is (wrapped in) the answer to a message a ConsistentHash
 	// pool cannot key (see Config.Key).
 	ErrNoKey = errors.New("pool: message has no key")
+	// ErrRestarted is (wrapped in) the answer to a message the pool's
+	// router held when it crashed: one waiting for a worker to start, or
+	// for a remote worker's answer to relay. The restarted router answers
+	// them with it as it starts.
+	ErrRestarted = errors.New("pool: the router restarted and lost the message")
 )
 
 // Strategy is how a pool chooses the worker of a message.
@@ -107,6 +114,15 @@ type Config struct {
 	// not yet handled); beyond it the pool refuses with ErrFull. Default
 	// DefaultMaxPending, at most HardMaxPending.
 	MaxPending int
+	// QueueCapacity is the queue capacity of the loops the local workers
+	// run on (actor.Config.QueueCapacity of their System). Default
+	// DefaultQueueCapacity, the runtime's default. The pool keeps at most
+	// that many messages in flight to one worker (beyond, it refuses with
+	// ErrFull): while a crashed worker restarts, its messages wait in a
+	// stash bounded by that capacity, and one refused there would never
+	// reach the worker, so the pool would count it in flight for good. The
+	// worker's other messages (its timers, direct sends) share that stash.
+	QueueCapacity int
 	// SampleEvery is how often the pool samples its workers' loads to
 	// scale. Default DefaultSampleEvery.
 	SampleEvery time.Duration
@@ -144,6 +160,9 @@ func (c Config) withDefaults() Config {
 	if c.SampleEvery == 0 {
 		c.SampleEvery = DefaultSampleEvery
 	}
+	if c.QueueCapacity == 0 {
+		c.QueueCapacity = DefaultQueueCapacity
+	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = DefaultStopTimeout
 	}
@@ -164,6 +183,8 @@ func (c Config) validate() error {
 		return bad("Strategy: unknown strategy %d", c.Strategy)
 	case c.MaxPending < 1 || c.MaxPending > HardMaxPending:
 		return bad("MaxPending %d: must be in 1..%d", c.MaxPending, HardMaxPending)
+	case c.QueueCapacity < 1:
+		return bad("QueueCapacity %d: must be at least 1", c.QueueCapacity)
 	case c.SampleEvery < 0:
 		return bad("SampleEvery %v is negative", c.SampleEvery)
 	case c.StopTimeout < 0:
@@ -183,7 +204,7 @@ type Stats struct {
 	Routed      uint64 // messages handed to a worker
 	Held        uint64 // messages that waited for the first worker to start
 	Refused     uint64 // messages refused (ErrFull, ErrNoWorker, ErrNoKey, a full loop queue)
-	Dropped     uint64 // messages in flight to a worker when it ended: they failed (actor.ErrDead; remote.ErrNodeDown for a lost node)
+	Dropped     uint64 // messages in flight to a worker when it ended: they failed (actor.ErrDead; remote.ErrNodeDown for a lost node); and those the router held or relayed when it crashed (ErrRestarted)
 	Crashes     uint64 // worker crashes (the message being handled failed with a *actor.CrashError)
 	Restarts    uint64 // workers restarted in place after a crash
 	Started     uint64 // workers started
@@ -240,6 +261,17 @@ type Pool struct {
 	// instance restarted in place (its ref, and the workers' links to it,
 	// survive) stops the workers its crashed predecessor left.
 	live map[actor.Ref]*shared
+	// pending are the answers the router owes (held messages, relayed
+	// asks): kept here, which outlives a router instance, so that a
+	// crashed one's are answered by its successor.
+	pending map[*actor.Reply]struct{}
+	// epoch counts the router's starts and stops: a worker spawned by an
+	// instance that has since ended must not start (nobody would route to
+	// it, or stop it).
+	epoch uint64
+	// orphans are remote workers whose start ended after the router that
+	// asked for them: the next router stops them.
+	orphans []actor.Ref
 }
 
 // New checks cfg (a clear error matching ErrBadConfig) and returns the pool.
@@ -248,7 +280,8 @@ func New(cfg Config) (*Pool, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}), live: make(map[actor.Ref]*shared)}, nil
+	return &Pool{cfg: cfg, log: ratelog.Wrap(cfg.Logger, ratelog.Config{}), live: make(map[actor.Ref]*shared),
+		pending: make(map[*actor.Reply]struct{})}, nil
 }
 
 // Factory returns the factory of the pool's router actor.
@@ -268,9 +301,30 @@ func (p *Pool) Stats() Stats {
 	}
 }
 
-func (p *Pool) track(r actor.Ref, sh *shared) {
+// track records a worker started by the router of epoch, and reports
+// whether that router still runs.
+func (p *Pool) track(r actor.Ref, sh *shared, epoch uint64) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epoch != epoch {
+		return false
+	}
 	p.live[r] = sh
+	return true
+}
+
+// current reports whether the router of epoch still runs.
+func (p *Pool) current(epoch uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epoch == epoch
+}
+
+// orphan records a remote worker of an ended router, for the next one to
+// stop.
+func (p *Pool) orphan(r actor.Ref) {
+	p.mu.Lock()
+	p.orphans = append(p.orphans, r)
 	p.mu.Unlock()
 }
 
@@ -280,21 +334,57 @@ func (p *Pool) untrack(r actor.Ref) {
 	p.mu.Unlock()
 }
 
-func (p *Pool) takeLive() []actor.Ref {
+// owe records an answer the router owes.
+func (p *Pool) owe(rep *actor.Reply) {
+	p.mu.Lock()
+	p.pending[rep] = struct{}{}
+	p.mu.Unlock()
+}
+
+// answer answers an owed reply.
+func (p *Pool) answer(rep *actor.Reply, v any, err error) {
+	p.mu.Lock()
+	delete(p.pending, rep)
+	p.mu.Unlock()
+	rep.Reply(v, err)
+}
+
+// failPending answers every owed reply with err, and returns how many.
+func (p *Pool) failPending(err error) int {
+	p.mu.Lock()
+	reps := make([]*actor.Reply, 0, len(p.pending))
+	for rep := range p.pending {
+		reps = append(reps, rep)
+	}
+	clear(p.pending)
+	p.mu.Unlock()
+	for _, rep := range reps {
+		rep.Reply(nil, err)
+	}
+	return len(reps)
+}
+
+// takeLive starts a new epoch (a router starts or stops: the workers still
+// starting for the old one will not start) and returns the workers the old
+// one left, to be stopped.
+func (p *Pool) takeLive() ([]actor.Ref, uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]actor.Ref, 0, len(p.live))
+	p.epoch++
+	out := make([]actor.Ref, 0, len(p.live)+len(p.orphans))
 	for r := range p.live {
 		out = append(out, r)
 	}
+	out = append(out, p.orphans...)
 	clear(p.live)
+	p.orphans = nil
 	// In a fixed order, so that a simulated run replays.
 	slices.SortFunc(out, func(a, b actor.Ref) int {
 		al, as, ag := a.ID()
 		bl, bs, bg := b.ID()
 		return cmp.Or(cmp.Compare(al, bl), cmp.Compare(as, bs), cmp.Compare(ag, bg))
 	})
-	return out
+	return out, p.epoch
 }
 
 // routed is a message the pool hands to a worker: the tag tells it from
@@ -358,10 +448,17 @@ func (p *Pool) Defer(c *actor.Context) *Reply {
 type worker struct {
 	p     *Pool
 	sh    *shared
+	epoch uint64 // of the router that spawned it
 	inner actor.Actor
 }
 
+// errStale is why a worker whose router has ended does not start.
+var errStale = errors.New("the router that spawned it has ended")
+
 func (w *worker) Start(c *actor.Context) error {
+	if !w.p.current(w.epoch) {
+		return fmt.Errorf("pool %s: %w", w.p.cfg.Name, errStale)
+	}
 	w.inner = w.p.cfg.New()
 	if w.inner == nil {
 		return actor.ErrNilActor
@@ -371,9 +468,16 @@ func (w *worker) Start(c *actor.Context) error {
 	if err := c.Link(c.Parent()); err != nil {
 		return fmt.Errorf("pool %s: link to the pool: %w", w.p.cfg.Name, err)
 	}
-	w.p.track(c.Self(), w.sh)
+	// Tracked only once started: a start that fails (or panics) gives no
+	// exit signal, so nothing would untrack it.
 	if s, ok := w.inner.(actor.Starter); ok {
-		return s.Start(c)
+		if err := s.Start(c); err != nil {
+			return err
+		}
+	}
+	if !w.p.track(c.Self(), w.sh, w.epoch) { // its router ended meanwhile
+		w.Terminate(c, actor.ErrShutdown)
+		return fmt.Errorf("pool %s: %w", w.p.cfg.Name, errStale)
 	}
 	return nil
 }
@@ -426,22 +530,28 @@ type router struct {
 	byID         map[uint64]*member
 	starting     map[uint64]int    // worker ID -> loop (-1: remote), while its spawn is under way
 	startingNode map[uint64]string // worker ID -> node, for a remote one starting
-	free         []uint64          // IDs of workers that ended, reused smallest first
+	free         []uint64          // IDs of workers that ended or failed to start (see takeID)
 	nextID       uint64
 	ring         ring
 	rr           int
 	em           *event.Emitter[ScaleEvent]
 	timer        actor.Timer
 	// held are the messages that arrived while no worker ran and some were
-	// starting; they go to the first worker that starts.
+	// starting, and those behind them; see settle.
 	held []heldMsg
 	// startErr is the error of the last worker start that failed, for the
 	// messages refused with ErrNoWorker; nil once a worker starts.
 	startErr error
+	// epoch is this instance's (see Pool.epoch).
+	epoch uint64
 	// bound is at least the messages in flight to the workers (see route).
 	bound int
 	// replaced is when exited last replaced workers.
 	replaced time.Time
+	// vacant are the free IDs of workers that ended and were not replaced
+	// yet: a replacement takes one, so that it owns the ended worker's
+	// keys on the ring.
+	vacant map[uint64]bool
 }
 
 type heldMsg struct {
@@ -457,8 +567,14 @@ func (r *router) Start(c *actor.Context) error {
 	}
 	r.byRef, r.byID, r.starting = make(map[actor.Ref]*member), make(map[uint64]*member), make(map[uint64]int)
 	r.startingNode = make(map[uint64]string)
-	for _, old := range r.p.takeLive() { // a crashed predecessor's
-		c.StopAsync(old, actor.ErrShutdown, r.cfg.StopTimeout)
+	r.vacant = make(map[uint64]bool)
+	var old []actor.Ref
+	old, r.epoch = r.p.takeLive()
+	for _, w := range old { // a crashed predecessor's
+		c.StopAsync(w, actor.ErrShutdown, r.cfg.StopTimeout)
+	}
+	if n := r.p.failPending(fmt.Errorf("pool %s: %w", r.cfg.Name, ErrRestarted)); n > 0 {
+		r.p.ctr.dropped.Add(uint64(n))
 	}
 	r.p.ctr.workers.Store(0)
 	if r.cfg.Bus != nil {
@@ -467,7 +583,7 @@ func (r *router) Start(c *actor.Context) error {
 		}
 	}
 	for range r.cfg.Scale.Min {
-		r.spawn(c)
+		r.spawn(c, 0)
 	}
 	r.timer = c.Every(r.cfg.SampleEvery, tick{})
 	return nil
@@ -475,10 +591,15 @@ func (r *router) Start(c *actor.Context) error {
 
 func (r *router) Terminate(c *actor.Context, reason error) {
 	r.timer.Cancel()
-	r.failHeld(fmt.Errorf("pool %s: stopped: %w", r.cfg.Name, actor.ErrShutdown))
-	for _, m := range r.members {
-		r.p.untrack(m.ref)
-		c.StopAsync(m.ref, actor.ErrShutdown, r.cfg.StopTimeout)
+	stopped := fmt.Errorf("pool %s: stopped: %w", r.cfg.Name, actor.ErrShutdown)
+	r.failHeld(stopped)
+	// The relayed asks: their continuations end with this actor.
+	r.p.failPending(stopped)
+	// Every worker, also those started whose start this router has not
+	// learnt yet; those still starting will not start.
+	old, _ := r.p.takeLive()
+	for _, w := range old {
+		c.StopAsync(w, actor.ErrShutdown, r.cfg.StopTimeout)
 	}
 	r.members = nil
 	r.p.ctr.workers.Store(0)
@@ -514,8 +635,12 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 		r.p.ctr.refused.Add(1)
 		return nil, fmt.Errorf("pool %s: %d messages in flight: %w", r.cfg.Name, total, ErrFull)
 	}
-	if len(r.members) == 0 && len(r.starting) > 0 {
-		r.held = append(r.held, heldMsg{msg, c.Defer()})
+	// Behind held messages, a message waits too: it must not overtake an
+	// earlier one of its key (see settle).
+	if len(r.held) > 0 || (len(r.members) == 0 && len(r.starting) > 0) {
+		rep := c.Defer()
+		r.p.owe(rep)
+		r.held = append(r.held, heldMsg{msg, rep})
 		r.p.ctr.held.Add(1)
 		return nil, nil
 	}
@@ -523,6 +648,18 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	if errors.Is(err, ErrNoWorker) {
 		r.p.ctr.refused.Add(1)
 		return nil, r.noWorker()
+	}
+	if err == nil && r.full(m) {
+		// Round-robin may go on to the next worker; the others have
+		// chosen the least loaded one, or the key's owner.
+		for i := 1; i < len(r.members) && r.cfg.Strategy == RoundRobin && r.full(m); i++ {
+			m, _ = r.pick(msg)
+		}
+		if r.full(m) {
+			r.p.ctr.refused.Add(1)
+			return nil, fmt.Errorf("pool %s: worker %d has %d messages in flight, its loop's QueueCapacity: %w",
+				r.cfg.Name, m.id, m.inFlight(), ErrFull)
+		}
 	}
 	if err == nil && m.remote {
 		r.relay(c, m, msg, c.Defer())
@@ -539,6 +676,13 @@ func (r *router) route(c *actor.Context, msg any) (any, error) {
 	r.bound++
 	r.p.ctr.routed.Add(1)
 	return nil, nil
+}
+
+// full reports whether local worker m has QueueCapacity messages in flight
+// (see Config.QueueCapacity). bound is at least the sum over the workers,
+// so below the capacity no worker needs a look.
+func (r *router) full(m *member) bool {
+	return !m.remote && r.bound >= r.cfg.QueueCapacity && m.inFlight() >= r.cfg.QueueCapacity
 }
 
 // inFlight is the exact number of messages in flight to the workers.
@@ -593,16 +737,39 @@ func (r *router) key(msg any) (uint64, bool) {
 	return 0, false
 }
 
-// spawn starts a worker on the least loaded loop.
-func (r *router) spawn(c *actor.Context) {
-	var id uint64
-	if len(r.free) > 0 {
-		slices.Sort(r.free)
-		id, r.free = r.free[0], r.free[1:]
-	} else {
-		r.nextID++
-		id = r.nextID
+// takeID returns the ID of a new worker: want if it is free; else the
+// smallest vacant one (an ended worker's, so that its keys come back); else
+// the smallest free one; else a new one.
+func (r *router) takeID(want uint64) uint64 {
+	i := -1
+	if want != 0 {
+		i = slices.Index(r.free, want)
 	}
+	if i < 0 {
+		for j, id := range r.free {
+			if r.vacant[id] && (i < 0 || id < r.free[i]) {
+				i = j
+			}
+		}
+	}
+	if i < 0 && len(r.free) > 0 {
+		i = slices.Index(r.free, slices.Min(r.free))
+	}
+	if i < 0 {
+		r.nextID++
+		return r.nextID
+	}
+	id := r.free[i]
+	r.free = slices.Delete(r.free, i, i+1)
+	// A reused ID is a new worker: no idle time of its predecessor.
+	r.scaler.Forget(id)
+	return id
+}
+
+// spawn starts a worker, under ID want if it is free (see takeID), on the
+// least loaded loop.
+func (r *router) spawn(c *actor.Context, want uint64) {
+	id := r.takeID(want)
 	if r.cfg.Remote != nil && r.locals() >= r.localMax() {
 		if node := r.pickNode(); node != "" {
 			r.spawnRemote(c, id, node)
@@ -613,7 +780,8 @@ func (r *router) spawn(c *actor.Context) {
 	r.starting[id] = lp
 	sh := &shared{}
 	p := r.p
-	f := func() actor.Actor { return &worker{p: p, sh: sh} }
+	epoch := r.epoch
+	f := func() actor.Actor { return &worker{p: p, sh: sh, epoch: epoch} }
 	c.SpawnAsync(f, actor.OnLoop(lp), actor.Supervised(), actor.Name(fmt.Sprintf("%s/%d", r.cfg.Name, id))).
 		Then(func(c *actor.Context, v any, err error) {
 			r.started(c, &member{id: id, loop: lp, sh: sh}, v, err)
@@ -634,18 +802,35 @@ func (r *router) started(c *actor.Context, m *member, v any, err error) {
 		r.p.ctr.startFailed.Add(1)
 		r.p.log.Warn("pool: a worker failed to start", "pool", r.cfg.Name, "worker", m.id, "loop", m.loop, "node", m.node, "err", err)
 		r.startErr = err
-		if len(r.members) == 0 && len(r.starting) == 0 {
-			r.failHeld(r.noWorker())
-		}
+		r.settle(c)
 		return
 	}
 	m.ref = ref
+	delete(r.vacant, m.id) // replaced (a failed start leaves it vacant)
 	r.members = append(r.members, m)
 	r.byRef[m.ref], r.byID[m.id] = m, m
 	r.rebuild()
 	r.p.ctr.started.Add(1)
 	r.startErr = nil
-	r.flush(c)
+	r.settle(c)
+}
+
+// settle hands on the held messages once it can. With ConsistentHash it
+// waits until no start is under way, so that each message goes to its
+// key's owner among all the workers that started (handed to the first one
+// up, a key would then run on two workers at once, out of order). The other
+// strategies hand them on at the first start, spread over the workers
+// started so far: they promise no worker per message, and waiting would
+// delay them for nothing.
+func (r *router) settle(c *actor.Context) {
+	switch {
+	case len(r.held) == 0:
+	case r.cfg.Strategy == ConsistentHash && len(r.starting) > 0:
+	case len(r.members) > 0:
+		r.flush(c)
+	case len(r.starting) == 0:
+		r.failHeld(r.noWorker())
+	}
 }
 
 // flush hands the held messages to the workers. They were deferred, so
@@ -658,7 +843,7 @@ func (r *router) flush(c *actor.Context) {
 		m, err := r.pick(h.msg)
 		if err != nil {
 			r.p.ctr.refused.Add(1)
-			h.rep.Reply(nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err))
+			r.p.answer(h.rep, nil, fmt.Errorf("pool %s: %w", r.cfg.Name, err))
 			continue
 		}
 		r.relay(c, m, h.msg, h.rep)
@@ -672,6 +857,7 @@ func (r *router) relay(c *actor.Context, m *member, msg any, rep *actor.Reply) {
 	m.sent++
 	r.bound++
 	r.p.ctr.routed.Add(1)
+	r.p.owe(rep)
 	out := msg
 	if !m.remote {
 		out = routed{msg}
@@ -683,7 +869,7 @@ func (r *router) relay(c *actor.Context, m *member, msg any, rep *actor.Reply) {
 				r.p.ctr.dropped.Add(1)
 			}
 		}
-		rep.Reply(v, err)
+		r.p.answer(rep, v, err)
 	})
 }
 
@@ -699,7 +885,7 @@ func (r *router) noWorker() error {
 func (r *router) failHeld(err error) {
 	for _, h := range r.held {
 		r.p.ctr.refused.Add(1)
-		h.rep.Reply(nil, err)
+		r.p.answer(h.rep, nil, err)
 	}
 	r.held = nil
 }
@@ -795,14 +981,15 @@ func (r *router) exited(c *actor.Context, e actor.Exited) {
 	}
 	lost := max(m.inFlight(), 0)
 	r.remove(m, true)
+	r.vacant[m.id] = true
 	r.p.log.Warn("pool: a worker ended", "pool", r.cfg.Name, "worker", m.id, "reason", e.Reason, "lost", lost)
 	// Replaced at once, but at most once per sample period: a worker that
 	// ends as soon as it starts is replaced at the sampling pace (the
 	// scaler's Min rule), not in a tight loop.
 	if now := c.Now(); r.replaced.IsZero() || now.Sub(r.replaced) >= r.cfg.SampleEvery {
 		r.replaced = now
-		for len(r.members)+len(r.starting) < r.cfg.Scale.Min {
-			r.spawn(c)
+		for want := m.id; len(r.members)+len(r.starting) < r.cfg.Scale.Min; want = 0 {
+			r.spawn(c, want) // under the ended worker's ID: its keys come back
 		}
 	}
 }
@@ -832,7 +1019,7 @@ func (r *router) sample(c *actor.Context) {
 	switch {
 	case d.Grow > 0:
 		for range d.Grow {
-			r.spawn(c)
+			r.spawn(c, 0)
 		}
 		if !d.Replace {
 			r.p.ctr.scaleUps.Add(1)

@@ -178,6 +178,7 @@ func TestConfigErrors(t *testing.T) {
 		{Config{New: ok, Remote: &RemoteWorkers{Kind: "k"}}, "Remote.Cluster: nil"},
 		{Config{New: ok, MaxPending: HardMaxPending + 1}, "MaxPending"},
 		{Config{New: ok, SampleEvery: -1}, "SampleEvery"},
+		{Config{New: ok, QueueCapacity: -1}, "QueueCapacity -1"},
 		{Config{New: ok, Scale: ScaleConfig{Min: 2, Max: 1}}, "Max 1 is below Min 2"},
 		{Config{New: ok, Scale: ScaleConfig{Min: 1, Max: HardMax + 1}}, "hard cap"},
 	} {

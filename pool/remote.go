@@ -122,16 +122,27 @@ func (r *router) spawnRemote(c *actor.Context, id uint64, node string) {
 	if timeout == 0 {
 		timeout = supervisor.DefaultRemoteStart
 	}
+	// Tracked as soon as it runs, from the spawn's goroutine: a router that
+	// ends before it learns of the worker (its continuation dropped) has a
+	// successor stop it, or is succeeded by one that does (an orphan).
+	pl, epoch := r.p, r.epoch
+	keep := func(ref actor.Ref, err error) {
+		if err == nil && !ref.IsZero() && !pl.track(ref, nil, epoch) {
+			pl.orphan(ref)
+		}
+	}
 	var prom actor.Promise
 	if sa, ok := rw.Cluster.(asyncSpawner); ok {
 		p, resolve := c.ExternalPromise()
-		sa.SpawnAsync(node, rw.Kind, rw.Args, timeout, func(ref actor.Ref, err error) { resolve(ref, err) })
+		sa.SpawnAsync(node, rw.Kind, rw.Args, timeout, func(ref actor.Ref, err error) { keep(ref, err); resolve(ref, err) })
 		prom = p
 	} else {
 		prom = c.Blocking(func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			return rw.Cluster.Spawn(ctx, node, rw.Kind, rw.Args)
+			ref, err := rw.Cluster.Spawn(ctx, node, rw.Kind, rw.Args)
+			keep(ref, err)
+			return ref, err
 		})
 	}
 	prom.Then(func(c *actor.Context, v any, err error) {
@@ -139,10 +150,9 @@ func (r *router) spawnRemote(c *actor.Context, id uint64, node string) {
 			// Linked from here: its node's loss or its end reaches the
 			// pool as an exit signal (trapped).
 			if lerr := c.Link(ref); lerr != nil {
+				r.p.untrack(ref)
 				c.StopAsync(ref, actor.ErrShutdown, r.cfg.StopTimeout)
 				err = fmt.Errorf("pool %s: link to the remote worker: %w", r.cfg.Name, lerr)
-			} else {
-				r.p.track(ref, nil)
 			}
 		}
 		r.started(c, &member{id: id, loop: -1, remote: true, node: node}, v, err)

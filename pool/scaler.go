@@ -41,8 +41,9 @@ type ScaleConfig struct {
 	// UpAfter is how long the load must stay above Up before the pool
 	// grows. Default 1 s.
 	UpAfter time.Duration
-	// IdleAfter is how long a worker must have been idle (nothing in flight,
-	// nothing handled) before it may be removed. Default 30 s.
+	// IdleAfter is how long the pool's load must stay low (the messages in
+	// flight would keep the mean at or under Down with a worker less) before
+	// workers are removed. Default 30 s.
 	IdleAfter time.Duration
 	// Cooldown is the least time between two scale events. Default 5 s.
 	Cooldown time.Duration
@@ -105,9 +106,15 @@ func (c ScaleConfig) validate() error {
 //   - It grows when the mean in-flight per worker has stayed above Up on
 //     every sample for UpAfter, by enough workers to bring the mean to Up
 //     or under (at least one, up to Max).
-//   - It shrinks the workers idle for IdleAfter, longest idle first, as
-//     many as keep Min workers and keep the mean at or under Down. Down <
-//     Up, so a shrink cannot make the next sample overloaded.
+//   - It shrinks when, on every sample for IdleAfter, the workers less one
+//     could have carried the load at a mean at or under Down: by as many
+//     workers as keep Min and keep the highest load of that time at or
+//     under Down per remaining worker. Down < Up, so a shrink cannot make
+//     the next sample overloaded. The load is the pool's, not each
+//     worker's: a light load spread over every worker (round-robin) still
+//     shrinks the pool. The workers removed are those with nothing in
+//     flight that were active (had something in flight or handled
+//     something) the longest time ago, the highest ID first on a tie.
 //   - After a scale event, nothing but the Min rule happens for Cooldown,
 //     and the overload must then last a whole UpAfter again.
 //
@@ -115,13 +122,15 @@ func (c ScaleConfig) validate() error {
 type Scaler struct {
 	cfg       ScaleConfig
 	highSince time.Time // first sample of the current overload; zero: not overloaded
+	lowSince  time.Time // first sample of the current low load; zero: not low
+	lowPeak   int       // the most in flight since lowSince
 	last      time.Time // last scale event; zero: none yet
 	idle      map[uint64]idleMark
 }
 
 type idleMark struct {
 	handled uint64
-	since   time.Time // zero: busy at the last sample
+	active  time.Time // the last sample it was active at (or first seen)
 }
 
 // NewScaler returns a Scaler for cfg (defaults filled in), or an error
@@ -144,11 +153,8 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 		seen[l.ID] = struct{}{}
 		total += max(l.InFlight, 0)
 		m, ok := s.idle[l.ID]
-		switch {
-		case l.InFlight > 0 || (ok && l.Handled != m.handled):
-			m = idleMark{handled: l.Handled}
-		case !ok || m.since.IsZero():
-			m = idleMark{handled: l.Handled, since: now}
+		if !ok || l.InFlight > 0 || l.Handled != m.handled {
+			m = idleMark{handled: l.Handled, active: now}
 		}
 		s.idle[l.ID] = m
 	}
@@ -169,6 +175,14 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	} else {
 		s.highSince = time.Time{}
 	}
+	if n > 1 && float64(total) <= cfg.Down*float64(n-1) {
+		if s.lowSince.IsZero() {
+			s.lowSince, s.lowPeak = now, 0
+		}
+		s.lowPeak = max(s.lowPeak, total)
+	} else {
+		s.lowSince = time.Time{}
+	}
 	if !s.last.IsZero() && now.Sub(s.last) < cfg.Cooldown {
 		return Decision{}
 	}
@@ -179,27 +193,27 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 		s.mark(now)
 		return Decision{Grow: grow, Reason: reason}
 	}
-	if n <= cfg.Min {
+	if n <= cfg.Min || s.lowSince.IsZero() || now.Sub(s.lowSince) < cfg.IdleAfter {
 		return Decision{}
 	}
 	type cand struct {
-		id    uint64
-		since time.Time
+		id     uint64
+		active time.Time
 	}
 	var cands []cand
 	for _, l := range loads {
-		if m := s.idle[l.ID]; !m.since.IsZero() && now.Sub(m.since) >= cfg.IdleAfter {
-			cands = append(cands, cand{l.ID, m.since})
+		if l.InFlight == 0 {
+			cands = append(cands, cand{l.ID, s.idle[l.ID].active})
 		}
 	}
 	slices.SortFunc(cands, func(a, b cand) int {
-		if c := a.since.Compare(b.since); c != 0 {
+		if c := a.active.Compare(b.active); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.id, b.id)
+		return cmp.Compare(b.id, a.id)
 	})
 	k := 0
-	for k < len(cands) && n-(k+1) >= cfg.Min && float64(total) <= cfg.Down*float64(n-(k+1)) {
+	for k < len(cands) && n-(k+1) >= cfg.Min && float64(s.lowPeak) <= cfg.Down*float64(n-(k+1)) {
 		k++
 	}
 	if k == 0 {
@@ -209,12 +223,20 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	for i := range ids {
 		ids[i] = cands[i].id
 	}
+	reason := fmt.Sprintf("load at most %d in flight for %v over %d workers, mean in-flight %.2f", s.lowPeak, now.Sub(s.lowSince), n, mean)
 	s.mark(now)
-	return Decision{Shrink: ids, Reason: fmt.Sprintf("%d workers idle for %v or more, mean in-flight %.2f", k, cfg.IdleAfter, mean)}
+	return Decision{Shrink: ids, Reason: reason}
+}
+
+// Forget drops what the Scaler knows of worker id: call it when the ID is
+// reused by a new worker, which must not inherit its predecessor's idle
+// time.
+func (s *Scaler) Forget(id uint64) {
+	delete(s.idle, id)
 }
 
 // mark records a scale event at now.
 func (s *Scaler) mark(now time.Time) {
 	s.last = now
-	s.highSince = time.Time{}
+	s.highSince, s.lowSince = time.Time{}, time.Time{}
 }

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,90 @@ func TestScalerShrinkKeepsMeanUnderDown(t *testing.T) {
 		if id == 4 {
 			t.Fatalf("shrank the busy worker: %+v", d)
 		}
+	}
+}
+
+// A light steady load spread over every worker (round-robin: 1 message a
+// second over 8 workers, each handled before the next sample, one in flight
+// at the sample it arrives) keeps each worker active, but the pool as a
+// whole is nearly idle: it shrinks to Min.
+func TestScalerTrickleShrinks(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 1, Max: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []uint64{1, 2, 3, 4, 5, 6, 7, 8}
+	handled := map[uint64]uint64{}
+	now, msg, downs := t0, 0, 0
+	for i := range 10 * 60 * 5 { // 5 min of samples every 100 ms
+		now = now.Add(100 * time.Millisecond)
+		loads := make([]Load, len(ids))
+		for j, id := range ids {
+			loads[j] = Load{ID: id, Handled: handled[id]}
+		}
+		if i%10 == 0 { // one message a second, round-robin
+			j := msg % len(ids)
+			msg++
+			loads[j].InFlight = 1
+			handled[ids[j]]++
+		}
+		d := s.Observe(now, loads)
+		if d.Grow > 0 {
+			t.Fatalf("at %v: grew %+v", now.Sub(t0), d)
+		}
+		if len(d.Shrink) > 0 {
+			downs++
+			for _, gone := range d.Shrink {
+				for _, l := range loads {
+					if l.ID == gone && l.InFlight > 0 {
+						t.Fatalf("shrank worker %d with a message in flight", gone)
+					}
+				}
+				ids = slices.DeleteFunc(ids, func(id uint64) bool { return id == gone })
+			}
+		}
+	}
+	if len(ids) != 1 || downs == 0 {
+		t.Fatalf("%d workers after 5 min of 1 msg/s (%d scale downs), want Min 1", len(ids), downs)
+	}
+}
+
+// Victims are the workers active the longest time ago, the highest ID first
+// on a tie.
+func TestScalerShrinksLeastRecentlyActive(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 2, Max: 4, IdleAfter: time.Second, Cooldown: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1 and 2 handle a message now and then; 3 and 4 never do.
+	var h uint64
+	var d Decision
+	for at := time.Duration(0); at <= 2*time.Second && d.Shrink == nil; at += 100 * time.Millisecond {
+		h++
+		d = s.Observe(t0.Add(at), []Load{{ID: 1, Handled: h}, {ID: 2, Handled: h}, {ID: 3}, {ID: 4}})
+	}
+	if !slices.Equal(d.Shrink, []uint64{4, 3}) {
+		t.Fatalf("decision %+v, want workers 4 and 3 removed", d)
+	}
+}
+
+// A forgotten ID (reused by a new worker) does not keep its predecessor's
+// past: the new worker counts as active from its first sample.
+func TestScalerForget(t *testing.T) {
+	s, err := NewScaler(ScaleConfig{Min: 2, Max: 3, IdleAfter: time.Second, Cooldown: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h uint64
+	var d Decision
+	for at := time.Duration(0); at <= 2*time.Second && d.Shrink == nil; at += 100 * time.Millisecond {
+		if at == 500*time.Millisecond {
+			s.Forget(3) // worker 3 ended, its replacement took its ID
+		}
+		h++
+		d = s.Observe(t0.Add(at), []Load{{ID: 1}, {ID: 2, Handled: h}, {ID: 3}})
+	}
+	if !slices.Equal(d.Shrink, []uint64{1}) {
+		t.Fatalf("decision %+v, want worker 1 removed (3 is new)", d)
 	}
 }
