@@ -365,7 +365,7 @@ func (a *apps) peersLoop(ctx context.Context) {
 		a.mu.Lock()
 		a.driver = local
 		a.mu.Unlock()
-		peers := a.lookupPeers(ctx)
+		peers := keepUnanswered(a.lookupPeers(ctx), last)
 		if !local.IsZero() {
 			// Sent every time, changed or not: a driver restarted in
 			// place after a crash keeps its ref and starts without peers.
@@ -414,10 +414,11 @@ func (a *apps) lookupLocal(ctx context.Context) actor.Ref {
 
 // lookupPeers asks the gateway of every member it knows for the member's
 // driver, all at once, each within a second.
-func (a *apps) lookupPeers(ctx context.Context) map[uint64]actor.Ref {
+func (a *apps) lookupPeers(ctx context.Context) peerLookup {
 	type found struct {
-		id  uint64
-		ref actor.Ref
+		id       uint64
+		ref      actor.Ref
+		answered bool
 	}
 	g := a.d.gw
 	g.mu.Lock()
@@ -435,16 +436,50 @@ func (a *apps) lookupPeers(ctx context.Context) map[uint64]actor.Ref {
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			v, err := a.d.sys.Ask(actx, gw, appregWhere{})
-			if h, ok := v.(appregHere); err == nil && ok && !h.Driver.IsZero() {
-				out <- found{id, h.Driver}
+			if h, ok := v.(appregHere); err == nil && ok {
+				out <- found{id, h.Driver, true}
 			}
 		})
 	}
 	wg.Wait()
 	close(out)
-	peers := map[uint64]actor.Ref{}
+	l := peerLookup{asked: map[uint64]bool{}, found: map[uint64]actor.Ref{}}
+	for id := range asks {
+		l.asked[id] = false
+	}
 	for f := range out {
-		peers[f.id] = f.ref
+		l.asked[f.id] = true
+		if !f.ref.IsZero() {
+			l.found[f.id] = f.ref
+		}
+	}
+	return l
+}
+
+// peerLookup is one round of lookups: the members asked (true if they
+// answered) and the drivers found.
+type peerLookup struct {
+	asked map[uint64]bool
+	found map[uint64]actor.Ref
+}
+
+// keepUnanswered returns the drivers found, plus the last known driver of
+// each member that is still a known gateway but did not answer this round
+// (a lookup slower than a second on a loaded machine): dropping it would
+// cut its raft messages until the next round, and a leader losing two
+// peers that way steps down. A member that answered with no driver, or is
+// no longer a known gateway, is dropped.
+func keepUnanswered(l peerLookup, last map[uint64]actor.Ref) map[uint64]actor.Ref {
+	peers := maps.Clone(l.found)
+	if peers == nil {
+		peers = map[uint64]actor.Ref{}
+	}
+	for id, answered := range l.asked {
+		if r, ok := last[id]; ok && !answered {
+			if _, found := peers[id]; !found {
+				peers[id] = r
+			}
+		}
 	}
 	return peers
 }

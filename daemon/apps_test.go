@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -418,5 +419,34 @@ func TestAppCallsBounded(t *testing.T) {
 	})
 	if n := g.appCalls.Load(); n != 0 {
 		t.Fatalf("%d calls counted after they ended", n)
+	}
+}
+
+// A member that did not answer a round of lookups keeps its last known
+// driver; one that answered with none, or is no longer a gateway, does not.
+func TestKeepUnansweredPeers(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Manual: true})
+	defer func() { _ = sys.Shutdown(context.Background()) }()
+	refs := map[uint32]actor.Ref{}
+	r := func(i uint32) actor.Ref {
+		if _, ok := refs[i]; !ok {
+			ref, err := sys.Spawn(context.Background(), func() actor.Actor {
+				return fnActor(func(*actor.Context, any) (any, error) { return nil, nil })
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs[i] = ref
+		}
+		return refs[i]
+	}
+	last := map[uint64]actor.Ref{2: r(2), 3: r(3), 4: r(4)}
+	got := keepUnanswered(peerLookup{
+		asked: map[uint64]bool{2: false, 3: true, 5: true},
+		found: map[uint64]actor.Ref{5: r(5)},
+	}, last)
+	want := map[uint64]actor.Ref{2: r(2), 5: r(5)} // 3 has no driver now; 4 is gone
+	if !maps.Equal(got, want) {
+		t.Fatalf("peers %v, want %v", got, want)
 	}
 }
