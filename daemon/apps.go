@@ -470,10 +470,7 @@ type peerLookup struct {
 // peers that way steps down. A member that answered with no driver, or is
 // no longer a known gateway, is dropped.
 func keepUnanswered(l peerLookup, last map[uint64]actor.Ref) map[uint64]actor.Ref {
-	peers := maps.Clone(l.found)
-	if peers == nil {
-		peers = map[uint64]actor.Ref{}
-	}
+	peers := maps.Clone(l.found) // lookupPeers never leaves it nil
 	for id, answered := range l.asked {
 		if r, ok := last[id]; ok && !answered {
 			if _, found := peers[id]; !found {

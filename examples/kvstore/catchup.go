@@ -53,6 +53,7 @@ type catchUpper struct {
 	log     *slog.Logger
 	pass    int // 1, then 2
 	start   time.Time
+	hosts   [][]string        // each shard's replicas' members (Placement), for the pass
 	todo    map[int]actor.Ref // local replicas this pass has not caught up yet
 	backoff time.Duration
 	next    int           // the member to ask next in this round
@@ -100,10 +101,10 @@ func (cu *catchUpper) Receive(c *actor.Context, msg any) (any, error) {
 func (cu *catchUpper) begin(c *actor.Context) {
 	st := cu.st
 	cu.start, cu.backoff = c.Now(), RefreshInterval
-	hosts := Placement(st.cfg.Shards, st.cfg.Replicas, st.cfg.Members)
+	cu.hosts = Placement(st.cfg.Shards, st.cfg.Replicas, st.cfg.Members)
 	cu.todo = map[int]actor.Ref{}
 	for _, s := range st.local {
-		if len(hosts[s.ID]) > 1 {
+		if len(cu.hosts[s.ID]) > 1 {
 			cu.todo[s.ID] = s.Ref
 		}
 	}
@@ -159,10 +160,9 @@ func (cu *catchUpper) member(c *actor.Context) {
 				cu.member(c)
 				return
 			}
-			hosts := Placement(st.cfg.Shards, st.cfg.Replicas, st.cfg.Members)
 			var shards []ShardRef
 			for _, s := range rep.Local {
-				if _, ok := cu.todo[s.ID]; ok && slices.Contains(hosts[s.ID], m) {
+				if _, ok := cu.todo[s.ID]; ok && slices.Contains(cu.hosts[s.ID], m) {
 					shards = append(shards, s)
 				}
 			}
