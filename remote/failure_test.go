@@ -519,6 +519,12 @@ func TestRemoteForgedRefs(t *testing.T) {
 	dn := make(chan actor.Down, 4)
 	w := watcher(t, a, dn)
 	monitorVia(t, a, w, deadR)
+	// The monitor is in place once a later ask is answered: on B, a Stop
+	// from the network goes ahead of queued requests, and could otherwise
+	// overtake the monitor (its Down would then say ErrDead).
+	if _, err := a.sys.Ask(ctx, deadR, "sync"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := a.sys.Ask(ctx, stopper, deadR); err != nil {
 		t.Fatal(err)
 	}
