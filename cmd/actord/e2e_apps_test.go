@@ -46,11 +46,11 @@ func init() {
 }
 
 // e2eAppConfig is the config file of the daemons: all three are registry
-// members, with short leases (a failover in about a second).
+// members, with short leases (a failover in about half a second).
 const e2eAppConfig = `{
   "cluster_profile": "fast",
   "app_members": ["a", "b", "c"],
-  "app_tick": "20ms", "app_election_ticks": 10, "app_lease": "1s", "app_renew_every": "200ms", "app_margin": "100ms"
+  "app_tick": "20ms", "app_election_ticks": 10, "app_lease": "400ms", "app_renew_every": "100ms", "app_margin": "60ms"
 }`
 
 // e2eAppSpec is the application: a root supervisor with three workers
@@ -246,7 +246,10 @@ func TestE2EApplicationFailover(t *testing.T) {
 	if err := killed.cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
-	var detected, failedOver time.Duration
+	// The phases, each the first poll that saw it: membership declared the
+	// holder failed; the registry moved shop; shop's new root runs; the
+	// old tree's workers on the survivors ended.
+	var detected, moved, rooted, oldGone, failedOver time.Duration
 	pollFor(t, ctx, 30*time.Second, "shop runs again on a survivor with its three children on the survivors", func() bool {
 		if detected == 0 {
 			ms, err := clients[survivors[0].name].Members(ctx)
@@ -254,13 +257,45 @@ func TestE2EApplicationFailover(t *testing.T) {
 				detected = time.Since(start)
 			}
 		}
+		if oldGone == 0 {
+			n := 0
+			for _, d := range survivors {
+				w, err := d.actorsNamed(ctx, "e2e.worker")
+				n += w
+				if err != nil {
+					n = -1
+					break
+				}
+			}
+			if n == 0 {
+				oldGone = time.Since(start)
+			}
+		}
 		h := where(survivors[0])
-		if h == "" || h == holder || !running(h, survivors) {
+		if h == "" || h == holder {
+			return false
+		}
+		if moved == 0 {
+			moved = time.Since(start)
+		}
+		if rooted == 0 {
+			if roots, err := byName[h].actorsNamed(ctx, "app/shop"); err == nil && roots == 1 {
+				rooted = time.Since(start)
+			}
+		}
+		if !running(h, survivors) {
 			return false
 		}
 		failedOver = time.Since(start)
 		return true
 	}, &last, survivors)
+	ms := func(d time.Duration) any {
+		if d == 0 {
+			return "not seen apart"
+		}
+		return d.Round(time.Millisecond)
+	}
+	t.Logf("phases after the kill: registry moved shop %v, new root running %v, old workers on the survivors gone %v", ms(moved), ms(rooted), ms(oldGone))
 	if detected == 0 {
 		detected = failedOver // seen in the same poll at the latest
 	}

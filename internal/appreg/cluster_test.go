@@ -61,6 +61,8 @@ type tcluster struct {
 	dropP, dupP      float64
 	delayLo, delayHi time.Duration
 	snapshotEvery    uint64
+	timing           Timing
+	electionTicks    int
 	// the invariant
 	runners map[string]string // app -> node running it at the last step
 	starts  map[string]int    // app -> instances started (a node's MayRun turning true)
@@ -92,6 +94,11 @@ func withBolt(dir string) copt {
 	}
 }
 
+// withTiming sets the replicas' timing and election timeout in ticks.
+func withTiming(tm Timing, electionTicks int) copt {
+	return func(c *tcluster) { c.timing, c.electionTicks = tm, electionTicks }
+}
+
 func withSnapshotEvery(n uint64) copt { return func(c *tcluster) { c.snapshotEvery = n } }
 
 func newCluster(t *testing.T, n int, seed uint64, opts ...copt) *tcluster {
@@ -100,6 +107,7 @@ func newCluster(t *testing.T, n int, seed uint64, opts ...copt) *tcluster {
 		t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		cut: map[[2]uint64]bool{}, delayLo: time.Millisecond, delayHi: 3 * time.Millisecond,
 		runners: map[string]string{}, starts: map[string]int{}, applied: map[uint64][]Applied{},
+		timing: testTiming,
 	}
 	for i := range n {
 		id := uint64(i + 1)
@@ -141,8 +149,8 @@ func (c *tcluster) start(n *tnode) {
 		n.store = bs
 	}
 	now := n.clock(c.real)
-	r, err := NewReplica(Config{ID: n.id, Members: c.members, Store: n.store, Timing: testTiming,
-		TickInterval: testTick, Incarnation: n.inc, SnapshotEvery: c.snapshotEvery}, now)
+	r, err := NewReplica(Config{ID: n.id, Members: c.members, Store: n.store, Timing: c.timing,
+		ElectionTicks: c.electionTicks, TickInterval: testTick, Incarnation: n.inc, SnapshotEvery: c.snapshotEvery}, now)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", n.name, err)
 	}

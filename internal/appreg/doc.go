@@ -28,26 +28,29 @@
 // of (node, generation) every Timing.RenewEvery, noting its clock reading
 // when it proposes; a renewal is accepted at apply only while the holder
 // still holds that generation and the application is desired running. Each
-// replica notes, on its own clock, when it applied each accepted renewal.
+// replica notes, on its own clock, when it observed each accepted renewal:
+// when the renewal's entry came into its log, or, if it does not know that
+// (an entry from its store or a snapshot), when it applied it.
 //
 // A node runs an application only while MayRun holds:
 //
 //  1. it holds the assignment in its applied state, desired running;
 //  2. it has a lease of that generation: a renewal it proposed at time s
 //     (its clock) was committed and applied, and now < s + Lease;
-//  3. it has waited Timing.Wait(d) on its clock since it applied the last
+//  3. it has waited Timing.Wait(d) on its clock since it observed the last
 //     accepted renewal (of lease d) of any earlier generation.
 //
 // Why no two nodes run it at once: log order is the same everywhere, so the
 // last accepted renewal R of the previous holder precedes the Assign that
 // gave the new holder its generation, and every later renewal of the
 // previous holder is refused. Each renewal the previous holder counts is R
-// or precedes it in the log, so it was proposed before the new holder
-// applied R (proposals come before their commits, in any order): the
-// previous holder stops, by (2), at most Lease/(1-Drift) of real time after
-// the new holder applied R; the new holder starts, by (3), at least
-// Wait/(1+Drift) = Lease/(1-Drift) + Margin/(1+Drift) of real time after it
-// applied R. A holder that hears nothing (a minority side, a deaf node)
+// or precedes it in the log, so it was proposed before R came into the new
+// holder's log (an entry is in the leader's log before anything after it
+// is, and proposed before it is in any log; an entry replaced at its index
+// is observed anew): the previous holder stops, by (2), at most
+// Lease/(1-Drift) of real time after the new holder observed R; the new
+// holder starts, by (3), at least Wait/(1+Drift) = Lease/(1-Drift) +
+// Margin/(1+Drift) of real time after it observed R. A holder that hears nothing (a minority side, a deaf node)
 // learns of no commit, gets no new lease and stops within Lease of its last
 // proposal; nothing on the majority side depends on reaching it. A replica
 // that restarts, or restores a snapshot, takes every renewal in it as
@@ -81,8 +84,11 @@
 // The leader proposes assignments (Plan): an unassigned application goes to
 // the first live node of its preference list, else to the live node with
 // the fewest applications. An application whose holder has not answered the
-// leader (append or heartbeat responses) for two election timeouts moves once its last renewal, as the
-// leader saw it, is Wait old. With Takeover, an application moves to a live
+// leader (append or heartbeat responses) for two election timeouts moves
+// once its last renewal, as the leader observed it, is Wait old. A new
+// leader counts the two election timeouts of the leader it followed from
+// when it last heard it, so the applications of a leader that died move
+// about as soon as those of any member. With Takeover, an application moves to a live
 // node earlier in its preference list at once; the new holder's own wait
 // (3) keeps the two instances apart. Plan is only availability: a stale or
 // wrong plan cannot break the guarantee.

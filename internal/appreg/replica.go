@@ -122,8 +122,13 @@ type Replica struct {
 	elapsed  int // ticks since the leader was last heard, as a non-leader
 	timeout  int // ticks before campaigning: ElectionTicks plus a random part
 	lastLead uint64
+	// The last leader this replica heard, and when: a replica that takes
+	// over from it judges it by that, not as a member it never heard.
+	leadHeard   uint64
+	leadHeardAt time.Time
 
 	heard     map[uint64]time.Time    // last answer (append or heartbeat response) from each member
+	appended  map[uint64]time.Time    // when each entry not yet applied came into this replica's log
 	lastRenew map[string]Observed     // last accepted renewal of each app, any generation
 	prev      map[string]Observed     // last renewal of an earlier generation than the current
 	seen      map[string]Observed     // latest of lastRenew and the assignment
@@ -177,7 +182,7 @@ func NewReplica(cfg Config, now time.Time) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, byID: map[uint64]string{}, now: now, state: NewState(),
-		heard: map[uint64]time.Time{}, lastRenew: map[string]Observed{}, prev: map[string]Observed{},
+		heard: map[uint64]time.Time{}, appended: map[uint64]time.Time{}, lastRenew: map[string]Observed{}, prev: map[string]Observed{},
 		seen: map[string]Observed{}, leases: map[string]Lease{}, pending: map[uint64]pendingRenew{},
 		lastSent: map[string]time.Time{}, inflight: map[string]inflight{},
 	}
@@ -265,6 +270,11 @@ func (r *Replica) restore(snap *pb.Snapshot) error {
 	clear(r.prev)
 	clear(r.seen)
 	clear(r.leases)
+	for idx := range r.appended {
+		if idx <= r.snapAt {
+			delete(r.appended, idx)
+		}
+	}
 	for name, a := range st.apps {
 		if a.Renewals > 0 {
 			o := Observed{At: r.now, Lease: a.LastLease}
@@ -325,6 +335,7 @@ func (r *Replica) Step(m *pb.Message, now time.Time) error {
 	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgSnap:
 		if r.rn.BasicStatus().Lead == m.GetFrom() {
 			r.elapsed = 0 // the leader is alive
+			r.leadHeard, r.leadHeardAt = m.GetFrom(), r.now
 		}
 	}
 	return nil
@@ -492,10 +503,17 @@ func (r *Replica) Ready() (Ready, error) {
 		if rd.SoftState != nil {
 			lead := rd.SoftState.RaftState == raft.StateLeader
 			if lead && !r.leader {
-				// Followers hear only the leader: give every member a
-				// fresh liveness window rather than judge it by old news.
+				// Followers hear only the leader: give every other member
+				// a fresh liveness window rather than judge it by old
+				// news. The leader this replica last followed is judged
+				// by when it last heard it: when it died with the
+				// applications it held, they move a window after its
+				// last heartbeat, not a window after this election.
 				for id := range r.heard {
 					r.heard[id] = r.now
+				}
+				if r.leadHeard != 0 && r.leadHeard != r.cfg.ID {
+					r.heard[r.leadHeard] = r.leadHeardAt
 				}
 				clear(r.inflight)
 			}
@@ -531,6 +549,14 @@ func (r *Replica) Ready() (Ready, error) {
 		if err := r.ms.Append(rd.Entries); err != nil {
 			return Ready{}, fmt.Errorf("appreg: append: %w", err)
 		}
+		for _, e := range rd.Entries {
+			// An entry replaced at the same index comes again here and
+			// takes the later time. Bounded by the entries not yet
+			// applied; past the bound an entry is observed when applied.
+			if len(r.appended) < maxAppended || r.appended[e.GetIndex()] != (time.Time{}) {
+				r.appended[e.GetIndex()] = r.now
+			}
+		}
 		var snapTo []uint64
 		for _, m := range rd.Messages {
 			if m.GetType() == pb.MsgSnap {
@@ -556,11 +582,30 @@ func (r *Replica) Ready() (Ready, error) {
 	return out, nil
 }
 
+// maxAppended bounds Replica.appended.
+const maxAppended = 1 << 16
+
+// observedAt is when this replica first had the entry at idx in its log, or
+// now: the start of its wait for a renewal in it (Timing.Wait). Any time
+// after the renewal was proposed is sound, and the entry's arrival is: a
+// replica that learns of a commit late (a new leader commits its
+// predecessor's last entries at its election) need not wait from then.
+func (r *Replica) observedAt(idx uint64) time.Time {
+	at, ok := r.appended[idx]
+	delete(r.appended, idx)
+	if !ok || at.After(r.now) {
+		return r.now
+	}
+	return at
+}
+
 func (r *Replica) apply(e *pb.Entry) {
 	idx := e.GetIndex()
 	if idx <= r.state.Index() {
+		delete(r.appended, idx)
 		return
 	}
+	at := r.observedAt(idx)
 	if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
 		// Leaders' empty entries; configuration changes are never
 		// proposed here, and one found in the log is not applied.
@@ -586,11 +631,11 @@ func (r *Replica) apply(e *pb.Entry) {
 		if o, ok := r.lastRenew[c.App]; ok && o.Lease > d {
 			d = o.Lease
 		}
-		r.seen[c.App] = Observed{At: r.now, Lease: d}
+		r.seen[c.App] = Observed{At: at, Lease: d}
 		delete(r.leases, c.App)
 		delete(r.lastSent, c.App) // a new holder renews at its next tick
 	case OpRenew:
-		o := Observed{At: r.now, Lease: c.Lease}
+		o := Observed{At: at, Lease: c.Lease}
 		r.lastRenew[c.App], r.seen[c.App] = o, o
 		if c.Node == r.self && c.Inc == r.cfg.Incarnation {
 			if p, ok := r.pending[c.Seq]; ok && p.app == c.App && p.gen == c.Gen {

@@ -64,6 +64,41 @@ func TestFailoverIsolatedHolderStopsFirst(t *testing.T) {
 	})
 }
 
+// The holder is also the leader, and crashes: the new leader moves the
+// application a liveness window (two election timeouts) after it last heard
+// the old leader, not a window after its own election, which would add an
+// election timeout or more to every failover of a leader's applications.
+func TestLeaderHolderCrashMovesFromItsLastHeartbeat(t *testing.T) {
+	seeds(t, 8, func(t *testing.T, seed uint64) {
+		const ticks = 20 // E = 200 ms; the lease's wait (277 ms) is shorter than 2E
+		e := ticks * testTick
+		tm := Timing{Lease: 250 * time.Millisecond, RenewEvery: 50 * time.Millisecond, Drift: 0.05, Margin: time.Millisecond}
+		c := newCluster(t, 3, seed, withTiming(tm, ticks))
+		c.runUntil("a leader", 5*time.Second, func() bool { return c.leader() != nil })
+		ld := c.leader().name
+		c.deploy("a", false, ld)
+		c.runUntil("a runs on the leader", 5*time.Second, func() bool { return c.runner("a") == ld })
+		c.run(time.Duration(c.rng.Int64N(int64(tm.RenewEvery)))) // crash at any phase of the renewals
+		if l := c.leader(); l == nil || l.name != ld {
+			t.Fatalf("the leader changed from %s while all were up", ld)
+		}
+		crashAt := c.real
+		c.crash(ld)
+		c.runUntil("a new leader", 5*time.Second, func() bool { return c.leader() != nil })
+		elected := c.real - crashAt
+		c.runUntil("a runs on a survivor", 5*time.Second, func() bool { r := c.runner("a"); return r != "" && r != ld })
+		took := c.real - crashAt
+		// Judged from its last heartbeat, the old leader is not live 2E
+		// after the crash; judged from the election (at least E after
+		// the crash, more after a split vote), 2E after that. A tick, a
+		// commit and a renewal's round come on top: allow E/2.
+		if limit := max(elected, 2*e) + e/2; took >= limit {
+			t.Fatalf("failover of the leader's application took %v (new leader after %v), not under %v", took, elected, limit)
+		}
+		t.Logf("leader %s crashed; a new leader after %v; a ran on %s after %v", ld, elected, c.runner("a"), took)
+	})
+}
+
 // A partition splits 2 from 3: the minority stops the instance it ran, the
 // majority runs exactly one; after the heal there is still one.
 func TestPartitionMinorityStopsMajorityRuns(t *testing.T) {
