@@ -69,7 +69,7 @@ func TestFailoverIsolatedHolderStopsFirst(t *testing.T) {
 // the old leader, not a window after its own election, which would add an
 // election timeout or more to every failover of a leader's applications.
 func TestLeaderHolderCrashMovesFromItsLastHeartbeat(t *testing.T) {
-	seeds(t, 8, func(t *testing.T, seed uint64) {
+	seeds(t, 40, func(t *testing.T, seed uint64) {
 		const ticks = 20 // E = 200 ms; the lease's wait (277 ms) is shorter than 2E
 		e := ticks * testTick
 		tm := Timing{Lease: 250 * time.Millisecond, RenewEvery: 50 * time.Millisecond, Drift: 0.05, Margin: time.Millisecond}
