@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // seeds runs f over n seeds; APPREG_SEEDS=N runs N instead (a longer sweep).
@@ -315,5 +317,74 @@ func randomFaults(t *testing.T, seed uint64) []byte {
 			return true
 		})
 		return c.trace
+	}
+}
+
+// A replica observes a renewal when its entry came into its log; an entry
+// replaced at its index (a deposed leader's, overwritten by its successor's)
+// is observed when the replacement came, never at the replaced entry's
+// earlier arrival, which could precede the replacement's proposal.
+func TestRenewalObservedOnArrivalOfTheEntryApplied(t *testing.T) {
+	entry := func(t *testing.T, idx, term uint64, c Command) *pb.Entry {
+		b, err := EncodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &pb.Entry{Index: new(idx), Term: new(term), Type: pb.EntryNormal.Enum(), Data: b}
+	}
+	app := func(from, term, index, logTerm, commit uint64, ents ...*pb.Entry) *pb.Message {
+		return &pb.Message{Type: pb.MsgApp.Enum(), From: new(from), To: new(uint64(2)), Term: new(term),
+			Index: new(index), LogTerm: new(logTerm), Commit: new(commit), Entries: ents}
+	}
+	members := []Member{{1, "n1"}, {2, "n2"}, {3, "n3"}}
+	renew := func(seq uint64) Command {
+		return Command{Op: OpRenew, App: "a", Node: "n1", Gen: 1, Lease: testTiming.Lease, Inc: 1, Seq: seq}
+	}
+	for _, replaced := range []bool{false, true} {
+		t.Run(fmt.Sprint("replaced=", replaced), func(t *testing.T) {
+			t1 := epoch
+			r, err := NewReplica(Config{ID: 2, Members: members, Store: &MemStore{}, Timing: testTiming,
+				TickInterval: testTick, Incarnation: 7}, t1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			step := func(m *pb.Message, now time.Time) {
+				t.Helper()
+				if err := r.Step(m, now); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Ready(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Leader n1, term 1: deploy, assign to n1, a renewal; the
+			// first two committed.
+			step(app(1, 1, 0, 0, 2,
+				entry(t, 1, 1, Command{Op: OpDeploy, App: "a"}),
+				entry(t, 2, 1, Command{Op: OpAssign, App: "a", Node: "n1", Gen: 0}),
+				entry(t, 3, 1, renew(1))), t1)
+			if _, ok := r.State().App("a"); !ok || r.seen["a"].At.IsZero() {
+				t.Fatalf("the assignment was not applied: seen %v", r.seen)
+			}
+			t2 := t1.Add(10 * time.Second)
+			if replaced {
+				// n3 leads term 2 and overwrites index 3 with a renewal
+				// proposed later, and commits it.
+				step(app(3, 2, 2, 1, 3, entry(t, 3, 2, renew(2))), t2)
+			} else {
+				step(app(1, 1, 3, 1, 3), t2) // n1 commits index 3
+			}
+			want := t1
+			if replaced {
+				want = t2
+			}
+			o, ok := r.lastRenew["a"]
+			if !ok || !o.At.Equal(want) || !r.seen["a"].At.Equal(want) {
+				t.Fatalf("renewal observed at %v (seen %v), want %v", o.At, r.seen["a"].At, want)
+			}
+			if len(r.appended) != 0 {
+				t.Fatalf("arrival times kept after apply: %v", r.appended)
+			}
+		})
 	}
 }

@@ -59,6 +59,9 @@ type simCluster struct {
 	nodes   []*sim.Node
 	drivers map[string]actor.Ref
 	stores  map[string]*appreg.MemStore
+	// swarmReplay is the command that replays a swarm seed, printed with
+	// a failure.
+	swarmReplay string
 }
 
 func newSimCluster(t *testing.T, seed uint64, n int, adjust ...func(*Config)) *simCluster {
@@ -114,8 +117,8 @@ func (c *simCluster) node(name string) *sim.Node {
 func (c *simCluster) setPeers(nd *sim.Node) {
 	refs := map[uint64]actor.Ref{}
 	for i, o := range c.nodes {
-		if o == nd {
-			continue
+		if o == nd || !o.Up() {
+			continue // a node down is given again when it restarts
 		}
 		r, err := c.w.Ref(c.drivers[o.Name()], o, nd)
 		if err != nil {
@@ -130,8 +133,8 @@ func (c *simCluster) setPeers(nd *sim.Node) {
 
 func (c *simCluster) fail(format string, a ...any) {
 	c.t.Helper()
-	c.t.Fatalf("seed %d: %s\n%v\ntimeline:\n%s", c.w.Seed(), fmt.Sprintf(format, a...), c.tr.violations,
-		joinLast(c.w.Timeline(), 60))
+	c.t.Fatalf("seed %d: %s\n%v\ntimeline:\n%s%s", c.w.Seed(), fmt.Sprintf(format, a...), c.tr.violations,
+		joinLast(c.w.Timeline(), 60), c.swarmReplay)
 }
 
 func joinLast(lines []string, n int) string {
