@@ -254,6 +254,23 @@ func (d *Daemon) startApps(ctx context.Context) error {
 		return fmt.Errorf("application registry: %w", err)
 	}
 	a.sup = sup
+	// The registry's supervisor ends by itself only when it gave up (its
+	// driver crashed past MaxR in MaxT): a member that stays up without a
+	// replica would neither vote nor run applications, unnoticed. As an
+	// Erlang node whose permanent application ended, the daemon stops with
+	// the reason, for its service manager to restart it.
+	if _, err := d.sys.Spawn(ctx, func() actor.Actor {
+		return &registryWatch{sup: sup, ended: func(reason error) {
+			if d.stopping.Load() {
+				return
+			}
+			err := fmt.Errorf("%w: %v", ErrRegistryEnded, reason)
+			d.log.Error("daemon: stopping: the application registry ended", "reason", fmt.Sprint(reason))
+			go func() { _ = d.shutdown(context.Background(), err) }() // not on this loop: it waits for the system
+		}}
+	}, actor.Name("actord.appreg.watch")); err != nil {
+		d.log.Error("daemon: the application registry's watch did not start", "err", err)
+	}
 	lctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	go a.peersLoop(lctx)
@@ -263,6 +280,31 @@ func (d *Daemon) startApps(ctx context.Context) error {
 	d.log.Info("applications: registry replica started", "id", a.self, "app_members", cfg.Members,
 		"store", filepath.Join(d.cfg.DataDir, AppStoreFile), "lease", cfg.Lease, "tick", cfg.Tick)
 	return nil
+}
+
+// ErrRegistryEnded is Daemon.Err's cause when the daemon stopped because
+// its application registry replica ended by itself (its supervisor gave up
+// restarting the driver).
+var ErrRegistryEnded = errors.New("daemon: the application registry ended")
+
+// registryWatch calls ended once sup, the registry's supervisor, ends.
+type registryWatch struct {
+	sup   actor.Ref
+	ended func(reason error)
+}
+
+func (w *registryWatch) Start(c *actor.Context) error { return c.Monitor(w.sup) }
+
+func (w *registryWatch) Receive(c *actor.Context, msg any) (any, error) {
+	if d, ok := msg.(actor.Down); ok && d.Ref == w.sup {
+		reason := d.Reason
+		if reason == nil {
+			reason = errors.New("stopped")
+		}
+		w.ended(reason)
+		return nil, c.Stop(c.Self(), nil)
+	}
+	return nil, nil
 }
 
 // timedStore counts the writes of the replica's store and the time they

@@ -450,3 +450,32 @@ func TestKeepUnansweredPeers(t *testing.T) {
 		t.Fatalf("peers %v, want %v", got, want)
 	}
 }
+
+// The registry's supervisor ending by itself (it gave up restarting the
+// driver) stops the daemon with ErrRegistryEnded, for its service manager
+// to restart it; a clean shutdown does not count as that.
+func TestRegistryEndStopsTheDaemon(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	a := start(t, cfg)
+	b := start(t, func() Config { c := testConfig(t, "b"); c.Apps = fastApps("b"); return c }())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.sys.Kill(ctx, a.apps.sup); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Done():
+	case <-ctx.Done():
+		t.Fatal("the daemon did not stop after its registry ended")
+	}
+	if err := a.Err(); !errors.Is(err, ErrRegistryEnded) {
+		t.Fatalf("Err = %v, want ErrRegistryEnded", err)
+	}
+	if a.Ready() {
+		t.Fatal("still ready")
+	}
+	if err := b.Shutdown(ctx); err != nil || b.Err() != nil {
+		t.Fatalf("a clean shutdown of a daemon with a registry: %v, %v", err, b.Err())
+	}
+}

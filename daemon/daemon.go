@@ -443,7 +443,11 @@ func (d *Daemon) Err() error {
 // network still carries Down notifications; then the tree stops the remote
 // node (connections close, asks pending on peers fail) and the HTTP
 // servers. It returns an error if some part did not stop in time.
-func (d *Daemon) Shutdown(ctx context.Context) error {
+func (d *Daemon) Shutdown(ctx context.Context) error { return d.shutdown(ctx, nil) }
+
+// shutdown is Shutdown; a non-nil cause (why the daemon stops by itself)
+// comes first in Err.
+func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 	d.stopOnce.Do(func() {
 		d.stopping.Store(true)
 		d.ready.Store(false)
@@ -451,6 +455,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		defer cancel()
 		d.log.Info("actord stopping")
 		var errs []error
+		if cause != nil {
+			errs = append(errs, cause)
+		}
 		// RemoveAndWait only cancels the service's context: wait for the
 		// agent's Serve (its leave) to return.
 		_ = d.tree.Root.RemoveAndWait(d.agentTok, d.remaining(ctx))
