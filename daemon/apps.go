@@ -254,28 +254,27 @@ func (d *Daemon) startApps(ctx context.Context) error {
 		return fmt.Errorf("application registry: %w", err)
 	}
 	a.sup = sup
-	// The registry's supervisor ends by itself only when it gave up (its
-	// driver crashed past MaxR in MaxT): a member that stays up without a
-	// replica would neither vote nor run applications, unnoticed. As an
-	// Erlang node whose permanent application ended, the daemon stops with
-	// the reason, for its service manager to restart it.
-	if _, err := d.sys.Spawn(ctx, func() actor.Actor {
-		return &registryWatch{sup: sup, ended: func(reason error) {
-			if d.stopping.Load() {
-				return
-			}
-			err := fmt.Errorf("%w: %v", ErrRegistryEnded, reason)
-			d.log.Error("daemon: stopping: the application registry ended", "reason", fmt.Sprint(reason))
-			go func() { _ = d.shutdown(context.Background(), err) }() // not on this loop: it waits for the system
-		}}
-	}, actor.Name("actord.appreg.watch")); err != nil {
-		d.log.Error("daemon: the application registry's watch did not start", "err", err)
-	}
 	lctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	go a.peersLoop(lctx)
 	if len(cfg.Apps) > 0 {
 		go a.deployAtBoot(lctx)
+	}
+	// The registry's supervisor ends by itself only when it gave up (its
+	// driver crashed past MaxR in MaxT): a member that stays up without a
+	// replica would neither vote nor run applications, unnoticed. As an
+	// Erlang node whose permanent application ended, the daemon stops with
+	// the reason, for its service manager to restart it: the watch only
+	// tells d.appsEnded, which the daemon reads once Start has returned.
+	if _, err := d.sys.Spawn(ctx, func() actor.Actor {
+		return &registryWatch{sup: sup, ended: func(reason error) {
+			select {
+			case d.appsEnded <- fmt.Errorf("%w: %v", ErrRegistryEnded, reason):
+			default:
+			}
+		}}
+	}, actor.Name("actord.appreg.watch")); err != nil {
+		return fmt.Errorf("application registry: its watch: %w", err)
 	}
 	d.log.Info("applications: registry replica started", "id", a.self, "app_members", cfg.Members,
 		"store", filepath.Join(d.cfg.DataDir, AppStoreFile), "lease", cfg.Lease, "tick", cfg.Tick)

@@ -103,6 +103,7 @@ type Daemon struct {
 	stopErr           error
 	lastFail          atomic.Value // string: the last service failure, for Start's error
 	startFail         chan error   // the first service failure before ready: Start fails at once
+	appsEnded         chan error   // the application registry ended by itself (ErrRegistryEnded)
 	ready             atomic.Bool  // Start has returned it, and no stop has begun (/readyz)
 }
 
@@ -127,7 +128,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey, startFail: make(chan error, 1)}
+	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey, startFail: make(chan error, 1),
+		appsEnded: make(chan error, 1)}
 	d.lastFail.Store("")
 
 	// One event bus per daemon (see Bus). The remote node hands it to its
@@ -252,6 +254,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.ready.Store(true)
 	go func() { // the tree ending by itself (it should not) ends the daemon
 		select {
+		case err := <-d.appsEnded:
+			if d.stopping.Load() {
+				return // Shutdown or Kill stopped the registry
+			}
+			d.log.Error("daemon: stopping: the application registry ended", "err", err)
+			_ = d.shutdown(context.Background(), err)
 		case <-d.treeDone:
 			if d.stopping.Load() {
 				return // Shutdown or Kill is under way and will finish

@@ -515,6 +515,9 @@ func (r *Replica) Ready() (Ready, error) {
 				if r.leadHeard != 0 && r.leadHeard != r.cfg.ID {
 					r.heard[r.leadHeard] = r.leadHeardAt
 				}
+				// Used once: leading again later without having followed
+				// anyone since, it must not judge that leader by old news.
+				r.leadHeard, r.leadHeardAt = 0, time.Time{}
 				clear(r.inflight)
 			}
 			r.leader = lead
@@ -585,8 +588,9 @@ func (r *Replica) Ready() (Ready, error) {
 // maxAppended bounds Replica.appended.
 const maxAppended = 1 << 16
 
-// observedAt is when this replica first had the entry at idx in its log, or
-// now: the start of its wait for a renewal in it (Timing.Wait). Any time
+// observedAt is when the entry now at idx came into this replica's log (the
+// last write at idx: an entry that replaced another there is stamped anew),
+// or now: the start of its wait for a renewal in it (Timing.Wait). Any time
 // after the renewal was proposed is sound, and the entry's arrival is: a
 // replica that learns of a commit late (a new leader commits its
 // predecessor's last entries at its election) need not wait from then.

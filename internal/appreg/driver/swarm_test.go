@@ -185,13 +185,22 @@ func swarm(c *simCluster) string {
 		restart(crashed[0])
 	}
 	note("heal and restart everything")
+	// What must run, as the leader has it (a follower may lag behind).
 	want := func() ([]string, bool) {
-		v, err := nodes[0].Ask(c.drivers[nodes[0].Name()], GetStatus{}, time.Second)
-		if err != nil {
+		var st Status
+		found := false
+		for i, nd := range nodes {
+			v, err := nd.Ask(c.drivers[nd.Name()], GetStatus{}, time.Second)
+			if err == nil && v.(Status).Leader == uint64(i+1) {
+				st, found = v.(Status), true
+				break
+			}
+		}
+		if !found {
 			return nil, false
 		}
 		var out []string
-		for _, a := range v.(Status).Apps {
+		for _, a := range st.Apps {
 			if a.Desired == appreg.Running {
 				out = append(out, a.Name)
 			}
