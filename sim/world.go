@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -163,14 +162,20 @@ func (w *World) addLineAt(at time.Time, s string) {
 	w.lineAt = (w.lineAt + 1) % w.cfg.Timeline
 }
 
-// mix folds v into the digest (FNV-1a over its 8 bytes).
+// mix folds v into the digest (FNV-1a over its 8 bytes, little-endian
+// first), written out: it runs several times per event.
 func (w *World) mix(v uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	for _, c := range b {
-		w.digest ^= uint64(c)
-		w.digest *= 1099511628211
-	}
+	const p = 1099511628211
+	d := w.digest
+	d = (d ^ v&0xff) * p
+	d = (d ^ v>>8&0xff) * p
+	d = (d ^ v>>16&0xff) * p
+	d = (d ^ v>>24&0xff) * p
+	d = (d ^ v>>32&0xff) * p
+	d = (d ^ v>>40&0xff) * p
+	d = (d ^ v>>48&0xff) * p
+	d = (d ^ v>>56) * p
+	w.digest = d
 }
 
 // netEvent is the network's trace: one line per delivery, open, close.
