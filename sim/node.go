@@ -37,16 +37,17 @@ type Node struct {
 	rem  *remote.Node
 	stop func()
 	view simView
-	// idleAt is the world time at which the node last ran out of work,
-	// timers checked (idle says it did): until the time moves or an event
-	// is queued for it, it has nothing to do (see World.settle).
-	idleAt  time.Time
-	idle    bool
-	clk     *nodeClock
-	old     []*actor.System // crashed incarnations, shut down at Close
-	drift   float64
-	slow    time.Duration // virtual time each loop event keeps the node busy
-	readyAt time.Time     // a slow node runs no loop work before this
+	// idleSince is the world time (since the start) at which the node
+	// last ran out of work, timers checked (idle says it did): until the
+	// time moves or an event is queued for it, it has nothing to do (see
+	// World.settle).
+	idleSince time.Duration
+	idle      bool
+	clk       *nodeClock
+	old       []*actor.System // crashed incarnations, shut down at Close
+	drift     float64
+	slow      time.Duration // virtual time each loop event keeps the node busy
+	readyAt   time.Time     // a slow node runs no loop work before this
 }
 
 // simView is what the simulator needs of a manual actor.System (seam.Sim).
@@ -354,10 +355,10 @@ func (f askOnce) Receive(c *actor.Context, msg any) (any, error) {
 }
 
 // timerDue reports whether a loop timer of the node is due at world time
-// now.
-func (n *Node) timerDue(now time.Time) bool {
+// since (since the start).
+func (n *Node) timerDue(since time.Duration) bool {
 	t, ok := n.view.NextTimer()
-	return ok && !n.clk.worldTime(t).After(now)
+	return ok && n.clk.worldSince(t) <= since
 }
 
 // nodeClock is a node's clock: the world's virtual time, at the node's
@@ -378,6 +379,7 @@ type nodeClock struct {
 	nowSince    time.Duration // the world time of nowVal, since the start
 	nowVal      time.Time
 	wtIn, wtOut time.Time
+	wtOutSince  time.Duration // wtOut since the world's start
 	cached      bool
 }
 
@@ -421,9 +423,17 @@ func (c *nodeClock) worldTime(t time.Time) time.Time {
 	}
 	wt := c.computeWorldTime(t)
 	if c.cached {
-		c.wtIn, c.wtOut = t, wt
+		c.wtIn, c.wtOut, c.wtOutSince = t, wt, wt.Sub(c.w.cfg.Start)
 	}
 	return wt
+}
+
+// worldSince is worldTime(t) since the world's start.
+func (c *nodeClock) worldSince(t time.Time) time.Duration {
+	if c.cached && !c.wtIn.IsZero() && t.Equal(c.wtIn) {
+		return c.wtOutSince
+	}
+	return c.worldTime(t).Sub(c.w.cfg.Start)
 }
 
 func (c *nodeClock) computeWorldTime(t time.Time) time.Time {

@@ -327,12 +327,21 @@ func (w *World) settle() bool {
 	ran := false
 	for {
 		busy := false
-		now := w.nw.Now()
+		since := w.nw.Since() // compared as a duration: cheaper than a time.Time
+		var now time.Time
 		for _, n := range w.nodes {
-			if !n.up || now.Before(n.readyAt) {
+			if !n.up {
 				continue
 			}
-			if n.idle && n.idleAt.Equal(now) && !n.view.Queued() && !n.timerDue(now) {
+			if !n.readyAt.IsZero() { // slow once
+				if now.IsZero() {
+					now = w.nw.Now()
+				}
+				if now.Before(n.readyAt) {
+					continue
+				}
+			}
+			if n.idle && n.idleSince == since && !n.view.Queued() && !n.timerDue(since) {
 				// Nothing queued, no timer due (one armed from outside a
 				// step, as a spawn's Start runs in manual mode, is seen
 				// here): a step would find nothing (the common case: most
@@ -348,10 +357,10 @@ func (w *World) settle() bool {
 				busy = true
 				n.idle = false
 				if n.slow > 0 {
-					n.readyAt = now.Add(n.slow)
+					n.readyAt = w.nw.Now().Add(n.slow)
 				}
 			} else {
-				n.idleAt, n.idle = now, true
+				n.idleSince, n.idle = since, true
 			}
 		}
 		if !busy {
