@@ -108,6 +108,7 @@ type memDriver struct {
 	host   string
 	ln     *memnet.Listener
 	hb     timer
+	tick   func() // the heartbeat's, bound once
 	seq    uint64
 	dialed []*memnet.Conn // open, in the order they opened
 }
@@ -124,11 +125,14 @@ func (d *memDriver) listen(addr string) (string, error) {
 
 // armHeartbeat runs Node.heartbeat every HeartbeatInterval of virtual time.
 func (d *memDriver) armHeartbeat() {
-	d.hb = d.n.afterFunc(d.n.cfg.HeartbeatInterval, func() {
-		d.seq++
-		d.n.heartbeat(d.n.now(), d.seq)
-		d.armHeartbeat()
-	})
+	if d.tick == nil {
+		d.tick = func() {
+			d.seq++
+			d.n.heartbeat(d.n.now(), d.seq)
+			d.armHeartbeat()
+		}
+	}
+	d.hb = d.n.afterFunc(d.n.cfg.HeartbeatInterval, d.tick)
 }
 
 // serve is not used: startMem returns at once.
