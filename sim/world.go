@@ -402,10 +402,16 @@ func (w *World) Run(d time.Duration) { w.RunUntil(d, func() bool { return false 
 // limit of virtual time has passed, and reports whether cond held.
 func (w *World) RunUntil(limit time.Duration, cond func() bool) bool {
 	end := w.nw.Now().Add(limit)
+	settled := false
 	for !cond() {
-		if w.settle() {
+		// A settle that ran something ended with a pass that found
+		// nothing: cond is checked, and the next thing due comes next,
+		// without another pass over every node.
+		if !settled && w.settle() {
+			settled = true
 			continue
 		}
+		settled = false
 		at, ok := w.next()
 		if !ok || at.After(end) {
 			w.nw.AdvanceTo(end)
