@@ -289,18 +289,18 @@ func (w *World) Step() bool {
 	if w.settle() {
 		return true
 	}
-	at, ok := w.next()
+	at, net, ok := w.next()
 	if !ok {
 		return false
 	}
-	w.advance(at)
+	w.advance(at, net)
 	return true
 }
 
-// advance runs the network event due at at, or moves the clock to at for
-// the loop timers (or the slow node) due then.
-func (w *World) advance(at time.Time) {
-	if tn, ok := w.nw.Next(); ok && !tn.After(at) {
+// advance runs the network event due at at (net: next found one), or
+// moves the clock to at for the loop timers (or the slow node) due then.
+func (w *World) advance(at time.Time, net bool) {
+	if net {
 		w.nw.Step()
 		return
 	}
@@ -371,9 +371,11 @@ func (w *World) settle() bool {
 }
 
 // next returns the virtual time of the next thing due: a network event,
-// a loop timer, or a slow node's end of busy time.
-func (w *World) next() (time.Time, bool) {
-	at, ok := w.nw.Next()
+// a loop timer, or a slow node's end of busy time; net reports whether
+// a network event is due then.
+func (w *World) next() (at time.Time, net, ok bool) {
+	at, ok = w.nw.Next()
+	netAt, netOK := at, ok
 	consider := func(t time.Time) {
 		if !ok || t.Before(at) {
 			at, ok = t, true
@@ -392,7 +394,7 @@ func (w *World) next() (time.Time, bool) {
 			consider(n.clk.worldTime(t))
 		}
 	}
-	return at, ok
+	return at, netOK && !netAt.After(at), ok
 }
 
 // Run runs the world for d of virtual time.
@@ -412,13 +414,13 @@ func (w *World) RunUntil(limit time.Duration, cond func() bool) bool {
 			continue
 		}
 		settled = false
-		at, ok := w.next()
+		at, net, ok := w.next()
 		if !ok || at.After(end) {
 			w.nw.AdvanceTo(end)
 			w.settle()
 			return cond()
 		}
-		w.advance(at)
+		w.advance(at, net)
 	}
 	return true
 }
