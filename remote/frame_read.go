@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -126,6 +127,25 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	*f = frame{}
 	fr.r.Reset(body)
 	fr.buf = body
+	if i, ok := quickFields(body, f); ok {
+		// The commonest frames in their canonical encoding; the payload,
+		// if any, as any other frame's.
+		fr.skipTo(i)
+		if fs := frameFields[f.kind]; fs[len(fs)-1] == fldPayload {
+			fr.payload(f)
+		}
+		if fr.r.Len() != 0 {
+			return bad(fmt.Sprintf("%d trailing bytes", fr.r.Len()), nil)
+		}
+		return nil
+	}
+	*f = frame{}
+	return fr.parseFields(f)
+}
+
+// parseFields is parse without quickFields, the reader at the start of
+// the body and f zero.
+func (fr *frameReader) parseFields(f *frame) (err error) {
 	n, err := fr.dec.DecodeArrayLen()
 	if err != nil {
 		return bad("envelope", err)
@@ -310,6 +330,9 @@ func quickUint(b []byte, i int) (v uint64, next int, ok bool) {
 	if len(b)-i-1 < w {
 		return 0, i, false
 	}
+	if w == 8 { // type ids, mostly
+		return binary.BigEndian.Uint64(b[i+1:]), i + 9, true
+	}
 	for _, x := range b[i+1 : i+1+w] {
 		v = v<<8 | uint64(x)
 	}
@@ -328,26 +351,107 @@ func (fr *frameReader) uint64() (uint64, error) {
 // quickID reads an actor id in its canonical encoding: fixarray 4, three
 // unsigned integers, bin 8 of 16 bytes.
 func (fr *frameReader) quickID(id *actor.WireID) bool {
-	b, i := fr.buf, fr.pos()
+	next, ok := quickIDAt(fr.buf, fr.pos(), id)
+	if ok {
+		fr.skipTo(next)
+	}
+	return ok
+}
+
+// quickIDAt is quickID at b[i:], returning the position after the id.
+func quickIDAt(b []byte, i int, id *actor.WireID) (int, bool) {
 	if i >= len(b) || b[i] != 0x94 {
-		return false
+		return i, false
 	}
 	loop, i, ok := quickUint(b, i+1)
 	if !ok || loop > 0xFFFF {
-		return false
+		return i, false
 	}
 	slot, i, ok := quickUint(b, i)
 	if !ok || slot > 0xFFFFFFFF {
-		return false
+		return i, false
 	}
 	gen, i, ok := quickUint(b, i)
 	if !ok || gen > 0xFFFFFFFF || len(b)-i < 2+len(id.Secret) || b[i] != 0xc4 || int(b[i+1]) != len(id.Secret) {
-		return false
+		return i, false
 	}
 	copy(id.Secret[:], b[i+2:])
 	id.Loop, id.Slot, id.Gen = uint16(loop), uint32(slot), uint32(gen)
-	fr.skipTo(i + 2 + len(id.Secret))
-	return true
+	return i + 2 + len(id.Secret), true
+}
+
+// quickFields reads, for the frames of every message (Send, Ask, Reply)
+// and the control frames of a busy connection (Ack, Ping, Pong), in their
+// canonical encoding (what frameWriter writes), the array header, the kind
+// and the fields before the payload, straight from b, and returns where
+// the payload (or the end) is. Anything else, and any value that field
+// would refuse, is false: parse then reads the frame the general way,
+// which accepts what it always did and names the fault.
+func quickFields(b []byte, f *frame) (int, bool) {
+	if len(b) < 2 || b[0]&0xf0 != 0x90 || b[1] > 0x7f {
+		return 0, false
+	}
+	n, kind, i := int(b[0]&0x0f), uint64(b[1]), 2
+	switch kind {
+	case fSend, fAsk, fReply, fAck, fPing, fPong:
+	default:
+		return 0, false
+	}
+	if n != fieldCount[kind] {
+		return 0, false
+	}
+	f.kind = kind
+	var ok bool
+	uint32At := func(v *uint32) bool {
+		var x uint64
+		if x, i, ok = quickUint(b, i); !ok || x > 0xFFFFFFFF {
+			return false
+		}
+		*v = uint32(x)
+		return true
+	}
+	switch kind {
+	case fSend: // to, from|nil
+		if i, ok = quickIDAt(b, i, &f.to); !ok || i >= len(b) {
+			return 0, false
+		}
+		if b[i] == 0xc0 {
+			i++
+		} else if i, ok = quickIDAt(b, i, &f.from); !ok {
+			return 0, false
+		} else {
+			f.hasFrom = true
+		}
+	case fAsk: // to, from, pidx, pgen
+		if i, ok = quickIDAt(b, i, &f.to); !ok {
+			return 0, false
+		}
+		if i, ok = quickIDAt(b, i, &f.from); !ok || !uint32At(&f.pidx) || !uint32At(&f.pgen) {
+			return 0, false
+		}
+	case fReply: // loop, pidx, pgen, code, message
+		var loop uint64
+		if loop, i, ok = quickUint(b, i); !ok || loop > 0xFFFF || !uint32At(&f.pidx) || !uint32At(&f.pgen) {
+			return 0, false
+		}
+		f.loop = uint16(loop)
+		if f.code, i, ok = quickUint(b, i); !ok || i >= len(b) || b[i]&0xe0 != 0xa0 { // fixstr
+			return 0, false
+		}
+		l := int(b[i] & 0x1f)
+		if len(b)-i-1 < l {
+			return 0, false
+		}
+		if l > 0 {
+			f.msg = string(b[i+1 : i+1+l])
+		}
+		i += 1 + l
+	default: // fAck, fPing, fPong: seq
+		if f.seq, i, ok = quickUint(b, i); !ok {
+			return 0, false
+		}
+	}
+	return i, true
 }
 
 // quickBytes reads a bin 8/16/32 at b[i:] whose bytes b holds, copied,

@@ -250,6 +250,19 @@ func payloadStable(v any) bool {
 	return true
 }
 
+// parseGeneral is parse without quickFields.
+func (fr *frameReader) parseGeneral(body []byte, f *frame) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = bad("decoder panic", fmt.Errorf("%v", r))
+		}
+	}()
+	*f = frame{}
+	fr.r.Reset(body)
+	fr.buf = body
+	return fr.parseFields(f)
+}
+
 // sameFrame compares two decoded frames; NaN payloads compare by their text.
 func sameFrame(a, b *frame) bool {
 	if reflect.DeepEqual(a, b) {
@@ -281,6 +294,7 @@ func FuzzFrameDecoder(f *testing.F) {
 	fr := newFrameReader(n, nil)
 	fw := newFrameWriter(n)
 	fr2 := newFrameReader(n, nil)
+	frg := newFrameReader(n, nil)
 	frl := newFrameReader(n, nil)
 	frl.setFrom(n, nil) // leaves payloads to the target's loop (lazy.go)
 	var scratch any     // a loop's decoder state
@@ -289,6 +303,12 @@ func FuzzFrameDecoder(f *testing.F) {
 		// 1. The whole input as one frame body.
 		var fm frame
 		ferr := fr.parse(data, &fm)
+		// 1a. The same without the quick readers of the commonest frames:
+		// the same frame, or the same error.
+		var fg frame
+		if gerr := frg.parseGeneral(data, &fg); fmt.Sprint(gerr) != fmt.Sprint(ferr) || !sameFrame(&fm, &fg) {
+			t.Fatalf("parsed: %+v, %v; the general way: %+v, %v", fm, ferr, fg, gerr)
+		}
 		// 1b. The same with the payload decoded later, as the target's
 		// loop does: the same frame, and the same value or a failure.
 		var fl frame

@@ -305,6 +305,10 @@ type Node struct {
 	remotes   incarnations                    // of the nodes connected here (n.mu)
 	nextMark  uint64                          // the last incarnation mark given (inState.mark; n.mu)
 	inbound   map[*inConn]struct{}
+	// the peers and inbound connections of the heartbeat round under way,
+	// kept for the next round (heartbeat: one round at a time)
+	hbPeers []*peer
+	hbIns   []*inConn
 	// epochs numbers connections node-wide, so every connection this node
 	// dials has a higher epoch than all before it, whichever peer object
 	// made it (a forgotten peer's successor included).
@@ -499,8 +503,14 @@ func (n *Node) shutdownPeers() {
 // peerListLocked returns the peers; a simulated node (one with a clock)
 // gets them in address order, not the map's, so that a run is
 // reproducible. n.mu held.
-func (n *Node) peerListLocked() []*peer {
-	peers := make([]*peer, 0, len(n.peers))
+func (n *Node) peerListLocked() []*peer { return n.listPeersLocked(nil) }
+
+// listPeersLocked is peerListLocked in buf's storage, if it has room.
+func (n *Node) listPeersLocked(buf []*peer) []*peer {
+	peers := buf[:0]
+	if cap(peers) < len(n.peers) {
+		peers = make([]*peer, 0, len(n.peers))
+	}
 	for _, p := range n.peers {
 		peers = append(peers, p)
 	}
@@ -668,15 +678,21 @@ func (n *Node) heartbeats(ctx context.Context, done <-chan struct{}) {
 	}
 }
 
-// heartbeat is one round of heartbeats.
+// heartbeat is one round of heartbeats. Rounds do not overlap (one
+// goroutine, or the simulator's, runs them), so the lists are reused.
 func (n *Node) heartbeat(now time.Time, seq uint64) {
 	n.mu.Lock()
-	peers := n.peerListLocked()
-	ins := make([]*inConn, 0, len(n.inbound))
+	peers := n.listPeersLocked(n.hbPeers)
+	ins := n.hbIns[:0]
 	for c := range n.inbound {
 		ins = append(ins, c)
 	}
 	n.mu.Unlock()
+	defer func() {
+		clear(peers) // hold no peer or connection until the next round
+		clear(ins)
+		n.hbPeers, n.hbIns = peers[:0], ins[:0]
+	}()
 	if n.clk != nil { // simulated: in a reproducible order, not the map's
 		slices.SortFunc(ins, func(a, b *inConn) int {
 			return strings.Compare(a.remoteAddr, b.remoteAddr)

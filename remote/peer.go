@@ -37,12 +37,13 @@ type peer struct {
 	// ob is the outbound stream's delivery state (outbox.go): queued,
 	// written and acknowledged bytes, the bound, what a loss loses.
 	ob        outbox
-	fw        *frameWriter     // encodes the frames ob queues; nil until first used
-	tx        *transportCipher // seals ob's batches; nil until the connection's handshake is done
-	peerKey   []byte           // the static key the current connection's handshake authenticated (nil before)
-	pinned    []byte           // the only key a connection may authenticate, once a sturdy ref was resolved through this peer
-	sealBuf   []byte           // reused for sealed batches; nil while one is in flight
-	fullErr   error            // what enqueue returns when the queue is full
+	fw        *frameWriter                 // encodes the frames ob queues; nil until first used
+	tx        *transportCipher             // seals ob's batches; nil until the connection's handshake is done
+	peerKey   []byte                       // the static key the current connection's handshake authenticated (nil before)
+	pinned    []byte                       // the only key a connection may authenticate, once a sturdy ref was resolved through this peer
+	sealBuf   []byte                       // reused for sealed batches; nil while one is in flight
+	writeDone func(netConn, []byte, error) // p.written, bound once
+	fullErr   error                        // what enqueue returns when the queue is full
 	flushing  bool
 	netHeld   int               // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
 	lastWrite int64             // when flushLocked last wrote (ns since monoBase)

@@ -34,10 +34,7 @@ func (p *peer) flushLocked(direct bool) {
 		return
 	}
 	out := seal(p.sealBuf[:0], p.tx, plain)
-	now := int64(time.Since(monoBase))
-	burst := now-p.lastWrite < int64(directGap)
-	p.lastWrite = now
-	if direct && !burst && p.netHeld == 0 {
+	if p.conn.direct() && p.directNow(direct) {
 		n := p.conn.tryWrite(out)
 		p.n.stats.bytesOut.Add(uint64(n))
 		if n == len(out) {
@@ -56,6 +53,16 @@ func (p *peer) flushLocked(direct bool) {
 	p.writeLocked(out)
 }
 
+// directNow reports whether a batch goes out directly (see flushLocked),
+// and records the write's time. Only a connection that can write
+// directly reads the clock.
+func (p *peer) directNow(direct bool) bool {
+	now := int64(time.Since(monoBase))
+	burst := now-p.lastWrite < int64(directGap)
+	p.lastWrite = now
+	return direct && !burst && p.netHeld == 0
+}
+
 // acked records the peer's acknowledgement of the first upto bytes of
 // connection epoch's stream (outbox.acked).
 func (p *peer) acked(epoch, upto uint64) error {
@@ -69,22 +76,27 @@ func (p *peer) acked(epoch, upto uint64) error {
 // counted against MaxOutbound) before the next batch goes. An empty out
 // only refreshes netHeld.
 func (p *peer) writeLocked(out []byte) {
-	err := p.conn.asyncWrite(out, func(c netConn, err error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if out != nil {
-			p.sealBuf = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
-		}
-		if err != nil || p.conn != c {
-			p.flushing = false
-			return
-		}
-		p.netHeld = c.OutboundBuffered() // on c's loop: exact
-		p.flushLocked(false)
-	})
-	if err != nil {
+	if p.writeDone == nil {
+		p.writeDone = p.written // bound once: a write allocates no closure
+	}
+	if err := p.conn.asyncWrite(out, p.writeDone); err != nil {
 		p.flushing = false
 	}
+}
+
+// written is a write's completion, on c's callback goroutine.
+func (p *peer) written(c netConn, out []byte, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if out != nil {
+		p.sealBuf = out[:0] // reuse it: regrowing a buffer per batch cost 25% of CPU
+	}
+	if err != nil || p.conn != c {
+		p.flushing = false
+		return
+	}
+	p.netHeld = c.OutboundBuffered() // on c's loop: exact
+	p.flushLocked(false)
 }
 
 // directGap separates isolated messages, written directly, from bursts,

@@ -41,6 +41,63 @@ const (
 
 var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
 
+// handshakeSuite is cipherSuite for one handshake of a node whose static
+// key is static: the same functions, with X25519 done by handshakeDH.
+func handshakeSuite(static *ecdh.PrivateKey, raw []byte) noise.CipherSuite {
+	return noise.NewCipherSuite(&handshakeDH{static: static, staticRaw: raw}, noise.CipherAESGCM, noise.HashSHA256)
+}
+
+// handshakeDH is noise.DH25519 for one handshake, with its private keys
+// parsed once. crypto/ecdh computes a private key's public key when it
+// parses one, and x/crypto's X25519, which noise.DH25519 calls, parses
+// its scalar at every call: each DH cost two scalar multiplications, and
+// a key pair two (a handshake side did 8 where 4 do). This keeps the
+// parsed static key (the node's) and ephemeral key (made here), and
+// computes the same values: TestHandshakeDHMatchesNoise.
+type handshakeDH struct {
+	static, eph       *ecdh.PrivateKey
+	staticRaw, ephRaw []byte // their bytes
+}
+
+func (h *handshakeDH) GenerateKeypair(random io.Reader) (noise.DHKey, error) {
+	priv := make([]byte, 32)
+	if random == nil {
+		random = rand.Reader
+	}
+	if _, err := io.ReadFull(random, priv); err != nil {
+		return noise.DHKey{}, err
+	}
+	k, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		return noise.DHKey{}, err
+	}
+	h.eph, h.ephRaw = k, priv
+	return noise.DHKey{Private: priv, Public: k.PublicKey().Bytes()}, nil
+}
+
+func (h *handshakeDH) DH(priv, pub []byte) ([]byte, error) {
+	var k *ecdh.PrivateKey
+	switch {
+	case h.eph != nil && bytes.Equal(priv, h.ephRaw):
+		k = h.eph
+	case h.static != nil && bytes.Equal(priv, h.staticRaw):
+		k = h.static
+	default:
+		var err error
+		if k, err = ecdh.X25519().NewPrivateKey(priv); err != nil {
+			return nil, err
+		}
+	}
+	p, err := ecdh.X25519().NewPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return k.ECDH(p) // fails on a low-order point, as X25519 does
+}
+
+func (h *handshakeDH) DHLen() int     { return 32 }
+func (h *handshakeDH) DHName() string { return "25519" }
+
 // GenerateKey returns a new node private key: 32 random bytes, an X25519
 // scalar. Keep it in Config.PrivateKey to give a node a stable identity
 // across restarts.
@@ -65,8 +122,9 @@ func PublicKey(private []byte) ([]byte, error) {
 // security is a node's keys, fixed when it starts.
 type security struct {
 	static noise.DHKey
-	psk    []byte    // 32 bytes derived from Config.ClusterKey, or nil
-	random io.Reader // for ephemeral keys: crypto/rand (fuzz tests make it repeatable)
+	key    *ecdh.PrivateKey // static's, parsed
+	psk    []byte           // 32 bytes derived from Config.ClusterKey, or nil
+	random io.Reader        // for ephemeral keys: crypto/rand (fuzz tests make it repeatable)
 }
 
 // minClusterKey is the shortest cluster key accepted.
@@ -81,11 +139,12 @@ func newSecurity(cfg Config) (*security, error) {
 			return nil, err
 		}
 	}
-	pub, err := PublicKey(priv)
+	key, err := ecdh.X25519().NewPrivateKey(priv)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("remote: bad private key: %w", err)
 	}
-	s.static = noise.DHKey{Private: append([]byte(nil), priv...), Public: pub}
+	s.key = key
+	s.static = noise.DHKey{Private: append([]byte(nil), priv...), Public: key.PublicKey().Bytes()}
 	if cfg.ClusterKey != nil {
 		if len(cfg.ClusterKey) < minClusterKey {
 			return nil, fmt.Errorf("remote: cluster key of %d bytes, want at least %d", len(cfg.ClusterKey), minClusterKey)
@@ -101,7 +160,7 @@ func newSecurity(cfg Config) (*security, error) {
 // handshake starts the handshake of one connection; the dialer initiates.
 func (s *security) handshake(initiator bool) (*noise.HandshakeState, error) {
 	c := noise.Config{
-		CipherSuite:   cipherSuite,
+		CipherSuite:   handshakeSuite(s.key, s.static.Private),
 		Random:        s.random,
 		Pattern:       noise.HandshakeXX,
 		Initiator:     initiator,

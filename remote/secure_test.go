@@ -3,11 +3,13 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -441,5 +443,92 @@ func TestTransportCipherMatchesNoise(t *testing.T) {
 		_ = out
 	}); n != 0 {
 		t.Errorf("Encrypt allocates %v times per record", n)
+	}
+}
+
+// handshakeDH computes what noise.DH25519 computes: the same key pairs from
+// the same randomness, the same shared secrets with the node's static key,
+// a handshake's ephemeral key, or any other, and the same refusal of a
+// low-order point.
+func TestHandshakeDHMatchesNoise(t *testing.T) {
+	rnd := mrand.NewChaCha8([32]byte{7})
+	static, err := noise.DH25519.GenerateKeypair(rnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdh.X25519().NewPrivateKey(static.Private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		ours := &handshakeDH{static: key, staticRaw: static.Private}
+		seed := [32]byte{byte(i), 1}
+		e1, err1 := ours.GenerateKeypair(mrand.NewChaCha8(seed))
+		e2, err2 := noise.DH25519.GenerateKeypair(mrand.NewChaCha8(seed))
+		if err1 != nil || err2 != nil || !bytes.Equal(e1.Private, e2.Private) || !bytes.Equal(e1.Public, e2.Public) {
+			t.Fatalf("key pair %d: %x/%x, %v; noise %x/%x, %v", i, e1.Private, e1.Public, err1, e2.Private, e2.Public, err2)
+		}
+		other, _ := noise.DH25519.GenerateKeypair(rnd)
+		for _, priv := range [][]byte{static.Private, e1.Private, other.Private} {
+			got, err1 := ours.DH(priv, other.Public)
+			want, err2 := noise.DH25519.DH(priv, other.Public)
+			if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
+				t.Fatalf("DH %d: %x, %v; noise %x, %v", i, got, err1, want, err2)
+			}
+		}
+		low := make([]byte, 32) // the point of order 1: an all-zero secret
+		if _, err := ours.DH(e1.Private, low); err == nil {
+			t.Fatal("a low-order point accepted")
+		}
+		if _, err := noise.DH25519.DH(e1.Private, low); err == nil {
+			t.Fatal("noise accepts a low-order point")
+		}
+	}
+	if ours := handshakeSuite(key, static.Private); string(ours.Name()) != string(cipherSuite.Name()) {
+		t.Fatalf("suite %q, want %q", ours.Name(), cipherSuite.Name())
+	}
+}
+
+// BenchmarkHandshake: one XX handshake with a cluster key, both sides,
+// with flynn/noise's X25519 and with handshakeDH.
+func BenchmarkHandshake(b *testing.B) {
+	a, err1 := newSecurity(Config{ClusterKey: []byte("0123456789abcdef")})
+	z, err2 := newSecurity(Config{ClusterKey: []byte("0123456789abcdef")})
+	if err1 != nil || err2 != nil {
+		b.Fatal(err1, err2)
+	}
+	for _, bc := range []struct {
+		name  string
+		suite func(s *security) noise.CipherSuite
+	}{
+		{"noise", func(*security) noise.CipherSuite { return cipherSuite }},
+		{"handshakeDH", func(s *security) noise.CipherSuite { return handshakeSuite(s.key, s.static.Private) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				hs := func(s *security, initiator bool) *noise.HandshakeState {
+					h, err := noise.NewHandshakeState(noise.Config{CipherSuite: bc.suite(s), Random: s.random, Pattern: noise.HandshakeXX,
+						Initiator: initiator, Prologue: []byte(noisePrologue), StaticKeypair: s.static,
+						PresharedKey: s.psk, PresharedKeyPlacement: 3})
+					if err != nil {
+						b.Fatal(err)
+					}
+					return h
+				}
+				hi, hr := hs(a, true), hs(z, false)
+				m1, _, _, _ := hi.WriteMessage(nil, nil)
+				if _, _, _, err := hr.ReadMessage(nil, m1); err != nil {
+					b.Fatal(err)
+				}
+				m2, _, _, _ := hr.WriteMessage(nil, nil)
+				if _, _, _, err := hi.ReadMessage(nil, m2); err != nil {
+					b.Fatal(err)
+				}
+				m3, _, _, _ := hi.WriteMessage(nil, nil)
+				if _, c1, _, err := hr.ReadMessage(nil, m3); err != nil || c1 == nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -33,13 +33,18 @@ type netConn interface {
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
 	// asyncWrite queues b from any goroutine; done runs on the
-	// connection's callback goroutine once b is written or failed. When
-	// asyncWrite fails, done never runs.
-	asyncWrite(b []byte, done func(c netConn, err error)) error
+	// connection's callback goroutine once b is written or failed, and
+	// is handed b back (so that a caller can pass one func value bound
+	// once instead of a closure per write). When asyncWrite fails, done
+	// never runs.
+	asyncWrite(b []byte, done func(c netConn, b []byte, err error)) error
 	// tryWrite writes at once, from the calling goroutine, as much of b
 	// as the connection takes without waiting, and returns how much (0:
 	// the caller goes through asyncWrite). The caller serializes calls.
 	tryWrite(b []byte) int
+	// direct reports whether tryWrite can write anything at all on this
+	// connection (false: it always returns 0).
+	direct() bool
 	// release lets go of what the node holds of the connection besides
 	// the driver's side (the gnet driver's own descriptor).
 	release()

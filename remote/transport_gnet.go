@@ -150,12 +150,14 @@ type gconn struct {
 	wn      int                   // how much of it is written
 }
 
-func (g *gconn) asyncWrite(b []byte, done func(c netConn, err error)) error {
+func (g *gconn) asyncWrite(b []byte, done func(c netConn, b []byte, err error)) error {
 	return g.Conn.AsyncWrite(b, func(_ gnet.Conn, err error) error {
-		done(g, err)
+		done(g, b, err)
 		return nil
 	})
 }
+
+func (g *gconn) direct() bool { return g.wrc != nil }
 
 func (g *gconn) release() {
 	if g.wc != nil {

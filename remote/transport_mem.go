@@ -108,6 +108,7 @@ type memDriver struct {
 	host   string
 	ln     *memnet.Listener
 	hb     timer
+	tick   func() // the heartbeat's, bound once
 	seq    uint64
 	dialed []*memnet.Conn // open, in the order they opened
 }
@@ -124,11 +125,14 @@ func (d *memDriver) listen(addr string) (string, error) {
 
 // armHeartbeat runs Node.heartbeat every HeartbeatInterval of virtual time.
 func (d *memDriver) armHeartbeat() {
-	d.hb = d.n.afterFunc(d.n.cfg.HeartbeatInterval, func() {
-		d.seq++
-		d.n.heartbeat(d.n.now(), d.seq)
-		d.armHeartbeat()
-	})
+	if d.tick == nil {
+		d.tick = func() {
+			d.seq++
+			d.n.heartbeat(d.n.now(), d.seq)
+			d.armHeartbeat()
+		}
+	}
+	d.hb = d.n.afterFunc(d.n.cfg.HeartbeatInterval, d.tick)
 }
 
 // serve is not used: startMem returns at once.
@@ -155,7 +159,7 @@ func (d *memDriver) accept(c *memnet.Conn) memnet.Handler {
 	if pa == nil {
 		return nil
 	}
-	ic := d.n.inOpened(&mconn{c}, pa)
+	ic := d.n.inOpened(newMconn(c), pa)
 	if ic == nil {
 		return nil
 	}
@@ -167,17 +171,49 @@ func (d *memDriver) dial(addr string, oc *outConn) {
 }
 
 // mconn is a memnet connection as a netConn.
-type mconn struct{ *memnet.Conn }
+type mconn struct {
+	*memnet.Conn
+	// the completions of asyncWrite not run yet, oldest first: memnet
+	// copies what is written at once, so each is due at the next step
+	// (Conn.Later, with later, bound once: a write allocates nothing)
+	pending []memWrite
+	head    int // pending[head] is the oldest
+	later   func()
+}
 
-func (c *mconn) asyncWrite(b []byte, done func(c netConn, err error)) error {
+type memWrite struct {
+	b    []byte
+	done func(c netConn, b []byte, err error)
+}
+
+func newMconn(c *memnet.Conn) *mconn {
+	mc := &mconn{Conn: c}
+	mc.later = mc.complete
+	return mc
+}
+
+func (c *mconn) asyncWrite(b []byte, done func(c netConn, b []byte, err error)) error {
 	if _, err := c.Write(b); err != nil {
 		return err
 	}
-	c.Later(func() { done(c, nil) })
+	c.pending = append(c.pending, memWrite{b, done})
+	c.Later(c.later)
 	return nil
 }
 
+// complete runs the oldest pending completion: the writes completed in
+// the order they were made.
+func (c *mconn) complete() {
+	w := c.pending[c.head]
+	c.pending[c.head] = memWrite{}
+	if c.head++; c.head == len(c.pending) {
+		c.pending, c.head = c.pending[:0], 0
+	}
+	w.done(c, w.b, nil)
+}
+
 func (c *mconn) tryWrite([]byte) int { return 0 } // everything goes through asyncWrite
+func (c *mconn) direct() bool        { return false }
 func (c *mconn) release()            {}
 
 // memIn handles an accepted connection.
@@ -204,7 +240,7 @@ type memOut struct {
 
 func (h *memOut) OnOpen(c *memnet.Conn) {
 	h.d.dialed = append(h.d.dialed, c)
-	first, ok := h.d.n.outOpened(&mconn{c}, h.oc)
+	first, ok := h.d.n.outOpened(newMconn(c), h.oc)
 	if !ok {
 		_ = c.Close()
 		return

@@ -37,16 +37,17 @@ type Node struct {
 	rem  *remote.Node
 	stop func()
 	view simView
-	// idleAt is the world time at which the node last ran out of work,
-	// timers checked (idle says it did): until the time moves or an event
-	// is queued for it, it has nothing to do (see World.settle).
-	idleAt  time.Time
-	idle    bool
-	clk     *nodeClock
-	old     []*actor.System // crashed incarnations, shut down at Close
-	drift   float64
-	slow    time.Duration // virtual time each loop event keeps the node busy
-	readyAt time.Time     // a slow node runs no loop work before this
+	// idleSince is the world time (since the start) at which the node
+	// last ran out of work, timers checked (idle says it did): until the
+	// time moves or an event is queued for it, it has nothing to do (see
+	// World.settle).
+	idleSince time.Duration
+	idle      bool
+	clk       *nodeClock
+	old       []*actor.System // crashed incarnations, shut down at Close
+	drift     float64
+	slow      time.Duration // virtual time each loop event keeps the node busy
+	readyAt   time.Time     // a slow node runs no loop work before this
 }
 
 // simView is what the simulator needs of a manual actor.System (seam.Sim).
@@ -124,7 +125,7 @@ func (n *Node) Remote() *remote.Node {
 // start makes the node's current incarnation and starts it.
 func (n *Node) start() error {
 	w := n.w
-	n.clk = &nodeClock{w: w, n: n, gen: n.gen, base: w.nw.Now(), nodeBase: w.nw.Now(), rate: 1 + n.drift}
+	n.clk = &nodeClock{w: w, n: n, gen: n.gen, base: w.nw.Now(), baseSince: w.nw.Since(), nodeBase: w.nw.Now(), rate: 1 + n.drift}
 	// Small queues and pool: a simulated node's loops are stepped, not
 	// raced, and its Blocking jobs are events (the pool stays idle).
 	acfg := actor.Config{Loops: 1, Watchdog: -1, Logger: w.cfg.Logger, OnCrash: func(*actor.Crash) {},
@@ -248,7 +249,7 @@ func (n *Node) SetDrift(drift float64) {
 	n.drift = drift
 	if n.up {
 		now := n.clk.Now()
-		n.clk.base, n.clk.nodeBase, n.clk.rate = n.w.nw.Now(), now, 1+drift
+		n.clk.base, n.clk.baseSince, n.clk.nodeBase, n.clk.rate = n.w.nw.Now(), n.w.nw.Since(), now, 1+drift
 		n.clk.forget()
 		n.idle = false
 	}
@@ -354,29 +355,32 @@ func (f askOnce) Receive(c *actor.Context, msg any) (any, error) {
 }
 
 // timerDue reports whether a loop timer of the node is due at world time
-// now.
-func (n *Node) timerDue(now time.Time) bool {
+// since (since the start).
+func (n *Node) timerDue(since time.Duration) bool {
 	t, ok := n.view.NextTimer()
-	return ok && !n.clk.worldTime(t).After(now)
+	return ok && n.clk.worldSince(t) <= since
 }
 
 // nodeClock is a node's clock: the world's virtual time, at the node's
 // rate, with its jumps; its timers are the network's, dropped once the
 // node's incarnation ends.
 type nodeClock struct {
-	w        *World
-	n        *Node
-	gen      uint64
-	base     time.Time // world time at which the node read nodeBase
-	nodeBase time.Time
-	rate     float64
+	w         *World
+	n         *Node
+	gen       uint64
+	base      time.Time     // world time at which the node read nodeBase
+	baseSince time.Duration // base, since the world's start
+	nodeBase  time.Time
+	rate      float64
 
 	// The last reading and the last worldTime, kept: a node's loops read
 	// the clock at every idle step and the world asks for each node's
 	// next timer at every step, far more often than either changes.
-	nowAt, nowVal time.Time
-	wtIn, wtOut   time.Time
-	cached        bool
+	nowSince    time.Duration // the world time of nowVal, since the start
+	nowVal      time.Time
+	wtIn, wtOut time.Time
+	wtOutSince  time.Duration // wtOut since the world's start
+	cached      bool
 }
 
 // forget drops the kept readings when the clock's rate or base changes.
@@ -391,16 +395,23 @@ func (c *nodeClock) at(t time.Time) time.Time {
 	return c.nodeBase.Add(d)
 }
 
+// Now is at(the world's time), from the world's time as a duration: the
+// loops read it at every step, and building a time.Time per reading cost
+// more than the rest of the reading.
 func (c *nodeClock) Now() time.Time {
-	t := c.w.nw.Now()
-	if c.cached && t.Equal(c.nowAt) {
+	s := c.w.nw.Since()
+	if c.cached && s == c.nowSince {
 		return c.nowVal
 	}
-	v := c.at(t)
+	d := s - c.baseSince // what at's t.Sub(c.base) is, exactly
+	if c.rate != 1 {
+		d = time.Duration(float64(d) * c.rate)
+	}
+	v := c.nodeBase.Add(d)
 	if !c.cached {
 		c.wtIn, c.wtOut = time.Time{}, time.Time{}
 	}
-	c.nowAt, c.nowVal, c.cached = t, v, true
+	c.nowSince, c.nowVal, c.cached = s, v, true
 	return v
 }
 
@@ -412,9 +423,17 @@ func (c *nodeClock) worldTime(t time.Time) time.Time {
 	}
 	wt := c.computeWorldTime(t)
 	if c.cached {
-		c.wtIn, c.wtOut = t, wt
+		c.wtIn, c.wtOut, c.wtOutSince = t, wt, wt.Sub(c.w.cfg.Start)
 	}
 	return wt
+}
+
+// worldSince is worldTime(t) since the world's start.
+func (c *nodeClock) worldSince(t time.Time) time.Duration {
+	if c.cached && !c.wtIn.IsZero() && t.Equal(c.wtIn) {
+		return c.wtOutSince
+	}
+	return c.worldTime(t).Sub(c.w.cfg.Start)
 }
 
 func (c *nodeClock) computeWorldTime(t time.Time) time.Time {

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -163,14 +162,20 @@ func (w *World) addLineAt(at time.Time, s string) {
 	w.lineAt = (w.lineAt + 1) % w.cfg.Timeline
 }
 
-// mix folds v into the digest (FNV-1a over its 8 bytes).
+// mix folds v into the digest (FNV-1a over its 8 bytes, little-endian
+// first), written out: it runs several times per event.
 func (w *World) mix(v uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	for _, c := range b {
-		w.digest ^= uint64(c)
-		w.digest *= 1099511628211
-	}
+	const p = 1099511628211
+	d := w.digest
+	d = (d ^ v&0xff) * p
+	d = (d ^ v>>8&0xff) * p
+	d = (d ^ v>>16&0xff) * p
+	d = (d ^ v>>24&0xff) * p
+	d = (d ^ v>>32&0xff) * p
+	d = (d ^ v>>40&0xff) * p
+	d = (d ^ v>>48&0xff) * p
+	d = (d ^ v>>56) * p
+	w.digest = d
 }
 
 // netEvent is the network's trace: one line per delivery, open, close.
@@ -284,18 +289,18 @@ func (w *World) Step() bool {
 	if w.settle() {
 		return true
 	}
-	at, ok := w.next()
+	at, net, ok := w.next()
 	if !ok {
 		return false
 	}
-	w.advance(at)
+	w.advance(at, net)
 	return true
 }
 
-// advance runs the network event due at at, or moves the clock to at for
-// the loop timers (or the slow node) due then.
-func (w *World) advance(at time.Time) {
-	if tn, ok := w.nw.Next(); ok && !tn.After(at) {
+// advance runs the network event due at at (net: next found one), or
+// moves the clock to at for the loop timers (or the slow node) due then.
+func (w *World) advance(at time.Time, net bool) {
+	if net {
 		w.nw.Step()
 		return
 	}
@@ -322,12 +327,21 @@ func (w *World) settle() bool {
 	ran := false
 	for {
 		busy := false
-		now := w.nw.Now()
+		since := w.nw.Since() // compared as a duration: cheaper than a time.Time
+		var now time.Time
 		for _, n := range w.nodes {
-			if !n.up || now.Before(n.readyAt) {
+			if !n.up {
 				continue
 			}
-			if n.idle && n.idleAt.Equal(now) && !n.view.Queued() && !n.timerDue(now) {
+			if !n.readyAt.IsZero() { // slow once
+				if now.IsZero() {
+					now = w.nw.Now()
+				}
+				if now.Before(n.readyAt) {
+					continue
+				}
+			}
+			if n.idle && n.idleSince == since && !n.view.Queued() && !n.timerDue(since) {
 				// Nothing queued, no timer due (one armed from outside a
 				// step, as a spawn's Start runs in manual mode, is seen
 				// here): a step would find nothing (the common case: most
@@ -343,10 +357,10 @@ func (w *World) settle() bool {
 				busy = true
 				n.idle = false
 				if n.slow > 0 {
-					n.readyAt = now.Add(n.slow)
+					n.readyAt = w.nw.Now().Add(n.slow)
 				}
 			} else {
-				n.idleAt, n.idle = now, true
+				n.idleSince, n.idle = since, true
 			}
 		}
 		if !busy {
@@ -357,9 +371,11 @@ func (w *World) settle() bool {
 }
 
 // next returns the virtual time of the next thing due: a network event,
-// a loop timer, or a slow node's end of busy time.
-func (w *World) next() (time.Time, bool) {
-	at, ok := w.nw.Next()
+// a loop timer, or a slow node's end of busy time; net reports whether
+// a network event is due then.
+func (w *World) next() (at time.Time, net, ok bool) {
+	at, ok = w.nw.Next()
+	netAt, netOK := at, ok
 	consider := func(t time.Time) {
 		if !ok || t.Before(at) {
 			at, ok = t, true
@@ -378,7 +394,7 @@ func (w *World) next() (time.Time, bool) {
 			consider(n.clk.worldTime(t))
 		}
 	}
-	return at, ok
+	return at, netOK && !netAt.After(at), ok
 }
 
 // Run runs the world for d of virtual time.
@@ -388,17 +404,23 @@ func (w *World) Run(d time.Duration) { w.RunUntil(d, func() bool { return false 
 // limit of virtual time has passed, and reports whether cond held.
 func (w *World) RunUntil(limit time.Duration, cond func() bool) bool {
 	end := w.nw.Now().Add(limit)
+	settled := false
 	for !cond() {
-		if w.settle() {
+		// A settle that ran something ended with a pass that found
+		// nothing: cond is checked, and the next thing due comes next,
+		// without another pass over every node.
+		if !settled && w.settle() {
+			settled = true
 			continue
 		}
-		at, ok := w.next()
+		settled = false
+		at, net, ok := w.next()
 		if !ok || at.After(end) {
 			w.nw.AdvanceTo(end)
 			w.settle()
 			return cond()
 		}
-		w.advance(at)
+		w.advance(at, net)
 	}
 	return true
 }

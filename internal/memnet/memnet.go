@@ -140,6 +140,10 @@ func (n *Network) Now() time.Time {
 	return n.start.Add(time.Duration(n.since.Load()))
 }
 
+// Since returns the virtual time since the network's start: Now without
+// building a time.Time, for callers that only compare readings.
+func (n *Network) Since() time.Duration { return time.Duration(n.since.Load()) }
+
 func (n *Network) setNowLocked(t time.Time) {
 	n.now = t
 	n.since.Store(int64(t.Sub(n.start)))
