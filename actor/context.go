@@ -50,8 +50,28 @@ func (c *Context) Parent() Ref { return c.slot.parent }
 // dead actor is accepted and then dropped (reported to the event hook), since
 // the target's state is only known on its loop. Messages from one actor to
 // another arrive in the order sent. Send allocates nothing beyond boxing msg.
+// After ErrQueueFull, wait with AwaitRoom rather than trying again at once.
 func (c *Context) Send(to Ref, msg any) error {
 	return to.send(c.origin(), c.self, msg)
+}
+
+// AwaitRoom returns a promise settled with a nil value, on this actor's
+// loop, once a send to r that was refused with ErrQueueFull may be
+// accepted again: for an actor of another node, when that node's outbound
+// queue has drained to half its bound, or its connection was lost (the
+// next send says so); for an actor of this node, at the next pass of r's
+// loop, which takes its queued messages. It settles at the next turn of
+// this loop when it cannot tell (r's queue has room, r is the zero Ref,
+// too many wait on one node). It reserves nothing: the next send may be
+// refused again when others send too; wait again then. A sender that waits
+// this way costs no CPU, where one that tries again at once keeps its loop
+// busy doing nothing.
+func (c *Context) AwaitRoom(r Ref) Promise {
+	p, settle := c.ExternalPromise()
+	if !r.box().awaitRoom(c.origin(), func() { settle(nil, nil) }) {
+		settle(nil, nil)
+	}
+	return p
 }
 
 // origin is the origin of what the running actor sends.

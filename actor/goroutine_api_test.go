@@ -263,3 +263,22 @@ func TestSystemAskTimeout(t *testing.T) {
 		t.Fatalf("AskTimeout of the zero Ref: %v", err)
 	}
 }
+
+// AwaitRoom on an actor of this node settles at the next pass of its loop;
+// on the zero Ref at once.
+func TestAwaitRoomLocal(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 2, Watchdog: -1})
+	target := tsSpawn(t, s, tsFn(func(*Context, any) (any, error) { return nil, nil }), OnLoop(1))
+	waiter := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) {
+		r := c.Defer()
+		c.AwaitRoom(msg.(Ref)).Then(func(*Context, any, error) { r.Reply("room", nil) })
+		return nil, nil
+	}), OnLoop(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range []Ref{target, waiter, {}} {
+		if v, err := s.Ask(ctx, waiter, r); err != nil || v != "room" {
+			t.Fatalf("AwaitRoom(%v): %v, %v", r, v, err)
+		}
+	}
+}

@@ -42,6 +42,10 @@ type mailbox interface {
 	// sendWait sends one way from a plain goroutine, waiting for room
 	// while the target's queue is full, until ctx is done.
 	sendWait(ctx context.Context, to Ref, msg any) error
+	// awaitRoom arranges for wake to run once when the queue that refused
+	// a send to the target may have room again; false (and no wake) if it
+	// has room now or cannot tell (Context.AwaitRoom).
+	awaitRoom(o origin, wake func()) bool
 	// lifecycleWait carries out an acknowledged lifecycle request from a
 	// plain goroutine of system s and waits for its outcome.
 	lifecycleWait(ctx context.Context, s *System, r Ref, q seam.LifecycleRequest) (any, error)
@@ -139,6 +143,7 @@ func (noMailbox) askWait(context.Context, *System, Ref, any) (any, error) {
 	return nil, ErrInvalidRef
 }
 func (noMailbox) sendWait(context.Context, Ref, any) error { return ErrInvalidRef }
+func (noMailbox) awaitRoom(origin, func()) bool            { return false }
 func (noMailbox) askTimeout(*System, Ref, any, time.Duration) (any, error) {
 	return nil, ErrInvalidRef
 }

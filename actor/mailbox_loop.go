@@ -226,6 +226,12 @@ func (l *loopState) askFull(s *System, ch chan result, to Ref, msg any, d time.D
 	return v, err
 }
 
+// awaitRoom runs wake on l at its next pass, which takes its queued
+// messages: on its control queue, which a full queue does not refuse.
+func (l *loopState) awaitRoom(o origin, wake func()) bool {
+	return l.control(o, &envelope{kind: kRun, msg: func(*loopState) { wake() }}) == nil
+}
+
 func (l *loopState) sendWait(ctx context.Context, to Ref, msg any) error {
 	if l.sys.cfg.Manual { // no one steps the loop while we wait
 		return l.send(origin{}, to, Ref{}, msg)

@@ -61,10 +61,28 @@ func (t *remoteTarget) askWait(ctx context.Context, _ *System, to Ref, msg any) 
 	return t.peer.AskWait(ctx, to, msg)
 }
 
-// sendWait retries a send refused for a full outbound buffer (the
-// transport has no waiter list), until ctx is done.
+func (t *remoteTarget) awaitRoom(_ origin, wake func()) bool { return t.peer.AwaitRoom(wake) }
+
+// sendWait waits for room after a send refused for a full outbound
+// buffer, until ctx is done.
 func (t *remoteTarget) sendWait(ctx context.Context, to Ref, msg any) error {
-	return retryFull(ctx, func() error { return t.peer.Send(to, Ref{}, msg) })
+	for {
+		err := t.peer.Send(to, Ref{}, msg)
+		if !errors.Is(err, ErrQueueFull) {
+			return err
+		}
+		// Parked until the node's queue drains (AwaitRoom), or, when the
+		// peer cannot say, tries again after pauses.
+		ch := make(chan struct{})
+		if !t.peer.AwaitRoom(func() { close(ch) }) {
+			return retryFull(ctx, func() error { return t.peer.Send(to, Ref{}, msg) })
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // askTimeout retries an ask refused for a full outbound buffer within d,

@@ -73,6 +73,8 @@ func (p *tsPeer) Reply(to Ref, pidx, pgen uint32, v any, err error) {
 	p.reply <- v
 }
 
+func (p *tsPeer) AwaitRoom(func()) bool { p.record("AwaitRoom"); return false }
+
 func (p *tsPeer) AskWait(_ context.Context, to Ref, msg any) (any, error) {
 	p.record("AskWait %v %v", to, msg)
 	return "waited", nil

@@ -141,7 +141,12 @@ func BenchmarkBaselineTCPPingPong(b *testing.B) {
 
 // BenchmarkRemoteThroughput: one op = one one-way message delivered to an
 // actor on the other node; the receiver's count is checked at the end.
-func BenchmarkRemoteThroughput(b *testing.B) { benchThroughput(b, boxed32, nil) }
+func BenchmarkRemoteThroughput(b *testing.B) { benchThroughput(b, boxed32, nil, false) }
+
+// BenchmarkRemoteThroughputAwaitRoom is BenchmarkRemoteThroughput with a
+// sender that, refused for a full queue, waits with Context.AwaitRoom
+// instead of sending itself the rest and trying again at once.
+func BenchmarkRemoteThroughputAwaitRoom(b *testing.B) { benchThroughput(b, boxed32, nil, true) }
 
 // benchRecord is a message of a registered struct type, decoded by
 // reflection (on the target's loop: lazy.go).
@@ -159,12 +164,12 @@ func BenchmarkRemoteThroughputStruct(b *testing.B) {
 		if err := Register[benchRecord](n, "bench.record"); err != nil {
 			b.Fatal(err)
 		}
-	})
+	}, false)
 }
 
 // benchThroughput: one op = one message sent one way from an actor on node
 // A to an actor on node B; register, if set, runs on both nodes.
-func benchThroughput(b *testing.B, msg any, register func(*Node)) {
+func benchThroughput(b *testing.B, msg any, register func(*Node), await bool) {
 	a := newTestNode(b, "a", benchConfig)
 	bn := newTestNode(b, "b", benchConfig)
 	if register != nil {
@@ -193,8 +198,13 @@ func benchThroughput(b *testing.B, msg any, register func(*Node)) {
 		n := m.(int)
 		for i := 0; i < n; {
 			if err := c.Send(r, msg); err != nil {
-				refused++ // outbound queue full: yield the loop and come back
-				c.Send(c.Self(), n-i)
+				refused++
+				left := n - i
+				if await { // outbound queue full: wait for room
+					c.AwaitRoom(r).Then(func(c *actor.Context, _ any, _ error) { c.Send(c.Self(), left) })
+					return nil, nil
+				}
+				c.Send(c.Self(), left) // outbound queue full: yield the loop and come back
 				return nil, nil
 			}
 			i++

@@ -24,9 +24,11 @@ type peer struct {
 	n    *Node
 	addr string
 
-	mu       sync.Mutex
-	nameMu   sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
-	nodeName string
+	mu     sync.Mutex
+	nameMu sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
+	// roomWaiters wake once the outbox has room (AwaitRoom).
+	roomWaiters []func()
+	nodeName    string
 	// link is the connection's protocol state (link.go): epochs, known
 	// down, retries, claims, deadlines. The rest of peer is I/O.
 	link *link
@@ -428,7 +430,12 @@ func (p *peer) lost(epoch uint64, err error) {
 	mons := p.monitors.lost()
 	p.addLinksLocked(-p.links) // BreakLinks below ends them all
 	closed := p.link.closed || p.n.closing.Load()
+	wake := p.roomWaiters // what waited for room learns of the loss by trying again
+	p.roomWaiters = nil
 	p.mu.Unlock()
+	for _, f := range wake {
+		f()
+	}
 	p.n.reportDeadLetters(p, dead, err)
 	if c != nil {
 		c.release() // gnet: the socket closes once its descriptor and ours both are

@@ -67,8 +67,34 @@ func (p *peer) directNow(direct bool) bool {
 // connection epoch's stream (outbox.acked).
 func (p *peer) acked(epoch, upto uint64) error {
 	p.mu.Lock()
+	err := p.ob.acked(epoch, upto)
+	var wake []func()
+	if len(p.roomWaiters) > 0 && p.ob.unacked() <= p.n.cfg.MaxOutbound/2 {
+		wake = p.roomWaiters
+		p.roomWaiters = nil
+	}
+	p.mu.Unlock()
+	for _, f := range wake {
+		f()
+	}
+	return err
+}
+
+// maxRoomWaiters bounds the senders one peer wakes (AwaitRoom); past it
+// they poll.
+const maxRoomWaiters = 4096
+
+// AwaitRoom implements seam.Peer. The waiters wake when the unacknowledged
+// bytes are down to half of MaxOutbound, so that a woken sender has room
+// for more than one frame, or when the connection is lost.
+func (p *peer) AwaitRoom(wake func()) bool {
+	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.ob.acked(epoch, upto)
+	if p.ob.admit(false) != obFull || len(p.roomWaiters) >= maxRoomWaiters {
+		return false
+	}
+	p.roomWaiters = append(p.roomWaiters, wake)
+	return true
 }
 
 // writeLocked hands out to gnet. gnet buffers without bound what the socket

@@ -27,6 +27,7 @@ func (p *windowPeer) Ask(to, from actor.Ref, msg any, _, _ uint32) (uint64, erro
 }
 func (p *windowPeer) Reply(actor.Ref, uint32, uint32, any, error)            {}
 func (p *windowPeer) AskWait(context.Context, actor.Ref, any) (any, error)   { return nil, nil }
+func (p *windowPeer) AwaitRoom(func()) bool                                  { return false }
 func (p *windowPeer) Monitor(target, watcher actor.Ref) error                { return nil }
 func (p *windowPeer) Demonitor(target, watcher actor.Ref) error              { return nil }
 func (p *windowPeer) Stop(target actor.Ref, reason error) error              { return nil }

@@ -62,6 +62,13 @@ type Peer[Ref any] interface {
 	// from, to be handed to the wire's SignalLocal on to's node with the
 	// same reason and link flag.
 	Exit(to, from Ref, reason error, link bool) error
+	// AwaitRoom arranges for wake to run once, on a goroutine of the
+	// transport and under none of its locks, when the outbound queue
+	// that refused a send (actor.ErrQueueFull) has room again, or its
+	// connection was lost (the next send then says so). It reports false,
+	// and will not call wake, if there is room now or too many wait
+	// already: the caller tries again at once or after a pause.
+	AwaitRoom(wake func()) bool
 	// Node names the peer, for logs and Ref.String.
 	Node() string
 }
