@@ -24,11 +24,11 @@ type peer struct {
 	n    *Node
 	addr string
 
-	mu     sync.Mutex
-	nameMu sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
-	// roomWaiters wake once the outbox has room (AwaitRoom).
+	mu       sync.Mutex
+	nameMu   sync.Mutex // guards nodeName; a leaf lock: names are read while encoding refs under mu
+	nodeName string
+	// roomWaiters wake once the outbox has room (AwaitRoom). Under mu.
 	roomWaiters []func()
-	nodeName    string
 	// link is the connection's protocol state (link.go): epochs, known
 	// down, retries, claims, deadlines. The rest of peer is I/O.
 	link *link
