@@ -71,6 +71,9 @@ type slot struct {
 	linkEpochs map[Ref]uint64
 	trap       bool // exit signals become Exited messages
 	noTerm     bool // the pending stop is a kill: no Terminate
+	// a swap (upgrade.go) waiting for this instance's continuations: its
+	// messages and timers are stashed meanwhile
+	upg *swapState
 }
 
 // loopState is everything one loop owns. Only its goroutine touches it, except
@@ -100,6 +103,8 @@ type loopState struct {
 	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
 	hclk     hookClock   // the hook's handler clock (hookclock.go)
 	lazy     any         // the transport's decoder state for seam.Lazy messages (deliver)
+	// crashWatch: who is sent the crashes of an actor (upgrade.go)
+	crashWatch map[Ref]Ref
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -180,7 +185,7 @@ func (ls *loopState) deliver(e *envelope) {
 		ls.drop(e, ErrDead)
 		return
 	}
-	if s.state == slotSuspended {
+	if s.state == slotSuspended || s.upg != nil {
 		if len(s.stash) >= ls.loop.Capacity() {
 			ls.drop(e, ErrQueueFull)
 			return

@@ -1,0 +1,277 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/actord/actord/actor"
+)
+
+// The guard is the actor that carries out an upgrade and then watches it:
+// every decision (refuse, roll back) is taken on its loop from messages and
+// timers of the loop's clock, so a run under a simulator is reproducible.
+
+// guard carries out one upgrade. It is spawned on the target's loop and is
+// never restarted (its factory returns the same instance).
+type guard struct {
+	target   actor.Ref
+	from, to string
+	opts     Options
+	log      *slog.Logger
+	watch    bool // roll back on crashes or a failed health check
+	done     func(error)
+	factory  actor.Factory // the guard's own
+
+	// from the migration
+	forward func(a actor.Actor) (actor.Actor, error)
+	back    func(a actor.Actor) (actor.Actor, error) // nil without Back
+	health  func(a actor.Actor) error                // nil without Health
+	newF    actor.Factory
+
+	// learnt during the upgrade (written on the target's loop, read after
+	// the swap's promise settled)
+	prevF     actor.Factory // the target's factory before the upgrade
+	parent    actor.Ref
+	prevStart actor.Factory // the supervisor's Start for it before, if supervised
+	sup       bool          // the parent is a supervisor and took the new Start
+
+	crashes  int
+	checking bool // a health check is under way
+	ticker   actor.Timer
+	over     bool // rolled back, or the window passed
+}
+
+// Messages of the guard to itself.
+type (
+	windowEnd  struct{}
+	healthTick struct{}
+)
+
+func newGuard[Old, New actor.Actor](ref actor.Ref, m Migration[Old, New], o Options, done func(error)) (*guard, error) {
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v: %w: %w", ErrRefused, ref, ErrBadMigration, err)
+	}
+	if o.Drain == 0 {
+		o.Drain = DefaultDrain
+	}
+	watch := o.MaxCrashes > 0 || m.Health != nil
+	if watch && o.Window <= 0 {
+		o.Window = DefaultWindow
+	}
+	if o.HealthEvery <= 0 {
+		o.HealthEvery = DefaultHealthEvery
+	}
+	g := &guard{target: ref, from: m.From, to: m.To, opts: o, log: o.Logger, watch: watch, done: done,
+		forward: func(a actor.Actor) (actor.Actor, error) { return m.forward(ref, a) },
+		newF:    func() actor.Actor { return m.Factory() }}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if m.Back != nil {
+		g.back = m.back
+	}
+	if m.Health != nil {
+		g.health = m.health
+	}
+	g.factory = func() actor.Actor { return g }
+	return g, nil
+}
+
+func (g *guard) spawnOpts() []actor.SpawnOption {
+	return []actor.SpawnOption{actor.OnLoop(g.target.Loop()), actor.Name("upgrade " + g.from + " -> " + g.to)}
+}
+
+// Start asks for the swap on the target's loop.
+func (g *guard) Start(c *actor.Context) error {
+	self := c.Self()
+	view.Swap(c, g.target, g.opts.Drain, func(c *actor.Context, a actor.Actor, f actor.Factory, pending int) (actor.Actor, actor.Factory, error) {
+		if pending > 0 {
+			return nil, nil, fmt.Errorf("%w: %d of %s did not run within %v", ErrPending, pending, g.from, g.opts.Drain)
+		}
+		if a == nil {
+			return nil, nil, ErrSuspended
+		}
+		n, err := g.forward(a)
+		if err != nil {
+			return nil, nil, err
+		}
+		g.prevF, g.parent = f, c.Parent()
+		if g.watch {
+			view.WatchCrashes(c, self) // with the swap: no crash of the new version is missed
+		}
+		return n, g.newF, nil
+	}).Then(g.swapped)
+	return nil
+}
+
+// swapped handles the outcome of the swap.
+func (g *guard) swapped(c *actor.Context, _ any, err error) {
+	if err != nil {
+		err = fmt.Errorf("%w: %v %s -> %s: %w", ErrRefused, g.target, g.from, g.to, err)
+		g.report(c, Refused, g.from, g.to, err)
+		g.done(err)
+		_ = c.Stop(c.Self(), nil)
+		return
+	}
+	if g.parent.IsZero() {
+		g.upgraded(c)
+		return
+	}
+	// Its supervisor's restarts must make the new version too: a restart
+	// in place uses the factory just swapped, a fresh spawn the spec's
+	// Start, swapped here.
+	view.Run(c, g.parent, func(_ *actor.Context, a actor.Actor) (any, error) {
+		u, ok := a.(childUpgrader)
+		if !ok {
+			return nil, nil
+		}
+		prev, err := u.UpgradeChild(g.target, g.newF)
+		if err == nil {
+			g.prevStart, g.sup = prev, true
+		}
+		return nil, err
+	}).Then(func(c *actor.Context, _ any, err error) {
+		if err != nil && !errors.Is(err, actor.ErrDead) {
+			g.log.Warn("upgrade: the supervisor did not take the new version's Start",
+				"actor", g.target.String(), "supervisor", g.parent.String(), "from", g.from, "to", g.to, "err", err)
+		}
+		g.upgraded(c)
+	})
+}
+
+// upgraded reports the upgrade and starts the watch, if any.
+func (g *guard) upgraded(c *actor.Context) {
+	g.report(c, Upgraded, g.from, g.to, nil)
+	g.done(nil)
+	if !g.watch {
+		_ = c.Stop(c.Self(), nil)
+		return
+	}
+	_ = c.Monitor(g.target)
+	c.After(g.opts.Window, windowEnd{})
+	if g.health != nil {
+		g.ticker = c.Every(g.opts.HealthEvery, healthTick{})
+	}
+}
+
+// Receive handles the watch: crashes of the target, health ticks, the end
+// of the window, the target's end.
+func (g *guard) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case *actor.Crash:
+		if g.over || m.Actor != g.target {
+			return nil, nil
+		}
+		g.crashes++
+		if g.opts.MaxCrashes > 0 && g.crashes >= g.opts.MaxCrashes {
+			g.rollback(c, fmt.Errorf("%d crashes within %v of the upgrade, the last: %v", g.crashes, g.opts.Window, m.Value))
+		}
+	case healthTick:
+		if g.over || g.checking {
+			return nil, nil
+		}
+		g.checking = true
+		view.Run(c, g.target, func(_ *actor.Context, a actor.Actor) (any, error) {
+			return nil, g.health(a)
+		}).Then(func(c *actor.Context, _ any, err error) {
+			g.checking = false
+			if err != nil && !g.over && !errors.Is(err, actor.ErrDead) {
+				g.rollback(c, err)
+			}
+		})
+	case windowEnd:
+		if g.over {
+			return nil, nil
+		}
+		g.over = true
+		g.ticker.Cancel()
+		view.Run(c, g.target, func(c *actor.Context, _ actor.Actor) (any, error) {
+			view.WatchCrashes(c, actor.Ref{})
+			return nil, nil
+		})
+		_ = c.Stop(c.Self(), nil)
+	case actor.Down:
+		if m.Ref == g.target && !g.over {
+			g.over = true
+			g.log.Warn("upgrade: the upgraded actor stopped within the window", "actor", g.target.String(),
+				"version", g.to, "reason", m.Reason)
+			_ = c.Stop(c.Self(), nil)
+		}
+	}
+	return nil, nil
+}
+
+// rollback restores the old version: from the new one's state through
+// Back if the actor is alive and Back succeeds, else by a restart from the
+// old factory (while the actor is suspended after a crash, its
+// supervisor's restart makes the old version).
+func (g *guard) rollback(c *actor.Context, why error) {
+	g.over = true
+	g.ticker.Cancel()
+	var backErr error
+	dropped := 0
+	view.Swap(c, g.target, g.opts.Drain, func(c *actor.Context, a actor.Actor, _ actor.Factory, pending int) (actor.Actor, actor.Factory, error) {
+		view.WatchCrashes(c, actor.Ref{})
+		dropped = pending
+		if a != nil && g.back != nil {
+			o, err := g.back(a)
+			if err == nil {
+				return o, g.prevF, nil
+			}
+			backErr = err
+		}
+		return nil, g.prevF, nil
+	}).Then(func(c *actor.Context, _ any, err error) {
+		if backErr != nil {
+			why = fmt.Errorf("%w (%v: restarted from %s's factory instead)", why, backErr, g.from)
+		}
+		if dropped > 0 {
+			why = fmt.Errorf("%w (%d continuations of %s dropped)", why, dropped, g.to)
+		}
+		if err != nil {
+			g.report(c, RollbackFailed, g.to, g.from, fmt.Errorf("%w; rollback: %w", why, err))
+			_ = c.Stop(c.Self(), nil)
+			return
+		}
+		if !g.sup {
+			g.report(c, RolledBack, g.to, g.from, why)
+			_ = c.Stop(c.Self(), nil)
+			return
+		}
+		view.Run(c, g.parent, func(_ *actor.Context, a actor.Actor) (any, error) {
+			u, ok := a.(childUpgrader)
+			if !ok {
+				return nil, nil
+			}
+			_, err := u.UpgradeChild(g.target, g.prevStart)
+			return nil, err
+		}).Then(func(c *actor.Context, _ any, err error) {
+			if err != nil {
+				g.log.Warn("upgrade: the supervisor did not take back the old version's Start",
+					"actor", g.target.String(), "supervisor", g.parent.String(), "err", err)
+			}
+			g.report(c, RolledBack, g.to, g.from, why)
+			_ = c.Stop(c.Self(), nil)
+		})
+	})
+}
+
+// report publishes an outcome and logs it.
+func (g *guard) report(c *actor.Context, o Outcome, from, to string, why error) {
+	rep := &Report{Outcome: o, Actor: g.target, From: from, To: to, Reason: why, Time: c.Now()}
+	c.Report(rep)
+	level := slog.LevelInfo
+	switch o {
+	case Refused, RolledBack:
+		level = slog.LevelWarn
+	case RollbackFailed:
+		level = slog.LevelError
+	}
+	attrs := []any{"actor", g.target.String(), "from", from, "to", to}
+	if why != nil {
+		attrs = append(attrs, "reason", why.Error())
+	}
+	g.log.Log(context.Background(), level, "upgrade: "+o.String(), attrs...)
+}
