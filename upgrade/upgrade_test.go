@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/debug"
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/supervisor"
 	"github.com/actord/actord/upgrade"
@@ -434,5 +435,31 @@ func TestEventBus(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no ActorUpgraded on the bus")
+	}
+}
+
+// The debugger's event stream shows the report (actord debug events
+// --kind report).
+func TestDebuggerShowsReport(t *testing.T) {
+	rec := debug.New(debug.Config{Loops: 1, MemoryBudget: 1 << 20})
+	s := actor.NewSystem(actor.Config{Loops: 1, Hook: rec.Hook})
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	r, err := s.Spawn(ctx, func() actor.Actor { return &counterV1{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := upgrade.Apply(ctx, s, r, migration(), upgrade.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []debug.Event
+	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if evs = rec.Events(debug.EventFilter{Loop: -1, Kinds: []string{"report"}}); len(evs) > 0 {
+			break
+		}
+	}
+	if len(evs) != 1 || !strings.Contains(evs[0].Type, "upgrade.Report") || !strings.Contains(evs[0].Payload, `"v2"`) {
+		t.Fatalf("report events in the debugger: %+v", evs)
 	}
 }
