@@ -79,15 +79,18 @@ func (u upgradeView) Run(c *Context, r Ref, f func(c *Context, a Actor) (any, er
 	})
 }
 
-// WatchCrashes, called inside an actor (in a Swap or Run function), makes
-// every later crash of that actor (in a handler, a continuation or Start)
-// be sent to watcher as a *Crash, in order with what the actor's loop sends
-// it, until the actor stops or WatchCrashes is called again; the zero
-// watcher ends it. One watcher per actor.
-func (u upgradeView) WatchCrashes(c *Context, watcher Ref) {
+// WatchCrashes, called inside an actor (in a Swap or Run function) with on
+// set, makes every later crash of that actor (in a handler, a continuation
+// or Start) be sent to watcher as a *Crash, in order with what the actor's
+// loop sends it, until the actor stops or another watcher takes over (one
+// per actor). With on false it ends watcher's watch, if watcher is still
+// the one.
+func (u upgradeView) WatchCrashes(c *Context, watcher Ref, on bool) {
 	ls := c.ls
-	if watcher.IsZero() {
-		delete(ls.crashWatch, c.self)
+	if !on {
+		if ls.crashWatch[c.self] == watcher {
+			delete(ls.crashWatch, c.self)
+		}
 		return
 	}
 	if ls.crashWatch == nil {

@@ -28,6 +28,7 @@ type guard struct {
 	forward func(a actor.Actor) (actor.Actor, error)
 	back    func(a actor.Actor) (actor.Actor, error) // nil without Back
 	health  func(a actor.Actor) error                // nil without Health
+	isNew   func(a actor.Actor) bool
 	newF    actor.Factory
 
 	// learnt during the upgrade (written on the target's loop, read after
@@ -65,7 +66,7 @@ func newGuard[Old, New actor.Actor](ref actor.Ref, m Migration[Old, New], o Opti
 	}
 	g := &guard{target: ref, from: m.From, to: m.To, opts: o, log: o.Logger, watch: watch, done: done,
 		forward: func(a actor.Actor) (actor.Actor, error) { return m.forward(ref, a) },
-		newF:    func() actor.Actor { return m.Factory() }}
+		newF:    func() actor.Actor { return m.Factory() }, isNew: m.isNew}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -99,7 +100,7 @@ func (g *guard) Start(c *actor.Context) error {
 		}
 		g.prevF, g.parent = f, c.Parent()
 		if g.watch {
-			view.WatchCrashes(c, self) // with the swap: no crash of the new version is missed
+			view.WatchCrashes(c, self, true) // with the swap: no crash of the new version is missed
 		}
 		return n, g.newF, nil
 	}).Then(g.swapped)
@@ -177,21 +178,18 @@ func (g *guard) Receive(c *actor.Context, msg any) (any, error) {
 			return nil, g.health(a)
 		}).Then(func(c *actor.Context, _ any, err error) {
 			g.checking = false
-			if err != nil && !g.over && !errors.Is(err, actor.ErrDead) {
+			switch {
+			case err == nil || g.over || errors.Is(err, actor.ErrDead):
+			case errors.Is(err, errSuperseded):
+				g.end(c)
+			default:
 				g.rollback(c, err)
 			}
 		})
 	case windowEnd:
-		if g.over {
-			return nil, nil
+		if !g.over {
+			g.end(c)
 		}
-		g.over = true
-		g.ticker.Cancel()
-		view.Run(c, g.target, func(c *actor.Context, _ actor.Actor) (any, error) {
-			view.WatchCrashes(c, actor.Ref{})
-			return nil, nil
-		})
-		_ = c.Stop(c.Self(), nil)
 	case actor.Down:
 		if m.Ref == g.target && !g.over {
 			g.over = true
@@ -203,6 +201,18 @@ func (g *guard) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
+// end ends the watch: the upgrade is final.
+func (g *guard) end(c *actor.Context) {
+	g.over = true
+	g.ticker.Cancel()
+	self := c.Self()
+	view.Run(c, g.target, func(c *actor.Context, _ actor.Actor) (any, error) {
+		view.WatchCrashes(c, self, false)
+		return nil, nil
+	})
+	_ = c.Stop(self, nil)
+}
+
 // rollback restores the old version: from the new one's state through
 // Back if the actor is alive and Back succeeds, else by a restart from the
 // old factory (while the actor is suspended after a crash, its
@@ -212,8 +222,12 @@ func (g *guard) rollback(c *actor.Context, why error) {
 	g.ticker.Cancel()
 	var backErr error
 	dropped := 0
+	self := c.Self()
 	view.Swap(c, g.target, g.opts.Drain, func(c *actor.Context, a actor.Actor, _ actor.Factory, pending int) (actor.Actor, actor.Factory, error) {
-		view.WatchCrashes(c, actor.Ref{})
+		if a != nil && !g.isNew(a) {
+			return nil, nil, fmt.Errorf("%w: %T", errSuperseded, a)
+		}
+		view.WatchCrashes(c, self, false)
 		dropped = pending
 		if a != nil && g.back != nil {
 			o, err := g.back(a)

@@ -63,6 +63,9 @@ func (a *counterV1) Receive(c *actor.Context, msg any) (any, error) {
 		return "v1 does not crash", nil
 	case ask:
 		c.Ask(m.to, "question").Then(func(_ *actor.Context, v any, err error) {
+			if v == "panic" {
+				panic("continuation of v1")
+			}
 			a.conts = append(a.conts, answer(v, err))
 		})
 	}

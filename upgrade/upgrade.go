@@ -213,7 +213,7 @@ type swapper interface {
 	Swap(c *actor.Context, r actor.Ref, drain time.Duration,
 		f func(c *actor.Context, a actor.Actor, factory actor.Factory, pending int) (actor.Actor, actor.Factory, error)) actor.Promise
 	Run(c *actor.Context, r actor.Ref, f func(c *actor.Context, a actor.Actor) (any, error)) actor.Promise
-	WatchCrashes(c *actor.Context, watcher actor.Ref)
+	WatchCrashes(c *actor.Context, watcher actor.Ref, on bool)
 }
 
 // childUpgrader is implemented by supervisor actors (supervisor's
@@ -295,12 +295,25 @@ func (m *Migration[Old, New]) back(a actor.Actor) (o actor.Actor, err error) {
 	return ov, nil
 }
 
+// errSuperseded: the actor no longer runs the version an upgrade made (a
+// later upgrade replaced it); that upgrade's watch ends.
+var errSuperseded = errors.New("upgrade: the actor runs another version now")
+
+// isNew reports whether a is a New.
+func (m *Migration[Old, New]) isNew(a actor.Actor) bool {
+	_, ok := a.(New)
+	return ok
+}
+
 // health runs Health on a, if a is a New (a suspended actor, nil, is not
 // checked: its supervisor's restart comes first).
 func (m *Migration[Old, New]) health(a actor.Actor) (err error) {
+	if a == nil {
+		return nil
+	}
 	n, ok := a.(New)
 	if !ok {
-		return nil
+		return errSuperseded
 	}
 	defer func() {
 		if v := recover(); v != nil {

@@ -463,3 +463,96 @@ func TestDebuggerShowsReport(t *testing.T) {
 		t.Fatalf("report events in the debugger: %+v", evs)
 	}
 }
+
+// A drain ends when its actor crashes (the upgrade is refused; the held
+// messages wait for the supervisor's restart and reach the new instance,
+// of the old version, in order) or stops (refused; held asks fail).
+func TestDrainAborted(t *testing.T) {
+	t.Run("crash", func(t *testing.T) {
+		rep := newReports()
+		m := newManual(t, 1, rep)
+		var replies []*actor.Reply
+		d := m.spawn(func() actor.Actor { return deferrer{&replies} })
+		_, r := supervised(t, m)
+		_ = m.s.Send(r, ask{to: d})
+		m.settle()
+		m.do("up", func(c *actor.Context) actor.Promise {
+			return upgrade.Begin(c, r, migration(), upgrade.Options{Drain: time.Second})
+		})
+		for i := 1; i <= 3; i++ {
+			_ = m.s.Send(r, i)
+		}
+		m.settle()
+		replies[0].Reply("panic", nil) // v1's continuation crashes it
+		m.settle()
+		err, done := m.result("up")
+		if !done || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, actor.ErrCrashed) {
+			t.Fatalf("upgrade: %v (done %v), want refused by the crash", err, done)
+		}
+		got := inspect(t, m.s, r)
+		if !isFreshV1(got) {
+			t.Fatalf("after the crash: %T %+v, want v1 restarted", got, got)
+		}
+		if v1, _ := checkLog(t, got.(*counterV1).log, 3); v1 != 3 {
+			t.Fatalf("held messages: %+v", got)
+		}
+	})
+	t.Run("stop", func(t *testing.T) {
+		rep := newReports()
+		m := newManual(t, 1, rep)
+		var replies []*actor.Reply
+		d := m.spawn(func() actor.Actor { return deferrer{&replies} })
+		r := m.spawn(func() actor.Actor { return &counterV1{} })
+		_ = m.s.Send(r, ask{to: d})
+		m.settle()
+		m.do("up", func(c *actor.Context) actor.Promise {
+			return upgrade.Begin(c, r, migration(), upgrade.Options{Drain: time.Second})
+		})
+		var held error
+		m.do("held", func(c *actor.Context) actor.Promise { return c.Ask(r, get{}) })
+		if _, done := m.result("held"); done {
+			t.Fatal("ask answered while draining")
+		}
+		if err := m.s.Stop(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		m.settle()
+		err, done := m.result("up")
+		if !done || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, actor.ErrDead) {
+			t.Fatalf("upgrade: %v (done %v), want refused: dead", err, done)
+		}
+		if held, done = m.result("held"); !done || !errors.Is(held, actor.ErrDead) {
+			t.Fatalf("held ask: %v (done %v), want ErrDead", held, done)
+		}
+	})
+}
+
+// A later upgrade supersedes an earlier one's watch: the earlier guard's
+// end does not end the later one's watch of crashes.
+func TestLaterUpgradeKeepsItsWatch(t *testing.T) {
+	rep := newReports()
+	m := newManual(t, 1, rep)
+	_, r := supervised(t, m)
+	m.begin("v2", r, migration(), upgrade.Options{Window: time.Minute, HealthEvery: time.Second})
+	again := upgrade.Migration[*counterV2, *counterV2]{From: "v2", To: "v2b",
+		Forward: func(o *counterV2) (*counterV2, error) { n := *o; return &n, nil },
+		Factory: func() *counterV2 { return &counterV2{} }}
+	m.do("v2b", func(c *actor.Context) actor.Promise {
+		return upgrade.Begin(c, r, again, upgrade.Options{MaxCrashes: 1, Window: time.Hour})
+	})
+	if err, ok := m.result("v2b"); !ok || err != nil {
+		t.Fatalf("second upgrade: %v %v", err, ok)
+	}
+	m.advance(2 * time.Minute) // the first watch ends
+	_ = m.s.Send(r, boom{})
+	m.settle()
+	var rolled *upgrade.Report
+	for _, x := range rep.all() {
+		if x.Outcome == upgrade.RolledBack {
+			rolled = x
+		}
+	}
+	if rolled == nil || rolled.From != "v2b" || rolled.To != "v2" {
+		t.Fatalf("reports %v: want v2b rolled back to v2", rep.all())
+	}
+}

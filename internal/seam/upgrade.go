@@ -7,7 +7,7 @@ import "errors"
 //
 //	Swap(c *actor.Context, r actor.Ref, drain time.Duration, f SwapFunc) actor.Promise
 //	Run(c *actor.Context, r actor.Ref, f func(c *actor.Context, a actor.Actor) (any, error)) actor.Promise
-//	WatchCrashes(c *actor.Context, watcher actor.Ref)
+//	WatchCrashes(c *actor.Context, watcher actor.Ref, on bool)
 //
 // (SwapFunc is func(c *actor.Context, a actor.Actor, factory actor.Factory,
 // pending int) (actor.Actor, actor.Factory, error)), documented in
