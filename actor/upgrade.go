@@ -214,7 +214,12 @@ func (ls *loopState) finishSwap(w *swapState) {
 	var na Actor
 	var nf Factory
 	var ferr error
-	err := ls.inspectNow(w.r, func(c *Context, a Actor) { na, nf, ferr = w.f(c, a, s.factory, pending) })
+	err := ls.inspectNow(w.r, func(c *Context, a Actor) {
+		if s.state != slotAlive {
+			a = nil // a crashed instance stays in its slot until its restart: not one to migrate
+		}
+		na, nf, ferr = w.f(c, a, s.factory, pending)
+	})
 	if err == nil {
 		err = ferr
 	}

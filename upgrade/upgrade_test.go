@@ -486,8 +486,9 @@ func TestDrainAborted(t *testing.T) {
 		replies[0].Reply("panic", nil) // v1's continuation crashes it
 		m.settle()
 		err, done := m.result("up")
-		if !done || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, actor.ErrCrashed) {
-			t.Fatalf("upgrade: %v (done %v), want refused by the crash", err, done)
+		if !done || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, actor.ErrCrashed) ||
+			!strings.Contains(err.Error(), "crashed while") {
+			t.Fatalf("upgrade: %v (done %v), want refused by the crash while draining", err, done)
 		}
 		got := inspect(t, m.s, r)
 		if !isFreshV1(got) {
@@ -554,5 +555,51 @@ func TestLaterUpgradeKeepsItsWatch(t *testing.T) {
 	}
 	if rolled == nil || rolled.From != "v2b" || rolled.To != "v2" {
 		t.Fatalf("reports %v: want v2b rolled back to v2", rep.all())
+	}
+}
+
+// lazyParent supervises one child (actor.Supervised) and restarts it only
+// when told, so a test can act while the child is suspended.
+type lazyParent struct {
+	start actor.Factory
+	child *actor.Ref
+}
+
+type restartChild struct{}
+
+func (p *lazyParent) Start(c *actor.Context) error {
+	r, err := c.Spawn(p.start, actor.Supervised())
+	*p.child = r
+	return err
+}
+
+func (p *lazyParent) Receive(c *actor.Context, msg any) (any, error) {
+	if _, ok := msg.(restartChild); ok {
+		return nil, c.Restart(*p.child)
+	}
+	return nil, nil // Crashed: wait to be told
+}
+
+// A rollback that finds the actor suspended after its crash sets the old
+// factory, and the parent's restart makes the old version.
+func TestRollbackWhileSuspended(t *testing.T) {
+	rep := newReports()
+	m := newManual(t, 1, rep)
+	var r actor.Ref
+	p := m.spawn(func() actor.Actor {
+		return &lazyParent{start: func() actor.Actor { return &counterV1{} }, child: &r}
+	})
+	mig := migration()
+	mig.Health = nil
+	m.begin("up", r, mig, upgrade.Options{MaxCrashes: 1, Window: time.Minute})
+	_ = m.s.Send(r, boom{})
+	m.settle()
+	if !rep.has(upgrade.RolledBack) {
+		t.Fatalf("not rolled back: %v", rep.all())
+	}
+	_ = m.s.Send(p, restartChild{})
+	m.settle()
+	if got := inspect(t, m.s, r); !isFreshV1(got) {
+		t.Fatalf("restarted after the rollback: %T %+v, want a fresh v1", got, got)
 	}
 }
