@@ -49,6 +49,11 @@ type (
 	boom struct{}               // v2 panics
 	sick struct{}               // v2 fails its health check from now on
 	ask  struct{ to actor.Ref } // asks to and logs the answer in a continuation
+	// later sends n to the actor itself after d, with an actor timer
+	later struct {
+		n int
+		d time.Duration
+	}
 )
 
 func (a *counterV1) Start(*actor.Context) error { a.started = true; return nil }
@@ -68,6 +73,8 @@ func (a *counterV1) Receive(c *actor.Context, msg any) (any, error) {
 			}
 			a.conts = append(a.conts, answer(v, err))
 		})
+	case later:
+		c.After(m.d, m.n)
 	}
 	return nil, nil
 }

@@ -353,6 +353,7 @@ func TestDrainContinuations(t *testing.T) {
 			d := m.spawn(func() actor.Actor { return deferrer{&replies} })
 			r := m.spawn(func() actor.Actor { return &counterV1{} })
 			_ = m.s.Send(r, ask{to: d})
+			_ = m.s.Send(r, later{n: 4, d: 500 * time.Millisecond}) // a timer set by v1
 			m.settle()
 			m.do("up", func(c *actor.Context) actor.Promise {
 				return upgrade.Begin(c, r, migration(), upgrade.Options{Drain: time.Second})
@@ -361,6 +362,7 @@ func TestDrainContinuations(t *testing.T) {
 				_ = m.s.Send(r, i)
 			}
 			m.settle()
+			m.advance(500 * time.Millisecond) // the timer fires while draining: held too
 			if _, done := m.result("up"); done {
 				t.Fatal("upgraded with a continuation outstanding")
 			}
@@ -377,12 +379,12 @@ func TestDrainContinuations(t *testing.T) {
 				if !ok || len(a.conts) != 1 || a.conts[0] != "answer" {
 					t.Fatalf("after the drain: %T %+v: want v2 with v1's continuation result", inspect(t, m.s, r), a)
 				}
-				if _, v2 := checkLog(t, a.log, 3); v2 != 3 {
+				if _, v2 := checkLog(t, a.log, 4); v2 != 4 {
 					t.Fatalf("held messages: %+v", a.log)
 				}
 				return
 			}
-			m.advance(time.Second)
+			m.advance(500 * time.Millisecond)
 			err, done := m.result("up")
 			if !done || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, upgrade.ErrPending) {
 				t.Fatalf("upgrade: %v (done %v), want refused with ErrPending", err, done)
@@ -391,7 +393,7 @@ func TestDrainContinuations(t *testing.T) {
 			if !ok {
 				t.Fatalf("after the refusal: %T", inspect(t, m.s, r))
 			}
-			if v1, _ := checkLog(t, a.log, 3); v1 != 3 {
+			if v1, _ := checkLog(t, a.log, 4); v1 != 4 {
 				t.Fatalf("held messages: %+v", a.log)
 			}
 			replies[0].Reply("late", nil)
@@ -493,6 +495,38 @@ func TestDrainAborted(t *testing.T) {
 		got := inspect(t, m.s, r)
 		if !isFreshV1(got) {
 			t.Fatalf("after the crash: %T %+v, want v1 restarted", got, got)
+		}
+		if v1, _ := checkLog(t, got.(*counterV1).log, 3); v1 != 3 {
+			t.Fatalf("held messages: %+v", got)
+		}
+	})
+	t.Run("restart", func(t *testing.T) {
+		rep := newReports()
+		m := newManual(t, 1, rep)
+		var replies []*actor.Reply
+		d := m.spawn(func() actor.Actor { return deferrer{&replies} })
+		var r actor.Ref
+		p := m.spawn(func() actor.Actor {
+			return &lazyParent{start: func() actor.Actor { return &counterV1{} }, child: &r}
+		})
+		_ = m.s.Send(r, ask{to: d})
+		m.settle()
+		m.do("up", func(c *actor.Context) actor.Promise {
+			return upgrade.Begin(c, r, migration(), upgrade.Options{Drain: time.Second})
+		})
+		for i := 1; i <= 3; i++ {
+			_ = m.s.Send(r, i)
+		}
+		m.settle()
+		_ = m.s.Send(p, restartChild{}) // its parent restarts it while draining
+		m.settle()
+		err, done := m.result("up")
+		if !done || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, actor.ErrRestart) {
+			t.Fatalf("upgrade: %v (done %v), want refused by the restart", err, done)
+		}
+		got := inspect(t, m.s, r)
+		if !isFreshV1(got) {
+			t.Fatalf("after the restart: %T %+v, want v1 restarted", got, got)
 		}
 		if v1, _ := checkLog(t, got.(*counterV1).log, 3); v1 != 3 {
 			t.Fatalf("held messages: %+v", got)
