@@ -21,7 +21,8 @@ type guard struct {
 	opts     Options
 	log      *slog.Logger
 	watch    bool // roll back on crashes or a failed health check
-	done     func(error)
+	done     func(error)   // called once, with the outcome of the swap (see finish)
+	answered bool
 	factory  actor.Factory // the guard's own
 
 	// from the migration
@@ -112,7 +113,7 @@ func (g *guard) swapped(c *actor.Context, _ any, err error) {
 	if err != nil {
 		err = fmt.Errorf("%w: %v %s -> %s: %w", ErrRefused, g.target, g.from, g.to, err)
 		g.report(c, Refused, g.from, g.to, err)
-		g.done(err)
+		g.finish(err)
 		_ = c.Stop(c.Self(), nil)
 		return
 	}
@@ -145,7 +146,7 @@ func (g *guard) swapped(c *actor.Context, _ any, err error) {
 // upgraded reports the upgrade and starts the watch, if any.
 func (g *guard) upgraded(c *actor.Context) {
 	g.report(c, Upgraded, g.from, g.to, nil)
-	g.done(nil)
+	g.finish(nil)
 	if !g.watch {
 		_ = c.Stop(c.Self(), nil)
 		return
@@ -155,6 +156,23 @@ func (g *guard) upgraded(c *actor.Context) {
 	if g.health != nil {
 		g.ticker = c.Every(g.opts.HealthEvery, healthTick{})
 	}
+}
+
+// finish answers Apply or Begin, once.
+func (g *guard) finish(err error) {
+	if !g.answered {
+		g.answered = true
+		g.done(err)
+	}
+}
+
+// Terminate answers Apply or Begin if the guard is stopped before the swap
+// did (the system shuts down): the upgrade may or may not have happened.
+func (g *guard) Terminate(_ *actor.Context, reason error) {
+	if reason == nil {
+		reason = actor.ErrShutdown
+	}
+	g.finish(fmt.Errorf("upgrade: %v %s -> %s: outcome unknown, its guard stopped: %w", g.target, g.from, g.to, reason))
 }
 
 // Receive handles the watch: crashes of the target, health ticks, the end

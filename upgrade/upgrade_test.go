@@ -637,3 +637,47 @@ func TestRollbackWhileSuspended(t *testing.T) {
 		t.Fatalf("restarted after the rollback: %T %+v, want a fresh v1", got, got)
 	}
 }
+
+// Apply returns when the system shuts down while the upgrade waits.
+func TestApplyAnsweredAtShutdown(t *testing.T) {
+	spawned := make(chan actor.Ref, 16)
+	s := actor.NewSystem(actor.Config{Loops: 1, LifecycleHook: func(ev *actor.Event) {
+		if ev.Kind == actor.EventSpawn {
+			spawned <- ev.To
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	var replies []*actor.Reply
+	d, err := s.Spawn(ctx, func() actor.Actor { return deferrer{&replies} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Spawn(ctx, func() actor.Actor { return &counterV1{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-spawned
+	<-spawned
+	if err := s.Send(r, ask{to: d}); err != nil { // a continuation that never settles
+		t.Fatal(err)
+	}
+	if _, err := s.Ask(ctx, r, get{}); err != nil { // v1 has made it
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() {
+		res <- upgrade.Apply(ctx, s, r, migration(), upgrade.Options{Drain: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	select {
+	case <-spawned: // the guard has started: the swap is asked for
+	case <-ctx.Done():
+		t.Fatal("no guard")
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; !errors.Is(err, actor.ErrShutdown) {
+		t.Fatalf("Apply: %v, want ErrShutdown", err)
+	}
+}
