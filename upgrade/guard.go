@@ -20,8 +20,8 @@ type guard struct {
 	from, to string
 	opts     Options
 	log      *slog.Logger
-	watch    bool // roll back on crashes or a failed health check
-	done     func(error)   // called once, with the outcome of the swap (see finish)
+	watch    bool        // roll back on crashes or a failed health check
+	done     func(error) // called once, with the outcome of the swap (see finish)
 	answered bool
 	factory  actor.Factory // the guard's own
 
