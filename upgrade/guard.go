@@ -90,7 +90,10 @@ func (g *guard) Start(c *actor.Context) error {
 	self := c.Self()
 	view.Swap(c, g.target, g.opts.Drain, func(c *actor.Context, a actor.Actor, f actor.Factory, pending int) (actor.Actor, actor.Factory, error) {
 		if pending > 0 {
-			return nil, nil, fmt.Errorf("%w: %d of %s did not run within %v", ErrPending, pending, g.from, g.opts.Drain)
+			if g.opts.Drain < 0 {
+				return nil, nil, fmt.Errorf("%w: %d continuations of %s outstanding (no drain)", ErrPending, pending, g.from)
+			}
+			return nil, nil, fmt.Errorf("%w: %d continuations of %s did not run within %v", ErrPending, pending, g.from, g.opts.Drain)
 		}
 		if a == nil {
 			return nil, nil, ErrSuspended
