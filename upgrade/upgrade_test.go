@@ -11,6 +11,7 @@ import (
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/debug"
 	"github.com/actord/actord/event"
+	"github.com/actord/actord/internal/seam"
 	"github.com/actord/actord/supervisor"
 	"github.com/actord/actord/upgrade"
 )
@@ -679,5 +680,26 @@ func TestApplyAnsweredAtShutdown(t *testing.T) {
 	}
 	if err := <-res; !errors.Is(err, actor.ErrShutdown) {
 		t.Fatalf("Apply: %v, want ErrShutdown", err)
+	}
+}
+
+// nullPeer is a node nobody reaches: an upgrade must not try.
+type nullPeer struct{ seam.Peer[actor.Ref] }
+
+func (nullPeer) Node() string { return "far" }
+
+// An actor of another node (a remote child's, say) is refused with a clear
+// error.
+func TestRemoteRefused(t *testing.T) {
+	s := system(t, 1, newReports())
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	w := seam.Wire(s).(interface {
+		RemoteRef(p seam.Peer[actor.Ref], id actor.WireID) actor.Ref
+	})
+	r := w.RemoteRef(nullPeer{}, actor.WireID{Loop: 0, Slot: 1, Gen: 1})
+	err := upgrade.Apply(ctx, s, r, migration(), upgrade.Options{})
+	if !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, actor.ErrRemoteUnsupported) {
+		t.Fatalf("Apply on a remote ref: %v, want refused: remote unsupported", err)
 	}
 }
