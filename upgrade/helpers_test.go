@@ -34,6 +34,7 @@ type counterV1 struct {
 	started bool     // Start ran (a fresh instance from the factory)
 	back    bool     // made by Back
 	conts   []string // continuations that ran in this instance
+	owed    []*actor.Reply
 }
 
 type counterV2 struct {
@@ -41,6 +42,7 @@ type counterV2 struct {
 	total int // new in v2: computed by Forward
 	sick  bool
 	conts []string
+	owed  []*actor.Reply
 }
 
 // Messages of the counters.
@@ -49,6 +51,8 @@ type (
 	boom struct{}               // v2 panics
 	sick struct{}               // v2 fails its health check from now on
 	ask  struct{ to actor.Ref } // asks to and logs the answer in a continuation
+	owe struct{} // deferred: answered by pay
+	pay struct{} // answers the owed asks with the payer's version
 	// later sends n to the actor itself after d, with an actor timer
 	later struct {
 		n int
@@ -75,6 +79,13 @@ func (a *counterV1) Receive(c *actor.Context, msg any) (any, error) {
 		})
 	case later:
 		c.After(m.d, m.n)
+	case owe:
+		a.owed = append(a.owed, c.Defer())
+	case pay:
+		for _, r := range a.owed {
+			r.Reply("paid by v1", nil)
+		}
+		a.owed = nil
 	}
 	return nil, nil
 }
@@ -94,6 +105,13 @@ func (a *counterV2) Receive(c *actor.Context, msg any) (any, error) {
 		c.Ask(m.to, "question").Then(func(_ *actor.Context, v any, err error) {
 			a.conts = append(a.conts, answer(v, err))
 		})
+	case owe:
+		a.owed = append(a.owed, c.Defer())
+	case pay:
+		for _, r := range a.owed {
+			r.Reply("paid by v2", nil)
+		}
+		a.owed = nil
 	}
 	return nil, nil
 }
@@ -111,7 +129,8 @@ func migration() upgrade.Migration[*counterV1, *counterV2] {
 	return upgrade.Migration[*counterV1, *counterV2]{
 		From: "v1", To: "v2",
 		Forward: func(o *counterV1) (*counterV2, error) {
-			n := &counterV2{log: append([]entry(nil), o.log...), conts: append([]string(nil), o.conts...)}
+			n := &counterV2{log: append([]entry(nil), o.log...), conts: append([]string(nil), o.conts...),
+				owed: append([]*actor.Reply(nil), o.owed...)}
 			for _, e := range o.log {
 				n.total += e.n
 			}

@@ -703,3 +703,30 @@ func TestRemoteRefused(t *testing.T) {
 		t.Fatalf("Apply on a remote ref: %v, want refused: remote unsupported", err)
 	}
 }
+
+// Replies the old version owes (Defer) move with its state: the new
+// version answers them, and the askers get that answer.
+func TestDeferredRepliesMove(t *testing.T) {
+	rep := newReports()
+	m := newManual(t, 1, rep)
+	r := m.spawn(func() actor.Actor { return &counterV1{} })
+	var answers []string
+	m.do("owe", func(c *actor.Context) actor.Promise {
+		p := c.AskTimeout(r, owe{}, 0)
+		out, resolve := c.Promise()
+		p.Then(func(_ *actor.Context, v any, err error) {
+			answers = append(answers, answer(v, err))
+			resolve(nil, nil)
+		})
+		return out
+	})
+	m.begin("up", r, migration(), upgrade.Options{})
+	if len(answers) != 0 {
+		t.Fatalf("answered before pay: %v", answers)
+	}
+	_ = m.s.Send(r, pay{})
+	m.settle()
+	if len(answers) != 1 || answers[0] != "paid by v2" {
+		t.Fatalf("answers %v, want the owed ask answered by v2", answers)
+	}
+}
