@@ -51,8 +51,8 @@ type (
 	boom struct{}               // v2 panics
 	sick struct{}               // v2 fails its health check from now on
 	ask  struct{ to actor.Ref } // asks to and logs the answer in a continuation
-	owe struct{} // deferred: answered by pay
-	pay struct{} // answers the owed asks with the payer's version
+	owe  struct{}               // deferred: answered by pay
+	pay  struct{}               // answers the owed asks with the payer's version
 	// later sends n to the actor itself after d, with an actor timer
 	later struct {
 		n int
