@@ -82,9 +82,11 @@ func (u upgradeView) Run(c *Context, r Ref, f func(c *Context, a Actor) (any, er
 // WatchCrashes, called inside an actor (in a Swap or Run function) with on
 // set, makes every later crash of that actor (in a handler, a continuation
 // or Start) be sent to watcher as a *Crash, in order with what the actor's
-// loop sends it, until the actor stops or another watcher takes over (one
-// per actor). With on false it ends watcher's watch, if watcher is still
-// the one.
+// loop sends it, until the actor stops, another watcher takes over (one
+// per actor) or a swap succeeds: a successful swap ends the watch of the
+// version it replaces, and tells that watcher with a seam.CrashWatchEnded
+// (its function may start a new watch). With on false it ends watcher's
+// watch, if watcher is still the one.
 func (u upgradeView) WatchCrashes(c *Context, watcher Ref, on bool) {
 	ls := c.ls
 	if !on {
@@ -98,6 +100,11 @@ func (u upgradeView) WatchCrashes(c *Context, watcher Ref, on bool) {
 	}
 	ls.crashWatch[c.self] = watcher
 }
+
+// Watcher, called inside an actor (in a Swap or Run function), returns the
+// watcher of its crashes (WatchCrashes), or the zero Ref. A watcher that is
+// no longer the one has been superseded by a later swap.
+func (u upgradeView) Watcher(c *Context) Ref { return c.ls.crashWatch[c.self] }
 
 // post runs op on r's loop, ordered behind what c's actor queued there,
 // and settles the returned promise with what op passes to done.
@@ -211,6 +218,9 @@ func (ls *loopState) finishSwap(w *swapState) {
 	if s.state == slotAlive {
 		pending = ls.pendingConts(w.r, s.inc)
 	}
+	// A swap ends the crash watch of the version it replaces (f may start
+	// another, or end it); a refused one leaves it as it was.
+	prevWatch, watched := ls.crashWatch[w.r]
 	var na Actor
 	var nf Factory
 	var ferr error
@@ -240,6 +250,20 @@ func (ls *loopState) finishSwap(w *swapState) {
 			if s.state == slotAlive {
 				err = ls.restart(s, w.r)
 			}
+		}
+	}
+	if ls.lookup(w.r) == s {
+		now, ok := ls.crashWatch[w.r]
+		switch {
+		case err != nil && watched:
+			ls.crashWatch[w.r] = prevWatch
+		case err != nil:
+			delete(ls.crashWatch, w.r)
+		case watched:
+			if ok && now == prevWatch {
+				delete(ls.crashWatch, w.r)
+			}
+			_ = prevWatch.box().notify(ls.origin(), prevWatch, seam.CrashWatchEnded{})
 		}
 	}
 	if ls.lookup(w.r) == s && s.state == slotAlive {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 )
 
 // The guard is the actor that carries out an upgrade and then watches it:
@@ -195,14 +196,18 @@ func (g *guard) Receive(c *actor.Context, msg any) (any, error) {
 			return nil, nil
 		}
 		g.checking = true
-		view.Run(c, g.target, func(_ *actor.Context, a actor.Actor) (any, error) {
+		self := c.Self()
+		view.Run(c, g.target, func(c *actor.Context, a actor.Actor) (any, error) {
+			if view.Watcher(c) != self {
+				return nil, errSuperseded
+			}
 			return nil, g.health(a)
 		}).Then(func(c *actor.Context, _ any, err error) {
 			g.checking = false
 			switch {
 			case err == nil || g.over || errors.Is(err, actor.ErrDead):
 			case errors.Is(err, errSuperseded):
-				g.end(c)
+				g.superseded(c)
 			default:
 				g.rollback(c, err)
 			}
@@ -210,6 +215,12 @@ func (g *guard) Receive(c *actor.Context, msg any) (any, error) {
 	case windowEnd:
 		if !g.over {
 			g.end(c)
+		}
+	case seam.CrashWatchEnded:
+		// A later upgrade replaced the version this one made: its watch
+		// is not this guard's to keep.
+		if !g.over {
+			g.superseded(c)
 		}
 	case actor.Down:
 		if m.Ref == g.target && !g.over {
@@ -234,6 +245,16 @@ func (g *guard) end(c *actor.Context) {
 	_ = c.Stop(self, nil)
 }
 
+// superseded ends the watch of an upgrade that a later one replaced: the
+// actor's version, and its watch, are the later upgrade's.
+func (g *guard) superseded(c *actor.Context) {
+	g.over = true
+	g.ticker.Cancel()
+	g.log.Info("upgrade: superseded by a later upgrade, watch ended", "actor", g.target.String(),
+		"from", g.from, "to", g.to)
+	_ = c.Stop(c.Self(), nil)
+}
+
 // rollback restores the old version: from the new one's state through
 // Back if the actor is alive and Back succeeds, else by a restart from the
 // old factory (while the actor is suspended after a crash, its
@@ -245,6 +266,12 @@ func (g *guard) rollback(c *actor.Context, why error) {
 	dropped := 0
 	self := c.Self()
 	view.Swap(c, g.target, g.opts.Drain, func(c *actor.Context, a actor.Actor, _ actor.Factory, pending int) (actor.Actor, actor.Factory, error) {
+		// The watch is this upgrade's token: a later upgrade (watched or
+		// not) has taken it, and owns the version, the factory and the
+		// supervisor's Start now.
+		if view.Watcher(c) != self {
+			return nil, nil, errSuperseded
+		}
 		if a != nil && !g.isNew(a) {
 			return nil, nil, fmt.Errorf("%w: %T", errSuperseded, a)
 		}
@@ -264,6 +291,10 @@ func (g *guard) rollback(c *actor.Context, why error) {
 		}
 		if dropped > 0 {
 			why = fmt.Errorf("%w (%d continuations of %s dropped)", why, dropped, g.to)
+		}
+		if errors.Is(err, errSuperseded) {
+			g.superseded(c)
+			return
 		}
 		if err != nil {
 			g.report(c, RollbackFailed, g.to, g.from, fmt.Errorf("%w; rollback: %w", why, err))

@@ -214,6 +214,7 @@ type swapper interface {
 		f func(c *actor.Context, a actor.Actor, factory actor.Factory, pending int) (actor.Actor, actor.Factory, error)) actor.Promise
 	Run(c *actor.Context, r actor.Ref, f func(c *actor.Context, a actor.Actor) (any, error)) actor.Promise
 	WatchCrashes(c *actor.Context, watcher actor.Ref, on bool)
+	Watcher(c *actor.Context) actor.Ref
 }
 
 // childUpgrader is implemented by supervisor actors (supervisor's

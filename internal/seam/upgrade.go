@@ -8,6 +8,7 @@ import "errors"
 //	Swap(c *actor.Context, r actor.Ref, drain time.Duration, f SwapFunc) actor.Promise
 //	Run(c *actor.Context, r actor.Ref, f func(c *actor.Context, a actor.Actor) (any, error)) actor.Promise
 //	WatchCrashes(c *actor.Context, watcher actor.Ref, on bool)
+//	Watcher(c *actor.Context) actor.Ref
 //
 // (SwapFunc is func(c *actor.Context, a actor.Actor, factory actor.Factory,
 // pending int) (actor.Actor, actor.Factory, error)), documented in
@@ -18,3 +19,8 @@ var Upgrader func(sys any) any
 // ErrDraining is the error of a swap asked for while another swap of the
 // same actor waits for its continuations to settle.
 var ErrDraining = errors.New("actor: another swap of this actor is draining")
+
+// CrashWatchEnded is sent to the watcher of an actor's crashes when a swap
+// of that actor replaces the version it watched (see Upgrader): its watch
+// has ended.
+type CrashWatchEnded struct{}
