@@ -33,12 +33,20 @@ type guard struct {
 	isNew   func(a actor.Actor) bool
 	newF    actor.Factory
 
-	// learnt during the upgrade (written on the target's loop, read after
-	// the swap's promise settled)
+	// learnt during the upgrade (prevF and parent written in the swap's
+	// function, on the target's loop, which is the guard's; prevStart is
+	// the value of the supervisor's hook's promise)
 	prevF     actor.Factory // the target's factory before the upgrade
 	parent    actor.Ref
 	prevStart actor.Factory // the supervisor's Start for it before, if supervised
 	sup       bool          // the parent is a supervisor and took the new Start
+
+	// live: the upgrade is reported and its watch started. Until then the
+	// runtime's messages to the watch wait in early: a rollback must not
+	// overtake the supervisor's hook, or that hook would install the new
+	// Start after the rollback.
+	live  bool
+	early []any
 
 	crashes  int
 	checking bool // a health check is under way
@@ -134,11 +142,14 @@ func (g *guard) swapped(c *actor.Context, _ any, err error) {
 			return nil, nil
 		}
 		prev, err := u.UpgradeChild(g.target, g.newF)
-		if err == nil {
+		if err != nil {
+			return nil, err
+		}
+		return prev, nil
+	}).Then(func(c *actor.Context, v any, err error) {
+		if prev, ok := v.(actor.Factory); ok && err == nil && prev != nil {
 			g.prevStart, g.sup = prev, true
 		}
-		return nil, err
-	}).Then(func(c *actor.Context, _ any, err error) {
 		if err != nil && !errors.Is(err, actor.ErrDead) {
 			g.log.Warn("upgrade: the supervisor did not take the new version's Start",
 				"actor", g.target.String(), "supervisor", g.parent.String(), "from", g.from, "to", g.to, "err", err)
@@ -160,6 +171,12 @@ func (g *guard) upgraded(c *actor.Context) {
 	if g.health != nil {
 		g.ticker = c.Every(g.opts.HealthEvery, healthTick{})
 	}
+	g.live = true
+	early := g.early
+	g.early = nil
+	for _, msg := range early {
+		_, _ = g.Receive(c, msg)
+	}
 }
 
 // finish answers Apply or Begin, once.
@@ -173,15 +190,26 @@ func (g *guard) finish(err error) {
 // Terminate answers Apply or Begin if the guard is stopped before the swap
 // did (the system shuts down): the upgrade may or may not have happened.
 func (g *guard) Terminate(_ *actor.Context, reason error) {
-	if reason == nil {
-		reason = actor.ErrShutdown
+	if g.answered {
+		return
 	}
-	g.finish(fmt.Errorf("upgrade: %v %s -> %s: outcome unknown, its guard stopped: %w", g.target, g.from, g.to, reason))
+	if reason == nil {
+		g.finish(fmt.Errorf("%w: %v %s -> %s: its guard stopped", ErrOutcomeUnknown, g.target, g.from, g.to))
+		return
+	}
+	g.finish(fmt.Errorf("%w: %v %s -> %s: its guard stopped: %w", ErrOutcomeUnknown, g.target, g.from, g.to, reason))
 }
 
 // Receive handles the watch: crashes of the target, health ticks, the end
 // of the window, the target's end.
 func (g *guard) Receive(c *actor.Context, msg any) (any, error) {
+	if !g.live {
+		switch msg.(type) {
+		case *actor.Crash, seam.CrashWatchEnded:
+			g.early = append(g.early, msg)
+		}
+		return nil, nil
+	}
 	switch m := msg.(type) {
 	case *actor.Crash:
 		if g.over || m.Actor != g.target {

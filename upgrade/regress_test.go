@@ -1,6 +1,7 @@
 package upgrade_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -61,3 +62,89 @@ func TestUnwatchedLaterUpgradeEndsEarlierWatch(t *testing.T) {
 		})
 	}
 }
+
+// hookParent, on loop 1, supervises one child on loop 0 (actor.Supervised)
+// and has the supervisor's UpgradeChild hook: start is its Start for the
+// child. It restarts the child when it crashes.
+type hookParent struct {
+	start actor.Factory
+	child *actor.Ref
+}
+
+func (p *hookParent) Start(c *actor.Context) error {
+	c.SpawnAsync(p.start, actor.OnLoop(0), actor.Supervised()).Then(func(_ *actor.Context, v any, err error) {
+		if err == nil {
+			*p.child = v.(actor.Ref)
+		}
+	})
+	return nil
+}
+
+func (p *hookParent) Receive(c *actor.Context, msg any) (any, error) {
+	if cr, ok := msg.(actor.Crashed); ok {
+		c.RestartAsync(cr.Child)
+	}
+	return nil, nil
+}
+
+func (p *hookParent) UpgradeChild(_ actor.Ref, start actor.Factory) (actor.Factory, error) {
+	prev := p.start
+	p.start = start
+	return prev, nil
+}
+
+type sink struct{}
+
+func (sink) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// When the new version crashes before its supervisor's loop has run the
+// UpgradeChild hook (that loop is busy), the rollback waits for the hook:
+// it then sets the supervisor's Start back to the old version, instead of
+// the hook installing the new one after the rollback; and Begin answers
+// that the upgrade happened.
+func TestRollbackWaitsForSupervisorHook(t *testing.T) {
+	rep := newReports()
+	m := newManual(t, 2, rep)
+	var replies []*actor.Reply
+	d := m.spawn(func() actor.Actor { return deferrer{&replies} }, actor.OnLoop(0))
+	var r actor.Ref
+	par := &hookParent{start: func() actor.Actor { return &counterV1{} }, child: &r}
+	p := m.spawn(func() actor.Actor { return par }, actor.OnLoop(1))
+	busy := m.spawn(func() actor.Actor { return sink{} }, actor.OnLoop(1))
+	m.settle()
+	_ = m.s.Send(r, ask{to: d}) // a continuation: the upgrade waits for it
+	m.settle()
+	mig := migration()
+	mig.Health = nil
+	_ = m.s.Send(m.drv, driverCall{"up", func(c *actor.Context) actor.Promise {
+		return upgrade.Begin(c, r, mig, upgrade.Options{MaxCrashes: 1, Window: time.Hour, Drain: time.Minute})
+	}})
+	m.settle()
+	_ = m.s.Send(r, boom{}) // held: the first message of v2, which crashes it
+	m.settle()
+	for i := 0; i < 200; i++ { // the supervisor's loop is busy
+		_ = m.s.Send(busy, i)
+	}
+	replies[0].Reply("ok", nil) // the drain ends: swap, then boom
+	m.settle()
+	if err, ok := m.result("up"); !ok || err != nil {
+		t.Fatalf("Begin: %v (done %v), want nil: the upgrade happened", err, ok)
+	}
+	if !rep.has(upgrade.RolledBack) || rep.has(upgrade.RollbackFailed) {
+		t.Fatalf("reports %v, want rolled back", rep.all())
+	}
+	if got := inspect(t, m.s, r); !isV1(got) {
+		t.Fatalf("the actor runs %T after the rollback", got)
+	}
+	var start actor.Actor
+	if err := m.s.Inspect(context.Background(), p, func(_ *actor.Context, a actor.Actor) {
+		start = a.(*hookParent).start()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !isV1(start) {
+		t.Fatalf("after the rollback the supervisor's Start makes %T, want v1", start)
+	}
+}
+
+func isV1(a actor.Actor) bool { _, ok := a.(*counterV1); return ok }

@@ -39,6 +39,11 @@ var (
 	// supervisor's restart when the upgrade reached it. It is wrapped in
 	// an error matching ErrRefused.
 	ErrSuspended = errors.New("upgrade: the actor is suspended after a crash")
+	// ErrOutcomeUnknown means Apply or Begin could not learn whether the
+	// upgrade happened: its guard stopped first (the system shut down, or
+	// Begin's actor stopped). Reports and the actor itself tell. It does
+	// not match ErrRefused.
+	ErrOutcomeUnknown = errors.New("upgrade: outcome unknown")
 )
 
 // Migration moves an actor from version From (type Old) to version To

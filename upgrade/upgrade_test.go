@@ -678,8 +678,9 @@ func TestApplyAnsweredAtShutdown(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-res; !errors.Is(err, actor.ErrShutdown) {
-		t.Fatalf("Apply: %v, want ErrShutdown", err)
+	if err := <-res; !errors.Is(err, actor.ErrShutdown) || !errors.Is(err, upgrade.ErrOutcomeUnknown) ||
+		errors.Is(err, upgrade.ErrRefused) {
+		t.Fatalf("Apply: %v, want outcome unknown: ErrShutdown", err)
 	}
 }
 
