@@ -186,11 +186,22 @@ func (ls *loopState) deliver(e *envelope) {
 		return
 	}
 	if s.state == slotSuspended || s.upg != nil {
-		if len(s.stash) >= ls.loop.Capacity() {
+		switch {
+		case len(s.stash) < ls.loop.Capacity() || isNotice(e):
+			// the runtime's notices exceed the bound, as they take the
+			// control queue: a Down is never lost
+			s.stash = append(s.stash, *e)
+		case s.upg != nil && s.state == slotAlive && !s.running:
+			// A swap holds more than the bound: it ends there, refused,
+			// rather than drop what it holds; the old version handles it.
+			ls.abortSwap(s, errHeldFull)
+			ls.flushStash(s, e.to)
+			ls.deliver(e)
+		case s.upg != nil:
+			s.stash = append(s.stash, *e) // cannot happen: a swap waits only for a live actor
+		default:
 			ls.drop(e, ErrQueueFull)
-			return
 		}
-		s.stash = append(s.stash, *e)
 		return
 	}
 	if lz, ok := e.msg.(*seam.Lazy); ok {
@@ -210,6 +221,20 @@ func (ls *loopState) deliver(e *envelope) {
 	if e.kind == kAsk && !deferred {
 		reply(e, v, err)
 	}
+}
+
+// isNotice reports whether e is a notice of the runtime (a Down, an
+// Exited of a trapped exit signal, a supervised child's Crashed): what the
+// runtime promises never to lose.
+func isNotice(e *envelope) bool {
+	if e.kind != kSend {
+		return false
+	}
+	switch e.msg.(type) {
+	case Down, Exited, Crashed:
+		return true
+	}
+	return false
 }
 
 // reply routes the answer of an ask back to its asker: a goroutine's

@@ -44,9 +44,12 @@ type swapState struct {
 // loop before (so after the message r is handling, and never inside a
 // handler). When r is alive and has continuations outstanding (promises it
 // attached with Then that have not run), r's messages and timers are held
-// (stashed in arrival order, bounded as a suspended actor's) until they
-// have run or drain has passed on r's loop clock (drain <= 0: no wait);
-// then f is called inside r. When f returns an instance, it replaces r's
+// (stashed in arrival order) until they have run or drain has passed on
+// r's loop clock (drain <= 0: no wait); then f is called inside r. If the
+// held messages reach the loop's queue capacity first, the swap ends there
+// with an error matching ErrQueueFull, f is not called, and the current
+// instance handles them, in order (the runtime's notices go beyond the
+// bound). When f returns an instance, it replaces r's
 // (no Start, no Terminate: f moved the state) and the incarnation is
 // bumped, so no continuation of the old instance ever runs against the new
 // one; the factory replaces r's for later restarts. Held messages are then
@@ -185,6 +188,17 @@ func (ls *loopState) abortSwap(s *slot, err error) {
 	w.over = true
 	w.done(err)
 }
+
+// errHeldFull is the error of a swap ended because the messages it held
+// reached the bound of a stash (the loop's queue capacity).
+var errHeldFull = &heldFullError{}
+
+type heldFullError struct{}
+
+func (*heldFullError) Error() string {
+	return "actor: the messages held while a swap waited for its continuations reached the queue capacity"
+}
+func (*heldFullError) Is(target error) bool { return target == ErrQueueFull }
 
 // errCrashedDraining is the error of a swap whose actor crashed while its
 // continuations were awaited.

@@ -2,10 +2,13 @@ package upgrade_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
+	"github.com/actord/actord/loop"
 	"github.com/actord/actord/upgrade"
 )
 
@@ -148,3 +151,138 @@ func TestRollbackWaitsForSupervisorHook(t *testing.T) {
 }
 
 func isV1(a actor.Actor) bool { _, ok := a.(*counterV1); return ok }
+
+// mon counts the ints and the Downs it handles, in order; it monitors the
+// refs it is sent and asks (a continuation) on ask.
+type mon struct {
+	ints  []int
+	downs int
+}
+
+type monV2 struct{ mon }
+
+func (a *mon) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case actor.Down:
+		a.downs++
+	case int:
+		a.ints = append(a.ints, m)
+	case ask:
+		c.Ask(m.to, "question").Then(func(*actor.Context, any, error) {})
+	case actor.Ref:
+		_ = c.Monitor(m)
+	}
+	return nil, nil
+}
+
+// While an upgrade waits for continuations, the messages it holds are
+// bounded by the queue capacity: at the bound the wait ends, the upgrade
+// is refused (ErrPending) and the old version handles every held message,
+// in order, then the later ones; nothing accepted is dropped, and the
+// Down of a monitored actor is delivered.
+func TestHeldMessagesAtBoundRefuseUpgrade(t *testing.T) {
+	rep := newReports()
+	const capacity = 16
+	m := newManualCap(t, rep, capacity)
+	var replies []*actor.Reply
+	d := m.spawn(func() actor.Actor { return deferrer{&replies} })
+	x := m.spawn(func() actor.Actor { return sink{} })
+	r := m.spawn(func() actor.Actor { return &mon{} })
+	_ = m.s.Send(r, x)
+	_ = m.s.Send(r, ask{to: d})
+	m.settle()
+	mig := upgrade.Migration[*mon, *monV2]{From: "v1", To: "v2",
+		Forward: func(o *mon) (*monV2, error) { return &monV2{mon{ints: append([]int(nil), o.ints...)}}, nil },
+		Factory: func() *monV2 { return &monV2{} }}
+	m.do("up", func(c *actor.Context) actor.Promise {
+		return upgrade.Begin(c, r, mig, upgrade.Options{Drain: time.Minute})
+	})
+	sent := 0
+	for i := 0; i < 3*capacity; i++ {
+		if err := m.s.Send(r, i); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		sent++
+		m.settle()
+	}
+	_ = m.s.Stop(context.Background(), x)
+	m.settle()
+	replies[0].Reply("ok", nil)
+	m.settle()
+	err, ok := m.result("up")
+	if !ok || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, upgrade.ErrPending) || !errors.Is(err, actor.ErrQueueFull) {
+		t.Fatalf("upgrade: %v (done %v), want refused: pending, queue full", err, ok)
+	}
+	got, isOld := inspect(t, m.s, r).(*mon)
+	if !isOld {
+		t.Fatalf("the actor runs %T, want v1", inspect(t, m.s, r))
+	}
+	if len(got.ints) != sent {
+		t.Fatalf("%d sends accepted, %d handled", sent, len(got.ints))
+	}
+	for i, n := range got.ints {
+		if n != i {
+			t.Fatalf("message %d is %d: reordered", i, n)
+		}
+	}
+	if got.downs != 1 {
+		t.Fatalf("%d Downs handled, want 1", got.downs)
+	}
+}
+
+// The runtime's notices are never dropped from a stash: a Down reaches a
+// supervised actor whose stash is full while it waits, suspended, for its
+// restart (the messages beyond the bound are dropped, as documented).
+func TestDownBeyondStashBound(t *testing.T) {
+	rep := newReports()
+	const capacity = 16
+	m := newManualCap(t, rep, capacity)
+	x := m.spawn(func() actor.Actor { return sink{} })
+	var r actor.Ref
+	p := m.spawn(func() actor.Actor { return &lazyParent{start: func() actor.Actor { return &crasher{} }, child: &r} })
+	_ = m.s.Send(r, x)
+	_ = m.s.Send(r, boom{}) // suspended until told
+	m.settle()
+	for i := 0; i < 2*capacity; i++ {
+		_ = m.s.Send(r, i)
+		m.settle()
+	}
+	_ = m.s.Stop(context.Background(), x)
+	m.settle()
+	_ = m.s.Send(p, restartChild{})
+	m.settle()
+	got := inspect(t, m.s, r).(*crasher)
+	if len(got.ints) != capacity || got.downs != 1 {
+		t.Fatalf("after the restart: %d ints, %d Downs; want %d and 1", len(got.ints), got.downs, capacity)
+	}
+}
+
+// crasher is a mon that panics on boom; its Downs and ints outlive a
+// restart (they are counted by the instance the factory made).
+type crasher struct{ mon }
+
+func (a *crasher) Receive(c *actor.Context, msg any) (any, error) {
+	if _, ok := msg.(boom); ok {
+		panic(errBoom)
+	}
+	return a.mon.Receive(c, msg)
+}
+
+func newManualCap(t *testing.T, rep *reports, capacity int) *manual {
+	t.Helper()
+	fc := loop.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := actor.NewSystem(actor.Config{Loops: 1, Manual: true, Clock: fc, LifecycleHook: rep.hook,
+		OnCrash: func(*actor.Crash) {}, Seed: 1, QueueCapacity: capacity})
+	m := &manual{t: t, s: s, fc: fc, results: map[string]error{}}
+	m.sim = seam.Sim(s).(interface {
+		NextTimer() (time.Time, bool)
+		Queued() bool
+	})
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	var err error
+	m.drv, err = s.Spawn(context.Background(), func() actor.Actor { return driver{m} }, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
