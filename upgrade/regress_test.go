@@ -286,3 +286,42 @@ func newManualCap(t *testing.T, rep *reports, capacity int) *manual {
 	}
 	return m
 }
+
+// selfV1 upgrades itself with Begin when told, and keeps Begin's outcome.
+type selfV1 struct{ res *error }
+
+type selfV2 struct{ res *error }
+
+type upSelf struct{}
+
+func (a *selfV1) Receive(c *actor.Context, msg any) (any, error) {
+	if _, ok := msg.(upSelf); ok {
+		mig := upgrade.Migration[*selfV1, *selfV2]{From: "v1", To: "v2",
+			Forward: func(o *selfV1) (*selfV2, error) { return &selfV2{res: o.res}, nil },
+			Factory: func() *selfV2 { return &selfV2{} }}
+		upgrade.Begin(c, c.Self(), mig, upgrade.Options{Drain: time.Second}).Then(func(_ *actor.Context, _ any, err error) {
+			*a.res = err
+		})
+	}
+	return nil, nil
+}
+
+func (*selfV2) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// An actor that upgrades itself with Begin and waits on the promise is
+// refused at once with ErrSelf (its own continuation would be one of the
+// old version, which the upgrade waits for), not after the drain with
+// ErrPending; it runs on as it was.
+func TestSelfUpgradeRefused(t *testing.T) {
+	m := newManual(t, 1, newReports())
+	res := errors.New("unset")
+	r := m.spawn(func() actor.Actor { return &selfV1{res: &res} })
+	_ = m.s.Send(r, upSelf{})
+	m.settle() // no clock advance: the answer must not wait for the drain
+	if !errors.Is(res, upgrade.ErrRefused) || !errors.Is(res, upgrade.ErrSelf) {
+		t.Fatalf("self-upgrade: %v, want refused at once: ErrSelf", res)
+	}
+	if _, ok := inspect(t, m.s, r).(*selfV1); !ok {
+		t.Fatalf("the actor runs %T, want v1", inspect(t, m.s, r))
+	}
+}

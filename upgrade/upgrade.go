@@ -39,6 +39,12 @@ var (
 	// supervisor's restart when the upgrade reached it. It is wrapped in
 	// an error matching ErrRefused.
 	ErrSuspended = errors.New("upgrade: the actor is suspended after a crash")
+	// ErrSelf means an actor asked Begin to upgrade itself: its own
+	// continuation on Begin's promise would belong to the version being
+	// replaced, so the upgrade could neither wait for it nor ever run it.
+	// It is wrapped in an error matching ErrRefused. Upgrade an actor from
+	// another one, or from a goroutine with Apply.
+	ErrSelf = errors.New("upgrade: an actor cannot upgrade itself")
 	// ErrOutcomeUnknown means Apply or Begin could not learn whether the
 	// upgrade happened: its guard stopped first (the system shut down, or
 	// Begin's actor stopped). Reports and the actor itself tell. It does
@@ -193,9 +199,14 @@ func Apply[Old, New actor.Actor](ctx context.Context, sys *actor.System, ref act
 
 // Begin is Apply from inside an actor: it returns at once a promise that
 // settles (on c's loop) with nil once ref runs the new version, or with
-// Apply's errors. The upgrade's guard actor is c's child.
+// Apply's errors. The upgrade's guard actor is c's child. An actor cannot
+// upgrade itself (ErrSelf).
 func Begin[Old, New actor.Actor](c *actor.Context, ref actor.Ref, m Migration[Old, New], o Options) actor.Promise {
 	p, settle := c.ExternalPromise()
+	if ref == c.Self() {
+		settle(nil, fmt.Errorf("%w: %v %s -> %s: %w", ErrRefused, ref, m.From, m.To, ErrSelf))
+		return p
+	}
 	g, err := newGuard(ref, m, o, func(err error) { settle(nil, err) })
 	if err != nil {
 		settle(nil, err)
