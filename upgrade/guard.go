@@ -123,6 +123,9 @@ func (g *guard) Start(c *actor.Context) error {
 // swapped handles the outcome of the swap.
 func (g *guard) swapped(c *actor.Context, _ any, err error) {
 	if err != nil {
+		if errors.Is(err, seam.ErrDraining) {
+			err = fmt.Errorf("%w: %w", ErrBusy, err)
+		}
 		if errors.Is(err, actor.ErrQueueFull) {
 			err = fmt.Errorf("%w: %s's messages held meanwhile reached the bound, handed to %s: %w",
 				ErrPending, g.from, g.from, err)

@@ -325,3 +325,69 @@ func TestSelfUpgradeRefused(t *testing.T) {
 		t.Fatalf("the actor runs %T, want v1", inspect(t, m.s, r))
 	}
 }
+
+// A second upgrade of an actor whose first one waits for continuations is
+// refused with ErrBusy; the first goes on.
+func TestSecondUpgradeWhileDrainingIsBusy(t *testing.T) {
+	rep := newReports()
+	m := newManual(t, 1, rep)
+	var replies []*actor.Reply
+	d := m.spawn(func() actor.Actor { return deferrer{&replies} })
+	r := m.spawn(func() actor.Actor { return &counterV1{} })
+	_ = m.s.Send(r, ask{to: d})
+	m.settle()
+	for _, key := range []string{"first", "second"} {
+		m.do(key, func(c *actor.Context) actor.Promise {
+			return upgrade.Begin(c, r, migration(), upgrade.Options{Drain: time.Minute})
+		})
+	}
+	if err, ok := m.result("second"); !ok || !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, upgrade.ErrBusy) {
+		t.Fatalf("second upgrade: %v (done %v), want refused: busy", err, ok)
+	}
+	replies[0].Reply("ok", nil)
+	m.settle()
+	if err, ok := m.result("first"); !ok || err != nil {
+		t.Fatalf("first upgrade: %v (done %v)", err, ok)
+	}
+}
+
+// blocker blocks its loop in a handler until released.
+type blocker struct{ entered, release chan struct{} }
+
+func (b blocker) Receive(*actor.Context, any) (any, error) {
+	close(b.entered)
+	<-b.release
+	return nil, nil
+}
+
+// When Apply's context ends while the guard's spawn is queued, Apply
+// returns the context's error as it is (the outcome is unknown), not a
+// refusal: the upgrade then happens.
+func TestApplyContextEndsWhileGuardStarts(t *testing.T) {
+	rep := newReports()
+	s := system(t, 1, rep)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	r, err := s.Spawn(ctx, func() actor.Actor { return &counterV1{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := blocker{entered: make(chan struct{}), release: make(chan struct{})}
+	br, err := s.Spawn(ctx, func() actor.Actor { return b })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Send(br, struct{}{})
+	<-b.entered // the loop is busy: the guard's spawn waits behind
+	ended, end := context.WithCancel(ctx)
+	end()
+	err = upgrade.Apply(ended, s, r, migration(), upgrade.Options{})
+	close(b.release)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, upgrade.ErrRefused) {
+		t.Fatalf("Apply: %v, want the context's error, not a refusal", err)
+	}
+	rep.wait(t, upgrade.Upgraded)
+	if _, ok := inspect(t, s, r).(*counterV2); !ok {
+		t.Fatalf("the actor runs %T, want v2", inspect(t, s, r))
+	}
+}

@@ -13,8 +13,10 @@ import (
 	"github.com/actord/actord/internal/seam"
 )
 
-// Errors of upgrades. Every error Apply returns other than its context's
-// matches ErrRefused: the old version still runs, untouched.
+// Errors of upgrades. An error of Apply or Begin that matches ErrRefused
+// means the old version still runs, untouched. Apply's context's error,
+// and ErrOutcomeUnknown, say nothing of the outcome: the upgrade may still
+// happen (its Report tells).
 var (
 	// ErrRefused means the upgrade did not happen and the old version
 	// keeps running as it was. The error names the cause, which it wraps.
@@ -39,6 +41,11 @@ var (
 	// supervisor's restart when the upgrade reached it. It is wrapped in
 	// an error matching ErrRefused.
 	ErrSuspended = errors.New("upgrade: the actor is suspended after a crash")
+	// ErrBusy means another upgrade of the same actor was waiting for the
+	// old version's continuations (Options.Drain): one upgrade at a time.
+	// It is wrapped in an error matching ErrRefused; retry once the other
+	// has ended.
+	ErrBusy = errors.New("upgrade: another upgrade of the actor is under way")
 	// ErrSelf means an actor asked Begin to upgrade itself: its own
 	// continuation on Begin's promise would belong to the version being
 	// replaced, so the upgrade could neither wait for it nor ever run it.
@@ -172,12 +179,14 @@ func (r *Report) String() string {
 // make a New; if ref's parent is a supervisor, the child's Start is
 // swapped too (supervisor restarts and re-spawns make a New). Messages
 // queued for ref stay queued, in order; ref stays valid. An error matching
-// ErrRefused means nothing changed. With Options.MaxCrashes or
+// ErrRefused means nothing changed; ctx's error or ErrOutcomeUnknown, that
+// the outcome is not known (it is reported). With Options.MaxCrashes or
 // Migration.Health the upgrade is then watched for Options.Window, and
 // rolled back (see Migration.Back) if the new version fails; Apply has
 // returned by then: rollbacks are reported (see Report), not returned.
 //
-// If ctx ends first, Apply returns ctx's error and the upgrade goes on.
+// If ctx ends first, Apply returns ctx's error, unwrapped, and the upgrade
+// may go on (even when ctx ended while its guard was being started).
 // It needs running loops: not for a System in manual mode (use Begin from
 // an actor there). A remote ref is refused (actor.ErrRemoteUnsupported).
 func Apply[Old, New actor.Actor](ctx context.Context, sys *actor.System, ref actor.Ref, m Migration[Old, New], o Options) error {
@@ -187,6 +196,9 @@ func Apply[Old, New actor.Actor](ctx context.Context, sys *actor.System, ref act
 		return err
 	}
 	if _, err := sys.Spawn(ctx, g.factory, g.spawnOpts()...); err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+			return err // the guard's spawn may still be queued: the outcome is unknown
+		}
 		return fmt.Errorf("%w: %v %s -> %s: starting the upgrade: %w", ErrRefused, ref, m.From, m.To, err)
 	}
 	select {
