@@ -198,7 +198,7 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) error {
 	if s.upg != nil {
 		ls.abortSwap(s, ErrDead)
 	}
-	if ls.crashWatch != nil {
+	if len(ls.crashWatch) > 0 {
 		delete(ls.crashWatch, r)
 	}
 	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {

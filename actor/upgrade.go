@@ -217,17 +217,23 @@ func (ls *loopState) finishSwap(w *swapState) {
 	if w.over {
 		return
 	}
-	w.over = true
 	s := ls.lookup(w.r)
+	if s != nil && s.running && (s.upg == nil || s.upg == w) {
+		// Inside one of r's own events (not reached today: swaps run as
+		// events of their own): hold r's messages and try again as an event
+		// of its own, rather than fail and leave what is held stashed.
+		s.upg = w
+		if err := ls.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) { t.finishSwap(w) }}); err != nil {
+			ls.abortSwap(s, postErr(err)) // the loop is closing: its stop fails what is held
+		}
+		return
+	}
+	w.over = true
 	if s == nil || (s.upg != nil && s.upg != w) {
 		w.done(ErrDead) // cannot happen: stop and abortSwap end w first
 		return
 	}
 	s.upg = nil
-	if s.running {
-		w.done(ErrCycle)
-		return
-	}
 	pending := 0
 	if s.state == slotAlive {
 		pending = ls.pendingConts(w.r, s.inc)
