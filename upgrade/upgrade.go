@@ -136,6 +136,8 @@ const (
 
 var outcomeNames = [...]string{"", "upgraded", "refused", "rolled back", "rollback failed"}
 
+// String returns the outcome's name as reports, logs and the bus show it
+// ("upgraded", "refused", "rolled back", "rollback failed"), or "unknown".
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]
@@ -163,6 +165,8 @@ func (r *Report) UpgradeEvent() event.ActorUpgraded {
 		Reason: r.Reason, Time: r.Time}
 }
 
+// String returns the report on one line: the actor, the versions, the
+// outcome and, if any, the reason.
 func (r *Report) String() string {
 	s := fmt.Sprintf("upgrade of %v %s -> %s: %v", r.Actor, r.From, r.To, r.Outcome)
 	if r.Reason != nil {
