@@ -391,3 +391,53 @@ func TestApplyContextEndsWhileGuardStarts(t *testing.T) {
 		t.Fatalf("the actor runs %T, want v2", inspect(t, s, r))
 	}
 }
+
+// linker monitors, links to and traps the exits of the refs it is sent;
+// its v2 counts the Downs and Exited it gets.
+type linker struct{ downs, exits int }
+
+type linkerV2 struct{ linker }
+
+type watch struct{ mon, link actor.Ref }
+
+func (a *linker) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case watch:
+		c.TrapExits(true)
+		if err := c.Monitor(m.mon); err != nil {
+			return nil, err
+		}
+		return nil, c.Link(m.link)
+	case actor.Down:
+		a.downs++
+	case actor.Exited:
+		a.exits++
+	}
+	return nil, nil
+}
+
+// The new version inherits what belongs to the actor, not to its
+// instance: the monitors and links the old version set, and trap-exit.
+func TestNewVersionInheritsLinksAndMonitors(t *testing.T) {
+	m := newManual(t, 1, newReports())
+	x := m.spawn(func() actor.Actor { return sink{} })
+	y := m.spawn(func() actor.Actor { return sink{} })
+	r := m.spawn(func() actor.Actor { return &linker{} })
+	if _, err := m.ask(r, watch{mon: x, link: y}); err != nil {
+		t.Fatal(err)
+	}
+	mig := upgrade.Migration[*linker, *linkerV2]{From: "v1", To: "v2",
+		Forward: func(o *linker) (*linkerV2, error) { return &linkerV2{*o}, nil },
+		Factory: func() *linkerV2 { return &linkerV2{} }}
+	m.do("up", func(c *actor.Context) actor.Promise { return upgrade.Begin(c, r, mig, upgrade.Options{}) })
+	if err, ok := m.result("up"); !ok || err != nil {
+		t.Fatalf("upgrade: %v (done %v)", err, ok)
+	}
+	_ = m.s.Stop(context.Background(), x)
+	_ = m.s.Kill(context.Background(), y)
+	m.settle()
+	got, ok := inspect(t, m.s, r).(*linkerV2)
+	if !ok || got.downs != 1 || got.exits != 1 {
+		t.Fatalf("after the upgrade: %T %+v, want v2 with 1 Down and 1 Exited", inspect(t, m.s, r), got)
+	}
+}
