@@ -192,10 +192,13 @@ func (ls *loopState) deliver(e *envelope) {
 			// control queue: a Down is never lost
 			s.stash = append(s.stash, *e)
 		case s.upg != nil && s.state == slotAlive && !s.running:
-			// A swap holds more than the bound: it ends there, refused,
-			// rather than drop what it holds; the old version handles it.
-			ls.abortSwap(s, errHeldFull)
-			ls.flushStash(s, e.to)
+			// A swap would hold more than the bound: its wait ends there,
+			// rather than drop what it holds (an upgrade refuses, with
+			// continuations pending; a rollback goes on), and the held
+			// messages are delivered, then this one.
+			w := s.upg
+			w.full = true
+			ls.finishSwap(w)
 			ls.deliver(e)
 		case s.upg != nil:
 			s.stash = append(s.stash, *e) // cannot happen: a swap waits only for a live actor

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/actord/actord/internal/seam"
@@ -23,9 +24,10 @@ func init() {
 // swapFunc decides a swap, inside the actor, on its loop: a is the current
 // instance (nil while suspended after a crash), factory the slot's factory,
 // pending the number of the instance's continuations still outstanding (0
-// unless the drain ran out). It returns the new instance and factory; a nil
-// instance with a factory sets the factory and, if the actor is alive,
-// restarts it from it (Terminate with ErrRestart, then Start, as Restart).
+// unless the wait ended first: drain passed, or the held messages reached
+// their bound). It returns the new instance and factory; a nil instance
+// with a factory sets the factory and, if the actor is alive, restarts it
+// from it (Terminate with ErrRestart, then Start, as Restart).
 // An error (or a panic, as a *CrashError) changes nothing.
 type swapFunc = func(c *Context, a Actor, factory Factory, pending int) (Actor, Factory, error)
 
@@ -37,6 +39,7 @@ type swapState struct {
 	f    swapFunc
 	done func(error)
 	over bool // finished or aborted: a later deadline does nothing
+	full bool // the held messages reached the bound: the wait ended early
 }
 
 // Swap carries out f for the actor r, which must be of this System, on r's
@@ -44,12 +47,12 @@ type swapState struct {
 // loop before (so after the message r is handling, and never inside a
 // handler). When r is alive and has continuations outstanding (promises it
 // attached with Then that have not run), r's messages and timers are held
-// (stashed in arrival order) until they have run or drain has passed on
-// r's loop clock (drain <= 0: no wait); then f is called inside r. If the
-// held messages reach the loop's queue capacity first, the swap ends there
-// with an error matching ErrQueueFull, f is not called, and the current
-// instance handles them, in order (the runtime's notices go beyond the
-// bound). When f returns an instance, it replaces r's
+// (stashed in arrival order) until they have run, drain has passed on r's
+// loop clock (drain <= 0: no wait), or the held messages have reached the
+// loop's queue capacity (the runtime's notices may go beyond it);
+// then f is called inside r, with the count of continuations still
+// pending. If the wait ended at that bound, an error of f is wrapped in one
+// matching ErrQueueFull. When f returns an instance, it replaces r's
 // (no Start, no Terminate: f moved the state) and the incarnation is
 // bumped, so no continuation of the old instance ever runs against the new
 // one; the factory replaces r's for later restarts. Held messages are then
@@ -189,14 +192,14 @@ func (ls *loopState) abortSwap(s *slot, err error) {
 	w.done(err)
 }
 
-// errHeldFull is the error of a swap ended because the messages it held
-// reached the bound of a stash (the loop's queue capacity).
+// errHeldFull wraps the error of a swap whose wait ended because the
+// messages it held reached the bound of a stash (the loop's queue capacity).
 var errHeldFull = &heldFullError{}
 
 type heldFullError struct{}
 
 func (*heldFullError) Error() string {
-	return "actor: the messages held while a swap waited for its continuations reached the queue capacity"
+	return "actor: the messages held while a swap waited for continuations reached the queue capacity"
 }
 func (*heldFullError) Is(target error) bool { return target == ErrQueueFull }
 
@@ -252,6 +255,9 @@ func (ls *loopState) finishSwap(w *swapState) {
 	})
 	if err == nil {
 		err = ferr
+	}
+	if err != nil && w.full {
+		err = fmt.Errorf("%w: %w", errHeldFull, err)
 	}
 	if err == nil && ls.lookup(w.r) == nil {
 		err = ErrDead // f stopped it

@@ -102,7 +102,8 @@ func (g *guard) Start(c *actor.Context) error {
 			if g.opts.Drain < 0 {
 				return nil, nil, fmt.Errorf("%w: %d continuations of %s outstanding (no drain)", ErrPending, pending, g.from)
 			}
-			return nil, nil, fmt.Errorf("%w: %d continuations of %s did not run within %v", ErrPending, pending, g.from, g.opts.Drain)
+			return nil, nil, fmt.Errorf("%w: %d continuations of %s had not run when the wait ended (drain %v)",
+				ErrPending, pending, g.from, g.opts.Drain)
 		}
 		if a == nil {
 			return nil, nil, ErrSuspended
@@ -125,10 +126,6 @@ func (g *guard) swapped(c *actor.Context, _ any, err error) {
 	if err != nil {
 		if errors.Is(err, seam.ErrDraining) {
 			err = fmt.Errorf("%w: %w", ErrBusy, err)
-		}
-		if errors.Is(err, actor.ErrQueueFull) {
-			err = fmt.Errorf("%w: %s's messages held meanwhile reached the bound, handed to %s: %w",
-				ErrPending, g.from, g.from, err)
 		}
 		err = fmt.Errorf("%w: %v %s -> %s: %w", ErrRefused, g.target, g.from, g.to, err)
 		g.report(c, Refused, g.from, g.to, err)

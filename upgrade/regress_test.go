@@ -441,3 +441,42 @@ func TestNewVersionInheritsLinksAndMonitors(t *testing.T) {
 		t.Fatalf("after the upgrade: %T %+v, want v2 with 1 Down and 1 Exited", inspect(t, m.s, r), got)
 	}
 }
+
+// A rollback that waits for the new version's continuations goes on when
+// the messages it holds reach the bound (the continuations are dropped, as
+// when its drain ends): it is not refused, and every held message is
+// handled, in order, by the restored version.
+func TestRollbackAtHeldBoundGoesOn(t *testing.T) {
+	rep := newReports()
+	const capacity = 16
+	m := newManualCap(t, rep, capacity)
+	var replies []*actor.Reply
+	d := m.spawn(func() actor.Actor { return deferrer{&replies} })
+	r := m.spawn(func() actor.Actor { return &counterV1{} })
+	m.begin("up", r, migration(), upgrade.Options{Window: time.Hour, HealthEvery: time.Second, Drain: time.Minute})
+	_ = m.s.Send(r, ask{to: d}) // a continuation of v2: the rollback waits for it
+	_ = m.s.Send(r, sick{})
+	m.advance(time.Second) // the health check fails: rollback
+	const n = 3 * capacity
+	for i := 1; i <= n; i++ {
+		if err := m.s.Send(r, i); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		m.settle()
+	}
+	if !rep.has(upgrade.RolledBack) || rep.has(upgrade.RollbackFailed) {
+		t.Fatalf("reports %v, want rolled back", rep.all())
+	}
+	got, ok := inspect(t, m.s, r).(*counterV1)
+	if !ok || !got.back {
+		t.Fatalf("the actor runs %T %+v, want v1 through Back", inspect(t, m.s, r), got)
+	}
+	if len(got.log) != n {
+		t.Fatalf("%d messages handled, want %d", len(got.log), n)
+	}
+	for i, e := range got.log {
+		if e.n != i+1 || e.version != "v1" {
+			t.Fatalf("message %d: %+v, want %d handled by the restored v1", i+1, e, i+1)
+		}
+	}
+}
