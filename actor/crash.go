@@ -138,10 +138,14 @@ func (ls *loopState) crashAt(s *slot, self Ref, value any, msg any, from Ref, to
 	*cr = Crash{Actor: self, Name: s.name, Loop: ls.id, Incarnation: s.inc, Value: value,
 		Stack: ce.Stack, PCs: ce.PCs, Msg: msg, From: from, Time: ls.loop.Now(), Supervised: s.sup}
 	s.inc++ // continuations of the crashed incarnation never run
+	if s.upg != nil {
+		ls.abortSwap(s, errCrashedDraining)
+	}
 	if ls.watching {
 		ls.report(EventCrash, from, self, msg, cr.Time, 0, ce, cr)
 	}
 	ls.sys.onCrash(cr)
+	ls.tellCrashWatch(self, cr)
 	if s.sup && !s.parent.IsZero() && (!s.parent.on(ls) || ls.lookup(s.parent) != nil) {
 		s.state = slotSuspended
 		if err := s.parent.box().send(ls.origin(), s.parent, Ref{}, Crashed{Child: self, Crash: cr}); err == nil {

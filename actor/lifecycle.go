@@ -41,6 +41,9 @@ func (ls *loopState) suspend(s *slot, r Ref, reason error, brutal bool) error {
 	if s.state == slotSuspended {
 		return errAlreadySuspended
 	}
+	if s.upg != nil {
+		ls.abortSwap(s, ErrRestart)
+	}
 	if t, ok := s.actor.(Terminator); ok && !brutal {
 		ls.terminate(t, s, r, reason)
 		if s.stopReq {
@@ -192,6 +195,12 @@ func (ls *loopState) stop(s *slot, r Ref, reason error) error {
 		s.stopReq, s.reason = true, reason
 		return reason
 	}
+	if s.upg != nil {
+		ls.abortSwap(s, ErrDead)
+	}
+	if len(ls.crashWatch) > 0 {
+		delete(ls.crashWatch, r)
+	}
 	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive && !s.noTerm {
 		s.stopReq = false
 		ls.terminate(t, s, r, reason)
@@ -253,6 +262,7 @@ func (ls *loopState) start(s *slot, r Ref) (err error) {
 				ls.report(EventCrash, Ref{}, r, nil, cr.Time, 0, ce, cr)
 			}
 			ls.sys.onCrash(cr)
+			ls.tellCrashWatch(r, cr)
 			err = ce
 		}
 		s.running = false
@@ -301,6 +311,9 @@ func (ls *loopState) restart(s *slot, r Ref) error {
 	if s.running {
 		return ErrCycle
 	}
+	if s.upg != nil {
+		ls.abortSwap(s, ErrRestart)
+	}
 	if t, ok := s.actor.(Terminator); ok && s.state == slotAlive {
 		ls.terminate(t, s, r, ErrRestart)
 	}
@@ -313,14 +326,7 @@ func (ls *loopState) restart(s *slot, r Ref) error {
 	if ls.watching {
 		ls.report(EventRestart, Ref{}, r, nil, ls.loop.Now(), 0, nil, nil)
 	}
-	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen {
-		e := s.stash[0]
-		s.stash = s.stash[1:]
-		ls.deliver(&e)
-	}
-	if len(s.stash) == 0 {
-		s.stash = nil
-	}
+	ls.flushStash(s, r)
 	return nil
 }
 

@@ -71,6 +71,9 @@ type slot struct {
 	linkEpochs map[Ref]uint64
 	trap       bool // exit signals become Exited messages
 	noTerm     bool // the pending stop is a kill: no Terminate
+	// a swap (upgrade.go) waiting for this instance's continuations: its
+	// messages and timers are stashed meanwhile
+	upg *swapState
 }
 
 // loopState is everything one loop owns. Only its goroutine touches it, except
@@ -100,6 +103,8 @@ type loopState struct {
 	svc      loopService // with Config.ExternalLoops: who runs the loop (service.go)
 	hclk     hookClock   // the hook's handler clock (hookclock.go)
 	lazy     any         // the transport's decoder state for seam.Lazy messages (deliver)
+	// crashWatch: who is sent the crashes of an actor (upgrade.go)
+	crashWatch map[Ref]Ref
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -180,12 +185,26 @@ func (ls *loopState) deliver(e *envelope) {
 		ls.drop(e, ErrDead)
 		return
 	}
-	if s.state == slotSuspended {
-		if len(s.stash) >= ls.loop.Capacity() {
+	if s.state == slotSuspended || s.upg != nil {
+		switch {
+		case len(s.stash) < ls.loop.Capacity() || isNotice(e):
+			// the runtime's notices exceed the bound, as they take the
+			// control queue: a Down is never lost
+			s.stash = append(s.stash, *e)
+		case s.upg != nil && s.state == slotAlive && !s.running:
+			// A swap would hold more than the bound: its wait ends there,
+			// rather than drop what it holds (an upgrade refuses, with
+			// continuations pending; a rollback goes on), and the held
+			// messages are delivered, then this one.
+			w := s.upg
+			w.full = true
+			ls.finishSwap(w)
+			ls.deliver(e)
+		case s.upg != nil:
+			s.stash = append(s.stash, *e) // cannot happen: a swap waits only for a live actor
+		default:
 			ls.drop(e, ErrQueueFull)
-			return
 		}
-		s.stash = append(s.stash, *e)
 		return
 	}
 	if lz, ok := e.msg.(*seam.Lazy); ok {
@@ -205,6 +224,20 @@ func (ls *loopState) deliver(e *envelope) {
 	if e.kind == kAsk && !deferred {
 		reply(e, v, err)
 	}
+}
+
+// isNotice reports whether e is a notice of the runtime (a Down, an
+// Exited of a trapped exit signal, a supervised child's Crashed): what the
+// runtime promises never to lose.
+func isNotice(e *envelope) bool {
+	if e.kind != kSend {
+		return false
+	}
+	switch e.msg.(type) {
+	case Down, Exited, Crashed:
+		return true
+	}
+	return false
 }
 
 // reply routes the answer of an ask back to its asker: a goroutine's

@@ -193,6 +193,9 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	if s.stopReq {
 		ls.stop(s, owner, s.reason)
 	}
+	if s.upg != nil {
+		ls.drained(s)
+	}
 }
 
 func (ls *loopState) callCont(s *slot, c *Context, cont Continuation, v any, err error) {

@@ -210,6 +210,14 @@ func (s *System) onLoop(ctx context.Context, ls *loopState, f func(*loopState)) 
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.done:
+		// s.done closes after the loops have stopped: if f ran, done was
+		// closed before it, and this caller must not be told otherwise
+		// (select picks at random among ready cases).
+		select {
+		case <-done:
+			return nil
+		default:
+		}
 		return ErrShutdown
 	}
 }

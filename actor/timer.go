@@ -74,7 +74,7 @@ func (ls *loopState) fireTimer(idx, gen uint32) {
 	} else {
 		ls.releaseTimer(idx)
 	}
-	if s.state == slotSuspended {
+	if s.state == slotSuspended || s.upg != nil {
 		ls.deliver(&envelope{kind: kSend, to: to, msg: msg})
 		return
 	}

@@ -66,6 +66,24 @@ type SupervisorGaveUp struct {
 	Time       time.Time
 }
 
+// ActorUpgraded is emitted for each outcome of a hot upgrade of an actor
+// (package upgrade): Outcome is "upgraded" (the actor runs version To,
+// moved from From), "refused" (it still runs From; Reason says why),
+// "rolled back" (it runs From again after To failed; Reason says how To
+// failed) or "rollback failed" (Reason says why). The Runtime bridge emits
+// it from the upgrade's report on the event hook (any report with an
+// UpgradeEvent method, as upgrade.Report has); Loop is the loop of the
+// actor that reported it.
+type ActorUpgraded struct {
+	Actor   actor.Ref
+	Loop    int
+	Outcome string
+	From    string // the version the outcome moves from
+	To      string // the version it moves to (or would have)
+	Reason  error
+	Time    time.Time
+}
+
 // OverloadCause says why a loop was reported overloaded.
 type OverloadCause uint8
 
@@ -160,7 +178,8 @@ type DeadLetter struct {
 }
 
 // Runtime bridges an actor.System to a bus: it emits ActorSpawned,
-// ActorStopped, ActorCrashed, ActorRestarted and LoopOverloaded from the
+// ActorStopped, ActorCrashed, ActorRestarted, SupervisorGaveUp,
+// ActorUpgraded and LoopOverloaded from the
 // system's event hook and watchdog, and ends actor subscriptions of this bus
 // whose actor stopped. The actor package does not know about the bus; wire
 // them with Install (or set actor.Config.Hook to Hook and OnStall to
@@ -173,6 +192,7 @@ type Runtime struct {
 	restarted *Emitter[ActorRestarted]
 	overload  *Emitter[LoopOverloaded]
 	gaveUp    *Emitter[SupervisorGaveUp]
+	upgraded  *Emitter[ActorUpgraded]
 }
 
 // NewRuntime registers the emitters of the runtime events on b (so that
@@ -188,6 +208,7 @@ func NewRuntime(b *Bus) (*Runtime, error) {
 	r.crashed, _ = NewEmitter[ActorCrashed](b)
 	r.restarted, _ = NewEmitter[ActorRestarted](b)
 	r.gaveUp, _ = NewEmitter[SupervisorGaveUp](b)
+	r.upgraded, _ = NewEmitter[ActorUpgraded](b)
 	r.overload, err = NewEmitter[LoopOverloaded](b)
 	if err != nil { // the bus closed meanwhile
 		r.Close()
@@ -246,6 +267,11 @@ func (r *Runtime) Hook(ev *actor.Event) {
 				_ = r.gaveUp.Emit(e)
 			}
 		}
+		if u, ok := ev.Msg.(upgradeReport); ok {
+			e := u.UpgradeEvent()
+			e.Loop = ev.Loop
+			_ = r.upgraded.Emit(e)
+		}
 	case actor.EventDropped:
 		if ev.Err == actor.ErrQueueFull || errors.Is(ev.Err, actor.ErrQueueFull) {
 			_ = r.overload.Emit(LoopOverloaded{Loop: ev.Loop, Cause: QueueFull, Actor: ev.To, Time: time.Now()})
@@ -268,12 +294,19 @@ func (r *Runtime) Close() {
 	closeEmitter(r.restarted)
 	closeEmitter(r.overload)
 	closeEmitter(r.gaveUp)
+	closeEmitter(r.upgraded)
 }
 
 // gaveUpReport is implemented by a supervision layer's reports (published
 // through actor.Context.Report) that can say a supervisor gave up.
 type gaveUpReport interface {
 	GaveUpEvent() (SupervisorGaveUp, bool)
+}
+
+// upgradeReport is implemented by the reports of hot upgrades (published
+// through actor.Context.Report).
+type upgradeReport interface {
+	UpgradeEvent() ActorUpgraded
 }
 
 func closeEmitter[T any](e *Emitter[T]) {

@@ -377,6 +377,34 @@ func (s *sup) RemoteChildren() []seam.RemoteChild {
 	return out
 }
 
+// UpgradeChild makes the supervisor start its child child (by the ref of
+// its instance, or of the last one for a child being restarted) from start
+// at every later start and restart, instead of its ChildSpec.Start, and
+// returns the Start it replaces (GetChildSpec shows the new one). It is the
+// hook of package upgrade, which swaps a child's version in place and then
+// calls it inside the supervisor, between its events (as System.Inspect
+// does); it must not be called from anywhere else, nor from another
+// goroutine. It fails with ErrNotFound when child is not a child of this
+// supervisor, and with an error matching ErrBadSpec for a nil start or a
+// remote child (ChildSpec.Remote: created from a registered kind on
+// another node, which has no Start to swap).
+func (s *sup) UpgradeChild(child actor.Ref, start actor.Factory) (actor.Factory, error) {
+	ch := s.find("", child)
+	if ch == nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, child)
+	}
+	if start == nil {
+		return nil, &SpecError{Child: ch.spec.ID, Field: "Start", Reason: "nil upgrade"}
+	}
+	if ch.spec.remote() {
+		return nil, &SpecError{Child: ch.spec.ID, Field: "Remote",
+			Reason: "a remote child cannot be upgraded in place"}
+	}
+	prev := ch.spec.Start
+	ch.spec.Start = start
+	return prev, nil
+}
+
 // public is the state WhichChildren shows: an instance taken down for a
 // restart is restarting, not running.
 func (ch *child) public() ChildState {

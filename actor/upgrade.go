@@ -1,0 +1,319 @@
+package actor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/actord/actord/internal/seam"
+)
+
+// This file is the runtime's side of hot upgrades (package upgrade):
+// replacing the instance and the factory of a live actor in its slot, on its
+// loop, between two of its events, after letting the continuations of the
+// instance being replaced settle; running a function inside an actor from
+// another actor; and telling a watcher of an actor's crashes. It is reached
+// through seam.Upgrader, off the exported API.
+
+// upgradeView is the upgrade seam of a System (seam.Upgrader).
+type upgradeView struct{ s *System }
+
+func init() {
+	seam.Upgrader = func(sys any) any { return upgradeView{sys.(*System)} }
+}
+
+// swapFunc decides a swap, inside the actor, on its loop: a is the current
+// instance (nil while suspended after a crash), factory the slot's factory,
+// pending the number of the instance's continuations still outstanding (0
+// unless the wait ended first: drain passed, or the held messages reached
+// their bound). It returns the new instance and factory; a nil instance
+// with a factory sets the factory and, if the actor is alive, restarts it
+// from it (Terminate with ErrRestart, then Start, as Restart).
+// An error (or a panic, as a *CrashError) changes nothing.
+type swapFunc = func(c *Context, a Actor, factory Factory, pending int) (Actor, Factory, error)
+
+// swapState is a swap waiting for the continuations of the instance it
+// replaces (slot.upg): the actor's messages and timers are held meanwhile.
+type swapState struct {
+	r    Ref
+	inc  uint32 // the incarnation whose continuations are waited for
+	f    swapFunc
+	done func(error)
+	over bool // finished or aborted: a later deadline does nothing
+	full bool // the held messages reached the bound: the wait ended early
+}
+
+// Swap carries out f for the actor r, which must be of this System, on r's
+// loop, as an event of its own queued behind what c's actor queued for that
+// loop before (so after the message r is handling, and never inside a
+// handler). When r is alive and has continuations outstanding (promises it
+// attached with Then that have not run), r's messages and timers are held
+// (stashed in arrival order) until they have run, drain has passed on r's
+// loop clock (drain <= 0: no wait), or the held messages have reached the
+// loop's queue capacity (the runtime's notices may go beyond it);
+// then f is called inside r, with the count of continuations still
+// pending. If the wait ended at that bound, an error of f is wrapped in one
+// matching ErrQueueFull. When f returns an instance, it replaces r's
+// (no Start, no Terminate: f moved the state) and the incarnation is
+// bumped, so no continuation of the old instance ever runs against the new
+// one; the factory replaces r's for later restarts. Held messages are then
+// delivered in order, before anything queued after them. The promise
+// settles with f's error, a *CrashError if f panicked, ErrDead if r is dead
+// or stops meanwhile, seam.ErrDraining if another swap of r is waiting, an
+// error matching ErrCrashed if r crashed while its continuations were
+// awaited, ErrRemoteUnsupported for a remote r, ErrInvalidRef for the zero
+// Ref or another System's actor.
+func (u upgradeView) Swap(c *Context, r Ref, drain time.Duration, f swapFunc) Promise {
+	return u.post(c, r, func(t *loopState, done func(any, error)) {
+		t.beginSwap(r, drain, f, func(err error) { done(nil, err) })
+	})
+}
+
+// Run runs f inside r (as System.Inspect does, a nil a while r is
+// suspended), on r's loop, as an event queued behind what c's actor queued
+// for that loop before, and settles the promise with f's results: ErrDead
+// for a dead r, a *CrashError if f panicked (r does not crash), and the
+// errors of Swap for a bad r.
+func (u upgradeView) Run(c *Context, r Ref, f func(c *Context, a Actor) (any, error)) Promise {
+	return u.post(c, r, func(t *loopState, done func(any, error)) {
+		var v any
+		var ferr error
+		err := t.inspectNow(r, func(c *Context, a Actor) { v, ferr = f(c, a) })
+		if err == nil {
+			err = ferr
+		}
+		done(v, err)
+	})
+}
+
+// WatchCrashes, called inside an actor (in a Swap or Run function) with on
+// set, makes every later crash of that actor (in a handler, a continuation
+// or Start) be sent to watcher as a *Crash, in order with what the actor's
+// loop sends it, until the actor stops, another watcher takes over (one
+// per actor) or a swap succeeds: a successful swap ends the watch of the
+// version it replaces, and tells that watcher with a seam.CrashWatchEnded
+// (its function may start a new watch). With on false it ends watcher's
+// watch, if watcher is still the one.
+func (u upgradeView) WatchCrashes(c *Context, watcher Ref, on bool) {
+	ls := c.ls
+	if !on {
+		if ls.crashWatch[c.self] == watcher {
+			delete(ls.crashWatch, c.self)
+		}
+		return
+	}
+	if ls.crashWatch == nil {
+		ls.crashWatch = map[Ref]Ref{}
+	}
+	ls.crashWatch[c.self] = watcher
+}
+
+// Watcher, called inside an actor (in a Swap or Run function), returns the
+// watcher of its crashes (WatchCrashes), or the zero Ref. A watcher that is
+// no longer the one has been superseded by a later swap.
+func (u upgradeView) Watcher(c *Context) Ref { return c.ls.crashWatch[c.self] }
+
+// post runs op on r's loop, ordered behind what c's actor queued there,
+// and settles the returned promise with what op passes to done.
+func (u upgradeView) post(c *Context, r Ref, op func(t *loopState, done func(any, error))) Promise {
+	ls := c.ls
+	p := ls.promises.alloc(ls, c.self, c.slot.inc)
+	var err error
+	switch t := r.box().(type) {
+	case *loopState:
+		if t.sys != ls.sys {
+			err = ErrInvalidRef
+			break
+		}
+		route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+		err = t.ordered(c.origin(), &envelope{kind: kRun, msg: func(t *loopState) {
+			op(t, func(v any, err error) { reply(&route, v, err) })
+		}})
+	case *remoteTarget:
+		err = ErrRemoteUnsupported
+	default:
+		err = ErrInvalidRef
+	}
+	if err != nil {
+		ls.settle(p.idx, p.gen, nil, err)
+	}
+	return p
+}
+
+// beginSwap starts a swap of r on its loop: now, or once r's outstanding
+// continuations have run (or drain has passed).
+func (ls *loopState) beginSwap(r Ref, drain time.Duration, f swapFunc, done func(error)) {
+	s := ls.lookup(r)
+	if s == nil {
+		done(ErrDead)
+		return
+	}
+	if s.upg != nil {
+		done(seam.ErrDraining)
+		return
+	}
+	w := &swapState{r: r, inc: s.inc, f: f, done: done}
+	if drain > 0 && s.state == slotAlive && ls.pendingConts(r, s.inc) > 0 {
+		s.upg = w
+		ls.loop.Schedule(ls.loop.Now().Add(drain), envelope{kind: kRun, msg: func(t *loopState) { t.finishSwap(w) }})
+		return
+	}
+	ls.finishSwap(w)
+}
+
+// pendingConts counts the continuations of incarnation inc of r that have
+// yet to run: attached to a pending promise, or queued to run.
+func (ls *loopState) pendingConts(r Ref, inc uint32) int {
+	n := 0
+	for i := range ls.promises.entries {
+		p := &ls.promises.entries[i]
+		if p.owner == r && p.inc == inc && (p.state == pQueued || (p.state == pPending && p.cont != nil)) {
+			n++
+		}
+	}
+	return n
+}
+
+// drained finishes the swap waiting on s once its continuations have run.
+// It runs after each continuation of an actor whose swap waits.
+func (ls *loopState) drained(s *slot) {
+	if w := s.upg; w != nil && ls.pendingConts(w.r, w.inc) == 0 {
+		ls.finishSwap(w)
+	}
+}
+
+// abortSwap ends the swap waiting on s with err, without calling its
+// function: r crashed, stopped, or was suspended or restarted meanwhile.
+// The held messages stay stashed: a crashed or suspended actor keeps them
+// for its restart, a restart delivers them, a stop fails them.
+func (ls *loopState) abortSwap(s *slot, err error) {
+	w := s.upg
+	s.upg = nil
+	w.over = true
+	w.done(err)
+}
+
+// errHeldFull wraps the error of a swap whose wait ended because the
+// messages it held reached the bound of a stash (the loop's queue capacity).
+var errHeldFull = &heldFullError{}
+
+type heldFullError struct{}
+
+func (*heldFullError) Error() string {
+	return "actor: the messages held while a swap waited for continuations reached the queue capacity"
+}
+func (*heldFullError) Is(target error) bool { return target == ErrQueueFull }
+
+// errCrashedDraining is the error of a swap whose actor crashed while its
+// continuations were awaited.
+var errCrashedDraining = &swapCrashError{}
+
+type swapCrashError struct{}
+
+func (*swapCrashError) Error() string {
+	return "actor: crashed while a swap waited for its continuations"
+}
+func (*swapCrashError) Is(target error) bool { return target == ErrCrashed }
+
+// finishSwap calls the swap's function inside r and applies its outcome,
+// then delivers the messages held for it.
+func (ls *loopState) finishSwap(w *swapState) {
+	if w.over {
+		return
+	}
+	s := ls.lookup(w.r)
+	if s != nil && s.running && (s.upg == nil || s.upg == w) {
+		// Inside one of r's own events (not reached today: swaps run as
+		// events of their own): hold r's messages and try again as an event
+		// of its own, rather than fail and leave what is held stashed.
+		s.upg = w
+		if err := ls.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) { t.finishSwap(w) }}); err != nil {
+			ls.abortSwap(s, postErr(err)) // the loop is closing: its stop fails what is held
+		}
+		return
+	}
+	w.over = true
+	if s == nil || (s.upg != nil && s.upg != w) {
+		w.done(ErrDead) // cannot happen: stop and abortSwap end w first
+		return
+	}
+	s.upg = nil
+	pending := 0
+	if s.state == slotAlive {
+		pending = ls.pendingConts(w.r, s.inc)
+	}
+	// A swap ends the crash watch of the version it replaces (f may start
+	// another, or end it); a refused one leaves it as it was.
+	prevWatch, watched := ls.crashWatch[w.r]
+	var na Actor
+	var nf Factory
+	var ferr error
+	err := ls.inspectNow(w.r, func(c *Context, a Actor) {
+		if s.state != slotAlive {
+			a = nil // a crashed instance stays in its slot until its restart: not one to migrate
+		}
+		na, nf, ferr = w.f(c, a, s.factory, pending)
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil && w.full {
+		err = fmt.Errorf("%w: %w", errHeldFull, err)
+	}
+	if err == nil && ls.lookup(w.r) == nil {
+		err = ErrDead // f stopped it
+	}
+	if err == nil {
+		switch {
+		case nf == nil:
+			err = ErrNilActor
+		case na != nil && s.state == slotAlive:
+			s.actor, s.factory = na, nf
+			s.inc++ // continuations of the replaced instance never run
+		case na != nil:
+			err = errAlreadySuspended // it crashed: there is no state to replace
+		default:
+			s.factory = nf
+			if s.state == slotAlive {
+				err = ls.restart(s, w.r)
+			}
+		}
+	}
+	if ls.lookup(w.r) == s {
+		now, ok := ls.crashWatch[w.r]
+		switch {
+		case err != nil && watched:
+			ls.crashWatch[w.r] = prevWatch
+		case err != nil:
+			delete(ls.crashWatch, w.r)
+		case watched:
+			if ok && now == prevWatch {
+				delete(ls.crashWatch, w.r)
+			}
+			_ = prevWatch.box().notify(ls.origin(), prevWatch, seam.CrashWatchEnded{})
+		}
+	}
+	if ls.lookup(w.r) == s && s.state == slotAlive {
+		ls.flushStash(s, w.r)
+	}
+	w.done(err)
+}
+
+// flushStash delivers the messages stashed for s, in order, while it stays
+// alive and nothing holds them again.
+func (ls *loopState) flushStash(s *slot, r Ref) {
+	for len(s.stash) > 0 && s.state == slotAlive && s.gen == r.gen && s.upg == nil {
+		e := s.stash[0]
+		s.stash = s.stash[1:]
+		ls.deliver(&e)
+	}
+	if len(s.stash) == 0 {
+		s.stash = nil
+	}
+}
+
+// tellCrashWatch sends cr to the watcher of r's crashes, if any.
+func (ls *loopState) tellCrashWatch(r Ref, cr *Crash) {
+	if w, ok := ls.crashWatch[r]; ok {
+		_ = w.box().notify(ls.origin(), w, cr)
+	}
+}
