@@ -17,31 +17,7 @@ import (
 func TestAwaitRoomParksUntilThePeerReads(t *testing.T) {
 	const maxOut = 32 << 10
 	drain := make(chan struct{})
-	addr := fakePeer(t, 4096, func(c net.Conn, done <-chan struct{}) {
-		sc, err := secureAccept(t, c, nil)
-		if err != nil {
-			return
-		}
-		hello, err := sc.readFrame(10 * time.Second)
-		if err != nil {
-			return
-		}
-		select { // read nothing more until told to
-		case <-done:
-		case <-drain:
-			rx := uint64(4 + len(hello))
-			for {
-				b, err := sc.readFrame(10 * time.Second)
-				if err != nil {
-					return
-				}
-				rx += uint64(4 + len(b))
-				if _, err := sc.Write(appendFrame(nil, fAck, rx)); err != nil {
-					return
-				}
-			}
-		}
-	})
+	addr := slowPeer(t, drain)
 	a := newTestNode(t, "a", Config{MaxOutbound: maxOut, HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
 	r, _ := fakeRef(a, addr)
 	msg := make([]byte, 1024)

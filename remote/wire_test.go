@@ -964,13 +964,11 @@ func netQueued(t testing.TB, p *peer) int {
 	return recv(t, ch, 10*time.Second, "the connection's loop")
 }
 
-// A peer that reads the hello and then nothing: the outbound queue fills,
-// sends and asks get actor.ErrQueueFull (counted in Stats.Refused), and the
-// bytes held for the peer stay bounded.
-func TestBackpressureSlowPeer(t *testing.T) {
-	const maxOut = 64 << 10
-	drain := make(chan struct{})
-	addr := fakePeer(t, 4096, func(c net.Conn, done <-chan struct{}) {
+// slowPeer is a fake node that reads the hello and then nothing until
+// drain is closed; then it reads and acknowledges everything, as a node
+// does (ackInbound).
+func slowPeer(t testing.TB, drain <-chan struct{}) string {
+	return fakePeer(t, 4096, func(c net.Conn, done <-chan struct{}) {
 		sc, err := secureAccept(t, c, nil)
 		if err != nil {
 			return
@@ -982,7 +980,6 @@ func TestBackpressureSlowPeer(t *testing.T) {
 		select { // read nothing more until told to
 		case <-done:
 		case <-drain:
-			// Read and acknowledge, as a node does (ackInbound).
 			rx := uint64(4 + len(hello))
 			for {
 				b, err := sc.readFrame(10 * time.Second)
@@ -996,6 +993,15 @@ func TestBackpressureSlowPeer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A peer that reads the hello and then nothing: the outbound queue fills,
+// sends and asks get actor.ErrQueueFull (counted in Stats.Refused), and the
+// bytes held for the peer stay bounded.
+func TestBackpressureSlowPeer(t *testing.T) {
+	const maxOut = 64 << 10
+	drain := make(chan struct{})
+	addr := slowPeer(t, drain)
 	a := newTestNode(t, "a", Config{MaxOutbound: maxOut, HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
 	r, p := fakeRef(a, addr)
 	msg := make([]byte, 1024)
