@@ -66,32 +66,17 @@ func (t *remoteTarget) awaitRoom(_ origin, wake func()) bool { return t.peer.Awa
 // sendWait waits for room after a send refused for a full outbound
 // buffer, until ctx is done.
 func (t *remoteTarget) sendWait(ctx context.Context, to Ref, msg any) error {
-	for {
-		err := t.peer.Send(to, Ref{}, msg)
-		if !errors.Is(err, ErrQueueFull) {
-			return err
-		}
-		// Parked until the node's queue drains (AwaitRoom), or, when the
-		// peer cannot say, tries again after pauses.
-		ch := make(chan struct{})
-		if !t.peer.AwaitRoom(func() { close(ch) }) {
-			return retryFull(ctx, func() error { return t.peer.Send(to, Ref{}, msg) })
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return retryFull(ctx, t.peer, func() error { return t.peer.Send(to, Ref{}, msg) })
 }
 
-// askTimeout retries an ask refused for a full outbound buffer within d,
-// as sendWait does, then waits for the reply in what is left of d.
+// askTimeout waits for room after an ask refused for a full outbound
+// buffer within d, as sendWait does, then waits for the reply in what is
+// left of d.
 func (t *remoteTarget) askTimeout(_ *System, to Ref, msg any, d time.Duration) (any, error) {
 	ctx, cancel := timeoutContext(d)
 	defer cancel()
 	var v any
-	err := retryFull(ctx, func() (err error) {
+	err := retryFull(ctx, t.peer, func() (err error) {
 		v, err = t.peer.AskWait(ctx, to, msg)
 		return err
 	})
@@ -102,14 +87,25 @@ func (t *remoteTarget) askTimeout(_ *System, to Ref, msg any, d time.Duration) (
 }
 
 // retryFull calls try until it fails with something other than
-// ErrQueueFull, pausing between tries (50 µs, doubling to 5 ms); ctx's
-// error when ctx ends first.
-func retryFull(ctx context.Context, try func() error) error {
+// ErrQueueFull; ctx's error when ctx ends first. Between tries it parks
+// until peer's outbound queue has room (AwaitRoom), or, when the peer
+// cannot say (the refusal came from the other node, too many wait),
+// pauses (50 µs, doubling to 5 ms).
+func retryFull(ctx context.Context, peer nodePeer, try func() error) error {
 	pause := 50 * time.Microsecond
 	var timer *time.Timer
 	for {
 		if err := try(); !errors.Is(err, ErrQueueFull) {
 			return err
+		}
+		room := make(chan struct{})
+		if peer.AwaitRoom(func() { close(room) }) {
+			select {
+			case <-room:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
 		}
 		if timer == nil {
 			timer = time.NewTimer(pause)

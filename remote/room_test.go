@@ -11,7 +11,8 @@ import (
 )
 
 // A sender that waits for room (Context.AwaitRoom from an actor,
-// System.SendWait from a goroutine) parks while the peer reads nothing,
+// System.SendWait and System.AskTimeout from goroutines) parks while the
+// peer reads nothing,
 // without trying again (Stats.Refused stays put), and goes on once the
 // peer reads and acknowledges.
 func TestAwaitRoomParksUntilThePeerReads(t *testing.T) {
@@ -47,8 +48,13 @@ func TestAwaitRoomParksUntilThePeerReads(t *testing.T) {
 	}
 	sent := make(chan error, 1)
 	go func() { sent <- a.sys.SendWait(context.Background(), r, msg) }()
-	waitFor(t, 10*time.Second, "SendWait to be refused once", func() bool {
-		return a.node.Stats().Refused >= 3 // the fill's, the actor's, SendWait's
+	asked := make(chan error, 1)
+	go func() { // the fake peer never answers: the ask, once sent, times out
+		_, err := a.sys.AskTimeout(r, msg, 5*time.Second)
+		asked <- err
+	}()
+	waitFor(t, 10*time.Second, "SendWait and AskTimeout to be refused once", func() bool {
+		return a.node.Stats().Refused >= 4 // the fill's, the actor's, SendWait's, AskTimeout's
 	})
 	before := a.node.Stats().Refused
 	// Round trips through the sender's loop: an AwaitRoom settled at
@@ -63,6 +69,8 @@ func TestAwaitRoomParksUntilThePeerReads(t *testing.T) {
 	select {
 	case err := <-sent:
 		t.Fatalf("SendWait returned while the peer reads nothing: %v", err)
+	case err := <-asked:
+		t.Fatalf("AskTimeout returned while the peer reads nothing: %v", err)
 	default:
 	}
 	if n := a.node.Stats().Refused; n != before {
@@ -73,6 +81,9 @@ func TestAwaitRoomParksUntilThePeerReads(t *testing.T) {
 	recv(t, woke, 10*time.Second, "AwaitRoom settled once the peer reads")
 	if err := recv(t, sent, 10*time.Second, "SendWait once the peer reads"); err != nil {
 		t.Fatalf("SendWait: %v", err)
+	}
+	if err := recv(t, asked, 20*time.Second, "AskTimeout to time out"); !errors.Is(err, actor.ErrTimeout) {
+		t.Fatalf("AskTimeout to a peer that never answers: %v, want ErrTimeout (sent, not refused)", err)
 	}
 }
 
