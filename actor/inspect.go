@@ -68,8 +68,9 @@ func (d debugView) VisitActors(ctx context.Context, i int, f func(seam.ActorInfo
 
 // Inspect runs f on r's loop, inside the actor r, and waits until it has
 // (or ctx is done). c is the actor's Context as in a handler (Self, Now,
-// Send, ...) and a its current instance (nil while it is suspended after a
-// crash), so f may read and replace its state, as Erlang's sys:get_state and
+// Send, ...) and a its current instance (after a crash, the crashed
+// instance until its restart; nil after a Suspend), so f may read and
+// replace its state, as Erlang's sys:get_state and
 // sys:replace_state. f runs between events; like a handler it must not
 // block. A panic in f is recovered and returned as a *CrashError; it does not
 // crash the actor. Inspect fails with ErrDead for a stopped actor,

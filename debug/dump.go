@@ -93,7 +93,7 @@ type Actor struct {
 	Loop         int    `json:"loop"`
 	Name         string `json:"name"` // its spawn name; a supervised child's name is its path, e.g. "app/db"
 	Path         string `json:"path"` // its name, or for an unnamed supervisor the path its reports use
-	Type         string `json:"type"` // Go type; empty while suspended
+	Type         string `json:"type"` // Go type; empty while suspended by Suspend (a crashed actor keeps its instance until the restart)
 	Parent       string `json:"parent"`
 	Supervisor   string `json:"supervisor"` // the path of its supervisor, if it has one
 	IsSupervisor bool   `json:"is_supervisor"`
