@@ -556,8 +556,9 @@ func (r *Replica) Ready() (Ready, error) {
 			// An entry replaced at the same index comes again here and
 			// takes the later time. Bounded by the entries not yet
 			// applied; past the bound an entry is observed when applied.
-			if len(r.appended) < maxAppended || r.appended[e.GetIndex()] != (time.Time{}) {
-				r.appended[e.GetIndex()] = r.now
+			idx := e.GetIndex()
+			if _, replaced := r.appended[idx]; replaced || len(r.appended) < maxAppended {
+				r.appended[idx] = r.now
 			}
 		}
 		var snapTo []uint64
