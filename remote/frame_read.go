@@ -589,6 +589,14 @@ func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typ
 			return v, nil
 		}
 	}
+	if ti.plan != nil {
+		p := reflect.New(ti.typ).UnsafePointer()
+		if ti.plan.decode(b[i:end], p) {
+			_, _ = r.Seek(int64(end), io.SeekStart)
+			return ti.box(p), nil
+		}
+		// Not in a form the plan reads: msgpack decodes it, into a new zero value below.
+	}
 	var v any
 	var err error
 	if bv, ok, berr := decodeBuiltin(d, ti.typ); ok {

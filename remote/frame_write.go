@@ -213,5 +213,9 @@ func (fw *frameWriter) payload(v any) error {
 		fw.w.b = appendBin(fw.w.b, b)
 		return nil
 	}
+	if ti.plan != nil { // a plain struct: an interface holds a pointer to it
+		fw.w.b = ti.plan.append(fw.w.b, dataOf(&v))
+		return nil
+	}
 	return fw.enc.Encode(v)
 }

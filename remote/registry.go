@@ -25,14 +25,17 @@ type typeInfo struct {
 	lazy bool
 	// etyp is the type word of an any holding a value of typ, for box;
 	// nil when typ is not larger than a pointer (Go may keep such a value
-	// in the interface itself).
+	// in the interface itself), unless plan is set (a planned struct has
+	// no pointer-shaped field, so an interface always points to it).
 	etyp unsafe.Pointer
+	// plan codes typ without reflection (structplan.go); nil: msgpack.
+	plan *structPlan
 }
 
 // newTypeInfo describes the type t registered under name.
 func newTypeInfo(id uint64, name string, t reflect.Type) *typeInfo {
-	ti := &typeInfo{id: id, name: name, typ: t, lazy: !builtin(t) && t != typeDown}
-	if t.Size() > unsafe.Sizeof(uintptr(0)) {
+	ti := &typeInfo{id: id, name: name, typ: t, lazy: !builtin(t) && t != typeDown, plan: newStructPlan(t)}
+	if t.Size() > unsafe.Sizeof(uintptr(0)) || ti.plan != nil {
 		z := reflect.Zero(t).Interface()
 		ti.etyp = (*[2]unsafe.Pointer)(unsafe.Pointer(&z))[0]
 	}
