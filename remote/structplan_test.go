@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -39,7 +40,7 @@ type (
 		D       bool    `msgpack:"-"`
 		E       string  `json:"e"` // msgpack reads only its own tag here
 		F       float64 `msgpack:"f,omitempty"`
-		private int
+		private int     // skipped, as msgpack does
 		G       uint16  `msgpack:""`
 		H       string  `msgpack:"h,omitempty"`
 		I       bool    `msgpack:",omitempty"`
@@ -59,7 +60,6 @@ type (
 	planText        struct{ N int }
 	planInner       struct{ N int }
 	planDuration    struct{ D time.Duration } // a field type with methods
-	planStringer    planKeyStringer
 	planKeyStringer string
 )
 
@@ -189,6 +189,11 @@ func sameValue(a, b reflect.Value) bool {
 }
 
 func TestStructPlanMatchesMsgpack(t *testing.T) {
+	withPrivate := planTags{A: "a", private: 7} // an unexported field is not sent
+	if got, want := newStructPlan(reflect.TypeFor[planTags]()).append(nil, unsafe.Pointer(&withPrivate)),
+		encodeWithMsgpackCompact(t, reflect.ValueOf(withPrivate)); !bytes.Equal(got, want) {
+		t.Fatalf("plan wrote % x, msgpack % x", got, want)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, typ := range []reflect.Type{reflect.TypeFor[planAll](), reflect.TypeFor[planTags](),
 		reflect.TypeFor[planEmpty](), reflect.TypeFor[planSmall](), reflect.TypeFor[planMany]()} {
