@@ -268,12 +268,19 @@ var (
 	typeString = reflect.TypeFor[string]()
 	typeInt64  = reflect.TypeFor[int64]()
 	typeUint64 = reflect.TypeFor[uint64]()
+	typeInt    = reflect.TypeFor[int]()
+	typeBool   = reflect.TypeFor[bool]()
+	typeFloat  = reflect.TypeFor[float64]()
 	typeDown   = reflect.TypeFor[actor.Down]()
 )
 
 // builtin reports whether decodeBuiltin decodes t.
 func builtin(t reflect.Type) bool {
-	return t == typeBytes || t == typeString || t == typeInt64 || t == typeUint64
+	switch t {
+	case typeBytes, typeString, typeInt64, typeUint64, typeInt, typeBool, typeFloat:
+		return true
+	}
+	return false
 }
 
 // decodeBuiltin decodes the commonest payload types without reflection
@@ -291,6 +298,15 @@ func decodeBuiltin(d *msgpack.Decoder, t reflect.Type) (any, bool, error) {
 		return v, true, err
 	case typeUint64:
 		v, err := d.DecodeUint64()
+		return v, true, err
+	case typeInt: // what reflection does: DecodeInt64, converted
+		v, err := d.DecodeInt64()
+		return int(v), true, err
+	case typeBool:
+		v, err := d.DecodeBool()
+		return v, true, err
+	case typeFloat:
+		v, err := d.DecodeFloat64()
 		return v, true, err
 	}
 	return nil, false, nil

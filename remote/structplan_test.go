@@ -352,3 +352,27 @@ func BenchmarkPayloadStruct(b *testing.B) {
 		})
 	}
 }
+
+// The common scalar payloads decoded without reflection decode as
+// reflection does, whatever the encoding (and fail where it fails).
+func TestBuiltinPayloadsDecodeAsReflection(t *testing.T) {
+	inputs := [][]byte{{0x05}, {0xff}, {0xc0}, {0xc2}, {0xc3}, {0xcc, 0xff}, {0xd0, 0x80}, {0xd1, 0x80, 0},
+		{0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, {0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0},
+		{0xca, 0x3f, 0xc0, 0, 0}, {0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0}, {0xa1, 'x'}, {0xc4, 1, 'x'}, {0x90}, {0x80}}
+	for _, typ := range []reflect.Type{typeInt, typeBool, typeFloat, typeInt64, typeUint64, typeString, typeBytes} {
+		ti := newTypeInfo(1, typ.String(), typ)
+		for _, in := range inputs {
+			var r ctxReader
+			r.Reset(in)
+			got, err := decodeValue(msgpack.NewDecoder(&r), &r, in, 0, len(in), ti)
+			p := reflect.New(typ)
+			rerr := msgpack.NewDecoder(bytes.NewReader(in)).DecodeValue(p.Elem())
+			if (err == nil) != (rerr == nil) {
+				t.Fatalf("%v % x: builtin err=%v, reflection err=%v", typ, in, err, rerr)
+			}
+			if err == nil && !reflect.DeepEqual(got, p.Elem().Interface()) {
+				t.Fatalf("%v % x: builtin %#v, reflection %#v", typ, in, got, p.Elem().Interface())
+			}
+		}
+	}
+}
