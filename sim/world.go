@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -162,20 +163,13 @@ func (w *World) addLineAt(at time.Time, s string) {
 	w.lineAt = (w.lineAt + 1) % w.cfg.Timeline
 }
 
-// mix folds v into the digest (FNV-1a over its 8 bytes, little-endian
-// first), written out: it runs several times per event.
+// mix folds v into the digest: a word at a time, an xor, a multiplication
+// by FNV's 64-bit prime and a rotation, each a bijection, so that any one
+// word that differs changes the digest. It runs several times per event:
+// hashing each word's 8 bytes apart (FNV-1a proper) cost 3-4% of the
+// simulator's CPU.
 func (w *World) mix(v uint64) {
-	const p = 1099511628211
-	d := w.digest
-	d = (d ^ v&0xff) * p
-	d = (d ^ v>>8&0xff) * p
-	d = (d ^ v>>16&0xff) * p
-	d = (d ^ v>>24&0xff) * p
-	d = (d ^ v>>32&0xff) * p
-	d = (d ^ v>>40&0xff) * p
-	d = (d ^ v>>48&0xff) * p
-	d = (d ^ v>>56) * p
-	w.digest = d
+	w.digest = bits.RotateLeft64((w.digest^v)*1099511628211, 29)
 }
 
 // netEvent is the network's trace: one line per delivery, open, close.
