@@ -131,9 +131,13 @@ func (r *registry) ofID(id uint64) (*typeInfo, bool) {
 // name. Every node that exchanges T must register it under the same name;
 // a message of a type the receiving node does not know is refused with
 // ErrUnknownType (an ask gets the error back). T is encoded with msgpack:
-// implement msgpack.CustomEncoder and msgpack.CustomDecoder on T for the
-// fast path, otherwise reflection is used. actor.Ref fields travel as
-// capabilities (with their secret) and stay usable on the receiving node.
+// a plain struct (exported fields of boolean, number, string and []byte
+// types without methods; tags at most a name and omitempty) is coded
+// from its fields' offsets, without reflection, into the bytes msgpack
+// writes; for other types implement msgpack.CustomEncoder and
+// msgpack.CustomDecoder on T for the fast path, otherwise reflection is
+// used. actor.Ref fields travel as capabilities (with their secret) and
+// stay usable on the receiving node.
 // Common types (string, []byte, int, int64, uint64, float64, bool,
 // actor.Ref, actor.Down, []any, map[string]any) are registered already.
 func Register[T any](n *Node, name string) error {
