@@ -1003,7 +1003,11 @@ func (r *router) sample(c *actor.Context) {
 		total += l
 		handled := m.done
 		if !m.remote {
-			handled = m.sh.handled.Load()
+			// Finished: handled, less those deferred and not answered yet
+			// (a Defer counts in held before its message counts as
+			// handled, so this can dip by one mid-handler: the Scaler
+			// skips a counter that went back).
+			handled = uint64(max(int64(m.sh.handled.Load())-m.sh.held.Load(), 0))
 		}
 		loads = append(loads, Load{ID: m.id, InFlight: l, Handled: handled})
 	}

@@ -630,6 +630,65 @@ func TestScalesWithLoad(t *testing.T) {
 	}
 }
 
+// A load that one worker cannot keep up with but that never holds Up
+// messages in flight per worker (Up is out of reach here) grows the pool
+// on the time in flight alone: 150 jobs/s against workers serving 100/s
+// each; two workers carry it, and once the load ends the pool shrinks
+// back, every job answered.
+func TestScalesOnTimeInFlight(t *testing.T) {
+	e := newEnv(t, 4)
+	bus := event.New(event.Config{})
+	defer bus.Close()
+	events, err := event.Subscribe[ScaleEvent](bus, event.Buffer(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p *Pool
+	p, err = New(Config{
+		Name: "jobs", Strategy: LeastLoaded, Bus: bus, Logger: quiet, LoopStats: e.sys.Stats,
+		New: func() actor.Actor { return &timedWorker{p: p, cost: 10 * time.Millisecond} },
+		Scale: ScaleConfig{Min: 1, Max: 4, Up: 1000, Down: 1, UpAfter: 500 * time.Millisecond,
+			IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second, UpLatency: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &load{pool: pool, period: time.Second / 150, on: func(at time.Duration) bool { return at < 20*time.Second }}
+	if _, err := e.sys.Spawn(context.Background(), func() actor.Actor { return l }, actor.OnLoop(0)); err != nil {
+		t.Fatal(err)
+	}
+	maxWorkers := int64(0)
+	for e.clk.Now().Before(t0.Add(40 * time.Second)) {
+		if !e.sys.Step() {
+			break
+		}
+		maxWorkers = max(maxWorkers, p.Stats().Workers)
+	}
+	var ups, downs []ScaleEvent
+	for len(events.Out()) > 0 {
+		if ev := <-events.Out(); ev.Direction == Up {
+			ups = append(ups, ev)
+		} else {
+			downs = append(downs, ev)
+		}
+	}
+	st := p.Stats()
+	t.Logf("ups %v\ndowns %v\nstats %+v, load sent %d ok %d fail %d", ups, downs, st, l.sent, l.ok, l.fail)
+	if len(ups) != 1 || !strings.Contains(ups[0].Reason, "time in flight") || ups[0].To != 2 {
+		t.Fatalf("ups %+v: want one, to 2 workers, on the time in flight", ups)
+	}
+	if maxWorkers != 2 || st.Workers != 1 || len(downs) != 1 {
+		t.Fatalf("at most %d workers, %d at the end, %d downs: want 2, back to 1 in one event", maxWorkers, st.Workers, len(downs))
+	}
+	if l.fail != 0 || l.ok != l.sent || st.Refused != 0 || st.Dropped != 0 {
+		t.Fatalf("jobs sent %d ok %d failed %d, refused %d dropped %d: want all answered", l.sent, l.ok, l.fail, st.Refused, st.Dropped)
+	}
+}
+
 // gated is a worker whose start waits for its gate to open: its loop is
 // blocked meanwhile (a real system, not a manual one).
 type gated struct{ gate chan struct{} }

@@ -11,7 +11,8 @@ import (
 // Load is one worker's load at a sample: the messages the pool has handed
 // it and it has not finished (InFlight), and how many it has finished since
 // it started (Handled, a counter: an unchanged Handled and no InFlight
-// between two samples mean the worker was idle between them).
+// between two samples mean the worker was idle between them). A message is
+// finished once handled, or, if its answer was deferred, once answered.
 type Load struct {
 	ID       uint64
 	InFlight int
@@ -47,6 +48,18 @@ type ScaleConfig struct {
 	IdleAfter time.Duration
 	// Cooldown is the least time between two scale events. Default 5 s.
 	Cooldown time.Duration
+	// UpLatency, if set, makes a second overload: the mean time the pool's
+	// messages spend in flight (handed to a worker until handled, or
+	// answered if deferred) above UpLatency, on every sample for UpAfter,
+	// grows the pool too (by one worker, when the in-flight rule does not
+	// ask for more), and keeps it from shrinking. The mean is estimated
+	// from the samples by Little's law (time in flight = messages in
+	// flight / messages finished per second), so it costs nothing per
+	// message; a sample interval in which nothing finishes while messages
+	// are in flight counts as that long, added up over such intervals in a
+	// row. Set it above the workers' own service time: more workers cut
+	// the wait in their queues, not the work. 0: off.
+	UpLatency time.Duration
 }
 
 // scale defaults.
@@ -91,8 +104,8 @@ func (c ScaleConfig) validate() error {
 		return bad("thresholds Up %v and Down %v must be positive numbers", c.Up, c.Down)
 	case c.Down >= c.Up:
 		return bad("Down %v must be below Up %v (hysteresis)", c.Down, c.Up)
-	case c.UpAfter < 0 || c.IdleAfter < 0 || c.Cooldown < 0:
-		return bad("UpAfter %v, IdleAfter %v and Cooldown %v must not be negative", c.UpAfter, c.IdleAfter, c.Cooldown)
+	case c.UpAfter < 0 || c.IdleAfter < 0 || c.Cooldown < 0 || c.UpLatency < 0:
+		return bad("UpAfter %v, IdleAfter %v, Cooldown %v and UpLatency %v must not be negative", c.UpAfter, c.IdleAfter, c.Cooldown, c.UpLatency)
 	}
 	return nil
 }
@@ -115,6 +128,8 @@ func (c ScaleConfig) validate() error {
 //     shrinks the pool. The workers removed are those with nothing in
 //     flight that were active (had something in flight or handled
 //     something) the longest time ago, the highest ID first on a tie.
+//   - With UpLatency set, a mean time in flight above it counts as an
+//     overload too (growing by at least one worker), and as not low.
 //   - After a scale event, nothing but the Min rule happens for Cooldown,
 //     and the overload must then last a whole UpAfter again.
 //
@@ -126,6 +141,17 @@ type Scaler struct {
 	lowPeak   int       // the most in flight since lowSince
 	last      time.Time // last scale event; zero: none yet
 	idle      map[uint64]idleMark
+
+	// The time in flight (UpLatency): the previous sample, the time in
+	// flight added up since something last finished (message-nanoseconds),
+	// the estimate, and how long nothing has finished while messages were
+	// in flight.
+	prevAt    time.Time
+	prevTotal int
+	area      float64
+	latency   time.Duration
+	latHigh   bool
+	stalled   time.Duration
 }
 
 type idleMark struct {
@@ -149,10 +175,14 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	cfg := &s.cfg
 	seen := make(map[uint64]struct{}, len(loads))
 	total := 0
+	var finished uint64 // since the previous sample, by the workers in both
 	for _, l := range loads {
 		seen[l.ID] = struct{}{}
 		total += max(l.InFlight, 0)
 		m, ok := s.idle[l.ID]
+		if ok && l.Handled >= m.handled {
+			finished += l.Handled - m.handled
+		}
 		if !ok || l.InFlight > 0 || l.Handled != m.handled {
 			m = idleMark{handled: l.Handled, active: now}
 		}
@@ -167,15 +197,16 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	if n < cfg.Min {
 		return Decision{Grow: cfg.Min - n, Replace: true, Reason: fmt.Sprintf("%d workers, below Min %d", n, cfg.Min)}
 	}
+	s.timeInFlight(now, total, finished)
 	mean := float64(total) / float64(n)
-	if mean > cfg.Up {
+	if mean > cfg.Up || s.latHigh {
 		if s.highSince.IsZero() {
 			s.highSince = now
 		}
 	} else {
 		s.highSince = time.Time{}
 	}
-	if n > 1 && float64(total) <= cfg.Down*float64(n-1) {
+	if n > 1 && float64(total) <= cfg.Down*float64(n-1) && !s.latHigh {
 		if s.lowSince.IsZero() {
 			s.lowSince, s.lowPeak = now, 0
 		}
@@ -190,6 +221,10 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 		want := int(math.Ceil(float64(total) / cfg.Up))
 		grow := min(max(want-n, 1), cfg.Max-n)
 		reason := fmt.Sprintf("mean in-flight %.2f per worker above %v for %v", mean, cfg.Up, now.Sub(s.highSince))
+		if mean <= cfg.Up {
+			reason = fmt.Sprintf("mean time in flight %v above %v for %v (mean in-flight %.2f per worker)",
+				s.latency.Round(time.Microsecond), cfg.UpLatency, now.Sub(s.highSince), mean)
+		}
 		s.mark(now)
 		return Decision{Grow: grow, Reason: reason}
 	}
@@ -227,6 +262,40 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	s.mark(now)
 	return Decision{Shrink: ids, Reason: reason}
 }
+
+// timeInFlight updates the estimate of the mean time in flight with a
+// sample: total in flight now, finished since the previous sample.
+func (s *Scaler) timeInFlight(now time.Time, total int, finished uint64) {
+	prevAt, prevTotal := s.prevAt, s.prevTotal
+	s.prevAt, s.prevTotal = now, total
+	if s.cfg.UpLatency <= 0 || prevAt.IsZero() || !now.After(prevAt) {
+		return
+	}
+	dt := now.Sub(prevAt)
+	// Little's law: the messages' time in flight, added up (the area under
+	// the in-flight curve, by trapezes), over the messages finished. The
+	// area runs on over intervals in which nothing finished, so that
+	// lumpy completions are not read as quick ones.
+	s.area += float64(prevTotal+total) / 2 * float64(dt)
+	switch {
+	case finished > 0:
+		s.latency = time.Duration(s.area / float64(finished))
+		s.area, s.stalled = 0, 0
+	case total > 0: // nothing finished while messages waited
+		s.stalled += dt
+		if s.stalled < s.cfg.UpLatency {
+			return // too short to tell: the previous verdict stands
+		}
+		s.latency = max(s.latency, s.stalled)
+	default: // idle
+		s.area, s.stalled, s.latency = 0, 0, 0
+	}
+	s.latHigh = s.latency > s.cfg.UpLatency
+}
+
+// Latency returns the Scaler's estimate of the mean time in flight at
+// the last sample (0 without UpLatency).
+func (s *Scaler) Latency() time.Duration { return s.latency }
 
 // Forget drops what the Scaler knows of worker id: call it when the ID is
 // reused by a new worker, which must not inherit its predecessor's idle

@@ -290,3 +290,120 @@ func TestScalerForget(t *testing.T) {
 		t.Fatalf("decision %+v, want worker 1 removed (3 is new)", d)
 	}
 }
+
+// latencyRun feeds a scaler every 100 ms for span with the workers it
+// asks for: each holds perWorker messages in flight and finishes one every
+// `every` samples. It returns the worker counts and the scale events.
+func latencyRun(t *testing.T, cfg ScaleConfig, span time.Duration, perWorker, every func(at time.Duration) int) (counts []int, events []Decision) {
+	t.Helper()
+	s, err := NewScaler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, handled, step := cfg.Min, map[uint64]uint64{}, 100*time.Millisecond
+	for at, i := time.Duration(0), 0; at <= span; at, i = at+step, i+1 {
+		loads := make([]Load, n)
+		for w := range n {
+			id := uint64(w + 1)
+			if e := every(at); e > 0 && i%e == 0 && perWorker(at) > 0 {
+				handled[id]++
+			}
+			loads[w] = Load{ID: id, InFlight: perWorker(at), Handled: handled[id]}
+		}
+		d := s.Observe(t0.Add(at), loads)
+		if d.Grow > 0 && !d.Replace || len(d.Shrink) > 0 {
+			events = append(events, d)
+		}
+		n += d.Grow - len(d.Shrink)
+		counts = append(counts, n)
+	}
+	return counts, events
+}
+
+// Workers that hold few messages each (a mean in flight far under Up) but
+// finish them slowly: the time in flight passes UpLatency and the pool
+// grows, by one worker per event, only after UpAfter, and not at all
+// without UpLatency.
+func TestScalerGrowsOnTimeInFlight(t *testing.T) {
+	cfg := testScale()
+	cfg.Min, cfg.UpLatency = 2, 250*time.Millisecond
+	// 3 in flight per worker, one finished per worker every sample (100
+	// ms): 3 x 100 ms = 300 ms in flight, from 1 s to 8.5 s.
+	three := func(at time.Duration) int {
+		if at >= time.Second && at < 8500*time.Millisecond {
+			return 3
+		}
+		return 0
+	}
+	one := func(time.Duration) int { return 1 }
+	counts, events := latencyRun(t, cfg, 8500*time.Millisecond, three, one)
+	at := func(d time.Duration) int { return counts[d/(100*time.Millisecond)] }
+	if at(1900*time.Millisecond) != 2 || at(2100*time.Millisecond) != 3 {
+		t.Fatalf("workers at 1.9 s %d, at 2.1 s %d: want 2 then 3 (UpAfter 1 s after the first high sample)", at(1900*time.Millisecond), at(2100*time.Millisecond))
+	}
+	if len(events) == 0 || !strings.Contains(events[0].Reason, "time in flight 300ms above 250ms") {
+		t.Fatalf("events %+v: want a grow naming the time in flight", events)
+	}
+	// Still 300 ms in flight per message after each grow (the workers are
+	// the bottleneck, not the queue): one more per Cooldown (3 s).
+	if len(events) != 3 || counts[len(counts)-1] != 5 {
+		t.Fatalf("%d events, %d workers at the end: want 3 grows to 5 (at 2, 5 and 8 s)", len(events), counts[len(counts)-1])
+	}
+	cfg.UpLatency = 0
+	if _, events := latencyRun(t, cfg, 8*time.Second, three, one); len(events) != 0 {
+		t.Fatalf("without UpLatency: %+v, want nothing (mean in flight 3 is under Up 4)", events)
+	}
+	// Under the threshold (2 in flight: 200 ms), nothing either.
+	cfg.UpLatency = 250 * time.Millisecond
+	two := func(at time.Duration) int { return 2 }
+	if _, events := latencyRun(t, cfg, 8*time.Second, two, one); len(events) != 0 {
+		t.Fatalf("200 ms in flight against 250 ms: %+v, want nothing", events)
+	}
+}
+
+// Workers that finish nothing while messages wait count as a time in
+// flight as long as they have stalled; a stall shorter than UpLatency
+// changes nothing.
+func TestScalerStallCountsAsTimeInFlight(t *testing.T) {
+	cfg := testScale()
+	cfg.Min, cfg.UpLatency = 2, 500*time.Millisecond
+	one := func(time.Duration) int { return 1 }
+	never := func(time.Duration) int { return 0 }
+	counts, events := latencyRun(t, cfg, 3*time.Second, one, never)
+	if len(events) != 1 || counts[len(counts)-1] != 3 {
+		t.Fatalf("stalled workers: %+v, %d workers: want one grow", events, counts[len(counts)-1])
+	}
+	// Finishing one per worker every 4 samples (400 ms), 1 in flight:
+	// stalls of 300 ms, under 500 ms; Little's law says 1 x 400 ms / 1.
+	if _, events := latencyRun(t, cfg, 10*time.Second, one, func(time.Duration) int { return 4 }); len(events) != 0 {
+		t.Fatalf("short stalls: %+v, want nothing", events)
+	}
+}
+
+// A pool whose time in flight is high does not shrink, however few
+// messages it holds.
+func TestScalerNoShrinkWhileSlow(t *testing.T) {
+	cfg := testScale()
+	cfg.Min, cfg.Max, cfg.UpLatency, cfg.IdleAfter = 1, 4, 150*time.Millisecond, time.Second
+	s, err := NewScaler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 workers, one message in flight in all (a mean of 0.25: low), one
+	// finished every 2 samples (200 ms): 1 x 200 ms in flight.
+	var handled uint64
+	for i := range 100 {
+		if i%2 == 0 {
+			handled++
+		}
+		loads := []Load{{ID: 1, InFlight: 1, Handled: handled}, {ID: 2}, {ID: 3}, {ID: 4}}
+		if d := s.Observe(t0.Add(time.Duration(i)*100*time.Millisecond), loads); len(d.Shrink) > 0 || d.Grow > 0 {
+			if d.Grow == 0 {
+				t.Fatalf("sample %d: %+v, want no shrink while the time in flight (%v) is above UpLatency", i, d, s.Latency())
+			}
+		}
+	}
+	if s.Latency() != 200*time.Millisecond {
+		t.Fatalf("estimate %v, want 200ms", s.Latency())
+	}
+}
