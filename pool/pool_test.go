@@ -551,10 +551,13 @@ func (l *load) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
-// A load step grows the pool from Min to Max (a worker serves 100 jobs/s,
-// the step offers 350/s), and once the load is gone the pool shrinks back to
-// Min, with one scale event per step of the worker count and no flapping.
-func TestScalesWithLoad(t *testing.T) {
+// scalingRun runs a pool of timed workers (10 ms a job) with scale, under
+// a load of one job per period while on says so, for span of a fake
+// clock, and returns its scale events, the most workers it had, its
+// counters and the load's. Every event must name the pool and a reason,
+// and the counters must agree with the events.
+func scalingRun(t *testing.T, scale ScaleConfig, period time.Duration, on func(time.Duration) bool, span time.Duration) (ups, downs []ScaleEvent, maxWorkers int64, st Stats, l *load) {
+	t.Helper()
 	e := newEnv(t, 4)
 	bus := event.New(event.Config{})
 	defer bus.Close()
@@ -565,9 +568,8 @@ func TestScalesWithLoad(t *testing.T) {
 	var p *Pool
 	p, err = New(Config{
 		Name: "jobs", Strategy: LeastLoaded, Bus: bus, Logger: quiet, LoopStats: e.sys.Stats,
-		New: func() actor.Actor { return &timedWorker{p: p, cost: 10 * time.Millisecond} },
-		Scale: ScaleConfig{Min: 1, Max: 4, Up: 4, Down: 1, UpAfter: 500 * time.Millisecond,
-			IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second},
+		New:   func() actor.Actor { return &timedWorker{p: p, cost: 10 * time.Millisecond} },
+		Scale: scale,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -576,27 +578,16 @@ func TestScalesWithLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 350 jobs/s from 1 s to 21 s (20 s), 50 jobs/s before, none after.
-	l := &load{pool: pool, period: time.Second / 350, on: func(at time.Duration) bool {
-		switch {
-		case at < time.Second:
-			return at%(7*(time.Second/350)) == 0 // about 50/s
-		case at < 21*time.Second:
-			return true
-		}
-		return false
-	}}
+	l = &load{pool: pool, period: period, on: on}
 	if _, err := e.sys.Spawn(context.Background(), func() actor.Actor { return l }, actor.OnLoop(0)); err != nil {
 		t.Fatal(err)
 	}
-	maxWorkers := int64(0)
-	for e.clk.Now().Before(t0.Add(60 * time.Second)) {
+	for e.clk.Now().Before(t0.Add(span)) {
 		if !e.sys.Step() {
 			break
 		}
 		maxWorkers = max(maxWorkers, p.Stats().Workers)
 	}
-	var ups, downs []ScaleEvent
 	for len(events.Out()) > 0 {
 		ev := <-events.Out()
 		if ev.Direction == Up {
@@ -611,8 +602,32 @@ func TestScalesWithLoad(t *testing.T) {
 			t.Fatalf("event %+v", ev)
 		}
 	}
-	st := p.Stats()
+	st = p.Stats()
 	t.Logf("ups %v\ndowns %v\nstats %+v, load sent %d ok %d fail %d", ups, downs, st, l.sent, l.ok, l.fail)
+	if uint64(len(ups)) != st.ScaleUps || uint64(len(downs)) != st.ScaleDowns {
+		t.Fatalf("events %d/%d, counters %d/%d", len(ups), len(downs), st.ScaleUps, st.ScaleDowns)
+	}
+	if l.fail != 0 || l.ok != l.sent || st.Refused != 0 || st.Dropped != 0 {
+		t.Fatalf("jobs sent %d ok %d failed %d, refused %d dropped %d: want all answered", l.sent, l.ok, l.fail, st.Refused, st.Dropped)
+	}
+	return ups, downs, maxWorkers, st, l
+}
+
+// A load step grows the pool from Min to Max (a worker serves 100 jobs/s,
+// the step offers 350/s), and once the load is gone the pool shrinks back to
+// Min, with one scale event per step of the worker count and no flapping.
+func TestScalesWithLoad(t *testing.T) {
+	// 350 jobs/s from 1 s to 21 s (20 s), 50 jobs/s before, none after.
+	ups, downs, maxWorkers, st, _ := scalingRun(t, ScaleConfig{Min: 1, Max: 4, Up: 4, Down: 1, UpAfter: 500 * time.Millisecond,
+		IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second}, time.Second/350, func(at time.Duration) bool {
+		switch {
+		case at < time.Second:
+			return at%(7*(time.Second/350)) == 0 // about 50/s
+		case at < 21*time.Second:
+			return true
+		}
+		return false
+	}, 60*time.Second)
 	if maxWorkers != 4 {
 		t.Fatalf("at most %d workers under the step, want Max 4", maxWorkers)
 	}
@@ -622,12 +637,6 @@ func TestScalesWithLoad(t *testing.T) {
 	if len(ups) == 0 || len(ups) > 3 || len(downs) == 0 || len(downs) > 3 {
 		t.Fatalf("%d ups, %d downs: want 1 to 3 each (Min 1 to Max 4 and back)", len(ups), len(downs))
 	}
-	if uint64(len(ups)) != st.ScaleUps || uint64(len(downs)) != st.ScaleDowns {
-		t.Fatalf("events %d/%d, counters %d/%d", len(ups), len(downs), st.ScaleUps, st.ScaleDowns)
-	}
-	if l.fail != 0 || l.ok != l.sent || st.Refused != 0 || st.Dropped != 0 {
-		t.Fatalf("jobs sent %d ok %d failed %d, refused %d dropped %d: want all answered", l.sent, l.ok, l.fail, st.Refused, st.Dropped)
-	}
 }
 
 // A load that one worker cannot keep up with but that never holds Up
@@ -636,56 +645,14 @@ func TestScalesWithLoad(t *testing.T) {
 // each; two workers carry it, and once the load ends the pool shrinks
 // back, every job answered.
 func TestScalesOnTimeInFlight(t *testing.T) {
-	e := newEnv(t, 4)
-	bus := event.New(event.Config{})
-	defer bus.Close()
-	events, err := event.Subscribe[ScaleEvent](bus, event.Buffer(64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p *Pool
-	p, err = New(Config{
-		Name: "jobs", Strategy: LeastLoaded, Bus: bus, Logger: quiet, LoopStats: e.sys.Stats,
-		New: func() actor.Actor { return &timedWorker{p: p, cost: 10 * time.Millisecond} },
-		Scale: ScaleConfig{Min: 1, Max: 4, Up: 1000, Down: 1, UpAfter: 500 * time.Millisecond,
-			IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second, UpLatency: 100 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := e.sys.Spawn(context.Background(), p.Factory(), actor.OnLoop(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &load{pool: pool, period: time.Second / 150, on: func(at time.Duration) bool { return at < 20*time.Second }}
-	if _, err := e.sys.Spawn(context.Background(), func() actor.Actor { return l }, actor.OnLoop(0)); err != nil {
-		t.Fatal(err)
-	}
-	maxWorkers := int64(0)
-	for e.clk.Now().Before(t0.Add(40 * time.Second)) {
-		if !e.sys.Step() {
-			break
-		}
-		maxWorkers = max(maxWorkers, p.Stats().Workers)
-	}
-	var ups, downs []ScaleEvent
-	for len(events.Out()) > 0 {
-		if ev := <-events.Out(); ev.Direction == Up {
-			ups = append(ups, ev)
-		} else {
-			downs = append(downs, ev)
-		}
-	}
-	st := p.Stats()
-	t.Logf("ups %v\ndowns %v\nstats %+v, load sent %d ok %d fail %d", ups, downs, st, l.sent, l.ok, l.fail)
+	ups, downs, maxWorkers, st, _ := scalingRun(t, ScaleConfig{Min: 1, Max: 4, Up: 1000, Down: 1, UpAfter: 500 * time.Millisecond,
+		IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second, UpLatency: 100 * time.Millisecond},
+		time.Second/150, func(at time.Duration) bool { return at < 20*time.Second }, 40*time.Second)
 	if len(ups) != 1 || !strings.Contains(ups[0].Reason, "time in flight") || ups[0].To != 2 {
 		t.Fatalf("ups %+v: want one, to 2 workers, on the time in flight", ups)
 	}
 	if maxWorkers != 2 || st.Workers != 1 || len(downs) != 1 {
 		t.Fatalf("at most %d workers, %d at the end, %d downs: want 2, back to 1 in one event", maxWorkers, st.Workers, len(downs))
-	}
-	if l.fail != 0 || l.ok != l.sent || st.Refused != 0 || st.Dropped != 0 {
-		t.Fatalf("jobs sent %d ok %d failed %d, refused %d dropped %d: want all answered", l.sent, l.ok, l.fail, st.Refused, st.Dropped)
 	}
 }
 
