@@ -69,11 +69,22 @@ type registry struct {
 type regMaps struct {
 	byType map[reflect.Type]*typeInfo
 	byID   map[uint64]*typeInfo
+	// byWord is byType keyed by the type word of an interface holding a
+	// value of the type: what a send looks up, without hashing a
+	// reflect.Type (an interface) per message.
+	byWord map[unsafe.Pointer]*typeInfo
+}
+
+// typeWord is the type word of an interface holding a value of t (nil for
+// an interface type, which no value has as its dynamic type).
+func typeWord(t reflect.Type) unsafe.Pointer {
+	z := reflect.Zero(t).Interface()
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(&z))[0]
 }
 
 func newRegistry() *registry {
 	r := &registry{}
-	r.maps.Store(&regMaps{byType: map[reflect.Type]*typeInfo{}, byID: map[uint64]*typeInfo{}})
+	r.maps.Store(&regMaps{byType: map[reflect.Type]*typeInfo{}, byID: map[uint64]*typeInfo{}, byWord: map[unsafe.Pointer]*typeInfo{}})
 	for name, v := range map[string]any{
 		"string": "", "bytes": []byte(nil), "int": int(0), "int64": int64(0), "uint64": uint64(0),
 		"float64": float64(0), "bool": false, "actor.Ref": actor.Ref{}, "actor.Down": actor.Down{},
@@ -110,15 +121,18 @@ func (r *registry) add(name string, t reflect.Type) error {
 	if old, ok := cur.byID[id]; ok {
 		return fmt.Errorf("remote: name %q (for %v) collides with %q (for %v)", name, t, old.name, old.typ)
 	}
-	next := &regMaps{byType: maps.Clone(cur.byType), byID: maps.Clone(cur.byID)}
+	next := &regMaps{byType: maps.Clone(cur.byType), byID: maps.Clone(cur.byID), byWord: maps.Clone(cur.byWord)}
 	ti := newTypeInfo(id, name, t)
 	next.byType[t], next.byID[id] = ti, ti
+	if w := typeWord(t); w != nil {
+		next.byWord[w] = ti
+	}
 	r.maps.Store(next)
 	return nil
 }
 
 func (r *registry) ofValue(v any) (*typeInfo, bool) {
-	ti, ok := r.maps.Load().byType[reflect.TypeOf(v)]
+	ti, ok := r.maps.Load().byWord[(*[2]unsafe.Pointer)(unsafe.Pointer(&v))[0]]
 	return ti, ok
 }
 
