@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"unsafe"
 
 	"github.com/actord/actord/actor"
 	"github.com/vmihailenco/msgpack/v5"
@@ -470,8 +471,8 @@ func quickFields(b []byte, f *frame) (int, bool) {
 	return i, true
 }
 
-// quickBytes reads a bin 8/16/32 at b[i:] whose bytes b holds, copied,
-// and returns the position after it.
+// quickBytes reads a bin 8/16/32 at b[i:] whose bytes b holds and
+// returns them (not copied) and the position after it.
 func quickBytes(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] < 0xc4 || b[i] > 0xc6 {
 		return nil, i, false
@@ -488,10 +489,48 @@ func quickBytes(b []byte, i int) ([]byte, int, bool) {
 	if n > len(b)-start {
 		return nil, i, false
 	}
-	v := make([]byte, n)
-	copy(v, b[start:])
-	return v, start + n, true
+	return b[start : start+n : start+n], start + n, true
 }
+
+// byteBox is a []byte payload and its bytes in one allocation: the
+// interface that carries the payload points to h, which points to d. A
+// []byte in an interface otherwise costs two (its bytes, and its header,
+// which an interface holds by pointer).
+type byteBox[A any] struct {
+	h []byte
+	d A
+}
+
+// boxBytes returns a copy of b in an interface, in one allocation up to
+// 256 bytes.
+func boxBytes(b []byte) any {
+	switch n := len(b); {
+	case n <= 8:
+		return boxIn(new(byteBox[[8]byte]), b)
+	case n <= 32:
+		return boxIn(new(byteBox[[32]byte]), b)
+	case n <= 64:
+		return boxIn(new(byteBox[[64]byte]), b)
+	case n <= 256:
+		return boxIn(new(byteBox[[256]byte]), b)
+	}
+	v := make([]byte, len(b))
+	copy(v, b)
+	return v
+}
+
+func boxIn[A any](x *byteBox[A], b []byte) any {
+	// Capacity len(b): an append copies, never writes past the value.
+	x.h = unsafe.Slice((*byte)(unsafe.Pointer(&x.d)), len(b))
+	copy(x.h, b)
+	var v any
+	e := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))
+	e[0], e[1] = typeWordBytes, unsafe.Pointer(&x.h)
+	return v
+}
+
+// typeWordBytes is the type word of an interface holding a []byte.
+var typeWordBytes = typeWord(typeBytes)
 
 func (fr *frameReader) id(id *actor.WireID) error {
 	if fr.quickID(id) {
@@ -602,7 +641,7 @@ func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typ
 	if ti.typ == typeBytes {
 		if v, next, ok := quickBytes(b, i); ok && next == end {
 			_, _ = r.Seek(int64(end), io.SeekStart)
-			return v, nil
+			return boxBytes(v), nil
 		}
 	}
 	if ti.plan != nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -374,5 +375,50 @@ func TestBuiltinPayloadsDecodeAsReflection(t *testing.T) {
 				t.Fatalf("%v % x: builtin %#v, reflection %#v", typ, in, got, p.Elem().Interface())
 			}
 		}
+	}
+}
+
+// A []byte payload comes back as a copy of its bytes, in one allocation up
+// to 256 bytes, with no room past its length, through garbage collections.
+func TestBytesPayloadBoxedOnce(t *testing.T) {
+	ti := newTypeInfo(1, "bytes", typeBytes)
+	var vs []any
+	var ins [][]byte
+	for _, n := range []int{0, 1, 8, 9, 32, 33, 64, 65, 256, 257, 5000} {
+		in := appendBin(nil, bytes.Repeat([]byte{byte(n)}, n))
+		var r ctxReader
+		r.Reset(in)
+		dec := msgpack.NewDecoder(&r)
+		allocs := testing.AllocsPerRun(10, func() {
+			r.Reset(in)
+			if _, err := decodeValue(dec, &r, in, 0, len(in), ti); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if n <= 256 && allocs != 1 {
+			t.Fatalf("%d bytes: %v allocations, want 1", n, allocs)
+		}
+		r.Reset(in)
+		v, err := decodeValue(dec, &r, in, 0, len(in), ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, ins = append(vs, v), append(ins, in)
+	}
+	runtime.GC()
+	for i, v := range vs {
+		b, ok := v.([]byte)
+		if !ok || b == nil || len(b) != cap(b) {
+			t.Fatalf("value %d: %T len %d cap %d", i, v, len(b), cap(b))
+		}
+		want := ins[i][len(ins[i])-len(b):]
+		if !bytes.Equal(b, want) {
+			t.Fatalf("value %d changed", i)
+		}
+		ins[i][len(ins[i])-1] ^= 0xff // the input's bytes are not the value's
+		if len(b) > 0 && bytes.Equal(b, ins[i][len(ins[i])-len(b):]) {
+			t.Fatalf("value %d shares the input's bytes", i)
+		}
+		_ = append(b, 1) // must not write into a neighbour
 	}
 }
