@@ -187,6 +187,8 @@ func (c Config) validate() error {
 		return bad("QueueCapacity %d: must be at least 1", c.QueueCapacity)
 	case c.SampleEvery < 0:
 		return bad("SampleEvery %v is negative", c.SampleEvery)
+	case c.Scale.UpLatency > 0 && c.Scale.UpLatency <= c.SampleEvery:
+		return bad("Scale.UpLatency %v must be above SampleEvery %v: the time in flight is estimated from the samples", c.Scale.UpLatency, c.SampleEvery)
 	case c.StopTimeout < 0:
 		return bad("StopTimeout %v is negative", c.StopTimeout)
 	}
@@ -1006,7 +1008,7 @@ func (r *router) sample(c *actor.Context) {
 			// Finished: handled, less those deferred and not answered yet
 			// (a Defer counts in held before its message counts as
 			// handled, so this can dip by one mid-handler: the Scaler
-			// skips a counter that went back).
+			// counts finishes against the most it has seen).
 			handled = uint64(max(int64(m.sh.handled.Load())-m.sh.held.Load(), 0))
 		}
 		loads = append(loads, Load{ID: m.id, InFlight: l, Handled: handled})

@@ -181,6 +181,8 @@ func TestConfigErrors(t *testing.T) {
 		{Config{New: ok, QueueCapacity: -1}, "QueueCapacity -1"},
 		{Config{New: ok, Scale: ScaleConfig{Min: 2, Max: 1}}, "Max 1 is below Min 2"},
 		{Config{New: ok, Scale: ScaleConfig{Min: 1, Max: HardMax + 1}}, "hard cap"},
+		{Config{New: ok, Scale: ScaleConfig{UpLatency: 100 * time.Millisecond}}, "UpLatency 100ms must be above SampleEvery 100ms"},
+		{Config{New: ok, Scale: ScaleConfig{UpLatency: -time.Second}}, "must not be negative"},
 	} {
 		_, err := New(tc.cfg)
 		if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), tc.want) {
@@ -642,11 +644,11 @@ func TestScalesWithLoad(t *testing.T) {
 // A load that one worker cannot keep up with but that never holds Up
 // messages in flight per worker (Up is out of reach here) grows the pool
 // on the time in flight alone: 150 jobs/s against workers serving 100/s
-// each; two workers carry it, and once the load ends the pool shrinks
+// each (UpLatency 200 ms); two workers carry it, and once the load ends the pool shrinks
 // back, every job answered.
 func TestScalesOnTimeInFlight(t *testing.T) {
 	ups, downs, maxWorkers, st, _ := scalingRun(t, ScaleConfig{Min: 1, Max: 4, Up: 1000, Down: 1, UpAfter: 500 * time.Millisecond,
-		IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second, UpLatency: 100 * time.Millisecond},
+		IdleAfter: 3 * time.Second, Cooldown: 2 * time.Second, UpLatency: 200 * time.Millisecond},
 		time.Second/150, func(at time.Duration) bool { return at < 20*time.Second }, 40*time.Second)
 	if len(ups) != 1 || !strings.Contains(ups[0].Reason, "time in flight") || ups[0].To != 2 {
 		t.Fatalf("ups %+v: want one, to 2 workers, on the time in flight", ups)

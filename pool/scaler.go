@@ -57,8 +57,10 @@ type ScaleConfig struct {
 	// flight / messages finished per second), so it costs nothing per
 	// message; a sample interval in which nothing finishes while messages
 	// are in flight counts as that long, added up over such intervals in a
-	// row. Set it above the workers' own service time: more workers cut
-	// the wait in their queues, not the work. 0: off.
+	// row. It counts only at samples where some worker holds more than
+	// one message: more workers cut the wait in their queues, not the
+	// work, so set it above the workers' own service time. A pool
+	// (pool.Config) needs it above its SampleEvery. 0: off.
 	UpLatency time.Duration
 }
 
@@ -128,8 +130,10 @@ func (c ScaleConfig) validate() error {
 //     shrinks the pool. The workers removed are those with nothing in
 //     flight that were active (had something in flight or handled
 //     something) the longest time ago, the highest ID first on a tie.
-//   - With UpLatency set, a mean time in flight above it counts as an
-//     overload too (growing by at least one worker), and as not low.
+//   - With UpLatency set, a mean time in flight above it, while some
+//     worker holds more than one message (messages wait in a queue),
+//     counts as an overload too (growing by at least one worker), and as
+//     not low.
 //   - After a scale event, nothing but the Min rule happens for Cooldown,
 //     and the overload must then last a whole UpAfter again.
 //
@@ -141,6 +145,7 @@ type Scaler struct {
 	lowPeak   int       // the most in flight since lowSince
 	last      time.Time // last scale event; zero: none yet
 	idle      map[uint64]idleMark
+	done      map[uint64]uint64 // per worker, the most it had finished
 
 	// The time in flight (UpLatency): the previous sample, the time in
 	// flight added up since something last finished (message-nanoseconds),
@@ -166,7 +171,7 @@ func NewScaler(cfg ScaleConfig) (*Scaler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Scaler{cfg: cfg, idle: make(map[uint64]idleMark)}, nil
+	return &Scaler{cfg: cfg, idle: make(map[uint64]idleMark), done: make(map[uint64]uint64)}, nil
 }
 
 // Observe takes a sample of every worker's load at now and returns the
@@ -176,13 +181,22 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 	seen := make(map[uint64]struct{}, len(loads))
 	total := 0
 	var finished uint64 // since the previous sample, by the workers in both
+	queued := false     // some worker holds more than the one it works on
 	for _, l := range loads {
 		seen[l.ID] = struct{}{}
 		total += max(l.InFlight, 0)
-		m, ok := s.idle[l.ID]
-		if ok && l.Handled >= m.handled {
-			finished += l.Handled - m.handled
+		queued = queued || l.InFlight > 1
+		// Finished messages count against the most the worker had
+		// finished: a counter that dipped (a deferred message counts as
+		// held a moment before it counts as handled) and came back is not
+		// a message finished twice.
+		if hw, ok := s.done[l.ID]; !ok || l.Handled > hw {
+			if ok {
+				finished += l.Handled - hw
+			}
+			s.done[l.ID] = l.Handled
 		}
+		m, ok := s.idle[l.ID]
 		if !ok || l.InFlight > 0 || l.Handled != m.handled {
 			m = idleMark{handled: l.Handled, active: now}
 		}
@@ -193,20 +207,28 @@ func (s *Scaler) Observe(now time.Time, loads []Load) Decision {
 			delete(s.idle, id)
 		}
 	}
+	for id := range s.done {
+		if _, ok := seen[id]; !ok {
+			delete(s.done, id)
+		}
+	}
+	s.timeInFlight(now, total, finished)
+	// The time in flight counts only while messages wait behind others:
+	// with none queued, more workers would not shorten it.
+	slow := s.latHigh && queued
 	n := len(loads)
 	if n < cfg.Min {
 		return Decision{Grow: cfg.Min - n, Replace: true, Reason: fmt.Sprintf("%d workers, below Min %d", n, cfg.Min)}
 	}
-	s.timeInFlight(now, total, finished)
 	mean := float64(total) / float64(n)
-	if mean > cfg.Up || s.latHigh {
+	if mean > cfg.Up || slow {
 		if s.highSince.IsZero() {
 			s.highSince = now
 		}
 	} else {
 		s.highSince = time.Time{}
 	}
-	if n > 1 && float64(total) <= cfg.Down*float64(n-1) && !s.latHigh {
+	if n > 1 && float64(total) <= cfg.Down*float64(n-1) && !slow {
 		if s.lowSince.IsZero() {
 			s.lowSince, s.lowPeak = now, 0
 		}
@@ -302,6 +324,7 @@ func (s *Scaler) Latency() time.Duration { return s.latency }
 // time.
 func (s *Scaler) Forget(id uint64) {
 	delete(s.idle, id)
+	delete(s.done, id)
 }
 
 // mark records a scale event at now.

@@ -368,15 +368,21 @@ func TestScalerStallCountsAsTimeInFlight(t *testing.T) {
 	cfg := testScale()
 	cfg.Min, cfg.UpLatency = 2, 500*time.Millisecond
 	one := func(time.Duration) int { return 1 }
+	two := func(time.Duration) int { return 2 }
 	never := func(time.Duration) int { return 0 }
-	counts, events := latencyRun(t, cfg, 3*time.Second, one, never)
+	counts, events := latencyRun(t, cfg, 3*time.Second, two, never)
 	if len(events) != 1 || counts[len(counts)-1] != 3 {
 		t.Fatalf("stalled workers: %+v, %d workers: want one grow", events, counts[len(counts)-1])
 	}
-	// Finishing one per worker every 4 samples (400 ms), 1 in flight:
-	// stalls of 300 ms, under 500 ms; Little's law says 1 x 400 ms / 1.
-	if _, events := latencyRun(t, cfg, 10*time.Second, one, func(time.Duration) int { return 4 }); len(events) != 0 {
+	// Finishing one per worker every 2 samples (200 ms), 2 in flight:
+	// stalls of 100 ms, under 500 ms; Little's law says 2 x 200 ms / 1.
+	if _, events := latencyRun(t, cfg, 10*time.Second, two, func(time.Duration) int { return 2 }); len(events) != 0 {
 		t.Fatalf("short stalls: %+v, want nothing", events)
+	}
+	// Stalled, but with nothing queued (one message per worker): more
+	// workers would not help.
+	if _, events := latencyRun(t, cfg, 3*time.Second, one, never); len(events) != 0 {
+		t.Fatalf("stalled with nothing queued: %+v, want nothing", events)
 	}
 }
 
@@ -389,18 +395,113 @@ func TestScalerNoShrinkWhileSlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 workers, one message in flight in all (a mean of 0.25: low), one
-	// finished every 2 samples (200 ms): 1 x 200 ms in flight.
+	// 4 workers, three messages in flight in all, on one of them (a mean
+	// of 0.75: low), one finished every 2 samples (200 ms): 3 x 200 ms in
+	// flight.
 	var handled uint64
 	for i := range 100 {
 		if i%2 == 0 {
 			handled++
 		}
-		loads := []Load{{ID: 1, InFlight: 1, Handled: handled}, {ID: 2}, {ID: 3}, {ID: 4}}
+		loads := []Load{{ID: 1, InFlight: 3, Handled: handled}, {ID: 2}, {ID: 3}, {ID: 4}}
 		if d := s.Observe(t0.Add(time.Duration(i)*100*time.Millisecond), loads); len(d.Shrink) > 0 || d.Grow > 0 {
 			if d.Grow == 0 {
 				t.Fatalf("sample %d: %+v, want no shrink while the time in flight (%v) is above UpLatency", i, d, s.Latency())
 			}
+		}
+	}
+	if s.Latency() != 600*time.Millisecond {
+		t.Fatalf("estimate %v, want 600ms", s.Latency())
+	}
+}
+
+// A grown pool whose messages are few but now and then slow (one job
+// slower than UpLatency every few seconds, never one waiting behind
+// another) still shrinks back to Min.
+func TestScalerShrinksDespiteAnOccasionalSlowJob(t *testing.T) {
+	cfg := testScale()
+	cfg.Min, cfg.Max, cfg.UpLatency, cfg.IdleAfter = 1, 4, 100*time.Millisecond, 5*time.Second
+	s, err := NewScaler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []uint64{1, 2, 3, 4}
+	var handled uint64
+	for i := range 1200 { // 2 minutes of samples
+		// A 100 ms job every second, and every 4 s a 300 ms one, on worker 1.
+		inFlight := 0
+		if sec := i % 10; sec == 0 || (i%40 < 3) {
+			inFlight = 1
+		}
+		if i%10 == 1 || i%40 == 3 {
+			handled++
+		}
+		loads := make([]Load, len(ids))
+		for j, id := range ids {
+			loads[j] = Load{ID: id}
+		}
+		loads[0] = Load{ID: ids[0], InFlight: inFlight, Handled: handled}
+		d := s.Observe(t0.Add(time.Duration(i)*100*time.Millisecond), loads)
+		if d.Grow > 0 {
+			t.Fatalf("sample %d: grew %+v", i, d)
+		}
+		for _, gone := range d.Shrink {
+			ids = slices.DeleteFunc(ids, func(id uint64) bool { return id == gone })
+		}
+	}
+	if len(ids) != 1 || ids[0] != 1 {
+		t.Fatalf("workers %v after 2 minutes, want only the busy one", ids)
+	}
+}
+
+// A worker's finished count that dips and comes back (a deferred message
+// counts as held a moment before it counts as handled) is not read as
+// messages finished: the estimate is the same with and without dips.
+func TestScalerFinishedCountDips(t *testing.T) {
+	run := func(dips bool) time.Duration {
+		cfg := testScale()
+		cfg.Min, cfg.UpLatency = 1, 250*time.Millisecond
+		s, err := NewScaler(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		handled := uint64(10)
+		for i := range 40 {
+			if i%4 == 0 {
+				handled++ // one finished every 400 ms, 2 in flight: 800 ms
+			}
+			h := handled
+			if dips && i%4 == 2 {
+				h-- // seen mid-handler
+			}
+			s.Observe(t0.Add(time.Duration(i)*100*time.Millisecond), []Load{{ID: 1, InFlight: 2, Handled: h}})
+		}
+		return s.Latency()
+	}
+	if with, without := run(true), run(false); with != without || without != 800*time.Millisecond {
+		t.Fatalf("estimate with dips %v, without %v: want 800ms both", with, without)
+	}
+}
+
+// Samples taken while the pool is below Min (workers ended) still count
+// for the time in flight: the next estimate covers one interval, not all
+// of them at once.
+func TestScalerTimeInFlightBelowMin(t *testing.T) {
+	cfg := testScale()
+	cfg.Min, cfg.UpLatency = 2, 250*time.Millisecond
+	s, err := NewScaler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := uint64(0)
+	for i := range 6 {
+		handled++ // 2 in flight, one finished every 100 ms: 200 ms
+		loads := []Load{{ID: 1, InFlight: 2, Handled: handled}}
+		if i == 5 {
+			loads = append(loads, Load{ID: 2})
+		}
+		if d := s.Observe(t0.Add(time.Duration(i)*100*time.Millisecond), loads); i < 5 && !d.Replace {
+			t.Fatalf("sample %d below Min: %+v", i, d)
 		}
 	}
 	if s.Latency() != 200*time.Millisecond {
