@@ -275,10 +275,15 @@ var (
 	typeDown   = reflect.TypeFor[actor.Down]()
 )
 
-// builtin reports whether decodeBuiltin decodes t.
+// builtin reports whether t is decoded on the network goroutine (not
+// lazily, on the target's loop): these cost no more to decode than to copy
+// for later. (decodeBuiltin decodes int, bool and float64 without
+// reflection too, on the target's loop, where a value that fails to
+// decode is reported to the System's hooks as it was when reflection
+// decoded them.)
 func builtin(t reflect.Type) bool {
 	switch t {
-	case typeBytes, typeString, typeInt64, typeUint64, typeInt, typeBool, typeFloat:
+	case typeBytes, typeString, typeInt64, typeUint64:
 		return true
 	}
 	return false

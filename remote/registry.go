@@ -25,8 +25,8 @@ type typeInfo struct {
 	lazy bool
 	// etyp is the type word of an any holding a value of typ, for box;
 	// nil when typ is not larger than a pointer (Go may keep such a value
-	// in the interface itself), unless plan is set (a planned struct has
-	// no pointer-shaped field, so an interface always points to it).
+	// in the interface itself), unless plan is set (a planned struct is
+	// never pointer-shaped, so an interface always points to it).
 	etyp unsafe.Pointer
 	// plan codes typ without reflection (structplan.go); nil: msgpack.
 	plan *structPlan

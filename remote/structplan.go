@@ -22,6 +22,10 @@ import (
 // their shortest form (the frame writer's encoder uses compact integers),
 // empty fields left out where the tag says omitempty.
 //
+// (A coder registered with msgpack.Register for the struct type itself
+// after remote.Register is not seen by the plan: register such coders
+// first, or implement msgpack.CustomEncoder, which the plan checks for.)
+//
 // A plan is made only where it cannot differ from msgpack: every field
 // exported, not embedded, its tag at most a name and omitempty, its type
 // one of those kinds with no methods at all (so no custom coder, marshaler
@@ -82,8 +86,8 @@ var (
 
 // newStructPlan returns the plan for t, or nil where msgpack must code it.
 func newStructPlan(t reflect.Type) *structPlan {
-	if t.Kind() != reflect.Struct || t.NumField() > maxPlanFields {
-		return nil
+	if t.Kind() != reflect.Struct || t.NumField() > maxPlanFields || pointerShaped(t) {
+		return nil // a pointer-shaped struct is kept in an interface itself: box and dataOf need a pointer
 	}
 	for _, it := range []reflect.Type{typeCustomEncoder, typeCustomDecoder, typeMarshaler, typeUnmarshaler,
 		typeBinaryMarshaler, typeBinaryUnmarsh, typeTextMarshaler, typeTextUnmarshaler} {
@@ -136,6 +140,22 @@ func newStructPlan(t reflect.Type) *structPlan {
 		return nil
 	}
 	return p
+}
+
+// pointerShaped reports whether Go keeps a value of t in an interface's
+// data word itself rather than a pointer to it: pointers, maps, channels,
+// functions, and structs and arrays of exactly one such element (a struct
+// whose one field is unexported or skipped is one too).
+func pointerShaped(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return true
+	case reflect.Struct:
+		return t.NumField() == 1 && pointerShaped(t.Field(0).Type)
+	case reflect.Array:
+		return t.Len() == 1 && pointerShaped(t.Elem())
+	}
+	return false
 }
 
 // plainName reports whether a tag's name is one msgpack's tag parser reads
@@ -281,7 +301,7 @@ func (p *structPlan) append(b []byte, v unsafe.Pointer) []byte {
 		case planUint:
 			b = appendUint(b, loadUint(fp, f.size))
 		case planFloat32:
-			b = binary.BigEndian.AppendUint32(append(b, 0xca), math.Float32bits(*(*float32)(fp)))
+			b = binary.BigEndian.AppendUint32(append(b, 0xca), quiet32(math.Float32bits(*(*float32)(fp))))
 		case planFloat64:
 			b = binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(*(*float64)(fp)))
 		case planString:
@@ -295,6 +315,16 @@ func (p *structPlan) append(b []byte, v unsafe.Pointer) []byte {
 		}
 	}
 	return b
+}
+
+// quiet32 sets the quiet bit of a float32 NaN's bits, as msgpack's coder
+// does by passing float32 values through float64 (reflect's Float and
+// SetFloat): a signalling NaN comes out quiet.
+func quiet32(bits uint32) uint32 {
+	if bits&0x7f800000 == 0x7f800000 && bits&0x007fffff != 0 {
+		bits |= 0x00400000
+	}
+	return bits
 }
 
 // appendInt appends v as msgpack's compact signed integer.
@@ -425,7 +455,7 @@ func planLen(b []byte, i int, str bool) (int, int, bool) {
 		n = n<<8 | int(x)
 	}
 	start := i + 1 + w
-	if n > len(b)-start {
+	if n < 0 || n > len(b)-start { // n < 0: a 32-bit length wrapped on a 32-bit machine
 		return 0, i, false
 	}
 	return n, start, true
@@ -496,7 +526,7 @@ func (p *structPlan) decode(b []byte, v unsafe.Pointer) bool {
 			if b[i] != 0xca || len(b)-i < 5 {
 				return false
 			}
-			*(*float32)(fp) = math.Float32frombits(binary.BigEndian.Uint32(b[i+1:]))
+			*(*float32)(fp) = math.Float32frombits(quiet32(binary.BigEndian.Uint32(b[i+1:])))
 			i += 5
 		case planFloat64:
 			switch {

@@ -98,6 +98,11 @@ func TestStructPlanRefusesWhatMsgpackCodesOtherwise(t *testing.T) {
 			B int `msgpack:"x"`
 		}]()},
 		{"not a struct", reflect.TypeFor[[]int]()},
+		{"pointer-shaped, its one field skipped", reflect.TypeFor[struct {
+			T *int `msgpack:"-"`
+		}]()},
+		{"pointer-shaped, its one field unexported", reflect.TypeFor[struct{ ch chan int }]()},
+		{"pointer-shaped, nested", reflect.TypeFor[struct{ in struct{ m map[string]int } }]()},
 	} {
 		if p := newStructPlan(tc.typ); p != nil {
 			t.Errorf("%s (%v): got a plan, want msgpack's coder", tc.name, tc.typ)
@@ -140,10 +145,17 @@ func randPlanValue(rng *rand.Rand, typ reflect.Type) reflect.Value {
 			}
 		case reflect.Float32, reflect.Float64:
 			edges := []float64{math.Copysign(0, -1), math.Inf(1), math.NaN(), 1.5, -3e38}
-			if rng.IntN(2) == 0 {
+			switch rng.IntN(3) {
+			case 0:
 				f.SetFloat(edges[rng.IntN(len(edges))])
-			} else {
+			case 1:
 				f.SetFloat(rng.NormFloat64() * 1e6)
+			default: // NaNs with payloads, signalling ones too (set by bits: SetFloat would quiet them)
+				if f.Kind() == reflect.Float32 {
+					*(*uint32)(f.Addr().UnsafePointer()) = 0x7f800001 | rng.Uint32()&0x807fffff
+				} else {
+					*(*uint64)(f.Addr().UnsafePointer()) = 0x7ff0000000000001 | rng.Uint64()&0x800fffffffffffff
+				}
 			}
 		case reflect.String:
 			n := []int{0, 1, 31, 32, 255, 256, 70000}[rng.IntN(7)]
@@ -172,12 +184,22 @@ func encodeWithMsgpackCompact(t *testing.T, v reflect.Value) []byte {
 	return w.b
 }
 
-// sameValue compares decoded values, NaN equal to NaN.
+// sameValue compares decoded values, floats by their bits (NaNs too).
 func sameValue(a, b reflect.Value) bool {
+	ca, cb := reflect.New(a.Type()).Elem(), reflect.New(b.Type()).Elem() // addressable copies, bit for bit
+	ca.Set(a)
+	cb.Set(b)
+	a, b = ca, cb
 	for i := range a.NumField() {
 		fa, fb := a.Field(i), b.Field(i)
-		if (fa.Kind() == reflect.Float32 || fa.Kind() == reflect.Float64) && math.IsNaN(fa.Float()) {
-			if !math.IsNaN(fb.Float()) {
+		switch fa.Kind() {
+		case reflect.Float32:
+			if *(*uint32)(unsafe.Pointer(fa.UnsafeAddr())) != *(*uint32)(unsafe.Pointer(fb.UnsafeAddr())) {
+				return false
+			}
+			continue
+		case reflect.Float64:
+			if *(*uint64)(unsafe.Pointer(fa.UnsafeAddr())) != *(*uint64)(unsafe.Pointer(fb.UnsafeAddr())) {
 				return false
 			}
 			continue
