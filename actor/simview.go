@@ -26,6 +26,19 @@ func (v simView) NextTimer() (time.Time, bool) {
 	return earliest, !earliest.IsZero()
 }
 
+// NextTimerNanos is NextTimer as Unix nanoseconds (the simulator asks at
+// every step).
+func (v simView) NextTimerNanos() (int64, bool) {
+	var earliest int64
+	found := false
+	for _, ls := range v.s.loops {
+		if t, ok := ls.loop.NextTimerNanos(); ok && (!found || t < earliest) {
+			earliest, found = t, true
+		}
+	}
+	return earliest, found
+}
+
 // Queued reports whether any loop has an event queued (timers aside).
 // Manual mode, from the driving goroutine.
 func (v simView) Queued() bool {

@@ -234,6 +234,10 @@ func (l *Loop[E]) NextTimer() (time.Time, bool) {
 	return time.Unix(0, w), true
 }
 
+// NextTimerNanos is NextTimer as Unix nanoseconds, for a driver that asks
+// at every step (a simulator): no time.Time is built.
+func (l *Loop[E]) NextTimerNanos() (int64, bool) { return l.timers.next() }
+
 // Queued reports whether an event is queued (control, local or inbound;
 // timers aside): whether Step would handle one without a timer being due.
 // For a manual loop, on the goroutine that steps it (a simulator asks it

@@ -53,6 +53,7 @@ type Node struct {
 // simView is what the simulator needs of a manual actor.System (seam.Sim).
 type simView interface {
 	NextTimer() (time.Time, bool)
+	NextTimerNanos() (int64, bool)
 	Queued() bool
 	SetBlocking(run func(job func()) error)
 }
@@ -357,8 +358,8 @@ func (f askOnce) Receive(c *actor.Context, msg any) (any, error) {
 // timerDue reports whether a loop timer of the node is due at world time
 // since (since the start).
 func (n *Node) timerDue(since time.Duration) bool {
-	t, ok := n.view.NextTimer()
-	return ok && n.clk.worldSince(t) <= since
+	t, ok := n.view.NextTimerNanos()
+	return ok && n.clk.worldSinceNanos(t) <= since
 }
 
 // nodeClock is a node's clock: the world's virtual time, at the node's
@@ -376,11 +377,13 @@ type nodeClock struct {
 	// The last reading and the last worldTime, kept: a node's loops read
 	// the clock at every idle step and the world asks for each node's
 	// next timer at every step, far more often than either changes.
-	nowSince    time.Duration // the world time of nowVal, since the start
-	nowVal      time.Time
-	wtIn, wtOut time.Time
-	wtOutSince  time.Duration // wtOut since the world's start
-	cached      bool
+	nowSince   time.Duration // the world time of nowVal, since the start
+	nowVal     time.Time
+	wtIn       int64 // a node reading as Unix nanoseconds (a timer's deadline)
+	wtInOK     bool
+	wtOut      time.Time     // worldTime of wtIn
+	wtOutSince time.Duration // wtOut since the world's start
+	cached     bool
 }
 
 // forget drops the kept readings when the clock's rate or base changes.
@@ -409,7 +412,7 @@ func (c *nodeClock) Now() time.Time {
 	}
 	v := c.nodeBase.Add(d)
 	if !c.cached {
-		c.wtIn, c.wtOut = time.Time{}, time.Time{}
+		c.wtInOK = false
 	}
 	c.nowSince, c.nowVal, c.cached = s, v, true
 	return v
@@ -418,22 +421,26 @@ func (c *nodeClock) Now() time.Time {
 // worldTime is the earliest world time at which the node reads t or later
 // (to the nanosecond, give or take float rounding, corrected upward).
 func (c *nodeClock) worldTime(t time.Time) time.Time {
-	if c.cached && !c.wtIn.IsZero() && t.Equal(c.wtIn) {
+	ns := t.UnixNano()
+	if c.cached && c.wtInOK && ns == c.wtIn {
 		return c.wtOut
 	}
 	wt := c.computeWorldTime(t)
 	if c.cached {
-		c.wtIn, c.wtOut, c.wtOutSince = t, wt, wt.Sub(c.w.cfg.Start)
+		c.wtIn, c.wtInOK, c.wtOut, c.wtOutSince = ns, true, wt, wt.Sub(c.w.cfg.Start)
 	}
 	return wt
 }
 
-// worldSince is worldTime(t) since the world's start.
-func (c *nodeClock) worldSince(t time.Time) time.Duration {
-	if c.cached && !c.wtIn.IsZero() && t.Equal(c.wtIn) {
+// worldSinceNanos is worldTime, since the world's start, of a node
+// reading given as Unix nanoseconds (a loop timer's deadline): the world
+// asks at every step, and the answer is kept, so a repeated question
+// builds no time.Time.
+func (c *nodeClock) worldSinceNanos(ns int64) time.Duration {
+	if c.cached && c.wtInOK && ns == c.wtIn {
 		return c.wtOutSince
 	}
-	return c.worldTime(t).Sub(c.w.cfg.Start)
+	return c.worldTime(time.Unix(0, ns)).Sub(c.w.cfg.Start)
 }
 
 func (c *nodeClock) computeWorldTime(t time.Time) time.Time {

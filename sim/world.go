@@ -368,27 +368,34 @@ func (w *World) settle() bool {
 // a loop timer, or a slow node's end of busy time; net reports whether
 // a network event is due then.
 func (w *World) next() (at time.Time, net, ok bool) {
-	at, ok = w.nw.Next()
-	netAt, netOK := at, ok
-	consider := func(t time.Time) {
-		if !ok || t.Before(at) {
-			at, ok = t, true
+	// As durations since the start: a time.Time per node per step cost
+	// more than the comparisons.
+	best, ok := w.nw.NextSince()
+	netAt, netOK := best, ok
+	consider := func(d time.Duration) {
+		if !ok || d < best {
+			best, ok = d, true
 		}
 	}
-	now := w.nw.Now()
+	now := w.nw.Since()
 	for _, n := range w.nodes {
 		if !n.up {
 			continue
 		}
-		if n.readyAt.After(now) {
-			consider(n.readyAt) // busy: its timers wait until then
-			continue
+		if !n.readyAt.IsZero() {
+			if r := n.readyAt.Sub(w.cfg.Start); r > now {
+				consider(r) // busy: its timers wait until then
+				continue
+			}
 		}
-		if t, has := n.view.NextTimer(); has {
-			consider(n.clk.worldTime(t))
+		if t, has := n.view.NextTimerNanos(); has {
+			consider(n.clk.worldSinceNanos(t))
 		}
 	}
-	return at, netOK && !netAt.After(at), ok
+	if !ok {
+		return time.Time{}, false, false
+	}
+	return w.cfg.Start.Add(best), netOK && netAt <= best, true
 }
 
 // Run runs the world for d of virtual time.

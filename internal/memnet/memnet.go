@@ -248,6 +248,19 @@ func (n *Network) Next() (time.Time, bool) {
 	return n.start.Add(n.q[0].at), true
 }
 
+// NextSince is Next as the time since the network's start.
+func (n *Network) NextSince() (time.Duration, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for len(n.q) > 0 && n.q[0].done {
+		n.recycleLocked(n.q.pop())
+	}
+	if len(n.q) == 0 {
+		return 0, false
+	}
+	return n.q[0].at, true
+}
+
 // Step runs the next event, moving the clock to its time, and reports
 // whether there was one.
 func (n *Network) Step() bool {
