@@ -20,7 +20,7 @@ func TestMemSendAllocatesNothing(t *testing.T) {
 	w := newMemWorld(t, 1, "10.0.0.1", "10.0.0.2")
 	defer w.close()
 	w.nw.Trace(nil) // the test's formatted trace allocates
-	w.nw.TraceData(func(time.Time, memnet.Addr, memnet.Addr, int) {})
+	w.nw.TraceData(func(time.Time, *memnet.Conn, int) {})
 	got := 0
 	sink := w.spawnOn(1, 0, func(c *actor.Context, msg any) (any, error) {
 		if msg == any(int64(7)) {
@@ -61,7 +61,7 @@ func TestHeartbeatRoundAllocatesNothing(t *testing.T) {
 	w := newMemWorld(t, 1, "10.0.0.1", "10.0.0.2", "10.0.0.3")
 	defer w.close()
 	w.nw.Trace(nil)
-	w.nw.TraceData(func(time.Time, memnet.Addr, memnet.Addr, int) {})
+	w.nw.TraceData(func(time.Time, *memnet.Conn, int) {})
 	for i := 1; i < 3; i++ { // peers and inbound connections both ways
 		a, b := w.spawnOn(i, 0, func(*actor.Context, any) (any, error) { return nil, nil }), w.spawnOn(0, i, func(*actor.Context, any) (any, error) { return nil, nil })
 		if err := w.sys[0].Send(a, int64(1)); err != nil {

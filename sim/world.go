@@ -187,13 +187,16 @@ func (w *World) netEvent(at time.Time, s string) {
 
 // netData is the network's trace of a data delivery, without formatting.
 // It runs under the network's lock: it must not call the network.
-func (w *World) netData(at time.Time, from, to memnet.Addr, n int) {
+func (w *World) netData(at time.Time, c *memnet.Conn, n int) {
 	w.events++
 	w.mix(uint64(at.UnixNano()))
-	w.mix(w.addrID(from)*31 + w.addrID(to))
+	if !c.Tagged { // the connection's word, kept on it: no map lookup per delivery
+		c.Tag, c.Tagged = w.addrID(c.LocalAddr().(memnet.Addr))*31+w.addrID(c.RemoteAddr().(memnet.Addr)), true
+	}
+	w.mix(c.Tag)
 	w.mix(uint64(n))
 	if w.cfg.Timeline > 0 {
-		w.addLineAt(at, fmt.Sprintf("net data %s->%s %d", from, to, n))
+		w.addLineAt(at, fmt.Sprintf("net data %s->%s %d", c.LocalAddr(), c.RemoteAddr(), n))
 	}
 }
 

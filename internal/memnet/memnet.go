@@ -71,7 +71,7 @@ type Network struct {
 	ends      []*Conn                        // connection ends, in the order they opened (pruneLocked)
 	pruneAt   int                            // len(ends) at which to prune next
 	trace     func(time.Time, string)
-	traceData func(at time.Time, from, to Addr, n int)
+	traceData func(at time.Time, c *Conn, n int)
 }
 
 // New returns a network at virtual time start whose latencies and
@@ -93,8 +93,10 @@ func (n *Network) SetLatency(lo, hi time.Duration) {
 }
 
 // TraceData, if set, receives the data deliveries instead of Trace (one
-// call per delivery, with no formatting: the busiest event of a run).
-func (n *Network) TraceData(f func(at time.Time, from, to Addr, bytes int)) {
+// call per delivery, with no formatting: the busiest event of a run): the
+// time, the sending end (its LocalAddr to its RemoteAddr, and its Tag for
+// the tracer's own use) and the bytes.
+func (n *Network) TraceData(f func(at time.Time, from *Conn, bytes int)) {
 	n.mu.Lock()
 	n.traceData = f
 	n.mu.Unlock()
@@ -694,6 +696,11 @@ type segment struct {
 
 // Conn is one end of a connection.
 type Conn struct {
+	// Tag and Tagged are the data tracer's (Network.TraceData) to keep
+	// what it derived from the connection; the network never reads them.
+	Tag    uint64
+	Tagged bool
+
 	n             *Network
 	local, remote Addr
 	peer          *Conn
@@ -879,7 +886,7 @@ func (n *Network) handLocked(c, dst *Conn, s segment) (fin bool) {
 		return true
 	}
 	if n.traceData != nil {
-		n.traceData(n.now, c.local, c.remote, len(s.b))
+		n.traceData(n.now, c, len(s.b))
 	} else {
 		n.tracefLocked("data %s->%s %d", c.local, c.remote, len(s.b))
 	}
