@@ -11,6 +11,14 @@ type Clock interface {
 	Now() time.Time
 }
 
+// NanoClock is a Clock that also reads itself as Unix nanoseconds without
+// building a time.Time; a loop reads such a clock that way (a simulator's
+// clock, read at every step).
+type NanoClock interface {
+	Clock
+	NowNanos() int64
+}
+
 // RealClock is the wall clock with its monotonic reading.
 type RealClock struct{}
 

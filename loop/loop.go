@@ -73,6 +73,7 @@ type Loop[E any] struct {
 	h     Handler[E]
 	cfg   Config
 	clock Clock
+	nanos NanoClock // clock, when it reads itself as nanoseconds
 
 	in      *ring[E]
 	room    room // producers waiting for space in in (PostWait)
@@ -122,6 +123,7 @@ func New[E any](h Handler[E], cfg Config) *Loop[E] {
 		wake:  make(chan struct{}, 1),
 	}
 	l.local.capacity = cfg.Capacity
+	l.nanos, _ = cfg.Clock.(NanoClock)
 	return l
 }
 
@@ -411,7 +413,11 @@ const cachedPasses = 16
 
 // readClock refreshes the cached reading.
 func (l *Loop[E]) readClock() {
-	l.now = l.clock.Now().UnixNano()
+	if l.nanos != nil {
+		l.now = l.nanos.NowNanos()
+	} else {
+		l.now = l.clock.Now().UnixNano()
+	}
 	l.nowPass, l.stale = l.passes, false
 }
 

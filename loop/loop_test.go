@@ -1094,3 +1094,34 @@ func TestControlBeforeLaterInbound(t *testing.T) {
 		t.Fatalf("handled %q, want %q", got, want)
 	}
 }
+
+// nanoFake is a FakeClock that reads itself as nanoseconds too.
+type nanoFake struct {
+	*FakeClock
+	nanos, nows int
+}
+
+func (c *nanoFake) NowNanos() int64 { c.nanos++; return c.FakeClock.Now().UnixNano() }
+func (c *nanoFake) Now() time.Time  { c.nows++; return c.FakeClock.Now() }
+
+// A loop reads a NanoClock as nanoseconds for its timers, and fires them
+// at the same readings as through Now.
+func TestLoopReadsANanoClockAsNanoseconds(t *testing.T) {
+	clock := &nanoFake{FakeClock: NewFakeClock(epoch)}
+	rec := &record[string]{}
+	l := New[string](rec, Config{Clock: clock})
+	defer l.Close(nil)
+	l.Schedule(epoch.Add(time.Second), "later")
+	l.Schedule(epoch, "now")
+	for l.Step() {
+	}
+	clock.Advance(time.Second)
+	for l.Step() {
+	}
+	if want := []string{"now", "later"}; !slices.Equal(rec.got, want) {
+		t.Fatalf("fired %v, want %v", rec.got, want)
+	}
+	if clock.nanos == 0 || clock.nows != 0 {
+		t.Fatalf("read as nanoseconds %d times, through Now %d: want only the first", clock.nanos, clock.nows)
+	}
+}

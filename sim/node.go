@@ -379,6 +379,7 @@ type nodeClock struct {
 	// next timer at every step, far more often than either changes.
 	nowSince   time.Duration // the world time of nowVal, since the start
 	nowVal     time.Time
+	nowNs      int64 // nowVal as Unix nanoseconds
 	wtIn       int64 // a node reading as Unix nanoseconds (a timer's deadline)
 	wtInOK     bool
 	wtOut      time.Time     // worldTime of wtIn
@@ -414,8 +415,18 @@ func (c *nodeClock) Now() time.Time {
 	if !c.cached {
 		c.wtInOK = false
 	}
-	c.nowSince, c.nowVal, c.cached = s, v, true
+	c.nowSince, c.nowVal, c.nowNs, c.cached = s, v, v.UnixNano(), true
 	return v
+}
+
+// NowNanos is Now as Unix nanoseconds (loop.NanoClock): what the loops
+// read at their steps.
+func (c *nodeClock) NowNanos() int64 {
+	if c.cached && c.w.nw.Since() == c.nowSince {
+		return c.nowNs
+	}
+	c.Now()
+	return c.nowNs
 }
 
 // worldTime is the earliest world time at which the node reads t or later
