@@ -70,6 +70,7 @@ const (
 	cuUnknown = 2 // no outcome within the time: it may still happen
 	cuBad     = 3 // the request was refused before any upgrade began
 	cuBusy    = 4 // too many moves under way on that daemon
+	cuNotFrom = 5 // refused: the actor does not run the kind moved from
 )
 
 // Errors of a child's move, for the coordinator.
@@ -231,6 +232,8 @@ func (d *Daemon) moveActor(ctx context.Context, m childUpgrade) childUpgraded {
 		return childUpgraded{}
 	case errors.Is(err, errKindType):
 		return bad("%v", err)
+	case errors.Is(err, upgrade.ErrWrongVersion):
+		return childUpgraded{Code: cuNotFrom, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	case errors.Is(err, upgrade.ErrRefused):
 		return childUpgraded{Code: cuRefused, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	}
@@ -282,7 +285,7 @@ func upgradePlan(old AppSpec, req gateway.UpgradeApp) (AppSpec, []int, error) {
 				i, truncate(n.Name, 64), o.Name)
 		}
 		n.Kind = o.Kind
-		if !sameEncoding(o, n) {
+		if !sameChild(o, n) {
 			return AppSpec{}, nil, fmt.Errorf("children[%d] (%q): its args, restart, shutdown or node differ: an upgrade changes kinds only (deploy the spec for other changes)",
 				i, o.Name)
 		}
@@ -301,8 +304,26 @@ func upgradePlan(old AppSpec, req gateway.UpgradeApp) (AppSpec, []int, error) {
 	return nw, changed, nil
 }
 
+// sameChild reports whether two children's specs are the same, their
+// arguments compared as plain values (integers as int64, whatever width
+// they arrived in).
+func sameChild(a, b AppChild) bool {
+	var err1, err2 error
+	if a.Args != nil {
+		var p any
+		p, err1 = plainArgs(a.Args)
+		a.Args, _ = p.(map[string]any)
+	}
+	if b.Args != nil {
+		var p any
+		p, err2 = plainArgs(b.Args)
+		b.Args, _ = p.(map[string]any)
+	}
+	return err1 == nil && err2 == nil && sameEncoding(a, b)
+}
+
 // sameEncoding reports whether a and b encode to the same bytes (map keys
-// sorted, integers by value).
+// sorted).
 func sameEncoding(a, b any) bool {
 	x, err1 := sortedMsgpack(a)
 	y, err2 := sortedMsgpack(b)
@@ -561,6 +582,11 @@ func (a *apps) moveChild(ctx context.Context, live *liveApp, s *upgradeStep, bac
 		if !back {
 			s.out.Outcome = "upgraded"
 		}
+		return nil
+	case back && r.Code == cuNotFrom:
+		// It does not run the new kind: a move whose outcome was unknown
+		// did not happen. It runs the old one.
+		s.slot.set(to)
 		return nil
 	case back:
 		s.slot.set(from) // it still runs the kind the rollback moved from

@@ -197,6 +197,7 @@ func TestRunAppConfig(t *testing.T) {
 
 type ctrArgs struct {
 	Name string `msgpack:"name"`
+	N    int    `msgpack:"n"`
 }
 
 type ctrV1 struct {
@@ -264,7 +265,7 @@ func TestAppUpgradeCommand(t *testing.T) {
 		return p
 	}
 	spec := func(front, boom string) string {
-		return fmt.Sprintf(`{"name": "web", "children": [{"name": "front", "kind": %q, "args": {"name": "front"}},
+		return fmt.Sprintf(`{"name": "web", "children": [{"name": "front", "kind": %q, "args": {"name": "front", "n": 300}},
 			{"name": "boom", "kind": %q, "args": {"name": "boom"}}, {"name": "side", "kind": "counter", "args": {"name": "side"}}]}`, front, boom)
 	}
 	c := "--capability-file=" + capFile
