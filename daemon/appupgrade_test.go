@@ -59,7 +59,7 @@ func (c *counterV2) Receive(_ *actor.Context, msg any) (any, error) {
 
 // upgradeFixture is what the kinds of every daemon of a test share.
 type upgradeFixture struct {
-	failOn  atomic.Value // string: the child whose Forward fails
+	failOn  atomic.Value  // string: the child whose Forward fails
 	entered chan struct{} // a "hold" ask is being handled
 	hold    chan struct{} // closed: "hold" asks end
 }
