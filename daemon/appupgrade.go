@@ -501,6 +501,10 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 			return res
 		}
 	}
+	why := "the new spec was not recorded"
+	if failed != nil {
+		why = fmt.Sprintf("child %q failed", failed.child.Name)
+	}
 	// Roll back, newest first: the failed child too when its outcome is
 	// unknown (its move may still happen; a Back of an actor that did
 	// not move is refused, harmlessly).
@@ -518,7 +522,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 			continue
 		}
 		if s != failed {
-			s.out.Outcome, s.out.Reason = "rolled back", fmt.Sprintf("a later step failed: %v", cause)
+			s.out.Outcome, s.out.Reason = "rolled back", why
 		}
 	}
 	if failed == nil {

@@ -377,6 +377,7 @@ func TestAppRollingUpgradeRollsBack(t *testing.T) {
 		!strings.Contains(err.Error(), "the test refuses w2") {
 		t.Fatalf("upgrade: %v, want ErrUpgradeFailed naming w2 and the cause", err)
 	}
+	t.Logf("%v; steps %+v", err, r.Steps)
 	if len(r.Steps) != 2 || r.Steps[0].Child != "w1" || r.Steps[0].Outcome != "rolled back" ||
 		r.Steps[1].Child != "w2" || r.Steps[1].Outcome != "refused" || r.Steps[1].Node != "b" {
 		t.Fatalf("steps %+v: want w1 rolled back, w2 refused on b", r.Steps)
