@@ -377,7 +377,6 @@ func TestAppRollingUpgradeRollsBack(t *testing.T) {
 		!strings.Contains(err.Error(), "the test refuses w2") {
 		t.Fatalf("upgrade: %v, want ErrUpgradeFailed naming w2 and the cause", err)
 	}
-	t.Logf("%v; steps %+v", err, r.Steps)
 	if len(r.Steps) != 2 || r.Steps[0].Child != "w1" || r.Steps[0].Outcome != "rolled back" ||
 		r.Steps[1].Child != "w2" || r.Steps[1].Outcome != "refused" || r.Steps[1].Node != "b" {
 		t.Fatalf("steps %+v: want w1 rolled back, w2 refused on b", r.Steps)
@@ -460,7 +459,13 @@ func TestAppUpgradeRefused(t *testing.T) {
 		_, err := a.System().Ask(context.Background(), refs["w3"], "hold")
 		held <- err
 	}()
-	<-f.entered
+	select {
+	case <-f.entered:
+	case err := <-held:
+		t.Fatalf("w3 did not hold: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("w3 did not get the hold ask")
+	}
 	first := make(chan gateway.UpgradeResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), appUpgradeTimeout)
@@ -533,5 +538,24 @@ func TestUpgradeConfig(t *testing.T) {
 	cfg.Upgrades = append(cfg.Upgrades, cfg.Upgrades[0])
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("an upgrade registered twice: %v", err)
+	}
+}
+
+// TestUpgradePlanArgsByValue: a child's arguments are the same whatever
+// integer width they arrived in (a client's msgpack, a config file's
+// JSON): only the kind changes here.
+func TestUpgradePlanArgsByValue(t *testing.T) {
+	old := counterSpec()
+	old.Children[1].Args = map[string]any{"name": "w2", "n": int64(300), "l": []any{int64(1)}}
+	req := counterSpec()
+	req.Children[1].Args = map[string]any{"name": "w2", "n": int16(300), "l": []any{int8(1)}}
+	req.Children[1].Kind = "counter2"
+	nw, changed, err := upgradePlan(old, gateway.UpgradeApp{Spec: req})
+	if err != nil || !slices.Equal(changed, []int{1}) || nw.Children[1].Kind != "counter2" {
+		t.Fatalf("plan: %v, changed %v", err, changed)
+	}
+	req.Children[1].Args["n"] = int16(301)
+	if _, _, err := upgradePlan(old, gateway.UpgradeApp{Spec: req}); err == nil || !strings.Contains(err.Error(), "children[1]") {
+		t.Fatalf("plan with other args: %v, want a refusal naming children[1]", err)
 	}
 }
