@@ -127,6 +127,13 @@ func threeDaemons(t *testing.T, f *upgradeFixture) (a, b, c *Daemon) {
 		refs, err := childRefs(a)
 		return err == nil && len(refs) == 3
 	})
+	// Every replica has applied it (each gateway answers from its own).
+	for _, d := range []*Daemon{b, c} {
+		eventually(t, 20*time.Second, d.Info().Node+" sees shop running on a", func() bool {
+			info, ok := appOn(t, d, "shop")
+			return ok && info.State == "running" && info.Node == "a"
+		})
+	}
 	return a, b, c
 }
 
