@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/debug"
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/supervisor"
@@ -349,6 +350,18 @@ func TestAppRollingUpgrade(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("daemon %d reported no upgrade", i)
 		}
+	}
+	// ... and in the debugger's reports (`actord debug events --kind report`).
+	for _, x := range []struct {
+		d    *Daemon
+		typ  string
+		want string
+	}{{a, "AppUpgraded", `"Outcome":"upgraded"`}, {b, "upgrade.Report", "counter2"}, {c, "upgrade.Report", "counter2"}} {
+		eventually(t, 10*time.Second, x.d.Info().Node+"'s debugger shows the "+x.typ, func() bool {
+			return slices.ContainsFunc(x.d.Recorder().Events(debug.EventFilter{Loop: -1, Kinds: []string{"report"}}), func(e debug.Event) bool {
+				return strings.Contains(e.Type, x.typ) && strings.Contains(e.Payload, x.want)
+			})
+		})
 	}
 	select {
 	case e := <-appDone.Out():
