@@ -507,13 +507,15 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 	}
 	// Roll back, newest first: the failed child too when its outcome is
 	// unknown (its move may still happen; a Back of an actor that did
-	// not move is refused, harmlessly).
+	// not move is refused, harmlessly). Each move back has its own time
+	// (childUpgradeTimeout), even when the upgrade's has run out.
+	back := context.WithoutCancel(ctx)
 	for i := len(res.Steps) - 1; i >= 0; i-- {
 		s := steps[i]
 		if !s.upgraded {
 			continue
 		}
-		if err := a.moveChild(ctx, live, s, true); err != nil {
+		if err := a.moveChild(back, live, s, true); err != nil {
 			if s != failed {
 				s.out.Outcome, s.out.Reason = "rollback failed", err.Error()
 				a.d.log.Error("applications: rollback of a child failed; it runs its new kind", "app", rec.Name, "child", s.child.Name,
