@@ -435,11 +435,18 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 	if err != nil {
 		return fail(gateway.AppBadSpec, "the registry's spec of %q: %v", rec.Name, err)
 	}
+	kinds := a.d.gw.kindSet()
+	if req.Spec.Name != "" {
+		// Checked first, size first: the plan compares it child by child.
+		if _, err := encodeAppSpec(req.Spec, kinds); err != nil {
+			return fail(gateway.AppBadSpec, "upgrade of %q: %v", rec.Name, err)
+		}
+	}
 	nw, changed, err := upgradePlan(old, req)
 	if err != nil {
 		return fail(gateway.AppBadSpec, "upgrade of %q: %v", rec.Name, err)
 	}
-	enc, err := encodeAppSpec(nw, a.d.gw.kindSet())
+	enc, err := encodeAppSpec(nw, kinds)
 	if err != nil {
 		return fail(gateway.AppBadSpec, "upgrade of %q: %v", rec.Name, err)
 	}

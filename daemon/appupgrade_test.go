@@ -518,6 +518,58 @@ func TestAppUpgradeRefused(t *testing.T) {
 	if got := askInc(t, a.System(), refs["w1"]); got != "v1:1" {
 		t.Fatalf("w1 answered %q, want v1:1", got)
 	}
+	// Bounds: the upgrades a gateway runs at once, the moves a daemon runs
+	// for the others.
+	a.gw.upgradeCalls.Add(maxUpgradeCalls)
+	r = upgradeCall(t, a, gateway.UpgradeApp{App: "shop", Child: "w1", Kind: "counter2"})
+	a.gw.upgradeCalls.Add(-maxUpgradeCalls)
+	if err := r.Result.Err(); !errors.Is(err, gateway.ErrAppRetry) || !strings.Contains(err.Error(), "running 4 application upgrades") {
+		t.Fatalf("an upgrade past the bound: %v", err)
+	}
+	aGw := b.gw.peers["a"].ref
+	onB := func(r actor.Ref) actor.Ref { // a's ref r as b names it
+		node, addr, id, ok := a.node.ExportRef(r)
+		if !ok {
+			t.Fatalf("export %v", r)
+		}
+		br, err := b.node.ImportRef(node, addr, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return br
+	}
+	move := func(m childUpgrade) childUpgraded {
+		m.Ref = onB(m.Ref)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, err := b.System().Ask(ctx, aGw, m)
+		if err != nil {
+			t.Fatalf("move asked by b: %v", err)
+		}
+		return v.(childUpgraded)
+	}
+	a.gw.childCalls.Add(maxChildUpgrades)
+	got := move(childUpgrade{Ref: refs["w1"], Old: "counter", New: "counter2"})
+	a.gw.childCalls.Add(-maxChildUpgrades)
+	if got.Code != cuBusy {
+		t.Fatalf("a move past the bound: %+v", got)
+	}
+	for _, tc := range []struct {
+		m    childUpgrade
+		want string
+	}{
+		{childUpgrade{Ref: refs["w1"], Old: "counter", New: "echo"}, `no upgrade from kind "counter" to "echo"`},
+		{childUpgrade{Ref: refs["w2"], Old: "counter", New: "counter2"}, "not one of this daemon's"},
+		{childUpgrade{Ref: refs["w1"], Old: "counter", New: "counter2", Args: map[string]any{"colour": 1}}, "refused the child's arguments"},
+		{childUpgrade{Ref: refs["w1"], Old: strings.Repeat("k", MaxAppNameLen+1), New: "counter2"}, "bytes, at most"},
+	} {
+		if got := move(tc.m); got.Code != cuBad || !strings.Contains(got.Msg, tc.want) {
+			t.Errorf("move %+v: %+v, want refused naming %q", tc.m, got, tc.want)
+		}
+	}
+	if got := askInc(t, a.System(), refs["w1"]); got != "v1:2" {
+		t.Fatalf("w1 answered %q after the refused moves, want v1:2", got)
+	}
 	// A child move asked by no member is refused: the client's own ask.
 	_, err = a.System().Ask(context.Background(), a.Gateway().Ref(), childUpgrade{Ref: refs["w1"], Old: "counter", New: "counter2"})
 	if !errors.Is(err, actor.ErrUnknownMessage) {
