@@ -457,7 +457,7 @@ func TestAppUpgradeRefused(t *testing.T) {
 		{"nothing changes", with(func(*AppSpec) {}), gateway.ErrBadAppSpec, "no child's kind changes"},
 		{"too big", with(func(s *AppSpec) {
 			s.Children[0].Kind, s.Children[0].Args = "counter2", map[string]any{"name": strings.Repeat("x", MaxAppSpecSize)}
-		}), gateway.ErrBadAppSpec, "spec: "},
+		}), gateway.ErrBadAppSpec, "bytes encoded, at most"},
 		{"unknown app", gateway.UpgradeApp{App: "mall", Child: "w1", Kind: "counter2"}, gateway.ErrUnknownApp, "mall"},
 		{"unknown child", gateway.UpgradeApp{App: "shop", Child: "w9", Kind: "counter2"}, gateway.ErrBadAppSpec, `no child "w9"`},
 		{"both forms", gateway.UpgradeApp{Spec: counterSpec(), App: "shop", Child: "w1", Kind: "counter2"}, gateway.ErrBadAppSpec, "not both"},
