@@ -154,13 +154,60 @@ func (g *Gateway) upgradeCall(c *actor.Context, m gateway.UpgradeApp, forwarded 
 		return gateway.UpgradeResult{Result: gateway.AppResult{Code: gateway.AppRetry,
 			Msg: fmt.Sprintf("%s is running %d application upgrades", g.d.cfg.Name, maxUpgradeCalls)}}, nil
 	}
+	// The asker's progress actor gets the steps through a relay of this
+	// daemon's: the daemon that runs the upgrade may not reach the asker
+	// (a client's node), this one does. The relay ends with the call.
+	var relay actor.Ref
+	if !m.Progress.IsZero() && !forwarded {
+		r, err := c.Spawn(func() actor.Actor { return &progressRelay{to: m.Progress} })
+		if err != nil {
+			m.Progress = actor.Ref{} // no progress: the reply tells all
+		} else {
+			m.Progress, relay = r, r
+		}
+	}
 	rep := c.Defer()
 	go func() {
 		defer g.upgradeCalls.Add(-1)
 		ctx, cancel := context.WithTimeout(g.ctx, appUpgradeTimeout)
 		defer cancel()
-		rep.Reply(g.d.apps.upgrade(ctx, m, forwarded), nil)
+		res := g.d.apps.upgrade(ctx, m, forwarded)
+		if !relay.IsZero() {
+			// Answered once the steps queued before it are passed on: on
+			// their way before the reply, on the same connection.
+			fctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+			_, _ = g.d.sys.Ask(fctx, relay, relayDone{})
+			cancel()
+		}
+		rep.Reply(res, nil)
 	}()
+	return nil, nil
+}
+
+// maxProgress bounds the steps a relay passes on: each child's move and
+// its move back, and one more.
+const maxProgress = 2*MaxAppChildren + 1
+
+// progressRelay passes an upgrade's steps on to the asker's progress
+// actor, at most maxProgress, until told the upgrade has ended.
+type progressRelay struct {
+	to   actor.Ref
+	sent int
+}
+
+// relayDone ends a progressRelay.
+type relayDone struct{}
+
+func (r *progressRelay) Receive(c *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case gateway.UpgradeStep:
+		if r.sent < maxProgress {
+			r.sent++
+			_ = c.Send(r.to, m)
+		}
+	case relayDone:
+		return true, c.Stop(c.Self(), nil)
+	}
 	return nil, nil
 }
 
@@ -476,7 +523,9 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 	for _, s := range steps {
 		res.Steps = append(res.Steps, gateway.UpgradeStep{Child: s.child.Name, From: s.child.Kind, To: s.to})
 		s.out = &res.Steps[len(res.Steps)-1]
-		if err := a.moveChild(ctx, live, s, false); err != nil {
+		err := a.moveChild(ctx, live, s, false)
+		a.progress(req.Progress, *s.out)
+		if err != nil {
 			failed, cause = s, err
 			break
 		}
@@ -525,6 +574,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 		if err := a.moveChild(back, live, s, true); err != nil {
 			if s != failed {
 				s.out.Outcome, s.out.Reason = "rollback failed", err.Error()
+				a.progress(req.Progress, *s.out)
 				a.d.log.Error("applications: rollback of a child failed; it runs its new kind", "app", rec.Name, "child", s.child.Name,
 					"node", s.out.Node, "kind", s.to, "err", err)
 			}
@@ -532,6 +582,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 		}
 		if s != failed {
 			s.out.Outcome, s.out.Reason = "rolled back", why
+			a.progress(req.Progress, *s.out)
 		}
 	}
 	if failed == nil {
@@ -545,6 +596,14 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 	}
 	return fail(gateway.AppFailed, "upgrade of %q: child %q (%s -> %s on %s): %v", rec.Name, failed.child.Name,
 		failed.child.Kind, failed.to, failed.out.Node, cause)
+}
+
+// progress sends a step's outcome to the asker's progress actor (through
+// its gateway's relay), if it gave one; one way, never waiting.
+func (a *apps) progress(to actor.Ref, s gateway.UpgradeStep) {
+	if !to.IsZero() {
+		_ = a.d.sys.Send(to, s)
+	}
 }
 
 // holdsBytes reports whether st holds app with the spec enc.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/actord/actord/actor"
 	"github.com/actord/actord/remote"
 )
 
@@ -237,11 +238,18 @@ type AppInfo struct {
 // Child and Kind name one child's new kind. The reply is an UpgradeResult,
 // once every child is upgraded and the registry holds the new spec, or
 // once a failure has been rolled back.
+//
+// Progress, if set, is sent each step's outcome as it happens, as an
+// UpgradeStep message (a child upgraded or refused, then, on a failure,
+// each one moved back), at most 2·64+1 of them: an actor of the asker's,
+// spawned to print them, say. They are a courtesy, sent one way: the
+// reply's Steps are the outcome.
 type UpgradeApp struct {
-	Spec  AppSpec
-	App   string
-	Child string
-	Kind  string
+	Spec     AppSpec
+	App      string
+	Child    string
+	Kind     string
+	Progress actor.Ref
 }
 
 // UpgradeStep is the outcome of one child's upgrade.
@@ -282,5 +290,6 @@ func registerAppTypes(n *remote.Node) error {
 		remote.Register[AppList](n, "actord.gateway.AppList"),
 		remote.Register[UpgradeApp](n, "actord.gateway.UpgradeApp"),
 		remote.Register[UpgradeResult](n, "actord.gateway.UpgradeResult"),
+		remote.Register[UpgradeStep](n, "actord.gateway.UpgradeStep"),
 	)
 }

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/actord/actord/actor"
 	"github.com/actord/actord/client"
 	dmn "github.com/actord/actord/daemon"
 	"github.com/actord/actord/gateway"
@@ -301,7 +303,24 @@ func appUpgrade(ctx context.Context, c *client.Client, o *appOpts, name string, 
 	if err != nil {
 		return err
 	}
+	// In text, each step is printed as the daemon reports it; the reply
+	// then adds the final state of each child whose last line was not it
+	// (a report lost or late).
+	pr := &progressPrinter{w: w, app: name, last: map[string]gateway.UpgradeStep{}}
+	if !o.json {
+		if ref, err := c.System().Spawn(ctx, func() actor.Actor { return pr }); err == nil {
+			req.Progress = ref
+		}
+	}
 	v, err := c.Ask(ctx, gw, req)
+	if !req.Progress.IsZero() {
+		// The steps came before the reply: once the printer has answered
+		// this, it has printed them.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = c.System().Ask(fctx, req.Progress, progressFlush{})
+		cancel()
+	}
+	pr.close()
 	if err != nil {
 		return fmt.Errorf("upgrade %s: %w (the outcome is unknown: see actord app list, and the daemons' logs)", name, err)
 	}
@@ -323,11 +342,9 @@ func appUpgrade(ctx context.Context, c *client.Client, o *appOpts, name string, 
 		}
 	} else {
 		for _, s := range r.Steps {
-			line := fmt.Sprintf("%s: %s on %s: %s -> %s: %s", name, s.Child, s.Node, s.From, s.To, s.Outcome)
-			if s.Reason != "" {
-				line += ": " + s.Reason
+			if pr.last[s.Child] != s {
+				fmt.Fprintln(w, stepLine(name, s))
 			}
-			fmt.Fprintln(w, line)
 		}
 		if uerr == nil {
 			fmt.Fprintf(w, "%s: upgraded\n", name)
@@ -337,4 +354,55 @@ func appUpgrade(ctx context.Context, c *client.Client, o *appOpts, name string, 
 		return fmt.Errorf("upgrade %s: %w", name, uerr)
 	}
 	return nil
+}
+
+func stepLine(app string, s gateway.UpgradeStep) string {
+	line := fmt.Sprintf("%s: %s on %s: %s -> %s: %s", app, s.Child, s.Node, s.From, s.To, s.Outcome)
+	if s.Reason != "" {
+		line += ": " + s.Reason
+	}
+	return line
+}
+
+// maxProgressLines bounds the progress lines printed (a daemon's relay
+// sends at most 2·64+1).
+const maxProgressLines = 200
+
+// progressPrinter prints the steps of an upgrade as the daemon reports
+// them, until closed; last is each child's last step printed.
+type progressPrinter struct {
+	w   io.Writer
+	app string
+
+	mu     sync.Mutex
+	closed bool
+	n      int
+	last   map[string]gateway.UpgradeStep
+}
+
+// progressFlush is answered by a progressPrinter once it has printed
+// what it got before.
+type progressFlush struct{}
+
+func (p *progressPrinter) Receive(_ *actor.Context, msg any) (any, error) {
+	s, ok := msg.(gateway.UpgradeStep)
+	if !ok {
+		return true, nil // progressFlush, or anything else
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.n >= maxProgressLines {
+		return nil, nil
+	}
+	p.n++
+	p.last[s.Child] = s
+	fmt.Fprintln(p.w, stepLine(p.app, s))
+	return nil, nil
+}
+
+// close stops the printing: what arrives later is dropped.
+func (p *progressPrinter) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 }

@@ -286,10 +286,21 @@ func TestAppUpgradeCommand(t *testing.T) {
 
 	// Both front and boom: boom refuses, front is moved back.
 	both := write("both.json", spec("counter2", "counter2"))
+	// The steps as they happen (front upgraded, boom refused, front moved
+	// back), each child's last line its final state.
 	code, out, errs := runApp("upgrade", "web", "-f", both, c)
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if code != 1 || len(lines) != 2 || !strings.HasPrefix(lines[0], "web: front on a: counter -> counter2: rolled back: ") ||
-		!strings.HasPrefix(lines[1], "web: boom on a: counter -> counter2: refused: ") || !strings.Contains(lines[1], "boom cannot move") {
+	last := func(child string) string {
+		l := ""
+		for line := range strings.SplitSeq(out, "\n") {
+			if strings.HasPrefix(line, "web: "+child+" ") {
+				l = line
+			}
+		}
+		return l
+	}
+	if code != 1 || strings.Count(out, "\n") != 3 || !strings.HasPrefix(out, "web: front on a: counter -> counter2: upgraded\nweb: boom on a: ") ||
+		!strings.HasPrefix(last("front"), "web: front on a: counter -> counter2: rolled back: ") ||
+		!strings.HasPrefix(last("boom"), "web: boom on a: counter -> counter2: refused: ") || !strings.Contains(last("boom"), "boom cannot move") {
 		t.Fatalf("failing upgrade: exit %d, stdout %q", code, out)
 	}
 	if strings.Count(errs, "\n") != 1 || !strings.Contains(errs, `child "boom"`) || !strings.Contains(errs, "rolled back") ||
