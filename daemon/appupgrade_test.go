@@ -58,6 +58,16 @@ func (c *counterV2) Receive(_ *actor.Context, msg any) (any, error) {
 	return nil, actor.ErrUnknownMessage
 }
 
+// stepSink passes the UpgradeSteps it gets to its channel.
+type stepSink chan gateway.UpgradeStep
+
+func (s stepSink) Receive(_ *actor.Context, msg any) (any, error) {
+	if st, ok := msg.(gateway.UpgradeStep); ok {
+		s <- st
+	}
+	return nil, nil
+}
+
 // upgradeFixture is what the kinds of every daemon of a test share.
 type upgradeFixture struct {
 	failOn  atomic.Value  // string: the child whose Forward fails
@@ -282,7 +292,14 @@ func TestAppRollingUpgrade(t *testing.T) {
 	for i := range nw.Children {
 		nw.Children[i].Kind = "counter2"
 	}
-	r := upgradeCall(t, b, gateway.UpgradeApp{Spec: nw}) // through b: passed on to a, which runs the root
+	// Through b, which passes it on to a, which runs the root; the steps
+	// come back as they happen, through b's relay.
+	steps := make(chan gateway.UpgradeStep, 10)
+	prog, err := b.System().Spawn(context.Background(), func() actor.Actor { return stepSink(steps) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := upgradeCall(t, b, gateway.UpgradeApp{Spec: nw, Progress: prog})
 	if err := r.Result.Err(); err != nil {
 		t.Fatalf("upgrade: %v (steps %+v)", err, r.Steps)
 	}
@@ -293,6 +310,16 @@ func TestAppRollingUpgrade(t *testing.T) {
 	}
 	if !slices.Equal(r.Steps, want) {
 		t.Fatalf("steps %+v, want %+v", r.Steps, want)
+	}
+	for i, w := range want {
+		select {
+		case s := <-steps:
+			if s != w {
+				t.Fatalf("progress %d: %+v, want %+v", i, s, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("progress %d: nothing", i)
+		}
 	}
 	// More asks after it: each child then answers as v2.
 	k.mu.Lock()
