@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/internal/appreg/driver"
+	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/supervisor"
 	"github.com/actord/actord/upgrade"
 )
@@ -121,6 +123,13 @@ type liveApp struct {
 	gen   uint64
 	root  actor.Ref
 	slots map[string]*childSlot
+}
+
+// upgradeLog is the logger of rolling upgrades: a capability holder
+// asks for them, so their lines are rate-limited, by application and
+// child.
+func upgradeLog(l *slog.Logger) *slog.Logger {
+	return ratelog.Wrap(l.With("component", "apps"), ratelog.Config{SourceKeys: []string{"app", "child"}})
 }
 
 // setLive records that app's root runs here (called by the runner).
@@ -514,7 +523,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 		}
 		steps = append(steps, &upgradeStep{child: o, to: n.Kind, slot: slot})
 	}
-	a.d.log.Info("applications: rolling upgrade begins", "app", rec.Name, "children", len(steps))
+	a.ulog.Info("applications: rolling upgrade begins", "app", rec.Name, "children", len(steps))
 	// One child at a time, in spec order. (Steps has room for them all:
 	// the steps point into it.)
 	res.Steps = make([]gateway.UpgradeStep, 0, len(steps))
@@ -529,7 +538,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 			failed, cause = s, err
 			break
 		}
-		a.d.log.Info("applications: child upgraded", "app", rec.Name, "child", s.child.Name, "node", s.out.Node, "from", s.child.Kind, "to", s.to)
+		a.ulog.Info("applications: child upgraded", "app", rec.Name, "child", s.child.Name, "node", s.out.Node, "from", s.child.Kind, "to", s.to)
 	}
 	if failed == nil {
 		// Only now does the registry get the new spec: a failover during
@@ -553,7 +562,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 			}
 		}
 		if cause == nil {
-			a.d.log.Info("applications: rolling upgrade done", "app", rec.Name, "children", len(steps))
+			a.ulog.Info("applications: rolling upgrade done", "app", rec.Name, "children", len(steps))
 			return res
 		}
 	}
@@ -575,7 +584,7 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 			if s != failed {
 				s.out.Outcome, s.out.Reason = "rollback failed", err.Error()
 				a.progress(req.Progress, *s.out)
-				a.d.log.Error("applications: rollback of a child failed; it runs its new kind", "app", rec.Name, "child", s.child.Name,
+				a.ulog.Error("applications: rollback of a child failed; it runs its new kind", "app", rec.Name, "child", s.child.Name,
 					"node", s.out.Node, "kind", s.to, "err", err)
 			}
 			continue
@@ -729,7 +738,7 @@ func (a *apps) report(res gateway.UpgradeResult) {
 		for i, s := range res.Steps {
 			steps[i] = s.Child + ": " + s.Outcome
 		}
-		a.d.log.Warn("applications: rolling upgrade failed", "app", res.App, "outcome", e.Outcome, "steps", strings.Join(steps, ", "), "err", e.Reason)
+		a.ulog.Warn("applications: rolling upgrade failed", "app", res.App, "outcome", e.Outcome, "steps", strings.Join(steps, ", "), "err", e.Reason)
 	}
 	_ = a.d.ev.upgraded.Emit(*e)
 	_ = a.d.sys.Send(a.d.gw.ref, e) // the gateway actor reports it (an unregistered type: only local)

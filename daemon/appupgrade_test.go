@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -659,5 +660,49 @@ func TestUpgradePlanArgsByValue(t *testing.T) {
 	req.Children[1].Args["n"] = int16(301)
 	if _, _, err := upgradePlan(old, gateway.UpgradeApp{Spec: req}); err == nil || !strings.Contains(err.Error(), "children[1]") {
 		t.Fatalf("plan with other args: %v, want a refusal naming children[1]", err)
+	}
+}
+
+// countHandler counts the records of one message.
+type countHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestAppUpgradeLogBounded: refused upgrades, which a capability holder
+// can ask for without end, log a bounded number of lines.
+func TestAppUpgradeLogBounded(t *testing.T) {
+	var n atomic.Int64
+	f := newFixture()
+	cfg := f.config(t, "a")
+	cfg.Apps = fastApps("a")
+	cfg.Logger = slog.New(countHandler{msg: "applications: rolling upgrade failed", n: &n})
+	a := start(t, cfg)
+	spec := AppSpec{Name: "shop", Children: []AppChild{{Name: "w1", Kind: "counter", Args: map[string]any{"name": "w1"}}}}
+	eventually(t, 20*time.Second, "shop deployed", func() bool {
+		return appCall(t, a, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
+	})
+	eventually(t, 20*time.Second, "shop running", func() bool {
+		info, ok := appOn(t, a, "shop")
+		return ok && info.State == "running" && a.apps.liveApp("shop") != nil
+	})
+	for range 50 {
+		r := upgradeCall(t, a, gateway.UpgradeApp{Spec: spec}) // nothing changes: refused
+		if !errors.Is(r.Result.Err(), gateway.ErrBadAppSpec) {
+			t.Fatalf("upgrade: %v", r.Result.Err())
+		}
+	}
+	if got := n.Load(); got < 1 || got > 10 {
+		t.Fatalf("%d lines for 50 refused upgrades, want 1 to 10", got)
 	}
 }
