@@ -125,11 +125,12 @@ type liveApp struct {
 	slots map[string]*childSlot
 }
 
-// upgradeLog is the logger of rolling upgrades: a capability holder
-// asks for them, so their lines are rate-limited, by application and
-// child.
+// upgradeLog is the logger of rolling upgrades. A capability holder
+// asks for them, so their lines must be rate-limited: the daemon's
+// logger is (Start wraps Config.Logger with ratelog, by level and
+// message), and ratelog.Wrap keeps it so.
 func upgradeLog(l *slog.Logger) *slog.Logger {
-	return ratelog.Wrap(l.With("component", "apps"), ratelog.Config{SourceKeys: []string{"app", "child"}})
+	return ratelog.Wrap(l, ratelog.Config{}).With("component", "apps")
 }
 
 // setLive records that app's root runs here (called by the runner).
