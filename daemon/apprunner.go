@@ -33,8 +33,9 @@ type appRunner struct {
 type appInstance struct {
 	gen      uint64
 	spec     supervisor.Spec
-	ref      actor.Ref   // the root supervisor, zero while (re)starting
-	cluster  *appCluster // the root's, closed when the root ends or is ended
+	slots    map[string]*childSlot // the children's kinds, by name (rolling upgrades change them)
+	ref      actor.Ref             // the root supervisor, zero while (re)starting
+	cluster  *appCluster           // the root's, closed when the root ends or is ended
 	failures int
 	settled  time.Duration // waited for the gateways to be known
 }
@@ -52,8 +53,9 @@ type retryStart struct {
 func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 	spec, err := decodeAppSpec(g.Spec)
 	var sp supervisor.Spec
+	var slots map[string]*childSlot
 	if err == nil {
-		sp, err = r.supervisorSpec(spec)
+		sp, slots, err = r.supervisorSpec(spec)
 	}
 	if err != nil {
 		// Specs are checked at deploy: one that fails here was written by
@@ -61,7 +63,7 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		r.log.Error("applications: granted application has an unusable spec; not started", "app", g.App, "err", err)
 		return
 	}
-	inst := &appInstance{gen: g.Gen, spec: sp}
+	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots}
 	r.insts[g.App] = inst
 	r.spawn(c, g.App, inst)
 }
@@ -98,6 +100,7 @@ func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
 		return
 	}
 	inst.ref, inst.cluster = ref, cl
+	r.d.apps.setLive(app, &liveApp{gen: inst.gen, root: ref, slots: inst.slots})
 }
 
 // retry starts inst again after a pause that doubles with each failure
@@ -116,6 +119,7 @@ func (r *appRunner) Stop(c *actor.Context, app string) {
 	if inst == nil || inst.ref.IsZero() {
 		return
 	}
+	r.d.apps.dropLive(app, inst.ref)
 	inst.cluster.close()
 	_ = c.Unlink(inst.ref)
 	if r.stopAfter <= 0 {
@@ -136,6 +140,7 @@ func (r *appRunner) Reset(c *actor.Context) {
 		if inst.ref.IsZero() {
 			continue
 		}
+		r.d.apps.dropLive(app, inst.ref)
 		inst.cluster.close()
 		_ = c.Unlink(inst.ref)
 		_ = c.Kill(inst.ref)
@@ -150,6 +155,7 @@ func (r *appRunner) Handle(c *actor.Context, msg any) {
 	case actor.Exited:
 		for app, inst := range r.insts {
 			if inst.ref == m.From {
+				r.d.apps.dropLive(app, inst.ref)
 				inst.cluster.close()
 				inst.ref = actor.Ref{}
 				r.log.Error("applications: application's root supervisor ended; starting it again", "app", app, "reason", fmt.Sprint(m.Reason))
@@ -167,11 +173,12 @@ func (r *appRunner) Handle(c *actor.Context, msg any) {
 // supervisorSpec builds the root supervisor of an application: every
 // child is placed by the daemon's cluster (appCluster), this daemon
 // included.
-func (r *appRunner) supervisorSpec(s AppSpec) (supervisor.Spec, error) {
+func (r *appRunner) supervisorSpec(s AppSpec) (supervisor.Spec, map[string]*childSlot, error) {
 	strat, err := strategyOf(s.Strategy)
 	if err != nil {
-		return supervisor.Spec{}, err
+		return supervisor.Spec{}, nil, err
 	}
+	slots := make(map[string]*childSlot, len(s.Children))
 	maxR := s.Intensity
 	if maxR == 0 {
 		maxR = supervisor.DefaultMaxR
@@ -182,19 +189,46 @@ func (r *appRunner) supervisorSpec(s AppSpec) (supervisor.Spec, error) {
 	for _, ch := range s.Children {
 		rt, err := restartOf(ch.Restart)
 		if err != nil {
-			return supervisor.Spec{}, err
+			return supervisor.Spec{}, nil, err
 		}
 		sd, err := shutdownOf(ch.Shutdown)
 		if err != nil {
-			return supervisor.Spec{}, err
+			return supervisor.Spec{}, nil, err
 		}
-		rem := supervisor.Remote{Kind: ch.Kind, Args: ch.Args}
+		// The child's kind is read from its slot at each start, so that a
+		// rolling upgrade changes what the root's restarts make.
+		slot := &childSlot{name: ch.Name, args: ch.Args, kind: ch.Kind}
+		slots[ch.Name] = slot
+		rem := supervisor.Remote{Kind: ch.Kind, Args: slot}
 		if ch.Node != "" {
 			rem.Place = pinTo(r.d, ch.Node)
 		}
 		sp.Children = append(sp.Children, supervisor.ChildSpec{ID: ch.Name, Remote: rem, Restart: rt, Shutdown: sd})
 	}
-	return sp, sp.Validate()
+	return sp, slots, sp.Validate()
+}
+
+// childSlot is an application child's kind, as its root's next start of
+// it makes it: the spec's, until a rolling upgrade moves it. The root's
+// supervisor passes it to appCluster as the child's arguments.
+type childSlot struct {
+	name string
+	args map[string]any // the spec's, never modified
+
+	mu   sync.Mutex
+	kind string
+}
+
+func (s *childSlot) current() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.kind
+}
+
+func (s *childSlot) set(kind string) {
+	s.mu.Lock()
+	s.kind = kind
+	s.mu.Unlock()
 }
 
 // pinTo places a child on the daemon named node only.
@@ -315,6 +349,9 @@ func (a *appCluster) Spawn(ctx context.Context, addr, kind string, args any) (ac
 }
 
 func (a *appCluster) spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error) {
+	if s, ok := args.(*childSlot); ok {
+		kind, args = s.current(), s.args
+	}
 	var plain any
 	if m, ok := args.(map[string]any); ok {
 		p, err := plainArgs(m)

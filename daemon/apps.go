@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"path/filepath"
@@ -186,8 +187,11 @@ type apps struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu     sync.Mutex
-	driver actor.Ref // the driver's current ref, zero when none runs
+	mu        sync.Mutex
+	driver    actor.Ref           // the driver's current ref, zero when none runs
+	live      map[string]*liveApp // the applications whose root runs here, by name
+	upgrading map[string]bool     // the applications being upgraded from here
+	ulog      *slog.Logger        // rolling upgrades' lines (appupgrade.go)
 }
 
 // memberIDs gives each member its raft ID: its rank in the sorted list,
@@ -205,7 +209,8 @@ func memberIDs(members []string) map[string]uint64 {
 // newApps makes the daemon's part of the registry, before the gateway
 // that reads it starts; startApps starts it.
 func newApps(d *Daemon) *apps {
-	a := &apps{d: d, cfg: d.cfg.Apps, ids: memberIDs(d.cfg.Apps.Members), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	a := &apps{d: d, cfg: d.cfg.Apps, ids: memberIDs(d.cfg.Apps.Members), kick: make(chan struct{}, 1), done: make(chan struct{}),
+		live: map[string]*liveApp{}, upgrading: map[string]bool{}, ulog: upgradeLog(d.log)}
 	a.self = a.ids[d.cfg.Name]
 	return a
 }

@@ -44,16 +44,12 @@ func encodeAppSpec(s AppSpec, kinds Kinds) ([]byte, error) {
 	}
 	// The size first: the kinds' argument checks below are the kinds'
 	// code, not to be run on a spec that is refused anyway.
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	var buf bytes.Buffer
-	enc.Reset(&buf)
-	enc.SetSortMapKeys(true)
-	if err := enc.Encode(s); err != nil {
+	b, err := sortedMsgpack(s)
+	if err != nil {
 		return bad("args", "%v", err)
 	}
-	if buf.Len() > MaxAppSpecSize {
-		return bad("spec", "%d bytes encoded, at most %d", buf.Len(), MaxAppSpecSize)
+	if len(b) > MaxAppSpecSize {
+		return bad("spec", "%d bytes encoded, at most %d", len(b), MaxAppSpecSize)
 	}
 	if err := checkName(s.Name); err != nil {
 		return bad("name", "%q: %v", truncate(s.Name, 64), err)
@@ -112,6 +108,20 @@ func encodeAppSpec(s AppSpec, kinds Kinds) ([]byte, error) {
 		if _, err := callKind(k, args); err != nil {
 			return bad(f+".args", "kind %q refused them: %v", ch.Kind, err)
 		}
+	}
+	return b, nil
+}
+
+// sortedMsgpack encodes v as msgpack with map keys sorted: the same value
+// always gives the same bytes.
+func sortedMsgpack(v any) ([]byte, error) {
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	var buf bytes.Buffer
+	enc.Reset(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }

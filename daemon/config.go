@@ -90,6 +90,11 @@ type Config struct {
 	// the daemon is ready, so a client that read its ready line or its
 	// capability file can spawn them at once. See Kinds and Kind.
 	Kinds Kinds
+	// Upgrades are the upgrades from one kind to another that an
+	// application's rolling upgrade may use on this daemon (`actord app
+	// upgrade`, docs/upgrades.md). Make them with Upgrade; both kinds must
+	// be in Kinds.
+	Upgrades []KindUpgrade
 	// RegisterTypes, if set, registers the message types of the daemon's
 	// own actors on its remote node (remote.Register), before the daemon
 	// is ready: a package's RegisterTypes function, which its clients call
@@ -232,6 +237,9 @@ func (c Config) Validate() error {
 		if k == nil {
 			return bad("kind %q: nil function", name)
 		}
+	}
+	if err := checkUpgrades(c.Upgrades, c.Kinds); err != nil {
+		return bad("%v", err)
 	}
 	return c.Apps.validate(c.Kinds)
 }

@@ -83,8 +83,10 @@ type Daemon struct {
 	gw    *Gateway // see gateway.go
 	// appCallMax bounds the gateway's application calls at once (apps.go).
 	appCallMax int32
-	bus        *event.Bus
-	ev         *daemonEvents
+	// upgrades are Config.Upgrades, by kinds (kindupgrade.go).
+	upgrades map[upgradeKey]KindUpgrade
+	bus      *event.Bus
+	ev       *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
@@ -142,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.rec = debug.Install(&acfg, debug.Config{})
 	d.sys = actor.NewSystem(acfg)
 	d.appCallMax = appCallLimit(acfg.Workers)
+	d.upgrades = upgradeTable(cfg.Upgrades)
 	if err := d.rec.Attach(d.sys); err != nil {
 		_ = d.sys.Shutdown(context.Background())
 		return nil, fmt.Errorf("daemon: debug recorder: %w", err)
@@ -572,6 +575,7 @@ type daemonEvents struct {
 	changed    *event.Emitter[event.MemberChanged]
 	membership *event.Emitter[event.Membership]
 	failed     *event.Emitter[event.ServiceFailed]
+	upgraded   *event.Emitter[AppUpgraded]
 	mu         sync.Mutex // orders Membership snapshots: the last emitted is the newest
 }
 
@@ -581,6 +585,7 @@ func newDaemonEvents(b *event.Bus) *daemonEvents {
 	e.changed, _ = event.NewEmitter[event.MemberChanged](b)
 	e.membership, _ = event.NewEmitter[event.Membership](b, event.Stateful())
 	e.failed, _ = event.NewEmitter[event.ServiceFailed](b)
+	e.upgraded, _ = event.NewEmitter[AppUpgraded](b)
 	return e
 }
 

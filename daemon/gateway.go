@@ -96,6 +96,9 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.RegisterError("actord.gateway.answered", errAnswered),
 		remote.Register[appregWhere](n, "actord.gateway.AppregWhere"),
 		remote.Register[appregHere](n, "actord.gateway.AppregHere"),
+		remote.Register[appUpgradeAt](n, "actord.gateway.AppUpgradeAt"),
+		remote.Register[childUpgrade](n, "actord.gateway.ChildUpgrade"),
+		remote.Register[childUpgraded](n, "actord.gateway.ChildUpgraded"),
 	)
 }
 
@@ -130,6 +133,9 @@ type Gateway struct {
 
 	answering atomic.Int32 // hellos being opened
 	appCalls  atomic.Int32 // application calls under way (gateway_apps.go)
+	// upgradeCalls and childCalls count the application upgrades and the
+	// child moves under way (appupgrade.go).
+	upgradeCalls, childCalls atomic.Int32
 
 	mu    sync.Mutex
 	kinds map[string]remote.Kind
@@ -484,6 +490,21 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return g.where(c)
 	case gateway.DeployApp, gateway.AppOp, gateway.ListApps:
 		return g.appCall(c, m)
+	case gateway.UpgradeApp:
+		return g.upgradeCall(c, m, false)
+	case appUpgradeAt:
+		if node, ok := g.fromMember(c); !ok || !g.d.apps.isMember(node) {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.upgradeCall(c, m.Req, true)
+	case childUpgrade:
+		if _, ok := g.fromMember(c); !ok {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.childUpgradeCall(c, m)
+	case *AppUpgraded: // from this daemon only: the type is not registered on the node
+		c.Report(m)
+		return nil, nil
 	}
 	return nil, actor.ErrUnknownMessage
 }

@@ -11,13 +11,15 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/remote"
 )
 
 // Fuzz test of what the gateway parses from the network: capability
 // strings, hellos and welcomes (gateway_intro.go), and the payloads of its
 // messages (SpawnKind and its arguments, MemberList, SpawnResult,
-// gatewayWelcome, a hello's []byte). The seeds run with every `go test`;
+// gatewayWelcome, a hello's []byte, UpgradeApp and the plan made of it,
+// UpgradeResult, childUpgrade). The seeds run with every `go test`;
 // CI also fuzzes briefly:
 //
 //	go test -run '^$' -fuzz '^FuzzGatewayMessages$' -fuzztime 10s ./daemon
@@ -74,6 +76,11 @@ func FuzzGatewayMessages(f *testing.F) {
 		map[string]any{"Code": 99},
 		gatewayWelcome{Member: "b", Msg: make([]byte, welcomeLen)},
 		ListMembers{},
+		map[string]any{"App": "shop", "Child": "w1", "Kind": "worker2", "Progress": nil},
+		map[string]any{"Spec": shopSpec(), "Progress": nil},
+		gateway.UpgradeResult{App: "shop", Steps: []gateway.UpgradeStep{{Child: "w1", Outcome: "refused", Reason: "r"}},
+			Result: gateway.AppResult{Code: gateway.AppFailed, Msg: "m"}},
+		map[string]any{"Old": "worker", "New": "worker2", "Args": map[string]any{"greeting": "x"}, "Back": true, "Ref": nil},
 		hello,
 	} {
 		b, err := msgpack.Marshal(v)
@@ -169,6 +176,29 @@ func fuzzPayloads(t *testing.T, m noise.DHKey, b []byte) {
 		}
 		if _, err := openWelcome(recv, w.Msg); err == nil {
 			t.Fatalf("a welcome made without m's key opened: %x", w.Msg)
+		}
+	}
+	var up gateway.UpgradeApp
+	if msgpack.Unmarshal(b, &up) == nil {
+		if _, err := upgradeTarget(up); err == nil {
+			// A plan from any request: refused with a reason, or kinds
+			// changed only.
+			nw, changed, err := upgradePlan(shopSpec(), up)
+			if err == nil && (len(changed) == 0 || len(nw.Children) != len(shopSpec().Children)) {
+				t.Fatalf("plan of %+v: %+v, children %v changed", up, nw, changed)
+			}
+		}
+	}
+	var ur gateway.UpgradeResult
+	if msgpack.Unmarshal(b, &ur) == nil {
+		if err := ur.Result.Err(); (err == nil) != (ur.Result.Code == gateway.AppOK) {
+			t.Fatalf("UpgradeResult%+v.Err() = %v", ur, err)
+		}
+	}
+	var cu childUpgrade
+	if msgpack.Unmarshal(b, &cu) == nil {
+		if _, err := plainArgs(cu.Args); err != nil && len(cu.Args) == 0 {
+			t.Fatalf("plainArgs of no arguments: %v", err)
 		}
 	}
 	var hello []byte

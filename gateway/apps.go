@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/actord/actord/actor"
 	"github.com/actord/actord/remote"
 )
 
@@ -142,6 +143,13 @@ var (
 	// majority of its members up), or did not apply the change in time;
 	// try again.
 	ErrAppRetry = errors.New("actord: application registry unavailable, retry")
+	// ErrAppBusy: another upgrade of the application is under way; try
+	// again once it has ended.
+	ErrAppBusy = errors.New("actord: application busy: another upgrade is under way")
+	// ErrUpgradeFailed: a child's upgrade failed (the result's steps name
+	// it and why); the children upgraded before it were rolled back and
+	// the registry keeps the old spec.
+	ErrUpgradeFailed = errors.New("actord: application upgrade failed and was rolled back")
 )
 
 // DeployApp asks a gateway to deploy (create or update) an application
@@ -172,6 +180,8 @@ const (
 	AppBadSpec = 2 // ErrBadAppSpec
 	AppUnknown = 3 // ErrUnknownApp
 	AppRetry   = 4 // ErrAppRetry
+	AppBusy    = 5 // ErrAppBusy
+	AppFailed  = 6 // ErrUpgradeFailed
 )
 
 // Err returns the result's error (nil on success), matching the sentinel
@@ -187,6 +197,10 @@ func (r AppResult) Err() error {
 		base = ErrBadAppSpec
 	case AppUnknown:
 		base = ErrUnknownApp
+	case AppBusy:
+		base = ErrAppBusy
+	case AppFailed:
+		base = ErrUpgradeFailed
 	default:
 		base = ErrAppRetry
 	}
@@ -216,6 +230,56 @@ type AppInfo struct {
 	Gen  uint64 `json:"gen"`
 }
 
+// UpgradeApp asks a gateway to upgrade a running application in place,
+// child by child across the daemons, each child's state handed to its new
+// kind by the upgrade registered on its daemon (docs/upgrades.md, "Rolling
+// upgrades of applications"). Either Spec is the new spec (same name, same
+// children in the same order: only children's kinds may differ), or App,
+// Child and Kind name one child's new kind. The reply is an UpgradeResult,
+// once every child is upgraded and the registry holds the new spec, or
+// once a failure has been rolled back.
+//
+// Progress, if set, is sent each step's outcome as it happens, as an
+// UpgradeStep message (a child upgraded or refused, then, on a failure,
+// each one moved back), at most 2·64+1 of them: an actor of the asker's,
+// spawned to print them, say. They are a courtesy, sent one way: the
+// reply's Steps are the outcome.
+type UpgradeApp struct {
+	Spec     AppSpec
+	App      string
+	Child    string
+	Kind     string
+	Progress actor.Ref
+}
+
+// UpgradeStep is the outcome of one child's upgrade.
+type UpgradeStep struct {
+	// Child is the child's name, Node the daemon it runs on.
+	Child string `json:"child"`
+	Node  string `json:"node"`
+	// From and To are the kinds of the step.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Outcome is "upgraded", "refused" (the child's old kind runs on),
+	// "rolled back" (upgraded, then moved back because a later child
+	// failed), "rollback failed" (it still runs To) or "unknown" (no
+	// answer in time: it was rolled back if it had moved).
+	Outcome string `json:"outcome"`
+	// Reason says why, for every outcome but "upgraded".
+	Reason string `json:"reason,omitempty"`
+}
+
+// UpgradeResult answers UpgradeApp: the steps taken, in order, and the
+// outcome (Result.Code 0: every child runs its new kind and the registry
+// holds the new spec; AppFailed: a step failed and the upgrade was rolled
+// back; other codes: refused before any child moved, unless Steps say
+// otherwise).
+type UpgradeResult struct {
+	App    string
+	Steps  []UpgradeStep
+	Result AppResult
+}
+
 // registerAppTypes registers the application messages.
 func registerAppTypes(n *remote.Node) error {
 	return errors.Join(
@@ -224,5 +288,8 @@ func registerAppTypes(n *remote.Node) error {
 		remote.Register[ListApps](n, "actord.gateway.ListApps"),
 		remote.Register[AppResult](n, "actord.gateway.AppResult"),
 		remote.Register[AppList](n, "actord.gateway.AppList"),
+		remote.Register[UpgradeApp](n, "actord.gateway.UpgradeApp"),
+		remote.Register[UpgradeResult](n, "actord.gateway.UpgradeResult"),
+		remote.Register[UpgradeStep](n, "actord.gateway.UpgradeStep"),
 	)
 }

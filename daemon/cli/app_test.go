@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/actord/actord/cluster"
 	dmn "github.com/actord/actord/daemon"
 	"github.com/actord/actord/gateway"
+	"github.com/actord/actord/upgrade"
 )
 
 type echoActor struct{}
@@ -185,5 +189,171 @@ func TestRunAppConfig(t *testing.T) {
 	code := run(append(localArgs(t), "--config", p, "--app-members", "t"), &stdout, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), "apps[0]") || !strings.Contains(stderr.String(), "kind") {
 		t.Fatalf("unknown kind in the config: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// The kinds of TestAppUpgradeCommand: "counter" and "counter2" count;
+// the upgrade between them refuses the child named "boom".
+
+type ctrArgs struct {
+	Name string `msgpack:"name"`
+	N    int    `msgpack:"n"`
+}
+
+type ctrV1 struct {
+	name string
+	n    int
+}
+
+func (c *ctrV1) Receive(*actor.Context, any) (any, error) { c.n++; return c.n, nil }
+
+type ctrV2 struct {
+	name string
+	n    int
+}
+
+func (c *ctrV2) Receive(*actor.Context, any) (any, error) { c.n++; return c.n, nil }
+
+// upgradeDaemon starts a daemon, the only member of its registry, with
+// the kinds counter and counter2 and the upgrade from one to the other,
+// running the application "web" (children front, boom, side); it returns
+// the capability file.
+func upgradeDaemon(t *testing.T) string {
+	t.Helper()
+	cfg := dmn.Config{Name: "a", Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", DebugAddr: dmn.Off, Loops: 2,
+		DataDir: t.TempDir(), Cluster: cluster.Config{Profile: cluster.ProfileFast}, Logger: quietLog(),
+		Kinds: dmn.Kinds{
+			"counter": dmn.Kind(func(a ctrArgs) (actor.Factory, error) {
+				return func() actor.Actor { return &ctrV1{name: a.Name} }, nil
+			}),
+			"counter2": dmn.Kind(func(a ctrArgs) (actor.Factory, error) {
+				return func() actor.Actor { return &ctrV2{name: a.Name} }, nil
+			}),
+		},
+		Upgrades: []dmn.KindUpgrade{dmn.Upgrade("counter", "counter2", upgrade.Migration[*ctrV1, *ctrV2]{
+			Forward: func(o *ctrV1) (*ctrV2, error) {
+				if o.name == "boom" {
+					return nil, errors.New("boom cannot move")
+				}
+				return &ctrV2{name: o.name, n: o.n}, nil
+			},
+			Back: func(n *ctrV2) (*ctrV1, error) { return &ctrV1{name: n.name, n: n.n}, nil },
+		})},
+		Apps: dmn.AppsConfig{Members: []string{"a"}, Tick: 20 * time.Millisecond, Lease: time.Second,
+			RenewEvery: 200 * time.Millisecond, Margin: 100 * time.Millisecond}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := dmn.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Shutdown(context.Background()) })
+	return d.Info().CapabilityFile
+}
+
+// TestAppUpgradeCommand: `actord app upgrade` prints a line per child and
+// the outcome, or with --json one document with the steps; a rolled back
+// upgrade exits 1 naming the child and why, a refused one 2.
+func TestAppUpgradeCommand(t *testing.T) {
+	capFile := upgradeDaemon(t)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	spec := func(front, boom string) string {
+		return fmt.Sprintf(`{"name": "web", "children": [{"name": "front", "kind": %q, "args": {"name": "front", "n": 300}},
+			{"name": "boom", "kind": %q, "args": {"name": "boom"}}, {"name": "side", "kind": "counter", "args": {"name": "side"}}]}`, front, boom)
+	}
+	c := "--capability-file=" + capFile
+	if code, out, errs := runApp("deploy", write("web.json", spec("counter", "counter")), c); code != 0 {
+		t.Fatalf("deploy: exit %d, %q, %q", code, out, errs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out, _ := runApp("list", c)
+		if code == 0 && strings.Contains(out, "running") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web not running: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond) // polling, not synchronisation
+	}
+
+	// Both front and boom: boom refuses, front is moved back.
+	both := write("both.json", spec("counter2", "counter2"))
+	// The steps as they happen (front upgraded, boom refused, front moved
+	// back), each child's last line its final state.
+	code, out, errs := runApp("upgrade", "web", "-f", both, c)
+	last := func(child string) string {
+		l := ""
+		for line := range strings.SplitSeq(out, "\n") {
+			if strings.HasPrefix(line, "web: "+child+" ") {
+				l = line
+			}
+		}
+		return l
+	}
+	if code != 1 || strings.Count(out, "\n") != 3 || !strings.HasPrefix(out, "web: front on a: counter -> counter2: upgraded\nweb: boom on a: ") ||
+		!strings.HasPrefix(last("front"), "web: front on a: counter -> counter2: rolled back: ") ||
+		!strings.HasPrefix(last("boom"), "web: boom on a: counter -> counter2: refused: ") || !strings.Contains(last("boom"), "boom cannot move") {
+		t.Fatalf("failing upgrade: exit %d, stdout %q", code, out)
+	}
+	if strings.Count(errs, "\n") != 1 || !strings.Contains(errs, `child "boom"`) || !strings.Contains(errs, "rolled back") ||
+		!strings.Contains(errs, "boom cannot move") {
+		t.Fatalf("failing upgrade: stderr %q: want one line naming the child and the cause", errs)
+	}
+	code, out, errs = runApp("upgrade", "web", "-f", both, c, "--json")
+	var doc struct {
+		Version int                   `json:"version"`
+		App     string                `json:"app"`
+		Op      string                `json:"op"`
+		OK      bool                  `json:"ok"`
+		Steps   []gateway.UpgradeStep `json:"steps"`
+		Error   string                `json:"error"`
+	}
+	if code != 1 || json.Unmarshal([]byte(out), &doc) != nil || doc.Version != 1 || doc.App != "web" || doc.Op != "upgrade" || doc.OK ||
+		len(doc.Steps) != 2 || doc.Steps[0].Outcome != "rolled back" || doc.Steps[1].Outcome != "refused" ||
+		!strings.Contains(doc.Error, `child "boom"`) || !strings.Contains(errs, `child "boom"`) {
+		t.Fatalf("failing upgrade --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	// One child by name, in text, then another in JSON.
+	if code, out, errs := runApp("upgrade", "web", "--child", "front", "--kind", "counter2", c); code != 0 ||
+		out != "web: front on a: counter -> counter2: upgraded\nweb: upgraded\n" || errs != "" {
+		t.Fatalf("upgrade of front: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runApp("upgrade", "web", "--child", "side", "--kind", "counter2", "--json", c)
+	doc.Steps, doc.Error = nil, ""
+	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || !doc.OK || doc.Error != "" ||
+		!slices.Equal(doc.Steps, []gateway.UpgradeStep{{Child: "side", Node: "a", From: "counter", To: "counter2", Outcome: "upgraded"}}) {
+		t.Fatalf("upgrade of side --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, _ := runApp("list", c); code != 0 || !strings.Contains(out, "front:counter2,boom:counter,side:counter2") {
+		t.Fatalf("list after the upgrades: exit %d\n%s", code, out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"upgrade", "web", c}, 2, "want -f SPEC.json"},
+		{[]string{"upgrade", "web", "--child", "front", c}, 2, "want -f SPEC.json"},
+		{[]string{"upgrade", "web", "-f", both, "--child", "front", "--kind", "x", c}, 2, "not both"},
+		{[]string{"upgrade", "shop", "-f", both, c}, 2, `the spec is of "web"`},
+		{[]string{"upgrade", "web", "--child", "front", "--kind", "counter", c}, 2, `no upgrade from kind "counter2" to "counter"`},
+		{[]string{"upgrade", "web", "--child", "front", "--kind", "nope", c}, 2, "children[0].kind"},
+		{[]string{"upgrade", "shop", "--child", "front", "--kind", "counter2", c}, 1, "unknown application"},
+	} {
+		code, out, errs := runApp(tc.args...)
+		lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
+		if code != tc.code || out != "" || len(lines) != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d and one line naming %q", tc.args, code, out, errs, tc.code, tc.want)
+		}
 	}
 }
