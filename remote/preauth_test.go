@@ -124,8 +124,11 @@ func expectOpen(t *testing.T, c net.Conn) {
 // one beyond a cap is closed at once and counted. Authenticated
 // connections do not count, and places come back as connections close.
 func TestPendingCaps(t *testing.T) {
+	// No failure detection here: a loaded machine can delay a heartbeat
+	// past the test nodes' 500 ms, and the asks below must not meet a
+	// node declared down.
 	b := newTestNode(t, "b", Config{MaxPending: 5, MaxPendingPerIP: 3, HeartbeatTimeout: time.Minute})
-	a := newTestNode(t, "a", Config{})
+	a := newTestNode(t, "a", Config{HeartbeatTimeout: time.Minute})
 	r := remoteActor(t, a, b, echo)
 	addr := b.node.Addr()
 	var held []net.Conn
@@ -158,7 +161,7 @@ func TestPendingCaps(t *testing.T) {
 		_ = c.Close()
 	}
 	waitFor(t, 5*time.Second, "the places to come back", func() bool { return b.node.pending.count() == 0 })
-	c := newTestNode(t, "c", Config{})
+	c := newTestNode(t, "c", Config{HeartbeatTimeout: time.Minute})
 	if v, err := c.sys.Ask(ctxT(t), wireOf(c.sys).RemoteRef(c.node.peerFor(b.node.Addr(), "b"), localID(t, a, b, r)), "again"); err != nil || v != "again" {
 		t.Fatalf("a new node's ask after the places came back = %v, %v", v, err)
 	}
