@@ -16,17 +16,60 @@ import (
 )
 
 // instances tracks the live instances of the test kind "worker", by the
-// daemon they run on: the ground truth of where children run.
+// daemon they run on: the ground truth of where children run. An instance
+// counts from its Start to its Terminate, and, on the daemons attached,
+// only while its actor is alive: a child killed (a stop not acknowledged
+// within its shutdown time, a start that finished after its root ended)
+// ends without Terminate.
 type instances struct {
 	mu   sync.Mutex
 	live map[string]map[*workerActor]bool // daemon -> instances
+	sys  map[string]*actor.System         // attached daemons' systems
 }
 
-func newInstances() *instances { return &instances{live: map[string]map[*workerActor]bool{}} }
+func newInstances() *instances {
+	return &instances{live: map[string]map[*workerActor]bool{}, sys: map[string]*actor.System{}}
+}
+
+// attach lets count check the instances on ds for a kill.
+func (in *instances) attach(ds ...*Daemon) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, d := range ds {
+		in.sys[d.cfg.Name] = d.sys
+	}
+}
 
 func (in *instances) count() (total int, by map[string]int) {
 	in.mu.Lock()
+	type check struct {
+		w   *workerActor
+		sys *actor.System
+	}
+	var checks []check
+	for d, s := range in.live {
+		if sys := in.sys[d]; sys != nil {
+			for w := range s {
+				checks = append(checks, check{w, sys})
+			}
+		}
+	}
+	in.mu.Unlock()
+	// Outside the lock: an instance's Terminate takes it on the actor's loop.
+	var dead []*workerActor
+	for _, c := range checks {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.sys.Inspect(ctx, c.w.ref, func(*actor.Context, actor.Actor) {})
+		cancel()
+		if errors.Is(err, actor.ErrDead) || errors.Is(err, actor.ErrShutdown) {
+			dead = append(dead, c.w)
+		}
+	}
+	in.mu.Lock()
 	defer in.mu.Unlock()
+	for _, w := range dead {
+		delete(in.live[w.daemon], w)
+	}
 	by = map[string]int{}
 	for d, s := range in.live {
 		by[d] = len(s)
@@ -44,9 +87,11 @@ type workerActor struct {
 	in     *instances
 	daemon string
 	args   workerArgs
+	ref    actor.Ref
 }
 
-func (w *workerActor) Start(*actor.Context) error {
+func (w *workerActor) Start(c *actor.Context) error {
+	w.ref = c.Self()
 	w.in.mu.Lock()
 	defer w.in.mu.Unlock()
 	if w.in.live[w.daemon] == nil {
@@ -137,6 +182,7 @@ func TestAppsFailover(t *testing.T) {
 	seed := a.Info().GossipAddr
 	b := start(t, mk("b", seed))
 	c := start(t, mk("c", seed))
+	in.attach(a, b, c)
 	all := map[string]*Daemon{"a": a, "b": b, "c": c}
 	// Deployed once the three know each other's gateways: started earlier
 	// (with two daemons of three up, which is enough), its children would
@@ -230,7 +276,9 @@ func TestAppsFailover(t *testing.T) {
 			want = 3
 		}
 		eventually(t, 20*time.Second, fmt.Sprintf("after %s, %d children run", op, want), func() bool {
-			total, _ := in.count()
+			info, ok := appOn(t, survivors[0], "shop")
+			total, by := in.count()
+			seen = fmt.Sprintf("after %s: %+v %v, children %d %v", op, info, ok, total, by)
 			return total == want
 		})
 	}
