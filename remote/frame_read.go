@@ -507,17 +507,23 @@ type byteBox[A any] struct {
 }
 
 // boxBytes returns a copy of b in an interface, in one allocation up to
-// 256 bytes.
+// 232 bytes.
 func boxBytes(b []byte) any {
+	// Classes close to the allocator's size classes (with the 24-byte
+	// header), so that a value keeps little more than two allocations did.
 	switch n := len(b); {
 	case n <= 8:
 		return boxIn(new(byteBox[[8]byte]), b)
-	case n <= 32:
-		return boxIn(new(byteBox[[32]byte]), b)
-	case n <= 64:
-		return boxIn(new(byteBox[[64]byte]), b)
-	case n <= 256:
-		return boxIn(new(byteBox[[256]byte]), b)
+	case n <= 24:
+		return boxIn(new(byteBox[[24]byte]), b)
+	case n <= 40:
+		return boxIn(new(byteBox[[40]byte]), b)
+	case n <= 72:
+		return boxIn(new(byteBox[[72]byte]), b)
+	case n <= 136:
+		return boxIn(new(byteBox[[136]byte]), b)
+	case n <= 232:
+		return boxIn(new(byteBox[[232]byte]), b)
 	}
 	v := make([]byte, len(b))
 	copy(v, b)

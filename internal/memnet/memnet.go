@@ -697,7 +697,9 @@ type segment struct {
 // Conn is one end of a connection.
 type Conn struct {
 	// Tag and Tagged are the data tracer's (Network.TraceData) to keep
-	// what it derived from the connection; the network never reads them.
+	// what it derived from the connection, read and written only in its
+	// callback (under the network's lock); the network never reads them,
+	// nor clears them when the tracer changes.
 	Tag    uint64
 	Tagged bool
 
