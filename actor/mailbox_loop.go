@@ -78,8 +78,15 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }
 
+// An ask from another loop's handler hands l's pass to the asker's
+// goroutine if l is parked (loop.PostFrom): the asker waits for the reply
+// anyway, and running the request there saves the thread hand-offs of a
+// wake and of the reply's wake.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
-	if o.ls != l && (o.ls != nil || o.how == postWake) {
+	if o.ls != l && o.ls != nil {
+		return postErr(l.loop.PostFrom(o.ls.loop, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+	}
+	if o.ls == nil && o.how == postWake {
 		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
 	}
 	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
@@ -106,9 +113,18 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 		return s.askManual(ctx, l, to, msg)
 	}
 	ch := s.replies.Get().(chan result)
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+	if err := l.loop.PostAwait(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
 		s.replies.Put(ch)
 		return nil, postErr(err)
+	}
+	// An idle loop ran the ask on this goroutine (PostAwait): the reply is
+	// usually there already, and one channel is cheaper to look at than
+	// three.
+	select {
+	case r := <-ch:
+		s.replies.Put(ch)
+		return r.v, r.err
+	default:
 	}
 	// awaitReply's select, written out: the call costs AskFromGoroutine
 	// measurably (508 → 553 ns/op, benchstat p=0.03)
@@ -157,12 +173,19 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		return s.askWithContext(to, msg, d)
 	}
 	ch := s.replies.Get().(chan result)
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+	if err := l.loop.PostAwait(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
 			s.replies.Put(ch)
 			return nil, postErr(err)
 		}
 		return l.askFull(s, ch, to, msg, d)
+	}
+	// As in askWait: the reply is usually there, and then no timer is armed.
+	select {
+	case r := <-ch:
+		s.replies.Put(ch)
+		return r.v, r.err
+	default:
 	}
 	if d <= 0 {
 		return s.awaitReply(context.Background(), ch)

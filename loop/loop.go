@@ -87,12 +87,15 @@ type Loop[E any] struct {
 	owner     atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
 	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
 	noLend    atomic.Int32 // lend attempts still to refuse after a slow lent pass
+	lends     uint64       // passes lent, counted by whoever holds the loop
 	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
 	wake      chan struct{}
 	interrupt atomic.Bool
 	running   atomic.Bool
 	closed    atomic.Bool
 	parkTimer *time.Timer
+	inRun     bool       // Run drives the loop (not Step): its passes may lend parked loops
+	handoff   []*Loop[E] // parked loops posted to by the event being handled (PostFrom)
 
 	now        int64  // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64 // passes when now was read
@@ -136,6 +139,57 @@ func (l *Loop[E]) Post(ev E) error {
 	return nil
 }
 
+// PostFrom is Post from a handler of src, another loop run by Run, for an
+// event after which src expects to wait (an ask): if l is parked, it is not
+// woken at once; when the handler returns, src runs one pass of l on its own
+// goroutine if src has nothing else queued (as PostRun would), and wakes l
+// otherwise. A request and its reply then cost no thread hand-off, where a
+// wake costs two (the wake, and the reply's wake of src). The wake of l
+// waits at most for the rest of the current handler, which must not block.
+// Outside such a handler (src nil, src == l, a src driven by Step or lent
+// to another goroutine) it is Post. Order and errors are as with Post.
+func (l *Loop[E]) PostFrom(src *Loop[E], ev E) error {
+	if err := l.in.push(ev); err != nil {
+		return err
+	}
+	// The event is pushed before owner is read: if l's goroutine takes the
+	// loop back meanwhile, its next pass finds it; if not, the flush after
+	// the handler either runs that pass or wakes l (flushHandoff).
+	if src != nil && src != l && src.inRun && l.owner.Load() == ownParked && src.owner.Load() == ownRunning {
+		for _, t := range src.handoff {
+			if t == l {
+				return nil
+			}
+		}
+		src.handoff = append(src.handoff, l)
+		return nil
+	}
+	l.notify()
+	return nil
+}
+
+// handle hands ev to the handler, then flushes the hand-offs it made.
+func (l *Loop[E]) handle(ev *E) {
+	l.h.Handle(ev)
+	if len(l.handoff) > 0 {
+		l.flushHandoff()
+	}
+}
+
+// flushHandoff runs a pass of each loop the last handler posted to with
+// PostFrom while it was parked, if this loop has nothing else to do, or
+// wakes it. Each one's event is in its queue already; runParked fails only
+// if its goroutine took it back, which then finds the event, or is busy.
+func (l *Loop[E]) flushHandoff() {
+	for i, t := range l.handoff {
+		l.handoff[i] = nil
+		if l.hasWork() || !t.runParked(false) {
+			t.notify()
+		}
+	}
+	l.handoff = l.handoff[:0]
+}
+
 // PostRun is Post for a goroutine that may run the loop itself: if the
 // loop's goroutine is parked for want of work, the calling goroutine runs
 // one pass of the loop (at most Batch events from each queue, and due
@@ -158,6 +212,25 @@ func (l *Loop[E]) PostRun(ev E) error {
 	return nil
 }
 
+// PostAwait is Post for a goroutine that waits for the answer to ev (a
+// blocking request): if the loop's goroutine is parked, the caller runs one
+// pass of the loop itself, as with PostRun, which usually leaves the answer
+// ready when it returns; otherwise it wakes the loop. The caller does
+// nothing else while it waits, so it loses nothing by running the pass,
+// and saves the two thread hand-offs of a wake and of the answer; but
+// whatever deadline it waits under is checked only after that pass (at
+// most Batch events from each queue). Only one in eight such passes is
+// timed for PostRun's rule on slow passes.
+func (l *Loop[E]) PostAwait(ev E) error {
+	if err := l.in.push(ev); err != nil {
+		return err
+	}
+	if !l.runParked(false) {
+		l.notify()
+	}
+	return nil
+}
+
 // PostQuiet queues ev like Post but does not wake the loop: the caller
 // must call Kick once it has queued a batch. A transport reading many
 // messages at once uses it to pay for one hand-off per batch rather than
@@ -168,7 +241,7 @@ func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
 // a pass on the calling goroutine if the loop's goroutine is parked, and
 // wakes it otherwise.
 func (l *Loop[E]) Kick() {
-	if !l.runParked() {
+	if !l.runParked(true) {
 		l.notify()
 	}
 }
@@ -282,6 +355,8 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 	l.interrupt.Store(false)
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
+	l.inRun = true
+	defer func() { l.inRun = false }()
 	for {
 		if l.interrupt.Load() {
 			return ctx.Err()
@@ -327,11 +402,11 @@ func (l *Loop[E]) pass() int {
 		l.pullControl()
 	}
 	for i := 0; i < l.cfg.Batch && l.popControl(ev); i++ {
-		l.h.Handle(ev)
+		l.handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch && l.local.pop(ev); i++ {
-		l.h.Handle(ev)
+		l.handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch; i++ {
@@ -348,6 +423,9 @@ func (l *Loop[E]) pass() int {
 		}
 		l.h.Handle(v) // in place: no copy out of the ring
 		l.in.release()
+		if len(l.handoff) > 0 {
+			l.flushHandoff() // after release: the lent pass may post to l
+		}
 		if n++; n&15 == 0 {
 			l.pub.handled.Store(l.handled + uint64(n)) // progress for the watchdog
 		}
@@ -363,7 +441,7 @@ func (l *Loop[E]) pass() int {
 			l.checkTimer, l.timerPass = false, 0
 			l.readClock()
 			for i := 0; i < l.cfg.Batch && l.timers.popDue(l.now, ev); i++ {
-				l.h.Handle(ev)
+				l.handle(ev)
 				n++
 			}
 		}
@@ -384,9 +462,17 @@ func (l *Loop[E]) pass() int {
 // published on every busy pass (the watchdog's progress signal); the rest
 // every 256 events and whenever the loop parks.
 func (l *Loop[E]) publish() {
-	l.pub.handled.Store(l.handled)
-	l.pub.local.Store(int64(l.local.n))
-	l.pub.timers.Store(int64(len(l.timers.items)))
+	// Only what changed: a store is a locked instruction, a load is not,
+	// and a lent pass publishes every time.
+	if l.pub.handled.Load() != l.handled {
+		l.pub.handled.Store(l.handled)
+	}
+	if n := int64(l.local.n); l.pub.local.Load() != n {
+		l.pub.local.Store(n)
+	}
+	if n := int64(len(l.timers.items)); l.pub.timers.Load() != n {
+		l.pub.timers.Store(n)
+	}
 }
 
 // CachedNow returns a recent reading of the loop's clock: never older than
@@ -446,7 +532,14 @@ func (l *Loop[E]) hasWork() bool {
 const (
 	slowLend        = time.Millisecond
 	noLendAfterSlow = 1024
+	sampleLends     = 8
 )
+
+// monoBase is the origin of monotonic: time.Since reads only the
+// monotonic clock, half the cost of time.Now.
+var monoBase = time.Now()
+
+func monotonic() time.Duration { return time.Since(monoBase) }
 
 // Owners of a running loop's passes.
 const (
@@ -517,7 +610,12 @@ func (l *Loop[E]) takeBack() {
 // meanwhile and takes the loop back afterwards; work left over, or a timer
 // due before the one it sleeps toward, wakes it. It returns false at once
 // when the loop is busy, stopped or already lent, so it never blocks.
-func (l *Loop[E]) runParked() bool {
+//
+// Every pass lent to PostRun and Kick is timed; of the others (PostFrom,
+// PostAwait: a poster that waits for the answer anyway) one in
+// sampleLends, as two clock readings cost a good part of a round trip
+// there (~60 ns on a virtual machine).
+func (l *Loop[E]) runParked(timeAll bool) bool {
 	if l.owner.Load() != ownParked {
 		return false
 	}
@@ -528,10 +626,15 @@ func (l *Loop[E]) runParked() bool {
 	if !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
 		return false
 	}
-	start := time.Now()
+	l.lends++
+	timed := timeAll || l.lends%sampleLends == 0
+	var start time.Duration
+	if timed {
+		start = monotonic()
+	}
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
-	if time.Since(start) > slowLend {
+	if timed && monotonic()-start > slowLend {
 		// The poster (a network goroutine) was held up by this loop's
 		// handlers: do not lend the loop for a while.
 		l.noLend.Store(noLendAfterSlow)
@@ -544,7 +647,10 @@ func (l *Loop[E]) runParked() bool {
 	}
 	l.publish()
 	l.owner.Store(ownParked)
-	if l.reclaim.Swap(false) || wake {
+	// reclaim is read after owner is released: a takeBack that raised it
+	// before then is seen here, and one that raises it after finds the loop
+	// parked. A plain load first spares the common case a locked swap.
+	if (l.reclaim.Load() && l.reclaim.Swap(false)) || wake {
 		l.sleeping.Store(0)
 		select {
 		case l.wake <- struct{}{}:
