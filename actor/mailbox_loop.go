@@ -78,13 +78,18 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }
 
-// An ask from another loop's handler hands l's pass to the asker's
-// goroutine if l is parked (loop.PostFrom): the asker waits for the reply
-// anyway, and running the request there saves the thread hand-offs of a
-// wake and of the reply's wake.
+// An ask from another loop's handler whose deadline allows it (see
+// lendWait) hands l's pass to the asker's goroutine if l is parked
+// (loop.PostFrom): the asker waits for the reply anyway, and running the
+// request there saves the thread hand-offs of a wake and of the reply's
+// wake.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
 	if o.ls != l && o.ls != nil {
-		return postErr(l.loop.PostFrom(o.ls.loop, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+		var src *loop.Loop[envelope]
+		if o.lend {
+			src = o.ls.loop
+		}
+		return postErr(l.loop.PostFrom(src, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen, lend: o.lend}))
 	}
 	if o.ls == nil && o.how == postWake {
 		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
@@ -107,13 +112,40 @@ func (l *loopState) reply(_ Ref, pidx, pgen uint32, v any, err error) {
 	_ = l.loop.PostControl(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
 }
 
+// minLendWait is the shortest wait for a reply under which an asker runs
+// the pass of a parked target loop itself (loop.PostFrom, loop.PostAwait).
+// The asker cannot leave a pass it runs, so its deadline is checked only
+// afterwards: a pass longer than slowLend (1 ms) stops the loop being lent
+// for a while, and a handler that runs for 100 ms (far past the watchdog's
+// idea of a blocked loop, and a broken promise not to block) is all that
+// could overrun a deadline. Shorter deadlines are kept to the letter: the
+// loop is woken, as before.
+const minLendWait = 100 * time.Millisecond
+
+// lendWait reports whether an ask waiting at most d (<= 0: no deadline)
+// may run its target's pass on the asker's goroutine.
+func lendWait(d time.Duration) bool { return d <= 0 || d >= minLendWait }
+
+// post queues a goroutine's ask: with e.lend, running the pass of a parked
+// loop on the calling goroutine (loop.PostAwait).
+func (l *loopState) post(e envelope) error {
+	if e.lend {
+		return l.loop.PostAwait(e)
+	}
+	return l.loop.Post(e)
+}
+
 // askWait posts the request with a pooled reply channel and waits on it.
 func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (any, error) {
 	if s.cfg.Manual {
 		return s.askManual(ctx, l, to, msg)
 	}
 	ch := s.replies.Get().(chan result)
-	if err := l.loop.PostAwait(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+	lend := true
+	if dl, ok := ctx.Deadline(); ok {
+		lend = lendWait(time.Until(dl))
+	}
+	if err := l.post(envelope{kind: kAsk, to: to, msg: msg, ch: ch, lend: lend}); err != nil {
 		s.replies.Put(ch)
 		return nil, postErr(err)
 	}
@@ -173,7 +205,7 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		return s.askWithContext(to, msg, d)
 	}
 	ch := s.replies.Get().(chan result)
-	if err := l.loop.PostAwait(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+	if err := l.post(envelope{kind: kAsk, to: to, msg: msg, ch: ch, lend: lendWait(d)}); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
 			s.replies.Put(ch)
 			return nil, postErr(err)

@@ -96,6 +96,8 @@ type Loop[E any] struct {
 	parkTimer *time.Timer
 	inRun     bool       // Run drives the loop (not Step): its passes may lend parked loops
 	handoff   []*Loop[E] // parked loops posted to by the event being handled (PostFrom)
+	answered  bool       // a handler answered a request since the loop was last idle (Answered)
+	asked     bool       // a handler asked another loop since, which did not run here (PostFrom)
 
 	now        int64  // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64 // passes when now was read
@@ -164,9 +166,22 @@ func (l *Loop[E]) PostFrom(src *Loop[E], ev E) error {
 		src.handoff = append(src.handoff, l)
 		return nil
 	}
+	if src != nil && src != l {
+		src.asked = true // an answer may come back soon: spin for it
+	}
 	l.notify()
 	return nil
 }
+
+// Answered tells the loop that the handler being run has answered a
+// request, so nothing comes back for it: when the loop next goes idle it
+// parks at once rather than spinning (see Config.Spin), unless a PostFrom
+// it made since still waits for its answer. A loop that only answers then
+// sits parked when the next request comes, which its poster can run
+// itself (PostFrom, PostAwait) instead of waking it; spinning, it would be
+// found busy and the two would go on trading the processor. Loop
+// goroutine only (from inside Handle).
+func (l *Loop[E]) Answered() { l.answered = true }
 
 // handle hands ev to the handler, then flushes the hand-offs it made.
 func (l *Loop[E]) handle(ev *E) {
@@ -184,6 +199,7 @@ func (l *Loop[E]) flushHandoff() {
 	for i, t := range l.handoff {
 		l.handoff[i] = nil
 		if l.hasWork() || !t.runParked(false) {
+			l.asked = true
 			t.notify()
 		}
 	}
@@ -372,7 +388,9 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if l.spin() {
+		quiet := l.answered && !l.asked
+		l.answered, l.asked = false, false
+		if !quiet && l.spin() {
 			continue
 		}
 		l.park()
