@@ -41,7 +41,9 @@ type Config struct {
 	// (measured best for a cross-loop round trip on 2 cores: 450 ns against
 	// 1030 ns parking at once and 700 ns with 8). Busy-waiting without yielding
 	// is much worse in Go: the goroutine a loop wakes goes to the waker's own
-	// processor and waits for the spinner. Negative means park at once.
+	// processor and waits for the spinner. Negative means park at once. A
+	// loop whose handler called Answered does not spin: its askers run its
+	// passes themselves (PostFrom, PostAwait) when they find it parked.
 	Spin int
 	// Clock drives the timers. Default RealClock.
 	Clock Clock
@@ -198,7 +200,7 @@ func (l *Loop[E]) handle(ev *E) {
 func (l *Loop[E]) flushHandoff() {
 	for i, t := range l.handoff {
 		l.handoff[i] = nil
-		if l.hasWork() || !t.runParked(false) {
+		if l.hasWork() || !t.runParked(lendSampled) {
 			l.asked = true
 			t.notify()
 		}
@@ -235,13 +237,13 @@ func (l *Loop[E]) PostRun(ev E) error {
 // nothing else while it waits, so it loses nothing by running the pass,
 // and saves the two thread hand-offs of a wake and of the answer; but
 // whatever deadline it waits under is checked only after that pass (at
-// most Batch events from each queue). Only one in eight such passes is
-// timed for PostRun's rule on slow passes.
+// most Batch events from each queue). PostRun's rule on slow passes does
+// not apply: the pass holds up no one but the poster, who waits anyway.
 func (l *Loop[E]) PostAwait(ev E) error {
 	if err := l.in.push(ev); err != nil {
 		return err
 	}
-	if !l.runParked(false) {
+	if !l.runParked(lendAwait) {
 		l.notify()
 	}
 	return nil
@@ -257,7 +259,7 @@ func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
 // a pass on the calling goroutine if the loop's goroutine is parked, and
 // wakes it otherwise.
 func (l *Loop[E]) Kick() {
-	if !l.runParked(true) {
+	if !l.runParked(lendTimed) {
 		l.notify()
 	}
 }
@@ -559,6 +561,15 @@ var monoBase = time.Now()
 
 func monotonic() time.Duration { return time.Since(monoBase) }
 
+// How a pass is lent (runParked).
+type lendHow uint8
+
+const (
+	lendTimed   lendHow = iota // PostRun, Kick: every pass timed
+	lendSampled                // PostFrom: one pass in sampleLends timed
+	lendAwait                  // PostAwait: not timed
+)
+
 // Owners of a running loop's passes.
 const (
 	ownRunning  = iota // the loop goroutine
@@ -629,15 +640,17 @@ func (l *Loop[E]) takeBack() {
 // due before the one it sleeps toward, wakes it. It returns false at once
 // when the loop is busy, stopped or already lent, so it never blocks.
 //
-// Every pass lent to PostRun and Kick is timed; of the others (PostFrom,
-// PostAwait: a poster that waits for the answer anyway) one in
-// sampleLends, as two clock readings cost a good part of a round trip
-// there (~60 ns on a virtual machine).
-func (l *Loop[E]) runParked(timeAll bool) bool {
+// Every pass lent to PostRun and Kick is timed; of those lent to PostFrom
+// one in sampleLends, as two clock readings cost a good part of a round
+// trip there (~60 ns on a virtual machine); those lent to PostAwait none:
+// its poster waits for the answer, which the loop's own goroutine would
+// give no sooner, so it has nothing to protect (and it lends even while
+// the others do not).
+func (l *Loop[E]) runParked(how lendHow) bool {
 	if l.owner.Load() != ownParked {
 		return false
 	}
-	if l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
+	if how != lendAwait && l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
 		l.noLend.Add(-1)
 		return false
 	}
@@ -645,7 +658,7 @@ func (l *Loop[E]) runParked(timeAll bool) bool {
 		return false
 	}
 	l.lends++
-	timed := timeAll || l.lends%sampleLends == 0
+	timed := how == lendTimed || (how == lendSampled && l.lends%sampleLends == 0)
 	var start time.Duration
 	if timed {
 		start = monotonic()
