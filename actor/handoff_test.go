@@ -265,3 +265,17 @@ func TestShortDeadlineAskDoesNotRunTarget(t *testing.T) {
 	}
 	gate <- struct{}{}
 }
+
+// until agrees with time.Until for deadlines with and without a monotonic
+// reading.
+func TestUntil(t *testing.T) {
+	for _, d := range []time.Duration{-time.Second, 0, 50 * time.Millisecond, time.Hour} {
+		for _, dl := range []time.Time{time.Now().Add(d), time.Now().Add(d).Round(0)} {
+			want := time.Until(dl)
+			got := until(dl)
+			if diff := got - want; diff < -time.Second || diff > time.Second {
+				t.Errorf("until(now%+v) = %v, time.Until = %v", d, got, want)
+			}
+		}
+	}
+}

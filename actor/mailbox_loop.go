@@ -126,6 +126,20 @@ const minLendWait = 100 * time.Millisecond
 // may run its target's pass on the asker's goroutine.
 func lendWait(d time.Duration) bool { return d <= 0 || d >= minLendWait }
 
+// monoStart is the origin of until's monotonic reading.
+var monoStart = time.Now()
+
+// until is time.Until(dl) for a deadline with a monotonic reading (one
+// made by context.WithTimeout), read from the monotonic clock alone: half
+// the cost of time.Now, which reads the wall clock too (~55 ns of a
+// ~200 ns goroutine ask on a virtual machine).
+func until(dl time.Time) time.Duration {
+	if dl == dl.Round(0) { // no monotonic reading: the wall clock it is
+		return time.Until(dl)
+	}
+	return dl.Sub(monoStart) - time.Since(monoStart)
+}
+
 // post queues a goroutine's ask: with e.lend, running the pass of a parked
 // loop on the calling goroutine (loop.PostAwait).
 func (l *loopState) post(e envelope) error {
@@ -143,7 +157,7 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 	ch := s.replies.Get().(chan result)
 	lend := true
 	if dl, ok := ctx.Deadline(); ok {
-		lend = lendWait(time.Until(dl))
+		lend = lendWait(until(dl))
 	}
 	if err := l.post(envelope{kind: kAsk, to: to, msg: msg, ch: ch, lend: lend}); err != nil {
 		s.replies.Put(ch)
