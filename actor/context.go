@@ -224,6 +224,9 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 	}
 	fwd := *e
 	fwd.to = to
+	// The asker lends the loop it posted to, not the one forwarded to:
+	// that one has no reason to park as soon as it answers.
+	fwd.lend = false
 	if replace {
 		fwd.msg = msg
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // PostAwait on a parked loop handles the event on the calling goroutine,
@@ -336,5 +337,41 @@ func TestAnsweredParksAtOnce(t *testing.T) {
 		}
 		eventually(t, "the event", func() bool { return handled.Load() == i })
 		waitParked(t, l)
+	}
+}
+
+// A loop whose lent passes are slow stops being lent to PostFrom: of the
+// sampled passes, two slow ones in a row stop the lending for a while, so
+// an asking loop is not held up by a slow target pass after pass.
+func TestPostFromStopsLendingToSlowLoop(t *testing.T) {
+	const rounds = 30
+	got := make(chan bool, 1)
+	var a, b *Loop[int]
+	a, b = handoffPair(t, func(self *Loop[int], ev int) {
+		switch {
+		case self == a:
+			if err := b.PostFrom(a, 2); err != nil {
+				t.Error(err)
+			}
+		default:
+			lent := b.owner.Load() == ownBorrowed
+			for start := time.Now(); time.Since(start) < 2*slowLend; { // slow work, not a sleep
+			}
+			got <- lent
+		}
+	})
+	var lent []int
+	for i := range rounds {
+		waitParked(t, b)
+		if err := a.Post(1); err != nil {
+			t.Fatal(err)
+		}
+		if waitFor(t, got, "b's event") {
+			lent = append(lent, i)
+		}
+	}
+	// Lends 1..7 are not timed, 8 is (slow: suspect), 9 is (slow: stop).
+	if len(lent) == 0 || len(lent) > 2*sampleLends || lent[len(lent)-1] >= rounds-10 {
+		t.Fatalf("rounds run on a's goroutine: %v; want the first few only", lent)
 	}
 }

@@ -90,6 +90,7 @@ type Loop[E any] struct {
 	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
 	noLend    atomic.Int32 // lend attempts still to refuse after a slow lent pass
 	lends     uint64       // passes lent, counted by whoever holds the loop
+	suspect   bool         // the last sampled lent pass was slow: time the next (runParked)
 	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
 	wake      chan struct{}
 	interrupt atomic.Bool
@@ -658,17 +659,29 @@ func (l *Loop[E]) runParked(how lendHow) bool {
 		return false
 	}
 	l.lends++
-	timed := how == lendTimed || (how == lendSampled && l.lends%sampleLends == 0)
+	timed := how == lendTimed || (how == lendSampled && (l.suspect || l.lends%sampleLends == 0))
 	var start time.Duration
 	if timed {
 		start = monotonic()
 	}
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
-	if timed && monotonic()-start > slowLend {
-		// The poster (a network goroutine) was held up by this loop's
-		// handlers: do not lend the loop for a while.
-		l.noLend.Store(noLendAfterSlow)
+	if timed {
+		slow := monotonic()-start > slowLend
+		// A sampled pass counts as slow only when the next one is slow
+		// too: one slow pass alone is as likely the poster's thread
+		// preempted by the OS on a loaded machine, and would send a
+		// ping-pong between two loops to the wake path for 1024 asks.
+		if slow && how == lendSampled && !l.suspect {
+			l.suspect = true
+		} else if slow {
+			// The poster (a network goroutine) was held up by this
+			// loop's handlers: do not lend the loop for a while.
+			l.noLend.Store(noLendAfterSlow)
+			l.suspect = false
+		} else {
+			l.suspect = false
+		}
 	}
 	// Wake the loop goroutine if it is waiting for us, if work is left, or
 	// if the pass added a timer due before the one it sleeps toward.
