@@ -115,11 +115,10 @@ func (l *loopState) reply(_ Ref, pidx, pgen uint32, v any, err error) {
 // minLendWait is the shortest wait for a reply under which an asker runs
 // the pass of a parked target loop itself (loop.PostFrom, loop.PostAwait).
 // The asker cannot leave a pass it runs, so its deadline is checked only
-// afterwards: a pass longer than slowLend (1 ms) stops the loop being lent
-// for a while, and a handler that runs for 100 ms (far past the watchdog's
-// idea of a blocked loop, and a broken promise not to block) is all that
-// could overrun a deadline. Shorter deadlines are kept to the letter: the
-// loop is woken, as before.
+// afterwards: only a handler that runs for 100 ms or more (a broken
+// promise not to block; an asking loop also stops lending to a loop
+// whose passes take over 1 ms) could overrun a deadline. Shorter
+// deadlines are kept to the letter: the loop is woken, as before.
 const minLendWait = 100 * time.Millisecond
 
 // lendWait reports whether an ask waiting at most d (<= 0: no deadline)
@@ -131,8 +130,8 @@ var monoStart = time.Now()
 
 // until is time.Until(dl) for a deadline with a monotonic reading (one
 // made by context.WithTimeout), read from the monotonic clock alone: half
-// the cost of time.Now, which reads the wall clock too (~55 ns of a
-// ~200 ns goroutine ask on a virtual machine).
+// the cost of time.Now, which reads the wall clock too (that was a fifth
+// of a goroutine ask's CPU on a virtual machine).
 func until(dl time.Time) time.Duration {
 	if dl == dl.Round(0) { // no monotonic reading: the wall clock it is
 		return time.Until(dl)
