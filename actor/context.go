@@ -128,17 +128,11 @@ func (c *Context) Ask(to Ref, msg any) Promise {
 }
 
 // AskTimeout is Ask with its own timeout; d <= 0 means no deadline (the
-// promise waits until the target replies or fails). With no deadline or
-// one of 100 ms or more, an ask to an actor of another loop that is
-// parked for want of work runs that loop's pass on this loop's goroutine
-// once the current handler returns, if this loop has nothing else queued
-// (saving the thread hand-offs of a wake and of the reply's): the deadline
-// is then checked after that pass, which only a handler that blocks could
-// make late.
+// promise waits until the target replies or fails).
 func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	if err := to.ask(origin{ls: ls, lend: lendWait(d)}, c.self, msg, p.idx, p.gen); err != nil {
+	if err := to.ask(c.origin(), c.self, msg, p.idx, p.gen); err != nil {
 		ls.settle(p.idx, p.gen, nil, err)
 		return p
 	}
@@ -224,9 +218,6 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 	}
 	fwd := *e
 	fwd.to = to
-	// The asker lends the loop it posted to, not the one forwarded to:
-	// that one has no reason to park as soon as it answers.
-	fwd.lend = false
 	if replace {
 		fwd.msg = msg
 	}

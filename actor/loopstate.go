@@ -32,10 +32,6 @@ type envelope struct {
 	ch         chan result
 	pidx, pgen uint32
 	kind       uint8
-	// lend: an ask whose asker runs this loop's pass itself when the loop
-	// is parked (see lendWait); answering it, the loop parks at once when
-	// idle so that the next one finds it parked (loop.Answered).
-	lend bool
 }
 
 type result struct {
@@ -227,9 +223,6 @@ func (ls *loopState) deliver(e *envelope) {
 	v, err, deferred := ls.invoke(s, e.to, e.from, e.msg, e, kind)
 	if e.kind == kAsk && !deferred {
 		reply(e, v, err)
-		if e.lend {
-			ls.loop.Answered()
-		}
 	}
 }
 

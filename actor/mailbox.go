@@ -88,9 +88,6 @@ type mailbox interface {
 type origin struct {
 	ls  *loopState
 	how postHow
-	// lend: an ask from loop ls whose wait allows running a parked
-	// target's pass on ls's goroutine (see lendWait)
-	lend bool
 }
 
 // postHow is how a goroutine that is no loop's posts to a loop.

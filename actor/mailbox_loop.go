@@ -78,20 +78,8 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }
 
-// An ask from another loop's handler whose deadline allows it (see
-// lendWait) hands l's pass to the asker's goroutine if l is parked
-// (loop.PostFrom): the asker waits for the reply anyway, and running the
-// request there saves the thread hand-offs of a wake and of the reply's
-// wake.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
-	if o.ls != l && o.ls != nil {
-		var src *loop.Loop[envelope]
-		if o.lend {
-			src = o.ls.loop
-		}
-		return postErr(l.loop.PostFrom(src, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen, lend: o.lend}))
-	}
-	if o.ls == nil && o.how == postWake {
+	if o.ls != l && (o.ls != nil || o.how == postWake) {
 		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
 	}
 	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
@@ -112,64 +100,15 @@ func (l *loopState) reply(_ Ref, pidx, pgen uint32, v any, err error) {
 	_ = l.loop.PostControl(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
 }
 
-// minLendWait is the shortest wait for a reply under which an asker runs
-// the pass of a parked target loop itself (loop.PostFrom, loop.PostAwait).
-// The asker cannot leave a pass it runs, so its deadline is checked only
-// afterwards: only a handler that runs for 100 ms or more (a broken
-// promise not to block; an asking loop also stops lending to a loop
-// whose passes take over 1 ms) could overrun a deadline. Shorter
-// deadlines are kept to the letter: the loop is woken, as before.
-const minLendWait = 100 * time.Millisecond
-
-// lendWait reports whether an ask waiting at most d (<= 0: no deadline)
-// may run its target's pass on the asker's goroutine.
-func lendWait(d time.Duration) bool { return d <= 0 || d >= minLendWait }
-
-// monoStart is the origin of until's monotonic reading.
-var monoStart = time.Now()
-
-// until is time.Until(dl) for a deadline with a monotonic reading (one
-// made by context.WithTimeout), read from the monotonic clock alone: half
-// the cost of time.Now, which reads the wall clock too (that was a fifth
-// of a goroutine ask's CPU on a virtual machine).
-func until(dl time.Time) time.Duration {
-	if dl == dl.Round(0) { // no monotonic reading: the wall clock it is
-		return time.Until(dl)
-	}
-	return dl.Sub(monoStart) - time.Since(monoStart)
-}
-
-// post queues a goroutine's ask: with e.lend, running the pass of a parked
-// loop on the calling goroutine (loop.PostAwait).
-func (l *loopState) post(e envelope) error {
-	if e.lend {
-		return l.loop.PostAwait(e)
-	}
-	return l.loop.Post(e)
-}
-
 // askWait posts the request with a pooled reply channel and waits on it.
 func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (any, error) {
 	if s.cfg.Manual {
 		return s.askManual(ctx, l, to, msg)
 	}
 	ch := s.replies.Get().(chan result)
-	lend := true
-	if dl, ok := ctx.Deadline(); ok {
-		lend = lendWait(until(dl))
-	}
-	if err := l.post(envelope{kind: kAsk, to: to, msg: msg, ch: ch, lend: lend}); err != nil {
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
 		s.replies.Put(ch)
 		return nil, postErr(err)
-	}
-	// An idle loop ran the ask on this goroutine (PostAwait): the reply is
-	// usually there already, and one channel is cheaper to look at than
-	// three.
-	select {
-	case r := <-ch:
-		s.replies.Put(ch)
-		return r.v, r.err
-	default:
 	}
 	// awaitReply's select, written out: the call costs AskFromGoroutine
 	// measurably (508 → 553 ns/op, benchstat p=0.03)
@@ -218,19 +157,12 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		return s.askWithContext(to, msg, d)
 	}
 	ch := s.replies.Get().(chan result)
-	if err := l.post(envelope{kind: kAsk, to: to, msg: msg, ch: ch, lend: lendWait(d)}); err != nil {
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
 			s.replies.Put(ch)
 			return nil, postErr(err)
 		}
 		return l.askFull(s, ch, to, msg, d)
-	}
-	// As in askWait: the reply is usually there, and then no timer is armed.
-	select {
-	case r := <-ch:
-		s.replies.Put(ch)
-		return r.v, r.err
-	default:
 	}
 	if d <= 0 {
 		return s.awaitReply(context.Background(), ch)

@@ -409,10 +409,7 @@ func (s *System) Kill(ctx context.Context, r Ref) error {
 // ErrTimeout when no reply came within d (d <= 0: no timeout), the reply
 // then being dropped. Unlike Ask, it waits (within d) for room when the
 // target's queue is full, as SendWait does. It costs about what Ask does:
-// the timer comes from a pool, not from a context made per call, and is
-// not armed at all when the reply is there at once. As with Ask, a d of
-// 100 ms or more (or none) lets the calling goroutine run an idle target
-// loop's pass itself.
+// the timer comes from a pool, not from a context made per call.
 func (s *System) AskTimeout(to Ref, msg any, d time.Duration) (any, error) {
 	return to.box().askTimeout(s, to, msg, d)
 }
@@ -443,13 +440,6 @@ func (s *System) askWithContext(to Ref, msg any, d time.Duration) (any, error) {
 // with the handler's error, ErrDead, a *CrashError, ErrQueueFull,
 // ErrShutdown or ctx's error. It must not be called from inside a handler
 // (that would block the loop): use Context.Ask there.
-//
-// If the target's loop is parked for want of work, the calling goroutine
-// runs one pass of that loop itself (the target's handler included)
-// instead of waking it, which saves two thread hand-offs; it does so only
-// when ctx's deadline is 100 ms or more away, or ctx has none, and checks
-// ctx only after the pass: only a handler that blocks (which handlers must
-// not) could hold it up past its deadline or cancellation.
 func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
 	return to.box().askWait(ctx, s, to, msg)
 }

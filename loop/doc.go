@@ -28,10 +28,7 @@
 //     parks wakes it, one wake per batch of posts.
 //   - Handlers run on one goroutine at a time. With [Loop.PostRun] (or
 //     [Loop.PostQuiet] then [Loop.Kick]) a poster that can afford it runs
-//     a parked loop's pass itself instead of waking it; so do a goroutine
-//     that waits for the answer ([Loop.PostAwait]) and another loop, once
-//     the handler that posted has returned and if it has nothing else
-//     queued ([Loop.PostFrom]). The loop's goroutine takes the loop back
-//     before it runs again. "The loop goroutine" in this
+//     a parked loop's pass itself instead of waking it; the loop's goroutine
+//     takes the loop back before it runs again. "The loop goroutine" in this
 //     package's documentation means whichever goroutine holds the loop.
 package loop

@@ -41,9 +41,7 @@ type Config struct {
 	// (measured best for a cross-loop round trip on 2 cores: 450 ns against
 	// 1030 ns parking at once and 700 ns with 8). Busy-waiting without yielding
 	// is much worse in Go: the goroutine a loop wakes goes to the waker's own
-	// processor and waits for the spinner. Negative means park at once. A
-	// loop whose handler called Answered does not spin: its askers run its
-	// passes themselves (PostFrom, PostAwait) when they find it parked.
+	// processor and waits for the spinner. Negative means park at once.
 	Spin int
 	// Clock drives the timers. Default RealClock.
 	Clock Clock
@@ -90,18 +88,12 @@ type Loop[E any] struct {
 	owner     atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
 	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
 	noLend    atomic.Int32 // lend attempts still to refuse after a slow lent pass
-	lends     uint64       // passes lent, counted by whoever holds the loop
-	suspect   bool         // the last sampled lent pass was slow: time the next (runParked)
 	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
 	wake      chan struct{}
 	interrupt atomic.Bool
 	running   atomic.Bool
 	closed    atomic.Bool
 	parkTimer *time.Timer
-	inRun     bool       // Run drives the loop (not Step): its passes may lend parked loops
-	handoff   []*Loop[E] // parked loops posted to by the event being handled (PostFrom)
-	answered  bool       // a handler answered a request since the loop was last idle (Answered)
-	asked     bool       // a handler asked another loop since, which did not run here (PostFrom)
 
 	now        int64  // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64 // passes when now was read
@@ -146,71 +138,6 @@ func (l *Loop[E]) Post(ev E) error {
 	return nil
 }
 
-// PostFrom is Post from a handler of src, another loop run by Run, for an
-// event after which src expects to wait (an ask): if l is parked, it is not
-// woken at once; when the handler returns, src runs one pass of l on its own
-// goroutine if src has nothing else queued (as PostRun would), and wakes l
-// otherwise. A request and its reply then cost no thread hand-off, where a
-// wake costs two (the wake, and the reply's wake of src). The wake of l
-// waits at most for the rest of the current handler, which must not block.
-// Outside such a handler (src nil, src == l, a src driven by Step or lent
-// to another goroutine) it is Post. Order and errors are as with Post.
-func (l *Loop[E]) PostFrom(src *Loop[E], ev E) error {
-	if err := l.in.push(ev); err != nil {
-		return err
-	}
-	// The event is pushed before owner is read: if l's goroutine takes the
-	// loop back meanwhile, its next pass finds it; if not, the flush after
-	// the handler either runs that pass or wakes l (flushHandoff).
-	if src != nil && src != l && src.inRun && l.owner.Load() == ownParked && src.owner.Load() == ownRunning {
-		for _, t := range src.handoff {
-			if t == l {
-				return nil
-			}
-		}
-		src.handoff = append(src.handoff, l)
-		return nil
-	}
-	if src != nil && src != l {
-		src.asked = true // an answer may come back soon: spin for it
-	}
-	l.notify()
-	return nil
-}
-
-// Answered tells the loop that the handler being run has answered a
-// request, so nothing comes back for it: when the loop next goes idle it
-// parks at once rather than spinning (see Config.Spin), unless a PostFrom
-// it made since still waits for its answer. A loop that only answers then
-// sits parked when the next request comes, which its poster can run
-// itself (PostFrom, PostAwait) instead of waking it; spinning, it would be
-// found busy and the two would go on trading the processor. Loop
-// goroutine only (from inside Handle).
-func (l *Loop[E]) Answered() { l.answered = true }
-
-// handle hands ev to the handler, then flushes the hand-offs it made.
-func (l *Loop[E]) handle(ev *E) {
-	l.h.Handle(ev)
-	if len(l.handoff) > 0 {
-		l.flushHandoff()
-	}
-}
-
-// flushHandoff runs a pass of each loop the last handler posted to with
-// PostFrom while it was parked, if this loop has nothing else to do, or
-// wakes it. Each one's event is in its queue already; runParked fails only
-// if its goroutine took it back, which then finds the event, or is busy.
-func (l *Loop[E]) flushHandoff() {
-	for i, t := range l.handoff {
-		l.handoff[i] = nil
-		if l.hasWork() || !t.runParked(lendSampled) {
-			l.asked = true
-			t.notify()
-		}
-	}
-	l.handoff = l.handoff[:0]
-}
-
 // PostRun is Post for a goroutine that may run the loop itself: if the
 // loop's goroutine is parked for want of work, the calling goroutine runs
 // one pass of the loop (at most Batch events from each queue, and due
@@ -233,25 +160,6 @@ func (l *Loop[E]) PostRun(ev E) error {
 	return nil
 }
 
-// PostAwait is Post for a goroutine that waits for the answer to ev (a
-// blocking request): if the loop's goroutine is parked, the caller runs one
-// pass of the loop itself, as with PostRun, which usually leaves the answer
-// ready when it returns; otherwise it wakes the loop. The caller does
-// nothing else while it waits, so it loses nothing by running the pass,
-// and saves the two thread hand-offs of a wake and of the answer; but
-// whatever deadline it waits under is checked only after that pass (at
-// most Batch events from each queue). PostRun's rule on slow passes does
-// not apply: the pass holds up no one but the poster, who waits anyway.
-func (l *Loop[E]) PostAwait(ev E) error {
-	if err := l.in.push(ev); err != nil {
-		return err
-	}
-	if !l.runParked(lendAwait) {
-		l.notify()
-	}
-	return nil
-}
-
 // PostQuiet queues ev like Post but does not wake the loop: the caller
 // must call Kick once it has queued a batch. A transport reading many
 // messages at once uses it to pay for one hand-off per batch rather than
@@ -262,7 +170,7 @@ func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
 // a pass on the calling goroutine if the loop's goroutine is parked, and
 // wakes it otherwise.
 func (l *Loop[E]) Kick() {
-	if !l.runParked(lendTimed) {
+	if !l.runParked() {
 		l.notify()
 	}
 }
@@ -380,8 +288,6 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 	l.interrupt.Store(false)
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
-	l.inRun = true
-	defer func() { l.inRun = false }()
 	for {
 		if l.interrupt.Load() {
 			return ctx.Err()
@@ -397,9 +303,7 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		quiet := l.answered && !l.asked
-		l.answered, l.asked = false, false
-		if !quiet && l.spin() {
+		if l.spin() {
 			continue
 		}
 		l.park()
@@ -429,11 +333,11 @@ func (l *Loop[E]) pass() int {
 		l.pullControl()
 	}
 	for i := 0; i < l.cfg.Batch && l.popControl(ev); i++ {
-		l.handle(ev)
+		l.h.Handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch && l.local.pop(ev); i++ {
-		l.handle(ev)
+		l.h.Handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch; i++ {
@@ -450,9 +354,6 @@ func (l *Loop[E]) pass() int {
 		}
 		l.h.Handle(v) // in place: no copy out of the ring
 		l.in.release()
-		if len(l.handoff) > 0 {
-			l.flushHandoff() // after release: the lent pass may post to l
-		}
 		if n++; n&15 == 0 {
 			l.pub.handled.Store(l.handled + uint64(n)) // progress for the watchdog
 		}
@@ -468,7 +369,7 @@ func (l *Loop[E]) pass() int {
 			l.checkTimer, l.timerPass = false, 0
 			l.readClock()
 			for i := 0; i < l.cfg.Batch && l.timers.popDue(l.now, ev); i++ {
-				l.handle(ev)
+				l.h.Handle(ev)
 				n++
 			}
 		}
@@ -489,17 +390,9 @@ func (l *Loop[E]) pass() int {
 // published on every busy pass (the watchdog's progress signal); the rest
 // every 256 events and whenever the loop parks.
 func (l *Loop[E]) publish() {
-	// Only what changed: a store is a locked instruction, a load is not,
-	// and a lent pass publishes every time.
-	if l.pub.handled.Load() != l.handled {
-		l.pub.handled.Store(l.handled)
-	}
-	if n := int64(l.local.n); l.pub.local.Load() != n {
-		l.pub.local.Store(n)
-	}
-	if n := int64(len(l.timers.items)); l.pub.timers.Load() != n {
-		l.pub.timers.Store(n)
-	}
+	l.pub.handled.Store(l.handled)
+	l.pub.local.Store(int64(l.local.n))
+	l.pub.timers.Store(int64(len(l.timers.items)))
 }
 
 // CachedNow returns a recent reading of the loop's clock: never older than
@@ -563,22 +456,6 @@ func (l *Loop[E]) hasWork() bool {
 const (
 	slowLend        = time.Millisecond
 	noLendAfterSlow = 1024
-	sampleLends     = 8
-)
-
-// monoBase is the origin of monotonic: time.Since reads only the
-// monotonic clock, half the cost of time.Now.
-var monoBase = time.Now()
-
-func monotonic() time.Duration { return time.Since(monoBase) }
-
-// How a pass is lent (runParked).
-type lendHow uint8
-
-const (
-	lendTimed   lendHow = iota // PostRun, Kick: every pass timed
-	lendSampled                // PostFrom: one pass in sampleLends timed
-	lendAwait                  // PostAwait: not timed
 )
 
 // Owners of a running loop's passes.
@@ -650,48 +527,24 @@ func (l *Loop[E]) takeBack() {
 // meanwhile and takes the loop back afterwards; work left over, or a timer
 // due before the one it sleeps toward, wakes it. It returns false at once
 // when the loop is busy, stopped or already lent, so it never blocks.
-//
-// Every pass lent to PostRun and Kick is timed; of those lent to PostFrom
-// one in sampleLends, as two clock readings cost a good part of a round
-// trip there (~60 ns on a virtual machine); those lent to PostAwait none:
-// its poster waits for the answer, which the loop's own goroutine would
-// give no sooner, so it has nothing to protect (and it lends even while
-// the others do not).
-func (l *Loop[E]) runParked(how lendHow) bool {
+func (l *Loop[E]) runParked() bool {
 	if l.owner.Load() != ownParked {
 		return false
 	}
-	if how != lendAwait && l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
+	if l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
 		l.noLend.Add(-1)
 		return false
 	}
 	if !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
 		return false
 	}
-	l.lends++
-	timed := how == lendTimed || (how == lendSampled && (l.suspect || l.lends%sampleLends == 0))
-	var start time.Duration
-	if timed {
-		start = monotonic()
-	}
+	start := time.Now()
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
-	if timed {
-		slow := monotonic()-start > slowLend
-		// A sampled pass counts as slow only when the next one is slow
-		// too: one slow pass alone is as likely the poster's thread
-		// preempted by the OS on a loaded machine, and would send a
-		// ping-pong between two loops to the wake path for 1024 asks.
-		if slow && how == lendSampled && !l.suspect {
-			l.suspect = true
-		} else if slow {
-			// The poster (a network goroutine) was held up by this
-			// loop's handlers: do not lend the loop for a while.
-			l.noLend.Store(noLendAfterSlow)
-			l.suspect = false
-		} else {
-			l.suspect = false
-		}
+	if time.Since(start) > slowLend {
+		// The poster (a network goroutine) was held up by this loop's
+		// handlers: do not lend the loop for a while.
+		l.noLend.Store(noLendAfterSlow)
 	}
 	// Wake the loop goroutine if it is waiting for us, if work is left, or
 	// if the pass added a timer due before the one it sleeps toward.
@@ -701,10 +554,7 @@ func (l *Loop[E]) runParked(how lendHow) bool {
 	}
 	l.publish()
 	l.owner.Store(ownParked)
-	// reclaim is read after owner is released: a takeBack that raised it
-	// before then is seen here, and one that raises it after finds the loop
-	// parked. A plain load first spares the common case a locked swap.
-	if (l.reclaim.Load() && l.reclaim.Swap(false)) || wake {
+	if l.reclaim.Swap(false) || wake {
 		l.sleeping.Store(0)
 		select {
 		case l.wake <- struct{}{}:
