@@ -541,27 +541,11 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 		}
 		a.ulog.Info("applications: child upgraded", "app", rec.Name, "child", s.child.Name, "node", s.out.Node, "from", s.child.Kind, "to", s.to)
 	}
+	var proposed bool // the new spec was proposed: it may be recorded
 	if failed == nil {
 		// Only now does the registry get the new spec: a failover during
 		// the upgrade starts the old kinds, which the old spec names.
-		cur, err := a.status(ctx)
-		switch {
-		case err != nil:
-			cause = err
-		case !holdsBytes(cur, rec.Name, rec.Spec):
-			cause = errors.New("the registry's spec changed during the upgrade (a deploy?)")
-		default:
-			rctx, cancel := context.WithTimeout(ctx, appCallTimeout)
-			r := a.apply(rctx, appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: enc, Prefer: old.Prefer, Takeover: old.Takeover},
-				func(st driver.Status) bool { return holdsBytes(st, rec.Name, enc) },
-				func(code int, format string, args ...any) any {
-					return gateway.AppResult{Code: code, Msg: fmt.Sprintf(format, args...)}
-				})
-			cancel()
-			if err := r.(gateway.AppResult).Err(); err != nil {
-				cause = fmt.Errorf("recording the new spec: %w", err)
-			}
-		}
+		proposed, cause = a.recordSpec(ctx, rec, enc)
 		if cause == nil {
 			a.ulog.Info("applications: rolling upgrade done", "app", rec.Name, "children", len(steps))
 			return res
@@ -596,12 +580,12 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 		}
 	}
 	if failed == nil {
-		// Recording the spec failed: it may have been recorded all the same.
-		rctx, cancel := context.WithTimeout(context.Background(), appCallTimeout)
-		a.apply(rctx, appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: rec.Spec, Prefer: old.Prefer, Takeover: old.Takeover},
-			func(st driver.Status) bool { return holdsBytes(st, rec.Name, rec.Spec) },
-			func(int, string, ...any) any { return nil })
-		cancel()
+		if proposed {
+			// The new spec may be recorded all the same: the old one goes
+			// back, but only in place of this upgrade's own (a deploy or
+			// a stop meanwhile is the operator's, kept).
+			a.restoreSpec(rec, enc)
+		}
 		return fail(gateway.AppFailed, "upgrade of %q: %v; the children were moved back", rec.Name, cause)
 	}
 	return fail(gateway.AppFailed, "upgrade of %q: child %q (%s -> %s on %s): %v", rec.Name, failed.child.Name,
@@ -616,14 +600,82 @@ func (a *apps) progress(to actor.Ref, s gateway.UpgradeStep) {
 	}
 }
 
-// holdsBytes reports whether st holds app with the spec enc.
-func holdsBytes(st driver.Status, app string, enc []byte) bool {
+// errSpecChanged: the registry's record of an application changed while
+// it was upgraded (a deploy, a stop, a removal, a failover).
+var errSpecChanged = errors.New("the registry's record changed during the upgrade (a deploy, a stop or a failover?)")
+
+// holdsAt reports whether st holds app desired running with the spec enc,
+// at generation gen.
+func holdsAt(st driver.Status, app string, enc []byte, gen uint64) bool {
 	for _, x := range st.Apps {
 		if x.Name == app {
-			return x.Desired == appreg.Running && bytes.Equal(x.Spec, enc)
+			return x.Desired == appreg.Running && x.Gen == gen && bytes.Equal(x.Spec, enc)
 		}
 	}
 	return false
+}
+
+// recordSpec replaces rec's spec by enc in the registry with a
+// conditional deploy: it applies only while the record is rec's (its
+// spec, its generation, desired running), so a deploy, stop or failover
+// made meanwhile is never overwritten. It returns errSpecChanged once the
+// registry shows another record, and whether enc was proposed (then it
+// may be recorded even when an error is returned).
+func (a *apps) recordSpec(ctx context.Context, rec appreg.App, enc []byte) (proposed bool, err error) {
+	old, _ := decodeAppSpec(rec.Spec)
+	cmd := appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: enc, Prefer: old.Prefer, Takeover: old.Takeover,
+		IfSpec: appreg.SpecHash(rec.Spec), Gen: rec.Gen}
+	return a.casSpec(ctx, cmd, rec.Spec)
+}
+
+// restoreSpec puts rec's spec back in place of enc, if the registry holds
+// enc at rec's generation (this upgrade's write), within appCallTimeout.
+func (a *apps) restoreSpec(rec appreg.App, enc []byte) {
+	old, _ := decodeAppSpec(rec.Spec)
+	cmd := appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: rec.Spec, Prefer: old.Prefer, Takeover: old.Takeover,
+		IfSpec: appreg.SpecHash(enc), Gen: rec.Gen}
+	ctx, cancel := context.WithTimeout(context.Background(), appCallTimeout)
+	defer cancel()
+	if _, err := a.casSpec(ctx, cmd, enc); err != nil && !errors.Is(err, errSpecChanged) {
+		a.ulog.Error("applications: putting the old spec back failed; the registry may hold the new one while the children run the old kinds",
+			"app", rec.Name, "err", err)
+	}
+}
+
+// casSpec proposes the conditional deploy cmd, which expects the registry
+// to hold from (at cmd.Gen), until the registry shows cmd.Spec (nil) or
+// another record than from (errSpecChanged), or ctx ends.
+func (a *apps) casSpec(ctx context.Context, cmd appreg.Command, from []byte) (proposed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, appCallTimeout)
+	defer cancel()
+	var last error
+	for {
+		st, err := a.status(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case holdsAt(st, cmd.App, cmd.Spec, cmd.Gen):
+			return proposed, nil
+		case !holdsAt(st, cmd.App, from, cmd.Gen):
+			return proposed, errSpecChanged
+		default:
+			proposed = true // an error may come after it was proposed
+			if err := a.propose(ctx, cmd); err != nil {
+				last = err
+			}
+		}
+		// Give the proposal a few ticks to commit before looking again.
+		t := time.NewTimer(5 * a.cfg.Tick)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if last == nil {
+				last = ctx.Err()
+			}
+			return proposed, fmt.Errorf("recording the spec: not applied within %v: %w", appCallTimeout, last)
+		case <-t.C:
+		}
+	}
 }
 
 // moveChild moves one child forward (or back) on the daemon where it runs

@@ -706,3 +706,71 @@ func TestAppUpgradeLogBounded(t *testing.T) {
 		t.Fatalf("%d lines for 50 refused upgrades, want 1 to 10", got)
 	}
 }
+
+// TestAppUpgradeKeepsOperatorsDeploy: an operator's deploy made while an
+// upgrade runs is the registry's last word: the upgrade, which finds the
+// record changed once its children have moved, moves them back and fails,
+// and neither overwrites that deploy with its new spec nor puts the old
+// spec back. (A conditional deploy is what makes the upgrade's own write
+// safe against a change that lands just before it: appreg's
+// TestConditionalDeployIsCompareAndSet.)
+func TestAppUpgradeKeepsOperatorsDeploy(t *testing.T) {
+	f := newFixture()
+	a, b, c := threeDaemons(t, f)
+	refs, err := childRefs(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w3 is busy until the test says: the upgrade waits on it once w1
+	// and w2 have moved.
+	held := make(chan error, 1)
+	go func() {
+		_, err := a.System().Ask(context.Background(), refs["w3"], "hold")
+		held <- err
+	}()
+	<-f.entered
+	steps := make(chan gateway.UpgradeStep, 10)
+	prog, err := a.System().Spawn(context.Background(), func() actor.Actor { return stepSink(steps) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := counterSpec()
+	for i := range nw.Children {
+		nw.Children[i].Kind = "counter2"
+	}
+	res := make(chan gateway.UpgradeResult, 1)
+	go func() { res <- upgradeCall(t, a, gateway.UpgradeApp{Spec: nw, Progress: prog}) }()
+	for _, w := range []string{"w1", "w2"} {
+		select {
+		case s := <-steps:
+			if s.Child != w || s.Outcome != "upgraded" {
+				t.Fatalf("progress %+v, want %s upgraded", s, w)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no progress for %s", w)
+		}
+	}
+	user := counterSpec()
+	user.Intensity = 11
+	if err := appCall(t, b, gateway.DeployApp{Spec: user}).(gateway.AppResult).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the operator's deploy seen on a", func() bool {
+		info, _ := appOn(t, a, "shop")
+		return sameEncoding(info.Spec, user)
+	})
+	close(f.hold)
+	<-held
+	r := <-res
+	if err := r.Result.Err(); !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), "changed during the upgrade") {
+		t.Fatalf("upgrade: %v (steps %+v), want ErrUpgradeFailed naming the changed record", err, r.Steps)
+	}
+	// The registry keeps the operator's deploy, on every replica (the
+	// upgrade's writes are over once it has answered).
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 10*time.Second, d.Info().Node+" holds the operator's deploy", func() bool {
+			info, _ := appOn(t, d, "shop")
+			return sameEncoding(info.Spec, user) && info.Desired == "running"
+		})
+	}
+}
