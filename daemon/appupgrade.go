@@ -287,7 +287,7 @@ func (d *Daemon) moveActor(ctx context.Context, m childUpgrade) childUpgraded {
 	switch {
 	case err == nil:
 		return childUpgraded{}
-	case errors.Is(err, errKindType):
+	case errors.Is(err, errKindType), errors.Is(err, errKindPanic):
 		return bad("%v", err)
 	case errors.Is(err, upgrade.ErrWrongVersion):
 		return childUpgraded{Code: cuNotFrom, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}

@@ -774,3 +774,56 @@ func TestAppUpgradeKeepsOperatorsDeploy(t *testing.T) {
 		})
 	}
 }
+
+// boomV2 is the actor type of the kind "boom", whose factory panics.
+type boomV2 struct{}
+
+func (boomV2) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// TestAppUpgradeFactoryPanics: a target kind whose factory panics refuses
+// the move, naming the panic; the daemon lives on (the factory is first
+// called on a goroutine of the daemon's, where a panic would end the
+// process) and the child runs its old kind.
+func TestAppUpgradeFactoryPanics(t *testing.T) {
+	f := newFixture()
+	cfg := f.config(t, "a")
+	cfg.Apps = fastApps("a")
+	cfg.Kinds["boom"] = Kind(func(a ctrArgs) (actor.Factory, error) {
+		return func() actor.Actor { panic("the factory of boom fails for " + a.Name) }, nil
+	})
+	cfg.Upgrades = append(cfg.Upgrades, Upgrade("counter", "boom", upgrade.Migration[*counterV1, *boomV2]{
+		Forward: func(o *counterV1) (*boomV2, error) { return &boomV2{}, nil },
+		Back:    func(n *boomV2) (*counterV1, error) { return &counterV1{f: f}, nil },
+	}))
+	a := start(t, cfg)
+	spec := AppSpec{Name: "one", Intensity: 10, Period: gateway.Duration(time.Second),
+		Children: []AppChild{{Name: "w1", Kind: "counter", Args: map[string]any{"name": "w1"}, Shutdown: "1s"}}}
+	eventually(t, 30*time.Second, "one deployed", func() bool {
+		return appCall(t, a, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
+	})
+	var w1 actor.Ref
+	eventually(t, 30*time.Second, "one's w1 runs on a", func() bool {
+		info, ok := appOn(t, a, "one")
+		live := a.apps.liveApp("one")
+		if !ok || info.State != "running" || live == nil {
+			return false
+		}
+		ref, err := a.apps.childRef(context.Background(), live.root, "w1")
+		w1 = ref
+		return err == nil
+	})
+	r := upgradeCall(t, a, gateway.UpgradeApp{App: "one", Child: "w1", Kind: "boom"})
+	err := r.Result.Err()
+	if !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), "panic: the factory of boom fails for w1") {
+		t.Fatalf("upgrade: %v, want ErrUpgradeFailed naming the factory's panic", err)
+	}
+	if len(r.Steps) != 1 || r.Steps[0].Outcome != "refused" {
+		t.Fatalf("steps %+v, want w1 refused", r.Steps)
+	}
+	if got := askInc(t, a.System(), w1); got != "v1:1" {
+		t.Fatalf("w1 answered %q, want the old kind's v1:1", got)
+	}
+	if k := a.apps.liveApp("one").slots["w1"].current(); k != "counter" {
+		t.Fatalf("w1's slot says %q, want counter", k)
+	}
+}

@@ -74,18 +74,40 @@ func Upgrade[Old, New actor.Actor](from, to string, m upgrade.Migration[Old, New
 	return u
 }
 
-// errKindType: a kind's factory does not make the migration's type.
-var errKindType = errors.New("the kind does not make the migration's type")
+// Errors of a kind that cannot be moved to, found before the move.
+var (
+	// errKindType: a kind's factory does not make the migration's type.
+	errKindType = errors.New("the kind does not make the migration's type")
+	// errKindPanic: a kind's factory panicked.
+	errKindPanic = errors.New("the kind's factory panicked")
+)
 
 // typedFactory makes fresh a func() T, checking once that it makes Ts.
+// The check must build one (a factory's result type is known only from
+// a result); a panic of fresh is recovered and refuses the move, for it
+// runs on a goroutine of the daemon's, where it would end the process.
 func typedFactory[T actor.Actor](fresh actor.Factory, kind string) (func() T, error) {
-	if probe, ok := fresh().(T); !ok || isNilActor(probe) {
-		return nil, fmt.Errorf("%w: kind %q makes %T, the migration wants %v", errKindType, kind, fresh(), reflect.TypeFor[T]())
+	probe, err := probeFactory(fresh)
+	if err != nil {
+		return nil, fmt.Errorf("%w: kind %q: %v", errKindPanic, kind, err)
+	}
+	if p, ok := probe.(T); !ok || isNilActor(p) {
+		return nil, fmt.Errorf("%w: kind %q makes %T, the migration wants %v", errKindType, kind, probe, reflect.TypeFor[T]())
 	}
 	return func() T {
 		v, _ := fresh().(T)
 		return v
 	}, nil
+}
+
+// probeFactory calls f once, a panic turned into an error.
+func probeFactory(f actor.Factory) (a actor.Actor, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			a, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return f(), nil
 }
 
 func isNilActor(a actor.Actor) bool {
