@@ -827,3 +827,124 @@ func TestAppUpgradeFactoryPanics(t *testing.T) {
 		t.Fatalf("w1's slot says %q, want counter", k)
 	}
 }
+
+// TestAppUpgradeUnknownRollback: b's gateway stops answering a (a ref
+// that is gone stands for it): w2's move and its move back get no answer,
+// and neither does the question which kind w2 runs. The upgrade does not
+// guess: w2's step says "unknown", the reply says the rollback is
+// incomplete, the AppUpgraded event says so too, and w2's slot keeps the
+// old kind the registry names, so the root's next restart of w2 (which
+// never moved) makes the old kind.
+func TestAppUpgradeUnknownRollback(t *testing.T) {
+	f := newFixture()
+	a, _, _ := threeDaemons(t, f)
+	done, err := event.Subscribe[AppUpgraded](a.Bus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done.Unsubscribe()
+	refs, err := childRefs(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := a.System().Spawn(context.Background(), func() actor.Actor { return stepSink(nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.System().Kill(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	a.gw.mu.Lock()
+	bgw := a.gw.peers["b"]
+	unreachable := bgw
+	unreachable.ref = gone
+	a.gw.peers["b"] = unreachable
+	a.gw.mu.Unlock()
+	r := upgradeCall(t, a, gateway.UpgradeApp{App: "shop", Child: "w2", Kind: "counter2"})
+	a.gw.mu.Lock()
+	a.gw.peers["b"] = bgw
+	a.gw.mu.Unlock()
+	err = r.Result.Err()
+	if !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), rollbackIncomplete+": w2 runs counter or counter2") {
+		t.Fatalf("upgrade: %v, want ErrUpgradeFailed saying the rollback of w2 is incomplete", err)
+	}
+	if len(r.Steps) != 1 || r.Steps[0].Outcome != "unknown" || !strings.Contains(r.Steps[0].Reason, "which kind it runs is not known") {
+		t.Fatalf("steps %+v, want w2 unknown", r.Steps)
+	}
+	select {
+	case e := <-done.Out():
+		if e.Outcome != "rollback incomplete" {
+			t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no AppUpgraded")
+	}
+	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter" {
+		t.Fatalf("w2's slot says %q, want the registry's counter", k)
+	}
+	if err := a.System().Kill(ctx, refs["w2"]); err != nil {
+		t.Fatal(err)
+	}
+	var w2 actor.Ref
+	eventually(t, 20*time.Second, "w2 restarted", func() bool {
+		now, err := childRefs(a)
+		w2 = now["w2"]
+		return err == nil && !w2.IsZero() && w2 != refs["w2"]
+	})
+	if got := askInc(t, a.System(), w2); got != "v1:1" {
+		t.Fatalf("restarted w2 answered %q, want a fresh counter's v1:1", got)
+	}
+}
+
+// TestMoveActorSerialized: the moves of one actor are carried out one at
+// a time on its daemon: a move back sent while the move forward waits
+// (its actor is busy) waits for it, and gives up naming it; then, once
+// the forward move has happened, Which says the actor runs the new kind.
+func TestMoveActorSerialized(t *testing.T) {
+	f := newFixture()
+	cfg := f.config(t, "a")
+	a := start(t, cfg)
+	w, err := a.System().Spawn(context.Background(), func() actor.Actor { return &counterV1{name: "w", f: f} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := a.System().Ask(context.Background(), w, "hold")
+		held <- err
+	}()
+	<-f.entered
+	args := map[string]any{"name": "w"}
+	fwd := make(chan childUpgraded, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), childUpgradeTimeout)
+		defer cancel()
+		fwd <- a.moveActor(ctx, childUpgrade{Ref: w, Old: "counter", New: "counter2", Args: args})
+	}()
+	eventually(t, 10*time.Second, "the forward move under way", func() bool {
+		a.moves.mu.Lock()
+		defer a.moves.mu.Unlock()
+		return a.moves.m[w] != nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	r := a.moveActor(ctx, childUpgrade{Ref: w, Old: "counter", New: "counter2", Args: args, Back: true})
+	cancel()
+	if r.Code != cuUnknown || !strings.Contains(r.Msg, "waiting for the move of the actor under way") {
+		t.Fatalf("move back during the move forward: %+v, want it to wait for it", r)
+	}
+	close(f.hold)
+	<-held
+	if r := <-fwd; r.Code != cuOK {
+		t.Fatalf("move forward: %+v", r)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r := a.moveActor(ctx, childUpgrade{Ref: w, Old: "counter", New: "counter2", Which: true}); r.Code != cuOK || r.Kind != "counter2" {
+		t.Fatalf("which: %+v, want counter2", r)
+	}
+	if got := askInc(t, a.System(), w); got != "v2:1" {
+		t.Fatalf("w answered %q after its move", got)
+	}
+}

@@ -26,6 +26,8 @@ type KindUpgrade struct {
 	// run moves ref one way: forward, or back through the migration's
 	// Back; fresh makes the target kind from the child's arguments.
 	run func(ctx context.Context, sys *actor.System, ref actor.Ref, back bool, fresh actor.Factory, log *slog.Logger) error
+	// which says whether an instance is of the Old type, of the New one.
+	which func(a actor.Actor) (isOld, isNew bool)
 }
 
 // Upgrade registers m as the upgrade of a running actor of kind from
@@ -52,6 +54,11 @@ func Upgrade[Old, New actor.Actor](from, to string, m upgrade.Migration[Old, New
 	}
 	if m.To == "" {
 		m.To = to
+	}
+	u.which = func(a actor.Actor) (bool, bool) {
+		_, o := a.(Old)
+		_, n := a.(New)
+		return o && !isNilActor(a), n && !isNilActor(a)
 	}
 	u.run = func(ctx context.Context, sys *actor.System, ref actor.Ref, back bool, fresh actor.Factory, log *slog.Logger) error {
 		o := upgrade.Options{Logger: log}
