@@ -275,7 +275,7 @@ type UpgradeStep struct {
 // UpgradeResult answers UpgradeApp: the steps taken, in order, and the
 // outcome (Result.Code 0: every child runs its new kind and the registry
 // holds the new spec; AppFailed: a step failed and the upgrade was rolled
-// back; other codes: refused before any child moved, unless Steps say
+// back, as far as Steps say (see ErrUpgradeFailed); other codes: refused before any child moved, unless Steps say
 // otherwise).
 type UpgradeResult struct {
 	App    string
