@@ -71,9 +71,10 @@ func (s stepSink) Receive(_ *actor.Context, msg any) (any, error) {
 
 // upgradeFixture is what the kinds of every daemon of a test share.
 type upgradeFixture struct {
-	failOn  atomic.Value  // string: the child whose Forward fails
-	entered chan struct{} // a "hold" ask is being handled
-	hold    chan struct{} // closed: "hold" asks end
+	failOn   atomic.Value  // string: the child whose Forward fails
+	failBack atomic.Value  // string: the child whose Back fails
+	entered  chan struct{} // a "hold" ask is being handled
+	hold     chan struct{} // closed: "hold" asks end
 }
 
 func newFixture() *upgradeFixture {
@@ -100,7 +101,12 @@ func (f *upgradeFixture) config(t *testing.T, name string, seeds ...string) Conf
 			}
 			return &counterV2{name: o.name, n: o.n}, nil
 		},
-		Back: func(n *counterV2) (*counterV1, error) { return &counterV1{name: n.name, n: n.n, f: f}, nil },
+		Back: func(n *counterV2) (*counterV1, error) {
+			if s, _ := f.failBack.Load().(string); s == n.name {
+				return nil, errors.New("the test keeps " + n.name)
+			}
+			return &counterV1{name: n.name, n: n.n, f: f}, nil
+		},
 	})}
 	c.Apps = fastApps("a", "b", "c")
 	return c
@@ -946,5 +952,58 @@ func TestMoveActorSerialized(t *testing.T) {
 	}
 	if got := askInc(t, a.System(), w); got != "v2:1" {
 		t.Fatalf("w answered %q after its move", got)
+	}
+}
+
+// TestAppUpgradeRollbackFails: w3's move fails, then w2's move back: w2
+// runs its new kind, as its daemon says when asked, so its step says
+// "rollback failed", its slot the new kind (the root's restarts make
+// what it runs), and the reply and the AppUpgraded event say the
+// rollback is incomplete; w1 is rolled back.
+func TestAppUpgradeRollbackFails(t *testing.T) {
+	f := newFixture()
+	f.failOn.Store("w3")
+	f.failBack.Store("w2")
+	a, _, _ := threeDaemons(t, f)
+	done, err := event.Subscribe[AppUpgraded](a.Bus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done.Unsubscribe()
+	refs, err := childRefs(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := counterSpec()
+	for i := range nw.Children {
+		nw.Children[i].Kind = "counter2"
+	}
+	r := upgradeCall(t, a, gateway.UpgradeApp{Spec: nw})
+	err = r.Result.Err()
+	if !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), rollbackIncomplete+": w2 runs counter2") {
+		t.Fatalf("upgrade: %v, want ErrUpgradeFailed saying w2 runs counter2", err)
+	}
+	var outcomes []string
+	for _, s := range r.Steps {
+		outcomes = append(outcomes, s.Child+" "+s.Outcome)
+	}
+	if want := []string{"w1 rolled back", "w2 rollback failed", "w3 refused"}; !slices.Equal(outcomes, want) {
+		t.Fatalf("steps %+v, want %v", r.Steps, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	select {
+	case e := <-done.Out():
+		if e.Outcome != "rollback incomplete" {
+			t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no AppUpgraded")
+	}
+	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter2" {
+		t.Fatalf("w2's slot says %q, want counter2, which it runs", k)
+	}
+	if got := askInc(t, a.System(), refs["w2"]); got != "v2:1" {
+		t.Fatalf("w2 answered %q, want counter2's v2:1", got)
 	}
 }
