@@ -113,6 +113,7 @@ type Command struct {
 	// only if the record is desired running, holds a spec whose SpecHash
 	// is IfSpec and is of generation Gen; otherwise it is rejected with
 	// ErrConflict and changes nothing. "" deploys unconditionally.
+	// Replicas that predate IfSpec ignore it: all must know it first.
 	IfSpec string `json:"if_spec,omitempty"`
 	// Assign: the new node, and the generation it replaces (the new one is
 	// Gen+1). Renew: the holder and the generation it holds.
