@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -33,8 +34,14 @@ const (
 	// appUpgradeTimeout bounds a whole application upgrade on the daemon
 	// that runs it (the rollback included).
 	appUpgradeTimeout = 2 * time.Minute
-	// childUpgradeTimeout bounds one child's move, forward or back.
+	// childUpgradeTimeout bounds one child's move, forward or back, on
+	// the daemon where the child runs (waiting for a move of the same
+	// actor under way there included).
 	childUpgradeTimeout = 30 * time.Second
+	// childAskTimeout bounds the coordinator's wait for a child's move on
+	// another daemon: that daemon's own bound plus a round trip, so that
+	// the coordinator does not give up before the answer can come.
+	childAskTimeout = childUpgradeTimeout + 10*time.Second
 	// maxUpgradeCalls bounds the application upgrades a gateway handles at
 	// once (each holds a goroutine, not a worker of the pool).
 	maxUpgradeCalls = 4
@@ -50,19 +57,24 @@ type appUpgradeAt struct{ Req gateway.UpgradeApp }
 // childUpgrade asks a daemon's gateway to move one of its actors, Ref,
 // from kind Old to kind New (Back: from New back to Old) with the
 // KindUpgrade registered there for Old -> New; Args are the child's spec
-// arguments, for the target kind's factory. Only a cluster member's is
-// answered (a childUpgraded).
+// arguments, for the target kind's factory. Which asks instead which of
+// the two kinds the actor runs now (nothing moves). Only a cluster
+// member's is answered (a childUpgraded). The moves (and Which) of one
+// actor are carried out one at a time, in the order they arrive.
 type childUpgrade struct {
 	Ref      actor.Ref
 	Old, New string
 	Args     map[string]any
 	Back     bool
+	Which    bool
 }
 
-// childUpgraded answers childUpgrade: Code one of the cu* constants.
+// childUpgraded answers childUpgrade: Code one of the cu* constants;
+// Kind, for Which, the kind the actor runs (Old or New).
 type childUpgraded struct {
 	Code int
 	Msg  string
+	Kind string
 }
 
 // Codes of childUpgraded.
@@ -102,7 +114,10 @@ type AppUpgraded struct {
 	App string
 	// Outcome is "upgraded" (every changed child runs its new kind and
 	// the registry holds the new spec), "rolled back" (a step failed:
-	// Steps say which and why) or "refused" (no child moved).
+	// Steps say which and why; every child runs its old kind),
+	// "rollback incomplete" (a step failed and a child could not be
+	// moved back, or which kind it runs is not known: its step says
+	// "rollback failed" or "unknown") or "refused" (no child moved).
 	Outcome string
 	Steps   []gateway.UpgradeStep
 	Reason  string
@@ -265,6 +280,15 @@ func (d *Daemon) moveActor(ctx context.Context, m childUpgrade) childUpgraded {
 	if !ok {
 		return bad("no upgrade from kind %q to %q registered", m.Old, m.New)
 	}
+	// One move of an actor at a time: a move back must not overtake the
+	// move forward it undoes, nor Which a move under way.
+	if err := d.moves.lock(ctx, m.Ref); err != nil {
+		return childUpgraded{Code: cuUnknown, Msg: fmt.Sprintf("on %s: waiting for the move of the actor under way: %v", d.cfg.Name, err)}
+	}
+	defer d.moves.unlock(m.Ref)
+	if m.Which {
+		return d.whichKind(ctx, m, u)
+	}
 	target := m.New
 	if m.Back {
 		target = m.Old
@@ -287,7 +311,7 @@ func (d *Daemon) moveActor(ctx context.Context, m childUpgrade) childUpgraded {
 	switch {
 	case err == nil:
 		return childUpgraded{}
-	case errors.Is(err, errKindType):
+	case errors.Is(err, errKindType), errors.Is(err, errKindPanic):
 		return bad("%v", err)
 	case errors.Is(err, upgrade.ErrWrongVersion):
 		return childUpgraded{Code: cuNotFrom, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
@@ -295,6 +319,58 @@ func (d *Daemon) moveActor(ctx context.Context, m childUpgrade) childUpgraded {
 		return childUpgraded{Code: cuRefused, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	}
 	return childUpgraded{Code: cuUnknown, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
+}
+
+// whichKind answers a childUpgrade's Which: the kind m.Ref runs now, by
+// its instance's type.
+func (d *Daemon) whichKind(ctx context.Context, m childUpgrade, u KindUpgrade) childUpgraded {
+	var isOld, isNew bool
+	err := d.sys.Inspect(ctx, m.Ref, func(_ *actor.Context, a actor.Actor) { isOld, isNew = u.which(a) })
+	switch {
+	case err != nil:
+		return childUpgraded{Code: cuUnknown, Msg: fmt.Sprintf("on %s: looking at the actor: %v", d.cfg.Name, err)}
+	case isOld && !isNew:
+		return childUpgraded{Kind: m.Old}
+	case isNew && !isOld:
+		return childUpgraded{Kind: m.New}
+	}
+	return childUpgraded{Code: cuUnknown, Msg: fmt.Sprintf("on %s: the actor's type is neither only %q's nor only %q's", d.cfg.Name, m.Old, m.New)}
+}
+
+// refLocks serializes work per actor; the zero value is ready.
+type refLocks struct {
+	mu sync.Mutex
+	m  map[actor.Ref]chan struct{}
+}
+
+// lock waits for ref's turn, or for ctx's end.
+func (l *refLocks) lock(ctx context.Context, ref actor.Ref) error {
+	for {
+		l.mu.Lock()
+		if l.m == nil {
+			l.m = map[actor.Ref]chan struct{}{}
+		}
+		held, ok := l.m[ref]
+		if !ok {
+			l.m[ref] = make(chan struct{})
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// unlock ends ref's turn.
+func (l *refLocks) unlock(ref actor.Ref) {
+	l.mu.Lock()
+	close(l.m[ref])
+	delete(l.m, ref)
+	l.mu.Unlock()
 }
 
 // upgradeTarget is the app an UpgradeApp names, after checking its shape.
@@ -541,27 +617,11 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 		}
 		a.ulog.Info("applications: child upgraded", "app", rec.Name, "child", s.child.Name, "node", s.out.Node, "from", s.child.Kind, "to", s.to)
 	}
+	var proposed bool // the new spec was proposed: it may be recorded
 	if failed == nil {
 		// Only now does the registry get the new spec: a failover during
 		// the upgrade starts the old kinds, which the old spec names.
-		cur, err := a.status(ctx)
-		switch {
-		case err != nil:
-			cause = err
-		case !holdsBytes(cur, rec.Name, rec.Spec):
-			cause = errors.New("the registry's spec changed during the upgrade (a deploy?)")
-		default:
-			rctx, cancel := context.WithTimeout(ctx, appCallTimeout)
-			r := a.apply(rctx, appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: enc, Prefer: old.Prefer, Takeover: old.Takeover},
-				func(st driver.Status) bool { return holdsBytes(st, rec.Name, enc) },
-				func(code int, format string, args ...any) any {
-					return gateway.AppResult{Code: code, Msg: fmt.Sprintf(format, args...)}
-				})
-			cancel()
-			if err := r.(gateway.AppResult).Err(); err != nil {
-				cause = fmt.Errorf("recording the new spec: %w", err)
-			}
-		}
+		proposed, cause = a.recordSpec(ctx, rec, enc)
 		if cause == nil {
 			a.ulog.Info("applications: rolling upgrade done", "app", rec.Name, "children", len(steps))
 			return res
@@ -576,37 +636,53 @@ func (a *apps) roll(ctx context.Context, rec appreg.App, req gateway.UpgradeApp)
 	// not move is refused, harmlessly). Each move back has its own time
 	// (childUpgradeTimeout), even when the upgrade's has run out.
 	back := context.WithoutCancel(ctx)
+	var incomplete []string // children whose move back failed, or whose kind is not known
 	for i := len(res.Steps) - 1; i >= 0; i-- {
 		s := steps[i]
 		if !s.upgraded {
 			continue
 		}
-		if err := a.moveChild(back, live, s, true); err != nil {
-			if s != failed {
-				s.out.Outcome, s.out.Reason = "rollback failed", err.Error()
-				a.progress(req.Progress, *s.out)
-				a.ulog.Error("applications: rollback of a child failed; it runs its new kind", "app", rec.Name, "child", s.child.Name,
-					"node", s.out.Node, "kind", s.to, "err", err)
-			}
-			continue
-		}
-		if s != failed {
-			s.out.Outcome, s.out.Reason = "rolled back", why
+		err := a.moveChild(back, live, s, true)
+		switch {
+		case err == nil && s == failed:
+			s.out.Reason += "; it runs its old kind"
 			a.progress(req.Progress, *s.out)
+			continue
+		case err == nil:
+			s.out.Outcome, s.out.Reason = "rolled back", why
+		case errors.Is(err, errRunsNew):
+			s.out.Outcome, s.out.Reason = "rollback failed", err.Error()
+			incomplete = append(incomplete, fmt.Sprintf("%s runs %s", s.child.Name, s.to))
+			a.ulog.Error("applications: rollback of a child failed; it runs its new kind, which its restarts make", "app", rec.Name,
+				"child", s.child.Name, "node", s.out.Node, "kind", s.to, "err", err)
+		default:
+			s.out.Outcome, s.out.Reason = "unknown", err.Error()
+			incomplete = append(incomplete, fmt.Sprintf("%s runs %s or %s", s.child.Name, s.child.Kind, s.to))
+			a.ulog.Error("applications: rollback of a child failed and which kind it runs is not known; its restarts make its old kind",
+				"app", rec.Name, "child", s.child.Name, "node", s.out.Node, "old", s.child.Kind, "new", s.to, "err", err)
 		}
+		a.progress(req.Progress, *s.out)
+	}
+	moved := "the children moved were rolled back"
+	if len(incomplete) > 0 {
+		moved = rollbackIncomplete + ": " + strings.Join(incomplete, ", ")
 	}
 	if failed == nil {
-		// Recording the spec failed: it may have been recorded all the same.
-		rctx, cancel := context.WithTimeout(context.Background(), appCallTimeout)
-		a.apply(rctx, appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: rec.Spec, Prefer: old.Prefer, Takeover: old.Takeover},
-			func(st driver.Status) bool { return holdsBytes(st, rec.Name, rec.Spec) },
-			func(int, string, ...any) any { return nil })
-		cancel()
-		return fail(gateway.AppFailed, "upgrade of %q: %v; the children were moved back", rec.Name, cause)
+		if proposed {
+			// The new spec may be recorded all the same: the old one goes
+			// back, but only in place of this upgrade's own (a deploy or
+			// a stop meanwhile is the operator's, kept).
+			a.restoreSpec(rec, enc)
+		}
+		return fail(gateway.AppFailed, "upgrade of %q: %v; %s", rec.Name, cause, moved)
 	}
-	return fail(gateway.AppFailed, "upgrade of %q: child %q (%s -> %s on %s): %v", rec.Name, failed.child.Name,
-		failed.child.Kind, failed.to, failed.out.Node, cause)
+	return fail(gateway.AppFailed, "upgrade of %q: child %q (%s -> %s on %s): %v; %s", rec.Name, failed.child.Name,
+		failed.child.Kind, failed.to, failed.out.Node, cause, moved)
 }
+
+// rollbackIncomplete marks an upgrade's error whose rollback left a child
+// on its new kind, or on a kind not known.
+const rollbackIncomplete = "ROLLBACK INCOMPLETE"
 
 // progress sends a step's outcome to the asker's progress actor (through
 // its gateway's relay), if it gave one; one way, never waiting.
@@ -616,18 +692,99 @@ func (a *apps) progress(to actor.Ref, s gateway.UpgradeStep) {
 	}
 }
 
-// holdsBytes reports whether st holds app with the spec enc.
-func holdsBytes(st driver.Status, app string, enc []byte) bool {
+// errSpecChanged: the registry's record of an application changed while
+// it was upgraded (a deploy, a stop, a removal, a failover).
+var errSpecChanged = errors.New("the registry's record changed during the upgrade (a deploy, a stop or a failover?)")
+
+// holdsAt reports whether st holds app desired running with the spec enc,
+// at generation gen.
+func holdsAt(st driver.Status, app string, enc []byte, gen uint64) bool {
 	for _, x := range st.Apps {
 		if x.Name == app {
-			return x.Desired == appreg.Running && bytes.Equal(x.Spec, enc)
+			return x.Desired == appreg.Running && x.Gen == gen && bytes.Equal(x.Spec, enc)
 		}
 	}
 	return false
 }
 
+// recordSpec replaces rec's spec by enc in the registry with a
+// conditional deploy: it applies only while the record is rec's (its
+// spec, its generation, desired running), so a deploy, stop or failover
+// made meanwhile is never overwritten. It returns errSpecChanged once the
+// registry shows another record, and whether enc was proposed (then it
+// may be recorded even when an error is returned).
+func (a *apps) recordSpec(ctx context.Context, rec appreg.App, enc []byte) (proposed bool, err error) {
+	old, _ := decodeAppSpec(rec.Spec)
+	cmd := appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: enc, Prefer: old.Prefer, Takeover: old.Takeover,
+		IfSpec: appreg.SpecHash(rec.Spec), Gen: rec.Gen}
+	return a.casSpec(ctx, cmd, rec.Spec)
+}
+
+// restoreSpec puts rec's spec back in place of enc, if the registry holds
+// enc at rec's generation (this upgrade's write), within appCallTimeout.
+func (a *apps) restoreSpec(rec appreg.App, enc []byte) {
+	old, _ := decodeAppSpec(rec.Spec)
+	cmd := appreg.Command{Op: appreg.OpDeploy, App: rec.Name, Spec: rec.Spec, Prefer: old.Prefer, Takeover: old.Takeover,
+		IfSpec: appreg.SpecHash(enc), Gen: rec.Gen}
+	ctx, cancel := context.WithTimeout(context.Background(), appCallTimeout)
+	defer cancel()
+	if _, err := a.casSpec(ctx, cmd, enc); err != nil && !errors.Is(err, errSpecChanged) {
+		a.ulog.Error("applications: putting the old spec back failed; the registry may hold the new one while the children run the old kinds",
+			"app", rec.Name, "err", err)
+	}
+}
+
+// casSpec proposes the conditional deploy cmd, which expects the registry
+// to hold from (at cmd.Gen), until the registry shows cmd.Spec (nil) or
+// another record than from (errSpecChanged), or ctx ends.
+func (a *apps) casSpec(ctx context.Context, cmd appreg.Command, from []byte) (proposed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, appCallTimeout)
+	defer cancel()
+	var last error
+	for {
+		st, err := a.status(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case holdsAt(st, cmd.App, cmd.Spec, cmd.Gen):
+			return proposed, nil
+		case !holdsAt(st, cmd.App, from, cmd.Gen):
+			return proposed, errSpecChanged
+		default:
+			proposed = true // an error may come after it was proposed
+			if err := a.propose(ctx, cmd); err != nil {
+				last = err
+			}
+		}
+		// Give the proposal a few ticks to commit before looking again.
+		t := time.NewTimer(5 * a.cfg.Tick)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if last == nil {
+				last = ctx.Err()
+			}
+			return proposed, fmt.Errorf("recording the spec: not applied within %v: %w", appCallTimeout, last)
+		case <-t.C:
+		}
+	}
+}
+
+// Errors of a child's move back.
+var (
+	// errRunsNew: the move back failed and the child runs its new kind
+	// (its daemon says so).
+	errRunsNew = errors.New("it runs its new kind")
+	// errKindUnknown: the move back failed or got no answer, and which
+	// kind the child runs is not known either.
+	errKindUnknown = errors.New("which kind it runs is not known")
+)
+
 // moveChild moves one child forward (or back) on the daemon where it runs
 // and sets its slot, so that the root's restarts make the kind it runs.
+// The slot is never set from a guess: a move back that fails or gets no
+// answer is followed by asking the child's daemon which kind it runs
+// (errRunsNew, errKindUnknown).
 func (a *apps) moveChild(ctx context.Context, live *liveApp, s *upgradeStep, back bool) error {
 	from, to := s.child.Kind, s.to
 	if back {
@@ -648,15 +805,7 @@ func (a *apps) moveChild(ctx context.Context, live *liveApp, s *upgradeStep, bac
 	// The slot first: a restart of the child from now on makes the
 	// target kind (a restart after the move must not make the old one).
 	s.slot.set(to)
-	cctx, cancel := context.WithTimeout(ctx, childUpgradeTimeout)
-	defer cancel()
-	m := childUpgrade{Ref: s.ref, Old: s.child.Kind, New: s.to, Args: s.child.Args, Back: back}
-	var r childUpgraded
-	if !s.ref.IsRemote() {
-		r = a.d.moveActor(cctx, m)
-	} else {
-		r = a.askMove(cctx, s.out.Node, m)
-	}
+	r := a.askChild(ctx, s, childUpgrade{Ref: s.ref, Old: s.child.Kind, New: s.to, Args: s.child.Args, Back: back})
 	err := r.err()
 	switch {
 	case err == nil:
@@ -668,11 +817,19 @@ func (a *apps) moveChild(ctx context.Context, live *liveApp, s *upgradeStep, bac
 	case back && r.Code == cuNotFrom:
 		// It does not run the new kind: a move whose outcome was unknown
 		// did not happen. It runs the old one.
-		s.slot.set(to)
 		return nil
 	case back:
-		s.slot.set(from) // it still runs the kind the rollback moved from
-		return err
+		q := a.askChild(ctx, s, childUpgrade{Ref: s.ref, Old: s.child.Kind, New: s.to, Which: true})
+		qerr := q.err()
+		switch {
+		case qerr == nil && q.Kind == s.child.Kind:
+			return nil // it runs the old kind: the forward move never happened
+		case qerr == nil && q.Kind == s.to:
+			s.slot.set(s.to)
+			return fmt.Errorf("%w: %w", errRunsNew, err)
+		}
+		// The slot keeps the old kind, the one the registry's spec names.
+		return fmt.Errorf("%w (asking: %v): %w", errKindUnknown, qerr, err)
 	case r.Code == cuUnknown:
 		s.upgraded = true // perhaps: rolled back with the others
 		s.out.Outcome, s.out.Reason = "unknown", err.Error()
@@ -681,6 +838,20 @@ func (a *apps) moveChild(ctx context.Context, live *liveApp, s *upgradeStep, bac
 	s.slot.set(from)
 	s.out.Outcome, s.out.Reason = "refused", err.Error()
 	return err
+}
+
+// askChild sends m to the daemon where s's child runs (this one, or
+// another's gateway) and waits for the answer, within that daemon's own
+// bound plus a round trip.
+func (a *apps) askChild(ctx context.Context, s *upgradeStep, m childUpgrade) childUpgraded {
+	if !s.ref.IsRemote() {
+		cctx, cancel := context.WithTimeout(ctx, childUpgradeTimeout)
+		defer cancel()
+		return a.d.moveActor(cctx, m)
+	}
+	cctx, cancel := context.WithTimeout(ctx, childAskTimeout)
+	defer cancel()
+	return a.askMove(cctx, s.out.Node, m)
 }
 
 // askMove asks node's gateway to carry out m.
@@ -729,6 +900,8 @@ func (a *apps) report(res gateway.UpgradeResult) {
 	switch {
 	case res.Result.Code == gateway.AppOK:
 		e.Outcome = "upgraded"
+	case res.Result.Code == gateway.AppFailed && strings.Contains(res.Result.Msg, rollbackIncomplete):
+		e.Outcome, e.Reason = "rollback incomplete", res.Result.Msg
 	case slices.ContainsFunc(res.Steps, func(s gateway.UpgradeStep) bool { return s.Outcome != "refused" }):
 		e.Outcome, e.Reason = "rolled back", res.Result.Msg
 	default:

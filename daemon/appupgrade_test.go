@@ -71,9 +71,10 @@ func (s stepSink) Receive(_ *actor.Context, msg any) (any, error) {
 
 // upgradeFixture is what the kinds of every daemon of a test share.
 type upgradeFixture struct {
-	failOn  atomic.Value  // string: the child whose Forward fails
-	entered chan struct{} // a "hold" ask is being handled
-	hold    chan struct{} // closed: "hold" asks end
+	failOn   atomic.Value  // string: the child whose Forward fails
+	failBack atomic.Value  // string: the child whose Back fails
+	entered  chan struct{} // a "hold" ask is being handled
+	hold     chan struct{} // closed: "hold" asks end
 }
 
 func newFixture() *upgradeFixture {
@@ -100,7 +101,12 @@ func (f *upgradeFixture) config(t *testing.T, name string, seeds ...string) Conf
 			}
 			return &counterV2{name: o.name, n: o.n}, nil
 		},
-		Back: func(n *counterV2) (*counterV1, error) { return &counterV1{name: n.name, n: n.n, f: f}, nil },
+		Back: func(n *counterV2) (*counterV1, error) {
+			if s, _ := f.failBack.Load().(string); s == n.name {
+				return nil, errors.New("the test keeps " + n.name)
+			}
+			return &counterV1{name: n.name, n: n.n, f: f}, nil
+		},
 	})}
 	c.Apps = fastApps("a", "b", "c")
 	return c
@@ -704,5 +710,300 @@ func TestAppUpgradeLogBounded(t *testing.T) {
 	}
 	if got := n.Load(); got < 1 || got > 10 {
 		t.Fatalf("%d lines for 50 refused upgrades, want 1 to 10", got)
+	}
+}
+
+// TestAppUpgradeKeepsOperatorsDeploy: an operator's deploy made while an
+// upgrade runs is the registry's last word: the upgrade, which finds the
+// record changed once its children have moved, moves them back and fails,
+// and neither overwrites that deploy with its new spec nor puts the old
+// spec back. (A conditional deploy is what makes the upgrade's own write
+// safe against a change that lands just before it: appreg's
+// TestConditionalDeployIsCompareAndSet.)
+func TestAppUpgradeKeepsOperatorsDeploy(t *testing.T) {
+	f := newFixture()
+	a, b, c := threeDaemons(t, f)
+	refs, err := childRefs(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w3 is busy until the test says: the upgrade waits on it once w1
+	// and w2 have moved.
+	held := make(chan error, 1)
+	go func() {
+		_, err := a.System().Ask(context.Background(), refs["w3"], "hold")
+		held <- err
+	}()
+	<-f.entered
+	steps := make(chan gateway.UpgradeStep, 10)
+	prog, err := a.System().Spawn(context.Background(), func() actor.Actor { return stepSink(steps) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := counterSpec()
+	for i := range nw.Children {
+		nw.Children[i].Kind = "counter2"
+	}
+	res := make(chan gateway.UpgradeResult, 1)
+	go func() { res <- upgradeCall(t, a, gateway.UpgradeApp{Spec: nw, Progress: prog}) }()
+	for _, w := range []string{"w1", "w2"} {
+		select {
+		case s := <-steps:
+			if s.Child != w || s.Outcome != "upgraded" {
+				t.Fatalf("progress %+v, want %s upgraded", s, w)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no progress for %s", w)
+		}
+	}
+	user := counterSpec()
+	user.Intensity = 11
+	if err := appCall(t, b, gateway.DeployApp{Spec: user}).(gateway.AppResult).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the operator's deploy seen on a", func() bool {
+		info, _ := appOn(t, a, "shop")
+		return sameEncoding(info.Spec, user)
+	})
+	close(f.hold)
+	<-held
+	r := <-res
+	if err := r.Result.Err(); !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), "changed during the upgrade") {
+		t.Fatalf("upgrade: %v (steps %+v), want ErrUpgradeFailed naming the changed record", err, r.Steps)
+	}
+	// The registry keeps the operator's deploy, on every replica (the
+	// upgrade's writes are over once it has answered).
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 10*time.Second, d.Info().Node+" holds the operator's deploy", func() bool {
+			info, _ := appOn(t, d, "shop")
+			return sameEncoding(info.Spec, user) && info.Desired == "running"
+		})
+	}
+}
+
+// boomV2 is the actor type of the kind "boom", whose factory panics.
+type boomV2 struct{}
+
+func (boomV2) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// TestAppUpgradeFactoryPanics: a target kind whose factory panics refuses
+// the move, naming the panic; the daemon lives on (the factory is first
+// called on a goroutine of the daemon's, where a panic would end the
+// process) and the child runs its old kind.
+func TestAppUpgradeFactoryPanics(t *testing.T) {
+	f := newFixture()
+	cfg := f.config(t, "a")
+	cfg.Apps = fastApps("a")
+	cfg.Kinds["boom"] = Kind(func(a ctrArgs) (actor.Factory, error) {
+		return func() actor.Actor { panic("the factory of boom fails for " + a.Name) }, nil
+	})
+	cfg.Upgrades = append(cfg.Upgrades, Upgrade("counter", "boom", upgrade.Migration[*counterV1, *boomV2]{
+		Forward: func(o *counterV1) (*boomV2, error) { return &boomV2{}, nil },
+		Back:    func(n *boomV2) (*counterV1, error) { return &counterV1{f: f}, nil },
+	}))
+	a := start(t, cfg)
+	spec := AppSpec{Name: "one", Intensity: 10, Period: gateway.Duration(time.Second),
+		Children: []AppChild{{Name: "w1", Kind: "counter", Args: map[string]any{"name": "w1"}, Shutdown: "1s"}}}
+	eventually(t, 30*time.Second, "one deployed", func() bool {
+		return appCall(t, a, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
+	})
+	var w1 actor.Ref
+	eventually(t, 30*time.Second, "one's w1 runs on a", func() bool {
+		info, ok := appOn(t, a, "one")
+		live := a.apps.liveApp("one")
+		if !ok || info.State != "running" || live == nil {
+			return false
+		}
+		ref, err := a.apps.childRef(context.Background(), live.root, "w1")
+		w1 = ref
+		return err == nil
+	})
+	r := upgradeCall(t, a, gateway.UpgradeApp{App: "one", Child: "w1", Kind: "boom"})
+	err := r.Result.Err()
+	if !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), "panic: the factory of boom fails for w1") {
+		t.Fatalf("upgrade: %v, want ErrUpgradeFailed naming the factory's panic", err)
+	}
+	if len(r.Steps) != 1 || r.Steps[0].Outcome != "refused" {
+		t.Fatalf("steps %+v, want w1 refused", r.Steps)
+	}
+	if got := askInc(t, a.System(), w1); got != "v1:1" {
+		t.Fatalf("w1 answered %q, want the old kind's v1:1", got)
+	}
+	if k := a.apps.liveApp("one").slots["w1"].current(); k != "counter" {
+		t.Fatalf("w1's slot says %q, want counter", k)
+	}
+}
+
+// TestAppUpgradeUnknownRollback: b's gateway stops answering a (a ref
+// that is gone stands for it): w2's move and its move back get no answer,
+// and neither does the question which kind w2 runs. The upgrade does not
+// guess: w2's step says "unknown", the reply says the rollback is
+// incomplete, the AppUpgraded event says so too, and w2's slot keeps the
+// old kind the registry names, so the root's next restart of w2 (which
+// never moved) makes the old kind.
+func TestAppUpgradeUnknownRollback(t *testing.T) {
+	f := newFixture()
+	a, _, _ := threeDaemons(t, f)
+	done, err := event.Subscribe[AppUpgraded](a.Bus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done.Unsubscribe()
+	refs, err := childRefs(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := a.System().Spawn(context.Background(), func() actor.Actor { return stepSink(nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.System().Kill(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	a.gw.mu.Lock()
+	bgw := a.gw.peers["b"]
+	unreachable := bgw
+	unreachable.ref = gone
+	a.gw.peers["b"] = unreachable
+	a.gw.mu.Unlock()
+	r := upgradeCall(t, a, gateway.UpgradeApp{App: "shop", Child: "w2", Kind: "counter2"})
+	a.gw.mu.Lock()
+	a.gw.peers["b"] = bgw
+	a.gw.mu.Unlock()
+	err = r.Result.Err()
+	if !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), rollbackIncomplete+": w2 runs counter or counter2") {
+		t.Fatalf("upgrade: %v, want ErrUpgradeFailed saying the rollback of w2 is incomplete", err)
+	}
+	if len(r.Steps) != 1 || r.Steps[0].Outcome != "unknown" || !strings.Contains(r.Steps[0].Reason, "which kind it runs is not known") {
+		t.Fatalf("steps %+v, want w2 unknown", r.Steps)
+	}
+	select {
+	case e := <-done.Out():
+		if e.Outcome != "rollback incomplete" {
+			t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no AppUpgraded")
+	}
+	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter" {
+		t.Fatalf("w2's slot says %q, want the registry's counter", k)
+	}
+	if err := a.System().Kill(ctx, refs["w2"]); err != nil {
+		t.Fatal(err)
+	}
+	var w2 actor.Ref
+	eventually(t, 20*time.Second, "w2 restarted", func() bool {
+		now, err := childRefs(a)
+		w2 = now["w2"]
+		return err == nil && !w2.IsZero() && w2 != refs["w2"]
+	})
+	if got := askInc(t, a.System(), w2); got != "v1:1" {
+		t.Fatalf("restarted w2 answered %q, want a fresh counter's v1:1", got)
+	}
+}
+
+// TestMoveActorSerialized: the moves of one actor are carried out one at
+// a time on its daemon: a move back sent while the move forward waits
+// (its actor is busy) waits for it, and gives up naming it; then, once
+// the forward move has happened, Which says the actor runs the new kind.
+func TestMoveActorSerialized(t *testing.T) {
+	f := newFixture()
+	cfg := f.config(t, "a")
+	a := start(t, cfg)
+	w, err := a.System().Spawn(context.Background(), func() actor.Actor { return &counterV1{name: "w", f: f} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := a.System().Ask(context.Background(), w, "hold")
+		held <- err
+	}()
+	<-f.entered
+	args := map[string]any{"name": "w"}
+	fwd := make(chan childUpgraded, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), childUpgradeTimeout)
+		defer cancel()
+		fwd <- a.moveActor(ctx, childUpgrade{Ref: w, Old: "counter", New: "counter2", Args: args})
+	}()
+	eventually(t, 10*time.Second, "the forward move under way", func() bool {
+		a.moves.mu.Lock()
+		defer a.moves.mu.Unlock()
+		return a.moves.m[w] != nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	r := a.moveActor(ctx, childUpgrade{Ref: w, Old: "counter", New: "counter2", Args: args, Back: true})
+	cancel()
+	if r.Code != cuUnknown || !strings.Contains(r.Msg, "waiting for the move of the actor under way") {
+		t.Fatalf("move back during the move forward: %+v, want it to wait for it", r)
+	}
+	close(f.hold)
+	<-held
+	if r := <-fwd; r.Code != cuOK {
+		t.Fatalf("move forward: %+v", r)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r := a.moveActor(ctx, childUpgrade{Ref: w, Old: "counter", New: "counter2", Which: true}); r.Code != cuOK || r.Kind != "counter2" {
+		t.Fatalf("which: %+v, want counter2", r)
+	}
+	if got := askInc(t, a.System(), w); got != "v2:1" {
+		t.Fatalf("w answered %q after its move", got)
+	}
+}
+
+// TestAppUpgradeRollbackFails: w3's move fails, then w2's move back: w2
+// runs its new kind, as its daemon says when asked, so its step says
+// "rollback failed", its slot the new kind (the root's restarts make
+// what it runs), and the reply and the AppUpgraded event say the
+// rollback is incomplete; w1 is rolled back.
+func TestAppUpgradeRollbackFails(t *testing.T) {
+	f := newFixture()
+	f.failOn.Store("w3")
+	f.failBack.Store("w2")
+	a, _, _ := threeDaemons(t, f)
+	done, err := event.Subscribe[AppUpgraded](a.Bus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done.Unsubscribe()
+	refs, err := childRefs(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := counterSpec()
+	for i := range nw.Children {
+		nw.Children[i].Kind = "counter2"
+	}
+	r := upgradeCall(t, a, gateway.UpgradeApp{Spec: nw})
+	err = r.Result.Err()
+	if !errors.Is(err, gateway.ErrUpgradeFailed) || !strings.Contains(err.Error(), rollbackIncomplete+": w2 runs counter2") {
+		t.Fatalf("upgrade: %v, want ErrUpgradeFailed saying w2 runs counter2", err)
+	}
+	var outcomes []string
+	for _, s := range r.Steps {
+		outcomes = append(outcomes, s.Child+" "+s.Outcome)
+	}
+	if want := []string{"w1 rolled back", "w2 rollback failed", "w3 refused"}; !slices.Equal(outcomes, want) {
+		t.Fatalf("steps %+v, want %v", r.Steps, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	select {
+	case e := <-done.Out():
+		if e.Outcome != "rollback incomplete" {
+			t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no AppUpgraded")
+	}
+	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter2" {
+		t.Fatalf("w2's slot says %q, want counter2, which it runs", k)
+	}
+	if got := askInc(t, a.System(), refs["w2"]); got != "v2:1" {
+		t.Fatalf("w2 answered %q, want counter2's v2:1", got)
 	}
 }

@@ -85,8 +85,10 @@ type Daemon struct {
 	appCallMax int32
 	// upgrades are Config.Upgrades, by kinds (kindupgrade.go).
 	upgrades map[upgradeKey]KindUpgrade
-	bus      *event.Bus
-	ev       *daemonEvents
+	// moves serializes the moves of each actor (appupgrade.go).
+	moves refLocks
+	bus   *event.Bus
+	ev    *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte

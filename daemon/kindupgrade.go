@@ -26,6 +26,8 @@ type KindUpgrade struct {
 	// run moves ref one way: forward, or back through the migration's
 	// Back; fresh makes the target kind from the child's arguments.
 	run func(ctx context.Context, sys *actor.System, ref actor.Ref, back bool, fresh actor.Factory, log *slog.Logger) error
+	// which says whether an instance is of the Old type, of the New one.
+	which func(a actor.Actor) (isOld, isNew bool)
 }
 
 // Upgrade registers m as the upgrade of a running actor of kind from
@@ -53,6 +55,11 @@ func Upgrade[Old, New actor.Actor](from, to string, m upgrade.Migration[Old, New
 	if m.To == "" {
 		m.To = to
 	}
+	u.which = func(a actor.Actor) (bool, bool) {
+		_, o := a.(Old)
+		_, n := a.(New)
+		return o && !isNilActor(a), n && !isNilActor(a)
+	}
 	u.run = func(ctx context.Context, sys *actor.System, ref actor.Ref, back bool, fresh actor.Factory, log *slog.Logger) error {
 		o := upgrade.Options{Logger: log}
 		if !back {
@@ -74,18 +81,40 @@ func Upgrade[Old, New actor.Actor](from, to string, m upgrade.Migration[Old, New
 	return u
 }
 
-// errKindType: a kind's factory does not make the migration's type.
-var errKindType = errors.New("the kind does not make the migration's type")
+// Errors of a kind that cannot be moved to, found before the move.
+var (
+	// errKindType: a kind's factory does not make the migration's type.
+	errKindType = errors.New("the kind does not make the migration's type")
+	// errKindPanic: a kind's factory panicked.
+	errKindPanic = errors.New("the kind's factory panicked")
+)
 
 // typedFactory makes fresh a func() T, checking once that it makes Ts.
+// The check must build one (a factory's result type is known only from
+// a result); a panic of fresh is recovered and refuses the move, for it
+// runs on a goroutine of the daemon's, where it would end the process.
 func typedFactory[T actor.Actor](fresh actor.Factory, kind string) (func() T, error) {
-	if probe, ok := fresh().(T); !ok || isNilActor(probe) {
-		return nil, fmt.Errorf("%w: kind %q makes %T, the migration wants %v", errKindType, kind, fresh(), reflect.TypeFor[T]())
+	probe, err := probeFactory(fresh)
+	if err != nil {
+		return nil, fmt.Errorf("%w: kind %q: %v", errKindPanic, kind, err)
+	}
+	if p, ok := probe.(T); !ok || isNilActor(p) {
+		return nil, fmt.Errorf("%w: kind %q makes %T, the migration wants %v", errKindType, kind, probe, reflect.TypeFor[T]())
 	}
 	return func() T {
 		v, _ := fresh().(T)
 		return v
 	}, nil
+}
+
+// probeFactory calls f once, a panic turned into an error.
+func probeFactory(f actor.Factory) (a actor.Actor, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			a, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return f(), nil
 }
 
 func isNilActor(a actor.Actor) bool {

@@ -147,9 +147,10 @@ var (
 	// again once it has ended.
 	ErrAppBusy = errors.New("actord: application busy: another upgrade is under way")
 	// ErrUpgradeFailed: a child's upgrade failed (the result's steps name
-	// it and why); the children upgraded before it were rolled back and
-	// the registry keeps the old spec.
-	ErrUpgradeFailed = errors.New("actord: application upgrade failed and was rolled back")
+	// it and why) and the registry keeps the old spec; the children moved
+	// were moved back, unless the message says "ROLLBACK INCOMPLETE" and
+	// the steps "rollback failed" or "unknown" for some.
+	ErrUpgradeFailed = errors.New("actord: application upgrade failed")
 )
 
 // DeployApp asks a gateway to deploy (create or update) an application
@@ -262,8 +263,10 @@ type UpgradeStep struct {
 	To   string `json:"to"`
 	// Outcome is "upgraded", "refused" (the child's old kind runs on),
 	// "rolled back" (upgraded, then moved back because a later child
-	// failed), "rollback failed" (it still runs To) or "unknown" (no
-	// answer in time: it was rolled back if it had moved).
+	// failed), "rollback failed" (its move back failed: it runs To, its
+	// daemon says) or "unknown" (no answer in time; Reason ends with "it
+	// runs its old kind" once moved back, else which kind it runs is not
+	// known and its root's restarts make From).
 	Outcome string `json:"outcome"`
 	// Reason says why, for every outcome but "upgraded".
 	Reason string `json:"reason,omitempty"`
@@ -272,7 +275,7 @@ type UpgradeStep struct {
 // UpgradeResult answers UpgradeApp: the steps taken, in order, and the
 // outcome (Result.Code 0: every child runs its new kind and the registry
 // holds the new spec; AppFailed: a step failed and the upgrade was rolled
-// back; other codes: refused before any child moved, unless Steps say
+// back, as far as Steps say (see ErrUpgradeFailed); other codes: refused before any child moved, unless Steps say
 // otherwise).
 type UpgradeResult struct {
 	App    string

@@ -1,6 +1,8 @@
 package appreg
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +42,7 @@ var (
 	ErrNotAssigned = errors.New("appreg: not the assigned node")
 	ErrNotRunning  = errors.New("appreg: application not desired running")
 	ErrLimit       = errors.New("appreg: registry full")
+	ErrConflict    = errors.New("appreg: the record is not the one the command expects")
 )
 
 // Desired is what the cluster should do with an application.
@@ -106,6 +109,12 @@ type Command struct {
 	Spec     []byte   `json:"spec,omitempty"`
 	Prefer   []string `json:"prefer,omitempty"`
 	Takeover bool     `json:"takeover,omitempty"`
+	// IfSpec makes a deploy conditional (a compare-and-set): it applies
+	// only if the record is desired running, holds a spec whose SpecHash
+	// is IfSpec and is of generation Gen; otherwise it is rejected with
+	// ErrConflict and changes nothing. "" deploys unconditionally.
+	// Replicas that predate IfSpec ignore it: all must know it first.
+	IfSpec string `json:"if_spec,omitempty"`
 	// Assign: the new node, and the generation it replaces (the new one is
 	// Gen+1). Renew: the holder and the generation it holds.
 	Node string `json:"node,omitempty"`
@@ -188,6 +197,13 @@ func (s *State) names() []string {
 
 func validName(n string) bool { return n != "" && len(n) <= MaxNameLen }
 
+// SpecHash is the hash of a spec that a conditional deploy (IfSpec)
+// expects: hex SHA-256.
+func SpecHash(spec []byte) string {
+	h := sha256.Sum256(spec)
+	return hex.EncodeToString(h[:])
+}
+
 // Validate checks a command's shape (not the state it applies to).
 func (c *Command) Validate() error {
 	if !validName(c.App) {
@@ -204,6 +220,11 @@ func (c *Command) Validate() error {
 		for _, n := range c.Prefer {
 			if !validName(n) {
 				return fmt.Errorf("%w: node name must be 1..%d bytes", ErrMalformed, MaxNameLen)
+			}
+		}
+		if c.IfSpec != "" {
+			if b, err := hex.DecodeString(c.IfSpec); err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("%w: if_spec must be %d hex digits", ErrMalformed, 2*sha256.Size)
 			}
 		}
 	case OpStart, OpStop, OpRemove:
@@ -262,6 +283,11 @@ func (s *State) Apply(idx uint64, c Command) error {
 	a := s.apps[c.App]
 	switch c.Op {
 	case OpDeploy:
+		if c.IfSpec != "" {
+			if a == nil || a.Desired != Running || a.Gen != c.Gen || SpecHash(a.Spec) != c.IfSpec {
+				return fmt.Errorf("%w: conditional deploy of %q (generation %d)", ErrConflict, c.App, c.Gen)
+			}
+		}
 		if a == nil {
 			if len(s.apps) >= MaxRecords || s.live >= MaxApps {
 				return fmt.Errorf("%w: deploy %q", ErrLimit, c.App)

@@ -198,3 +198,52 @@ func TestUnmarshalStateRejects(t *testing.T) {
 		}
 	}
 }
+
+// A conditional deploy applies only to the record it expects: desired
+// running, its spec's hash, its generation. Anything else (another
+// deploy, a stop, a removal, a failover) rejects it and changes nothing.
+func TestConditionalDeployIsCompareAndSet(t *testing.T) {
+	s := NewState()
+	mustApply(t, s, Command{Op: OpDeploy, App: "a", Spec: []byte("v1")})
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n1"})
+	cas := Command{Op: OpDeploy, App: "a", Spec: []byte("v2"), IfSpec: SpecHash([]byte("v1")), Gen: 1}
+	reject := func(what string, c Command) {
+		t.Helper()
+		before, _ := s.App(c.App)
+		if err := s.Apply(s.Index()+1, c); !errors.Is(err, ErrConflict) {
+			t.Fatalf("%s: %v, want ErrConflict", what, err)
+		}
+		if after, _ := s.App(c.App); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatalf("%s changed the record: %+v -> %+v", what, before, after)
+		}
+	}
+	reject("another spec expected", Command{Op: OpDeploy, App: "a", Spec: []byte("v2"), IfSpec: SpecHash([]byte("v0")), Gen: 1})
+	reject("another generation expected", Command{Op: OpDeploy, App: "a", Spec: []byte("v2"), IfSpec: cas.IfSpec, Gen: 0})
+	reject("an unknown application", Command{Op: OpDeploy, App: "b", Spec: []byte("v2"), IfSpec: cas.IfSpec})
+	mustApply(t, s, Command{Op: OpStop, App: "a"})
+	reject("a stopped application", cas)
+	mustApply(t, s, Command{Op: OpStart, App: "a"})
+	mustApply(t, s, cas)
+	if a, _ := s.App("a"); string(a.Spec) != "v2" || a.Desired != Running || a.Gen != 1 {
+		t.Fatalf("after the conditional deploy: %+v", a)
+	}
+	reject("the same deploy again", cas)
+	mustApply(t, s, Command{Op: OpRemove, App: "a"})
+	reject("a removed application", Command{Op: OpDeploy, App: "a", Spec: []byte("v3"), IfSpec: SpecHash(nil), Gen: 1})
+	if a, _ := s.App("a"); a.Desired != Removed {
+		t.Fatalf("a removed application revived: %+v", a)
+	}
+	// Its shape is checked like any command's.
+	bad := cas
+	bad.IfSpec = "xyz"
+	if _, err := EncodeCommand(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a malformed if_spec: %v, want ErrMalformed", err)
+	}
+	b, err := EncodeCommand(cas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := DecodeCommand(b); err != nil || c.IfSpec != cas.IfSpec || c.Gen != cas.Gen {
+		t.Fatalf("round trip: %+v %v", c, err)
+	}
+}
