@@ -359,17 +359,9 @@ func TestAppRollingUpgrade(t *testing.T) {
 		})
 	}
 	// A child restarted by the root makes the new kind.
+	w2 := restartedChild(t, b, a, "w2", refs["w2"])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := b.System().Kill(ctx, refs["w2"]); err != nil {
-		t.Fatal(err)
-	}
-	var w2 actor.Ref
-	eventually(t, 20*time.Second, "w2 restarted", func() bool {
-		now, err := childRefs(a)
-		w2 = now["w2"]
-		return err == nil && !w2.IsZero() && w2 != refs["w2"]
-	})
 	if got := askInc(t, a.System(), w2); got != "v2:1" {
 		t.Fatalf("restarted w2 answered %q, want a fresh counter2's v2:1", got)
 	}
@@ -444,17 +436,7 @@ func TestAppRollingUpgradeRollsBack(t *testing.T) {
 		t.Errorf("the registry holds %+v, want the old spec", info.Spec)
 	}
 	// w1's slot went back too: the root restarts it as a counter.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.System().Kill(ctx, refs["w1"]); err != nil {
-		t.Fatal(err)
-	}
-	var w1 actor.Ref
-	eventually(t, 20*time.Second, "w1 restarted", func() bool {
-		now, err := childRefs(a)
-		w1 = now["w1"]
-		return err == nil && !w1.IsZero() && w1 != refs["w1"]
-	})
+	w1 := restartedChild(t, a, a, "w1", refs["w1"])
 	if got := askInc(t, a.System(), w1); got != "v1:1" {
 		t.Fatalf("restarted w1 answered %q, want a fresh counter's v1:1", got)
 	}
@@ -890,15 +872,7 @@ func TestAppUpgradeUnknownRollback(t *testing.T) {
 	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter" {
 		t.Fatalf("w2's slot says %q, want the registry's counter", k)
 	}
-	if err := a.System().Kill(ctx, refs["w2"]); err != nil {
-		t.Fatal(err)
-	}
-	var w2 actor.Ref
-	eventually(t, 20*time.Second, "w2 restarted", func() bool {
-		now, err := childRefs(a)
-		w2 = now["w2"]
-		return err == nil && !w2.IsZero() && w2 != refs["w2"]
-	})
+	w2 := restartedChild(t, a, a, "w2", refs["w2"])
 	if got := askInc(t, a.System(), w2); got != "v1:1" {
 		t.Fatalf("restarted w2 answered %q, want a fresh counter's v1:1", got)
 	}
@@ -1006,4 +980,22 @@ func TestAppUpgradeRollbackFails(t *testing.T) {
 	if got := askInc(t, a.System(), refs["w2"]); got != "v2:1" {
 		t.Fatalf("w2 answered %q, want counter2's v2:1", got)
 	}
+}
+
+// restartedChild kills child name (running on host, with ref old) and
+// waits for root's daemon root to restart it; it returns the new ref.
+func restartedChild(t *testing.T, host, root *Daemon, name string, old actor.Ref) actor.Ref {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := host.System().Kill(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	var now actor.Ref
+	eventually(t, 20*time.Second, name+" restarted", func() bool {
+		refs, err := childRefs(root)
+		now = refs[name]
+		return err == nil && !now.IsZero() && now != old
+	})
+	return now
 }
