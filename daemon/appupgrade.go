@@ -756,16 +756,8 @@ func (a *apps) casSpec(ctx context.Context, cmd appreg.Command, from []byte) (pr
 				last = err
 			}
 		}
-		// Give the proposal a few ticks to commit before looking again.
-		t := time.NewTimer(5 * a.cfg.Tick)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if last == nil {
-				last = ctx.Err()
-			}
-			return proposed, fmt.Errorf("recording the spec: not applied within %v: %w", appCallTimeout, last)
-		case <-t.C:
+		if err := a.settleWait(ctx, last); err != nil {
+			return proposed, fmt.Errorf("recording the spec: not applied within %v: %w", appCallTimeout, err)
 		}
 	}
 }

@@ -493,18 +493,7 @@ func TestAppUpgradeRefused(t *testing.T) {
 	}
 	// w3 (on c) is busy with an ask that waits: the upgrade of w3 waits
 	// behind it, and a second upgrade meanwhile is refused as busy.
-	held := make(chan error, 1)
-	go func() {
-		_, err := a.System().Ask(context.Background(), refs["w3"], "hold")
-		held <- err
-	}()
-	select {
-	case <-f.entered:
-	case err := <-held:
-		t.Fatalf("w3 did not hold: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("w3 did not get the hold ask")
-	}
+	held := f.holdBusy(t, a, refs["w3"])
 	first := make(chan gateway.UpgradeResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), appUpgradeTimeout)
@@ -711,12 +700,7 @@ func TestAppUpgradeKeepsOperatorsDeploy(t *testing.T) {
 	}
 	// w3 is busy until the test says: the upgrade waits on it once w1
 	// and w2 have moved.
-	held := make(chan error, 1)
-	go func() {
-		_, err := a.System().Ask(context.Background(), refs["w3"], "hold")
-		held <- err
-	}()
-	<-f.entered
+	held := f.holdBusy(t, a, refs["w3"])
 	steps := make(chan gateway.UpgradeStep, 10)
 	prog, err := a.System().Spawn(context.Background(), func() actor.Actor { return stepSink(steps) })
 	if err != nil {
@@ -890,12 +874,7 @@ func TestMoveActorSerialized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := make(chan error, 1)
-	go func() {
-		_, err := a.System().Ask(context.Background(), w, "hold")
-		held <- err
-	}()
-	<-f.entered
+	held := f.holdBusy(t, a, w)
 	args := map[string]any{"name": "w"}
 	fwd := make(chan childUpgraded, 1)
 	go func() {
@@ -998,4 +977,24 @@ func restartedChild(t *testing.T, host, root *Daemon, name string, old actor.Ref
 		return err == nil && !now.IsZero() && now != old
 	})
 	return now
+}
+
+// holdBusy asks ref (a counter of f on d) to hold: its handler waits until the
+// test releases it, keeping the actor busy. It returns when the handler
+// has begun, with the channel the ask's outcome comes on.
+func (f *upgradeFixture) holdBusy(t *testing.T, d *Daemon, ref actor.Ref) <-chan error {
+	t.Helper()
+	held := make(chan error, 1)
+	go func() {
+		_, err := d.System().Ask(context.Background(), ref, "hold")
+		held <- err
+	}()
+	select {
+	case <-f.entered:
+	case err := <-held:
+		t.Fatalf("%v did not hold: %v", ref, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%v did not get the hold ask", ref)
+	}
+	return held
 }

@@ -144,17 +144,26 @@ func (a *apps) apply(ctx context.Context, cmd appreg.Command, done func(driver.S
 		if err != nil {
 			last = err
 		}
-		// Give the proposal a few ticks to commit before looking again.
-		t := time.NewTimer(5 * a.cfg.Tick)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if last == nil {
-				last = ctx.Err()
-			}
-			return fail(gateway.AppRetry, "%s %q not applied within %v: %v", cmd.Op, cmd.App, appCallTimeout, last)
-		case <-t.C:
+		if err := a.settleWait(ctx, last); err != nil {
+			return fail(gateway.AppRetry, "%s %q not applied within %v: %v", cmd.Op, cmd.App, appCallTimeout, err)
 		}
+	}
+}
+
+// settleWait gives a proposal a few ticks to commit before the registry is
+// looked at again. When ctx ends first it returns why: last, the latest
+// error of the attempts, or else ctx's.
+func (a *apps) settleWait(ctx context.Context, last error) error {
+	t := time.NewTimer(5 * a.cfg.Tick)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		if last == nil {
+			last = ctx.Err()
+		}
+		return last
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -534,10 +534,7 @@ func boxIn[A any](x *byteBox[A], b []byte) any {
 	// Capacity len(b): an append copies, never writes past the value.
 	x.h = unsafe.Slice((*byte)(unsafe.Pointer(&x.d)), len(b))
 	copy(x.h, b)
-	var v any
-	e := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))
-	e[0], e[1] = typeWordBytes, unsafe.Pointer(&x.h)
-	return v
+	return makeAny(typeWordBytes, unsafe.Pointer(&x.h))
 }
 
 // typeWordBytes is the type word of an interface holding a []byte.

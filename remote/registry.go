@@ -36,8 +36,7 @@ type typeInfo struct {
 func newTypeInfo(id uint64, name string, t reflect.Type) *typeInfo {
 	ti := &typeInfo{id: id, name: name, typ: t, lazy: !builtin(t) && t != typeDown, plan: newStructPlan(t)}
 	if t.Size() > unsafe.Sizeof(uintptr(0)) || ti.plan != nil {
-		z := reflect.Zero(t).Interface()
-		ti.etyp = (*[2]unsafe.Pointer)(unsafe.Pointer(&z))[0]
+		ti.etyp = typeWord(t)
 	}
 	return ti
 }
@@ -47,10 +46,16 @@ func newTypeInfo(id uint64, name string, t reflect.Type) *typeInfo {
 // larger than a pointer as a pointer to a copy of its own, and p can be
 // that copy. reflect's Value.Interface would allocate the copy, a second
 // allocation per decoded payload. Only for types with etyp set.
-func (ti *typeInfo) box(p unsafe.Pointer) any {
-	var v any
-	e := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))
-	e[0], e[1] = ti.etyp, p
+func (ti *typeInfo) box(p unsafe.Pointer) any { return makeAny(ti.etyp, p) }
+
+// eface is the layout of an any: its type word and its data word.
+type eface struct{ typ, data unsafe.Pointer }
+
+func efaceOf(v *any) *eface { return (*eface)(unsafe.Pointer(v)) }
+
+// makeAny is the any of type word typ and data word data.
+func makeAny(typ, data unsafe.Pointer) (v any) {
+	*efaceOf(&v) = eface{typ, data}
 	return v
 }
 
@@ -79,7 +84,7 @@ type regMaps struct {
 // an interface type, which no value has as its dynamic type).
 func typeWord(t reflect.Type) unsafe.Pointer {
 	z := reflect.Zero(t).Interface()
-	return (*[2]unsafe.Pointer)(unsafe.Pointer(&z))[0]
+	return efaceOf(&z).typ
 }
 
 func newRegistry() *registry {
@@ -132,7 +137,7 @@ func (r *registry) add(name string, t reflect.Type) error {
 }
 
 func (r *registry) ofValue(v any) (*typeInfo, bool) {
-	ti, ok := r.maps.Load().byWord[(*[2]unsafe.Pointer)(unsafe.Pointer(&v))[0]]
+	ti, ok := r.maps.Load().byWord[efaceOf(&v).typ]
 	return ti, ok
 }
 

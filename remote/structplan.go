@@ -242,7 +242,7 @@ func (p *structPlan) agrees(t reflect.Type) bool {
 
 // dataOf is the data word of the interface at v: for a planned struct, a
 // pointer to the value (such a struct is never kept in the word itself).
-func dataOf(v *any) unsafe.Pointer { return (*[2]unsafe.Pointer)(unsafe.Pointer(v))[1] }
+func dataOf(v *any) unsafe.Pointer { return efaceOf(v).data }
 
 // empty reports whether the field at v is its type's zero (msgpack's
 // omitempty: a string or slice of length 0, false, 0).
