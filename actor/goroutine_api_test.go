@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -300,6 +301,17 @@ func TestSendManyInOrder(t *testing.T) {
 		}
 		return msgs
 	}
+	// Each batch goes to a parked loop, which only a wake-up gets going.
+	parked := func() {
+		t.Helper()
+		deadline := time.Now().Add(tsWait)
+		for !s.loops[1].loop.Stats().Parked {
+			if time.Now().After(deadline) {
+				t.Fatal("loop 1 never parked")
+			}
+			runtime.Gosched()
+		}
+	}
 	check := func(what string, from int) {
 		t.Helper()
 		for i := range 100 {
@@ -308,13 +320,19 @@ func TestSendManyInOrder(t *testing.T) {
 			}
 		}
 	}
+	parked()
 	if n, err := s.SendMany(r, batch(0)); n != 100 || err != nil {
 		t.Fatalf("System.SendMany: %d, %v", n, err)
 	}
 	check("from a goroutine", 0)
 	for l, from := range []int{1000, 2000} { // the other loop, then the same loop
 		drv := tsSpawn(t, s, tsDriver(), OnLoop(l))
-		n, err := tsDoIn(t, s, drv, func(c *Context) (any, error) { return c.SendMany(r, batch(from)) })
+		n, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
+			if l == 0 {
+				parked()
+			}
+			return c.SendMany(r, batch(from))
+		})
 		if n != 100 || err != nil {
 			t.Fatalf("Context.SendMany from loop %d: %v, %v", l, n, err)
 		}
