@@ -61,7 +61,7 @@ func (c *Context) Send(to Ref, msg any) error {
 // batch, and for an actor of another node the connection's queue is locked
 // once and the batch leaves in one write when the connection is idle. It
 // stops at the first message refused (ErrQueueFull when to's queue or the
-// node's outbound queue is full, ErrDead, ErrNodeDown-style errors) and
+// node's outbound queue is full, ErrShutdown, a node-down error) and
 // returns how many of msgs were queued, always a prefix, with that error:
 // send the rest later (AwaitRoom tells when). msgs is not kept.
 func (c *Context) SendMany(to Ref, msgs []any) (int, error) {

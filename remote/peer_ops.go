@@ -107,7 +107,7 @@ func (p *peer) sendRun(tid actor.WireID, from actor.Ref, msgs []any) (int, error
 	}
 	if n > 0 {
 		if h := p.cm(); h != nil {
-			h.Traffic(p.n.now()) // once for the batch, as for frames joining a write
+			h.Traffic(p.n.now()) // once for the batch (a lone Send skips it when it joins a write under way)
 		}
 		p.sendLocked(dial)
 	}
