@@ -222,6 +222,52 @@ func BenchmarkFanIn(b *testing.B) {
 	b.ReportMetric(float64(full.Load())/float64(b.N), "full/op")
 }
 
+// sendBatch is the batch of BenchmarkFanInMany and the remote batch
+// benchmark.
+const sendBatch = 64
+
+// BenchmarkFanInMany is BenchmarkFanIn with SendMany: each producer sends
+// batches of 64 (the rest of a batch again after a yield when the queue
+// was full). One op = one message delivered.
+func BenchmarkFanInMany(b *testing.B) {
+	s := NewSystem(Config{Loops: 1, Watchdog: -1, QueueCapacity: 1 << 14})
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	per := (b.N/fanInProducers/sendBatch + 1) * sendBatch
+	a := &countActor{want: int64(per * fanInProducers), done: make(chan struct{})}
+	target := mustSpawn(b, s, func() Actor { return a }, OnLoop(0))
+	var full atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range fanInProducers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var batch [sendBatch]any
+			for i := range batch {
+				batch[i] = theMsg
+			}
+			for i := 0; i < per; i += sendBatch {
+				rest := batch[:]
+				for {
+					n, err := s.SendMany(target, rest)
+					if err == nil {
+						break
+					}
+					full.Add(1) // ErrQueueFull: back off, send the rest
+					rest = rest[n:]
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	<-a.done
+	b.StopTimer()
+	wg.Wait()
+	b.ReportMetric(float64(per*fanInProducers)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(full.Load())/float64(b.N), "full/op")
+}
+
 // BenchmarkBaselineChanFanIn: 4 goroutines send into one buffered channel of
 // 1024 drained by one goroutine; one op = one message.
 func BenchmarkBaselineChanFanIn(b *testing.B) {

@@ -55,6 +55,19 @@ func (c *Context) Send(to Ref, msg any) error {
 	return to.send(c.origin(), c.self, msg)
 }
 
+// SendMany sends msgs to the actor to, one way and in order, as that many
+// Sends would (each message delivered, or refused, as Send says), but
+// queues them in one step: an actor of another loop is woken once for the
+// batch, and for an actor of another node the connection's queue is locked
+// once and the batch leaves in one write when the connection is idle. It
+// stops at the first message refused (ErrQueueFull when to's queue or the
+// node's outbound queue is full, ErrShutdown, a node-down error) and
+// returns how many of msgs were queued, always a prefix, with that error:
+// send the rest later (AwaitRoom tells when). msgs is not kept.
+func (c *Context) SendMany(to Ref, msgs []any) (int, error) {
+	return to.box().sendMany(c.origin(), to, c.self, msgs)
+}
+
 // AwaitRoom returns a promise settled with a nil value, on this actor's
 // loop, once a send to r that was refused with ErrQueueFull may be
 // accepted again: for an actor of another node, when that node's outbound

@@ -2,7 +2,9 @@ package actor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -57,4 +59,35 @@ func ExampleSystem_SendWait() {
 	// 4000 <nil>
 	// <nil>
 	// 100 <nil>
+}
+
+// SendMany queues a batch in one step and returns how many it queued: a
+// prefix of the batch when the queue fills, the rest to be sent again.
+func ExampleSystem_SendMany() {
+	sys := actor.NewSystem(actor.Config{QueueCapacity: 64})
+	defer sys.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	counter, err := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	if err != nil {
+		panic(err)
+	}
+	batch := make([]any, 1000) // more than the queue holds
+	for i := range batch {
+		batch[i] = i
+	}
+	for rest := batch; len(rest) > 0; {
+		n, err := sys.SendMany(counter, rest)
+		rest = rest[n:]
+		if errors.Is(err, actor.ErrQueueFull) {
+			runtime.Gosched() // or SendWait the next one, or slow the source
+		} else if err != nil {
+			panic(err)
+		}
+	}
+	n, err := sys.AskTimeout(counter, "count", time.Second)
+	fmt.Println(n, err)
+	// Output:
+	// 1000 <nil>
 }

@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -281,4 +282,105 @@ func TestAwaitRoomLocal(t *testing.T) {
 			t.Fatalf("AwaitRoom(%v): %v, %v", r, v, err)
 		}
 	}
+}
+
+// TestSendManyInOrder: a batch reaches the actor in order and whole, from
+// a plain goroutine, from an actor on another loop and from one on the
+// same loop; the zero Ref queues nothing.
+func TestSendManyInOrder(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 2, Watchdog: -1})
+	got := make(chan int, 1024)
+	r := tsSpawn(t, s, tsFn(func(_ *Context, msg any) (any, error) {
+		got <- msg.(int)
+		return nil, nil
+	}), OnLoop(1))
+	batch := func(from int) []any {
+		msgs := make([]any, 100)
+		for i := range msgs {
+			msgs[i] = from + i
+		}
+		return msgs
+	}
+	// Each batch goes to a parked loop, which only a wake-up gets going.
+	parked := func() {
+		t.Helper()
+		deadline := time.Now().Add(tsWait)
+		for !s.loops[1].loop.Stats().Parked {
+			if time.Now().After(deadline) {
+				t.Fatal("loop 1 never parked")
+			}
+			runtime.Gosched()
+		}
+	}
+	check := func(what string, from int) {
+		t.Helper()
+		for i := range 100 {
+			if v := tsRecv(t, got, what); v != from+i {
+				t.Fatalf("%s: message %d is %d, want %d", what, i, v, from+i)
+			}
+		}
+	}
+	parked()
+	if n, err := s.SendMany(r, batch(0)); n != 100 || err != nil {
+		t.Fatalf("System.SendMany: %d, %v", n, err)
+	}
+	check("from a goroutine", 0)
+	for l, from := range []int{1000, 2000} { // the other loop, then the same loop
+		drv := tsSpawn(t, s, tsDriver(), OnLoop(l))
+		n, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
+			if l == 0 {
+				parked()
+			}
+			return c.SendMany(r, batch(from))
+		})
+		if n != 100 || err != nil {
+			t.Fatalf("Context.SendMany from loop %d: %v, %v", l, n, err)
+		}
+		check("from an actor", from)
+	}
+	var zero Ref
+	if n, err := s.SendMany(zero, batch(0)); n != 0 || !errors.Is(err, ErrInvalidRef) {
+		t.Fatalf("SendMany to the zero Ref: %d, %v", n, err)
+	}
+	if n, err := s.SendMany(r, nil); n != 0 || err != nil {
+		t.Fatalf("an empty batch: %d, %v", n, err)
+	}
+}
+
+// TestSendManyStopsAtFullQueue: into a queue with room for fewer than the
+// batch, SendMany queues a prefix, says ErrQueueFull, and exactly that
+// prefix arrives, in order, once the loop runs again.
+func TestSendManyStopsAtFullQueue(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, Watchdog: -1, QueueCapacity: 8})
+	gate := make(chan struct{})
+	held := make(chan struct{}, 1)
+	got := make(chan int, 64)
+	r := tsSpawn(t, s, tsFn(func(_ *Context, msg any) (any, error) {
+		if msg == "hold" {
+			held <- struct{}{}
+			<-gate
+			return nil, nil
+		}
+		got <- msg.(int)
+		return nil, nil
+	}))
+	if err := s.Send(r, "hold"); err != nil {
+		t.Fatal(err)
+	}
+	tsRecv(t, held, "the handler holding the loop")
+	msgs := make([]any, 32)
+	for i := range msgs {
+		msgs[i] = i
+	}
+	n, err := s.SendMany(r, msgs)
+	if !errors.Is(err, ErrQueueFull) || n == 0 || n >= len(msgs) {
+		t.Fatalf("SendMany into a queue of 8: %d queued, %v; want a prefix and ErrQueueFull", n, err)
+	}
+	close(gate)
+	for i := range n {
+		if v := tsRecv(t, got, "a queued message"); v != i {
+			t.Fatalf("message %d is %d", i, v)
+		}
+	}
+	tsNone(t, got, "a message past the refused one")
 }

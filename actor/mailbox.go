@@ -27,6 +27,9 @@ import (
 type mailbox interface {
 	// send queues a one-way message.
 	send(o origin, to, from Ref, msg any) error
+	// sendMany queues the one-way messages msgs in order, stopping at the
+	// first refused: it returns how many were queued and why it stopped.
+	sendMany(o origin, to, from Ref, msgs []any) (int, error)
 	// notify queues a runtime notification (a Down): in order with from's
 	// messages, and, when to's queue is full, on its control queue rather
 	// than lost.
@@ -127,6 +130,7 @@ type noMailbox struct{}
 
 func (noMailbox) send(origin, Ref, Ref, any) error                { return ErrInvalidRef }
 func (noMailbox) notify(origin, Ref, any) error                   { return ErrInvalidRef }
+func (noMailbox) sendMany(origin, Ref, Ref, []any) (int, error)   { return 0, ErrInvalidRef }
 func (noMailbox) ask(origin, Ref, Ref, any, uint32, uint32) error { return ErrInvalidRef }
 func (noMailbox) forward(origin, envelope) error                  { return ErrInvalidRef }
 func (noMailbox) reply(Ref, uint32, uint32, any, error)           {}

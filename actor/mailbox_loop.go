@@ -74,6 +74,31 @@ func (l *loopState) send(o origin, to, from Ref, msg any) error {
 	return l.enqueue(o, &envelope{kind: kSend, to: to, from: from, msg: msg})
 }
 
+// sendMany queues msgs as send does, waking l's loop once for the batch
+// rather than once per message.
+func (l *loopState) sendMany(o origin, to, from Ref, msgs []any) (int, error) {
+	if o.ls != l && (o.ls != nil || o.how == postWake) {
+		for i, m := range msgs {
+			if err := l.loop.PostQuiet(envelope{kind: kSend, to: to, from: from, msg: m}); err != nil {
+				if i > 0 {
+					l.loop.Notify()
+				}
+				return i, postErr(err)
+			}
+		}
+		if len(msgs) > 0 {
+			l.loop.Notify()
+		}
+		return len(msgs), nil
+	}
+	for i, m := range msgs {
+		if err := l.enqueue(o, &envelope{kind: kSend, to: to, from: from, msg: m}); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
+}
+
 func (l *loopState) notify(o origin, to Ref, msg any) error {
 	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }

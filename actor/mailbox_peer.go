@@ -39,6 +39,10 @@ func (t *remoteTarget) send(_ origin, to, from Ref, msg any) error {
 	return t.peer.Send(to, from, msg)
 }
 
+func (t *remoteTarget) sendMany(_ origin, to, from Ref, msgs []any) (int, error) {
+	return t.peer.SendMany(to, from, msgs)
+}
+
 func (t *remoteTarget) notify(_ origin, to Ref, msg any) error {
 	return t.peer.Send(to, Ref{}, msg)
 }

@@ -51,6 +51,11 @@ func (p *tsPeer) Send(to, from Ref, msg any) error {
 	return nil
 }
 
+func (p *tsPeer) SendMany(to, from Ref, msgs []any) (int, error) {
+	p.record("SendMany %v %v %v", to, from, msgs)
+	return len(msgs), nil
+}
+
 func (p *tsPeer) Ask(to, from Ref, msg any, pidx, pgen uint32) (uint64, error) {
 	p.record("Ask %v %v %v", to, from, msg)
 	p.asks <- [2]uint32{pidx, pgen}
@@ -169,6 +174,10 @@ func TestRemoteRefOperationsReachThePeer(t *testing.T) {
 		want string
 	}{
 		{"Send", func(c *Context) error { return c.Send(far, "m") }, fmt.Sprintf("Send %v %v m", far, drv)},
+		{"SendMany", func(c *Context) error {
+			_, err := c.SendMany(far, []any{"a", "b"})
+			return err
+		}, fmt.Sprintf("SendMany %v %v [a b]", far, drv)},
 		{"Stop", func(c *Context) error { return c.Stop(far, boom) }, fmt.Sprintf("Stop %v boom", far)},
 		{"Monitor", func(c *Context) error { return c.Monitor(far) }, fmt.Sprintf("Monitor %v %v", far, drv)},
 		{"Demonitor", func(c *Context) error { return c.Demonitor(far) }, fmt.Sprintf("Demonitor %v %v", far, drv)},

@@ -370,6 +370,14 @@ func (s *System) Send(to Ref, msg any) error {
 	return to.send(origin{}, Ref{}, msg)
 }
 
+// SendMany is Context.SendMany from a plain goroutine: msgs go to the
+// actor to in order, queued in one step; it returns how many were queued
+// (a prefix of msgs) and, if not all, why the next was refused. It never
+// blocks.
+func (s *System) SendMany(to Ref, msgs []any) (int, error) {
+	return to.box().sendMany(origin{}, to, Ref{}, msgs)
+}
+
 // SendWait is Send that waits for room instead of failing with
 // ErrQueueFull: the calling goroutine parks until the target loop's next
 // pass frees space (no spinning), so many producers feeding one actor run

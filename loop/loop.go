@@ -175,6 +175,11 @@ func (l *Loop[E]) Kick() {
 	}
 }
 
+// Notify wakes the loop if it is parked, so that it handles what PostQuiet
+// queued; unlike Kick it never runs a pass on the calling goroutine (a
+// loop's own handler sending a batch to another loop must not).
+func (l *Loop[E]) Notify() { l.notify() }
+
 // PostControlRun is PostControl with the hand-off of PostRun.
 func (l *Loop[E]) PostControlRun(ev E) error {
 	if err := l.ctl.push(ev); err != nil {

@@ -169,8 +169,31 @@ func (p *peer) enqueue(kind int, fill func(f *frame)) (uint64, error) {
 func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	f, dial, err := p.admitLocked(kind, o)
+	if err != nil {
+		return 0, err
+	}
+	fill(f)
+	if err := p.appendLocked(f); err != nil {
+		return 0, err
+	}
+	if h := p.cm(); h != nil && kind != fPing && (p.n.clk != nil || p.conn == nil || !p.flushing) {
+		// Data, not heartbeats: the connection manager's traffic recency.
+		// A frame that joins a write under way is counted with the frame
+		// that started it (at most one write's time earlier), so that a
+		// stream reads the clock once per write, not per frame.
+		h.Traffic(p.n.now())
+	}
+	p.sendLocked(dial)
+	return p.link.epoch, nil
+}
+
+// admitLocked decides whether a frame of kind from o may be queued now
+// (the link's state, the outbox's bound) and returns the frame to fill,
+// p.out, and whether the link wants a dial. Its errors are enqueue's.
+func (p *peer) admitLocked(kind int, o origin) (*frame, bool, error) {
 	if p.n.closing.Load() {
-		return 0, ErrClosed
+		return nil, false, ErrClosed
 	}
 	// The clock is read only when needed: time.Now costs about as much as
 	// the rest of a send where the clock is paravirtualised (kvm-clock).
@@ -184,7 +207,7 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 			p.n.stats.downRefused.Add(1)
 			p.syncRetryLocked()
 		}
-		return 0, err
+		return nil, false, err
 	}
 	if p.fw == nil {
 		p.fw = newFrameWriter(p.n)
@@ -197,7 +220,7 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 		if p.conn != nil {
 			_ = p.conn.Close() // asynchronous: OnClose declares the peer lost
 		}
-		return 0, fmt.Errorf("%w: %s reads nothing: %d bytes queued for it, signals included", ErrNodeDown, p.nameLocked(), p.ob.unacked())
+		return nil, false, fmt.Errorf("%w: %s reads nothing: %d bytes queued for it, signals included", ErrNodeDown, p.nameLocked(), p.ob.unacked())
 	case obFull:
 		p.n.stats.refused.Add(1)
 		if p.conn != nil && !p.flushing && p.netHeld > 0 {
@@ -207,31 +230,33 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 		if p.fullErr == nil { // made once: a sender retrying in a loop must not pay for formatting
 			p.fullErr = fmt.Errorf("%w: outbound queue for node %s at its limit (%d bytes)", actor.ErrQueueFull, p.nameLocked(), p.n.cfg.MaxOutbound)
 		}
-		return 0, p.fullErr
+		return nil, false, p.fullErr
 	}
 	f := &p.out
 	*f = frame{kind: uint64(kind)}
-	fill(f)
-	err = p.ob.appendFrame(p.fw, f)
+	return f, dial, nil
+}
+
+// appendLocked encodes f, filled, into the outbox.
+func (p *peer) appendLocked(f *frame) error {
+	err := p.ob.appendFrame(p.fw, f)
 	f.payload = nil // do not keep the message reachable
 	if err != nil {
-		return 0, err
+		return err
 	}
 	p.n.stats.framesOut.Add(1)
-	if h := p.cm(); h != nil && kind != fPing && (p.n.clk != nil || p.conn == nil || !p.flushing) {
-		// Data, not heartbeats: the connection manager's traffic recency.
-		// A frame that joins a write under way is counted with the frame
-		// that started it (at most one write's time earlier), so that a
-		// stream reads the clock once per write, not per frame.
-		h.Traffic(p.n.now())
-	}
+	return nil
+}
+
+// sendLocked starts what the queued frames need: the dial the link asked
+// for, or a write if none is under way.
+func (p *peer) sendLocked(dial bool) {
 	switch {
 	case dial:
 		p.dialLocked()
 	case p.conn != nil && !p.flushing:
 		p.flushLocked(true)
 	}
-	return p.link.epoch, nil
 }
 
 func (p *peer) nameLocked() string { return p.name() }

@@ -53,6 +53,67 @@ func (p *peer) Send(to, from actor.Ref, msg any) error {
 	return err
 }
 
+// SendMany implements seam.Peer: the Send frames of a run of messages are
+// queued under one lock, with one decision to write (one write when the
+// connection is idle), instead of one of each per message. An actor.Down
+// among them goes as Send sends it, in its place.
+func (p *peer) SendMany(to, from actor.Ref, msgs []any) (int, error) {
+	tid, err := p.remoteID(to)
+	if err != nil {
+		return 0, err
+	}
+	sent := 0
+	for sent < len(msgs) {
+		if d, ok := msgs[sent].(actor.Down); ok {
+			if err := p.sendDownFor(to, d); err != nil {
+				return sent, err
+			}
+			sent++
+			continue
+		}
+		n, err := p.sendRun(tid, from, msgs[sent:])
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// sendRun queues Send frames for msgs up to the first actor.Down, and
+// returns how many it queued; an error stops it, what was queued before
+// still goes.
+func (p *peer) sendRun(tid actor.WireID, from actor.Ref, msgs []any) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fid, hasFrom := p.senderIDLocked(from)
+	n, dial := 0, false
+	var err error
+	for _, m := range msgs {
+		if _, ok := m.(actor.Down); ok {
+			break
+		}
+		var f *frame
+		var d bool
+		if f, d, err = p.admitLocked(fSend, fromLocal); err != nil {
+			break
+		}
+		dial = dial || d
+		f.to, f.payload, f.from, f.hasFrom = tid, m, fid, hasFrom
+		if err = p.appendLocked(f); err != nil {
+			break
+		}
+		n++
+	}
+	if n > 0 {
+		if h := p.cm(); h != nil {
+			h.Traffic(p.n.now()) // once for the batch (a lone Send skips it when it joins a write under way)
+		}
+		p.sendLocked(dial)
+	}
+	return n, err
+}
+
 // sendDownFor tells a remote watcher that a local actor stopped.
 func (p *peer) sendDownFor(watcher actor.Ref, d actor.Down) error {
 	wid, err := p.remoteID(watcher)

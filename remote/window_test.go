@@ -22,6 +22,9 @@ type windowPeer struct {
 }
 
 func (p *windowPeer) Send(to, from actor.Ref, msg any) error { return nil }
+func (p *windowPeer) SendMany(to, from actor.Ref, msgs []any) (int, error) {
+	return len(msgs), nil
+}
 func (p *windowPeer) Ask(to, from actor.Ref, msg any, _, _ uint32) (uint64, error) {
 	return p.epoch(), nil
 }

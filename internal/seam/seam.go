@@ -33,6 +33,10 @@ type Peer[Ref any] interface {
 	// Send delivers msg one way to the remote actor to; from is the local
 	// sender (zero from a plain goroutine).
 	Send(to, from Ref, msg any) error
+	// SendMany is Send of each of msgs in order, stopping at the first
+	// refused; it returns how many were sent. One batch costs the
+	// transport one queueing step rather than one per message.
+	SendMany(to, from Ref, msgs []any) (int, error)
 	// Ask sends a request whose reply the transport must hand back with
 	// the wire's Settle(from's loop, pidx, pgen, ...). It returns the
 	// connection epoch the request went out on, so that the wire's FailPeer
