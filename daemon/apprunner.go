@@ -416,7 +416,23 @@ func (a *appCluster) spawn(ctx context.Context, addr, kind string, args any) (ac
 		if err != nil {
 			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
 		}
-		return a.d.sys.Spawn(ctx, f, actor.LeastLoaded(), actor.Name(kind))
+		owner, err := a.owner(ctx)
+		if err != nil {
+			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+		}
+		ref, err := a.d.sys.Spawn(ctx, f, actor.LeastLoaded(), actor.Name(kind))
+		if err != nil || owner.IsZero() {
+			return ref, err
+		}
+		// Tied to the root here too: a root that ends before it has the
+		// answer (a crash) must not leave the child running unlinked.
+		if _, err := a.d.sys.Ask(ctx, g.ref, tieLocal{Owner: owner, Kid: ref}); err != nil {
+			kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = a.d.sys.Kill(kctx, ref) // no-op if the gateway killed it
+			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+		}
+		return ref, nil
 	}
 	var peer actor.Ref
 	g.mu.Lock()

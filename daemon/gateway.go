@@ -510,6 +510,8 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 	case actor.Down:
 		g.ties.down(c, m)
 		return nil, nil
+	case tieLocal:
+		return nil, g.ties.tieNow(c, m)
 	}
 	return nil, actor.ErrUnknownMessage
 }
@@ -545,17 +547,18 @@ func (g *Gateway) spawn(c *actor.Context, m SpawnKind) (any, error) {
 	if err != nil {
 		return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
 	}
+	var tie *owned
 	if !m.Owner.IsZero() {
-		if err := g.ties.expect(c, m.Owner); err != nil {
+		if tie, err = g.ties.expect(c, m.Owner); err != nil {
 			return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
 		}
 	}
 	rep := c.Defer()
 	c.SpawnAsync(f, actor.LeastLoaded(), actor.Name(m.Kind)).Then(func(c *actor.Context, v any, err error) {
-		if err == nil && !m.Owner.IsZero() {
-			err = g.ties.tie(c, m.Owner, v.(actor.Ref))
-		} else if !m.Owner.IsZero() {
-			g.ties.abandon(c, m.Owner)
+		if err == nil && tie != nil {
+			err = g.ties.tie(c, m.Owner, tie, v.(actor.Ref))
+		} else if tie != nil {
+			g.ties.abandon(c, m.Owner, tie)
 		}
 		if err != nil {
 			rep.Reply(SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil)

@@ -159,3 +159,139 @@ func TestGatewayTiesSpawnsToTheirOwner(t *testing.T) {
 		t.Fatalf("a tie past the bound made %v", r)
 	}
 }
+
+// tiesRig runs a ties record inside an actor of its own system, for the
+// bookkeeping's cases one by one.
+type tiesRig struct {
+	t   *testing.T
+	sys *actor.System
+	drv actor.Ref
+	tt  ties
+}
+
+type tiesStep func(c *actor.Context) any
+
+func newTiesRig(t *testing.T) *tiesRig {
+	r := &tiesRig{t: t, sys: actor.NewSystem(actor.Config{Loops: 1})}
+	t.Cleanup(func() { _ = r.sys.Shutdown(context.Background()) })
+	var err error
+	r.drv, err = r.sys.Spawn(context.Background(), func() actor.Actor {
+		return fnActor(func(c *actor.Context, m any) (any, error) {
+			switch m := m.(type) {
+			case tiesStep:
+				return m(c), nil
+			case actor.Down:
+				r.tt.down(c, m)
+			}
+			return nil, nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *tiesRig) do(f tiesStep) any {
+	r.t.Helper()
+	v, err := r.sys.Ask(context.Background(), r.drv, f)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return v
+}
+
+func (r *tiesRig) idle() actor.Ref {
+	r.t.Helper()
+	ref, err := r.sys.Spawn(context.Background(), func() actor.Actor {
+		return fnActor(func(*actor.Context, any) (any, error) { return nil, nil })
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return ref
+}
+
+func (r *tiesRig) alive(ref actor.Ref) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return !errors.Is(r.sys.Inspect(ctx, ref, func(*actor.Context, actor.Actor) {}), actor.ErrDead)
+}
+
+// TestTiesSpawnKeepsItsEntry: a spawn under way when its owner's Down
+// removed the owner's entry is not booked against the entry a later spawn
+// for the same owner made (the owner's node was lost, then reached again):
+// the old spawn's actor is killed (its answer went nowhere), and an old
+// spawn that fails does not use up the new one's count.
+func TestTiesSpawnKeepsItsEntry(t *testing.T) {
+	r := newTiesRig(t)
+	owner, kid1, kid2 := r.idle(), r.idle(), r.idle()
+	lost := actor.Down{Ref: owner, Reason: errors.New("node lost")}
+	old := r.do(func(c *actor.Context) any { o, _ := r.tt.expect(c, owner); return o }).(*owned)
+	r.do(func(c *actor.Context) any { r.tt.down(c, lost); return nil })
+	cur := r.do(func(c *actor.Context) any { o, _ := r.tt.expect(c, owner); return o }).(*owned)
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tie(c, owner, old, kid1) }).(error); err == nil {
+		t.Fatal("the old spawn's actor was tied to the owner's new entry")
+	}
+	eventually(t, 10*time.Second, "the old spawn's actor killed", func() bool { return !r.alive(kid1) })
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tie(c, owner, cur, kid2) }).(error); err != nil {
+		t.Fatalf("the new spawn: %v", err)
+	}
+
+	// An old spawn that fails after the owner's entry was made again.
+	owner2, kid3 := r.idle(), r.idle()
+	old = r.do(func(c *actor.Context) any { o, _ := r.tt.expect(c, owner2); return o }).(*owned)
+	r.do(func(c *actor.Context) any { r.tt.down(c, actor.Down{Ref: owner2}); return nil })
+	cur = r.do(func(c *actor.Context) any { o, _ := r.tt.expect(c, owner2); return o }).(*owned)
+	r.do(func(c *actor.Context) any { r.tt.abandon(c, owner2, old); return nil })
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tie(c, owner2, cur, kid3) }).(error); err != nil {
+		t.Fatalf("the new spawn after an old one failed: %v", err)
+	}
+	if !r.alive(kid3) {
+		t.Fatal("the new spawn's actor was killed")
+	}
+}
+
+// TestTiesOwnerThatIsTied: an actor tied to one owner that owns actors
+// itself: when it ends, its own actors are killed and its tie to its owner
+// is forgotten; when its owner ends, it is killed and its actors after it.
+func TestTiesOwnerThatIsTied(t *testing.T) {
+	r := newTiesRig(t)
+	root, mid, leaf := r.idle(), r.idle(), r.idle()
+	tie := func(owner, kid actor.Ref) {
+		t.Helper()
+		if err, _ := r.do(func(c *actor.Context) any {
+			o, err := r.tt.expect(c, owner)
+			if err != nil {
+				return err
+			}
+			return r.tt.tie(c, owner, o, kid)
+		}).(error); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func() (k, o int) {
+		r.do(func(*actor.Context) any { k, o = r.tt.tiedCount(); return nil })
+		return k, o
+	}
+	tie(root, mid)
+	tie(mid, leaf)
+	if err := r.sys.Stop(context.Background(), mid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "mid's actor killed, mid's ties forgotten", func() bool {
+		k, o := counts()
+		return !r.alive(leaf) && k == 0 && o == 0
+	})
+
+	mid, leaf = r.idle(), r.idle()
+	tie(root, mid)
+	tie(mid, leaf)
+	if err := r.sys.Stop(context.Background(), root); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "root's actor killed, and its actor's after it", func() bool {
+		k, o := counts()
+		return !r.alive(mid) && !r.alive(leaf) && k == 0 && o == 0
+	})
+}
