@@ -384,3 +384,75 @@ func TestSendManyStopsAtFullQueue(t *testing.T) {
 	}
 	tsNone(t, got, "a message past the refused one")
 }
+
+// spawnProbe reports its Start and Terminate, and can hold its Start.
+type spawnProbe struct {
+	started    chan Ref
+	hold       chan struct{}
+	terminated chan error
+}
+
+func (p *spawnProbe) Start(c *Context) error {
+	p.started <- c.Self()
+	if p.hold != nil {
+		<-p.hold
+	}
+	return nil
+}
+
+func (p *spawnProbe) Terminate(_ *Context, why error) { p.terminated <- why }
+
+func (p *spawnProbe) Receive(*Context, any) (any, error) { return nil, nil }
+
+// TestSpawnGivenUpLeavesNoActor: a Spawn whose ctx ends before the loop
+// got to it makes no actor, and one whose ctx ends while Start runs stops
+// the actor once Start returns (Terminate runs with ctx's error): the
+// caller, told the spawn failed, holds no ref, so nothing else could.
+func TestSpawnGivenUpLeavesNoActor(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, Watchdog: -1})
+	// The loop is held by a handler: the spawn waits behind it.
+	gate := make(chan struct{})
+	held := make(chan struct{}, 1)
+	blocker := tsSpawn(t, s, tsFn(func(*Context, any) (any, error) {
+		held <- struct{}{}
+		<-gate
+		return nil, nil
+	}))
+	if err := s.Send(blocker, "hold"); err != nil {
+		t.Fatal(err)
+	}
+	tsRecv(t, held, "the handler holding the loop")
+	p := &spawnProbe{started: make(chan Ref, 1), terminated: make(chan error, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.Spawn(ctx, func() Actor { return p }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Spawn behind a held loop: %v, want the context's error", err)
+	}
+	close(gate)
+	// A round trip through the loop: the given-up spawn was before it.
+	if _, err := tsAsk(t, s, tsSpawn(t, s, tsEcho()), "x"); err != nil {
+		t.Fatal(err)
+	}
+	tsNone(t, p.started, "a Start for a spawn given up")
+
+	// Given up while Start runs: the actor is stopped once Start returns.
+	q := &spawnProbe{started: make(chan Ref, 1), hold: make(chan struct{}), terminated: make(chan error, 1)}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Spawn(ctx2, func() Actor { return q })
+		errc <- err
+	}()
+	r := tsRecv(t, q.started, "the Start")
+	cancel2()
+	if err := tsRecv(t, errc, "Spawn's return"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Spawn cancelled during Start: %v", err)
+	}
+	close(q.hold)
+	if why := tsRecv(t, q.terminated, "the Terminate of the actor nobody holds"); !errors.Is(why, context.Canceled) {
+		t.Fatalf("Terminate(%v), want the context's error", why)
+	}
+	if _, err := s.Ask(context.Background(), r, "x"); !errors.Is(err, ErrDead) {
+		t.Fatalf("ask of the stopped actor: %v, want ErrDead", err)
+	}
+}

@@ -224,19 +224,76 @@ func (s *System) onLoop(ctx context.Context, ls *loopState, f func(*loopState)) 
 
 // Spawn creates a top-level actor (no parent) from a plain goroutine and
 // waits until its Start method has returned. By default it goes on the least
-// loaded loop. It fails with the Start error, ErrShutdown, or ctx's error.
+// loaded loop. It fails with the Start error, ErrShutdown, or ctx's error;
+// an actor whose start ctx's end overtook is not left running: it is never
+// made, or, if its Start was under way, stopped with ctx's error as the
+// reason once Start returns (Terminate runs).
 func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref, error) {
 	o := applyOpts(spawnOpts{loop: -1}, opts)
 	if s.closing.Load() {
 		return Ref{}, ErrShutdown
 	}
 	ls := s.pick(o)
+	if s.cfg.Manual {
+		var r Ref
+		var err error
+		if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, o, Ref{}) }); e != nil {
+			return Ref{}, e
+		}
+		return r, err
+	}
+	// The caller and the loop agree, through st, on who has the actor: the
+	// caller (the spawn ended before the caller gave up) or nobody (the
+	// loop stops what it made for a caller who left).
+	const (
+		pending = iota
+		running
+		finished
+		abandoned
+	)
+	var st atomic.Int32
 	var r Ref
 	var err error
-	if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, o, Ref{}) }); e != nil {
-		return Ref{}, e
+	var reason error // ctx's error, set before abandoned
+	done := make(chan struct{})
+	run := func(l *loopState) {
+		defer close(done)
+		if !st.CompareAndSwap(pending, running) {
+			return // abandoned before it began: nothing made
+		}
+		r, err = l.spawn(f, o, Ref{})
+		if !st.CompareAndSwap(running, finished) && err == nil {
+			if sl := l.lookup(r); sl != nil {
+				_ = l.stop(sl, r, reason) // the caller has gone: nobody holds r
+			}
+		}
 	}
-	return r, err
+	if e := ls.loop.PostControl(envelope{kind: kRun, msg: run}); e != nil {
+		return Ref{}, postErr(e)
+	}
+	giveUp := func(why error) (Ref, error) {
+		reason = why
+		if st.CompareAndSwap(pending, abandoned) || st.CompareAndSwap(running, abandoned) {
+			return Ref{}, why
+		}
+		<-done // finished: the actor is the caller's after all
+		return r, err
+	}
+	select {
+	case <-done:
+		return r, err
+	case <-ctx.Done():
+		return giveUp(ctx.Err())
+	case <-s.done:
+		// s.done closes after the loops have stopped: if the spawn ran,
+		// done was closed before it.
+		select {
+		case <-done:
+			return r, err
+		default:
+		}
+		return giveUp(ErrShutdown)
+	}
 }
 
 // SpawnMany creates n top-level actors from f from a plain goroutine, with

@@ -85,13 +85,16 @@ func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
 	// On this loop, spawned and linked in the same turn: no start is in
 	// flight when the driver crashes, so Reset finds every root.
 	sp := inst.spec
-	cl := &appCluster{d: r.d, log: r.log}
+	cl := newAppCluster(r.d, r.log)
 	sp.Cluster = cl
 	ref, err := c.Spawn(supervisor.New(sp), actor.Name("app/"+app))
 	if err == nil {
 		if err = c.Link(ref); err != nil {
 			_ = c.Kill(ref)
 		}
+	}
+	if err == nil {
+		cl.setRoot(ref)
 	}
 	if err != nil {
 		cl.close()
@@ -276,9 +279,47 @@ func (d *Daemon) memberAddr(node string) string {
 type appCluster struct {
 	d   *Daemon
 	log *slog.Logger
+	// rootSet closes once root is known, or the root ended without one;
+	// nil: spawns tie their children to no owner.
+	rootSet chan struct{}
 
 	mu     sync.Mutex
 	closed bool
+	root   actor.Ref
+}
+
+// newAppCluster is the cluster of one start of an application's root.
+func newAppCluster(d *Daemon, log *slog.Logger) *appCluster {
+	return &appCluster{d: d, log: log, rootSet: make(chan struct{})}
+}
+
+// setRoot records the root's ref: the owner of its children's spawns.
+func (a *appCluster) setRoot(root actor.Ref) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		a.root = root
+		close(a.rootSet)
+	}
+}
+
+// owner is the root's ref, once known (its first children start while the
+// root's Start runs, before its spawn returns).
+func (a *appCluster) owner(ctx context.Context) (actor.Ref, error) {
+	if a.rootSet == nil {
+		return actor.Ref{}, nil
+	}
+	select {
+	case <-a.rootSet:
+	case <-ctx.Done():
+		return actor.Ref{}, ctx.Err()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.root.IsZero() {
+		return actor.Ref{}, errRootEnded
+	}
+	return a.root, nil
 }
 
 // close marks the root ended (nil-safe).
@@ -287,8 +328,11 @@ func (a *appCluster) close() {
 		return
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed && a.rootSet != nil && a.root.IsZero() {
+		close(a.rootSet) // ended before it was known: nobody waits for it
+	}
 	a.closed = true
-	a.mu.Unlock()
 }
 
 func (a *appCluster) isClosed() bool {
@@ -372,7 +416,23 @@ func (a *appCluster) spawn(ctx context.Context, addr, kind string, args any) (ac
 		if err != nil {
 			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
 		}
-		return a.d.sys.Spawn(ctx, f, actor.LeastLoaded(), actor.Name(kind))
+		owner, err := a.owner(ctx)
+		if err != nil {
+			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+		}
+		ref, err := a.d.sys.Spawn(ctx, f, actor.LeastLoaded(), actor.Name(kind))
+		if err != nil || owner.IsZero() {
+			return ref, err
+		}
+		// Tied to the root here too: a root that ends before it has the
+		// answer (a crash) must not leave the child running unlinked.
+		if _, err := a.d.sys.Ask(ctx, g.ref, tieLocal{Owner: owner, Kid: ref}); err != nil {
+			kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = a.d.sys.Kill(kctx, ref) // no-op if the gateway killed it
+			return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+		}
+		return ref, nil
 	}
 	var peer actor.Ref
 	g.mu.Lock()
@@ -385,7 +445,14 @@ func (a *appCluster) spawn(ctx context.Context, addr, kind string, args any) (ac
 	if peer.IsZero() {
 		return actor.Ref{}, fmt.Errorf("%w: no daemon's gateway known at %s", gateway.ErrNoGateway, addr)
 	}
-	v, err := a.d.sys.Ask(ctx, peer, gateway.SpawnKind{Kind: kind, Args: plain})
+	// The child is tied to the root: if this answer is lost (the
+	// connection, the root gone), the other daemon kills the child rather
+	// than leave it running with nobody to stop it.
+	owner, err := a.owner(ctx)
+	if err != nil {
+		return actor.Ref{}, fmt.Errorf("%w: kind %q: %w", gateway.ErrSpawn, kind, err)
+	}
+	v, err := a.d.sys.Ask(ctx, peer, gateway.SpawnKind{Kind: kind, Args: plain, Owner: owner})
 	if err != nil {
 		return actor.Ref{}, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/gateway"
+	"github.com/actord/actord/supervisor"
 )
 
 // instances tracks the live instances of the test kind "worker", by the
@@ -38,6 +39,39 @@ func (in *instances) attach(ds ...*Daemon) {
 	for _, d := range ds {
 		in.sys[d.cfg.Name] = d.sys
 	}
+}
+
+// describe lists the live instances, for a failure's log.
+func (in *instances) describe() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var b strings.Builder
+	for d, s := range in.live {
+		for w := range s {
+			fmt.Fprintf(&b, "\n  %s %v parent %v started %s", d, w.ref, w.parent, w.started.Format("15:04:05.000"))
+		}
+	}
+	return b.String()
+}
+
+// roots lists the children each daemon's application roots have.
+func roots(ds []*Daemon) string {
+	var b strings.Builder
+	for _, d := range ds {
+		d.apps.mu.Lock()
+		var live []*liveApp
+		for _, l := range d.apps.live {
+			live = append(live, l)
+		}
+		d.apps.mu.Unlock()
+		for _, l := range live {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			v, err := d.sys.Ask(ctx, l.root, supervisor.WhichChildren{})
+			cancel()
+			fmt.Fprintf(&b, "\n  root on %s gen %d %v: %+v %v", d.cfg.Name, l.gen, l.root, v, err)
+		}
+	}
+	return b.String()
 }
 
 func (in *instances) count() (total int, by map[string]int) {
@@ -84,14 +118,18 @@ type workerArgs struct {
 }
 
 type workerActor struct {
-	in     *instances
-	daemon string
-	args   workerArgs
-	ref    actor.Ref
+	in      *instances
+	daemon  string
+	args    workerArgs
+	ref     actor.Ref
+	started time.Time
+	parent  actor.Ref
 }
 
 func (w *workerActor) Start(c *actor.Context) error {
 	w.ref = c.Self()
+	w.started = time.Now()
+	w.parent = c.Parent()
 	w.in.mu.Lock()
 	defer w.in.mu.Unlock()
 	if w.in.live[w.daemon] == nil {
@@ -254,7 +292,8 @@ func TestAppsFailover(t *testing.T) {
 	var seen string
 	defer func() {
 		if t.Failed() {
-			t.Logf("last seen: %s", seen)
+			t.Logf("last seen: %s; instances:%s; roots:%s; at %s", seen, in.describe(), roots(survivors), time.Now().Format("15:04:05.000"))
+			t.Logf("killed %s at %s", holder, killed.Format("15:04:05.000"))
 		}
 	}()
 	eventually(t, 40*time.Second, "shop runs again on a survivor, with 3 children on the survivors", func() bool {

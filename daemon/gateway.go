@@ -141,6 +141,8 @@ type Gateway struct {
 	kinds map[string]remote.Kind
 	peers map[string]peerGateway // other members' gateways, by member name
 	pulls map[string]*puller     // introductions under way, by member name
+
+	ties ties // actors spawned for an owner (SpawnKind.Owner); the gateway's loop only
 }
 
 // peerGateway is a member's gateway, and the member's address and key as
@@ -505,6 +507,11 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 	case *AppUpgraded: // from this daemon only: the type is not registered on the node
 		c.Report(m)
 		return nil, nil
+	case actor.Down:
+		g.ties.down(c, m)
+		return nil, nil
+	case tieLocal:
+		return nil, g.ties.tieNow(c, m)
 	}
 	return nil, actor.ErrUnknownMessage
 }
@@ -540,8 +547,19 @@ func (g *Gateway) spawn(c *actor.Context, m SpawnKind) (any, error) {
 	if err != nil {
 		return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
 	}
+	var tie *owned
+	if !m.Owner.IsZero() {
+		if tie, err = g.ties.expect(c, m.Owner); err != nil {
+			return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
+		}
+	}
 	rep := c.Defer()
 	c.SpawnAsync(f, actor.LeastLoaded(), actor.Name(m.Kind)).Then(func(c *actor.Context, v any, err error) {
+		if err == nil && tie != nil {
+			err = g.ties.tie(c, m.Owner, tie, v.(actor.Ref))
+		} else if tie != nil {
+			g.ties.abandon(c, m.Owner, tie)
+		}
 		if err != nil {
 			rep.Reply(SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil)
 			return

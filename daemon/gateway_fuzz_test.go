@@ -67,10 +67,10 @@ func FuzzGatewayMessages(f *testing.F) {
 	add(fuzzWelcome, make([]byte, welcomeLen))
 	add(fuzzWelcome, nil)
 	for _, v := range []any{
-		SpawnKind{Member: "b", Kind: "echo", Args: map[string]any{"n": int8(-1), "l": []any{uint64(1 << 63), 1.5, "x", []byte{1}, nil}}},
-		SpawnKind{Args: uint32(7)},
 		// Types with refs, as msgpack encodes them, without the refs (they
 		// need a node's connection to encode).
+		map[string]any{"Member": "b", "Kind": "echo", "Args": map[string]any{"n": int8(-1), "l": []any{uint64(1 << 63), 1.5, "x", []byte{1}, nil}}},
+		map[string]any{"Args": uint32(7), "Owner": nil},
 		map[string]any{"Members": []any{map[string]any{"Name": "a", "Addr": "127.0.0.1:1", "Self": true, "Gateway": nil}}},
 		map[string]any{"Code": SpawnNoGateway, "Msg": "m", "Ref": nil},
 		map[string]any{"Code": 99},

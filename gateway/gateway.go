@@ -160,10 +160,19 @@ type MemberInfo struct {
 // function as msgpack decodes them into an `any`, integers made int64
 // (uint64 above math.MaxInt64): string, int64, uint64, float64, bool,
 // []byte, []any, map[string]any or nil. The reply is a SpawnResult.
+//
+// Owner, if set, ties the new actor to that actor: the new one is killed
+// when Owner ends or the member loses its connection to Owner's node,
+// unless it has ended first. A supervisor that starts its children through
+// gateways sets itself, so that a child whose start's answer never reached
+// it (its connection lost, the supervisor gone meanwhile) does not run on
+// with nobody to stop it. A daemon refuses a tie beyond its bound of tied
+// actors (SpawnFailed).
 type SpawnKind struct {
 	Member string
 	Kind   string
 	Args   any
+	Owner  actor.Ref
 }
 
 // SpawnResult is the reply to SpawnKind: the new actor's ref, or a failure

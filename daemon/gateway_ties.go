@@ -1,0 +1,168 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/actord/actord/actor"
+)
+
+// Ties (gateway.SpawnKind's Owner): an actor a gateway spawned for an
+// owner is killed when the owner ends or the connection to its node is
+// lost. A supervisor links to a child only once the start's answer reaches
+// it; until then nothing else would stop a child whose answer was lost
+// with its connection, or whose supervisor ended meanwhile. The gateway
+// monitors each owner (a Down comes for either) and each tied actor (to
+// forget it when it ends first). An application's root ties the children
+// it starts on its own daemon the same way (tieLocal).
+
+// maxTied bounds the actors tied at once on one daemon (and the owners
+// watched, each with at least one): past it a spawn with an owner is
+// refused. maxTiedPerOwner bounds one owner's.
+const (
+	maxTied         = 65536
+	maxTiedPerOwner = 4096
+)
+
+// errTooManyTied refuses a tie past a bound.
+var errTooManyTied = errors.New("too many actors tied to their owners on this daemon")
+
+// errOwnerEnded refuses a spawn whose owner ended before it was made.
+var errOwnerEnded = errors.New("its owner ended, or its node was lost, before it started")
+
+// ties is the gateway's record of owners and the actors tied to them;
+// used on the gateway's loop only. A ref may be both a tied actor and an
+// owner (a child that starts children of its own): a monitor watches it
+// for both (one Down), and it is demonitored only when it is neither.
+type ties struct {
+	owners  map[actor.Ref]*owned
+	ownerOf map[actor.Ref]actor.Ref // tied actor -> owner
+	max     int                     // maxTied if 0 (tests set it)
+}
+
+func (t *ties) bound() int {
+	if t.max > 0 {
+		return t.max
+	}
+	return maxTied
+}
+
+// owned is one owner's entry: the actors tied to it, and its spawns under
+// way. A spawn keeps the entry it began with: if the owner's Down removed
+// it meanwhile, a newer entry for the same owner is not the spawn's.
+type owned struct {
+	kids    map[actor.Ref]struct{}
+	pending int
+}
+
+// expect records a spawn for owner under way, watching owner from now:
+// an owner that ends, or whose node is lost, from here on is seen. The
+// entry returned goes to tie or abandon.
+func (t *ties) expect(c *actor.Context, owner actor.Ref) (*owned, error) {
+	if t.owners == nil {
+		t.owners, t.ownerOf = map[actor.Ref]*owned{}, map[actor.Ref]actor.Ref{}
+	}
+	o := t.owners[owner]
+	if o == nil {
+		if len(t.owners)+len(t.ownerOf) >= t.bound() {
+			return nil, errTooManyTied
+		}
+		if err := c.Monitor(owner); err != nil {
+			return nil, fmt.Errorf("watching its owner %v: %w", owner, err)
+		}
+		o = &owned{kids: map[actor.Ref]struct{}{}}
+		t.owners[owner] = o
+	}
+	if len(o.kids)+o.pending >= maxTiedPerOwner {
+		return nil, errTooManyTied
+	}
+	o.pending++
+	return o, nil
+}
+
+// tie records kid, just spawned for owner under entry o; if the owner
+// ended meanwhile (o is no longer its entry), kid is killed and the spawn
+// fails.
+func (t *ties) tie(c *actor.Context, owner actor.Ref, o *owned, kid actor.Ref) error {
+	if t.owners[owner] != o { // its Down came while kid started
+		_ = c.Kill(kid)
+		return errOwnerEnded
+	}
+	o.pending--
+	if len(t.ownerOf) >= t.bound() {
+		_ = c.Kill(kid)
+		t.forgetIfIdle(c, owner, o)
+		return errTooManyTied
+	}
+	if err := c.Monitor(kid); err != nil {
+		_ = c.Kill(kid)
+		t.forgetIfIdle(c, owner, o)
+		return err
+	}
+	o.kids[kid] = struct{}{}
+	t.ownerOf[kid] = owner
+	return nil
+}
+
+// abandon records that a spawn for owner under entry o failed.
+func (t *ties) abandon(c *actor.Context, owner actor.Ref, o *owned) {
+	if t.owners[owner] == o {
+		o.pending--
+		t.forgetIfIdle(c, owner, o)
+	}
+}
+
+// forgetIfIdle stops watching an owner with nothing tied or under way
+// (unless it is tied itself).
+func (t *ties) forgetIfIdle(c *actor.Context, owner actor.Ref, o *owned) {
+	if len(o.kids) == 0 && o.pending <= 0 {
+		delete(t.owners, owner)
+		if _, tied := t.ownerOf[owner]; !tied {
+			_ = c.Demonitor(owner)
+		}
+	}
+}
+
+// down handles a Down: of an owner (its tied actors are killed; their own
+// Downs follow, for those that own actors in turn), and of a tied actor
+// (forgotten); one ref may be both.
+func (t *ties) down(c *actor.Context, d actor.Down) {
+	if o := t.owners[d.Ref]; o != nil {
+		delete(t.owners, d.Ref)
+		for kid := range o.kids {
+			delete(t.ownerOf, kid)
+			if _, owns := t.owners[kid]; !owns {
+				_ = c.Demonitor(kid)
+			}
+			_ = c.Kill(kid)
+		}
+	}
+	if owner, ok := t.ownerOf[d.Ref]; ok {
+		delete(t.ownerOf, d.Ref)
+		if o := t.owners[owner]; o != nil {
+			delete(o.kids, d.Ref)
+			t.forgetIfIdle(c, owner, o)
+		}
+	}
+}
+
+// tieLocal asks the gateway to tie Kid, an actor of this daemon an
+// application's root started here, to the root (Owner): a local message
+// only (its type is not registered on the node).
+type tieLocal struct {
+	Owner, Kid actor.Ref
+}
+
+// tieNow ties an actor started without the gateway; if that cannot be
+// done (a bound, the owner already gone), the actor is killed.
+func (t *ties) tieNow(c *actor.Context, m tieLocal) error {
+	o, err := t.expect(c, m.Owner)
+	if err != nil {
+		_ = c.Kill(m.Kid)
+		return err
+	}
+	return t.tie(c, m.Owner, o, m.Kid)
+}
+
+// tiedCount is how many actors are tied and owners watched (tests).
+func (t *ties) tiedCount() (kids, owners int) { return len(t.ownerOf), len(t.owners) }
