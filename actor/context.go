@@ -162,11 +162,11 @@ func (c *Context) Promise() (Promise, func(v any, err error)) {
 func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	var once atomic.Bool
 	return p, func(v any, err error) {
 		if once.CompareAndSwap(false, true) {
-			reply(&route, v, err)
+			rt.answer(v, err)
 		}
 	}
 }
@@ -174,9 +174,23 @@ func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
 // Reply is the handle of a deferred reply (see Context.Defer). It may be
 // used from any goroutine; only its first use counts.
 type Reply struct {
-	env     envelope
+	rt      *route // where the answer goes; nil: it is discarded
 	used    atomic.Bool
 	cleanup runtime.Cleanup // answers the ask if the Reply is dropped unanswered
+}
+
+// route is where an ask's answer goes: the parts of its envelope that
+// reply reads. A Reply keeps it apart from itself so that the cleanup
+// that answers for a dropped Reply can take it as its argument without a
+// second copy (an argument must not reach the object it watches).
+type route struct {
+	from       Ref
+	ch         chan result
+	pidx, pgen uint32
+}
+
+func (rt *route) answer(v any, err error) {
+	reply(&envelope{from: rt.from, ch: rt.ch, pidx: rt.pidx, pgen: rt.pgen}, v, err)
 }
 
 // Reply answers the deferred request with v and err. Later calls do nothing.
@@ -184,9 +198,9 @@ func (r *Reply) Reply(v any, err error) {
 	if r == nil || !r.used.CompareAndSwap(false, true) {
 		return
 	}
-	r.cleanup.Stop()
-	if r.env.kind == kAsk {
-		reply(&r.env, v, err)
+	if r.rt != nil {
+		r.cleanup.Stop()
+		r.rt.answer(v, err)
 	}
 }
 
@@ -230,7 +244,7 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 
 // replyDropped answers an ask whose Reply became garbage unanswered. It runs
 // on a runtime goroutine; reply is safe from any goroutine.
-func replyDropped(env envelope) { reply(&env, nil, ErrNoReply) }
+func replyDropped(rt *route) { rt.answer(nil, ErrNoReply) }
 
 // Defer tells the runtime that the current handler will answer later: its
 // return values are ignored and the asker waits (up to its own deadline) for
@@ -249,13 +263,10 @@ func (c *Context) Defer() *Reply {
 	c.deferred = true
 	r := &Reply{}
 	c.rep = r
-	if c.env != nil {
-		r.env = *c.env
-		r.env.msg = nil
-		if r.env.kind == kAsk {
-			// Nobody can answer a Reply that is garbage: answer for them.
-			r.cleanup = runtime.AddCleanup(r, replyDropped, r.env)
-		}
+	if e := c.env; e != nil && e.kind == kAsk {
+		r.rt = &route{from: e.from, ch: e.ch, pidx: e.pidx, pgen: e.pgen}
+		// Nobody can answer a Reply that is garbage: answer for them.
+		r.cleanup = runtime.AddCleanup(r, replyDropped, r.rt)
 	}
 	return r
 }
@@ -287,10 +298,10 @@ func (c *Context) SpawnAsync(f Factory, opts ...SpawnOption) Promise {
 		ls.settle(p.idx, p.gen, r, err)
 		return p
 	}
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	err := target.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
 		r, err := t.spawn(f, o, parent)
-		reply(&route, r, err)
+		rt.answer(r, err)
 	}})
 	if err != nil {
 		ls.settle(p.idx, p.gen, nil, postErr(err))
@@ -341,6 +352,18 @@ func (c *Context) After(d time.Duration, msg any) Timer {
 	return c.ls.schedule(c.self, msg, d, 0)
 }
 
+// AfterFunc runs f inside this actor once d has passed on the loop's
+// clock, the way a promise's continuation runs: on this loop, with a
+// Context of its own, free to touch the actor's state. Cancel it with the
+// returned Timer. It is dropped if the actor has stopped, been restarted or
+// is waiting to be after a crash by then: f belongs to the instance that
+// set it. Unlike After, it sends no message, so code running inside
+// another's actor (a library's) can time itself without that actor's
+// Receive knowing; and it allocates nothing beyond f.
+func (c *Context) AfterFunc(d time.Duration, f func(c *Context)) Timer {
+	return c.ls.addTimer(c.self, nil, f, c.slot.inc, d, 0)
+}
+
 // Every delivers msg to this actor every period (first after one period),
 // until cancelled or the actor stops. A loop that falls behind skips ticks
 // rather than bursting. period must be positive.
@@ -360,7 +383,7 @@ func (c *Context) Every(period time.Duration, msg any) Timer {
 func (c *Context) Blocking(fn func() (any, error)) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	self := c.self
 	submit := ls.sys.pool.Submit
 	if ls.sys.blocking != nil {
@@ -368,7 +391,7 @@ func (c *Context) Blocking(fn func() (any, error)) Promise {
 	}
 	err := submit(func() {
 		v, err := runJob(self, fn)
-		reply(&route, v, err)
+		rt.answer(v, err)
 	})
 	if err != nil {
 		ls.settle(p.idx, p.gen, nil, postErr(err))
