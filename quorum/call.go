@@ -148,10 +148,8 @@ type call[Req, Rep, Res any] struct {
 	done     bool
 	level    int
 	best     Res
-	contain  bool         // run by a Caller's actor: recover panics of the user's functions, time with its timers
-	timer    actor.Timer  // the thrifty timer, in a Caller's actor
-	sleeper  actor.Ref    // the timer actor of a thrifty call in a user's actor
-	sleepID  uint64       // its sleep, while it runs
+	contain  bool         // run by a Caller's actor: recover panics of the user's functions
+	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onLevel  func(c *actor.Context, res Res, level int)
 	onDone   func(c *actor.Context, res Res, level int, err error)
@@ -236,25 +234,9 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		cl.second = true
 		return
 	}
-	if cl.contain {
-		// A Caller's actor times its calls itself.
-		cl.timer = c.After(cl.opts.thrifty, thriftyTimer{cl})
-		return
-	}
-	// In a user's actor, a timer message would go to its own Receive:
-	// the timer is an ask that the Manager's timer actor on this loop
-	// answers after the delay, or at once when the call settles first.
-	cl.sleeper = cl.m.timers[c.Loop()%len(cl.m.timers)]
-	cl.sleepID = cl.m.sleeps.Add(1)
-	c.AskTimeout(cl.sleeper, sleep{id: cl.sleepID, d: cl.opts.thrifty}, 0).Then(func(c *actor.Context, _ any, _ error) {
-		cl.sleepID = 0
-		cl.secondWave(c)
-	})
-}
-
-// thriftyTimer is the timer message of a thrifty call run by a Caller.
-type thriftyTimer struct {
-	cl interface{ secondWave(*actor.Context) }
+	// A function timer, not a message: in a user's actor, a message would
+	// go to its own Receive.
+	cl.timer = c.AfterFunc(cl.opts.thrifty, cl.secondWave)
 }
 
 // fastest returns the first wave of a thrifty call: the best-ranked nodes
@@ -328,10 +310,6 @@ func (cl *call[Req, Rep, Res]) secondWave(c *actor.Context) {
 	}
 	cl.second = true
 	cl.timer.Cancel()
-	if cl.sleepID != 0 {
-		_ = c.Send(cl.sleeper, wake{id: cl.sleepID})
-		cl.sleepID = 0
-	}
 	defs := cl.defs
 	cl.defs = nil
 	for _, d := range defs {
@@ -445,10 +423,6 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 	}
 	cl.done = true
 	cl.timer.Cancel()
-	if cl.sleepID != 0 {
-		_ = c.Send(cl.sleeper, wake{id: cl.sleepID}) // end the sleep early
-		cl.sleepID = 0
-	}
 	for _, d := range cl.defs {
 		cl.m.defer_.drop(d)
 	}
