@@ -130,41 +130,54 @@ const (
 
 // call is one quorum call, run on the loop of the actor that makes it (a
 // user's actor, or a Caller's). Its fields are touched on that loop only,
-// but for abort.
+// but for abort. Its configuration is rs.cfg, its Manager rs.cfg.m.
 type call[Req, Rep, Res any] struct {
-	m        *Manager
-	cfg      Configuration
 	req      Req
 	opts     options[Req]
 	qf       QuorumFunc[Req, Rep, Res]
 	cf       CorrectableFunc[Req, Rep, Res]
 	rs       Replies[Rep]
-	asks     []ask[Req]
+	asks     []ask
 	caller   actor.Ref
 	deadline time.Time
 	defs     []*deferred // this call's thrifty asks not sent yet
-	second   bool        // every ask the call will make is out (or dropped)
-	firstOut int         // first-wave asks not answered yet
-	done     bool
-	level    int
 	best     Res
-	contain  bool         // run by a Caller's actor: recover panics of the user's functions
 	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onLevel  func(c *actor.Context, res Res, level int)
 	onDone   func(c *actor.Context, res Res, level int, err error)
 	resolve  func(v any, err error) // Ask's promise, instead of onDone
-
-	// Room for the calls of up to 4 nodes, so that they allocate less.
-	asksArr [4]ask[Req]
-	okArr   [4]Reply[Rep]
+	level    int
+	firstOut int32 // first-wave asks not answered yet
+	second   bool  // every ask the call will make is out (or dropped)
+	done     bool
+	contain  bool // run by a Caller's actor: recover panics of the user's functions
 }
 
+// callN is a call with room for the asks, replies and deferred asks of up
+// to N nodes, so that a call of the usual sizes is one allocation of about
+// its own size: calls of 3 and 5 nodes take half the room of a call with
+// room for 8, and most calls ask 3.
+type (
+	call3[Req, Rep, Res any] struct {
+		call[Req, Rep, Res]
+		asks [3]ask
+		ok   [3]Reply[Rep]
+		defs [2]*deferred
+	}
+	call5[Req, Rep, Res any] struct {
+		call[Req, Rep, Res]
+		asks [5]ask
+		ok   [5]Reply[Rep]
+		defs [4]*deferred
+	}
+)
+
 // ask is the state of one node's ask.
-type ask[Req any] struct {
-	msg    Req
-	st     askState
-	sentAt time.Time
+type ask struct {
+	msg  any           // boxed once for every node PerNode leaves alone
+	sent time.Duration // when it was sent, from the call's deadline
+	st   askState
 }
 
 func newCall[Req, Rep, Res any](cfg Configuration, req Req, o options[Req]) (*call[Req, Rep, Res], error) {
@@ -174,7 +187,21 @@ func newCall[Req, Rep, Res any](cfg Configuration, req Req, o options[Req]) (*ca
 	if o.timeout <= 0 {
 		o.timeout = cfg.m.timeout
 	}
-	return &call[Req, Rep, Res]{m: cfg.m, cfg: cfg, req: req, opts: o}, nil
+	var cl *call[Req, Rep, Res]
+	switch n := cfg.Size(); {
+	case n <= 3:
+		w := &call3[Req, Rep, Res]{}
+		cl = &w.call
+		cl.asks, cl.rs.ok, cl.defs = w.asks[:n], w.ok[:0], w.defs[:0]
+	case n <= 5:
+		w := &call5[Req, Rep, Res]{}
+		cl = &w.call
+		cl.asks, cl.rs.ok, cl.defs = w.asks[:n], w.ok[:0], w.defs[:0]
+	default:
+		cl = &call[Req, Rep, Res]{asks: make([]ask, n), rs: Replies[Rep]{ok: make([]Reply[Rep], 0, n)}}
+	}
+	cl.rs.cfg, cl.req, cl.opts = cfg, req, o
+	return cl, nil
 }
 
 // start makes the requests and sends the first asks, on the caller's loop.
@@ -185,16 +212,14 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 	now := c.Now()
 	cl.caller = c.Self()
 	cl.deadline = now.Add(cl.opts.timeout)
-	n := cl.cfg.Size()
-	cl.rs = Replies[Rep]{cfg: cl.cfg, live: fullNodeSet(n)}
-	if n <= len(cl.asksArr) {
-		cl.asks, cl.rs.ok = cl.asksArr[:n], cl.okArr[:0]
-	} else {
-		cl.asks, cl.rs.ok = make([]ask[Req], n), make([]Reply[Rep], 0, n)
+	cl.rs.live = fullNodeSet(len(cl.asks))
+	var msg any // one box for every node's ask
+	if cl.opts.perNode == nil {
+		msg = cl.req
 	}
-	for i, node := range cl.cfg.nodes {
+	for i, node := range cl.rs.cfg.nodes {
 		a := &cl.asks[i]
-		a.msg = cl.req
+		a.msg = msg
 		if cl.opts.perNode != nil {
 			m, ok := cl.opts.perNode(cl.req, node)
 			if !ok {
@@ -215,18 +240,16 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		for i := range cl.asks {
 			if cl.asks[i].st == stFirst && !first.Has(i) {
 				cl.asks[i].st = stDeferred
-				d := &deferred{caller: cl.caller, node: cl.cfg.nodes[i].id, deadline: cl.deadline}
-				pos := i
-				d.send = func(c *actor.Context) { cl.sendDeferred(c, pos) }
+				d := &deferred{caller: cl.caller, node: cl.rs.cfg.nodes[i].id, pos: i, deadline: cl.deadline, call: cl}
 				cl.defs = append(cl.defs, d)
-				cl.m.defer_.add(d, now)
+				cl.rs.cfg.m.defer_.add(d, now)
 			}
 		}
 	}
 	for i := range cl.asks {
 		if cl.asks[i].st == stFirst {
 			cl.firstOut++
-			cl.m.defer_.flush(c, cl.caller, cl.cfg.nodes[i].id, nil)
+			cl.rs.cfg.m.defer_.flush(c, cl.caller, cl.rs.cfg.nodes[i].id, nil)
 			cl.send(c, i, now)
 		}
 	}
@@ -247,10 +270,11 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 		failing bool
 		lat     time.Duration
 	}
-	var cs []cand
+	var buf [8]cand // the candidates of the usual calls, on the stack
+	cs := buf[:0]
 	for i := range cl.asks {
 		if cl.asks[i].st == stFirst {
-			n := cl.cfg.nodes[i]
+			n := cl.rs.cfg.nodes[i]
 			cs = append(cs, cand{pos: i, failing: n.Failing(), lat: time.Duration(n.latency.Load())})
 		}
 	}
@@ -266,7 +290,7 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 	var set NodeSet
 	for _, c := range cs {
 		set.Add(c.pos)
-		if cl.cfg.IsQuorum(cl.opts.kind, set) {
+		if cl.rs.cfg.IsQuorum(cl.opts.kind, set) {
 			return set
 		}
 	}
@@ -276,8 +300,8 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 // send asks node i (which must not have been asked).
 func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 	a := &cl.asks[i]
-	a.st, a.sentAt = stSent, now
 	d := cl.deadline.Sub(now)
+	a.st, a.sent = stSent, -d
 	if d <= 0 {
 		// The call's time is up: fail this ask without sending it, in a
 		// later turn like any other answer.
@@ -286,7 +310,7 @@ func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 		p.Then(func(c *actor.Context, v any, err error) { cl.onReply(c, i, v, err) })
 		return
 	}
-	c.AskTimeout(cl.cfg.nodes[i].ref, a.msg, d).Then(func(c *actor.Context, v any, err error) {
+	c.AskTimeout(cl.rs.cfg.nodes[i].ref, a.msg, d).Then(func(c *actor.Context, v any, err error) {
 		cl.onReply(c, i, v, err)
 	})
 }
@@ -313,14 +337,14 @@ func (cl *call[Req, Rep, Res]) secondWave(c *actor.Context) {
 	defs := cl.defs
 	cl.defs = nil
 	for _, d := range defs {
-		cl.m.defer_.flush(c, cl.caller, d.node, d)
+		cl.rs.cfg.m.defer_.flush(c, cl.caller, d.node, d)
 	}
 }
 
 // onReply counts one ask's outcome and settles the call if it can.
 func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error) {
 	now := c.Now()
-	node := cl.cfg.nodes[i]
+	node := cl.rs.cfg.nodes[i]
 	var rep Rep
 	if err == nil && v != nil {
 		r, ok := v.(Rep)
@@ -330,7 +354,7 @@ func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error
 			err = fmt.Errorf("%w: %T from %v", ErrBadReply, v, node.ref)
 		}
 	}
-	node.observe(now, now.Sub(cl.asks[i].sentAt), err)
+	node.observe(now, now.Sub(cl.deadline.Add(cl.asks[i].sent)), err)
 	if cl.done {
 		return
 	}
@@ -412,7 +436,7 @@ func (cl *call[Req, Rep, Res]) evaluate(c *actor.Context) bool {
 }
 
 func (cl *call[Req, Rep, Res]) fail(cause error) error {
-	return &Error{Config: cl.cfg.id, Asked: cl.rs.asked, Replies: len(cl.rs.ok),
+	return &Error{Config: cl.rs.cfg.id, Asked: cl.rs.asked, Replies: len(cl.rs.ok),
 		Failures: slices.Clone(cl.rs.failed), Cause: cause}
 }
 
@@ -424,7 +448,7 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 	cl.done = true
 	cl.timer.Cancel()
 	for _, d := range cl.defs {
-		cl.m.defer_.drop(d)
+		cl.rs.cfg.m.defer_.drop(d)
 	}
 	cl.defs = nil
 	if cl.resolve != nil {

@@ -149,7 +149,7 @@ func NewManager(sys *actor.System, cfg ManagerConfig) (*Manager, error) {
 		cfg.Timeout = DefaultTimeout
 	}
 	m := &Manager{sys: sys, timeout: cfg.Timeout, nodes: map[actor.Ref]weak.Pointer[Node]{}, closedCh: make(chan struct{})}
-	m.defer_.m = map[actor.Ref]map[uint32][]*deferred{}
+	m.defer_.m = map[queueKey][]*deferred{}
 	svc, err := m.spawnCaller(actor.Name("quorum/caller"))
 	if err != nil {
 		return nil, err
