@@ -273,6 +273,7 @@ type shard struct {
 	loading  bool
 	waiting  []held  // requests held while loading
 	queue    []op    // Writes waiting for the next commit
+	spare    []op    // the room of a batch answered, for the next queue
 	flight   *flight // the commit in flight, if any
 }
 
@@ -412,12 +413,13 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 		s.write(c, op{key: m.K, e: m.E, r: r})
 		return nil, true, nil
 	case SyncRequest:
-		if r == nil {
-			r = c.Defer()
+		rep := r // r itself, captured, would be on the heap for every message
+		if rep == nil {
+			rep = c.Defer()
 		}
 		d, max := s.d, min(max(m.Max, 1), 4096)
 		c.Blocking(func() (any, error) { return d.page(m.After, max) }).Then(func(_ *actor.Context, v any, err error) {
-			r.Reply(v, err)
+			rep.Reply(v, err)
 		})
 		return nil, true, nil
 	case apply:
@@ -448,6 +450,9 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 // write queues a Write with its reply and commits at once if no commit is
 // in flight (otherwise it goes with the next one).
 func (s *shard) write(c *actor.Context, o op) {
+	if s.queue == nil {
+		s.queue, s.spare = s.spare, nil
+	}
 	s.queue = append(s.queue, o)
 	if s.flight != nil {
 		if h := s.d.hooks; h != nil && h.queued != nil {
@@ -458,6 +463,15 @@ func (s *shard) write(c *actor.Context, o op) {
 	s.flush(c)
 }
 
+// reuse keeps the room of an answered batch for the next queue, rather
+// than grow a new one from nothing for every commit.
+func (s *shard) reuse(batch []op) {
+	clear(batch)
+	if cap(batch) > cap(s.spare) {
+		s.spare = batch[:0]
+	}
+}
+
 // flush commits the queued Writes (up to maxBatch) in one transaction on
 // the worker pool. When it completes, the versions written are applied to
 // the map, every Write of the batch is acknowledged, and the Writes queued
@@ -466,7 +480,7 @@ func (s *shard) flush(c *actor.Context) {
 	n := min(len(s.queue), s.maxBatch)
 	batch := s.queue[:n:n]
 	if n == len(s.queue) {
-		s.queue = nil
+		batch, s.queue = s.queue, nil // all of its room, for reuse
 	} else {
 		s.queue = append([]op(nil), s.queue[n:]...)
 	}
@@ -490,6 +504,7 @@ func (s *shard) flush(c *actor.Context) {
 		// Every version of the batch is durable already (in the commit
 		// that just ended): nothing to write.
 		f.answer(nil)
+		s.reuse(batch)
 		if len(s.queue) > 0 {
 			s.flush(c)
 		}
@@ -515,6 +530,10 @@ func (s *shard) flush(c *actor.Context) {
 				}
 			}
 			f.answer(err)
+			if err == nil {
+				// The committer answered once done with the batch.
+				s.reuse(f.batch)
+			}
 			s.flight = nil // after the answers: a panic before them leaves them to abandon
 			if len(s.queue) > 0 {
 				s.flush(c)
