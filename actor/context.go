@@ -355,11 +355,13 @@ func (c *Context) After(d time.Duration, msg any) Timer {
 // AfterFunc runs f inside this actor once d has passed on the loop's
 // clock, the way a promise's continuation runs: on this loop, with a
 // Context of its own, free to touch the actor's state. Cancel it with the
-// returned Timer. It is dropped if the actor has stopped, been restarted or
-// is waiting to be after a crash by then: f belongs to the instance that
-// set it. Unlike After, it sends no message, so code running inside
-// another's actor (a library's) can time itself without that actor's
-// Receive knowing; and it allocates nothing beyond f.
+// returned Timer. f belongs to the instance that set it: it is dropped if
+// by then the actor has stopped, been restarted or upgraded to a new
+// instance, or waits for a restart after a crash (an upgrade does not wait
+// for it, as it does for continuations). Unlike After, it sends no
+// message, so code running inside another's actor (a library's) can time
+// itself without that actor's Receive knowing; and it allocates nothing
+// beyond f.
 func (c *Context) AfterFunc(d time.Duration, f func(c *Context)) Timer {
 	return c.ls.addTimer(c.self, nil, f, c.slot.inc, d, 0)
 }

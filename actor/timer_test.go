@@ -356,3 +356,33 @@ func TestAfterFuncDroppedWithItsActor(t *testing.T) {
 		t.Fatalf("%d timers still active", n)
 	}
 }
+
+// An upgrade that replaces the instance drops the AfterFuncs the old one
+// set: they are closures over it.
+func TestAfterFuncDroppedByUpgrade(t *testing.T) {
+	s, fc := tsManual(t, 1)
+	var fires []tsFire
+	a := tsSpawn(t, s, tsTimed(&fires))
+	ran := false
+	if _, err := tsDoIn(t, s, a, func(c *Context) (any, error) {
+		c.AfterFunc(time.Second, func(*Context) { ran = true })
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ls := s.loops[0]
+	sl := ls.lookup(a)
+	swapped := false
+	w := &swapState{r: a, inc: sl.inc, done: func(err error) { swapped = err == nil },
+		f: func(_ *Context, _ Actor, f Factory, _ int) (Actor, Factory, error) { return f(), f, nil }}
+	sl.upg = w
+	ls.finishSwap(w)
+	fc.Advance(time.Hour)
+	s.RunUntilIdle(100)
+	if !swapped {
+		t.Fatal("the swap did not finish")
+	}
+	if ran {
+		t.Fatal("an AfterFunc of the replaced instance ran")
+	}
+}
