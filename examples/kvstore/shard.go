@@ -271,10 +271,11 @@ type shard struct {
 	token    string           // the store's token, for CrashShard
 	data     map[string]Entry // the durable versions
 	loading  bool
-	waiting  []held  // requests held while loading
-	queue    []op    // Writes waiting for the next commit
-	spare    []op    // the room of a batch answered, for the next queue
-	flight   *flight // the commit in flight, if any
+	waiting  []held         // requests held while loading
+	queue    []op           // Writes waiting for the next commit
+	spare    []op           // the room of a batch answered, for the next queue
+	newest   map[string]int // flush's, kept between batches
+	flight   *flight        // the commit in flight, if any
 }
 
 func newShard(d *disk, maxBatch int, token string) actor.Factory {
@@ -487,7 +488,10 @@ func (s *shard) flush(c *actor.Context) {
 	// The newest version of each key in the batch is written, if it is
 	// newer than the durable one; the batch commits as a whole, so the
 	// other Writes of the key are acknowledged with it.
-	newest := make(map[string]int, n)
+	if s.newest == nil {
+		s.newest = map[string]int{}
+	}
+	newest := s.newest
 	for i := range batch {
 		o := &batch[i]
 		if j, ok := newest[o.key]; !ok || batch[j].e.TS.Less(o.e.TS) {
@@ -499,6 +503,7 @@ func (s *shard) flush(c *actor.Context) {
 		batch[i].write = s.data[k].TS.Less(batch[i].e.TS)
 		writes = writes || batch[i].write
 	}
+	clear(newest) // kept, with its room, for the next batch
 	f := &flight{batch: batch}
 	if !writes {
 		// Every version of the batch is durable already (in the commit
