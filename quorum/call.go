@@ -135,23 +135,28 @@ type call[Req, Rep, Res any] struct {
 	req      Req
 	opts     options[Req]
 	qf       QuorumFunc[Req, Rep, Res]
-	cf       CorrectableFunc[Req, Rep, Res]
+	corr     *correctable[Req, Rep, Res] // instead of qf
 	rs       Replies[Rep]
 	asks     []ask
-	caller   actor.Ref
 	deadline time.Time
-	defs     []*deferred // this call's thrifty asks not sent yet
-	best     Res
+	defs     []*deferred  // this call's thrifty asks not sent yet
 	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
-	onLevel  func(c *actor.Context, res Res, level int)
 	onDone   func(c *actor.Context, res Res, level int, err error)
 	resolve  func(v any, err error) // Ask's promise, instead of onDone
-	level    int
-	firstOut int32 // first-wave asks not answered yet
-	second   bool  // every ask the call will make is out (or dropped)
+	firstOut int32                  // first-wave asks not answered yet
+	second   bool                   // every ask the call will make is out (or dropped)
 	done     bool
 	contain  bool // run by a Caller's actor: recover panics of the user's functions
+}
+
+// correctable is what only a correctable call needs, apart from the call:
+// the other calls are smaller without it.
+type correctable[Req, Rep, Res any] struct {
+	f       CorrectableFunc[Req, Rep, Res]
+	best    Res // the result of the highest level so far
+	level   int
+	onLevel func(c *actor.Context, res Res, level int)
 }
 
 // callN is a call with room for the asks, replies and deferred asks of up
@@ -210,7 +215,7 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		defer cl.recoverPanic(c)
 	}
 	now := c.Now()
-	cl.caller = c.Self()
+	self := c.Self() // the caller; every later step of the call runs inside it too
 	cl.deadline = now.Add(cl.opts.timeout)
 	cl.rs.live = fullNodeSet(len(cl.asks))
 	var msg any // one box for every node's ask
@@ -240,7 +245,7 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		for i := range cl.asks {
 			if cl.asks[i].st == stFirst && !first.Has(i) {
 				cl.asks[i].st = stDeferred
-				d := &deferred{caller: cl.caller, node: cl.rs.cfg.nodes[i].id, pos: i, deadline: cl.deadline, call: cl}
+				d := &deferred{caller: self, node: cl.rs.cfg.nodes[i].id, pos: i, deadline: cl.deadline, call: cl}
 				cl.defs = append(cl.defs, d)
 				cl.rs.cfg.m.defer_.add(d, now)
 			}
@@ -249,7 +254,7 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 	for i := range cl.asks {
 		if cl.asks[i].st == stFirst {
 			cl.firstOut++
-			cl.rs.cfg.m.defer_.flush(c, cl.caller, cl.rs.cfg.nodes[i].id, nil)
+			cl.rs.cfg.m.defer_.flush(c, self, cl.rs.cfg.nodes[i].id, nil)
 			cl.send(c, i, now)
 		}
 	}
@@ -337,7 +342,7 @@ func (cl *call[Req, Rep, Res]) secondWave(c *actor.Context) {
 	defs := cl.defs
 	cl.defs = nil
 	for _, d := range defs {
-		cl.rs.cfg.m.defer_.flush(c, cl.caller, d.node, d)
+		cl.rs.cfg.m.defer_.flush(c, d.caller, d.node, d)
 	}
 }
 
@@ -362,7 +367,8 @@ func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error
 		defer cl.recoverPanic(c)
 	}
 	if cl.abort != nil && cl.abort.Load() {
-		cl.finish(c, cl.best, 0, cl.fail(errAborted))
+		var zero Res
+		cl.finish(c, zero, 0, cl.fail(errAborted))
 		return
 	}
 	cl.asks[i].st = stAnswered
@@ -408,25 +414,26 @@ func (cl *call[Req, Rep, Res]) evaluate(c *actor.Context) bool {
 			return true
 		}
 	} else {
-		res, level, final, err := cl.cf(cl.req, &cl.rs)
+		k := cl.corr
+		res, level, final, err := k.f(cl.req, &cl.rs)
 		if err != nil {
 			cl.finish(c, zero, 0, cl.fail(err))
 			return true
 		}
 		if final {
-			cl.finish(c, res, max(level, cl.level), nil)
+			cl.finish(c, res, max(level, k.level), nil)
 			return true
 		}
-		if level > cl.level {
-			cl.level, cl.best = level, res
-			if cl.onLevel != nil {
-				cl.onLevel(c, res, level)
+		if level > k.level {
+			k.level, k.best = level, res
+			if k.onLevel != nil {
+				k.onLevel(c, res, level)
 			}
 		}
 	}
 	if cl.rs.pending == 0 {
-		if cl.cf != nil && cl.level > 0 {
-			cl.finish(c, cl.best, cl.level, nil)
+		if k := cl.corr; k != nil && k.level > 0 {
+			cl.finish(c, k.best, k.level, nil)
 		} else {
 			cl.finish(c, zero, 0, cl.fail(ErrIncomplete))
 		}
@@ -534,15 +541,14 @@ func AskCorrectable[Req, Rep, Res any](c *actor.Context, cfg Configuration, req 
 		later(c, Update[Res]{Final: true, Err: err})
 		return
 	}
-	cl.cf = spec.Levels
-	cl.onLevel = func(c *actor.Context, res Res, level int) {
+	cl.corr = &correctable[Req, Rep, Res]{f: spec.Levels, onLevel: func(c *actor.Context, res Res, level int) {
 		u := Update[Res]{Value: res, Level: level}
 		if starting {
 			later(c, u)
 			return
 		}
 		f(c, u)
-	}
+	}}
 	cl.onDone = func(c *actor.Context, res Res, level int, err error) {
 		u := Update[Res]{Value: res, Level: level, Final: true, Err: err}
 		if starting {

@@ -306,8 +306,8 @@ func CallCorrectable[Req, Rep, Res any](ctx context.Context, cl *Caller, cfg Con
 		return cr
 	}
 	qc, _ := newCall[Req, Rep, Res](cfg, req, o)
-	qc.cf, qc.contain, qc.abort = spec.Levels, true, &cr.abort
-	qc.onLevel = func(_ *actor.Context, res Res, level int) { cr.set(res, level, false, nil) }
+	qc.contain, qc.abort = true, &cr.abort
+	qc.corr = &correctable[Req, Rep, Res]{f: spec.Levels, onLevel: func(_ *actor.Context, res Res, level int) { cr.set(res, level, false, nil) }}
 	qc.onDone = func(_ *actor.Context, res Res, level int, err error) {
 		cr.set(res, level, true, err)
 		if cr.stop != nil {
