@@ -361,8 +361,13 @@ func (c *Context) After(d time.Duration, msg any) Timer {
 // for it, as it does for continuations). Unlike After, it sends no
 // message, so code running inside another's actor (a library's) can time
 // itself without that actor's Receive knowing; and it allocates nothing
-// beyond f.
+// beyond f. An upgrade's new instance does not inherit it: one that must
+// keep timing itself sets it again when it next runs (After and Every
+// timers, being messages, carry on). f must not be nil.
 func (c *Context) AfterFunc(d time.Duration, f func(c *Context)) Timer {
+	if f == nil {
+		panic("actor: AfterFunc with a nil function")
+	}
 	return c.ls.addTimer(c.self, nil, f, c.slot.inc, d, 0)
 }
 

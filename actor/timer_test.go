@@ -386,3 +386,18 @@ func TestAfterFuncDroppedByUpgrade(t *testing.T) {
 		t.Fatal("an AfterFunc of the replaced instance ran")
 	}
 }
+
+// TestAfterFuncNilRefused: a nil function is refused at once (a panic),
+// rather than scheduled as a message timer delivering nil to Receive.
+func TestAfterFuncNilRefused(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1})
+	drv := tsSpawn(t, s, tsDriver())
+	v, err := tsDoIn(t, s, drv, func(c *Context) (v any, err error) {
+		defer func() { v = recover() }()
+		c.AfterFunc(time.Millisecond, nil)
+		return nil, nil
+	})
+	if err != nil || v == nil {
+		t.Fatalf("AfterFunc(nil): %v, %v; want a panic", v, err)
+	}
+}

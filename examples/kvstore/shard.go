@@ -483,7 +483,9 @@ func (s *shard) flush(c *actor.Context) {
 	if n == len(s.queue) {
 		batch, s.queue = s.queue, nil // all of its room, for reuse
 	} else {
-		s.queue = append([]op(nil), s.queue[n:]...)
+		rest := s.queue[n:]
+		s.queue = append([]op(nil), rest...)
+		clear(rest) // copied: the batch's room, reused later, must not keep them
 	}
 	// The newest version of each key in the batch is written, if it is
 	// newer than the durable one; the batch commits as a whole, so the
@@ -503,7 +505,11 @@ func (s *shard) flush(c *actor.Context) {
 		batch[i].write = s.data[k].TS.Less(batch[i].e.TS)
 		writes = writes || batch[i].write
 	}
-	clear(newest) // kept, with its room, for the next batch
+	if len(newest) > 64 {
+		s.newest = nil // maps do not shrink: one sized for a big batch would slow every later flush
+	} else {
+		clear(newest) // kept, with its room, for the next batch
+	}
 	f := &flight{batch: batch}
 	if !writes {
 		// Every version of the batch is durable already (in the commit
