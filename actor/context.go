@@ -175,11 +175,11 @@ func (c *Context) Promise() (Promise, func(v any, err error)) {
 func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	var once atomic.Bool
 	return p, func(v any, err error) {
 		if once.CompareAndSwap(false, true) {
-			reply(&route, v, err)
+			rt.answer(v, err)
 		}
 	}
 }
@@ -187,9 +187,23 @@ func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
 // Reply is the handle of a deferred reply (see Context.Defer). It may be
 // used from any goroutine; only its first use counts.
 type Reply struct {
-	env     envelope
+	rt      *route // where the answer goes; nil: it is discarded
 	used    atomic.Bool
 	cleanup runtime.Cleanup // answers the ask if the Reply is dropped unanswered
+}
+
+// route is where an ask's answer goes: the parts of its envelope that
+// reply reads. A Reply keeps it apart from itself so that the cleanup
+// that answers for a dropped Reply can take it as its argument without a
+// second copy (an argument must not reach the object it watches).
+type route struct {
+	from       Ref
+	ch         chan result
+	pidx, pgen uint32
+}
+
+func (rt *route) answer(v any, err error) {
+	reply(&envelope{from: rt.from, ch: rt.ch, pidx: rt.pidx, pgen: rt.pgen}, v, err)
 }
 
 // Reply answers the deferred request with v and err. Later calls do nothing.
@@ -197,9 +211,9 @@ func (r *Reply) Reply(v any, err error) {
 	if r == nil || !r.used.CompareAndSwap(false, true) {
 		return
 	}
-	r.cleanup.Stop()
-	if r.env.kind == kAsk {
-		reply(&r.env, v, err)
+	if r.rt != nil {
+		r.cleanup.Stop()
+		r.rt.answer(v, err)
 	}
 }
 
@@ -243,7 +257,7 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 
 // replyDropped answers an ask whose Reply became garbage unanswered. It runs
 // on a runtime goroutine; reply is safe from any goroutine.
-func replyDropped(env envelope) { reply(&env, nil, ErrNoReply) }
+func replyDropped(rt *route) { rt.answer(nil, ErrNoReply) }
 
 // Defer tells the runtime that the current handler will answer later: its
 // return values are ignored and the asker waits (up to its own deadline) for
@@ -262,13 +276,10 @@ func (c *Context) Defer() *Reply {
 	c.deferred = true
 	r := &Reply{}
 	c.rep = r
-	if c.env != nil {
-		r.env = *c.env
-		r.env.msg = nil
-		if r.env.kind == kAsk {
-			// Nobody can answer a Reply that is garbage: answer for them.
-			r.cleanup = runtime.AddCleanup(r, replyDropped, r.env)
-		}
+	if e := c.env; e != nil && e.kind == kAsk {
+		r.rt = &route{from: e.from, ch: e.ch, pidx: e.pidx, pgen: e.pgen}
+		// Nobody can answer a Reply that is garbage: answer for them.
+		r.cleanup = runtime.AddCleanup(r, replyDropped, r.rt)
 	}
 	return r
 }
@@ -300,10 +311,10 @@ func (c *Context) SpawnAsync(f Factory, opts ...SpawnOption) Promise {
 		ls.settle(p.idx, p.gen, r, err)
 		return p
 	}
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	err := target.loop.PostControl(envelope{kind: kRun, msg: func(t *loopState) {
 		r, err := t.spawn(f, o, parent)
-		reply(&route, r, err)
+		rt.answer(r, err)
 	}})
 	if err != nil {
 		ls.settle(p.idx, p.gen, nil, postErr(err))
@@ -354,6 +365,25 @@ func (c *Context) After(d time.Duration, msg any) Timer {
 	return c.ls.schedule(c.self, msg, d, 0)
 }
 
+// AfterFunc runs f inside this actor once d has passed on the loop's
+// clock, the way a promise's continuation runs: on this loop, with a
+// Context of its own, free to touch the actor's state. Cancel it with the
+// returned Timer. f belongs to the instance that set it: it is dropped if
+// by then the actor has stopped, been restarted or upgraded to a new
+// instance, or waits for a restart after a crash (an upgrade does not wait
+// for it, as it does for continuations). Unlike After, it sends no
+// message, so code running inside another's actor (a library's) can time
+// itself without that actor's Receive knowing; and it allocates nothing
+// beyond f. An upgrade's new instance does not inherit it: one that must
+// keep timing itself sets it again when it next runs (After and Every
+// timers, being messages, carry on). f must not be nil.
+func (c *Context) AfterFunc(d time.Duration, f func(c *Context)) Timer {
+	if f == nil {
+		panic("actor: AfterFunc with a nil function")
+	}
+	return c.ls.addTimer(c.self, nil, f, c.slot.inc, d, 0)
+}
+
 // Every delivers msg to this actor every period (first after one period),
 // until cancelled or the actor stops. A loop that falls behind skips ticks
 // rather than bursting. period must be positive.
@@ -373,7 +403,7 @@ func (c *Context) Every(period time.Duration, msg any) Timer {
 func (c *Context) Blocking(fn func() (any, error)) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	self := c.self
 	submit := ls.sys.pool.Submit
 	if ls.sys.blocking != nil {
@@ -381,7 +411,7 @@ func (c *Context) Blocking(fn func() (any, error)) Promise {
 	}
 	err := submit(func() {
 		v, err := runJob(self, fn)
-		reply(&route, v, err)
+		rt.answer(v, err)
 	})
 	if err != nil {
 		ls.settle(p.idx, p.gen, nil, postErr(err))

@@ -67,3 +67,31 @@ func BenchmarkAskSameLoop(b *testing.B) {
 		b.Fatal(p.err)
 	}
 }
+
+// deferEcho answers each ask through a deferred Reply, at once.
+type deferEcho struct{}
+
+func (deferEcho) Receive(c *Context, msg any) (any, error) {
+	c.Defer().Reply(msg, nil)
+	return nil, nil
+}
+
+// BenchmarkDeferAskSameLoop: BenchmarkAskSameLoop with a target that
+// answers through Context.Defer: the difference is the cost of a Reply.
+func BenchmarkDeferAskSameLoop(b *testing.B) {
+	s := NewSystem(Config{Loops: 1, Watchdog: -1})
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	pong := mustSpawn(b, s, func() Actor { return deferEcho{} }, OnLoop(0))
+	p := &pingActor{peer: pong, done: make(chan struct{})}
+	ping := mustSpawn(b, s, func() Actor { return p }, OnLoop(0))
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := s.Send(ping, b.N); err != nil {
+		b.Fatal(err)
+	}
+	<-p.done
+	b.StopTimer()
+	if p.err != nil {
+		b.Fatal(p.err)
+	}
+}

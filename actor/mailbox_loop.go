@@ -465,10 +465,10 @@ func (l *loopState) acknowledge(c *Context, p Promise, r Ref, a ack) error {
 		ls.settle(p.idx, p.gen, v, err)
 		return nil
 	}
-	route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+	rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 	if err := l.control(c.origin(), &envelope{kind: kRun, msg: func(t *loopState) {
 		v, err := a.run(t, r, deadline)
-		reply(&route, v, err)
+		rt.answer(v, err)
 	}}); err != nil {
 		return err
 	}

@@ -128,7 +128,7 @@ func (ls *loopState) settle(idx, gen uint32, v any, err error) {
 	}
 	cont, owner, inc := p.cont, p.owner, p.inc
 	ls.promises.release(idx)
-	ls.runCont(owner, inc, cont, v, err)
+	ls.runCont(owner, inc, cont, nil, v, err)
 }
 
 // deadline fires the timeout of a promise, if it is still pending.
@@ -162,12 +162,12 @@ func (ls *loopState) runSettled(idx, gen uint32) {
 	}
 	cont, owner, inc, v, err := p.cont, p.owner, p.inc, p.val, p.err
 	ls.promises.release(idx)
-	ls.runCont(owner, inc, cont, v, err)
+	ls.runCont(owner, inc, cont, nil, v, err)
 }
 
-// runCont runs a continuation inside its owner actor, if that incarnation of
-// the actor is still alive.
-func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, err error) {
+// runCont runs a continuation (cont, or f: a timer's, see AfterFunc) inside
+// its owner actor, if that incarnation of the actor is still alive.
+func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, f func(*Context), v any, err error) {
 	s := ls.lookup(owner)
 	if s == nil || s.inc != inc || s.state != slotAlive || s.running {
 		if ls.watching {
@@ -184,7 +184,7 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	if ls.hook != nil {
 		start, t0 = ls.hookStart()
 	}
-	ls.callCont(s, c, cont, v, err)
+	ls.callCont(s, c, cont, f, v, err)
 	s.running = false
 	*c = saved
 	if ls.hook != nil {
@@ -198,12 +198,16 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, v any, er
 	}
 }
 
-func (ls *loopState) callCont(s *slot, c *Context, cont Continuation, v any, err error) {
+func (ls *loopState) callCont(s *slot, c *Context, cont Continuation, f func(*Context), v any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ls.crash(s, c.self, r, v, Ref{})
 		}
 	}()
+	if f != nil {
+		f(c)
+		return
+	}
 	cont(c, v, err)
 }
 

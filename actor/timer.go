@@ -3,7 +3,7 @@ package actor
 import "time"
 
 // Timer is a handle on a message scheduled with Context.After or
-// Context.Every. It is a small value; making one does not allocate once the
+// Context.Every, or a function scheduled with Context.AfterFunc. It is a small value; making one does not allocate once the
 // loop's tables have grown.
 type Timer struct {
 	ls       *loopState
@@ -13,6 +13,8 @@ type Timer struct {
 type timerEntry struct {
 	to     Ref
 	msg    any
+	fn     func(*Context) // AfterFunc's, instead of msg
+	inc    uint32         // AfterFunc's: the incarnation of to that set it
 	when   time.Time
 	period time.Duration
 	gen    uint32
@@ -26,6 +28,10 @@ type timerTable struct {
 }
 
 func (ls *loopState) schedule(to Ref, msg any, d, period time.Duration) Timer {
+	return ls.addTimer(to, msg, nil, 0, d, period)
+}
+
+func (ls *loopState) addTimer(to Ref, msg any, fn func(*Context), inc uint32, d, period time.Duration) Timer {
 	t := &ls.timers
 	var idx uint32
 	if n := len(t.free); n > 0 {
@@ -36,7 +42,7 @@ func (ls *loopState) schedule(to Ref, msg any, d, period time.Duration) Timer {
 		idx = uint32(len(t.entries) - 1)
 	}
 	e := &t.entries[idx]
-	e.to, e.msg, e.period, e.active = to, msg, period, true
+	e.to, e.msg, e.fn, e.inc, e.period, e.active = to, msg, fn, inc, period, true
 	e.when = ls.loop.Now().Add(d)
 	t.active++
 	ls.loop.Schedule(e.when, envelope{kind: kTimer, pidx: idx, pgen: e.gen})
@@ -62,6 +68,12 @@ func (ls *loopState) fireTimer(idx, gen uint32) {
 	s := ls.lookup(to)
 	if s == nil {
 		ls.releaseTimer(idx) // its actor is gone: the timer dies with it
+		return
+	}
+	if fn := e.fn; fn != nil {
+		inc := e.inc
+		ls.releaseTimer(idx)
+		ls.runCont(to, inc, nil, fn, nil, nil)
 		return
 	}
 	if e.period > 0 {

@@ -287,3 +287,117 @@ func TestManyTimersFireInDeadlineOrder(t *testing.T) {
 		})
 	}
 }
+
+// AfterFunc runs its function inside the actor that set it, at its time on
+// the loop's clock, without a message to the actor's Receive.
+func TestAfterFuncRunsInsideActor(t *testing.T) {
+	s, _ := tsManual(t, 1)
+	var fires []tsFire
+	a := tsSpawn(t, s, tsTimed(&fires))
+	type run struct {
+		self, sender Ref
+		at           time.Time
+	}
+	var runs []run
+	v, err := tsDoIn(t, s, a, func(c *Context) (any, error) {
+		c.AfterFunc(10*time.Second, func(c *Context) { runs = append(runs, run{c.Self(), c.Sender(), c.Now()}) })
+		tm := c.AfterFunc(5*time.Second, func(*Context) { t.Error("a cancelled AfterFunc ran") })
+		return []bool{tm.Cancel(), tm.Cancel()}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.([]bool); !got[0] || got[1] {
+		t.Fatalf("Cancel, Cancel = %v, want true, false", got)
+	}
+	s.RunUntilIdle(100)
+	if len(runs) != 1 || runs[0].self != a || !runs[0].sender.IsZero() || !runs[0].at.Equal(tsT0.Add(10*time.Second)) {
+		t.Fatalf("runs %+v, want one inside %v at +10s", runs, a)
+	}
+	if len(fires) != 0 {
+		t.Fatalf("AfterFunc delivered messages %+v", fires)
+	}
+	if n := s.loops[0].timers.active; n != 0 {
+		t.Fatalf("%d timers still active", n)
+	}
+}
+
+// An AfterFunc belongs to the instance of the actor that set it: a restart
+// or a stop drops it.
+func TestAfterFuncDroppedWithItsActor(t *testing.T) {
+	s, _ := tsManual(t, 1)
+	drv := tsSpawn(t, s, tsDriver())
+	var fires []tsFire
+	a := tsSpawn(t, s, tsTimed(&fires))
+	ran := 0
+	set := func(c *Context) (any, error) {
+		c.AfterFunc(time.Second, func(*Context) { ran++ })
+		return nil, nil
+	}
+	if _, err := tsDoIn(t, s, a, set); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tsDoIn(t, s, drv, func(c *Context) (any, error) { return nil, c.Restart(a) }); err != nil {
+		t.Fatal(err)
+	}
+	s.RunUntilIdle(100)
+	if ran != 0 {
+		t.Fatal("an AfterFunc of a restarted actor's old instance ran")
+	}
+	if _, err := tsDoIn(t, s, a, set); err != nil {
+		t.Fatal(err)
+	}
+	tsStop(t, s, drv, a, nil)
+	s.RunUntilIdle(100)
+	if ran != 0 {
+		t.Fatal("an AfterFunc of a stopped actor ran")
+	}
+	if n := s.loops[0].timers.active; n != 0 {
+		t.Fatalf("%d timers still active", n)
+	}
+}
+
+// An upgrade that replaces the instance drops the AfterFuncs the old one
+// set: they are closures over it.
+func TestAfterFuncDroppedByUpgrade(t *testing.T) {
+	s, fc := tsManual(t, 1)
+	var fires []tsFire
+	a := tsSpawn(t, s, tsTimed(&fires))
+	ran := false
+	if _, err := tsDoIn(t, s, a, func(c *Context) (any, error) {
+		c.AfterFunc(time.Second, func(*Context) { ran = true })
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ls := s.loops[0]
+	sl := ls.lookup(a)
+	swapped := false
+	w := &swapState{r: a, inc: sl.inc, done: func(err error) { swapped = err == nil },
+		f: func(_ *Context, _ Actor, f Factory, _ int) (Actor, Factory, error) { return f(), f, nil }}
+	sl.upg = w
+	ls.finishSwap(w)
+	fc.Advance(time.Hour)
+	s.RunUntilIdle(100)
+	if !swapped {
+		t.Fatal("the swap did not finish")
+	}
+	if ran {
+		t.Fatal("an AfterFunc of the replaced instance ran")
+	}
+}
+
+// TestAfterFuncNilRefused: a nil function is refused at once (a panic),
+// rather than scheduled as a message timer delivering nil to Receive.
+func TestAfterFuncNilRefused(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1})
+	drv := tsSpawn(t, s, tsDriver())
+	v, err := tsDoIn(t, s, drv, func(c *Context) (v any, err error) {
+		defer func() { v = recover() }()
+		c.AfterFunc(time.Millisecond, nil)
+		return nil, nil
+	})
+	if err != nil || v == nil {
+		t.Fatalf("AfterFunc(nil): %v, %v; want a panic", v, err)
+	}
+}

@@ -124,9 +124,9 @@ func (u upgradeView) post(c *Context, r Ref, op func(t *loopState, done func(any
 			err = ErrInvalidRef
 			break
 		}
-		route := envelope{kind: kAsk, from: c.self, pidx: p.idx, pgen: p.gen}
+		rt := route{from: c.self, pidx: p.idx, pgen: p.gen}
 		err = t.ordered(c.origin(), &envelope{kind: kRun, msg: func(t *loopState) {
-			op(t, func(v any, err error) { reply(&route, v, err) })
+			op(t, func(v any, err error) { rt.answer(v, err) })
 		}})
 	case *remoteTarget:
 		err = ErrRemoteUnsupported

@@ -130,43 +130,59 @@ const (
 
 // call is one quorum call, run on the loop of the actor that makes it (a
 // user's actor, or a Caller's). Its fields are touched on that loop only,
-// but for abort.
+// but for abort. Its configuration is rs.cfg, its Manager rs.cfg.m.
 type call[Req, Rep, Res any] struct {
-	m        *Manager
-	cfg      Configuration
 	req      Req
 	opts     options[Req]
 	qf       QuorumFunc[Req, Rep, Res]
-	cf       CorrectableFunc[Req, Rep, Res]
+	corr     *correctable[Req, Rep, Res] // instead of qf
 	rs       Replies[Rep]
-	asks     []ask[Req]
-	caller   actor.Ref
+	asks     []ask
 	deadline time.Time
-	defs     []*deferred // this call's thrifty asks not sent yet
-	second   bool        // every ask the call will make is out (or dropped)
-	firstOut int         // first-wave asks not answered yet
-	done     bool
-	level    int
-	best     Res
-	contain  bool         // run by a Caller's actor: recover panics of the user's functions, time with its timers
-	timer    actor.Timer  // the thrifty timer, in a Caller's actor
-	sleeper  actor.Ref    // the timer actor of a thrifty call in a user's actor
-	sleepID  uint64       // its sleep, while it runs
+	defs     []*deferred  // this call's thrifty asks not sent yet
+	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
-	onLevel  func(c *actor.Context, res Res, level int)
 	onDone   func(c *actor.Context, res Res, level int, err error)
 	resolve  func(v any, err error) // Ask's promise, instead of onDone
-
-	// Room for the calls of up to 4 nodes, so that they allocate less.
-	asksArr [4]ask[Req]
-	okArr   [4]Reply[Rep]
+	firstOut int32                  // first-wave asks not answered yet
+	second   bool                   // every ask the call will make is out (or dropped)
+	done     bool
+	contain  bool // run by a Caller's actor: recover panics of the user's functions
 }
 
+// correctable is what only a correctable call needs, apart from the call:
+// the other calls are smaller without it.
+type correctable[Req, Rep, Res any] struct {
+	f       CorrectableFunc[Req, Rep, Res]
+	best    Res // the result of the highest level so far
+	level   int
+	onLevel func(c *actor.Context, res Res, level int)
+}
+
+// callN is a call with room for the asks, replies and deferred asks of up
+// to N nodes, so that a call of the usual sizes is one allocation of about
+// its own size: calls of 3 and 5 nodes take half the room of a call with
+// room for 8, and most calls ask 3.
+type (
+	call3[Req, Rep, Res any] struct {
+		call[Req, Rep, Res]
+		asks [3]ask
+		ok   [3]Reply[Rep]
+		defs [2]*deferred
+	}
+	call5[Req, Rep, Res any] struct {
+		call[Req, Rep, Res]
+		asks [5]ask
+		ok   [5]Reply[Rep]
+		defs [4]*deferred
+	}
+)
+
 // ask is the state of one node's ask.
-type ask[Req any] struct {
-	msg    Req
-	st     askState
-	sentAt time.Time
+type ask struct {
+	msg  any           // boxed once for every node PerNode leaves alone
+	sent time.Duration // when it was sent, from the call's deadline
+	st   askState
 }
 
 func newCall[Req, Rep, Res any](cfg Configuration, req Req, o options[Req]) (*call[Req, Rep, Res], error) {
@@ -176,7 +192,21 @@ func newCall[Req, Rep, Res any](cfg Configuration, req Req, o options[Req]) (*ca
 	if o.timeout <= 0 {
 		o.timeout = cfg.m.timeout
 	}
-	return &call[Req, Rep, Res]{m: cfg.m, cfg: cfg, req: req, opts: o}, nil
+	var cl *call[Req, Rep, Res]
+	switch n := cfg.Size(); {
+	case n <= 3:
+		w := &call3[Req, Rep, Res]{}
+		cl = &w.call
+		cl.asks, cl.rs.ok, cl.defs = w.asks[:n], w.ok[:0], w.defs[:0]
+	case n <= 5:
+		w := &call5[Req, Rep, Res]{}
+		cl = &w.call
+		cl.asks, cl.rs.ok, cl.defs = w.asks[:n], w.ok[:0], w.defs[:0]
+	default:
+		cl = &call[Req, Rep, Res]{asks: make([]ask, n), rs: Replies[Rep]{ok: make([]Reply[Rep], 0, n)}}
+	}
+	cl.rs.cfg, cl.req, cl.opts = cfg, req, o
+	return cl, nil
 }
 
 // start makes the requests and sends the first asks, on the caller's loop.
@@ -185,18 +215,16 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		defer cl.recoverPanic(c)
 	}
 	now := c.Now()
-	cl.caller = c.Self()
+	self := c.Self() // the caller; every later step of the call runs inside it too
 	cl.deadline = now.Add(cl.opts.timeout)
-	n := cl.cfg.Size()
-	cl.rs = Replies[Rep]{cfg: cl.cfg, live: fullNodeSet(n)}
-	if n <= len(cl.asksArr) {
-		cl.asks, cl.rs.ok = cl.asksArr[:n], cl.okArr[:0]
-	} else {
-		cl.asks, cl.rs.ok = make([]ask[Req], n), make([]Reply[Rep], 0, n)
+	cl.rs.live = fullNodeSet(len(cl.asks))
+	var msg any // one box for every node's ask
+	if cl.opts.perNode == nil {
+		msg = cl.req
 	}
-	for i, node := range cl.cfg.nodes {
+	for i, node := range cl.rs.cfg.nodes {
 		a := &cl.asks[i]
-		a.msg = cl.req
+		a.msg = msg
 		if cl.opts.perNode != nil {
 			m, ok := cl.opts.perNode(cl.req, node)
 			if !ok {
@@ -217,18 +245,16 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		for i := range cl.asks {
 			if cl.asks[i].st == stFirst && !first.Has(i) {
 				cl.asks[i].st = stDeferred
-				d := &deferred{caller: cl.caller, node: cl.cfg.nodes[i].id, deadline: cl.deadline}
-				pos := i
-				d.send = func(c *actor.Context) { cl.sendDeferred(c, pos) }
+				d := &deferred{caller: self, node: cl.rs.cfg.nodes[i].id, pos: i, deadline: cl.deadline, call: cl}
 				cl.defs = append(cl.defs, d)
-				cl.m.defer_.add(d, now)
+				cl.rs.cfg.m.defer_.add(d, now)
 			}
 		}
 	}
 	for i := range cl.asks {
 		if cl.asks[i].st == stFirst {
 			cl.firstOut++
-			cl.m.defer_.flush(c, cl.caller, cl.cfg.nodes[i].id, nil)
+			cl.rs.cfg.m.defer_.flush(c, self, cl.rs.cfg.nodes[i].id, nil)
 			cl.send(c, i, now)
 		}
 	}
@@ -236,25 +262,9 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 		cl.second = true
 		return
 	}
-	if cl.contain {
-		// A Caller's actor times its calls itself.
-		cl.timer = c.After(cl.opts.thrifty, thriftyTimer{cl})
-		return
-	}
-	// In a user's actor, a timer message would go to its own Receive:
-	// the timer is an ask that the Manager's timer actor on this loop
-	// answers after the delay, or at once when the call settles first.
-	cl.sleeper = cl.m.timers[c.Loop()%len(cl.m.timers)]
-	cl.sleepID = cl.m.sleeps.Add(1)
-	c.AskTimeout(cl.sleeper, sleep{id: cl.sleepID, d: cl.opts.thrifty}, 0).Then(func(c *actor.Context, _ any, _ error) {
-		cl.sleepID = 0
-		cl.secondWave(c)
-	})
-}
-
-// thriftyTimer is the timer message of a thrifty call run by a Caller.
-type thriftyTimer struct {
-	cl interface{ secondWave(*actor.Context) }
+	// A function timer, not a message: in a user's actor, a message would
+	// go to its own Receive.
+	cl.timer = c.AfterFunc(cl.opts.thrifty, cl.secondWave)
 }
 
 // fastest returns the first wave of a thrifty call: the best-ranked nodes
@@ -265,10 +275,11 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 		failing bool
 		lat     time.Duration
 	}
-	var cs []cand
+	var buf [8]cand // the candidates of the usual calls, on the stack
+	cs := buf[:0]
 	for i := range cl.asks {
 		if cl.asks[i].st == stFirst {
-			n := cl.cfg.nodes[i]
+			n := cl.rs.cfg.nodes[i]
 			cs = append(cs, cand{pos: i, failing: n.Failing(), lat: time.Duration(n.latency.Load())})
 		}
 	}
@@ -284,7 +295,7 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 	var set NodeSet
 	for _, c := range cs {
 		set.Add(c.pos)
-		if cl.cfg.IsQuorum(cl.opts.kind, set) {
+		if cl.rs.cfg.IsQuorum(cl.opts.kind, set) {
 			return set
 		}
 	}
@@ -294,8 +305,8 @@ func (cl *call[Req, Rep, Res]) fastest() NodeSet {
 // send asks node i (which must not have been asked).
 func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 	a := &cl.asks[i]
-	a.st, a.sentAt = stSent, now
 	d := cl.deadline.Sub(now)
+	a.st, a.sent = stSent, -d
 	if d <= 0 {
 		// The call's time is up: fail this ask without sending it, in a
 		// later turn like any other answer.
@@ -304,7 +315,7 @@ func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 		p.Then(func(c *actor.Context, v any, err error) { cl.onReply(c, i, v, err) })
 		return
 	}
-	c.AskTimeout(cl.cfg.nodes[i].ref, a.msg, d).Then(func(c *actor.Context, v any, err error) {
+	c.AskTimeout(cl.rs.cfg.nodes[i].ref, a.msg, d).Then(func(c *actor.Context, v any, err error) {
 		cl.onReply(c, i, v, err)
 	})
 }
@@ -328,21 +339,17 @@ func (cl *call[Req, Rep, Res]) secondWave(c *actor.Context) {
 	}
 	cl.second = true
 	cl.timer.Cancel()
-	if cl.sleepID != 0 {
-		_ = c.Send(cl.sleeper, wake{id: cl.sleepID})
-		cl.sleepID = 0
-	}
 	defs := cl.defs
 	cl.defs = nil
 	for _, d := range defs {
-		cl.m.defer_.flush(c, cl.caller, d.node, d)
+		cl.rs.cfg.m.defer_.flush(c, d.caller, d.node, d)
 	}
 }
 
 // onReply counts one ask's outcome and settles the call if it can.
 func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error) {
 	now := c.Now()
-	node := cl.cfg.nodes[i]
+	node := cl.rs.cfg.nodes[i]
 	var rep Rep
 	if err == nil && v != nil {
 		r, ok := v.(Rep)
@@ -352,7 +359,7 @@ func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error
 			err = fmt.Errorf("%w: %T from %v", ErrBadReply, v, node.ref)
 		}
 	}
-	node.observe(now, now.Sub(cl.asks[i].sentAt), err)
+	node.observe(now, now.Sub(cl.deadline.Add(cl.asks[i].sent)), err)
 	if cl.done {
 		return
 	}
@@ -360,7 +367,8 @@ func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error
 		defer cl.recoverPanic(c)
 	}
 	if cl.abort != nil && cl.abort.Load() {
-		cl.finish(c, cl.best, 0, cl.fail(errAborted))
+		var zero Res
+		cl.finish(c, zero, 0, cl.fail(errAborted))
 		return
 	}
 	cl.asks[i].st = stAnswered
@@ -406,25 +414,26 @@ func (cl *call[Req, Rep, Res]) evaluate(c *actor.Context) bool {
 			return true
 		}
 	} else {
-		res, level, final, err := cl.cf(cl.req, &cl.rs)
+		k := cl.corr
+		res, level, final, err := k.f(cl.req, &cl.rs)
 		if err != nil {
 			cl.finish(c, zero, 0, cl.fail(err))
 			return true
 		}
 		if final {
-			cl.finish(c, res, max(level, cl.level), nil)
+			cl.finish(c, res, max(level, k.level), nil)
 			return true
 		}
-		if level > cl.level {
-			cl.level, cl.best = level, res
-			if cl.onLevel != nil {
-				cl.onLevel(c, res, level)
+		if level > k.level {
+			k.level, k.best = level, res
+			if k.onLevel != nil {
+				k.onLevel(c, res, level)
 			}
 		}
 	}
 	if cl.rs.pending == 0 {
-		if cl.cf != nil && cl.level > 0 {
-			cl.finish(c, cl.best, cl.level, nil)
+		if k := cl.corr; k != nil && k.level > 0 {
+			cl.finish(c, k.best, k.level, nil)
 		} else {
 			cl.finish(c, zero, 0, cl.fail(ErrIncomplete))
 		}
@@ -434,7 +443,7 @@ func (cl *call[Req, Rep, Res]) evaluate(c *actor.Context) bool {
 }
 
 func (cl *call[Req, Rep, Res]) fail(cause error) error {
-	return &Error{Config: cl.cfg.id, Asked: cl.rs.asked, Replies: len(cl.rs.ok),
+	return &Error{Config: cl.rs.cfg.id, Asked: cl.rs.asked, Replies: len(cl.rs.ok),
 		Failures: slices.Clone(cl.rs.failed), Cause: cause}
 }
 
@@ -445,12 +454,8 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 	}
 	cl.done = true
 	cl.timer.Cancel()
-	if cl.sleepID != 0 {
-		_ = c.Send(cl.sleeper, wake{id: cl.sleepID}) // end the sleep early
-		cl.sleepID = 0
-	}
 	for _, d := range cl.defs {
-		cl.m.defer_.drop(d)
+		cl.rs.cfg.m.defer_.drop(d)
 	}
 	cl.defs = nil
 	if cl.resolve != nil {
@@ -536,15 +541,14 @@ func AskCorrectable[Req, Rep, Res any](c *actor.Context, cfg Configuration, req 
 		later(c, Update[Res]{Final: true, Err: err})
 		return
 	}
-	cl.cf = spec.Levels
-	cl.onLevel = func(c *actor.Context, res Res, level int) {
+	cl.corr = &correctable[Req, Rep, Res]{f: spec.Levels, onLevel: func(c *actor.Context, res Res, level int) {
 		u := Update[Res]{Value: res, Level: level}
 		if starting {
 			later(c, u)
 			return
 		}
 		f(c, u)
-	}
+	}}
 	cl.onDone = func(c *actor.Context, res Res, level int, err error) {
 		u := Update[Res]{Value: res, Level: level, Final: true, Err: err}
 		if starting {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,11 +62,10 @@ func (m *Manager) spawnCaller(opts ...actor.SpawnOption) (*Caller, error) {
 	return &Caller{m: m, ref: r}, nil
 }
 
-// Close stops the Manager's Callers and timer actors; the calls the
-// Callers run fail with an error matching ErrClosed, and so do later calls
-// through them. Calls made by other actors (Ask) are not affected, but
-// their thrifty calls no longer wait before asking every node. Close waits
-// for the actors to stop, up to ctx.
+// Close stops the Manager's Callers; the calls they run fail with an
+// error matching ErrClosed, and so do later calls through them. Calls made
+// by other actors (Ask) are not affected. Close waits for the Callers to
+// stop, up to ctx.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -76,7 +74,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	close(m.closedCh)
-	refs := slices.Clone(m.timers)
+	var refs []actor.Ref
 	for _, cl := range append([]*Caller{m.svc}, m.others...) {
 		refs = append(refs, cl.ref)
 	}
@@ -102,51 +100,6 @@ type job interface {
 	stop(c *actor.Context, err error) // the Caller stops: fail the call
 }
 
-// sleep asks a timer actor to answer after d, or when it gets wake with
-// the same id: the timer of a thrifty call made by a user's actor.
-type sleep struct {
-	id uint64
-	d  time.Duration
-}
-
-// wake ends sleep id.
-type wake struct{ id uint64 }
-
-// timerActor serves the sleeps of the actors of its loop.
-type timerActor struct {
-	sleeps map[uint64]sleeping
-}
-
-type sleeping struct {
-	r *actor.Reply
-	t actor.Timer
-}
-
-func (a *timerActor) Receive(c *actor.Context, msg any) (any, error) {
-	switch m := msg.(type) {
-	case sleep:
-		a.sleeps[m.id] = sleeping{r: c.Defer(), t: c.After(m.d, wake{m.id})}
-	case wake:
-		if s, ok := a.sleeps[m.id]; ok {
-			delete(a.sleeps, m.id)
-			s.t.Cancel()
-			s.r.Reply(nil, nil)
-		}
-	case stopCaller:
-		return nil, c.Stop(c.Self(), nil)
-	default:
-		return nil, actor.Unhandled(msg)
-	}
-	return nil, nil
-}
-
-// Terminate answers the sleeps still running.
-func (a *timerActor) Terminate(*actor.Context, error) {
-	for _, s := range a.sleeps {
-		s.r.Reply(nil, ErrClosed)
-	}
-}
-
 type stopCaller struct{}
 
 // proxy is a Caller's actor.
@@ -158,8 +111,6 @@ func (p *proxy) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case job:
 		m.run(c, p)
-	case thriftyTimer:
-		m.cl.secondWave(c)
 	case stopCaller:
 		return nil, c.Stop(c.Self(), nil)
 	default:
@@ -355,8 +306,8 @@ func CallCorrectable[Req, Rep, Res any](ctx context.Context, cl *Caller, cfg Con
 		return cr
 	}
 	qc, _ := newCall[Req, Rep, Res](cfg, req, o)
-	qc.cf, qc.contain, qc.abort = spec.Levels, true, &cr.abort
-	qc.onLevel = func(_ *actor.Context, res Res, level int) { cr.set(res, level, false, nil) }
+	qc.contain, qc.abort = true, &cr.abort
+	qc.corr = &correctable[Req, Rep, Res]{f: spec.Levels, onLevel: func(_ *actor.Context, res Res, level int) { cr.set(res, level, false, nil) }}
 	qc.onDone = func(_ *actor.Context, res Res, level int, err error) {
 		cr.set(res, level, true, err)
 		if cr.stop != nil {

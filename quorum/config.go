@@ -1,7 +1,6 @@
 package quorum
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -137,37 +136,25 @@ type Manager struct {
 	free     []uint32 // ids of collected nodes, reused
 	svc      *Caller  // the default caller
 	others   []*Caller
-	timers   []actor.Ref // per loop: the timers of thrifty calls made by actors
-	sleeps   atomic.Uint64
 	closed   bool
 	closedCh chan struct{} // closed by Close
 
 	defer_ registry // thrifty asks not sent yet, per caller and node
 }
 
-// NewManager returns a manager over sys. It spawns the default Caller and
-// a timer actor per loop (for the thrifty calls of actors); Close stops
-// them and the other Callers.
+// NewManager returns a manager over sys. It spawns the default Caller;
+// Close stops it and the other Callers.
 func NewManager(sys *actor.System, cfg ManagerConfig) (*Manager, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
 	m := &Manager{sys: sys, timeout: cfg.Timeout, nodes: map[actor.Ref]weak.Pointer[Node]{}, closedCh: make(chan struct{})}
-	m.defer_.m = map[actor.Ref]map[uint32][]*deferred{}
+	m.defer_.m = map[queueKey][]*deferred{}
 	svc, err := m.spawnCaller(actor.Name("quorum/caller"))
 	if err != nil {
 		return nil, err
 	}
 	m.svc = svc
-	for i := range sys.Loops() {
-		r, err := sys.Spawn(context.Background(), func() actor.Actor { return &timerActor{sleeps: map[uint64]sleeping{}} },
-			actor.OnLoop(i), actor.Name("quorum/timer"))
-		if err != nil {
-			_ = m.Close(context.Background())
-			return nil, fmt.Errorf("quorum: spawn timer: %w", err)
-		}
-		m.timers = append(m.timers, r)
-	}
 	return m, nil
 }
 

@@ -22,18 +22,33 @@ import (
 type deferred struct {
 	caller   actor.Ref
 	node     uint32
-	deadline time.Time              // its call's; a queue entry past it is forgotten
-	send     func(c *actor.Context) // sends it, if its call still wants it
+	pos      int       // the node's position in its call
+	deadline time.Time // its call's; a queue entry past it is forgotten
+	call     sender    // sends it, if it still wants it
+}
+
+// sender is a call, which sends its deferred asks (an interface rather
+// than a closure per ask: no allocation).
+type sender interface {
+	sendDeferred(c *actor.Context, pos int)
 }
 
 // registry holds the deferred asks of every caller of a Manager. Each
 // caller's queues are only used from that caller's loop; the lock guards
-// the maps, shared by all callers.
+// the map, shared by all callers.
 type registry struct {
-	mu   sync.Mutex
-	n    atomic.Int64 // entries queued, so that the common case takes no lock
-	m    map[actor.Ref]map[uint32][]*deferred
+	mu sync.Mutex
+	n  atomic.Int64 // entries queued, so that the common case takes no lock
+	// The queues by caller and node. An emptied queue stays, with its
+	// room, until the next prune: a caller's next thrifty call reuses it
+	// rather than allocate.
+	m    map[queueKey][]*deferred
 	adds int
+}
+
+type queueKey struct {
+	caller actor.Ref
+	node   uint32
 }
 
 // pruneEvery is how many additions go between two sweeps for the entries
@@ -49,52 +64,45 @@ func (r *registry) add(d *deferred, now time.Time) {
 	if r.adds++; r.adds%pruneEvery == 0 {
 		r.prune(now)
 	}
-	byNode := r.m[d.caller]
-	if byNode == nil {
-		byNode = map[uint32][]*deferred{}
-		r.m[d.caller] = byNode
-	}
-	byNode[d.node] = append(byNode[d.node], d)
+	k := queueKey{d.caller, d.node}
+	r.m[k] = append(r.m[k], d)
 	r.n.Add(1)
 }
 
-// prune forgets the entries whose call's deadline has passed by a second:
-// their call has failed by now, or its actor is gone.
+// prune forgets the entries whose call's deadline has passed by a second
+// (their call has failed by now, or its actor is gone), and the empty
+// queues.
 func (r *registry) prune(now time.Time) {
-	for caller, byNode := range r.m {
-		for node, q := range byNode {
-			k := 0
-			for _, d := range q {
-				if now.Before(d.deadline.Add(time.Second)) {
-					q[k] = d
-					k++
-				}
-			}
-			r.n.Add(int64(k - len(q)))
-			clear(q[k:])
-			if k == 0 {
-				delete(byNode, node)
-			} else {
-				byNode[node] = q[:k]
+	for key, q := range r.m {
+		k := 0
+		for _, d := range q {
+			if now.Before(d.deadline.Add(time.Second)) {
+				q[k] = d
+				k++
 			}
 		}
-		if len(byNode) == 0 {
-			delete(r.m, caller)
+		r.n.Add(int64(k - len(q)))
+		clear(q[k:])
+		if k == 0 {
+			delete(r.m, key)
+		} else {
+			r.m[key] = q[:k]
 		}
 	}
 }
 
 // take removes from the queue of (caller, node) the entries up to and
-// including upTo (all of them if upTo is nil) and returns them in order. If
-// upTo is not queued (it was sent or dropped already), it takes nothing.
-func (r *registry) take(caller actor.Ref, node uint32, upTo *deferred) []*deferred {
+// including upTo (all of them if upTo is nil) and returns them in order,
+// appended to buf. If upTo is not queued (it was sent or dropped already),
+// it takes nothing.
+func (r *registry) take(caller actor.Ref, node uint32, upTo *deferred, buf []*deferred) []*deferred {
 	if r.n.Load() == 0 {
 		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	byNode := r.m[caller]
-	q := byNode[node]
+	key := queueKey{caller, node}
+	q := r.m[key]
 	k := len(q)
 	if upTo != nil {
 		k = -1
@@ -111,17 +119,11 @@ func (r *registry) take(caller actor.Ref, node uint32, upTo *deferred) []*deferr
 	if k == 0 {
 		return nil
 	}
-	out := append([]*deferred(nil), q[:k]...)
-	clear(q[:k])
-	rest := q[k:]
-	if len(rest) == 0 {
-		delete(byNode, node)
-		if len(byNode) == 0 {
-			delete(r.m, caller)
-		}
-	} else {
-		byNode[node] = rest
-	}
+	out := append(buf, q[:k]...)
+	// Keep the rest at the front of the queue's room.
+	n := copy(q, q[k:])
+	clear(q[n:])
+	r.m[key] = q[:n]
 	r.n.Add(-int64(k))
 	return out
 }
@@ -129,8 +131,9 @@ func (r *registry) take(caller actor.Ref, node uint32, upTo *deferred) []*deferr
 // flush sends, on the caller's loop, the asks queued for (caller, node) up
 // to upTo (all if nil), in order.
 func (r *registry) flush(c *actor.Context, caller actor.Ref, node uint32, upTo *deferred) {
-	for _, d := range r.take(caller, node, upTo) {
-		d.send(c)
+	var buf [4]*deferred // on the stack, for the usual few
+	for _, d := range r.take(caller, node, upTo, buf[:0]) {
+		d.call.sendDeferred(c, d.pos)
 	}
 }
 
@@ -138,22 +141,16 @@ func (r *registry) flush(c *actor.Context, caller actor.Ref, node uint32, upTo *
 func (r *registry) drop(d *deferred) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	byNode := r.m[d.caller]
-	q := byNode[d.node]
+	key := queueKey{d.caller, d.node}
+	q := r.m[key]
 	for i, e := range q {
 		if e == d {
 			q = append(q[:i], q[i+1:]...)
+			q[:len(q)+1][len(q)] = nil // the room keeps no call alive
+			r.m[key] = q
 			r.n.Add(-1)
-			break
+			return
 		}
-	}
-	if len(q) == 0 {
-		delete(byNode, d.node)
-		if len(byNode) == 0 {
-			delete(r.m, d.caller)
-		}
-	} else {
-		byNode[d.node] = q
 	}
 }
 

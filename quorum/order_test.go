@@ -222,7 +222,7 @@ func TestThrifty(t *testing.T) {
 		t.Fatalf("thrifty call with a silent node: %v %v", rs, err)
 	}
 	_ = sys.Send(silent, release{})
-	// From an actor, the same (the timer is the Manager's).
+	// From an actor, the same.
 	out := inActor(t, sys, func(c *actor.Context, out chan<- result[res]) {
 		quorum.Ask(c, cfgSilent, read{Seq: 4}, quorum.Spec[read, state, res]{Quorum: maj, Thrifty: 10 * time.Millisecond}).
 			Then(func(c *actor.Context, rs res, err error) { out <- result[res]{rs, err} })
@@ -400,4 +400,52 @@ func TestCallerFromGoroutines(t *testing.T) {
 		t.Fatalf("NewCaller after Close: %v", err)
 	}
 	_ = sys.Send(h, release{})
+}
+
+// A thrifty call from an actor times itself inside that actor: once the
+// delay has passed without a quorum it asks the other nodes, and the
+// actor's Receive gets no message of it.
+func TestThriftyTimerInAnActor(t *testing.T) {
+	sys := newSystem(t)
+	m := newManager(t, sys)
+	// Never asked, all three rank alike: the first two go first, and the
+	// first of them never answers.
+	cfg := config(t, m, nil,
+		spawnReplica(t, sys, &replica{name: "silent", hold: true}, actor.OnLoop(1)),
+		spawnReplica(t, sys, &replica{name: "b", st: state{1, "b"}}, actor.OnLoop(1)),
+		spawnReplica(t, sys, &replica{name: "c", st: state{1, "c"}}, actor.OnLoop(1)))
+	type res = []quorum.Reply[state]
+	spec := quorum.Spec[read, state, res]{Quorum: quorum.Collect[read, state](quorum.Read), Thrifty: 10 * time.Millisecond, Timeout: time.Hour}
+	out := make(chan result[res], 1)
+	others := make(chan any, 16)
+	r := spawn(t, sys, func(c *actor.Context, msg any) (any, error) {
+		switch msg {
+		case "go":
+			quorum.Ask(c, cfg, read{Seq: 1}, spec).Then(func(_ *actor.Context, rs res, err error) { out <- result[res]{rs, err} })
+		case "ping":
+		default:
+			others <- msg
+		}
+		return nil, nil
+	}, actor.OnLoop(0))
+	if err := sys.Send(r, "go"); err != nil {
+		t.Fatal(err)
+	}
+	got := recv(t, out, "the thrifty call")
+	if got.err != nil || len(got.v) != 2 {
+		t.Fatalf("thrifty call with a silent node: %v %v", got.v, got.err)
+	}
+	for _, rep := range got.v {
+		if rep.Node.Ref() == cfg.Node(0).Ref() {
+			t.Fatal("the silent node replied")
+		}
+	}
+	if _, err := sys.Ask(ctxT(t), r, "ping"); err != nil { // after anything the call sent r
+		t.Fatal(err)
+	}
+	select {
+	case msg := <-others:
+		t.Fatalf("the call's timer sent the actor %T", msg)
+	default:
+	}
 }

@@ -3,8 +3,6 @@ package quorum
 import (
 	"testing"
 	"time"
-
-	"github.com/actord/actord/actor"
 )
 
 // The registry prunes deferred asks by the clock of their deadlines (the
@@ -12,7 +10,7 @@ import (
 // wall clock (a fake or simulated one), the entries of calls still running
 // must stay, and those a second past their deadline must go.
 func TestRegistryPrunesOnTheLoopClock(t *testing.T) {
-	r := &registry{m: map[actor.Ref]map[uint32][]*deferred{}}
+	r := &registry{m: map[queueKey][]*deferred{}}
 	now := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range pruneEvery - 1 {
 		r.add(&deferred{node: uint32(i % 3), deadline: now.Add(time.Minute)}, now)
@@ -27,5 +25,37 @@ func TestRegistryPrunesOnTheLoopClock(t *testing.T) {
 	}
 	if got := r.queued(); got != pruneEvery {
 		t.Fatalf("%d entries queued an hour later, want %d: the expired ones must go", got, pruneEvery)
+	}
+}
+
+// An emptied queue keeps its room for the caller's next calls, but no
+// pointer to a deferred ask taken or dropped (it would keep its call
+// alive), and a prune forgets it.
+func TestRegistryQueueRoomHoldsNothing(t *testing.T) {
+	r := &registry{m: map[queueKey][]*deferred{}}
+	now := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	d1 := &deferred{node: 0, deadline: now.Add(time.Minute)}
+	d2 := &deferred{node: 0, deadline: now.Add(time.Minute)}
+	r.add(d1, now)
+	r.add(d2, now)
+	if got := r.take(d1.caller, 0, d1, nil); len(got) != 1 || got[0] != d1 {
+		t.Fatalf("take up to d1 = %v, want d1", got)
+	}
+	r.drop(d2)
+	if n := r.queued(); n != 0 {
+		t.Fatalf("%d queued, want 0", n)
+	}
+	q, ok := r.m[queueKey{d1.caller, 0}]
+	if !ok || len(q) != 0 {
+		t.Fatalf("the emptied queue is %v (present %v), want empty with its room", q, ok)
+	}
+	for i, d := range q[:cap(q)] {
+		if d != nil {
+			t.Fatalf("the queue's room holds a deferred ask at %d", i)
+		}
+	}
+	r.prune(now)
+	if len(r.m) != 0 {
+		t.Fatalf("%d queues after a prune, want none", len(r.m))
 	}
 }

@@ -69,7 +69,11 @@ func (d *MemDisk) Buckets(names [][]byte) error {
 }
 
 // memPut is a put of a transaction not yet applied.
-type memPut struct{ bucket, key, val string }
+type memPut struct {
+	b   *memBucket // buckets are never removed
+	key string
+	val []byte // a copy, which the bucket keeps
+}
 
 // Update collects fn's puts and applies them all at once, under the lock,
 // if fn succeeds: atomic for Scan, and synced on return.
@@ -77,12 +81,12 @@ func (d *MemDisk) Update(fn func(put func(bucket, key, value []byte) error) erro
 	var puts []memPut
 	err := fn(func(bucket, key, value []byte) error {
 		d.mu.Lock()
-		ok := d.buckets[string(bucket)] != nil
+		b := d.buckets[string(bucket)]
 		d.mu.Unlock()
-		if !ok {
+		if b == nil {
 			return errors.New("no bucket " + string(bucket))
 		}
-		puts = append(puts, memPut{string(bucket), string(key), string(value)})
+		puts = append(puts, memPut{b, string(key), append([]byte{}, value...)})
 		return nil
 	})
 	if err != nil {
@@ -94,12 +98,12 @@ func (d *MemDisk) Update(fn func(put func(bucket, key, value []byte) error) erro
 		return ErrDiskFull
 	}
 	for _, p := range puts {
-		b := d.buckets[p.bucket]
+		b := p.b
 		if _, ok := b.vals[p.key]; !ok {
 			i, _ := slices.BinarySearch(b.keys, p.key)
 			b.keys = slices.Insert(b.keys, i, p.key)
 		}
-		b.vals[p.key] = []byte(p.val)
+		b.vals[p.key] = p.val
 	}
 	d.syncs++
 	return nil

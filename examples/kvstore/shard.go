@@ -271,9 +271,11 @@ type shard struct {
 	token    string           // the store's token, for CrashShard
 	data     map[string]Entry // the durable versions
 	loading  bool
-	waiting  []held  // requests held while loading
-	queue    []op    // Writes waiting for the next commit
-	flight   *flight // the commit in flight, if any
+	waiting  []held         // requests held while loading
+	queue    []op           // Writes waiting for the next commit
+	spare    []op           // the room of a batch answered, for the next queue
+	newest   map[string]int // flush's, kept between batches
+	flight   *flight        // the commit in flight, if any
 }
 
 func newShard(d *disk, maxBatch int, token string) actor.Factory {
@@ -412,12 +414,13 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 		s.write(c, op{key: m.K, e: m.E, r: r})
 		return nil, true, nil
 	case SyncRequest:
-		if r == nil {
-			r = c.Defer()
+		rep := r // r itself, captured, would be on the heap for every message
+		if rep == nil {
+			rep = c.Defer()
 		}
 		d, max := s.d, min(max(m.Max, 1), 4096)
 		c.Blocking(func() (any, error) { return d.page(m.After, max) }).Then(func(_ *actor.Context, v any, err error) {
-			r.Reply(v, err)
+			rep.Reply(v, err)
 		})
 		return nil, true, nil
 	case apply:
@@ -448,6 +451,9 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 // write queues a Write with its reply and commits at once if no commit is
 // in flight (otherwise it goes with the next one).
 func (s *shard) write(c *actor.Context, o op) {
+	if s.queue == nil {
+		s.queue, s.spare = s.spare, nil
+	}
 	s.queue = append(s.queue, o)
 	if s.flight != nil {
 		if h := s.d.hooks; h != nil && h.queued != nil {
@@ -458,6 +464,15 @@ func (s *shard) write(c *actor.Context, o op) {
 	s.flush(c)
 }
 
+// reuse keeps the room of an answered batch for the next queue, rather
+// than grow a new one from nothing for every commit.
+func (s *shard) reuse(batch []op) {
+	clear(batch)
+	if cap(batch) > cap(s.spare) {
+		s.spare = batch[:0]
+	}
+}
+
 // flush commits the queued Writes (up to maxBatch) in one transaction on
 // the worker pool. When it completes, the versions written are applied to
 // the map, every Write of the batch is acknowledged, and the Writes queued
@@ -466,14 +481,19 @@ func (s *shard) flush(c *actor.Context) {
 	n := min(len(s.queue), s.maxBatch)
 	batch := s.queue[:n:n]
 	if n == len(s.queue) {
-		s.queue = nil
+		batch, s.queue = s.queue, nil // all of its room, for reuse
 	} else {
-		s.queue = append([]op(nil), s.queue[n:]...)
+		rest := s.queue[n:]
+		s.queue = append([]op(nil), rest...)
+		clear(rest) // copied: the batch's room, reused later, must not keep them
 	}
 	// The newest version of each key in the batch is written, if it is
 	// newer than the durable one; the batch commits as a whole, so the
 	// other Writes of the key are acknowledged with it.
-	newest := make(map[string]int, n)
+	if s.newest == nil {
+		s.newest = map[string]int{}
+	}
+	newest := s.newest
 	for i := range batch {
 		o := &batch[i]
 		if j, ok := newest[o.key]; !ok || batch[j].e.TS.Less(o.e.TS) {
@@ -485,11 +505,17 @@ func (s *shard) flush(c *actor.Context) {
 		batch[i].write = s.data[k].TS.Less(batch[i].e.TS)
 		writes = writes || batch[i].write
 	}
+	if len(newest) > 64 {
+		s.newest = nil // maps do not shrink: one sized for a big batch would slow every later flush
+	} else {
+		clear(newest) // kept, with its room, for the next batch
+	}
 	f := &flight{batch: batch}
 	if !writes {
 		// Every version of the batch is durable already (in the commit
 		// that just ended): nothing to write.
 		f.answer(nil)
+		s.reuse(batch)
 		if len(s.queue) > 0 {
 			s.flush(c)
 		}
@@ -515,6 +541,10 @@ func (s *shard) flush(c *actor.Context) {
 				}
 			}
 			f.answer(err)
+			if err == nil {
+				// The committer answered once done with the batch.
+				s.reuse(f.batch)
+			}
 			s.flight = nil // after the answers: a panic before them leaves them to abandon
 			if len(s.queue) > 0 {
 				s.flush(c)
