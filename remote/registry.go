@@ -150,12 +150,17 @@ func (r *registry) ofID(id uint64) (*typeInfo, bool) {
 // name. Every node that exchanges T must register it under the same name;
 // a message of a type the receiving node does not know is refused with
 // ErrUnknownType (an ask gets the error back). T is encoded with msgpack:
-// a plain struct (exported fields of boolean, number, string and []byte
-// types without methods; tags at most a name and omitempty) is coded
-// from its fields' offsets, without reflection, into the bytes msgpack
-// writes; for other types implement msgpack.CustomEncoder and
-// msgpack.CustomDecoder on T for the fast path, otherwise reflection is
-// used. actor.Ref fields travel as capabilities (with their secret) and
+// a plain struct, named, is coded from its fields' offsets, without
+// reflection, into the bytes msgpack writes. Plain: its exported fields
+// are booleans, numbers, strings, []byte, plain structs (by value) and
+// slices of plain structs; tags at most a name and omitempty, or
+// `msgpack:",as_array"` on a `_msgpack struct{}` field; no embedded
+// fields; and no type among them has a coder of its own (msgpack's
+// CustomEncoder/CustomDecoder, Marshaler/Unmarshaler, encoding's
+// Binary- and TextMarshaler/Unmarshaler, msgpack.Register), nor IsZero on
+// an omitempty field. Other methods are fine. For other types implement
+// msgpack.CustomEncoder and msgpack.CustomDecoder on T for the fast path,
+// otherwise reflection is used. actor.Ref fields travel as capabilities (with their secret) and
 // stay usable on the receiving node.
 // Common types (string, []byte, int, int64, uint64, float64, bool,
 // actor.Ref, actor.Down, []any, map[string]any) are registered already.
