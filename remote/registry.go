@@ -157,10 +157,13 @@ func (r *registry) ofID(id uint64) (*typeInfo, bool) {
 // `msgpack:",as_array"` on a `_msgpack struct{}` field; no embedded
 // fields; and no type among them has a coder of its own (msgpack's
 // CustomEncoder/CustomDecoder, Marshaler/Unmarshaler, encoding's
-// Binary- and TextMarshaler/Unmarshaler, msgpack.Register), nor IsZero on
-// an omitempty field. Other methods are fine. For other types implement
-// msgpack.CustomEncoder and msgpack.CustomDecoder on T for the fast path,
-// otherwise reflection is used. actor.Ref fields travel as capabilities (with their secret) and
+// Binary- and TextMarshaler/Unmarshaler, or, for a struct type, one
+// registered with msgpack.Register), nor IsZero on an omitempty field.
+// Other methods are fine. A coder msgpack.Register'ed for a named
+// non-struct type, or after Register, is not seen: register it first.
+// For other types implement msgpack.CustomEncoder and
+// msgpack.CustomDecoder on T for the fast path, otherwise reflection is
+// used. actor.Ref fields travel as capabilities (with their secret) and
 // stay usable on the receiving node.
 // Common types (string, []byte, int, int64, uint64, float64, bool,
 // actor.Ref, actor.Down, []any, map[string]any) are registered already.

@@ -793,8 +793,10 @@ func (f *planField) decodeSlice(b []byte, i int, fp unsafe.Pointer) (int, bool) 
 		*s = sliceHeader{data: unsafe.Pointer(&emptyData)} // msgpack: empty, not nil
 		return i, true
 	}
-	data := reflect.MakeSlice(f.typ, n, n).UnsafePointer()
-	*s = sliceHeader{data: data, len: n, cap: n}
+	sv := reflect.NewAt(f.typ, fp).Elem() // the field itself: Grow allocates into it, with no Value of its own on the heap
+	sv.Grow(n)
+	sv.SetLen(n)
+	data := s.data
 	size := f.sub.typ.Size()
 	for k := range n {
 		var ok bool

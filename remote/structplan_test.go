@@ -420,7 +420,7 @@ func TestStructPlanMatchesMsgpack(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, typ := range plannedTypes {
 		p := newStructPlan(typ)
-		for range 1000 {
+		for range 150 {
 			v := randPlanValue(rng, typ)
 			want := encodeWithMsgpackCompact(t, v.Elem())
 			got := p.append(nil, v.UnsafePointer())
@@ -517,7 +517,7 @@ func TestStructPlanDecodesAsMsgpack(t *testing.T) {
 		without := *withPlan
 		without.plan = nil
 		var inputs [][]byte
-		for range 300 {
+		for range 100 {
 			v := randPlanValue(rng, typ)
 			inputs = append(inputs, encodeWithMsgpackCompact(t, v.Elem()))
 			b, err := msgpack.Marshal(otherForm(rng, withPlan.plan, v.Elem()))
@@ -526,10 +526,15 @@ func TestStructPlanDecodesAsMsgpack(t *testing.T) {
 			}
 			inputs = append(inputs, b)
 		}
-		// Mutations: every byte of some inputs changed, truncations.
-		for _, in := range inputs[:60] {
+		// Mutations: each of the first bytes of some short inputs changed, truncations.
+		mutated := 0
+		for _, in := range inputs {
+			if len(in) > 2000 || mutated == 24 {
+				continue
+			}
+			mutated++
 			for i := range in {
-				if i > 60 {
+				if i > 40 {
 					break
 				}
 				m := bytes.Clone(in)
@@ -570,7 +575,7 @@ func TestStructPlanDecodesAsMsgpack(t *testing.T) {
 			}
 		}
 		t.Logf("%v: %d inputs decoded alike, %d of them by the plan", typ, same, planned)
-		if planned < 300 || same-planned < 20 {
+		if planned < 100 || same-planned < 5 {
 			t.Fatalf("%v: the inputs did not exercise both paths: %d decoded, %d by the plan", typ, same, planned)
 		}
 	}
