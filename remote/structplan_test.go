@@ -165,6 +165,8 @@ type (
 	planStampOmit struct {
 		TS planStamp `msgpack:",omitempty"`
 	}
+	planCodedList []planSmall // a coder that probe values cannot tell from msgpack's (below)
+	planListField struct{ L planCodedList }
 	planTextField struct{ T planTextIn }
 	planBinField  struct{ B planBinary }
 	planAllOmit   struct {
@@ -219,6 +221,35 @@ func decodeRegistered(d *msgpack.Decoder, v reflect.Value) error {
 
 func init() { msgpack.Register(planRegistered{}, encodeRegistered, decodeRegistered) }
 
+// planCodedList's coder writes what msgpack would, and refuses more than
+// two elements.
+func (l planCodedList) EncodeMsgpack(e *msgpack.Encoder) error {
+	if l == nil {
+		return e.EncodeNil()
+	}
+	if err := e.EncodeArrayLen(len(l)); err != nil {
+		return err
+	}
+	for _, x := range l {
+		if err := e.Encode(x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *planCodedList) DecodeMsgpack(d *msgpack.Decoder) error {
+	var xs []planSmall
+	if err := d.Decode(&xs); err != nil {
+		return err
+	}
+	if len(xs) > 2 {
+		return errors.New("planCodedList: more than 2")
+	}
+	*l = xs
+	return nil
+}
+
 func TestStructPlanRefusesWhatMsgpackCodesOtherwise(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -255,6 +286,7 @@ func TestStructPlanRefusesWhatMsgpackCodesOtherwise(t *testing.T) {
 		{"coder on a nested field's type", reflect.TypeFor[planCoderField]()},
 		{"pointer coder on a slice's elements", reflect.TypeFor[planCoderSlice]()},
 		{"coder two levels down", reflect.TypeFor[planDeepCoder]()},
+		{"coder on a slice field's type", reflect.TypeFor[planListField]()},
 		{"text unmarshaler on a nested field's pointer", reflect.TypeFor[planTextField]()},
 		{"binary marshaler on a string field", reflect.TypeFor[planBinField]()},
 		{"IsZero on an omitempty field", reflect.TypeFor[planZeroOmit]()},
