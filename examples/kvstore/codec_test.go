@@ -2,71 +2,45 @@ package kvstore
 
 import (
 	"bytes"
-	"math/rand/v2"
+	"errors"
 	"reflect"
-	"strconv"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Earlier versions coded Get, Entry, GetMany and Entries with hand-written
-// msgpack coders; remote now codes the messages from their as_array tags
-// (and the frame writer writes exactly what msgpack writes for them). The
-// encoders below are those coders, kept to show that the bytes on the
-// wire did not change: nodes of both versions understand each other.
-
-func oldEncodeGet(e *msgpack.Encoder, g Get) {
-	_ = e.EncodeArrayLen(2)
-	_ = e.EncodeString(g.K)
-	_ = e.EncodeBool(g.NoValue)
-}
-
-func oldEncodeEntry(e *msgpack.Encoder, en Entry) {
-	_ = e.EncodeArrayLen(3)
-	_ = e.EncodeArrayLen(2)
-	_ = e.EncodeUint(en.TS.N)
-	_ = e.EncodeUint(en.TS.W)
-	_ = e.EncodeBytes(en.V)
-	_ = e.EncodeBool(en.Deleted)
-}
-
-func oldEncodeList[T any](e *msgpack.Encoder, xs []T, one func(*msgpack.Encoder, T)) {
-	_ = e.EncodeArrayLen(1)
-	if xs == nil {
-		_ = e.EncodeNil()
-		return
+// The shapes msgpack gives the messages by reflection, without the
+// hand-written codecs.
+type (
+	plainStamp struct {
+		//lint:ignore U1000 msgpack reads this field's tag
+		_msgpack struct{} `msgpack:",as_array"`
+		N, W     uint64
 	}
-	_ = e.EncodeArrayLen(len(xs))
-	for _, x := range xs {
-		one(e, x)
+	plainGet struct {
+		//lint:ignore U1000 msgpack reads this field's tag
+		_msgpack struct{} `msgpack:",as_array"`
+		K        string
+		NoValue  bool
 	}
-}
-
-// oldEncode writes v as the hand-written coders did (remote's encoder
-// options: compact integers).
-func oldEncode(v any) []byte {
-	var b bytes.Buffer
-	e := msgpack.NewEncoder(&b)
-	e.UseCompactInts(true)
-	switch v := v.(type) {
-	case Get:
-		oldEncodeGet(e, v)
-	case Entry:
-		oldEncodeEntry(e, v)
-	case GetMany:
-		oldEncodeList(e, v.Gets, oldEncodeGet)
-	case Entries:
-		oldEncodeList(e, v.E, oldEncodeEntry)
-	case Write:
-		_ = e.EncodeArrayLen(2)
-		_ = e.EncodeString(v.K)
-		oldEncodeEntry(e, v.E)
-	default:
-		panic(v)
+	plainEntry struct {
+		//lint:ignore U1000 msgpack reads this field's tag
+		_msgpack struct{} `msgpack:",as_array"`
+		TS       plainStamp
+		V        []byte
+		Deleted  bool
 	}
-	return b.Bytes()
-}
+	plainGetMany struct {
+		//lint:ignore U1000 msgpack reads this field's tag
+		_msgpack struct{} `msgpack:",as_array"`
+		Gets     []plainGet
+	}
+	plainEntries struct {
+		//lint:ignore U1000 msgpack reads this field's tag
+		_msgpack struct{} `msgpack:",as_array"`
+		E        []plainEntry
+	}
+)
 
 // marshal encodes v as remote does (compact integers).
 func marshal(v any) ([]byte, error) {
@@ -77,63 +51,82 @@ func marshal(v any) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-func randEntry(rng *rand.Rand) Entry {
-	en := Entry{Deleted: rng.IntN(4) == 0}
-	for _, p := range []*uint64{&en.TS.N, &en.TS.W} {
-		switch rng.IntN(4) {
-		case 0:
-		case 1:
-			*p = uint64(rng.IntN(300))
-		default:
-			*p = rng.Uint64() >> rng.IntN(64)
-		}
+// roundTrip encodes v, decodes the bytes into a new value of out's type,
+// and returns it.
+func roundTrip(t *testing.T, v, out any) any {
+	t.Helper()
+	b, err := marshal(v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := rng.IntN(5); n > 0 {
-		en.V = bytes.Repeat([]byte{byte(n)}, []int{0, 1, 31, 256, 70000}[n-1])
+	p := reflect.New(reflect.TypeOf(out))
+	if err := msgpack.Unmarshal(b, p.Interface()); err != nil {
+		t.Fatalf("%T: %v", out, err)
 	}
-	return en
+	return p.Elem().Interface()
 }
 
-// The messages encode as the hand-written coders of earlier versions did,
-// byte for byte, and decode what those wrote.
-func TestWireFormatUnchanged(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	var vals []any
-	for i := range 500 {
-		var gets []Get
-		var ents []Entry
-		switch n := rng.IntN(20); {
-		case n == 0: // nil lists
-		case n == 1:
-			gets, ents = []Get{}, []Entry{}
-		default:
-			for range rng.IntN(MaxGetMany + 1) {
-				gets = append(gets, Get{K: "k" + strconv.Itoa(rng.IntN(1000)), NoValue: rng.IntN(2) == 0})
-				ents = append(ents, randEntry(rng))
-			}
-		}
-		g := Get{}
-		if len(gets) > 0 {
-			g = gets[0]
-		}
-		vals = append(vals, g, randEntry(rng), GetMany{Gets: gets}, Entries{E: ents},
-			Write{K: strconv.Itoa(i), E: randEntry(rng)})
-	}
-	for _, v := range vals {
-		old := oldEncode(v)
-		now, err := marshal(v)
+// The hand-written codecs write what reflection writes (with remote's
+// encoder options) and read what it
+// writes: nodes with and without them understand each other.
+func TestCodecsMatchReflection(t *testing.T) {
+	many := GetMany{Gets: []Get{{K: "a"}, {K: "b", NoValue: true}}}
+	plainMany := plainGetMany{Gets: []plainGet{{K: "a"}, {K: "b", NoValue: true}}}
+	ents := Entries{E: []Entry{{}, {TS: Stamp{N: 1, W: 1 << 60}, V: []byte("v")}, {TS: Stamp{N: 7, W: 3}, V: []byte{}, Deleted: true}}}
+	plainEnts := plainEntries{E: []plainEntry{{}, {TS: plainStamp{N: 1, W: 1 << 60}, V: []byte("v")}, {TS: plainStamp{N: 7, W: 3}, V: []byte{}, Deleted: true}}}
+	for _, c := range []struct{ custom, plain any }{
+		{many, plainMany},
+		{GetMany{}, plainGetMany{}},
+		{GetMany{Gets: []Get{}}, plainGetMany{Gets: []plainGet{}}},
+		{ents, plainEnts},
+		{Entries{}, plainEntries{}},
+		{ents.E[1], plainEnts.E[1]},
+		{many.Gets[1], plainMany.Gets[1]},
+		{Write{K: "k", E: ents.E[2]}, struct {
+			//lint:ignore U1000 msgpack reads this field's tag
+			_msgpack struct{} `msgpack:",as_array"`
+			K        string
+			E        plainEntry
+		}{K: "k", E: plainEnts.E[2]}},
+	} {
+		cb, err := marshal(c.custom)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(old, now) {
-			t.Fatalf("%T: encodes as %x, the hand-written coder wrote %x", v, now, old)
+		pb, err := marshal(c.plain)
+		if err != nil {
+			t.Fatal(err)
 		}
-		p := reflect.New(reflect.TypeOf(v))
-		if err := msgpack.Unmarshal(old, p.Interface()); err != nil {
-			t.Fatalf("%T: %v", v, err)
+		if string(cb) != string(pb) {
+			t.Errorf("%T: encodes as %x, reflection as %x", c.custom, cb, pb)
 		}
-		if got := p.Elem().Interface(); !reflect.DeepEqual(got, v) {
-			t.Fatalf("%T: the old bytes decode as %+v, want %+v", v, got, v)
+		if got := roundTrip(t, c.plain, c.custom); !reflect.DeepEqual(got, c.custom) {
+			t.Errorf("%T: reflection's bytes decode as %+v, want %+v", c.custom, got, c.custom)
 		}
+		if got := roundTrip(t, c.custom, c.plain); !reflect.DeepEqual(got, c.plain) {
+			t.Errorf("%T: decoded by reflection as %+v, want %+v", c.plain, got, c.plain)
+		}
+	}
+}
+
+// A GetMany or an Entries of more than MaxGetMany elements is refused
+// before its elements are allocated.
+func TestCodecBounds(t *testing.T) {
+	big := plainGetMany{Gets: make([]plainGet, MaxGetMany+1)}
+	b, err := marshal(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m GetMany
+	if err := msgpack.Unmarshal(b, &m); !errors.Is(err, ErrTooMany) {
+		t.Errorf("GetMany of %d: %v, want ErrTooMany", len(big.Gets), err)
+	}
+	bigE := plainEntries{E: make([]plainEntry, MaxGetMany+1)}
+	if b, err = marshal(bigE); err != nil {
+		t.Fatal(err)
+	}
+	var es Entries
+	if err := msgpack.Unmarshal(b, &es); !errors.Is(err, ErrTooMany) {
+		t.Errorf("Entries of %d: %v, want ErrTooMany", len(bigE.E), err)
 	}
 }
