@@ -160,7 +160,11 @@ func (r *registry) ofID(id uint64) (*typeInfo, bool) {
 // Binary- and TextMarshaler/Unmarshaler, or, for a struct type, one
 // registered with msgpack.Register), nor IsZero on an omitempty field.
 // Other methods are fine. A coder msgpack.Register'ed for a named
-// non-struct type, or after Register, is not seen: register it first.
+// non-struct field type, or after Register, is not seen: implement the
+// interfaces instead. A plan allocates every element a slice declares: up
+// to the frame's length times the element's size (MaxFrame bounds it);
+// a type that must refuse long lists before allocating them needs a coder
+// of its own (as examples/kvstore's GetMany has).
 // For other types implement msgpack.CustomEncoder and
 // msgpack.CustomDecoder on T for the fast path, otherwise reflection is
 // used. actor.Ref fields travel as capabilities (with their secret) and

@@ -36,9 +36,12 @@ import (
 // methods are fine. A coder registered with msgpack.Register for a struct
 // type is detected (msgpack then does not inline the type into a struct
 // embedding it, which a probe observes) where the type is named; unnamed
-// struct types, which cannot be embedded, are refused. A coder msgpack.Register'ed for a named non-struct type, or
-// for any type after remote.Register, is not seen: register such coders
-// first, or implement the interfaces above, which the plan checks for. At
+// struct types, which cannot be embedded, are refused. A coder
+// msgpack.Register'ed for a named non-struct type (the probes below may
+// catch an encoder, never a decoder alone), or for any type after
+// remote.Register, is not seen: do not use msgpack.Register for the field
+// types of payloads; implement the interfaces above, which the plan
+// checks for. At
 // registration, values with every field set and with every field empty
 // are coded both ways and must agree, or no plan is used.
 //
@@ -222,19 +225,14 @@ func buildPlan(t reflect.Type, building map[reflect.Type]bool) *structPlan {
 }
 
 // pointerShaped reports whether Go keeps a value of t in an interface's
-// data word itself rather than a pointer to it: pointers, maps, channels,
-// functions, and structs and arrays of exactly one such element (a struct
-// whose one field is unexported or skipped is one too).
+// data word itself rather than a pointer to it (a pointer-sized value
+// whose only pointer data is that word: a pointer, map, channel or
+// function, alone or beside fields of size zero). Asked of the runtime,
+// not worked out from t's fields: the zero value's data word is nil
+// exactly when it holds the value itself.
 func pointerShaped(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer:
-		return true
-	case reflect.Struct:
-		return t.NumField() == 1 && pointerShaped(t.Field(0).Type)
-	case reflect.Array:
-		return t.Len() == 1 && pointerShaped(t.Elem())
-	}
-	return false
+	z := reflect.Zero(t).Interface()
+	return efaceOf(&z).data == nil
 }
 
 // plainName reports whether a tag's name is one msgpack's tag parser reads

@@ -749,3 +749,54 @@ func TestBytesPayloadBoxedOnce(t *testing.T) {
 		_ = append(b, 1) // must not write into a neighbour
 	}
 }
+
+// Structs of pointer size whose only pointer is one field, beside fields
+// of size zero, are kept in the interface word itself: their decoded value
+// must be boxed that way, not as a pointer to fresh memory (which Go would
+// read as the channel or map).
+type planDirectChan struct {
+	//lint:ignore U1000 msgpack reads this field's tag
+	_msgpack struct{} `msgpack:",as_array"`
+	C        chan int `msgpack:"-"`
+}
+
+type planDirectMap struct {
+	E    planEmpty
+	memo map[string]int
+}
+
+func TestStructPlanPointerShapedAsTheRuntimeSays(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[planDirectChan](), reflect.TypeFor[planDirectMap]()} {
+		if !pointerShaped(typ) {
+			t.Errorf("%v: not pointer-shaped, but the runtime keeps it in the interface word", typ)
+		}
+		ti := newTypeInfo(1, typ.Name(), typ)
+		var w bufWriter
+		if err := msgpack.NewEncoder(&w).EncodeValue(reflect.New(typ).Elem()); err != nil {
+			t.Fatal(err)
+		}
+		var r ctxReader
+		r.Reset(w.b)
+		v, err := decodeValue(msgpack.NewDecoder(&r), &r, w.b, 0, len(w.b), ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch x := v.(type) {
+		case planDirectChan:
+			if x.C != nil {
+				t.Errorf("decoded %v has a channel %p, want nil", typ, x.C)
+			}
+		case planDirectMap:
+			if x.memo != nil {
+				t.Errorf("decoded %v has a map, want nil", typ)
+			}
+		default:
+			t.Errorf("decoded %T", v)
+		}
+	}
+	for _, typ := range []reflect.Type{reflect.TypeFor[int](), reflect.TypeFor[struct{ A, B *int }](), reflect.TypeFor[planEmpty]()} {
+		if pointerShaped(typ) {
+			t.Errorf("%v: pointer-shaped, but the runtime boxes it", typ)
+		}
+	}
+}
