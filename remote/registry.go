@@ -150,10 +150,22 @@ func (r *registry) ofID(id uint64) (*typeInfo, bool) {
 // name. Every node that exchanges T must register it under the same name;
 // a message of a type the receiving node does not know is refused with
 // ErrUnknownType (an ask gets the error back). T is encoded with msgpack:
-// a plain struct (exported fields of boolean, number, string and []byte
-// types without methods; tags at most a name and omitempty) is coded
-// from its fields' offsets, without reflection, into the bytes msgpack
-// writes; for other types implement msgpack.CustomEncoder and
+// a plain struct, named, is coded from its fields' offsets, without
+// reflection, into the bytes msgpack writes. Plain: its exported fields
+// are booleans, numbers, strings, []byte, plain structs (by value) and
+// slices of plain structs; tags at most a name and omitempty, or
+// `msgpack:",as_array"` on a `_msgpack struct{}` field; no embedded
+// fields; and no type among them has a coder of its own (msgpack's
+// CustomEncoder/CustomDecoder, Marshaler/Unmarshaler, encoding's
+// Binary- and TextMarshaler/Unmarshaler, or, for a struct type, one
+// registered with msgpack.Register), nor IsZero on an omitempty field.
+// Other methods are fine. A coder msgpack.Register'ed for a named
+// non-struct field type, or after Register, is not seen: implement the
+// interfaces instead. A plan allocates every element a slice declares: up
+// to the frame's length times the element's size (MaxFrame bounds it);
+// a type that must refuse long lists before allocating them needs a coder
+// of its own (as examples/kvstore's GetMany has).
+// For other types implement msgpack.CustomEncoder and
 // msgpack.CustomDecoder on T for the fast path, otherwise reflection is
 // used. actor.Ref fields travel as capabilities (with their secret) and
 // stay usable on the receiving node.

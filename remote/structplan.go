@@ -15,29 +15,46 @@ import (
 //
 // msgpack codes a struct by reflection: per value a lookup of the type's
 // coder in a concurrent map, then a reflect.Value per field. For a struct
-// whose fields are all booleans, numbers, strings and byte slices (most
-// message types), a structPlan does the same work from offsets computed
-// once, at registration, and writes the same bytes msgpack would: a map of
-// the fields' names to their values, in declaration order, integers in
-// their shortest form (the frame writer's encoder uses compact integers),
-// empty fields left out where the tag says omitempty.
-//
-// (A coder registered with msgpack.Register for the struct type itself
-// after remote.Register is not seen by the plan: register such coders
-// first, or implement msgpack.CustomEncoder, which the plan checks for.)
+// whose fields are booleans, numbers, strings, byte slices, plain structs
+// and slices of plain structs (most message types), a structPlan does the
+// same work from offsets computed once, at registration, and writes the
+// same bytes msgpack would: a map of the fields' names to their values, in
+// declaration order, empty fields left out where the tag says omitempty;
+// or, for a struct tagged as_array (a field `_msgpack struct{}
+// `msgpack:",as_array"``), an array of every field's value in declaration
+// order. Integers take their shortest form (the frame writer's encoder
+// uses compact integers).
 //
 // A plan is made only where it cannot differ from msgpack: every field
-// exported, not embedded, its tag at most a name and omitempty, its type
-// one of those kinds with no methods at all (so no custom coder, marshaler
-// or IsZero can apply), and the struct itself implementing none of
-// msgpack's or encoding's coder interfaces. At registration, values with
-// every field set and with every field empty are coded both ways and must
-// agree, or no plan is used. Decoding takes the fast way only for what the
-// plan's own encoder writes and a few equivalent forms (a field's value
-// given as nil, integers of any width); anything else (an unknown or
-// repeated key, a float given as an integer, a string as bin, ...) is
-// decoded again from the start by msgpack, into a zeroed value, so what a
-// payload decodes to never depends on the path.
+// exported or skipped, not embedded, its tag at most a name and omitempty,
+// its type one of those kinds, and no type on the way (the struct's own,
+// its fields', their elements') implementing one of the interfaces msgpack
+// checks before coding by kind: msgpack.CustomEncoder/CustomDecoder,
+// msgpack.Marshaler/Unmarshaler, encoding.BinaryMarshaler/Unmarshaler,
+// encoding.TextMarshaler/Unmarshaler, on the type or its pointer; nor, on
+// an omitempty field, IsZero (which msgpack's omitempty asks). Other
+// methods are fine. A coder registered with msgpack.Register for a struct
+// type is detected (msgpack then does not inline the type into a struct
+// embedding it, which a probe observes) where the type is named; unnamed
+// struct types, which cannot be embedded, are refused. A coder
+// msgpack.Register'ed for a named non-struct type (the probes below may
+// catch an encoder, never a decoder alone), or for any type after
+// remote.Register, is not seen: do not use msgpack.Register for the field
+// types of payloads; implement the interfaces above, which the plan
+// checks for. At
+// registration, values with every field set and with every field empty
+// are coded both ways and must agree, or no plan is used.
+//
+// Decoding takes the fast way for what the plan's own encoder writes and
+// the other forms msgpack's decoder reads the same way (a struct given as
+// a map or as an array of all its fields whatever its tag, nil or an empty
+// array for a zero struct, nil for a field's zero value, integers of any
+// width); anything else (an unknown or repeated key, an array of another
+// length, a float given as an integer, a string as bin, ...) is decoded
+// again from the start by msgpack, into a zeroed value, so what a payload
+// decodes to never depends on the path. A slice's length is checked
+// against the bytes left before its elements are allocated (every element
+// takes at least a byte).
 
 // planKind is how a plan codes one field.
 type planKind uint8
@@ -50,6 +67,8 @@ const (
 	planFloat64
 	planString
 	planBytes
+	planStruct // a plain struct, by value: sub
+	planSlice  // a slice of plain structs: sub codes the elements
 )
 
 // planField is one field of a structPlan.
@@ -61,13 +80,26 @@ type planField struct {
 	kind      planKind
 	size      uintptr // of an integer field
 	omitEmpty bool
+	sub       *structPlan  // planStruct: the field's plan; planSlice: its elements'
+	typ       reflect.Type // planSlice: the slice type, to allocate one
 }
 
 // structPlan codes one struct type.
 type structPlan struct {
+	typ     reflect.Type
 	fields  []planField
 	anyOmit bool
+	asArray bool // an array of every field, not a map
 }
+
+// sliceHeader is the layout of a slice.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
+
+// emptyData is the data pointer of the empty, non-nil slices decode makes.
+var emptyData [0]uint64
 
 // maxPlanFields bounds the fields a plan takes (decode tracks them in a
 // 64-bit set).
@@ -82,20 +114,43 @@ var (
 	typeBinaryUnmarsh   = reflect.TypeFor[encoding.BinaryUnmarshaler]()
 	typeTextMarshaler   = reflect.TypeFor[encoding.TextMarshaler]()
 	typeTextUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	typeIsZeroer        = reflect.TypeFor[interface{ IsZero() bool }]()
 )
 
-// newStructPlan returns the plan for t, or nil where msgpack must code it.
-func newStructPlan(t reflect.Type) *structPlan {
-	if t.Kind() != reflect.Struct || t.NumField() > maxPlanFields || pointerShaped(t) {
-		return nil // a pointer-shaped struct is kept in an interface itself: box and dataOf need a pointer
-	}
+// hasCoder reports whether msgpack codes t (or *t) through one of the
+// interfaces its getEncoder and getDecoder check before the type's kind.
+func hasCoder(t reflect.Type) bool {
 	for _, it := range []reflect.Type{typeCustomEncoder, typeCustomDecoder, typeMarshaler, typeUnmarshaler,
 		typeBinaryMarshaler, typeBinaryUnmarsh, typeTextMarshaler, typeTextUnmarshaler} {
 		if t.Implements(it) || reflect.PointerTo(t).Implements(it) {
-			return nil
+			return true
 		}
 	}
-	p := &structPlan{}
+	return false
+}
+
+// newStructPlan returns the plan for t, or nil where msgpack must code it.
+func newStructPlan(t reflect.Type) *structPlan {
+	if t.Kind() != reflect.Struct || pointerShaped(t) {
+		return nil // a pointer-shaped struct is kept in an interface itself: box and dataOf need a pointer
+	}
+	p := buildPlan(t, map[reflect.Type]bool{})
+	if p == nil || !p.agrees() {
+		return nil
+	}
+	return p
+}
+
+// buildPlan makes the plan of the struct type t, nil if it has none.
+// building holds the types whose plans are being made, to refuse a
+// recursive type (a slice of itself).
+func buildPlan(t reflect.Type, building map[reflect.Type]bool) *structPlan {
+	if t.Kind() != reflect.Struct || t.NumField() > maxPlanFields || hasCoder(t) || building[t] {
+		return nil
+	}
+	building[t] = true
+	defer delete(building, t)
+	p := &structPlan{typ: t}
 	seen := map[string]bool{}
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -103,8 +158,18 @@ func newStructPlan(t reflect.Type) *structPlan {
 		if tag == "-" {
 			continue
 		}
-		if f.Name == "_msgpack" || f.Anonymous {
-			return nil // struct options (as_array, omitempty for all) or inlining
+		if f.Name == "_msgpack" {
+			switch tag {
+			case "": // no options
+			case ",as_array", ",asArray":
+				p.asArray = true
+			default:
+				return nil // omitempty for all, or tags msgpack's parser reads in its own way
+			}
+			continue
+		}
+		if f.Anonymous {
+			return nil // msgpack may inline it
 		}
 		if !f.IsExported() {
 			continue
@@ -128,34 +193,46 @@ func newStructPlan(t reflect.Type) *structPlan {
 			return nil
 		}
 		seen[name] = true
-		kind, ok := planKindOf(f.Type)
-		if !ok {
+		pf := planField{index: i, name: name, key: appendStr(nil, name), off: f.Offset,
+			size: f.Type.Size(), omitEmpty: omit}
+		if hasCoder(f.Type) || omit && (f.Type.Implements(typeIsZeroer) || reflect.PointerTo(f.Type).Implements(typeIsZeroer)) {
 			return nil
 		}
-		p.fields = append(p.fields, planField{index: i, name: name, key: appendStr(nil, name), off: f.Offset,
-			kind: kind, size: f.Type.Size(), omitEmpty: omit})
+		switch {
+		case f.Type.Kind() == reflect.Struct:
+			pf.kind, pf.sub = planStruct, buildPlan(f.Type, building)
+			if pf.sub == nil {
+				return nil
+			}
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			pf.kind, pf.sub, pf.typ = planSlice, buildPlan(f.Type.Elem(), building), f.Type
+			if pf.sub == nil {
+				return nil
+			}
+		default:
+			var ok bool
+			if pf.kind, ok = planKindOf(f.Type); !ok {
+				return nil
+			}
+		}
+		p.fields = append(p.fields, pf)
 		p.anyOmit = p.anyOmit || omit
 	}
-	if !p.agrees(t) {
+	if !p.defaultCoded() {
 		return nil
 	}
 	return p
 }
 
 // pointerShaped reports whether Go keeps a value of t in an interface's
-// data word itself rather than a pointer to it: pointers, maps, channels,
-// functions, and structs and arrays of exactly one such element (a struct
-// whose one field is unexported or skipped is one too).
+// data word itself rather than a pointer to it (a pointer-sized value
+// whose only pointer data is that word: a pointer, map, channel or
+// function, alone or beside fields of size zero). Asked of the runtime,
+// not worked out from t's fields: the zero value's data word is nil
+// exactly when it holds the value itself.
 func pointerShaped(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer:
-		return true
-	case reflect.Struct:
-		return t.NumField() == 1 && pointerShaped(t.Field(0).Type)
-	case reflect.Array:
-		return t.Len() == 1 && pointerShaped(t.Elem())
-	}
-	return false
+	z := reflect.Zero(t).Interface()
+	return efaceOf(&z).data == nil
 }
 
 // plainName reports whether a tag's name is one msgpack's tag parser reads
@@ -169,11 +246,9 @@ func plainName(s string) bool {
 	return s != ""
 }
 
-// planKindOf is how a plan codes a field of type t (false: it cannot).
+// planKindOf is how a plan codes a scalar or []byte field of type t
+// (false: it cannot). The caller has checked t for coders.
 func planKindOf(t reflect.Type) (planKind, bool) {
-	if t.NumMethod() > 0 || reflect.PointerTo(t).NumMethod() > 0 {
-		return 0, false
-	}
 	switch t.Kind() {
 	case reflect.Bool:
 		return planBool, true
@@ -188,35 +263,74 @@ func planKindOf(t reflect.Type) (planKind, bool) {
 	case reflect.String:
 		return planString, true
 	case reflect.Slice:
-		if t.Elem().Kind() == reflect.Uint8 && t.Elem().NumMethod() == 0 {
+		if t.Elem().Kind() == reflect.Uint8 && t.Elem().NumMethod() == 0 && reflect.PointerTo(t.Elem()).NumMethod() == 0 {
 			return planBytes, true
 		}
 	}
 	return 0, false
 }
 
-// agrees checks the plan against msgpack on two values of t: every field
-// set, and every field empty.
-func (p *structPlan) agrees(t reflect.Type) bool {
-	full := reflect.New(t)
+// defaultCoded reports whether msgpack codes p's type with its own struct
+// coder, not one registered with msgpack.Register: msgpack inlines an
+// embedded struct's fields only then, so a struct embedding the type must
+// encode as the map of the type's fields. An unnamed type cannot be
+// embedded: it is refused, as is a type reflect.StructOf will not embed.
+func (p *structPlan) defaultCoded() (ok bool) {
+	if p.typ.Name() == "" {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	w := reflect.New(reflect.StructOf([]reflect.StructField{{Name: "X", Type: p.typ, Anonymous: true}})).Elem()
+	p.fill(w.Field(0), 1)
+	var b bufWriter
+	enc := msgpack.NewEncoder(&b)
+	enc.UseCompactInts(true)
+	if enc.EncodeValue(w) != nil {
+		return false
+	}
+	asMap := *p
+	asMap.asArray = false
+	return string(b.b) == string(asMap.append(nil, w.Field(0).Addr().UnsafePointer()))
+}
+
+// fill sets every field of the struct v (addressable, of p's type) to a
+// value that is not empty, salt making them differ; a slice gets two
+// elements, one filled, one zero.
+func (p *structPlan) fill(v reflect.Value, salt int) {
 	for i, f := range p.fields {
-		v := full.Elem().Field(f.index)
+		fv := v.Field(f.index)
 		switch f.kind {
 		case planBool:
-			v.SetBool(true)
+			fv.SetBool(true)
 		case planInt:
-			v.SetInt(-int64(i) - 100)
+			fv.SetInt(-int64(i+salt) - 100)
 		case planUint:
-			v.SetUint(uint64(i) + 200)
+			fv.SetUint(uint64(i+salt) + 200)
 		case planFloat32, planFloat64:
-			v.SetFloat(float64(i) + 0.5)
+			fv.SetFloat(float64(i+salt) + 0.5)
 		case planString:
-			v.SetString(strings.Repeat("s", 40+i))
+			fv.SetString(strings.Repeat("s", 40+i+salt))
 		case planBytes:
-			v.SetBytes([]byte{byte(i), 1, 2})
+			fv.SetBytes([]byte{byte(i + salt), 1, 2})
+		case planStruct:
+			f.sub.fill(fv, salt+i+1)
+		case planSlice:
+			fv.Set(reflect.MakeSlice(f.typ, 2, 2))
+			f.sub.fill(fv.Index(0), salt+i+1)
 		}
 	}
-	for _, v := range []reflect.Value{full, reflect.New(t)} {
+}
+
+// agrees checks the plan against msgpack on two values of its type: every
+// field set, and every field empty.
+func (p *structPlan) agrees() bool {
+	full := reflect.New(p.typ)
+	p.fill(full.Elem(), 0)
+	for _, v := range []reflect.Value{full, reflect.New(p.typ)} {
 		var w bufWriter
 		enc := msgpack.NewEncoder(&w)
 		enc.UseCompactInts(true)
@@ -227,11 +341,11 @@ func (p *structPlan) agrees(t reflect.Type) bool {
 		if string(mine) != string(w.b) {
 			return false
 		}
-		back := reflect.New(t)
+		back := reflect.New(p.typ)
 		if !p.decode(mine, back.UnsafePointer()) || !reflect.DeepEqual(back.Elem().Interface(), v.Elem().Interface()) {
 			return false
 		}
-		viaMsgpack := reflect.New(t)
+		viaMsgpack := reflect.New(p.typ)
 		if msgpack.Unmarshal(mine, viaMsgpack.Interface()) != nil ||
 			!reflect.DeepEqual(viaMsgpack.Elem().Interface(), back.Elem().Interface()) {
 			return false
@@ -244,8 +358,9 @@ func (p *structPlan) agrees(t reflect.Type) bool {
 // pointer to the value (such a struct is never kept in the word itself).
 func dataOf(v *any) unsafe.Pointer { return efaceOf(v).data }
 
-// empty reports whether the field at v is its type's zero (msgpack's
-// omitempty: a string or slice of length 0, false, 0).
+// empty reports whether the field at v is empty as msgpack's omitempty
+// sees it: a string or slice of length 0, false, 0, a struct whose fields
+// are all left out.
 func (f *planField) empty(v unsafe.Pointer) bool {
 	p := unsafe.Add(v, f.off)
 	switch f.kind {
@@ -261,13 +376,16 @@ func (f *planField) empty(v unsafe.Pointer) bool {
 		return *(*float64)(p) == 0
 	case planString:
 		return len(*(*string)(p)) == 0
-	default:
-		return len(*(*[]byte)(p)) == 0
+	case planStruct:
+		return f.sub.kept(p) == 0
+	default: // planBytes, planSlice
+		return (*sliceHeader)(p).len == 0
 	}
 }
 
-// append appends the struct at v as msgpack would encode it.
-func (p *structPlan) append(b []byte, v unsafe.Pointer) []byte {
+// kept is how many fields of the struct at v a map holds: those not left
+// out by omitempty.
+func (p *structPlan) kept(v unsafe.Pointer) int {
 	n := len(p.fields)
 	if p.anyOmit {
 		for i := range p.fields {
@@ -276,6 +394,19 @@ func (p *structPlan) append(b []byte, v unsafe.Pointer) []byte {
 			}
 		}
 	}
+	return n
+}
+
+// append appends the struct at v as msgpack would encode it.
+func (p *structPlan) append(b []byte, v unsafe.Pointer) []byte {
+	if p.asArray {
+		b = appendArrayLen(b, len(p.fields))
+		for i := range p.fields {
+			b = p.fields[i].append(b, v)
+		}
+		return b
+	}
+	n := p.kept(v)
 	switch {
 	case n < 16:
 		b = append(b, 0x80|byte(n))
@@ -288,33 +419,60 @@ func (p *structPlan) append(b []byte, v unsafe.Pointer) []byte {
 			continue
 		}
 		b = append(b, f.key...)
-		fp := unsafe.Add(v, f.off)
-		switch f.kind {
-		case planBool:
-			if *(*bool)(fp) {
-				b = append(b, 0xc3)
-			} else {
-				b = append(b, 0xc2)
-			}
-		case planInt:
-			b = appendInt(b, loadInt(fp, f.size))
-		case planUint:
-			b = appendUint(b, loadUint(fp, f.size))
-		case planFloat32:
-			b = binary.BigEndian.AppendUint32(append(b, 0xca), quiet32(math.Float32bits(*(*float32)(fp))))
-		case planFloat64:
-			b = binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(*(*float64)(fp)))
-		case planString:
-			b = appendStr(b, *(*string)(fp))
-		case planBytes:
-			if bs := *(*[]byte)(fp); bs == nil {
-				b = append(b, 0xc0)
-			} else {
-				b = appendBin(b, bs)
-			}
-		}
+		b = f.append(b, v)
 	}
 	return b
+}
+
+// appendArrayLen appends an array header for n elements.
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xdc, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+}
+
+// append appends the value of the field f of the struct at v.
+func (f *planField) append(b []byte, v unsafe.Pointer) []byte {
+	fp := unsafe.Add(v, f.off)
+	switch f.kind {
+	case planBool:
+		if *(*bool)(fp) {
+			return append(b, 0xc3)
+		}
+		return append(b, 0xc2)
+	case planInt:
+		return appendInt(b, loadInt(fp, f.size))
+	case planUint:
+		return appendUint(b, loadUint(fp, f.size))
+	case planFloat32:
+		return binary.BigEndian.AppendUint32(append(b, 0xca), quiet32(math.Float32bits(*(*float32)(fp))))
+	case planFloat64:
+		return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(*(*float64)(fp)))
+	case planString:
+		return appendStr(b, *(*string)(fp))
+	case planBytes:
+		if bs := *(*[]byte)(fp); bs != nil {
+			return appendBin(b, bs)
+		}
+		return append(b, 0xc0)
+	case planStruct:
+		return f.sub.append(b, fp)
+	default: // planSlice
+		s := (*sliceHeader)(fp)
+		if s.data == nil {
+			return append(b, 0xc0)
+		}
+		b = appendArrayLen(b, s.len)
+		size := f.sub.typ.Size()
+		for k := range s.len {
+			b = f.sub.append(b, unsafe.Add(s.data, uintptr(k)*size))
+		}
+		return b
+	}
 }
 
 // quiet32 sets the quiet bit of a float32 NaN's bits, as msgpack's coder
@@ -465,24 +623,55 @@ func planLen(b []byte, i int, str bool) (int, int, bool) {
 // in a form the plan reads (v is then partly written: zero it before
 // anything else decodes into it).
 func (p *structPlan) decode(b []byte, v unsafe.Pointer) bool {
-	if len(b) == 0 {
-		return false
+	i, ok := p.decodeAt(b, 0, v)
+	return ok && i == len(b)
+}
+
+// decodeAt decodes the struct at b[i:] into the zero struct at v, as a map
+// of its fields' names or an array of all its fields (msgpack's decoder
+// reads both, whatever the struct's tag), and returns where it ends.
+func (p *structPlan) decodeAt(b []byte, i int, v unsafe.Pointer) (int, bool) {
+	if i >= len(b) {
+		return i, false
 	}
-	var n, i int
-	switch c := b[0]; {
+	var n int
+	switch c := b[i]; {
+	case c == 0xc0: // nil: the zero struct
+		return i + 1, true
 	case c >= 0x80 && c <= 0x8f:
-		n, i = int(c&0x0f), 1
-	case c == 0xde && len(b) >= 3:
-		n, i = int(b[1])<<8|int(b[2]), 3
+		return p.decodeMap(b, i+1, int(c&0x0f), v)
+	case c == 0xde && len(b)-i >= 3:
+		return p.decodeMap(b, i+3, int(b[i+1])<<8|int(b[i+2]), v)
+	case c >= 0x90 && c <= 0x9f:
+		n, i = int(c&0x0f), i+1
+	case c == 0xdc && len(b)-i >= 3:
+		n, i = int(b[i+1])<<8|int(b[i+2]), i+3
 	default:
-		return false
+		return i, false
 	}
+	if n == 0 {
+		return i, true // msgpack: an empty array is the zero struct
+	}
+	if n != len(p.fields) {
+		return i, false // msgpack refuses it
+	}
+	for k := range p.fields {
+		var ok bool
+		if i, ok = p.fields[k].decode(b, i, v); !ok {
+			return i, false
+		}
+	}
+	return i, true
+}
+
+// decodeMap decodes n keys and values at b[i:] into the struct at v.
+func (p *structPlan) decodeMap(b []byte, i, n int, v unsafe.Pointer) (int, bool) {
 	var seen uint64
 	next := 0 // the field expected next: keys usually come in the plan's order
 	for range n {
 		kl, ks, ok := planLen(b, i, true)
 		if !ok || kl < 0 {
-			return false
+			return i, false
 		}
 		key := b[ks : ks+kl]
 		fi := -1
@@ -494,78 +683,124 @@ func (p *structPlan) decode(b []byte, v unsafe.Pointer) bool {
 			}
 		}
 		if fi < 0 || seen&(1<<fi) != 0 {
-			return false // unknown (msgpack skips it) or repeated (msgpack decodes into what is there)
+			return i, false // unknown (msgpack skips it) or repeated (msgpack decodes into what is there)
 		}
 		seen |= 1 << fi
 		next = fi + 1
-		f := &p.fields[fi]
-		fp := unsafe.Add(v, f.off)
-		i = ks + kl
-		if i >= len(b) {
-			return false
-		}
-		switch f.kind {
-		case planBool:
-			switch b[i] {
-			case 0xc0, 0xc2:
-				*(*bool)(fp) = false
-			case 0xc3:
-				*(*bool)(fp) = true
-			default:
-				return false
-			}
-			i++
-		case planInt, planUint:
-			x, next, ok := planInteger(b, i)
-			if !ok {
-				return false
-			}
-			storeInt(fp, f.size, x)
-			i = next
-		case planFloat32:
-			if b[i] != 0xca || len(b)-i < 5 {
-				return false
-			}
-			*(*float32)(fp) = math.Float32frombits(quiet32(binary.BigEndian.Uint32(b[i+1:])))
-			i += 5
-		case planFloat64:
-			switch {
-			case b[i] == 0xcb && len(b)-i >= 9:
-				*(*float64)(fp) = math.Float64frombits(binary.BigEndian.Uint64(b[i+1:]))
-				i += 9
-			case b[i] == 0xca && len(b)-i >= 5:
-				*(*float64)(fp) = float64(math.Float32frombits(binary.BigEndian.Uint32(b[i+1:])))
-				i += 5
-			default:
-				return false
-			}
-		case planString:
-			l, s, ok := planLen(b, i, true)
-			if !ok {
-				return false
-			}
-			if l > 0 {
-				*(*string)(fp) = string(b[s : s+l])
-				i = s + l
-			} else {
-				*(*string)(fp) = ""
-				i = s
-			}
-		case planBytes:
-			l, s, ok := planLen(b, i, false)
-			if !ok {
-				return false
-			}
-			if l < 0 {
-				*(*[]byte)(fp) = nil
-				i = s
-			} else {
-				bs := make([]byte, l) // msgpack's decoder: a new slice, empty but not nil for length 0
-				copy(bs, b[s:])
-				*(*[]byte)(fp) = bs
-				i = s + l
-			}
+		if i, ok = p.fields[fi].decode(b, ks+kl, v); !ok {
+			return i, false
 		}
 	}
-	return i == len(b)
+	return i, true
+}
+
+// decode decodes the value at b[i:] into the field f, zero, of the struct
+// at v, and returns where it ends.
+func (f *planField) decode(b []byte, i int, v unsafe.Pointer) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	fp := unsafe.Add(v, f.off)
+	switch f.kind {
+	case planBool:
+		switch b[i] {
+		case 0xc0, 0xc2:
+			*(*bool)(fp) = false
+		case 0xc3:
+			*(*bool)(fp) = true
+		default:
+			return i, false
+		}
+		return i + 1, true
+	case planInt, planUint:
+		x, next, ok := planInteger(b, i)
+		if !ok {
+			return i, false
+		}
+		storeInt(fp, f.size, x)
+		return next, true
+	case planFloat32:
+		if b[i] != 0xca || len(b)-i < 5 {
+			return i, false
+		}
+		*(*float32)(fp) = math.Float32frombits(quiet32(binary.BigEndian.Uint32(b[i+1:])))
+		return i + 5, true
+	case planFloat64:
+		switch {
+		case b[i] == 0xcb && len(b)-i >= 9:
+			*(*float64)(fp) = math.Float64frombits(binary.BigEndian.Uint64(b[i+1:]))
+			return i + 9, true
+		case b[i] == 0xca && len(b)-i >= 5:
+			*(*float64)(fp) = float64(math.Float32frombits(binary.BigEndian.Uint32(b[i+1:])))
+			return i + 5, true
+		}
+		return i, false
+	case planString:
+		l, s, ok := planLen(b, i, true)
+		if !ok {
+			return i, false
+		}
+		if l > 0 {
+			*(*string)(fp) = string(b[s : s+l])
+			return s + l, true
+		}
+		*(*string)(fp) = ""
+		return s, true
+	case planBytes:
+		l, s, ok := planLen(b, i, false)
+		if !ok {
+			return i, false
+		}
+		if l < 0 {
+			*(*[]byte)(fp) = nil
+			return s, true
+		}
+		bs := make([]byte, l) // msgpack's decoder: a new slice, empty but not nil for length 0
+		copy(bs, b[s:])
+		*(*[]byte)(fp) = bs
+		return s + l, true
+	case planStruct:
+		return f.sub.decodeAt(b, i, fp)
+	default: // planSlice
+		return f.decodeSlice(b, i, fp)
+	}
+}
+
+// decodeSlice decodes the array at b[i:] into the nil slice at fp. Its
+// length is checked against the bytes left before anything is allocated:
+// every element takes at least one.
+func (f *planField) decodeSlice(b []byte, i int, fp unsafe.Pointer) (int, bool) {
+	var n int
+	switch c := b[i]; {
+	case c == 0xc0:
+		return i + 1, true // nil
+	case c >= 0x90 && c <= 0x9f:
+		n, i = int(c&0x0f), i+1
+	case c == 0xdc && len(b)-i >= 3:
+		n, i = int(b[i+1])<<8|int(b[i+2]), i+3
+	case c == 0xdd && len(b)-i >= 5:
+		n, i = int(binary.BigEndian.Uint32(b[i+1:])), i+5
+	default:
+		return i, false
+	}
+	if n < 0 || n > len(b)-i { // n < 0: a 32-bit length wrapped on a 32-bit machine
+		return i, false
+	}
+	s := (*sliceHeader)(fp)
+	if n == 0 {
+		*s = sliceHeader{data: unsafe.Pointer(&emptyData)} // msgpack: empty, not nil
+		return i, true
+	}
+	sv := reflect.NewAt(f.typ, fp).Elem() // the field itself: Grow allocates into it, with no Value of its own on the heap
+	sv.Grow(n)
+	sv.SetLen(n)
+	data := s.data
+	size := f.sub.typ.Size()
+	for k := range n {
+		var ok bool
+		if i, ok = f.sub.decodeAt(b, i, unsafe.Add(data, uintptr(k)*size)); !ok {
+			return i, false
+		}
+	}
+	return i, true
 }
