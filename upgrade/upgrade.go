@@ -190,7 +190,8 @@ func (r *Report) String() string {
 // returned by then: rollbacks are reported (see Report), not returned.
 //
 // If ctx ends first, Apply returns ctx's error, unwrapped, and the upgrade
-// may go on (even when ctx ended while its guard was being started).
+// may go on (if ctx ended once its guard had started; a guard whose start
+// the context's end overtook is never started).
 // It needs running loops: not for a System in manual mode (use Begin from
 // an actor there). A remote ref is refused (actor.ErrRemoteUnsupported).
 func Apply[Old, New actor.Actor](ctx context.Context, sys *actor.System, ref actor.Ref, m Migration[Old, New], o Options) error {
@@ -201,7 +202,7 @@ func Apply[Old, New actor.Actor](ctx context.Context, sys *actor.System, ref act
 	}
 	if _, err := sys.Spawn(ctx, g.factory, g.spawnOpts()...); err != nil {
 		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
-			return err // the guard's spawn may still be queued: the outcome is unknown
+			return err // the guard may have started (and been stopped): the outcome is unknown
 		}
 		return fmt.Errorf("%w: %v %s -> %s: starting the upgrade: %w", ErrRefused, ref, m.From, m.To, err)
 	}
