@@ -52,6 +52,7 @@ func fuzzNode(t testing.TB) *Node {
 func seedFrames(t testing.TB, n *Node) [][]byte {
 	fw := newFrameWriter(n)
 	defer fw.release()
+	primeIDs(fw, nil) // Send and Ask frames to primed ids carry their indexes
 	var out [][]byte
 	add := func(f frame) {
 		if err := encodeFrame(fw, &f); err != nil {
@@ -74,6 +75,61 @@ func seedFrames(t testing.TB, n *Node) [][]byte {
 		add(frame{kind: fSend, to: wid(0, 1, 1, 9), payload: v})
 	}
 	return out
+}
+
+// primedIDs are the actor ids primeIDs defines, targets and senders, at
+// indexes 0, 1, ...: the first of each is the sample frames' (sampleFrames).
+var primedTo = []actor.WireID{wid(1, 7, 3, 0x10), wid(0, 9, 1, 0x40)}
+var primedFrom = []actor.WireID{wid(0, 2, 1, 0xa0), wid(1, 3, 2, 0x50)}
+
+// primeIDs empties the id tables of fw and fr (either may be nil), then
+// defines primedTo and primedFrom in them, in the same indexes: a fuzz
+// input parsed after it may use those indexes without defining them.
+func primeIDs(fw *frameWriter, fr *frameReader) {
+	if fw != nil {
+		fw.ids.reset()
+		for _, id := range primedTo {
+			fw.ids.to.intern(id)
+		}
+		for _, id := range primedFrom {
+			fw.ids.from.intern(id)
+		}
+	}
+	if fr != nil {
+		fr.ids = inTables{}
+		for i, id := range primedTo {
+			fr.ids.to.define(uint16(i), id)
+		}
+		for i, id := range primedFrom {
+			fr.ids.from.define(uint16(i), id)
+		}
+	}
+}
+
+// evictionStream is a stream of Send and Ask frames (with their length
+// prefixes) from a writer whose tables hold 3 ids, after primeIDs: indexes
+// used, defined, and redefined as the clock evicts.
+func evictionStream(t testing.TB, n *Node) []byte {
+	fw := newFrameWriter(n)
+	fw.ids.to.cap, fw.ids.from.cap = 3, 3
+	primeIDs(fw, nil)
+	for i := range 12 {
+		to, from := wid(uint16(i%2), uint32(i%5), 1, byte(i)), primedFrom[i%2]
+		if i%3 == 0 {
+			to = primedTo[0]
+		}
+		if i%4 == 1 {
+			from = wid(2, uint32(i), 7, byte(0x80+i))
+		}
+		f := frame{kind: fSend, to: to, from: from, hasFrom: i%5 != 2, payload: int64(i)}
+		if i%3 == 2 {
+			f = frame{kind: fAsk, to: to, from: from, pidx: uint32(i), pgen: 1, payload: "q"}
+		}
+		if err := encodeFrame(fw, &f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return takeFrames(fw)
 }
 
 // malformedSeeds are hand-made bad inputs (each with its length prefix, or
@@ -104,6 +160,14 @@ func malformedSeeds() [][]byte {
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("[]any"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("map[string]any"), []byte{0xdf, 0x7f, 0xff, 0xff, 0xff})),
 		pre(body(fHello, 1, "n", 1, "a", 1, 0, 0))[:10],
+		// Interned ids: undefined, past the next, past the bound, not an index.
+		pre(body(fSend, 7, nil, 0, nil)),
+		pre(body(fAsk, 0, 9, 1, 1, 0, nil)),
+		pre(body(fSend, defID(5, 0, 1, 1, sec), nil, 0, nil)),
+		pre(body(fSend, defID(maxInterned, 0, 1, 1, sec), nil, 0, nil)),
+		pre(body(fSend, uint64(1)<<40, 0, 0, nil)),
+		pre(body(fSend, rawID(0, 1, 1, sec), nil, 0, nil)),
+		pre(body(fSend, 0, "x", 0, nil)),
 		// Hostile lengths and nesting (see checkValue).
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage{0xdd, 0x7f, 0xff, 0xff, 0xff})),
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("map[string]any"), msgpack.RawMessage{0xdf, 0xff, 0xff, 0xff, 0xff})),
@@ -234,6 +298,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		all = append(all, s...)
 	}
 	write("valid-stream-all-kinds", all)
+	write("valid-stream-eviction", evictionStream(t, n))
 	for i, s := range malformedSeeds() {
 		write(fmt.Sprintf("malformed-%02d", i), s)
 	}
@@ -261,7 +326,12 @@ func (fr *frameReader) parseGeneral(body []byte, f *frame) (err error) {
 	*f = frame{}
 	fr.r.Reset(body)
 	fr.buf = body
-	return fr.parseFields(f)
+	fr.defTo.set, fr.defFrom.set = false, false
+	if err := fr.parseFields(f); err != nil {
+		return err
+	}
+	fr.applyDefines()
+	return nil
 }
 
 // sameFrame compares two decoded frames; NaN payloads compare by their text.
@@ -299,23 +369,36 @@ func FuzzFrameDecoder(f *testing.F) {
 	for _, s := range malformedSeeds() {
 		f.Add(s)
 	}
+	f.Add(evictionStream(f, n))
 	fr := newFrameReader(n, nil)
 	fw := newFrameWriter(n)
 	fr2 := newFrameReader(n, nil)
 	frg := newFrameReader(n, nil)
 	frl := newFrameReader(n, nil)
 	frl.setFrom(n, nil) // leaves payloads to the target's loop (lazy.go)
-	var scratch any     // a loop's decoder state
-	f.Cleanup(func() { fr.release(); fw.release(); fr2.release(); frl.release() })
+	frs := newFrameReader(n, nil)
+	var scratch any // a loop's decoder state
+	f.Cleanup(func() { fr.release(); fw.release(); fr2.release(); frl.release(); frs.release() })
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Every input starts with the same interned ids (primeIDs), so
+		// that it may use their indexes; the round trip's writer and
+		// reader start empty, in step.
+		for _, r := range []*frameReader{fr, frg, frl, frs} {
+			primeIDs(nil, r)
+		}
+		fw.ids.reset()
+		fr2.ids = inTables{}
 		// 1. The whole input as one frame body.
 		var fm frame
 		ferr := fr.parse(data, &fm)
 		// 1a. The same without the quick readers of the commonest frames:
-		// the same frame, or the same error.
+		// the same frame, or the same error, and the same ids defined.
 		var fg frame
 		if gerr := frg.parseGeneral(data, &fg); fmt.Sprint(gerr) != fmt.Sprint(ferr) || !sameFrame(&fm, &fg) {
 			t.Fatalf("parsed: %+v, %v; the general way: %+v, %v", fm, ferr, fg, gerr)
+		}
+		if !reflect.DeepEqual(fr.ids, frg.ids) {
+			t.Fatalf("ids defined: %+v; the general way: %+v", fr.ids, frg.ids)
 		}
 		// 1b. The same with the payload decoded later, as the target's
 		// loop does: the same frame, and the same value or a failure.
@@ -333,15 +416,20 @@ func FuzzFrameDecoder(f *testing.F) {
 			}
 		}
 		// 2. The input as a stream, split into frames as the network loop does,
-		// fed in two pieces at an input-chosen point.
+		// fed in two pieces at an input-chosen point; each frame read the
+		// general way too (frs), with the ids the stream defined so far.
+		primeIDs(nil, fr)
 		c := &fakeConn{}
 		cut := 0
 		if len(data) > 0 {
 			cut = int(data[0]) % (len(data) + 1)
 		}
 		handle := func(b []byte) error {
-			var f1 frame
+			var f1, fs frame
 			err := fr.parse(b, &f1)
+			if serr := frs.parseGeneral(b, &fs); fmt.Sprint(serr) != fmt.Sprint(err) || !sameFrame(&f1, &fs) || !reflect.DeepEqual(fr.ids, frs.ids) {
+				t.Fatalf("in the stream: %+v, %v; the general way: %+v, %v", f1, err, fs, serr)
+			}
 			if err != nil {
 				if strings.Contains(err.Error(), "decoder panic") {
 					t.Fatalf("decoder panicked on % x: %v", b, err)
