@@ -26,7 +26,7 @@ import (
 // maxInterned bounds each table of a connection: a define names an index
 // below it, and at most one past the highest defined so far (so the
 // receiver's tables grow only as far as the sender's did).
-const maxInterned = 4096
+const maxInterned = 1024
 
 // outIDs is the sending side's table of one kind of id (targets or
 // senders) for the current connection stream. Not safe for concurrent use:
