@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/actord/actord/actor"
@@ -32,14 +33,58 @@ const maxInterned = 1024
 // senders) for the current connection stream. Not safe for concurrent use:
 // the peer's lock guards it with its frame writer.
 type outIDs struct {
-	cap  int // at most maxInterned
-	idx  map[actor.WireID]uint16
-	ents []outEntry
-	hand int // the clock's hand, once full
-	// the last id interned, so a stream to (or from) one actor skips the map
+	cap int // at most maxInterned
+	// slots finds an id's entry: open addressing with linear probing,
+	// entry index + 1 (0: empty), a power of two at least twice cap. (A
+	// map keyed by the 28-byte id cost more than the bytes it saves.)
+	slots []uint16
+	ents  []outEntry
+	hand  int // the clock's hand, once full
+	// the last id interned, so a stream to (or from) one actor skips the table
 	last   actor.WireID
 	lastI  uint16
 	lastOK bool
+}
+
+// home is the slot where id's probe starts.
+func (t *outIDs) home(id *actor.WireID) int {
+	h := uint64(id.Loop)<<48 ^ uint64(id.Gen)<<32 ^ uint64(id.Slot) ^ binary.LittleEndian.Uint64(id.Secret[:8])
+	h *= 0x9e3779b97f4a7c15
+	return int(h>>32) & (len(t.slots) - 1)
+}
+
+// find returns the slot holding id's entry, or the empty slot where it
+// would go.
+func (t *outIDs) find(id *actor.WireID) (slot int, found bool) {
+	mask := len(t.slots) - 1
+	for i := t.home(id); ; i = (i + 1) & mask {
+		e := t.slots[i]
+		if e == 0 {
+			return i, false
+		}
+		if t.ents[e-1].id == *id {
+			return i, true
+		}
+	}
+}
+
+// remove empties the slot of id's entry, moving back the entries after it
+// that probed past it (no tombstones).
+func (t *outIDs) remove(id *actor.WireID) {
+	i, ok := t.find(id)
+	if !ok {
+		return
+	}
+	mask := len(t.slots) - 1
+	t.slots[i] = 0
+	for j := (i + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
+		k := t.home(&t.ents[t.slots[j]-1].id)
+		// the entry at j stays unless its home is cyclically outside (i, j]
+		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
+			t.slots[i], t.slots[j] = t.slots[j], 0
+			i = j
+		}
+	}
 }
 
 type outEntry struct {
@@ -63,16 +108,22 @@ func (t *outIDs) intern(id actor.WireID) (uint16, internKind) {
 		t.ents[t.lastI].used = true
 		return t.lastI, internUse
 	}
-	if i, ok := t.idx[id]; ok {
-		t.ents[i].used = true
-		t.last, t.lastI, t.lastOK = id, i, true
-		return i, internUse
-	}
-	if t.idx == nil {
-		t.idx = make(map[actor.WireID]uint16)
+	if t.slots == nil {
 		if t.cap <= 0 || t.cap > maxInterned {
 			t.cap = maxInterned
 		}
+		n := 2
+		for n < 2*t.cap {
+			n *= 2
+		}
+		t.slots = make([]uint16, n)
+	}
+	slot, found := t.find(&id)
+	if found {
+		i := t.slots[slot] - 1
+		t.ents[i].used = true
+		t.last, t.lastI, t.lastOK = id, i, true
+		return i, internUse
 	}
 	var i int
 	kind := internAppend
@@ -92,11 +143,12 @@ func (t *outIDs) intern(id actor.WireID) (uint16, internKind) {
 		i = t.hand
 		t.hand = (t.hand + 1) % len(t.ents)
 		if e := &t.ents[i]; e.live {
-			delete(t.idx, e.id)
+			t.remove(&e.id)
+			slot, _ = t.find(&id) // the removal may have moved what was there
 		}
 	}
 	t.ents[i] = outEntry{id: id, live: true}
-	t.idx[id] = uint16(i)
+	t.slots[slot] = uint16(i + 1)
 	t.last, t.lastI, t.lastOK = id, uint16(i), true
 	return uint16(i), kind
 }
@@ -108,7 +160,7 @@ func (t *outIDs) undo(i uint16, kind internKind) {
 	if kind == internUse {
 		return
 	}
-	delete(t.idx, t.ents[i].id)
+	t.remove(&t.ents[i].id)
 	t.lastOK = false
 	if kind == internAppend {
 		t.ents = t.ents[:i]
@@ -119,7 +171,7 @@ func (t *outIDs) undo(i uint16, kind internKind) {
 
 // reset empties the table: a new connection stream starts.
 func (t *outIDs) reset() {
-	clear(t.idx)
+	clear(t.slots)
 	t.ents = t.ents[:0]
 	t.hand = 0
 	t.lastOK = false

@@ -442,3 +442,48 @@ func TestInternDeadLetters(t *testing.T) {
 		t.Fatalf("whole stream: %+v", d)
 	}
 }
+
+// The sender's table finds every live id where it is, through evictions
+// and undos, and holds nothing else.
+func TestInternTableConsistent(t *testing.T) {
+	tab := outIDs{cap: 64}
+	ids := make([]actor.WireID, 500)
+	for i := range ids {
+		ids[i] = wid(uint16(i%7), uint32(i/7), uint32(i%3), byte(i))
+	}
+	rnd := uint64(7)
+	next := func(k int) int { rnd = rnd*6364136223846793005 + 1442695040888963407; return int(rnd>>33) % k }
+	for step := range 20000 {
+		k := 40 // a hot set, and now and then anything
+		if step%3 == 0 {
+			k = len(ids)
+		}
+		id := ids[next(k)]
+		i, kind := tab.intern(id)
+		if tab.ents[i].id != id || !tab.ents[i].live {
+			t.Fatalf("step %d: index %d holds %+v, want %+v", step, i, tab.ents[i], id)
+		}
+		if step%7 == 0 {
+			tab.undo(i, kind)
+		}
+		live := 0
+		for j, e := range tab.ents {
+			if !e.live {
+				continue
+			}
+			live++
+			if s, ok := tab.find(&e.id); !ok || int(tab.slots[s]) != j+1 {
+				t.Fatalf("step %d: live entry %d (%+v) not found", step, j, e.id)
+			}
+		}
+		used := 0
+		for _, s := range tab.slots {
+			if s != 0 {
+				used++
+			}
+		}
+		if used != live || len(tab.ents) > 64 {
+			t.Fatalf("step %d: %d slots used for %d live entries, %d entries", step, used, live, len(tab.ents))
+		}
+	}
+}
