@@ -9,7 +9,7 @@ import (
 
 // Actor ids interned per connection. Send and Ask frames name their target
 // and sender by an index into a table of the connection instead of by the
-// full id ([loop, slot, gen, 16-byte secret], about 26 bytes): the first
+// full id ([loop, slot, gen, 16-byte secret], about 22 bytes): the first
 // frame that uses an id on a connection defines its index, [index, loop,
 // slot, gen, secret], later ones carry the index alone, one to three bytes.
 // The sender owns the tables, two per connection (targets, senders): it
