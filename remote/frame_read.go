@@ -660,6 +660,9 @@ func (fr *frameReader) internedID(t *inIDs, id *actor.WireID, idx *uint16, d *pe
 		return err
 	}
 	if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 {
+		if c == msgpcode.Nil {
+			return fmt.Errorf("actor id index: nil")
+		}
 		x, err := fr.uint64()
 		if err != nil {
 			return fmt.Errorf("actor id index: %w", err)

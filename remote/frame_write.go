@@ -58,6 +58,16 @@ func (fw *frameWriter) write(f *frame) error {
 	fw.w.b = append(fw.w.b, 0, 0, 0, 0, 0x90|byte(fieldCount[k]), byte(k))
 	var toI, fromI uint16
 	var toK, fromK internKind
+	defer func() {
+		// A payload's own encoder may panic (user code): the ids this
+		// frame interned must not stay defined without the frame.
+		if r := recover(); r != nil {
+			fw.w.b = fw.w.b[:start]
+			fw.ids.to.undo(toI, toK)
+			fw.ids.from.undo(fromI, fromK)
+			panic(r)
+		}
+	}()
 	for _, fl := range frameFields[k] {
 		switch fl {
 		case fldPayload:

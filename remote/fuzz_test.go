@@ -72,7 +72,7 @@ func seedFrames(t testing.TB, n *Node) [][]byte {
 		fuzzMsg{Name: "m", N: 3, Ref: remote, Refs: []actor.Ref{remote, {}}, Down: actor.Down{Ref: remote},
 			Tags: map[string]any{"x": 1.5}, Bytes: []byte{0}},
 	} {
-		add(frame{kind: fSend, to: wid(0, 1, 1, 9), payload: v})
+		add(frame{kind: fSend, to: primedTo[1], payload: v})
 	}
 	return out
 }
