@@ -88,6 +88,14 @@ func encodeWithMsgpack(e *msgpack.Encoder, n *Node, f *frame) error {
 		_ = e.EncodeUint(uint64(id.Gen))
 		_ = e.EncodeBytes(id.Secret[:])
 	}
+	def := func(x actor.WireID) { // an interned id's define of index 0
+		_ = e.EncodeArrayLen(5)
+		_ = e.EncodeUint(0)
+		_ = e.EncodeUint(uint64(x.Loop))
+		_ = e.EncodeUint(uint64(x.Slot))
+		_ = e.EncodeUint(uint64(x.Gen))
+		_ = e.EncodeBytes(x.Secret[:])
+	}
 	for _, fl := range frameFields[f.kind] {
 		switch fl {
 		case fldVersion:
@@ -113,6 +121,16 @@ func encodeWithMsgpack(e *msgpack.Encoder, n *Node, f *frame) error {
 		case fldFromOpt:
 			if f.hasFrom {
 				id(f.from)
+			} else {
+				_ = e.EncodeNil()
+			}
+		case fldToIn: // a fresh writer: index 0, defined
+			def(f.to)
+		case fldFromIn:
+			def(f.from)
+		case fldFromInOpt:
+			if f.hasFrom {
+				def(f.from)
 			} else {
 				_ = e.EncodeNil()
 			}
@@ -234,8 +252,9 @@ func TestHandWrittenReadersFallBack(t *testing.T) {
 	}
 }
 
+// appendIDForTest is an interned id's define of index 0 (intern.go).
 func appendIDForTest(id actor.WireID) []byte {
-	b := append([]byte{0x94}, appendUint(nil, uint64(id.Loop))...)
+	b := append([]byte{0x95, 0}, appendUint(nil, uint64(id.Loop))...)
 	b = appendUint(appendUint(b, uint64(id.Slot)), uint64(id.Gen))
 	return appendBin(b, id.Secret[:])
 }

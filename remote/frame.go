@@ -7,15 +7,15 @@ import "github.com/actord/actord/actor"
 // array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 5
+const protocolVersion = 6
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
 const (
 	fHello     = 1  // [1, version, name, incarnation, listenAddr, epoch, cutIncarnation, cutEpoch]
 	fWelcome   = 2  // [2, version, name, incarnation]
-	fSend      = 3  // [3, to, from|nil, typeID, payload]
-	fAsk       = 4  // [4, to, from, pidx, pgen, typeID, payload]
+	fSend      = 3  // [3, to, from|nil, typeID, payload]: to and from interned (intern.go)
+	fAsk       = 4  // [4, to, from, pidx, pgen, typeID, payload]: to and from interned
 	fReply     = 5  // [5, loop, pidx, pgen, code, message, typeID, payload]
 	fPing      = 6  // [6, seq]
 	fPong      = 7  // [7, seq]
@@ -59,14 +59,17 @@ const (
 	fldPayload                      // typeID and payload: two array elements
 	fldCutInc                       // cutInc: unsigned, an incarnation of the receiving node (0: none)
 	fldCutEpoch                     // cutEpoch: unsigned, a connection epoch of that incarnation
+	fldToIn                         // to: an interned actor id (intern.go)
+	fldFromIn                       // from: an interned actor id
+	fldFromInOpt                    // from: an interned actor id, or nil (hasFrom says which)
 )
 
 // frameFields lists the fields of each frame kind, in order.
 var frameFields = [...][]field{
 	fHello:     {fldVersion, fldName, fldIncarnation, fldAddr, fldEpoch, fldCutInc, fldCutEpoch},
 	fWelcome:   {fldVersion, fldName, fldIncarnation},
-	fSend:      {fldTo, fldFromOpt, fldPayload},
-	fAsk:       {fldTo, fldFrom, fldPidx, fldPgen, fldPayload},
+	fSend:      {fldToIn, fldFromInOpt, fldPayload},
+	fAsk:       {fldToIn, fldFromIn, fldPidx, fldPgen, fldPayload},
 	fReply:     {fldLoop, fldPidx, fldPgen, fldCode, fldMsg, fldPayload},
 	fPing:      {fldSeq},
 	fPong:      {fldSeq},
@@ -118,15 +121,20 @@ type frame struct {
 	op               uint64 // fLifecycle: the op, with opBrutal
 	timeout          uint64 // fLifecycle: nanoseconds
 	to, from         actor.WireID
-	hasFrom          bool // fSend: from is set (fldFromOpt)
-	loop             uint16
-	pidx, pgen       uint32
-	code             uint64
-	msg              string
-	kindName         string
-	typeID           uint64
-	payload          any
-	payloadErr       error // the payload could not be decoded (unknown type, bad value)
+	hasFrom          bool // fSend: from is set (fldFromOpt, fldFromInOpt)
+	// an interned to or from (fldToIn, fldFromIn): the index of the
+	// connection's table it came as (toIn, fromIn false: a full id); read
+	// only, a writer assigns its own
+	toIdx, fromIdx uint16
+	toIn, fromIn   bool
+	loop           uint16
+	pidx, pgen     uint32
+	code           uint64
+	msg            string
+	kindName       string
+	typeID         uint64
+	payload        any
+	payloadErr     error // the payload could not be decoded (unknown type, bad value)
 }
 
 // setError fills the error fields (code and message) of f from err.

@@ -38,6 +38,11 @@ type frameReader struct {
 	// the type of the last payload: a stream of one type is looked up
 	// once (an id always names the same typeInfo once registered)
 	lastType *typeInfo
+	// ids are the connection's interned actor ids (intern.go); the
+	// defines of the frame being parsed wait in defTo, defFrom until it
+	// parsed whole
+	ids            inTables
+	defTo, defFrom pendingDefine
 }
 
 func newFrameReader(n *Node, from *peer) *frameReader {
@@ -128,7 +133,8 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 	*f = frame{}
 	fr.r.Reset(body)
 	fr.buf = body
-	if i, ok := quickFields(body, f); ok {
+	fr.defTo.set, fr.defFrom.set = false, false
+	if i, ok := fr.quickFields(body, f); ok {
 		// The commonest frames in their canonical encoding; the payload,
 		// if any, as any other frame's.
 		fr.skipTo(i)
@@ -138,10 +144,26 @@ func (fr *frameReader) parse(body []byte, f *frame) (err error) {
 		if fr.r.Len() != 0 {
 			return bad(fmt.Sprintf("%d trailing bytes", fr.r.Len()), nil)
 		}
+		fr.applyDefines()
 		return nil
 	}
 	*f = frame{}
-	return fr.parseFields(f)
+	fr.defTo.set, fr.defFrom.set = false, false
+	if err := fr.parseFields(f); err != nil {
+		return err
+	}
+	fr.applyDefines()
+	return nil
+}
+
+// applyDefines records the defines of a frame that parsed.
+func (fr *frameReader) applyDefines() {
+	if d := &fr.defTo; d.set {
+		fr.ids.to.define(d.idx, d.id)
+	}
+	if d := &fr.defFrom; d.set {
+		fr.ids.from.define(d.idx, d.id)
+	}
 }
 
 // parseFields is parse without quickFields, the reader at the start of
@@ -201,6 +223,20 @@ func (fr *frameReader) field(fl field, f *frame) (err error) {
 		err = fr.id(&f.from)
 	case fldFromOpt:
 		f.hasFrom, err = fr.optID(&f.from)
+	case fldToIn:
+		f.toIn = true
+		err = fr.internedID(&fr.ids.to, &f.to, &f.toIdx, &fr.defTo)
+	case fldFromIn:
+		f.fromIn = true
+		err = fr.internedID(&fr.ids.from, &f.from, &f.fromIdx, &fr.defFrom)
+	case fldFromInOpt:
+		var c byte
+		if c, err = fr.dec.PeekCode(); err == nil && c == 0xc0 { // msgpack nil
+			err = fr.dec.DecodeNil()
+			break
+		}
+		f.hasFrom, f.fromIn = true, true
+		err = fr.internedID(&fr.ids.from, &f.from, &f.fromIdx, &fr.defFrom)
 	case fldLoop:
 		var v uint64
 		if v, err = fr.uint64(); err == nil && v > 0xFFFF {
@@ -385,7 +421,40 @@ func quickIDAt(b []byte, i int, id *actor.WireID) (int, bool) {
 	if i >= len(b) || b[i] != 0x94 {
 		return i, false
 	}
-	loop, i, ok := quickUint(b, i+1)
+	return quickIDFields(b, i+1, id)
+}
+
+// quickInternedAt reads an interned id at b[i:] in its canonical encoding:
+// an index that t defines, or a define ([index, loop, slot, gen, secret],
+// recorded in d, not yet in t).
+func quickInternedAt(b []byte, i int, t *inIDs, id *actor.WireID, idx *uint16, d *pendingDefine) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	if b[i] != 0x95 {
+		x, next, ok := quickUint(b, i)
+		if !ok || x >= uint64(len(t.ents)) {
+			return i, false
+		}
+		*id, *idx = t.ents[x].id, uint16(x)
+		return next, true
+	}
+	x, next, ok := quickUint(b, i+1)
+	if !ok || x >= maxInterned || x > uint64(len(t.ents)) {
+		return i, false
+	}
+	if next, ok = quickIDFields(b, next, id); !ok {
+		return i, false
+	}
+	*idx = uint16(x)
+	*d = pendingDefine{idx: uint16(x), id: *id, set: true}
+	return next, true
+}
+
+// quickIDFields reads the fields of an id, loop, slot, gen and secret, at
+// b[i:], returning the position after them.
+func quickIDFields(b []byte, i int, id *actor.WireID) (int, bool) {
+	loop, i, ok := quickUint(b, i)
 	if !ok || loop > 0xFFFF {
 		return i, false
 	}
@@ -409,7 +478,7 @@ func quickIDAt(b []byte, i int, id *actor.WireID) (int, bool) {
 // the payload (or the end) is. Anything else, and any value that field
 // would refuse, is false: parse then reads the frame the general way,
 // which accepts what it always did and names the fault.
-func quickFields(b []byte, f *frame) (int, bool) {
+func (fr *frameReader) quickFields(b []byte, f *frame) (int, bool) {
 	if len(b) < 2 || b[0]&0xf0 != 0x90 || b[1] > 0x7f {
 		return 0, false
 	}
@@ -434,21 +503,23 @@ func quickFields(b []byte, f *frame) (int, bool) {
 	}
 	switch kind {
 	case fSend: // to, from|nil
-		if i, ok = quickIDAt(b, i, &f.to); !ok || i >= len(b) {
+		f.toIn = true
+		if i, ok = quickInternedAt(b, i, &fr.ids.to, &f.to, &f.toIdx, &fr.defTo); !ok || i >= len(b) {
 			return 0, false
 		}
 		if b[i] == 0xc0 {
 			i++
-		} else if i, ok = quickIDAt(b, i, &f.from); !ok {
+		} else if i, ok = quickInternedAt(b, i, &fr.ids.from, &f.from, &f.fromIdx, &fr.defFrom); !ok {
 			return 0, false
 		} else {
-			f.hasFrom = true
+			f.hasFrom, f.fromIn = true, true
 		}
 	case fAsk: // to, from, pidx, pgen
-		if i, ok = quickIDAt(b, i, &f.to); !ok {
+		f.toIn, f.fromIn = true, true
+		if i, ok = quickInternedAt(b, i, &fr.ids.to, &f.to, &f.toIdx, &fr.defTo); !ok {
 			return 0, false
 		}
-		if i, ok = quickIDAt(b, i, &f.from); !ok || !uint32At(&f.pidx) || !uint32At(&f.pgen) {
+		if i, ok = quickInternedAt(b, i, &fr.ids.from, &f.from, &f.fromIdx, &fr.defFrom); !ok || !uint32At(&f.pidx) || !uint32At(&f.pgen) {
 			return 0, false
 		}
 	case fReply: // loop, pidx, pgen, code, message
@@ -544,11 +615,21 @@ func (fr *frameReader) id(id *actor.WireID) error {
 	if fr.quickID(id) {
 		return nil
 	}
-	d := fr.dec
-	n, err := d.DecodeArrayLen()
+	n, err := fr.dec.DecodeArrayLen()
 	if err != nil || n != 4 {
 		return fmt.Errorf("actor id: %d fields, %v", n, err)
 	}
+	return fr.idFields(id)
+}
+
+// idFields reads the fields of an actor id: loop, slot, gen, secret.
+func (fr *frameReader) idFields(id *actor.WireID) error {
+	if next, ok := quickIDFields(fr.buf, fr.pos(), id); ok {
+		fr.skipTo(next)
+		return nil
+	}
+	d := fr.dec
+	var err error
 	var loop, slot, gen uint64
 	if loop, err = d.DecodeUint64(); err != nil || loop > 0xFFFF {
 		return fmt.Errorf("actor id loop %d: %v", loop, err)
@@ -567,6 +648,48 @@ func (fr *frameReader) id(id *actor.WireID) error {
 		return fmt.Errorf("actor id secret: %v", err)
 	}
 	id.Loop, id.Slot, id.Gen = uint16(loop), uint32(slot), uint32(gen)
+	return nil
+}
+
+// internedID reads an interned id of table t: an index t defines, or a
+// define, [index, loop, slot, gen, secret], recorded in d (applied to t once
+// the frame parsed whole).
+func (fr *frameReader) internedID(t *inIDs, id *actor.WireID, idx *uint16, d *pendingDefine) error {
+	c, err := fr.dec.PeekCode()
+	if err != nil {
+		return err
+	}
+	if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 {
+		if c == msgpcode.Nil {
+			return fmt.Errorf("actor id index: nil")
+		}
+		x, err := fr.uint64()
+		if err != nil {
+			return fmt.Errorf("actor id index: %w", err)
+		}
+		e, err := t.get(x)
+		if err != nil {
+			return err
+		}
+		*id, *idx = e.id, uint16(x)
+		return nil
+	}
+	n, err := fr.dec.DecodeArrayLen()
+	if err != nil || n != 5 {
+		return fmt.Errorf("actor id define: %d fields, %v", n, err)
+	}
+	x, err := fr.uint64()
+	if err != nil {
+		return fmt.Errorf("actor id index: %w", err)
+	}
+	if err := t.checkDefine(x); err != nil {
+		return err
+	}
+	if err := fr.idFields(id); err != nil {
+		return err
+	}
+	*idx = uint16(x)
+	*d = pendingDefine{idx: uint16(x), id: *id, set: true}
 	return nil
 }
 

@@ -30,10 +30,14 @@ type frameWriter struct {
 	w   bufWriter
 	enc *msgpack.Encoder
 	reg *registry
+	// ids interns the actor ids of Send and Ask frames for the connection
+	// stream being written (intern.go)
+	ids outTables
 }
 
 func newFrameWriter(n *Node) *frameWriter {
 	fw := &frameWriter{reg: n.reg}
+	fw.ids.to.cap, fw.ids.from.cap = n.idCap, n.idCap
 	fw.w.ctx = &codecCtx{n: n}
 	fw.enc = msgpack.NewEncoder(&fw.w)
 	fw.enc.UseCompactInts(true)
@@ -44,22 +48,51 @@ func newFrameWriter(n *Node) *frameWriter {
 func (fw *frameWriter) release() {}
 
 // write appends f as one frame of kind f.kind, its fields as frameFields
-// lists them. Only a payload can fail to encode (an unregistered type);
-// then nothing is appended.
+// lists them, its interned ids by fw's tables. Only a payload can fail to
+// encode (an unregistered type); then nothing is appended, and no index
+// is defined.
 func (fw *frameWriter) write(f *frame) error {
 	k := int(f.kind)
 	start := len(fw.w.b)
 	// length (patched below), fixarray header, kind: what msgpack writes
 	fw.w.b = append(fw.w.b, 0, 0, 0, 0, 0x90|byte(fieldCount[k]), byte(k))
+	var toI, fromI uint16
+	var toK, fromK internKind
+	defer func() {
+		// A payload's own encoder may panic (user code): the ids this
+		// frame interned must not stay defined without the frame.
+		if r := recover(); r != nil {
+			fw.w.b = fw.w.b[:start]
+			fw.ids.to.undo(toI, toK)
+			fw.ids.from.undo(fromI, fromK)
+			panic(r)
+		}
+	}()
 	for _, fl := range frameFields[k] {
-		if fl == fldPayload {
+		switch fl {
+		case fldPayload:
 			if err := fw.payload(f.payload); err != nil {
 				fw.w.b = fw.w.b[:start]
+				fw.ids.to.undo(toI, toK)
+				fw.ids.from.undo(fromI, fromK)
 				return err
 			}
-			continue
+		case fldToIn:
+			toI, toK = fw.ids.to.intern(f.to)
+			fw.w.b = appendInterned(fw.w.b, toI, toK, &f.to)
+		case fldFromIn:
+			fromI, fromK = fw.ids.from.intern(f.from)
+			fw.w.b = appendInterned(fw.w.b, fromI, fromK, &f.from)
+		case fldFromInOpt:
+			if !f.hasFrom {
+				fw.w.b = append(fw.w.b, 0xc0) // nil
+				continue
+			}
+			fromI, fromK = fw.ids.from.intern(f.from)
+			fw.w.b = appendInterned(fw.w.b, fromI, fromK, &f.from)
+		default:
+			fw.w.b = appendField(fw.w.b, fl, f)
 		}
-		fw.w.b = appendField(fw.w.b, fl, f)
 	}
 	binary.BigEndian.PutUint32(fw.w.b[start:], uint32(len(fw.w.b)-start-4))
 	return nil
@@ -147,6 +180,21 @@ func appendField(b []byte, fl field, f *frame) []byte {
 // costs.
 func appendID(b []byte, id actor.WireID) []byte {
 	b = append(b, 0x94)
+	b = appendUint(b, uint64(id.Loop))
+	b = appendUint(b, uint64(id.Slot))
+	b = appendUint(b, uint64(id.Gen))
+	b = append(b, 0xc4, byte(len(id.Secret)))
+	return append(b, id.Secret[:]...)
+}
+
+// appendInterned appends an interned id: its index alone, or, for a define,
+// [index, loop, slot, gen, secret].
+func appendInterned(b []byte, i uint16, kind internKind, id *actor.WireID) []byte {
+	if kind == internUse {
+		return appendUint(b, uint64(i))
+	}
+	b = append(b, 0x95)
+	b = appendUint(b, uint64(i))
 	b = appendUint(b, uint64(id.Loop))
 	b = appendUint(b, uint64(id.Slot))
 	b = appendUint(b, uint64(id.Gen))

@@ -52,6 +52,7 @@ func fuzzNode(t testing.TB) *Node {
 func seedFrames(t testing.TB, n *Node) [][]byte {
 	fw := newFrameWriter(n)
 	defer fw.release()
+	primeIDs(fw, nil) // Send and Ask frames to primed ids carry their indexes
 	var out [][]byte
 	add := func(f frame) {
 		if err := encodeFrame(fw, &f); err != nil {
@@ -71,9 +72,64 @@ func seedFrames(t testing.TB, n *Node) [][]byte {
 		fuzzMsg{Name: "m", N: 3, Ref: remote, Refs: []actor.Ref{remote, {}}, Down: actor.Down{Ref: remote},
 			Tags: map[string]any{"x": 1.5}, Bytes: []byte{0}},
 	} {
-		add(frame{kind: fSend, to: wid(0, 1, 1, 9), payload: v})
+		add(frame{kind: fSend, to: primedTo[1], payload: v})
 	}
 	return out
+}
+
+// primedIDs are the actor ids primeIDs defines, targets and senders, at
+// indexes 0, 1, ...: the first of each is the sample frames' (sampleFrames).
+var primedTo = []actor.WireID{wid(1, 7, 3, 0x10), wid(0, 9, 1, 0x40)}
+var primedFrom = []actor.WireID{wid(0, 2, 1, 0xa0), wid(1, 3, 2, 0x50)}
+
+// primeIDs empties the id tables of fw and fr (either may be nil), then
+// defines primedTo and primedFrom in them, in the same indexes: a fuzz
+// input parsed after it may use those indexes without defining them.
+func primeIDs(fw *frameWriter, fr *frameReader) {
+	if fw != nil {
+		fw.ids.reset()
+		for _, id := range primedTo {
+			fw.ids.to.intern(id)
+		}
+		for _, id := range primedFrom {
+			fw.ids.from.intern(id)
+		}
+	}
+	if fr != nil {
+		fr.ids = inTables{}
+		for i, id := range primedTo {
+			fr.ids.to.define(uint16(i), id)
+		}
+		for i, id := range primedFrom {
+			fr.ids.from.define(uint16(i), id)
+		}
+	}
+}
+
+// evictionStream is a stream of Send and Ask frames (with their length
+// prefixes) from a writer whose tables hold 3 ids, after primeIDs: indexes
+// used, defined, and redefined as the clock evicts.
+func evictionStream(t testing.TB, n *Node) []byte {
+	fw := newFrameWriter(n)
+	fw.ids.to.cap, fw.ids.from.cap = 3, 3
+	primeIDs(fw, nil)
+	for i := range 12 {
+		to, from := wid(uint16(i%2), uint32(i%5), 1, byte(i)), primedFrom[i%2]
+		if i%3 == 0 {
+			to = primedTo[0]
+		}
+		if i%4 == 1 {
+			from = wid(2, uint32(i), 7, byte(0x80+i))
+		}
+		f := frame{kind: fSend, to: to, from: from, hasFrom: i%5 != 2, payload: int64(i)}
+		if i%3 == 2 {
+			f = frame{kind: fAsk, to: to, from: from, pidx: uint32(i), pgen: 1, payload: "q"}
+		}
+		if err := encodeFrame(fw, &f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return takeFrames(fw)
 }
 
 // malformedSeeds are hand-made bad inputs (each with its length prefix, or
@@ -97,23 +153,31 @@ func malformedSeeds() [][]byte {
 		pre(body(fMonitor, rawID(1<<16, 2, 3, sec), rawID(1, 2, 3, sec))),
 		pre(body(fMonitor, rawID(1, 2, 3, sec[:15]), rawID(1, 2, 3, sec))),
 		pre(body(fReply, 1<<16, 1, 1, 0, "", 0, nil)),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, 12345, "x")),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("int"), "not an int")),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("actor.Ref"), []any{"n", "a", 1, 2, 3, sec})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("actor.Down"), []any{nil, 999, "x"})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("[]any"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("map[string]any"), []byte{0xdf, 0x7f, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, 12345, "x")),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("int"), "not an int")),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("actor.Ref"), []any{"n", "a", 1, 2, 3, sec})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("actor.Down"), []any{nil, 999, "x"})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("[]any"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("map[string]any"), []byte{0xdf, 0x7f, 0xff, 0xff, 0xff})),
 		pre(body(fHello, 1, "n", 1, "a", 1, 0, 0))[:10],
+		// Interned ids: undefined, past the next, past the bound, not an index.
+		pre(body(fSend, 7, nil, 0, nil)),
+		pre(body(fAsk, 0, 9, 1, 1, 0, nil)),
+		pre(body(fSend, defID(5, 0, 1, 1, sec), nil, 0, nil)),
+		pre(body(fSend, defID(maxInterned, 0, 1, 1, sec), nil, 0, nil)),
+		pre(body(fSend, uint64(1)<<40, 0, 0, nil)),
+		pre(body(fSend, rawID(0, 1, 1, sec), nil, 0, nil)),
+		pre(body(fSend, 0, "x", 0, nil)),
 		// Hostile lengths and nesting (see checkValue).
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage{0xdd, 0x7f, 0xff, 0xff, 0xff})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("map[string]any"), msgpack.RawMessage{0xdf, 0xff, 0xff, 0xff, 0xff})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("fuzz.msg"), msgpack.RawMessage{0x81, 0xa4, 'R', 'e', 'f', 's', 0xdd, 0x7f, 0xff, 0xff, 0xff})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0)))),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, 12345, msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0)))),
-		pre(body(fAsk, rawID(0, 1, 1, sec), rawID(0, 1, 1, sec), 1, 1, typeID("actor.Ref"), msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 0xdd, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage{0xdd, 0x7f, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("map[string]any"), msgpack.RawMessage{0xdf, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("fuzz.msg"), msgpack.RawMessage{0x81, 0xa4, 'R', 'e', 'f', 's', 0xdd, 0x7f, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("[]any"), msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0)))),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, 12345, msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0)))),
+		pre(body(fAsk, defID(0, 0, 1, 1, sec), defID(0, 0, 1, 1, sec), 1, 1, typeID("actor.Ref"), msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 0xdd, 0xff, 0xff, 0xff, 0xff})),
 		// Strings and byte strings declaring 4 GiB (see checkString).
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("bytes"), msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff})),
-		pre(body(fSend, rawID(0, 1, 1, sec), nil, typeID("string"), msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("bytes"), msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff})),
+		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("string"), msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fReply, 1, 1, 1, 0, msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff}, 0, nil)),
 		pre(body(fWelcome, 1, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}, 1)),
 	}
@@ -131,6 +195,7 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 	n := fuzzNode(t)
 	sec := make([]byte, 16)
 	to := rawID(0, 1, 1, sec)
+	toDef := defID(0, 0, 1, 1, sec)             // in Send and Ask: interned
 	big := func(code byte) msgpack.RawMessage { // str 32 or bin 32 of 256 MiB
 		return msgpack.RawMessage{code, 0x10, 0, 0, 0, 'x'}
 	}
@@ -143,25 +208,25 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 		body    []byte
 		payload bool // the frame parses, with payloadErr set
 	}{
-		{"bytes payload", body(fSend, to, nil, typeID("bytes"), big(0xc6)), true},
-		{"string payload", body(fSend, to, nil, typeID("string"), big(0xdb)), true},
-		{"string payload as bin", body(fSend, to, nil, typeID("string"), big(0xc6)), true},
-		{"struct field", body(fSend, to, nil, typeID("fuzz.str"), append(msgpack.RawMessage{0x81, 0xa1, 'S'}, big(0xdb)...)), true},
-		{"unknown type", body(fSend, to, nil, 12345, big(0xdb)), true},
+		{"bytes payload", body(fSend, toDef, nil, typeID("bytes"), big(0xc6)), true},
+		{"string payload", body(fSend, toDef, nil, typeID("string"), big(0xdb)), true},
+		{"string payload as bin", body(fSend, toDef, nil, typeID("string"), big(0xc6)), true},
+		{"struct field", body(fSend, toDef, nil, typeID("fuzz.str"), append(msgpack.RawMessage{0x81, 0xa1, 'S'}, big(0xdb)...)), true},
+		{"unknown type", body(fSend, toDef, nil, 12345, big(0xdb)), true},
 		// A ref whose gen is a string holding what looks like a bin 32
 		// header: a read past the failed gen would take it for the secret.
-		{"ref read out of step", body(fSend, to, nil, typeID("actor.Ref"), append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 1, 2, 0xa5},
+		{"ref read out of step", body(fSend, toDef, nil, typeID("actor.Ref"), append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xa1, 'a', 1, 2, 0xa5},
 			append(big(0xc6)[:5], append([]byte{0xc4, 0x10}, sec...)...)...)), true},
 		// An ext where a map is expected: msgpack reads the ext's data as
 		// the map's header and allocates the length it declares. The last
 		// byte of the header lies past the ext: a trailing byte after the
 		// value, which makes the frame malformed once the value is refused.
-		{"ext read as a map", body(fSend, to, nil, typeID("map[string]any"), msgpack.RawMessage{0xd6, 0x05, 0xdf, 0x7f, 0xff, 0xff, 0xff}), false},
-		{"ext read as a map field", body(fSend, to, nil, typeID("fuzz.msg"), msgpack.RawMessage{0x81, 0xa4, 'T', 'a', 'g', 's', 0xd6, 0xff, 0xdf, 0x7f, 0xff, 0xff, 0xff}), false},
+		{"ext read as a map", body(fSend, toDef, nil, typeID("map[string]any"), msgpack.RawMessage{0xd6, 0x05, 0xdf, 0x7f, 0xff, 0xff, 0xff}), false},
+		{"ext read as a map field", body(fSend, toDef, nil, typeID("fuzz.msg"), msgpack.RawMessage{0x81, 0xa4, 'T', 'a', 'g', 's', 0xd6, 0xff, 0xdf, 0x7f, 0xff, 0xff, 0xff}), false},
 		// A ref naming a node with a 600-byte address (maxRefField).
-		{"ref address too long", body(fSend, to, nil, typeID("actor.Ref"), append(append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xda, 0x02, 0x58},
+		{"ref address too long", body(fSend, toDef, nil, typeID("actor.Ref"), append(append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xda, 0x02, 0x58},
 			bytes.Repeat([]byte{'a'}, 600)...), append([]byte{1, 2, 3, 0xc4, 0x10}, sec...)...)), true},
-		{"ask payload", body(fAsk, to, to, 1, 1, typeID("bytes"), big(0xc6)), true},
+		{"ask payload", body(fAsk, toDef, toDef, 1, 1, typeID("bytes"), big(0xc6)), true},
 		{"spawn payload", body(fSpawn, 1, 1, "k", typeID("string"), big(0xdb)), true},
 		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1, 0, 0), false},
 		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1, 0, 0), false},
@@ -199,7 +264,7 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 	fr := newFrameReader(n, nil)
 	defer fr.release()
 	long := strings.Repeat("y", 1000)
-	if err := fr.parse(body(fSend, to, nil, typeID("string"), long), &f); err != nil || f.payload != long {
+	if err := fr.parse(body(fSend, toDef, nil, typeID("string"), long), &f); err != nil || f.payload != long {
 		t.Fatalf("a 1000-byte string payload: %v, %v", err, f.payloadErr)
 	}
 	if err := fr.parse(body(fGoodbye, 0, long), &f); err != nil || f.msg != long {
@@ -233,6 +298,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		all = append(all, s...)
 	}
 	write("valid-stream-all-kinds", all)
+	write("valid-stream-eviction", evictionStream(t, n))
 	for i, s := range malformedSeeds() {
 		write(fmt.Sprintf("malformed-%02d", i), s)
 	}
@@ -260,7 +326,12 @@ func (fr *frameReader) parseGeneral(body []byte, f *frame) (err error) {
 	*f = frame{}
 	fr.r.Reset(body)
 	fr.buf = body
-	return fr.parseFields(f)
+	fr.defTo.set, fr.defFrom.set = false, false
+	if err := fr.parseFields(f); err != nil {
+		return err
+	}
+	fr.applyDefines()
+	return nil
 }
 
 // sameFrame compares two decoded frames; NaN payloads compare by their text.
@@ -273,12 +344,19 @@ func sameFrame(a, b *frame) bool {
 	return reflect.DeepEqual(a2, b2) && fmt.Sprintf("%#v", a.payload) == fmt.Sprintf("%#v", b.payload)
 }
 
+// noIdx is f without the indexes its interned ids came as: a writer
+// assigns its own, so a re-encoded frame may name the same ids by others.
+func noIdx(f frame) frame {
+	f.toIdx, f.fromIdx, f.toIn, f.fromIn = 0, 0, false, false
+	return f
+}
+
 // sameValues is sameFrame for a frame and its first re-encoding: a generic
 // payload (any, []any, map[string]any) may come back with other integer
 // widths (a uint8 on the wire re-encodes as a compact int and decodes as
 // int8), so payloads compare by value (%v) here; the frame fields exactly.
 func sameValues(a, b *frame) bool {
-	a2, b2 := *a, *b
+	a2, b2 := noIdx(*a), noIdx(*b)
 	a2.payload, b2.payload = nil, nil
 	return reflect.DeepEqual(a2, b2) && fmt.Sprintf("%v", a.payload) == fmt.Sprintf("%v", b.payload)
 }
@@ -291,23 +369,36 @@ func FuzzFrameDecoder(f *testing.F) {
 	for _, s := range malformedSeeds() {
 		f.Add(s)
 	}
+	f.Add(evictionStream(f, n))
 	fr := newFrameReader(n, nil)
 	fw := newFrameWriter(n)
 	fr2 := newFrameReader(n, nil)
 	frg := newFrameReader(n, nil)
 	frl := newFrameReader(n, nil)
 	frl.setFrom(n, nil) // leaves payloads to the target's loop (lazy.go)
-	var scratch any     // a loop's decoder state
-	f.Cleanup(func() { fr.release(); fw.release(); fr2.release(); frl.release() })
+	frs := newFrameReader(n, nil)
+	var scratch any // a loop's decoder state
+	f.Cleanup(func() { fr.release(); fw.release(); fr2.release(); frl.release(); frs.release() })
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Every input starts with the same interned ids (primeIDs), so
+		// that it may use their indexes; the round trip's writer and
+		// reader start empty, in step.
+		for _, r := range []*frameReader{fr, frg, frl, frs} {
+			primeIDs(nil, r)
+		}
+		fw.ids.reset()
+		fr2.ids = inTables{}
 		// 1. The whole input as one frame body.
 		var fm frame
 		ferr := fr.parse(data, &fm)
 		// 1a. The same without the quick readers of the commonest frames:
-		// the same frame, or the same error.
+		// the same frame, or the same error, and the same ids defined.
 		var fg frame
 		if gerr := frg.parseGeneral(data, &fg); fmt.Sprint(gerr) != fmt.Sprint(ferr) || !sameFrame(&fm, &fg) {
 			t.Fatalf("parsed: %+v, %v; the general way: %+v, %v", fm, ferr, fg, gerr)
+		}
+		if !reflect.DeepEqual(fr.ids, frg.ids) {
+			t.Fatalf("ids defined: %+v; the general way: %+v", fr.ids, frg.ids)
 		}
 		// 1b. The same with the payload decoded later, as the target's
 		// loop does: the same frame, and the same value or a failure.
@@ -325,15 +416,20 @@ func FuzzFrameDecoder(f *testing.F) {
 			}
 		}
 		// 2. The input as a stream, split into frames as the network loop does,
-		// fed in two pieces at an input-chosen point.
+		// fed in two pieces at an input-chosen point; each frame read the
+		// general way too (frs), with the ids the stream defined so far.
+		primeIDs(nil, fr)
 		c := &fakeConn{}
 		cut := 0
 		if len(data) > 0 {
 			cut = int(data[0]) % (len(data) + 1)
 		}
 		handle := func(b []byte) error {
-			var f1 frame
+			var f1, fs frame
 			err := fr.parse(b, &f1)
+			if serr := frs.parseGeneral(b, &fs); fmt.Sprint(serr) != fmt.Sprint(err) || !sameFrame(&f1, &fs) || !reflect.DeepEqual(fr.ids, frs.ids) {
+				t.Fatalf("in the stream: %+v, %v; the general way: %+v, %v", f1, err, fs, serr)
+			}
 			if err != nil {
 				if strings.Contains(err.Error(), "decoder panic") {
 					t.Fatalf("decoder panicked on % x: %v", b, err)
@@ -368,7 +464,7 @@ func FuzzFrameDecoder(f *testing.F) {
 			if err := fr2.parse(out[4:], &f3); err != nil {
 				t.Fatalf("twice re-encoded %+v does not parse: %v", f2, err)
 			}
-			if !sameFrame(&f2, &f3) {
+			if g2, g3 := noIdx(f2), noIdx(f3); !sameFrame(&g2, &g3) {
 				t.Fatalf("second round trip changed the frame:\n %+v\n %+v", f2, f3)
 			}
 			return nil
@@ -413,10 +509,14 @@ func onlyFields(w *frame) frame {
 			f.to = w.to
 		case fldFrom:
 			f.from = w.from
-		case fldFromOpt:
+		case fldFromOpt, fldFromInOpt:
 			if f.hasFrom = w.hasFrom; f.hasFrom {
 				f.from = w.from
 			}
+		case fldToIn:
+			f.to = w.to
+		case fldFromIn:
+			f.from = w.from
 		case fldLoop:
 			f.loop = w.loop
 		case fldPidx:
@@ -501,7 +601,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			ti, _ := n.reg.ofValue(f.payload)
 			f.typeID = ti.id
 		}
-		if !sameFrame(&f, &got) {
+		if g := noIdx(got); !sameFrame(&f, &g) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, f)
 		}
 	})

@@ -161,6 +161,21 @@ func (ic *inConn) resolve(n *Node, id actor.WireID) (actor.Ref, bool) {
 	return r, ok
 }
 
+// resolveTo is resolve for the target of a frame: an interned target's
+// secret is checked once per define, its result kept with the index
+// (intern.go), so a forged id's index stays refused.
+func (ic *inConn) resolveTo(n *Node, f *frame) (actor.Ref, bool) {
+	if !f.toIn {
+		return ic.resolve(n, f.to)
+	}
+	e := &ic.fr.ids.to.ents[f.toIdx]
+	if !e.resolved {
+		e.ref, e.ok = n.wire.Resolve(e.id)
+		e.resolved = true
+	}
+	return e.ref, e.ok
+}
+
 // listening records the listen address and announces it.
 func (n *Node) listening(addr string) {
 	n.addr.Store(addr)
@@ -464,7 +479,7 @@ func (n *Node) supersedeWelcomed(key inKey, addr string, static []byte) ([]uint6
 
 // inSend delivers a one-way message.
 func (n *Node) inSend(ic *inConn, f *frame) {
-	to, ok := ic.resolve(n, f.to)
+	to, ok := ic.resolveTo(n, f)
 	if !ok || f.payloadErr != nil {
 		n.stats.dropped.Add(1)
 		return
@@ -486,7 +501,7 @@ func (n *Node) inSend(ic *inConn, f *frame) {
 // inAsk delivers a request, or answers it with why it cannot be.
 func (n *Node) inAsk(ic *inConn, f *frame) {
 	from := ic.remoteFrom(n, f.from)
-	to, ok := ic.resolve(n, f.to)
+	to, ok := ic.resolveTo(n, f)
 	switch {
 	case !ok:
 		ic.from.Reply(from, f.pidx, f.pgen, nil, actor.ErrDead)

@@ -349,8 +349,8 @@ func TestHelloCannotMakeANodeDialElsewhere(t *testing.T) {
 	s := newTestNode(t, "server", Config{ReconnectMin: 5 * time.Millisecond, ReconnectMax: 10 * time.Millisecond,
 		HeartbeatTimeout: 200 * time.Millisecond})
 	id := serveEcho(t, s)
-	to := msgpack.RawMessage(rawID(uint64(id.Loop), uint64(id.Slot), uint64(id.Gen), id.Secret[:]))
-	from := msgpack.RawMessage(rawID(0, 1, 1, make([]byte, 16)))
+	to := msgpack.RawMessage(defID(0, uint64(id.Loop), uint64(id.Slot), uint64(id.Gen), id.Secret[:]))
+	from := msgpack.RawMessage(defID(0, 0, 1, 1, make([]byte, 16)))
 	claim := func(addr string, asks int) *secureRaw {
 		c := secureDial(t, s.node.Addr())
 		if _, err := c.Write(helloFrame(protocolVersion, "liar", addr, 1)); err != nil {

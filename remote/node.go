@@ -294,6 +294,10 @@ type Node struct {
 	ready   chan struct{}
 	closing atomic.Bool
 	stats   counters
+	// idCap bounds the tables a connection's sender interns actor ids in
+	// (intern.go): maxInterned, smaller in tests of eviction; read when a
+	// peer's frame writer is made
+	idCap int
 
 	mu      sync.Mutex
 	peers   map[string]*peer // by listen address
@@ -351,6 +355,7 @@ func New(sys *actor.System, cfg Config) *Node {
 		ready: make(chan struct{}), peers: map[string]*peer{}, kinds: map[string]Kind{},
 		remotes: incarnations{}, inbound: map[*inConn]struct{}{},
 		answerDials: tokenBucket{rate: answerDialRate, burst: answerDialBurst},
+		idCap:       maxInterned,
 	}
 	n.linkCfg = linkConfig{
 		reconnectMin: cfg.ReconnectMin, reconnectMax: cfg.ReconnectMax,

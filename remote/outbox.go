@@ -133,11 +133,16 @@ func (o *outbox) trim() {
 
 // lost ends the stream: every frame the peer did not acknowledge, written
 // or only queued, is discarded, and the one-way messages among them are
-// returned as dead letters (they may or may not have been delivered).
-func (o *outbox) lost() deadLetters {
-	d := scanDeadLetters(o.buf[o.ack:])
+// returned as dead letters (they may or may not have been delivered). ids
+// are the tables the stream's ids were interned in (nil: none was); they
+// are emptied with the stream, for the next connection's.
+func (o *outbox) lost(ids *outTables) deadLetters {
+	d := scanDeadLetters(o.buf[o.ack:], ids)
 	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
 	o.epoch = 0
+	if ids != nil {
+		ids.reset()
+	}
 	return d
 }
 
@@ -170,20 +175,34 @@ const maxDeadGroups = 1024
 
 // scanDeadLetters walks the frames of stream (whole frames, as queued) and
 // counts the one-way messages among them. The frames are the node's own, so
-// their fields have the canonical encoding the quick readers expect.
-func scanDeadLetters(stream []byte) deadLetters {
+// their fields have the canonical encoding the quick readers expect. Their
+// interned ids are read with ids, the tables as they are at the stream's
+// end, and the defines of the stream itself: an index used before it was
+// redefined in the stream named an id the tables no longer hold, and its
+// messages are counted without a group.
+func scanDeadLetters(stream []byte, ids *outTables) deadLetters {
 	var d deadLetters
-	for len(stream) >= 4 {
-		size := int(uint32(stream[0])<<24 | uint32(stream[1])<<16 | uint32(stream[2])<<8 | uint32(stream[3]))
-		if size > len(stream)-4 {
-			break
+	var sc idScan
+	if ids == nil {
+		ids = &outTables{}
+	}
+	// First pass: the indexes the stream redefines.
+	eachMessage(stream, func(body []byte) {
+		var k deadKey
+		sc.scan(body, ids, &k, true)
+	})
+	for i := range sc.to.seen {
+		sc.to.seen[i] = false
+	}
+	for i := range sc.from.seen {
+		sc.from.seen[i] = false
+	}
+	eachMessage(stream, func(body []byte) {
+		var k deadKey
+		ok := sc.scan(body, ids, &k, false)
+		if body[1] != fSend {
+			return
 		}
-		body := stream[4 : 4+size]
-		stream = stream[4+size:]
-		if len(body) < 2 || body[1] != fSend {
-			continue
-		}
-		k, ok := scanSend(body)
 		d.total++
 		switch {
 		case !ok:
@@ -196,27 +215,100 @@ func scanDeadLetters(stream []byte) deadLetters {
 		default:
 			d.other++
 		}
-	}
+	})
 	return d
 }
 
-// scanSend reads the target, sender and type of an fSend body.
-func scanSend(body []byte) (k deadKey, ok bool) {
-	fr := frameReader{buf: body}
-	fr.r.Reset(body)
-	fr.skipTo(2) // fixarray header, kind
-	if !fr.quickID(&k.to) {
-		return k, false
+// eachMessage calls fn with the body of every Send and Ask frame of stream.
+func eachMessage(stream []byte, fn func(body []byte)) {
+	for len(stream) >= 4 {
+		size := int(uint32(stream[0])<<24 | uint32(stream[1])<<16 | uint32(stream[2])<<8 | uint32(stream[3]))
+		if size > len(stream)-4 {
+			break
+		}
+		body := stream[4 : 4+size]
+		stream = stream[4+size:]
+		if len(body) >= 2 && (body[1] == fSend || body[1] == fAsk) {
+			fn(body)
+		}
 	}
-	if i := fr.pos(); i < len(body) && body[i] == 0xc0 {
-		fr.skipTo(i + 1)
-	} else if !fr.quickID(&k.from) {
-		return k, false
+}
+
+// idScan follows the interned ids of a stream (scanDeadLetters).
+type idScan struct {
+	to, from scanTable
+}
+
+// scanTable is one table's state in a scan: the indexes the whole stream
+// redefines (redef, from the first pass), and those defined so far, with
+// their ids.
+type scanTable struct {
+	redef map[uint16]bool
+	seen  map[uint16]bool
+	ids   map[uint16]actor.WireID
+}
+
+// id reads an interned id at b[i:] (first: the first pass, which only
+// records defines) and returns the position after it and the id, ok false
+// if the id is not known.
+func (s *scanTable) id(b []byte, i int, t *outIDs, first bool) (next int, id actor.WireID, known, ok bool) {
+	if i < len(b) && b[i] == 0x95 {
+		x, j, ok := quickUint(b, i+1)
+		if !ok {
+			return i, id, false, false
+		}
+		if j, ok = quickIDFields(b, j, &id); !ok {
+			return i, id, false, false
+		}
+		if s.ids == nil {
+			s.redef, s.seen, s.ids = map[uint16]bool{}, map[uint16]bool{}, map[uint16]actor.WireID{}
+		}
+		if first {
+			s.redef[uint16(x)] = true
+		}
+		s.seen[uint16(x)] = true
+		s.ids[uint16(x)] = id
+		return j, id, true, true
+	}
+	x, j, ok := quickUint(b, i)
+	if !ok {
+		return i, id, false, false
+	}
+	switch {
+	case s.seen[uint16(x)]:
+		return j, s.ids[uint16(x)], true, true
+	case s.redef[uint16(x)]: // defined before the stream, redefined in it since
+		return j, id, false, true
+	}
+	id, known = t.idAt(uint16(x))
+	return j, id, known, true
+}
+
+// scan reads the target, sender and type of a Send or Ask body into k; it
+// reports false if they are not all known.
+func (sc *idScan) scan(body []byte, ids *outTables, k *deadKey, first bool) bool {
+	i := 2 // fixarray header, kind
+	var known, ok bool
+	var kt bool
+	if i, k.to, kt, ok = sc.to.id(body, i, &ids.to, first); !ok {
+		return false
+	}
+	if i < len(body) && body[i] == 0xc0 {
+		i++
+		known = kt
 	} else {
+		var kf bool
+		if i, k.from, kf, ok = sc.from.id(body, i, &ids.from, first); !ok {
+			return false
+		}
 		k.hasFrom = true
+		known = kt && kf
 	}
-	k.typ, _, ok = quickUint(body, fr.pos())
-	return k, ok
+	if body[1] != fSend {
+		return false
+	}
+	k.typ, _, ok = quickUint(body, i)
+	return ok && known
 }
 
 // ackEvery is how many frame bytes a node reads on a connection before it

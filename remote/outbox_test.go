@@ -162,7 +162,7 @@ func TestOutboxDeadLettersOnLoss(t *testing.T) {
 			want++
 		}
 	}
-	d := r.o.lost()
+	d := r.o.lost(&r.fw.ids)
 	if d.total != want {
 		t.Fatalf("%d dead letters, want the %d one-way messages not acknowledged", d.total, want)
 	}
@@ -182,7 +182,7 @@ func TestOutboxDeadLettersOnLoss(t *testing.T) {
 		t.Fatalf("after the loss: %d bytes held, epoch %d", r.o.unacked(), r.o.epoch)
 	}
 	// Nothing is reported twice.
-	if d := r.o.lost(); d.total != 0 {
+	if d := r.o.lost(&r.fw.ids); d.total != 0 {
 		t.Fatalf("a second loss reported %d dead letters", d.total)
 	}
 }
@@ -194,7 +194,7 @@ func TestOutboxAcksAcrossEpochs(t *testing.T) {
 		r.queue(sendFrame(1, "old"), false)
 	}
 	old := r.writeAll(1 << 20)
-	if d := r.o.lost(); d.total != 10 {
+	if d := r.o.lost(&r.fw.ids); d.total != 10 {
 		t.Fatalf("%d dead letters, want 10", d.total)
 	}
 	// Frames queued while the peer reconnects go out on epoch 2, after its
@@ -217,7 +217,7 @@ func TestOutboxAcksAcrossEpochs(t *testing.T) {
 	if r.o.unacked() != held {
 		t.Fatalf("an acknowledgement of the old connection freed %d bytes of the new one", held-r.o.unacked())
 	}
-	if d := r.o.lost(); d.total != 20 {
+	if d := r.o.lost(&r.fw.ids); d.total != 20 {
 		t.Fatalf("%d dead letters on epoch 2, want its 20", d.total)
 	}
 	// The new epoch's own acknowledgement counts from its Hello.
@@ -245,7 +245,7 @@ func TestOutboxBeginPutsHelloFirst(t *testing.T) {
 	if err := fr.parse(b[4:4+size], &f); err != nil || f.kind != fHello || f.epoch != 5 {
 		t.Fatalf("first frame: kind %d epoch %d, %v; want the Hello of epoch 5", f.kind, f.epoch, err)
 	}
-	if d := scanDeadLetters(b[4+size:]); d.total != 1 {
+	if d := scanDeadLetters(b[4+size:], &r.fw.ids); d.total != 1 {
 		t.Fatalf("after the Hello: %d one-way messages, want the one queued before", d.total)
 	}
 }

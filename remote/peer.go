@@ -441,7 +441,11 @@ func (p *peer) lost(epoch uint64, err error) {
 	p.tx, p.peerKey = nil, nil
 	p.answerKey.Store(nil)
 	p.netHeld = 0
-	dead := p.ob.lost()
+	var ids *outTables
+	if p.fw != nil {
+		ids = &p.fw.ids
+	}
+	dead := p.ob.lost(ids)
 	if bugs.SilentLoss {
 		dead = deadLetters{}
 	}
