@@ -141,76 +141,17 @@ func BenchmarkBaselineTCPPingPong(b *testing.B) {
 
 // BenchmarkRemoteThroughput: one op = one one-way message delivered to an
 // actor on the other node; the receiver's count is checked at the end.
-func BenchmarkRemoteThroughput(b *testing.B) { benchThroughput(b, boxed32, nil, false) }
+func BenchmarkRemoteThroughput(b *testing.B) { benchThroughput(b, boxed32, nil, false, 0) }
 
 // BenchmarkRemoteThroughputAwaitRoom is BenchmarkRemoteThroughput with a
 // sender that, refused for a full queue, waits with Context.AwaitRoom
 // instead of sending itself the rest and trying again at once.
-func BenchmarkRemoteThroughputAwaitRoom(b *testing.B) { benchThroughput(b, boxed32, nil, true) }
+func BenchmarkRemoteThroughputAwaitRoom(b *testing.B) { benchThroughput(b, boxed32, nil, true, 0) }
 
 // BenchmarkRemoteThroughputBatch is BenchmarkRemoteThroughputAwaitRoom
 // with Context.SendMany: the sender queues batches of 64 messages, waiting
 // with AwaitRoom when the outbound queue is full. One op = one message.
-func BenchmarkRemoteThroughputBatch(b *testing.B) { benchThroughputBatch(b, boxed32) }
-
-// benchThroughputBatch: one op = one message sent one way from an actor on
-// node A to an actor on node B, sent in batches of 64 with SendMany.
-func benchThroughputBatch(b *testing.B, msg any) {
-	const size = 64
-	a := newTestNode(b, "a", benchConfig)
-	bn := newTestNode(b, "b", benchConfig)
-	var got atomic.Int64
-	want := int64(b.N)
-	done := make(chan struct{})
-	bn.node.RegisterKind("count", func(any) (actor.Factory, error) {
-		return func() actor.Actor {
-			return fnActor(func(c *actor.Context, msg any) (any, error) {
-				if got.Add(1) == want {
-					close(done)
-				}
-				return nil, nil
-			})
-		}, nil
-	})
-	r, err := a.node.Spawn(ctxT(b), bn.node.Addr(), "count", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var batch [size]any
-	for i := range batch {
-		batch[i] = msg
-	}
-	sender := spawn(b, a.sys, fnActor(func(c *actor.Context, m any) (any, error) {
-		left := m.(int)
-		for left > 0 {
-			k, err := c.SendMany(r, batch[:min(left, size)])
-			left -= k
-			if err != nil { // outbound queue full: wait for room
-				c.AwaitRoom(r).Then(func(c *actor.Context, _ any, _ error) { c.Send(c.Self(), left) })
-				return nil, nil
-			}
-		}
-		return nil, nil
-	}))
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := cpuMeter()
-	if err := a.sys.Send(sender, b.N); err != nil {
-		b.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		b.Fatalf("delivered %d of %d; sender %+v; receiver %+v", got.Load(), want, a.node.Stats(), bn.node.Stats())
-	}
-	b.StopTimer()
-	cpu(b)
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64(a.node.Stats().Refused)/float64(b.N), "refused/op")
-	if st := bn.node.Stats(); st.Dropped > 0 {
-		b.Fatalf("receiver dropped %d messages", st.Dropped)
-	}
-}
+func BenchmarkRemoteThroughputBatch(b *testing.B) { benchThroughput(b, boxed32, nil, true, 64) }
 
 // benchRecord is a message of a registered struct type, decoded by
 // reflection (on the target's loop: lazy.go).
@@ -228,12 +169,13 @@ func BenchmarkRemoteThroughputStruct(b *testing.B) {
 		if err := Register[benchRecord](n, "bench.record"); err != nil {
 			b.Fatal(err)
 		}
-	}, false)
+	}, false, 0)
 }
 
 // benchThroughput: one op = one message sent one way from an actor on node
-// A to an actor on node B; register, if set, runs on both nodes.
-func benchThroughput(b *testing.B, msg any, register func(*Node), await bool) {
+// A to an actor on node B; register, if set, runs on both nodes. With batch,
+// the sender queues batches of that many with SendMany.
+func benchThroughput(b *testing.B, msg any, register func(*Node), await bool, batch int) {
 	a := newTestNode(b, "a", benchConfig)
 	bn := newTestNode(b, "b", benchConfig)
 	if register != nil {
@@ -257,12 +199,21 @@ func benchThroughput(b *testing.B, msg any, register func(*Node), await bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var refused int64
+	var many []any // with batch, the sender's SendMany batch
+	for range batch {
+		many = append(many, msg)
+	}
 	sender := spawn(b, a.sys, fnActor(func(c *actor.Context, m any) (any, error) {
 		n := m.(int)
 		for i := 0; i < n; {
-			if err := c.Send(r, msg); err != nil {
-				refused++
+			k, err := 1, error(nil)
+			if batch > 0 {
+				k, err = c.SendMany(r, many[:min(n-i, batch)])
+				i += k
+			} else if err = c.Send(r, msg); err == nil {
+				i++
+			}
+			if err != nil {
 				left := n - i
 				if await { // outbound queue full: wait for room
 					c.AwaitRoom(r).Then(func(c *actor.Context, _ any, _ error) { c.Send(c.Self(), left) })
@@ -271,7 +222,6 @@ func benchThroughput(b *testing.B, msg any, register func(*Node), await bool) {
 				c.Send(c.Self(), left) // outbound queue full: yield the loop and come back
 				return nil, nil
 			}
-			i++
 		}
 		return nil, nil
 	}))
