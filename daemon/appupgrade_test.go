@@ -389,14 +389,22 @@ func TestAppRollingUpgrade(t *testing.T) {
 			})
 		})
 	}
-	select {
-	case e := <-appDone.Out():
-		if e.App != "shop" || e.Outcome != "upgraded" || len(e.Steps) != 3 {
-			t.Errorf("AppUpgraded %+v", e)
-		}
-	case <-ctx.Done():
-		t.Fatal("no AppUpgraded on a")
+	if e := nextAppUpgraded(t, ctx, appDone, " on a"); e.App != "shop" || e.Outcome != "upgraded" || len(e.Steps) != 3 {
+		t.Errorf("AppUpgraded %+v", e)
 	}
+}
+
+// nextAppUpgraded returns the next AppUpgraded on s, failing the test if
+// none comes before ctx ends (where says where it was awaited).
+func nextAppUpgraded(t *testing.T, ctx context.Context, s *event.Stream[AppUpgraded], where string) AppUpgraded {
+	t.Helper()
+	select {
+	case e := <-s.Out():
+		return e
+	case <-ctx.Done():
+		t.Fatal("no AppUpgraded" + where)
+	}
+	return AppUpgraded{}
 }
 
 // TestAppRollingUpgradeRollsBack: the migration fails on the second
@@ -845,13 +853,8 @@ func TestAppUpgradeUnknownRollback(t *testing.T) {
 	if len(r.Steps) != 1 || r.Steps[0].Outcome != "unknown" || !strings.Contains(r.Steps[0].Reason, "which kind it runs is not known") {
 		t.Fatalf("steps %+v, want w2 unknown", r.Steps)
 	}
-	select {
-	case e := <-done.Out():
-		if e.Outcome != "rollback incomplete" {
-			t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
-		}
-	case <-ctx.Done():
-		t.Fatal("no AppUpgraded")
+	if e := nextAppUpgraded(t, ctx, done, ""); e.Outcome != "rollback incomplete" {
+		t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
 	}
 	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter" {
 		t.Fatalf("w2's slot says %q, want the registry's counter", k)
@@ -945,13 +948,8 @@ func TestAppUpgradeRollbackFails(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	select {
-	case e := <-done.Out():
-		if e.Outcome != "rollback incomplete" {
-			t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
-		}
-	case <-ctx.Done():
-		t.Fatal("no AppUpgraded")
+	if e := nextAppUpgraded(t, ctx, done, ""); e.Outcome != "rollback incomplete" {
+		t.Errorf("AppUpgraded %+v, want rollback incomplete", e)
 	}
 	if k := a.apps.liveApp("shop").slots["w2"].current(); k != "counter2" {
 		t.Fatalf("w2's slot says %q, want counter2, which it runs", k)

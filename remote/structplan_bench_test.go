@@ -191,32 +191,49 @@ func BenchmarkPayloadArrays(b *testing.B) {
 				if (ti.plan != nil) != (way == "plan") {
 					b.Fatalf("%s: plan %v", way, ti.plan != nil)
 				}
-				fw := &frameWriter{}
-				fw.enc = msgpack.NewEncoder(&fw.w)
-				fw.enc.UseCompactInts(true)
-				var r ctxReader
-				dec := msgpack.NewDecoder(&r)
-				if err := fw.enc.Encode(c.plain); err != nil {
+				rt := newPayloadRound()
+				if err := rt.fw.enc.Encode(c.plain); err != nil {
 					b.Fatal(err)
 				}
-				want := string(fw.w.b)
+				want := string(rt.fw.w.b)
 				b.ReportAllocs()
 				for b.Loop() {
-					fw.w.b = fw.w.b[:0]
-					if ti.plan != nil {
-						fw.w.b = ti.plan.append(fw.w.b, dataOf(&v))
-					} else if err := fw.enc.Encode(v); err != nil {
-						b.Fatal(err)
-					}
-					r.Reset(fw.w.b)
-					if _, err := decodeValue(dec, &r, fw.w.b, 0, len(fw.w.b), ti); err != nil {
-						b.Fatal(err)
-					}
+					rt.run(b, ti, v)
 				}
-				if string(fw.w.b) != want {
-					b.Fatalf("%s wrote % x, msgpack % x", way, fw.w.b, want)
+				if string(rt.fw.w.b) != want {
+					b.Fatalf("%s wrote % x, msgpack % x", way, rt.fw.w.b, want)
 				}
 			})
 		}
+	}
+}
+
+// payloadRound encodes and decodes a payload as a frame writer and reader
+// do: by its plan if it has one, else by msgpack.
+type payloadRound struct {
+	fw  *frameWriter
+	r   *ctxReader
+	dec *msgpack.Decoder
+}
+
+func newPayloadRound() *payloadRound {
+	fw := &frameWriter{}
+	fw.enc = msgpack.NewEncoder(&fw.w)
+	fw.enc.UseCompactInts(true)
+	r := &ctxReader{}
+	return &payloadRound{fw: fw, r: r, dec: msgpack.NewDecoder(r)}
+}
+
+func (p *payloadRound) run(b *testing.B, ti *typeInfo, v any) {
+	fw := p.fw
+	fw.w.b = fw.w.b[:0]
+	if ti.plan != nil {
+		fw.w.b = ti.plan.append(fw.w.b, dataOf(&v))
+	} else if err := fw.enc.Encode(v); err != nil {
+		b.Fatal(err)
+	}
+	p.r.Reset(fw.w.b)
+	if _, err := decodeValue(p.dec, p.r, fw.w.b, 0, len(fw.w.b), ti); err != nil {
+		b.Fatal(err)
 	}
 }

@@ -658,24 +658,11 @@ func BenchmarkPayloadStruct(b *testing.B) {
 			if !planned {
 				ti.plan = nil
 			}
-			fw := &frameWriter{}
-			fw.enc = msgpack.NewEncoder(&fw.w)
-			fw.enc.UseCompactInts(true)
-			var r ctxReader
-			dec := msgpack.NewDecoder(&r)
+			rt := newPayloadRound()
 			var v any = msg{ID: "client-7", Seq: 123456, OK: true}
 			b.ReportAllocs()
 			for b.Loop() {
-				fw.w.b = fw.w.b[:0]
-				if ti.plan != nil {
-					fw.w.b = ti.plan.append(fw.w.b, dataOf(&v))
-				} else if err := fw.enc.Encode(v); err != nil {
-					b.Fatal(err)
-				}
-				r.Reset(fw.w.b)
-				if _, err := decodeValue(dec, &r, fw.w.b, 0, len(fw.w.b), ti); err != nil {
-					b.Fatal(err)
-				}
+				rt.run(b, ti, v)
 			}
 		})
 	}
