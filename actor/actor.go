@@ -76,6 +76,13 @@ type spawnOpts struct {
 	loop       int // -1: least loaded
 	name       string
 	supervised bool
+	// parent, for an actor spawned at the request of a remote actor
+	// that links to it in the same step (wire.SpawnLinked): linkEpoch
+	// gives the half's epoch, or false (the request no longer counts:
+	// nothing is made, the spawn fails with linkLost).
+	parent    Ref
+	linkEpoch func() (uint64, bool)
+	linkLost  error
 }
 
 // OnLoop places the actor on loop i (taken modulo the number of loops).

@@ -545,28 +545,44 @@ func (n *Node) inReply(ic *inConn, f *frame) {
 // inLink makes the local half of a link the other node made, or answers
 // that the target is dead.
 func (n *Node) inLink(ic *inConn, f *frame) {
-	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
-	// noproc, from the id as it came: never echo a corrected secret
-	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
-	st := ic.state
-	if st == nil || st.replaced.Load() {
+	epoch, ok := ic.linkEpoch()
+	if !ok {
 		return // from an incarnation that restarted: its actors are gone
 	}
-	// The half is marked with the incarnation that made it, so that it
-	// ends when that incarnation is replaced (peer.replaced). It is read on
-	// the target's loop, under the peer's lock: a request whose
-	// connection was cut (peer.cutLocked) or superseded since it was read
-	// makes no half, as the other node ended its own.
-	epoch := func() (uint64, bool) {
+	target, ok := n.wire.Resolve(f.to)
+	n.linkHalf(ic.from, target, ok, ic.remoteFrom(n, f.from), f.from, f.to, epoch)
+}
+
+// linkEpoch returns the epoch function of a link half made at the request
+// of the node on ic (seam's LinkLocal), or false if ic's incarnation was
+// replaced. The half is marked with the incarnation that made it, so that
+// it ends when that incarnation is replaced (peer.replaced). The epoch is
+// read on the target's loop, under the peer's lock: a request whose
+// connection was cut (peer.cutLocked) or superseded since it was read
+// makes no half, as the other node ended its own.
+func (ic *inConn) linkEpoch() (func() (uint64, bool), bool) {
+	peer, st := ic.from, ic.state
+	if st == nil || st.replaced.Load() {
+		return nil, false
+	}
+	return func() (uint64, bool) {
 		peer.mu.Lock()
 		defer peer.mu.Unlock()
 		if ic.cut.Load() || st.replaced.Load() || st.epoch.Load() != ic.epoch {
 			return 0, false
 		}
 		return st.mark<<seam.LinkEpochBits | peer.link.epoch, true
-	}
+	}, true
+}
+
+// linkHalf makes the local actor target's half (ok: target is one) of a
+// link with from, an actor of peer's node (fromID and toID as they came
+// on the wire), or answers that target is dead.
+func (n *Node) linkHalf(peer *peer, target actor.Ref, ok bool, from actor.Ref, fromID, toID actor.WireID, epoch func() (uint64, bool)) {
+	// noproc, from the id as it came: never echo a corrected secret
+	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
 	peer.addLinks(1)
-	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
+	if !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
 		noproc()
 		return
 	}
@@ -574,17 +590,33 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 	// linking node is lost (peer.lost): make sure there is one, with its
 	// heartbeat, even if nothing else is sent there.
 	if !bugs.NoDialBack {
-		ic.from.ensureConnected()
+		peer.ensureConnected()
 	}
 }
 
 // inSpawn spawns an actor of a registered kind, if the requester may, and
-// answers with its ref.
+// answers with its ref. A request that names an owner (Node.SpawnLinkAsync)
+// makes the new actor with its half of a link with the owner (and the
+// owner as its parent) in the same step, as a link request from the owner
+// would make it (linkHalf): if the connection the request came on was lost
+// by then, no actor is made, since the owner's node will never learn of
+// it; once made, the half ends as any link's with that node, so an answer
+// lost with its connection takes the actor down with it instead of leaving
+// it running, supervised by nobody.
 func (n *Node) inSpawn(ic *inConn, f *frame) {
 	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: goroutineLoop})
 	if f.payloadErr != nil {
 		ic.from.Reply(proxy, f.pidx, f.pgen, nil, f.payloadErr)
 		return
+	}
+	var owner actor.Ref
+	var epoch func() (uint64, bool)
+	if f.hasFrom {
+		var ok bool
+		if epoch, ok = ic.linkEpoch(); !ok {
+			return // from an incarnation that restarted: nobody waits for the answer
+		}
+		owner = ic.remoteFrom(n, f.from)
 	}
 	n.mu.Lock()
 	k, ok := n.kinds[f.kindName]
@@ -599,16 +631,24 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 		ic.from.Reply(proxy, f.pidx, f.pgen, nil, fmt.Errorf("%w: %q on node %s", ErrUnknownKind, f.kindName, n.name))
 		return
 	}
-	pidx, pgen, args := f.pidx, f.pgen, f.payload
+	pidx, pgen, args, peer, name := f.pidx, f.pgen, f.payload, ic.from, ic.remoteName
 	n.offNetwork(func() { // spawning waits for Start: off the network loop
 		fac, err := k(args)
 		var r actor.Ref
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
-			r, err = n.sys.Spawn(ctx, fac)
+			if epoch == nil {
+				r, err = n.sys.Spawn(ctx, fac)
+			} else {
+				peer.addLinks(1)
+				lost := fmt.Errorf("%w: %s: the connection the spawn came on was lost", ErrNodeDown, name)
+				if r, err = n.wire.SpawnLinked(ctx, fac, owner, epoch, lost); err == nil && !bugs.NoDialBack {
+					peer.ensureConnected() // the half ends with it (see linkHalf)
+				}
+			}
 			cancel()
 		}
-		ic.from.Reply(proxy, pidx, pgen, r, err)
+		peer.Reply(proxy, pidx, pgen, r, err)
 	})
 }
 

@@ -622,8 +622,35 @@ func (n *Node) Spawn(ctx context.Context, addr, kind string, args any) (actor.Re
 //
 // A timeout does not cancel the spawn on the other node; if its answer
 // still comes, the actor it names is stopped (Stats.SpawnsStopped), as
-// after Spawn's context ends.
+// after Spawn's context ends. But an answer lost with its connection
+// leaves the actor running there, known to nobody: SpawnLinkAsync does not.
 func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	n.spawnAsync(actor.Ref{}, addr, kind, args, timeout, done)
+}
+
+// SpawnLinkAsync is SpawnAsync with the new actor linked to owner, a
+// local actor of this node, as Erlang's spawn_link: the request carries
+// the link, and the other node makes the new actor's half before it
+// answers, so no instance is ever left running unlinked. When done gets a
+// ref, owner is linked to it (done runs on owner's loop then, after the
+// link was made; the actor may have ended meanwhile, and owner then gets
+// its exit signal). If owner ended before the answer came, the new actor
+// gets owner's exit signal (ErrDead) instead, and done still runs with
+// the ref. If the answer is lost with its connection, or the connection
+// the request came on is lost before the actor's half was made, the new
+// actor stops (ErrNodeDown) as any actor linked across a lost connection;
+// done gets the loss. The new actor, if it traps exits, gets an
+// actor.Exited instead of stopping, as with any link.
+func (n *Node) SpawnLinkAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	if _, ok := n.wire.LocalID(owner); !ok {
+		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: owner %v is not an actor of this node: %w", kind, addr, owner, actor.ErrInvalidRef))
+		return
+	}
+	n.spawnAsync(owner, addr, kind, args, timeout, done)
+}
+
+// spawnAsync is SpawnAsync, and SpawnLinkAsync when owner is not zero.
+func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
 	if timeout <= 0 {
 		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: timeout %v is not positive", kind, addr, timeout))
 		return
@@ -633,6 +660,7 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 		done(actor.Ref{}, err)
 		return
 	}
+	ownerID, _ := n.wire.LocalID(owner)
 	var tm atomic.Pointer[timer]
 	corr, err := p.startCall(fSpawn, waiter{fn: func(v any, err error) {
 		if t := tm.Load(); t != nil {
@@ -647,8 +675,17 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 			done(actor.Ref{}, fmt.Errorf("%w: spawn reply of type %T", ErrBadFrame, v))
 			return
 		}
-		done(r, nil)
-	}}, func(f *frame) { f.kindName, f.payload = kind, args })
+		if owner.IsZero() {
+			done(r, nil)
+			return
+		}
+		n.linkSpawned(p, owner, ownerID, r, done)
+	}}, func(f *frame) {
+		f.kindName, f.payload = kind, args
+		if !owner.IsZero() {
+			f.from, f.hasFrom = ownerID, true
+		}
+	})
 	if errors.Is(err, errSettled) {
 		return // a loss settled it
 	}
@@ -662,6 +699,28 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 		}
 	})
 	tm.Store(&t)
+}
+
+// linkSpawned makes owner's half of its link with r, the actor a spawn
+// that carried the link made on p's node (SpawnLinkAsync), then runs done.
+func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r actor.Ref, done func(actor.Ref, error)) {
+	rp, rid, ok := n.wire.Remote(r)
+	if !ok || rp != actorPeer(p) {
+		done(actor.Ref{}, fmt.Errorf("%w: spawn reply names %v, not an actor of %s", ErrBadFrame, r, p.name()))
+		return
+	}
+	dead := func() { _ = p.sendExit(rid, ownerID, actor.ErrDead, true, forced) }
+	err := n.wire.LinkSpawned(owner, r, dead, func(err error) {
+		if err != nil {
+			done(actor.Ref{}, fmt.Errorf("remote: linking to the actor spawned on %s: %w", p.name(), err))
+			return
+		}
+		done(r, nil)
+	})
+	if err != nil { // owner's system is shutting down: r's half ends with it
+		dead()
+		done(actor.Ref{}, err)
+	}
 }
 
 // heartbeats pings dialed peers and closes connections silent for too long,
