@@ -83,3 +83,67 @@ func TestTreeShowsRemoteChildren(t *testing.T) {
 		t.Fatalf("app's children: %+v and %+v; want app/local, then app/far on %s (%v)", *app.Children[0], *far, b.Addr(), farRef)
 	}
 }
+
+// A child spawned for a supervisor of another node has that supervisor as
+// its parent: its node's dump names it with its node, never as the local
+// actor that has the same numbers.
+func TestDumpNamesRemoteParentWithItsNode(t *testing.T) {
+	start := func(name string, acfg actor.Config) (*actor.System, *remote.Node) {
+		sys := actor.NewSystem(acfg)
+		n := remote.New(sys, remote.Config{Name: name, Logger: quietLogger(), HeartbeatInterval: time.Second, HeartbeatTimeout: 30 * time.Second})
+		remote.RegisterKindOf(n, "idle", func(string) (actor.Factory, error) {
+			return func() actor.Actor { return benchEcho{} }, nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stop, err := n.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stop(); _ = sys.Shutdown(context.Background()) })
+		return sys, n
+	}
+	sysA, a := start("a", actor.Config{Loops: 1, Watchdog: -1, Logger: quietLogger()})
+	bcfg := actor.Config{Loops: 1, Watchdog: -1, Logger: quietLogger(), OnCrash: func(*actor.Crash) {}}
+	rec := debug.Install(&bcfg, debug.Config{})
+	sysB, b := start("b", bcfg)
+	if err := rec.Attach(sysB); err != nil {
+		t.Fatal(err)
+	}
+	sup, err := sysA.Spawn(context.Background(), supervisor.New(supervisor.Spec{
+		Name: "app", MaxR: 10, MaxT: time.Minute, Logger: quietLogger(), Cluster: remote.NewNodeSet(a, b.Addr()),
+		Children: []supervisor.ChildSpec{
+			supervisor.RemoteWorker("far", supervisor.Remote{Kind: "idle", Args: "far", Node: b.Addr()}),
+		},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, addr, id, ok := a.ExportRef(sup)
+	if !ok {
+		t.Fatal("cannot export the supervisor")
+	}
+	owner, err := b.ImportRef(name, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		actors, _, err := rec.Actors(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range actors {
+			if x.Type == "debug_test.benchEcho" {
+				if x.Parent != owner.String() {
+					t.Fatalf("the child's parent is %q, want the supervisor of node a, %q", x.Parent, owner)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the remote child never ran on b: %+v", actors)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
