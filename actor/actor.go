@@ -83,6 +83,17 @@ type spawnOpts struct {
 	parent    Ref
 	linkEpoch func() (uint64, bool)
 	linkLost  error
+	// spawned, if set, runs on the loop right after the spawn (made and
+	// started, or failed), in the same step: nothing the actor does can
+	// come before what it does.
+	spawned func(Ref, error)
+}
+
+// after runs o.spawned, if set, with the spawn's outcome.
+func (o *spawnOpts) after(r Ref, err error) {
+	if o.spawned != nil {
+		o.spawned(r, err)
+	}
 }
 
 // OnLoop places the actor on loop i (taken modulo the number of loops).

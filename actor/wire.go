@@ -213,51 +213,37 @@ func (w *wire) LinkLocal(target, from Ref, epoch func() (uint64, bool), noproc f
 // new actor's parent is owner, and its half of the link with owner is made
 // in the same step as the actor, before its Start, with the epoch that
 // epoch gives then (see LinkLocal). If epoch says the request no longer
-// counts, no actor is made and the spawn fails with lost.
-func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func() (uint64, bool), lost error) (Ref, error) {
+// counts, no actor is made and the spawn fails with lost. spawned runs on
+// the actor's loop in the same step, with the outcome, unless the spawn
+// never got to the loop (ctx ended first, the system shut down): the
+// transport answers there, so that the answer goes ahead of anything the
+// new actor sends, its exit signal included.
+func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func() (uint64, bool), lost error, spawned func(Ref, error)) (Ref, error) {
 	if owner.r == nil || epoch == nil || lost == nil {
 		return Ref{}, ErrInvalidRef
 	}
-	return w.s.Spawn(ctx, f, func(o *spawnOpts) { o.parent, o.linkEpoch, o.linkLost = owner, epoch, lost })
+	return w.s.Spawn(ctx, f, func(o *spawnOpts) { o.parent, o.linkEpoch, o.linkLost, o.spawned = owner, epoch, lost, spawned })
 }
 
-// LinkSpawned links the local actor owner to the remote actor r that
-// owner's node has just learnt was made for it by a spawn that carried the
-// link (r's half, on r's node, was made with r), on owner's loop in order
-// with what the network queued for owner before. If owner is alive, it is
-// Context.Link(r) on owner's behalf: owner's half, and a link request to
-// r's node, which finds r's half there or answers that r died (so an exit
-// signal of r that arrived before this half existed, and was ignored, is
-// not lost). If owner is dead, dead runs instead (the transport sends r
-// the exit signal of a dead actor). then runs last, on the loop, with the
-// error that kept owner's half from being made (nil if it was made, or
-// owner was dead).
-func (w *wire) LinkSpawned(owner, r Ref, dead func(), then func(error)) error {
+// LinkSpawned makes the local actor owner's half of its link with the
+// remote actor r that a spawn owner asked for has just made (r's half, on
+// r's node, was made with r; its node answered before r could send
+// anything, so r's exit signal comes after this), on owner's loop in order
+// with what the network queued for owner before. If owner is dead, dead
+// runs instead (the transport sends r the exit signal of a dead actor).
+// then runs last, on the loop.
+func (w *wire) LinkSpawned(owner, r Ref, epoch uint64, dead, then func()) error {
 	l := w.local(owner)
 	if l == nil || r.r == nil {
 		return ErrInvalidRef
 	}
 	return l.ordered(fromNet, &envelope{kind: kRun, msg: func(t *loopState) {
-		s := t.lookup(owner)
-		if s == nil {
+		if s := t.lookup(owner); s == nil {
 			dead()
-			then(nil)
-			return
+		} else {
+			s.addRemoteLink(r, epoch)
 		}
-		for _, x := range s.links {
-			if x == r {
-				then(nil)
-				return
-			}
-		}
-		epoch, err := r.r.peer.Link(r, owner)
-		if err != nil {
-			dead() // r's half goes: nothing here would end it
-			then(err)
-			return
-		}
-		s.addRemoteLink(r, epoch)
-		then(nil)
+		then()
 	}})
 }
 

@@ -635,21 +635,54 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 	n.offNetwork(func() { // spawning waits for Start: off the network loop
 		fac, err := k(args)
 		var r actor.Ref
+		if err == nil && epoch != nil {
+			n.spawnLinked(peer, name, proxy, pidx, pgen, fac, owner, epoch)
+			return
+		}
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
-			if epoch == nil {
-				r, err = n.sys.Spawn(ctx, fac)
-			} else {
-				peer.addLinks(1)
-				lost := fmt.Errorf("%w: %s: the connection the spawn came on was lost", ErrNodeDown, name)
-				if r, err = n.wire.SpawnLinked(ctx, fac, owner, epoch, lost); err == nil && !bugs.NoDialBack {
-					peer.ensureConnected() // the half ends with it (see linkHalf)
-				}
-			}
+			r, err = n.sys.Spawn(ctx, fac)
 			cancel()
 		}
 		peer.Reply(proxy, pidx, pgen, r, err)
 	})
+}
+
+// spawnLinked makes the actor of a spawn that names an owner, with its
+// half of the link, and answers on the actor's loop in the same step
+// (actor's SpawnLinked), so that the answer goes ahead of anything the
+// actor sends, its exit signal included: the owner's node makes the
+// owner's half before the exit arrives, and the owner gets the actor's
+// real reason. The answer is queued even past MaxOutbound (forced): one
+// refused would leave the actor linked on this side only. If it cannot
+// be queued at all (the peer is down, the node closing), the actor stops
+// at once: nobody would learn of it.
+func (n *Node) spawnLinked(peer *peer, name string, proxy actor.Ref, pidx, pgen uint32, fac actor.Factory, owner actor.Ref, epoch func() (uint64, bool)) {
+	var answered atomic.Bool
+	answer := func(r actor.Ref, err error) {
+		if !answered.CompareAndSwap(false, true) {
+			return
+		}
+		qerr := peer.reply(forced, proxy, pidx, pgen, r, err)
+		if err != nil {
+			return
+		}
+		if qerr != nil {
+			_ = n.wire.StopLocal(r, fmt.Errorf("%w: %s: the answer to its spawn could not be sent: %v", ErrNodeDown, name, qerr))
+			return
+		}
+		peer.addLinks(1) // the half made with r; its exit signal takes it off
+		if !bugs.NoDialBack {
+			peer.ensureConnected() // the half ends with it (see linkHalf)
+		}
+	}
+	lost := fmt.Errorf("%w: %s: the connection the spawn came on was lost", ErrNodeDown, name)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
+	_, err := n.wire.SpawnLinked(ctx, fac, owner, epoch, lost, answer)
+	cancel()
+	if err != nil {
+		answer(actor.Ref{}, err) // the spawn never got to the loop
+	}
 }
 
 // inResolve answers a sturdy-ref request, at most maxResolving at once.

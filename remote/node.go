@@ -630,17 +630,24 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 
 // SpawnLinkAsync is SpawnAsync with the new actor linked to owner, a
 // local actor of this node, as Erlang's spawn_link: the request carries
-// the link, and the other node makes the new actor's half before it
-// answers, so no instance is ever left running unlinked. When done gets a
-// ref, owner is linked to it (done runs on owner's loop then, after the
-// link was made; the actor may have ended meanwhile, and owner then gets
-// its exit signal). If owner ended before the answer came, the new actor
-// gets owner's exit signal (ErrDead) instead, and done still runs with
-// the ref. If the answer is lost with its connection, or the connection
-// the request came on is lost before the actor's half was made, the new
-// actor stops (ErrNodeDown) as any actor linked across a lost connection;
-// done gets the loss. The new actor, if it traps exits, gets an
-// actor.Exited instead of stopping, as with any link.
+// the link, and the other node makes the new actor with its half (and
+// owner as its Context.Parent) in one step, before its Start, and
+// answers in that step, ahead of anything the actor sends. So no instance
+// is left running unlinked:
+//
+//   - if the connection the request came on was lost by the time the
+//     actor would be made, none is made, and done gets an error;
+//   - if the answer is lost with its connection, the actor's half ends as
+//     any link's across a lost connection: it stops with a reason matching
+//     ErrNodeDown (an actor that traps exits gets an actor.Exited instead,
+//     as with any link); done gets the loss;
+//   - when done gets a ref, owner is linked to it: done runs on owner's
+//     loop, after owner's half was made, and an end of the actor that
+//     came meanwhile reaches owner after done, with its reason;
+//   - if owner ended before the answer came, the actor gets owner's exit
+//     signal (actor.ErrDead) instead, and done still runs, with the ref.
+//
+// A timeout, as SpawnAsync's, stops the actor if its answer comes later.
 func (n *Node) SpawnLinkAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
 	if _, ok := n.wire.LocalID(owner); !ok {
 		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: owner %v is not an actor of this node: %w", kind, addr, owner, actor.ErrInvalidRef))
@@ -661,6 +668,7 @@ func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout 
 		return
 	}
 	ownerID, _ := n.wire.LocalID(owner)
+	var reqEpoch uint64 // the connection the request went out on (under p.mu)
 	var tm atomic.Pointer[timer]
 	corr, err := p.startCall(fSpawn, waiter{fn: func(v any, err error) {
 		if t := tm.Load(); t != nil {
@@ -679,11 +687,12 @@ func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout 
 			done(r, nil)
 			return
 		}
-		n.linkSpawned(p, owner, ownerID, r, done)
+		n.linkSpawned(p, owner, ownerID, r, reqEpoch, done)
 	}}, func(f *frame) {
 		f.kindName, f.payload = kind, args
 		if !owner.IsZero() {
 			f.from, f.hasFrom = ownerID, true
+			reqEpoch = p.link.epoch
 		}
 	})
 	if errors.Is(err, errSettled) {
@@ -702,23 +711,20 @@ func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout 
 }
 
 // linkSpawned makes owner's half of its link with r, the actor a spawn
-// that carried the link made on p's node (SpawnLinkAsync), then runs done.
-func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r actor.Ref, done func(actor.Ref, error)) {
+// that carried the link made on p's node (SpawnLinkAsync), marked with
+// epoch, the connection the request went out on (its loss ends the half,
+// as that of a link request sent on it: the other node's half ends with
+// it), then runs done.
+func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r actor.Ref, epoch uint64, done func(actor.Ref, error)) {
 	rp, rid, ok := n.wire.Remote(r)
 	if !ok || rp != actorPeer(p) {
 		done(actor.Ref{}, fmt.Errorf("%w: spawn reply names %v, not an actor of %s", ErrBadFrame, r, p.name()))
 		return
 	}
+	p.addLinks(1) // the owner's half, or the exit below takes it off
 	dead := func() { _ = p.sendExit(rid, ownerID, actor.ErrDead, true, forced) }
-	err := n.wire.LinkSpawned(owner, r, dead, func(err error) {
-		if err != nil {
-			done(actor.Ref{}, fmt.Errorf("remote: linking to the actor spawned on %s: %w", p.name(), err))
-			return
-		}
-		done(r, nil)
-	})
-	if err != nil { // owner's system is shutting down: r's half ends with it
-		dead()
+	if err := n.wire.LinkSpawned(owner, r, epoch, dead, func() { done(r, nil) }); err != nil {
+		dead() // owner's system is shutting down: r's half ends with it
 		done(actor.Ref{}, err)
 	}
 }

@@ -176,25 +176,30 @@ func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, erro
 
 // Reply implements actorPeer: it answers an ask that came from the peer.
 func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
-	p.reply(answer, to, pidx, pgen, v, rerr)
+	_ = p.reply(answer, to, pidx, pgen, v, rerr)
 }
 
 // reply is Reply queued as o says (answer, or forced for the outcome of a
-// lifecycle request, which no timeout may end on the asking side).
-func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr error) {
+// lifecycle request or of a linked spawn, which no bound or timeout may
+// drop). It returns why the reply could not be queued, if it could not.
+func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr error) error {
 	_, id, ok := p.n.wire.Remote(to)
 	if !ok {
-		return
+		return fmt.Errorf("remote: reply to %v, not a remote ref", to)
 	}
 	fill := func(f *frame) {
 		f.loop, f.pidx, f.pgen, f.payload = id.Loop, pidx, pgen, v
 		f.setError(rerr)
 	}
-	if _, err := p.enqueueOpt(fReply, o, fill); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
+	_, err := p.enqueueOpt(fReply, o, fill)
+	if err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
 		// The value could not travel (an unregistered type): say why instead.
 		v, rerr = nil, err
-		_, _ = p.enqueueOpt(fReply, o, fill)
+		if _, e := p.enqueueOpt(fReply, o, fill); e != nil {
+			return e
+		}
 	}
+	return err
 }
 
 // call sends a frame, filled in by fill, carrying a fresh goroutine
@@ -325,7 +330,7 @@ func (p *peer) completeAsk(corr uint64, v any, err error) {
 	// would run unknown to all (supervised by none), so it is stopped.
 	if r, ok := v.(actor.Ref); ok && err == nil && p.takeAbandoned(corr) {
 		p.n.stats.spawnsStopped.Add(1)
-		_ = p.Stop(r, errSpawnAbandoned)
+		_ = p.stopForced(r, errSpawnAbandoned)
 	}
 }
 
@@ -422,6 +427,17 @@ func (p *peer) Stop(target actor.Ref, reason error) error {
 		return err
 	}
 	_, err = p.enqueue(fStop, func(f *frame) { f.to = tid; f.setError(reason) })
+	return err
+}
+
+// stopForced is Stop queued even past MaxOutbound: a stop refused there
+// would leave an actor running that nobody knows of.
+func (p *peer) stopForced(target actor.Ref, reason error) error {
+	tid, err := p.remoteID(target)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueueOpt(fStop, forced, func(f *frame) { f.to = tid; f.setError(reason) })
 	return err
 }
 

@@ -2,6 +2,8 @@ package remote
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +220,189 @@ func TestSpawnLinkOwnerNotLocal(t *testing.T) {
 	lw.nodes[1].SpawnLinkAsync(lw.owner, lw.nodes[0].Addr(), "counted", nil, time.Second, got.done)
 	if got.calls != 1 || !errors.Is(got.err, actor.ErrInvalidRef) {
 		t.Fatalf("done ran %d times with %v; want once, at once, with ErrInvalidRef", got.calls, got.err)
+	}
+}
+
+// quitter ends right after its Start, with errQuit.
+type quitter struct{}
+
+var errQuit = errors.New("test: quit at once")
+
+func (quitter) Start(c *actor.Context) error { return c.Send(c.Self(), "quit") }
+func (quitter) Receive(c *actor.Context, m any) (any, error) {
+	if m == "quit" {
+		return nil, c.Stop(c.Self(), errQuit)
+	}
+	return nil, nil
+}
+
+// exitsTo is an owner that traps exits and hands them to a channel.
+type exitsTo chan actor.Exited
+
+func (exitsTo) Start(c *actor.Context) error { c.TrapExits(true); return nil }
+func (ch exitsTo) Receive(c *actor.Context, msg any) (any, error) {
+	if m, ok := msg.(actor.Exited); ok {
+		ch <- m
+	}
+	return nil, nil
+}
+
+// On real sockets an actor that ends right after its Start could send its
+// exit signal before its node answered the spawn (the owner, without its
+// half yet, would ignore it): the answer goes first, so the owner learns
+// of every such end, with its reason.
+func TestSpawnLinkEndReachesOwnerWithItsReason(t *testing.T) {
+	a := newTestNode(t, "a", Config{})
+	b := newTestNode(t, "b", Config{})
+	b.node.RegisterKind("quitter", func(any) (actor.Factory, error) {
+		return func() actor.Actor { return quitter{} }, nil
+	})
+	ch := make(exitsTo, 100)
+	owner, err := a.sys.Spawn(ctxT(t), func() actor.Actor { return ch })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		done := make(chan spawned, 1)
+		a.node.SpawnLinkAsync(owner, b.node.Addr(), "quitter", nil, 5*time.Second, func(r actor.Ref, err error) { done <- spawned{ref: r, err: err} })
+		got := <-done
+		if got.err != nil {
+			t.Fatalf("spawn %d: %v", i, got.err)
+		}
+		select {
+		case e := <-ch:
+			if e.From != got.ref || !strings.Contains(fmt.Sprint(e.Reason), errQuit.Error()) {
+				t.Fatalf("spawn %d: exit %+v, want %v's with %q", i, e, got.ref, errQuit)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("spawn %d: the actor's end never reached its owner", i)
+		}
+	}
+}
+
+// The answer of a linked spawn goes even when the other node's queue to
+// the owner's node is full (a refused answer would leave the actor linked
+// on its side only, the owner never learning of it).
+func TestSpawnLinkAnswerPastFullQueue(t *testing.T) {
+	lw := newLinkWorld(t, 21)
+	defer lw.close()
+	a, b := lw.nodes[0], lw.nodes[1]
+	name, addr, id, _ := a.ExportRef(lw.owner)
+	ownerOnB, err := b.ImportRef(name, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw.nw.SetLinkLatency("10.0.0.2", "10.0.0.1", 500*time.Millisecond, 500*time.Millisecond)
+	big := make([]byte, 60<<10)
+	for i := 0; ; i++ {
+		if err := lw.sys[1].Send(ownerOnB, big); err != nil {
+			if !errors.Is(err, actor.ErrQueueFull) || i == 0 {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			break
+		}
+	}
+	var got spawned
+	a.SpawnLinkAsync(lw.owner, b.Addr(), "counted", nil, 5*time.Second, got.done)
+	lw.run(3 * time.Second)
+	lw.nw.ClearLinkLatency("10.0.0.2", "10.0.0.1")
+	if got.calls != 1 || got.err != nil || lw.live != 2 {
+		t.Fatalf("done ran %d times with %v, %v; %d live on B: want the ref, 2 live", got.calls, got.ref, got.err, lw.live)
+	}
+	lw.sys[0].Send(lw.owner, "fail")
+	lw.run(3 * time.Second)
+	if lw.live != 1 {
+		t.Fatalf("%d live on B after the owner failed, want 1", lw.live)
+	}
+}
+
+// linksOf is the peer's estimate of the live links with its node.
+func linksOf(p *peer) int64 { p.mu.Lock(); defer p.mu.Unlock(); return p.links }
+
+// linker links to a remote actor at Start.
+type linker struct{ to actor.Ref }
+
+func (l linker) Start(c *actor.Context) error           { c.TrapExits(true); return c.Link(l.to) }
+func (linker) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// The connection manager's estimate of live links counts a linked spawn
+// once on each node, and nothing once it ended, failed to start or found
+// its owner dead.
+func TestSpawnLinkCountsLinks(t *testing.T) {
+	lw := newLinkWorld(t, 22)
+	defer lw.close()
+	a, b := lw.nodes[0], lw.nodes[1]
+	b.RegisterKind("failing", func(any) (actor.Factory, error) { return func() actor.Actor { return failStart{} }, nil })
+	pa, pb := a.peerFor(b.Addr(), ""), b.peerFor(a.Addr(), "")
+	want := func(step string, na, nb int64) {
+		t.Helper()
+		if linksOf(pa) != na || linksOf(pb) != nb {
+			t.Fatalf("%s: A counts %d links, B %d; want %d, %d", step, linksOf(pa), linksOf(pb), na, nb)
+		}
+	}
+	want("before", 0, 0)
+	// A plain link, kept throughout.
+	var other spawned
+	a.SpawnAsync(b.Addr(), "counted", nil, time.Second, other.done)
+	lw.run(time.Second)
+	if _, err := lw.sys[0].Spawn(ctxT(t), func() actor.Actor { return linker{other.ref} }); err != nil {
+		t.Fatal(err)
+	}
+	lw.run(time.Second)
+	want("a plain link", 1, 1)
+	for i := range 3 {
+		var got spawned
+		a.SpawnLinkAsync(lw.owner, b.Addr(), "counted", nil, time.Second, got.done)
+		lw.run(time.Second)
+		if got.err != nil {
+			t.Fatal(got.err)
+		}
+		want(fmt.Sprintf("linked spawn %d", i), 2, 2)
+		name, addr, id, _ := a.ExportRef(got.ref)
+		local, err := b.ImportRef(name, addr, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lw.sys[1].Stop(ctxT(t), local); err != nil {
+			t.Fatal(err)
+		}
+		lw.run(time.Second)
+		want(fmt.Sprintf("linked spawn %d ended", i), 1, 1)
+	}
+	for range 3 {
+		var got spawned
+		a.SpawnLinkAsync(lw.owner, b.Addr(), "failing", nil, time.Second, got.done)
+		lw.run(time.Second)
+		if got.err == nil {
+			t.Fatal("a failing Start started")
+		}
+	}
+	want("failed starts", 1, 1)
+	lw.nw.SetLinkLatency("10.0.0.2", "10.0.0.1", 500*time.Millisecond, 500*time.Millisecond)
+	var got spawned
+	a.SpawnLinkAsync(lw.owner, b.Addr(), "counted", nil, 10*time.Second, got.done)
+	lw.run(100 * time.Millisecond)
+	lw.sys[0].Send(lw.owner, "die")
+	lw.run(2 * time.Second)
+	lw.nw.ClearLinkLatency("10.0.0.2", "10.0.0.1")
+	lw.run(time.Second)
+	want("a spawn whose owner died", 1, 1)
+}
+
+// A spawn's answer that names an actor of another node, or a local one,
+// links nothing: it is a malformed answer.
+func TestSpawnLinkAnswerNamesAnotherNode(t *testing.T) {
+	w := newMemWorld(t, 23, "10.0.0.1", "10.0.0.2", "10.0.0.3")
+	defer w.close()
+	a := w.nodes[0]
+	owner := w.spawnOn(0, 0, func(*actor.Context, any) (any, error) { return nil, nil })
+	ownerID, _ := a.wire.LocalID(owner)
+	pb := a.peerFor(w.nodes[1].Addr(), "")
+	for _, r := range []actor.Ref{w.spawnOn(2, 0, echo), owner} {
+		var got spawned
+		a.linkSpawned(pb, owner, ownerID, r, 1, got.done)
+		if got.calls != 1 || !errors.Is(got.err, ErrBadFrame) {
+			t.Fatalf("answer naming %v: done ran %d times with %v; want ErrBadFrame", r, got.calls, got.err)
+		}
 	}
 }
