@@ -216,8 +216,8 @@ func (w *wire) LinkLocal(target, from Ref, epoch func() (uint64, bool), noproc f
 // counts, no actor is made and the spawn fails with lost. spawned runs on
 // the actor's loop in the same step, with the outcome, unless the spawn
 // never got to the loop (ctx ended first, the system shut down): the
-// transport answers there, so that the answer goes ahead of anything the
-// new actor sends, its exit signal included.
+// transport answers there, right after Start, so that the answer goes
+// ahead of the new actor's exit signal (not of what its Start sends).
 func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func() (uint64, bool), lost error, spawned func(Ref, error)) (Ref, error) {
 	if owner.r == nil || epoch == nil || lost == nil {
 		return Ref{}, ErrInvalidRef
@@ -225,25 +225,36 @@ func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func
 	return w.s.Spawn(ctx, f, func(o *spawnOpts) { o.parent, o.linkEpoch, o.linkLost, o.spawned = owner, epoch, lost, spawned })
 }
 
-// LinkSpawned makes the local actor owner's half of its link with the
-// remote actor r that a spawn owner asked for has just made (r's half, on
-// r's node, was made with r; its node answered before r could send
-// anything, so r's exit signal comes after this), on owner's loop in order
-// with what the network queued for owner before. If owner is dead, dead
-// runs instead (the transport sends r the exit signal of a dead actor).
-// then runs last, on the loop.
-func (w *wire) LinkSpawned(owner, r Ref, epoch uint64, dead, then func()) error {
+// LinkSpawned links the local actor owner to the remote actor r that a
+// spawn owner asked for has just made (r's half, on r's node, was made
+// with r; its node answered before r could send anything, so r's exit
+// signal comes after this), on owner's loop in order with what the
+// network queued for owner before. If owner is alive, it is
+// Context.Link(r) on owner's behalf: owner's half, and a link request to
+// r's node, which confirms the spawn there. If owner is dead, dead runs
+// instead (the transport sends r the exit signal of a dead actor). then
+// runs last, on the loop, with the error that kept owner's half from
+// being made (nil if it was made, or owner was dead).
+func (w *wire) LinkSpawned(owner, r Ref, dead func(), then func(error)) error {
 	l := w.local(owner)
 	if l == nil || r.r == nil {
 		return ErrInvalidRef
 	}
 	return l.ordered(fromNet, &envelope{kind: kRun, msg: func(t *loopState) {
-		if s := t.lookup(owner); s == nil {
+		s := t.lookup(owner)
+		if s == nil {
 			dead()
-		} else {
-			s.addRemoteLink(r, epoch)
+			then(nil)
+			return
 		}
-		then()
+		epoch, err := r.r.peer.Link(r, owner)
+		if err != nil {
+			dead() // r's half goes: nothing here would end it
+			then(err)
+			return
+		}
+		s.addRemoteLink(r, epoch)
+		then(nil)
 	}})
 }
 

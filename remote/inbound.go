@@ -550,7 +550,11 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 		return // from an incarnation that restarted: its actors are gone
 	}
 	target, ok := n.wire.Resolve(f.to)
-	n.linkHalf(ic.from, target, ok, ic.remoteFrom(n, f.from), f.from, f.to, epoch)
+	from := ic.remoteFrom(n, f.from)
+	// The owner of a linked spawn confirms it with a link request: its
+	// half is already counted (spawnLinked).
+	count := !ok || !n.spawns.confirm(target, from)
+	n.linkHalf(ic.from, target, ok, count, from, f.from, f.to, epoch)
 }
 
 // linkEpoch returns the epoch function of a link half made at the request
@@ -577,11 +581,14 @@ func (ic *inConn) linkEpoch() (func() (uint64, bool), bool) {
 
 // linkHalf makes the local actor target's half (ok: target is one) of a
 // link with from, an actor of peer's node (fromID and toID as they came
-// on the wire), or answers that target is dead.
-func (n *Node) linkHalf(peer *peer, target actor.Ref, ok bool, from actor.Ref, fromID, toID actor.WireID, epoch func() (uint64, bool)) {
+// on the wire), or answers that target is dead; count: the link is new to
+// the connection manager's estimate.
+func (n *Node) linkHalf(peer *peer, target actor.Ref, ok, count bool, from actor.Ref, fromID, toID actor.WireID, epoch func() (uint64, bool)) {
 	// noproc, from the id as it came: never echo a corrected secret
 	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
-	peer.addLinks(1)
+	if count {
+		peer.addLinks(1)
+	}
 	if !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
 		noproc()
 		return
@@ -646,43 +653,6 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 		}
 		peer.Reply(proxy, pidx, pgen, r, err)
 	})
-}
-
-// spawnLinked makes the actor of a spawn that names an owner, with its
-// half of the link, and answers on the actor's loop in the same step
-// (actor's SpawnLinked), so that the answer goes ahead of anything the
-// actor sends, its exit signal included: the owner's node makes the
-// owner's half before the exit arrives, and the owner gets the actor's
-// real reason. The answer is queued even past MaxOutbound (forced): one
-// refused would leave the actor linked on this side only. If it cannot
-// be queued at all (the peer is down, the node closing), the actor stops
-// at once: nobody would learn of it.
-func (n *Node) spawnLinked(peer *peer, name string, proxy actor.Ref, pidx, pgen uint32, fac actor.Factory, owner actor.Ref, epoch func() (uint64, bool)) {
-	var answered atomic.Bool
-	answer := func(r actor.Ref, err error) {
-		if !answered.CompareAndSwap(false, true) {
-			return
-		}
-		qerr := peer.reply(forced, proxy, pidx, pgen, r, err)
-		if err != nil {
-			return
-		}
-		if qerr != nil {
-			_ = n.wire.StopLocal(r, fmt.Errorf("%w: %s: the answer to its spawn could not be sent: %v", ErrNodeDown, name, qerr))
-			return
-		}
-		peer.addLinks(1) // the half made with r; its exit signal takes it off
-		if !bugs.NoDialBack {
-			peer.ensureConnected() // the half ends with it (see linkHalf)
-		}
-	}
-	lost := fmt.Errorf("%w: %s: the connection the spawn came on was lost", ErrNodeDown, name)
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
-	_, err := n.wire.SpawnLinked(ctx, fac, owner, epoch, lost, answer)
-	cancel()
-	if err != nil {
-		answer(actor.Ref{}, err) // the spawn never got to the loop
-	}
 }
 
 // inResolve answers a sturdy-ref request, at most maxResolving at once.

@@ -302,7 +302,8 @@ type Node struct {
 	mu      sync.Mutex
 	peers   map[string]*peer // by listen address
 	kinds   map[string]Kind
-	exports exports // names exported as sturdy refs (sturdy.go)
+	spawns  unconfirmed // linked spawns waiting for their owner's confirmation
+	exports exports     // names exported as sturdy refs (sturdy.go)
 	// resolve requests being answered, at most maxResolving (sturdy.go)
 	resolving atomic.Int64
 	answer    func(req []byte) ([]byte, bool) // answerResolve; tests make a node relay instead
@@ -632,7 +633,8 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 // local actor of this node, as Erlang's spawn_link: the request carries
 // the link, and the other node makes the new actor with its half (and
 // owner as its Context.Parent) in one step, before its Start, and
-// answers in that step, ahead of anything the actor sends. So no instance
+// answers right after Start in that step, ahead of the actor's exit
+// signal; this node confirms with a link request. So no instance
 // is left running unlinked:
 //
 //   - if the connection the request came on was lost by the time the
@@ -647,7 +649,10 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 //   - if owner ended before the answer came, the actor gets owner's exit
 //     signal (actor.ErrDead) instead, and done still runs, with the ref.
 //
-// A timeout, as SpawnAsync's, stops the actor if its answer comes later.
+// A timeout, as SpawnAsync's, stops the actor if its answer comes later;
+// an actor whose spawn this node never confirms (its answer lost on a
+// dial back that failed) stops on its own node after a while
+// (docs/remote.md, "Remote spawn").
 func (n *Node) SpawnLinkAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
 	if _, ok := n.wire.LocalID(owner); !ok {
 		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: owner %v is not an actor of this node: %w", kind, addr, owner, actor.ErrInvalidRef))
@@ -668,7 +673,6 @@ func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout 
 		return
 	}
 	ownerID, _ := n.wire.LocalID(owner)
-	var reqEpoch uint64 // the connection the request went out on (under p.mu)
 	var tm atomic.Pointer[timer]
 	corr, err := p.startCall(fSpawn, waiter{fn: func(v any, err error) {
 		if t := tm.Load(); t != nil {
@@ -687,12 +691,11 @@ func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout 
 			done(r, nil)
 			return
 		}
-		n.linkSpawned(p, owner, ownerID, r, reqEpoch, done)
+		n.linkSpawned(p, owner, ownerID, r, done)
 	}}, func(f *frame) {
 		f.kindName, f.payload = kind, args
 		if !owner.IsZero() {
 			f.from, f.hasFrom = ownerID, true
-			reqEpoch = p.link.epoch
 		}
 	})
 	if errors.Is(err, errSettled) {
@@ -703,28 +706,35 @@ func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout 
 		return
 	}
 	t := n.afterFunc(timeout, func() {
-		if w, ok := p.abandonCall(corr); ok {
+		if w, ok := p.abandonCall(corr, !owner.IsZero()); ok {
 			w.settle(nil, fmt.Errorf("remote: spawn of kind %q on %s: no answer within %v: %w", kind, addr, timeout, context.DeadlineExceeded))
 		}
 	})
 	tm.Store(&t)
 }
 
-// linkSpawned makes owner's half of its link with r, the actor a spawn
-// that carried the link made on p's node (SpawnLinkAsync), marked with
-// epoch, the connection the request went out on (its loss ends the half,
-// as that of a link request sent on it: the other node's half ends with
-// it), then runs done.
-func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r actor.Ref, epoch uint64, done func(actor.Ref, error)) {
+// linkSpawned links owner to r, the actor a spawn that carried the link
+// made on p's node (SpawnLinkAsync), which confirms the spawn there, then
+// runs done.
+func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r actor.Ref, done func(actor.Ref, error)) {
 	rp, rid, ok := n.wire.Remote(r)
 	if !ok || rp != actorPeer(p) {
 		done(actor.Ref{}, fmt.Errorf("%w: spawn reply names %v, not an actor of %s", ErrBadFrame, r, p.name()))
 		return
 	}
-	p.addLinks(1) // the owner's half, or the exit below takes it off
-	dead := func() { _ = p.sendExit(rid, ownerID, actor.ErrDead, true, forced) }
-	if err := n.wire.LinkSpawned(owner, r, epoch, dead, func() { done(r, nil) }); err != nil {
-		dead() // owner's system is shutting down: r's half ends with it
+	dead := func() {
+		p.addLinks(1) // r's half, which the exit below takes off
+		_ = p.sendExit(rid, ownerID, actor.ErrDead, true, forced)
+	}
+	err := n.wire.LinkSpawned(owner, r, dead, func(err error) {
+		if err != nil {
+			done(actor.Ref{}, fmt.Errorf("remote: linking to the actor spawned on %s: %w", p.name(), err))
+			return
+		}
+		done(r, nil)
+	})
+	if err != nil { // owner's system is shutting down: r's half ends with it
+		dead()
 		done(actor.Ref{}, err)
 	}
 }

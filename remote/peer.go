@@ -55,7 +55,7 @@ type peer struct {
 	// spawns whose caller stopped waiting (timeout, cancel): an answer
 	// that still comes names an actor nobody knows of, which is stopped
 	// (abandonCall). At most maxAbandoned, the oldest forgotten first.
-	abandoned  map[uint64]struct{}
+	abandoned  map[uint64]bool // abandoned spawns: linked or not
 	abandonedQ []uint64
 	monitors   watches // local actors' monitors of the peer's actors
 	lastHeard  atomic.Int64

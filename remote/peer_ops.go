@@ -219,7 +219,7 @@ func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, er
 		return r.v, r.err
 	case <-ctx.Done():
 		if kind == fSpawn {
-			p.abandonCall(corr)
+			p.abandonCall(corr, false)
 		} else {
 			p.endCall(corr)
 		}
@@ -236,9 +236,10 @@ var errSpawnAbandoned = errors.New("remote: its spawn's caller stopped waiting b
 
 // abandonCall forgets the spawn corr, if a reply or a loss did not take
 // it meanwhile, and records it as abandoned, in one step: an answer that
-// comes after this is known as one nobody waits for. It returns the
-// waiter it took.
-func (p *peer) abandonCall(corr uint64) (waiter, bool) {
+// comes after this is known as one nobody waits for (linked: the spawn
+// carried a link, whose half the actor's stop takes off the count). It
+// returns the waiter it took.
+func (p *peer) abandonCall(corr uint64, linked bool) (waiter, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w, ok := p.calls[corr]
@@ -248,29 +249,31 @@ func (p *peer) abandonCall(corr uint64) (waiter, bool) {
 	delete(p.calls, corr)
 	p.addCallsLocked(-1)
 	if p.abandoned == nil {
-		p.abandoned = map[uint64]struct{}{}
+		p.abandoned = map[uint64]bool{}
 	}
 	if len(p.abandonedQ) >= maxAbandoned {
 		delete(p.abandoned, p.abandonedQ[0])
 		p.abandonedQ = p.abandonedQ[1:]
 	}
-	p.abandoned[corr] = struct{}{}
+	p.abandoned[corr] = linked
 	p.abandonedQ = append(p.abandonedQ, corr)
 	return w, true
 }
 
-// takeAbandoned reports whether corr was an abandoned spawn, forgetting it.
-func (p *peer) takeAbandoned(corr uint64) bool {
+// takeAbandoned reports whether corr was an abandoned spawn, and a linked
+// one, forgetting it.
+func (p *peer) takeAbandoned(corr uint64) (found, linked bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.abandoned[corr]; !ok {
-		return false
+	linked, found = p.abandoned[corr]
+	if !found {
+		return false, false
 	}
 	delete(p.abandoned, corr)
 	if i := slices.Index(p.abandonedQ, corr); i >= 0 {
 		p.abandonedQ = slices.Delete(p.abandonedQ, i, i+1)
 	}
-	return true
+	return true, linked
 }
 
 // testCallRecorded, set by a test, runs between a call's recording and its
@@ -328,9 +331,14 @@ func (p *peer) completeAsk(corr uint64, v any, err error) {
 	}
 	// The answer to a spawn nobody waits for any more: the actor it made
 	// would run unknown to all (supervised by none), so it is stopped.
-	if r, ok := v.(actor.Ref); ok && err == nil && p.takeAbandoned(corr) {
-		p.n.stats.spawnsStopped.Add(1)
-		_ = p.stopForced(r, errSpawnAbandoned)
+	if r, ok := v.(actor.Ref); ok && err == nil {
+		if found, linked := p.takeAbandoned(corr); found {
+			p.n.stats.spawnsStopped.Add(1)
+			if linked {
+				p.addLinks(1) // the actor's half, which its exit takes off
+			}
+			_ = p.stopForced(r, errSpawnAbandoned)
+		}
 	}
 }
 

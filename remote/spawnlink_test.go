@@ -400,9 +400,46 @@ func TestSpawnLinkAnswerNamesAnotherNode(t *testing.T) {
 	pb := a.peerFor(w.nodes[1].Addr(), "")
 	for _, r := range []actor.Ref{w.spawnOn(2, 0, echo), owner} {
 		var got spawned
-		a.linkSpawned(pb, owner, ownerID, r, 1, got.done)
+		a.linkSpawned(pb, owner, ownerID, r, got.done)
 		if got.calls != 1 || !errors.Is(got.err, ErrBadFrame) {
 			t.Fatalf("answer naming %v: done ran %d times with %v; want ErrBadFrame", r, got.calls, got.err)
 		}
+	}
+}
+
+// The answer waits for a dial back that fails (the owner's node reaching
+// this one all along): the owner's spawn times out, the answer is lost,
+// and the actor, linked on this side only, would run on while the owner's
+// connection stays up. Its spawn is never confirmed, so it stops when its
+// time to be confirmed is up.
+func TestSpawnLinkUnconfirmedStops(t *testing.T) {
+	lw := newLinkWorld(t, 24)
+	defer lw.close()
+	a, b := lw.nodes[0], lw.nodes[1]
+	lw.nw.Cut("10.0.0.1", "10.0.0.2") // no connection either way
+	lw.run(time.Second)               // past the peers' time known down
+	var got spawned
+	a.SpawnLinkAsync(lw.owner, b.Addr(), "counted", nil, 2*time.Second, got.done)
+	for i := 0; lw.live < 2; i++ {
+		if i > 1000 {
+			t.Fatalf("the spawn never reached B: %+v", got)
+		}
+		lw.run(time.Millisecond)
+	}
+	// B now dials A back to answer: that dial fails, while A's connection
+	// to B outlives the partition (under the heartbeat timeout).
+	lw.nw.Partition("10.0.0.1", "10.0.0.2")
+	lw.run(800 * time.Millisecond)
+	lw.nw.Heal("10.0.0.1", "10.0.0.2")
+	lw.run(3 * time.Second)
+	if got.calls != 1 || got.err == nil {
+		t.Fatalf("done ran %d times with %v, %v; want once with an error", got.calls, got.ref, got.err)
+	}
+	if lw.live != 2 {
+		t.Fatalf("%d live on B before the confirmation's time is up, want 2 (the scenario did not happen)", lw.live)
+	}
+	lw.run(b.spawnConfirmWithin())
+	if lw.live != 1 {
+		t.Fatalf("%d live on B after the confirmation's time, want 1: the unconfirmed actor runs on", lw.live)
 	}
 }

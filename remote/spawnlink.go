@@ -1,0 +1,156 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/bugs"
+)
+
+// A linked spawn (Node.SpawnLinkAsync) is a three-way exchange: the
+// request names the owner; the answer goes out on the new actor's loop in
+// the step that made it with its half of the link; the owner's node, once
+// it made the owner's half, confirms with a link request. An actor whose
+// confirmation does not come within spawnConfirmWithin is stopped: its
+// answer was lost (with a connection, or a dial back that never got
+// through while the owner's node still reached this one) or came after the
+// owner's node gave up, and nobody would ever learn of it.
+
+// errSpawnUnconfirmed is the reason an actor whose linked spawn was never
+// confirmed is stopped with.
+var errSpawnUnconfirmed = errors.New("remote: its linked spawn was never confirmed by the owner's node")
+
+// maxSpawnsUnconfirmed bounds the linked spawns a node keeps waiting for
+// their confirmation; a spawn beyond is refused (actor.ErrQueueFull).
+const maxSpawnsUnconfirmed = 4096
+
+// spawnConfirmWithin is how long a linked spawn's actor waits for its
+// owner's confirmation: the longest of a supervisor's default start
+// timeout and twice the heartbeat timeout plus a dial.
+func (n *Node) spawnConfirmWithin() time.Duration {
+	return max(15*time.Second, 2*n.cfg.HeartbeatTimeout+n.cfg.DialTimeout)
+}
+
+// unconfirmed is a node's linked-spawn actors waiting for confirmation.
+type unconfirmed struct {
+	mu       sync.Mutex
+	m        map[actor.Ref]pendingSpawn
+	reserved atomic.Int64 // spawns under way or waiting: at most maxSpawnsUnconfirmed
+}
+
+type pendingSpawn struct {
+	owner actor.Ref
+	t     timer
+}
+
+// reserve takes a place for a linked spawn, reporting false when none is
+// left; release gives back one not used by wait.
+func (u *unconfirmed) reserve() bool {
+	if u.reserved.Add(1) > maxSpawnsUnconfirmed {
+		u.reserved.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (u *unconfirmed) release() { u.reserved.Add(-1) }
+
+// wait records r, made for owner, as waiting for its confirmation, in the
+// place reserve took; expire runs if none comes in time.
+func (n *Node) waitConfirm(r, owner actor.Ref) {
+	u := &n.spawns
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[actor.Ref]pendingSpawn{}
+	}
+	t := n.afterFunc(n.spawnConfirmWithin(), func() {
+		if u.take(r) {
+			_ = n.wire.StopLocal(r, errSpawnUnconfirmed)
+		}
+	})
+	u.m[r] = pendingSpawn{owner: owner, t: t}
+}
+
+// take removes r's entry, reporting whether there was one.
+func (u *unconfirmed) take(r actor.Ref) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, ok := u.m[r]; !ok {
+		return false
+	}
+	delete(u.m, r)
+	u.reserved.Add(-1)
+	return true
+}
+
+// confirm takes r's entry if from is the owner it waits for, reporting
+// whether it did.
+func (u *unconfirmed) confirm(r, from actor.Ref) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p, ok := u.m[r]
+	if !ok || p.owner != from {
+		return false
+	}
+	p.t.Stop()
+	delete(u.m, r)
+	u.reserved.Add(-1)
+	return true
+}
+
+// spawnLinked makes the actor of a spawn that names an owner, with its
+// half of the link, and answers on the actor's loop in the same step
+// (actor's SpawnLinked), so that the answer goes ahead of the actor's
+// exit signal (not of what its Start sends): the owner's node makes the
+// owner's half before the exit arrives, and the owner gets the actor's
+// real reason. The answer is queued even past MaxOutbound (forced): one
+// refused would leave the actor linked on this side only. If it cannot
+// be queued at all (the peer is down, the node closing), the actor stops
+// at once; if it is queued but never confirmed, when its time is up.
+func (n *Node) spawnLinked(peer *peer, name string, proxy actor.Ref, pidx, pgen uint32, fac actor.Factory, owner actor.Ref, epoch func() (uint64, bool)) {
+	if !n.spawns.reserve() {
+		_ = peer.reply(forced, proxy, pidx, pgen, nil, fmt.Errorf("%w: node %s has %d linked spawns waiting for their confirmation", actor.ErrQueueFull, n.name, maxSpawnsUnconfirmed))
+		return
+	}
+	var answered atomic.Bool
+	answer := func(r actor.Ref, err error) {
+		if !answered.CompareAndSwap(false, true) {
+			if err == nil {
+				// Made after the caller gave up (its error already
+				// answered): the loop stops it, and its half's exit
+				// takes this off the count.
+				peer.addLinks(1)
+			}
+			return
+		}
+		if err != nil {
+			n.spawns.release()
+			_ = peer.reply(forced, proxy, pidx, pgen, nil, err)
+			return
+		}
+		n.waitConfirm(r, owner) // before the answer: a confirmation may come at once
+		if qerr := peer.reply(forced, proxy, pidx, pgen, r, nil); qerr != nil {
+			if n.spawns.take(r) {
+				_ = n.wire.StopLocal(r, fmt.Errorf("%w: %s: the answer to its spawn could not be sent: %v", ErrNodeDown, name, qerr))
+			}
+			return
+		}
+		peer.addLinks(1) // the half made with r; its exit signal takes it off
+		if !bugs.NoDialBack {
+			peer.ensureConnected() // the half ends with it (see linkHalf)
+		}
+	}
+	lost := fmt.Errorf("%w: %s: the connection the spawn came on was lost", ErrNodeDown, name)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
+	_, err := n.wire.SpawnLinked(ctx, fac, owner, epoch, lost, answer)
+	cancel()
+	if err != nil {
+		answer(actor.Ref{}, err) // the spawn never got to the loop
+	}
+}
