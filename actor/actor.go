@@ -84,15 +84,22 @@ type spawnOpts struct {
 	linkEpoch func() (uint64, bool)
 	linkLost  error
 	// spawned, if set, runs on the loop right after the spawn (made and
-	// started, or failed), in the same step: nothing the actor does can
-	// come before what it does.
-	spawned func(Ref, error)
+	// started, or failed), in the same step: the actor's exit signal
+	// cannot come before what it does. It returns whether the link made
+	// with the actor stays (false: nobody learns of the actor, whose
+	// half goes without a signal).
+	spawned func(Ref, error) bool
 }
 
-// after runs o.spawned, if set, with the spawn's outcome.
-func (o *spawnOpts) after(r Ref, err error) {
-	if o.spawned != nil {
-		o.spawned(r, err)
+// after runs o.spawned, if set, with the spawn's outcome, on l.
+func (o *spawnOpts) after(l *loopState, r Ref, err error) {
+	if o.spawned == nil {
+		return
+	}
+	if !o.spawned(r, err) && err == nil {
+		if s := l.lookup(r); s != nil {
+			s.removeLink(o.parent)
+		}
 	}
 }
 

@@ -217,8 +217,11 @@ func (w *wire) LinkLocal(target, from Ref, epoch func() (uint64, bool), noproc f
 // the actor's loop in the same step, with the outcome, unless the spawn
 // never got to the loop (ctx ended first, the system shut down): the
 // transport answers there, right after Start, so that the answer goes
-// ahead of the new actor's exit signal (not of what its Start sends).
-func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func() (uint64, bool), lost error, spawned func(Ref, error)) (Ref, error) {
+// ahead of the new actor's exit signal (not of what its Start sends). If
+// spawned returns false (nobody will learn of the actor: the caller gave
+// up, or its answer could not be sent), the actor's half goes without a
+// signal.
+func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func() (uint64, bool), lost error, spawned func(Ref, error) bool) (Ref, error) {
 	if owner.r == nil || epoch == nil || lost == nil {
 		return Ref{}, ErrInvalidRef
 	}

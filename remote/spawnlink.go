@@ -119,32 +119,27 @@ func (n *Node) spawnLinked(peer *peer, name string, proxy actor.Ref, pidx, pgen 
 		return
 	}
 	var answered atomic.Bool
-	answer := func(r actor.Ref, err error) {
+	answer := func(r actor.Ref, err error) bool {
 		if !answered.CompareAndSwap(false, true) {
-			if err == nil {
-				// Made after the caller gave up (its error already
-				// answered): the loop stops it, and its half's exit
-				// takes this off the count.
-				peer.addLinks(1)
-			}
-			return
+			return false // made after the caller gave up: the loop stops it, unlinked
 		}
 		if err != nil {
 			n.spawns.release()
 			_ = peer.reply(forced, proxy, pidx, pgen, nil, err)
-			return
+			return false
 		}
 		n.waitConfirm(r, owner) // before the answer: a confirmation may come at once
 		if qerr := peer.reply(forced, proxy, pidx, pgen, r, nil); qerr != nil {
 			if n.spawns.take(r) {
 				_ = n.wire.StopLocal(r, fmt.Errorf("%w: %s: the answer to its spawn could not be sent: %v", ErrNodeDown, name, qerr))
 			}
-			return
+			return false
 		}
 		peer.addLinks(1) // the half made with r; its exit signal takes it off
 		if !bugs.NoDialBack {
 			peer.ensureConnected() // the half ends with it (see linkHalf)
 		}
+		return true
 	}
 	lost := fmt.Errorf("%w: %s: the connection the spawn came on was lost", ErrNodeDown, name)
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)

@@ -443,3 +443,44 @@ func TestSpawnLinkUnconfirmedStops(t *testing.T) {
 		t.Fatalf("%d live on B after the confirmation's time, want 1: the unconfirmed actor runs on", lw.live)
 	}
 }
+
+// The request's connection is lost right after the answer was read, before
+// the owner's loop made its half: the owner must not end up linked to an
+// actor that the loss took down, with no exit signal to come.
+func TestSpawnLinkLossBeforeOwnersHalf(t *testing.T) {
+	lw := newLinkWorld(t, 31)
+	defer lw.close()
+	a, b := lw.nodes[0], lw.nodes[1]
+	pa := a.peerFor(b.Addr(), "")
+	testCallRecorded = func(p *peer) {
+		if p != pa {
+			return
+		}
+		p.mu.Lock()
+		corr := p.nextCall
+		w := p.calls[corr]
+		answered := w.fn
+		w.fn = func(v any, err error) {
+			answered(v, err) // queues the owner's half on its loop
+			p.mu.Lock()
+			e := p.link.epoch
+			p.mu.Unlock()
+			p.lost(e, errors.New("test: connection reset"))
+		}
+		p.calls[corr] = w
+		p.mu.Unlock()
+	}
+	var got spawned
+	a.SpawnLinkAsync(lw.owner, b.Addr(), "counted", nil, 10*time.Second, got.done)
+	testCallRecorded = nil
+	lw.run(5 * time.Second)
+	if got.calls != 1 {
+		t.Fatalf("done ran %d times", got.calls)
+	}
+	if got.err == nil && len(lw.exits) == 0 {
+		t.Fatalf("the owner is linked to %v, which the loss took down (%d live on B), and no exit signal came", got.ref, lw.live)
+	}
+	if lw.live != 1 {
+		t.Fatalf("%d live on B, want 1", lw.live)
+	}
+}
