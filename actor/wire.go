@@ -234,11 +234,12 @@ func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func
 // signal comes after this), on owner's loop in order with what the
 // network queued for owner before. If owner is alive, it is
 // Context.Link(r) on owner's behalf: owner's half, and a link request to
-// r's node, which confirms the spawn there. If owner is dead, dead runs
+// r's node (link queues it and returns its epoch), which confirms the
+// spawn there. If owner is dead, dead runs
 // instead (the transport sends r the exit signal of a dead actor). then
 // runs last, on the loop, with the error that kept owner's half from
 // being made (nil if it was made, or owner was dead).
-func (w *wire) LinkSpawned(owner, r Ref, dead func(), then func(error)) error {
+func (w *wire) LinkSpawned(owner, r Ref, link func() (uint64, error), dead func(), then func(error)) error {
 	l := w.local(owner)
 	if l == nil || r.r == nil {
 		return ErrInvalidRef
@@ -250,7 +251,7 @@ func (w *wire) LinkSpawned(owner, r Ref, dead func(), then func(error)) error {
 			then(nil)
 			return
 		}
-		epoch, err := r.r.peer.Link(r, owner)
+		epoch, err := link()
 		if err != nil {
 			dead() // r's half goes: nothing here would end it
 			then(err)

@@ -372,7 +372,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			ic.from.addLinks(-1) // the peer's end of a link stopped
 		}
 		if to, ok := ic.resolve(n, f.to); ok {
-			_ = n.wire.SignalLocal(to, ic.remoteFrom(n, f.from), decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
+			from := ic.remoteFrom(n, f.from)
+			if f.link == 1 {
+				// The owner's node answered a linked spawn with the
+				// owner's exit instead of confirming it: settled.
+				n.spawns.confirm(to, from)
+			}
+			_ = n.wire.SignalLocal(to, from, decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
 		}
 	case fSpawn:
 		n.inSpawn(ic, f)

@@ -265,11 +265,16 @@ type Stats struct {
 	// spawn came after its caller stopped waiting (Spawn's context ended,
 	// SpawnAsync's timeout passed): nobody knew of them.
 	SpawnsStopped uint64
+	// SpawnsUnconfirmed counts actors of linked spawns (SpawnLinkAsync)
+	// made here and stopped because the owner's node never confirmed
+	// them: their answer was lost, or came after it gave up.
+	SpawnsUnconfirmed uint64
 }
 
 type counters struct {
 	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
 	deadLetters, downRefused, forgotten, dials                                                     atomic.Uint64
+	spawnsUnconfirmed                                                                              atomic.Uint64
 	connsRefused, handshakeTimeouts, bufferLimited, acceptErrors                                   atomic.Uint64
 	spawnsStopped                                                                                  atomic.Uint64
 }
@@ -423,7 +428,7 @@ func (n *Node) Stats() Stats {
 		DeadLetters: c.deadLetters.Load(), NodeDownRefused: c.downRefused.Load(), PeersForgotten: c.forgotten.Load(),
 		Dials:        c.dials.Load(),
 		ConnsRefused: c.connsRefused.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
-		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(), SpawnsStopped: c.spawnsStopped.Load(),
+		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(), SpawnsStopped: c.spawnsStopped.Load(), SpawnsUnconfirmed: c.spawnsUnconfirmed.Load(),
 	}
 }
 
@@ -642,7 +647,8 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 //   - if the answer is lost with its connection, the actor's half ends as
 //     any link's across a lost connection: it stops with a reason matching
 //     ErrNodeDown (an actor that traps exits gets an actor.Exited instead,
-//     as with any link); done gets the loss;
+//     as with any link, and is stopped when its unconfirmed time is up);
+//     done gets the loss;
 //   - when done gets a ref, owner is linked to it: done runs on owner's
 //     loop, after owner's half was made, and an end of the actor that
 //     came meanwhile reaches owner after done, with its reason;
@@ -724,9 +730,12 @@ func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r act
 	}
 	dead := func() {
 		p.addLinks(1) // r's half, which the exit below takes off
-		_ = p.sendExit(rid, ownerID, actor.ErrDead, true, forced)
+		if p.sendExit(rid, ownerID, actor.ErrDead, true, forced) != nil {
+			p.addLinks(-1)
+		}
 	}
-	err := n.wire.LinkSpawned(owner, r, dead, func(err error) {
+	link := func() (uint64, error) { return p.linkFrom(forced, r, owner) }
+	err := n.wire.LinkSpawned(owner, r, link, dead, func(err error) {
 		if err != nil {
 			done(actor.Ref{}, fmt.Errorf("remote: linking to the actor spawned on %s: %w", p.name(), err))
 			return

@@ -55,10 +55,13 @@ type peer struct {
 	// spawns whose caller stopped waiting (timeout, cancel): an answer
 	// that still comes names an actor nobody knows of, which is stopped
 	// (abandonCall). At most maxAbandoned, the oldest forgotten first.
-	abandoned  map[uint64]bool // abandoned spawns: linked or not
-	abandonedQ []uint64
-	monitors   watches // local actors' monitors of the peer's actors
-	lastHeard  atomic.Int64
+	abandoned map[uint64]bool // abandoned spawns: linked or not
+	// spawnsWaiting counts the peer's linked spawns made here and not yet
+	// confirmed (spawnlink.go).
+	spawnsWaiting atomic.Int64
+	abandonedQ    []uint64
+	monitors      watches // local actors' monitors of the peer's actors
+	lastHeard     atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
 	// connection from that same node may answer what was asked over this

@@ -463,11 +463,18 @@ func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err erro
 
 // Link implements actorPeer: the other node links target to from.
 func (p *peer) Link(target, from actor.Ref) (uint64, error) {
+	return p.linkFrom(fromLocal, target, from)
+}
+
+// linkFrom queues a link request from o (fromLocal, or forced for the
+// confirmation of a linked spawn, which no bound may refuse: the actor
+// is made and linked over there).
+func (p *peer) linkFrom(o origin, target, from actor.Ref) (uint64, error) {
 	tid, fid, err := p.linkIDs(target, from)
 	if err != nil {
 		return 0, err
 	}
-	return p.enqueue(fLink, func(f *frame) {
+	return p.enqueueOpt(fLink, o, func(f *frame) {
 		f.to, f.from = tid, fid
 		p.addLinksLocked(1) // under p.mu, with the epoch: a loss after it ends it
 	})

@@ -25,9 +25,10 @@ import (
 // confirmed is stopped with.
 var errSpawnUnconfirmed = errors.New("remote: its linked spawn was never confirmed by the owner's node")
 
-// maxSpawnsUnconfirmed bounds the linked spawns a node keeps waiting for
-// their confirmation; a spawn beyond is refused (actor.ErrQueueFull).
-const maxSpawnsUnconfirmed = 4096
+// maxSpawnsUnconfirmed bounds the linked spawns one peer has waiting for
+// their confirmation here; a spawn beyond is refused (actor.ErrQueueFull),
+// and other peers' are not.
+const maxSpawnsUnconfirmed = 1024
 
 // spawnConfirmWithin is how long a linked spawn's actor waits for its
 // owner's confirmation: the longest of a supervisor's default start
@@ -38,31 +39,32 @@ func (n *Node) spawnConfirmWithin() time.Duration {
 
 // unconfirmed is a node's linked-spawn actors waiting for confirmation.
 type unconfirmed struct {
-	mu       sync.Mutex
-	m        map[actor.Ref]pendingSpawn
-	reserved atomic.Int64 // spawns under way or waiting: at most maxSpawnsUnconfirmed
+	mu sync.Mutex
+	m  map[actor.Ref]pendingSpawn
 }
 
 type pendingSpawn struct {
 	owner actor.Ref
+	peer  *peer // whose place it takes (peer.spawnsWaiting)
 	t     timer
 }
 
-// reserve takes a place for a linked spawn, reporting false when none is
-// left; release gives back one not used by wait.
-func (u *unconfirmed) reserve() bool {
-	if u.reserved.Add(1) > maxSpawnsUnconfirmed {
-		u.reserved.Add(-1)
+// reserve takes one of p's places for a linked spawn, reporting false
+// when none is left; release gives back one not used by waitConfirm.
+func reserve(p *peer) bool {
+	if p.spawnsWaiting.Add(1) > maxSpawnsUnconfirmed {
+		p.spawnsWaiting.Add(-1)
 		return false
 	}
 	return true
 }
 
-func (u *unconfirmed) release() { u.reserved.Add(-1) }
+func release(p *peer) { p.spawnsWaiting.Add(-1) }
 
-// wait records r, made for owner, as waiting for its confirmation, in the
-// place reserve took; expire runs if none comes in time.
-func (n *Node) waitConfirm(r, owner actor.Ref) {
+// waitConfirm records r, made for owner of p's node, as waiting for its
+// confirmation, in the place reserve took; it is stopped if none comes in
+// time.
+func (n *Node) waitConfirm(p *peer, r, owner actor.Ref) {
 	u := &n.spawns
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -71,36 +73,39 @@ func (n *Node) waitConfirm(r, owner actor.Ref) {
 	}
 	t := n.afterFunc(n.spawnConfirmWithin(), func() {
 		if u.take(r) {
+			n.stats.spawnsUnconfirmed.Add(1)
 			_ = n.wire.StopLocal(r, errSpawnUnconfirmed)
 		}
 	})
-	u.m[r] = pendingSpawn{owner: owner, t: t}
+	u.m[r] = pendingSpawn{owner: owner, peer: p, t: t}
 }
 
 // take removes r's entry, reporting whether there was one.
 func (u *unconfirmed) take(r actor.Ref) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if _, ok := u.m[r]; !ok {
+	e, ok := u.m[r]
+	if !ok {
 		return false
 	}
 	delete(u.m, r)
-	u.reserved.Add(-1)
+	release(e.peer)
 	return true
 }
 
-// confirm takes r's entry if from is the owner it waits for, reporting
+// confirm takes r's entry if from is the owner it waits for (its link
+// request, or its exit signal when the owner had ended), reporting
 // whether it did.
 func (u *unconfirmed) confirm(r, from actor.Ref) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	p, ok := u.m[r]
-	if !ok || p.owner != from {
+	e, ok := u.m[r]
+	if !ok || e.owner != from {
 		return false
 	}
-	p.t.Stop()
+	e.t.Stop()
 	delete(u.m, r)
-	u.reserved.Add(-1)
+	release(e.peer)
 	return true
 }
 
@@ -114,8 +119,8 @@ func (u *unconfirmed) confirm(r, from actor.Ref) bool {
 // be queued at all (the peer is down, the node closing), the actor stops
 // at once; if it is queued but never confirmed, when its time is up.
 func (n *Node) spawnLinked(peer *peer, name string, proxy actor.Ref, pidx, pgen uint32, fac actor.Factory, owner actor.Ref, epoch func() (uint64, bool)) {
-	if !n.spawns.reserve() {
-		_ = peer.reply(forced, proxy, pidx, pgen, nil, fmt.Errorf("%w: node %s has %d linked spawns waiting for their confirmation", actor.ErrQueueFull, n.name, maxSpawnsUnconfirmed))
+	if !reserve(peer) {
+		_ = peer.reply(answer, proxy, pidx, pgen, nil, fmt.Errorf("%w: node %s has %d linked spawns of node %s waiting for their confirmation", actor.ErrQueueFull, n.name, maxSpawnsUnconfirmed, name))
 		return
 	}
 	var answered atomic.Bool
@@ -124,11 +129,11 @@ func (n *Node) spawnLinked(peer *peer, name string, proxy actor.Ref, pidx, pgen 
 			return false // made after the caller gave up: the loop stops it, unlinked
 		}
 		if err != nil {
-			n.spawns.release()
-			_ = peer.reply(forced, proxy, pidx, pgen, nil, err)
+			release(peer)
+			_ = peer.reply(answer, proxy, pidx, pgen, nil, err)
 			return false
 		}
-		n.waitConfirm(r, owner) // before the answer: a confirmation may come at once
+		n.waitConfirm(peer, r, owner) // before the answer: a confirmation may come at once
 		if qerr := peer.reply(forced, proxy, pidx, pgen, r, nil); qerr != nil {
 			if n.spawns.take(r) {
 				_ = n.wire.StopLocal(r, fmt.Errorf("%w: %s: the answer to its spawn could not be sent: %v", ErrNodeDown, name, qerr))

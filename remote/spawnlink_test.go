@@ -442,6 +442,9 @@ func TestSpawnLinkUnconfirmedStops(t *testing.T) {
 	if lw.live != 1 {
 		t.Fatalf("%d live on B after the confirmation's time, want 1: the unconfirmed actor runs on", lw.live)
 	}
+	if n := b.Stats().SpawnsUnconfirmed; n != 1 {
+		t.Fatalf("SpawnsUnconfirmed = %d, want 1", n)
+	}
 }
 
 // The request's connection is lost right after the answer was read, before
