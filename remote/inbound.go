@@ -334,10 +334,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	ic.data = ic.data || f.kind != fPing
 	switch f.kind {
 	case fSend:
+		ic.from.heardData()
 		n.inSend(ic, f)
 	case fAsk:
+		ic.from.heardData()
 		n.inAsk(ic, f)
 	case fReply:
+		ic.from.heardData()
 		n.inReply(ic, f)
 	case fPing:
 		ic.ackInbound(1)

@@ -47,11 +47,16 @@ type peer struct {
 	writeDone func(netConn, []byte, error) // p.written, bound once
 	fullErr   error                        // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int               // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	lastWrite int64             // when flushLocked last wrote (ns since monoBase)
-	out       frame             // the frame being queued (enqueueOpt), reused
-	calls     map[uint64]waiter // goroutine asks and spawns by correlation
-	nextCall  uint64
+	netHeld   int   // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
+	lastWrite int64 // when flushLocked last wrote (ns since monoBase)
+	// heard: a data frame (Send, Ask, Reply) arrived from the node since
+	// this peer last wrote, so the next write answers it and is not part of
+	// a burst (directNow). Set by the network goroutines reading the node's
+	// connections.
+	heard    atomic.Bool
+	out      frame             // the frame being queued (enqueueOpt), reused
+	calls    map[uint64]waiter // goroutine asks and spawns by correlation
+	nextCall uint64
 	// spawns whose caller stopped waiting (timeout, cancel): an answer
 	// that still comes names an actor nobody knows of, which is stopped
 	// (abandonCall). At most maxAbandoned, the oldest forgotten first.

@@ -55,12 +55,27 @@ func (p *peer) flushLocked(direct bool) {
 
 // directNow reports whether a batch goes out directly (see flushLocked),
 // and records the write's time. Only a connection that can write
-// directly reads the clock.
+// directly reads the clock. A write that follows a data frame from the
+// node (heard) is an answer, not part of a burst, however soon after the
+// last write it comes: a round trip shorter than directGap would otherwise
+// send every request and reply through gnet's loop, a thread wake-up and
+// two more system calls each.
 func (p *peer) directNow(direct bool) bool {
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
+	if p.heard.Load() {
+		p.heard.Store(false)
+		burst = false
+	}
 	return direct && !burst && p.netHeld == 0
+}
+
+// heardData notes that a data frame arrived from the node (see directNow).
+func (p *peer) heardData() {
+	if !p.heard.Load() {
+		p.heard.Store(true)
+	}
 }
 
 // acked records the peer's acknowledgement of the first upto bytes of
