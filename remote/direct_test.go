@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +22,14 @@ func TestDirectNowAnswersHeard(t *testing.T) {
 	}
 	burst()
 	p.heardData()
+	if p.directNow(true) {
+		t.Fatal("a write right after one through gnet, answering a data frame: want a burst (no lone frame ahead of each batch)")
+	}
+	p.lastDirect = true
+	burst()
+	p.heardData()
 	if !p.directNow(true) {
-		t.Fatal("a write right after another, answering a data frame: want it direct")
+		t.Fatal("a write right after a direct one, answering a data frame: want it direct")
 	}
 	burst()
 	if p.directNow(true) {
@@ -31,6 +38,11 @@ func TestDirectNowAnswersHeard(t *testing.T) {
 	p.heardData()
 	if p.directNow(false) {
 		t.Fatal("a write while another is in flight is never direct")
+	}
+	burst()
+	p.answering = true
+	if !p.directNow(true) {
+		t.Fatal("the write at a hold's end, right after another: want it direct")
 	}
 	p.heardData()
 	p.netHeld = 1
@@ -81,3 +93,99 @@ func TestInboundDataMarksPeerHeard(t *testing.T) {
 }
 
 var errNoReply = errors.New("no reply yet")
+
+// writeLog wraps a peer's connection and records its writes.
+type writeLog struct {
+	netConn
+	mu      sync.Mutex
+	directs []int // sizes of the direct writes
+	async   int   // writes handed to the driver
+}
+
+func (w *writeLog) tryWrite(b []byte) int {
+	n := w.netConn.tryWrite(b)
+	w.mu.Lock()
+	w.directs = append(w.directs, n)
+	w.mu.Unlock()
+	return n
+}
+
+func (w *writeLog) asyncWrite(b []byte, done func(c netConn, b []byte, err error)) error {
+	w.mu.Lock()
+	w.async++
+	w.mu.Unlock()
+	return w.netConn.asyncWrite(b, func(_ netConn, b []byte, err error) { done(w, b, err) })
+}
+
+func (w *writeLog) writes() (direct []int, async int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.directs...), w.async
+}
+
+// While a peer is held (a network goroutine handles a read from its node),
+// the frames queued for the node wait, and go out in one direct write when
+// the hold ends, in order.
+func TestHoldWritesOnceAtEnd(t *testing.T) {
+	quiet := Config{HeartbeatInterval: 10 * time.Second, HeartbeatTimeout: time.Minute} // no pings meanwhile
+	a := newTestNode(t, "a", quiet)
+	b := newTestNode(t, "b", quiet)
+	got := make(chan any, 8)
+	sink := spawn(t, a.sys, func(c *actor.Context, msg any) (any, error) {
+		got <- msg
+		return nil, nil
+	})
+	node, addr, id, ok := a.node.ExportRef(sink)
+	if !ok {
+		t.Fatal("cannot export the sink")
+	}
+	r, err := b.node.ImportRef(node, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.sys.Send(r, "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-got; v != "warm-up" {
+		t.Fatalf("got %v", v)
+	}
+	b.node.mu.Lock()
+	p := b.node.peers[a.node.Addr()]
+	b.node.mu.Unlock()
+	log := &writeLog{}
+	waitFor(t, 5*time.Second, "the connection idle", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.conn == nil || p.flushing || p.netHeld != 0 {
+			return false
+		}
+		log.netConn = p.conn
+		p.conn = log
+		return true
+	})
+	if !p.hold() {
+		t.Fatal("a gnet connection is not held")
+	}
+	for _, m := range []string{"m1", "m2", "m3"} {
+		if err := b.sys.Send(r, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, as := log.writes(); len(d) != 0 || as != 0 {
+		t.Fatalf("written while held: %d direct, %d through the driver", len(d), as)
+	}
+	p.unhold()
+	for _, want := range []string{"m1", "m2", "m3"} {
+		select {
+		case v := <-got:
+			if v != want {
+				t.Fatalf("got %v, want %v", v, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never arrived", want)
+		}
+	}
+	if d, as := log.writes(); len(d) != 1 || as != 0 {
+		t.Fatalf("after the hold: %v direct, %d through the driver; want one direct write", d, as)
+	}
+}

@@ -21,6 +21,7 @@ func (n *Node) deliver(ic *inConn, post func() error) error {
 	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
 		return err
 	}
+	ic.unhold()   // other senders to the node must not wait for this wait
 	ic.kickAll(n) // what this read queued must drain for room to appear
 	if n.clk != nil {
 		// Simulated: the loops run on this goroutine; run them until
@@ -109,6 +110,8 @@ type inConn struct {
 	pre *preAuth
 	// data: a frame other than a Ping was read in this OnTraffic
 	data bool
+	// holding: this read holds from's frames (peer.hold)
+	holding bool
 	// cut: this node lost its own connection to the node and ended this
 	// one with it (peer.cutLocked): no more of its frames are handled, and
 	// a link that its frames asked for and that a loop has not made yet is
@@ -125,6 +128,14 @@ func (ic *inConn) queued(to actor.Ref) {
 		}
 	}
 	ic.kick = append(ic.kick, to)
+}
+
+// unhold ends the read's hold of from's frames, if it holds them.
+func (ic *inConn) unhold() {
+	if ic.holding {
+		ic.holding = false
+		ic.from.unhold()
+	}
 }
 
 // kickAll makes the loops messages were queued to handle them.
@@ -236,6 +247,9 @@ func (n *Node) inTraffic(ic *inConn) error {
 	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
 	var replies []byte
 	var err error
+	if ic.hello && ic.from != nil {
+		ic.holding = ic.from.hold()
+	}
 	for {
 		// Records are decrypted up to what the session may hold, then
 		// parsed into frames, which makes room for more.
@@ -267,6 +281,7 @@ func (n *Node) inTraffic(ic *inConn) error {
 	if len(replies) > 0 {
 		_, _ = c.Write(replies)
 	}
+	ic.unhold()
 	switch {
 	case err == nil, err == errCut: // closed on purpose (peer.cutLocked)
 	case errors.Is(err, ErrBufferLimit):

@@ -53,10 +53,18 @@ type peer struct {
 	// this peer last wrote, so the next write answers it and is not part of
 	// a burst (directNow). Set by the network goroutines reading the node's
 	// connections.
-	heard    atomic.Bool
-	out      frame             // the frame being queued (enqueueOpt), reused
-	calls    map[uint64]waiter // goroutine asks and spawns by correlation
-	nextCall uint64
+	heard atomic.Bool
+	// lastDirect: the last batch went out directly, whole (directNow).
+	lastDirect bool
+	// holds: network goroutines handling a read from the node hold the
+	// frames queued meanwhile (hold), held records that some wait, and
+	// answering marks the write at the hold's end (unhold).
+	holds     int
+	held      bool
+	answering bool
+	out       frame             // the frame being queued (enqueueOpt), reused
+	calls     map[uint64]waiter // goroutine asks and spawns by correlation
+	nextCall  uint64
 	// spawns whose caller stopped waiting (timeout, cancel): an answer
 	// that still comes names an actor nobody knows of, which is stopped
 	// (abandonCall). At most maxAbandoned, the oldest forgotten first.
@@ -260,6 +268,10 @@ func (p *peer) sendLocked(dial bool) {
 	case dial:
 		p.dialLocked()
 	case p.conn != nil && !p.flushing:
+		if p.holds > 0 { // written at the hold's end (unhold)
+			p.held = true
+			return
+		}
 		p.flushLocked(true)
 	}
 }
