@@ -125,7 +125,8 @@ func (w *writeLog) writes() (direct []int, async int) {
 
 // While a peer is held (a network goroutine handles a read from its node),
 // the frames queued for the node wait, and go out in one direct write when
-// the hold ends, in order.
+// the hold ends, in order; their traffic is recorded then, with the read's
+// time.
 func TestHoldWritesOnceAtEnd(t *testing.T) {
 	quiet := Config{HeartbeatInterval: 10 * time.Second, HeartbeatTimeout: time.Minute} // no pings meanwhile
 	a := newTestNode(t, "a", quiet)
@@ -174,7 +175,11 @@ func TestHoldWritesOnceAtEnd(t *testing.T) {
 	if d, as := log.writes(); len(d) != 0 || as != 0 {
 		t.Fatalf("written while held: %d direct, %d through the driver", len(d), as)
 	}
-	p.unhold()
+	later := time.Now().Add(time.Hour) // the read's time, as unhold is told it
+	p.unhold(later)
+	if h := p.cm(); h == nil || !h.LastTraffic().Equal(later) {
+		t.Fatalf("the held messages' traffic was not recorded with the read's time %v", later)
+	}
 	for _, want := range []string{"m1", "m2", "m3"} {
 		select {
 		case v := <-got:

@@ -21,8 +21,8 @@ func (n *Node) deliver(ic *inConn, post func() error) error {
 	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
 		return err
 	}
-	ic.unhold()   // other senders to the node must not wait for this wait
-	ic.kickAll(n) // what this read queued must drain for room to appear
+	ic.unhold(n.now()) // other senders to the node must not wait for this wait
+	ic.kickAll(n)      // what this read queued must drain for room to appear
 	if n.clk != nil {
 		// Simulated: the loops run on this goroutine; run them until
 		// there is room, as their own goroutines would meanwhile.
@@ -130,11 +130,12 @@ func (ic *inConn) queued(to actor.Ref) {
 	ic.kick = append(ic.kick, to)
 }
 
-// unhold ends the read's hold of from's frames, if it holds them.
-func (ic *inConn) unhold() {
+// unhold ends the read's hold of from's frames, if it holds them; now is
+// when the read began.
+func (ic *inConn) unhold(now time.Time) {
 	if ic.holding {
 		ic.holding = false
-		ic.from.unhold()
+		ic.from.unhold(now)
 	}
 }
 
@@ -281,7 +282,7 @@ func (n *Node) inTraffic(ic *inConn) error {
 	if len(replies) > 0 {
 		_, _ = c.Write(replies)
 	}
-	ic.unhold()
+	ic.unhold(now)
 	switch {
 	case err == nil, err == errCut: // closed on purpose (peer.cutLocked)
 	case errors.Is(err, ErrBufferLimit):

@@ -62,6 +62,8 @@ type peer struct {
 	holds     int
 	held      bool
 	answering bool
+	answerAt  int64             // the time of the read that ends (unhold), as lastWrite
+	heldData  bool              // a held frame is data: traffic, recorded at unhold
 	out       frame             // the frame being queued (enqueueOpt), reused
 	calls     map[uint64]waiter // goroutine asks and spawns by correlation
 	nextCall  uint64
@@ -190,12 +192,18 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	if err := p.appendLocked(f); err != nil {
 		return 0, err
 	}
-	if h := p.cm(); h != nil && kind != fPing && (p.n.clk != nil || p.conn == nil || !p.flushing) {
+	if h := p.cm(); h != nil && kind != fPing {
 		// Data, not heartbeats: the connection manager's traffic recency.
 		// A frame that joins a write under way is counted with the frame
 		// that started it (at most one write's time earlier), so that a
-		// stream reads the clock once per write, not per frame.
-		h.Traffic(p.n.now())
+		// stream reads the clock once per write, not per frame; one held
+		// (hold) at the hold's end, with the read's time.
+		switch {
+		case p.n.clk != nil || p.conn == nil || !p.flushing && p.holds == 0:
+			h.Traffic(p.n.now())
+		case p.holds > 0 && !p.flushing:
+			p.heldData = true
+		}
 	}
 	p.sendLocked(dial)
 	return p.link.epoch, nil

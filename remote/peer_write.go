@@ -69,6 +69,11 @@ func (p *peer) flushLocked(direct bool) {
 //     once) heard does not count, so that one lone frame does not go ahead
 //     of each batch.
 func (p *peer) directNow(direct bool) bool {
+	if p.answering {
+		// the read's time: no clock read for the write that ends it
+		p.lastWrite = p.answerAt
+		return direct && p.netHeld == 0
+	}
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
@@ -77,9 +82,6 @@ func (p *peer) directNow(direct bool) bool {
 		if p.lastDirect {
 			burst = false
 		}
-	}
-	if p.answering {
-		burst = false
 	}
 	return direct && !burst && p.netHeld == 0
 }
@@ -107,8 +109,9 @@ func (p *peer) hold() bool {
 	return true
 }
 
-// unhold ends a hold, writing what was queued meanwhile.
-func (p *peer) unhold() {
+// unhold ends a hold, writing what was queued meanwhile; now is when the
+// read began (the write's time for the next burst's test, directNow).
+func (p *peer) unhold(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.holds--
@@ -116,8 +119,14 @@ func (p *peer) unhold() {
 		return
 	}
 	p.held = false
+	if p.heldData {
+		p.heldData = false
+		if h := p.cm(); h != nil {
+			h.Traffic(now)
+		}
+	}
 	if p.conn != nil && !p.flushing {
-		p.answering = true
+		p.answering, p.answerAt = true, int64(now.Sub(monoBase))
 		p.flushLocked(true)
 		p.answering = false
 	}
