@@ -41,8 +41,14 @@ func TestDirectNowAnswersHeard(t *testing.T) {
 	}
 	burst()
 	p.answering = true
+	p.heardData()
 	if !p.directNow(true) {
 		t.Fatal("the write at a hold's end, right after another: want it direct")
+	}
+	p.answering = false
+	burst()
+	if p.directNow(true) {
+		t.Fatal("a write right after a hold's end, nothing heard since: want a burst (the hold's write answered what was heard)")
 	}
 	p.heardData()
 	p.netHeld = 1

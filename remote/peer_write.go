@@ -70,8 +70,12 @@ func (p *peer) flushLocked(direct bool) {
 //     of each batch.
 func (p *peer) directNow(direct bool) bool {
 	if p.answering {
-		// the read's time: no clock read for the write that ends it
+		// the read's time: no clock read for the write that ends it,
+		// which answers what was heard
 		p.lastWrite = p.answerAt
+		if p.heard.Load() {
+			p.heard.Store(false)
+		}
 		return direct && p.netHeld == 0
 	}
 	now := int64(time.Since(monoBase))
