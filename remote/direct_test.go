@@ -170,7 +170,7 @@ func TestHoldWritesOnceAtEnd(t *testing.T) {
 		p.conn = log
 		return true
 	})
-	if !p.hold() {
+	if !p.hold(time.Now().Add(time.Hour)) { // a hold that cannot expire here
 		t.Fatal("a gnet connection is not held")
 	}
 	for _, m := range []string{"m1", "m2", "m3"} {
@@ -199,4 +199,21 @@ func TestHoldWritesOnceAtEnd(t *testing.T) {
 	if d, as := log.writes(); len(d) != 1 || as != 0 {
 		t.Fatalf("after the hold: %v direct, %d through the driver; want one direct write", d, as)
 	}
+	// A hold older than maxHold (a slow handler lent to the network
+	// goroutine) makes nothing wait: m4 goes while the hold lasts.
+	if !p.hold(time.Now().Add(-time.Second)) {
+		t.Fatal("a gnet connection is not held")
+	}
+	if err := b.sys.Send(r, "m4"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if v != "m4" {
+			t.Fatalf("got %v, want m4", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("m4 waited for an expired hold")
+	}
+	p.unhold(time.Now())
 }

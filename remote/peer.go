@@ -60,6 +60,7 @@ type peer struct {
 	// frames queued meanwhile (hold), held records that some wait, and
 	// answering marks the write at the hold's end (unhold).
 	holds     int
+	holdStart int64 // when the first of the holds began (since monoBase)
 	held      bool
 	answering bool
 	answerAt  int64             // the time of the read that ends (unhold), as lastWrite
@@ -276,7 +277,7 @@ func (p *peer) sendLocked(dial bool) {
 	case dial:
 		p.dialLocked()
 	case p.conn != nil && !p.flushing:
-		if p.holds > 0 { // written at the hold's end (unhold)
+		if p.holds > 0 && !p.holdExpired() { // written at the hold's end (unhold)
 			p.held = true
 			return
 		}

@@ -103,14 +103,30 @@ func (p *peer) heardData() {
 // next request of an exchange) goes out in one write at its end, directly,
 // as gnet writes what its own handlers answer. It reports whether it held
 // the peer: only a connection that can write directly is held.
-func (p *peer) hold() bool {
+func (p *peer) hold(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil || !p.conn.direct() {
 		return false
 	}
+	if p.holds == 0 {
+		p.holdStart = int64(now.Sub(monoBase))
+	}
 	p.holds++
 	return true
+}
+
+// maxHold is how long a hold makes frames wait: a read whose handling
+// takes longer (a slow handler lent to the network goroutine, which a
+// hold cannot interrupt) lets the frames queued after that go out as if
+// there were no hold, so a slow handler does not delay what the node's
+// other goroutines send.
+const maxHold = 100 * time.Microsecond
+
+// holdExpired reports whether the current hold began over maxHold ago. It
+// reads the clock, but only while a hold makes a frame wait.
+func (p *peer) holdExpired() bool {
+	return int64(time.Since(monoBase))-p.holdStart > int64(maxHold)
 }
 
 // unhold ends a hold, writing what was queued meanwhile; now is when the
