@@ -21,7 +21,8 @@ func (n *Node) deliver(ic *inConn, post func() error) error {
 	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
 		return err
 	}
-	ic.kickAll(n) // what this read queued must drain for room to appear
+	ic.unhold(n.now()) // other senders to the node must not wait for this wait
+	ic.kickAll(n)      // what this read queued must drain for room to appear
 	if n.clk != nil {
 		// Simulated: the loops run on this goroutine; run them until
 		// there is room, as their own goroutines would meanwhile.
@@ -109,6 +110,8 @@ type inConn struct {
 	pre *preAuth
 	// data: a frame other than a Ping was read in this OnTraffic
 	data bool
+	// holding: this read holds from's frames (peer.hold)
+	holding bool
 	// cut: this node lost its own connection to the node and ended this
 	// one with it (peer.cutLocked): no more of its frames are handled, and
 	// a link that its frames asked for and that a loop has not made yet is
@@ -125,6 +128,15 @@ func (ic *inConn) queued(to actor.Ref) {
 		}
 	}
 	ic.kick = append(ic.kick, to)
+}
+
+// unhold ends the read's hold of from's frames, if it holds them; now is
+// when the read began.
+func (ic *inConn) unhold(now time.Time) {
+	if ic.holding {
+		ic.holding = false
+		ic.from.unhold(now)
+	}
 }
 
 // kickAll makes the loops messages were queued to handle them.
@@ -236,6 +248,9 @@ func (n *Node) inTraffic(ic *inConn) error {
 	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
 	var replies []byte
 	var err error
+	if ic.hello && ic.from != nil {
+		ic.holding = ic.from.hold(now)
+	}
 	for {
 		// Records are decrypted up to what the session may hold, then
 		// parsed into frames, which makes room for more.
@@ -267,6 +282,7 @@ func (n *Node) inTraffic(ic *inConn) error {
 	if len(replies) > 0 {
 		_, _ = c.Write(replies)
 	}
+	ic.unhold(now)
 	switch {
 	case err == nil, err == errCut: // closed on purpose (peer.cutLocked)
 	case errors.Is(err, ErrBufferLimit):
@@ -334,10 +350,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	ic.data = ic.data || f.kind != fPing
 	switch f.kind {
 	case fSend:
+		ic.from.heardData()
 		n.inSend(ic, f)
 	case fAsk:
+		ic.from.heardData()
 		n.inAsk(ic, f)
 	case fReply:
+		ic.from.heardData()
 		n.inReply(ic, f)
 	case fPing:
 		ic.ackInbound(1)
