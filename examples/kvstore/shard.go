@@ -58,16 +58,17 @@ const (
 	syncMaxBytes = 1 << 20
 )
 
-func encodeEntry(e Entry) []byte {
-	b := make([]byte, entryHeader+len(e.V))
-	b[0] = entryFormat
-	binary.BigEndian.PutUint64(b[1:], e.TS.N)
-	binary.BigEndian.PutUint64(b[9:], e.TS.W)
+// appendEntry appends e as the disk keeps it to b.
+func appendEntry(b []byte, e Entry) []byte {
+	var flags byte
 	if e.Deleted {
-		b[17] = flagDeleted
+		flags = flagDeleted
 	}
-	copy(b[entryHeader:], e.V)
-	return b
+	b = append(b, entryFormat)
+	b = binary.BigEndian.AppendUint64(b, e.TS.N)
+	b = binary.BigEndian.AppendUint64(b, e.TS.W)
+	b = append(b, flags)
+	return append(b, e.V...)
 }
 
 // decodeEntry reads an entry; its value is copied (the storage's slices
