@@ -119,6 +119,9 @@ func (a *committerActor) enqueue(c *actor.Context, r *commitReq) {
 		}
 		return nil, nil
 	}).Then(func(_ *actor.Context, _ any, err error) {
+		if job.state.Load() != jobPending {
+			return // it ran (or Terminate took it): no error to build
+		}
 		job.abandon(cm, fmt.Errorf("kvstore: the commit job was refused: %w", err)) // the pool refused the job
 	})
 }
@@ -201,7 +204,7 @@ func (c *committer) run(round []*commitReq) {
 	// A flight its replica cancelled (it died before the round) is
 	// answered as not applied; the others are committed, then answered;
 	// the loads run last.
-	live, loads := round[:0:0], round[:0:0]
+	live, loads := round[:0], round[:0:0] // live in round's room: it is read ahead of where live writes
 	for _, r := range round {
 		if r.load {
 			loads = append(loads, r)
@@ -239,13 +242,18 @@ func (c *committer) commitRound(round []*commitReq) {
 			}
 		}
 	}()
-	ok := round[:0:0]
-	for _, r := range round {
+	ok, copied := round, false // a copy once a batch is refused: round stays whole for the caller
+	for i, r := range round {
 		if err := r.d.beforeCommit(r.f.batch); err != nil {
 			r.err = err
+			if !copied {
+				ok, copied = append(make([]*commitReq, 0, len(round)), round[:i]...), true
+			}
 			continue
 		}
-		ok = append(ok, r)
+		if copied {
+			ok = append(ok, r)
+		}
 	}
 	if len(ok) == 0 {
 		return
