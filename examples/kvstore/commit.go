@@ -55,11 +55,10 @@ type commitReq struct {
 	load bool
 }
 
-// commitMsg asks the committer's actor to commit a replica's flight.
-type commitMsg struct {
-	d *disk
-	f *flight
-}
+// commitMsg asks the committer's actor to commit a replica's flight (of
+// the replica f.d). One pointer: an interface holds it without an
+// allocation.
+type commitMsg struct{ f *flight }
 
 // loadMsg asks the committer's actor for a replica's entries (a
 // map[string]Entry), once the commits queued before it are done.
@@ -87,7 +86,7 @@ type committerActor struct {
 func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case commitMsg:
-		a.enqueue(c, &commitReq{d: m.d, f: m.f, r: c.Defer()})
+		a.enqueue(c, &commitReq{d: m.f.d, f: m.f, r: c.Defer()})
 		return nil, nil
 	case loadMsg:
 		a.enqueue(c, &commitReq{d: m.d, r: c.Defer(), load: true})

@@ -176,6 +176,7 @@ func (g *group) Reply(_ any, err error) {
 // not started when its instance dies is not committed, and its writes fail
 // as not applied.
 type flight struct {
+	d      *disk // the replica's
 	batch  []op
 	mu     sync.Mutex
 	state  flightState
@@ -511,7 +512,7 @@ func (s *shard) flush(c *actor.Context) {
 	} else {
 		clear(newest) // kept, with its room, for the next batch
 	}
-	f := &flight{batch: batch}
+	f := &flight{d: s.d, batch: batch}
 	if !writes {
 		// Every version of the batch is durable already (in the commit
 		// that just ended): nothing to write.
@@ -525,7 +526,7 @@ func (s *shard) flush(c *actor.Context) {
 	s.flight = f
 	d := s.d
 	d.pending.Add(1)
-	c.AskTimeout(d.c.ref, commitMsg{d: d, f: f}, 0).Then(func(c *actor.Context, _ any, err error) {
+	c.AskTimeout(d.c.ref, commitMsg{f: f}, 0).Then(func(c *actor.Context, _ any, err error) {
 		s.guard(func() {
 			if f.cancelQueued() {
 				// The commit never started (the committer's actor was
