@@ -86,7 +86,9 @@ type committerActor struct {
 func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case commitMsg:
-		a.enqueue(c, &commitReq{d: m.f.d, f: m.f, r: c.Defer()})
+		r := &m.f.req // the flight's own: no allocation per commit
+		*r = commitReq{d: m.f.d, f: m.f, r: c.Defer()}
+		a.enqueue(c, r)
 		return nil, nil
 	case loadMsg:
 		a.enqueue(c, &commitReq{d: m.d, r: c.Defer(), load: true})

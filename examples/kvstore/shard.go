@@ -178,6 +178,7 @@ func (g *group) Reply(_ any, err error) {
 type flight struct {
 	d      *disk // the replica's
 	batch  []op
+	req    commitReq // the committer's request for it, kept here: one allocation less
 	mu     sync.Mutex
 	state  flightState
 	orphan bool  // the instance died while it was committed: the committer answers
