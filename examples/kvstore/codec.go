@@ -6,22 +6,15 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Hand-written msgpack codecs for the batched reads' messages, GetMany
-// and Entries (remote used reflection for them, which took a quarter of a
-// daemon's CPU once reads were batched; and their decoders bound the
-// lists before allocating them). They write exactly what the as_array
-// struct tags make msgpack write, and read it back the same way, so nodes
-// with and without them understand each other. Arrays longer than a
-// type's fields have the extra elements skipped, like msgpack's own
-// decoder does.
-//
-// Get, Entry and Write have no codec methods: remote codes such plain
-// structs from their field offsets (its struct plans), which is cheaper
-// than a codec called through msgpack's decoder; a type with a codec
-// method gets no plan. The functions below code them inside the lists.
+// Hand-written msgpack codecs for the messages of every read and write
+// (remote uses them instead of reflection, which took a quarter of a
+// daemon's CPU once reads were batched). They write exactly what the as_array struct tags
+// make msgpack write, and read it back the same way, so nodes with and
+// without them understand each other. Arrays longer than a type's fields
+// have the extra elements skipped, like msgpack's own decoder does.
 
-// encodeGet writes g as msgpack writes it by reflection.
-func encodeGet(e *msgpack.Encoder, g Get) error {
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (g Get) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeArrayLen(2); err != nil {
 		return err
 	}
@@ -31,8 +24,8 @@ func encodeGet(e *msgpack.Encoder, g Get) error {
 	return e.EncodeBool(g.NoValue)
 }
 
-// decodeGet reads what encodeGet writes.
-func decodeGet(d *msgpack.Decoder, g *Get) error {
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (g *Get) DecodeMsgpack(d *msgpack.Decoder) error {
 	*g = Get{}
 	n, err := d.DecodeArrayLen()
 	if err != nil || n <= 0 {
@@ -49,8 +42,8 @@ func decodeGet(d *msgpack.Decoder, g *Get) error {
 	return skip(d, n-2)
 }
 
-// encodeEntryMsg writes en as msgpack writes it by reflection.
-func encodeEntryMsg(e *msgpack.Encoder, en Entry) error {
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (en Entry) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeArrayLen(3); err != nil {
 		return err
 	}
@@ -69,8 +62,8 @@ func encodeEntryMsg(e *msgpack.Encoder, en Entry) error {
 	return e.EncodeBool(en.Deleted)
 }
 
-// decodeEntryMsg reads what encodeEntryMsg writes.
-func decodeEntryMsg(d *msgpack.Decoder, en *Entry) error {
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (en *Entry) DecodeMsgpack(d *msgpack.Decoder) error {
 	*en = Entry{}
 	n, err := d.DecodeArrayLen()
 	if err != nil || n <= 0 {
@@ -107,32 +100,61 @@ func decodeEntryMsg(d *msgpack.Decoder, en *Entry) error {
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (m GetMany) EncodeMsgpack(e *msgpack.Encoder) error { return encodeList(e, m.Gets, encodeGet) }
+func (w Write) EncodeMsgpack(e *msgpack.Encoder) error {
+	if err := e.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := e.EncodeString(w.K); err != nil {
+		return err
+	}
+	return w.E.EncodeMsgpack(e)
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (w *Write) DecodeMsgpack(d *msgpack.Decoder) error {
+	*w = Write{}
+	n, err := d.DecodeArrayLen()
+	if err != nil || n <= 0 {
+		return err
+	}
+	if w.K, err = d.DecodeString(); err != nil {
+		return err
+	}
+	if n > 1 {
+		if err := w.E.DecodeMsgpack(d); err != nil {
+			return err
+		}
+	}
+	return skip(d, n-2)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m GetMany) EncodeMsgpack(e *msgpack.Encoder) error { return encodeList(e, m.Gets) }
 
 // DecodeMsgpack implements msgpack.CustomDecoder. It refuses more than
 // MaxGetMany Gets before allocating them.
 func (m *GetMany) DecodeMsgpack(d *msgpack.Decoder) error {
 	*m = GetMany{}
 	var err error
-	m.Gets, err = decodeList(d, "gets", decodeGet)
+	m.Gets, err = decodeList[Get](d, "gets")
 	return err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (es Entries) EncodeMsgpack(e *msgpack.Encoder) error { return encodeList(e, es.E, encodeEntryMsg) }
+func (es Entries) EncodeMsgpack(e *msgpack.Encoder) error { return encodeList(e, es.E) }
 
 // DecodeMsgpack implements msgpack.CustomDecoder. It refuses more than
 // MaxGetMany entries (no client asks for more) before allocating them.
 func (es *Entries) DecodeMsgpack(d *msgpack.Decoder) error {
 	*es = Entries{}
 	var err error
-	es.E, err = decodeList(d, "entries", decodeEntryMsg)
+	es.E, err = decodeList[Entry](d, "entries")
 	return err
 }
 
 // encodeList writes a struct of one list field as GetMany and Entries
 // have: [list], the list nil or an array of xs.
-func encodeList[T any](e *msgpack.Encoder, xs []T, enc func(*msgpack.Encoder, T) error) error {
+func encodeList[T msgpack.CustomEncoder](e *msgpack.Encoder, xs []T) error {
 	if err := e.EncodeArrayLen(1); err != nil {
 		return err
 	}
@@ -143,7 +165,7 @@ func encodeList[T any](e *msgpack.Encoder, xs []T, enc func(*msgpack.Encoder, T)
 		return err
 	}
 	for _, x := range xs {
-		if err := enc(e, x); err != nil {
+		if err := x.EncodeMsgpack(e); err != nil {
 			return err
 		}
 	}
@@ -153,7 +175,10 @@ func encodeList[T any](e *msgpack.Encoder, xs []T, enc func(*msgpack.Encoder, T)
 // decodeList reads what encodeList wrote (fields after the first
 // skipped), refusing more than MaxGetMany elements, named what, before
 // allocating them.
-func decodeList[T any](d *msgpack.Decoder, what string, dec func(*msgpack.Decoder, *T) error) ([]T, error) {
+func decodeList[T any, P interface {
+	*T
+	msgpack.CustomDecoder
+}](d *msgpack.Decoder, what string) ([]T, error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil || n <= 0 {
 		return nil, err
@@ -169,7 +194,7 @@ func decodeList[T any](d *msgpack.Decoder, what string, dec func(*msgpack.Decode
 	if k >= 0 {
 		xs = make([]T, k)
 		for i := range xs {
-			if err := dec(d, &xs[i]); err != nil {
+			if err := P(&xs[i]).DecodeMsgpack(d); err != nil {
 				return xs, err
 			}
 		}

@@ -133,17 +133,3 @@ func TestCodecBounds(t *testing.T) {
 		t.Errorf("Entries of %d: %v, want ErrTooMany", len(bigE.E), err)
 	}
 }
-
-// Get, Entry and Write are coded by remote's struct plans, which a type
-// with a codec method of msgpack's (or a pointer to it) does not get.
-func TestPlainMessagesHaveNoCodec(t *testing.T) {
-	for _, v := range []any{Get{}, &Get{}, Entry{}, &Entry{}, Write{}, &Write{}, Stamp{}, &Stamp{}} {
-		_, enc := v.(msgpack.CustomEncoder)
-		_, dec := v.(msgpack.CustomDecoder)
-		_, m := v.(msgpack.Marshaler)
-		_, u := v.(msgpack.Unmarshaler)
-		if enc || dec || m || u {
-			t.Errorf("%T has a msgpack codec method: remote codes it through msgpack rather than a struct plan", v)
-		}
-	}
-}
