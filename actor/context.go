@@ -187,13 +187,15 @@ func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
 // Reply is the handle of a deferred reply (see Context.Defer). It may be
 // used from any goroutine; only its first use counts.
 type Reply struct {
-	rt     route // where the answer goes, if routed
-	routed bool  // an ask's Reply, with a finalizer; else the answer is discarded
-	used   atomic.Bool
+	rt      *route // where the answer goes; nil: it is discarded
+	used    atomic.Bool
+	cleanup runtime.Cleanup // answers the ask if the Reply is dropped unanswered
 }
 
 // route is where an ask's answer goes: the parts of its envelope that
-// reply reads.
+// reply reads. A Reply keeps it apart from itself so that the cleanup
+// that answers for a dropped Reply can take it as its argument without a
+// second copy (an argument must not reach the object it watches).
 type route struct {
 	from       Ref
 	ch         chan result
@@ -209,8 +211,8 @@ func (r *Reply) Reply(v any, err error) {
 	if r == nil || !r.used.CompareAndSwap(false, true) {
 		return
 	}
-	if r.routed {
-		runtime.SetFinalizer(r, nil)
+	if r.rt != nil {
+		r.cleanup.Stop()
 		r.rt.answer(v, err)
 	}
 }
@@ -253,19 +255,9 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 	return nil
 }
 
-// replyDropped answers an ask whose Reply became garbage unanswered: the
-// Reply's finalizer. It runs on the runtime's finalizer goroutine; reply is
-// safe from any goroutine and does not block.
-//
-// A finalizer, not runtime.AddCleanup: the Reply then is one allocation
-// with its route inside (a cleanup's argument must be apart from the
-// object, and AddCleanup allocates a box for it and a closure). Both keep
-// a Reply that its own route reaches alive for good, alike.
-func replyDropped(r *Reply) {
-	if r.used.CompareAndSwap(false, true) {
-		r.rt.answer(nil, ErrNoReply)
-	}
-}
+// replyDropped answers an ask whose Reply became garbage unanswered. It runs
+// on a runtime goroutine; reply is safe from any goroutine.
+func replyDropped(rt *route) { rt.answer(nil, ErrNoReply) }
 
 // Defer tells the runtime that the current handler will answer later: its
 // return values are ignored and the asker waits (up to its own deadline) for
@@ -285,9 +277,9 @@ func (c *Context) Defer() *Reply {
 	r := &Reply{}
 	c.rep = r
 	if e := c.env; e != nil && e.kind == kAsk {
-		r.rt, r.routed = route{from: e.from, ch: e.ch, pidx: e.pidx, pgen: e.pgen}, true
+		r.rt = &route{from: e.from, ch: e.ch, pidx: e.pidx, pgen: e.pgen}
 		// Nobody can answer a Reply that is garbage: answer for them.
-		runtime.SetFinalizer(r, replyDropped)
+		r.cleanup = runtime.AddCleanup(r, replyDropped, r.rt)
 	}
 	return r
 }

@@ -2,7 +2,6 @@ package actor
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -300,9 +299,7 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 		if r := recover(); r != nil {
 			v, err = nil, ls.crashAt(s, c.self, r, msg, from, unsafe.Pointer(&top))
 			if c.deferred && c.rep != nil && c.rep.used.CompareAndSwap(false, true) {
-				if c.rep.routed {
-					runtime.SetFinalizer(c.rep, nil)
-				}
+				c.rep.cleanup.Stop()
 				c.deferred = false // the handler never answered: the crash is the answer
 			}
 		}
