@@ -155,7 +155,7 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		}
 		return l.askFull(s, w, to, msg, d)
 	}
-	return w.await(nil, d)
+	return w.await(context.Background(), d)
 }
 
 // askFull is askTimeout once the queue was found full: it waits for room
