@@ -89,7 +89,10 @@ func TestClientRefreshAfterStoreRestart(t *testing.T) {
 	if _, err := cl.sys.Ask(ctxT(t), old[0], Get{K: ks[0]}); !errors.Is(err, actor.ErrDead) {
 		t.Fatalf("the old replica ref answers %v, want ErrDead", err)
 	}
-	freeze(cl) // no second fetch: the first one must do
+	// No second fetch: the first one must do. The fetch that Dial did may
+	// be less than RefreshInterval ago on the frozen clock, which would
+	// hold the first one back for good.
+	freeze(cl).add(time.Hour)
 
 	before := cl.dir.fetches.Load()
 	errs := hammer(ks, func(k string) error {
