@@ -118,6 +118,12 @@ type ManagerConfig struct {
 	// Timeout bounds a call whose Spec has no Timeout and whose context
 	// has no deadline. Default 5 s.
 	Timeout time.Duration
+	// OnFailure, if set, is called with the node and the error of every
+	// failed ask of the Manager's calls, including those that fail after
+	// their call has settled (which the call's result cannot report). It
+	// runs on the loop of the actor that made the call, after the node's
+	// statistics count the failure: it must not block.
+	OnFailure func(n *Node, err error)
 }
 
 // DefaultTimeout is the default of ManagerConfig.Timeout.
@@ -127,8 +133,9 @@ const DefaultTimeout = 5 * time.Second
 // and the actors that run the calls of plain goroutines (see Caller). It
 // is safe for concurrent use. Every Configuration belongs to one Manager.
 type Manager struct {
-	sys     *actor.System
-	timeout time.Duration
+	sys       *actor.System
+	timeout   time.Duration
+	onFailure func(n *Node, err error) // ManagerConfig.OnFailure
 
 	mu       sync.Mutex
 	nodes    map[actor.Ref]weak.Pointer[Node]
@@ -148,7 +155,7 @@ func NewManager(sys *actor.System, cfg ManagerConfig) (*Manager, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	m := &Manager{sys: sys, timeout: cfg.Timeout, nodes: map[actor.Ref]weak.Pointer[Node]{}, closedCh: make(chan struct{})}
+	m := &Manager{sys: sys, timeout: cfg.Timeout, onFailure: cfg.OnFailure, nodes: map[actor.Ref]weak.Pointer[Node]{}, closedCh: make(chan struct{})}
 	m.defer_.m = map[queueKey][]*deferred{}
 	svc, err := m.spawnCaller(actor.Name("quorum/caller"))
 	if err != nil {
