@@ -79,8 +79,9 @@ func (t Table) clone() Table {
 // again, and retries the request if it could not reach a majority without
 // it. A failure that comes after its request returned (the other replicas
 // were faster) starts a fetch too, or schedules one for when the rate
-// limit allows it, so that a client keeps no dead ref, idle or not. Every step of the protocol may be retried safely (reads, and a
-// Write of the same version). Fetches are bounded: at most one per daemon
+// limit allows it, so that a client keeps no dead ref, idle or not. Every
+// step of the protocol may be retried safely (reads, and a Write of the
+// same version). Fetches are bounded: at most one per daemon
 // at a time, which the requests that need it wait for (within their own
 // deadline); none sooner than RefreshInterval after a successful one; and
 // after a failed one, none for a backoff that doubles from RefreshInterval
