@@ -354,3 +354,27 @@ func TestOnFailureAfterTheCallSettled(t *testing.T) {
 		t.Fatalf("the late node's stats when OnFailure ran: %+v", st)
 	}
 }
+
+// A panicking OnFailure takes neither the call nor its caller down: the
+// next calls through the same Caller are answered.
+func TestOnFailurePanicContained(t *testing.T) {
+	sys := newSystem(t)
+	m, err := quorum.NewManager(sys, quorum.ManagerConfig{OnFailure: func(*quorum.Node, error) { panic("hook") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ok1 := spawnReplica(t, sys, &replica{st: state{1, "x"}})
+	ok2 := spawnReplica(t, sys, &replica{st: state{1, "x"}}, actor.OnLoop(1))
+	bad := spawnReplica(t, sys, &replica{fail: errors.New("boom")}, actor.OnLoop(1))
+	cfg := config(t, m, nil, bad, ok1, ok2)
+	spec := quorum.Spec[read, state, []quorum.Reply[state]]{Quorum: quorum.Count[read, state](2), Timeout: 5 * time.Second}
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rs, err := quorum.Call(ctx, m.Caller(), cfg, read{}, spec)
+		cancel()
+		if err != nil || len(rs) != 2 {
+			t.Fatalf("call %d: %v %v", i, rs, err)
+		}
+	}
+}

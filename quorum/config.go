@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -122,7 +123,9 @@ type ManagerConfig struct {
 	// failed ask of the Manager's calls, including those that fail after
 	// their call has settled (which the call's result cannot report). It
 	// runs on the loop of the actor that made the call, after the node's
-	// statistics count the failure: it must not block.
+	// statistics count the failure: it must not block. A panic of it is
+	// recovered (the first one logged), so that it cannot take the call or
+	// its caller down.
 	OnFailure func(n *Node, err error)
 }
 
@@ -136,6 +139,7 @@ type Manager struct {
 	sys       *actor.System
 	timeout   time.Duration
 	onFailure func(n *Node, err error) // ManagerConfig.OnFailure
+	hookPanic atomic.Bool              // OnFailure panicked once (logged then)
 
 	mu       sync.Mutex
 	nodes    map[actor.Ref]weak.Pointer[Node]
@@ -394,4 +398,14 @@ func (c Configuration) String() string {
 		sys = c.sys.String()
 	}
 	return fmt.Sprintf("config %016x [%s] %s", uint64(c.id), strings.Join(parts, " "), sys)
+}
+
+// failed runs OnFailure for a failed ask of node, recovering its panic.
+func (m *Manager) failed(n *Node, err error) {
+	defer func() {
+		if r := recover(); r != nil && m.hookPanic.CompareAndSwap(false, true) {
+			slog.Error("quorum: ManagerConfig.OnFailure panicked (logged once)", "panic", fmt.Sprint(r))
+		}
+	}()
+	m.onFailure(n, err)
 }

@@ -79,10 +79,11 @@ func (t Table) clone() Table {
 // again, and retries the request if it could not reach a majority without
 // it. A failure that comes after its request returned (the other replicas
 // were faster) starts a fetch too, or schedules one for when the rate
-// limit allows it, so that a client keeps no dead ref, idle or not. Every
-// step of the protocol may be retried safely (reads, and a Write of the
-// same version). Fetches are bounded: at most one per daemon
-// at a time, which the requests that need it wait for (within their own
+// limit allows it, so that even an idle client replaces a dead ref (unless
+// the fetch fails or brings the same ref back: then the next request that
+// sees it failing asks again). Every step of the protocol may be retried
+// safely (reads, and a Write of the same version). Fetches are bounded: at
+// most one per daemon at a time, which the requests that need it wait for (within their own
 // deadline); none sooner than RefreshInterval after a successful one; and
 // after a failed one, none for a backoff that doubles from RefreshInterval
 // up to MaxRefreshBackoff (RefreshInterval when the fetch was refused
@@ -138,6 +139,11 @@ type waitingRead struct {
 type view struct {
 	tab  Table
 	cfgs []quorum.Configuration // by shard; the zero Configuration when fewer than a majority of replicas have a ref
+	// hosts maps each replica ref of tab to its member, made at the
+	// first stale failure (memberOf), not per view: most views never
+	// need it.
+	hostsOnce sync.Once
+	hosts     map[actor.Ref]string
 }
 
 // RefreshInterval is the shortest time between two directory fetches of one
@@ -813,13 +819,20 @@ func (cl *Client) askFailed(n *quorum.Node, err error) {
 // memberOf returns the member whose replica has ref r in the current
 // table, if any.
 func (cl *Client) memberOf(r actor.Ref) (string, bool) {
-	tab := cl.cur.Load().tab
-	for id, refs := range tab.Refs {
-		if j := slices.Index(refs, r); j >= 0 {
-			return tab.Hosts(id)[j], true
+	v := cl.cur.Load()
+	v.hostsOnce.Do(func() {
+		ms := slices.Compact(slices.Sorted(slices.Values(v.tab.Members)))
+		v.hosts = make(map[actor.Ref]string)
+		for id, refs := range v.tab.Refs {
+			for j, ref := range refs {
+				if !ref.IsZero() && len(ms) > 0 {
+					v.hosts[ref] = ms[(id+j)%len(ms)] // as Placement places it
+				}
+			}
 		}
-	}
-	return "", false
+	})
+	m, ok := v.hosts[r]
+	return m, ok
 }
 
 // fetchSoon starts a fetch of member m's directory, for its stale ref r,
