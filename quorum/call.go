@@ -361,6 +361,9 @@ func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error
 		}
 	}
 	node.observe(now, now.Sub(cl.deadline.Add(cl.asks[i].sent)), err)
+	if err != nil && cl.rs.cfg.m.onFailure != nil {
+		cl.rs.cfg.m.failed(node, err) // also after the call settled
+	}
 	if cl.done {
 		return
 	}
