@@ -108,7 +108,13 @@ func (f *upgradeFixture) config(t *testing.T, name string, seeds ...string) Conf
 			return &counterV1{name: n.name, n: n.n, f: f}, nil
 		},
 	})}
+	// The upgrade tests test no failover: slower than fastApps, so that a
+	// loaded machine (-race, other tests) does not lapse shop's lease, which
+	// stops its root, in the middle of a test. Under fastApps' 200 ms
+	// election timeout the leader was seen to step down for want of a
+	// quorum, and a's lease to end, right after threeDaemons.
 	c.Apps = fastApps("a", "b", "c")
+	c.Apps.ElectionTicks, c.Apps.Lease, c.Apps.RenewEvery = 25, 3*time.Second, 300*time.Millisecond
 	return c
 }
 
