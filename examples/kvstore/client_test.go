@@ -303,8 +303,9 @@ func (f fnReplica) Receive(c *actor.Context, msg any) (any, error) { return f(c,
 // and, when the last fetch was less than RefreshInterval ago, once the
 // interval has passed.
 func TestClientRefreshAfterLateFailure(t *testing.T) {
-	for _, recent := range []bool{false, true} {
-		t.Run(fmt.Sprint("recent=", recent), func(t *testing.T) {
+	for _, c := range []struct{ recent, closed bool }{{false, false}, {true, false}, {true, true}} {
+		recent := c.recent
+		t.Run(fmt.Sprintf("recent=%v,closed=%v", c.recent, c.closed), func(t *testing.T) {
 			sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
 			t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
 			spawn := func(a actor.Actor) actor.Ref {
@@ -354,6 +355,25 @@ func TestClientRefreshAfterLateFailure(t *testing.T) {
 					t.Fatalf("%d fetches within RefreshInterval of the last", n)
 				}
 				clock.add(RefreshInterval)
+			}
+			if c.closed {
+				// Close stops the scheduled fetch, and none starts after it.
+				if err := cl.Close(ctxT(t)); err != nil {
+					t.Fatal(err)
+				}
+				cl.dir.mu.Lock()
+				retry := cl.dir.member(hosts[2]).retry
+				cl.dir.mu.Unlock()
+				if retry != nil {
+					t.Fatal("a fetch is still scheduled after Close")
+				}
+				if done, wait := cl.startFetch(hosts[2]); done != nil || wait != 0 {
+					t.Fatalf("a fetch started after Close (%v, %v)", done != nil, wait)
+				}
+				if n := cl.dir.fetches.Load(); n != 0 {
+					t.Fatalf("%d fetches after Close", n)
+				}
+				return
 			}
 			select {
 			case m := <-fetched:
