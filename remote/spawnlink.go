@@ -82,28 +82,30 @@ func (n *Node) waitConfirm(p *peer, r, owner actor.Ref) {
 
 // take removes r's entry, reporting whether there was one.
 func (u *unconfirmed) take(r actor.Ref) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	e, ok := u.m[r]
-	if !ok {
-		return false
-	}
-	delete(u.m, r)
-	release(e.peer)
-	return true
+	return u.remove(r, func(pendingSpawn) bool { return true })
 }
 
 // confirm takes r's entry if from is the owner it waits for (its link
-// request, or its exit signal when the owner had ended), reporting
-// whether it did.
+// request, or its exit signal when the owner had ended), stopping its
+// timer, and reports whether it did.
 func (u *unconfirmed) confirm(r, from actor.Ref) bool {
+	return u.remove(r, func(e pendingSpawn) bool {
+		if e.owner != from {
+			return false
+		}
+		e.t.Stop()
+		return true
+	})
+}
+
+// remove deletes r's entry, giving back its place, if ok accepts it.
+func (u *unconfirmed) remove(r actor.Ref, ok func(pendingSpawn) bool) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	e, ok := u.m[r]
-	if !ok || e.owner != from {
+	e, found := u.m[r]
+	if !found || !ok(e) {
 		return false
 	}
-	e.t.Stop()
 	delete(u.m, r)
 	release(e.peer)
 	return true
