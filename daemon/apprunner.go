@@ -36,8 +36,9 @@ type appInstance struct {
 	slots    map[string]*childSlot // the children's kinds, by name (rolling upgrades change them)
 	ref      actor.Ref             // the root supervisor, zero while (re)starting
 	cluster  *appCluster           // the root's, closed when the root ends or is ended
-	failures int
-	settled  time.Duration // waited for the gateways to be known
+	failures int                   // starts in a row that ended early (see backoff)
+	started  time.Time             // when the running root was spawned (the loop's clock)
+	settled  time.Duration         // waited for the gateways to be known
 }
 
 // retryStart starts a granted application again after its root ended by
@@ -102,16 +103,33 @@ func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
 		r.retry(c, app, inst)
 		return
 	}
-	inst.ref, inst.cluster = ref, cl
+	inst.ref, inst.cluster, inst.started = ref, cl, c.Now()
 	r.d.apps.setLive(app, &liveApp{gen: inst.gen, root: ref, slots: inst.slots})
 }
 
-// retry starts inst again after a pause that doubles with each failure
-// (100 ms to 30 s).
+// retry starts inst again after inst.backoff.
 func (r *appRunner) retry(c *actor.Context, app string, inst *appInstance) {
+	c.After(inst.backoff(c.Now()), retryStart{app: app, inst: inst})
+}
+
+// healthyRun is how long a root must have run for its end to count as a
+// first failure again rather than one more in a row: twice the longest
+// pause, so a root that keeps failing right after its start never resets.
+const healthyRun = time.Minute
+
+// backoff counts one more failure and returns the pause before the next
+// start: 100 ms doubling with each failure in a row, at most 30 s. A root
+// that ran for healthyRun or longer before it ended starts the count
+// again, so an application that fails once a day is restarted within
+// 100 ms each time, not after the 30 s its first bad hour earned it.
+func (inst *appInstance) backoff(now time.Time) time.Duration {
+	if !inst.started.IsZero() && now.Sub(inst.started) >= healthyRun {
+		inst.failures = 0
+	}
+	inst.started = time.Time{}
 	d := min(100*time.Millisecond<<min(inst.failures, 9), 30*time.Second)
 	inst.failures++
-	c.After(d, retryStart{app: app, inst: inst})
+	return d
 }
 
 // Stop implements driver.Runner: the root gets stopAfter to stop its

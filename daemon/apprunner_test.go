@@ -209,3 +209,36 @@ func TestAppDeployRegistryFull(t *testing.T) {
 		t.Fatalf("a deploy into a full registry: %+v, want a bad spec naming the cause", r)
 	}
 }
+
+// TestAppRestartBackoffResetsAfterAHealthyRun: the pause before a root's
+// restart doubles while it keeps failing at once, up to 30 s, and starts
+// again at 100 ms once a root ran for healthyRun before it ended. A start
+// that failed (no root ran) keeps counting.
+func TestAppRestartBackoffResetsAfterAHealthyRun(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	inst := &appInstance{}
+	now := t0
+	var last time.Duration
+	for i := range 12 {
+		inst.started = now // a root that ended 1 s after its start
+		now = now.Add(time.Second)
+		last = inst.backoff(now)
+		if want := min(100*time.Millisecond<<i, 30*time.Second); last != want {
+			t.Fatalf("failure %d in a row: pause %v, want %v", i+1, last, want)
+		}
+	}
+	if last != 30*time.Second {
+		t.Fatalf("pause after 12 quick failures %v, want 30s", last)
+	}
+	if d := inst.backoff(now.Add(time.Hour)); d != 30*time.Second {
+		t.Fatalf("a start that failed (no root ran) reset the pause to %v", d)
+	}
+	inst.started = now
+	if d := inst.backoff(now.Add(healthyRun)); d != 100*time.Millisecond {
+		t.Fatalf("a root that ran %v then ended: pause %v, want 100ms", healthyRun, d)
+	}
+	inst.started = now
+	if d := inst.backoff(now.Add(time.Second)); d != 200*time.Millisecond {
+		t.Fatalf("the next quick failure: pause %v, want 200ms", d)
+	}
+}
