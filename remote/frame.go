@@ -7,7 +7,7 @@ import "github.com/actord/actord/actor"
 // array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 7
+const protocolVersion = 8
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
@@ -32,6 +32,9 @@ const (
 	fAck       = 18 // [18, bytes]: frame bytes received so far on the connection (sent back on it)
 	fLifecycle = 19 // [19, to, from, pidx, pgen, op, timeout, code, message]: an acknowledged lifecycle request, answered by fReply
 )
+
+// fBatch (batch.go), N Sends in one frame, has no fixed length and is not
+// in the table.
 
 // field is one field of a frame, as the table lists it: which member of
 // frame holds it and how it is encoded.
@@ -135,6 +138,10 @@ type frame struct {
 	typeID         uint64
 	payload        any
 	payloadErr     error // the payload could not be decoded (unknown type, bad value)
+	// fBatch: the payloads, all of type typeID (read: the reader's buffer,
+	// valid until the next parse), and how many values did not decode
+	batch    []any
+	batchBad int
 }
 
 // setError fills the error fields (code and message) of f from err.

@@ -43,6 +43,8 @@ type frameReader struct {
 	// parsed whole
 	ids            inTables
 	defTo, defFrom pendingDefine
+	// batchBuf holds the payloads of the last batch frame (frame.batch)
+	batchBuf []any
 }
 
 func newFrameReader(n *Node, from *peer) *frameReader {
@@ -183,6 +185,15 @@ func (fr *frameReader) parseFields(f *frame) (err error) {
 		if f.version, err = fr.uint64(); err == nil && f.version != protocolVersion {
 			return nil
 		}
+	}
+	if f.kind == fBatch {
+		if err := fr.batchFields(n, f); err != nil {
+			return bad("batch frame", err)
+		}
+		if fr.r.Len() != 0 {
+			return bad(fmt.Sprintf("%d trailing bytes", fr.r.Len()), nil)
+		}
+		return nil
 	}
 	if f.kind == 0 || f.kind >= uint64(len(fieldCount)) || n != fieldCount[f.kind] {
 		return bad(fmt.Sprintf("kind %d with %d fields", f.kind, n), nil)

@@ -352,6 +352,9 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	case fSend:
 		ic.from.heardData()
 		n.inSend(ic, f)
+	case fBatch:
+		ic.from.heardData()
+		n.inBatch(ic, f)
 	case fAsk:
 		ic.from.heardData()
 		n.inAsk(ic, f)

@@ -264,12 +264,14 @@ func (p *peer) admitLocked(kind int, o origin) (*frame, bool, error) {
 
 // appendLocked encodes f, filled, into the outbox.
 func (p *peer) appendLocked(f *frame) error {
-	err := p.ob.appendFrame(p.fw, f)
+	joined, err := p.ob.appendFrame(p.fw, f)
 	f.payload = nil // do not keep the message reachable
 	if err != nil {
 		return err
 	}
-	p.n.stats.framesOut.Add(1)
+	if !joined { // a message that joins a batch frame is no frame of its own
+		p.n.stats.framesOut.Add(1)
+	}
 	return nil
 }
 
