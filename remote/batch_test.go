@@ -71,12 +71,18 @@ func TestSendsJoinIntoBatches(t *testing.T) {
 	send(b, y, true, int64(6))  // another sender
 	send(b, y, false, int64(7)) // none
 	send(b, y, false, int64(8))
-	send(b, y, false, nil) // no payload: never joins, nor is joined
-	send(b, y, false, nil)
 	if o.next(1<<30) == nil {
 		t.Fatal("nothing queued")
 	}
 	send(b, y, false, int64(9)) // the frame before is written: a new one
+	send(b, y, false, int64(10))
+	send(b, y, false, nil) // no payload: never joins, nor is joined
+	send(b, y, false, nil)
+	send(b, y, false, int64(11)) // not into the batch before the nils
+	if _, err := o.appendFrame(fw, &frame{kind: fAsk, to: b, from: y, payload: int64(0)}); err != nil {
+		t.Fatal(err)
+	}
+	send(b, y, false, int64(12)) // nor past an Ask
 	big := bytes.Repeat([]byte{'z'}, maxBatchFrame/3)
 	for range 4 { // past maxBatchFrame: two frames of 2
 		send(a, x, true, big)
@@ -89,8 +95,8 @@ func TestSendsJoinIntoBatches(t *testing.T) {
 		kind  uint64
 		count int
 	}
-	want := []shape{{fBatch, 3}, {fBatch, 2}, {fSend, 1}, {fSend, 1}, {fBatch, 2}, {fSend, 1}, {fSend, 1},
-		{fSend, 1}, {fBatch, 2}, {fBatch, 2}, {fBatch, maxBatchMsgs}, {fSend, 1}}
+	want := []shape{{fBatch, 3}, {fBatch, 2}, {fSend, 1}, {fSend, 1}, {fBatch, 2}, {fBatch, 2}, {fSend, 1},
+		{fSend, 1}, {fSend, 1}, {fAsk, 1}, {fSend, 1}, {fBatch, 2}, {fBatch, 2}, {fBatch, maxBatchMsgs}, {fSend, 1}}
 	var gotShape []shape
 	for _, f := range got {
 		s := shape{f.kind, 1}
@@ -104,14 +110,14 @@ func TestSendsJoinIntoBatches(t *testing.T) {
 	}
 	// The payloads, in order, and the ids each frame names.
 	var vals []any
-	for _, f := range got[:8] {
+	for _, f := range got[:11] {
 		if f.kind == fBatch {
 			vals = append(vals, f.batch...)
 		} else {
 			vals = append(vals, f.payload)
 		}
 	}
-	if s := fmt.Sprint(vals); s != "[s0 s1 s2 3 4 5 6 7 8 <nil> <nil> 9]" {
+	if s := fmt.Sprint(vals); s != "[s0 s1 s2 3 4 5 6 7 8 9 10 <nil> <nil> 11 0 12]" {
 		t.Fatalf("payloads %s", s)
 	}
 	if got[0].to != a || got[0].from != x || !got[0].hasFrom || got[4].to != b || got[4].hasFrom {
@@ -360,5 +366,75 @@ func TestDeadLettersCountBatchMessages(t *testing.T) {
 	}
 	if d.total != 9 || d.other != 0 || fmt.Sprint(d.groups) != fmt.Sprint(want) {
 		t.Fatalf("dead letters %+v, want 9 in %v", d, want)
+	}
+}
+
+// The frame a Send may join is followed through the outbox's changes: a
+// trim moves it, a new connection's Hello and a loss end it.
+func TestBatchTailAcrossTrimBeginLost(t *testing.T) {
+	n := batchNode(t)
+	a, b := wid(0, 1, 1, 0xa), wid(0, 2, 1, 0xb)
+	send := func(o *outbox, fw *frameWriter, to actor.WireID, v any) {
+		t.Helper()
+		if _, err := o.appendFrame(fw, &frame{kind: fSend, to: to, payload: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shapes := func(buf []byte) string {
+		var s []string
+		for _, f := range streamFrames(t, n, buf) {
+			switch f.kind {
+			case fBatch:
+				s = append(s, fmt.Sprint(f.batch))
+			case fSend:
+				if v, ok := f.payload.([]byte); ok {
+					s = append(s, fmt.Sprintf("%d bytes", len(v)))
+					continue
+				}
+				s = append(s, fmt.Sprint(f.payload))
+			default:
+				s = append(s, fmt.Sprint("kind ", f.kind))
+			}
+		}
+		return fmt.Sprint(s)
+	}
+	hello := &frame{kind: fHello, version: protocolVersion, name: "x", addr: "y", epoch: 1}
+
+	// Trim: a written frame acknowledged and dropped moves the unwritten one.
+	fw := newFrameWriter(n)
+	o := &outbox{max: 1 << 30}
+	o.begin(1, fw, hello)
+	send(o, fw, b, bytes.Repeat([]byte{'x'}, 4096))
+	written := append([]byte(nil), o.next(1<<30)...)
+	send(o, fw, a, "a")
+	if err := o.acked(1, uint64(len(written))); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.buf) >= len(written) {
+		t.Fatal("the acknowledged frames were not dropped")
+	}
+	send(o, fw, a, "b")
+	if s := shapes(append(written, o.buf...)); s != "[kind 1 4096 bytes [a b]]" {
+		t.Fatalf("after a trim: %s", s)
+	}
+
+	// A new connection: its Hello goes first, the queued Send stays whole.
+	fw = newFrameWriter(n)
+	o = &outbox{max: 1 << 30}
+	send(o, fw, a, "a")
+	o.begin(1, fw, hello)
+	send(o, fw, a, "b")
+	if s := shapes(o.buf); s != "[kind 1 a b]" {
+		t.Fatalf("across a new connection: %s", s)
+	}
+
+	// A loss: nothing is left to join, and the ids start afresh.
+	fw = newFrameWriter(n)
+	o = &outbox{max: 1 << 30}
+	send(o, fw, a, "a")
+	o.lost(&fw.ids)
+	send(o, fw, a, "b")
+	if s := shapes(o.buf); s != "[b]" {
+		t.Fatalf("after a loss: %s", s)
 	}
 }

@@ -441,7 +441,7 @@ func FuzzFrameDecoder(f *testing.F) {
 		}
 		if fl.kind == fBatch && ferr == nil && fm.payloadErr == nil {
 			var vs []any
-			bad := 0
+			bad := fl.batchBad // values that failed here, builtin types
 			for _, x := range fl.batch {
 				lz, ok := x.(*seam.Lazy)
 				if !ok {

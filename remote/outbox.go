@@ -98,10 +98,9 @@ func (o *outbox) appendFrame(fw *frameWriter, f *frame) (joined bool, err error)
 func (o *outbox) begin(epoch uint64, fw *frameWriter, hello *frame) {
 	queued := append([]byte(nil), o.buf[o.sent:]...)
 	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
-	_, _ = o.appendFrame(fw, hello) // a Hello has no payload: it cannot fail
+	_, _ = o.appendFrame(fw, hello) // a Hello has no payload: it cannot fail; no Send joins what was queued
 	o.buf = append(o.buf, queued...)
 	o.epoch = epoch
-	o.tail.n = 0
 }
 
 // next takes up to max queued bytes for writing (nil when none is
