@@ -29,8 +29,11 @@ const (
 	maxBatchMsgs = 1024
 	// maxBatchFrame is the length (prefix included) past which a sender
 	// does not grow a batch frame: it bounds the bytes moved when a Send
-	// becomes a batch, and the run one frame delivers.
-	maxBatchFrame = 64 << 10
+	// becomes a batch, and the run one frame delivers. Under 16 KiB, the
+	// rest of a frame and a whole record fit the receiver's pooled
+	// plaintext buffer (plainChunk); 64 KiB frames made it allocate a
+	// larger one over and over (30 bytes per message).
+	maxBatchFrame = 16 << 10
 )
 
 // batchTail is the last frame of an outbox's buffer while a Send may join
