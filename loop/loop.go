@@ -173,7 +173,8 @@ func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
 // many it queued, in order. It returns ErrFull, having queued none, when
 // the queue holds Capacity events, and ErrClosed after Close. As with
 // PostQuiet the caller must call Kick once it has queued a batch. fill must
-// not post to this loop.
+// neither panic nor post to this loop: the places claimed reach the loop
+// only as each is filled.
 func (l *Loop[E]) PostQuietN(n int, fill func(i int, ev *E)) (int, error) {
 	if n <= 0 {
 		return 0, nil
