@@ -438,3 +438,25 @@ func TestBatchTailAcrossTrimBeginLost(t *testing.T) {
 		t.Fatalf("after a loss: %s", s)
 	}
 }
+
+// Sends joined in the outbox make the same bytes as writeBatch (the fuzz
+// seeds' writer): one canonical form of the frame.
+func TestJoinedSendsAreWriteBatchBytes(t *testing.T) {
+	n := batchNode(t)
+	to, from := wid(1, 7, 3, 0x10), wid(0, 2, 1, 0xa0)
+	vals := []any{[]byte("a"), []byte{}, bytes.Repeat([]byte{'b'}, 300)}
+	fw := newFrameWriter(n)
+	o := &outbox{max: 1 << 30}
+	for _, v := range vals {
+		if _, err := o.appendFrame(fw, &frame{kind: fSend, to: to, from: from, hasFrom: true, payload: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw2 := newFrameWriter(n)
+	if err := fw2.write(&frame{kind: fBatch, to: to, from: from, hasFrom: true, batch: vals}); err != nil {
+		t.Fatal(err)
+	}
+	if want := takeFrames(fw2); !bytes.Equal(o.buf, want) {
+		t.Fatalf("joined Sends % x\nwriteBatch    % x", o.buf, want)
+	}
+}
