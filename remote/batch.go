@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/actord/actord/actor"
 )
@@ -28,8 +29,9 @@ const (
 	// a longer one is malformed.
 	maxBatchMsgs = 1024
 	// maxBatchFrame is the length (prefix included) past which a sender
-	// does not grow a batch frame: it bounds the bytes moved when a Send
-	// becomes a batch, and the run one frame delivers. Under 16 KiB, the
+	// does not grow a batch frame, nor past the receiver's MaxFrame, which
+	// its Welcome says (outbox.batchMax): it bounds the bytes moved when a
+	// Send becomes a batch, and the run one frame delivers. Under 16 KiB, the
 	// rest of a frame and a whole record fit the receiver's pooled
 	// plaintext buffer (plainChunk); 64 KiB frames made it allocate a
 	// larger one over and over (30 bytes per message).
@@ -56,20 +58,23 @@ func (t *batchTail) joins(f *frame, sent int) bool {
 
 // extendBatch appends v, the payload of a Send that joins t (t.joins), to
 // the frame t describes at the end of buf, turning a Send into a batch
-// frame, and returns the longer buffer. It reports false, with buf
-// unchanged, when v is of another type, or the frame would grow past
-// maxBatchFrame: the Send then goes as a frame of its own. An error is
-// the one the Send's own frame would have failed with.
+// frame, and returns the longer buffer. limit bounds the frame's length,
+// prefix included (outbox.batchMax). It reports false, with buf unchanged,
+// when v is of another type (or nil): the Send then goes as a frame of its
+// own. When v would grow the frame past limit, the value already encoded
+// becomes a Send frame of its own, which t then describes (newFrame true):
+// a payload's encoder, which may be user code, runs once per Send. An
+// error is the one the Send's own frame would have failed with.
 //
 // The interned ids need no new entry: the frame named them, and no frame
 // was queued after it.
-func (fw *frameWriter) extendBatch(buf []byte, t *batchTail, v any) (out []byte, ok bool, err error) {
+func (fw *frameWriter) extendBatch(buf []byte, t *batchTail, v any, limit int) (out []byte, ok, newFrame bool, err error) {
 	if v == nil {
-		return buf, false, nil
+		return buf, false, false, nil
 	}
 	ti, found := fw.reg.ofValue(v)
 	if !found || ti.id != t.typ {
-		return buf, false, nil
+		return buf, false, false, nil
 	}
 	end := len(buf)
 	fw.w.b = buf
@@ -81,7 +86,7 @@ func (fw *frameWriter) extendBatch(buf []byte, t *batchTail, v any) (out []byte,
 	}()
 	if err := fw.value(v, ti); err != nil {
 		out, fw.w.b = fw.w.b[:end], nil
-		return out, true, err
+		return out, true, false, err
 	}
 	b := fw.w.b
 	fw.w.b = nil
@@ -89,8 +94,8 @@ func (fw *frameWriter) extendBatch(buf []byte, t *batchTail, v any) (out []byte,
 	if t.n == 1 {
 		grow = 2 // fixarray becomes array 16
 	}
-	if len(b)+grow-t.start > maxBatchFrame {
-		return b[:end], false, nil
+	if len(b)+grow-t.start > limit {
+		return fw.sendAround(b, end, t, limit), true, true, nil
 	}
 	if t.n == 1 {
 		b = append(b, 0, 0)
@@ -103,7 +108,36 @@ func (fw *frameWriter) extendBatch(buf []byte, t *batchTail, v any) (out []byte,
 	binary.BigEndian.PutUint16(body[1:], uint16(4+t.n))
 	body[3] = fBatch
 	binary.BigEndian.PutUint32(b[t.start:], uint32(len(body)))
-	return b, true, nil
+	return b, true, false, nil
+}
+
+// sendAround makes the value encoded at b[at:] a Send frame with t's to,
+// from and type, the bytes fw.appendFrame writes for it, and makes t that
+// frame (n 0 if it is past limit itself). The header is appended after the
+// value, then the two swap places in place.
+func (fw *frameWriter) sendAround(b []byte, at int, t *batchTail, limit int) []byte {
+	vlen := len(b) - at
+	b = append(b, 0, 0, 0, 0, 0x95, fSend)
+	toI, toK := fw.ids.to.intern(t.to)
+	b = appendInterned(b, toI, toK, &t.to)
+	if t.hasFrom {
+		fromI, fromK := fw.ids.from.intern(t.from)
+		b = appendInterned(b, fromI, fromK, &t.from)
+	} else {
+		b = append(b, 0xc0)
+	}
+	b = appendUint(b, t.typ)
+	fw.lastType = t.typ
+	f := b[at:] // value, header: reverse each, then the whole, to make it header, value
+	slices.Reverse(f[:vlen])
+	slices.Reverse(f[vlen:])
+	slices.Reverse(f)
+	binary.BigEndian.PutUint32(f, uint32(len(f)-4))
+	t.start, t.n = at, 1
+	if len(f) > limit {
+		t.n = 0
+	}
+	return b
 }
 
 // writeBatch appends f.batch, one or more payloads of one registered type,
@@ -153,9 +187,10 @@ func (fw *frameWriter) writeBatch(f *frame) error {
 // its kind, into f: to, from, the type and the values, each checked
 // (checkValue) and decoded as a Send's payload is, into f.batch. A frame
 // whose count is out of bounds, or whose values do not parse as values to
-// the frame's end, is malformed; an unknown type sets f.payloadErr (every
-// message is dropped), and a value that does not decode is left out of
-// f.batch and counted in f.batchBad.
+// the frame's end, is malformed; an unknown type sets f.payloadErr, and a
+// value of it, one nested too deep or one that does not decode is left
+// out of f.batch and counted in f.batchBad: each is dropped alone, as its
+// Send would be.
 func (fr *frameReader) batchFields(n int, f *frame) error {
 	if m := n - 4; m < 1 || m > maxBatchMsgs {
 		return fmt.Errorf("batch of %d messages (1 to %d)", m, maxBatchMsgs)
@@ -187,12 +222,17 @@ func (fr *frameReader) batchFields(n int, f *frame) error {
 	for i := range n - 4 {
 		start := fr.pos()
 		end, err := checkValue(fr.buf, start, 0)
+		deep := errors.Is(err, errTooDeep)
+		if deep { // a value a Send would carry, dropped alone as its Send would be
+			end, err = skipValue(fr.buf, start)
+		}
 		if err != nil {
 			fr.batchBuf = vs
 			return fmt.Errorf("batch value %d: %w", i, err)
 		}
 		switch {
-		case !ok:
+		case !ok || deep:
+			f.batchBad++
 			fr.skipTo(end)
 		case fr.lazy != nil && ti.lazy:
 			vs = append(vs, fr.lazy.take(fr.buf[start:end], ti, fr.r.ctx))

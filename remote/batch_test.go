@@ -53,7 +53,7 @@ func streamFrames(t testing.TB, n *Node, stream []byte) []frame {
 func TestSendsJoinIntoBatches(t *testing.T) {
 	n := batchNode(t)
 	fw := newFrameWriter(n)
-	o := &outbox{max: 1 << 30}
+	o := &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	a, b := wid(0, 1, 1, 0xa), wid(1, 2, 1, 0xb)
 	x, y := wid(0, 3, 1, 0xc), wid(0, 4, 1, 0xd)
 	send := func(to, from actor.WireID, hasFrom bool, v any) {
@@ -134,7 +134,7 @@ func TestSendsJoinIntoBatches(t *testing.T) {
 func TestBatchJoinEncodeError(t *testing.T) {
 	n := batchNode(t)
 	fw := newFrameWriter(n)
-	o := &outbox{max: 1 << 30}
+	o := &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	a := wid(0, 1, 1, 0xa)
 	for _, v := range []any{"a", "b"} {
 		if _, err := o.appendFrame(fw, &frame{kind: fSend, to: a, payload: v}); err != nil {
@@ -215,7 +215,7 @@ func TestBatchFrameBounds(t *testing.T) {
 		"too many messages":      batchBody(sec, maxBatchMsgs+1),
 		"count past the values":  miscounted,
 		"value past the frame":   body(fBatch, def, nil, typeID("bytes"), msgpack.RawMessage{0xc6, 0x10, 0, 0, 0, 'x'}),
-		"value nested too deep":  body(fBatch, def, nil, typeID("[]any"), msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0))),
+		"deep value truncated":   body(fBatch, def, nil, typeID("[]any"), msgpack.RawMessage(bytes.Repeat([]byte{0x91}, 5000))),
 		"unknown type truncated": body(fBatch, def, nil, 12345, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}),
 		"trailing bytes":         append(batchBody(sec, 2), 0xc0),
 		"nil type":               body(fBatch, def, nil, 0, nil, nil),
@@ -235,6 +235,14 @@ func TestBatchFrameBounds(t *testing.T) {
 	var f frame
 	if err := fr.parse(batchBody(sec, maxBatchMsgs), &f); err != nil || len(f.batch) != maxBatchMsgs {
 		t.Fatalf("a batch of %d: %v, %d messages", maxBatchMsgs, err, len(f.batch))
+	}
+	// A value nested too deep, well formed, is what a Send may carry: it
+	// is dropped alone (counted), its neighbours kept, the frame good.
+	deep := msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 5000), 0xc0))
+	fr = newFrameReader(n, nil)
+	f = frame{}
+	if err := fr.parse(body(fBatch, def, nil, typeID("[]any"), msgpack.RawMessage{0x90}, deep, deep, msgpack.RawMessage{0x91, 0x01}), &f); err != nil || len(f.batch) != 2 || f.batchBad != 2 {
+		t.Fatalf("a batch with two values nested too deep: %v, %d kept, %d bad; want 2 kept, 2 bad", err, len(f.batch), f.batchBad)
 	}
 }
 
@@ -326,6 +334,7 @@ func TestBatchIntoFullQueue(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = i
 	}
+	start := time.Now()
 	if k, err := a.sys.SendMany(r, msgs); k != size || err != nil {
 		t.Fatalf("SendMany: %d, %v", k, err)
 	}
@@ -334,11 +343,18 @@ func TestBatchIntoFullQueue(t *testing.T) {
 	waitFor(t, 30*time.Second, "every message delivered or dropped", func() bool {
 		return delivered.Load()+int64(b.node.Stats().Dropped) == size
 	})
+	elapsed := time.Since(start)
 	if s, _ := order.Load().(string); s != "" {
 		t.Fatal(s)
 	}
-	if d := b.node.Stats().Dropped; d > 10 {
-		t.Fatalf("%d of %d dropped: a wait that gave up dropped more than its message", d, size)
+	// Each drop ends a wait of DeliverWait, and the connection's waits
+	// follow one another: however slowly this goroutine ran (a loaded
+	// machine drops more), no more drops than waits fit in the time taken.
+	// Dropping the rest of the batch at the first wait given up would
+	// drop some 184 in a few hundred milliseconds.
+	wait := 100 * time.Millisecond
+	if d, most := b.node.Stats().Dropped, uint64(elapsed/wait)+1; d > most {
+		t.Fatalf("%d of %d dropped in %v, more than waits of %v fit: a wait that gave up dropped more than its message", d, size, elapsed, wait)
 	}
 }
 
@@ -347,7 +363,7 @@ func TestBatchIntoFullQueue(t *testing.T) {
 func TestDeadLettersCountBatchMessages(t *testing.T) {
 	n := batchNode(t)
 	fw := newFrameWriter(n)
-	o := &outbox{max: 1 << 30}
+	o := &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	a, x := wid(0, 1, 1, 0xa), wid(0, 3, 1, 0xc)
 	for i := range 7 {
 		if _, err := o.appendFrame(fw, &frame{kind: fSend, to: a, from: x, hasFrom: true, payload: int64(i)}); err != nil {
@@ -402,8 +418,9 @@ func TestBatchTailAcrossTrimBeginLost(t *testing.T) {
 
 	// Trim: a written frame acknowledged and dropped moves the unwritten one.
 	fw := newFrameWriter(n)
-	o := &outbox{max: 1 << 30}
+	o := &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	o.begin(1, fw, hello)
+	o.welcomed(1, 1<<30)
 	send(o, fw, b, bytes.Repeat([]byte{'x'}, 4096))
 	written := append([]byte(nil), o.next(1<<30)...)
 	send(o, fw, a, "a")
@@ -420,7 +437,7 @@ func TestBatchTailAcrossTrimBeginLost(t *testing.T) {
 
 	// A new connection: its Hello goes first, the queued Send stays whole.
 	fw = newFrameWriter(n)
-	o = &outbox{max: 1 << 30}
+	o = &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	send(o, fw, a, "a")
 	o.begin(1, fw, hello)
 	send(o, fw, a, "b")
@@ -430,7 +447,7 @@ func TestBatchTailAcrossTrimBeginLost(t *testing.T) {
 
 	// A loss: nothing is left to join, and the ids start afresh.
 	fw = newFrameWriter(n)
-	o = &outbox{max: 1 << 30}
+	o = &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	send(o, fw, a, "a")
 	o.lost(&fw.ids)
 	send(o, fw, a, "b")
@@ -446,7 +463,7 @@ func TestJoinedSendsAreWriteBatchBytes(t *testing.T) {
 	to, from := wid(1, 7, 3, 0x10), wid(0, 2, 1, 0xa0)
 	vals := []any{[]byte("a"), []byte{}, bytes.Repeat([]byte{'b'}, 300)}
 	fw := newFrameWriter(n)
-	o := &outbox{max: 1 << 30}
+	o := &outbox{max: 1 << 30, batchMax: maxBatchFrame}
 	for _, v := range vals {
 		if _, err := o.appendFrame(fw, &frame{kind: fSend, to: to, from: from, hasFrom: true, payload: v}); err != nil {
 			t.Fatal(err)

@@ -13,7 +13,7 @@ const protocolVersion = 8
 // bytes: a msgpack array whose first element is the kind.
 const (
 	fHello     = 1  // [1, version, name, incarnation, listenAddr, epoch, cutIncarnation, cutEpoch]
-	fWelcome   = 2  // [2, version, name, incarnation]
+	fWelcome   = 2  // [2, version, name, incarnation, maxFrame]
 	fSend      = 3  // [3, to, from|nil, typeID, payload]: to and from interned (intern.go)
 	fAsk       = 4  // [4, to, from, pidx, pgen, typeID, payload]: to and from interned
 	fReply     = 5  // [5, loop, pidx, pgen, code, message, typeID, payload]
@@ -65,12 +65,13 @@ const (
 	fldToIn                         // to: an interned actor id (intern.go)
 	fldFromIn                       // from: an interned actor id
 	fldFromInOpt                    // from: an interned actor id, or nil (hasFrom says which)
+	fldMaxFrame                     // maxFrame: unsigned, the largest frame body the sender of the frame reads
 )
 
 // frameFields lists the fields of each frame kind, in order.
 var frameFields = [...][]field{
 	fHello:     {fldVersion, fldName, fldIncarnation, fldAddr, fldEpoch, fldCutInc, fldCutEpoch},
-	fWelcome:   {fldVersion, fldName, fldIncarnation},
+	fWelcome:   {fldVersion, fldName, fldIncarnation, fldMaxFrame},
 	fSend:      {fldToIn, fldFromInOpt, fldPayload},
 	fAsk:       {fldToIn, fldFromIn, fldPidx, fldPgen, fldPayload},
 	fReply:     {fldLoop, fldPidx, fldPgen, fldCode, fldMsg, fldPayload},
@@ -116,6 +117,7 @@ type frame struct {
 	name, addr  string
 	incarnation uint64
 	epoch       uint64
+	maxFrame    uint64 // fWelcome: the acceptor's Config.MaxFrame (batches to it stay within)
 	// fHello: the newest connection of the receiving node that the sender
 	// cut when it lost its own connection (peer.cut); 0, 0 for none
 	cutInc, cutEpoch uint64

@@ -149,6 +149,8 @@ func appendField(b []byte, fl field, f *frame) []byte {
 		return appendUint(b, f.cutInc)
 	case fldCutEpoch:
 		return appendUint(b, f.cutEpoch)
+	case fldMaxFrame:
+		return appendUint(b, f.maxFrame)
 	case fldTo:
 		return appendID(b, f.to)
 	case fldFrom:

@@ -186,7 +186,7 @@ func malformedSeeds() [][]byte {
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("bytes"), msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("string"), msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fReply, 1, 1, 1, 0, msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff}, 0, nil)),
-		pre(body(fWelcome, 1, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}, 1)),
+		pre(body(fWelcome, 1, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}, 1, 4096)),
 		// Batch frames: no messages, a count past the values or past the
 		// bound, a value past the frame, nil and unknown types, a value of
 		// the wrong type among good ones.
@@ -248,7 +248,7 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 		{"spawn payload", body(fSpawn, 1, 1, nil, "k", typeID("string"), big(0xdb)), true},
 		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1, 0, 0), false},
 		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1, 0, 0), false},
-		{"welcome name", body(fWelcome, 1, big(0xdb), 1), false},
+		{"welcome name", body(fWelcome, 1, big(0xdb), 1, 4096), false},
 		{"reply message", body(fReply, 1, 1, 1, 0, big(0xc6), 0, nil), false},
 		{"stop message", body(fStop, to, 0, big(0xdb)), false},
 		{"down message", body(fDown, to, to, 0, big(0xdb)), false},

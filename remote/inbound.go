@@ -474,7 +474,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		from.endLinks()
 		n.wire.BreakMarkedLinks(from, st.mark, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
 	}
-	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc})
+	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc, maxFrame: uint64(n.cfg.MaxFrame)})
 	return nil
 }
 

@@ -35,6 +35,12 @@ type outbox struct {
 	sent  int    // bytes of buf taken for writing
 	// tail is the last frame queued while a Send may join it (batch.go)
 	tail batchTail
+	// batchMax bounds the batch frames grown for the connection, length
+	// prefix included: maxBatchFrame, or less if its receiver said in its
+	// Welcome that it reads smaller frames; 0 (no batches) until then.
+	// Frames go out before the Welcome arrives, so a batch is only ever
+	// made for a connection whose receiver's limit is known.
+	batchMax int
 }
 
 // forcedLimit bounds forced frames (see outbox.admit) to this many times
@@ -73,10 +79,10 @@ func (o *outbox) admit(force bool) admission {
 // sender with a payload of the same type (batch.go); joined says so.
 func (o *outbox) appendFrame(fw *frameWriter, f *frame) (joined bool, err error) {
 	if f.kind == fSend && o.tail.joins(f, o.sent) {
-		b, ok, err := fw.extendBatch(o.buf, &o.tail, f.payload)
+		b, ok, newFrame, err := fw.extendBatch(o.buf, &o.tail, f.payload, o.batchMax)
 		if ok {
 			o.buf = b
-			return err == nil, err
+			return err == nil && !newFrame, err
 		}
 	}
 	start := len(o.buf)
@@ -86,7 +92,7 @@ func (o *outbox) appendFrame(fw *frameWriter, f *frame) (joined bool, err error)
 		return false, err
 	}
 	o.tail.n = 0
-	if f.kind == fSend && fw.lastType != 0 && len(b)-start <= maxBatchFrame {
+	if f.kind == fSend && fw.lastType != 0 && len(b)-start <= o.batchMax {
 		o.tail = batchTail{start: start, n: 1, to: f.to, from: f.from, hasFrom: f.hasFrom, typ: fw.lastType}
 	}
 	return false, nil
@@ -98,9 +104,21 @@ func (o *outbox) appendFrame(fw *frameWriter, f *frame) (joined bool, err error)
 func (o *outbox) begin(epoch uint64, fw *frameWriter, hello *frame) {
 	queued := append([]byte(nil), o.buf[o.sent:]...)
 	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
+	o.batchMax = 0                  // until this connection's Welcome (welcomed)
 	_, _ = o.appendFrame(fw, hello) // a Hello has no payload: it cannot fail; no Send joins what was queued
 	o.buf = append(o.buf, queued...)
 	o.epoch = epoch
+}
+
+// welcomed records the Welcome of connection epoch: its receiver reads
+// frames of up to maxFrame bytes (its Config.MaxFrame), so batch frames
+// for it stop there, or at maxBatchFrame if that is less. A Welcome of
+// another connection changes nothing.
+func (o *outbox) welcomed(epoch, maxFrame uint64) {
+	if epoch != o.epoch || o.epoch == 0 {
+		return
+	}
+	o.batchMax = int(min(maxBatchFrame, 4+min(maxFrame, maxBatchFrame)))
 }
 
 // next takes up to max queued bytes for writing (nil when none is
@@ -161,6 +179,7 @@ func (o *outbox) lost(ids *outTables) deadLetters {
 	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
 	o.epoch = 0
 	o.tail.n = 0
+	o.batchMax = 0
 	if ids != nil {
 		ids.reset()
 	}
