@@ -198,6 +198,9 @@ func malformedSeeds() [][]byte {
 		pre(body(fBatch, 0, 1, 12345, "a", "b")),
 		pre(body(fBatch, defID(2, 0, 1, 1, sec), nil, typeID("int"), 1, "two", 3)),
 		pre(append(body(fBatch, 0, nil, typeID("string"), "a", "b"), 0xc0)),
+		// values nested too deep, whole (dropped alone) and cut short
+		pre(body(fBatch, 0, nil, typeID("[]any"), msgpack.RawMessage{0x90}, msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 200), 0xc0)), msgpack.RawMessage{0x91, 0x01})),
+		pre(body(fBatch, 0, nil, typeID("[]any"), msgpack.RawMessage(bytes.Repeat([]byte{0xdc, 0, 2}, 200)))),
 	}
 }
 
