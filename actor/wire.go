@@ -108,6 +108,25 @@ func (w *wire) QueueSend(to, from Ref, msg any) error {
 	return l.send(fromNetQuiet, to, from, msg)
 }
 
+// QueueSendMany is QueueSend for a run of one-way messages from one sender
+// to one actor: it queues, in order, as many as the target's loop has room
+// for, in one reservation of its queue, and returns how many. It fails
+// (with ErrQueueFull when the queue is full) only when it queued none, so
+// the caller waits for room and queues the rest as it would single ones.
+func (w *wire) QueueSendMany(to, from Ref, msgs []any) (int, error) {
+	l := w.local(to)
+	if l == nil {
+		return 0, ErrInvalidRef
+	}
+	k, err := l.loop.PostQuietN(len(msgs), func(i int, e *envelope) {
+		*e = envelope{kind: kSend, to: to, from: from, msg: msgs[i]}
+	})
+	if err != nil {
+		return 0, postErr(err)
+	}
+	return k, nil
+}
+
 // QueueAsk is DeliverAsk without waking the target's loop (see QueueSend).
 func (w *wire) QueueAsk(to, from Ref, msg any, pidx, pgen uint32) error {
 	l := w.local(to)

@@ -166,6 +166,30 @@ func (l *Loop[E]) PostRun(ev E) error {
 // one per message.
 func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
 
+// PostQuietN is PostQuiet for up to n events in one reservation of the
+// inbound queue: it claims as many consecutive places as there is room for
+// (all n, or fewer when the queue is nearly full), calls fill with each
+// place's index (0, 1, ...) and the event to fill in place, and returns how
+// many it queued, in order. It returns ErrFull, having queued none, when
+// the queue holds Capacity events, and ErrClosed after Close. As with
+// PostQuiet the caller must call Kick once it has queued a batch. fill must
+// neither panic nor post to this loop: the places claimed reach the loop
+// only as each is filled.
+func (l *Loop[E]) PostQuietN(n int, fill func(i int, ev *E)) (int, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	pos, k, err := l.in.reserve(n)
+	if err != nil {
+		return 0, err
+	}
+	for i := range k {
+		fill(i, l.in.put(pos+uint64(i)))
+		l.in.publishAt(pos + uint64(i))
+	}
+	return k, nil
+}
+
 // Kick makes the loop handle what PostQuiet queued: like PostRun, it runs
 // a pass on the calling goroutine if the loop's goroutine is parked, and
 // wakes it otherwise.

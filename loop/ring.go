@@ -82,6 +82,51 @@ func (r *ring[E]) push(v E) error {
 	return nil
 }
 
+// reserve claims up to n consecutive positions (as many as the ring has
+// room for, at least one) for the caller to fill with put, and returns the
+// first and how many. It returns ErrFull when the ring holds capacity
+// items and ErrClosed after close. Unlike push it claims with a
+// compare-and-swap, never past capacity: a claim of many positions must
+// not overshoot into cells the consumer has not freed, where its producer
+// would wait for a consumer that may not run until it returns.
+func (r *ring[E]) reserve(n int) (pos uint64, k int, err error) {
+	for {
+		t := r.tail.Load()
+		if t&closedBit != 0 {
+			return 0, 0, ErrClosed
+		}
+		h := r.head.Load()
+		if t >= h && t-h >= r.capacity {
+			return 0, 0, ErrFull
+		}
+		room := r.capacity
+		if t >= h {
+			room -= t - h
+		}
+		k := uint64(n)
+		if k > room {
+			k = room
+		}
+		if r.tail.CompareAndSwap(t, t+k) {
+			return t, int(k), nil
+		}
+	}
+}
+
+// put returns the cell of pos, a position reserve claimed, to write in
+// place; publishAt then hands it to the consumer. The cell is free unless
+// push's producers overshot past the spare cells together (see push).
+func (r *ring[E]) put(pos uint64) *E {
+	c := &r.cells[pos&r.mask]
+	for c.seq.Load() != pos {
+		runtime.Gosched() // only when push's producers overshoot past the spare cells
+	}
+	return &c.v
+}
+
+// publishAt makes the value written at pos (put) visible to the consumer.
+func (r *ring[E]) publishAt(pos uint64) { r.cells[pos&r.mask].seq.Store(pos + 1) }
+
 // pop removes the oldest item. It reports false when the ring is empty or the
 // oldest claimed position is not yet published.
 func (r *ring[E]) pop(dst *E) bool {

@@ -25,6 +25,7 @@ var _ actorPeer = (*peer)(nil)
 type actorWire interface {
 	DeliverSignal(to actor.Ref, msg any) error
 	QueueSend(to, from actor.Ref, msg any) error
+	QueueSendMany(to, from actor.Ref, msgs []any) (int, error)
 	QueueAsk(to, from actor.Ref, msg any, pidx, pgen uint32) error
 	Kick(to actor.Ref)
 	Settle(loop uint16, pidx, pgen uint32, v any, err error)

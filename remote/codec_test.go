@@ -114,6 +114,8 @@ func encodeWithMsgpack(e *msgpack.Encoder, n *Node, f *frame) error {
 			_ = e.EncodeUint(f.cutInc)
 		case fldCutEpoch:
 			_ = e.EncodeUint(f.cutEpoch)
+		case fldMaxFrame:
+			_ = e.EncodeUint(f.maxFrame)
 		case fldTo:
 			id(f.to)
 		case fldFrom:

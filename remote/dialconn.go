@@ -113,7 +113,7 @@ func (oc *outConn) readFrames(n *Node) error {
 			if err := n.authorize(oc.f.name, oc.sess.peerKey); err != nil {
 				return err
 			}
-			if err := oc.p.welcomed(oc.epoch, oc.f.name, oc.f.incarnation); err != nil {
+			if err := oc.p.welcomed(oc.epoch, oc.f.name, oc.f.incarnation, oc.f.maxFrame); err != nil {
 				return err
 			}
 		case fPong:

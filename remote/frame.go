@@ -7,13 +7,13 @@ import "github.com/actord/actord/actor"
 // array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 7
+const protocolVersion = 8
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
 const (
 	fHello     = 1  // [1, version, name, incarnation, listenAddr, epoch, cutIncarnation, cutEpoch]
-	fWelcome   = 2  // [2, version, name, incarnation]
+	fWelcome   = 2  // [2, version, name, incarnation, maxFrame]
 	fSend      = 3  // [3, to, from|nil, typeID, payload]: to and from interned (intern.go)
 	fAsk       = 4  // [4, to, from, pidx, pgen, typeID, payload]: to and from interned
 	fReply     = 5  // [5, loop, pidx, pgen, code, message, typeID, payload]
@@ -32,6 +32,9 @@ const (
 	fAck       = 18 // [18, bytes]: frame bytes received so far on the connection (sent back on it)
 	fLifecycle = 19 // [19, to, from, pidx, pgen, op, timeout, code, message]: an acknowledged lifecycle request, answered by fReply
 )
+
+// fBatch (batch.go), N Sends in one frame, has no fixed length and is not
+// in the table.
 
 // field is one field of a frame, as the table lists it: which member of
 // frame holds it and how it is encoded.
@@ -62,12 +65,13 @@ const (
 	fldToIn                         // to: an interned actor id (intern.go)
 	fldFromIn                       // from: an interned actor id
 	fldFromInOpt                    // from: an interned actor id, or nil (hasFrom says which)
+	fldMaxFrame                     // maxFrame: unsigned, the largest frame body the sender of the frame reads
 )
 
 // frameFields lists the fields of each frame kind, in order.
 var frameFields = [...][]field{
 	fHello:     {fldVersion, fldName, fldIncarnation, fldAddr, fldEpoch, fldCutInc, fldCutEpoch},
-	fWelcome:   {fldVersion, fldName, fldIncarnation},
+	fWelcome:   {fldVersion, fldName, fldIncarnation, fldMaxFrame},
 	fSend:      {fldToIn, fldFromInOpt, fldPayload},
 	fAsk:       {fldToIn, fldFromIn, fldPidx, fldPgen, fldPayload},
 	fReply:     {fldLoop, fldPidx, fldPgen, fldCode, fldMsg, fldPayload},
@@ -113,6 +117,7 @@ type frame struct {
 	name, addr  string
 	incarnation uint64
 	epoch       uint64
+	maxFrame    uint64 // fWelcome: the acceptor's Config.MaxFrame (batches to it stay within)
 	// fHello: the newest connection of the receiving node that the sender
 	// cut when it lost its own connection (peer.cut); 0, 0 for none
 	cutInc, cutEpoch uint64
@@ -135,6 +140,10 @@ type frame struct {
 	typeID         uint64
 	payload        any
 	payloadErr     error // the payload could not be decoded (unknown type, bad value)
+	// fBatch: the payloads, all of type typeID (read: the reader's buffer,
+	// valid until the next parse), and how many values did not decode
+	batch    []any
+	batchBad int
 }
 
 // setError fills the error fields (code and message) of f from err.

@@ -43,6 +43,8 @@ type frameReader struct {
 	// parsed whole
 	ids            inTables
 	defTo, defFrom pendingDefine
+	// batchBuf holds the payloads of the last batch frame (frame.batch)
+	batchBuf []any
 }
 
 func newFrameReader(n *Node, from *peer) *frameReader {
@@ -184,6 +186,15 @@ func (fr *frameReader) parseFields(f *frame) (err error) {
 			return nil
 		}
 	}
+	if f.kind == fBatch {
+		if err := fr.batchFields(n, f); err != nil {
+			return bad("batch frame", err)
+		}
+		if fr.r.Len() != 0 {
+			return bad(fmt.Sprintf("%d trailing bytes", fr.r.Len()), nil)
+		}
+		return nil
+	}
 	if f.kind == 0 || f.kind >= uint64(len(fieldCount)) || n != fieldCount[f.kind] {
 		return bad(fmt.Sprintf("kind %d with %d fields", f.kind, n), nil)
 	}
@@ -217,6 +228,8 @@ func (fr *frameReader) field(fl field, f *frame) (err error) {
 		f.cutInc, err = fr.uint64()
 	case fldCutEpoch:
 		f.cutEpoch, err = fr.uint64()
+	case fldMaxFrame:
+		f.maxFrame, err = fr.uint64()
 	case fldTo:
 		err = fr.id(&f.to)
 	case fldFrom:
@@ -810,6 +823,57 @@ func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typ
 // maxPayloadDepth bounds the nesting of arrays, maps and refs in a payload.
 const maxPayloadDepth = 100
 
+// errTooDeep is checkValue's error for a value nested deeper than
+// maxPayloadDepth.
+var errTooDeep = fmt.Errorf("nested deeper than %d", maxPayloadDepth)
+
+// skipValue returns where the msgpack value at b[i:] ends, whatever its
+// nesting: it counts the elements still to read instead of recursing. It
+// fails as checkValue does for a truncated value or a declared length
+// past the bytes left. A batch frame's value that checkValue refuses for
+// its depth alone is skipped with it, and dropped alone (batchFields).
+func skipValue(b []byte, i int) (int, error) {
+	for pending := 1; pending > 0; pending-- {
+		if pending > len(b)-i { // every value takes a byte at least
+			return 0, fmt.Errorf("%d values declared, %d bytes left", pending, len(b)-i)
+		}
+		c := b[i]
+		n, per, w := 0, 1, 0
+		switch {
+		case c >= 0x80 && c <= 0x8f: // fixmap
+			n, per = int(c&0x0f), 2
+		case c >= 0x90 && c <= 0x9f: // fixarray
+			n = int(c & 0x0f)
+		case c == 0xdc || c == 0xdd: // array 16, 32
+			w = 2 << (c - 0xdc)
+		case c == 0xde || c == 0xdf: // map 16, 32
+			w, per = 2<<(c-0xde), 2
+		default: // not a container: checkValue does not recurse
+			end, err := checkValue(b, i, maxPayloadDepth)
+			if err != nil {
+				return 0, err
+			}
+			i = end
+			continue
+		}
+		i++
+		if w > 0 {
+			if len(b)-i < w {
+				return 0, fmt.Errorf("truncated length")
+			}
+			for _, x := range b[i : i+w] {
+				n = n<<8 | int(x)
+			}
+			i += w
+		}
+		if n > (len(b)-i)/per {
+			return 0, fmt.Errorf("%d elements declared, %d bytes left", n, len(b)-i)
+		}
+		pending += n * per
+	}
+	return i, nil
+}
+
 // checkValue walks the msgpack value at b[i:] and returns where it ends. It
 // fails if the value is truncated, nests deeper than maxPayloadDepth, or
 // declares more array or map elements than there are bytes left: msgpack's
@@ -860,7 +924,7 @@ func refuseExtMap(d *msgpack.Decoder) error {
 
 func checkValue(b []byte, i, depth int) (int, error) {
 	if depth > maxPayloadDepth {
-		return 0, fmt.Errorf("nested deeper than %d", maxPayloadDepth)
+		return 0, errTooDeep
 	}
 	if i >= len(b) {
 		return 0, fmt.Errorf("truncated value")

@@ -33,6 +33,9 @@ type frameWriter struct {
 	// ids interns the actor ids of Send and Ask frames for the connection
 	// stream being written (intern.go)
 	ids outTables
+	// lastType is the type id of the last payload written (0: nil), for
+	// the batch a Send may start (outbox.appendFrame)
+	lastType uint64
 }
 
 func newFrameWriter(n *Node) *frameWriter {
@@ -52,6 +55,9 @@ func (fw *frameWriter) release() {}
 // encode (an unregistered type); then nothing is appended, and no index
 // is defined.
 func (fw *frameWriter) write(f *frame) error {
+	if f.kind == fBatch {
+		return fw.writeBatch(f)
+	}
 	k := int(f.kind)
 	start := len(fw.w.b)
 	// length (patched below), fixarray header, kind: what msgpack writes
@@ -143,6 +149,8 @@ func appendField(b []byte, fl field, f *frame) []byte {
 		return appendUint(b, f.cutInc)
 	case fldCutEpoch:
 		return appendUint(b, f.cutEpoch)
+	case fldMaxFrame:
+		return appendUint(b, f.maxFrame)
 	case fldTo:
 		return appendID(b, f.to)
 	case fldFrom:
@@ -248,6 +256,7 @@ func appendUint(b []byte, v uint64) []byte {
 
 // payload writes [typeID, value]; nil is type 0 with a nil value.
 func (fw *frameWriter) payload(v any) error {
+	fw.lastType = 0
 	if v == nil {
 		_ = fw.enc.EncodeUint(0)
 		return fw.enc.EncodeNil()
@@ -257,6 +266,12 @@ func (fw *frameWriter) payload(v any) error {
 		return fmt.Errorf("%w: %T (register it with remote.Register)", ErrUnknownType, v)
 	}
 	fw.w.b = appendUint(fw.w.b, ti.id)
+	fw.lastType = ti.id
+	return fw.value(v, ti)
+}
+
+// value writes v, of the registered type ti, without its type id.
+func (fw *frameWriter) value(v any, ti *typeInfo) error {
 	if b, ok := v.([]byte); ok && b != nil { // the commonest payload, by hand
 		fw.w.b = appendBin(fw.w.b, b)
 		return nil

@@ -74,6 +74,13 @@ func seedFrames(t testing.TB, n *Node) [][]byte {
 	} {
 		add(frame{kind: fSend, to: primedTo[1], payload: v})
 	}
+	// Batch frames: of one message and of several, with and without a
+	// sender, of a builtin type and of one decoded on the loop.
+	add(frame{kind: fBatch, to: primedTo[0], batch: []any{"one"}})
+	add(frame{kind: fBatch, to: primedTo[1], from: primedFrom[0], hasFrom: true, batch: []any{int64(1), int64(-2), int64(1 << 40)}})
+	add(frame{kind: fBatch, to: primedTo[1], from: primedFrom[1], hasFrom: true, batch: []any{
+		fuzzMsg{Name: "a"}, fuzzMsg{N: 2, Refs: []actor.Ref{remote}}, fuzzMsg{Tags: map[string]any{"x": []any{1}}}}})
+	add(frame{kind: fBatch, to: primedTo[0], batch: []any{[]byte("a"), []byte{}, []byte("ccc")}})
 	return out
 }
 
@@ -179,7 +186,21 @@ func malformedSeeds() [][]byte {
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("bytes"), msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fSend, defID(0, 0, 1, 1, sec), nil, typeID("string"), msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff})),
 		pre(body(fReply, 1, 1, 1, 0, msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff}, 0, nil)),
-		pre(body(fWelcome, 1, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}, 1)),
+		pre(body(fWelcome, 1, msgpack.RawMessage{0xdb, 0xff, 0xff, 0xff, 0xff}, 1, 4096)),
+		// Batch frames: no messages, a count past the values or past the
+		// bound, a value past the frame, nil and unknown types, a value of
+		// the wrong type among good ones.
+		pre(body(fBatch, 0, nil, typeID("string"))),
+		pre(append(body(fBatch, 0, nil, typeID("string"), "a")[:0:0], append([]byte{0x96}, body(fBatch, 0, nil, typeID("string"), "a")[1:]...)...)),
+		pre(append([]byte{0xdd, 0xff, 0xff, 0xff, 0xff, fBatch, 0, 0xc0}, body(typeID("string"))[1:]...)),
+		pre(body(fBatch, 0, nil, typeID("bytes"), "a", msgpack.RawMessage{0xc6, 0x10, 0, 0, 0, 'x'})),
+		pre(body(fBatch, 0, nil, 0, nil, nil)),
+		pre(body(fBatch, 0, 1, 12345, "a", "b")),
+		pre(body(fBatch, defID(2, 0, 1, 1, sec), nil, typeID("int"), 1, "two", 3)),
+		pre(append(body(fBatch, 0, nil, typeID("string"), "a", "b"), 0xc0)),
+		// values nested too deep, whole (dropped alone) and cut short
+		pre(body(fBatch, 0, nil, typeID("[]any"), msgpack.RawMessage{0x90}, msgpack.RawMessage(append(bytes.Repeat([]byte{0x91}, 200), 0xc0)), msgpack.RawMessage{0x91, 0x01})),
+		pre(body(fBatch, 0, nil, typeID("[]any"), msgpack.RawMessage(bytes.Repeat([]byte{0xdc, 0, 2}, 200)))),
 	}
 }
 
@@ -230,7 +251,7 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 		{"spawn payload", body(fSpawn, 1, 1, nil, "k", typeID("string"), big(0xdb)), true},
 		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1, 0, 0), false},
 		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1, 0, 0), false},
-		{"welcome name", body(fWelcome, 1, big(0xdb), 1), false},
+		{"welcome name", body(fWelcome, 1, big(0xdb), 1, 4096), false},
 		{"reply message", body(fReply, 1, 1, 1, 0, big(0xc6), 0, nil), false},
 		{"stop message", body(fStop, to, 0, big(0xdb)), false},
 		{"down message", body(fDown, to, to, 0, big(0xdb)), false},
@@ -294,7 +315,11 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	seeds := seedFrames(t, n)
 	var all []byte
 	for i, s := range seeds {
-		write(fmt.Sprintf("valid-%02d-kind%d", i, s[4+1]), s) // s[5]: the kind, a fixint
+		k := s[4+1] // the kind, a fixint after a fixarray header
+		if s[4] == 0xdc {
+			k = s[4+3] // after an array 16 header (a batch frame)
+		}
+		write(fmt.Sprintf("valid-%02d-kind%d", i, k), s)
 		all = append(all, s...)
 	}
 	write("valid-stream-all-kinds", all)
@@ -340,8 +365,9 @@ func sameFrame(a, b *frame) bool {
 		return true
 	}
 	a2, b2 := *a, *b
-	a2.payload, b2.payload = nil, nil
-	return reflect.DeepEqual(a2, b2) && fmt.Sprintf("%#v", a.payload) == fmt.Sprintf("%#v", b.payload)
+	a2.payload, b2.payload, a2.batch, b2.batch = nil, nil, nil, nil
+	return reflect.DeepEqual(a2, b2) && fmt.Sprintf("%#v", a.payload) == fmt.Sprintf("%#v", b.payload) &&
+		fmt.Sprintf("%#v", a.batch) == fmt.Sprintf("%#v", b.batch)
 }
 
 // noIdx is f without the indexes its interned ids came as: a writer
@@ -357,8 +383,9 @@ func noIdx(f frame) frame {
 // int8), so payloads compare by value (%v) here; the frame fields exactly.
 func sameValues(a, b *frame) bool {
 	a2, b2 := noIdx(*a), noIdx(*b)
-	a2.payload, b2.payload = nil, nil
-	return reflect.DeepEqual(a2, b2) && fmt.Sprintf("%v", a.payload) == fmt.Sprintf("%v", b.payload)
+	a2.payload, b2.payload, a2.batch, b2.batch = nil, nil, nil, nil
+	return reflect.DeepEqual(a2, b2) && fmt.Sprintf("%v", a.payload) == fmt.Sprintf("%v", b.payload) &&
+		fmt.Sprintf("%v", a.batch) == fmt.Sprintf("%v", b.batch)
 }
 
 func FuzzFrameDecoder(f *testing.F) {
@@ -415,6 +442,26 @@ func FuzzFrameDecoder(f *testing.F) {
 				t.Fatalf("decoded here: %#v, %v; on the loop: %#v, %v", fm.payload, fm.payloadErr, v, err)
 			}
 		}
+		if fl.kind == fBatch && ferr == nil && fm.payloadErr == nil {
+			var vs []any
+			bad := fl.batchBad // values that failed here, builtin types
+			for _, x := range fl.batch {
+				lz, ok := x.(*seam.Lazy)
+				if !ok {
+					vs = append(vs, x)
+					continue
+				}
+				v, err := lz.Dec.DecodeLazy(lz, &scratch, false)
+				if err != nil {
+					bad++
+					continue
+				}
+				vs = append(vs, v)
+			}
+			if bad != fm.batchBad || fmt.Sprintf("%#v", vs) != fmt.Sprintf("%#v", fm.batch) {
+				t.Fatalf("batch decoded here: %#v, %d bad; on the loop: %#v, %d bad", fm.batch, fm.batchBad, vs, bad)
+			}
+		}
 		// 2. The input as a stream, split into frames as the network loop does,
 		// fed in two pieces at an input-chosen point; each frame read the
 		// general way too (frs), with the ids the stream defined so far.
@@ -436,7 +483,7 @@ func FuzzFrameDecoder(f *testing.F) {
 				}
 				return err
 			}
-			if f1.payloadErr != nil || !payloadStable(f1.payload) {
+			if f1.payloadErr != nil || !payloadStable(f1.payload) || f1.batchBad > 0 || len(f1.batch) > 0 && !payloadStable(f1.batch[0]) {
 				return nil
 			}
 			// What parsed re-encodes and parses back the same.

@@ -352,6 +352,9 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	case fSend:
 		ic.from.heardData()
 		n.inSend(ic, f)
+	case fBatch:
+		ic.from.heardData()
+		n.inBatch(ic, f)
 	case fAsk:
 		ic.from.heardData()
 		n.inAsk(ic, f)
@@ -471,7 +474,7 @@ func (n *Node) handleHello(ic *inConn, f *frame) error {
 		from.endLinks()
 		n.wire.BreakMarkedLinks(from, st.mark, fmt.Errorf("%w: %s: connection lost", ErrNodeDown, f.name))
 	}
-	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc})
+	ic.out = appendControl(ic.out, &frame{kind: fWelcome, version: protocolVersion, name: n.name, incarnation: n.inc, maxFrame: uint64(n.cfg.MaxFrame)})
 	return nil
 }
 

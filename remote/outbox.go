@@ -33,6 +33,14 @@ type outbox struct {
 	base  uint64 // stream offset of buf[0] (the connection's Hello is at 0)
 	ack   int    // bytes of buf the peer acknowledged
 	sent  int    // bytes of buf taken for writing
+	// tail is the last frame queued while a Send may join it (batch.go)
+	tail batchTail
+	// batchMax bounds the batch frames grown for the connection, length
+	// prefix included: maxBatchFrame, or less if its receiver said in its
+	// Welcome that it reads smaller frames; 0 (no batches) until then.
+	// Frames go out before the Welcome arrives, so a batch is only ever
+	// made for a connection whose receiver's limit is known.
+	batchMax int
 }
 
 // forcedLimit bounds forced frames (see outbox.admit) to this many times
@@ -66,11 +74,28 @@ func (o *outbox) admit(force bool) admission {
 }
 
 // appendFrame queues f, encoded by fw. Only a payload can fail to encode;
-// then nothing is queued.
-func (o *outbox) appendFrame(fw *frameWriter, f *frame) error {
+// then nothing is queued. A Send joins the frame before it when that is
+// a Send or a batch, still unwritten, for the same target from the same
+// sender with a payload of the same type (batch.go); joined says so.
+func (o *outbox) appendFrame(fw *frameWriter, f *frame) (joined bool, err error) {
+	if f.kind == fSend && o.tail.joins(f, o.sent) {
+		b, ok, newFrame, err := fw.extendBatch(o.buf, &o.tail, f.payload, o.batchMax)
+		if ok {
+			o.buf = b
+			return err == nil && !newFrame, err
+		}
+	}
+	start := len(o.buf)
 	b, err := fw.appendFrame(o.buf, f)
 	o.buf = b
-	return err
+	if err != nil { // nothing appended: the tail may still be joined
+		return false, err
+	}
+	o.tail.n = 0
+	if f.kind == fSend && fw.lastType != 0 && len(b)-start <= o.batchMax {
+		o.tail = batchTail{start: start, n: 1, to: f.to, from: f.from, hasFrom: f.hasFrom, typ: fw.lastType}
+	}
+	return false, nil
 }
 
 // begin starts the stream of connection epoch: hello (encoded by fw) first,
@@ -79,9 +104,21 @@ func (o *outbox) appendFrame(fw *frameWriter, f *frame) error {
 func (o *outbox) begin(epoch uint64, fw *frameWriter, hello *frame) {
 	queued := append([]byte(nil), o.buf[o.sent:]...)
 	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
-	_ = o.appendFrame(fw, hello) // a Hello has no payload: it cannot fail
+	o.batchMax = 0                  // until this connection's Welcome (welcomed)
+	_, _ = o.appendFrame(fw, hello) // a Hello has no payload: it cannot fail; no Send joins what was queued
 	o.buf = append(o.buf, queued...)
 	o.epoch = epoch
+}
+
+// welcomed records the Welcome of connection epoch: its receiver reads
+// frames of up to maxFrame bytes (its Config.MaxFrame), so batch frames
+// for it stop there, or at maxBatchFrame if that is less. A Welcome of
+// another connection changes nothing.
+func (o *outbox) welcomed(epoch, maxFrame uint64) {
+	if epoch != o.epoch || o.epoch == 0 {
+		return
+	}
+	o.batchMax = int(min(maxBatchFrame, 4+min(maxFrame, maxBatchFrame)))
 }
 
 // next takes up to max queued bytes for writing (nil when none is
@@ -128,6 +165,7 @@ func (o *outbox) trim() {
 	o.buf = o.buf[:n]
 	o.base += uint64(o.ack)
 	o.sent -= o.ack
+	o.tail.start -= o.ack
 	o.ack = 0
 }
 
@@ -140,6 +178,8 @@ func (o *outbox) lost(ids *outTables) deadLetters {
 	d := scanDeadLetters(o.buf[o.ack:], ids)
 	o.buf, o.sent, o.ack, o.base = o.buf[:0], 0, 0, 0
 	o.epoch = 0
+	o.tail.n = 0
+	o.batchMax = 0
 	if ids != nil {
 		ids.reset()
 	}
@@ -200,26 +240,44 @@ func scanDeadLetters(stream []byte, ids *outTables) deadLetters {
 	eachMessage(stream, func(body []byte) {
 		var k deadKey
 		ok := sc.scan(body, ids, &k, false)
-		if body[1] != fSend {
+		kind, _, count := messageKind(body)
+		if kind == fAsk {
 			return
 		}
-		d.total++
+		d.total += count
 		switch {
 		case !ok:
-			d.other++
+			d.other += count
 		case d.groups[k] > 0 || len(d.groups) < maxDeadGroups:
 			if d.groups == nil {
 				d.groups = map[deadKey]int{}
 			}
-			d.groups[k]++
+			d.groups[k] += count
 		default:
-			d.other++
+			d.other += count
 		}
 	})
 	return d
 }
 
-// eachMessage calls fn with the body of every Send and Ask frame of stream.
+// messageKind reads the kind of a frame body of the node's own (canonical:
+// a fixarray, or an array 16 for a batch) that carries messages: fSend,
+// fAsk or fBatch, else 0; where its fields start, and how many messages it
+// carries.
+func messageKind(body []byte) (kind byte, fields, count int) {
+	switch {
+	case len(body) >= 2 && body[0] == 0x95 && body[1] == fSend:
+		return fSend, 2, 1
+	case len(body) >= 2 && body[0] == 0x97 && body[1] == fAsk:
+		return fAsk, 2, 1
+	case len(body) >= 4 && body[0] == 0xdc && body[3] == fBatch:
+		return fBatch, 4, int(body[1])<<8 | int(body[2]) - 4
+	}
+	return 0, 0, 0
+}
+
+// eachMessage calls fn with the body of every Send, Ask and batch frame of
+// stream.
 func eachMessage(stream []byte, fn func(body []byte)) {
 	for len(stream) >= 4 {
 		size := int(uint32(stream[0])<<24 | uint32(stream[1])<<16 | uint32(stream[2])<<8 | uint32(stream[3]))
@@ -228,7 +286,7 @@ func eachMessage(stream []byte, fn func(body []byte)) {
 		}
 		body := stream[4 : 4+size]
 		stream = stream[4+size:]
-		if len(body) >= 2 && (body[1] == fSend || body[1] == fAsk) {
+		if kind, _, _ := messageKind(body); kind != 0 {
 			fn(body)
 		}
 	}
@@ -284,10 +342,10 @@ func (s *scanTable) id(b []byte, i int, t *outIDs, first bool) (next int, id act
 	return j, id, known, true
 }
 
-// scan reads the target, sender and type of a Send or Ask body into k; it
+// scan reads the target, sender and type of a Send, Ask or batch body into k; it
 // reports false if they are not all known.
 func (sc *idScan) scan(body []byte, ids *outTables, k *deadKey, first bool) bool {
-	i := 2 // fixarray header, kind
+	kind, i, _ := messageKind(body) // i: after the array header and the kind
 	var known, ok bool
 	var kt bool
 	if i, k.to, kt, ok = sc.to.id(body, i, &ids.to, first); !ok {
@@ -304,7 +362,7 @@ func (sc *idScan) scan(body []byte, ids *outTables, k *deadKey, first bool) bool
 		k.hasFrom = true
 		known = kt && kf
 	}
-	if body[1] != fSend {
+	if kind == fAsk {
 		return false
 	}
 	k.typ, _, ok = quickUint(body, i)

@@ -22,7 +22,7 @@ func (r *outboxRig) queue(f frame, force bool) admission {
 	r.t.Helper()
 	v := r.o.admit(force)
 	if v == obQueue {
-		if err := r.o.appendFrame(r.fw, &f); err != nil {
+		if _, err := r.o.appendFrame(r.fw, &f); err != nil {
 			r.t.Fatal(err)
 		}
 	}

@@ -264,12 +264,14 @@ func (p *peer) admitLocked(kind int, o origin) (*frame, bool, error) {
 
 // appendLocked encodes f, filled, into the outbox.
 func (p *peer) appendLocked(f *frame) error {
-	err := p.ob.appendFrame(p.fw, f)
+	joined, err := p.ob.appendFrame(p.fw, f)
 	f.payload = nil // do not keep the message reachable
 	if err != nil {
 		return err
 	}
-	p.n.stats.framesOut.Add(1)
+	if !joined { // a message that joins a batch frame is no frame of its own
+		p.n.stats.framesOut.Add(1)
+	}
 	return nil
 }
 
@@ -384,8 +386,9 @@ func (p *peer) secured(c netConn, epoch uint64, last []byte, tx *transportCipher
 }
 
 // welcomed records the peer's name from its Welcome: the handshake is done,
-// the peer is up.
-func (p *peer) welcomed(epoch uint64, name string, inc uint64) error {
+// the peer is up. maxFrame, the largest frame the peer reads, bounds the
+// batch frames queued for this connection from now on.
+func (p *peer) welcomed(epoch uint64, name string, inc, maxFrame uint64) error {
 	p.mu.Lock()
 	key := p.peerKey
 	p.mu.Unlock()
@@ -400,6 +403,7 @@ func (p *peer) welcomed(epoch uint64, name string, inc uint64) error {
 		p.mu.Unlock()
 		return err // the driver closes the stale connection
 	}
+	p.ob.welcomed(epoch, maxFrame)
 	local, remote := p.localAddr, p.remoteAddr
 	p.mu.Unlock()
 	if len(marks) > 0 {
