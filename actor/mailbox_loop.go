@@ -125,55 +125,21 @@ func (l *loopState) reply(_ Ref, pidx, pgen uint32, v any, err error) {
 	_ = l.loop.PostControl(envelope{kind: kReply, pidx: pidx, pgen: pgen, msg: v, err: err})
 }
 
-// askWait posts the request with a pooled reply channel and waits on it.
+// askWait posts the request with a pooled waiter and waits on it.
 func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (any, error) {
 	if s.cfg.Manual {
 		return s.askManual(ctx, l, to, msg)
 	}
-	ch := s.replies.Get().(chan result)
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
-		s.replies.Put(ch)
+	w := s.getWaiter()
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
+		s.waiters.Put(w)
 		return nil, postErr(err)
 	}
-	// awaitReply's select, written out: the call costs AskFromGoroutine
-	// measurably (508 → 553 ns/op, benchstat p=0.03)
-	select {
-	case r := <-ch:
-		s.replies.Put(ch)
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err() // ch may still get a late reply: not reused
-	case <-s.done:
-		return s.lateReply(ch)
-	}
+	return w.await(ctx, 0)
 }
 
-// awaitReply waits for the reply on ch, a pooled channel, until ctx is
-// done or the system shuts down.
-func (s *System) awaitReply(ctx context.Context, ch chan result) (any, error) {
-	select {
-	case r := <-ch:
-		s.replies.Put(ch)
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err() // ch may still get a late reply: not reused
-	case <-s.done:
-		return s.lateReply(ch)
-	}
-}
-
-// lateReply is the reply on ch if it came with the shutdown, else
-// ErrShutdown.
-func (s *System) lateReply(ch chan result) (any, error) {
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	default:
-		return nil, ErrShutdown
-	}
-}
-
-// askTimeout is askWait with a pooled timer in place of a context.
+// askTimeout is askWait bounded by d (the waiter's timer) rather than by a
+// context.
 func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any, error) {
 	if l.sys != s {
 		return nil, ErrInvalidRef
@@ -181,70 +147,31 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 	if s.cfg.Manual {
 		return s.askWithContext(to, msg, d)
 	}
-	ch := s.replies.Get().(chan result)
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
+	w := s.getWaiter()
+	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
-			s.replies.Put(ch)
+			s.waiters.Put(w)
 			return nil, postErr(err)
 		}
-		return l.askFull(s, ch, to, msg, d)
+		return l.askFull(s, w, to, msg, d)
 	}
-	if d <= 0 {
-		return s.awaitReply(context.Background(), ch)
-	}
-	t, _ := s.timers.Get().(*time.Timer)
-	if t == nil {
-		t = time.NewTimer(d)
-	} else {
-		t.Reset(d)
-	}
-	select {
-	case r := <-ch:
-		stopTimer(t)
-		s.timers.Put(t)
-		s.replies.Put(ch)
-		return r.v, r.err
-	case <-t.C:
-		s.timers.Put(t)        // fired: stopped, and its channel is empty
-		return nil, ErrTimeout // ch may still get a late reply: not reused
-	case <-s.done:
-		stopTimer(t)
-		s.timers.Put(t)
-		select {
-		case r := <-ch:
-			return r.v, r.err
-		default:
-			return nil, ErrShutdown
-		}
-	}
-}
-
-// stopTimer stops t and empties its channel, so that a pooled timer never
-// carries a stale tick into its next Reset (Go 1.23 timers cannot, but a
-// program built with GODEBUG=asynctimerchan=1 gets the old ones).
-func stopTimer(t *time.Timer) {
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
-	}
+	return w.await(nil, d)
 }
 
 // askFull is askTimeout once the queue was found full: it waits for room
 // and then for the reply, both within d, through a context (the rare
 // path).
-func (l *loopState) askFull(s *System, ch chan result, to Ref, msg any, d time.Duration) (any, error) {
+func (l *loopState) askFull(s *System, w *waiter, to Ref, msg any, d time.Duration) (any, error) {
 	ctx, cancel := timeoutContext(d)
 	defer cancel()
-	if err := l.loop.PostWait(ctx, envelope{kind: kAsk, to: to, msg: msg, ch: ch}); err != nil {
-		s.replies.Put(ch)
+	if err := l.loop.PostWait(ctx, envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
+		s.waiters.Put(w)
 		if ctx.Err() != nil {
 			return nil, ErrTimeout
 		}
 		return nil, postErr(err)
 	}
-	v, err := s.awaitReply(ctx, ch)
+	v, err := w.await(ctx, 0)
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		err = ErrTimeout
 	}

@@ -123,8 +123,9 @@ type System struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 	next     int // manual-mode round robin
-	replies  sync.Pool
-	timers   sync.Pool // *time.Timer, stopped, for AskTimeout
+	waiters  sync.Pool // *waiter, for the asks of plain goroutines
+	waitSet  waiterSet
+	ended    atomic.Bool // endWaits has run: waits that begin now end at once
 	wire     wire
 	key      secretKey
 }
@@ -135,7 +136,7 @@ func NewSystem(cfg Config) *System {
 	cfg = cfg.withDefaults()
 	s := &System{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
 	s.wire.s, s.wire.refs = s, newRefTable()
-	s.replies.New = func() any { return make(chan result, 1) }
+	s.waiters.New = func() any { return s.newWaiter() }
 	s.pool = loop.NewPool(cfg.Workers, cfg.WorkerQueue)
 	s.loops = make([]*loopState, cfg.Loops)
 	for i := range s.loops {
@@ -625,6 +626,7 @@ func (s *System) shutdown(ctx context.Context) error {
 				}
 			})
 		}
+		s.endWaits()
 		close(s.done)
 		s.pool.Close()
 		close(finished)
