@@ -93,7 +93,9 @@ type Loop[E any] struct {
 	interrupt atomic.Bool
 	running   atomic.Bool
 	closed    atomic.Bool
-	parkTimer *time.Timer
+	parkTimer *time.Timer  // wakes the parked loop for its next timer; see armPark
+	parkArmed atomic.Bool  // parkTimer is set to fire, at parkAt (loop-owned)
+	parkAt    int64
 
 	now        int64  // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64 // passes when now was read
@@ -293,6 +295,7 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 	l.interrupt.Store(false)
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
+	defer l.disarmPark()
 	for {
 		if l.interrupt.Load() {
 			return ctx.Err()
@@ -486,31 +489,61 @@ func (l *Loop[E]) park() {
 		l.sleeping.Store(0)
 		return
 	}
+	l.parkUntil = 0
 	if when, ok := l.timers.next(); ok {
 		d := time.Duration(when - l.clock.Now().UnixNano())
 		if d <= 0 {
 			l.sleeping.Store(0)
 			return
 		}
-		if l.parkTimer == nil {
-			l.parkTimer = time.NewTimer(d)
-		} else {
-			l.parkTimer.Reset(d)
-		}
+		l.armPark(when, d)
 		l.parkUntil = when
-		l.owner.Store(ownParked)
-		select {
-		case <-l.wake:
-		case <-l.parkTimer.C:
-		}
-		l.parkTimer.Stop()
-	} else {
-		l.parkUntil = 0
-		l.owner.Store(ownParked)
-		<-l.wake
 	}
+	l.owner.Store(ownParked)
+	<-l.wake
 	l.takeBack()
 	l.sleeping.Store(0)
+}
+
+// armPark makes sure the park timer fires at or before when, d from now.
+// The timer is left running when the loop wakes for another reason: a loop
+// that parks and wakes often (a request/response exchange, whose asks
+// schedule their deadlines) would otherwise reset and stop it at every park
+// (a few hundred nanoseconds of a cross-loop round trip). When it fires it
+// only wakes the loop, which looks at its timers and parks again, so a
+// timer that fires early, for a deadline no longer due, costs one pass.
+func (l *Loop[E]) armPark(when int64, d time.Duration) {
+	if l.parkArmed.Load() && l.parkAt <= when {
+		return
+	}
+	l.parkAt = when
+	l.parkArmed.Store(true)
+	if l.parkTimer == nil {
+		l.parkTimer = time.AfterFunc(d, l.parkFired)
+		return
+	}
+	l.parkTimer.Reset(d)
+}
+
+// disarmPark stops the park timer of a loop that stops running, so that it
+// does not fire for nothing later.
+func (l *Loop[E]) disarmPark() {
+	if l.parkTimer != nil {
+		l.parkTimer.Stop()
+		l.parkArmed.Store(false)
+	}
+}
+
+// parkFired is the park timer's function. It clears parkArmed before it
+// wakes the loop: a park that saw the flag still set finds the wake-up
+// token and looks again.
+func (l *Loop[E]) parkFired() {
+	l.parkArmed.Store(false)
+	l.sleeping.Store(0)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // takeBack makes the loop goroutine the owner again, waiting for a borrower
