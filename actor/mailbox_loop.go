@@ -131,11 +131,44 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 		return s.askManual(ctx, l, to, msg)
 	}
 	w := s.getWaiter()
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
+	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, patient(ctx)); err != nil {
 		s.waiters.Put(w)
 		return nil, postErr(err)
 	}
 	return w.await(ctx, 0)
+}
+
+// lendAfter is how long an asking goroutine must be prepared to wait for
+// it to run the target loop's pass itself (postAsk): a shorter timeout is
+// there to catch a slow handler, which the asker could not do while it
+// runs that handler. It is the watchdog's default budget, past which a
+// handler counts as stalling its loop.
+const lendAfter = time.Second
+
+// patient reports whether a goroutine asking with ctx waits at least
+// lendAfter: ctx cannot be cancelled, or its deadline is that far.
+func patient(ctx context.Context) bool {
+	if ctx.Done() == nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) >= lendAfter
+}
+
+// postAsk posts a plain goroutine's ask. If lend, it is posted as a
+// transport posts what it reads (PostRun): when the loop is idle, the
+// asking goroutine runs the loop's pass itself, which handles the request,
+// instead of waking the loop's goroutine and parking until that goroutine
+// wakes it back: the asker would only wait meanwhile, and the round trip
+// takes no goroutine switch at all (the reply is in the waiter's channel
+// when the pass returns). Order and exclusion are as with Post. The asker
+// cannot notice its timeout or cancellation while it runs the pass, so it
+// lends only when it would wait at least lendAfter.
+func (l *loopState) postAsk(e envelope, lend bool) error {
+	if lend {
+		return l.loop.PostRun(e)
+	}
+	return l.loop.Post(e)
 }
 
 // askTimeout is askWait bounded by d (the waiter's timer) rather than by a
@@ -148,14 +181,14 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		return s.askWithContext(to, msg, d)
 	}
 	w := s.getWaiter()
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
+	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, d <= 0 || d >= lendAfter); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
 			s.waiters.Put(w)
 			return nil, postErr(err)
 		}
 		return l.askFull(s, w, to, msg, d)
 	}
-	return w.await(nil, d)
+	return w.await(context.Background(), d)
 }
 
 // askFull is askTimeout once the queue was found full: it waits for room

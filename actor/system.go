@@ -122,7 +122,7 @@ type System struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	once     sync.Once
-	next     int // manual-mode round robin
+	next     int       // manual-mode round robin
 	waiters  sync.Pool // *waiter, for the asks of plain goroutines
 	waitSet  waiterSet
 	ended    atomic.Bool // endWaits has run: waits that begin now end at once

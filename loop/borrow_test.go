@@ -301,3 +301,37 @@ func TestPostRunStopsLendingAfterSlowPass(t *testing.T) {
 		t.Fatalf("%d of 20 events after a slow lent pass were run on a loan", n)
 	}
 }
+
+// A loop yielding before it parks (spin) is idle too: PostRun runs the
+// pass on the calling goroutine rather than waiting for the spinner to
+// look, and the spinner goes on (and parks) once the loan is over.
+func TestPostRunLendsSpinningLoop(t *testing.T) {
+	var handled, inline atomic.Int64
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(*int) {
+		if l.owner.Load() == ownBorrowed {
+			inline.Add(1)
+		}
+		handled.Add(1)
+	}), Config{Spin: 1 << 14})
+	startRun(t, context.Background(), l)
+	for i := int64(1); inline.Load() == 0; i += 2 {
+		if i > 200 {
+			t.Fatal("100 posts to a spinning loop, none handled by the poster")
+		}
+		if err := l.Post(1); err != nil { // the loop handles it, then spins
+			t.Fatal(err)
+		}
+		eventually(t, "the loop to spin", func() bool { return handled.Load() == i && l.owner.Load() == ownSpinning })
+		if err := l.PostRun(2); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the event to be handled", func() bool { return handled.Load() == i+1 })
+	}
+	waitParked(t, l)
+	before := handled.Load()
+	if err := l.Post(3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the loop goroutine to handle the next event", func() bool { return handled.Load() == before+1 })
+}

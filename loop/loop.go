@@ -93,9 +93,8 @@ type Loop[E any] struct {
 	interrupt atomic.Bool
 	running   atomic.Bool
 	closed    atomic.Bool
-	parkTimer *time.Timer  // wakes the parked loop for its next timer; see armPark
-	parkArmed atomic.Bool  // parkTimer is set to fire, at parkAt (loop-owned)
-	parkAt    int64
+	parkTimer *time.Timer // wakes the parked loop for its next timer; see armPark
+	parkArmed atomic.Bool // parkTimer is set to fire
 
 	now        int64  // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64 // passes when now was read
@@ -321,13 +320,26 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 // spin watches the queues for a short while before the loop parks, yielding
 // the processor after each look so that the goroutine that will post the
 // work (often woken onto this very processor) can run.
+//
+// Meanwhile the loop is idle and can be lent, as when parked: a goroutine
+// that posts with PostRun (an asker that would only wait for the reply)
+// runs the next pass itself rather than waiting for the spinner to notice.
+// The spinner takes the loop back before it looks at the queues.
 func (l *Loop[E]) spin() bool {
+	if l.cfg.Spin == 0 {
+		return false
+	}
+	l.owner.Store(ownSpinning)
 	for range l.cfg.Spin {
 		runtime.Gosched()
-		if l.hasWork() {
-			return true
+		if l.owner.CompareAndSwap(ownSpinning, ownRunning) {
+			if l.hasWork() {
+				return true
+			}
+			l.owner.Store(ownSpinning)
 		}
 	}
+	l.takeBack(ownSpinning)
 	return false
 }
 
@@ -471,6 +483,7 @@ const (
 	ownRunning  = iota // the loop goroutine
 	ownParked          // nobody: the loop goroutine is parked
 	ownBorrowed        // a goroutine in PostRun
+	ownSpinning        // nobody: the loop goroutine yields before it parks (spin)
 )
 
 // park blocks until a producer wakes the loop or the next timer is due.
@@ -496,27 +509,27 @@ func (l *Loop[E]) park() {
 			l.sleeping.Store(0)
 			return
 		}
-		l.armPark(when, d)
+		l.armPark(d)
 		l.parkUntil = when
 	}
 	l.owner.Store(ownParked)
 	<-l.wake
-	l.takeBack()
+	if l.parkArmed.Load() {
+		// Disarmed while the loop runs: a pending Go timer makes the
+		// scheduler read the clock at every switch on its processor,
+		// which a loop that yields between passes (spin) pays each time.
+		// A fire that races with this leaves a token in wake: one
+		// extra pass later.
+		l.disarmPark()
+	}
+	l.takeBack(ownParked)
 	l.sleeping.Store(0)
 }
 
-// armPark makes sure the park timer fires at or before when, d from now.
-// The timer is left running when the loop wakes for another reason: a loop
-// that parks and wakes often (a request/response exchange, whose asks
-// schedule their deadlines) would otherwise reset and stop it at every park
-// (a few hundred nanoseconds of a cross-loop round trip). When it fires it
-// only wakes the loop, which looks at its timers and parks again, so a
-// timer that fires early, for a deadline no longer due, costs one pass.
-func (l *Loop[E]) armPark(when int64, d time.Duration) {
-	if l.parkArmed.Load() && l.parkAt <= when {
-		return
-	}
-	l.parkAt = when
+// armPark sets the park timer to wake the loop in d. The timer only wakes
+// the loop (AfterFunc), so that a park is one channel receive rather than
+// a select over two channels.
+func (l *Loop[E]) armPark(d time.Duration) {
 	l.parkArmed.Store(true)
 	if l.parkTimer == nil {
 		l.parkTimer = time.AfterFunc(d, l.parkFired)
@@ -525,18 +538,16 @@ func (l *Loop[E]) armPark(when int64, d time.Duration) {
 	l.parkTimer.Reset(d)
 }
 
-// disarmPark stops the park timer of a loop that stops running, so that it
-// does not fire for nothing later.
+// disarmPark stops the park timer, if set.
 func (l *Loop[E]) disarmPark() {
-	if l.parkTimer != nil {
+	if l.parkTimer != nil && l.parkArmed.Load() {
 		l.parkTimer.Stop()
 		l.parkArmed.Store(false)
 	}
 }
 
-// parkFired is the park timer's function. It clears parkArmed before it
-// wakes the loop: a park that saw the flag still set finds the wake-up
-// token and looks again.
+// parkFired is the park timer's function: it wakes the loop, which looks
+// at its timers first after a park.
 func (l *Loop[E]) parkFired() {
 	l.parkArmed.Store(false)
 	l.sleeping.Store(0)
@@ -546,13 +557,14 @@ func (l *Loop[E]) parkFired() {
 	}
 }
 
-// takeBack makes the loop goroutine the owner again, waiting for a borrower
-// (PostRun) to finish its pass. The flag is raised before the attempt, so a borrower
-// that releases after a failed attempt always sees it and wakes us.
-func (l *Loop[E]) takeBack() {
+// takeBack makes the loop goroutine the owner again, from idle (ownParked
+// or ownSpinning), waiting for a borrower (PostRun) to finish its pass. The
+// flag is raised before the attempt, so a borrower that releases after a
+// failed attempt always sees it and wakes us.
+func (l *Loop[E]) takeBack(idle int32) {
 	for {
 		l.reclaim.Store(true)
-		if l.owner.CompareAndSwap(ownParked, ownRunning) {
+		if l.owner.CompareAndSwap(idle, ownRunning) {
 			l.reclaim.Store(false)
 			return
 		}
@@ -561,39 +573,47 @@ func (l *Loop[E]) takeBack() {
 }
 
 // runParked runs one pass on the calling goroutine if the loop's goroutine
-// is parked, and reports whether it did. The loop's goroutine stays parked
-// meanwhile and takes the loop back afterwards; work left over, or a timer
-// due before the one it sleeps toward, wakes it. It returns false at once
-// when the loop is busy, stopped or already lent, so it never blocks.
+// is idle (parked, or yielding before it parks), and reports whether it
+// did. The loop's goroutine stays idle meanwhile and takes the loop back
+// afterwards; work left over, or a timer due before the one it sleeps
+// toward, wakes a parked one. It returns false at once when the loop is
+// busy, stopped or already lent, so it never blocks.
 func (l *Loop[E]) runParked() bool {
-	if l.owner.Load() != ownParked {
+	idle := l.owner.Load()
+	if idle != ownParked && idle != ownSpinning {
 		return false
 	}
 	if l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
 		l.noLend.Add(-1)
 		return false
 	}
-	if !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
+	if !l.owner.CompareAndSwap(idle, ownBorrowed) {
 		return false
 	}
-	start := time.Now()
+	start := monoNanos()
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
-	if time.Since(start) > slowLend {
+	if monoNanos()-start > int64(slowLend) {
 		// The poster (a network goroutine) was held up by this loop's
 		// handlers: do not lend the loop for a while.
 		l.noLend.Store(noLendAfterSlow)
 	}
-	// Wake the loop goroutine if it is waiting for us, if work is left, or
-	// if the pass added a timer due before the one it sleeps toward.
-	wake := l.hasWork()
-	if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
-		wake = true
+	// Wake the loop goroutine if it is waiting for us, or, if it is
+	// parked, if work is left or the pass added a timer due before the one
+	// it sleeps toward (a spinning one looks at both itself).
+	wake := false
+	if idle == ownParked {
+		wake = l.hasWork()
+		if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
+			wake = true
+		}
 	}
 	l.publish()
-	l.owner.Store(ownParked)
+	l.owner.Store(idle)
 	if l.reclaim.Swap(false) || wake {
-		l.sleeping.Store(0)
+		if idle == ownParked {
+			l.sleeping.Store(0)
+		}
 		select {
 		case l.wake <- struct{}{}:
 		default:
@@ -601,6 +621,11 @@ func (l *Loop[E]) runParked() bool {
 	}
 	return true
 }
+
+// monoNanos reads the monotonic clock (one clock read; time.Now reads two).
+func monoNanos() int64 { return int64(time.Since(monoBase)) }
+
+var monoBase = time.Now()
 
 // Step handles at most one event, in the fixed priority order control,
 // local, inbound, due timers, and reports whether it handled one. It is how a

@@ -1,0 +1,109 @@
+package actor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// goid is the id of the calling goroutine, from its stack header.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	b = b[:bytes.IndexByte(b, ' ')]
+	n, _ := strconv.ParseUint(string(b), 10, 64)
+	return n
+}
+
+// A goroutine that asks an idle loop and would wait long enough runs the
+// handler itself (no goroutine switch); one whose timeout is short (to
+// catch a slow handler) leaves the handler to the loop's goroutine, so its
+// timeout still works.
+func TestAskFromGoroutineLendsOnlyWhenPatient(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, Watchdog: -1})
+	r := tsSpawn(t, s, tsFn(func(_ *Context, _ any) (any, error) { return goid(), nil }))
+	me := goid()
+	inline := func(ask func() (any, error)) int {
+		n := 0
+		for range 50 {
+			v, err := ask()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.(uint64) == me {
+				n++
+			}
+		}
+		return n
+	}
+	long, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	short, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	cancellable, cancel3 := context.WithCancel(context.Background())
+	defer cancel3()
+	for _, c := range []struct {
+		name string
+		ask  func() (any, error)
+		lend bool
+	}{
+		{"Ask, no deadline", func() (any, error) { return s.Ask(context.Background(), r, 1) }, true},
+		{"Ask, a minute", func() (any, error) { return s.Ask(long, r, 1) }, true},
+		{"AskTimeout, a minute", func() (any, error) { return s.AskTimeout(r, 1, time.Minute) }, true},
+		{"AskTimeout, none", func() (any, error) { return s.AskTimeout(r, 1, 0) }, true},
+		{"Ask, 500ms", func() (any, error) { return s.Ask(short, r, 1) }, false},
+		{"Ask, cancellable", func() (any, error) { return s.Ask(cancellable, r, 1) }, false},
+		{"AskTimeout, 500ms", func() (any, error) { return s.AskTimeout(r, 1, 500*time.Millisecond) }, false},
+	} {
+		n := inline(c.ask)
+		if c.lend && n == 0 {
+			t.Errorf("%s: 50 asks, none handled on the asking goroutine", c.name)
+		}
+		if !c.lend && n > 0 {
+			t.Errorf("%s: %d of 50 asks handled on the asking goroutine", c.name, n)
+		}
+	}
+}
+
+// AskTimeout's lazy timer: a wait with a shorter timeout than the one the
+// timer is armed for still times out on time, and a waiter whose timer
+// fired for an earlier wait re-arms for the current one.
+func TestAskTimeoutShorterThanArmed(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, Watchdog: -1})
+	gate := make(chan struct{})
+	defer close(gate)
+	hold := tsSpawn(t, s, tsFn(func(c *Context, _ any) (any, error) {
+		rep := c.Defer()
+		go func() { <-gate; rep.Reply(nil, nil) }()
+		return nil, nil
+	}))
+	echo := tsSpawn(t, s, tsEcho())
+	// Arm the pooled waiters' timers far ahead.
+	for range 10 {
+		if _, err := s.AskTimeout(echo, 1, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []time.Duration{20 * time.Millisecond, 5 * time.Millisecond} {
+		start := time.Now()
+		_, err := s.AskTimeout(hold, 1, d)
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("AskTimeout(%v) of a held ask: %v, want ErrTimeout", d, err)
+		}
+		if el := time.Since(start); el > d+tsWait/2 {
+			t.Fatalf("AskTimeout(%v) timed out after %v", d, el)
+		}
+	}
+	// After the timeouts, a waiter whose timer fires for a wait already
+	// answered leaves the next wait on its own deadline.
+	for range 3 {
+		if v, err := s.AskTimeout(echo, 2, 10*time.Millisecond); err != nil || v != 2 {
+			t.Fatalf("AskTimeout after timeouts: %v, %v", v, err)
+		}
+	}
+}
