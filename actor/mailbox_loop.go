@@ -103,8 +103,15 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }
 
+// ask from another loop posts with PostFrom: when the asking loop has
+// nothing else to do and l is idle, the asker's goroutine runs l's pass
+// (the request is handled, the reply queued for the asker) rather than
+// switching to l's goroutine and back.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
-	if o.ls != l && (o.ls != nil || o.how == postWake) {
+	if o.ls != l && o.ls != nil {
+		return postErr(l.loop.PostFrom(o.ls.loop, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+	}
+	if o.ls == nil && o.how == postWake {
 		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
 	}
 	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})

@@ -107,3 +107,28 @@ func TestAskTimeoutShorterThanArmed(t *testing.T) {
 		}
 	}
 }
+
+// An actor that asks an actor of another, idle loop and has nothing else
+// queued runs the request's handler on its own goroutine: the round trip
+// takes no goroutine switch.
+func TestCrossLoopAskLendsWhenQuiet(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 2, Watchdog: -1})
+	drv := tsSpawn(t, s, tsDriver(), OnLoop(0))
+	echo := tsSpawn(t, s, tsFn(func(_ *Context, _ any) (any, error) { return goid(), nil }), OnLoop(1))
+	same := false
+	for i := 0; i < 50 && !same; i++ {
+		v, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
+			me := goid()
+			rep := c.Defer()
+			c.Ask(echo, 1).Then(func(_ *Context, v any, err error) { rep.Reply(v == me, err) })
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		same = v.(bool)
+	}
+	if !same {
+		t.Fatal("50 cross-loop asks from a quiet loop, none handled on the asker's goroutine")
+	}
+}

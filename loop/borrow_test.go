@@ -304,7 +304,7 @@ func TestPostRunStopsLendingAfterSlowPass(t *testing.T) {
 
 // A loop yielding before it parks (spin) is idle too: PostRun runs the
 // pass on the calling goroutine rather than waiting for the spinner to
-// look, and the spinner goes on (and parks) once the loan is over.
+// look, and the spinner goes on once the loan is over.
 func TestPostRunLendsSpinningLoop(t *testing.T) {
 	var handled, inline atomic.Int64
 	var l *Loop[int]
@@ -313,7 +313,7 @@ func TestPostRunLendsSpinningLoop(t *testing.T) {
 			inline.Add(1)
 		}
 		handled.Add(1)
-	}), Config{Spin: 1 << 14})
+	}), Config{Spin: 1 << 30}) // spins until the test ends (Interrupt)
 	startRun(t, context.Background(), l)
 	for i := int64(1); inline.Load() == 0; i += 2 {
 		if i > 200 {
@@ -328,10 +328,50 @@ func TestPostRunLendsSpinningLoop(t *testing.T) {
 		}
 		eventually(t, "the event to be handled", func() bool { return handled.Load() == i+1 })
 	}
-	waitParked(t, l)
-	before := handled.Load()
-	if err := l.Post(3); err != nil {
+}
+
+// PostFrom from a handler of a loop with nothing else queued runs the idle
+// target's pass on the handler's goroutine; from a loop with more queued
+// it wakes the target instead.
+func TestPostFromLendsWhenQuiet(t *testing.T) {
+	var inline sync.Map
+	done := make(chan int, 16)
+	var a, b *Loop[int]
+	b = New[int](handlerFunc[int](func(e *int) {
+		inline.Store(*e, b.owner.Load() == ownBorrowed)
+		done <- *e
+	}), Config{})
+	a = New[int](handlerFunc[int](func(e *int) {
+		post := func(e int) error { return b.PostFrom(a, e) }
+		if *e == 11 { // it would lend b, which would then handle 10 too
+			post = b.Post
+		}
+		if err := post(*e); err != nil {
+			t.Error(err)
+		}
+	}), Config{})
+	startRun(t, context.Background(), a)
+	startRun(t, context.Background(), b)
+	waitParked(t, a)
+	waitParked(t, b)
+	if err := a.Post(1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the loop goroutine to handle the next event", func() bool { return handled.Load() == before+1 })
+	waitFor(t, done, "the request from a quiet loop")
+	if v, _ := inline.Load(1); v != true {
+		t.Fatal("a request from a quiet loop to a parked one was not handled on the poster's goroutine")
+	}
+	waitParked(t, a)
+	waitParked(t, b)
+	for _, e := range []int{10, 11} {
+		if err := a.PostQuiet(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Notify()
+	waitFor(t, done, "a request")
+	waitFor(t, done, "a request")
+	if v, _ := inline.Load(10); v != false {
+		t.Fatal("a request from a loop with more queued was handled on its goroutine")
+	}
 }

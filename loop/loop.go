@@ -104,6 +104,8 @@ type Loop[E any] struct {
 	checkTimer bool   // the next pass checks the timers
 	cur        E      // the event being handled: a field, so passing &cur to Handle does not allocate
 	handled    uint64 // loop-owned
+	inRing     bool   // the event being handled is in the inbound ring (quiet)
+	lentPass   uint64 // the pass of this loop that last lent another (PostFrom)
 	pub        stats  // published once per pass for other goroutines
 }
 
@@ -159,6 +161,39 @@ func (l *Loop[E]) PostRun(ev E) error {
 	}
 	l.Kick()
 	return nil
+}
+
+// PostFrom is Post for a handler running on loop from (called on the
+// goroutine running from's pass), for a request whose answer from awaits:
+// when from has nothing queued beyond the event it is handling, and l is
+// idle (parked, or yielding before it parks), the calling goroutine runs
+// l's pass itself, as PostRun does, instead of waking l's goroutine. from
+// would go idle next anyway; the exchange then takes no goroutine switch.
+// It lends at most once per pass of from, and not after a slow lent pass
+// (see PostRun). Order and exclusion are as with Post.
+func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
+	if err := l.in.push(ev); err != nil {
+		return err
+	}
+	if from != l && from.lentPass != from.passes && from.quiet() && l.runParked() {
+		from.lentPass = from.passes
+		return nil
+	}
+	l.notify()
+	return nil
+}
+
+// quiet reports whether nothing is queued for the loop beyond the event
+// being handled. Goroutine running the loop's pass only.
+func (l *Loop[E]) quiet() bool {
+	if l.ctlPos < len(l.ctlBuf) || l.ctlHint.Load() != 0 || l.local.n > 0 {
+		return false
+	}
+	next := l.in.next
+	if l.inRing { // handled in place: the cell after it
+		next++
+	}
+	return l.in.cells[next&l.in.mask].seq.Load() != next+1
 }
 
 // PostQuiet queues ev like Post but does not wake the loop: the caller
@@ -333,7 +368,7 @@ func (l *Loop[E]) spin() bool {
 	for range l.cfg.Spin {
 		runtime.Gosched()
 		if l.owner.CompareAndSwap(ownSpinning, ownRunning) {
-			if l.hasWork() {
+			if l.hasWork() || l.interrupt.Load() {
 				return true
 			}
 			l.owner.Store(ownSpinning)
@@ -372,7 +407,9 @@ func (l *Loop[E]) pass() int {
 		if v == nil {
 			break
 		}
+		l.inRing = true
 		l.h.Handle(v) // in place: no copy out of the ring
+		l.inRing = false
 		l.in.release()
 		if n++; n&15 == 0 {
 			l.pub.handled.Store(l.handled + uint64(n)) // progress for the watchdog
