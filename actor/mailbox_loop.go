@@ -104,9 +104,9 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 }
 
 // ask from another loop posts with PostFrom: when the asking loop has
-// nothing else to do and l is idle, the asker's goroutine runs l's pass
-// (the request is handled, the reply queued for the asker) rather than
-// switching to l's goroutine and back.
+// nothing else to do and l is idle with nothing queued before the
+// request, the asker's goroutine handles the request (the reply is
+// queued for the asker) rather than switching to l's goroutine and back.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
 	if o.ls != l && o.ls != nil {
 		return postErr(l.loop.PostFrom(o.ls.loop, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
@@ -162,18 +162,18 @@ func patient(ctx context.Context) bool {
 	return ok && time.Until(dl) >= lendAfter
 }
 
-// postAsk posts a plain goroutine's ask. If lend, it is posted as a
-// transport posts what it reads (PostRun): when the loop is idle, the
-// asking goroutine runs the loop's pass itself, which handles the request,
-// instead of waking the loop's goroutine and parking until that goroutine
-// wakes it back: the asker would only wait meanwhile, and the round trip
-// takes no goroutine switch at all (the reply is in the waiter's channel
-// when the pass returns). Order and exclusion are as with Post. The asker
-// cannot notice its timeout or cancellation while it runs the pass, so it
-// lends only when it would wait at least lendAfter.
+// postAsk posts a plain goroutine's ask. If lend, it posts with PostOwn:
+// when the loop is idle and nothing is queued before the request, the
+// asking goroutine handles the request itself (and nothing else) instead
+// of waking the loop's goroutine and parking until that goroutine wakes it
+// back: the asker would only wait meanwhile, and the round trip takes no
+// goroutine switch at all (the reply is in the waiter's channel when the
+// handler returns). Order and exclusion are as with Post. The asker cannot
+// notice its timeout or cancellation while the handler runs, so it lends
+// only when it would wait at least lendAfter.
 func (l *loopState) postAsk(e envelope, lend bool) error {
 	if lend {
-		return l.loop.PostRun(e)
+		return l.loop.PostOwn(e)
 	}
 	return l.loop.Post(e)
 }

@@ -375,3 +375,88 @@ func TestPostFromLendsWhenQuiet(t *testing.T) {
 		t.Fatal("a request from a loop with more queued was handled on its goroutine")
 	}
 }
+
+// PostOwn lends the loop for the poster's own event only: not when another
+// event is queued before it, and what the event causes on the loop (a
+// local post) is left to the loop's goroutine.
+func TestPostOwnHandlesOnlyItsEvent(t *testing.T) {
+	var inline sync.Map
+	done := make(chan int, 16)
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(e *int) {
+		inline.Store(*e, l.owner.Load() == ownBorrowed)
+		if *e == 1 {
+			if err := l.PostLocal(2); err != nil {
+				t.Error(err)
+			}
+		}
+		done <- *e
+	}), Config{})
+	startRun(t, context.Background(), l)
+	waitParked(t, l)
+	if err := l.PostOwn(1); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := inline.Load(1); v != true {
+		t.Fatal("PostOwn to a parked loop did not handle its event on the caller's goroutine")
+	}
+	waitFor(t, done, "the posted event")
+	waitFor(t, done, "the event it posted locally")
+	if v, _ := inline.Load(2); v != false {
+		t.Fatal("the lent handler's local post was handled on the caller's goroutine too")
+	}
+	waitParked(t, l)
+	if err := l.PostQuiet(3); err != nil { // queued before, not woken
+		t.Fatal(err)
+	}
+	if err := l.PostOwn(4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, done, "the first event")
+	waitFor(t, done, "the second event")
+	if v, _ := inline.Load(4); v != false {
+		t.Fatal("PostOwn handled its event on the caller's goroutine with another queued before it")
+	}
+}
+
+// After a slow lent event, PostOwn does not lend for a thousand times as
+// long as it took, even once the attempts PostRun counts are used up.
+func TestPostOwnBacksOffAfterSlowEvent(t *testing.T) {
+	var lentSlow, lentAfter, handled atomic.Int64
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(e *int) {
+		lent := l.owner.Load() == ownBorrowed
+		if *e == 1 {
+			if lent {
+				lentSlow.Add(1)
+			}
+			busy := time.Now()
+			for time.Since(busy) < 2*slowLend { // a slow handler (its work, not a sleep)
+			}
+		} else if lent {
+			lentAfter.Add(1)
+		}
+		handled.Add(1)
+	}), Config{})
+	startRun(t, context.Background(), l)
+	for lentSlow.Load() == 0 {
+		waitParked(t, l)
+		before := handled.Load()
+		if err := l.PostOwn(1); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the slow event", func() bool { return handled.Load() == before+1 })
+	}
+	l.noLend.Store(0) // the attempts alone would lend again now
+	for range 5 {
+		waitParked(t, l)
+		before := handled.Load()
+		if err := l.PostOwn(2); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a later event", func() bool { return handled.Load() == before+1 })
+	}
+	if n := lentAfter.Load(); n != 0 {
+		t.Fatalf("%d of 5 events right after a slow lent one were lent", n)
+	}
+}

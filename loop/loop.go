@@ -84,17 +84,18 @@ type Loop[E any] struct {
 	local   fifo[E]
 	timers  timerHeap[E]
 
-	sleeping  atomic.Int32
-	owner     atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
-	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
-	noLend    atomic.Int32 // lend attempts still to refuse after a slow lent pass
-	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
-	wake      chan struct{}
-	interrupt atomic.Bool
-	running   atomic.Bool
-	closed    atomic.Bool
-	parkTimer *time.Timer // wakes the parked loop for its next timer; see armPark
-	parkArmed atomic.Bool // parkTimer is set to fire
+	sleeping    atomic.Int32
+	owner       atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
+	reclaim     atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
+	noLend      atomic.Int32 // lend attempts still to refuse after a slow lent pass
+	noLendUntil atomic.Int64 // monoNanos before which runOwn does not lend, 0 for none
+	parkUntil   int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
+	wake        chan struct{}
+	interrupt   atomic.Bool
+	running     atomic.Bool
+	closed      atomic.Bool
+	parkTimer   *time.Timer // wakes the parked loop for its next timer; see armPark
+	parkArmed   atomic.Bool // parkTimer is set to fire
 
 	now        int64  // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64 // passes when now was read
@@ -163,23 +164,45 @@ func (l *Loop[E]) PostRun(ev E) error {
 	return nil
 }
 
-// PostFrom is Post for a handler running on loop from (called on the
-// goroutine running from's pass), for a request whose answer from awaits:
-// when from has nothing queued beyond the event it is handling, and l is
-// idle (parked, or yielding before it parks), the calling goroutine runs
-// l's pass itself, as PostRun does, instead of waking l's goroutine. from
-// would go idle next anyway; the exchange then takes no goroutine switch.
-// It lends at most once per pass of from, and not after a slow lent pass
-// (see PostRun). Order and exclusion are as with Post.
+// PostFrom is Post for a request whose answer the loop from awaits, from
+// a handler running on from (on the goroutine running from's pass): when
+// from has nothing queued beyond the event it is handling, and l is idle
+// (parked, or yielding before it parks) with nothing queued before ev, the
+// calling goroutine handles ev itself, as PostOwn does, instead of waking
+// l's goroutine: from would go idle next anyway, and the exchange takes
+// no goroutine switch. It lends at most once per pass of from. Order and
+// exclusion are as with Post.
 func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
-	if err := l.in.push(ev); err != nil {
+	pos, err := l.in.pushAt(ev)
+	if err != nil {
 		return err
 	}
-	if from != l && from.lentPass != from.passes && from.quiet() && l.runParked() {
+	if from != l && from.lentPass != from.passes && from.quiet() && l.runOwn(pos) {
 		from.lentPass = from.passes
 		return nil
 	}
 	l.notify()
+	return nil
+}
+
+// PostOwn is Post for a goroutine that will wait for ev's outcome and do
+// nothing else meanwhile (a blocking ask): if the loop is idle (parked, or
+// yielding before it parks) and nothing is queued before ev, the calling
+// goroutine handles ev itself, and only ev, instead of waking the loop's
+// goroutine; otherwise it wakes the loop like Post. The lent handler runs
+// on the caller's goroutine, under whatever the caller holds, and the
+// caller notices nothing else (a deadline) until it returns. After a lent
+// event that took over a millisecond the loop is not lent for the next
+// 1024 attempts, as with PostRun, nor for a thousand times as long as the
+// event took. Order and exclusion are as with Post.
+func (l *Loop[E]) PostOwn(ev E) error {
+	pos, err := l.in.pushAt(ev)
+	if err != nil {
+		return err
+	}
+	if !l.runOwn(pos) {
+		l.notify()
+	}
 	return nil
 }
 
@@ -513,6 +536,7 @@ func (l *Loop[E]) hasWork() bool {
 const (
 	slowLend        = time.Millisecond
 	noLendAfterSlow = 1024
+	slowLendBackoff = 1000 // runOwn: times a slow lent event's duration without lending
 )
 
 // Owners of a running loop's passes.
@@ -646,6 +670,73 @@ func (l *Loop[E]) runParked() bool {
 		}
 	}
 	l.publish()
+	l.release(idle, wake)
+	return true
+}
+
+// runOwn handles the inbound event at pos on the calling goroutine if the
+// loop's goroutine is idle and that event is the next one due (nothing
+// queued before it, no control or local event waiting), and reports
+// whether it did. It handles nothing else: what the event causes on this
+// loop (local posts, timers) and whatever arrives meanwhile is left to
+// the loop's goroutine, which it wakes if parked. It never blocks.
+func (l *Loop[E]) runOwn(pos uint64) bool {
+	idle := l.owner.Load()
+	if idle != ownParked && idle != ownSpinning {
+		return false
+	}
+	if l.noLend.Load() > 0 {
+		l.noLend.Add(-1)
+		return false
+	}
+	if u := l.noLendUntil.Load(); u != 0 {
+		if monoNanos() < u {
+			return false
+		}
+		l.noLendUntil.Store(0)
+	}
+	if !l.owner.CompareAndSwap(idle, ownBorrowed) {
+		return false
+	}
+	v := l.in.peek()
+	if l.in.next != pos || v == nil || l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) || l.local.n > 0 {
+		l.release(idle, false)
+		return false
+	}
+	start := monoNanos()
+	l.passes++
+	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
+	l.inRing = true
+	l.h.Handle(v)
+	l.inRing = false
+	l.in.release()
+	if l.in.publish() {
+		l.room.wake()
+	}
+	l.handled++
+	if end := monoNanos(); end-start > int64(slowLend) {
+		// A slow handler held up the borrower (a loop, perhaps, with
+		// work arriving): lend no more for 1024 attempts and for a
+		// thousand times as long as it took, so that slow handlers
+		// cost a borrower at most about a thousandth of its time.
+		l.noLend.Store(noLendAfterSlow)
+		l.noLendUntil.Store(end + slowLendBackoff*(end-start))
+	}
+	wake := false
+	if idle == ownParked {
+		wake = l.hasWork()
+		if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
+			wake = true
+		}
+	}
+	l.publish()
+	l.release(idle, wake)
+	return true
+}
+
+// release ends a loan: the loop is idle again, and its goroutine is woken
+// if it waits to take the loop back or wake says so.
+func (l *Loop[E]) release(idle int32, wake bool) {
 	l.owner.Store(idle)
 	if l.reclaim.Swap(false) || wake {
 		if idle == ownParked {
@@ -656,7 +747,6 @@ func (l *Loop[E]) runParked() bool {
 		default:
 		}
 	}
-	return true
 }
 
 // monoNanos reads the monotonic clock (one clock read; time.Now reads two).
