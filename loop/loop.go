@@ -41,7 +41,9 @@ type Config struct {
 	// (measured best for a cross-loop round trip on 2 cores: 450 ns against
 	// 1030 ns parking at once and 700 ns with 8). Busy-waiting without yielding
 	// is much worse in Go: the goroutine a loop wakes goes to the waker's own
-	// processor and waits for the spinner. Negative means park at once.
+	// processor and waits for the spinner. While it spins the loop is idle
+	// and can be lent (PostRun, PostOwn, PostFrom). Negative means park at
+	// once.
 	Spin int
 	// Clock drives the timers. Default RealClock.
 	Clock Clock
@@ -143,7 +145,8 @@ func (l *Loop[E]) Post(ev E) error {
 }
 
 // PostRun is Post for a goroutine that may run the loop itself: if the
-// loop's goroutine is parked for want of work, the calling goroutine runs
+// loop's goroutine is idle (parked for want of work, or yielding before it
+// parks, see Config.Spin), the calling goroutine runs
 // one pass of the loop (at most Batch events from each queue, and due
 // timers), which handles ev, instead of waking it. Otherwise it wakes the
 // loop like Post. Order and exclusion are as with Post: handlers never run
@@ -226,7 +229,7 @@ func (l *Loop[E]) quiet() bool {
 func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
 
 // Kick makes the loop handle what PostQuiet queued: like PostRun, it runs
-// a pass on the calling goroutine if the loop's goroutine is parked, and
+// a pass on the calling goroutine if the loop's goroutine is idle, and
 // wakes it otherwise.
 func (l *Loop[E]) Kick() {
 	if !l.runParked() {
