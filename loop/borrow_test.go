@@ -460,3 +460,34 @@ func TestPostOwnBacksOffAfterSlowEvent(t *testing.T) {
 		t.Fatalf("%d of 5 events right after a slow lent one were lent", n)
 	}
 }
+
+// PostFrom lends only once the posting handler has returned: a handler
+// that posts while holding a lock the request's handler takes does not
+// deadlock on its own goroutine.
+func TestPostFromLendsAfterTheHandlerReturns(t *testing.T) {
+	var mu sync.Mutex
+	done := make(chan bool, 1)
+	var a, b *Loop[int]
+	b = New[int](handlerFunc[int](func(*int) {
+		mu.Lock()
+		mu.Unlock()
+		done <- b.owner.Load() == ownBorrowed
+	}), Config{})
+	a = New[int](handlerFunc[int](func(e *int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := b.PostFrom(a, *e); err != nil {
+			t.Error(err)
+		}
+	}), Config{})
+	startRun(t, context.Background(), a)
+	startRun(t, context.Background(), b)
+	waitParked(t, a)
+	waitParked(t, b)
+	if err := a.Post(1); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(t, done, "the request") {
+		t.Fatal("the request was not handled on the poster's goroutine")
+	}
+}

@@ -99,17 +99,19 @@ type Loop[E any] struct {
 	parkTimer   *time.Timer // wakes the parked loop for its next timer; see armPark
 	parkArmed   atomic.Bool // parkTimer is set to fire
 
-	now        int64  // cached clock reading (unix ns), see CachedNow
-	nowPass    uint64 // passes when now was read
-	passes     uint64 // passes run, by whichever goroutine runs them
-	stale      bool   // the loop parked since now was read: read the clock again
-	timerPass  int    // busy passes since the timers were last checked
-	checkTimer bool   // the next pass checks the timers
-	cur        E      // the event being handled: a field, so passing &cur to Handle does not allocate
-	handled    uint64 // loop-owned
-	inRing     bool   // the event being handled is in the inbound ring (quiet)
-	lentPass   uint64 // the pass of this loop that last lent another (PostFrom)
-	pub        stats  // published once per pass for other goroutines
+	now        int64    // cached clock reading (unix ns), see CachedNow
+	nowPass    uint64   // passes when now was read
+	passes     uint64   // passes run, by whichever goroutine runs them
+	stale      bool     // the loop parked since now was read: read the clock again
+	timerPass  int      // busy passes since the timers were last checked
+	checkTimer bool     // the next pass checks the timers
+	cur        E        // the event being handled: a field, so passing &cur to Handle does not allocate
+	handled    uint64   // loop-owned
+	inRing     bool     // the event being handled is in the inbound ring (quiet)
+	lentPass   uint64   // the pass of this loop that last lent another (PostFrom)
+	lendTo     *Loop[E] // the loop to lend (or wake) once the handler returns (PostFrom)
+	lendPos    uint64   // the position of the request in lendTo's ring
+	pub        stats    // published once per pass for other goroutines
 }
 
 type stats struct {
@@ -168,24 +170,40 @@ func (l *Loop[E]) PostRun(ev E) error {
 }
 
 // PostFrom is Post for a request whose answer the loop from awaits, from
-// a handler running on from (on the goroutine running from's pass): when
-// from has nothing queued beyond the event it is handling, and l is idle
-// (parked, or yielding before it parks) with nothing queued before ev, the
-// calling goroutine handles ev itself, as PostOwn does, instead of waking
-// l's goroutine: from would go idle next anyway, and the exchange takes
-// no goroutine switch. It lends at most once per pass of from. Order and
-// exclusion are as with Post.
+// a handler running on from (on the goroutine running from's pass). Once
+// that handler has returned (so that it holds nothing the request's
+// handler may need), if from has nothing else queued and l is idle
+// (parked, or yielding before it parks) with nothing queued before ev,
+// the goroutine running from handles ev itself, as PostOwn does, instead
+// of waking l's goroutine: from would go idle next anyway, and the
+// exchange takes no goroutine switch. Otherwise l is woken then, as by
+// Post. It lends at most once per pass of from. Order and exclusion are
+// as with Post.
 func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
 	pos, err := l.in.pushAt(ev)
 	if err != nil {
 		return err
 	}
-	if from != l && from.lentPass != from.passes && from.quiet() && l.runOwn(pos) {
+	if from != l && from.lendTo == nil && from.lentPass != from.passes {
 		from.lentPass = from.passes
+		from.lendTo, from.lendPos = l, pos
 		return nil
 	}
 	l.notify()
 	return nil
+}
+
+// handle runs the handler on ev, then the loan PostFrom deferred to its
+// return.
+func (l *Loop[E]) handle(ev *E) {
+	l.h.Handle(ev)
+	if l.lendTo != nil {
+		t := l.lendTo
+		l.lendTo = nil
+		if !l.quiet() || !t.runOwn(l.lendPos) {
+			t.notify()
+		}
+	}
 }
 
 // PostOwn is Post for a goroutine that will wait for ev's outcome and do
@@ -414,11 +432,11 @@ func (l *Loop[E]) pass() int {
 		l.pullControl()
 	}
 	for i := 0; i < l.cfg.Batch && l.popControl(ev); i++ {
-		l.h.Handle(ev)
+		l.handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch && l.local.pop(ev); i++ {
-		l.h.Handle(ev)
+		l.handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch; i++ {
@@ -434,7 +452,7 @@ func (l *Loop[E]) pass() int {
 			break
 		}
 		l.inRing = true
-		l.h.Handle(v) // in place: no copy out of the ring
+		l.handle(v) // in place: no copy out of the ring
 		l.inRing = false
 		l.in.release()
 		if n++; n&15 == 0 {
@@ -452,7 +470,7 @@ func (l *Loop[E]) pass() int {
 			l.checkTimer, l.timerPass = false, 0
 			l.readClock()
 			for i := 0; i < l.cfg.Batch && l.timers.popDue(l.now, ev); i++ {
-				l.h.Handle(ev)
+				l.handle(ev)
 				n++
 			}
 		}
@@ -710,7 +728,7 @@ func (l *Loop[E]) runOwn(pos uint64) bool {
 	l.passes++
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.inRing = true
-	l.h.Handle(v)
+	l.handle(v)
 	l.inRing = false
 	l.in.release()
 	if l.in.publish() {
@@ -779,7 +797,7 @@ func (l *Loop[E]) Step() bool {
 	if !ok {
 		return false
 	}
-	l.h.Handle(ev)
+	l.handle(ev)
 	var zero E
 	*ev = zero
 	l.handled++
