@@ -86,18 +86,17 @@ type Loop[E any] struct {
 	local   fifo[E]
 	timers  timerHeap[E]
 
-	sleeping    atomic.Int32
-	owner       atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
-	reclaim     atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
-	noLend      atomic.Int32 // lend attempts still to refuse after a slow lent pass
-	noLendUntil atomic.Int64 // monoNanos before which runOwn does not lend, 0 for none
-	parkUntil   int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
-	wake        chan struct{}
-	interrupt   atomic.Bool
-	running     atomic.Bool
-	closed      atomic.Bool
-	parkTimer   *time.Timer // wakes the parked loop for its next timer; see armPark
-	parkArmed   atomic.Bool // parkTimer is set to fire
+	sleeping  atomic.Int32
+	owner     atomic.Int32 // ownRunning, ownParked or ownBorrowed: who may run passes (see PostRun)
+	reclaim   atomic.Bool  // the loop goroutine woke while borrowed and waits for the release
+	noLend    atomic.Int32 // lend attempts still to refuse after a slow lent pass
+	parkUntil int64        // the park timer's deadline (unix ns), 0 for none; read by borrowers
+	wake      chan struct{}
+	interrupt atomic.Bool
+	running   atomic.Bool
+	closed    atomic.Bool
+	parkTimer *time.Timer // wakes the parked loop for its next timer; see armPark
+	parkArmed atomic.Bool // parkTimer is set to fire
 
 	now        int64    // cached clock reading (unix ns), see CachedNow
 	nowPass    uint64   // passes when now was read
@@ -214,8 +213,7 @@ func (l *Loop[E]) handle(ev *E) {
 // on the caller's goroutine, under whatever the caller holds, and the
 // caller notices nothing else (a deadline) until it returns. After a lent
 // event that took over a millisecond the loop is not lent for the next
-// 1024 attempts, as with PostRun, nor for a thousand times as long as the
-// event took. Order and exclusion are as with Post.
+// 1024 attempts, as with PostRun. Order and exclusion are as with Post.
 func (l *Loop[E]) PostOwn(ev E) error {
 	pos, err := l.in.pushAt(ev)
 	if err != nil {
@@ -557,7 +555,6 @@ func (l *Loop[E]) hasWork() bool {
 const (
 	slowLend        = time.Millisecond
 	noLendAfterSlow = 1024
-	slowLendBackoff = 1000 // runOwn: times a slow lent event's duration without lending
 )
 
 // Owners of a running loop's passes.
@@ -710,12 +707,6 @@ func (l *Loop[E]) runOwn(pos uint64) bool {
 		l.noLend.Add(-1)
 		return false
 	}
-	if u := l.noLendUntil.Load(); u != 0 {
-		if monoNanos() < u {
-			return false
-		}
-		l.noLendUntil.Store(0)
-	}
 	if !l.owner.CompareAndSwap(idle, ownBorrowed) {
 		return false
 	}
@@ -735,13 +726,8 @@ func (l *Loop[E]) runOwn(pos uint64) bool {
 		l.room.wake()
 	}
 	l.handled++
-	if end := monoNanos(); end-start > int64(slowLend) {
-		// A slow handler held up the borrower (a loop, perhaps, with
-		// work arriving): lend no more for 1024 attempts and for a
-		// thousand times as long as it took, so that slow handlers
-		// cost a borrower at most about a thousandth of its time.
+	if monoNanos()-start > int64(slowLend) {
 		l.noLend.Store(noLendAfterSlow)
-		l.noLendUntil.Store(end + slowLendBackoff*(end-start))
 	}
 	wake := false
 	if idle == ownParked {
