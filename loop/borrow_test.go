@@ -452,3 +452,23 @@ func TestPostFromLendsAfterTheHandlerReturns(t *testing.T) {
 		t.Fatal("the request was not handled on the poster's goroutine")
 	}
 }
+
+// PostOwn lends even within the attempts a slow lent event stopped
+// PostRun for: its caller runs only the event it waits for anyway.
+func TestPostOwnLendsAfterSlowEvent(t *testing.T) {
+	var inline atomic.Bool
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(*int) { inline.Store(l.owner.Load() == ownBorrowed) }), Config{})
+	startRun(t, context.Background(), l)
+	waitParked(t, l)
+	l.noLend.Store(noLendAfterSlow) // as after a slow lent event
+	if err := l.PostOwn(1); err != nil {
+		t.Fatal(err)
+	}
+	if !inline.Load() {
+		t.Fatal("PostOwn did not lend after a slow lent event")
+	}
+	if n := l.noLend.Load(); n != noLendAfterSlow {
+		t.Fatalf("PostOwn used up an attempt of the others: %d left", n)
+	}
+}

@@ -199,7 +199,7 @@ func (l *Loop[E]) handle(ev *E) {
 	if l.lendTo != nil {
 		t := l.lendTo
 		l.lendTo = nil
-		if !l.quiet() || !t.runOwn(l.lendPos) {
+		if !l.quiet() || !t.runOwn(l.lendPos, true) {
 			t.notify()
 		}
 	}
@@ -211,15 +211,18 @@ func (l *Loop[E]) handle(ev *E) {
 // goroutine handles ev itself, and only ev, instead of waking the loop's
 // goroutine; otherwise it wakes the loop like Post. The lent handler runs
 // on the caller's goroutine, under whatever the caller holds, and the
-// caller notices nothing else (a deadline) until it returns. After a lent
-// event that took over a millisecond the loop is not lent for the next
-// 1024 attempts, as with PostRun. Order and exclusion are as with Post.
+// caller notices nothing else (a deadline) until it returns. A slow lent
+// event (over a millisecond) stops PostRun and PostFrom lending the loop
+// for the next 1024 attempts, but not PostOwn: its caller runs only the
+// event it waits for anyway (and a loan the OS descheduled in mid-handler
+// looks slow too, often, on a loaded machine). Order and exclusion are as
+// with Post.
 func (l *Loop[E]) PostOwn(ev E) error {
 	pos, err := l.in.pushAt(ev)
 	if err != nil {
 		return err
 	}
-	if !l.runOwn(pos) {
+	if !l.runOwn(pos, false) {
 		l.notify()
 	}
 	return nil
@@ -698,12 +701,15 @@ func (l *Loop[E]) runParked() bool {
 // whether it did. It handles nothing else: what the event causes on this
 // loop (local posts, timers) and whatever arrives meanwhile is left to
 // the loop's goroutine, which it wakes if parked. It never blocks.
-func (l *Loop[E]) runOwn(pos uint64) bool {
+// guarded: not within the 1024 attempts after a slow lent event (for a
+// borrower with other work, a loop); a slow one stops guarded loans either
+// way.
+func (l *Loop[E]) runOwn(pos uint64, guarded bool) bool {
 	idle := l.owner.Load()
 	if idle != ownParked && idle != ownSpinning {
 		return false
 	}
-	if l.noLend.Load() > 0 {
+	if guarded && l.noLend.Load() > 0 {
 		l.noLend.Add(-1)
 		return false
 	}
