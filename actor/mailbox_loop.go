@@ -138,7 +138,7 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 		return s.askManual(ctx, l, to, msg)
 	}
 	w := s.getWaiter()
-	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, patient(ctx)); err != nil {
+	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, !s.cfg.StrictDeadlines && patient(ctx)); err != nil {
 		s.waiters.Put(w)
 		return nil, postErr(err)
 	}
@@ -188,7 +188,7 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		return s.askWithContext(to, msg, d)
 	}
 	w := s.getWaiter()
-	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, d <= 0 || d >= lendAfter); err != nil {
+	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, !s.cfg.StrictDeadlines && (d <= 0 || d >= lendAfter)); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
 			s.waiters.Put(w)
 			return nil, postErr(err)

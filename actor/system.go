@@ -76,6 +76,16 @@ type Config struct {
 	// of a crash and restart (supervisor.BenchmarkRestart), so a system that
 	// expects many crashes and logs few of them saves it.
 	LazyStacks bool
+	// StrictDeadlines keeps a plain goroutine's Ask and AskTimeout from
+	// running the target's handler themselves. By default, an ask that
+	// would wait at least a second (no deadline, or one a second or more
+	// away) to an actor whose loop is idle runs the handler on the asking
+	// goroutine, which saves two goroutine switches (about half the cost
+	// of the round trip); the asker then cannot notice its deadline before
+	// that handler returns, so a handler that stalls (one the watchdog
+	// reports) holds it past its deadline. Set it where every deadline
+	// must hold whatever the handlers do.
+	StrictDeadlines bool
 	// Logger receives the runtime's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -475,7 +485,9 @@ func (s *System) Kill(ctx context.Context, r Ref) error {
 // ErrTimeout when no reply came within d (d <= 0: no timeout), the reply
 // then being dropped. Unlike Ask, it waits (within d) for room when the
 // target's queue is full, as SendWait does. It costs about what Ask does:
-// the timer comes from a pool, not from a context made per call.
+// the timer comes from a pool, not from a context made per call. As Ask,
+// with d of a second or more it may run the handler itself (see
+// Config.StrictDeadlines).
 func (s *System) AskTimeout(to Ref, msg any, d time.Duration) (any, error) {
 	return to.box().askTimeout(s, to, msg, d)
 }
@@ -505,7 +517,12 @@ func (s *System) askWithContext(to Ref, msg any, d time.Duration) (any, error) {
 // reply, until ctx is done (no deadline in ctx means no deadline). It fails
 // with the handler's error, ErrDead, a *CrashError, ErrQueueFull,
 // ErrShutdown or ctx's error. It must not be called from inside a handler
-// (that would block the loop): use Context.Ask there.
+// (that would block the loop): use Context.Ask there. When ctx has no
+// deadline, or one a second or more away, and the target's loop is idle,
+// the handler runs on the calling goroutine (no goroutine switch), which
+// then returns when it does, even past ctx's deadline if it stalls; a
+// caller must not hold a lock the handler takes (see
+// Config.StrictDeadlines).
 func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
 	return to.box().askWait(ctx, s, to, msg)
 }

@@ -138,3 +138,32 @@ func TestCrossLoopAskLendsWhenQuiet(t *testing.T) {
 		t.Fatal("3000 cross-loop asks from a quiet loop, none handled on the asker's goroutine")
 	}
 }
+
+// With Config.StrictDeadlines no ask from a goroutine runs the handler on
+// the asking goroutine, whatever its deadline.
+func TestStrictDeadlinesNeverLend(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, Watchdog: -1, StrictDeadlines: true})
+	r := tsSpawn(t, s, tsFn(func(_ *Context, _ any) (any, error) { return goid(), nil }))
+	me := goid()
+	long, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		ask  func() (any, error)
+	}{
+		{"Ask, no deadline", func() (any, error) { return s.Ask(context.Background(), r, 1) }},
+		{"Ask, a minute", func() (any, error) { return s.Ask(long, r, 1) }},
+		{"AskTimeout, a minute", func() (any, error) { return s.AskTimeout(r, 1, time.Minute) }},
+		{"AskTimeout, none", func() (any, error) { return s.AskTimeout(r, 1, 0) }},
+	} {
+		for i := range 200 {
+			v, err := c.ask()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.(uint64) == me {
+				t.Fatalf("%s: ask %d was handled on the asking goroutine", c.name, i+1)
+			}
+		}
+	}
+}
