@@ -76,6 +76,31 @@ type spawnOpts struct {
 	loop       int // -1: least loaded
 	name       string
 	supervised bool
+	// parent, for an actor spawned at the request of a remote actor
+	// that links to it in the same step (wire.SpawnLinked): linkEpoch
+	// gives the half's epoch, or false (the request no longer counts:
+	// nothing is made, the spawn fails with linkLost).
+	parent    Ref
+	linkEpoch func() (uint64, bool)
+	linkLost  error
+	// spawned, if set, runs on the loop right after the spawn (made and
+	// started, or failed), in the same step: the actor's exit signal
+	// cannot come before what it does. It returns whether the link made
+	// with the actor stays (false: nobody learns of the actor, whose
+	// half goes without a signal).
+	spawned func(Ref, error) bool
+}
+
+// after runs o.spawned, if set, with the spawn's outcome, on l.
+func (o *spawnOpts) after(l *loopState, r Ref, err error) {
+	if o.spawned == nil {
+		return
+	}
+	if !o.spawned(r, err) && err == nil {
+		if s := l.lookup(r); s != nil {
+			s.removeLink(o.parent)
+		}
+	}
 }
 
 // OnLoop places the actor on loop i (taken modulo the number of loops).

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actord/actord/internal/seam"
 	"github.com/actord/actord/loop"
 )
 
@@ -539,6 +540,53 @@ func TestPromiseResolvedInLaterTurn(t *testing.T) {
 	}
 	if v := tsRecv(t, got, "continuation of a promise resolved in a later turn"); v != "resolved" {
 		t.Fatalf("continuation got %v", v)
+	}
+}
+
+// A promise made through the promise seam (what quorum uses) settles
+// with its Resolve, from a later handler of the same actor: the first
+// Resolve only; the zero Promise is ignored; making and settling one
+// allocates nothing.
+func TestPromiseSeam(t *testing.T) {
+	pv := seam.Promises().(interface {
+		New(c *Context) Promise
+		Resolve(p Promise, v any, err error)
+	})
+	s := tsSystem(t, Config{Loops: 1})
+	got := make(chan any, 2)
+	var allocs float64
+	a := tsSpawn(t, s, func() Actor {
+		var p Promise
+		return &tsActor{recv: func(c *Context, msg any) (any, error) {
+			switch msg {
+			case "make":
+				p = pv.New(c)
+				p.Then(func(_ *Context, v any, err error) { got <- v })
+				pv.Resolve(Promise{}, "nothing", nil)
+			case "resolve":
+				pv.Resolve(p, "first", nil)
+				pv.Resolve(p, "second", nil)
+			case "allocs":
+				allocs = testing.AllocsPerRun(100, func() { pv.Resolve(pv.New(c), nil, nil) })
+			}
+			return nil, nil
+		}}
+	})
+	for _, m := range []string{"make", "resolve", "allocs"} {
+		if _, err := tsAsk(t, s, a, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := tsRecv(t, got, "continuation of a promise resolved through the seam"); v != "first" {
+		t.Fatalf("continuation got %v, want first", v)
+	}
+	select {
+	case v := <-got:
+		t.Fatalf("a second settlement ran the continuation again: %v", v)
+	default:
+	}
+	if allocs != 0 {
+		t.Errorf("New and Resolve: %v allocations, want 0", allocs)
 	}
 }
 

@@ -42,6 +42,8 @@ func (c *Context) Rand() *rand.Rand { return c.ls.rnd }
 func (c *Context) Name() string { return c.slot.name }
 
 // Parent returns the ref of the actor that spawned this one, or the zero Ref.
+// It is an actor of another node for an actor made by a linked remote
+// spawn (the owner, see remote.Node.SpawnLinkAsync), which is linked to it.
 func (c *Context) Parent() Ref { return c.slot.parent }
 
 // Send delivers msg to the actor to, one way. It returns once the message is

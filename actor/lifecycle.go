@@ -288,8 +288,19 @@ func (ls *loopState) spawn(f Factory, o spawnOpts, parent Ref) (Ref, error) {
 	if f == nil {
 		return Ref{}, ErrNilActor
 	}
+	var epoch uint64
+	if o.linkEpoch != nil {
+		var ok bool
+		if epoch, ok = o.linkEpoch(); !ok {
+			return Ref{}, o.linkLost
+		}
+		parent = o.parent
+	}
 	idx, s := ls.allocSlot()
 	s.factory, s.name, s.parent, s.sup, s.state = f, o.name, parent, o.supervised, slotAlive
+	if o.linkEpoch != nil {
+		s.addRemoteLink(parent, epoch) // before Start: the actor is never unlinked
+	}
 	r := Ref{l: ls, idx: idx, gen: s.gen}
 	ls.live.Add(1)
 	if err := ls.start(s, r); err != nil {

@@ -50,10 +50,14 @@ func BenchmarkSendSameLoop(b *testing.B) {
 // BenchmarkAskSameLoop: one op = an ask round trip between two actors of
 // the same loop, one in flight: the ask, its delivery, the reply and the
 // continuation.
-func BenchmarkAskSameLoop(b *testing.B) {
+func BenchmarkAskSameLoop(b *testing.B) { benchAskSameLoop(b, benchEcho{}) }
+
+// benchAskSameLoop measures ask round trips from a pingActor to target,
+// both on loop 0.
+func benchAskSameLoop(b *testing.B, target Actor) {
 	s := NewSystem(Config{Loops: 1, Watchdog: -1})
 	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	pong := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
+	pong := mustSpawn(b, s, func() Actor { return target }, OnLoop(0))
 	p := &pingActor{peer: pong, done: make(chan struct{})}
 	ping := mustSpawn(b, s, func() Actor { return p }, OnLoop(0))
 	b.ReportAllocs()
@@ -78,20 +82,4 @@ func (deferEcho) Receive(c *Context, msg any) (any, error) {
 
 // BenchmarkDeferAskSameLoop: BenchmarkAskSameLoop with a target that
 // answers through Context.Defer: the difference is the cost of a Reply.
-func BenchmarkDeferAskSameLoop(b *testing.B) {
-	s := NewSystem(Config{Loops: 1, Watchdog: -1})
-	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	pong := mustSpawn(b, s, func() Actor { return deferEcho{} }, OnLoop(0))
-	p := &pingActor{peer: pong, done: make(chan struct{})}
-	ping := mustSpawn(b, s, func() Actor { return p }, OnLoop(0))
-	b.ReportAllocs()
-	b.ResetTimer()
-	if err := s.Send(ping, b.N); err != nil {
-		b.Fatal(err)
-	}
-	<-p.done
-	b.StopTimer()
-	if p.err != nil {
-		b.Fatal(p.err)
-	}
-}
+func BenchmarkDeferAskSameLoop(b *testing.B) { benchAskSameLoop(b, deferEcho{}) }

@@ -248,7 +248,7 @@ func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref
 	if s.cfg.Manual {
 		var r Ref
 		var err error
-		if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, o, Ref{}) }); e != nil {
+		if e := s.onLoop(ctx, ls, func(l *loopState) { r, err = l.spawn(f, o, Ref{}); o.after(l, r, err) }); e != nil {
 			return Ref{}, e
 		}
 		return r, err
@@ -273,6 +273,7 @@ func (s *System) Spawn(ctx context.Context, f Factory, opts ...SpawnOption) (Ref
 			return // abandoned before it began: nothing made
 		}
 		r, err = l.spawn(f, o, Ref{})
+		o.after(l, r, err)
 		if !st.CompareAndSwap(running, finished) && err == nil {
 			if sl := l.lookup(r); sl != nil {
 				_ = l.stop(sl, r, reason) // the caller has gone: nobody holds r

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"context"
 	"sync"
 	"time"
 	"weak"
@@ -205,6 +206,60 @@ func (w *wire) LinkLocal(target, from Ref, epoch func() (uint64, bool), noproc f
 		return ErrInvalidRef
 	}
 	return l.linkFrom(fromNet, target, from, epoch, noproc)
+}
+
+// SpawnLinked is System.Spawn for the remote actor owner, whose node
+// asked for the actor with a link (seam.Peer's spawn with an owner): the
+// new actor's parent is owner, and its half of the link with owner is made
+// in the same step as the actor, before its Start, with the epoch that
+// epoch gives then (see LinkLocal). If epoch says the request no longer
+// counts, no actor is made and the spawn fails with lost. spawned runs on
+// the actor's loop in the same step, with the outcome, unless the spawn
+// never got to the loop (ctx ended first, the system shut down): the
+// transport answers there, right after Start, so that the answer goes
+// ahead of the new actor's exit signal (not of what its Start sends). If
+// spawned returns false (nobody will learn of the actor: the caller gave
+// up, or its answer could not be sent), the actor's half goes without a
+// signal.
+func (w *wire) SpawnLinked(ctx context.Context, f Factory, owner Ref, epoch func() (uint64, bool), lost error, spawned func(Ref, error) bool) (Ref, error) {
+	if owner.r == nil || epoch == nil || lost == nil {
+		return Ref{}, ErrInvalidRef
+	}
+	return w.s.Spawn(ctx, f, func(o *spawnOpts) { o.parent, o.linkEpoch, o.linkLost, o.spawned = owner, epoch, lost, spawned })
+}
+
+// LinkSpawned links the local actor owner to the remote actor r that a
+// spawn owner asked for has just made (r's half, on r's node, was made
+// with r; its node answered before r could send anything, so r's exit
+// signal comes after this), on owner's loop in order with what the
+// network queued for owner before. If owner is alive, it is
+// Context.Link(r) on owner's behalf: owner's half, and a link request to
+// r's node (link queues it and returns its epoch), which confirms the
+// spawn there. If owner is dead, dead runs
+// instead (the transport sends r the exit signal of a dead actor). then
+// runs last, on the loop, with the error that kept owner's half from
+// being made (nil if it was made, or owner was dead).
+func (w *wire) LinkSpawned(owner, r Ref, link func() (uint64, error), dead func(), then func(error)) error {
+	l := w.local(owner)
+	if l == nil || r.r == nil {
+		return ErrInvalidRef
+	}
+	return l.ordered(fromNet, &envelope{kind: kRun, msg: func(t *loopState) {
+		s := t.lookup(owner)
+		if s == nil {
+			dead()
+			then(nil)
+			return
+		}
+		epoch, err := link()
+		if err != nil {
+			dead() // r's half goes: nothing here would end it
+			then(err)
+			return
+		}
+		s.addRemoteLink(r, epoch)
+		then(nil)
+	}})
 }
 
 // UnlinkLocal removes the link between the local actor target and the

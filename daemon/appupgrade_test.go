@@ -108,7 +108,13 @@ func (f *upgradeFixture) config(t *testing.T, name string, seeds ...string) Conf
 			return &counterV1{name: n.name, n: n.n, f: f}, nil
 		},
 	})}
+	// The upgrade tests test no failover: slower than fastApps, so that a
+	// loaded machine (-race, other tests) does not lapse shop's lease, which
+	// stops its root, in the middle of a test. Under fastApps' 200 ms
+	// election timeout the leader was seen to step down for want of a
+	// quorum, and a's lease to end, right after threeDaemons.
 	c.Apps = fastApps("a", "b", "c")
+	c.Apps.ElectionTicks, c.Apps.Lease, c.Apps.RenewEvery = 25, 3*time.Second, 300*time.Millisecond
 	return c
 }
 
@@ -116,7 +122,12 @@ func counterSpec() AppSpec {
 	ch := func(n, node string) AppChild {
 		return AppChild{Name: n, Kind: "counter", Args: map[string]any{"name": n}, Node: node, Shutdown: "1s"}
 	}
-	return AppSpec{Name: "shop", Intensity: 10, Period: gateway.Duration(time.Second), Prefer: []string{"a"},
+	// Takeover: a preference list alone only picks the daemon of an
+	// assignment. The registry's leader may not have heard a lately when
+	// it assigns shop (a new leader, a loaded machine): shop then goes to
+	// b and, without Takeover, stays there. With it, shop moves to a once
+	// a is heard, so threeDaemons waits for a state the registry promises.
+	return AppSpec{Name: "shop", Intensity: 10, Period: gateway.Duration(time.Second), Prefer: []string{"a"}, Takeover: true,
 		Children: []AppChild{ch("w1", "a"), ch("w2", "b"), ch("w3", "c")}}
 }
 
@@ -153,6 +164,37 @@ func threeDaemons(t *testing.T, f *upgradeFixture) (a, b, c *Daemon) {
 		})
 	}
 	return a, b, c
+}
+
+// TestAppTakeoverToPreferred: shop, deployed while a (its preferred
+// daemon) is down, runs elsewhere; once a is up, Takeover moves it to a,
+// with its three children. Without Takeover it would stay where it is:
+// what threeDaemons relies on when the registry's leader has not heard a
+// lately at deploy.
+func TestAppTakeoverToPreferred(t *testing.T) {
+	f := newFixture()
+	b := start(t, f.config(t, "b"))
+	c := start(t, f.config(t, "c", b.Info().GossipAddr))
+	spec := counterSpec()
+	for i := range spec.Children {
+		spec.Children[i].Node = "" // a is not up: placed over b and c
+	}
+	eventually(t, 20*time.Second, "shop deployed", func() bool {
+		return appCall(t, c, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
+	})
+	eventually(t, 30*time.Second, "shop runs without a", func() bool {
+		info, ok := appOn(t, b, "shop")
+		return ok && info.State == "running" && info.Node != "a" && info.Node != ""
+	})
+	a := start(t, f.config(t, "a", b.Info().GossipAddr))
+	eventually(t, 30*time.Second, "shop moves to a with its 3 children", func() bool {
+		info, ok := appOn(t, a, "shop")
+		if !ok || info.State != "running" || info.Node != "a" {
+			return false
+		}
+		refs, err := childRefs(a)
+		return err == nil && len(refs) == 3
+	})
 }
 
 // childRefs returns the running children of shop's root on a, by name.

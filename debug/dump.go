@@ -87,14 +87,24 @@ type Latency struct {
 	MaxNS  int64  `json:"max_ns"`
 }
 
+// parentOf renders an actor's parent for Actor.Parent: a local one as its
+// id, a remote one (the owner of a linked remote spawn) with its node, so
+// that it never names a local actor of the same numbers.
+func parentOf(r actor.Ref) string {
+	if r.IsRemote() {
+		return r.String()
+	}
+	return idOf(r).String()
+}
+
 // Actor describes one actor.
 type Actor struct {
 	ID           string `json:"id"` // <loop.slot.gen>
 	Loop         int    `json:"loop"`
-	Name         string `json:"name"` // its spawn name; a supervised child's name is its path, e.g. "app/db"
-	Path         string `json:"path"` // its name, or for an unnamed supervisor the path its reports use
-	Type         string `json:"type"` // Go type; empty while suspended by Suspend (a crashed actor keeps its instance until the restart)
-	Parent       string `json:"parent"`
+	Name         string `json:"name"`       // its spawn name; a supervised child's name is its path, e.g. "app/db"
+	Path         string `json:"path"`       // its name, or for an unnamed supervisor the path its reports use
+	Type         string `json:"type"`       // Go type; empty while suspended by Suspend (a crashed actor keeps its instance until the restart)
+	Parent       string `json:"parent"`     // <loop.slot.gen>, or <node/loop.slot.gen> for a remote parent
 	Supervisor   string `json:"supervisor"` // the path of its supervisor, if it has one
 	IsSupervisor bool   `json:"is_supervisor"`
 	Status       string `json:"status"` // "running" or "suspended"
@@ -334,7 +344,7 @@ func (r *Recorder) Actors(ctx context.Context) (actors []Actor, unresponsive []i
 		all := lr.traceAll.Load()
 		var got []Actor
 		verr := visitActors(ctx, sys, i, func(ai actorInfo) {
-			a := Actor{ID: idOf(ai.Ref).String(), Loop: i, Name: ai.Name, Parent: idOf(ai.Parent).String(),
+			a := Actor{ID: idOf(ai.Ref).String(), Loop: i, Name: ai.Name, Parent: parentOf(ai.Parent),
 				Status: "running", Queue: ai.Stashed, Incarnation: ai.Incarnation}
 			if ai.Suspended {
 				a.Status = "suspended"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 )
 
 // ErrNoQuorum means a quorum call did not settle with a result. The *Error
@@ -143,9 +144,9 @@ type call[Req, Rep, Res any] struct {
 	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onDone   func(c *actor.Context, res Res, level int, err error)
-	resolve  func(v any, err error) // Ask's promise, instead of onDone
-	firstOut int32                  // first-wave asks not answered yet
-	second   bool                   // every ask the call will make is out (or dropped)
+	promise  actor.Promise // Ask's, settled through the promise seam, instead of onDone
+	firstOut int32         // first-wave asks not answered yet
+	second   bool          // every ask the call will make is out (or dropped)
 	done     bool
 	contain  bool // run by a Caller's actor: recover panics of the user's functions
 }
@@ -360,6 +361,9 @@ func (cl *call[Req, Rep, Res]) onReply(c *actor.Context, i int, v any, err error
 		}
 	}
 	node.observe(now, now.Sub(cl.deadline.Add(cl.asks[i].sent)), err)
+	if err != nil && cl.rs.cfg.m.onFailure != nil {
+		cl.rs.cfg.m.failed(node, err) // also after the call settled
+	}
 	if cl.done {
 		return
 	}
@@ -458,11 +462,11 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 		cl.rs.cfg.m.defer_.drop(d)
 	}
 	cl.defs = nil
-	if cl.resolve != nil {
+	if !cl.promise.IsZero() {
 		if err != nil {
-			cl.resolve(nil, err)
+			promises.Resolve(cl.promise, nil, err)
 		} else {
-			cl.resolve(res, nil)
+			promises.Resolve(cl.promise, res, nil)
 		}
 		return
 	}
@@ -477,6 +481,13 @@ func (cl *call[Req, Rep, Res]) recoverPanic(c *actor.Context) {
 		cl.finish(c, zero, 0, cl.fail(fmt.Errorf("%w: %v\n%s", ErrPanic, v, debug.Stack())))
 	}
 }
+
+// promises makes and settles Ask's promises without a closure each (the
+// actor package's promise seam).
+var promises = seam.Promises().(interface {
+	New(c *actor.Context) actor.Promise
+	Resolve(p actor.Promise, v any, err error)
+})
 
 // Future is the pending result of a quorum call made by an actor (Ask): a
 // typed actor.Promise.
@@ -506,16 +517,16 @@ func (f Future[Res]) Promise() actor.Promise { return f.p }
 // Calls made one after the other by one actor reach each node in the order
 // they were made (thrifty calls included: see Spec.Thrifty).
 func Ask[Req, Rep, Res any](c *actor.Context, cfg Configuration, req Req, spec Spec[Req, Rep, Res]) Future[Res] {
-	p, resolve := c.Promise()
+	p := promises.New(c) // Context.Promise without its resolve closure
 	cl, err := newCall[Req, Rep, Res](cfg, req, options[Req]{spec.PerNode, spec.Timeout, spec.Thrifty, spec.Kind})
 	if err == nil && spec.Quorum == nil {
 		err = fmt.Errorf("%w: no quorum function", ErrBadSpec)
 	}
 	if err != nil {
-		resolve(nil, err)
+		promises.Resolve(p, nil, err)
 		return Future[Res]{p}
 	}
-	cl.qf, cl.resolve = spec.Quorum, resolve
+	cl.qf, cl.promise = spec.Quorum, p
 	cl.start(c)
 	return Future[Res]{p}
 }

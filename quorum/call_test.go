@@ -1,6 +1,7 @@
 package quorum_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -309,5 +310,71 @@ func TestMulticast(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"r0 write 2", "r1 write 2", "r2 write 2"}) {
 		t.Fatalf("seen %v", got)
+	}
+}
+
+// ManagerConfig.OnFailure hears of a failed ask even when it comes after
+// its call settled, which the call's result cannot report.
+func TestOnFailureAfterTheCallSettled(t *testing.T) {
+	sys := newSystem(t)
+	type failure struct {
+		ref actor.Ref
+		err error
+	}
+	failures := make(chan failure, 4)
+	m, err := quorum.NewManager(sys, quorum.ManagerConfig{OnFailure: func(n *quorum.Node, err error) {
+		failures <- failure{n.Ref(), err}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	boom := errors.New("boom")
+	ok1 := spawnReplica(t, sys, &replica{st: state{1, "x"}})
+	ok2 := spawnReplica(t, sys, &replica{st: state{1, "x"}}, actor.OnLoop(1))
+	late := spawnReplica(t, sys, &replica{hold: true, fail: boom}, actor.OnLoop(1))
+	cfg := config(t, m, nil, ok1, late, ok2)
+	spec := quorum.Spec[read, state, []quorum.Reply[state]]{Quorum: quorum.Count[read, state](2), Timeout: time.Minute}
+	if rs, err := quorum.Call(context.Background(), m.Caller(), cfg, read{}, spec); err != nil || len(rs) != 2 {
+		t.Fatalf("count 2: %v %v", rs, err)
+	}
+	select {
+	case f := <-failures:
+		t.Fatalf("a failure before the late node answered: %v %v", f.ref, f.err)
+	default:
+	}
+	if err := sys.Send(late, release{}); err != nil {
+		t.Fatal(err)
+	}
+	f := recv(t, failures, "the late failure")
+	if f.ref != late || !errors.Is(f.err, boom) {
+		t.Fatalf("OnFailure(%v, %v), want the late node's %v", f.ref, f.err, boom)
+	}
+	if st := cfg.Node(cfg.Index(late)).Stats(); !st.Failing {
+		t.Fatalf("the late node's stats when OnFailure ran: %+v", st)
+	}
+}
+
+// A panicking OnFailure takes neither the call nor its caller down: the
+// next calls through the same Caller are answered.
+func TestOnFailurePanicContained(t *testing.T) {
+	sys := newSystem(t)
+	m, err := quorum.NewManager(sys, quorum.ManagerConfig{OnFailure: func(*quorum.Node, error) { panic("hook") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ok1 := spawnReplica(t, sys, &replica{st: state{1, "x"}})
+	ok2 := spawnReplica(t, sys, &replica{st: state{1, "x"}}, actor.OnLoop(1))
+	bad := spawnReplica(t, sys, &replica{fail: errors.New("boom")}, actor.OnLoop(1))
+	cfg := config(t, m, nil, bad, ok1, ok2)
+	spec := quorum.Spec[read, state, []quorum.Reply[state]]{Quorum: quorum.Count[read, state](2), Timeout: 5 * time.Second}
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rs, err := quorum.Call(ctx, m.Caller(), cfg, read{}, spec)
+		cancel()
+		if err != nil || len(rs) != 2 {
+			t.Fatalf("call %d: %v %v", i, rs, err)
+		}
 	}
 }

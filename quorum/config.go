@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -118,6 +119,14 @@ type ManagerConfig struct {
 	// Timeout bounds a call whose Spec has no Timeout and whose context
 	// has no deadline. Default 5 s.
 	Timeout time.Duration
+	// OnFailure, if set, is called with the node and the error of every
+	// failed ask of the Manager's calls, including those that fail after
+	// their call has settled (which the call's result cannot report). It
+	// runs on the loop of the actor that made the call, after the node's
+	// statistics count the failure: it must not block. A panic of it is
+	// recovered (the first one logged), so that it cannot take the call or
+	// its caller down.
+	OnFailure func(n *Node, err error)
 }
 
 // DefaultTimeout is the default of ManagerConfig.Timeout.
@@ -127,8 +136,10 @@ const DefaultTimeout = 5 * time.Second
 // and the actors that run the calls of plain goroutines (see Caller). It
 // is safe for concurrent use. Every Configuration belongs to one Manager.
 type Manager struct {
-	sys     *actor.System
-	timeout time.Duration
+	sys       *actor.System
+	timeout   time.Duration
+	onFailure func(n *Node, err error) // ManagerConfig.OnFailure
+	hookPanic atomic.Bool              // OnFailure panicked once (logged then)
 
 	mu       sync.Mutex
 	nodes    map[actor.Ref]weak.Pointer[Node]
@@ -148,7 +159,7 @@ func NewManager(sys *actor.System, cfg ManagerConfig) (*Manager, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	m := &Manager{sys: sys, timeout: cfg.Timeout, nodes: map[actor.Ref]weak.Pointer[Node]{}, closedCh: make(chan struct{})}
+	m := &Manager{sys: sys, timeout: cfg.Timeout, onFailure: cfg.OnFailure, nodes: map[actor.Ref]weak.Pointer[Node]{}, closedCh: make(chan struct{})}
 	m.defer_.m = map[queueKey][]*deferred{}
 	svc, err := m.spawnCaller(actor.Name("quorum/caller"))
 	if err != nil {
@@ -387,4 +398,14 @@ func (c Configuration) String() string {
 		sys = c.sys.String()
 	}
 	return fmt.Sprintf("config %016x [%s] %s", uint64(c.id), strings.Join(parts, " "), sys)
+}
+
+// failed runs OnFailure for a failed ask of node, recovering its panic.
+func (m *Manager) failed(n *Node, err error) {
+	defer func() {
+		if r := recover(); r != nil && m.hookPanic.CompareAndSwap(false, true) {
+			slog.Error("quorum: ManagerConfig.OnFailure panicked (logged once)", "panic", fmt.Sprint(r))
+		}
+	}()
+	m.onFailure(n, err)
 }

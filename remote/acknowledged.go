@@ -97,7 +97,7 @@ func (n *Node) inLifecycle(ic *inConn, f *frame) {
 		if e, ok := v.(error); ok {
 			v = reason{Code: errorCode(e), Msg: e.Error()}
 		}
-		peer.reply(forced, from, pidx, pgen, v, err)
+		_ = peer.reply(forced, from, pidx, pgen, v, err)
 	}
 	if err := n.wire.LifecycleLocal(to, req, done); err != nil {
 		ic.lifecycles.Add(-1)

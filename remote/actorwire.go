@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/actord/actord/actor"
@@ -32,6 +33,8 @@ type actorWire interface {
 	DemonitorLocal(target, watcher actor.Ref) error
 	LinkLocal(target, from actor.Ref, epoch func() (uint64, bool), noproc func()) error
 	UnlinkLocal(target, from actor.Ref) error
+	LinkSpawned(owner, r actor.Ref, link func() (uint64, error), dead func(), then func(error)) error
+	SpawnLinked(ctx context.Context, f actor.Factory, owner actor.Ref, epoch func() (uint64, bool), lost error, spawned func(actor.Ref, error) bool) (actor.Ref, error)
 	SignalLocal(to, from actor.Ref, reason error, link bool) error
 	BreakLinks(p actorPeer, epoch uint64, reason error)
 	BreakMarkedLinks(p actorPeer, mark uint64, reason error)

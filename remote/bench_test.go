@@ -385,6 +385,7 @@ func BenchmarkBaselineGnetPingPong(b *testing.B) {
 	<-first
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	done := make(chan struct{})
 	if err := c.AsyncWrite(nil, func(c gnet.Conn, _ error) error {
 		p.left, p.done = b.N, done
@@ -394,6 +395,8 @@ func BenchmarkBaselineGnetPingPong(b *testing.B) {
 		b.Fatal(err)
 	}
 	<-done
+	b.StopTimer()
+	cpu(b)
 }
 
 // cpuMeter starts counting the CPU time the process uses (user and system,

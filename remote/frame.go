@@ -7,7 +7,7 @@ import "github.com/actord/actord/actor"
 // array lengths on the wire, and the tests' samples and fuzz seeds.
 
 // Protocol version spoken by this implementation (docs/remote.md).
-const protocolVersion = 6
+const protocolVersion = 7
 
 // Frame kinds. A frame is a 4-byte big-endian length followed by that many
 // bytes: a msgpack array whose first element is the kind.
@@ -22,7 +22,7 @@ const (
 	fMonitor   = 8  // [8, target, watcher]
 	fDemonitor = 9  // [9, target, watcher]
 	fStop      = 10 // [10, target, code, message]
-	fSpawn     = 11 // [11, pidx, pgen, kind, typeID, payload]
+	fSpawn     = 11 // [11, pidx, pgen, owner|nil, kind, typeID, payload]: owner, if set, is linked to the new actor (inSpawn)
 	fGoodbye   = 12 // [12, code, message]
 	fDown      = 13 // [13, target, watcher, code, message]
 	fLink      = 14 // [14, target, from]
@@ -76,7 +76,7 @@ var frameFields = [...][]field{
 	fMonitor:   {fldTo, fldFrom},
 	fDemonitor: {fldTo, fldFrom},
 	fStop:      {fldTo, fldCode, fldMsg},
-	fSpawn:     {fldPidx, fldPgen, fldKindName, fldPayload},
+	fSpawn:     {fldPidx, fldPgen, fldFromOpt, fldKindName, fldPayload},
 	fGoodbye:   {fldCode, fldMsg},
 	fDown:      {fldTo, fldFrom, fldCode, fldMsg},
 	fLink:      {fldTo, fldFrom},
@@ -121,7 +121,7 @@ type frame struct {
 	op               uint64 // fLifecycle: the op, with opBrutal
 	timeout          uint64 // fLifecycle: nanoseconds
 	to, from         actor.WireID
-	hasFrom          bool // fSend: from is set (fldFromOpt, fldFromInOpt)
+	hasFrom          bool // fSend, fSpawn: from is set (fldFromOpt, fldFromInOpt)
 	// an interned to or from (fldToIn, fldFromIn): the index of the
 	// connection's table it came as (toIn, fromIn false: a full id); read
 	// only, a writer assigns its own

@@ -227,14 +227,14 @@ func TestDeclaredLengthsCheckedBeforeAllocating(t *testing.T) {
 		{"ref address too long", body(fSend, toDef, nil, typeID("actor.Ref"), append(append(msgpack.RawMessage{0x96, 0xa1, 'n', 0xda, 0x02, 0x58},
 			bytes.Repeat([]byte{'a'}, 600)...), append([]byte{1, 2, 3, 0xc4, 0x10}, sec...)...)), true},
 		{"ask payload", body(fAsk, toDef, toDef, 1, 1, typeID("bytes"), big(0xc6)), true},
-		{"spawn payload", body(fSpawn, 1, 1, "k", typeID("string"), big(0xdb)), true},
+		{"spawn payload", body(fSpawn, 1, 1, nil, "k", typeID("string"), big(0xdb)), true},
 		{"hello name", body(fHello, 1, big(0xdb), 1, "a", 1, 0, 0), false},
 		{"hello addr", body(fHello, 1, "n", 1, big(0xc6), 1, 0, 0), false},
 		{"welcome name", body(fWelcome, 1, big(0xdb), 1), false},
 		{"reply message", body(fReply, 1, 1, 1, 0, big(0xc6), 0, nil), false},
 		{"stop message", body(fStop, to, 0, big(0xdb)), false},
 		{"down message", body(fDown, to, to, 0, big(0xdb)), false},
-		{"spawn kind", body(fSpawn, 1, 1, big(0xc6), 0, nil), false},
+		{"spawn kind", body(fSpawn, 1, 1, nil, big(0xc6), 0, nil), false},
 		{"goodbye message", body(fGoodbye, 0, big(0xdb)), false},
 	}
 	var f frame

@@ -21,7 +21,8 @@ func (n *Node) deliver(ic *inConn, post func() error) error {
 	if err == nil || !errors.Is(err, actor.ErrQueueFull) {
 		return err
 	}
-	ic.kickAll(n) // what this read queued must drain for room to appear
+	ic.unhold(n.now()) // other senders to the node must not wait for this wait
+	ic.kickAll(n)      // what this read queued must drain for room to appear
 	if n.clk != nil {
 		// Simulated: the loops run on this goroutine; run them until
 		// there is room, as their own goroutines would meanwhile.
@@ -109,6 +110,8 @@ type inConn struct {
 	pre *preAuth
 	// data: a frame other than a Ping was read in this OnTraffic
 	data bool
+	// holding: this read holds from's frames (peer.hold)
+	holding bool
 	// cut: this node lost its own connection to the node and ended this
 	// one with it (peer.cutLocked): no more of its frames are handled, and
 	// a link that its frames asked for and that a loop has not made yet is
@@ -125,6 +128,15 @@ func (ic *inConn) queued(to actor.Ref) {
 		}
 	}
 	ic.kick = append(ic.kick, to)
+}
+
+// unhold ends the read's hold of from's frames, if it holds them; now is
+// when the read began.
+func (ic *inConn) unhold(now time.Time) {
+	if ic.holding {
+		ic.holding = false
+		ic.from.unhold(now)
+	}
 }
 
 // kickAll makes the loops messages were queued to handle them.
@@ -236,6 +248,9 @@ func (n *Node) inTraffic(ic *inConn) error {
 	handshake := func(msg []byte) ([]byte, error) { return ic.sess.handshakeStep(false, msg) }
 	var replies []byte
 	var err error
+	if ic.hello && ic.from != nil {
+		ic.holding = ic.from.hold(now)
+	}
 	for {
 		// Records are decrypted up to what the session may hold, then
 		// parsed into frames, which makes room for more.
@@ -267,6 +282,7 @@ func (n *Node) inTraffic(ic *inConn) error {
 	if len(replies) > 0 {
 		_, _ = c.Write(replies)
 	}
+	ic.unhold(now)
 	switch {
 	case err == nil, err == errCut: // closed on purpose (peer.cutLocked)
 	case errors.Is(err, ErrBufferLimit):
@@ -334,10 +350,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 	ic.data = ic.data || f.kind != fPing
 	switch f.kind {
 	case fSend:
+		ic.from.heardData()
 		n.inSend(ic, f)
 	case fAsk:
+		ic.from.heardData()
 		n.inAsk(ic, f)
 	case fReply:
+		ic.from.heardData()
 		n.inReply(ic, f)
 	case fPing:
 		ic.ackInbound(1)
@@ -372,7 +391,13 @@ func (n *Node) handleInbound(ic *inConn, f *frame) error {
 			ic.from.addLinks(-1) // the peer's end of a link stopped
 		}
 		if to, ok := ic.resolve(n, f.to); ok {
-			_ = n.wire.SignalLocal(to, ic.remoteFrom(n, f.from), decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
+			from := ic.remoteFrom(n, f.from)
+			if f.link == 1 {
+				// The owner's node answered a linked spawn with the
+				// owner's exit instead of confirming it: settled.
+				n.spawns.confirm(to, from)
+			}
+			_ = n.wire.SignalLocal(to, from, decodeError(ic.remoteName, f.code, f.msg), f.link == 1)
 		}
 	case fSpawn:
 		n.inSpawn(ic, f)
@@ -545,28 +570,51 @@ func (n *Node) inReply(ic *inConn, f *frame) {
 // inLink makes the local half of a link the other node made, or answers
 // that the target is dead.
 func (n *Node) inLink(ic *inConn, f *frame) {
-	from, peer, fromID, toID := ic.remoteFrom(n, f.from), ic.from, f.from, f.to
-	// noproc, from the id as it came: never echo a corrected secret
-	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
-	st := ic.state
-	if st == nil || st.replaced.Load() {
+	epoch, ok := ic.linkEpoch()
+	if !ok {
 		return // from an incarnation that restarted: its actors are gone
 	}
-	// The half is marked with the incarnation that made it, so that it
-	// ends when that incarnation is replaced (peer.replaced). It is read on
-	// the target's loop, under the peer's lock: a request whose
-	// connection was cut (peer.cutLocked) or superseded since it was read
-	// makes no half, as the other node ended its own.
-	epoch := func() (uint64, bool) {
+	target, ok := n.wire.Resolve(f.to)
+	from := ic.remoteFrom(n, f.from)
+	// The owner of a linked spawn confirms it with a link request: its
+	// half is already counted (spawnLinked).
+	count := !ok || !n.spawns.confirm(target, from)
+	n.linkHalf(ic.from, target, ok, count, from, f.from, f.to, epoch)
+}
+
+// linkEpoch returns the epoch function of a link half made at the request
+// of the node on ic (seam's LinkLocal), or false if ic's incarnation was
+// replaced. The half is marked with the incarnation that made it, so that
+// it ends when that incarnation is replaced (peer.replaced). The epoch is
+// read on the target's loop, under the peer's lock: a request whose
+// connection was cut (peer.cutLocked) or superseded since it was read
+// makes no half, as the other node ended its own.
+func (ic *inConn) linkEpoch() (func() (uint64, bool), bool) {
+	peer, st := ic.from, ic.state
+	if st == nil || st.replaced.Load() {
+		return nil, false
+	}
+	return func() (uint64, bool) {
 		peer.mu.Lock()
 		defer peer.mu.Unlock()
 		if ic.cut.Load() || st.replaced.Load() || st.epoch.Load() != ic.epoch {
 			return 0, false
 		}
 		return st.mark<<seam.LinkEpochBits | peer.link.epoch, true
+	}, true
+}
+
+// linkHalf makes the local actor target's half (ok: target is one) of a
+// link with from, an actor of peer's node (fromID and toID as they came
+// on the wire), or answers that target is dead; count: the link is new to
+// the connection manager's estimate.
+func (n *Node) linkHalf(peer *peer, target actor.Ref, ok, count bool, from actor.Ref, fromID, toID actor.WireID, epoch func() (uint64, bool)) {
+	// noproc, from the id as it came: never echo a corrected secret
+	noproc := func() { _ = peer.sendExit(fromID, toID, actor.ErrDead, true, answer) } // ends the count too
+	if count {
+		peer.addLinks(1)
 	}
-	peer.addLinks(1)
-	if target, ok := n.wire.Resolve(f.to); !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
+	if !ok || n.wire.LinkLocal(target, from, epoch, noproc) != nil {
 		noproc()
 		return
 	}
@@ -574,17 +622,33 @@ func (n *Node) inLink(ic *inConn, f *frame) {
 	// linking node is lost (peer.lost): make sure there is one, with its
 	// heartbeat, even if nothing else is sent there.
 	if !bugs.NoDialBack {
-		ic.from.ensureConnected()
+		peer.ensureConnected()
 	}
 }
 
 // inSpawn spawns an actor of a registered kind, if the requester may, and
-// answers with its ref.
+// answers with its ref. A request that names an owner (Node.SpawnLinkAsync)
+// makes the new actor with its half of a link with the owner (and the
+// owner as its parent) in the same step, as a link request from the owner
+// would make it (linkHalf): if the connection the request came on was lost
+// by then, no actor is made, since the owner's node will never learn of
+// it; once made, the half ends as any link's with that node, so an answer
+// lost with its connection takes the actor down with it instead of leaving
+// it running, supervised by nobody.
 func (n *Node) inSpawn(ic *inConn, f *frame) {
 	proxy := n.wire.RemoteRef(ic.from, actor.WireID{Loop: goroutineLoop})
 	if f.payloadErr != nil {
 		ic.from.Reply(proxy, f.pidx, f.pgen, nil, f.payloadErr)
 		return
+	}
+	var owner actor.Ref
+	var epoch func() (uint64, bool)
+	if f.hasFrom {
+		var ok bool
+		if epoch, ok = ic.linkEpoch(); !ok {
+			return // from an incarnation that restarted: nobody waits for the answer
+		}
+		owner = ic.remoteFrom(n, f.from)
 	}
 	n.mu.Lock()
 	k, ok := n.kinds[f.kindName]
@@ -599,16 +663,20 @@ func (n *Node) inSpawn(ic *inConn, f *frame) {
 		ic.from.Reply(proxy, f.pidx, f.pgen, nil, fmt.Errorf("%w: %q on node %s", ErrUnknownKind, f.kindName, n.name))
 		return
 	}
-	pidx, pgen, args := f.pidx, f.pgen, f.payload
+	pidx, pgen, args, peer, name := f.pidx, f.pgen, f.payload, ic.from, ic.remoteName
 	n.offNetwork(func() { // spawning waits for Start: off the network loop
 		fac, err := k(args)
 		var r actor.Ref
+		if err == nil && epoch != nil {
+			n.spawnLinked(peer, name, proxy, pidx, pgen, fac, owner, epoch)
+			return
+		}
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout+5*time.Second)
 			r, err = n.sys.Spawn(ctx, fac)
 			cancel()
 		}
-		ic.from.Reply(proxy, pidx, pgen, r, err)
+		peer.Reply(proxy, pidx, pgen, r, err)
 	})
 }
 

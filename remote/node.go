@@ -265,11 +265,16 @@ type Stats struct {
 	// spawn came after its caller stopped waiting (Spawn's context ended,
 	// SpawnAsync's timeout passed): nobody knew of them.
 	SpawnsStopped uint64
+	// SpawnsUnconfirmed counts actors of linked spawns (SpawnLinkAsync)
+	// made here and stopped because the owner's node never confirmed
+	// them: their answer was lost, or came after it gave up.
+	SpawnsUnconfirmed uint64
 }
 
 type counters struct {
 	framesIn, framesOut, bytesIn, bytesOut, opened, closed, badFrames, refused, dropped, peersDown atomic.Uint64
 	deadLetters, downRefused, forgotten, dials                                                     atomic.Uint64
+	spawnsUnconfirmed                                                                              atomic.Uint64
 	connsRefused, handshakeTimeouts, bufferLimited, acceptErrors                                   atomic.Uint64
 	spawnsStopped                                                                                  atomic.Uint64
 }
@@ -302,7 +307,8 @@ type Node struct {
 	mu      sync.Mutex
 	peers   map[string]*peer // by listen address
 	kinds   map[string]Kind
-	exports exports // names exported as sturdy refs (sturdy.go)
+	spawns  unconfirmed // linked spawns waiting for their owner's confirmation
+	exports exports     // names exported as sturdy refs (sturdy.go)
 	// resolve requests being answered, at most maxResolving (sturdy.go)
 	resolving atomic.Int64
 	answer    func(req []byte) ([]byte, bool) // answerResolve; tests make a node relay instead
@@ -422,7 +428,7 @@ func (n *Node) Stats() Stats {
 		DeadLetters: c.deadLetters.Load(), NodeDownRefused: c.downRefused.Load(), PeersForgotten: c.forgotten.Load(),
 		Dials:        c.dials.Load(),
 		ConnsRefused: c.connsRefused.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
-		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(), SpawnsStopped: c.spawnsStopped.Load(),
+		BufferLimited: c.bufferLimited.Load(), AcceptErrors: c.acceptErrors.Load(), SpawnsStopped: c.spawnsStopped.Load(), SpawnsUnconfirmed: c.spawnsUnconfirmed.Load(),
 	}
 }
 
@@ -622,8 +628,47 @@ func (n *Node) Spawn(ctx context.Context, addr, kind string, args any) (actor.Re
 //
 // A timeout does not cancel the spawn on the other node; if its answer
 // still comes, the actor it names is stopped (Stats.SpawnsStopped), as
-// after Spawn's context ends.
+// after Spawn's context ends. But an answer lost with its connection
+// leaves the actor running there, known to nobody: SpawnLinkAsync does not.
 func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	n.spawnAsync(actor.Ref{}, addr, kind, args, timeout, done)
+}
+
+// SpawnLinkAsync is SpawnAsync with the new actor linked to owner, a
+// local actor of this node, as Erlang's spawn_link: the request carries
+// the link, and the other node makes the new actor with its half (and
+// owner as its Context.Parent) in one step, before its Start, and
+// answers right after Start in that step, ahead of the actor's exit
+// signal; this node confirms with a link request. So no instance
+// is left running unlinked:
+//
+//   - if the connection the request came on was lost by the time the
+//     actor would be made, none is made, and done gets an error;
+//   - if the answer is lost with its connection, the actor's half ends as
+//     any link's across a lost connection: it stops with a reason matching
+//     ErrNodeDown (an actor that traps exits gets an actor.Exited instead,
+//     as with any link, and is stopped when its unconfirmed time is up);
+//     done gets the loss;
+//   - when done gets a ref, owner is linked to it: done runs on owner's
+//     loop, after owner's half was made, and an end of the actor that
+//     came meanwhile reaches owner after done, with its reason;
+//   - if owner ended before the answer came, the actor gets owner's exit
+//     signal (actor.ErrDead) instead, and done still runs, with the ref.
+//
+// A timeout, as SpawnAsync's, stops the actor if its answer comes later;
+// an actor whose spawn this node never confirms (its answer lost on a
+// dial back that failed) stops on its own node after a while
+// (docs/remote.md, "Remote spawn").
+func (n *Node) SpawnLinkAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	if _, ok := n.wire.LocalID(owner); !ok {
+		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: owner %v is not an actor of this node: %w", kind, addr, owner, actor.ErrInvalidRef))
+		return
+	}
+	n.spawnAsync(owner, addr, kind, args, timeout, done)
+}
+
+// spawnAsync is SpawnAsync, and SpawnLinkAsync when owner is not zero.
+func (n *Node) spawnAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
 	if timeout <= 0 {
 		done(actor.Ref{}, fmt.Errorf("remote: spawn of kind %q on %s: timeout %v is not positive", kind, addr, timeout))
 		return
@@ -633,6 +678,7 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 		done(actor.Ref{}, err)
 		return
 	}
+	ownerID, _ := n.wire.LocalID(owner)
 	var tm atomic.Pointer[timer]
 	corr, err := p.startCall(fSpawn, waiter{fn: func(v any, err error) {
 		if t := tm.Load(); t != nil {
@@ -647,8 +693,17 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 			done(actor.Ref{}, fmt.Errorf("%w: spawn reply of type %T", ErrBadFrame, v))
 			return
 		}
-		done(r, nil)
-	}}, func(f *frame) { f.kindName, f.payload = kind, args })
+		if owner.IsZero() {
+			done(r, nil)
+			return
+		}
+		n.linkSpawned(p, owner, ownerID, r, done)
+	}}, func(f *frame) {
+		f.kindName, f.payload = kind, args
+		if !owner.IsZero() {
+			f.from, f.hasFrom = ownerID, true
+		}
+	})
 	if errors.Is(err, errSettled) {
 		return // a loss settled it
 	}
@@ -657,11 +712,40 @@ func (n *Node) SpawnAsync(addr, kind string, args any, timeout time.Duration, do
 		return
 	}
 	t := n.afterFunc(timeout, func() {
-		if w, ok := p.abandonCall(corr); ok {
+		if w, ok := p.abandonCall(corr, !owner.IsZero()); ok {
 			w.settle(nil, fmt.Errorf("remote: spawn of kind %q on %s: no answer within %v: %w", kind, addr, timeout, context.DeadlineExceeded))
 		}
 	})
 	tm.Store(&t)
+}
+
+// linkSpawned links owner to r, the actor a spawn that carried the link
+// made on p's node (SpawnLinkAsync), which confirms the spawn there, then
+// runs done.
+func (n *Node) linkSpawned(p *peer, owner actor.Ref, ownerID actor.WireID, r actor.Ref, done func(actor.Ref, error)) {
+	rp, rid, ok := n.wire.Remote(r)
+	if !ok || rp != actorPeer(p) {
+		done(actor.Ref{}, fmt.Errorf("%w: spawn reply names %v, not an actor of %s", ErrBadFrame, r, p.name()))
+		return
+	}
+	dead := func() {
+		p.addLinks(1) // r's half, which the exit below takes off
+		if p.sendExit(rid, ownerID, actor.ErrDead, true, forced) != nil {
+			p.addLinks(-1)
+		}
+	}
+	link := func() (uint64, error) { return p.linkFrom(forced, r, owner) }
+	err := n.wire.LinkSpawned(owner, r, link, dead, func(err error) {
+		if err != nil {
+			done(actor.Ref{}, fmt.Errorf("remote: linking to the actor spawned on %s: %w", p.name(), err))
+			return
+		}
+		done(r, nil)
+	})
+	if err != nil { // owner's system is shutting down: r's half ends with it
+		dead()
+		done(actor.Ref{}, err)
+	}
 }
 
 // heartbeats pings dialed peers and closes connections silent for too long,

@@ -49,6 +49,12 @@ func (s *NodeSet) SpawnAsync(addr, kind string, args any, timeout time.Duration,
 	s.n.SpawnAsync(addr, kind, args, timeout, done)
 }
 
+// SpawnLinkAsync implements the supervisor's spawn of a child linked to it
+// in the same step: Node.SpawnLinkAsync.
+func (s *NodeSet) SpawnLinkAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
+	s.n.SpawnLinkAsync(owner, addr, kind, args, timeout, done)
+}
+
 // Live returns the members, sorted, but this node and the peers it knows to
 // be down: from a lost connection (or PeerDown) until it reaches them again.
 // A node gone for a while may be listed again before it is reached (a node

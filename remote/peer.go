@@ -47,18 +47,37 @@ type peer struct {
 	writeDone func(netConn, []byte, error) // p.written, bound once
 	fullErr   error                        // what enqueue returns when the queue is full
 	flushing  bool
-	netHeld   int               // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
-	lastWrite int64             // when flushLocked last wrote (ns since monoBase)
+	netHeld   int   // bytes handed to the driver, perhaps not in the socket yet (an upper bound): they count against MaxOutbound
+	lastWrite int64 // when flushLocked last wrote (ns since monoBase)
+	// heard: a data frame (Send, Ask, Reply) arrived from the node since
+	// this peer last wrote, so the next write answers it and is not part of
+	// a burst (directNow). Set by the network goroutines reading the node's
+	// connections.
+	heard atomic.Bool
+	// lastDirect: the last batch went out directly, whole (directNow).
+	lastDirect bool
+	// holds: network goroutines handling a read from the node hold the
+	// frames queued meanwhile (hold), held records that some wait, and
+	// answering marks the write at the hold's end (unhold).
+	holds     int
+	holdStart int64 // when the first of the holds began (since monoBase)
+	held      bool
+	answering bool
+	answerAt  int64             // the time of the read that ends (unhold), as lastWrite
+	heldData  bool              // a held frame is data: traffic, recorded at unhold
 	out       frame             // the frame being queued (enqueueOpt), reused
 	calls     map[uint64]waiter // goroutine asks and spawns by correlation
 	nextCall  uint64
 	// spawns whose caller stopped waiting (timeout, cancel): an answer
 	// that still comes names an actor nobody knows of, which is stopped
 	// (abandonCall). At most maxAbandoned, the oldest forgotten first.
-	abandoned  map[uint64]struct{}
-	abandonedQ []uint64
-	monitors   watches // local actors' monitors of the peer's actors
-	lastHeard  atomic.Int64
+	abandoned map[uint64]bool // abandoned spawns: linked or not
+	// spawnsWaiting counts the peer's linked spawns made here and not yet
+	// confirmed (spawnlink.go).
+	spawnsWaiting atomic.Int64
+	abandonedQ    []uint64
+	monitors      watches // local actors' monitors of the peer's actors
+	lastHeard     atomic.Int64
 	// answerKey is the static key the current connection authenticated,
 	// for the network loops reading connections from the peer: only a
 	// connection from that same node may answer what was asked over this
@@ -177,12 +196,18 @@ func (p *peer) enqueueOpt(kind int, o origin, fill func(f *frame)) (uint64, erro
 	if err := p.appendLocked(f); err != nil {
 		return 0, err
 	}
-	if h := p.cm(); h != nil && kind != fPing && (p.n.clk != nil || p.conn == nil || !p.flushing) {
+	if h := p.cm(); h != nil && kind != fPing {
 		// Data, not heartbeats: the connection manager's traffic recency.
 		// A frame that joins a write under way is counted with the frame
 		// that started it (at most one write's time earlier), so that a
-		// stream reads the clock once per write, not per frame.
-		h.Traffic(p.n.now())
+		// stream reads the clock once per write, not per frame; one held
+		// (hold) at the hold's end, with the read's time.
+		switch {
+		case p.n.clk != nil || p.conn == nil || !p.flushing && p.holds == 0:
+			h.Traffic(p.n.now())
+		case p.holds > 0 && !p.flushing:
+			p.heldData = true
+		}
 	}
 	p.sendLocked(dial)
 	return p.link.epoch, nil
@@ -255,6 +280,10 @@ func (p *peer) sendLocked(dial bool) {
 	case dial:
 		p.dialLocked()
 	case p.conn != nil && !p.flushing:
+		if p.holds > 0 && !p.holdExpired() { // written at the hold's end (unhold)
+			p.held = true
+			return
+		}
 		p.flushLocked(true)
 	}
 }

@@ -176,25 +176,30 @@ func (p *peer) Ask(to, from actor.Ref, msg any, pidx, pgen uint32) (uint64, erro
 
 // Reply implements actorPeer: it answers an ask that came from the peer.
 func (p *peer) Reply(to actor.Ref, pidx, pgen uint32, v any, rerr error) {
-	p.reply(answer, to, pidx, pgen, v, rerr)
+	_ = p.reply(answer, to, pidx, pgen, v, rerr)
 }
 
 // reply is Reply queued as o says (answer, or forced for the outcome of a
-// lifecycle request, which no timeout may end on the asking side).
-func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr error) {
+// lifecycle request or of a linked spawn, which no bound or timeout may
+// drop). It returns why the reply could not be queued, if it could not.
+func (p *peer) reply(o origin, to actor.Ref, pidx, pgen uint32, v any, rerr error) error {
 	_, id, ok := p.n.wire.Remote(to)
 	if !ok {
-		return
+		return fmt.Errorf("remote: reply to %v, not a remote ref", to)
 	}
 	fill := func(f *frame) {
 		f.loop, f.pidx, f.pgen, f.payload = id.Loop, pidx, pgen, v
 		f.setError(rerr)
 	}
-	if _, err := p.enqueueOpt(fReply, o, fill); err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
+	_, err := p.enqueueOpt(fReply, o, fill)
+	if err != nil && rerr == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNodeDown) {
 		// The value could not travel (an unregistered type): say why instead.
 		v, rerr = nil, err
-		_, _ = p.enqueueOpt(fReply, o, fill)
+		if _, e := p.enqueueOpt(fReply, o, fill); e != nil {
+			return e
+		}
 	}
+	return err
 }
 
 // call sends a frame, filled in by fill, carrying a fresh goroutine
@@ -214,7 +219,7 @@ func (p *peer) call(ctx context.Context, kind int, fill func(f *frame)) (any, er
 		return r.v, r.err
 	case <-ctx.Done():
 		if kind == fSpawn {
-			p.abandonCall(corr)
+			p.abandonCall(corr, false)
 		} else {
 			p.endCall(corr)
 		}
@@ -231,9 +236,10 @@ var errSpawnAbandoned = errors.New("remote: its spawn's caller stopped waiting b
 
 // abandonCall forgets the spawn corr, if a reply or a loss did not take
 // it meanwhile, and records it as abandoned, in one step: an answer that
-// comes after this is known as one nobody waits for. It returns the
-// waiter it took.
-func (p *peer) abandonCall(corr uint64) (waiter, bool) {
+// comes after this is known as one nobody waits for (linked: the spawn
+// carried a link, whose half the actor's stop takes off the count). It
+// returns the waiter it took.
+func (p *peer) abandonCall(corr uint64, linked bool) (waiter, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w, ok := p.calls[corr]
@@ -243,29 +249,31 @@ func (p *peer) abandonCall(corr uint64) (waiter, bool) {
 	delete(p.calls, corr)
 	p.addCallsLocked(-1)
 	if p.abandoned == nil {
-		p.abandoned = map[uint64]struct{}{}
+		p.abandoned = map[uint64]bool{}
 	}
 	if len(p.abandonedQ) >= maxAbandoned {
 		delete(p.abandoned, p.abandonedQ[0])
 		p.abandonedQ = p.abandonedQ[1:]
 	}
-	p.abandoned[corr] = struct{}{}
+	p.abandoned[corr] = linked
 	p.abandonedQ = append(p.abandonedQ, corr)
 	return w, true
 }
 
-// takeAbandoned reports whether corr was an abandoned spawn, forgetting it.
-func (p *peer) takeAbandoned(corr uint64) bool {
+// takeAbandoned reports whether corr was an abandoned spawn, and a linked
+// one, forgetting it.
+func (p *peer) takeAbandoned(corr uint64) (found, linked bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.abandoned[corr]; !ok {
-		return false
+	linked, found = p.abandoned[corr]
+	if !found {
+		return false, false
 	}
 	delete(p.abandoned, corr)
 	if i := slices.Index(p.abandonedQ, corr); i >= 0 {
 		p.abandonedQ = slices.Delete(p.abandonedQ, i, i+1)
 	}
-	return true
+	return true, linked
 }
 
 // testCallRecorded, set by a test, runs between a call's recording and its
@@ -323,9 +331,14 @@ func (p *peer) completeAsk(corr uint64, v any, err error) {
 	}
 	// The answer to a spawn nobody waits for any more: the actor it made
 	// would run unknown to all (supervised by none), so it is stopped.
-	if r, ok := v.(actor.Ref); ok && err == nil && p.takeAbandoned(corr) {
-		p.n.stats.spawnsStopped.Add(1)
-		_ = p.Stop(r, errSpawnAbandoned)
+	if r, ok := v.(actor.Ref); ok && err == nil {
+		if found, linked := p.takeAbandoned(corr); found {
+			p.n.stats.spawnsStopped.Add(1)
+			if linked {
+				p.addLinks(1) // the actor's half, which its exit takes off
+			}
+			_ = p.stopForced(r, errSpawnAbandoned)
+		}
 	}
 }
 
@@ -425,6 +438,17 @@ func (p *peer) Stop(target actor.Ref, reason error) error {
 	return err
 }
 
+// stopForced is Stop queued even past MaxOutbound: a stop refused there
+// would leave an actor running that nobody knows of.
+func (p *peer) stopForced(target actor.Ref, reason error) error {
+	tid, err := p.remoteID(target)
+	if err != nil {
+		return err
+	}
+	_, err = p.enqueueOpt(fStop, forced, func(f *frame) { f.to = tid; f.setError(reason) })
+	return err
+}
+
 // linkIDs returns the wire ids of a remote target and a local actor.
 func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err error) {
 	if tid, err = p.remoteID(target); err != nil {
@@ -439,11 +463,18 @@ func (p *peer) linkIDs(target, local actor.Ref) (tid, lid actor.WireID, err erro
 
 // Link implements actorPeer: the other node links target to from.
 func (p *peer) Link(target, from actor.Ref) (uint64, error) {
+	return p.linkFrom(fromLocal, target, from)
+}
+
+// linkFrom queues a link request from o (fromLocal, or forced for the
+// confirmation of a linked spawn, which no bound may refuse: the actor
+// is made and linked over there).
+func (p *peer) linkFrom(o origin, target, from actor.Ref) (uint64, error) {
 	tid, fid, err := p.linkIDs(target, from)
 	if err != nil {
 		return 0, err
 	}
-	return p.enqueue(fLink, func(f *frame) {
+	return p.enqueueOpt(fLink, o, func(f *frame) {
 		f.to, f.from = tid, fid
 		p.addLinksLocked(1) // under p.mu, with the epoch: a loss after it ends it
 	})

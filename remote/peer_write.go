@@ -37,6 +37,7 @@ func (p *peer) flushLocked(direct bool) {
 	if p.conn.direct() && p.directNow(direct) {
 		n := p.conn.tryWrite(out)
 		p.n.stats.bytesOut.Add(uint64(n))
+		p.lastDirect = n == len(out)
 		if n == len(out) {
 			p.sealBuf = out[:0]
 			if p.ob.unwritten() > 0 {
@@ -46,6 +47,7 @@ func (p *peer) flushLocked(direct bool) {
 		}
 		out = out[n:]
 	}
+	p.lastDirect = false
 	p.sealBuf = nil
 	p.flushing = true
 	p.netHeld += len(out)
@@ -55,12 +57,99 @@ func (p *peer) flushLocked(direct bool) {
 
 // directNow reports whether a batch goes out directly (see flushLocked),
 // and records the write's time. Only a connection that can write
-// directly reads the clock.
+// directly reads the clock. Two kinds of write are answers, not part of a
+// burst, however soon after the last write they come (a round trip shorter
+// than directGap would otherwise send every request and reply through
+// gnet's loop, a thread wake-up and two more system calls each):
+//   - the write at the end of a read from the node (unhold), which carries
+//     every frame the read's handlers queued;
+//   - the first write after a data frame from the node (heard) when the
+//     last write went out directly too: an exchange of one message at a
+//     time. After a write through gnet (a burst, or many exchanges at
+//     once) heard does not count, so that one lone frame does not go ahead
+//     of each batch.
 func (p *peer) directNow(direct bool) bool {
+	if p.answering {
+		// the read's time: no clock read for the write that ends it,
+		// which answers what was heard
+		p.lastWrite = p.answerAt
+		if p.heard.Load() {
+			p.heard.Store(false)
+		}
+		return direct && p.netHeld == 0
+	}
 	now := int64(time.Since(monoBase))
 	burst := now-p.lastWrite < int64(directGap)
 	p.lastWrite = now
+	if p.heard.Load() {
+		p.heard.Store(false)
+		if p.lastDirect {
+			burst = false
+		}
+	}
 	return direct && !burst && p.netHeld == 0
+}
+
+// heardData notes that a data frame arrived from the node (see directNow).
+func (p *peer) heardData() {
+	if !p.heard.Load() {
+		p.heard.Store(true)
+	}
+}
+
+// hold makes the frames queued for the node wait, unwritten, until unhold:
+// a network goroutine holds the peer of the node it reads from while it
+// handles a read, so that what the read's handlers answer (replies, the
+// next request of an exchange) goes out in one write at its end, directly,
+// as gnet writes what its own handlers answer. It reports whether it held
+// the peer: only a connection that can write directly is held.
+func (p *peer) hold(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil || !p.conn.direct() {
+		return false
+	}
+	if p.holds == 0 {
+		p.holdStart = int64(now.Sub(monoBase))
+	}
+	p.holds++
+	return true
+}
+
+// maxHold is how long a hold makes frames wait: a read whose handling
+// takes longer (a slow handler lent to the network goroutine, which a
+// hold cannot interrupt) lets the frames queued after that go out as if
+// there were no hold, so a slow handler does not delay what the node's
+// other goroutines send.
+const maxHold = 100 * time.Microsecond
+
+// holdExpired reports whether the current hold began over maxHold ago. It
+// reads the clock, but only while a hold makes a frame wait.
+func (p *peer) holdExpired() bool {
+	return int64(time.Since(monoBase))-p.holdStart > int64(maxHold)
+}
+
+// unhold ends a hold, writing what was queued meanwhile; now is when the
+// read began (the write's time for the next burst's test, directNow).
+func (p *peer) unhold(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holds--
+	if p.holds > 0 || !p.held {
+		return
+	}
+	p.held = false
+	if p.heldData {
+		p.heldData = false
+		if h := p.cm(); h != nil {
+			h.Traffic(now)
+		}
+	}
+	if p.conn != nil && !p.flushing {
+		p.answering, p.answerAt = true, int64(now.Sub(monoBase))
+		p.flushLocked(true)
+		p.answering = false
+	}
 }
 
 // acked records the peer's acknowledgement of the first upto bytes of

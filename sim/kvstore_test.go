@@ -125,6 +125,7 @@ type kvRun struct {
 	caughtUp                                      uint64         // entries the stores' catch-ups copied
 	errs                                          map[string]int // failures by their error's first words
 	checkTook                                     time.Duration  // the linearizability check's wall time
+	checkCPU                                      time.Duration  // the process's CPU time during the check and its history
 }
 
 func (r *kvRun) violation(format string, a ...any) {
@@ -613,10 +614,12 @@ func runKV(t testing.TB, w *World, loadTime time.Duration) (*kvRun, string) {
 		return r, r.bug
 	}
 
+	cpu := processCPU()
 	h := r.history()
 	checkStart := time.Now()
 	res, _ := porcupine.CheckOperationsVerbose(kvmodel.Model, h, time.Minute)
 	r.checkTook = time.Since(checkStart)
+	r.checkCPU = processCPU() - cpu
 	switch res {
 	case porcupine.Ok:
 	case porcupine.Illegal:
@@ -728,23 +731,26 @@ func TestKVStore(t *testing.T) {
 			events   uint64
 			virtual  time.Duration
 			timeline []string
+			cpu      time.Duration // the process's, during the simulation
 		}
 		run := func(timeline int) (outcome, *kvRun, string, time.Duration) {
 			w := New(kvConfig(seed, timeline))
 			defer w.Close()
-			wall := time.Now()
+			wall, cpu := time.Now(), processCPU()
 			r, bug := runKV(t, w, *flagKVTime)
 			el := time.Since(wall) - r.checkTook // the simulation's own time
-			return outcome{w.Summary(), w.Events(), w.Elapsed(), w.Timeline()}, r, bug, el
+			cpu = processCPU() - cpu - r.checkCPU
+			return outcome{w.Summary(), w.Events(), w.Elapsed(), w.Timeline(), cpu}, r, bug, el
 		}
 		timeline := 0
 		if *flagTrace {
 			timeline = 1 << 20
 		}
 		w, r, bug, wall := run(timeline)
-		t.Logf("%s: virtual %v in %v of wall time (%.0f events/s, %.1fx real time); %d requests: %d ok, %d reads failed, %d writes not applied, %d of unknown outcome, %d lost with their client; %d faults; %d entries caught up; check took %v",
+		t.Logf("%s: virtual %v in %v of wall time (%.0f events/s, %.1fx real time), %v of CPU (%.0f ns/event, %.1f events/request); %d requests: %d ok, %d reads failed, %d writes not applied, %d of unknown outcome, %d lost with their client; %d faults; %d entries caught up; check took %v",
 			w.summary, w.virtual.Round(time.Millisecond), wall.Round(time.Millisecond), float64(w.events)/wall.Seconds(),
-			w.virtual.Seconds()/wall.Seconds(), len(r.ops), r.ok, r.failedReads, r.notWritten, r.unknown, r.lostOps, len(r.faults), r.caughtUp, r.checkTook.Round(time.Millisecond))
+			w.virtual.Seconds()/wall.Seconds(), w.cpu.Round(time.Millisecond), float64(w.cpu.Nanoseconds())/float64(w.events),
+			float64(w.events)/float64(max(len(r.ops), 1)), len(r.ops), r.ok, r.failedReads, r.notWritten, r.unknown, r.lostOps, len(r.faults), r.caughtUp, r.checkTook.Round(time.Millisecond))
 		if testing.Verbose() {
 			var es []string
 			for e, n := range r.errs {

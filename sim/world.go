@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/memnet"
@@ -55,14 +56,19 @@ type World struct {
 	nodes  []*Node
 	events uint64
 	digest uint64
-	types  map[reflect.Type]uint64
-	addrs  map[memnet.Addr]uint64 // digest words of network addresses
-	line   []string               // ring of the last cfg.Timeline lines
+	types  map[unsafe.Pointer]uint64 // digest words of message types, by type word
+	addrs  map[memnet.Addr]uint64    // digest words of network addresses
+	line   []string                  // ring of the last cfg.Timeline lines
 	lineAt int
+	// the last type looked up: a loop's events come in runs of one type
+	lastType unsafe.Pointer
+	lastID   uint64
+	// the network's start in Unix nanoseconds: now's, without a time.Time
+	startNano int64
 	// members is the simulated membership, if enabled.
 	members *membership
 	// livelock detection: events run at one virtual instant
-	sameAt      time.Time
+	sameAt      time.Duration // since the start; -1 before the first event
 	sameEvents  uint64
 	stuck       int    // advances in a row that ran nothing
 	stuckEvents uint64 // events when the last advance ran something
@@ -87,9 +93,11 @@ func New(cfg Config) *World {
 		cfg: cfg, nw: memnet.New(cfg.Seed, cfg.Start),
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x51a7e)),
 		digest: 14695981039346656037,
-		types:  map[reflect.Type]uint64{},
+		types:  map[unsafe.Pointer]uint64{},
 		addrs:  map[memnet.Addr]uint64{},
+		sameAt: -1,
 	}
+	w.startNano = w.nw.Now().UnixNano()
 	w.nw.SetLatency(cfg.Latency[0], cfg.Latency[1])
 	w.nw.Trace(w.netEvent)
 	w.nw.TraceData(w.netData)
@@ -221,21 +229,27 @@ func (w *World) mixRef(r actor.Ref) {
 }
 
 // typeID names a message type in the digest, by its name (stable across
-// runs, unlike a pointer).
+// runs, unlike a pointer). It is looked up by the interface's type word
+// (a pointer: cheaper to hash than a reflect.Type, an interface), which
+// stands for one type as long as the process runs.
 func (w *World) typeID(v any) uint64 {
-	t := reflect.TypeOf(v)
-	id, ok := w.types[t]
+	tw := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[0]
+	if tw == w.lastType && tw != nil {
+		return w.lastID
+	}
+	id, ok := w.types[tw]
 	if !ok {
 		name := "<nil>"
-		if t != nil {
+		if t := reflect.TypeOf(v); t != nil {
 			name = t.String()
 		}
 		id = 14695981039346656037
 		for i := 0; i < len(name); i++ {
 			id = (id ^ uint64(name[i])) * 1099511628211
 		}
-		w.types[t] = id
+		w.types[tw] = id
 	}
+	w.lastType, w.lastID = tw, id
 	return id
 }
 
@@ -247,16 +261,16 @@ const maxSameInstant = 1 << 20
 // loopEvent is a node's actor hook: one loop event.
 func (w *World) loopEvent(n *Node, ev *actor.Event) {
 	w.events++
-	now := w.nw.Now()
-	if now.Equal(w.sameAt) {
+	since := w.nw.Since()
+	if since == w.sameAt {
 		if w.sameEvents++; w.sameEvents > maxSameInstant {
 			panic(fmt.Sprintf("sim: seed %d: livelock: over %d loop events at virtual time %v without time passing (last: %s on %s, %T)",
 				w.cfg.Seed, maxSameInstant, w.Elapsed(), ev.Kind, n.name, ev.Msg))
 		}
 	} else {
-		w.sameAt, w.sameEvents = now, 0
+		w.sameAt, w.sameEvents = since, 0
 	}
-	w.mix(uint64(now.UnixNano()))
+	w.mix(uint64(w.startNano + int64(since))) // now's Unix nanoseconds
 	w.mix(uint64(n.idx)<<32 | uint64(ev.Loop)<<8 | uint64(ev.Kind))
 	w.mix(w.typeID(ev.Msg))
 	w.mixRef(ev.To)

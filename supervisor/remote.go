@@ -22,9 +22,14 @@ type Cluster interface {
 	// supervisor calls it on the system's worker pool (actor.Context.Blocking),
 	// never on its loop, with a context that ends after Remote.StartTimeout.
 	// A Cluster that also has SpawnAsync(addr, kind string, args any,
+	// timeout time.Duration, done func(actor.Ref, error)) is called
+	// through that instead, and no worker waits; one that has
+	// SpawnLinkAsync(owner actor.Ref, addr, kind string, args any,
 	// timeout time.Duration, done func(actor.Ref, error)), as
-	// remote.NodeSet does, is called through that instead, and no worker
-	// waits.
+	// remote.NodeSet does, through that, with the supervisor as the
+	// owner: the child is linked to it as it is made, so a start whose
+	// answer is lost, or a supervisor that ends while a start is under
+	// way, leaves no child running unsupervised.
 	Spawn(ctx context.Context, addr, kind string, args any) (actor.Ref, error)
 	// Live returns the addresses of the nodes a child may be placed on now:
 	// those believed up, in a stable order. It is called on the
@@ -171,10 +176,17 @@ func (s *sup) place(ch *child) (string, error) {
 	return "", fmt.Errorf("%w: child %q: placement picked %q, not a live node", ErrNoNode, ch.spec.ID, addr)
 }
 
-// asyncCluster is a Cluster that spawns without a waiting goroutine
-// (remote.NodeSet): done runs once, on any goroutine, and must not block.
+// asyncCluster is a Cluster that spawns without a waiting goroutine:
+// done runs once, on any goroutine, and must not block.
 type asyncCluster interface {
 	SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error))
+}
+
+// linkingCluster is a Cluster that spawns without a waiting goroutine
+// and links the child to owner as it makes it (remote.NodeSet), as
+// Erlang's spawn_link.
+type linkingCluster interface {
+	SpawnLinkAsync(owner actor.Ref, addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error))
 }
 
 // remoteSpawn starts a fresh instance of the remote child ch: the spawn
@@ -192,19 +204,26 @@ func (s *sup) remoteSpawn(c *actor.Context, ch *child) actor.Promise {
 	if t == 0 {
 		t = DefaultRemoteStart
 	}
-	if ac, ok := cl.(asyncCluster); ok {
+	lc, linking := cl.(linkingCluster)
+	ac, async := cl.(asyncCluster)
+	if linking || async {
 		p, settle := c.ExternalPromise()
 		if err != nil {
 			settle(nil, err)
 			return p
 		}
-		ac.SpawnAsync(addr, r.Kind, r.Args, t, func(ref actor.Ref, err error) {
+		done := func(ref actor.Ref, err error) {
 			if err != nil {
 				settle(nil, fmt.Errorf("remote start of %q (kind %q) on %s: %w", id, r.Kind, addr, err))
 				return
 			}
 			settle(ref, nil)
-		})
+		}
+		if linking {
+			lc.SpawnLinkAsync(c.Self(), addr, r.Kind, r.Args, t, done)
+		} else {
+			ac.SpawnAsync(addr, r.Kind, r.Args, t, done)
+		}
 		return p
 	}
 	return c.Blocking(func() (any, error) {

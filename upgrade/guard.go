@@ -113,6 +113,12 @@ func (g *guard) Start(c *actor.Context) error {
 			return nil, nil, err
 		}
 		g.prevF, g.parent = f, c.Parent()
+		if g.parent.IsRemote() {
+			// Spawned for an owner of another node (a linked remote
+			// spawn): its restarts are new spawns of its kind there, no
+			// local Start to swap.
+			g.parent = actor.Ref{}
+		}
 		if g.watch {
 			view.WatchCrashes(c, self, true) // with the swap: no crash of the new version is missed
 		}

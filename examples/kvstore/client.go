@@ -77,9 +77,13 @@ func (t Table) clone() Table {
 // an actor that is gone (actor.ErrDead: its daemon restarted) or a node
 // that is down (remote.ErrNodeDown), it fetches that daemon's directory
 // again, and retries the request if it could not reach a majority without
-// it. Every step of the protocol may be retried safely (reads, and a
-// Write of the same version). Fetches are bounded: at most one per daemon
-// at a time, which the requests that need it wait for (within their own
+// it. A failure that comes after its request returned (the other replicas
+// were faster) starts a fetch too, or schedules one for when the rate
+// limit allows it, so that even an idle client replaces a dead ref (unless
+// the fetch fails or brings the same ref back: then the next request that
+// sees it failing asks again). Every step of the protocol may be retried
+// safely (reads, and a Write of the same version). Fetches are bounded: at
+// most one per daemon at a time, which the requests that need it wait for (within their own
 // deadline); none sooner than RefreshInterval after a successful one; and
 // after a failed one, none for a backoff that doubles from RefreshInterval
 // up to MaxRefreshBackoff (RefreshInterval when the fetch was refused
@@ -135,6 +139,11 @@ type waitingRead struct {
 type view struct {
 	tab  Table
 	cfgs []quorum.Configuration // by shard; the zero Configuration when fewer than a majority of replicas have a ref
+	// hosts maps each replica ref of tab to its member, made at the
+	// first stale failure (memberOf), not per view: most views never
+	// need it.
+	hostsOnce sync.Once
+	hosts     map[actor.Ref]string
 }
 
 // RefreshInterval is the shortest time between two directory fetches of one
@@ -172,11 +181,12 @@ func NewClient(sys *actor.System, tab Table, timeout time.Duration) (*Client, er
 	if tab.Shards <= 0 || len(tab.Refs) != tab.Shards {
 		return nil, fmt.Errorf("kvstore: client: a table of %d shards with %d replica lists", tab.Shards, len(tab.Refs))
 	}
-	mgr, err := quorum.NewManager(sys, quorum.ManagerConfig{Timeout: timeout})
+	cl := &Client{sys: sys, timeout: timeout, reads: make([]readBatch, tab.Shards)}
+	mgr, err := quorum.NewManager(sys, quorum.ManagerConfig{Timeout: timeout, OnFailure: cl.askFailed})
 	if err != nil {
 		return nil, err
 	}
-	cl := &Client{sys: sys, mgr: mgr, timeout: timeout, reads: make([]readBatch, tab.Shards)}
+	cl.mgr = mgr
 	for i := range sys.Loops() {
 		c, err := mgr.NewCaller(actor.OnLoop(i))
 		if err != nil {
@@ -194,8 +204,22 @@ func NewClient(sys *actor.System, tab Table, timeout time.Duration) (*Client, er
 	return cl, nil
 }
 
-// Close stops the client's quorum callers: requests in flight fail.
-func (cl *Client) Close(ctx context.Context) error { return cl.mgr.Close(ctx) }
+// Close stops the client's quorum callers: requests in flight fail. It
+// starts no directory fetch after it returns.
+func (cl *Client) Close(ctx context.Context) error {
+	if d := cl.dir; d != nil {
+		d.mu.Lock()
+		d.closed = true
+		for _, mf := range d.members {
+			if mf.retry != nil {
+				mf.retry.Stop()
+				mf.retry = nil
+			}
+		}
+		d.mu.Unlock()
+	}
+	return cl.mgr.Close(ctx)
+}
 
 // newView makes the configurations of tab's shards: the replicas with a
 // ref, under a threshold of a majority of all the shard's replicas (a
@@ -323,6 +347,7 @@ type refresher struct {
 	now     func() time.Time
 	mu      sync.Mutex
 	members map[string]*memberFetch
+	closed  bool          // by Client.Close: no more fetches
 	fetches atomic.Uint64 // fetches started, Dial's included
 }
 
@@ -331,6 +356,7 @@ type memberFetch struct {
 	running chan struct{} // closed when the fetch in flight ends; nil if none
 	next    time.Time     // no new fetch before then
 	backoff time.Duration // the interval after the last failure; 0 after a success
+	retry   *time.Timer   // a fetch scheduled by fetchSoon; nil if none
 }
 
 // fetched records a fetch of member m (done with rep, or failed with err):
@@ -465,6 +491,9 @@ func (cl *Client) startFetch(m string) (<-chan struct{}, time.Duration) {
 	mf := d.member(m)
 	if mf.running != nil {
 		return mf.running, 0
+	}
+	if d.closed {
+		return nil, 0
 	}
 	if now := d.now(); now.Before(mf.next) {
 		if mf.backoff > 0 {
@@ -770,6 +799,68 @@ func (cl *Client) stale(ctx context.Context, v *view, id int, failures []quorum.
 // isStale reports whether an ask's error says that its ref may be stale.
 func isStale(err error) bool {
 	return errors.Is(err, actor.ErrDead) || errors.Is(err, remote.ErrNodeDown)
+}
+
+// askFailed is the quorum manager's OnFailure: an ask to ref n failed with
+// err, maybe after its call settled, when no request will look at it. If
+// err says the ref may be stale and the table still holds it, the
+// directory of the member that hosts it is fetched, now or as soon as the
+// rate limit allows (fetchSoon). It runs on a caller's loop: it does not
+// block.
+func (cl *Client) askFailed(n *quorum.Node, err error) {
+	if cl.dir == nil || !isStale(err) {
+		return
+	}
+	if m, ok := cl.memberOf(n.Ref()); ok {
+		cl.fetchSoon(m, n.Ref())
+	}
+}
+
+// memberOf returns the member whose replica has ref r in the current
+// table, if any.
+func (cl *Client) memberOf(r actor.Ref) (string, bool) {
+	v := cl.cur.Load()
+	v.hostsOnce.Do(func() {
+		ms := slices.Compact(slices.Sorted(slices.Values(v.tab.Members)))
+		v.hosts = make(map[actor.Ref]string)
+		for id, refs := range v.tab.Refs {
+			for j, ref := range refs {
+				if !ref.IsZero() && len(ms) > 0 {
+					v.hosts[ref] = ms[(id+j)%len(ms)] // as Placement places it
+				}
+			}
+		}
+	})
+	m, ok := v.hosts[r]
+	return m, ok
+}
+
+// fetchSoon starts a fetch of member m's directory, for its stale ref r,
+// unless one is in flight or the backoff after a failed one runs (then the
+// next request that sees r failing asks again: see failing). If the last
+// fetch succeeded less than RefreshInterval ago, it schedules one for when
+// the interval has passed, at most one per member, which happens only if
+// the table still holds r then.
+func (cl *Client) fetchSoon(m string, r actor.Ref) {
+	done, wait := cl.startFetch(m)
+	if done != nil || wait <= 0 {
+		return
+	}
+	d := cl.dir
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mf := d.member(m)
+	if mf.retry != nil || d.closed {
+		return
+	}
+	mf.retry = time.AfterFunc(wait, func() {
+		d.mu.Lock()
+		mf.retry = nil
+		d.mu.Unlock()
+		if got, ok := cl.memberOf(r); ok && got == m {
+			cl.fetchSoon(m, r)
+		}
+	})
 }
 
 // failing starts a fetch of the directory of every member whose replica

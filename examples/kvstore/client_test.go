@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -89,7 +90,10 @@ func TestClientRefreshAfterStoreRestart(t *testing.T) {
 	if _, err := cl.sys.Ask(ctxT(t), old[0], Get{K: ks[0]}); !errors.Is(err, actor.ErrDead) {
 		t.Fatalf("the old replica ref answers %v, want ErrDead", err)
 	}
-	freeze(cl) // no second fetch: the first one must do
+	// No second fetch: the first one must do. The fetch that Dial did may
+	// be less than RefreshInterval ago on the frozen clock, which would
+	// hold the first one back for good.
+	freeze(cl).add(time.Hour)
 
 	before := cl.dir.fetches.Load()
 	errs := hammer(ks, func(k string) error {
@@ -255,4 +259,134 @@ func TestReadWritesBack(t *testing.T) {
 	// Now any majority has it.
 	nodes[0].close()
 	mustGet(t, cl, "k", "half-written", true)
+}
+
+// lateReplica answers every Get and Write only when released, with
+// actor.ErrDead: a dead replica slower than the other two.
+type lateReplica struct{ held []*actor.Reply }
+
+type releaseLate struct{}
+
+func (r *lateReplica) Receive(c *actor.Context, msg any) (any, error) {
+	switch msg.(type) {
+	case Get, Write:
+		r.held = append(r.held, c.Defer())
+	case releaseLate:
+		for _, rep := range r.held {
+			rep.Reply(nil, fmt.Errorf("replica: %w", actor.ErrDead))
+		}
+		r.held = nil
+	}
+	return nil, nil
+}
+
+// fastReplica answers every Get with no version and acknowledges every
+// Write.
+func fastReplica(_ *actor.Context, msg any) (any, error) {
+	switch msg.(type) {
+	case Get:
+		return Entry{}, nil
+	case Write:
+		return struct{}{}, nil
+	}
+	return nil, actor.ErrUnknownMessage
+}
+
+type fnReplica func(c *actor.Context, msg any) (any, error)
+
+func (f fnReplica) Receive(c *actor.Context, msg any) (any, error) { return f(c, msg) }
+
+// TestClientRefreshAfterLateFailure: a request settles with the two fast
+// replicas of a shard, and the third's ErrDead comes only after it has
+// returned. With no request after it, the client still fetches the
+// directory of that replica's member and replaces the dead ref: at once,
+// and, when the last fetch was less than RefreshInterval ago, once the
+// interval has passed.
+func TestClientRefreshAfterLateFailure(t *testing.T) {
+	for _, c := range []struct{ recent, closed bool }{{false, false}, {true, false}, {true, true}} {
+		recent := c.recent
+		t.Run(fmt.Sprintf("recent=%v,closed=%v", c.recent, c.closed), func(t *testing.T) {
+			sys := actor.NewSystem(actor.Config{Loops: 2, Watchdog: -1, OnCrash: func(*actor.Crash) {}})
+			t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+			spawn := func(a actor.Actor) actor.Ref {
+				r, err := sys.Spawn(ctxT(t), func() actor.Actor { return a })
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			tab := Table{Shards: 1, Replicas: 3, Members: []string{"a", "b", "c"}}
+			hosts := tab.Hosts(0)
+			late := spawn(&lateReplica{})
+			fresh := spawn(fnReplica(fastReplica))
+			// The late replica last: a thrifty read leaves it out.
+			tab.Refs = [][]actor.Ref{{spawn(fnReplica(fastReplica)), spawn(fnReplica(fastReplica)), late}}
+			tab.Missing = [][]error{make([]error, 3)}
+			cl := newClient(t, sys, tab)
+			t.Cleanup(func() { _ = cl.Close(context.Background()) })
+			fetched := make(chan string, 8)
+			clock := &fakeClock{}
+			clock.set(time.Now())
+			cl.dir = &refresher{now: clock.now, members: map[string]*memberFetch{},
+				fetch: func(_ context.Context, m string) (DirReply, error) {
+					fetched <- m
+					return DirReply{Shards: 1, Replicas: 3, Members: tab.Members, Local: []ShardRef{{ID: 0, Ref: fresh}}}, nil
+				}}
+			if recent {
+				// As after a fetch of the late replica's member just now.
+				cl.dir.member(hosts[2]).next = clock.now().Add(RefreshInterval)
+			}
+			if err := cl.Put(ctxT(t), "k", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			if n := cl.dir.fetches.Load(); n != 0 {
+				t.Fatalf("%d fetches before the late failure", n)
+			}
+			if err := sys.Send(late, releaseLate{}); err != nil {
+				t.Fatal(err)
+			}
+			if recent {
+				waitFor(t, "a fetch to be scheduled", func() bool {
+					cl.dir.mu.Lock()
+					defer cl.dir.mu.Unlock()
+					return cl.dir.member(hosts[2]).retry != nil
+				})
+				if n := cl.dir.fetches.Load(); n != 0 {
+					t.Fatalf("%d fetches within RefreshInterval of the last", n)
+				}
+				clock.add(RefreshInterval)
+			}
+			if c.closed {
+				// Close stops the scheduled fetch, and none starts after it.
+				if err := cl.Close(ctxT(t)); err != nil {
+					t.Fatal(err)
+				}
+				cl.dir.mu.Lock()
+				retry := cl.dir.member(hosts[2]).retry
+				cl.dir.mu.Unlock()
+				if retry != nil {
+					t.Fatal("a fetch is still scheduled after Close")
+				}
+				if done, wait := cl.startFetch(hosts[2]); done != nil || wait != 0 {
+					t.Fatalf("a fetch started after Close (%v, %v)", done != nil, wait)
+				}
+				if n := cl.dir.fetches.Load(); n != 0 {
+					t.Fatalf("%d fetches after Close", n)
+				}
+				return
+			}
+			select {
+			case m := <-fetched:
+				if m != hosts[2] {
+					t.Fatalf("fetched %s, want %s", m, hosts[2])
+				}
+			case <-ctxT(t).Done():
+				t.Fatal("no fetch after the late ErrDead")
+			}
+			waitFor(t, "the fresh ref", func() bool { return cl.Table().Refs[0][2] == fresh })
+			if n := cl.dir.fetches.Load(); n != 1 {
+				t.Fatalf("%d fetches, want 1", n)
+			}
+		})
+	}
 }

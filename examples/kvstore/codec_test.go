@@ -35,6 +35,12 @@ type (
 		_msgpack struct{} `msgpack:",as_array"`
 		Gets     []plainGet
 	}
+	plainWrite struct {
+		//lint:ignore U1000 msgpack reads this field's tag
+		_msgpack struct{} `msgpack:",as_array"`
+		K        string
+		E        plainEntry
+	}
 	plainEntries struct {
 		//lint:ignore U1000 msgpack reads this field's tag
 		_msgpack struct{} `msgpack:",as_array"`
@@ -82,12 +88,9 @@ func TestCodecsMatchReflection(t *testing.T) {
 		{Entries{}, plainEntries{}},
 		{ents.E[1], plainEnts.E[1]},
 		{many.Gets[1], plainMany.Gets[1]},
-		{Write{K: "k", E: ents.E[2]}, struct {
-			//lint:ignore U1000 msgpack reads this field's tag
-			_msgpack struct{} `msgpack:",as_array"`
-			K        string
-			E        plainEntry
-		}{K: "k", E: plainEnts.E[2]}},
+		{Write{K: "k", E: ents.E[2]}, plainWrite{K: "k", E: plainEnts.E[2]}},
+		{Write{K: "k", E: ents.E[1]}, plainWrite{K: "k", E: plainEnts.E[1]}},
+		{Write{}, plainWrite{}},
 	} {
 		cb, err := marshal(c.custom)
 		if err != nil {

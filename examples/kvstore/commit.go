@@ -55,11 +55,10 @@ type commitReq struct {
 	load bool
 }
 
-// commitMsg asks the committer's actor to commit a replica's flight.
-type commitMsg struct {
-	d *disk
-	f *flight
-}
+// commitMsg asks the committer's actor to commit a replica's flight (of
+// the replica f.d). One pointer: an interface holds it without an
+// allocation.
+type commitMsg struct{ f *flight }
 
 // loadMsg asks the committer's actor for a replica's entries (a
 // map[string]Entry), once the commits queued before it are done.
@@ -87,7 +86,9 @@ type committerActor struct {
 func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case commitMsg:
-		a.enqueue(c, &commitReq{d: m.d, f: m.f, r: c.Defer()})
+		r := &m.f.req // the flight's own: no allocation per commit
+		*r = commitReq{d: m.f.d, f: m.f, r: c.Defer()}
+		a.enqueue(c, r)
 		return nil, nil
 	case loadMsg:
 		a.enqueue(c, &commitReq{d: m.d, r: c.Defer(), load: true})
@@ -119,6 +120,9 @@ func (a *committerActor) enqueue(c *actor.Context, r *commitReq) {
 		}
 		return nil, nil
 	}).Then(func(_ *actor.Context, _ any, err error) {
+		if job.state.Load() != jobPending {
+			return // it ran (or Terminate took it): no error to build
+		}
 		job.abandon(cm, fmt.Errorf("kvstore: the commit job was refused: %w", err)) // the pool refused the job
 	})
 }
@@ -201,7 +205,7 @@ func (c *committer) run(round []*commitReq) {
 	// A flight its replica cancelled (it died before the round) is
 	// answered as not applied; the others are committed, then answered;
 	// the loads run last.
-	live, loads := round[:0:0], round[:0:0]
+	live, loads := round[:0], round[:0:0] // live in round's room: it is read ahead of where live writes
 	for _, r := range round {
 		if r.load {
 			loads = append(loads, r)
@@ -239,22 +243,43 @@ func (c *committer) commitRound(round []*commitReq) {
 			}
 		}
 	}()
-	ok := round[:0:0]
-	for _, r := range round {
+	ok, copied := round, false // a copy once a batch is refused: round stays whole for the caller
+	for i, r := range round {
 		if err := r.d.beforeCommit(r.f.batch); err != nil {
 			r.err = err
+			if !copied {
+				ok, copied = append(make([]*commitReq, 0, len(round)), round[:i]...), true
+			}
 			continue
 		}
-		ok = append(ok, r)
+		if copied {
+			ok = append(ok, r)
+		}
 	}
 	if len(ok) == 0 {
 		return
 	}
+	// The keys and encoded entries of the round, in one buffer: each put
+	// has its own part of it, valid as long as the transaction (bbolt's
+	// Put asks that), one allocation per round instead of two per put.
+	size := 0
+	for _, r := range ok {
+		for i := range r.f.batch {
+			if o := &r.f.batch[i]; o.write {
+				size += len(o.key) + entryHeader + len(o.e.V)
+			}
+		}
+	}
+	buf := make([]byte, 0, size)
 	err := c.st.Update(func(put func(bucket, key, value []byte) error) error {
 		for _, r := range ok {
 			for i := range r.f.batch {
 				if o := &r.f.batch[i]; o.write {
-					if err := put(r.d.bucket, []byte(o.key), encodeEntry(o.e)); err != nil {
+					k := len(buf)
+					buf = append(buf, o.key...)
+					v := len(buf)
+					buf = appendEntry(buf, o.e)
+					if err := put(r.d.bucket, buf[k:v:v], buf[v:len(buf):len(buf)]); err != nil {
 						return err
 					}
 				}

@@ -30,13 +30,18 @@ type MemDisk struct {
 	buckets map[string]*memBucket
 	syncs   uint64
 	fail    bool
+	spare   []memPut // the room of the last Update's puts, for the next
 }
 
 // memBucket is one bucket: keys kept sorted, for Scan's order.
 type memBucket struct {
 	keys []string
-	vals map[string][]byte
+	vals map[string]*memVal
 }
+
+// memVal is a key's value. A put of a key the bucket has replaces the
+// value in place: no copy of the key, nor a map write.
+type memVal struct{ v []byte }
 
 // NewMemDisk returns an empty simulated disk.
 func NewMemDisk() *MemDisk { return &MemDisk{buckets: map[string]*memBucket{}} }
@@ -62,7 +67,7 @@ func (d *MemDisk) Buckets(names [][]byte) error {
 	defer d.mu.Unlock()
 	for _, n := range names {
 		if d.buckets[string(n)] == nil {
-			d.buckets[string(n)] = &memBucket{vals: map[string][]byte{}}
+			d.buckets[string(n)] = &memBucket{vals: map[string]*memVal{}}
 		}
 	}
 	return nil
@@ -71,39 +76,61 @@ func (d *MemDisk) Buckets(names [][]byte) error {
 // memPut is a put of a transaction not yet applied.
 type memPut struct {
 	b   *memBucket // buckets are never removed
-	key string
-	val []byte // a copy, which the bucket keeps
+	old *memVal    // the key's value when put, if it had one
+	key string     // else the key, copied
+	val []byte     // a copy, which the bucket keeps
 }
 
 // Update collects fn's puts and applies them all at once, under the lock,
 // if fn succeeds: atomic for Scan, and synced on return.
 func (d *MemDisk) Update(fn func(put func(bucket, key, value []byte) error) error) error {
-	var puts []memPut
+	d.mu.Lock()
+	puts := d.spare
+	d.spare = nil
+	d.mu.Unlock()
 	err := fn(func(bucket, key, value []byte) error {
 		d.mu.Lock()
 		b := d.buckets[string(bucket)]
+		var old *memVal
+		if b != nil {
+			old = b.vals[string(key)] // values are never removed: it stays the key's
+		}
 		d.mu.Unlock()
 		if b == nil {
 			return errors.New("no bucket " + string(bucket))
 		}
-		puts = append(puts, memPut{b, string(key), append([]byte{}, value...)})
+		p := memPut{b: b, old: old, val: append([]byte{}, value...)}
+		if old == nil {
+			p.key = string(key)
+		}
+		puts = append(puts, p)
 		return nil
 	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer func() {
+		clear(puts) // the spare must not keep the values alive
+		d.spare = puts[:0]
+	}()
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.fail {
 		return ErrDiskFull
 	}
 	for _, p := range puts {
-		b := p.b
-		if _, ok := b.vals[p.key]; !ok {
-			i, _ := slices.BinarySearch(b.keys, p.key)
-			b.keys = slices.Insert(b.keys, i, p.key)
+		if p.old != nil {
+			p.old.v = p.val
+			continue
 		}
-		b.vals[p.key] = p.val
+		b := p.b
+		if v := b.vals[p.key]; v != nil { // put twice in this transaction
+			v.v = p.val
+			continue
+		}
+		i, _ := slices.BinarySearch(b.keys, p.key)
+		b.keys = slices.Insert(b.keys, i, p.key)
+		b.vals[p.key] = &memVal{v: p.val}
 	}
 	d.syncs++
 	return nil
@@ -127,7 +154,7 @@ func (d *MemDisk) Scan(bucket, after []byte, fn func(key, value []byte) (bool, e
 	}
 	for ; i < len(b.keys); i++ {
 		k := b.keys[i]
-		more, err := fn([]byte(k), bytes.Clone(b.vals[k]))
+		more, err := fn([]byte(k), bytes.Clone(b.vals[k].v))
 		if err != nil || !more {
 			return err
 		}

@@ -58,16 +58,17 @@ const (
 	syncMaxBytes = 1 << 20
 )
 
-func encodeEntry(e Entry) []byte {
-	b := make([]byte, entryHeader+len(e.V))
-	b[0] = entryFormat
-	binary.BigEndian.PutUint64(b[1:], e.TS.N)
-	binary.BigEndian.PutUint64(b[9:], e.TS.W)
+// appendEntry appends e as the disk keeps it to b.
+func appendEntry(b []byte, e Entry) []byte {
+	var flags byte
 	if e.Deleted {
-		b[17] = flagDeleted
+		flags = flagDeleted
 	}
-	copy(b[entryHeader:], e.V)
-	return b
+	b = append(b, entryFormat)
+	b = binary.BigEndian.AppendUint64(b, e.TS.N)
+	b = binary.BigEndian.AppendUint64(b, e.TS.W)
+	b = append(b, flags)
+	return append(b, e.V...)
 }
 
 // decodeEntry reads an entry; its value is copied (the storage's slices
@@ -175,7 +176,9 @@ func (g *group) Reply(_ any, err error) {
 // not started when its instance dies is not committed, and its writes fail
 // as not applied.
 type flight struct {
+	d      *disk // the replica's
 	batch  []op
+	req    commitReq // the committer's request for it, kept here: one allocation less
 	mu     sync.Mutex
 	state  flightState
 	orphan bool  // the instance died while it was committed: the committer answers
@@ -510,7 +513,7 @@ func (s *shard) flush(c *actor.Context) {
 	} else {
 		clear(newest) // kept, with its room, for the next batch
 	}
-	f := &flight{batch: batch}
+	f := &flight{d: s.d, batch: batch}
 	if !writes {
 		// Every version of the batch is durable already (in the commit
 		// that just ended): nothing to write.
@@ -524,7 +527,7 @@ func (s *shard) flush(c *actor.Context) {
 	s.flight = f
 	d := s.d
 	d.pending.Add(1)
-	c.AskTimeout(d.c.ref, commitMsg{d: d, f: f}, 0).Then(func(c *actor.Context, _ any, err error) {
+	c.AskTimeout(d.c.ref, commitMsg{f: f}, 0).Then(func(c *actor.Context, _ any, err error) {
 		s.guard(func() {
 			if f.cancelQueued() {
 				// The commit never started (the committer's actor was

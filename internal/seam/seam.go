@@ -137,6 +137,13 @@ type LifecycleRequest struct {
 //	SetBlocking(run func(job func()) error) // Context.Blocking jobs go to run, not to the pool
 var Sim func(sys any) any
 
+// Promises is set by package actor's init: Promises() returns, as an any,
+// the promise view, with the methods
+//
+//	New(c *actor.Context) actor.Promise                // Context.Promise's promise, without its resolve closure
+//	Resolve(p actor.Promise, v any, err error)         // settle it: on its loop, the first call only
+var Promises func() any
+
 // RemoteChild is a supervisor's child running on another node, as the
 // debugger shows it: package supervisor's supervisor actor has a method
 // RemoteChildren() []RemoteChild that package debug reads between events.
