@@ -108,9 +108,18 @@ type Loop[E any] struct {
 	handled    uint64   // loop-owned
 	inRing     bool     // the event being handled is in the inbound ring (quiet)
 	lentPass   uint64   // the pass of this loop that last lent another (PostFrom)
+	handling   bool     // a handler of this loop is running (PostFrom may defer its loan)
+	fault      *fault   // what a lent handler panicked with, for the loop goroutine to raise
 	lendTo     *Loop[E] // the loop to lend (or wake) once the handler returns (PostFrom)
 	lendPos    uint64   // the position of the request in lendTo's ring
 	pub        stats    // published once per pass for other goroutines
+}
+
+// fault is how a lent handler ended abnormally: a panic (value) or
+// runtime.Goexit.
+type fault struct {
+	value  any
+	goexit bool
 }
 
 type stats struct {
@@ -159,7 +168,9 @@ func (l *Loop[E]) Post(ev E) error {
 // running handlers (a network goroutine, not a loop's own handler): while a
 // lent pass runs, the caller does nothing else, so a slow handler delays it
 // too. After a lent pass that took over a millisecond the loop is not lent
-// for the next 1024 attempts (posts then wake it as Post does).
+// for the next 1024 attempts (posts then wake it as Post does). A lent
+// handler that panics or calls runtime.Goexit faults the loop, not the
+// caller, as described at PostOwn.
 func (l *Loop[E]) PostRun(ev E) error {
 	if err := l.in.push(ev); err != nil {
 		return err
@@ -175,15 +186,21 @@ func (l *Loop[E]) PostRun(ev E) error {
 // (parked, or yielding before it parks) with nothing queued before ev,
 // the goroutine running from handles ev itself, as PostOwn does, instead
 // of waking l's goroutine: from would go idle next anyway, and the
-// exchange takes no goroutine switch. Otherwise l is woken then, as by
-// Post. It lends at most once per pass of from. Order and exclusion are
-// as with Post.
+// exchange takes no goroutine switch. It lends at most once per pass of
+// from, and never while from's own pass runs on a borrowed goroutine
+// (PostRun, PostOwn or another PostFrom): loans do not nest, so no
+// goroutine runs the handlers of a third loop. Whenever PostFrom can tell
+// it will not lend (l busy, from with more queued, already lent this
+// pass, not called from a handler of from, from borrowed), it wakes l at
+// once, as Post; if the loan fails when the handler returns (work arrived
+// meanwhile), l is woken then. Order and exclusion are as with Post.
 func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
 	pos, err := l.in.pushAt(ev)
 	if err != nil {
 		return err
 	}
-	if from != l && from.lendTo == nil && from.lentPass != from.passes {
+	if from != l && from.handling && from.lendTo == nil && from.lentPass != from.passes &&
+		from.owner.Load() != ownBorrowed && l.lendable(true) && from.quiet() {
 		from.lentPass = from.passes
 		from.lendTo, from.lendPos = l, pos
 		return nil
@@ -192,16 +209,44 @@ func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
 	return nil
 }
 
+// lendable reports whether the loop is idle (its goroutine parked or
+// yielding before it parks), so that a loan may be tried. guarded: a
+// refusal within the attempts after a slow lent event uses one up.
+func (l *Loop[E]) lendable(guarded bool) bool {
+	if o := l.owner.Load(); o != ownParked && o != ownSpinning {
+		return false
+	}
+	if guarded && l.noLend.Load() > 0 {
+		l.noLend.Add(-1)
+		return false
+	}
+	return true
+}
+
 // handle runs the handler on ev, then the loan PostFrom deferred to its
-// return.
+// return. A handler that panics or exits its goroutine skips the loan;
+// Run's deferred abandonLoan then wakes the loop it was for.
 func (l *Loop[E]) handle(ev *E) {
+	l.handling = true
 	l.h.Handle(ev)
+	l.handling = false
 	if l.lendTo != nil {
 		t := l.lendTo
 		l.lendTo = nil
 		if !l.quiet() || !t.runOwn(l.lendPos, true) {
 			t.notify()
 		}
+	}
+}
+
+// abandonLoan wakes the loop a deferred PostFrom loan was for, when the
+// handler that posted did not return (a panic or runtime.Goexit leaving
+// Run): the request must not wait for the next post to that loop.
+func (l *Loop[E]) abandonLoan() {
+	l.handling = false
+	if t := l.lendTo; t != nil {
+		l.lendTo = nil
+		t.notify()
 	}
 }
 
@@ -217,6 +262,14 @@ func (l *Loop[E]) handle(ev *E) {
 // event it waits for anyway (and a loan the OS descheduled in mid-handler
 // looks slow too, often, on a loaded machine). Order and exclusion are as
 // with Post.
+//
+// A lent handler that panics does not panic the caller: the loan ends,
+// PostOwn returns, and Run panics with the same value on the loop's
+// goroutine, as it would have had the handler run there (the stack is
+// then Run's, not the handler's). One that calls runtime.Goexit ends the
+// caller's goroutine (nothing can prevent that), and the loop's goroutine
+// exits from Run as it would have. Either way nobody else borrows the
+// loop in between.
 func (l *Loop[E]) PostOwn(ev E) error {
 	pos, err := l.in.pushAt(ev)
 	if err != nil {
@@ -372,9 +425,11 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.interrupt.Store(false)
+	l.handling = false
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
 	defer l.disarmPark()
+	defer l.abandonLoan()
 	for {
 		if l.interrupt.Load() {
 			return ctx.Err()
@@ -390,11 +445,25 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if l.spin() {
-			continue
+		spun := l.spin()
+		if !spun {
+			l.park()
 		}
-		l.park()
+		if l.fault != nil {
+			l.raise()
+		}
 	}
+}
+
+// raise ends Run as the lent handler that faulted would have, had it run
+// on the loop's goroutine: with its panic, or by runtime.Goexit.
+func (l *Loop[E]) raise() {
+	f := l.fault
+	l.fault = nil
+	if f.goexit {
+		runtime.Goexit()
+	}
+	panic(f.value)
 }
 
 // spin watches the queues for a short while before the loop parks, yielding
@@ -417,6 +486,8 @@ func (l *Loop[E]) spin() bool {
 				return true
 			}
 			l.owner.Store(ownSpinning)
+		} else if l.owner.CompareAndSwap(ownFaulted, ownRunning) {
+			return true // Run raises the lent handler's fault
 		}
 	}
 	l.takeBack(ownSpinning)
@@ -566,6 +637,7 @@ const (
 	ownParked          // nobody: the loop goroutine is parked
 	ownBorrowed        // a goroutine in PostRun
 	ownSpinning        // nobody: the loop goroutine yields before it parks (spin)
+	ownFaulted         // nobody: a lent handler faulted, and only the loop goroutine may take the loop (to raise it)
 )
 
 // park blocks until a producer wakes the loop or the next timer is due.
@@ -646,7 +718,7 @@ func (l *Loop[E]) parkFired() {
 func (l *Loop[E]) takeBack(idle int32) {
 	for {
 		l.reclaim.Store(true)
-		if l.owner.CompareAndSwap(idle, ownRunning) {
+		if l.owner.CompareAndSwap(idle, ownRunning) || l.owner.CompareAndSwap(ownFaulted, ownRunning) {
 			l.reclaim.Store(false)
 			return
 		}
@@ -672,9 +744,16 @@ func (l *Loop[E]) runParked() bool {
 	if !l.owner.CompareAndSwap(idle, ownBorrowed) {
 		return false
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			l.faulted(recover())
+		}
+	}()
 	start := monoNanos()
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
+	returned = true
 	if monoNanos()-start > int64(slowLend) {
 		// The poster (a network goroutine) was held up by this loop's
 		// handlers: do not lend the loop for a while.
@@ -704,7 +783,7 @@ func (l *Loop[E]) runParked() bool {
 // guarded: not within the 1024 attempts after a slow lent event (for a
 // borrower with other work, a loop); a slow one stops guarded loans either
 // way.
-func (l *Loop[E]) runOwn(pos uint64, guarded bool) bool {
+func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 	idle := l.owner.Load()
 	if idle != ownParked && idle != ownSpinning {
 		return false
@@ -721,11 +800,19 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) bool {
 		l.release(idle, false)
 		return false
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			l.faulted(recover())
+			ran = true
+		}
+	}()
 	start := monoNanos()
 	l.passes++
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.inRing = true
 	l.handle(v)
+	returned = true
 	l.inRing = false
 	l.in.release()
 	if l.in.publish() {
@@ -745,6 +832,24 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) bool {
 	l.publish()
 	l.release(idle, wake)
 	return true
+}
+
+// faulted ends a loan whose handler panicked with v, or called
+// runtime.Goexit (v nil: since Go 1.21 a panic's value is never nil). The
+// borrower does not take the panic: the loop is handed to its own
+// goroutine, which Run makes panic with v (or exit) as if the handler had
+// run there; until then nobody else may borrow it. Deferred on the
+// borrower's goroutine, so it runs on either fault.
+func (l *Loop[E]) faulted(v any) {
+	l.handling = false
+	l.fault = &fault{value: v, goexit: v == nil}
+	l.publish()
+	l.sleeping.Store(0)
+	l.owner.Store(ownFaulted)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // release ends a loan: the loop is idle again, and its goroutine is woken
