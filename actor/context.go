@@ -138,6 +138,14 @@ func (c *Context) Call(to Ref, msg any) (any, error) {
 // system's default timeout (Config.AskTimeout). It works for actors on any
 // loop, this one included. Failures to queue (dead ref is not one: it is
 // detected on the target's loop) settle the promise with the error.
+//
+// When the target is on another loop that is idle, and this loop has
+// nothing else queued once the current handler returns, this loop's
+// goroutine may then run the target's handler for the request itself (no
+// goroutine switch; the target still handles one message at a time, in
+// order, and a panic there crashes the target, not this actor). This
+// loop's timers and messages then wait for that handler; see
+// Config.StrictDeadlines, which turns it off.
 func (c *Context) Ask(to Ref, msg any) Promise {
 	return c.AskTimeout(to, msg, c.ls.sys.cfg.AskTimeout)
 }

@@ -7,9 +7,23 @@
 //
 // A [System] runs a group of loops, one goroutine each (by default one per
 // GOMAXPROCS). An [Actor] lives on one loop and handles one message at a
-// time, to completion, on that loop's goroutine: its state needs no locks. A
-// [Ref] is the only way to reach an actor, and possessing one is the
-// authority to message it.
+// time, to completion, in order: its state needs no locks. A [Ref] is the
+// only way to reach an actor, and possessing one is the authority to
+// message it.
+//
+// A handler usually runs on its loop's goroutine, but not always: while
+// that goroutine is idle, the loop may be lent to a goroutine that asks
+// one of its actors and would only wait for the reply ([System.Ask],
+// [System.AskTimeout] with a second or more to wait, [Context.Ask] from
+// another loop once the asking handler has returned, a transport's
+// network goroutine), which then runs the handler itself and saves two
+// goroutine switches. Handlers never run on two goroutines at once and
+// cannot tell by their state; they can by goroutine-local state
+// (runtime.LockOSThread, pprof labels), and the asking goroutine waits
+// for the handler whatever its own deadline. A goroutine must not hold a
+// lock a handler takes while it asks. A panic in a lent handler crashes
+// its actor exactly as on the loop's goroutine and never reaches the
+// asker. Config.StrictDeadlines keeps asks from lending.
 //
 // Inside a handler the [Context] offers three ways to talk to another actor:
 //

@@ -107,8 +107,13 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 // nothing else to do and l is idle with nothing queued before the
 // request, the asker's goroutine handles the request (the reply is
 // queued for the asker) rather than switching to l's goroutine and back.
+// Not with Config.StrictDeadlines: a stalled handler would stall the
+// asking loop too.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
 	if o.ls != l && o.ls != nil {
+		if l.sys.cfg.StrictDeadlines {
+			return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+		}
 		return postErr(l.loop.PostFrom(o.ls.loop, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
 	}
 	if o.ls == nil && o.how == postWake {

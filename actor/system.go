@@ -76,15 +76,32 @@ type Config struct {
 	// of a crash and restart (supervisor.BenchmarkRestart), so a system that
 	// expects many crashes and logs few of them saves it.
 	LazyStacks bool
-	// StrictDeadlines keeps a plain goroutine's Ask and AskTimeout from
-	// running the target's handler themselves. By default, an ask that
-	// would wait at least a second (no deadline, or one a second or more
-	// away) to an actor whose loop is idle runs the handler on the asking
-	// goroutine, which saves two goroutine switches (about half the cost
-	// of the round trip); the asker then cannot notice its deadline before
-	// that handler returns, so a handler that stalls (one the watchdog
-	// reports) holds it past its deadline. Set it where every deadline
-	// must hold whatever the handlers do.
+	// StrictDeadlines makes every ask leave the target's handler to the
+	// target loop's own goroutine.
+	//
+	// By default an ask to an actor whose loop is idle (its goroutine
+	// parked, or yielding before it parks) may run the handler on the
+	// asking goroutine, which saves two goroutine switches, about half the
+	// cost of the round trip: System.Ask and AskTimeout when they would
+	// wait at least a second anyway (no deadline, or one a second or more
+	// away), and Context.Ask once the asking handler has returned, if its
+	// loop has nothing else queued. Only the asker's own request is
+	// handled so, and never two at once: the actor still sees one message
+	// at a time, in order. What changes is the goroutine: a handler must
+	// not rely on goroutine-local state (runtime.LockOSThread, pprof
+	// labels, a goroutine's identity) being its loop's; a plain goroutine
+	// must not hold, while it asks, a lock the handler takes (it would
+	// wait for itself, where it would otherwise wait until its deadline);
+	// and the asker notices nothing (its deadline, its cancellation, an
+	// asking loop's other timers and messages) until the handler returns,
+	// so a handler that stalls (one the watchdog reports) holds its asker,
+	// and an asking loop, past their deadlines. A panic in such a handler
+	// crashes the actor exactly as on its loop's goroutine (the asker gets
+	// the *CrashError) and never reaches the asker.
+	//
+	// Set StrictDeadlines where every deadline must hold whatever the
+	// handlers do, or where handlers need their loop's goroutine: asks
+	// then always wake the target's goroutine and wait for it.
 	StrictDeadlines bool
 	// Logger receives the runtime's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -486,9 +503,14 @@ func (s *System) Kill(ctx context.Context, r Ref) error {
 // ErrTimeout when no reply came within d (d <= 0: no timeout), the reply
 // then being dropped. Unlike Ask, it waits (within d) for room when the
 // target's queue is full, as SendWait does. It costs about what Ask does:
-// the timer comes from a pool, not from a context made per call. As Ask,
-// with d of a second or more it may run the handler itself (see
-// Config.StrictDeadlines).
+// the timer comes from a pool, not from a context made per call.
+//
+// As Ask, with no timeout or one of a second or more, when the target's
+// loop is idle it runs the handler on the calling goroutine, and then
+// returns only when the handler does, even past d; a shorter d always
+// leaves the handler to the loop's goroutine, so it is noticed on time.
+// See Ask for what that asks of the caller, and Config.StrictDeadlines to
+// turn it off.
 func (s *System) AskTimeout(to Ref, msg any, d time.Duration) (any, error) {
 	return to.box().askTimeout(s, to, msg, d)
 }
@@ -518,12 +540,23 @@ func (s *System) askWithContext(to Ref, msg any, d time.Duration) (any, error) {
 // reply, until ctx is done (no deadline in ctx means no deadline). It fails
 // with the handler's error, ErrDead, a *CrashError, ErrQueueFull,
 // ErrShutdown or ctx's error. It must not be called from inside a handler
-// (that would block the loop): use Context.Ask there. When ctx has no
-// deadline, or one a second or more away, and the target's loop is idle,
-// the handler runs on the calling goroutine (no goroutine switch), which
-// then returns when it does, even past ctx's deadline if it stalls; a
-// caller must not hold a lock the handler takes (see
-// Config.StrictDeadlines).
+// (that would block the loop): use Context.Ask there.
+//
+// The handler may run on the calling goroutine. When ctx has no deadline,
+// or one a second or more away, and the target's loop is idle with
+// nothing queued before the request, Ask handles the request itself
+// instead of waking the loop's goroutine and waiting for it (two
+// goroutine switches saved; the actor still handles one message at a
+// time, in order). Then the handler runs with whatever the caller holds:
+// the caller must not hold a lock the handler takes (it would deadlock,
+// where it would otherwise have waited until ctx ended), and the handler
+// must not rely on goroutine-local state (runtime.LockOSThread, pprof
+// labels). Ask returns when the handler does: a handler that stalls holds
+// the caller past ctx's deadline, and a cancellation is noticed only
+// afterwards. A panic in the handler crashes the actor as on its loop
+// (Ask returns the *CrashError); it does not reach the caller. A shorter
+// deadline always leaves the handler to the loop's goroutine;
+// Config.StrictDeadlines does so for every ask.
 func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
 	return to.box().askWait(ctx, s, to, msg)
 }

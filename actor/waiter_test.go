@@ -139,11 +139,12 @@ func TestCrossLoopAskLendsWhenQuiet(t *testing.T) {
 	}
 }
 
-// With Config.StrictDeadlines no ask from a goroutine runs the handler on
-// the asking goroutine, whatever its deadline.
+// With Config.StrictDeadlines no ask runs the handler on the asking
+// goroutine: not a goroutine's, whatever its deadline, nor a loop's.
 func TestStrictDeadlinesNeverLend(t *testing.T) {
-	s := tsSystem(t, Config{Loops: 1, Watchdog: -1, StrictDeadlines: true})
-	r := tsSpawn(t, s, tsFn(func(_ *Context, _ any) (any, error) { return goid(), nil }))
+	s := tsSystem(t, Config{Loops: 2, Watchdog: -1, StrictDeadlines: true})
+	drv := tsSpawn(t, s, tsDriver(), OnLoop(1))
+	r := tsSpawn(t, s, tsFn(func(_ *Context, _ any) (any, error) { return goid(), nil }), OnLoop(0))
 	me := goid()
 	long, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -164,6 +165,20 @@ func TestStrictDeadlinesNeverLend(t *testing.T) {
 			if v.(uint64) == me {
 				t.Fatalf("%s: ask %d was handled on the asking goroutine", c.name, i+1)
 			}
+		}
+	}
+	for i := range 3000 { // as many as TestCrossLoopAskLendsWhenQuiet may need
+		v, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
+			me := goid()
+			rep := c.Defer()
+			c.Ask(r, 1).Then(func(_ *Context, v any, err error) { rep.Reply(v == me, err) })
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.(bool) {
+			t.Fatalf("cross-loop ask %d was handled on the asking loop's goroutine", i+1)
 		}
 	}
 }
