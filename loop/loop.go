@@ -256,11 +256,12 @@ func (l *Loop[E]) abandonLoan() {
 // goroutine handles ev itself, and only ev, instead of waking the loop's
 // goroutine; otherwise it wakes the loop like Post. The lent handler runs
 // on the caller's goroutine, under whatever the caller holds, and the
-// caller notices nothing else (a deadline) until it returns. A slow lent
-// event (over a millisecond) stops PostRun and PostFrom lending the loop
-// for the next 1024 attempts, but not PostOwn: its caller runs only the
-// event it waits for anyway (and a loan the OS descheduled in mid-handler
-// looks slow too, often, on a loaded machine). Order and exclusion are as
+// caller notices nothing else (a deadline) until it returns. A slow event
+// lent by PostRun or PostFrom (over a millisecond) stops them lending the
+// loop for the next 1024 attempts; PostOwn neither heeds that rule nor
+// times its own loans (two clock reads per ask): its caller runs only the
+// event it waits for anyway, and a loan the OS descheduled in mid-handler
+// looks slow too, often, on a loaded machine. Order and exclusion are as
 // with Post.
 //
 // A lent handler that panics does not panic the caller: the loan ends,
@@ -807,7 +808,10 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 			ran = true
 		}
 	}()
-	start := monoNanos()
+	var start int64
+	if guarded { // PostOwn's loans are not timed: see PostOwn
+		start = monoNanos()
+	}
 	l.passes++
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.inRing = true
@@ -819,7 +823,7 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 		l.room.wake()
 	}
 	l.handled++
-	if monoNanos()-start > int64(slowLend) {
+	if guarded && monoNanos()-start > int64(slowLend) {
 		l.noLend.Store(noLendAfterSlow)
 	}
 	wake := false
