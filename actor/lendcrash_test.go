@@ -173,3 +173,50 @@ func TestLentHandlerEscapingPanicRaisedByServe(t *testing.T) {
 		t.Fatalf("ask %d: %v, %v; want its answer", a.n, a.v, a.err)
 	}
 }
+
+// A supervised actor whose lent handler panics is suspended and its parent
+// gets Crashed, as on its loop; the parent's Restart brings it back.
+func TestLentHandlerPanicReachesTheSupervisor(t *testing.T) {
+	s := tsSystem(t, Config{Loops: 1, Watchdog: -1, OnCrash: func(*Crash) {}})
+	crashed := make(chan Crashed, 8)
+	parent := tsSpawn(t, s, tsFn(func(c *Context, msg any) (any, error) {
+		if cr, ok := msg.(Crashed); ok {
+			crashed <- cr
+			return nil, c.Restart(cr.Child)
+		}
+		return nil, nil
+	}))
+	var ranOn atomic.Uint64
+	v, err := tsDoIn(t, s, parent, func(c *Context) (any, error) {
+		return c.Spawn(tsFn(func(_ *Context, msg any) (any, error) {
+			if msg == "boom" {
+				ranOn.Store(goid())
+				panic("boom")
+			}
+			return msg, nil
+		}), Supervised())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := v.(Ref)
+	me := goid()
+	lent := false
+	for i := 0; i < 3000 && !lent; i++ {
+		_, err := s.Ask(context.Background(), child, "boom")
+		var ce *CrashError
+		if !errors.As(err, &ce) || ce.Value != "boom" {
+			t.Fatalf("ask of a crashing handler: %v, want its *CrashError", err)
+		}
+		lent = ranOn.Load() == me
+		if cr := tsRecv(t, crashed, "the parent's Crashed"); cr.Child != child {
+			t.Fatalf("Crashed %+v, want child %v", cr, child)
+		}
+		if v, err := tsAsk(t, s, child, i); err != nil || v != i {
+			t.Fatalf("the restarted child: %v, %v", v, err)
+		}
+	}
+	if !lent {
+		t.Fatal("3000 asks of a crashing handler, none ran it on the asking goroutine")
+	}
+}

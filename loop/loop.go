@@ -426,7 +426,7 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.interrupt.Store(false)
-	l.handling = false
+	l.handling, l.inRing = false, false // left set if a handler panicked out of the last Run
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
 	defer l.disarmPark()
