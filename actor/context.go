@@ -10,7 +10,9 @@ import (
 
 // Context is an actor's view of the runtime while one of its handlers,
 // continuations or lifecycle methods runs. It is valid only during that call,
-// on the loop's goroutine: do not keep it or pass it to another goroutine.
+// on the goroutine running it (the loop's, or an asker's the loop is lent
+// to: see Config.StrictDeadlines): do not keep it or pass it to another
+// goroutine.
 type Context struct {
 	ls       *loopState
 	self     Ref

@@ -50,8 +50,9 @@ type Event struct {
 	Actor Actor
 }
 
-// Hook receives every event a loop processes, on that loop's goroutine. It
-// must not block and must not retain the *Event. With no hook the cost per
+// Hook receives every event a loop processes, on the goroutine running the
+// loop (its own, or an asker's it is lent to: see Config.StrictDeadlines),
+// one event at a time. It must not block and must not retain the *Event. With no hook the cost per
 // event is one nil check.
 type Hook func(*Event)
 

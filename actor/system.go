@@ -39,8 +39,10 @@ type Config struct {
 	// buses and crash collectors want this one. Event.Seq then counts the
 	// events reported to either hook.
 	LifecycleHook Hook
-	// OnCrash, if set, receives every crash on the crashing loop's goroutine,
-	// in addition to the event hook. Default: log it at Error level.
+	// OnCrash, if set, receives every crash on the goroutine running the
+	// crashing loop (its own, or an asker's it is lent to: see
+	// StrictDeadlines), in addition to the event hook. Default: log it at
+	// Error level.
 	OnCrash func(*Crash)
 	// Watchdog is the longest a handler may run before it is reported as
 	// stalling its loop (through OnStall). Default 1s; negative disables it.
