@@ -327,3 +327,58 @@ func TestPostFromWakesWhenTheAskingHandlerPanics(t *testing.T) {
 	}
 	waitFor(t, bHandled, "the target to handle the request")
 }
+
+// A loan taken while the loop spins, whose handler faults only after the
+// spinner has run out of spins and waits in takeBack for the loan to end:
+// Run raises the fault at once. (takeBack consumes the fault's wake, so a
+// Run that parked whenever spin came back empty-handed slept with the
+// fault pending, and the next PostRun borrowed the faulted loop.)
+func TestFaultDuringSpinTakeBack(t *testing.T) {
+	lentSpinning := make(chan struct{}, 1)
+	release := make(chan struct{})
+	handled := make(chan int, 64)
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(e *int) {
+		// Lent while its goroutine spins: parked sets sleeping first.
+		if *e == 1 && l.owner.Load() == ownBorrowed && l.sleeping.Load() == 0 {
+			lentSpinning <- struct{}{}
+			<-release
+			panic(lentBoom{})
+		}
+		handled <- *e
+	}), Config{Spin: 2000})
+	run := runCatching(l)
+	for attempt := 0; ; attempt++ {
+		if attempt == 5000 {
+			t.Skip("never lent while spinning")
+		}
+		if err := l.Post(0); err != nil {
+			t.Fatal(err)
+		}
+		for waitFor(t, handled, "event 0") != 0 {
+		}
+		eventually(t, "the loop to go idle", func() bool {
+			o := l.owner.Load()
+			return o == ownSpinning || o == ownParked
+		})
+		post := postCatching(func() error { return l.PostControlRun(1) })
+		select {
+		case <-handled: // handled by the loop goroutine, or lent while parked
+			waitFor(t, post, "PostControlRun")
+			continue
+		case <-lentSpinning:
+		case <-time.After(waitLimit):
+			t.Fatal("event 1 was neither handled nor lent")
+		}
+		// The spinner ran out of spins and waits for the loan to end.
+		eventually(t, "the spinner to wait in takeBack", l.reclaim.Load)
+		close(release)
+		if end := waitFor(t, post, "PostControlRun"); !end.returned {
+			t.Fatalf("the borrower did not return: %+v", end)
+		}
+		break
+	}
+	if end := waitFor(t, run, "Run to raise the lent handler's panic"); end.panicked == nil {
+		t.Fatalf("Run ended with %+v, want the handler's panic", end)
+	}
+}

@@ -446,8 +446,10 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		spun := l.spin()
-		if !spun {
+		// A lent handler may fault while spin waits in takeBack for the
+		// loan to end: takeBack then consumes the fault's wake, so Run
+		// must raise it before it parks.
+		if spun := l.spin(); !spun && l.fault == nil {
 			l.park()
 		}
 		if l.fault != nil {
