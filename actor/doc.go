@@ -13,17 +13,18 @@
 //
 // A handler usually runs on its loop's goroutine, but not always: while
 // that goroutine is idle, the loop may be lent to a goroutine that asks
-// one of its actors and would only wait for the reply ([System.Ask],
-// [System.AskTimeout] with a second or more to wait, [Context.Ask] from
-// another loop once the asking handler has returned, a transport's
-// network goroutine), which then runs the handler itself and saves two
-// goroutine switches. Handlers never run on two goroutines at once and
-// cannot tell by their state; they can by goroutine-local state
-// (runtime.LockOSThread, pprof labels), and the asking goroutine waits
-// for the handler whatever its own deadline. A goroutine must not hold a
-// lock a handler takes while it asks. A panic in a lent handler crashes
-// its actor exactly as on the loop's goroutine and never reaches the
-// asker. Config.StrictDeadlines keeps asks from lending.
+// one of its actors and would only wait for the reply without bound
+// anyway ([System.Ask] with a context that has no deadline and cannot be
+// cancelled; a transport's network goroutine also runs an idle loop's
+// pass), which then runs the handler itself and saves two goroutine
+// switches. Handlers never run on two goroutines at once and cannot tell
+// by their state; they can by goroutine-local state (runtime.LockOSThread,
+// pprof labels). A goroutine must not hold a lock a handler takes while it
+// asks so. A panic in a lent handler crashes its actor exactly as on the
+// loop's goroutine and never reaches the asker. Asks with a deadline, and
+// asks between loops, leave the handler to its loop's goroutine, so their
+// deadlines hold; Config.LendTimedAsks lends for those too (deadlines of
+// a second or more), at the costs it lists.
 //
 // Inside a handler the [Context] offers three ways to talk to another actor:
 //

@@ -56,11 +56,11 @@ func TestLentHandlerPanicTakesTheCrashPath(t *testing.T) {
 	}
 }
 
-// The same from an actor of another loop (PostFrom lends the target's
-// handler to the asking loop's goroutine): the asker's promise gets the
-// *CrashError and the asking loop goes on.
+// The same from an actor of another loop (with Config.LendTimedAsks,
+// PostFrom lends the target's handler to the asking loop's goroutine): the
+// asker's promise gets the *CrashError and the asking loop goes on.
 func TestLentCrossLoopHandlerPanic(t *testing.T) {
-	s := tsSystem(t, Config{Loops: 2, Watchdog: -1, OnCrash: func(*Crash) {}})
+	s := tsSystem(t, Config{Loops: 2, Watchdog: -1, LendTimedAsks: true, OnCrash: func(*Crash) {}})
 	drv := tsSpawn(t, s, tsDriver(), OnLoop(0))
 	lent := false
 	for i := 0; i < 3000 && !lent; i++ {
@@ -69,7 +69,7 @@ func TestLentCrossLoopHandlerPanic(t *testing.T) {
 			ranOn.Store(goid())
 			panic("boom")
 		}), OnLoop(1))
-		v, err := tsDoIn(t, s, drv, func(c *Context) (any, error) {
+		v, err := tsDoOnLoop(t, s, drv, func(c *Context) (any, error) {
 			me := goid()
 			rep := c.Defer()
 			c.Ask(crasher, 1).Then(func(_ *Context, _ any, err error) {

@@ -127,7 +127,7 @@ func (w *waiter) claim(st uint64, why error) bool {
 }
 
 // await waits for the reply to the ask just posted with w.ch: until ctx
-// is done, or until d has passed (d <= 0: no timeout), or the
+// (nil: none) is done, or until d has passed (d <= 0: no timeout), or the
 // system has shut down.
 func (w *waiter) await(ctx context.Context, d time.Duration) (any, error) {
 	st := (w.st.Load()>>2+1)<<2 | wWaiting
@@ -146,7 +146,11 @@ func (w *waiter) await(ctx context.Context, d time.Duration) (any, error) {
 		return lateReply(w.ch) // began after the shutdown ended the waits
 	}
 	var r result
-	if done := ctx.Done(); done == nil {
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	if done == nil {
 		r = <-w.ch
 	} else {
 		select {

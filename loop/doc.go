@@ -32,7 +32,10 @@
 //     [Loop.PostOwn] and [Loop.PostFrom] an asker runs the handler of its
 //     own request; the loop's goroutine takes the loop back before it runs
 //     again. "The loop goroutine" in this package's documentation means
-//     whichever goroutine holds the loop. Loans do not nest, and a lent
-//     handler that panics (or calls runtime.Goexit) faults the loop's own
-//     goroutine, in Run, not the poster.
+//     whichever goroutine holds the loop. Loans do not nest. A lent
+//     handler that panics faults the loop's own goroutine, in Run, not
+//     the poster. One that calls runtime.Goexit ends the loop's goroutine
+//     (in Run) and the poster's too, which nothing can prevent: a
+//     PostOwn caller's goroutine exits, and a PostFrom asking loop's Run
+//     panics with an error saying so rather than ending silently.
 package loop

@@ -382,3 +382,49 @@ func TestFaultDuringSpinTakeBack(t *testing.T) {
 		t.Fatalf("Run ended with %+v, want the handler's panic", end)
 	}
 }
+
+// A handler lent by PostFrom that calls runtime.Goexit ends the asking
+// loop's goroutine too (nothing can stop that): its Run panics with
+// errLentGoexit rather than ending silently, and the target's Run exits
+// as if the handler had run there.
+func TestPostFromLentGoexitPanicsTheAskingLoop(t *testing.T) {
+	var lent atomic.Bool
+	handledA := make(chan int, 8)
+	var a, b *Loop[int]
+	b = New[int](handlerFunc[int](func(*int) {
+		if b.owner.Load() == ownBorrowed {
+			lent.Store(true)
+			runtime.Goexit()
+		}
+	}), Config{})
+	a = New[int](handlerFunc[int](func(e *int) {
+		if err := b.PostFrom(a, 1); err != nil {
+			t.Error(err)
+		}
+		handledA <- *e
+	}), Config{})
+	runA := runCatching(a)
+	for attempt := 0; ; attempt++ {
+		if attempt == 1000 {
+			t.Skip("never lent")
+		}
+		runB := runCatching(b)
+		waitParked(t, a)
+		waitParked(t, b)
+		if err := a.Post(1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, handledA, "the asking handler")
+		if lent.Load() {
+			if end := waitFor(t, runB, "the target's Run to exit"); !end.exited {
+				t.Fatalf("the target's Run ended with %+v, want runtime.Goexit", end)
+			}
+			break
+		}
+		b.Interrupt()
+		waitFor(t, runB, "the target's Run")
+	}
+	if end := waitFor(t, runA, "the asking loop's Run to panic"); end.panicked != errLentGoexit {
+		t.Fatalf("the asking loop's Run ended with %+v, want a panic with errLentGoexit", end)
+	}
+}

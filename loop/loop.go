@@ -112,6 +112,7 @@ type Loop[E any] struct {
 	fault      *fault   // what a lent handler panicked with, for the loop goroutine to raise
 	lendTo     *Loop[E] // the loop to lend (or wake) once the handler returns (PostFrom)
 	lendPos    uint64   // the position of the request in lendTo's ring
+	lentExit   bool     // lendTo's handler runs here (PostFrom): if it calls runtime.Goexit, Run panics
 	pub        stats    // published once per pass for other goroutines
 }
 
@@ -194,6 +195,11 @@ func (l *Loop[E]) PostRun(ev E) error {
 // pass, not called from a handler of from, from borrowed), it wakes l at
 // once, as Post; if the loan fails when the handler returns (work arrived
 // meanwhile), l is woken then. Order and exclusion are as with Post.
+//
+// A lent handler that panics faults l, as described at PostOwn, not
+// from. One that calls runtime.Goexit ends from's goroutine too (nothing
+// can prevent that): l's Run exits as PostOwn describes, and from's Run,
+// instead of ending silently, panics with an error saying so.
 func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
 	pos, err := l.in.pushAt(ev)
 	if err != nil {
@@ -233,17 +239,41 @@ func (l *Loop[E]) handle(ev *E) {
 	if l.lendTo != nil {
 		t := l.lendTo
 		l.lendTo = nil
-		if !l.quiet() || !t.runOwn(l.lendPos, true) {
+		if !l.quiet() || !l.lend(t, l.lendPos) {
 			t.notify()
 		}
 	}
 }
 
+// errLentGoexit is what Run panics with when a handler of another loop,
+// lent to its goroutine by PostFrom, called runtime.Goexit there: the
+// goroutine cannot go on, and a loop that vanished silently would leave
+// its events unhandled for good.
+var errLentGoexit = errors.New("loop: a handler of another loop lent to this loop's goroutine (PostFrom) called runtime.Goexit")
+
+// lend runs t's handler for the request at pos (PostFrom) on this loop's
+// goroutine and reports whether it did. runOwn keeps a panic there off
+// this goroutine; only a runtime.Goexit leaves lentExit set, for Run to
+// raise as errLentGoexit.
+func (l *Loop[E]) lend(t *Loop[E], pos uint64) bool {
+	l.lentExit = true
+	ran := t.runOwn(pos, true)
+	l.lentExit = false
+	return ran
+}
+
 // abandonLoan wakes the loop a deferred PostFrom loan was for, when the
 // handler that posted did not return (a panic or runtime.Goexit leaving
-// Run): the request must not wait for the next post to that loop.
+// Run): the request must not wait for the next post to that loop. If the
+// goroutine is exiting because a lent handler of another loop called
+// runtime.Goexit, it panics with errLentGoexit instead of letting Run
+// end silently.
 func (l *Loop[E]) abandonLoan() {
 	l.handling = false
+	if l.lentExit { // the goroutine exits for another loop's handler
+		l.lentExit = false
+		panic(errLentGoexit)
+	}
 	if t := l.lendTo; t != nil {
 		l.lendTo = nil
 		t.notify()
