@@ -79,8 +79,9 @@ type Config struct {
 	// expects many crashes and logs few of them saves it.
 	LazyStacks bool
 	// LendTimedAsks lets asks that have a deadline run the target's handler
-	// themselves, as an ask without one does by default, and saves them
-	// two goroutine switches, about half the cost of the round trip.
+	// on the asking goroutine, as a System.Ask without one does by
+	// default, which saves them two goroutine switches, about half the
+	// cost of the round trip.
 	//
 	// By default only a plain goroutine's System.Ask whose ctx has no
 	// deadline and cannot be cancelled does that: when the target's loop
