@@ -678,7 +678,10 @@ const (
 // loop goroutine takes it back (waiting for the borrower) before it returns.
 func (l *Loop[E]) park() {
 	l.publish()
-	defer func() { l.checkTimer = true }() // time passed: look at the timers first
+	// Time passed: look at the timers first, and read the clock again even
+	// if a borrower read it while the loop was lent (a handler the loop's
+	// goroutine runs next must not get a reading from before the wait).
+	defer func() { l.checkTimer, l.stale = true, true }()
 	// Time passes while parked, and the next pass may run on a borrower
 	// (PostRun) that knows nothing of it: the cached reading is stale from
 	// here on, whoever reads it next. Set before the loop is lent, so the
