@@ -142,7 +142,12 @@ func BenchmarkCrossLoopPingPong(b *testing.B) {
 }
 
 func crossLoopPingPong(b *testing.B, hook Hook) {
-	s := NewSystem(Config{Loops: 2, Watchdog: -1, Hook: hook})
+	crossLoopPingPongConfig(b, Config{Hook: hook})
+}
+
+func crossLoopPingPongConfig(b *testing.B, cfg Config) {
+	cfg.Loops, cfg.Watchdog = 2, -1
+	s := NewSystem(cfg)
 	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	pong := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(1))
 	p := &pingActor{peer: pong, done: make(chan struct{})}
@@ -379,6 +384,58 @@ func BenchmarkAskFromGoroutine(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAskFromGoroutineNoDeadline is BenchmarkAskFromGoroutine with
+// context.Background: an ask that would wait without bound, which by
+// default runs an idle target's handler on the asking goroutine.
+func BenchmarkAskFromGoroutineNoDeadline(b *testing.B) {
+	s := benchSystem(b, 1)
+	target := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Ask(context.Background(), target, theMsg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLendTimedAsks is BenchmarkAskFromGoroutine, the AskTimeout half
+// of BenchmarkAskTimeoutFromGoroutine and BenchmarkCrossLoopPingPong with
+// Config.LendTimedAsks: their deadlines (a minute; Context.Ask's default
+// 5s) then let them run an idle target's handler themselves.
+func BenchmarkLendTimedAsks(b *testing.B) {
+	lending := func(b *testing.B) (*System, Ref) {
+		s := NewSystem(Config{Loops: 1, Watchdog: -1, LendTimedAsks: true})
+		b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+		return s, mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
+	}
+	b.Run("AskFromGoroutine", func(b *testing.B) {
+		s, target := lending(b)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.Ask(ctx, target, theMsg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AskTimeout", func(b *testing.B) {
+		s, target := lending(b)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.AskTimeout(target, theMsg, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("CrossLoopPingPong", func(b *testing.B) {
+		crossLoopPingPongConfig(b, Config{LendTimedAsks: true})
+	})
 }
 
 // ifaceRef is the representation a Ref could have had: the mailbox as one

@@ -10,7 +10,9 @@ import (
 
 // Context is an actor's view of the runtime while one of its handlers,
 // continuations or lifecycle methods runs. It is valid only during that call,
-// on the loop's goroutine: do not keep it or pass it to another goroutine.
+// on the goroutine running it (the loop's, or an asker's the loop is lent
+// to: see System.Ask and Config.LendTimedAsks): do not keep it or pass it
+// to another goroutine.
 type Context struct {
 	ls       *loopState
 	self     Ref
@@ -138,16 +140,31 @@ func (c *Context) Call(to Ref, msg any) (any, error) {
 // system's default timeout (Config.AskTimeout). It works for actors on any
 // loop, this one included. Failures to queue (dead ref is not one: it is
 // detected on the target's loop) settle the promise with the error.
+//
+// The target's handler runs on its own loop's goroutine, so the deadline
+// holds and a slow target stalls only its own loop. With
+// Config.LendTimedAsks (and a timeout of a second or more), when the
+// target is on another loop that is idle and this loop has nothing else
+// queued once the current handler returns, this loop's goroutine may run
+// the target's handler for the request itself (no goroutine switch; the
+// target still handles one message at a time, in order, and a panic there
+// crashes the target, not this actor). This loop's timers and messages
+// then wait for that handler, and the promise settles with its result
+// even past the deadline.
 func (c *Context) Ask(to Ref, msg any) Promise {
 	return c.AskTimeout(to, msg, c.ls.sys.cfg.AskTimeout)
 }
 
 // AskTimeout is Ask with its own timeout; d <= 0 means no deadline (the
-// promise waits until the target replies or fails).
+// promise waits until the target replies or fails). With
+// Config.LendTimedAsks it may lend as Ask describes when d <= 0 or d is a
+// second or more; never with a shorter d.
 func (c *Context) AskTimeout(to Ref, msg any, d time.Duration) Promise {
 	ls := c.ls
 	p := ls.promises.alloc(ls, c.self, c.slot.inc)
-	if err := to.ask(c.origin(), c.self, msg, p.idx, p.gen); err != nil {
+	o := c.origin()
+	o.lend = ls.sys.cfg.LendTimedAsks && (d <= 0 || d >= lendAfter)
+	if err := to.ask(o, c.self, msg, p.idx, p.gen); err != nil {
 		ls.settle(p.idx, p.gen, nil, err)
 		return p
 	}

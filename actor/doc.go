@@ -7,9 +7,24 @@
 //
 // A [System] runs a group of loops, one goroutine each (by default one per
 // GOMAXPROCS). An [Actor] lives on one loop and handles one message at a
-// time, to completion, on that loop's goroutine: its state needs no locks. A
-// [Ref] is the only way to reach an actor, and possessing one is the
-// authority to message it.
+// time, to completion, in order: its state needs no locks. A [Ref] is the
+// only way to reach an actor, and possessing one is the authority to
+// message it.
+//
+// A handler usually runs on its loop's goroutine, but not always: while
+// that goroutine is idle, the loop may be lent to a goroutine that asks
+// one of its actors and would only wait for the reply without bound
+// anyway ([System.Ask] with a context that has no deadline and cannot be
+// cancelled; a transport's network goroutine also runs an idle loop's
+// pass), which then runs the handler itself and saves two goroutine
+// switches. Handlers never run on two goroutines at once and cannot tell
+// by their state; they can by goroutine-local state (runtime.LockOSThread,
+// pprof labels). A goroutine must not hold a lock a handler takes while it
+// asks so. A panic in a lent handler crashes its actor exactly as on the
+// loop's goroutine and never reaches the asker. Asks with a deadline, and
+// asks between loops, leave the handler to its loop's goroutine, so their
+// deadlines hold; Config.LendTimedAsks lends for those too (deadlines of
+// a second or more), at the costs it lists.
 //
 // Inside a handler the [Context] offers three ways to talk to another actor:
 //

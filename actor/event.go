@@ -50,9 +50,10 @@ type Event struct {
 	Actor Actor
 }
 
-// Hook receives every event a loop processes, on that loop's goroutine. It
-// must not block and must not retain the *Event. With no hook the cost per
-// event is one nil check.
+// Hook receives every event a loop processes, one event at a time, on the
+// goroutine running the loop (its own, or an asker's it is lent to: see
+// System.Ask and Config.LendTimedAsks). It must not block and must not
+// retain the *Event. With no hook the cost per event is one nil check.
 type Hook func(*Event)
 
 // Crash describes a panic in an actor: in a handler, a continuation or its

@@ -91,6 +91,9 @@ type mailbox interface {
 type origin struct {
 	ls  *loopState
 	how postHow
+	// lend: an ask from loop ls may borrow an idle target loop once the
+	// asking handler returns (loop.PostFrom); see Config.LendTimedAsks.
+	lend bool
 }
 
 // postHow is how a goroutine that is no loop's posts to a loop.

@@ -103,8 +103,20 @@ func (l *loopState) notify(o origin, to Ref, msg any) error {
 	return l.ordered(o, &envelope{kind: kSend, to: to, msg: msg})
 }
 
+// ask from another loop wakes l, as a send does. With
+// Config.LendTimedAsks (o.lend) it posts with PostFrom instead: when the
+// asking loop has nothing else to do and l is idle with nothing queued
+// before the request, the asker's goroutine handles the request (the
+// reply is queued for the asker) rather than switching to l's goroutine
+// and back; a slow handler then stalls the asking loop too.
 func (l *loopState) ask(o origin, to, from Ref, msg any, pidx, pgen uint32) error {
-	if o.ls != l && (o.ls != nil || o.how == postWake) {
+	if o.ls != l && o.ls != nil {
+		if o.lend {
+			return postErr(l.loop.PostFrom(o.ls.loop, envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+		}
+		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
+	}
+	if o.ls == nil && o.how == postWake {
 		return postErr(l.loop.Post(envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen}))
 	}
 	return l.enqueue(o, &envelope{kind: kAsk, to: to, from: from, msg: msg, pidx: pidx, pgen: pgen})
@@ -131,11 +143,51 @@ func (l *loopState) askWait(ctx context.Context, s *System, to Ref, msg any) (an
 		return s.askManual(ctx, l, to, msg)
 	}
 	w := s.getWaiter()
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
+	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, s.patient(ctx)); err != nil {
 		s.waiters.Put(w)
 		return nil, postErr(err)
 	}
 	return w.await(ctx, 0)
+}
+
+// lendAfter is how long an asker must be prepared to wait for it to run
+// the target's handler itself under Config.LendTimedAsks: a shorter
+// timeout is there to catch a slow handler, which the asker could not do
+// while it runs that handler. It is the watchdog's default budget, past
+// which a handler counts as stalling its loop.
+const lendAfter = time.Second
+
+// patient reports whether a goroutine asking with ctx may run the
+// handler itself (postAsk): when it would wait without bound anyway (ctx
+// nil, or one that can be neither cancelled nor time out), and with
+// Config.LendTimedAsks also when ctx's deadline is at least lendAfter
+// away. A ctx that can be cancelled but has no deadline never lends: the
+// cancellation may come at any time.
+func (s *System) patient(ctx context.Context) bool {
+	if ctx == nil || ctx.Done() == nil {
+		return true
+	}
+	if !s.cfg.LendTimedAsks {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) >= lendAfter
+}
+
+// postAsk posts a plain goroutine's ask. If lend, it posts with PostOwn:
+// when the loop is idle and nothing is queued before the request, the
+// asking goroutine handles the request itself (and nothing else) instead
+// of waking the loop's goroutine and parking until that goroutine wakes it
+// back: the asker would only wait meanwhile, and the round trip takes no
+// goroutine switch at all (the reply is in the waiter's channel when the
+// handler returns). Order and exclusion are as with Post. The asker cannot
+// notice its timeout or cancellation while the handler runs, so it lends
+// only when patient (or askTimeout) says so.
+func (l *loopState) postAsk(e envelope, lend bool) error {
+	if lend {
+		return l.loop.PostOwn(e)
+	}
+	return l.loop.Post(e)
 }
 
 // askTimeout is askWait bounded by d (the waiter's timer) rather than by a
@@ -148,7 +200,7 @@ func (l *loopState) askTimeout(s *System, to Ref, msg any, d time.Duration) (any
 		return s.askWithContext(to, msg, d)
 	}
 	w := s.getWaiter()
-	if err := l.loop.Post(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}); err != nil {
+	if err := l.postAsk(envelope{kind: kAsk, to: to, msg: msg, ch: w.ch}, s.cfg.LendTimedAsks && (d <= 0 || d >= lendAfter)); err != nil {
 		if !errors.Is(err, loop.ErrFull) {
 			s.waiters.Put(w)
 			return nil, postErr(err)

@@ -39,8 +39,10 @@ type Config struct {
 	// buses and crash collectors want this one. Event.Seq then counts the
 	// events reported to either hook.
 	LifecycleHook Hook
-	// OnCrash, if set, receives every crash on the crashing loop's goroutine,
-	// in addition to the event hook. Default: log it at Error level.
+	// OnCrash, if set, receives every crash on the goroutine running the
+	// crashing loop (its own, or an asker's it is lent to: see
+	// LendTimedAsks), in addition to the event hook. Default: log it at
+	// Error level.
 	OnCrash func(*Crash)
 	// Watchdog is the longest a handler may run before it is reported as
 	// stalling its loop (through OnStall). Default 1s; negative disables it.
@@ -76,6 +78,42 @@ type Config struct {
 	// of a crash and restart (supervisor.BenchmarkRestart), so a system that
 	// expects many crashes and logs few of them saves it.
 	LazyStacks bool
+	// LendTimedAsks lets asks that have a deadline run the target's handler
+	// on the asking goroutine, as a System.Ask without one does by
+	// default, which saves them two goroutine switches, about half the
+	// cost of the round trip.
+	//
+	// By default only a plain goroutine's System.Ask whose ctx has no
+	// deadline and cannot be cancelled does that: when the target's loop
+	// is idle (its goroutine parked, or yielding before it parks) and
+	// nothing is queued before the request, the asking goroutine handles
+	// the request itself, since it would wait without bound anyway. Every
+	// other ask leaves the handler to the target loop's goroutine.
+	//
+	// With LendTimedAsks, so do System.AskTimeout with no timeout or one
+	// of a second or more, System.Ask whose ctx's deadline is a second or
+	// more away (a ctx that can be cancelled without a deadline still
+	// never lends), and Context.Ask and Context.AskTimeout to an actor of
+	// another loop with no timeout or one of a second or more, once the
+	// asking handler has returned and if its loop has nothing else
+	// queued (the asking loop's goroutine runs the handler). What that
+	// costs:
+	//   - The asker notices its deadline only once the handler returns: a
+	//     handler slower than the deadline overruns it, and the ask then
+	//     succeeds with the handler's result instead of failing with
+	//     ErrTimeout (or ctx's error).
+	//   - A goroutine that holds, while it asks, a lock the handler takes
+	//     deadlocks, where it would otherwise fail at its deadline.
+	//   - A slow target handler stalls the asking loop (its other actors,
+	//     timers and messages, asks with short deadlines included), not
+	//     only its own.
+	//   - A handler that calls runtime.Goexit ends the asking goroutine.
+	//     On an asking loop's goroutine that loop cannot go on: it panics
+	//     with an error saying so (which stops the program unless the
+	//     loop is served with ExternalLoops and the panic recovered),
+	//     where otherwise only the target's loop would stop.
+	// Asks with a timeout under a second never lend.
+	LendTimedAsks bool
 	// Logger receives the runtime's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -477,6 +515,12 @@ func (s *System) Kill(ctx context.Context, r Ref) error {
 // then being dropped. Unlike Ask, it waits (within d) for room when the
 // target's queue is full, as SendWait does. It costs about what Ask does:
 // the timer comes from a pool, not from a context made per call.
+//
+// By default the handler runs on the target loop's goroutine, so d holds
+// whatever the handler does. With Config.LendTimedAsks, when d is zero or
+// a second or more, it may run on the calling goroutine as described at
+// Ask, and AskTimeout then returns only when the handler does, even past
+// d (with the handler's result); a shorter d never lends.
 func (s *System) AskTimeout(to Ref, msg any, d time.Duration) (any, error) {
 	return to.box().askTimeout(s, to, msg, d)
 }
@@ -507,6 +551,23 @@ func (s *System) askWithContext(to Ref, msg any, d time.Duration) (any, error) {
 // with the handler's error, ErrDead, a *CrashError, ErrQueueFull,
 // ErrShutdown or ctx's error. It must not be called from inside a handler
 // (that would block the loop): use Context.Ask there.
+//
+// When ctx has no deadline and cannot be cancelled (its Done is nil:
+// context.Background, context.TODO, a context.WithoutCancel), Ask would
+// wait without bound anyway, so the handler may run on the calling
+// goroutine: if the target's loop is idle with nothing queued before the
+// request, Ask handles the request itself instead of waking the loop's
+// goroutine and waiting for it (two goroutine switches saved; the actor
+// still handles one message at a time, in order). Then the handler runs
+// with whatever the caller holds: the caller must not hold a lock the
+// handler takes (it would deadlock, where it would otherwise wait
+// forever too), and the handler must not rely on goroutine-local state
+// (runtime.LockOSThread, pprof labels); one that calls runtime.Goexit
+// ends the caller's goroutine. A panic in the handler crashes the actor
+// as on its loop (Ask returns the *CrashError); it does not reach the
+// caller. Any other ctx (a deadline, or a cancel function) leaves the
+// handler to the loop's goroutine, so ctx's end is noticed on time;
+// Config.LendTimedAsks makes a deadline a second or more away lend too.
 func (s *System) Ask(ctx context.Context, to Ref, msg any) (any, error) {
 	return to.box().askWait(ctx, s, to, msg)
 }

@@ -56,7 +56,7 @@ var (
 	errShutDown = errors.New("actor: waiter shut down")
 )
 
-// monoBase anchors monoNow.
+// monoNow reads the monotonic clock as nanoseconds since the package loaded.
 var monoNow = func() func() int64 {
 	base := time.Now()
 	return func() int64 { return int64(time.Since(base)) }

@@ -301,3 +301,174 @@ func TestPostRunStopsLendingAfterSlowPass(t *testing.T) {
 		t.Fatalf("%d of 20 events after a slow lent pass were run on a loan", n)
 	}
 }
+
+// A loop yielding before it parks (spin) is idle too: PostRun runs the
+// pass on the calling goroutine rather than waiting for the spinner to
+// look, and the spinner goes on once the loan is over.
+func TestPostRunLendsSpinningLoop(t *testing.T) {
+	var handled, inline atomic.Int64
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(*int) {
+		if l.owner.Load() == ownBorrowed {
+			inline.Add(1)
+		}
+		handled.Add(1)
+	}), Config{Spin: 1 << 30}) // spins until the test ends (Interrupt)
+	startRun(t, context.Background(), l)
+	for i := int64(1); inline.Load() == 0; i += 2 {
+		if i > 200 {
+			t.Fatal("100 posts to a spinning loop, none handled by the poster")
+		}
+		if err := l.Post(1); err != nil { // the loop handles it, then spins
+			t.Fatal(err)
+		}
+		eventually(t, "the loop to spin", func() bool { return handled.Load() == i && l.owner.Load() == ownSpinning })
+		if err := l.PostRun(2); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the event to be handled", func() bool { return handled.Load() == i+1 })
+	}
+}
+
+// PostFrom from a handler of a loop with nothing else queued runs the idle
+// target's pass on the handler's goroutine; from a loop with more queued
+// it wakes the target instead.
+func TestPostFromLendsWhenQuiet(t *testing.T) {
+	var inline sync.Map
+	done := make(chan int, 16)
+	var a, b *Loop[int]
+	b = New[int](handlerFunc[int](func(e *int) {
+		inline.Store(*e, b.owner.Load() == ownBorrowed)
+		done <- *e
+	}), Config{})
+	a = New[int](handlerFunc[int](func(e *int) {
+		post := func(e int) error { return b.PostFrom(a, e) }
+		if *e == 11 { // it would lend b, which would then handle 10 too
+			post = b.Post
+		}
+		if err := post(*e); err != nil {
+			t.Error(err)
+		}
+	}), Config{})
+	startRun(t, context.Background(), a)
+	startRun(t, context.Background(), b)
+	waitParked(t, a)
+	waitParked(t, b)
+	if err := a.Post(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, done, "the request from a quiet loop")
+	if v, _ := inline.Load(1); v != true {
+		t.Fatal("a request from a quiet loop to a parked one was not handled on the poster's goroutine")
+	}
+	waitParked(t, a)
+	waitParked(t, b)
+	for _, e := range []int{10, 11} {
+		if err := a.PostQuiet(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Notify()
+	waitFor(t, done, "a request")
+	waitFor(t, done, "a request")
+	if v, _ := inline.Load(10); v != false {
+		t.Fatal("a request from a loop with more queued was handled on its goroutine")
+	}
+}
+
+// PostOwn lends the loop for the poster's own event only: not when another
+// event is queued before it, and what the event causes on the loop (a
+// local post) is left to the loop's goroutine.
+func TestPostOwnHandlesOnlyItsEvent(t *testing.T) {
+	var inline sync.Map
+	done := make(chan int, 16)
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(e *int) {
+		inline.Store(*e, l.owner.Load() == ownBorrowed)
+		if *e == 1 {
+			if err := l.PostLocal(2); err != nil {
+				t.Error(err)
+			}
+		}
+		done <- *e
+	}), Config{})
+	startRun(t, context.Background(), l)
+	waitParked(t, l)
+	if err := l.PostOwn(1); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := inline.Load(1); v != true {
+		t.Fatal("PostOwn to a parked loop did not handle its event on the caller's goroutine")
+	}
+	waitFor(t, done, "the posted event")
+	waitFor(t, done, "the event it posted locally")
+	if v, _ := inline.Load(2); v != false {
+		t.Fatal("the lent handler's local post was handled on the caller's goroutine too")
+	}
+	waitParked(t, l)
+	if err := l.PostQuiet(3); err != nil { // queued before, not woken
+		t.Fatal(err)
+	}
+	if err := l.PostOwn(4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, done, "the first event")
+	waitFor(t, done, "the second event")
+	if v, _ := inline.Load(4); v != false {
+		t.Fatal("PostOwn handled its event on the caller's goroutine with another queued before it")
+	}
+}
+
+// PostFrom lends only once the posting handler has returned: a handler
+// that posts while holding a lock the request's handler takes does not
+// deadlock on its own goroutine.
+func TestPostFromLendsAfterTheHandlerReturns(t *testing.T) {
+	var mu sync.Mutex
+	shared := 0 // what mu guards
+	done := make(chan bool, 1)
+	var a, b *Loop[int]
+	b = New[int](handlerFunc[int](func(*int) {
+		mu.Lock()
+		shared++
+		mu.Unlock()
+		done <- b.owner.Load() == ownBorrowed
+	}), Config{})
+	a = New[int](handlerFunc[int](func(e *int) {
+		mu.Lock()
+		defer mu.Unlock()
+		shared++
+		if err := b.PostFrom(a, *e); err != nil {
+			t.Error(err)
+		}
+	}), Config{})
+	startRun(t, context.Background(), a)
+	startRun(t, context.Background(), b)
+	waitParked(t, a)
+	waitParked(t, b)
+	if err := a.Post(1); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(t, done, "the request") {
+		t.Fatal("the request was not handled on the poster's goroutine")
+	}
+}
+
+// PostOwn lends even within the attempts a slow lent event stopped
+// PostRun for: its caller runs only the event it waits for anyway.
+func TestPostOwnLendsAfterSlowEvent(t *testing.T) {
+	var inline atomic.Bool
+	var l *Loop[int]
+	l = New[int](handlerFunc[int](func(*int) { inline.Store(l.owner.Load() == ownBorrowed) }), Config{})
+	startRun(t, context.Background(), l)
+	waitParked(t, l)
+	l.noLend.Store(noLendAfterSlow) // as after a slow lent event
+	if err := l.PostOwn(1); err != nil {
+		t.Fatal(err)
+	}
+	if !inline.Load() {
+		t.Fatal("PostOwn did not lend after a slow lent event")
+	}
+	if n := l.noLend.Load(); n != noLendAfterSlow {
+		t.Fatalf("PostOwn used up an attempt of the others: %d left", n)
+	}
+}

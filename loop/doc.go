@@ -28,7 +28,14 @@
 //     parks wakes it, one wake per batch of posts.
 //   - Handlers run on one goroutine at a time. With [Loop.PostRun] (or
 //     [Loop.PostQuiet] then [Loop.Kick]) a poster that can afford it runs
-//     a parked loop's pass itself instead of waking it; the loop's goroutine
-//     takes the loop back before it runs again. "The loop goroutine" in this
-//     package's documentation means whichever goroutine holds the loop.
+//     an idle loop's pass itself instead of waking it, and with
+//     [Loop.PostOwn] and [Loop.PostFrom] an asker runs the handler of its
+//     own request; the loop's goroutine takes the loop back before it runs
+//     again. "The loop goroutine" in this package's documentation means
+//     whichever goroutine holds the loop. Loans do not nest. A lent
+//     handler that panics faults the loop's own goroutine, in Run, not
+//     the poster. One that calls runtime.Goexit ends the loop's goroutine
+//     (in Run) and the poster's too, which nothing can prevent: a
+//     PostOwn caller's goroutine exits, and a PostFrom asking loop's Run
+//     panics with an error saying so rather than ending silently.
 package loop

@@ -41,7 +41,9 @@ type Config struct {
 	// (measured best for a cross-loop round trip on 2 cores: 450 ns against
 	// 1030 ns parking at once and 700 ns with 8). Busy-waiting without yielding
 	// is much worse in Go: the goroutine a loop wakes goes to the waker's own
-	// processor and waits for the spinner. Negative means park at once.
+	// processor and waits for the spinner. While it spins the loop is idle
+	// and can be lent (PostRun, PostOwn, PostFrom). Negative means park at
+	// once.
 	Spin int
 	// Clock drives the timers. Default RealClock.
 	Clock Clock
@@ -93,17 +95,32 @@ type Loop[E any] struct {
 	interrupt atomic.Bool
 	running   atomic.Bool
 	closed    atomic.Bool
-	parkTimer *time.Timer
+	parkTimer *time.Timer // wakes the parked loop for its next timer; see armPark
+	parkArmed atomic.Bool // parkTimer is set to fire
 
-	now        int64  // cached clock reading (unix ns), see CachedNow
-	nowPass    uint64 // passes when now was read
-	passes     uint64 // passes run, by whichever goroutine runs them
-	stale      bool   // the loop parked since now was read: read the clock again
-	timerPass  int    // busy passes since the timers were last checked
-	checkTimer bool   // the next pass checks the timers
-	cur        E      // the event being handled: a field, so passing &cur to Handle does not allocate
-	handled    uint64 // loop-owned
-	pub        stats  // published once per pass for other goroutines
+	now        int64    // cached clock reading (unix ns), see CachedNow
+	nowPass    uint64   // passes when now was read
+	passes     uint64   // passes run, by whichever goroutine runs them
+	stale      bool     // the loop parked since now was read: read the clock again
+	timerPass  int      // busy passes since the timers were last checked
+	checkTimer bool     // the next pass checks the timers
+	cur        E        // the event being handled: a field, so passing &cur to Handle does not allocate
+	handled    uint64   // loop-owned
+	inRing     bool     // the event being handled is in the inbound ring (quiet)
+	lentPass   uint64   // the pass of this loop that last lent another (PostFrom)
+	handling   bool     // a handler of this loop is running (PostFrom may defer its loan)
+	fault      *fault   // what a lent handler panicked with, for the loop goroutine to raise
+	lendTo     *Loop[E] // the loop to lend (or wake) once the handler returns (PostFrom)
+	lendPos    uint64   // the position of the request in lendTo's ring
+	lentExit   bool     // lendTo's handler runs here (PostFrom): if it calls runtime.Goexit, Run panics
+	pub        stats    // published once per pass for other goroutines
+}
+
+// fault is how a lent handler ended abnormally: a panic (value) or
+// runtime.Goexit.
+type fault struct {
+	value  any
+	goexit bool
 }
 
 type stats struct {
@@ -139,7 +156,8 @@ func (l *Loop[E]) Post(ev E) error {
 }
 
 // PostRun is Post for a goroutine that may run the loop itself: if the
-// loop's goroutine is parked for want of work, the calling goroutine runs
+// loop's goroutine is idle (parked for want of work, or yielding before it
+// parks, see Config.Spin), the calling goroutine runs
 // one pass of the loop (at most Batch events from each queue, and due
 // timers), which handles ev, instead of waking it. Otherwise it wakes the
 // loop like Post. Order and exclusion are as with Post: handlers never run
@@ -151,13 +169,160 @@ func (l *Loop[E]) Post(ev E) error {
 // running handlers (a network goroutine, not a loop's own handler): while a
 // lent pass runs, the caller does nothing else, so a slow handler delays it
 // too. After a lent pass that took over a millisecond the loop is not lent
-// for the next 1024 attempts (posts then wake it as Post does).
+// for the next 1024 attempts (posts then wake it as Post does). A lent
+// handler that panics or calls runtime.Goexit faults the loop, not the
+// caller, as described at PostOwn.
 func (l *Loop[E]) PostRun(ev E) error {
 	if err := l.in.push(ev); err != nil {
 		return err
 	}
 	l.Kick()
 	return nil
+}
+
+// PostFrom is Post for a request whose answer the loop from awaits, from
+// a handler running on from (on the goroutine running from's pass). Once
+// that handler has returned (so that it holds nothing the request's
+// handler may need), if from has nothing else queued and l is idle
+// (parked, or yielding before it parks) with nothing queued before ev,
+// the goroutine running from handles ev itself, as PostOwn does, instead
+// of waking l's goroutine: from would go idle next anyway, and the
+// exchange takes no goroutine switch. It lends at most once per pass of
+// from, and never while from's own pass runs on a borrowed goroutine
+// (PostRun, PostOwn or another PostFrom): loans do not nest, so no
+// goroutine runs the handlers of a third loop. Whenever PostFrom can tell
+// it will not lend (l busy, from with more queued, already lent this
+// pass, not called from a handler of from, from borrowed), it wakes l at
+// once, as Post; if the loan fails when the handler returns (work arrived
+// meanwhile), l is woken then. Order and exclusion are as with Post.
+//
+// A lent handler that panics faults l, as described at PostOwn, not
+// from. One that calls runtime.Goexit ends from's goroutine too (nothing
+// can prevent that): l's Run exits as PostOwn describes, and from's Run,
+// instead of ending silently, panics with an error saying so.
+func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
+	pos, err := l.in.pushAt(ev)
+	if err != nil {
+		return err
+	}
+	if from != l && from.handling && from.lendTo == nil && from.lentPass != from.passes &&
+		from.owner.Load() != ownBorrowed && l.lendable(true) && from.quiet() {
+		from.lentPass = from.passes
+		from.lendTo, from.lendPos = l, pos
+		return nil
+	}
+	l.notify()
+	return nil
+}
+
+// lendable reports whether the loop is idle (its goroutine parked or
+// yielding before it parks), so that a loan may be tried. guarded: a
+// refusal within the attempts after a slow lent event uses one up.
+func (l *Loop[E]) lendable(guarded bool) bool {
+	if o := l.owner.Load(); o != ownParked && o != ownSpinning {
+		return false
+	}
+	if guarded && l.noLend.Load() > 0 {
+		l.noLend.Add(-1)
+		return false
+	}
+	return true
+}
+
+// handle runs the handler on ev, then the loan PostFrom deferred to its
+// return. A handler that panics or exits its goroutine skips the loan;
+// Run's deferred abandonLoan then wakes the loop it was for.
+func (l *Loop[E]) handle(ev *E) {
+	l.handling = true
+	l.h.Handle(ev)
+	l.handling = false
+	if l.lendTo != nil {
+		t := l.lendTo
+		l.lendTo = nil
+		if !l.quiet() || !l.lend(t, l.lendPos) {
+			t.notify()
+		}
+	}
+}
+
+// errLentGoexit is what Run panics with when a handler of another loop,
+// lent to its goroutine by PostFrom, called runtime.Goexit there: the
+// goroutine cannot go on, and a loop that vanished silently would leave
+// its events unhandled for good.
+var errLentGoexit = errors.New("loop: a handler of another loop lent to this loop's goroutine (PostFrom) called runtime.Goexit")
+
+// lend runs t's handler for the request at pos (PostFrom) on this loop's
+// goroutine and reports whether it did. runOwn keeps a panic there off
+// this goroutine; only a runtime.Goexit leaves lentExit set, for Run to
+// raise as errLentGoexit.
+func (l *Loop[E]) lend(t *Loop[E], pos uint64) bool {
+	l.lentExit = true
+	ran := t.runOwn(pos, true)
+	l.lentExit = false
+	return ran
+}
+
+// abandonLoan wakes the loop a deferred PostFrom loan was for, when the
+// handler that posted did not return (a panic or runtime.Goexit leaving
+// Run): the request must not wait for the next post to that loop. If the
+// goroutine is exiting because a lent handler of another loop called
+// runtime.Goexit, it panics with errLentGoexit instead of letting Run
+// end silently.
+func (l *Loop[E]) abandonLoan() {
+	l.handling = false
+	if l.lentExit { // the goroutine exits for another loop's handler
+		l.lentExit = false
+		panic(errLentGoexit)
+	}
+	if t := l.lendTo; t != nil {
+		l.lendTo = nil
+		t.notify()
+	}
+}
+
+// PostOwn is Post for a goroutine that will wait for ev's outcome and do
+// nothing else meanwhile (a blocking ask): if the loop is idle (parked, or
+// yielding before it parks) and nothing is queued before ev, the calling
+// goroutine handles ev itself, and only ev, instead of waking the loop's
+// goroutine; otherwise it wakes the loop like Post. The lent handler runs
+// on the caller's goroutine, under whatever the caller holds, and the
+// caller notices nothing else (a deadline) until it returns. A slow event
+// lent by PostRun or PostFrom (over a millisecond) stops them lending the
+// loop for the next 1024 attempts; PostOwn neither heeds that rule nor
+// times its own loans (two clock reads per ask): its caller runs only the
+// event it waits for anyway, and a loan the OS descheduled in mid-handler
+// looks slow too, often, on a loaded machine. Order and exclusion are as
+// with Post.
+//
+// A lent handler that panics does not panic the caller: the loan ends,
+// PostOwn returns, and Run panics with the same value on the loop's
+// goroutine, as it would have had the handler run there (the stack is
+// then Run's, not the handler's). One that calls runtime.Goexit ends the
+// caller's goroutine (nothing can prevent that), and the loop's goroutine
+// exits from Run as it would have. Either way nobody else borrows the
+// loop in between.
+func (l *Loop[E]) PostOwn(ev E) error {
+	pos, err := l.in.pushAt(ev)
+	if err != nil {
+		return err
+	}
+	if !l.runOwn(pos, false) {
+		l.notify()
+	}
+	return nil
+}
+
+// quiet reports whether nothing is queued for the loop beyond the event
+// being handled. Goroutine running the loop's pass only.
+func (l *Loop[E]) quiet() bool {
+	if l.ctlPos < len(l.ctlBuf) || l.ctlHint.Load() != 0 || l.local.n > 0 {
+		return false
+	}
+	next := l.in.next
+	if l.inRing { // handled in place: the cell after it
+		next++
+	}
+	return l.in.cells[next&l.in.mask].seq.Load() != next+1
 }
 
 // PostQuiet queues ev like Post but does not wake the loop: the caller
@@ -191,7 +356,7 @@ func (l *Loop[E]) PostQuietN(n int, fill func(i int, ev *E)) (int, error) {
 }
 
 // Kick makes the loop handle what PostQuiet queued: like PostRun, it runs
-// a pass on the calling goroutine if the loop's goroutine is parked, and
+// a pass on the calling goroutine if the loop's goroutine is idle, and
 // wakes it otherwise.
 func (l *Loop[E]) Kick() {
 	if !l.runParked() {
@@ -315,8 +480,11 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.interrupt.Store(false)
+	l.handling, l.inRing = false, false // left set if a handler panicked out of the last Run
 	stop := context.AfterFunc(ctx, l.Interrupt)
 	defer stop()
+	defer l.disarmPark()
+	defer l.abandonLoan()
 	for {
 		if l.interrupt.Load() {
 			return ctx.Err()
@@ -332,23 +500,54 @@ func (l *Loop[E]) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if l.spin() {
-			continue
+		// A lent handler may fault while spin waits in takeBack for the
+		// loan to end: takeBack then consumes the fault's wake, so Run
+		// must raise it before it parks.
+		if spun := l.spin(); !spun && l.fault == nil {
+			l.park()
 		}
-		l.park()
+		if l.fault != nil {
+			l.raise()
+		}
 	}
+}
+
+// raise ends Run as the lent handler that faulted would have, had it run
+// on the loop's goroutine: with its panic, or by runtime.Goexit.
+func (l *Loop[E]) raise() {
+	f := l.fault
+	l.fault = nil
+	if f.goexit {
+		runtime.Goexit()
+	}
+	panic(f.value)
 }
 
 // spin watches the queues for a short while before the loop parks, yielding
 // the processor after each look so that the goroutine that will post the
 // work (often woken onto this very processor) can run.
+//
+// Meanwhile the loop is idle and can be lent, as when parked: a goroutine
+// that posts with PostRun (an asker that would only wait for the reply)
+// runs the next pass itself rather than waiting for the spinner to notice.
+// The spinner takes the loop back before it looks at the queues.
 func (l *Loop[E]) spin() bool {
+	if l.cfg.Spin == 0 {
+		return false
+	}
+	l.owner.Store(ownSpinning)
 	for range l.cfg.Spin {
 		runtime.Gosched()
-		if l.hasWork() {
-			return true
+		if l.owner.CompareAndSwap(ownSpinning, ownRunning) {
+			if l.hasWork() || l.interrupt.Load() {
+				return true
+			}
+			l.owner.Store(ownSpinning)
+		} else if l.owner.CompareAndSwap(ownFaulted, ownRunning) {
+			return true // Run raises the lent handler's fault
 		}
 	}
+	l.takeBack(ownSpinning)
 	return false
 }
 
@@ -362,11 +561,11 @@ func (l *Loop[E]) pass() int {
 		l.pullControl()
 	}
 	for i := 0; i < l.cfg.Batch && l.popControl(ev); i++ {
-		l.h.Handle(ev)
+		l.handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch && l.local.pop(ev); i++ {
-		l.h.Handle(ev)
+		l.handle(ev)
 		n++
 	}
 	for i := 0; i < l.cfg.Batch; i++ {
@@ -381,7 +580,9 @@ func (l *Loop[E]) pass() int {
 		if v == nil {
 			break
 		}
-		l.h.Handle(v) // in place: no copy out of the ring
+		l.inRing = true
+		l.handle(v) // in place: no copy out of the ring
+		l.inRing = false
 		l.in.release()
 		if n++; n&15 == 0 {
 			l.pub.handled.Store(l.handled + uint64(n)) // progress for the watchdog
@@ -398,7 +599,7 @@ func (l *Loop[E]) pass() int {
 			l.checkTimer, l.timerPass = false, 0
 			l.readClock()
 			for i := 0; i < l.cfg.Batch && l.timers.popDue(l.now, ev); i++ {
-				l.h.Handle(ev)
+				l.handle(ev)
 				n++
 			}
 		}
@@ -492,6 +693,8 @@ const (
 	ownRunning  = iota // the loop goroutine
 	ownParked          // nobody: the loop goroutine is parked
 	ownBorrowed        // a goroutine in PostRun
+	ownSpinning        // nobody: the loop goroutine yields before it parks (spin)
+	ownFaulted         // nobody: a lent handler faulted, and only the loop goroutine may take the loop (to raise it)
 )
 
 // park blocks until a producer wakes the loop or the next timer is due.
@@ -499,7 +702,10 @@ const (
 // loop goroutine takes it back (waiting for the borrower) before it returns.
 func (l *Loop[E]) park() {
 	l.publish()
-	defer func() { l.checkTimer = true }() // time passed: look at the timers first
+	// Time passed: look at the timers first, and read the clock again even
+	// if a borrower read it while the loop was lent (a handler the loop's
+	// goroutine runs next must not get a reading from before the wait).
+	defer func() { l.checkTimer, l.stale = true, true }()
 	// Time passes while parked, and the next pass may run on a borrower
 	// (PostRun) that knows nothing of it: the cached reading is stale from
 	// here on, whoever reads it next. Set before the loop is lent, so the
@@ -510,40 +716,69 @@ func (l *Loop[E]) park() {
 		l.sleeping.Store(0)
 		return
 	}
+	l.parkUntil = 0
 	if when, ok := l.timers.next(); ok {
 		d := time.Duration(when - l.clock.Now().UnixNano())
 		if d <= 0 {
 			l.sleeping.Store(0)
 			return
 		}
-		if l.parkTimer == nil {
-			l.parkTimer = time.NewTimer(d)
-		} else {
-			l.parkTimer.Reset(d)
-		}
+		l.armPark(d)
 		l.parkUntil = when
-		l.owner.Store(ownParked)
-		select {
-		case <-l.wake:
-		case <-l.parkTimer.C:
-		}
-		l.parkTimer.Stop()
-	} else {
-		l.parkUntil = 0
-		l.owner.Store(ownParked)
-		<-l.wake
 	}
-	l.takeBack()
+	l.owner.Store(ownParked)
+	<-l.wake
+	if l.parkArmed.Load() {
+		// Disarmed while the loop runs: a pending Go timer makes the
+		// scheduler read the clock at every switch on its processor,
+		// which a loop that yields between passes (spin) pays each time.
+		// A fire that races with this leaves a token in wake: one
+		// extra pass later.
+		l.disarmPark()
+	}
+	l.takeBack(ownParked)
 	l.sleeping.Store(0)
 }
 
-// takeBack makes the loop goroutine the owner again, waiting for a borrower
-// (PostRun) to finish its pass. The flag is raised before the attempt, so a borrower
-// that releases after a failed attempt always sees it and wakes us.
-func (l *Loop[E]) takeBack() {
+// armPark sets the park timer to wake the loop in d. The timer only wakes
+// the loop (AfterFunc), so that a park is one channel receive rather than
+// a select over two channels.
+func (l *Loop[E]) armPark(d time.Duration) {
+	l.parkArmed.Store(true)
+	if l.parkTimer == nil {
+		l.parkTimer = time.AfterFunc(d, l.parkFired)
+		return
+	}
+	l.parkTimer.Reset(d)
+}
+
+// disarmPark stops the park timer, if set.
+func (l *Loop[E]) disarmPark() {
+	if l.parkTimer != nil && l.parkArmed.Load() {
+		l.parkTimer.Stop()
+		l.parkArmed.Store(false)
+	}
+}
+
+// parkFired is the park timer's function: it wakes the loop, which looks
+// at its timers first after a park.
+func (l *Loop[E]) parkFired() {
+	l.parkArmed.Store(false)
+	l.sleeping.Store(0)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeBack makes the loop goroutine the owner again, from idle (ownParked
+// or ownSpinning), waiting for a borrower (PostRun) to finish its pass. The
+// flag is raised before the attempt, so a borrower that releases after a
+// failed attempt always sees it and wakes us.
+func (l *Loop[E]) takeBack(idle int32) {
 	for {
 		l.reclaim.Store(true)
-		if l.owner.CompareAndSwap(ownParked, ownRunning) {
+		if l.owner.CompareAndSwap(idle, ownRunning) || l.owner.CompareAndSwap(ownFaulted, ownRunning) {
 			l.reclaim.Store(false)
 			return
 		}
@@ -552,46 +787,153 @@ func (l *Loop[E]) takeBack() {
 }
 
 // runParked runs one pass on the calling goroutine if the loop's goroutine
-// is parked, and reports whether it did. The loop's goroutine stays parked
-// meanwhile and takes the loop back afterwards; work left over, or a timer
-// due before the one it sleeps toward, wakes it. It returns false at once
-// when the loop is busy, stopped or already lent, so it never blocks.
+// is idle (parked, or yielding before it parks), and reports whether it
+// did. The loop's goroutine stays idle meanwhile and takes the loop back
+// afterwards; work left over, or a timer due before the one it sleeps
+// toward, wakes a parked one. It returns false at once when the loop is
+// busy, stopped or already lent, so it never blocks.
 func (l *Loop[E]) runParked() bool {
-	if l.owner.Load() != ownParked {
+	idle := l.owner.Load()
+	if idle != ownParked && idle != ownSpinning {
 		return false
 	}
 	if l.noLend.Load() > 0 { // a recent lent pass was slow: hand off instead
 		l.noLend.Add(-1)
 		return false
 	}
-	if !l.owner.CompareAndSwap(ownParked, ownBorrowed) {
+	if !l.owner.CompareAndSwap(idle, ownBorrowed) {
 		return false
 	}
-	start := time.Now()
+	returned := false
+	defer func() {
+		if !returned {
+			l.faulted(recover())
+		}
+	}()
+	start := monoNanos()
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
-	if time.Since(start) > slowLend {
+	returned = true
+	if monoNanos()-start > int64(slowLend) {
 		// The poster (a network goroutine) was held up by this loop's
 		// handlers: do not lend the loop for a while.
 		l.noLend.Store(noLendAfterSlow)
 	}
-	// Wake the loop goroutine if it is waiting for us, if work is left, or
-	// if the pass added a timer due before the one it sleeps toward.
-	wake := l.hasWork()
-	if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
-		wake = true
+	// Wake the loop goroutine if it is waiting for us, or, if it is
+	// parked, if work is left or the pass added a timer due before the one
+	// it sleeps toward (a spinning one looks at both itself).
+	wake := false
+	if idle == ownParked {
+		wake = l.hasWork()
+		if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
+			wake = true
+		}
 	}
 	l.publish()
-	l.owner.Store(ownParked)
+	l.release(idle, wake)
+	return true
+}
+
+// runOwn handles the inbound event at pos on the calling goroutine if the
+// loop's goroutine is idle and that event is the next one due (nothing
+// queued before it, no control or local event waiting), and reports
+// whether it did. It handles nothing else: what the event causes on this
+// loop (local posts, timers) and whatever arrives meanwhile is left to
+// the loop's goroutine, which it wakes if parked. It never blocks.
+// guarded: not within the 1024 attempts after a slow lent event (for a
+// borrower with other work, a loop); a slow one stops guarded loans either
+// way.
+func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
+	idle := l.owner.Load()
+	if idle != ownParked && idle != ownSpinning {
+		return false
+	}
+	if guarded && l.noLend.Load() > 0 {
+		l.noLend.Add(-1)
+		return false
+	}
+	if !l.owner.CompareAndSwap(idle, ownBorrowed) {
+		return false
+	}
+	v := l.in.peek()
+	if l.in.next != pos || v == nil || l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) || l.local.n > 0 {
+		l.release(idle, false)
+		return false
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			l.faulted(recover())
+			ran = true
+		}
+	}()
+	var start int64
+	if guarded { // PostOwn's loans are not timed: see PostOwn
+		start = monoNanos()
+	}
+	l.passes++
+	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
+	l.inRing = true
+	l.handle(v)
+	returned = true
+	l.inRing = false
+	l.in.release()
+	if l.in.publish() {
+		l.room.wake()
+	}
+	l.handled++
+	if guarded && monoNanos()-start > int64(slowLend) {
+		l.noLend.Store(noLendAfterSlow)
+	}
+	wake := false
+	if idle == ownParked {
+		wake = l.hasWork()
+		if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
+			wake = true
+		}
+	}
+	l.publish()
+	l.release(idle, wake)
+	return true
+}
+
+// faulted ends a loan whose handler panicked with v, or called
+// runtime.Goexit (v nil: since Go 1.21 a panic's value is never nil). The
+// borrower does not take the panic: the loop is handed to its own
+// goroutine, which Run makes panic with v (or exit) as if the handler had
+// run there; until then nobody else may borrow it. Deferred on the
+// borrower's goroutine, so it runs on either fault.
+func (l *Loop[E]) faulted(v any) {
+	l.handling = false
+	l.fault = &fault{value: v, goexit: v == nil}
+	l.publish()
+	l.sleeping.Store(0)
+	l.owner.Store(ownFaulted)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// release ends a loan: the loop is idle again, and its goroutine is woken
+// if it waits to take the loop back or wake says so.
+func (l *Loop[E]) release(idle int32, wake bool) {
+	l.owner.Store(idle)
 	if l.reclaim.Swap(false) || wake {
-		l.sleeping.Store(0)
+		if idle == ownParked {
+			l.sleeping.Store(0)
+		}
 		select {
 		case l.wake <- struct{}{}:
 		default:
 		}
 	}
-	return true
 }
+
+// monoNanos reads the monotonic clock (one clock read; time.Now reads two).
+func monoNanos() int64 { return int64(time.Since(monoBase)) }
+
+var monoBase = time.Now()
 
 // Step handles at most one event, in the fixed priority order control,
 // local, inbound, due timers, and reports whether it handled one. It is how a
@@ -615,7 +957,7 @@ func (l *Loop[E]) Step() bool {
 	if !ok {
 		return false
 	}
-	l.h.Handle(ev)
+	l.handle(ev)
 	var zero E
 	*ev = zero
 	l.handled++

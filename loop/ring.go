@@ -60,18 +60,24 @@ func newRing[E any](capacity int) *ring[E] {
 // push appends v. It returns ErrFull when the ring holds capacity items and
 // ErrClosed after close.
 func (r *ring[E]) push(v E) error {
+	_, err := r.pushAt(v)
+	return err
+}
+
+// pushAt is push that also returns the position v took.
+func (r *ring[E]) pushAt(v E) (uint64, error) {
 	t := r.tail.Load()
 	if t&closedBit != 0 {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	// head may have moved past the t read above (other producers pushed and
 	// the consumer popped in between); t-h would then wrap around.
 	if h := r.head.Load(); t >= h && t-h >= r.capacity {
-		return ErrFull
+		return 0, ErrFull
 	}
 	pos := r.tail.Add(1) - 1
 	if pos&closedBit != 0 {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	c := &r.cells[pos&r.mask]
 	for c.seq.Load() != pos {
@@ -79,7 +85,7 @@ func (r *ring[E]) push(v E) error {
 	}
 	c.v = v
 	c.seq.Store(pos + 1)
-	return nil
+	return pos, nil
 }
 
 // reserve claims up to n consecutive positions (as many as the ring has
