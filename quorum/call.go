@@ -265,7 +265,21 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 	}
 	// A function timer, not a message: in a user's actor, a message would
 	// go to its own Receive.
-	cl.timer = c.AfterFunc(cl.opts.thrifty, cl.secondWave)
+	cl.timer = promises.AfterFunc(c, cl.opts.thrifty, cl, argSecondWave)
+}
+
+// argSecondWave is the argument of Continue for the thrifty timer; the
+// others are the positions of the nodes asked.
+const argSecondWave = -1
+
+// Continue is the call's continuation for every ask and its thrifty timer
+// (through the promise seam: no closure each).
+func (cl *call[Req, Rep, Res]) Continue(c *actor.Context, arg int, v any, err error) {
+	if arg == argSecondWave {
+		cl.secondWave(c)
+		return
+	}
+	cl.onReply(c, arg, v, err)
 }
 
 // fastest returns the first wave of a thrifty call: the best-ranked nodes
@@ -311,14 +325,12 @@ func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 	if d <= 0 {
 		// The call's time is up: fail this ask without sending it, in a
 		// later turn like any other answer.
-		p, resolve := c.Promise()
-		resolve(nil, fmt.Errorf("%w: the call's deadline passed before this node was asked", actor.ErrTimeout))
-		p.Then(func(c *actor.Context, v any, err error) { cl.onReply(c, i, v, err) })
+		p := promises.New(c)
+		promises.Resolve(p, nil, fmt.Errorf("%w: the call's deadline passed before this node was asked", actor.ErrTimeout))
+		promises.Then(p, cl, i)
 		return
 	}
-	c.AskTimeout(cl.rs.cfg.nodes[i].ref, a.msg, d).Then(func(c *actor.Context, v any, err error) {
-		cl.onReply(c, i, v, err)
-	})
+	promises.Then(c.AskTimeout(cl.rs.cfg.nodes[i].ref, a.msg, d), cl, i)
 }
 
 // sendDeferred sends a thrifty call's deferred ask to node i, if the call
@@ -487,6 +499,8 @@ func (cl *call[Req, Rep, Res]) recoverPanic(c *actor.Context) {
 var promises = seam.Promises().(interface {
 	New(c *actor.Context) actor.Promise
 	Resolve(p actor.Promise, v any, err error)
+	Then(p actor.Promise, k seam.Cont[*actor.Context], arg int)
+	AfterFunc(c *actor.Context, d time.Duration, k seam.Cont[*actor.Context], arg int) actor.Timer
 })
 
 // Future is the pending result of a quorum call made by an actor (Ask): a
@@ -498,10 +512,16 @@ type Future[Res any] struct{ p actor.Promise }
 // made it; f runs later inside that actor with the result, or the zero Res
 // and an error (an *Error matching ErrNoQuorum, or ErrBadSpec).
 func (f Future[Res]) Then(fn func(c *actor.Context, res Res, err error)) {
-	f.p.Then(func(c *actor.Context, v any, err error) {
-		r, _ := v.(Res)
-		fn(c, r, err)
-	})
+	promises.Then(f.p, typedCont[Res](fn), 0)
+}
+
+// typedCont is a Future's continuation as the promise seam runs it: a func
+// fits an interface without a box, so Then allocates nothing of its own.
+type typedCont[Res any] func(c *actor.Context, res Res, err error)
+
+func (f typedCont[Res]) Continue(c *actor.Context, _ int, v any, err error) {
+	r, _ := v.(Res)
+	f(c, r, err)
 }
 
 // Promise returns the underlying promise (its value is a Res), to combine
