@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -268,4 +269,35 @@ func TestCommitMsgBoxFree(t *testing.T) {
 		t.Errorf("boxing a commitMsg: %v allocations, want 0", n)
 	}
 	_ = sink
+}
+
+// A drain gives each round's room back, cleared, for a later queue: the
+// committer does not grow a new queue from nothing for every round.
+func TestCommitterReusesRoundRoom(t *testing.T) {
+	md := NewMemDisk()
+	if err := md.Buckets([][]byte{shardBucket(0)}); err != nil {
+		t.Fatal(err)
+	}
+	com := newCommitter(md)
+	d := &disk{id: 0, st: md, bucket: shardBucket(0), c: com}
+	for i := range 3 {
+		f := &flight{d: d, batch: []op{{key: "k" + strconv.Itoa(i), e: Entry{TS: Stamp{N: 1, W: 1}, V: []byte("v")}, write: true, r: nopReplier{}}}}
+		f.req = commitReq{d: d, f: f}
+		d.pending.Add(1)
+		com.queue = append(com.queue, &f.req)
+	}
+	com.draining = true
+	com.drain()
+	if md.Syncs() != 1 {
+		t.Fatalf("%d syncs, want the round's 1", md.Syncs())
+	}
+	room := com.spare.take()
+	if cap(room) < 3 || len(room) != 0 {
+		t.Fatalf("spare room of len %d, cap %d; want the round's 3, empty", len(room), cap(room))
+	}
+	for i, r := range room[:cap(room)] {
+		if r != nil {
+			t.Fatalf("the room keeps request %d alive", i)
+		}
+	}
 }
