@@ -527,6 +527,8 @@ func (f Future[Res]) Then(fn func(c *actor.Context, res Res, err error)) {
 // fits an interface without a box, so Then allocates nothing of its own.
 type typedCont[Res any] func(c *actor.Context, res Res, err error)
 
+// Continue runs f with the call's result as a Res (the zero Res with an
+// error).
 func (f typedCont[Res]) Continue(c *actor.Context, _ int, v any, err error) {
 	r, _ := v.(Res)
 	f(c, r, err)
