@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -146,12 +144,9 @@ type call[Req, Rep, Res any] struct {
 	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onDone   func(c *actor.Context, res Res, level int, err error)
-	promise  actor.Promise          // Ask's, settled through the promise seam, instead of onDone
-	firstOut int32                  // first-wave asks not answered yet
-	out      int32                  // asks sent whose continuation has not run
-	home     *pcall3[Req, Rep, Res] // an Ask's call of up to 3 nodes: back to pool once done
-	pool     *sync.Pool
-	second   bool // every ask the call will make is out (or dropped)
+	promise  actor.Promise // Ask's, settled through the promise seam, instead of onDone
+	firstOut int32         // first-wave asks not answered yet
+	second   bool          // every ask the call will make is out (or dropped)
 	done     bool
 	contain  bool // run by a Caller's actor: recover panics of the user's functions
 }
@@ -181,63 +176,6 @@ type (
 		ok   [5]Reply[Rep]
 	}
 )
-
-// pcall3 is an Ask's call of up to 3 nodes, reused once it has settled and
-// every continuation of its asks has run: the call is most of what a
-// quorum call allocates. Its replies (Replies.Values, which a result may
-// keep) are allocated apart, so a result that keeps them never sees them
-// reused.
-type pcall3[Req, Rep, Res any] struct {
-	call[Req, Rep, Res]
-	asks [3]ask
-}
-
-// callPools holds a sync.Pool of pcall3 per instantiation.
-var callPools sync.Map // reflect.Type of pcall3 -> *sync.Pool
-
-func poolOf[Req, Rep, Res any]() *sync.Pool {
-	key := reflect.TypeFor[pcall3[Req, Rep, Res]]()
-	if p, ok := callPools.Load(key); ok {
-		return p.(*sync.Pool)
-	}
-	p, _ := callPools.LoadOrStore(key, &sync.Pool{})
-	return p.(*sync.Pool)
-}
-
-// newAskCall is newCall for Ask: a call of up to 3 nodes comes from the
-// pool.
-func newAskCall[Req, Rep, Res any](cfg Configuration, req Req, o options[Req]) (*call[Req, Rep, Res], error) {
-	n := cfg.Size()
-	if cfg.m == nil || n > 3 {
-		return newCall[Req, Rep, Res](cfg, req, o)
-	}
-	if o.timeout <= 0 {
-		o.timeout = cfg.m.timeout
-	}
-	pool := poolOf[Req, Rep, Res]()
-	w, _ := pool.Get().(*pcall3[Req, Rep, Res])
-	if w == nil {
-		w = &pcall3[Req, Rep, Res]{}
-	}
-	cl := &w.call
-	cl.home, cl.pool = w, pool
-	cl.asks, cl.rs.ok = w.asks[:n], make([]Reply[Rep], 0, n)
-	cl.rs.cfg, cl.req, cl.opts = cfg, req, o
-	return cl, nil
-}
-
-// release puts a pooled call back once it has settled and no continuation
-// of its asks is left to run (an ask's continuation reads the call, also
-// after it settled). A call whose actor died keeps continuations that
-// never run: it is left to the collector.
-func (cl *call[Req, Rep, Res]) release() {
-	if cl.home == nil || !cl.done || cl.out != 0 {
-		return
-	}
-	w, pool := cl.home, cl.pool
-	*w = pcall3[Req, Rep, Res]{}
-	pool.Put(w)
-}
 
 // ask is the state of one node's ask.
 type ask struct {
@@ -342,9 +280,7 @@ func (cl *call[Req, Rep, Res]) Continue(c *actor.Context, arg int, v any, err er
 		cl.secondWave(c)
 		return
 	}
-	cl.out--
 	cl.onReply(c, arg, v, err)
-	cl.release()
 }
 
 // fastest returns the first wave of a thrifty call: the best-ranked nodes
@@ -387,7 +323,6 @@ func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 	a := &cl.asks[i]
 	d := cl.deadline.Sub(now)
 	a.st, a.sent = stSent, -d
-	cl.out++ // its continuation reads the call
 	if d <= 0 {
 		// The call's time is up: fail this ask without sending it, in a
 		// later turn like any other answer.
@@ -613,7 +548,7 @@ func (f Future[Res]) Promise() actor.Promise { return f.p }
 // they were made (thrifty calls included: see Spec.Thrifty).
 func Ask[Req, Rep, Res any](c *actor.Context, cfg Configuration, req Req, spec Spec[Req, Rep, Res]) Future[Res] {
 	p := promises.New(c) // Context.Promise without its resolve closure
-	cl, err := newAskCall[Req, Rep, Res](cfg, req, options[Req]{spec.PerNode, spec.Timeout, spec.Thrifty, spec.Kind})
+	cl, err := newCall[Req, Rep, Res](cfg, req, options[Req]{spec.PerNode, spec.Timeout, spec.Thrifty, spec.Kind})
 	if err == nil && spec.Quorum == nil {
 		err = fmt.Errorf("%w: no quorum function", ErrBadSpec)
 	}
@@ -623,7 +558,6 @@ func Ask[Req, Rep, Res any](c *actor.Context, cfg Configuration, req Req, spec S
 	}
 	cl.qf, cl.promise = spec.Quorum, p
 	cl.start(c)
-	cl.release() // settled at once, with no ask out
 	return Future[Res]{p}
 }
 
