@@ -263,8 +263,8 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 // once its work is done answers even if the actor has crashed or stopped
 // meanwhile). A Reply dropped without an answer (the actor forgot it, or
 // stopped or crashed holding it) is answered with ErrNoReply once the
-// garbage collector finds it unreachable (by the second collection after it
-// was dropped), so even an asker without a deadline learns the outcome. Use
+// garbage collector finds it unreachable (one or two collections after it
+// was dropped, once the runtime's cleanup goroutine has run), so even an asker without a deadline learns the outcome. Use
 // it to answer after the handler's own asks complete. For a
 // one-way message the Reply discards its answer. Inside a synchronous Call,
 // the caller gets ErrDeferredCall and the Reply discards its answer.

@@ -13,8 +13,10 @@ import (
 // So a loop keeps the Replies it handed out since the last collection in
 // a list (replyTracker); after each collection, the Replies of the list
 // still unanswered get their cleanup then, and the list starts again. A
-// dropped Reply is thus answered by the second collection after it was
-// dropped instead of the first; an answered one costs no cleanup at all.
+// dropped Reply is thus answered a collection later than with a cleanup
+// of its own (by the collection after the next one, once the runtime's
+// cleanup goroutine has run between them; later on a saturated CPU); an
+// answered one costs no cleanup at all.
 
 // dropGuard is the argument of the cleanup that answers a dropped Reply:
 // a copy of its route, apart from the Reply so that it does not keep the

@@ -280,17 +280,28 @@ func TestCommitterReusesRoundRoom(t *testing.T) {
 	}
 	com := newCommitter(md)
 	d := &disk{id: 0, st: md, bucket: shardBucket(0), c: com}
-	for i := range 3 {
-		f := &flight{d: d, batch: []op{{key: "k" + strconv.Itoa(i), e: Entry{TS: Stamp{N: 1, W: 1}, V: []byte("v")}, write: true, r: nopReplier{}}}}
-		f.req = commitReq{d: d, f: f}
-		d.pending.Add(1)
-		com.queue = append(com.queue, &f.req)
+	a := &committerActor{c: com}
+	com.draining = true // a drain job runs: enqueue only queues
+	queue := func(n int) {
+		for i := range n {
+			f := &flight{d: d, batch: []op{{key: "k" + strconv.Itoa(i), e: Entry{TS: Stamp{N: 1, W: 1}, V: []byte("v")}, write: true, r: nopReplier{}}}}
+			f.req = commitReq{d: d, f: f}
+			d.pending.Add(1)
+			a.enqueue(nil, &f.req)
+		}
 	}
-	com.draining = true
+	queue(3)
 	com.drain()
 	if md.Syncs() != 1 {
 		t.Fatalf("%d syncs, want the round's 1", md.Syncs())
 	}
+	// The next requests queue in the round's room.
+	com.draining = true
+	queue(1)
+	if cap(com.queue) < 3 {
+		t.Fatalf("the next queue has room for %d: the round's room was not taken", cap(com.queue))
+	}
+	com.drain()
 	room := com.spare.take()
 	if cap(room) < 3 || len(room) != 0 {
 		t.Fatalf("spare room of len %d, cap %d; want the round's 3, empty", len(room), cap(room))

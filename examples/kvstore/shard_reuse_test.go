@@ -50,12 +50,16 @@ func TestAnsweredWritesNotKeptBySpareRoom(t *testing.T) {
 func TestQueueRoomReused(t *testing.T) {
 	s := &shard{d: &disk{}, maxBatch: DefaultMaxBatch, data: map[string]Entry{}}
 	o := op{key: "k", r: nopReplier{}}
+	committing := &flight{}
 	burst := func() {
-		first := append(s.spare.take(), o) // committed at once: the replica was idle
-		q := s.spare.take()                // the writes that arrive meanwhile
+		first := append(s.spare.take(), o) // committed at once (flush): the replica was idle
+		s.flight = committing
 		for range 5 {
-			q = append(q, o)
+			s.write(nil, o) // arrives meanwhile: queued behind the commit, in the other room
 		}
+		s.flight = nil
+		q := s.queue
+		s.queue = nil
 		s.reuse(first) // the first commit answered; q is committed next
 		s.reuse(q)     // and answered: idle again
 	}
