@@ -749,3 +749,80 @@ func TestBlockingPoolFull(t *testing.T) {
 		}
 	}
 }
+
+// seamCall is one run of a seamRec's Continue.
+type seamCall struct {
+	self Ref
+	arg  int
+	v    any
+	err  error
+}
+
+// seamRec records the runs of its Continue, as the promise seam makes them.
+type seamRec chan seamCall
+
+func (r seamRec) Continue(c *Context, arg int, v any, err error) {
+	r <- seamCall{c.Self(), arg, v, err}
+}
+
+// The promise seam's Then and AfterFunc run an object's method with the
+// argument given, inside the actor, with the rules of Promise.Then and
+// Context.AfterFunc, and allocate nothing.
+func TestPromiseSeamCont(t *testing.T) {
+	pv := seam.Promises().(interface {
+		New(c *Context) Promise
+		Resolve(p Promise, v any, err error)
+		Then(p Promise, k seam.Cont[*Context], arg int)
+		AfterFunc(c *Context, d time.Duration, k seam.Cont[*Context], arg int) Timer
+	})
+	s := tsSystem(t, Config{Loops: 1})
+	rec := make(seamRec, 512)
+	echo := tsSpawn(t, s, tsFn(func(_ *Context, msg any) (any, error) { return msg, nil }))
+	var allocs float64
+	a := tsSpawn(t, s, func() Actor {
+		var p Promise
+		return &tsActor{recv: func(c *Context, msg any) (any, error) {
+			switch msg {
+			case "resolve":
+				p = pv.New(c)
+				pv.Then(p, rec, 1)
+				pv.Resolve(p, "resolved", nil)
+			case "stale":
+				pv.Then(p, rec, 2) // p's continuation ran: too late
+			case "ask":
+				pv.Then(c.Ask(echo, "echo"), rec, 3)
+			case "timers":
+				pv.AfterFunc(c, 2*time.Millisecond, rec, 4)
+				pv.AfterFunc(c, time.Millisecond, rec, 5).Cancel()
+			case "allocs":
+				allocs = testing.AllocsPerRun(100, func() { pv.Then(c.Ask(echo, "echo"), rec, 6) })
+			}
+			return nil, nil
+		}}
+	})
+	want := []seamCall{
+		{a, 1, "resolved", nil},
+		{a, 2, nil, ErrStalePromise},
+		{a, 3, "echo", nil},
+		{a, 4, nil, nil},
+	}
+	for i, m := range []string{"resolve", "stale", "ask", "timers"} {
+		if _, err := tsAsk(t, s, a, m); err != nil {
+			t.Fatal(err)
+		}
+		if got := tsRecv(t, rec, m); got != want[i] {
+			t.Fatalf("%s: Continue got %+v, want %+v", m, got, want[i])
+		}
+	}
+	if _, err := tsAsk(t, s, a, "allocs"); err != nil {
+		t.Fatal(err)
+	}
+	for range 101 {
+		if got := tsRecv(t, rec, "allocs"); got.arg != 6 {
+			t.Fatalf("Continue got %+v, want the ask's (6): the cancelled timer ran", got)
+		}
+	}
+	if allocs != 0 {
+		t.Errorf("an ask with the seam's continuation: %v allocations, want 0", allocs)
+	}
+}

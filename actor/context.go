@@ -3,7 +3,6 @@ package actor
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -206,15 +205,17 @@ func (c *Context) ExternalPromise() (Promise, func(v any, err error)) {
 // Reply is the handle of a deferred reply (see Context.Defer). It may be
 // used from any goroutine; only its first use counts.
 type Reply struct {
-	rt      *route // where the answer goes; nil: it is discarded
-	used    atomic.Bool
-	cleanup runtime.Cleanup // answers the ask if the Reply is dropped unanswered
+	rt   route // where the answer goes, when ask
+	ask  bool  // false: the answer is discarded
+	used atomic.Bool
+	// drop is set once the Reply was still unanswered after a garbage
+	// collection: the cleanup that answers it if it is dropped watches it
+	// (replies.go).
+	drop atomic.Pointer[dropGuard]
 }
 
 // route is where an ask's answer goes: the parts of its envelope that
-// reply reads. A Reply keeps it apart from itself so that the cleanup
-// that answers for a dropped Reply can take it as its argument without a
-// second copy (an argument must not reach the object it watches).
+// reply reads.
 type route struct {
 	from       Ref
 	ch         chan result
@@ -227,11 +228,10 @@ func (rt *route) answer(v any, err error) {
 
 // Reply answers the deferred request with v and err. Later calls do nothing.
 func (r *Reply) Reply(v any, err error) {
-	if r == nil || !r.used.CompareAndSwap(false, true) {
+	if r == nil || !r.claim() {
 		return
 	}
-	if r.rt != nil {
-		r.cleanup.Stop()
+	if r.ask {
 		r.rt.answer(v, err)
 	}
 }
@@ -274,18 +274,15 @@ func (c *Context) forward(to Ref, msg any, replace bool) error {
 	return nil
 }
 
-// replyDropped answers an ask whose Reply became garbage unanswered. It runs
-// on a runtime goroutine; reply is safe from any goroutine.
-func replyDropped(rt *route) { rt.answer(nil, ErrNoReply) }
-
 // Defer tells the runtime that the current handler will answer later: its
 // return values are ignored and the asker waits (up to its own deadline) for
 // Reply. The Reply may be handed to other goroutines (a worker that answers
 // once its work is done answers even if the actor has crashed or stopped
 // meanwhile). A Reply dropped without an answer (the actor forgot it, or
 // stopped or crashed holding it) is answered with ErrNoReply once the
-// garbage collector finds it unreachable, so even an asker without a
-// deadline learns the outcome. Use it to answer after the handler's own asks complete. For a
+// garbage collector finds it unreachable (one or two collections after it
+// was dropped, once the runtime's cleanup goroutine has run), so even an asker without a deadline learns the outcome. Use
+// it to answer after the handler's own asks complete. For a
 // one-way message the Reply discards its answer. Inside a synchronous Call,
 // the caller gets ErrDeferredCall and the Reply discards its answer.
 func (c *Context) Defer() *Reply {
@@ -296,9 +293,9 @@ func (c *Context) Defer() *Reply {
 	r := &Reply{}
 	c.rep = r
 	if e := c.env; e != nil && e.kind == kAsk {
-		r.rt = &route{from: e.from, ch: e.ch, pidx: e.pidx, pgen: e.pgen}
+		r.rt, r.ask = route{from: e.from, ch: e.ch, pidx: e.pidx, pgen: e.pgen}, true
 		// Nobody can answer a Reply that is garbage: answer for them.
-		r.cleanup = runtime.AddCleanup(r, replyDropped, r.rt)
+		c.ls.replies().track(r)
 	}
 	return r
 }

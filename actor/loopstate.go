@@ -105,6 +105,7 @@ type loopState struct {
 	lazy     any         // the transport's decoder state for seam.Lazy messages (deliver)
 	// crashWatch: who is sent the crashes of an actor (upgrade.go)
 	crashWatch map[Ref]Ref
+	rtrack     *replyTracker // deferred Replies since the last collection (replies.go)
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -298,8 +299,7 @@ func (ls *loopState) receive(s *slot, c *Context, msg any, from Ref) (v any, err
 	defer func() {
 		if r := recover(); r != nil {
 			v, err = nil, ls.crashAt(s, c.self, r, msg, from, unsafe.Pointer(&top))
-			if c.deferred && c.rep != nil && c.rep.used.CompareAndSwap(false, true) {
-				c.rep.cleanup.Stop()
+			if c.deferred && c.rep != nil && c.rep.claim() {
 				c.deferred = false // the handler never answered: the crash is the answer
 			}
 		}

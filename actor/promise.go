@@ -1,6 +1,10 @@
 package actor
 
-import "time"
+import (
+	"time"
+
+	"github.com/actord/actord/internal/seam"
+)
 
 // Promise is the pending result of an Ask, of blocking work, or of a
 // combination of promises. It is a small value handle into its loop's
@@ -24,6 +28,17 @@ type Promise struct {
 // Continuation receives a promise's result inside the actor that made it.
 type Continuation func(c *Context, v any, err error)
 
+// cont is a promise's continuation: f, or (through the promise seam) k's
+// method with arg, which a caller that keeps its state in an object of its
+// own attaches without a closure per promise.
+type cont struct {
+	f   Continuation
+	k   seam.Cont[*Context]
+	arg int
+}
+
+func (k *cont) set() bool { return k.f != nil || k.k != nil }
+
 // promise states.
 const (
 	pFree uint8 = iota
@@ -33,7 +48,7 @@ const (
 )
 
 type promiseEntry struct {
-	cont      Continuation
+	cont      cont
 	val       any
 	err       error
 	turn      uint64
@@ -109,7 +124,7 @@ func (ls *loopState) settle(idx, gen uint32, v any, err error) {
 		ls.garbage++
 		ls.maybeCompact()
 	}
-	if p.cont == nil {
+	if !p.cont.set() {
 		if p.turn == ls.turn {
 			p.state, p.val, p.err = pSettled, v, err
 			ls.settled = append(ls.settled, idx)
@@ -167,7 +182,7 @@ func (ls *loopState) runSettled(idx, gen uint32) {
 
 // runCont runs a continuation (cont, or f: a timer's, see AfterFunc) inside
 // its owner actor, if that incarnation of the actor is still alive.
-func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, f func(*Context), v any, err error) {
+func (ls *loopState) runCont(owner Ref, inc uint32, cont cont, f func(*Context), v any, err error) {
 	s := ls.lookup(owner)
 	if s == nil || s.inc != inc || s.state != slotAlive || s.running {
 		if ls.watching {
@@ -198,17 +213,20 @@ func (ls *loopState) runCont(owner Ref, inc uint32, cont Continuation, f func(*C
 	}
 }
 
-func (ls *loopState) callCont(s *slot, c *Context, cont Continuation, f func(*Context), v any, err error) {
+func (ls *loopState) callCont(s *slot, c *Context, cont cont, f func(*Context), v any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ls.crash(s, c.self, r, v, Ref{})
 		}
 	}()
-	if f != nil {
+	switch {
+	case f != nil:
 		f(c)
-		return
+	case cont.k != nil:
+		cont.k.Continue(c, cont.arg, v, err)
+	default:
+		cont.f(c, v, err)
 	}
-	cont(c, v, err)
 }
 
 // Then attaches f as the promise's continuation. f runs once, later, inside
@@ -218,17 +236,19 @@ func (ls *loopState) callCont(s *slot, c *Context, cont Continuation, f func(*Co
 // another actor's state. Then on a promise that already has a continuation,
 // or one that settled in an earlier turn with none, runs f with
 // ErrStalePromise.
-func (p Promise) Then(f Continuation) {
+func (p Promise) Then(f Continuation) { p.then(cont{f: f}) }
+
+func (p Promise) then(k cont) {
 	if p.ls == nil {
 		panic("actor: Then on the zero Promise")
 	}
 	ls := p.ls
 	e := ls.promises.get(p.idx, p.gen)
-	if e == nil || e.cont != nil || e.state == pQueued {
-		ls.afterTurn(func(c *Context) { f(c, nil, ErrStalePromise) }, ls.ctx.self)
+	if e == nil || e.cont.set() || e.state == pQueued {
+		ls.afterTurn(func(c *Context) { runStale(c, k) }, ls.ctx.self)
 		return
 	}
-	e.cont = f
+	e.cont = k
 	if e.state == pSettled {
 		e.state = pQueued
 		_ = ls.loop.PostControl(envelope{kind: kCont, pidx: p.idx, pgen: p.gen})
@@ -244,10 +264,20 @@ func (ls *loopState) afterTurn(f func(*Context), self Ref) {
 	}
 	pr := ls.promises.alloc(ls, self, inc)
 	e := &ls.promises.entries[pr.idx]
-	e.cont = func(c *Context, _ any, _ error) { f(c) }
+	e.cont.f = func(c *Context, _ any, _ error) { f(c) }
 	e.state = pQueued
 	ls.promises.pending--
 	_ = ls.loop.PostControl(envelope{kind: kCont, pidx: pr.idx, pgen: pr.gen})
+}
+
+// runStale runs k with ErrStalePromise (inside the afterTurn continuation
+// of a Then that came too late).
+func runStale(c *Context, k cont) {
+	if k.k != nil {
+		k.k.Continue(c, k.arg, nil, ErrStalePromise)
+		return
+	}
+	k.f(c, nil, ErrStalePromise)
 }
 
 // IsZero reports whether p is the zero Promise.

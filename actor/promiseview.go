@@ -1,6 +1,10 @@
 package actor
 
-import "github.com/actord/actord/internal/seam"
+import (
+	"time"
+
+	"github.com/actord/actord/internal/seam"
+)
 
 // promiseView is the promise seam (seam.Promises): Context.Promise
 // without its resolve closure, for a sibling package (quorum) that keeps
@@ -24,4 +28,19 @@ func (promiseView) Resolve(p Promise, v any, err error) {
 	if p.ls != nil {
 		p.ls.resolve(p, v, err)
 	}
+}
+
+// Then is p.Then of k.Continue with arg: the continuation of a caller that
+// keeps its state in k, without a closure per promise.
+func (promiseView) Then(p Promise, k seam.Cont[*Context], arg int) {
+	p.then(cont{k: k, arg: arg})
+}
+
+// AfterFunc is c.AfterFunc of k.Continue(c, arg, nil, nil), without a
+// closure per timer.
+func (promiseView) AfterFunc(c *Context, d time.Duration, k seam.Cont[*Context], arg int) Timer {
+	ls := c.ls
+	t := ls.addTimer(c.self, nil, nil, c.slot.inc, d, 0)
+	ls.timers.entries[t.idx].k = cont{k: k, arg: arg}
+	return t
 }

@@ -14,6 +14,7 @@ type timerEntry struct {
 	to     Ref
 	msg    any
 	fn     func(*Context) // AfterFunc's, instead of msg
+	k      cont           // the promise seam's AfterFunc: k.k's method, instead of fn
 	inc    uint32         // AfterFunc's: the incarnation of to that set it
 	when   time.Time
 	period time.Duration
@@ -70,10 +71,10 @@ func (ls *loopState) fireTimer(idx, gen uint32) {
 		ls.releaseTimer(idx) // its actor is gone: the timer dies with it
 		return
 	}
-	if fn := e.fn; fn != nil {
+	if fn, k := e.fn, e.k; fn != nil || k.k != nil {
 		inc := e.inc
 		ls.releaseTimer(idx)
-		ls.runCont(to, inc, nil, fn, nil, nil)
+		ls.runCont(to, inc, k, fn, nil, nil)
 		return
 	}
 	if e.period > 0 {

@@ -166,7 +166,7 @@ func (ls *loopState) pendingConts(r Ref, inc uint32) int {
 	n := 0
 	for i := range ls.promises.entries {
 		p := &ls.promises.entries[i]
-		if p.owner == r && p.inc == inc && (p.state == pQueued || (p.state == pPending && p.cont != nil)) {
+		if p.owner == r && p.inc == inc && (p.state == pQueued || (p.state == pPending && p.cont.set())) {
 			n++
 		}
 	}

@@ -139,8 +139,8 @@ type call[Req, Rep, Res any] struct {
 	corr     *correctable[Req, Rep, Res] // instead of qf
 	rs       Replies[Rep]
 	asks     []ask
+	msg      any // the request, boxed once for every node; with PerNode, a []any of each node's
 	deadline time.Time
-	defs     []*deferred  // this call's thrifty asks not sent yet
 	timer    actor.Timer  // the thrifty timer
 	abort    *atomic.Bool // set by a goroutine that gave up on the call
 	onDone   func(c *actor.Context, res Res, level int, err error)
@@ -160,29 +160,27 @@ type correctable[Req, Rep, Res any] struct {
 	onLevel func(c *actor.Context, res Res, level int)
 }
 
-// callN is a call with room for the asks, replies and deferred asks of up
-// to N nodes, so that a call of the usual sizes is one allocation of about
-// its own size: calls of 3 and 5 nodes take half the room of a call with
-// room for 8, and most calls ask 3.
+// callN is a call with room for the asks and replies of up to N nodes,
+// so that a call of the usual sizes is one allocation of about its own
+// size: calls of 3 and 5 nodes take half the room of a call with room for
+// 8, and most calls ask 3.
 type (
 	call3[Req, Rep, Res any] struct {
 		call[Req, Rep, Res]
 		asks [3]ask
 		ok   [3]Reply[Rep]
-		defs [2]*deferred
 	}
 	call5[Req, Rep, Res any] struct {
 		call[Req, Rep, Res]
 		asks [5]ask
 		ok   [5]Reply[Rep]
-		defs [4]*deferred
 	}
 )
 
 // ask is the state of one node's ask.
 type ask struct {
-	msg  any           // boxed once for every node PerNode leaves alone
 	sent time.Duration // when it was sent, from the call's deadline
+	def  *deferred     // a thrifty call's ask not sent yet, in the registry
 	st   askState
 }
 
@@ -198,11 +196,11 @@ func newCall[Req, Rep, Res any](cfg Configuration, req Req, o options[Req]) (*ca
 	case n <= 3:
 		w := &call3[Req, Rep, Res]{}
 		cl = &w.call
-		cl.asks, cl.rs.ok, cl.defs = w.asks[:n], w.ok[:0], w.defs[:0]
+		cl.asks, cl.rs.ok = w.asks[:n], w.ok[:0]
 	case n <= 5:
 		w := &call5[Req, Rep, Res]{}
 		cl = &w.call
-		cl.asks, cl.rs.ok, cl.defs = w.asks[:n], w.ok[:0], w.defs[:0]
+		cl.asks, cl.rs.ok = w.asks[:n], w.ok[:0]
 	default:
 		cl = &call[Req, Rep, Res]{asks: make([]ask, n), rs: Replies[Rep]{ok: make([]Reply[Rep], 0, n)}}
 	}
@@ -219,13 +217,15 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 	self := c.Self() // the caller; every later step of the call runs inside it too
 	cl.deadline = now.Add(cl.opts.timeout)
 	cl.rs.live = fullNodeSet(len(cl.asks))
-	var msg any // one box for every node's ask
+	var msgs []any
 	if cl.opts.perNode == nil {
-		msg = cl.req
+		cl.msg = cl.req // one box for every node's ask
+	} else {
+		msgs = make([]any, len(cl.asks))
+		cl.msg = msgs
 	}
 	for i, node := range cl.rs.cfg.nodes {
 		a := &cl.asks[i]
-		a.msg = msg
 		if cl.opts.perNode != nil {
 			m, ok := cl.opts.perNode(cl.req, node)
 			if !ok {
@@ -233,7 +233,7 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 				cl.rs.live.remove(i)
 				continue
 			}
-			a.msg = m
+			msgs[i] = m
 		}
 		cl.rs.asked++
 	}
@@ -241,13 +241,14 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 	if cl.evaluate(c) {
 		return
 	}
+	defs := false
 	if cl.opts.thrifty > 0 {
 		first := cl.fastest()
 		for i := range cl.asks {
 			if cl.asks[i].st == stFirst && !first.Has(i) {
 				cl.asks[i].st = stDeferred
 				d := &deferred{caller: self, node: cl.rs.cfg.nodes[i].id, pos: i, deadline: cl.deadline, call: cl}
-				cl.defs = append(cl.defs, d)
+				cl.asks[i].def, defs = d, true
 				cl.rs.cfg.m.defer_.add(d, now)
 			}
 		}
@@ -259,13 +260,27 @@ func (cl *call[Req, Rep, Res]) start(c *actor.Context) {
 			cl.send(c, i, now)
 		}
 	}
-	if len(cl.defs) == 0 {
+	if !defs {
 		cl.second = true
 		return
 	}
 	// A function timer, not a message: in a user's actor, a message would
 	// go to its own Receive.
-	cl.timer = c.AfterFunc(cl.opts.thrifty, cl.secondWave)
+	cl.timer = promises.AfterFunc(c, cl.opts.thrifty, cl, argSecondWave)
+}
+
+// argSecondWave is the argument of Continue for the thrifty timer; the
+// others are the positions of the nodes asked.
+const argSecondWave = -1
+
+// Continue is the call's continuation for every ask and its thrifty timer
+// (through the promise seam: no closure each).
+func (cl *call[Req, Rep, Res]) Continue(c *actor.Context, arg int, v any, err error) {
+	if arg == argSecondWave {
+		cl.secondWave(c)
+		return
+	}
+	cl.onReply(c, arg, v, err)
 }
 
 // fastest returns the first wave of a thrifty call: the best-ranked nodes
@@ -311,14 +326,16 @@ func (cl *call[Req, Rep, Res]) send(c *actor.Context, i int, now time.Time) {
 	if d <= 0 {
 		// The call's time is up: fail this ask without sending it, in a
 		// later turn like any other answer.
-		p, resolve := c.Promise()
-		resolve(nil, fmt.Errorf("%w: the call's deadline passed before this node was asked", actor.ErrTimeout))
-		p.Then(func(c *actor.Context, v any, err error) { cl.onReply(c, i, v, err) })
+		p := promises.New(c)
+		promises.Resolve(p, nil, fmt.Errorf("%w: the call's deadline passed before this node was asked", actor.ErrTimeout))
+		promises.Then(p, cl, i)
 		return
 	}
-	c.AskTimeout(cl.rs.cfg.nodes[i].ref, a.msg, d).Then(func(c *actor.Context, v any, err error) {
-		cl.onReply(c, i, v, err)
-	})
+	msg := cl.msg
+	if cl.opts.perNode != nil {
+		msg = msg.([]any)[i]
+	}
+	promises.Then(c.AskTimeout(cl.rs.cfg.nodes[i].ref, msg, d), cl, i)
 }
 
 // sendDeferred sends a thrifty call's deferred ask to node i, if the call
@@ -340,10 +357,11 @@ func (cl *call[Req, Rep, Res]) secondWave(c *actor.Context) {
 	}
 	cl.second = true
 	cl.timer.Cancel()
-	defs := cl.defs
-	cl.defs = nil
-	for _, d := range defs {
-		cl.rs.cfg.m.defer_.flush(c, d.caller, d.node, d)
+	for i := range cl.asks { // in the order they were deferred
+		if d := cl.asks[i].def; d != nil {
+			cl.asks[i].def = nil
+			cl.rs.cfg.m.defer_.flush(c, d.caller, d.node, d)
+		}
 	}
 }
 
@@ -458,10 +476,12 @@ func (cl *call[Req, Rep, Res]) finish(c *actor.Context, res Res, level int, err 
 	}
 	cl.done = true
 	cl.timer.Cancel()
-	for _, d := range cl.defs {
-		cl.rs.cfg.m.defer_.drop(d)
+	for i := range cl.asks {
+		if d := cl.asks[i].def; d != nil {
+			cl.asks[i].def = nil
+			cl.rs.cfg.m.defer_.drop(d)
+		}
 	}
-	cl.defs = nil
 	if !cl.promise.IsZero() {
 		if err != nil {
 			promises.Resolve(cl.promise, nil, err)
@@ -487,6 +507,8 @@ func (cl *call[Req, Rep, Res]) recoverPanic(c *actor.Context) {
 var promises = seam.Promises().(interface {
 	New(c *actor.Context) actor.Promise
 	Resolve(p actor.Promise, v any, err error)
+	Then(p actor.Promise, k seam.Cont[*actor.Context], arg int)
+	AfterFunc(c *actor.Context, d time.Duration, k seam.Cont[*actor.Context], arg int) actor.Timer
 })
 
 // Future is the pending result of a quorum call made by an actor (Ask): a
@@ -498,10 +520,18 @@ type Future[Res any] struct{ p actor.Promise }
 // made it; f runs later inside that actor with the result, or the zero Res
 // and an error (an *Error matching ErrNoQuorum, or ErrBadSpec).
 func (f Future[Res]) Then(fn func(c *actor.Context, res Res, err error)) {
-	f.p.Then(func(c *actor.Context, v any, err error) {
-		r, _ := v.(Res)
-		fn(c, r, err)
-	})
+	promises.Then(f.p, typedCont[Res](fn), 0)
+}
+
+// typedCont is a Future's continuation as the promise seam runs it: a func
+// fits an interface without a box, so Then allocates nothing of its own.
+type typedCont[Res any] func(c *actor.Context, res Res, err error)
+
+// Continue runs f with the call's result as a Res (the zero Res with an
+// error).
+func (f typedCont[Res]) Continue(c *actor.Context, _ int, v any, err error) {
+	r, _ := v.(Res)
+	f(c, r, err)
 }
 
 // Promise returns the underlying promise (its value is a Res), to combine

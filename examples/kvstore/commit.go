@@ -44,7 +44,8 @@ type committer struct {
 
 	mu       sync.Mutex
 	queue    []*commitReq // waiting for the next round
-	draining bool         // a drain job is submitted or runs
+	spare    rooms[*commitReq]
+	draining bool // a drain job is submitted or runs
 }
 
 type commitReq struct {
@@ -103,6 +104,9 @@ func (a *committerActor) Receive(c *actor.Context, msg any) (any, error) {
 func (a *committerActor) enqueue(c *actor.Context, r *commitReq) {
 	cm := a.c
 	cm.mu.Lock()
+	if cm.queue == nil {
+		cm.queue = cm.spare.take()
+	}
 	cm.queue = append(cm.queue, r)
 	start := !cm.draining
 	cm.draining = true
@@ -148,8 +152,13 @@ func fail(reqs []*commitReq, err error) {
 
 // drain runs rounds until the queue is empty.
 func (c *committer) drain() {
+	var done []*commitReq // the last round's room, for a later queue
 	for {
 		c.mu.Lock()
+		if done != nil {
+			c.spare.give(done)
+			done = nil
+		}
 		round := c.queue
 		c.queue = nil
 		if len(round) == 0 {
@@ -159,6 +168,7 @@ func (c *committer) drain() {
 		}
 		c.mu.Unlock()
 		c.run(round)
+		done = round
 	}
 }
 

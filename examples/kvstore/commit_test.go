@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -268,4 +269,46 @@ func TestCommitMsgBoxFree(t *testing.T) {
 		t.Errorf("boxing a commitMsg: %v allocations, want 0", n)
 	}
 	_ = sink
+}
+
+// A drain gives each round's room back, cleared, for a later queue: the
+// committer does not grow a new queue from nothing for every round.
+func TestCommitterReusesRoundRoom(t *testing.T) {
+	md := NewMemDisk()
+	if err := md.Buckets([][]byte{shardBucket(0)}); err != nil {
+		t.Fatal(err)
+	}
+	com := newCommitter(md)
+	d := &disk{id: 0, st: md, bucket: shardBucket(0), c: com}
+	a := &committerActor{c: com}
+	com.draining = true // a drain job runs: enqueue only queues
+	queue := func(n int) {
+		for i := range n {
+			f := &flight{d: d, batch: []op{{key: "k" + strconv.Itoa(i), e: Entry{TS: Stamp{N: 1, W: 1}, V: []byte("v")}, write: true, r: nopReplier{}}}}
+			f.req = commitReq{d: d, f: f}
+			d.pending.Add(1)
+			a.enqueue(nil, &f.req)
+		}
+	}
+	queue(3)
+	com.drain()
+	if md.Syncs() != 1 {
+		t.Fatalf("%d syncs, want the round's 1", md.Syncs())
+	}
+	// The next requests queue in the round's room.
+	com.draining = true
+	queue(1)
+	if cap(com.queue) < 3 {
+		t.Fatalf("the next queue has room for %d: the round's room was not taken", cap(com.queue))
+	}
+	com.drain()
+	room := com.spare.take()
+	if cap(room) < 3 || len(room) != 0 {
+		t.Fatalf("spare room of len %d, cap %d; want the round's 3, empty", len(room), cap(room))
+	}
+	for i, r := range room[:cap(room)] {
+		if r != nil {
+			t.Fatalf("the room keeps request %d alive", i)
+		}
+	}
 }

@@ -276,7 +276,7 @@ type shard struct {
 	loading  bool
 	waiting  []held         // requests held while loading
 	queue    []op           // Writes waiting for the next commit
-	spare    []op           // the room of a batch answered, for the next queue
+	spare    rooms[op]      // the room of batches answered, for the next queues
 	newest   map[string]int // flush's, kept between batches
 	flight   *flight        // the commit in flight, if any
 }
@@ -455,7 +455,7 @@ func (s *shard) receive(c *actor.Context, msg any, r *actor.Reply) (v any, later
 // in flight (otherwise it goes with the next one).
 func (s *shard) write(c *actor.Context, o op) {
 	if s.queue == nil {
-		s.queue, s.spare = s.spare, nil
+		s.queue = s.spare.take()
 	}
 	s.queue = append(s.queue, o)
 	if s.flight != nil {
@@ -467,14 +467,8 @@ func (s *shard) write(c *actor.Context, o op) {
 	s.flush(c)
 }
 
-// reuse keeps the room of an answered batch for the next queue, rather
-// than grow a new one from nothing for every commit.
-func (s *shard) reuse(batch []op) {
-	clear(batch)
-	if cap(batch) > cap(s.spare) {
-		s.spare = batch[:0]
-	}
-}
+// reuse keeps the room of an answered batch for the next queue.
+func (s *shard) reuse(batch []op) { s.spare.give(batch) }
 
 // flush commits the queued Writes (up to maxBatch) in one transaction on
 // the worker pool. When it completes, the versions written are applied to

@@ -42,3 +42,28 @@ func TestAnsweredWritesNotKeptBySpareRoom(t *testing.T) {
 	}
 	runtime.KeepAlive(s)
 }
+
+// TestQueueRoomReused: a replica that goes idle between bursts of writes
+// queues them without allocating once its two rooms have grown: the write
+// that finds it idle commits at once in one room, the writes queued behind
+// that commit take the other, and each answered batch gives its room back.
+func TestQueueRoomReused(t *testing.T) {
+	s := &shard{d: &disk{}, maxBatch: DefaultMaxBatch, data: map[string]Entry{}}
+	o := op{key: "k", r: nopReplier{}}
+	committing := &flight{}
+	burst := func() {
+		first := append(s.spare.take(), o) // committed at once (flush): the replica was idle
+		s.flight = committing
+		for range 5 {
+			s.write(nil, o) // arrives meanwhile: queued behind the commit, in the other room
+		}
+		s.flight = nil
+		q := s.queue
+		s.queue = nil
+		s.reuse(first) // the first commit answered; q is committed next
+		s.reuse(q)     // and answered: idle again
+	}
+	if allocs := testing.AllocsPerRun(100, burst); allocs != 0 {
+		t.Fatalf("%v allocations per burst of writes, want 0", allocs)
+	}
+}

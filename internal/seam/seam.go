@@ -142,7 +142,16 @@ var Sim func(sys any) any
 //
 //	New(c *actor.Context) actor.Promise                // Context.Promise's promise, without its resolve closure
 //	Resolve(p actor.Promise, v any, err error)         // settle it: on its loop, the first call only
+//	Then(p actor.Promise, k Cont[*actor.Context], arg int)  // Promise.Then of k.Continue with arg
+//	AfterFunc(c *actor.Context, d time.Duration, k Cont[*actor.Context], arg int) actor.Timer // Context.AfterFunc of k.Continue(c, arg, nil, nil)
 var Promises func() any
+
+// Cont is a continuation that costs no closure, instantiated as
+// Cont[*actor.Context]: a pointer (a quorum call, say) whose method runs
+// with an argument the promise keeps (the position of the node asked).
+type Cont[Context any] interface {
+	Continue(c Context, arg int, v any, err error)
+}
 
 // RemoteChild is a supervisor's child running on another node, as the
 // debugger shows it: package supervisor's supervisor actor has a method
