@@ -68,6 +68,14 @@ type hostStart struct{ g appreg.Grant }
 type hostReset struct{}
 type hostRoot struct{ app string }
 
+// hostPauseAfter: the pause before app's next start were its root to end
+// after running ran, with failures in a row before it.
+type hostPauseAfter struct {
+	app      string
+	ran      time.Duration
+	failures int
+}
+
 func (h *runnerHost) Receive(c *actor.Context, msg any) (any, error) {
 	switch m := msg.(type) {
 	case hostStart:
@@ -79,6 +87,10 @@ func (h *runnerHost) Receive(c *actor.Context, msg any) (any, error) {
 			return inst.ref, nil
 		}
 		return actor.Ref{}, nil
+	case hostPauseAfter:
+		inst := h.r.insts[m.app]
+		inst.failures = m.failures
+		return inst.backoff(c.Now().Add(m.ran)), nil
 	default:
 		h.r.Handle(c, msg)
 	}
@@ -116,6 +128,11 @@ func TestAppRunnerResetKillsRoots(t *testing.T) {
 		total, _ := in.count()
 		return err == nil && !root.IsZero() && total == 3
 	})
+	// The runner noted when the root started: had it ended after a
+	// healthy run, its restart would not wait out the earlier failures.
+	if v, err := d.sys.Ask(ctx, h, hostPauseAfter{app: "shop", ran: healthyRun, failures: 9}); err != nil || v != 100*time.Millisecond {
+		t.Fatalf("pause after a healthy run following 9 failures: %v (%v), want 100ms", v, err)
+	}
 	if _, err := d.sys.Ask(ctx, h, hostReset{}); err != nil {
 		t.Fatal(err)
 	}

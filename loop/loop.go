@@ -819,19 +819,25 @@ func (l *Loop[E]) runParked() bool {
 		// handlers: do not lend the loop for a while.
 		l.noLend.Store(noLendAfterSlow)
 	}
-	// Wake the loop goroutine if it is waiting for us, or, if it is
-	// parked, if work is left or the pass added a timer due before the one
-	// it sleeps toward (a spinning one looks at both itself).
-	wake := false
-	if idle == ownParked {
-		wake = l.hasWork()
-		if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
-			wake = true
-		}
-	}
+	// Hand the loop back, waking its goroutine if it is waiting for us
+	// or, parked, has work (parkedWake).
 	l.publish()
-	l.release(idle, wake)
+	l.release(idle, l.parkedWake(idle))
 	return true
+}
+
+// parkedWake tells a loan's end whether to wake the loop's goroutine: it
+// is parked (idle) and work is left, or a timer is now due before the one
+// it sleeps toward (a spinning goroutine looks at both itself).
+func (l *Loop[E]) parkedWake(idle int32) bool {
+	if idle != ownParked {
+		return false
+	}
+	if l.hasWork() {
+		return true
+	}
+	when, ok := l.timers.next()
+	return ok && (l.parkUntil == 0 || when < l.parkUntil)
 }
 
 // runOwn handles the inbound event at pos on the calling goroutine if the
@@ -885,15 +891,8 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 	if guarded && monoNanos()-start > int64(slowLend) {
 		l.noLend.Store(noLendAfterSlow)
 	}
-	wake := false
-	if idle == ownParked {
-		wake = l.hasWork()
-		if when, ok := l.timers.next(); ok && (l.parkUntil == 0 || when < l.parkUntil) {
-			wake = true
-		}
-	}
 	l.publish()
-	l.release(idle, wake)
+	l.release(idle, l.parkedWake(idle))
 	return true
 }
 

@@ -209,12 +209,7 @@ func (fr *frameReader) batchFields(n int, f *frame) error {
 		return errors.New("batch of nil payloads")
 	}
 	f.typeID = id
-	ti, ok := fr.lastType, fr.lastType != nil && fr.lastType.id == id
-	if !ok {
-		if ti, ok = fr.reg.ofID(id); ok {
-			fr.lastType = ti
-		}
-	}
+	ti, ok := fr.typeOf(id)
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
 	}

@@ -743,12 +743,7 @@ func (fr *frameReader) payload(f *frame) {
 	// decoding or skipping anything, builtin types included.
 	start := fr.pos()
 	end, cerr := checkValue(fr.buf, start, 0)
-	ti, ok := fr.lastType, fr.lastType != nil && fr.lastType.id == id
-	if !ok {
-		if ti, ok = fr.reg.ofID(id); ok {
-			fr.lastType = ti
-		}
-	}
+	ti, ok := fr.typeOf(id)
 	if !ok {
 		f.payloadErr = fmt.Errorf("%w: id %#x", ErrUnknownType, id)
 		if cerr != nil {
@@ -1010,4 +1005,17 @@ func checkValue(b []byte, i, depth int) (int, error) {
 		return elems(n, 2)
 	}
 	return 0, fmt.Errorf("invalid code %#x", c)
+}
+
+// typeOf looks up the registered type of id, the last one looked up first
+// (a run of frames usually carries one type).
+func (fr *frameReader) typeOf(id uint64) (*typeInfo, bool) {
+	if fr.lastType != nil && fr.lastType.id == id {
+		return fr.lastType, true
+	}
+	ti, ok := fr.reg.ofID(id)
+	if ok {
+		fr.lastType = ti
+	}
+	return ti, ok
 }
