@@ -430,6 +430,8 @@ type gnetRelay struct {
 	got   int
 	left  int // 0: echo forever
 	done  chan struct{}
+	// delayAck turns TCP_QUICKACK off at each read
+	delayAck bool
 }
 
 func (r *gnetRelay) OnBoot(eng gnet.Engine) gnet.Action {
@@ -439,6 +441,11 @@ func (r *gnetRelay) OnBoot(eng gnet.Engine) gnet.Action {
 
 func (r *gnetRelay) OnTraffic(c gnet.Conn) gnet.Action {
 	buf, _ := c.Next(-1)
+	if r.delayAck {
+		// Linux: leave quick-ack mode, so that the kernel acknowledges
+		// every second small segment at a read instead of every one
+		_ = syscall.SetsockoptInt(c.Fd(), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
+	}
 	if r.left == 0 && r.done == nil {
 		_, _ = r.out.Write(buf)
 		return gnet.None
@@ -461,7 +468,15 @@ func (r *gnetRelay) OnTraffic(c gnet.Conn) gnet.Action {
 // the one it dialed itself (a plain net.Conn write from the loop). So no
 // answer carries the TCP acknowledgement of what it answers. The difference
 // to BaselineGnetPingPong is the cost of that topology.
-func BenchmarkBaselineGnetPingPongTwoConns(b *testing.B) {
+func BenchmarkBaselineGnetPingPongTwoConns(b *testing.B) { benchGnetTwoConns(b, false) }
+
+// BenchmarkBaselineGnetPingPongTwoConnsDelayedAck is TwoConns with quick
+// acks turned off at each read, as a socket is after it sent data soon
+// after it read (a Node's acceptor sends Welcome right after Hello): one
+// pure TCP acknowledgement per round trip instead of two.
+func BenchmarkBaselineGnetPingPongTwoConnsDelayedAck(b *testing.B) { benchGnetTwoConns(b, true) }
+
+func benchGnetTwoConns(b *testing.B, delayAck bool) {
 	start := func(r *gnetRelay) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -486,8 +501,8 @@ func BenchmarkBaselineGnetPingPongTwoConns(b *testing.B) {
 	}
 	frame := make([]byte, 36)
 	binary.BigEndian.PutUint32(frame, 32)
-	pinger := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame}
-	echo := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame}
+	pinger := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame, delayAck: delayAck}
+	echo := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame, delayAck: delayAck}
 	pingerAddr, echoAddr := start(pinger), start(echo)
 	dial := func(addr string) net.Conn {
 		deadline := time.Now().Add(10 * time.Second)
