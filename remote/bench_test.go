@@ -450,7 +450,7 @@ func (r *gnetRelay) OnTraffic(c gnet.Conn) gnet.Action {
 	if r.delayAck {
 		// Linux: leave quick-ack mode, so that the kernel acknowledges
 		// every second small segment at a read instead of every one
-		_ = syscall.SetsockoptInt(c.Fd(), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
+		quickAckOff(c.Fd())
 	}
 	if r.left == 0 && r.done == nil {
 		_, _ = r.out.Write(buf)
