@@ -417,3 +417,139 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// gnetRelay answers each 36-byte frame its gnet loop reads on another
+// connection, one it dialed itself (out), the way a Node answers: a pair
+// of nodes has two connections, each carrying data one way. With left > 0
+// it counts the frames and stops answering after left of them.
+type gnetRelay struct {
+	gnet.BuiltinEventEngine
+	eng chan gnet.Engine
+	// mu orders the benchmark's setup with the loop's reads (the race
+	// detector does not see the socket between them); uncontended, a few
+	// nanoseconds per read
+	mu    sync.Mutex
+	out   net.Conn
+	frame []byte
+	got   int
+	left  int // 0: echo forever
+	done  chan struct{}
+	// delayAck turns TCP_QUICKACK off at each read
+	delayAck bool
+}
+
+func (r *gnetRelay) OnBoot(eng gnet.Engine) gnet.Action {
+	r.eng <- eng
+	return gnet.None
+}
+
+func (r *gnetRelay) OnTraffic(c gnet.Conn) gnet.Action {
+	buf, _ := c.Next(-1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.delayAck {
+		// Linux: leave quick-ack mode, so that the kernel acknowledges
+		// every second small segment at a read instead of every one
+		quickAckOff(c.Fd())
+	}
+	if r.left == 0 && r.done == nil {
+		_, _ = r.out.Write(buf)
+		return gnet.None
+	}
+	r.got += len(buf)
+	for r.got >= len(r.frame) {
+		r.got -= len(r.frame)
+		if r.left--; r.left == 0 {
+			close(r.done)
+			return gnet.None
+		}
+		_, _ = r.out.Write(r.frame)
+	}
+	return gnet.None
+}
+
+// BenchmarkBaselineGnetPingPongTwoConns is BaselineGnetPingPong over two
+// connections, each carrying data one way as between two Nodes: each side's
+// gnet loop reads a frame on the connection the other dialed and answers on
+// the one it dialed itself (a plain net.Conn write from the loop). So no
+// answer carries the TCP acknowledgement of what it answers. The difference
+// to BaselineGnetPingPong is the cost of that topology.
+func BenchmarkBaselineGnetPingPongTwoConns(b *testing.B) { benchGnetTwoConns(b, false) }
+
+// BenchmarkBaselineGnetPingPongTwoConnsDelayedAck is TwoConns with quick
+// acks turned off at each read, as a socket is after it sent data soon
+// after it read (a Node's acceptor sends Welcome right after Hello): one
+// pure TCP acknowledgement per round trip instead of two.
+func BenchmarkBaselineGnetPingPongTwoConnsDelayedAck(b *testing.B) { benchGnetTwoConns(b, true) }
+
+func benchGnetTwoConns(b *testing.B, delayAck bool) {
+	start := func(r *gnetRelay) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		errc := make(chan error, 1)
+		go func() {
+			errc <- gnet.Run(r, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
+		}()
+		select {
+		case eng := <-r.eng:
+			b.Cleanup(func() {
+				_ = eng.Stop(context.Background())
+				<-errc
+			})
+		case err := <-errc:
+			b.Fatal(err)
+		}
+		return addr
+	}
+	frame := make([]byte, 36)
+	binary.BigEndian.PutUint32(frame, 32)
+	pinger := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame, delayAck: delayAck}
+	echo := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame, delayAck: delayAck}
+	pingerAddr, echoAddr := start(pinger), start(echo)
+	dial := func(addr string) net.Conn {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				b.Cleanup(func() { c.Close() })
+				return c
+			}
+			if time.Now().After(deadline) {
+				b.Fatal(err)
+			}
+			runtime.Gosched()
+		}
+	}
+	set := func(r *gnetRelay, out net.Conn, left int, done chan struct{}) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if out != nil {
+			r.out = out
+		}
+		r.left, r.done = left, done
+	}
+	pingerOut := dial(echoAddr)
+	set(echo, dial(pingerAddr), 0, nil)
+	// the first round trip warms the connections up; the rest are timed
+	first := make(chan struct{})
+	set(pinger, pingerOut, 1, first)
+	if _, err := pingerOut.Write(frame); err != nil {
+		b.Fatal(err)
+	}
+	<-first
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuMeter()
+	done := make(chan struct{})
+	set(pinger, nil, b.N, done) // the loop is idle: nothing in flight
+	if _, err := pingerOut.Write(frame); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	b.StopTimer()
+	cpu(b)
+}
