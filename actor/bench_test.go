@@ -377,6 +377,11 @@ func BenchmarkAskFromGoroutine(b *testing.B) {
 	target := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	benchAsks(b, s, ctx, target)
+}
+
+// benchAsks times b.N blocking System.Asks to target with ctx.
+func benchAsks(b *testing.B, s *System, ctx context.Context, target Ref) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -392,13 +397,7 @@ func BenchmarkAskFromGoroutine(b *testing.B) {
 func BenchmarkAskFromGoroutineNoDeadline(b *testing.B) {
 	s := benchSystem(b, 1)
 	target := mustSpawn(b, s, func() Actor { return benchEcho{} }, OnLoop(0))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.Ask(context.Background(), target, theMsg); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchAsks(b, s, context.Background(), target)
 }
 
 // BenchmarkLendTimedAsks is BenchmarkAskFromGoroutine, the AskTimeout half
@@ -415,13 +414,7 @@ func BenchmarkLendTimedAsks(b *testing.B) {
 		s, target := lending(b)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := s.Ask(ctx, target, theMsg); err != nil {
-				b.Fatal(err)
-			}
-		}
+		benchAsks(b, s, ctx, target)
 	})
 	b.Run("AskTimeout", func(b *testing.B) {
 		s, target := lending(b)

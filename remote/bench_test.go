@@ -334,27 +334,8 @@ func (p *gnetPinger) OnTraffic(c gnet.Conn) gnet.Action {
 // so every hop wakes a sleeping thread (the Go baseline's netpoller can run
 // both ends on one).
 func BenchmarkBaselineGnetPingPong(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	srv := &gnetEcho{eng: make(chan gnet.Engine, 1)}
-	errc := make(chan error, 1)
-	go func() {
-		errc <- gnet.Run(srv, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
-	}()
-	var eng gnet.Engine
-	select {
-	case eng = <-srv.eng:
-	case err := <-errc:
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = eng.Stop(context.Background())
-		<-errc
-	})
+	addr := startGnetServer(b, srv, srv.eng)
 	p := &gnetPinger{frame: make([]byte, 36), left: b.N + 1, done: make(chan struct{})}
 	binary.BigEndian.PutUint32(p.frame, 32)
 	cli, err := gnet.NewClient(p, gnet.WithNumEventLoop(1), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
@@ -416,6 +397,32 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// startGnetServer runs h as a gnet server with one loop and a Node's
+// options on a free port of 127.0.0.1, stopped at the benchmark's end, and
+// returns its address once h's OnBoot has sent its engine on booted.
+func startGnetServer(b *testing.B, h gnet.EventHandler, booted <-chan gnet.Engine) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- gnet.Run(h, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
+	}()
+	select {
+	case eng := <-booted:
+		b.Cleanup(func() {
+			_ = eng.Stop(context.Background())
+			<-errc
+		})
+	case err := <-errc:
+		b.Fatal(err)
+	}
+	return addr
 }
 
 // gnetRelay answers each 36-byte frame its gnet loop reads on another
@@ -483,28 +490,7 @@ func BenchmarkBaselineGnetPingPongTwoConns(b *testing.B) { benchGnetTwoConns(b, 
 func BenchmarkBaselineGnetPingPongTwoConnsDelayedAck(b *testing.B) { benchGnetTwoConns(b, true) }
 
 func benchGnetTwoConns(b *testing.B, delayAck bool) {
-	start := func(r *gnetRelay) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		errc := make(chan error, 1)
-		go func() {
-			errc <- gnet.Run(r, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), quietGnet)
-		}()
-		select {
-		case eng := <-r.eng:
-			b.Cleanup(func() {
-				_ = eng.Stop(context.Background())
-				<-errc
-			})
-		case err := <-errc:
-			b.Fatal(err)
-		}
-		return addr
-	}
+	start := func(r *gnetRelay) string { return startGnetServer(b, r, r.eng) }
 	frame := make([]byte, 36)
 	binary.BigEndian.PutUint32(frame, 32)
 	pinger := &gnetRelay{eng: make(chan gnet.Engine, 1), frame: frame, delayAck: delayAck}
