@@ -281,6 +281,11 @@ func TestSendManyTravelsInBatchFrames(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = i
 	}
+	// The spawn's answer comes on b's connection and may be read before
+	// the Welcome of a's: until then a knows no frame size limit of b's
+	// and sends no batch frame.
+	p, _ := a.node.peer(b.node.Addr())
+	waitFor(t, 10*time.Second, "a's connection to b welcomed", func() bool { return welcomed(p) })
 	frames0 := a.node.Stats().FramesOut
 	if k, err := a.sys.SendMany(r, msgs); k != size || err != nil {
 		t.Fatalf("SendMany: %d, %v", k, err)
