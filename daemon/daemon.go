@@ -93,8 +93,8 @@ type Daemon struct {
 	holds    holdTable
 	// drainHook is called by Drain after the children moved (move.go).
 	drainHook atomic.Pointer[DrainHook]
-	bus   *event.Bus
-	ev    *daemonEvents
+	bus       *event.Bus
+	ev        *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
