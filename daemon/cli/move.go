@@ -66,11 +66,11 @@ type appMoveJSON struct {
 
 func moveLine(r gateway.MoveResult) string {
 	if err := r.Err(); err != nil {
-		where := ""
+		where := "where it was"
 		if r.From != "" {
-			where = " on " + r.From
+			where = "on " + r.From
 		}
-		return fmt.Sprintf("%s: %s not moved, runs on%s: %v", r.App, r.Child, where, err)
+		return fmt.Sprintf("%s: %s not moved, runs %s: %v", r.App, r.Child, where, err)
 	}
 	line := fmt.Sprintf("%s: %s moved from %s to %s", r.App, r.Child, r.From, r.To)
 	if r.Result.Msg != "" {
