@@ -160,24 +160,13 @@ func TestHoldResumeKeepsHeld(t *testing.T) {
 	out := make(chan res, 3)
 	var wg sync.WaitGroup
 	for i := range 3 {
-		if i > 0 {
-			// one at a time, so that their order is known
-			for {
-				ins := inspectStash(t, sys, old)
-				if ins >= i {
-					break
-				}
-				time.Sleep(time.Millisecond) // polling the stash's size, not synchronising on time
-			}
-		}
+		waitHeld(t, sys, old, i) // one at a time, so that their order is known
 		wg.Go(func() {
 			v, err := sys.Ask(ctx, old, 1)
 			out <- res{v, err}
 		})
 	}
-	for inspectStash(t, sys, old) < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	waitHeld(t, sys, old, 3)
 	select {
 	case r := <-out:
 		t.Fatalf("an ask was answered while held: %+v", r)
@@ -299,6 +288,18 @@ func (w *endWatch) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, c.Stop(c.Self(), nil)
 	}
 	return nil, nil
+}
+
+// waitHeld waits until n messages wait for ref (held), within waitFor.
+func waitHeld(t *testing.T, sys *actor.System, ref actor.Ref, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for inspectStash(t, sys, ref) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages held, want %d", inspectStash(t, sys, ref), n)
+		}
+		time.Sleep(time.Millisecond) // polling the stash's size, with a deadline
+	}
 }
 
 // inspectStash is how many messages wait for ref (held).
