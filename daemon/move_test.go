@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,7 +71,7 @@ type moveFixture struct {
 
 func (f *moveFixture) config(t *testing.T, name string, seeds ...string) Config {
 	c := testConfig(t, name, seeds...)
-	is := func(v *atomic.Value, s string) bool { x, _ := v.Load().(string); return x == s }
+	is := func(v *atomic.Value, s string) bool { x, _ := v.Load().(string); return x != "" && x == s }
 	c.Kinds = Kinds{
 		"tally": Kind(func(a tallyArgs) (actor.Factory, error) {
 			if name == "c" {
@@ -579,5 +580,51 @@ func TestHandoffConfig(t *testing.T) {
 	c := f.config(t, "a")
 	if err := c.Validate(); err != nil {
 		t.Fatalf("good handoffs: %v", err)
+	}
+}
+
+// TestSpawnImportBounds: the target refuses a state over
+// MaxHandoffState, one that does not decode, a kind without handoff, and
+// the hold and import messages from a non-member (a client).
+func TestSpawnImportBounds(t *testing.T) {
+	f := &moveFixture{}
+	d := start(t, f.config(t, "a"))
+	ask := func(m any) childReleased {
+		t.Helper()
+		r, ok := appCall(t, d, m).(childReleased)
+		if !ok {
+			t.Fatalf("%T: reply not a childReleased", m)
+		}
+		return r
+	}
+	if r := ask(spawnImport{Kind: "tally", State: make([]byte, MaxHandoffState+1)}); r.Code != mvImport || !strings.Contains(r.Msg, "at most") {
+		t.Fatalf("oversized state: %+v", r)
+	}
+	if r := ask(spawnImport{Kind: "tally", State: []byte{0xc1}}); r.Code != mvImport || !strings.Contains(r.Msg, "decoding") {
+		t.Fatalf("bad state: %+v", r)
+	}
+	if r := ask(spawnImport{Kind: "plain", State: []byte{0x80}}); r.Code != mvNoHandoff {
+		t.Fatalf("kind without handoff: %+v", r)
+	}
+	if r := ask(spawnImport{Kind: "tally", Args: map[string]any{"name": "x"}, State: []byte{0x81, 0xa1, 'n', 0x07}}); r.Code != mvOK || r.Ref.IsZero() {
+		t.Fatalf("good state: %+v", r)
+	}
+	// A client (not a member) is not answered.
+	cn := testNode(t, "client", nil)
+	if err := RegisterGatewayTypes(cn); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, cn)
+	gw, err := d.Gateway().Capability().Ref(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []any{spawnImport{Kind: "tally"}, childHold{Kind: "tally"}, childRelease{Token: 1}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cn.System().Ask(ctx, gw, m)
+		cancel()
+		if !errors.Is(err, actor.ErrUnknownMessage) {
+			t.Fatalf("%T from a client: %v, want ErrUnknownMessage", m, err)
+		}
 	}
 }
