@@ -319,3 +319,36 @@ func inspectStash(t *testing.T, sys *actor.System, ref actor.Ref) int {
 	}
 	return n
 }
+
+// TestHoldBounded: a held actor holds at most its loop's queue capacity;
+// an ask beyond is refused with ErrQueueFull (the hold goes on), and the
+// held ones are answered once resumed.
+func TestHoldBounded(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, QueueCapacity: 16})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = sys.Shutdown(ctx)
+	}()
+	ctx := context.Background()
+	ref, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h, _, err := upgrade.Hold(ctx, sys, ref, exportTally, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 16 {
+		_ = sys.Send(ref, 1) // one-way: held
+	}
+	waitHeld(t, sys, ref, 16)
+	actx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if _, err := sys.Ask(actx, ref, 1); !errors.Is(err, actor.ErrQueueFull) {
+		t.Fatalf("ask beyond the bound: %v, want ErrQueueFull", err)
+	}
+	if err := h.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := sys.Ask(actx, ref, "get"); err != nil || v != 16 {
+		t.Fatalf("after the resume: %v %v, want the 16 held", v, err)
+	}
+}
