@@ -203,7 +203,8 @@ const (
 	mvUnknown   = 5 // no answer in time: it may have happened
 )
 
-// holds are the children this daemon holds for movers, by token.
+// holdTable is the children this daemon holds for movers, by token; n
+// counts them (at most maxHolds).
 type holdTable struct {
 	mu   sync.Mutex
 	next uint64
@@ -329,8 +330,8 @@ func (g *Gateway) spawnImported(c *actor.Context, m spawnImport) (any, error) {
 	return nil, nil
 }
 
-// moveCall runs a handoff step for another member's mover on a goroutine
-// of its own (bounded by maxHolds through holdChild).
+// moveStep runs a handoff step for a mover (another member's, or this
+// daemon's) on a goroutine of its own; holds are bounded by maxHolds.
 func (g *Gateway) moveStep(c *actor.Context, run func(ctx context.Context) any) (any, error) {
 	rep := c.Defer()
 	go func() {
