@@ -192,6 +192,8 @@ func (ls *loopState) deliver(e *envelope) {
 			// the runtime's notices exceed the bound, as they take the
 			// control queue: a Down is never lost
 			s.stash = append(s.stash, *e)
+		case s.upg != nil && s.upg.held:
+			ls.drop(e, ErrQueueFull) // a hold ends only by Release
 		case s.upg != nil && s.state == slotAlive && !s.running:
 			// A swap would hold more than the bound: its wait ends there,
 			// rather than drop what it holds (an upgrade refuses, with

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,6 +41,8 @@ type swapState struct {
 	done func(error)
 	over bool // finished or aborted: a later deadline does nothing
 	full bool // the held messages reached the bound: the wait ended early
+	hold bool // Hold's: once f has succeeded, the messages stay held
+	held bool // a Hold's wait for Release: never finished by the runtime
 }
 
 // Swap carries out f for the actor r, which must be of this System, on r's
@@ -64,9 +67,54 @@ type swapState struct {
 // Ref or another System's actor.
 func (u upgradeView) Swap(c *Context, r Ref, drain time.Duration, f swapFunc) Promise {
 	return u.post(c, r, func(t *loopState, done func(any, error)) {
-		t.beginSwap(r, drain, f, func(err error) { done(nil, err) })
+		t.beginSwap(r, drain, f, false, func(err error) { done(nil, err) })
 	})
 }
+
+// Hold is Swap, but once f has succeeded r's messages and timers go on
+// being held, in arrival order, until Release (or r stops, is suspended
+// or restarted: as for a swap's wait, a stop fails what is held, a
+// restart delivers it). Held messages beyond the loop's queue capacity
+// are refused with ErrQueueFull (notices aside), as a full queue's: the
+// hold never ends by itself. Another Swap or Hold of r meanwhile gets
+// seam.ErrDraining. A move of an actor to another node holds it so: its
+// state is exported in f, and Release either gives it its messages back
+// or installs what forwards them.
+func (u upgradeView) Hold(c *Context, r Ref, drain time.Duration, f swapFunc) Promise {
+	return u.post(c, r, func(t *loopState, done func(any, error)) {
+		t.beginSwap(r, drain, f, true, func(err error) { done(nil, err) })
+	})
+}
+
+// Release ends the hold of r (Hold): f is called inside r as a swap's
+// function (its outcome applied the same way; an error, or a panic,
+// changes nothing), then the held messages are delivered in order, before
+// anything queued after them. The promise settles with f's error, ErrDead
+// for a dead r, errNotHeld when r is not held (its hold ended: it stopped,
+// or was suspended or restarted).
+func (u upgradeView) Release(c *Context, r Ref, f swapFunc) Promise {
+	return u.post(c, r, func(t *loopState, done func(any, error)) {
+		s := t.lookup(r)
+		if s == nil {
+			done(nil, ErrDead)
+			return
+		}
+		w := s.upg
+		if w == nil || !w.held {
+			done(nil, errNotHeld)
+			return
+		}
+		w.held, w.f, w.done = false, f, func(err error) { done(nil, err) }
+		t.finishSwap(w)
+	})
+}
+
+// errNotHeld is Release's error for an actor whose hold has ended.
+var errNotHeld = errors.New("actor: not held (its hold ended: it stopped, or was suspended or restarted)")
+
+// Asking, called inside a handler, reports whether the message being
+// handled is an ask (a forwarder must ask on for the asker's answer).
+func (u upgradeView) Asking(c *Context) bool { return c.env != nil && c.env.kind == kAsk }
 
 // Run runs f inside r (as System.Inspect does, a nil a while r is
 // suspended), on r's loop, as an event queued behind what c's actor queued
@@ -141,7 +189,7 @@ func (u upgradeView) post(c *Context, r Ref, op func(t *loopState, done func(any
 
 // beginSwap starts a swap of r on its loop: now, or once r's outstanding
 // continuations have run (or drain has passed).
-func (ls *loopState) beginSwap(r Ref, drain time.Duration, f swapFunc, done func(error)) {
+func (ls *loopState) beginSwap(r Ref, drain time.Duration, f swapFunc, hold bool, done func(error)) {
 	s := ls.lookup(r)
 	if s == nil {
 		done(ErrDead)
@@ -151,7 +199,7 @@ func (ls *loopState) beginSwap(r Ref, drain time.Duration, f swapFunc, done func
 		done(seam.ErrDraining)
 		return
 	}
-	w := &swapState{r: r, inc: s.inc, f: f, done: done}
+	w := &swapState{r: r, inc: s.inc, f: f, done: done, hold: hold}
 	if drain > 0 && s.state == slotAlive && ls.pendingConts(r, s.inc) > 0 {
 		s.upg = w
 		ls.loop.Schedule(ls.loop.Now().Add(drain), envelope{kind: kRun, msg: func(t *loopState) { t.finishSwap(w) }})
@@ -176,7 +224,7 @@ func (ls *loopState) pendingConts(r Ref, inc uint32) int {
 // drained finishes the swap waiting on s once its continuations have run.
 // It runs after each continuation of an actor whose swap waits.
 func (ls *loopState) drained(s *slot) {
-	if w := s.upg; w != nil && ls.pendingConts(w.r, w.inc) == 0 {
+	if w := s.upg; w != nil && !w.held && ls.pendingConts(w.r, w.inc) == 0 {
 		ls.finishSwap(w)
 	}
 }
@@ -291,6 +339,14 @@ func (ls *loopState) finishSwap(w *swapState) {
 			}
 			_ = prevWatch.box().notify(ls.origin(), prevWatch, seam.CrashWatchEnded{})
 		}
+	}
+	if err == nil && w.hold && ls.lookup(w.r) == s && s.state == slotAlive {
+		// Held on until Release, which finishes this new state (a new
+		// one: a drain deadline scheduled for w must find w over). An
+		// abort (stop, suspend, restart) answers nobody now.
+		s.upg = &swapState{r: w.r, inc: s.inc, held: true, done: func(error) {}}
+		w.done(nil)
+		return
 	}
 	if ls.lookup(w.r) == s && s.state == slotAlive {
 		ls.flushStash(s, w.r)

@@ -346,3 +346,43 @@ func (c *Client) appResult(ctx context.Context, what string, msg any) error {
 	}
 	return nil
 }
+
+// MoveChild moves the running child of the application app to the daemon
+// named to (empty: another live member) with its state (see
+// gateway.MoveChild). The result says where from and to; its error (also
+// returned) matches gateway.ErrNoHandoff, ErrExport, ErrImport,
+// ErrTargetDown or ErrMoveFailed, and on any of them the child runs on
+// where it was.
+func (c *Client) MoveChild(ctx context.Context, app, child, to string) (gateway.MoveResult, error) {
+	v, err := c.Ask(ctx, c.gw, gateway.MoveChild{App: app, Child: child, To: to})
+	if err != nil {
+		return gateway.MoveResult{}, fmt.Errorf("client: move %s/%s: %w", app, child, err)
+	}
+	r, ok := v.(gateway.MoveResult)
+	if !ok {
+		return gateway.MoveResult{}, fmt.Errorf("client: move %s/%s: unexpected reply %T", app, child, v)
+	}
+	if err := r.Err(); err != nil {
+		return r, fmt.Errorf("client: move %s/%s: %w", app, child, err)
+	}
+	return r, nil
+}
+
+// Drain drains the daemon whose gateway the client reached (see
+// daemon.Daemon.Drain): its application children move elsewhere with
+// their state, one at a time. The result lists each child's outcome; the
+// error is the drain's own (the registry unavailable), not a child's.
+func (c *Client) Drain(ctx context.Context) (gateway.DrainResult, error) {
+	v, err := c.Ask(ctx, c.gw, gateway.Drain{})
+	if err != nil {
+		return gateway.DrainResult{}, fmt.Errorf("client: drain: %w", err)
+	}
+	r, ok := v.(gateway.DrainResult)
+	if !ok {
+		return gateway.DrainResult{}, fmt.Errorf("client: drain: unexpected reply %T", v)
+	}
+	if err := r.Result.Err(); err != nil {
+		return r, fmt.Errorf("client: drain: %w", err)
+	}
+	return r, nil
+}

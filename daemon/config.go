@@ -95,6 +95,18 @@ type Config struct {
 	// upgrade`, docs/upgrades.md). Make them with Upgrade; both kinds must
 	// be in Kinds.
 	Upgrades []KindUpgrade
+	// Handoffs are the kinds whose running actors can move to another
+	// daemon with their state (`actord app move`, `actord drain`,
+	// docs/upgrades.md). Make them with Handoff; each kind must be in
+	// Kinds, once.
+	Handoffs []KindHandoff
+	// DrainOnStop makes Stop drain the daemon first (Drain, bounded by
+	// DrainTimeout): `actord run` stops on SIGTERM, so a service
+	// manager's stop moves the application children elsewhere with their
+	// state before the daemon goes.
+	DrainOnStop bool
+	// DrainTimeout bounds the drain of DrainOnStop. Default 2 minutes.
+	DrainTimeout time.Duration
 	// RegisterTypes, if set, registers the message types of the daemon's
 	// own actors on its remote node (remote.Register), before the daemon
 	// is ready: a package's RegisterTypes function, which its clients call
@@ -240,6 +252,12 @@ func (c Config) Validate() error {
 	}
 	if err := checkUpgrades(c.Upgrades, c.Kinds); err != nil {
 		return bad("%v", err)
+	}
+	if err := checkHandoffs(c.Handoffs, c.Kinds); err != nil {
+		return bad("%v", err)
+	}
+	if c.DrainTimeout < 0 {
+		return bad("drain timeout %v is negative", c.DrainTimeout)
 	}
 	return c.Apps.validate(c.Kinds)
 }

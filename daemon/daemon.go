@@ -87,8 +87,14 @@ type Daemon struct {
 	upgrades map[upgradeKey]KindUpgrade
 	// moves serializes the moves of each actor (appupgrade.go).
 	moves refLocks
-	bus   *event.Bus
-	ev    *daemonEvents
+	// handoffs are Config.Handoffs, by kind; holds the children held for
+	// movers (handoff.go).
+	handoffs map[string]KindHandoff
+	holds    holdTable
+	// drainHook is called by Drain after the children moved (move.go).
+	drainHook atomic.Pointer[DrainHook]
+	bus       *event.Bus
+	ev        *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
@@ -147,6 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.sys = actor.NewSystem(acfg)
 	d.appCallMax = appCallLimit(acfg.Workers)
 	d.upgrades = upgradeTable(cfg.Upgrades)
+	d.handoffs = handoffTable(cfg.Handoffs)
 	if err := d.rec.Attach(d.sys); err != nil {
 		_ = d.sys.Shutdown(context.Background())
 		return nil, fmt.Errorf("daemon: debug recorder: %w", err)
@@ -467,6 +474,16 @@ func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
 		defer cancel()
 		d.log.Info("actord stopping")
+		if d.cfg.DrainOnStop && cause == nil && d.apps != nil && len(d.cfg.Apps.Members) > 0 {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.drainTimeout())
+			res := d.Drain(dctx)
+			cancel()
+			for _, c := range res.Children {
+				if err := c.Err(); err != nil {
+					d.log.Warn("drain: child left to the failover", "app", c.App, "child", c.Child, "err", err)
+				}
+			}
+		}
 		var errs []error
 		if cause != nil {
 			errs = append(errs, cause)

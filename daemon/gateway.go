@@ -99,6 +99,14 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[appUpgradeAt](n, "actord.gateway.AppUpgradeAt"),
 		remote.Register[childUpgrade](n, "actord.gateway.ChildUpgrade"),
 		remote.Register[childUpgraded](n, "actord.gateway.ChildUpgraded"),
+		remote.Register[appMoveAt](n, "actord.gateway.AppMoveAt"),
+		remote.Register[appEvacuateAt](n, "actord.gateway.AppEvacuateAt"),
+		remote.Register[appEvacuated](n, "actord.gateway.AppEvacuated"),
+		remote.Register[childHold](n, "actord.gateway.ChildHold"),
+		remote.Register[childHeld](n, "actord.gateway.ChildHeld"),
+		remote.Register[childRelease](n, "actord.gateway.ChildRelease"),
+		remote.Register[childReleased](n, "actord.gateway.ChildReleased"),
+		remote.Register[spawnImport](n, "actord.gateway.SpawnImport"),
 	)
 }
 
@@ -136,6 +144,7 @@ type Gateway struct {
 	// upgradeCalls and childCalls count the application upgrades and the
 	// child moves under way (appupgrade.go).
 	upgradeCalls, childCalls atomic.Int32
+	moveCalls                atomic.Int32 // moves and evacuations under way (move.go)
 
 	mu    sync.Mutex
 	kinds map[string]remote.Kind
@@ -504,6 +513,35 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 			return nil, actor.ErrUnknownMessage
 		}
 		return g.childUpgradeCall(c, m)
+	case gateway.MoveChild:
+		return g.moveCall(c, m, false)
+	case appMoveAt:
+		if node, ok := g.fromMember(c); !ok || !g.d.apps.isMember(node) {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.moveCall(c, m.Req, true)
+	case appEvacuateAt:
+		if _, ok := g.fromMember(c); !ok {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.evacuateCall(c, m)
+	case gateway.Drain:
+		return g.drainCall(c)
+	case childHold:
+		if !g.fromMemberOrLocal(c) {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.moveStep(c, func(ctx context.Context) any { return g.d.holdChild(ctx, m) })
+	case childRelease:
+		if !g.fromMemberOrLocal(c) {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.moveStep(c, func(ctx context.Context) any { return g.d.releaseChild(ctx, m) })
+	case spawnImport:
+		if !g.fromMemberOrLocal(c) {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.spawnImported(c, m)
 	case *AppUpgraded: // from this daemon only: the type is not registered on the node
 		c.Report(m)
 		return nil, nil
@@ -547,26 +585,40 @@ func (g *Gateway) spawn(c *actor.Context, m SpawnKind) (any, error) {
 	if err != nil {
 		return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
 	}
-	var tie *owned
-	if !m.Owner.IsZero() {
-		if tie, err = g.ties.expect(c, m.Owner); err != nil {
-			return SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil
-		}
-	}
 	rep := c.Defer()
-	c.SpawnAsync(f, actor.LeastLoaded(), actor.Name(m.Kind)).Then(func(c *actor.Context, v any, err error) {
-		if err == nil && tie != nil {
-			err = g.ties.tie(c, m.Owner, tie, v.(actor.Ref))
-		} else if tie != nil {
-			g.ties.abandon(c, m.Owner, tie)
-		}
+	g.spawnTied(c, m.Kind, f, m.Owner, func(ref actor.Ref, err error) {
 		if err != nil {
 			rep.Reply(SpawnResult{Code: SpawnFailed, Msg: fmt.Sprintf("kind %q: %v", m.Kind, err)}, nil)
 			return
 		}
-		rep.Reply(SpawnResult{Ref: v.(actor.Ref)}, nil)
+		rep.Reply(SpawnResult{Ref: ref}, nil)
 	})
 	return nil, nil
+}
+
+// spawnTied spawns f (an actor of kind), tied to owner if it is set (see
+// ties), and calls done with the outcome on the gateway's loop.
+func (g *Gateway) spawnTied(c *actor.Context, kind string, f actor.Factory, owner actor.Ref, done func(actor.Ref, error)) {
+	var tie *owned
+	if !owner.IsZero() {
+		var err error
+		if tie, err = g.ties.expect(c, owner); err != nil {
+			done(actor.Ref{}, err)
+			return
+		}
+	}
+	c.SpawnAsync(f, actor.LeastLoaded(), actor.Name(kind)).Then(func(c *actor.Context, v any, err error) {
+		if err == nil && tie != nil {
+			err = g.ties.tie(c, owner, tie, v.(actor.Ref))
+		} else if tie != nil {
+			g.ties.abandon(c, owner, tie)
+		}
+		if err != nil {
+			done(actor.Ref{}, err)
+			return
+		}
+		done(v.(actor.Ref), nil)
+	})
 }
 
 // normalise makes the integers msgpack decoded into an any (int8 ...

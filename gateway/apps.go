@@ -202,6 +202,16 @@ func (r AppResult) Err() error {
 		base = ErrAppBusy
 	case AppFailed:
 		base = ErrUpgradeFailed
+	case MoveNoHandoff:
+		base = ErrNoHandoff
+	case MoveExport:
+		base = ErrExport
+	case MoveImport:
+		base = ErrImport
+	case MoveTargetDown:
+		base = ErrTargetDown
+	case MoveFailed:
+		base = ErrMoveFailed
 	default:
 		base = ErrAppRetry
 	}
@@ -294,5 +304,9 @@ func registerAppTypes(n *remote.Node) error {
 		remote.Register[UpgradeApp](n, "actord.gateway.UpgradeApp"),
 		remote.Register[UpgradeResult](n, "actord.gateway.UpgradeResult"),
 		remote.Register[UpgradeStep](n, "actord.gateway.UpgradeStep"),
+		remote.Register[MoveChild](n, "actord.gateway.MoveChild"),
+		remote.Register[MoveResult](n, "actord.gateway.MoveResult"),
+		remote.Register[Drain](n, "actord.gateway.Drain"),
+		remote.Register[DrainResult](n, "actord.gateway.DrainResult"),
 	)
 }

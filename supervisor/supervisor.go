@@ -220,7 +220,7 @@ func (s *sup) Receive(c *actor.Context, msg any) (any, error) {
 	case actor.Ref:
 		s.adopt(c, m)
 		return nil, nil
-	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain:
+	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain, ReplaceChild:
 		p := &pending{}
 		s.submit(c, event{msg: m, p: p})
 		if p.done {
@@ -291,6 +291,8 @@ func (s *sup) process(c *actor.Context, ev event) {
 		s.onTerminateChild(m, ev.p)
 	case RestartChild:
 		s.onRestartChild(m, ev.p)
+	case ReplaceChild:
+		s.onReplaceChild(c, m, ev.p)
 	case DeleteChild:
 		if s.simple() {
 			ev.p.reply(nil, errSimple("DeleteChild"))

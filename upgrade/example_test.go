@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/upgrade"
@@ -73,4 +74,42 @@ func ExampleApply_refused() {
 	fmt.Println(errors.Is(err, upgrade.ErrRefused), errors.Is(err, upgrade.ErrWrongVersion))
 	// Output:
 	// true true
+}
+
+// An actor's state moves to another actor (on another node, in a
+// daemon's child move): the old one is held while its state is exported,
+// the new one is made from it, and the old ref then forwards to the new.
+func ExampleHold() {
+	ctx := context.Background()
+	sys := actor.NewSystem(actor.Config{Loops: 2})
+	defer sys.Shutdown(ctx)
+
+	old, _ := sys.Spawn(ctx, func() actor.Actor { return &greeterV1{} }, actor.OnLoop(0))
+	fmt.Println(mustAsk(sys, old, "ann"))
+
+	type state struct{ Count int }
+	h, st, err := upgrade.Hold(ctx, sys, old, func(g *greeterV1) (state, error) { return state{g.count}, nil }, upgrade.HoldOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	nw, _ := sys.Spawn(ctx, func() actor.Actor { return &greeterV2{count: st.Count} }, actor.OnLoop(1))
+	if err := h.Forward(ctx, nw, time.Minute); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(mustAsk(sys, old, "bob")) // through the old ref
+	fmt.Println(mustAsk(sys, nw, "cid"))
+	// Output:
+	// hello ann (#1)
+	// hi bob (#2, after "")
+	// hi cid (#3, after "bob")
+}
+
+func mustAsk(sys *actor.System, r actor.Ref, msg any) any {
+	v, err := sys.Ask(context.Background(), r, msg)
+	if err != nil {
+		return err
+	}
+	return v
 }

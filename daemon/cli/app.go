@@ -21,7 +21,7 @@ import (
 
 func init() {
 	builtins["app"] = command{run: func(_ *program, args []string, stdout, stderr io.Writer) int { return appMain(args, stdout, stderr) },
-		summary: "the cluster's applications: list, deploy, upgrade, start, stop, remove"}
+		summary: "the cluster's applications: list, deploy, upgrade, move, start, stop, remove"}
 }
 
 // maxSpecFile bounds the spec file `actord app deploy` reads.
@@ -32,8 +32,10 @@ type appOpts struct {
 	capFile, keyFile string
 	json             bool
 	timeout          time.Duration
-	// upgrade's
+	// upgrade's (child: move's too)
 	specFile, child, kind string
+	// move's
+	to string
 }
 
 // appCmd is one `actord app` subcommand.

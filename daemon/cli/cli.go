@@ -43,6 +43,7 @@ var builtins = map[string]command{}
 type program struct {
 	kinds    dmn.Kinds
 	types    func(*remote.Node) error
+	handoffs []dmn.KindHandoff
 	commands map[string]command
 }
 
@@ -71,6 +72,13 @@ func Command(name, summary string, run func(args []string, stdout, stderr io.Wri
 // clients call too. A failure is a configuration error (exit code 2).
 func Types(register func(n *remote.Node) error) Option {
 	return func(p *program) { p.types = register }
+}
+
+// Handoffs registers the state handoffs of the program's kinds
+// (daemon.Config.Handoffs): the children of those kinds keep their state
+// when `actord app move` or `actord drain` moves them.
+func Handoffs(hs ...dmn.KindHandoff) Option {
+	return func(p *program) { p.handoffs = append(p.handoffs, hs...) }
 }
 
 // Main runs the command line in os.Args with kinds and exits with its

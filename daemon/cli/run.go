@@ -45,8 +45,12 @@ type runConfig struct {
 	ClusterKeyFile  string   `json:"cluster_key_file"`
 	ClusterProfile  string   `json:"cluster_profile"`
 	ShutdownTimeout duration `json:"shutdown_timeout"`
-	LogFormat       string   `json:"log_format"`
-	LogLevel        string   `json:"log_level"`
+	// DrainOnStop drains the daemon (actord drain) when it is told to
+	// stop (SIGTERM, SIGINT), within DrainTimeout, before its shutdown.
+	DrainOnStop  bool     `json:"drain_on_stop"`
+	DrainTimeout duration `json:"drain_timeout"`
+	LogFormat    string   `json:"log_format"`
+	LogLevel     string   `json:"log_level"`
 
 	// The application registry (daemon.AppsConfig); zero values take the
 	// daemon's defaults. Apps is in the file only.
@@ -123,6 +127,12 @@ func runFlags(c *runConfig, configPath *string) *flag.FlagSet {
 	fs.Func("shutdown-timeout", fmt.Sprintf("bound on a graceful shutdown (default %v)", time.Duration(c.ShutdownTimeout)), func(s string) error {
 		v, err := time.ParseDuration(s)
 		c.ShutdownTimeout = duration(v)
+		return err
+	})
+	fs.BoolVar(&c.DrainOnStop, "drain-on-stop", c.DrainOnStop, "on SIGTERM or SIGINT, move the application children elsewhere with their state (actord drain) before stopping")
+	fs.Func("drain-timeout", "bound on the drain of --drain-on-stop (default 2m)", func(s string) error {
+		v, err := time.ParseDuration(s)
+		c.DrainTimeout = duration(v)
 		return err
 	})
 	fs.Var(seedList{&c.AppMembers}, "app-members", "names of the daemons that run the application registry, comma-separated, the same on every daemon (empty: applications off)")
@@ -206,6 +216,7 @@ func parseRun(args []string) (cfg dmn.Config, rc runConfig, help bool, err error
 		Name: rc.Name, Listen: rc.Listen, Gossip: rc.Gossip, Advertise: rc.Advertise, Seeds: rc.Seeds,
 		Loops: rc.Loops, DataDir: rc.DataDir, DebugAddr: rc.DebugAddr, MetricsAddr: rc.MetricsAddr,
 		TokenFile: rc.TokenFile, ClusterKeyFile: rc.ClusterKeyFile, ShutdownTimeout: time.Duration(rc.ShutdownTimeout),
+		DrainOnStop: rc.DrainOnStop, DrainTimeout: time.Duration(rc.DrainTimeout),
 		Cluster: cluster.Config{Profile: cluster.Profile(rc.ClusterProfile)},
 		Apps: dmn.AppsConfig{Members: rc.AppMembers, Tick: time.Duration(rc.AppTick), ElectionTicks: rc.AppElectionTicks,
 			Lease: time.Duration(rc.AppLease), RenewEvery: time.Duration(rc.AppRenewEvery), Margin: time.Duration(rc.AppMargin),
@@ -282,7 +293,7 @@ func runMain(p *program, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h)
 	cfg.Logger = log
-	cfg.Kinds, cfg.RegisterTypes = p.kinds, p.types
+	cfg.Kinds, cfg.RegisterTypes, cfg.Handoffs = p.kinds, p.types, p.handoffs
 	// As many descriptors as allowed, before any is opened: every peer and
 	// client is one. Logged once the daemon started (a bad configuration
 	// prints one line only).

@@ -95,7 +95,7 @@ func TestRunConfigFile(t *testing.T) {
   "seeds": ["10.0.0.6:7946", "10.0.0.7:7946"], "loops": 3,
   "data_dir": "/var/lib/actord", "metrics_addr": "10.0.0.5:9100",
   "cluster_profile": "local", "shutdown_timeout": "20s", "log_format": "json",
-  "cluster_key_file": "/etc/actord/cluster.key"
+  "cluster_key_file": "/etc/actord/cluster.key", "drain_on_stop": true, "drain_timeout": "90s"
 }`
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestRunConfigFile(t *testing.T) {
 	want := dmn.Config{Name: "n1", Listen: "10.0.0.5:7700", Gossip: "10.0.0.5:7946", Seeds: []string{"10.0.0.8:7946"},
 		Loops: 4, DataDir: "/var/lib/actord", DebugAddr: "127.0.0.1:6060", MetricsAddr: "10.0.0.5:9100",
 		ShutdownTimeout: 20 * time.Second, Cluster: cluster.Config{Profile: cluster.ProfileLocal},
-		ClusterKeyFile: "/etc/actord/cluster.key"}
+		ClusterKeyFile: "/etc/actord/cluster.key", DrainOnStop: true, DrainTimeout: 90 * time.Second}
 	// Compared as values: JSON would fail on remote.Config's func fields
 	// (Authorize) and compare two empty outputs.
 	if !reflect.DeepEqual(cfg, want) {
@@ -120,6 +120,10 @@ func TestRunConfigFile(t *testing.T) {
 	cfg, _, _, err = parseRun([]string{"--config", p, "--cluster-key-file", "/run/secrets/cluster.key"})
 	if err != nil || cfg.ClusterKeyFile != "/run/secrets/cluster.key" {
 		t.Fatalf("--cluster-key-file over the file: %q %v", cfg.ClusterKeyFile, err)
+	}
+	cfg, _, _, err = parseRun([]string{"--drain-on-stop", "--drain-timeout", "1m"})
+	if err != nil || !cfg.DrainOnStop || cfg.DrainTimeout != time.Minute {
+		t.Fatalf("--drain-on-stop --drain-timeout 1m: %v %v %v", cfg.DrainOnStop, cfg.DrainTimeout, err)
 	}
 	// Without a file: the defaults (no cluster key).
 	cfg, _, _, err = parseRun(nil)

@@ -1,0 +1,560 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/gateway"
+	"github.com/actord/actord/internal/appreg"
+	"github.com/actord/actord/supervisor"
+)
+
+// Moving a child (gateway.MoveChild; docs/upgrades.md): the daemon that
+// runs the application's root coordinates. The child's daemon holds the
+// child (upgrade.Hold: after its current message and its continuations,
+// its later messages wait in order) and exports its state; the target's
+// gateway makes the new instance from it, tied to the root; the root takes
+// it as the child (supervisor.ReplaceChild: linked, not a restart); then
+// the old instance forwards what it held and what comes later to the new
+// one, for forwardGrace. A failure before the root took the new instance
+// resumes the old one, nothing lost, and kills the new one if it was made.
+//
+// A move lasts until the child's next restart: the root places a restart
+// as the spec says (supervisor.Spread, which avoids the node of the
+// instance that ended), so a child pinned by its spec (Node) is not moved.
+
+// Bounds of moves.
+const (
+	// moveTimeout bounds a whole move on the coordinator.
+	moveTimeout = time.Minute
+	// drainChildTimeout bounds one child's move during a drain.
+	drainChildTimeout = moveTimeout
+	// maxMoveCalls bounds the moves and drains a gateway handles at once.
+	maxMoveCalls = 4
+)
+
+// appMoveAt passes a MoveChild on to the gateway of the daemon that runs
+// the application's root; only a registry member's is answered.
+type appMoveAt struct{ Req gateway.MoveChild }
+
+// appEvacuateAt asks the gateway of the daemon that runs App's root to
+// move every child of App running on Node elsewhere, one at a time (an
+// appEvacuated); any cluster member's is answered.
+type appEvacuateAt struct {
+	App, Node string
+}
+
+// appEvacuated answers appEvacuateAt.
+type appEvacuated struct {
+	Children []gateway.MoveResult
+	Result   gateway.AppResult
+}
+
+// DrainHook is called by Drain once the application children running on
+// the daemon have moved (or were left to the failover), with the drain's
+// result so far: where the handover of the application roots that run on
+// it goes. Nil: roots are left to the registry's failover when the daemon
+// stops.
+type DrainHook func(ctx context.Context, d *Daemon, res *gateway.DrainResult)
+
+// SetDrainHook sets the hook Drain calls after moving the children (see
+// DrainHook). Call it before the daemon drains.
+func (d *Daemon) SetDrainHook(h DrainHook) { d.drainHook.Store(&h) }
+
+// moveCall answers a MoveChild on a goroutine of its own.
+func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool) (any, error) {
+	if g.moveCalls.Add(1) > maxMoveCalls {
+		g.moveCalls.Add(-1)
+		return gateway.MoveResult{App: m.App, Child: m.Child, Result: gateway.AppResult{Code: gateway.AppRetry,
+			Msg: fmt.Sprintf("%s is running %d moves", g.d.cfg.Name, maxMoveCalls)}}, nil
+	}
+	rep := c.Defer()
+	go func() {
+		defer g.moveCalls.Add(-1)
+		ctx, cancel := context.WithTimeout(g.ctx, moveTimeout)
+		defer cancel()
+		rep.Reply(g.d.apps.move(ctx, m, forwarded), nil)
+	}()
+	return nil, nil
+}
+
+// evacuateCall answers an appEvacuateAt on a goroutine of its own.
+func (g *Gateway) evacuateCall(c *actor.Context, m appEvacuateAt) (any, error) {
+	if g.moveCalls.Add(1) > maxMoveCalls {
+		g.moveCalls.Add(-1)
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is running %d moves", g.d.cfg.Name, maxMoveCalls)}}, nil
+	}
+	rep := c.Defer()
+	go func() {
+		defer g.moveCalls.Add(-1)
+		ctx, cancel := context.WithTimeout(g.ctx, MaxAppChildren*drainChildTimeout)
+		defer cancel()
+		rep.Reply(g.d.apps.evacuate(ctx, m.App, m.Node), nil)
+	}()
+	return nil, nil
+}
+
+// drainCall answers a gateway.Drain on a goroutine of its own.
+func (g *Gateway) drainCall(c *actor.Context) (any, error) {
+	rep := c.Defer()
+	go func() {
+		ctx, cancel := context.WithTimeout(g.ctx, g.d.drainTimeout())
+		defer cancel()
+		rep.Reply(g.d.Drain(ctx), nil)
+	}()
+	return nil, nil
+}
+
+func (d *Daemon) drainTimeout() time.Duration {
+	if d.cfg.DrainTimeout > 0 {
+		return d.cfg.DrainTimeout
+	}
+	return 2 * time.Minute
+}
+
+// MoveChild moves the running child of the application app to the
+// daemon named to (empty: another live member) with its state, as
+// gateway.MoveChild through this daemon's gateway does.
+func (d *Daemon) MoveChild(ctx context.Context, app, child, to string) gateway.MoveResult {
+	return d.apps.move(ctx, gateway.MoveChild{App: app, Child: child, To: to}, false)
+}
+
+// Drain moves every application child running on this daemon, one at a
+// time, to another live member with its state. A child whose kind has no
+// handoff, or whose move fails, stays (the registry's failover restarts
+// it elsewhere, fresh, when this daemon stops); the result lists each
+// child's outcome. Then the DrainHook, if set, runs. Drain does not stop
+// the daemon, and children started here afterwards stay.
+func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
+	res := gateway.DrainResult{Node: d.cfg.Name, Children: []gateway.MoveResult{}}
+	a := d.apps
+	if a == nil || len(a.cfg.Members) == 0 {
+		res.Result = gateway.AppResult{Code: gateway.AppOff, Msg: fmt.Sprintf("no app members configured on %s", d.cfg.Name)}
+		return res
+	}
+	d.log.Info("drain: moving the application children off this daemon")
+	lctx, cancel := context.WithTimeout(ctx, appCallTimeout)
+	v := a.call(lctx, gateway.ListApps{})
+	cancel()
+	list, _ := v.(gateway.AppList)
+	if list.Result.Code != gateway.AppOK {
+		res.Result = list.Result
+		return res
+	}
+	for _, app := range list.Apps {
+		if app.State != "running" {
+			continue
+		}
+		ev := a.evacuateAt(ctx, app.Node, app.Spec.Name, d.cfg.Name)
+		res.Children = append(res.Children, ev.Children...)
+		if ev.Result.Code != gateway.AppOK {
+			d.log.Warn("drain: an application's children were not all tried", "app", app.Spec.Name, "err", ev.Result.Err())
+			if res.Result.Code == gateway.AppOK {
+				res.Result = ev.Result
+			}
+		}
+	}
+	if h := d.drainHook.Load(); h != nil && *h != nil {
+		(*h)(ctx, d, &res)
+	}
+	d.log.Info("drain: done", "children", len(res.Children), "moved", res.Moved())
+	return res
+}
+
+// evacuateAt asks the daemon named node, which runs app's root, to move
+// app's children off off (here if it is this daemon).
+func (a *apps) evacuateAt(ctx context.Context, node, app, off string) appEvacuated {
+	if node == a.d.cfg.Name {
+		return a.evacuate(ctx, app, off)
+	}
+	g := a.d.gw
+	g.mu.Lock()
+	peer, ok := g.peers[node]
+	g.mu.Unlock()
+	if !ok {
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("the gateway of %s, which runs %q, is not known here", node, app)}}
+	}
+	v, err := a.d.sys.Ask(ctx, peer.ref, appEvacuateAt{App: app, Node: off})
+	if err != nil {
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("asking %s, which runs %q: %v", node, app, err)}}
+	}
+	r, ok := v.(appEvacuated)
+	if !ok {
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("unexpected reply %T from %s", v, node)}}
+	}
+	return r
+}
+
+// evacuate moves the children of app, whose root runs here, that run on
+// the daemon named off, one at a time, each to the live member (not off)
+// with the fewest of app's children.
+func (a *apps) evacuate(ctx context.Context, app, off string) appEvacuated {
+	live := a.liveApp(app)
+	if live == nil {
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("the root of %q is not running on %s now", app, a.d.cfg.Name)}}
+	}
+	kids, err := a.children(ctx, live.root)
+	if err != nil {
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: err.Error()}}
+	}
+	var out appEvacuated
+	for _, k := range kids {
+		if k.node != off {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, drainChildTimeout)
+		r := a.move(cctx, gateway.MoveChild{App: app, Child: k.id, To: ""}, true, off)
+		cancel()
+		out.Children = append(out.Children, r)
+	}
+	return out
+}
+
+// placedChild is a running child of a root and the member it runs on.
+type placedChild struct {
+	id   string
+	ref  actor.Ref
+	node string
+}
+
+// children lists root's running children and their members.
+func (a *apps) children(ctx context.Context, root actor.Ref) ([]placedChild, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := a.d.sys.Ask(cctx, root, supervisor.WhichChildren{})
+	if err != nil {
+		return nil, fmt.Errorf("asking the root for its children: %w", err)
+	}
+	cs, _ := v.([]supervisor.ChildInfo)
+	var out []placedChild
+	for _, c := range cs {
+		if !c.Running || c.Ref.IsZero() {
+			continue
+		}
+		out = append(out, placedChild{id: c.ID, ref: c.Ref, node: a.nodeOf(c.Ref)})
+	}
+	return out, nil
+}
+
+// nodeOf names the member ref runs on.
+func (a *apps) nodeOf(ref actor.Ref) string {
+	if node, _, _, ok := a.d.node.ExportRef(ref); ok && ref.IsRemote() {
+		return node
+	}
+	return a.d.cfg.Name
+}
+
+// move runs a MoveChild: here if the application's root runs here, else
+// on the daemon that runs it. avoid (a drain's daemon) is never a target.
+func (a *apps) move(ctx context.Context, req gateway.MoveChild, forwarded bool, avoid ...string) gateway.MoveResult {
+	res := gateway.MoveResult{App: req.App, Child: req.Child, To: req.To}
+	fail := func(code int, format string, args ...any) gateway.MoveResult {
+		res.Result = gateway.AppResult{Code: code, Msg: fmt.Sprintf(format, args...)}
+		return res
+	}
+	if a == nil || len(a.cfg.Members) == 0 {
+		return fail(gateway.AppOff, "no app members configured on %s", a.name())
+	}
+	for _, f := range []struct{ what, v string }{{"application", req.App}, {"child", req.Child}} {
+		if err := checkName(f.v); err != nil {
+			return fail(gateway.AppBadSpec, "%s name %q: %v", f.what, truncate(f.v, 64), err)
+		}
+	}
+	if req.To != "" {
+		if err := checkName(req.To); err != nil {
+			return fail(gateway.AppBadSpec, "target name %q: %v", truncate(req.To, 64), err)
+		}
+	}
+	if a.self == 0 {
+		v := a.forward(ctx, req, func(code int, format string, args ...any) any { return fail(code, format, args...) })
+		if r, ok := v.(gateway.MoveResult); ok {
+			return r
+		}
+		return fail(gateway.AppRetry, "unexpected reply %T from a registry member", v)
+	}
+	st, err := a.status(ctx)
+	if err != nil {
+		return fail(gateway.AppRetry, "%v", err)
+	}
+	i := slices.IndexFunc(st.Apps, func(x appreg.App) bool { return x.Name == req.App })
+	if i < 0 || st.Apps[i].Desired == appreg.Removed {
+		return fail(gateway.AppUnknown, "%q", req.App)
+	}
+	rec := st.Apps[i]
+	switch {
+	case rec.Desired != appreg.Running || rec.Node == "" || rec.RenewGen != rec.Gen:
+		return fail(gateway.AppRetry, "application %q is not running now", req.App)
+	case rec.Node != a.d.cfg.Name:
+		if forwarded {
+			return fail(gateway.AppRetry, "application %q moved to %s meanwhile", req.App, rec.Node)
+		}
+		return a.moveAt(ctx, rec.Node, req, fail)
+	}
+	a.mu.Lock()
+	busy := a.upgrading[req.App]
+	a.upgrading[req.App] = true
+	a.mu.Unlock()
+	if busy {
+		return fail(gateway.AppBusy, "application %q is being upgraded, or one of its children moved", req.App)
+	}
+	defer func() {
+		a.mu.Lock()
+		delete(a.upgrading, req.App)
+		a.mu.Unlock()
+	}()
+	res = a.moveHere(ctx, rec, req, avoid)
+	if res.Result.Code == gateway.AppOK {
+		a.ulog.Info("applications: child moved", "app", req.App, "child", req.Child, "from", res.From, "to", res.To)
+	} else {
+		a.ulog.Warn("applications: child not moved", "app", req.App, "child", req.Child, "from", res.From, "to", res.To, "err", res.Err())
+	}
+	return res
+}
+
+// moveAt passes req to the gateway of node, which runs the root.
+func (a *apps) moveAt(ctx context.Context, node string, req gateway.MoveChild,
+	fail func(int, string, ...any) gateway.MoveResult) gateway.MoveResult {
+	g := a.d.gw
+	g.mu.Lock()
+	peer, ok := g.peers[node]
+	g.mu.Unlock()
+	if !ok {
+		return fail(gateway.AppRetry, "the gateway of %s, which runs the application, is not known here", node)
+	}
+	v, err := a.d.sys.Ask(ctx, peer.ref, appMoveAt{Req: req})
+	if err != nil {
+		return fail(gateway.AppRetry, "asking %s, which runs the application: %v", node, err)
+	}
+	r, ok := v.(gateway.MoveResult)
+	if !ok {
+		return fail(gateway.AppRetry, "unexpected reply %T from %s", v, node)
+	}
+	return r
+}
+
+// moveHere moves a child of rec, whose root runs here.
+func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChild, avoid []string) gateway.MoveResult {
+	res := gateway.MoveResult{App: req.App, Child: req.Child, To: req.To}
+	fail := func(code int, format string, args ...any) gateway.MoveResult {
+		res.Result = gateway.AppResult{Code: code, Msg: fmt.Sprintf(format, args...)}
+		return res
+	}
+	spec, err := decodeAppSpec(rec.Spec)
+	if err != nil {
+		return fail(gateway.AppBadSpec, "the registry's spec of %q: %v", rec.Name, err)
+	}
+	ci := slices.IndexFunc(spec.Children, func(c AppChild) bool { return c.Name == req.Child })
+	if ci < 0 {
+		return fail(gateway.AppBadSpec, "application %q has no child %q", rec.Name, truncate(req.Child, 64))
+	}
+	if n := spec.Children[ci].Node; n != "" {
+		return fail(gateway.AppBadSpec, "child %q is pinned to %s by its spec: it is not moved (its restarts would go back there)", req.Child, n)
+	}
+	live := a.liveApp(rec.Name)
+	if live == nil || live.gen != rec.Gen || live.slots[req.Child] == nil {
+		return fail(gateway.AppRetry, "the root of %q is not running on %s now", rec.Name, a.d.cfg.Name)
+	}
+	slot := live.slots[req.Child]
+	kids, err := a.children(ctx, live.root)
+	if err != nil {
+		return fail(gateway.MoveFailed, "%v", err)
+	}
+	k := slices.IndexFunc(kids, func(p placedChild) bool { return p.id == req.Child })
+	if k < 0 {
+		return fail(gateway.AppRetry, "child %q is not running now: retry once it runs", req.Child)
+	}
+	old, from := kids[k].ref, kids[k].node
+	res.From = from
+	to := req.To
+	if to == "" {
+		to = a.pickTarget(kids, append([]string{from}, avoid...))
+		if to == "" {
+			return fail(gateway.MoveTargetDown, "no other live member to move %q to", req.Child)
+		}
+	}
+	res.To = to
+	if to == from {
+		return fail(gateway.AppBadSpec, "child %q runs on %s already", req.Child, to)
+	}
+	toAddr := a.d.memberAddr(to)
+	if toAddr == "" || !slices.Contains((&appCluster{d: a.d}).Live(), toAddr) {
+		return fail(gateway.MoveTargetDown, "%s is not a live member with a known gateway", to)
+	}
+	kind := slot.current()
+	args, err := plainArgs(slot.args)
+	if err != nil {
+		return fail(gateway.AppBadSpec, "child %q's arguments: %v", req.Child, err)
+	}
+
+	// 1. Hold the child and take its state.
+	held := a.askHold(ctx, from, childHold{Ref: old, Kind: kind})
+	if held.Code != mvOK {
+		code := gateway.MoveFailed
+		switch held.Code {
+		case mvNoHandoff:
+			code = gateway.MoveNoHandoff
+		case mvExport:
+			code = gateway.MoveExport
+		}
+		return fail(code, "holding child %q on %s: %s", req.Child, from, held.Msg)
+	}
+	resume := func(why string) {
+		r := a.askRelease(from, childRelease{Token: held.Token, Resume: true})
+		if r.Code != mvOK {
+			a.ulog.Error("applications: a child held for a move was not resumed; it resumes by itself at its bound", "app", rec.Name,
+				"child", req.Child, "node", from, "bound", holdMax, "why", why, "err", r.Msg)
+		}
+	}
+	// 2. The new instance on the target, tied to the root.
+	made := a.askImport(ctx, to, spawnImport{Kind: kind, Args: args, Owner: live.root, State: held.State})
+	if made.Code != mvOK {
+		resume("import failed")
+		code := gateway.MoveFailed
+		switch made.Code {
+		case mvNoHandoff:
+			code = gateway.MoveNoHandoff
+		case mvImport:
+			code = gateway.MoveImport
+		case mvUnknown:
+			code = gateway.MoveTargetDown
+		}
+		return fail(code, "starting child %q on %s: %s", req.Child, to, made.Msg)
+	}
+	// 3. The root takes it in the child's place.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr})
+	cancel()
+	if err != nil {
+		a.kill(made.Ref)
+		resume("the root refused the new instance")
+		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v", req.Child, err)
+	}
+	// 4. The old instance forwards to the new one.
+	if r := a.askRelease(from, childRelease{Token: held.Token, To: made.Ref}); r.Code != mvOK {
+		// The root runs the new instance: the old one must not run on
+		// beside it (it may resume at its hold's bound).
+		a.kill(old)
+		res.Result.Msg = fmt.Sprintf("moved, but the old instance on %s was killed rather than forwarding (%s): the messages it held were lost", from, r.Msg)
+		return res
+	}
+	return res
+}
+
+// pickTarget picks the live member, none of avoid, that runs the fewest
+// of kids ("" if none).
+func (a *apps) pickTarget(kids []placedChild, avoid []string) string {
+	count := map[string]int{}
+	for _, k := range kids {
+		count[k.node]++
+	}
+	liveAddrs := (&appCluster{d: a.d}).Live()
+	var names []string
+	for _, m := range a.d.agent.Members() {
+		if slices.Contains(avoid, m.Name) {
+			continue
+		}
+		if addr := a.d.memberAddr(m.Name); addr != "" && slices.Contains(liveAddrs, addr) {
+			names = append(names, m.Name)
+		}
+	}
+	slices.Sort(names)
+	best := ""
+	for _, n := range names {
+		if best == "" || count[n] < count[best] {
+			best = n
+		}
+	}
+	return best
+}
+
+// kill kills ref, within a few seconds, logging a failure.
+func (a *apps) kill(ref actor.Ref) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.d.sys.Kill(ctx, ref); err != nil && !errors.Is(err, actor.ErrDead) {
+		a.ulog.Warn("applications: killing an instance after a move failed", "ref", ref.String(), "err", err)
+	}
+}
+
+// askHold holds a child on node (here or through its gateway).
+func (a *apps) askHold(ctx context.Context, node string, m childHold) childHeld {
+	if node == a.d.cfg.Name {
+		return a.d.holdChild(ctx, m)
+	}
+	v, err := a.askMember(ctx, node, m, holdTimeout+moveAskSlack)
+	if err != nil {
+		// No answer: a hold that happened resumes at its bound.
+		return childHeld{Code: mvUnknown, Msg: err.Error()}
+	}
+	r, ok := v.(childHeld)
+	if !ok {
+		return childHeld{Code: mvFailed, Msg: fmt.Sprintf("unexpected reply %T from %s", v, node)}
+	}
+	return r
+}
+
+// askRelease ends a hold on node, within its own bound (not the move's:
+// a resume after the move's time ran out must still happen).
+func (a *apps) askRelease(node string, m childRelease) childReleased {
+	ctx := context.Background()
+	if node == a.d.cfg.Name {
+		return a.d.releaseChild(ctx, m)
+	}
+	v, err := a.askMember(ctx, node, m, releaseTimeout+moveAskSlack)
+	if err != nil {
+		return childReleased{Code: mvUnknown, Msg: err.Error()}
+	}
+	r, ok := v.(childReleased)
+	if !ok {
+		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("unexpected reply %T from %s", v, node)}
+	}
+	return r
+}
+
+// askImport makes the new instance on node.
+func (a *apps) askImport(ctx context.Context, node string, m spawnImport) childReleased {
+	gw := a.d.gw.ref
+	if node != a.d.cfg.Name {
+		g := a.d.gw
+		g.mu.Lock()
+		p, ok := g.peers[node]
+		g.mu.Unlock()
+		if !ok {
+			return childReleased{Code: mvUnknown, Msg: fmt.Sprintf("the gateway of %s is not known here", node)}
+		}
+		gw = p.ref
+	}
+	ictx, cancel := context.WithTimeout(ctx, importTimeout)
+	defer cancel()
+	v, err := a.d.sys.Ask(ictx, gw, m)
+	if err != nil {
+		return childReleased{Code: mvUnknown, Msg: fmt.Sprintf("asking %s: %v", node, err)}
+	}
+	r, ok := v.(childReleased)
+	if !ok {
+		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("unexpected reply %T from %s", v, node)}
+	}
+	return r
+}
+
+// askMember asks the gateway of the member named node, within d.
+func (a *apps) askMember(ctx context.Context, node string, m any, d time.Duration) (any, error) {
+	g := a.d.gw
+	g.mu.Lock()
+	p, ok := g.peers[node]
+	g.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("the gateway of %s is not known here", node)
+	}
+	actx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	v, err := a.d.sys.Ask(actx, p.ref, m)
+	if err != nil {
+		return nil, fmt.Errorf("asking %s: %w", node, err)
+	}
+	return v, nil
+}

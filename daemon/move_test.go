@@ -1,0 +1,630 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/gateway"
+)
+
+// The kinds of the move tests: "tally" counts the "inc" asks it gets and
+// answers the count; its state crosses daemons as tallyState. Daemon c
+// runs the "new binary": its tally is a tallyV2, whose state has a field
+// the old one does not send. "plain" has no handoff.
+
+type tallyArgs struct {
+	Name string `msgpack:"name"`
+}
+
+type tally struct {
+	name string
+	n    int64
+}
+
+func (c *tally) Receive(_ *actor.Context, msg any) (any, error) {
+	if msg == "inc" {
+		c.n++
+		return c.n, nil
+	}
+	return nil, actor.ErrUnknownMessage
+}
+
+type tallyV2 struct {
+	name  string
+	n     int64
+	since string // new in v2; empty when the state came from v1
+}
+
+func (c *tallyV2) Receive(_ *actor.Context, msg any) (any, error) {
+	if msg == "inc" {
+		c.n++
+		return c.n, nil
+	}
+	return nil, actor.ErrUnknownMessage
+}
+
+type tallyState struct {
+	Name string `msgpack:"name"`
+	N    int64  `msgpack:"n"`
+}
+
+type tallyStateV2 struct {
+	Name  string `msgpack:"name"`
+	N     int64  `msgpack:"n"`
+	Since string `msgpack:"since"`
+}
+
+// moveFixture is what the kinds of every daemon of a test share.
+type moveFixture struct {
+	failExport atomic.Value // string: the child whose export fails
+	panicOn    atomic.Value // string: the child whose export panics
+	failImport atomic.Value // string: the child whose import fails
+}
+
+func (f *moveFixture) config(t *testing.T, name string, seeds ...string) Config {
+	c := testConfig(t, name, seeds...)
+	is := func(v *atomic.Value, s string) bool { x, _ := v.Load().(string); return x != "" && x == s }
+	c.Kinds = Kinds{
+		"tally": Kind(func(a tallyArgs) (actor.Factory, error) {
+			if name == "c" {
+				return func() actor.Actor { return &tallyV2{name: a.Name, since: "fresh"} }, nil
+			}
+			return func() actor.Actor { return &tally{name: a.Name} }, nil
+		}),
+		"plain": Kind(func(a tallyArgs) (actor.Factory, error) {
+			return func() actor.Actor { return &tally{name: a.Name} }, nil
+		}),
+	}
+	if name == "c" {
+		c.Handoffs = []KindHandoff{Handoff("tally",
+			func(a *tallyV2) (tallyStateV2, error) { return tallyStateV2{Name: a.name, N: a.n, Since: a.since}, nil },
+			func(s tallyStateV2) (*tallyV2, error) {
+				if is(&f.failImport, s.Name) {
+					return nil, errors.New("the test refuses " + s.Name)
+				}
+				return &tallyV2{name: s.Name, n: s.N, since: s.Since}, nil
+			})}
+	} else {
+		c.Handoffs = []KindHandoff{Handoff("tally",
+			func(a *tally) (tallyState, error) {
+				if is(&f.panicOn, a.name) {
+					panic("the test panics in " + a.name)
+				}
+				if is(&f.failExport, a.name) {
+					return tallyState{}, errors.New("the test refuses " + a.name)
+				}
+				return tallyState{Name: a.name, N: a.n}, nil
+			},
+			func(s tallyState) (*tally, error) {
+				if is(&f.failImport, s.Name) {
+					return nil, errors.New("the test refuses " + s.Name)
+				}
+				return &tally{name: s.Name, n: s.N}, nil
+			})}
+	}
+	c.Apps = fastApps("a", "b", "c")
+	c.Apps.ElectionTicks, c.Apps.Lease, c.Apps.RenewEvery = 25, 3*time.Second, 300*time.Millisecond
+	return c
+}
+
+func storeSpec(name, kind string, children ...string) AppSpec {
+	s := AppSpec{Name: name, Intensity: 10, Period: gateway.Duration(time.Second), Prefer: []string{"a"}, Takeover: true}
+	for _, n := range children {
+		s.Children = append(s.Children, AppChild{Name: n, Kind: kind, Args: map[string]any{"name": n}, Shutdown: "1s"})
+	}
+	return s
+}
+
+// moveCluster starts a, b and c and deploys the specs; it returns once
+// each runs its root on a with all its children.
+func moveCluster(t *testing.T, f *moveFixture, specs ...AppSpec) (a, b, c *Daemon) {
+	t.Helper()
+	a = start(t, f.config(t, "a"))
+	seed := a.Info().GossipAddr
+	b = start(t, f.config(t, "b", seed))
+	c = start(t, f.config(t, "c", seed))
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 20*time.Second, d.Info().Node+" knows the gateways", func() bool {
+			ml := appCall(t, d, ListMembers{}).(MemberList)
+			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
+		})
+	}
+	for _, s := range specs {
+		eventually(t, 20*time.Second, s.Name+" deployed", func() bool {
+			return appCall(t, b, gateway.DeployApp{Spec: s}).(gateway.AppResult).Err() == nil
+		})
+		eventually(t, 30*time.Second, s.Name+" runs on a with its children", func() bool {
+			info, ok := appOn(t, a, s.Name)
+			if !ok || info.State != "running" || info.Node != "a" {
+				return false
+			}
+			kids, err := placed(a, s.Name)
+			return err == nil && len(kids) == len(s.Children)
+		})
+	}
+	return a, b, c
+}
+
+// placed lists app's running children (root on a) and their daemons.
+func placed(a *Daemon, app string) (map[string]placedChild, error) {
+	live := a.apps.liveApp(app)
+	if live == nil {
+		return nil, fmt.Errorf("%s's root does not run on a", app)
+	}
+	kids, err := a.apps.children(context.Background(), live.root)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]placedChild{}
+	for _, k := range kids {
+		out[k.id] = k
+	}
+	return out, nil
+}
+
+func moveCall(t *testing.T, d *Daemon, m gateway.MoveChild) gateway.MoveResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), moveTimeout+10*time.Second)
+	defer cancel()
+	v, err := d.System().Ask(ctx, d.Gateway().Ref(), m)
+	if err != nil {
+		t.Fatalf("move on %s: %v", d.Info().Node, err)
+	}
+	r, ok := v.(gateway.MoveResult)
+	if !ok {
+		t.Fatalf("move on %s: reply %T", d.Info().Node, v)
+	}
+	return r
+}
+
+func inc(t *testing.T, sys *actor.System, ref actor.Ref) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := sys.Ask(ctx, ref, "inc")
+	if err != nil {
+		t.Fatalf("inc %v: %v", ref, err)
+	}
+	n, _ := v.(int64)
+	return n
+}
+
+// other returns a member name that is neither of not.
+func other(not ...string) string {
+	for _, n := range []string{"a", "b", "c"} {
+		if !slices.Contains(not, n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// loadAsker asks one ref "inc" without pause until stopped, checking each
+// answer is the last plus one.
+type loadAsker struct {
+	sys *actor.System
+	mu  sync.Mutex
+	ref actor.Ref
+
+	last     int64
+	answered int
+	problems []string
+}
+
+func (k *loadAsker) target() actor.Ref {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.ref
+}
+
+func (k *loadAsker) setTarget(r actor.Ref) {
+	k.mu.Lock()
+	k.ref = r
+	k.mu.Unlock()
+}
+
+func (k *loadAsker) count() (int, int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.answered, k.last
+}
+
+func (k *loadAsker) run(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		v, err := k.sys.Ask(ctx, k.target(), "inc")
+		cancel()
+		k.mu.Lock()
+		n, _ := v.(int64)
+		switch {
+		case err != nil:
+			k.problems = append(k.problems, fmt.Sprintf("ask %d failed: %v", k.answered+1, err))
+		case n != k.last+1:
+			k.problems = append(k.problems, fmt.Sprintf("answered %d after %d", n, k.last))
+		default:
+			k.answered++
+		}
+		if err == nil {
+			k.last = n
+		}
+		k.mu.Unlock()
+	}
+}
+
+// TestMoveChildUnderLoad: a child moves to another daemon while a client
+// asks it without pause through its old ref: every ask is answered and
+// the count is continuous (nothing lost, nothing counted twice, order
+// kept) before, during and after the move, through the forwarder and then
+// through the new ref; the root's child is the new instance, on the
+// target, and the new binary's import got the old state (a field it added
+// is zero).
+func TestMoveChildUnderLoad(t *testing.T) {
+	f := &moveFixture{}
+	a, _, c := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child not on c, moved to c (the new binary).
+	var name string
+	for _, n := range []string{"t1", "t2", "t3"} {
+		if kids[n].node != "c" {
+			name = n
+			break
+		}
+	}
+	old := kids[name]
+	k := &loadAsker{sys: a.sys, ref: old.ref}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go k.run(stop, done)
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+	eventually(t, 20*time.Second, "asks before the move", func() bool { n, _ := k.count(); return n >= 50 })
+
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: name, To: "c"})
+	if err := r.Err(); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	if r.From != old.node || r.To != "c" || r.Result.Msg != "" {
+		t.Fatalf("move result %+v, want from %s to c", r, old.node)
+	}
+	now, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := now[name]
+	if nw.node != "c" || nw.ref == old.ref {
+		t.Fatalf("after the move the root runs %+v, want a new instance on c", nw)
+	}
+	// Asks through the old ref (forwarded) go on.
+	n0, _ := k.count()
+	eventually(t, 20*time.Second, "asks forwarded after the move", func() bool { n, _ := k.count(); return n >= n0+50 })
+	// Then through the new ref.
+	k.setTarget(nw.ref)
+	n1, _ := k.count()
+	eventually(t, 20*time.Second, "asks to the new ref", func() bool { n, _ := k.count(); return n >= n1+50 })
+	close(stop)
+	<-done
+	if len(k.problems) > 0 {
+		t.Fatalf("%d problems, the first: %v", len(k.problems), k.problems[:min(5, len(k.problems))])
+	}
+	answered, last := k.count()
+	if int64(answered) != last {
+		t.Fatalf("%d asks answered, count %d", answered, last)
+	}
+	var since string
+	var isV2 bool
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	node, addr, id, _ := a.node.ExportRef(nw.ref)
+	onC, err := c.node.ImportRef(node, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.sys.Inspect(ctx, onC, func(_ *actor.Context, x actor.Actor) {
+		v, ok := x.(*tallyV2)
+		isV2 = ok
+		if ok {
+			since = v.since
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !isV2 || since != "" {
+		t.Fatalf("the new instance: a tallyV2 %v, since %q; want an imported tallyV2 with no since", isV2, since)
+	}
+	// Not counted as a restart, and the root runs on.
+	if info, ok := appOn(t, a, "store"); !ok || info.State != "running" {
+		t.Fatalf("store: %+v", info)
+	}
+}
+
+// TestMoveChildFailures: an export that fails or panics, an import that
+// fails, and a dead target leave the old instance serving with its count,
+// and the reply names the cause.
+func TestMoveChildFailures(t *testing.T) {
+	f := &moveFixture{}
+	a, _, c := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"), storeSpec("misc", "plain", "p1"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child not on c; moved to the third daemon (not c, not its own)
+	// for the export and import failures, to c once c is dead.
+	var name string
+	for _, n := range []string{"t1", "t2", "t3"} {
+		if kids[n].node != "c" {
+			name = n
+			break
+		}
+	}
+	child := kids[name]
+	want := inc(t, a.sys, child.ref) + 1
+	check := func(what string, r gateway.MoveResult, sentinel error) {
+		t.Helper()
+		if err := r.Err(); !errors.Is(err, sentinel) {
+			t.Fatalf("%s: %v, want %v", what, err, sentinel)
+		}
+		now, err := placed(a, "store")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now[name].ref != child.ref {
+			t.Fatalf("%s: the root's child is %v, want the old %v", what, now[name].ref, child.ref)
+		}
+		if n := inc(t, a.sys, child.ref); n != want {
+			t.Fatalf("%s: the old instance counts %d, want %d", what, n, want)
+		}
+		want++
+	}
+	to := other(child.node, "c")
+	f.failExport.Store(name)
+	check("export error", moveCall(t, a, gateway.MoveChild{App: "store", Child: name, To: to}), gateway.ErrExport)
+	f.failExport.Store("")
+	f.panicOn.Store(name)
+	check("export panic", moveCall(t, a, gateway.MoveChild{App: "store", Child: name, To: to}), gateway.ErrExport)
+	f.panicOn.Store("")
+	f.failImport.Store(name)
+	check("import error", moveCall(t, a, gateway.MoveChild{App: "store", Child: name, To: to}), gateway.ErrImport)
+	f.failImport.Store("")
+	check("unknown target", moveCall(t, a, gateway.MoveChild{App: "store", Child: name, To: "zz"}), gateway.ErrTargetDown)
+	// No handoff for plain.
+	pk, err := placed(a, "misc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := moveCall(t, a, gateway.MoveChild{App: "misc", Child: "p1", To: other(pk["p1"].node)})
+	if !errors.Is(r.Err(), gateway.ErrNoHandoff) {
+		t.Fatalf("plain: %v, want ErrNoHandoff", r.Err())
+	}
+	// A dead target: c is killed; a move to c before and after a knows.
+	c.Kill()
+	if name != "" && child.node != "c" {
+		check("dead target", moveCall(t, a, gateway.MoveChild{App: "store", Child: name, To: "c"}), gateway.ErrTargetDown)
+	}
+}
+
+// TestDrain: b is drained while it runs children of two applications:
+// every child with a handoff moves elsewhere with its count; the one
+// without stays, its outcome ErrNoHandoff; b runs no child with a handoff
+// afterwards.
+func TestDrain(t *testing.T) {
+	f := &moveFixture{}
+	a, b, _ := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3", "t4", "t5", "t6"),
+		storeSpec("depot", "tally", "d1", "d2", "d3"), storeSpec("misc", "plain", "p1", "p2", "p3"))
+	counts := map[string]int64{}
+	onB := 0
+	for _, app := range []string{"store", "depot"} {
+		kids, err := placed(a, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, k := range kids {
+			counts[app+"/"+n] = inc(t, a.sys, k.ref)
+			if k.node == "b" {
+				onB++
+			}
+		}
+	}
+	if onB < 2 {
+		t.Fatalf("%d tally children on b, want two or more (spread over three daemons)", onB)
+	}
+	mk, err := placed(a, "misc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainOnB := 0
+	for _, k := range mk {
+		if k.node == "b" {
+			plainOnB++
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	v, err := b.sys.Ask(ctx, b.Gateway().Ref(), gateway.Drain{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := v.(gateway.DrainResult)
+	if res.Node != "b" || res.Result.Code != gateway.AppOK || res.Moved() != onB || len(res.Children) != onB+plainOnB {
+		t.Fatalf("drain: %+v, want %d moved and %d left", res, onB, plainOnB)
+	}
+	for _, r := range res.Children {
+		if r.App == "misc" {
+			if !errors.Is(r.Err(), gateway.ErrNoHandoff) {
+				t.Fatalf("%s/%s: %v, want ErrNoHandoff", r.App, r.Child, r.Err())
+			}
+			continue
+		}
+		if r.Err() != nil || r.From != "b" || r.To == "b" {
+			t.Fatalf("%s/%s: %+v", r.App, r.Child, r)
+		}
+	}
+	for _, app := range []string{"store", "depot"} {
+		kids, err := placed(a, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, k := range kids {
+			if k.node == "b" {
+				t.Fatalf("%s/%s still runs on b", app, n)
+			}
+			if got := inc(t, a.sys, k.ref); got != counts[app+"/"+n]+1 {
+				t.Fatalf("%s/%s counts %d after the drain, want %d", app, n, got, counts[app+"/"+n]+1)
+			}
+		}
+	}
+}
+
+// TestDrainOnStop: with DrainOnStop, b's Shutdown (what SIGTERM runs)
+// moves its children first, with their state, and calls the drain hook.
+func TestDrainOnStop(t *testing.T) {
+	f := &moveFixture{}
+	a := start(t, f.config(t, "a"))
+	seed := a.Info().GossipAddr
+	cb := f.config(t, "b", seed)
+	cb.DrainOnStop = true
+	b := start(t, cb)
+	c := start(t, f.config(t, "c", seed))
+	var hooked atomic.Int32
+	b.SetDrainHook(func(_ context.Context, d *Daemon, res *gateway.DrainResult) {
+		if d == b && res.Node == "b" {
+			hooked.Add(1)
+		}
+	})
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 20*time.Second, d.Info().Node+" knows the gateways", func() bool {
+			ml := appCall(t, d, ListMembers{}).(MemberList)
+			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
+		})
+	}
+	spec := storeSpec("store", "tally", "t1", "t2", "t3")
+	eventually(t, 20*time.Second, "store deployed", func() bool {
+		return appCall(t, a, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
+	})
+	var onB string
+	eventually(t, 30*time.Second, "store runs on a with a child on b", func() bool {
+		kids, err := placed(a, "store")
+		if err != nil || len(kids) != 3 {
+			return false
+		}
+		for n, k := range kids {
+			if k.node == "b" {
+				onB = n
+			}
+		}
+		return onB != ""
+	})
+	kids, _ := placed(a, "store")
+	want := inc(t, a.sys, kids[onB].ref) + 1
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if hooked.Load() != 1 {
+		t.Fatalf("drain hook called %d times", hooked.Load())
+	}
+	now, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := now[onB]
+	if !ok || k.node == "b" || k.ref == kids[onB].ref {
+		t.Fatalf("after b stopped, %s is %+v", onB, k)
+	}
+	if got := inc(t, a.sys, k.ref); got != want {
+		t.Fatalf("%s counts %d after b's drain, want %d (its state lost?)", onB, got, want)
+	}
+}
+
+// TestHandoffConfig: Config.Validate refuses bad handoffs.
+func TestHandoffConfig(t *testing.T) {
+	f := &moveFixture{}
+	exp := func(a *tally) (tallyState, error) { return tallyState{}, nil }
+	imp := func(s tallyState) (*tally, error) { return &tally{}, nil }
+	for _, tc := range []struct {
+		name string
+		hs   []KindHandoff
+	}{
+		{"unknown kind", []KindHandoff{Handoff("nope", exp, imp)}},
+		{"twice", []KindHandoff{Handoff("tally", exp, imp), Handoff("tally", exp, imp)}},
+		{"nil export", []KindHandoff{Handoff[*tally, tallyState]("tally", nil, imp)}},
+		{"nil import", []KindHandoff{Handoff[*tally, tallyState]("tally", exp, nil)}},
+		{"zero value", []KindHandoff{{Kind: "tally"}}},
+	} {
+		c := f.config(t, "a")
+		c.Handoffs = tc.hs
+		if err := c.Validate(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v, want ErrConfig", tc.name, err)
+		}
+	}
+	c := f.config(t, "a")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("good handoffs: %v", err)
+	}
+}
+
+// TestSpawnImportBounds: the target refuses a state over
+// MaxHandoffState, one that does not decode, a kind without handoff, and
+// the hold and import messages from a non-member (a client).
+func TestSpawnImportBounds(t *testing.T) {
+	f := &moveFixture{}
+	d := start(t, f.config(t, "a"))
+	ask := func(m any) childReleased {
+		t.Helper()
+		r, ok := appCall(t, d, m).(childReleased)
+		if !ok {
+			t.Fatalf("%T: reply not a childReleased", m)
+		}
+		return r
+	}
+	if r := ask(spawnImport{Kind: "tally", State: make([]byte, MaxHandoffState+1)}); r.Code != mvImport || !strings.Contains(r.Msg, "at most") {
+		t.Fatalf("oversized state: %+v", r)
+	}
+	if r := ask(spawnImport{Kind: "tally", State: []byte{0xc1}}); r.Code != mvImport || !strings.Contains(r.Msg, "decoding") {
+		t.Fatalf("bad state: %+v", r)
+	}
+	if r := ask(spawnImport{Kind: "plain", State: []byte{0x80}}); r.Code != mvNoHandoff {
+		t.Fatalf("kind without handoff: %+v", r)
+	}
+	if r := ask(spawnImport{Kind: "tally", Args: map[string]any{"name": "x"}, State: []byte{0x81, 0xa1, 'n', 0x07}}); r.Code != mvOK || r.Ref.IsZero() {
+		t.Fatalf("good state: %+v", r)
+	}
+	// A client (not a member) is not answered.
+	cn := testNode(t, "client", nil)
+	if err := RegisterGatewayTypes(cn); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, cn)
+	gw, err := d.Gateway().Capability().Ref(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []any{spawnImport{Kind: "tally"}, childHold{Kind: "tally"}, childRelease{Token: 1}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cn.System().Ask(ctx, gw, m)
+		cancel()
+		if !errors.Is(err, actor.ErrUnknownMessage) {
+			t.Fatalf("%T from a client: %v, want ErrUnknownMessage", m, err)
+		}
+	}
+}

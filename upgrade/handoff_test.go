@@ -1,0 +1,354 @@
+package upgrade_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
+	"github.com/actord/actord/upgrade"
+)
+
+// tally counts the ints it is sent: each ask is answered with the count
+// after it, so a client that asks without pause sees 1, 2, 3... across a
+// handoff if no message is lost, counted twice or reordered.
+type tally struct {
+	n     int
+	fail  bool // export fails
+	panic bool // export panics
+}
+
+type tallyState struct{ N int }
+
+func (a *tally) Receive(_ *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case int:
+		a.n += m
+		return a.n, nil
+	case string:
+		return a.n, nil
+	}
+	return nil, nil
+}
+
+func exportTally(a *tally) (tallyState, error) {
+	switch {
+	case a.panic:
+		panic("export boom")
+	case a.fail:
+		return tallyState{}, errBoom
+	}
+	return tallyState{N: a.n}, nil
+}
+
+// asker asks ref for +1 without pause until stop, recording each answer
+// (or error) in order.
+func asker(sys *actor.System, ref func() actor.Ref, stop <-chan struct{}) (done func() ([]int, []error)) {
+	var got []int
+	var errs []error
+	fin := make(chan struct{})
+	go func() {
+		defer close(fin)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			v, err := sys.Ask(ctx, ref(), 1)
+			cancel()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			got = append(got, v.(int))
+		}
+	}()
+	return func() ([]int, []error) { <-fin; return got, errs }
+}
+
+func checkContinuous(t *testing.T, got []int, from int) {
+	t.Helper()
+	for i, v := range got {
+		if v != from+i {
+			t.Fatalf("answer %d is %d, want %d (lost, doubled or reordered): %v", i, v, from+i, got[max(0, i-3):min(len(got), i+3)])
+		}
+	}
+}
+
+// TestHoldForwardUnderLoad moves a tally's state to a new actor while a
+// client asks without pause: every ask is answered and the count is
+// continuous (the held asks and the later ones reach the new actor in
+// order, answered to the client).
+func TestHoldForwardUnderLoad(t *testing.T) {
+	sys := system(t, 2, newReports())
+	ctx := context.Background()
+	old, err := sys.Spawn(ctx, func() actor.Actor { return &tally{} }, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := asker(sys, func() actor.Ref { return old }, stop)
+	// Let some asks through first.
+	for {
+		v, err := sys.Ask(ctx, old, "get")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.(int) >= 100 {
+			break
+		}
+	}
+	h, st, err := upgrade.Hold(ctx, sys, old, exportTally, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw, err := sys.Spawn(ctx, func() actor.Actor { return &tally{n: st.N} }, actor.OnLoop(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Forward(ctx, nw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Asks reach the new actor through the old ref for a while more.
+	for {
+		v, err := sys.Ask(ctx, nw, "get")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.(int) >= st.N+100 {
+			break
+		}
+	}
+	close(stop)
+	got, errs := done()
+	if len(errs) > 0 {
+		t.Fatalf("asks failed: %v", errs[0])
+	}
+	checkContinuous(t, got, 1)
+	if len(got) < st.N+100 {
+		t.Fatalf("%d answers, want at least %d", len(got), st.N+100)
+	}
+	// The old ref is a forwarder now: its instance is not a tally.
+	if _, ok := inspect(t, sys, old).(*tally); ok {
+		t.Fatal("the old ref still runs a tally")
+	}
+	if err := h.Resume(ctx); !errors.Is(err, upgrade.ErrHoldEnded) {
+		t.Fatalf("Resume after Forward: %v, want ErrHoldEnded", err)
+	}
+}
+
+// TestHoldResumeKeepsHeld: what arrived while held is handled by the old
+// instance, in order, once resumed.
+func TestHoldResumeKeepsHeld(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	old, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	_, _ = sys.Ask(ctx, old, 5)
+	h, st, err := upgrade.Hold(ctx, sys, old, exportTally, upgrade.HoldOptions{})
+	if err != nil || st.N != 5 {
+		t.Fatalf("hold: %v %+v", err, st)
+	}
+	type res struct {
+		v   any
+		err error
+	}
+	out := make(chan res, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		waitHeld(t, sys, old, i) // one at a time, so that their order is known
+		wg.Go(func() {
+			v, err := sys.Ask(ctx, old, 1)
+			out <- res{v, err}
+		})
+	}
+	waitHeld(t, sys, old, 3)
+	select {
+	case r := <-out:
+		t.Fatalf("an ask was answered while held: %+v", r)
+	default:
+	}
+	if err := h.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(out)
+	seen := map[int]bool{}
+	for r := range out {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		seen[r.v.(int)] = true
+	}
+	if !seen[6] || !seen[7] || !seen[8] {
+		t.Fatalf("answers %v, want 6, 7, 8", seen)
+	}
+	if v, _ := sys.Ask(ctx, old, "get"); v != 8 {
+		t.Fatalf("count %v, want 8", v)
+	}
+}
+
+// TestHoldExportFailure: an export that fails or panics refuses the hold;
+// the actor serves on, its state untouched.
+func TestHoldExportFailure(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	for _, a := range []*tally{{fail: true}, {panic: true}} {
+		ref, _ := sys.Spawn(ctx, func() actor.Actor { return a })
+		_, _ = sys.Ask(ctx, ref, 3)
+		_, _, err := upgrade.Hold(ctx, sys, ref, exportTally, upgrade.HoldOptions{})
+		if !errors.Is(err, upgrade.ErrRefused) || !errors.Is(err, upgrade.ErrExport) {
+			t.Fatalf("hold: %v, want ErrRefused and ErrExport", err)
+		}
+		if v, err := sys.Ask(ctx, ref, 1); err != nil || v != 4 {
+			t.Fatalf("after a failed export: %v %v, want 4", v, err)
+		}
+	}
+	// Not a tally: refused too.
+	ref, _ := sys.Spawn(ctx, func() actor.Actor { return &counterV1{} })
+	if _, _, err := upgrade.Hold(ctx, sys, ref, exportTally, upgrade.HoldOptions{}); !errors.Is(err, upgrade.ErrWrongVersion) {
+		t.Fatalf("hold of another type: %v", err)
+	}
+}
+
+// TestHoldMaxResumes: a hold nobody ends is resumed at its bound.
+func TestHoldMaxResumes(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	ref, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h, _, err := upgrade.Hold(ctx, sys, ref, exportTally, upgrade.HoldOptions{Max: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if v, err := sys.Ask(actx, ref, 1); err != nil || v != 1 {
+		t.Fatalf("ask of a hold left alone: %v %v", v, err)
+	}
+	if err := h.Forward(ctx, ref, 0); !errors.Is(err, upgrade.ErrHoldEnded) {
+		t.Fatalf("Forward after the bound: %v", err)
+	}
+}
+
+// TestForwarderGraceAndTargetEnd: the forwarder stops at its grace's end,
+// and when its target ends; then the old ref is dead.
+func TestForwarderGraceAndTargetEnd(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	for _, grace := range []time.Duration{20 * time.Millisecond, time.Hour} {
+		old, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+		nw, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+		h, _, err := upgrade.Hold(ctx, sys, old, exportTally, upgrade.HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended := watchEnd(t, sys, old)
+		if err := h.Forward(ctx, nw, grace); err != nil {
+			t.Fatal(err)
+		}
+		if grace == time.Hour {
+			if v, err := sys.Ask(ctx, old, 2); err != nil || v != 2 {
+				t.Fatalf("forwarded ask: %v %v", v, err)
+			}
+			_ = sys.Stop(ctx, nw)
+		}
+		select {
+		case <-ended:
+		case <-time.After(waitFor):
+			t.Fatalf("grace %v: the forwarder did not stop", grace)
+		}
+	}
+}
+
+// watchEnd returns a channel closed once ref ends.
+func watchEnd(t *testing.T, sys *actor.System, ref actor.Ref) <-chan struct{} {
+	t.Helper()
+	ch := make(chan struct{})
+	_, err := sys.Spawn(context.Background(), func() actor.Actor { return &endWatch{ref: ref, ch: ch} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+type endWatch struct {
+	ref actor.Ref
+	ch  chan struct{}
+}
+
+func (w *endWatch) Start(c *actor.Context) error { return c.Monitor(w.ref) }
+
+func (w *endWatch) Receive(c *actor.Context, msg any) (any, error) {
+	if d, ok := msg.(actor.Down); ok && d.Ref == w.ref {
+		close(w.ch)
+		return nil, c.Stop(c.Self(), nil)
+	}
+	return nil, nil
+}
+
+// waitHeld waits until n messages wait for ref (held), within waitFor.
+func waitHeld(t *testing.T, sys *actor.System, ref actor.Ref, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for inspectStash(t, sys, ref) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages held, want %d", inspectStash(t, sys, ref), n)
+		}
+		time.Sleep(time.Millisecond) // polling the stash's size, with a deadline
+	}
+}
+
+// inspectStash is how many messages wait for ref (held).
+func inspectStash(t *testing.T, sys *actor.System, ref actor.Ref) int {
+	t.Helper()
+	n := 0
+	dbg := seam.Debugger(sys).(interface {
+		VisitActors(ctx context.Context, loop int, f func(seam.ActorInfo[actor.Ref, actor.Actor])) error
+	})
+	err := dbg.VisitActors(context.Background(), ref.Loop(), func(i seam.ActorInfo[actor.Ref, actor.Actor]) {
+		if i.Ref == ref {
+			n = i.Stashed
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestHoldBounded: a held actor holds at most its loop's queue capacity;
+// an ask beyond is refused with ErrQueueFull (the hold goes on), and the
+// held ones are answered once resumed.
+func TestHoldBounded(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, QueueCapacity: 16})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = sys.Shutdown(ctx)
+	}()
+	ctx := context.Background()
+	ref, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h, _, err := upgrade.Hold(ctx, sys, ref, exportTally, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 16 {
+		_ = sys.Send(ref, 1) // one-way: held
+	}
+	waitHeld(t, sys, ref, 16)
+	actx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if _, err := sys.Ask(actx, ref, 1); !errors.Is(err, actor.ErrQueueFull) {
+		t.Fatalf("ask beyond the bound: %v, want ErrQueueFull", err)
+	}
+	if err := h.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := sys.Ask(actx, ref, "get"); err != nil || v != 16 {
+		t.Fatalf("after the resume: %v %v, want the 16 held", v, err)
+	}
+}
