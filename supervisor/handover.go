@@ -103,4 +103,3 @@ func (s *sup) adoptAsync(c *actor.Context, ch *child, d Detached) actor.Promise 
 	})
 	return p
 }
-
