@@ -81,7 +81,7 @@ func (c *tcluster) release(app, from, to string, handover []byte) uint64 {
 		c.t.Fatalf("%s still may run %s after Hold", from, app)
 	}
 	// Proposed at once if a leader is known; otherwise at the next ticks.
-	if err := n.r.Release(app, gen, to, handover, n.nodeNow(c)); err != nil && !errors.Is(err, ErrNoLeader) {
+	if err := n.r.Release(app, gen, to, handover, true, n.nodeNow(c)); err != nil && !errors.Is(err, ErrNoLeader) {
 		c.t.Fatalf("release %s on %s: %v", app, from, err)
 	}
 	c.collect(n)

@@ -96,7 +96,7 @@ type release struct {
 	gen      uint64
 	to       string
 	handover []byte
-	proposed bool
+	ended    bool
 }
 
 type pendingRenew struct {
@@ -520,9 +520,10 @@ func (r *Replica) Hold(app string, now time.Time) (uint64, error) {
 }
 
 // Release proposes to give the application, held in generation gen
-// (Hold), to node to, with handover for its next holder; the caller
-// promises that its instance has ended. It is proposed again every
-// RenewEvery until applied or the generation moves on (a failover).
+// (Hold), to node to, with handover for its next holder; ended says
+// whether the caller knows that its instance has ended (if not, the
+// release is not clean). It is proposed again every RenewEvery until
+// applied or the generation moves on (a failover).
 //
 // The release is clean, and to may start without the lease wait, if this
 // process has waited out the leases of the earlier generations (MayRun's
@@ -536,7 +537,7 @@ func (r *Replica) Hold(app string, now time.Time) (uint64, error) {
 // changes nothing: the holder does not run the application meanwhile, the
 // leader moves it as from a dead holder (after the wait), and a release of
 // a generation that has moved on is rejected.
-func (r *Replica) Release(app string, gen uint64, to string, handover []byte, now time.Time) error {
+func (r *Replica) Release(app string, gen uint64, to string, handover []byte, ended bool, now time.Time) error {
 	r.advance(now)
 	if r.held[app] != gen {
 		return fmt.Errorf("%w: %q is not held in generation %d", ErrNotHolder, app, gen)
@@ -545,7 +546,7 @@ func (r *Replica) Release(app string, gen uint64, to string, handover []byte, no
 	if !ok || a.Node != r.self || a.Gen != gen {
 		return fmt.Errorf("%w: %q of generation %d", ErrNotHolder, app, gen)
 	}
-	rl := release{gen: gen, to: to, handover: slices.Clone(handover)}
+	rl := release{gen: gen, to: to, handover: slices.Clone(handover), ended: ended}
 	if _, err := EncodeCommand(r.releaseCmd(app, rl)); err != nil {
 		return err
 	}
@@ -556,7 +557,7 @@ func (r *Replica) Release(app string, gen uint64, to string, handover []byte, no
 
 func (r *Replica) releaseCmd(app string, rl release) Command {
 	p := r.prev[app]
-	clean := p.At.IsZero() || !r.now.Before(p.At.Add(r.cfg.Timing.Wait(p.Lease)))
+	clean := rl.ended && (p.At.IsZero() || !r.now.Before(p.At.Add(r.cfg.Timing.Wait(p.Lease))))
 	return Command{Op: OpRelease, App: app, Node: r.self, Gen: rl.gen, Inc: r.cfg.Incarnation,
 		To: rl.to, Clean: clean, Handover: rl.handover}
 }
