@@ -99,6 +99,8 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[appUpgradeAt](n, "actord.gateway.AppUpgradeAt"),
 		remote.Register[childUpgrade](n, "actord.gateway.ChildUpgrade"),
 		remote.Register[childUpgraded](n, "actord.gateway.ChildUpgraded"),
+		remote.Register[holdTie](n, "actord.gateway.HoldTie"),
+		remote.Register[adoptTie](n, "actord.gateway.AdoptTie"),
 	)
 }
 
@@ -512,6 +514,8 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case tieLocal:
 		return nil, g.ties.tieNow(c, m)
+	case holdTie, adoptTie, heldExpired, handoverLocal:
+		return g.handoverCall(c, m)
 	}
 	return nil, actor.ErrUnknownMessage
 }

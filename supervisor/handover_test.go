@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,6 +81,13 @@ func TestDetachThenAdopt(t *testing.T) {
 	after := waitChildren(t, n.a.sys, sup, "both running", running("b", "c"))
 	if refOf(after, "b") != det[0].Ref || nodeOf(after, "b") != n.b.addr() || refOf(after, "c") == det[1].Ref {
 		t.Fatalf("after adoption %+v, detached %+v", after, det)
+	}
+	// c was started, not linked dead and restarted: no exit, no restart
+	// counted.
+	for _, k := range n.reps.kinds() {
+		if strings.Contains(strings.ToLower(k), "exit") {
+			t.Fatalf("a child exited under the new supervisor: reports %v", n.reps.kinds())
+		}
 	}
 	// Linked: b's crash is b's supervisor's to restart.
 	send(t, n.a.sys, det[0].Ref, "crash")
