@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/gateway"
+	"github.com/actord/actord/internal/appreg"
 	"github.com/actord/actord/supervisor"
 )
 
@@ -310,4 +312,28 @@ func isAlive(d *Daemon, ref actor.Ref) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return d.sys.Inspect(ctx, ref, func(*actor.Context, actor.Actor) {}) == nil
+}
+
+// A release carries as many children as fit in appreg.MaxHandoverSize;
+// what a handover decodes is bounded.
+func TestHandoverRecordsBounded(t *testing.T) {
+	var recs []handoverChild
+	for i := range 200 {
+		recs = append(recs, handoverChild{ID: fmt.Sprintf("child-%03d", i), Kind: "counter", Node: "node-b", Addr: "127.0.0.1:40000"})
+	}
+	b, kept := encodeHandover(recs)
+	if len(b) > appreg.MaxHandoverSize || len(kept) == 0 || len(kept) >= len(recs) || kept[0].ID != "child-000" {
+		t.Fatalf("encoded %d bytes, %d of %d children", len(b), len(kept), len(recs))
+	}
+	got, err := decodeHandover(b)
+	if err != nil || len(got) != len(kept) {
+		t.Fatalf("decode: %d children, %v", len(got), err)
+	}
+	if _, err := decodeHandover(make([]byte, appreg.MaxHandoverSize+1)); err == nil {
+		t.Fatal("an oversized handover decoded")
+	}
+	many := []byte("[" + strings.Repeat("{},", maxHandoverChildren) + "{}]")
+	if _, err := decodeHandover(many); err == nil {
+		t.Fatalf("%d children decoded", maxHandoverChildren+1)
+	}
 }
