@@ -72,6 +72,13 @@ func TestReleaseIsCompareAndSetAndCleanOnlyForOneIncarnation(t *testing.T) {
 // generation released.
 func (c *tcluster) release(app, from, to string, handover []byte) uint64 {
 	c.t.Helper()
+	return c.releaseEnded(app, from, to, handover, true)
+}
+
+// releaseEnded is release, saying whether the instance is known to have
+// ended.
+func (c *tcluster) releaseEnded(app, from, to string, handover []byte, ended bool) uint64 {
+	c.t.Helper()
 	n := c.node(from)
 	gen, err := n.r.Hold(app, n.nodeNow(c))
 	if err != nil {
@@ -81,7 +88,7 @@ func (c *tcluster) release(app, from, to string, handover []byte) uint64 {
 		c.t.Fatalf("%s still may run %s after Hold", from, app)
 	}
 	// Proposed at once if a leader is known; otherwise at the next ticks.
-	if err := n.r.Release(app, gen, to, handover, true, n.nodeNow(c)); err != nil && !errors.Is(err, ErrNoLeader) {
+	if err := n.r.Release(app, gen, to, handover, ended, n.nodeNow(c)); err != nil && !errors.Is(err, ErrNoLeader) {
 		c.t.Fatalf("release %s on %s: %v", app, from, err)
 	}
 	c.collect(n)
@@ -192,6 +199,29 @@ func TestReleaseBeforeTheWaitIsNotClean(t *testing.T) {
 		c.runUntil("a on n3", 10*time.Second, func() bool { return c.runner("a") == "n3" })
 		if a, _ := c.node("n3").r.State().App("a"); a.CleanGen == a.Gen {
 			t.Fatalf("a release before the wait was clean: %+v", a)
+		}
+	})
+}
+
+// A release whose instance is not known to have ended (its stop was not
+// acknowledged) is not clean: the next holder waits for the lease as
+// after a failover.
+func TestReleaseOfAnInstanceNotKnownEndedWaits(t *testing.T) {
+	seeds(t, 3, func(t *testing.T, seed uint64) {
+		c := newCluster(t, 3, seed)
+		c.deploy("a", false, "n1")
+		c.runUntil("a on n1", 10*time.Second, func() bool { return c.runner("a") == "n1" })
+		at := c.real
+		c.releaseEnded("a", "n1", "n2", nil, false)
+		c.runUntil("a on n2", 10*time.Second, func() bool { return c.runner("a") == "n2" })
+		// The wait counts from n1's last renewal, at most RenewEvery
+		// before the release, on a clock up to Drift fast: at least
+		// 322 ms of real time; a clean release takes about 20.
+		if took, min := c.real-at, testTiming.Lease/2; took < min {
+			t.Fatalf("n2 started %v after the release, not after the wait (at least %v)", took, min)
+		}
+		if a, _ := c.node("n2").r.State().App("a"); a.CleanGen == a.Gen {
+			t.Fatalf("clean: %+v", a)
 		}
 	})
 }
