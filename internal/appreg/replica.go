@@ -534,9 +534,10 @@ func (r *Replica) Hold(app string, now time.Time) (uint64, error) {
 // honours the claim only if every accepted renewal of gen was this
 // process's: another process of the node (an earlier one whose renewal
 // came late, a later one) may have run it. A release that is lost or late
-// changes nothing: the holder does not run the application meanwhile, the
-// leader moves it as from a dead holder (after the wait), and a release of
-// a generation that has moved on is rejected.
+// changes nothing: the holder does not run the application meanwhile and
+// proposes the release again; if it is cut off, the leader moves the
+// application as from a dead holder (after the wait), and a release of a
+// generation that has moved on is rejected.
 func (r *Replica) Release(app string, gen uint64, to string, handover []byte, ended bool, now time.Time) error {
 	r.advance(now)
 	if r.held[app] != gen {
