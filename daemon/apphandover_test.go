@@ -222,9 +222,18 @@ func TestHandOverRootKeepsChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "w1 restarted by the new root", func() bool { return starts.get("w1") == 2 })
-	// A clean release: the new root does not wait for the old lease.
-	if lease := fastApps().Lease; adopted >= lease/2 {
-		t.Errorf("the new root adopted w1 %v after the handover began, not under half the lease %v", adopted, lease)
+	// A clean release (the old root's stop was acknowledged): the new
+	// holder did not wait for the old lease (internal/appreg's tests time
+	// that; here the machine's load would).
+	st, err := b.apps.status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range st.Apps {
+		if app.Name == "shop" && (app.CleanGen != app.Gen || app.Gen != hs[0].Gen+1 || app.ReleasedBy != "a") {
+			t.Errorf("the registry's record after the handover: node %s, generation %d, clean %d, released by %q",
+				app.Node, app.Gen, app.CleanGen, app.ReleasedBy)
+		}
 	}
 	t.Logf("released in %v, adopted after %v; %d asks in all, %d by the release", released, adopted, asks.Load(), duringBefore)
 }
