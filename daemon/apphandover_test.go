@@ -346,3 +346,38 @@ func TestHandoverRecordsBounded(t *testing.T) {
 		t.Fatalf("%d children decoded", maxHandoverChildren+1)
 	}
 }
+
+// Held actors count against the ties' bound: holding moves an actor from
+// tied to held (no more in all), and a new owner's tie past the bound is
+// refused while they are held.
+func TestTiesHeldCountAgainstTheBound(t *testing.T) {
+	r := newTiesRig(t)
+	r.tt.max = 3
+	owner, kid := r.idle(), r.idle()
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tieNow(c, tieLocal{Owner: owner, Kid: kid}) }).(error); err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.hold(c, owner, kid, time.Hour) }).(error); err != nil {
+		t.Fatal(err)
+	}
+	// Owner forgotten (nothing tied to it), kid held: 1 of 3.
+	other, kid2 := r.idle(), r.idle()
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tieNow(c, tieLocal{Owner: other, Kid: kid2}) }).(error); err != nil {
+		t.Fatalf("a tie within the bound: %v", err)
+	}
+	// 3 of 3: the next owner is refused, and so is an adoption by it.
+	third, kid3 := r.idle(), r.idle()
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tieNow(c, tieLocal{Owner: third, Kid: kid3}) }).(error); !errors.Is(err, errTooManyTied) {
+		t.Fatalf("a tie past the bound: %v", err)
+	}
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.adopt(c, third, kid) }).(error); !errors.Is(err, errTooManyTied) {
+		t.Fatalf("an adoption past the bound: %v", err)
+	}
+	// By an owner already watched, it is within the bound.
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.adopt(c, other, kid) }).(error); err != nil {
+		t.Fatalf("adoption by a watched owner: %v", err)
+	}
+	if !r.alive(kid) || len(r.tt.held) != 0 || r.tt.ownerOf[kid] != other {
+		t.Fatal("the adopted actor is not tied to its new owner")
+	}
+}
