@@ -27,6 +27,7 @@ type appRunner struct {
 	log       *slog.Logger
 	stopAfter time.Duration
 	insts     map[string]*appInstance
+	handing   map[actor.Ref]*appInstance // roots ending for a handover (HandOver)
 }
 
 // appInstance is an application granted to this daemon.
@@ -63,6 +64,11 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		// another version or another daemon's kinds. Run nothing.
 		r.log.Error("applications: granted application has an unusable spec; not started", "app", g.App, "err", err)
 		return
+	}
+	if g.Handover != nil {
+		// Started for a handover: the children the old root let go of
+		// are adopted, not started (apphandover.go).
+		sp.Adopt = r.adoptions(g.App, g.Handover, slots)
 	}
 	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots}
 	r.insts[g.App] = inst
@@ -166,6 +172,11 @@ func (r *appRunner) Reset(c *actor.Context) {
 		_ = c.Unlink(inst.ref)
 		_ = c.Kill(inst.ref)
 		r.log.Warn("applications: registry driver restarted; application's root killed", "app", app)
+	}
+	for root := range r.handing {
+		delete(r.handing, root)
+		_ = c.Unlink(root)
+		_ = c.Kill(root)
 	}
 }
 

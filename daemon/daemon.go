@@ -91,8 +91,6 @@ type Daemon struct {
 	// movers (handoff.go).
 	handoffs map[string]KindHandoff
 	holds    holdTable
-	// drainHook is called by Drain after the children moved (move.go).
-	drainHook atomic.Pointer[DrainHook]
 	bus       *event.Bus
 	ev        *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the

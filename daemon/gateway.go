@@ -107,6 +107,8 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[childRelease](n, "actord.gateway.ChildRelease"),
 		remote.Register[childReleased](n, "actord.gateway.ChildReleased"),
 		remote.Register[spawnImport](n, "actord.gateway.SpawnImport"),
+		remote.Register[holdTie](n, "actord.gateway.HoldTie"),
+		remote.Register[adoptTie](n, "actord.gateway.AdoptTie"),
 	)
 }
 
@@ -550,6 +552,8 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case tieLocal:
 		return nil, g.ties.tieNow(c, m)
+	case holdTie, adoptTie, heldExpired, handoverLocal:
+		return g.handoverCall(c, m)
 	}
 	return nil, actor.ErrUnknownMessage
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/actord/actord/actor"
 )
@@ -38,6 +39,11 @@ type ties struct {
 	owners  map[actor.Ref]*owned
 	ownerOf map[actor.Ref]actor.Ref // tied actor -> owner
 	max     int                     // maxTied if 0 (tests set it)
+	// held are actors their owner let go of for a handover (hold): tied
+	// to nobody, still watched, each killed when its hold ends (the
+	// number of its timer, heldExpired) unless adopted first.
+	held    map[actor.Ref]uint64
+	heldSeq uint64
 }
 
 func (t *ties) bound() int {
@@ -64,7 +70,7 @@ func (t *ties) expect(c *actor.Context, owner actor.Ref) (*owned, error) {
 	}
 	o := t.owners[owner]
 	if o == nil {
-		if len(t.owners)+len(t.ownerOf) >= t.bound() {
+		if len(t.owners)+len(t.ownerOf)+len(t.held) >= t.bound() {
 			return nil, errTooManyTied
 		}
 		if err := c.Monitor(owner); err != nil {
@@ -89,7 +95,7 @@ func (t *ties) tie(c *actor.Context, owner actor.Ref, o *owned, kid actor.Ref) e
 		return errOwnerEnded
 	}
 	o.pending--
-	if len(t.ownerOf) >= t.bound() {
+	if len(t.ownerOf)+len(t.held) >= t.bound() {
 		_ = c.Kill(kid)
 		t.forgetIfIdle(c, owner, o)
 		return errTooManyTied
@@ -144,6 +150,7 @@ func (t *ties) down(c *actor.Context, d actor.Down) {
 			t.forgetIfIdle(c, owner, o)
 		}
 	}
+	delete(t.held, d.Ref)
 }
 
 // tieLocal asks the gateway to tie Kid, an actor of this daemon an
@@ -166,3 +173,62 @@ func (t *ties) tieNow(c *actor.Context, m tieLocal) error {
 
 // tiedCount is how many actors are tied and owners watched (tests).
 func (t *ties) tiedCount() (kids, owners int) { return len(t.ownerOf), len(t.owners) }
+
+// heldExpired ends the hold number Seq of Kid (a local message).
+type heldExpired struct {
+	Kid actor.Ref
+	Seq uint64
+}
+
+// Errors of hold and adopt.
+var (
+	errNotTied = errors.New("not tied to that owner on this daemon")
+	errNotHeld = errors.New("not held for a handover on this daemon (it ended, its hold ran out, or another adopted it)")
+)
+
+// hold unties kid from owner, for a handover: the owner's end no longer
+// kills it; it is killed after d unless adopted before.
+func (t *ties) hold(c *actor.Context, owner, kid actor.Ref, d time.Duration) error {
+	o := t.owners[owner]
+	if cur, ok := t.ownerOf[kid]; !ok || cur != owner || o == nil {
+		return errNotTied
+	}
+	delete(o.kids, kid)
+	delete(t.ownerOf, kid)
+	t.forgetIfIdle(c, owner, o)
+	if t.held == nil {
+		t.held = map[actor.Ref]uint64{}
+	}
+	t.heldSeq++
+	t.held[kid] = t.heldSeq
+	c.After(d, heldExpired{Kid: kid, Seq: t.heldSeq})
+	return nil
+}
+
+// adopt ties a held kid to its new owner.
+func (t *ties) adopt(c *actor.Context, owner, kid actor.Ref) error {
+	if _, ok := t.held[kid]; !ok {
+		return errNotHeld
+	}
+	o, err := t.expect(c, owner)
+	if err != nil {
+		return err
+	}
+	o.pending--
+	delete(t.held, kid)
+	o.kids[kid] = struct{}{}
+	t.ownerOf[kid] = owner
+	return nil
+}
+
+// expire kills a kid whose hold ran out, not adopted.
+func (t *ties) expire(c *actor.Context, m heldExpired) {
+	if seq, ok := t.held[m.Kid]; !ok || seq != m.Seq {
+		return
+	}
+	delete(t.held, m.Kid)
+	if _, owns := t.owners[m.Kid]; !owns {
+		_ = c.Demonitor(m.Kid)
+	}
+	_ = c.Kill(m.Kid)
+}

@@ -54,16 +54,6 @@ type appEvacuated struct {
 	Result   gateway.AppResult
 }
 
-// DrainHook is called by Drain once the application children running on
-// the daemon have moved (or were left to the failover), with the drain's
-// result so far: where the handover of the application roots that run on
-// it goes. Nil: roots are left to the registry's failover when the daemon
-// stops.
-type DrainHook func(ctx context.Context, d *Daemon, res *gateway.DrainResult)
-
-// SetDrainHook sets the hook Drain calls after moving the children (see
-// DrainHook). Call it before the daemon drains.
-func (d *Daemon) SetDrainHook(h DrainHook) { d.drainHook.Store(&h) }
 
 // moveCall answers a MoveChild on a goroutine of its own.
 func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool) (any, error) {
@@ -127,7 +117,10 @@ func (d *Daemon) MoveChild(ctx context.Context, app, child, to string) gateway.M
 // time, to another live member with its state. A child whose kind has no
 // handoff, or whose move fails, stays (the registry's failover restarts
 // it elsewhere, fresh, when this daemon stops); the result lists each
-// child's outcome. Then the DrainHook, if set, runs. Drain does not stop
+// child's outcome. Then the application roots running here are handed to
+// other members (handOverRoots): their new roots adopt the children where
+// they run, so no child restarts; a root not handed over fails over when
+// the daemon stops, and its children restart fresh. Drain does not stop
 // the daemon, and children started here afterwards stay.
 func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 	res := gateway.DrainResult{Node: d.cfg.Name, Children: []gateway.MoveResult{}}
@@ -158,10 +151,22 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 			}
 		}
 	}
-	if h := d.drainHook.Load(); h != nil && *h != nil {
-		(*h)(ctx, d, &res)
+	res.Roots = []gateway.RootMove{}
+	hs, err := d.handOverRoots(ctx)
+	for _, h := range hs {
+		m := gateway.RootMove{App: h.App, To: h.To}
+		if h.Err != nil {
+			m.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("root of %q not handed over: %v", h.App, h.Err)}
+		}
+		res.Roots = append(res.Roots, m)
 	}
-	d.log.Info("drain: done", "children", len(res.Children), "moved", res.Moved())
+	if err != nil {
+		d.log.Warn("drain: roots not all handed over", "err", err)
+		if len(hs) == 0 && res.Result.Code == gateway.AppOK {
+			res.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("roots not handed over: %v", err)}
+		}
+	}
+	d.log.Info("drain: done", "children", len(res.Children), "moved", res.Moved(), "roots", len(res.Roots))
 	return res
 }
 

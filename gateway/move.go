@@ -68,8 +68,25 @@ type Drain struct{}
 type DrainResult struct {
 	Node     string       `json:"node"`
 	Children []MoveResult `json:"children"`
-	Result   AppResult
+	// Roots: the application roots that ran on the daemon, each handed
+	// to another daemon whose new root adopts the running children, or
+	// why not (a root not handed over fails over, and its children
+	// restart fresh, when the daemon stops).
+	Roots  []RootMove `json:"roots"`
+	Result AppResult
 }
+
+// RootMove is the handover of one application root by a drain: the
+// registry gave the application to daemon To (Result.Code 0), or why not
+// (Result.Err matches ErrMoveFailed).
+type RootMove struct {
+	App    string `json:"app"`
+	To     string `json:"to,omitempty"`
+	Result AppResult
+}
+
+// Err returns the handover's error, nil if the root was handed over.
+func (r RootMove) Err() error { return r.Result.Err() }
 
 // Moved counts the children moved.
 func (r DrainResult) Moved() int {

@@ -252,7 +252,7 @@ func (s *sup) remoteSpawn(c *actor.Context, ch *child) actor.Promise {
 // stop it anyway. Only the first introduction of a parentless supervisor
 // counts.
 func (s *sup) adopt(c *actor.Context, r actor.Ref) {
-	if r == c.Sender() && r.IsRemote() && c.Parent().IsZero() && s.adopted.IsZero() {
-		s.adopted = r
+	if r == c.Sender() && r.IsRemote() && c.Parent().IsZero() && s.adoptedBy.IsZero() {
+		s.adoptedBy = r
 	}
 }

@@ -186,6 +186,14 @@ type Spec struct {
 	// Cluster is where the remote children (ChildSpec.Remote) are created:
 	// required when one is, including one StartChild adds later.
 	Cluster Cluster
+	// Adopt lists, by child ID, running remote children that another
+	// supervisor let go of (Detach) for this one: at its first start of
+	// such a child the supervisor claims it (Adopter, if the Cluster is
+	// one) and links to it instead of starting it: no new instance, no
+	// restart counted. One that cannot be claimed is started afresh; one
+	// that has ended meanwhile ends as any child, by its link. Static
+	// children only.
+	Adopt map[string]Detached
 }
 
 // Errors of supervisors. Test for them with errors.Is.

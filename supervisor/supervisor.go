@@ -103,9 +103,11 @@ type sup struct {
 	deferred []event
 	busy     bool // an op is waiting for its promise
 	exiting  bool
-	// adopted is the parent of a supervisor spawned on this node for a
+	// adoptedBy is the parent of a supervisor spawned on this node for a
 	// supervisor of another node (it has no parent here): see adopt.
-	adopted actor.Ref
+	adoptedBy actor.Ref
+	// adopted are the children of Spec.Adopt already adopted or tried.
+	adopted map[string]bool
 }
 
 func (s *sup) simple() bool { return s.spec.Strategy == SimpleOneForOne }
@@ -220,7 +222,7 @@ func (s *sup) Receive(c *actor.Context, msg any) (any, error) {
 	case actor.Ref:
 		s.adopt(c, m)
 		return nil, nil
-	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain, ReplaceChild:
+	case StartChild, TerminateChild, RestartChild, DeleteChild, WhichChildren, CountChildren, GetChildSpec, Shutdown, drain, ReplaceChild, Detach:
 		p := &pending{}
 		s.submit(c, event{msg: m, p: p})
 		if p.done {
@@ -363,6 +365,8 @@ func (s *sup) process(c *actor.Context, ev event) {
 	case Shutdown:
 		s.stopAll()
 		s.ops = append(s.ops, s.doOp(func(*actor.Context) { ev.p.reply(nil, nil) }), s.exitOp(nil))
+	case Detach:
+		s.detach(c, ev.p)
 	}
 }
 
@@ -606,7 +610,7 @@ func (ch *child) why(reason error) error {
 func (s *sup) onExit(c *actor.Context, m actor.Exited) {
 	p := c.Parent()
 	if p.IsZero() {
-		p = s.adopted
+		p = s.adoptedBy
 	}
 	if !p.IsZero() && m.From == p {
 		// The parent is gone: stop the children in order and follow it.
@@ -907,23 +911,40 @@ func (s *sup) startOp(ch *child, then func(*actor.Context, startResult, error)) 
 			}
 			then(c, res, err)
 		}
+		linked := func(c *actor.Context, r actor.Ref) {
+			s.setRef(ch, r)
+			if err := c.Link(r); err != nil {
+				// Not linked (its node is down again): nothing
+				// would tell of its end, so it ends here.
+				_ = c.Send(c.Self(), actor.Exited{From: r, Reason: err})
+			} else if ch.spec.Supervisor {
+				// Introduce itself as its parent (see adopt),
+				// behind the link on the same connection.
+				_ = c.Send(r, c.Self())
+			}
+		}
+		if d, ok := s.adoption(ch); ok {
+			// A running instance handed over by an earlier supervisor
+			// (Spec.Adopt): linked, not started; if it cannot be
+			// claimed, this same op starts it afresh.
+			return s.adoptAsync(c, ch, d), func(c *actor.Context, v any, err error) {
+				if err != nil {
+					s.log.Info("supervisor: child not adopted; starting it afresh", "supervisor", s.path, "child", ch.spec.ID, "err", err)
+					s.ops = append([]op{s.startOp(ch, then)}, s.ops...)
+					return
+				}
+				ch.node, ch.ended = d.Node, nil
+				linked(c, v.(actor.Ref))
+				finish(c, nil)
+			}
+		}
 		if ch.spec.remote() {
 			// Always a fresh instance: its node may have gone, and the
 			// placement may pick another.
 			return s.remoteSpawn(c, ch), func(c *actor.Context, v any, err error) {
 				ch.ended = err
 				if err == nil {
-					r := v.(actor.Ref)
-					s.setRef(ch, r)
-					if err := c.Link(r); err != nil {
-						// Not linked (its node is down again): nothing
-						// would tell of its end, so it ends here.
-						_ = c.Send(c.Self(), actor.Exited{From: r, Reason: err})
-					} else if ch.spec.Supervisor {
-						// Introduce itself as its parent (see adopt),
-						// behind the link on the same connection.
-						_ = c.Send(r, c.Self())
-					}
+					linked(c, v.(actor.Ref))
 				}
 				finish(c, err)
 			}

@@ -104,7 +104,23 @@ type drainJSON struct {
 	OK       bool       `json:"ok"`
 	Moved    int        `json:"moved"`
 	Children []moveJSON `json:"children"`
+	Roots    []rootJSON `json:"roots"`
 	Error    string     `json:"error,omitempty"`
+}
+
+// rootJSON is one application root's handover by `actord drain --json`.
+type rootJSON struct {
+	App   string `json:"app"`
+	To    string `json:"to,omitempty"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+func rootLine(r gateway.RootMove) string {
+	if err := r.Err(); err != nil {
+		return fmt.Sprintf("%s: root not handed over (it fails over when this daemon stops, its children restart): %v", r.App, err)
+	}
+	return fmt.Sprintf("%s: root handed over to %s, its children adopted where they run", r.App, r.To)
 }
 
 func drainUsage(w io.Writer, fs *flag.FlagSet) {
@@ -168,9 +184,16 @@ func drainRun(ctx context.Context, c *client.Client, o *appOpts, w io.Writer) er
 		return err
 	}
 	if o.json {
-		out := drainJSON{Version: 1, Node: r.Node, OK: err == nil, Moved: r.Moved(), Children: []moveJSON{}}
+		out := drainJSON{Version: 1, Node: r.Node, OK: err == nil, Moved: r.Moved(), Children: []moveJSON{}, Roots: []rootJSON{}}
 		for _, m := range r.Children {
 			out.Children = append(out.Children, moveOut(m))
+		}
+		for _, h := range r.Roots {
+			rj := rootJSON{App: h.App, To: h.To, OK: h.Err() == nil}
+			if e := h.Err(); e != nil {
+				rj.Error = e.Error()
+			}
+			out.Roots = append(out.Roots, rj)
 		}
 		if err != nil {
 			out.Error = err.Error()
@@ -183,8 +206,15 @@ func drainRun(ctx context.Context, c *client.Client, o *appOpts, w io.Writer) er
 	for _, m := range r.Children {
 		fmt.Fprintln(w, moveLine(m))
 	}
+	roots := 0
+	for _, h := range r.Roots {
+		fmt.Fprintln(w, rootLine(h))
+		if h.Err() == nil {
+			roots++
+		}
+	}
 	if err == nil {
-		fmt.Fprintf(w, "%s drained: %d of %d children moved\n", r.Node, r.Moved(), len(r.Children))
+		fmt.Fprintf(w, "%s drained: %d of %d children moved, %d of %d roots handed over\n", r.Node, r.Moved(), len(r.Children), roots, len(r.Roots))
 	}
 	return err
 }

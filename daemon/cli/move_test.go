@@ -144,7 +144,7 @@ func TestMoveAndDrainCommands(t *testing.T) {
 	var o, e bytes.Buffer
 	code = run([]string{"drain", cb}, &o, &e)
 	lines := strings.Split(strings.TrimSuffix(o.String(), "\n"), "\n")
-	summary := regexp.MustCompile(`^b drained: (\d+) of (\d+) children moved$`).FindStringSubmatch(lines[len(lines)-1])
+	summary := regexp.MustCompile(`^b drained: (\d+) of (\d+) children moved, 0 of 0 roots handed over$`).FindStringSubmatch(lines[len(lines)-1])
 	if code != 0 || summary == nil || e.Len() != 0 {
 		t.Fatalf("drain: exit %d, stdout %q, stderr %q", code, o.String(), e.String())
 	}
@@ -175,9 +175,10 @@ func TestMoveAndDrainCommands(t *testing.T) {
 			OK                   bool
 			Error                string
 		} `json:"children"`
+		Roots []struct{} `json:"roots"`
 	}
 	if code != 0 || json.Unmarshal(o.Bytes(), &dd) != nil || dd.Version != 1 || dd.Node != "b" || !dd.OK || dd.Moved != 0 ||
-		len(dd.Children) != plain {
+		len(dd.Children) != plain || dd.Roots == nil || len(dd.Roots) != 0 {
 		t.Fatalf("drain --json: exit %d, stdout %q, stderr %q", code, o.String(), e.String())
 	}
 	for _, c := range dd.Children {
@@ -187,5 +188,29 @@ func TestMoveAndDrainCommands(t *testing.T) {
 	}
 	if code := run([]string{"drain", "extra", cb}, &o, &e); code != 2 {
 		t.Fatalf("drain with an argument: exit %d", code)
+	}
+
+	// Drain a, which runs web's root: its children go to b or c, and the
+	// root is handed over.
+	o.Reset()
+	e.Reset()
+	code = run([]string{"drain", ca}, &o, &e)
+	lines = strings.Split(strings.TrimSuffix(o.String(), "\n"), "\n")
+	summary = regexp.MustCompile(`^a drained: (\d+) of (\d+) children moved, 1 of 1 roots handed over$`).FindStringSubmatch(lines[len(lines)-1])
+	if code != 0 || summary == nil || e.Len() != 0 {
+		t.Fatalf("drain of a: exit %d, stdout %q, stderr %q", code, o.String(), e.String())
+	}
+	roots := 0
+	for _, l := range lines[:len(lines)-1] {
+		switch {
+		case regexp.MustCompile(`^web: root handed over to [bc], its children adopted where they run$`).MatchString(l):
+			roots++
+		case regexp.MustCompile(`^web: [cp]\d (moved from a to [bc]|not moved, runs on a: .*no state handoff)`).MatchString(l):
+		default:
+			t.Fatalf("drain of a: line %q", l)
+		}
+	}
+	if roots != 1 {
+		t.Fatalf("drain of a: %d root lines in %q", roots, o.String())
 	}
 }

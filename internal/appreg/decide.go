@@ -145,7 +145,8 @@ func Plan(s *State, live []string, seen map[string]Observed, now time.Time, t Ti
 			if !ok || now.Before(o.At.Add(t.Wait(o.Lease))) {
 				continue
 			}
-		case a.Takeover && Rank(*a, target) < Rank(*a, a.Node):
+		case a.Takeover && Rank(*a, target) < Rank(*a, a.Node) && target != a.ReleasedBy:
+			// Not back to a node that released it: it is draining.
 		default:
 			continue
 		}

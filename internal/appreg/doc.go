@@ -6,7 +6,7 @@
 // # Parts
 //
 //   - State: the registry, changed only by Command values applied in raft
-//     log order (deploy, start, stop, remove, assign, renew). Apply is
+//     log order (deploy, start, stop, remove, assign, renew, release). Apply is
 //     deterministic; Marshal and UnmarshalState are the snapshot.
 //   - Replica: one member of the registry's raft group (etcd raft's
 //     RawNode, go.etcd.io/raft/v3). Like RawNode it is a state machine apart
@@ -56,6 +56,18 @@
 // that restarts, or restores a snapshot, takes every renewal in it as
 // applied at that moment: it can only wait longer. A renewal proposed by an
 // earlier process of the node (Config.Incarnation) gives no lease.
+//
+// A graceful release (Replica.Hold, then Release; OpRelease) moves the
+// assignment from its holder to a named node without the wait (3) when it
+// is clean: the holder proposed it after its instance stopped and after it
+// had itself waited out the earlier generations' leases, and every
+// accepted renewal of its generation was its own process's (checked at
+// apply). Then, when the release commits, nothing of that or an earlier
+// generation runs: the holder's renewals precede the release in the log
+// and cover no instance. Otherwise the next holder waits as after an
+// Assign. A lost or late release cannot make two instances: the holder
+// runs nothing once it holds, and a release of a generation that moved on
+// is refused.
 //
 // The guarantee assumes:
 //

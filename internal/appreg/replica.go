@@ -76,12 +76,27 @@ type Ready struct {
 }
 
 // Grant is an application this node may run now, until Until on its own
-// clock unless renewed.
+// clock unless renewed. Handover is what the release that made this
+// generation recorded (nil if none did).
 type Grant struct {
-	App   string
-	Spec  []byte
-	Gen   uint64
-	Until time.Time
+	App      string
+	Spec     []byte
+	Gen      uint64
+	Until    time.Time
+	Handover []byte
+}
+
+// ErrNotHolder is returned by Hold and Release for an application this
+// node does not hold (or no longer holds in the generation given).
+var ErrNotHolder = errors.New("appreg: not the holder")
+
+// release is a release this replica proposes until it is applied or the
+// generation moves on.
+type release struct {
+	gen      uint64
+	to       string
+	handover []byte
+	ended    bool
 }
 
 type pendingRenew struct {
@@ -137,6 +152,8 @@ type Replica struct {
 	seq       uint64
 	lastSent  map[string]time.Time
 	inflight  map[string]inflight
+	held      map[string]uint64  // generations this process stopped running for a release
+	releases  map[string]release // releases to propose (again) while their generation holds
 }
 
 func (c *Config) check() error {
@@ -185,6 +202,7 @@ func NewReplica(cfg Config, now time.Time) (*Replica, error) {
 		heard: map[uint64]time.Time{}, appended: map[uint64]time.Time{}, lastRenew: map[string]Observed{}, prev: map[string]Observed{},
 		seen: map[string]Observed{}, leases: map[string]Lease{}, pending: map[uint64]pendingRenew{},
 		lastSent: map[string]time.Time{}, inflight: map[string]inflight{},
+		held: map[string]uint64{}, releases: map[string]release{},
 	}
 	for _, m := range cfg.Members {
 		r.byID[m.ID] = m.Node
@@ -424,6 +442,14 @@ func (r *Replica) renew() {
 		if last, ok := r.lastSent[name]; ok && r.now.Before(last.Add(t.RenewEvery)) {
 			continue
 		}
+		if r.held[name] == a.Gen {
+			// Not renewed: it runs nowhere. A release not applied yet
+			// (lost, or its leader gone) is proposed again.
+			if rl, ok := r.releases[name]; ok && rl.gen == a.Gen && r.proposeRelease(name, rl) == nil {
+				r.lastSent[name] = r.now
+			}
+			continue
+		}
 		r.seq++
 		// Recorded before proposing: the lease counts from a time no later
 		// than any replica's applying the renewal.
@@ -464,14 +490,81 @@ func (r *Replica) plan() {
 }
 
 // MayRun says whether this node may run the application now (its clock):
-// see the package function MayRun.
+// see the package function MayRun. A generation this node holds for a
+// release (Hold) never may.
 func (r *Replica) MayRun(app string, now time.Time) bool {
 	r.advance(now)
 	a, ok := r.state.apps[app]
 	if !ok {
 		return false
 	}
+	if g, held := r.held[app]; held && g == a.Gen {
+		return false
+	}
 	return MayRun(*a, r.self, r.leases[app], r.prev[app], r.now, r.cfg.Timing)
+}
+
+// Hold is the first step of a graceful handover: from now on this process
+// neither runs (MayRun, Grants) nor renews the application in the
+// generation it holds, which it returns. The caller then stops the
+// instance it runs and calls Release with that generation.
+func (r *Replica) Hold(app string, now time.Time) (uint64, error) {
+	r.advance(now)
+	a, ok := r.state.apps[app]
+	if !ok || a.Desired != Running || a.Node != r.self || a.Gen == 0 {
+		return 0, fmt.Errorf("%w: %q", ErrNotHolder, app)
+	}
+	r.held[app] = a.Gen
+	delete(r.leases, app)
+	return a.Gen, nil
+}
+
+// Release proposes to give the application, held in generation gen
+// (Hold), to node to, with handover for its next holder; ended says
+// whether the caller knows that its instance has ended (if not, the
+// release is not clean). It is proposed again every RenewEvery until
+// applied or the generation moves on (a failover).
+//
+// The release is clean, and to may start without the lease wait, if this
+// process has waited out the leases of the earlier generations (MayRun's
+// condition 3): then, when the release commits, nothing of generation gen
+// or earlier runs. A renewal of gen is accepted only before the release in
+// the log, and the holder stopped before it proposed the release, so any
+// lease the holder counts has no instance left to cover. State.Apply
+// honours the claim only if every accepted renewal of gen was this
+// process's: another process of the node (an earlier one whose renewal
+// came late, a later one) may have run it. A release that is lost or late
+// changes nothing: the holder does not run the application meanwhile and
+// proposes the release again; if it is cut off, the leader moves the
+// application as from a dead holder (after the wait), and a release of a
+// generation that has moved on is rejected.
+func (r *Replica) Release(app string, gen uint64, to string, handover []byte, ended bool, now time.Time) error {
+	r.advance(now)
+	if r.held[app] != gen {
+		return fmt.Errorf("%w: %q is not held in generation %d", ErrNotHolder, app, gen)
+	}
+	a, ok := r.state.apps[app]
+	if !ok || a.Node != r.self || a.Gen != gen {
+		return fmt.Errorf("%w: %q of generation %d", ErrNotHolder, app, gen)
+	}
+	rl := release{gen: gen, to: to, handover: slices.Clone(handover), ended: ended}
+	if _, err := EncodeCommand(r.releaseCmd(app, rl)); err != nil {
+		return err
+	}
+	r.releases[app] = rl
+	r.lastSent[app] = r.now
+	return r.proposeRelease(app, rl)
+}
+
+func (r *Replica) releaseCmd(app string, rl release) Command {
+	p := r.prev[app]
+	clean := rl.ended && (p.At.IsZero() || !r.now.Before(p.At.Add(r.cfg.Timing.Wait(p.Lease))))
+	return Command{Op: OpRelease, App: app, Node: r.self, Gen: rl.gen, Inc: r.cfg.Incarnation,
+		To: rl.to, Clean: clean, Handover: rl.handover}
+}
+
+func (r *Replica) proposeRelease(app string, rl release) error {
+	return r.Propose(r.releaseCmd(app, rl), r.now)
 }
 
 // Grants lists the applications this node may run now, in name order. The
@@ -483,7 +576,11 @@ func (r *Replica) Grants(now time.Time) []Grant {
 	for _, name := range r.state.names() {
 		if r.MayRun(name, r.now) {
 			a := r.state.apps[name]
-			out = append(out, Grant{App: name, Spec: slices.Clone(a.Spec), Gen: a.Gen, Until: r.leases[name].Until})
+			g := Grant{App: name, Spec: slices.Clone(a.Spec), Gen: a.Gen, Until: r.leases[name].Until}
+			if a.HandoverGen == a.Gen {
+				g.Handover = slices.Clone(a.Handover)
+			}
+			out = append(out, g)
 		}
 	}
 	return out
@@ -628,10 +725,16 @@ func (r *Replica) apply(e *pb.Entry) {
 		return
 	}
 	switch c.Op {
-	case OpAssign:
+	case OpAssign, OpRelease:
 		if o, ok := r.lastRenew[c.App]; ok {
 			r.prev[c.App] = o
 		}
+		if a := r.state.apps[c.App]; c.Op == OpRelease && a.CleanGen == a.Gen {
+			// A clean release: nothing of an earlier generation runs
+			// (Release), no wait.
+			delete(r.prev, c.App)
+		}
+		delete(r.releases, c.App) // applied, or the generation moved on
 		d := r.cfg.Timing.Lease
 		if o, ok := r.lastRenew[c.App]; ok && o.Lease > d {
 			d = o.Lease

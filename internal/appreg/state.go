@@ -27,6 +27,9 @@ const (
 	MaxRecords = 4 * MaxApps
 	// MaxLease bounds the lease a renewal may ask for.
 	MaxLease = time.Hour
+	// MaxHandoverSize bounds what a release records for the next holder
+	// (Command.Handover, App.Handover).
+	MaxHandoverSize = 8 << 10
 	// MaxCommandSize bounds an encoded command.
 	MaxCommandSize = 2*MaxSpecSize + 4<<10
 	// MaxStateSize bounds an encoded state (a snapshot's data).
@@ -73,12 +76,13 @@ type Op uint8
 
 // The commands.
 const (
-	OpDeploy Op = iota + 1 // create or update an application, desired running
-	OpStart                // desired running
-	OpStop                 // desired stopped
-	OpRemove               // desired removed; spec and assignment dropped
-	OpAssign               // move the assignment: compare-and-set on Gen
-	OpRenew                // the holder renews its lease for (Node, Gen)
+	OpDeploy  Op = iota + 1 // create or update an application, desired running
+	OpStart                 // desired running
+	OpStop                  // desired stopped
+	OpRemove                // desired removed; spec and assignment dropped
+	OpAssign                // move the assignment: compare-and-set on Gen
+	OpRenew                 // the holder renews its lease for (Node, Gen)
+	OpRelease               // the holder of (Node, Gen) hands the application to To
 )
 
 // String names the command.
@@ -96,6 +100,8 @@ func (o Op) String() string {
 		return "assign"
 	case OpRenew:
 		return "renew"
+	case OpRelease:
+		return "release"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -125,6 +131,16 @@ type Command struct {
 	Lease time.Duration `json:"lease,omitempty"`
 	Inc   uint64        `json:"inc,omitempty"`
 	Seq   uint64        `json:"seq,omitempty"`
+	// Release: the holder (Node, Gen, its incarnation Inc) gives the
+	// assignment to To (generation Gen+1). Clean claims that no instance
+	// of this or an earlier generation runs any more, so To may start
+	// without waiting for the holder's lease (see Replica.Release; the
+	// claim is honoured only if every renewal of Gen was Inc's).
+	// Handover is opaque to the registry: what the next holder needs to
+	// take over (at most MaxHandoverSize bytes).
+	To       string `json:"to,omitempty"`
+	Clean    bool   `json:"clean,omitempty"`
+	Handover []byte `json:"handover,omitempty"`
 }
 
 // App is an application's record.
@@ -143,12 +159,27 @@ type App struct {
 	RenewGen  uint64        `json:"renew_gen,omitempty"`
 	LastLease time.Duration `json:"last_lease,omitempty"`
 	Renewals  uint64        `json:"renewals,omitempty"`
+	// RenewInc is the incarnation of the accepted renewals of RenewGen;
+	// MixedInc is set when they came from more than one (a restart of the
+	// holder's process): a release then cannot vouch for them all.
+	RenewInc uint64 `json:"renew_inc,omitempty"`
+	MixedInc bool   `json:"mixed_inc,omitempty"`
+	// The last release: Handover is what it recorded for the holder of
+	// generation HandoverGen; CleanGen is HandoverGen if the release was
+	// clean (its holder may start without the wait); ReleasedBy is the
+	// node that released (takeover does not move the application back to
+	// it).
+	Handover    []byte `json:"handover,omitempty"`
+	HandoverGen uint64 `json:"handover_gen,omitempty"`
+	CleanGen    uint64 `json:"clean_gen,omitempty"`
+	ReleasedBy  string `json:"released_by,omitempty"`
 }
 
 func (a *App) clone() *App {
 	c := *a
 	c.Spec = slices.Clone(a.Spec)
 	c.Prefer = slices.Clone(a.Prefer)
+	c.Handover = slices.Clone(a.Handover)
 	return &c
 }
 
@@ -236,6 +267,13 @@ func (c *Command) Validate() error {
 		if !validName(c.Node) || c.Gen == 0 || c.Lease <= 0 || c.Lease > MaxLease {
 			return fmt.Errorf("%w: renew needs a node, a generation and a lease in (0, %v]", ErrMalformed, MaxLease)
 		}
+	case OpRelease:
+		if !validName(c.Node) || !validName(c.To) || c.To == c.Node || c.Gen == 0 {
+			return fmt.Errorf("%w: release needs the holder, a generation and another node", ErrMalformed)
+		}
+		if len(c.Handover) > MaxHandoverSize {
+			return fmt.Errorf("%w: handover of %d bytes (max %d)", ErrTooLarge, len(c.Handover), MaxHandoverSize)
+		}
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrMalformed, c.Op)
 	}
@@ -318,6 +356,7 @@ func (s *State) Apply(idx uint64, c Command) error {
 	case OpRemove:
 		a.Desired = Removed
 		a.Spec, a.Prefer, a.Takeover, a.Node = nil, nil, false, ""
+		a.Handover, a.ReleasedBy = nil, ""
 		s.live--
 	case OpAssign:
 		if c.Gen != a.Gen {
@@ -336,9 +375,32 @@ func (s *State) Apply(idx uint64, c Command) error {
 		if a.Desired != Running {
 			return fmt.Errorf("%w: renew %q", ErrNotRunning, c.App)
 		}
+		if a.RenewGen != c.Gen {
+			a.RenewInc, a.MixedInc = c.Inc, false
+		} else if a.RenewInc != c.Inc {
+			a.MixedInc = true
+		}
 		a.RenewGen = c.Gen
 		a.LastLease = c.Lease
 		a.Renewals++
+	case OpRelease:
+		if c.Node != a.Node || c.Gen != a.Gen {
+			return fmt.Errorf("%w: release %q by %q of generation %d (assigned to %q, generation %d)",
+				ErrNotAssigned, c.App, c.Node, c.Gen, a.Node, a.Gen)
+		}
+		if a.Desired != Running {
+			return fmt.Errorf("%w: release %q", ErrNotRunning, c.App)
+		}
+		// The holder vouches only for its own process: a renewal of this
+		// generation by another (an earlier process of the node whose
+		// renewal came late, or a later one) may have let that one run.
+		clean := c.Clean && a.RenewGen == c.Gen && a.RenewInc == c.Inc && !a.MixedInc
+		a.Node = c.To
+		a.Gen++
+		a.Handover, a.HandoverGen, a.ReleasedBy = slices.Clone(c.Handover), a.Gen, c.Node
+		if clean {
+			a.CleanGen = a.Gen
+		}
 	}
 	return nil
 }
@@ -385,7 +447,8 @@ func UnmarshalState(b []byte) (*State, error) {
 	s.index = st.Index
 	for _, a := range st.Apps {
 		if a == nil || !validName(a.Name) || s.apps[a.Name] != nil || a.Desired < Running || a.Desired > Removed ||
-			len(a.Spec) > MaxSpecSize || len(a.Prefer) > MaxPrefer || len(a.Node) > MaxNameLen {
+			len(a.Spec) > MaxSpecSize || len(a.Prefer) > MaxPrefer || len(a.Node) > MaxNameLen ||
+			len(a.Handover) > MaxHandoverSize || len(a.ReleasedBy) > MaxNameLen {
 			return nil, fmt.Errorf("%w: state: bad record", ErrMalformed)
 		}
 		s.apps[a.Name] = a

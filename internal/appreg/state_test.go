@@ -133,7 +133,10 @@ func TestDecodeCommandRejects(t *testing.T) {
 func randomCommand(rng *rand.Rand) Command {
 	app := fmt.Sprint("app", rng.IntN(5))
 	node := fmt.Sprint("n", rng.IntN(3))
-	switch rng.IntN(6) {
+	switch rng.IntN(7) {
+	case 5:
+		return Command{Op: OpRelease, App: app, Node: node, Gen: uint64(rng.IntN(3)) + 1, To: fmt.Sprint("n", 3+rng.IntN(2)),
+			Inc: uint64(rng.IntN(2)) + 1, Clean: rng.IntN(2) == 0, Handover: []byte{byte(rng.IntN(256))}}
 	case 0:
 		return Command{Op: OpDeploy, App: app, Spec: []byte{byte(rng.IntN(256))}, Prefer: []string{node}, Takeover: rng.IntN(2) == 0}
 	case 1:
@@ -145,7 +148,7 @@ func randomCommand(rng *rand.Rand) Command {
 	case 4:
 		return Command{Op: OpAssign, App: app, Node: node, Gen: uint64(rng.IntN(3))}
 	}
-	return Command{Op: OpRenew, App: app, Node: node, Gen: uint64(rng.IntN(3)), Lease: time.Second}
+	return Command{Op: OpRenew, App: app, Node: node, Gen: uint64(rng.IntN(3)), Lease: time.Second, Inc: uint64(rng.IntN(2)) + 1}
 }
 
 // The same commands give the same bytes; a snapshot restores the same state,

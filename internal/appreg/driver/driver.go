@@ -56,6 +56,33 @@ type Propose struct {
 	Cmd appreg.Command
 }
 
+// Release asks the driver to hand an application that runs here over to
+// node To (appreg.Replica.Hold, then Release): the driver stops renewing
+// and starting it, has the Runner end its instance (Handoverer), and
+// proposes the release with what the Runner recorded for the next holder.
+// The reply, once proposed, is the generation released (a uint64), or the
+// error (ErrNotRunningHere, ErrNotAllowed for a Runner that is no
+// Handoverer). The release is proposed again until it commits or the
+// generation moves on: watch the registry (GetStatus) for the outcome.
+type Release struct {
+	App, To string
+}
+
+// ErrNotRunningHere is the reply to a Release of an application that
+// does not run on this node.
+var ErrNotRunningHere = errors.New("appreg driver: the application does not run here")
+
+// Handoverer may be implemented by a Runner, for Release: HandOver ends
+// the application's instance for a handover and calls done, on the
+// driver's loop (a continuation of the driver's own context), with what
+// to record for the next holder (at most appreg.MaxHandoverSize bytes) and
+// whether the instance has ended (stopped: its Terminate ran, or it was
+// killed and is dead). A release whose instance is not known to have
+// ended is proposed as not clean: the next holder waits for the lease.
+type Handoverer interface {
+	HandOver(c *actor.Context, app string, done func(c *actor.Context, handover []byte, ended bool))
+}
+
 // GetStatus asks for a Status.
 type GetStatus struct{}
 
@@ -356,6 +383,17 @@ func (d *driver) Receive(c *actor.Context, msg any) (any, error) {
 			return nil, nil
 		}
 		d.step(c, pm, from)
+	case Release:
+		rep := c.Defer()
+		if d.busy {
+			if len(d.queue) >= MaxQueued {
+				rep.Reply(nil, ErrBusy)
+				return nil, nil
+			}
+			d.queue = append(d.queue, queued{msg: m, rep: rep})
+			return nil, nil
+		}
+		d.release(c, m, rep)
 	case Propose, GetStatus:
 		if d.busy {
 			if len(d.queue) >= MaxQueued {
@@ -392,6 +430,50 @@ func (d *driver) request(c *actor.Context, msg any) (any, error) {
 		return Status{Leader: d.r.Leader(), Term: d.r.Term(), Apps: d.r.State().Apps(), Running: sortedKeys(d.running)}, nil
 	}
 	return nil, nil
+}
+
+// release carries out a Release: the replica is not busy.
+func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
+	h, ok := d.cfg.Runner.(Handoverer)
+	if !ok {
+		rep.Reply(nil, fmt.Errorf("%w: the runner cannot hand over", ErrNotAllowed))
+		return
+	}
+	gen, running := d.running[m.App]
+	if !running {
+		rep.Reply(nil, fmt.Errorf("%w: %q", ErrNotRunningHere, m.App))
+		return
+	}
+	check := appreg.Command{Op: appreg.OpRelease, App: m.App, Node: d.r.Node(), Gen: gen, To: m.To}
+	if err := check.Validate(); err != nil {
+		rep.Reply(nil, err)
+		return
+	}
+	if g, err := d.r.Hold(m.App, c.Now()); err != nil || g != gen {
+		rep.Reply(nil, fmt.Errorf("%w: %q (generation %d): %v", ErrNotRunningHere, m.App, gen, err))
+		return
+	}
+	// Neither renewed, started nor stopped here from now on: the Runner
+	// ends it.
+	delete(d.running, m.App)
+	delete(d.until, m.App)
+	r := d.r
+	h.HandOver(c, m.App, func(c *actor.Context, handover []byte, ended bool) {
+		if d.r != r { // a newer instance of the driver: its replica holds nothing
+			rep.Reply(nil, ErrNoReplica)
+			return
+		}
+		err := d.r.Release(m.App, gen, m.To, handover, ended, c.Now())
+		if errors.Is(err, appreg.ErrNoLeader) {
+			err = nil // proposed again at the next renewal time
+		}
+		if err != nil {
+			rep.Reply(nil, err)
+		} else {
+			rep.Reply(gen, nil)
+		}
+		_ = d.kick(c)
+	})
 }
 
 // kick takes the replica's output: at once on the loop, or (OffLoop) on
@@ -446,6 +528,10 @@ func (d *driver) drain(c *actor.Context) {
 	for _, in := range q {
 		if in.step != nil {
 			d.step(c, in.step, in.from)
+			continue
+		}
+		if m, ok := in.msg.(Release); ok {
+			d.release(c, m, in.rep)
 			continue
 		}
 		v, err := d.request(c, in.msg)

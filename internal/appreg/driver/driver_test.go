@@ -31,6 +31,7 @@ type tracker struct {
 	running    map[string][]string // app -> nodes running it
 	starts     map[string]int
 	violations []string
+	handovers  map[string]string // app -> the handover its last start was granted with
 }
 
 type runner struct {
@@ -44,12 +45,23 @@ func (r runner) Start(_ *actor.Context, g appreg.Grant) {
 	}
 	r.t.running[g.App] = append(r.t.running[g.App], r.node)
 	r.t.starts[g.App]++
+	if r.t.handovers == nil {
+		r.t.handovers = map[string]string{}
+	}
+	r.t.handovers[g.App] = string(g.Handover)
 	r.t.w.Logf("%s starts %s (generation %d)", r.node, g.App, g.Gen)
 }
 
 func (r runner) Stop(_ *actor.Context, app string) {
 	r.t.running[app] = slices.DeleteFunc(r.t.running[app], func(n string) bool { return n == r.node })
 	r.t.w.Logf("%s stops %s", r.node, app)
+}
+
+// HandOver implements Handoverer: the instance ends at once, and records
+// where it ran.
+func (r runner) HandOver(c *actor.Context, app string, done func(*actor.Context, []byte, bool)) {
+	r.Stop(c, app)
+	done(c, []byte("from "+r.node), true)
 }
 
 type simCluster struct {
@@ -766,4 +778,41 @@ func TestOffLoopLeaseEndsDuringAWrite(t *testing.T) {
 	}
 	next("stop x") // within the lease and a tick, the write still hanging
 	close(st.gate)
+}
+
+// A graceful release over the simulated network: the application moves to
+// the node named at once, without the lease wait, with the handover, and
+// never runs twice.
+func TestSimReleaseHandsOver(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			c := newSimCluster(t, 40+seed, 3)
+			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1", "n2"}, Takeover: true})
+			c.runUntil("a on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+			n1 := c.node("n1")
+			if _, err := n1.Ask(c.drivers["n1"], Release{App: "b", To: "n3"}, time.Second); !errors.Is(err, ErrNotRunningHere) {
+				c.fail("release of an application not running here: %v", err)
+			}
+			start := c.w.Elapsed()
+			v, err := n1.Ask(c.drivers["n1"], Release{App: "a", To: "n3"}, time.Second)
+			if err != nil {
+				c.fail("release: %v", err)
+			}
+			if v.(uint64) != 1 {
+				c.fail("released generation %v, want 1", v)
+			}
+			c.runUntil("a on n3", 20*time.Second, func() bool { return c.runsOn("a", "n3") })
+			if took, wait := c.w.Elapsed()-start, simTiming.Wait(simTiming.Lease); took >= wait/2 {
+				c.fail("handover took %v, a failover waits %v", took, wait)
+			}
+			if h := c.tr.handovers["a"]; h != "from n1" {
+				c.fail("n3 was granted a with handover %q", h)
+			}
+			c.w.Run(5 * time.Second) // takeover does not move it back to n1
+			c.checkNoViolation()
+			if !c.runsOn("a", "n3") || c.tr.starts["a"] != 2 {
+				c.fail("after the handover: running %v, %d starts", c.tr.running, c.tr.starts["a"])
+			}
+		})
+	}
 }

@@ -1,0 +1,421 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/appreg"
+	"github.com/actord/actord/internal/appreg/driver"
+	"github.com/actord/actord/supervisor"
+)
+
+// Handing an application's root over to another daemon without restarting
+// its children (docs/supervision.md, "Applications"):
+//
+//  1. the driver holds the application (no renewal, no restart here) and
+//     asks the runner to end the root for a handover (HandOver);
+//  2. the root lets go of its children (supervisor.Detach); the gateway of
+//     each child's daemon unties it from the root and holds it for
+//     handoverHold (holdTie): the root's end no longer kills it;
+//  3. the root stops; the driver proposes the release (appreg OpRelease)
+//     with the children's refs (handoverChild, bounded by
+//     appreg.MaxHandoverSize), clean if the root has ended;
+//  4. the new holder's root is started with those refs (Spec.Adopt): each
+//     child still held is tied to it (adoptTie) and linked, no start run;
+//     one that has gone is started afresh. A held child that no root
+//     adopts within handoverHold is killed by its gateway.
+
+// handoverHold bounds how long a child let go of by its root for a
+// handover runs without one: the new root must adopt it within that time
+// (its start waits for the release to commit, a lease renewal, and the
+// gateways: about a second or two). A var: tests shorten it.
+var handoverHold = time.Minute
+
+// handoverStep bounds each step of a root's handover on its daemon: the
+// Detach, and the holds asked of the children's gateways.
+const handoverStep = 10 * time.Second
+
+// holdTie asks the gateway of a child's daemon to untie Kid from its root
+// Owner and hold it for a handover (handoverHold); only a sender on
+// Owner's daemon is answered.
+type holdTie struct {
+	Kid, Owner actor.Ref
+}
+
+// adoptTie asks the gateway of a held child's daemon to tie Kid to Owner,
+// the new root; only a sender on Owner's daemon is answered.
+type adoptTie struct {
+	Kid, Owner actor.Ref
+}
+
+// handoverLocal carries a holdTie or adoptTie to this daemon's own
+// gateway: a local message only (its type is not registered on the node),
+// so a remote sender cannot pass for a local one.
+type handoverLocal struct{ Msg any }
+
+// errNotOwnersNode refuses a holdTie or adoptTie from elsewhere than the
+// owner's daemon.
+var errNotOwnersNode = errors.New("not sent from the owner's daemon")
+
+// fromOwnersNode reports whether c's sender, of another daemon, is on
+// owner's.
+func (g *Gateway) fromOwnersNode(c *actor.Context, owner actor.Ref) bool {
+	s := c.Sender()
+	if !s.IsRemote() || !owner.IsRemote() {
+		return false
+	}
+	sn, _, _, ok1 := g.d.node.ExportRef(s)
+	on, _, _, ok2 := g.d.node.ExportRef(owner)
+	return ok1 && ok2 && sn == on
+}
+
+// handoverCall answers a holdTie or adoptTie (from another daemon, or in
+// a handoverLocal from this one), on the gateway's loop.
+func (g *Gateway) handoverCall(c *actor.Context, msg any) (any, error) {
+	local := false
+	if l, ok := msg.(handoverLocal); ok {
+		msg, local = l.Msg, true
+	}
+	switch m := msg.(type) {
+	case holdTie:
+		if local && m.Owner.IsRemote() || !local && !g.fromOwnersNode(c, m.Owner) {
+			return nil, errNotOwnersNode
+		}
+		return nil, g.ties.hold(c, m.Owner, m.Kid, handoverHold)
+	case adoptTie:
+		if local && m.Owner.IsRemote() || !local && !g.fromOwnersNode(c, m.Owner) {
+			return nil, errNotOwnersNode
+		}
+		return nil, g.ties.adopt(c, m.Owner, m.Kid)
+	case heldExpired:
+		if !c.Sender().IsZero() { // this gateway's own timer only
+			return nil, nil
+		}
+		g.ties.expire(c, m)
+	}
+	return nil, nil
+}
+
+// askGateway asks the gateway of the daemon named node a holdTie or
+// adoptTie.
+func (d *Daemon) askGateway(ctx context.Context, node string, msg any) error {
+	gw, ok := d.gatewayOf(node)
+	if !ok {
+		return fmt.Errorf("no gateway known for %s", node)
+	}
+	if node == d.cfg.Name {
+		msg = handoverLocal{Msg: msg}
+	}
+	_, err := d.sys.Ask(ctx, gw, msg)
+	return err
+}
+
+// handoverChild is a child a root let go of, as its release records it
+// for the next root: its ID and kind, and its ref as capability parts
+// (remote.Node.ExportRef).
+type handoverChild struct {
+	ID   string       `json:"id"`
+	Kind string       `json:"kind"`
+	Node string       `json:"node"`
+	Addr string       `json:"addr"`
+	Wire actor.WireID `json:"wire"`
+}
+
+// maxHandoverChildren bounds the children a handover decodes.
+const maxHandoverChildren = 256
+
+// encodeHandover encodes the records, as many as fit in
+// appreg.MaxHandoverSize (in order), and returns the ones encoded.
+func encodeHandover(recs []handoverChild) ([]byte, []handoverChild) {
+	recs = recs[:min(len(recs), maxHandoverChildren)]
+	for n := len(recs); n > 0; n-- {
+		b, err := json.Marshal(recs[:n])
+		if err == nil && len(b) <= appreg.MaxHandoverSize {
+			return b, recs[:n]
+		}
+	}
+	return nil, nil
+}
+
+// decodeHandover decodes what a release recorded; it came through the
+// registry's log, written by members, and is checked all the same.
+func decodeHandover(b []byte) ([]handoverChild, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b) > appreg.MaxHandoverSize {
+		return nil, fmt.Errorf("handover of %d bytes (max %d)", len(b), appreg.MaxHandoverSize)
+	}
+	var recs []handoverChild
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return nil, err
+	}
+	if len(recs) > maxHandoverChildren {
+		return nil, fmt.Errorf("%d children in a handover (max %d)", len(recs), maxHandoverChildren)
+	}
+	return recs, nil
+}
+
+// handoverRecords makes the records of the children a root let go of, as
+// many as a release can carry.
+func (d *Daemon) handoverRecords(kids []supervisor.Detached, slots map[string]*childSlot) []handoverChild {
+	var recs []handoverChild
+	for _, k := range kids {
+		s := slots[k.ID]
+		if s == nil {
+			continue
+		}
+		node, addr, wire, ok := d.node.ExportRef(k.Ref)
+		if !ok {
+			continue
+		}
+		recs = append(recs, handoverChild{ID: k.ID, Kind: s.current(), Node: node, Addr: addr, Wire: wire})
+	}
+	_, recs = encodeHandover(recs)
+	return recs
+}
+
+// gatewayOf returns the gateway of the daemon named node (this one's
+// included).
+func (d *Daemon) gatewayOf(node string) (actor.Ref, bool) {
+	if node == d.cfg.Name {
+		return d.gw.ref, true
+	}
+	d.gw.mu.Lock()
+	defer d.gw.mu.Unlock()
+	p, ok := d.gw.peers[node]
+	return p.ref, ok && !p.ref.IsZero()
+}
+
+// holdChildren asks the gateway of each child's daemon to hold it, at
+// once for all, and returns the records of those held: the others end
+// with the root, as without a handover.
+func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[string]actor.Ref) []handoverChild {
+	ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
+	defer cancel()
+	held := make([]bool, len(recs))
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := d.askGateway(ctx, rec.Node, holdTie{Kid: refs[rec.ID], Owner: root})
+			held[i] = err == nil
+			if err != nil {
+				d.log.Warn("applications: a child was not held for its root's handover; it ends with the root", "child", rec.ID, "node", rec.Node, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	var out []handoverChild
+	for i, rec := range recs {
+		if held[i] {
+			out = append(out, rec)
+		}
+	}
+	if handoverHeldHook != nil {
+		handoverHeldHook(out)
+	}
+	return out
+}
+
+// handoverHeldHook, if set (tests), is called with the children held for
+// a handover, before the root stops.
+var handoverHeldHook func([]handoverChild)
+
+// HandOver implements driver.Handoverer: the root lets go of its
+// children, their daemons hold them, and the root stops; done gets the
+// records of the children held.
+func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Context, []byte, bool)) {
+	inst := r.insts[app]
+	delete(r.insts, app)
+	if inst == nil || inst.ref.IsZero() {
+		done(c, nil, true) // no root runs (between restarts)
+		return
+	}
+	root := inst.ref
+	r.d.apps.dropLive(app, root)
+	if r.handing == nil {
+		r.handing = map[actor.Ref]*appInstance{}
+	}
+	r.handing[root] = inst
+	c.AskTimeout(root, supervisor.Detach{}, handoverStep).Then(func(c *actor.Context, v any, err error) {
+		kids, _ := v.([]supervisor.Detached)
+		if err != nil {
+			r.log.Warn("applications: the root did not let go of its children; they end with it", "app", app, "err", err)
+		}
+		recs := r.d.handoverRecords(kids, inst.slots)
+		refs := map[string]actor.Ref{}
+		for _, k := range kids {
+			refs[k.ID] = k.Ref
+		}
+		p, settle := c.ExternalPromise()
+		go func() { settle(r.d.holdChildren(root, recs, refs), nil) }()
+		p.Then(func(c *actor.Context, v any, _ error) {
+			held, _ := v.([]handoverChild)
+			enc, _ := encodeHandover(held)
+			inst.cluster.close()
+			_ = c.Unlink(root)
+			t := r.stopAfter
+			if t <= 0 {
+				t = -1
+			}
+			c.StopAsync(root, actor.ErrShutdown, t).Then(func(c *actor.Context, _ any, err error) {
+				delete(r.handing, root)
+				// Ended only if the stop was acknowledged: a stop
+				// that turned into a kill has not happened yet.
+				done(c, enc, err == nil)
+			})
+		})
+	})
+}
+
+// adoptions turns what a release recorded into the children the new
+// root adopts: those whose slot makes the same kind.
+func (r *appRunner) adoptions(app string, b []byte, slots map[string]*childSlot) map[string]supervisor.Detached {
+	recs, err := decodeHandover(b)
+	if err != nil {
+		r.log.Warn("applications: unusable handover; children start afresh", "app", app, "err", err)
+		return nil
+	}
+	out := map[string]supervisor.Detached{}
+	for _, rec := range recs {
+		s := slots[rec.ID]
+		if s == nil || s.current() != rec.Kind {
+			continue
+		}
+		ref, err := r.d.node.ImportRef(rec.Node, rec.Addr, rec.Wire)
+		if err != nil {
+			continue
+		}
+		out[rec.ID] = supervisor.Detached{ID: rec.ID, Ref: ref, Node: rec.Addr}
+	}
+	return out
+}
+
+// AdoptAsync implements supervisor.Adopter: the gateway of the child's
+// daemon ties it to the new root, if it still holds it.
+func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, done func(error)) {
+	go func() {
+		node := a.d.cfg.Name
+		if child.IsRemote() {
+			n, _, _, ok := a.d.node.ExportRef(child)
+			if !ok {
+				done(errNotHeld)
+				return
+			}
+			node = n
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done(a.d.askGateway(ctx, node, adoptTie{Kid: child, Owner: owner}))
+	}()
+}
+
+// RootHandover is the outcome of one root's handover (handOverRoots).
+type RootHandover struct {
+	App string
+	To  string // the daemon it was given to
+	Gen uint64 // the generation released; the new holder's is Gen+1
+	Err error  // nil once the registry moved it
+}
+
+// errNoSuccessor means no other live registry member can take a root.
+var errNoSuccessor = errors.New("no other live registry member to hand the root to")
+
+// handOverRoots hands every application root that runs on this daemon to
+// another live registry member (its first live preferred one, else the
+// least loaded), without restarting the children: see the start of this
+// file. It returns once the registry has moved each (or ctx ends); the
+// new roots adopt the children on their daemons shortly after. A root not
+// handed over (an error) keeps the usual failover when this daemon stops.
+func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
+	st, err := d.apps.status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ref := d.apps.driverRef()
+	var live []string
+	for _, m := range d.agent.Members() {
+		if !m.Self && d.apps.isMember(m.Name) {
+			live = append(live, m.Name)
+		}
+	}
+	slices.Sort(live)
+	load := map[string]int{}
+	for _, a := range st.Apps {
+		if a.Desired == appreg.Running && a.Node != "" {
+			load[a.Node]++
+		}
+	}
+	var out []RootHandover
+	var errs []error
+	for _, app := range st.Running {
+		h := RootHandover{App: app, To: successor(st, app, live, load)}
+		if h.To == "" {
+			h.Err = errNoSuccessor
+		} else if v, err := d.sys.Ask(ctx, ref, driver.Release{App: app, To: h.To}); err != nil {
+			h.Err = err
+		} else {
+			h.Gen, _ = v.(uint64)
+			load[h.To]++
+		}
+		out = append(out, h)
+	}
+	for i := range out {
+		h := &out[i]
+		for h.Err == nil {
+			st, err := d.apps.status(ctx)
+			if err == nil && moved(st, h.App, h.Gen) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				h.Err = fmt.Errorf("the release of %q did not commit: %w", h.App, ctx.Err())
+			case <-time.After(20 * time.Millisecond): // polling the registry, which has no watch
+			}
+		}
+		if h.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h.App, h.Err))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// successor picks the daemon to hand app's root to.
+func successor(st driver.Status, app string, live []string, load map[string]int) string {
+	var rec appreg.App
+	for _, a := range st.Apps {
+		if a.Name == app {
+			rec = a
+		}
+	}
+	for _, p := range rec.Prefer {
+		if slices.Contains(live, p) {
+			return p
+		}
+	}
+	best := ""
+	for _, n := range live {
+		if best == "" || load[n] < load[best] {
+			best = n
+		}
+	}
+	return best
+}
+
+// moved reports whether the registry has moved app past generation gen.
+func moved(st driver.Status, app string, gen uint64) bool {
+	for _, a := range st.Apps {
+		if a.Name == app {
+			return a.Gen > gen
+		}
+	}
+	return true // removed meanwhile
+}
