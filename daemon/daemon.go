@@ -91,8 +91,8 @@ type Daemon struct {
 	// movers (handoff.go).
 	handoffs map[string]KindHandoff
 	holds    holdTable
-	bus       *event.Bus
-	ev        *daemonEvents
+	bus      *event.Bus
+	ev       *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte

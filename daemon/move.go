@@ -54,7 +54,6 @@ type appEvacuated struct {
 	Result   gateway.AppResult
 }
 
-
 // moveCall answers a MoveChild on a goroutine of its own.
 func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
