@@ -70,11 +70,16 @@ type moveFixture struct {
 }
 
 func (f *moveFixture) config(t *testing.T, name string, seeds ...string) Config {
+	return f.configOf(t, name, name == "c", seeds...)
+}
+
+// configOf is config with the binary's version chosen: v2, the new one.
+func (f *moveFixture) configOf(t *testing.T, name string, v2 bool, seeds ...string) Config {
 	c := testConfig(t, name, seeds...)
 	is := func(v *atomic.Value, s string) bool { x, _ := v.Load().(string); return x != "" && x == s }
 	c.Kinds = Kinds{
 		"tally": Kind(func(a tallyArgs) (actor.Factory, error) {
-			if name == "c" {
+			if v2 {
 				return func() actor.Actor { return &tallyV2{name: a.Name, since: "fresh"} }, nil
 			}
 			return func() actor.Actor { return &tally{name: a.Name} }, nil
@@ -83,7 +88,7 @@ func (f *moveFixture) config(t *testing.T, name string, seeds ...string) Config 
 			return func() actor.Actor { return &tally{name: a.Name} }, nil
 		}),
 	}
-	if name == "c" {
+	if v2 {
 		c.Handoffs = []KindHandoff{Handoff("tally",
 			func(a *tallyV2) (tallyStateV2, error) { return tallyStateV2{Name: a.name, N: a.n, Since: a.since}, nil },
 			func(s tallyStateV2) (*tallyV2, error) {
