@@ -242,6 +242,7 @@ type queued struct {
 	size int
 	msg  any
 	rep  *actor.Reply
+	run  func(*actor.Context) // the rest of a Release (rep is its reply)
 }
 
 // New returns the driver's factory.
@@ -463,17 +464,32 @@ func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
 			rep.Reply(nil, ErrNoReplica)
 			return
 		}
-		err := d.r.Release(m.App, gen, m.To, handover, ended, c.Now())
-		if errors.Is(err, appreg.ErrNoLeader) {
-			err = nil // proposed again at the next renewal time
+		if d.busy {
+			// The Runner ended the instance while a Ready runs on the
+			// pool with the replica: propose once it is done. Not
+			// bounded by MaxQueued: one per Release already taken.
+			d.queue = append(d.queue, queued{rep: rep, run: func(c *actor.Context) {
+				d.proposeRelease(c, m, gen, handover, ended, rep)
+			}})
+			return
 		}
-		if err != nil {
-			rep.Reply(nil, err)
-		} else {
-			rep.Reply(gen, nil)
-		}
+		d.proposeRelease(c, m, gen, handover, ended, rep)
 		_ = d.kick(c)
 	})
+}
+
+// proposeRelease proposes the release of m.App, held in generation gen,
+// once the Runner has ended it: the replica is not busy.
+func (d *driver) proposeRelease(c *actor.Context, m Release, gen uint64, handover []byte, ended bool, rep *actor.Reply) {
+	err := d.r.Release(m.App, gen, m.To, handover, ended, c.Now())
+	if errors.Is(err, appreg.ErrNoLeader) {
+		err = nil // proposed again at the next renewal time
+	}
+	if err != nil {
+		rep.Reply(nil, err)
+		return
+	}
+	rep.Reply(gen, nil)
 }
 
 // kick takes the replica's output: at once on the loop, or (OffLoop) on
@@ -528,6 +544,10 @@ func (d *driver) drain(c *actor.Context) {
 	for _, in := range q {
 		if in.step != nil {
 			d.step(c, in.step, in.from)
+			continue
+		}
+		if in.run != nil {
+			in.run(c)
 			continue
 		}
 		if m, ok := in.msg.(Release); ok {
