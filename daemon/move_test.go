@@ -650,3 +650,65 @@ func TestSpawnImportBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainWaitsForAStartingApplication: right after a root's handover
+// (or failover) the application is "starting" in the registry's list
+// until its new holder's renewal is applied, by the draining daemon's
+// replica too, while its children run on. A drain that lists it so then
+// waits for it to run and moves its children, rather than skip it and
+// leave them to die with the daemon. The replica's lag (a heartbeat or
+// two) is made certain here by listing the application as starting once.
+func TestDrainWaitsForAStartingApplication(t *testing.T) {
+	f := &moveFixture{}
+	a, _, c := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onC []string
+	for id, k := range kids {
+		if k.node == "c" {
+			onC = append(onC, id)
+		}
+	}
+	if len(onC) == 0 {
+		t.Fatal("no child of store runs on c: the test needs one")
+	}
+	eventually(t, 20*time.Second, "c lists store as running", func() bool {
+		info, ok := appOn(t, c, "store")
+		return ok && info.State == "running"
+	})
+	var lagged atomic.Int32
+	drainListHook = func(l *gateway.AppList) {
+		for i := range l.Apps {
+			if l.Apps[i].Spec.Name == "store" && lagged.Add(1) == 1 {
+				l.Apps[i].State = "starting"
+			}
+		}
+	}
+	t.Cleanup(func() { drainListHook = nil })
+	res := c.Drain(context.Background())
+	if err := res.Result.Err(); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if lagged.Load() == 0 {
+		t.Fatalf("the drain did not list the applications: %+v", res)
+	}
+	for _, id := range onC {
+		i := slices.IndexFunc(res.Children, func(m gateway.MoveResult) bool { return m.Child == id })
+		if i < 0 {
+			t.Fatalf("%s ran on c and was not moved by its drain (it skipped the starting application): %+v", id, res.Children)
+		}
+		if err := res.Children[i].Err(); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	if kids, err = placed(a, "store"); err != nil {
+		t.Fatal(err)
+	}
+	for id, k := range kids {
+		if k.node == "c" {
+			t.Fatalf("%s still runs on c after its drain", id)
+		}
+	}
+}
