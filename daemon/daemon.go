@@ -482,6 +482,8 @@ func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 				}
 			}
 		}
+		// Before the leave, which cuts the connections their answers take.
+		d.endForwarders(ctx)
 		var errs []error
 		if cause != nil {
 			errs = append(errs, cause)

@@ -208,28 +208,104 @@ const (
 type holdTable struct {
 	mu   sync.Mutex
 	next uint64
-	m    map[uint64]*upgrade.Held
+	m    map[uint64]heldChild
 	n    atomic.Int32
+	// fwd are the children of this daemon turned into forwarders, and
+	// when (those older than forwardGrace have stopped by themselves).
+	fwd map[actor.Ref]time.Time
 }
 
-func (t *holdTable) put(h *upgrade.Held) uint64 {
+// heldChild is a child held for a mover.
+type heldChild struct {
+	h   *upgrade.Held
+	ref actor.Ref
+}
+
+func (t *holdTable) put(h *upgrade.Held, ref actor.Ref) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = map[uint64]*upgrade.Held{}
+		t.m = map[uint64]heldChild{}
 	}
 	t.next++
-	t.m[t.next] = h
+	t.m[t.next] = heldChild{h: h, ref: ref}
 	return t.next
 }
 
-func (t *holdTable) take(tok uint64) *upgrade.Held {
+func (t *holdTable) take(tok uint64) heldChild {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.m[tok]
 	delete(t.m, tok)
 	return h
 }
+
+// forwarding records ref, just made a forwarder, and forgets those whose
+// grace has passed (so the record stays bounded by the moves of a grace).
+func (t *holdTable) forwarding(ref actor.Ref, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fwd == nil {
+		t.fwd = map[actor.Ref]time.Time{}
+	}
+	for r, at := range t.fwd {
+		if now.Sub(at) > forwardGrace {
+			delete(t.fwd, r)
+		}
+	}
+	t.fwd[ref] = now
+}
+
+// forwarders lists the forwarders that may still run.
+func (t *holdTable) forwarders(now time.Time) []actor.Ref {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []actor.Ref
+	for r, at := range t.fwd {
+		if now.Sub(at) <= forwardGrace {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// forwardersEndWait bounds how long a stopping daemon waits for its
+// forwarders' asks in flight to be answered (within the ask timeout of
+// their answers, normally at once).
+const forwardersEndWait = 5 * time.Second
+
+// endForwarders stops this daemon's forwarders, each once the asks it
+// passed on have been answered (upgrade.EndForward), within
+// forwardersEndWait: a daemon that stops right after its children moved
+// away would otherwise answer those asks with an error while the new
+// instances still handle them, and their askers, gone on, would see
+// their effect after later answers.
+func (d *Daemon) endForwarders(ctx context.Context) {
+	refs := d.holds.forwarders(time.Now())
+	if len(refs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, forwardersEndWait)
+	defer cancel()
+	if endForwardersHook != nil {
+		endForwardersHook()
+	}
+	var wg sync.WaitGroup
+	for _, r := range refs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := upgrade.EndForward(ctx, d.sys, r); err != nil {
+				d.log.Warn("applications: a forwarder had asks unanswered when the daemon stopped", "ref", r.String(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// endForwardersHook, if set (tests), is called when a stopping daemon
+// begins to end its forwarders.
+var endForwardersHook func()
 
 // holdChild carries out a childHold here.
 func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
@@ -260,12 +336,13 @@ func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
 		}
 		return childHeld{Code: code, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	}
-	return childHeld{State: state, Token: d.holds.put(held)}
+	return childHeld{State: state, Token: d.holds.put(held, m.Ref)}
 }
 
 // releaseChild carries out a childRelease here.
 func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased {
-	held := d.holds.take(m.Token)
+	hc := d.holds.take(m.Token)
+	held := hc.h
 	if held == nil {
 		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: no such hold (it ended)", d.cfg.Name)}
 	}
@@ -280,6 +357,9 @@ func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased
 	}
 	if err != nil {
 		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
+	}
+	if !m.Resume {
+		d.holds.forwarding(hc.ref, time.Now())
 	}
 	return childReleased{}
 }

@@ -30,6 +30,10 @@ type tally struct {
 }
 
 func (c *tally) Receive(_ *actor.Context, msg any) (any, error) {
+	if msg == "slow" {
+		slowInc.wait()
+		msg = "inc"
+	}
 	if msg == "inc" {
 		c.n++
 		return c.n, nil
@@ -44,11 +48,32 @@ type tallyV2 struct {
 }
 
 func (c *tallyV2) Receive(_ *actor.Context, msg any) (any, error) {
+	if msg == "slow" {
+		slowInc.wait()
+		msg = "inc"
+	}
 	if msg == "inc" {
 		c.n++
 		return c.n, nil
 	}
 	return nil, actor.ErrUnknownMessage
+}
+
+// slowInc, once set, makes a tally's "slow" (an "inc") tell entered, then
+// wait for gate to close.
+var slowInc slowGate
+
+type slowGate struct {
+	p atomic.Pointer[slowChans]
+}
+
+type slowChans struct{ entered, gate chan struct{} }
+
+func (g *slowGate) wait() {
+	if s := g.p.Load(); s != nil {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
 }
 
 type tallyState struct {
@@ -710,5 +735,80 @@ func TestDrainWaitsForAStartingApplication(t *testing.T) {
 		if k.node == "c" {
 			t.Fatalf("%s still runs on c after its drain", id)
 		}
+	}
+}
+
+// TestShutdownAnswersForwardedAsks: a daemon stopped right after one of
+// its children moved away (a drain, then the stop) first lets the old
+// instance, now a forwarder, pass on the answers of the asks it forwarded:
+// an ask in flight through it is answered by the new instance, not failed
+// by the stop while the new instance still handles it (its asker, gone
+// on, would see its effect after later answers).
+func TestShutdownAnswersForwardedAsks(t *testing.T) {
+	f := &moveFixture{}
+	a, _, c := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for k, p := range kids {
+		if p.node == "c" {
+			id = k
+		}
+	}
+	if id == "" {
+		t.Fatal("no child of store runs on c: the test needs one")
+	}
+	old := kids[id].ref
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := a.sys.Ask(ctx, old, "inc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.MoveChild(ctx, "store", id, "b"); r.Err() != nil {
+		t.Fatalf("move: %v", r.Err())
+	}
+	// An ask through the old instance (a forwarder now) that the new one
+	// handles slowly: in flight when c stops.
+	s := &slowChans{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	slowInc.p.Store(s)
+	var closeGate sync.Once
+	open := func() { closeGate.Do(func() { close(s.gate) }) }
+	t.Cleanup(func() { open(); slowInc.p.Store(nil) })
+	type answer struct {
+		v   any
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		v, err := a.sys.Ask(ctx, old, "slow")
+		got <- answer{v, err}
+	}()
+	select {
+	case <-s.entered:
+	case <-ctx.Done():
+		t.Fatal("the forwarded ask never reached the new instance")
+	}
+	endForwardersHook = open // c waits for its forwarders' answers: let it come
+	t.Cleanup(func() { endForwardersHook = nil })
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Shutdown(context.Background()) }()
+	var ans answer
+	select {
+	case ans = <-got:
+	case <-ctx.Done():
+		t.Fatal("no answer")
+	}
+	open()
+	if ans.err != nil {
+		t.Fatalf("the ask in flight through c's forwarder failed with c's stop (%v), though the new instance handles it", ans.err)
+	}
+	if want := before.(int64) + 1; ans.v != want {
+		t.Fatalf("answered %v, want %d", ans.v, want)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stopping c: %v", err)
 	}
 }

@@ -248,8 +248,29 @@ func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
+// EndForward ends the forwarding of ref, which Held.Forward made a
+// forwarder, as its grace ending does, but waits for it: it stops once no
+// ask it passed on waits for its answer (the answers reach their askers),
+// and what comes after finds its ref dead, never handled. A node about to
+// stop calls it first, so that no ask in flight is answered with an error
+// while the new actor still handles it, after its asker has gone on. nil
+// once the forwarder has stopped (or if ref had already ended); ctx's
+// error if the answers did not come in time. ref must be a forwarder: any
+// other actor gets a message it does not know.
+func EndForward(ctx context.Context, sys *actor.System, ref actor.Ref) error {
+	_, err := sys.Ask(ctx, ref, forwardRetire{})
+	if errors.Is(err, actor.ErrDead) {
+		return nil
+	}
+	return err
+}
+
 // forwardSetup starts a forwarder's watch of its target and its grace.
 type forwardSetup struct{}
+
+// forwardRetire asks a forwarder to stop once its asks are answered
+// (EndForward); answered then.
+type forwardRetire struct{}
 
 // forwardEnd: a forwarder's grace has passed.
 type forwardEnd struct{}
@@ -265,6 +286,19 @@ type forwarder struct {
 	setup   bool
 	asks    int // asks passed on, not answered yet
 	expired bool
+	retires []*actor.Reply // EndForward's, answered when it stops
+}
+
+// end stops the forwarder once no ask it passed on waits.
+func (f *forwarder) end(c *actor.Context) error {
+	if f.asks > 0 {
+		return nil
+	}
+	for _, r := range f.retires {
+		r.Reply(nil, nil)
+	}
+	f.retires = nil
+	return c.Stop(c.Self(), nil)
 }
 
 // Start runs for a forwarder made by a restart: it sets up again.
@@ -294,10 +328,11 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case forwardEnd:
 		f.expired = true
-		if f.asks == 0 {
-			return nil, c.Stop(c.Self(), nil)
-		}
-		return nil, nil
+		return nil, f.end(c)
+	case forwardRetire:
+		f.expired = true
+		f.retires = append(f.retires, c.Defer())
+		return nil, f.end(c)
 	case actor.Down:
 		if m.Ref == f.to {
 			return nil, c.Stop(c.Self(), nil)
@@ -319,8 +354,8 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 	f.asks++
 	c.Ask(f.to, msg).Then(func(c *actor.Context, v any, err error) {
 		rep.Reply(v, err)
-		if f.asks--; f.asks == 0 && f.expired {
-			_ = c.Stop(c.Self(), nil)
+		if f.asks--; f.expired {
+			_ = f.end(c)
 		}
 	})
 	return nil, nil
