@@ -352,3 +352,40 @@ func TestHoldBounded(t *testing.T) {
 		t.Fatalf("after the resume: %v %v, want the 16 held", v, err)
 	}
 }
+
+// TestEndForward: EndForward stops a forwarder (its grace not passed)
+// and returns once it has; what comes after finds its ref dead, and
+// EndForward of an ended ref is nil.
+func TestEndForward(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	old, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	nw, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h, _, err := upgrade.Hold(ctx, sys, old, exportTally, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Forward(ctx, nw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := sys.Ask(ctx, old, 2); err != nil || v != 2 {
+		t.Fatalf("forwarded ask: %v %v", v, err)
+	}
+	ended := watchEnd(t, sys, old)
+	ectx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if err := upgrade.EndForward(ectx, sys, old); err != nil {
+		t.Fatalf("EndForward: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(waitFor):
+		t.Fatal("the forwarder did not stop")
+	}
+	if _, err := sys.Ask(ctx, old, 2); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("ask after EndForward: %v, want ErrDead", err)
+	}
+	if err := upgrade.EndForward(ectx, sys, old); err != nil {
+		t.Fatalf("EndForward of an ended forwarder: %v", err)
+	}
+}
