@@ -229,6 +229,38 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 // a handover, before the root stops.
 var handoverHeldHook func([]handoverChild)
 
+// handoverHoldingHook, if set (tests), is called with the records of the
+// children to hold for a handover (and their refs), before the holds.
+var handoverHoldingHook func([]handoverChild, map[string]actor.Ref)
+
+// handoverLost records, for the handover of app's root under way, the
+// children the root let go of that are not held for the next root (their
+// hold failed, or their record did not fit): they end with the root, and
+// the next root starts them afresh. handOverRoots reports them.
+func (d *Daemon) handoverLost(app string, kids []supervisor.Detached, held []handoverChild) {
+	var lost []string
+	for _, k := range kids {
+		if !slices.ContainsFunc(held, func(h handoverChild) bool { return h.ID == k.ID }) {
+			lost = append(lost, k.ID)
+		}
+	}
+	d.lostMu.Lock()
+	defer d.lostMu.Unlock()
+	if d.lost == nil {
+		d.lost = map[string][]string{}
+	}
+	d.lost[app] = lost
+}
+
+// takeHandoverLost returns (and forgets) what handoverLost recorded for app.
+func (d *Daemon) takeHandoverLost(app string) []string {
+	d.lostMu.Lock()
+	defer d.lostMu.Unlock()
+	l := d.lost[app]
+	delete(d.lost, app)
+	return l
+}
+
 // HandOver implements driver.Handoverer: the root lets go of its
 // children, their daemons hold them, and the root stops; done gets the
 // records of the children held.
@@ -256,9 +288,15 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 			refs[k.ID] = k.Ref
 		}
 		p, settle := c.ExternalPromise()
-		go func() { settle(r.d.holdChildren(root, recs, refs), nil) }()
+		go func() {
+			if handoverHoldingHook != nil {
+				handoverHoldingHook(recs, refs)
+			}
+			settle(r.d.holdChildren(root, recs, refs), nil)
+		}()
 		p.Then(func(c *actor.Context, v any, _ error) {
 			held, _ := v.([]handoverChild)
+			r.d.handoverLost(app, kids, held)
 			enc, _ := encodeHandover(held)
 			inst.cluster.close()
 			_ = c.Unlink(root)
@@ -324,6 +362,10 @@ type RootHandover struct {
 	To  string // the daemon it was given to
 	Gen uint64 // the generation released; the new holder's is Gen+1
 	Err error  // nil once the registry moved it
+	// Lost are the children the root let go of that were not held for
+	// the new root (their hold failed): they end with the root and the
+	// new root starts them afresh.
+	Lost []string
 }
 
 // errNoSuccessor means no other live registry member can take a root.
@@ -364,6 +406,7 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 			h.Err = err
 		} else {
 			h.Gen, _ = v.(uint64)
+			h.Lost = d.takeHandoverLost(app)
 			load[h.To]++
 		}
 		out = append(out, h)

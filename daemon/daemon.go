@@ -91,8 +91,12 @@ type Daemon struct {
 	// movers (handoff.go).
 	handoffs map[string]KindHandoff
 	holds    holdTable
-	bus      *event.Bus
-	ev       *daemonEvents
+	// lost are, by application, the children of a root handed over that
+	// were not held for the next root (apphandover.go).
+	lostMu sync.Mutex
+	lost   map[string][]string
+	bus    *event.Bus
+	ev     *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte

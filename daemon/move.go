@@ -175,6 +175,10 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 	res.Roots = []gateway.RootMove{}
 	hs, err := d.handOverRoots(ctx)
 	for _, h := range hs {
+		for _, id := range h.Lost {
+			res.Children = append(res.Children, gateway.MoveResult{App: h.App, Child: id, Result: gateway.AppResult{Code: gateway.MoveFailed,
+				Msg: fmt.Sprintf("child %q was not held for the handover of its root to %s: it ended with the root, and the new root starts it afresh", id, h.To)}})
+		}
 		m := gateway.RootMove{App: h.App, To: h.To}
 		if h.Err != nil {
 			m.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("root of %q not handed over: %v", h.App, h.Err)}
