@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -193,6 +195,12 @@ type spawnImport struct {
 	State []byte
 }
 
+// localImport is a spawnImport of this daemon's own mover. Its type is
+// not registered on the node, so that it cannot come from the network:
+// the gateway takes the other move messages from members only (a
+// one-way send from a client arrives without a sender, like a local one).
+type localImport struct{ m spawnImport }
+
 // Codes of childHeld and childReleased.
 const (
 	mvOK        = 0
@@ -206,10 +214,9 @@ const (
 // holdTable is the children this daemon holds for movers, by token; n
 // counts them (at most maxHolds).
 type holdTable struct {
-	mu   sync.Mutex
-	next uint64
-	m    map[uint64]heldChild
-	n    atomic.Int32
+	mu sync.Mutex
+	m  map[uint64]heldChild
+	n  atomic.Int32
 	// fwd are the children of this daemon turned into forwarders, and
 	// when (those older than forwardGrace have stopped by themselves).
 	fwd map[actor.Ref]time.Time
@@ -221,15 +228,23 @@ type heldChild struct {
 	ref actor.Ref
 }
 
+// put records a hold under a random token: a token names a hold to
+// whoever releases it, so it must not be guessed from others.
 func (t *holdTable) put(h *upgrade.Held, ref actor.Ref) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = map[uint64]heldChild{}
 	}
-	t.next++
-	t.m[t.next] = heldChild{h: h, ref: ref}
-	return t.next
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+		tok := binary.LittleEndian.Uint64(b[:])
+		if _, dup := t.m[tok]; tok != 0 && !dup {
+			t.m[tok] = heldChild{h: h, ref: ref}
+			return tok
+		}
+	}
 }
 
 func (t *holdTable) take(tok uint64) heldChild {
@@ -420,14 +435,4 @@ func (g *Gateway) moveStep(c *actor.Context, run func(ctx context.Context) any) 
 		rep.Reply(run(ctx), nil)
 	}()
 	return nil, nil
-}
-
-// fromMemberOrLocal reports whether c's sender is another member's actor
-// or this daemon's own (a mover here, the zero Ref of a goroutine's ask).
-func (g *Gateway) fromMemberOrLocal(c *actor.Context) bool {
-	if !c.Sender().IsRemote() {
-		return true
-	}
-	_, ok := g.fromMember(c)
-	return ok
 }

@@ -595,9 +595,13 @@ func (a *apps) askImport(ctx context.Context, node string, m spawnImport) childR
 		}
 		gw = p.ref
 	}
+	var msg any = m
+	if node == a.d.cfg.Name {
+		msg = localImport{m}
+	}
 	ictx, cancel := context.WithTimeout(ctx, importTimeout)
 	defer cancel()
-	v, err := a.d.sys.Ask(ictx, gw, m)
+	v, err := a.d.sys.Ask(ictx, gw, msg)
 	if err != nil {
 		return childReleased{Code: mvUnknown, Msg: fmt.Sprintf("asking %s: %v", node, err)}
 	}

@@ -638,7 +638,7 @@ func TestSpawnImportBounds(t *testing.T) {
 	d := start(t, f.config(t, "a"))
 	ask := func(m any) childReleased {
 		t.Helper()
-		r, ok := appCall(t, d, m).(childReleased)
+		r, ok := appCall(t, d, localImport{m.(spawnImport)}).(childReleased)
 		if !ok {
 			t.Fatalf("%T: reply not a childReleased", m)
 		}
@@ -673,6 +673,69 @@ func TestSpawnImportBounds(t *testing.T) {
 		if !errors.Is(err, actor.ErrUnknownMessage) {
 			t.Fatalf("%T from a client: %v, want ErrUnknownMessage", m, err)
 		}
+	}
+}
+
+// TestClientSendsNoMoveSteps: a one-way send from a client arrives
+// without a sender, as a local one would: the move steps must refuse it
+// too. The client sends a hold of a child and the release (to another
+// ref) of a hold a local mover made; then the local mover must still own
+// its hold, and nothing else is held.
+func TestClientSendsNoMoveSteps(t *testing.T) {
+	f := &moveFixture{}
+	d := start(t, f.config(t, "a"))
+	cn := testNode(t, "client", nil)
+	if err := RegisterGatewayTypes(cn); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, cn)
+	gw, err := d.Gateway().Capability().Ref(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	spawn := func(name string) actor.Ref {
+		v, err := cn.System().Ask(ctx, gw, SpawnKind{Kind: "tally", Args: map[string]any{"name": name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(SpawnResult).Ref
+	}
+	// Refs as the client has them (for its messages), and mine as the
+	// daemon has it (for its own mover).
+	victim, other := spawn("victim"), spawn("other")
+	mine := appCall(t, d, SpawnKind{Kind: "tally", Args: map[string]any{"name": "mine"}}).(SpawnResult).Ref
+	held := d.holdChild(ctx, childHold{Ref: mine, Kind: "tally"})
+	if held.Code != mvOK {
+		t.Fatalf("local hold: %+v", held)
+	}
+	for _, m := range []any{
+		childHold{Ref: victim, Kind: "tally"},
+		childRelease{Token: held.Token, To: other},
+		spawnImport{Kind: "tally", Args: map[string]any{"name": "x"}, Owner: other, State: []byte{0x80}},
+	} {
+		if err := cn.System().Send(gw, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The gateway has had the sends once it answers an ask sent after
+	// them; a step it took runs on a goroutine, which a second lets run.
+	if _, err := cn.System().Ask(ctx, gw, ListMembers{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if n := d.holds.n.Load(); n != 1 {
+			t.Fatalf("%d holds, want the local mover's only", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := d.releaseChild(ctx, childRelease{Token: held.Token, Resume: true}); r.Code != mvOK {
+		t.Fatalf("the local mover's release after the client's: %+v", r)
+	}
+	if n := inc(t, cn.System(), victim); n != 1 {
+		t.Fatalf("victim: %d", n)
 	}
 }
 
