@@ -137,9 +137,6 @@ const (
 	// holdTimeout bounds the hold and export on the child's daemon (the
 	// wait for the child's continuations included).
 	holdTimeout = 10 * time.Second
-	// holdMax bounds how long a child stays held if its mover never ends
-	// the hold: then it is resumed. Well above a move's steps together.
-	holdMax = time.Minute
 	// importTimeout bounds the start of the new instance on the target.
 	importTimeout = 15 * time.Second
 	// releaseTimeout bounds the end of the hold (resume or forward).
@@ -154,6 +151,11 @@ const (
 	// maxHolds bounds the children a daemon holds at once for movers.
 	maxHolds = 16
 )
+
+// holdMax bounds how long a child stays held if its mover never ends the
+// hold: then it is resumed (and no longer counts against maxHolds). Well
+// above a move's steps together. A variable for tests.
+var holdMax = time.Minute
 
 // childHold asks a member's gateway to hold its actor Ref, which runs
 // Kind, and export its state (a childHeld).
@@ -247,12 +249,28 @@ func (t *holdTable) put(h *upgrade.Held, ref actor.Ref) uint64 {
 	}
 }
 
+// take removes the hold tok; whoever took it (its h not nil) uncounts it
+// from n once done with it.
 func (t *holdTable) take(tok uint64) heldChild {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.m[tok]
 	delete(t.m, tok)
 	return h
+}
+
+// forget removes the hold tok once it has ended by itself (its bound, the
+// child's end), unless a release took it first: a mover that never
+// releases must not leave it counted. It returns early when stop closes.
+func (t *holdTable) forget(tok uint64, h *upgrade.Held, stop <-chan struct{}) {
+	select {
+	case <-h.Done():
+	case <-stop:
+		return
+	}
+	if t.take(tok).h != nil {
+		t.n.Add(-1)
+	}
 }
 
 // forwarding records ref, just made a forwarder, and forgets those whose
@@ -351,7 +369,9 @@ func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
 		}
 		return childHeld{Code: code, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	}
-	return childHeld{State: state, Token: d.holds.put(held, m.Ref)}
+	tok := d.holds.put(held, m.Ref)
+	go d.holds.forget(tok, held, d.done)
+	return childHeld{State: state, Token: tok}
 }
 
 // releaseChild carries out a childRelease here.

@@ -914,3 +914,43 @@ func TestDrainReportsAChildNotHeldForTheHandover(t *testing.T) {
 	}
 	t.Logf("%s: %v", id, res.Children[i].Err())
 }
+
+// TestHoldsEndedByThemselvesAreForgotten: a hold whose mover never
+// releases it (its answer lost, the mover's daemon gone) resumes at its
+// bound, and one whose child ends ends with it: neither counts against
+// maxHolds afterwards, else the daemon would refuse every hold for good.
+func TestHoldsEndedByThemselvesAreForgotten(t *testing.T) {
+	defer func(m time.Duration) { holdMax = m }(holdMax)
+	holdMax = 200 * time.Millisecond
+	f := &moveFixture{}
+	d := start(t, f.config(t, "a"))
+	ctx := context.Background()
+	spawn := func() actor.Ref {
+		return appCall(t, d, SpawnKind{Kind: "tally", Args: map[string]any{"name": "x"}}).(SpawnResult).Ref
+	}
+	hold := func(ref actor.Ref) childHeld {
+		t.Helper()
+		r := d.holdChild(ctx, childHold{Ref: ref, Kind: "tally"})
+		if r.Code != mvOK {
+			t.Fatalf("hold (%d held): %+v", d.holds.n.Load(), r)
+		}
+		return r
+	}
+	for range maxHolds {
+		hold(spawn())
+	}
+	eventually(t, 10*time.Second, "the holds resumed at their bound are forgotten", func() bool { return d.holds.n.Load() == 0 })
+	ref := spawn()
+	hold(ref)
+	if n := inc(t, d.System(), ref); n != 1 {
+		t.Fatalf("the child held and resumed counts %d", n)
+	}
+	// A child that ends while held, long before the bound.
+	holdMax = time.Hour
+	ref = spawn()
+	hold(ref)
+	if err := d.System().Kill(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the hold of a child that ended is forgotten", func() bool { return d.holds.n.Load() == 0 })
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -48,7 +49,13 @@ const DefaultHoldMax = time.Minute
 type Held struct {
 	sys   *actor.System
 	guard actor.Ref
+	done  chan struct{}
 }
+
+// Done is closed once the hold has ended, whichever way: Resume, Forward,
+// its bound (HoldOptions.Max), or the actor's end. Whoever keeps a record
+// of holds forgets the ended ones by it.
+func (h *Held) Done() <-chan struct{} { return h.done }
 
 // holder is the runtime's hold seam (actor/upgrade.go).
 type holder interface {
@@ -88,7 +95,7 @@ func Hold[A actor.Actor, S any](ctx context.Context, sys *actor.System, ref acto
 		err error
 	}
 	res := make(chan outcome, 1)
-	hg := &holdGuard{target: ref, max: o.Max, drain: o.Drain}
+	hg := &holdGuard{target: ref, max: o.Max, drain: o.Drain, done: make(chan struct{})}
 	hg.hold = func(c *actor.Context, a actor.Actor) error {
 		x, ok := a.(A)
 		if !ok {
@@ -119,7 +126,7 @@ func Hold[A actor.Actor, S any](ctx context.Context, sys *actor.System, ref acto
 		if r.err != nil {
 			return nil, zero, r.err
 		}
-		return &Held{sys: sys, guard: ghost}, r.s, nil
+		return &Held{sys: sys, guard: ghost, done: hg.done}, r.s, nil
 	case <-ctx.Done():
 		return nil, zero, ctx.Err()
 	}
@@ -185,6 +192,13 @@ type holdGuard struct {
 	refused func(error)
 	holding bool
 	ending  bool
+	done    chan struct{} // closed when the guard stops: the hold has ended
+	closed  sync.Once
+}
+
+// Terminate: the guard stops once the hold has ended (or was refused).
+func (g *holdGuard) Terminate(*actor.Context, error) {
+	g.closed.Do(func() { close(g.done) })
 }
 
 func (g *holdGuard) Start(c *actor.Context) error {
@@ -210,6 +224,10 @@ func (g *holdGuard) Start(c *actor.Context) error {
 		}
 		g.holding = true
 		c.After(g.max, holdMax{})
+		// The actor's end ends the hold: Done need not wait for the bound.
+		if c.Monitor(g.target) != nil {
+			_ = c.Stop(c.Self(), nil)
+		}
 	})
 	return nil
 }
@@ -221,6 +239,11 @@ func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 	case holdRelease:
 		m = x
 	case holdMax:
+	case actor.Down:
+		if x.Ref == g.target && !g.ending {
+			return nil, c.Stop(c.Self(), nil)
+		}
+		return nil, nil
 	default:
 		return nil, actor.Unhandled(msg)
 	}

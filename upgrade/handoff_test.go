@@ -389,3 +389,57 @@ func TestEndForward(t *testing.T) {
 		t.Fatalf("EndForward of an ended forwarder: %v", err)
 	}
 }
+
+// TestHeldDone: Held.Done closes when the hold ends by itself, at its
+// bound or at the actor's end, and on Resume; a record of holds forgets
+// them by it.
+func TestHeldDone(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	closed := func(h *upgrade.Held) bool {
+		select {
+		case <-h.Done():
+			return true
+		case <-time.After(waitFor):
+			return false
+		}
+	}
+	spawn := func() actor.Ref {
+		r, err := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// The bound.
+	h, _, err := upgrade.Hold(ctx, sys, spawn(), exportTally, upgrade.HoldOptions{Max: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !closed(h) {
+		t.Fatal("Done not closed at the hold's bound")
+	}
+	// The actor's end, well before the bound.
+	r := spawn()
+	h, _, err = upgrade.Hold(ctx, sys, r, exportTally, upgrade.HoldOptions{Max: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Kill(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(h) {
+		t.Fatal("Done not closed at the held actor's end")
+	}
+	// Resume.
+	h, _, err = upgrade.Hold(ctx, sys, spawn(), exportTally, upgrade.HoldOptions{Max: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(h) {
+		t.Fatal("Done not closed after Resume")
+	}
+}
