@@ -109,6 +109,36 @@ func (u upgradeView) Release(c *Context, r Ref, f swapFunc) Promise {
 	})
 }
 
+// DropTimers, called inside an actor (in a Swap or Release function),
+// cancels every timer set for it (After, Every, AfterFunc) and drops the
+// ticks its timers fired while it was held: a move that makes it a
+// forwarder leaves its timers behind (the new instance sets its own).
+func (u upgradeView) DropTimers(c *Context) {
+	ls, r := c.ls, c.self
+	t := &ls.timers
+	for i := range t.entries {
+		if e := &t.entries[i]; e.active && e.to == r {
+			ls.releaseTimer(uint32(i))
+			ls.garbage++
+		}
+	}
+	ls.maybeCompact()
+	if s := ls.lookup(r); s != nil {
+		kept := s.stash[:0]
+		for _, e := range s.stash {
+			if e.kind != kSend || e.pidx != timerFired {
+				kept = append(kept, e)
+			}
+		}
+		clear(s.stash[len(kept):])
+		s.stash = kept
+	}
+}
+
+// timerFired marks (in pidx, unused by a kSend) the message of a timer
+// that fired while its actor was held or suspended, stashed as a send.
+const timerFired = ^uint32(0)
+
 // errNotHeld is Release's error for an actor whose hold has ended.
 var errNotHeld = errors.New("actor: not held (its hold ended: it stopped, or was suspended or restarted)")
 

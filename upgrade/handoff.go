@@ -64,6 +64,7 @@ type holder interface {
 	Release(c *actor.Context, r actor.Ref,
 		f func(c *actor.Context, a actor.Actor, factory actor.Factory, pending int) (actor.Actor, actor.Factory, error)) actor.Promise
 	Asking(c *actor.Context) bool
+	DropTimers(c *actor.Context)
 }
 
 var holds = view.(holder)
@@ -156,7 +157,9 @@ func (h *Held) Resume(ctx context.Context) error {
 // messages it held, then every later one, go to to in order (an ask is
 // answered by to, to its asker), until to ends or grace has passed on its
 // loop's clock (grace <= 0: never); then it stops, and a sender finds its
-// ref dead. A message forwarded to another node arrives there from the
+// ref dead. The actor's timers stop there: they, and the ticks they fired
+// while it was held, are dropped (to sets its own). A message forwarded
+// to another node arrives there from the
 // forwarder, not from its first sender. Its restarts (a crash of the
 // forwarder) make forwarders too. ErrHoldEnded if the hold had ended.
 func (h *Held) Forward(ctx context.Context, to actor.Ref, grace time.Duration) error {
@@ -256,6 +259,9 @@ func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 		if m.to.IsZero() {
 			return a, f, nil
 		}
+		// Timers do not cross: the old instance's, and the ticks they
+		// fired while it was held, would reach the new one beside its own.
+		holds.DropTimers(c)
 		fw := &forwarder{to: m.to, grace: m.grace}
 		// A message to itself behind the held ones: it starts the watch
 		// of to and the grace timer once the held ones are on their way.

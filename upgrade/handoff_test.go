@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -441,5 +442,67 @@ func TestHeldDone(t *testing.T) {
 	}
 	if !closed(h) {
 		t.Fatal("Done not closed after Resume")
+	}
+}
+
+// tick is a ticker's periodic message, named by the instance that set it.
+type tick struct{ by string }
+
+// ticker sets a periodic tick in Start and records the ticks it gets.
+type ticker struct {
+	name string
+	mine atomic.Int64 // its own ticks
+	odd  atomic.Int64 // ticks another instance set
+}
+
+func (a *ticker) Start(c *actor.Context) error {
+	c.Every(5*time.Millisecond, tick{a.name})
+	return nil
+}
+
+func (a *ticker) Receive(_ *actor.Context, msg any) (any, error) {
+	if m, ok := msg.(tick); ok {
+		if m.by == a.name {
+			a.mine.Add(1)
+		} else {
+			a.odd.Add(1)
+		}
+	}
+	return nil, nil
+}
+
+// TestForwardLeavesTimersBehind: the old instance's timers do not cross
+// to the new one, neither the ticks they fired while it was held nor
+// those they would fire later: the new instance gets its own only.
+func TestForwardLeavesTimersBehind(t *testing.T) {
+	sys := system(t, 2, newReports())
+	ctx := context.Background()
+	old, err := sys.Spawn(ctx, func() actor.Actor { return &ticker{name: "old"} }, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := upgrade.Hold(ctx, sys, old, func(*ticker) (int, error) { return 0, nil }, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, sys, old, 2) // ticks fired while held
+	nt := &ticker{name: "new"}
+	nw, err := sys.Spawn(ctx, func() actor.Actor { return nt }, actor.OnLoop(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Forward(ctx, nw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// 40 of its own ticks: 200 ms in which the old timer fired 40 times.
+	deadline := time.Now().Add(waitFor)
+	for nt.mine.Load() < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new instance got %d of its own ticks", nt.mine.Load())
+		}
+		time.Sleep(time.Millisecond) // polling its count, with a deadline
+	}
+	if n := nt.odd.Load(); n > 0 {
+		t.Fatalf("the new instance got %d ticks of the old one's timer", n)
 	}
 }
