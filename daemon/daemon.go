@@ -459,7 +459,8 @@ func (d *Daemon) Err() error {
 }
 
 // Shutdown stops the daemon gracefully, within ctx and
-// Config.ShutdownTimeout: the agent leaves the cluster; the actor system
+// Config.ShutdownTimeout (counted after the drain of Config.DrainOnStop,
+// which DrainTimeout bounds): the agent leaves the cluster; the actor system
 // shuts down (every actor stops, supervision trees in reverse start order
 // with their timeouts, queued asks fail with actor.ErrShutdown) while the
 // network still carries Down notifications; then the tree stops the remote
@@ -473,8 +474,6 @@ func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 	d.stopOnce.Do(func() {
 		d.stopping.Store(true)
 		d.ready.Store(false)
-		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
-		defer cancel()
 		d.log.Info("actord stopping")
 		if d.cfg.DrainOnStop && cause == nil && d.apps != nil && len(d.cfg.Apps.Members) > 0 {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.drainTimeout())
@@ -486,6 +485,10 @@ func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 				}
 			}
 		}
+		// The shutdown proper's bound starts after the drain, which has
+		// its own (DrainTimeout).
+		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
+		defer cancel()
 		// Before the leave, which cuts the connections their answers take.
 		d.endForwarders(ctx)
 		var errs []error

@@ -954,3 +954,38 @@ func TestHoldsEndedByThemselvesAreForgotten(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the hold of a child that ended is forgotten", func() bool { return d.holds.n.Load() == 0 })
 }
+
+// TestDrainOnStopHasItsOwnBound: the drain of DrainOnStop is bounded by
+// DrainTimeout, apart from ShutdownTimeout: a drain longer than
+// ShutdownTimeout leaves the shutdown proper its whole bound.
+func TestDrainOnStopHasItsOwnBound(t *testing.T) {
+	f := &moveFixture{}
+	a := start(t, f.config(t, "a"))
+	seed := a.Info().GossipAddr
+	cb := f.config(t, "b", seed)
+	cb.DrainOnStop = true
+	cb.ShutdownTimeout = 2 * time.Second
+	b := start(t, cb)
+	c := start(t, f.config(t, "c", seed))
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 20*time.Second, d.Info().Node+" knows the gateways", func() bool {
+			ml := appCall(t, d, ListMembers{}).(MemberList)
+			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
+		})
+	}
+	// The drain takes longer than ShutdownTimeout (well within its own).
+	listed := make(chan struct{})
+	drainListHook = func(*gateway.AppList) {
+		close(listed)
+		time.Sleep(cb.ShutdownTimeout + 500*time.Millisecond) // the drain's work
+	}
+	defer func() { drainListHook = nil }()
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown after a drain longer than ShutdownTimeout: %v", err)
+	}
+	select {
+	case <-listed:
+	default:
+		t.Fatal("the drain did not run")
+	}
+}
