@@ -109,6 +109,25 @@ func (u upgradeView) Release(c *Context, r Ref, f swapFunc) Promise {
 	})
 }
 
+// SendOn, called inside a handler of a one-way message, sends that
+// message on to to as coming from its own sender, when that sender is
+// this node's (or none): a forwarder to another node thus keeps the
+// sender, which Forward cannot (it is local only). It reports false, and
+// sends nothing, for an ask or a sender on another node (the remote layer
+// names only this node's actors as senders).
+func (u upgradeView) SendOn(c *Context, to Ref) (bool, error) {
+	e := c.env
+	if e == nil || e.kind != kSend || c.deferred {
+		return false, nil
+	}
+	if !e.from.IsZero() {
+		if l, ok := e.from.box().(*loopState); !ok || l.sys != c.ls.sys {
+			return false, nil
+		}
+	}
+	return true, to.box().send(c.origin(), to, e.from, e.msg)
+}
+
 // DropTimers, called inside an actor (in a Swap or Release function),
 // cancels every timer set for it (After, Every, AfterFunc) and drops the
 // ticks its timers fired while it was held: a move that makes it a

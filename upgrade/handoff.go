@@ -65,6 +65,7 @@ type holder interface {
 		f func(c *actor.Context, a actor.Actor, factory actor.Factory, pending int) (actor.Actor, actor.Factory, error)) actor.Promise
 	Asking(c *actor.Context) bool
 	DropTimers(c *actor.Context)
+	SendOn(c *actor.Context, to actor.Ref) (bool, error)
 }
 
 var holds = view.(holder)
@@ -158,9 +159,11 @@ func (h *Held) Resume(ctx context.Context) error {
 // answered by to, to its asker), until to ends or grace has passed on its
 // loop's clock (grace <= 0: never); then it stops, and a sender finds its
 // ref dead. The actor's timers stop there: they, and the ticks they fired
-// while it was held, are dropped (to sets its own). A message forwarded
-// to another node arrives there from the
-// forwarder, not from its first sender. Its restarts (a crash of the
+// while it was held, are dropped (to sets its own). A one-way message
+// forwarded to another node keeps its sender if that is this node's (or
+// none); one from a third node's actor arrives from the forwarder, and
+// what to sends back to the forwarder is dropped, not handed back to to.
+// An ask forwarded to another node is asked on by the forwarder. Its restarts (a crash of the
 // forwarder) make forwarders too. ErrHoldEnded if the hold had ended.
 func (h *Held) Forward(ctx context.Context, to actor.Ref, grace time.Duration) error {
 	if to.IsZero() {
@@ -307,7 +310,8 @@ type forwardEnd struct{}
 // forwarder hands every message on to the actor to: locally with
 // Context.Forward (sender and ask kept), to another node by asking it
 // on (within the system's ask timeout) and answering the asker with its
-// answer, or sending it on. Once its grace has passed it stops as soon as
+// answer, or sending it on (from its sender if that is this node's, else
+// from the forwarder; a one-way message from to itself is dropped). Once its grace has passed it stops as soon as
 // no ask it passed on is waiting for its answer.
 type forwarder struct {
 	to      actor.Ref
@@ -377,6 +381,16 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 		}
 	}
 	if !holds.Asking(c) {
+		if c.Sender() == f.to {
+			// From to itself: an answer to a message this forwarder sent
+			// on as its own (its sender could not be kept), or to's own
+			// message to its old ref. Handed on, it would come back to
+			// to as if from to: a loop, never what to meant.
+			return nil, nil
+		}
+		if ok, err := holds.SendOn(c, f.to); ok {
+			return nil, err // the sender kept: to answers it directly
+		}
 		return nil, c.Send(f.to, msg)
 	}
 	rep := c.Defer()
