@@ -3,6 +3,7 @@ package actor
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/actord/actord/internal/seam"
@@ -58,7 +59,8 @@ type swapState struct {
 // matching ErrQueueFull. When f returns an instance, it replaces r's
 // (no Start, no Terminate: f moved the state) and the incarnation is
 // bumped, so no continuation of the old instance ever runs against the new
-// one; the factory replaces r's for later restarts. Held messages are then
+// one (f returning the instance it was given, as a hold does, keeps it and
+// its AfterFunc callbacks); the factory replaces r's for later restarts. Held messages are then
 // delivered in order, before anything queued after them. The promise
 // settles with f's error, a *CrashError if f panicked, ErrDead if r is dead
 // or stops meanwhile, seam.ErrDraining if another swap of r is waiting, an
@@ -364,8 +366,10 @@ func (ls *loopState) finishSwap(w *swapState) {
 		case nf == nil:
 			err = ErrNilActor
 		case na != nil && s.state == slotAlive:
+			if !sameInstance(na, s.actor) {
+				s.inc++ // continuations of the replaced instance never run
+			}
 			s.actor, s.factory = na, nf
-			s.inc++ // continuations of the replaced instance never run
 		case na != nil:
 			err = errAlreadySuspended // it crashed: there is no state to replace
 		default:
@@ -401,6 +405,15 @@ func (ls *loopState) finishSwap(w *swapState) {
 		ls.flushStash(s, w.r)
 	}
 	w.done(err)
+}
+
+// sameInstance reports whether a and b are the same instance behind a
+// pointer (a hold and its resume keep the instance: its AfterFunc
+// callbacks must still run). Values are never the same: comparing them
+// may panic, and a value actor keeps no state between its messages.
+func sameInstance(a, b Actor) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return va.Kind() == reflect.Pointer && va.Type() == vb.Type() && va.UnsafePointer() == vb.UnsafePointer()
 }
 
 // flushStash delivers the messages stashed for s, in order, while it stays

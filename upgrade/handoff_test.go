@@ -506,3 +506,37 @@ func TestForwardLeavesTimersBehind(t *testing.T) {
 		t.Fatalf("the new instance got %d ticks of the old one's timer", n)
 	}
 }
+
+// afterFuncer sets an AfterFunc in Start; fired is closed when it runs.
+type afterFuncer struct{ fired chan struct{} }
+
+func (a *afterFuncer) Start(c *actor.Context) error {
+	c.AfterFunc(100*time.Millisecond, func(*actor.Context) { close(a.fired) })
+	return nil
+}
+
+func (a *afterFuncer) Receive(*actor.Context, any) (any, error) { return nil, nil }
+
+// TestResumeKeepsAfterFunc: a hold that is resumed (a move that failed:
+// nothing happened) keeps the instance, and so its AfterFunc callbacks.
+func TestResumeKeepsAfterFunc(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	fired := make(chan struct{})
+	ref, err := sys.Spawn(ctx, func() actor.Actor { return &afterFuncer{fired: fired} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := upgrade.Hold(ctx, sys, ref, func(*afterFuncer) (int, error) { return 0, nil }, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fired:
+	case <-time.After(waitFor):
+		t.Fatal("the resumed instance's AfterFunc never ran")
+	}
+}
