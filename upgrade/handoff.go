@@ -163,6 +163,9 @@ func (h *Held) Resume(ctx context.Context) error {
 // forwarded to another node keeps its sender if that is this node's (or
 // none); one from a third node's actor arrives from the forwarder, and
 // what to sends back to the forwarder is dropped, not handed back to to.
+// The actor's monitors and links do not cross either: a Down of what it
+// monitored, or a trapped Exited of a link, reaching the forwarder (held
+// or later) is dropped; to sets up its own.
 // An ask forwarded to another node is asked on by the forwarder. Its restarts (a crash of the
 // forwarder) make forwarders too. ErrHoldEnded if the hold had ended.
 func (h *Held) Forward(ctx context.Context, to actor.Ref, grace time.Duration) error {
@@ -370,10 +373,14 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 		if m.Ref == f.to {
 			return nil, c.Stop(c.Self(), nil)
 		}
+		// A monitor of the actor it replaced: monitors do not cross (to
+		// is not watching), as timers do not.
 		return nil, nil
 	case actor.Exited:
-		// A link of the actor it replaced (trapped): it follows it.
-		return nil, c.Stop(c.Self(), m.Reason)
+		// A trapped exit of a link of the actor it replaced: links do
+		// not cross either. Dropped, rather than followed: a stop here
+		// would fail the messages held behind it, which to should get.
+		return nil, nil
 	}
 	if !f.to.IsRemote() {
 		if err := c.Forward(f.to); err == nil {

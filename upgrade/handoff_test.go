@@ -540,3 +540,55 @@ func TestResumeKeepsAfterFunc(t *testing.T) {
 		t.Fatal("the resumed instance's AfterFunc never ran")
 	}
 }
+
+// trapper traps exits and links to link in Start; it counts as tally.
+type trapper struct {
+	tally
+	link actor.Ref
+}
+
+func (a *trapper) Start(c *actor.Context) error {
+	c.TrapExits(true)
+	return c.Link(a.link)
+}
+
+// TestForwarderDropsOldNotices: a trapped Exited of a link the old
+// instance had, held among its messages, is dropped by the forwarder (the
+// link does not cross), and the messages held after it still reach the
+// new instance: the forwarder does not stop at it.
+func TestForwarderDropsOldNotices(t *testing.T) {
+	sys := system(t, 2, newReports())
+	ctx := context.Background()
+	linked, err := sys.Spawn(ctx, func() actor.Actor { return &tally{} }, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := sys.Spawn(ctx, func() actor.Actor { return &trapper{link: linked} }, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, st, err := upgrade.Hold(ctx, sys, old, func(a *trapper) (tallyState, error) { return tallyState{N: a.n}, nil }, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Kill(ctx, linked); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, sys, old, 1) // the Exited
+	if err := sys.Send(old, 5); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, sys, old, 2)
+	nw, err := sys.Spawn(ctx, func() actor.Actor { return &tally{n: st.N} }, actor.OnLoop(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Forward(ctx, nw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if v, err := sys.Ask(actx, old, 1); err != nil || v != 6 {
+		t.Fatalf("an ask through the forwarder after the held Exited: %v %v, want 6", v, err)
+	}
+}
