@@ -546,6 +546,10 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return g.spawnImported(c, m)
 	case localImport: // from this daemon only: the type is not registered on the node
 		return g.spawnImported(c, m.m)
+	case aliveCheck: // from this daemon only: the type is not registered on the node
+		rep := c.Defer()
+		c.AliveAsync(m.ref).Then(func(_ *actor.Context, _ any, err error) { rep.Reply(nil, err) })
+		return nil, nil
 	case *AppUpgraded: // from this daemon only: the type is not registered on the node
 		c.Report(m)
 		return nil, nil

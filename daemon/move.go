@@ -491,6 +491,17 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 		return fail(code, "starting child %q on %s: %s", req.Child, to, made.Msg)
 	}
+	if moveImportedHook != nil {
+		moveImportedHook(made.Ref)
+	}
+	// The new instance may have ended since (its daemon's answer was on
+	// its way): the root's link to it is asynchronous, and would tell
+	// only once the old instance forwards to nothing.
+	if err := a.alive(ctx, made.Ref); err != nil {
+		a.kill(made.Ref)
+		resume("the new instance is not alive")
+		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v", req.Child, to, err)
+	}
 	// 3. The root takes it in the child's place.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr})
@@ -510,6 +521,26 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	}
 	return res
 }
+
+// moveImportedHook, if set (tests), is called with the new instance of a
+// move once it is made, before the check that it is alive.
+var moveImportedHook func(actor.Ref)
+
+// aliveTimeout bounds the check that a move's new instance is alive.
+const aliveTimeout = 5 * time.Second
+
+// alive checks that ref (of any member) is alive, through the gateway's
+// loop (Context.AliveAsync needs an actor).
+func (a *apps) alive(ctx context.Context, ref actor.Ref) error {
+	actx, cancel := context.WithTimeout(ctx, aliveTimeout)
+	defer cancel()
+	_, err := a.d.sys.Ask(actx, a.d.gw.ref, aliveCheck{ref})
+	return err
+}
+
+// aliveCheck asks the gateway whether ref is alive (from this daemon
+// only: the type is not registered on the node).
+type aliveCheck struct{ ref actor.Ref }
 
 // pickTarget picks the live member, none of avoid, that runs the fewest
 // of kids ("" if none).

@@ -989,3 +989,49 @@ func TestDrainOnStopHasItsOwnBound(t *testing.T) {
 		t.Fatal("the drain did not run")
 	}
 }
+
+// TestMoveChildNewInstanceEnded: a new instance that ends after its
+// import, before the root takes it, is noticed: the move fails and the
+// old instance runs on with its count, the root's child unchanged.
+func TestMoveChildNewInstanceEnded(t *testing.T) {
+	f := &moveFixture{}
+	a, b, c := moveCluster(t, f, storeSpec("store", "tally", "t1"))
+	ds := map[string]*Daemon{"a": a, "b": b, "c": c}
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := kids["t1"]
+	want := inc(t, a.sys, child.ref) + 1
+	to := other(child.node)
+	moveImportedHook = func(ref actor.Ref) {
+		// The new instance, on to, ends at once.
+		node, addr, id, ok := a.node.ExportRef(ref)
+		if !ok {
+			t.Errorf("%v not exported", ref)
+			return
+		}
+		r, err := ds[to].node.ImportRef(node, addr, id)
+		if err == nil {
+			err = ds[to].sys.Kill(context.Background(), r)
+		}
+		if err != nil {
+			t.Errorf("killing the new instance: %v", err)
+		}
+	}
+	defer func() { moveImportedHook = nil }()
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: to})
+	if !errors.Is(r.Err(), gateway.ErrMoveFailed) {
+		t.Fatalf("move onto an instance that ended: %v, want ErrMoveFailed", r.Err())
+	}
+	now, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now["t1"].ref != child.ref {
+		t.Fatalf("the root's child is %v, want the old %v", now["t1"].ref, child.ref)
+	}
+	if n := inc(t, a.sys, child.ref); n != want {
+		t.Fatalf("the old instance counts %d, want %d", n, want)
+	}
+}
