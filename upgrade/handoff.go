@@ -166,7 +166,10 @@ func (h *Held) Resume(ctx context.Context) error {
 // The actor's monitors and links do not cross either: a Down of what it
 // monitored, or a trapped Exited of a link, reaching the forwarder (held
 // or later) is dropped; to sets up its own.
-// An ask forwarded to another node is asked on by the forwarder. Its restarts (a crash of the
+// An ask forwarded to another node is asked on by the forwarder, within
+// the system's ask timeout (actor.Config.AskTimeout) whatever the asker's
+// own deadline (an ask does not carry it): an asker that waits longer
+// gets the timeout's error after it. Its restarts (a crash of the
 // forwarder) make forwarders too. ErrHoldEnded if the hold had ended.
 func (h *Held) Forward(ctx context.Context, to actor.Ref, grace time.Duration) error {
 	if to.IsZero() {
