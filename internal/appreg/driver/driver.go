@@ -242,6 +242,7 @@ type queued struct {
 	size int
 	msg  any
 	rep  *actor.Reply
+	run  func(*actor.Context) // a Runner's continuation that uses the replica
 }
 
 // New returns the driver's factory.
@@ -463,17 +464,35 @@ func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
 			rep.Reply(nil, ErrNoReplica)
 			return
 		}
-		err := d.r.Release(m.App, gen, m.To, handover, ended, c.Now())
-		if errors.Is(err, appreg.ErrNoLeader) {
-			err = nil // proposed again at the next renewal time
-		}
-		if err != nil {
-			rep.Reply(nil, err)
-		} else {
-			rep.Reply(gen, nil)
-		}
-		_ = d.kick(c)
+		d.whenIdle(c, func(c *actor.Context) { d.released(c, m, gen, rep, handover, ended) })
 	})
+}
+
+// whenIdle runs f, which uses the replica, now or (OffLoop) once the
+// Ready on the pool has ended: a Runner's continuation runs on the loop
+// at any time, while the replica may belong to the pool. Not bounded by
+// MaxQueued: at most one per application handed over.
+func (d *driver) whenIdle(c *actor.Context, f func(*actor.Context)) {
+	if d.busy {
+		d.queue = append(d.queue, queued{run: f})
+		return
+	}
+	f(c)
+	_ = d.kick(c)
+}
+
+// released proposes the release once the Runner has ended the instance:
+// the replica is not busy.
+func (d *driver) released(c *actor.Context, m Release, gen uint64, rep *actor.Reply, handover []byte, ended bool) {
+	err := d.r.Release(m.App, gen, m.To, handover, ended, c.Now())
+	if errors.Is(err, appreg.ErrNoLeader) {
+		err = nil // proposed again at the next renewal time
+	}
+	if err != nil {
+		rep.Reply(nil, err)
+	} else {
+		rep.Reply(gen, nil)
+	}
 }
 
 // kick takes the replica's output: at once on the loop, or (OffLoop) on
@@ -528,6 +547,10 @@ func (d *driver) drain(c *actor.Context) {
 	for _, in := range q {
 		if in.step != nil {
 			d.step(c, in.step, in.from)
+			continue
+		}
+		if in.run != nil {
+			in.run(c)
 			continue
 		}
 		if m, ok := in.msg.(Release); ok {
