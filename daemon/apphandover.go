@@ -229,6 +229,13 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 // a handover, before the root stops.
 var handoverHeldHook func([]handoverChild)
 
+// handOff is an application whose root is being handed over from here.
+type handOff struct {
+	root    actor.Ref
+	cluster *appCluster
+	aborted bool // the driver stopped it: its lease ended
+}
+
 // HandOver implements driver.Handoverer: the root lets go of its
 // children, their daemons hold them, and the root stops; done gets the
 // records of the children held.
@@ -242,10 +249,14 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 	root := inst.ref
 	r.d.apps.dropLive(app, root)
 	if r.handing == nil {
-		r.handing = map[actor.Ref]*appInstance{}
+		r.handing = map[string]*handOff{}
 	}
-	r.handing[root] = inst
+	h := &handOff{root: root, cluster: inst.cluster}
+	r.handing[app] = h
 	c.AskTimeout(root, supervisor.Detach{}, handoverStep).Then(func(c *actor.Context, v any, err error) {
+		if h.aborted {
+			return
+		}
 		kids, _ := v.([]supervisor.Detached)
 		if err != nil {
 			r.log.Warn("applications: the root did not let go of its children; they end with it", "app", app, "err", err)
@@ -258,6 +269,9 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 		p, settle := c.ExternalPromise()
 		go func() { settle(r.d.holdChildren(root, recs, refs), nil) }()
 		p.Then(func(c *actor.Context, v any, _ error) {
+			if h.aborted {
+				return
+			}
 			held, _ := v.([]handoverChild)
 			enc, _ := encodeHandover(held)
 			inst.cluster.close()
@@ -267,13 +281,32 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 				t = -1
 			}
 			c.StopAsync(root, actor.ErrShutdown, t).Then(func(c *actor.Context, _ any, err error) {
-				delete(r.handing, root)
+				if h.aborted {
+					return
+				}
+				delete(r.handing, app)
 				// Ended only if the stop was acknowledged: a stop
 				// that turned into a kill has not happened yet.
 				done(c, enc, err == nil)
 			})
 		})
 	})
+}
+
+// abortHandOver kills at once the root of app if it is being handed over
+// (its lease ended, or the driver restarts): what the handover has not
+// done yet is not done.
+func (r *appRunner) abortHandOver(c *actor.Context, app string) {
+	h := r.handing[app]
+	if h == nil {
+		return
+	}
+	delete(r.handing, app)
+	h.aborted = true
+	h.cluster.close()
+	_ = c.Unlink(h.root)
+	_ = c.Kill(h.root)
+	r.log.Warn("applications: a root's handover failed; the root is killed", "app", app)
 }
 
 // adoptions turns what a release recorded into the children the new

@@ -65,9 +65,12 @@
 // apply). Then, when the release commits, nothing of that or an earlier
 // generation runs: the holder's renewals precede the release in the log
 // and cover no instance. Otherwise the next holder waits as after an
-// Assign. A lost or late release cannot make two instances: the holder
-// runs nothing once it holds, and a release of a generation that moved on
-// is refused.
+// Assign. Between Hold and Release the holder's instance is still ending:
+// the generation is renewed as before, and the instance must end by its
+// lease's end (HeldUntil) like any other, which the driver sees to. A
+// lost or late release cannot make two instances: the holder runs nothing
+// once it has released, and a release of a generation that moved on is
+// refused.
 //
 // The guarantee assumes:
 //

@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/actord/actord/actor"
 	"github.com/actord/actord/internal/appreg"
+	"github.com/actord/actord/sim"
 )
 
 // handRunner's HandOver ends when the test sends it "finish": its done
@@ -110,4 +112,110 @@ func TestOffLoopHandOverDoneWaitsForTheWrite(t *testing.T) {
 	if err := <-proposed; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// slowRunner's HandOver takes delay to end the instance (as the daemon's
+// may: the root's Detach and the gateways' holds are bounded by seconds,
+// not by the lease).
+type slowRunner struct {
+	runner
+	delay time.Duration
+	dones map[string]func(*actor.Context, []byte, bool)
+}
+
+type handoverDone struct{ app string }
+
+func (r *slowRunner) HandOver(c *actor.Context, app string, done func(*actor.Context, []byte, bool)) {
+	r.dones[app] = done
+	c.After(r.delay, handoverDone{app})
+}
+
+// Stop ends the instance, one under a handover too.
+func (r *slowRunner) Stop(c *actor.Context, app string) {
+	delete(r.dones, app)
+	r.runner.Stop(c, app)
+}
+
+func (r *slowRunner) Handle(c *actor.Context, msg any) {
+	if m, ok := msg.(handoverDone); ok {
+		if d := r.dones[m.app]; d != nil {
+			delete(r.dones, m.app)
+			r.runner.Stop(c, m.app)
+			d(c, nil, true)
+		}
+	}
+}
+
+// TestSlowHandoverOfACutOffHolderEndsWithItsLease: the holder is cut off
+// from the others right after a Release, and its instance takes longer
+// than the lease to end: the lease still bounds it (the driver stops it
+// when the lease ends, and the handover fails), so the majority's
+// failover never runs a second instance beside it. Without the bound the
+// instance ran on for the whole handover.
+func TestSlowHandoverOfACutOffHolderEndsWithItsLease(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			c := newSimCluster(t, 60+seed, 3, func(cfg *Config) {
+				r := cfg.Runner.(runner)
+				cfg.Runner = &slowRunner{runner: r, delay: 10 * time.Second, dones: map[string]func(*actor.Context, []byte, bool){}}
+			})
+			c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1"}})
+			c.runUntil("a on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+			n1 := c.node("n1")
+			rel := askLater(t, n1, c.drivers["n1"], Release{App: "a", To: "n3"}, 20*time.Second)
+			c.w.Partition(n1, c.node("n2"))
+			c.w.Partition(n1, c.node("n3"))
+			c.runUntil("a on n2 or n3", 30*time.Second, func() bool { return c.runsOn("a", "n2") || c.runsOn("a", "n3") })
+			c.runUntil("the release answered", 30*time.Second, func() bool { return len(rel) > 0 })
+			if err := <-rel; !errors.Is(err, ErrHandoverFailed) {
+				t.Fatalf("release: %v, want ErrHandoverFailed", err)
+			}
+		})
+	}
+}
+
+// TestSlowHandoverIsRenewed: a handover that takes longer than the lease
+// is not cut short while the holder reaches the others: the held
+// generation is renewed until the release, which then hands it over.
+func TestSlowHandoverIsRenewed(t *testing.T) {
+	c := newSimCluster(t, 70, 3, func(cfg *Config) {
+		r := cfg.Runner.(runner)
+		cfg.Runner = &slowRunner{runner: r, delay: 10 * time.Second, dones: map[string]func(*actor.Context, []byte, bool){}}
+	})
+	c.propose(appreg.Command{Op: appreg.OpDeploy, App: "a", Prefer: []string{"n1"}})
+	c.runUntil("a on n1", 20*time.Second, func() bool { return c.runsOn("a", "n1") })
+	n1 := c.node("n1")
+	rel := askLater(t, n1, c.drivers["n1"], Release{App: "a", To: "n3"}, 20*time.Second)
+	c.runUntil("a on n3", 30*time.Second, func() bool { return c.runsOn("a", "n3") })
+	if err := <-rel; err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if c.tr.starts["a"] != 2 {
+		t.Fatalf("starts: %v", c.tr.starts)
+	}
+}
+
+// askLater asks msg of to from node n without running the world: the
+// answer's error comes on the channel returned as the world runs.
+func askLater(t *testing.T, n *sim.Node, to actor.Ref, msg any, timeout time.Duration) chan error {
+	t.Helper()
+	out := make(chan error, 1)
+	a, err := n.Spawn(func() actor.Actor {
+		return actorFunc(func(c *actor.Context, m any) (any, error) {
+			if m == "go" {
+				c.AskTimeout(to, msg, timeout).Then(func(c *actor.Context, _ any, err error) {
+					out <- err
+					_ = c.Stop(c.Self(), nil)
+				})
+			}
+			return nil, nil
+		})
+	})
+	if err == nil {
+		err = n.Send(a, "go")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
