@@ -70,6 +70,12 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		// are adopted, not started (apphandover.go).
 		sp.Adopt = r.adoptions(g.App, g.Handover, slots)
 	}
+	if _, ok := r.handing[g.App]; ok {
+		// An earlier handover from here has ended: its children were
+		// adopted or have ended with their hold.
+		delete(r.handing, g.App)
+		r.d.apps.setHandedOff(g.App, nil)
+	}
 	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots}
 	r.insts[g.App] = inst
 	r.spawn(c, g.App, inst)
