@@ -257,13 +257,20 @@ func (d *Daemon) gatewayOf(node string) (actor.Ref, bool) {
 
 // holdChildren asks the gateway of each child's daemon to hold it, at
 // once for all, and returns the records of those held: the others end
-// with the root, as without a handover.
+// with the root, as without a handover. Children on this daemon are not
+// held: they would end with it (it is handing its roots over to stop),
+// as restarts of the new root that adopted them, and too many of those
+// make a root give up and restart every child; ended with the old root,
+// they are started afresh by the new one, no restart counted.
 func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[string]actor.Ref) []handoverChild {
 	ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
 	defer cancel()
 	held := make([]bool, len(recs))
 	var wg sync.WaitGroup
 	for i, rec := range recs {
+		if rec.Node == d.cfg.Name {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

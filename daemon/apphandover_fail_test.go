@@ -165,3 +165,60 @@ func TestHandOverWaitsForTheAdoption(t *testing.T) {
 	}
 }
 
+// TestHandOverLeavesTheChildrenOfItsDaemon: the children that run on the
+// daemon handing its root over are not held: they end with the old root
+// and the new root starts them afresh (not as restarts: they would die
+// with the daemon, and two such deaths make a root of the default
+// intensity give up); the others are adopted.
+func TestHandOverLeavesTheChildrenOfItsDaemon(t *testing.T) {
+	a, b, _, log, spec := handoverRig(t)
+	local := spec
+	local.Name = "mall"
+	local.Children = []AppChild{
+		{Name: "m1", Kind: "kid", Node: "a", Args: map[string]any{"name": "m1"}, Shutdown: "1s"},
+		{Name: "m2", Kind: "kid", Node: "b", Args: map[string]any{"name": "m2"}, Shutdown: "1s"},
+	}
+	eventually(t, 20*time.Second, "mall deployed", func() bool {
+		return appCall(t, b, gateway.DeployApp{Spec: local}).(gateway.AppResult).Err() == nil
+	})
+	eventually(t, 20*time.Second, "mall on a with m1 and m2", func() bool {
+		root := rootOf(a, "mall")
+		if root.IsZero() {
+			return false
+		}
+		ch := childrenOf(a, root)
+		return len(ch) == 2 && ch[0].Running && ch[1].Running
+	})
+	var (
+		mu        sync.Mutex
+		heldNodes []string
+	)
+	handoverHeldHook = func(held []handoverChild) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range held {
+			heldNodes = append(heldNodes, h.Node)
+		}
+	}
+	t.Cleanup(func() { handoverHeldHook = nil })
+	m1 := log.all("m1")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if hs, err := a.handOverRoots(ctx); err != nil || len(hs) != 2 {
+		t.Fatalf("handOverRoots: %+v, %v", hs, err)
+	}
+	mu.Lock()
+	if slices.Contains(heldNodes, "a") {
+		t.Errorf("children held on the daemon handing over: %v", heldNodes)
+	}
+	mu.Unlock()
+	eventually(t, 10*time.Second, "m1, on a, ends with its old root", func() bool { return !isAlive(a, m1) })
+	eventually(t, 20*time.Second, "mall on b with m1 afresh and m2 adopted", func() bool {
+		root := rootOf(b, "mall")
+		if root.IsZero() {
+			return false
+		}
+		ch := childrenOf(b, root)
+		return len(ch) == 2 && ch[0].Running && ch[1].Running && len(log.all("m1")) == 2 && len(log.all("m2")) == 1
+	})
+}
