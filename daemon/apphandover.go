@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -518,6 +519,37 @@ type RootHandover struct {
 // errNoSuccessor means no other live registry member can take a root.
 var errNoSuccessor = errors.New("no other live registry member to hand the root to")
 
+// capAppRelease is the capability (cluster.Config.Caps) of a daemon whose
+// registry replica applies releases (appreg.OpRelease). A replica of an
+// older binary rejects them as unknown: its state would part from the
+// others' (the application assigned to the releaser there, to the next
+// holder elsewhere), and, leader one day, it could let two nodes run
+// the application. So a release is proposed only while every registry
+// member is live and announces it.
+const capAppRelease = "app-release"
+
+// errHandoverUnsupported refuses a root handover while some registry
+// member is not known to apply releases: the root fails over as before.
+var errHandoverUnsupported = errors.New("root handover is not supported by every registry member (one is down, or runs an older binary)")
+
+// releaseUnsupported returns the registry members not known, from the
+// membership's gossip, to apply releases: not live, or not announcing
+// capAppRelease.
+func (d *Daemon) releaseUnsupported() []string {
+	caps := map[string]bool{}
+	for _, m := range d.agent.Members() {
+		caps[m.Name] = m.Has(capAppRelease)
+	}
+	var out []string
+	for _, n := range d.apps.cfg.Members {
+		if !caps[n] {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // handOverRoots hands every application root that runs on this daemon to
 // another live registry member (its first live preferred one, else the
 // least loaded), without restarting the children: see the start of this
@@ -545,6 +577,16 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 	}
 	var out []RootHandover
 	var errs []error
+	if miss := d.releaseUnsupported(); len(miss) > 0 {
+		err := fmt.Errorf("%w: %s", errHandoverUnsupported, strings.Join(miss, ", "))
+		for _, app := range st.Running {
+			out = append(out, RootHandover{App: app, Err: err})
+		}
+		if len(out) == 0 {
+			return out, nil
+		}
+		return out, err
+	}
 	for _, app := range st.Running {
 		h := RootHandover{App: app, To: successor(st, app, live, load)}
 		if h.To == "" {

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,4 +223,58 @@ func TestHandOverLeavesTheChildrenOfItsDaemon(t *testing.T) {
 		ch := childrenOf(b, root)
 		return len(ch) == 2 && ch[0].Running && ch[1].Running && len(log.all("m1")) == 2 && len(log.all("m2")) == 1
 	})
+}
+
+// TestHandOverNeedsEveryMemberToApplyReleases: while a registry member
+// does not announce that it applies releases (a daemon of an older
+// binary, in a rolling upgrade), no release is proposed: its replica
+// would reject it and part from the others. The root stays, to fail over
+// as before.
+func TestHandOverNeedsEveryMemberToApplyReleases(t *testing.T) {
+	mk := func(name string, seeds ...string) Config {
+		cfg := testConfig(t, name, seeds...)
+		cfg.Kinds = tallyKinds(&tallyStarts{n: map[string]int{}})
+		cfg.Apps = fastApps("a", "b", "c")
+		return cfg
+	}
+	a := start(t, mk("a"))
+	seed := a.Info().GossipAddr
+	b := start(t, mk("b", seed))
+	old := mk("c", seed)
+	old.noAppRelease = true
+	c := start(t, old)
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 20*time.Second, d.Info().Node+" knows the gateways", func() bool {
+			ml := appCall(t, d, ListMembers{}).(MemberList)
+			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
+		})
+	}
+	spec := AppSpec{Name: "shop", Prefer: []string{"a", "b"}, Intensity: 10, Period: gateway.Duration(time.Second),
+		Children: []AppChild{{Name: "w1", Kind: "counter", Node: "b", Args: map[string]any{"name": "w1"}, Shutdown: "1s"}}}
+	eventually(t, 20*time.Second, "shop deployed", func() bool {
+		return appCall(t, b, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
+	})
+	eventually(t, 20*time.Second, "shop on a", func() bool { return !rootOf(a, "shop").IsZero() })
+	root := rootOf(a, "shop")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hs, err := a.handOverRoots(ctx)
+	if !errors.Is(err, errHandoverUnsupported) || len(hs) != 1 || !errors.Is(hs[0].Err, errHandoverUnsupported) {
+		t.Fatalf("handOverRoots: %+v, %v; want errHandoverUnsupported", hs, err)
+	}
+	if !strings.Contains(err.Error(), "c") {
+		t.Fatalf("the member missing is not named: %v", err)
+	}
+	st, err := a.apps.status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range st.Apps {
+		if x.Name == "shop" && (x.Node != "a" || x.HandoverGen != 0) {
+			t.Fatalf("shop was released: %+v", x)
+		}
+	}
+	if rootOf(a, "shop") != root {
+		t.Fatal("the root did not stay on a")
+	}
 }

@@ -70,7 +70,10 @@
 // lease's end (HeldUntil) like any other, which the driver sees to. A
 // lost or late release cannot make two instances: the holder runs nothing
 // once it has released, and a release of a generation that moved on is
-// refused.
+// refused. A replica of a binary that predates OpRelease rejects it as
+// unknown and its state parts from the others': releases must be proposed
+// only once every member applies them (package daemon checks what each
+// member announces).
 //
 // The guarantee assumes:
 //
