@@ -284,3 +284,15 @@ func TestHeldInstanceOfACutOffHolderEndsWithItsLease(t *testing.T) {
 		}
 	})
 }
+
+// A release names a member: applications run on members only.
+func TestReleaseToANonMemberRefused(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	c.deploy("a", false, "n1")
+	c.runUntil("a on n1", 10*time.Second, func() bool { return c.runner("a") == "n1" })
+	gen := c.hold("a", "n1")
+	n1 := c.node("n1")
+	if err := n1.r.Release("a", gen, "n9", nil, true, n1.nodeNow(c)); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("release to a non-member: %v, want ErrNotMember", err)
+	}
+}

@@ -90,6 +90,10 @@ type Grant struct {
 // node does not hold (or no longer holds in the generation given).
 var ErrNotHolder = errors.New("appreg: not the holder")
 
+// ErrNotMember is returned by Release to a node that is no member of the
+// registry: applications run on members only.
+var ErrNotMember = errors.New("appreg: not a member of the registry")
+
 // release is a release this replica proposes until it is applied or the
 // generation moves on.
 type release struct {
@@ -568,6 +572,9 @@ func (r *Replica) Release(app string, gen uint64, to string, handover []byte, en
 	if !ok || a.Node != r.self || a.Gen != gen {
 		return fmt.Errorf("%w: %q of generation %d", ErrNotHolder, app, gen)
 	}
+	if !r.isMember(to) {
+		return fmt.Errorf("%w: %q", ErrNotMember, to)
+	}
 	rl := release{gen: gen, to: to, handover: slices.Clone(handover), ended: ended}
 	if _, err := EncodeCommand(r.releaseCmd(app, rl)); err != nil {
 		return err
@@ -575,6 +582,15 @@ func (r *Replica) Release(app string, gen uint64, to string, handover []byte, en
 	r.releases[app] = rl
 	r.lastSent[app] = r.now
 	return r.proposeRelease(app, rl)
+}
+
+func (r *Replica) isMember(node string) bool {
+	for _, n := range r.byID {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Replica) releaseCmd(app string, rl release) Command {

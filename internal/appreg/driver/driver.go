@@ -62,7 +62,8 @@ type Propose struct {
 // its lease meanwhile, and proposes the release with what the Runner
 // recorded for the next holder. The reply, once proposed, is the
 // generation released (a uint64), or the error (ErrNotRunningHere,
-// ErrNotAllowed for a Runner that is no Handoverer, ErrHandoverFailed).
+// ErrNotAllowed for a Runner that is no Handoverer, appreg.ErrNotMember
+// for a To that is no member of the registry, ErrHandoverFailed).
 // The release is proposed again until it commits or the generation moves
 // on: watch the registry (GetStatus) for the outcome.
 //
@@ -483,6 +484,10 @@ func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
 	check := appreg.Command{Op: appreg.OpRelease, App: m.App, Node: d.r.Node(), Gen: gen, To: m.To}
 	if err := check.Validate(); err != nil {
 		rep.Reply(nil, err)
+		return
+	}
+	if !d.isMember(m.To) {
+		rep.Reply(nil, fmt.Errorf("%w: %q", appreg.ErrNotMember, m.To))
 		return
 	}
 	if g, err := d.r.Hold(m.App, c.Now()); err != nil || g != gen {

@@ -47,20 +47,32 @@ func TestOffLoopHandOverDoneWaitsForTheWrite(t *testing.T) {
 	openGate := func() { open.Do(func() { close(st.gate) }) }
 	defer openGate() // before the system's shutdown, which waits for the write
 	r := &handRunner{ev: make(chan string, 16), called: make(chan struct{}, 1)}
-	// A one-member registry: the release goes to b, which it does not
-	// know, and is never applied; only its proposal matters here.
-	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
-		Timing:       appreg.Timing{Lease: 5 * time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+	// Two members on one system: a (whose store the test holds) and b.
+	members := []appreg.Member{{ID: 1, Node: "a"}, {ID: 2, Node: "b"}}
+	timing := appreg.Timing{Lease: 5 * time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: members, Store: st, Timing: timing,
 		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	cfgB := Config{Replica: appreg.Config{ID: 2, Members: members, Store: &appreg.MemStore{}, Timing: timing,
+		TickInterval: 10 * time.Millisecond, Incarnation: 2}, Runner: nopRunner{}, OffLoop: true}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	d, err := sys.Spawn(ctx, New(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
+	db, err := sys.Spawn(ctx, New(cfgB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Send(d, SetPeers{Refs: map[uint64]actor.Ref{2: db}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Send(db, SetPeers{Refs: map[uint64]actor.Ref{1: d}}); err != nil {
+		t.Fatal(err)
+	}
 	propose := func(app string) error {
 		for {
-			_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: app}})
+			_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: app, Prefer: []string{"a"}}})
 			if !errors.Is(err, appreg.ErrNoLeader) {
 				return err
 			}
@@ -76,6 +88,9 @@ func TestOffLoopHandOverDoneWaitsForTheWrite(t *testing.T) {
 	}
 	if e := <-r.ev; e != "start x" {
 		t.Fatal(e)
+	}
+	if _, err := sys.Ask(ctx, d, Release{App: "x", To: "z"}); !errors.Is(err, appreg.ErrNotMember) {
+		t.Fatalf("release to a non-member: %v, want ErrNotMember", err)
 	}
 	relErr := make(chan error, 1)
 	go func() { _, err := sys.Ask(ctx, d, Release{App: "x", To: "b"}); relErr <- err }()
@@ -113,6 +128,12 @@ func TestOffLoopHandOverDoneWaitsForTheWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// nopRunner runs nothing.
+type nopRunner struct{}
+
+func (nopRunner) Start(*actor.Context, appreg.Grant) {}
+func (nopRunner) Stop(*actor.Context, string)        {}
 
 // slowRunner's HandOver takes delay to end the instance (as the daemon's
 // may: the root's Detach and the gateways' holds are bounded by seconds,
