@@ -296,3 +296,19 @@ func TestReleaseToANonMemberRefused(t *testing.T) {
 		t.Fatalf("release to a non-member: %v, want ErrNotMember", err)
 	}
 }
+
+// What a release recorded is kept only for the generation it made: an
+// assignment past it drops it (a record is not 8 KiB bigger for good).
+func TestHandoverDroppedPastItsGeneration(t *testing.T) {
+	s := NewState()
+	mustApply(t, s, Command{Op: OpDeploy, App: "a"})
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n1", Gen: 0})
+	mustApply(t, s, Command{Op: OpRelease, App: "a", Node: "n1", Gen: 1, To: "n2", Handover: []byte("kids")})
+	if a, _ := s.App("a"); string(a.Handover) != "kids" || a.HandoverGen != 2 {
+		t.Fatalf("after the release: %+v", a)
+	}
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n3", Gen: 2})
+	if a, _ := s.App("a"); a.Handover != nil || a.HandoverGen != 2 {
+		t.Fatalf("after an assignment past it: %+v", a)
+	}
+}

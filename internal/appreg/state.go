@@ -165,7 +165,8 @@ type App struct {
 	RenewInc uint64 `json:"renew_inc,omitempty"`
 	MixedInc bool   `json:"mixed_inc,omitempty"`
 	// The last release: Handover is what it recorded for the holder of
-	// generation HandoverGen; CleanGen is HandoverGen if the release was
+	// generation HandoverGen (dropped once an assignment moves the
+	// application past it); CleanGen is HandoverGen if the release was
 	// clean (its holder may start without the wait); ReleasedBy is the
 	// node that released (takeover does not move the application back to
 	// it).
@@ -367,6 +368,8 @@ func (s *State) Apply(idx uint64, c Command) error {
 		}
 		a.Node = c.Node
 		a.Gen++
+		// Only the holder of HandoverGen uses it: not kept past it.
+		a.Handover = nil
 	case OpRenew:
 		if c.Node != a.Node || c.Gen != a.Gen {
 			return fmt.Errorf("%w: renew %q by %q of generation %d (assigned to %q, generation %d)",
