@@ -744,6 +744,9 @@ func (d *driver) expire(c *actor.Context) {
 // reconcile starts and stops applications here as the replica grants
 // them now.
 func (d *driver) reconcile(c *actor.Context) {
+	// First: a handover that failed is stopped before a new generation
+	// of the same application may start here.
+	d.reconcileHandovers(c)
 	grants := d.r.Grants(c.Now())
 	want := map[string]appreg.Grant{}
 	d.until = map[string]time.Time{}
@@ -763,7 +766,6 @@ func (d *driver) reconcile(c *actor.Context) {
 			d.cfg.Runner.Start(c, g)
 		}
 	}
-	d.reconcileHandovers(c)
 }
 
 // reconcileHandovers follows the applications being handed over: one
