@@ -169,11 +169,14 @@ type App struct {
 	// application past it); CleanGen is HandoverGen if the release was
 	// clean (its holder may start without the wait); ReleasedBy is the
 	// node that released (takeover does not move the application back to
-	// it).
+	// it, for ReleasedByFor: see Plan; ReleaseRenewals is Renewals at the
+	// release, which measures that time).
 	Handover    []byte `json:"handover,omitempty"`
 	HandoverGen uint64 `json:"handover_gen,omitempty"`
 	CleanGen    uint64 `json:"clean_gen,omitempty"`
 	ReleasedBy  string `json:"released_by,omitempty"`
+	// ReleaseRenewals is Renewals when the last release applied.
+	ReleaseRenewals uint64 `json:"release_renewals,omitempty"`
 }
 
 func (a *App) clone() *App {
@@ -401,6 +404,7 @@ func (s *State) Apply(idx uint64, c Command) error {
 		a.Node = c.To
 		a.Gen++
 		a.Handover, a.HandoverGen, a.ReleasedBy = slices.Clone(c.Handover), a.Gen, c.Node
+		a.ReleaseRenewals = a.Renewals
 		if clean {
 			a.CleanGen = a.Gen
 		}
