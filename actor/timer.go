@@ -88,7 +88,7 @@ func (ls *loopState) fireTimer(idx, gen uint32) {
 		ls.releaseTimer(idx)
 	}
 	if s.state == slotSuspended || s.upg != nil {
-		ls.deliver(&envelope{kind: kSend, to: to, msg: msg})
+		ls.deliver(&envelope{kind: kSend, to: to, msg: msg, pidx: timerFired})
 		return
 	}
 	ls.invoke(s, to, Ref{}, msg, nil, EventTimer)

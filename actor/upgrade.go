@@ -109,6 +109,55 @@ func (u upgradeView) Release(c *Context, r Ref, f swapFunc) Promise {
 	})
 }
 
+// SendOn, called inside a handler of a one-way message, sends that
+// message on to to as coming from its own sender, when that sender is
+// this node's (or none): a forwarder to another node thus keeps the
+// sender, which Forward cannot (it is local only). It reports false, and
+// sends nothing, for an ask or a sender on another node (the remote layer
+// names only this node's actors as senders).
+func (u upgradeView) SendOn(c *Context, to Ref) (bool, error) {
+	e := c.env
+	if e == nil || e.kind != kSend || c.deferred {
+		return false, nil
+	}
+	if !e.from.IsZero() {
+		if l, ok := e.from.box().(*loopState); !ok || l.sys != c.ls.sys {
+			return false, nil
+		}
+	}
+	return true, to.box().send(c.origin(), to, e.from, e.msg)
+}
+
+// DropTimers, called inside an actor (in a Swap or Release function),
+// cancels every timer set for it (After, Every, AfterFunc) and drops the
+// ticks its timers fired while it was held: a move that makes it a
+// forwarder leaves its timers behind (the new instance sets its own).
+func (u upgradeView) DropTimers(c *Context) {
+	ls, r := c.ls, c.self
+	t := &ls.timers
+	for i := range t.entries {
+		if e := &t.entries[i]; e.active && e.to == r {
+			ls.releaseTimer(uint32(i))
+			ls.garbage++
+		}
+	}
+	ls.maybeCompact()
+	if s := ls.lookup(r); s != nil {
+		kept := s.stash[:0]
+		for _, e := range s.stash {
+			if e.kind != kSend || e.pidx != timerFired {
+				kept = append(kept, e)
+			}
+		}
+		clear(s.stash[len(kept):])
+		s.stash = kept
+	}
+}
+
+// timerFired marks (in pidx, unused by a kSend) the message of a timer
+// that fired while its actor was held or suspended, stashed as a send.
+const timerFired = ^uint32(0)
+
 // errNotHeld is Release's error for an actor whose hold has ended.
 var errNotHeld = errors.New("actor: not held (its hold ended: it stopped, or was suspended or restarted)")
 

@@ -305,20 +305,20 @@ var handoverHeldHook func([]handoverChild)
 type handOff struct {
 	root    actor.Ref
 	cluster *appCluster
-	aborted bool        // the driver stopped it
-	held    []heldChild // the children held, once their gateways answered
-	holding bool        // the holds are under way
+	aborted bool      // the driver stopped it
+	held    []heldKid // the children held, once their gateways answered
+	holding bool      // the holds are under way
 }
 
-// heldChild is a child held for a handover by this daemon's gateway.
-type heldChild struct {
+// heldKid is a child held for a handover by this daemon's gateway.
+type heldKid struct {
 	node string
 	ref  actor.Ref
 }
 
 // setHandedOff records the children held for app's handover from here
 // (nil: none), for handOverRoots to wait for their adoption.
-func (a *apps) setHandedOff(app string, held []heldChild) {
+func (a *apps) setHandedOff(app string, held []heldKid) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(held) == 0 {
@@ -326,12 +326,12 @@ func (a *apps) setHandedOff(app string, held []heldChild) {
 		return
 	}
 	if a.handedOff == nil {
-		a.handedOff = map[string][]heldChild{}
+		a.handedOff = map[string][]heldKid{}
 	}
 	a.handedOff[app] = held
 }
 
-func (a *apps) handedOffOf(app string) []heldChild {
+func (a *apps) handedOffOf(app string) []heldKid {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.handedOff[app]
@@ -340,7 +340,7 @@ func (a *apps) handedOffOf(app string) []heldChild {
 // awaitAdoption waits, within ctx, until this daemon holds none of held
 // any more (the new root adopted them, or they ended): the daemon's end
 // would kill them.
-func (d *Daemon) awaitAdoption(ctx context.Context, held []heldChild) error {
+func (d *Daemon) awaitAdoption(ctx context.Context, held []heldKid) error {
 	for _, h := range held {
 		for {
 			v, err := d.askGatewayValue(ctx, h.node, heldQuery{Kid: h.ref, Holder: d.gw.ref})
@@ -362,7 +362,7 @@ func (d *Daemon) awaitAdoption(ctx context.Context, held []heldChild) error {
 
 // dropHeld asks the gateways of held children to kill them, if this
 // daemon still holds them (not adopted): the handover failed.
-func (d *Daemon) dropHeld(held []heldChild) {
+func (d *Daemon) dropHeld(held []heldKid) {
 	if len(held) == 0 {
 		return
 	}
@@ -379,6 +379,38 @@ func (d *Daemon) dropHeld(held []heldChild) {
 		}
 		wg.Wait()
 	}()
+}
+
+// handoverHoldingHook, if set (tests), is called with the records of the
+// children to hold for a handover (and their refs), before the holds.
+var handoverHoldingHook func([]handoverChild, map[string]actor.Ref)
+
+// handoverLost records, for the handover of app's root under way, the
+// children the root let go of that are not held for the next root (their
+// hold failed, or their record did not fit): they end with the root, and
+// the next root starts them afresh. handOverRoots reports them.
+func (d *Daemon) handoverLost(app string, kids []supervisor.Detached, held []handoverChild) {
+	var lost []string
+	for _, k := range kids {
+		if !slices.ContainsFunc(held, func(h handoverChild) bool { return h.ID == k.ID }) {
+			lost = append(lost, k.ID)
+		}
+	}
+	d.lostMu.Lock()
+	defer d.lostMu.Unlock()
+	if d.lost == nil {
+		d.lost = map[string][]string{}
+	}
+	d.lost[app] = lost
+}
+
+// takeHandoverLost returns (and forgets) what handoverLost recorded for app.
+func (d *Daemon) takeHandoverLost(app string) []string {
+	d.lostMu.Lock()
+	defer d.lostMu.Unlock()
+	l := d.lost[app]
+	delete(d.lost, app)
+	return l
 }
 
 // HandOver implements driver.Handoverer: the root lets go of its
@@ -413,18 +445,24 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 		}
 		p, settle := c.ExternalPromise()
 		h.holding = true
-		go func() { settle(r.d.holdChildren(root, recs, refs), nil) }()
+		go func() {
+			if handoverHoldingHook != nil {
+				handoverHoldingHook(recs, refs)
+			}
+			settle(r.d.holdChildren(root, recs, refs), nil)
+		}()
 		p.Then(func(c *actor.Context, v any, _ error) {
 			h.holding = false
 			held, _ := v.([]handoverChild)
 			for _, rec := range held {
-				h.held = append(h.held, heldChild{node: rec.Node, ref: refs[rec.ID]})
+				h.held = append(h.held, heldKid{node: rec.Node, ref: refs[rec.ID]})
 			}
 			if h.aborted {
 				r.d.dropHeld(h.held)
 				return
 			}
 			r.d.apps.setHandedOff(app, h.held)
+			r.d.handoverLost(app, kids, held)
 			enc, _ := encodeHandover(held)
 			inst.cluster.close()
 			_ = c.Unlink(root)
@@ -514,6 +552,10 @@ type RootHandover struct {
 	To  string // the daemon it was given to
 	Gen uint64 // the generation released; the new holder's is Gen+1
 	Err error  // nil once the registry moved it
+	// Lost are the children the root let go of that were not held for
+	// the new root (their hold failed): they end with the root and the
+	// new root starts them afresh.
+	Lost []string
 }
 
 // errNoSuccessor means no other live registry member can take a root.
@@ -595,6 +637,7 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 			h.Err = err
 		} else {
 			h.Gen, _ = v.(uint64)
+			h.Lost = d.takeHandoverLost(app)
 			load[h.To]++
 		}
 		out = append(out, h)

@@ -92,8 +92,12 @@ type Daemon struct {
 	// movers (handoff.go).
 	handoffs map[string]KindHandoff
 	holds    holdTable
-	bus      *event.Bus
-	ev       *daemonEvents
+	// lost are, by application, the children of a root handed over that
+	// were not held for the next root (apphandover.go).
+	lostMu sync.Mutex
+	lost   map[string][]string
+	bus    *event.Bus
+	ev     *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
@@ -460,7 +464,8 @@ func (d *Daemon) Err() error {
 }
 
 // Shutdown stops the daemon gracefully, within ctx and
-// Config.ShutdownTimeout: the agent leaves the cluster; the actor system
+// Config.ShutdownTimeout (counted after the drain of Config.DrainOnStop,
+// which DrainTimeout bounds): the agent leaves the cluster; the actor system
 // shuts down (every actor stops, supervision trees in reverse start order
 // with their timeouts, queued asks fail with actor.ErrShutdown) while the
 // network still carries Down notifications; then the tree stops the remote
@@ -474,8 +479,6 @@ func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 	d.stopOnce.Do(func() {
 		d.stopping.Store(true)
 		d.ready.Store(false)
-		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
-		defer cancel()
 		d.log.Info("actord stopping")
 		if d.cfg.DrainOnStop && cause == nil && d.apps != nil && len(d.cfg.Apps.Members) > 0 {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.drainTimeout())
@@ -487,6 +490,12 @@ func (d *Daemon) shutdown(ctx context.Context, cause error) error {
 				}
 			}
 		}
+		// The shutdown proper's bound starts after the drain, which has
+		// its own (DrainTimeout).
+		ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
+		defer cancel()
+		// Before the leave, which cuts the connections their answers take.
+		d.endForwarders(ctx)
 		var errs []error
 		if cause != nil {
 			errs = append(errs, cause)

@@ -532,20 +532,22 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 	case gateway.Drain:
 		return g.drainCall(c)
 	case childHold:
-		if !g.fromMemberOrLocal(c) {
+		if _, ok := g.fromMember(c); !ok {
 			return nil, actor.ErrUnknownMessage
 		}
 		return g.moveStep(c, func(ctx context.Context) any { return g.d.holdChild(ctx, m) })
 	case childRelease:
-		if !g.fromMemberOrLocal(c) {
+		if _, ok := g.fromMember(c); !ok {
 			return nil, actor.ErrUnknownMessage
 		}
 		return g.moveStep(c, func(ctx context.Context) any { return g.d.releaseChild(ctx, m) })
 	case spawnImport:
-		if !g.fromMemberOrLocal(c) {
+		if _, ok := g.fromMember(c); !ok {
 			return nil, actor.ErrUnknownMessage
 		}
 		return g.spawnImported(c, m)
+	case localImport: // from this daemon only: the type is not registered on the node
+		return g.spawnImported(c, m.m)
 	case *AppUpgraded: // from this daemon only: the type is not registered on the node
 		c.Report(m)
 		return nil, nil

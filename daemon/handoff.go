@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -135,9 +137,6 @@ const (
 	// holdTimeout bounds the hold and export on the child's daemon (the
 	// wait for the child's continuations included).
 	holdTimeout = 10 * time.Second
-	// holdMax bounds how long a child stays held if its mover never ends
-	// the hold: then it is resumed. Well above a move's steps together.
-	holdMax = time.Minute
 	// importTimeout bounds the start of the new instance on the target.
 	importTimeout = 15 * time.Second
 	// releaseTimeout bounds the end of the hold (resume or forward).
@@ -152,6 +151,11 @@ const (
 	// maxHolds bounds the children a daemon holds at once for movers.
 	maxHolds = 16
 )
+
+// holdMax bounds how long a child stays held if its mover never ends the
+// hold: then it is resumed (and no longer counts against maxHolds). Well
+// above a move's steps together. A variable for tests.
+var holdMax = time.Minute
 
 // childHold asks a member's gateway to hold its actor Ref, which runs
 // Kind, and export its state (a childHeld).
@@ -193,6 +197,12 @@ type spawnImport struct {
 	State []byte
 }
 
+// localImport is a spawnImport of this daemon's own mover. Its type is
+// not registered on the node, so that it cannot come from the network:
+// the gateway takes the other move messages from members only (a
+// one-way send from a client arrives without a sender, like a local one).
+type localImport struct{ m spawnImport }
+
 // Codes of childHeld and childReleased.
 const (
 	mvOK        = 0
@@ -206,30 +216,129 @@ const (
 // holdTable is the children this daemon holds for movers, by token; n
 // counts them (at most maxHolds).
 type holdTable struct {
-	mu   sync.Mutex
-	next uint64
-	m    map[uint64]*upgrade.Held
-	n    atomic.Int32
+	mu sync.Mutex
+	m  map[uint64]heldChild
+	n  atomic.Int32
+	// fwd are the children of this daemon turned into forwarders, and
+	// when (those older than forwardGrace have stopped by themselves).
+	fwd map[actor.Ref]time.Time
 }
 
-func (t *holdTable) put(h *upgrade.Held) uint64 {
+// heldChild is a child held for a mover.
+type heldChild struct {
+	h   *upgrade.Held
+	ref actor.Ref
+}
+
+// put records a hold under a random token: a token names a hold to
+// whoever releases it, so it must not be guessed from others.
+func (t *holdTable) put(h *upgrade.Held, ref actor.Ref) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = map[uint64]*upgrade.Held{}
+		t.m = map[uint64]heldChild{}
 	}
-	t.next++
-	t.m[t.next] = h
-	return t.next
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+		tok := binary.LittleEndian.Uint64(b[:])
+		if _, dup := t.m[tok]; tok != 0 && !dup {
+			t.m[tok] = heldChild{h: h, ref: ref}
+			return tok
+		}
+	}
 }
 
-func (t *holdTable) take(tok uint64) *upgrade.Held {
+// take removes the hold tok; whoever took it (its h not nil) uncounts it
+// from n once done with it.
+func (t *holdTable) take(tok uint64) heldChild {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.m[tok]
 	delete(t.m, tok)
 	return h
 }
+
+// forget removes the hold tok once it has ended by itself (its bound, the
+// child's end), unless a release took it first: a mover that never
+// releases must not leave it counted. It returns early when stop closes.
+func (t *holdTable) forget(tok uint64, h *upgrade.Held, stop <-chan struct{}) {
+	select {
+	case <-h.Done():
+	case <-stop:
+		return
+	}
+	if t.take(tok).h != nil {
+		t.n.Add(-1)
+	}
+}
+
+// forwarding records ref, just made a forwarder, and forgets those whose
+// grace has passed (so the record stays bounded by the moves of a grace).
+func (t *holdTable) forwarding(ref actor.Ref, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fwd == nil {
+		t.fwd = map[actor.Ref]time.Time{}
+	}
+	for r, at := range t.fwd {
+		if now.Sub(at) > forwardGrace {
+			delete(t.fwd, r)
+		}
+	}
+	t.fwd[ref] = now
+}
+
+// forwarders lists the forwarders that may still run.
+func (t *holdTable) forwarders(now time.Time) []actor.Ref {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []actor.Ref
+	for r, at := range t.fwd {
+		if now.Sub(at) <= forwardGrace {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// forwardersEndWait bounds how long a stopping daemon waits for its
+// forwarders' asks in flight to be answered (within the ask timeout of
+// their answers, normally at once).
+const forwardersEndWait = 5 * time.Second
+
+// endForwarders stops this daemon's forwarders, each once the asks it
+// passed on have been answered (upgrade.EndForward), within
+// forwardersEndWait: a daemon that stops right after its children moved
+// away would otherwise answer those asks with an error while the new
+// instances still handle them, and their askers, gone on, would see
+// their effect after later answers.
+func (d *Daemon) endForwarders(ctx context.Context) {
+	refs := d.holds.forwarders(time.Now())
+	if len(refs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, forwardersEndWait)
+	defer cancel()
+	if endForwardersHook != nil {
+		endForwardersHook()
+	}
+	var wg sync.WaitGroup
+	for _, r := range refs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := upgrade.EndForward(ctx, d.sys, r); err != nil {
+				d.log.Warn("applications: a forwarder had asks unanswered when the daemon stopped", "ref", r.String(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// endForwardersHook, if set (tests), is called when a stopping daemon
+// begins to end its forwarders.
+var endForwardersHook func()
 
 // holdChild carries out a childHold here.
 func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
@@ -260,12 +369,15 @@ func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
 		}
 		return childHeld{Code: code, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	}
-	return childHeld{State: state, Token: d.holds.put(held)}
+	tok := d.holds.put(held, m.Ref)
+	go d.holds.forget(tok, held, d.done)
+	return childHeld{State: state, Token: tok}
 }
 
 // releaseChild carries out a childRelease here.
 func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased {
-	held := d.holds.take(m.Token)
+	hc := d.holds.take(m.Token)
+	held := hc.h
 	if held == nil {
 		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: no such hold (it ended)", d.cfg.Name)}
 	}
@@ -280,6 +392,9 @@ func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased
 	}
 	if err != nil {
 		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
+	}
+	if !m.Resume {
+		d.holds.forwarding(hc.ref, time.Now())
 	}
 	return childReleased{}
 }
@@ -340,14 +455,4 @@ func (g *Gateway) moveStep(c *actor.Context, run func(ctx context.Context) any) 
 		rep.Reply(run(ctx), nil)
 	}()
 	return nil, nil
-}
-
-// fromMemberOrLocal reports whether c's sender is another member's actor
-// or this daemon's own (a mover here, the zero Ref of a goroutine's ask).
-func (g *Gateway) fromMemberOrLocal(c *actor.Context) bool {
-	if !c.Sender().IsRemote() {
-		return true
-	}
-	_, ok := g.fromMember(c)
-	return ok
 }

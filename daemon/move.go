@@ -113,7 +113,10 @@ func (d *Daemon) MoveChild(ctx context.Context, app, child, to string) gateway.M
 }
 
 // Drain moves every application child running on this daemon, one at a
-// time, to another live member with its state. A child whose kind has no
+// time, to another live member with its state (an application listed as
+// starting, its root handed over or failed over a moment ago, is waited
+// for up to drainStartWait; one still starting is reported in the
+// result's Result, its children here not moved). A child whose kind has no
 // handoff, or whose move fails, stays (the registry's failover restarts
 // it elsewhere, fresh, when this daemon stops); the result lists each
 // child's outcome. Then the application roots running here are handed to
@@ -137,9 +140,28 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 		res.Result = list.Result
 		return res
 	}
+	if drainListHook != nil {
+		drainListHook(&list)
+	}
 	for _, app := range list.Apps {
-		if app.State != "running" {
+		if app.State == "starting" {
+			// Its holder (a root handed over, or failed over, a moment
+			// ago) has not renewed it yet, or this replica has not seen
+			// the renewal: its children may run here all the same, held
+			// for the new root. Skipped, they would die with this daemon.
+			app = d.waitRunning(ctx, app)
+		}
+		switch app.State {
+		case "running":
+		case "starting":
+			d.log.Warn("drain: an application did not come up in time; its children here were not moved", "app", app.Spec.Name, "node", app.Node)
+			if res.Result.Code == gateway.AppOK {
+				res.Result = gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf(
+					"application %q was still starting on %s after %v: its children on %s were not moved", app.Spec.Name, app.Node, drainStartWait, d.cfg.Name)}
+			}
 			continue
+		default:
+			continue // stopped, or waiting for a node: no root, so no child runs
 		}
 		ev := a.evacuateAt(ctx, app.Node, app.Spec.Name, d.cfg.Name)
 		res.Children = append(res.Children, ev.Children...)
@@ -153,6 +175,10 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 	res.Roots = []gateway.RootMove{}
 	hs, err := d.handOverRoots(ctx)
 	for _, h := range hs {
+		for _, id := range h.Lost {
+			res.Children = append(res.Children, gateway.MoveResult{App: h.App, Child: id, Result: gateway.AppResult{Code: gateway.MoveFailed,
+				Msg: fmt.Sprintf("child %q was not held for the handover of its root to %s: it ended with the root, and the new root starts it afresh", id, h.To)}})
+		}
 		m := gateway.RootMove{App: h.App, To: h.To}
 		if h.Err != nil {
 			m.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("root of %q not handed over: %v", h.App, h.Err)}
@@ -167,6 +193,43 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 	}
 	d.log.Info("drain: done", "children", len(res.Children), "moved", res.Moved(), "roots", len(res.Roots))
 	return res
+}
+
+// drainListHook, if set (tests), sees the drain's list of applications
+// (the first one) before it is acted on.
+var drainListHook func(*gateway.AppList)
+
+// drainStartWait bounds a drain's wait for an application that is
+// starting (its holder has not renewed it yet) to run.
+const drainStartWait = 30 * time.Second
+
+// waitRunning waits, within drainStartWait and ctx, until app is no
+// longer starting, and returns it as listed then (as given if the list
+// cannot be had).
+func (d *Daemon) waitRunning(ctx context.Context, app gateway.AppInfo) gateway.AppInfo {
+	wctx, cancel := context.WithTimeout(ctx, drainStartWait)
+	defer cancel()
+	for {
+		select {
+		case <-wctx.Done():
+			return app
+		case <-time.After(20 * time.Millisecond): // polling the registry, which has no watch
+		}
+		lctx, lcancel := context.WithTimeout(wctx, appCallTimeout)
+		list, _ := d.apps.call(lctx, gateway.ListApps{}).(gateway.AppList)
+		lcancel()
+		if list.Result.Code != gateway.AppOK {
+			continue
+		}
+		i := slices.IndexFunc(list.Apps, func(x gateway.AppInfo) bool { return x.Spec.Name == app.Spec.Name })
+		if i < 0 {
+			app.State = "stopped" // removed meanwhile
+			return app
+		}
+		if app = list.Apps[i]; app.State != "starting" {
+			return app
+		}
+	}
 }
 
 // evacuateAt asks the daemon named node, which runs app's root, to move
@@ -532,9 +595,13 @@ func (a *apps) askImport(ctx context.Context, node string, m spawnImport) childR
 		}
 		gw = p.ref
 	}
+	var msg any = m
+	if node == a.d.cfg.Name {
+		msg = localImport{m}
+	}
 	ictx, cancel := context.WithTimeout(ctx, importTimeout)
 	defer cancel()
-	v, err := a.d.sys.Ask(ictx, gw, m)
+	v, err := a.d.sys.Ask(ictx, gw, msg)
 	if err != nil {
 		return childReleased{Code: mvUnknown, Msg: fmt.Sprintf("asking %s: %v", node, err)}
 	}

@@ -30,6 +30,10 @@ type tally struct {
 }
 
 func (c *tally) Receive(_ *actor.Context, msg any) (any, error) {
+	if msg == "slow" {
+		slowInc.wait()
+		msg = "inc"
+	}
 	if msg == "inc" {
 		c.n++
 		return c.n, nil
@@ -44,11 +48,32 @@ type tallyV2 struct {
 }
 
 func (c *tallyV2) Receive(_ *actor.Context, msg any) (any, error) {
+	if msg == "slow" {
+		slowInc.wait()
+		msg = "inc"
+	}
 	if msg == "inc" {
 		c.n++
 		return c.n, nil
 	}
 	return nil, actor.ErrUnknownMessage
+}
+
+// slowInc, once set, makes a tally's "slow" (an "inc") tell entered, then
+// wait for gate to close.
+var slowInc slowGate
+
+type slowGate struct {
+	p atomic.Pointer[slowChans]
+}
+
+type slowChans struct{ entered, gate chan struct{} }
+
+func (g *slowGate) wait() {
+	if s := g.p.Load(); s != nil {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
 }
 
 type tallyState struct {
@@ -613,7 +638,7 @@ func TestSpawnImportBounds(t *testing.T) {
 	d := start(t, f.config(t, "a"))
 	ask := func(m any) childReleased {
 		t.Helper()
-		r, ok := appCall(t, d, m).(childReleased)
+		r, ok := appCall(t, d, localImport{m.(spawnImport)}).(childReleased)
 		if !ok {
 			t.Fatalf("%T: reply not a childReleased", m)
 		}
@@ -648,5 +673,319 @@ func TestSpawnImportBounds(t *testing.T) {
 		if !errors.Is(err, actor.ErrUnknownMessage) {
 			t.Fatalf("%T from a client: %v, want ErrUnknownMessage", m, err)
 		}
+	}
+}
+
+// TestClientSendsNoMoveSteps: a one-way send from a client arrives
+// without a sender, as a local one would: the move steps must refuse it
+// too. The client sends a hold of a child and the release (to another
+// ref) of a hold a local mover made; then the local mover must still own
+// its hold, and nothing else is held.
+func TestClientSendsNoMoveSteps(t *testing.T) {
+	f := &moveFixture{}
+	d := start(t, f.config(t, "a"))
+	cn := testNode(t, "client", nil)
+	if err := RegisterGatewayTypes(cn); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, cn)
+	gw, err := d.Gateway().Capability().Ref(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	spawn := func(name string) actor.Ref {
+		v, err := cn.System().Ask(ctx, gw, SpawnKind{Kind: "tally", Args: map[string]any{"name": name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(SpawnResult).Ref
+	}
+	// Refs as the client has them (for its messages), and mine as the
+	// daemon has it (for its own mover).
+	victim, other := spawn("victim"), spawn("other")
+	mine := appCall(t, d, SpawnKind{Kind: "tally", Args: map[string]any{"name": "mine"}}).(SpawnResult).Ref
+	held := d.holdChild(ctx, childHold{Ref: mine, Kind: "tally"})
+	if held.Code != mvOK {
+		t.Fatalf("local hold: %+v", held)
+	}
+	for _, m := range []any{
+		childHold{Ref: victim, Kind: "tally"},
+		childRelease{Token: held.Token, To: other},
+		spawnImport{Kind: "tally", Args: map[string]any{"name": "x"}, Owner: other, State: []byte{0x80}},
+	} {
+		if err := cn.System().Send(gw, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The gateway has had the sends once it answers an ask sent after
+	// them; a step it took runs on a goroutine, which a second lets run.
+	if _, err := cn.System().Ask(ctx, gw, ListMembers{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if n := d.holds.n.Load(); n != 1 {
+			t.Fatalf("%d holds, want the local mover's only", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := d.releaseChild(ctx, childRelease{Token: held.Token, Resume: true}); r.Code != mvOK {
+		t.Fatalf("the local mover's release after the client's: %+v", r)
+	}
+	if n := inc(t, cn.System(), victim); n != 1 {
+		t.Fatalf("victim: %d", n)
+	}
+}
+
+// TestDrainWaitsForAStartingApplication: right after a root's handover
+// (or failover) the application is "starting" in the registry's list
+// until its new holder's renewal is applied, by the draining daemon's
+// replica too, while its children run on. A drain that lists it so then
+// waits for it to run and moves its children, rather than skip it and
+// leave them to die with the daemon. The replica's lag (a heartbeat or
+// two) is made certain here by listing the application as starting once.
+func TestDrainWaitsForAStartingApplication(t *testing.T) {
+	f := &moveFixture{}
+	a, _, c := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onC []string
+	for id, k := range kids {
+		if k.node == "c" {
+			onC = append(onC, id)
+		}
+	}
+	if len(onC) == 0 {
+		t.Fatal("no child of store runs on c: the test needs one")
+	}
+	eventually(t, 20*time.Second, "c lists store as running", func() bool {
+		info, ok := appOn(t, c, "store")
+		return ok && info.State == "running"
+	})
+	var lagged atomic.Int32
+	drainListHook = func(l *gateway.AppList) {
+		for i := range l.Apps {
+			if l.Apps[i].Spec.Name == "store" && lagged.Add(1) == 1 {
+				l.Apps[i].State = "starting"
+			}
+		}
+	}
+	t.Cleanup(func() { drainListHook = nil })
+	res := c.Drain(context.Background())
+	if err := res.Result.Err(); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if lagged.Load() == 0 {
+		t.Fatalf("the drain did not list the applications: %+v", res)
+	}
+	for _, id := range onC {
+		i := slices.IndexFunc(res.Children, func(m gateway.MoveResult) bool { return m.Child == id })
+		if i < 0 {
+			t.Fatalf("%s ran on c and was not moved by its drain (it skipped the starting application): %+v", id, res.Children)
+		}
+		if err := res.Children[i].Err(); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	if kids, err = placed(a, "store"); err != nil {
+		t.Fatal(err)
+	}
+	for id, k := range kids {
+		if k.node == "c" {
+			t.Fatalf("%s still runs on c after its drain", id)
+		}
+	}
+}
+
+// TestShutdownAnswersForwardedAsks: a daemon stopped right after one of
+// its children moved away (a drain, then the stop) first lets the old
+// instance, now a forwarder, pass on the answers of the asks it forwarded:
+// an ask in flight through it is answered by the new instance, not failed
+// by the stop while the new instance still handles it (its asker, gone
+// on, would see its effect after later answers).
+func TestShutdownAnswersForwardedAsks(t *testing.T) {
+	f := &moveFixture{}
+	a, _, c := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for k, p := range kids {
+		if p.node == "c" {
+			id = k
+		}
+	}
+	if id == "" {
+		t.Fatal("no child of store runs on c: the test needs one")
+	}
+	old := kids[id].ref
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := a.sys.Ask(ctx, old, "inc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.MoveChild(ctx, "store", id, "b"); r.Err() != nil {
+		t.Fatalf("move: %v", r.Err())
+	}
+	// An ask through the old instance (a forwarder now) that the new one
+	// handles slowly: in flight when c stops.
+	s := &slowChans{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	slowInc.p.Store(s)
+	var closeGate sync.Once
+	open := func() { closeGate.Do(func() { close(s.gate) }) }
+	t.Cleanup(func() { open(); slowInc.p.Store(nil) })
+	type answer struct {
+		v   any
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		v, err := a.sys.Ask(ctx, old, "slow")
+		got <- answer{v, err}
+	}()
+	select {
+	case <-s.entered:
+	case <-ctx.Done():
+		t.Fatal("the forwarded ask never reached the new instance")
+	}
+	endForwardersHook = open // c waits for its forwarders' answers: let it come
+	t.Cleanup(func() { endForwardersHook = nil })
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Shutdown(context.Background()) }()
+	var ans answer
+	select {
+	case ans = <-got:
+	case <-ctx.Done():
+		t.Fatal("no answer")
+	}
+	open()
+	if ans.err != nil {
+		t.Fatalf("the ask in flight through c's forwarder failed with c's stop (%v), though the new instance handles it", ans.err)
+	}
+	if want := before.(int64) + 1; ans.v != want {
+		t.Fatalf("answered %v, want %d", ans.v, want)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stopping c: %v", err)
+	}
+}
+
+// TestDrainReportsAChildNotHeldForTheHandover: a child of a root handed
+// over by a drain that its daemon could not hold for the new root (here
+// it ended just before) ends with the root and is started afresh by the
+// new root: the drain reports it as not moved, rather than let it pass
+// for a child that keeps its state.
+func TestDrainReportsAChildNotHeldForTheHandover(t *testing.T) {
+	f := &moveFixture{}
+	a, _, _ := moveCluster(t, f, storeSpec("store", "tally", "t1", "t2", "t3"))
+	var gone atomic.Value // string: the child killed before its hold
+	handoverHoldingHook = func(recs []handoverChild, refs map[string]actor.Ref) {
+		for _, r := range recs {
+			if r.Node == "a" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := a.sys.Kill(ctx, refs[r.ID]); err != nil {
+				t.Errorf("kill %s: %v", r.ID, err)
+			}
+			gone.Store(r.ID)
+			return
+		}
+	}
+	t.Cleanup(func() { handoverHoldingHook = nil })
+	res := a.Drain(context.Background())
+	id, _ := gone.Load().(string)
+	if id == "" {
+		t.Fatalf("no child of store off a to end before the handover: %+v", res)
+	}
+	if len(res.Roots) != 1 || res.Roots[0].Err() != nil {
+		t.Fatalf("roots: %+v", res.Roots)
+	}
+	i := slices.IndexFunc(res.Children, func(m gateway.MoveResult) bool { return m.Child == id && m.Err() != nil })
+	if i < 0 {
+		t.Fatalf("%s, not held for the handover, is not reported: %+v", id, res.Children)
+	}
+	t.Logf("%s: %v", id, res.Children[i].Err())
+}
+
+// TestHoldsEndedByThemselvesAreForgotten: a hold whose mover never
+// releases it (its answer lost, the mover's daemon gone) resumes at its
+// bound, and one whose child ends ends with it: neither counts against
+// maxHolds afterwards, else the daemon would refuse every hold for good.
+func TestHoldsEndedByThemselvesAreForgotten(t *testing.T) {
+	defer func(m time.Duration) { holdMax = m }(holdMax)
+	holdMax = 200 * time.Millisecond
+	f := &moveFixture{}
+	d := start(t, f.config(t, "a"))
+	ctx := context.Background()
+	spawn := func() actor.Ref {
+		return appCall(t, d, SpawnKind{Kind: "tally", Args: map[string]any{"name": "x"}}).(SpawnResult).Ref
+	}
+	hold := func(ref actor.Ref) childHeld {
+		t.Helper()
+		r := d.holdChild(ctx, childHold{Ref: ref, Kind: "tally"})
+		if r.Code != mvOK {
+			t.Fatalf("hold (%d held): %+v", d.holds.n.Load(), r)
+		}
+		return r
+	}
+	for range maxHolds {
+		hold(spawn())
+	}
+	eventually(t, 10*time.Second, "the holds resumed at their bound are forgotten", func() bool { return d.holds.n.Load() == 0 })
+	ref := spawn()
+	hold(ref)
+	if n := inc(t, d.System(), ref); n != 1 {
+		t.Fatalf("the child held and resumed counts %d", n)
+	}
+	// A child that ends while held, long before the bound.
+	holdMax = time.Hour
+	ref = spawn()
+	hold(ref)
+	if err := d.System().Kill(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the hold of a child that ended is forgotten", func() bool { return d.holds.n.Load() == 0 })
+}
+
+// TestDrainOnStopHasItsOwnBound: the drain of DrainOnStop is bounded by
+// DrainTimeout, apart from ShutdownTimeout: a drain longer than
+// ShutdownTimeout leaves the shutdown proper its whole bound.
+func TestDrainOnStopHasItsOwnBound(t *testing.T) {
+	f := &moveFixture{}
+	a := start(t, f.config(t, "a"))
+	seed := a.Info().GossipAddr
+	cb := f.config(t, "b", seed)
+	cb.DrainOnStop = true
+	cb.ShutdownTimeout = 2 * time.Second
+	b := start(t, cb)
+	c := start(t, f.config(t, "c", seed))
+	for _, d := range []*Daemon{a, b, c} {
+		eventually(t, 20*time.Second, d.Info().Node+" knows the gateways", func() bool {
+			ml := appCall(t, d, ListMembers{}).(MemberList)
+			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
+		})
+	}
+	// The drain takes longer than ShutdownTimeout (well within its own).
+	listed := make(chan struct{})
+	drainListHook = func(*gateway.AppList) {
+		close(listed)
+		time.Sleep(cb.ShutdownTimeout + 500*time.Millisecond) // the drain's work
+	}
+	defer func() { drainListHook = nil }()
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown after a drain longer than ShutdownTimeout: %v", err)
+	}
+	select {
+	case <-listed:
+	default:
+		t.Fatal("the drain did not run")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -48,7 +49,13 @@ const DefaultHoldMax = time.Minute
 type Held struct {
 	sys   *actor.System
 	guard actor.Ref
+	done  chan struct{}
 }
+
+// Done is closed once the hold has ended, whichever way: Resume, Forward,
+// its bound (HoldOptions.Max), or the actor's end. Whoever keeps a record
+// of holds forgets the ended ones by it.
+func (h *Held) Done() <-chan struct{} { return h.done }
 
 // holder is the runtime's hold seam (actor/upgrade.go).
 type holder interface {
@@ -57,6 +64,8 @@ type holder interface {
 	Release(c *actor.Context, r actor.Ref,
 		f func(c *actor.Context, a actor.Actor, factory actor.Factory, pending int) (actor.Actor, actor.Factory, error)) actor.Promise
 	Asking(c *actor.Context) bool
+	DropTimers(c *actor.Context)
+	SendOn(c *actor.Context, to actor.Ref) (bool, error)
 }
 
 var holds = view.(holder)
@@ -88,7 +97,7 @@ func Hold[A actor.Actor, S any](ctx context.Context, sys *actor.System, ref acto
 		err error
 	}
 	res := make(chan outcome, 1)
-	hg := &holdGuard{target: ref, max: o.Max, drain: o.Drain}
+	hg := &holdGuard{target: ref, max: o.Max, drain: o.Drain, done: make(chan struct{})}
 	hg.hold = func(c *actor.Context, a actor.Actor) error {
 		x, ok := a.(A)
 		if !ok {
@@ -119,7 +128,7 @@ func Hold[A actor.Actor, S any](ctx context.Context, sys *actor.System, ref acto
 		if r.err != nil {
 			return nil, zero, r.err
 		}
-		return &Held{sys: sys, guard: ghost}, r.s, nil
+		return &Held{sys: sys, guard: ghost, done: hg.done}, r.s, nil
 	case <-ctx.Done():
 		return nil, zero, ctx.Err()
 	}
@@ -149,8 +158,12 @@ func (h *Held) Resume(ctx context.Context) error {
 // messages it held, then every later one, go to to in order (an ask is
 // answered by to, to its asker), until to ends or grace has passed on its
 // loop's clock (grace <= 0: never); then it stops, and a sender finds its
-// ref dead. A message forwarded to another node arrives there from the
-// forwarder, not from its first sender. Its restarts (a crash of the
+// ref dead. The actor's timers stop there: they, and the ticks they fired
+// while it was held, are dropped (to sets its own). A one-way message
+// forwarded to another node keeps its sender if that is this node's (or
+// none); one from a third node's actor arrives from the forwarder, and
+// what to sends back to the forwarder is dropped, not handed back to to.
+// An ask forwarded to another node is asked on by the forwarder. Its restarts (a crash of the
 // forwarder) make forwarders too. ErrHoldEnded if the hold had ended.
 func (h *Held) Forward(ctx context.Context, to actor.Ref, grace time.Duration) error {
 	if to.IsZero() {
@@ -185,6 +198,13 @@ type holdGuard struct {
 	refused func(error)
 	holding bool
 	ending  bool
+	done    chan struct{} // closed when the guard stops: the hold has ended
+	closed  sync.Once
+}
+
+// Terminate: the guard stops once the hold has ended (or was refused).
+func (g *holdGuard) Terminate(*actor.Context, error) {
+	g.closed.Do(func() { close(g.done) })
 }
 
 func (g *holdGuard) Start(c *actor.Context) error {
@@ -210,6 +230,10 @@ func (g *holdGuard) Start(c *actor.Context) error {
 		}
 		g.holding = true
 		c.After(g.max, holdMax{})
+		// The actor's end ends the hold: Done need not wait for the bound.
+		if c.Monitor(g.target) != nil {
+			_ = c.Stop(c.Self(), nil)
+		}
 	})
 	return nil
 }
@@ -221,6 +245,11 @@ func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 	case holdRelease:
 		m = x
 	case holdMax:
+	case actor.Down:
+		if x.Ref == g.target && !g.ending {
+			return nil, c.Stop(c.Self(), nil)
+		}
+		return nil, nil
 	default:
 		return nil, actor.Unhandled(msg)
 	}
@@ -233,6 +262,9 @@ func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 		if m.to.IsZero() {
 			return a, f, nil
 		}
+		// Timers do not cross: the old instance's, and the ticks they
+		// fired while it was held, would reach the new one beside its own.
+		holds.DropTimers(c)
 		fw := &forwarder{to: m.to, grace: m.grace}
 		// A message to itself behind the held ones: it starts the watch
 		// of to and the grace timer once the held ones are on their way.
@@ -248,8 +280,29 @@ func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
+// EndForward ends the forwarding of ref, which Held.Forward made a
+// forwarder, as its grace ending does, but waits for it: it stops once no
+// ask it passed on waits for its answer (the answers reach their askers),
+// and what comes after finds its ref dead, never handled. A node about to
+// stop calls it first, so that no ask in flight is answered with an error
+// while the new actor still handles it, after its asker has gone on. nil
+// once the forwarder has stopped (or if ref had already ended); ctx's
+// error if the answers did not come in time. ref must be a forwarder: any
+// other actor gets a message it does not know.
+func EndForward(ctx context.Context, sys *actor.System, ref actor.Ref) error {
+	_, err := sys.Ask(ctx, ref, forwardRetire{})
+	if errors.Is(err, actor.ErrDead) {
+		return nil
+	}
+	return err
+}
+
 // forwardSetup starts a forwarder's watch of its target and its grace.
 type forwardSetup struct{}
+
+// forwardRetire asks a forwarder to stop once its asks are answered
+// (EndForward); answered then.
+type forwardRetire struct{}
 
 // forwardEnd: a forwarder's grace has passed.
 type forwardEnd struct{}
@@ -257,7 +310,8 @@ type forwardEnd struct{}
 // forwarder hands every message on to the actor to: locally with
 // Context.Forward (sender and ask kept), to another node by asking it
 // on (within the system's ask timeout) and answering the asker with its
-// answer, or sending it on. Once its grace has passed it stops as soon as
+// answer, or sending it on (from its sender if that is this node's, else
+// from the forwarder; a one-way message from to itself is dropped). Once its grace has passed it stops as soon as
 // no ask it passed on is waiting for its answer.
 type forwarder struct {
 	to      actor.Ref
@@ -265,6 +319,19 @@ type forwarder struct {
 	setup   bool
 	asks    int // asks passed on, not answered yet
 	expired bool
+	retires []*actor.Reply // EndForward's, answered when it stops
+}
+
+// end stops the forwarder once no ask it passed on waits.
+func (f *forwarder) end(c *actor.Context) error {
+	if f.asks > 0 {
+		return nil
+	}
+	for _, r := range f.retires {
+		r.Reply(nil, nil)
+	}
+	f.retires = nil
+	return c.Stop(c.Self(), nil)
 }
 
 // Start runs for a forwarder made by a restart: it sets up again.
@@ -294,10 +361,11 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case forwardEnd:
 		f.expired = true
-		if f.asks == 0 {
-			return nil, c.Stop(c.Self(), nil)
-		}
-		return nil, nil
+		return nil, f.end(c)
+	case forwardRetire:
+		f.expired = true
+		f.retires = append(f.retires, c.Defer())
+		return nil, f.end(c)
 	case actor.Down:
 		if m.Ref == f.to {
 			return nil, c.Stop(c.Self(), nil)
@@ -313,14 +381,24 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 		}
 	}
 	if !holds.Asking(c) {
+		if c.Sender() == f.to {
+			// From to itself: an answer to a message this forwarder sent
+			// on as its own (its sender could not be kept), or to's own
+			// message to its old ref. Handed on, it would come back to
+			// to as if from to: a loop, never what to meant.
+			return nil, nil
+		}
+		if ok, err := holds.SendOn(c, f.to); ok {
+			return nil, err // the sender kept: to answers it directly
+		}
 		return nil, c.Send(f.to, msg)
 	}
 	rep := c.Defer()
 	f.asks++
 	c.Ask(f.to, msg).Then(func(c *actor.Context, v any, err error) {
 		rep.Reply(v, err)
-		if f.asks--; f.asks == 0 && f.expired {
-			_ = c.Stop(c.Self(), nil)
+		if f.asks--; f.expired {
+			_ = f.end(c)
 		}
 	})
 	return nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,5 +351,158 @@ func TestHoldBounded(t *testing.T) {
 	}
 	if v, err := sys.Ask(actx, ref, "get"); err != nil || v != 16 {
 		t.Fatalf("after the resume: %v %v, want the 16 held", v, err)
+	}
+}
+
+// TestEndForward: EndForward stops a forwarder (its grace not passed)
+// and returns once it has; what comes after finds its ref dead, and
+// EndForward of an ended ref is nil.
+func TestEndForward(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	old, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	nw, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h, _, err := upgrade.Hold(ctx, sys, old, exportTally, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Forward(ctx, nw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := sys.Ask(ctx, old, 2); err != nil || v != 2 {
+		t.Fatalf("forwarded ask: %v %v", v, err)
+	}
+	ended := watchEnd(t, sys, old)
+	ectx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if err := upgrade.EndForward(ectx, sys, old); err != nil {
+		t.Fatalf("EndForward: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(waitFor):
+		t.Fatal("the forwarder did not stop")
+	}
+	if _, err := sys.Ask(ctx, old, 2); !errors.Is(err, actor.ErrDead) {
+		t.Fatalf("ask after EndForward: %v, want ErrDead", err)
+	}
+	if err := upgrade.EndForward(ectx, sys, old); err != nil {
+		t.Fatalf("EndForward of an ended forwarder: %v", err)
+	}
+}
+
+// TestHeldDone: Held.Done closes when the hold ends by itself, at its
+// bound or at the actor's end, and on Resume; a record of holds forgets
+// them by it.
+func TestHeldDone(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	closed := func(h *upgrade.Held) bool {
+		select {
+		case <-h.Done():
+			return true
+		case <-time.After(waitFor):
+			return false
+		}
+	}
+	spawn := func() actor.Ref {
+		r, err := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// The bound.
+	h, _, err := upgrade.Hold(ctx, sys, spawn(), exportTally, upgrade.HoldOptions{Max: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !closed(h) {
+		t.Fatal("Done not closed at the hold's bound")
+	}
+	// The actor's end, well before the bound.
+	r := spawn()
+	h, _, err = upgrade.Hold(ctx, sys, r, exportTally, upgrade.HoldOptions{Max: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Kill(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(h) {
+		t.Fatal("Done not closed at the held actor's end")
+	}
+	// Resume.
+	h, _, err = upgrade.Hold(ctx, sys, spawn(), exportTally, upgrade.HoldOptions{Max: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(h) {
+		t.Fatal("Done not closed after Resume")
+	}
+}
+
+// tick is a ticker's periodic message, named by the instance that set it.
+type tick struct{ by string }
+
+// ticker sets a periodic tick in Start and records the ticks it gets.
+type ticker struct {
+	name string
+	mine atomic.Int64 // its own ticks
+	odd  atomic.Int64 // ticks another instance set
+}
+
+func (a *ticker) Start(c *actor.Context) error {
+	c.Every(5*time.Millisecond, tick{a.name})
+	return nil
+}
+
+func (a *ticker) Receive(_ *actor.Context, msg any) (any, error) {
+	if m, ok := msg.(tick); ok {
+		if m.by == a.name {
+			a.mine.Add(1)
+		} else {
+			a.odd.Add(1)
+		}
+	}
+	return nil, nil
+}
+
+// TestForwardLeavesTimersBehind: the old instance's timers do not cross
+// to the new one, neither the ticks they fired while it was held nor
+// those they would fire later: the new instance gets its own only.
+func TestForwardLeavesTimersBehind(t *testing.T) {
+	sys := system(t, 2, newReports())
+	ctx := context.Background()
+	old, err := sys.Spawn(ctx, func() actor.Actor { return &ticker{name: "old"} }, actor.OnLoop(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := upgrade.Hold(ctx, sys, old, func(*ticker) (int, error) { return 0, nil }, upgrade.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, sys, old, 2) // ticks fired while held
+	nt := &ticker{name: "new"}
+	nw, err := sys.Spawn(ctx, func() actor.Actor { return nt }, actor.OnLoop(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Forward(ctx, nw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// 40 of its own ticks: 200 ms in which the old timer fired 40 times.
+	deadline := time.Now().Add(waitFor)
+	for nt.mine.Load() < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new instance got %d of its own ticks", nt.mine.Load())
+		}
+		time.Sleep(time.Millisecond) // polling its count, with a deadline
+	}
+	if n := nt.odd.Load(); n > 0 {
+		t.Fatalf("the new instance got %d ticks of the old one's timer", n)
 	}
 }

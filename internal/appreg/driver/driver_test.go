@@ -816,3 +816,110 @@ func TestSimReleaseHandsOver(t *testing.T) {
 		})
 	}
 }
+
+// laterRunner's HandOver ends the instance when the test says so (end),
+// as a runner that stops the instance asynchronously does.
+type laterRunner struct {
+	started chan string
+	end     chan func() // settles the HandOver
+}
+
+func (r *laterRunner) Start(_ *actor.Context, g appreg.Grant) { r.started <- g.App }
+func (r *laterRunner) Stop(*actor.Context, string)            {}
+func (r *laterRunner) HandOver(c *actor.Context, app string, done func(*actor.Context, []byte, bool)) {
+	p, settle := c.ExternalPromise()
+	p.Then(func(c *actor.Context, _ any, _ error) { done(c, []byte("h"), true) })
+	r.end <- func() { settle(nil, nil) }
+}
+
+// TestOffLoopHandOverEndsDuringAWrite: a Runner that ends the instance
+// while a store write runs on the pool does not have the release proposed
+// beside the write (the replica is the write's until it returns): the
+// release waits in the queue, and is answered once the write is done.
+func TestOffLoopHandOverEndsDuringAWrite(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Loops: 1, Logger: slog.New(slog.DiscardHandler), OnCrash: func(*actor.Crash) {}})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
+	r := &laterRunner{started: make(chan string, 8), end: make(chan func(), 1)}
+	// Two members on one system (a release names another member): a,
+	// whose store the test holds, and b, which runs nothing.
+	members := []appreg.Member{{ID: 1, Node: "a"}, {ID: 2, Node: "b"}}
+	timing := appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: members, Store: st, Timing: timing,
+		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	cfgB := Config{Replica: appreg.Config{ID: 2, Members: members, Store: &appreg.MemStore{}, Timing: timing,
+		TickInterval: 10 * time.Millisecond, Incarnation: 2}, Runner: nopRunner{}, OffLoop: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := sys.Spawn(ctx, func() actor.Actor { return &probe{d: New(cfg)().(*driver)} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sys.Spawn(ctx, New(cfgB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sys.Send(d, SetPeers{Refs: map[uint64]actor.Ref{2: db}})
+	_ = sys.Send(db, SetPeers{Refs: map[uint64]actor.Ref{1: d}})
+	for {
+		_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "x", Prefer: []string{"a"}}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, appreg.ErrNoLeader) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond): // polling for a leader
+		}
+	}
+	select {
+	case <-r.started:
+	case <-ctx.Done():
+		t.Fatal("x never started")
+	}
+	released := make(chan error, 1)
+	go func() { _, err := sys.Ask(ctx, d, Release{App: "x", To: "b"}); released <- err }()
+	var end func()
+	select {
+	case end = <-r.end:
+	case <-ctx.Done():
+		t.Fatal("no handover")
+	}
+	st.armed.Store(true) // the next write blocks: another deploy's
+	if _, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "y"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.blocked:
+	case <-ctx.Done():
+		t.Fatal("no store write")
+	}
+	end() // the instance ends while the write hangs
+	for queued := false; !queued; {
+		v, err := sys.Ask(ctx, d, probeFn(func(_ *actor.Context, d *driver) any { return len(d.queue) }))
+		if err != nil {
+			close(st.gate)
+			t.Fatal(err)
+		}
+		select {
+		case err := <-released:
+			close(st.gate)
+			t.Fatalf("the release was proposed during the write (%v): the replica was used concurrently", err)
+		case <-ctx.Done():
+			close(st.gate)
+			t.Fatal("the release was never queued behind the write")
+		default:
+		}
+		queued = v.(int) > 0
+		if !queued {
+			time.Sleep(time.Millisecond) // polling a condition, with ctx's deadline
+		}
+	}
+	close(st.gate)
+	if err := <-released; err != nil {
+		t.Fatalf("release after the write: %v", err)
+	}
+}
