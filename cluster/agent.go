@@ -107,6 +107,11 @@ type Config struct {
 	// can check that what claims to come from this member does. Gossip
 	// authenticates it only as far as SecretKey does.
 	PublicKey []byte
+	// Caps are this member's capabilities, carried in its metadata
+	// (Member.Caps): what its binary can do that the others must know
+	// before they rely on it, in a cluster of mixed versions (a rolling
+	// upgrade). At most MaxCaps, each 1..MaxCapLen bytes.
+	Caps []string
 	// Peers, if set, is told of every member that fails or leaves.
 	Peers PeerNotifier
 	// Logger receives the agent's logs, and memberlist's (its debug chatter
@@ -161,6 +166,28 @@ type Meta struct {
 	Key string `json:"key,omitempty"`
 	// Leaving is set just before a graceful leave.
 	Leaving bool `json:"leaving,omitempty"`
+	// Caps are the member's capabilities (Config.Caps).
+	Caps []string `json:"caps,omitempty"`
+}
+
+// Bounds on a member's capabilities (Config.Caps): the metadata they
+// travel in is at most 512 bytes.
+const (
+	MaxCaps   = 8
+	MaxCapLen = 32
+)
+
+// validCap reports whether c may be a capability's name.
+func validCap(c string) bool {
+	if c == "" || len(c) > MaxCapLen {
+		return false
+	}
+	for _, r := range c {
+		if r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Member is one member of the cluster as this agent sees it.
@@ -177,7 +204,14 @@ type Member struct {
 	Key []byte `json:"key,omitempty"`
 	// Self is true for this agent's own member.
 	Self bool `json:"self,omitempty"`
+	// Caps are the capabilities its metadata announces (Config.Caps),
+	// those well formed, at most MaxCaps. A member of an older binary
+	// announces fewer. Only as trustworthy as the gossip.
+	Caps []string `json:"caps,omitempty"`
 }
+
+// Has reports whether the member announces capability c.
+func (m Member) Has(c string) bool { return slices.Contains(m.Caps, c) }
 
 // EventKind says what happened to a member.
 type EventKind int
@@ -247,7 +281,7 @@ type Agent struct {
 func New(cfg Config) *Agent {
 	cfg = cfg.withDefaults()
 	log := ratelog.Wrap(cfg.Logger, ratelog.Config{}).With("member", cfg.Name)
-	meta := Meta{Name: cfg.Name, Addr: cfg.RemoteAddr}
+	meta := Meta{Name: cfg.Name, Addr: cfg.RemoteAddr, Caps: slices.Clone(cfg.Caps)}
 	if len(cfg.PublicKey) > 0 {
 		meta.Key = hex.EncodeToString(cfg.PublicKey)
 	}
@@ -284,6 +318,9 @@ func (a *Agent) memberlistConfig() (*memberlist.Config, error) {
 	}
 	if cfg.RemoteAddr == "" {
 		return nil, fmt.Errorf("%w: no remote address for member %s", ErrConfig, cfg.Name)
+	}
+	if len(cfg.Caps) > MaxCaps || slices.ContainsFunc(cfg.Caps, func(c string) bool { return !validCap(c) }) {
+		return nil, fmt.Errorf("%w: at most %d capabilities of 1..%d printable bytes", ErrConfig, MaxCaps, MaxCapLen)
 	}
 	var c *memberlist.Config
 	switch cfg.Profile {
@@ -509,6 +546,11 @@ func (a *Agent) member(n *memberlist.Node) Member {
 		m.Addr = meta.Addr
 		if k, err := hex.DecodeString(meta.Key); err == nil && len(k) == publicKeyLen {
 			m.Key = k
+		}
+		for _, c := range meta.Caps {
+			if len(m.Caps) < MaxCaps && validCap(c) {
+				m.Caps = append(m.Caps, c)
+			}
 		}
 	}
 	return m

@@ -210,6 +210,9 @@ func TestClusterAgentConfigErrors(t *testing.T) {
 		{Name: "x", RemoteAddr: "127.0.0.1:1", Bind: "127.0.0.1:0", Profile: "warp"},
 		{Name: "x", RemoteAddr: "127.0.0.1:1", Bind: "127.0.0.1"},
 		{Name: "x", RemoteAddr: "127.0.0.1:1", Bind: "127.0.0.1:0", Advertise: "nowhere"},
+		{Name: "x", RemoteAddr: "127.0.0.1:1", Bind: "127.0.0.1:0", Caps: []string{"a b"}},
+		{Name: "x", RemoteAddr: "127.0.0.1:1", Bind: "127.0.0.1:0", Caps: []string{""}},
+		{Name: "x", RemoteAddr: "127.0.0.1:1", Bind: "127.0.0.1:0", Caps: make([]string, MaxCaps+1)},
 	} {
 		cfg.Logger = quiet()
 		err := New(cfg).Serve(context.Background())
@@ -501,4 +504,36 @@ func TestClusterPeerUpOnJoin(t *testing.T) {
 			t.Fatalf("no PeerUp(%s) after bb joined", want)
 		}
 	}
+}
+
+// TestClusterCapsTravel: a member's capabilities reach the others in its
+// metadata; one that announces none (an older binary) has none.
+func TestClusterCapsTravel(t *testing.T) {
+	a := New(Config{Name: "a", RemoteAddr: "10.0.0.1:1", Bind: "127.0.0.1:0", Profile: ProfileFast,
+		JoinInterval: 50 * time.Millisecond, Logger: quiet(), Caps: []string{"x-1", "y"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stop, err := a.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	b, _ := agent(t, "b", "127.0.0.1:0", nil, a.GossipAddr())
+	eventually(t, 10*time.Second, "b sees a's capabilities, a sees b's none", func() bool {
+		var aHas, bNone bool
+		for _, m := range b.Members() {
+			if m.Name == "a" {
+				aHas = m.Has("x-1") && m.Has("y") && !m.Has("z")
+			}
+		}
+		for _, m := range a.Members() {
+			if m.Name == "b" {
+				bNone = len(m.Caps) == 0
+			}
+			if m.Name == "a" && !m.Has("x-1") {
+				return false
+			}
+		}
+		return aHas && bNone
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,18 +19,24 @@ import (
 // Handing an application's root over to another daemon without restarting
 // its children (docs/supervision.md, "Applications"):
 //
-//  1. the driver holds the application (no renewal, no restart here) and
-//     asks the runner to end the root for a handover (HandOver);
+//  1. the driver holds the application (no restart here; renewed until
+//     the release, the lease bounding the handover) and asks the runner
+//     to end the root for a handover (HandOver);
 //  2. the root lets go of its children (supervisor.Detach); the gateway of
 //     each child's daemon unties it from the root and holds it for
-//     handoverHold (holdTie): the root's end no longer kills it;
+//     handoverHold (holdTie), tied to this daemon's gateway: the root's
+//     end no longer kills it, this daemon's end (or its node's loss)
+//     still does;
 //  3. the root stops; the driver proposes the release (appreg OpRelease)
 //     with the children's refs (handoverChild, bounded by
 //     appreg.MaxHandoverSize), clean if the root has ended;
 //  4. the new holder's root is started with those refs (Spec.Adopt): each
 //     child still held is tied to it (adoptTie) and linked, no start run;
 //     one that has gone is started afresh. A held child that no root
-//     adopts within handoverHold is killed by its gateway.
+//     adopts within handoverHold is killed by its gateway, and at once if
+//     the handover fails (the driver stops the application: dropTie);
+//  5. handOverRoots waits (bounded) until the new root has adopted them,
+//     so that this daemon may stop.
 
 // handoverHold bounds how long a child let go of by its root for a
 // handover runs without one: the new root must adopt it within that time
@@ -42,10 +49,25 @@ var handoverHold = time.Minute
 const handoverStep = 10 * time.Second
 
 // holdTie asks the gateway of a child's daemon to untie Kid from its root
-// Owner and hold it for a handover (handoverHold); only a sender on
-// Owner's daemon is answered.
+// Owner and hold it for a handover (handoverHold), tied to Holder, the
+// gateway of Owner's daemon, instead: the child ends with that daemon, or
+// with the connection to its node, as it did with its root. Only a sender
+// on Owner's and Holder's daemon is answered.
 type holdTie struct {
-	Kid, Owner actor.Ref
+	Kid, Owner, Holder actor.Ref
+}
+
+// dropTie asks the gateway of a held child's daemon to kill Kid if Holder
+// still holds it (the handover failed); only a sender on Holder's daemon
+// is answered.
+type dropTie struct {
+	Kid, Holder actor.Ref
+}
+
+// heldQuery asks the gateway of a held child's daemon whether Holder
+// still holds Kid (a bool); only a sender on Holder's daemon is answered.
+type heldQuery struct {
+	Kid, Holder actor.Ref
 }
 
 // adoptTie asks the gateway of a held child's daemon to tie Kid to Owner,
@@ -64,15 +86,41 @@ type handoverLocal struct{ Msg any }
 var errNotOwnersNode = errors.New("not sent from the owner's daemon")
 
 // fromOwnersNode reports whether c's sender, of another daemon, is on
-// owner's.
-func (g *Gateway) fromOwnersNode(c *actor.Context, owner actor.Ref) bool {
+// the node of every ref of owners.
+func (g *Gateway) fromOwnersNode(c *actor.Context, owners ...actor.Ref) bool {
 	s := c.Sender()
-	if !s.IsRemote() || !owner.IsRemote() {
+	if !s.IsRemote() {
 		return false
 	}
-	sn, _, _, ok1 := g.d.node.ExportRef(s)
-	on, _, _, ok2 := g.d.node.ExportRef(owner)
-	return ok1 && ok2 && sn == on
+	sn, _, _, ok := g.d.node.ExportRef(s)
+	if !ok {
+		return false
+	}
+	for _, owner := range owners {
+		if !owner.IsRemote() {
+			return false
+		}
+		on, _, _, ok := g.d.node.ExportRef(owner)
+		if !ok || sn != on {
+			return false
+		}
+	}
+	return true
+}
+
+// handoverFrom reports whether a holdTie, adoptTie, dropTie or heldQuery
+// naming refs comes from where it must: from this daemon (local) about
+// its own actors, or from the daemon of refs.
+func (g *Gateway) handoverFrom(c *actor.Context, local bool, refs ...actor.Ref) bool {
+	if local {
+		for _, r := range refs {
+			if r.IsRemote() {
+				return false
+			}
+		}
+		return true
+	}
+	return g.fromOwnersNode(c, refs...)
 }
 
 // handoverCall answers a holdTie or adoptTie (from another daemon, or in
@@ -84,15 +132,25 @@ func (g *Gateway) handoverCall(c *actor.Context, msg any) (any, error) {
 	}
 	switch m := msg.(type) {
 	case holdTie:
-		if local && m.Owner.IsRemote() || !local && !g.fromOwnersNode(c, m.Owner) {
+		if m.Holder.IsZero() || !g.handoverFrom(c, local, m.Owner, m.Holder) {
 			return nil, errNotOwnersNode
 		}
-		return nil, g.ties.hold(c, m.Owner, m.Kid, handoverHold)
+		return nil, g.ties.hold(c, m.Owner, m.Holder, m.Kid, handoverHold)
 	case adoptTie:
-		if local && m.Owner.IsRemote() || !local && !g.fromOwnersNode(c, m.Owner) {
+		if !g.handoverFrom(c, local, m.Owner) {
 			return nil, errNotOwnersNode
 		}
 		return nil, g.ties.adopt(c, m.Owner, m.Kid)
+	case dropTie:
+		if !g.handoverFrom(c, local, m.Holder) {
+			return nil, errNotOwnersNode
+		}
+		g.ties.drop(c, m.Holder, m.Kid)
+	case heldQuery:
+		if !g.handoverFrom(c, local, m.Holder) {
+			return nil, errNotOwnersNode
+		}
+		return g.ties.isHeldBy(m.Holder, m.Kid), nil
 	case heldExpired:
 		if !c.Sender().IsZero() { // this gateway's own timer only
 			return nil, nil
@@ -102,18 +160,23 @@ func (g *Gateway) handoverCall(c *actor.Context, msg any) (any, error) {
 	return nil, nil
 }
 
-// askGateway asks the gateway of the daemon named node a holdTie or
-// adoptTie.
+// askGateway asks the gateway of the daemon named node a holdTie,
+// adoptTie or dropTie.
 func (d *Daemon) askGateway(ctx context.Context, node string, msg any) error {
+	_, err := d.askGatewayValue(ctx, node, msg)
+	return err
+}
+
+// askGatewayValue is askGateway, with the answer.
+func (d *Daemon) askGatewayValue(ctx context.Context, node string, msg any) (any, error) {
 	gw, ok := d.gatewayOf(node)
 	if !ok {
-		return fmt.Errorf("no gateway known for %s", node)
+		return nil, fmt.Errorf("no gateway known for %s", node)
 	}
 	if node == d.cfg.Name {
 		msg = handoverLocal{Msg: msg}
 	}
-	_, err := d.sys.Ask(ctx, gw, msg)
-	return err
+	return d.sys.Ask(ctx, gw, msg)
 }
 
 // handoverChild is a child a root let go of, as its release records it
@@ -195,17 +258,24 @@ func (d *Daemon) gatewayOf(node string) (actor.Ref, bool) {
 
 // holdChildren asks the gateway of each child's daemon to hold it, at
 // once for all, and returns the records of those held: the others end
-// with the root, as without a handover.
+// with the root, as without a handover. Children on this daemon are not
+// held: they would end with it (it is handing its roots over to stop),
+// as restarts of the new root that adopted them, and too many of those
+// make a root give up and restart every child; ended with the old root,
+// they are started afresh by the new one, no restart counted.
 func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[string]actor.Ref) []handoverChild {
 	ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
 	defer cancel()
 	held := make([]bool, len(recs))
 	var wg sync.WaitGroup
 	for i, rec := range recs {
+		if rec.Node == d.cfg.Name {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := d.askGateway(ctx, rec.Node, holdTie{Kid: refs[rec.ID], Owner: root})
+			err := d.askGateway(ctx, rec.Node, holdTie{Kid: refs[rec.ID], Owner: root, Holder: d.gw.ref})
 			held[i] = err == nil
 			if err != nil {
 				d.log.Warn("applications: a child was not held for its root's handover; it ends with the root", "child", rec.ID, "node", rec.Node, "err", err)
@@ -228,6 +298,88 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 // handoverHeldHook, if set (tests), is called with the children held for
 // a handover, before the root stops.
 var handoverHeldHook func([]handoverChild)
+
+// handOff is an application whose root is being, or was, handed over
+// from here: kept until the application starts here again, or the driver
+// stops it (the handover failed: its held children are dropped).
+type handOff struct {
+	root    actor.Ref
+	cluster *appCluster
+	aborted bool      // the driver stopped it
+	held    []heldKid // the children held, once their gateways answered
+	holding bool      // the holds are under way
+}
+
+// heldKid is a child held for a handover by this daemon's gateway.
+type heldKid struct {
+	node string
+	ref  actor.Ref
+}
+
+// setHandedOff records the children held for app's handover from here
+// (nil: none), for handOverRoots to wait for their adoption.
+func (a *apps) setHandedOff(app string, held []heldKid) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(held) == 0 {
+		delete(a.handedOff, app)
+		return
+	}
+	if a.handedOff == nil {
+		a.handedOff = map[string][]heldKid{}
+	}
+	a.handedOff[app] = held
+}
+
+func (a *apps) handedOffOf(app string) []heldKid {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.handedOff[app]
+}
+
+// awaitAdoption waits, within ctx, until this daemon holds none of held
+// any more (the new root adopted them, or they ended): the daemon's end
+// would kill them.
+func (d *Daemon) awaitAdoption(ctx context.Context, held []heldKid) error {
+	for _, h := range held {
+		for {
+			v, err := d.askGatewayValue(ctx, h.node, heldQuery{Kid: h.ref, Holder: d.gw.ref})
+			if err != nil {
+				return err
+			}
+			if still, _ := v.(bool); !still {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("a child held for the handover was not adopted: %w", ctx.Err())
+			case <-time.After(20 * time.Millisecond): // polling its gateway, which has no watch
+			}
+		}
+	}
+	return nil
+}
+
+// dropHeld asks the gateways of held children to kill them, if this
+// daemon still holds them (not adopted): the handover failed.
+func (d *Daemon) dropHeld(held []heldKid) {
+	if len(held) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, h := range held {
+			wg.Go(func() {
+				if err := d.askGateway(ctx, h.node, dropTie{Kid: h.ref, Holder: d.gw.ref}); err != nil {
+					d.log.Warn("applications: a held child was not dropped after a failed handover; it ends with its hold", "node", h.node, "err", err)
+				}
+			})
+		}
+		wg.Wait()
+	}()
+}
 
 // handoverHoldingHook, if set (tests), is called with the records of the
 // children to hold for a handover (and their refs), before the holds.
@@ -274,10 +426,14 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 	root := inst.ref
 	r.d.apps.dropLive(app, root)
 	if r.handing == nil {
-		r.handing = map[actor.Ref]*appInstance{}
+		r.handing = map[string]*handOff{}
 	}
-	r.handing[root] = inst
+	h := &handOff{root: root, cluster: inst.cluster}
+	r.handing[app] = h
 	c.AskTimeout(root, supervisor.Detach{}, handoverStep).Then(func(c *actor.Context, v any, err error) {
+		if h.aborted {
+			return
+		}
 		kids, _ := v.([]supervisor.Detached)
 		if err != nil {
 			r.log.Warn("applications: the root did not let go of its children; they end with it", "app", app, "err", err)
@@ -288,6 +444,7 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 			refs[k.ID] = k.Ref
 		}
 		p, settle := c.ExternalPromise()
+		h.holding = true
 		go func() {
 			if handoverHoldingHook != nil {
 				handoverHoldingHook(recs, refs)
@@ -295,7 +452,16 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 			settle(r.d.holdChildren(root, recs, refs), nil)
 		}()
 		p.Then(func(c *actor.Context, v any, _ error) {
+			h.holding = false
 			held, _ := v.([]handoverChild)
+			for _, rec := range held {
+				h.held = append(h.held, heldKid{node: rec.Node, ref: refs[rec.ID]})
+			}
+			if h.aborted {
+				r.d.dropHeld(h.held)
+				return
+			}
+			r.d.apps.setHandedOff(app, h.held)
 			r.d.handoverLost(app, kids, held)
 			enc, _ := encodeHandover(held)
 			inst.cluster.close()
@@ -305,13 +471,37 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 				t = -1
 			}
 			c.StopAsync(root, actor.ErrShutdown, t).Then(func(c *actor.Context, _ any, err error) {
-				delete(r.handing, root)
+				if h.aborted {
+					return
+				}
 				// Ended only if the stop was acknowledged: a stop
 				// that turned into a kill has not happened yet.
 				done(c, enc, err == nil)
 			})
 		})
 	})
+}
+
+// abortHandOver ends what is left of app's handover from here, if any
+// (its lease ended, its generation moved on, or the driver restarts): the
+// root, if it still runs, is killed at once, the children held are
+// dropped (killed unless adopted), and what the handover has not done yet
+// is not done.
+func (r *appRunner) abortHandOver(c *actor.Context, app string) {
+	h := r.handing[app]
+	if h == nil {
+		return
+	}
+	delete(r.handing, app)
+	r.d.apps.setHandedOff(app, nil)
+	h.aborted = true
+	h.cluster.close()
+	_ = c.Unlink(h.root)
+	_ = c.Kill(h.root)
+	if !h.holding {
+		r.d.dropHeld(h.held) // else once the holds are answered
+	}
+	r.log.Warn("applications: a root's handover failed, or was cut short; the root is killed and its held children dropped", "app", app)
 }
 
 // adoptions turns what a release recorded into the children the new
@@ -371,6 +561,37 @@ type RootHandover struct {
 // errNoSuccessor means no other live registry member can take a root.
 var errNoSuccessor = errors.New("no other live registry member to hand the root to")
 
+// capAppRelease is the capability (cluster.Config.Caps) of a daemon whose
+// registry replica applies releases (appreg.OpRelease). A replica of an
+// older binary rejects them as unknown: its state would part from the
+// others' (the application assigned to the releaser there, to the next
+// holder elsewhere), and, leader one day, it could let two nodes run
+// the application. So a release is proposed only while every registry
+// member is live and announces it.
+const capAppRelease = "app-release"
+
+// errHandoverUnsupported refuses a root handover while some registry
+// member is not known to apply releases: the root fails over as before.
+var errHandoverUnsupported = errors.New("root handover is not supported by every registry member (one is down, or runs an older binary)")
+
+// releaseUnsupported returns the registry members not known, from the
+// membership's gossip, to apply releases: not live, or not announcing
+// capAppRelease.
+func (d *Daemon) releaseUnsupported() []string {
+	caps := map[string]bool{}
+	for _, m := range d.agent.Members() {
+		caps[m.Name] = m.Has(capAppRelease)
+	}
+	var out []string
+	for _, n := range d.apps.cfg.Members {
+		if !caps[n] {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // handOverRoots hands every application root that runs on this daemon to
 // another live registry member (its first live preferred one, else the
 // least loaded), without restarting the children: see the start of this
@@ -398,6 +619,16 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 	}
 	var out []RootHandover
 	var errs []error
+	if miss := d.releaseUnsupported(); len(miss) > 0 {
+		err := fmt.Errorf("%w: %s", errHandoverUnsupported, strings.Join(miss, ", "))
+		for _, app := range st.Running {
+			out = append(out, RootHandover{App: app, Err: err})
+		}
+		if len(out) == 0 {
+			return out, nil
+		}
+		return out, err
+	}
 	for _, app := range st.Running {
 		h := RootHandover{App: app, To: successor(st, app, live, load)}
 		if h.To == "" {
@@ -423,6 +654,16 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 				h.Err = fmt.Errorf("the release of %q did not commit: %w", h.App, ctx.Err())
 			case <-time.After(20 * time.Millisecond): // polling the registry, which has no watch
 			}
+		}
+		if h.Err == nil {
+			// Moved: wait (bounded) until the new root has adopted the
+			// children held here; this daemon's end would kill them.
+			actx, cancel := context.WithTimeout(ctx, handoverStep)
+			if err := d.awaitAdoption(actx, d.apps.handedOffOf(h.App)); err != nil {
+				d.log.Warn("applications: children held for a handover not all adopted", "app", h.App, "err", err)
+			}
+			cancel()
+			d.apps.setHandedOff(h.App, nil)
 		}
 		if h.Err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.App, h.Err))

@@ -27,7 +27,7 @@ type appRunner struct {
 	log       *slog.Logger
 	stopAfter time.Duration
 	insts     map[string]*appInstance
-	handing   map[actor.Ref]*appInstance // roots ending for a handover (HandOver)
+	handing   map[string]*handOff // applications being handed over (HandOver)
 }
 
 // appInstance is an application granted to this daemon.
@@ -69,6 +69,12 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		// Started for a handover: the children the old root let go of
 		// are adopted, not started (apphandover.go).
 		sp.Adopt = r.adoptions(g.App, g.Handover, slots)
+	}
+	if _, ok := r.handing[g.App]; ok {
+		// An earlier handover from here has ended: its children were
+		// adopted or have ended with their hold.
+		delete(r.handing, g.App)
+		r.d.apps.setHandedOff(g.App, nil)
 	}
 	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots}
 	r.insts[g.App] = inst
@@ -139,8 +145,10 @@ func (inst *appInstance) backoff(now time.Time) time.Duration {
 }
 
 // Stop implements driver.Runner: the root gets stopAfter to stop its
-// children, then is killed.
+// children, then is killed. The root of an application whose handover
+// failed (its lease ended) is killed at once.
 func (r *appRunner) Stop(c *actor.Context, app string) {
+	r.abortHandOver(c, app)
 	inst := r.insts[app]
 	delete(r.insts, app)
 	if inst == nil || inst.ref.IsZero() {
@@ -173,10 +181,8 @@ func (r *appRunner) Reset(c *actor.Context) {
 		_ = c.Kill(inst.ref)
 		r.log.Warn("applications: registry driver restarted; application's root killed", "app", app)
 	}
-	for root := range r.handing {
-		delete(r.handing, root)
-		_ = c.Unlink(root)
-		_ = c.Kill(root)
+	for app := range r.handing {
+		r.abortHandOver(c, app)
 	}
 }
 

@@ -117,6 +117,10 @@ type Config struct {
 	// deployed at boot (docs/supervision.md, "Applications"). Its Members
 	// empty (the default) turns applications off.
 	Apps AppsConfig
+
+	// noAppRelease (tests) leaves capAppRelease out of the member's
+	// capabilities, as a daemon of an older binary does.
+	noAppRelease bool
 }
 
 // TokenFileName is the debug token's file name in the data dir.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,6 +219,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	ccfg.Name, ccfg.RemoteAddr, ccfg.Bind, ccfg.Advertise = cfg.Name, d.node.Addr(), cfg.Gossip, cfg.Advertise
 	ccfg.Seeds, ccfg.Peers, ccfg.Logger = cfg.Seeds, d.node, cfg.Logger
 	ccfg.PublicKey = d.node.PublicKey() // members check the gateway's introductions with it
+	ccfg.Caps = slices.Clone(ccfg.Caps)
+	if !cfg.noAppRelease {
+		ccfg.Caps = append(ccfg.Caps, capAppRelease)
+	}
 	if len(ccfg.SecretKey) == 0 && rcfg.ClusterKey != nil {
 		ccfg.SecretKey = GossipKey(rcfg.ClusterKey)
 	}

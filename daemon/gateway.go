@@ -109,6 +109,8 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[spawnImport](n, "actord.gateway.SpawnImport"),
 		remote.Register[holdTie](n, "actord.gateway.HoldTie"),
 		remote.Register[adoptTie](n, "actord.gateway.AdoptTie"),
+		remote.Register[dropTie](n, "actord.gateway.DropTie"),
+		remote.Register[heldQuery](n, "actord.gateway.HeldQuery"),
 	)
 }
 
@@ -558,7 +560,7 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case tieLocal:
 		return nil, g.ties.tieNow(c, m)
-	case holdTie, adoptTie, heldExpired, handoverLocal:
+	case holdTie, adoptTie, dropTie, heldQuery, heldExpired, handoverLocal:
 		return g.handoverCall(c, m)
 	}
 	return nil, actor.ErrUnknownMessage

@@ -40,8 +40,10 @@ type ties struct {
 	ownerOf map[actor.Ref]actor.Ref // tied actor -> owner
 	max     int                     // maxTied if 0 (tests set it)
 	// held are actors their owner let go of for a handover (hold): tied
-	// to nobody, still watched, each killed when its hold ends (the
-	// number of its timer, heldExpired) unless adopted first.
+	// to the holder (the gateway of the owner's daemon) instead, so that
+	// they end with that daemon or its node's connection, and each killed
+	// when its hold ends (the number of its timer, heldExpired) unless
+	// adopted first.
 	held    map[actor.Ref]uint64
 	heldSeq uint64
 }
@@ -70,7 +72,7 @@ func (t *ties) expect(c *actor.Context, owner actor.Ref) (*owned, error) {
 	}
 	o := t.owners[owner]
 	if o == nil {
-		if len(t.owners)+len(t.ownerOf)+len(t.held) >= t.bound() {
+		if len(t.owners)+len(t.ownerOf) >= t.bound() {
 			return nil, errTooManyTied
 		}
 		if err := c.Monitor(owner); err != nil {
@@ -95,7 +97,7 @@ func (t *ties) tie(c *actor.Context, owner actor.Ref, o *owned, kid actor.Ref) e
 		return errOwnerEnded
 	}
 	o.pending--
-	if len(t.ownerOf)+len(t.held) >= t.bound() {
+	if len(t.ownerOf) >= t.bound() {
 		_ = c.Kill(kid)
 		t.forgetIfIdle(c, owner, o)
 		return errTooManyTied
@@ -137,6 +139,7 @@ func (t *ties) down(c *actor.Context, d actor.Down) {
 		delete(t.owners, d.Ref)
 		for kid := range o.kids {
 			delete(t.ownerOf, kid)
+			delete(t.held, kid)
 			if _, owns := t.owners[kid]; !owns {
 				_ = c.Demonitor(kid)
 			}
@@ -186,16 +189,20 @@ var (
 	errNotHeld = errors.New("not held for a handover on this daemon (it ended, its hold ran out, or another adopted it)")
 )
 
-// hold unties kid from owner, for a handover: the owner's end no longer
-// kills it; it is killed after d unless adopted before.
-func (t *ties) hold(c *actor.Context, owner, kid actor.Ref, d time.Duration) error {
+// hold moves kid's tie from owner to holder, for a handover: the owner's
+// end no longer kills it, the holder's (or its node's loss) does; it is
+// killed after d unless adopted before.
+func (t *ties) hold(c *actor.Context, owner, holder, kid actor.Ref, d time.Duration) error {
 	o := t.owners[owner]
 	if cur, ok := t.ownerOf[kid]; !ok || cur != owner || o == nil {
 		return errNotTied
 	}
-	delete(o.kids, kid)
-	delete(t.ownerOf, kid)
-	t.forgetIfIdle(c, owner, o)
+	if _, held := t.held[kid]; held {
+		return errNotTied
+	}
+	if err := t.move(c, owner, o, holder, kid); err != nil {
+		return err // still tied to owner: it ends with it
+	}
 	if t.held == nil {
 		t.held = map[actor.Ref]uint64{}
 	}
@@ -205,20 +212,52 @@ func (t *ties) hold(c *actor.Context, owner, kid actor.Ref, d time.Duration) err
 	return nil
 }
 
-// adopt ties a held kid to its new owner.
+// move ties kid, tied to from (entry o), to to instead; if to cannot be
+// watched (a bound, or it has gone), kid stays tied to from.
+func (t *ties) move(c *actor.Context, from actor.Ref, o *owned, to, kid actor.Ref) error {
+	n, err := t.expect(c, to)
+	if err != nil {
+		return err
+	}
+	n.pending--
+	delete(o.kids, kid)
+	n.kids[kid] = struct{}{}
+	t.ownerOf[kid] = to
+	t.forgetIfIdle(c, from, o)
+	return nil
+}
+
+// isHeldBy reports whether kid is held for a handover by holder.
+func (t *ties) isHeldBy(holder, kid actor.Ref) bool {
+	_, held := t.held[kid]
+	return held && t.ownerOf[kid] == holder
+}
+
+// adopt ties a held kid to its new owner. One that cannot be (a bound)
+// is killed: its new owner starts it afresh instead.
 func (t *ties) adopt(c *actor.Context, owner, kid actor.Ref) error {
 	if _, ok := t.held[kid]; !ok {
 		return errNotHeld
 	}
-	o, err := t.expect(c, owner)
-	if err != nil {
+	holder := t.ownerOf[kid]
+	o := t.owners[holder]
+	if o == nil {
+		return errNotHeld
+	}
+	if err := t.move(c, holder, o, owner, kid); err != nil {
+		t.killHeld(c, kid)
 		return err
 	}
-	o.pending--
 	delete(t.held, kid)
-	o.kids[kid] = struct{}{}
-	t.ownerOf[kid] = owner
 	return nil
+}
+
+// drop kills kid if holder still holds it: the handover failed.
+func (t *ties) drop(c *actor.Context, holder, kid actor.Ref) {
+	if !t.isHeldBy(holder, kid) {
+		return
+	}
+	t.killHeld(c, kid)
 }
 
 // expire kills a kid whose hold ran out, not adopted.
@@ -226,9 +265,20 @@ func (t *ties) expire(c *actor.Context, m heldExpired) {
 	if seq, ok := t.held[m.Kid]; !ok || seq != m.Seq {
 		return
 	}
-	delete(t.held, m.Kid)
-	if _, owns := t.owners[m.Kid]; !owns {
-		_ = c.Demonitor(m.Kid)
+	t.killHeld(c, m.Kid)
+}
+
+// killHeld kills a held kid and forgets it.
+func (t *ties) killHeld(c *actor.Context, kid actor.Ref) {
+	delete(t.held, kid)
+	holder := t.ownerOf[kid]
+	delete(t.ownerOf, kid)
+	if o := t.owners[holder]; o != nil {
+		delete(o.kids, kid)
+		t.forgetIfIdle(c, holder, o)
 	}
-	_ = c.Kill(m.Kid)
+	if _, owns := t.owners[kid]; !owns {
+		_ = c.Demonitor(kid)
+	}
+	_ = c.Kill(kid)
 }

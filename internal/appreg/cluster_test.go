@@ -65,7 +65,11 @@ type tcluster struct {
 	electionTicks    int
 	// the invariant
 	runners map[string]string // app -> node running it at the last step
-	starts  map[string]int    // app -> instances started (a node's MayRun turning true)
+	// holding is, per app, the node whose instance, held for a release
+	// (Hold), the test has not said ended: it runs until then, or until
+	// its lease ends (HeldUntil: the driver stops it then).
+	holding map[string]string
+	starts  map[string]int // app -> instances started (a node's MayRun turning true)
 	applied map[uint64][]Applied
 	trace   []byte // every change of runner, with its time
 }
@@ -106,7 +110,7 @@ func newCluster(t *testing.T, n int, seed uint64, opts ...copt) *tcluster {
 	c := &tcluster{
 		t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		cut: map[[2]uint64]bool{}, delayLo: time.Millisecond, delayHi: 3 * time.Millisecond,
-		runners: map[string]string{}, starts: map[string]int{}, applied: map[uint64][]Applied{},
+		runners: map[string]string{}, holding: map[string]string{}, starts: map[string]int{}, applied: map[uint64][]Applied{},
 		timing: testTiming,
 	}
 	for i := range n {
@@ -164,6 +168,11 @@ func (c *tcluster) start(n *tnode) {
 func (c *tcluster) crash(name string) {
 	n := c.node(name)
 	n.r = nil
+	for app, h := range c.holding {
+		if h == name {
+			delete(c.holding, app) // its instance died with it
+		}
+	}
 	if bs, ok := n.store.(*BoltStore); ok {
 		if err := bs.Close(); err != nil {
 			c.t.Fatal(err)
@@ -299,7 +308,17 @@ func (c *tcluster) check() {
 	for _, app := range slices.Sorted(maps.Keys(apps)) {
 		var who []string
 		for _, n := range c.nodes {
-			if n.r != nil && n.r.MayRun(app, n.clock(c.real)) {
+			if n.r == nil {
+				continue
+			}
+			now := n.clock(c.real)
+			held := false
+			if c.holding[app] == n.name {
+				if _, held = n.r.HeldUntil(app, now); !held {
+					delete(c.holding, app)
+				}
+			}
+			if held || n.r.MayRun(app, now) {
 				who = append(who, n.name)
 			}
 		}

@@ -103,6 +103,19 @@ func sortedCopy(s []string) []string {
 	return slices.Compact(c)
 }
 
+// ReleasedByFor is how long, counted in the renewals of the application
+// accepted since its last release (each RenewEvery apart), takeover does
+// not move it back to the node that released it: that node was draining,
+// then restarted; once it runs again it is preferred again.
+const ReleasedByFor = 10 * time.Minute
+
+// releasedLongAgo reports whether a's last release is ReleasedByFor old,
+// as its renewals since count it.
+func releasedLongAgo(a App, t Timing) bool {
+	n := a.Renewals - a.ReleaseRenewals
+	return n >= uint64(ReleasedByFor/t.RenewEvery)
+}
+
 // Plan returns the assignments the leader should propose now, each a
 // compare-and-set on the current generation: an application desired
 // running and unassigned goes to Place; one whose holder is not live moves
@@ -145,8 +158,10 @@ func Plan(s *State, live []string, seen map[string]Observed, now time.Time, t Ti
 			if !ok || now.Before(o.At.Add(t.Wait(o.Lease))) {
 				continue
 			}
-		case a.Takeover && Rank(*a, target) < Rank(*a, a.Node) && target != a.ReleasedBy:
-			// Not back to a node that released it: it is draining.
+		case a.Takeover && Rank(*a, target) < Rank(*a, a.Node) && (target != a.ReleasedBy || releasedLongAgo(*a, t)):
+			// Not back to a node that released it, for a while: it is
+			// draining, to stop (a rolling restart); back up, it is
+			// preferred again.
 		default:
 			continue
 		}

@@ -106,3 +106,32 @@ func TestPlan(t *testing.T) {
 func eqCmd(a, b Command) bool {
 	return a.Op == b.Op && a.App == b.App && a.Node == b.Node && a.Gen == b.Gen
 }
+
+// Takeover does not move an application back to the node that released
+// it (draining, to stop) until ReleasedByFor of renewals have passed since
+// the release: that node, restarted, is preferred again then.
+func TestPlanTakeoverBackToTheReleaserLater(t *testing.T) {
+	tm := testTiming
+	now := epoch.Add(time.Hour)
+	s := NewState()
+	mustApply(t, s, Command{Op: OpDeploy, App: "a", Prefer: []string{"n1", "n2"}, Takeover: true})
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n1"})
+	mustApply(t, s, Command{Op: OpRenew, App: "a", Node: "n1", Gen: 1, Lease: tm.Lease, Inc: 1, Seq: 1})
+	mustApply(t, s, Command{Op: OpRelease, App: "a", Node: "n1", Gen: 1, To: "n2", Inc: 1})
+	live := []string{"n1", "n2", "n3"}
+	renew := func(n int) {
+		for range n {
+			mustApply(t, s, Command{Op: OpRenew, App: "a", Node: "n2", Gen: 2, Lease: tm.Lease, Inc: 2, Seq: 1})
+		}
+	}
+	need := int(ReleasedByFor / tm.RenewEvery)
+	renew(need - 1)
+	if got := Plan(s, live, nil, now, tm); len(got) != 0 {
+		t.Fatalf("moved back to the releaser after %d renewals: %+v", need-1, got)
+	}
+	renew(1)
+	want := []Command{{Op: OpAssign, App: "a", Node: "n1", Gen: 2}}
+	if got := Plan(s, live, nil, now, tm); !slices.EqualFunc(got, want, eqCmd) {
+		t.Fatalf("after %d renewals: %+v, want %+v", need, got, want)
+	}
+}

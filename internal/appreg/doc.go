@@ -65,9 +65,15 @@
 // apply). Then, when the release commits, nothing of that or an earlier
 // generation runs: the holder's renewals precede the release in the log
 // and cover no instance. Otherwise the next holder waits as after an
-// Assign. A lost or late release cannot make two instances: the holder
-// runs nothing once it holds, and a release of a generation that moved on
-// is refused.
+// Assign. Between Hold and Release the holder's instance is still ending:
+// the generation is renewed as before, and the instance must end by its
+// lease's end (HeldUntil) like any other, which the driver sees to. A
+// lost or late release cannot make two instances: the holder runs nothing
+// once it has released, and a release of a generation that moved on is
+// refused. A replica of a binary that predates OpRelease rejects it as
+// unknown and its state parts from the others': releases must be proposed
+// only once every member applies them (package daemon checks what each
+// member announces).
 //
 // The guarantee assumes:
 //

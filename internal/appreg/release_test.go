@@ -79,6 +79,15 @@ func (c *tcluster) release(app, from, to string, handover []byte) uint64 {
 // ended.
 func (c *tcluster) releaseEnded(app, from, to string, handover []byte, ended bool) uint64 {
 	c.t.Helper()
+	gen := c.hold(app, from)
+	c.releaseHeld(app, from, to, gen, handover, ended)
+	return gen
+}
+
+// hold holds app on node from (Hold): its instance runs on, for the
+// checker, until releaseHeld says it ended, or until its lease ends.
+func (c *tcluster) hold(app, from string) uint64 {
+	c.t.Helper()
 	n := c.node(from)
 	gen, err := n.r.Hold(app, n.nodeNow(c))
 	if err != nil {
@@ -87,12 +96,23 @@ func (c *tcluster) releaseEnded(app, from, to string, handover []byte, ended boo
 	if n.r.MayRun(app, n.nodeNow(c)) {
 		c.t.Fatalf("%s still may run %s after Hold", from, app)
 	}
+	c.holding[app] = from
+	return gen
+}
+
+// releaseHeld releases app, held on from in generation gen; ended says
+// whether its instance has ended (then the checker no longer counts it).
+func (c *tcluster) releaseHeld(app, from, to string, gen uint64, handover []byte, ended bool) {
+	c.t.Helper()
+	n := c.node(from)
+	if ended {
+		delete(c.holding, app)
+	}
 	// Proposed at once if a leader is known; otherwise at the next ticks.
 	if err := n.r.Release(app, gen, to, handover, ended, n.nodeNow(c)); err != nil && !errors.Is(err, ErrNoLeader) {
 		c.t.Fatalf("release %s on %s: %v", app, from, err)
 	}
 	c.collect(n)
-	return gen
 }
 
 // A graceful release: the next holder starts as soon as it has a lease,
@@ -224,4 +244,71 @@ func TestReleaseOfAnInstanceNotKnownEndedWaits(t *testing.T) {
 			t.Fatalf("clean: %+v", a)
 		}
 	})
+}
+
+// A held instance still ending keeps its lease, renewed until the
+// release, however long that takes: nobody else runs the application
+// meanwhile, and the release then hands it over.
+func TestHeldGenerationIsRenewedUntilTheRelease(t *testing.T) {
+	seeds(t, 3, func(t *testing.T, seed uint64) {
+		c := newCluster(t, 3, seed)
+		c.deploy("a", false, "n1")
+		c.runUntil("a on n1", 10*time.Second, func() bool { return c.runner("a") == "n1" })
+		gen := c.hold("a", "n1")
+		c.run(3 * testTiming.Lease)
+		n1 := c.node("n1")
+		if _, ok := n1.r.HeldUntil("a", n1.nodeNow(c)); !ok || c.runner("a") != "n1" {
+			t.Fatalf("the held instance lost its lease: runners %v", c.runners)
+		}
+		c.releaseHeld("a", "n1", "n2", gen, nil, true)
+		c.runUntil("a on n2", 5*time.Second, func() bool { return c.runner("a") == "n2" })
+		if _, ok := n1.r.HeldUntil("a", n1.nodeNow(c)); ok {
+			t.Fatal("n1 still holds a lease after its release")
+		}
+	})
+}
+
+// A holder cut off while its instance is still ending loses its lease as
+// any other: the checker counts the held instance until the lease's end
+// (when the driver stops it), and the failover starts only after it.
+func TestHeldInstanceOfACutOffHolderEndsWithItsLease(t *testing.T) {
+	seeds(t, 6, func(t *testing.T, seed uint64) {
+		c := newCluster(t, 3, seed)
+		c.deploy("a", false, "n1")
+		c.runUntil("a on n1", 10*time.Second, func() bool { return c.runner("a") == "n1" })
+		c.hold("a", "n1")
+		c.isolate("n1")
+		c.runUntil("a moved", 10*time.Second, func() bool { r := c.runner("a"); return r != "" && r != "n1" })
+		if c.holding["a"] != "" {
+			t.Fatalf("n1's held instance still counted: %v", c.holding)
+		}
+	})
+}
+
+// A release names a member: applications run on members only.
+func TestReleaseToANonMemberRefused(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	c.deploy("a", false, "n1")
+	c.runUntil("a on n1", 10*time.Second, func() bool { return c.runner("a") == "n1" })
+	gen := c.hold("a", "n1")
+	n1 := c.node("n1")
+	if err := n1.r.Release("a", gen, "n9", nil, true, n1.nodeNow(c)); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("release to a non-member: %v, want ErrNotMember", err)
+	}
+}
+
+// What a release recorded is kept only for the generation it made: an
+// assignment past it drops it (a record is not 8 KiB bigger for good).
+func TestHandoverDroppedPastItsGeneration(t *testing.T) {
+	s := NewState()
+	mustApply(t, s, Command{Op: OpDeploy, App: "a"})
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n1", Gen: 0})
+	mustApply(t, s, Command{Op: OpRelease, App: "a", Node: "n1", Gen: 1, To: "n2", Handover: []byte("kids")})
+	if a, _ := s.App("a"); string(a.Handover) != "kids" || a.HandoverGen != 2 {
+		t.Fatalf("after the release: %+v", a)
+	}
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n3", Gen: 2})
+	if a, _ := s.App("a"); a.Handover != nil || a.HandoverGen != 2 {
+		t.Fatalf("after an assignment past it: %+v", a)
+	}
 }

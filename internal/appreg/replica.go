@@ -90,6 +90,10 @@ type Grant struct {
 // node does not hold (or no longer holds in the generation given).
 var ErrNotHolder = errors.New("appreg: not the holder")
 
+// ErrNotMember is returned by Release to a node that is no member of the
+// registry: applications run on members only.
+var ErrNotMember = errors.New("appreg: not a member of the registry")
+
 // release is a release this replica proposes until it is applied or the
 // generation moves on.
 type release struct {
@@ -442,10 +446,12 @@ func (r *Replica) renew() {
 		if last, ok := r.lastSent[name]; ok && r.now.Before(last.Add(t.RenewEvery)) {
 			continue
 		}
-		if r.held[name] == a.Gen {
-			// Not renewed: it runs nowhere. A release not applied yet
-			// (lost, or its leader gone) is proposed again.
-			if rl, ok := r.releases[name]; ok && rl.gen == a.Gen && r.proposeRelease(name, rl) == nil {
+		if rl, ok := r.releases[name]; ok && r.held[name] == a.Gen && rl.gen == a.Gen {
+			// Released: not renewed, its instance has been ended. A
+			// release not applied yet (lost, or its leader gone) is
+			// proposed again. Held and not released yet, it is renewed:
+			// its instance is still ending, under the lease.
+			if r.proposeRelease(name, rl) == nil {
 				r.lastSent[name] = r.now
 			}
 			continue
@@ -505,9 +511,11 @@ func (r *Replica) MayRun(app string, now time.Time) bool {
 }
 
 // Hold is the first step of a graceful handover: from now on this process
-// neither runs (MayRun, Grants) nor renews the application in the
-// generation it holds, which it returns. The caller then stops the
-// instance it runs and calls Release with that generation.
+// does not start the application again in the generation it holds, which
+// it returns (MayRun and Grants leave it out). The caller then ends the
+// instance it runs, which may take a while: until Release the generation
+// is still renewed, and the instance must end by the lease's end
+// (HeldUntil) all the same, as any other. Release stops the renewals.
 func (r *Replica) Hold(app string, now time.Time) (uint64, error) {
 	r.advance(now)
 	a, ok := r.state.apps[app]
@@ -515,8 +523,25 @@ func (r *Replica) Hold(app string, now time.Time) (uint64, error) {
 		return 0, fmt.Errorf("%w: %q", ErrNotHolder, app)
 	}
 	r.held[app] = a.Gen
-	delete(r.leases, app)
 	return a.Gen, nil
+}
+
+// HeldUntil returns the end, on this node's clock, of the lease of the
+// generation of app this process holds for a release (Hold): the instance
+// still ending, or not known to have ended, must be gone by then. ok is
+// false once there is none: not held, the generation moved on, or the
+// lease has ended.
+func (r *Replica) HeldUntil(app string, now time.Time) (until time.Time, ok bool) {
+	r.advance(now)
+	a, found := r.state.apps[app]
+	if !found || r.held[app] != a.Gen || a.Node != r.self {
+		return time.Time{}, false
+	}
+	l, has := r.leases[app]
+	if !has || l.Gen != a.Gen || !r.now.Before(l.Until) {
+		return time.Time{}, false
+	}
+	return l.Until, true
 }
 
 // Release proposes to give the application, held in generation gen
@@ -547,6 +572,9 @@ func (r *Replica) Release(app string, gen uint64, to string, handover []byte, en
 	if !ok || a.Node != r.self || a.Gen != gen {
 		return fmt.Errorf("%w: %q of generation %d", ErrNotHolder, app, gen)
 	}
+	if !r.isMember(to) {
+		return fmt.Errorf("%w: %q", ErrNotMember, to)
+	}
 	rl := release{gen: gen, to: to, handover: slices.Clone(handover), ended: ended}
 	if _, err := EncodeCommand(r.releaseCmd(app, rl)); err != nil {
 		return err
@@ -554,6 +582,15 @@ func (r *Replica) Release(app string, gen uint64, to string, handover []byte, en
 	r.releases[app] = rl
 	r.lastSent[app] = r.now
 	return r.proposeRelease(app, rl)
+}
+
+func (r *Replica) isMember(node string) bool {
+	for _, n := range r.byID {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Replica) releaseCmd(app string, rl release) Command {

@@ -165,14 +165,18 @@ type App struct {
 	RenewInc uint64 `json:"renew_inc,omitempty"`
 	MixedInc bool   `json:"mixed_inc,omitempty"`
 	// The last release: Handover is what it recorded for the holder of
-	// generation HandoverGen; CleanGen is HandoverGen if the release was
+	// generation HandoverGen (dropped once an assignment moves the
+	// application past it); CleanGen is HandoverGen if the release was
 	// clean (its holder may start without the wait); ReleasedBy is the
 	// node that released (takeover does not move the application back to
-	// it).
+	// it, for ReleasedByFor: see Plan; ReleaseRenewals is Renewals at the
+	// release, which measures that time).
 	Handover    []byte `json:"handover,omitempty"`
 	HandoverGen uint64 `json:"handover_gen,omitempty"`
 	CleanGen    uint64 `json:"clean_gen,omitempty"`
 	ReleasedBy  string `json:"released_by,omitempty"`
+	// ReleaseRenewals is Renewals when the last release applied.
+	ReleaseRenewals uint64 `json:"release_renewals,omitempty"`
 }
 
 func (a *App) clone() *App {
@@ -367,6 +371,8 @@ func (s *State) Apply(idx uint64, c Command) error {
 		}
 		a.Node = c.Node
 		a.Gen++
+		// Only the holder of HandoverGen uses it: not kept past it.
+		a.Handover = nil
 	case OpRenew:
 		if c.Node != a.Node || c.Gen != a.Gen {
 			return fmt.Errorf("%w: renew %q by %q of generation %d (assigned to %q, generation %d)",
@@ -398,6 +404,7 @@ func (s *State) Apply(idx uint64, c Command) error {
 		a.Node = c.To
 		a.Gen++
 		a.Handover, a.HandoverGen, a.ReleasedBy = slices.Clone(c.Handover), a.Gen, c.Node
+		a.ReleaseRenewals = a.Renewals
 		if clean {
 			a.CleanGen = a.Gen
 		}

@@ -57,13 +57,22 @@ type Propose struct {
 }
 
 // Release asks the driver to hand an application that runs here over to
-// node To (appreg.Replica.Hold, then Release): the driver stops renewing
-// and starting it, has the Runner end its instance (Handoverer), and
-// proposes the release with what the Runner recorded for the next holder.
-// The reply, once proposed, is the generation released (a uint64), or the
-// error (ErrNotRunningHere, ErrNotAllowed for a Runner that is no
-// Handoverer). The release is proposed again until it commits or the
-// generation moves on: watch the registry (GetStatus) for the outcome.
+// node To (appreg.Replica.Hold, then Release): the driver no longer starts
+// it here, has the Runner end its instance (Handoverer), still renewing
+// its lease meanwhile, and proposes the release with what the Runner
+// recorded for the next holder. The reply, once proposed, is the
+// generation released (a uint64), or the error (ErrNotRunningHere,
+// ErrNotAllowed for a Runner that is no Handoverer, appreg.ErrNotMember
+// for a To that is no member of the registry, ErrHandoverFailed).
+// The release is proposed again until it commits or the generation moves
+// on: watch the registry (GetStatus) for the outcome.
+//
+// The lease bounds the handover as it bounds any instance: if it ends, or
+// the generation moves on otherwise (a takeover, a failover), before the
+// release commits, the driver calls the Runner's Stop for the application
+// at once, which must end what is left of it (the instance still ending,
+// and anything it handed on that no next holder took), and the handover
+// has failed.
 type Release struct {
 	App, To string
 }
@@ -71,6 +80,11 @@ type Release struct {
 // ErrNotRunningHere is the reply to a Release of an application that
 // does not run on this node.
 var ErrNotRunningHere = errors.New("appreg driver: the application does not run here")
+
+// ErrHandoverFailed is the reply to a Release whose lease ended, or whose
+// generation moved on otherwise, before its instance had ended: the
+// driver stopped it (Runner.Stop).
+var ErrHandoverFailed = errors.New("appreg driver: the handover failed: its lease ended or its generation moved on")
 
 // Handoverer may be implemented by a Runner, for Release: HandOver ends
 // the application's instance for a handover and calls done, on the
@@ -97,7 +111,10 @@ type Status struct {
 
 // Runner starts and stops applications on this node. Both are called on the
 // driver's loop and must not block: start the tree asynchronously. Stop
-// must end the instance within the Margin of the registry's Timing. Link
+// must end the instance within the Margin of the registry's Timing; it is
+// also called for an application under a handover (Handoverer) that
+// failed, and must then end what is left of it (a done that comes later
+// is ignored). Link
 // instances to the driver so that they end with it, and implement
 // Resetter: a driver that crashes, rather than stops, runs no Terminate,
 // and a supervisor restarts it in place (same ref, no exit), so an
@@ -193,6 +210,9 @@ type driver struct {
 	// before anything else and without touching the replica (which a
 	// write may hold).
 	until map[string]time.Time
+	// handing are the applications being handed over (Release), until
+	// the release commits or the handover fails.
+	handing map[string]*handing
 
 	// store is shared by the driver's instances: a write job of an ended
 	// instance never runs beside, or after, the load of a newer one.
@@ -231,6 +251,15 @@ func (g *storeGuard) acquire(wait time.Duration) bool {
 
 func (g *storeGuard) release() { <-g.lock }
 
+// handing is an application being handed over from here.
+type handing struct {
+	gen   uint64
+	to    string
+	until time.Time    // the end of its lease, as of the last reconcile
+	rep   *actor.Reply // nil once answered
+	ended bool         // the Runner called done: the release is proposed
+}
+
 // errStale is the result of a write job whose instance has ended.
 var errStale = errors.New("appreg driver: a newer instance owns the store")
 
@@ -242,7 +271,7 @@ type queued struct {
 	size int
 	msg  any
 	rep  *actor.Reply
-	run  func(*actor.Context) // the rest of a Release (rep is its reply)
+	run  func(*actor.Context) // a Runner's continuation that uses the replica
 }
 
 // New returns the driver's factory.
@@ -259,7 +288,7 @@ func New(cfg Config) actor.Factory {
 		dc := cfg
 		dc.Replica = rc
 		d := &driver{cfg: dc, log: ratelog.Wrap(l, ratelog.Config{}), byID: map[uint64]string{},
-			peers: map[uint64]actor.Ref{}, running: map[string]uint64{}, store: guard}
+			peers: map[uint64]actor.Ref{}, running: map[string]uint64{}, handing: map[string]*handing{}, store: guard}
 		for _, m := range cfg.Replica.Members {
 			d.byID[m.ID] = m.Node
 		}
@@ -321,6 +350,13 @@ func (d *driver) Terminate(c *actor.Context, _ error) {
 		d.cfg.Runner.Stop(c, app)
 	}
 	clear(d.running)
+	for _, app := range sortedKeys(d.handing) {
+		d.cfg.Runner.Stop(c, app)
+		if hd := d.handing[app]; hd.rep != nil {
+			hd.rep.Reply(nil, ErrNoReplica)
+		}
+	}
+	clear(d.handing)
 	for _, q := range d.queue {
 		if q.rep != nil {
 			q.rep.Reply(nil, ErrNoReplica)
@@ -450,46 +486,95 @@ func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
 		rep.Reply(nil, err)
 		return
 	}
+	if !d.isMember(m.To) {
+		rep.Reply(nil, fmt.Errorf("%w: %q", appreg.ErrNotMember, m.To))
+		return
+	}
 	if g, err := d.r.Hold(m.App, c.Now()); err != nil || g != gen {
 		rep.Reply(nil, fmt.Errorf("%w: %q (generation %d): %v", ErrNotRunningHere, m.App, gen, err))
 		return
 	}
-	// Neither renewed, started nor stopped here from now on: the Runner
-	// ends it.
+	// Not started here again: the Runner ends it, under its lease, which
+	// the replica renews until the release (expire, reconcile).
 	delete(d.running, m.App)
 	delete(d.until, m.App)
+	until, _ := d.r.HeldUntil(m.App, c.Now()) // none: expire fails it at the next tick
+	hd := &handing{gen: gen, to: m.To, until: until, rep: rep}
+	d.handing[m.App] = hd
 	r := d.r
 	h.HandOver(c, m.App, func(c *actor.Context, handover []byte, ended bool) {
-		if d.r != r { // a newer instance of the driver: its replica holds nothing
-			rep.Reply(nil, ErrNoReplica)
-			return
+		if d.r != r || d.handing[m.App] != hd {
+			return // failed meanwhile, and answered
 		}
-		if d.busy {
-			// The Runner ended the instance while a Ready runs on the
-			// pool with the replica: propose once it is done. Not
-			// bounded by MaxQueued: one per Release already taken.
-			d.queue = append(d.queue, queued{rep: rep, run: func(c *actor.Context) {
-				d.proposeRelease(c, m, gen, handover, ended, rep)
-			}})
-			return
-		}
-		d.proposeRelease(c, m, gen, handover, ended, rep)
-		_ = d.kick(c)
+		d.whenIdle(c, func(c *actor.Context) { d.released(c, m, hd, handover, ended) })
 	})
 }
 
-// proposeRelease proposes the release of m.App, held in generation gen,
-// once the Runner has ended it: the replica is not busy.
-func (d *driver) proposeRelease(c *actor.Context, m Release, gen uint64, handover []byte, ended bool, rep *actor.Reply) {
-	err := d.r.Release(m.App, gen, m.To, handover, ended, c.Now())
+// failHandover ends a handover that failed: the Runner stops what is left
+// of the application, and the Release, if not answered yet, gets err. A
+// release not proposed yet is proposed now, not clean: were the
+// generation only renewed on, held, it would run nowhere, and its holder,
+// alive, would not be failed over.
+func (d *driver) failHandover(c *actor.Context, app string, err error) {
+	hd := d.handing[app]
+	delete(d.handing, app)
+	d.cfg.Runner.Stop(c, app)
+	if hd == nil {
+		return
+	}
+	if hd.rep != nil {
+		hd.rep.Reply(nil, fmt.Errorf("%w: %q (generation %d)", err, app, hd.gen))
+		hd.rep = nil
+	}
+	if !hd.ended {
+		d.soon(c, func(c *actor.Context) {
+			// Refused if the generation moved on: nothing to do then.
+			_ = d.r.Release(app, hd.gen, hd.to, nil, false, c.Now())
+		})
+	}
+}
+
+// soon runs f, which uses the replica, now or (OffLoop) once the Ready on
+// the pool has ended; its output is taken at the next kick (every
+// input's, every tick's). Not bounded by MaxQueued: at most one per
+// application handed over.
+func (d *driver) soon(c *actor.Context, f func(*actor.Context)) {
+	if d.busy {
+		d.queue = append(d.queue, queued{run: f})
+		return
+	}
+	f(c)
+}
+
+// whenIdle runs f, which uses the replica, now or (OffLoop) once the
+// Ready on the pool has ended, then takes the replica's output: a
+// Runner's continuation runs on the loop at any time, while the replica
+// may belong to the pool. Not bounded by MaxQueued: at most one per
+// application handed over.
+func (d *driver) whenIdle(c *actor.Context, f func(*actor.Context)) {
+	d.soon(c, f)
+	if !d.busy {
+		_ = d.kick(c)
+	}
+}
+
+// released proposes the release once the Runner has ended the instance:
+// the replica is not busy.
+func (d *driver) released(c *actor.Context, m Release, hd *handing, handover []byte, ended bool) {
+	if d.handing[m.App] != hd {
+		return // failed while queued
+	}
+	err := d.r.Release(m.App, hd.gen, m.To, handover, ended, c.Now())
 	if errors.Is(err, appreg.ErrNoLeader) {
 		err = nil // proposed again at the next renewal time
 	}
 	if err != nil {
-		rep.Reply(nil, err)
+		d.failHandover(c, m.App, err)
 		return
 	}
-	rep.Reply(gen, nil)
+	hd.ended = true
+	hd.rep.Reply(hd.gen, nil)
+	hd.rep = nil
 }
 
 // kick takes the replica's output: at once on the loop, or (OffLoop) on
@@ -649,11 +734,19 @@ func (d *driver) expire(c *actor.Context) {
 			delete(d.running, app)
 		}
 	}
+	for _, app := range sortedKeys(d.handing) {
+		if !now.Before(d.handing[app].until) {
+			d.failHandover(c, app, ErrHandoverFailed)
+		}
+	}
 }
 
 // reconcile starts and stops applications here as the replica grants
 // them now.
 func (d *driver) reconcile(c *actor.Context) {
+	// First: a handover that failed is stopped before a new generation
+	// of the same application may start here.
+	d.reconcileHandovers(c)
 	grants := d.r.Grants(c.Now())
 	want := map[string]appreg.Grant{}
 	d.until = map[string]time.Time{}
@@ -672,6 +765,31 @@ func (d *driver) reconcile(c *actor.Context) {
 			d.running[g.App] = g.Gen
 			d.cfg.Runner.Start(c, g)
 		}
+	}
+}
+
+// reconcileHandovers follows the applications being handed over: one
+// whose release has committed is done; one whose generation moved on
+// otherwise, or whose lease ended, has failed and is stopped; the others'
+// lease ends are noted for expire.
+func (d *driver) reconcileHandovers(c *actor.Context) {
+	for _, app := range sortedKeys(d.handing) {
+		hd := d.handing[app]
+		a, ok := d.r.State().App(app)
+		if ok && a.Gen == hd.gen+1 && a.HandoverGen == a.Gen && a.ReleasedBy == d.r.Node() {
+			delete(d.handing, app) // released: the next holder has it
+			continue
+		}
+		if !ok || a.Gen != hd.gen {
+			d.failHandover(c, app, ErrHandoverFailed)
+			continue
+		}
+		u, ok := d.r.HeldUntil(app, c.Now())
+		if !ok {
+			d.failHandover(c, app, ErrHandoverFailed)
+			continue
+		}
+		hd.until = u
 	}
 }
 

@@ -841,16 +841,40 @@ func TestOffLoopHandOverEndsDuringAWrite(t *testing.T) {
 	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
 	st := &gateStore{blocked: make(chan struct{}, 1), gate: make(chan struct{})}
 	r := &laterRunner{started: make(chan string, 8), end: make(chan func(), 1)}
-	cfg := Config{Replica: appreg.Config{ID: 1, Members: []appreg.Member{{ID: 1, Node: "a"}}, Store: st,
-		Timing:       appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond},
+	// Two members on one system (a release names another member): a,
+	// whose store the test holds, and b, which runs nothing.
+	members := []appreg.Member{{ID: 1, Node: "a"}, {ID: 2, Node: "b"}}
+	timing := appreg.Timing{Lease: time.Second, RenewEvery: 100 * time.Millisecond, Margin: 20 * time.Millisecond}
+	cfg := Config{Replica: appreg.Config{ID: 1, Members: members, Store: st, Timing: timing,
 		TickInterval: 10 * time.Millisecond, Incarnation: 1}, Runner: r, OffLoop: true}
+	cfgB := Config{Replica: appreg.Config{ID: 2, Members: members, Store: &appreg.MemStore{}, Timing: timing,
+		TickInterval: 10 * time.Millisecond, Incarnation: 2}, Runner: nopRunner{}, OffLoop: true}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	d, err := sys.Spawn(ctx, func() actor.Actor { return &probe{d: New(cfg)().(*driver)} })
 	if err != nil {
 		t.Fatal(err)
 	}
-	deployX(ctx, t, sys, d)
+	db, err := sys.Spawn(ctx, New(cfgB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sys.Send(d, SetPeers{Refs: map[uint64]actor.Ref{2: db}})
+	_ = sys.Send(db, SetPeers{Refs: map[uint64]actor.Ref{1: d}})
+	for {
+		_, err := sys.Ask(ctx, d, Propose{Cmd: appreg.Command{Op: appreg.OpDeploy, App: "x", Prefer: []string{"a"}}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, appreg.ErrNoLeader) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond): // polling for a leader
+		}
+	}
 	select {
 	case <-r.started:
 	case <-ctx.Done():
