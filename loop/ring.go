@@ -60,12 +60,12 @@ func newRing[E any](capacity int) *ring[E] {
 // push appends v. It returns ErrFull when the ring holds capacity items and
 // ErrClosed after close.
 func (r *ring[E]) push(v E) error {
-	_, err := r.pushAt(v)
+	_, err := r.pushAt(&v)
 	return err
 }
 
-// pushAt is push that also returns the position v took.
-func (r *ring[E]) pushAt(v E) (uint64, error) {
+// pushAt is push that also returns the position *v took.
+func (r *ring[E]) pushAt(v *E) (uint64, error) {
 	t := r.tail.Load()
 	if t&closedBit != 0 {
 		return 0, ErrClosed
@@ -84,7 +84,7 @@ func (r *ring[E]) pushAt(v E) (uint64, error) {
 		r.waitFree(pos) // only when > capacity producers overshoot together
 	}
 	c := &r.cells[pos&r.mask]
-	c.v = v
+	c.v = *v
 	c.seq.Store(pos + 1)
 	return pos, nil
 }
@@ -162,25 +162,27 @@ func (r *ring[E]) peek() *E {
 	return &c.v
 }
 
-// release frees the cell returned by peek (its value is cleared, so that
-// the ring keeps nothing reachable). Producers learn that it is free only
-// at publish, once per batch: the head's cache line, which they read for
-// the capacity check, is not bounced on every pop, and the cell needs no
-// atomic store.
-func (r *ring[E]) release() {
-	var zero E
-	r.cells[r.next&r.mask].v = zero
-	r.next++
-}
+// release frees the cell returned by peek. Producers learn that it is
+// free only at publish, once per batch: the head's cache line, which they
+// read for the capacity check, is not bounced on every pop, and the cell
+// needs no atomic store.
+func (r *ring[E]) release() { r.next++ }
 
-// publish makes the freed cells visible to producers, reporting whether
-// there were any.
+// publish clears the freed cells (so that the ring keeps nothing
+// reachable; in one sweep per batch, which costs less than a store among
+// the loads of every event) and makes them visible to producers,
+// reporting whether there were any.
 func (r *ring[E]) publish() bool {
-	if r.head.Load() != r.next {
-		r.head.Store(r.next)
-		return true
+	h := r.head.Load()
+	if h == r.next {
+		return false
 	}
-	return false
+	var zero E
+	for ; h != r.next; h++ {
+		r.cells[h&r.mask].v = zero
+	}
+	r.head.Store(r.next)
+	return true
 }
 
 // ready reports whether pop would return an item now.

@@ -55,7 +55,7 @@ func (r *room) wake() {
 // inside Handle): the loop would wait for itself.
 func (l *Loop[E]) PostWait(ctx context.Context, ev E) error {
 	for {
-		err := l.in.push(ev)
+		_, err := l.in.pushAt(&ev)
 		if err != ErrFull {
 			if err == nil {
 				l.notify()
@@ -65,7 +65,7 @@ func (l *Loop[E]) PostWait(ctx context.Context, ev E) error {
 		ch := l.room.enter()
 		// Again, now that the loop can see us: it may have made room
 		// before we registered.
-		if err = l.in.push(ev); err != ErrFull {
+		if _, err = l.in.pushAt(&ev); err != ErrFull {
 			l.room.leave()
 			if err == nil {
 				l.notify()
