@@ -240,7 +240,11 @@ func (l *loopState) sendWait(ctx context.Context, to Ref, msg any) error {
 	if l.sys.cfg.Manual { // no one steps the loop while we wait
 		return l.send(origin{}, to, Ref{}, msg)
 	}
-	return postErr(l.loop.PostWait(ctx, envelope{kind: kSend, to: to, msg: msg}))
+	// Field by field: a composite literal is built in a temporary and
+	// copied with loads wider than its stores, which stall.
+	var e envelope
+	e.kind, e.to, e.msg = kSend, to, msg
+	return postErr(l.loop.PostWaitPtr(ctx, &e))
 }
 
 // lifecycleWait runs the request on r's loop, ahead of its queued
