@@ -69,7 +69,9 @@ func (l *loopState) control(o origin, e *envelope) error {
 // the inlined Post measurably matter (BenchmarkFanIn).
 func (l *loopState) send(o origin, to, from Ref, msg any) error {
 	if o.ls != l && (o.ls != nil || o.how == postWake) {
-		return postErr(l.loop.Post(envelope{kind: kSend, to: to, from: from, msg: msg}))
+		var e envelope // field by field, not a literal: see sendWait
+		e.kind, e.to, e.from, e.msg = kSend, to, from, msg
+		return postErr(l.loop.PostPtr(&e))
 	}
 	return l.enqueue(o, &envelope{kind: kSend, to: to, from: from, msg: msg})
 }

@@ -176,6 +176,17 @@ func (l *Loop[E]) Post(ev E) error {
 	return nil
 }
 
+// PostPtr is Post for an event the caller has built in place: *ev is
+// copied into the queue, and the caller may reuse it once PostPtr returns
+// (see PostWaitPtr for why).
+func (l *Loop[E]) PostPtr(ev *E) error {
+	if _, err := l.in.pushAt(ev); err != nil {
+		return err
+	}
+	l.notify()
+	return nil
+}
+
 // PostRun is Post for a goroutine that may run the loop itself: if the
 // loop's goroutine is idle (parked for want of work, or yielding before it
 // parks, see Config.Spin), the calling goroutine runs
