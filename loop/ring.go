@@ -168,9 +168,9 @@ func (r *ring[E]) peek() *E {
 // needs no atomic store.
 func (r *ring[E]) release() { r.next++ }
 
-// publish clears the freed cells (so that the ring keeps nothing
-// reachable; in one sweep per batch, which costs less than a store among
-// the loads of every event) and makes them visible to producers,
+// publish clears the freed cells, so that the ring keeps nothing
+// reachable (in one sweep per batch, and before the head that lets
+// producers write them again), and makes them visible to producers,
 // reporting whether there were any.
 func (r *ring[E]) publish() bool {
 	h := r.head.Load()
