@@ -323,7 +323,9 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 // rather than saving and restoring it.
 func (ls *loopState) invokeTop(s *slot, e *envelope) (v any, err error, deferred bool) {
 	c := &ls.ctx
-	c.self, c.sender, c.slot, c.env = e.to, e.from, s, e
+	// All of it: a handler that left by runtime.Goexit skipped invokedTop,
+	// and a Defer it made must not make the next message deferred.
+	*c = Context{ls: ls, self: e.to, sender: e.from, slot: s, env: e}
 	s.running = true
 	t := &ls.top
 	if ls.hook != nil {
