@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -196,6 +197,27 @@ func (a *countActor) Receive(c *Context, msg any) (any, error) {
 
 const fanInProducers = 4
 
+// cpuClock measures the process's CPU time (user and system, the
+// garbage collector's included) over a benchmark: on a shared machine it
+// varies less than the wall time, which other processes' load stretches.
+type cpuClock struct{ start time.Duration }
+
+func startCPU() cpuClock { return cpuClock{processCPU()} }
+
+// stop reports the CPU time per op as cpu-ns/op.
+func (c cpuClock) stop(b *testing.B) {
+	b.ReportMetric(float64(processCPU()-c.start)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the CPU time the process used so far, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkFanIn: 4 plain goroutines send one-way messages to one actor; one
 // op = one message delivered.
 func BenchmarkFanIn(b *testing.B) {
@@ -208,6 +230,7 @@ func BenchmarkFanIn(b *testing.B) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU()
 	for range fanInProducers {
 		wg.Add(1)
 		go func() {
@@ -222,6 +245,7 @@ func BenchmarkFanIn(b *testing.B) {
 	}
 	<-a.done
 	b.StopTimer()
+	cpu.stop(b)
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(full.Load())/float64(b.N), "full/op")
@@ -281,6 +305,7 @@ func BenchmarkBaselineChanFanIn(b *testing.B) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU()
 	for range fanInProducers {
 		wg.Add(1)
 		go func() {
@@ -294,6 +319,7 @@ func BenchmarkBaselineChanFanIn(b *testing.B) {
 		<-ch
 	}
 	b.StopTimer()
+	cpu.stop(b)
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
@@ -496,6 +522,7 @@ func BenchmarkFanInWait(b *testing.B) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU()
 	for range fanInProducers {
 		wg.Add(1)
 		go func() {
@@ -510,6 +537,7 @@ func BenchmarkFanInWait(b *testing.B) {
 	}
 	<-a.done
 	b.StopTimer()
+	cpu.stop(b)
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }

@@ -21,7 +21,8 @@ const lazyDepth = 16
 // is v: as text, or as program counters with Config.LazyStacks (in buf, if
 // it has room for lazyDepth+panicFrames of them). top, when
 // not nil, is the address of a local variable of the runtime function that
-// called the panicking handler (receive, start): the stack is then taken by
+// called the panicking handler (receive, start), or &handlerTop for the
+// handler invokeTop called: the stack is then taken by
 // walking frame pointers up to there (about a tenth of a microsecond,
 // where runtime.Callers, which reads unwinding tables for every frame,
 // takes more than a microsecond). Not for a runtime error (a fault, an index out of range):
@@ -40,6 +41,11 @@ func (s *System) crashStack(v any, top unsafe.Pointer, buf []uintptr) ([]byte, [
 		pcs = make([]uintptr, lazyDepth+panicFrames)
 	}
 	if _, fault := v.(runtime.Error); haveFPWalk && top != nil && !fault {
+		if top == unsafe.Pointer(&handlerTop) {
+			ret := handlerRet.Load()
+			n := fpWalkTo(pcs, ret)
+			return nil, skipPanic(toHandler(pcs[:n:n], ret))
+		}
 		n := fpWalk(pcs, top)
 		return nil, skipPanic(pcs[:n:n])
 	}
@@ -48,8 +54,37 @@ func (s *System) crashStack(v any, top unsafe.Pointer, buf []uintptr) ([]byte, [
 }
 
 // panicFrames bounds the frames a walk may record before the panicking
-// function: crash, the deferred recover, runtime.gopanic.
+// function: crash, the deferred recover (and Recovered, for the loop's),
+// runtime.gopanic.
 const panicFrames = 4
+
+// handlerTop stands, as crashStack's top, for the frame of invokeTop,
+// which calls the handler without a recover frame of its own: the loop
+// recovers the panic and calls Recovered on top of it, so no local of
+// invokeTop's frame can be handed down. The walk stops at the return
+// address of invokeTop's call of the handler instead.
+var handlerTop byte
+
+// handlerRet caches the return address, inside invokeTop, of its call of
+// the handler.
+var handlerRet atomic.Uintptr
+
+// toHandler cuts a stack walked with fpWalkTo(pcs, ret) after invokeTop's
+// call of the handler (included, as a walk up to receive's local
+// includes receive's call). ret is handlerRet: 0 until the first crash
+// found it, when the walk went on past invokeTop.
+func toHandler(pcs []uintptr, ret uintptr) []uintptr {
+	if ret != 0 {
+		return pcs
+	}
+	for i, pc := range pcs { // first time: find invokeTop's frame
+		if f := runtime.FuncForPC(pc - 1); f != nil && f.Name() == "github.com/actord/actord/actor.(*loopState).invokeTop" {
+			handlerRet.Store(pc)
+			return pcs[: i+1 : i+1]
+		}
+	}
+	return pcs
+}
 
 // gopanicRet caches the return address, inside runtime.gopanic, of its
 // call to a deferred function: the frames up to it are the recovery's.

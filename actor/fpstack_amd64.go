@@ -13,3 +13,11 @@ import "unsafe"
 func fpWalk(pcs []uintptr, top unsafe.Pointer) int
 
 const haveFPWalk = true
+
+// fpWalkTo is fpWalk with no bound but a return address: it stops after
+// recording stop (or at the end of the chain, or with pcs full). Each
+// frame pointer it follows must lie above the last, so it only reads the
+// goroutine's own stack.
+//
+//go:noescape
+func fpWalkTo(pcs []uintptr, stop uintptr) int

@@ -34,3 +34,35 @@ loop:
 done:
 	MOVQ AX, ret+32(FP)
 	RET
+
+// func fpWalkTo(pcs []uintptr, stop uintptr) int
+//
+// fpWalk without top: it records return addresses up the chain while the
+// frame pointers go strictly up the stack and are 8-byte aligned, and
+// stops after recording stop.
+TEXT ·fpWalkTo(SB), NOSPLIT|NOFRAME, $0-40
+	MOVQ pcs_base+0(FP), DI
+	MOVQ pcs_len+8(FP), CX
+	MOVQ stop+24(FP), DX
+	MOVQ BP, SI
+	XORQ AX, AX
+loop:
+	CMPQ AX, CX
+	JGE  done
+	TESTQ SI, SI
+	JZ   done
+	TESTQ $7, SI
+	JNZ  done
+	MOVQ 8(SI), R8
+	MOVQ R8, (DI)(AX*8)
+	INCQ AX
+	CMPQ R8, DX
+	JEQ  done
+	MOVQ 0(SI), R9
+	CMPQ R9, SI
+	JLS  done
+	MOVQ R9, SI
+	JMP  loop
+done:
+	MOVQ AX, ret+32(FP)
+	RET

@@ -8,4 +8,6 @@ import "unsafe"
 // runtime.Callers.
 func fpWalk([]uintptr, unsafe.Pointer) int { return 0 }
 
+func fpWalkTo([]uintptr, uintptr) int { return 0 }
+
 const haveFPWalk = false

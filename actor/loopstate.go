@@ -106,6 +106,15 @@ type loopState struct {
 	// crashWatch: who is sent the crashes of an actor (upgrade.go)
 	crashWatch map[Ref]Ref
 	rtrack     *replyTracker // deferred Replies since the last collection (replies.go)
+	top        topCall       // the handler call invokeTop leaves to the loop's recovery
+}
+
+// topCall is what Recovered needs to finish a handler call of invokeTop
+// that panicked, beyond the context (which names the actor).
+type topCall struct {
+	start time.Time // the hook's start of the call
+	t0    int64
+	on    bool // the handler is running: a panic now is its own (Recovering)
 }
 
 func newLoopState(s *System, id int) *loopState {
@@ -154,9 +163,10 @@ func (ls *loopState) allocSlot() (uint32, *slot) {
 // Handle implements loop.Handler: it is the loop's dispatch.
 func (ls *loopState) Handle(e *envelope) {
 	ls.turn++
+	ls.top.on = false // left set only if a handler ended its goroutine (runtime.Goexit)
 	switch e.kind {
 	case kSend, kAsk:
-		ls.deliver(e)
+		ls.deliverAs(e, true)
 	case kReply:
 		ls.settle(e.pidx, e.pgen, e.msg, e.err)
 	case kDeadline:
@@ -180,7 +190,11 @@ func (ls *loopState) Handle(e *envelope) {
 }
 
 // deliver hands a queued message to its actor and routes the reply.
-func (ls *loopState) deliver(e *envelope) {
+func (ls *loopState) deliver(e *envelope) { ls.deliverAs(e, false) }
+
+// deliverAs is deliver; top: called by Handle, with nothing after it
+// but Handle's end, so the handler is called by invokeTop.
+func (ls *loopState) deliverAs(e *envelope, top bool) {
 	s := ls.lookup(e.to)
 	if s == nil {
 		ls.drop(e, ErrDead)
@@ -223,7 +237,14 @@ func (ls *loopState) deliver(e *envelope) {
 	if e.kind == kAsk {
 		kind = EventAsk
 	}
-	v, err, deferred := ls.invoke(s, e.to, e.from, e.msg, e, kind)
+	var v any
+	var err error
+	var deferred bool
+	if top {
+		v, err, deferred = ls.invokeTop(s, e)
+	} else {
+		v, err, deferred = ls.invoke(s, e.to, e.from, e.msg, e, kind)
+	}
 	if e.kind == kAsk && !deferred {
 		reply(e, v, err)
 	}
@@ -293,6 +314,74 @@ func (ls *loopState) invoke(s *slot, to, from Ref, msg any, e *envelope, kind Ev
 		ls.stop(s, to, s.reason)
 	}
 	return v, err, deferred
+}
+
+// invokeTop is invoke for a message Handle delivers, at the bottom of the
+// handler stack: it calls the handler without a recover frame of its own
+// (a deferred call per message). A panic unwinds to the loop's recover
+// frame, which is there for the whole run of messages, and Recovered
+// finishes the call as receive, invoke, deliver and Handle would have.
+// Nothing runs on the context below it, so it leaves the context empty
+// rather than saving and restoring it.
+func (ls *loopState) invokeTop(s *slot, e *envelope) (v any, err error, deferred bool) {
+	c := &ls.ctx
+	// All of it: a handler that left by runtime.Goexit skipped invokedTop,
+	// and a Defer it made must not make the next message deferred.
+	*c = Context{ls: ls, self: e.to, sender: e.from, slot: s, env: e}
+	s.running = true
+	t := &ls.top
+	if ls.hook != nil {
+		t.start, t.t0 = ls.hookStart()
+	}
+	t.on = true
+	v, err = s.actor.Receive(c, e.msg)
+	t.on = false
+	return v, err, ls.invokedTop(s, e, err)
+}
+
+// invokedTop ends invokeTop's call (returned or crashed with err) as
+// invoke does, and reports whether the handler deferred its answer.
+func (ls *loopState) invokedTop(s *slot, e *envelope, err error) bool {
+	c := &ls.ctx
+	s.running = false
+	deferred := c.deferred
+	*c = Context{ls: ls}
+	if ls.hook != nil {
+		kind := EventSend
+		if e.kind == kAsk {
+			kind = EventAsk
+		}
+		ls.reportHandler(s.actor, kind, e.from, e.to, e.msg, ls.top.start, ls.hookSince(ls.top.t0), err)
+	}
+	if s.stopReq {
+		ls.stop(s, e.to, s.reason)
+	}
+	return deferred
+}
+
+// Recovering implements loop.Recoverer: a panic is a handler's own while
+// invokeTop's call of it runs (a panic of the runtime's own code unwinds
+// out of the loop, as without the loop's recovery).
+func (ls *loopState) Recovering() bool { return ls.top.on }
+
+// Recovered implements loop.Recoverer: it finishes the message e whose
+// handler, called by invokeTop, panicked with r, as receive's recovery
+// (the crash, its stack taken up to invokeTop), invoke, deliver and Handle
+// would have. The loop then goes on with its next message.
+func (ls *loopState) Recovered(e *envelope, r any) {
+	ls.top.on = false
+	c := &ls.ctx
+	s := c.slot
+	err := ls.crashAt(s, c.self, r, e.msg, e.from, unsafe.Pointer(&handlerTop))
+	if c.deferred && c.rep != nil && c.rep.claim() {
+		c.deferred = false // the handler never answered: the crash is the answer
+	}
+	if deferred := ls.invokedTop(s, e, err); e.kind == kAsk && !deferred {
+		reply(e, nil, err)
+	}
+	if len(ls.settled) > 0 {
+		ls.endTurn()
+	}
 }
 
 // receive calls the handler and turns a panic into a crash.

@@ -69,7 +69,9 @@ func (l *loopState) control(o origin, e *envelope) error {
 // the inlined Post measurably matter (BenchmarkFanIn).
 func (l *loopState) send(o origin, to, from Ref, msg any) error {
 	if o.ls != l && (o.ls != nil || o.how == postWake) {
-		return postErr(l.loop.Post(envelope{kind: kSend, to: to, from: from, msg: msg}))
+		var e envelope // field by field, not a literal: see sendWait
+		e.kind, e.to, e.from, e.msg = kSend, to, from, msg
+		return postErr(l.loop.PostPtr(&e))
 	}
 	return l.enqueue(o, &envelope{kind: kSend, to: to, from: from, msg: msg})
 }
@@ -240,7 +242,11 @@ func (l *loopState) sendWait(ctx context.Context, to Ref, msg any) error {
 	if l.sys.cfg.Manual { // no one steps the loop while we wait
 		return l.send(origin{}, to, Ref{}, msg)
 	}
-	return postErr(l.loop.PostWait(ctx, envelope{kind: kSend, to: to, msg: msg}))
+	// Field by field: a composite literal is built in a temporary and
+	// copied with loads wider than its stores, which stall.
+	var e envelope
+	e.kind, e.to, e.msg = kSend, to, msg
+	return postErr(l.loop.PostWaitPtr(ctx, &e))
 }
 
 // lifecycleWait runs the request on r's loop, ahead of its queued

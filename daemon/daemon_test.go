@@ -236,15 +236,23 @@ func TestDaemonClusterFailureAndRejoin(t *testing.T) {
 			})
 		})
 	}
-	var addrB string
-	for _, m := range a.Agent().Members() {
-		if m.Name == "b" {
-			addrB = m.Addr
+	// The new b may be declared failed for a moment after it joined (under
+	// load, or by the old b's death gossiped late and taken for the new
+	// one's, which has the same name), until it refutes it: it is then
+	// missing from a's member list, and a's peer is down with that reason
+	// until b is seen alive again (PeerUp). So its address is the one a saw
+	// above, and a spawn that finds the node down is tried again, up to the
+	// bound.
+	addrB := b2.Info().Addr
+	var r actor.Ref
+	for deadline := time.Now().Add(bound); ; time.Sleep(10 * time.Millisecond) { // polling
+		r, err = a.Node().Spawn(ctx, addrB, "echo", nil)
+		if err == nil {
+			break
 		}
-	}
-	r, err := a.Node().Spawn(ctx, addrB, "echo", nil)
-	if err != nil {
-		t.Fatalf("spawn on the restarted b: %v", err)
+		if !errors.Is(err, remote.ErrNodeDown) || time.Now().After(deadline) {
+			t.Fatalf("spawn on the restarted b: %v", err)
+		}
 	}
 	if v, err := a.System().Ask(ctx, r, "back"); err != nil || v != "back" {
 		t.Fatalf("ask the restarted b: %v, %v", v, err)

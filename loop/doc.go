@@ -38,4 +38,9 @@
 //     (in Run) and the poster's too, which nothing can prevent: a
 //     PostOwn caller's goroutine exits, and a PostFrom asking loop's Run
 //     panics with an error saying so rather than ending silently.
+//   - A handler's panic leaves Run (on the loop's goroutine) unless the
+//     handler is a [Recoverer] that claims it: the loop then recovers it,
+//     has the handler finish the event, and goes on with the next event of
+//     the same pass, in order. It keeps one recover frame per pass, not
+//     per event.
 package loop

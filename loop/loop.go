@@ -27,6 +27,25 @@ type Handler[E any] interface {
 	Handle(ev *E)
 }
 
+// Recoverer is a Handler that leaves the recovery of its own panics to
+// the loop, so that it need not set up a recover frame (a deferred call)
+// for every event: the loop keeps one around each run of events. When a
+// panic unwinds out of Handle while Recovering reports true, the loop
+// recovers it, calls Recovered, and goes on with the next event exactly as
+// if Handle had returned (the same pass, the same order). A panic while
+// Recovering reports false, or a runtime.Goexit, goes on unwinding as
+// with a plain Handler.
+type Recoverer[E any] interface {
+	Handler[E]
+	// Recovering reports whether a panic unwinding through Handle now is
+	// one the handler finishes in Recovered.
+	Recovering() bool
+	// Recovered finishes the event ev, whose Handle panicked with v, as
+	// Handle would have had it recovered v itself. It runs in the loop's
+	// deferred function, on the stack of the panic, which it may record.
+	Recovered(ev *E, v any)
+}
+
 // Config sets a loop's limits. Zero fields take the defaults.
 type Config struct {
 	// Capacity bounds the inbound queue and, separately, the local queue.
@@ -73,6 +92,7 @@ func (c Config) withDefaults() Config {
 // Now and Step belong to the goroutine running the loop.
 type Loop[E any] struct {
 	h     Handler[E]
+	rec   Recoverer[E] // h, when it leaves its panics to the loop
 	cfg   Config
 	clock Clock
 	nanos NanoClock // clock, when it reads itself as nanoseconds
@@ -141,6 +161,7 @@ func New[E any](h Handler[E], cfg Config) *Loop[E] {
 	}
 	l.local.capacity = cfg.Capacity
 	l.nanos, _ = cfg.Clock.(NanoClock)
+	l.rec, _ = h.(Recoverer[E])
 	return l
 }
 
@@ -148,7 +169,18 @@ func New[E any](h Handler[E], cfg Config) *Loop[E] {
 // queue holds Capacity events and ErrClosed after Close; it never blocks.
 // Events from one goroutine are handled in the order posted.
 func (l *Loop[E]) Post(ev E) error {
-	if err := l.in.push(ev); err != nil {
+	if _, err := l.in.pushAt(&ev); err != nil {
+		return err
+	}
+	l.notify()
+	return nil
+}
+
+// PostPtr is Post for an event the caller has built in place: *ev is
+// copied into the queue, and the caller may reuse it once PostPtr returns
+// (see PostWaitPtr for why).
+func (l *Loop[E]) PostPtr(ev *E) error {
+	if _, err := l.in.pushAt(ev); err != nil {
 		return err
 	}
 	l.notify()
@@ -173,7 +205,7 @@ func (l *Loop[E]) Post(ev E) error {
 // handler that panics or calls runtime.Goexit faults the loop, not the
 // caller, as described at PostOwn.
 func (l *Loop[E]) PostRun(ev E) error {
-	if err := l.in.push(ev); err != nil {
+	if _, err := l.in.pushAt(&ev); err != nil {
 		return err
 	}
 	l.Kick()
@@ -201,7 +233,7 @@ func (l *Loop[E]) PostRun(ev E) error {
 // can prevent that): l's Run exits as PostOwn describes, and from's Run,
 // instead of ending silently, panics with an error saying so.
 func (l *Loop[E]) PostFrom(from *Loop[E], ev E) error {
-	pos, err := l.in.pushAt(ev)
+	pos, err := l.in.pushAt(&ev)
 	if err != nil {
 		return err
 	}
@@ -235,6 +267,12 @@ func (l *Loop[E]) lendable(guarded bool) bool {
 func (l *Loop[E]) handle(ev *E) {
 	l.handling = true
 	l.h.Handle(ev)
+	l.afterHandle()
+}
+
+// afterHandle is what handle does once the handler has returned (or its
+// panic was recovered for it, see Recoverer): the loan PostFrom deferred.
+func (l *Loop[E]) afterHandle() {
 	l.handling = false
 	if l.lendTo != nil {
 		t := l.lendTo
@@ -302,7 +340,7 @@ func (l *Loop[E]) abandonLoan() {
 // exits from Run as it would have. Either way nobody else borrows the
 // loop in between.
 func (l *Loop[E]) PostOwn(ev E) error {
-	pos, err := l.in.pushAt(ev)
+	pos, err := l.in.pushAt(&ev)
 	if err != nil {
 		return err
 	}
@@ -329,7 +367,10 @@ func (l *Loop[E]) quiet() bool {
 // must call Kick once it has queued a batch. A transport reading many
 // messages at once uses it to pay for one hand-off per batch rather than
 // one per message.
-func (l *Loop[E]) PostQuiet(ev E) error { return l.in.push(ev) }
+func (l *Loop[E]) PostQuiet(ev E) error {
+	_, err := l.in.pushAt(&ev)
+	return err
+}
 
 // PostQuietN is PostQuiet for up to n events in one reservation of the
 // inbound queue: it claims as many consecutive places as there is room for
@@ -553,67 +594,168 @@ func (l *Loop[E]) spin() bool {
 
 // pass handles up to Batch events from each source and publishes statistics.
 func (l *Loop[E]) pass() int {
-	n := 0
-	ev := &l.cur
 	l.passes++
 	// Control first: replies and completions unblock work already under way.
 	if l.ctlPos >= len(l.ctlBuf) && l.ctlHint.Load() != 0 {
 		l.pullControl()
 	}
-	for i := 0; i < l.cfg.Batch && l.popControl(ev); i++ {
-		l.handle(ev)
-		n++
-	}
-	for i := 0; i < l.cfg.Batch && l.local.pop(ev); i++ {
-		l.handle(ev)
-		n++
-	}
-	for i := 0; i < l.cfg.Batch; i++ {
-		if l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) {
-			// Control first at every event, not only at the start of a
-			// pass: a control event posted before an inbound one (a stop
-			// before a message that the stop's sender caused) is handled
-			// before it. The next pass takes it.
-			break
-		}
-		v := l.in.peek()
-		if v == nil {
-			break
-		}
-		l.inRing = true
-		l.handle(v) // in place: no copy out of the ring
-		l.inRing = false
-		l.in.release()
-		if n++; n&15 == 0 {
-			l.pub.handled.Store(l.handled + uint64(n)) // progress for the watchdog
-		}
-	}
-	if l.in.publish() {
-		l.room.wake()
-	}
-	if len(l.timers.items) > 0 {
-		if l.timerPass++; l.timerPass >= 16 {
-			l.checkTimer = true
-		}
-		if l.checkTimer {
-			l.checkTimer, l.timerPass = false, 0
-			l.readClock()
-			for i := 0; i < l.cfg.Batch && l.timers.popDue(l.now, ev); i++ {
-				l.handle(ev)
-				n++
-			}
-		}
+	var st passState[E]
+	for !l.run(&st) {
+		l.recovered(&st) // a handler's panic, recovered: on with the next event
 	}
 	var zero E
-	*ev = zero // do not keep the last message reachable
-	if n > 0 {
+	l.cur = zero // do not keep the last message reachable
+	if n := st.n; n > 0 {
 		l.handled += uint64(n)
 		l.pub.handled.Store(l.handled)
 		if l.handled&^255 != (l.handled-uint64(n))&^255 {
 			l.publish()
 		}
 	}
-	return n
+	return st.n
+}
+
+// passState is how far a pass has got, so that it can resume after a
+// handler's panic that the loop recovered (Recoverer).
+type passState[E any] struct {
+	stage int // the stage* in progress
+	i     int // events the stage has taken
+	n     int // events the pass has handled
+	ev    *E  // the event being handled
+}
+
+// The stages of a pass, in order.
+const (
+	stageControl = iota
+	stageLocal
+	stageInbound
+	stageTimers // the clock is read and due timers are being handled
+)
+
+// run runs the pass from where st says, and reports whether it got to the
+// end. With a Recoverer it is the recover frame of every event it hands
+// over: when a handler's own panic unwinds to it, it recovers it, has the
+// handler finish the event (Recovered) and returns false, the event still
+// to be finished on the loop's side (recovered) before run is called
+// again. One deferred call per pass, not per event.
+func (l *Loop[E]) run(st *passState[E]) (done bool) {
+	if l.rec != nil {
+		defer func() {
+			if !done && l.rec.Recovering() {
+				if v := recover(); v != nil { // nil: runtime.Goexit, which goes on
+					l.rec.Recovered(st.ev, v)
+				}
+			}
+		}()
+	}
+	ev := &l.cur
+	switch st.stage {
+	case stageControl:
+		for ; st.i < l.cfg.Batch && l.popControl(ev); st.i++ {
+			st.ev = ev
+			l.handle(ev)
+			st.n++
+		}
+		st.stage, st.i = stageLocal, 0
+		fallthrough
+	case stageLocal:
+		for ; st.i < l.cfg.Batch && l.local.pop(ev); st.i++ {
+			st.ev = ev
+			l.handle(ev)
+			st.n++
+		}
+		st.stage, st.i = stageInbound, 0
+		fallthrough
+	case stageInbound:
+		for ; st.i < l.cfg.Batch; st.i++ {
+			if l.ctlHint.Load() != 0 || l.ctlPos < len(l.ctlBuf) {
+				// Control first at every event, not only at the start of a
+				// pass: a control event posted before an inbound one (a stop
+				// before a message that the stop's sender caused) is handled
+				// before it. The next pass takes it.
+				break
+			}
+			v := l.in.peek()
+			if v == nil {
+				break
+			}
+			st.ev = v
+			l.inRing = true
+			l.handle(v) // in place: no copy out of the ring
+			l.inRing = false
+			l.in.release()
+			if st.n++; st.n&15 == 0 {
+				l.pub.handled.Store(l.handled + uint64(st.n)) // progress for the watchdog
+			}
+		}
+		if l.in.publish() {
+			l.room.wake()
+		}
+		if len(l.timers.items) == 0 {
+			return true
+		}
+		if l.timerPass++; l.timerPass >= 16 {
+			l.checkTimer = true
+		}
+		if !l.checkTimer {
+			return true
+		}
+		l.checkTimer, l.timerPass = false, 0
+		l.readClock()
+		st.stage, st.i = stageTimers, 0
+		fallthrough
+	case stageTimers:
+		for ; st.i < l.cfg.Batch && l.timers.popDue(l.now, ev); st.i++ {
+			st.ev = ev
+			l.handle(ev)
+			st.n++
+		}
+	}
+	return true
+}
+
+// recovered finishes, on the loop's side, the event whose handler
+// panicked and was recovered in run (the handler has finished it in
+// Recovered), as handle and the pass would have had the handler returned.
+func (l *Loop[E]) recovered(st *passState[E]) {
+	l.afterHandle()
+	st.i++
+	if st.stage == stageInbound {
+		l.inRing = false
+		l.in.release()
+		if st.n++; st.n&15 == 0 {
+			l.pub.handled.Store(l.handled + uint64(st.n))
+		}
+		return
+	}
+	st.n++
+}
+
+// handleOne is handle for a single event (Step, a loan) with a recover
+// frame of its own for a Recoverer's panic: it returns as if the handler
+// had.
+func (l *Loop[E]) handleOne(ev *E) {
+	if l.rec == nil {
+		l.handle(ev)
+		return
+	}
+	if !l.handleGuarded(ev) {
+		l.afterHandle()
+	}
+}
+
+// handleGuarded runs handle on ev and reports whether it returned; if not,
+// the handler's own panic was recovered and Recovered called.
+func (l *Loop[E]) handleGuarded(ev *E) (done bool) {
+	defer func() {
+		if !done && l.rec.Recovering() {
+			if v := recover(); v != nil { // nil: runtime.Goexit, which goes on
+				l.rec.Recovered(ev, v)
+			}
+		}
+	}()
+	l.handle(ev)
+	return true
 }
 
 // publish makes the loop-owned counters visible to Stats. Handled is
@@ -880,7 +1022,7 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 	l.passes++
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.inRing = true
-	l.handle(v)
+	l.handleOne(v)
 	returned = true
 	l.inRing = false
 	l.in.release()
@@ -956,7 +1098,7 @@ func (l *Loop[E]) Step() bool {
 	if !ok {
 		return false
 	}
-	l.handle(ev)
+	l.handleOne(ev)
 	var zero E
 	*ev = zero
 	l.handled++

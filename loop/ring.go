@@ -16,18 +16,20 @@ type cell[E any] struct {
 	v   E
 }
 
-// ring is a bounded multi-producer single-consumer queue (Vyukov's
-// sequence-numbered array). A push costs one atomic fetch-add on the tail plus
-// two loads; there is no CAS retry loop. With the loop's consumer, which
-// handles events in place and publishes its head once per batch, four
-// producers move a message in about 0.4-0.8x the time of a buffered channel
-// (BenchmarkFanIn in package actor); a consumer that pops one item at a time,
-// publishing its head each time, is no faster than a channel.
+// ring is a bounded multi-producer single-consumer queue (after Vyukov's
+// sequence-numbered array). A push costs one atomic fetch-add on the tail,
+// two loads and the store that publishes its cell; there is no CAS retry
+// loop. A cell's sequence number says only "full for position p" (p+1):
+// producers learn that cells are free from the head, which the consumer
+// publishes once per batch, so the consumer writes no per-cell atomic (an
+// atomic store is a full barrier on amd64, and the cell's line is the one
+// producers are writing next to).
 //
 // Capacity is checked before the fetch-add, so producers racing at the
 // boundary can overshoot it; the array has capacity spare cells for that. A
 // producer only waits for a cell if more than capacity producers race past the
-// check at once, and then only until the consumer frees the cell.
+// check at once, and then only until the consumer publishes a head past the
+// cell's previous use.
 type ring[E any] struct {
 	_        cacheLinePad
 	tail     atomic.Uint64
@@ -50,40 +52,39 @@ func newRing[E any](capacity int) *ring[E] {
 	for size < 2*uint64(capacity) {
 		size <<= 1
 	}
-	r := &ring[E]{mask: size - 1, capacity: uint64(capacity), cells: make([]cell[E], size)}
-	for i := range r.cells {
-		r.cells[i].seq.Store(uint64(i))
-	}
-	return r
+	// Every cell starts with sequence 0: full for no position (position p
+	// is full at p+1), free for the first lap (head 0).
+	return &ring[E]{mask: size - 1, capacity: uint64(capacity), cells: make([]cell[E], size)}
 }
 
 // push appends v. It returns ErrFull when the ring holds capacity items and
 // ErrClosed after close.
 func (r *ring[E]) push(v E) error {
-	_, err := r.pushAt(v)
+	_, err := r.pushAt(&v)
 	return err
 }
 
-// pushAt is push that also returns the position v took.
-func (r *ring[E]) pushAt(v E) (uint64, error) {
+// pushAt is push that also returns the position *v took.
+func (r *ring[E]) pushAt(v *E) (uint64, error) {
 	t := r.tail.Load()
 	if t&closedBit != 0 {
 		return 0, ErrClosed
 	}
 	// head may have moved past the t read above (other producers pushed and
 	// the consumer popped in between); t-h would then wrap around.
-	if h := r.head.Load(); t >= h && t-h >= r.capacity {
+	h := r.head.Load()
+	if t >= h && t-h >= r.capacity {
 		return 0, ErrFull
 	}
 	pos := r.tail.Add(1) - 1
 	if pos&closedBit != 0 {
 		return 0, ErrClosed
 	}
-	c := &r.cells[pos&r.mask]
-	for c.seq.Load() != pos {
-		runtime.Gosched() // only when > capacity producers overshoot together
+	if pos-h > r.mask { // h is older than pos: pos-h does not wrap
+		r.waitFree(pos) // only when > capacity producers overshoot together
 	}
-	c.v = v
+	c := &r.cells[pos&r.mask]
+	c.v = *v
 	c.seq.Store(pos + 1)
 	return pos, nil
 }
@@ -119,15 +120,20 @@ func (r *ring[E]) reserve(n int) (pos uint64, k int, err error) {
 	}
 }
 
+// waitFree waits until the consumer has published a head past the
+// previous use of pos's cell (pos-len(cells)), so the cell is free.
+func (r *ring[E]) waitFree(pos uint64) {
+	for pos-r.head.Load() > r.mask {
+		runtime.Gosched()
+	}
+}
+
 // put returns the cell of pos, a position reserve claimed, to write in
 // place; publishAt then hands it to the consumer. The cell is free unless
 // push's producers overshot past the spare cells together (see push).
 func (r *ring[E]) put(pos uint64) *E {
-	c := &r.cells[pos&r.mask]
-	for c.seq.Load() != pos {
-		runtime.Gosched() // only when push's producers overshoot past the spare cells
-	}
-	return &c.v
+	r.waitFree(pos) // only when push's producers overshoot past the spare cells
+	return &r.cells[pos&r.mask].v
 }
 
 // publishAt makes the value written at pos (put) visible to the consumer.
@@ -156,25 +162,27 @@ func (r *ring[E]) peek() *E {
 	return &c.v
 }
 
-// release frees the cell returned by peek. The head that producers see moves
-// only at publish, once per batch, so the cache line they read for the
-// capacity check is not bounced on every pop.
-func (r *ring[E]) release() {
-	var zero E
-	c := &r.cells[r.next&r.mask]
-	c.v = zero
-	c.seq.Store(r.next + r.mask + 1)
-	r.next++
-}
+// release frees the cell returned by peek. Producers learn that it is
+// free only at publish, once per batch: the head's cache line, which they
+// read for the capacity check, is not bounced on every pop, and the cell
+// needs no atomic store.
+func (r *ring[E]) release() { r.next++ }
 
-// publish makes the freed cells visible to producers, reporting whether
-// there were any.
+// publish clears the freed cells, so that the ring keeps nothing
+// reachable (in one sweep per batch, and before the head that lets
+// producers write them again), and makes them visible to producers,
+// reporting whether there were any.
 func (r *ring[E]) publish() bool {
-	if r.head.Load() != r.next {
-		r.head.Store(r.next)
-		return true
+	h := r.head.Load()
+	if h == r.next {
+		return false
 	}
-	return false
+	var zero E
+	for ; h != r.next; h++ {
+		r.cells[h&r.mask].v = zero
+	}
+	r.head.Store(r.next)
+	return true
 }
 
 // ready reports whether pop would return an item now.

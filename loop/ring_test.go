@@ -525,3 +525,49 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// More producers than the ring has spare cells raced past the capacity
+// check together: the one whose claimed cell still holds the item of the
+// lap before waits until the consumer has published a head past it,
+// rather than overwrite it.
+func TestRingOvershooterWaitsForItsCell(t *testing.T) {
+	r := newRing[int](1)               // two cells
+	if err := r.push(10); err != nil { // position 0, in cell 0
+		t.Fatal(err)
+	}
+	p1 := r.tail.Add(1) - 1 // two producers that passed the check:
+	p2 := r.tail.Add(1) - 1 // position 2 is cell 0's next lap
+	*r.put(p1) = 11
+	r.publishAt(p1)
+	done := make(chan struct{})
+	go func() {
+		*r.put(p2) = 12
+		r.publishAt(p2)
+		close(done)
+	}()
+	// The overshooter cannot have written before the pop below; give it
+	// every chance to (were it not to wait, it would run through at once).
+	for range 1000 {
+		select {
+		case <-done:
+			t.Fatal("the overshooter wrote cell 0 before the consumer freed it")
+		default:
+			runtime.Gosched()
+		}
+	}
+	var v int
+	if !r.pop(&v) || v != 10 {
+		t.Fatalf("pop = %d, want 10", v)
+	}
+	if !r.pop(&v) || v != 11 {
+		t.Fatalf("pop = %d, want 11", v)
+	}
+	select {
+	case <-done:
+	case <-time.After(waitLimit):
+		t.Fatal("the overshooter did not write once its cell was free")
+	}
+	if !r.pop(&v) || v != 12 {
+		t.Fatalf("pop = %d, want 12", v)
+	}
+}

@@ -53,9 +53,16 @@ func (r *room) wake() {
 // or the loop closes (ErrClosed). Events posted by one goroutine keep
 // their order. It must not be called from the loop's own goroutine (from
 // inside Handle): the loop would wait for itself.
-func (l *Loop[E]) PostWait(ctx context.Context, ev E) error {
+func (l *Loop[E]) PostWait(ctx context.Context, ev E) error { return l.PostWaitPtr(ctx, &ev) }
+
+// PostWaitPtr is PostWait for an event the caller has built in place: *ev
+// is copied into the queue, and the caller may reuse it once PostWaitPtr
+// returns. A large event passed by value is copied on the way, with loads
+// wider than the stores that just built it, which stall (BenchmarkFanInWait
+// in package actor).
+func (l *Loop[E]) PostWaitPtr(ctx context.Context, ev *E) error {
 	for {
-		err := l.in.push(ev)
+		_, err := l.in.pushAt(ev)
 		if err != ErrFull {
 			if err == nil {
 				l.notify()
@@ -65,7 +72,7 @@ func (l *Loop[E]) PostWait(ctx context.Context, ev E) error {
 		ch := l.room.enter()
 		// Again, now that the loop can see us: it may have made room
 		// before we registered.
-		if err = l.in.push(ev); err != ErrFull {
+		if _, err = l.in.pushAt(ev); err != ErrFull {
 			l.room.leave()
 			if err == nil {
 				l.notify()
