@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/actord/actord/actor"
 )
@@ -16,16 +17,24 @@ import (
 // later restarts are placed as its spec says. It is refused
 // (ErrNotReplaced) unless ID is a running remote child whose instance is
 // Old: a child that ended or was restarted meanwhile keeps what it runs,
-// and New is the caller's to stop. Answered with nil once done.
+// and New is the caller's to stop. It is refused too once Deadline (if
+// set) has passed by the supervisor's clock when it is processed: a
+// supervisor defers requests while an operation is under way, and a
+// caller that gave up waiting may have stopped New and resumed Old.
+// Answered with nil once done.
 type ReplaceChild struct {
 	ID       string
 	Old, New actor.Ref
 	Node     string
+	Deadline time.Time
 }
 
 // ErrNotReplaced is ReplaceChild's refusal: the child is not, or no
 // longer, a running remote child whose instance is Old.
 var ErrNotReplaced = errors.New("supervisor: child not replaced")
+
+// errReplaceLate refuses a ReplaceChild processed after its Deadline.
+var errReplaceLate = errors.New("the request's deadline has passed")
 
 func (s *sup) onReplaceChild(c *actor.Context, m ReplaceChild, p *pending) {
 	ch := s.byID(m.ID)
@@ -41,6 +50,9 @@ func (s *sup) onReplaceChild(c *actor.Context, m ReplaceChild, p *pending) {
 		return
 	case m.New.IsZero() || m.New == m.Old:
 		p.reply(nil, fmt.Errorf("%w: no new instance", ErrNotReplaced))
+		return
+	case !m.Deadline.IsZero() && !c.Now().Before(m.Deadline):
+		p.reply(nil, fmt.Errorf("%w: %q: %w", ErrNotReplaced, m.ID, errReplaceLate))
 		return
 	}
 	if err := c.Link(m.New); err != nil {

@@ -11,7 +11,8 @@ import (
 // another node (a move with its state): the supervisor runs the new one,
 // the old one's end is not the child's, the replacement is not a restart
 // (with MaxR 1 a crash afterwards is restarted, not given up on), and a
-// request naming another instance or child is refused.
+// request naming another instance or child, or processed past its
+// deadline, is refused.
 func TestReplaceChild(t *testing.T) {
 	n := newThreeNodes(t)
 	sup := spawnSup(t, n.a.sys, Spec{MaxR: 1, MaxT: time.Hour, Cluster: n.cluster(),
@@ -26,7 +27,8 @@ func TestReplaceChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []ReplaceChild{{ID: "x", Old: nw, New: nw}, {ID: "y", Old: old, New: nw}, {ID: "x", Old: old}} {
+	for _, bad := range []ReplaceChild{{ID: "x", Old: nw, New: nw}, {ID: "y", Old: old, New: nw}, {ID: "x", Old: old},
+		{ID: "x", Old: old, New: nw, Node: n.c.addr(), Deadline: time.Now().Add(-time.Millisecond)}} {
 		if _, err := ask(t, n.a.sys, sup, bad); !errors.Is(err, ErrNotReplaced) {
 			t.Fatalf("%+v: %v, want ErrNotReplaced", bad, err)
 		}
