@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -385,12 +386,20 @@ var errRootEnded = errors.New("the application's root has ended")
 // for each). A child whose root ended meanwhile is killed.
 func (a *appCluster) SpawnAsync(addr, kind string, args any, timeout time.Duration, done func(actor.Ref, error)) {
 	go func() {
+		if h := rootSpawnHook.Load(); h != nil {
+			(*h)()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		ref, err := a.Spawn(ctx, addr, kind, args)
 		done(ref, err)
 	}()
 }
+
+// rootSpawnHook, if set (tests), runs before each of a root's remote
+// starts (SpawnAsync), on its goroutine: it can hold the root's
+// operation under way.
+var rootSpawnHook atomic.Pointer[func()]
 
 // Live implements supervisor.Cluster: this daemon, and the members whose
 // gateway is known and that the remote node does not know to be down (a

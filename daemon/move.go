@@ -21,7 +21,9 @@ import (
 // it as the child (supervisor.ReplaceChild: linked, not a restart); then
 // the old instance forwards what it held and what comes later to the new
 // one, for forwardGrace. A failure before the root took the new instance
-// resumes the old one, nothing lost, and kills the new one if it was made.
+// resumes the old one, nothing lost, and kills the new one if it was made;
+// a root that does not answer in time whether it took it (its outcome is
+// unknown) has both killed, and restarts the child afresh.
 //
 // A move lasts until the child's next restart: the root places a restart
 // as the spec says (supervisor.Spread, which avoids the node of the
@@ -502,14 +504,25 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		resume("the new instance is not alive")
 		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v", req.Child, to, err)
 	}
-	// 3. The root takes it in the child's place.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr})
+	// 3. The root takes it in the child's place, before the deadline:
+	// a request the root defers (an operation under way) past it is
+	// refused when processed.
+	deadline := time.Now().Add(replaceTimeout)
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr, Deadline: deadline})
 	cancel()
-	if err != nil {
+	if errors.Is(err, supervisor.ErrNotReplaced) {
 		a.kill(made.Ref)
 		resume("the root refused the new instance")
 		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v", req.Child, err)
+	}
+	if err != nil {
+		// No answer: the root may have taken the new instance. Neither
+		// runs on, so that no two do: the root restarts the child
+		// afresh (its state is lost).
+		a.kill(made.Ref)
+		a.kill(old)
+		return fail(gateway.MoveFailed, "the root did not answer in time whether it took the new instance of %q (%v): both instances were killed, and the root restarts the child afresh (its state is lost)", req.Child, err)
 	}
 	// 4. The old instance forwards to the new one.
 	if r := a.askRelease(from, childRelease{Token: held.Token, To: made.Ref}); r.Code != mvOK {
@@ -521,6 +534,10 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	}
 	return res
 }
+
+// replaceTimeout bounds the root's answer to a move's ReplaceChild (and
+// is its deadline). A var: tests shorten it.
+var replaceTimeout = 5 * time.Second
 
 // moveImportedHook, if set (tests), is called with the new instance of a
 // move once it is made, before the check that it is alive.
