@@ -36,7 +36,10 @@ import (
 //     adopts within handoverHold is killed by its gateway, and at once if
 //     the handover fails (the driver stops the application: dropTie);
 //  5. handOverRoots waits (bounded) until the new root has adopted them,
-//     so that this daemon may stop.
+//     so that this daemon may stop; not adopted in time, the handover is
+//     reported failed. Those still held are dropped if the registry
+//     assigns the application afresh (the new holder lost: watched up to
+//     handoverHold), or if it comes back to this daemon (appRunner.Start).
 
 // handoverHold bounds how long a child let go of by its root for a
 // handover runs without one: the new root must adopt it within that time
@@ -337,27 +340,61 @@ func (a *apps) handedOffOf(app string) []heldKid {
 	return a.handedOff[app]
 }
 
+// errNotAdopted means children held for a root's handover were not all
+// adopted by the new root: the handover failed.
+var errNotAdopted = errors.New("children held for the handover were not all adopted by the new root")
+
+// errReassigned means the registry assigned the application afresh past
+// the generation a release gave to the new holder (the holder lost): no
+// root adopts the children held for it any more.
+var errReassigned = errors.New("the registry assigned the application afresh (its new holder was lost)")
+
 // awaitAdoption waits, within ctx, until this daemon holds none of held
 // any more (the new root adopted them, or they ended): the daemon's end
-// would kill them.
-func (d *Daemon) awaitAdoption(ctx context.Context, held []heldKid) error {
-	for _, h := range held {
-		for {
+// would kill them. held are the children of app's release of generation
+// gen. If the registry moves app past gen+1 by an assignment (or removes
+// it), the children still held are dropped (killed): the new root they
+// were held for is gone, and the next one starts them afresh.
+func (d *Daemon) awaitAdoption(ctx context.Context, app string, gen uint64, held []heldKid) error {
+	for len(held) > 0 {
+		var still []heldKid
+		for _, h := range held {
 			v, err := d.askGatewayValue(ctx, h.node, heldQuery{Kid: h.ref, Holder: d.gw.ref})
 			if err != nil {
-				return err
+				return fmt.Errorf("%w: %w", errNotAdopted, err)
 			}
-			if still, _ := v.(bool); !still {
-				break
+			if s, _ := v.(bool); s {
+				still = append(still, h)
 			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("a child held for the handover was not adopted: %w", ctx.Err())
-			case <-time.After(20 * time.Millisecond): // polling its gateway, which has no watch
-			}
+		}
+		// Asked after the holds: a hold ended by this daemon's start of
+		// the application again (appRunner.Start) shows here.
+		if st, err := d.apps.status(ctx); err == nil && reassigned(st, app, gen+1) {
+			d.dropHeld(still)
+			return fmt.Errorf("%w: %w", errNotAdopted, errReassigned)
+		}
+		held = still
+		if len(held) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d still held: %w", errNotAdopted, len(held), ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling the gateways and the registry, which have no watch
 		}
 	}
 	return nil
+}
+
+// reassigned reports whether the registry has moved app past generation
+// gen by an assignment (not by a release of gen's holder), or removed it.
+func reassigned(st driver.Status, app string, gen uint64) bool {
+	for _, a := range st.Apps {
+		if a.Name == app {
+			return a.Gen > gen && a.HandoverGen != a.Gen
+		}
+	}
+	return true
 }
 
 // dropHeld asks the gateways of held children to kill them, if this
@@ -551,7 +588,9 @@ type RootHandover struct {
 	App string
 	To  string // the daemon it was given to
 	Gen uint64 // the generation released; the new holder's is Gen+1
-	Err error  // nil once the registry moved it
+	// Err is nil once the registry moved it and the new root adopted
+	// the children held for it (within handoverStep).
+	Err error
 	// Lost are the children the root let go of that were not held for
 	// the new root (their hold failed): they end with the root and the
 	// new root starts them afresh.
@@ -595,9 +634,12 @@ func (d *Daemon) releaseUnsupported() []string {
 // handOverRoots hands every application root that runs on this daemon to
 // another live registry member (its first live preferred one, else the
 // least loaded), without restarting the children: see the start of this
-// file. It returns once the registry has moved each (or ctx ends); the
-// new roots adopt the children on their daemons shortly after. A root not
-// handed over (an error) keeps the usual failover when this daemon stops.
+// file. It returns once the registry has moved each and its new root has
+// adopted the children held for it (or ctx ends, or handoverStep passes).
+// A root not handed over (an error) before the release keeps the usual
+// failover when this daemon stops; one released whose children were not
+// adopted in time is reported failed too (they may end, and restart
+// afresh under the new root).
 func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 	st, err := d.apps.status(ctx)
 	if err != nil {
@@ -657,12 +699,26 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 		}
 		if h.Err == nil {
 			// Moved: wait (bounded) until the new root has adopted the
-			// children held here; this daemon's end would kill them.
+			// children held here; this daemon's end would kill them. Not
+			// adopted in time, the handover has failed; the children
+			// still held are watched on (up to their hold) and dropped if
+			// the registry assigns the application afresh.
+			held := d.apps.handedOffOf(h.App)
 			actx, cancel := context.WithTimeout(ctx, handoverStep)
-			if err := d.awaitAdoption(actx, d.apps.handedOffOf(h.App)); err != nil {
-				d.log.Warn("applications: children held for a handover not all adopted", "app", h.App, "err", err)
-			}
+			err := d.awaitAdoption(actx, h.App, h.Gen, held)
 			cancel()
+			if err != nil {
+				h.Err = err
+				d.log.Warn("applications: children held for a handover not all adopted", "app", h.App, "err", err)
+				if !errors.Is(err, errReassigned) {
+					app, gen := h.App, h.Gen
+					go func() {
+						wctx, cancel := context.WithTimeout(d.gw.ctx, handoverHold)
+						defer cancel()
+						_ = d.awaitAdoption(wctx, app, gen, held)
+					}()
+				}
+			}
 			d.apps.setHandedOff(h.App, nil)
 		}
 		if h.Err != nil {

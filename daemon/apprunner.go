@@ -71,11 +71,28 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		// are adopted, not started (apphandover.go).
 		sp.Adopt = r.adoptions(g.App, g.Handover, slots)
 	}
-	if _, ok := r.handing[g.App]; ok {
+	if h, ok := r.handing[g.App]; ok {
 		// An earlier handover from here has ended: its children were
-		// adopted or have ended with their hold.
+		// adopted, or the application came back here without (its new
+		// holder lost, the registry failed it over): those still held,
+		// unless this start adopts them, are dropped now rather than
+		// run beside the ones this root starts afresh.
 		delete(r.handing, g.App)
 		r.d.apps.setHandedOff(g.App, nil)
+		h.aborted = true
+		if !h.holding {
+			adopted := map[actor.Ref]bool{}
+			for _, k := range sp.Adopt {
+				adopted[k.Ref] = true
+			}
+			var drop []heldKid
+			for _, k := range h.held {
+				if !adopted[k.ref] {
+					drop = append(drop, k)
+				}
+			}
+			r.d.dropHeld(drop)
+		}
 	}
 	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots}
 	r.insts[g.App] = inst
