@@ -19,21 +19,7 @@ type runEnd struct {
 // return, a panic (recovered here, so the test binary survives it) or a
 // runtime.Goexit.
 func runCatching[E any](l *Loop[E]) <-chan runEnd {
-	res := make(chan runEnd, 1)
-	go func() {
-		var end runEnd
-		defer func() {
-			if v := recover(); v != nil {
-				end.panicked = v
-			} else if !end.returned {
-				end.exited = true
-			}
-			res <- end
-		}()
-		_ = l.Run(context.Background())
-		end.returned = true
-	}()
-	return res
+	return postCatching(func() error { return l.Run(context.Background()) })
 }
 
 // postCatching calls post on a new goroutine and reports whether it
