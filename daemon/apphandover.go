@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -35,11 +36,14 @@ import (
 //     one that has gone is started afresh. A held child that no root
 //     adopts within handoverHold is killed by its gateway, and at once if
 //     the handover fails (the driver stops the application: dropTie);
-//  5. handOverRoots waits (bounded) until the new root has adopted them,
-//     so that this daemon may stop; not adopted in time, the handover is
-//     reported failed. Those still held are dropped if the registry
-//     assigns the application afresh (the new holder lost: watched up to
-//     handoverHold), or if it comes back to this daemon (appRunner.Start).
+//  5. once the holds are known, the runner watches the children held
+//     (handOffWatch, up to handoverHold), whether or not anyone waits for
+//     the handover's outcome: those still held are dropped if the
+//     registry assigns the application afresh (the new holder lost), as
+//     they are if it comes back to this daemon (appRunner.Start).
+//     handOverRoots waits (bounded) for the watch to see them all
+//     adopted, so that this daemon may stop; not adopted in time, the
+//     handover is reported failed and the watch goes on.
 
 // handoverHold bounds how long a child let go of by its root for a
 // handover runs without one: the new root must adopt it within that time
@@ -307,10 +311,12 @@ var handoverHeldHook func([]handoverChild)
 // stops it (the handover failed: its held children are dropped).
 type handOff struct {
 	root    actor.Ref
+	gen     uint64 // the generation handed over
 	cluster *appCluster
-	aborted bool      // the driver stopped it
-	held    []heldKid // the children held, once their gateways answered
-	holding bool      // the holds are under way
+	aborted bool          // the driver stopped it
+	held    []heldKid     // the children held, once their gateways answered
+	holding bool          // the holds are under way
+	watch   *handOffWatch // following held, once known (nil: none held)
 }
 
 // heldKid is a child held for a handover by this daemon's gateway.
@@ -319,22 +325,22 @@ type heldKid struct {
 	ref  actor.Ref
 }
 
-// setHandedOff records the children held for app's handover from here
-// (nil: none), for handOverRoots to wait for their adoption.
-func (a *apps) setHandedOff(app string, held []heldKid) {
+// setHandedOff records the watch of the children held for app's handover
+// from here (nil: none), for handOverRoots to wait for their adoption.
+func (a *apps) setHandedOff(app string, w *handOffWatch) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(held) == 0 {
+	if w == nil {
 		delete(a.handedOff, app)
 		return
 	}
 	if a.handedOff == nil {
-		a.handedOff = map[string][]heldKid{}
+		a.handedOff = map[string]*handOffWatch{}
 	}
-	a.handedOff[app] = held
+	a.handedOff[app] = w
 }
 
-func (a *apps) handedOffOf(app string) []heldKid {
+func (a *apps) handedOffOf(app string) *handOffWatch {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.handedOff[app]
@@ -349,52 +355,148 @@ var errNotAdopted = errors.New("children held for the handover were not all adop
 // root adopts the children held for it any more.
 var errReassigned = errors.New("the registry assigned the application afresh (its new holder was lost)")
 
-// awaitAdoption waits, within ctx, until this daemon holds none of held
-// any more (the new root adopted them, or they ended): the daemon's end
-// would kill them. held are the children of app's release of generation
-// gen. If the registry moves app past gen+1 by an assignment (or removes
-// it), the children still held are dropped (killed): the new root they
-// were held for is gone, and the next one starts them afresh.
-func (d *Daemon) awaitAdoption(ctx context.Context, app string, gen uint64, held []heldKid) error {
-	for len(held) > 0 {
+// errWatchEnded means the watch of held children ended before they were
+// adopted: the application started here again, the handover was aborted
+// (both drop them), or the daemon stopped (which ends them).
+var errWatchEnded = errors.New("the watch of the held children ended")
+
+// Bounds of a handOffWatch: it asks every watchPollMin at first, backing
+// off to watchPollMax (a new root adopts within a second or two; a lost
+// one is seen after the registry's failover wait), each ask within
+// watchAsk.
+const (
+	watchPollMin = 20 * time.Millisecond
+	watchPollMax = 500 * time.Millisecond
+	watchAsk     = 2 * time.Second
+)
+
+// handOffWatches are a daemon's handOffWatch goroutines: ctx ends when
+// the daemon stops, which waits for them.
+type handOffWatches struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// stop ends the watches and waits for them.
+func (ws *handOffWatches) stop() {
+	if ws.cancel != nil {
+		ws.cancel()
+	}
+	ws.wg.Wait()
+}
+
+// handOffWatch follows the children held here for one handover of app's
+// root, of generation gen, from the moment their holds are known, whether
+// or not anyone waits for the handover's outcome (a drain whose context
+// ended before the release was confirmed does not): until none is held
+// any more (the new root adopted them, or they ended), or the registry
+// assigns app afresh past gen+1 (the new holder lost: the children still
+// held are dropped, rather than run beside the next root's fresh copies
+// until their hold ends), or handoverHold passes (their gateways end the
+// holds by then).
+type handOffWatch struct {
+	app    string
+	gen    uint64
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the watch has ended, err set
+	err    error         // nil: none held any more
+	still  atomic.Int32  // how many are still held, as last seen
+}
+
+// end stops the watch without dropping anything (its caller does).
+func (w *handOffWatch) end() {
+	if w != nil {
+		w.cancel()
+	}
+}
+
+// watchHandOff starts the watch of held, the children held here for the
+// handover of app's root of generation gen.
+func (d *Daemon) watchHandOff(app string, gen uint64, held []heldKid) *handOffWatch {
+	ctx, cancel := context.WithTimeout(d.watches.ctx, handoverHold+handoverStep)
+	w := &handOffWatch{app: app, gen: gen, cancel: cancel, done: make(chan struct{})}
+	w.still.Store(int32(len(held)))
+	d.watches.wg.Add(1)
+	go func() {
+		defer d.watches.wg.Done()
+		defer close(w.done)
+		defer cancel()
+		w.err = d.runHandOffWatch(ctx, w, held)
+	}()
+	return w
+}
+
+// runHandOffWatch is the watch's loop: see handOffWatch. A failed ask (of
+// a gateway, or of the registry) is not an outcome: it is asked again at
+// the next round.
+func (d *Daemon) runHandOffWatch(ctx context.Context, w *handOffWatch, held []heldKid) error {
+	pause := watchPollMin
+	for {
 		var still []heldKid
 		for _, h := range held {
-			v, err := d.askGatewayValue(ctx, h.node, heldQuery{Kid: h.ref, Holder: d.gw.ref})
-			if err != nil {
-				return fmt.Errorf("%w: %w", errNotAdopted, err)
-			}
-			if s, _ := v.(bool); s {
+			actx, cancel := context.WithTimeout(ctx, watchAsk)
+			v, err := d.askGatewayValue(actx, h.node, heldQuery{Kid: h.ref, Holder: d.gw.ref})
+			cancel()
+			if s, _ := v.(bool); s || err != nil {
 				still = append(still, h)
 			}
 		}
-		// Asked after the holds: a hold ended by this daemon's start of
-		// the application again (appRunner.Start) shows here.
-		if st, err := d.apps.status(ctx); err == nil && reassigned(st, app, gen+1) {
-			d.dropHeld(still)
-			return fmt.Errorf("%w: %w", errNotAdopted, errReassigned)
-		}
 		held = still
+		w.still.Store(int32(len(held)))
 		if len(held) == 0 {
-			break
+			return nil // adopted (or ended): that wins over a reassignment seen since
+		}
+		// Asked after the holds: a hold ended by this daemon's start of
+		// the application again (appRunner.Start) shows above.
+		sctx, cancel := context.WithTimeout(ctx, watchAsk)
+		st, err := d.apps.status(sctx)
+		cancel()
+		if err == nil && reassigned(st, w.app, w.gen+1) {
+			d.dropHeld(held)
+			return errReassigned
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d still held: %w", errNotAdopted, len(held), ctx.Err())
-		case <-time.After(20 * time.Millisecond): // polling the gateways and the registry, which have no watch
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%d still held at the end of their hold", len(held))
+			}
+			return errWatchEnded
+		case <-time.After(pause): // polling the gateways and the registry, which have no watch
 		}
+		pause = min(2*pause, watchPollMax)
 	}
-	return nil
+}
+
+// awaitAdoption waits, within ctx, until w has seen none of its children
+// held any more (nil w: none was held), and returns the watch's outcome:
+// the daemon's end would kill them. The watch goes on if ctx ends first.
+func awaitAdoption(ctx context.Context, w *handOffWatch) error {
+	if w == nil {
+		return nil
+	}
+	select {
+	case <-w.done:
+		if w.err != nil {
+			return fmt.Errorf("%w: %w", errNotAdopted, w.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %d still held: %w", errNotAdopted, w.still.Load(), ctx.Err())
+	}
 }
 
 // reassigned reports whether the registry has moved app past generation
 // gen by an assignment (not by a release of gen's holder), or removed it.
+// An application the status does not list is not known yet (a replica
+// behind): not reassigned.
 func reassigned(st driver.Status, app string, gen uint64) bool {
 	for _, a := range st.Apps {
 		if a.Name == app {
-			return a.Gen > gen && a.HandoverGen != a.Gen
+			return a.Desired == appreg.Removed || (a.Gen > gen && a.HandoverGen != a.Gen)
 		}
 	}
-	return true
+	return false
 }
 
 // dropHeld asks the gateways of held children to kill them, if this
@@ -465,7 +567,7 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 	if r.handing == nil {
 		r.handing = map[string]*handOff{}
 	}
-	h := &handOff{root: root, cluster: inst.cluster}
+	h := &handOff{root: root, gen: inst.gen, cluster: inst.cluster}
 	r.handing[app] = h
 	c.AskTimeout(root, supervisor.Detach{}, handoverStep).Then(func(c *actor.Context, v any, err error) {
 		if h.aborted {
@@ -498,7 +600,11 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 				r.d.dropHeld(h.held)
 				return
 			}
-			r.d.apps.setHandedOff(app, h.held)
+			if len(h.held) > 0 {
+				// Watched from now on, whoever waits for the outcome.
+				h.watch = r.d.watchHandOff(app, h.gen, h.held)
+			}
+			r.d.apps.setHandedOff(app, h.watch)
 			r.d.handoverLost(app, kids, held)
 			enc, _ := encodeHandover(held)
 			inst.cluster.close()
@@ -531,6 +637,7 @@ func (r *appRunner) abortHandOver(c *actor.Context, app string) {
 	}
 	delete(r.handing, app)
 	r.d.apps.setHandedOff(app, nil)
+	h.watch.end()
 	h.aborted = true
 	h.cluster.close()
 	_ = c.Unlink(h.root)
@@ -700,26 +807,22 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 		if h.Err == nil {
 			// Moved: wait (bounded) until the new root has adopted the
 			// children held here; this daemon's end would kill them. Not
-			// adopted in time, the handover has failed; the children
-			// still held are watched on (up to their hold) and dropped if
-			// the registry assigns the application afresh.
-			held := d.apps.handedOffOf(h.App)
+			// adopted in time, the handover has failed; the runner's
+			// watch of the children still held goes on (up to their
+			// hold), as it does for a release whose outcome nobody waits
+			// for, and drops them if the registry assigns the
+			// application afresh.
+			var w *handOffWatch
+			if x := d.apps.handedOffOf(h.App); x != nil && x.gen == h.Gen {
+				w = x
+			}
 			actx, cancel := context.WithTimeout(ctx, handoverStep)
-			err := d.awaitAdoption(actx, h.App, h.Gen, held)
+			err := awaitAdoption(actx, w)
 			cancel()
 			if err != nil {
 				h.Err = err
 				d.log.Warn("applications: children held for a handover not all adopted", "app", h.App, "err", err)
-				if !errors.Is(err, errReassigned) {
-					app, gen := h.App, h.Gen
-					go func() {
-						wctx, cancel := context.WithTimeout(d.gw.ctx, handoverHold)
-						defer cancel()
-						_ = d.awaitAdoption(wctx, app, gen, held)
-					}()
-				}
 			}
-			d.apps.setHandedOff(h.App, nil)
 		}
 		if h.Err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.App, h.Err))

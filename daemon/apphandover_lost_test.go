@@ -27,6 +27,11 @@ func TestHandOverNewHolderLostBeforeAdoption(t *testing.T) {
 		{"back to the releaser", []string{"a", "c"}, "a", false},
 		{"to another member", []string{"c", "b"}, "b", false},
 		{"back to the releaser not waiting", []string{"a", "c"}, "a", true},
+		// The release is asked for, but the caller's context ends before
+		// it is confirmed: the held child is watched all the same, and
+		// dropped when the registry assigns the application to a third
+		// member.
+		{"to another member not waiting", []string{"c", "b"}, "b", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := &kidLog{refs: map[string][]actor.Ref{}}

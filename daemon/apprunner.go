@@ -79,6 +79,7 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		// run beside the ones this root starts afresh.
 		delete(r.handing, g.App)
 		r.d.apps.setHandedOff(g.App, nil)
+		h.watch.end()
 		h.aborted = true
 		if !h.holding {
 			adopted := map[actor.Ref]bool{}

@@ -188,11 +188,11 @@ type apps struct {
 	done   chan struct{}
 
 	mu        sync.Mutex
-	driver    actor.Ref            // the driver's current ref, zero when none runs
-	live      map[string]*liveApp  // the applications whose root runs here, by name
-	upgrading map[string]bool      // the applications being upgraded from here
-	handedOff map[string][]heldKid // the children this daemon holds for handovers, by application
-	ulog      *slog.Logger         // rolling upgrades' lines (appupgrade.go)
+	driver    actor.Ref                // the driver's current ref, zero when none runs
+	live      map[string]*liveApp      // the applications whose root runs here, by name
+	upgrading map[string]bool          // the applications being upgraded from here
+	handedOff map[string]*handOffWatch // the children this daemon holds for handovers, by application
+	ulog      *slog.Logger             // rolling upgrades' lines (appupgrade.go)
 }
 
 // memberIDs gives each member its raft ID: its rank in the sorted list,

@@ -96,8 +96,11 @@ type Daemon struct {
 	// were not held for the next root (apphandover.go).
 	lostMu sync.Mutex
 	lost   map[string][]string
-	bus    *event.Bus
-	ev     *daemonEvents
+	// watches are the watches of children held for handovers from here
+	// (apphandover.go), joined when the daemon stops.
+	watches handOffWatches
+	bus     *event.Bus
+	ev      *daemonEvents
 	// nodeKey is the node's private key (remote.Config.PrivateKey): the
 	// gateway proves with it that its introductions come from this member.
 	nodeKey []byte
@@ -144,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, done: make(chan struct{}), nodeKey: rcfg.PrivateKey, startFail: make(chan error, 1),
 		appsEnded: make(chan error, 1)}
 	d.lastFail.Store("")
+	d.watches.ctx, d.watches.cancel = context.WithCancel(context.Background())
 
 	// One event bus per daemon (see Bus). The remote node hands it to its
 	// connection manager, which emits its decisions on it.
@@ -595,6 +599,7 @@ func (d *Daemon) finish() {
 	select {
 	case <-d.done:
 	default:
+		d.watches.stop()
 		d.bus.Close() // after every service has stopped: subscribers get the last events first
 		close(d.done)
 	}
