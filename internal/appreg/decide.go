@@ -106,7 +106,8 @@ func sortedCopy(s []string) []string {
 // ReleasedByFor is how long, counted in the renewals of the application
 // accepted since its last release (each RenewEvery apart), takeover does
 // not move it back to the node that released it: that node was draining,
-// then restarted; once it runs again it is preferred again.
+// then restarted; once it runs again it is preferred again. A later
+// assignment ends it at once (it clears App.ReleasedBy).
 const ReleasedByFor = 10 * time.Minute
 
 // releasedLongAgo reports whether a's last release is ReleasedByFor old,

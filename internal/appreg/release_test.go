@@ -2,6 +2,7 @@ package appreg
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,28 @@ func TestHandoverDroppedPastItsGeneration(t *testing.T) {
 	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n3", Gen: 2})
 	if a, _ := s.App("a"); a.Handover != nil || a.HandoverGen != 2 {
 		t.Fatalf("after an assignment past it: %+v", a)
+	}
+}
+
+// The releaser is kept from takeover only while the application stays
+// with the holders releases gave it to: an assignment (here a failover of
+// the new holder to n3) clears ReleasedBy, and takeover may move the
+// application back to n1, preferred, at once.
+func TestReleasedByClearedByAssign(t *testing.T) {
+	s := NewState()
+	mustApply(t, s, Command{Op: OpDeploy, App: "a", Prefer: []string{"n1", "n3"}, Takeover: true})
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n1", Gen: 0})
+	mustApply(t, s, Command{Op: OpRelease, App: "a", Node: "n1", Gen: 1, To: "n2"})
+	live := []string{"n1", "n2", "n3"}
+	if got := Plan(s, live, nil, epoch, testTiming); len(got) != 0 {
+		t.Fatalf("right after the release: %+v, want no move", got)
+	}
+	mustApply(t, s, Command{Op: OpAssign, App: "a", Node: "n3", Gen: 2})
+	if a, _ := s.App("a"); a.ReleasedBy != "" {
+		t.Fatalf("after an assignment: ReleasedBy %q, want cleared", a.ReleasedBy)
+	}
+	want := []Command{{Op: OpAssign, App: "a", Node: "n1", Gen: 3}}
+	if got := Plan(s, live, nil, epoch, testTiming); !slices.EqualFunc(got, want, eqCmd) {
+		t.Fatalf("after the assignment: %+v, want %+v", got, want)
 	}
 }

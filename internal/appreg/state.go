@@ -170,7 +170,7 @@ type App struct {
 	// clean (its holder may start without the wait); ReleasedBy is the
 	// node that released (takeover does not move the application back to
 	// it, for ReleasedByFor: see Plan; ReleaseRenewals is Renewals at the
-	// release, which measures that time).
+	// release, which measures that time), cleared by a later assignment.
 	Handover    []byte `json:"handover,omitempty"`
 	HandoverGen uint64 `json:"handover_gen,omitempty"`
 	CleanGen    uint64 `json:"clean_gen,omitempty"`
@@ -371,8 +371,11 @@ func (s *State) Apply(idx uint64, c Command) error {
 		}
 		a.Node = c.Node
 		a.Gen++
-		// Only the holder of HandoverGen uses it: not kept past it.
-		a.Handover = nil
+		// Only the holder of HandoverGen uses it: not kept past it. Nor
+		// is the releaser kept from takeover once the application has
+		// been assigned on since (a failover, a takeover): the record
+		// of the release is history then.
+		a.Handover, a.ReleasedBy = nil, ""
 	case OpRenew:
 		if c.Node != a.Node || c.Gen != a.Gen {
 			return fmt.Errorf("%w: renew %q by %q of generation %d (assigned to %q, generation %d)",
