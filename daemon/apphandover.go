@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,17 +60,22 @@ const handoverStep = 10 * time.Second
 // holdTie asks the gateway of a child's daemon to untie Kid from its root
 // Owner and hold it for a handover (handoverHold), tied to Holder, the
 // gateway of Owner's daemon, instead: the child ends with that daemon, or
-// with the connection to its node, as it did with its root. Only a sender
-// on Owner's and Holder's daemon is answered.
+// with the connection to its node, as it did with its root. Claim is what
+// a new root must show to adopt it: a random secret the holder records
+// only in its release, which only registry members read. Only a registry
+// member's sender, on Owner's and Holder's daemon, is answered.
 type holdTie struct {
 	Kid, Owner, Holder actor.Ref
+	Claim              string
 }
 
 // dropTie asks the gateway of a held child's daemon to kill Kid if Holder
-// still holds it (the handover failed); only a sender on Holder's daemon
-// is answered.
+// still holds it (the handover failed), or, Owner set, if it is still
+// tied to Owner (its hold failed, or its answer was lost: Kid must not
+// outlive the handover unheld); only a registry member's sender, on
+// Holder's (and Owner's) daemon, is answered.
 type dropTie struct {
-	Kid, Holder actor.Ref
+	Kid, Holder, Owner actor.Ref
 }
 
 // heldQuery asks the gateway of a held child's daemon whether Holder
@@ -78,9 +85,21 @@ type heldQuery struct {
 }
 
 // adoptTie asks the gateway of a held child's daemon to tie Kid to Owner,
-// the new root; only a sender on Owner's daemon is answered.
+// the new root, if Claim is its hold's (holdTie); only a registry
+// member's sender, on Owner's daemon, is answered.
 type adoptTie struct {
 	Kid, Owner actor.Ref
+	Claim      string
+}
+
+// abandonTie asks the gateway of a held child's daemon to kill Kid, which
+// Owner, the new root, will not adopt (it starts the child afresh): if it
+// is still held under Claim, or already tied to Owner (an adoptTie whose
+// answer came too late). Answered like an adoptTie; nil also when Kid is
+// no longer there.
+type abandonTie struct {
+	Kid, Owner actor.Ref
+	Claim      string
 }
 
 // handoverLocal carries a holdTie or adoptTie to this daemon's own
@@ -89,8 +108,8 @@ type adoptTie struct {
 type handoverLocal struct{ Msg any }
 
 // errNotOwnersNode refuses a holdTie or adoptTie from elsewhere than the
-// owner's daemon.
-var errNotOwnersNode = errors.New("not sent from the owner's daemon")
+// owner's daemon, or from a daemon that is not a registry member.
+var errNotOwnersNode = errors.New("not sent from the owner's daemon, a registry member")
 
 // fromOwnersNode reports whether c's sender, of another daemon, is on
 // the node of every ref of owners.
@@ -117,7 +136,9 @@ func (g *Gateway) fromOwnersNode(c *actor.Context, owners ...actor.Ref) bool {
 
 // handoverFrom reports whether a holdTie, adoptTie, dropTie or heldQuery
 // naming refs comes from where it must: from this daemon (local) about
-// its own actors, or from the daemon of refs.
+// its own actors, or from the daemon of refs, a registry member (only
+// those run roots, hold their children, and read the releases' claims; a
+// client could otherwise take a held child, or pile up holds' timers).
 func (g *Gateway) handoverFrom(c *actor.Context, local bool, refs ...actor.Ref) bool {
 	if local {
 		for _, r := range refs {
@@ -126,6 +147,9 @@ func (g *Gateway) handoverFrom(c *actor.Context, local bool, refs ...actor.Ref) 
 			}
 		}
 		return true
+	}
+	if node, ok := g.fromMember(c); !ok || !g.d.apps.isMember(node) {
+		return false
 	}
 	return g.fromOwnersNode(c, refs...)
 }
@@ -142,17 +166,26 @@ func (g *Gateway) handoverCall(c *actor.Context, msg any) (any, error) {
 		if m.Holder.IsZero() || !g.handoverFrom(c, local, m.Owner, m.Holder) {
 			return nil, errNotOwnersNode
 		}
-		return nil, g.ties.hold(c, m.Owner, m.Holder, m.Kid, handoverHold)
+		return nil, g.ties.hold(c, m.Owner, m.Holder, m.Kid, m.Claim, handoverHold)
 	case adoptTie:
 		if !g.handoverFrom(c, local, m.Owner) {
 			return nil, errNotOwnersNode
 		}
-		return nil, g.ties.adopt(c, m.Owner, m.Kid)
-	case dropTie:
-		if !g.handoverFrom(c, local, m.Holder) {
+		return nil, g.ties.adopt(c, m.Owner, m.Kid, m.Claim)
+	case abandonTie:
+		if !g.handoverFrom(c, local, m.Owner) {
 			return nil, errNotOwnersNode
 		}
-		g.ties.drop(c, m.Holder, m.Kid)
+		return nil, g.ties.abandonAdoption(c, m.Owner, m.Kid, m.Claim)
+	case dropTie:
+		refs := []actor.Ref{m.Holder}
+		if !m.Owner.IsZero() {
+			refs = append(refs, m.Owner)
+		}
+		if !g.handoverFrom(c, local, refs...) {
+			return nil, errNotOwnersNode
+		}
+		g.ties.drop(c, m.Holder, m.Owner, m.Kid)
 	case heldQuery:
 		if !g.handoverFrom(c, local, m.Holder) {
 			return nil, errNotOwnersNode
@@ -190,11 +223,20 @@ func (d *Daemon) askGatewayValue(ctx context.Context, node string, msg any) (any
 // for the next root: its ID and kind, and its ref as capability parts
 // (remote.Node.ExportRef).
 type handoverChild struct {
-	ID   string       `json:"id"`
-	Kind string       `json:"kind"`
-	Node string       `json:"node"`
-	Addr string       `json:"addr"`
-	Wire actor.WireID `json:"wire"`
+	ID    string       `json:"id"`
+	Kind  string       `json:"kind"`
+	Node  string       `json:"node"`
+	Addr  string       `json:"addr"`
+	Wire  actor.WireID `json:"wire"`
+	Claim string       `json:"claim,omitempty"` // its hold's (holdTie)
+}
+
+// newClaim makes a hold's claim (holdTie): random, so that only who read
+// the release can adopt the child.
+func newClaim() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // maxHandoverChildren bounds the children a handover decodes.
@@ -275,17 +317,21 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 	defer cancel()
 	held := make([]bool, len(recs))
 	var wg sync.WaitGroup
-	for i, rec := range recs {
+	for i := range recs {
+		rec := &recs[i]
 		if rec.Node == d.cfg.Name {
 			continue
 		}
+		rec.Claim = newClaim()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := d.askGateway(ctx, rec.Node, holdTie{Kid: refs[rec.ID], Owner: root, Holder: d.gw.ref})
+			kid := refs[rec.ID]
+			err := d.askGateway(ctx, rec.Node, holdTie{Kid: kid, Owner: root, Holder: d.gw.ref, Claim: rec.Claim})
 			held[i] = err == nil
 			if err != nil {
-				d.log.Warn("applications: a child was not held for its root's handover; it ends with the root", "child", rec.ID, "node", rec.Node, "err", err)
+				d.log.Warn("applications: a child was not held for its root's handover; it is killed, and the new root starts it afresh", "child", rec.ID, "node", rec.Node, "err", err)
+				d.killUnheld(kid, rec.Node, root)
 			}
 		}()
 	}
@@ -300,6 +346,26 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 		handoverHeldHook(out)
 	}
 	return out
+}
+
+// killUnheld kills kid, a child its root let go of (Detach: unlinked)
+// whose hold failed or whose answer was lost, before the release: it is
+// not in the release, so the new root starts it afresh, and it must not
+// run beside that copy, neither held (a hold applied after all) nor
+// until the gateway sees its root's end. Asked of its gateway (kill it if
+// held by this daemon or tied to root), and, if that is not confirmed,
+// killed through its ref, both within handoverStep; if neither is
+// confirmed (its node unreachable), it ends when its gateway sees the
+// root's end or, held, at its hold's end.
+func (d *Daemon) killUnheld(kid actor.Ref, node string, root actor.Ref) {
+	ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
+	defer cancel()
+	if err := d.askGateway(ctx, node, dropTie{Kid: kid, Holder: d.gw.ref, Owner: root}); err == nil {
+		return
+	}
+	if err := d.sys.Kill(ctx, kid); err != nil {
+		d.log.Warn("applications: a child not held for its root's handover was not confirmed killed", "node", node, "err", err)
+	}
 }
 
 // handoverHeldHook, if set (tests), is called with the children held for
@@ -648,31 +714,89 @@ func (r *appRunner) abortHandOver(c *actor.Context, app string) {
 	r.log.Warn("applications: a root's handover failed, or was cut short; the root is killed and its held children dropped", "app", app)
 }
 
+// adoption is what a new root's start got from a release: the children
+// to adopt (Spec.Adopt), their holds' claims, and the children held that
+// it will not adopt (their slot is gone, or makes another kind now).
+type adoption struct {
+	adopt  map[string]supervisor.Detached
+	claims map[actor.Ref]string
+	unused []abandonTie // Owner is set when they are abandoned
+}
+
 // adoptions turns what a release recorded into the children the new
-// root adopts: those whose slot makes the same kind.
-func (r *appRunner) adoptions(app string, b []byte, slots map[string]*childSlot) map[string]supervisor.Detached {
+// root adopts: those whose slot makes the same kind, remotely.
+func (r *appRunner) adoptions(app string, b []byte, sp supervisor.Spec, slots map[string]*childSlot) adoption {
+	var out adoption
 	recs, err := decodeHandover(b)
 	if err != nil {
 		r.log.Warn("applications: unusable handover; children start afresh", "app", app, "err", err)
-		return nil
+		return out
 	}
-	out := map[string]supervisor.Detached{}
+	out.adopt, out.claims = map[string]supervisor.Detached{}, map[actor.Ref]string{}
 	for _, rec := range recs {
-		s := slots[rec.ID]
-		if s == nil || s.current() != rec.Kind {
-			continue
-		}
 		ref, err := r.d.node.ImportRef(rec.Node, rec.Addr, rec.Wire)
 		if err != nil {
+			// Not addressable from here: it ends at its hold's end.
+			r.log.Warn("applications: a child held for the handover cannot be addressed; it ends at its hold's end", "app", app, "child", rec.ID, "err", err)
 			continue
 		}
-		out[rec.ID] = supervisor.Detached{ID: rec.ID, Ref: ref, Node: rec.Addr}
+		s := slots[rec.ID]
+		remote := slices.ContainsFunc(sp.Children, func(c supervisor.ChildSpec) bool { return c.ID == rec.ID && c.Remote.Kind != "" })
+		if s == nil || s.current() != rec.Kind || !remote {
+			out.unused = append(out.unused, abandonTie{Kid: ref, Claim: rec.Claim})
+			continue
+		}
+		out.adopt[rec.ID] = supervisor.Detached{ID: rec.ID, Ref: ref, Node: rec.Addr}
+		out.claims[ref] = rec.Claim
 	}
 	return out
 }
 
+// abandonAll has the children in a release that the new root will not
+// adopt killed (abandonTie, owner this daemon's gateway), within
+// handoverStep, before the root starts: it would start them afresh.
+func (d *Daemon) abandonAll(unused []abandonTie) {
+	ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range unused {
+		wg.Go(func() {
+			m.Owner = d.gw.ref
+			d.abandonKid(ctx, m)
+		})
+	}
+	wg.Wait()
+}
+
+// abandonKid asks the gateway of a held child's daemon to kill it (m); if
+// that is not confirmed within ctx, it is killed through its ref. If
+// neither is confirmed (its node unreachable from here), a child still
+// held ends at its hold's end (handoverHold) or with its holder's daemon,
+// and until then may run beside the copy the new root starts.
+func (d *Daemon) abandonKid(ctx context.Context, m abandonTie) {
+	node := d.cfg.Name
+	if m.Kid.IsRemote() {
+		n, _, _, ok := d.node.ExportRef(m.Kid)
+		if !ok {
+			return
+		}
+		node = n
+	}
+	err := d.askGateway(ctx, node, m)
+	if err == nil {
+		return
+	}
+	if kerr := d.sys.Kill(ctx, m.Kid); kerr != nil {
+		d.log.Warn("applications: a held child the new root does not adopt was not confirmed killed; it ends at its hold's end", "node", node, "err", err, "kill", kerr)
+	}
+}
+
 // AdoptAsync implements supervisor.Adopter: the gateway of the child's
-// daemon ties it to the new root, if it still holds it.
+// daemon ties it to the new root, if it still holds it under the claim
+// the release recorded. If that fails, however (refused, or no answer in
+// time: the tie may have been made all the same), the child is abandoned
+// (abandonKid, within timeout) before done: the root starts it afresh
+// only once the held instance is gone, or not confirmed gone.
 func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, done func(error)) {
 	go func() {
 		node := a.d.cfg.Name
@@ -684,9 +808,16 @@ func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, d
 			}
 			node = n
 		}
+		claim := a.claims[child]
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		done(a.d.askGateway(ctx, node, adoptTie{Kid: child, Owner: owner}))
+		err := a.d.askGateway(ctx, node, adoptTie{Kid: child, Owner: owner, Claim: claim})
+		if err != nil {
+			actx, acancel := context.WithTimeout(context.Background(), timeout)
+			defer acancel()
+			a.d.abandonKid(actx, abandonTie{Kid: child, Owner: owner, Claim: claim})
+		}
+		done(err)
 	}()
 }
 

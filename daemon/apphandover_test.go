@@ -364,7 +364,7 @@ func TestTiesHeldCountAgainstTheBound(t *testing.T) {
 		}
 	}
 	for _, k := range []actor.Ref{kidA, kidB} {
-		if err, _ := r.do(func(c *actor.Context) any { return r.tt.hold(c, owner, holder, k, time.Hour) }).(error); err != nil {
+		if err, _ := r.do(func(c *actor.Context) any { return r.tt.hold(c, owner, holder, k, "", time.Hour) }).(error); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -378,12 +378,12 @@ func TestTiesHeldCountAgainstTheBound(t *testing.T) {
 	if err, _ := r.do(func(c *actor.Context) any { return r.tt.tieNow(c, tieLocal{Owner: third, Kid: kid3}) }).(error); !errors.Is(err, errTooManyTied) {
 		t.Fatalf("a tie past the bound: %v", err)
 	}
-	if err, _ := r.do(func(c *actor.Context) any { return r.tt.adopt(c, third, kidA) }).(error); !errors.Is(err, errTooManyTied) {
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.adopt(c, third, kidA, "") }).(error); !errors.Is(err, errTooManyTied) {
 		t.Fatalf("an adoption past the bound: %v", err)
 	}
 	eventually(t, 10*time.Second, "the held actor whose adoption was refused is killed", func() bool { return !r.alive(kidA) })
 	// By an owner already watched, it is within the bound.
-	if err, _ := r.do(func(c *actor.Context) any { return r.tt.adopt(c, other, kidB) }).(error); err != nil {
+	if err, _ := r.do(func(c *actor.Context) any { return r.tt.adopt(c, other, kidB, "") }).(error); err != nil {
 		t.Fatalf("adoption by a watched owner: %v", err)
 	}
 	if !r.alive(kidB) || len(r.tt.held) != 0 || r.tt.ownerOf[kidB] != other {

@@ -41,6 +41,11 @@ type appInstance struct {
 	failures int                   // starts in a row that ended early (see backoff)
 	started  time.Time             // when the running root was spawned (the loop's clock)
 	settled  time.Duration         // waited for the gateways to be known
+	// claims are the holds' claims of the children to adopt (a
+	// handover); abandoning, that the root waits for the held children
+	// it will not adopt to be killed.
+	claims     map[actor.Ref]string
+	abandoning bool
 }
 
 // retryStart starts a granted application again after its root ended by
@@ -66,10 +71,12 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 		r.log.Error("applications: granted application has an unusable spec; not started", "app", g.App, "err", err)
 		return
 	}
+	var ad adoption
 	if g.Handover != nil {
 		// Started for a handover: the children the old root let go of
 		// are adopted, not started (apphandover.go).
-		sp.Adopt = r.adoptions(g.App, g.Handover, slots)
+		ad = r.adoptions(g.App, g.Handover, sp, slots)
+		sp.Adopt = ad.adopt
 	}
 	if h, ok := r.handing[g.App]; ok {
 		// An earlier handover from here has ended: its children were
@@ -95,9 +102,27 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 			r.d.dropHeld(drop)
 		}
 	}
-	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots}
+	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots, claims: ad.claims}
 	r.insts[g.App] = inst
+	if len(ad.unused) > 0 {
+		// Held children it will not adopt are killed before the root
+		// starts them afresh.
+		inst.abandoning = true
+		self := c.Self()
+		go func() {
+			r.d.abandonAll(ad.unused)
+			_ = r.d.sys.Send(self, abandoned{app: g.App, inst: inst})
+		}()
+		return
+	}
 	r.spawn(c, g.App, inst)
+}
+
+// abandoned tells the runner that the held children a start does not
+// adopt are killed (or not confirmed: abandonKid): the root may start.
+type abandoned struct {
+	app  string
+	inst *appInstance
 }
 
 // settleFor bounds how long an application's start waits for this daemon
@@ -118,6 +143,7 @@ func (r *appRunner) spawn(c *actor.Context, app string, inst *appInstance) {
 	// flight when the driver crashes, so Reset finds every root.
 	sp := inst.spec
 	cl := newAppCluster(r.d, r.log)
+	cl.claims = inst.claims
 	sp.Cluster = cl
 	ref, err := c.Spawn(supervisor.New(sp), actor.Name("app/"+app))
 	if err == nil {
@@ -221,6 +247,11 @@ func (r *appRunner) Handle(c *actor.Context, msg any) {
 			}
 		}
 	case retryStart:
+		if r.insts[m.app] == m.inst && m.inst.ref.IsZero() && !m.inst.abandoning {
+			r.spawn(c, m.app, m.inst)
+		}
+	case abandoned:
+		m.inst.abandoning = false
 		if r.insts[m.app] == m.inst && m.inst.ref.IsZero() {
 			r.spawn(c, m.app, m.inst)
 		}
@@ -336,6 +367,10 @@ type appCluster struct {
 	// rootSet closes once root is known, or the root ended without one;
 	// nil: spawns tie their children to no owner.
 	rootSet chan struct{}
+
+	// claims are the holds' claims of the children the root adopts
+	// (read only).
+	claims map[actor.Ref]string
 
 	mu     sync.Mutex
 	closed bool

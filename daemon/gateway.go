@@ -110,6 +110,7 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[holdTie](n, "actord.gateway.HoldTie"),
 		remote.Register[adoptTie](n, "actord.gateway.AdoptTie"),
 		remote.Register[dropTie](n, "actord.gateway.DropTie"),
+		remote.Register[abandonTie](n, "actord.gateway.AbandonTie"),
 		remote.Register[heldQuery](n, "actord.gateway.HeldQuery"),
 	)
 }
@@ -560,7 +561,7 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, nil
 	case tieLocal:
 		return nil, g.ties.tieNow(c, m)
-	case holdTie, adoptTie, dropTie, heldQuery, heldExpired, handoverLocal:
+	case holdTie, adoptTie, abandonTie, dropTie, heldQuery, heldExpired, handoverLocal:
 		return g.handoverCall(c, m)
 	}
 	return nil, actor.ErrUnknownMessage

@@ -44,8 +44,16 @@ type ties struct {
 	// they end with that daemon or its node's connection, and each killed
 	// when its hold ends (the number of its timer, heldExpired) unless
 	// adopted first.
-	held    map[actor.Ref]uint64
+	held    map[actor.Ref]heldTie
 	heldSeq uint64
+}
+
+// heldTie is a held actor's hold: the number of its timer, and the claim
+// its holder recorded for the next root (only an adoptTie or abandonTie
+// carrying it is answered).
+type heldTie struct {
+	seq   uint64
+	claim string
 }
 
 func (t *ties) bound() int {
@@ -191,8 +199,8 @@ var (
 
 // hold moves kid's tie from owner to holder, for a handover: the owner's
 // end no longer kills it, the holder's (or its node's loss) does; it is
-// killed after d unless adopted before.
-func (t *ties) hold(c *actor.Context, owner, holder, kid actor.Ref, d time.Duration) error {
+// killed after d unless adopted before, by an adoptTie carrying claim.
+func (t *ties) hold(c *actor.Context, owner, holder, kid actor.Ref, claim string, d time.Duration) error {
 	o := t.owners[owner]
 	if cur, ok := t.ownerOf[kid]; !ok || cur != owner || o == nil {
 		return errNotTied
@@ -204,10 +212,10 @@ func (t *ties) hold(c *actor.Context, owner, holder, kid actor.Ref, d time.Durat
 		return err // still tied to owner: it ends with it
 	}
 	if t.held == nil {
-		t.held = map[actor.Ref]uint64{}
+		t.held = map[actor.Ref]heldTie{}
 	}
 	t.heldSeq++
-	t.held[kid] = t.heldSeq
+	t.held[kid] = heldTie{seq: t.heldSeq, claim: claim}
 	c.After(d, heldExpired{Kid: kid, Seq: t.heldSeq})
 	return nil
 }
@@ -233,10 +241,11 @@ func (t *ties) isHeldBy(holder, kid actor.Ref) bool {
 	return held && t.ownerOf[kid] == holder
 }
 
-// adopt ties a held kid to its new owner. One that cannot be (a bound)
-// is killed: its new owner starts it afresh instead.
-func (t *ties) adopt(c *actor.Context, owner, kid actor.Ref) error {
-	if _, ok := t.held[kid]; !ok {
+// adopt ties a held kid to its new owner, if claim is its hold's. One
+// that cannot be (a bound) is killed: its new owner starts it afresh
+// instead.
+func (t *ties) adopt(c *actor.Context, owner, kid actor.Ref, claim string) error {
+	if h, ok := t.held[kid]; !ok || h.claim != claim {
 		return errNotHeld
 	}
 	holder := t.ownerOf[kid]
@@ -252,23 +261,47 @@ func (t *ties) adopt(c *actor.Context, owner, kid actor.Ref) error {
 	return nil
 }
 
-// drop kills kid if holder still holds it: the handover failed.
-func (t *ties) drop(c *actor.Context, holder, kid actor.Ref) {
+// drop kills kid if holder still holds it (the handover failed), or if
+// it is still tied to owner (not zero: its hold failed).
+func (t *ties) drop(c *actor.Context, holder, owner, kid actor.Ref) {
+	if cur, ok := t.ownerOf[kid]; ok && !owner.IsZero() && cur == owner {
+		t.killHeld(c, kid)
+		return
+	}
 	if !t.isHeldBy(holder, kid) {
 		return
 	}
 	t.killHeld(c, kid)
 }
 
+// abandonAdoption kills kid for owner, a new root that will not adopt it (it
+// starts the child afresh instead): if it is still held under claim, or
+// if it is tied to owner already (an adoption whose answer owner did not
+// get in time). Neither held nor tied to owner, it has gone from here
+// (ended, or its hold did): nil all the same.
+func (t *ties) abandonAdoption(c *actor.Context, owner, kid actor.Ref, claim string) error {
+	if h, ok := t.held[kid]; ok {
+		if h.claim != claim {
+			return errNotHeld
+		}
+		t.killHeld(c, kid)
+		return nil
+	}
+	if o, ok := t.ownerOf[kid]; ok && o == owner {
+		t.killHeld(c, kid)
+	}
+	return nil
+}
+
 // expire kills a kid whose hold ran out, not adopted.
 func (t *ties) expire(c *actor.Context, m heldExpired) {
-	if seq, ok := t.held[m.Kid]; !ok || seq != m.Seq {
+	if h, ok := t.held[m.Kid]; !ok || h.seq != m.Seq {
 		return
 	}
 	t.killHeld(c, m.Kid)
 }
 
-// killHeld kills a held kid and forgets it.
+// killHeld kills a held (or tied) kid and forgets it.
 func (t *ties) killHeld(c *actor.Context, kid actor.Ref) {
 	delete(t.held, kid)
 	holder := t.ownerOf[kid]
