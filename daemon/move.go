@@ -39,7 +39,8 @@ const (
 	moveTimeout = time.Minute
 	// drainChildTimeout bounds one child's move during a drain.
 	drainChildTimeout = moveTimeout
-	// maxMoveCalls bounds the moves and drains a gateway handles at once.
+	// maxMoveCalls bounds the moves, evacuations and drains a gateway
+	// handles at once (past it, one is refused with AppRetry).
 	maxMoveCalls = 4
 )
 
@@ -93,10 +94,17 @@ func (g *Gateway) evacuateCall(c *actor.Context, m appEvacuateAt) (any, error) {
 	return nil, nil
 }
 
-// drainCall answers a gateway.Drain on a goroutine of its own.
+// drainCall answers a gateway.Drain on a goroutine of its own; a drain
+// counts as one of the maxMoveCalls (it moves one child at a time).
 func (g *Gateway) drainCall(c *actor.Context) (any, error) {
+	if g.moveCalls.Add(1) > maxMoveCalls {
+		g.moveCalls.Add(-1)
+		return gateway.DrainResult{Node: g.d.cfg.Name, Children: []gateway.MoveResult{}, Result: gateway.AppResult{Code: gateway.AppRetry,
+			Msg: fmt.Sprintf("%s is running %d moves or drains", g.d.cfg.Name, maxMoveCalls)}}, nil
+	}
 	rep := c.Defer()
 	go func() {
+		defer g.moveCalls.Add(-1)
 		ctx, cancel := context.WithTimeout(g.ctx, g.d.drainTimeout())
 		defer cancel()
 		rep.Reply(g.d.Drain(ctx), nil)

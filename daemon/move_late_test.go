@@ -196,3 +196,61 @@ func TestMoveChildReplaceUnansweredOldNotKilled(t *testing.T) {
 		return !l.alive(l.child.ref)
 	})
 }
+
+// A gateway runs at most maxMoveCalls drains (and moves) at once: the
+// next is refused with AppRetry rather than started beside them.
+func TestDrainCallsBounded(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	d := start(t, cfg)
+	eventually(t, 20*time.Second, "the registry answers", func() bool {
+		return appCall(t, d, gateway.ListApps{}).(gateway.AppList).Result.Code == gateway.AppOK
+	})
+	in, gate := make(chan struct{}, maxMoveCalls+1), make(chan struct{})
+	drainListHook = func(*gateway.AppList) {
+		in <- struct{}{}
+		<-gate
+	}
+	var closeGate sync.Once
+	open := func() { closeGate.Do(func() { close(gate) }) }
+	defer func() { open(); drainListHook = nil }()
+	drain := func() gateway.DrainResult {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		v, err := d.sys.Ask(ctx, d.Gateway().Ref(), gateway.Drain{})
+		if err != nil {
+			t.Error(err)
+			return gateway.DrainResult{}
+		}
+		return v.(gateway.DrainResult)
+	}
+	done := make(chan gateway.DrainResult, maxMoveCalls)
+	for range maxMoveCalls {
+		go func() { done <- drain() }()
+	}
+	for i := range maxMoveCalls {
+		select {
+		case <-in:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d drains of %d under way", i, maxMoveCalls)
+		}
+	}
+	extra := make(chan gateway.DrainResult, 1)
+	go func() { extra <- drain() }()
+	select {
+	case r := <-extra:
+		if r.Result.Code != gateway.AppRetry {
+			t.Errorf("drain past the bound: %+v, want AppRetry", r.Result)
+		}
+	case <-in:
+		t.Error("a drain past the bound was started")
+	case <-time.After(20 * time.Second):
+		t.Error("a drain past the bound got no answer")
+	}
+	open()
+	for range maxMoveCalls {
+		if r := <-done; r.Result.Code != gateway.AppOK {
+			t.Errorf("drain within the bound: %+v", r.Result)
+		}
+	}
+}
