@@ -153,9 +153,16 @@ const (
 )
 
 // holdMax bounds how long a child stays held if its mover never ends the
-// hold: then it is resumed (and no longer counts against maxHolds). Well
-// above a move's steps together. A variable for tests.
+// hold: then it is resumed, or killed if the mover armed the hold (and no
+// longer counts against maxHolds). Well above a move's steps together. A
+// variable for tests.
 var holdMax = time.Minute
+
+// holdBackstop is added to holdMax for the hold's own bound
+// (upgrade.HoldOptions.Max, which resumes): the daemon ends the hold at
+// holdMax itself, as its mover asked, and the hold's bound only covers a
+// daemon that could not.
+const holdBackstop = 30 * time.Second
 
 // childHold asks a member's gateway to hold its actor Ref, which runs
 // Kind, and export its state (a childHeld).
@@ -173,11 +180,17 @@ type childHeld struct {
 	Token uint64
 }
 
-// childRelease ends a hold: Resume, or Forward to To.
+// childRelease ends a hold: Resume, or Forward to To; or Kill the child
+// held. Arm does not end it: from then on the hold's bound kills the
+// child rather than resume it (the mover is about to have the root take
+// the new instance, after which the old one must not resume unless told
+// to); Kill arms it too.
 type childRelease struct {
 	Token  uint64
 	To     actor.Ref
 	Resume bool
+	Kill   bool
+	Arm    bool
 }
 
 // childReleased answers childRelease and spawnImport (Ref, the new
@@ -224,10 +237,11 @@ type holdTable struct {
 	fwd map[actor.Ref]time.Time
 }
 
-// heldChild is a child held for a mover.
+// heldChild is a child held for a mover; armed, its bound kills it.
 type heldChild struct {
-	h   *upgrade.Held
-	ref actor.Ref
+	h     *upgrade.Held
+	ref   actor.Ref
+	armed bool
 }
 
 // put records a hold under a random token: a token names a hold to
@@ -259,17 +273,49 @@ func (t *holdTable) take(tok uint64) heldChild {
 	return h
 }
 
-// forget removes the hold tok once it has ended by itself (its bound, the
-// child's end), unless a release took it first: a mover that never
-// releases must not leave it counted. It returns early when stop closes.
-func (t *holdTable) forget(tok uint64, h *upgrade.Held, stop <-chan struct{}) {
+// arm marks the hold tok armed and returns it (ok false: no such hold).
+func (t *holdTable) arm(tok uint64) (heldChild, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h, ok := t.m[tok]
+	if ok {
+		h.armed = true
+		t.m[tok] = h
+	}
+	return h, ok
+}
+
+// bound ends the hold tok at holdMax unless a release took it first (a
+// mover that never releases must not leave it held, nor counted): it
+// resumes the child, or kills it if the hold was armed. A hold that ended
+// by itself first (the child's end) is forgotten then. It returns early
+// when the daemon stops.
+func (d *Daemon) bound(tok uint64, h *upgrade.Held) {
+	t := time.NewTimer(holdMax)
+	defer t.Stop()
 	select {
 	case <-h.Done():
-	case <-stop:
+	case <-t.C:
+	case <-d.done:
 		return
 	}
-	if t.take(tok).h != nil {
-		t.n.Add(-1)
+	hc := d.holds.take(tok)
+	if hc.h == nil {
+		return // a release took it
+	}
+	defer d.holds.n.Add(-1)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	switch {
+	case hc.armed:
+		// The mover may have had the root take the new instance: this
+		// one must not resume beside it. The root, if it still has this
+		// one, sees it killed and restarts it afresh.
+		if err := d.sys.Kill(ctx, hc.ref); err != nil && !errors.Is(err, actor.ErrDead) {
+			d.log.Error("applications: a child held for a move past its bound was not killed", "ref", hc.ref.String(), "err", err)
+		}
+	default:
+		_ = hc.h.Resume(ctx) // ended by itself already, or resumed now
 	}
 }
 
@@ -355,7 +401,7 @@ func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
 	}
 	ctx, cancel := context.WithTimeout(ctx, holdTimeout)
 	defer cancel()
-	held, state, err := h.hold(ctx, d.sys, m.Ref, upgrade.HoldOptions{Max: holdMax})
+	held, state, err := h.hold(ctx, d.sys, m.Ref, upgrade.HoldOptions{Max: holdMax + holdBackstop})
 	if err != nil {
 		d.holds.n.Add(-1)
 		code := mvFailed
@@ -365,17 +411,34 @@ func (d *Daemon) holdChild(ctx context.Context, m childHold) childHeld {
 		case errors.Is(err, upgrade.ErrWrongVersion):
 			code = mvNoHandoff
 		case !errors.Is(err, upgrade.ErrRefused):
-			code = mvUnknown // held after all, perhaps: holdMax resumes it
+			code = mvUnknown // held after all, perhaps: its bound resumes it
 		}
 		return childHeld{Code: code, Msg: fmt.Sprintf("on %s: %v", d.cfg.Name, err)}
 	}
 	tok := d.holds.put(held, m.Ref)
-	go d.holds.forget(tok, held, d.done)
+	go d.bound(tok, held)
 	return childHeld{State: state, Token: tok}
 }
 
 // releaseChild carries out a childRelease here.
 func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased {
+	if m.Arm || m.Kill {
+		// A kill leaves the hold armed in the table: should the kill
+		// fail, the bound kills the child rather than resume it; once
+		// the child has ended, the bound forgets the hold.
+		hc, ok := d.holds.arm(m.Token)
+		if !ok {
+			return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: no such hold (it ended)", d.cfg.Name)}
+		}
+		if m.Kill {
+			kctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+			defer cancel()
+			if err := d.sys.Kill(kctx, hc.ref); err != nil && !errors.Is(err, actor.ErrDead) {
+				return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: killing the held child: %v (it is killed at its hold's bound)", d.cfg.Name, err)}
+			}
+		}
+		return childReleased{}
+	}
 	hc := d.holds.take(m.Token)
 	held := hc.h
 	if held == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/actord/actord/actor"
@@ -22,8 +23,11 @@ import (
 // the old instance forwards what it held and what comes later to the new
 // one, for forwardGrace. A failure before the root took the new instance
 // resumes the old one, nothing lost, and kills the new one if it was made;
-// a root that does not answer in time whether it took it (its outcome is
-// unknown) has both killed, and restarts the child afresh.
+// a root that refuses the new instance (one past the request's deadline
+// included) too. Before the root is asked, the old instance's hold is
+// armed: from then on its bound kills it rather than resume it. A root
+// that does not answer at all (its outcome unknown) has both killed
+// (killBoth): the child ends as after a crash.
 //
 // A move lasts until the child's next restart: the root places a restart
 // as the spec says (supervisor.Spread, which avoids the node of the
@@ -35,7 +39,8 @@ const (
 	moveTimeout = time.Minute
 	// drainChildTimeout bounds one child's move during a drain.
 	drainChildTimeout = moveTimeout
-	// maxMoveCalls bounds the moves and drains a gateway handles at once.
+	// maxMoveCalls bounds the moves, evacuations and drains a gateway
+	// handles at once (past it, one is refused with AppRetry).
 	maxMoveCalls = 4
 )
 
@@ -89,10 +94,17 @@ func (g *Gateway) evacuateCall(c *actor.Context, m appEvacuateAt) (any, error) {
 	return nil, nil
 }
 
-// drainCall answers a gateway.Drain on a goroutine of its own.
+// drainCall answers a gateway.Drain on a goroutine of its own; a drain
+// counts as one of the maxMoveCalls (it moves one child at a time).
 func (g *Gateway) drainCall(c *actor.Context) (any, error) {
+	if g.moveCalls.Add(1) > maxMoveCalls {
+		g.moveCalls.Add(-1)
+		return gateway.DrainResult{Node: g.d.cfg.Name, Children: []gateway.MoveResult{}, Result: gateway.AppResult{Code: gateway.AppRetry,
+			Msg: fmt.Sprintf("%s is running %d moves or drains", g.d.cfg.Name, maxMoveCalls)}}, nil
+	}
 	rep := c.Defer()
 	go func() {
+		defer g.moveCalls.Add(-1)
 		ctx, cancel := context.WithTimeout(g.ctx, g.d.drainTimeout())
 		defer cancel()
 		rep.Reply(g.d.Drain(ctx), nil)
@@ -471,10 +483,15 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 		return fail(code, "holding child %q on %s: %s", req.Child, from, held.Msg)
 	}
+	armed := false // the hold's bound kills the child rather than resume it
 	resume := func(why string) {
 		r := a.askRelease(from, childRelease{Token: held.Token, Resume: true})
 		if r.Code != mvOK {
-			a.ulog.Error("applications: a child held for a move was not resumed; it resumes by itself at its bound", "app", rec.Name,
+			end := "it resumes by itself at its bound"
+			if armed {
+				end = "it is killed at its bound, and the root restarts it afresh"
+			}
+			a.ulog.Error("applications: a child held for a move was not resumed; "+end, "app", rec.Name,
 				"child", req.Child, "node", from, "bound", holdMax, "why", why, "err", r.Msg)
 		}
 	}
@@ -504,11 +521,23 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		resume("the new instance is not alive")
 		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v", req.Child, to, err)
 	}
-	// 3. The root takes it in the child's place, before the deadline:
-	// a request the root defers (an operation under way) past it is
-	// refused when processed.
+	// 3. The old instance's hold is armed: from now on its bound kills
+	// it rather than resume it, for the root may take the new one.
+	if r := a.askRelease(from, childRelease{Token: held.Token, Arm: true}); r.Code != mvOK {
+		a.kill(made.Ref)
+		resume("its hold could not be armed")
+		return fail(gateway.MoveFailed, "arming the hold of child %q on %s: %s", req.Child, from, r.Msg)
+	}
+	armed = true
+	// The root takes the new instance in the child's place, before the
+	// deadline: a request the root defers (an operation under way) past
+	// it is refused when processed. So its answer, whenever it comes,
+	// tells the outcome: it is waited for replaceAnswerWait longer.
 	deadline := time.Now().Add(replaceTimeout)
-	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	if moveReplaceHook != nil {
+		moveReplaceHook(deadline)
+	}
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(replaceAnswerWait))
 	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr, Deadline: deadline})
 	cancel()
 	if errors.Is(err, supervisor.ErrNotReplaced) {
@@ -517,27 +546,80 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v", req.Child, err)
 	}
 	if err != nil {
-		// No answer: the root may have taken the new instance. Neither
-		// runs on, so that no two do: the root restarts the child
-		// afresh (its state is lost).
-		a.kill(made.Ref)
-		a.kill(old)
-		return fail(gateway.MoveFailed, "the root did not answer in time whether it took the new instance of %q (%v): both instances were killed, and the root restarts the child afresh (its state is lost)", req.Child, err)
+		return a.killBoth(res, spec.Children[ci], from, to, held.Token, old, made.Ref, err)
 	}
 	// 4. The old instance forwards to the new one.
 	if r := a.askRelease(from, childRelease{Token: held.Token, To: made.Ref}); r.Code != mvOK {
 		// The root runs the new instance: the old one must not run on
-		// beside it (it may resume at its hold's bound).
-		a.kill(old)
+		// beside it (its hold, armed, kills it at its bound at the
+		// latest).
+		if err := a.kill(old); err != nil {
+			res.Result.Msg = fmt.Sprintf("moved, but the old instance on %s could not be told to forward (%s) nor killed (%v): it stays held, and is killed at its hold's bound (%v); the messages it held are lost", from, r.Msg, err, holdMax)
+			return res
+		}
 		res.Result.Msg = fmt.Sprintf("moved, but the old instance on %s was killed rather than forwarding (%s): the messages it held were lost", from, r.Msg)
 		return res
 	}
 	return res
 }
 
-// replaceTimeout bounds the root's answer to a move's ReplaceChild (and
-// is its deadline). A var: tests shorten it.
+// replaceTimeout is the deadline of a move's ReplaceChild: a root that
+// comes to it later refuses it. A var: tests shorten it.
 var replaceTimeout = 5 * time.Second
+
+// replaceAnswerWait is how long past replaceTimeout a mover waits for the
+// root's answer, which tells the outcome even when late (a refusal). A
+// var: tests shorten it.
+var replaceAnswerWait = 10 * time.Second
+
+// killBoth ends a move whose root has not answered whether it took the
+// new instance, within replaceTimeout and replaceAnswerWait: neither
+// instance runs on, so that no two do. To the root it is the end of its
+// child by a kill (an abnormal end, whichever instance it has): counted
+// in its restart intensity, and restarting the siblings its strategy
+// says; a permanent or transient child is restarted afresh (its state
+// lost), a temporary one is not. The old instance is killed through its
+// daemon's gateway, which holds it (armed: should that fail, the hold's
+// bound kills it rather than resume it), else directly.
+func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, token uint64, old, made actor.Ref, why error) gateway.MoveResult {
+	var out []string
+	if err := a.kill(made); err != nil {
+		out = append(out, fmt.Sprintf("the new instance on %s was not killed (%v): it runs on, unlinked, until the root ends unless the root took it", to, err))
+	} else {
+		out = append(out, fmt.Sprintf("the new instance on %s was killed", to))
+	}
+	var err error
+	if moveKillOldHook != nil {
+		err = moveKillOldHook()
+	} else if r := a.askRelease(from, childRelease{Token: token, Kill: true}); r.Code != mvOK {
+		err = errors.New(r.Msg)
+		if kerr := a.kill(old); kerr == nil {
+			err = nil
+		} else {
+			err = fmt.Errorf("%w; killing it directly: %w", err, kerr)
+		}
+	}
+	if err != nil {
+		out = append(out, fmt.Sprintf("the old instance on %s was not killed (%v): it stays held, and is killed at its hold's bound (%v) rather than resumed", from, err, holdMax))
+	} else {
+		out = append(out, fmt.Sprintf("the old instance on %s was killed", from))
+	}
+	if rt, _ := restartOf(ch.Restart); rt == supervisor.Temporary {
+		out = append(out, "the child is temporary: the root does not restart it, it is gone (its state lost)")
+	} else {
+		out = append(out, "the root restarts the child afresh, as after a crash (its state lost; counted in the root's restart intensity, and its strategy restarts the siblings it says)")
+	}
+	res.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("the root did not answer whether it took the new instance of %q (%v): %s", res.Child, why, strings.Join(out, "; "))}
+	return res
+}
+
+// moveReplaceHook, if set (tests), is called with the deadline of a
+// move's ReplaceChild before the root is asked.
+var moveReplaceHook func(deadline time.Time)
+
+// moveKillOldHook, if set (tests), stands for the kill of a move's old
+// instance after a root's silence, with its error.
+var moveKillOldHook func() error
 
 // moveImportedHook, if set (tests), is called with the new instance of a
 // move once it is made, before the check that it is alive.
@@ -586,13 +668,17 @@ func (a *apps) pickTarget(kids []placedChild, avoid []string) string {
 	return best
 }
 
-// kill kills ref, within a few seconds, logging a failure.
-func (a *apps) kill(ref actor.Ref) {
+// kill kills ref, within a few seconds, logging and returning a failure
+// (one already dead is killed).
+func (a *apps) kill(ref actor.Ref) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := a.d.sys.Kill(ctx, ref); err != nil && !errors.Is(err, actor.ErrDead) {
+	err := a.d.sys.Kill(ctx, ref)
+	if err != nil && !errors.Is(err, actor.ErrDead) {
 		a.ulog.Warn("applications: killing an instance after a move failed", "ref", ref.String(), "err", err)
+		return err
 	}
+	return nil
 }
 
 // askHold holds a child on node (here or through its gateway).
