@@ -899,6 +899,11 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 	}
 	var out []RootHandover
 	var errs []error
+	defer func() {
+		for _, h := range out {
+			d.apps.unclaimApp(h.App)
+		}
+	}()
 	if miss := d.releaseUnsupported(); len(miss) > 0 {
 		err := fmt.Errorf("%w: %s", errHandoverUnsupported, strings.Join(miss, ", "))
 		for _, app := range st.Running {
@@ -913,6 +918,8 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 		h := RootHandover{App: app, To: successor(st, app, live, load)}
 		if h.To == "" {
 			h.Err = errNoSuccessor
+		} else if err := d.apps.claimApp(ctx, app); err != nil {
+			h.Err = err
 		} else if v, err := d.sys.Ask(ctx, ref, driver.Release{App: app, To: h.To}); err != nil {
 			h.Err = err
 		} else {
@@ -960,6 +967,48 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// errHandoverBusy means a root was not handed over because a move or an
+// upgrade of its application ran here for as long as the handover could
+// wait.
+var errHandoverBusy = errors.New("a move or upgrade of the application is under way")
+
+// claimApp waits, within ctx, until no move or upgrade of app runs from
+// here, and keeps them from starting (apps.upgrading) until unclaimApp:
+// a root that lets go of its children for a handover must not be asked to
+// take a moved child's new instance meanwhile (it would refuse it).
+func (a *apps) claimApp(ctx context.Context, app string) error {
+	for {
+		a.mu.Lock()
+		busy := a.upgrading[app]
+		if !busy {
+			a.upgrading[app] = true
+			if a.handing == nil {
+				a.handing = map[string]bool{}
+			}
+			a.handing[app] = true
+		}
+		a.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", errHandoverBusy, ctx.Err())
+		case <-time.After(20 * time.Millisecond): // a move or upgrade has no event to wait on
+		}
+	}
+}
+
+// unclaimApp ends claimApp's claim of app, if it made one.
+func (a *apps) unclaimApp(app string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.handing[app] {
+		delete(a.handing, app)
+		delete(a.upgrading, app)
+	}
 }
 
 // successor picks the daemon to hand app's root to.

@@ -191,6 +191,7 @@ type apps struct {
 	driver    actor.Ref                // the driver's current ref, zero when none runs
 	live      map[string]*liveApp      // the applications whose root runs here, by name
 	upgrading map[string]bool          // the applications being upgraded from here
+	handing   map[string]bool          // of those, the ones claimed by a root's handover (claimApp)
 	handedOff map[string]*handOffWatch // the children this daemon holds for handovers, by application
 	ulog      *slog.Logger             // rolling upgrades' lines (appupgrade.go)
 }

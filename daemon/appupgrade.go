@@ -524,7 +524,7 @@ func (a *apps) upgrade(ctx context.Context, req gateway.UpgradeApp, forwarded bo
 	a.upgrading[app] = true
 	a.mu.Unlock()
 	if busy {
-		return fail(gateway.AppBusy, "application %q is being upgraded", app)
+		return fail(gateway.AppBusy, "application %q is being upgraded, one of its children moved, or its root handed over", app)
 	}
 	defer func() {
 		a.mu.Lock()

@@ -380,7 +380,7 @@ func (a *apps) move(ctx context.Context, req gateway.MoveChild, forwarded bool, 
 	a.upgrading[req.App] = true
 	a.mu.Unlock()
 	if busy {
-		return fail(gateway.AppBusy, "application %q is being upgraded, or one of its children moved", req.App)
+		return fail(gateway.AppBusy, "application %q is being upgraded, one of its children moved, or its root handed over", req.App)
 	}
 	defer func() {
 		a.mu.Lock()
@@ -540,7 +540,10 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(replaceAnswerWait))
 	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr, Deadline: deadline})
 	cancel()
-	if errors.Is(err, supervisor.ErrNotReplaced) {
+	if errors.Is(err, supervisor.ErrNotReplaced) || errors.Is(err, supervisor.ErrExiting) || errors.Is(err, actor.ErrDead) {
+		// A definite refusal: the root did not take it (it is
+		// exiting, or letting go of its children for a handover, or
+		// has ended).
 		a.kill(made.Ref)
 		resume("the root refused the new instance")
 		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v", req.Child, err)

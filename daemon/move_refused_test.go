@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/gateway"
+	"github.com/actord/actord/supervisor"
+)
+
+// TestMoveRefusedByAnExitingRootResumes: the root lets go of its children
+// (Detach, as for a handover) while a child's move is under way, and
+// answers the move's ReplaceChild with ErrExiting: a definite refusal,
+// nothing replaced. The old instance resumes (not killed with the new
+// one), its state kept.
+func TestMoveRefusedByAnExitingRootResumes(t *testing.T) {
+	f := &moveFixture{}
+	a, _, _ := moveCluster(t, f, storeSpec("store", "tally", "t1"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := kids["t1"]
+	inc(t, a.sys, child.ref)
+	to := other(child.node)
+	root := rootOf(a, "store")
+	moveImportedHook = func(actor.Ref) {
+		if _, err := a.sys.Ask(context.Background(), root, supervisor.Detach{}); err != nil {
+			t.Errorf("detach: %v", err)
+		}
+	}
+	defer func() { moveImportedHook = nil }()
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: to})
+	if r.Result.Code != gateway.MoveFailed || !strings.Contains(r.Err().Error(), supervisor.ErrExiting.Error()) {
+		t.Fatalf("move: %v, want a refusal with %v", r.Err(), supervisor.ErrExiting)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.sys.Ask(ctx, child.ref, "inc"); err != nil {
+		t.Fatalf("the old instance was not resumed after a definite refusal (ErrExiting): %v", err)
+	}
+}
+
+// TestMoveWaitsOutAHandover: while a root's handover claims its
+// application, a move of one of its children is refused as busy (the
+// root, letting go of its children, would refuse the new instance); the
+// claim ended, it moves.
+func TestMoveWaitsOutAHandover(t *testing.T) {
+	f := &moveFixture{}
+	a, _, _ := moveCluster(t, f, storeSpec("store", "tally", "t1"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := kids["t1"]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.apps.claimApp(ctx, "store"); err != nil {
+		t.Fatal(err)
+	}
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)})
+	if r.Result.Code != gateway.AppBusy {
+		t.Fatalf("move during a handover: %v, want busy", r.Err())
+	}
+	// A handover waits for a move (or upgrade) under way.
+	a.apps.mu.Lock()
+	a.apps.upgrading["other"] = true
+	a.apps.mu.Unlock()
+	sctx, scancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer scancel()
+	if err := a.apps.claimApp(sctx, "other"); err == nil {
+		t.Fatal("a handover claimed an application a move runs")
+	}
+	a.apps.unclaimApp("other")
+	a.apps.mu.Lock()
+	busy := a.apps.upgrading["other"]
+	a.apps.mu.Unlock()
+	if !busy {
+		t.Fatal("a handover's unclaim ended a move's claim")
+	}
+	a.apps.unclaimApp("store")
+	if r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)}); r.Err() != nil {
+		t.Fatalf("move after the handover's claim: %v", r.Err())
+	}
+}
+
+// TestHandOverExcludesAMove: a move of a child asked while its root is
+// handed over (here: once the root has let go of its children) is
+// refused as busy, not tried against a root that would refuse it.
+func TestHandOverExcludesAMove(t *testing.T) {
+	a, _, _, _, _ := handoverRig(t)
+	codes := make(chan int, 1)
+	handoverHoldingHook = func([]handoverChild, map[string]actor.Ref) {
+		r := moveCall(t, a, gateway.MoveChild{App: "shop", Child: "w1", To: "c"})
+		codes <- r.Result.Code
+	}
+	t.Cleanup(func() { handoverHoldingHook = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.handOverRoots(ctx); err != nil {
+		t.Fatalf("handover: %v", err)
+	}
+	select {
+	case c := <-codes:
+		if c != gateway.AppBusy {
+			t.Fatalf("a move during the handover: code %d, want %d", c, gateway.AppBusy)
+		}
+	case <-ctx.Done():
+		t.Fatal("no move tried")
+	}
+}
