@@ -65,6 +65,10 @@ func TestClientCannotTakeAHeldChild(t *testing.T) {
 	if _, err := cn.System().Ask(ctx, gwC, holdTie{Kid: own, Owner: mine, Holder: mine}); !isRemoteErr(err, errNotOwnersNode) {
 		t.Errorf("a non-member client's holdTie: %v, want %v", err, errNotOwnersNode)
 	}
+	// Nor cancel a move's import.
+	if _, err := cn.System().Ask(ctx, gwC, cancelImport{Move: "m1"}); err == nil {
+		t.Error("a non-member client cancelled a move's import")
+	}
 	if v := appCall(t, d, handoverLocal{Msg: heldQuery{Kid: kid, Holder: d.gw.ref}}); v != true {
 		t.Errorf("after the client's adoptTie the holder no longer holds the kid (held=%v)", v)
 	}

@@ -107,6 +107,7 @@ func RegisterGatewayTypes(n *remote.Node) error {
 		remote.Register[childRelease](n, "actord.gateway.ChildRelease"),
 		remote.Register[childReleased](n, "actord.gateway.ChildReleased"),
 		remote.Register[spawnImport](n, "actord.gateway.SpawnImport"),
+		remote.Register[cancelImport](n, "actord.gateway.CancelImport"),
 		remote.Register[holdTie](n, "actord.gateway.HoldTie"),
 		remote.Register[adoptTie](n, "actord.gateway.AdoptTie"),
 		remote.Register[dropTie](n, "actord.gateway.DropTie"),
@@ -157,6 +158,8 @@ type Gateway struct {
 	pulls map[string]*puller     // introductions under way, by member name
 
 	ties ties // actors spawned for an owner (SpawnKind.Owner); the gateway's loop only
+	// imports are the moves' imports (spawnImport.Move); its loop only.
+	imports imports
 }
 
 // peerGateway is a member's gateway, and the member's address and key as
@@ -549,6 +552,18 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		return g.spawnImported(c, m)
 	case localImport: // from this daemon only: the type is not registered on the node
 		return g.spawnImported(c, m.m)
+	case cancelImport:
+		if _, ok := g.fromMember(c); !ok {
+			return nil, actor.ErrUnknownMessage
+		}
+		return g.cancelCall(c, m)
+	case localCancel: // from this daemon only: the type is not registered on the node
+		return g.cancelCall(c, m.m)
+	case importForget:
+		if c.Sender().IsZero() { // this gateway's own timer only
+			g.imports.forget(m)
+		}
+		return nil, nil
 	case aliveCheck: // from this daemon only: the type is not registered on the node
 		rep := c.Defer()
 		c.AliveAsync(m.ref).Then(func(_ *actor.Context, _ any, err error) { rep.Reply(nil, err) })

@@ -203,11 +203,14 @@ type childReleased struct {
 
 // spawnImport asks a member's gateway to make an actor of Kind (with
 // Args) from State, tied to Owner as SpawnKind's (a childReleased).
+// Move names the move (move_cancel.go): one import per move, refused
+// once the move is cancelled (cancelImport).
 type spawnImport struct {
 	Kind  string
 	Args  any
 	Owner actor.Ref
 	State []byte
+	Move  string
 }
 
 // localImport is a spawnImport of this daemon's own mover. Its type is
@@ -475,6 +478,16 @@ func (g *Gateway) spawnImported(c *actor.Context, m spawnImport) (any, error) {
 	if len(m.State) > MaxHandoffState {
 		return fail(mvImport, "a state of %d bytes, at most %d", len(m.State), MaxHandoffState)
 	}
+	if len(m.Move) > maxMoveID {
+		return fail(mvImport, "a move's name of %d bytes, at most %d", len(m.Move), maxMoveID)
+	}
+	var rec *importRec
+	if m.Move != "" {
+		var ok bool
+		if rec, ok = g.imports.begin(c, m.Move); !ok {
+			return fail(mvFailed, "the move was cancelled, or is made already")
+		}
+	}
 	g.mu.Lock()
 	k, ok := g.kinds[m.Kind]
 	g.mu.Unlock()
@@ -499,6 +512,14 @@ func (g *Gateway) spawnImported(c *actor.Context, m spawnImport) (any, error) {
 	}
 	rep := c.Defer()
 	g.spawnTied(c, m.Kind, f, m.Owner, func(ref actor.Ref, err error) {
+		if err == nil && rec != nil {
+			if rec.cancelled { // its mover gave up on it meanwhile
+				_ = c.Kill(ref)
+				err = errors.New("the move was cancelled")
+			} else {
+				rec.ref = ref
+			}
+		}
 		if err != nil {
 			rep.Reply(childReleased{Code: mvImport, Msg: fmt.Sprintf("on %s: kind %q: %v", g.d.cfg.Name, m.Kind, err)}, nil)
 			return

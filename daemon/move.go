@@ -496,7 +496,19 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 	}
 	// 2. The new instance on the target, tied to the root.
-	made := a.askImport(ctx, to, spawnImport{Kind: kind, Args: args, Owner: live.root, State: held.State})
+	moveID := newMoveID()
+	made := a.askImport(ctx, to, spawnImport{Kind: kind, Args: args, Owner: live.root, State: held.State, Move: moveID})
+	if moveImportLostHook != nil {
+		made = moveImportLostHook(made)
+	}
+	if made.Code == mvUnknown {
+		// It may have been made: cancelled before the old one resumes.
+		if err := a.askCancel(to, moveID); err != nil {
+			made.Msg += fmt.Sprintf("; its cancel was not confirmed (%v): an instance made for it anyway runs on, tied to the root, until the root ends", err)
+		} else {
+			made.Msg += "; an instance made for it anyway was killed"
+		}
+	}
 	if made.Code != mvOK {
 		resume("import failed")
 		code := gateway.MoveFailed
@@ -624,6 +636,10 @@ var moveReplaceHook func(deadline time.Time)
 // instance after a root's silence, with its error.
 var moveKillOldHook func() error
 
+// moveImportLostHook, if set (tests), may change the answer to a move's
+// import (as if it were lost: mvUnknown).
+var moveImportLostHook func(childReleased) childReleased
+
 // moveImportedHook, if set (tests), is called with the new instance of a
 // move once it is made, before the check that it is alive.
 var moveImportedHook func(actor.Ref)
@@ -747,6 +763,19 @@ func (a *apps) askImport(ctx context.Context, node string, m spawnImport) childR
 		return childReleased{Code: mvFailed, Msg: fmt.Sprintf("unexpected reply %T from %s", v, node)}
 	}
 	return r
+}
+
+// askCancel cancels the import of the move named move on node
+// (cancelImport), within importTimeout.
+func (a *apps) askCancel(node, move string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), importTimeout)
+	defer cancel()
+	if node == a.d.cfg.Name {
+		_, err := a.d.sys.Ask(ctx, a.d.gw.ref, localCancel{cancelImport{Move: move}})
+		return err
+	}
+	_, err := a.askMember(ctx, node, cancelImport{Move: move}, importTimeout)
+	return err
 }
 
 // askMember asks the gateway of the member named node, within d.

@@ -112,3 +112,54 @@ func TestHandOverExcludesAMove(t *testing.T) {
 		t.Fatal("no move tried")
 	}
 }
+
+// TestMoveCancelsALostImport: the target made the new instance, but its
+// answer was lost (mvUnknown): the mover cancels the move's import there,
+// so the instance made is killed (not left tied to the root, with the
+// state, beside the old one, which resumes); an import for a cancelled
+// move is refused, and only a member may cancel.
+func TestMoveCancelsALostImport(t *testing.T) {
+	f := &moveFixture{}
+	a, _, _ := moveCluster(t, f, storeSpec("store", "tally", "t1"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := kids["t1"]
+	n := inc(t, a.sys, child.ref)
+	var made actor.Ref
+	moveImportLostHook = func(r childReleased) childReleased {
+		made = r.Ref
+		return childReleased{Code: mvUnknown, Msg: "lost (test)"}
+	}
+	defer func() { moveImportLostHook = nil }()
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)})
+	if r.Result.Code != gateway.MoveTargetDown {
+		t.Fatalf("move: %v, want the target's outcome unknown", r.Err())
+	}
+	t.Logf("move: %v", r.Err())
+	if made.IsZero() {
+		t.Fatal("no instance made")
+	}
+	eventually(t, 10*time.Second, "the instance made for the cancelled move killed", func() bool { return !isAliveAny(a, made) })
+	if got := inc(t, a.sys, child.ref); got != n+1 {
+		t.Fatalf("the old instance resumed with %d, want %d", got, n+1)
+	}
+	// Cancelled: a late import for the move is refused, here on a.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.sys.Ask(ctx, a.gw.ref, localCancel{cancelImport{Move: "m1"}}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := a.sys.Ask(ctx, a.gw.ref, localImport{spawnImport{Kind: "tally", Args: map[string]any{"name": "late"}, Move: "m1"}})
+	if rel, _ := v.(childReleased); err != nil || rel.Code != mvFailed {
+		t.Fatalf("an import for a cancelled move: %+v, %v", v, err)
+	}
+}
+
+func isAliveAny(a *Daemon, ref actor.Ref) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := a.sys.Ask(ctx, ref, "inc")
+	return err == nil
+}
