@@ -1,9 +1,9 @@
 package daemon
 
 import (
-	"errors"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/actord/actord/actor"
