@@ -579,7 +579,8 @@ func TestForwarderDropsOldNotices(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHeld(t, sys, old, 2)
-	nw, err := sys.Spawn(ctx, func() actor.Actor { return &tally{n: st.N} }, actor.OnLoop(1))
+	seen := make(chan any, 8)
+	nw, err := sys.Spawn(ctx, func() actor.Actor { return &noticeTally{tally: tally{n: st.N}, seen: seen} }, actor.OnLoop(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,4 +592,29 @@ func TestForwarderDropsOldNotices(t *testing.T) {
 	if v, err := sys.Ask(actx, old, 1); err != nil || v != 6 {
 		t.Fatalf("an ask through the forwarder after the held Exited: %v %v, want 6", v, err)
 	}
+	// The Exited was held before the messages the new instance got: had
+	// it been forwarded, it would have come first.
+	select {
+	case m := <-seen:
+		t.Fatalf("the new instance got %T, a notice of the old one's link", m)
+	default:
+	}
+}
+
+// noticeTally is a tally that reports every message it does not count.
+type noticeTally struct {
+	tally
+	seen chan<- any
+}
+
+func (a *noticeTally) Receive(c *actor.Context, msg any) (any, error) {
+	switch msg.(type) {
+	case int, string:
+		return a.tally.Receive(c, msg)
+	}
+	select {
+	case a.seen <- msg:
+	default:
+	}
+	return nil, nil
 }
