@@ -156,9 +156,13 @@ func (h *Held) Resume(ctx context.Context) error {
 
 // Forward ends the hold by turning the actor into a forwarder to to: the
 // messages it held, then every later one, go to to in order (an ask is
-// answered by to, to its asker), until to ends or grace has passed on its
-// loop's clock (grace <= 0: never); then it stops, and a sender finds its
-// ref dead. The actor's timers stop there: they, and the ticks they fired
+// answered by to, to its asker), until a Down of to comes or grace has
+// passed on its loop's clock (grace <= 0: never); then it stops, and a
+// sender finds its ref dead. Any Down of to ends it, whatever its reason:
+// to's end, but also the loss of the connection to to's node (the remote
+// layer's Down then, while to may still run there): a sender then finds
+// the ref dead and must find to (or its successor) again, rather than
+// have its messages handed to a node this one cannot reach. The actor's timers stop there: they, and the ticks they fired
 // while it was held, are dropped (to sets its own). A one-way message
 // forwarded to another node keeps its sender if that is this node's (or
 // none); one from a third node's actor arrives from the forwarder, and
@@ -374,6 +378,7 @@ func (f *forwarder) Receive(c *actor.Context, msg any) (any, error) {
 		return nil, f.end(c)
 	case actor.Down:
 		if m.Ref == f.to {
+			// Ended, or its node unreachable (see Held.Forward).
 			return nil, c.Stop(c.Self(), nil)
 		}
 		// A monitor of the actor it replaced: monitors do not cross (to
