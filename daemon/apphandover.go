@@ -383,6 +383,9 @@ type handOff struct {
 	held    []heldKid     // the children held, once their gateways answered
 	holding bool          // the holds are under way
 	watch   *handOffWatch // following held, once known (nil: none held)
+	// released: the driver has the records of held, to propose them in
+	// the release.
+	released bool
 }
 
 // heldKid is a child held for a handover by this daemon's gateway.
@@ -552,14 +555,16 @@ func awaitAdoption(ctx context.Context, w *handOffWatch) error {
 	}
 }
 
-// reassigned reports whether the registry has moved app past generation
-// gen by an assignment (not by a release of gen's holder), or removed it.
+// reassigned reports whether the registry has moved app to generation gen
+// or past it by an assignment (not by a release), or removed it.
 // An application the status does not list is not known yet (a replica
 // behind): not reassigned.
 func reassigned(st driver.Status, app string, gen uint64) bool {
 	for _, a := range st.Apps {
 		if a.Name == app {
-			return a.Desired == appreg.Removed || (a.Gen > gen && a.HandoverGen != a.Gen)
+			// gen itself by an assignment: the release did not commit,
+			// and the registry failed the application over instead.
+			return a.Desired == appreg.Removed || (a.Gen >= gen && a.HandoverGen != a.Gen)
 		}
 	}
 	return false
@@ -685,6 +690,7 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 				}
 				// Ended only if the stop was acknowledged: a stop
 				// that turned into a kill has not happened yet.
+				h.released = true
 				done(c, enc, err == nil)
 			})
 		})
@@ -693,21 +699,33 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 
 // abortHandOver ends what is left of app's handover from here, if any
 // (its lease ended, its generation moved on, or the driver restarts): the
-// root, if it still runs, is killed at once, the children held are
-// dropped (killed unless adopted), and what the handover has not done yet
-// is not done.
+// root, if it still runs, is killed at once, and what the handover has
+// not done yet is not done. The children held are dropped (killed unless
+// adopted) at once if their release was not proposed yet (the driver
+// then proposes one without them, or none); once it was, the release may have committed although
+// the driver has not seen it yet (with OffLoop, a tick's expire comes
+// before the reconcile of the write that applied it), and the new root
+// may be about to adopt them: the watch of the held children goes on,
+// and drops them if the registry assigns the application afresh, as for
+// a handover nobody waits for, or if it starts here again.
 func (r *appRunner) abortHandOver(c *actor.Context, app string) {
 	h := r.handing[app]
 	if h == nil {
 		return
 	}
-	delete(r.handing, app)
-	r.d.apps.setHandedOff(app, nil)
-	h.watch.end()
 	h.aborted = true
 	h.cluster.close()
 	_ = c.Unlink(h.root)
 	_ = c.Kill(h.root)
+	if h.watch != nil && h.released {
+		// Kept in handing: a start here again drops what it does not
+		// adopt at once (Start).
+		r.log.Warn("applications: a root's handover failed, or was cut short, after its release was proposed; the root is killed, its held children are dropped if the registry assigns it afresh", "app", app)
+		return
+	}
+	delete(r.handing, app)
+	r.d.apps.setHandedOff(app, nil)
+	h.watch.end()
 	if !h.holding {
 		r.d.dropHeld(h.held) // else once the holds are answered
 	}
@@ -809,6 +827,9 @@ func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, d
 			node = n
 		}
 		claim := a.claims[child]
+		if adoptHook != nil {
+			adoptHook()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		err := a.d.askGateway(ctx, node, adoptTie{Kid: child, Owner: owner, Claim: claim})
@@ -820,6 +841,9 @@ func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, d
 		done(err)
 	}()
 }
+
+// adoptHook, if set (tests), runs before each adoption (AdoptAsync).
+var adoptHook func()
 
 // RootHandover is the outcome of one root's handover (handOverRoots).
 type RootHandover struct {

@@ -175,3 +175,69 @@ func TestTiesAbandonAndDrop(t *testing.T) {
 		t.Fatalf("left: %d held, %d tied", nh, nt)
 	}
 }
+
+// TestHandOverAbortedAfterItsReleaseStillAdopts: the driver stops a
+// handover after its release was proposed (with OffLoop, a tick's
+// expire can run before the reconcile of the write that applied the
+// release): the root is killed, but the held children are not dropped,
+// for the release may have committed: the new root adopts them, and the
+// handover is reported done.
+func TestHandOverAbortedAfterItsReleaseStillAdopts(t *testing.T) {
+	a, b, _, log, _ := handoverRig(t)
+	first, n := log.last("w1")
+	gate := make(chan struct{})
+	adopting := make(chan struct{}, 1)
+	adoptHook = func() {
+		select {
+		case adopting <- struct{}{}:
+		default:
+		}
+		<-gate
+	}
+	t.Cleanup(func() { adoptHook = nil })
+	type result struct {
+		hs  []RootHandover
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		hs, err := a.handOverRoots(ctx)
+		res <- result{hs, err}
+	}()
+	select {
+	case <-adopting: // the release committed: b's root adopts
+	case <-time.After(30 * time.Second):
+		t.Fatal("no adoption began")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.sys.Inspect(ctx, a.apps.driverRef(), func(c *actor.Context, _ actor.Actor) {
+		a.apps.runner.abortHandOver(c, "shop")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A drop, were there one, is asked at once: give it up to 2 s to
+	// land before the adoption goes on.
+	held := func() bool {
+		v, err := a.askGatewayValue(ctx, "b", heldQuery{Kid: first, Holder: a.gw.ref})
+		return err == nil && v == true
+	}
+	for end := time.Now().Add(2 * time.Second); held() && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond) // polling a gateway, which has no watch
+	}
+	close(gate)
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("handover: %+v, %v", r.hs, r.err)
+	}
+	root := rootOf(b, "shop")
+	eventually(t, 20*time.Second, "b's root supervises w1", func() bool {
+		ch := childrenOf(b, root)
+		return len(ch) == 1 && ch[0].Running
+	})
+	if !isAlive(b, first) || len(log.all("w1")) != n {
+		t.Fatalf("w1 not adopted: the held one alive %v, %d instances (was %d)", isAlive(b, first), len(log.all("w1")), n)
+	}
+}

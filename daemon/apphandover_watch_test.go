@@ -20,6 +20,8 @@ func TestHandOverReassigned(t *testing.T) {
 		{"not listed (a replica behind)", st(), false},
 		{"released, not moved on", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 5, HandoverGen: 5}), false},
 		{"assigned afresh", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 6, HandoverGen: 5}), true},
+		{"assigned instead of the release", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 5, HandoverGen: 3}), true},
+		{"not moved yet", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 4, HandoverGen: 3}), false},
 		{"released again further", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 7, HandoverGen: 7}), false},
 		{"removed", st(appreg.App{Name: "x", Desired: appreg.Removed, Gen: 5, HandoverGen: 5}), true},
 	} {

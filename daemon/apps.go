@@ -192,6 +192,7 @@ type apps struct {
 	live      map[string]*liveApp      // the applications whose root runs here, by name
 	upgrading map[string]bool          // the applications being upgraded from here
 	handing   map[string]bool          // of those, the ones claimed by a root's handover (claimApp)
+	runner    *appRunner               // the driver's Runner; its loop only (tests reach it by Inspect)
 	handedOff map[string]*handOffWatch // the children this daemon holds for handovers, by application
 	ulog      *slog.Logger             // rolling upgrades' lines (appupgrade.go)
 }
@@ -244,6 +245,7 @@ func (d *Daemon) startApps(ctx context.Context) error {
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
 	run := &appRunner{d: d, log: d.log.With("component", "apps"), stopAfter: cfg.Margin - cfg.Tick, insts: map[string]*appInstance{}}
+	a.runner = run
 	dcfg := driver.Config{
 		Replica: appreg.Config{ID: a.self, Members: members, Store: a.timed, TickInterval: cfg.Tick, ElectionTicks: cfg.ElectionTicks,
 			Timing:      appreg.Timing{Lease: cfg.Lease, RenewEvery: cfg.RenewEvery, Drift: cfg.Drift, Margin: cfg.Margin},
