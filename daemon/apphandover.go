@@ -328,6 +328,9 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 			defer wg.Done()
 			kid := refs[rec.ID]
 			err := d.askGateway(ctx, rec.Node, holdTie{Kid: kid, Owner: root, Holder: d.gw.ref, Claim: rec.Claim})
+			if handoverHoldAnswerHook != nil {
+				err = handoverHoldAnswerHook(rec.ID, err)
+			}
 			held[i] = err == nil
 			if err != nil {
 				d.log.Warn("applications: a child was not held for its root's handover; it is killed, and the new root starts it afresh", "child", rec.ID, "node", rec.Node, "err", err)
@@ -367,6 +370,10 @@ func (d *Daemon) killUnheld(kid actor.Ref, node string, root actor.Ref) {
 		d.log.Warn("applications: a child not held for its root's handover was not confirmed killed", "node", node, "err", err)
 	}
 }
+
+// handoverHoldAnswerHook, if set (tests), may change the answer to a
+// child's hold (as if it were lost).
+var handoverHoldAnswerHook func(id string, err error) error
 
 // handoverHeldHook, if set (tests), is called with the children held for
 // a handover, before the root stops.

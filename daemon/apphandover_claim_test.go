@@ -241,3 +241,23 @@ func TestHandOverAbortedAfterItsReleaseStillAdopts(t *testing.T) {
 		t.Fatalf("w1 not adopted: the held one alive %v, %d instances (was %d)", isAlive(b, first), len(log.all("w1")), n)
 	}
 }
+
+// TestHandOverKillsAChildWhoseHoldIsLost: the hold of w1 was made, but
+// its answer lost: w1 is not in the release, so the new root starts it
+// afresh; the old daemon has it killed before the release (its gateway
+// drops it, held or still tied to the old root), so the held instance
+// does not run beside the fresh one until its hold ends.
+func TestHandOverKillsAChildWhoseHoldIsLost(t *testing.T) {
+	a, b, _, log, _ := handoverRig(t)
+	first, n := log.last("w1")
+	handoverHoldAnswerHook = func(string, error) error { return errors.New("answer lost (test)") }
+	t.Cleanup(func() { handoverHoldAnswerHook = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hs, err := a.handOverRoots(ctx)
+	t.Logf("handover: %+v, %v", hs, err)
+	eventually(t, 30*time.Second, "w1 started afresh by b's root", func() bool { return len(log.all("w1")) > n })
+	if isAlive(b, first) {
+		t.Fatalf("two instances of w1 run: the held %v beside the fresh one", first)
+	}
+}
