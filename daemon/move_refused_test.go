@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +164,35 @@ func isAliveAny(a *Daemon, ref actor.Ref) bool {
 	defer cancel()
 	_, err := a.sys.Ask(ctx, ref, "inc")
 	return err == nil
+}
+
+// TestImportsBounded: a gateway remembers at most maxImports moves'
+// imports; one import per move; a cancelled move's import is refused,
+// and a cancel past the bound is refused too; a record ends with its
+// timer.
+func TestImportsBounded(t *testing.T) {
+	r := newTiesRig(t)
+	var im imports
+	do := func(f func(c *actor.Context) any) any { return r.do(f) }
+	for i := range maxImports {
+		if ok, _ := do(func(c *actor.Context) any { _, ok := im.begin(c, fmt.Sprint(i)); return ok }).(bool); !ok {
+			t.Fatalf("import %d refused within the bound", i)
+		}
+	}
+	if ok, _ := do(func(c *actor.Context) any { _, ok := im.begin(c, "past"); return ok }).(bool); ok {
+		t.Fatal("an import past the bound")
+	}
+	if err, _ := do(func(c *actor.Context) any { return im.cancel(c, "past") }).(error); !errors.Is(err, errTooManyImports) {
+		t.Fatalf("a cancel past the bound: %v", err)
+	}
+	if ok, _ := do(func(c *actor.Context) any { _, ok := im.begin(c, "0"); return ok }).(bool); ok {
+		t.Fatal("a second import for one move")
+	}
+	do(func(*actor.Context) any { im.forget(importForget{Move: "0", Seq: im.m["0"].seq}); return nil })
+	if err, _ := do(func(c *actor.Context) any { return im.cancel(c, "0") }).(error); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := do(func(c *actor.Context) any { _, ok := im.begin(c, "0"); return ok }).(bool); ok {
+		t.Fatal("an import for a cancelled move")
+	}
 }
