@@ -34,10 +34,13 @@ import (
 //     with the children's refs (handoverChild, bounded by
 //     appreg.MaxHandoverSize), clean if the root has ended;
 //  4. the new holder's root is started with those refs (Spec.Adopt): each
-//     child still held is tied to it (adoptTie) and linked, no start run;
-//     one that has gone is started afresh. A held child that no root
-//     adopts within handoverHold is killed by its gateway, and at once if
-//     the handover fails (the driver stops the application: dropTie);
+//     child still held is tied to it (adoptTie, with the hold's claim the
+//     release recorded) and linked, no start run; one that has gone is
+//     started afresh. One whose adoption fails, or that the root will not
+//     adopt, is killed first (abandonTie), so that it never runs beside
+//     its fresh copy. A held child that no root adopts within
+//     handoverHold is killed by its gateway, and at once if the handover
+//     fails before the release was proposed (dropTie);
 //  5. once the holds are known, the runner watches the children held
 //     (handOffWatch, up to handoverHold), whether or not anyone waits for
 //     the handover's outcome: those still held are dropped if the
