@@ -516,6 +516,9 @@ func (d *Daemon) runHandOffWatch(ctx context.Context, w *handOffWatch, held []he
 		for _, h := range held {
 			actx, cancel := context.WithTimeout(ctx, watchAsk)
 			v, err := d.askGatewayValue(actx, h.node, heldQuery{Kid: h.ref, Holder: d.gw.ref})
+			if watchHeldHook != nil {
+				v, err = watchHeldHook(h)
+			}
 			cancel()
 			if s, _ := v.(bool); s || err != nil {
 				still = append(still, h)
@@ -530,6 +533,9 @@ func (d *Daemon) runHandOffWatch(ctx context.Context, w *handOffWatch, held []he
 		// the application again (appRunner.Start) shows above.
 		sctx, cancel := context.WithTimeout(ctx, watchAsk)
 		st, err := d.apps.status(sctx)
+		if watchStatusHook != nil {
+			st, err = watchStatusHook()
+		}
 		cancel()
 		if err == nil && reassigned(st, w.app, w.gen+1) {
 			d.dropHeld(held)
@@ -546,6 +552,13 @@ func (d *Daemon) runHandOffWatch(ctx context.Context, w *handOffWatch, held []he
 		pause = min(2*pause, watchPollMax)
 	}
 }
+
+// watchHeldHook and watchStatusHook, if set (tests), stand for a
+// watch's answers from the gateways and the registry.
+var (
+	watchHeldHook   func(heldKid) (any, error)
+	watchStatusHook func() (driver.Status, error)
+)
 
 // awaitAdoption waits, within ctx, until w has seen none of its children
 // held any more (nil w: none was held), and returns the watch's outcome:

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,5 +57,66 @@ func TestHandOverWatchJoinedOnStop(t *testing.T) {
 	}
 	if w.err == nil {
 		t.Error("a watch ended by the daemon's stop reported the children adopted")
+	}
+}
+
+// A watch's outcomes from its answers: a failed query (of a gateway, or
+// of the registry) is asked again, not taken as an outcome; children seen
+// adopted win over a reassignment seen in the same round; a reassignment
+// with children still held drops them.
+func TestHandOverWatchOutcomes(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	d := start(t, cfg)
+	kid := heldKid{node: "nowhere", ref: d.gw.ref}
+	released := driver.Status{Apps: []appreg.App{{Name: "shop", Desired: appreg.Running, Gen: 4, HandoverGen: 4}}}
+	moved := driver.Status{Apps: []appreg.App{{Name: "shop", Desired: appreg.Running, Gen: 5, HandoverGen: 4}}}
+	fail := errors.New("test: no answer")
+	for _, tc := range []struct {
+		name   string
+		held   []any // the gateway's answers, one a round (the last repeated); an error fails the query
+		status []any // the registry's, the same
+		want   error
+	}{
+		{"a failed gateway query is asked again", []any{fail, fail, false}, []any{released}, nil},
+		{"a failed registry query is asked again", []any{true}, []any{fail, fail, moved}, errReassigned},
+		{"adopted wins over reassigned", []any{false}, []any{moved}, nil},
+		{"still held when reassigned", []any{true, true}, []any{released, moved}, errReassigned},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			round := map[string]int{}
+			next := func(what string, xs []any) any {
+				mu.Lock()
+				defer mu.Unlock()
+				i := min(round[what], len(xs)-1)
+				round[what]++
+				return xs[i]
+			}
+			watchHeldHook = func(heldKid) (any, error) {
+				v := next("held", tc.held)
+				if err, ok := v.(error); ok {
+					return nil, err
+				}
+				return v, nil
+			}
+			watchStatusHook = func() (driver.Status, error) {
+				v := next("status", tc.status)
+				if err, ok := v.(error); ok {
+					return driver.Status{}, err
+				}
+				return v.(driver.Status), nil
+			}
+			defer func() { watchHeldHook, watchStatusHook = nil, nil }()
+			w := d.watchHandOff("shop", 3, []heldKid{kid})
+			select {
+			case <-w.done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the watch did not end")
+			}
+			if !errors.Is(w.err, tc.want) || (tc.want == nil) != (w.err == nil) {
+				t.Errorf("watch: %v, want %v", w.err, tc.want)
+			}
+		})
 	}
 }
