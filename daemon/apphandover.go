@@ -394,7 +394,7 @@ type handOff struct {
 	holding bool          // the holds are under way
 	watch   *handOffWatch // following held, once known (nil: none held)
 	// released: the driver has the records of held, to propose them in
-	// the release.
+	// the release; unset (Unreleased) if it failed before proposing them.
 	released bool
 }
 
@@ -720,12 +720,24 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 	})
 }
 
+// Unreleased implements driver.Unreleaser: the driver will not propose
+// the release with the records of the children held for app's handover
+// (it failed first), so no root adopts them: abortHandOver, next, drops
+// them at once, before the release without them lets the next holder
+// start them afresh.
+func (r *appRunner) Unreleased(_ *actor.Context, app string) {
+	if h := r.handing[app]; h != nil {
+		h.released = false
+	}
+}
+
 // abortHandOver ends what is left of app's handover from here, if any
 // (its lease ended, its generation moved on, or the driver restarts): the
 // root, if it still runs, is killed at once, and what the handover has
 // not done yet is not done. The children held are dropped (killed unless
-// adopted) at once if their release was not proposed yet (the driver
-// then proposes one without them, or none); once it was, the release may have committed although
+// adopted) at once if the driver does not have their records yet, or
+// failed before proposing them (Unreleased): it then proposes a release
+// without them, or none. Once it proposed them, the release may have committed although
 // the driver has not seen it yet (with OffLoop, a tick's expire comes
 // before the reconcile of the write that applied it), and the new root
 // may be about to adopt them: the watch of the held children goes on,

@@ -97,6 +97,16 @@ type Handoverer interface {
 	HandOver(c *actor.Context, app string, done func(c *actor.Context, handover []byte, ended bool))
 }
 
+// Unreleaser may be implemented by a Handoverer: a handover that fails
+// before the driver proposed the release with what done gave (a lease's
+// end seen while that proposal was queued, or the proposal refused) gets
+// Unreleased, before Runner.Stop. The release the driver proposes then
+// records nothing for the next holder, which starts everything afresh:
+// what done's record named must not be kept for it.
+type Unreleaser interface {
+	Unreleased(c *actor.Context, app string)
+}
+
 // GetStatus asks for a Status.
 type GetStatus struct{}
 
@@ -518,6 +528,9 @@ func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
 func (d *driver) failHandover(c *actor.Context, app string, err error) {
 	hd := d.handing[app]
 	delete(d.handing, app)
+	if u, ok := d.cfg.Runner.(Unreleaser); ok && hd != nil && !hd.ended {
+		u.Unreleased(c, app)
+	}
 	d.cfg.Runner.Stop(c, app)
 	if hd == nil {
 		return
@@ -563,6 +576,10 @@ func (d *driver) whenIdle(c *actor.Context, f func(*actor.Context)) {
 func (d *driver) released(c *actor.Context, m Release, hd *handing, handover []byte, ended bool) {
 	if d.handing[m.App] != hd {
 		return // failed while queued
+	}
+	if BeforeReleaseHook != nil && BeforeReleaseHook(m.App) {
+		d.failHandover(c, m.App, ErrHandoverFailed)
+		return
 	}
 	err := d.r.Release(m.App, hd.gen, m.To, handover, ended, c.Now())
 	if errors.Is(err, appreg.ErrNoLeader) {
@@ -801,3 +818,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+// BeforeReleaseHook, if set (tests only), is called before the driver
+// proposes a release with a Runner's records; true fails the handover
+// first, as a lease's end seen while that proposal was queued does.
+var BeforeReleaseHook func(app string) bool
