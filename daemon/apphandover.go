@@ -579,7 +579,8 @@ func awaitAdoption(ctx context.Context, w *handOffWatch) error {
 }
 
 // reassigned reports whether the registry has moved app to generation gen
-// or past it by an assignment (not by a release), or removed it.
+// or past it by an assignment (not by a release), or stopped or removed
+// it (no root will adopt the children then).
 // An application the status does not list is not known yet (a replica
 // behind): not reassigned.
 func reassigned(st driver.Status, app string, gen uint64) bool {
@@ -587,7 +588,7 @@ func reassigned(st driver.Status, app string, gen uint64) bool {
 		if a.Name == app {
 			// gen itself by an assignment: the release did not commit,
 			// and the registry failed the application over instead.
-			return a.Desired == appreg.Removed || (a.Gen >= gen && a.HandoverGen != a.Gen)
+			return a.Desired == appreg.Removed || a.Desired == appreg.Stopped || (a.Gen >= gen && a.HandoverGen != a.Gen)
 		}
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/internal/appreg/driver"
 )
 
@@ -29,4 +30,29 @@ func TestHandOverFailedBeforeItsReleaseDropsHeld(t *testing.T) {
 	// The drop was asked before the release was proposed: a few seconds
 	// at most, not the hold's minute.
 	eventually(t, 5*time.Second, "the held w1 dead beside the fresh one", func() bool { return !isAlive(b, first) })
+}
+
+// TestHandOverOfAStoppedAppDropsHeld: the application is stopped while
+// its root is handed over, once its children are held: the release cannot
+// commit, the handover fails after the driver had the records, and the
+// watch must take the stop as the end of the handover (no root will adopt
+// them), not keep the held children for the hold's minute.
+func TestHandOverOfAStoppedAppDropsHeld(t *testing.T) {
+	a, b, c, log, _ := handoverRig(t)
+	first, _ := log.last("w1")
+	stopped := make(chan struct{})
+	handoverHeldHook = func([]handoverChild) {
+		defer close(stopped)
+		if err := appCall(t, c, gateway.AppOp{App: "shop", Op: "stop"}).(gateway.AppResult).Err(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}
+	t.Cleanup(func() { handoverHeldHook = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if _, err := a.handOverRoots(ctx); err == nil {
+		t.Fatal("the handover of a stopped application succeeded")
+	}
+	<-stopped
+	eventually(t, 10*time.Second, "the stopped application's held w1 dead", func() bool { return !isAlive(b, first) })
 }
