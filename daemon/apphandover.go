@@ -958,10 +958,10 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 		}
 	}
 	var out []RootHandover
-	var errs []error
+	var unclaims []func()
 	defer func() {
-		for _, h := range out {
-			d.apps.unclaimApp(h.App)
+		for _, unclaim := range unclaims {
+			unclaim()
 		}
 	}()
 	if miss := d.releaseUnsupported(); len(miss) > 0 {
@@ -974,59 +974,101 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 		}
 		return out, err
 	}
-	for _, app := range st.Running {
-		h := RootHandover{App: app, To: successor(st, app, live, load)}
-		if h.To == "" {
-			h.Err = errNoSuccessor
-		} else if err := d.apps.claimApp(ctx, app); err != nil {
-			h.Err = err
-		} else if v, err := d.sys.Ask(ctx, ref, driver.Release{App: app, To: h.To}); err != nil {
+	// release has the driver release h.App, claimed, to h.To.
+	release := func(h *RootHandover) {
+		if v, err := d.sys.Ask(ctx, ref, driver.Release{App: h.App, To: h.To}); err != nil {
 			h.Err = err
 		} else {
 			h.Gen, _ = v.(uint64)
-			h.Lost = d.takeHandoverLost(app)
+			h.Lost = d.takeHandoverLost(h.App)
 			load[h.To]++
 		}
-		out = append(out, h)
+	}
+	// First the applications no move or upgrade keeps busy, at once;
+	// then the busy ones, each waiting for its claim a share of the time
+	// left: one whose move or upgrade runs long must not keep the others
+	// from being handed over.
+	var busy []int
+	for _, app := range st.Running {
+		out = append(out, RootHandover{App: app, To: successor(st, app, live, load)})
+		h := &out[len(out)-1]
+		if h.To == "" {
+			h.Err = errNoSuccessor
+			continue
+		}
+		unclaim, ok := d.apps.tryClaim(app)
+		if !ok {
+			busy = append(busy, len(out)-1)
+			continue
+		}
+		unclaims = append(unclaims, unclaim)
+		release(h)
 	}
 	for i := range out {
+		if !slices.Contains(busy, i) {
+			d.settleHandover(ctx, &out[i])
+		}
+	}
+	for k, i := range busy {
 		h := &out[i]
-		for h.Err == nil {
-			st, err := d.apps.status(ctx)
-			if err == nil && moved(st, h.App, h.Gen) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				h.Err = fmt.Errorf("the release of %q did not commit: %w", h.App, ctx.Err())
-			case <-time.After(20 * time.Millisecond): // polling the registry, which has no watch
-			}
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			cctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(busy)-k+1))
 		}
-		if h.Err == nil {
-			// Moved: wait (bounded) until the new root has adopted the
-			// children held here; this daemon's end would kill them. Not
-			// adopted in time, the handover has failed; the runner's
-			// watch of the children still held goes on (up to their
-			// hold), as it does for a release whose outcome nobody waits
-			// for, and drops them if the registry assigns the
-			// application afresh.
-			var w *handOffWatch
-			if x := d.apps.handedOffOf(h.App); x != nil && x.gen == h.Gen {
-				w = x
-			}
-			actx, cancel := context.WithTimeout(ctx, handoverStep)
-			err := awaitAdoption(actx, w)
-			cancel()
-			if err != nil {
-				h.Err = err
-				d.log.Warn("applications: children held for a handover not all adopted", "app", h.App, "err", err)
-			}
+		unclaim, err := d.apps.claimApp(cctx, h.App)
+		cancel()
+		if err != nil {
+			h.Err = err
+			continue
 		}
+		unclaims = append(unclaims, unclaim)
+		release(h)
+		d.settleHandover(ctx, h)
+	}
+	var errs []error
+	for _, h := range out {
 		if h.Err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.App, h.Err))
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// settleHandover waits, within ctx, until the release of h (asked, if
+// h.Err is nil) has committed and the new root has adopted the children
+// held for it (within handoverStep), and sets h.Err otherwise.
+func (d *Daemon) settleHandover(ctx context.Context, h *RootHandover) {
+	for h.Err == nil {
+		st, err := d.apps.status(ctx)
+		if err == nil && moved(st, h.App, h.Gen) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			h.Err = fmt.Errorf("the release of %q did not commit: %w", h.App, ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling the registry, which has no watch
+		}
+	}
+	if h.Err != nil {
+		return
+	}
+	// Moved: wait (bounded) until the new root has adopted the children
+	// held here; this daemon's end would kill them. Not adopted in time,
+	// the handover has failed; the runner's watch of the children still
+	// held goes on (up to their hold), as it does for a release whose
+	// outcome nobody waits for, and drops them if the registry assigns
+	// the application afresh.
+	var w *handOffWatch
+	if x := d.apps.handedOffOf(h.App); x != nil && x.gen == h.Gen {
+		w = x
+	}
+	actx, cancel := context.WithTimeout(ctx, handoverStep)
+	err := awaitAdoption(actx, w)
+	cancel()
+	if err != nil {
+		h.Err = err
+		d.log.Warn("applications: children held for a handover not all adopted", "app", h.App, "err", err)
+	}
 }
 
 // errHandoverBusy means a root was not handed over because a move or an
@@ -1035,40 +1077,47 @@ func (d *Daemon) handOverRoots(ctx context.Context) ([]RootHandover, error) {
 var errHandoverBusy = errors.New("a move or upgrade of the application is under way")
 
 // claimApp waits, within ctx, until no move or upgrade of app runs from
-// here, and keeps them from starting (apps.upgrading) until unclaimApp:
-// a root that lets go of its children for a handover must not be asked to
-// take a moved child's new instance meanwhile (it would refuse it).
-func (a *apps) claimApp(ctx context.Context, app string) error {
+// here, and keeps them from starting (apps.upgrading) until the function
+// it returns ends the claim: a root that lets go of its children for a
+// handover must not be asked to take a moved child's new instance
+// meanwhile (it would refuse it).
+func (a *apps) claimApp(ctx context.Context, app string) (func(), error) {
 	for {
-		a.mu.Lock()
-		busy := a.upgrading[app]
-		if !busy {
-			a.upgrading[app] = true
-			if a.handing == nil {
-				a.handing = map[string]bool{}
-			}
-			a.handing[app] = true
-		}
-		a.mu.Unlock()
-		if !busy {
-			return nil
+		if unclaim, ok := a.tryClaim(app); ok {
+			return unclaim, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", errHandoverBusy, ctx.Err())
+			return nil, fmt.Errorf("%w: %w", errHandoverBusy, ctx.Err())
 		case <-time.After(20 * time.Millisecond): // a move or upgrade has no event to wait on
 		}
 	}
 }
 
-// unclaimApp ends claimApp's claim of app, if it made one.
-func (a *apps) unclaimApp(app string) {
+// tryClaim is claimApp without the wait: false if a move or upgrade of
+// app runs. The function it returns ends this claim only: a later one of
+// the same application (after an end) is another's.
+func (a *apps) tryClaim(app string) (func(), bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.handing[app] {
-		delete(a.handing, app)
-		delete(a.upgrading, app)
+	if a.upgrading[app] {
+		return nil, false
 	}
+	a.upgrading[app] = true
+	if a.handing == nil {
+		a.handing = map[string]uint64{}
+	}
+	a.claims++
+	token := a.claims
+	a.handing[app] = token
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.handing[app] == token {
+			delete(a.handing, app)
+			delete(a.upgrading, app)
+		}
+	}, true
 }
 
 // successor picks the daemon to hand app's root to.

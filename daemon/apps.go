@@ -191,7 +191,8 @@ type apps struct {
 	driver    actor.Ref                // the driver's current ref, zero when none runs
 	live      map[string]*liveApp      // the applications whose root runs here, by name
 	upgrading map[string]bool          // the applications being upgraded from here
-	handing   map[string]bool          // of those, the ones claimed by a root's handover (claimApp)
+	handing   map[string]uint64        // of those, the ones claimed by a root's handover: the claim's token (claimApp)
+	claims    uint64                   // the last claim's token
 	runner    *appRunner               // the driver's Runner; its loop only (tests reach it by Inspect)
 	handedOff map[string]*handOffWatch // the children this daemon holds for handovers, by application
 	ulog      *slog.Logger             // rolling upgrades' lines (appupgrade.go)

@@ -60,7 +60,8 @@ func TestMoveWaitsOutAHandover(t *testing.T) {
 	child := kids["t1"]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := a.apps.claimApp(ctx, "store"); err != nil {
+	unclaim, err := a.apps.claimApp(ctx, "store")
+	if err != nil {
 		t.Fatal(err)
 	}
 	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)})
@@ -73,17 +74,10 @@ func TestMoveWaitsOutAHandover(t *testing.T) {
 	a.apps.mu.Unlock()
 	sctx, scancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer scancel()
-	if err := a.apps.claimApp(sctx, "other"); err == nil {
+	if _, err := a.apps.claimApp(sctx, "other"); err == nil {
 		t.Fatal("a handover claimed an application a move runs")
 	}
-	a.apps.unclaimApp("other")
-	a.apps.mu.Lock()
-	busy := a.apps.upgrading["other"]
-	a.apps.mu.Unlock()
-	if !busy {
-		t.Fatal("a handover's unclaim ended a move's claim")
-	}
-	a.apps.unclaimApp("store")
+	unclaim()
 	if r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)}); r.Err() != nil {
 		t.Fatalf("move after the handover's claim: %v", r.Err())
 	}
