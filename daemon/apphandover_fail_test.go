@@ -16,8 +16,16 @@ import (
 // kidLog records every instance of the "kid" kind, by child name, as
 // refs of the daemon it runs on.
 type kidLog struct {
-	mu   sync.Mutex
-	refs map[string][]actor.Ref
+	mu      sync.Mutex
+	refs    map[string][]actor.Ref
+	onStart func(name string, n int) // if set: after each start, with the instances of name so far
+}
+
+// setOnStart sets onStart, while kids may start.
+func (l *kidLog) setOnStart(f func(name string, n int)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onStart = f
 }
 
 func (l *kidLog) all(name string) []actor.Ref {
@@ -43,7 +51,11 @@ type loggedKid struct {
 func (k *loggedKid) Start(c *actor.Context) error {
 	k.log.mu.Lock()
 	k.log.refs[k.name] = append(k.log.refs[k.name], c.Self())
+	n, f := len(k.log.refs[k.name]), k.log.onStart
 	k.log.mu.Unlock()
+	if f != nil {
+		f(k.name, n)
+	}
 	return nil
 }
 
