@@ -869,6 +869,9 @@ func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, d
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		err := a.d.askGateway(ctx, node, adoptTie{Kid: child, Owner: owner, Claim: claim})
+		if adoptAnswerHook != nil {
+			err = adoptAnswerHook(err)
+		}
 		if err != nil {
 			actx, acancel := context.WithTimeout(context.Background(), timeout)
 			defer acancel()
@@ -880,6 +883,10 @@ func (a *appCluster) AdoptAsync(owner, child actor.Ref, timeout time.Duration, d
 
 // adoptHook, if set (tests), runs before each adoption (AdoptAsync).
 var adoptHook func()
+
+// adoptAnswerHook, if set (tests), may change the answer to an adoption
+// (as if it were lost once the tie was made).
+var adoptAnswerHook func(error) error
 
 // RootHandover is the outcome of one root's handover (handOverRoots).
 type RootHandover struct {

@@ -56,3 +56,41 @@ func TestHandOverOfAStoppedAppDropsHeld(t *testing.T) {
 	<-stopped
 	eventually(t, 10*time.Second, "the stopped application's held w1 dead", func() bool { return !isAlive(b, first) })
 }
+
+// TestAdoptionAnsweredTooLateIsAbandoned: the new root's adoption of w1
+// was made by its gateway, but its answer is lost: the root will start w1
+// afresh, so the adopted instance, tied to the root, is abandoned (killed)
+// first, not left to run beside the fresh copy until the root ends.
+func TestAdoptionAnsweredTooLateIsAbandoned(t *testing.T) {
+	a, b, _, log, _ := handoverRig(t)
+	first, n := log.last("w1")
+	adoptAnswerHook = func(err error) error {
+		if err == nil {
+			return context.DeadlineExceeded // the tie made, its answer lost
+		}
+		return err
+	}
+	t.Cleanup(func() { adoptAnswerHook = nil })
+	heldAlive := make(chan bool, 1)
+	log.setOnStart(func(name string, k int) {
+		if name == "w1" && k == n+1 {
+			heldAlive <- isAlive(b, first)
+		}
+	})
+	t.Cleanup(func() { log.setOnStart(nil) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hs, err := a.handOverRoots(ctx)
+	t.Logf("handover: %+v, %v", hs, err)
+	select {
+	case alive := <-heldAlive:
+		if alive {
+			t.Fatalf("w1's fresh copy started while the instance tied to the new root, %v, still ran", first)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("w1 not started afresh by b's root")
+	}
+	if isAlive(b, first) {
+		t.Fatalf("the adopted-but-unanswered w1 %v runs beside the fresh one", first)
+	}
+}
