@@ -778,7 +778,10 @@ type adoption struct {
 }
 
 // adoptions turns what a release recorded into the children the new
-// root adopts: those whose slot makes the same kind, remotely.
+// root adopts: those whose slot makes the same kind. Spec.Adopt takes
+// remote children only; every application child is one (supervisorSpec),
+// wherever it is placed, the root's daemon included: checked all the
+// same.
 func (r *appRunner) adoptions(app string, b []byte, sp supervisor.Spec, slots map[string]*childSlot) adoption {
 	var out adoption
 	recs, err := decodeHandover(b)
