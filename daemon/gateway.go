@@ -546,14 +546,17 @@ func (a *gatewayActor) Receive(c *actor.Context, msg any) (any, error) {
 		}
 		return g.moveStep(c, func(ctx context.Context) any { return g.d.releaseChild(ctx, m) })
 	case spawnImport:
-		if _, ok := g.fromMember(c); !ok {
+		// From a registry member only: a move runs where its root runs
+		// (a member), and each import takes a place in a bounded table
+		// (maxImports) another daemon must not fill.
+		if node, ok := g.fromMember(c); !ok || !g.d.apps.isMember(node) {
 			return nil, actor.ErrUnknownMessage
 		}
 		return g.spawnImported(c, m)
 	case localImport: // from this daemon only: the type is not registered on the node
 		return g.spawnImported(c, m.m)
 	case cancelImport:
-		if _, ok := g.fromMember(c); !ok {
+		if node, ok := g.fromMember(c); !ok || !g.d.apps.isMember(node) { // as spawnImport
 			return nil, actor.ErrUnknownMessage
 		}
 		return g.cancelCall(c, m)

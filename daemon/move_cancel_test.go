@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -78,4 +80,38 @@ func TestImportCancelledWhileMadeIsKilled(t *testing.T) {
 		t.Fatalf("the import of a move cancelled while it was made: %+v, %v; want refused", r.v, r.err)
 	}
 	eventually(t, 10*time.Second, "the instance made for the cancelled move killed", func() bool { return !isAlive(a, made) })
+}
+
+// TestImportsFromRegistryMembersOnly: a daemon of the cluster that is no
+// registry member runs no root, so no move: its imports and cancels are
+// refused, and it cannot fill the table of moves' imports (maxImports),
+// which would refuse every move for a minute.
+func TestImportsFromRegistryMembersOnly(t *testing.T) {
+	f := &moveFixture{}
+	ca := f.config(t, "a")
+	ca.Apps.Members = []string{"a"}
+	a := start(t, ca)
+	cx := f.config(t, "x", a.Info().GossipAddr)
+	cx.Apps.Members = []string{"a"}
+	x := start(t, cx)
+	eventually(t, 20*time.Second, "a knows x's gateway", func() bool {
+		ml := appCall(t, a, ListMembers{}).(MemberList)
+		return slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Name == "x" && !m.Gateway.IsZero() })
+	})
+	gwA, ok := x.gatewayOf("a")
+	if !ok {
+		eventually(t, 20*time.Second, "x knows a's gateway", func() bool { gwA, ok = x.gatewayOf("a"); return ok })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, m := range []any{spawnImport{Kind: "tally", Args: map[string]any{"name": "x"}, State: []byte{0x80}, Move: "m-x"}, cancelImport{Move: "m-x"}} {
+		if _, err := x.sys.Ask(ctx, gwA, m); !errors.Is(err, actor.ErrUnknownMessage) {
+			t.Errorf("%T from a daemon that is no registry member: %v, want ErrUnknownMessage", m, err)
+		}
+	}
+	// Neither was taken: a member's import for that move is made.
+	v, err := a.sys.Ask(ctx, a.gw.ref, localImport{spawnImport{Kind: "tally", Args: map[string]any{"name": "m"}, State: []byte{0x80}, Move: "m-x"}})
+	if r, _ := v.(childReleased); err != nil || r.Code != mvOK {
+		t.Fatalf("a member's import after a non-member's cancel of the same move: %+v, %v", v, err)
+	}
 }
