@@ -234,10 +234,13 @@ type handoverChild struct {
 	Claim string       `json:"claim,omitempty"` // its hold's (holdTie)
 }
 
+// claimLen is the length of a hold's claim (newClaim).
+const claimLen = 32
+
 // newClaim makes a hold's claim (holdTie): random, so that only who read
 // the release can adopt the child.
 func newClaim() string {
-	var b [16]byte
+	var b [claimLen / 2]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
@@ -292,8 +295,21 @@ func (d *Daemon) handoverRecords(kids []supervisor.Detached, slots map[string]*c
 		}
 		recs = append(recs, handoverChild{ID: k.ID, Kind: s.current(), Node: node, Addr: addr, Wire: wire})
 	}
-	_, recs = encodeHandover(recs)
-	return recs
+	return fitHandover(recs)
+}
+
+// fitHandover returns the records, in order, that a release can carry
+// once each has its hold's claim (set later, by holdChildren): a child
+// held whose record did not fit would be in no release, and run beside
+// the copy the new root starts.
+func fitHandover(recs []handoverChild) []handoverChild {
+	probe := make([]handoverChild, len(recs))
+	for i, r := range recs {
+		r.Claim = strings.Repeat("0", claimLen)
+		probe[i] = r
+	}
+	_, probe = encodeHandover(probe)
+	return recs[:len(probe)]
 }
 
 // gatewayOf returns the gateway of the daemon named node (this one's
@@ -688,6 +704,18 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 		p.Then(func(c *actor.Context, v any, _ error) {
 			h.holding = false
 			held, _ := v.([]handoverChild)
+			enc, recorded := encodeHandover(held)
+			if len(recorded) < len(held) {
+				// Not expected (fitHandover reserves the claims): a held
+				// child the release does not name is dropped before it.
+				var drop []heldKid
+				for _, rec := range held[len(recorded):] {
+					drop = append(drop, heldKid{node: rec.Node, ref: refs[rec.ID]})
+				}
+				r.log.Warn("applications: children held for a handover do not fit in its release; they are dropped", "app", app, "children", len(drop))
+				r.d.dropHeld(drop)
+				held = recorded
+			}
 			for _, rec := range held {
 				h.held = append(h.held, heldKid{node: rec.Node, ref: refs[rec.ID]})
 			}
@@ -701,7 +729,6 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 			}
 			r.d.apps.setHandedOff(app, h.watch)
 			r.d.handoverLost(app, kids, held)
-			enc, _ := encodeHandover(held)
 			inst.cluster.close()
 			_ = c.Unlink(root)
 			t := r.stopAfter

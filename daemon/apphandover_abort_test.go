@@ -2,8 +2,14 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/appreg"
 
 	"github.com/actord/actord/gateway"
 	"github.com/actord/actord/internal/appreg/driver"
@@ -93,4 +99,50 @@ func TestAdoptionAnsweredTooLateIsAbandoned(t *testing.T) {
 	if isAlive(b, first) {
 		t.Fatalf("the adopted-but-unanswered w1 %v runs beside the fresh one", first)
 	}
+}
+
+// TestHandoverRecordsFitWithTheirClaims: the records a root's handover
+// holds children for still fit in the release once each carries its
+// hold's claim: a child held whose record fell off the release would run
+// beside the new root's fresh copy for its hold's minute.
+func TestHandoverRecordsFitWithTheirClaims(t *testing.T) {
+	var recs []handoverChild
+	for i := range 200 {
+		recs = append(recs, handoverChild{ID: fmt.Sprintf("child-%03d", i), Kind: "counter", Node: "node-b", Addr: "127.0.0.1:40000", Wire: actor.WireID{Slot: uint32(i), Gen: 1, Secret: [16]byte{1, 2, 3}}})
+	}
+	fit := fitHandover(recs)
+	if _, bare := encodeHandover(recs); len(fit) == 0 || len(fit) >= len(bare) {
+		t.Fatalf("%d records fit with their claims, %d without: the claims must cost room", len(fit), len(bare))
+	}
+	held := slices.Clone(fit)
+	for i := range held {
+		held[i].Claim = newClaim()
+	}
+	b, kept := encodeHandover(held)
+	if len(kept) != len(held) || len(b) > appreg.MaxHandoverSize {
+		t.Fatalf("%d of %d held children in the release (%d bytes)", len(kept), len(held), len(b))
+	}
+}
+
+// TestHeldChildOffTheReleaseIsDropped: a child held whose record does
+// not fit in the release (here made too large once held) is in no
+// release: it is dropped before the new root starts it afresh, not kept
+// for a watch that sees a release and nothing wrong.
+func TestHeldChildOffTheReleaseIsDropped(t *testing.T) {
+	a, b, _, log, _ := handoverRig(t)
+	first, n := log.last("w1")
+	handoverHeldHook = func(held []handoverChild) {
+		for i := range held {
+			held[i].Kind = strings.Repeat("k", appreg.MaxHandoverSize)
+		}
+	}
+	t.Cleanup(func() { handoverHeldHook = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hs, err := a.handOverRoots(ctx)
+	t.Logf("handover: %+v, %v", hs, err)
+	eventually(t, 30*time.Second, "w1 started afresh", func() bool { return len(log.all("w1")) > n })
+	// The drop is asked before the release: a few seconds at most, not
+	// the hold's minute.
+	eventually(t, 5*time.Second, "the held w1, off the release, dead", func() bool { return !isAlive(b, first) })
 }
