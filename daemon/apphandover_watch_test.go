@@ -78,8 +78,13 @@ func TestHandOverWatchOutcomes(t *testing.T) {
 		status []any // the registry's, the same
 		want   error
 	}{
-		{"a failed gateway query is asked again", []any{fail, fail, false}, []any{released}, nil},
-		{"a failed registry query is asked again", []any{true}, []any{fail, fail, moved}, errReassigned},
+		// Each failed round must differ from its wrong reading: a failed
+		// gateway query taken as "adopted" would end the watch at once
+		// (nil), a failed registry query taken as a reassignment would
+		// drop the children (errReassigned); each ends otherwise only at
+		// the third round.
+		{"a failed gateway query is asked again", []any{fail, fail, true}, []any{released, released, moved}, errReassigned},
+		{"a failed registry query is asked again", []any{true, true, false}, []any{fail, fail, moved}, nil},
 		{"adopted wins over reassigned", []any{false}, []any{moved}, nil},
 		{"still held when reassigned", []any{true, true}, []any{released, moved}, errReassigned},
 	} {
@@ -116,6 +121,12 @@ func TestHandOverWatchOutcomes(t *testing.T) {
 			}
 			if !errors.Is(w.err, tc.want) || (tc.want == nil) != (w.err == nil) {
 				t.Errorf("watch: %v, want %v", w.err, tc.want)
+			}
+			mu.Lock()
+			rounds := round["held"] // one kid: one ask a round
+			mu.Unlock()
+			if n := max(len(tc.held), len(tc.status)); n > 2 && rounds < n {
+				t.Errorf("the watch ended after %d rounds, want %d (a failed query is asked again)", rounds, n)
 			}
 		})
 	}
