@@ -61,12 +61,18 @@ type appEvacuated struct {
 	Result   gateway.AppResult
 }
 
+// movesBusy is the refusal of a move, evacuation or drain past
+// maxMoveCalls: the same words for each, as the docs quote them.
+func (g *Gateway) movesBusy() string {
+	return fmt.Sprintf("%s is running %d moves, evacuations or drains", g.d.cfg.Name, maxMoveCalls)
+}
+
 // moveCall answers a MoveChild on a goroutine of its own.
 func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
 		g.moveCalls.Add(-1)
 		return gateway.MoveResult{App: m.App, Child: m.Child, Result: gateway.AppResult{Code: gateway.AppRetry,
-			Msg: fmt.Sprintf("%s is running %d moves", g.d.cfg.Name, maxMoveCalls)}}, nil
+			Msg: g.movesBusy()}}, nil
 	}
 	rep := c.Defer()
 	go func() {
@@ -82,7 +88,7 @@ func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool
 func (g *Gateway) evacuateCall(c *actor.Context, m appEvacuateAt) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
 		g.moveCalls.Add(-1)
-		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is running %d moves", g.d.cfg.Name, maxMoveCalls)}}, nil
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: g.movesBusy()}}, nil
 	}
 	rep := c.Defer()
 	go func() {
@@ -100,7 +106,7 @@ func (g *Gateway) drainCall(c *actor.Context) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
 		g.moveCalls.Add(-1)
 		return gateway.DrainResult{Node: g.d.cfg.Name, Children: []gateway.MoveResult{}, Result: gateway.AppResult{Code: gateway.AppRetry,
-			Msg: fmt.Sprintf("%s is running %d moves or drains", g.d.cfg.Name, maxMoveCalls)}}, nil
+			Msg: g.movesBusy()}}, nil
 	}
 	rep := c.Defer()
 	go func() {

@@ -197,6 +197,9 @@ func TestMoveChildReplaceUnansweredOldNotKilled(t *testing.T) {
 	})
 }
 
+// busyQuote is the refusal past maxMoveCalls as docs/upgrades.md quotes it.
+const busyQuote = "running 4 moves, evacuations or drains"
+
 // A gateway runs at most maxMoveCalls drains (and moves) at once: the
 // next is refused with AppRetry rather than started beside them.
 func TestDrainCallsBounded(t *testing.T) {
@@ -239,13 +242,21 @@ func TestDrainCallsBounded(t *testing.T) {
 	go func() { extra <- drain() }()
 	select {
 	case r := <-extra:
-		if r.Result.Code != gateway.AppRetry {
-			t.Errorf("drain past the bound: %+v, want AppRetry", r.Result)
+		if r.Result.Code != gateway.AppRetry || !strings.Contains(r.Result.Msg, busyQuote) {
+			t.Errorf("drain past the bound: %+v, want AppRetry, %q", r.Result, busyQuote)
 		}
 	case <-in:
 		t.Error("a drain past the bound was started")
 	case <-time.After(20 * time.Second):
 		t.Error("a drain past the bound got no answer")
+	}
+	// A move past the bound is refused in the same words (the docs quote
+	// them).
+	mctx, mcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	v, err := d.sys.Ask(mctx, d.Gateway().Ref(), gateway.MoveChild{App: "shop", Child: "c"})
+	mcancel()
+	if r, _ := v.(gateway.MoveResult); err != nil || r.Result.Code != gateway.AppRetry || !strings.Contains(r.Result.Msg, busyQuote) {
+		t.Errorf("move past the bound: %+v, %v; want AppRetry, %q", v, err, busyQuote)
 	}
 	open()
 	for range maxMoveCalls {
