@@ -35,8 +35,21 @@ import (
 
 // Bounds of moves.
 const (
-	// moveTimeout bounds a whole move on the coordinator.
-	moveTimeout = time.Minute
+	// moveTimeout bounds a whole move on the daemon that runs the root,
+	// from its start to its reply, every step included: the steps that
+	// run past the request's end once the new instance is made (moveTail:
+	// arm, replace, forward or the kills) are reserved out of it, so the
+	// hold, import and alive check stop early enough for them.
+	moveTimeout = 2 * time.Minute
+	// moveAtTimeout is how long a daemon that passes a move on to the
+	// root's daemon waits for its reply: past the root's whole bound, so
+	// that a move that happened (or killed both) is not reported as not
+	// tried.
+	moveAtTimeout = moveTimeout + moveAskSlack
+	// moveCallTimeout bounds a gateway's MoveChild: the registry's
+	// answer, a non-member's hop to a member and the member's wait for the
+	// root's daemon (moveAtTimeout).
+	moveCallTimeout = moveAtTimeout + 2*moveAskSlack
 	// drainChildTimeout bounds one child's move during a drain.
 	drainChildTimeout = moveTimeout
 	// maxMoveCalls bounds the moves, evacuations and drains a gateway
@@ -53,6 +66,10 @@ type appMoveAt struct{ Req gateway.MoveChild }
 // appEvacuated); any cluster member's is answered.
 type appEvacuateAt struct {
 	App, Node string
+	// Within bounds the evacuation (0: MaxAppChildren*drainChildTimeout):
+	// the asker's time left, less a round trip, so that it does not go on
+	// after the asker (a drain) gave up on it.
+	Within time.Duration
 }
 
 // appEvacuated answers appEvacuateAt.
@@ -77,7 +94,7 @@ func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool
 	rep := c.Defer()
 	go func() {
 		defer g.moveCalls.Add(-1)
-		ctx, cancel := context.WithTimeout(g.ctx, moveTimeout)
+		ctx, cancel := context.WithTimeout(g.ctx, moveCallTimeout)
 		defer cancel()
 		rep.Reply(g.d.apps.move(ctx, m, forwarded), nil)
 	}()
@@ -93,7 +110,11 @@ func (g *Gateway) evacuateCall(c *actor.Context, m appEvacuateAt) (any, error) {
 	rep := c.Defer()
 	go func() {
 		defer g.moveCalls.Add(-1)
-		ctx, cancel := context.WithTimeout(g.ctx, MaxAppChildren*drainChildTimeout)
+		within := MaxAppChildren * drainChildTimeout
+		if m.Within > 0 {
+			within = min(within, m.Within)
+		}
+		ctx, cancel := context.WithTimeout(g.ctx, within)
 		defer cancel()
 		rep.Reply(g.d.apps.evacuate(ctx, m.App, m.Node), nil)
 	}()
@@ -127,7 +148,11 @@ func (d *Daemon) drainTimeout() time.Duration {
 
 // MoveChild moves the running child of the application app to the
 // daemon named to (empty: another live member) with its state, as
-// gateway.MoveChild through this daemon's gateway does.
+// gateway.MoveChild through this daemon's gateway does. The move ends by
+// ctx's deadline, every step included (at most 2 minutes); a ctx that
+// leaves too little time for the steps that may not be cut short once the
+// new instance is made (about a minute) has the move refused (AppRetry)
+// or ended early, the old instance resumed.
 func (d *Daemon) MoveChild(ctx context.Context, app, child, to string) gateway.MoveResult {
 	return d.apps.move(ctx, gateway.MoveChild{App: app, Child: child, To: to}, false)
 }
@@ -152,6 +177,14 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 		return res
 	}
 	d.log.Info("drain: moving the application children off this daemon")
+	// The children's moves stop early enough for the roots' handover:
+	// each move ends by its context's deadline, all its steps included.
+	roots := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-drainRootsReserve))
+		defer cancel()
+	}
 	lctx, cancel := context.WithTimeout(ctx, appCallTimeout)
 	v := a.call(lctx, gateway.ListApps{})
 	cancel()
@@ -193,7 +226,7 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 		}
 	}
 	res.Roots = []gateway.RootMove{}
-	hs, err := d.handOverRoots(ctx)
+	hs, err := d.handOverRoots(roots)
 	for _, h := range hs {
 		for _, id := range h.Lost {
 			res.Children = append(res.Children, gateway.MoveResult{App: h.App, Child: id, Result: gateway.AppResult{Code: gateway.MoveFailed,
@@ -218,6 +251,10 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 // drainListHook, if set (tests), sees the drain's list of applications
 // (the first one) before it is acted on.
 var drainListHook func(*gateway.AppList)
+
+// drainRootsReserve is the part of a drain's time kept for handing its
+// roots over (the release, its commit, the new roots' adoption).
+const drainRootsReserve = 30 * time.Second
 
 // drainStartWait bounds a drain's wait for an application that is
 // starting (its holder has not renewed it yet) to run.
@@ -265,7 +302,13 @@ func (a *apps) evacuateAt(ctx context.Context, node, app, off string) appEvacuat
 	if !ok {
 		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("the gateway of %s, which runs %q, is not known here", node, app)}}
 	}
-	v, err := a.d.sys.Ask(ctx, peer.ref, appEvacuateAt{App: app, Node: off})
+	m := appEvacuateAt{App: app, Node: off}
+	if dl, ok := ctx.Deadline(); ok {
+		if m.Within = time.Until(dl) - moveAskSlack; m.Within <= 0 {
+			return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("too little time left to ask %s, which runs %q", node, app)}}
+		}
+	}
+	v, err := a.d.sys.Ask(ctx, peer.ref, m)
 	if err != nil {
 		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("asking %s, which runs %q: %v", node, app, err)}}
 	}
@@ -393,7 +436,9 @@ func (a *apps) move(ctx context.Context, req gateway.MoveChild, forwarded bool, 
 		delete(a.upgrading, req.App)
 		a.mu.Unlock()
 	}()
-	res = a.moveHere(ctx, rec, req, avoid)
+	mctx, mcancel := context.WithTimeout(ctx, moveTimeout)
+	defer mcancel()
+	res = a.moveHere(mctx, rec, req, avoid)
 	if res.Result.Code == gateway.AppOK {
 		a.ulog.Info("applications: child moved", "app", req.App, "child", req.Child, "from", res.From, "to", res.To)
 	} else {
@@ -412,7 +457,15 @@ func (a *apps) moveAt(ctx context.Context, node string, req gateway.MoveChild,
 	if !ok {
 		return fail(gateway.AppRetry, "the gateway of %s, which runs the application, is not known here", node)
 	}
-	v, err := a.d.sys.Ask(ctx, peer.ref, appMoveAt{Req: req})
+	// The root's daemon bounds the move by moveTimeout from when it gets
+	// it: waiting less could report as not tried a move that happened.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < moveAtTimeout {
+		return fail(gateway.AppRetry, "too little time left to wait for %s, which runs the application (%v, a move may take %v)",
+			node, time.Until(dl).Round(time.Second), moveTimeout)
+	}
+	actx, cancel := context.WithTimeout(ctx, moveAtTimeout)
+	defer cancel()
+	v, err := a.d.sys.Ask(actx, peer.ref, appMoveAt{Req: req})
 	if err != nil {
 		return fail(gateway.AppRetry, "asking %s, which runs the application: %v", node, err)
 	}
@@ -446,6 +499,14 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		return fail(gateway.AppRetry, "the root of %q is not running on %s now", rec.Name, a.d.cfg.Name)
 	}
 	slot := live.slots[req.Child]
+	// The hold, the import and the alive check run within ctx less the
+	// steps that must run past it once the new instance is made
+	// (moveTail): the whole move ends by ctx's deadline.
+	ctx, cancel := movingWithin(ctx)
+	defer cancel()
+	if ctx.Err() != nil {
+		return fail(gateway.AppRetry, "too little time left for a move of %q (its steps past the new instance take up to %v)", req.Child, moveTail())
+	}
 	kids, err := a.children(ctx, live.root)
 	if err != nil {
 		return fail(gateway.MoveFailed, "%v", err)
@@ -539,6 +600,13 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		resume("the new instance is not alive")
 		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v", req.Child, to, err)
 	}
+	// The steps from here on run past ctx (their time is reserved out of
+	// the move's): started only within it.
+	if err := ctx.Err(); err != nil {
+		a.kill(made.Ref)
+		resume("the move's time ran out")
+		return fail(gateway.MoveFailed, "the move of %q ran out of time before the root was asked (%v): the old instance resumes", req.Child, err)
+	}
 	// 3. The old instance's hold is armed: from now on its bound kills
 	// it rather than resume it, for the root may take the new one.
 	if r := a.askRelease(from, childRelease{Token: held.Token, Arm: true}); r.Code != mvOK {
@@ -555,9 +623,9 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	if moveReplaceHook != nil {
 		moveReplaceHook(deadline)
 	}
-	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(replaceAnswerWait))
+	rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(replaceAnswerWait))
 	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr, Deadline: deadline})
-	cancel()
+	rcancel()
 	if errors.Is(err, supervisor.ErrNotReplaced) || errors.Is(err, supervisor.ErrExiting) || errors.Is(err, actor.ErrDead) {
 		// A definite refusal: the root did not take it (it is
 		// exiting, or letting go of its children for a handover, or
@@ -582,6 +650,27 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		return res
 	}
 	return res
+}
+
+// moveTail is the longest the steps of a move take once its new
+// instance is made, past the move's context: the arm, the root's answer,
+// then the forward (and a kill of the old instance if it fails), or both
+// kills after the root's silence, or a kill and the resume after a
+// refusal. A failure before (the import's cancel and the resume) takes
+// less.
+func moveTail() time.Duration {
+	release := releaseTimeout + moveAskSlack
+	return release + replaceTimeout + replaceAnswerWait + max(release+killTimeout, 2*killTimeout+release)
+}
+
+// movingWithin returns ctx less moveTail (if ctx has a deadline): the
+// bound of a move's steps that may not run past ctx.
+func movingWithin(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-moveTail()))
 }
 
 // replaceTimeout is the deadline of a move's ReplaceChild: a root that
@@ -693,10 +782,13 @@ func (a *apps) pickTarget(kids []placedChild, avoid []string) string {
 	return best
 }
 
-// kill kills ref, within a few seconds, logging and returning a failure
+// killTimeout bounds a mover's kill of an instance.
+const killTimeout = 5 * time.Second
+
+// kill kills ref, within killTimeout, logging and returning a failure
 // (one already dead is killed).
 func (a *apps) kill(ref actor.Ref) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 	defer cancel()
 	err := a.d.sys.Kill(ctx, ref)
 	if err != nil && !errors.Is(err, actor.ErrDead) {
