@@ -550,17 +550,28 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 		return fail(code, "holding child %q on %s: %s", req.Child, from, held.Msg)
 	}
-	armed := false // the hold's bound kills the child rather than resume it
-	resume := func(why string) {
+	// armed: the hold's bound kills the child rather than resume it
+	// (armUnknown: the arm's answer was lost, it may have been applied).
+	armed := armNot
+	// resume resumes the old instance; if that fails, it returns what
+	// becomes of it, for the reply ("" once resumed).
+	resume := func(why string) string {
 		r := a.askRelease(from, childRelease{Token: held.Token, Resume: true})
-		if r.Code != mvOK {
-			end := "it resumes by itself at its bound"
-			if armed {
-				end = "it is killed at its bound, and the root restarts it afresh"
-			}
-			a.ulog.Error("applications: a child held for a move was not resumed; "+end, "app", rec.Name,
-				"child", req.Child, "node", from, "bound", holdMax, "why", why, "err", r.Msg)
+		if r.Code == mvOK {
+			return ""
 		}
+		var end string
+		switch armed {
+		case armNot:
+			end = fmt.Sprintf("it resumes by itself at its hold's bound (%v), with its state", holdMax)
+		case armUnknown:
+			end = fmt.Sprintf("its hold may have been armed (that answer was lost too): it is then killed at its hold's bound (%v) and the root restarts it afresh, its state lost; else it resumes by itself then", holdMax)
+		default:
+			end = fmt.Sprintf("its hold is armed: it is killed at its hold's bound (%v) and the root restarts it afresh, its state lost", holdMax)
+		}
+		a.ulog.Error("applications: a child held for a move was not resumed; "+end, "app", rec.Name,
+			"child", req.Child, "node", from, "why", why, "err", r.Msg)
+		return fmt.Sprintf("; the old instance on %s was not resumed (%s): %s", from, r.Msg, end)
 	}
 	// 2. The new instance on the target, tied to the root.
 	moveID := newMoveID()
@@ -577,7 +588,7 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 	}
 	if made.Code != mvOK {
-		resume("import failed")
+		made.Msg += resume("import failed")
 		code := gateway.MoveFailed
 		switch made.Code {
 		case mvNoHandoff:
@@ -597,24 +608,27 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	// only once the old instance forwards to nothing.
 	if err := a.alive(ctx, made.Ref); err != nil {
 		a.kill(made.Ref)
-		resume("the new instance is not alive")
-		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v", req.Child, to, err)
+		note := resume("the new instance is not alive")
+		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v%s", req.Child, to, err, note)
 	}
 	// The steps from here on run past ctx (their time is reserved out of
 	// the move's): started only within it.
 	if err := ctx.Err(); err != nil {
 		a.kill(made.Ref)
-		resume("the move's time ran out")
-		return fail(gateway.MoveFailed, "the move of %q ran out of time before the root was asked (%v): the old instance resumes", req.Child, err)
+		note := resume("the move's time ran out")
+		return fail(gateway.MoveFailed, "the move of %q ran out of time before the root was asked (%v)%s", req.Child, err, note)
 	}
 	// 3. The old instance's hold is armed: from now on its bound kills
 	// it rather than resume it, for the root may take the new one.
 	if r := a.askRelease(from, childRelease{Token: held.Token, Arm: true}); r.Code != mvOK {
+		if r.Code == mvUnknown {
+			armed = armUnknown // it may have been applied, its answer lost
+		}
 		a.kill(made.Ref)
-		resume("its hold could not be armed")
-		return fail(gateway.MoveFailed, "arming the hold of child %q on %s: %s", req.Child, from, r.Msg)
+		note := resume("its hold could not be armed")
+		return fail(gateway.MoveFailed, "arming the hold of child %q on %s: %s%s", req.Child, from, r.Msg, note)
 	}
-	armed = true
+	armed = armYes
 	// The root takes the new instance in the child's place, before the
 	// deadline: a request the root defers (an operation under way) past
 	// it is refused when processed. So its answer, whenever it comes,
@@ -631,8 +645,8 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		// exiting, or letting go of its children for a handover, or
 		// has ended).
 		a.kill(made.Ref)
-		resume("the root refused the new instance")
-		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v", req.Child, err)
+		note := resume("the root refused the new instance")
+		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v%s", req.Child, err, note)
 	}
 	if err != nil {
 		return a.killBoth(res, spec.Children[ci], from, to, held.Token, old, made.Ref, err)
@@ -673,6 +687,13 @@ func movingWithin(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(ctx, dl.Add(-moveTail()))
 }
 
+// States of a move's arm of the old instance's hold.
+const (
+	armNot     = iota // not armed: its bound resumes it
+	armUnknown        // asked, its answer lost: it may be armed
+	armYes            // armed: its bound kills it
+)
+
 // replaceTimeout is the deadline of a move's ReplaceChild: a root that
 // comes to it later refuses it. A var: tests shorten it.
 var replaceTimeout = 5 * time.Second
@@ -693,7 +714,13 @@ var replaceAnswerWait = 10 * time.Second
 // bound kills it rather than resume it), else directly.
 func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, token uint64, old, made actor.Ref, why error) gateway.MoveResult {
 	var out []string
-	if err := a.kill(made); err != nil {
+	newRuns := false
+	killNew := a.kill
+	if moveKillNewHook != nil {
+		killNew = func(actor.Ref) error { return moveKillNewHook() }
+	}
+	if err := killNew(made); err != nil {
+		newRuns = true
 		out = append(out, fmt.Sprintf("the new instance on %s was not killed (%v): it runs on, unlinked, until the root ends unless the root took it", to, err))
 	} else {
 		out = append(out, fmt.Sprintf("the new instance on %s was killed", to))
@@ -714,9 +741,18 @@ func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, to
 	} else {
 		out = append(out, fmt.Sprintf("the old instance on %s was killed", from))
 	}
-	if rt, _ := restartOf(ch.Restart); rt == supervisor.Temporary {
+	switch rt, _ := restartOf(ch.Restart); {
+	case newRuns:
+		// The root may have taken it: then it is the child, with the
+		// state, and nothing restarts; else the root lost its child.
+		end := "restarts the child afresh, as after a crash (its state lost)"
+		if rt == supervisor.Temporary {
+			end = "does not restart it (temporary): it is gone"
+		}
+		out = append(out, "if the root took the new instance, that runs on as the child with its state; if not, the root "+end)
+	case rt == supervisor.Temporary:
 		out = append(out, "the child is temporary: the root does not restart it, it is gone (its state lost)")
-	} else {
+	default:
 		out = append(out, "the root restarts the child afresh, as after a crash (its state lost; counted in the root's restart intensity, and its strategy restarts the siblings it says)")
 	}
 	res.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("the root did not answer whether it took the new instance of %q (%v): %s", res.Child, why, strings.Join(out, "; "))}
@@ -726,6 +762,10 @@ func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, to
 // moveReplaceHook, if set (tests), is called with the deadline of a
 // move's ReplaceChild before the root is asked.
 var moveReplaceHook func(deadline time.Time)
+
+// moveKillNewHook, if set (tests), stands for the kill of a move's new
+// instance after a root's silence, with its error.
+var moveKillNewHook func() error
 
 // moveKillOldHook, if set (tests), stands for the kill of a move's old
 // instance after a root's silence, with its error.
@@ -818,6 +858,18 @@ func (a *apps) askHold(ctx context.Context, node string, m childHold) childHeld 
 // askRelease ends a hold on node, within its own bound (not the move's:
 // a resume after the move's time ran out must still happen).
 func (a *apps) askRelease(node string, m childRelease) childReleased {
+	if h := moveReleaseHook; h != nil {
+		return h(m, func() childReleased { return a.askReleaseOnce(node, m) })
+	}
+	return a.askReleaseOnce(node, m)
+}
+
+// moveReleaseHook, if set (tests), stands for a mover's release of a
+// hold; real asks the release.
+var moveReleaseHook func(m childRelease, real func() childReleased) childReleased
+
+// askReleaseOnce is askRelease without its hook.
+func (a *apps) askReleaseOnce(node string, m childRelease) childReleased {
 	ctx := context.Background()
 	if node == a.d.cfg.Name {
 		return a.d.releaseChild(ctx, m)

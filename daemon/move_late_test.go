@@ -265,3 +265,18 @@ func TestDrainCallsBounded(t *testing.T) {
 		}
 	}
 }
+
+// The new instance's kill fails after the root's silence: the root may
+// have taken it, so the reply does not say that the root restarts the
+// child afresh.
+func TestMoveChildReplaceUnansweredNewNotKilled(t *testing.T) {
+	shorten(t, 300*time.Millisecond, 300*time.Millisecond)
+	moveKillNewHook = func() error { return errors.New("test: no answer") }
+	defer func() { moveKillNewHook = nil }()
+	l := newLateReplace(t, "")
+	r := moveCall(t, l.a, gateway.MoveChild{App: "store", Child: "t1", To: l.to})
+	if !errors.Is(r.Err(), gateway.ErrMoveFailed) || !strings.Contains(r.Result.Msg, "the new instance on "+l.to+" was not killed") ||
+		strings.Contains(r.Result.Msg, "; the root restarts the child afresh") || !strings.Contains(r.Result.Msg, "if the root took the new instance") {
+		t.Errorf("move: %v", r.Err())
+	}
+}
