@@ -221,7 +221,7 @@ type holdGuard struct {
 	refused func(error)
 	holding bool
 	ending  bool
-	armed   bool // its bound kills the target rather than resume it
+	armed   bool          // its bound kills the target rather than resume it
 	done    chan struct{} // closed when the guard stops: the hold has ended
 	closed  sync.Once
 }
