@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +25,11 @@ func TestHandOverReassigned(t *testing.T) {
 		{"assigned afresh", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 6, HandoverGen: 5}), true},
 		{"assigned instead of the release", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 5, HandoverGen: 3}), true},
 		{"not moved yet", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 4, HandoverGen: 3}), false},
-		{"released again further", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 7, HandoverGen: 7}), false},
+		// Assigned and released again within one poll: the release of 5
+		// is no one's now.
+		{"released again further", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 7, HandoverGen: 7}), true},
 		{"removed", st(appreg.App{Name: "x", Desired: appreg.Removed, Gen: 5, HandoverGen: 5}), true},
+		{"stopped", st(appreg.App{Name: "x", Desired: appreg.Stopped, Gen: 5, HandoverGen: 5}), true},
 	} {
 		if got := reassigned(tc.st, "x", 5); got != tc.want {
 			t.Errorf("%s: reassigned = %v, want %v", tc.name, got, tc.want)
@@ -57,6 +61,38 @@ func TestHandOverWatchJoinedOnStop(t *testing.T) {
 	}
 	if w.err == nil {
 		t.Error("a watch ended by the daemon's stop reported the children adopted")
+	}
+}
+
+// A drop of held children (a handover failed) is joined when the daemon
+// stops, as the watches are.
+func TestHandOverDropJoinedOnStop(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	d := start(t, cfg)
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var dropped atomic.Bool
+	dropHeldHook = func(heldKid) {
+		close(entered)
+		<-gate
+		dropped.Store(true)
+	}
+	defer func() { dropHeldHook = nil }()
+	d.dropHeld([]heldKid{{node: "nowhere", ref: d.gw.ref}})
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Shutdown(t.Context()) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("the daemon stopped (%v) before its drop ended", err)
+	case <-time.After(2 * time.Second): // it waits for the drop
+	}
+	close(gate)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if !dropped.Load() {
+		t.Error("the daemon stopped before its drop ended")
 	}
 }
 
