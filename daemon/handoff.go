@@ -154,8 +154,10 @@ const (
 
 // holdMax bounds how long a child stays held if its mover never ends the
 // hold: then it is resumed, or killed if the mover armed the hold (and no
-// longer counts against maxHolds). Well above a move's steps together. A
-// variable for tests.
+// longer counts against maxHolds). Above a move's usual steps together,
+// not its worst case: a move whose steps are slow to their bounds may
+// find the hold ended at the arm (it then fails, the old instance
+// resumed), or killed after it (the reply says so). A variable for tests.
 var holdMax = time.Minute
 
 // holdBackstop is added to holdMax for the hold's own bound
