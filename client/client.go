@@ -351,8 +351,10 @@ func (c *Client) appResult(ctx context.Context, what string, msg any) error {
 // named to (empty: another live member) with its state (see
 // gateway.MoveChild). The result says where from and to; its error (also
 // returned) matches gateway.ErrNoHandoff, ErrExport, ErrImport,
-// ErrTargetDown or ErrMoveFailed, and on any of them the child runs on
-// where it was.
+// ErrTargetDown or ErrMoveFailed, and its message says what became of the
+// child (on most failures it runs on where it was). Give ctx more than the
+// gateway's 2m15s bound (gateway.MoveChild): a ctx that ends first may
+// drop the answer of a move that happened.
 func (c *Client) MoveChild(ctx context.Context, app, child, to string) (gateway.MoveResult, error) {
 	v, err := c.Ask(ctx, c.gw, gateway.MoveChild{App: app, Child: child, To: to})
 	if err != nil {

@@ -468,28 +468,51 @@ const (
 // handOffWatches are a daemon's handOffWatch goroutines: ctx ends when
 // the daemon stops, which waits for them.
 type handOffWatches struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	stopped bool // no goroutine starts once stop waits
 }
 
-// stop ends the watches and waits for them.
+// stop ends the watches (and the drops they started) and waits for them.
 func (ws *handOffWatches) stop() {
+	ws.mu.Lock()
+	ws.stopped = true
+	ws.mu.Unlock()
 	if ws.cancel != nil {
 		ws.cancel()
 	}
 	ws.wg.Wait()
 }
 
+// run runs f on a goroutine that stop waits for; once stop has begun, it
+// runs f here instead (stop does not wait for it, its caller does).
+func (ws *handOffWatches) run(f func()) {
+	ws.mu.Lock()
+	if ws.stopped {
+		ws.mu.Unlock()
+		f()
+		return
+	}
+	ws.wg.Add(1)
+	ws.mu.Unlock()
+	go func() {
+		defer ws.wg.Done()
+		f()
+	}()
+}
+
 // handOffWatch follows the children held here for one handover of app's
 // root, of generation gen, from the moment their holds are known, whether
 // or not anyone waits for the handover's outcome (a drain whose context
 // ended before the release was confirmed does not): until none is held
-// any more (the new root adopted them, or they ended), or the registry
-// assigns app afresh past gen+1 (the new holder lost: the children still
-// held are dropped, rather than run beside the next root's fresh copies
-// until their hold ends), or handoverHold passes (their gateways end the
-// holds by then).
+// any more (the new root adopted them, or they ended), or no root will
+// adopt them (reassigned: the registry moved app past the release's
+// generation gen+1, or assigned gen+1 instead of the release, or stopped
+// or removed app; the children still held are dropped, rather than run
+// beside the next root's fresh copies until their hold ends), or
+// handoverHold passes (their gateways end the holds by then).
 type handOffWatch struct {
 	app    string
 	gen    uint64
@@ -512,13 +535,11 @@ func (d *Daemon) watchHandOff(app string, gen uint64, held []heldKid) *handOffWa
 	ctx, cancel := context.WithTimeout(d.watches.ctx, handoverHold+handoverStep)
 	w := &handOffWatch{app: app, gen: gen, cancel: cancel, done: make(chan struct{})}
 	w.still.Store(int32(len(held)))
-	d.watches.wg.Add(1)
-	go func() {
-		defer d.watches.wg.Done()
+	d.watches.run(func() {
 		defer close(w.done)
 		defer cancel()
 		w.err = d.runHandOffWatch(ctx, w, held)
-	}()
+	})
 	return w
 }
 
@@ -594,17 +615,21 @@ func awaitAdoption(ctx context.Context, w *handOffWatch) error {
 	}
 }
 
-// reassigned reports whether the registry has moved app to generation gen
-// or past it by an assignment (not by a release), or stopped or removed
-// it (no root will adopt the children then).
-// An application the status does not list is not known yet (a replica
-// behind): not reassigned.
+// reassigned reports whether no root will adopt the children held for
+// the release of app at generation gen: the registry has moved app past
+// gen (only gen's holder is granted its release, whatever moved it on:
+// an assignment, or a release by that holder, which then had adopted the
+// children or would not any more), or to gen by an assignment rather
+// than the release, or stopped or removed it. An application the status
+// does not list is not known yet (a replica behind): not reassigned.
+// Dropping is safe whenever adoption won the race: a drop kills only a
+// child still held here.
 func reassigned(st driver.Status, app string, gen uint64) bool {
 	for _, a := range st.Apps {
 		if a.Name == app {
 			// gen itself by an assignment: the release did not commit,
 			// and the registry failed the application over instead.
-			return a.Desired == appreg.Removed || a.Desired == appreg.Stopped || (a.Gen >= gen && a.HandoverGen != a.Gen)
+			return a.Desired != appreg.Running || a.Gen > gen || (a.Gen == gen && a.HandoverGen != a.Gen)
 		}
 	}
 	return false
@@ -616,20 +641,27 @@ func (d *Daemon) dropHeld(held []heldKid) {
 	if len(held) == 0 {
 		return
 	}
-	go func() {
+	// Joined when the daemon stops, as the watches are.
+	d.watches.run(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), handoverStep)
 		defer cancel()
 		var wg sync.WaitGroup
 		for _, h := range held {
 			wg.Go(func() {
+				if dropHeldHook != nil {
+					dropHeldHook(h)
+				}
 				if err := d.askGateway(ctx, h.node, dropTie{Kid: h.ref, Holder: d.gw.ref}); err != nil {
 					d.log.Warn("applications: a held child was not dropped after a failed handover; it ends with its hold", "node", h.node, "err", err)
 				}
 			})
 		}
 		wg.Wait()
-	}()
+	})
 }
+
+// dropHeldHook, if set (tests), is called before a held child's drop.
+var dropHeldHook func(heldKid)
 
 // handoverHoldingHook, if set (tests), is called with the records of the
 // children to hold for a handover (and their refs), before the holds.

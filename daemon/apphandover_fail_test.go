@@ -272,12 +272,17 @@ func TestHandOverNeedsEveryMemberToApplyReleases(t *testing.T) {
 			return len(ml.Members) == 3 && !slices.ContainsFunc(ml.Members, func(m MemberInfo) bool { return m.Gateway.IsZero() })
 		})
 	}
-	spec := AppSpec{Name: "shop", Prefer: []string{"a", "b"}, Intensity: 10, Period: gateway.Duration(time.Second),
+	// Takeover: a leader that does not see a live yet places shop on b,
+	// and it comes to a once a is.
+	spec := AppSpec{Name: "shop", Prefer: []string{"a", "b"}, Takeover: true, Intensity: 10, Period: gateway.Duration(time.Second),
 		Children: []AppChild{{Name: "w1", Kind: "counter", Node: "b", Args: map[string]any{"name": "w1"}, Shutdown: "1s"}}}
 	eventually(t, 20*time.Second, "shop deployed", func() bool {
 		return appCall(t, b, gateway.DeployApp{Spec: spec}).(gateway.AppResult).Err() == nil
 	})
-	eventually(t, 20*time.Second, "shop on a", func() bool { return !rootOf(a, "shop").IsZero() })
+	eventually(t, 30*time.Second, "shop on a", func() bool {
+		info, ok := appOn(t, a, "shop")
+		return ok && info.State == "running" && info.Node == "a" && !rootOf(a, "shop").IsZero()
+	})
 	root := rootOf(a, "shop")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +25,11 @@ func TestHandOverReassigned(t *testing.T) {
 		{"assigned afresh", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 6, HandoverGen: 5}), true},
 		{"assigned instead of the release", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 5, HandoverGen: 3}), true},
 		{"not moved yet", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 4, HandoverGen: 3}), false},
-		{"released again further", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 7, HandoverGen: 7}), false},
+		// Assigned and released again within one poll: the release of 5
+		// is no one's now.
+		{"released again further", st(appreg.App{Name: "x", Desired: appreg.Running, Gen: 7, HandoverGen: 7}), true},
 		{"removed", st(appreg.App{Name: "x", Desired: appreg.Removed, Gen: 5, HandoverGen: 5}), true},
+		{"stopped", st(appreg.App{Name: "x", Desired: appreg.Stopped, Gen: 5, HandoverGen: 5}), true},
 	} {
 		if got := reassigned(tc.st, "x", 5); got != tc.want {
 			t.Errorf("%s: reassigned = %v, want %v", tc.name, got, tc.want)
@@ -60,6 +64,38 @@ func TestHandOverWatchJoinedOnStop(t *testing.T) {
 	}
 }
 
+// A drop of held children (a handover failed) is joined when the daemon
+// stops, as the watches are.
+func TestHandOverDropJoinedOnStop(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Apps = fastApps("a")
+	d := start(t, cfg)
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var dropped atomic.Bool
+	dropHeldHook = func(heldKid) {
+		close(entered)
+		<-gate
+		dropped.Store(true)
+	}
+	defer func() { dropHeldHook = nil }()
+	d.dropHeld([]heldKid{{node: "nowhere", ref: d.gw.ref}})
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Shutdown(t.Context()) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("the daemon stopped (%v) before its drop ended", err)
+	case <-time.After(2 * time.Second): // it waits for the drop
+	}
+	close(gate)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if !dropped.Load() {
+		t.Error("the daemon stopped before its drop ended")
+	}
+}
+
 // A watch's outcomes from its answers: a failed query (of a gateway, or
 // of the registry) is asked again, not taken as an outcome; children seen
 // adopted win over a reassignment seen in the same round; a reassignment
@@ -78,8 +114,13 @@ func TestHandOverWatchOutcomes(t *testing.T) {
 		status []any // the registry's, the same
 		want   error
 	}{
-		{"a failed gateway query is asked again", []any{fail, fail, false}, []any{released}, nil},
-		{"a failed registry query is asked again", []any{true}, []any{fail, fail, moved}, errReassigned},
+		// Each failed round must differ from its wrong reading: a failed
+		// gateway query taken as "adopted" would end the watch at once
+		// (nil), a failed registry query taken as a reassignment would
+		// drop the children (errReassigned); each ends otherwise only at
+		// the third round.
+		{"a failed gateway query is asked again", []any{fail, fail, true}, []any{released, released, moved}, errReassigned},
+		{"a failed registry query is asked again", []any{true, true, false}, []any{fail, fail, moved}, nil},
 		{"adopted wins over reassigned", []any{false}, []any{moved}, nil},
 		{"still held when reassigned", []any{true, true}, []any{released, moved}, errReassigned},
 	} {
@@ -116,6 +157,12 @@ func TestHandOverWatchOutcomes(t *testing.T) {
 			}
 			if !errors.Is(w.err, tc.want) || (tc.want == nil) != (w.err == nil) {
 				t.Errorf("watch: %v, want %v", w.err, tc.want)
+			}
+			mu.Lock()
+			rounds := round["held"] // one kid: one ask a round
+			mu.Unlock()
+			if n := max(len(tc.held), len(tc.status)); n > 2 && rounds < n {
+				t.Errorf("the watch ended after %d rounds, want %d (a failed query is asked again)", rounds, n)
 			}
 		})
 	}

@@ -154,14 +154,16 @@ const (
 
 // holdMax bounds how long a child stays held if its mover never ends the
 // hold: then it is resumed, or killed if the mover armed the hold (and no
-// longer counts against maxHolds). Well above a move's steps together. A
-// variable for tests.
+// longer counts against maxHolds). Above a move's usual steps together,
+// not its worst case: a move whose steps are slow to their bounds may
+// find the hold ended at the arm (it then fails, the old instance
+// resumed), or killed after it (the reply says so). A variable for tests.
 var holdMax = time.Minute
 
 // holdBackstop is added to holdMax for the hold's own bound
-// (upgrade.HoldOptions.Max, which resumes): the daemon ends the hold at
-// holdMax itself, as its mover asked, and the hold's bound only covers a
-// daemon that could not.
+// (upgrade.HoldOptions.Max, which resumes, or kills once armed): the
+// daemon ends the hold at holdMax itself, as its mover asked, and the
+// hold's bound only covers a daemon that could not.
 const holdBackstop = 30 * time.Second
 
 // childHold asks a member's gateway to hold its actor Ref, which runs
@@ -432,6 +434,14 @@ func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased
 		hc, ok := d.holds.arm(m.Token)
 		if !ok {
 			return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: no such hold (it ended)", d.cfg.Name)}
+		}
+		// The hold's own bound (the backstop, should this daemon's
+		// bound fail to kill the child) kills it too, never resumes it.
+		actx, acancel := context.WithTimeout(ctx, releaseTimeout)
+		err := hc.h.Arm(actx)
+		acancel()
+		if err != nil && !m.Kill {
+			return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: arming the hold: %v", d.cfg.Name, err)}
 		}
 		if m.Kill {
 			kctx, cancel := context.WithTimeout(ctx, releaseTimeout)

@@ -35,8 +35,21 @@ import (
 
 // Bounds of moves.
 const (
-	// moveTimeout bounds a whole move on the coordinator.
-	moveTimeout = time.Minute
+	// moveTimeout bounds a whole move on the daemon that runs the root,
+	// from its start to its reply, every step included: the steps that
+	// run past the request's end once the new instance is made (moveTail:
+	// arm, replace, forward or the kills) are reserved out of it, so the
+	// hold, import and alive check stop early enough for them.
+	moveTimeout = 2 * time.Minute
+	// moveAtTimeout is how long a daemon that passes a move on to the
+	// root's daemon waits for its reply: past the root's whole bound, so
+	// that a move that happened (or killed both) is not reported as not
+	// tried.
+	moveAtTimeout = moveTimeout + moveAskSlack
+	// moveCallTimeout bounds a gateway's MoveChild: the registry's
+	// answer, a non-member's hop to a member and the member's wait for the
+	// root's daemon (moveAtTimeout).
+	moveCallTimeout = moveAtTimeout + 2*moveAskSlack
 	// drainChildTimeout bounds one child's move during a drain.
 	drainChildTimeout = moveTimeout
 	// maxMoveCalls bounds the moves, evacuations and drains a gateway
@@ -53,6 +66,10 @@ type appMoveAt struct{ Req gateway.MoveChild }
 // appEvacuated); any cluster member's is answered.
 type appEvacuateAt struct {
 	App, Node string
+	// Within bounds the evacuation (0: MaxAppChildren*drainChildTimeout):
+	// the asker's time left, less a round trip, so that it does not go on
+	// after the asker (a drain) gave up on it.
+	Within time.Duration
 }
 
 // appEvacuated answers appEvacuateAt.
@@ -61,17 +78,23 @@ type appEvacuated struct {
 	Result   gateway.AppResult
 }
 
+// movesBusy is the refusal of a move, evacuation or drain past
+// maxMoveCalls: the same words for each, as the docs quote them.
+func (g *Gateway) movesBusy() string {
+	return fmt.Sprintf("%s is running %d moves, evacuations or drains", g.d.cfg.Name, maxMoveCalls)
+}
+
 // moveCall answers a MoveChild on a goroutine of its own.
 func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
 		g.moveCalls.Add(-1)
 		return gateway.MoveResult{App: m.App, Child: m.Child, Result: gateway.AppResult{Code: gateway.AppRetry,
-			Msg: fmt.Sprintf("%s is running %d moves", g.d.cfg.Name, maxMoveCalls)}}, nil
+			Msg: g.movesBusy()}}, nil
 	}
 	rep := c.Defer()
 	go func() {
 		defer g.moveCalls.Add(-1)
-		ctx, cancel := context.WithTimeout(g.ctx, moveTimeout)
+		ctx, cancel := context.WithTimeout(g.ctx, moveCallTimeout)
 		defer cancel()
 		rep.Reply(g.d.apps.move(ctx, m, forwarded), nil)
 	}()
@@ -82,12 +105,16 @@ func (g *Gateway) moveCall(c *actor.Context, m gateway.MoveChild, forwarded bool
 func (g *Gateway) evacuateCall(c *actor.Context, m appEvacuateAt) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
 		g.moveCalls.Add(-1)
-		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("%s is running %d moves", g.d.cfg.Name, maxMoveCalls)}}, nil
+		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: g.movesBusy()}}, nil
 	}
 	rep := c.Defer()
 	go func() {
 		defer g.moveCalls.Add(-1)
-		ctx, cancel := context.WithTimeout(g.ctx, MaxAppChildren*drainChildTimeout)
+		within := MaxAppChildren * drainChildTimeout
+		if m.Within > 0 {
+			within = min(within, m.Within)
+		}
+		ctx, cancel := context.WithTimeout(g.ctx, within)
 		defer cancel()
 		rep.Reply(g.d.apps.evacuate(ctx, m.App, m.Node), nil)
 	}()
@@ -100,7 +127,7 @@ func (g *Gateway) drainCall(c *actor.Context) (any, error) {
 	if g.moveCalls.Add(1) > maxMoveCalls {
 		g.moveCalls.Add(-1)
 		return gateway.DrainResult{Node: g.d.cfg.Name, Children: []gateway.MoveResult{}, Result: gateway.AppResult{Code: gateway.AppRetry,
-			Msg: fmt.Sprintf("%s is running %d moves or drains", g.d.cfg.Name, maxMoveCalls)}}, nil
+			Msg: g.movesBusy()}}, nil
 	}
 	rep := c.Defer()
 	go func() {
@@ -121,7 +148,11 @@ func (d *Daemon) drainTimeout() time.Duration {
 
 // MoveChild moves the running child of the application app to the
 // daemon named to (empty: another live member) with its state, as
-// gateway.MoveChild through this daemon's gateway does.
+// gateway.MoveChild through this daemon's gateway does. The move ends by
+// ctx's deadline, every step included (at most 2 minutes); a ctx that
+// leaves too little time for the steps that may not be cut short once the
+// new instance is made (about a minute) has the move refused (AppRetry)
+// or ended early, the old instance resumed.
 func (d *Daemon) MoveChild(ctx context.Context, app, child, to string) gateway.MoveResult {
 	return d.apps.move(ctx, gateway.MoveChild{App: app, Child: child, To: to}, false)
 }
@@ -146,6 +177,14 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 		return res
 	}
 	d.log.Info("drain: moving the application children off this daemon")
+	// The children's moves stop early enough for the roots' handover:
+	// each move ends by its context's deadline, all its steps included.
+	roots := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-drainRootsReserve))
+		defer cancel()
+	}
 	lctx, cancel := context.WithTimeout(ctx, appCallTimeout)
 	v := a.call(lctx, gateway.ListApps{})
 	cancel()
@@ -187,7 +226,7 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 		}
 	}
 	res.Roots = []gateway.RootMove{}
-	hs, err := d.handOverRoots(ctx)
+	hs, err := d.handOverRoots(roots)
 	for _, h := range hs {
 		for _, id := range h.Lost {
 			res.Children = append(res.Children, gateway.MoveResult{App: h.App, Child: id, Result: gateway.AppResult{Code: gateway.MoveFailed,
@@ -212,6 +251,10 @@ func (d *Daemon) Drain(ctx context.Context) gateway.DrainResult {
 // drainListHook, if set (tests), sees the drain's list of applications
 // (the first one) before it is acted on.
 var drainListHook func(*gateway.AppList)
+
+// drainRootsReserve is the part of a drain's time kept for handing its
+// roots over (the release, its commit, the new roots' adoption).
+const drainRootsReserve = 30 * time.Second
 
 // drainStartWait bounds a drain's wait for an application that is
 // starting (its holder has not renewed it yet) to run.
@@ -259,7 +302,13 @@ func (a *apps) evacuateAt(ctx context.Context, node, app, off string) appEvacuat
 	if !ok {
 		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("the gateway of %s, which runs %q, is not known here", node, app)}}
 	}
-	v, err := a.d.sys.Ask(ctx, peer.ref, appEvacuateAt{App: app, Node: off})
+	m := appEvacuateAt{App: app, Node: off}
+	if dl, ok := ctx.Deadline(); ok {
+		if m.Within = time.Until(dl) - moveAskSlack; m.Within <= 0 {
+			return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("too little time left to ask %s, which runs %q", node, app)}}
+		}
+	}
+	v, err := a.d.sys.Ask(ctx, peer.ref, m)
 	if err != nil {
 		return appEvacuated{Result: gateway.AppResult{Code: gateway.AppRetry, Msg: fmt.Sprintf("asking %s, which runs %q: %v", node, app, err)}}
 	}
@@ -387,7 +436,9 @@ func (a *apps) move(ctx context.Context, req gateway.MoveChild, forwarded bool, 
 		delete(a.upgrading, req.App)
 		a.mu.Unlock()
 	}()
-	res = a.moveHere(ctx, rec, req, avoid)
+	mctx, mcancel := context.WithTimeout(ctx, moveTimeout)
+	defer mcancel()
+	res = a.moveHere(mctx, rec, req, avoid)
 	if res.Result.Code == gateway.AppOK {
 		a.ulog.Info("applications: child moved", "app", req.App, "child", req.Child, "from", res.From, "to", res.To)
 	} else {
@@ -406,7 +457,15 @@ func (a *apps) moveAt(ctx context.Context, node string, req gateway.MoveChild,
 	if !ok {
 		return fail(gateway.AppRetry, "the gateway of %s, which runs the application, is not known here", node)
 	}
-	v, err := a.d.sys.Ask(ctx, peer.ref, appMoveAt{Req: req})
+	// The root's daemon bounds the move by moveTimeout from when it gets
+	// it: waiting less could report as not tried a move that happened.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < moveAtTimeout {
+		return fail(gateway.AppRetry, "too little time left to wait for %s, which runs the application (%v, a move may take %v)",
+			node, time.Until(dl).Round(time.Second), moveTimeout)
+	}
+	actx, cancel := context.WithTimeout(ctx, moveAtTimeout)
+	defer cancel()
+	v, err := a.d.sys.Ask(actx, peer.ref, appMoveAt{Req: req})
 	if err != nil {
 		return fail(gateway.AppRetry, "asking %s, which runs the application: %v", node, err)
 	}
@@ -440,6 +499,14 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		return fail(gateway.AppRetry, "the root of %q is not running on %s now", rec.Name, a.d.cfg.Name)
 	}
 	slot := live.slots[req.Child]
+	// The hold, the import and the alive check run within ctx less the
+	// steps that must run past it once the new instance is made
+	// (moveTail): the whole move ends by ctx's deadline.
+	ctx, cancel := movingWithin(ctx)
+	defer cancel()
+	if ctx.Err() != nil {
+		return fail(gateway.AppRetry, "too little time left for a move of %q (its steps past the new instance take up to %v)", req.Child, moveTail())
+	}
 	kids, err := a.children(ctx, live.root)
 	if err != nil {
 		return fail(gateway.MoveFailed, "%v", err)
@@ -483,17 +550,28 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 		return fail(code, "holding child %q on %s: %s", req.Child, from, held.Msg)
 	}
-	armed := false // the hold's bound kills the child rather than resume it
-	resume := func(why string) {
+	// armed: the hold's bound kills the child rather than resume it
+	// (armUnknown: the arm's answer was lost, it may have been applied).
+	armed := armNot
+	// resume resumes the old instance; if that fails, it returns what
+	// becomes of it, for the reply ("" once resumed).
+	resume := func(why string) string {
 		r := a.askRelease(from, childRelease{Token: held.Token, Resume: true})
-		if r.Code != mvOK {
-			end := "it resumes by itself at its bound"
-			if armed {
-				end = "it is killed at its bound, and the root restarts it afresh"
-			}
-			a.ulog.Error("applications: a child held for a move was not resumed; "+end, "app", rec.Name,
-				"child", req.Child, "node", from, "bound", holdMax, "why", why, "err", r.Msg)
+		if r.Code == mvOK {
+			return ""
 		}
+		var end string
+		switch armed {
+		case armNot:
+			end = fmt.Sprintf("it resumes by itself at its hold's bound (%v), with its state", holdMax)
+		case armUnknown:
+			end = fmt.Sprintf("its hold may have been armed (that answer was lost too): it is then killed at its hold's bound (%v) and the root restarts it afresh, its state lost; else it resumes by itself then", holdMax)
+		default:
+			end = fmt.Sprintf("its hold is armed: it is killed at its hold's bound (%v) and the root restarts it afresh, its state lost", holdMax)
+		}
+		a.ulog.Error("applications: a child held for a move was not resumed; "+end, "app", rec.Name,
+			"child", req.Child, "node", from, "why", why, "err", r.Msg)
+		return fmt.Sprintf("; the old instance on %s was not resumed (%s): %s", from, r.Msg, end)
 	}
 	// 2. The new instance on the target, tied to the root.
 	moveID := newMoveID()
@@ -510,7 +588,7 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		}
 	}
 	if made.Code != mvOK {
-		resume("import failed")
+		made.Msg += resume("import failed")
 		code := gateway.MoveFailed
 		switch made.Code {
 		case mvNoHandoff:
@@ -530,17 +608,27 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	// only once the old instance forwards to nothing.
 	if err := a.alive(ctx, made.Ref); err != nil {
 		a.kill(made.Ref)
-		resume("the new instance is not alive")
-		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v", req.Child, to, err)
+		note := resume("the new instance is not alive")
+		return fail(gateway.MoveFailed, "the new instance of %q on %s is not alive: %v%s", req.Child, to, err, note)
+	}
+	// The steps from here on run past ctx (their time is reserved out of
+	// the move's): started only within it.
+	if err := ctx.Err(); err != nil {
+		a.kill(made.Ref)
+		note := resume("the move's time ran out")
+		return fail(gateway.MoveFailed, "the move of %q ran out of time before the root was asked (%v)%s", req.Child, err, note)
 	}
 	// 3. The old instance's hold is armed: from now on its bound kills
 	// it rather than resume it, for the root may take the new one.
 	if r := a.askRelease(from, childRelease{Token: held.Token, Arm: true}); r.Code != mvOK {
+		if r.Code == mvUnknown {
+			armed = armUnknown // it may have been applied, its answer lost
+		}
 		a.kill(made.Ref)
-		resume("its hold could not be armed")
-		return fail(gateway.MoveFailed, "arming the hold of child %q on %s: %s", req.Child, from, r.Msg)
+		note := resume("its hold could not be armed")
+		return fail(gateway.MoveFailed, "arming the hold of child %q on %s: %s%s", req.Child, from, r.Msg, note)
 	}
-	armed = true
+	armed = armYes
 	// The root takes the new instance in the child's place, before the
 	// deadline: a request the root defers (an operation under way) past
 	// it is refused when processed. So its answer, whenever it comes,
@@ -549,16 +637,16 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	if moveReplaceHook != nil {
 		moveReplaceHook(deadline)
 	}
-	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(replaceAnswerWait))
+	rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(replaceAnswerWait))
 	_, err = a.d.sys.Ask(rctx, live.root, supervisor.ReplaceChild{ID: req.Child, Old: old, New: made.Ref, Node: toAddr, Deadline: deadline})
-	cancel()
+	rcancel()
 	if errors.Is(err, supervisor.ErrNotReplaced) || errors.Is(err, supervisor.ErrExiting) || errors.Is(err, actor.ErrDead) {
 		// A definite refusal: the root did not take it (it is
 		// exiting, or letting go of its children for a handover, or
 		// has ended).
 		a.kill(made.Ref)
-		resume("the root refused the new instance")
-		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v", req.Child, err)
+		note := resume("the root refused the new instance")
+		return fail(gateway.MoveFailed, "the root did not take the new instance of %q: %v%s", req.Child, err, note)
 	}
 	if err != nil {
 		return a.killBoth(res, spec.Children[ci], from, to, held.Token, old, made.Ref, err)
@@ -577,6 +665,34 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 	}
 	return res
 }
+
+// moveTail is the longest the steps of a move take once its new
+// instance is made, past the move's context: the arm, the root's answer,
+// then the forward (and a kill of the old instance if it fails), or both
+// kills after the root's silence, or a kill and the resume after a
+// refusal. A failure before (the import's cancel and the resume) takes
+// less.
+func moveTail() time.Duration {
+	release := releaseTimeout + moveAskSlack
+	return release + replaceTimeout + replaceAnswerWait + max(release+killTimeout, 2*killTimeout+release)
+}
+
+// movingWithin returns ctx less moveTail (if ctx has a deadline): the
+// bound of a move's steps that may not run past ctx.
+func movingWithin(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-moveTail()))
+}
+
+// States of a move's arm of the old instance's hold.
+const (
+	armNot     = iota // not armed: its bound resumes it
+	armUnknown        // asked, its answer lost: it may be armed
+	armYes            // armed: its bound kills it
+)
 
 // replaceTimeout is the deadline of a move's ReplaceChild: a root that
 // comes to it later refuses it. A var: tests shorten it.
@@ -598,7 +714,13 @@ var replaceAnswerWait = 10 * time.Second
 // bound kills it rather than resume it), else directly.
 func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, token uint64, old, made actor.Ref, why error) gateway.MoveResult {
 	var out []string
-	if err := a.kill(made); err != nil {
+	newRuns := false
+	killNew := a.kill
+	if moveKillNewHook != nil {
+		killNew = func(actor.Ref) error { return moveKillNewHook() }
+	}
+	if err := killNew(made); err != nil {
+		newRuns = true
 		out = append(out, fmt.Sprintf("the new instance on %s was not killed (%v): it runs on, unlinked, until the root ends unless the root took it", to, err))
 	} else {
 		out = append(out, fmt.Sprintf("the new instance on %s was killed", to))
@@ -619,9 +741,18 @@ func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, to
 	} else {
 		out = append(out, fmt.Sprintf("the old instance on %s was killed", from))
 	}
-	if rt, _ := restartOf(ch.Restart); rt == supervisor.Temporary {
+	switch rt, _ := restartOf(ch.Restart); {
+	case newRuns:
+		// The root may have taken it: then it is the child, with the
+		// state, and nothing restarts; else the root lost its child.
+		end := "restarts the child afresh, as after a crash (its state lost)"
+		if rt == supervisor.Temporary {
+			end = "does not restart it (temporary): it is gone"
+		}
+		out = append(out, "if the root took the new instance, that runs on as the child with its state; if not, the root "+end)
+	case rt == supervisor.Temporary:
 		out = append(out, "the child is temporary: the root does not restart it, it is gone (its state lost)")
-	} else {
+	default:
 		out = append(out, "the root restarts the child afresh, as after a crash (its state lost; counted in the root's restart intensity, and its strategy restarts the siblings it says)")
 	}
 	res.Result = gateway.AppResult{Code: gateway.MoveFailed, Msg: fmt.Sprintf("the root did not answer whether it took the new instance of %q (%v): %s", res.Child, why, strings.Join(out, "; "))}
@@ -631,6 +762,10 @@ func (a *apps) killBoth(res gateway.MoveResult, ch AppChild, from, to string, to
 // moveReplaceHook, if set (tests), is called with the deadline of a
 // move's ReplaceChild before the root is asked.
 var moveReplaceHook func(deadline time.Time)
+
+// moveKillNewHook, if set (tests), stands for the kill of a move's new
+// instance after a root's silence, with its error.
+var moveKillNewHook func() error
 
 // moveKillOldHook, if set (tests), stands for the kill of a move's old
 // instance after a root's silence, with its error.
@@ -687,10 +822,13 @@ func (a *apps) pickTarget(kids []placedChild, avoid []string) string {
 	return best
 }
 
-// kill kills ref, within a few seconds, logging and returning a failure
+// killTimeout bounds a mover's kill of an instance.
+const killTimeout = 5 * time.Second
+
+// kill kills ref, within killTimeout, logging and returning a failure
 // (one already dead is killed).
 func (a *apps) kill(ref actor.Ref) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 	defer cancel()
 	err := a.d.sys.Kill(ctx, ref)
 	if err != nil && !errors.Is(err, actor.ErrDead) {
@@ -720,6 +858,18 @@ func (a *apps) askHold(ctx context.Context, node string, m childHold) childHeld 
 // askRelease ends a hold on node, within its own bound (not the move's:
 // a resume after the move's time ran out must still happen).
 func (a *apps) askRelease(node string, m childRelease) childReleased {
+	if h := moveReleaseHook; h != nil {
+		return h(m, func() childReleased { return a.askReleaseOnce(node, m) })
+	}
+	return a.askReleaseOnce(node, m)
+}
+
+// moveReleaseHook, if set (tests), stands for a mover's release of a
+// hold; real asks the release.
+var moveReleaseHook func(m childRelease, real func() childReleased) childReleased
+
+// askReleaseOnce is askRelease without its hook.
+func (a *apps) askReleaseOnce(node string, m childRelease) childReleased {
 	ctx := context.Background()
 	if node == a.d.cfg.Name {
 		return a.d.releaseChild(ctx, m)

@@ -197,6 +197,9 @@ func TestMoveChildReplaceUnansweredOldNotKilled(t *testing.T) {
 	})
 }
 
+// busyQuote is the refusal past maxMoveCalls as docs/upgrades.md quotes it.
+const busyQuote = "running 4 moves, evacuations or drains"
+
 // A gateway runs at most maxMoveCalls drains (and moves) at once: the
 // next is refused with AppRetry rather than started beside them.
 func TestDrainCallsBounded(t *testing.T) {
@@ -239,18 +242,41 @@ func TestDrainCallsBounded(t *testing.T) {
 	go func() { extra <- drain() }()
 	select {
 	case r := <-extra:
-		if r.Result.Code != gateway.AppRetry {
-			t.Errorf("drain past the bound: %+v, want AppRetry", r.Result)
+		if r.Result.Code != gateway.AppRetry || !strings.Contains(r.Result.Msg, busyQuote) {
+			t.Errorf("drain past the bound: %+v, want AppRetry, %q", r.Result, busyQuote)
 		}
 	case <-in:
 		t.Error("a drain past the bound was started")
 	case <-time.After(20 * time.Second):
 		t.Error("a drain past the bound got no answer")
 	}
+	// A move past the bound is refused in the same words (the docs quote
+	// them).
+	mctx, mcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	v, err := d.sys.Ask(mctx, d.Gateway().Ref(), gateway.MoveChild{App: "shop", Child: "c"})
+	mcancel()
+	if r, _ := v.(gateway.MoveResult); err != nil || r.Result.Code != gateway.AppRetry || !strings.Contains(r.Result.Msg, busyQuote) {
+		t.Errorf("move past the bound: %+v, %v; want AppRetry, %q", v, err, busyQuote)
+	}
 	open()
 	for range maxMoveCalls {
 		if r := <-done; r.Result.Code != gateway.AppOK {
 			t.Errorf("drain within the bound: %+v", r.Result)
 		}
+	}
+}
+
+// The new instance's kill fails after the root's silence: the root may
+// have taken it, so the reply does not say that the root restarts the
+// child afresh.
+func TestMoveChildReplaceUnansweredNewNotKilled(t *testing.T) {
+	shorten(t, 300*time.Millisecond, 300*time.Millisecond)
+	moveKillNewHook = func() error { return errors.New("test: no answer") }
+	defer func() { moveKillNewHook = nil }()
+	l := newLateReplace(t, "")
+	r := moveCall(t, l.a, gateway.MoveChild{App: "store", Child: "t1", To: l.to})
+	if !errors.Is(r.Err(), gateway.ErrMoveFailed) || !strings.Contains(r.Result.Msg, "the new instance on "+l.to+" was not killed") ||
+		strings.Contains(r.Result.Msg, "; the root restarts the child afresh") || !strings.Contains(r.Result.Msg, "if the root took the new instance") {
+		t.Errorf("move: %v", r.Err())
 	}
 }

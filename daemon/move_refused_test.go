@@ -190,3 +190,73 @@ func TestImportsBounded(t *testing.T) {
 		t.Fatal("an import for a cancelled move")
 	}
 }
+
+// A root's refusal after the hold was armed, then a resume that fails:
+// the armed hold kills the old instance at its bound (its state lost),
+// and the reply says so rather than a plain refusal.
+func TestMoveRefusedResumeFailedSaysKilled(t *testing.T) {
+	defer func(m time.Duration) { holdMax = m }(holdMax)
+	holdMax = 3 * time.Second
+	f := &moveFixture{}
+	a, _, _ := moveCluster(t, f, storeSpec("store", "tally", "t1"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := kids["t1"]
+	root := rootOf(a, "store")
+	moveImportedHook = func(actor.Ref) {
+		if _, err := a.sys.Ask(context.Background(), root, supervisor.Detach{}); err != nil {
+			t.Errorf("detach: %v", err)
+		}
+	}
+	moveReleaseHook = func(m childRelease, real func() childReleased) childReleased {
+		if m.Resume {
+			return childReleased{Code: mvUnknown, Msg: "test: no answer"}
+		}
+		return real()
+	}
+	defer func() { moveImportedHook, moveReleaseHook = nil, nil }()
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)})
+	if r.Result.Code != gateway.MoveFailed || !strings.Contains(r.Result.Msg, "did not take the new instance") ||
+		!strings.Contains(r.Result.Msg, "not resumed") || !strings.Contains(r.Result.Msg, "its state lost") {
+		t.Fatalf("move: %v, want a refusal that says the old instance is killed at its bound", r.Err())
+	}
+	eventually(t, holdMax+10*time.Second, "the old instance killed at its armed hold's bound", func() bool {
+		return !isAliveAny(a, child.ref)
+	})
+}
+
+// An arm whose answer is lost (applied all the same), then a resume that
+// fails: the reply says the old instance may be killed at its bound (it
+// is), not that it resumes by itself.
+func TestMoveArmUnansweredSaysMaybeKilled(t *testing.T) {
+	defer func(m time.Duration) { holdMax = m }(holdMax)
+	holdMax = 3 * time.Second
+	f := &moveFixture{}
+	a, _, _ := moveCluster(t, f, storeSpec("store", "tally", "t1"))
+	kids, err := placed(a, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := kids["t1"]
+	moveReleaseHook = func(m childRelease, real func() childReleased) childReleased {
+		switch {
+		case m.Arm:
+			real() // applied, its answer lost
+			return childReleased{Code: mvUnknown, Msg: "test: answer lost"}
+		case m.Resume:
+			return childReleased{Code: mvUnknown, Msg: "test: no answer"}
+		}
+		return real()
+	}
+	defer func() { moveReleaseHook = nil }()
+	r := moveCall(t, a, gateway.MoveChild{App: "store", Child: "t1", To: other(child.node)})
+	if r.Result.Code != gateway.MoveFailed || !strings.Contains(r.Result.Msg, "arming the hold") ||
+		!strings.Contains(r.Result.Msg, "may have been armed") {
+		t.Fatalf("move: %v, want a failed arm that says the old instance may be killed at its bound", r.Err())
+	}
+	eventually(t, holdMax+10*time.Second, "the old instance killed at its armed hold's bound", func() bool {
+		return !isAliveAny(a, child.ref)
+	})
+}

@@ -830,7 +830,9 @@ func TestShutdownAnswersForwardedAsks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := a.MoveChild(ctx, "store", id, "b"); r.Err() != nil {
+	mctx, mcancel := context.WithTimeout(context.Background(), moveTimeout)
+	defer mcancel()
+	if r := a.MoveChild(mctx, "store", id, "b"); r.Err() != nil {
 		t.Fatalf("move: %v", r.Err())
 	}
 	// An ask through the old instance (a forwarder now) that the new one

@@ -38,7 +38,10 @@ const (
 // MoveChild asks a gateway to move the running child Child of the
 // application App to the daemon named To (a member; empty: the live member
 // with the fewest of the application's children, not the child's own),
-// with its state. The reply is a MoveResult.
+// with its state. The reply is a MoveResult. A gateway answers within
+// 2m15s (the move's own bound of 2 minutes on the daemon that runs the
+// root, and the hops to it): an asker that waits less may give up on a
+// move that happened.
 type MoveChild struct {
 	App, Child, To string
 }

@@ -36,8 +36,9 @@ type HoldOptions struct {
 	// (ErrPending).
 	Drain time.Duration
 	// Max bounds the hold: if neither Resume nor Forward came by then,
-	// the actor is resumed (default DefaultHoldMax). A mover that lost
-	// track of it thus never leaves it held.
+	// the actor is resumed (default DefaultHoldMax), or killed if the hold
+	// was armed (Held.Arm). A mover that lost track of it thus never
+	// leaves it held.
 	Max time.Duration
 }
 
@@ -148,6 +149,15 @@ func exportSafely[A, S any](export func(A) (S, error), a A) (s S, err error) {
 	return s, nil
 }
 
+// Arm does not end the hold: from then on, its bound (HoldOptions.Max)
+// kills the actor (Context.Kill: ErrKilled to its monitors and links)
+// rather than resume it, for its mover may have another instance take its
+// place; Resume and Forward still end it as they say. ErrHoldEnded if the
+// hold had ended (then it was not armed).
+func (h *Held) Arm(ctx context.Context) error {
+	return h.release(ctx, holdArm{})
+}
+
 // Resume ends the hold with nothing changed: the actor handles what it
 // held, in order, then the rest. ErrHoldEnded if the hold had ended.
 func (h *Held) Resume(ctx context.Context) error {
@@ -182,7 +192,7 @@ func (h *Held) Forward(ctx context.Context, to actor.Ref, grace time.Duration) e
 	return h.release(ctx, holdRelease{to: to, grace: grace})
 }
 
-func (h *Held) release(ctx context.Context, m holdRelease) error {
+func (h *Held) release(ctx context.Context, m any) error {
 	_, err := h.sys.Ask(ctx, h.guard, m)
 	if errors.Is(err, actor.ErrDead) {
 		return fmt.Errorf("%w: its hold's bound passed, or it stopped", ErrHoldEnded)
@@ -199,6 +209,9 @@ type holdRelease struct {
 // holdMax is the hold guard's timer: its bound passed.
 type holdMax struct{}
 
+// holdArm arms a hold (Held.Arm).
+type holdArm struct{}
+
 // holdGuard carries out a hold, on the target's loop, and ends it.
 type holdGuard struct {
 	target  actor.Ref
@@ -208,6 +221,7 @@ type holdGuard struct {
 	refused func(error)
 	holding bool
 	ending  bool
+	armed   bool          // its bound kills the target rather than resume it
 	done    chan struct{} // closed when the guard stops: the hold has ended
 	closed  sync.Once
 }
@@ -248,13 +262,24 @@ func (g *holdGuard) Start(c *actor.Context) error {
 	return nil
 }
 
-// Receive ends the hold once: by a release, or at its bound (resumed).
+// Receive ends the hold once: by a release, or at its bound (resumed, or
+// killed if armed).
 func (g *holdGuard) Receive(c *actor.Context, msg any) (any, error) {
 	var m holdRelease
 	switch x := msg.(type) {
 	case holdRelease:
 		m = x
+	case holdArm:
+		if !g.holding || g.ending {
+			return nil, ErrHoldEnded
+		}
+		g.armed = true
+		return nil, nil
 	case holdMax:
+		if g.armed && g.holding && !g.ending {
+			// The guard stops on the target's Down.
+			return nil, c.Kill(g.target)
+		}
 	case actor.Down:
 		if x.Ref == g.target && !g.ending {
 			return nil, c.Stop(c.Self(), nil)

@@ -235,6 +235,56 @@ func TestHoldMaxResumes(t *testing.T) {
 	}
 }
 
+// TestHoldMaxKillsArmed: an armed hold nobody ends is ended at its bound
+// by killing the actor, never resumed (its messages held are not
+// handled); a hold armed and then resumed is resumed.
+func TestHoldMaxKillsArmed(t *testing.T) {
+	sys := system(t, 1, newReports())
+	ctx := context.Background()
+	ref, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h, _, err := upgrade.Hold(ctx, sys, ref, exportTally, upgrade.HoldOptions{Max: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := watchEnd(t, sys, ref)
+	if err := h.Arm(ctx); err != nil {
+		t.Fatalf("arm: %v", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if v, err := sys.Ask(actx, ref, 1); err == nil {
+		t.Fatalf("an armed hold's actor answered %v after its bound: resumed, not killed", v)
+	}
+	select {
+	case <-ended:
+	case <-actx.Done():
+		t.Fatal("the armed hold's actor did not end at the bound")
+	}
+	select {
+	case <-h.Done():
+	case <-actx.Done():
+		t.Fatal("the armed hold did not end")
+	}
+	if err := h.Arm(ctx); !errors.Is(err, upgrade.ErrHoldEnded) {
+		t.Fatalf("Arm after the end: %v", err)
+	}
+
+	ref2, _ := sys.Spawn(ctx, func() actor.Actor { return &tally{} })
+	h2, _, err := upgrade.Hold(ctx, sys, ref2, exportTally, upgrade.HoldOptions{Max: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.Arm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.Resume(ctx); err != nil {
+		t.Fatalf("resume of an armed hold: %v", err)
+	}
+	if v, err := sys.Ask(actx, ref2, 1); err != nil || v != 1 {
+		t.Fatalf("ask after an armed hold's resume: %v %v", v, err)
+	}
+}
+
 // TestForwarderGraceAndTargetEnd: the forwarder stops at its grace's end,
 // and when its target ends; then the old ref is dead.
 func TestForwarderGraceAndTargetEnd(t *testing.T) {

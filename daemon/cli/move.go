@@ -24,9 +24,11 @@ func init() {
 		summary: "move the application children off a daemon with their state, before a restart"}
 }
 
-// moveTimeout is `actord app move`'s default --timeout: the daemon bounds
-// a move to a minute.
-const moveTimeout = time.Minute + 10*time.Second
+// moveTimeout is `actord app move`'s default --timeout: past the daemon's
+// own bound of a MoveChild (2m15s: the move's 2 minutes on the root's
+// daemon, and the hops to it), so that the command does not give up on a
+// move that happened.
+const moveTimeout = 2*time.Minute + 25*time.Second
 
 // drainTimeout is `actord drain`'s default --timeout: the daemon's own
 // bound (DrainTimeout, default 2 minutes) and a little more.
