@@ -39,8 +39,9 @@ import (
 //     started afresh. One whose adoption fails, or that the root will not
 //     adopt, is killed first (abandonTie), so that it never runs beside
 //     its fresh copy. A held child that no root adopts within
-//     handoverHold is killed by its gateway, and at once if the handover
-//     fails before the release was proposed (dropTie);
+//     handoverHold is killed by its gateway, and at once (dropTie) if the
+//     handover fails before the driver proposed the release with its
+//     record (driver.Unreleaser), or if its record does not fit in it;
 //  5. once the holds are known, the runner watches the children held
 //     (handOffWatch, up to handoverHold), whether or not anyone waits for
 //     the handover's outcome: those still held are dropped if the
