@@ -182,6 +182,33 @@ func BenchmarkBaselineChanPingPong(b *testing.B) {
 	close(req)
 }
 
+// BenchmarkBaselineYieldPingPong: one op = a round trip between two
+// goroutines that take turns on an atomic counter, each yielding
+// (runtime.Gosched) until its turn comes: the hand-off of an idle loop
+// that yields before it parks (loop.Config.Spin), without the loop.
+func BenchmarkBaselineYieldPingPong(b *testing.B) {
+	var turn atomic.Int64
+	n := int64(b.N)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			for turn.Load() != 2*i+1 {
+				runtime.Gosched()
+			}
+			turn.Store(2*i + 2)
+		}
+	}()
+	b.ReportAllocs()
+	for i := range n {
+		turn.Store(2*i + 1)
+		for turn.Load() != 2*i+2 {
+			runtime.Gosched()
+		}
+	}
+	<-done
+}
+
 type countActor struct {
 	want int64
 	got  int64

@@ -374,12 +374,13 @@ func TestFaultDuringSpinTakeBack(t *testing.T) {
 // errLentGoexit rather than ending silently, and the target's Run exits
 // as if the handler had run there.
 func TestPostFromLentGoexitPanicsTheAskingLoop(t *testing.T) {
-	var lent atomic.Bool
 	handledA := make(chan int, 8)
+	lentB := make(chan bool, 8) // per request to b: whether a's goroutine ran it
 	var a, b *Loop[int]
 	b = New[int](handlerFunc[int](func(*int) {
-		if b.owner.Load() == ownBorrowed {
-			lent.Store(true)
+		lent := b.owner.Load() == ownBorrowed
+		lentB <- lent
+		if lent {
 			runtime.Goexit()
 		}
 	}), Config{})
@@ -401,7 +402,9 @@ func TestPostFromLentGoexitPanicsTheAskingLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, handledA, "the asking handler")
-		if lent.Load() {
+		// The loan runs after the asking handler: wait for the request
+		// itself, or a loan still under way is taken for none.
+		if waitFor(t, lentB, "the request") {
 			if end := waitFor(t, runB, "the target's Run to exit"); !end.exited {
 				t.Fatalf("the target's Run ended with %+v, want runtime.Goexit", end)
 			}
