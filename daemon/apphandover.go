@@ -1164,9 +1164,10 @@ func (a *apps) claimApp(ctx context.Context, app string) (func(), error) {
 	}
 }
 
-// tryClaim is claimApp without the wait: false if a move or upgrade of
-// app runs. The function it returns ends this claim only: a later one of
-// the same application (after an end) is another's.
+// tryClaim claims app for one move, upgrade or handover at a time
+// (apps.upgrading): false if one runs. The function it returns ends this
+// claim only: a later one of the same application (after an end) is
+// another's. claimApp is tryClaim with a wait.
 func (a *apps) tryClaim(app string) (func(), bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -1174,17 +1175,17 @@ func (a *apps) tryClaim(app string) (func(), bool) {
 		return nil, false
 	}
 	a.upgrading[app] = true
-	if a.handing == nil {
-		a.handing = map[string]uint64{}
+	if a.claimed == nil {
+		a.claimed = map[string]uint64{}
 	}
 	a.claims++
 	token := a.claims
-	a.handing[app] = token
+	a.claimed[app] = token
 	return func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if a.handing[app] == token {
-			delete(a.handing, app)
+		if a.claimed[app] == token {
+			delete(a.claimed, app)
 			delete(a.upgrading, app)
 		}
 	}, true

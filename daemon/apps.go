@@ -190,8 +190,8 @@ type apps struct {
 	mu        sync.Mutex
 	driver    actor.Ref                // the driver's current ref, zero when none runs
 	live      map[string]*liveApp      // the applications whose root runs here, by name
-	upgrading map[string]bool          // the applications being upgraded from here
-	handing   map[string]uint64        // of those, the ones claimed by a root's handover: the claim's token (claimApp)
+	upgrading map[string]bool          // the applications being upgraded, having a child moved, or their root handed over from here (tryClaim)
+	claimed   map[string]uint64        // of those, each claim's token (tryClaim)
 	claims    uint64                   // the last claim's token
 	runner    *appRunner               // the driver's Runner; its loop only (tests reach it by Inspect)
 	handedOff map[string]*handOffWatch // the children this daemon holds for handovers, by application

@@ -519,18 +519,11 @@ func (a *apps) upgrade(ctx context.Context, req gateway.UpgradeApp, forwarded bo
 		}
 		return a.upgradeAt(ctx, rec.Node, req, fail)
 	}
-	a.mu.Lock()
-	busy := a.upgrading[app]
-	a.upgrading[app] = true
-	a.mu.Unlock()
-	if busy {
+	unclaim, ok := a.tryClaim(app)
+	if !ok {
 		return fail(gateway.AppBusy, "application %q is being upgraded, one of its children moved, or its root handed over", app)
 	}
-	defer func() {
-		a.mu.Lock()
-		delete(a.upgrading, app)
-		a.mu.Unlock()
-	}()
+	defer unclaim()
 	res = a.roll(ctx, rec, req)
 	a.report(res)
 	return res
@@ -539,6 +532,14 @@ func (a *apps) upgrade(ctx context.Context, req gateway.UpgradeApp, forwarded bo
 // upgradeAt passes req to the gateway of node, which runs app's root.
 func (a *apps) upgradeAt(ctx context.Context, node string, req gateway.UpgradeApp,
 	fail func(int, string, ...any) gateway.UpgradeResult) gateway.UpgradeResult {
+	return askRootsGateway(ctx, a, node, appUpgradeAt{Req: req}, fail)
+}
+
+// askRootsGateway asks the gateway of node, which runs an application's
+// root, to carry out msg there, and returns its answer of type R; fail
+// makes the AppRetry answer when node's gateway is not known here, does
+// not answer, or answers something else.
+func askRootsGateway[R any](ctx context.Context, a *apps, node string, msg any, fail func(int, string, ...any) R) R {
 	g := a.d.gw
 	g.mu.Lock()
 	peer, ok := g.peers[node]
@@ -546,11 +547,11 @@ func (a *apps) upgradeAt(ctx context.Context, node string, req gateway.UpgradeAp
 	if !ok {
 		return fail(gateway.AppRetry, "the gateway of %s, which runs the application, is not known here", node)
 	}
-	v, err := a.d.sys.Ask(ctx, peer.ref, appUpgradeAt{Req: req})
+	v, err := a.d.sys.Ask(ctx, peer.ref, msg)
 	if err != nil {
 		return fail(gateway.AppRetry, "asking %s, which runs the application: %v", node, err)
 	}
-	r, ok := v.(gateway.UpgradeResult)
+	r, ok := v.(R)
 	if !ok {
 		return fail(gateway.AppRetry, "unexpected reply %T from %s", v, node)
 	}

@@ -424,18 +424,11 @@ func (a *apps) move(ctx context.Context, req gateway.MoveChild, forwarded bool, 
 		}
 		return a.moveAt(ctx, rec.Node, req, fail)
 	}
-	a.mu.Lock()
-	busy := a.upgrading[req.App]
-	a.upgrading[req.App] = true
-	a.mu.Unlock()
-	if busy {
+	unclaim, ok := a.tryClaim(req.App)
+	if !ok {
 		return fail(gateway.AppBusy, "application %q is being upgraded, one of its children moved, or its root handed over", req.App)
 	}
-	defer func() {
-		a.mu.Lock()
-		delete(a.upgrading, req.App)
-		a.mu.Unlock()
-	}()
+	defer unclaim()
 	mctx, mcancel := context.WithTimeout(ctx, moveTimeout)
 	defer mcancel()
 	res = a.moveHere(mctx, rec, req, avoid)
@@ -450,13 +443,6 @@ func (a *apps) move(ctx context.Context, req gateway.MoveChild, forwarded bool, 
 // moveAt passes req to the gateway of node, which runs the root.
 func (a *apps) moveAt(ctx context.Context, node string, req gateway.MoveChild,
 	fail func(int, string, ...any) gateway.MoveResult) gateway.MoveResult {
-	g := a.d.gw
-	g.mu.Lock()
-	peer, ok := g.peers[node]
-	g.mu.Unlock()
-	if !ok {
-		return fail(gateway.AppRetry, "the gateway of %s, which runs the application, is not known here", node)
-	}
 	// The root's daemon bounds the move by moveTimeout from when it gets
 	// it: waiting less could report as not tried a move that happened.
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < moveAtTimeout {
@@ -465,15 +451,7 @@ func (a *apps) moveAt(ctx context.Context, node string, req gateway.MoveChild,
 	}
 	actx, cancel := context.WithTimeout(ctx, moveAtTimeout)
 	defer cancel()
-	v, err := a.d.sys.Ask(actx, peer.ref, appMoveAt{Req: req})
-	if err != nil {
-		return fail(gateway.AppRetry, "asking %s, which runs the application: %v", node, err)
-	}
-	r, ok := v.(gateway.MoveResult)
-	if !ok {
-		return fail(gateway.AppRetry, "unexpected reply %T from %s", v, node)
-	}
-	return r
+	return askRootsGateway(actx, a, node, appMoveAt{Req: req}, fail)
 }
 
 // moveHere moves a child of rec, whose root runs here.
