@@ -783,9 +783,10 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 
 // Unreleased implements driver.Unreleaser: the driver will not propose
 // the release with the records of the children held for app's handover
-// (it failed first), so no root adopts them: abortHandOver, next, drops
-// them at once, before the release without them lets the next holder
-// start them afresh.
+// (it failed first), so no root adopts them: abortHandOver, next, starts
+// their drop at once, before the release without them lets the next
+// holder start them afresh (the drop is not waited for: see
+// docs/supervision.md).
 func (r *appRunner) Unreleased(_ *actor.Context, app string) {
 	if h := r.handing[app]; h != nil {
 		h.released = false

@@ -290,6 +290,16 @@ func (t *holdTable) arm(tok uint64) (heldChild, bool) {
 	return h, ok
 }
 
+// disarm undoes arm for a hold whose arming failed.
+func (t *holdTable) disarm(tok uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if h, ok := t.m[tok]; ok {
+		h.armed = false
+		t.m[tok] = h
+	}
+}
+
 // bound ends the hold tok at holdMax unless a release took it first (a
 // mover that never releases must not leave it held, nor counted): it
 // resumes the child, or kills it if the hold was armed. A hold that ended
@@ -441,6 +451,10 @@ func (d *Daemon) releaseChild(ctx context.Context, m childRelease) childReleased
 		err := hc.h.Arm(actx)
 		acancel()
 		if err != nil && !m.Kill {
+			// The mover takes a failed arm as not armed: it resumes the
+			// child and never asks the root, so the bound must resume
+			// it too (with its state), not kill it.
+			d.holds.disarm(m.Token)
 			return childReleased{Code: mvFailed, Msg: fmt.Sprintf("on %s: arming the hold: %v", d.cfg.Name, err)}
 		}
 		if m.Kill {

@@ -152,7 +152,9 @@ func (d *Daemon) drainTimeout() time.Duration {
 // ctx's deadline, every step included (at most 2 minutes); a ctx that
 // leaves too little time for the steps that may not be cut short once the
 // new instance is made (about a minute) has the move refused (AppRetry)
-// or ended early, the old instance resumed.
+// or ended early, the old instance resumed; on a daemon that does not run
+// the root, a ctx that leaves less than moveAtTimeout (2m05s) has it
+// refused.
 func (d *Daemon) MoveChild(ctx context.Context, app, child, to string) gateway.MoveResult {
 	return d.apps.move(ctx, gateway.MoveChild{App: app, Child: child, To: to}, false)
 }
