@@ -413,6 +413,9 @@ type handOff struct {
 	// released: the driver has the records of held, to propose them in
 	// the release; unset (Unreleased) if it failed before proposing them.
 	released bool
+	// dropped, set by Unreleased, lets the driver propose its release
+	// without the records once held are dropped.
+	dropped func(*actor.Context)
 }
 
 // heldKid is a child held for a handover by this daemon's gateway.
@@ -576,7 +579,7 @@ func (d *Daemon) runHandOffWatch(ctx context.Context, w *handOffWatch, held []he
 		}
 		cancel()
 		if err == nil && reassigned(st, w.app, w.gen+1) {
-			d.dropHeld(held)
+			d.dropHeld(held, nil)
 			return errReassigned
 		}
 		select {
@@ -637,9 +640,14 @@ func reassigned(st driver.Status, app string, gen uint64) bool {
 }
 
 // dropHeld asks the gateways of held children to kill them, if this
-// daemon still holds them (not adopted): the handover failed.
-func (d *Daemon) dropHeld(held []heldKid) {
+// daemon still holds them (not adopted): the handover failed. done, if
+// set, is called (on a goroutine) once every drop was answered or given
+// up on (handoverStep).
+func (d *Daemon) dropHeld(held []heldKid, done func()) {
 	if len(held) == 0 {
+		if done != nil {
+			done()
+		}
 		return
 	}
 	// Joined when the daemon stops, as the watches are.
@@ -658,6 +666,9 @@ func (d *Daemon) dropHeld(held []heldKid) {
 			})
 		}
 		wg.Wait()
+		if done != nil {
+			done()
+		}
 	})
 }
 
@@ -746,14 +757,14 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 					drop = append(drop, heldKid{node: rec.Node, ref: refs[rec.ID]})
 				}
 				r.log.Warn("applications: children held for a handover do not fit in its release; they are dropped", "app", app, "children", len(drop))
-				r.d.dropHeld(drop)
+				r.d.dropHeld(drop, nil)
 				held = recorded
 			}
 			for _, rec := range held {
 				h.held = append(h.held, heldKid{node: rec.Node, ref: refs[rec.ID]})
 			}
 			if h.aborted {
-				r.d.dropHeld(h.held)
+				r.dropThen(c, h.held, h.dropped)
 				return
 			}
 			if len(h.held) > 0 {
@@ -783,14 +794,34 @@ func (r *appRunner) HandOver(c *actor.Context, app string, done func(*actor.Cont
 
 // Unreleased implements driver.Unreleaser: the driver will not propose
 // the release with the records of the children held for app's handover
-// (it failed first), so no root adopts them: abortHandOver, next, starts
-// their drop at once, before the release without them lets the next
-// holder start them afresh (the drop is not waited for: see
-// docs/supervision.md).
-func (r *appRunner) Unreleased(_ *actor.Context, app string) {
-	if h := r.handing[app]; h != nil {
-		h.released = false
+// (it failed first), so no root adopts them: abortHandOver, next, drops
+// them, and calls dropped once the drops are answered (or given up on),
+// so that the release without them, which lets the next holder start
+// them afresh, comes after.
+func (r *appRunner) Unreleased(c *actor.Context, app string, dropped func(*actor.Context)) {
+	h := r.handing[app]
+	if h == nil {
+		dropped(c)
+		return
 	}
+	h.released = false
+	h.dropped = dropped
+}
+
+// dropThen drops held (dropHeld), then calls then, if set, on the loop
+// once the drops have been answered or given up on (handoverStep).
+func (r *appRunner) dropThen(c *actor.Context, held []heldKid, then func(*actor.Context)) {
+	if then == nil {
+		r.d.dropHeld(held, nil)
+		return
+	}
+	if len(held) == 0 {
+		then(c)
+		return
+	}
+	p, settle := c.ExternalPromise()
+	r.d.dropHeld(held, func() { settle(nil, nil) })
+	p.Then(func(c *actor.Context, _ any, _ error) { then(c) })
 }
 
 // abortHandOver ends what is left of app's handover from here, if any
@@ -824,7 +855,7 @@ func (r *appRunner) abortHandOver(c *actor.Context, app string) {
 	r.d.apps.setHandedOff(app, nil)
 	h.watch.end()
 	if !h.holding {
-		r.d.dropHeld(h.held) // else once the holds are answered
+		r.dropThen(c, h.held, h.dropped) // else once the holds are answered
 	}
 	r.log.Warn("applications: a root's handover failed, or was cut short; the root is killed and its held children dropped", "app", app)
 }

@@ -38,6 +38,38 @@ func TestHandOverFailedBeforeItsReleaseDropsHeld(t *testing.T) {
 	eventually(t, 5*time.Second, "the held w1 dead beside the fresh one", func() bool { return !isAlive(b, first) })
 }
 
+// TestHandOverFailedBeforeItsReleaseWaitsForTheDrop: as above, with the
+// drop of the held w1 slow (its gateway far): the release without the
+// records, which lets the next holder start w1 afresh, is proposed only
+// once the drop is answered, so the held w1 is dead when the fresh one
+// starts.
+func TestHandOverFailedBeforeItsReleaseWaitsForTheDrop(t *testing.T) {
+	a, b, _, log, _ := handoverRig(t)
+	first, n := log.last("w1")
+	driver.BeforeReleaseHook = func(string) bool { return true }
+	dropHeldHook = func(heldKid) { time.Sleep(2 * time.Second) } // a slow drop, not a synchronisation
+	t.Cleanup(func() { driver.BeforeReleaseHook, dropHeldHook = nil, nil })
+	heldAlive := make(chan bool, 1)
+	log.setOnStart(func(name string, k int) {
+		if name == "w1" && k == n+1 {
+			heldAlive <- isAlive(b, first)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := a.handOverRoots(ctx); err == nil {
+		t.Fatal("the handover succeeded although it failed before its release")
+	}
+	select {
+	case alive := <-heldAlive:
+		if alive {
+			t.Fatalf("w1's fresh copy started while the held %v still ran", first)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("w1 was not started afresh")
+	}
+}
+
 // TestHandOverOfAStoppedAppDropsHeld: the application is stopped while
 // its root is handed over, once its children are held: the release cannot
 // commit, the handover fails after the driver had the records, and the

@@ -78,7 +78,7 @@ func TestHandOverDropJoinedOnStop(t *testing.T) {
 		dropped.Store(true)
 	}
 	defer func() { dropHeldHook = nil }()
-	d.dropHeld([]heldKid{{node: "nowhere", ref: d.gw.ref}})
+	d.dropHeld([]heldKid{{node: "nowhere", ref: d.gw.ref}}, nil)
 	<-entered
 	stopped := make(chan error, 1)
 	go func() { stopped <- d.Shutdown(t.Context()) }()

@@ -99,7 +99,7 @@ func (r *appRunner) Start(c *actor.Context, g appreg.Grant) {
 					drop = append(drop, k)
 				}
 			}
-			r.d.dropHeld(drop)
+			r.d.dropHeld(drop, nil)
 		}
 	}
 	inst := &appInstance{gen: g.Gen, spec: sp, slots: slots, claims: ad.claims}

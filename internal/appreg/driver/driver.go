@@ -102,9 +102,13 @@ type Handoverer interface {
 // end seen while that proposal was queued, or the proposal refused) gets
 // Unreleased, before Runner.Stop. The release the driver proposes then
 // records nothing for the next holder, which starts everything afresh:
-// what done's record named must not be kept for it.
+// what done's record named must not be kept for it. The driver proposes
+// that release only once the Runner calls dropped (on the driver's loop;
+// calls after the first are ignored), so that what the record named is
+// gone first; a Runner that never calls it leaves the application to
+// fail over at its lease's end.
 type Unreleaser interface {
-	Unreleased(c *actor.Context, app string)
+	Unreleased(c *actor.Context, app string, dropped func(c *actor.Context))
 }
 
 // GetStatus asks for a Status.
@@ -528,8 +532,20 @@ func (d *driver) release(c *actor.Context, m Release, rep *actor.Reply) {
 func (d *driver) failHandover(c *actor.Context, app string, err error) {
 	hd := d.handing[app]
 	delete(d.handing, app)
+	release := func(c *actor.Context) {
+		// Refused if the generation moved on: nothing to do then.
+		_ = d.r.Release(app, hd.gen, hd.to, nil, false, c.Now())
+	}
+	waits := false
 	if u, ok := d.cfg.Runner.(Unreleaser); ok && hd != nil && !hd.ended {
-		u.Unreleased(c, app)
+		waits = true
+		proposed := false
+		u.Unreleased(c, app, func(c *actor.Context) {
+			if !proposed {
+				proposed = true
+				d.whenIdle(c, release)
+			}
+		})
 	}
 	d.cfg.Runner.Stop(c, app)
 	if hd == nil {
@@ -539,11 +555,8 @@ func (d *driver) failHandover(c *actor.Context, app string, err error) {
 		hd.rep.Reply(nil, fmt.Errorf("%w: %q (generation %d)", err, app, hd.gen))
 		hd.rep = nil
 	}
-	if !hd.ended {
-		d.soon(c, func(c *actor.Context) {
-			// Refused if the generation moved on: nothing to do then.
-			_ = d.r.Release(app, hd.gen, hd.to, nil, false, c.Now())
-		})
+	if !hd.ended && !waits {
+		d.soon(c, release)
 	}
 }
 

@@ -17,8 +17,9 @@ type unrelRunner struct {
 	log map[string][]string
 }
 
-func (r unrelRunner) Unreleased(_ *actor.Context, app string) {
+func (r unrelRunner) Unreleased(c *actor.Context, app string, dropped func(*actor.Context)) {
 	r.log[r.node+" "+app] = append(r.log[r.node+" "+app], "unreleased")
+	dropped(c)
 }
 
 func (r unrelRunner) Stop(c *actor.Context, app string) {
