@@ -235,14 +235,15 @@ type handoverChild struct {
 	Claim string       `json:"claim,omitempty"` // its hold's (holdTie)
 }
 
-// claimLen is the length of a hold's claim (newClaim).
+// claimLen is the length of a hold's claim (unguessable): random, so that
+// only who read the release can adopt the child (holdTie).
 const claimLen = 32
 
-// newClaim makes a hold's claim (holdTie): random, so that only who read
-// the release can adopt the child.
-func newClaim() string {
+// unguessable returns claimLen hex digits of crypto/rand: a name nobody can
+// guess (a hold's claim, a move's name).
+func unguessable() string {
 	var b [claimLen / 2]byte
-	_, _ = rand.Read(b[:])
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	return hex.EncodeToString(b[:])
 }
 
@@ -342,7 +343,7 @@ func (d *Daemon) holdChildren(root actor.Ref, recs []handoverChild, refs map[str
 		if rec.Node == d.cfg.Name {
 			continue
 		}
-		rec.Claim = newClaim()
+		rec.Claim = unguessable()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -629,14 +630,10 @@ func awaitAdoption(ctx context.Context, w *handOffWatch) error {
 // Dropping is safe whenever adoption won the race: a drop kills only a
 // child still held here.
 func reassigned(st driver.Status, app string, gen uint64) bool {
-	for _, a := range st.Apps {
-		if a.Name == app {
-			// gen itself by an assignment: the release did not commit,
-			// and the registry failed the application over instead.
-			return a.Desired != appreg.Running || a.Gen > gen || (a.Gen == gen && a.HandoverGen != a.Gen)
-		}
-	}
-	return false
+	a, ok := st.App(app)
+	// gen itself by an assignment: the release did not commit, and the
+	// registry failed the application over instead.
+	return ok && (a.Desired != appreg.Running || a.Gen > gen || (a.Gen == gen && a.HandoverGen != a.Gen))
 }
 
 // dropHeld asks the gateways of held children to kill them, if this
@@ -1225,12 +1222,7 @@ func (a *apps) tryClaim(app string) (func(), bool) {
 
 // successor picks the daemon to hand app's root to.
 func successor(st driver.Status, app string, live []string, load map[string]int) string {
-	var rec appreg.App
-	for _, a := range st.Apps {
-		if a.Name == app {
-			rec = a
-		}
-	}
+	rec, _ := st.App(app)
 	for _, p := range rec.Prefer {
 		if slices.Contains(live, p) {
 			return p
@@ -1247,10 +1239,6 @@ func successor(st driver.Status, app string, live []string, load map[string]int)
 
 // moved reports whether the registry has moved app past generation gen.
 func moved(st driver.Status, app string, gen uint64) bool {
-	for _, a := range st.Apps {
-		if a.Name == app {
-			return a.Gen > gen
-		}
-	}
-	return true // removed meanwhile
+	a, ok := st.App(app)
+	return !ok || a.Gen > gen // not listed: removed meanwhile
 }

@@ -148,7 +148,7 @@ func TestHandoverRecordsFitWithTheirClaims(t *testing.T) {
 	}
 	held := slices.Clone(fit)
 	for i := range held {
-		held[i].Claim = newClaim()
+		held[i].Claim = unguessable()
 	}
 	b, kept := encodeHandover(held)
 	if len(kept) != len(held) || len(b) > appreg.MaxHandoverSize {

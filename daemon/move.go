@@ -554,7 +554,7 @@ func (a *apps) moveHere(ctx context.Context, rec appreg.App, req gateway.MoveChi
 		return fmt.Sprintf("; the old instance on %s was not resumed (%s): %s", from, r.Msg, end)
 	}
 	// 2. The new instance on the target, tied to the root.
-	moveID := newMoveID()
+	moveID := unguessable()
 	made := a.askImport(ctx, to, spawnImport{Kind: kind, Args: args, Owner: live.root, State: held.State, Move: moveID})
 	if moveImportLostHook != nil {
 		made = moveImportLostHook(made)

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"time"
 
@@ -59,21 +57,20 @@ type importRec struct {
 	cancelled bool
 }
 
-// newMoveID names a move.
-func newMoveID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // begin records the import of move under way; false if it may not run
 // (cancelled already, or the table is full).
 func (t *imports) begin(c *actor.Context, move string) (*importRec, bool) {
-	if t.m == nil {
-		t.m = map[string]*importRec{}
-	}
 	if _, ok := t.m[move]; ok {
 		return nil, false // cancelled, or a repeat: one import per move
+	}
+	return t.add(c, move)
+}
+
+// add records move, forgotten after importKeep; false if the table is
+// full.
+func (t *imports) add(c *actor.Context, move string) (*importRec, bool) {
+	if t.m == nil {
+		t.m = map[string]*importRec{}
 	}
 	if len(t.m) >= maxImports {
 		return nil, false
@@ -87,18 +84,11 @@ func (t *imports) begin(c *actor.Context, move string) (*importRec, bool) {
 
 // cancel kills what was made for move, and refuses what comes for it.
 func (t *imports) cancel(c *actor.Context, move string) error {
-	if t.m == nil {
-		t.m = map[string]*importRec{}
-	}
 	r, ok := t.m[move]
 	if !ok {
-		if len(t.m) >= maxImports {
+		if r, ok = t.add(c, move); !ok {
 			return errTooManyImports
 		}
-		t.seq++
-		r = &importRec{seq: t.seq}
-		t.m[move] = r
-		c.After(importKeep, importForget{Move: move, Seq: r.seq})
 	}
 	r.cancelled = true
 	if !r.ref.IsZero() {

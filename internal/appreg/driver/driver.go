@@ -123,6 +123,16 @@ type Status struct {
 	Running []string
 }
 
+// App returns the record of the application named name, if st lists it.
+func (st Status) App(name string) (appreg.App, bool) {
+	for _, a := range st.Apps {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return appreg.App{}, false
+}
+
 // Runner starts and stops applications on this node. Both are called on the
 // driver's loop and must not block: start the tree asynchronously. Stop
 // must end the instance within the Margin of the registry's Timing; it is
