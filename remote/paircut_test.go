@@ -275,6 +275,18 @@ func TestStopWhileDialing(t *testing.T) {
 	for i := range 3 {
 		targets = append(targets, newTestNode(t, fmt.Sprintf("b%d", i), Config{}).node.Addr())
 	}
+	// A target is ready before its Serve has started the goroutines it
+	// runs beside its accept loop: a connection it welcomed shows they
+	// run, so that the snapshot below has them.
+	w := newTestNode(t, "w", Config{})
+	for _, addr := range targets {
+		w.node.PeerUp(addr)
+		p, err := w.node.peer(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the warm-up connection to "+addr, func() bool { return welcomed(p) })
+	}
 	before := goleak.IgnoreCurrent()
 	for i := range 40 {
 		a := newTestNode(t, fmt.Sprintf("a%d", i), Config{})
