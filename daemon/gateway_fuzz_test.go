@@ -22,7 +22,7 @@ import (
 // UpgradeResult, childUpgrade). The seeds run with every `go test`;
 // CI also fuzzes briefly:
 //
-//	go test -run '^$' -fuzz '^FuzzGatewayMessages$' -fuzztime 10s ./daemon
+//	go test -run '^$' -fuzz '^FuzzGatewayMessages$' -fuzztime 30000x ./daemon
 //
 // The first byte of an input picks what the rest is.
 
