@@ -330,7 +330,7 @@ func (l *Loop[E]) abandonLoan() {
 // caller notices nothing else (a deadline) until it returns. A slow event
 // lent by PostRun or PostFrom (over a millisecond) stops them lending the
 // loop for the next 1024 attempts; PostOwn neither heeds that rule nor
-// times its own loans (two clock reads per ask): its caller runs only the
+// times its own loans (two counter reads per ask): its caller runs only the
 // event it waits for anyway, and a loan the OS descheduled in mid-handler
 // looks slow too, often, on a loaded machine. Order and exclusion are as
 // with Post.
