@@ -1,9 +1,9 @@
 package actor
 
 import (
-	"sync"
 	"time"
 
+	"github.com/actord/actord/internal/tsc"
 	"github.com/actord/actord/loop"
 )
 
@@ -12,52 +12,17 @@ import (
 // message. A time.Now or time.Since costs 30–60 ns on a virtual machine
 // (kvm-clock), a large part of a cross-loop round trip; so where the CPU has
 // an invariant time-stamp counter (amd64, checked with CPUID) the loop reads
-// the counter instead (~10–20 ns) and converts ticks to nanoseconds with a
-// ratio measured against the monotonic clock: once per process at the first
-// hook (a 200 µs spin), then refined every minute per loop over that
+// the counter instead (~10–20 ns, package tsc) and converts ticks to
+// nanoseconds with a ratio measured against the monotonic clock: once per
+// process (tsc.Calibrate), then refined every minute per loop over that
 // minute. Elsewhere the ticks are the monotonic clock's nanoseconds.
 //
 // Start times are derived from a base (wall time and ticks read together)
 // re-taken every minute, so they follow wall clock adjustments within a
 // minute, as before.
 
-var tsc struct {
-	once      sync.Once
-	ok        bool    // ticks come from the TSC
-	nsPerTick float64 // the first calibration
-}
-
-// monoBase is the origin of ticks without a TSC.
-var monoBase = time.Now()
-
-func initTSC() {
-	tsc.nsPerTick = 1
-	if !haveInvariantTSC() {
-		return
-	}
-	m0 := time.Now()
-	t0 := rdtsc()
-	for time.Since(m0) < 200*time.Microsecond {
-	}
-	t1 := rdtsc()
-	d := time.Since(m0)
-	if t1 <= t0 {
-		return
-	}
-	r := float64(d) / float64(t1-t0)
-	if r < 1e-3 || r > 1e3 { // not a plausible counter
-		return
-	}
-	tsc.ok, tsc.nsPerTick = true, r
-}
-
-// ticks reads the handler clock.
-func ticks() int64 {
-	if tsc.ok {
-		return rdtsc()
-	}
-	return int64(time.Since(monoBase))
-}
+// ticks reads the handler clock (tsc.Read).
+func ticks() int64 { return tsc.Read() }
 
 // hookClock is a loop's handler clock state (loop goroutine only).
 type hookClock struct {
@@ -73,12 +38,12 @@ type hookClock struct {
 // ticks together, and refines the ratio of ticks to nanoseconds over the
 // interval since the last base.
 func (c *hookClock) rebase() {
-	// Calibrate first: ticks reads tsc, which initTSC writes; every loop
-	// passes here before its first ticks, so the Once orders them.
-	tsc.once.Do(initTSC)
+	// Calibrate first: every loop passes here before its first ticks, so
+	// the calibration happens before the readings it converts.
+	tsc.Calibrate()
 	m := time.Now()
 	t := ticks()
-	if c.init && tsc.ok {
+	if c.init && tsc.OK() {
 		// refine the ratio over the last interval (at least ~a minute)
 		if dm, dt := m.Sub(c.baseMono), t-c.baseTicks; dm > time.Second && dt > 0 {
 			if r := float64(dm) / float64(dt); r > c.nsPerTick/2 && r < c.nsPerTick*2 {
@@ -86,10 +51,7 @@ func (c *hookClock) rebase() {
 			}
 		}
 	} else {
-		c.nsPerTick = tsc.nsPerTick
-		if !tsc.ok { // ticks are read from monoBase: they are nanoseconds
-			c.nsPerTick = 1
-		}
+		c.nsPerTick = tsc.NsPerTick() // 1 without a TSC: ticks are nanoseconds
 		c.init = true
 	}
 	c.baseMono, c.baseWall, c.baseTicks = m, m.UnixNano(), t

@@ -453,6 +453,37 @@ func TestPostFromLendsAfterTheHandlerReturns(t *testing.T) {
 	}
 }
 
+// A slow event lent by PostFrom stops guarded loans of its loop too.
+func TestPostFromStopsLendingAfterSlowEvent(t *testing.T) {
+	lent := make(chan bool, 1)
+	var a, b *Loop[int]
+	b = New[int](handlerFunc[int](func(*int) {
+		busy := time.Now()
+		for time.Since(busy) < 2*slowLend { // a slow handler (no sleep: it is the handler's work)
+		}
+		lent <- b.owner.Load() == ownBorrowed
+	}), Config{})
+	a = New[int](handlerFunc[int](func(e *int) {
+		if err := b.PostFrom(a, *e); err != nil {
+			t.Error(err)
+		}
+	}), Config{})
+	startRun(t, context.Background(), a)
+	startRun(t, context.Background(), b)
+	for onLoan := false; !onLoan; { // until the slow one ran on a loan
+		waitParked(t, a)
+		waitParked(t, b)
+		if err := a.Post(1); err != nil {
+			t.Fatal(err)
+		}
+		onLoan = waitFor(t, lent, "the slow event")
+	}
+	waitParked(t, a) // the loan is over: a's goroutine parks after it
+	if n := b.noLend.Load(); n != noLendAfterSlow {
+		t.Fatalf("after a slow event lent by PostFrom, %d loans are refused, want %d", n, noLendAfterSlow)
+	}
+}
+
 // PostOwn lends even within the attempts a slow lent event stopped
 // PostRun for: its caller runs only the event it waits for anyway.
 func TestPostOwnLendsAfterSlowEvent(t *testing.T) {

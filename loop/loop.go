@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/actord/actord/internal/tsc"
 )
 
 // Errors returned by posts and by the pool. Test for them with errors.Is.
@@ -162,6 +164,7 @@ func New[E any](h Handler[E], cfg Config) *Loop[E] {
 	l.local.capacity = cfg.Capacity
 	l.nanos, _ = cfg.Clock.(NanoClock)
 	l.rec, _ = h.(Recoverer[E])
+	tsc.Calibrate() // before any loan is timed (once per process)
 	return l
 }
 
@@ -327,7 +330,7 @@ func (l *Loop[E]) abandonLoan() {
 // caller notices nothing else (a deadline) until it returns. A slow event
 // lent by PostRun or PostFrom (over a millisecond) stops them lending the
 // loop for the next 1024 attempts; PostOwn neither heeds that rule nor
-// times its own loans (two clock reads per ask): its caller runs only the
+// times its own loans (two counter reads per ask): its caller runs only the
 // event it waits for anyway, and a loan the OS descheduled in mid-handler
 // looks slow too, often, on a loaded machine. Order and exclusion are as
 // with Post.
@@ -825,6 +828,10 @@ func (l *Loop[E]) hasWork() bool {
 // A lent pass longer than slowLend stops lending for the next
 // noLendAfterSlow attempts: a poster such as a network goroutine is not
 // held up by a loop whose handlers are slow (they still must not block).
+// Loans are timed with the tick counter (package tsc), not the loop's
+// Clock: the test is about the poster's real time, and it runs twice per
+// loan, where a read of the system clock costs several times a tick read
+// on a virtual machine.
 const (
 	slowLend        = time.Millisecond
 	noLendAfterSlow = 1024
@@ -952,11 +959,11 @@ func (l *Loop[E]) runParked() bool {
 			l.faulted(recover())
 		}
 	}()
-	start := monoNanos()
+	start := tsc.Read()
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
 	l.pass()
 	returned = true
-	if monoNanos()-start > int64(slowLend) {
+	if tsc.Since(start) > slowLend {
 		// The poster (a network goroutine) was held up by this loop's
 		// handlers: do not lend the loop for a while.
 		l.noLend.Store(noLendAfterSlow)
@@ -1017,7 +1024,7 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 	}()
 	var start int64
 	if guarded { // PostOwn's loans are not timed: see PostOwn
-		start = monoNanos()
+		start = tsc.Read()
 	}
 	l.passes++
 	l.stale = true // the loop was idle for who knows how long: CachedNow reads again
@@ -1030,7 +1037,7 @@ func (l *Loop[E]) runOwn(pos uint64, guarded bool) (ran bool) {
 		l.room.wake()
 	}
 	l.handled++
-	if guarded && monoNanos()-start > int64(slowLend) {
+	if guarded && tsc.Since(start) > slowLend {
 		l.noLend.Store(noLendAfterSlow)
 	}
 	l.publish()
@@ -1070,11 +1077,6 @@ func (l *Loop[E]) release(idle int32, wake bool) {
 		}
 	}
 }
-
-// monoNanos reads the monotonic clock (one clock read; time.Now reads two).
-func monoNanos() int64 { return int64(time.Since(monoBase)) }
-
-var monoBase = time.Now()
 
 // Step handles at most one event, in the fixed priority order control,
 // local, inbound, due timers, and reports whether it handled one. It is how a

@@ -249,7 +249,7 @@ func (n *Node) inTraffic(ic *inConn) error {
 	var replies []byte
 	var err error
 	if ic.hello && ic.from != nil {
-		ic.holding = ic.from.hold(now)
+		ic.holding = ic.from.hold()
 	}
 	for {
 		// Records are decrypted up to what the session may hold, then

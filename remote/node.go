@@ -23,6 +23,7 @@ import (
 	"github.com/actord/actord/event"
 	"github.com/actord/actord/internal/ratelog"
 	"github.com/actord/actord/internal/service"
+	"github.com/actord/actord/internal/tsc"
 )
 
 // Config sets up a Node. Zero fields take the defaults.
@@ -352,6 +353,7 @@ type Node struct {
 // New makes a Node for sys. Start it with Serve (for a supervisor) or Start.
 func New(sys *actor.System, cfg Config) *Node {
 	cfg = cfg.withDefaults()
+	tsc.Calibrate() // before any hold is timed (once per process)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	n := &Node{

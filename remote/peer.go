@@ -60,7 +60,7 @@ type peer struct {
 	// frames queued meanwhile (hold), held records that some wait, and
 	// answering marks the write at the hold's end (unhold).
 	holds     int
-	holdStart int64 // when the first of the holds began (since monoBase)
+	holdStart int64 // when the first of the holds began (tsc.Read)
 	held      bool
 	answering bool
 	answerAt  int64             // the time of the read that ends (unhold), as lastWrite

@@ -1,6 +1,10 @@
 package remote
 
-import "time"
+import (
+	"time"
+
+	"github.com/actord/actord/internal/tsc"
+)
 
 // The peer's outbound stream: frames queued in plaintext, sealed and
 // written in batches (directly when the connection is idle, through gnet
@@ -103,14 +107,14 @@ func (p *peer) heardData() {
 // next request of an exchange) goes out in one write at its end, directly,
 // as gnet writes what its own handlers answer. It reports whether it held
 // the peer: only a connection that can write directly is held.
-func (p *peer) hold(now time.Time) bool {
+func (p *peer) hold() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil || !p.conn.direct() {
 		return false
 	}
 	if p.holds == 0 {
-		p.holdStart = int64(now.Sub(monoBase))
+		p.holdStart = tsc.Read()
 	}
 	p.holds++
 	return true
@@ -124,9 +128,11 @@ func (p *peer) hold(now time.Time) bool {
 const maxHold = 100 * time.Microsecond
 
 // holdExpired reports whether the current hold began over maxHold ago. It
-// reads the clock, but only while a hold makes a frame wait.
+// reads the clock, but only while a hold makes a frame wait, and then the
+// tick counter (package tsc): a hold's age is real time whatever the
+// node's clock, and this runs once per frame an exchange answers.
 func (p *peer) holdExpired() bool {
-	return int64(time.Since(monoBase))-p.holdStart > int64(maxHold)
+	return tsc.Since(p.holdStart) > maxHold
 }
 
 // unhold ends a hold, writing what was queued meanwhile; now is when the

@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package actor
+package tsc
 
 func rdtsc() int64 { return 0 }
 
