@@ -464,6 +464,9 @@ func TestRemoteErrorsKeepIdentity(t *testing.T) {
 type mismatched struct{ A string }
 type mismatched2 struct{ A []int }
 
+// anyField has an interface field, which msgpack cannot decode twice.
+type anyField struct{ Args any }
+
 // One name, two different types on two nodes: the receiver cannot decode the
 // payload; the ask gets an error and the connection survives.
 func TestRemotePayloadDecodeError(t *testing.T) {

@@ -797,7 +797,7 @@ func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typ
 		v, err = bv, berr
 	} else {
 		p := reflect.New(ti.typ)
-		if err = d.DecodeValue(p.Elem()); err == nil {
+		if err = decodeReflect(d, r, p.Elem()); err == nil {
 			if ti.etyp != nil {
 				v = ti.box(p.UnsafePointer()) // the value where it was decoded
 			} else {
@@ -813,6 +813,22 @@ func decodeValue(d *msgpack.Decoder, r *ctxReader, b []byte, i, end int, ti *typ
 		return nil, err
 	}
 	return v, nil
+}
+
+// decodeReflect decodes into v with msgpack's reflection, turning its panic
+// into the payload's error: msgpack panics on some well-formed input (a
+// struct's interface field given twice: it decodes the second into the
+// first's value, which it cannot set), and a payload's fault must not end
+// the frame, nor the connection with it. The decoder is reset, in case the
+// panic left it mid-value.
+func decodeReflect(d *msgpack.Decoder, r *ctxReader, v reflect.Value) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.Reset(r)
+			err = fmt.Errorf("msgpack panicked decoding %v: %v", v.Type(), p)
+		}
+	}()
+	return d.DecodeValue(v)
 }
 
 // maxPayloadDepth bounds the nesting of arrays, maps and refs in a payload.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/actord/actord/actor"
+	"github.com/actord/actord/internal/seam"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -269,6 +270,9 @@ func TestFrameParseRejects(t *testing.T) {
 	if err := Register[mismatched2](n, "test.mismatched"); err != nil {
 		t.Fatal(err)
 	}
+	if err := Register[anyField](n, "test.anyfield"); err != nil {
+		t.Fatal(err)
+	}
 	raw := func(b ...byte) msgpack.RawMessage { return b }
 	nest := func(depth int, leaf ...byte) msgpack.RawMessage {
 		return append(bytes.Repeat([]byte{0x91}, depth), leaf...)
@@ -290,6 +294,7 @@ func TestFrameParseRejects(t *testing.T) {
 		"str32 past the end":              body(fSend, goodDef, nil, typeID("[]any"), raw(0x91, 0xdb, 0x7f, 0xff, 0xff, 0xff)),
 		"ext32 past the end":              body(fSend, goodDef, nil, typeID("[]any"), raw(0x91, 0xc9, 0x7f, 0xff, 0xff, 0xff, 0x01)),
 		"invalid code inside":             body(fSend, goodDef, nil, typeID("[]any"), raw(0x92, 0xc0, 0xc1)),
+		"an interface field given twice":  body(fSend, goodDef, nil, typeID("test.anyfield"), raw(0x82, 0xa4, 'A', 'r', 'g', 's', 0x01, 0xa4, 'A', 'r', 'g', 's', 0x02)),
 	} {
 		var f frame
 		if err := fr.parse(b, &f); err != nil {
@@ -298,6 +303,28 @@ func TestFrameParseRejects(t *testing.T) {
 		}
 		if f.payloadErr == nil {
 			t.Errorf("%s: no payload error, payload %v", name, f.payload)
+		}
+	}
+	// The same payload decoded on the target's loop (lazy.go) is an error
+	// there too, and the loop's decoder goes on decoding.
+	frl := newFrameReader(n, nil)
+	frl.setFrom(n, nil)
+	var scratch any
+	for _, pl := range []msgpack.RawMessage{raw(0x82, 0xa4, 'A', 'r', 'g', 's', 0x01, 0xa4, 'A', 'r', 'g', 's', 0x02), raw(0x81, 0xa4, 'A', 'r', 'g', 's', 0x03)} {
+		var fl frame
+		if err := frl.parse(body(fSend, goodDef, nil, typeID("test.anyfield"), pl), &fl); err != nil {
+			t.Fatalf("an anyField payload for the loop: %v", err)
+		}
+		lz, ok := fl.payload.(*seam.Lazy)
+		if !ok {
+			t.Fatalf("an anyField payload for the loop came as %T", fl.payload)
+		}
+		v, err := lz.Dec.DecodeLazy(lz, &scratch, false)
+		if len(pl) > 7 && (err == nil || strings.Contains(err.Error(), "decoder panic")) {
+			t.Errorf("an interface field given twice, on the loop: %v, %v", v, err)
+		}
+		if len(pl) == 7 && (err != nil || v != (anyField{Args: int8(3)}) && v != (anyField{Args: int64(3)})) {
+			t.Errorf("the next payload on the loop: %#v, %v", v, err)
 		}
 	}
 	var f frame
