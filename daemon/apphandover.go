@@ -1176,7 +1176,7 @@ func (d *Daemon) settleHandover(ctx context.Context, h *RootHandover) {
 var errHandoverBusy = errors.New("a move or upgrade of the application is under way")
 
 // claimApp waits, within ctx, until no move or upgrade of app runs from
-// here, and keeps them from starting (apps.upgrading) until the function
+// here, and keeps them from starting (apps.claimed) until the function
 // it returns ends the claim: a root that lets go of its children for a
 // handover must not be asked to take a moved child's new instance
 // meanwhile (it would refuse it).
@@ -1194,18 +1194,14 @@ func (a *apps) claimApp(ctx context.Context, app string) (func(), error) {
 }
 
 // tryClaim claims app for one move, upgrade or handover at a time
-// (apps.upgrading): false if one runs. The function it returns ends this
+// (apps.claimed): false if one runs. The function it returns ends this
 // claim only: a later one of the same application (after an end) is
 // another's. claimApp is tryClaim with a wait.
 func (a *apps) tryClaim(app string) (func(), bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.upgrading[app] {
+	if _, busy := a.claimed[app]; busy {
 		return nil, false
-	}
-	a.upgrading[app] = true
-	if a.claimed == nil {
-		a.claimed = map[string]uint64{}
 	}
 	a.claims++
 	token := a.claims
@@ -1215,7 +1211,6 @@ func (a *apps) tryClaim(app string) (func(), bool) {
 		defer a.mu.Unlock()
 		if a.claimed[app] == token {
 			delete(a.claimed, app)
-			delete(a.upgrading, app)
 		}
 	}, true
 }

@@ -23,7 +23,7 @@ func TestHandOverGoesOnPastABusyApp(t *testing.T) {
 	})
 	eventually(t, 20*time.Second, "zoo on a", func() bool { return !rootOf(a, "zoo").IsZero() })
 	a.apps.mu.Lock()
-	a.apps.upgrading["shop"] = true // a move of shop's child runs, and will not end in time
+	a.apps.claimed["shop"] = 0 // a move of shop's child runs, and will not end in time
 	a.apps.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
@@ -50,7 +50,7 @@ func TestHandOverGoesOnPastABusyApp(t *testing.T) {
 		t.Fatalf("outcomes %+v, want shop's and zoo's", hs)
 	}
 	a.apps.mu.Lock()
-	moving := a.apps.upgrading["shop"]
+	_, moving := a.apps.claimed["shop"]
 	a.apps.mu.Unlock()
 	if !moving {
 		t.Fatal("the handover ended the move's claim of shop")
@@ -61,7 +61,7 @@ func TestHandOverGoesOnPastABusyApp(t *testing.T) {
 // ended again by a late unclaim once another handover claims the same
 // application: a move or upgrade must not start under that one.
 func TestHandOverUnclaimEndsOnlyItsClaim(t *testing.T) {
-	a := &apps{upgrading: map[string]bool{}}
+	a := &apps{claimed: map[string]uint64{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	first, err := a.claimApp(ctx, "x")

@@ -190,8 +190,7 @@ type apps struct {
 	mu        sync.Mutex
 	driver    actor.Ref                // the driver's current ref, zero when none runs
 	live      map[string]*liveApp      // the applications whose root runs here, by name
-	upgrading map[string]bool          // the applications being upgraded, having a child moved, or their root handed over from here (tryClaim)
-	claimed   map[string]uint64        // of those, each claim's token (tryClaim)
+	claimed   map[string]uint64        // the applications being upgraded, having a child moved, or their root handed over from here: each claim's token (tryClaim)
 	claims    uint64                   // the last claim's token
 	runner    *appRunner               // the driver's Runner; its loop only (tests reach it by Inspect)
 	handedOff map[string]*handOffWatch // the children this daemon holds for handovers, by application
@@ -214,7 +213,7 @@ func memberIDs(members []string) map[string]uint64 {
 // that reads it starts; startApps starts it.
 func newApps(d *Daemon) *apps {
 	a := &apps{d: d, cfg: d.cfg.Apps, ids: memberIDs(d.cfg.Apps.Members), kick: make(chan struct{}, 1), done: make(chan struct{}),
-		live: map[string]*liveApp{}, upgrading: map[string]bool{}, ulog: upgradeLog(d.log)}
+		live: map[string]*liveApp{}, claimed: map[string]uint64{}, ulog: upgradeLog(d.log)}
 	a.self = a.ids[d.cfg.Name]
 	return a
 }

@@ -555,7 +555,8 @@ func TestAppUpgradeRefused(t *testing.T) {
 	eventually(t, 20*time.Second, "the first upgrade under way on a", func() bool {
 		a.apps.mu.Lock()
 		defer a.apps.mu.Unlock()
-		return a.apps.upgrading["shop"]
+		_, upgrading := a.apps.claimed["shop"]
+		return upgrading
 	})
 	// Asked of a, whose loops are free (c's gateway may share w3's loop).
 	r := upgradeCall(t, a, gateway.UpgradeApp{App: "shop", Child: "w1", Kind: "counter2"})

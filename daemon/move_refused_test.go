@@ -70,7 +70,7 @@ func TestMoveWaitsOutAHandover(t *testing.T) {
 	}
 	// A handover waits for a move (or upgrade) under way.
 	a.apps.mu.Lock()
-	a.apps.upgrading["other"] = true
+	a.apps.claimed["other"] = 0
 	a.apps.mu.Unlock()
 	sctx, scancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer scancel()
